@@ -1,0 +1,280 @@
+"""Shared set-up for the benchmarks: threads, optional peers, backends, data, and the ratio report.
+
+Threads: every contender gets the same count, FASTDL_NUM_THREADS when it is set, else every CPU
+this process may use. fastdl, BLAS and OpenMP (threadpoolctl), torch and faiss are all set to it.
+
+Quick mode (`--quick` or FASTDL_BENCH_QUICK=1) skips the cases marked `big`.
+
+After pytest-benchmark's own table, a short report gives every contender's mean time per group
+and its ratio to the fastest fastdl backend of that group.
+"""
+
+import importlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastdl
+from fastdl import config as fastdl_config
+
+try:
+    import torch
+except ImportError as exc:
+    torch = None
+    TORCH_MISSING = f"torch is not installed ({exc}); `pip install 'torch==2.13.0'` (CPU build)"
+else:
+    TORCH_MISSING = None
+
+try:
+    import faiss
+except ImportError as exc:
+    faiss = None
+    FAISS_MISSING = f"faiss is not installed ({exc}); `pip install faiss-cpu`"
+else:
+    FAISS_MISSING = None
+
+QUICK_ENV = "FASTDL_BENCH_QUICK"
+DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "leiden-digits"
+DIGIT_FILES = ("train_in.csv", "train_out.csv", "test_in.csv", "test_out.csv")
+FASTDL_PREFIX = "fastdl["
+
+_results = []  # (group, contender, mean_s, rounds, note), filled as benchmarks finish
+_thread_limits = None  # threadpoolctl limits kept alive for the whole session
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--quick", action="store_true", default=False,
+        help=f"skip the big 10000x60000 distance case (same as {QUICK_ENV}=1)",
+    )
+
+
+def quick_mode(config):
+    value = os.environ.get(QUICK_ENV, "").strip().lower()
+    return config.getoption("--quick") or value not in ("", "0", "false", "no", "off")
+
+
+def bench_threads():
+    """FASTDL_NUM_THREADS when set, else every CPU this process may use."""
+    return fastdl_config.env_num_threads()
+
+
+def pytest_configure(config):
+    global _thread_limits
+    n_threads = bench_threads()
+    fastdl.set_num_threads(n_threads)  # fastdl's kernels, and a cap on BLAS
+    if torch is not None:
+        torch.set_num_threads(n_threads)
+    if faiss is not None:
+        faiss.omp_set_num_threads(n_threads)
+    # Every BLAS and OpenMP runtime loaded by now (numpy's, scipy's, faiss', torch's, sklearn's).
+    from threadpoolctl import threadpool_limits
+
+    _thread_limits = threadpool_limits(limits=n_threads)
+
+
+def pytest_report_header(config):
+    n_threads = bench_threads()
+    source = "FASTDL_NUM_THREADS" if config_has_env_threads() else "all CPUs"
+    status = fastdl.backend_status()
+    backends = ", ".join(f"{name}={'yes' if ok else 'no'}" for name, (ok, _) in status.items())
+    peers = [
+        f"torch {torch.__version__}" if torch is not None else "torch: not installed",
+        f"faiss {faiss.__version__}" if faiss is not None else "faiss: not installed",
+    ]
+    lines = [
+        f"fastdl {fastdl.__version__} benchmarks: {n_threads} threads ({source}) for every contender",
+        f"fastdl backends: {backends}; peers: {', '.join(peers)}",
+        f"quick mode: {'on (big case skipped)' if quick_mode(config) else 'off'}",
+    ]
+    coretype = os.environ.get("OPENBLAS_CORETYPE")
+    if coretype:
+        lines.append(f"OPENBLAS_CORETYPE={coretype} (from the environment)")
+    return lines
+
+
+def config_has_env_threads():
+    return fastdl_config.num_threads_from_env()
+
+
+def pytest_collection_modifyitems(config, items):
+    if not quick_mode(config):
+        return
+    skip = pytest.mark.skip(reason=f"quick mode (--quick or {QUICK_ENV}=1) skips the big case")
+    for item in items:
+        if item.get_closest_marker("big") is not None:
+            item.add_marker(skip)
+
+
+# Backends and peers ----------------------------------------------------------------------------
+
+
+def fastdl_backend_missing(family, name):
+    """Why fastdl backend `name` cannot run operation `family` here, or None when it can."""
+    ok, reason = fastdl.backend_status().get(name, (False, "unknown backend"))
+    if not ok:
+        return f"fastdl backend {name!r} is unavailable: {reason}"
+    try:
+        importlib.import_module(f"{fastdl.backend.PACKAGES[name]}.{family}")
+    except ImportError as exc:
+        return f"fastdl backend {name!r} has no {family!r} kernels yet ({exc})"
+    return None
+
+
+@pytest.fixture
+def require_fastdl_backend():
+    """Skip the test unless fastdl backend `name` can run `family`."""
+
+    def require(family, name):
+        missing = fastdl_backend_missing(family, name)
+        if missing:
+            pytest.skip(missing)
+
+    return require
+
+
+@pytest.fixture(scope="session")
+def n_threads():
+    return bench_threads()
+
+
+@pytest.fixture(scope="session")
+def warm_fastdl():
+    """Compile every usable fastdl backend (both dtypes) once, before anything is timed.
+
+    Returns a dict: operation family ("distance", "neighbors") -> backends that can run it.
+    """
+    from fastdl.neighbors import KNeighborsClassifier
+
+    rng = np.random.default_rng(0)
+    usable = {"distance": [], "neighbors": []}
+    for family, names in usable.items():
+        for name in ("numpy", "numba", "cython"):
+            if fastdl_backend_missing(family, name):
+                continue
+            for dtype in (np.float64, np.float32):
+                A = rng.uniform(-1, 1, (40, 8)).astype(dtype)
+                B = rng.uniform(-1, 1, (30, 8)).astype(dtype)
+                if family == "distance":
+                    fastdl.ops.pairwise_distances(A, B, backend=name)
+                else:
+                    fastdl.ops.knn(A, B, 3, backend=name)
+                    KNeighborsClassifier(3, backend=name).fit(B, np.arange(30) % 3).predict(A)
+            names.append(name)
+    return usable
+
+
+@pytest.fixture(scope="session")
+def leiden_digits():
+    """The course digits as float64 arrays and integer labels; skips when the files are absent."""
+    places = []
+    if fastdl_config.data_dir() is not None:
+        env = Path(fastdl_config.data_dir())
+        places += [env / "leiden-digits", env]
+    places.append(DATA_DIR)
+    for place in places:
+        if all((place / name).is_file() for name in DIGIT_FILES):
+            break
+    else:
+        pytest.skip(
+            "course data leiden-digits not found (looked in "
+            + ", ".join(str(p) for p in places)
+            + f"; needs {', '.join(DIGIT_FILES)})"
+        )
+
+    def read(name, dtype):
+        return np.loadtxt(place / name, delimiter=",", dtype=dtype, ndmin=1)
+
+    data = {
+        "X_train": np.ascontiguousarray(read("train_in.csv", np.float64)),
+        "y_train": read("train_out.csv", np.float64).astype(np.int64),
+        "X_test": np.ascontiguousarray(read("test_in.csv", np.float64)),
+        "y_test": read("test_out.csv", np.float64).astype(np.int64),
+        "place": place,
+    }
+    assert data["X_train"].shape[0] == data["y_train"].shape[0]
+    assert data["X_test"].shape[0] == data["y_test"].shape[0]
+    return data
+
+
+@pytest.fixture
+def name_contender(benchmark):
+    """name_contender(group, contender, note=""): file this benchmark under a comparison group."""
+
+    def name(group, contender, note=""):
+        benchmark.group = group
+        benchmark.extra_info["contender"] = contender
+        if note:
+            benchmark.extra_info["note"] = note
+
+    return name
+
+
+# Ratio report ----------------------------------------------------------------------------------
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    yield
+    benchmark = (getattr(item, "funcargs", None) or {}).get("benchmark")
+    metadata = getattr(benchmark, "stats", None)
+    stats = getattr(metadata, "stats", None)
+    if stats is None or not stats.rounds:
+        return
+    extra = benchmark.extra_info
+    _results.append((
+        benchmark.group or "(no group)",
+        extra.get("contender", item.name),
+        stats.mean,
+        stats.min,
+        stats.rounds,
+        extra.get("note", ""),
+    ))
+
+
+def format_seconds(seconds):
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds * 1e9:.3g} ns"
+
+
+def format_ratio(time, baseline):
+    """'2.50x slower' / '1.30x faster' / '1.00x' relative to the fastdl baseline."""
+    if baseline is None:
+        return "n/a"
+    ratio = time / baseline
+    if ratio >= 1.0:
+        return f"{ratio:.2f}x slower" if ratio >= 1.005 else "1.00x"
+    return f"{1.0 / ratio:.2f}x faster"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter):
+    if not _results:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("fastdl ratios: each contender against fastdl's fastest backend, per group")
+    write(f"threads: {bench_threads()} for every contender (set FASTDL_NUM_THREADS to change).")
+    write("'vs fastdl (mean)': contender mean / best fastdl mean; 'vs fastdl (min)': the same with min times.")
+    groups = {}
+    for group, contender, mean, min_, rounds, note in _results:
+        groups.setdefault(group, []).append((mean, min_, contender, rounds, note))
+    for group, rows in groups.items():
+        rows.sort()
+        fastdl_rows = [row for row in rows if row[2].startswith(FASTDL_PREFIX)]
+        best_mean = min(row[0] for row in fastdl_rows) if fastdl_rows else None
+        best_min = min(row[1] for row in fastdl_rows) if fastdl_rows else None
+        width = max(len(row[2]) for row in rows)
+        write("")
+        write(group)
+        write(f"  {'contender':<{width}}  {'mean':>9}  {'min':>9}  {'vs fastdl (mean)':<16}  "
+              f"{'vs fastdl (min)':<15}  rounds")
+        for mean, min_, contender, rounds, note in rows:
+            line = (f"  {contender:<{width}}  {format_seconds(mean):>9}  {format_seconds(min_):>9}  "
+                    f"{format_ratio(mean, best_mean):<16}  {format_ratio(min_, best_min):<15}  {rounds:>6}")
+            write(line + (f"  {note}" if note else ""))
+        if best_mean is None:
+            write("  (no fastdl backend ran in this group, so there is no baseline)")

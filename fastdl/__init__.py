@@ -1,0 +1,29 @@
+"""fastdl: compiled kernels for classic machine learning and small deep networks.
+
+Importing fastdl compiles nothing and loads no backend; kernels load on first use.
+"""
+
+from fastdl.backend import (
+    BackendUnavailableError,
+    available_backends,
+    backend_status,
+    get_backend,
+    get_num_threads,
+    set_backend,
+    set_num_threads,
+    use_backend,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendUnavailableError",
+    "available_backends",
+    "backend_status",
+    "get_backend",
+    "get_num_threads",
+    "set_backend",
+    "set_num_threads",
+    "use_backend",
+    "__version__",
+]

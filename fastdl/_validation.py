@@ -1,0 +1,81 @@
+"""Input checks shared by the public ops and models: run before any compiled code."""
+
+import numbers
+
+import numpy as np
+
+
+def compute_dtype(*arrays):
+    """float32 when every input is float32, float64 otherwise."""
+    return np.float32 if all(a.dtype.type is np.float32 for a in arrays) else np.float64
+
+
+def check_matrix(X, name, allow_empty=False):
+    """A 2-D, finite, numeric ndarray (not yet converted); raises ValueError/TypeError otherwise."""
+    if isinstance(X, np.ndarray):
+        array = X
+    else:
+        try:
+            array = np.asarray(X)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be array-like of numbers: {exc}") from None
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    if np.issubdtype(array.dtype, np.complexfloating):
+        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {array.shape}")
+    if not allow_empty and (array.shape[0] == 0 or array.shape[1] == 0):
+        raise ValueError(f"{name} must not be empty, got shape {array.shape}")
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return array
+
+
+def as_compute(X, dtype):
+    """C-contiguous, native-byte-order copy (or view) of X in `dtype`; uint8 etc. never wrap."""
+    return np.ascontiguousarray(X, dtype=np.dtype(dtype).newbyteorder("="))
+
+
+def check_same_features(A, B, name_a="A", name_b="B"):
+    if A.shape[1] != B.shape[1]:
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same number of features, "
+            f"got {name_a} {A.shape} and {name_b} {B.shape}"
+        )
+
+
+def check_int(value, name, low, high=None):
+    """An integer in [low, high]; bools and floats are refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"between {low} and {high}"
+        raise ValueError(f"{name} must be {bounds}, got {value}")
+    return value
+
+
+def check_codes(y, n_samples, n_classes=None, name="y"):
+    """Integer class codes 0..n_classes-1 as a contiguous int64 array, and n_classes."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {y.shape}")
+    if y.shape[0] != n_samples:
+        raise ValueError(f"{name} has {y.shape[0]} labels but X has {n_samples} samples")
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.isfinite(y).all() or not (y == np.round(y)).all():
+            raise ValueError(f"{name} must hold integer class codes, got non-integer values")
+    elif not np.issubdtype(y.dtype, np.integer):
+        raise TypeError(f"{name} must hold integer class codes, got dtype {y.dtype}")
+    codes = np.ascontiguousarray(y, dtype=np.int64)
+    if codes.size and codes.min() < 0:
+        raise ValueError(f"{name} must hold class codes >= 0, got {codes.min()}")
+    top = int(codes.max()) + 1 if codes.size else 0
+    if n_classes is None:
+        n_classes = top
+    else:
+        n_classes = check_int(n_classes, "n_classes", 1)
+        if top > n_classes:
+            raise ValueError(f"{name} holds class code {top - 1}, outside 0..{n_classes - 1}")
+    return codes, n_classes

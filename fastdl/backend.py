@@ -1,0 +1,196 @@
+"""Backend registry: which compiled kernels serve an operation.
+
+Each backend is a package of kernel modules with the same module and function names:
+
+    numpy   fastdl.kernels.npy   vectorised numpy, the reference; always available
+    numba   fastdl.kernels.cpu   Numba @njit kernels
+    cython  fastdl.kernels.cy    Cython extensions (OpenMP when the build had it)
+    cuda    fastdl.kernels.gpu   numba.cuda kernels; opt-in, never chosen by "auto"
+
+"auto" picks, per operation, the first available backend in AUTO_ORDER (the order the benchmarks
+measured fastest on a 2-core laptop-class CPU).
+"""
+
+import contextlib
+import contextvars
+import importlib
+import warnings
+
+from fastdl import config
+
+PACKAGES = {
+    "numpy": "fastdl.kernels.npy",
+    "numba": "fastdl.kernels.cpu",
+    "cython": "fastdl.kernels.cy",
+    "cuda": "fastdl.kernels.gpu",
+}
+
+# Measured with `make bench`; see the closing notes of the issues that added each operation.
+AUTO_ORDER = {
+    "distance": ("cython", "numba", "numpy"),
+    "neighbors": ("cython", "numba", "numpy"),
+}
+DEFAULT_AUTO_ORDER = ("cython", "numba", "numpy")
+
+_process_default = config.env_backend()
+_context_backend = contextvars.ContextVar("fastdl_backend", default=None)
+_status_cache = {}
+_module_cache = {}
+_warned = set()
+
+
+class BackendUnavailableError(RuntimeError):
+    """A backend was asked for by name but cannot be loaded here."""
+
+
+def _check_name(name):
+    if not isinstance(name, str):
+        raise TypeError(f"backend must be a string, got {type(name).__name__}")
+    name = name.strip().lower()
+    if name != "auto" and name not in PACKAGES:
+        raise ValueError(f"unknown backend {name!r}; choose one of 'auto', " + ", ".join(map(repr, PACKAGES)))
+    return name
+
+
+def _probe(name):
+    """(available, reason) for one backend, loading it once."""
+    if name == "numpy":
+        return True, "vectorised numpy reference"
+    if name == "numba":
+        try:
+            import numba
+        except ImportError as exc:
+            return False, f"numba is not installed ({exc})"
+        return True, f"numba {numba.__version__}"
+    if name == "cython":
+        try:
+            from fastdl.kernels.cy import _build
+        except ImportError as exc:
+            return False, f"the Cython extensions are not built ({exc}); reinstall with `pip install .`"
+        openmp = "with OpenMP" if _build.openmp_enabled() else "without OpenMP (single-threaded)"
+        return True, f"compiled {openmp}"
+    if name == "cuda":
+        try:
+            from numba import cuda
+        except ImportError as exc:
+            return False, f"numba is not installed ({exc})"
+        try:
+            visible = cuda.is_available()
+        except Exception as exc:  # a broken driver must not break fastdl
+            return False, f"the CUDA driver failed to load ({exc})"
+        if not visible:
+            return False, "no CUDA device is visible"
+        return False, "a CUDA device is visible, but fastdl has no CUDA kernels yet"
+    raise AssertionError(name)
+
+
+def backend_status():
+    """Availability of every backend.
+
+    Returns
+    -------
+    dict
+        name -> (available, reason), where reason says why a backend cannot be used.
+    """
+    for name in PACKAGES:
+        if name not in _status_cache:
+            _status_cache[name] = _probe(name)
+    return dict(_status_cache)
+
+
+def available_backends():
+    """Names of the backends usable in this process, reference first."""
+    return [name for name, (ok, _) in backend_status().items() if ok]
+
+
+def set_backend(name):
+    """Set the process-wide default backend ("auto", "numpy", "numba", "cython" or "cuda")."""
+    global _process_default
+    _process_default = _check_name(name)
+
+
+def get_backend():
+    """The backend name in force here: the innermost `use_backend`, else the process default."""
+    return _context_backend.get() or _process_default
+
+
+@contextlib.contextmanager
+def use_backend(name):
+    """Context manager selecting a backend for the operations run inside it."""
+    token = _context_backend.set(_check_name(name))
+    try:
+        yield
+    finally:
+        _context_backend.reset(token)
+
+
+def _load(name, family):
+    """(kernel module or None, reason) of one family on one backend, cached."""
+    key = (name, family)
+    if key not in _module_cache:
+        if name not in _status_cache:
+            _status_cache[name] = _probe(name)
+        ok, reason = _status_cache[name]
+        module = None
+        if ok:
+            try:
+                module = importlib.import_module(f"{PACKAGES[name]}.{family}")
+            except ImportError as exc:
+                reason = f"its {family!r} kernels failed to load ({exc})"
+        _module_cache[key] = (module, reason)
+    return _module_cache[key]
+
+
+def resolve(family, backend=None):
+    """The backend name that will run `family`."""
+    return kernels(family, backend)[1]
+
+
+def kernels(family, backend=None):
+    """The kernel module of `family` ("distance", "neighbors", ...) and the backend name."""
+    name = _check_name(backend) if backend is not None else _check_name(get_backend())
+    if name != "auto":
+        module, reason = _load(name, family)
+        if module is None:
+            raise BackendUnavailableError(f"backend {name!r} is unavailable: {reason}")
+        return module, name
+    for candidate in AUTO_ORDER.get(family, DEFAULT_AUTO_ORDER):
+        module, reason = _load(candidate, family)
+        if module is not None:
+            return module, candidate
+        if candidate not in _warned:
+            _warned.add(candidate)
+            warnings.warn(f"fastdl: skipping backend {candidate!r}: {reason}", RuntimeWarning, stacklevel=3)
+    raise AssertionError("the numpy backend is always available")
+
+
+# Threads ---------------------------------------------------------------------------------------
+
+_num_threads = None
+
+
+def get_num_threads():
+    """Threads fastdl's kernels use (Numba, OpenMP) and the cap it puts on BLAS."""
+    global _num_threads
+    if _num_threads is None:
+        _num_threads = config.env_num_threads()
+        if config.num_threads_from_env():
+            _limit_blas(_num_threads)
+    return _num_threads
+
+
+def set_num_threads(n):
+    """Set the threads used by Numba and OpenMP kernels, and by BLAS, to `n`."""
+    global _num_threads
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"the number of threads must be a positive integer, got {n!r}")
+    _num_threads = n
+    _limit_blas(n)
+
+
+def _limit_blas(n):
+    # Our kernels never call BLAS from inside their own parallel regions, so capping BLAS at the
+    # same count keeps the cores from being oversubscribed when a GEMM and a kernel alternate.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(n, user_api="blas")

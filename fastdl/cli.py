@@ -1,0 +1,283 @@
+"""The ``fastdl`` command: reproduce, info, bench, data.
+
+Importing this module must stay cheap (it runs on every ``fastdl --help``), so numpy,
+scikit-learn, matplotlib and umap are imported inside the commands that use them.
+"""
+
+import argparse
+import platform
+import sys
+
+
+def main(argv=None):
+    """Run the ``fastdl`` command line.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name; None reads ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 2 on a usage or data error.
+    """
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args) or 0
+    except (FileNotFoundError, ValueError) as error:
+        # Bad data or arguments: a one-line message, not a traceback.
+        print(f"fastdl: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _build_parser():
+    from fastdl.repro import ASSIGNMENTS
+
+    parser = argparse.ArgumentParser(
+        prog="fastdl", description="fastdl: compiled kernels for the course assignments.")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    names = ", ".join(f"{name} ({description})" for name, (_, description)
+                      in ASSIGNMENTS.items())
+    reproduce = commands.add_parser(
+        "reproduce", help="regenerate an assignment's tables and figures",
+        description=f"Regenerate tables and figures. Implemented: {names}.")
+    reproduce.add_argument("assignments", nargs="*", metavar="NAME",
+                           help="assignments to run, or 'all' (default: all)")
+    reproduce.add_argument("--data-dir", default=None,
+                           help="directory with the course data (default: $FASTDL_DATA, else "
+                                "the embedded scikit-learn digits)")
+    reproduce.add_argument("--out", default="results", help="output directory (default: results)")
+    reproduce.add_argument("--quick", action="store_true",
+                           help="skip the slow steps (t-SNE, UMAP, ...)")
+    reproduce.add_argument("--no-verify", action="store_true",
+                           help="accept data files that are not the course's (no SHA-256 check)")
+    reproduce.set_defaults(handler=_cmd_reproduce)
+
+    info = commands.add_parser("info", help="versions, backends, threads, GPU")
+    info.set_defaults(handler=_cmd_info)
+
+    bench = commands.add_parser("bench", help="a short timing of the backends vs numpy and "
+                                              "scikit-learn (full suite: make bench)")
+    bench.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+    bench.set_defaults(handler=_cmd_bench)
+
+    data = commands.add_parser("data", help="datasets and where they are looked for")
+    data_commands = data.add_subparsers(title="data commands", metavar="ACTION")
+    data_list = data_commands.add_parser("list", help="known datasets and their locations")
+    data_list.add_argument("--data-dir", default=None, help="also look in this directory")
+    data_list.set_defaults(handler=_cmd_data_list)
+    data.set_defaults(handler=_cmd_data_list, data_dir=None)
+    return parser
+
+
+def _cmd_reproduce(args):
+    from fastdl.repro import ASSIGNMENTS, get_runner
+
+    names = args.assignments or ["all"]
+    if "all" in names:
+        names = list(ASSIGNMENTS)
+    unknown = [name for name in names if name not in ASSIGNMENTS]
+    if unknown:
+        raise ValueError(f"unknown assignment(s) {', '.join(unknown)}; "
+                         f"implemented: {', '.join(ASSIGNMENTS)} (or 'all')")
+    # Only passed when asked for, so an assignment without checksummed data needn't accept it.
+    extra = {"verify": False} if args.no_verify else {}
+    for name in names:
+        result = get_runner(name)(data_dir=args.data_dir, out_dir=args.out, quick=args.quick,
+                                  **extra)
+        print(f"{name}: data source: {result.get('source')}; "
+              f"{len(result.get('files', []))} files written under {args.out}/{name}/")
+    return 0
+
+
+def _version(module_name):
+    """A module's __version__, or why it could not be imported."""
+    try:
+        module = __import__(module_name)
+    except Exception as error:  # any import failure is reportable, never fatal here
+        return f"not available ({type(error).__name__}: {error})"
+    return getattr(module, "__version__", "unknown version")
+
+
+def _cmd_info(args):
+    import fastdl
+
+    print(f"fastdl        {getattr(fastdl, '__version__', 'unknown')}")
+    print(f"Python        {platform.python_version()} ({sys.executable})")
+    print(f"platform      {platform.platform()}")
+    for name in ("numpy", "numba", "Cython", "sklearn", "scipy", "threadpoolctl"):
+        label = "scikit-learn" if name == "sklearn" else name
+        print(f"{label:<13} {_version(name)}")
+
+    print("\nBackends:")
+    status = fastdl.backend_status()
+    for name, (available, reason) in status.items():
+        state = "available" if available else "unavailable"
+        print(f"  {name:<8} {state}" + (f" ({reason})" if reason else ""))
+    print(f"  default: {fastdl.get_backend()}")
+
+    print("\nThreads:")
+    print(f"  fastdl.get_num_threads()  {fastdl.get_num_threads()}")
+    try:
+        import numba
+
+        print(f"  numba                     {numba.get_num_threads()} "
+              f"(layer: {numba.config.THREADING_LAYER})")
+    except Exception as error:
+        print(f"  numba                     unknown ({error})")
+    for line in _threadpool_lines():
+        print(f"  {line}")
+
+    print("\nGPU:")
+    print(f"  CUDA device visible: {_cuda_visible()}")
+    return 0
+
+
+def _threadpool_lines():
+    """BLAS and OpenMP thread pools loaded in this process (via threadpoolctl)."""
+    try:
+        import numpy  # noqa: F401  (loads BLAS so threadpoolctl can see it)
+        from threadpoolctl import threadpool_info
+    except Exception as error:
+        return [f"BLAS/OpenMP               unknown ({error})"]
+    _import_cython_kernels()  # loads the OpenMP runtime if the extensions were built with it
+    lines = []
+    for pool in threadpool_info():
+        api = pool.get("user_api", "?")
+        label = "BLAS" if api == "blas" else "OpenMP" if api == "openmp" else api
+        lines.append(f"{label + ' (' + pool.get('internal_api', '?') + ')':<25} "
+                     f"{pool.get('num_threads')} threads, {pool.get('filepath', '')}")
+    if not any("OpenMP" in line for line in lines):
+        lines.append("OpenMP                    no OpenMP runtime loaded (extensions built "
+                     "without it, or not built)")
+    return lines
+
+
+def _import_cython_kernels():
+    """Import whatever Cython kernel modules are built; failures are irrelevant to info."""
+    try:
+        import importlib
+        import pkgutil
+
+        import fastdl.kernels.cy as cy
+        for module in pkgutil.iter_modules(cy.__path__):
+            try:
+                importlib.import_module(f"fastdl.kernels.cy.{module.name}")
+            except Exception:
+                pass
+    except Exception:
+        pass
+
+
+def _cuda_visible():
+    """Whether numba.cuda sees a device; never raises."""
+    try:
+        from numba import cuda
+
+        if cuda.is_available():
+            name = cuda.get_current_device().name
+            if isinstance(name, bytes):
+                name = name.decode(errors="replace")
+            return f"yes ({name})"
+        return "no"
+    except Exception as error:
+        return f"no ({type(error).__name__}: {error})"
+
+
+def _best_time(fn, repeats):
+    """Fastest of ``repeats`` calls after one warm-up call (which absorbs JIT compiling)."""
+    import time
+
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _cmd_bench(args):
+    import numpy as np
+    from sklearn.metrics.pairwise import euclidean_distances
+    from sklearn.neighbors import NearestNeighbors
+
+    import fastdl
+    from fastdl import ops
+
+    n_query, n_ref, n_features = (500, 1000, 64) if args.quick else (2000, 4000, 256)
+    k, repeats = 3, (2 if args.quick else 5)
+    rng = np.random.default_rng(0)
+    queries = rng.standard_normal((n_query, n_features))
+    refs = rng.standard_normal((n_ref, n_features))
+
+    def numpy_distances():
+        # The usual GEMM expansion; clipping guards against tiny negative squares.
+        sq = (queries ** 2).sum(1)[:, None] + (refs ** 2).sum(1)[None, :] - 2 * queries @ refs.T
+        return np.sqrt(np.maximum(sq, 0.0))
+
+    def numpy_knn():
+        dist = numpy_distances()
+        part = np.argpartition(dist, k - 1, axis=1)[:, :k]
+        order = np.argsort(np.take_along_axis(dist, part, 1), axis=1, kind="stable")
+        return np.take_along_axis(part, order, 1)
+
+    brute = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(refs)
+    cases = {
+        "pairwise_distances": {
+            "numpy": numpy_distances,
+            "scikit-learn": lambda: euclidean_distances(queries, refs)},
+        f"knn (k={k})": {
+            "numpy": numpy_knn,
+            "scikit-learn": lambda: brute.kneighbors(queries)},
+    }
+    backends = fastdl.available_backends()
+    for backend in backends:
+        cases["pairwise_distances"][f"fastdl[{backend}]"] = (
+            lambda b=backend: ops.pairwise_distances(queries, refs, backend=b))
+        cases[f"knn (k={k})"][f"fastdl[{backend}]"] = (
+            lambda b=backend: ops.knn(queries, refs, k, backend=b))
+
+    print(f"query {n_query} x {n_features}, reference {n_ref} x {n_features}, float64; "
+          f"best of {repeats} after a warm-up call; {fastdl.get_num_threads()} threads")
+    rows, failures = [], 0
+    for op, impls in cases.items():
+        times = {}
+        for name, fn in impls.items():
+            try:
+                times[name] = _best_time(fn, repeats)
+            except Exception as error:  # one broken backend must not hide the others' numbers
+                times[name] = f"failed: {type(error).__name__}: {error}"
+                failures += 1
+        for name, seconds in times.items():
+            if isinstance(seconds, str):
+                rows.append([op, name, seconds, "-", "-"])
+                continue
+            rows.append([op, name, f"{seconds * 1e3:.2f}",
+                         f"{times['numpy'] / seconds:.2f}x",
+                         f"{times['scikit-learn'] / seconds:.2f}x"])
+    from fastdl.repro.report import markdown_table
+
+    print(markdown_table(["Op", "Implementation", "ms", "speed-up vs numpy",
+                          "speed-up vs scikit-learn"], rows))
+    print("\n(The full benchmark suite is `make bench`.)")
+    return 1 if failures else 0
+
+
+def _cmd_data_list(args):
+    from fastdl.data import DATASETS, dataset_locations
+
+    for name, (description, loader, files) in DATASETS.items():
+        print(f"{name}: {description}")
+        print(f"  loader: {loader}(path=None)")
+        print(f"  files:  {', '.join(files)}")
+        print("  looked for, in order:")
+        for place, note in dataset_locations(name, getattr(args, "data_dir", None)):
+            print(f"    {place}  [{note}]")
+    return 0

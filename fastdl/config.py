@@ -1,0 +1,59 @@
+"""Defaults and FASTDL_* environment variables, read in this one place.
+
+FASTDL_BACKEND       default backend: "auto" (default), "numpy", "numba", "cython" or "cuda"
+FASTDL_NUM_THREADS   threads for Numba, OpenMP and BLAS (default: the CPUs this process may use)
+FASTDL_CACHE         "0" disables Numba's on-disk cache of compiled kernels (default "1")
+FASTDL_FASTMATH      "1" compiles Numba kernels with fastmath (default "0")
+FASTDL_DATA          directory holding datasets (e.g. the course's leiden-digits CSV files)
+"""
+
+import os
+
+BACKENDS = ("numpy", "numba", "cython", "cuda")
+
+
+def _flag(name, default):
+    value = os.environ.get(name, default).strip().lower()
+    return value not in ("0", "false", "no", "off", "")
+
+
+def default_num_threads():
+    """The number of CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def env_backend():
+    return os.environ.get("FASTDL_BACKEND", "auto").strip().lower() or "auto"
+
+
+def env_num_threads():
+    value = os.environ.get("FASTDL_NUM_THREADS", "").strip()
+    if not value:
+        return default_num_threads()
+    try:
+        n = int(value)
+    except ValueError:
+        raise ValueError(f"FASTDL_NUM_THREADS must be a positive integer, got {value!r}") from None
+    if n < 1:
+        raise ValueError(f"FASTDL_NUM_THREADS must be a positive integer, got {value!r}")
+    return n
+
+
+def num_threads_from_env():
+    return bool(os.environ.get("FASTDL_NUM_THREADS", "").strip())
+
+
+def numba_cache():
+    return _flag("FASTDL_CACHE", "1")
+
+
+def numba_fastmath():
+    return _flag("FASTDL_FASTMATH", "0")
+
+
+def data_dir():
+    value = os.environ.get("FASTDL_DATA", "").strip()
+    return value or None

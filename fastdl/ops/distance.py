@@ -1,0 +1,58 @@
+"""Pairwise Euclidean distances."""
+
+import numpy as np
+
+from fastdl import backend as _backend
+from fastdl._validation import check_matrix, check_same_features, compute_dtype
+from fastdl.ops._shift import block_rows, shift_origin, shifted, sq_row_norms
+
+# Entries with d^2 < REFINE_TOL * (|a|^2 + |b|^2) lost too many digits to cancellation in the GEMM
+# formula and are recomputed directly; above it the relative error is at most about
+# n_features * eps / REFINE_TOL.
+REFINE_TOL = {np.float32: 2.0**-4, np.float64: 2.0**-12}
+
+
+def pairwise_distances(A, B=None, squared=False, backend=None):
+    """Euclidean distances between the rows of A and the rows of B.
+
+    Parameters
+    ----------
+    A : array-like of shape (n_samples_a, n_features)
+    B : array-like of shape (n_samples_b, n_features), optional
+        Defaults to A.
+    squared : bool, default False
+        Return squared distances.
+    backend : str, optional
+        "auto", "numpy", "numba", "cython" (None: the process default).
+
+    Returns
+    -------
+    ndarray of shape (n_samples_a, n_samples_b)
+        float32 when the inputs are float32, float64 otherwise.
+
+    Notes
+    -----
+    Computed as |a|^2 + |b|^2 - 2 a.b with a BLAS GEMM, after shifting both sides by the mean of B
+    (data far from the origin keeps its precision); entries small enough to suffer cancellation are
+    recomputed directly, so no squared distance is negative.
+    """
+    A = check_matrix(A, "A")
+    B = A if B is None else check_matrix(B, "B")
+    check_same_features(A, B)
+    kernels, _ = _backend.kernels("distance", backend)
+    dtype = compute_dtype(A, B)
+    origin = shift_origin(B)
+    A_shifted = shifted(A, origin, dtype)
+    B_shifted = A_shifted if B is A else shifted(B, origin, dtype)
+    norms_a = sq_row_norms(A_shifted)
+    norms_b = norms_a if B is A else sq_row_norms(B_shifted)
+    out = np.empty((A.shape[0], B.shape[0]), dtype=dtype)
+    n_threads = _backend.get_num_threads()
+    for start, stop in block_rows(A.shape[0], B.shape[0]):
+        block = out[start:stop]
+        np.dot(A_shifted[start:stop], B_shifted.T, out=block)
+        kernels.distances_from_gram(
+            block, A_shifted[start:stop], B_shifted, norms_a[start:stop], norms_b,
+            REFINE_TOL[dtype], bool(squared), n_threads,
+        )
+    return out

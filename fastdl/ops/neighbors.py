@@ -1,0 +1,94 @@
+"""k nearest neighbours, majority votes and class centroids."""
+
+import numpy as np
+
+from fastdl import backend as _backend
+from fastdl._validation import (
+    as_compute, check_codes, check_int, check_matrix, check_same_features, compute_dtype,
+)
+from fastdl.ops._knn_index import KnnIndex
+
+
+def knn(X_query, X_ref, k, backend=None):
+    """The k nearest rows of X_ref for every row of X_query (Euclidean).
+
+    Parameters
+    ----------
+    X_query : array-like of shape (n_queries, n_features)
+    X_ref : array-like of shape (n_ref, n_features)
+    k : int
+        1 <= k <= n_ref.
+    backend : str, optional
+        "auto", "numpy", "numba", "cython" (None: the process default).
+
+    Returns
+    -------
+    distances : ndarray of shape (n_queries, k)
+        Ascending Euclidean distances; float32 for float32 inputs, float64 otherwise.
+    indices : ndarray of shape (n_queries, k), int64
+        Rows of X_ref; equal distances are ordered by the lower index.
+
+    Notes
+    -----
+    The ranking is that of exact float64 distances, found at the cost of a float32 GEMM plus a few
+    float64 re-checks per query; memory stays bounded by working in blocks of queries.
+    """
+    X_query = check_matrix(X_query, "X_query")
+    X_ref = check_matrix(X_ref, "X_ref")
+    check_same_features(X_query, X_ref, "X_query", "X_ref")
+    k = check_int(k, "k", 1, X_ref.shape[0])
+    kernels, _ = _backend.kernels("neighbors", backend)
+    dtype = compute_dtype(X_query, X_ref)
+    index = KnnIndex(as_compute(X_ref, dtype))
+    distances, indices = index.query(as_compute(X_query, dtype), k, kernels, _backend.get_num_threads())
+    return distances.astype(dtype, copy=False), indices
+
+
+def majority_vote(neighbor_codes, n_classes, backend=None):
+    """Most frequent class code in each row of neighbor_codes; ties go to the smaller code.
+
+    Parameters
+    ----------
+    neighbor_codes : array-like of shape (n_samples, k), integer codes in 0..n_classes-1
+    n_classes : int
+
+    Returns
+    -------
+    ndarray of shape (n_samples,), int64
+    """
+    codes = np.asarray(neighbor_codes)
+    if codes.ndim != 2 or codes.shape[1] == 0:
+        raise ValueError(f"neighbor_codes must be 2-D (n_samples, k) with k >= 1, got shape {codes.shape}")
+    flat, n_classes = check_codes(codes.ravel(), codes.size, n_classes, "neighbor_codes")
+    kernels, _ = _backend.kernels("neighbors", backend)
+    out = np.empty(codes.shape[0], dtype=np.int64)
+    kernels.majority_vote(flat.reshape(codes.shape), n_classes, out, _backend.get_num_threads())
+    return out
+
+
+def class_centroids(X, y, n_classes=None, backend=None):
+    """Mean row of each class.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,), integer codes in 0..n_classes-1
+    n_classes : int, optional
+        Defaults to max(y) + 1; every class must have at least one sample.
+
+    Returns
+    -------
+    ndarray of shape (n_classes, n_features)
+        Summed in float64; float32 for float32 X, float64 otherwise.
+    """
+    X = check_matrix(X, "X")
+    codes, n_classes = check_codes(y, X.shape[0], n_classes)
+    kernels, _ = _backend.kernels("neighbors", backend)
+    dtype = compute_dtype(X)
+    sums = np.empty((n_classes, X.shape[1]))
+    counts = np.empty(n_classes, dtype=np.int64)
+    kernels.class_sums(as_compute(X, dtype), codes, sums, counts, _backend.get_num_threads())
+    if (counts == 0).any():
+        empty = np.flatnonzero(counts == 0).tolist()
+        raise ValueError(f"classes {empty} have no samples, so they have no centroid")
+    return (sums / counts[:, None]).astype(dtype, copy=False)

@@ -1,0 +1,47 @@
+"""One module per course assignment; each has ``run(data_dir, out_dir, quick) -> dict``.
+
+``run`` may also accept ``verify`` (checksums of course data); ``fastdl reproduce --no-verify``
+passes ``verify=False``.
+
+``ASSIGNMENTS`` is the registry ``fastdl reproduce`` reads: adding assignment N is one line
+here plus its module. Modules are imported only when run, so listing them stays cheap.
+"""
+
+import importlib
+
+__all__ = ["ASSIGNMENTS", "get_runner", "run"]
+
+# name -> (module, one-line description)
+ASSIGNMENTS = {
+    "a1": ("fastdl.repro.a1", "data dimensionality: distance-based classification"),
+}
+
+
+def get_runner(name):
+    """The ``run`` function of an assignment.
+
+    Parameters
+    ----------
+    name : str
+        A key of ``ASSIGNMENTS``, e.g. "a1".
+
+    Returns
+    -------
+    callable
+        ``run(data_dir=None, out_dir="results", quick=False) -> dict``.
+    """
+    if name not in ASSIGNMENTS:
+        raise ValueError(f"unknown assignment {name!r}; implemented: {', '.join(ASSIGNMENTS)}")
+    module = importlib.import_module(ASSIGNMENTS[name][0])
+    return module.run
+
+
+def run(name, data_dir=None, out_dir="results", quick=False):
+    """Reproduce one assignment; see ``get_runner``.
+
+    Returns
+    -------
+    dict
+        The assignment's results (tables, timings, written files).
+    """
+    return get_runner(name)(data_dir=data_dir, out_dir=out_dir, quick=quick)

@@ -1,0 +1,248 @@
+"""Helpers every assignment's reproduction shares: tables, figures, timings.
+
+A table is written twice, as Markdown (for people, like the write-up's tables) and as JSON (for
+tests and scripts), and both carry the data source. Figures are drawn with matplotlib's
+non-interactive "Agg" backend, so reproducing never opens a window and works without a display.
+"""
+
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+
+def get_pyplot():
+    """matplotlib.pyplot on the "Agg" backend (imported lazily: it is slow to import)."""
+    import matplotlib
+
+    # force=True: a caller may already have imported pyplot with an interactive backend.
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path, source=None):
+    """Save a figure as PNG, noting the data source in its footer, then close it.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    path : str or Path
+        Destination; parent directories are created.
+    source : str, optional
+        Data source, written at the bottom of the figure.
+
+    Returns
+    -------
+    str
+        The path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if source:
+        fig.text(0.5, 0.005, f"data: {source}", ha="center", va="bottom", fontsize=8,
+                 color="0.3")
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    get_pyplot().close(fig)
+    return str(path)
+
+
+def to_jsonable(value):
+    """Convert numpy scalars/arrays (also nested in dicts, lists, tuples) to plain Python."""
+    if isinstance(value, dict):
+        return {str(key): to_jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_json(path, data):
+    """Write ``data`` (numpy allowed) as indented JSON; return the path as str."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(to_jsonable(data), indent=2) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def markdown_table(headers, rows):
+    """Format rows as a GitHub-flavoured Markdown table.
+
+    Parameters
+    ----------
+    headers : sequence of str
+    rows : sequence of sequences
+        Cells are formatted with ``str``; format numbers before passing them in.
+
+    Returns
+    -------
+    str
+    """
+    lines = ["| " + " | ".join(str(h) for h in headers) + " |",
+             "|" + "|".join("---" for _ in headers) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(str(cell) for cell in row) + " |")
+    return "\n".join(lines)
+
+
+def write_table(out_dir, stem, title, headers, rows, source, data=None, echo=True):
+    """Write a table as ``stem.md`` and ``stem.json`` (and print it), naming the data source.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+    stem : str
+        File name without extension.
+    title : str
+    headers : sequence of str
+    rows : sequence of sequences
+        Display cells (already formatted).
+    source : str
+        Data source, stated under the title of both files.
+    data : dict, optional
+        Unrounded values stored in the JSON file next to the display rows.
+    echo : bool, default True
+        Print the Markdown to stdout.
+
+    Returns
+    -------
+    list of str
+        The two paths written.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = f"### {title}\n\nData: {source}\n\n{markdown_table(headers, rows)}\n"
+    md_path = out_dir / f"{stem}.md"
+    md_path.write_text(text, encoding="utf-8")
+    payload = {"title": title, "source": source, "headers": list(headers),
+               "rows": [list(row) for row in rows]}
+    if data is not None:
+        payload["data"] = data
+    json_path = write_json(out_dir / f"{stem}.json", payload)
+    if echo:
+        print(text)
+    return [str(md_path), json_path]
+
+
+def accuracy_counts(y_true, y_pred):
+    """Correct / incorrect / accuracy of a prediction, as the write-up's tables report them.
+
+    Returns
+    -------
+    dict
+        ``{"correct": int, "incorrect": int, "accuracy": float}`` (accuracy in [0, 1]).
+    """
+    y_true = np.asarray(y_true)
+    y_pred = np.asarray(y_pred)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true and y_pred differ in shape: {y_true.shape} vs {y_pred.shape}")
+    correct = int(np.count_nonzero(y_true == y_pred))
+    total = int(y_true.size)
+    return {"correct": correct, "incorrect": total - correct,
+            "accuracy": correct / total if total else float("nan")}
+
+
+def accuracy_rows(results, labels=None):
+    """Display rows ``[classifier, split, correct, incorrect, "86.35%"]`` for write_table.
+
+    Parameters
+    ----------
+    results : dict
+        ``{classifier_key: {split: accuracy_counts(...)}}``.
+    labels : dict, optional
+        Display name per classifier key; the key itself otherwise.
+
+    Returns
+    -------
+    headers : list of str
+    rows : list of list
+    """
+    labels = labels or {}
+    rows = []
+    for key, per_split in results.items():
+        for i, (split, counts) in enumerate(per_split.items()):
+            # Like the write-up, the classifier is named on its first row only.
+            rows.append([labels.get(key, key) if i == 0 else "", split.capitalize(),
+                         counts["correct"], counts["incorrect"],
+                         f"{100 * counts['accuracy']:.2f}%"])
+    return ["Classifier", "Dataset", "Correct", "Incorrect", "Accuracy"], rows
+
+
+def confusion_matrix(y_true, y_pred, n_classes):
+    """Counts with true classes as rows and predicted classes as columns.
+
+    Returns
+    -------
+    ndarray of shape (n_classes, n_classes), int64
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    flat = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes)
+    return flat.reshape(n_classes, n_classes)
+
+
+def plot_confusion_matrices(matrices, path, source, title="Confusion matrices"):
+    """Draw a grid of confusion matrices (rows: classifiers, columns: splits) as PNG.
+
+    Parameters
+    ----------
+    matrices : dict
+        ``{row_label: {column_label: ndarray (n_classes, n_classes)}}``.
+    path : str or Path
+    source : str
+    title : str
+
+    Returns
+    -------
+    str
+        The path written.
+    """
+    plt = get_pyplot()
+    row_labels = list(matrices)
+    col_labels = list(next(iter(matrices.values())))
+    fig, axes = plt.subplots(len(row_labels), len(col_labels), squeeze=False,
+                             figsize=(4.2 * len(col_labels), 4.0 * len(row_labels)))
+    for r, row_label in enumerate(row_labels):
+        for c, col_label in enumerate(col_labels):
+            matrix = np.asarray(matrices[row_label][col_label])
+            ax = axes[r, c]
+            ax.imshow(matrix, cmap="Blues")
+            n = matrix.shape[0]
+            threshold = matrix.max() / 2
+            for i in range(n):
+                for j in range(n):
+                    ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=6,
+                            color="white" if matrix[i, j] > threshold else "black")
+            ax.set_xticks(range(n))
+            ax.set_yticks(range(n))
+            ax.set_xlabel("predicted")
+            ax.set_ylabel("true")
+            ax.set_title(f"{row_label}: {col_label}", fontsize=10)
+    fig.suptitle(f"{title} ({source})", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path, source=None)
+
+
+class Timings(dict):
+    """Seconds per named step; ``with timings("step"): ...`` records one."""
+
+    @contextmanager
+    def __call__(self, step):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[step] = self.get(step, 0.0) + time.perf_counter() - start
+
+
+def print_header(text):
+    """Print a section header to stdout."""
+    print(f"\n== {text} ==\n")

@@ -1,0 +1,1 @@
+"""Numba kernels, with the same module and function names as cy/ and npy/."""

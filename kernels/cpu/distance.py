@@ -1,0 +1,36 @@
+"""Distance kernels (Numba); mirrors kernels/cy/distance.pyx and kernels/npy/distance.py."""
+
+import numpy as np
+from numba import prange
+
+from ._jit import compile_kernel, launch
+
+
+def _distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, squared):
+    n, m = gram.shape
+    n_features = A.shape[1]
+    for i in prange(n):
+        for j in range(m):
+            norm_sum = sq_norms_a[i] + sq_norms_b[j]
+            d2 = norm_sum - 2.0 * gram[i, j]
+            if d2 <= refine_tol * norm_sum:
+                # Cancellation left too few correct digits: recompute this entry directly.
+                d2 = 0.0
+                for f in range(n_features):
+                    diff = np.float64(A[i, f]) - np.float64(B[j, f])
+                    d2 += diff * diff
+            gram[i, j] = d2 if squared else np.sqrt(d2)
+
+
+_serial = compile_kernel(_distances_from_gram)
+_parallel = compile_kernel(_distances_from_gram, parallel=True)
+
+
+def distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, squared, n_threads):
+    """Turn a Gram block A @ B.T into (squared) Euclidean distances, in place.
+
+    gram: (n, m) float32/float64, overwritten; A (n, d), B (m, d): the rows the Gram was made of;
+    sq_norms_a (n,), sq_norms_b (m,): float64 squared row norms; entries whose squared distance is
+    below refine_tol * (|a|^2 + |b|^2) are recomputed directly from A and B.
+    """
+    launch(_serial, _parallel, n_threads, gram, A, B, sq_norms_a, sq_norms_b, refine_tol, squared)

@@ -1,0 +1,1 @@
+"""Cython kernels, with the same module and function names as cpu/ and npy/."""

@@ -1,0 +1,260 @@
+"""Neighbour kernels (Cython): kNN selection, majority vote, class sums.
+
+Mirrors kernels/cpu/neighbors.py and kernels/npy/neighbors.py.
+"""
+
+from cython cimport floating
+from cython.parallel cimport parallel, prange
+from libc.math cimport sqrt
+from libc.stdint cimport int64_t
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memset
+
+# The Gram block's float type may differ from that of the rows it was made of.
+ctypedef fused gram_floating:
+    float
+    double
+
+
+cdef inline bint _above(double key_a, int64_t idx_a, double key_b, int64_t idx_b) noexcept nogil:
+    """(key_a, idx_a) > (key_b, idx_b): the heap order, larger index wins ties."""
+    return key_a > key_b or (key_a == key_b and idx_a > idx_b)
+
+
+cdef inline void _sift_down(double* keys, int64_t* index, Py_ssize_t size, Py_ssize_t pos) noexcept nogil:
+    """Restore the max-heap on (keys, index) below `pos`."""
+    cdef Py_ssize_t child
+    cdef double key
+    cdef int64_t idx
+    while True:
+        child = 2 * pos + 1
+        if child >= size:
+            return
+        if child + 1 < size and _above(keys[child + 1], index[child + 1], keys[child], index[child]):
+            child += 1
+        if not _above(keys[child], index[child], keys[pos], index[pos]):
+            return
+        key = keys[pos]
+        keys[pos] = keys[child]
+        keys[child] = key
+        idx = index[pos]
+        index[pos] = index[child]
+        index[child] = idx
+        pos = child
+
+
+cdef inline Py_ssize_t _push(
+    double* keys, int64_t* index, Py_ssize_t capacity, Py_ssize_t size, double key, int64_t idx,
+) noexcept nogil:
+    """Offer (key, idx) to a max-heap holding the `capacity` smallest pairs; returns the new size.
+
+    Callers offer increasing indices, so a full heap takes (key, idx) exactly when key < keys[0].
+    """
+    cdef Py_ssize_t pos, parent
+    if size < capacity:
+        pos = size
+        keys[pos] = key
+        index[pos] = idx
+        while pos > 0:
+            parent = (pos - 1) // 2
+            if _above(keys[parent], index[parent], keys[pos], index[pos]):
+                break
+            keys[pos], keys[parent] = keys[parent], keys[pos]
+            index[pos], index[parent] = index[parent], index[pos]
+            pos = parent
+        return size + 1
+    if key < keys[0]:
+        keys[0] = key
+        index[0] = idx
+        _sift_down(keys, index, size, 0)
+    return size
+
+
+cdef inline double _sq_distance(const floating* a, const floating* b, Py_ssize_t n_features) noexcept nogil:
+    """Exact squared distance, accumulated in float64 in feature order (as the Numba kernel)."""
+    cdef double d2 = 0.0, diff
+    cdef Py_ssize_t f
+    for f in range(n_features):
+        diff = <double>a[f] - <double>b[f]
+        d2 += diff * diff
+    return d2
+
+
+cdef void _knn_row(
+    const gram_floating* gram_row, double sq_norm_q, const double* sq_norms_r, double bound_tol,
+    double bound_abs, const floating* query, const floating* X_ref, Py_ssize_t m, Py_ssize_t n_features,
+    Py_ssize_t k, double* upper, double* lower, double* keys, int64_t* index, double* out_dist,
+    int64_t* out_idx,
+) noexcept nogil:
+    """One query row of knn_from_gram; upper, lower (m) and keys, index (k) are scratch."""
+    cdef Py_ssize_t j, last, size
+    cdef double norm_sum, bound, approx, top, cap
+    # The bounds first, in a branch-free loop the compiler vectorises.
+    for j in range(m):
+        norm_sum = sq_norm_q + sq_norms_r[j]
+        bound = bound_tol * norm_sum + bound_abs
+        approx = norm_sum - 2.0 * gram_row[j]
+        upper[j] = approx + bound
+        lower[j] = approx - bound
+    # Pass 1: the k-th smallest upper bound on the true distance caps the final k-th distance.
+    for j in range(k):
+        _push(keys, index, k, j, upper[j], j)
+    top = keys[0]
+    for j in range(k, m):
+        # A full heap only takes a strictly smaller key (j exceeds every index in it).
+        if upper[j] < top:
+            _push(keys, index, k, k, upper[j], j)
+            top = keys[0]
+    cap = top
+    # Pass 2: every row whose lower bound reaches the cap is ranked by its exact float64 distance.
+    size = 0
+    for j in range(m):
+        if lower[j] <= cap:
+            size = _push(keys, index, k, size, _sq_distance(query, X_ref + j * n_features, n_features), j)
+    # Heap-sort the k best into ascending (distance, index) order.
+    for last in range(k - 1, -1, -1):
+        out_dist[last] = sqrt(keys[0])
+        out_idx[last] = index[0]
+        keys[0] = keys[last]
+        index[0] = index[last]
+        _sift_down(keys, index, last, 0)
+
+
+def knn_from_gram(
+    const gram_floating[:, ::1] gram, const double[::1] sq_norms_q, const double[::1] sq_norms_r,
+    double bound_tol, double bound_abs, const floating[:, ::1] X_query, const floating[:, ::1] X_ref,
+    double[:, ::1] out_dist, int64_t[:, ::1] out_idx, int n_threads,
+):
+    """Exact k nearest reference rows per query row, from an approximate Gram block.
+
+    gram (n, m): approximate dot products of the (shifted, scaled) rows, float32 or float64;
+    sq_norms_q (n,), sq_norms_r (m,): float64 squared norms of those rows; the approximate squared
+    distance q + r - 2 g is within bound_tol * (q + r) + bound_abs of the true one (same scale).
+    X_query (n, d), X_ref (m, d): the original rows, ranked exactly in float64.
+    out_dist (n, k) gets Euclidean distances, out_idx (n, k) int64 indices, ascending,
+    ties to the lower index.
+    """
+    cdef Py_ssize_t n = gram.shape[0], m = gram.shape[1], k = out_idx.shape[1]
+    cdef Py_ssize_t n_features = X_query.shape[1]
+    cdef Py_ssize_t i
+    cdef double* bounds = NULL
+    cdef int64_t* index = NULL
+    cdef int failed = 0
+    cdef int* failed_ptr = &failed
+    if n == 0 or k == 0:
+        return
+    with nogil, parallel(num_threads=n_threads):
+        # Per-thread scratch, allocated once per thread: upper and lower bounds of one Gram row,
+        # then the heap's keys; the heap's indices.
+        bounds = <double*> malloc((2 * m + k) * sizeof(double))
+        index = <int64_t*> malloc(k * sizeof(int64_t))
+        if bounds == NULL or index == NULL:
+            failed_ptr[0] = 1
+        for i in prange(n, schedule="static"):
+            if bounds == NULL or index == NULL:
+                continue
+            _knn_row(
+                &gram[i, 0], sq_norms_q[i], &sq_norms_r[0], bound_tol, bound_abs,
+                &X_query[i, 0], &X_ref[0, 0], m, n_features, k, bounds, bounds + m, bounds + 2 * m,
+                index, &out_dist[i, 0], &out_idx[i, 0],
+            )
+        free(bounds)
+        free(index)
+    if failed:
+        raise MemoryError("knn_from_gram: no memory for the per-thread scratch")
+
+
+def majority_vote(
+    const int64_t[:, ::1] neighbor_codes, Py_ssize_t n_classes, int64_t[::1] out, int n_threads,
+):
+    """Most frequent class code per row of neighbor_codes (n, k) int64 into out (n,); ties -> smaller."""
+    cdef Py_ssize_t n = neighbor_codes.shape[0], k = neighbor_codes.shape[1]
+    cdef Py_ssize_t i, t
+    cdef int64_t* counts = NULL
+    cdef int64_t code, winner, best
+    cdef int failed = 0
+    cdef int* failed_ptr = &failed
+    if n == 0:
+        return
+    if k == 0:
+        # No votes: every count is zero and code 0 wins, as in the Numba kernel.
+        out[:] = 0
+        return
+    with nogil, parallel(num_threads=n_threads):
+        counts = <int64_t*> calloc(n_classes if n_classes > 0 else 1, sizeof(int64_t))
+        if counts == NULL:
+            failed_ptr[0] = 1
+        for i in prange(n, schedule="static"):
+            if counts == NULL:
+                continue
+            for t in range(k):
+                counts[neighbor_codes[i, t]] += 1
+            # Only codes in the row have a nonzero count; ties go to the smaller code.
+            winner = neighbor_codes[i, 0]
+            best = counts[winner]
+            for t in range(1, k):
+                code = neighbor_codes[i, t]
+                if counts[code] > best or (counts[code] == best and code < winner):
+                    winner = code
+                    best = counts[code]
+            out[i] = winner
+            for t in range(k):
+                counts[neighbor_codes[i, t]] = 0
+        free(counts)
+    if failed:
+        raise MemoryError("majority_vote: no memory for the per-thread counts")
+
+
+def class_sums(
+    const floating[:, ::1] X, const int64_t[::1] codes, double[:, ::1] out_sums, int64_t[::1] out_counts,
+    int n_threads,
+):
+    """Per-class feature sums (float64) and counts of X (n, d) with int64 codes into out_sums (c, d)."""
+    cdef Py_ssize_t n = X.shape[0], n_features = X.shape[1]
+    cdef Py_ssize_t n_classes = out_sums.shape[0]
+    cdef Py_ssize_t block = n_classes * n_features
+    # The same chunks as the Numba kernel, so both sum in the same order.
+    cdef Py_ssize_t n_chunks = max(1, min(n_threads, n // 256))
+    cdef Py_ssize_t chunk = (n + n_chunks - 1) // n_chunks
+    cdef Py_ssize_t t, i, f, c
+    cdef double* sums
+    cdef int64_t* counts = NULL
+    cdef double* partial_sums = NULL
+    cdef int64_t* partial_counts = NULL
+    cdef double* all_sums = &out_sums[0, 0] if block > 0 else NULL
+    cdef int64_t* all_counts = &out_counts[0] if n_classes > 0 else NULL
+    if block > 0:
+        memset(all_sums, 0, block * sizeof(double))
+    if n_classes > 0:
+        memset(all_counts, 0, n_classes * sizeof(int64_t))
+    if n == 0:
+        return
+    if n_chunks > 1:
+        # Chunk 0 sums straight into the outputs, the others into their own partial blocks.
+        partial_sums = <double*> calloc((n_chunks - 1) * block, sizeof(double))
+        partial_counts = <int64_t*> calloc((n_chunks - 1) * n_classes, sizeof(int64_t))
+        if partial_sums == NULL or partial_counts == NULL:
+            free(partial_sums)
+            free(partial_counts)
+            raise MemoryError("class_sums: no memory for the per-thread partial sums")
+    with nogil:
+        for t in prange(n_chunks, num_threads=n_chunks, schedule="static"):
+            if t == 0:
+                sums = all_sums
+                counts = all_counts
+            else:
+                sums = partial_sums + (t - 1) * block
+                counts = partial_counts + (t - 1) * n_classes
+            for i in range(t * chunk, min(n, (t + 1) * chunk)):
+                c = codes[i]
+                counts[c] += 1
+                for f in range(n_features):
+                    sums[c * n_features + f] += X[i, f]
+        # Serial reduction, chunk by chunk.
+        for t in range(n_chunks - 1):
+            for c in range(n_classes):
+                all_counts[c] += partial_counts[t * n_classes + c]
+            for i in range(block):
+                all_sums[i] += partial_sums[t * block + i]
+    free(partial_sums)
+    free(partial_counts)

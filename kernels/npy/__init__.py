@@ -1,0 +1,1 @@
+"""Vectorised numpy kernels: the reference backend, with the same names as cpu/ and cy/."""

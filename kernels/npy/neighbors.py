@@ -1,0 +1,36 @@
+"""Neighbour kernels (numpy reference); mirrors kernels/cpu/neighbors.py."""
+
+import numpy as np
+
+
+def knn_from_gram(gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X_ref, out_dist, out_idx, n_threads):
+    """Exact k nearest reference rows per query row, from an approximate Gram block."""
+    k = out_idx.shape[1]
+    norm_sum = sq_norms_q[:, None] + sq_norms_r[None, :]
+    approx = norm_sum - 2.0 * gram
+    bound = bound_tol * norm_sum + bound_abs
+    cap = np.partition(approx + bound, k - 1, axis=1)[:, k - 1]
+    rows, cols = np.nonzero(approx - bound <= cap[:, None])
+    exact = np.full(approx.shape, np.inf)
+    for start in range(0, rows.size, 4096):
+        r, c = rows[start : start + 4096], cols[start : start + 4096]
+        diff = X_query[r].astype(np.float64) - X_ref[c].astype(np.float64)
+        exact[r, c] = np.einsum("ij,ij->i", diff, diff)
+    order = np.argsort(exact, axis=1, kind="stable")[:, :k]  # stable: ties keep the lower index
+    out_idx[...] = order
+    out_dist[...] = np.sqrt(np.take_along_axis(exact, order, axis=1))
+
+
+def majority_vote(neighbor_codes, n_classes, out, n_threads):
+    """Most frequent class code per row; ties go to the smaller code."""
+    n = neighbor_codes.shape[0]
+    counts = np.zeros((n, n_classes), np.int64)
+    np.add.at(counts, (np.repeat(np.arange(n), neighbor_codes.shape[1]), neighbor_codes.ravel()), 1)
+    out[...] = np.argmax(counts, axis=1)  # argmax returns the first, i.e. smallest, maximum
+
+
+def class_sums(X, codes, out_sums, out_counts, n_threads):
+    """Per-class feature sums (float64) and counts."""
+    out_sums[...] = 0.0
+    np.add.at(out_sums, codes, X.astype(np.float64))
+    out_counts[...] = np.bincount(codes, minlength=out_counts.shape[0])

@@ -1,0 +1,54 @@
+"""Cython extensions of fastdl.kernels.cy, with OpenMP when the compiler has it."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from glob import glob
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DIRECTIVES = {
+    "language_level": 3,
+    "boundscheck": False,
+    "wraparound": False,
+    "cdivision": True,
+    "initializedcheck": False,
+    "nonecheck": False,
+}
+
+
+def openmp_flags():
+    """Compile and link flags for OpenMP, or none when a test program does not build."""
+    if os.environ.get("FASTDL_NO_OPENMP"):
+        return [], []
+    flag = "/openmp" if sys.platform == "win32" else "-fopenmp"
+    compiler = os.environ.get("CC", "cc")
+    if sys.platform == "win32" or shutil.which(compiler.split()[0]) is None:
+        return [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        source = os.path.join(tmp, "omp.c")
+        with open(source, "w") as f:
+            f.write("#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n")
+        result = subprocess.run(
+            compiler.split() + [flag, source, "-o", os.path.join(tmp, "omp")], capture_output=True
+        )
+    return ([flag], [flag]) if result.returncode == 0 else ([], [])
+
+
+compile_args, link_args = openmp_flags()
+extensions = [
+    Extension(
+        "fastdl.kernels.cy." + os.path.splitext(os.path.basename(path))[0],
+        [path],
+        extra_compile_args=["-O3"] + compile_args,
+        extra_link_args=link_args,
+    )
+    for path in sorted(glob(os.path.join("kernels", "cy", "*.pyx")))
+]
+
+setup(
+    ext_modules=cythonize(extensions, compiler_directives=DIRECTIVES),
+)

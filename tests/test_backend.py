@@ -1,0 +1,302 @@
+"""Backend registry, dispatch, environment variables, threads and lazy imports."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+
+import fastdl
+from fastdl import backend as backend_module
+from fastdl.ops import class_centroids, knn, majority_vote, pairwise_distances
+
+ALL_BACKENDS = {"numpy", "numba", "cython", "cuda"}
+
+
+def _run_python(code, tmp_path, **env_vars):
+    """Run `code` in a fresh interpreter (outside the source tree) with FASTDL_* taken from env_vars."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FASTDL_")}
+    env.update(env_vars)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def fresh_registry(monkeypatch):
+    """Empty probe/module caches and warning record, so tests can simulate backends going missing."""
+    monkeypatch.setattr(backend_module, "_status_cache", {})
+    if hasattr(backend_module, "_module_cache"):
+        monkeypatch.setattr(backend_module, "_module_cache", {})
+    monkeypatch.setattr(backend_module, "_warned", set())
+
+
+# Registry ---------------------------------------------------------------------------------------
+
+
+def test_backend_status_lists_every_backend():
+    status = fastdl.backend_status()
+    assert set(status) == ALL_BACKENDS
+    for name, (available, reason) in status.items():
+        assert isinstance(available, bool)
+        assert isinstance(reason, str) and reason, name
+    assert status["numpy"][0] is True
+
+
+def test_available_backends():
+    names = fastdl.available_backends()
+    assert names[0] == "numpy"
+    assert set(names) <= ALL_BACKENDS
+    assert names == [n for n, (ok, _) in fastdl.backend_status().items() if ok]
+    # CUDA has no kernels yet: never available, with or without a GPU.
+    assert "cuda" not in names
+
+
+def test_cuda_by_name_raises_with_reason():
+    reason = fastdl.backend_status()["cuda"][1]
+    with pytest.raises(fastdl.BackendUnavailableError, match="cuda") as info:
+        pairwise_distances(np.ones((2, 2)), backend="cuda")
+    assert reason in str(info.value)
+    assert isinstance(info.value, RuntimeError)
+    with fastdl.use_backend("cuda"), pytest.raises(fastdl.BackendUnavailableError, match="cuda"):
+        knn(np.ones((2, 2)), np.ones((3, 2)), 1)
+
+
+@pytest.mark.parametrize("name", ["tpu", "", "numpy2"])
+def test_unknown_backend_name_raises_value_error(name):
+    with pytest.raises(ValueError, match="unknown backend"):
+        fastdl.set_backend(name)
+    with pytest.raises(ValueError, match="unknown backend"):
+        with fastdl.use_backend(name):
+            pass
+    with pytest.raises(ValueError, match="unknown backend"):
+        pairwise_distances(np.ones((2, 2)), backend=name)
+    assert fastdl.get_backend() == "auto"
+
+
+@pytest.mark.parametrize("name", [1, None, ["numpy"]])
+def test_non_string_backend_raises_type_error(name):
+    with pytest.raises(TypeError, match="backend must be a string"):
+        fastdl.set_backend(name)
+
+
+def test_set_backend_and_use_backend(backend):
+    assert fastdl.get_backend() == "auto"
+    fastdl.set_backend(backend)
+    assert fastdl.get_backend() == backend
+    assert backend_module.resolve("distance") == backend
+    with fastdl.use_backend("numpy"):
+        assert fastdl.get_backend() == "numpy"
+        assert backend_module.resolve("neighbors") == "numpy"
+        # An explicit argument beats the context.
+        assert backend_module.resolve("neighbors", backend) == backend
+        with fastdl.use_backend(backend):
+            assert fastdl.get_backend() == backend
+        assert fastdl.get_backend() == "numpy"
+    assert fastdl.get_backend() == backend
+
+
+def test_use_backend_restores_after_exception():
+    with pytest.raises(ZeroDivisionError):
+        with fastdl.use_backend("numpy"):
+            1 / 0
+    assert fastdl.get_backend() == "auto"
+
+
+def test_names_are_normalised():
+    fastdl.set_backend("  NumPy ")
+    assert fastdl.get_backend() == "numpy"
+
+
+def test_ops_run_under_every_selection_method(backend, rng):
+    A = rng.normal(size=(5, 3))
+    expected = pairwise_distances(A, backend="numpy")
+    np.testing.assert_allclose(pairwise_distances(A, backend=backend), expected, rtol=1e-10, atol=1e-12)
+    with fastdl.use_backend(backend):
+        np.testing.assert_allclose(pairwise_distances(A), expected, rtol=1e-10, atol=1e-12)
+    fastdl.set_backend(backend)
+    np.testing.assert_allclose(pairwise_distances(A), expected, rtol=1e-10, atol=1e-12)
+
+
+# "auto" and missing backends ---------------------------------------------------------------------
+
+
+def test_auto_picks_first_available_in_order():
+    for family, order in backend_module.AUTO_ORDER.items():
+        first = next(n for n in order if fastdl.backend_status()[n][0])
+        assert backend_module.resolve(family, "auto") == first
+
+
+def test_auto_skips_unavailable_backend_with_one_warning(fresh_registry, rng):
+    backend_module._status_cache["cython"] = (False, "simulated: extension not built")
+    A = rng.normal(size=(4, 3))
+    with pytest.warns(RuntimeWarning, match="skipping backend 'cython': simulated") as record:
+        assert backend_module.resolve("distance", "auto") == "numba"
+        out = pairwise_distances(A, backend="auto")
+        knn(A, A, 2, backend="auto")
+    assert len([w for w in record if issubclass(w.category, RuntimeWarning)]) == 1
+    np.testing.assert_allclose(out, pairwise_distances(A, backend="numpy"), rtol=1e-10, atol=1e-12)
+    # Later calls stay silent.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert backend_module.resolve("neighbors", "auto") == "numba"
+    # Asked for by name, the unavailable backend is an error carrying the reason.
+    with pytest.raises(fastdl.BackendUnavailableError, match="simulated: extension not built"):
+        pairwise_distances(A, backend="cython")
+
+
+def test_auto_falls_back_to_numpy_via_probe(fresh_registry, monkeypatch):
+    real_probe = backend_module._probe
+
+    def probe(name):
+        if name in ("cython", "numba"):
+            return False, f"simulated: {name} missing"
+        return real_probe(name)
+
+    monkeypatch.setattr(backend_module, "_probe", probe)
+    with pytest.warns(RuntimeWarning) as record:
+        assert backend_module.resolve("neighbors") == "numpy"
+        assert backend_module.resolve("distance") == "numpy"
+    messages = sorted(str(w.message) for w in record if issubclass(w.category, RuntimeWarning))
+    assert len(messages) == 2  # one per skipped backend, not one per call
+    assert "cython" in messages[0] and "numba" in messages[1]
+    assert fastdl.available_backends() == ["numpy"]
+    status = fastdl.backend_status()
+    assert status["numba"] == (False, "simulated: numba missing")
+
+
+# Environment variables (read at import, so each needs a fresh interpreter) ------------------------
+
+
+@pytest.mark.parametrize("name", ["numpy", "numba"])
+def test_fastdl_backend_env(tmp_path, name):
+    result = _run_python(
+        """
+        import numpy as np, fastdl
+        from fastdl import backend
+        from fastdl.ops import pairwise_distances
+        pairwise_distances(np.ones((2, 2)))
+        print(fastdl.get_backend(), backend.resolve("distance"))
+        """,
+        tmp_path, FASTDL_BACKEND=name,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [name, name]
+
+
+def test_fastdl_backend_env_unavailable(tmp_path):
+    result = _run_python(
+        """
+        import numpy as np, fastdl
+        from fastdl.ops import pairwise_distances
+        try:
+            pairwise_distances(np.ones((2, 2)))
+        except fastdl.BackendUnavailableError as exc:
+            print("unavailable:", exc)
+        """,
+        tmp_path, FASTDL_BACKEND="cuda",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("unavailable: backend 'cuda' is unavailable")
+
+
+def test_fastdl_backend_env_unknown_name(tmp_path):
+    result = _run_python(
+        """
+        import numpy as np, fastdl
+        from fastdl.ops import pairwise_distances
+        try:
+            pairwise_distances(np.ones((2, 2)))
+        except ValueError as exc:
+            print("error:", exc)
+        """,
+        tmp_path, FASTDL_BACKEND="bogus",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "unknown backend 'bogus'" in result.stdout
+
+
+def test_fastdl_num_threads_env(tmp_path):
+    result = _run_python("import fastdl; print(fastdl.get_num_threads())", tmp_path, FASTDL_NUM_THREADS="1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1"
+    result = _run_python("import fastdl; fastdl.get_num_threads()", tmp_path, FASTDL_NUM_THREADS="zero")
+    assert result.returncode != 0
+    assert "FASTDL_NUM_THREADS must be a positive integer, got 'zero'" in result.stderr
+
+
+def test_import_compiles_nothing(tmp_path):
+    result = _run_python(
+        """
+        import sys
+        import fastdl, fastdl.ops, fastdl.neighbors
+        loaded = sorted(m for m in sys.modules
+                        if m == "numba" or m.startswith("numba.") or m.startswith("fastdl.kernels."))
+        print(loaded)
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+# Threads ----------------------------------------------------------------------------------------
+
+
+def test_set_num_threads_round_trip():
+    fastdl.set_num_threads(1)
+    assert fastdl.get_num_threads() == 1
+    fastdl.set_num_threads(2)
+    assert fastdl.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, 2.0, "2", None, True])
+def test_invalid_thread_counts(bad):
+    before = fastdl.get_num_threads()
+    with pytest.raises(ValueError, match="number of threads must be a positive integer"):
+        fastdl.set_num_threads(bad)
+    assert fastdl.get_num_threads() == before
+
+
+def _with_threads(n_threads, func, *args, **kwargs):
+    before = fastdl.get_num_threads()
+    fastdl.set_num_threads(n_threads)
+    try:
+        return func(*args, **kwargs)
+    finally:
+        fastdl.set_num_threads(before)
+
+
+def test_one_and_two_threads_identical(backend, rng):
+    """Per-thread work splits must not change a single bit of any answer."""
+    A = rng.normal(size=(300, 8))
+    B = rng.normal(size=(200, 8))
+    codes = rng.integers(0, 5, size=(300, 4))
+
+    def run_all():
+        return (
+            pairwise_distances(A, B, backend=backend),
+            pairwise_distances(A.astype(np.float32), squared=True, backend=backend),
+            *knn(A, B, 5, backend=backend),
+            *knn(A.astype(np.float32), B.astype(np.float32), 5, backend=backend),
+            majority_vote(codes, 5, backend=backend),
+        )
+
+    for one, two in zip(_with_threads(1, run_all), _with_threads(2, run_all)):
+        np.testing.assert_array_equal(one, two)
+
+
+def test_class_centroids_one_and_two_threads_identical(backend, rng, request):
+    if backend != "numpy":
+        # Library bug, reported to the lead: class_sums splits the rows into min(n_threads, n // 256)
+        # chunks and adds the per-chunk partial sums, so the float64 summation order (and the last
+        # bits of the centroids) depends on the thread count once n_samples >= 512.
+        request.applymarker(pytest.mark.xfail(
+            strict=True, reason="class_sums' chunking follows the thread count, changing the rounding"))
+    X = rng.normal(size=(600, 4))
+    y = rng.integers(0, 3, size=600)
+    one = _with_threads(1, class_centroids, X, y, backend=backend)
+    two = _with_threads(2, class_centroids, X, y, backend=backend)
+    np.testing.assert_array_equal(one, two)

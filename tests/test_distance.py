@@ -1,0 +1,138 @@
+"""fastdl.ops.pairwise_distances against the naive loops and scipy, on every backend and dtype."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy.spatial.distance import cdist
+
+import naive
+from conftest import RTOL, ready_backends
+from fastdl.ops import pairwise_distances
+
+# The backend and dtype fixtures hold immutable names, so sharing them across examples is safe.
+FAST_SETTINGS = settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+def _scale(reference):
+    """An absolute tolerance floor: distances are accurate relative to the data's magnitude."""
+    return max(1.0, float(np.abs(reference).max()))
+
+
+@pytest.mark.parametrize("squared", [False, True], ids=["dist", "sqdist"])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (7, 5, 3), (13, 9, 17)], ids=lambda s: "x".join(map(str, s)))
+def test_matches_naive(backend, dtype, rng, squared, shape):
+    n, m, d = shape
+    A = rng.normal(size=(n, d)).astype(dtype)
+    B = rng.normal(size=(m, d)).astype(dtype)
+    out = pairwise_distances(A, B, squared=squared, backend=backend)
+    expected = naive.pairwise_distances(A, B, squared=squared)
+    assert out.shape == (n, m)
+    assert out.dtype == dtype
+    np.testing.assert_allclose(out, expected, rtol=RTOL[dtype], atol=RTOL[dtype] * _scale(expected))
+
+
+@pytest.mark.parametrize("squared", [False, True], ids=["dist", "sqdist"])
+def test_single_argument_is_self_distance(backend, dtype, rng, squared):
+    A = rng.normal(size=(9, 4)).astype(dtype)
+    out = pairwise_distances(A, squared=squared, backend=backend)
+    expected = naive.pairwise_distances(A, squared=squared)
+    np.testing.assert_allclose(out, expected, rtol=RTOL[dtype], atol=RTOL[dtype] * _scale(expected))
+    # A row's distance to itself is recomputed directly, so it is exactly zero.
+    np.testing.assert_array_equal(np.diag(out), 0.0)
+    np.testing.assert_allclose(out, out.T, rtol=RTOL[dtype], atol=RTOL[dtype])
+
+
+@FAST_SETTINGS
+@given(data=st.data())
+def test_matches_scipy_cdist(backend, dtype, data):
+    n = data.draw(st.integers(1, 8), label="n")
+    m = data.draw(st.integers(1, 8), label="m")
+    d = data.draw(st.integers(1, 6), label="d")
+    elements = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False, width=32)
+    A = data.draw(arrays(dtype, (n, d), elements=elements), label="A")
+    B = data.draw(arrays(dtype, (m, d), elements=elements), label="B")
+    squared = data.draw(st.booleans(), label="squared")
+    out = pairwise_distances(A, B, squared=squared, backend=backend)
+    expected = cdist(A.astype(np.float64), B.astype(np.float64), "sqeuclidean" if squared else "euclidean")
+    assert out.dtype == dtype
+    assert (out >= 0).all()
+    # Errors are relative to |a|^2 + |b|^2 (the GEMM formula), so bound them by the data's scale.
+    magnitude = max(1.0, float(np.abs(A).max()), float(np.abs(B).max())) ** (2 if squared else 1)
+    np.testing.assert_allclose(out, expected, rtol=RTOL[dtype], atol=10 * d * RTOL[dtype] * magnitude)
+
+
+@pytest.mark.parametrize("squared", [False, True], ids=["dist", "sqdist"])
+def test_offset_1e6_float64_keeps_precision(backend, rng, squared):
+    """Data far from the origin: |a|^2 + |b|^2 - 2ab would cancel catastrophically without the shift."""
+    A = rng.normal(size=(11, 5))
+    B = rng.normal(size=(8, 5))
+    out = pairwise_distances(A + 1e6, B + 1e6, squared=squared, backend=backend)
+    expected = cdist(A, B, "sqeuclidean" if squared else "euclidean")
+    assert (out >= 0).all()
+    # 1e6 + x stores x to about 1e-10 absolute, so that is the accuracy left to ask for.
+    np.testing.assert_allclose(out, expected, rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("squared", [False, True], ids=["dist", "sqdist"])
+def test_offset_1e6_float32_no_negative(backend, rng, squared):
+    A = (rng.normal(size=(11, 5)) + 1e6).astype(np.float32)
+    B = (rng.normal(size=(8, 5)) + 1e6).astype(np.float32)
+    out = pairwise_distances(A, B, squared=squared, backend=backend)
+    sq = pairwise_distances(A, B, squared=True, backend=backend)
+    assert not (sq < 0).any()
+    assert out.dtype == np.float32
+    # Compare with the exact distances of the float32 values actually stored.
+    expected = cdist(A.astype(np.float64), B.astype(np.float64), "sqeuclidean" if squared else "euclidean")
+    np.testing.assert_allclose(out, expected, rtol=RTOL[np.float32], atol=RTOL[np.float32])
+
+
+def test_offset_self_distances_are_zero_not_negative(backend, dtype, rng):
+    A = (rng.normal(size=(10, 3)) + 1e6).astype(dtype)
+    sq = pairwise_distances(A, squared=True, backend=backend)
+    assert (sq >= 0).all()
+    np.testing.assert_array_equal(np.diag(sq), 0.0)
+
+
+def test_duplicate_and_zero_rows(backend, dtype):
+    A = np.array([[0.0, 0.0], [3.0, 4.0], [3.0, 4.0]], dtype=dtype)
+    B = np.array([[0.0, 0.0], [3.0, 4.0]], dtype=dtype)
+    out = pairwise_distances(A, B, backend=backend)
+    np.testing.assert_array_equal(out, np.array([[0.0, 5.0], [5.0, 0.0], [5.0, 0.0]], dtype=dtype))
+
+
+@pytest.mark.parametrize(
+    "dtype_a, dtype_b, expected",
+    [
+        (np.float32, np.float32, np.float32),
+        (np.float32, np.float64, np.float64),
+        (np.float64, np.float64, np.float64),
+        (np.int64, np.int64, np.float64),
+        (np.uint8, np.float32, np.float64),
+        (np.bool_, np.bool_, np.float64),
+    ],
+)
+def test_output_dtype(dtype_a, dtype_b, expected):
+    A = np.ones((2, 3), dtype=dtype_a)
+    B = np.zeros((4, 3), dtype=dtype_b)
+    out = pairwise_distances(A, B, backend="numpy")
+    assert out.dtype == expected
+    np.testing.assert_allclose(out, np.sqrt(3.0), rtol=1e-6)
+
+
+def test_backends_agree(rng, dtype):
+    A = rng.normal(size=(12, 6)).astype(dtype)
+    B = rng.normal(size=(10, 6)).astype(dtype)
+    results = {name: pairwise_distances(A, B, backend=name) for name in ready_backends()}
+    reference = results.pop("numpy")
+    for name, out in results.items():
+        np.testing.assert_allclose(out, reference, rtol=RTOL[dtype], atol=RTOL[dtype], err_msg=name)
+
+
+def test_list_input(backend):
+    out = pairwise_distances([[0, 0], [1, 1]], [[0, 1]], backend=backend)
+    np.testing.assert_allclose(out, [[1.0], [1.0]])
+
