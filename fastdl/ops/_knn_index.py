@@ -6,22 +6,15 @@ bound are then ranked by their exact float64 distance. The result is the exact f
 nearly the cost of a float32 GEMM.
 """
 
-import math
-
 import numpy as np
 
-from fastdl.ops._shift import block_rows, shift_origin, shifted, sq_row_norms
+from fastdl.ops._shift import (
+    block_rows, max_abs_shifted, power_of_two_scale, shift_origin, shifted, sq_row_norms,
+)
 
 _UNIT_ROUNDOFF32 = 2.0**-24
-# Scaled rows stay within [-1, 1]; refuse queries that would overflow float32 in the GEMM.
+# Reference rows are scaled into [-1, 1]; queries scaled beyond this could overflow float32.
 _MAX_SCALED = 2.0**50
-
-
-def _power_of_two_scale(max_abs):
-    """A power of two s with max_abs * s in (0.5, 1]: exact to apply and to undo."""
-    if max_abs == 0.0:
-        return 1.0
-    return 2.0 ** (-math.ceil(math.log2(max_abs)))
 
 
 class KnnIndex:
@@ -30,10 +23,10 @@ class KnnIndex:
     def __init__(self, X_ref):
         self.X_ref = X_ref
         self.origin = shift_origin(X_ref)
-        self._prepare(float(np.abs(X_ref - self.origin).max()) if X_ref.size else 0.0)
+        self._prepare(max_abs_shifted(X_ref, self.origin))
 
     def _prepare(self, max_abs):
-        self.scale = _power_of_two_scale(max_abs)
+        self.scale = power_of_two_scale(max_abs)
         self.ref_scaled = shifted(self.X_ref, self.origin, np.float32, self.scale)
         self.ref_norms = sq_row_norms(self.ref_scaled)
 
@@ -42,8 +35,8 @@ class KnnIndex:
         query_scaled = shifted(X_query, self.origin, np.float32, self.scale)
         if np.abs(query_scaled).max() > _MAX_SCALED:
             # Queries far outside the reference cloud: rescale both sides for this call.
-            reach = float(np.abs(np.subtract(X_query, self.origin, dtype=np.float64)).max())
-            self._prepare(max(reach, float(np.abs(self.X_ref - self.origin).max())))
+            reach = max_abs_shifted(X_query, self.origin)
+            self._prepare(max(reach, max_abs_shifted(self.X_ref, self.origin)))
             query_scaled = shifted(X_query, self.origin, np.float32, self.scale)
         query_norms = sq_row_norms(query_scaled)
         n_features = X_query.shape[1]
@@ -60,6 +53,7 @@ class KnnIndex:
             np.dot(query_scaled[start:stop], self.ref_scaled.T, out=block)
             kernels.knn_from_gram(
                 block, query_norms[start:stop], self.ref_norms, bound_tol, bound_abs,
-                X_query[start:stop], self.X_ref, distances[start:stop], indices[start:stop], n_threads,
+                X_query[start:stop], self.X_ref, self.scale, distances[start:stop], indices[start:stop],
+                n_threads,
             )
         return distances, indices

@@ -1,5 +1,7 @@
 """Shifting rows towards the origin so that |a|^2 + |b|^2 - 2 a.b keeps its precision."""
 
+import math
+
 import numpy as np
 
 
@@ -19,6 +21,24 @@ def shifted(X, origin, dtype, scale=1.0):
     if scale != 1.0:
         out *= work(scale)
     return np.ascontiguousarray(out, dtype=dtype)
+
+
+def power_of_two_scale(max_abs):
+    """A power of two s with max_abs * s near 1: exact to apply and undo, within float64's range.
+
+    Scaled data neither overflows (huge values) nor loses digits to the subnormal range (tiny ones).
+    """
+    if max_abs == 0.0:
+        return 1.0
+    _, exponent = math.frexp(max_abs)  # max_abs = m * 2**exponent with 0.5 <= m < 1
+    return math.ldexp(1.0, -min(max(exponent, -1000), 1000))
+
+
+def max_abs_shifted(X, origin):
+    """max |X - origin| over all entries, in float64."""
+    if X.size == 0:
+        return 0.0
+    return float(np.max(np.abs(np.subtract(X, origin, dtype=np.float64))))
 
 
 def sq_row_norms(X):

@@ -4,7 +4,9 @@ import numpy as np
 
 from fastdl import backend as _backend
 from fastdl._validation import check_matrix, check_same_features, compute_dtype
-from fastdl.ops._shift import block_rows, shift_origin, shifted, sq_row_norms
+from fastdl.ops._shift import (
+    block_rows, max_abs_shifted, power_of_two_scale, shift_origin, shifted, sq_row_norms,
+)
 
 # Entries with d^2 < REFINE_TOL * (|a|^2 + |b|^2) lost too many digits to cancellation in the GEMM
 # formula and are recomputed directly; above it the relative error is at most about
@@ -33,8 +35,9 @@ def pairwise_distances(A, B=None, squared=False, backend=None):
     Notes
     -----
     Computed as |a|^2 + |b|^2 - 2 a.b with a BLAS GEMM, after shifting both sides by the mean of B
-    (data far from the origin keeps its precision); entries small enough to suffer cancellation are
-    recomputed directly, so no squared distance is negative.
+    (data far from the origin keeps its precision) and scaling them by a power of two (huge and
+    subnormal values stay in range); entries small enough to suffer cancellation are recomputed
+    directly, so no squared distance is negative.
     """
     A = check_matrix(A, "A")
     B = A if B is None else check_matrix(B, "B")
@@ -42,8 +45,10 @@ def pairwise_distances(A, B=None, squared=False, backend=None):
     kernels, _ = _backend.kernels("distance", backend)
     dtype = compute_dtype(A, B)
     origin = shift_origin(B)
-    A_shifted = shifted(A, origin, dtype)
-    B_shifted = A_shifted if B is A else shifted(B, origin, dtype)
+    # A power-of-two scale keeps huge and tiny values inside the GEMM's range; undone exactly.
+    scale = power_of_two_scale(max(max_abs_shifted(A, origin), max_abs_shifted(B, origin)))
+    A_shifted = shifted(A, origin, dtype, scale)
+    B_shifted = A_shifted if B is A else shifted(B, origin, dtype, scale)
     norms_a = sq_row_norms(A_shifted)
     norms_b = norms_a if B is A else sq_row_norms(B_shifted)
     out = np.empty((A.shape[0], B.shape[0]), dtype=dtype)
@@ -53,6 +58,6 @@ def pairwise_distances(A, B=None, squared=False, backend=None):
         np.dot(A_shifted[start:stop], B_shifted.T, out=block)
         kernels.distances_from_gram(
             block, A_shifted[start:stop], B_shifted, norms_a[start:stop], norms_b,
-            REFINE_TOL[dtype], bool(squared), n_threads,
+            REFINE_TOL[dtype], 1.0 / scale, bool(squared), n_threads,
         )
     return out

@@ -6,7 +6,7 @@ from numba import prange
 from ._jit import compile_kernel, launch
 
 
-def _distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, squared):
+def _distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale, squared):
     n, m = gram.shape
     n_features = A.shape[1]
     for i in prange(n):
@@ -19,18 +19,19 @@ def _distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, squared
                 for f in range(n_features):
                     diff = np.float64(A[i, f]) - np.float64(B[j, f])
                     d2 += diff * diff
-            gram[i, j] = d2 if squared else np.sqrt(d2)
+            gram[i, j] = d2 * unscale * unscale if squared else np.sqrt(d2) * unscale
 
 
 _serial = compile_kernel(_distances_from_gram)
 _parallel = compile_kernel(_distances_from_gram, parallel=True)
 
 
-def distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, squared, n_threads):
+def distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale, squared, n_threads):
     """Turn a Gram block A @ B.T into (squared) Euclidean distances, in place.
 
     gram: (n, m) float32/float64, overwritten; A (n, d), B (m, d): the rows the Gram was made of;
     sq_norms_a (n,), sq_norms_b (m,): float64 squared row norms; entries whose squared distance is
-    below refine_tol * (|a|^2 + |b|^2) are recomputed directly from A and B.
+    below refine_tol * (|a|^2 + |b|^2) are recomputed directly from A and B. A and B were scaled
+    by 1 / unscale (a power of two), so the distances are multiplied back by unscale.
     """
-    launch(_serial, _parallel, n_threads, gram, A, B, sq_norms_a, sq_norms_b, refine_tol, squared)
+    launch(_serial, _parallel, n_threads, gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale, squared)

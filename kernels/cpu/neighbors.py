@@ -10,6 +10,7 @@ from numba import prange
 from ._jit import compile_kernel, launch
 
 _helper = numba.njit(nogil=True, cache=True)
+FEATURE_BLOCK = 16  # features per task in class_sums: 128 bytes of each float64 output row
 
 
 @_helper
@@ -54,10 +55,24 @@ def _push(keys, index, size, key, idx):
     return size
 
 
-def _knn_from_gram(gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X_ref, out_dist, out_idx):
+@_helper
+def _scaled_sq_distance(a, b, scale):
+    """|(a - b) * scale|^2 in float64, feature by feature; scaling by a power of two is exact."""
+    d2 = 0.0
+    if scale < 1.0:  # large values: scale first so that a - b cannot overflow
+        for f in range(a.shape[0]):
+            diff = np.float64(a[f]) * scale - np.float64(b[f]) * scale
+            d2 += diff * diff
+    else:  # small values: subtract first, then lift the difference out of the subnormal range
+        for f in range(a.shape[0]):
+            diff = (np.float64(a[f]) - np.float64(b[f])) * scale
+            d2 += diff * diff
+    return d2
+
+
+def _knn_from_gram(gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X_ref, exact_scale, out_dist, out_idx):
     n, m = gram.shape
     k = out_idx.shape[1]
-    n_features = X_query.shape[1]
     for i in prange(n):
         # One pass over the approximate distances: a max-heap keeps the k smallest upper bounds
         # (their top caps the final k-th distance) and every row whose lower bound is within the
@@ -87,14 +102,10 @@ def _knn_from_gram(gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, 
             j = candidates[c]
             norm_sum = sq_norms_q[i] + sq_norms_r[j]
             if norm_sum - 2.0 * gram[i, j] - (bound_tol * norm_sum + bound_abs) <= cap:
-                d2 = 0.0
-                for f in range(n_features):
-                    diff = np.float64(X_query[i, f]) - np.float64(X_ref[j, f])
-                    d2 += diff * diff
-                size = _push(best, best_idx, size, d2, j)
+                size = _push(best, best_idx, size, _scaled_sq_distance(X_query[i], X_ref[j], exact_scale), j)
         # Heap-sort the k best into ascending (distance, index) order.
         for last in range(k - 1, -1, -1):
-            out_dist[i, last] = np.sqrt(best[0])
+            out_dist[i, last] = np.sqrt(best[0]) / exact_scale
             out_idx[i, last] = best_idx[0]
             best[0] = best[last]
             best_idx[0] = best_idx[last]
@@ -105,18 +116,19 @@ _knn_serial = compile_kernel(_knn_from_gram)
 _knn_parallel = compile_kernel(_knn_from_gram, parallel=True)
 
 
-def knn_from_gram(gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X_ref, out_dist, out_idx, n_threads):
+def knn_from_gram(gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X_ref, exact_scale, out_dist, out_idx, n_threads):
     """Exact k nearest reference rows per query row, from an approximate Gram block.
 
     gram (n, m): approximate dot products of the (shifted, scaled) rows, float32 or float64;
     sq_norms_q (n,), sq_norms_r (m,): float64 squared norms of those rows; the approximate squared
     distance q + r - 2 g is within bound_tol * (q + r) + bound_abs of the true one (same scale).
-    X_query (n, d), X_ref (m, d): the original rows, ranked exactly in float64.
+    X_query (n, d), X_ref (m, d): the original rows, ranked exactly in float64 after scaling by
+    exact_scale (a power of two that keeps huge and subnormal values in range).
     out_dist (n, k) gets Euclidean distances, out_idx (n, k) int64 indices, ascending,
     ties to the lower index.
     """
     launch(_knn_serial, _knn_parallel, n_threads,
-           gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X_ref, out_dist, out_idx)
+           gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X_ref, exact_scale, out_dist, out_idx)
 
 
 def _majority_vote(neighbor_codes, n_classes, out):
@@ -141,16 +153,21 @@ def majority_vote(neighbor_codes, n_classes, out, n_threads):
     launch(_vote_serial, _vote_parallel, n_threads, neighbor_codes, n_classes, out)
 
 
-def _class_sums(X, codes, partial_sums, partial_counts):
-    n_chunks = partial_sums.shape[0]
+def _class_sums(X, codes, out_sums, out_counts, block):
     n, n_features = X.shape
-    chunk = (n + n_chunks - 1) // n_chunks
-    for t in prange(n_chunks):
-        for i in range(t * chunk, min(n, (t + 1) * chunk)):
+    out_counts[:] = 0
+    for i in range(n):
+        out_counts[codes[i]] += 1
+    # Threads own disjoint blocks of features and add the rows in order, so the sums do not
+    # depend on the thread count.
+    for b in prange((n_features + block - 1) // block):
+        first = b * block
+        stop = min(n_features, first + block)
+        out_sums[:, first:stop] = 0.0
+        for i in range(n):
             c = codes[i]
-            partial_counts[t, c] += 1
-            for f in range(n_features):
-                partial_sums[t, c, f] += X[i, f]
+            for f in range(first, stop):
+                out_sums[c, f] += X[i, f]
 
 
 _sums_serial = compile_kernel(_class_sums)
@@ -158,10 +175,8 @@ _sums_parallel = compile_kernel(_class_sums, parallel=True)
 
 
 def class_sums(X, codes, out_sums, out_counts, n_threads):
-    """Per-class feature sums (float64) and counts of X (n, d) with int64 codes into out_sums (c, d)."""
-    n_chunks = max(1, min(n_threads, X.shape[0] // 256))
-    partial_sums = np.zeros((n_chunks,) + out_sums.shape)
-    partial_counts = np.zeros((n_chunks,) + out_counts.shape, np.int64)
-    launch(_sums_serial, _sums_parallel, n_chunks, X, codes, partial_sums, partial_counts)
-    partial_sums.sum(axis=0, out=out_sums)
-    partial_counts.sum(axis=0, out=out_counts)
+    """Per-class feature sums (float64) and counts of X (n, d) with int64 codes into out_sums (c, d).
+
+    Each sum adds its rows in order, whatever the thread count.
+    """
+    launch(_sums_serial, _sums_parallel, n_threads, X, codes, out_sums, out_counts, FEATURE_BLOCK)

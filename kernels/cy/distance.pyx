@@ -12,7 +12,8 @@ ctypedef fused gram_floating:
 
 cdef inline void _distance_row(
     gram_floating* gram_row, const floating* a_row, const floating* B, double sq_norm_a,
-    const double* sq_norms_b, double refine_tol, bint squared, Py_ssize_t m, Py_ssize_t n_features,
+    const double* sq_norms_b, double refine_tol, double unscale, bint squared, Py_ssize_t m,
+    Py_ssize_t n_features,
 ) noexcept nogil:
     """One row of distances_from_gram."""
     cdef Py_ssize_t j, f
@@ -28,19 +29,20 @@ cdef inline void _distance_row(
             for f in range(n_features):
                 diff = <double>a_row[f] - <double>b_row[f]
                 d2 += diff * diff
-        gram_row[j] = <gram_floating>(d2 if squared else sqrt(d2))
+        gram_row[j] = <gram_floating>(d2 * unscale * unscale if squared else sqrt(d2) * unscale)
 
 
 def distances_from_gram(
     gram_floating[:, ::1] gram, const floating[:, ::1] A, const floating[:, ::1] B,
-    const double[::1] sq_norms_a, const double[::1] sq_norms_b, double refine_tol, bint squared,
-    int n_threads,
+    const double[::1] sq_norms_a, const double[::1] sq_norms_b, double refine_tol, double unscale,
+    bint squared, int n_threads,
 ):
     """Turn a Gram block A @ B.T into (squared) Euclidean distances, in place.
 
     gram: (n, m) float32/float64, overwritten; A (n, d), B (m, d): the rows the Gram was made of;
     sq_norms_a (n,), sq_norms_b (m,): float64 squared row norms; entries whose squared distance is
-    below refine_tol * (|a|^2 + |b|^2) are recomputed directly from A and B.
+    below refine_tol * (|a|^2 + |b|^2) are recomputed directly from A and B. A and B were scaled
+    by 1 / unscale (a power of two), so the distances are multiplied back by unscale.
     """
     cdef Py_ssize_t n = gram.shape[0], m = gram.shape[1], n_features = A.shape[1]
     cdef Py_ssize_t i
@@ -50,5 +52,5 @@ def distances_from_gram(
         for i in prange(n, num_threads=n_threads, schedule="static"):
             _distance_row(
                 &gram[i, 0], &A[i, 0], &B[0, 0], sq_norms_a[i], &sq_norms_b[0],
-                refine_tol, squared, m, n_features,
+                refine_tol, unscale, squared, m, n_features,
             )

@@ -8,7 +8,9 @@ from cython.parallel cimport parallel, prange
 from libc.math cimport sqrt
 from libc.stdint cimport int64_t
 from libc.stdlib cimport calloc, free, malloc
-from libc.string cimport memset
+
+cdef enum:
+    FEATURE_BLOCK = 16  # features per task in class_sums, as the Numba kernel
 
 # The Gram block's float type may differ from that of the rows it was made of.
 ctypedef fused gram_floating:
@@ -70,20 +72,27 @@ cdef inline Py_ssize_t _push(
     return size
 
 
-cdef inline double _sq_distance(const floating* a, const floating* b, Py_ssize_t n_features) noexcept nogil:
-    """Exact squared distance, accumulated in float64 in feature order (as the Numba kernel)."""
+cdef inline double _scaled_sq_distance(
+    const floating* a, const floating* b, Py_ssize_t n_features, double scale,
+) noexcept nogil:
+    """|(a - b) * scale|^2 in float64, feature by feature (as the Numba kernel); scale is a power of two."""
     cdef double d2 = 0.0, diff
     cdef Py_ssize_t f
-    for f in range(n_features):
-        diff = <double>a[f] - <double>b[f]
-        d2 += diff * diff
+    if scale < 1.0:  # large values: scale first so that a - b cannot overflow
+        for f in range(n_features):
+            diff = <double>a[f] * scale - <double>b[f] * scale
+            d2 += diff * diff
+    else:  # small values: subtract first, then lift the difference out of the subnormal range
+        for f in range(n_features):
+            diff = (<double>a[f] - <double>b[f]) * scale
+            d2 += diff * diff
     return d2
 
 
 cdef void _knn_row(
     const gram_floating* gram_row, double sq_norm_q, const double* sq_norms_r, double bound_tol,
-    double bound_abs, const floating* query, const floating* X_ref, Py_ssize_t m, Py_ssize_t n_features,
-    Py_ssize_t k, double* upper, double* lower, double* keys, int64_t* index, double* out_dist,
+    double bound_abs, const floating* query, const floating* X_ref, double exact_scale, Py_ssize_t m,
+    Py_ssize_t n_features, Py_ssize_t k, double* upper, double* lower, double* keys, int64_t* index, double* out_dist,
     int64_t* out_idx,
 ) noexcept nogil:
     """One query row of knn_from_gram; upper, lower (m) and keys, index (k) are scratch."""
@@ -110,10 +119,13 @@ cdef void _knn_row(
     size = 0
     for j in range(m):
         if lower[j] <= cap:
-            size = _push(keys, index, k, size, _sq_distance(query, X_ref + j * n_features, n_features), j)
+            size = _push(
+                keys, index, k, size,
+                _scaled_sq_distance(query, X_ref + j * n_features, n_features, exact_scale), j,
+            )
     # Heap-sort the k best into ascending (distance, index) order.
     for last in range(k - 1, -1, -1):
-        out_dist[last] = sqrt(keys[0])
+        out_dist[last] = sqrt(keys[0]) / exact_scale
         out_idx[last] = index[0]
         keys[0] = keys[last]
         index[0] = index[last]
@@ -123,14 +135,15 @@ cdef void _knn_row(
 def knn_from_gram(
     const gram_floating[:, ::1] gram, const double[::1] sq_norms_q, const double[::1] sq_norms_r,
     double bound_tol, double bound_abs, const floating[:, ::1] X_query, const floating[:, ::1] X_ref,
-    double[:, ::1] out_dist, int64_t[:, ::1] out_idx, int n_threads,
+    double exact_scale, double[:, ::1] out_dist, int64_t[:, ::1] out_idx, int n_threads,
 ):
     """Exact k nearest reference rows per query row, from an approximate Gram block.
 
     gram (n, m): approximate dot products of the (shifted, scaled) rows, float32 or float64;
     sq_norms_q (n,), sq_norms_r (m,): float64 squared norms of those rows; the approximate squared
     distance q + r - 2 g is within bound_tol * (q + r) + bound_abs of the true one (same scale).
-    X_query (n, d), X_ref (m, d): the original rows, ranked exactly in float64.
+    X_query (n, d), X_ref (m, d): the original rows, ranked exactly in float64 after scaling by
+    exact_scale (a power of two that keeps huge and subnormal values in range).
     out_dist (n, k) gets Euclidean distances, out_idx (n, k) int64 indices, ascending,
     ties to the lower index.
     """
@@ -155,7 +168,7 @@ def knn_from_gram(
                 continue
             _knn_row(
                 &gram[i, 0], sq_norms_q[i], &sq_norms_r[0], bound_tol, bound_abs,
-                &X_query[i, 0], &X_ref[0, 0], m, n_features, k, bounds, bounds + m, bounds + 2 * m,
+                &X_query[i, 0], &X_ref[0, 0], exact_scale, m, n_features, k, bounds, bounds + m, bounds + 2 * m,
                 index, &out_dist[i, 0], &out_idx[i, 0],
             )
         free(bounds)
@@ -209,52 +222,23 @@ def class_sums(
     const floating[:, ::1] X, const int64_t[::1] codes, double[:, ::1] out_sums, int64_t[::1] out_counts,
     int n_threads,
 ):
-    """Per-class feature sums (float64) and counts of X (n, d) with int64 codes into out_sums (c, d)."""
-    cdef Py_ssize_t n = X.shape[0], n_features = X.shape[1]
-    cdef Py_ssize_t n_classes = out_sums.shape[0]
-    cdef Py_ssize_t block = n_classes * n_features
-    # The same chunks as the Numba kernel, so both sum in the same order.
-    cdef Py_ssize_t n_chunks = max(1, min(n_threads, n // 256))
-    cdef Py_ssize_t chunk = (n + n_chunks - 1) // n_chunks
-    cdef Py_ssize_t t, i, f, c
-    cdef double* sums
-    cdef int64_t* counts = NULL
-    cdef double* partial_sums = NULL
-    cdef int64_t* partial_counts = NULL
-    cdef double* all_sums = &out_sums[0, 0] if block > 0 else NULL
-    cdef int64_t* all_counts = &out_counts[0] if n_classes > 0 else NULL
-    if block > 0:
-        memset(all_sums, 0, block * sizeof(double))
-    if n_classes > 0:
-        memset(all_counts, 0, n_classes * sizeof(int64_t))
-    if n == 0:
-        return
-    if n_chunks > 1:
-        # Chunk 0 sums straight into the outputs, the others into their own partial blocks.
-        partial_sums = <double*> calloc((n_chunks - 1) * block, sizeof(double))
-        partial_counts = <int64_t*> calloc((n_chunks - 1) * n_classes, sizeof(int64_t))
-        if partial_sums == NULL or partial_counts == NULL:
-            free(partial_sums)
-            free(partial_counts)
-            raise MemoryError("class_sums: no memory for the per-thread partial sums")
+    """Per-class feature sums (float64) and counts of X (n, d) with int64 codes into out_sums (c, d).
+
+    Each sum adds its rows in order, whatever the thread count.
+    """
+    cdef Py_ssize_t n = X.shape[0], n_features = X.shape[1], n_classes = out_sums.shape[0]
+    cdef Py_ssize_t n_blocks = (n_features + FEATURE_BLOCK - 1) // FEATURE_BLOCK
+    cdef Py_ssize_t b, i, f, c, first, stop
+    out_counts[:] = 0
+    out_sums[:, :] = 0.0
     with nogil:
-        for t in prange(n_chunks, num_threads=n_chunks, schedule="static"):
-            if t == 0:
-                sums = all_sums
-                counts = all_counts
-            else:
-                sums = partial_sums + (t - 1) * block
-                counts = partial_counts + (t - 1) * n_classes
-            for i in range(t * chunk, min(n, (t + 1) * chunk)):
+        for i in range(n):
+            out_counts[codes[i]] += 1
+        # Threads own disjoint blocks of features and add the rows in order.
+        for b in prange(n_blocks, num_threads=n_threads, schedule="static"):
+            first = b * FEATURE_BLOCK
+            stop = min(n_features, first + FEATURE_BLOCK)
+            for i in range(n):
                 c = codes[i]
-                counts[c] += 1
-                for f in range(n_features):
-                    sums[c * n_features + f] += X[i, f]
-        # Serial reduction, chunk by chunk.
-        for t in range(n_chunks - 1):
-            for c in range(n_classes):
-                all_counts[c] += partial_counts[t * n_classes + c]
-            for i in range(block):
-                all_sums[i] += partial_sums[t * block + i]
-    free(partial_sums)
-    free(partial_counts)
+                for f in range(first, stop):
+                    out_sums[c, f] += X[i, f]

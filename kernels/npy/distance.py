@@ -3,7 +3,7 @@
 import numpy as np
 
 
-def distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, squared, n_threads):
+def distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale, squared, n_threads):
     """Turn a Gram block A @ B.T into (squared) Euclidean distances, in place."""
     norm_sum = sq_norms_a[:, None] + sq_norms_b[None, :]
     d2 = norm_sum - 2.0 * gram
@@ -12,4 +12,4 @@ def distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, squared,
         r, c = rows[start : start + 4096], cols[start : start + 4096]
         diff = A[r].astype(np.float64) - B[c].astype(np.float64)
         d2[r, c] = np.einsum("ij,ij->i", diff, diff)
-    gram[...] = d2 if squared else np.sqrt(d2)
+    gram[...] = d2 * unscale * unscale if squared else np.sqrt(d2) * unscale

@@ -3,7 +3,7 @@
 import numpy as np
 
 
-def knn_from_gram(gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X_ref, out_dist, out_idx, n_threads):
+def knn_from_gram(gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X_ref, exact_scale, out_dist, out_idx, n_threads):
     """Exact k nearest reference rows per query row, from an approximate Gram block."""
     k = out_idx.shape[1]
     norm_sum = sq_norms_q[:, None] + sq_norms_r[None, :]
@@ -14,11 +14,14 @@ def knn_from_gram(gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X
     exact = np.full(approx.shape, np.inf)
     for start in range(0, rows.size, 4096):
         r, c = rows[start : start + 4096], cols[start : start + 4096]
-        diff = X_query[r].astype(np.float64) - X_ref[c].astype(np.float64)
+        if exact_scale < 1.0:  # large values: scale first so that a - b cannot overflow
+            diff = X_query[r].astype(np.float64) * exact_scale - X_ref[c].astype(np.float64) * exact_scale
+        else:
+            diff = (X_query[r].astype(np.float64) - X_ref[c]) * exact_scale
         exact[r, c] = np.einsum("ij,ij->i", diff, diff)
     order = np.argsort(exact, axis=1, kind="stable")[:, :k]  # stable: ties keep the lower index
     out_idx[...] = order
-    out_dist[...] = np.sqrt(np.take_along_axis(exact, order, axis=1))
+    out_dist[...] = np.sqrt(np.take_along_axis(exact, order, axis=1)) / exact_scale
 
 
 def majority_vote(neighbor_codes, n_classes, out, n_threads):
@@ -30,7 +33,7 @@ def majority_vote(neighbor_codes, n_classes, out, n_threads):
 
 
 def class_sums(X, codes, out_sums, out_counts, n_threads):
-    """Per-class feature sums (float64) and counts."""
+    """Per-class feature sums (float64, rows added in order) and counts."""
     out_sums[...] = 0.0
     np.add.at(out_sums, codes, X.astype(np.float64))
     out_counts[...] = np.bincount(codes, minlength=out_counts.shape[0])
