@@ -8,13 +8,15 @@ nearly the cost of a float32 GEMM.
 
 import numpy as np
 
+from fastdl._parallel import run_row_ranges
 from fastdl.ops._shift import (
-    block_rows, max_abs_shifted, power_of_two_scale, shift_origin, shifted, sq_row_norms,
+    block_rows, max_abs_shifted, power_of_two_scale, shift_origin, shifted,
 )
 
 _UNIT_ROUNDOFF32 = 2.0**-24
-# Reference rows are scaled into [-1, 1]; queries scaled beyond this could overflow float32.
-_MAX_SCALED = 2.0**50
+# Reference rows are scaled into [-1, 1]; a query row whose scaled squared norm passes this could
+# overflow float32 in the GEMM, so that call rescales both sides.
+_MAX_SCALED_NORM = 2.0**100
 
 
 class KnnIndex:
@@ -23,22 +25,23 @@ class KnnIndex:
     def __init__(self, X_ref):
         self.X_ref = X_ref
         self.origin = shift_origin(X_ref)
-        self._prepare(max_abs_shifted(X_ref, self.origin))
+        self.reach = max_abs_shifted(X_ref, self.origin)
+        self.scale = power_of_two_scale(self.reach)
+        self.ref_scaled, self.ref_norms = self._scaled(X_ref, self.scale)
 
-    def _prepare(self, max_abs):
-        self.scale = power_of_two_scale(max_abs)
-        self.ref_scaled = shifted(self.X_ref, self.origin, np.float32, self.scale)
-        self.ref_norms = sq_row_norms(self.ref_scaled)
+    def _scaled(self, X, scale):
+        """float32 (X - origin) * scale and its float64 squared row norms."""
+        return shifted(X, self.origin, np.float32, scale)
 
     def query(self, X_query, k, kernels, n_threads):
         """(distances (n, k) float64, indices (n, k) int64) of the k nearest reference rows."""
-        query_scaled = shifted(X_query, self.origin, np.float32, self.scale)
-        if np.abs(query_scaled).max() > _MAX_SCALED:
-            # Queries far outside the reference cloud: rescale both sides for this call.
-            reach = max_abs_shifted(X_query, self.origin)
-            self._prepare(max(reach, max_abs_shifted(self.X_ref, self.origin)))
-            query_scaled = shifted(X_query, self.origin, np.float32, self.scale)
-        query_norms = sq_row_norms(query_scaled)
+        scale, ref_scaled, ref_norms = self.scale, self.ref_scaled, self.ref_norms
+        query_scaled, query_norms = self._scaled(X_query, scale)
+        if not query_norms.max() <= _MAX_SCALED_NORM:  # also catches inf
+            # Queries far outside the reference cloud: rescale both sides for this call only.
+            scale = power_of_two_scale(max(self.reach, max_abs_shifted(X_query, self.origin)))
+            ref_scaled, ref_norms = self._scaled(self.X_ref, scale)
+            query_scaled, query_norms = self._scaled(X_query, scale)
         n_features = X_query.shape[1]
         # |approx - exact| <= (gamma_d + 4u) * (|q|^2 + |r|^2): the GEMM's rounding plus the rounding
         # of each element to float32; bound_abs covers float32 subnormals.
@@ -47,13 +50,20 @@ class KnnIndex:
         n, m = X_query.shape[0], self.X_ref.shape[0]
         distances = np.empty((n, k))
         indices = np.empty((n, k), dtype=np.int64)
-        gram = np.empty(min(n, block_rows(n, m)[0][1]) * m, dtype=np.float32)
-        for start, stop in block_rows(n, m):
-            block = gram[: (stop - start) * m].reshape(stop - start, m)
-            np.dot(query_scaled[start:stop], self.ref_scaled.T, out=block)
-            kernels.knn_from_gram(
-                block, query_norms[start:stop], self.ref_norms, bound_tol, bound_abs,
-                X_query[start:stop], self.X_ref, self.scale, distances[start:stop], indices[start:stop],
-                n_threads,
-            )
+
+        def search(first, last):
+            # One thread's rows, in blocks whose float32 Gram stays bounded.
+            blocks = block_rows(last - first, m)
+            gram = np.empty(blocks[0][1] * m, dtype=np.float32)
+            for start, stop in blocks:
+                start, stop = first + start, first + stop
+                block = gram[: (stop - start) * m].reshape(stop - start, m)
+                np.dot(query_scaled[start:stop], ref_scaled.T, out=block)
+                kernels.knn_from_gram(
+                    block, query_norms[start:stop], ref_norms, bound_tol, bound_abs,
+                    X_query[start:stop], self.X_ref, scale, distances[start:stop],
+                    indices[start:stop], 1,
+                )
+
+        run_row_ranges(search, n, n_threads, m * n_features)
         return distances, indices

@@ -4,6 +4,9 @@ import math
 
 import numpy as np
 
+# Elements per chunk of temporaries: 512 KiB of float64, well inside a core's L2 cache.
+_CHUNK_ELEMENTS = 1 << 16
+
 
 def shift_origin(B):
     """The float64 mean row of B: distances do not change when both sides are shifted by it."""
@@ -11,16 +14,24 @@ def shift_origin(B):
 
 
 def shifted(X, origin, dtype, scale=1.0):
-    """(X - origin) * scale as a C-contiguous array of `dtype`.
+    """(X - origin) * scale as a C-contiguous array of `dtype`, and its float64 squared row norms.
 
-    Computed in X's own precision when that is `dtype` (a shift near X's values is exact there,
-    and rounding the origin itself only moves every row alike), in float64 otherwise.
+    Computed in float64, a few rows at a time so the temporaries stay small and in cache; the
+    norms are those of the rows as rounded to `dtype`.
     """
-    work = dtype if X.dtype == dtype else np.float64
-    out = np.subtract(X, origin.astype(work), dtype=work)
-    if scale != 1.0:
-        out *= work(scale)
-    return np.ascontiguousarray(out, dtype=dtype)
+    n_rows, n_features = X.shape
+    out = np.empty((n_rows, n_features), dtype=dtype)
+    norms = np.empty(n_rows)
+    step = max(1, _CHUNK_ELEMENTS // max(n_features, 1))
+    for start in range(0, n_rows, step):
+        stop = min(n_rows, start + step)
+        chunk = np.subtract(X[start:stop], origin, dtype=np.float64)
+        if scale != 1.0:
+            chunk *= scale
+        out[start:stop] = chunk
+        rounded = chunk if dtype == np.float64 else out[start:stop].astype(np.float64)
+        np.einsum("ij,ij->i", rounded, rounded, out=norms[start:stop])
+    return out, norms
 
 
 def power_of_two_scale(max_abs):
@@ -35,16 +46,12 @@ def power_of_two_scale(max_abs):
 
 
 def max_abs_shifted(X, origin):
-    """max |X - origin| over all entries, in float64."""
+    """max |X - origin| over all entries, in float64, from the column extremes (no temporaries)."""
     if X.size == 0:
         return 0.0
-    return float(np.max(np.abs(np.subtract(X, origin, dtype=np.float64))))
-
-
-def sq_row_norms(X):
-    """Squared row norms in float64."""
-    X64 = X.astype(np.float64, copy=False)
-    return np.einsum("ij,ij->i", X64, X64)
+    above = np.subtract(X.max(axis=0), origin, dtype=np.float64)
+    below = np.subtract(origin, X.min(axis=0), dtype=np.float64)
+    return float(max(above.max(), below.max()))
 
 
 def block_rows(n_rows, n_cols, max_elements=1 << 25):

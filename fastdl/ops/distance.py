@@ -3,9 +3,10 @@
 import numpy as np
 
 from fastdl import backend as _backend
+from fastdl._parallel import run_row_ranges
 from fastdl._validation import check_matrix, check_same_features, compute_dtype
 from fastdl.ops._shift import (
-    block_rows, max_abs_shifted, power_of_two_scale, shift_origin, shifted, sq_row_norms,
+    block_rows, max_abs_shifted, power_of_two_scale, shift_origin, shifted,
 )
 
 # Entries with d^2 < REFINE_TOL * (|a|^2 + |b|^2) lost too many digits to cancellation in the GEMM
@@ -47,17 +48,19 @@ def pairwise_distances(A, B=None, squared=False, backend=None):
     origin = shift_origin(B)
     # A power-of-two scale keeps huge and tiny values inside the GEMM's range; undone exactly.
     scale = power_of_two_scale(max(max_abs_shifted(A, origin), max_abs_shifted(B, origin)))
-    A_shifted = shifted(A, origin, dtype, scale)
-    B_shifted = A_shifted if B is A else shifted(B, origin, dtype, scale)
-    norms_a = sq_row_norms(A_shifted)
-    norms_b = norms_a if B is A else sq_row_norms(B_shifted)
+    A_shifted, norms_a = shifted(A, origin, dtype, scale)
+    B_shifted, norms_b = (A_shifted, norms_a) if B is A else shifted(B, origin, dtype, scale)
     out = np.empty((A.shape[0], B.shape[0]), dtype=dtype)
-    n_threads = _backend.get_num_threads()
-    for start, stop in block_rows(A.shape[0], B.shape[0]):
-        block = out[start:stop]
-        np.dot(A_shifted[start:stop], B_shifted.T, out=block)
-        kernels.distances_from_gram(
-            block, A_shifted[start:stop], B_shifted, norms_a[start:stop], norms_b,
-            REFINE_TOL[dtype], 1.0 / scale, bool(squared), n_threads,
-        )
+
+    def compute(first, last):
+        for start, stop in block_rows(last - first, B.shape[0]):
+            start, stop = first + start, first + stop
+            block = out[start:stop]
+            np.dot(A_shifted[start:stop], B_shifted.T, out=block)
+            kernels.distances_from_gram(
+                block, A_shifted[start:stop], B_shifted, norms_a[start:stop], norms_b,
+                REFINE_TOL[dtype], 1.0 / scale, bool(squared), 1,
+            )
+
+    run_row_ranges(compute, A.shape[0], _backend.get_num_threads(), B.shape[0] * A.shape[1])
     return out

@@ -8,6 +8,14 @@ from fastdl._validation import (
 )
 from fastdl.ops._knn_index import KnnIndex
 
+# Below this many elements a pass is done before a thread pool wakes up.
+MIN_PARALLEL_ELEMENTS = 1 << 18
+
+
+def _threads_for(n_elements):
+    """Threads worth starting for a pass over n_elements: one for small inputs."""
+    return _backend.get_num_threads() if n_elements >= MIN_PARALLEL_ELEMENTS else 1
+
 
 def knn(X_query, X_ref, k, backend=None):
     """The k nearest rows of X_ref for every row of X_query (Euclidean).
@@ -62,7 +70,7 @@ def majority_vote(neighbor_codes, n_classes, backend=None):
     flat, n_classes = check_codes(codes.ravel(), codes.size, n_classes, "neighbor_codes")
     kernels, _ = _backend.kernels("neighbors", backend)
     out = np.empty(codes.shape[0], dtype=np.int64)
-    kernels.majority_vote(flat.reshape(codes.shape), n_classes, out, _backend.get_num_threads())
+    kernels.majority_vote(flat.reshape(codes.shape), n_classes, out, _threads_for(codes.size))
     return out
 
 
@@ -87,7 +95,7 @@ def class_centroids(X, y, n_classes=None, backend=None):
     dtype = compute_dtype(X)
     sums = np.empty((n_classes, X.shape[1]))
     counts = np.empty(n_classes, dtype=np.int64)
-    kernels.class_sums(as_compute(X, dtype), codes, sums, counts, _backend.get_num_threads())
+    kernels.class_sums(as_compute(X, dtype), codes, sums, counts, _threads_for(X.size))
     if (counts == 0).any():
         empty = np.flatnonzero(counts == 0).tolist()
         raise ValueError(f"classes {empty} have no samples, so they have no centroid")

@@ -5,7 +5,7 @@ Mirrors kernels/cpu/neighbors.py and kernels/npy/neighbors.py.
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
-from libc.math cimport sqrt
+from libc.math cimport INFINITY, sqrt
 from libc.stdint cimport int64_t
 from libc.stdlib cimport calloc, free, malloc
 
@@ -92,33 +92,32 @@ cdef inline double _scaled_sq_distance(
 cdef void _knn_row(
     const gram_floating* gram_row, double sq_norm_q, const double* sq_norms_r, double bound_tol,
     double bound_abs, const floating* query, const floating* X_ref, double exact_scale, Py_ssize_t m,
-    Py_ssize_t n_features, Py_ssize_t k, double* upper, double* lower, double* keys, int64_t* index, double* out_dist,
-    int64_t* out_idx,
+    Py_ssize_t n_features, Py_ssize_t k, double* keys, int64_t* index, int64_t* candidates,
+    double* out_dist, int64_t* out_idx,
 ) noexcept nogil:
-    """One query row of knn_from_gram; upper, lower (m) and keys, index (k) are scratch."""
-    cdef Py_ssize_t j, last, size
-    cdef double norm_sum, bound, approx, top, cap
-    # The bounds first, in a branch-free loop the compiler vectorises.
+    """One query row of knn_from_gram; keys, index (k) and candidates (m) are scratch."""
+    cdef Py_ssize_t j, c, last, size = 0, n_candidates = 0
+    cdef double norm_sum, bound, approx, cap = INFINITY
+    # One pass over the approximate distances: a max-heap keeps the k smallest upper bounds (its
+    # top caps the final k-th distance) and every row whose lower bound is within the cap so far is
+    # remembered; the cap only shrinks, so the remembered rows are a superset.
     for j in range(m):
         norm_sum = sq_norm_q + sq_norms_r[j]
         bound = bound_tol * norm_sum + bound_abs
         approx = norm_sum - 2.0 * gram_row[j]
-        upper[j] = approx + bound
-        lower[j] = approx - bound
-    # Pass 1: the k-th smallest upper bound on the true distance caps the final k-th distance.
-    for j in range(k):
-        _push(keys, index, k, j, upper[j], j)
-    top = keys[0]
-    for j in range(k, m):
-        # A full heap only takes a strictly smaller key (j exceeds every index in it).
-        if upper[j] < top:
-            _push(keys, index, k, k, upper[j], j)
-            top = keys[0]
-    cap = top
-    # Pass 2: every row whose lower bound reaches the cap is ranked by its exact float64 distance.
+        if approx - bound <= cap:
+            candidates[n_candidates] = j
+            n_candidates += 1
+            if approx + bound < cap or size < k:
+                size = _push(keys, index, k, size, approx + bound, j)
+                if size == k:
+                    cap = keys[0]
+    # Rank the rows that can still reach the cap by their exact float64 distance.
     size = 0
-    for j in range(m):
-        if lower[j] <= cap:
+    for c in range(n_candidates):
+        j = candidates[c]
+        norm_sum = sq_norm_q + sq_norms_r[j]
+        if norm_sum - 2.0 * gram_row[j] - (bound_tol * norm_sum + bound_abs) <= cap:
             size = _push(
                 keys, index, k, size,
                 _scaled_sq_distance(query, X_ref + j * n_features, n_features, exact_scale), j,
@@ -150,28 +149,28 @@ def knn_from_gram(
     cdef Py_ssize_t n = gram.shape[0], m = gram.shape[1], k = out_idx.shape[1]
     cdef Py_ssize_t n_features = X_query.shape[1]
     cdef Py_ssize_t i
-    cdef double* bounds = NULL
+    cdef double* keys = NULL
     cdef int64_t* index = NULL
     cdef int failed = 0
     cdef int* failed_ptr = &failed
     if n == 0 or k == 0:
         return
     with nogil, parallel(num_threads=n_threads):
-        # Per-thread scratch, allocated once per thread: upper and lower bounds of one Gram row,
-        # then the heap's keys; the heap's indices.
-        bounds = <double*> malloc((2 * m + k) * sizeof(double))
-        index = <int64_t*> malloc(k * sizeof(int64_t))
-        if bounds == NULL or index == NULL:
+        # Per-thread scratch, allocated once per thread: the heap's keys, then its indices and the
+        # candidate rows.
+        keys = <double*> malloc(k * sizeof(double))
+        index = <int64_t*> malloc((k + m) * sizeof(int64_t))
+        if keys == NULL or index == NULL:
             failed_ptr[0] = 1
         for i in prange(n, schedule="static"):
-            if bounds == NULL or index == NULL:
+            if keys == NULL or index == NULL:
                 continue
             _knn_row(
                 &gram[i, 0], sq_norms_q[i], &sq_norms_r[0], bound_tol, bound_abs,
-                &X_query[i, 0], &X_ref[0, 0], exact_scale, m, n_features, k, bounds, bounds + m, bounds + 2 * m,
-                index, &out_dist[i, 0], &out_idx[i, 0],
+                &X_query[i, 0], &X_ref[0, 0], exact_scale, m, n_features, k, keys, index, index + k,
+                &out_dist[i, 0], &out_idx[i, 0],
             )
-        free(bounds)
+        free(keys)
         free(index)
     if failed:
         raise MemoryError("knn_from_gram: no memory for the per-thread scratch")

@@ -1,0 +1,69 @@
+"""Row-parallel driver for GEMM-plus-kernel operations.
+
+A BLAS GEMM followed by a compiled kernel, each with its own thread pool, makes the two pools
+spin against each other between calls (measured here: 4.5 ms GEMM + 1.6 ms kernel took 13-16 ms
+together on 2 cores). Instead each of our threads takes a contiguous range of rows and runs BLAS
+single-threaded and the kernel serially on it, so every core does one thing at a time.
+"""
+
+import concurrent.futures
+import threading
+
+# Below this much work (rows x columns x features) one thread is faster than handing out tasks.
+MIN_WORK_PER_THREAD = 1 << 22
+
+_lock = threading.Lock()
+_pool = None
+_pool_size = 0
+_controller = None
+
+
+def _get_pool(n_threads):
+    global _pool, _pool_size
+    with _lock:
+        if _pool is None or _pool_size < n_threads:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = concurrent.futures.ThreadPoolExecutor(n_threads, thread_name_prefix="fastdl")
+            _pool_size = n_threads
+        return _pool
+
+
+def _single_threaded_blas():
+    global _controller
+    with _lock:
+        if _controller is None:
+            from threadpoolctl import ThreadpoolController
+
+            _controller = ThreadpoolController()
+    return _controller.limit(limits=1, user_api="blas")
+
+
+def row_ranges(n_rows, n_threads, work_per_row):
+    """Split range(n_rows) into at most n_threads contiguous (start, stop) ranges worth running."""
+    worth = max(1, int(n_rows * work_per_row // MIN_WORK_PER_THREAD))
+    n_parts = max(1, min(n_threads, n_rows, worth))
+    step, extra = divmod(n_rows, n_parts)
+    ranges, start = [], 0
+    for part in range(n_parts):
+        stop = start + step + (part < extra)
+        ranges.append((start, stop))
+        start = stop
+    return ranges
+
+
+def run_row_ranges(func, n_rows, n_threads, work_per_row):
+    """Call func(start, stop) over contiguous row ranges, in parallel when the work is worth it.
+
+    With several ranges BLAS is limited to one thread while they run (each range is one thread's
+    job); with one range BLAS keeps its own threads.
+    """
+    ranges = row_ranges(n_rows, n_threads, work_per_row)
+    if len(ranges) == 1:
+        func(*ranges[0])
+        return
+    pool = _get_pool(len(ranges))
+    with _single_threaded_blas():
+        futures = [pool.submit(func, start, stop) for start, stop in ranges]
+        for future in futures:
+            future.result()
