@@ -6,7 +6,7 @@ from fastdl import backend as _backend
 from fastdl._parallel import run_row_ranges
 from fastdl._validation import check_matrix, check_same_features, compute_dtype
 from fastdl.ops._shift import (
-    block_rows, max_abs_shifted, power_of_two_scale, shift_origin, shifted,
+    max_abs_shifted, power_of_two_scale, shift_origin, shifted,
 )
 
 # Entries with d^2 < REFINE_TOL * (|a|^2 + |b|^2) lost too many digits to cancellation in the GEMM
@@ -53,14 +53,13 @@ def pairwise_distances(A, B=None, squared=False, backend=None):
     out = np.empty((A.shape[0], B.shape[0]), dtype=dtype)
 
     def compute(first, last):
-        for start, stop in block_rows(last - first, B.shape[0]):
-            start, stop = first + start, first + stop
-            block = out[start:stop]
-            np.dot(A_shifted[start:stop], B_shifted.T, out=block)
-            kernels.distances_from_gram(
-                block, A_shifted[start:stop], B_shifted, norms_a[start:stop], norms_b,
-                REFINE_TOL[dtype], 1.0 / scale, bool(squared), 1,
-            )
+        # One GEMM per thread: OpenBLAS packs B once per call, so fewer calls cost less.
+        block = out[first:last]
+        np.dot(A_shifted[first:last], B_shifted.T, out=block)
+        kernels.distances_from_gram(
+            block, A_shifted[first:last], B_shifted, norms_a[first:last], norms_b,
+            REFINE_TOL[dtype], 1.0 / scale, bool(squared), 1,
+        )
 
     run_row_ranges(compute, A.shape[0], _backend.get_num_threads(), B.shape[0] * A.shape[1])
     return out

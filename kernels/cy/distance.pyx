@@ -15,21 +15,31 @@ cdef inline void _distance_row(
     const double* sq_norms_b, double refine_tol, double unscale, bint squared, Py_ssize_t m,
     Py_ssize_t n_features,
 ) noexcept nogil:
-    """One row of distances_from_gram."""
-    cdef Py_ssize_t j, f
+    """One row of distances_from_gram, in the Numba kernel's three passes."""
+    cdef Py_ssize_t j, f, n_close = 0
     cdef const floating* b_row
     cdef double norm_sum, d2, diff
     for j in range(m):
         norm_sum = sq_norm_a + sq_norms_b[j]
         d2 = norm_sum - 2.0 * gram_row[j]
-        if d2 <= refine_tol * norm_sum:
-            # Cancellation left too few correct digits: recompute this entry directly.
-            b_row = B + j * n_features
-            d2 = 0.0
-            for f in range(n_features):
-                diff = <double>a_row[f] - <double>b_row[f]
-                d2 += diff * diff
-        gram_row[j] = <gram_floating>(d2 * unscale * unscale if squared else sqrt(d2) * unscale)
+        n_close += d2 <= refine_tol * norm_sum
+        gram_row[j] = <gram_floating>d2
+    if n_close > 0:
+        for j in range(m):
+            if gram_row[j] <= refine_tol * (sq_norm_a + sq_norms_b[j]):
+                # Cancellation left too few correct digits: recompute this entry directly.
+                b_row = B + j * n_features
+                d2 = 0.0
+                for f in range(n_features):
+                    diff = <double>a_row[f] - <double>b_row[f]
+                    d2 += diff * diff
+                gram_row[j] = <gram_floating>d2
+    if squared:
+        for j in range(m):
+            gram_row[j] = <gram_floating>(<double>gram_row[j] * unscale * unscale)
+    else:
+        for j in range(m):
+            gram_row[j] = <gram_floating>(sqrt(<double>gram_row[j]) * unscale)
 
 
 def distances_from_gram(
