@@ -5,8 +5,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from fastdl import backend as _backend
-from fastdl._validation import as_compute, check_int, compute_dtype
+from fastdl._validation import as_compute, check_int
 from fastdl.ops._knn_index import KnnIndex
 from fastdl.ops.neighbors import class_centroids, majority_vote
 
@@ -40,7 +39,7 @@ class KNeighborsClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y):
         X, self._codes, self.classes_ = _fit_data(self, X, y)
-        self._index = KnnIndex(X)
+        self._index = KnnIndex(X, self.backend)
         return self
 
     def kneighbors(self, X, n_neighbors=None):
@@ -49,9 +48,8 @@ class KNeighborsClassifier(ClassifierMixin, BaseEstimator):
         k = self.n_neighbors if n_neighbors is None else n_neighbors
         k = check_int(k, "n_neighbors", 1, self._index.X_ref.shape[0])
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32], order="C")
-        kernels, _ = _backend.kernels("neighbors", self.backend)
-        dtype = compute_dtype(self._index.X_ref)
-        distances, indices = self._index.query(as_compute(X, dtype), k, kernels, _backend.get_num_threads())
+        dtype = self._index.X_ref.dtype
+        distances, indices = self._index.query(as_compute(X, dtype), k)
         return distances.astype(dtype, copy=False), indices
 
     def predict(self, X):
@@ -86,13 +84,12 @@ class NearestCentroid(ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         X, codes, self.classes_ = _fit_data(self, X, y)
         self.centroids_ = class_centroids(X, codes, len(self.classes_), backend=self.backend)
-        self._index = KnnIndex(self.centroids_)
+        self._index = KnnIndex(self.centroids_, self.backend)
         return self
 
     def predict(self, X):
         """The class whose centroid is nearest to each row of X."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32], order="C")
-        kernels, _ = _backend.kernels("neighbors", self.backend)
-        _, nearest = self._index.query(as_compute(X, self.centroids_.dtype), 1, kernels, _backend.get_num_threads())
+        _, nearest = self._index.query(as_compute(X, self.centroids_.dtype), 1)
         return self.classes_[nearest[:, 0]]

@@ -93,3 +93,16 @@ def nearest_centroid_classify(X_train, y_train, X_test):
     centroids = class_centroids(X_train, codes, len(classes))
     _, nearest = knn(X_test, centroids, 1)
     return np.array([classes[c] for c in nearest[:, 0]])
+
+
+def shift_rows(X, origin, scale, out_dtype):
+    """(X - origin) * scale row by row in float64, stored in out_dtype, and the stored rows' norms."""
+    out = np.empty(X.shape, dtype=out_dtype)
+    norms = np.empty(X.shape[0])
+    for i in range(X.shape[0]):
+        norm = 0.0
+        for f in range(X.shape[1]):
+            out[i, f] = (float(X[i, f]) - float(origin[f])) * scale
+            norm += float(out[i, f]) ** 2
+        norms[i] = norm
+    return out, norms

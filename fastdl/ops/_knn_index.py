@@ -8,6 +8,7 @@ nearly the cost of a float32 GEMM.
 
 import numpy as np
 
+from fastdl import backend as _backend
 from fastdl._parallel import run_row_ranges
 from fastdl.ops._shift import (
     block_rows, max_abs_shifted, power_of_two_scale, shift_origin, shifted,
@@ -20,10 +21,11 @@ _MAX_SCALED_NORM = 2.0**100
 
 
 class KnnIndex:
-    """Reference rows X_ref (in their compute dtype) ready for `query`."""
+    """Reference rows X_ref (C-contiguous float32/float64) ready for `query` on a backend."""
 
-    def __init__(self, X_ref):
+    def __init__(self, X_ref, backend=None):
         self.X_ref = X_ref
+        self.backend = backend
         self.origin = shift_origin(X_ref)
         self.reach = max_abs_shifted(X_ref, self.origin)
         self.scale = power_of_two_scale(self.reach)
@@ -31,10 +33,16 @@ class KnnIndex:
 
     def _scaled(self, X, scale):
         """float32 (X - origin) * scale and its float64 squared row norms."""
-        return shifted(X, self.origin, np.float32, scale)
+        kernels, _ = _backend.kernels("distance", self.backend)
+        return shifted(X, self.origin, np.float32, scale, kernels, _backend.get_num_threads())
 
-    def query(self, X_query, k, kernels, n_threads):
-        """(distances (n, k) float64, indices (n, k) int64) of the k nearest reference rows."""
+    def query(self, X_query, k):
+        """(distances (n, k) float64, indices (n, k) int64) of the k nearest reference rows.
+
+        X_query: C-contiguous, of X_ref's dtype.
+        """
+        kernels, _ = _backend.kernels("neighbors", self.backend)
+        n_threads = _backend.get_num_threads()
         scale, ref_scaled, ref_norms = self.scale, self.ref_scaled, self.ref_norms
         query_scaled, query_norms = self._scaled(X_query, scale)
         if not query_norms.max() <= _MAX_SCALED_NORM:  # also catches inf

@@ -4,10 +4,8 @@ import math
 
 import numpy as np
 
-# Elements per chunk of temporaries: 512 KiB of float64, well inside a core's L2 cache.
-_CHUNK_ELEMENTS = 1 << 16
-# float32 shifts are done in float32 only while |X - origin| stays far from float32's overflow.
-_FLOAT32_SAFE = 2.0**100
+from fastdl._parallel import run_row_ranges
+
 
 
 def shift_origin(B):
@@ -15,29 +13,20 @@ def shift_origin(B):
     return B.mean(axis=0, dtype=np.float64)
 
 
-def shifted(X, origin, dtype, scale=1.0):
+def shifted(X, origin, dtype, scale, kernels, n_threads):
     """(X - origin) * scale as a C-contiguous array of `dtype`, and its float64 squared row norms.
 
-    Worked out a few rows at a time so the temporaries stay small and in cache: in float32 when X
-    is float32 and so is the result (a shift is as exact there as the data, and a power-of-two scale
-    is exact), in float64 otherwise. The norms are those of the rows as stored in `dtype`.
+    X is C-contiguous float32/float64; `kernels` is a backend's distance module. Worked in float64
+    in one pass (a power-of-two scale is exact); the norms are those of the rows as stored.
     """
     n_rows, n_features = X.shape
-    work = np.float32 if X.dtype == np.float32 and dtype == np.float32 else np.float64
-    if work == np.float32 and max_abs_shifted(X, origin) > _FLOAT32_SAFE:
-        work = np.float64  # X - origin could overflow float32 before it is scaled down
-    origin = origin.astype(work)
     out = np.empty((n_rows, n_features), dtype=dtype)
     norms = np.empty(n_rows)
-    step = max(1, _CHUNK_ELEMENTS // max(n_features, 1))
-    for start in range(0, n_rows, step):
-        stop = min(n_rows, start + step)
-        chunk = np.subtract(X[start:stop], origin, dtype=work)
-        if scale != 1.0:
-            chunk *= work(scale)
-        out[start:stop] = chunk
-        stored = out[start:stop]
-        np.einsum("ij,ij->i", stored, stored, dtype=np.float64, out=norms[start:stop])
+
+    def shift(first, last):
+        kernels.shift_rows(X[first:last], origin, float(scale), out[first:last], norms[first:last], 1)
+
+    run_row_ranges(shift, n_rows, n_threads, 4 * n_features)
     return out, norms
 
 

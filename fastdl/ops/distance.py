@@ -4,7 +4,7 @@ import numpy as np
 
 from fastdl import backend as _backend
 from fastdl._parallel import run_row_ranges
-from fastdl._validation import check_matrix, check_same_features, compute_dtype
+from fastdl._validation import as_compute, check_matrix, check_same_features, compute_dtype
 from fastdl.ops._shift import (
     max_abs_shifted, power_of_two_scale, shift_origin, shifted,
 )
@@ -44,12 +44,16 @@ def pairwise_distances(A, B=None, squared=False, backend=None):
     B = A if B is None else check_matrix(B, "B")
     check_same_features(A, B)
     kernels, _ = _backend.kernels("distance", backend)
+    n_threads = _backend.get_num_threads()
     dtype = compute_dtype(A, B)
+    same = B is A
+    A = as_compute(A, dtype)
+    B = A if same else as_compute(B, dtype)
     origin = shift_origin(B)
     # A power-of-two scale keeps huge and tiny values inside the GEMM's range; undone exactly.
     scale = power_of_two_scale(max(max_abs_shifted(A, origin), max_abs_shifted(B, origin)))
-    A_shifted, norms_a = shifted(A, origin, dtype, scale)
-    B_shifted, norms_b = (A_shifted, norms_a) if B is A else shifted(B, origin, dtype, scale)
+    A_shifted, norms_a = shifted(A, origin, dtype, scale, kernels, n_threads)
+    B_shifted, norms_b = (A_shifted, norms_a) if same else shifted(B, origin, dtype, scale, kernels, n_threads)
     out = np.empty((A.shape[0], B.shape[0]), dtype=dtype)
 
     def compute(first, last):
@@ -61,5 +65,5 @@ def pairwise_distances(A, B=None, squared=False, backend=None):
             REFINE_TOL[dtype], 1.0 / scale, bool(squared), 1,
         )
 
-    run_row_ranges(compute, A.shape[0], _backend.get_num_threads(), B.shape[0] * A.shape[1])
+    run_row_ranges(compute, A.shape[0], n_threads, B.shape[0] * A.shape[1])
     return out

@@ -45,10 +45,9 @@ def knn(X_query, X_ref, k, backend=None):
     X_ref = check_matrix(X_ref, "X_ref")
     check_same_features(X_query, X_ref, "X_query", "X_ref")
     k = check_int(k, "k", 1, X_ref.shape[0])
-    kernels, _ = _backend.kernels("neighbors", backend)
     dtype = compute_dtype(X_query, X_ref)
-    index = KnnIndex(as_compute(X_ref, dtype))
-    distances, indices = index.query(as_compute(X_query, dtype), k, kernels, _backend.get_num_threads())
+    index = KnnIndex(as_compute(X_ref, dtype), backend)
+    distances, indices = index.query(as_compute(X_query, dtype), k)
     return distances.astype(dtype, copy=False), indices
 
 

@@ -47,3 +47,27 @@ def distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale,
     by 1 / unscale (a power of two), so the distances are multiplied back by unscale.
     """
     launch(_serial, _parallel, n_threads, gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale, squared)
+
+
+def _shift_rows(X, origin, scale, out, out_norms):
+    n, n_features = X.shape
+    for i in prange(n):
+        norm = 0.0
+        for f in range(n_features):
+            out[i, f] = (np.float64(X[i, f]) - origin[f]) * scale
+            stored = np.float64(out[i, f])
+            norm += stored * stored
+        out_norms[i] = norm
+
+
+_shift_serial = compile_kernel(_shift_rows)
+_shift_parallel = compile_kernel(_shift_rows, parallel=True)
+
+
+def shift_rows(X, origin, scale, out, out_norms, n_threads):
+    """out = (X - origin) * scale, worked in float64 and stored in out's dtype, in one pass.
+
+    X (n, d) float32/float64, origin (d,) float64, out (n, d) float32/float64; out_norms (n,) gets
+    the float64 squared norms of the rows as stored.
+    """
+    launch(_shift_serial, _shift_parallel, n_threads, X, origin, scale, out, out_norms)

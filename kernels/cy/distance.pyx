@@ -4,7 +4,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt
 
-# The Gram block's float type may differ from that of its rows.
+# The Gram block's (or a shifted copy's) float type may differ from that of its rows.
 ctypedef fused gram_floating:
     float
     double
@@ -64,3 +64,25 @@ def distances_from_gram(
                 &gram[i, 0], &A[i, 0], &B[0, 0], sq_norms_a[i], &sq_norms_b[0],
                 refine_tol, unscale, squared, m, n_features,
             )
+
+
+def shift_rows(
+    const floating[:, ::1] X, const double[::1] origin, double scale, gram_floating[:, ::1] out,
+    double[::1] out_norms, int n_threads,
+):
+    """out = (X - origin) * scale, worked in float64 and stored in out's dtype, in one pass.
+
+    X (n, d) float32/float64, origin (d,) float64, out (n, d) float32/float64; out_norms (n,) gets
+    the float64 squared norms of the rows as stored.
+    """
+    cdef Py_ssize_t n = X.shape[0], n_features = X.shape[1]
+    cdef Py_ssize_t i, f
+    cdef double norm, stored
+    with nogil:
+        for i in prange(n, num_threads=n_threads, schedule="static"):
+            norm = 0.0
+            for f in range(n_features):
+                out[i, f] = <gram_floating>((<double>X[i, f] - origin[f]) * scale)
+                stored = <double>out[i, f]
+                norm = norm + stored * stored
+            out_norms[i] = norm

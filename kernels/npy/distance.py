@@ -13,3 +13,15 @@ def distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale,
         diff = A[r].astype(np.float64) - B[c].astype(np.float64)
         d2[r, c] = np.einsum("ij,ij->i", diff, diff)
     gram[...] = d2 * unscale * unscale if squared else np.sqrt(d2) * unscale
+
+
+def shift_rows(X, origin, scale, out, out_norms, n_threads):
+    """out = (X - origin) * scale, worked in float64 and stored in out's dtype."""
+    step = max(1, (1 << 16) // max(X.shape[1], 1))  # rows per chunk: temporaries stay in cache
+    for start in range(0, X.shape[0], step):
+        stop = min(X.shape[0], start + step)
+        chunk = np.subtract(X[start:stop], origin, dtype=np.float64)
+        chunk *= scale
+        out[start:stop] = chunk
+        stored = out[start:stop].astype(np.float64, copy=False)
+        np.einsum("ij,ij->i", stored, stored, out=out_norms[start:stop])

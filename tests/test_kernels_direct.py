@@ -1,0 +1,48 @@
+"""Kernels called directly (as the ops call them), every backend and dtype, against tests/naive.py."""
+
+import importlib
+
+import numpy as np
+import pytest
+
+import naive
+from fastdl.backend import PACKAGES
+
+
+def _kernels(backend, family):
+    return importlib.import_module(f"{PACKAGES[backend]}.{family}")
+
+
+@pytest.mark.parametrize("out_dtype", [np.float32, np.float64], ids=["to-float32", "to-float64"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_shift_rows(backend, dtype, rng, out_dtype, n_threads):
+    X = (rng.normal(size=(37, 11)) * 100 + 1e3).astype(dtype)
+    origin = X.mean(axis=0, dtype=np.float64)
+    out = np.empty(X.shape, dtype=out_dtype)
+    norms = np.empty(X.shape[0])
+    _kernels(backend, "distance").shift_rows(X, origin, 2.0**-10, out, norms, n_threads)
+    expected, expected_norms = naive.shift_rows(X, origin, 2.0**-10, out_dtype)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_allclose(norms, expected_norms, rtol=1e-13)
+
+
+def test_shift_rows_empty(backend):
+    X = np.empty((0, 3))
+    out = np.empty((0, 3), dtype=np.float32)
+    norms = np.empty(0)
+    _kernels(backend, "distance").shift_rows(X, np.zeros(3), 1.0, out, norms, 2)
+    assert out.shape == (0, 3)
+
+
+@pytest.mark.parametrize("squared", [False, True])
+def test_distances_from_gram_refines_cancellation(backend, dtype, squared):
+    # Rows 0 and 1 are nearly equal far from the origin: the GEMM formula loses every digit there,
+    # so the kernel must recompute that entry directly.
+    A = np.array([[1e4, 1e4], [1e4 + 1e-3, 1e4]], dtype=np.float64).astype(dtype)
+    norms = np.einsum("ij,ij->i", A.astype(np.float64), A.astype(np.float64))
+    gram = (A @ A.T).astype(dtype)
+    _kernels(backend, "distance").distances_from_gram(gram, A, A, norms, norms, 2.0**-12, 1.0, squared, 1)
+    exact = float(A[1, 0]) - float(A[0, 0])
+    expected = exact**2 if squared else abs(exact)
+    np.testing.assert_allclose(gram[0, 1], expected, rtol=1e-6)
+    assert gram[0, 0] == 0 and gram[1, 1] == 0
