@@ -14,18 +14,7 @@ from sklearn.neighbors import KNeighborsClassifier as SklearnKNN
 
 from fastdl.neighbors import KNeighborsClassifier
 
-try:
-    import torch
-except ImportError as exc:
-    torch, TORCH_MISSING = None, f"torch is not installed ({exc}); `pip install 'torch==2.13.0'` (CPU build)"
-else:
-    TORCH_MISSING = None
-try:
-    import faiss
-except ImportError as exc:
-    faiss, FAISS_MISSING = None, f"faiss is not installed ({exc}); `pip install faiss-cpu`"
-else:
-    FAISS_MISSING = None
+from peers import FAISS_MISSING, TORCH_MISSING, faiss, torch
 
 # At least 10 rounds (pytest-benchmark's default is 5): these cases take tens of ms and are noisy.
 pytestmark = pytest.mark.benchmark(min_rounds=10)

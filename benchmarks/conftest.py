@@ -19,21 +19,7 @@ import pytest
 import fastdl
 from fastdl import config as fastdl_config
 
-try:
-    import torch
-except ImportError as exc:
-    torch = None
-    TORCH_MISSING = f"torch is not installed ({exc}); `pip install 'torch==2.13.0'` (CPU build)"
-else:
-    TORCH_MISSING = None
-
-try:
-    import faiss
-except ImportError as exc:
-    faiss = None
-    FAISS_MISSING = f"faiss is not installed ({exc}); `pip install faiss-cpu`"
-else:
-    FAISS_MISSING = None
+from peers import FAISS_MISSING, TORCH_MISSING, faiss, torch
 
 QUICK_ENV = "FASTDL_BENCH_QUICK"
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "leiden-digits"
