@@ -7,6 +7,7 @@ single-threaded and the kernel serially on it, so every core does one thing at a
 """
 
 import concurrent.futures
+import contextlib
 import threading
 
 # Below this much work (rows x columns x features) one thread is faster than handing out tasks.
@@ -16,6 +17,8 @@ _lock = threading.Lock()
 _pool = None
 _pool_size = 0
 _controller = None
+_blas_users = 0
+_blas_limits = None
 
 
 def _get_pool(n_threads):
@@ -29,14 +32,27 @@ def _get_pool(n_threads):
         return _pool
 
 
+@contextlib.contextmanager
 def _single_threaded_blas():
-    global _controller
+    """BLAS limited to one thread while any fastdl region runs (counted, so overlapping calls from
+    several user threads restore the original limits only when the last one leaves)."""
+    global _controller, _blas_users, _blas_limits
     with _lock:
         if _controller is None:
             from threadpoolctl import ThreadpoolController
 
             _controller = ThreadpoolController()
-    return _controller.limit(limits=1, user_api="blas")
+        if _blas_users == 0:
+            _blas_limits = _controller.limit(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limits.restore_original_limits()
+                _blas_limits = None
 
 
 def row_ranges(n_rows, n_threads, work_per_row):
