@@ -29,6 +29,8 @@ PACKAGES = {
 AUTO_ORDER = {
     "distance": ("cython", "numba", "numpy"),
     "neighbors": ("cython", "numba", "numpy"),
+    "perceptron": ("numba", "cython", "numpy"),
+    "xor": ("cython", "numba", "numpy"),
 }
 DEFAULT_AUTO_ORDER = ("cython", "numba", "numpy")
 

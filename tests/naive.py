@@ -106,3 +106,147 @@ def shift_rows(X, origin, scale, out_dtype):
             norm += float(out[i, f]) ** 2
         norms[i] = norm
     return out, norms
+
+
+# Perceptron ------------------------------------------------------------------------------------
+# The multi-class perceptron's epochs (kernels perceptron.*), one sample and one weight at a time.
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+
+
+def _scores(x, W):
+    """[sum_f x[f] * W[f][c] for each class c], summed in feature order."""
+    return [sum(x[f] * W[f][c] for f in range(len(x))) for c in range(len(W[0]))]
+
+
+def _first_argmax(values):
+    best = 0
+    for c in range(1, len(values)):
+        if values[c] > values[best]:
+            best = c
+    return best
+
+
+def _direction(scores, y, rule):
+    """onehot - sigmoid(scores) ("sigmoid"), or +1 / -1 at the true / predicted class on a mistake."""
+    predicted = _first_argmax(scores)
+    if rule == "sigmoid":
+        return [(1.0 if c == y else 0.0) - _sigmoid(s) for c, s in enumerate(scores)], predicted
+    delta = [0.0] * len(scores)
+    if predicted != y:
+        delta[y] += 1.0
+        delta[predicted] -= 1.0
+    return delta, predicted
+
+
+def perceptron_batch_epoch(X1, codes, lr, rule, W):
+    """(new W, correct count of the old W): W += lr * X1.T @ delta, all deltas from the old W."""
+    rows, W = _rows(X1), _rows(W)
+    deltas, n_correct = [], 0
+    for x, y in zip(rows, codes):
+        delta, predicted = _direction(_scores(x, W), int(y), rule)
+        deltas.append(delta)
+        n_correct += predicted == int(y)
+    new = [[W[f][c] + lr * sum(rows[i][f] * deltas[i][c] for i in range(len(rows)))
+            for c in range(len(W[0]))] for f in range(len(W))]
+    return np.array(new), n_correct
+
+
+def perceptron_online_epoch(X1, codes, lr, rule, W):
+    """(new W, samples right before their own update): the batch rule one sample at a time."""
+    rows, W = _rows(X1), _rows(W)
+    n_correct = 0
+    for x, y in zip(rows, codes):
+        delta, predicted = _direction(_scores(x, W), int(y), rule)
+        n_correct += predicted == int(y)
+        for f in range(len(W)):
+            for c in range(len(W[0])):
+                W[f][c] += lr * x[f] * delta[c]
+    return np.array(W), n_correct
+
+
+# XOR -------------------------------------------------------------------------------------------
+# The 2-2-1 XOR network (kernels xor.*): one point and one weight at a time, and the lazy search's
+# counter-based weight generator written out with Python integers.
+
+_XOR_POINTS = ((0.0, 0.0, 0.0), (0.0, 1.0, 1.0), (1.0, 0.0, 1.0), (1.0, 1.0, 0.0))
+_MASK64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def _xor_sigmoid(a):
+    return 1.0 / (1.0 + math.exp(-a))
+
+
+def xor_outputs(w):
+    """Network outputs at (0,0), (0,1), (1,0), (1,1) for 9 weights."""
+    w = [float(v) for v in w]
+    outs = []
+    for x1, x2, _ in _XOR_POINTS:
+        h1 = _xor_sigmoid(w[0] + w[1] * x1 + w[2] * x2)
+        h2 = _xor_sigmoid(w[3] + w[4] * x1 + w[5] * x2)
+        outs.append(_xor_sigmoid(w[6] + w[7] * h1 + w[8] * h2))
+    return outs
+
+
+def xor_solves(w):
+    """Every point on the right side of 0.5."""
+    return all((out > 0.5) == (target > 0.5) for out, (_, _, target) in zip(xor_outputs(w), _XOR_POINTS))
+
+
+def train_xor(weights, lr, max_iter):
+    """(weights, mse list, misclassified list): gradient descent on half the MSE, checked before each step."""
+    w = [float(v) for v in weights]
+    mse, wrong = [], []
+    for t in range(max_iter):
+        grad = [0.0] * 9
+        sq, n_wrong = 0.0, 0
+        for x1, x2, target in _XOR_POINTS:
+            h1 = _xor_sigmoid(w[0] + w[1] * x1 + w[2] * x2)
+            h2 = _xor_sigmoid(w[3] + w[4] * x1 + w[5] * x2)
+            out = _xor_sigmoid(w[6] + w[7] * h1 + w[8] * h2)
+            sq += (out - target) ** 2
+            n_wrong += (out > 0.5) != (target > 0.5)
+            d_out = (out - target) * out * (1.0 - out) / 4.0  # d/dout of mean((out - t)^2) / 2
+            d_h1 = d_out * w[7] * h1 * (1.0 - h1)
+            d_h2 = d_out * w[8] * h2 * (1.0 - h2)
+            for k, g in enumerate((d_h1, d_h1 * x1, d_h1 * x2, d_h2, d_h2 * x1, d_h2 * x2,
+                                   d_out, d_out * h1, d_out * h2)):
+                grad[k] += g
+        mse.append(sq / 4.0)
+        wrong.append(n_wrong)
+        if n_wrong == 0 or t + 1 == max_iter:
+            break
+        w = [wk - lr * gk for wk, gk in zip(w, grad)]
+    return np.array(w), mse, wrong
+
+
+def _mix64(z):
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def xor_draw(seed, search, draw):
+    """The 9 weights of draw `draw` of lazy-search stream (seed, search): polar-method pairs."""
+    key = _mix64((_mix64(seed ^ _GOLDEN) + search * _GOLDEN) & _MASK64)
+    normals = []
+    for pair in range(5):
+        attempt = 0
+        while True:
+            counter = (draw * 5 + pair) * 256 + attempt
+            h = _mix64((key + counter * _GOLDEN) & _MASK64)
+            u = ((h >> 32) + 0.5) * 2.0 ** -31 - 1.0
+            v = ((h & 0xFFFFFFFF) + 0.5) * 2.0 ** -31 - 1.0
+            s = u * u + v * v
+            if s < 1.0:
+                factor = math.sqrt(-2.0 * math.log(s) / s)
+                normals += [u * factor, v * factor]
+                break
+            attempt += 1
+    w = [0.0] * 9
+    for n, k in enumerate((0, 3, 6, 7, 8, 1, 2, 4, 5)):
+        w[k] = normals[n]
+    return np.array(w)

@@ -14,6 +14,8 @@ __all__ = ["ASSIGNMENTS", "get_runner", "run"]
 # name -> (module, one-line description)
 ASSIGNMENTS = {
     "a1": ("fastdl.repro.a1", "data dimensionality: distance-based classification"),
+    "a2": ("fastdl.repro.a2", "multi-class perceptron: batch and online training"),
+    "a3": ("fastdl.repro.a3", "XOR network: gradient descent and the lazy random search"),
 }
 
 

@@ -1,0 +1,126 @@
+"""Assignment 3: the XOR network trained by gradient descent, and the lazy random search.
+
+Tables: iteration counts and final outputs per setting (learning rates 0.3, 0.6, 0.8 from the
+normal initialisation; normal vs uniform at 0.3), the lazy search's statistics. Figures: MSE and
+misclassified points per iteration, for the learning rates and for the two initialisations.
+Everything is generated (no data files): weights from ``np.random.RandomState(42)``, first
+``normal(0, 1, 9)`` then ``uniform(-1, 1, 9)``, as the course.
+"""
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fastdl import backend as _backend
+from fastdl import xor
+from fastdl.repro import report
+
+TITLE = "Assignment 3: XOR network (gradient descent and lazy search)"
+SOURCE = "generated: the four XOR points; weights from np.random.RandomState(42)"
+SEED = 42
+LEARNING_RATES = (0.3, 0.6, 0.8)
+INIT_LR = 0.3
+LAZY_SUCCESSES = 1000
+LAZY_SUCCESSES_QUICK = 100
+COURSE_LAZY_MEAN = 118570.75  # the write-up's four runs
+COURSE_LAZY_STD = 118409.22
+
+
+def course_weights():
+    """The course's initial weights: {"normal": ..., "uniform": ...} from one RandomState(42)."""
+    rs = np.random.RandomState(SEED)
+    normal = rs.normal(0, 1, 9)
+    return {"normal": normal, "uniform": rs.uniform(-1, 1, 9)}
+
+
+def _plot_curves(runs, path, title):
+    plt = report.get_pyplot()
+    fig, (ax_mse, ax_wrong) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, result in runs.items():
+        steps = np.arange(1, result.n_iterations + 1)
+        ax_mse.plot(steps, result.mse, label=f"{label} ({result.n_iterations} it.)")
+        ax_wrong.plot(steps, result.n_misclassified, label=label)
+    ax_mse.set_xlabel("iteration")
+    ax_mse.set_ylabel("mean squared error")
+    ax_wrong.set_xlabel("iteration")
+    ax_wrong.set_ylabel("misclassified points")
+    ax_wrong.set_yticks(range(5))
+    for ax in (ax_mse, ax_wrong):
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return report.save_figure(fig, path, source=SOURCE)
+
+
+def run(data_dir=None, out_dir="results", quick=False, **_):
+    """Reproduce assignment 3's tables and figures (data_dir is unused: XOR needs no files).
+
+    Parameters
+    ----------
+    out_dir : str or Path, default "results"
+        Files go to ``out_dir/a3/``.
+    quick : bool, default False
+        Fewer lazy-search successes (100 instead of 1000).
+
+    Returns
+    -------
+    dict
+        Keys: "source", "settings" (list of {"name", "init", "lr", "n_iterations", "final_mse",
+        "outputs"}), "lazy_search" (lazy_search_stats plus "seconds", "draws_per_second",
+        "backend", "draws"), "timings", "files".
+    """
+    timings = report.Timings()
+    out = Path(out_dir) / "a3"
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    report.print_header(f"{TITLE}\ndata: {SOURCE}")
+    weights = course_weights()
+
+    settings = [("normal", lr) for lr in LEARNING_RATES] + [("uniform", INIT_LR)]
+    results = {}
+    with timings("train_xor"):
+        for init, lr in settings:
+            results[(init, lr)] = xor.train_xor(weights[init], lr)
+    rows, data = [], []
+    for (init, lr), result in results.items():
+        outputs = xor.xor_forward(result.weights)
+        rows.append([init, f"{lr:g}", result.n_iterations, f"{result.mse[-1]:.4f}"]
+                    + [f"{o:.4f}" for o in outputs])
+        data.append({"name": f"{init} lr={lr:g}", "init": init, "lr": lr, "n_iterations": result.n_iterations,
+                     "converged": result.converged, "final_mse": float(result.mse[-1]),
+                     "outputs": outputs, "weights": result.weights})
+    files += report.write_table(
+        out, "xor_training", "XOR network: iterations until no point is misclassified",
+        ["Init", "lr", "Iterations", "Final MSE", "out(0,0)", "out(0,1)", "out(1,0)", "out(1,1)"],
+        rows, SOURCE, data=data)
+
+    with timings("figures"):
+        files.append(_plot_curves({f"lr={lr:g}": results[("normal", lr)] for lr in LEARNING_RATES},
+                                  out / "xor_learning_rates.png", "XOR: learning rates (normal init)"))
+        files.append(_plot_curves({init: results[(init, INIT_LR)] for init in ("normal", "uniform")},
+                                  out / "xor_initialisations.png", f"XOR: initialisations (lr={INIT_LR:g})"))
+
+    n_successes = LAZY_SUCCESSES_QUICK if quick else LAZY_SUCCESSES
+    module_backend = _backend.resolve("xor")
+    xor.lazy_search(2, seed=1)  # compile / warm up outside the timed region
+    start = time.perf_counter()
+    with timings("lazy_search"):
+        draws = xor.lazy_search(n_successes, seed=0)
+    seconds = time.perf_counter() - start
+    stats = xor.lazy_search_stats(draws)
+    rate = stats["total_draws"] / seconds
+    lazy = dict(stats, seconds=seconds, draws_per_second=rate, backend=module_backend,
+                n_threads=_backend.get_num_threads(), draws=draws)
+    print(f"lazy search: {stats['total_draws']:,} candidate networks in {seconds:.2f} s = "
+          f"{rate / 1e6:.1f} million per second ({module_backend}, {lazy['n_threads']} threads)\n")
+    files += report.write_table(
+        out, "xor_lazy_search", "XOR lazy search: normal(0, 1) draws until a network solves XOR",
+        ["Run", "Successes", "Mean draws", "Std draws", "P(success) per draw", "95% CI"],
+        [["fastdl", stats["n_successes"], f"{stats['mean']:,.1f}", f"{stats['std']:,.1f}",
+          f"{stats['p']:.3e}", f"[{stats['p_low']:.3e}, {stats['p_high']:.3e}]"],
+         ["course write-up", 4, f"{COURSE_LAZY_MEAN:,.2f}", f"{COURSE_LAZY_STD:,.2f}",
+          f"{1 / COURSE_LAZY_MEAN:.3e}", "-"]],
+        "generated: counter-based normal(0, 1) streams, seed 0", data=lazy)
+    return {"source": SOURCE, "settings": data, "lazy_search": lazy, "timings": dict(timings), "files": files}

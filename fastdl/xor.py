@@ -1,0 +1,195 @@
+"""The course's XOR network: a 2-2-1 sigmoid net trained by gradient descent, and the lazy search.
+
+Weights are a vector of 9, laid out as
+``[b_h1, w(x1->h1), w(x2->h1), b_h2, w(x1->h2), w(x2->h2), b_out, w(h1->out), w(h2->out)]``;
+the XOR points are (0,0), (0,1), (1,0), (1,1) with targets 0, 1, 1, 0, and a point is
+misclassified when the output is on the wrong side of 0.5.
+"""
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastdl import backend as _backend
+from fastdl._validation import check_int
+
+__all__ = ["XORResult", "xor_forward", "train_xor", "lazy_search", "lazy_search_stats", "draw_weights"]
+
+N_WEIGHTS = 9
+INPUTS = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+TARGETS = np.array([0.0, 1.0, 1.0, 0.0])
+
+
+@dataclass
+class XORResult:
+    """What `train_xor` returns.
+
+    Attributes
+    ----------
+    weights : ndarray of shape (9,)
+        The weights of the last state (the first with no misclassified point when converged).
+    n_iterations : int
+        States visited, the initial one counted as 1 (so n_iterations - 1 updates were made).
+    mse : ndarray of shape (n_iterations,)
+        Mean squared error over the four points at every state.
+    n_misclassified : ndarray of shape (n_iterations,), int64
+        Misclassified points at every state.
+    converged : bool
+        Whether the last state classifies all four points correctly.
+    """
+
+    weights: np.ndarray
+    n_iterations: int
+    mse: np.ndarray
+    n_misclassified: np.ndarray
+    converged: bool
+
+
+def _check_weights(weights):
+    """A finite float32/float64 vector of 9 weights, as a fresh C-contiguous copy."""
+    try:
+        array = np.asarray(weights)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"weights must be array-like of numbers: {exc}") from None
+    if array.dtype == object or array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.number) \
+            or np.issubdtype(array.dtype, np.complexfloating):
+        raise TypeError(f"weights must hold real numbers, got dtype {array.dtype}")
+    if array.ndim != 1 or array.shape[0] != N_WEIGHTS:
+        raise ValueError(f"weights must be a vector of {N_WEIGHTS} values, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError("weights contains NaN or infinity")
+    dtype = np.float32 if array.dtype.type is np.float32 else np.float64
+    return np.array(array, dtype=np.dtype(dtype).newbyteorder("="), order="C", copy=True)
+
+
+def _check_lr(lr):
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
+        raise TypeError(f"lr must be a real number, got {lr!r}")
+    lr = float(lr)
+    if not math.isfinite(lr) or lr <= 0.0:
+        raise ValueError(f"lr must be a positive finite number, got {lr}")
+    return lr
+
+
+def xor_forward(weights):
+    """Outputs of the network at the four XOR points.
+
+    Parameters
+    ----------
+    weights : array-like of shape (9,)
+
+    Returns
+    -------
+    ndarray of shape (4,), float64
+        Outputs at (0,0), (0,1), (1,0), (1,1).
+    """
+    w = _check_weights(weights).astype(np.float64)
+    x1, x2 = INPUTS[:, 0], INPUTS[:, 1]
+    h1 = 1.0 / (1.0 + np.exp(-(w[0] + w[1] * x1 + w[2] * x2)))
+    h2 = 1.0 / (1.0 + np.exp(-(w[3] + w[4] * x1 + w[5] * x2)))
+    return 1.0 / (1.0 + np.exp(-(w[6] + w[7] * h1 + w[8] * h2)))
+
+
+def train_xor(weights, lr, max_iter=100_000, backend=None):
+    """Full-batch gradient descent on the XOR points until none is misclassified.
+
+    Each step is ``weights -= lr * grad`` where grad is the gradient of half the mean squared error
+    over the four points, ``mean((out - target) ** 2) / 2`` (the course's update; it reproduces the
+    course's iteration counts exactly). The misclassification count is checked before each step.
+
+    Parameters
+    ----------
+    weights : array-like of shape (9,)
+        Initial weights (see the module docstring for the layout); float32 input keeps the
+        weights in float32 (the arithmetic is float64 in every backend), anything else is float64.
+    lr : float
+        Learning rate, > 0.
+    max_iter : int, default 100000
+        Most states visited, the initial one included.
+    backend : str, optional
+        "numpy", "numba", "cython" or "auto"; None uses the process default.
+
+    Returns
+    -------
+    XORResult
+    """
+    w = _check_weights(weights)
+    lr = _check_lr(lr)
+    max_iter = check_int(max_iter, "max_iter", 1)
+    module, _ = _backend.kernels("xor", backend)
+    mse = np.empty(max_iter, dtype=w.dtype)
+    wrong = np.empty(max_iter, dtype=np.int64)
+    n = int(module.train_xor(w, lr, mse, wrong, _backend.get_num_threads()))
+    return XORResult(weights=w, n_iterations=n, mse=mse[:n].copy(), n_misclassified=wrong[:n].copy(),
+                     converged=bool(wrong[n - 1] == 0))
+
+
+def _check_seed(seed):
+    return check_int(seed, "seed", 0, 2**64 - 1)
+
+
+def lazy_search(n_successes, seed=0, backend=None):
+    """Draw normal(0, 1) weight vectors until one solves XOR, `n_successes` times independently.
+
+    Search i draws from a counter-based stream that depends only on (seed, i), so the answer is the
+    same on every backend and for any thread count; the searches run in parallel.
+
+    Parameters
+    ----------
+    n_successes : int
+        Independent searches, >= 1.
+    seed : int, default 0
+        In [0, 2**64).
+    backend : str, optional
+
+    Returns
+    -------
+    ndarray of shape (n_successes,), int64
+        Draws each search took, its successful draw included.
+    """
+    n_successes = check_int(n_successes, "n_successes", 1)
+    seed = _check_seed(seed)
+    module, _ = _backend.kernels("xor", backend)
+    out = np.empty(n_successes, dtype=np.int64)
+    module.lazy_search(seed, out, _backend.get_num_threads())
+    return out
+
+
+def draw_weights(n_draws, search=0, seed=0, first_draw=0, backend=None):
+    """The weight vectors search `search` of `lazy_search` draws, from draw `first_draw` on.
+
+    Returns
+    -------
+    ndarray of shape (n_draws, 9), float64
+    """
+    n_draws = check_int(n_draws, "n_draws", 0)
+    search = check_int(search, "search", 0, 2**64 - 1)
+    first_draw = check_int(first_draw, "first_draw", 0, 2**53)
+    module, _ = _backend.kernels("xor", backend)
+    out = np.empty((n_draws, N_WEIGHTS))
+    module.normal_weights(_check_seed(seed), search, first_draw, out, _backend.get_num_threads())
+    return out
+
+
+def lazy_search_stats(draws, confidence_z=1.959963984540054):
+    """Mean and standard deviation of draws per success, and the per-draw success probability.
+
+    The probability is n_successes / total draws (the geometric maximum-likelihood estimate), with
+    Wilson's score interval (95% by default) on (successes, draws).
+
+    Returns
+    -------
+    dict
+        n_successes, total_draws, mean, std (sample, ddof=1; 0 for one success), p, p_low, p_high.
+    """
+    draws = np.asarray(draws, dtype=np.int64)
+    k, n = int(draws.size), int(draws.sum())
+    p = k / n
+    z2 = confidence_z ** 2
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = confidence_z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return {"n_successes": k, "total_draws": n, "mean": float(draws.mean()),
+            "std": float(draws.std(ddof=1)) if k > 1 else 0.0,
+            "p": p, "p_low": centre - half, "p_high": centre + half}

@@ -1,0 +1,130 @@
+"""Multi-class perceptron kernels (Numba): a fused batch epoch and a fused online epoch.
+
+Mirrors kernels/cy/perceptron.pyx and kernels/npy/perceptron.py. X1 (n, d + 1) holds the samples
+with a trailing column of ones, W (d + 1, c) the weights with the bias as its last row, codes (n,)
+int64 the class of each sample, lr a scalar of W's dtype. rule 0 is the course's sigmoid rule (delta = onehot -
+sigmoid(scores)), rule 1 the classic perceptron (update on mistakes only).
+"""
+
+import math
+
+import numba
+import numpy as np
+
+from ._jit import compile_kernel
+
+RULE_SIGMOID = 0
+RULE_CLASSIC = 1
+
+_helper = numba.njit(nogil=True, cache=True)
+
+
+@_helper
+def _sigmoid(z):
+    """1 / (1 + exp(-z)) in float64 through exp(-|z|), which never overflows."""
+    z = np.float64(z)
+    if z >= 0.0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+@_helper
+def _argmax(row):
+    """Index of the first maximum of row."""
+    best = 0
+    for c in range(1, row.shape[0]):
+        if row[c] > row[best]:
+            best = c
+    return best
+
+
+@_helper
+def _delta_rows(scores, codes, rule):
+    """Overwrite scores (n, c) with each row's update direction; returns the correct argmax count."""
+    n, n_classes = scores.shape
+    n_correct = 0
+    for i in range(n):
+        row = scores[i]
+        y = codes[i]
+        predicted = _argmax(row)
+        if predicted == y:
+            n_correct += 1
+        if rule == RULE_SIGMOID:
+            for c in range(n_classes):
+                target = 1.0 if c == y else 0.0
+                row[c] = target - _sigmoid(row[c])
+        else:
+            row[:] = 0
+            if predicted != y:
+                row[y] = 1
+                row[predicted] = -1
+    return n_correct
+
+
+def _batch_epoch(X1, codes, lr, rule, W, scores, grad):
+    np.dot(X1, W, scores)  # BLAS
+    n_correct = _delta_rows(scores, codes, rule)
+    np.dot(X1.T, scores, grad)  # BLAS
+    for f in range(W.shape[0]):
+        for c in range(W.shape[1]):
+            W[f, c] += lr * grad[f, c]
+    return n_correct
+
+
+_batch = compile_kernel(_batch_epoch)
+
+
+def batch_epoch(X1, codes, lr, rule, W, scores, grad, n_threads):
+    """One full-batch update W += lr * X1.T @ delta(X1 @ W); returns the correct count before it.
+
+    scores (n, c) and grad (d + 1, c) are scratch in W's dtype. The GEMMs run in BLAS (threaded
+    by BLAS itself); the sigmoid, the argmax and the update are fused around them.
+    """
+    return _batch(X1, codes, lr, rule, W, scores, grad)
+
+
+def _online_epoch(X1, codes, lr, rule, W, work):
+    n, n_features = X1.shape
+    n_classes = W.shape[1]
+    zero = W[0, 0] - W[0, 0]  # a zero of W's dtype, so float32 stays float32
+    n_correct = 0
+    for i in range(n):
+        y = codes[i]
+        for c in range(n_classes):
+            work[c] = zero
+        for f in range(n_features):
+            xf = X1[i, f]
+            for c in range(n_classes):
+                work[c] += xf * W[f, c]
+        predicted = _argmax(work)
+        if predicted == y:
+            n_correct += 1
+            if rule != RULE_SIGMOID:
+                continue
+        if rule == RULE_SIGMOID:
+            for c in range(n_classes):
+                target = 1.0 if c == y else 0.0
+                work[c] = target - _sigmoid(work[c])
+                work[c] *= lr
+            for f in range(n_features):
+                xf = X1[i, f]
+                for c in range(n_classes):
+                    W[f, c] += xf * work[c]
+        else:
+            for f in range(n_features):
+                change = X1[i, f] * lr
+                W[f, y] += change
+                W[f, predicted] -= change
+    return n_correct
+
+
+_online = compile_kernel(_online_epoch)
+
+
+def online_epoch(X1, codes, lr, rule, W, work, n_threads):
+    """Per-sample updates in dataset order; returns how many samples were right before their update.
+
+    work (c,) is scratch in W's dtype. The loop is sequential by nature, so n_threads is unused.
+    """
+    return _online(X1, codes, lr, rule, W, work)

@@ -1,0 +1,220 @@
+"""Multi-class perceptron: kernels against tests/naive.py, the estimator, bad input, assignment 2."""
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.exceptions import NotFittedError
+
+import naive
+from conftest import RTOL, ready_backends
+from fastdl import backend as fastdl_backend
+from fastdl.linear import MultiClassPerceptron
+
+RULES = {"sigmoid": 0, "classic": 1}
+COURSE_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "leiden-digits"
+
+
+def _problem(rng, dtype, n=40, n_features=6, n_classes=4, std=1.5):
+    X = rng.uniform(-1, 1, (n, n_features))
+    X1 = np.hstack([X, np.ones((n, 1))]).astype(dtype)
+    codes = rng.integers(0, n_classes, n).astype(np.int64)
+    W = rng.normal(0, std, (n_features + 1, n_classes)).astype(dtype)
+    return X1, codes, W
+
+
+def _blobs(rng, n_per_class=30, n_classes=3, n_features=5):
+    centres = rng.normal(0, 6, (n_classes, n_features))
+    X = np.concatenate([c + rng.normal(0, 0.5, (n_per_class, n_features)) for c in centres])
+    y = np.repeat(np.arange(n_classes), n_per_class)
+    order = rng.permutation(len(y))
+    return X[order], y[order]
+
+
+# Kernels -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_batch_epoch_matches_naive(backend, dtype, rule, rng):
+    X1, codes, W0 = _problem(rng, dtype)
+    kernels, _ = fastdl_backend.kernels("perceptron", backend)
+    W = W0.copy()
+    scores = np.empty((X1.shape[0], W.shape[1]), dtype)
+    grad = np.empty_like(W)
+    n_correct = kernels.batch_epoch(X1, codes, dtype(0.2), RULES[rule], W, scores, grad, 2)
+    expected_W, expected_correct = naive.perceptron_batch_epoch(X1, codes, 0.2, rule, W0)
+    assert n_correct == expected_correct
+    np.testing.assert_allclose(W, expected_W, rtol=RTOL[dtype], atol=10 * RTOL[dtype])
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_online_epoch_matches_naive(backend, dtype, rule, rng):
+    X1, codes, W0 = _problem(rng, dtype)
+    kernels, _ = fastdl_backend.kernels("perceptron", backend)
+    W = W0.copy()
+    n_correct = kernels.online_epoch(X1, codes, dtype(0.2), RULES[rule], W, np.empty(W.shape[1], dtype), 2)
+    expected_W, expected_correct = naive.perceptron_online_epoch(X1, codes, 0.2, rule, W0)
+    assert n_correct == expected_correct
+    np.testing.assert_allclose(W, expected_W, rtol=RTOL[dtype], atol=10 * RTOL[dtype])
+
+
+@pytest.mark.parametrize("epoch", ["batch_epoch", "online_epoch"])
+def test_saturated_units_raise_no_warnings(backend, dtype, epoch, rng):
+    """Scores of +-1e4 saturate the sigmoid; exp(-|z|) keeps every step finite and silent."""
+    X1, codes, W = _problem(rng, dtype, std=2000.0)
+    kernels, _ = fastdl_backend.kernels("perceptron", backend)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(over="raise", invalid="raise", divide="raise"):  # underflow to 0 is fine
+            if epoch == "batch_epoch":
+                kernels.batch_epoch(X1, codes, dtype(0.2), 0, W, np.empty((X1.shape[0], W.shape[1]), dtype),
+                                    np.empty_like(W), 1)
+            else:
+                kernels.online_epoch(X1, codes, dtype(0.2), 0, W, np.empty(W.shape[1], dtype), 1)
+    assert np.isfinite(W).all()
+
+
+# Estimator -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["batch", "online"])
+@pytest.mark.parametrize("rule", ["sigmoid", "classic"])
+def test_learns_a_separable_problem(backend, method, rule, rng):
+    X, y = _blobs(rng)
+    labels = np.array(["a", "b", "c"])[y]
+    model = MultiClassPerceptron(method=method, rule=rule, init_std=1.0, backend=backend).fit(X, labels)
+    assert model.score(X, labels) == 1.0
+    assert model.history_["train_accuracy"][-1] == 1.0  # stopped at 100%
+    assert len(model.history_["train_accuracy"]) == model.n_epochs_ < model.max_epochs
+    assert list(model.classes_) == ["a", "b", "c"]
+    assert model.coef_.shape == (X.shape[1] + 1, 3)
+
+
+@pytest.mark.parametrize("method", ["batch", "online"])
+def test_same_result_on_every_backend(method, rng):
+    X, y = _blobs(rng, n_classes=4, n_features=8)
+    X = X + rng.normal(0, 3, X.shape)  # overlapping classes: training runs until patience ends
+    fits = {name: MultiClassPerceptron(method=method, patience=5, max_epochs=40, backend=name).fit(X, y)
+            for name in ready_backends()}
+    first = next(iter(fits.values()))
+    for name, model in fits.items():
+        assert model.n_epochs_ == first.n_epochs_, name
+        np.testing.assert_allclose(model.history_["train_accuracy"], first.history_["train_accuracy"])
+        np.testing.assert_allclose(model.coef_, first.coef_, rtol=1e-9, atol=1e-9, err_msg=name)
+
+
+def test_history_and_best_weights(rng):
+    X, y = _blobs(rng, n_classes=4)
+    X = X + rng.normal(0, 4, X.shape)
+    X_val, y_val = X[:30], y[:30]
+    model = MultiClassPerceptron(patience=4, max_epochs=50).fit(X, y, validation_data=(X_val, y_val))
+    history = model.history_
+    assert len(history["train_accuracy"]) == len(history["val_accuracy"]) == model.n_epochs_
+    best = max(history["train_accuracy"])
+    assert model.score(X, y) >= best  # the kept weights are the best epoch's (or the initial ones)
+    if model.best_epoch_:
+        assert history["train_accuracy"][model.best_epoch_ - 1] == best
+        assert model.score(X_val, y_val) == pytest.approx(history["val_accuracy"][model.best_epoch_ - 1])
+    # patience: no new best in the last `patience` epochs, unless training hit 100% or max_epochs
+    assert model.n_epochs_ == 50 or best == 1.0 or model.n_epochs_ - model.best_epoch_ == 4
+
+
+def test_initial_weights_follow_the_course(rng):
+    X, y = _blobs(rng)
+    model = MultiClassPerceptron(max_epochs=1, patience=1, lr=1e-300).fit(X, y)
+    expected = np.random.RandomState(21).normal(0, 5.0, (X.shape[1] + 1, 3))
+    np.testing.assert_allclose(model.coef_, expected, rtol=1e-12)
+
+
+def test_float32_is_kept(rng):
+    X, y = _blobs(rng)
+    model = MultiClassPerceptron().fit(X.astype(np.float32), y)
+    assert model.coef_.dtype == np.float32
+    assert model.score(X, y) == 1.0
+
+
+def test_sklearn_api(rng):
+    X, y = _blobs(rng)
+    model = MultiClassPerceptron(lr=0.5, method="online")
+    assert model.get_params()["lr"] == 0.5
+    model.set_params(patience=3)
+    assert model.patience == 3
+    with pytest.raises(NotFittedError):
+        model.predict(X)
+
+
+# Bad input ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("params, error, match", [
+    ({"lr": 0}, ValueError, "lr"),
+    ({"lr": -0.1}, ValueError, "lr"),
+    ({"lr": "fast"}, TypeError, "lr"),
+    ({"patience": 0}, ValueError, "patience"),
+    ({"patience": 1.5}, TypeError, "patience"),
+    ({"max_epochs": 0}, ValueError, "max_epochs"),
+    ({"method": "minibatch"}, ValueError, "method"),
+    ({"rule": "hebb"}, ValueError, "rule"),
+    ({"init_std": float("nan")}, ValueError, "init_std"),
+])
+def test_bad_parameters(params, error, match, rng):
+    X, y = _blobs(rng)
+    with pytest.raises(error, match=match):
+        MultiClassPerceptron(**params).fit(X, y)
+
+
+def test_bad_data(rng):
+    X, y = _blobs(rng)
+    model = MultiClassPerceptron(max_epochs=2)
+    with pytest.raises(ValueError, match="two classes"):
+        model.fit(X, np.zeros(len(y)))
+    with pytest.raises(ValueError):
+        model.fit(X, y[:-1])
+    with pytest.raises(ValueError):
+        model.fit(X[:, 0], y)
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        model.fit(bad, y)
+    with pytest.raises(ValueError, match="Unknown label type"):
+        model.fit(X, y + 0.5)
+    model.fit(X, y)
+    with pytest.raises(ValueError, match="features"):
+        model.predict(X[:, :-1])
+    with pytest.raises(ValueError, match="not seen"):
+        model.fit(X, y, validation_data=(X, y + 7))
+    with pytest.raises(ValueError, match="labels"):
+        model.fit(X, y, validation_data=(X, y[:-1]))
+    with pytest.raises(TypeError, match="pair"):
+        model.fit(X, y, validation_data=X)
+
+
+# Assignment 2 on the course data -------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not COURSE_DATA.is_dir(), reason=f"course data not found at {COURSE_DATA}")
+def test_reproduce_a2_matches_write_up(tmp_path):
+    from fastdl.repro import a2
+
+    result = a2.run(data_dir=COURSE_DATA, out_dir=tmp_path)
+    assert result["source"] == "leiden-digits (course data)"
+    for method, splits in a2.WRITE_UP_CORRECT.items():
+        for split, expected in splits.items():
+            got = result["classifiers"][method][split]["correct"]
+            assert abs(got - expected) <= 10, (method, split, got, expected)
+    for path in result["files"]:
+        assert Path(path).is_file()
+    assert (tmp_path / "a2" / "accuracy.png").is_file()
+
+
+def test_reproduce_a2_quick_on_embedded_data(tmp_path, monkeypatch):
+    from fastdl.repro import a2
+
+    monkeypatch.delenv("FASTDL_DATA", raising=False)
+    result = a2.run(out_dir=tmp_path, quick=True)
+    assert "embedded" in result["source"]
+    assert set(result["classifiers"]) == {"batch", "online"}
+    assert all(len(h["train_accuracy"]) <= a2.QUICK_MAX_EPOCHS for h in result["history"].values())
+    text = (tmp_path / "a2" / "accuracy.md").read_text()
+    assert "embedded" in text and "| Online | Train |" in text
