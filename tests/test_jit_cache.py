@@ -51,3 +51,37 @@ def _clean_env():
     import os
 
     return {k: v for k, v in os.environ.items() if not k.startswith("FASTDL_")}
+
+
+PROBE = """
+import numpy as np
+from numba import prange
+from fastdl.kernels.cpu._jit import compile_kernel, launch
+
+def twice(out):
+    for i in prange(out.shape[0]):
+        out[i] = 2 * i
+
+serial = compile_kernel(twice)
+parallel = compile_kernel(twice, parallel=True)
+out = np.zeros(1000, np.int64)
+launch(serial, parallel, 1, out)
+launch(serial, parallel, 2, out)
+print(int(out.sum()))
+"""
+
+
+def test_serial_and_parallel_variants_are_cached_apart(tmp_path):
+    # Numba's cache keys entries by name, source and signature, not by compile options: were both
+    # variants one name, the parallel one would load the serial machine code from the cache and
+    # silently run on one thread.
+    module = tmp_path / "probe.py"
+    module.write_text(PROBE)
+    env = {**_clean_env(), "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    for _ in range(2):  # compile and cache, then load from the cache
+        result = subprocess.run([sys.executable, str(module)], cwd=tmp_path, capture_output=True, text=True,
+                                env=env, timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == str(2 * sum(range(1000)))
+    indexes = sorted(path.name.split("-")[0] for path in (tmp_path / "cache").rglob("*.nbi"))
+    assert indexes == ["probe.twice_parallel", "probe.twice_serial"]

@@ -1,13 +1,31 @@
 """How every Numba kernel here is compiled: options from fastdl.config, caching that never breaks."""
 
+import types
+
 import numba
 
 from fastdl import config
 
 
+def _variant(func, suffix):
+    """A copy of func under another name.
+
+    Numba's on-disk cache keys entries by function name, source and signature but not by compile
+    options, so a serial and a parallel build of one function would load each other's machine code.
+    Each variant gets its own name, and so its own cache entry.
+    """
+    clone = types.FunctionType(func.__code__, func.__globals__, func.__name__ + suffix,
+                               func.__defaults__, func.__closure__)
+    clone.__qualname__ = func.__qualname__ + suffix
+    clone.__doc__ = func.__doc__
+    return clone
+
+
 def compile_kernel(func, parallel=False):
     """njit `func` lazily with the configured options (serial or parallel variant)."""
-    options = dict(nogil=True, parallel=parallel, fastmath=config.numba_fastmath())
+    fastmath = config.numba_fastmath()
+    options = dict(nogil=True, parallel=parallel, fastmath=fastmath)
+    func = _variant(func, ("_parallel" if parallel else "_serial") + ("_fastmath" if fastmath else ""))
     if config.numba_cache():
         try:
             return numba.njit(cache=True, **options)(func)

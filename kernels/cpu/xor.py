@@ -36,8 +36,8 @@ def _stream_key(seed, search):
 
 
 @_helper
-def _normal_pair(key, draw, pair):
-    """Polar-method pair `pair` of draw `draw` of the stream `key`."""
+def _polar_point(key, draw, pair):
+    """The accepted point (u, v, s = u^2 + v^2) of the unit disc for pair `pair` of draw `draw`."""
     base = (draw * N_PAIRS + np.uint64(pair)) * MAX_ATTEMPTS
     attempt = np.uint64(0)
     while True:
@@ -46,9 +46,22 @@ def _normal_pair(key, draw, pair):
         v = (np.float64(h & LOW32) + 0.5) * TWO_POW_M31 - 1.0
         s = u * u + v * v
         if s < 1.0:
-            factor = np.sqrt(-2.0 * np.log(s) / s)
-            return u * factor, v * factor
+            return u, v, s
         attempt += np.uint64(1)
+
+
+@_helper
+def _polar_factor(s):
+    """The polar method's scale: (u, v) * factor are two independent normal(0, 1) values."""
+    return np.sqrt(-2.0 * np.log(s) / s)
+
+
+@_helper
+def _normal_pair(key, draw, pair):
+    """Polar-method pair `pair` of draw `draw` of the stream `key`."""
+    u, v, s = _polar_point(key, draw, pair)
+    factor = _polar_factor(s)
+    return u * factor, v * factor
 
 
 @_helper
@@ -92,8 +105,17 @@ def _one_search(key):
         # The point (0, 0) needs 5 weights from 3 pairs; most draws fail it. Its output input
         # w6 + w7 * h1 + w8 * h2 (h in [0, 1]) is at least w6 + min(w7, 0) + min(w8, 0), also in
         # rounded arithmetic, so a positive bound rejects the draw before its hidden units.
-        w6, w7 = _normal_pair(key, draw, 1)
-        w8, w1 = _normal_pair(key, draw, 2)
+        u1, v1, s1 = _polar_point(key, draw, 1)  # w6, w7 = (u1, v1) * factor1
+        u2, v2, s2 = _polar_point(key, draw, 2)  # w8, w1 = (u2, v2) * factor2
+        if u2 >= 0.0 and u1 + min(v1, 0.0) > 1e-9 * (abs(u1) + abs(v1)):
+            # Then w8 >= 0 and the bound is factor1 * (u1 + min(v1, 0)), clearly positive: the
+            # test below would reject too, so skip its two logarithms.
+            draw += np.uint64(1)
+            continue
+        factor = _polar_factor(s1)
+        w6, w7 = u1 * factor, v1 * factor
+        factor = _polar_factor(s2)
+        w8, w1 = u2 * factor, v2 * factor
         if w6 + min(w7, 0.0) + min(w8, 0.0) > 0.0:
             draw += np.uint64(1)
             continue

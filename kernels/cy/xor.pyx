@@ -6,7 +6,7 @@ order and the counter-based generator of the lazy search's weights).
 
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport exp, log, sqrt
+from libc.math cimport exp, fabs, log, sqrt
 from libc.stdint cimport int64_t, uint64_t
 
 cdef uint64_t GOLDEN = 0x9E3779B97F4A7C15ULL
@@ -29,22 +29,32 @@ cdef inline uint64_t _stream_key(uint64_t seed, uint64_t search) noexcept nogil:
     return _mix64(_mix64(seed ^ GOLDEN) + search * GOLDEN)
 
 
-cdef inline void _normal_pair(uint64_t key, uint64_t draw, uint64_t pair, double* a, double* b) noexcept nogil:
-    """Polar-method pair `pair` of draw `draw` of the stream `key` into a, b."""
+cdef inline double _polar_point(uint64_t key, uint64_t draw, uint64_t pair, double* u, double* v) noexcept nogil:
+    """The accepted point (u, v) of the unit disc for pair `pair` of draw `draw`; returns s = u^2 + v^2."""
     cdef uint64_t base = (draw * N_PAIRS + pair) * MAX_ATTEMPTS
     cdef uint64_t attempt = 0, h
-    cdef double u, v, s, factor
+    cdef double s
     while True:
         h = _mix64(key + (base + attempt) * GOLDEN)
-        u = (<double>(h >> 32) + 0.5) * TWO_POW_M31 - 1.0
-        v = (<double>(h & LOW32) + 0.5) * TWO_POW_M31 - 1.0
-        s = u * u + v * v
+        u[0] = (<double>(h >> 32) + 0.5) * TWO_POW_M31 - 1.0
+        v[0] = (<double>(h & LOW32) + 0.5) * TWO_POW_M31 - 1.0
+        s = u[0] * u[0] + v[0] * v[0]
         if s < 1.0:
-            factor = sqrt(-2.0 * log(s) / s)
-            a[0] = u * factor
-            b[0] = v * factor
-            return
+            return s
         attempt += 1
+
+
+cdef inline double _polar_factor(double s) noexcept nogil:
+    """The polar method's scale: (u, v) * factor are two independent normal(0, 1) values."""
+    return sqrt(-2.0 * log(s) / s)
+
+
+cdef inline void _normal_pair(uint64_t key, uint64_t draw, uint64_t pair, double* a, double* b) noexcept nogil:
+    """Polar-method pair `pair` of draw `draw` of the stream `key` into a, b."""
+    cdef double u, v
+    cdef double factor = _polar_factor(_polar_point(key, draw, pair, &u, &v))
+    a[0] = u * factor
+    b[0] = v * factor
 
 
 cdef inline double _sigmoid(double a) noexcept nogil:
@@ -78,13 +88,24 @@ cdef int64_t _one_search(uint64_t key) noexcept nogil:
     """Draws of the stream `key` up to and including its first XOR solution."""
     cdef uint64_t draw = 0
     cdef double w[9]
-    cdef double unused, h1, h2
+    cdef double unused, h1, h2, u1, v1, s1, u2, v2, s2, factor
     while True:
         # The point (0, 0) needs 5 weights from 3 pairs; most draws fail it. Its output input
         # w6 + w7 * h1 + w8 * h2 (h in [0, 1]) is at least w6 + min(w7, 0) + min(w8, 0), also in
         # rounded arithmetic, so a positive bound rejects the draw before its hidden units.
-        _normal_pair(key, draw, 1, &w[6], &w[7])
-        _normal_pair(key, draw, 2, &w[8], &w[1])
+        s1 = _polar_point(key, draw, 1, &u1, &v1)  # w6, w7 = (u1, v1) * factor1
+        s2 = _polar_point(key, draw, 2, &u2, &v2)  # w8, w1 = (u2, v2) * factor2
+        if u2 >= 0.0 and u1 + (v1 if v1 < 0.0 else 0.0) > 1e-9 * (fabs(u1) + fabs(v1)):
+            # Then w8 >= 0 and the bound is factor1 * (u1 + min(v1, 0)), clearly positive: the
+            # test below would reject too, so skip its two logarithms.
+            draw += 1
+            continue
+        factor = _polar_factor(s1)
+        w[6] = u1 * factor
+        w[7] = v1 * factor
+        factor = _polar_factor(s2)
+        w[8] = u2 * factor
+        w[1] = v2 * factor
         if w[6] + (w[7] if w[7] < 0.0 else 0.0) + (w[8] if w[8] < 0.0 else 0.0) > 0.0:
             draw += 1
             continue
