@@ -29,7 +29,7 @@ PACKAGES = {
 AUTO_ORDER = {
     "distance": ("cython", "numba", "numpy"),
     "neighbors": ("cython", "numba", "numpy"),
-    "perceptron": ("numba", "cython", "numpy"),
+    "perceptron": ("cython", "numba", "numpy"),
     "xor": ("cython", "numba", "numpy"),
 }
 DEFAULT_AUTO_ORDER = ("cython", "numba", "numpy")

@@ -87,16 +87,29 @@ def batch_epoch(X1, codes, lr, rule, W, scores, grad, n_threads):
 def _online_epoch(X1, codes, lr, rule, W, work):
     n, n_features = X1.shape
     n_classes = W.shape[1]
-    zero = W[0, 0] - W[0, 0]  # a zero of W's dtype, so float32 stays float32
+    # Four partial sums over the features, combined as (s0 + s1) + (s2 + s3), exactly as the
+    # Cython kernel adds them (its fixed-width registers need independent chains).
+    partial = np.zeros((4, n_classes), dtype=W.dtype)
+    n_quads = n_features - n_features % 4
     n_correct = 0
     for i in range(n):
         y = codes[i]
-        for c in range(n_classes):
-            work[c] = zero
-        for f in range(n_features):
-            xf = X1[i, f]
+        partial[:] = 0
+        f = 0
+        while f < n_quads:
+            x0, x1, x2, x3 = X1[i, f], X1[i, f + 1], X1[i, f + 2], X1[i, f + 3]
             for c in range(n_classes):
-                work[c] += xf * W[f, c]
+                partial[0, c] += x0 * W[f, c]
+                partial[1, c] += x1 * W[f + 1, c]
+                partial[2, c] += x2 * W[f + 2, c]
+                partial[3, c] += x3 * W[f + 3, c]
+            f += 4
+        while f < n_features:
+            for c in range(n_classes):
+                partial[0, c] += X1[i, f] * W[f, c]
+            f += 1
+        for c in range(n_classes):
+            work[c] = (partial[0, c] + partial[1, c]) + (partial[2, c] + partial[3, c])
         predicted = _argmax(work)
         if predicted == y:
             n_correct += 1
