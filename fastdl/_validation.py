@@ -10,8 +10,11 @@ def compute_dtype(*arrays):
     return np.float32 if all(a.dtype.type is np.float32 for a in arrays) else np.float64
 
 
-def check_matrix(X, name, allow_empty=False):
-    """A 2-D, finite, numeric ndarray (not yet converted); raises ValueError/TypeError otherwise."""
+def check_array(X, name, ndim, layout, allow_empty=False):
+    """An ndim-D, finite, real ndarray (not yet converted); raises ValueError/TypeError otherwise.
+
+    layout names the axes in the message, e.g. "(n_samples, n_features)".
+    """
     if isinstance(X, np.ndarray):
         array = X
     else:
@@ -23,13 +26,34 @@ def check_matrix(X, name, allow_empty=False):
         raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
     if np.issubdtype(array.dtype, np.complexfloating):
         raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
-    if array.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {array.shape}")
-    if not allow_empty and (array.shape[0] == 0 or array.shape[1] == 0):
+    if array.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D {layout}, got shape {array.shape}")
+    if not allow_empty and array.size == 0:
         raise ValueError(f"{name} must not be empty, got shape {array.shape}")
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         raise ValueError(f"{name} contains NaN or infinity")
     return array
+
+
+def check_matrix(X, name, allow_empty=False):
+    """A 2-D, finite, numeric ndarray (not yet converted); raises ValueError/TypeError otherwise."""
+    return check_array(X, name, 2, "(n_samples, n_features)", allow_empty)
+
+
+def check_pair(value, name):
+    """(a, b) of positive integers from an int or a pair of ints, e.g. strides or a pool size."""
+    items = (value, value) if isinstance(value, numbers.Integral) else value
+    try:
+        items = tuple(items)
+    except TypeError:
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}") from None
+    if len(items) != 2:
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if any(isinstance(item, bool) or not isinstance(item, numbers.Integral) for item in items):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if min(items) < 1:
+        raise ValueError(f"{name} must be >= 1, got {value!r}")
+    return int(items[0]), int(items[1])
 
 
 def as_compute(X, dtype):

@@ -31,6 +31,9 @@ AUTO_ORDER = {
     "neighbors": ("cython", "numba", "numpy"),
     "perceptron": ("cython", "numba", "numpy"),
     "xor": ("cython", "numba", "numpy"),
+    "conv": ("cython", "numba", "numpy"),
+    "dense": ("cython", "numba", "numpy"),
+    "pool": ("cython", "numba", "numpy"),
 }
 DEFAULT_AUTO_ORDER = ("cython", "numba", "numpy")
 

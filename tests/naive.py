@@ -250,3 +250,184 @@ def xor_draw(seed, search, draw):
     for n, k in enumerate((0, 3, 6, 7, 8, 1, 2, 4, 5)):
         w[k] = normals[n]
     return np.array(w)
+
+
+# Convolution -----------------------------------------------------------------------------------
+# conv2d and its gradients (kernels conv.*), channels-last, one output pixel and one weight at a
+# time over an explicitly zero-padded float64 copy.
+
+
+def conv2d_padding(height, width, kh, kw, strides, padding):
+    """((top, bottom), (left, right)) for "valid", "same" (TensorFlow's rule) or explicit pads."""
+    sh, sw = (strides, strides) if isinstance(strides, int) else strides
+    if padding == "valid":
+        return (0, 0), (0, 0)
+    if padding == "same":
+        pads = []
+        for size, k, s in ((height, kh, sh), (width, kw, sw)):
+            out = math.ceil(size / s)
+            total = max((out - 1) * s + k - size, 0)
+            pads.append((total // 2, total - total // 2))
+        return tuple(pads)
+    if isinstance(padding, int):
+        return (padding, padding), (padding, padding)
+    return tuple(tuple(p) for p in padding)
+
+
+def _conv2d_setup(x, kernel, strides, padding):
+    x = np.asarray(x, dtype=np.float64)
+    kernel = np.asarray(kernel, dtype=np.float64)
+    n, height, width, _ = x.shape
+    kh, kw, _, _ = kernel.shape
+    sh, sw = (strides, strides) if isinstance(strides, int) else strides
+    (top, bottom), (left, right) = conv2d_padding(height, width, kh, kw, strides, padding)
+    padded = np.zeros((n, height + top + bottom, width + left + right, x.shape[3]))
+    padded[:, top : top + height, left : left + width] = x
+    out_h = (padded.shape[1] - kh) // sh + 1
+    out_w = (padded.shape[2] - kw) // sw + 1
+    return x, kernel, padded, (sh, sw), (top, left), (out_h, out_w)
+
+
+def conv2d(x, kernel, bias=None, strides=1, padding="valid"):
+    """(n, out_h, out_w, out_channels) float64: every output a plain sum over its window."""
+    x, kernel, padded, (sh, sw), _, (out_h, out_w) = _conv2d_setup(x, kernel, strides, padding)
+    kh, kw, c_in, c_out = kernel.shape
+    out = np.zeros((x.shape[0], out_h, out_w, c_out))
+    for n in range(x.shape[0]):
+        for oh in range(out_h):
+            for ow in range(out_w):
+                for co in range(c_out):
+                    total = 0.0 if bias is None else float(bias[co])
+                    for i in range(kh):
+                        for j in range(kw):
+                            for ci in range(c_in):
+                                total += padded[n, oh * sh + i, ow * sw + j, ci] * kernel[i, j, ci, co]
+                    out[n, oh, ow, co] = total
+    return out
+
+
+def conv2d_grad(x, kernel, dout, strides=1, padding="valid"):
+    """(dx, dkernel, dbias) in float64, each output's gradient spread over its window."""
+    x, kernel, padded, (sh, sw), (top, left), (out_h, out_w) = _conv2d_setup(x, kernel, strides, padding)
+    dout = np.asarray(dout, dtype=np.float64)
+    kh, kw, c_in, c_out = kernel.shape
+    dpadded = np.zeros_like(padded)
+    dkernel = np.zeros_like(kernel)
+    dbias = np.zeros(c_out)
+    for n in range(x.shape[0]):
+        for oh in range(out_h):
+            for ow in range(out_w):
+                for co in range(c_out):
+                    g = float(dout[n, oh, ow, co])
+                    dbias[co] += g
+                    for i in range(kh):
+                        for j in range(kw):
+                            for ci in range(c_in):
+                                dkernel[i, j, ci, co] += padded[n, oh * sh + i, ow * sw + j, ci] * g
+                                dpadded[n, oh * sh + i, ow * sw + j, ci] += kernel[i, j, ci, co] * g
+    dx = dpadded[:, top : top + x.shape[1], left : left + x.shape[2]].copy()
+    return dx, dkernel, dbias
+
+
+# Dense -----------------------------------------------------------------------------------------
+# dense and its gradients (kernels dense.*), one output and one weight at a time in float64.
+
+
+def _activate(z, activation):
+    if activation == "relu":
+        return max(z, 0.0)
+    if activation == "sigmoid":
+        return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+    if activation == "tanh":
+        return math.tanh(z)
+    return z
+
+
+def dense(x, kernel, bias=None, activation=None):
+    """(n, units) float64: activation(sum_f x[i, f] * kernel[f, j] + bias[j])."""
+    rows, weights = _rows(x), _rows(kernel)
+    units = len(weights[0])
+    out = np.empty((len(rows), units))
+    for i, row in enumerate(rows):
+        for j in range(units):
+            z = 0.0 if bias is None else float(bias[j])
+            for f, value in enumerate(row):
+                z += value * weights[f][j]
+            out[i, j] = _activate(z, activation)
+    return out
+
+
+def dense_grad(x, kernel, dout):
+    """(dx, dkernel, dbias) of x @ kernel + bias for the upstream gradient dout, summed by loops."""
+    rows, weights, grads = _rows(x), _rows(kernel), _rows(dout)
+    n_in, units = len(weights), len(weights[0])
+    dx = np.zeros((len(rows), n_in))
+    dkernel = np.zeros((n_in, units))
+    dbias = np.zeros(units)
+    for i, row in enumerate(rows):
+        for j in range(units):
+            g = grads[i][j]
+            dbias[j] += g
+            for f in range(n_in):
+                dx[i, f] += weights[f][j] * g
+                dkernel[f, j] += row[f] * g
+    return dx, dkernel, dbias
+
+
+# Pooling ---------------------------------------------------------------------------------------
+# max_pool2d and its gradient (kernels pool.*), channels-last, one window at a time; TensorFlow's
+# "same" padding (output ceil(size / stride), the odd cell at the bottom/right), padded cells never win.
+
+
+def _pool_setup(shape, pool_size, strides, padding):
+    ph, pw = (pool_size, pool_size) if isinstance(pool_size, int) else pool_size
+    if strides is None:
+        strides = (ph, pw)
+    sh, sw = (strides, strides) if isinstance(strides, int) else strides
+    h, w = shape[1], shape[2]
+    if padding == "valid":
+        return ph, pw, sh, sw, 0, 0, (h - ph) // sh + 1, (w - pw) // sw + 1
+    out_h, out_w = math.ceil(h / sh), math.ceil(w / sw)
+    pad_h = max((out_h - 1) * sh + ph - h, 0)
+    pad_w = max((out_w - 1) * sw + pw - w, 0)
+    return ph, pw, sh, sw, pad_h // 2, pad_w // 2, out_h, out_w
+
+
+def _window_argmax(x, n, i, j, c, setup):
+    """(row, col) of the first maximum, in row-major order, of window (i, j) among image cells."""
+    ph, pw, sh, sw, top, left, _, _ = setup
+    best = None
+    for a in range(i * sh - top, i * sh - top + ph):
+        for b in range(j * sw - left, j * sw - left + pw):
+            if 0 <= a < x.shape[1] and 0 <= b < x.shape[2]:
+                if best is None or float(x[n, a, b, c]) > float(x[n, best[0], best[1], c]):
+                    best = (a, b)
+    return best
+
+
+def max_pool2d(x, pool_size=2, strides=None, padding="valid"):
+    """(n, out_h, out_w, c) float64 maximum of every window."""
+    x = np.asarray(x)
+    setup = _pool_setup(x.shape, pool_size, strides, padding)
+    out = np.empty((x.shape[0], setup[6], setup[7], x.shape[3]))
+    for n in range(x.shape[0]):
+        for i in range(setup[6]):
+            for j in range(setup[7]):
+                for c in range(x.shape[3]):
+                    a, b = _window_argmax(x, n, i, j, c, setup)
+                    out[n, i, j, c] = float(x[n, a, b, c])
+    return out
+
+
+def max_pool2d_grad(x, dout, pool_size=2, strides=None, padding="valid"):
+    """(n, h, w, c) float64: each dout value added to its window's first maximum."""
+    x = np.asarray(x)
+    setup = _pool_setup(x.shape, pool_size, strides, padding)
+    dx = np.zeros(x.shape)
+    for n in range(x.shape[0]):
+        for i in range(setup[6]):
+            for j in range(setup[7]):
+                for c in range(x.shape[3]):
+                    a, b = _window_argmax(x, n, i, j, c, setup)
+                    dx[n, a, b, c] += float(dout[n, i, j, c])
+    return dx

@@ -1,0 +1,230 @@
+"""2-D convolution, channels-last (Keras layout), as im2col + one BLAS GEMM per batch of images."""
+
+import numbers
+
+import numpy as np
+
+from fastdl import backend as _backend
+from fastdl._parallel import run_row_ranges
+from fastdl._validation import as_compute, check_array, check_pair, compute_dtype
+
+# Bytes of patch matrix (im2col buffer) per thread: big enough for an efficient GEMM, small
+# enough that a batch's patches are still in cache when the GEMM reads them.
+PATCH_BYTES = 2 << 20
+
+
+def _explicit_padding(padding):
+    """((top, bottom), (left, right)) from an int, a pair of ints, or a pair of pairs."""
+    def _int(v):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise TypeError
+        if v < 0:
+            raise ValueError(f"padding must be >= 0, got {padding!r}")
+        return int(v)
+
+    try:
+        if isinstance(padding, numbers.Integral):
+            p = _int(padding)
+            return (p, p), (p, p)
+        rows, columns = padding
+        if isinstance(rows, numbers.Integral) and isinstance(columns, numbers.Integral):
+            return (_int(rows), _int(rows)), (_int(columns), _int(columns))
+        (top, bottom), (left, right) = rows, columns
+        return (_int(top), _int(bottom)), (_int(left), _int(right))
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ValueError) and str(exc).startswith("padding"):
+            raise
+        raise TypeError(
+            'padding must be "valid", "same", an int, or ((top, bottom), (left, right)), '
+            f"got {padding!r}"
+        ) from None
+
+
+def _geometry(x_shape, kernel_shape, strides, padding):
+    """(stride_h, stride_w), (pad_top, pad_left), (out_h, out_w) of a convolution."""
+    _, height, width, _ = x_shape
+    kh, kw = kernel_shape[:2]
+    stride_h, stride_w = check_pair(strides, "strides")
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            pads = (0, 0), (0, 0)
+        elif mode == "same":
+            # TensorFlow's rule for every stride: ceil(size / stride) outputs, the odd pixel of
+            # padding at the bottom/right.
+            pads = []
+            for size, k, s in ((height, kh, stride_h), (width, kw, stride_w)):
+                total = max((-(-size // s) - 1) * s + k - size, 0)
+                pads.append((total // 2, total - total // 2))
+        else:
+            raise ValueError(f'padding must be "valid", "same" or integers, got {padding!r}')
+    else:
+        pads = _explicit_padding(padding)
+    (top, bottom), (left, right) = pads
+    out_h = (height + top + bottom - kh) // stride_h + 1
+    out_w = (width + left + right - kw) // stride_w + 1
+    if height + top + bottom < kh or width + left + right < kw or out_h < 1 or out_w < 1:
+        raise ValueError(
+            f"kernel of shape {tuple(kernel_shape)} does not fit x of shape {tuple(x_shape)} "
+            f"with padding {padding!r}: the output would be empty"
+        )
+    return (stride_h, stride_w), (top, left), (out_h, out_w)
+
+
+def _check_conv(x, kernel, strides, padding):
+    x = check_array(x, "x", 4, "(n_images, height, width, channels)")
+    kernel = check_array(kernel, "kernel", 4, "(kernel_h, kernel_w, in_channels, out_channels)")
+    if x.shape[3] != kernel.shape[2]:
+        raise ValueError(
+            f"x has {x.shape[3]} channels but kernel expects {kernel.shape[2]}: "
+            f"x {x.shape}, kernel {kernel.shape}"
+        )
+    return x, kernel, _geometry(x.shape, kernel.shape, strides, padding)
+
+
+def _plan(x, kernel, geometry, dtype):
+    """Everything the per-thread workers share: sizes, the kernel matrix, the batch size."""
+    (stride_h, stride_w), (pad_top, pad_left), (out_h, out_w) = geometry
+    kh, kw, in_channels, out_channels = kernel.shape
+    patch_cols = kh * kw * in_channels
+    pixels = out_h * out_w
+    # A 1x1 kernel at stride 1 without padding reads x itself as the patch matrix.
+    direct = kh == 1 and kw == 1 and stride_h == 1 and stride_w == 1 and pad_top == 0 and pad_left == 0 \
+        and out_h == x.shape[1] and out_w == x.shape[2]
+    batch = max(1, PATCH_BYTES // (pixels * patch_cols * np.dtype(dtype).itemsize))
+    args = (kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
+    return dict(pixels=pixels, patch_cols=patch_cols, direct=direct, batch=batch, args=args,
+                work=pixels * patch_cols * out_channels)
+
+
+def conv2d(x, kernel, bias=None, strides=1, padding="valid", backend=None):
+    """2-D convolution (cross-correlation, as in Keras and PyTorch) of channels-last images.
+
+    Parameters
+    ----------
+    x : array-like of shape (n_images, height, width, in_channels)
+    kernel : array-like of shape (kernel_h, kernel_w, in_channels, out_channels)
+    bias : array-like of shape (out_channels,), optional
+    strides : int or (int, int), default 1
+    padding : "valid", "same", int, (int, int) or ((top, bottom), (left, right)), default "valid"
+        "same" as in Keras/TensorFlow for every stride: ceil(size / stride) outputs, any odd
+        padding pixel at the bottom and right.
+    backend : str, optional
+        "auto", "numpy", "numba", "cython" (None: the process default).
+
+    Returns
+    -------
+    ndarray of shape (n_images, out_h, out_w, out_channels)
+        float32 when the inputs are float32, float64 otherwise.
+    """
+    x, kernel, geometry = _check_conv(x, kernel, strides, padding)
+    arrays = [x, kernel]
+    if bias is not None:
+        bias = check_array(bias, "bias", 1, "(out_channels,)")
+        if bias.shape[0] != kernel.shape[3]:
+            raise ValueError(f"bias must have shape ({kernel.shape[3]},) for kernel {kernel.shape}, got {bias.shape}")
+        arrays.append(bias)
+    kernels, _ = _backend.kernels("conv", backend)
+    n_threads = _backend.get_num_threads()
+    dtype = compute_dtype(*arrays)
+    x = as_compute(x, dtype)
+    kernel_matrix = as_compute(kernel, dtype).reshape(-1, kernel.shape[3])
+    bias = None if bias is None else as_compute(bias, dtype)
+    plan = _plan(x, kernel, geometry, dtype)
+    pixels, out_h, out_w = plan["pixels"], *geometry[2]
+    out = np.empty((x.shape[0], out_h, out_w, kernel.shape[3]), dtype=dtype)
+    out_rows = out.reshape(-1, kernel.shape[3])
+    x_rows = x.reshape(-1, x.shape[3])
+
+    def compute(first, last):
+        cols = None if plan["direct"] else np.empty((min(plan["batch"], last - first) * pixels, plan["patch_cols"]), dtype)
+        for start in range(first, last, plan["batch"]):
+            stop = min(last, start + plan["batch"])
+            rows = slice(start * pixels, stop * pixels)
+            if plan["direct"]:
+                patches = x_rows[rows]
+            else:
+                patches = cols[: (stop - start) * pixels]
+                kernels.im2col(x[start:stop], patches, *plan["args"], 1)
+            np.dot(patches, kernel_matrix, out=out_rows[rows])
+            if bias is not None:
+                kernels.add_bias(out_rows[rows], bias, 1)
+
+    run_row_ranges(compute, x.shape[0], n_threads, plan["work"])
+    return out
+
+
+def conv2d_grad(x, kernel, dout, strides=1, padding="valid", backend=None):
+    """Gradients of conv2d with respect to its input, kernel and bias.
+
+    Parameters
+    ----------
+    x : array-like of shape (n_images, height, width, in_channels)
+    kernel : array-like of shape (kernel_h, kernel_w, in_channels, out_channels)
+    dout : array-like of shape (n_images, out_h, out_w, out_channels)
+        Gradient of the loss with respect to conv2d's output.
+    strides, padding, backend
+        As in `conv2d`.
+
+    Returns
+    -------
+    dx : ndarray of shape (n_images, height, width, in_channels)
+    dkernel : ndarray of shape (kernel_h, kernel_w, in_channels, out_channels)
+    dbias : ndarray of shape (out_channels,)
+        float32 when the inputs are float32, float64 otherwise.
+
+    Notes
+    -----
+    dkernel is summed over images in a fixed order for a given thread count; each thread adds its
+    images' patches^T @ dout with one GEMM per batch, and the threads' sums are added in order.
+    """
+    x, kernel, geometry = _check_conv(x, kernel, strides, padding)
+    dout = check_array(dout, "dout", 4, "(n_images, out_h, out_w, out_channels)")
+    expected = (x.shape[0], *geometry[2], kernel.shape[3])
+    if dout.shape != expected:
+        raise ValueError(
+            f"dout must have the output's shape {expected} for x {x.shape} and kernel {kernel.shape}, "
+            f"got {dout.shape}"
+        )
+    kernels, _ = _backend.kernels("conv", backend)
+    n_threads = _backend.get_num_threads()
+    dtype = compute_dtype(x, kernel, dout)
+    x = as_compute(x, dtype)
+    out_channels = kernel.shape[3]
+    kernel_matrix = as_compute(kernel, dtype).reshape(-1, out_channels)
+    dout_rows = as_compute(dout, dtype).reshape(-1, out_channels)
+    plan = _plan(x, kernel, geometry, dtype)
+    pixels = plan["pixels"]
+    dx = np.empty(x.shape, dtype=dtype)
+    dx_rows = dx.reshape(-1, x.shape[3])
+    x_rows = x.reshape(-1, x.shape[3])
+    partials = {}
+
+    def compute(first, last):
+        dkernel = np.zeros(kernel_matrix.shape, dtype)
+        product = np.empty(kernel_matrix.shape, dtype)
+        cols = None if plan["direct"] else np.empty((min(plan["batch"], last - first) * pixels, plan["patch_cols"]), dtype)
+        for start in range(first, last, plan["batch"]):
+            stop = min(last, start + plan["batch"])
+            rows = slice(start * pixels, stop * pixels)
+            if plan["direct"]:
+                patches = x_rows[rows]
+            else:
+                patches = cols[: (stop - start) * pixels]
+                kernels.im2col(x[start:stop], patches, *plan["args"], 1)
+            np.dot(patches.T, dout_rows[rows], out=product)
+            dkernel += product
+            if plan["direct"]:
+                np.dot(dout_rows[rows], kernel_matrix.T, out=dx_rows[rows])
+            else:
+                # The patches are spent: their buffer takes the patch gradients.
+                np.dot(dout_rows[rows], kernel_matrix.T, out=patches)
+                kernels.col2im(patches, dx[start:stop], *plan["args"], 1)
+        partials[first] = dkernel
+
+    run_row_ranges(compute, x.shape[0], n_threads, 2 * plan["work"])
+    dkernel = partials.pop(0)
+    for first in sorted(partials):
+        dkernel += partials[first]
+    dbias = dout_rows.sum(axis=0, dtype=np.float64).astype(dtype)
+    return dx, dkernel.reshape(kernel.shape), dbias

@@ -1,0 +1,116 @@
+"""Two-dimensional max pooling over channels-last images (N, H, W, C), as Keras' MaxPool2D."""
+
+import numpy as np
+
+from fastdl import backend as _backend
+from fastdl._parallel import row_ranges
+from fastdl._validation import as_compute, check_array, check_pair, compute_dtype
+
+IMAGES = "(batch, height, width, channels)"
+
+
+def pool_geometry(input_shape, pool_size, strides, padding):
+    """Window and output sizes of a pooling layer, checked.
+
+    Returns
+    -------
+    tuple
+        (pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w); with "same" the
+        output is ceil(size / stride) and any odd padding goes to the bottom and right, as in
+        TensorFlow.
+    """
+    pool_h, pool_w = check_pair(pool_size, "pool_size")
+    stride_h, stride_w = (pool_h, pool_w) if strides is None else check_pair(strides, "strides")
+    if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+        raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
+    h, w = input_shape[1], input_shape[2]
+    if padding.lower() == "valid":
+        if pool_h > h or pool_w > w:
+            raise ValueError(
+                f"pool_size ({pool_h}, {pool_w}) is larger than the input's ({h}, {w}) image "
+                f"(input shape {tuple(input_shape)}) with padding 'valid'"
+            )
+        out_h, out_w = (h - pool_h) // stride_h + 1, (w - pool_w) // stride_w + 1
+        return pool_h, pool_w, stride_h, stride_w, 0, 0, out_h, out_w
+    out_h, out_w = -(-h // stride_h), -(-w // stride_w)
+    pad_h = max((out_h - 1) * stride_h + pool_h - h, 0)
+    pad_w = max((out_w - 1) * stride_w + pool_w - w, 0)
+    return pool_h, pool_w, stride_h, stride_w, pad_h // 2, pad_w // 2, out_h, out_w
+
+
+def _threads_worth_it(n_rows, work_per_row):
+    """Threads for a kernel's parallel loop: one for small inputs, where waking a team costs more."""
+    return len(row_ranges(n_rows, _backend.get_num_threads(), work_per_row))
+
+
+def max_pool2d(x, pool_size=2, strides=None, padding="valid", backend=None):
+    """Maximum over each pooling window of channels-last images.
+
+    Parameters
+    ----------
+    x : array-like of shape (n_images, height, width, channels)
+    pool_size : int or (int, int), default 2
+    strides : int or (int, int), optional
+        Defaults to pool_size, as in Keras.
+    padding : {"valid", "same"}, default "valid"
+        "same" gives ceil(size / stride) outputs per axis, padding at the bottom and right when odd,
+        as TensorFlow; padded cells never win.
+    backend : str, optional
+        "auto", "numpy", "numba", "cython" (None: the process default).
+
+    Returns
+    -------
+    ndarray of shape (n_images, out_height, out_width, channels)
+        float32 when x is float32, float64 otherwise.
+    """
+    x = check_array(x, "x", 4, IMAGES)
+    *window, out_h, out_w = pool_geometry(x.shape, pool_size, strides, padding)
+    kernels, _ = _backend.kernels("pool", backend)
+    # The kernels run one output row per task.
+    n_threads = _threads_worth_it(x.shape[0] * out_h, out_w * x.shape[3] * window[0] * window[1])
+    dtype = compute_dtype(x)
+    x = as_compute(x, dtype)
+    out = np.empty((x.shape[0], out_h, out_w, x.shape[3]), dtype=dtype)
+    kernels.max_pool2d_forward(x, out, *window, n_threads)
+    return out
+
+
+def max_pool2d_grad(x, dout, pool_size=2, strides=None, padding="valid", backend=None):
+    """Gradient of max_pool2d with respect to x.
+
+    Parameters
+    ----------
+    x : array-like of shape (n_images, height, width, channels)
+        The forward pass's input.
+    dout : array-like of shape (n_images, out_height, out_width, channels)
+        Gradient of the loss with respect to max_pool2d's output.
+    pool_size, strides, padding, backend
+        As in max_pool2d.
+
+    Returns
+    -------
+    ndarray of shape (n_images, height, width, channels)
+        float32 when x and dout are float32, float64 otherwise.
+
+    Notes
+    -----
+    Each window's gradient goes to one element only: its maximum, and on ties the first maximum
+    in row-major window order (top row first, left to right). Overlapping windows add up.
+    """
+    x = check_array(x, "x", 4, IMAGES)
+    dout = check_array(dout, "dout", 4, IMAGES)
+    *window, out_h, out_w = pool_geometry(x.shape, pool_size, strides, padding)
+    expected = (x.shape[0], out_h, out_w, x.shape[3])
+    if dout.shape != expected:
+        raise ValueError(
+            f"dout must have max_pool2d's output shape {expected} for x of shape {x.shape}, got {dout.shape}"
+        )
+    kernels, _ = _backend.kernels("pool", backend)
+    # The kernels run one image per task.
+    n_threads = _threads_worth_it(x.shape[0], dout[0].size * window[0] * window[1] + x[0].size)
+    dtype = compute_dtype(x, dout)
+    x = as_compute(x, dtype)
+    dout = as_compute(dout, dtype)
+    dx = np.empty(x.shape, dtype=dtype)
+    kernels.max_pool2d_backward(x, dout, dx, *window, n_threads)
+    return dx

@@ -1,0 +1,91 @@
+"""Max-pooling kernels (Numba); mirrors kernels/cy/pool.pyx and kernels/npy/pool.py."""
+
+import numpy as np
+from numba import prange
+
+from ._jit import compile_kernel, launch
+
+
+def _max_pool2d_forward(x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
+    n_images, h, w, c = x.shape
+    out_h, out_w = out.shape[1], out.shape[2]
+    for row in prange(n_images * out_h):
+        n = row // out_h
+        i = row - n * out_h
+        # Windows are clipped to the image, so padded cells never take part.
+        h0 = max(i * stride_h - pad_top, 0)
+        h1 = min(i * stride_h - pad_top + pool_h, h)
+        for j in range(out_w):
+            w0 = max(j * stride_w - pad_left, 0)
+            w1 = min(j * stride_w - pad_left + pool_w, w)
+            for ch in range(c):
+                out[n, i, j, ch] = x[n, h0, w0, ch]
+            for a in range(h0, h1):
+                for b in range(w0, w1):
+                    for ch in range(c):
+                        v = x[n, a, b, ch]
+                        # A select, not a branch, so the channel loop vectorises.
+                        out[n, i, j, ch] = v if v > out[n, i, j, ch] else out[n, i, j, ch]
+
+
+_forward_serial = compile_kernel(_max_pool2d_forward)
+_forward_parallel = compile_kernel(_max_pool2d_forward, parallel=True)
+
+
+def max_pool2d_forward(x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, n_threads):
+    """Maximum of every pooling window of x (n, h, w, c) into out (n, out_h, out_w, c).
+
+    Window (i, j) covers rows i * stride_h - pad_top + [0, pool_h) and the matching columns,
+    clipped to the image; every window holds at least one image cell.
+    """
+    launch(_forward_serial, _forward_parallel, n_threads,
+           x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+
+
+def _max_pool2d_backward(x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
+    n_images, h, w, c = x.shape
+    out_h, out_w = dout.shape[1], dout.shape[2]
+    # One image per task: overlapping windows of an image add into the same dx cells.
+    for n in prange(n_images):
+        best = np.empty(c, dtype=x.dtype)
+        winner_h = np.empty(c, dtype=np.int64)
+        winner_w = np.empty(c, dtype=np.int64)
+        for a in range(h):
+            for b in range(w):
+                for ch in range(c):
+                    dx[n, a, b, ch] = 0
+        for i in range(out_h):
+            h0 = max(i * stride_h - pad_top, 0)
+            h1 = min(i * stride_h - pad_top + pool_h, h)
+            for j in range(out_w):
+                w0 = max(j * stride_w - pad_left, 0)
+                w1 = min(j * stride_w - pad_left + pool_w, w)
+                for ch in range(c):
+                    best[ch] = x[n, h0, w0, ch]
+                    winner_h[ch] = h0
+                    winner_w[ch] = w0
+                # Row-major window order and a strict comparison: the first maximum wins ties.
+                for a in range(h0, h1):
+                    for b in range(w0, w1):
+                        for ch in range(c):
+                            v = x[n, a, b, ch]
+                            if v > best[ch]:
+                                best[ch] = v
+                                winner_h[ch] = a
+                                winner_w[ch] = b
+                for ch in range(c):
+                    dx[n, winner_h[ch], winner_w[ch], ch] += dout[n, i, j, ch]
+
+
+_backward_serial = compile_kernel(_max_pool2d_backward)
+_backward_parallel = compile_kernel(_max_pool2d_backward, parallel=True)
+
+
+def max_pool2d_backward(x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, n_threads):
+    """dx (n, h, w, c), overwritten: each dout value added to the first maximum of its window.
+
+    The first maximum in row-major window order takes a window's whole gradient; overlapping
+    windows add up.
+    """
+    launch(_backward_serial, _backward_parallel, n_threads,
+           x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)

@@ -1,0 +1,116 @@
+"""Max-pooling kernels (Cython); mirrors kernels/cpu/pool.py and kernels/npy/pool.py."""
+
+from cython cimport floating
+from cython.parallel cimport parallel, prange
+from libc.stdlib cimport free, malloc
+from libc.string cimport memset
+
+
+def max_pool2d_forward(
+    const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, Py_ssize_t pool_h, Py_ssize_t pool_w,
+    Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left, int n_threads,
+):
+    """Maximum of every pooling window of x (n, h, w, c) into out (n, out_h, out_w, c).
+
+    Window (i, j) covers rows i * stride_h - pad_top + [0, pool_h) and the matching columns,
+    clipped to the image; every window holds at least one image cell.
+    """
+    cdef Py_ssize_t n_images = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3]
+    cdef Py_ssize_t out_h = out.shape[1], out_w = out.shape[2]
+    cdef Py_ssize_t row, n, i, j, a, b, ch, h0, h1, w0, w1
+    cdef const floating* src
+    cdef floating* dst
+    cdef floating v
+    if n_images == 0 or out_h == 0 or out_w == 0 or c == 0:
+        return
+    with nogil:
+        for row in prange(n_images * out_h, num_threads=n_threads, schedule="static"):
+            n = row // out_h
+            i = row - n * out_h
+            # Windows are clipped to the image, so padded cells never take part.
+            h0 = i * stride_h - pad_top
+            h1 = min(h0 + pool_h, h)
+            h0 = max(h0, 0)
+            for j in range(out_w):
+                w0 = j * stride_w - pad_left
+                w1 = min(w0 + pool_w, w)
+                w0 = max(w0, 0)
+                dst = &out[n, i, j, 0]
+                src = &x[n, h0, w0, 0]
+                for ch in range(c):
+                    dst[ch] = src[ch]
+                for a in range(h0, h1):
+                    for b in range(w0, w1):
+                        src = &x[n, a, b, 0]
+                        for ch in range(c):
+                            v = src[ch]
+                            # A select, not a branch, so the channel loop vectorises.
+                            dst[ch] = v if v > dst[ch] else dst[ch]
+
+
+def max_pool2d_backward(
+    const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dout, floating[:, :, :, ::1] dx,
+    Py_ssize_t pool_h, Py_ssize_t pool_w, Py_ssize_t stride_h, Py_ssize_t stride_w,
+    Py_ssize_t pad_top, Py_ssize_t pad_left, int n_threads,
+):
+    """dx (n, h, w, c), overwritten: each dout value added to the first maximum of its window.
+
+    The first maximum in row-major window order takes a window's whole gradient; overlapping
+    windows add up.
+    """
+    cdef Py_ssize_t n_images = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3]
+    cdef Py_ssize_t out_h = dout.shape[1], out_w = dout.shape[2]
+    cdef Py_ssize_t n, i, j, a, b, ch, h0, h1, w0, w1, offset
+    cdef const floating* image
+    cdef const floating* src
+    cdef const floating* grad
+    cdef floating* dimage
+    cdef floating* best = NULL
+    cdef Py_ssize_t* winner = NULL
+    cdef floating v
+    cdef int failed = 0
+    cdef int* failed_ptr = &failed
+    if n_images == 0 or h == 0 or w == 0 or c == 0:
+        return
+    with nogil, parallel(num_threads=n_threads):
+        # Per-thread scratch: the best value so far and its offset in the image, per channel.
+        best = <floating*> malloc(c * sizeof(floating))
+        winner = <Py_ssize_t*> malloc(c * sizeof(Py_ssize_t))
+        if best == NULL or winner == NULL:
+            failed_ptr[0] = 1
+        # One image per task: overlapping windows of an image add into the same dx cells.
+        for n in prange(n_images, schedule="static"):
+            if best == NULL or winner == NULL:
+                continue
+            image = &x[n, 0, 0, 0]
+            dimage = &dx[n, 0, 0, 0]
+            memset(dimage, 0, h * w * c * sizeof(floating))
+            for i in range(out_h):
+                h0 = i * stride_h - pad_top
+                h1 = min(h0 + pool_h, h)
+                h0 = max(h0, 0)
+                for j in range(out_w):
+                    w0 = j * stride_w - pad_left
+                    w1 = min(w0 + pool_w, w)
+                    w0 = max(w0, 0)
+                    offset = (h0 * w + w0) * c
+                    for ch in range(c):
+                        best[ch] = image[offset + ch]
+                        winner[ch] = offset + ch
+                    # Row-major window order and a strict comparison: the first maximum wins ties.
+                    for a in range(h0, h1):
+                        for b in range(w0, w1):
+                            offset = (a * w + b) * c
+                            src = image + offset
+                            for ch in range(c):
+                                v = src[ch]
+                                if v > best[ch]:
+                                    best[ch] = v
+                                    winner[ch] = offset + ch
+                    grad = &dout[n, i, j, 0]
+                    for ch in range(c):
+                        dimage[winner[ch]] += grad[ch]
+        free(best)
+        free(winner)
+    if failed:
+        raise MemoryError("max_pool2d_backward: no memory for the per-thread scratch")

@@ -1,0 +1,38 @@
+"""Convolution kernels (numpy reference); mirrors kernels/cpu/conv.py and kernels/cy/conv.pyx."""
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+
+def _pads(size, kernel, stride, pad_before, out_size):
+    """(before, after) zero padding that makes every window of the output lie inside the array."""
+    return pad_before, max(0, (out_size - 1) * stride + kernel - size - pad_before)
+
+
+def im2col(x, cols, kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w, n_threads):
+    """Gather the (kh, kw) patches of x into the rows of cols, zeros where a patch leaves x."""
+    n_images, height, width, channels = x.shape
+    padded = np.pad(x, ((0, 0), _pads(height, kh, stride_h, pad_top, out_h),
+                        _pads(width, kw, stride_w, pad_left, out_w), (0, 0)))
+    windows = sliding_window_view(padded, (kh, kw), axis=(1, 2))  # (n, h, w, c, kh, kw)
+    windows = windows[:, : (out_h - 1) * stride_h + 1 : stride_h, : (out_w - 1) * stride_w + 1 : stride_w]
+    cols[...] = windows.transpose(0, 1, 2, 4, 5, 3).reshape(cols.shape)
+
+
+def col2im(cols, dx, kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w, n_threads):
+    """dx = the sum, over patches, of each row of cols put back where im2col took it from."""
+    n_images, height, width, channels = dx.shape
+    before_h, after_h = _pads(height, kh, stride_h, pad_top, out_h)
+    before_w, after_w = _pads(width, kw, stride_w, pad_left, out_w)
+    padded = np.zeros((n_images, height + before_h + after_h, width + before_w + after_w, channels), cols.dtype)
+    patches = cols.reshape(n_images, out_h, out_w, kh, kw, channels)
+    for i in range(kh):
+        for j in range(kw):
+            padded[:, i : i + (out_h - 1) * stride_h + 1 : stride_h,
+                   j : j + (out_w - 1) * stride_w + 1 : stride_w] += patches[:, :, :, i, j]
+    dx[...] = padded[:, before_h : before_h + height, before_w : before_w + width]
+
+
+def add_bias(out, bias, n_threads):
+    """out += bias on every row, in place."""
+    out += bias

@@ -1,0 +1,33 @@
+"""Dense-layer kernels (numpy reference); mirrors kernels/cpu/dense.py and kernels/cy/dense.pyx.
+
+Activation codes: 0 linear, 1 relu, 2 sigmoid, 3 tanh.
+"""
+
+import numpy as np
+
+
+def bias_activation(out, bias, activation, n_threads):
+    """out (n, m) = activation(out + bias), in place; bias (m,) or empty for none."""
+    if bias.shape[0]:
+        out += bias
+    if activation == 1:
+        np.maximum(out, 0, out=out)
+    elif activation == 2:
+        # exp of -|z| never overflows: sigmoid(z) = 1 / (1 + e) for z >= 0, e / (1 + e) otherwise.
+        z = out.astype(np.float64)
+        e = np.exp(-np.abs(z))
+        out[...] = np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    elif activation == 3:
+        np.tanh(out, out=out)
+
+
+def activation_backward(out, dout, activation, dpre, n_threads):
+    """dpre (n, m) = dout * activation'(pre), from the activation's output `out`."""
+    if activation == 1:
+        np.multiply(dout, out > 0, out=dpre)
+    elif activation == 2:
+        dpre[...] = dout * (out * (1 - out))
+    elif activation == 3:
+        dpre[...] = dout * (1 - out * out)
+    else:
+        dpre[...] = dout

@@ -1,0 +1,54 @@
+"""Max-pooling kernels (numpy reference); mirrors kernels/cpu/pool.py and kernels/cy/pool.pyx."""
+
+import numpy as np
+
+
+def _padded(x, out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
+    """x padded with -inf (padded cells never win) to cover every window, and its padding."""
+    n, h, w, c = x.shape
+    full_h = max((out_h - 1) * stride_h + pool_h, pad_top + h)
+    full_w = max((out_w - 1) * stride_w + pool_w, pad_left + w)
+    if full_h == h and full_w == w:
+        return x
+    padded = np.full((n, full_h, full_w, c), -np.inf, dtype=x.dtype)
+    padded[:, pad_top : pad_top + h, pad_left : pad_left + w] = x
+    return padded
+
+
+def _window_cells(padded, out_h, out_w, stride_h, stride_w, a, b):
+    """The (n, out_h, out_w, c) view of window cell (a, b) of every window."""
+    return padded[:, a : a + (out_h - 1) * stride_h + 1 : stride_h, b : b + (out_w - 1) * stride_w + 1 : stride_w]
+
+
+def max_pool2d_forward(x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, n_threads):
+    """Maximum of every pooling window of x (n, h, w, c) into out (n, out_h, out_w, c)."""
+    out_h, out_w = out.shape[1], out.shape[2]
+    padded = _padded(x, out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+    out[...] = -np.inf
+    for a in range(pool_h):
+        for b in range(pool_w):
+            np.maximum(out, _window_cells(padded, out_h, out_w, stride_h, stride_w, a, b), out=out)
+
+
+def max_pool2d_backward(x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, n_threads):
+    """dx (n, h, w, c), overwritten: each dout value added to the first maximum of its window."""
+    n, h, w, c = x.shape
+    out_h, out_w = dout.shape[1], dout.shape[2]
+    padded = _padded(x, out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+    best = np.full(dout.shape, -np.inf, dtype=x.dtype)
+    winner = np.zeros(dout.shape, dtype=np.int64)
+    # Cells in row-major window order, replaced only by a strictly larger value: the first maximum wins.
+    for a in range(pool_h):
+        for b in range(pool_w):
+            cells = _window_cells(padded, out_h, out_w, stride_h, stride_w, a, b)
+            larger = cells > best
+            best[larger] = cells[larger]
+            winner[larger] = a * pool_w + b
+    dx_padded = np.zeros(padded.shape, dtype=dx.dtype)
+    for a in range(pool_h):
+        for b in range(pool_w):
+            # For one cell (a, b) the windows touch distinct positions, so += never collides.
+            _window_cells(dx_padded, out_h, out_w, stride_h, stride_w, a, b)[...] += np.where(
+                winner == a * pool_w + b, dout, 0
+            )
+    dx[...] = dx_padded[:, pad_top : pad_top + h, pad_left : pad_left + w]
