@@ -1,0 +1,151 @@
+"""Layer-level ops, forward + backward, float32: fastdl's backends against PyTorch on the CPU.
+
+The shapes are the course's hot spots: the first convolution of the Fashion-MNIST CNN (batch 128,
+28x28x1, 64 filters 7x7, "same"), the clock net's max-pooling over 148x148x32 activations
+(batch 100), and the MLP's first dense layer (batch 32, 784 -> 300, ReLU).
+"""
+
+import numpy as np
+import pytest
+
+from fastdl.ops import conv2d, conv2d_grad, dense, dense_grad, max_pool2d, max_pool2d_grad
+from peers import TORCH_MISSING, torch
+
+pytestmark = pytest.mark.benchmark(min_rounds=5)
+
+BACKENDS = ["numba", "cython"]
+SEED = 7
+
+
+def _rng():
+    return np.random.default_rng(SEED)
+
+
+def _conv_data():
+    rng = _rng()
+    x = rng.standard_normal((128, 28, 28, 1), dtype=np.float32)
+    kernel = rng.standard_normal((7, 7, 1, 64), dtype=np.float32) * 0.1
+    bias = np.zeros(64, np.float32)
+    dout = rng.standard_normal((128, 28, 28, 64), dtype=np.float32)
+    return x, kernel, bias, dout
+
+
+def _pool_data():
+    rng = _rng()
+    x = rng.standard_normal((100, 148, 148, 32), dtype=np.float32)
+    dout = rng.standard_normal((100, 74, 74, 32), dtype=np.float32)
+    return x, dout
+
+
+def _dense_data():
+    rng = _rng()
+    x = rng.standard_normal((32, 784), dtype=np.float32)
+    kernel = rng.standard_normal((784, 300), dtype=np.float32) * 0.05
+    bias = np.zeros(300, np.float32)
+    dout = rng.standard_normal((32, 300), dtype=np.float32)
+    return x, kernel, bias, dout
+
+
+CONV_GROUP = "conv2d 7x7 same, 128x28x28x1 -> 64, forward+backward"
+POOL_GROUP = "max_pool2d 2x2, 100x148x148x32, forward+backward"
+DENSE_GROUP = "dense 32x784 @ 784x300 + relu, forward+backward"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def bench_conv2d_fastdl(benchmark, backend, require_fastdl_backend, name_contender):
+    require_fastdl_backend("conv", backend)
+    x, kernel, bias, dout = _conv_data()
+
+    def step():
+        conv2d(x, kernel, bias, padding="same", backend=backend)
+        conv2d_grad(x, kernel, dout, padding="same", backend=backend)
+
+    step()
+    name_contender(CONV_GROUP, f"fastdl[{backend}]")
+    benchmark(step)
+
+
+def bench_conv2d_torch(benchmark, name_contender, n_threads):
+    if torch is None:
+        pytest.skip(TORCH_MISSING)
+    torch.set_num_threads(n_threads)
+    x, kernel, bias, dout = (torch.from_numpy(a) for a in _conv_data())
+    x = x.permute(0, 3, 1, 2).contiguous().requires_grad_(True)
+    weight = kernel.permute(3, 2, 0, 1).contiguous().requires_grad_(True)
+    bias = bias.requires_grad_(True)
+    grad = dout.permute(0, 3, 1, 2).contiguous()
+
+    def step():
+        out = torch.nn.functional.conv2d(x, weight, bias, padding="same")
+        out.backward(grad)
+        x.grad = weight.grad = bias.grad = None
+
+    step()
+    name_contender(CONV_GROUP, "torch (NCHW)")
+    benchmark(step)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def bench_max_pool2d_fastdl(benchmark, backend, require_fastdl_backend, name_contender):
+    require_fastdl_backend("pool", backend)
+    x, dout = _pool_data()
+
+    def step():
+        max_pool2d(x, 2, backend=backend)
+        max_pool2d_grad(x, dout, 2, backend=backend)
+
+    step()
+    name_contender(POOL_GROUP, f"fastdl[{backend}]")
+    benchmark.pedantic(step, rounds=5, iterations=1, warmup_rounds=1)
+
+
+def bench_max_pool2d_torch(benchmark, name_contender, n_threads):
+    if torch is None:
+        pytest.skip(TORCH_MISSING)
+    torch.set_num_threads(n_threads)
+    x, dout = (torch.from_numpy(a) for a in _pool_data())
+    # Channels-last memory format, the layout fastdl works in.
+    x = x.permute(0, 3, 1, 2).requires_grad_(True)
+    grad = dout.permute(0, 3, 1, 2)
+
+    def step():
+        out = torch.nn.functional.max_pool2d(x, 2)
+        out.backward(grad)
+        x.grad = None
+
+    step()
+    name_contender(POOL_GROUP, "torch (channels_last)")
+    benchmark.pedantic(step, rounds=5, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def bench_dense_fastdl(benchmark, backend, require_fastdl_backend, name_contender):
+    require_fastdl_backend("dense", backend)
+    x, kernel, bias, dout = _dense_data()
+
+    def step():
+        dense(x, kernel, bias, activation="relu", backend=backend)
+        dense_grad(x, kernel, dout, backend=backend)
+
+    step()
+    name_contender(DENSE_GROUP, f"fastdl[{backend}]")
+    benchmark(step)
+
+
+def bench_dense_torch(benchmark, name_contender, n_threads):
+    if torch is None:
+        pytest.skip(TORCH_MISSING)
+    torch.set_num_threads(n_threads)
+    x, kernel, bias, dout = (torch.from_numpy(a) for a in _dense_data())
+    x = x.requires_grad_(True)
+    weight = kernel.T.contiguous().requires_grad_(True)
+    bias = bias.requires_grad_(True)
+
+    def step():
+        out = torch.relu(torch.nn.functional.linear(x, weight, bias))
+        out.backward(dout)
+        x.grad = weight.grad = bias.grad = None
+
+    step()
+    name_contender(DENSE_GROUP, "torch")
+    benchmark(step)

@@ -1,0 +1,95 @@
+"""Activation functions (forward in numpy, backward through fastdl.ops) and activation layers."""
+
+import numpy as np
+
+from fastdl.ops import activation_grad
+from fastdl.ops.dense import ACTIVATIONS
+from fastdl.nn.module import Layer
+
+NAMES = ("linear", "relu", "sigmoid", "tanh", "softmax")
+
+
+def check_activation(activation):
+    """The activation's canonical name ("linear" for None)."""
+    if activation is None:
+        return "linear"
+    if not isinstance(activation, str) or activation.lower() not in NAMES:
+        raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(map(repr, NAMES))} or None")
+    return activation.lower()
+
+
+def softmax(z):
+    """Softmax over the last axis, shifted by the row maximum so exp never overflows."""
+    shifted = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    e /= e.sum(axis=-1, keepdims=True)
+    return e
+
+
+def apply(name, z):
+    """activation(z), in place where it can be."""
+    if name == "linear":
+        return z
+    if name == "relu":
+        return np.maximum(z, 0, out=z)
+    if name == "tanh":
+        return np.tanh(z, out=z)
+    if name == "sigmoid":
+        # exp of a non-positive number only: no overflow for large |z|.
+        e = np.exp(-np.abs(z))
+        return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype, copy=False)
+    if name == "softmax":
+        return softmax(z)
+    raise AssertionError(name)
+
+
+def grad(name, out, dout, backend=None):
+    """Gradient with respect to the activation's input, from its output `out`."""
+    if name == "linear":
+        return dout
+    if name == "softmax":
+        return out * (dout - (dout * out).sum(axis=-1, keepdims=True))
+    assert name in ACTIVATIONS
+    channels = out.shape[-1]
+    return activation_grad(out.reshape(-1, channels), dout.reshape(-1, channels), name, backend=backend).reshape(out.shape)
+
+
+class Activation(Layer):
+    """An activation applied elementwise (softmax: over the last axis)."""
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = check_activation(activation)
+
+    def forward(self, x, training=False):
+        z = np.array(x, dtype=self.dtype)
+        self._logits = z if self.activation == "softmax" else None
+        self._out = apply(self.activation, z)
+        return self._out
+
+    def backward_pre(self, dpre):
+        """Backward from the gradient with respect to the activation's input (fused losses)."""
+        return dpre
+
+    def backward(self, dout):
+        return grad(self.activation, self._out, dout, self.backend)
+
+
+class ReLU(Activation):
+    def __init__(self, **kwargs):
+        super().__init__("relu", **kwargs)
+
+
+class Sigmoid(Activation):
+    def __init__(self, **kwargs):
+        super().__init__("sigmoid", **kwargs)
+
+
+class Tanh(Activation):
+    def __init__(self, **kwargs):
+        super().__init__("tanh", **kwargs)
+
+
+class Softmax(Activation):
+    def __init__(self, **kwargs):
+        super().__init__("softmax", **kwargs)

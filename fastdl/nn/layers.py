@@ -1,0 +1,207 @@
+"""Keras-style layers over channels-last images: Dense, Conv2D, MaxPool2D, Flatten, Dropout, Input."""
+
+import numbers
+
+import numpy as np
+
+from fastdl.nn import activations
+from fastdl.nn.module import Layer, Parameter, get_initializer
+from fastdl.ops import conv2d, conv2d_grad, dense, dense_grad, max_pool2d, max_pool2d_grad
+from fastdl.ops.conv import _geometry
+from fastdl.ops.dense import ACTIVATIONS
+from fastdl.ops.pool import pool_geometry
+from fastdl._validation import check_int, check_pair
+
+
+class Input:
+    """Declares the input shape (without the batch axis) at the head of a Sequential model."""
+
+    def __init__(self, shape):
+        if isinstance(shape, numbers.Integral):
+            shape = (shape,)
+        self.shape = tuple(check_int(d, "shape", 1) for d in shape)
+
+
+class _Activated(Layer):
+    """A layer whose output goes through an activation; keeps the output for the backward pass."""
+
+    def _activate(self, z):
+        # Softmax layers keep their logits for a fused softmax-cross-entropy loss.
+        self._logits = z if self.activation == "softmax" else None
+        self._out = activations.apply(self.activation, z)
+        return self._out
+
+    def backward(self, dout):
+        return self.backward_pre(activations.grad(self.activation, self._out, dout, self.backend))
+
+
+class Dense(_Activated):
+    """activation(x @ kernel + bias), kernel of shape (in_features, units).
+
+    Parameters
+    ----------
+    units : int
+    activation : {"relu", "sigmoid", "tanh", "softmax", "linear", None}
+    kernel_initializer : {"glorot_uniform", "he_normal"} or callable(shape, rng, dtype)
+    input_shape : tuple, optional
+        (in_features,) on the first layer of a model.
+    """
+
+    def __init__(self, units, activation=None, kernel_initializer="glorot_uniform", use_bias=True, **kwargs):
+        super().__init__(**kwargs)
+        self.units = check_int(units, "units", 1)
+        self.activation = activations.check_activation(activation)
+        self.kernel_initializer = get_initializer(kernel_initializer)
+        self.use_bias = bool(use_bias)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 1:
+            raise ValueError(
+                f"Dense expects inputs of shape (batch, features), got (batch, {', '.join(map(str, input_shape))}); "
+                "put a Flatten() layer before it"
+            )
+        return (self.units,)
+
+    def build(self, input_shape, rng, dtype=np.float32):
+        super().build(input_shape, rng, dtype)
+        self.kernel = Parameter(self.kernel_initializer((input_shape[0], self.units), rng, self.dtype))
+        if self.use_bias:
+            self.bias = Parameter(np.zeros(self.units, self.dtype))
+
+    def forward(self, x, training=False):
+        self._x = x
+        bias = self.bias.value if self.use_bias else None
+        if self.activation in ACTIVATIONS:
+            self._out = dense(x, self.kernel.value, bias, self.activation, backend=self.backend)
+            return self._out
+        return self._activate(dense(x, self.kernel.value, bias, backend=self.backend))
+
+    def backward_pre(self, dpre):
+        dx, self.kernel.grad, dbias = dense_grad(self._x, self.kernel.value, dpre, backend=self.backend)
+        if self.use_bias:
+            self.bias.grad = dbias
+        return dx
+
+
+class Conv2D(_Activated):
+    """2-D convolution of channels-last images, kernel of shape (kh, kw, in_channels, filters).
+
+    Parameters
+    ----------
+    filters : int
+    kernel_size : int or (int, int)
+    strides : int or (int, int), default 1
+    padding : {"valid", "same"}, default "valid"
+        "same" as in Keras/TensorFlow for every stride.
+    activation, kernel_initializer
+        As in Dense.
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None,
+                 kernel_initializer="glorot_uniform", use_bias=True, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = check_int(filters, "filters", 1)
+        self.kernel_size = check_pair(kernel_size, "kernel_size")
+        self.strides = check_pair(strides, "strides")
+        if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+            raise ValueError(f'padding must be "valid" or "same", got {padding!r}')
+        self.padding = padding.lower()
+        self.activation = activations.check_activation(activation)
+        self.kernel_initializer = get_initializer(kernel_initializer)
+        self.use_bias = bool(use_bias)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"Conv2D expects images of shape (batch, height, width, channels), got (batch, {input_shape})")
+        kernel_shape = (*self.kernel_size, input_shape[2], self.filters)
+        *_, (out_h, out_w) = _geometry((1, *input_shape), kernel_shape, self.strides, self.padding)
+        return (out_h, out_w, self.filters)
+
+    def build(self, input_shape, rng, dtype=np.float32):
+        super().build(input_shape, rng, dtype)
+        shape = (*self.kernel_size, input_shape[2], self.filters)
+        self.kernel = Parameter(self.kernel_initializer(shape, rng, self.dtype))
+        if self.use_bias:
+            self.bias = Parameter(np.zeros(self.filters, self.dtype))
+
+    def forward(self, x, training=False):
+        self._x = x
+        bias = self.bias.value if self.use_bias else None
+        z = conv2d(x, self.kernel.value, bias, self.strides, self.padding, backend=self.backend)
+        return self._activate(z)
+
+    def backward_pre(self, dpre):
+        dx, self.kernel.grad, dbias = conv2d_grad(self._x, self.kernel.value, dpre, self.strides, self.padding,
+                                                  backend=self.backend)
+        if self.use_bias:
+            self.bias.grad = dbias
+        return dx
+
+
+class MaxPool2D(Layer):
+    """Maximum over pool_size windows of channels-last images (strides default to pool_size)."""
+
+    def __init__(self, pool_size=2, strides=None, padding="valid", **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = check_pair(pool_size, "pool_size")
+        self.strides = None if strides is None else check_pair(strides, "strides")
+        if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+            raise ValueError(f'padding must be "valid" or "same", got {padding!r}')
+        self.padding = padding.lower()
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"MaxPool2D expects images of shape (batch, height, width, channels), got (batch, {input_shape})")
+        *_, out_h, out_w = pool_geometry((1, *input_shape), self.pool_size, self.strides, self.padding)
+        return (out_h, out_w, input_shape[2])
+
+    def forward(self, x, training=False):
+        self._x = x
+        return max_pool2d(x, self.pool_size, self.strides, self.padding, backend=self.backend)
+
+    def backward(self, dout):
+        return max_pool2d_grad(self._x, dout, self.pool_size, self.strides, self.padding, backend=self.backend)
+
+
+MaxPooling2D = MaxPool2D
+
+
+class Flatten(Layer):
+    """(batch, d1, d2, ...) -> (batch, d1 * d2 * ...), in channels-last order as Keras."""
+
+    def compute_output_shape(self, input_shape):
+        return (int(np.prod(input_shape)),)
+
+    def forward(self, x, training=False):
+        self._shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dout):
+        return dout.reshape(self._shape)
+
+
+class Dropout(Layer):
+    """Zeroes a fraction `rate` of the inputs in training and scales the rest by 1 / (1 - rate).
+
+    The mask is drawn from `self.rng`, which the model seeds (or `seed=` gives the layer its own).
+    """
+
+    def __init__(self, rate, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
+            raise ValueError(f"rate must be a number in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+        self.rng = None if seed is None else np.random.default_rng(seed)
+
+    def forward(self, x, training=False):
+        if not training or self.rate == 0:
+            self._mask = None
+            return x
+        if self.rng is None:
+            self.rng = np.random.default_rng()
+        keep = self.rng.random(x.shape) >= self.rate
+        self._mask = keep.astype(x.dtype) / x.dtype.type(1 - self.rate)
+        return x * self._mask
+
+    def backward(self, dout):
+        return dout if self._mask is None else dout * self._mask

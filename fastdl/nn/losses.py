@@ -1,0 +1,152 @@
+"""Losses: value and gradient, with softmax + cross-entropy fused for a stable gradient."""
+
+import numpy as np
+
+from fastdl._validation import check_codes
+
+_EPSILON = 1e-7  # Keras' clip for probabilities fed to a cross-entropy
+
+
+def _log_softmax(logits):
+    """log(softmax(logits)) by log-sum-exp: no overflow, no log(0)."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+class Loss:
+    """A loss averaged over the batch.
+
+    `forward(y_pred, y_true) -> float` and `backward() -> d loss / d y_pred`. Cross-entropies also
+    have `forward_logits` / `backward_logits`, used when the model's last activation is softmax.
+    """
+
+    name = "loss"
+    fusable = False
+
+    def check_targets(self, y, n_samples, output_shape):
+        """The targets in the form the loss uses; ValueError when they do not fit the outputs."""
+        raise NotImplementedError
+
+    def forward(self, y_pred, y_true):
+        raise NotImplementedError
+
+    def backward(self):
+        raise NotImplementedError
+
+
+class _CrossEntropy(Loss):
+    fusable = True
+
+    def forward_logits(self, logits, y_true):
+        log_probs = _log_softmax(logits.astype(np.float64, copy=False))
+        self._probs = np.exp(log_probs)
+        self._y = y_true
+        self._dtype = logits.dtype
+        return float(-(self._target(log_probs)).sum() / logits.shape[0])
+
+    def backward_logits(self):
+        grad = self._probs.copy()
+        self._subtract_target(grad)
+        return (grad / grad.shape[0]).astype(self._dtype)
+
+    def forward(self, y_pred, y_true):
+        probs = np.clip(y_pred.astype(np.float64), _EPSILON, 1 - _EPSILON)
+        self._clipped = probs
+        self._y = y_true
+        self._dtype = y_pred.dtype
+        return float(-(self._target(np.log(probs))).sum() / y_pred.shape[0])
+
+    def backward(self):
+        grad = np.zeros_like(self._clipped)
+        self._subtract_target(grad, scale=1 / self._clipped)
+        return (grad / grad.shape[0]).astype(self._dtype)
+
+
+class SparseCategoricalCrossentropy(_CrossEntropy):
+    """Cross-entropy against integer class codes 0..n_classes-1."""
+
+    name = "sparse_categorical_crossentropy"
+
+    def check_targets(self, y, n_samples, output_shape):
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        codes, _ = check_codes(y, n_samples, output_shape[-1])
+        return codes
+
+    def _target(self, log_probs):
+        return log_probs[np.arange(log_probs.shape[0]), self._y]
+
+    def _subtract_target(self, grad, scale=None):
+        rows = np.arange(grad.shape[0])
+        grad[rows, self._y] -= 1 if scale is None else scale[rows, self._y]
+
+
+class CategoricalCrossentropy(_CrossEntropy):
+    """Cross-entropy against one-hot (or soft) target distributions."""
+
+    name = "categorical_crossentropy"
+
+    def check_targets(self, y, n_samples, output_shape):
+        y = np.asarray(y, dtype=np.float64)
+        if y.shape != (n_samples, output_shape[-1]):
+            raise ValueError(f"categorical targets must have shape {(n_samples, output_shape[-1])}, got {y.shape}")
+        if not np.isfinite(y).all() or (y < 0).any():
+            raise ValueError("categorical targets must be finite and >= 0")
+        return y
+
+    def _target(self, log_probs):
+        return (self._y * log_probs).sum(axis=1)
+
+    def _subtract_target(self, grad, scale=None):
+        # The fused gradient is probs * sum(y) - y; for one-hot rows sum(y) = 1.
+        if scale is None:
+            grad *= self._y.sum(axis=1, keepdims=True)
+            grad -= self._y
+        else:
+            grad -= self._y * scale
+
+
+class MeanSquaredError(Loss):
+    """Mean over samples and outputs of (y_pred - y_true)^2, as Keras' "mse"."""
+
+    name = "mse"
+
+    def check_targets(self, y, n_samples, output_shape):
+        y = np.asarray(y, dtype=np.float64)
+        expected = (n_samples, *output_shape)
+        if y.shape != expected:
+            if y.size == int(np.prod(expected)) and y.shape[0] == n_samples:
+                y = y.reshape(expected)
+            else:
+                raise ValueError(f"targets must have shape {expected} for this model's output, got {y.shape}")
+        if not np.isfinite(y).all():
+            raise ValueError("targets contain NaN or infinity")
+        return y
+
+    def forward(self, y_pred, y_true):
+        self._diff = y_pred.astype(np.float64) - y_true
+        self._dtype = y_pred.dtype
+        return float(np.mean(self._diff ** 2))
+
+    def backward(self):
+        return (2 * self._diff / self._diff.size).astype(self._dtype)
+
+
+LOSSES = {
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "mse": MeanSquaredError,
+    "mean_squared_error": MeanSquaredError,
+}
+
+
+def get_loss(loss):
+    """A Loss from a name or an instance."""
+    if isinstance(loss, Loss):
+        return loss
+    if isinstance(loss, type) and issubclass(loss, Loss):
+        return loss()
+    if isinstance(loss, str) and loss.lower() in LOSSES:
+        return LOSSES[loss.lower()]()
+    raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)} or a Loss instance")

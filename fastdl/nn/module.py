@@ -1,0 +1,110 @@
+"""Parameter, the Layer base class, and kernel initialisers."""
+
+import numpy as np
+
+
+class Parameter:
+    """A trainable array and the gradient of the loss with respect to it.
+
+    Attributes
+    ----------
+    value : ndarray
+    grad : ndarray of value's shape
+        Filled by the owning layer's backward pass; zeroed by an optimizer's `zero_grad()`.
+    """
+
+    def __init__(self, value):
+        self.value = value
+        self.grad = np.zeros_like(value)
+
+    @property
+    def shape(self):
+        return self.value.shape
+
+    @property
+    def size(self):
+        return self.value.size
+
+    def __repr__(self):
+        return f"Parameter(shape={self.value.shape}, dtype={self.value.dtype})"
+
+
+def _fans(shape):
+    """(fan_in, fan_out) as Keras computes them for dense (in, out) and conv (kh, kw, in, out) kernels."""
+    receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+def glorot_uniform(shape, rng, dtype):
+    """Keras' default: U(-limit, limit) with limit = sqrt(6 / (fan_in + fan_out))."""
+    fan_in, fan_out = _fans(shape)
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=shape).astype(dtype)
+
+
+def he_normal(shape, rng, dtype):
+    """Keras' he_normal: normal truncated at 2 standard deviations, variance 2 / fan_in."""
+    fan_in, _ = _fans(shape)
+    # Keras divides by the standard deviation of a unit normal truncated at +-2.
+    std = np.sqrt(2.0 / fan_in) / 0.87962566103423978
+    values = rng.standard_normal(shape)
+    outside = np.abs(values) > 2
+    while outside.any():
+        values[outside] = rng.standard_normal(int(outside.sum()))
+        outside = np.abs(values) > 2
+    return (values * std).astype(dtype)
+
+
+INITIALIZERS = {"glorot_uniform": glorot_uniform, "he_normal": he_normal}
+
+
+def get_initializer(initializer):
+    if callable(initializer):
+        return initializer
+    if isinstance(initializer, str) and initializer.lower() in INITIALIZERS:
+        return INITIALIZERS[initializer.lower()]
+    raise ValueError(f"unknown kernel_initializer {initializer!r}; choose one of {sorted(INITIALIZERS)} or a callable")
+
+
+class Layer:
+    """Base class: `forward(x, training) -> out` keeps what `backward(dout) -> dx` needs.
+
+    A layer is built once its input shape (without the batch axis) is known; `build` creates the
+    parameters. Parameters are the Parameter attributes of the layer, in the order they were set.
+    """
+
+    def __init__(self, input_shape=None, name=None, backend=None):
+        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+        self.name = name
+        self.backend = backend
+        self.built = False
+        self.output_shape = None
+
+    def build(self, input_shape, rng, dtype=np.float32):
+        """Create the parameters for inputs of shape (batch, *input_shape)."""
+        self.input_shape = tuple(input_shape)
+        self.dtype = np.dtype(dtype)
+        self.output_shape = tuple(self.compute_output_shape(self.input_shape))
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def parameters(self):
+        """The layer's Parameters as (attribute name, Parameter) pairs."""
+        return [(key, value) for key, value in vars(self).items() if isinstance(value, Parameter)]
+
+    def count_params(self):
+        return sum(p.size for _, p in self.parameters())
+
+    def forward(self, x, training=False):
+        raise NotImplementedError
+
+    def backward(self, dout):
+        raise NotImplementedError
+
+    def __call__(self, x, training=False):
+        return self.forward(x, training)
+
+    def __repr__(self):
+        return f"{type(self).__name__}(name={self.name!r})"

@@ -1,0 +1,234 @@
+"""fastdl.nn layers and losses: finite-difference gradients in float64, parameter counts, bad input."""
+
+import numpy as np
+import pytest
+
+from fastdl import nn
+from fastdl.nn.losses import get_loss
+
+
+def _numeric_grad(f, array, eps=1e-6):
+    """Central differences of the scalar f() with respect to every entry of `array` (changed in place)."""
+    grad = np.zeros_like(array)
+    flat, gflat = array.reshape(-1), grad.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + eps
+        up = f()
+        flat[i] = old - eps
+        down = f()
+        flat[i] = old
+        gflat[i] = (up - down) / (2 * eps)
+    return grad
+
+
+def _check_layer(layer, input_shape, rng, reset=None, batch=2, backend=None):
+    """Check dx and every parameter's grad against finite differences of sum(out * weights)."""
+    layer.backend = backend
+    layer.build(input_shape, rng, np.float64)
+    x = rng.standard_normal((batch, *input_shape))
+    # Keep ReLU/max-pool inputs away from their kinks, where finite differences are not gradients.
+    x += np.sign(x) * 0.05
+    for _, p in layer.parameters():
+        p.value[...] = rng.standard_normal(p.value.shape) * 0.5
+
+    def loss():
+        if reset:
+            reset()
+        return float((layer.forward(x, training=True) * weights).sum())
+
+    if reset:
+        reset()
+    out = layer.forward(x, training=True)
+    weights = rng.standard_normal(out.shape)
+    dx = layer.backward(weights.copy())
+    np.testing.assert_allclose(dx, _numeric_grad(loss, x), rtol=1e-5, atol=1e-7)
+    for name, p in layer.parameters():
+        analytic = p.grad.copy()
+        np.testing.assert_allclose(analytic, _numeric_grad(loss, p.value), rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+@pytest.mark.parametrize("activation", [None, "linear", "relu", "sigmoid", "tanh", "softmax"])
+def test_dense_gradients(activation, rng, backend):
+    _check_layer(nn.Dense(4, activation=activation), (5,), rng, batch=3, backend=backend)
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("strides", [1, 2])
+def test_conv2d_gradients(padding, strides, rng, backend):
+    layer = nn.Conv2D(3, (3, 2), strides=strides, padding=padding, activation="tanh")
+    _check_layer(layer, (5, 6, 2), rng, backend=backend)
+
+
+def test_conv2d_relu_gradients(rng):
+    _check_layer(nn.Conv2D(2, 3, padding="same", activation="relu"), (4, 4, 2), rng)
+
+
+@pytest.mark.parametrize("pool_size, strides, padding", [(2, None, "valid"), (3, 2, "same"), ((2, 3), 1, "valid")])
+def test_max_pool_gradients(pool_size, strides, padding, rng, backend):
+    _check_layer(nn.MaxPool2D(pool_size, strides, padding), (5, 7, 2), rng, backend=backend)
+
+
+def test_flatten_gradients(rng):
+    _check_layer(nn.Flatten(), (3, 2, 2), rng)
+
+
+@pytest.mark.parametrize("layer", [nn.ReLU(), nn.Sigmoid(), nn.Tanh(), nn.Softmax()], ids=lambda l: type(l).__name__)
+def test_activation_layer_gradients(layer, rng):
+    _check_layer(layer, (3, 4), rng)
+
+
+def test_dropout_gradients_with_a_fixed_mask(rng):
+    layer = nn.Dropout(0.4)
+
+    def reset():
+        layer.rng = np.random.default_rng(7)
+
+    _check_layer(layer, (4, 5), rng, reset=reset)
+    # Inference passes everything through unchanged.
+    x = rng.standard_normal((2, 4, 5))
+    np.testing.assert_array_equal(layer.forward(x, training=False), x)
+
+
+def test_dropout_keeps_the_expected_share():
+    layer = nn.Dropout(0.5, seed=0)
+    layer.build((1000,), None, np.float64)
+    out = layer.forward(np.ones((10, 1000)), training=True)
+    assert abs((out == 0).mean() - 0.5) < 0.02
+    assert set(np.unique(out)) == {0.0, 2.0}
+
+
+def _check_loss(loss, logits, y, fused):
+    def value():
+        if fused:
+            return loss.forward_logits(logits, targets)
+        return loss.forward(nn.activations.softmax(logits) if isinstance(loss, nn.losses._CrossEntropy) else logits,
+                            targets)
+
+    targets = loss.check_targets(y, logits.shape[0], logits.shape[1:])
+    value()
+    analytic = loss.backward_logits() if fused else loss.backward()
+    if not fused and isinstance(loss, nn.losses._CrossEntropy):
+        probs = nn.activations.softmax(logits)
+        analytic = nn.activations.grad("softmax", probs, analytic)
+    np.testing.assert_allclose(analytic, _numeric_grad(value, logits), rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_sparse_crossentropy_gradient(fused, rng):
+    _check_loss(get_loss("sparse_categorical_crossentropy"), rng.standard_normal((4, 5)), [0, 4, 2, 2], fused)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_categorical_crossentropy_gradient(fused, rng):
+    y = np.eye(5)[[1, 0, 3, 4]]
+    _check_loss(get_loss("categorical_crossentropy"), rng.standard_normal((4, 5)), y, fused)
+
+
+def test_mse_gradient(rng):
+    _check_loss(get_loss("mse"), rng.standard_normal((4, 3)), rng.standard_normal((4, 3)), False)
+
+
+def test_softmax_crossentropy_is_stable():
+    loss = get_loss("sparse_categorical_crossentropy")
+    logits = np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 0.0]])
+    assert loss.forward_logits(logits, np.array([0, 0])) == pytest.approx(1e4)
+    grad = loss.backward_logits()
+    assert np.isfinite(grad).all()
+    np.testing.assert_allclose(grad, [[0, 0, 0], [-0.5, 0.5, 0]], atol=1e-12)
+    probs = nn.activations.softmax(np.array([[1000.0, 0.0]]))
+    assert np.isfinite(probs).all()
+
+
+def course_mlp(**kwargs):
+    return nn.Sequential([
+        nn.Flatten(input_shape=(28, 28, 1)),
+        nn.Dense(300, activation="relu"),
+        nn.Dense(100, activation="relu"),
+        nn.Dense(10, activation="softmax"),
+    ], **kwargs)
+
+
+def course_cnn(**kwargs):
+    return nn.Sequential([
+        nn.Input((28, 28, 1)),
+        nn.Conv2D(64, 7, padding="same", activation="relu"),
+        nn.MaxPool2D(2),
+        nn.Conv2D(128, 3, padding="same", activation="relu"),
+        nn.Conv2D(128, 3, padding="same", activation="relu"),
+        nn.MaxPool2D(2),
+        nn.Conv2D(256, 3, padding="same", activation="relu"),
+        nn.Conv2D(256, 3, padding="same", activation="relu"),
+        nn.MaxPool2D(2),
+        nn.Flatten(),
+        nn.Dense(128, activation="relu"),
+        nn.Dropout(0.5),
+        nn.Dense(64, activation="relu"),
+        nn.Dropout(0.5),
+        nn.Dense(10, activation="softmax"),
+    ], **kwargs)
+
+
+def test_course_mlp_parameter_count():
+    text = course_mlp().summary(print_fn=None)
+    assert "Total params: 266,610" in text
+    assert "(None, 784)" in text and "235,500" in text
+
+
+def test_course_cnn_parameter_count():
+    model = course_cnn()
+    text = model.summary(print_fn=None)
+    assert model.count_params() == 1_413_834
+    assert "Total params: 1,413,834" in text
+    assert "(None, 3, 3, 256)" in text and "(None, 28, 28, 64)" in text
+
+
+def test_initialisers(rng):
+    dense = nn.Dense(200)
+    dense.build((300,), rng)
+    limit = np.sqrt(6 / 500)
+    assert dense.kernel.value.dtype == np.float32
+    assert np.abs(dense.kernel.value).max() <= limit and np.abs(dense.kernel.value).max() > 0.9 * limit
+    assert not dense.bias.value.any()
+    conv = nn.Conv2D(64, 3, kernel_initializer="he_normal")
+    conv.build((8, 8, 32), rng)
+    std = np.sqrt(2 / (3 * 3 * 32))
+    assert conv.kernel.value.std() == pytest.approx(std, rel=0.05)
+    assert np.abs(conv.kernel.value).max() <= 2 * std / 0.87962566103423978 + 1e-6
+
+
+def test_seed_reproduces_initialisation():
+    a, b, c = course_mlp(seed=3), course_mlp(seed=3), course_mlp(seed=4)
+    for (_, pa), (_, pb), (_, pc) in zip(a.parameters(), b.parameters(), c.parameters()):
+        np.testing.assert_array_equal(pa.value, pb.value)
+    assert not np.array_equal(a.parameters()[0][1].value, c.parameters()[0][1].value)
+
+
+@pytest.mark.parametrize("bad", ["selu", 3])
+def test_unknown_activation(bad):
+    with pytest.raises(ValueError, match="activation"):
+        nn.Dense(3, activation=bad)
+
+
+def test_unknown_loss_and_optimizer():
+    model = course_mlp()
+    with pytest.raises(ValueError, match="loss"):
+        model.compile("sgd", "hinge")
+    with pytest.raises(ValueError, match="optimizer"):
+        model.compile("adagrad", "mse")
+    with pytest.raises(ValueError, match="metric"):
+        model.compile("sgd", "mse", metrics=["auc"])
+
+
+def test_dense_needs_flat_input():
+    with pytest.raises(ValueError, match="Flatten"):
+        nn.Sequential([nn.Dense(3, input_shape=(4, 4))]).build()
+
+
+def test_conv_bad_arguments():
+    with pytest.raises(ValueError, match="padding"):
+        nn.Conv2D(3, 3, padding="full")
+    with pytest.raises(ValueError, match="empty"):
+        nn.Sequential([nn.Conv2D(3, 5, input_shape=(3, 3, 1))]).build()
+    with pytest.raises(ValueError, match="rate"):
+        nn.Dropout(1.0)

@@ -1,0 +1,214 @@
+"""fastdl.nn training: it learns, seeds reproduce, save/load resumes identically, bad input is refused."""
+
+import numpy as np
+import pytest
+
+from fastdl import nn
+
+
+def blobs(n=600, seed=0):
+    """Three well-separated Gaussian clusters in 8 dimensions."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    centers = rng.standard_normal((3, 8)) * 4
+    return (centers[y] + rng.standard_normal((n, 8))).astype(np.float32), y
+
+
+def bar_images(n=400, seed=0):
+    """8x8 one-channel images holding a horizontal (class 0) or vertical (class 1) bar, plus noise."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    x = rng.normal(0, 0.3, (n, 8, 8, 1)).astype(np.float32)
+    where = rng.integers(1, 7, n)
+    for i in range(n):
+        if y[i]:
+            x[i, :, where[i], 0] += 1
+        else:
+            x[i, where[i], :, 0] += 1
+    return x, y
+
+
+def small_mlp(seed=0, **kwargs):
+    return nn.Sequential([nn.Dense(16, activation="relu", input_shape=(8,)), nn.Dropout(0.2),
+                          nn.Dense(3, activation="softmax")], seed=seed, **kwargs)
+
+
+def small_cnn(seed=0):
+    return nn.Sequential([
+        nn.Conv2D(4, 3, padding="same", activation="relu", input_shape=(8, 8, 1)),
+        nn.MaxPool2D(2),
+        nn.Flatten(),
+        nn.Dense(2, activation="softmax"),
+    ], seed=seed)
+
+
+def test_mlp_learns():
+    x, y = blobs()
+    model = small_mlp()
+    model.compile(nn.Adam(lr=0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(x[:500], y[:500], epochs=10, validation_data=(x[500:], y[500:]))
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert len(history.history["loss"]) == 10
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert history.history["val_accuracy"][-1] > 0.95
+    loss, accuracy = model.evaluate(x[500:], y[500:])
+    assert accuracy == pytest.approx(history.history["val_accuracy"][-1])
+    probs = model.predict(x[500:], batch_size=7)
+    assert probs.shape == (100, 3)
+    np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
+    assert (probs.argmax(axis=1) == y[500:]).mean() == pytest.approx(accuracy)
+
+
+@pytest.mark.parametrize("optimizer", [nn.SGD(lr=0.1, momentum=0.9), nn.RMSprop(lr=0.01)], ids=["sgd", "rmsprop"])
+def test_cnn_learns(optimizer):
+    x, y = bar_images()
+    model = small_cnn()
+    model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(x, y, epochs=8, batch_size=16, validation_split=0.25)
+    assert history.history["val_accuracy"][-1] > 0.95
+
+
+@pytest.mark.parametrize("loss", ["categorical_crossentropy", "mse"])
+def test_one_hot_losses_learn(loss):
+    x, y = blobs()
+    model = small_mlp()
+    model.compile("adam", loss, metrics=["accuracy"])
+    history = model.fit(x, np.eye(3)[y], epochs=15, batch_size=32)
+    assert history.history["accuracy"][-1] > 0.95
+
+
+def test_mse_regression():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((256, 3)).astype(np.float32)
+    y = x @ np.array([1.0, -2.0, 0.5]) + 0.3
+    model = nn.Sequential([nn.Dense(1, input_shape=(3,))], seed=0)
+    model.compile(nn.SGD(lr=0.05), "mse")
+    history = model.fit(x, y, epochs=30)
+    assert history.history["loss"][-1] < 1e-3
+    assert isinstance(model.evaluate(x, y), float)
+
+
+def _weights(model):
+    return [p.value.copy() for _, p in model.parameters()]
+
+
+def test_seed_reproduces_training():
+    x, y = blobs(200)
+    runs = []
+    for _ in range(2):
+        model = small_mlp(seed=5)
+        model.compile(nn.SGD(lr=0.05, momentum=0.5), "sparse_categorical_crossentropy", ["accuracy"])
+        runs.append((model.fit(x, y, epochs=3).history, _weights(model)))
+    assert runs[0][0] == runs[1][0]
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_array_equal(a, b)
+    other = small_mlp(seed=5)
+    other.compile(nn.SGD(lr=0.05, momentum=0.5), "sparse_categorical_crossentropy")
+    other.fit(x, y, epochs=3, seed=99)  # another shuffle and dropout stream
+    assert not np.array_equal(_weights(other)[0], runs[0][1][0])
+
+
+@pytest.mark.parametrize("make_optimizer", [lambda: nn.Adam(lr=0.01), lambda: nn.SGD(0.05, momentum=0.9),
+                                            lambda: nn.RMSprop()], ids=["adam", "sgd", "rmsprop"])
+def test_save_load_resumes_identically(tmp_path, make_optimizer):
+    x, y = blobs(200)
+    straight = small_mlp(seed=1)
+    straight.compile(make_optimizer(), "sparse_categorical_crossentropy", ["accuracy"])
+    straight.fit(x, y, epochs=2)
+
+    first = small_mlp(seed=1)
+    first.compile(make_optimizer(), "sparse_categorical_crossentropy", ["accuracy"])
+    first.fit(x, y, epochs=1)
+    path = tmp_path / "model.npz"
+    first.save(path)
+
+    resumed = small_mlp(seed=123)  # other initial weights and generator: load must replace both
+    resumed.compile(make_optimizer(), "sparse_categorical_crossentropy", ["accuracy"])
+    resumed.load(path)
+    assert resumed.epochs_trained == 1
+    history = resumed.fit(x, y, epochs=1)
+    assert history.epoch == [1]
+    for a, b in zip(_weights(straight), _weights(resumed)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(straight.predict(x), resumed.predict(x))
+
+
+def test_load_refuses_another_architecture(tmp_path):
+    model = small_mlp()
+    model.save(tmp_path / "m.npz")
+    other = nn.Sequential([nn.Dense(5, input_shape=(8,)), nn.Dense(3)])
+    with pytest.raises(ValueError, match="shape"):
+        other.load(tmp_path / "m.npz")
+
+
+def _compiled():
+    model = small_mlp()
+    model.compile("sgd", "sparse_categorical_crossentropy", ["accuracy"])
+    return model
+
+
+def test_wrong_input_shape():
+    x, y = blobs(50)
+    with pytest.raises(ValueError, match=r"expects \(8,\)"):
+        _compiled().fit(x[:, :5], y)
+    with pytest.raises(ValueError, match="first layer expects"):
+        _compiled().predict(x.reshape(50, 2, 4))
+
+
+def test_labels_out_of_range():
+    x, y = blobs(50)
+    with pytest.raises(ValueError, match="class code 3"):
+        _compiled().fit(x, np.where(y == 0, 3, y))
+    with pytest.raises(ValueError, match=">= 0"):
+        _compiled().fit(x, -y)
+    with pytest.raises(ValueError, match="integer"):
+        _compiled().fit(x, y + 0.5)
+
+
+def test_mismatched_lengths():
+    x, y = blobs(50)
+    with pytest.raises(ValueError, match="50 samples but y has 49"):
+        _compiled().fit(x, y[:49])
+    model = small_mlp()
+    model.compile("adam", "categorical_crossentropy")
+    with pytest.raises(ValueError, match="shape"):
+        model.fit(x, np.eye(4)[y])
+
+
+def test_nan_in_a_batch_names_epoch_and_batch():
+    x, y = blobs(100)
+    x[70, 2] = np.nan
+    model = _compiled()
+    with pytest.raises(ValueError, match="epoch 1, batch 3"):
+        model.fit(x, y, batch_size=32, shuffle=False)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_diverging_loss_stops():
+    x, y = blobs(100)
+    model = nn.Sequential([nn.Dense(16, input_shape=(8,)), nn.Dense(3)], seed=0)
+    model.compile(nn.SGD(lr=1e10), "mse")
+    with pytest.raises(ValueError, match=r"epoch \d+, batch \d+: .*(NaN|infinity|loss is)"):
+        model.fit(x * 1e3, np.eye(3)[y], epochs=3)
+
+
+def test_fit_before_compile():
+    x, y = blobs(20)
+    with pytest.raises(RuntimeError, match="compile"):
+        small_mlp().fit(x, y)
+
+
+def test_verbose_prints_one_line_per_epoch(capsys):
+    x, y = blobs(64)
+    _compiled().fit(x, y, epochs=2, verbose=1)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("Epoch 2/2") and "accuracy" in lines[1]
+
+
+def test_input_shape_from_first_fit():
+    x, y = blobs(64)
+    model = nn.Sequential([nn.Dense(3, activation="softmax")], seed=0)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1)
+    assert model.input_shape == (8,)
+    assert model.count_params() == 27
