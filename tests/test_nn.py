@@ -232,3 +232,130 @@ def test_conv_bad_arguments():
         nn.Sequential([nn.Conv2D(3, 5, input_shape=(3, 3, 1))]).build()
     with pytest.raises(ValueError, match="rate"):
         nn.Dropout(1.0)
+
+
+# -- LeakyReLU, Reshape, L2 ------------------------------------------------------------------------
+@pytest.mark.parametrize("alpha", [0.3, 0.01, 0.0])
+def test_leaky_relu_gradients(alpha, rng):
+    layer = nn.LeakyReLU(alpha)
+    _check_layer(layer, (3, 4), rng)
+    out = layer.forward(np.array([[-2.0, 0.0, 3.0]]))
+    np.testing.assert_allclose(out, [[-2 * alpha, 0, 3]])
+
+
+def test_leaky_relu_default_and_activation_argument(rng):
+    assert nn.LeakyReLU().alpha == 0.3
+    _check_layer(nn.Dense(4, activation="leaky_relu"), (5,), rng, batch=3)
+    _check_layer(nn.Conv2D(2, 3, padding="same", activation="leaky_relu"), (4, 4, 2), rng)
+    with pytest.raises(ValueError, match="alpha"):
+        nn.LeakyReLU(-0.1)
+
+
+def test_reshape(rng):
+    _check_layer(nn.Reshape((3, 2, 2)), (12,), rng)
+    layer = nn.Reshape((-1, 4))
+    layer.build((2, 6), rng)
+    assert layer.output_shape == (3, 4)
+    model = nn.Sequential([nn.Dense(12, input_shape=(5,)), nn.Reshape((2, 3, 2)), nn.Conv2D(1, 2)])
+    assert "(None, 2, 3, 2)" in model.summary(print_fn=None)
+    with pytest.raises(ValueError, match="Reshape cannot"):
+        nn.Sequential([nn.Reshape((5, 5), input_shape=(12,))]).build()
+    with pytest.raises(ValueError, match="at most one -1"):
+        nn.Reshape((-1, -1))
+
+
+@pytest.mark.parametrize("make_layer, input_shape", [
+    (lambda: nn.Dense(3, activation="tanh", kernel_regularizer=nn.l2(0.05)), (4,)),
+    (lambda: nn.Conv2D(2, 2, kernel_regularizer=nn.l2(0.05)), (3, 3, 2)),
+], ids=["dense", "conv2d"])
+def test_l2_regularizer_gradients(make_layer, input_shape, rng):
+    layer = make_layer()
+    layer.build(input_shape, rng, np.float64)
+    x = rng.standard_normal((2, *input_shape))
+    weights = rng.standard_normal((2, *layer.output_shape))
+    kernel = layer.kernel.value
+    expected_penalty = 0.05 * (kernel ** 2).sum()
+    assert layer.regularization_loss() == pytest.approx(expected_penalty)
+
+    def loss():
+        return float((layer.forward(x) * weights).sum()) + layer.regularization_loss()
+
+    layer.forward(x)
+    layer.backward(weights)
+    np.testing.assert_allclose(layer.kernel.grad, _numeric_grad(loss, kernel), rtol=1e-5, atol=1e-7)
+
+
+def test_l2_is_added_to_the_model_loss(rng):
+    x, y = rng.standard_normal((6, 4)), rng.standard_normal((6, 2))
+    plain = nn.Sequential([nn.Dense(2, input_shape=(4,))], seed=0, dtype="float64")
+    penalised = nn.Sequential([nn.Dense(2, input_shape=(4,), kernel_regularizer="l2")], seed=0, dtype="float64")
+    for model in (plain, penalised):
+        model.compile("sgd", "mse")
+    kernel = penalised.get_weights()[0]
+    assert penalised.evaluate(x, y) == pytest.approx(plain.evaluate(x, y) + 0.01 * (kernel ** 2).sum())
+    with pytest.raises(ValueError, match="kernel_regularizer"):
+        nn.Dense(2, kernel_regularizer="l1")
+    with pytest.raises(ValueError, match="L2 factor"):
+        nn.l2(-1)
+
+
+# -- binary cross-entropy and the cyclic loss ------------------------------------------------------
+def _check_plain_loss(loss, y_pred, y):
+    targets = loss.check_targets(y, y_pred.shape[0], y_pred.shape[1:])
+
+    def value():
+        return loss.forward(y_pred, targets)
+
+    value()
+    np.testing.assert_allclose(loss.backward(), _numeric_grad(value, y_pred), rtol=1e-5, atol=1e-8)
+
+
+def test_binary_crossentropy_on_probabilities(rng):
+    probs = rng.uniform(0.05, 0.95, (5, 2))
+    y = rng.integers(0, 2, (5, 2)).astype(float)
+    _check_plain_loss(get_loss("binary_crossentropy"), probs, y)
+    loss = nn.BinaryCrossentropy()
+    expected = -np.mean(y * np.log(probs) + (1 - y) * np.log(1 - probs))
+    assert loss.forward(probs, y) == pytest.approx(expected)
+
+
+def test_binary_crossentropy_from_logits(rng):
+    logits = rng.standard_normal((5, 3)) * 3
+    y = rng.uniform(0, 1, (5, 3))
+    _check_plain_loss(nn.BinaryCrossentropy(from_logits=True), logits, y)
+    probs = 1 / (1 + np.exp(-logits))
+    assert nn.BinaryCrossentropy(from_logits=True).forward(logits, y) == pytest.approx(
+        nn.BinaryCrossentropy().forward(probs, y))
+
+
+def test_binary_crossentropy_from_logits_is_stable():
+    loss = nn.BinaryCrossentropy(from_logits=True)
+    logits = np.array([[1e4], [-1e4], [1e4]])
+    assert loss.forward(logits, np.array([[1.0], [0.0], [0.0]])) == pytest.approx(1e4 / 3)
+    np.testing.assert_allclose(loss.backward(), [[0], [0], [1 / 3]], atol=1e-12)
+
+
+def test_binary_crossentropy_bad_targets():
+    loss = nn.BinaryCrossentropy()
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        loss.check_targets(np.array([0.0, 2.0]), 2, (1,))
+    with pytest.raises(ValueError, match="NaN"):
+        loss.check_targets(np.array([0.0, np.nan]), 2, (1,))
+    with pytest.raises(ValueError, match="shape"):
+        loss.check_targets(np.zeros((2, 3)), 2, (1,))
+
+
+def test_cyclic_mse(rng):
+    loss = nn.CyclicMSE(12)
+    # 11.9 against 0.1 is 0.2 hours off the short way round, not 11.8.
+    assert loss.forward(np.array([[11.9], [0.1], [3.0]]), np.array([[0.1], [11.9], [9.0]])) == pytest.approx(
+        (0.2 ** 2 + 0.2 ** 2 + 6.0 ** 2) / 3)
+    # Away from the wrap point (errors of exactly +-period/2) the gradient is the wrapped error's.
+    y_pred = rng.uniform(-20, 30, (6, 2))
+    y = rng.uniform(0, 12, (6, 2))
+    _check_plain_loss(loss, y_pred, y)
+    assert (np.abs(loss.backward() * y.size / 2) <= 6).all()  # the wrapped errors
+    with pytest.raises(ValueError, match="period"):
+        nn.CyclicMSE(0)
+    with pytest.raises(ValueError, match="period"):
+        nn.CyclicMSE(float("nan"))

@@ -212,3 +212,26 @@ def test_input_shape_from_first_fit():
     model.fit(x, y, epochs=1)
     assert model.input_shape == (8,)
     assert model.count_params() == 27
+
+
+@pytest.mark.parametrize("from_logits", [True, False])
+def test_binary_crossentropy_learns(from_logits):
+    x, y = blobs(300)
+    y = (y == 0).astype(np.float32)
+    activation = None if from_logits else "sigmoid"
+    model = nn.Sequential([nn.Dense(8, activation="leaky_relu", input_shape=(8,), kernel_regularizer=nn.l2(1e-4)),
+                           nn.Dense(1, activation=activation)], seed=0)
+    loss = nn.BinaryCrossentropy(from_logits=True) if from_logits else "binary_crossentropy"
+    model.compile(nn.Adam(lr=0.02), loss, metrics=["accuracy"])
+    history = model.fit(x, y, epochs=10)
+    assert history.history["accuracy"][-1] > 0.95
+
+
+def test_cyclic_mse_learns_across_the_wrap():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 0.2, (256, 1)).astype(np.float32)
+    y = (x[:, 0] * 12 + 11) % 12  # targets from 11 wrap past 11.99 to 0 .. 1.4
+    model = nn.Sequential([nn.Dense(1, input_shape=(1,))], seed=0)
+    model.compile(nn.Adam(lr=0.1), nn.CyclicMSE(12))
+    history = model.fit(x, y, epochs=40)
+    assert history.history["loss"][-1] < 0.05

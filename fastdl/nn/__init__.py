@@ -1,15 +1,20 @@
 """Keras-like neural networks on fastdl's compiled ops: layers, losses, optimizers, Sequential."""
 
-from fastdl.nn.activations import Activation, ReLU, Sigmoid, Softmax, Tanh
-from fastdl.nn.layers import Conv2D, Dense, Dropout, Flatten, Input, MaxPool2D, MaxPooling2D
-from fastdl.nn.losses import CategoricalCrossentropy, Loss, MeanSquaredError, SparseCategoricalCrossentropy
-from fastdl.nn.model import History, Sequential
+from fastdl.nn.activations import Activation, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from fastdl.nn.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from fastdl.nn.layers import Conv2D, Dense, Dropout, Flatten, Input, MaxPool2D, MaxPooling2D, Reshape
+from fastdl.nn.losses import (BinaryCrossentropy, CategoricalCrossentropy, CyclicMSE, Loss, MeanSquaredError,
+                              SparseCategoricalCrossentropy)
+from fastdl.nn.model import Sequential
 from fastdl.nn.module import Layer, Parameter
 from fastdl.nn.optimizers import SGD, Adam, Optimizer, RMSprop
+from fastdl.nn.regularizers import L2, l2
+from fastdl.nn.training import History
 
 __all__ = [
-    "Layer", "Parameter", "Input", "Dense", "Conv2D", "MaxPool2D", "MaxPooling2D", "Flatten", "Dropout",
-    "Activation", "ReLU", "Sigmoid", "Tanh", "Softmax",
-    "Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "MeanSquaredError",
-    "Optimizer", "SGD", "RMSprop", "Adam", "Sequential", "History",
+    "Layer", "Parameter", "Input", "Dense", "Conv2D", "MaxPool2D", "MaxPooling2D", "Flatten", "Reshape", "Dropout",
+    "Activation", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "L2", "l2",
+    "Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "MeanSquaredError", "BinaryCrossentropy",
+    "CyclicMSE", "Optimizer", "SGD", "RMSprop", "Adam", "Sequential", "History",
+    "Callback", "EarlyStopping", "ModelCheckpoint",
 ]

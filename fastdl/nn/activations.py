@@ -1,12 +1,15 @@
 """Activation functions (forward in numpy, backward through fastdl.ops) and activation layers."""
 
+import numbers
+
 import numpy as np
 
 from fastdl.ops import activation_grad
 from fastdl.ops.dense import ACTIVATIONS
 from fastdl.nn.module import Layer
 
-NAMES = ("linear", "relu", "sigmoid", "tanh", "softmax")
+NAMES = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax")
+LEAKY_ALPHA = 0.3  # Keras' LeakyReLU default
 
 
 def check_activation(activation):
@@ -26,12 +29,23 @@ def softmax(z):
     return e
 
 
-def apply(name, z):
+def check_alpha(alpha):
+    """LeakyReLU's negative slope: a finite number >= 0 (the backward pass reads the sign of the output)."""
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not np.isfinite(alpha) or alpha < 0:
+        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
+    return float(alpha)
+
+
+def apply(name, z, alpha=LEAKY_ALPHA):
     """activation(z), in place where it can be."""
     if name == "linear":
         return z
     if name == "relu":
         return np.maximum(z, 0, out=z)
+    if name == "leaky_relu":
+        negative = z < 0
+        z[negative] *= z.dtype.type(alpha)
+        return z
     if name == "tanh":
         return np.tanh(z, out=z)
     if name == "sigmoid":
@@ -43,10 +57,13 @@ def apply(name, z):
     raise AssertionError(name)
 
 
-def grad(name, out, dout, backend=None):
+def grad(name, out, dout, backend=None, alpha=LEAKY_ALPHA):
     """Gradient with respect to the activation's input, from its output `out`."""
     if name == "linear":
         return dout
+    if name == "leaky_relu":
+        # alpha >= 0, so a non-positive output means a non-positive input (alpha 0 is ReLU).
+        return np.where(out <= 0, dout * out.dtype.type(alpha), dout)
     if name == "softmax":
         return out * (dout - (dout * out).sum(axis=-1, keepdims=True))
     assert name in ACTIVATIONS
@@ -57,6 +74,8 @@ def grad(name, out, dout, backend=None):
 class Activation(Layer):
     """An activation applied elementwise (softmax: over the last axis)."""
 
+    alpha = LEAKY_ALPHA
+
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self.activation = check_activation(activation)
@@ -64,7 +83,7 @@ class Activation(Layer):
     def forward(self, x, training=False):
         z = np.array(x, dtype=self.dtype)
         self._logits = z if self.activation == "softmax" else None
-        self._out = apply(self.activation, z)
+        self._out = apply(self.activation, z, self.alpha)
         return self._out
 
     def backward_pre(self, dpre):
@@ -72,12 +91,20 @@ class Activation(Layer):
         return dpre
 
     def backward(self, dout):
-        return grad(self.activation, self._out, dout, self.backend)
+        return grad(self.activation, self._out, dout, self.backend, self.alpha)
 
 
 class ReLU(Activation):
     def __init__(self, **kwargs):
         super().__init__("relu", **kwargs)
+
+
+class LeakyReLU(Activation):
+    """x where x >= 0, alpha * x elsewhere (Keras' default alpha 0.3)."""
+
+    def __init__(self, alpha=LEAKY_ALPHA, **kwargs):
+        super().__init__("leaky_relu", **kwargs)
+        self.alpha = check_alpha(alpha)
 
 
 class Sigmoid(Activation):

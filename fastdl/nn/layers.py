@@ -1,4 +1,4 @@
-"""Keras-style layers over channels-last images: Dense, Conv2D, MaxPool2D, Flatten, Dropout, Input."""
+"""Keras-style layers over channels-last images: Dense, Conv2D, MaxPool2D, Flatten, Reshape, Dropout, Input."""
 
 import numbers
 
@@ -6,6 +6,7 @@ import numpy as np
 
 from fastdl.nn import activations
 from fastdl.nn.module import Layer, Parameter, get_initializer
+from fastdl.nn.regularizers import get_regularizer
 from fastdl.ops import conv2d, conv2d_grad, dense, dense_grad, max_pool2d, max_pool2d_grad
 from fastdl.ops.conv import _geometry
 from fastdl.ops.dense import ACTIVATIONS
@@ -23,7 +24,20 @@ class Input:
 
 
 class _Activated(Layer):
-    """A layer whose output goes through an activation; keeps the output for the backward pass."""
+    """A layer whose output goes through an activation; keeps the output for the backward pass.
+
+    Its kernel may carry a regulariser: the model adds `regularization_loss()` to the loss and
+    `backward_pre` adds the penalty's gradient to the kernel's.
+    """
+
+    kernel_regularizer = None
+
+    def regularization_loss(self):
+        return 0.0 if self.kernel_regularizer is None else self.kernel_regularizer(self.kernel.value)
+
+    def _regularize(self):
+        if self.kernel_regularizer is not None:
+            self.kernel.grad = self.kernel.grad + self.kernel_regularizer.grad(self.kernel.value)
 
     def _activate(self, z):
         # Softmax layers keep their logits for a fused softmax-cross-entropy loss.
@@ -43,15 +57,19 @@ class Dense(_Activated):
     units : int
     activation : {"relu", "sigmoid", "tanh", "softmax", "linear", None}
     kernel_initializer : {"glorot_uniform", "he_normal"} or callable(shape, rng, dtype)
+    kernel_regularizer : nn.l2(factor), "l2" or None
+        Adds factor * sum(kernel^2) to the loss.
     input_shape : tuple, optional
         (in_features,) on the first layer of a model.
     """
 
-    def __init__(self, units, activation=None, kernel_initializer="glorot_uniform", use_bias=True, **kwargs):
+    def __init__(self, units, activation=None, kernel_initializer="glorot_uniform", use_bias=True,
+                 kernel_regularizer=None, **kwargs):
         super().__init__(**kwargs)
         self.units = check_int(units, "units", 1)
         self.activation = activations.check_activation(activation)
         self.kernel_initializer = get_initializer(kernel_initializer)
+        self.kernel_regularizer = get_regularizer(kernel_regularizer)
         self.use_bias = bool(use_bias)
 
     def compute_output_shape(self, input_shape):
@@ -78,6 +96,7 @@ class Dense(_Activated):
 
     def backward_pre(self, dpre):
         dx, self.kernel.grad, dbias = dense_grad(self._x, self.kernel.value, dpre, backend=self.backend)
+        self._regularize()
         if self.use_bias:
             self.bias.grad = dbias
         return dx
@@ -93,12 +112,12 @@ class Conv2D(_Activated):
     strides : int or (int, int), default 1
     padding : {"valid", "same"}, default "valid"
         "same" as in Keras/TensorFlow for every stride.
-    activation, kernel_initializer
+    activation, kernel_initializer, kernel_regularizer
         As in Dense.
     """
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None,
-                 kernel_initializer="glorot_uniform", use_bias=True, **kwargs):
+                 kernel_initializer="glorot_uniform", use_bias=True, kernel_regularizer=None, **kwargs):
         super().__init__(**kwargs)
         self.filters = check_int(filters, "filters", 1)
         self.kernel_size = check_pair(kernel_size, "kernel_size")
@@ -108,6 +127,7 @@ class Conv2D(_Activated):
         self.padding = padding.lower()
         self.activation = activations.check_activation(activation)
         self.kernel_initializer = get_initializer(kernel_initializer)
+        self.kernel_regularizer = get_regularizer(kernel_regularizer)
         self.use_bias = bool(use_bias)
 
     def compute_output_shape(self, input_shape):
@@ -133,6 +153,7 @@ class Conv2D(_Activated):
     def backward_pre(self, dpre):
         dx, self.kernel.grad, dbias = conv2d_grad(self._x, self.kernel.value, dpre, self.strides, self.padding,
                                                   backend=self.backend)
+        self._regularize()
         if self.use_bias:
             self.bias.grad = dbias
         return dx
@@ -175,6 +196,35 @@ class Flatten(Layer):
     def forward(self, x, training=False):
         self._shape = x.shape
         return x.reshape(x.shape[0], -1)
+
+    def backward(self, dout):
+        return dout.reshape(self._shape)
+
+
+class Reshape(Layer):
+    """(batch, *input_shape) -> (batch, *target_shape); one entry of target_shape may be -1."""
+
+    def __init__(self, target_shape, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(target_shape, numbers.Integral):
+            target_shape = (target_shape,)
+        target_shape = tuple(target_shape)
+        if not target_shape or list(target_shape).count(-1) > 1:
+            raise ValueError(f"target_shape must be a non-empty tuple with at most one -1, got {target_shape!r}")
+        self.target_shape = tuple(-1 if d == -1 else check_int(d, "target_shape", 1) for d in target_shape)
+
+    def compute_output_shape(self, input_shape):
+        size = int(np.prod(input_shape))
+        known = int(np.prod([d for d in self.target_shape if d != -1]))
+        shape = tuple(size // known if d == -1 else d for d in self.target_shape)
+        if int(np.prod(shape)) != size:
+            raise ValueError(f"Reshape cannot turn samples of shape {tuple(input_shape)} ({size} values) "
+                             f"into {self.target_shape}")
+        return shape
+
+    def forward(self, x, training=False):
+        self._shape = x.shape
+        return x.reshape(x.shape[0], *self.output_shape)
 
     def backward(self, dout):
         return dout.reshape(self._shape)

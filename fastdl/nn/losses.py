@@ -1,8 +1,11 @@
 """Losses: value and gradient, with softmax + cross-entropy fused for a stable gradient."""
 
+import numbers
+
 import numpy as np
 
 from fastdl._validation import check_codes
+from fastdl.nn import activations
 
 _EPSILON = 1e-7  # Keras' clip for probabilities fed to a cross-entropy
 
@@ -107,25 +110,37 @@ class CategoricalCrossentropy(_CrossEntropy):
             grad -= self._y * scale
 
 
+def _check_real_targets(y, n_samples, output_shape):
+    """Targets of the outputs' shape (a flat (n,) target fits an (n, 1) output), finite, float64."""
+    y = np.asarray(y)
+    if y.dtype == object or not (np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_) \
+            or np.issubdtype(y.dtype, np.complexfloating):
+        raise TypeError(f"targets must hold real numbers, got dtype {y.dtype}")
+    y = y.astype(np.float64)
+    expected = (n_samples, *output_shape)
+    if y.shape != expected:
+        if y.size == int(np.prod(expected)) and y.shape[0] == n_samples:
+            y = y.reshape(expected)
+        else:
+            raise ValueError(f"targets must have shape {expected} for this model's output, got {y.shape}")
+    if not np.isfinite(y).all():
+        raise ValueError("targets contain NaN or infinity")
+    return y
+
+
 class MeanSquaredError(Loss):
     """Mean over samples and outputs of (y_pred - y_true)^2, as Keras' "mse"."""
 
     name = "mse"
 
     def check_targets(self, y, n_samples, output_shape):
-        y = np.asarray(y, dtype=np.float64)
-        expected = (n_samples, *output_shape)
-        if y.shape != expected:
-            if y.size == int(np.prod(expected)) and y.shape[0] == n_samples:
-                y = y.reshape(expected)
-            else:
-                raise ValueError(f"targets must have shape {expected} for this model's output, got {y.shape}")
-        if not np.isfinite(y).all():
-            raise ValueError("targets contain NaN or infinity")
-        return y
+        return _check_real_targets(y, n_samples, output_shape)
+
+    def _difference(self, y_pred, y_true):
+        return y_pred.astype(np.float64) - y_true
 
     def forward(self, y_pred, y_true):
-        self._diff = y_pred.astype(np.float64) - y_true
+        self._diff = self._difference(y_pred, y_true)
         self._dtype = y_pred.dtype
         return float(np.mean(self._diff ** 2))
 
@@ -133,11 +148,79 @@ class MeanSquaredError(Loss):
         return (2 * self._diff / self._diff.size).astype(self._dtype)
 
 
+class CyclicMSE(MeanSquaredError):
+    """Mean squared error measured the short way round a circle of circumference `period`.
+
+    The error of each output is the signed distance from target to prediction along the circle,
+    ((y_pred - y_true + period / 2) mod period) - period / 2, in [-period / 2, period / 2): a clock
+    reading 11:55 for 0:05 is 10 minutes off, not 11 hours 50. Its gradient is that of the MSE on
+    the wrapped error (the wrap is a constant shift almost everywhere).
+
+    Parameters
+    ----------
+    period : float > 0
+        12 for hours, 60 for minutes, 2 * pi for angles.
+    """
+
+    name = "cyclic_mse"
+
+    def __init__(self, period):
+        if isinstance(period, bool) or not isinstance(period, numbers.Real) or not np.isfinite(period) or period <= 0:
+            raise ValueError(f"period must be a finite number > 0, got {period!r}")
+        self.period = float(period)
+
+    def _difference(self, y_pred, y_true):
+        half = self.period / 2
+        return np.mod(y_pred.astype(np.float64) - y_true + half, self.period) - half
+
+
+class BinaryCrossentropy(Loss):
+    """Mean over samples and outputs of -(y log p + (1 - y) log(1 - p)), targets in [0, 1].
+
+    Parameters
+    ----------
+    from_logits : bool, default False
+        False: y_pred are probabilities (a sigmoid output), clipped to [1e-7, 1 - 1e-7] as Keras.
+        True: y_pred are logits z; the loss softplus(z) - y z is computed without overflow and its
+        gradient is sigmoid(z) - y.
+    """
+
+    name = "binary_crossentropy"
+
+    def __init__(self, from_logits=False):
+        self.from_logits = bool(from_logits)
+
+    def check_targets(self, y, n_samples, output_shape):
+        y = _check_real_targets(y, n_samples, output_shape)
+        if ((y < 0) | (y > 1)).any():
+            raise ValueError("binary cross-entropy targets must lie in [0, 1]")
+        return y
+
+    def forward(self, y_pred, y_true):
+        self._dtype = y_pred.dtype
+        self._y = y_true
+        z = y_pred.astype(np.float64)
+        if self.from_logits:
+            self._z = z
+            # softplus(z) = max(z, 0) + log1p(exp(-|z|)): exp of a non-positive number only.
+            return float(np.mean(np.maximum(z, 0) - z * y_true + np.log1p(np.exp(-np.abs(z)))))
+        self._p = np.clip(z, _EPSILON, 1 - _EPSILON)
+        return float(-np.mean(y_true * np.log(self._p) + (1 - y_true) * np.log1p(-self._p)))
+
+    def backward(self):
+        if self.from_logits:
+            grad = activations.apply("sigmoid", self._z.copy()) - self._y
+        else:
+            grad = (self._p - self._y) / (self._p * (1 - self._p))
+        return (grad / grad.size).astype(self._dtype)
+
+
 LOSSES = {
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "categorical_crossentropy": CategoricalCrossentropy,
     "mse": MeanSquaredError,
     "mean_squared_error": MeanSquaredError,
+    "binary_crossentropy": BinaryCrossentropy,
 }
 
 

@@ -2,43 +2,18 @@
 
 import json
 import re
-import time
 
 import numpy as np
 
-from fastdl._validation import check_array, check_int
-from fastdl.nn import activations
+from fastdl._validation import check_int
 from fastdl.nn.layers import Input
 from fastdl.nn.losses import get_loss
 from fastdl.nn.module import Layer
 from fastdl.nn.optimizers import get_optimizer
+from fastdl.nn.training import Training
 
 
-class History:
-    """What `fit` returns: `history` maps "loss", "accuracy", "val_loss", ... to per-epoch lists."""
-
-    def __init__(self):
-        self.history = {}
-        self.epoch = []
-
-    def _append(self, epoch, logs):
-        self.epoch.append(epoch)
-        for key, value in logs.items():
-            self.history.setdefault(key, []).append(value)
-
-
-def _accuracy(y_pred, y_true):
-    """Share of samples whose predicted class is the target class (integer codes or one-hot rows)."""
-    predicted = np.argmax(y_pred.reshape(y_pred.shape[0], -1), axis=1)
-    if y_pred.ndim == 2 and y_pred.shape[1] == 1:
-        predicted = (y_pred[:, 0] > 0.5).astype(np.int64)
-        target = np.asarray(y_true).reshape(-1) > 0.5
-        return float(np.mean(predicted == target))
-    target = y_true if y_true.ndim == 1 else np.argmax(y_true.reshape(y_true.shape[0], -1), axis=1)
-    return float(np.mean(predicted == target))
-
-
-class Sequential:
+class Sequential(Training):
     """A stack of layers trained end to end, as Keras' Sequential.
 
     Parameters
@@ -122,6 +97,22 @@ class Sequential:
     def count_params(self):
         return sum(p.size for _, p in self.parameters())
 
+    def get_weights(self):
+        """Copies of every parameter's value, in `parameters()` order."""
+        return [p.value.copy() for _, p in self.parameters()]
+
+    def set_weights(self, weights):
+        """Copy `weights` (as `get_weights` returns them) into the parameters."""
+        params = self.parameters()
+        weights = list(weights)
+        if len(weights) != len(params):
+            raise ValueError(f"expected {len(params)} weight arrays, got {len(weights)}")
+        for (name, p), value in zip(params, weights):
+            value = np.asarray(value)
+            if value.shape != p.value.shape:
+                raise ValueError(f"weight {name} has shape {p.value.shape}, got {value.shape}")
+            p.value[...] = value
+
     def summary(self, print_fn=print):
         """Keras-style table of layers, output shapes and parameter counts; returns it as a string."""
         self.parameters()
@@ -167,10 +158,13 @@ class Sequential:
         return dx
 
     def _batch_loss(self, out, y):
+        """The loss of a batch plus the layers' weight penalties (as Keras, in training and evaluation)."""
         if self._fused():
             # The cross-entropy starts again from the last layer's logits, by log-sum-exp.
-            return self.loss.forward_logits(self.layers[-1]._logits, y)
-        return self.loss.forward(out, y)
+            loss = self.loss.forward_logits(self.layers[-1]._logits, y)
+        else:
+            loss = self.loss.forward(out, y)
+        return loss + sum(layer.regularization_loss() for layer in self.layers)
 
     def _check_x(self, x, name="x"):
         if self.input_shape is None:
@@ -209,101 +203,7 @@ class Sequential:
             raise ValueError(f"{where}the input batch contains NaN or infinity; training stopped")
         return xb
 
-    # -- public training API -------------------------------------------------------------------
-    def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, validation_split=0.0,
-            shuffle=True, verbose=0, seed=None):
-        """Train for `epochs` passes over (x, y); returns a History.
-
-        seed, when given, reseeds the generator that shuffles and draws dropout masks.
-        """
-        epochs = check_int(epochs, "epochs", 0)
-        batch_size = check_int(batch_size, "batch_size", 1)
-        x, y = self._check_xy(x, y)
-        if validation_data is not None:
-            if len(validation_data) != 2:
-                raise ValueError("validation_data must be (x_val, y_val)")
-            val = self._check_xy(*validation_data, name="validation x")
-        elif validation_split:
-            if not 0 < validation_split < 1:
-                raise ValueError(f"validation_split must be in (0, 1), got {validation_split!r}")
-            n_val = int(round(x.shape[0] * validation_split))
-            if n_val < 1 or n_val >= x.shape[0]:
-                raise ValueError(f"validation_split={validation_split} leaves no training or validation samples")
-            # Keras takes the last samples, before any shuffling.
-            val = x[-n_val:], y[-n_val:]
-            x, y = x[:-n_val], y[:-n_val]
-        else:
-            val = None
-        if not self.optimizer.params:
-            self.optimizer.attach(p for _, p in self.parameters())
-        if seed is not None:
-            old, self.rng = self.rng, np.random.default_rng(seed)
-            for layer in self.layers:
-                if getattr(layer, "rng", None) is old:
-                    layer.rng = self.rng
-        history = History()
-        n = x.shape[0]
-        fused = self._fused()
-        last_epoch = self.epochs_trained + epochs
-        for epoch in range(self.epochs_trained, last_epoch):
-            start = time.perf_counter()
-            order = self.rng.permutation(n) if shuffle else np.arange(n)
-            total_loss = total_correct = 0.0
-            for b, first in enumerate(range(0, n, batch_size)):
-                idx = order[first:first + batch_size]
-                xb = self._as_batch(x[idx], epoch + 1, b + 1)
-                yb = y[idx]
-                try:
-                    out = self._forward(xb, training=True)
-                    loss = self._batch_loss(out, yb)
-                    if not np.isfinite(loss):
-                        raise ValueError(f"the loss is {loss}")
-                    dout = self.loss.backward_logits() if fused else self.loss.backward()
-                    self.optimizer.zero_grad()
-                    self._backward(dout, fused)
-                except ValueError as exc:
-                    # Weights or activations went non-finite: never train on silently.
-                    raise ValueError(f"epoch {epoch + 1}, batch {b + 1}: {exc}; training stopped "
-                                     "(lower the learning rate or check the data)") from exc
-                self.optimizer.step()
-                total_loss += loss * len(idx)
-                if self.metrics:
-                    total_correct += _accuracy(out, yb) * len(idx)
-            logs = {"loss": total_loss / n}
-            if self.metrics:
-                logs["accuracy"] = total_correct / n
-            if val is not None:
-                val_logs = self._evaluate(*val, batch_size)
-                logs.update({"val_" + key: value for key, value in val_logs.items()})
-            self.epochs_trained = epoch + 1
-            history._append(epoch, logs)
-            if verbose:
-                seconds = time.perf_counter() - start
-                metrics = " - ".join(f"{key}: {value:.4f}" for key, value in logs.items())
-                print(f"Epoch {epoch + 1}/{last_epoch} - {seconds:.1f}s "
-                      f"({n / seconds:,.0f} images/s) - {metrics}")
-        return history
-
-    def _evaluate(self, x, y, batch_size):
-        total_loss = total_correct = 0.0
-        for first in range(0, x.shape[0], batch_size):
-            xb, yb = self._as_batch(x[first:first + batch_size]), y[first:first + batch_size]
-            out = self._forward(xb, training=False)
-            total_loss += self._batch_loss(out, yb) * len(yb)
-            if self.metrics:
-                total_correct += _accuracy(out, yb) * len(yb)
-        logs = {"loss": total_loss / x.shape[0]}
-        if self.metrics:
-            logs["accuracy"] = total_correct / x.shape[0]
-        return logs
-
-    def evaluate(self, x, y, batch_size=32):
-        """Loss (and accuracy when compiled with it) over (x, y): a float, or [loss, accuracy]."""
-        batch_size = check_int(batch_size, "batch_size", 1)
-        x, y = self._check_xy(x, y)
-        logs = self._evaluate(x, y, batch_size)
-        return [logs["loss"], logs["accuracy"]] if self.metrics else logs["loss"]
-
+    # -- public inference API -----------------------------------------------------------------
     def predict(self, x, batch_size=32):
         """Outputs for x, computed batch by batch; ndarray of shape (n_samples, *output_shape)."""
         batch_size = check_int(batch_size, "batch_size", 1)

@@ -97,6 +97,10 @@ class Layer:
     def count_params(self):
         return sum(p.size for _, p in self.parameters())
 
+    def regularization_loss(self):
+        """The layer's weight penalty, added to the training loss (0 without a regulariser)."""
+        return 0.0
+
     def forward(self, x, training=False):
         raise NotImplementedError
 

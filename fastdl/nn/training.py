@@ -1,0 +1,201 @@
+"""The training loop of fastdl.nn models: fit (with callbacks and resuming), evaluate, History."""
+
+import numpy as np
+
+from fastdl._validation import check_int
+from fastdl.nn.callbacks import Callback, ProgressLogger
+
+
+class History:
+    """What `fit` returns: `history` maps "loss", "accuracy", "val_loss", ... to per-epoch lists."""
+
+    def __init__(self):
+        self.history = {}
+        self.epoch = []
+
+    def _append(self, epoch, logs):
+        self.epoch.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+
+
+def _accuracy(y_pred, y_true, threshold=0.5):
+    """Share of samples whose predicted class is the target class (integer codes or one-hot rows).
+
+    A single output is a binary probability (or a logit, with threshold 0) against 0/1 targets.
+    """
+    if y_pred.ndim == 2 and y_pred.shape[1] == 1:
+        predicted = y_pred[:, 0] > threshold
+        target = np.asarray(y_true).reshape(-1) > 0.5
+        return float(np.mean(predicted == target))
+    predicted = np.argmax(y_pred.reshape(y_pred.shape[0], -1), axis=1)
+    target = y_true if y_true.ndim == 1 else np.argmax(y_true.reshape(y_true.shape[0], -1), axis=1)
+    return float(np.mean(predicted == target))
+
+
+def _check_callbacks(callbacks):
+    callbacks = list(callbacks or [])
+    for callback in callbacks:
+        if not isinstance(callback, Callback):
+            raise TypeError(f"callbacks must be Callback objects, got {type(callback).__name__}")
+    return callbacks
+
+
+class Training:
+    """fit / evaluate for a model with `_check_xy`, `_forward`, `_backward`, `_batch_loss`, `_fused`."""
+
+    def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, validation_split=0.0,
+            shuffle=True, verbose=0, seed=None, callbacks=None, initial_epoch=None):
+        """Train on (x, y); returns a History.
+
+        Parameters
+        ----------
+        x : array-like of shape (n_samples, *input_shape)
+        y : array-like, targets in the form the loss takes
+        epochs : int, default 1
+            Without initial_epoch: how many epochs to train, counting on from the epochs already
+            trained (so a loaded checkpoint resumes where it stopped). With initial_epoch: as Keras,
+            the index of the last epoch, training epochs initial_epoch .. epochs - 1.
+        batch_size : int, default 32
+        validation_data : (x_val, y_val), optional
+        validation_split : float in (0, 1), optional
+            The last share of the samples (before shuffling), as Keras.
+        shuffle : bool, default True
+        verbose : {0, 1, 2}, default 0
+            1: a progress bar per epoch on a terminal (one line per epoch otherwise); 2: one line per epoch.
+        seed : int, optional
+            Reseeds the generator that shuffles and draws dropout masks.
+        callbacks : list of Callback, optional
+            E.g. EarlyStopping, ModelCheckpoint.
+        initial_epoch : int, optional
+            The epoch to start at (Keras' resuming argument).
+        """
+        batch_size = check_int(batch_size, "batch_size", 1)
+        first_epoch, last_epoch = self._epoch_range(epochs, initial_epoch)
+        callbacks = _check_callbacks(callbacks)
+        if verbose not in (0, 1, 2, False, True):
+            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+        x, y = self._check_xy(x, y)
+        x, y, val = self._validation(x, y, validation_data, validation_split)
+        if not self.optimizer.params:
+            self.optimizer.attach(p for _, p in self.parameters())
+        if seed is not None:
+            self._reseed(seed)
+        n_batches = -(-x.shape[0] // batch_size)
+        if verbose:
+            callbacks.append(ProgressLogger(int(verbose), x.shape[0], n_batches, last_epoch))
+        for callback in callbacks:
+            callback.set_model(self)
+        history = History()
+        self.stop_training = False
+        for callback in callbacks:
+            callback.on_train_begin()
+        try:
+            for epoch in range(first_epoch, last_epoch):
+                for callback in callbacks:
+                    callback.on_epoch_begin(epoch)
+                logs = self._train_epoch(x, y, batch_size, shuffle, epoch, callbacks)
+                if val is not None:
+                    logs.update({"val_" + key: value for key, value in self._evaluate(*val, batch_size).items()})
+                self.epochs_trained = epoch + 1
+                history._append(epoch, logs)
+                # Every callback sees the epoch, even after one asked to stop; they share one logs dict,
+                # as in Keras, and the History keeps its own.
+                epoch_logs = dict(logs)
+                stops = [callback.on_epoch_end(epoch, epoch_logs) for callback in callbacks]
+                if any(stops) or self.stop_training:
+                    break
+        finally:
+            for callback in callbacks:
+                callback.on_train_end()
+        return history
+
+    def _epoch_range(self, epochs, initial_epoch):
+        epochs = check_int(epochs, "epochs", 0)
+        if initial_epoch is None:
+            return self.epochs_trained, self.epochs_trained + epochs
+        initial_epoch = check_int(initial_epoch, "initial_epoch", 0)
+        if initial_epoch > epochs:
+            raise ValueError(f"initial_epoch ({initial_epoch}) is past epochs ({epochs}); with initial_epoch, "
+                             "epochs is the index of the last epoch, as in Keras")
+        return initial_epoch, epochs
+
+    def _validation(self, x, y, validation_data, validation_split):
+        """(x_train, y_train, (x_val, y_val) or None)."""
+        if validation_data is not None:
+            if len(validation_data) != 2:
+                raise ValueError("validation_data must be (x_val, y_val)")
+            return x, y, self._check_xy(*validation_data, name="validation x")
+        if not validation_split:
+            return x, y, None
+        if not 0 < validation_split < 1:
+            raise ValueError(f"validation_split must be in (0, 1), got {validation_split!r}")
+        n_val = int(round(x.shape[0] * validation_split))
+        if n_val < 1 or n_val >= x.shape[0]:
+            raise ValueError(f"validation_split={validation_split} leaves no training or validation samples")
+        # Keras takes the last samples, before any shuffling.
+        return x[:-n_val], y[:-n_val], (x[-n_val:], y[-n_val:])
+
+    def _reseed(self, seed):
+        old, self.rng = self.rng, np.random.default_rng(seed)
+        for layer in self.layers:
+            if getattr(layer, "rng", None) is old:
+                layer.rng = self.rng
+
+    def _accuracy_threshold(self):
+        return 0.0 if getattr(self.loss, "from_logits", False) else 0.5
+
+    def _train_epoch(self, x, y, batch_size, shuffle, epoch, callbacks):
+        n = x.shape[0]
+        fused = self._fused()
+        threshold = self._accuracy_threshold()
+        order = self.rng.permutation(n) if shuffle else np.arange(n)
+        total_loss = total_correct = 0.0
+        seen = 0
+        for b, first in enumerate(range(0, n, batch_size)):
+            idx = order[first:first + batch_size]
+            xb = self._as_batch(x[idx], epoch + 1, b + 1)
+            yb = y[idx]
+            try:
+                out = self._forward(xb, training=True)
+                loss = self._batch_loss(out, yb)
+                if not np.isfinite(loss):
+                    raise ValueError(f"the loss is {loss}")
+                dout = self.loss.backward_logits() if fused else self.loss.backward()
+                self.optimizer.zero_grad()
+                self._backward(dout, fused)
+            except ValueError as exc:
+                # Weights or activations went non-finite: never train on silently.
+                raise ValueError(f"epoch {epoch + 1}, batch {b + 1}: {exc}; training stopped "
+                                 "(lower the learning rate or check the data)") from exc
+            self.optimizer.step()
+            seen += len(idx)
+            total_loss += loss * len(idx)
+            logs = {"loss": total_loss / seen}
+            if self.metrics:
+                total_correct += _accuracy(out, yb, threshold) * len(idx)
+                logs["accuracy"] = total_correct / seen
+            for callback in callbacks:
+                callback.on_batch_end(b, {**logs, "seen": seen})
+        return logs
+
+    def _evaluate(self, x, y, batch_size):
+        threshold = self._accuracy_threshold()
+        total_loss = total_correct = 0.0
+        for first in range(0, x.shape[0], batch_size):
+            xb, yb = self._as_batch(x[first:first + batch_size]), y[first:first + batch_size]
+            out = self._forward(xb, training=False)
+            total_loss += self._batch_loss(out, yb) * len(yb)
+            if self.metrics:
+                total_correct += _accuracy(out, yb, threshold) * len(yb)
+        logs = {"loss": total_loss / x.shape[0]}
+        if self.metrics:
+            logs["accuracy"] = total_correct / x.shape[0]
+        return logs
+
+    def evaluate(self, x, y, batch_size=32):
+        """Loss (and accuracy when compiled with it) over (x, y): a float, or [loss, accuracy]."""
+        batch_size = check_int(batch_size, "batch_size", 1)
+        x, y = self._check_xy(x, y)
+        logs = self._evaluate(x, y, batch_size)
+        return [logs["loss"], logs["accuracy"]] if self.metrics else logs["loss"]

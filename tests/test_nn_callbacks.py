@@ -1,0 +1,156 @@
+"""fastdl.nn callbacks: EarlyStopping, ModelCheckpoint, resuming from a checkpoint, the progress bar."""
+
+import io
+
+import numpy as np
+import pytest
+
+from fastdl import nn
+from test_nn_training import blobs, small_mlp
+
+
+def _compiled(seed=0, optimizer=None):
+    model = small_mlp(seed=seed)
+    model.compile(optimizer or nn.Adam(lr=0.01), "sparse_categorical_crossentropy", ["accuracy"])
+    return model
+
+
+class StopAfter(nn.Callback):
+    def __init__(self, n_epochs):
+        self.n_epochs = n_epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        return epoch + 1 >= self.n_epochs
+
+
+class Recorder(nn.Callback):
+    """Keeps a copy of the weights at the end of every epoch."""
+
+    def on_train_begin(self, logs=None):
+        self.weights = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights.append(self.model.get_weights())
+
+
+def _fit_scripted(model, values, callbacks, **kwargs):
+    """fit whose callbacks see `values` as val_loss (the scripting callback must run first)."""
+    x, y = blobs(64)
+
+    class Script(nn.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_loss"] = values[epoch]
+
+    # The logs dict is shared by the epoch's callbacks, so the script's value reaches the ones after it.
+    return model.fit(x, y, epochs=len(values), callbacks=[Script(), *callbacks], **kwargs)
+
+
+def test_early_stopping_stops_and_restores_the_best_weights():
+    model = _compiled()
+    recorder = Recorder()
+    stopper = nn.EarlyStopping(patience=2, restore_best_weights=True)
+    history = _fit_scripted(model, [1.0, 0.5, 0.7, 0.6, 0.4, 0.3], [recorder, stopper])
+    assert history.epoch == [0, 1, 2, 3]  # two epochs without improving on 0.5, then stop
+    assert stopper.best_epoch == 1 and stopper.stopped_epoch == 3
+    for restored, best in zip(model.get_weights(), recorder.weights[1]):
+        np.testing.assert_array_equal(restored, best)
+
+
+def test_early_stopping_patience_zero_without_restoring():
+    model = _compiled()
+    recorder = Recorder()
+    history = _fit_scripted(model, [1.0, 0.9, 0.95, 0.5], [recorder, nn.EarlyStopping()])
+    assert history.epoch == [0, 1, 2]
+    np.testing.assert_array_equal(model.get_weights()[0], recorder.weights[2][0])
+
+
+def test_early_stopping_on_a_real_metric():
+    x, y = blobs(200)
+    model = _compiled()
+    stopper = nn.EarlyStopping(monitor="accuracy", patience=1, min_delta=0.5)
+    history = model.fit(x, y, epochs=10, callbacks=[stopper])
+    assert stopper.mode == "max" and len(history.epoch) == 2
+
+
+def test_model_checkpoint_save_best_only(tmp_path):
+    model = _compiled()
+    checkpoint = nn.ModelCheckpoint(tmp_path / "ckpt-{epoch}.npz", save_best_only=True)
+    _fit_scripted(model, [1.0, 0.5, 0.7, 0.5, 0.2], [checkpoint])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-1.npz", "ckpt-2.npz", "ckpt-5.npz"]
+    assert checkpoint.last_saved == str(tmp_path / "ckpt-5.npz")
+    every = nn.ModelCheckpoint(tmp_path / "all-{epoch:02d}-{loss:.2f}.npz")
+    _fit_scripted(_compiled(), [1.0, 2.0], [every])
+    assert len(list(tmp_path.glob("all-0[12]-*.npz"))) == 2
+
+
+def test_checkpoint_holds_the_best_epoch(tmp_path):
+    model = _compiled()
+    recorder = Recorder()
+    path = tmp_path / "best.npz"
+    _fit_scripted(model, [1.0, 0.3, 0.7], [recorder, nn.ModelCheckpoint(path, save_best_only=True)])
+    best = _compiled(seed=9).load(path)
+    assert best.epochs_trained == 2
+    for a, b in zip(best.get_weights(), recorder.weights[1]):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("resume", ["epoch_count", "initial_epoch"])
+def test_resume_from_a_checkpoint_continues_identically(tmp_path, resume):
+    x, y = blobs(200)
+    val = blobs(60, seed=1)
+    straight = _compiled(seed=3)
+    full = straight.fit(x, y, epochs=4, validation_data=val)
+
+    interrupted = _compiled(seed=3)
+    path = tmp_path / "last.npz"
+    interrupted.fit(x, y, epochs=4, validation_data=val, callbacks=[nn.ModelCheckpoint(path), StopAfter(2)])
+    assert interrupted.epochs_trained == 2
+
+    resumed = _compiled(seed=77).load(path)
+    if resume == "epoch_count":
+        history = resumed.fit(x, y, epochs=2, validation_data=val)
+    else:
+        history = resumed.fit(x, y, epochs=4, initial_epoch=resumed.epochs_trained, validation_data=val)
+    assert history.epoch == [2, 3]
+    assert history.history["val_loss"] == full.history["val_loss"][2:]
+    for a, b in zip(straight.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_bad_callback_arguments():
+    x, y = blobs(32)
+    with pytest.raises(TypeError, match="Callback"):
+        _compiled().fit(x, y, callbacks=[lambda epoch, logs: None])
+    with pytest.raises(ValueError, match=r"'val_loss', but fit logged accuracy, loss \(give fit validation_data"):
+        _compiled().fit(x, y, callbacks=[nn.EarlyStopping()])
+    with pytest.raises(ValueError, match="patience"):
+        nn.EarlyStopping(patience=-1)
+    with pytest.raises(ValueError, match="mode"):
+        nn.ModelCheckpoint("m.npz", mode="best")
+    with pytest.raises(ValueError, match="initial_epoch"):
+        _compiled().fit(x, y, epochs=2, initial_epoch=3)
+    with pytest.raises(ValueError, match="verbose"):
+        _compiled().fit(x, y, verbose=3)
+    model = _compiled()
+    with pytest.raises(ValueError, match="weight arrays"):
+        model.set_weights(model.get_weights()[:-1])
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch):
+    x, y = blobs(64)
+    terminal = FakeTerminal()
+    monkeypatch.setattr("sys.stdout", terminal)
+    _compiled().fit(x, y, epochs=2, batch_size=16, verbose=1)
+    text = terminal.getvalue()
+    assert "Epoch 2/2" in text and "images/s" in text and "accuracy" in text and "4/4" in text
+    # verbose=2 and non-terminals get plain lines (see test_verbose_prints_one_line_per_epoch).
+    terminal = FakeTerminal()
+    monkeypatch.setattr("sys.stdout", terminal)
+    _compiled().fit(x, y, epochs=2, batch_size=16, verbose=2)
+    lines = terminal.getvalue().strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("Epoch 1/2") and "\r" not in terminal.getvalue()
