@@ -1,8 +1,10 @@
-"""Keras-like neural networks on fastdl's compiled ops: layers, losses, optimizers, Sequential."""
+"""Keras-like neural networks on fastdl's compiled ops: layers, losses, optimizers, Sequential, Model."""
 
 from fastdl.nn.activations import Activation, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from fastdl.nn.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from fastdl.nn.layers import Conv2D, Dense, Dropout, Flatten, Input, MaxPool2D, MaxPooling2D, Reshape
+from fastdl.nn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, MaxPooling2D, Reshape
+from fastdl.nn.functional import Input, Model, SymbolicTensor
+from fastdl.nn.layers_extra import BatchNormalization, Conv2DTranspose
 from fastdl.nn.losses import (BinaryCrossentropy, CategoricalCrossentropy, CyclicMSE, Loss, MeanSquaredError,
                               SparseCategoricalCrossentropy)
 from fastdl.nn.model import Sequential
@@ -16,5 +18,6 @@ __all__ = [
     "Activation", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "L2", "l2",
     "Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "MeanSquaredError", "BinaryCrossentropy",
     "CyclicMSE", "Optimizer", "SGD", "RMSprop", "Adam", "Sequential", "History",
-    "Callback", "EarlyStopping", "ModelCheckpoint",
+    "Callback", "EarlyStopping", "ModelCheckpoint", "Model", "SymbolicTensor", "Conv2DTranspose",
+    "BatchNormalization",
 ]

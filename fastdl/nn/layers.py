@@ -102,6 +102,21 @@ class Dense(_Activated):
         return dx
 
 
+def set_conv_options(layer, filters, kernel_size, strides, padding, activation, kernel_initializer, use_bias,
+                     kernel_regularizer):
+    """Check and store the options Conv2D and Conv2DTranspose share."""
+    layer.filters = check_int(filters, "filters", 1)
+    layer.kernel_size = check_pair(kernel_size, "kernel_size")
+    layer.strides = check_pair(strides, "strides")
+    if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+        raise ValueError(f'padding must be "valid" or "same", got {padding!r}')
+    layer.padding = padding.lower()
+    layer.activation = activations.check_activation(activation)
+    layer.kernel_initializer = get_initializer(kernel_initializer)
+    layer.kernel_regularizer = get_regularizer(kernel_regularizer)
+    layer.use_bias = bool(use_bias)
+
+
 class Conv2D(_Activated):
     """2-D convolution of channels-last images, kernel of shape (kh, kw, in_channels, filters).
 
@@ -119,16 +134,8 @@ class Conv2D(_Activated):
     def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None,
                  kernel_initializer="glorot_uniform", use_bias=True, kernel_regularizer=None, **kwargs):
         super().__init__(**kwargs)
-        self.filters = check_int(filters, "filters", 1)
-        self.kernel_size = check_pair(kernel_size, "kernel_size")
-        self.strides = check_pair(strides, "strides")
-        if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
-            raise ValueError(f'padding must be "valid" or "same", got {padding!r}')
-        self.padding = padding.lower()
-        self.activation = activations.check_activation(activation)
-        self.kernel_initializer = get_initializer(kernel_initializer)
-        self.kernel_regularizer = get_regularizer(kernel_regularizer)
-        self.use_bias = bool(use_bias)
+        set_conv_options(self, filters, kernel_size, strides, padding, activation, kernel_initializer, use_bias,
+                         kernel_regularizer)
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:

@@ -13,6 +13,16 @@ from fastdl.nn.optimizers import get_optimizer
 from fastdl.nn.training import Training
 
 
+def init_model_basics(model, name, dtype, backend, seed):
+    """The name, compute dtype, backend and random generator every model kind starts with."""
+    model.name = name
+    model.dtype = np.dtype(dtype)
+    if model.dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    model.backend = backend
+    model.rng = np.random.default_rng(seed)
+
+
 class Sequential(Training):
     """A stack of layers trained end to end, as Keras' Sequential.
 
@@ -29,12 +39,7 @@ class Sequential(Training):
 
     def __init__(self, layers=(), seed=None, dtype="float32", backend=None, name="sequential"):
         self.layers = []
-        self.name = name
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
-        self.backend = backend
-        self.rng = np.random.default_rng(seed)
+        init_model_basics(self, name, dtype, backend, seed)
         self.input_shape = None
         self.optimizer = self.loss = None
         self.metrics = []
@@ -94,8 +99,22 @@ class Sequential(Training):
             self.build()
         return [(f"{layer.name}/{key}", p) for layer in self.layers for key, p in layer.parameters()]
 
+    def non_trainable_weights(self):
+        """[(name, ndarray)] of every layer's saved-but-not-trained state (BatchNormalization's moving stats)."""
+        if not getattr(self, "built", False):
+            self.build()
+        return [(f"{layer.name}/{key}", a) for layer in self.layers
+                for key, a in getattr(layer, "non_trainable_weights", list)()]
+
     def count_params(self):
-        return sum(p.size for _, p in self.parameters())
+        """Trainable and non-trainable, as Keras' Total params."""
+        return sum(p.size for _, p in self.parameters()) + sum(a.size for _, a in self.non_trainable_weights())
+
+    def _param_totals(self):
+        """The Total / Trainable / Non-trainable lines of summary()."""
+        total = self.count_params()
+        frozen = sum(a.size for _, a in self.non_trainable_weights())
+        return [f"Total params: {total:,}", f"Trainable params: {total - frozen:,}", f"Non-trainable params: {frozen:,}"]
 
     def get_weights(self):
         """Copies of every parameter's value, in `parameters()` order."""
@@ -121,8 +140,7 @@ class Sequential(Training):
         for layer in self.layers:
             shape = "(None, " + ", ".join(map(str, layer.output_shape)) + ")"
             lines.append(f" {layer.name + ' (' + type(layer).__name__ + ')':<28}{shape:<26}{layer.count_params():,}")
-        total = self.count_params()
-        lines += ["=" * 65, f"Total params: {total:,}", f"Trainable params: {total:,}", "Non-trainable params: 0", rule]
+        lines += ["=" * 65] + self._param_totals() + [rule]
         text = "\n".join(lines)
         if print_fn is not None:
             print_fn(text)
@@ -220,6 +238,7 @@ class Sequential(Training):
     def save(self, path):
         """Write the weights, the optimizer state and the training generator's state to one .npz."""
         arrays = {f"param:{name}": p.value for name, p in self.parameters()}
+        arrays.update({f"state:{name}": a for name, a in self.non_trainable_weights()})
         meta = {"format": "fastdl.nn/1", "input_shape": list(self.input_shape), "epochs_trained": self.epochs_trained,
                 "rng": self.rng.bit_generator.state, "optimizer": None}
         if self.optimizer is not None and self.optimizer.params:
@@ -245,6 +264,10 @@ class Sequential(Training):
                 if value.shape != p.value.shape:
                     raise ValueError(f"{path}: weight {name} has shape {value.shape}, the model's has {p.value.shape}")
                 p.value[...] = value
+            for name, a in self.non_trainable_weights():
+                # Files from before non-trainable state keep the freshly built statistics.
+                if f"state:{name}" in data.files:
+                    a[...] = data[f"state:{name}"]
             if meta["optimizer"] is not None and self.optimizer is not None:
                 if not self.optimizer.params:
                     self.optimizer.attach(p for _, p in params)

@@ -108,6 +108,10 @@ class Layer:
         raise NotImplementedError
 
     def __call__(self, x, training=False):
+        # A symbolic tensor (fastdl.nn.functional) records the call instead of computing it.
+        call_symbolic = getattr(x, "_call_layer", None)
+        if call_symbolic is not None:
+            return call_symbolic(self)
         return self.forward(x, training)
 
     def __repr__(self):

@@ -47,7 +47,6 @@ def batch_epoch(X1, codes, lr, rule, W, scores, grad, n_threads):
 def online_epoch(X1, codes, lr, rule, W, work, n_threads):
     """Per-sample updates in dataset order; returns how many samples were right before their update."""
     n_correct = 0
-    n_classes = W.shape[1]
     for i in range(X1.shape[0]):
         x = X1[i]
         scores = x @ W

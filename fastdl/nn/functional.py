@@ -1,0 +1,443 @@
+"""The functional API: Input(shape), layers called on symbolic tensors, and a multi-output Model.
+
+A clock network, an hour head and a minute head on one trunk::
+
+    x = Input((64,))
+    trunk = Dense(32, activation="relu")(x)
+    hour = Dense(12, activation="softmax", name="hour")(trunk)
+    minute = Dense(1, name="minute")(trunk)
+    model = Model(x, {"hour": hour, "minute": minute}, seed=0)
+    model.compile("adam", loss={"hour": "sparse_categorical_crossentropy", "minute": "mse"})
+    history = model.fit(x_train, {"hour": y_hour, "minute": y_minute}, epochs=5)
+
+The Model shares `fit` (epochs, validation, callbacks, History, resuming) with Sequential; only the
+per-batch step differs: one loss per named output, weighted and summed, and a backward pass over
+the graph that adds up the gradients of a tensor feeding several layers.
+"""
+
+import copy
+import re
+
+import numpy as np
+
+from fastdl._validation import check_int
+from fastdl.nn import layers as _layers
+from fastdl.nn.losses import get_loss
+from fastdl.nn.model import Sequential, init_model_basics
+from fastdl.nn.module import Layer
+from fastdl.nn.optimizers import get_optimizer
+from fastdl.nn.training import Training, _accuracy
+
+
+class SymbolicTensor:
+    """The (not yet computed) output of a layer in a functional graph.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        The shape of one sample (without the batch axis).
+    """
+
+    def __init__(self, shape, layer=None, parent=None):
+        self.shape = tuple(shape)
+        self._layer = layer
+        self._parent = parent
+
+    def _call_layer(self, layer):
+        """Record `layer(self)`: check the shapes now, build the layer when the Model is made."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"only Layer objects can be called on a symbolic tensor, got {type(layer).__name__}")
+        if getattr(layer, "_symbolic_output", None) is not None:
+            raise ValueError(f"layer {layer.name or type(layer).__name__} is already called on a tensor; "
+                             "each layer is applied once (shared weights are not supported)")
+        if layer.built:
+            if layer.input_shape != self.shape:
+                raise ValueError(f"layer {layer.name} was built for inputs {layer.input_shape}, not {self.shape}")
+            out_shape = layer.output_shape
+        else:
+            out_shape = tuple(layer.compute_output_shape(self.shape))
+        out = SymbolicTensor(out_shape, layer, self)
+        layer._symbolic_output = out
+        return out
+
+    def __repr__(self):
+        source = "Input" if self._layer is None else (self._layer.name or type(self._layer).__name__)
+        return f"SymbolicTensor(shape=(None, {', '.join(map(str, self.shape))}), from={source})"
+
+
+class Input(SymbolicTensor, _layers.Input):
+    """A model's input: `Input(shape)` is a symbolic tensor to call layers on.
+
+    It also heads a Sequential model, as `nn.layers.Input` does.
+
+    Parameters
+    ----------
+    shape : int or tuple of int
+        The shape of one sample, without the batch axis.
+    name : str, default "input"
+    """
+
+    def __init__(self, shape, name="input"):
+        _layers.Input.__init__(self, shape)
+        SymbolicTensor.__init__(self, self.shape)
+        self.name = name
+
+    def __repr__(self):
+        return f"Input(shape={self.shape}, name={self.name!r})"
+
+
+class _Targets:
+    """Per-output target arrays that index together, so the shared fit loop can batch and split them."""
+
+    def __init__(self, arrays):
+        self.arrays = dict(arrays)
+
+    def __getitem__(self, index):
+        return _Targets({name: y[index] for name, y in self.arrays.items()})
+
+    def __len__(self):
+        return len(next(iter(self.arrays.values())))
+
+
+def _default_name(layer, taken):
+    base = re.sub(r"(?<=[a-z0-9])(?=[A-Z][a-z])", "_", type(layer).__name__).lower()
+    name, k = base, 0
+    while name in taken:
+        k += 1
+        name = f"{base}_{k}"
+    return name
+
+
+def _per_output(value, names, what, default):
+    """{output name: value} from one value for all, a dict keyed by output name, or a list in output order."""
+    if value is None:
+        return {name: default for name in names}
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(names), key=str)
+        if unknown:
+            raise ValueError(f"{what} names unknown outputs {unknown}; the model's outputs are {names}")
+        return {name: value.get(name, default) for name in names}
+    if isinstance(value, (list, tuple)) and what == "loss_weights":
+        if len(value) != len(names):
+            raise ValueError(f"{what} has {len(value)} entries for {len(names)} outputs {names}")
+        return dict(zip(names, value))
+    return {name: value for name in names}
+
+
+class Model(Training):
+    """A graph of layers from one Input to one or several named outputs, as Keras' functional Model.
+
+    Parameters
+    ----------
+    inputs : Input
+    outputs : SymbolicTensor, list of SymbolicTensor, or dict {name: SymbolicTensor}
+        A list names each output after the layer that makes it.
+    seed : int, optional
+        Seeds one generator for initialisation, shuffling and dropout masks.
+    dtype : {"float32", "float64"}, default "float32"
+    backend : str, optional
+        Backend of every layer's ops (None: the process default).
+    name : str, default "model"
+    """
+
+    def __init__(self, inputs, outputs, seed=None, dtype="float32", backend=None, name="model"):
+        init_model_basics(self, name, dtype, backend, seed)
+        self.optimizer = None
+        self.loss = None
+        self.loss_weights = None
+        self.metrics = {}
+        self.epochs_trained = 0
+        if isinstance(inputs, (list, tuple)):
+            if len(inputs) != 1:
+                raise ValueError(f"Model takes one Input, got {len(inputs)}")
+            inputs = inputs[0]
+        if not isinstance(inputs, Input):
+            raise TypeError(f"inputs must be an Input(shape), got {type(inputs).__name__}")
+        self.input = inputs
+        self.input_shape = inputs.shape
+        tensors = self._output_tensors(outputs)
+        self._nodes = self._walk(tensors)
+        self.layers = [node._layer for node in self._nodes]
+        self._name_layers()
+        if not isinstance(outputs, dict):
+            outputs = {tensor._layer.name: tensor for tensor in tensors}
+        for key in outputs:
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"output names must be non-empty strings, got {key!r}")
+        self.outputs = dict(outputs)
+        self.output_names = list(self.outputs)
+        self.output_shape = {name: tensor.shape for name, tensor in self.outputs.items()}
+        self._build()
+
+    # -- building -------------------------------------------------------------------------------
+    def _output_tensors(self, outputs):
+        tensors = list(outputs.values()) if isinstance(outputs, dict) else \
+            list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        if not tensors:
+            raise ValueError("the model has no outputs")
+        for tensor in tensors:
+            if not isinstance(tensor, SymbolicTensor) or tensor._layer is None:
+                raise TypeError(f"outputs must be tensors made by calling layers, got {tensor!r}")
+        if len({id(t) for t in tensors}) != len(tensors):
+            raise ValueError("the same tensor is given as two outputs")
+        return tensors
+
+    def _walk(self, tensors):
+        """The layer outputs the model's outputs depend on, each after the tensor it is computed from."""
+        order, seen = [], set()
+        for tensor in tensors:
+            chain = []
+            while tensor._layer is not None and id(tensor) not in seen:
+                seen.add(id(tensor))
+                chain.append(tensor)
+                tensor = tensor._parent
+            if tensor._layer is None and tensor is not self.input:
+                raise ValueError(f"an output is computed from {tensor!r}, not from this model's input")
+            order.extend(reversed(chain))
+        return order
+
+    def _name_layers(self):
+        taken = set()
+        for layer in self.layers:
+            if layer.name is None:
+                layer.name = _default_name(layer, taken)
+            elif layer.name in taken:
+                raise ValueError(f"layer name {layer.name!r} is used twice")
+            taken.add(layer.name)
+
+    def _build(self):
+        for node in self._nodes:
+            layer, shape = node._layer, node._parent.shape
+            if not layer.built:
+                layer.build(shape, self.rng, self.dtype)
+                if hasattr(layer, "rng") and layer.rng is None:
+                    layer.rng = self.rng
+            if layer.backend is None:
+                layer.backend = self.backend
+        consumers = {}
+        for node in self._nodes:
+            consumers[id(node._parent)] = consumers.get(id(node._parent), 0) + 1
+        self._consumers = consumers
+        self.built = True
+
+    def parameters(self):
+        """[(name, Parameter)] of every layer, named "layer/attribute"."""
+        return [(f"{layer.name}/{key}", p) for layer in self.layers for key, p in layer.parameters()]
+
+    count_params = Sequential.count_params
+    non_trainable_weights = Sequential.non_trainable_weights
+    _param_totals = Sequential._param_totals
+    get_weights = Sequential.get_weights
+    set_weights = Sequential.set_weights
+    save = Sequential.save
+    load = Sequential.load
+    _check_x = Sequential._check_x
+    _as_batch = Sequential._as_batch
+
+    def summary(self, print_fn=print):
+        """Keras-style table of layers, output shapes, parameter counts and inputs; returns it as a string."""
+        rule = "_" * 90
+        lines = [f'Model: "{self.name}"', rule,
+                 f"{' Layer (type)':<29}{'Output Shape':<22}{'Param #':<12}Connected to", "=" * 90]
+
+        def row(name, kind, shape, params, source):
+            shape = "(None, " + ", ".join(map(str, shape)) + ")"
+            lines.append(f" {name + ' (' + kind + ')':<28}{shape:<22}{params:<12,}{source}")
+
+        row(self.input.name, "InputLayer", self.input.shape, 0, "")
+        for node in self._nodes:
+            parent = node._parent
+            source = self.input.name if parent is self.input else parent._layer.name
+            row(node._layer.name, type(node._layer).__name__, node.shape, node._layer.count_params(), source)
+        lines += ["=" * 90] + self._param_totals() + [f"Outputs: {', '.join(self.output_names)}", rule]
+        text = "\n".join(lines)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    # -- compile ---------------------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss="sparse_categorical_crossentropy", loss_weights=None, metrics=None):
+        """Choose the optimizer, one loss per output, their weights, and per-output metrics.
+
+        Parameters
+        ----------
+        optimizer : str or Optimizer
+        loss : str, Loss, or dict {output name: str or Loss}
+            One loss for every output, or one per output (every output needs one).
+        loss_weights : dict {output name: float} or list in output order, optional
+            The training loss is the weighted sum of the outputs' losses (weights default to 1).
+        metrics : list, or dict {output name: list}, optional
+            Only "accuracy" ("acc") is known; a list applies to every output.
+        """
+        losses = _per_output(loss, self.output_names, "loss", None)
+        missing = [name for name, value in losses.items() if value is None]
+        if missing:
+            raise ValueError(f"no loss for outputs {missing}; give loss a dict with every output of {self.output_names}")
+        self.loss, used = {}, set()
+        for name, value in losses.items():
+            value = get_loss(value)
+            # A Loss keeps the batch it last saw for its backward pass: one instance per output.
+            if id(value) in used:
+                value = copy.copy(value)
+            used.add(id(value))
+            self.loss[name] = value
+        weights = _per_output(loss_weights, self.output_names, "loss_weights", 1.0)
+        for name, weight in weights.items():
+            if isinstance(weight, bool) or not isinstance(weight, (int, float, np.number)) \
+                    or not np.isfinite(weight) or weight < 0:
+                raise ValueError(f"loss_weights[{name!r}] must be a finite number >= 0, got {weight!r}")
+        self.loss_weights = {name: float(weight) for name, weight in weights.items()}
+        metrics = _per_output(metrics, self.output_names, "metrics", [])
+        for name, names in metrics.items():
+            names = [names] if isinstance(names, str) else list(names or [])
+            for metric in names:
+                if metric not in ("accuracy", "acc"):
+                    raise ValueError(f"unknown metric {metric!r}; only 'accuracy' is supported")
+            metrics[name] = ["accuracy"] if names else []
+        self.metrics = metrics
+        # A softmax output read by no other layer takes the cross-entropy's gradient at its logits.
+        self._fused_outputs = {name for name, tensor in self.outputs.items()
+                               if self.loss[name].fusable and getattr(tensor._layer, "activation", None) == "softmax"
+                               and id(tensor) not in self._consumers}
+        self._fused_nodes = {id(self.outputs[name]) for name in self._fused_outputs}
+        self.optimizer = get_optimizer(optimizer)
+        self.optimizer.attach(p for _, p in self.parameters())
+
+    # -- checks ----------------------------------------------------------------------------------
+    def _check_xy(self, x, y, name="x"):
+        x = self._check_x(x, name)
+        if self.loss is None:
+            raise RuntimeError("call compile(optimizer, loss) before fit or evaluate")
+        if isinstance(y, _Targets):
+            y = y.arrays
+        if not isinstance(y, dict):
+            if len(self.output_names) == 1:
+                y = {self.output_names[0]: y}
+            elif isinstance(y, (list, tuple)) and len(y) == len(self.output_names):
+                y = dict(zip(self.output_names, y))
+            else:
+                raise ValueError(f"the model has outputs {self.output_names}: give the targets as a dict "
+                                 "{output name: array}")
+        unknown = sorted(set(y) - set(self.output_names), key=str)
+        if unknown:
+            raise ValueError(f"targets for unknown outputs {unknown}; the model's outputs are {self.output_names}")
+        missing = [key for key in self.output_names if key not in y]
+        if missing:
+            raise ValueError(f"no targets for outputs {missing}; give y a dict with every output of {self.output_names}")
+        checked = {}
+        for key in self.output_names:
+            target = np.asarray(y[key])
+            if target.ndim == 0 or target.shape[0] != x.shape[0]:
+                raise ValueError(f"{name} has {x.shape[0]} samples but the targets of output {key!r} have "
+                                 f"{target.shape[0] if target.ndim else 0}")
+            try:
+                checked[key] = self.loss[key].check_targets(target, x.shape[0], self.output_shape[key])
+            except ValueError as exc:
+                raise ValueError(f"output {key!r}: {exc}") from exc
+        return x, _Targets(checked)
+
+    # -- passes ----------------------------------------------------------------------------------
+    def _forward(self, x, training):
+        values = {id(self.input): x}
+        for node in self._nodes:
+            values[id(node)] = node._layer.forward(values[id(node._parent)], training)
+        return {name: values[id(tensor)] for name, tensor in self.outputs.items()}
+
+    def _batch_losses(self, outputs, targets):
+        """{"loss": weighted total plus weight penalties, "<output>_loss": each output's own loss}."""
+        logs = {}
+        total = 0.0
+        for name, loss in self.loss.items():
+            if name in self._fused_outputs:
+                # The cross-entropy starts again from the softmax layer's logits, by log-sum-exp.
+                value = loss.forward_logits(self.outputs[name]._layer._logits, targets.arrays[name])
+            else:
+                value = loss.forward(outputs[name], targets.arrays[name])
+            logs[f"{name}_loss"] = value
+            total += self.loss_weights[name] * value
+        total += sum(layer.regularization_loss() for layer in self.layers)
+        return {"loss": total, **logs}
+
+    def _backward(self):
+        """Fill every parameter's gradient; a tensor feeding several layers gets the sum of their gradients."""
+        grads = {}
+        for name, tensor in self.outputs.items():
+            loss = self.loss[name]
+            dout = loss.backward_logits() if name in self._fused_outputs else loss.backward()
+            weight = self.loss_weights[name]
+            grads[id(tensor)] = dout if weight == 1.0 else (dout * weight).astype(dout.dtype, copy=False)
+        for node in reversed(self._nodes):
+            dout = grads.pop(id(node))
+            layer = node._layer
+            dx = layer.backward_pre(dout) if id(node) in self._fused_nodes else layer.backward(dout)
+            parent = node._parent
+            if parent is self.input:
+                continue
+            key = id(parent)
+            grads[key] = dx if key not in grads else grads[key] + dx
+
+    def _batch_logs(self, outputs, targets, losses):
+        logs = dict(losses)
+        for name, metrics in self.metrics.items():
+            if metrics:
+                threshold = 0.0 if getattr(self.loss[name], "from_logits", False) else 0.5
+                logs[f"{name}_accuracy"] = _accuracy(outputs[name], targets.arrays[name], threshold)
+        return logs
+
+    def _train_epoch(self, x, y, batch_size, shuffle, epoch, callbacks):
+        n = x.shape[0]
+        order = self.rng.permutation(n) if shuffle else np.arange(n)
+        totals, seen = {}, 0
+        for b, first in enumerate(range(0, n, batch_size)):
+            idx = order[first:first + batch_size]
+            xb = self._as_batch(x[idx], epoch + 1, b + 1)
+            yb = y[idx]
+            try:
+                outputs = self._forward(xb, training=True)
+                losses = self._batch_losses(outputs, yb)
+                if not np.isfinite(losses["loss"]):
+                    raise ValueError(f"the loss is {losses['loss']}")
+                self.optimizer.zero_grad()
+                self._backward()
+            except ValueError as exc:
+                # Weights or activations went non-finite: never train on silently.
+                raise ValueError(f"epoch {epoch + 1}, batch {b + 1}: {exc}; training stopped "
+                                 "(lower the learning rate or check the data)") from exc
+            self.optimizer.step()
+            seen += len(idx)
+            for key, value in self._batch_logs(outputs, yb, losses).items():
+                totals[key] = totals.get(key, 0.0) + value * len(idx)
+            logs = {key: value / seen for key, value in totals.items()}
+            for callback in callbacks:
+                callback.on_batch_end(b, {**logs, "seen": seen})
+        return logs
+
+    def _evaluate(self, x, y, batch_size):
+        totals = {}
+        for first in range(0, x.shape[0], batch_size):
+            xb, yb = self._as_batch(x[first:first + batch_size]), y[first:first + batch_size]
+            outputs = self._forward(xb, training=False)
+            for key, value in self._batch_logs(outputs, yb, self._batch_losses(outputs, yb)).items():
+                totals[key] = totals.get(key, 0.0) + value * len(xb)
+        return {key: value / x.shape[0] for key, value in totals.items()}
+
+    # -- public API ------------------------------------------------------------------------------
+    def evaluate(self, x, y, batch_size=32):
+        """{"loss": total, "<output>_loss": ..., "<output>_accuracy": ...} over (x, y)."""
+        batch_size = check_int(batch_size, "batch_size", 1)
+        x, y = self._check_xy(x, y)
+        return self._evaluate(x, y, batch_size)
+
+    def predict(self, x, batch_size=32):
+        """{output name: ndarray of shape (n_samples, *output_shape)}, computed batch by batch."""
+        batch_size = check_int(batch_size, "batch_size", 1)
+        x = self._check_x(x)
+        result = {name: np.empty((x.shape[0], *shape), dtype=self.dtype) for name, shape in self.output_shape.items()}
+        for first in range(0, x.shape[0], batch_size):
+            outputs = self._forward(self._as_batch(x[first:first + batch_size]), training=False)
+            for name, value in outputs.items():
+                result[name][first:first + batch_size] = value
+        return result
+
+    def __call__(self, x, training=False):
+        return self._forward(self._as_batch(self._check_x(x)), training)
