@@ -1,0 +1,209 @@
+"""Whole-model training throughput, float32: fastdl.nn against PyTorch on the CPU, in images/second.
+
+One timed call is one training step on a fixed random batch: forward, loss, backward and the
+optimizer's update. The models are the course's:
+
+- MLP: Flatten, Dense 300 relu, Dense 100 relu, Dense 10 softmax on 28x28x1; batch 32, SGD(0.01),
+  sparse categorical cross-entropy.
+- CNN: Conv2D 64 7x7 same relu, MaxPool2D, (Conv2D 128 3x3 same relu) x2, MaxPool2D,
+  (Conv2D 256 3x3 same relu) x2, MaxPool2D, Flatten, Dense 128 relu, Dropout .5, Dense 64 relu,
+  Dropout .5, Dense 10 softmax on 28x28x1; batch 128, RMSprop (Keras defaults), sparse
+  categorical cross-entropy. Marked `big` (about half a second a step).
+- clock CNN: (Conv2D 32 3x3 valid relu, MaxPool2D) x3, Flatten, Dense 128 relu, Dense 128 relu,
+  Dense 1 on 150x150x1; batch 100, Adam (Keras defaults), MSE. Marked `big` (about a second a step).
+
+fastdl's step goes through the public API: `model.fit(x, y, epochs=1, batch_size=len(x),
+shuffle=False, verbose=0)`, i.e. exactly one batch per call (Sequential has no public per-batch
+train step; fit's per-call checks are part of the time). PyTorch's step is
+`zero_grad(set_to_none=True)`, forward, loss, `backward()`, `step()` on an identical architecture
+in NCHW, same optimizer settings (RMSprop alpha=0.9, eps=1e-7; Adam eps=1e-7), softmax +
+cross-entropy as `cross_entropy` on the logits (what fastdl fuses too). Both models are checked,
+untimed, to have the same number of parameters. Each contender's note gives its images/s (mean
+step, and best step).
+"""
+
+import numpy as np
+import pytest
+
+from fastdl.nn import (SGD, Adam, Conv2D, Dense, Dropout, Flatten, Input, MaxPool2D, RMSprop,
+                       Sequential)
+from peers import TORCH_MISSING, torch
+
+BACKENDS = ["numba", "cython"]
+SEED = 11
+# fastdl kernel families each model needs (the backend is skipped when one is missing).
+FAMILIES = {"mlp": ("dense",), "cnn": ("conv", "pool", "dense"), "clock": ("conv", "pool", "dense")}
+
+MLP_GROUP = "train step: course MLP 784-300-100-10, batch 32, SGD, float32"
+CNN_GROUP = "train step: course CNN 28x28x1, batch 128, RMSprop, float32"
+CLOCK_GROUP = "train step: clock CNN 150x150x1, batch 100, Adam, MSE, float32"
+GROUPS = {"mlp": MLP_GROUP, "cnn": CNN_GROUP, "clock": CLOCK_GROUP}
+BATCH = {"mlp": 32, "cnn": 128, "clock": 100}
+SHAPE = {"mlp": (28, 28, 1), "cnn": (28, 28, 1), "clock": (150, 150, 1)}
+# Big cases: rounds of `STEPS` steps each (pytest-benchmark reports the time per step).
+ROUNDS, STEPS = 3, 2
+
+
+def _data(kind):
+    """A fixed random batch (NHWC float32) and its targets."""
+    rng = np.random.default_rng(SEED)
+    x = rng.random((BATCH[kind], *SHAPE[kind]), dtype=np.float32)
+    if kind == "clock":
+        y = rng.random((BATCH[kind], 1), dtype=np.float32)
+    else:
+        y = rng.integers(0, 10, BATCH[kind]).astype(np.int64)
+    return x, y
+
+
+# fastdl ----------------------------------------------------------------------------------------
+
+
+def _fastdl_model(kind, backend):
+    if kind == "mlp":
+        layers = [Input((28, 28, 1)), Flatten(), Dense(300, activation="relu"),
+                  Dense(100, activation="relu"), Dense(10, activation="softmax")]
+        optimizer, loss = SGD(0.01), "sparse_categorical_crossentropy"
+    elif kind == "cnn":
+        layers = [Input((28, 28, 1)),
+                  Conv2D(64, 7, padding="same", activation="relu"), MaxPool2D(),
+                  Conv2D(128, 3, padding="same", activation="relu"),
+                  Conv2D(128, 3, padding="same", activation="relu"), MaxPool2D(),
+                  Conv2D(256, 3, padding="same", activation="relu"),
+                  Conv2D(256, 3, padding="same", activation="relu"), MaxPool2D(),
+                  Flatten(), Dense(128, activation="relu"), Dropout(0.5),
+                  Dense(64, activation="relu"), Dropout(0.5), Dense(10, activation="softmax")]
+        optimizer, loss = RMSprop(), "sparse_categorical_crossentropy"
+    else:
+        layers = [Input((150, 150, 1))]
+        for _ in range(3):
+            layers += [Conv2D(32, 3, padding="valid", activation="relu"), MaxPool2D()]
+        layers += [Flatten(), Dense(128, activation="relu"), Dense(128, activation="relu"), Dense(1)]
+        optimizer, loss = Adam(), "mse"
+    model = Sequential(layers, seed=SEED, dtype="float32", backend=backend)
+    model.compile(optimizer=optimizer, loss=loss)
+    return model
+
+
+def _run_fastdl(benchmark, kind, backend, require_fastdl_backend, name_contender, big):
+    for family in FAMILIES[kind]:
+        require_fastdl_backend(family, backend)
+    x, y = _data(kind)
+    model = _fastdl_model(kind, backend)
+
+    def step():
+        model.fit(x, y, epochs=1, batch_size=len(x), shuffle=False, verbose=0)
+
+    step()  # untimed: compiles the kernels and allocates the optimizer state
+    if torch is not None:
+        assert model.count_params() == _n_params(_torch_model(kind)), kind
+    if big:
+        benchmark.pedantic(step, rounds=ROUNDS, iterations=STEPS, warmup_rounds=0)
+    else:
+        benchmark(step)
+    name_contender(GROUPS[kind], f"fastdl[{backend}]", _rate_note(benchmark, kind))
+
+
+# PyTorch ---------------------------------------------------------------------------------------
+
+
+def _torch_model(kind):
+    nn = torch.nn
+    torch.manual_seed(SEED)
+    if kind == "mlp":
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(),
+                             nn.Linear(100, 10))
+    if kind == "cnn":
+        return nn.Sequential(
+            nn.Conv2d(1, 64, 7, padding="same"), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(64, 128, 3, padding="same"), nn.ReLU(),
+            nn.Conv2d(128, 128, 3, padding="same"), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(128, 256, 3, padding="same"), nn.ReLU(),
+            nn.Conv2d(256, 256, 3, padding="same"), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(256 * 3 * 3, 128), nn.ReLU(), nn.Dropout(0.5),
+            nn.Linear(128, 64), nn.ReLU(), nn.Dropout(0.5), nn.Linear(64, 10),
+        )
+    layers, channels = [], 1
+    for _ in range(3):
+        layers += [nn.Conv2d(channels, 32, 3), nn.ReLU(), nn.MaxPool2d(2)]
+        channels = 32
+    # 150 -> 148 -> 74 -> 72 -> 36 -> 34 -> 17
+    layers += [nn.Flatten(), nn.Linear(32 * 17 * 17, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
+               nn.Linear(128, 1)]
+    return nn.Sequential(*layers)
+
+
+def _n_params(net):
+    return sum(p.numel() for p in net.parameters())
+
+
+def _torch_optimizer(kind, net):
+    if kind == "mlp":
+        return torch.optim.SGD(net.parameters(), lr=0.01)
+    if kind == "cnn":
+        return torch.optim.RMSprop(net.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
+    return torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
+
+
+def _run_torch(benchmark, kind, name_contender, n_threads, big):
+    if torch is None:
+        pytest.skip(TORCH_MISSING)
+    torch.set_num_threads(n_threads)
+    x_np, y_np = _data(kind)
+    x = torch.from_numpy(x_np).permute(0, 3, 1, 2).contiguous()  # NCHW
+    y = torch.from_numpy(y_np)
+    net = _torch_model(kind).train()
+    optimizer = _torch_optimizer(kind, net)
+    loss_fn = torch.nn.functional.mse_loss if kind == "clock" else torch.nn.functional.cross_entropy
+    assert _n_params(net) == _fastdl_model(kind, None).count_params(), kind
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(net(x), y)
+        loss.backward()
+        optimizer.step()
+
+    step()  # untimed warm-up
+    if big:
+        benchmark.pedantic(step, rounds=ROUNDS, iterations=STEPS, warmup_rounds=0)
+    else:
+        benchmark(step)
+    name_contender(GROUPS[kind], "torch (NCHW)", _rate_note(benchmark, kind))
+
+
+def _rate_note(benchmark, kind):
+    stats = benchmark.stats.stats
+    return f"{BATCH[kind] / stats.mean:,.0f} images/s (best step {BATCH[kind] / stats.min:,.0f})"
+
+
+# The benchmarks --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def bench_mlp_fastdl(benchmark, backend, require_fastdl_backend, name_contender):
+    _run_fastdl(benchmark, "mlp", backend, require_fastdl_backend, name_contender, big=False)
+
+
+def bench_mlp_torch(benchmark, name_contender, n_threads):
+    _run_torch(benchmark, "mlp", name_contender, n_threads, big=False)
+
+
+@pytest.mark.big
+@pytest.mark.parametrize("backend", BACKENDS)
+def bench_cnn_fastdl(benchmark, backend, require_fastdl_backend, name_contender):
+    _run_fastdl(benchmark, "cnn", backend, require_fastdl_backend, name_contender, big=True)
+
+
+@pytest.mark.big
+def bench_cnn_torch(benchmark, name_contender, n_threads):
+    _run_torch(benchmark, "cnn", name_contender, n_threads, big=True)
+
+
+@pytest.mark.big
+@pytest.mark.parametrize("backend", BACKENDS)
+def bench_clock_fastdl(benchmark, backend, require_fastdl_backend, name_contender):
+    _run_fastdl(benchmark, "clock", backend, require_fastdl_backend, name_contender, big=True)
+
+
+@pytest.mark.big
+def bench_clock_torch(benchmark, name_contender, n_threads):
+    _run_torch(benchmark, "clock", name_contender, n_threads, big=True)
