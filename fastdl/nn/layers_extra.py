@@ -9,7 +9,7 @@ from fastdl._parallel import run_row_ranges
 from fastdl._validation import as_compute, check_pair, compute_dtype
 from fastdl.nn.layers import _Activated, set_conv_options
 from fastdl.nn.module import Layer, Parameter
-from fastdl.ops.conv import PATCH_BYTES, _geometry
+from fastdl.ops.conv import _geometry, batch_size, patch_batches, sum_in_order
 
 
 def transpose_output_length(size, kernel, stride, padding):
@@ -34,10 +34,6 @@ def _transpose_args(x_shape, kernel_shape, strides, padding):
     # Keras' output length always maps back onto the input under the same padding rule.
     assert back == (height, width), (back, height, width)
     return (out_h, out_w), (kh, kw, *strides_hw, pad_top, pad_left, height, width)
-
-
-def _batch_size(pixels, patch_cols, dtype):
-    return max(1, PATCH_BYTES // (pixels * patch_cols * np.dtype(dtype).itemsize))
 
 
 def conv2d_transpose(x, kernel, bias=None, strides=1, padding="valid", backend=None):
@@ -65,7 +61,7 @@ def conv2d_transpose(x, kernel, bias=None, strides=1, padding="valid", backend=N
     (out_h, out_w), args = _transpose_args(x.shape, kernel.shape, strides, padding)
     pixels = x.shape[1] * x.shape[2]
     patch_cols = kernel_matrix.shape[0]
-    batch = _batch_size(pixels, patch_cols, dtype)
+    batch = batch_size(pixels, patch_cols, dtype)
     out = np.empty((x.shape[0], out_h, out_w, filters), dtype=dtype)
     x_rows = x.reshape(-1, in_channels)
 
@@ -100,7 +96,7 @@ def conv2d_transpose_grad(x, kernel, dout, strides=1, padding="valid", backend=N
         raise ValueError(f"dout must have shape {(x.shape[0], *out_hw, filters)}, got {dout.shape}")
     pixels = x.shape[1] * x.shape[2]
     patch_cols = kernel_matrix.shape[0]
-    batch = _batch_size(pixels, patch_cols, dtype)
+    batch = batch_size(pixels, patch_cols, dtype)
     dx = np.empty(x.shape, dtype=dtype)
     dx_rows = dx.reshape(-1, in_channels)
     x_rows = x.reshape(-1, in_channels)
@@ -109,21 +105,15 @@ def conv2d_transpose_grad(x, kernel, dout, strides=1, padding="valid", backend=N
     def compute(first, last):
         dkernel = np.zeros(kernel_matrix.shape, dtype)
         product = np.empty(kernel_matrix.shape, dtype)
-        cols = np.empty((min(batch, last - first) * pixels, patch_cols), dtype)
-        for start in range(first, last, batch):
-            stop = min(last, start + batch)
-            rows = slice(start * pixels, stop * pixels)
-            patches = cols[: (stop - start) * pixels]
-            kernels.im2col(dout[start:stop], patches, *args, 1)
+        plan = dict(pixels=pixels, patch_cols=patch_cols, direct=False, batch=batch, args=args)
+        for _, _, rows, patches in patch_batches(dout, kernels, plan, first, last, dtype):
             np.dot(patches, kernel_matrix, out=dx_rows[rows])
             np.dot(patches.T, x_rows[rows], out=product)
             dkernel += product
         partials[first] = dkernel
 
     run_row_ranges(compute, x.shape[0], n_threads, 2 * pixels * patch_cols * in_channels)
-    dkernel = partials.pop(0)
-    for first in sorted(partials):
-        dkernel += partials[first]
+    dkernel = sum_in_order(partials)
     dbias = dout.reshape(-1, filters).sum(axis=0, dtype=np.float64).astype(dtype)
     return dx, dkernel.reshape(kernel.shape), dbias
 

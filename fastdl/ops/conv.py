@@ -82,6 +82,19 @@ def _check_conv(x, kernel, strides, padding):
     return x, kernel, _geometry(x.shape, kernel.shape, strides, padding)
 
 
+def batch_size(pixels, patch_cols, dtype):
+    """Images per batch so that one batch's patch matrix stays within PATCH_BYTES (at least one)."""
+    return max(1, PATCH_BYTES // (pixels * patch_cols * np.dtype(dtype).itemsize))
+
+
+def sum_in_order(partials):
+    """The per-thread partial sums {first row: array} added in row order: the same bits every run."""
+    total = partials.pop(min(partials))
+    for first in sorted(partials):
+        total += partials[first]
+    return total
+
+
 def _plan(x, kernel, geometry, dtype):
     """Everything the per-thread workers share: sizes, the kernel matrix, the batch size."""
     (stride_h, stride_w), (pad_top, pad_left), (out_h, out_w) = geometry
@@ -91,10 +104,28 @@ def _plan(x, kernel, geometry, dtype):
     # A 1x1 kernel at stride 1 without padding reads x itself as the patch matrix.
     direct = kh == 1 and kw == 1 and stride_h == 1 and stride_w == 1 and pad_top == 0 and pad_left == 0 \
         and out_h == x.shape[1] and out_w == x.shape[2]
-    batch = max(1, PATCH_BYTES // (pixels * patch_cols * np.dtype(dtype).itemsize))
+    batch = batch_size(pixels, patch_cols, dtype)
     args = (kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
     return dict(pixels=pixels, patch_cols=patch_cols, direct=direct, batch=batch, args=args,
                 work=pixels * patch_cols * out_channels)
+
+
+def patch_batches(x, kernels, plan, first, last, dtype):
+    """(start, stop, rows, patches) for images first..last-1 in batches: the im2col patch matrix of
+    images start..stop-1 (x's own rows for a 1x1 stride-1 unpadded kernel), in one reused buffer."""
+    pixels = plan["pixels"]
+    x_rows = x.reshape(-1, x.shape[3])
+    if not plan["direct"]:
+        cols = np.empty((min(plan["batch"], last - first) * pixels, plan["patch_cols"]), dtype)
+    for start in range(first, last, plan["batch"]):
+        stop = min(last, start + plan["batch"])
+        rows = slice(start * pixels, stop * pixels)
+        if plan["direct"]:
+            patches = x_rows[rows]
+        else:
+            patches = cols[: (stop - start) * pixels]
+            kernels.im2col(x[start:stop], patches, *plan["args"], 1)
+        yield start, stop, rows, patches
 
 
 def conv2d(x, kernel, bias=None, strides=1, padding="valid", backend=None):
@@ -131,21 +162,12 @@ def conv2d(x, kernel, bias=None, strides=1, padding="valid", backend=None):
     kernel_matrix = as_compute(kernel, dtype).reshape(-1, kernel.shape[3])
     bias = None if bias is None else as_compute(bias, dtype)
     plan = _plan(x, kernel, geometry, dtype)
-    pixels, out_h, out_w = plan["pixels"], *geometry[2]
+    out_h, out_w = geometry[2]
     out = np.empty((x.shape[0], out_h, out_w, kernel.shape[3]), dtype=dtype)
     out_rows = out.reshape(-1, kernel.shape[3])
-    x_rows = x.reshape(-1, x.shape[3])
 
     def compute(first, last):
-        cols = None if plan["direct"] else np.empty((min(plan["batch"], last - first) * pixels, plan["patch_cols"]), dtype)
-        for start in range(first, last, plan["batch"]):
-            stop = min(last, start + plan["batch"])
-            rows = slice(start * pixels, stop * pixels)
-            if plan["direct"]:
-                patches = x_rows[rows]
-            else:
-                patches = cols[: (stop - start) * pixels]
-                kernels.im2col(x[start:stop], patches, *plan["args"], 1)
+        for start, stop, rows, patches in patch_batches(x, kernels, plan, first, last, dtype):
             np.dot(patches, kernel_matrix, out=out_rows[rows])
             if bias is not None:
                 kernels.add_bias(out_rows[rows], bias, 1)
@@ -194,24 +216,14 @@ def conv2d_grad(x, kernel, dout, strides=1, padding="valid", backend=None):
     kernel_matrix = as_compute(kernel, dtype).reshape(-1, out_channels)
     dout_rows = as_compute(dout, dtype).reshape(-1, out_channels)
     plan = _plan(x, kernel, geometry, dtype)
-    pixels = plan["pixels"]
     dx = np.empty(x.shape, dtype=dtype)
     dx_rows = dx.reshape(-1, x.shape[3])
-    x_rows = x.reshape(-1, x.shape[3])
     partials = {}
 
     def compute(first, last):
         dkernel = np.zeros(kernel_matrix.shape, dtype)
         product = np.empty(kernel_matrix.shape, dtype)
-        cols = None if plan["direct"] else np.empty((min(plan["batch"], last - first) * pixels, plan["patch_cols"]), dtype)
-        for start in range(first, last, plan["batch"]):
-            stop = min(last, start + plan["batch"])
-            rows = slice(start * pixels, stop * pixels)
-            if plan["direct"]:
-                patches = x_rows[rows]
-            else:
-                patches = cols[: (stop - start) * pixels]
-                kernels.im2col(x[start:stop], patches, *plan["args"], 1)
+        for start, stop, rows, patches in patch_batches(x, kernels, plan, first, last, dtype):
             np.dot(patches.T, dout_rows[rows], out=product)
             dkernel += product
             if plan["direct"]:
@@ -223,8 +235,6 @@ def conv2d_grad(x, kernel, dout, strides=1, padding="valid", backend=None):
         partials[first] = dkernel
 
     run_row_ranges(compute, x.shape[0], n_threads, 2 * plan["work"])
-    dkernel = partials.pop(0)
-    for first in sorted(partials):
-        dkernel += partials[first]
+    dkernel = sum_in_order(partials)
     dbias = dout_rows.sum(axis=0, dtype=np.float64).astype(dtype)
     return dx, dkernel.reshape(kernel.shape), dbias
