@@ -78,8 +78,12 @@ def run_row_ranges(func, n_rows, n_threads, work_per_row):
     if len(ranges) == 1:
         func(*ranges[0])
         return
-    pool = _get_pool(len(ranges))
+    pool = _get_pool(len(ranges) - 1)
     with _single_threaded_blas():
-        futures = [pool.submit(func, start, stop) for start, stop in ranges]
-        for future in futures:
-            future.result()
+        # The calling thread takes the first range itself instead of waiting for a worker to wake.
+        futures = [pool.submit(func, start, stop) for start, stop in ranges[1:]]
+        try:
+            func(*ranges[0])
+        finally:
+            for future in futures:
+                future.result()

@@ -49,6 +49,16 @@ def test_ties_go_to_lower_index(backend, dtype, rng, k):
         assert keys == sorted(keys)
 
 
+def test_many_blocks_match_naive(backend, dtype, rng):
+    """Enough reference rows for many scan blocks and a partial last one, a feature count that is
+    not a multiple of the exact distance's lanes, and duplicates far apart (ties across blocks)."""
+    X_ref = rng.normal(size=(1037, 19))
+    X_ref[1000] = X_ref[3]
+    X_ref[517] = X_ref[40] + 1e-9
+    X_query = np.concatenate([X_ref[[3, 40, 1036]] + 1e-3, rng.normal(size=(30, 19))])
+    _check_against_naive(X_query.astype(dtype), X_ref.astype(dtype), 4, backend, dtype)
+
+
 def test_all_references_identical(backend, dtype):
     X_ref = np.ones((6, 2), dtype=dtype)
     X_query = np.array([[0.0, 0.0], [1.0, 1.0]], dtype=dtype)

@@ -11,6 +11,9 @@ from ._jit import compile_kernel, launch
 
 _helper = numba.njit(nogil=True, cache=True)
 FEATURE_BLOCK = 16  # features per task in class_sums: 128 bytes of each float64 output row
+LANES = 8  # float64 partial sums of an exact distance (one AVX-512 vector)
+SCAN_BLOCK = 32  # kNN rows tested together for any candidate
+ROW_TASK = 16  # query rows per parallel kNN task
 
 
 @_helper
@@ -56,60 +59,111 @@ def _push(keys, index, size, key, idx):
 
 
 @_helper
-def _scaled_sq_distance(a, b, scale):
-    """|(a - b) * scale|^2 in float64, feature by feature; scaling by a power of two is exact."""
-    d2 = 0.0
+def _scaled_sq_distance(a, b, scale, lane):
+    """|(a - b) * scale|^2 in float64; scaling by a power of two is exact.
+
+    Feature f adds into lane[f % LANES] (lane: LANES float64 scratch) and the lanes are summed
+    pairwise, a fixed order that vectorises.
+    """
+    n_features = a.shape[0]
+    lane[:] = 0.0
+    full = n_features - n_features % LANES
     if scale < 1.0:  # large values: scale first so that a - b cannot overflow
-        for f in range(a.shape[0]):
+        for f in range(0, full, LANES):
+            for t in range(LANES):
+                diff = np.float64(a[f + t]) * scale - np.float64(b[f + t]) * scale
+                lane[t] += diff * diff
+        for f in range(full, n_features):
             diff = np.float64(a[f]) * scale - np.float64(b[f]) * scale
-            d2 += diff * diff
+            lane[f - full] += diff * diff
     else:  # small values: subtract first, then lift the difference out of the subnormal range
-        for f in range(a.shape[0]):
+        for f in range(0, full, LANES):
+            for t in range(LANES):
+                diff = (np.float64(a[f + t]) - np.float64(b[f + t])) * scale
+                lane[t] += diff * diff
+        for f in range(full, n_features):
             diff = (np.float64(a[f]) - np.float64(b[f])) * scale
-            d2 += diff * diff
-    return d2
+            lane[f - full] += diff * diff
+    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]))
+
+
+@_helper
+def _round_up(value, like):
+    """The smallest number of like's type that is >= value (value is finite)."""
+    rounded = like.dtype.type(value)
+    if rounded < value:
+        rounded = np.nextafter(rounded, like.dtype.type(np.inf))
+    return rounded
+
+
+@_helper
+def _knn_row(gram_row, ref_terms, slack, query, X_ref, exact_scale, out_dist, out_idx, terms, keys, index,
+             candidates, lane):
+    """One query row of knn_from_gram; terms, keys, index, candidates and lane are scratch."""
+    m = gram_row.shape[0]
+    k = out_idx.shape[0]
+    # Only rows whose term is within 2 slack of the k-th smallest term can be among the k
+    # nearest. One pass over blocks of rows: the arithmetic and the test "any term within
+    # reach" vectorise; the rare blocks that hold one keep the k smallest terms in a max-heap
+    # (its top is the k-th smallest so far) and remember every row within reach; reach only
+    # shrinks, so the remembered rows are a superset of those within reach at the end.
+    n_candidates = 0
+    size = 0
+    kth = np.inf
+    reach = np.inf
+    limit = terms.dtype.type(np.inf)  # reach rounded up to terms' type
+    for block_start in range(0, m, SCAN_BLOCK):
+        block_end = min(m, block_start + SCAN_BLOCK)
+        low = terms.dtype.type(np.inf)
+        for j in range(block_start, block_end):
+            term = ref_terms[j] - (gram_row[j] + gram_row[j])
+            terms[j] = term
+            low = min(low, term)
+        if low > limit:
+            continue
+        for j in range(block_start, block_end):
+            if terms[j] <= limit:
+                candidates[n_candidates] = j
+                n_candidates += 1
+                if size < k or terms[j] < kth:
+                    size = _push(keys, index, size, np.float64(terms[j]), j)
+                    if size == k:
+                        kth = keys[0]
+                        reach = kth + 2.0 * slack
+                        limit = _round_up(reach, terms)
+    # Rank the rows still within reach by their exact float64 distance.
+    size = 0
+    for c in range(n_candidates):
+        j = candidates[c]
+        if terms[j] <= reach:
+            size = _push(keys, index, size, _scaled_sq_distance(query, X_ref[j], exact_scale, lane), j)
+    # Heap-sort the k best into ascending (distance, index) order.
+    for last in range(k - 1, -1, -1):
+        out_dist[last] = np.sqrt(keys[0]) / exact_scale
+        out_idx[last] = index[0]
+        keys[0] = keys[last]
+        index[0] = index[last]
+        _sift_down(keys, index, last, 0)
 
 
 def _knn_from_gram(gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X_ref, exact_scale, out_dist, out_idx):
     n, m = gram.shape
     k = out_idx.shape[1]
-    for i in prange(n):
-        # One pass over the approximate distances: a max-heap keeps the k smallest upper bounds
-        # (their top caps the final k-th distance) and every row whose lower bound is within the
-        # cap so far is remembered; the cap only shrinks, so the remembered rows are a superset.
-        upper = np.empty(k)
-        upper_idx = np.empty(k, np.int64)
+    # terms[j] = ref_terms[j] - 2 gram[i, j] is row j's squared distance less the query's squared
+    # norm; computing it in gram's type adds at most 3.1 unit roundoffs of q + r to the bound.
+    ref_terms = sq_norms_r.astype(gram.dtype)
+    tol = bound_tol + 4.0 * np.finfo(gram.dtype).eps / 2
+    max_norm_r = sq_norms_r.max()
+    # Scratch is allocated once per task of ROW_TASK rows.
+    for task in prange((n + ROW_TASK - 1) // ROW_TASK):
+        terms = np.empty(m, gram.dtype)
+        keys = np.empty(k)
+        index = np.empty(k, np.int64)
         candidates = np.empty(m, np.int64)
-        n_candidates = 0
-        size = 0
-        cap = np.inf
-        for j in range(m):
-            norm_sum = sq_norms_q[i] + sq_norms_r[j]
-            bound = bound_tol * norm_sum + bound_abs
-            approx = norm_sum - 2.0 * gram[i, j]
-            if approx - bound <= cap:
-                candidates[n_candidates] = j
-                n_candidates += 1
-                if approx + bound < cap or size < k:
-                    size = _push(upper, upper_idx, size, approx + bound, j)
-                    if size == k:
-                        cap = upper[0]
-        # Rank the rows that can still reach the cap by their exact float64 distance.
-        best = np.empty(k)
-        best_idx = np.empty(k, np.int64)
-        size = 0
-        for c in range(n_candidates):
-            j = candidates[c]
-            norm_sum = sq_norms_q[i] + sq_norms_r[j]
-            if norm_sum - 2.0 * gram[i, j] - (bound_tol * norm_sum + bound_abs) <= cap:
-                size = _push(best, best_idx, size, _scaled_sq_distance(X_query[i], X_ref[j], exact_scale), j)
-        # Heap-sort the k best into ascending (distance, index) order.
-        for last in range(k - 1, -1, -1):
-            out_dist[i, last] = np.sqrt(best[0]) / exact_scale
-            out_idx[i, last] = best_idx[0]
-            best[0] = best[last]
-            best_idx[0] = best_idx[last]
-            _sift_down(best, best_idx, last, 0)
+        lane = np.empty(LANES)
+        for i in range(task * ROW_TASK, min(n, (task + 1) * ROW_TASK)):
+            _knn_row(gram[i], ref_terms, tol * (sq_norms_q[i] + max_norm_r) + bound_abs, X_query[i],
+                     X_ref, exact_scale, out_dist[i], out_idx[i], terms, keys, index, candidates, lane)
 
 
 _knn_serial = compile_kernel(_knn_from_gram)
@@ -120,11 +174,11 @@ def knn_from_gram(gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X
     """Exact k nearest reference rows per query row, from an approximate Gram block.
 
     gram (n, m): approximate dot products of the (shifted, scaled) rows, float32 or float64;
-    sq_norms_q (n,), sq_norms_r (m,): float64 squared norms of those rows; the approximate squared
-    distance q + r - 2 g is within bound_tol * (q + r) + bound_abs of the true one (same scale).
-    X_query (n, d), X_ref (m, d): the original rows, ranked exactly in float64 after scaling by
-    exact_scale (a power of two that keeps huge and subnormal values in range).
-    out_dist (n, k) gets Euclidean distances, out_idx (n, k) int64 indices, ascending,
+    sq_norms_q (n,), sq_norms_r (m,): float64 squared norms of those rows, finite in gram's type;
+    the approximate squared distance q + r - 2 g is within bound_tol * (q + r) + bound_abs of the
+    true one (same scale). X_query (n, d), X_ref (m, d): the original rows, ranked exactly in
+    float64 after scaling by exact_scale (a power of two that keeps huge and subnormal values in
+    range). out_dist (n, k) gets Euclidean distances, out_idx (n, k) int64 indices, ascending,
     ties to the lower index.
     """
     launch(_knn_serial, _knn_parallel, n_threads,

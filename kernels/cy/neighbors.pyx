@@ -5,12 +5,14 @@ Mirrors kernels/cpu/neighbors.py and kernels/npy/neighbors.py.
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
-from libc.math cimport INFINITY, sqrt
+from libc.math cimport INFINITY, nextafter, nextafterf, sqrt
 from libc.stdint cimport int64_t
 from libc.stdlib cimport calloc, free, malloc
 
 cdef enum:
     FEATURE_BLOCK = 16  # features per task in class_sums, as the Numba kernel
+    LANES = 8  # float64 partial sums of an exact distance (one AVX-512 vector)
+    SCAN_BLOCK = 32  # kNN rows tested together for any candidate (one AVX-512 float32 vector)
 
 # The Gram block's float type may differ from that of the rows it was made of.
 ctypedef fused gram_floating:
@@ -75,49 +77,89 @@ cdef inline Py_ssize_t _push(
 cdef inline double _scaled_sq_distance(
     const floating* a, const floating* b, Py_ssize_t n_features, double scale,
 ) noexcept nogil:
-    """|(a - b) * scale|^2 in float64, feature by feature (as the Numba kernel); scale is a power of two."""
-    cdef double d2 = 0.0, diff
-    cdef Py_ssize_t f
+    """|(a - b) * scale|^2 in float64 (as the Numba kernel); scale is a power of two.
+
+    Feature f adds into lane f % LANES and the lanes are summed pairwise, a fixed order that
+    vectorises.
+    """
+    cdef double lane[LANES]
+    cdef double diff
+    cdef Py_ssize_t f, t
+    for t in range(LANES):
+        lane[t] = 0.0
     if scale < 1.0:  # large values: scale first so that a - b cannot overflow
-        for f in range(n_features):
+        for f in range(0, n_features - LANES + 1, 8):  # LANES
+            for t in range(LANES):
+                diff = <double>a[f + t] * scale - <double>b[f + t] * scale
+                lane[t] += diff * diff
+        for f in range(n_features - n_features % LANES, n_features):
             diff = <double>a[f] * scale - <double>b[f] * scale
-            d2 += diff * diff
+            lane[f % LANES] += diff * diff
     else:  # small values: subtract first, then lift the difference out of the subnormal range
-        for f in range(n_features):
+        for f in range(0, n_features - LANES + 1, 8):  # LANES
+            for t in range(LANES):
+                diff = (<double>a[f + t] - <double>b[f + t]) * scale
+                lane[t] += diff * diff
+        for f in range(n_features - n_features % LANES, n_features):
             diff = (<double>a[f] - <double>b[f]) * scale
-            d2 += diff * diff
-    return d2
+            lane[f % LANES] += diff * diff
+    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]))
+
+
+cdef inline gram_floating _round_up(double value, gram_floating like) noexcept nogil:
+    """The smallest value of gram's type that is >= value (value is finite)."""
+    cdef gram_floating rounded = <gram_floating> value
+    if rounded < value:
+        if gram_floating is float:
+            rounded = nextafterf(rounded, INFINITY)
+        else:
+            rounded = nextafter(rounded, INFINITY)
+    return rounded
 
 
 cdef void _knn_row(
-    const gram_floating* gram_row, double sq_norm_q, const double* sq_norms_r, double bound_tol,
-    double bound_abs, const floating* query, const floating* X_ref, double exact_scale, Py_ssize_t m,
+    const gram_floating* gram_row, const gram_floating* ref_terms, double slack,
+    const floating* query, const floating* X_ref, double exact_scale, Py_ssize_t m,
     Py_ssize_t n_features, Py_ssize_t k, double* keys, int64_t* index, int64_t* candidates,
-    double* out_dist, int64_t* out_idx,
+    gram_floating* terms, double* out_dist, int64_t* out_idx,
 ) noexcept nogil:
-    """One query row of knn_from_gram; keys, index (k) and candidates (m) are scratch."""
-    cdef Py_ssize_t j, c, last, size = 0, n_candidates = 0
-    cdef double norm_sum, bound, approx, cap = INFINITY
-    # One pass over the approximate distances: a max-heap keeps the k smallest upper bounds (its
-    # top caps the final k-th distance) and every row whose lower bound is within the cap so far is
-    # remembered; the cap only shrinks, so the remembered rows are a superset.
-    for j in range(m):
-        norm_sum = sq_norm_q + sq_norms_r[j]
-        bound = bound_tol * norm_sum + bound_abs
-        approx = norm_sum - 2.0 * gram_row[j]
-        if approx - bound <= cap:
-            candidates[n_candidates] = j
-            n_candidates += 1
-            if approx + bound < cap or size < k:
-                size = _push(keys, index, k, size, approx + bound, j)
-                if size == k:
-                    cap = keys[0]
-    # Rank the rows that can still reach the cap by their exact float64 distance.
+    """One query row of knn_from_gram; keys, index (k), candidates and terms (m) are scratch.
+
+    terms[j] = ref_terms[j] - 2 gram_row[j] is the squared distance less the query's squared norm,
+    within `slack` of the exact one; only rows whose term is within 2 slack of the k-th smallest
+    term can be among the k nearest, and only those are ranked by their exact float64 distance.
+    """
+    cdef Py_ssize_t j, c, last, block_start, block_end, size = 0, n_candidates = 0
+    cdef double kth = INFINITY, reach = INFINITY
+    cdef gram_floating limit = INFINITY
+    cdef bint hit
+    # One pass over blocks of rows. The arithmetic and the test "any term within reach" vectorise;
+    # the rare blocks that hold one keep the k smallest terms in a max-heap (their top is the k-th
+    # smallest so far) and remember every row within reach; reach only shrinks, so the remembered
+    # rows are a superset of those within reach at the end.
+    for block_start in range(0, m, 32):  # SCAN_BLOCK: Cython needs a literal step for a C loop
+        block_end = min(m, block_start + SCAN_BLOCK)
+        hit = False
+        for j in range(block_start, block_end):
+            terms[j] = ref_terms[j] - (gram_row[j] + gram_row[j])
+            hit |= terms[j] <= limit
+        if not hit:
+            continue
+        for j in range(block_start, block_end):
+            if terms[j] <= limit:
+                candidates[n_candidates] = j
+                n_candidates += 1
+                if size < k or terms[j] < kth:
+                    size = _push(keys, index, k, size, terms[j], j)
+                    if size == k:
+                        kth = keys[0]
+                        reach = kth + 2.0 * slack
+                        limit = _round_up(reach, limit)
+    # Rank the rows still within reach by their exact float64 distance.
     size = 0
     for c in range(n_candidates):
         j = candidates[c]
-        norm_sum = sq_norm_q + sq_norms_r[j]
-        if norm_sum - 2.0 * gram_row[j] - (bound_tol * norm_sum + bound_abs) <= cap:
+        if terms[j] <= reach:
             size = _push(
                 keys, index, k, size,
                 _scaled_sq_distance(query, X_ref + j * n_features, n_features, exact_scale), j,
@@ -139,39 +181,59 @@ def knn_from_gram(
     """Exact k nearest reference rows per query row, from an approximate Gram block.
 
     gram (n, m): approximate dot products of the (shifted, scaled) rows, float32 or float64;
-    sq_norms_q (n,), sq_norms_r (m,): float64 squared norms of those rows; the approximate squared
-    distance q + r - 2 g is within bound_tol * (q + r) + bound_abs of the true one (same scale).
-    X_query (n, d), X_ref (m, d): the original rows, ranked exactly in float64 after scaling by
-    exact_scale (a power of two that keeps huge and subnormal values in range).
-    out_dist (n, k) gets Euclidean distances, out_idx (n, k) int64 indices, ascending,
+    sq_norms_q (n,), sq_norms_r (m,): float64 squared norms of those rows, finite in gram's type;
+    the approximate squared distance q + r - 2 g is within bound_tol * (q + r) + bound_abs of the
+    true one (same scale). X_query (n, d), X_ref (m, d): the original rows, ranked exactly in
+    float64 after scaling by exact_scale (a power of two that keeps huge and subnormal values in
+    range). out_dist (n, k) gets Euclidean distances, out_idx (n, k) int64 indices, ascending,
     ties to the lower index.
     """
     cdef Py_ssize_t n = gram.shape[0], m = gram.shape[1], k = out_idx.shape[1]
     cdef Py_ssize_t n_features = X_query.shape[1]
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, j
+    cdef double max_norm_r = 0.0, tol, unit_roundoff
     cdef double* keys = NULL
     cdef int64_t* index = NULL
+    cdef gram_floating* terms = NULL
+    cdef gram_floating* ref_terms = NULL
     cdef int failed = 0
     cdef int* failed_ptr = &failed
     if n == 0 or k == 0:
         return
+    if gram_floating is float:
+        unit_roundoff = 2.0**-24
+    else:
+        unit_roundoff = 2.0**-53
+    # Computing a term in gram's type adds at most 3.1 unit roundoffs of q + r to the bound.
+    tol = bound_tol + 4.0 * unit_roundoff
+    ref_terms = <gram_floating*> malloc(m * sizeof(gram_floating))
+    if ref_terms == NULL:
+        raise MemoryError("knn_from_gram: no memory for the reference terms")
+    for j in range(m):
+        ref_terms[j] = <gram_floating> sq_norms_r[j]
+        if sq_norms_r[j] > max_norm_r:
+            max_norm_r = sq_norms_r[j]
     with nogil, parallel(num_threads=n_threads):
         # Per-thread scratch, allocated once per thread: the heap's keys, then its indices and the
-        # candidate rows.
+        # candidate rows, and the row's terms.
         keys = <double*> malloc(k * sizeof(double))
         index = <int64_t*> malloc((k + m) * sizeof(int64_t))
-        if keys == NULL or index == NULL:
+        terms = <gram_floating*> malloc(m * sizeof(gram_floating))
+        if keys == NULL or index == NULL or terms == NULL:
             failed_ptr[0] = 1
         for i in prange(n, schedule="static"):
-            if keys == NULL or index == NULL:
+            if keys == NULL or index == NULL or terms == NULL:
                 continue
             _knn_row(
-                &gram[i, 0], sq_norms_q[i], &sq_norms_r[0], bound_tol, bound_abs,
+                &gram[i, 0], ref_terms,
+                tol * (sq_norms_q[i] + max_norm_r) + bound_abs,
                 &X_query[i, 0], &X_ref[0, 0], exact_scale, m, n_features, k, keys, index, index + k,
-                &out_dist[i, 0], &out_idx[i, 0],
+                terms, &out_dist[i, 0], &out_idx[i, 0],
             )
         free(keys)
         free(index)
+        free(terms)
+    free(ref_terms)
     if failed:
         raise MemoryError("knn_from_gram: no memory for the per-thread scratch")
 
