@@ -59,6 +59,25 @@ def test_online_epoch_matches_naive(backend, dtype, rule, rng):
     np.testing.assert_allclose(W, expected_W, rtol=RTOL[dtype], atol=10 * RTOL[dtype])
 
 
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("n_features", [1, 31, 70, 256])
+def test_online_epoch_wide_rows(dtype, rule, n_features, rng):
+    """Rows that fill several vector blocks with a remainder: the naive result, and the same bits
+    on the compiled backends (they add every score in the same order)."""
+    X1, codes, W0 = _problem(rng, dtype, n=25, n_features=n_features, n_classes=10)
+    expected_W, expected_correct = naive.perceptron_online_epoch(X1, codes, 0.2, rule, W0)
+    results = {}
+    for name in ready_backends():
+        kernels, _ = fastdl_backend.kernels("perceptron", name)
+        W = W0.copy()
+        n_correct = kernels.online_epoch(X1, codes, dtype(0.2), RULES[rule], W, np.empty(10, dtype), 1)
+        assert n_correct == expected_correct, name
+        np.testing.assert_allclose(W, expected_W, rtol=RTOL[dtype], atol=10 * RTOL[dtype], err_msg=name)
+        results[name] = W
+    if "numba" in results and "cython" in results:
+        np.testing.assert_array_equal(results["numba"], results["cython"])
+
+
 @pytest.mark.parametrize("epoch", ["batch_epoch", "online_epoch"])
 def test_saturated_units_raise_no_warnings(backend, dtype, epoch, rng):
     """Scores of +-1e4 saturate the sigmoid; exp(-|z|) keeps every step finite and silent."""

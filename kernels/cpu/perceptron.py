@@ -84,7 +84,7 @@ def batch_epoch(X1, codes, lr, rule, W, scores, grad, n_threads):
     return _batch(X1, codes, lr, rule, W, scores, grad)
 
 
-def _online_epoch(X1, codes, lr, rule, W, work):
+def _online_classic(X1, codes, lr, W, work):
     n, n_features = X1.shape
     n_classes = W.shape[1]
     # Four partial sums over the features, combined as (s0 + s1) + (s2 + s3), exactly as the
@@ -113,31 +113,81 @@ def _online_epoch(X1, codes, lr, rule, W, work):
         predicted = _argmax(work)
         if predicted == y:
             n_correct += 1
-            if rule != RULE_SIGMOID:
-                continue
-        if rule == RULE_SIGMOID:
-            for c in range(n_classes):
-                target = 1.0 if c == y else 0.0
-                work[c] = target - _sigmoid(work[c])
-                work[c] *= lr
-            for f in range(n_features):
-                xf = X1[i, f]
-                for c in range(n_classes):
-                    W[f, c] += xf * work[c]
-        else:
-            for f in range(n_features):
-                change = X1[i, f] * lr
-                W[f, y] += change
-                W[f, predicted] -= change
+            continue
+        for f in range(n_features):
+            change = X1[i, f] * lr
+            W[f, y] += change
+            W[f, predicted] -= change
     return n_correct
 
 
-_online = compile_kernel(_online_epoch)
+@_helper
+def _step_and_score(w, step, x, x_next, lane):
+    """w += x * step, then returns sum_f x_next[f] * w[f], in one pass; lane (32,) is scratch.
+
+    The order of the sum (as the Cython kernel), which vectorises with independent accumulators:
+    feature f < full adds into lane f % 32, the lanes are folded in halves (lane[t] +=
+    lane[t + half] for half = 16, 8, 4, 2, 1), and the features past full (a multiple of 32) are
+    added to lane[0] one by one.
+    """
+    n_features = w.shape[0]
+    full = n_features - n_features % 32
+    lane[:] = 0
+    for f in range(0, full, 32):
+        for t in range(32):
+            w[f + t] += x[f + t] * step
+            lane[t] += x_next[f + t] * w[f + t]
+    half = 16
+    while half > 0:
+        for t in range(half):
+            lane[t] += lane[t + half]
+        half //= 2
+    total = lane[0]
+    for f in range(full, n_features):
+        w[f] += x[f] * step
+        total += x_next[f] * w[f]
+    return total
+
+
+def _online_sigmoid(X1, codes, lr, W, scores):
+    n, n_features = X1.shape
+    n_classes = W.shape[1]
+    # A transposed copy of W, one contiguous row per class, so that a class's update and its
+    # score for the next sample are one vectorised pass.
+    Wt = np.ascontiguousarray(W.T)
+    lane = np.empty(32, W.dtype)
+    zero = W.dtype.type(0)
+    for c in range(n_classes):
+        scores[c] = _step_and_score(Wt[c], zero, X1[0], X1[0], lane)
+    n_correct = 0
+    for i in range(n):
+        # The next sample's features; after the last sample the scores are computed and unused.
+        i_next = i + 1 if i + 1 < n else i
+        y = codes[i]
+        if _argmax(scores) == y:
+            n_correct += 1
+        for c in range(n_classes):
+            target = 1.0 if c == y else 0.0
+            step = W.dtype.type(target - _sigmoid(scores[c]))
+            step *= lr
+            scores[c] = _step_and_score(Wt[c], step, X1[i], X1[i_next], lane)
+    W[:] = Wt.T
+    return n_correct
+
+
+_online = compile_kernel(_online_classic)
+_online_sig = compile_kernel(_online_sigmoid)
 
 
 def online_epoch(X1, codes, lr, rule, W, work, n_threads):
     """Per-sample updates in dataset order; returns how many samples were right before their update.
 
     work (c,) is scratch in W's dtype. The loop is sequential by nature, so n_threads is unused.
+    The sigmoid rule rewrites every weight for every sample, so it scores the next sample in the
+    same pass over the weights as it updates them.
     """
-    return _online(X1, codes, lr, rule, W, work)
+    if X1.shape[0] == 0:
+        return 0
+    if rule == RULE_SIGMOID:
+        return _online_sig(X1, codes, lr, W, work)
+    return _online(X1, codes, lr, W, work)

@@ -11,7 +11,7 @@ import numpy as np
 from cython cimport floating
 from libc.math cimport exp
 from libc.stdint cimport int64_t
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, free, malloc
 
 cdef enum:
     RULE_SIGMOID = 0
@@ -142,16 +142,23 @@ def online_epoch(
 
     work (c,) is scratch in W's dtype. The loop is sequential by nature, so n_threads is unused.
     The classic rule mostly only scores samples, and runs on a padded copy of W whose scores stay
-    in vector registers; the sigmoid rule rewrites every weight for every sample, where padding
-    only adds memory traffic, so it works on W as it is. Both add in the same order.
+    in vector registers. The sigmoid rule rewrites every weight for every sample, so it scores the
+    next sample in the same pass over W as it updates it (padding would only add memory traffic).
+    All add in the same order.
     """
     cdef Py_ssize_t n = X1.shape[0], n_features = X1.shape[1], n_classes = W.shape[1]
     cdef Py_ssize_t f, c, n_correct
     cdef floating* Wp
     if n == 0:
         return 0
-    if rule == RULE_SIGMOID or n_classes > LANES:
-        return _online_general(X1, codes, lr, rule, W, work)
+    if rule == RULE_SIGMOID:
+        with nogil:
+            n_correct = _online_sigmoid(&X1[0, 0], n, n_features, &codes[0], lr, &W[0, 0], n_classes, &work[0])
+        if n_correct < 0:
+            raise MemoryError("online_epoch: no memory for the transposed weights")
+        return n_correct
+    if n_classes > LANES:
+        return _online_classic(X1, codes, lr, W, work)
     Wp = <floating*> calloc(n_features * LANES, sizeof(floating))
     if Wp == NULL:
         raise MemoryError("online_epoch: no memory for the padded weights")
@@ -167,15 +174,14 @@ def online_epoch(
     return n_correct
 
 
-cdef Py_ssize_t _online_general(
-    const floating[:, ::1] X1, const int64_t[::1] codes, floating lr, int rule, floating[:, ::1] W,
+cdef Py_ssize_t _online_classic(
+    const floating[:, ::1] X1, const int64_t[::1] codes, floating lr, floating[:, ::1] W,
     floating[::1] work,
 ):
-    """online_epoch on W as it is, for either rule and any number of classes."""
+    """The classic rule's online epoch on W as it is, for any number of classes."""
     cdef Py_ssize_t n = X1.shape[0], n_features = X1.shape[1], n_classes = W.shape[1]
     cdef Py_ssize_t i, f, c, y, predicted, n_correct = 0
-    cdef floating xf, change
-    cdef floating* w_row
+    cdef floating change
     cdef floating* acc = &work[0]
     with nogil:
         for i in range(n):
@@ -185,22 +191,11 @@ cdef Py_ssize_t _online_general(
             predicted = _argmax(acc, n_classes)
             if predicted == y:
                 n_correct += 1
-                if rule != RULE_SIGMOID:
-                    continue
-            if rule == RULE_SIGMOID:
-                for c in range(n_classes):
-                    acc[c] = (1.0 if c == y else 0.0) - _sigmoid(acc[c])
-                    acc[c] *= lr
-                for f in range(n_features):
-                    xf = X1[i, f]
-                    w_row = &W[f, 0]
-                    for c in range(n_classes):
-                        w_row[c] += xf * acc[c]
-            else:
-                for f in range(n_features):
-                    change = X1[i, f] * lr
-                    W[f, y] += change
-                    W[f, predicted] -= change
+                continue
+            for f in range(n_features):
+                change = X1[i, f] * lr
+                W[f, y] += change
+                W[f, predicted] -= change
     return n_correct
 
 
@@ -220,3 +215,77 @@ cdef inline floating _partial_sums_dot(
         s0 += x[f] * w_column[f * stride]
         f += 1
     return (s0 + s1) + (s2 + s3)
+
+
+cdef Py_ssize_t _online_sigmoid(
+    const floating* X1, Py_ssize_t n, Py_ssize_t n_features, const int64_t* codes, floating lr,
+    floating* W, Py_ssize_t n_classes, floating* scores,
+) noexcept nogil:
+    """The sigmoid rule's online epoch on W (n_features, n_classes); scores (n_classes,) is scratch.
+
+    Works on a transposed copy of W, one contiguous row per class, so that a class's update and
+    its score for the next sample are one vectorised pass (_step_and_score). Returns the correct
+    count, or -1 when there is no memory for the copy.
+    """
+    cdef floating* Wt = <floating*> malloc(n_classes * n_features * sizeof(floating))
+    cdef const floating* x
+    cdef const floating* x_next
+    cdef floating step
+    cdef Py_ssize_t i, f, c, y, n_correct = 0
+    if Wt == NULL:
+        return -1
+    for f in range(n_features):
+        for c in range(n_classes):
+            Wt[c * n_features + f] = W[f * n_classes + c]
+    for c in range(n_classes):
+        scores[c] = _step_and_score(Wt + c * n_features, 0, X1, X1, n_features)
+    for i in range(n):
+        x = X1 + i * n_features
+        # The next sample's features; after the last sample the scores are computed and unused.
+        x_next = X1 + (i + 1 if i + 1 < n else i) * n_features
+        y = codes[i]
+        if _argmax(scores, n_classes) == y:
+            n_correct += 1
+        for c in range(n_classes):
+            step = (1.0 if c == y else 0.0) - _sigmoid(scores[c])
+            step *= lr
+            scores[c] = _step_and_score(Wt + c * n_features, step, x, x_next, n_features)
+    for f in range(n_features):
+        for c in range(n_classes):
+            W[f * n_classes + c] = Wt[c * n_features + f]
+    free(Wt)
+    return n_correct
+
+
+cdef inline floating _step_and_score(
+    floating* w, floating step, const floating* x, const floating* x_next, Py_ssize_t n_features,
+) noexcept nogil:
+    """w += x * step, then returns sum_f x_next[f] * w[f], in one pass.
+
+    The order of the sum (as the Numba kernel), which vectorises with independent accumulators:
+    feature f < full adds into lane f % 32, the lanes are folded in halves (lane[t] +=
+    lane[t + half] for half = 16, 8, 4, 2, 1), and the features past full (a multiple of 32) are
+    added to lane[0] one by one.
+    """
+    cdef floating lane[32]
+    cdef floating total
+    cdef Py_ssize_t f, t, full = n_features - n_features % 32
+    for t in range(32):
+        lane[t] = 0
+    for f in range(0, full, 32):
+        for t in range(32):
+            w[f + t] += x[f + t] * step
+            lane[t] += x_next[f + t] * w[f + t]
+    for t in range(16):
+        lane[t] += lane[t + 16]
+    for t in range(8):
+        lane[t] += lane[t + 8]
+    for t in range(4):
+        lane[t] += lane[t + 4]
+    for t in range(2):
+        lane[t] += lane[t + 2]
+    total = lane[0] + lane[1]
+    for f in range(full, n_features):
+        w[f] += x[f] * step
+        total += x_next[f] * w[f]
+    return total
