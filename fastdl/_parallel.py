@@ -10,10 +10,13 @@ import concurrent.futures
 import contextlib
 import threading
 
+import numpy as np
+
 # Below this much work (rows x columns x features) one thread is faster than handing out tasks.
 MIN_WORK_PER_THREAD = 1 << 22
 
 _lock = threading.Lock()
+_scratch = threading.local()
 _pool = None
 _pool_size = 0
 _controller = None
@@ -33,9 +36,13 @@ def _get_pool(n_threads):
 
 
 @contextlib.contextmanager
-def _single_threaded_blas():
+def single_threaded_blas():
     """BLAS limited to one thread while any fastdl region runs (counted, so overlapping calls from
-    several user threads restore the original limits only when the last one leaves)."""
+    several user threads restore the original limits only when the last one leaves).
+
+    Also held around a whole training run: nested regions then cost a counter, and no BLAS worker
+    thread is left spinning between steps on the cores our own threads need.
+    """
     global _controller, _blas_users, _blas_limits
     with _lock:
         if _controller is None:
@@ -79,7 +86,7 @@ def run_row_ranges(func, n_rows, n_threads, work_per_row):
         func(*ranges[0])
         return
     pool = _get_pool(len(ranges) - 1)
-    with _single_threaded_blas():
+    with single_threaded_blas():
         # The calling thread takes the first range itself instead of waiting for a worker to wake.
         futures = [pool.submit(func, start, stop) for start, stop in ranges[1:]]
         try:
@@ -87,3 +94,21 @@ def run_row_ranges(func, n_rows, n_threads, work_per_row):
         finally:
             for future in futures:
                 future.result()
+
+
+def scratch(name, shape, dtype):
+    """A temporary array of this thread's, reused by the next call with the same name.
+
+    For work arrays of the compiled ops (patch matrices, partial sums) that would otherwise be
+    fresh memory on every call: the kernel zeroing new pages cost ~5% of a CNN step. Each thread
+    keeps the largest array it needed under each name; contents are undefined.
+    """
+    arrays = getattr(_scratch, "arrays", None)
+    if arrays is None:
+        arrays = _scratch.arrays = {}
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape))
+    buffer = arrays.get((name, dtype))
+    if buffer is None or buffer.size < size:
+        buffer = arrays[(name, dtype)] = np.empty(size, dtype)
+    return buffer[:size].reshape(shape)

@@ -133,6 +133,7 @@ def _load(name, family):
     """(kernel module or None, reason) of one family on one backend, cached."""
     key = (name, family)
     if key not in _module_cache:
+        config.prefer_passive_openmp()  # before any compiled module loads the OpenMP runtime
         if name not in _status_cache:
             _status_cache[name] = _probe(name)
         ok, reason = _status_cache[name]

@@ -235,3 +235,61 @@ def test_cyclic_mse_learns_across_the_wrap():
     model.compile(nn.Adam(lr=0.1), nn.CyclicMSE(12))
     history = model.fit(x, y, epochs=40)
     assert history.history["loss"][-1] < 0.05
+
+
+def _one_step_grads(model, x, y):
+    """Every parameter's gradient after one forward and backward pass of (x, y)."""
+    out = model._forward(model._as_batch(x), training=True)
+    model._batch_loss(out, y)
+    fused = model._fused()
+    model._backward(model.loss.backward_logits() if fused else model.loss.backward(), fused)
+    return {name: p.grad.copy() for name, p in model.parameters()}
+
+
+def _mlp_without_dropout():
+    return nn.Sequential([nn.Dense(16, activation="relu", input_shape=(8,)), nn.Dense(3, activation="softmax")],
+                         seed=0)
+
+
+@pytest.mark.parametrize("make_model", [_mlp_without_dropout, small_cnn], ids=["mlp", "cnn"])
+def test_first_layers_skip_the_input_gradient(make_model):
+    """The first parametrised layer computes no input gradient, and every weight gradient stays the same."""
+    x, y = (blobs(32) if make_model is _mlp_without_dropout else bar_images(32))
+    model = make_model()
+    model.compile(nn.SGD(0.1), "sparse_categorical_crossentropy")
+    model.build()
+    assert [layer.needs_input_grad for layer in model.layers][:1] == [False]
+    assert all(layer.needs_input_grad for layer in model.layers[1:])
+    skipped = _one_step_grads(model, x, y)
+    for layer in model.layers:
+        layer.needs_input_grad = True
+    full = _one_step_grads(model, x, y)
+    for name in full:
+        np.testing.assert_array_equal(skipped[name], full[name], err_msg=name)
+
+
+def test_inference_outputs_stay_the_callers():
+    """Training steps reuse their buffers; what model(x) and predict returned is never overwritten."""
+    x, y = blobs(64)
+    model = small_mlp()
+    model.compile(nn.SGD(0.1), "sparse_categorical_crossentropy")
+    first = model(x[:16])
+    kept = first.copy()
+    predicted = model.predict(x[:16])
+    model.fit(x, y, epochs=1, batch_size=16)
+    model(x[16:32])
+    np.testing.assert_array_equal(first, kept)
+    np.testing.assert_array_equal(predicted, kept)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_sgd_step_leaves_the_gradients(momentum):
+    x, y = blobs(32)
+    model = small_mlp()
+    model.compile(nn.SGD(0.1, momentum=momentum), "sparse_categorical_crossentropy")
+    grads = _one_step_grads(model, x, y)
+    before = {name: p.value.copy() for name, p in model.parameters()}
+    model.optimizer.step()
+    for name, p in model.parameters():
+        np.testing.assert_array_equal(p.grad, grads[name], err_msg=name)
+        np.testing.assert_allclose(p.value, before[name] - np.float32(0.1) * grads[name], rtol=1e-6, err_msg=name)

@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 
 from fastdl.ops import activation_grad
-from fastdl.ops.dense import ACTIVATIONS
+from fastdl.ops.dense import ACTIVATIONS, activation_grad_into
 from fastdl.nn.module import Layer
 
 NAMES = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax")
@@ -57,8 +57,12 @@ def apply(name, z, alpha=LEAKY_ALPHA):
     raise AssertionError(name)
 
 
-def grad(name, out, dout, backend=None, alpha=LEAKY_ALPHA):
-    """Gradient with respect to the activation's input, from its output `out`."""
+def grad(name, out, dout, backend=None, alpha=LEAKY_ALPHA, into=None):
+    """Gradient with respect to the activation's input, from its output `out`.
+
+    into: optional C-contiguous array of out's shape and dtype that receives the compiled
+    activations' gradient (a layer's reused buffer).
+    """
     if name == "linear":
         return dout
     if name == "leaky_relu":
@@ -68,7 +72,15 @@ def grad(name, out, dout, backend=None, alpha=LEAKY_ALPHA):
         return out * (dout - (dout * out).sum(axis=-1, keepdims=True))
     assert name in ACTIVATIONS
     channels = out.shape[-1]
-    return activation_grad(out.reshape(-1, channels), dout.reshape(-1, channels), name, backend=backend).reshape(out.shape)
+    if into is None:
+        return activation_grad(out.reshape(-1, channels), dout.reshape(-1, channels), name,
+                               backend=backend).reshape(out.shape)
+    dout = np.ascontiguousarray(dout, dtype=out.dtype)
+    if dout.shape != out.shape:
+        raise ValueError(f"dout must have the output's shape {out.shape}, got {dout.shape}")
+    activation_grad_into(out.reshape(-1, channels), dout.reshape(-1, channels), ACTIVATIONS[name],
+                         into.reshape(-1, channels), backend)
+    return into
 
 
 class Activation(Layer):

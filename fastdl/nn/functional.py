@@ -397,7 +397,6 @@ class Model(Training):
                 losses = self._batch_losses(outputs, yb)
                 if not np.isfinite(losses["loss"]):
                     raise ValueError(f"the loss is {losses['loss']}")
-                self.optimizer.zero_grad()
                 self._backward()
             except ValueError as exc:
                 # Weights or activations went non-finite: never train on silently.
@@ -426,17 +425,19 @@ class Model(Training):
         """{"loss": total, "<output>_loss": ..., "<output>_accuracy": ...} over (x, y)."""
         batch_size = check_int(batch_size, "batch_size", 1)
         x, y = self._check_xy(x, y)
-        return self._evaluate(x, y, batch_size)
+        with self._blas_policy():
+            return self._evaluate(x, y, batch_size)
 
     def predict(self, x, batch_size=32):
         """{output name: ndarray of shape (n_samples, *output_shape)}, computed batch by batch."""
         batch_size = check_int(batch_size, "batch_size", 1)
         x = self._check_x(x)
         result = {name: np.empty((x.shape[0], *shape), dtype=self.dtype) for name, shape in self.output_shape.items()}
-        for first in range(0, x.shape[0], batch_size):
-            outputs = self._forward(self._as_batch(x[first:first + batch_size]), training=False)
-            for name, value in outputs.items():
-                result[name][first:first + batch_size] = value
+        with self._blas_policy():
+            for first in range(0, x.shape[0], batch_size):
+                outputs = self._forward(self._as_batch(x[first:first + batch_size]), training=False)
+                for name, value in outputs.items():
+                    result[name][first:first + batch_size] = value
         return result
 
     def __call__(self, x, training=False):

@@ -5,12 +5,11 @@ import numbers
 import numpy as np
 
 from fastdl.nn import activations
-from fastdl.nn.module import Layer, Parameter, get_initializer
+from fastdl.nn.module import Layer, Parameter, as_layer_input, get_initializer
 from fastdl.nn.regularizers import get_regularizer
-from fastdl.ops import conv2d, conv2d_grad, dense, dense_grad, max_pool2d, max_pool2d_grad
-from fastdl.ops.conv import _geometry
-from fastdl.ops.dense import ACTIVATIONS
-from fastdl.ops.pool import pool_geometry
+from fastdl.ops.conv import _geometry, conv2d_grad_into, conv2d_into
+from fastdl.ops.dense import ACTIVATIONS, dense_grad_into, dense_into
+from fastdl.ops.pool import max_pool2d_grad_into, max_pool2d_into, pool_geometry
 from fastdl._validation import check_int, check_pair
 
 
@@ -21,6 +20,13 @@ class Input:
         if isinstance(shape, numbers.Integral):
             shape = (shape,)
         self.shape = tuple(check_int(d, "shape", 1) for d in shape)
+
+
+def _same_batch(dout, x):
+    """dout, after checking that it holds one gradient per image of the forward pass's input x."""
+    if dout.shape[0] != x.shape[0]:
+        raise ValueError(f"the output gradient has {dout.shape[0]} samples, the forward pass had {x.shape[0]}")
+    return dout
 
 
 class _Activated(Layer):
@@ -37,7 +43,7 @@ class _Activated(Layer):
 
     def _regularize(self):
         if self.kernel_regularizer is not None:
-            self.kernel.grad = self.kernel.grad + self.kernel_regularizer.grad(self.kernel.value)
+            self.kernel.grad += self.kernel_regularizer.grad(self.kernel.value)
 
     def _activate(self, z):
         # Softmax layers keep their logits for a fused softmax-cross-entropy loss.
@@ -46,7 +52,9 @@ class _Activated(Layer):
         return self._out
 
     def backward(self, dout):
-        return self.backward_pre(activations.grad(self.activation, self._out, dout, self.backend))
+        into = self._buffer("dpre", self._out.shape) if self.activation in ACTIVATIONS else None
+        dpre = activations.grad(self.activation, self._out, dout, self.backend, into=into)
+        return self.backward_pre(dpre)
 
 
 class Dense(_Activated):
@@ -87,18 +95,22 @@ class Dense(_Activated):
             self.bias = Parameter(np.zeros(self.units, self.dtype))
 
     def forward(self, x, training=False):
-        self._x = x
+        self._x = x = as_layer_input(x, self.dtype, self.input_shape, type(self).__name__)
         bias = self.bias.value if self.use_bias else None
+        shape = (x.shape[0], self.units)
+        # A training step's output is overwritten by the next step; an inference output is the caller's.
+        out = self._buffer("out", shape) if training else np.empty(shape, self.dtype)
         if self.activation in ACTIVATIONS:
-            self._out = dense(x, self.kernel.value, bias, self.activation, backend=self.backend)
+            self._out = dense_into(x, self.kernel.value, bias, ACTIVATIONS[self.activation], out, self.backend)
             return self._out
-        return self._activate(dense(x, self.kernel.value, bias, backend=self.backend))
+        return self._activate(dense_into(x, self.kernel.value, bias, 0, out, self.backend))
 
     def backward_pre(self, dpre):
-        dx, self.kernel.grad, dbias = dense_grad(self._x, self.kernel.value, dpre, backend=self.backend)
+        dpre = as_layer_input(dpre, self.dtype, self.output_shape, type(self).__name__ + " backward")
+        dx = self._buffer("dx", self._x.shape) if self.needs_input_grad else None
+        dense_grad_into(self._x, self.kernel.value, _same_batch(dpre, self._x), dx, self.kernel.grad,
+                        self.bias.grad if self.use_bias else None)
         self._regularize()
-        if self.use_bias:
-            self.bias.grad = dbias
         return dx
 
 
@@ -150,19 +162,27 @@ class Conv2D(_Activated):
         self.kernel = Parameter(self.kernel_initializer(shape, rng, self.dtype))
         if self.use_bias:
             self.bias = Parameter(np.zeros(self.filters, self.dtype))
+        self._geometry = _geometry((1, *input_shape), shape, self.strides, self.padding)
 
     def forward(self, x, training=False):
-        self._x = x
+        self._x = x = as_layer_input(x, self.dtype, self.input_shape, type(self).__name__)
         bias = self.bias.value if self.use_bias else None
-        z = conv2d(x, self.kernel.value, bias, self.strides, self.padding, backend=self.backend)
-        return self._activate(z)
+        shape = (x.shape[0], *self.output_shape)
+        # A training step's output is overwritten by the next step; an inference output is the caller's.
+        out = self._buffer("out", shape) if training else np.empty(shape, self.dtype)
+        if self.activation in ACTIVATIONS:  # fused with the bias, batch by batch
+            self._logits = None
+            self._out = conv2d_into(x, self.kernel.value, bias, self._geometry, out, ACTIVATIONS[self.activation],
+                                    self.backend)
+            return self._out
+        return self._activate(conv2d_into(x, self.kernel.value, bias, self._geometry, out, 0, self.backend))
 
     def backward_pre(self, dpre):
-        dx, self.kernel.grad, dbias = conv2d_grad(self._x, self.kernel.value, dpre, self.strides, self.padding,
-                                                  backend=self.backend)
+        dpre = as_layer_input(dpre, self.dtype, self.output_shape, type(self).__name__ + " backward")
+        dx = self._buffer("dx", self._x.shape) if self.needs_input_grad else None
+        conv2d_grad_into(self._x, self.kernel.value, _same_batch(dpre, self._x), self._geometry, dx,
+                         self.kernel.grad, self.bias.grad if self.use_bias else None, self.backend)
         self._regularize()
-        if self.use_bias:
-            self.bias.grad = dbias
         return dx
 
 
@@ -183,12 +203,20 @@ class MaxPool2D(Layer):
         *_, out_h, out_w = pool_geometry((1, *input_shape), self.pool_size, self.strides, self.padding)
         return (out_h, out_w, input_shape[2])
 
+    def build(self, input_shape, rng, dtype=np.float32):
+        super().build(input_shape, rng, dtype)
+        self._window = pool_geometry((1, *input_shape), self.pool_size, self.strides, self.padding)[:6]
+
     def forward(self, x, training=False):
-        self._x = x
-        return max_pool2d(x, self.pool_size, self.strides, self.padding, backend=self.backend)
+        self._x = x = as_layer_input(x, self.dtype, self.input_shape, type(self).__name__)
+        shape = (x.shape[0], *self.output_shape)
+        out = self._buffer("out", shape) if training else np.empty(shape, self.dtype)
+        return max_pool2d_into(x, out, self._window, self.backend)
 
     def backward(self, dout):
-        return max_pool2d_grad(self._x, dout, self.pool_size, self.strides, self.padding, backend=self.backend)
+        dout = as_layer_input(dout, self.dtype, self.output_shape, type(self).__name__ + " backward")
+        return max_pool2d_grad_into(self._x, _same_batch(dout, self._x), self._buffer("dx", self._x.shape),
+                                    self._window, self.backend)
 
 
 MaxPooling2D = MaxPool2D

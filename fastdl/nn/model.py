@@ -91,6 +91,11 @@ class Sequential(Training):
                 raise ValueError(f"layer {layer.name} was built for inputs {layer.input_shape}, not {shape}")
             shape = layer.output_shape
         self.output_shape = shape
+        # Up to and including the first layer with parameters, no gradient has to flow back.
+        learning = False
+        for layer in self.layers:
+            layer.needs_input_grad = learning
+            learning = learning or bool(layer.parameters())
         self.built = True
 
     def parameters(self):
@@ -172,8 +177,9 @@ class Sequential(Training):
         last = self.layers[-1]
         dx = last.backward_pre(dout) if fused else last.backward(dout)
         for layer in reversed(self.layers[:-1]):
+            if dx is None:  # the layers below have no parameters and need no gradient
+                break
             dx = layer.backward(dx)
-        return dx
 
     def _batch_loss(self, out, y):
         """The loss of a batch plus the layers' weight penalties (as Keras, in training and evaluation)."""
@@ -227,8 +233,9 @@ class Sequential(Training):
         batch_size = check_int(batch_size, "batch_size", 1)
         x = self._check_x(x)
         out = np.empty((x.shape[0], *self.output_shape), dtype=self.dtype)
-        for first in range(0, x.shape[0], batch_size):
-            out[first:first + batch_size] = self._forward(self._as_batch(x[first:first + batch_size]), training=False)
+        with self._blas_policy():
+            for first in range(0, x.shape[0], batch_size):
+                out[first:first + batch_size] = self._forward(self._as_batch(x[first:first + batch_size]), training=False)
         return out
 
     def __call__(self, x, training=False):

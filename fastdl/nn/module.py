@@ -10,7 +10,8 @@ class Parameter:
     ----------
     value : ndarray
     grad : ndarray of value's shape
-        Filled by the owning layer's backward pass; zeroed by an optimizer's `zero_grad()`.
+        Overwritten by the owning layer's backward pass (each parameter belongs to one layer, used
+        once per step); an optimizer's `zero_grad()` zeroes it in place.
     """
 
     def __init__(self, value):
@@ -66,6 +67,18 @@ def get_initializer(initializer):
     raise ValueError(f"unknown kernel_initializer {initializer!r}; choose one of {sorted(INITIALIZERS)} or a callable")
 
 
+def as_layer_input(x, dtype, shape=None, layer="layer"):
+    """x as the C-contiguous array of `dtype` a layer's kernels take (no copy when it already is).
+
+    With `shape` (without the batch axis), a mismatch is a ValueError naming both shapes. Values
+    are not checked here: the model checks each input batch and stops on a non-finite loss.
+    """
+    x = np.ascontiguousarray(x, dtype=dtype)
+    if shape is not None and x.shape[1:] != tuple(shape):
+        raise ValueError(f"{layer} expects inputs of shape (batch, {', '.join(map(str, shape))}), got {x.shape}")
+    return x
+
+
 class Layer:
     """Base class: `forward(x, training) -> out` keeps what `backward(dout) -> dx` needs.
 
@@ -73,12 +86,29 @@ class Layer:
     parameters. Parameters are the Parameter attributes of the layer, in the order they were set.
     """
 
+    # False where nothing needs the gradient with respect to the layer's input (a model's first
+    # layers), so backward may return None instead of computing it.
+    needs_input_grad = True
+
     def __init__(self, input_shape=None, name=None, backend=None):
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self.name = name
         self.backend = backend
         self.built = False
         self.output_shape = None
+        self._buffers = {}
+
+    def _buffer(self, key, shape, dtype=None):
+        """An array kept for reuse across training steps (allocated again when its shape changes).
+
+        Training steps write activations and gradients into these instead of allocating, so a step
+        touches no fresh memory; only what the next step may overwrite goes here.
+        """
+        dtype = self.dtype if dtype is None else np.dtype(dtype)
+        buffer = self._buffers.get(key)
+        if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
+            buffer = self._buffers[key] = np.empty(shape, dtype)
+        return buffer
 
     def build(self, input_shape, rng, dtype=np.float32):
         """Create the parameters for inputs of shape (batch, *input_shape)."""

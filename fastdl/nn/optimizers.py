@@ -32,10 +32,13 @@ class Optimizer:
         self.params = list(params)
         self.iterations = 0
         self.state = {slot: [np.zeros_like(p.value) for p in self.params] for slot in self.slots}
+        # Per-parameter work arrays, so that a step allocates nothing (not part of the state).
+        self._scratch = [np.empty_like(p.value) for p in self.params]
 
     def zero_grad(self):
+        """Zero every gradient in place (a training step need not: backward overwrites them)."""
         for p in self.params:
-            p.grad = np.zeros_like(p.value)
+            p.grad[...] = 0
 
     def step(self):
         self.iterations += 1
@@ -73,13 +76,14 @@ class SGD(Optimizer):
         self.slots = ("velocity",) if self.momentum else ()
 
     def _update(self, i, p):
+        step = np.multiply(p.grad, p.value.dtype.type(self.lr), out=self._scratch[i])
         if self.momentum:
             velocity = self.state["velocity"][i]
             velocity *= self.momentum
-            velocity -= self.lr * p.grad
+            velocity -= step
             p.value += velocity
         else:
-            p.value -= (self.lr * p.grad).astype(p.value.dtype, copy=False)
+            p.value -= step
 
 
 class RMSprop(Optimizer):

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from fastdl._parallel import single_threaded_blas
 from fastdl._validation import check_int
 from fastdl.nn.callbacks import Callback, ProgressLogger
 
@@ -91,24 +92,38 @@ class Training:
         for callback in callbacks:
             callback.on_train_begin()
         try:
-            for epoch in range(first_epoch, last_epoch):
-                for callback in callbacks:
-                    callback.on_epoch_begin(epoch)
-                logs = self._train_epoch(x, y, batch_size, shuffle, epoch, callbacks)
-                if val is not None:
-                    logs.update({"val_" + key: value for key, value in self._evaluate(*val, batch_size).items()})
-                self.epochs_trained = epoch + 1
-                history._append(epoch, logs)
-                # Every callback sees the epoch, even after one asked to stop; they share one logs dict,
-                # as in Keras, and the History keeps its own.
-                epoch_logs = dict(logs)
-                stops = [callback.on_epoch_end(epoch, epoch_logs) for callback in callbacks]
-                if any(stops) or self.stop_training:
-                    break
+            with self._blas_policy():
+                self._fit_epochs(first_epoch, last_epoch, x, y, val, batch_size, shuffle, callbacks, history)
         finally:
             for callback in callbacks:
                 callback.on_train_end()
         return history
+
+    def _fit_epochs(self, first_epoch, last_epoch, x, y, val, batch_size, shuffle, callbacks, history):
+        for epoch in range(first_epoch, last_epoch):
+            for callback in callbacks:
+                callback.on_epoch_begin(epoch)
+            logs = self._train_epoch(x, y, batch_size, shuffle, epoch, callbacks)
+            if val is not None:
+                logs.update({"val_" + key: value for key, value in self._evaluate(*val, batch_size).items()})
+            self.epochs_trained = epoch + 1
+            history._append(epoch, logs)
+            # Every callback sees the epoch, even after one asked to stop; they share one logs dict,
+            # as in Keras, and the History keeps its own.
+            epoch_logs = dict(logs)
+            stops = [callback.on_epoch_end(epoch, epoch_logs) for callback in callbacks]
+            if any(stops) or self.stop_training:
+                break
+
+    def _blas_policy(self):
+        """BLAS single-threaded for a whole training or inference run: every GEMM runs on fastdl's
+        own threads, split by rows.
+
+        OpenBLAS' idle threads spin for up to ~0.1 s after a threaded GEMM, taking the cores that
+        the next layer's kernels run on (measured here: 8-9% of a CNN step, and the course MLP's
+        step took 1.1 ms instead of 0.66 ms).
+        """
+        return single_threaded_blas()
 
     def _epoch_range(self, epochs, initial_epoch):
         epochs = check_int(epochs, "epochs", 0)
@@ -162,7 +177,6 @@ class Training:
                 if not np.isfinite(loss):
                     raise ValueError(f"the loss is {loss}")
                 dout = self.loss.backward_logits() if fused else self.loss.backward()
-                self.optimizer.zero_grad()
                 self._backward(dout, fused)
             except ValueError as exc:
                 # Weights or activations went non-finite: never train on silently.
@@ -197,5 +211,6 @@ class Training:
         """Loss (and accuracy when compiled with it) over (x, y): a float, or [loss, accuracy]."""
         batch_size = check_int(batch_size, "batch_size", 1)
         x, y = self._check_xy(x, y)
-        logs = self._evaluate(x, y, batch_size)
+        with self._blas_policy():
+            logs = self._evaluate(x, y, batch_size)
         return [logs["loss"], logs["accuracy"]] if self.metrics else logs["loss"]

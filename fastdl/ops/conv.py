@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 
 from fastdl import backend as _backend
-from fastdl._parallel import run_row_ranges
+from fastdl._parallel import row_ranges, run_row_ranges, scratch
 from fastdl._validation import as_compute, check_array, check_pair, compute_dtype
 
 # Bytes of patch matrix (im2col buffer) per thread: big enough for an efficient GEMM, small
@@ -116,7 +116,7 @@ def patch_batches(x, kernels, plan, first, last, dtype):
     pixels = plan["pixels"]
     x_rows = x.reshape(-1, x.shape[3])
     if not plan["direct"]:
-        cols = np.empty((min(plan["batch"], last - first) * pixels, plan["patch_cols"]), dtype)
+        cols = scratch("conv patches", (min(plan["batch"], last - first) * pixels, plan["patch_cols"]), dtype)
     for start in range(first, last, plan["batch"]):
         stop = min(last, start + plan["batch"])
         rows = slice(start * pixels, stop * pixels)
@@ -155,24 +155,40 @@ def conv2d(x, kernel, bias=None, strides=1, padding="valid", backend=None):
         if bias.shape[0] != kernel.shape[3]:
             raise ValueError(f"bias must have shape ({kernel.shape[3]},) for kernel {kernel.shape}, got {bias.shape}")
         arrays.append(bias)
-    kernels, _ = _backend.kernels("conv", backend)
-    n_threads = _backend.get_num_threads()
+    _backend.kernels("conv", backend)  # an unknown or unavailable backend fails before any work
     dtype = compute_dtype(*arrays)
     x = as_compute(x, dtype)
-    kernel_matrix = as_compute(kernel, dtype).reshape(-1, kernel.shape[3])
+    kernel = as_compute(kernel, dtype)
     bias = None if bias is None else as_compute(bias, dtype)
+    out = np.empty((x.shape[0], *geometry[2], kernel.shape[3]), dtype=dtype)
+    return conv2d_into(x, kernel, bias, geometry, out, backend=backend)
+
+
+def conv2d_into(x, kernel, bias, geometry, out, activation=0, backend=None):
+    """conv2d into `out` for checked arrays, with the bias and an activation fused; returns out.
+
+    For callers that have checked their arrays (fastdl.nn's layers): x, kernel, bias (or None) and
+    out C-contiguous and of one float dtype, geometry from _geometry, activation a code of
+    fastdl.ops.dense.ACTIVATIONS, applied with the bias while each batch is still in cache.
+    """
+    kernels, _ = _backend.kernels("conv", backend)
+    dense_kernels, _ = _backend.kernels("dense", backend)
+    dtype = out.dtype
+    out_channels = kernel.shape[3]
+    kernel_matrix = kernel.reshape(-1, out_channels)
     plan = _plan(x, kernel, geometry, dtype)
-    out_h, out_w = geometry[2]
-    out = np.empty((x.shape[0], out_h, out_w, kernel.shape[3]), dtype=dtype)
-    out_rows = out.reshape(-1, kernel.shape[3])
+    out_rows = out.reshape(-1, out_channels)
+    no_bias = np.zeros(0, dtype)
 
     def compute(first, last):
         for start, stop, rows, patches in patch_batches(x, kernels, plan, first, last, dtype):
             np.dot(patches, kernel_matrix, out=out_rows[rows])
-            if bias is not None:
+            if activation:
+                dense_kernels.bias_activation(out_rows[rows], no_bias if bias is None else bias, activation, 1)
+            elif bias is not None:
                 kernels.add_bias(out_rows[rows], bias, 1)
 
-    run_row_ranges(compute, x.shape[0], n_threads, plan["work"])
+    run_row_ranges(compute, x.shape[0], _backend.get_num_threads(), plan["work"])
     return out
 
 
@@ -208,33 +224,57 @@ def conv2d_grad(x, kernel, dout, strides=1, padding="valid", backend=None):
             f"dout must have the output's shape {expected} for x {x.shape} and kernel {kernel.shape}, "
             f"got {dout.shape}"
         )
-    kernels, _ = _backend.kernels("conv", backend)
-    n_threads = _backend.get_num_threads()
+    _backend.kernels("conv", backend)  # an unknown or unavailable backend fails before any work
     dtype = compute_dtype(x, kernel, dout)
     x = as_compute(x, dtype)
-    out_channels = kernel.shape[3]
-    kernel_matrix = as_compute(kernel, dtype).reshape(-1, out_channels)
-    dout_rows = as_compute(dout, dtype).reshape(-1, out_channels)
-    plan = _plan(x, kernel, geometry, dtype)
+    kernel = as_compute(kernel, dtype)
+    dout = as_compute(dout, dtype)
     dx = np.empty(x.shape, dtype=dtype)
-    dx_rows = dx.reshape(-1, x.shape[3])
-    partials = {}
+    dkernel = np.empty(kernel.shape, dtype=dtype)
+    dbias = np.empty(kernel.shape[3], dtype=dtype)
+    conv2d_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, backend=backend)
+    return dx, dkernel, dbias
+
+
+def conv2d_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, backend=None):
+    """conv2d_grad into given arrays, for callers that have checked them (as conv2d_into).
+
+    dx may be None when no one needs the gradient of the input (a model's first layer), dbias None
+    without a bias.
+    """
+    kernels, _ = _backend.kernels("conv", backend)
+    dtype = dkernel.dtype
+    out_channels = kernel.shape[3]
+    kernel_matrix = kernel.reshape(-1, out_channels)
+    dout_rows = dout.reshape(-1, out_channels)
+    plan = _plan(x, kernel, geometry, dtype)
+    dx_rows = None if dx is None else dx.reshape(-1, x.shape[3])
+    n_threads = _backend.get_num_threads()
+    work = (2 if dx is not None else 1) * plan["work"]
+    # One partial dkernel per row range, kept by this (the calling) thread: a pool thread may run
+    # two ranges, so the partials cannot be its own scratch.
+    partials = {first: scratch(f"conv dkernel {part}", kernel_matrix.shape, dtype)
+                for part, (first, _) in enumerate(row_ranges(x.shape[0], n_threads, work))}
 
     def compute(first, last):
-        dkernel = np.zeros(kernel_matrix.shape, dtype)
-        product = np.empty(kernel_matrix.shape, dtype)
+        dkernel_part = partials[first]
+        product = scratch("conv dkernel product", kernel_matrix.shape, dtype)
         for start, stop, rows, patches in patch_batches(x, kernels, plan, first, last, dtype):
-            np.dot(patches.T, dout_rows[rows], out=product)
-            dkernel += product
+            if start == first:
+                np.dot(patches.T, dout_rows[rows], out=dkernel_part)
+            else:
+                np.dot(patches.T, dout_rows[rows], out=product)
+                dkernel_part += product
+            if dx is None:
+                continue
             if plan["direct"]:
                 np.dot(dout_rows[rows], kernel_matrix.T, out=dx_rows[rows])
             else:
                 # The patches are spent: their buffer takes the patch gradients.
                 np.dot(dout_rows[rows], kernel_matrix.T, out=patches)
                 kernels.col2im(patches, dx[start:stop], *plan["args"], 1)
-        partials[first] = dkernel
 
-    run_row_ranges(compute, x.shape[0], n_threads, 2 * plan["work"])
-    dkernel = sum_in_order(partials)
-    dbias = dout_rows.sum(axis=0, dtype=np.float64).astype(dtype)
-    return dx, dkernel.reshape(kernel.shape), dbias
+    run_row_ranges(compute, x.shape[0], n_threads, work)
+    np.copyto(dkernel, sum_in_order(partials).reshape(dkernel.shape))
+    if dbias is not None:
+        np.copyto(dbias, dout_rows.sum(axis=0, dtype=np.float64), casting="same_kind")

@@ -8,6 +8,7 @@ from fastdl._validation import as_compute, check_matrix, compute_dtype
 
 # The kernels' activation codes.
 ACTIVATIONS = {None: 0, "linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
+_NO_BIAS = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 
 
 def _activation_code(activation):
@@ -66,20 +67,31 @@ def dense(x, kernel, bias=None, activation=None, backend=None):
             )
         arrays.append(bias)
     code = _activation_code(activation)
-    kernels, _ = _backend.kernels("dense", backend)
-    n_threads = _backend.get_num_threads()
+    _backend.kernels("dense", backend)  # an unknown or unavailable backend fails before any work
     dtype = compute_dtype(*arrays)
     x = as_compute(x, dtype)
     kernel = as_compute(kernel, dtype)
-    bias = np.empty(0, dtype=dtype) if bias is None else as_compute(bias, dtype)
-    out = np.empty((x.shape[0], kernel.shape[1]), dtype=dtype)
+    bias = None if bias is None else as_compute(bias, dtype)
+    return dense_into(x, kernel, bias, code, np.empty((x.shape[0], kernel.shape[1]), dtype=dtype), backend)
+
+
+def dense_into(x, kernel, bias, code, out, backend=None):
+    """out = activation(x @ kernel + bias) for checked arrays; returns out.
+
+    For callers that have checked their arrays (fastdl.nn's layers): x (n, in), kernel (in, units),
+    bias (units,) or None and out (n, units) C-contiguous and of one float dtype; code from
+    ACTIVATIONS. The product is a BLAS GEMM per block of rows, followed by one compiled pass for
+    the bias and the activation while the block is still in cache.
+    """
+    kernels, _ = _backend.kernels("dense", backend)
+    bias = _NO_BIAS[out.dtype] if bias is None else bias
 
     def compute(first, last):
         block = out[first:last]
         np.dot(x[first:last], kernel, out=block)
         kernels.bias_activation(block, bias, code, 1)
 
-    run_row_ranges(compute, x.shape[0], n_threads, kernel.shape[0] * kernel.shape[1])
+    run_row_ranges(compute, x.shape[0], _backend.get_num_threads(), kernel.shape[0] * kernel.shape[1])
     return out
 
 
@@ -119,11 +131,33 @@ def dense_grad(x, kernel, dout, backend=None):
     x = as_compute(x, dtype)
     kernel = as_compute(kernel, dtype)
     dout = as_compute(dout, dtype)
-    # Whole GEMMs with BLAS' own threads: no compiled pass sits between them to share cores with.
-    dx = np.dot(dout, kernel.T)
-    dkernel = np.dot(x.T, dout)
-    dbias = dout.sum(axis=0)
+    dx = np.empty(x.shape, dtype=dtype)
+    dkernel = np.empty(kernel.shape, dtype=dtype)
+    dbias = np.empty(kernel.shape[1], dtype=dtype)
+    dense_grad_into(x, kernel, dout, dx, dkernel, dbias)
     return dx, dkernel, dbias
+
+
+def dense_grad_into(x, kernel, dout, dx, dkernel, dbias):
+    """dense_grad into given arrays, for callers that have checked them (as dense_into).
+
+    dx (n, in) may be None when no one needs the gradient of the input (a model's first layer),
+    dbias (units,) None without a bias. Each of our threads computes its share of dx's rows and
+    the same share of dkernel's rows (a slice of x^T times all of dout: no partial sums to add),
+    with BLAS single-threaded, as every GEMM inside fastdl's parallel regions.
+    """
+    n, n_in = x.shape
+
+    def compute(first, last):
+        if dx is not None:
+            np.dot(dout[first:last], kernel.T, out=dx[first:last])
+        low, high = first * n_in // n, last * n_in // n
+        if high > low:
+            np.dot(x[:, low:high].T, dout, out=dkernel[low:high])
+
+    run_row_ranges(compute, n, _backend.get_num_threads(), (2 if dx is not None else 1) * kernel.size)
+    if dbias is not None:
+        np.sum(dout, axis=0, out=dbias)
 
 
 def activation_grad(out, dout, activation, backend=None):
@@ -149,12 +183,17 @@ def activation_grad(out, dout, activation, backend=None):
     if dout.shape != out.shape:
         raise ValueError(f"dout must have out's shape, got out {out.shape} and dout {dout.shape}")
     code = _activation_code(activation)
-    kernels, _ = _backend.kernels("dense", backend)
-    # One thread for small inputs, where waking a team costs more than the pass.
-    n_threads = len(row_ranges(out.shape[0], _backend.get_num_threads(), 8 * out.shape[1]))
+    _backend.kernels("dense", backend)  # an unknown or unavailable backend fails before any work
     dtype = compute_dtype(out, dout)
     out = as_compute(out, dtype)
     dout = as_compute(dout, dtype)
-    dpre = np.empty(out.shape, dtype=dtype)
+    return activation_grad_into(out, dout, code, np.empty(out.shape, dtype=dtype), backend)
+
+
+def activation_grad_into(out, dout, code, dpre, backend=None):
+    """activation_grad into dpre (may be dout itself) for checked arrays (as dense_into); returns dpre."""
+    kernels, _ = _backend.kernels("dense", backend)
+    # One thread for small inputs, where waking a team costs more than the pass.
+    n_threads = len(row_ranges(out.shape[0], _backend.get_num_threads(), 8 * out.shape[1]))
     kernels.activation_backward(out, dout, code, dpre, n_threads)
     return dpre

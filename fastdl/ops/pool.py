@@ -65,12 +65,23 @@ def max_pool2d(x, pool_size=2, strides=None, padding="valid", backend=None):
     """
     x = check_array(x, "x", 4, IMAGES)
     *window, out_h, out_w = pool_geometry(x.shape, pool_size, strides, padding)
-    kernels, _ = _backend.kernels("pool", backend)
-    # The kernels run one output row per task.
-    n_threads = _threads_worth_it(x.shape[0] * out_h, out_w * x.shape[3] * window[0] * window[1])
+    _backend.kernels("pool", backend)  # an unknown or unavailable backend fails before any work
     dtype = compute_dtype(x)
     x = as_compute(x, dtype)
     out = np.empty((x.shape[0], out_h, out_w, x.shape[3]), dtype=dtype)
+    return max_pool2d_into(x, out, window, backend)
+
+
+def max_pool2d_into(x, out, window, backend=None):
+    """max_pool2d into `out` for checked arrays; returns out.
+
+    For callers that have checked their arrays (fastdl.nn's layers): x and out C-contiguous, of one
+    float dtype and the shapes pool_geometry gives; window its first six values.
+    """
+    kernels, _ = _backend.kernels("pool", backend)
+    out_h, out_w = out.shape[1:3]
+    # The kernels run one output row per task.
+    n_threads = _threads_worth_it(x.shape[0] * out_h, out_w * x.shape[3] * window[0] * window[1])
     kernels.max_pool2d_forward(x, out, *window, n_threads)
     return out
 
@@ -105,12 +116,17 @@ def max_pool2d_grad(x, dout, pool_size=2, strides=None, padding="valid", backend
         raise ValueError(
             f"dout must have max_pool2d's output shape {expected} for x of shape {x.shape}, got {dout.shape}"
         )
-    kernels, _ = _backend.kernels("pool", backend)
-    # The kernels run one image per task.
-    n_threads = _threads_worth_it(x.shape[0], dout[0].size * window[0] * window[1] + x[0].size)
+    _backend.kernels("pool", backend)  # an unknown or unavailable backend fails before any work
     dtype = compute_dtype(x, dout)
     x = as_compute(x, dtype)
     dout = as_compute(dout, dtype)
-    dx = np.empty(x.shape, dtype=dtype)
+    return max_pool2d_grad_into(x, dout, np.empty(x.shape, dtype=dtype), window, backend)
+
+
+def max_pool2d_grad_into(x, dout, dx, window, backend=None):
+    """max_pool2d_grad into dx for checked arrays (as max_pool2d_into); returns dx."""
+    kernels, _ = _backend.kernels("pool", backend)
+    # The kernels run one image per task.
+    n_threads = _threads_worth_it(x.shape[0], dout[0].size * window[0] * window[1] + x[0].size)
     kernels.max_pool2d_backward(x, dout, dx, *window, n_threads)
     return dx
