@@ -7,7 +7,9 @@ import numpy as np
 from fastdl.nn import activations
 from fastdl.nn.module import Layer, Parameter, as_layer_input, get_initializer
 from fastdl.nn.regularizers import get_regularizer
-from fastdl.ops.conv import _geometry, conv2d_grad_into, conv2d_into
+from fastdl.ops.conv import (
+    _geometry, conv2d_grad_into, conv2d_into, conv2d_pool_grad_into, conv2d_pool_into, pool_fusable,
+)
 from fastdl.ops.dense import ACTIVATIONS, dense_grad_into, dense_into
 from fastdl.ops.pool import max_pool2d_grad_into, max_pool2d_into, pool_geometry
 from fastdl._validation import check_int, check_pair
@@ -176,6 +178,32 @@ class Conv2D(_Activated):
                                     self.backend)
             return self._out
         return self._activate(conv2d_into(x, self.kernel.value, bias, self._geometry, out, 0, self.backend))
+
+    def fuses_with(self, pool):
+        """Whether this layer and the MaxPool2D `pool` after it can run as one pass (forward_pooled)."""
+        return (type(pool) is MaxPool2D and self.activation in ("linear", "relu")
+                and pool_fusable(ACTIVATIONS[self.activation], pool._window))
+
+    def forward_pooled(self, x, pool, training=False):
+        """pool.forward(self.forward(x)) in one pass: each batch of images is activated and pooled
+        while its convolution output is in cache, so the full-size activation is never stored."""
+        self._x = x = as_layer_input(x, self.dtype, self.input_shape, type(self).__name__)
+        shape = (x.shape[0], *pool.output_shape)
+        out = self._buffer("pooled", shape) if training else np.empty(shape, self.dtype)
+        self._code = self._buffer("pool code", shape, np.int32)
+        self._out = self._logits = None
+        return conv2d_pool_into(x, self.kernel.value, self.bias.value if self.use_bias else None, self._geometry,
+                                ACTIVATIONS[self.activation], pool._window[:2], out, self._code, self.backend)
+
+    def backward_pooled(self, dout, pool):
+        """Backward of forward_pooled from the gradient of the pooled output; returns dx (or None)."""
+        dout = as_layer_input(dout, self.dtype, pool.output_shape, type(pool).__name__ + " backward")
+        dx = self._buffer("dx", self._x.shape) if self.needs_input_grad else None
+        conv2d_pool_grad_into(self._x, self.kernel.value, _same_batch(dout, self._x), self._code, self._geometry,
+                              pool._window[:2], dx, self.kernel.grad, self.bias.grad if self.use_bias else None,
+                              self.backend)
+        self._regularize()
+        return dx
 
     def backward_pre(self, dpre):
         dpre = as_layer_input(dpre, self.dtype, self.output_shape, type(self).__name__ + " backward")

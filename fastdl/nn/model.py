@@ -96,6 +96,7 @@ class Sequential(Training):
         for layer in self.layers:
             layer.needs_input_grad = learning
             learning = learning or bool(layer.parameters())
+        self._steps = _fused_steps(self.layers)
         self.built = True
 
     def parameters(self):
@@ -169,17 +170,22 @@ class Sequential(Training):
         return self.loss.fusable and getattr(last, "activation", None) == "softmax"
 
     def _forward(self, x, training):
-        for layer in self.layers:
-            x = layer.forward(x, training)
+        for step in self._steps:
+            if isinstance(step, tuple):
+                conv, pool = step
+                x = conv.forward_pooled(x, pool, training)
+            else:
+                x = step.forward(x, training)
         return x
 
     def _backward(self, dout, fused):
-        last = self.layers[-1]
-        dx = last.backward_pre(dout) if fused else last.backward(dout)
-        for layer in reversed(self.layers[:-1]):
+        # A fused loss starts from the last layer's logits (it is never a pooling layer).
+        *steps, last = self._steps
+        dx = last.backward_pre(dout) if fused else _step_backward(last, dout)
+        for step in reversed(steps):
             if dx is None:  # the layers below have no parameters and need no gradient
                 break
-            dx = layer.backward(dx)
+            dx = _step_backward(step, dx)
 
     def _batch_loss(self, out, y):
         """The loss of a batch plus the layers' weight penalties (as Keras, in training and evaluation)."""
@@ -283,3 +289,26 @@ class Sequential(Training):
         self.epochs_trained = int(meta["epochs_trained"])
         self.rng.bit_generator.state = meta["rng"]
         return self
+
+
+def _fused_steps(layers):
+    """The layers as the model runs them: a convolution directly followed by a max pooling it can
+    fuse with (Conv2D.fuses_with) becomes one (conv, pool) step."""
+    steps, i = [], 0
+    while i < len(layers):
+        layer = layers[i]
+        following = layers[i + 1] if i + 1 < len(layers) else None
+        if following is not None and hasattr(layer, "fuses_with") and layer.fuses_with(following):
+            steps.append((layer, following))
+            i += 2
+        else:
+            steps.append(layer)
+            i += 1
+    return steps
+
+
+def _step_backward(step, dout):
+    if isinstance(step, tuple):
+        conv, pool = step
+        return conv.backward_pooled(dout, pool)
+    return step.backward(dout)

@@ -278,3 +278,90 @@ def conv2d_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, backend=None
     np.copyto(dkernel, sum_in_order(partials).reshape(dkernel.shape))
     if dbias is not None:
         np.copyto(dbias, dout_rows.sum(axis=0, dtype=np.float64), casting="same_kind")
+
+
+def pool_fusable(activation, pool_window):
+    """Whether a convolution with `activation` followed by max pooling with `pool_window` (pool_h,
+    pool_w, stride_h, stride_w, pad_top, pad_left) can run as conv2d_pool_into: ReLU or no
+    activation, and windows that neither overlap nor need padding."""
+    pool_h, pool_w, stride_h, stride_w, pad_top, pad_left = pool_window
+    return activation in (0, 1) and (pool_h, pool_w) == (stride_h, stride_w) and pad_top == pad_left == 0
+
+
+def conv2d_pool_into(x, kernel, bias, geometry, activation, pool, out, code, backend=None):
+    """conv2d, bias, activation and max pooling in one pass, for checked arrays (as conv2d_into).
+
+    activation: 0 (none) or 1 (ReLU); pool: (pool_h, pool_w), non-overlapping windows without
+    padding. out (n_images, out_h, out_w, out_channels) gets the pooled outputs and code (int32,
+    the same shape) each window's winning position for conv2d_pool_grad_into. Each batch of
+    images is pooled while its GEMM output is in cache: the full-size activation never goes to
+    memory. Equals conv2d_into followed by max_pool2d_into.
+    """
+    kernels, _ = _backend.kernels("conv", backend)
+    dtype = out.dtype
+    out_channels = kernel.shape[3]
+    kernel_matrix = kernel.reshape(-1, out_channels)
+    plan = _plan(x, kernel, geometry, dtype)
+    conv_h, conv_w = geometry[2]
+    bias = np.zeros(0, dtype) if bias is None else bias
+
+    def compute(first, last):
+        block_rows = min(plan["batch"], last - first) * plan["pixels"]
+        blocks = scratch("conv pool block", (block_rows, out_channels), dtype)
+        for start, stop, rows, patches in patch_batches(x, kernels, plan, first, last, dtype):
+            block = blocks[: (stop - start) * plan["pixels"]]
+            np.dot(patches, kernel_matrix, out=block)
+            kernels.bias_act_pool(block, bias, activation, conv_h, conv_w, *pool, out[start:stop], code[start:stop], 1)
+
+    run_row_ranges(compute, x.shape[0], _backend.get_num_threads(), plan["work"])
+    return out
+
+
+def conv2d_pool_grad_into(x, kernel, dpooled, code, geometry, pool, dx, dkernel, dbias, backend=None):
+    """Gradients of conv2d_pool_into from the pooled outputs' gradient dpooled and its code.
+
+    dx may be None (no input gradient needed), dbias None without a bias. Each batch's dense
+    gradient is rebuilt from the winners in a reused block, then goes through the GEMMs of
+    conv2d_grad_into.
+    """
+    kernels, _ = _backend.kernels("conv", backend)
+    dtype = dkernel.dtype
+    out_channels = kernel.shape[3]
+    kernel_matrix = kernel.reshape(-1, out_channels)
+    plan = _plan(x, kernel, geometry, dtype)
+    conv_h, conv_w = geometry[2]
+    dx_rows = None if dx is None else dx.reshape(-1, x.shape[3])
+    n_threads = _backend.get_num_threads()
+    work = (2 if dx is not None else 1) * plan["work"]
+    ranges = row_ranges(x.shape[0], n_threads, work)
+    # Partial sums per row range, kept by this (the calling) thread (see conv2d_grad_into).
+    partials = {first: scratch(f"conv dkernel {part}", kernel_matrix.shape, dtype)
+                for part, (first, _) in enumerate(ranges)}
+    bias_partials = {first: np.zeros(out_channels) for first, _ in ranges}
+
+    def compute(first, last):
+        dkernel_part = partials[first]
+        product = scratch("conv dkernel product", kernel_matrix.shape, dtype)
+        block_rows = min(plan["batch"], last - first) * plan["pixels"]
+        dblocks = scratch("conv pool dblock", (block_rows, out_channels), dtype)
+        for start, stop, rows, patches in patch_batches(x, kernels, plan, first, last, dtype):
+            dblock = dblocks[: (stop - start) * plan["pixels"]]
+            kernels.unpool(dpooled[start:stop], code[start:stop], conv_h, conv_w, *pool, dblock,
+                           bias_partials[first], 1)
+            if start == first:
+                np.dot(patches.T, dblock, out=dkernel_part)
+            else:
+                np.dot(patches.T, dblock, out=product)
+                dkernel_part += product
+            if dx is None:
+                continue
+            if plan["direct"]:
+                np.dot(dblock, kernel_matrix.T, out=dx_rows[rows])
+            else:
+                np.dot(dblock, kernel_matrix.T, out=patches)
+                kernels.col2im(patches, dx[start:stop], *plan["args"], 1)
+
+    run_row_ranges(compute, x.shape[0], n_threads, work)
+    np.copyto(dkernel, sum_in_order(partials).reshape(dkernel.shape))
+    if dbias is not None:
+        np.copyto(dbias, sum_in_order(bias_partials), casting="same_kind")

@@ -94,3 +94,81 @@ _bias_parallel = compile_kernel(_add_bias, parallel=True)
 def add_bias(out, bias, n_threads):
     """out += bias on every row, in place; out (n_rows, n_cols), bias (n_cols,) of out's dtype."""
     launch(_bias_serial, _bias_parallel, n_threads, out, bias)
+
+
+def _bias_act_pool(block, bias, activation, height, width, pool_h, pool_w, out, code):
+    n_images, out_h, out_w, channels = out.shape
+    has_bias = bias.shape[0] > 0
+    for n in prange(n_images):
+        for i in range(out_h):
+            for j in range(out_w):
+                # The window's first position starts the running maximum, in place in out.
+                best = out[n, i, j]
+                winner = code[n, i, j]
+                first = (n * height + i * pool_h) * width + j * pool_w
+                for c in range(channels):
+                    best[c] = block[first, c] + bias[c] if has_bias else block[first, c]
+                    winner[c] = 0
+                for a in range(pool_h):
+                    for b in range(pool_w):
+                        k = a * pool_w + b
+                        if k == 0:
+                            continue
+                        row = (n * height + i * pool_h + a) * width + j * pool_w + b
+                        # Strict comparison: the first maximum in row-major order wins ties.
+                        for c in range(channels):
+                            z = block[row, c] + bias[c] if has_bias else block[row, c]
+                            if z > best[c]:
+                                best[c] = z
+                                winner[c] = k
+                if activation == 1:
+                    for c in range(channels):
+                        if not best[c] > 0:
+                            best[c] = 0
+                            winner[c] = -1
+
+
+_pool_serial = compile_kernel(_bias_act_pool)
+_pool_parallel = compile_kernel(_bias_act_pool, parallel=True)
+
+
+def bias_act_pool(block, bias, activation, height, width, pool_h, pool_w, out, code, n_threads):
+    """Bias, activation and non-overlapping max pooling of a block of convolution outputs.
+
+    block (n_images * height * width, channels): the images' convolution outputs in row-major
+    pixel order; bias (channels,) or empty; activation 0 (linear) or 1 (ReLU). out (n_images,
+    out_h, out_w, channels) gets each pool_h x pool_w window's maximum of activation(block + bias)
+    (windows at stride pool_h, pool_w from the top left; leftover rows and columns are not
+    pooled), and code (int32) the window position (row-major) of its first maximum, or -1 where
+    the gradient is zero (a ReLU output of 0).
+    """
+    launch(_pool_serial, _pool_parallel, n_threads, block, bias, activation, height, width, pool_h, pool_w, out, code)
+
+
+def _unpool(dpooled, code, height, width, pool_h, pool_w, dblock, dbias):
+    n_images, out_h, out_w, channels = dpooled.shape
+    for r in prange(n_images * height * width):
+        dblock[r] = 0
+    for n in range(n_images):
+        for i in range(out_h):
+            for j in range(out_w):
+                for c in range(channels):
+                    k = code[n, i, j, c]
+                    if k >= 0:
+                        g = dpooled[n, i, j, c]
+                        dblock[(n * height + i * pool_h + k // pool_w) * width + j * pool_w + k % pool_w, c] = g
+                        dbias[c] += g
+
+
+_unpool_serial = compile_kernel(_unpool)
+_unpool_parallel = compile_kernel(_unpool, parallel=True)
+
+
+def unpool(dpooled, code, height, width, pool_h, pool_w, dblock, dbias, n_threads):
+    """The gradient of bias_act_pool's input block: dpooled (n_images, out_h, out_w, channels)
+    goes to each window's coded position, zero elsewhere; dblock as bias_act_pool's block.
+
+    dbias (channels,) float64 accumulates the gradients that pass (the bias' gradient), image
+    by image in order whatever n_threads is (which only parallelises the zeroing).
+    """
+    launch(_unpool_serial, _unpool_parallel, n_threads, dpooled, code, height, width, pool_h, pool_w, dblock, dbias)

@@ -89,3 +89,91 @@ def add_bias(floating[:, ::1] out, const floating[::1] bias, int n_threads):
         for r in prange(n_rows, num_threads=n_threads, schedule="static"):
             for c in range(n_cols):
                 out[r, c] += bias[c]
+
+
+def bias_act_pool(
+    const floating[:, ::1] block, const floating[::1] bias, int activation, Py_ssize_t height,
+    Py_ssize_t width, Py_ssize_t pool_h, Py_ssize_t pool_w, floating[:, :, :, ::1] out,
+    int[:, :, :, ::1] code, int n_threads,
+):
+    """Bias, activation and non-overlapping max pooling of a block of convolution outputs.
+
+    block (n_images * height * width, channels): the images' convolution outputs in row-major
+    pixel order; bias (channels,) or empty; activation 0 (linear) or 1 (ReLU). out (n_images,
+    out_h, out_w, channels) gets each pool_h x pool_w window's maximum of activation(block + bias)
+    (windows at stride pool_h, pool_w from the top left; leftover rows and columns are not
+    pooled), and code the window position (row-major) of its first maximum, or -1 where the
+    gradient is zero (a ReLU output of 0). Works along the channels, which vectorises.
+    """
+    cdef Py_ssize_t n_images = out.shape[0], out_h = out.shape[1], out_w = out.shape[2]
+    cdef Py_ssize_t channels = out.shape[3]
+    cdef Py_ssize_t n, i, j, a, b, c
+    cdef int k
+    cdef bint has_bias = bias.shape[0] > 0
+    cdef const floating* row
+    cdef floating* best
+    cdef int* winner
+    cdef floating z
+    if n_images == 0 or channels == 0:
+        return
+    with nogil:
+        for n in prange(n_images, num_threads=n_threads, schedule="static"):
+            for i in range(out_h):
+                for j in range(out_w):
+                    # The window's first position starts the running maximum, in place in out.
+                    best = &out[n, i, j, 0]
+                    winner = &code[n, i, j, 0]
+                    row = &block[(n * height + i * pool_h) * width + j * pool_w, 0]
+                    for c in range(channels):
+                        best[c] = row[c] + bias[c] if has_bias else row[c]
+                        winner[c] = 0
+                    for a in range(pool_h):
+                        for b in range(pool_w):
+                            k = <int>(a * pool_w + b)
+                            if k == 0:
+                                continue
+                            row = &block[(n * height + i * pool_h + a) * width + j * pool_w + b, 0]
+                            # Strict comparison: the first maximum in row-major order wins ties.
+                            for c in range(channels):
+                                z = row[c] + bias[c] if has_bias else row[c]
+                                if z > best[c]:
+                                    best[c] = z
+                                    winner[c] = k
+                    if activation == 1:
+                        for c in range(channels):
+                            if not best[c] > 0:
+                                best[c] = 0
+                                winner[c] = -1
+
+
+def unpool(
+    const floating[:, :, :, ::1] dpooled, const int[:, :, :, ::1] code, Py_ssize_t height,
+    Py_ssize_t width, Py_ssize_t pool_h, Py_ssize_t pool_w, floating[:, ::1] dblock,
+    double[::1] dbias, int n_threads,
+):
+    """The gradient of bias_act_pool's input block: dpooled (n_images, out_h, out_w, channels)
+    goes to each window's coded position, zero elsewhere; dblock as bias_act_pool's block.
+
+    dbias (channels,) float64 accumulates the gradients that pass (the bias' gradient), image
+    by image in order whatever n_threads is (which only parallelises the zeroing).
+    """
+    cdef Py_ssize_t n_images = dpooled.shape[0], out_h = dpooled.shape[1], out_w = dpooled.shape[2]
+    cdef Py_ssize_t channels = dpooled.shape[3]
+    cdef Py_ssize_t n, i, j, c, r
+    cdef int k
+    cdef floating g
+    if n_images == 0 or channels == 0:
+        return
+    with nogil:
+        for r in prange(n_images * height * width, num_threads=n_threads, schedule="static"):
+            for c in range(channels):
+                dblock[r, c] = 0
+        for n in range(n_images):
+            for i in range(out_h):
+                for j in range(out_w):
+                    for c in range(channels):
+                        k = code[n, i, j, c]
+                        if k >= 0:
+                            g = dpooled[n, i, j, c]
+                            dblock[(n * height + i * pool_h + k // pool_w) * width + j * pool_w + k % pool_w, c] = g
+                            dbias[c] += g

@@ -36,3 +36,32 @@ def col2im(cols, dx, kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w
 def add_bias(out, bias, n_threads):
     """out += bias on every row, in place."""
     out += bias
+
+
+def bias_act_pool(block, bias, activation, height, width, pool_h, pool_w, out, code, n_threads):
+    """Bias, activation and non-overlapping max pooling of a block of convolution outputs; see
+    kernels/cpu/conv.py. Windows are compared in row-major order, the first maximum winning."""
+    n_images, out_h, out_w, channels = out.shape
+    z = block.reshape(n_images, height, width, channels)[:, : out_h * pool_h, : out_w * pool_w]
+    if bias.shape[0]:
+        z = z + bias
+    # (n, out_h, out_w, channels, window position)
+    windows = z.reshape(n_images, out_h, pool_h, out_w, pool_w, channels).transpose(0, 1, 3, 5, 2, 4)
+    windows = windows.reshape(n_images, out_h, out_w, channels, pool_h * pool_w)
+    code[...] = np.argmax(windows, axis=-1)  # the first maximum
+    out[...] = np.take_along_axis(windows, code[..., None].astype(np.intp), axis=-1)[..., 0]
+    if activation == 1:
+        dead = ~(out > 0)
+        out[dead] = 0
+        code[dead] = -1
+
+
+def unpool(dpooled, code, height, width, pool_h, pool_w, dblock, dbias, n_threads):
+    """The gradient of bias_act_pool's input block, and the bias' gradient added to dbias
+    (float64); see kernels/cpu/conv.py."""
+    dblock[...] = 0
+    n, i, j, c = np.nonzero(code >= 0)
+    k = code[n, i, j, c]
+    rows = (n * height + i * pool_h + k // pool_w) * width + j * pool_w + k % pool_w
+    dblock[rows, c] = dpooled[n, i, j, c]
+    dbias += np.where(code >= 0, dpooled, 0).reshape(-1, dpooled.shape[3]).sum(axis=0, dtype=np.float64)

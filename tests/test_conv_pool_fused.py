@@ -1,0 +1,108 @@
+"""Convolution, activation and max pooling in one pass (conv2d_pool_into and its gradient, and
+Sequential's fused steps) against the separate ops, on every backend and dtype."""
+
+import numpy as np
+import pytest
+
+from fastdl import nn
+from fastdl.ops import conv2d, conv2d_grad, max_pool2d, max_pool2d_grad
+from fastdl.ops.conv import _geometry, conv2d_pool_grad_into, conv2d_pool_into, pool_fusable
+from fastdl.ops.dense import activation_grad
+
+# (x shape, kernel (kh, kw, out_channels), strides, padding, pool): odd sizes with leftover rows and
+# columns that no window covers, batch 1, 1x1 kernels, unequal pools.
+CONFIGS = [
+    ((2, 6, 6, 1), (3, 3, 4), 1, "same", (2, 2)),
+    ((1, 7, 9, 3), (3, 3, 5), 1, "valid", (2, 2)),
+    ((3, 9, 8, 2), (2, 3, 3), 2, "same", (2, 3)),
+    ((2, 5, 5, 4), (1, 1, 2), 1, "valid", (2, 2)),
+    ((1, 8, 7, 2), (3, 2, 3), (1, 2), "same", (3, 1)),
+    ((2, 4, 4, 3), (3, 3, 2), 1, "same", (1, 1)),
+]
+
+
+def _problem(config, dtype, rng, ties):
+    x_shape, (kh, kw, out_channels), strides, padding, pool = config
+    if ties:  # small integers: many equal values in a window, decided by the first maximum
+        x = rng.integers(-1, 2, x_shape).astype(dtype)
+        kernel = rng.integers(-1, 2, (kh, kw, x_shape[3], out_channels)).astype(dtype)
+        bias = rng.integers(-1, 2, out_channels).astype(dtype)
+    else:
+        x = rng.standard_normal(x_shape).astype(dtype)
+        kernel = rng.standard_normal((kh, kw, x_shape[3], out_channels)).astype(dtype)
+        bias = rng.standard_normal(out_channels).astype(dtype)
+    return x, kernel, bias, _geometry(x.shape, kernel.shape, strides, padding), strides, padding, pool
+
+
+def _unfused_forward(x, kernel, bias, strides, padding, relu, pool, backend):
+    z = conv2d(x, kernel, bias, strides, padding, backend=backend)
+    a = np.maximum(z, 0) if relu else z
+    return z, a, max_pool2d(a, pool, backend=backend)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=range(len(CONFIGS)))
+@pytest.mark.parametrize("relu", [True, False], ids=["relu", "linear"])
+@pytest.mark.parametrize("ties", [False, True], ids=["random", "ties"])
+def test_fused_matches_separate_ops(backend, dtype, config, relu, ties, rng):
+    x, kernel, bias, geometry, strides, padding, pool = _problem(config, dtype, rng, ties)
+    z, a, expected = _unfused_forward(x, kernel, bias, strides, padding, relu, pool, backend)
+    out = np.empty(expected.shape, dtype)
+    code = np.empty(expected.shape, np.int32)
+    conv2d_pool_into(x, kernel, bias, geometry, int(relu), pool, out, code, backend=backend)
+    np.testing.assert_array_equal(out, expected)
+
+    dpooled = rng.standard_normal(out.shape).astype(dtype)
+    dx_expected, dkernel_expected, dbias_expected = conv2d_grad(
+        x, kernel, activation_grad(a.reshape(-1, a.shape[3]),
+                                   max_pool2d_grad(a, dpooled, pool, backend=backend).reshape(-1, a.shape[3]),
+                                   "relu" if relu else None, backend=backend).reshape(a.shape),
+        strides, padding, backend=backend)
+    dx = np.empty(x.shape, dtype)
+    dkernel = np.empty(kernel.shape, dtype)
+    dbias = np.empty(bias.shape, dtype)
+    conv2d_pool_grad_into(x, kernel, dpooled, code, geometry, pool, dx, dkernel, dbias, backend=backend)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(dx, dx_expected, rtol=tol, atol=tol)
+    np.testing.assert_allclose(dkernel, dkernel_expected, rtol=tol, atol=tol)
+    np.testing.assert_allclose(dbias, dbias_expected, rtol=tol, atol=tol)
+    # Without an input gradient the weight gradients stay the same.
+    conv2d_pool_grad_into(x, kernel, dpooled, code, geometry, pool, None, dkernel, None, backend=backend)
+    np.testing.assert_allclose(dkernel, dkernel_expected, rtol=tol, atol=tol)
+
+
+def test_fusable_pools():
+    assert pool_fusable(1, (2, 2, 2, 2, 0, 0))
+    assert pool_fusable(0, (3, 2, 3, 2, 0, 0))
+    assert not pool_fusable(2, (2, 2, 2, 2, 0, 0))  # sigmoid
+    assert not pool_fusable(1, (3, 3, 2, 2, 0, 0))  # overlapping windows
+    assert not pool_fusable(1, (2, 2, 2, 2, 0, 1))  # padded ("same" on an odd size)
+
+
+def _model(fuse, seed=0):
+    model = nn.Sequential([
+        nn.Conv2D(4, 3, activation="relu", input_shape=(9, 9, 2)), nn.MaxPool2D(2),
+        nn.Conv2D(3, 2, padding="same"), nn.MaxPool2D((2, 1)),
+        nn.Conv2D(2, 3, padding="same", activation="tanh"), nn.MaxPool2D(2, padding="same"),
+        nn.Flatten(), nn.Dense(3, activation="softmax"),
+    ], seed=seed, dtype="float64")
+    model.compile(nn.SGD(0.1), "sparse_categorical_crossentropy")
+    model.build()
+    if not fuse:
+        model._steps = list(model.layers)
+    return model
+
+
+def test_sequential_fuses_convolution_and_pooling(rng):
+    """Fusable pairs run as one step; outputs, gradients and a few training steps equal the unfused model's."""
+    fused, separate = _model(True), _model(False)
+    assert [isinstance(step, tuple) for step in fused._steps] == [True, True, False, False, False, False]
+    x = rng.standard_normal((5, 9, 9, 2))
+    y = rng.integers(0, 3, 5)
+    np.testing.assert_allclose(fused.predict(x), separate.predict(x), rtol=1e-12)
+    fused.fit(x, y, epochs=3, batch_size=5, shuffle=False)
+    separate.fit(x, y, epochs=3, batch_size=5, shuffle=False)
+    for (name, p), (_, q) in zip(fused.parameters(), separate.parameters()):
+        np.testing.assert_allclose(p.value, q.value, rtol=1e-10, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(p.grad, q.grad, rtol=1e-10, atol=1e-12, err_msg=name)
+    # A layer called on its own is not fused.
+    assert fused.layers[0](x).shape == (5, 7, 7, 4)
