@@ -34,6 +34,7 @@ AUTO_ORDER = {
     "conv": ("cython", "numba", "numpy"),
     "dense": ("cython", "numba", "numpy"),
     "pool": ("cython", "numba", "numpy"),
+    "optim": ("cython", "numba", "numpy"),
 }
 DEFAULT_AUTO_ORDER = ("cython", "numba", "numpy")
 

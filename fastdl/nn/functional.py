@@ -301,7 +301,7 @@ class Model(Training):
                                and id(tensor) not in self._consumers}
         self._fused_nodes = {id(self.outputs[name]) for name in self._fused_outputs}
         self.optimizer = get_optimizer(optimizer)
-        self.optimizer.attach(p for _, p in self.parameters())
+        self.optimizer.attach((p for _, p in self.parameters()), self.backend)
 
     # -- checks ----------------------------------------------------------------------------------
     def _check_xy(self, x, y, name="x"):
@@ -390,7 +390,7 @@ class Model(Training):
         totals, seen = {}, 0
         for b, first in enumerate(range(0, n, batch_size)):
             idx = order[first:first + batch_size]
-            xb = self._as_batch(x[idx], epoch + 1, b + 1)
+            xb = self._as_batch(self._gather(x, idx), epoch + 1, b + 1)
             yb = y[idx]
             try:
                 outputs = self._forward(xb, training=True)

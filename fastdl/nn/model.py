@@ -163,7 +163,7 @@ class Sequential(Training):
                 raise ValueError(f"unknown metric {metric!r}; only 'accuracy' is supported")
         self.metrics = ["accuracy"] if metrics else []
         if self.input_shape is not None:
-            self.optimizer.attach(p for _, p in self.parameters())
+            self.optimizer.attach((p for _, p in self.parameters()), self.backend)
 
     def _fused(self):
         last = self.layers[-1]
@@ -228,7 +228,8 @@ class Sequential(Training):
 
     def _as_batch(self, xb, epoch=None, batch=None):
         xb = np.ascontiguousarray(xb, dtype=self.dtype)
-        if not np.isfinite(xb).all():
+        # Any NaN makes the minimum NaN, any infinity the minimum or the maximum infinite.
+        if xb.size and not (np.isfinite(xb.min()) and np.isfinite(xb.max())):
             where = "" if epoch is None else f"epoch {epoch}, batch {batch}: "
             raise ValueError(f"{where}the input batch contains NaN or infinity; training stopped")
         return xb
@@ -283,7 +284,7 @@ class Sequential(Training):
                     a[...] = data[f"state:{name}"]
             if meta["optimizer"] is not None and self.optimizer is not None:
                 if not self.optimizer.params:
-                    self.optimizer.attach(p for _, p in params)
+                    self.optimizer.attach((p for _, p in params), self.backend)
                 opt_arrays = {k[len("opt:"):]: data[k] for k in data.files if k.startswith("opt:")}
                 self.optimizer.load_state_dict(meta["optimizer"], opt_arrays)
         self.epochs_trained = int(meta["epochs_trained"])

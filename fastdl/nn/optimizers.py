@@ -4,6 +4,11 @@ import numbers
 
 import numpy as np
 
+from fastdl import backend as _backend
+from fastdl._parallel import row_ranges
+
+_EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
+
 
 def _check_rate(value, name, upper=None):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value < 0:
@@ -15,6 +20,8 @@ def _check_rate(value, name, upper=None):
 
 class Optimizer:
     """Updates a list of Parameters from their .grad: `step()`, `zero_grad()`.
+
+    Each update is one compiled pass over the parameter (the optim kernels), with no temporaries.
 
     The model hands the parameters over in `compile`; `state_dict()` / `load_state_dict()` carry the
     slot arrays (momentum, moments) and the step count through save/load.
@@ -28,12 +35,18 @@ class Optimizer:
         self.iterations = 0
         self.state = {}
 
-    def attach(self, params):
+    def attach(self, params, backend=None):
+        """Take over the model's parameters; the updates run on `backend`'s optim kernels."""
         self.params = list(params)
         self.iterations = 0
         self.state = {slot: [np.zeros_like(p.value) for p in self.params] for slot in self.slots}
-        # Per-parameter work arrays, so that a step allocates nothing (not part of the state).
-        self._scratch = [np.empty_like(p.value) for p in self.params]
+        self._kernels, _ = _backend.kernels("optim", backend)
+
+    def _flat(self, i, p):
+        """(value, grad, *slots) of parameter i as 1-D arrays, and the threads worth using on them."""
+        arrays = [p.value.reshape(-1), np.ascontiguousarray(p.grad, dtype=p.value.dtype).reshape(-1)]
+        arrays += [self.state[slot][i].reshape(-1) for slot in self.slots]
+        return arrays, len(row_ranges(p.value.size, _backend.get_num_threads(), 16))
 
     def zero_grad(self):
         """Zero every gradient in place (a training step need not: backward overwrites them)."""
@@ -76,14 +89,10 @@ class SGD(Optimizer):
         self.slots = ("velocity",) if self.momentum else ()
 
     def _update(self, i, p):
-        step = np.multiply(p.grad, p.value.dtype.type(self.lr), out=self._scratch[i])
-        if self.momentum:
-            velocity = self.state["velocity"][i]
-            velocity *= self.momentum
-            velocity -= step
-            p.value += velocity
-        else:
-            p.value -= step
+        (value, grad, *velocity), n_threads = self._flat(i, p)
+        velocity = velocity[0] if velocity else _EMPTY[value.dtype]
+        as_dtype = value.dtype.type
+        self._kernels.sgd_step(value, grad, velocity, as_dtype(self.lr), as_dtype(self.momentum), n_threads)
 
 
 class RMSprop(Optimizer):
@@ -97,10 +106,10 @@ class RMSprop(Optimizer):
         self.epsilon = _check_rate(epsilon, "epsilon")
 
     def _update(self, i, p):
-        ms = self.state["ms"][i]
-        ms *= self.rho
-        ms += (1 - self.rho) * p.grad * p.grad
-        p.value -= self.lr * p.grad / (np.sqrt(ms) + self.epsilon)
+        (value, grad, ms), n_threads = self._flat(i, p)
+        as_dtype = value.dtype.type
+        self._kernels.rmsprop_step(value, grad, ms, as_dtype(self.lr), as_dtype(self.rho), as_dtype(1 - self.rho),
+                                   as_dtype(self.epsilon), n_threads)
 
 
 class Adam(Optimizer):
@@ -120,10 +129,10 @@ class Adam(Optimizer):
         super().step()
 
     def _update(self, i, p):
-        m, v = self.state["m"][i], self.state["v"][i]
-        m += (1 - self.beta_1) * (p.grad - m)
-        v += (1 - self.beta_2) * (p.grad * p.grad - v)
-        p.value -= self._alpha * m / (np.sqrt(v) + self.epsilon)
+        (value, grad, m, v), n_threads = self._flat(i, p)
+        as_dtype = value.dtype.type
+        self._kernels.adam_step(value, grad, m, v, as_dtype(self._alpha), as_dtype(1 - self.beta_1),
+                                as_dtype(1 - self.beta_2), as_dtype(self.epsilon), n_threads)
 
 
 OPTIMIZERS = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam}

@@ -79,7 +79,7 @@ class Training:
         x, y = self._check_xy(x, y)
         x, y, val = self._validation(x, y, validation_data, validation_split)
         if not self.optimizer.params:
-            self.optimizer.attach(p for _, p in self.parameters())
+            self.optimizer.attach((p for _, p in self.parameters()), self.backend)
         if seed is not None:
             self._reseed(seed)
         n_batches = -(-x.shape[0] // batch_size)
@@ -169,7 +169,7 @@ class Training:
         seen = 0
         for b, first in enumerate(range(0, n, batch_size)):
             idx = order[first:first + batch_size]
-            xb = self._as_batch(x[idx], epoch + 1, b + 1)
+            xb = self._as_batch(self._gather(x, idx), epoch + 1, b + 1)
             yb = y[idx]
             try:
                 out = self._forward(xb, training=True)
@@ -192,6 +192,16 @@ class Training:
             for callback in callbacks:
                 callback.on_batch_end(b, {**logs, "seen": seen})
         return logs
+
+    def _gather(self, x, idx):
+        """x[idx] in a buffer reused from step to step (fresh memory costs page faults each step)."""
+        if x.dtype != self.dtype or not x.flags.c_contiguous:
+            return x[idx]
+        buffer = getattr(self, "_batch_buffer", None)
+        if buffer is None or buffer.shape[1:] != x.shape[1:] or buffer.shape[0] < len(idx) or buffer.dtype != x.dtype:
+            buffer = self._batch_buffer = np.empty((len(idx), *x.shape[1:]), x.dtype)
+        # mode="clip" writes straight into out (idx is in range); "raise" would buffer the result.
+        return np.take(x, idx, axis=0, out=buffer[:len(idx)], mode="clip")
 
     def _evaluate(self, x, y, batch_size):
         threshold = self._accuracy_threshold()
