@@ -340,6 +340,8 @@ def _activate(z, activation):
         return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
     if activation == "tanh":
         return math.tanh(z)
+    if activation == "leaky_relu":
+        return z if z >= 0 else 0.3 * z
     return z
 
 

@@ -12,7 +12,7 @@ import naive
 from conftest import RTOL, ready_backends
 from fastdl.ops.dense import activation_grad, dense, dense_grad
 
-ACTIVATIONS = [None, "linear", "relu", "sigmoid", "tanh"]
+ACTIVATIONS = [None, "linear", "relu", "sigmoid", "tanh", "leaky_relu"]
 SHAPES = [(1, 1, 1), (1, 5, 3), (7, 4, 6), (13, 9, 2)]  # (n_samples, in_features, units)
 
 
@@ -54,6 +54,7 @@ def test_activation_grad_matches_formula(backend, dtype, rng, activation):
     derivative = {
         None: np.ones_like(pre), "linear": np.ones_like(pre), "relu": (pre > 0).astype(float),
         "sigmoid": out * (1.0 - out), "tanh": 1.0 - out.astype(float) ** 2,
+        "leaky_relu": np.where(pre > 0, 1.0, 0.3),
     }[activation]
     dpre = activation_grad(out, dout, activation, backend=backend)
     assert dpre.dtype == dtype
@@ -179,7 +180,9 @@ def test_matches_pytorch(backend, rng, activation):
     kt = torch.tensor(kernel.T.copy(), requires_grad=True)  # torch stores (out, in)
     bt = torch.tensor(bias, requires_grad=True)
     outt = torch.nn.functional.linear(xt, kt, bt)
-    if activation not in (None, "linear"):
+    if activation == "leaky_relu":
+        outt = torch.nn.functional.leaky_relu(outt, 0.3)
+    elif activation not in (None, "linear"):
         outt = getattr(torch, activation)(outt)
     outt.backward(torch.tensor(dout))
     out = dense(x, kernel, bias, activation, backend=backend)
@@ -189,3 +192,16 @@ def test_matches_pytorch(backend, rng, activation):
     np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(dkernel, kt.grad.numpy().T, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(dbias, bt.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.01, 0.3, 1.0])
+def test_leaky_relu_slope(backend, dtype, rng, alpha):
+    """alpha scales the negative side in both passes (0 is ReLU); a negative slope is refused."""
+    z = rng.normal(size=(5, 4)).astype(dtype)
+    out = dense(z, np.eye(4, dtype=dtype), activation="leaky_relu", alpha=alpha, backend=backend)
+    np.testing.assert_allclose(out, np.where(z >= 0, z, dtype(alpha) * z), rtol=RTOL[dtype])
+    dout = rng.normal(size=(5, 4)).astype(dtype)
+    dpre = activation_grad(out, dout, "leaky_relu", backend=backend, alpha=alpha)
+    np.testing.assert_allclose(dpre, np.where(out > 0, dout, dtype(alpha) * dout), rtol=RTOL[dtype])
+    with pytest.raises(ValueError, match="alpha must be a finite number >= 0"):
+        dense(z, np.eye(4, dtype=dtype), activation="leaky_relu", alpha=-0.1, backend=backend)

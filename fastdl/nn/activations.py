@@ -1,15 +1,12 @@
-"""Activation functions (forward in numpy, backward through fastdl.ops) and activation layers."""
-
-import numbers
+"""Activation functions (the compiled kernels of fastdl.ops.dense; softmax in numpy) and activation layers."""
 
 import numpy as np
 
 from fastdl.ops import activation_grad
-from fastdl.ops.dense import ACTIVATIONS, activation_grad_into
+from fastdl.ops.dense import ACTIVATIONS, LEAKY_ALPHA, activation_grad_into, activation_into, check_alpha
 from fastdl.nn.module import Layer
 
 NAMES = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax")
-LEAKY_ALPHA = 0.3  # Keras' LeakyReLU default
 
 
 def check_activation(activation):
@@ -29,32 +26,15 @@ def softmax(z):
     return e
 
 
-def check_alpha(alpha):
-    """LeakyReLU's negative slope: a finite number >= 0 (the backward pass reads the sign of the output)."""
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not np.isfinite(alpha) or alpha < 0:
-        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
-    return float(alpha)
-
-
-def apply(name, z, alpha=LEAKY_ALPHA):
-    """activation(z), in place where it can be."""
+def apply(name, z, alpha=LEAKY_ALPHA, backend=None):
+    """activation(z), in place where it can be (z: C-contiguous float array)."""
     if name == "linear":
         return z
-    if name == "relu":
-        return np.maximum(z, 0, out=z)
-    if name == "leaky_relu":
-        negative = z < 0
-        z[negative] *= z.dtype.type(alpha)
-        return z
-    if name == "tanh":
-        return np.tanh(z, out=z)
-    if name == "sigmoid":
-        # exp of a non-positive number only: no overflow for large |z|.
-        e = np.exp(-np.abs(z))
-        return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype, copy=False)
     if name == "softmax":
         return softmax(z)
-    raise AssertionError(name)
+    channels = z.shape[-1] if z.ndim else 1
+    activation_into(z.reshape(-1, channels), ACTIVATIONS[name], backend, alpha)
+    return z
 
 
 def grad(name, out, dout, backend=None, alpha=LEAKY_ALPHA, into=None):
@@ -65,21 +45,18 @@ def grad(name, out, dout, backend=None, alpha=LEAKY_ALPHA, into=None):
     """
     if name == "linear":
         return dout
-    if name == "leaky_relu":
-        # alpha >= 0, so a non-positive output means a non-positive input (alpha 0 is ReLU).
-        return np.where(out <= 0, dout * out.dtype.type(alpha), dout)
     if name == "softmax":
         return out * (dout - (dout * out).sum(axis=-1, keepdims=True))
     assert name in ACTIVATIONS
     channels = out.shape[-1]
     if into is None:
         return activation_grad(out.reshape(-1, channels), dout.reshape(-1, channels), name,
-                               backend=backend).reshape(out.shape)
+                               backend=backend, alpha=alpha).reshape(out.shape)
     dout = np.ascontiguousarray(dout, dtype=out.dtype)
     if dout.shape != out.shape:
         raise ValueError(f"dout must have the output's shape {out.shape}, got {dout.shape}")
     activation_grad_into(out.reshape(-1, channels), dout.reshape(-1, channels), ACTIVATIONS[name],
-                         into.reshape(-1, channels), backend)
+                         into.reshape(-1, channels), backend, alpha)
     return into
 
 
@@ -95,7 +72,7 @@ class Activation(Layer):
     def forward(self, x, training=False):
         z = np.array(x, dtype=self.dtype)
         self._logits = z if self.activation == "softmax" else None
-        self._out = apply(self.activation, z, self.alpha)
+        self._out = apply(self.activation, z, self.alpha, self.backend)
         return self._out
 
     def backward_pre(self, dpre):

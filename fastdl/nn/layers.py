@@ -50,7 +50,7 @@ class _Activated(Layer):
     def _activate(self, z):
         # Softmax layers keep their logits for a fused softmax-cross-entropy loss.
         self._logits = z if self.activation == "softmax" else None
-        self._out = activations.apply(self.activation, z)
+        self._out = activations.apply(self.activation, z, backend=self.backend)
         return self._out
 
     def backward(self, dout):

@@ -164,12 +164,13 @@ def conv2d(x, kernel, bias=None, strides=1, padding="valid", backend=None):
     return conv2d_into(x, kernel, bias, geometry, out, backend=backend)
 
 
-def conv2d_into(x, kernel, bias, geometry, out, activation=0, backend=None):
+def conv2d_into(x, kernel, bias, geometry, out, activation=0, backend=None, alpha=0.3):
     """conv2d into `out` for checked arrays, with the bias and an activation fused; returns out.
 
     For callers that have checked their arrays (fastdl.nn's layers): x, kernel, bias (or None) and
     out C-contiguous and of one float dtype, geometry from _geometry, activation a code of
-    fastdl.ops.dense.ACTIVATIONS, applied with the bias while each batch is still in cache.
+    fastdl.ops.dense.ACTIVATIONS (alpha: leaky_relu's slope), applied with the bias while each
+    batch is still in cache.
     """
     kernels, _ = _backend.kernels("conv", backend)
     dense_kernels, _ = _backend.kernels("dense", backend)
@@ -184,7 +185,8 @@ def conv2d_into(x, kernel, bias, geometry, out, activation=0, backend=None):
         for start, stop, rows, patches in patch_batches(x, kernels, plan, first, last, dtype):
             np.dot(patches, kernel_matrix, out=out_rows[rows])
             if activation:
-                dense_kernels.bias_activation(out_rows[rows], no_bias if bias is None else bias, activation, 1)
+                dense_kernels.bias_activation(out_rows[rows], no_bias if bias is None else bias, activation,
+                                              dtype.type(alpha), 1)
             elif bias is not None:
                 kernels.add_bias(out_rows[rows], bias, 1)
 

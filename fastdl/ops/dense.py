@@ -1,5 +1,7 @@
 """Fully connected (dense) layer ops, with Keras' weight layout: kernel (in_features, units)."""
 
+import numbers
+
 import numpy as np
 
 from fastdl import backend as _backend
@@ -7,7 +9,8 @@ from fastdl._parallel import row_ranges, run_row_ranges
 from fastdl._validation import as_compute, check_matrix, compute_dtype
 
 # The kernels' activation codes.
-ACTIVATIONS = {None: 0, "linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
+ACTIVATIONS = {None: 0, "linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "leaky_relu": 4}
+LEAKY_ALPHA = 0.3  # leaky ReLU's default slope below zero, as Keras' LeakyReLU
 _NO_BIAS = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 
 
@@ -21,6 +24,13 @@ def _activation_code(activation):
     return ACTIVATIONS[key]
 
 
+def check_alpha(alpha):
+    """leaky_relu's slope: a finite number >= 0 (the backward pass reads the sign of the output)."""
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not np.isfinite(alpha) or alpha < 0:
+        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
+    return float(alpha)
+
+
 def _check_vector(v, name):
     v = np.asarray(v)
     if v.ndim != 1:
@@ -28,7 +38,7 @@ def _check_vector(v, name):
     return check_matrix(v[None, :], name)[0]
 
 
-def dense(x, kernel, bias=None, activation=None, backend=None):
+def dense(x, kernel, bias=None, activation=None, backend=None, alpha=LEAKY_ALPHA):
     """activation(x @ kernel + bias).
 
     Parameters
@@ -36,10 +46,12 @@ def dense(x, kernel, bias=None, activation=None, backend=None):
     x : array-like of shape (n_samples, in_features)
     kernel : array-like of shape (in_features, units)
     bias : array-like of shape (units,), optional
-    activation : {"relu", "sigmoid", "tanh", "linear", None}, default None
+    activation : {"relu", "leaky_relu", "sigmoid", "tanh", "linear", None}, default None
         None and "linear" leave the output as it is; sigmoid never overflows.
     backend : str, optional
         "auto", "numpy", "numba", "cython" (None: the process default).
+    alpha : float >= 0, default 0.3
+        leaky_relu's slope below zero.
 
     Returns
     -------
@@ -72,10 +84,11 @@ def dense(x, kernel, bias=None, activation=None, backend=None):
     x = as_compute(x, dtype)
     kernel = as_compute(kernel, dtype)
     bias = None if bias is None else as_compute(bias, dtype)
-    return dense_into(x, kernel, bias, code, np.empty((x.shape[0], kernel.shape[1]), dtype=dtype), backend)
+    alpha = check_alpha(alpha)
+    return dense_into(x, kernel, bias, code, np.empty((x.shape[0], kernel.shape[1]), dtype=dtype), backend, alpha)
 
 
-def dense_into(x, kernel, bias, code, out, backend=None):
+def dense_into(x, kernel, bias, code, out, backend=None, alpha=LEAKY_ALPHA):
     """out = activation(x @ kernel + bias) for checked arrays; returns out.
 
     For callers that have checked their arrays (fastdl.nn's layers): x (n, in), kernel (in, units),
@@ -85,11 +98,12 @@ def dense_into(x, kernel, bias, code, out, backend=None):
     """
     kernels, _ = _backend.kernels("dense", backend)
     bias = _NO_BIAS[out.dtype] if bias is None else bias
+    alpha = out.dtype.type(alpha)
 
     def compute(first, last):
         block = out[first:last]
         np.dot(x[first:last], kernel, out=block)
-        kernels.bias_activation(block, bias, code, 1)
+        kernels.bias_activation(block, bias, code, alpha, 1)
 
     run_row_ranges(compute, x.shape[0], _backend.get_num_threads(), kernel.shape[0] * kernel.shape[1])
     return out
@@ -160,7 +174,7 @@ def dense_grad_into(x, kernel, dout, dx, dkernel, dbias):
         np.sum(dout, axis=0, out=dbias)
 
 
-def activation_grad(out, dout, activation, backend=None):
+def activation_grad(out, dout, activation, backend=None, alpha=LEAKY_ALPHA):
     """Gradient with respect to an activation's input, from its output.
 
     Parameters
@@ -169,9 +183,11 @@ def activation_grad(out, dout, activation, backend=None):
         The activation's output (what dense returned).
     dout : array-like of shape (n_samples, units)
         Gradient of the loss with respect to `out`.
-    activation : {"relu", "sigmoid", "tanh", "linear", None}
+    activation : {"relu", "leaky_relu", "sigmoid", "tanh", "linear", None}
     backend : str, optional
         "auto", "numpy", "numba", "cython" (None: the process default).
+    alpha : float >= 0, default 0.3
+        leaky_relu's slope below zero.
 
     Returns
     -------
@@ -187,13 +203,22 @@ def activation_grad(out, dout, activation, backend=None):
     dtype = compute_dtype(out, dout)
     out = as_compute(out, dtype)
     dout = as_compute(dout, dtype)
-    return activation_grad_into(out, dout, code, np.empty(out.shape, dtype=dtype), backend)
+    alpha = check_alpha(alpha)
+    return activation_grad_into(out, dout, code, np.empty(out.shape, dtype=dtype), backend, alpha)
 
 
-def activation_grad_into(out, dout, code, dpre, backend=None):
+def activation_grad_into(out, dout, code, dpre, backend=None, alpha=LEAKY_ALPHA):
     """activation_grad into dpre (may be dout itself) for checked arrays (as dense_into); returns dpre."""
     kernels, _ = _backend.kernels("dense", backend)
     # One thread for small inputs, where waking a team costs more than the pass.
     n_threads = len(row_ranges(out.shape[0], _backend.get_num_threads(), 8 * out.shape[1]))
-    kernels.activation_backward(out, dout, code, dpre, n_threads)
+    kernels.activation_backward(out, dout, code, dpre.dtype.type(alpha), dpre, n_threads)
     return dpre
+
+
+def activation_into(z, code, backend=None, alpha=LEAKY_ALPHA):
+    """z (n, m) = activation(z) in place, for a checked C-contiguous float array; returns z."""
+    kernels, _ = _backend.kernels("dense", backend)
+    n_threads = len(row_ranges(z.shape[0], _backend.get_num_threads(), 8 * z.shape[1]))
+    kernels.bias_activation(z, _NO_BIAS[z.dtype], code, z.dtype.type(alpha), n_threads)
+    return z
