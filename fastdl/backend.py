@@ -35,6 +35,7 @@ AUTO_ORDER = {
     "dense": ("cython", "numba", "numpy"),
     "pool": ("cython", "numba", "numpy"),
     "optim": ("cython", "numba", "numpy"),
+    "norm": ("cython", "numba", "numpy"),
 }
 DEFAULT_AUTO_ORDER = ("cython", "numba", "numpy")
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from conftest import ready_backends
 from fastdl import nn
 from fastdl.nn.layers_extra import BatchNormalization, Conv2DTranspose, conv2d_transpose
 from fastdl.ops import conv2d, conv2d_grad
@@ -132,13 +133,13 @@ def test_conv2d_transpose_in_a_sequential_model(rng):
 
 # -- BatchNormalization ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("input_shape", [(5,), (3, 4, 2)])
-def test_batch_norm_gradients_in_training(input_shape, rng):
-    _check_layer(BatchNormalization(), input_shape, rng, batch=4)
+@pytest.mark.parametrize("input_shape", [(5,), (3, 4, 2), (2, 1, 19)])
+def test_batch_norm_gradients_in_training(input_shape, rng, backend):
+    _check_layer(BatchNormalization(), input_shape, rng, batch=4, backend=backend)
 
 
-def test_batch_norm_gradients_in_inference(rng):
-    layer = BatchNormalization()
+def test_batch_norm_gradients_in_inference(rng, backend):
+    layer = BatchNormalization(backend=backend)
     layer.build((3,), rng, np.float64)
     layer.moving_mean[...] = rng.standard_normal(3)
     layer.moving_variance[...] = rng.uniform(0.5, 2, 3)
@@ -237,3 +238,20 @@ def test_batch_norm_moving_statistics_are_saved(tmp_path, rng):
     other.load(tmp_path / "m.npz")
     np.testing.assert_array_equal(other.layers[1].moving_mean, model.layers[1].moving_mean)
     np.testing.assert_array_equal(other.predict(x), model.predict(x))
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["training", "inference"])
+def test_batch_norm_same_bits_on_compiled_backends(training, dtype, rng):
+    """The compiled kernels sum in the same order: forward and backward agree to the bit."""
+    x = (rng.standard_normal((6, 5, 21)) * 3 + 1).astype(dtype)
+    dout = rng.standard_normal(x.shape).astype(dtype)
+    results = {}
+    for name in [b for b in ready_backends() if b != "numpy"]:
+        layer = BatchNormalization(backend=name)
+        layer.build(x.shape[1:], np.random.default_rng(0), dtype)
+        out = layer.forward(x, training=training).copy()
+        dx = layer.backward(dout).copy()
+        results[name] = (out, dx, layer.gamma.grad.copy(), layer.beta.grad.copy(), layer.moving_variance.copy())
+    for name, arrays in results.items():
+        for got, want in zip(arrays, next(iter(results.values()))):
+            np.testing.assert_array_equal(got, want, err_msg=name)

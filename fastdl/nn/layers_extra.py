@@ -5,10 +5,10 @@ import numbers
 import numpy as np
 
 from fastdl import backend as _backend
-from fastdl._parallel import run_row_ranges
+from fastdl._parallel import row_ranges, run_row_ranges
 from fastdl._validation import as_compute, check_pair, compute_dtype
 from fastdl.nn.layers import _Activated, set_conv_options
-from fastdl.nn.module import Layer, Parameter
+from fastdl.nn.module import Layer, Parameter, as_layer_input
 from fastdl.ops.conv import _geometry, batch_size, patch_batches, sum_in_order
 
 
@@ -175,6 +175,11 @@ class Conv2DTranspose(_Activated):
         return dx
 
 
+def _threads(rows):
+    """Threads worth using on a (rows, channels) pass."""
+    return len(row_ranges(rows.shape[0], _backend.get_num_threads(), 8 * rows.shape[1]))
+
+
 class BatchNormalization(Layer):
     """Normalises each channel (the last axis) by batch statistics in training, moving ones at inference.
 
@@ -228,35 +233,51 @@ class BatchNormalization(Layer):
         if x.shape[-1] != self.gamma.shape[0]:
             raise ValueError(f"{self.name or 'BatchNormalization'} expects {self.gamma.shape[0]} channels "
                              f"on the last axis, got shape {x.shape}")
-        axes = tuple(range(x.ndim - 1))
-        dtype = x.dtype.type
+        x = as_layer_input(x, self.dtype)
+        kernels, _ = _backend.kernels("norm", self.backend)
+        rows = x.reshape(-1, x.shape[-1])
+        n_threads = _threads(rows)
+        dtype = self.dtype.type
         self._training = bool(training)
         if training:
-            # Two passes (mean, then the mean square of the centred values) with float64 sums: no
-            # cancellation, and float32 inputs far from zero keep their precision.
-            mean = x.mean(axis=axes, dtype=np.float64).astype(dtype)
-            centered = x - mean
-            var = np.mean(np.square(centered), axis=axes, dtype=np.float64).astype(dtype)
+            # Two passes (the mean, then the mean square of the centred values) with float64 sums:
+            # no cancellation, and float32 inputs far from zero keep their precision.
+            mean64, var64 = np.empty(rows.shape[1]), np.empty(rows.shape[1])
+            kernels.channel_moments(rows, mean64, var64, n_threads)
+            mean, var = mean64.astype(dtype), var64.astype(dtype)
             keep = self.momentum
             self.moving_mean *= keep
             self.moving_mean += (1 - keep) * mean.astype(self.moving_mean.dtype)
             self.moving_variance *= keep
             self.moving_variance += (1 - keep) * var.astype(self.moving_variance.dtype)
         else:
-            centered = x - self.moving_mean.astype(dtype)
-            var = self.moving_variance.astype(dtype)
+            mean, var = self.moving_mean.astype(dtype), self.moving_variance.astype(dtype)
         self._inv_std = (1.0 / np.sqrt(var + dtype(self.epsilon))).astype(dtype)
-        self._xhat = centered * self._inv_std
-        return self._xhat * self.gamma.value.astype(dtype) + self.beta.value.astype(dtype)
+        # A training step's arrays are overwritten by the next step; an inference output is the caller's.
+        self._xhat = self._buffer("xhat", x.shape) if training else np.empty(x.shape, self.dtype)
+        out = self._buffer("out", x.shape) if training else np.empty(x.shape, self.dtype)
+        kernels.normalize(rows, mean, self._inv_std, self.gamma.value, self.beta.value,
+                          self._xhat.reshape(rows.shape), out.reshape(rows.shape), n_threads)
+        return out
 
     def backward(self, dout):
-        axes = tuple(range(dout.ndim - 1))
-        xhat = self._xhat
-        self.beta.grad = dout.sum(axis=axes).astype(self.beta.value.dtype)
-        self.gamma.grad = (dout * xhat).sum(axis=axes).astype(self.gamma.value.dtype)
-        dxhat = dout * self.gamma.value.astype(dout.dtype)
-        if not self._training:
-            # The moving statistics are constants of the input.
-            return dxhat * self._inv_std
-        # The fused formula: dx = inv_std * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)).
-        return self._inv_std * (dxhat - dxhat.mean(axis=axes) - xhat * (dxhat * xhat).mean(axis=axes))
+        dout = as_layer_input(dout, self.dtype, self._xhat.shape[1:], "BatchNormalization backward")
+        kernels, _ = _backend.kernels("norm", self.backend)
+        rows = dout.reshape(-1, dout.shape[-1])
+        xhat = self._xhat.reshape(rows.shape)
+        n_threads = _threads(rows)
+        sum_dout, sum_dout_xhat = np.empty(rows.shape[1]), np.empty(rows.shape[1])
+        kernels.channel_sums(rows, xhat, sum_dout, sum_dout_xhat, n_threads)
+        self.beta.grad[...] = sum_dout
+        self.gamma.grad[...] = sum_dout_xhat
+        gamma = self.gamma.value.astype(np.float64)
+        if self._training:
+            # dx = inv_std * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = dout * gamma.
+            mean_dxhat = (gamma * sum_dout / rows.shape[0]).astype(self.dtype)
+            mean_dxhat_xhat = (gamma * sum_dout_xhat / rows.shape[0]).astype(self.dtype)
+        else:  # the moving statistics are constants of the input
+            mean_dxhat = mean_dxhat_xhat = np.zeros(rows.shape[1], self.dtype)
+        dx = self._buffer("dx", dout.shape)
+        kernels.normalize_backward(rows, xhat, self.gamma.value, self._inv_std, mean_dxhat, mean_dxhat_xhat,
+                                   dx.reshape(rows.shape), n_threads)
+        return dx
