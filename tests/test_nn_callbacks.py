@@ -154,3 +154,20 @@ def test_progress_bar_only_on_a_terminal(monkeypatch):
     _compiled().fit(x, y, epochs=2, batch_size=16, verbose=2)
     lines = terminal.getvalue().strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("Epoch 1/2") and "\r" not in terminal.getvalue()
+
+
+def test_early_stopping_restores_batch_norm_moving_statistics():
+    """As in Keras, the weights put back include the non-trainable ones (moving mean and variance)."""
+    model = nn.Sequential([nn.Dense(6, input_shape=(8,)), nn.BatchNormalization(), nn.Activation("relu"),
+                           nn.Dense(3, activation="softmax")], seed=0)
+    model.compile(nn.Adam(lr=0.01), "sparse_categorical_crossentropy")
+    names = [name for name, _ in model._weight_arrays()]
+    assert names[2:6] == ["batch_normalization/gamma", "batch_normalization/beta",
+                          "batch_normalization/moving_mean", "batch_normalization/moving_variance"]
+    recorder = Recorder()
+    stopper = nn.EarlyStopping(patience=1, restore_best_weights=True)
+    _fit_scripted(model, [1.0, 0.5, 0.7, 0.6], [recorder, stopper])
+    best = recorder.weights[1]
+    assert not np.array_equal(best[4], recorder.weights[2][4])  # the moving mean moved on after epoch 1
+    for restored, expected in zip(model.get_weights(), best):
+        np.testing.assert_array_equal(restored, expected)

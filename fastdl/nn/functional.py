@@ -227,6 +227,7 @@ class Model(Training):
     count_params = Sequential.count_params
     non_trainable_weights = Sequential.non_trainable_weights
     _param_totals = Sequential._param_totals
+    _weight_arrays = Sequential._weight_arrays
     get_weights = Sequential.get_weights
     set_weights = Sequential.set_weights
     save = Sequential.save

@@ -122,21 +122,30 @@ class Sequential(Training):
         frozen = sum(a.size for _, a in self.non_trainable_weights())
         return [f"Total params: {total:,}", f"Trainable params: {total - frozen:,}", f"Non-trainable params: {frozen:,}"]
 
+    def _weight_arrays(self):
+        """[(name, array)] of every layer's weights as Keras lists them: its parameters, then its
+        non-trainable state (BatchNormalization: gamma, beta, moving_mean, moving_variance)."""
+        if not getattr(self, "built", False):
+            self.build()
+        return [(f"{layer.name}/{key}", array) for layer in self.layers
+                for key, array in [(k, p.value) for k, p in layer.parameters()]
+                + list(getattr(layer, "non_trainable_weights", list)())]
+
     def get_weights(self):
-        """Copies of every parameter's value, in `parameters()` order."""
-        return [p.value.copy() for _, p in self.parameters()]
+        """Copies of every weight, trainable and not, layer by layer as Keras orders them."""
+        return [array.copy() for _, array in self._weight_arrays()]
 
     def set_weights(self, weights):
-        """Copy `weights` (as `get_weights` returns them) into the parameters."""
-        params = self.parameters()
+        """Copy `weights` (as `get_weights` returns them) into the model."""
+        arrays = self._weight_arrays()
         weights = list(weights)
-        if len(weights) != len(params):
-            raise ValueError(f"expected {len(params)} weight arrays, got {len(weights)}")
-        for (name, p), value in zip(params, weights):
+        if len(weights) != len(arrays):
+            raise ValueError(f"expected {len(arrays)} weight arrays, got {len(weights)}")
+        for (name, array), value in zip(arrays, weights):
             value = np.asarray(value)
-            if value.shape != p.value.shape:
-                raise ValueError(f"weight {name} has shape {p.value.shape}, got {value.shape}")
-            p.value[...] = value
+            if value.shape != array.shape:
+                raise ValueError(f"weight {name} has shape {array.shape}, got {value.shape}")
+            array[...] = value
 
     def summary(self, print_fn=print):
         """Keras-style table of layers, output shapes and parameter counts; returns it as a string."""
