@@ -7,6 +7,7 @@ import numpy as np
 from fastdl import backend as _backend
 from fastdl._parallel import row_ranges, run_row_ranges, scratch
 from fastdl._validation import as_compute, check_array, check_pair, compute_dtype
+from fastdl.ops.dense import LEAKY_ALPHA
 
 # Bytes of patch matrix (im2col buffer) per thread: big enough for an efficient GEMM, small
 # enough that a batch's patches are still in cache when the GEMM reads them.
@@ -164,7 +165,7 @@ def conv2d(x, kernel, bias=None, strides=1, padding="valid", backend=None):
     return conv2d_into(x, kernel, bias, geometry, out, backend=backend)
 
 
-def conv2d_into(x, kernel, bias, geometry, out, activation=0, backend=None, alpha=0.3):
+def conv2d_into(x, kernel, bias, geometry, out, activation=0, backend=None, alpha=LEAKY_ALPHA):
     """conv2d into `out` for checked arrays, with the bias and an activation fused; returns out.
 
     For callers that have checked their arrays (fastdl.nn's layers): x, kernel, bias (or None) and
