@@ -5,6 +5,7 @@ scikit-learn, matplotlib and umap are imported inside the commands that use them
 """
 
 import argparse
+import os
 import platform
 import sys
 
@@ -133,6 +134,8 @@ def _cmd_info(args):
         print(f"  numba                     unknown ({error})")
     for line in _threadpool_lines():
         print(f"  {line}")
+    # Read after the kernels loaded, when fastdl has set its default.
+    print(f"  OMP_WAIT_POLICY           {os.environ.get('OMP_WAIT_POLICY', 'unset')}")
 
     print("\nGPU:")
     print(f"  CUDA device visible: {_cuda_visible()}")
@@ -161,6 +164,9 @@ def _threadpool_lines():
 
 def _import_cython_kernels():
     """Import whatever Cython kernel modules are built; failures are irrelevant to info."""
+    from fastdl import config
+
+    config.prefer_passive_openmp()  # as the backends do before loading compiled kernels
     try:
         import importlib
         import pkgutil
