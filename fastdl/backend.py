@@ -135,16 +135,17 @@ def _load(name, family):
     """(kernel module or None, reason) of one family on one backend, cached."""
     key = (name, family)
     if key not in _module_cache:
-        config.prefer_passive_openmp()  # before any compiled module loads the OpenMP runtime
-        if name not in _status_cache:
-            _status_cache[name] = _probe(name)
-        ok, reason = _status_cache[name]
-        module = None
-        if ok:
-            try:
-                module = importlib.import_module(f"{PACKAGES[name]}.{family}")
-            except ImportError as exc:
-                reason = f"its {family!r} kernels failed to load ({exc})"
+        # The first compiled module loads the OpenMP runtime, which reads its wait policy then.
+        with config.passive_openmp():
+            if name not in _status_cache:
+                _status_cache[name] = _probe(name)
+            ok, reason = _status_cache[name]
+            module = None
+            if ok:
+                try:
+                    module = importlib.import_module(f"{PACKAGES[name]}.{family}")
+                except ImportError as exc:
+                    reason = f"its {family!r} kernels failed to load ({exc})"
         _module_cache[key] = (module, reason)
     return _module_cache[key]
 

@@ -134,8 +134,11 @@ def _cmd_info(args):
         print(f"  numba                     unknown ({error})")
     for line in _threadpool_lines():
         print(f"  {line}")
-    # Read after the kernels loaded, when fastdl has set its default.
-    print(f"  OMP_WAIT_POLICY           {os.environ.get('OMP_WAIT_POLICY', 'unset')}")
+    from fastdl import config
+
+    policy = os.environ.get("OMP_WAIT_POLICY") or (
+        "PASSIVE while fastdl's kernels loaded" if config.openmp_policy_applied else "unset")
+    print(f"  OMP_WAIT_POLICY           {policy}")
 
     print("\nGPU:")
     print(f"  CUDA device visible: {_cuda_visible()}")
@@ -166,7 +169,11 @@ def _import_cython_kernels():
     """Import whatever Cython kernel modules are built; failures are irrelevant to info."""
     from fastdl import config
 
-    config.prefer_passive_openmp()  # as the backends do before loading compiled kernels
+    with config.passive_openmp():  # as the backends load them
+        _import_cython_modules()
+
+
+def _import_cython_modules():
     try:
         import importlib
         import pkgutil

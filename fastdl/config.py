@@ -6,9 +6,10 @@ FASTDL_CACHE         "0" disables Numba's on-disk cache of compiled kernels (def
 FASTDL_FASTMATH      "1" compiles Numba kernels with fastmath (default "0")
 FASTDL_DATA          directory holding datasets (e.g. the course's leiden-digits CSV files)
 
-OMP_WAIT_POLICY      fastdl sets it to PASSIVE unless it is set: see prefer_passive_openmp
+OMP_WAIT_POLICY      PASSIVE while fastdl loads its kernels, unless it is set: see passive_openmp
 """
 
+import contextlib
 import os
 
 BACKENDS = ("numpy", "numba", "cython", "cuda")
@@ -61,12 +62,28 @@ def data_dir():
     return value or None
 
 
-def prefer_passive_openmp():
-    """Make OpenMP threads sleep, not spin, between parallel regions (unless the user chose).
+@contextlib.contextmanager
+def passive_openmp():
+    """Load compiled kernels with OMP_WAIT_POLICY=PASSIVE (unless the user set it), then put the
+    environment back.
 
-    fastdl alternates OpenMP kernels with GEMMs on its own threads; threads left spinning after a
-    kernel take the cores those GEMMs need (measured here: 6-30 ms lost per convolution layer on
-    2 cores). Read by the OpenMP runtime when it loads, so this runs before the first compiled
-    kernel does.
+    fastdl alternates OpenMP kernels with GEMMs on its own threads; OpenMP threads left spinning
+    after a kernel take the cores those GEMMs need (measured here: 6-30 ms lost per convolution
+    layer on 2 cores). The OpenMP runtime reads the variable once, when it loads with the first
+    compiled kernel; restoring it afterwards keeps other libraries' runtimes (PyTorch's, loaded
+    later) as they would be without fastdl.
     """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    global openmp_policy_applied
+    if "OMP_WAIT_POLICY" in os.environ:
+        yield
+        return
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        yield
+    finally:
+        del os.environ["OMP_WAIT_POLICY"]
+        openmp_policy_applied = True
+
+
+# Whether fastdl's kernels were loaded under its PASSIVE default (for `fastdl info`).
+openmp_policy_applied = False

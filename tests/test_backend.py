@@ -295,3 +295,19 @@ def test_class_centroids_one_and_two_threads_identical(backend, rng):
     one = _with_threads(1, class_centroids, X, y, backend=backend)
     two = _with_threads(2, class_centroids, X, y, backend=backend)
     np.testing.assert_array_equal(one, two)
+
+
+def test_kernels_load_with_passive_openmp_and_leave_the_environment_alone(monkeypatch):
+    """OMP_WAIT_POLICY is PASSIVE while kernels load (the OpenMP runtime reads it then), put back
+    afterwards so that libraries loaded later see the user's environment, and never overrides a
+    value the user set."""
+    from fastdl import config
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    with config.passive_openmp():
+        assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert "OMP_WAIT_POLICY" not in os.environ
+    monkeypatch.setenv("OMP_WAIT_POLICY", "active")
+    with config.passive_openmp():
+        assert os.environ["OMP_WAIT_POLICY"] == "active"
+    assert os.environ["OMP_WAIT_POLICY"] == "active"
