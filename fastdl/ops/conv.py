@@ -245,11 +245,24 @@ def conv2d_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, backend=None
     dx may be None when no one needs the gradient of the input (a model's first layer), dbias None
     without a bias.
     """
+    dout_rows = dout.reshape(-1, kernel.shape[3])
+    _backward_gemms(x, kernel, geometry, dx, dkernel, backend, lambda first, start, stop, rows: dout_rows[rows])
+    if dbias is not None:
+        np.copyto(dbias, dout_rows.sum(axis=0, dtype=np.float64), casting="same_kind")
+
+
+def _backward_gemms(x, kernel, geometry, dx, dkernel, backend, gradient_rows):
+    """The GEMMs of a convolution's backward pass, batch by batch of images, on fastdl's threads.
+
+    gradient_rows(first, start, stop, rows) gives the output gradient of images start..stop - 1
+    as (pixels, out_channels) rows (first: where the calling thread's range of images starts).
+    Each thread adds its images' patches^T @ gradient into a partial dkernel; the partials are
+    added in order, so dkernel does not change from run to run. dx (or None) gets the patch
+    gradients scattered back by col2im.
+    """
     kernels, _ = _backend.kernels("conv", backend)
     dtype = dkernel.dtype
-    out_channels = kernel.shape[3]
-    kernel_matrix = kernel.reshape(-1, out_channels)
-    dout_rows = dout.reshape(-1, out_channels)
+    kernel_matrix = kernel.reshape(-1, kernel.shape[3])
     plan = _plan(x, kernel, geometry, dtype)
     dx_rows = None if dx is None else dx.reshape(-1, x.shape[3])
     n_threads = _backend.get_num_threads()
@@ -261,26 +274,27 @@ def conv2d_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, backend=None
 
     def compute(first, last):
         dkernel_part = partials[first]
+        if first == last:  # no images: the partial is not written below
+            dkernel_part[...] = 0
         product = scratch("conv dkernel product", kernel_matrix.shape, dtype)
         for start, stop, rows, patches in patch_batches(x, kernels, plan, first, last, dtype):
+            gradient = gradient_rows(first, start, stop, rows)
             if start == first:
-                np.dot(patches.T, dout_rows[rows], out=dkernel_part)
+                np.dot(patches.T, gradient, out=dkernel_part)
             else:
-                np.dot(patches.T, dout_rows[rows], out=product)
+                np.dot(patches.T, gradient, out=product)
                 dkernel_part += product
             if dx is None:
                 continue
             if plan["direct"]:
-                np.dot(dout_rows[rows], kernel_matrix.T, out=dx_rows[rows])
+                np.dot(gradient, kernel_matrix.T, out=dx_rows[rows])
             else:
                 # The patches are spent: their buffer takes the patch gradients.
-                np.dot(dout_rows[rows], kernel_matrix.T, out=patches)
+                np.dot(gradient, kernel_matrix.T, out=patches)
                 kernels.col2im(patches, dx[start:stop], *plan["args"], 1)
 
     run_row_ranges(compute, x.shape[0], n_threads, work)
     np.copyto(dkernel, sum_in_order(partials).reshape(dkernel.shape))
-    if dbias is not None:
-        np.copyto(dbias, dout_rows.sum(axis=0, dtype=np.float64), casting="same_kind")
 
 
 def pool_fusable(activation, pool_window):
@@ -328,43 +342,16 @@ def conv2d_pool_grad_into(x, kernel, dpooled, code, geometry, pool, dx, dkernel,
     conv2d_grad_into.
     """
     kernels, _ = _backend.kernels("conv", backend)
-    dtype = dkernel.dtype
     out_channels = kernel.shape[3]
-    kernel_matrix = kernel.reshape(-1, out_channels)
-    plan = _plan(x, kernel, geometry, dtype)
     conv_h, conv_w = geometry[2]
-    dx_rows = None if dx is None else dx.reshape(-1, x.shape[3])
-    n_threads = _backend.get_num_threads()
-    work = (2 if dx is not None else 1) * plan["work"]
-    ranges = row_ranges(x.shape[0], n_threads, work)
-    # Partial sums per row range, kept by this (the calling) thread (see conv2d_grad_into).
-    partials = {first: scratch(f"conv dkernel {part}", kernel_matrix.shape, dtype)
-                for part, (first, _) in enumerate(ranges)}
-    bias_partials = {first: np.zeros(out_channels) for first, _ in ranges}
+    bias_partials = {}  # float64 per row range, added in order
 
-    def compute(first, last):
-        dkernel_part = partials[first]
-        product = scratch("conv dkernel product", kernel_matrix.shape, dtype)
-        block_rows = min(plan["batch"], last - first) * plan["pixels"]
-        dblocks = scratch("conv pool dblock", (block_rows, out_channels), dtype)
-        for start, stop, rows, patches in patch_batches(x, kernels, plan, first, last, dtype):
-            dblock = dblocks[: (stop - start) * plan["pixels"]]
-            kernels.unpool(dpooled[start:stop], code[start:stop], conv_h, conv_w, *pool, dblock,
-                           bias_partials[first], 1)
-            if start == first:
-                np.dot(patches.T, dblock, out=dkernel_part)
-            else:
-                np.dot(patches.T, dblock, out=product)
-                dkernel_part += product
-            if dx is None:
-                continue
-            if plan["direct"]:
-                np.dot(dblock, kernel_matrix.T, out=dx_rows[rows])
-            else:
-                np.dot(dblock, kernel_matrix.T, out=patches)
-                kernels.col2im(patches, dx[start:stop], *plan["args"], 1)
+    def gradient_rows(first, start, stop, rows):
+        block = scratch("conv pool dblock", (rows.stop - rows.start, out_channels), dkernel.dtype)
+        kernels.unpool(dpooled[start:stop], code[start:stop], conv_h, conv_w, *pool, block,
+                       bias_partials.setdefault(first, np.zeros(out_channels)), 1)
+        return block
 
-    run_row_ranges(compute, x.shape[0], n_threads, work)
-    np.copyto(dkernel, sum_in_order(partials).reshape(dkernel.shape))
+    _backward_gemms(x, kernel, geometry, dx, dkernel, backend, gradient_rows)
     if dbias is not None:
-        np.copyto(dbias, sum_in_order(bias_partials), casting="same_kind")
+        np.copyto(dbias, sum_in_order(bias_partials) if bias_partials else 0, casting="same_kind")
