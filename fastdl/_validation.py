@@ -61,6 +61,12 @@ def as_compute(X, dtype):
     return np.ascontiguousarray(X, dtype=np.dtype(dtype).newbyteorder("="))
 
 
+def as_compute_all(*arrays):
+    """The arrays (None stays None) as C-contiguous arrays of their compute dtype, after it."""
+    dtype = compute_dtype(*(a for a in arrays if a is not None))
+    return (dtype, *(None if a is None else as_compute(a, dtype) for a in arrays))
+
+
 def check_same_features(A, B, name_a="A", name_b="B"):
     if A.shape[1] != B.shape[1]:
         raise ValueError(

@@ -6,7 +6,7 @@ import numpy as np
 
 from fastdl import backend as _backend
 from fastdl._parallel import row_ranges, run_row_ranges, scratch
-from fastdl._validation import as_compute, check_array, check_pair, compute_dtype
+from fastdl._validation import as_compute_all, check_array, check_pair
 from fastdl.ops.dense import LEAKY_ALPHA
 
 # Bytes of patch matrix (im2col buffer) per thread: big enough for an efficient GEMM, small
@@ -150,17 +150,12 @@ def conv2d(x, kernel, bias=None, strides=1, padding="valid", backend=None):
         float32 when the inputs are float32, float64 otherwise.
     """
     x, kernel, geometry = _check_conv(x, kernel, strides, padding)
-    arrays = [x, kernel]
     if bias is not None:
         bias = check_array(bias, "bias", 1, "(out_channels,)")
         if bias.shape[0] != kernel.shape[3]:
             raise ValueError(f"bias must have shape ({kernel.shape[3]},) for kernel {kernel.shape}, got {bias.shape}")
-        arrays.append(bias)
     _backend.kernels("conv", backend)  # an unknown or unavailable backend fails before any work
-    dtype = compute_dtype(*arrays)
-    x = as_compute(x, dtype)
-    kernel = as_compute(kernel, dtype)
-    bias = None if bias is None else as_compute(bias, dtype)
+    dtype, x, kernel, bias = as_compute_all(x, kernel, bias)
     out = np.empty((x.shape[0], *geometry[2], kernel.shape[3]), dtype=dtype)
     return conv2d_into(x, kernel, bias, geometry, out, backend=backend)
 
@@ -228,10 +223,7 @@ def conv2d_grad(x, kernel, dout, strides=1, padding="valid", backend=None):
             f"got {dout.shape}"
         )
     _backend.kernels("conv", backend)  # an unknown or unavailable backend fails before any work
-    dtype = compute_dtype(x, kernel, dout)
-    x = as_compute(x, dtype)
-    kernel = as_compute(kernel, dtype)
-    dout = as_compute(dout, dtype)
+    dtype, x, kernel, dout = as_compute_all(x, kernel, dout)
     dx = np.empty(x.shape, dtype=dtype)
     dkernel = np.empty(kernel.shape, dtype=dtype)
     dbias = np.empty(kernel.shape[3], dtype=dtype)

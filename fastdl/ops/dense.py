@@ -6,7 +6,7 @@ import numpy as np
 
 from fastdl import backend as _backend
 from fastdl._parallel import row_ranges, run_row_ranges
-from fastdl._validation import as_compute, check_matrix, compute_dtype
+from fastdl._validation import as_compute_all, check_matrix
 
 # The kernels' activation codes.
 ACTIVATIONS = {None: 0, "linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "leaky_relu": 4}
@@ -70,20 +70,15 @@ def dense(x, kernel, bias=None, activation=None, backend=None, alpha=LEAKY_ALPHA
             f"kernel must have x's {x.shape[1]} input features as rows, "
             f"got x {x.shape} and kernel {kernel.shape}"
         )
-    arrays = [x, kernel]
     if bias is not None:
         bias = _check_vector(bias, "bias")
         if bias.shape[0] != kernel.shape[1]:
             raise ValueError(
                 f"bias must have one value per unit, got kernel {kernel.shape} and bias {bias.shape}"
             )
-        arrays.append(bias)
     code = _activation_code(activation)
     _backend.kernels("dense", backend)  # an unknown or unavailable backend fails before any work
-    dtype = compute_dtype(*arrays)
-    x = as_compute(x, dtype)
-    kernel = as_compute(kernel, dtype)
-    bias = None if bias is None else as_compute(bias, dtype)
+    dtype, x, kernel, bias = as_compute_all(x, kernel, bias)
     alpha = check_alpha(alpha)
     return dense_into(x, kernel, bias, code, np.empty((x.shape[0], kernel.shape[1]), dtype=dtype), backend, alpha)
 
@@ -141,10 +136,7 @@ def dense_grad(x, kernel, dout, backend=None):
             f"got {dout.shape}"
         )
     _backend.kernels("dense", backend)  # an unknown or unavailable backend is still an error
-    dtype = compute_dtype(x, kernel, dout)
-    x = as_compute(x, dtype)
-    kernel = as_compute(kernel, dtype)
-    dout = as_compute(dout, dtype)
+    dtype, x, kernel, dout = as_compute_all(x, kernel, dout)
     dx = np.empty(x.shape, dtype=dtype)
     dkernel = np.empty(kernel.shape, dtype=dtype)
     dbias = np.empty(kernel.shape[1], dtype=dtype)
@@ -200,9 +192,7 @@ def activation_grad(out, dout, activation, backend=None, alpha=LEAKY_ALPHA):
         raise ValueError(f"dout must have out's shape, got out {out.shape} and dout {dout.shape}")
     code = _activation_code(activation)
     _backend.kernels("dense", backend)  # an unknown or unavailable backend fails before any work
-    dtype = compute_dtype(out, dout)
-    out = as_compute(out, dtype)
-    dout = as_compute(dout, dtype)
+    dtype, out, dout = as_compute_all(out, dout)
     alpha = check_alpha(alpha)
     return activation_grad_into(out, dout, code, np.empty(out.shape, dtype=dtype), backend, alpha)
 

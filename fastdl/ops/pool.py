@@ -4,7 +4,7 @@ import numpy as np
 
 from fastdl import backend as _backend
 from fastdl._parallel import row_ranges
-from fastdl._validation import as_compute, check_array, check_pair, compute_dtype
+from fastdl._validation import as_compute_all, check_array, check_pair
 
 IMAGES = "(batch, height, width, channels)"
 
@@ -66,8 +66,7 @@ def max_pool2d(x, pool_size=2, strides=None, padding="valid", backend=None):
     x = check_array(x, "x", 4, IMAGES)
     *window, out_h, out_w = pool_geometry(x.shape, pool_size, strides, padding)
     _backend.kernels("pool", backend)  # an unknown or unavailable backend fails before any work
-    dtype = compute_dtype(x)
-    x = as_compute(x, dtype)
+    dtype, x = as_compute_all(x)
     out = np.empty((x.shape[0], out_h, out_w, x.shape[3]), dtype=dtype)
     return max_pool2d_into(x, out, window, backend)
 
@@ -117,9 +116,7 @@ def max_pool2d_grad(x, dout, pool_size=2, strides=None, padding="valid", backend
             f"dout must have max_pool2d's output shape {expected} for x of shape {x.shape}, got {dout.shape}"
         )
     _backend.kernels("pool", backend)  # an unknown or unavailable backend fails before any work
-    dtype = compute_dtype(x, dout)
-    x = as_compute(x, dtype)
-    dout = as_compute(dout, dtype)
+    dtype, x, dout = as_compute_all(x, dout)
     return max_pool2d_grad_into(x, dout, np.empty(x.shape, dtype=dtype), window, backend)
 
 
