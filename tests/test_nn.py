@@ -359,3 +359,21 @@ def test_cyclic_mse(rng):
         nn.CyclicMSE(0)
     with pytest.raises(ValueError, match="period"):
         nn.CyclicMSE(float("nan"))
+
+
+@pytest.mark.parametrize("size", [2, (2, 3), (1, 1)])
+def test_upsampling_gradients(size, rng):
+    _check_layer(nn.UpSampling2D(size), (3, 2, 2), rng)
+
+
+def test_upsampling_repeats_pixels_and_checks_its_input(rng):
+    layer = nn.UpSampling2D((2, 3))
+    layer.build((2, 2, 1), rng, np.float64)
+    x = rng.standard_normal((1, 2, 2, 1))
+    out = layer.forward(x)
+    np.testing.assert_array_equal(out, np.repeat(np.repeat(x, 2, axis=1), 3, axis=2))
+    assert layer.output_shape == (4, 6, 1)
+    with pytest.raises(ValueError, match=r"UpSampling2D expects inputs of shape \(batch, 2, 2, 1\)"):
+        layer.forward(np.zeros((1, 3, 2, 1)))
+    with pytest.raises(ValueError, match="UpSampling2D expects images"):
+        nn.Sequential([nn.Input((4,)), nn.UpSampling2D()]).build()

@@ -2,7 +2,7 @@
 
 from fastdl.nn.activations import Activation, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from fastdl.nn.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from fastdl.nn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, MaxPooling2D, Reshape
+from fastdl.nn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, MaxPooling2D, Reshape, UpSampling2D
 from fastdl.nn.functional import Input, Model, SymbolicTensor
 from fastdl.nn.layers_extra import BatchNormalization, Conv2DTranspose
 from fastdl.nn.losses import (BinaryCrossentropy, CategoricalCrossentropy, CyclicMSE, Loss, MeanSquaredError,
@@ -19,5 +19,5 @@ __all__ = [
     "Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "MeanSquaredError", "BinaryCrossentropy",
     "CyclicMSE", "Optimizer", "SGD", "RMSprop", "Adam", "Sequential", "History",
     "Callback", "EarlyStopping", "ModelCheckpoint", "Model", "SymbolicTensor", "Conv2DTranspose",
-    "BatchNormalization",
+    "BatchNormalization", "UpSampling2D",
 ]

@@ -1,4 +1,4 @@
-"""Keras-style layers over channels-last images: Dense, Conv2D, MaxPool2D, Flatten, Reshape, Dropout, Input."""
+"""Keras-style layers over channels-last images: Dense, Conv2D, MaxPool2D, UpSampling2D, Flatten, Reshape, Dropout, Input."""
 
 import numbers
 
@@ -291,6 +291,33 @@ class Reshape(Layer):
 
     def backward(self, dout):
         return dout.reshape(self._shape)
+
+
+class UpSampling2D(Layer):
+    """Repeats every pixel of channels-last images size[0] times down and size[1] times across
+    (Keras' nearest-neighbour UpSampling2D); the backward pass sums each block's gradients."""
+
+    def __init__(self, size=2, **kwargs):
+        super().__init__(**kwargs)
+        self.size = check_pair(size, "size")
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"UpSampling2D expects images of shape (batch, height, width, channels), "
+                             f"got (batch, {input_shape})")
+        return (input_shape[0] * self.size[0], input_shape[1] * self.size[1], input_shape[2])
+
+    def forward(self, x, training=False):
+        x = as_layer_input(x, self.dtype, self.input_shape, type(self).__name__)
+        (n, h, w, c), (sh, sw) = x.shape, self.size
+        # A view that repeats each pixel over an (sh, sw) block, copied once into the output.
+        blocks = np.broadcast_to(x[:, :, None, :, None, :], (n, h, sh, w, sw, c))
+        return blocks.reshape(n, h * sh, w * sw, c)
+
+    def backward(self, dout):
+        dout = as_layer_input(dout, self.dtype, self.output_shape, type(self).__name__ + " backward")
+        (n, hh, ww, c), (sh, sw) = dout.shape, self.size
+        return dout.reshape(n, hh // sh, sh, ww // sw, sw, c).sum(axis=(2, 4))
 
 
 class Dropout(Layer):
