@@ -7,7 +7,7 @@ import numpy as np
 from fastdl import backend as _backend
 from fastdl._parallel import row_ranges, run_row_ranges, scratch
 from fastdl._validation import as_compute_all, check_array, check_pair
-from fastdl.ops.dense import LEAKY_ALPHA
+from fastdl.ops.dense import _NO_BIAS, LEAKY_ALPHA
 
 # Bytes of patch matrix (im2col buffer) per thread: big enough for an efficient GEMM, small
 # enough that a batch's patches are still in cache when the GEMM reads them.
@@ -175,16 +175,14 @@ def conv2d_into(x, kernel, bias, geometry, out, activation=0, backend=None, alph
     kernel_matrix = kernel.reshape(-1, out_channels)
     plan = _plan(x, kernel, geometry, dtype)
     out_rows = out.reshape(-1, out_channels)
-    no_bias = np.zeros(0, dtype)
+    epilogue = bool(activation) or bias is not None
+    bias = _NO_BIAS[dtype] if bias is None else bias
 
     def compute(first, last):
         for start, stop, rows, patches in patch_batches(x, kernels, plan, first, last, dtype):
             np.dot(patches, kernel_matrix, out=out_rows[rows])
-            if activation:
-                dense_kernels.bias_activation(out_rows[rows], no_bias if bias is None else bias, activation,
-                                              dtype.type(alpha), 1)
-            elif bias is not None:
-                kernels.add_bias(out_rows[rows], bias, 1)
+            if epilogue:  # the dense layers' bias-and-activation pass, on rows of channels
+                dense_kernels.bias_activation(out_rows[rows], bias, activation, dtype.type(alpha), 1)
 
     run_row_ranges(compute, x.shape[0], _backend.get_num_threads(), plan["work"])
     return out
@@ -312,7 +310,7 @@ def conv2d_pool_into(x, kernel, bias, geometry, activation, pool, out, code, bac
     kernel_matrix = kernel.reshape(-1, out_channels)
     plan = _plan(x, kernel, geometry, dtype)
     conv_h, conv_w = geometry[2]
-    bias = np.zeros(0, dtype) if bias is None else bias
+    bias = _NO_BIAS[dtype] if bias is None else bias
 
     def compute(first, last):
         block_rows = min(plan["batch"], last - first) * plan["pixels"]
