@@ -13,7 +13,8 @@ from fastdl.ops.neighbors import class_centroids, majority_vote
 def _fit_data(estimator, X, y):
     """Validated X (float32 kept, else float64), integer codes of y and the classes."""
     X, y = validate_data(estimator, X, y, dtype=[np.float64, np.float32], order="C")
-    check_classification_targets(y)
+    if y.dtype.kind not in "biu":  # a 1-D array of integers is always a classification target
+        check_classification_targets(y)
     classes, codes = np.unique(y, return_inverse=True)
     return X, codes.astype(np.int64), classes
 

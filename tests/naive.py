@@ -108,6 +108,20 @@ def shift_rows(X, origin, scale, out_dtype):
     return out, norms
 
 
+def column_stats(X):
+    """Float64 sums (rows added in order), minima and maxima of X's columns."""
+    sums, low, high = [], [], []
+    for f in range(X.shape[1]):
+        column = [float(value) for value in X[:, f]]
+        total = 0.0
+        for value in column:
+            total += value
+        sums.append(total)
+        low.append(min(column))
+        high.append(max(column))
+    return np.array(sums), np.array(low), np.array(high)
+
+
 # Perceptron ------------------------------------------------------------------------------------
 # The multi-class perceptron's epochs (kernels perceptron.*), one sample and one weight at a time.
 

@@ -34,6 +34,19 @@ def test_shift_rows_empty(backend):
     assert out.shape == (0, 3)
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("shape", [(1, 1), (37, 11), (5, 64), (23, 150)], ids=str)
+def test_column_stats(backend, dtype, rng, shape, n_threads):
+    # 150 columns: two full column blocks of 64 and a partial one.
+    X = (rng.normal(size=shape) * 100 + 1e3).astype(dtype)
+    sums, low, high = np.empty(shape[1]), np.empty(shape[1]), np.empty(shape[1])
+    _kernels(backend, "distance").column_stats(X, sums, low, high, n_threads)
+    expected_sums, expected_low, expected_high = naive.column_stats(X)
+    np.testing.assert_allclose(sums, expected_sums, rtol=1e-14)
+    np.testing.assert_array_equal(low, expected_low)
+    np.testing.assert_array_equal(high, expected_high)
+
+
 @pytest.mark.parametrize("squared", [False, True])
 def test_distances_from_gram_refines_cancellation(backend, dtype, squared):
     # Rows 0 and 1 are nearly equal far from the origin: the GEMM formula loses every digit there,

@@ -26,15 +26,16 @@ class KnnIndex:
     def __init__(self, X_ref, backend=None):
         self.X_ref = X_ref
         self.backend = backend
-        self.origin = shift_origin(X_ref)
-        self.reach = max_abs_shifted(X_ref, self.origin)
+        self.origin, self.reach = shift_origin(X_ref, self._distance_kernels(), _backend.get_num_threads())
         self.scale = power_of_two_scale(self.reach)
         self.ref_scaled, self.ref_norms = self._scaled(X_ref, self.scale)
 
+    def _distance_kernels(self):
+        return _backend.kernels("distance", self.backend)[0]
+
     def _scaled(self, X, scale):
         """float32 (X - origin) * scale and its float64 squared row norms."""
-        kernels, _ = _backend.kernels("distance", self.backend)
-        return shifted(X, self.origin, np.float32, scale, kernels, _backend.get_num_threads())
+        return shifted(X, self.origin, np.float32, scale, self._distance_kernels(), _backend.get_num_threads())
 
     def query(self, X_query, k):
         """(distances (n, k) float64, indices (n, k) int64) of the k nearest reference rows.
@@ -47,7 +48,8 @@ class KnnIndex:
         query_scaled, query_norms = self._scaled(X_query, scale)
         if not query_norms.max() <= _MAX_SCALED_NORM:  # also catches inf
             # Queries far outside the reference cloud: rescale both sides for this call only.
-            scale = power_of_two_scale(max(self.reach, max_abs_shifted(X_query, self.origin)))
+            reach = max_abs_shifted(X_query, self.origin, self._distance_kernels(), n_threads)
+            scale = power_of_two_scale(max(self.reach, reach))
             ref_scaled, ref_norms = self._scaled(self.X_ref, scale)
             query_scaled, query_norms = self._scaled(X_query, scale)
         n_features = X_query.shape[1]

@@ -8,9 +8,33 @@ from fastdl._parallel import run_row_ranges
 
 
 
-def shift_origin(B):
-    """The float64 mean row of B: distances do not change when both sides are shifted by it."""
-    return B.mean(axis=0, dtype=np.float64)
+# Below this many entries a column pass runs on one thread (waking a team costs more).
+MIN_PARALLEL_ENTRIES = 1 << 20
+
+
+def _column_stats(X, kernels, n_threads):
+    """(sums, minima, maxima) of X's columns in float64, from one pass of the kernel over X."""
+    n_features = X.shape[1]
+    sums, low, high = np.empty(n_features), np.empty(n_features), np.empty(n_features)
+    kernels.column_stats(X, sums, low, high, n_threads if X.size >= MIN_PARALLEL_ENTRIES else 1)
+    return sums, low, high
+
+
+def _reach(origin, low, high):
+    """max |X - origin| over all entries, from X's column minima and maxima."""
+    return float(max(np.max(high - origin), np.max(origin - low)))
+
+
+def shift_origin(B, kernels, n_threads):
+    """B's float64 mean row, and max |B - mean| over all entries, from one pass over B.
+
+    Distances do not change when both sides are shifted by the mean; the reach sets the scale.
+    """
+    if B.size == 0:
+        return np.zeros(B.shape[1]), 0.0
+    sums, low, high = _column_stats(B, kernels, n_threads)
+    origin = sums / B.shape[0]
+    return origin, _reach(origin, low, high)
 
 
 def shifted(X, origin, dtype, scale, kernels, n_threads):
@@ -41,13 +65,12 @@ def power_of_two_scale(max_abs):
     return math.ldexp(1.0, -min(max(exponent, -1000), 1000))
 
 
-def max_abs_shifted(X, origin):
-    """max |X - origin| over all entries, in float64, from the column extremes (no temporaries)."""
+def max_abs_shifted(X, origin, kernels, n_threads):
+    """max |X - origin| over all entries, in float64, from one pass over X."""
     if X.size == 0:
         return 0.0
-    above = np.subtract(X.max(axis=0), origin, dtype=np.float64)
-    below = np.subtract(origin, X.min(axis=0), dtype=np.float64)
-    return float(max(above.max(), below.max()))
+    _, low, high = _column_stats(X, kernels, n_threads)
+    return _reach(origin, low, high)
 
 
 def block_rows(n_rows, n_cols, max_elements=1 << 25):

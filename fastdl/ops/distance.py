@@ -49,9 +49,11 @@ def pairwise_distances(A, B=None, squared=False, backend=None):
     same = B is A
     A = as_compute(A, dtype)
     B = A if same else as_compute(B, dtype)
-    origin = shift_origin(B)
+    origin, reach = shift_origin(B, kernels, n_threads)
+    if not same:
+        reach = max(reach, max_abs_shifted(A, origin, kernels, n_threads))
     # A power-of-two scale keeps huge and tiny values inside the GEMM's range; undone exactly.
-    scale = power_of_two_scale(max(max_abs_shifted(A, origin), max_abs_shifted(B, origin)))
+    scale = power_of_two_scale(reach)
     A_shifted, norms_a = shifted(A, origin, dtype, scale, kernels, n_threads)
     B_shifted, norms_b = (A_shifted, norms_a) if same else shifted(B, origin, dtype, scale, kernels, n_threads)
     out = np.empty((A.shape[0], B.shape[0]), dtype=dtype)

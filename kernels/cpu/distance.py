@@ -6,6 +6,7 @@ from numba import prange
 from ._jit import compile_kernel, launch
 
 LANES = 8  # float64 partial sums of a squared norm (one AVX-512 vector), as the Cython kernel
+COLUMN_BLOCK = 64  # columns per task in column_stats
 
 
 def _distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale, squared):
@@ -81,3 +82,37 @@ def shift_rows(X, origin, scale, out, out_norms, n_threads):
     the float64 squared norms of the rows as stored.
     """
     launch(_shift_serial, _shift_parallel, n_threads, X, origin, scale, out, out_norms)
+
+
+def _column_stats(X, out_sums, out_min, out_max, block):
+    n, n_features = X.shape
+    # Threads own disjoint blocks of columns and add the rows in order, so the sums do not
+    # depend on the thread count; each block's accumulators are local so that the loop over
+    # its columns vectorises.
+    for b in prange((n_features + block - 1) // block):
+        first = b * block
+        width = min(n_features, first + block) - first
+        sums = np.empty(width)
+        low = np.empty(width)
+        high = np.empty(width)
+        for f in range(width):
+            sums[f] = low[f] = high[f] = X[0, first + f]
+        for i in range(1, n):
+            row = X[i, first:first + width]
+            for f in range(width):
+                value = np.float64(row[f])
+                sums[f] += value
+                low[f] = value if value < low[f] else low[f]
+                high[f] = value if value > high[f] else high[f]
+        out_sums[first:first + width] = sums
+        out_min[first:first + width] = low
+        out_max[first:first + width] = high
+
+
+_stats_serial = compile_kernel(_column_stats)
+_stats_parallel = compile_kernel(_column_stats, parallel=True)
+
+
+def column_stats(X, out_sums, out_min, out_max, n_threads):
+    """Float64 sums, minima and maxima of X's columns (X (n, d), n >= 1), in one pass over X."""
+    launch(_stats_serial, _stats_parallel, n_threads, X, out_sums, out_min, out_max, COLUMN_BLOCK)

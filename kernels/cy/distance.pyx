@@ -6,6 +6,7 @@ from libc.math cimport sqrt
 
 cdef enum:
     LANES = 8  # float64 partial sums of a squared norm (one AVX-512 vector), as the Numba kernel
+    COLUMN_BLOCK = 64  # columns per task in column_stats, as the Numba kernel
 
 # The Gram block's (or a shifted copy's) float type may differ from that of its rows.
 ctypedef fused gram_floating:
@@ -109,3 +110,51 @@ def shift_rows(
     with nogil:
         for i in prange(n, num_threads=n_threads, schedule="static"):
             out_norms[i] = _shift_row(&X[i, 0], &origin[0], scale, &out[i, 0], n_features)
+
+
+
+cdef void _column_block_stats(
+    const floating* X, Py_ssize_t n, Py_ssize_t n_features, Py_ssize_t first, Py_ssize_t width,
+    double* out_sums, double* out_min, double* out_max,
+) noexcept nogil:
+    """column_stats for columns first .. first + width - 1 (width <= COLUMN_BLOCK), rows in order."""
+    # Local accumulators: the compiler sees they cannot alias X, and the loop over f vectorises.
+    cdef double sums[COLUMN_BLOCK]
+    cdef double low[COLUMN_BLOCK]
+    cdef double high[COLUMN_BLOCK]
+    cdef Py_ssize_t i, f
+    cdef double value
+    for f in range(width):
+        sums[f] = X[first + f]
+        low[f] = sums[f]
+        high[f] = sums[f]
+    for i in range(1, n):
+        for f in range(width):
+            value = X[i * n_features + first + f]
+            sums[f] += value
+            low[f] = value if value < low[f] else low[f]
+            high[f] = value if value > high[f] else high[f]
+    for f in range(width):
+        out_sums[first + f] = sums[f]
+        out_min[first + f] = low[f]
+        out_max[first + f] = high[f]
+
+
+def column_stats(
+    const floating[:, ::1] X, double[::1] out_sums, double[::1] out_min, double[::1] out_max,
+    int n_threads,
+):
+    """Float64 sums, minima and maxima of X's columns (X (n, d), n >= 1), in one pass over X.
+
+    Threads own disjoint blocks of columns and add the rows in order, so the sums do not depend
+    on the thread count.
+    """
+    cdef Py_ssize_t n = X.shape[0], n_features = X.shape[1]
+    cdef Py_ssize_t n_blocks = (n_features + COLUMN_BLOCK - 1) // COLUMN_BLOCK
+    cdef Py_ssize_t b
+    with nogil:
+        for b in prange(n_blocks, num_threads=n_threads, schedule="static"):
+            _column_block_stats(
+                &X[0, 0], n, n_features, b * COLUMN_BLOCK,
+                min(COLUMN_BLOCK, n_features - b * COLUMN_BLOCK), &out_sums[0], &out_min[0], &out_max[0],
+            )

@@ -25,3 +25,10 @@ def shift_rows(X, origin, scale, out, out_norms, n_threads):
         out[start:stop] = chunk
         stored = out[start:stop].astype(np.float64, copy=False)
         np.einsum("ij,ij->i", stored, stored, out=out_norms[start:stop])
+
+
+def column_stats(X, out_sums, out_min, out_max, n_threads):
+    """Float64 sums, minima and maxima of X's columns (X (n, d), n >= 1)."""
+    np.sum(X, axis=0, dtype=np.float64, out=out_sums)
+    out_min[...] = X.min(axis=0)
+    out_max[...] = X.max(axis=0)
