@@ -108,6 +108,55 @@ def test_gradients_match_finite_differences(backend, rng, config):
         np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-6)
 
 
+# 3x3 kernels at stride 1 with at least WINOGRAD_MIN_CHANNELS channels each way take Winograd's
+# F(2x2, 3x3): odd output sizes crop the last tiles; padding 3 makes the input gradient's windows
+# start inside the output gradient (a negative padding).
+WINOGRAD_CONFIGS = [
+    (2, 7, 7, 16, 3, 3, 16, 1, "same"),
+    (1, 8, 9, 16, 3, 3, 20, 1, "valid"),
+    (2, 5, 6, 17, 3, 3, 16, 1, ((1, 2), (0, 3))),
+    (1, 4, 4, 16, 3, 3, 16, 1, 3),
+    (1, 3, 3, 16, 3, 3, 16, 1, "valid"),  # one output pixel
+    (2, 7, 6, 64, 3, 3, 48, 1, "same"),
+]
+
+
+@pytest.mark.parametrize("config", WINOGRAD_CONFIGS, ids=str)
+def test_winograd_matches_naive(backend, dtype, rng, config):
+    x, kernel, bias, strides, padding = _data(rng, config, dtype)
+    geometry = conv_ops._geometry(x.shape, kernel.shape, strides, padding)
+    assert conv_ops._plan(x, kernel, geometry, dtype)["winograd"] is not None
+    expected = naive.conv2d(x, kernel, bias, strides, padding)
+    out = conv2d(x, kernel, bias, strides=strides, padding=padding, backend=backend)
+    _close(out, expected, dtype, kernel[..., 0].size)
+    dout = rng.normal(size=expected.shape).astype(dtype)
+    dx, dkernel, dbias = conv2d_grad(x, kernel, dout, strides=strides, padding=padding, backend=backend)
+    ex, ek, eb = naive.conv2d_grad(x, kernel, dout, strides, padding)
+    _close(dx, ex, dtype, kernel.size)
+    _close(dkernel, ek, dtype, dout[..., 0].size)
+    _close(dbias, eb, dtype, dout[..., 0].size)
+
+
+@pytest.mark.parametrize("config", WINOGRAD_CONFIGS[:3], ids=str)
+def test_winograd_gradients_match_finite_differences(backend, rng, config):
+    """Directional derivatives of a weighted sum of the outputs along random directions."""
+    x, kernel, bias, strides, padding = _data(rng, config, np.float64)
+    weights = rng.normal(size=naive.conv2d(x, kernel, None, strides, padding).shape)
+
+    def loss(x_, kernel_):
+        return float((conv2d(x_, kernel_, bias, strides=strides, padding=padding, backend=backend) * weights).sum())
+
+    dx, dkernel, _ = conv2d_grad(x, kernel, weights, strides=strides, padding=padding, backend=backend)
+    step = 1e-6
+    for which, grad in enumerate((dx, dkernel)):
+        direction = rng.normal(size=grad.shape)
+        up, down = [x, kernel], [x, kernel]
+        up[which] = up[which] + step * direction
+        down[which] = down[which] - step * direction
+        numeric = (loss(*up) - loss(*down)) / (2 * step)
+        np.testing.assert_allclose(np.sum(grad * direction), numeric, rtol=1e-7)
+
+
 def test_backends_agree_on_a_larger_batch(dtype, rng, monkeypatch):
     """Several batches per thread (a tiny patch budget) and two threads give the same answers."""
     x, kernel, bias, strides, padding = _data(rng, (7, 12, 11, 5, 3, 3, 6, 2, "same"), dtype)

@@ -9,7 +9,7 @@ from fastdl._parallel import row_ranges, run_row_ranges
 from fastdl._validation import as_compute, check_pair, compute_dtype
 from fastdl.nn.layers import _Activated, set_conv_options
 from fastdl.nn.module import Layer, Parameter, as_layer_input
-from fastdl.ops.conv import _geometry, batch_size, patch_batches, sum_in_order
+from fastdl.ops.conv import _geometry, batch_size, patches_of, sum_in_order
 
 
 def transpose_output_length(size, kernel, stride, padding):
@@ -106,7 +106,10 @@ def conv2d_transpose_grad(x, kernel, dout, strides=1, padding="valid", backend=N
         dkernel = np.zeros(kernel_matrix.shape, dtype)
         product = np.empty(kernel_matrix.shape, dtype)
         plan = dict(pixels=pixels, patch_cols=patch_cols, direct=False, batch=batch, args=args)
-        for _, _, rows, patches in patch_batches(dout, kernels, plan, first, last, dtype):
+        for start in range(first, last, batch):
+            stop = min(last, start + batch)
+            rows = slice(start * pixels, stop * pixels)
+            patches = patches_of(dout, kernels, plan, start, stop)
             np.dot(patches, kernel_matrix, out=dx_rows[rows])
             np.dot(patches.T, x_rows[rows], out=product)
             dkernel += product

@@ -65,3 +65,50 @@ def unpool(dpooled, code, height, width, pool_h, pool_w, dblock, dbias, n_thread
     rows = (n * height + i * pool_h + k // pool_w) * width + j * pool_w + k % pool_w
     dblock[rows, c] = dpooled[n, i, j, c]
     dbias += np.where(code >= 0, dpooled, 0).reshape(-1, dpooled.shape[3]).sum(axis=0, dtype=np.float64)
+
+
+def winograd_input(x, pad_top, pad_left, tiles_h, tiles_w, out, n_threads):
+    """Winograd F(2x2, 3x3) input tiles: out[4 a + b, t] = (B^T d B)[a, b] for the 4x4 window d of
+    tile t (image, row, column in order) with top-left corner (2 row - pad_top, 2 column -
+    pad_left), zeros outside x. x (n, height, width, channels); out (16, n * tiles_h * tiles_w,
+    channels)."""
+    n_images, height, width, channels = x.shape
+    top, bottom = pad_top, max(0, 2 * tiles_h + 2 - height - pad_top)
+    left, right = pad_left, max(0, 2 * tiles_w + 2 - width - pad_left)
+    padded = np.pad(x, ((0, 0), (max(top, 0), bottom), (max(left, 0), right), (0, 0)))
+    padded = padded[:, max(-top, 0):, max(-left, 0):]  # a negative padding crops
+    d = [[padded[:, a : a + 2 * tiles_h : 2, b : b + 2 * tiles_w : 2] for b in range(4)] for a in range(4)]
+    rows = [[d[0][b] - d[2][b], d[1][b] + d[2][b], d[2][b] - d[1][b], d[1][b] - d[3][b]] for b in range(4)]
+    for a in range(4):
+        t = [rows[b][a] for b in range(4)]
+        for b, v in enumerate((t[0] - t[2], t[1] + t[2], t[2] - t[1], t[1] - t[3])):
+            out[4 * a + b] = v.reshape(-1, channels)
+
+
+def winograd_output(m, tiles_h, tiles_w, out, n_threads):
+    """Winograd F(2x2, 3x3) output tiles: out[image, 2 row + i, 2 column + j] = (A^T m_t A)[i, j]
+    for tile t of m (16, n * tiles_h * tiles_w, channels), cropped to out (n, out_h, out_w,
+    channels)."""
+    n_images, out_h, out_w, channels = out.shape
+    m = m.reshape(4, 4, n_images, tiles_h, tiles_w, channels)
+    s = (m[0] + m[1] + m[2], m[1] - m[2] - m[3])  # A^T m: (row i, column b)
+    full = np.empty((n_images, 2 * tiles_h, 2 * tiles_w, channels), out.dtype)
+    for i in range(2):
+        full[:, i::2, 0::2] = s[i][0] + s[i][1] + s[i][2]
+        full[:, i::2, 1::2] = s[i][1] - s[i][2] - s[i][3]
+    out[...] = full[:, :out_h, :out_w]
+
+
+def winograd_output_grad(dout, tiles_h, tiles_w, out, n_threads):
+    """The adjoint of winograd_output: out[4 a + b, t] = (A dy_t A^T)[a, b] for the 2x2 tile dy_t
+    of dout (n, out_h, out_w, channels), zeros past its edge; out (16, n * tiles_h * tiles_w,
+    channels)."""
+    n_images, out_h, out_w, channels = dout.shape
+    full = np.zeros((n_images, 2 * tiles_h, 2 * tiles_w, channels), dout.dtype)
+    full[:, :out_h, :out_w] = dout
+    dy = [[full[:, i::2, j::2] for j in range(2)] for i in range(2)]
+    rows = [(dy[0][j], dy[0][j] + dy[1][j], dy[0][j] - dy[1][j], -dy[1][j]) for j in range(2)]  # A dy
+    for a in range(4):
+        u0, u1 = rows[0][a], rows[1][a]
+        for b, v in enumerate((u0, u0 + u1, u0 - u1, -u1)):  # (A dy) A^T
+            out[4 * a + b] = v.reshape(-1, channels)
