@@ -121,8 +121,27 @@ WINOGRAD_CONFIGS = [
 ]
 
 
+def test_winograd_only_where_its_tiles_fit():
+    def uses_winograd(x_shape, kernel_shape, strides=1, padding="same"):
+        geometry = conv_ops._geometry(x_shape, kernel_shape, strides, padding)
+        return conv_ops._plan(np.empty(x_shape), np.empty(kernel_shape), geometry, np.float32)["winograd"] is not None
+
+    assert uses_winograd((1, 14, 14, 64), (3, 3, 64, 128))
+    assert uses_winograd((1, 74, 74, 32), (3, 3, 32, 32), padding="valid")
+    assert not uses_winograd((1, 7, 7, 128), (3, 3, 128, 256))  # 8x8 tiles for 7x7 outputs
+    assert not uses_winograd((1, 14, 14, 8), (3, 3, 8, 128))  # too few input channels
+    assert not uses_winograd((1, 14, 14, 64), (3, 3, 64, 128), strides=2)
+    assert not uses_winograd((1, 14, 14, 64), (5, 5, 64, 128))
+
+
+@pytest.fixture
+def any_winograd(monkeypatch):
+    """Winograd also for small odd outputs, whose cropped tiles it would otherwise leave to im2col."""
+    monkeypatch.setattr(conv_ops, "WINOGRAD_MAX_WASTE", 16.0)
+
+
 @pytest.mark.parametrize("config", WINOGRAD_CONFIGS, ids=str)
-def test_winograd_matches_naive(backend, dtype, rng, config):
+def test_winograd_matches_naive(backend, dtype, rng, config, any_winograd):
     x, kernel, bias, strides, padding = _data(rng, config, dtype)
     geometry = conv_ops._geometry(x.shape, kernel.shape, strides, padding)
     assert conv_ops._plan(x, kernel, geometry, dtype)["winograd"] is not None
@@ -138,7 +157,7 @@ def test_winograd_matches_naive(backend, dtype, rng, config):
 
 
 @pytest.mark.parametrize("config", WINOGRAD_CONFIGS[:3], ids=str)
-def test_winograd_gradients_match_finite_differences(backend, rng, config):
+def test_winograd_gradients_match_finite_differences(backend, rng, config, any_winograd):
     """Directional derivatives of a weighted sum of the outputs along random directions."""
     x, kernel, bias, strides, padding = _data(rng, config, np.float64)
     weights = rng.normal(size=naive.conv2d(x, kernel, None, strides, padding).shape)

@@ -22,6 +22,9 @@ PATCH_BYTES = 2 << 20
 # Winograd for 3x3 stride-1 kernels with at least this many input and output channels: with
 # fewer, its 16 GEMMs are too thin to gain (measured here: 1.6-2x faster from 32 channels on).
 WINOGRAD_MIN_CHANNELS = 16
+# ... and when its 2x2 output tiles cover at most this much more than the output: an odd size
+# wastes a row and a column of tiles (a 7x7 output takes 8x8), which cost more than they gain.
+WINOGRAD_MAX_WASTE = 1.2
 # Bytes of transformed tiles per thread and batch: bigger batches give the kernel gradient's
 # GEMMs (whose inner dimension is the number of tiles) more to work with.
 WINOGRAD_BYTES = 4 << 20
@@ -119,10 +122,12 @@ def _plan(x, kernel, geometry, dtype):
     # A 1x1 kernel at stride 1 without padding reads x itself as the patch matrix.
     direct = kh == 1 and kw == 1 and stride_h == 1 and stride_w == 1 and pad_top == 0 and pad_left == 0 \
         and out_h == x.shape[1] and out_w == x.shape[2]
-    winograd = (kh, kw, stride_h, stride_w) == (3, 3, 1, 1) and min(in_channels, out_channels) >= WINOGRAD_MIN_CHANNELS
+    tiles_h, tiles_w = -(-out_h // 2), -(-out_w // 2)
+    winograd = ((kh, kw, stride_h, stride_w) == (3, 3, 1, 1) and min(in_channels, out_channels) >= WINOGRAD_MIN_CHANNELS
+                and 4 * tiles_h * tiles_w <= WINOGRAD_MAX_WASTE * pixels)
     batch = batch_size(pixels, patch_cols, dtype)
     if winograd:  # a batch's transformed tiles and their products take up to WINOGRAD_BYTES
-        tile_bytes = 16 * -(-out_h // 2) * -(-out_w // 2) * (in_channels + out_channels) * np.dtype(dtype).itemsize
+        tile_bytes = 16 * tiles_h * tiles_w * (in_channels + out_channels) * np.dtype(dtype).itemsize
         batch = max(1, WINOGRAD_BYTES // tile_bytes)
     args = (kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
     return dict(pixels=pixels, patch_cols=patch_cols, direct=direct, batch=batch, args=args,
