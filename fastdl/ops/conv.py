@@ -28,7 +28,6 @@ WINOGRAD_MAX_WASTE = 1.2
 # Bytes of transformed tiles per thread and batch: bigger batches give the kernel gradient's
 # GEMMs (whose inner dimension is the number of tiles) more to work with.
 WINOGRAD_BYTES = 4 << 20
-_WINOGRAD_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 
 
 def _explicit_padding(padding):
@@ -130,20 +129,45 @@ def _plan(x, kernel, geometry, dtype):
         tile_bytes = 16 * tiles_h * tiles_w * (in_channels + out_channels) * np.dtype(dtype).itemsize
         batch = max(1, WINOGRAD_BYTES // tile_bytes)
     args = (kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
-    return dict(pixels=pixels, patch_cols=patch_cols, direct=direct, batch=batch, args=args,
-                winograd=_winograd_kernel(kernel) if winograd else None, work=pixels * patch_cols * out_channels)
+    return dict(pixels=pixels, patch_cols=patch_cols, direct=direct, winograd=winograd, batch=batch, args=args,
+                work=pixels * patch_cols * out_channels)
 
 
-def _winograd_kernel(kernel):
-    """G g G^T of each (3, 3) slice of kernel (3, 3, in, out), as (16, in, out) in kernel's dtype."""
+def _winograd_kernel(kernel, name):
+    """G g G^T of each (3, 3) slice of kernel (3, 3, in, out), as (16, in, out) in kernel's dtype,
+    in the calling thread's scratch array `name`."""
     _, _, in_channels, out_channels = kernel.shape
-    transformed = np.einsum("ai,ijco,bj->abco", _WINOGRAD_G, kernel, _WINOGRAD_G)
-    return transformed.reshape(16, in_channels, out_channels).astype(kernel.dtype)
+    rows = scratch(name + " rows", (4, 3, in_channels, out_channels), kernel.dtype)
+    out = scratch(name, (4, 4, in_channels, out_channels), kernel.dtype)
+    _times_g(kernel, rows)  # G g
+    _times_g(rows.transpose(1, 0, 2, 3), out.transpose(1, 0, 2, 3))  # (G g) G^T
+    return out.reshape(16, in_channels, out_channels)
+
+
+def _times_g(g, out):
+    """out = G g along the first axis (g (3, ...), out (4, ...)), in place and without temporaries;
+    G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]."""
+    out[0] = g[0]
+    np.add(g[0], g[2], out=out[1])
+    np.subtract(out[1], g[1], out=out[2])
+    out[1] += g[1]
+    out[1:3] *= 0.5
+    out[3] = g[2]
+
+
+def _times_g_transposed(u, out):
+    """out = G^T u along the first axis (u (4, ...), out (3, ...)), in place: the adjoint of _times_g."""
+    np.add(u[1], u[2], out=out[1])
+    out[1] *= 0.5
+    np.add(u[0], out[1], out=out[0])
+    np.add(out[1], u[3], out=out[2])
+    np.subtract(u[1], u[2], out=out[1])
+    out[1] *= 0.5
 
 
 def winograd_conv(images, transformed, pad_top, pad_left, out, kernels, spent=None):
     """out (n, out_h, out_w, out_channels) = the stride-1 3x3 convolution of images (n, height,
-    width, in_channels) whose kernel's Winograd transform is `transformed` (_winograd_kernel),
+    width, in_channels) whose kernel's Winograd transform is `transformed` (from _winograd_kernel),
     windows starting at (-pad_top, -pad_left); on the calling thread, in its scratch arrays or,
     when big enough, in `spent`: an array of out's dtype whose contents are no longer needed
     (memory that is still in cache)."""
@@ -166,11 +190,11 @@ def _forward_batches(x, kernel, geometry, plan, kernels, first, last):
     """(start, stop, convolve) for images first..last-1 in batches: convolve(out=rows) writes the
     convolution of images start..stop-1 (no bias) into rows ((stop - start) * pixels,
     out_channels), by Winograd or by im2col and one GEMM."""
-    if plan["winograd"] is not None:
+    if plan["winograd"]:
         (pad_top, pad_left), (out_h, out_w) = geometry[1:]
         for start in range(first, last, plan["batch"]):
             stop = min(last, start + plan["batch"])
-            yield start, stop, functools.partial(_winograd_rows, x[start:stop], plan["winograd"], pad_top, pad_left,
+            yield start, stop, functools.partial(_winograd_rows, x[start:stop], plan["transformed"], pad_top, pad_left,
                                                  out_h, out_w, kernels)
         return
     kernel_matrix = kernel.reshape(-1, kernel.shape[3])
@@ -239,6 +263,8 @@ def conv2d_into(x, kernel, bias, geometry, out, activation=0, backend=None, alph
     dtype = out.dtype
     out_channels = kernel.shape[3]
     plan = _plan(x, kernel, geometry, dtype)
+    if plan["winograd"]:
+        plan["transformed"] = _winograd_kernel(kernel, "winograd kernel")
     out_rows = out.reshape(-1, out_channels)
     epilogue = bool(activation) or bias is not None
     bias = _NO_BIAS[dtype] if bias is None else bias
@@ -320,7 +346,7 @@ def _backward_gemms(x, kernel, geometry, dx, dkernel, backend, gradient_rows):
     kernels, _ = _backend.kernels("conv", backend)
     dtype = dkernel.dtype
     plan = _plan(x, kernel, geometry, dtype)
-    step = (_WinogradBackward if plan["winograd"] is not None else _Im2colBackward)(
+    step = (_WinogradBackward if plan["winograd"] else _Im2colBackward)(
         x, kernel, geometry, plan, dx, kernels)
     n_threads = _backend.get_num_threads()
     work = (2 if dx is not None else 1) * plan["work"]
@@ -342,7 +368,7 @@ def _backward_gemms(x, kernel, geometry, dx, dkernel, backend, gradient_rows):
                 partial += product
 
     run_row_ranges(compute, x.shape[0], n_threads, work)
-    np.copyto(dkernel, step.kernel_gradient(sum_in_order(partials)), casting="same_kind")
+    step.kernel_gradient(sum_in_order(partials), dkernel)
 
 
 class _Im2colBackward:
@@ -367,8 +393,8 @@ class _Im2colBackward:
             np.dot(gradient, self.kernel_matrix.T, out=patches)
             self.kernels.col2im(patches, dx[start:stop], *plan["args"], 1)
 
-    def kernel_gradient(self, total):
-        return total.reshape(self.kernel.shape)
+    def kernel_gradient(self, total, out):
+        np.copyto(out, total.reshape(out.shape))
 
 
 class _WinogradBackward:
@@ -384,8 +410,9 @@ class _WinogradBackward:
         self.x, self.dx, self.kernels = x, dx, kernels
         (self.pad_top, self.pad_left), (self.out_h, self.out_w) = geometry[1:]
         self.tiles_h, self.tiles_w = -(-self.out_h // 2), -(-self.out_w // 2)
-        self.partial_shape = plan["winograd"].shape
-        self.flipped = None if dx is None else _winograd_kernel(kernel[::-1, ::-1].transpose(0, 1, 3, 2))
+        self.partial_shape = (16, *kernel.shape[2:])
+        if dx is not None:
+            self.flipped = _winograd_kernel(kernel[::-1, ::-1].transpose(0, 1, 3, 2), "winograd flipped kernel")
 
     def __call__(self, start, stop, rows, gradient, out):
         in_channels, out_channels = self.partial_shape[1:]
@@ -405,10 +432,11 @@ class _WinogradBackward:
             winograd_conv(gradient, self.flipped, 2 - self.pad_top, 2 - self.pad_left, self.dx[start:stop],
                           self.kernels, spent=work)
 
-    def kernel_gradient(self, total):
-        _, in_channels, out_channels = total.shape
-        return np.einsum("ai,abco,bj->ijco", _WINOGRAD_G, total.reshape(4, 4, in_channels, out_channels),
-                         _WINOGRAD_G)
+    def kernel_gradient(self, total, out):
+        rows = scratch("winograd gradient rows", (3, 4, *total.shape[1:]), total.dtype)
+        _times_g_transposed(total.reshape(4, 4, *total.shape[1:]), rows)  # G^T dU
+        _times_g_transposed(rows.transpose(1, 0, 2, 3), out.transpose(1, 0, 2, 3))  # (G^T dU) G
+
 
 
 def pool_fusable(activation, pool_window):
@@ -432,6 +460,8 @@ def conv2d_pool_into(x, kernel, bias, geometry, activation, pool, out, code, bac
     dtype = out.dtype
     out_channels = kernel.shape[3]
     plan = _plan(x, kernel, geometry, dtype)
+    if plan["winograd"]:
+        plan["transformed"] = _winograd_kernel(kernel, "winograd kernel")
     conv_h, conv_w = geometry[2]
     bias = _NO_BIAS[dtype] if bias is None else bias
 
