@@ -108,3 +108,34 @@ def test_sequential_fuses_convolution_and_pooling(rng):
         np.testing.assert_allclose(p.grad, q.grad, rtol=1e-10, atol=1e-12, err_msg=name)
     # A layer called on its own is not fused.
     assert fused.layers[0](x).shape == (5, 7, 7, 4)
+
+
+def _two_headed(fuse, seed=0):
+    """A functional Model: a conv+pool trunk (the second pair also feeds a second head) and two heads."""
+    inputs = nn.Input((9, 9, 2))
+    trunk = nn.MaxPool2D(2)(nn.Conv2D(4, 3, activation="relu")(inputs))
+    features = nn.Conv2D(3, 2, padding="same", name="shared")(trunk)  # two consumers: not fused
+    left = nn.Dense(3, activation="softmax", name="digit")(nn.Flatten()(nn.MaxPool2D(2)(features)))
+    right = nn.Dense(1, name="value")(nn.Flatten()(features))
+    model = nn.Model(inputs, [left, right], seed=seed, dtype="float64")
+    model.compile(nn.SGD(0.1), {"digit": "sparse_categorical_crossentropy", "value": "mse"})
+    if not fuse:
+        model._pooled_convs, model._skipped = {}, set()
+    return model
+
+
+def test_functional_model_fuses_convolution_and_pooling(rng):
+    """As in Sequential: a conv whose only use is a fusable pooling runs with it, the first layer
+    computes no input gradient, and outputs and training equal the unfused model's."""
+    fused, separate = _two_headed(True), _two_headed(False)
+    assert [node._layer.name for node in fused._pooled_convs.values()] == [fused.layers[0].name]
+    assert [layer.needs_input_grad for layer in fused.layers][:2] == [False, True]
+    x = rng.standard_normal((5, 9, 9, 2))
+    y = {"digit": rng.integers(0, 3, 5), "value": rng.standard_normal((5, 1))}
+    for name, out in fused.predict(x).items():
+        np.testing.assert_allclose(out, separate.predict(x)[name], rtol=1e-12, err_msg=name)
+    fused.fit(x, y, epochs=3, batch_size=5, shuffle=False)
+    separate.fit(x, y, epochs=3, batch_size=5, shuffle=False)
+    for (name, p), (_, q) in zip(fused.parameters(), separate.parameters()):
+        np.testing.assert_allclose(p.value, q.value, rtol=1e-10, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(p.grad, q.grad, rtol=1e-10, atol=1e-12, err_msg=name)

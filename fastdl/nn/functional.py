@@ -218,6 +218,19 @@ class Model(Training):
         for node in self._nodes:
             consumers[id(node._parent)] = consumers.get(id(node._parent), 0) + 1
         self._consumers = consumers
+        # A convolution whose only use is a max pooling it fuses with (and which is no output)
+        # runs as one step with it, as in Sequential: {id(pooling node): convolution node}.
+        outputs = {id(tensor) for tensor in self.outputs.values()}
+        self._pooled_convs = {
+            id(node): node._parent for node in self._nodes
+            if node._parent is not self.input and consumers[id(node._parent)] == 1 and id(node._parent) not in outputs
+            and getattr(node._parent._layer, "fuses_with", lambda _: False)(node._layer)}
+        self._skipped = {id(conv) for conv in self._pooled_convs.values()}
+        # No gradient has to flow back into a layer with no parameters anywhere before it.
+        learning = {id(self.input): False}
+        for node in self._nodes:
+            node._layer.needs_input_grad = learning[id(node._parent)]
+            learning[id(node)] = learning[id(node._parent)] or bool(node._layer.parameters())
         self.built = True
 
     def parameters(self):
@@ -341,7 +354,11 @@ class Model(Training):
     def _forward(self, x, training):
         values = {id(self.input): x}
         for node in self._nodes:
-            values[id(node)] = node._layer.forward(values[id(node._parent)], training)
+            conv = self._pooled_convs.get(id(node))
+            if conv is not None:
+                values[id(node)] = conv._layer.forward_pooled(values[id(conv._parent)], node._layer, training)
+            elif id(node) not in self._skipped:  # a skipped convolution runs with its pooling
+                values[id(node)] = node._layer.forward(values[id(node._parent)], training)
         return {name: values[id(tensor)] for name, tensor in self.outputs.items()}
 
     def _batch_losses(self, outputs, targets):
@@ -368,11 +385,17 @@ class Model(Training):
             weight = self.loss_weights[name]
             grads[id(tensor)] = dout if weight == 1.0 else (dout * weight).astype(dout.dtype, copy=False)
         for node in reversed(self._nodes):
-            dout = grads.pop(id(node))
-            layer = node._layer
-            dx = layer.backward_pre(dout) if id(node) in self._fused_nodes else layer.backward(dout)
-            parent = node._parent
-            if parent is self.input:
+            dout = grads.pop(id(node), None)
+            if dout is None:  # a convolution done with its pooling, or nothing learns before it
+                continue
+            conv = self._pooled_convs.get(id(node))
+            if conv is not None:
+                dx, parent = conv._layer.backward_pooled(dout, node._layer), conv._parent
+            else:
+                layer = node._layer
+                dx = layer.backward_pre(dout) if id(node) in self._fused_nodes else layer.backward(dout)
+                parent = node._parent
+            if dx is None or parent is self.input:
                 continue
             key = id(parent)
             grads[key] = dx if key not in grads else grads[key] + dx
