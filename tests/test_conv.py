@@ -6,6 +6,7 @@ import pytest
 import fastdl
 import naive
 from conftest import RTOL, ready_backends
+from fastdl.ops import _winograd
 from fastdl.ops import conv as conv_ops
 from fastdl.ops.conv import conv2d, conv2d_grad
 
@@ -108,7 +109,7 @@ def test_gradients_match_finite_differences(backend, rng, config):
         np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-6)
 
 
-# 3x3 kernels at stride 1 with at least WINOGRAD_MIN_CHANNELS channels each way take Winograd's
+# 3x3 kernels at stride 1 with at least _winograd.MIN_CHANNELS channels each way take Winograd's
 # F(2x2, 3x3): odd output sizes crop the last tiles; padding 3 makes the input gradient's windows
 # start inside the output gradient (a negative padding).
 WINOGRAD_CONFIGS = [
@@ -137,7 +138,7 @@ def test_winograd_only_where_its_tiles_fit():
 @pytest.fixture
 def any_winograd(monkeypatch):
     """Winograd also for small odd outputs, whose cropped tiles it would otherwise leave to im2col."""
-    monkeypatch.setattr(conv_ops, "WINOGRAD_MAX_WASTE", 16.0)
+    monkeypatch.setattr(_winograd, "MAX_WASTE", 16.0)
 
 
 @pytest.mark.parametrize("config", WINOGRAD_CONFIGS, ids=str)

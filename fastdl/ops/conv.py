@@ -1,9 +1,7 @@
 """2-D convolution, channels-last (Keras layout), as im2col + one BLAS GEMM per batch of images.
 
-3x3 kernels at stride 1 between layers of many channels use Winograd's F(2x2, 3x3) instead: the
-images' 4x4 tiles are transformed, multiplied by the transformed kernel in 16 GEMMs with 16/36 of
-im2col's multiply-adds, and transformed back (the input gradient too, as the same convolution of
-the output gradient with the flipped kernel).
+3x3 kernels at stride 1 between layers of many channels take Winograd's F(2x2, 3x3) instead
+(fastdl/ops/_winograd.py), batch by batch in the same loops.
 """
 
 import functools
@@ -14,20 +12,12 @@ import numpy as np
 from fastdl import backend as _backend
 from fastdl._parallel import row_ranges, run_row_ranges, scratch
 from fastdl._validation import as_compute_all, check_array, check_pair
+from fastdl.ops import _winograd
 from fastdl.ops.dense import _NO_BIAS, LEAKY_ALPHA
 
 # Bytes of patch matrix (im2col buffer) per thread: big enough for an efficient GEMM, small
 # enough that a batch's patches are still in cache when the GEMM reads them.
 PATCH_BYTES = 2 << 20
-# Winograd for 3x3 stride-1 kernels with at least this many input and output channels: with
-# fewer, its 16 GEMMs are too thin to gain (measured here: 1.6-2x faster from 32 channels on).
-WINOGRAD_MIN_CHANNELS = 16
-# ... and when its 2x2 output tiles cover at most this much more than the output: an odd size
-# wastes a row and a column of tiles (a 7x7 output takes 8x8), which cost more than they gain.
-WINOGRAD_MAX_WASTE = 1.2
-# Bytes of transformed tiles per thread and batch: bigger batches give the kernel gradient's
-# GEMMs (whose inner dimension is the number of tiles) more to work with.
-WINOGRAD_BYTES = 4 << 20
 
 
 def _explicit_padding(padding):
@@ -121,69 +111,14 @@ def _plan(x, kernel, geometry, dtype):
     # A 1x1 kernel at stride 1 without padding reads x itself as the patch matrix.
     direct = kh == 1 and kw == 1 and stride_h == 1 and stride_w == 1 and pad_top == 0 and pad_left == 0 \
         and out_h == x.shape[1] and out_w == x.shape[2]
-    tiles_h, tiles_w = -(-out_h // 2), -(-out_w // 2)
-    winograd = ((kh, kw, stride_h, stride_w) == (3, 3, 1, 1) and min(in_channels, out_channels) >= WINOGRAD_MIN_CHANNELS
-                and 4 * tiles_h * tiles_w <= WINOGRAD_MAX_WASTE * pixels)
-    batch = batch_size(pixels, patch_cols, dtype)
-    if winograd:  # a batch's transformed tiles and their products take up to WINOGRAD_BYTES
-        tile_bytes = 16 * tiles_h * tiles_w * (in_channels + out_channels) * np.dtype(dtype).itemsize
-        batch = max(1, WINOGRAD_BYTES // tile_bytes)
+    winograd = _winograd.fits(kernel.shape, (stride_h, stride_w), (out_h, out_w))
+    if winograd:
+        batch = _winograd.batch_size(kernel.shape, (out_h, out_w), dtype)
+    else:
+        batch = batch_size(pixels, patch_cols, dtype)
     args = (kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
     return dict(pixels=pixels, patch_cols=patch_cols, direct=direct, winograd=winograd, batch=batch, args=args,
                 work=pixels * patch_cols * out_channels)
-
-
-def _winograd_kernel(kernel, name):
-    """G g G^T of each (3, 3) slice of kernel (3, 3, in, out), as (16, in, out) in kernel's dtype,
-    in the calling thread's scratch array `name`."""
-    _, _, in_channels, out_channels = kernel.shape
-    rows = scratch(name + " rows", (4, 3, in_channels, out_channels), kernel.dtype)
-    out = scratch(name, (4, 4, in_channels, out_channels), kernel.dtype)
-    _times_g(kernel, rows)  # G g
-    _times_g(rows.transpose(1, 0, 2, 3), out.transpose(1, 0, 2, 3))  # (G g) G^T
-    return out.reshape(16, in_channels, out_channels)
-
-
-def _times_g(g, out):
-    """out = G g along the first axis (g (3, ...), out (4, ...)), in place and without temporaries;
-    G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]."""
-    out[0] = g[0]
-    np.add(g[0], g[2], out=out[1])
-    np.subtract(out[1], g[1], out=out[2])
-    out[1] += g[1]
-    out[1:3] *= 0.5
-    out[3] = g[2]
-
-
-def _times_g_transposed(u, out):
-    """out = G^T u along the first axis (u (4, ...), out (3, ...)), in place: the adjoint of _times_g."""
-    np.add(u[1], u[2], out=out[1])
-    out[1] *= 0.5
-    np.add(u[0], out[1], out=out[0])
-    np.add(out[1], u[3], out=out[2])
-    np.subtract(u[1], u[2], out=out[1])
-    out[1] *= 0.5
-
-
-def winograd_conv(images, transformed, pad_top, pad_left, out, kernels, spent=None):
-    """out (n, out_h, out_w, out_channels) = the stride-1 3x3 convolution of images (n, height,
-    width, in_channels) whose kernel's Winograd transform is `transformed` (from _winograd_kernel),
-    windows starting at (-pad_top, -pad_left); on the calling thread, in its scratch arrays or,
-    when big enough, in `spent`: an array of out's dtype whose contents are no longer needed
-    (memory that is still in cache)."""
-    n_images, _, _, in_channels = images.shape
-    _, out_h, out_w, out_channels = out.shape
-    tiles_h, tiles_w = -(-out_h // 2), -(-out_w // 2)
-    n_tiles = n_images * tiles_h * tiles_w
-    size = 16 * n_tiles * (in_channels + out_channels)
-    if spent is None or spent.size < size:
-        spent = scratch("winograd tiles", size, out.dtype)
-    spent = spent.reshape(-1)
-    tiles = spent[: 16 * n_tiles * in_channels].reshape(16, n_tiles, in_channels)
-    products = spent[16 * n_tiles * in_channels : size].reshape(16, n_tiles, out_channels)
-    kernels.winograd_input(images, pad_top, pad_left, tiles_h, tiles_w, tiles, 1)
-    np.matmul(tiles, transformed, out=products)
-    kernels.winograd_output(products, tiles_h, tiles_w, out, 1)
 
 
 def _forward_batches(x, kernel, geometry, plan, kernels, first, last):
@@ -194,18 +129,13 @@ def _forward_batches(x, kernel, geometry, plan, kernels, first, last):
         (pad_top, pad_left), (out_h, out_w) = geometry[1:]
         for start in range(first, last, plan["batch"]):
             stop = min(last, start + plan["batch"])
-            yield start, stop, functools.partial(_winograd_rows, x[start:stop], plan["transformed"], pad_top, pad_left,
-                                                 out_h, out_w, kernels)
+            yield start, stop, functools.partial(_winograd.convolve_rows, x[start:stop], plan["transformed"], pad_top,
+                                                 pad_left, out_h, out_w, kernels)
         return
     kernel_matrix = kernel.reshape(-1, kernel.shape[3])
     for start in range(first, last, plan["batch"]):
         stop = min(last, start + plan["batch"])
         yield start, stop, functools.partial(np.dot, patches_of(x, kernels, plan, start, stop), kernel_matrix)
-
-
-def _winograd_rows(images, transformed, pad_top, pad_left, out_h, out_w, kernels, out):
-    """winograd_conv into rows `out` (pixels, out_channels) of the images' outputs."""
-    winograd_conv(images, transformed, pad_top, pad_left, out.reshape(len(images), out_h, out_w, -1), kernels)
 
 
 def patches_of(x, kernels, plan, start, stop):
@@ -264,7 +194,7 @@ def conv2d_into(x, kernel, bias, geometry, out, activation=0, backend=None, alph
     out_channels = kernel.shape[3]
     plan = _plan(x, kernel, geometry, dtype)
     if plan["winograd"]:
-        plan["transformed"] = _winograd_kernel(kernel, "winograd kernel")
+        plan["transformed"] = _winograd.transform_kernel(kernel, "winograd kernel")
     out_rows = out.reshape(-1, out_channels)
     epilogue = bool(activation) or bias is not None
     bias = _NO_BIAS[dtype] if bias is None else bias
@@ -346,7 +276,7 @@ def _backward_gemms(x, kernel, geometry, dx, dkernel, backend, gradient_rows):
     kernels, _ = _backend.kernels("conv", backend)
     dtype = dkernel.dtype
     plan = _plan(x, kernel, geometry, dtype)
-    step = (_WinogradBackward if plan["winograd"] else _Im2colBackward)(
+    step = (_winograd.Backward if plan["winograd"] else _Im2colBackward)(
         x, kernel, geometry, plan, dx, kernels)
     n_threads = _backend.get_num_threads()
     work = (2 if dx is not None else 1) * plan["work"]
@@ -394,49 +324,8 @@ class _Im2colBackward:
             self.kernels.col2im(patches, dx[start:stop], *plan["args"], 1)
 
     def kernel_gradient(self, total, out):
+        """out (kh, kw, in, out) from the summed patches^T @ gradient of the batches."""
         np.copyto(out, total.reshape(out.shape))
-
-
-class _WinogradBackward:
-    """One batch of a 3x3 stride-1 convolution's backward pass in Winograd's transformed space.
-
-    The kernel gradient is G^T (sum over tiles of V^T dM) G, with V the input tiles as in the
-    forward pass and dM = A dy A^T the output gradient's tiles; the input gradient is the output
-    gradient convolved with the kernel turned by 180 degrees, its input and output channels
-    swapped, windows starting 2 - pad pixels before the gradient.
-    """
-
-    def __init__(self, x, kernel, geometry, plan, dx, kernels):
-        self.x, self.dx, self.kernels = x, dx, kernels
-        (self.pad_top, self.pad_left), (self.out_h, self.out_w) = geometry[1:]
-        self.tiles_h, self.tiles_w = -(-self.out_h // 2), -(-self.out_w // 2)
-        self.partial_shape = (16, *kernel.shape[2:])
-        if dx is not None:
-            self.flipped = _winograd_kernel(kernel[::-1, ::-1].transpose(0, 1, 3, 2), "winograd flipped kernel")
-
-    def __call__(self, start, stop, rows, gradient, out):
-        in_channels, out_channels = self.partial_shape[1:]
-        images = self.x[start:stop]
-        gradient = gradient.reshape(stop - start, self.out_h, self.out_w, out_channels)
-        n_tiles = (stop - start) * self.tiles_h * self.tiles_w
-        # Big enough for the input gradient's tiles too (its output is the input's size).
-        dx_tiles = (stop - start) * -(-self.x.shape[1] // 2) * -(-self.x.shape[2] // 2)
-        work = scratch("winograd tiles", 16 * max(n_tiles, dx_tiles) * (in_channels + out_channels), out.dtype)
-        tiles = work[: 16 * n_tiles * in_channels].reshape(16, n_tiles, in_channels)
-        dtiles = work[16 * n_tiles * in_channels : 16 * n_tiles * (in_channels + out_channels)].reshape(
-            16, n_tiles, out_channels)
-        self.kernels.winograd_input(images, self.pad_top, self.pad_left, self.tiles_h, self.tiles_w, tiles, 1)
-        self.kernels.winograd_output_grad(gradient, self.tiles_h, self.tiles_w, dtiles, 1)
-        np.matmul(tiles.transpose(0, 2, 1), dtiles, out=out)
-        if self.dx is not None:
-            winograd_conv(gradient, self.flipped, 2 - self.pad_top, 2 - self.pad_left, self.dx[start:stop],
-                          self.kernels, spent=work)
-
-    def kernel_gradient(self, total, out):
-        rows = scratch("winograd gradient rows", (3, 4, *total.shape[1:]), total.dtype)
-        _times_g_transposed(total.reshape(4, 4, *total.shape[1:]), rows)  # G^T dU
-        _times_g_transposed(rows.transpose(1, 0, 2, 3), out.transpose(1, 0, 2, 3))  # (G^T dU) G
-
 
 
 def pool_fusable(activation, pool_window):
@@ -461,7 +350,7 @@ def conv2d_pool_into(x, kernel, bias, geometry, activation, pool, out, code, bac
     out_channels = kernel.shape[3]
     plan = _plan(x, kernel, geometry, dtype)
     if plan["winograd"]:
-        plan["transformed"] = _winograd_kernel(kernel, "winograd kernel")
+        plan["transformed"] = _winograd.transform_kernel(kernel, "winograd kernel")
     conv_h, conv_w = geometry[2]
     bias = _NO_BIAS[dtype] if bias is None else bias
 
