@@ -129,7 +129,8 @@ def test_winograd_only_where_its_tiles_fit():
 
     assert uses_winograd((1, 14, 14, 64), (3, 3, 64, 128))
     assert uses_winograd((1, 74, 74, 32), (3, 3, 32, 32), padding="valid")
-    assert not uses_winograd((1, 7, 7, 128), (3, 3, 128, 256))  # 8x8 tiles for 7x7 outputs
+    assert uses_winograd((1, 7, 7, 128), (3, 3, 128, 256))  # 8x8 of tiles for 7x7 outputs
+    assert not uses_winograd((1, 3, 3, 128), (3, 3, 128, 256))  # 4x4 of tiles for 3x3 outputs
     assert not uses_winograd((1, 14, 14, 8), (3, 3, 8, 128))  # too few input channels
     assert not uses_winograd((1, 14, 14, 64), (3, 3, 64, 128), strides=2)
     assert not uses_winograd((1, 14, 14, 64), (5, 5, 64, 128))
