@@ -121,6 +121,14 @@ def _plan(x, kernel, geometry, dtype):
                 work=pixels * patch_cols * out_channels)
 
 
+def _forward_plan(x, kernel, geometry, dtype):
+    """_plan, with the Winograd transform of the kernel (made once, on the calling thread) if it applies."""
+    plan = _plan(x, kernel, geometry, dtype)
+    if plan["winograd"]:
+        plan["transformed"] = _winograd.transform_kernel(kernel, "winograd kernel")
+    return plan
+
+
 def _forward_batches(x, kernel, geometry, plan, kernels, first, last):
     """(start, stop, convolve) for images first..last-1 in batches: convolve(out=rows) writes the
     convolution of images start..stop-1 (no bias) into rows ((stop - start) * pixels,
@@ -192,9 +200,7 @@ def conv2d_into(x, kernel, bias, geometry, out, activation=0, backend=None, alph
     dense_kernels, _ = _backend.kernels("dense", backend)
     dtype = out.dtype
     out_channels = kernel.shape[3]
-    plan = _plan(x, kernel, geometry, dtype)
-    if plan["winograd"]:
-        plan["transformed"] = _winograd.transform_kernel(kernel, "winograd kernel")
+    plan = _forward_plan(x, kernel, geometry, dtype)
     out_rows = out.reshape(-1, out_channels)
     epilogue = bool(activation) or bias is not None
     bias = _NO_BIAS[dtype] if bias is None else bias
@@ -348,9 +354,7 @@ def conv2d_pool_into(x, kernel, bias, geometry, activation, pool, out, code, bac
     kernels, _ = _backend.kernels("conv", backend)
     dtype = out.dtype
     out_channels = kernel.shape[3]
-    plan = _plan(x, kernel, geometry, dtype)
-    if plan["winograd"]:
-        plan["transformed"] = _winograd.transform_kernel(kernel, "winograd kernel")
+    plan = _forward_plan(x, kernel, geometry, dtype)
     conv_h, conv_w = geometry[2]
     bias = _NO_BIAS[dtype] if bias is None else bias
 
