@@ -1,8 +1,9 @@
 """Layer-level ops, forward + backward, float32: fastdl's backends against PyTorch on the CPU.
 
 The shapes are the course's hot spots: the first convolution of the Fashion-MNIST CNN (batch 128,
-28x28x1, 64 filters 7x7, "same"), the clock net's max-pooling over 148x148x32 activations
-(batch 100), and the MLP's first dense layer (batch 32, 784 -> 300, ReLU).
+28x28x1, 64 filters 7x7, "same") and one of its 3x3 convolutions (batch 128, 14x14x128, 128
+filters, "same": fastdl's Winograd path), the clock net's max-pooling over 148x148x32
+activations (batch 100), and the MLP's first dense layer (batch 32, 784 -> 300, ReLU).
 """
 
 import numpy as np
@@ -21,13 +22,26 @@ def _rng():
     return np.random.default_rng(SEED)
 
 
-def _conv_data():
+# (images, height, width, in_channels, kernel size, filters) of each convolution case, "same" padding.
+CONV_CASES = {
+    "7x7": (128, 28, 28, 1, 7, 64),
+    "3x3": (128, 14, 14, 128, 3, 128),
+}
+
+
+def _conv_data(case):
+    n, height, width, in_channels, size, filters = CONV_CASES[case]
     rng = _rng()
-    x = rng.standard_normal((128, 28, 28, 1), dtype=np.float32)
-    kernel = rng.standard_normal((7, 7, 1, 64), dtype=np.float32) * 0.1
-    bias = np.zeros(64, np.float32)
-    dout = rng.standard_normal((128, 28, 28, 64), dtype=np.float32)
+    x = rng.standard_normal((n, height, width, in_channels), dtype=np.float32)
+    kernel = rng.standard_normal((size, size, in_channels, filters), dtype=np.float32) * 0.1
+    bias = np.zeros(filters, np.float32)
+    dout = rng.standard_normal((n, height, width, filters), dtype=np.float32)
     return x, kernel, bias, dout
+
+
+def _conv_group(case):
+    n, height, width, in_channels, size, filters = CONV_CASES[case]
+    return f"conv2d {size}x{size} same, {n}x{height}x{width}x{in_channels} -> {filters}, forward+backward"
 
 
 def _pool_data():
@@ -46,30 +60,31 @@ def _dense_data():
     return x, kernel, bias, dout
 
 
-CONV_GROUP = "conv2d 7x7 same, 128x28x28x1 -> 64, forward+backward"
 POOL_GROUP = "max_pool2d 2x2, 100x148x148x32, forward+backward"
 DENSE_GROUP = "dense 32x784 @ 784x300 + relu, forward+backward"
 
 
+@pytest.mark.parametrize("case", CONV_CASES)
 @pytest.mark.parametrize("backend", BACKENDS)
-def bench_conv2d_fastdl(benchmark, backend, require_fastdl_backend, name_contender):
+def bench_conv2d_fastdl(benchmark, backend, case, require_fastdl_backend, name_contender):
     require_fastdl_backend("conv", backend)
-    x, kernel, bias, dout = _conv_data()
+    x, kernel, bias, dout = _conv_data(case)
 
     def step():
         conv2d(x, kernel, bias, padding="same", backend=backend)
         conv2d_grad(x, kernel, dout, padding="same", backend=backend)
 
     step()
-    name_contender(CONV_GROUP, f"fastdl[{backend}]")
+    name_contender(_conv_group(case), f"fastdl[{backend}]")
     benchmark(step)
 
 
-def bench_conv2d_torch(benchmark, name_contender, n_threads):
+@pytest.mark.parametrize("case", CONV_CASES)
+def bench_conv2d_torch(benchmark, case, name_contender, n_threads):
     if torch is None:
         pytest.skip(TORCH_MISSING)
     torch.set_num_threads(n_threads)
-    x, kernel, bias, dout = (torch.from_numpy(a) for a in _conv_data())
+    x, kernel, bias, dout = (torch.from_numpy(a) for a in _conv_data(case))
     x = x.permute(0, 3, 1, 2).contiguous().requires_grad_(True)
     weight = kernel.permute(3, 2, 0, 1).contiguous().requires_grad_(True)
     bias = bias.requires_grad_(True)
@@ -81,7 +96,7 @@ def bench_conv2d_torch(benchmark, name_contender, n_threads):
         x.grad = weight.grad = bias.grad = None
 
     step()
-    name_contender(CONV_GROUP, "torch (NCHW)")
+    name_contender(_conv_group(case), "torch (NCHW)")
     benchmark(step)
 
 
