@@ -122,6 +122,27 @@ WINOGRAD_CONFIGS = [
 ]
 
 
+# Few taps (kh * kw * in_channels <= DIRECT_MAX_TAPS) and 16 or more filters: the forward pass
+# runs directly, 4 pixels by 16 filters at a time, the rest one by one.
+FEW_TAP_CONFIGS = [
+    (2, 9, 10, 1, 3, 3, 16, 1, "valid"),
+    (1, 10, 9, 1, 7, 7, 20, 1, "same"),
+    (2, 8, 8, 3, 3, 3, 32, 2, "same"),
+    (1, 6, 7, 2, 5, 3, 17, (1, 2), ((1, 2), (0, 3))),
+    (1, 5, 5, 1, 3, 3, 16, 1, ((0, 4), (1, 0))),  # padding past what the windows read
+]
+
+
+@pytest.mark.parametrize("config", FEW_TAP_CONFIGS, ids=str)
+def test_few_taps_match_naive(backend, dtype, rng, config):
+    x, kernel, bias, strides, padding = _data(rng, config, dtype)
+    geometry = conv_ops._geometry(x.shape, kernel.shape, strides, padding)
+    assert conv_ops._plan(x, kernel, geometry, dtype)["few_taps"]
+    expected = naive.conv2d(x, kernel, bias, strides, padding)
+    _close(conv2d(x, kernel, bias, strides=strides, padding=padding, backend=backend), expected, dtype,
+           kernel[..., 0].size)
+
+
 def test_winograd_only_where_its_tiles_fit():
     def uses_winograd(x_shape, kernel_shape, strides=1, padding="same"):
         geometry = conv_ops._geometry(x_shape, kernel_shape, strides, padding)

@@ -18,6 +18,10 @@ from fastdl.ops.dense import _NO_BIAS, LEAKY_ALPHA
 # Bytes of patch matrix (im2col buffer) per thread: big enough for an efficient GEMM, small
 # enough that a batch's patches are still in cache when the GEMM reads them.
 PATCH_BYTES = 2 << 20
+# Kernels with at most this many taps (kh * kw * in_channels), and 16 or more filters, run their
+# forward pass directly (kernel conv_direct) instead of through a patch matrix: a first layer's
+# few taps make a thin GEMM and a patch matrix kh * kw times the size of its input.
+DIRECT_MAX_TAPS = 64
 
 
 def _explicit_padding(padding):
@@ -112,13 +116,14 @@ def _plan(x, kernel, geometry, dtype):
     direct = kh == 1 and kw == 1 and stride_h == 1 and stride_w == 1 and pad_top == 0 and pad_left == 0 \
         and out_h == x.shape[1] and out_w == x.shape[2]
     winograd = _winograd.fits(kernel.shape, (stride_h, stride_w), (out_h, out_w))
+    few_taps = not direct and not winograd and patch_cols <= DIRECT_MAX_TAPS and out_channels >= 16
     if winograd:
         batch = _winograd.batch_size(kernel.shape, (out_h, out_w), dtype)
     else:
         batch = batch_size(pixels, patch_cols, dtype)
     args = (kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
-    return dict(pixels=pixels, patch_cols=patch_cols, direct=direct, winograd=winograd, batch=batch, args=args,
-                work=pixels * patch_cols * out_channels)
+    return dict(pixels=pixels, patch_cols=patch_cols, direct=direct, winograd=winograd, few_taps=few_taps,
+                batch=batch, args=args, work=pixels * patch_cols * out_channels)
 
 
 def _forward_plan(x, kernel, geometry, dtype):
@@ -132,7 +137,7 @@ def _forward_plan(x, kernel, geometry, dtype):
 def _forward_batches(x, kernel, geometry, plan, kernels, first, last):
     """(start, stop, convolve) for images first..last-1 in batches: convolve(out=rows) writes the
     convolution of images start..stop-1 (no bias) into rows ((stop - start) * pixels,
-    out_channels), by Winograd or by im2col and one GEMM."""
+    out_channels), by Winograd, directly (few taps), or by im2col and one GEMM."""
     if plan["winograd"]:
         (pad_top, pad_left), (out_h, out_w) = geometry[1:]
         for start in range(first, last, plan["batch"]):
@@ -141,9 +146,27 @@ def _forward_batches(x, kernel, geometry, plan, kernels, first, last):
                                                  pad_left, out_h, out_w, kernels)
         return
     kernel_matrix = kernel.reshape(-1, kernel.shape[3])
+    kh, kw, stride_h, stride_w, _, _, out_h, out_w = plan["args"]
     for start in range(first, last, plan["batch"]):
         stop = min(last, start + plan["batch"])
-        yield start, stop, functools.partial(np.dot, patches_of(x, kernels, plan, start, stop), kernel_matrix)
+        if plan["few_taps"]:
+            yield start, stop, functools.partial(kernels.conv_direct, _padded(x[start:stop], plan), kernel_matrix, kh, kw,
+                                                 stride_h, stride_w, out_h, out_w, n_threads=1)
+        else:
+            yield start, stop, functools.partial(np.dot, patches_of(x, kernels, plan, start, stop), kernel_matrix)
+
+
+def _padded(images, plan):
+    """The images with their zero padding, cropped to what the windows read, in this thread's
+    reused buffer: every window of conv_direct lies inside it."""
+    kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w = plan["args"]
+    n_images, height, width, channels = images.shape
+    padded_h, padded_w = (out_h - 1) * stride_h + kh, (out_w - 1) * stride_w + kw
+    out = scratch("conv padded", (n_images, padded_h, padded_w, channels), images.dtype)
+    out[...] = 0
+    rows, cols = max(0, min(height, padded_h - pad_top)), max(0, min(width, padded_w - pad_left))
+    out[:, pad_top : pad_top + rows, pad_left : pad_left + cols] = images[:, :rows, :cols]
+    return out
 
 
 def patches_of(x, kernels, plan, start, stop):

@@ -42,6 +42,39 @@ def im2col(x, cols, kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w,
            x, cols, kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
 
 
+def _conv_direct(x, kernel_matrix, kh, kw, stride_h, stride_w, out_h, out_w, out):
+    n_images, _, _, channels = x.shape
+    filters = kernel_matrix.shape[1]
+    for n in prange(n_images):
+        acc = np.empty(filters, out.dtype)
+        for oh in range(out_h):
+            for ow in range(out_w):
+                acc[:] = 0
+                # Taps in (i, j, channel) order, as the Cython kernel adds them.
+                for i in range(kh):
+                    for j in range(kw):
+                        for c in range(channels):
+                            value = x[n, oh * stride_h + i, ow * stride_w + j, c]
+                            r = (i * kw + j) * channels + c
+                            for f in range(filters):
+                                acc[f] += value * kernel_matrix[r, f]
+                out[(n * out_h + oh) * out_w + ow] = acc
+
+
+_direct_serial = compile_kernel(_conv_direct)
+_direct_parallel = compile_kernel(_conv_direct, parallel=True)
+
+
+def conv_direct(x, kernel_matrix, kh, kw, stride_h, stride_w, out_h, out_w, out, n_threads):
+    """out = im2col(x) @ kernel_matrix without the patch matrix, for kernels of few taps.
+
+    x (n, height, width, channels), already padded: every window lies inside it; kernel_matrix
+    (kh * kw * channels, filters), rows in im2col's (i, j, channel) order; out (n * out_h * out_w,
+    filters). Each sum adds its taps in (i, j, channel) order.
+    """
+    launch(_direct_serial, _direct_parallel, n_threads, x, kernel_matrix, kh, kw, stride_h, stride_w, out_h, out_w,
+           out)
+
 def _col2im(cols, dx, kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w):
     n_images, height, width, channels = dx.shape
     for n in prange(n_images):

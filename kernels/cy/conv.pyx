@@ -41,6 +41,90 @@ def im2col(
                                     cols[row, base + c] = 0
 
 
+cdef inline void _direct_quad(
+    const floating* x, const floating* weights, Py_ssize_t width, Py_ssize_t channels, Py_ssize_t kh,
+    Py_ssize_t kw, Py_ssize_t stride_w, Py_ssize_t top, Py_ssize_t left, Py_ssize_t filters, Py_ssize_t first,
+    floating* out,
+) noexcept nogil:
+    """Filters first..first + 15 of 4 output pixels in a row, whose windows start at (top, left +
+    p * stride_w) of image x: 4 x 16 sums in vector registers, each weight row loaded once."""
+    cdef floating acc[4][16]
+    cdef Py_ssize_t i, j, c, p, lane, step = stride_w * channels
+    cdef const floating* pixel
+    cdef const floating* row
+    cdef floating v0, v1, v2, v3
+    for p in range(4):
+        for lane in range(16):
+            acc[p][lane] = 0
+    for i in range(kh):
+        for j in range(kw):
+            pixel = x + ((top + i) * width + left + j) * channels
+            row = weights + ((i * kw + j) * channels) * filters + first
+            for c in range(channels):
+                v0 = pixel[c]
+                v1 = pixel[step + c]
+                v2 = pixel[2 * step + c]
+                v3 = pixel[3 * step + c]
+                for lane in range(16):
+                    acc[0][lane] += v0 * row[c * filters + lane]
+                    acc[1][lane] += v1 * row[c * filters + lane]
+                    acc[2][lane] += v2 * row[c * filters + lane]
+                    acc[3][lane] += v3 * row[c * filters + lane]
+    for p in range(4):
+        for lane in range(16):
+            out[p * filters + first + lane] = acc[p][lane]
+
+
+cdef inline floating _direct_one(
+    const floating* x, const floating* weights, Py_ssize_t width, Py_ssize_t channels, Py_ssize_t kh,
+    Py_ssize_t kw, Py_ssize_t top, Py_ssize_t left, Py_ssize_t filters, Py_ssize_t f,
+) noexcept nogil:
+    """Filter f of one output pixel, its taps added in _direct_quad's order."""
+    cdef floating total = 0
+    cdef Py_ssize_t i, j, c
+    for i in range(kh):
+        for j in range(kw):
+            for c in range(channels):
+                total += x[((top + i) * width + left + j) * channels + c] * weights[((i * kw + j) * channels + c) * filters + f]
+    return total
+
+
+def conv_direct(
+    const floating[:, :, :, ::1] x, const floating[:, ::1] kernel_matrix, Py_ssize_t kh, Py_ssize_t kw,
+    Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t out_h, Py_ssize_t out_w, floating[:, ::1] out,
+    int n_threads,
+):
+    """out = im2col(x) @ kernel_matrix without the patch matrix, for kernels of few taps.
+
+    x (n, height, width, channels), already padded: every window lies inside it; kernel_matrix
+    (kh * kw * channels, filters), rows in im2col's (i, j, channel) order; out (n * out_h * out_w,
+    filters). Four pixels of a row and 16 filters are summed at a time in registers; each sum adds
+    its taps in (i, j, channel) order, whichever pixel or filter it is.
+    """
+    cdef Py_ssize_t n_images = x.shape[0], width = x.shape[2], channels = x.shape[3]
+    cdef Py_ssize_t filters = kernel_matrix.shape[1], full = filters - filters % 16
+    cdef Py_ssize_t n, oh, ow, f, p, row, quads = out_w - out_w % 4
+    cdef const floating* image
+    if n_images == 0 or filters == 0:
+        return
+    with nogil:
+        for n in prange(n_images, num_threads=n_threads, schedule="static"):
+            image = &x[n, 0, 0, 0]
+            for oh in range(out_h):
+                row = (n * out_h + oh) * out_w
+                for ow in range(0, quads, 4):
+                    for f in range(0, full, 16):
+                        _direct_quad(image, &kernel_matrix[0, 0], width, channels, kh, kw, stride_w, oh * stride_h,
+                                     ow * stride_w, filters, f, &out[row + ow, 0])
+                    for f in range(full, filters):
+                        for p in range(4):
+                            out[row + ow + p, f] = _direct_one(image, &kernel_matrix[0, 0], width, channels, kh, kw,
+                                                               oh * stride_h, (ow + p) * stride_w, filters, f)
+                for ow in range(quads, out_w):
+                    for f in range(filters):
+                        out[row + ow, f] = _direct_one(image, &kernel_matrix[0, 0], width, channels, kh, kw,
+                                                       oh * stride_h, ow * stride_w, filters, f)
+
 def col2im(
     const floating[:, ::1] cols, floating[:, :, :, ::1] dx, Py_ssize_t kh, Py_ssize_t kw,
     Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
