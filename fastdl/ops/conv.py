@@ -163,8 +163,12 @@ def _padded(images, plan):
     n_images, height, width, channels = images.shape
     padded_h, padded_w = (out_h - 1) * stride_h + kh, (out_w - 1) * stride_w + kw
     out = scratch("conv padded", (n_images, padded_h, padded_w, channels), images.dtype)
-    out[...] = 0
     rows, cols = max(0, min(height, padded_h - pad_top)), max(0, min(width, padded_w - pad_left))
+    # Zeros only around the copied images (a "valid" layer has none to write).
+    out[:, :pad_top] = 0
+    out[:, pad_top + rows :] = 0
+    out[:, pad_top : pad_top + rows, :pad_left] = 0
+    out[:, pad_top : pad_top + rows, pad_left + cols :] = 0
     out[:, pad_top : pad_top + rows, pad_left : pad_left + cols] = images[:, :rows, :cols]
     return out
 
