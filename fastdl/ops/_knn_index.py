@@ -4,12 +4,17 @@ The search runs in two steps. A float32 GEMM gives every (query, reference) squa
 a proven error bound; only the references whose lower bound can still reach the k-th smallest upper
 bound are then ranked by their exact float64 distance. The result is the exact float64 answer at
 nearly the cost of a float32 GEMM.
+
+Where the references vary mostly along a few directions (fastdl/ops/_projection.py), the GEMM runs
+on their projection instead, a quarter of the features: its distances are proven lower bounds, and
+only the few references they cannot rule out are ranked exactly.
 """
 
 import numpy as np
 
 from fastdl import backend as _backend
 from fastdl._parallel import run_row_ranges
+from fastdl.ops._projection import Projection
 from fastdl.ops._shift import (
     block_rows, max_abs_shifted, power_of_two_scale, shift_origin, shifted,
 )
@@ -18,6 +23,8 @@ _UNIT_ROUNDOFF32 = 2.0**-24
 # Reference rows are scaled into [-1, 1]; a query row whose scaled squared norm passes this could
 # overflow float32 in the GEMM, so that call rescales both sides.
 _MAX_SCALED_NORM = 2.0**100
+# Pruning pays while the bounds leave at most this share of the rows to rank exactly.
+MAX_RANKED_SHARE = 1 / 16
 
 
 class KnnIndex:
@@ -29,6 +36,7 @@ class KnnIndex:
         self.origin, self.reach = shift_origin(X_ref, self._distance_kernels(), _backend.get_num_threads())
         self.scale = power_of_two_scale(self.reach)
         self.ref_scaled, self.ref_norms = self._scaled(X_ref, self.scale)
+        self.projection = Projection.build(self.ref_scaled, self.ref_norms, _backend.get_num_threads())
 
     def _distance_kernels(self):
         return _backend.kernels("distance", self.backend)[0]
@@ -42,7 +50,6 @@ class KnnIndex:
 
         X_query: C-contiguous, of X_ref's dtype.
         """
-        kernels, _ = _backend.kernels("neighbors", self.backend)
         n_threads = _backend.get_num_threads()
         scale, ref_scaled, ref_norms = self.scale, self.ref_scaled, self.ref_norms
         query_scaled, query_norms = self._scaled(X_query, scale)
@@ -52,28 +59,59 @@ class KnnIndex:
             scale = power_of_two_scale(max(self.reach, reach))
             ref_scaled, ref_norms = self._scaled(self.X_ref, scale)
             query_scaled, query_norms = self._scaled(X_query, scale)
+        elif self.projection is not None:
+            return self._query_pruned(X_query, query_scaled, query_norms, k)
+        kernels, _ = _backend.kernels("neighbors", self.backend)
         n_features = X_query.shape[1]
         # |approx - exact| <= (gamma_d + 4u) * (|q|^2 + |r|^2): the GEMM's rounding plus the rounding
         # of each element to float32; bound_abs covers float32 subnormals.
         bound_tol = 1.01 * (n_features + 8) * _UNIT_ROUNDOFF32
         bound_abs = (n_features + 8) * 2.0**-120
-        n, m = X_query.shape[0], self.X_ref.shape[0]
-        distances = np.empty((n, k))
-        indices = np.empty((n, k), dtype=np.int64)
+        distances, indices = self._results(X_query, k)
+
+        def step(start, stop, gram):
+            np.dot(query_scaled[start:stop], ref_scaled.T, out=gram)
+            kernels.knn_from_gram(
+                gram, query_norms[start:stop], ref_norms, bound_tol, bound_abs, X_query[start:stop],
+                self.X_ref, scale, distances[start:stop], indices[start:stop], 1,
+            )
+
+        self._in_blocks(X_query.shape[0], n_features, step)
+        return distances, indices
+
+    def _query_pruned(self, X_query, query_scaled, query_norms, k):
+        """query() through the projection's lower bounds: only rows they cannot rule out are ranked."""
+        kernels, _ = _backend.kernels("neighbors", self.backend)
+        projection = self.projection
+        distances, indices = self._results(X_query, k)
+        ranked = []
+
+        def step(start, stop, gram):
+            query_proj, query_proj_norms = projection.project(query_scaled[start:stop])
+            np.dot(query_proj, projection.ref_proj.T, out=gram)
+            ranked.append(kernels.knn_from_bounds(
+                gram, projection.ref_proj_norms, projection.limits(query_norms[start:stop], query_proj_norms),
+                X_query[start:stop], self.X_ref, self.scale, distances[start:stop], indices[start:stop], 1,
+            ))
+
+        self._in_blocks(X_query.shape[0], projection.P.shape[1], step)
+        self.last_ranked = sum(ranked)  # rows ranked exactly, for tests and tuning
+        if self.last_ranked > X_query.shape[0] * self.X_ref.shape[0] * MAX_RANKED_SHARE:
+            self.projection = None  # the bounds rule out too little here: plain GEMMs from now on
+        return distances, indices
+
+    def _results(self, X_query, k):
+        return np.empty((X_query.shape[0], k)), np.empty((X_query.shape[0], k), dtype=np.int64)
+
+    def _in_blocks(self, n, n_features, step):
+        """step(start, stop, gram) over blocks of the n query rows; gram is a float32 (rows, n_ref)
+        buffer. Each thread takes a range of rows and works through it in blocks of bounded size."""
+        m = self.X_ref.shape[0]
 
         def search(first, last):
-            # One thread's rows, in blocks whose float32 Gram stays bounded.
             blocks = block_rows(last - first, m)
             gram = np.empty(blocks[0][1] * m, dtype=np.float32)
             for start, stop in blocks:
-                start, stop = first + start, first + stop
-                block = gram[: (stop - start) * m].reshape(stop - start, m)
-                np.dot(query_scaled[start:stop], ref_scaled.T, out=block)
-                kernels.knn_from_gram(
-                    block, query_norms[start:stop], ref_norms, bound_tol, bound_abs,
-                    X_query[start:stop], self.X_ref, scale, distances[start:stop],
-                    indices[start:stop], 1,
-                )
+                step(first + start, first + stop, gram[: (stop - start) * m].reshape(stop - start, m))
 
-        run_row_ranges(search, n, n_threads, m * n_features)
-        return distances, indices
+        run_row_ranges(search, n, _backend.get_num_threads(), m * n_features)

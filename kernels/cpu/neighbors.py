@@ -185,6 +185,105 @@ def knn_from_gram(gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X
            gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X_ref, exact_scale, out_dist, out_idx)
 
 
+@_helper
+def _knn_bounded_row(gram_row, ref_terms, limit_of, query, X_ref, exact_scale, out_dist, out_idx, terms, keys,
+                     index, first, lane):
+    """One query row of knn_from_bounds; returns how many rows it ranked exactly.
+
+    terms[j] = ref_terms[j] - 2 gram_row[j] is row j's projected squared distance less the query's
+    projected squared norm. limit_of (sigma, shift, slack, base) turns an exact squared distance T into
+    the largest term a row within T can have: (sigma sqrt(T) + shift)^2 + slack - base.
+    """
+    m = gram_row.shape[0]
+    k = out_idx.shape[0]
+    sigma, shift, slack, base = limit_of[0], limit_of[1], limit_of[2], limit_of[3]
+    # Pass 1: the k smallest terms (any k rows give an upper bound on the k-th exact distance).
+    size = 0
+    kth = terms.dtype.type(np.inf)
+    for block_start in range(0, m, SCAN_BLOCK):
+        block_end = min(m, block_start + SCAN_BLOCK)
+        low = terms.dtype.type(np.inf)
+        for j in range(block_start, block_end):
+            term = ref_terms[j] - (gram_row[j] + gram_row[j])
+            terms[j] = term
+            low = min(low, term)
+        if size == k and low >= kth:
+            continue
+        for j in range(block_start, block_end):
+            if size < k or terms[j] < kth:
+                size = _push(keys, index, size, np.float64(terms[j]), j)
+                if size == k:
+                    kth = terms.dtype.type(keys[0])
+    first[:] = index[:]
+    # Rank those k exactly; every row is ranked at most once (its term becomes +inf).
+    size = 0
+    for t in range(k):
+        j = first[t]
+        terms[j] = np.inf
+        size = _push(keys, index, size, _scaled_sq_distance(query, X_ref[j], exact_scale, lane), j)
+    n_ranked = k
+    # Pass 2: rank every row whose term can still reach the k-th exact distance, which only shrinks.
+    kth_exact = keys[0]
+    limit = _round_up((sigma * np.sqrt(kth_exact) + shift) ** 2 + slack - base, terms)
+    for block_start in range(0, m, SCAN_BLOCK):
+        block_end = min(m, block_start + SCAN_BLOCK)
+        low = terms.dtype.type(np.inf)
+        for j in range(block_start, block_end):
+            low = min(low, terms[j])
+        if low > limit:
+            continue
+        for j in range(block_start, block_end):
+            if terms[j] <= limit:
+                n_ranked += 1
+                size = _push(keys, index, size, _scaled_sq_distance(query, X_ref[j], exact_scale, lane), j)
+                if keys[0] < kth_exact:
+                    kth_exact = keys[0]
+                    limit = _round_up((sigma * np.sqrt(kth_exact) + shift) ** 2 + slack - base, terms)
+    # Heap-sort the k best into ascending (distance, index) order.
+    for last in range(k - 1, -1, -1):
+        out_dist[last] = np.sqrt(keys[0]) / exact_scale
+        out_idx[last] = index[0]
+        keys[0] = keys[last]
+        index[0] = index[last]
+        _sift_down(keys, index, last, 0)
+    return n_ranked
+
+
+def _knn_from_bounds(gram, sq_norms_r, limits, X_query, X_ref, exact_scale, out_dist, out_idx):
+    n, m = gram.shape
+    k = out_idx.shape[1]
+    ref_terms = sq_norms_r.astype(gram.dtype)
+    n_ranked = 0
+    for task in prange((n + ROW_TASK - 1) // ROW_TASK):
+        terms = np.empty(m, gram.dtype)
+        keys = np.empty(k)
+        index = np.empty(k, np.int64)
+        first = np.empty(k, np.int64)
+        lane = np.empty(LANES)
+        for i in range(task * ROW_TASK, min(n, (task + 1) * ROW_TASK)):
+            n_ranked += _knn_bounded_row(gram[i], ref_terms, limits[i], X_query[i], X_ref, exact_scale,
+                                         out_dist[i], out_idx[i], terms, keys, index, first, lane)
+    return n_ranked
+
+
+_bounds_serial = compile_kernel(_knn_from_bounds)
+_bounds_parallel = compile_kernel(_knn_from_bounds, parallel=True)
+
+
+def knn_from_bounds(gram, sq_norms_r, limits, X_query, X_ref, exact_scale, out_dist, out_idx, n_threads):
+    """Exact k nearest reference rows per query row, pruned by lower bounds; returns rows ranked.
+
+    gram (n, m): dot products of projected query and reference rows, float32 or float64;
+    sq_norms_r (m,): float64 squared norms of the projected reference rows. limits (n, 4) float64,
+    per query (sigma, shift, slack, base): a reference row whose exact squared distance (scaled by
+    exact_scale) is at most T has sq_norms_r - 2 gram, as computed in gram's type, at most
+    (sigma sqrt(T) + shift)^2 + slack - base. X_query, X_ref, exact_scale, out_dist, out_idx: as in
+    knn_from_gram. Only rows that pass that test against the k-th exact distance so far are ranked.
+    """
+    return launch(_bounds_serial, _bounds_parallel, n_threads,
+                  gram, sq_norms_r, limits, X_query, X_ref, exact_scale, out_dist, out_idx)
+
+
 def _majority_vote(neighbor_codes, n_classes, out):
     n, k = neighbor_codes.shape
     for i in prange(n):

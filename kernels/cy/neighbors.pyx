@@ -50,10 +50,7 @@ cdef inline void _sift_down(double* keys, int64_t* index, Py_ssize_t size, Py_ss
 cdef inline Py_ssize_t _push(
     double* keys, int64_t* index, Py_ssize_t capacity, Py_ssize_t size, double key, int64_t idx,
 ) noexcept nogil:
-    """Offer (key, idx) to a max-heap holding the `capacity` smallest pairs; returns the new size.
-
-    Callers offer increasing indices, so a full heap takes (key, idx) exactly when key < keys[0].
-    """
+    """Offer (key, idx) to a max-heap holding the `capacity` smallest pairs; returns the new size."""
     cdef Py_ssize_t pos, parent
     if size < capacity:
         pos = size
@@ -67,7 +64,7 @@ cdef inline Py_ssize_t _push(
             index[pos], index[parent] = index[parent], index[pos]
             pos = parent
         return size + 1
-    if key < keys[0]:
+    if key < keys[0] or (key == keys[0] and idx < index[0]):
         keys[0] = key
         index[0] = idx
         _sift_down(keys, index, size, 0)
@@ -236,6 +233,127 @@ def knn_from_gram(
     free(ref_terms)
     if failed:
         raise MemoryError("knn_from_gram: no memory for the per-thread scratch")
+
+
+cdef inline gram_floating _bound_limit(double kth_exact, const double* limit_of, gram_floating like) noexcept nogil:
+    """The largest term a row within squared distance kth_exact can have (see knn_from_bounds)."""
+    cdef double reach = limit_of[0] * sqrt(kth_exact) + limit_of[1]
+    return _round_up(reach * reach + limit_of[2] - limit_of[3], like)
+
+
+cdef Py_ssize_t _knn_bounded_row(
+    const gram_floating* gram_row, const gram_floating* ref_terms, const double* limit_of,
+    const floating* query, const floating* X_ref, double exact_scale, Py_ssize_t m,
+    Py_ssize_t n_features, Py_ssize_t k, double* keys, int64_t* index, int64_t* first,
+    gram_floating* terms, double* out_dist, int64_t* out_idx,
+) noexcept nogil:
+    """One query row of knn_from_bounds (as the Numba kernel); returns how many rows it ranked."""
+    cdef Py_ssize_t j, t, last, block_start, block_end, size = 0, n_ranked = k
+    cdef gram_floating kth = INFINITY
+    cdef gram_floating limit
+    cdef double kth_exact
+    cdef bint hit
+    # Pass 1: the k smallest terms (any k rows give an upper bound on the k-th exact distance).
+    for block_start in range(0, m, 32):  # SCAN_BLOCK
+        block_end = min(m, block_start + SCAN_BLOCK)
+        hit = size < k
+        for j in range(block_start, block_end):
+            terms[j] = ref_terms[j] - (gram_row[j] + gram_row[j])
+            hit |= terms[j] < kth
+        if not hit:
+            continue
+        for j in range(block_start, block_end):
+            if size < k or terms[j] < kth:
+                size = _push(keys, index, k, size, terms[j], j)
+                if size == k:
+                    kth = <gram_floating> keys[0]
+    # Rank those k exactly; every row is ranked at most once (its term becomes +inf).
+    for t in range(k):
+        first[t] = index[t]
+    size = 0
+    for t in range(k):
+        j = first[t]
+        terms[j] = INFINITY
+        size = _push(keys, index, k, size, _scaled_sq_distance(query, X_ref + j * n_features, n_features, exact_scale), j)
+    # Pass 2: rank every row whose term can still reach the k-th exact distance, which only shrinks.
+    kth_exact = keys[0]
+    limit = _bound_limit(kth_exact, limit_of, kth)
+    for block_start in range(0, m, 32):  # SCAN_BLOCK
+        block_end = min(m, block_start + SCAN_BLOCK)
+        hit = False
+        for j in range(block_start, block_end):
+            hit |= terms[j] <= limit
+        if not hit:
+            continue
+        for j in range(block_start, block_end):
+            if terms[j] <= limit:
+                n_ranked += 1
+                size = _push(keys, index, k, size,
+                             _scaled_sq_distance(query, X_ref + j * n_features, n_features, exact_scale), j)
+                if keys[0] < kth_exact:
+                    kth_exact = keys[0]
+                    limit = _bound_limit(kth_exact, limit_of, kth)
+    # Heap-sort the k best into ascending (distance, index) order.
+    for last in range(k - 1, -1, -1):
+        out_dist[last] = sqrt(keys[0]) / exact_scale
+        out_idx[last] = index[0]
+        keys[0] = keys[last]
+        index[0] = index[last]
+        _sift_down(keys, index, last, 0)
+    return n_ranked
+
+
+def knn_from_bounds(
+    const gram_floating[:, ::1] gram, const double[::1] sq_norms_r, const double[:, ::1] limits,
+    const floating[:, ::1] X_query, const floating[:, ::1] X_ref, double exact_scale,
+    double[:, ::1] out_dist, int64_t[:, ::1] out_idx, int n_threads,
+):
+    """Exact k nearest reference rows per query row, pruned by lower bounds; returns rows ranked.
+
+    gram (n, m): dot products of projected query and reference rows, float32 or float64;
+    sq_norms_r (m,): float64 squared norms of the projected reference rows. limits (n, 4) float64,
+    per query (sigma, shift, slack, base): a reference row whose exact squared distance (scaled by
+    exact_scale) is at most T has sq_norms_r - 2 gram, as computed in gram's type, at most
+    (sigma sqrt(T) + shift)^2 + slack - base. X_query, X_ref, exact_scale, out_dist, out_idx: as in
+    knn_from_gram. Only rows that pass that test against the k-th exact distance so far are ranked.
+    """
+    cdef Py_ssize_t n = gram.shape[0], m = gram.shape[1], k = out_idx.shape[1]
+    cdef Py_ssize_t n_features = X_query.shape[1]
+    cdef Py_ssize_t i, j, n_ranked = 0
+    cdef double* keys = NULL
+    cdef int64_t* index = NULL
+    cdef gram_floating* terms = NULL
+    cdef gram_floating* ref_terms = NULL
+    cdef int failed = 0
+    cdef int* failed_ptr = &failed
+    if n == 0 or k == 0:
+        return 0
+    ref_terms = <gram_floating*> malloc(m * sizeof(gram_floating))
+    if ref_terms == NULL:
+        raise MemoryError("knn_from_bounds: no memory for the reference terms")
+    for j in range(m):
+        ref_terms[j] = <gram_floating> sq_norms_r[j]
+    with nogil, parallel(num_threads=n_threads):
+        # Per-thread scratch: the heap's keys, its indices and the first k rows, the row's terms.
+        keys = <double*> malloc(k * sizeof(double))
+        index = <int64_t*> malloc(2 * k * sizeof(int64_t))
+        terms = <gram_floating*> malloc(m * sizeof(gram_floating))
+        if keys == NULL or index == NULL or terms == NULL:
+            failed_ptr[0] = 1
+        for i in prange(n, schedule="static"):
+            if keys == NULL or index == NULL or terms == NULL:
+                continue
+            n_ranked += _knn_bounded_row(
+                &gram[i, 0], ref_terms, &limits[i, 0], &X_query[i, 0], &X_ref[0, 0], exact_scale, m,
+                n_features, k, keys, index, index + k, terms, &out_dist[i, 0], &out_idx[i, 0],
+            )
+        free(keys)
+        free(index)
+        free(terms)
+    free(ref_terms)
+    if failed:
+        raise MemoryError("knn_from_bounds: no memory for the per-thread scratch")
+    return n_ranked
 
 
 def majority_vote(

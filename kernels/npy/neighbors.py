@@ -10,8 +10,33 @@ def knn_from_gram(gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X
     approx = norm_sum - 2.0 * gram
     bound = bound_tol * norm_sum + bound_abs
     cap = np.partition(approx + bound, k - 1, axis=1)[:, k - 1]
-    rows, cols = np.nonzero(approx - bound <= cap[:, None])
-    exact = np.full(approx.shape, np.inf)
+    _rank_exact(approx - bound <= cap[:, None], X_query, X_ref, exact_scale, out_dist, out_idx)
+
+
+def knn_from_bounds(gram, sq_norms_r, limits, X_query, X_ref, exact_scale, out_dist, out_idx, n_threads):
+    """Exact k nearest reference rows per query row, pruned by lower bounds; returns rows ranked."""
+    k = out_idx.shape[1]
+    terms = sq_norms_r.astype(gram.dtype) - (gram + gram)
+    # The k rows of smallest term bound the k-th exact distance; rows whose term exceeds the limit
+    # that bound gives cannot be among the k nearest.
+    first = np.argpartition(terms, k - 1, axis=1)[:, :k]
+    rows = np.arange(terms.shape[0])[:, None]
+    kth = np.full(terms.shape, False)
+    kth[rows, first] = True
+    _rank_exact(kth, X_query, X_ref, exact_scale, out_dist, out_idx)
+    kth_exact = (out_dist[:, -1] * exact_scale) ** 2
+    sigma, shift, slack, base = limits.T
+    limit = (sigma * np.sqrt(kth_exact) * (1 + 1e-15) + shift) ** 2 + slack - base
+    candidates = kth | (terms <= limit.astype(np.float64)[:, None])
+    _rank_exact(candidates, X_query, X_ref, exact_scale, out_dist, out_idx)
+    return int(candidates.sum())
+
+
+def _rank_exact(candidates, X_query, X_ref, exact_scale, out_dist, out_idx):
+    """The k = out_idx.shape[1] nearest of each row's candidates (n, m) bool by exact distance."""
+    k = out_idx.shape[1]
+    rows, cols = np.nonzero(candidates)
+    exact = np.full(candidates.shape, np.inf)
     for start in range(0, rows.size, 4096):
         r, c = rows[start : start + 4096], cols[start : start + 4096]
         if exact_scale < 1.0:  # large values: scale first so that a - b cannot overflow
