@@ -235,6 +235,24 @@ def knn_from_gram(
         raise MemoryError("knn_from_gram: no memory for the per-thread scratch")
 
 
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+    #define FASTDL_PREFETCH(address) __builtin_prefetch((address), 0, 3)
+    #else
+    #define FASTDL_PREFETCH(address) ((void) 0)
+    #endif
+    """
+    void FASTDL_PREFETCH(const void* address) nogil
+
+
+cdef inline void _prefetch_row(const floating* row, Py_ssize_t n_features) noexcept nogil:
+    """Ask the cache for a row about to be read (one request per 64-byte line)."""
+    cdef Py_ssize_t offset
+    for offset in range(0, n_features * sizeof(floating), 64):
+        FASTDL_PREFETCH(<const char*> row + offset)
+
+
 cdef inline gram_floating _bound_limit(double kth_exact, const double* limit_of, gram_floating like) noexcept nogil:
     """The largest term a row within squared distance kth_exact can have (see knn_from_bounds)."""
     cdef double reach = limit_of[0] * sqrt(kth_exact) + limit_of[1]
@@ -245,23 +263,28 @@ cdef Py_ssize_t _knn_bounded_row(
     const gram_floating* gram_row, const gram_floating* ref_terms, const double* limit_of,
     const floating* query, const floating* X_ref, double exact_scale, Py_ssize_t m,
     Py_ssize_t n_features, Py_ssize_t k, double* keys, int64_t* index, int64_t* first,
-    gram_floating* terms, double* out_dist, int64_t* out_idx,
+    int64_t* candidates, gram_floating* terms, double* out_dist, int64_t* out_idx,
 ) noexcept nogil:
-    """One query row of knn_from_bounds (as the Numba kernel); returns how many rows it ranked."""
-    cdef Py_ssize_t j, t, last, block_start, block_end, size = 0, n_ranked = k
+    """One query row of knn_from_bounds (as the Numba kernel); returns how many rows it ranked.
+
+    keys, index, first (k) and candidates, terms (m) are scratch.
+    """
+    cdef Py_ssize_t j, t, c, last, block_start, block_end, size = 0, n_ranked = k, n_candidates = 0
     cdef gram_floating kth = INFINITY
     cdef gram_floating limit
     cdef double kth_exact
     cdef bint hit
     # Pass 1: the k smallest terms (any k rows give an upper bound on the k-th exact distance).
+    for j in range(m):
+        terms[j] = ref_terms[j] - (gram_row[j] + gram_row[j])
     for block_start in range(0, m, 32):  # SCAN_BLOCK
         block_end = min(m, block_start + SCAN_BLOCK)
-        hit = size < k
-        for j in range(block_start, block_end):
-            terms[j] = ref_terms[j] - (gram_row[j] + gram_row[j])
-            hit |= terms[j] < kth
-        if not hit:
-            continue
+        if size == k and block_end - block_start == SCAN_BLOCK:
+            hit = False
+            for t in range(32):  # SCAN_BLOCK, a fixed count that the compiler unrolls
+                hit |= terms[block_start + t] < kth
+            if not hit:
+                continue
         for j in range(block_start, block_end):
             if size < k or terms[j] < kth:
                 size = _push(keys, index, k, size, terms[j], j)
@@ -270,29 +293,39 @@ cdef Py_ssize_t _knn_bounded_row(
     # Rank those k exactly; every row is ranked at most once (its term becomes +inf).
     for t in range(k):
         first[t] = index[t]
+        _prefetch_row(X_ref + first[t] * n_features, n_features)
     size = 0
     for t in range(k):
         j = first[t]
         terms[j] = INFINITY
         size = _push(keys, index, k, size, _scaled_sq_distance(query, X_ref + j * n_features, n_features, exact_scale), j)
-    # Pass 2: rank every row whose term can still reach the k-th exact distance, which only shrinks.
+    # Pass 2: the rows whose term is within the limit of that k-th exact distance...
     kth_exact = keys[0]
     limit = _bound_limit(kth_exact, limit_of, kth)
     for block_start in range(0, m, 32):  # SCAN_BLOCK
         block_end = min(m, block_start + SCAN_BLOCK)
-        hit = False
-        for j in range(block_start, block_end):
-            hit |= terms[j] <= limit
-        if not hit:
+        if block_end - block_start == SCAN_BLOCK:
+            hit = False
+            for t in range(32):  # SCAN_BLOCK
+                hit |= terms[block_start + t] <= limit
+            if not hit:
+                continue
+        for j in range(block_start, block_end):  # branch-free: written always, kept when within
+            candidates[n_candidates] = j
+            n_candidates += terms[j] <= limit
+    # ... ranked exactly, each row fetched while the one before is summed. The k-th exact distance
+    # and so the limit only shrink: rows beyond it by then are skipped.
+    for c in range(n_candidates):
+        if c + 1 < n_candidates:
+            _prefetch_row(X_ref + candidates[c + 1] * n_features, n_features)
+        j = candidates[c]
+        if terms[j] > limit:
             continue
-        for j in range(block_start, block_end):
-            if terms[j] <= limit:
-                n_ranked += 1
-                size = _push(keys, index, k, size,
-                             _scaled_sq_distance(query, X_ref + j * n_features, n_features, exact_scale), j)
-                if keys[0] < kth_exact:
-                    kth_exact = keys[0]
-                    limit = _bound_limit(kth_exact, limit_of, kth)
+        n_ranked += 1
+        size = _push(keys, index, k, size, _scaled_sq_distance(query, X_ref + j * n_features, n_features, exact_scale), j)
+        if keys[0] < kth_exact:
+            kth_exact = keys[0]
+            limit = _bound_limit(kth_exact, limit_of, kth)
     # Heap-sort the k best into ascending (distance, index) order.
     for last in range(k - 1, -1, -1):
         out_dist[last] = sqrt(keys[0]) / exact_scale
@@ -334,9 +367,10 @@ def knn_from_bounds(
     for j in range(m):
         ref_terms[j] = <gram_floating> sq_norms_r[j]
     with nogil, parallel(num_threads=n_threads):
-        # Per-thread scratch: the heap's keys, its indices and the first k rows, the row's terms.
+        # Per-thread scratch: the heap's keys, its indices, the first k rows and the candidates, the
+        # row's terms.
         keys = <double*> malloc(k * sizeof(double))
-        index = <int64_t*> malloc(2 * k * sizeof(int64_t))
+        index = <int64_t*> malloc((2 * k + m) * sizeof(int64_t))
         terms = <gram_floating*> malloc(m * sizeof(gram_floating))
         if keys == NULL or index == NULL or terms == NULL:
             failed_ptr[0] = 1
@@ -345,7 +379,7 @@ def knn_from_bounds(
                 continue
             n_ranked += _knn_bounded_row(
                 &gram[i, 0], ref_terms, &limits[i, 0], &X_query[i, 0], &X_ref[0, 0], exact_scale, m,
-                n_features, k, keys, index, index + k, terms, &out_dist[i, 0], &out_idx[i, 0],
+                n_features, k, keys, index, index + k, index + 2 * k, terms, &out_dist[i, 0], &out_idx[i, 0],
             )
         free(keys)
         free(index)
