@@ -93,6 +93,12 @@ def test_isotropic_data_keeps_the_plain_path(backend, rng):
     assert _index(rng.normal(size=(600, 128)), backend).projection is None
 
 
+def test_directions_are_judged_on_rows_they_were_not_found_from(backend, rng):
+    """784 features of noise, 196 directions: the top 196 of 256 rows hold 92% of those rows'
+    spread (a sample of at least twice the directions and rows held out judge them truly)."""
+    assert _index(rng.normal(size=(1000, 784)), backend).projection is None
+
+
 def test_few_features_keep_the_plain_path(backend, rng):
     assert _index(_low_rank(rng, 600, 0, n_features=64)[0], backend).projection is None
 
