@@ -64,10 +64,12 @@ class Projection:
         """P (d, p) float32 and P^T P computed in float64."""
         n_features, n_directions = P.shape
         self.P = P
-        # sigma^2 = |P^T P|_2 <= 1 + |P^T P - I|_F, plus the rounding of that float64 product.
-        error = np.linalg.norm(product - np.eye(n_directions))
-        self.sigma = float(np.sqrt(1.0 + error + 4 * n_features * 2.0**-53 * (1.0 + error)))
-        frobenius = float(np.sqrt(np.trace(product))) * (1.0 + 1e-12)
+        # sigma^2 = |P^T P|_2 <= 1 + |P^T P - I|_F, plus the rounding of that float64 product:
+        # entry (i, j) is within gamma_d |p_i| |p_j| (float64), which sums to gamma_d |P|_F^2.
+        squared_frobenius = float(np.trace(product)) * (1.0 + 1e-12)
+        error = np.linalg.norm(product - np.eye(n_directions)) + 1.01 * n_features * 2.0**-53 * squared_frobenius
+        self.sigma = float(np.sqrt(1.0 + error * (1.0 + 1e-12)))
+        frobenius = np.sqrt(squared_frobenius)
         # A projected row is within (sigma u' + gamma_d |P|_F) |row| of the projection of the
         # exact row: its rounding to float32 (u' covers the float64 shift before it) and the GEMM.
         self.shift_per_norm = self.sigma * 1.01 * _UNIT_ROUNDOFF32 + _gamma(n_features) * frobenius
