@@ -59,6 +59,18 @@ def _push(keys, index, size, key, idx):
 
 
 @_helper
+def _heap_out(keys, index, exact_scale, out_dist, out_idx):
+    """Heap-sort the full max-heap of the k best (squared distance, index) pairs into ascending
+    order: Euclidean distances (undoing exact_scale) into out_dist, indices into out_idx."""
+    for last in range(out_idx.shape[0] - 1, -1, -1):
+        out_dist[last] = np.sqrt(keys[0]) / exact_scale
+        out_idx[last] = index[0]
+        keys[0] = keys[last]
+        index[0] = index[last]
+        _sift_down(keys, index, last, 0)
+
+
+@_helper
 def _scaled_sq_distance(a, b, scale, lane):
     """|(a - b) * scale|^2 in float64; scaling by a power of two is exact.
 
@@ -137,13 +149,7 @@ def _knn_row(gram_row, ref_terms, slack, query, X_ref, exact_scale, out_dist, ou
         j = candidates[c]
         if terms[j] <= reach:
             size = _push(keys, index, size, _scaled_sq_distance(query, X_ref[j], exact_scale, lane), j)
-    # Heap-sort the k best into ascending (distance, index) order.
-    for last in range(k - 1, -1, -1):
-        out_dist[last] = np.sqrt(keys[0]) / exact_scale
-        out_idx[last] = index[0]
-        keys[0] = keys[last]
-        index[0] = index[last]
-        _sift_down(keys, index, last, 0)
+    _heap_out(keys, index, exact_scale, out_dist, out_idx)
 
 
 def _knn_from_gram(gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X_ref, exact_scale, out_dist, out_idx):
@@ -239,13 +245,7 @@ def _knn_bounded_row(gram_row, ref_terms, limit_of, query, X_ref, exact_scale, o
                 if keys[0] < kth_exact:
                     kth_exact = keys[0]
                     limit = _round_up((sigma * np.sqrt(kth_exact) + shift) ** 2 + slack - base, terms)
-    # Heap-sort the k best into ascending (distance, index) order.
-    for last in range(k - 1, -1, -1):
-        out_dist[last] = np.sqrt(keys[0]) / exact_scale
-        out_idx[last] = index[0]
-        keys[0] = keys[last]
-        index[0] = index[last]
-        _sift_down(keys, index, last, 0)
+    _heap_out(keys, index, exact_scale, out_dist, out_idx)
     return n_ranked
 
 

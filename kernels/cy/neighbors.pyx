@@ -71,6 +71,20 @@ cdef inline Py_ssize_t _push(
     return size
 
 
+cdef inline void _heap_out(
+    double* keys, int64_t* index, Py_ssize_t k, double exact_scale, double* out_dist, int64_t* out_idx,
+) noexcept nogil:
+    """Heap-sort the full max-heap of the k best (squared distance, index) pairs into ascending
+    order: Euclidean distances (undoing exact_scale) into out_dist, indices into out_idx."""
+    cdef Py_ssize_t last
+    for last in range(k - 1, -1, -1):
+        out_dist[last] = sqrt(keys[0]) / exact_scale
+        out_idx[last] = index[0]
+        keys[0] = keys[last]
+        index[0] = index[last]
+        _sift_down(keys, index, last, 0)
+
+
 cdef inline double _scaled_sq_distance(
     const floating* a, const floating* b, Py_ssize_t n_features, double scale,
 ) noexcept nogil:
@@ -126,7 +140,7 @@ cdef void _knn_row(
     within `slack` of the exact one; only rows whose term is within 2 slack of the k-th smallest
     term can be among the k nearest, and only those are ranked by their exact float64 distance.
     """
-    cdef Py_ssize_t j, c, last, block_start, block_end, size = 0, n_candidates = 0
+    cdef Py_ssize_t j, c, block_start, block_end, size = 0, n_candidates = 0
     cdef double kth = INFINITY, reach = INFINITY
     cdef gram_floating limit = INFINITY
     cdef bint hit
@@ -161,13 +175,7 @@ cdef void _knn_row(
                 keys, index, k, size,
                 _scaled_sq_distance(query, X_ref + j * n_features, n_features, exact_scale), j,
             )
-    # Heap-sort the k best into ascending (distance, index) order.
-    for last in range(k - 1, -1, -1):
-        out_dist[last] = sqrt(keys[0]) / exact_scale
-        out_idx[last] = index[0]
-        keys[0] = keys[last]
-        index[0] = index[last]
-        _sift_down(keys, index, last, 0)
+    _heap_out(keys, index, k, exact_scale, out_dist, out_idx)
 
 
 def knn_from_gram(
@@ -269,7 +277,7 @@ cdef Py_ssize_t _knn_bounded_row(
 
     keys, index, first (k) and candidates, terms (m) are scratch.
     """
-    cdef Py_ssize_t j, t, c, last, block_start, block_end, size = 0, n_ranked = k, n_candidates = 0
+    cdef Py_ssize_t j, t, c, block_start, block_end, size = 0, n_ranked = k, n_candidates = 0
     cdef gram_floating kth = INFINITY
     cdef gram_floating limit
     cdef double kth_exact
@@ -326,13 +334,7 @@ cdef Py_ssize_t _knn_bounded_row(
         if keys[0] < kth_exact:
             kth_exact = keys[0]
             limit = _bound_limit(kth_exact, limit_of, kth)
-    # Heap-sort the k best into ascending (distance, index) order.
-    for last in range(k - 1, -1, -1):
-        out_dist[last] = sqrt(keys[0]) / exact_scale
-        out_idx[last] = index[0]
-        keys[0] = keys[last]
-        index[0] = index[last]
-        _sift_down(keys, index, last, 0)
+    _heap_out(keys, index, k, exact_scale, out_dist, out_idx)
     return n_ranked
 
 
