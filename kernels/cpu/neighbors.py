@@ -109,6 +109,17 @@ def _round_up(value, like):
 
 
 @_helper
+def _block_terms(gram_row, ref_terms, terms, start, stop):
+    """terms[j] = ref_terms[j] - 2 gram_row[j] for j in start..stop-1; returns their minimum."""
+    low = terms.dtype.type(np.inf)
+    for j in range(start, stop):
+        term = ref_terms[j] - (gram_row[j] + gram_row[j])
+        terms[j] = term
+        low = min(low, term)
+    return low
+
+
+@_helper
 def _knn_row(gram_row, ref_terms, slack, query, X_ref, exact_scale, out_dist, out_idx, terms, keys, index,
              candidates, lane):
     """One query row of knn_from_gram; terms, keys, index, candidates and lane are scratch."""
@@ -126,11 +137,7 @@ def _knn_row(gram_row, ref_terms, slack, query, X_ref, exact_scale, out_dist, ou
     limit = terms.dtype.type(np.inf)  # reach rounded up to terms' type
     for block_start in range(0, m, SCAN_BLOCK):
         block_end = min(m, block_start + SCAN_BLOCK)
-        low = terms.dtype.type(np.inf)
-        for j in range(block_start, block_end):
-            term = ref_terms[j] - (gram_row[j] + gram_row[j])
-            terms[j] = term
-            low = min(low, term)
+        low = _block_terms(gram_row, ref_terms, terms, block_start, block_end)
         if low > limit:
             continue
         for j in range(block_start, block_end):
@@ -208,11 +215,7 @@ def _knn_bounded_row(gram_row, ref_terms, limit_of, query, X_ref, exact_scale, o
     kth = terms.dtype.type(np.inf)
     for block_start in range(0, m, SCAN_BLOCK):
         block_end = min(m, block_start + SCAN_BLOCK)
-        low = terms.dtype.type(np.inf)
-        for j in range(block_start, block_end):
-            term = ref_terms[j] - (gram_row[j] + gram_row[j])
-            terms[j] = term
-            low = min(low, term)
+        low = _block_terms(gram_row, ref_terms, terms, block_start, block_end)
         if size == k and low >= kth:
             continue
         for j in range(block_start, block_end):
