@@ -99,6 +99,15 @@ def test_directions_are_judged_on_rows_they_were_not_found_from(backend, rng):
     assert _index(rng.normal(size=(1000, 784)), backend).projection is None
 
 
+def test_constant_rows_keep_the_plain_path(backend, dtype):
+    X_ref = np.ones((600, 128), dtype=dtype)
+    index = _index(X_ref, backend)
+    assert index.projection is None
+    distances, indices = _query(index, X_ref[:3] + 1, 2, backend)
+    np.testing.assert_array_equal(indices, [[0, 1]] * 3)
+    np.testing.assert_allclose(distances, np.sqrt(128), rtol=RTOL[dtype])
+
+
 def test_few_features_keep_the_plain_path(backend, rng):
     assert _index(_low_rank(rng, 600, 0, n_features=64)[0], backend).projection is None
 

@@ -110,8 +110,9 @@ class Projection:
                 V /= np.sqrt(np.einsum("ij,ij->j", V, V)) + np.float32(1e-30)
             P, product = _orthonormal(V)
             captured = np.sum((held_out @ P) ** 2, dtype=np.float64)
-        if not captured >= MIN_CAPTURED * np.sum(held_out**2, dtype=np.float64):
-            return None
+        spread_held_out = np.sum(held_out**2, dtype=np.float64)
+        if not (spread_held_out > 0 and captured >= MIN_CAPTURED * spread_held_out):
+            return None  # (rows all at the mean have no directions to prune by)
         return cls(np.ascontiguousarray(P), product, ref_scaled, ref_norms, n_threads)
 
     def project(self, scaled):
