@@ -4,7 +4,8 @@ Two datasets:
 - the course's leiden-digits: fit on train_in/train_out (1707 x 256), predict test_in (1000 x 256);
 - larger images: 28x28 float32 images of random Gaussian blobs plus noise (10 classes by where
   the bright blob is), 10000 to fit and 2000 to predict: what MNIST-sized data asks of a kNN,
-  made here because no dataset of that size ships with the repository.
+  made here because no dataset of that size ships with the repository. Marked `big` (about 0.1-0.4 s
+  a call; quick mode skips it).
 
 The timed region is fit + predict. Before timing, each contender's predictions are checked once
 against fastdl's, and fastdl's neighbour indices (of the first 200 queries for the larger set)
@@ -52,7 +53,7 @@ def blob_images(n, rng):
     return images.reshape(n, -1), labels
 
 
-@pytest.fixture(scope="module", params=list(GROUPS))
+@pytest.fixture(scope="module", params=["leiden-digits", pytest.param("images-784", marks=pytest.mark.big)])
 def dataset(request):
     """(name, dict with X_train, y_train, X_test, y_test)."""
     if request.param == "leiden-digits":
