@@ -107,6 +107,7 @@ class Projection:
 
     @classmethod
     def _build(cls, ref_scaled, ref_norms, n_threads, n_directions, sample, held_out):
+        """build's work: directions from `sample`, judged on `held_out`."""
         spread = sample.T @ sample
         # Subspace iteration from sample rows: the leading directions of the sample's spread.
         # Columns are only rescaled between steps and made orthonormal once at the end.
