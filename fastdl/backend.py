@@ -176,11 +176,15 @@ def kernels(family, backend=None):
 # Threads ---------------------------------------------------------------------------------------
 
 _num_threads = None
+_context_threads = contextvars.ContextVar("fastdl_kernel_threads", default=None)
 
 
 def get_num_threads():
     """Threads fastdl's kernels use (Numba, OpenMP) and the cap it puts on BLAS."""
     global _num_threads
+    threads = _context_threads.get()
+    if threads is not None:
+        return threads
     if _num_threads is None:
         _num_threads = config.env_num_threads()
         if config.num_threads_from_env():
@@ -195,6 +199,22 @@ def set_num_threads(n):
         raise ValueError(f"the number of threads must be a positive integer, got {n!r}")
     _num_threads = n
     _limit_blas(n)
+
+
+@contextlib.contextmanager
+def kernel_threads(n):
+    """Context manager: fastdl's own kernels run on `n` threads inside it; BLAS keeps its threads.
+
+    For work that is all GEMMs (a model of Dense layers): BLAS threads those itself, and fastdl's
+    light kernels around them run on one thread, so the two never spin against each other.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"the number of threads must be a positive integer, got {n!r}")
+    token = _context_threads.set(n)
+    try:
+        yield
+    finally:
+        _context_threads.reset(token)
 
 
 def _limit_blas(n):

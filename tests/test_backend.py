@@ -260,6 +260,31 @@ def test_invalid_thread_counts(bad):
     assert fastdl.get_num_threads() == before
 
 
+def test_kernel_threads_is_scoped_and_checked():
+    fastdl.set_num_threads(2)
+    with backend_module.kernel_threads(1):
+        assert fastdl.get_num_threads() == 1
+        with backend_module.kernel_threads(3):
+            assert fastdl.get_num_threads() == 3
+        assert fastdl.get_num_threads() == 1
+    assert fastdl.get_num_threads() == 2
+    with pytest.raises(ValueError, match="number of threads must be a positive integer"):
+        with backend_module.kernel_threads(0):
+            pass
+
+
+def test_kernel_threads_stays_in_its_thread():
+    import threading
+
+    fastdl.set_num_threads(2)
+    seen = []
+    with backend_module.kernel_threads(1):
+        worker = threading.Thread(target=lambda: seen.append(fastdl.get_num_threads()))
+        worker.start()
+        worker.join()
+    assert seen == [2]
+
+
 def _with_threads(n_threads, func, *args, **kwargs):
     before = fastdl.get_num_threads()
     fastdl.set_num_threads(n_threads)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import fastdl
 from fastdl import nn
 
 
@@ -293,3 +294,27 @@ def test_sgd_step_leaves_the_gradients(momentum):
     for name, p in model.parameters():
         np.testing.assert_array_equal(p.grad, grads[name], err_msg=name)
         np.testing.assert_allclose(p.value, before[name] - np.float32(0.1) * grads[name], rtol=1e-6, err_msg=name)
+
+
+class _ThreadsSeen(nn.Callback):
+    """Records fastdl's kernel threads and BLAS' threads during training."""
+
+    def on_batch_end(self, batch, logs=None):
+        from threadpoolctl import threadpool_info
+
+        blas = {info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
+        self.seen = (fastdl.get_num_threads(), blas)
+
+
+@pytest.mark.parametrize("make_model, gemm_only", [(small_mlp, True), (small_cnn, False)])
+def test_threads_go_to_blas_or_to_fastdl(make_model, gemm_only):
+    """A model of Dense layers leaves BLAS its threads and runs fastdl's kernels on one; any other
+    model runs BLAS on one thread and fastdl's kernels on all of them. Afterwards, all is as before."""
+    fastdl.set_num_threads(2)
+    x, y = (blobs(64) if gemm_only else bar_images(64))
+    model = make_model()
+    model.compile(nn.SGD(0.01), "sparse_categorical_crossentropy")
+    seen = _ThreadsSeen()
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[seen])
+    assert seen.seen == ((1, {2}) if gemm_only else (2, {1}))
+    assert fastdl.get_num_threads() == 2

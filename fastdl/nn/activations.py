@@ -64,6 +64,7 @@ class Activation(Layer):
     """An activation applied elementwise (softmax: over the last axis)."""
 
     alpha = LEAKY_ALPHA
+    gemm_only = True
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)

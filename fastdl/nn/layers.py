@@ -18,6 +18,8 @@ from fastdl._validation import check_int, check_pair
 class Input:
     """Declares the input shape (without the batch axis) at the head of a Sequential model."""
 
+    gemm_only = True
+
     def __init__(self, shape):
         if isinstance(shape, numbers.Integral):
             shape = (shape,)
@@ -72,6 +74,8 @@ class Dense(_Activated):
     input_shape : tuple, optional
         (in_features,) on the first layer of a model.
     """
+
+    gemm_only = True
 
     def __init__(self, units, activation=None, kernel_initializer="glorot_uniform", use_bias=True,
                  kernel_regularizer=None, **kwargs):
@@ -253,6 +257,8 @@ MaxPooling2D = MaxPool2D
 class Flatten(Layer):
     """(batch, d1, d2, ...) -> (batch, d1 * d2 * ...), in channels-last order as Keras."""
 
+    gemm_only = True
+
     def compute_output_shape(self, input_shape):
         return (int(np.prod(input_shape)),)
 
@@ -266,6 +272,8 @@ class Flatten(Layer):
 
 class Reshape(Layer):
     """(batch, *input_shape) -> (batch, *target_shape); one entry of target_shape may be -1."""
+
+    gemm_only = True
 
     def __init__(self, target_shape, **kwargs):
         super().__init__(**kwargs)
@@ -325,6 +333,8 @@ class Dropout(Layer):
 
     The mask is drawn from `self.rng`, which the model seeds (or `seed=` gives the layer its own).
     """
+
+    gemm_only = True
 
     def __init__(self, rate, seed=None, **kwargs):
         super().__init__(**kwargs)

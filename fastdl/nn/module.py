@@ -89,6 +89,9 @@ class Layer:
     # False where nothing needs the gradient with respect to the layer's input (a model's first
     # layers), so backward may return None instead of computing it.
     needs_input_grad = True
+    # True where the layer's work is BLAS GEMMs or light elementwise passes: a model made only of
+    # such layers lets BLAS thread its GEMMs (Training._blas_policy).
+    gemm_only = False
 
     def __init__(self, input_shape=None, name=None, backend=None):
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
