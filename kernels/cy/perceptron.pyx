@@ -265,26 +265,47 @@ cdef inline floating _step_and_score(
     The order of the sum (as the Numba kernel), which vectorises with independent accumulators:
     feature f < full adds into lane f % 32, the lanes are folded in halves (lane[t] +=
     lane[t + half] for half = 16, 8, 4, 2, 1), and the features past full (a multiple of 32) are
-    added to lane[0] one by one.
+    added to lane[0] one by one. The 32 lanes are four arrays of eight (lanes 0-7, 8-15, 16-23,
+    24-31), one short loop each, which gcc keeps in vector registers; one array of 32 it does not.
     """
-    cdef floating lane[32]
-    cdef floating total
+    cdef floating lanes0[8]
+    cdef floating lanes1[8]
+    cdef floating lanes2[8]
+    cdef floating lanes3[8]
+    cdef floating updated, total
     cdef Py_ssize_t f, t, full = n_features - n_features % 32
-    for t in range(32):
-        lane[t] = 0
-    for f in range(0, full, 32):
-        for t in range(32):
-            w[f + t] += x[f + t] * step
-            lane[t] += x_next[f + t] * w[f + t]
-    for t in range(16):
-        lane[t] += lane[t + 16]
     for t in range(8):
-        lane[t] += lane[t + 8]
+        lanes0[t] = 0
+        lanes1[t] = 0
+        lanes2[t] = 0
+        lanes3[t] = 0
+    for f in range(0, full, 32):
+        for t in range(8):
+            updated = w[f + t] + x[f + t] * step
+            w[f + t] = updated
+            lanes0[t] += x_next[f + t] * updated
+        for t in range(8):
+            updated = w[f + 8 + t] + x[f + 8 + t] * step
+            w[f + 8 + t] = updated
+            lanes1[t] += x_next[f + 8 + t] * updated
+        for t in range(8):
+            updated = w[f + 16 + t] + x[f + 16 + t] * step
+            w[f + 16 + t] = updated
+            lanes2[t] += x_next[f + 16 + t] * updated
+        for t in range(8):
+            updated = w[f + 24 + t] + x[f + 24 + t] * step
+            w[f + 24 + t] = updated
+            lanes3[t] += x_next[f + 24 + t] * updated
+    for t in range(8):  # half 16
+        lanes0[t] += lanes2[t]
+        lanes1[t] += lanes3[t]
+    for t in range(8):  # half 8
+        lanes0[t] += lanes1[t]
     for t in range(4):
-        lane[t] += lane[t + 4]
+        lanes0[t] += lanes0[t + 4]
     for t in range(2):
-        lane[t] += lane[t + 2]
-    total = lane[0] + lane[1]
+        lanes0[t] += lanes0[t + 2]
+    total = lanes0[0] + lanes0[1]
     for f in range(full, n_features):
         w[f] += x[f] * step
         total += x_next[f] * w[f]
