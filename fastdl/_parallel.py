@@ -40,8 +40,9 @@ def single_threaded_blas():
     """BLAS limited to one thread while any fastdl region runs (counted, so overlapping calls from
     several user threads restore the original limits only when the last one leaves).
 
-    Also held around a whole training run: nested regions then cost a counter, and no BLAS worker
-    thread is left spinning between steps on the cores our own threads need.
+    Also held around a whole training run of any model with more than Dense layers: nested regions
+    then cost a counter, and no BLAS worker thread is left spinning between steps on the cores our
+    own threads need.
     """
     global _controller, _blas_users, _blas_limits
     with _lock:
