@@ -63,6 +63,11 @@ def single_threaded_blas():
                 _blas_limits = None
 
 
+def blas_held():
+    """Whether a fastdl region holds BLAS to one thread right now (single_threaded_blas)."""
+    return _blas_users > 0
+
+
 def row_ranges(n_rows, n_threads, work_per_row):
     """Split range(n_rows) into at most n_threads contiguous (start, stop) ranges worth running."""
     worth = max(1, int(n_rows * work_per_row // MIN_WORK_PER_THREAD))

@@ -1,6 +1,7 @@
 """fastdl.ops.dense, dense_grad and activation_grad against the naive loops, finite differences
 and PyTorch."""
 
+import contextlib
 import warnings
 
 import numpy as np
@@ -97,8 +98,11 @@ def test_sigmoid_and_tanh_never_overflow(backend, dtype):
     np.testing.assert_array_equal(tanh[:, 0], [-1.0, -1.0, 0.0, 1.0, 1.0])
 
 
-def test_backends_agree_and_threads_do_not_matter(dtype, rng, monkeypatch):
+@pytest.mark.parametrize("split", [False, True], ids=["whole", "rows-split"])
+def test_backends_agree_and_threads_do_not_matter(dtype, rng, monkeypatch, split):
     # Small inputs run on one thread; lower the threshold so the row ranges run in parallel here.
+    # Rows are split over fastdl's threads only while a fastdl region holds BLAS to one thread
+    # (training a convolutional model); otherwise BLAS threads the whole op.
     monkeypatch.setattr(fastdl._parallel, "MIN_WORK_PER_THREAD", 1)
     x = rng.normal(size=(37, 11)).astype(dtype)
     kernel = rng.normal(size=(11, 9)).astype(dtype)
@@ -108,16 +112,21 @@ def test_backends_agree_and_threads_do_not_matter(dtype, rng, monkeypatch):
     for name in ready_backends():
         for threads in (1, 2, 3):
             fastdl.set_num_threads(threads)
-            out = dense(x, kernel, bias, "sigmoid", backend=name)
-            dpre = activation_grad(out, dout, "sigmoid", backend=name)
+            with fastdl._parallel.single_threaded_blas() if split else contextlib.nullcontext():
+                out = dense(x, kernel, bias, "sigmoid", backend=name)
+                dpre = activation_grad(out, dout, "sigmoid", backend=name)
+                grads = dense_grad(x, kernel, dpre, backend=name)
             if name in results:
                 np.testing.assert_array_equal(out, results[name][0])
                 np.testing.assert_array_equal(dpre, results[name][1])
-            results[name] = (out, dpre)
-    first_out, first_dpre = next(iter(results.values()))
-    for out, dpre in results.values():
+            results[name] = (out, dpre, grads)
+    first_out, first_dpre, first_grads = next(iter(results.values()))
+    for out, dpre, grads in results.values():
         np.testing.assert_allclose(out, first_out, rtol=RTOL[dtype], atol=RTOL[dtype])
         np.testing.assert_allclose(dpre, first_dpre, rtol=RTOL[dtype], atol=RTOL[dtype])
+        for grad, first in zip(grads, first_grads):
+            np.testing.assert_allclose(grad, first, rtol=RTOL[dtype], atol=RTOL[dtype])
+    np.testing.assert_allclose(first_grads[1], x.T @ first_dpre, rtol=RTOL[dtype], atol=RTOL[dtype])
 
 
 def test_input_types(backend, rng):

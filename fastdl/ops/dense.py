@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 
 from fastdl import backend as _backend
-from fastdl._parallel import row_ranges, run_row_ranges
+from fastdl._parallel import blas_held, row_ranges, run_row_ranges
 from fastdl._validation import as_compute_all, check_matrix
 
 # The kernels' activation codes.
@@ -36,6 +36,17 @@ def _check_vector(v, name):
     if v.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {v.shape}")
     return check_matrix(v[None, :], name)[0]
+
+
+def _row_threads():
+    """fastdl threads to split a dense op's rows over.
+
+    Its work is GEMMs. While BLAS may use its own threads it runs them better than fastdl's threads
+    each running BLAS on a share of the rows (32 x 784 @ 784 x 300 forward and backward: 0.45
+    instead of 0.83 ms), so the op runs whole, its light kernels on one thread. Inside a fastdl
+    region that holds BLAS to one thread (training a convolutional model), the rows are split.
+    """
+    return _backend.get_num_threads() if blas_held() else 1
 
 
 def dense(x, kernel, bias=None, activation=None, backend=None, alpha=LEAKY_ALPHA):
@@ -100,7 +111,7 @@ def dense_into(x, kernel, bias, code, out, backend=None, alpha=LEAKY_ALPHA):
         np.dot(x[first:last], kernel, out=block)
         kernels.bias_activation(block, bias, code, alpha, 1)
 
-    run_row_ranges(compute, x.shape[0], _backend.get_num_threads(), kernel.shape[0] * kernel.shape[1])
+    run_row_ranges(compute, x.shape[0], _row_threads(), kernel.shape[0] * kernel.shape[1])
     return out
 
 
@@ -148,9 +159,10 @@ def dense_grad_into(x, kernel, dout, dx, dkernel, dbias):
     """dense_grad into given arrays, for callers that have checked them (as dense_into).
 
     dx (n, in) may be None when no one needs the gradient of the input (a model's first layer),
-    dbias (units,) None without a bias. Each of our threads computes its share of dx's rows and
-    the same share of dkernel's rows (a slice of x^T times all of dout: no partial sums to add),
-    with BLAS single-threaded, as every GEMM inside fastdl's parallel regions.
+    dbias (units,) None without a bias. Where the rows are split (_row_threads), each of our threads
+    computes its share of dx's rows and the same share of dkernel's rows (a slice of x^T times all
+    of dout: no partial sums to add), with BLAS single-threaded, as every GEMM inside fastdl's
+    parallel regions.
     """
     n, n_in = x.shape
 
@@ -161,7 +173,7 @@ def dense_grad_into(x, kernel, dout, dx, dkernel, dbias):
         if high > low:
             np.dot(x[:, low:high].T, dout, out=dkernel[low:high])
 
-    run_row_ranges(compute, n, _backend.get_num_threads(), (2 if dx is not None else 1) * kernel.size)
+    run_row_ranges(compute, n, _row_threads(), (2 if dx is not None else 1) * kernel.size)
     if dbias is not None:
         np.sum(dout, axis=0, out=dbias)
 
