@@ -18,8 +18,6 @@ from fastdl._validation import check_int, check_pair
 class Input:
     """Declares the input shape (without the batch axis) at the head of a Sequential model."""
 
-    gemm_only = True
-
     def __init__(self, shape):
         if isinstance(shape, numbers.Integral):
             shape = (shape,)

@@ -122,12 +122,13 @@ class Training:
         A model of Dense layers (and light ones: activations, Dropout, Flatten) is GEMMs: BLAS
         threads them itself, better than fastdl splitting their rows, and fastdl's kernels run on
         one thread beside it (the course MLP: 520 instead of 640 us a step at batch 32, 2.0 instead
-        of 2.4 ms at batch 256). Every other model runs BLAS single-threaded, every GEMM on
+        of 2.4 ms at batch 256; 0.9 ms in the development VM's phases where its two cores pass data
+        2.4x slower, as the threads share the weights). Every other model runs BLAS single-threaded, every GEMM on
         fastdl's own threads split by rows: OpenBLAS' idle threads spin for up to ~0.1 s after a
         threaded GEMM, taking the cores that the next layer's kernels run on (measured here: 8-9%
         of a CNN step).
         """
-        if all(getattr(layer, "gemm_only", False) for layer in self.layers):
+        if all(layer.gemm_only for layer in self.layers):
             return _backend.kernel_threads(1)
         return single_threaded_blas()
 
