@@ -12,6 +12,8 @@ import threading
 
 import numpy as np
 
+from fastdl import backend as _backend
+
 # Below this much work (rows x columns x features) one thread is faster than handing out tasks.
 MIN_WORK_PER_THREAD = 1 << 22
 
@@ -79,6 +81,12 @@ def row_ranges(n_rows, n_threads, work_per_row):
         ranges.append((start, stop))
         start = stop
     return ranges
+
+
+def threads_worth_it(n_rows, work_per_row):
+    """Threads for a compiled kernel's parallel loop over n_rows rows: fastdl's count, or one for
+    small inputs, where waking a team costs more than the work."""
+    return len(row_ranges(n_rows, _backend.get_num_threads(), work_per_row))
 
 
 def run_row_ranges(func, n_rows, n_threads, work_per_row):

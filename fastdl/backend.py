@@ -36,6 +36,7 @@ AUTO_ORDER = {
     "pool": ("cython", "numba", "numpy"),
     "optim": ("cython", "numba", "numpy"),
     "norm": ("cython", "numba", "numpy"),
+    "loss": ("cython", "numba", "numpy"),
 }
 DEFAULT_AUTO_ORDER = ("cython", "numba", "numpy")
 

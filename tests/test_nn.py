@@ -74,17 +74,17 @@ def test_flatten_gradients(rng):
 
 
 @pytest.mark.parametrize("layer", [nn.ReLU(), nn.Sigmoid(), nn.Tanh(), nn.Softmax()], ids=lambda l: type(l).__name__)
-def test_activation_layer_gradients(layer, rng):
-    _check_layer(layer, (3, 4), rng)
+def test_activation_layer_gradients(layer, rng, backend):
+    _check_layer(layer, (3, 4), rng, backend=backend)
 
 
-def test_dropout_gradients_with_a_fixed_mask(rng):
+def test_dropout_gradients_with_a_fixed_mask(rng, backend):
     layer = nn.Dropout(0.4)
 
     def reset():
         layer.rng = np.random.default_rng(7)
 
-    _check_layer(layer, (4, 5), rng, reset=reset)
+    _check_layer(layer, (4, 5), rng, reset=reset, backend=backend)
     # Inference passes everything through unchanged.
     x = rng.standard_normal((2, 4, 5))
     np.testing.assert_array_equal(layer.forward(x, training=False), x)
@@ -98,7 +98,9 @@ def test_dropout_keeps_the_expected_share():
     assert set(np.unique(out)) == {0.0, 2.0}
 
 
-def _check_loss(loss, logits, y, fused):
+def _check_loss(loss, logits, y, fused, backend=None):
+    loss.backend = backend
+
     def value():
         if fused:
             return loss.forward_logits(logits, targets)
@@ -115,22 +117,30 @@ def _check_loss(loss, logits, y, fused):
 
 
 @pytest.mark.parametrize("fused", [True, False])
-def test_sparse_crossentropy_gradient(fused, rng):
-    _check_loss(get_loss("sparse_categorical_crossentropy"), rng.standard_normal((4, 5)), [0, 4, 2, 2], fused)
+def test_sparse_crossentropy_gradient(fused, rng, backend):
+    _check_loss(get_loss("sparse_categorical_crossentropy"), rng.standard_normal((4, 5)), [0, 4, 2, 2], fused, backend)
 
 
 @pytest.mark.parametrize("fused", [True, False])
-def test_categorical_crossentropy_gradient(fused, rng):
+def test_categorical_crossentropy_gradient(fused, rng, backend):
     y = np.eye(5)[[1, 0, 3, 4]]
-    _check_loss(get_loss("categorical_crossentropy"), rng.standard_normal((4, 5)), y, fused)
+    _check_loss(get_loss("categorical_crossentropy"), rng.standard_normal((4, 5)), y, fused, backend)
 
 
-def test_mse_gradient(rng):
-    _check_loss(get_loss("mse"), rng.standard_normal((4, 3)), rng.standard_normal((4, 3)), False)
+def test_soft_targets_crossentropy_gradient(rng, backend):
+    """Targets that are not one-hot (label smoothing, soft labels): the fused gradient is
+    softmax * sum(y) - y."""
+    y = rng.random((4, 5))
+    _check_loss(get_loss("categorical_crossentropy"), rng.standard_normal((4, 5)), y, True, backend)
 
 
-def test_softmax_crossentropy_is_stable():
+def test_mse_gradient(rng, backend):
+    _check_loss(get_loss("mse"), rng.standard_normal((4, 3)), rng.standard_normal((4, 3)), False, backend)
+
+
+def test_softmax_crossentropy_is_stable(backend):
     loss = get_loss("sparse_categorical_crossentropy")
+    loss.backend = backend
     logits = np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 0.0]])
     assert loss.forward_logits(logits, np.array([0, 0])) == pytest.approx(1e4)
     grad = loss.backward_logits()
@@ -300,7 +310,8 @@ def test_l2_is_added_to_the_model_loss(rng):
 
 
 # -- binary cross-entropy and the cyclic loss ------------------------------------------------------
-def _check_plain_loss(loss, y_pred, y):
+def _check_plain_loss(loss, y_pred, y, backend=None):
+    loss.backend = backend
     targets = loss.check_targets(y, y_pred.shape[0], y_pred.shape[1:])
 
     def value():
@@ -319,17 +330,18 @@ def test_binary_crossentropy_on_probabilities(rng):
     assert loss.forward(probs, y) == pytest.approx(expected)
 
 
-def test_binary_crossentropy_from_logits(rng):
+def test_binary_crossentropy_from_logits(rng, backend):
     logits = rng.standard_normal((5, 3)) * 3
     y = rng.uniform(0, 1, (5, 3))
-    _check_plain_loss(nn.BinaryCrossentropy(from_logits=True), logits, y)
+    _check_plain_loss(nn.BinaryCrossentropy(from_logits=True), logits, y, backend)
     probs = 1 / (1 + np.exp(-logits))
     assert nn.BinaryCrossentropy(from_logits=True).forward(logits, y) == pytest.approx(
         nn.BinaryCrossentropy().forward(probs, y))
 
 
-def test_binary_crossentropy_from_logits_is_stable():
+def test_binary_crossentropy_from_logits_is_stable(backend):
     loss = nn.BinaryCrossentropy(from_logits=True)
+    loss.backend = backend
     logits = np.array([[1e4], [-1e4], [1e4]])
     assert loss.forward(logits, np.array([[1.0], [0.0], [0.0]])) == pytest.approx(1e4 / 3)
     np.testing.assert_allclose(loss.backward(), [[0], [0], [1 / 3]], atol=1e-12)
@@ -345,15 +357,16 @@ def test_binary_crossentropy_bad_targets():
         loss.check_targets(np.zeros((2, 3)), 2, (1,))
 
 
-def test_cyclic_mse(rng):
+def test_cyclic_mse(rng, backend):
     loss = nn.CyclicMSE(12)
+    loss.backend = backend
     # 11.9 against 0.1 is 0.2 hours off the short way round, not 11.8.
     assert loss.forward(np.array([[11.9], [0.1], [3.0]]), np.array([[0.1], [11.9], [9.0]])) == pytest.approx(
         (0.2 ** 2 + 0.2 ** 2 + 6.0 ** 2) / 3)
     # Away from the wrap point (errors of exactly +-period/2) the gradient is the wrapped error's.
     y_pred = rng.uniform(-20, 30, (6, 2))
     y = rng.uniform(0, 12, (6, 2))
-    _check_plain_loss(loss, y_pred, y)
+    _check_plain_loss(loss, y_pred, y, backend)
     assert (np.abs(loss.backward() * y.size / 2) <= 6).all()  # the wrapped errors
     with pytest.raises(ValueError, match="period"):
         nn.CyclicMSE(0)

@@ -1,7 +1,9 @@
-"""Activation functions (the compiled kernels of fastdl.ops.dense; softmax in numpy) and activation layers."""
+"""Activation functions (the compiled kernels of fastdl.ops.dense; softmax's of the loss kernels) and activation layers."""
 
 import numpy as np
 
+from fastdl import backend as _backend
+from fastdl._parallel import threads_worth_it
 from fastdl.ops import activation_grad
 from fastdl.ops.dense import ACTIVATIONS, LEAKY_ALPHA, activation_grad_into, activation_into, check_alpha
 from fastdl.nn.module import Layer
@@ -18,12 +20,29 @@ def check_activation(activation):
     return activation.lower()
 
 
-def softmax(z):
-    """Softmax over the last axis, shifted by the row maximum so exp never overflows."""
-    shifted = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(shifted)
-    e /= e.sum(axis=-1, keepdims=True)
-    return e
+def softmax(z, backend=None):
+    """Softmax over the last axis (a new array), shifted by the row maximum so exp never overflows."""
+    z = np.ascontiguousarray(z)
+    out = np.empty_like(z)
+    if z.size:
+        rows = z.reshape(-1, z.shape[-1])
+        kernels, _ = _backend.kernels("loss", backend)
+        kernels.softmax(rows, out.reshape(rows.shape), threads_worth_it(rows.shape[0], 8 * rows.shape[1]))
+    return out
+
+
+def softmax_grad(out, dout, backend=None):
+    """Gradient with respect to softmax's input, from its output `out`: out * (dout - sum(dout * out))."""
+    dout = np.ascontiguousarray(dout, dtype=out.dtype)
+    if dout.shape != out.shape:
+        raise ValueError(f"dout must have the output's shape {out.shape}, got {dout.shape}")
+    dpre = np.empty_like(out)
+    if out.size:
+        rows = out.reshape(-1, out.shape[-1])
+        kernels, _ = _backend.kernels("loss", backend)
+        kernels.softmax_backward(rows, dout.reshape(rows.shape), dpre.reshape(rows.shape),
+                                 threads_worth_it(rows.shape[0], 8 * rows.shape[1]))
+    return dpre
 
 
 def apply(name, z, alpha=LEAKY_ALPHA, backend=None):
@@ -31,7 +50,7 @@ def apply(name, z, alpha=LEAKY_ALPHA, backend=None):
     if name == "linear":
         return z
     if name == "softmax":
-        return softmax(z)
+        return softmax(z, backend)
     channels = z.shape[-1] if z.ndim else 1
     activation_into(z.reshape(-1, channels), ACTIVATIONS[name], backend, alpha)
     return z
@@ -46,7 +65,7 @@ def grad(name, out, dout, backend=None, alpha=LEAKY_ALPHA, into=None):
     if name == "linear":
         return dout
     if name == "softmax":
-        return out * (dout - (dout * out).sum(axis=-1, keepdims=True))
+        return softmax_grad(out, dout, backend)
     assert name in ACTIVATIONS
     channels = out.shape[-1]
     if into is None:

@@ -294,6 +294,7 @@ class Model(Training):
             if id(value) in used:
                 value = copy.copy(value)
             used.add(id(value))
+            value.backend = self.backend
             self.loss[name] = value
         weights = _per_output(loss_weights, self.output_names, "loss_weights", 1.0)
         for name, weight in weights.items():

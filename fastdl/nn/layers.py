@@ -4,6 +4,8 @@ import numbers
 
 import numpy as np
 
+from fastdl import backend as _backend
+from fastdl._parallel import threads_worth_it
 from fastdl.nn import activations
 from fastdl.nn.module import Layer, Parameter, as_layer_input, get_initializer
 from fastdl.nn.regularizers import get_regularizer
@@ -347,9 +349,17 @@ class Dropout(Layer):
             return x
         if self.rng is None:
             self.rng = np.random.default_rng()
-        keep = self.rng.random(x.shape) >= self.rate
-        self._mask = keep.astype(x.dtype) / x.dtype.type(1 - self.rate)
-        return x * self._mask
+        draws = self.rng.random(x.shape)  # a value is kept where its draw >= rate
+        x = np.ascontiguousarray(x)
+        self._mask = self._buffer("mask", x.shape, x.dtype)
+        out = self._buffer("out", x.shape, x.dtype)
+        if x.size:
+            rows = (-1, x.shape[-1])
+            kernels, _ = _backend.kernels("loss", self.backend)
+            kernels.dropout(x.reshape(rows), draws.reshape(rows), self.rate,
+                            x.dtype.type(1) / x.dtype.type(1 - self.rate), out.reshape(rows),
+                            self._mask.reshape(rows), threads_worth_it(x.size // x.shape[-1], 8 * x.shape[-1]))
+        return out
 
     def backward(self, dout):
         return dout if self._mask is None else dout * self._mask

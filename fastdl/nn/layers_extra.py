@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 
 from fastdl import backend as _backend
-from fastdl._parallel import row_ranges, run_row_ranges
+from fastdl._parallel import run_row_ranges, threads_worth_it
 from fastdl._validation import as_compute, check_pair, compute_dtype
 from fastdl.nn.layers import _Activated, set_conv_options
 from fastdl.nn.module import Layer, Parameter, as_layer_input
@@ -178,11 +178,6 @@ class Conv2DTranspose(_Activated):
         return dx
 
 
-def _threads(rows):
-    """Threads worth using on a (rows, channels) pass."""
-    return len(row_ranges(rows.shape[0], _backend.get_num_threads(), 8 * rows.shape[1]))
-
-
 class BatchNormalization(Layer):
     """Normalises each channel (the last axis) by batch statistics in training, moving ones at inference.
 
@@ -239,7 +234,7 @@ class BatchNormalization(Layer):
         x = as_layer_input(x, self.dtype)
         kernels, _ = _backend.kernels("norm", self.backend)
         rows = x.reshape(-1, x.shape[-1])
-        n_threads = _threads(rows)
+        n_threads = threads_worth_it(rows.shape[0], 8 * rows.shape[1])
         dtype = self.dtype.type
         self._training = bool(training)
         if training:
@@ -268,7 +263,7 @@ class BatchNormalization(Layer):
         kernels, _ = _backend.kernels("norm", self.backend)
         rows = dout.reshape(-1, dout.shape[-1])
         xhat = self._xhat.reshape(rows.shape)
-        n_threads = _threads(rows)
+        n_threads = threads_worth_it(rows.shape[0], 8 * rows.shape[1])
         sum_dout, sum_dout_xhat = np.empty(rows.shape[1]), np.empty(rows.shape[1])
         kernels.channel_sums(rows, xhat, sum_dout, sum_dout_xhat, n_threads)
         self.beta.grad[...] = sum_dout

@@ -4,16 +4,11 @@ import numbers
 
 import numpy as np
 
+from fastdl import backend as _backend
 from fastdl._validation import check_codes
-from fastdl.nn import activations
+from fastdl._parallel import threads_worth_it
 
 _EPSILON = 1e-7  # Keras' clip for probabilities fed to a cross-entropy
-
-
-def _log_softmax(logits):
-    """log(softmax(logits)) by log-sum-exp: no overflow, no log(0)."""
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 class Loss:
@@ -25,6 +20,25 @@ class Loss:
 
     name = "loss"
     fusable = False
+    backend = None  # the kernels' backend; the model sets its own at compile
+
+    def _run(self, kernel, values, targets, *args, scale):
+        """Loss kernel `kernel` (of the loss family) on a batch of outputs `values`, one row a sample.
+
+        targets: class codes (n,), or float64 values of the outputs' size. Returns the batch's
+        summed loss (float64) and the gradient with respect to `values`, scaled by `scale`, in
+        their shape and dtype. `args` go between the targets and the scale.
+        """
+        values = np.ascontiguousarray(values)
+        grad = np.empty_like(values)
+        row_loss = np.zeros(values.shape[0])
+        if values.size:
+            rows = values.reshape(values.shape[0], -1)
+            targets = np.ascontiguousarray(targets.reshape(rows.shape) if targets.ndim > 1 else targets)
+            kernels, _ = _backend.kernels("loss", self.backend)
+            getattr(kernels, kernel)(rows, targets, *args, scale, grad.reshape(rows.shape), row_loss,
+                                     threads_worth_it(rows.shape[0], 8 * rows.shape[1]))
+        return float(np.sum(row_loss)), grad
 
     def check_targets(self, y, n_samples, output_shape):
         """The targets in the form the loss uses; ValueError when they do not fit the outputs."""
@@ -41,16 +55,13 @@ class _CrossEntropy(Loss):
     fusable = True
 
     def forward_logits(self, logits, y_true):
-        log_probs = _log_softmax(logits.astype(np.float64, copy=False))
-        self._probs = np.exp(log_probs)
-        self._y = y_true
-        self._dtype = logits.dtype
-        return float(-(self._target(log_probs)).sum() / logits.shape[0])
+        """The loss of softmax(logits), by log-sum-exp (no overflow, no log(0)); keeps its gradient."""
+        n = max(logits.shape[0], 1)
+        total, self._grad = self._run(self._kernel, logits, y_true, scale=1.0 / n)
+        return total / n
 
     def backward_logits(self):
-        grad = self._probs.copy()
-        self._subtract_target(grad)
-        return (grad / grad.shape[0]).astype(self._dtype)
+        return self._grad
 
     def forward(self, y_pred, y_true):
         probs = np.clip(y_pred.astype(np.float64), _EPSILON, 1 - _EPSILON)
@@ -69,6 +80,7 @@ class SparseCategoricalCrossentropy(_CrossEntropy):
     """Cross-entropy against integer class codes 0..n_classes-1."""
 
     name = "sparse_categorical_crossentropy"
+    _kernel = "softmax_xent_codes"
 
     def check_targets(self, y, n_samples, output_shape):
         y = np.asarray(y)
@@ -89,9 +101,10 @@ class CategoricalCrossentropy(_CrossEntropy):
     """Cross-entropy against one-hot (or soft) target distributions."""
 
     name = "categorical_crossentropy"
+    _kernel = "softmax_xent_targets"
 
     def check_targets(self, y, n_samples, output_shape):
-        y = np.asarray(y, dtype=np.float64)
+        y = np.ascontiguousarray(y, dtype=np.float64)
         if y.shape != (n_samples, output_shape[-1]):
             raise ValueError(f"categorical targets must have shape {(n_samples, output_shape[-1])}, got {y.shape}")
         if not np.isfinite(y).all() or (y < 0).any():
@@ -116,7 +129,7 @@ def _check_real_targets(y, n_samples, output_shape):
     if y.dtype == object or not (np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_) \
             or np.issubdtype(y.dtype, np.complexfloating):
         raise TypeError(f"targets must hold real numbers, got dtype {y.dtype}")
-    y = y.astype(np.float64)
+    y = np.ascontiguousarray(y, dtype=np.float64)
     expected = (n_samples, *output_shape)
     if y.shape != expected:
         if y.size == int(np.prod(expected)) and y.shape[0] == n_samples:
@@ -132,20 +145,18 @@ class MeanSquaredError(Loss):
     """Mean over samples and outputs of (y_pred - y_true)^2, as Keras' "mse"."""
 
     name = "mse"
+    period = 0.0  # the error is measured straight, not round a circle
 
     def check_targets(self, y, n_samples, output_shape):
         return _check_real_targets(y, n_samples, output_shape)
 
-    def _difference(self, y_pred, y_true):
-        return y_pred.astype(np.float64) - y_true
-
     def forward(self, y_pred, y_true):
-        self._diff = self._difference(y_pred, y_true)
-        self._dtype = y_pred.dtype
-        return float(np.mean(self._diff ** 2))
+        size = max(y_pred.size, 1)
+        total, self._grad = self._run("squared_error", y_pred, y_true, self.period, scale=1.0 / size)
+        return total / size
 
     def backward(self):
-        return (2 * self._diff / self._diff.size).astype(self._dtype)
+        return self._grad
 
 
 class CyclicMSE(MeanSquaredError):
@@ -168,10 +179,6 @@ class CyclicMSE(MeanSquaredError):
         if isinstance(period, bool) or not isinstance(period, numbers.Real) or not np.isfinite(period) or period <= 0:
             raise ValueError(f"period must be a finite number > 0, got {period!r}")
         self.period = float(period)
-
-    def _difference(self, y_pred, y_true):
-        half = self.period / 2
-        return np.mod(y_pred.astype(np.float64) - y_true + half, self.period) - half
 
 
 class BinaryCrossentropy(Loss):
@@ -199,19 +206,18 @@ class BinaryCrossentropy(Loss):
     def forward(self, y_pred, y_true):
         self._dtype = y_pred.dtype
         self._y = y_true
-        z = y_pred.astype(np.float64)
         if self.from_logits:
-            self._z = z
-            # softplus(z) = max(z, 0) + log1p(exp(-|z|)): exp of a non-positive number only.
-            return float(np.mean(np.maximum(z, 0) - z * y_true + np.log1p(np.exp(-np.abs(z)))))
-        self._p = np.clip(z, _EPSILON, 1 - _EPSILON)
+            # softplus(z) - y z, with exp of a non-positive number only; gradient sigmoid(z) - y.
+            size = max(y_pred.size, 1)
+            total, self._grad = self._run("binary_xent_logits", y_pred, y_true, scale=1.0 / size)
+            return total / size
+        self._p = np.clip(y_pred.astype(np.float64), _EPSILON, 1 - _EPSILON)
         return float(-np.mean(y_true * np.log(self._p) + (1 - y_true) * np.log1p(-self._p)))
 
     def backward(self):
         if self.from_logits:
-            grad = activations.apply("sigmoid", self._z.copy()) - self._y
-        else:
-            grad = (self._p - self._y) / (self._p * (1 - self._p))
+            return self._grad
+        grad = (self._p - self._y) / (self._p * (1 - self._p))
         return (grad / grad.size).astype(self._dtype)
 
 

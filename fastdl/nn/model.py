@@ -166,6 +166,7 @@ class Sequential(Training):
         """Choose the optimizer, the loss and the metrics (only "accuracy"/"acc" are known)."""
         self.optimizer = get_optimizer(optimizer)
         self.loss = get_loss(loss)
+        self.loss.backend = self.backend
         metrics = list(metrics or [])
         for metric in metrics:
             if metric not in ("accuracy", "acc"):

@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 
 from fastdl import backend as _backend
-from fastdl._parallel import blas_held, row_ranges, run_row_ranges
+from fastdl._parallel import blas_held, run_row_ranges, threads_worth_it
 from fastdl._validation import as_compute_all, check_matrix
 
 # The kernels' activation codes.
@@ -213,7 +213,7 @@ def activation_grad_into(out, dout, code, dpre, backend=None, alpha=LEAKY_ALPHA)
     """activation_grad into dpre (may be dout itself) for checked arrays (as dense_into); returns dpre."""
     kernels, _ = _backend.kernels("dense", backend)
     # One thread for small inputs, where waking a team costs more than the pass.
-    n_threads = len(row_ranges(out.shape[0], _backend.get_num_threads(), 8 * out.shape[1]))
+    n_threads = threads_worth_it(out.shape[0], 8 * out.shape[1])
     kernels.activation_backward(out, dout, code, dpre.dtype.type(alpha), dpre, n_threads)
     return dpre
 
@@ -221,6 +221,6 @@ def activation_grad_into(out, dout, code, dpre, backend=None, alpha=LEAKY_ALPHA)
 def activation_into(z, code, backend=None, alpha=LEAKY_ALPHA):
     """z (n, m) = activation(z) in place, for a checked C-contiguous float array; returns z."""
     kernels, _ = _backend.kernels("dense", backend)
-    n_threads = len(row_ranges(z.shape[0], _backend.get_num_threads(), 8 * z.shape[1]))
+    n_threads = threads_worth_it(z.shape[0], 8 * z.shape[1])
     kernels.bias_activation(z, _NO_BIAS[z.dtype], code, z.dtype.type(alpha), n_threads)
     return z

@@ -3,7 +3,7 @@
 import numpy as np
 
 from fastdl import backend as _backend
-from fastdl._parallel import row_ranges
+from fastdl._parallel import threads_worth_it
 from fastdl._validation import as_compute_all, check_array, check_pair
 
 IMAGES = "(batch, height, width, channels)"
@@ -36,11 +36,6 @@ def pool_geometry(input_shape, pool_size, strides, padding):
     pad_h = max((out_h - 1) * stride_h + pool_h - h, 0)
     pad_w = max((out_w - 1) * stride_w + pool_w - w, 0)
     return pool_h, pool_w, stride_h, stride_w, pad_h // 2, pad_w // 2, out_h, out_w
-
-
-def _threads_worth_it(n_rows, work_per_row):
-    """Threads for a kernel's parallel loop: one for small inputs, where waking a team costs more."""
-    return len(row_ranges(n_rows, _backend.get_num_threads(), work_per_row))
 
 
 def max_pool2d(x, pool_size=2, strides=None, padding="valid", backend=None):
@@ -80,7 +75,7 @@ def max_pool2d_into(x, out, window, backend=None):
     kernels, _ = _backend.kernels("pool", backend)
     out_h, out_w = out.shape[1:3]
     # The kernels run one output row per task.
-    n_threads = _threads_worth_it(x.shape[0] * out_h, out_w * x.shape[3] * window[0] * window[1])
+    n_threads = threads_worth_it(x.shape[0] * out_h, out_w * x.shape[3] * window[0] * window[1])
     kernels.max_pool2d_forward(x, out, *window, n_threads)
     return out
 
@@ -124,6 +119,6 @@ def max_pool2d_grad_into(x, dout, dx, window, backend=None):
     """max_pool2d_grad into dx for checked arrays (as max_pool2d_into); returns dx."""
     kernels, _ = _backend.kernels("pool", backend)
     # The kernels run one image per task.
-    n_threads = _threads_worth_it(x.shape[0], dout[0].size * window[0] * window[1] + x[0].size)
+    n_threads = threads_worth_it(x.shape[0], dout[0].size * window[0] * window[1] + x[0].size)
     kernels.max_pool2d_backward(x, dout, dx, *window, n_threads)
     return dx

@@ -1,0 +1,151 @@
+"""Output-layer kernels (Cython): softmax, losses with their gradients, dropout.
+
+Mirrors kernels/cpu/loss.py and kernels/npy/loss.py (see there for the layout). Each row is one
+task; every loss is worked out in float64 and each row's written to row_loss, which the caller sums.
+"""
+
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.math cimport exp, fabs, fmod, log, log1p
+from libc.stdint cimport int64_t
+
+
+cdef inline double _row_shift(const floating* row, Py_ssize_t c) noexcept nogil:
+    """The row's maximum, which softmax subtracts so that exp never overflows."""
+    cdef double shift = row[0]
+    cdef Py_ssize_t j
+    for j in range(1, c):
+        if row[j] > shift:
+            shift = row[j]
+    return shift
+
+
+cdef inline double _exp_sum(const floating* row, Py_ssize_t c, double shift) noexcept nogil:
+    cdef double total = 0.0
+    cdef Py_ssize_t j
+    for j in range(c):
+        total += exp(row[j] - shift)
+    return total
+
+
+def softmax(const floating[:, ::1] z, floating[:, ::1] out, int n_threads):
+    """out (n, c) = softmax of each row of z (out may be z)."""
+    cdef Py_ssize_t n = z.shape[0], c = z.shape[1], i, j
+    cdef double shift, total
+    if n == 0 or c == 0:
+        return
+    with nogil:
+        for i in prange(n, num_threads=n_threads, schedule="static"):
+            shift = _row_shift(&z[i, 0], c)
+            total = _exp_sum(&z[i, 0], c, shift)
+            for j in range(c):
+                out[i, j] = <floating>(exp(z[i, j] - shift) / total)
+
+
+def softmax_backward(const floating[:, ::1] out, const floating[:, ::1] dout, floating[:, ::1] dpre, int n_threads):
+    """dpre (n, c) = out * (dout - sum(dout * out)) row by row, from softmax's output `out`."""
+    cdef Py_ssize_t n = out.shape[0], c = out.shape[1], i, j
+    cdef double inner
+    with nogil:
+        for i in prange(n, num_threads=n_threads, schedule="static"):
+            inner = 0.0
+            for j in range(c):
+                inner = inner + <double>dout[i, j] * <double>out[i, j]
+            for j in range(c):
+                dpre[i, j] = <floating>(<double>out[i, j] * (<double>dout[i, j] - inner))
+
+
+def softmax_xent_codes(const floating[:, ::1] logits, const int64_t[::1] codes, double scale,
+                       floating[:, ::1] grad, double[::1] row_loss, int n_threads):
+    """Cross-entropy of softmax(logits) against class codes (n,) int64 (see kernels/npy/loss.py)."""
+    cdef Py_ssize_t n = logits.shape[0], c = logits.shape[1], i, j, y
+    cdef double shift, total, p
+    if n == 0 or c == 0:
+        return
+    with nogil:
+        for i in prange(n, num_threads=n_threads, schedule="static"):
+            shift = _row_shift(&logits[i, 0], c)
+            total = _exp_sum(&logits[i, 0], c, shift)
+            y = codes[i]
+            row_loss[i] = shift + log(total) - <double>logits[i, y]
+            for j in range(c):
+                p = exp(logits[i, j] - shift) / total
+                grad[i, j] = <floating>(((p - 1.0) if j == y else p) * scale)
+
+
+def softmax_xent_targets(const floating[:, ::1] logits, const double[:, ::1] targets, double scale,
+                         floating[:, ::1] grad, double[::1] row_loss, int n_threads):
+    """Cross-entropy of softmax(logits) against target distributions (n, c) float64."""
+    cdef Py_ssize_t n = logits.shape[0], c = logits.shape[1], i, j
+    cdef double shift, total, p, mass, dot
+    if n == 0 or c == 0:
+        return
+    with nogil:
+        for i in prange(n, num_threads=n_threads, schedule="static"):
+            shift = _row_shift(&logits[i, 0], c)
+            total = _exp_sum(&logits[i, 0], c, shift)
+            mass = 0.0
+            dot = 0.0
+            for j in range(c):
+                mass = mass + targets[i, j]
+                dot = dot + targets[i, j] * <double>logits[i, j]
+            row_loss[i] = mass * (shift + log(total)) - dot
+            for j in range(c):
+                p = exp(logits[i, j] - shift) / total
+                grad[i, j] = <floating>((p * mass - targets[i, j]) * scale)
+
+
+cdef inline double _mod(double a, double b) noexcept nogil:
+    """a mod b with the sign of b > 0, as numpy's np.mod for floats."""
+    cdef double r = fmod(a, b)
+    if r < 0:
+        r += b
+    return r
+
+
+def squared_error(const floating[:, ::1] y_pred, const double[:, ::1] y_true, double period, double scale,
+                  floating[:, ::1] grad, double[::1] row_loss, int n_threads):
+    """Squared error against y_true (n, m) float64, the short way round a circle when period > 0."""
+    cdef Py_ssize_t n = y_pred.shape[0], m = y_pred.shape[1], i, j
+    cdef double half = period / 2, error, total
+    with nogil:
+        for i in prange(n, num_threads=n_threads, schedule="static"):
+            total = 0.0
+            for j in range(m):
+                error = <double>y_pred[i, j] - y_true[i, j]
+                if period > 0:
+                    error = _mod(error + half, period) - half
+                total = total + error * error
+                grad[i, j] = <floating>(2.0 * error * scale)
+            row_loss[i] = total
+
+
+def binary_xent_logits(const floating[:, ::1] logits, const double[:, ::1] y_true, double scale,
+                       floating[:, ::1] grad, double[::1] row_loss, int n_threads):
+    """Binary cross-entropy of sigmoid(logits) against y_true (n, m) float64 in [0, 1]."""
+    cdef Py_ssize_t n = logits.shape[0], m = logits.shape[1], i, j
+    cdef double z, y, e, total, sigmoid
+    with nogil:
+        for i in prange(n, num_threads=n_threads, schedule="static"):
+            total = 0.0
+            for j in range(m):
+                z = logits[i, j]
+                y = y_true[i, j]
+                e = exp(-fabs(z))
+                total = total + ((z if z > 0 else 0.0) - z * y + log1p(e))
+                sigmoid = 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
+                grad[i, j] = <floating>((sigmoid - y) * scale)
+            row_loss[i] = total
+
+
+def dropout(const floating[:, ::1] x, const double[:, ::1] draws, double rate, floating kept_scale,
+            floating[:, ::1] out, floating[:, ::1] mask, int n_threads):
+    """mask = kept_scale where draws (n, m) float64 >= rate, else 0; out = x * mask (out may be x)."""
+    cdef Py_ssize_t n = x.shape[0], m = x.shape[1], i, j
+    cdef floating keep
+    with nogil:
+        for i in prange(n, num_threads=n_threads, schedule="static"):
+            for j in range(m):
+                keep = kept_scale if draws[i, j] >= rate else 0
+                mask[i, j] = keep
+                out[i, j] = x[i, j] * keep

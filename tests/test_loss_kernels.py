@@ -1,0 +1,194 @@
+"""The loss kernel family (softmax, the losses with their gradients, dropout) against float64 loops,
+on every backend and both dtypes; the compiled backends give the same bits."""
+
+import importlib
+import math
+
+import numpy as np
+import pytest
+
+from conftest import RTOL, ready_backends
+from fastdl.backend import PACKAGES
+
+
+def _kernels(backend):
+    return importlib.import_module(f"{PACKAGES[backend]}.loss")
+
+
+# Slow references: one value at a time, in float64 ----------------------------------------------
+
+
+def _softmax_row(row):
+    shift = max(row)
+    exps = [math.exp(v - shift) for v in row]
+    return [e / sum(exps) for e in exps], shift + math.log(sum(exps))
+
+
+def naive_softmax(z):
+    return np.array([_softmax_row(row)[0] for row in z.astype(float).tolist()]).reshape(z.shape)
+
+
+def naive_softmax_backward(out, dout):
+    result = np.zeros(out.shape)
+    for i in range(out.shape[0]):
+        inner = sum(float(dout[i, j]) * float(out[i, j]) for j in range(out.shape[1]))
+        for j in range(out.shape[1]):
+            result[i, j] = float(out[i, j]) * (float(dout[i, j]) - inner)
+    return result
+
+
+def naive_xent(logits, targets, scale):
+    """targets: (n, c) distributions; returns (row losses, gradient)."""
+    losses, grad = np.zeros(logits.shape[0]), np.zeros(logits.shape)
+    for i, row in enumerate(logits.astype(float).tolist()):
+        probs, lse = _softmax_row(row)
+        mass = float(sum(targets[i]))
+        losses[i] = sum(-t * (v - lse) for t, v in zip(targets[i], row))
+        grad[i] = [(p * mass - t) * scale for p, t in zip(probs, targets[i])]
+    return losses, grad
+
+
+def naive_squared_error(y_pred, y_true, period, scale):
+    losses, grad = np.zeros(y_pred.shape[0]), np.zeros(y_pred.shape)
+    for i in range(y_pred.shape[0]):
+        for j in range(y_pred.shape[1]):
+            error = float(y_pred[i, j]) - y_true[i, j]
+            if period > 0:
+                error = (error + period / 2) % period - period / 2
+            losses[i] += error * error
+            grad[i, j] = 2 * error * scale
+    return losses, grad
+
+
+def naive_binary_xent_logits(logits, y_true, scale):
+    losses, grad = np.zeros(logits.shape[0]), np.zeros(logits.shape)
+    for i in range(logits.shape[0]):
+        for j in range(logits.shape[1]):
+            z, y = float(logits[i, j]), y_true[i, j]
+            losses[i] += max(z, 0.0) - z * y + math.log1p(math.exp(-abs(z)))
+            grad[i, j] = (1 / (1 + math.exp(-z)) - y) * scale
+    return losses, grad
+
+
+# Problems ------------------------------------------------------------------------------------------
+
+
+def _logits(rng, dtype, n=9, c=6, spread=30.0):
+    return (rng.standard_normal((n, c)) * spread).astype(dtype)
+
+
+def _run(kernel, values, *args):
+    """(row losses, gradient) from a loss kernel; args end with the scale."""
+    grad = np.empty_like(values)
+    row_loss = np.empty(values.shape[0])
+    kernel(values, *args, grad, row_loss, 2)
+    return row_loss, grad
+
+
+def _check(got, want, dtype):
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-12, atol=1e-12)  # the losses are float64
+    np.testing.assert_allclose(got[1], want[1], rtol=RTOL[dtype], atol=RTOL[dtype])
+
+
+def test_softmax_and_its_gradient(backend, dtype, rng):
+    z = _logits(rng, dtype)
+    out = np.empty_like(z)
+    _kernels(backend).softmax(z, out, 2)
+    np.testing.assert_allclose(out, naive_softmax(z), rtol=RTOL[dtype], atol=RTOL[dtype])
+    np.testing.assert_allclose(out.sum(axis=1), 1, rtol=RTOL[dtype])
+    dout = rng.standard_normal(z.shape).astype(dtype)
+    dpre = np.empty_like(z)
+    _kernels(backend).softmax_backward(out, dout, dpre, 2)
+    np.testing.assert_allclose(dpre, naive_softmax_backward(out, dout), rtol=RTOL[dtype], atol=RTOL[dtype])
+    # In place, as the activation layers may call it.
+    _kernels(backend).softmax(z, z, 2)
+    np.testing.assert_array_equal(z, out)
+
+
+def test_softmax_xent_against_codes_and_targets(backend, dtype, rng):
+    logits = _logits(rng, dtype)
+    codes = rng.integers(0, logits.shape[1], logits.shape[0])
+    onehot = np.eye(logits.shape[1])[codes]
+    kernels = _kernels(backend)
+    got = _run(kernels.softmax_xent_codes, logits, codes, 1 / 9)
+    _check(got, naive_xent(logits, onehot, 1 / 9), dtype)
+    soft = rng.random(logits.shape)  # not one-hot: sum(y) != 1
+    _check(_run(kernels.softmax_xent_targets, logits, soft, 1 / 9), naive_xent(logits, soft, 1 / 9), dtype)
+    _check(_run(kernels.softmax_xent_targets, logits, onehot, 1 / 9), got, dtype)
+
+
+@pytest.mark.parametrize("period", [0.0, 12.0, 2 * math.pi])
+def test_squared_error(backend, dtype, period, rng):
+    y_pred = (rng.standard_normal((7, 3)) * 20).astype(dtype)
+    y_true = rng.uniform(-5, 15, (7, 3))
+    got = _run(_kernels(backend).squared_error, y_pred, y_true, period, 1 / 21)
+    _check(got, naive_squared_error(y_pred, y_true, period, 1 / 21), dtype)
+    if period:
+        assert (np.abs(got[1] * 21 / 2) <= period / 2 * (1 + 1e-6)).all()  # the errors are wrapped
+
+
+def test_binary_xent_logits(backend, dtype, rng):
+    logits = _logits(rng, dtype, spread=10.0)
+    y_true = rng.random(logits.shape)
+    got = _run(_kernels(backend).binary_xent_logits, logits, y_true, 1 / logits.size)
+    _check(got, naive_binary_xent_logits(logits, y_true, 1 / logits.size), dtype)
+
+
+def test_extreme_logits_stay_finite(backend, dtype):
+    """exp only ever sees numbers <= 0: no overflow, no NaN, at +-1e4 in either dtype."""
+    logits = np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 0.0]], dtype=dtype)
+    kernels = _kernels(backend)
+    row_loss, grad = _run(kernels.softmax_xent_codes, logits, np.array([0, 0]), 0.5)
+    np.testing.assert_allclose(row_loss, [0.0, 2e4])
+    np.testing.assert_allclose(grad, [[0, 0, 0], [-0.5, 0.5, 0]], atol=1e-12)
+    row_loss, grad = _run(kernels.binary_xent_logits, logits, np.ones((2, 3)), 1.0)
+    np.testing.assert_allclose(row_loss, [1e4 + math.log(2), 1e4 + math.log(2)])
+    assert np.isfinite(grad).all()
+
+
+def test_dropout_mask(backend, dtype, rng):
+    x = rng.standard_normal((6, 7)).astype(dtype)
+    draws = rng.random(x.shape)
+    kept = dtype(1) / dtype(1 - 0.3)
+    out, mask = np.empty_like(x), np.empty_like(x)
+    _kernels(backend).dropout(x, draws, 0.3, kept, out, mask, 2)
+    expected_mask = np.where(draws >= 0.3, kept, dtype(0))
+    np.testing.assert_array_equal(mask, expected_mask)
+    np.testing.assert_array_equal(out, x * expected_mask)
+    _kernels(backend).dropout(x, draws, 0.3, kept, x, mask, 2)  # in place
+    np.testing.assert_array_equal(x, out)
+
+
+def test_empty_batches(backend, dtype):
+    kernels = _kernels(backend)
+    for shape in [(0, 4), (3, 0)]:
+        z = np.empty(shape, dtype)
+        kernels.softmax(z, np.empty_like(z), 2)
+        kernels.softmax_xent_codes(z, np.zeros(shape[0], np.int64), 1.0, np.empty_like(z), np.empty(shape[0]), 2)
+
+
+def test_compiled_backends_give_the_same_bits(dtype):
+    results = {}
+    for backend in ready_backends():
+        rng = np.random.default_rng(3)
+        kernels = _kernels(backend)
+        logits = _logits(rng, dtype, n=33, c=10)
+        codes = rng.integers(0, 10, 33)
+        soft = rng.random(logits.shape)
+        for threads in (1, 2):
+            out = np.empty_like(logits)
+            kernels.softmax(logits, out, threads)
+            arrays = [out]
+            for name, args in [("softmax_xent_codes", (codes, 0.1)), ("softmax_xent_targets", (soft, 0.1)),
+                               ("squared_error", (soft, 1.5, 0.1)), ("binary_xent_logits", (soft, 0.1))]:
+                grad = np.empty_like(logits)
+                row_loss = np.empty(33)
+                getattr(kernels, name)(logits, *args, grad, row_loss, threads)
+                arrays += [grad, row_loss]
+            if backend in results:
+                for got, want in zip(arrays, results[backend]):
+                    np.testing.assert_array_equal(got, want, err_msg=f"{backend}, {threads} threads")
+            results[backend] = arrays
+    if "numba" in results and "cython" in results:
+        for got, want in zip(results["numba"], results["cython"]):
+            np.testing.assert_array_equal(got, want)
