@@ -3,12 +3,14 @@
 The shapes are the course's hot spots: the first convolution of the Fashion-MNIST CNN (batch 128,
 28x28x1, 64 filters 7x7, "same") and one of its 3x3 convolutions (batch 128, 14x14x128, 128
 filters, "same": fastdl's Winograd path), the clock net's max-pooling over 148x148x32
-activations (batch 100), and the MLP's first dense layer (batch 32, 784 -> 300, ReLU).
+activations (batch 100), the MLP's first dense layer (batch 32, 784 -> 300, ReLU), and the CNN's
+output: softmax cross-entropy on 128 x 10 logits, and Dropout(0.5) on its 128 x 128 dense layer.
 """
 
 import numpy as np
 import pytest
 
+from fastdl import nn
 from fastdl.ops import conv2d, conv2d_grad, dense, dense_grad, max_pool2d, max_pool2d_grad
 from peers import TORCH_MISSING, torch
 
@@ -163,4 +165,77 @@ def bench_dense_torch(benchmark, name_contender, n_threads):
 
     step()
     name_contender(DENSE_GROUP, "torch")
+    benchmark(step)
+
+
+XENT_GROUP = "softmax cross-entropy on class codes, 128x10 logits, loss and gradient"
+DROPOUT_GROUP = "Dropout(0.5) on 128x128, forward+backward"
+
+
+def _xent_data():
+    rng = _rng()
+    return rng.standard_normal((128, 10), dtype=np.float32), rng.integers(0, 10, 128)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def bench_xent_fastdl(benchmark, backend, require_fastdl_backend, name_contender):
+    require_fastdl_backend("loss", backend)
+    logits, codes = _xent_data()
+    loss = nn.SparseCategoricalCrossentropy()
+    loss.backend = backend
+
+    def step():
+        loss.forward_logits(logits, codes)
+        loss.backward_logits()
+
+    step()
+    name_contender(XENT_GROUP, f"fastdl[{backend}]")
+    benchmark(step)
+
+
+def bench_xent_torch(benchmark, name_contender, n_threads):
+    if torch is None:
+        pytest.skip(TORCH_MISSING)
+    torch.set_num_threads(n_threads)
+    logits, codes = _xent_data()
+    logits, codes = torch.from_numpy(logits).requires_grad_(True), torch.from_numpy(codes)
+
+    def step():
+        torch.nn.functional.cross_entropy(logits, codes).backward()
+        logits.grad = None
+
+    step()
+    name_contender(XENT_GROUP, "torch")
+    benchmark(step)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def bench_dropout_fastdl(benchmark, backend, require_fastdl_backend, name_contender):
+    require_fastdl_backend("loss", backend)
+    x = _rng().standard_normal((128, 128), dtype=np.float32)
+    layer = nn.Dropout(0.5, seed=SEED, backend=backend)
+    layer.build((128,), None, np.float32)
+
+    def step():
+        layer.backward(layer.forward(x, training=True))
+
+    step()
+    name_contender(DROPOUT_GROUP, f"fastdl[{backend}]")
+    benchmark(step)
+
+
+def bench_dropout_torch(benchmark, name_contender, n_threads):
+    if torch is None:
+        pytest.skip(TORCH_MISSING)
+    torch.set_num_threads(n_threads)
+    x = torch.from_numpy(_rng().standard_normal((128, 128), dtype=np.float32)).requires_grad_(True)
+    torch.manual_seed(SEED)
+
+    def step():
+        out = torch.nn.functional.dropout(x, 0.5, training=True)
+        out.backward(out)
+        x.grad = None
+
+    step()
+    name_contender(DROPOUT_GROUP, "torch")
     benchmark(step)
