@@ -390,3 +390,14 @@ def test_upsampling_repeats_pixels_and_checks_its_input(rng):
         layer.forward(np.zeros((1, 3, 2, 1)))
     with pytest.raises(ValueError, match="UpSampling2D expects images"):
         nn.Sequential([nn.Input((4,)), nn.UpSampling2D()]).build()
+
+
+def test_losses_and_dropout_take_integer_inputs(backend):
+    """Integer outputs or inputs are computed in float64, as everywhere in fastdl."""
+    loss = get_loss("mse")
+    loss.backend = backend
+    assert loss.forward(np.array([[1, 2]]), np.array([[0.0, 0.0]])) == pytest.approx(2.5)
+    assert loss.backward().dtype == np.float64
+    layer = nn.Dropout(0.5, seed=0, backend=backend)
+    out = layer.forward(np.ones((4, 6), dtype=np.int64), training=True)
+    assert out.dtype == np.float64 and set(np.unique(out)) <= {0.0, 2.0}

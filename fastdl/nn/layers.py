@@ -14,7 +14,7 @@ from fastdl.ops.conv import (
 )
 from fastdl.ops.dense import ACTIVATIONS, dense_grad_into, dense_into
 from fastdl.ops.pool import max_pool2d_grad_into, max_pool2d_into, pool_geometry
-from fastdl._validation import check_int, check_pair
+from fastdl._validation import check_int, check_pair, compute_dtype
 
 
 class Input:
@@ -350,7 +350,7 @@ class Dropout(Layer):
         if self.rng is None:
             self.rng = np.random.default_rng()
         draws = self.rng.random(x.shape)  # a value is kept where its draw >= rate
-        x = np.ascontiguousarray(x)
+        x = np.ascontiguousarray(x, dtype=compute_dtype(x))
         self._mask = self._buffer("mask", x.shape, x.dtype)
         out = self._buffer("out", x.shape, x.dtype)
         if x.size:

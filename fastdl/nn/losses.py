@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 
 from fastdl import backend as _backend
-from fastdl._validation import check_codes
+from fastdl._validation import check_codes, compute_dtype
 from fastdl._parallel import threads_worth_it
 
 _EPSILON = 1e-7  # Keras' clip for probabilities fed to a cross-entropy
@@ -29,7 +29,7 @@ class Loss:
         summed loss (float64) and the gradient with respect to `values`, scaled by `scale`, in
         their shape and dtype. `args` go between the targets and the scale.
         """
-        values = np.ascontiguousarray(values)
+        values = np.ascontiguousarray(values, dtype=compute_dtype(values))
         grad = np.empty_like(values)
         row_loss = np.zeros(values.shape[0])
         if values.size:
