@@ -24,15 +24,23 @@ def _mod(a, b):
     return r
 
 
+@_helper
+def _shift_and_sum(row):
+    """The row's maximum, which softmax subtracts so that exp never overflows, and the sum of
+    exp(row - maximum)."""
+    shift = np.float64(row[0])
+    for j in range(1, row.shape[0]):
+        shift = max(shift, np.float64(row[j]))
+    total = 0.0
+    for j in range(row.shape[0]):
+        total += math.exp(np.float64(row[j]) - shift)
+    return shift, total
+
+
 def _softmax(z, out):
     n, c = z.shape
     for i in prange(n):
-        shift = np.float64(z[i, 0])
-        for j in range(1, c):
-            shift = max(shift, np.float64(z[i, j]))
-        total = 0.0
-        for j in range(c):
-            total += math.exp(np.float64(z[i, j]) - shift)
+        shift, total = _shift_and_sum(z[i])
         for j in range(c):
             out[i, j] = math.exp(np.float64(z[i, j]) - shift) / total
 
@@ -52,12 +60,7 @@ def _softmax_xent(logits, codes, targets, scale, grad, row_loss):
     n, c = logits.shape
     sparse = targets.shape[0] == 0
     for i in prange(n):
-        shift = np.float64(logits[i, 0])
-        for j in range(1, c):
-            shift = max(shift, np.float64(logits[i, j]))
-        total = 0.0
-        for j in range(c):
-            total += math.exp(np.float64(logits[i, j]) - shift)
+        shift, total = _shift_and_sum(logits[i])
         lse = shift + math.log(total)
         if sparse:
             y = codes[i]

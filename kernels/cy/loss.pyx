@@ -10,22 +10,18 @@ from libc.math cimport exp, fabs, fmod, log, log1p
 from libc.stdint cimport int64_t
 
 
-cdef inline double _row_shift(const floating* row, Py_ssize_t c) noexcept nogil:
-    """The row's maximum, which softmax subtracts so that exp never overflows."""
-    cdef double shift = row[0]
+cdef inline double _shift_and_sum(const floating* row, Py_ssize_t c, double* total) noexcept nogil:
+    """The row's maximum, which softmax subtracts so that exp never overflows; the sum of
+    exp(row - maximum) into total."""
+    cdef double shift = row[0], acc = 0.0
     cdef Py_ssize_t j
     for j in range(1, c):
         if row[j] > shift:
             shift = row[j]
-    return shift
-
-
-cdef inline double _exp_sum(const floating* row, Py_ssize_t c, double shift) noexcept nogil:
-    cdef double total = 0.0
-    cdef Py_ssize_t j
     for j in range(c):
-        total += exp(row[j] - shift)
-    return total
+        acc += exp(row[j] - shift)
+    total[0] = acc
+    return shift
 
 
 def softmax(const floating[:, ::1] z, floating[:, ::1] out, int n_threads):
@@ -36,8 +32,8 @@ def softmax(const floating[:, ::1] z, floating[:, ::1] out, int n_threads):
         return
     with nogil:
         for i in prange(n, num_threads=n_threads, schedule="static"):
-            shift = _row_shift(&z[i, 0], c)
-            total = _exp_sum(&z[i, 0], c, shift)
+            total = 0.0  # assigned here, so that prange makes it private to each thread
+            shift = _shift_and_sum(&z[i, 0], c, &total)
             for j in range(c):
                 out[i, j] = <floating>(exp(z[i, j] - shift) / total)
 
@@ -64,8 +60,8 @@ def softmax_xent_codes(const floating[:, ::1] logits, const int64_t[::1] codes, 
         return
     with nogil:
         for i in prange(n, num_threads=n_threads, schedule="static"):
-            shift = _row_shift(&logits[i, 0], c)
-            total = _exp_sum(&logits[i, 0], c, shift)
+            total = 0.0  # assigned here, so that prange makes it private to each thread
+            shift = _shift_and_sum(&logits[i, 0], c, &total)
             y = codes[i]
             row_loss[i] = shift + log(total) - <double>logits[i, y]
             for j in range(c):
@@ -82,8 +78,8 @@ def softmax_xent_targets(const floating[:, ::1] logits, const double[:, ::1] tar
         return
     with nogil:
         for i in prange(n, num_threads=n_threads, schedule="static"):
-            shift = _row_shift(&logits[i, 0], c)
-            total = _exp_sum(&logits[i, 0], c, shift)
+            total = 0.0  # assigned here, so that prange makes it private to each thread
+            shift = _shift_and_sum(&logits[i, 0], c, &total)
             mass = 0.0
             dot = 0.0
             for j in range(c):
