@@ -98,8 +98,8 @@ class Projection:
         # own sample, p directions always look good when the sample has few more than p rows.
         n_sample = max(SAMPLE_ROWS, 2 * n_directions)
         step = max(2, n_rows // n_sample)
-        sample = ref_scaled[::step][:n_sample]
-        held_out = ref_scaled[step // 2 :: step][:SAMPLE_ROWS]
+        sample = np.ascontiguousarray(ref_scaled[::step][:n_sample])
+        held_out = np.arange(step // 2, n_rows, step)[:SAMPLE_ROWS]
         # All of it with BLAS single-threaded: its threads, once woken, spin for up to 0.1 s on the
         # cores the queries need (measured: 100 instead of 60 ms for the next 2000 queries).
         with single_threaded_blas():
@@ -107,20 +107,23 @@ class Projection:
 
     @classmethod
     def _build(cls, ref_scaled, ref_norms, n_threads, n_directions, sample, held_out):
-        """build's work: directions from `sample`, judged on `held_out`."""
-        spread = sample.T @ sample
-        # Subspace iteration from sample rows: the leading directions of the sample's spread.
-        # Columns are only rescaled between steps and made orthonormal once at the end.
+        """build's work: directions from `sample`, judged on the rows `held_out` (indices)."""
+        # Subspace iteration from sample rows: the leading directions of the sample's spread
+        # sample^T sample, applied as two thin products. Columns are only rescaled between steps
+        # and made orthonormal once at the end.
         V = sample[:: max(1, sample.shape[0] // n_directions)][:n_directions].T
         for _ in range(ITERATIONS):
-            V = spread @ V
+            V = sample.T @ (sample @ V)
             V /= np.sqrt(np.einsum("ij,ij->j", V, V)) + np.float32(1e-30)
         P, product = _orthonormal(V)
-        captured = np.sum((held_out @ P) ** 2, dtype=np.float64)
-        spread_held_out = np.sum(held_out**2, dtype=np.float64)
+        # Judged from the references' projection, which the search needs anyway (when the
+        # directions fail, that work is lost, but the plain search costs far more).
+        projection = cls(np.ascontiguousarray(P), product, ref_scaled, ref_norms, n_threads)
+        captured = projection.ref_proj_norms[held_out].sum()
+        spread_held_out = ref_norms[held_out].sum()
         if not (spread_held_out > 0 and captured >= MIN_CAPTURED * spread_held_out):
             return None  # (rows all at the mean have no directions to prune by)
-        return cls(np.ascontiguousarray(P), product, ref_scaled, ref_norms, n_threads)
+        return projection
 
     def project(self, scaled):
         """Projected float32 rows and their float64 squared norms."""
