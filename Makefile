@@ -6,10 +6,25 @@ INSTALLED := $(VENV)/.installed-dev
 BENCH_INSTALLED := $(VENV)/.installed-bench
 SOURCES := pyproject.toml setup.py $(wildcard kernels/cy/*.pyx kernels/cy/*.pxd)
 
-.PHONY: run test bench clean
+.PHONY: run test bench clean fashion-mnist
 
-run: $(INSTALLED)
+run: $(INSTALLED) fashion-mnist
 	$(BIN)/fastdl reproduce
+
+# Assignment 4's data: Debian's package where we may install it, else how to get it. A missing
+# dataset never stops `make run`: `fastdl reproduce` then skips a4 and says so.
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist
+fashion-mnist:
+	@if [ -d $(FASHION_DIR) ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "Installing Fashion-MNIST (Debian package dataset-fashion-mnist) for assignment 4"; \
+		$(APT_INSTALL) || { apt-get update -q && $(APT_INSTALL); } \
+			|| echo "Could not install dataset-fashion-mnist; a4 needs: $(BIN)/fastdl data download fashion-mnist"; \
+	else \
+		echo "Fashion-MNIST (assignment 4) is not in $(FASHION_DIR): run"; \
+		echo "  sudo apt-get install dataset-fashion-mnist   or   $(BIN)/fastdl data download fashion-mnist"; \
+	fi
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest

@@ -5,12 +5,14 @@ FASTDL_NUM_THREADS   threads for Numba, OpenMP and BLAS (default: the CPUs this 
 FASTDL_CACHE         "0" disables Numba's on-disk cache of compiled kernels (default "1")
 FASTDL_FASTMATH      "1" compiles Numba kernels with fastmath (default "0")
 FASTDL_DATA          directory holding datasets (e.g. the course's leiden-digits CSV files)
+FASTDL_CACHE_DIR     where `fastdl data download` puts datasets (default: ~/.cache/fastdl)
 
 OMP_WAIT_POLICY      PASSIVE while fastdl loads its kernels, unless it is set: see passive_openmp
 """
 
 import contextlib
 import os
+from pathlib import Path
 
 BACKENDS = ("numpy", "numba", "cython", "cuda")
 
@@ -60,6 +62,12 @@ def numba_fastmath():
 def data_dir():
     value = os.environ.get("FASTDL_DATA", "").strip()
     return value or None
+
+
+def cache_dir():
+    """Directory for downloaded datasets: $FASTDL_CACHE_DIR, else ~/.cache/fastdl."""
+    value = os.environ.get("FASTDL_CACHE_DIR", "").strip()
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "fastdl"
 
 
 @contextlib.contextmanager

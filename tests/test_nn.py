@@ -5,6 +5,7 @@ import pytest
 
 from fastdl import nn
 from fastdl.nn.losses import get_loss
+from fastdl.repro.models import course_cnn, course_mlp
 
 
 def _numeric_grad(f, array, eps=1e-6):
@@ -148,35 +149,6 @@ def test_softmax_crossentropy_is_stable(backend):
     np.testing.assert_allclose(grad, [[0, 0, 0], [-0.5, 0.5, 0]], atol=1e-12)
     probs = nn.activations.softmax(np.array([[1000.0, 0.0]]))
     assert np.isfinite(probs).all()
-
-
-def course_mlp(**kwargs):
-    return nn.Sequential([
-        nn.Flatten(input_shape=(28, 28, 1)),
-        nn.Dense(300, activation="relu"),
-        nn.Dense(100, activation="relu"),
-        nn.Dense(10, activation="softmax"),
-    ], **kwargs)
-
-
-def course_cnn(**kwargs):
-    return nn.Sequential([
-        nn.Input((28, 28, 1)),
-        nn.Conv2D(64, 7, padding="same", activation="relu"),
-        nn.MaxPool2D(2),
-        nn.Conv2D(128, 3, padding="same", activation="relu"),
-        nn.Conv2D(128, 3, padding="same", activation="relu"),
-        nn.MaxPool2D(2),
-        nn.Conv2D(256, 3, padding="same", activation="relu"),
-        nn.Conv2D(256, 3, padding="same", activation="relu"),
-        nn.MaxPool2D(2),
-        nn.Flatten(),
-        nn.Dense(128, activation="relu"),
-        nn.Dropout(0.5),
-        nn.Dense(64, activation="relu"),
-        nn.Dropout(0.5),
-        nn.Dense(10, activation="softmax"),
-    ], **kwargs)
 
 
 def test_course_mlp_parameter_count():

@@ -171,3 +171,13 @@ def test_early_stopping_restores_batch_norm_moving_statistics():
     assert not np.array_equal(best[4], recorder.weights[2][4])  # the moving mean moved on after epoch 1
     for restored, expected in zip(model.get_weights(), best):
         np.testing.assert_array_equal(restored, expected)
+
+
+def test_epoch_timer_records_one_duration_per_epoch():
+    x, y = blobs()
+    model = _compiled()
+    timer = nn.EpochTimer()
+    model.fit(x, y, epochs=3, batch_size=16, validation_data=(x, y), callbacks=[timer])
+    assert len(timer.seconds) == 3 and all(s > 0 for s in timer.seconds)
+    model.fit(x, y, epochs=1, callbacks=[timer])  # a new fit starts a new record
+    assert len(timer.seconds) == 1

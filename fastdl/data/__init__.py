@@ -1,9 +1,10 @@
-"""Dataset loaders. Nothing here downloads; each loader says which data it returned.
+"""Dataset loaders. Only :func:`download_dataset` (``fastdl data download``) uses the network.
 
-``DATASETS`` lists the known datasets for ``fastdl data list``; later loaders (Fashion-MNIST,
-CIFAR-10, ...) add one entry each.
+``DATASETS`` lists the known datasets for ``fastdl data list``; each loader adds one entry.
 """
 
+from fastdl.data._files import DatasetNotFoundError
+from fastdl.data.cifar10 import load_cifar10
 from fastdl.data.digits import (
     COURSE_NAME,
     EMBEDDED_NAME,
@@ -13,15 +14,20 @@ from fastdl.data.digits import (
     load_leiden_digits,
     resolve_data_dir,
 )
+from fastdl.data.fashion_mnist import load_fashion_mnist
 
 __all__ = [
     "COURSE_NAME",
     "DATASETS",
     "EMBEDDED_NAME",
+    "DatasetNotFoundError",
     "DigitsDataset",
     "dataset_locations",
+    "download_dataset",
+    "load_cifar10",
     "load_digits_dataset",
     "load_embedded_digits",
+    "load_fashion_mnist",
     "load_leiden_digits",
     "resolve_data_dir",
 ]
@@ -33,7 +39,46 @@ DATASETS = {
         "fastdl.data.load_leiden_digits",
         ("train_in.csv", "train_out.csv", "test_in.csv", "test_out.csv"),
     ),
+    "fashion-mnist": (
+        "Zalando's Fashion-MNIST, 60000 train / 10000 test, 28x28 uint8, 10 classes",
+        "fastdl.data.load_fashion_mnist",
+        ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+         "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+    ),
+    "cifar-10": (
+        "CIFAR-10, 50000 train / 10000 test, 32x32x3 uint8, 10 classes",
+        "fastdl.data.load_cifar10",
+        ("cifar-10-python.tar.gz",),
+    ),
 }
+
+
+def _downloadable():
+    """Dataset name -> its module (which has download, SYSTEM_DIRS)."""
+    from fastdl.data import cifar10, fashion_mnist
+
+    return {fashion_mnist.NAME: fashion_mnist, cifar10.NAME: cifar10}
+
+
+def download_dataset(name, data_dir=None):
+    """Fetch a dataset's published files into ``data_dir/name``, verified by SHA-256.
+
+    Parameters
+    ----------
+    name : {"fashion-mnist", "cifar-10"}
+        The dataset.
+    data_dir : str or Path, optional
+        Parent directory; default $FASTDL_CACHE_DIR or ~/.cache/fastdl, where the loaders look.
+
+    Returns
+    -------
+    dict
+        Path -> "downloaded" or "already present" (a valid file is not fetched again).
+    """
+    modules = _downloadable()
+    if name not in modules:
+        raise ValueError(f"cannot download {name!r}; downloadable: {', '.join(modules)}")
+    return modules[name].download(data_dir)
 
 
 def dataset_locations(name, data_dir=None):
@@ -56,6 +101,11 @@ def dataset_locations(name, data_dir=None):
 
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    modules = _downloadable()
+    if name in modules:
+        from fastdl.data._files import describe_places
+
+        return describe_places(name, data_dir, getattr(modules[name], "SYSTEM_DIRS", ()))
     places = []
     if data_dir is not None:
         places.append((str(Path(data_dir)), "--data-dir (or its leiden-digits/ subfolder)"))

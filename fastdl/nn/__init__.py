@@ -1,7 +1,7 @@
 """Keras-like neural networks on fastdl's compiled ops: layers, losses, optimizers, Sequential, Model."""
 
 from fastdl.nn.activations import Activation, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
-from fastdl.nn.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from fastdl.nn.callbacks import Callback, EarlyStopping, EpochTimer, ModelCheckpoint
 from fastdl.nn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, MaxPooling2D, Reshape, UpSampling2D
 from fastdl.nn.functional import Input, Model, SymbolicTensor
 from fastdl.nn.layers_extra import BatchNormalization, Conv2DTranspose
@@ -18,6 +18,6 @@ __all__ = [
     "Activation", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "L2", "l2",
     "Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "MeanSquaredError", "BinaryCrossentropy",
     "CyclicMSE", "Optimizer", "SGD", "RMSprop", "Adam", "Sequential", "History",
-    "Callback", "EarlyStopping", "ModelCheckpoint", "Model", "SymbolicTensor", "Conv2DTranspose",
+    "Callback", "EarlyStopping", "EpochTimer", "ModelCheckpoint", "Model", "SymbolicTensor", "Conv2DTranspose",
     "BatchNormalization", "UpSampling2D",
 ]

@@ -1,4 +1,4 @@
-"""Callbacks for `fit`: EarlyStopping, ModelCheckpoint, and the per-epoch progress logger."""
+"""Callbacks for `fit`: EarlyStopping, ModelCheckpoint, EpochTimer, and the per-epoch progress logger."""
 
 import sys
 import time
@@ -147,6 +147,23 @@ class ModelCheckpoint(_Monitor):
             path = path.format(epoch=epoch + 1, **(logs or {}))
         self.model.save(path)
         self.last_saved = path
+        return False
+
+
+class EpochTimer(Callback):
+    """Wall-clock seconds of each epoch of a fit (its training steps and its validation), in `seconds`."""
+
+    def __init__(self):
+        self.seconds = []
+
+    def on_train_begin(self, logs=None):
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
         return False
 
 

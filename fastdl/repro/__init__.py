@@ -1,7 +1,9 @@
 """One module per course assignment; each has ``run(data_dir, out_dir, quick) -> dict``.
 
 ``run`` may also accept ``verify`` (checksums of course data); ``fastdl reproduce --no-verify``
-passes ``verify=False``.
+passes ``verify=False``. One that accepts ``dataset`` (a4: "fashion" or "cifar10") gets
+``--dataset``. ``quick`` is True (``--quick``), False (``--full``) or None (neither): a runner
+with a slow full run may then decide itself (a4 estimates the time); the others run in full.
 
 ``ASSIGNMENTS`` is the registry ``fastdl reproduce`` reads: adding assignment N is one line
 here plus its module. Modules are imported only when run, so listing them stays cheap.
@@ -16,6 +18,7 @@ ASSIGNMENTS = {
     "a1": ("fastdl.repro.a1", "data dimensionality: distance-based classification"),
     "a2": ("fastdl.repro.a2", "multi-class perceptron: batch and online training"),
     "a3": ("fastdl.repro.a3", "XOR network: gradient descent and the lazy random search"),
+    "a4": ("fastdl.repro.a4", "MLP and CNN on Fashion-MNIST or CIFAR-10"),
 }
 
 

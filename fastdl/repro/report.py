@@ -6,6 +6,7 @@ non-interactive "Agg" backend, so reproducing never opens a window and works wit
 """
 
 import json
+import textwrap
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -93,7 +94,7 @@ def markdown_table(headers, rows):
     return "\n".join(lines)
 
 
-def write_table(out_dir, stem, title, headers, rows, source, data=None, echo=True):
+def write_table(out_dir, stem, title, headers, rows, source, data=None, echo=True, notes=None):
     """Write a table as ``stem.md`` and ``stem.json`` (and print it), naming the data source.
 
     Parameters
@@ -111,6 +112,8 @@ def write_table(out_dir, stem, title, headers, rows, source, data=None, echo=Tru
         Unrounded values stored in the JSON file next to the display rows.
     echo : bool, default True
         Print the Markdown to stdout.
+    notes : sequence of str, optional
+        Paragraphs printed under the table (and stored in the JSON file as "notes").
 
     Returns
     -------
@@ -119,11 +122,16 @@ def write_table(out_dir, stem, title, headers, rows, source, data=None, echo=Tru
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    notes = list(notes or [])
     text = f"### {title}\n\nData: {source}\n\n{markdown_table(headers, rows)}\n"
+    if notes:
+        text += "\n" + "\n\n".join(notes) + "\n"
     md_path = out_dir / f"{stem}.md"
     md_path.write_text(text, encoding="utf-8")
     payload = {"title": title, "source": source, "headers": list(headers),
                "rows": [list(row) for row in rows]}
+    if notes:
+        payload["notes"] = notes
     if data is not None:
         payload["data"] = data
     json_path = write_json(out_dir / f"{stem}.json", payload)
@@ -226,9 +234,55 @@ def plot_confusion_matrices(matrices, path, source, title="Confusion matrices"):
             ax.set_xlabel("predicted")
             ax.set_ylabel("true")
             ax.set_title(f"{row_label}: {col_label}", fontsize=10)
-    fig.suptitle(f"{title} ({source})", fontsize=10)
+    # Wrapped to the figure's width: a long source must not widen the figure.
+    width = max(40, int(fig.get_figwidth() * 15))
+    fig.suptitle(textwrap.fill(f"{title} ({source})", width), fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path, source=None)
+
+
+def plot_learning_curves(histories, path, source, title="Learning curves"):
+    """Accuracy and loss per epoch of each model, training (solid) and validation (dashed).
+
+    Parameters
+    ----------
+    histories : dict
+        ``{label: History.history}``, i.e. per-epoch lists under "accuracy", "loss",
+        "val_accuracy", "val_loss" (the validation ones optional).
+    path : str or Path
+    source : str
+    title : str
+
+    Returns
+    -------
+    str
+        The path written.
+    """
+    plt = get_pyplot()
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, history) in enumerate(histories.items()):
+        for ax, key in ((ax_acc, "accuracy"), (ax_loss, "loss")):
+            for prefix, style, split in (("", "-", "train"), ("val_", "--", "validation")):
+                values = history.get(prefix + key)
+                if values:
+                    # Markers keep a one-epoch (quick) run visible.
+                    ax.plot(range(1, len(values) + 1), values, style, marker="o", markersize=3,
+                            color=colors[i % len(colors)], label=f"{label}, {split}")
+    from matplotlib.ticker import MaxNLocator
+
+    n_epochs = max((len(values) for history in histories.values() for values in history.values()),
+                   default=1)
+    for ax, key in ((ax_acc, "accuracy"), (ax_loss, "loss")):
+        ax.set_xlim(0.5, n_epochs + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path, source=source)
 
 
 class Timings(dict):

@@ -1,0 +1,227 @@
+"""What the dataset loaders share: where files are looked for, SHA-256 checks, verified downloads.
+
+A dataset ``name`` (e.g. "fashion-mnist") is looked for, in order, in the ``path`` argument,
+$FASTDL_DATA, the download cache (``config.cache_dir()``), each also with a ``name/`` subfolder,
+and then in the dataset's system-wide directories. Only :func:`download` touches the network.
+"""
+
+import contextlib
+import gzip
+import hashlib
+import os
+import sys
+import zlib
+from pathlib import Path
+
+from fastdl import config
+
+CHUNK = 1 << 20
+TIMEOUT_S = 60
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset's files are in none of the places they are looked for (the message lists them)."""
+
+
+def search_dirs(name, path=None, system_dirs=()):
+    """The directories a dataset is looked for in, in order, as (Path, origin) pairs."""
+    bases = []
+    if path is not None:
+        bases.append((Path(path).expanduser(), "path argument / --data-dir"))
+    if config.data_dir() is not None:
+        bases.append((Path(config.data_dir()).expanduser(), "$FASTDL_DATA"))
+    bases.append((config.cache_dir(), "download cache: $FASTDL_CACHE_DIR or ~/.cache/fastdl"))
+    dirs = [(directory, origin) for base, origin in bases for directory in (base, base / name)]
+    return dirs + [(Path(directory), "system-wide (Debian package)") for directory in system_dirs]
+
+
+def describe_places(name, path=None, system_dirs=()):
+    """:func:`search_dirs` as (place, note) strings, noting an unset $FASTDL_DATA."""
+    places = [(str(directory), origin) for directory, origin in search_dirs(name, path,
+                                                                             system_dirs)]
+    if config.data_dir() is None:
+        places.insert(2 if path is not None else 0, ("$FASTDL_DATA", "unset"))
+    return places
+
+
+def alternatives(file_name, gzip_content):
+    """The names a file may have: also without .gz when the checksum is of the content."""
+    if gzip_content and file_name.endswith(".gz"):
+        return (file_name, file_name[:-3])
+    return (file_name,)
+
+
+def locate(name, files, path=None, system_dirs=(), gzip_content=False, hint=""):
+    """Paths of ``files`` in the first directory of :func:`search_dirs` that holds them all.
+
+    Raises
+    ------
+    DatasetNotFoundError
+        No directory holds every file; the message lists the places, the files and how to
+        fetch them (``hint`` adds another way).
+    """
+    for directory, _ in search_dirs(name, path, system_dirs):
+        found = []
+        for file_name in files:
+            candidates = [directory / n for n in alternatives(file_name, gzip_content)]
+            found.append(next((c for c in candidates if c.is_file()), None))
+        if all(found):
+            return found
+    names = ", ".join(files) + (" (or the same without .gz)" if gzip_content else "")
+    places = "\n".join(f"  {place}  [{note}]" for place, note in
+                       describe_places(name, path, system_dirs))
+    raise DatasetNotFoundError(
+        f"{name} not found: looked for {names} in\n{places}\n"
+        f"Fetch it with `fastdl data download {name}` (into {config.cache_dir() / name})"
+        + (f", {hint}" if hint else "") + ".")
+
+
+def _open(path, gunzip):
+    """A binary stream of the file's content, decompressed when ``gunzip``."""
+    return gzip.open(path, "rb") if gunzip else open(path, "rb")
+
+
+@contextlib.contextmanager
+def _gzip_errors(path):
+    """Re-raise a damaged gzip stream as a ValueError naming the file."""
+    try:
+        yield
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise ValueError(f"{path}: damaged or truncated gzip file ({error})") from error
+
+
+def file_sha256(path, gunzip=False):
+    """Hex SHA-256 of a file, or of its decompressed content when ``gunzip``."""
+    digest = hashlib.sha256()
+    with _gzip_errors(path), _open(path, gunzip) as stream:
+        for block in iter(lambda: stream.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_verified(path, expected, name, verify=True):
+    """A file's content as a bytearray (decompressed if it ends in .gz), checked by SHA-256.
+
+    Raises
+    ------
+    ValueError
+        The checksum differs (with ``verify``) or the gzip stream is damaged.
+    """
+    digest, content = hashlib.sha256(), bytearray()
+    gunzip = str(path).endswith(".gz")
+    with _gzip_errors(path), _open(path, gunzip) as stream:
+        for block in iter(lambda: stream.read(CHUNK), b""):
+            digest.update(block)
+            content += block
+    if verify:
+        check_digest(path, expected, digest.hexdigest(), name, gunzip)
+    return content
+
+
+def check_file(path, expected, name, gunzip=False):
+    """Raise ValueError unless the SHA-256 of the file (its content if ``gunzip``) is expected."""
+    check_digest(path, expected, file_sha256(path, gunzip), name, gunzip)
+
+
+def check_digest(path, expected, actual, name, gunzip=False):
+    """Raise a ValueError that says how to fix a checksum mismatch."""
+    if actual == expected:
+        return
+    what = "decompressed content" if gunzip else "file"
+    raise ValueError(
+        f"{path} is not the published {name} file: SHA-256 of its {what} is {actual}, "
+        f"expected {expected}. Delete it and run `fastdl data download {name}`, or pass "
+        f"verify=False (--no-verify) to use custom files of the same format.")
+
+
+def download(name, files, base_url, sha256, directory=None, gzip_content=False):
+    """Fetch a dataset's files into ``directory/name`` (default: the cache), verified.
+
+    Parameters
+    ----------
+    name : str
+        Dataset name, also the subfolder the files go to.
+    files : sequence of str
+        File names, fetched from ``base_url + file name``.
+    base_url : str
+        URL prefix ending in "/" (tests use a file:// URL).
+    sha256 : dict
+        File name -> expected SHA-256 (of the decompressed content when ``gzip_content``).
+    directory : str or Path, optional
+        Parent directory; default ``config.cache_dir()``.
+    gzip_content : bool, default False
+        Checksums are of the .gz files' decompressed content.
+
+    Returns
+    -------
+    dict
+        Path -> "downloaded" or "already present" (a valid file is not fetched again).
+    """
+    target = (Path(directory).expanduser() if directory is not None
+              else config.cache_dir()) / name
+    report = {}
+    for file_name in files:
+        path = target / file_name
+        gunzip = gzip_content and file_name.endswith(".gz")
+        if path.is_file():
+            with contextlib.suppress(ValueError):
+                check_file(path, sha256[file_name], name, gunzip)
+                report[path] = "already present"
+                continue
+        fetch(base_url + file_name, path, sha256[file_name], gunzip)
+        report[path] = "downloaded"
+    return report
+
+
+def fetch(url, destination, expected, gunzip=False):
+    """Download ``url`` to a temporary file beside ``destination``, verify, then rename it.
+
+    An interrupted or corrupt download never replaces ``destination``, and its temporary
+    file is removed.
+
+    Raises
+    ------
+    OSError
+        The URL cannot be read.
+    ValueError
+        The download's SHA-256 (of its decompressed content if ``gunzip``) is not
+        ``expected``.
+    """
+    # Imported here: urllib.request pulls in http, ssl and email, which loading never needs.
+    import http.client
+    import urllib.error
+    import urllib.request
+
+    from tqdm import tqdm
+
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    # Beside the destination, so os.replace is atomic; open() keeps the user's umask.
+    temporary = destination.with_name(f".{destination.name}.{os.getpid()}.part")
+    try:
+        try:
+            with open(temporary, "wb") as out, \
+                    urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
+                size = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=size, unit="B", unit_scale=True, desc=destination.name,
+                          disable=not sys.stderr.isatty()) as progress:
+                    for block in iter(lambda: response.read(CHUNK), b""):
+                        out.write(block)
+                        progress.update(len(block))
+        except (urllib.error.URLError, http.client.HTTPException) as error:
+            reason = getattr(error, "reason", error)
+            raise OSError(f"could not download {url}: {reason}") from error
+        try:
+            actual = file_sha256(temporary, gunzip)
+        except ValueError as error:
+            actual = f"unreadable ({error})"
+        if actual != expected:
+            raise ValueError(f"download of {url} is corrupt or not the published file: "
+                             f"SHA-256 {actual}, expected {expected}; nothing was saved, "
+                             f"try again")
+        os.replace(temporary, destination)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    return destination
