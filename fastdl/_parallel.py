@@ -70,17 +70,29 @@ def blas_held():
     return _blas_users > 0
 
 
-def row_ranges(n_rows, n_threads, work_per_row):
-    """Split range(n_rows) into at most n_threads contiguous (start, stop) ranges worth running."""
+def row_ranges(n_rows, n_threads, work_per_row, align=1):
+    """Split range(n_rows) into at most n_threads contiguous (start, stop) ranges worth running.
+
+    With align > 1 every range starts at a multiple of `align`, so a caller that runs one GEMM
+    per block of `align` rows makes the same GEMM calls whatever the thread count: some BLAS
+    builds round differently for different row counts (OpenBLAS with OPENBLAS_CORETYPE=Haswell
+    on an AVX-512 CPU does), and fastdl's answers must not depend on the threads.
+    """
+    n_blocks = -(-n_rows // align)
     worth = max(1, int(n_rows * work_per_row // MIN_WORK_PER_THREAD))
-    n_parts = max(1, min(n_threads, n_rows, worth))
-    step, extra = divmod(n_rows, n_parts)
+    n_parts = max(1, min(n_threads, n_blocks, worth))
+    step, extra = divmod(n_blocks, n_parts)
     ranges, start = [], 0
     for part in range(n_parts):
         stop = start + step + (part < extra)
-        ranges.append((start, stop))
+        ranges.append((start * align, min(stop * align, n_rows)))
         start = stop
     return ranges
+
+
+def blocks(first, last, size):
+    """(start, stop) blocks of `size` rows covering first..last-1, at multiples of `size` from 0."""
+    return [(start, min(start + size, last)) for start in range(first, last, size)]
 
 
 def threads_worth_it(n_rows, work_per_row):
@@ -89,13 +101,14 @@ def threads_worth_it(n_rows, work_per_row):
     return len(row_ranges(n_rows, _backend.get_num_threads(), work_per_row))
 
 
-def run_row_ranges(func, n_rows, n_threads, work_per_row):
+def run_row_ranges(func, n_rows, n_threads, work_per_row, align=1):
     """Call func(start, stop) over contiguous row ranges, in parallel when the work is worth it.
 
     With several ranges BLAS is limited to one thread while they run (each range is one thread's
-    job); with one range BLAS keeps its own threads.
+    job); with one range BLAS keeps its own threads. Ranges start at multiples of `align`
+    (see row_ranges).
     """
-    ranges = row_ranges(n_rows, n_threads, work_per_row)
+    ranges = row_ranges(n_rows, n_threads, work_per_row, align)
     if len(ranges) == 1:
         func(*ranges[0])
         return

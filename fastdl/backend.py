@@ -37,6 +37,7 @@ AUTO_ORDER = {
     "optim": ("cython", "numba", "numpy"),
     "norm": ("cython", "numba", "numpy"),
     "loss": ("cython", "numba", "numpy"),
+    "clock": ("cython", "numba", "numpy"),
 }
 DEFAULT_AUTO_ORDER = ("cython", "numba", "numpy")
 
@@ -103,7 +104,8 @@ def backend_status():
     for name in PACKAGES:
         if name not in _status_cache:
             _status_cache[name] = _probe(name)
-    return dict(_status_cache)
+    # In PACKAGES order, whichever backend an operation happened to load first.
+    return {name: _status_cache[name] for name in PACKAGES}
 
 
 def available_backends():

@@ -53,17 +53,18 @@ def _build_parser():
     reproduce.add_argument("--data-dir", default=None,
                            help="directory with the data: course digits (default: $FASTDL_DATA, "
                                 "else the embedded scikit-learn digits), Fashion-MNIST or "
-                                "CIFAR-10 files (see `fastdl data list`)")
+                                "CIFAR-10 files, or the clocks' images.npy and labels.npy "
+                                "(else synthetic clocks; see `fastdl data list`)")
     reproduce.add_argument("--out", default="results", help="output directory (default: results)")
     reproduce.add_argument("--dataset", choices=("fashion", "cifar10"), default=None,
                            help="a4's dataset (default: fashion)")
     speed = reproduce.add_mutually_exclusive_group()
     speed.add_argument("--quick", action="store_const", const=True, default=None,
                        help="skip the slow steps (t-SNE, UMAP, ...; a4: a few thousand images, "
-                            "one epoch)")
+                            "one epoch; a5: 800 training clocks, three epochs)")
     speed.add_argument("--full", action="store_const", const=False, dest="quick",
-                       help="the full runs (a4 otherwise runs its quick version when the full "
-                            "one would take over ten minutes here)")
+                       help="the full runs (a4 and a5 otherwise run their quick version when "
+                            "the full one would take over ten minutes here)")
     reproduce.add_argument("--no-verify", action="store_true",
                            help="accept data files that are not the course's (no SHA-256 check)")
     reproduce.set_defaults(handler=_cmd_reproduce)
@@ -90,6 +91,19 @@ def _build_parser():
     data_download.add_argument("--data-dir", default=None, metavar="DIR",
                                help="download into DIR/NAME instead of the cache")
     data_download.set_defaults(handler=_cmd_data_download)
+    data_generate = data_commands.add_parser(
+        "generate", help="render synthetic clocks (assignment 5's data without the course's)",
+        description="Render synthetic clocks into DIR/clocks (default: $FASTDL_CACHE_DIR or "
+                    "~/.cache/fastdl, then clocks/), as images.npy, labels.npy and clocks.json, "
+                    "where fastdl.data.load_clocks looks for them.")
+    data_generate.add_argument("name", metavar="NAME", choices=["clocks"], help="clocks")
+    data_generate.add_argument("--n", type=_positive_int, default=18000,
+                               help="number of images (default: 18000, the course's count)")
+    data_generate.add_argument("--seed", type=_non_negative_int, default=0,
+                               help="renderer seed (default: 0, what load_clocks renders)")
+    data_generate.add_argument("--data-dir", default=None, metavar="DIR",
+                               help="write into DIR/clocks instead of the cache")
+    data_generate.set_defaults(handler=_cmd_data_generate)
     data.set_defaults(handler=_cmd_data_list, data_dir=None)
     return parser
 
@@ -326,6 +340,47 @@ def _cmd_data_download(args):
         return 1
     for path, state in report.items():
         print(f"{path}: {state} (SHA-256 verified)")
+    return 0
+
+
+def _positive_int(text):
+    return _int_at_least(text, 1)
+
+
+def _non_negative_int(text):
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text, minimum):
+    """argparse type: an int >= minimum."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+    return value
+
+
+def _cmd_data_generate(args):
+    import time
+    from pathlib import Path
+
+    from fastdl.data import generate_clocks
+
+    directory = Path(args.data_dir).expanduser() / "clocks" if args.data_dir else None
+    start = time.perf_counter()
+    try:
+        directory = generate_clocks(args.n, args.seed, directory)
+    except (FileNotFoundError, ValueError):
+        raise  # main reports these as data errors (exit status 2)
+    except OSError as error:  # an unwritable directory, a full disk
+        print(f"fastdl: error: could not write the clocks: {error}", file=sys.stderr)
+        return 1
+    seconds = time.perf_counter() - start
+    print(f"wrote {args.n:,} synthetic clocks (seed {args.seed}) to {directory}: images.npy, "
+          f"labels.npy, clocks.json")
+    print(f"{seconds:.1f} s, {args.n / max(seconds, 1e-9):,.0f} images/s (rendering and writing)")
     return 0
 
 

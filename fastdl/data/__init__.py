@@ -5,6 +5,8 @@
 
 from fastdl.data._files import DatasetNotFoundError
 from fastdl.data.cifar10 import load_cifar10
+from fastdl.data.clock_render import render_clocks
+from fastdl.data.clocks import generate_clocks, load_clocks
 from fastdl.data.digits import (
     COURSE_NAME,
     EMBEDDED_NAME,
@@ -24,7 +26,10 @@ __all__ = [
     "DigitsDataset",
     "dataset_locations",
     "download_dataset",
+    "generate_clocks",
     "load_cifar10",
+    "load_clocks",
+    "render_clocks",
     "load_digits_dataset",
     "load_embedded_digits",
     "load_fashion_mnist",
@@ -49,6 +54,12 @@ DATASETS = {
         "CIFAR-10, 50000 train / 10000 test, 32x32x3 uint8, 10 classes",
         "fastdl.data.load_cifar10",
         ("cifar-10-python.tar.gz",),
+    ),
+    "clocks": (
+        "course clock images, 18000 150x150 uint8 grayscale, labels [hour, minute] "
+        "(assignment 5); else synthetic clocks rendered on first use",
+        "fastdl.data.load_clocks",
+        ("images.npy", "labels.npy"),
     ),
 }
 
@@ -101,6 +112,10 @@ def dataset_locations(name, data_dir=None):
 
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    if name == "clocks":
+        from fastdl.data import clocks
+
+        return clocks.locations(data_dir)
     modules = _downloadable()
     if name in modules:
         from fastdl.data._files import describe_places

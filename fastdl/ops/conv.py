@@ -18,6 +18,7 @@ from fastdl.ops.dense import _NO_BIAS, LEAKY_ALPHA
 # Bytes of patch matrix (im2col buffer) per thread: big enough for an efficient GEMM, small
 # enough that a batch's patches are still in cache when the GEMM reads them.
 PATCH_BYTES = 2 << 20
+MIN_BATCHES = 16  # a convolution's images go in at least this many batches (when it has as many images)
 # Kernels with at most this many taps (kh * kw * in_channels), and 16 or more filters, run their
 # forward pass directly (kernel conv_direct) instead of through a patch matrix: a first layer's
 # few taps make a thin GEMM and a patch matrix kh * kw times the size of its input.
@@ -121,6 +122,9 @@ def _plan(x, kernel, geometry, dtype):
         batch = _winograd.batch_size(kernel.shape, (out_h, out_w), dtype)
     else:
         batch = batch_size(pixels, patch_cols, dtype)
+    # At least MIN_BATCHES batches, so that threads given whole batches (the same GEMMs for any
+    # thread count, see fastdl._parallel.row_ranges) share the images evenly.
+    batch = max(1, min(batch, -(-x.shape[0] // MIN_BATCHES)))
     args = (kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
     return dict(pixels=pixels, patch_cols=patch_cols, direct=direct, winograd=winograd, few_taps=few_taps,
                 batch=batch, args=args, work=pixels * patch_cols * out_channels)
@@ -240,7 +244,7 @@ def conv2d_into(x, kernel, bias, geometry, out, activation=0, backend=None, alph
             if epilogue:  # the dense layers' bias-and-activation pass, on rows of channels
                 dense_kernels.bias_activation(rows, bias, activation, dtype.type(alpha), 1)
 
-    run_row_ranges(compute, x.shape[0], _backend.get_num_threads(), plan["work"])
+    run_row_ranges(compute, x.shape[0], _backend.get_num_threads(), plan["work"], plan["batch"])
     return out
 
 
@@ -316,7 +320,7 @@ def _backward_gemms(x, kernel, geometry, dx, dkernel, backend, gradient_rows):
     # One partial per row range, kept by this (the calling) thread: a pool thread may run two
     # ranges, so the partials cannot be its own scratch.
     partials = {first: scratch(f"conv dkernel {part}", step.partial_shape, dtype)
-                for part, (first, _) in enumerate(row_ranges(x.shape[0], n_threads, work))}
+                for part, (first, _) in enumerate(row_ranges(x.shape[0], n_threads, work, plan["batch"]))}
 
     def compute(first, last):
         partial = partials[first]
@@ -330,7 +334,7 @@ def _backward_gemms(x, kernel, geometry, dx, dkernel, backend, gradient_rows):
             if start != first:
                 partial += product
 
-    run_row_ranges(compute, x.shape[0], n_threads, work)
+    run_row_ranges(compute, x.shape[0], n_threads, work, plan["batch"])
     step.kernel_gradient(sum_in_order(partials), dkernel)
 
 
@@ -393,7 +397,7 @@ def conv2d_pool_into(x, kernel, bias, geometry, activation, pool, out, code, bac
             convolve(out=block)
             kernels.bias_act_pool(block, bias, activation, conv_h, conv_w, *pool, out[start:stop], code[start:stop], 1)
 
-    run_row_ranges(compute, x.shape[0], _backend.get_num_threads(), plan["work"])
+    run_row_ranges(compute, x.shape[0], _backend.get_num_threads(), plan["work"], plan["batch"])
     return out
 
 

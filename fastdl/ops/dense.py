@@ -5,12 +5,13 @@ import numbers
 import numpy as np
 
 from fastdl import backend as _backend
-from fastdl._parallel import blas_held, run_row_ranges, threads_worth_it
+from fastdl._parallel import blas_held, blocks, run_row_ranges, threads_worth_it
 from fastdl._validation import as_compute_all, check_matrix
 
 # The kernels' activation codes.
 ACTIVATIONS = {None: 0, "linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "leaky_relu": 4}
 LEAKY_ALPHA = 0.3  # leaky ReLU's default slope below zero, as Keras' LeakyReLU
+ROW_BLOCK = 64  # rows per GEMM where fastdl's threads split the rows
 _NO_BIAS = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 
 
@@ -106,12 +107,19 @@ def dense_into(x, kernel, bias, code, out, backend=None, alpha=LEAKY_ALPHA):
     bias = _NO_BIAS[out.dtype] if bias is None else bias
     alpha = out.dtype.type(alpha)
 
-    def compute(first, last):
-        block = out[first:last]
-        np.dot(x[first:last], kernel, out=block)
-        kernels.bias_activation(block, bias, code, alpha, 1)
+    # Where the rows are split over fastdl's threads, they go in GEMMs of ROW_BLOCK at fixed
+    # places, the same calls for any thread count (see fastdl._parallel.row_ranges); otherwise
+    # BLAS threads one GEMM.
+    row_threads = _row_threads()
+    size = ROW_BLOCK if blas_held() else max(x.shape[0], 1)
 
-    run_row_ranges(compute, x.shape[0], _row_threads(), kernel.shape[0] * kernel.shape[1])
+    def compute(first, last):
+        for start, stop in blocks(first, last, size):
+            block = out[start:stop]
+            np.dot(x[start:stop], kernel, out=block)
+            kernels.bias_activation(block, bias, code, alpha, 1)
+
+    run_row_ranges(compute, x.shape[0], row_threads, kernel.shape[0] * kernel.shape[1], align=size)
     return out
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 
 from fastdl import backend as _backend
-from fastdl._parallel import run_row_ranges
+from fastdl._parallel import blocks, run_row_ranges, single_threaded_blas
 from fastdl._validation import as_compute, check_matrix, check_same_features, compute_dtype
 from fastdl.ops._shift import (
     max_abs_shifted, power_of_two_scale, shift_origin, shifted,
@@ -13,6 +13,7 @@ from fastdl.ops._shift import (
 # formula and are recomputed directly; above it the relative error is at most about
 # n_features * eps / REFINE_TOL.
 REFINE_TOL = {np.float32: 2.0**-4, np.float64: 2.0**-12}
+ROW_BLOCK = 256  # rows of A per GEMM
 
 
 def pairwise_distances(A, B=None, squared=False, backend=None):
@@ -59,13 +60,18 @@ def pairwise_distances(A, B=None, squared=False, backend=None):
     out = np.empty((A.shape[0], B.shape[0]), dtype=dtype)
 
     def compute(first, last):
-        # One GEMM per thread: OpenBLAS packs B once per call, so fewer calls cost less.
-        block = out[first:last]
-        np.dot(A_shifted[first:last], B_shifted.T, out=block)
-        kernels.distances_from_gram(
-            block, A_shifted[first:last], B_shifted, norms_a[first:last], norms_b,
-            REFINE_TOL[dtype], 1.0 / scale, bool(squared), 1,
-        )
+        # GEMMs of ROW_BLOCK rows at fixed places, so the same calls give the same bits for any
+        # thread count (see fastdl._parallel.row_ranges); OpenBLAS packs B once per call, so a
+        # block is large.
+        for start, stop in blocks(first, last, ROW_BLOCK):
+            block = out[start:stop]
+            np.dot(A_shifted[start:stop], B_shifted.T, out=block)
+            kernels.distances_from_gram(
+                block, A_shifted[start:stop], B_shifted, norms_a[start:stop], norms_b,
+                REFINE_TOL[dtype], 1.0 / scale, bool(squared), 1,
+            )
 
-    run_row_ranges(compute, A.shape[0], n_threads, B.shape[0] * A.shape[1])
+    # BLAS on one thread even for a single range: a threaded GEMM may round otherwise.
+    with single_threaded_blas():
+        run_row_ranges(compute, A.shape[0], n_threads, B.shape[0] * A.shape[1], align=ROW_BLOCK)
     return out

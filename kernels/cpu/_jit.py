@@ -21,10 +21,17 @@ def _variant(func, suffix):
     return clone
 
 
-def compile_kernel(func, parallel=False):
-    """njit `func` lazily with the configured options (serial or parallel variant)."""
-    fastmath = config.numba_fastmath()
+def compile_kernel(func, parallel=False, exact=False):
+    """njit `func` lazily with the configured options (serial or parallel variant).
+
+    exact: never fastmath (the kernel promises the same bits as its Cython twin), and float
+    division by zero gives inf or nan instead of raising, which lets loops with a division
+    vectorise.
+    """
+    fastmath = config.numba_fastmath() and not exact
     options = dict(nogil=True, parallel=parallel, fastmath=fastmath)
+    if exact:
+        options["error_model"] = "numpy"
     func = _variant(func, ("_parallel" if parallel else "_serial") + ("_fastmath" if fastmath else ""))
     if config.numba_cache():
         try:

@@ -1,0 +1,73 @@
+"""Synthetic analog clocks like the course's "tell the time" photographs, from compiled kernels.
+
+:func:`render_clocks` returns what the course's ``images.npy`` and ``labels.npy`` hold: uint8
+(n, 150, 150) grayscale images and int64 (n, 2) labels [hour 0-11, minute 0-59]. What the clocks
+look like, and how each image's parameters are drawn, is in :mod:`fastdl.data.clock_design`;
+the kernels are kernels/{npy,cpu,cy}/clock*.
+"""
+
+import numbers
+
+import numpy as np
+
+from fastdl import backend as _backend
+from fastdl.data import clock_design
+
+# Changes whenever a seed's images change: the cache's synthetic set is rendered again then.
+RENDERER_VERSION = 1
+MIN_SIZE = 16
+MAX_SIZE = 2048
+_tables = None
+
+
+def _static_tables():
+    """The numerals' distance grids and the tick directions, built once."""
+    global _tables
+    if _tables is None:
+        _tables = (clock_design.glyph_distances(), clock_design.tick_directions())
+    return _tables
+
+
+def _check_int(name, value, low, high=None):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    if value < low or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be {bounds}, got {value}")
+    return int(value)
+
+
+def render_clocks(n, seed=0, size=150, backend=None, first=0):
+    """Render ``n`` synthetic analog clocks and their times.
+
+    Image i depends only on (seed, first + i): rendering 200 gives the first 200 of rendering
+    18,000, whatever the backend or the thread count (Numba and Cython give the same pixels).
+
+    Parameters
+    ----------
+    n : int >= 0
+        Number of images.
+    seed : int >= 0, default 0
+    size : int, default 150
+        Images are size x size pixels (16 to 2048).
+    backend : str, optional
+        "numba", "cython", "numpy" (the slow reference) or None for the process default.
+    first : int >= 0, default 0
+        Index of the first image in the seed's sequence (to render a set in pieces).
+
+    Returns
+    -------
+    images : ndarray of shape (n, size, size), uint8
+    labels : ndarray of shape (n, 2), int64
+        [hour 0-11, minute 0-59] of each image.
+    """
+    n = _check_int("n", n, 0)
+    seed = _check_int("seed", seed, 0, 2 ** 64 - 1)
+    size = _check_int("size", size, MIN_SIZE, MAX_SIZE)
+    first = _check_int("first", first, 0, 2 ** 63 - 1)
+    labels, params, keys = clock_design.draw_parameters(seed, first, n)
+    clock_design.pixel_boxes(params, size)
+    images = np.empty((n, size, size), dtype=np.uint8)
+    kernels, _ = _backend.kernels("clock", backend)
+    kernels.render_clocks(params, keys, *_static_tables(), images, _backend.get_num_threads())
+    return images, labels

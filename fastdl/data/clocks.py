@@ -1,0 +1,403 @@
+"""The clock images of assignment 5 ("tell the time"): the course's files, else synthetic ones.
+
+The course's data is two NumPy files: ``images.npy``, uint8 of shape (18000, 150, 150)
+(grayscale), and ``labels.npy``, integers of shape (18000, 2) holding [hour 0-11, minute 0-59].
+They cannot be downloaded here, so when no directory holds them :func:`load_clocks` renders a
+synthetic set (``fastdl.data.clock_render``) into the cache once and reads it from there after.
+
+A synthetic set is written by :func:`generate_clocks` with a sidecar ``clocks.json`` recording
+the renderer, seed, count and each file's SHA-256; a directory with the two files and no sidecar
+holds the course's data.
+"""
+
+import contextlib
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from fastdl import config
+from fastdl.data import _files
+
+NAME = "clocks"
+IMAGES = "images.npy"
+LABELS = "labels.npy"
+FILES = (IMAGES, LABELS)
+SIDECAR = "clocks.json"
+SYNTHETIC_KIND = "synthetic"
+# What load_clocks renders when the course's files are absent: the course's count and size.
+SYNTHETIC_N = 18000
+SYNTHETIC_SEED = 0
+IMAGE_SIZE = 150
+N_HOURS = 12
+N_MINUTES = 60
+
+
+def load_clocks(path=None, verify=True, with_source=False):
+    """Load the clock images and their [hour, minute] labels (assignment 5).
+
+    The course's ``images.npy`` and ``labels.npy`` are looked for in ``path``, $FASTDL_DATA and
+    the cache ($FASTDL_CACHE_DIR, default ~/.cache/fastdl), each also with a ``clocks/``
+    subfolder. When none holds them, 18,000 synthetic clocks (seed 0) are rendered into
+    ``<cache>/clocks`` on first use (which is said on stderr) and read from there afterwards.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        Directory holding ``images.npy`` and ``labels.npy`` (or a ``clocks/`` subfolder with
+        them); looked at first.
+    verify : bool, default True
+        Check a synthetic set's files against the SHA-256 recorded in its ``clocks.json`` when
+        it was generated. The course's files have no published checksum: they (and synthetic
+        files too, whatever ``verify`` says) are only checked for shape, dtype and label range.
+    with_source : bool, default False
+        Also return a one-line description of the data, for reports.
+
+    Returns
+    -------
+    images : ndarray of shape (n_samples, 150, 150), uint8
+        Grayscale clock faces (another square size if the files hold one).
+    labels : ndarray of shape (n_samples, 2), int64
+        [hour 0-11, minute 0-59] of each image.
+    source : str
+        Only with ``with_source``: e.g. "course clocks from /data (18,000 images, 150x150)" or
+        "synthetic clocks (fastdl 0.1.0 clock renderer, seed 0, 18,000 images, 150x150) from
+        ~/.cache/fastdl/clocks".
+
+    Raises
+    ------
+    ValueError
+        A file is not a valid ``.npy`` file of the expected shape, dtype and range (pickled
+        or object arrays are refused), or a synthetic file differs from its recorded SHA-256.
+        Nothing is rendered or written then.
+    OSError
+        The synthetic set had to be rendered and the cache cannot be written.
+    """
+    if path is not None and not Path(path).expanduser().is_dir():
+        raise FileNotFoundError(f"{path} is not a directory (asked for the clocks' {IMAGES} and "
+                                f"{LABELS} there)")
+    directory = find(path)
+    if directory is None:
+        directory = default_directory()
+        print(f"fastdl: rendering {SYNTHETIC_N:,} synthetic clocks into {directory} (first use: "
+              f"the course's {IMAGES} and {LABELS} were not found; see `fastdl data list`)",
+              file=sys.stderr, flush=True)
+        generate_clocks(SYNTHETIC_N, SYNTHETIC_SEED, directory)
+    elif _outdated_cache(directory):
+        print(f"fastdl: re-rendering the synthetic clocks in {directory}: they were made by an "
+              f"older version of the renderer", file=sys.stderr, flush=True)
+        generate_clocks(SYNTHETIC_N, SYNTHETIC_SEED, directory)
+    images_path, labels_path = directory / IMAGES, directory / LABELS
+    sidecar = read_sidecar(directory) if (directory / SIDECAR).is_file() else None
+    n_samples = check_headers(images_path, labels_path)
+    if sidecar is not None and verify:
+        for file_name in FILES:
+            _check_recorded_digest(directory, file_name, sidecar)
+    images = _load_npy(images_path)
+    labels = _load_npy(labels_path)
+    check_label_range(labels, labels_path)
+    images = np.ascontiguousarray(images)
+    labels = np.ascontiguousarray(labels, dtype=np.int64)
+    if not with_source:
+        return images, labels
+    height, width = images.shape[1:]
+    if sidecar is None:
+        source = (f"course clocks from {directory} ({n_samples:,} images, "
+                  f"{height}x{width})")
+    else:
+        source = (f"synthetic clocks ({sidecar['renderer']}, seed {sidecar['seed']}, "
+                  f"{n_samples:,} images, {height}x{width}) from {directory}")
+    return images, labels, source
+
+
+def generate_clocks(n=SYNTHETIC_N, seed=SYNTHETIC_SEED, directory=None, size=IMAGE_SIZE):
+    """Render synthetic clocks and write them as ``images.npy``, ``labels.npy``, ``clocks.json``.
+
+    Each file is written to a hidden temporary file beside its target, flushed to disk and then
+    renamed over it, so an interrupted run (an error, Ctrl-C, a full disk) leaves no temporary
+    files and never a set that passes for complete: ``clocks.json`` is put in place first, so
+    old or missing image files beside a new sidecar fail its checksum check instead of being
+    taken for the course's data.
+
+    Parameters
+    ----------
+    n : int, default 18000
+        Number of images (the course's count).
+    seed : int, default 0
+        Seed of the renderer; image k depends only on (seed, k).
+    directory : str or Path, optional
+        Where to write; default ``<cache>/clocks`` ($FASTDL_CACHE_DIR or ~/.cache/fastdl),
+        where :func:`load_clocks` looks.
+    size : int, default 150
+        Height and width of the images.
+
+    Returns
+    -------
+    Path
+        The directory written.
+
+    Raises
+    ------
+    ValueError
+        ``n``, ``seed`` or ``size`` is invalid, or ``directory`` holds clock files without a
+        ``clocks.json`` (the course's data, which is never overwritten).
+    """
+    n, seed, size = (_check_int(n, "n", 1), _check_int(seed, "seed", 0),
+                     _check_int(size, "size", 8))
+    directory = Path(directory).expanduser() if directory is not None else default_directory()
+    _refuse_to_overwrite_course_files(directory)
+    from fastdl.data import clock_render  # the renderer's kernels load only when rendering
+
+    images, labels = clock_render.render_clocks(n, seed=seed, size=size)
+    images, labels = _check_rendered(images, labels, n, size)
+    directory.mkdir(parents=True, exist_ok=True)
+    temporaries = []
+    try:
+        digests = {}
+        for file_name, array in ((IMAGES, images), (LABELS, labels)):
+            temporaries.append(_temporary(directory / file_name))
+            with open(temporaries[-1], "wb") as out:
+                np.save(out, array, allow_pickle=False)
+                _flush(out)
+            digests[file_name] = _files.file_sha256(temporaries[-1])
+        temporaries.append(_temporary(directory / SIDECAR))
+        with open(temporaries[-1], "w", encoding="utf-8") as out:
+            json.dump(_sidecar(n, seed, size, digests), out, indent=2)
+            out.write("\n")
+            _flush(out)
+        # The sidecar first: see the docstring.
+        written = dict(zip((IMAGES, LABELS, SIDECAR), temporaries))
+        for file_name in (SIDECAR, IMAGES, LABELS):
+            os.replace(written[file_name], directory / file_name)
+        _fsync_directory(directory)
+    except BaseException:
+        for temporary in temporaries:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+        raise
+    return directory
+
+
+def default_directory():
+    """Where the synthetic set is rendered: ``<cache>/clocks``."""
+    return config.cache_dir() / NAME
+
+
+def find(path=None):
+    """The first directory of the search order holding both files, or None."""
+    for directory, _ in _files.search_dirs(NAME, path):
+        if all((directory / file_name).is_file() for file_name in FILES):
+            return directory
+    return None
+
+
+def _outdated_cache(directory):
+    """Whether `directory` is the cache's own synthetic set, rendered by another renderer version
+    (a set generated elsewhere is the user's data, and is kept as it is)."""
+    if Path(directory) != default_directory() or not (Path(directory) / SIDECAR).is_file():
+        return False
+    from fastdl.data import clock_render
+
+    try:
+        sidecar = read_sidecar(directory)
+    except ValueError:
+        return False  # reported when the set is read
+    return (sidecar.get("renderer_version") != clock_render.RENDERER_VERSION
+            and sidecar.get("seed") == SYNTHETIC_SEED and sidecar.get("n") == SYNTHETIC_N)
+
+
+def locations(data_dir=None):
+    """Where the clocks are looked for, in order, as (place, note) strings (`fastdl data list`)."""
+    places = _files.describe_places(NAME, data_dir)
+    places.append((str(default_directory()), "else: synthetic clocks, rendered there on first use "
+                   "(`fastdl data generate clocks`)"))
+    return places
+
+
+def read_sidecar(directory):
+    """The parsed ``clocks.json`` of a synthetic set; ValueError names it when malformed."""
+    path = Path(directory) / SIDECAR
+    try:
+        with open(path, encoding="utf-8") as stream:
+            sidecar = json.load(stream)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); {_regenerate_hint(directory)}") \
+            from error
+    digests = sidecar.get("sha256") if isinstance(sidecar, dict) else None
+    if (sidecar is None or not isinstance(digests, dict) or sidecar.get("kind") != SYNTHETIC_KIND
+            or any(not isinstance(digests.get(name), str) for name in FILES)
+            or "renderer" not in sidecar or "seed" not in sidecar):
+        raise ValueError(f"{path} does not describe a synthetic clock set (it needs kind "
+                         f"'synthetic', renderer, seed and the SHA-256 of {IMAGES} and "
+                         f"{LABELS}); {_regenerate_hint(directory)}")
+    return sidecar
+
+
+def check_headers(images_path, labels_path):
+    """Check both files' .npy headers and sizes before reading them; return the image count."""
+    image_shape, image_dtype = read_npy_header(images_path)
+    label_shape, label_dtype = read_npy_header(labels_path)
+    if image_dtype != np.uint8:
+        raise ValueError(f"{images_path} holds {image_dtype} images; clock images must be uint8 "
+                         f"(0-255 grayscale)")
+    if len(image_shape) != 3 or image_shape[1] != image_shape[2]:
+        raise ValueError(f"{images_path} holds an array of shape {image_shape}; clock images "
+                         f"must be (n_samples, height, width) with height == width")
+    if image_shape[0] == 0:
+        raise ValueError(f"{images_path} holds no images")
+    if label_dtype.kind not in "iu":
+        raise ValueError(f"{labels_path} holds {label_dtype} labels; they must be integers")
+    if len(label_shape) != 2 or label_shape[1] != 2:
+        raise ValueError(f"{labels_path} holds an array of shape {label_shape}; labels must be "
+                         f"(n_samples, 2) = [hour, minute]")
+    if label_shape[0] != image_shape[0]:
+        raise ValueError(f"{labels_path} holds {label_shape[0]} labels but {images_path} holds "
+                         f"{image_shape[0]} images")
+    return image_shape[0]
+
+
+def read_npy_header(path):
+    """(shape, dtype) from a .npy file's header, after checking the file's size matches it.
+
+    Raises
+    ------
+    ValueError
+        Not a .npy file, a pickled/object array, or truncated (or with trailing bytes).
+    """
+    fmt = np.lib.format
+    readers = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
+    with open(path, "rb") as stream:
+        if stream.read(len(fmt.MAGIC_PREFIX)) != fmt.MAGIC_PREFIX:
+            raise ValueError(f"{path} is not a .npy file (no NumPy magic string)")
+        stream.seek(0)
+        try:
+            version = fmt.read_magic(stream)
+            if version not in readers:
+                raise ValueError(f".npy format version {version} is not supported")
+            shape, _, dtype = readers[version](stream)
+        except (ValueError, EOFError, SyntaxError) as error:
+            raise ValueError(f"{path} has a damaged or truncated .npy header ({error})") from error
+        data_offset = stream.tell()
+    if dtype.hasobject:
+        raise ValueError(f"{path} holds an object array ({dtype}); pickled/object arrays are "
+                         f"refused (they can run code when loaded)")
+    expected = data_offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    actual = os.path.getsize(path)
+    if actual != expected:
+        problem = "truncated" if actual < expected else "has trailing bytes"
+        raise ValueError(f"{path} is {problem}: its header says {shape} {dtype} "
+                         f"({expected - data_offset:,} bytes of data), it holds "
+                         f"{actual - data_offset:,}")
+    return tuple(shape), dtype
+
+
+def check_label_range(labels, path):
+    """Raise ValueError unless every hour is 0-11 and every minute 0-59."""
+    for column, what, limit in ((0, "hour", N_HOURS), (1, "minute", N_MINUTES)):
+        values = labels[:, column]
+        bad = np.flatnonzero((values < 0) | (values >= limit))
+        if bad.size:
+            raise ValueError(f"{path}: {what} {values[bad[0]]} in row {bad[0]} is outside "
+                             f"0-{limit - 1} ({bad.size} such rows)")
+
+
+def _load_npy(path):
+    """np.load without pickles or memory mapping; a failure is a ValueError naming the file."""
+    try:
+        array = np.load(path, allow_pickle=False, mmap_mode=None)
+    except (ValueError, EOFError, OSError) as error:
+        raise ValueError(f"{path} cannot be read as a .npy file ({error})") from error
+    if not isinstance(array, np.ndarray):  # a .npz archive under a .npy name
+        raise ValueError(f"{path} is not a .npy file")
+    return array
+
+
+def _check_recorded_digest(directory, file_name, sidecar):
+    """Raise ValueError unless a synthetic file's SHA-256 is the one in its sidecar."""
+    path = Path(directory) / file_name
+    expected, actual = sidecar["sha256"][file_name], _files.file_sha256(path)
+    if actual != expected:
+        raise ValueError(f"{path} does not match the SHA-256 recorded in {SIDECAR} when it was "
+                         f"generated ({actual}, expected {expected}): the synthetic set is "
+                         f"damaged or was changed. {_regenerate_hint(directory)}")
+
+
+def _regenerate_hint(directory):
+    """How to replace a broken synthetic set in ``directory``."""
+    directory = Path(directory)
+    if directory == default_directory():
+        how = "`fastdl data generate clocks`, or load_clocks() renders it again"
+    elif directory.name == NAME:
+        how = f"`fastdl data generate clocks --data-dir {directory.parent}`"
+    else:
+        how = f"fastdl.data.generate_clocks(directory='{directory}')"
+    return f"Delete {directory} and re-generate it ({how})"
+
+
+def _refuse_to_overwrite_course_files(directory):
+    """Raise ValueError when ``directory`` holds clock files that no sidecar marks synthetic."""
+    present = [name for name in FILES if (directory / name).exists()]
+    if present and not (directory / SIDECAR).exists():
+        raise ValueError(f"{directory} holds {' and '.join(present)} without {SIDECAR}: the "
+                         f"course's data, which generate never overwrites. Move them or choose "
+                         f"another directory")
+
+
+def _check_rendered(images, labels, n, size):
+    """The renderer's output as C-contiguous uint8 / int64, checked against its contract."""
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.dtype != np.uint8 or images.shape != (n, size, size):
+        raise RuntimeError(f"render_clocks returned images {images.dtype} {images.shape}, "
+                           f"expected uint8 {(n, size, size)}")
+    if labels.dtype.kind not in "iu" or labels.shape != (n, 2):
+        raise RuntimeError(f"render_clocks returned labels {labels.dtype} {labels.shape}, "
+                           f"expected integers {(n, 2)}")
+    check_label_range(labels, "render_clocks labels")
+    return np.ascontiguousarray(images), np.ascontiguousarray(labels, dtype=np.int64)
+
+
+def _sidecar(n, seed, size, digests):
+    """The content of ``clocks.json``."""
+    import fastdl
+    from fastdl.data import clock_render
+
+    version = getattr(fastdl, "__version__", "unknown")
+    renderer_version = getattr(clock_render, "RENDERER_VERSION", None)
+    renderer = f"fastdl {version} clock renderer" + (f" v{renderer_version}"
+                                                     if renderer_version is not None else "")
+    return {"kind": SYNTHETIC_KIND, "renderer": renderer, "fastdl_version": version,
+            "renderer_version": renderer_version, "seed": seed, "n": n, "size": size,
+            "files": list(FILES), "sha256": digests}
+
+
+def _check_int(value, name, minimum):
+    """``value`` as an int >= minimum; ValueError otherwise (bools and floats refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _temporary(destination):
+    """A hidden name beside ``destination``, so os.replace is atomic (unique per call)."""
+    return destination.with_name(f".{destination.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
+
+
+def _flush(stream):
+    """Push a file's content to disk before it is renamed into place."""
+    stream.flush()
+    os.fsync(stream.fileno())
+
+
+def _fsync_directory(directory):
+    """Make the renames durable where the platform allows opening a directory."""
+    with contextlib.suppress(OSError):
+        descriptor = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)

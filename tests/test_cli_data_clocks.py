@@ -1,0 +1,77 @@
+"""``fastdl data generate clocks`` and the clocks entry of ``fastdl data list``."""
+
+import numpy as np
+import pytest
+
+from fastdl.cli import main
+from fastdl.data import clock_render, load_clocks
+
+
+@pytest.fixture(autouse=True)
+def isolated_places(tmp_path, monkeypatch):
+    """No developer's $FASTDL_DATA or cache leaks in; a fast seeded stand-in renderer."""
+    monkeypatch.delenv("FASTDL_DATA", raising=False)
+    monkeypatch.setenv("FASTDL_CACHE_DIR", str(tmp_path / "cache"))
+
+    def fake_render(n, seed=0, size=150, backend=None):
+        rng = np.random.default_rng(seed)
+        images = rng.integers(0, 256, (n, size, size), dtype=np.uint8)
+        return images, np.stack([rng.integers(0, 12, n), rng.integers(0, 60, n)], axis=1)
+
+    monkeypatch.setattr(clock_render, "render_clocks", fake_render)
+
+
+def test_generate_into_data_dir(tmp_path, capsys):
+    assert main(["data", "generate", "clocks", "--n", "5", "--seed", "3",
+                 "--data-dir", str(tmp_path / "d")]) == 0
+    out = capsys.readouterr().out
+    directory = tmp_path / "d" / "clocks"
+    assert f"wrote 5 synthetic clocks (seed 3) to {directory}" in out
+    assert "images/s" in out and " s, " in out
+    images, labels, source = load_clocks(tmp_path / "d", with_source=True)
+    assert images.shape == (5, 150, 150) and labels.shape == (5, 2)
+    assert "synthetic clocks" in source and "seed 3, 5 images" in source
+    assert not (tmp_path / "cache").exists()
+
+
+def test_generate_into_cache_is_what_load_clocks_reads(tmp_path, capsys):
+    assert main(["data", "generate", "clocks", "--n", "4"]) == 0
+    assert str(tmp_path / "cache" / "clocks") in capsys.readouterr().out
+    images, _, source = load_clocks(with_source=True)
+    assert len(images) == 4 and "seed 0" in source
+    assert capsys.readouterr().err == ""  # read, not rendered again
+
+
+@pytest.mark.parametrize("argv", [["data", "generate", "faces"],
+                                  ["data", "generate", "clocks", "--n", "0"],
+                                  ["data", "generate", "clocks", "--n", "many"],
+                                  ["data", "generate", "clocks", "--seed", "-2"]])
+def test_generate_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+
+
+def test_generate_refuses_course_files_and_reports_unwritable(tmp_path, capsys):
+    course = tmp_path / "d" / "clocks"
+    course.mkdir(parents=True)
+    np.save(course / "images.npy", np.zeros((2, 8, 8), np.uint8))
+    np.save(course / "labels.npy", np.zeros((2, 2), np.int64))
+    assert main(["data", "generate", "clocks", "--n", "2", "--data-dir", str(tmp_path / "d")]) == 2
+    assert "without clocks.json" in capsys.readouterr().err
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    assert main(["data", "generate", "clocks", "--n", "2", "--data-dir", str(blocker)]) == 1
+    assert "could not write the clocks" in capsys.readouterr().err
+
+
+def test_data_list_shows_clocks(tmp_path, capsys):
+    assert main(["data", "list", "--data-dir", str(tmp_path / "d")]) == 0
+    out = capsys.readouterr().out
+    section = out[out.index("clocks:"):]
+    for expected in ("fastdl.data.load_clocks", "images.npy, labels.npy",
+                     str(tmp_path / "d" / "clocks"), str(tmp_path / "cache" / "clocks"),
+                     "synthetic clocks, rendered there on first use",
+                     "fastdl data generate clocks"):
+        assert expected in section
+    assert "leiden-digits:" in out and "fashion-mnist:" in out

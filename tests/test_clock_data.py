@@ -1,0 +1,361 @@
+"""The clock data of assignment 5: where it is looked for, the synthetic fallback, bad files."""
+
+import io
+import json
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastdl.data import clock_render, clocks, dataset_locations, generate_clocks, load_clocks
+
+SIZE = 16  # course-style files in these tests are small squares
+
+
+@pytest.fixture(autouse=True)
+def isolated_places(tmp_path, monkeypatch):
+    """No developer's $FASTDL_DATA or cache leaks in; the cache is per test; tiny renders."""
+    monkeypatch.delenv("FASTDL_DATA", raising=False)
+    monkeypatch.setenv("FASTDL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(clocks, "SYNTHETIC_N", 6)
+
+
+@pytest.fixture
+def renders(monkeypatch):
+    """A fast stand-in for the renderer (random pixels, seeded); the list records each call."""
+    calls = []
+
+    def fake_render(n, seed=0, size=150, backend=None):
+        calls.append((n, seed, size))
+        rng = np.random.default_rng(seed)
+        images = rng.integers(0, 256, (n, size, size), dtype=np.uint8)
+        labels = np.stack([rng.integers(0, 12, n), rng.integers(0, 60, n)], axis=1)
+        return images, labels
+
+    monkeypatch.setattr(clock_render, "render_clocks", fake_render)
+    return calls
+
+
+def write_course(directory, n=4, seed=0, images=None, labels=None):
+    """Course-style images.npy (uint8 (n, 16, 16)) and labels.npy (int (n, 2)); returns both."""
+    rng = np.random.default_rng(seed)
+    if images is None:
+        images = rng.integers(0, 256, (n, SIZE, SIZE), dtype=np.uint8)
+    if labels is None:
+        labels = np.stack([rng.integers(0, 12, n), rng.integers(0, 60, n)], axis=1)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    np.save(directory / "images.npy", images)
+    np.save(directory / "labels.npy", labels)
+    return images, labels
+
+
+def assert_loaded(loaded, expected):
+    images, labels = loaded[:2]
+    assert images.dtype == np.uint8 and labels.dtype == np.int64
+    assert images.flags.c_contiguous and labels.flags.c_contiguous
+    np.testing.assert_array_equal(images, expected[0])
+    np.testing.assert_array_equal(labels, expected[1])
+
+
+def listing(directory):
+    return sorted(path.name for path in Path(directory).iterdir())
+
+
+# --- the course's files and where they are looked for ------------------------------------------
+
+def test_course_files_and_source(tmp_path):
+    expected = write_course(tmp_path / "course", n=5)
+    images, labels, source = load_clocks(tmp_path / "course", with_source=True)
+    assert_loaded((images, labels), expected)
+    assert images.shape == (5, SIZE, SIZE) and labels.shape == (5, 2)
+    assert source == f"course clocks from {tmp_path / 'course'} (5 images, 16x16)"
+    assert len(load_clocks(tmp_path / "course")) == 2
+    assert not (tmp_path / "cache").exists()  # nothing rendered
+
+
+def test_search_order_path_env_cache_and_subfolders(tmp_path, monkeypatch, renders):
+    written = {name: write_course(tmp_path / name / "clocks", seed=seed)
+               for seed, name in enumerate(("arg", "env", "cache"))}
+    monkeypatch.setenv("FASTDL_DATA", str(tmp_path / "env"))
+    assert_loaded(load_clocks(tmp_path / "arg"), written["arg"])
+    assert_loaded(load_clocks(), written["env"])
+    (tmp_path / "empty").mkdir()
+    assert_loaded(load_clocks(tmp_path / "empty"), written["env"])  # falls through
+    with pytest.raises(FileNotFoundError, match="not a directory"):
+        load_clocks(tmp_path / "typo")  # asked for a place that is not there: no fallback
+    monkeypatch.delenv("FASTDL_DATA")
+    assert_loaded(load_clocks(), written["cache"])
+    # The directory itself beats its clocks/ subfolder.
+    top = write_course(tmp_path / "arg", seed=7)
+    assert_loaded(load_clocks(tmp_path / "arg"), top)
+    assert renders == []
+
+
+def test_labels_of_any_integer_type_become_int64(tmp_path):
+    labels = np.array([[11, 59], [0, 0], [3, 30]], dtype=">u2")  # big-endian uint16
+    expected = write_course(tmp_path, n=3, labels=labels)
+    assert_loaded(load_clocks(tmp_path), expected)
+
+
+def test_cache_files_without_sidecar_are_course_data(tmp_path, renders):
+    expected = write_course(tmp_path / "cache" / "clocks", n=3)
+    images, labels, source = load_clocks(with_source=True)
+    assert_loaded((images, labels), expected)
+    assert source.startswith("course clocks from ") and renders == []
+
+
+# --- the synthetic fallback --------------------------------------------------------------------
+
+def test_synthetic_set_rendered_on_first_use_then_read(tmp_path, capsys, renders):
+    cache = tmp_path / "cache" / "clocks"
+    images, labels, source = load_clocks(with_source=True)
+    err = capsys.readouterr().err
+    assert f"rendering 6 synthetic clocks into {cache} (first use" in err
+    assert renders == [(6, 0, 150)]
+    assert images.shape == (6, 150, 150) and images.dtype == np.uint8
+    assert labels.shape == (6, 2) and labels.dtype == np.int64
+    assert listing(cache) == ["clocks.json", "images.npy", "labels.npy"]
+    sidecar = json.loads((cache / "clocks.json").read_text())
+    assert sidecar["kind"] == "synthetic" and sidecar["seed"] == 0 and sidecar["n"] == 6
+    assert set(sidecar["sha256"]) == {"images.npy", "labels.npy"}
+    assert source.startswith("synthetic clocks (fastdl ")
+    assert source.endswith(f"seed 0, 6 images, 150x150) from {cache}")
+
+    again = load_clocks(with_source=True)
+    assert renders == [(6, 0, 150)] and capsys.readouterr() == ("", "")
+    assert_loaded(again, (images, labels))
+    assert again[2] == source
+
+
+def test_generated_set_found_in_a_data_dir_is_synthetic(tmp_path, renders):
+    assert generate_clocks(4, seed=3, directory=tmp_path / "d" / "clocks", size=20) \
+        == tmp_path / "d" / "clocks"
+    images, labels, source = load_clocks(tmp_path / "d", with_source=True)
+    assert images.shape == (4, 20, 20)
+    assert "synthetic clocks" in source and "seed 3, 4 images, 20x20" in source
+    assert not (tmp_path / "cache").exists()
+
+
+def test_the_real_renderer_writes_a_loadable_set(tmp_path):
+    directory = generate_clocks(3, directory=tmp_path / "real")
+    images, labels = load_clocks(tmp_path / "real")
+    assert images.shape == (3, 150, 150) and images.dtype == np.uint8
+    assert ((labels[:, 0] >= 0) & (labels[:, 0] < 12)).all()
+    assert ((labels[:, 1] >= 0) & (labels[:, 1] < 60)).all()
+    digests = json.loads((directory / "clocks.json").read_text())["sha256"]
+    generate_clocks(3, directory=tmp_path / "again")
+    assert json.loads((tmp_path / "again" / "clocks.json").read_text())["sha256"] == digests
+
+
+def test_checksum_mismatch_says_delete_and_regenerate(tmp_path, renders):
+    load_clocks()
+    cache = tmp_path / "cache" / "clocks"
+    labels = np.load(cache / "labels.npy")
+    labels[0] = [(labels[0, 0] + 1) % 12, labels[0, 1]]  # still valid, but not what was rendered
+    np.save(cache / "labels.npy", labels)
+    with pytest.raises(ValueError) as info:
+        load_clocks()
+    message = str(info.value)
+    for expected in (cache / "labels.npy", "SHA-256 recorded in clocks.json", f"Delete {cache}",
+                     "fastdl data generate clocks"):
+        assert str(expected) in message
+    np.testing.assert_array_equal(load_clocks(verify=False)[1], labels)
+    assert len(renders) == 1  # a damaged set is reported, never silently re-rendered
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"kind": "synthetic"}', '["a list"]',
+                                     '{"kind": "course", "renderer": "x", "seed": 0, "sha256": '
+                                     '{"images.npy": "0", "labels.npy": "0"}}'])
+def test_malformed_sidecar_is_named(tmp_path, content):
+    write_course(tmp_path)
+    (tmp_path / "clocks.json").write_text(content)
+    with pytest.raises(ValueError, match="clocks.json"):
+        load_clocks(tmp_path, verify=False)
+
+
+# --- bad files: a clear ValueError naming the file, nothing rendered or written -----------------
+
+def _npy_bytes(array, allow_pickle=False):
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=allow_pickle)
+    return buffer.getvalue()
+
+
+def _npz_bytes():
+    buffer = io.BytesIO()
+    np.savez(buffer, images=np.zeros((2, SIZE, SIZE), np.uint8))
+    return buffer.getvalue()
+
+
+GOOD_IMAGES = np.zeros((4, SIZE, SIZE), np.uint8)
+GOOD_LABELS = np.array([[1, 2], [3, 4], [5, 6], [7, 8]])
+
+BAD_FILES = {
+    "truncated data": ("images.npy", _npy_bytes(GOOD_IMAGES)[:-10], "is truncated"),
+    "trailing bytes": ("labels.npy", _npy_bytes(GOOD_LABELS) + b"\0" * 8, "trailing bytes"),
+    "truncated header": ("images.npy", _npy_bytes(GOOD_IMAGES)[:20], "truncated .npy header"),
+    "text file": ("labels.npy", b"1,2\n3,4\n", "not a .npy file"),
+    "npz archive": ("images.npy", _npz_bytes(), "not a .npy file"),
+    "plain pickle": ("labels.npy", pickle.dumps(GOOD_LABELS), "not a .npy file"),
+    "object array": ("labels.npy", _npy_bytes(GOOD_LABELS.astype(object), allow_pickle=True),
+                     "pickled/object arrays are refused"),
+    "float images": ("images.npy", _npy_bytes(GOOD_IMAGES.astype(np.float32)), "must be uint8"),
+    "2-D images": ("images.npy", _npy_bytes(GOOD_IMAGES.reshape(4, -1)), "height == width"),
+    "non-square images": ("images.npy", _npy_bytes(GOOD_IMAGES[:, :, :8]), "height == width"),
+    "RGB images": ("images.npy", _npy_bytes(np.zeros((4, SIZE, SIZE, 3), np.uint8)),
+                   r"\(n_samples, height, width\)"),
+    "no images": ("images.npy", _npy_bytes(GOOD_IMAGES[:0]), "holds no images"),
+    "three label columns": ("labels.npy", _npy_bytes(np.zeros((4, 3), np.int64)),
+                            r"\(n_samples, 2\)"),
+    "float labels": ("labels.npy", _npy_bytes(GOOD_LABELS.astype(np.float64)), "integers"),
+    "hour 12": ("labels.npy", _npy_bytes(np.array([[1, 2], [12, 0], [5, 6], [7, 8]])),
+                "hour 12 in row 1 is outside 0-11"),
+    "minute 60": ("labels.npy", _npy_bytes(np.array([[1, 2], [3, 4], [5, 60], [7, 8]])),
+                  "minute 60 in row 2 is outside 0-59"),
+    "negative minute": ("labels.npy", _npy_bytes(np.array([[1, -1], [3, 4], [5, 6], [7, 8]])),
+                        "minute -1 in row 0"),
+    "counts differ": ("labels.npy", _npy_bytes(GOOD_LABELS[:3]), "holds 3 labels but"),
+}
+
+
+@pytest.mark.parametrize("file_name, content, message", BAD_FILES.values(), ids=BAD_FILES)
+def test_bad_files_name_the_file(tmp_path, renders, file_name, content, message):
+    data = tmp_path / "data"
+    write_course(data, images=GOOD_IMAGES, labels=GOOD_LABELS)
+    (data / file_name).write_bytes(content)
+    with pytest.raises(ValueError, match=message) as info:
+        load_clocks(data)
+    assert str(data / file_name) in str(info.value)
+    assert renders == [] and not (tmp_path / "cache").exists()
+    assert listing(data) == ["images.npy", "labels.npy"]
+
+
+def test_pickled_payload_never_runs(tmp_path):
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.mkdir, (str(marker),))
+
+    array = np.empty(4, dtype=object)
+    array[:] = [Payload()] * 4
+    write_course(tmp_path, images=GOOD_IMAGES, labels=GOOD_LABELS)
+    (tmp_path / "labels.npy").write_bytes(_npy_bytes(array, allow_pickle=True))
+    with pytest.raises(ValueError, match="pickled/object arrays are refused"):
+        load_clocks(tmp_path)
+    assert not marker.exists()
+
+
+# --- generate: atomic, never a partial set -----------------------------------------------------
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, OSError])
+def test_interrupted_save_leaves_nothing(tmp_path, monkeypatch, renders, interrupt):
+    real_save, calls = np.save, []
+
+    def failing_save(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 2:
+            raise interrupt("disk full")
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(np, "save", failing_save)
+    with pytest.raises(interrupt):
+        generate_clocks(5)
+    assert listing(tmp_path / "cache" / "clocks") == []
+    monkeypatch.setattr(np, "save", real_save)
+    # Nothing there passes for a set: the next load renders a complete one.
+    assert load_clocks()[0].shape == (6, 150, 150) and len(renders) == 2
+
+
+def test_interrupted_render_writes_nothing(tmp_path, monkeypatch):
+    def failing_render(n, seed=0, size=150, backend=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(clock_render, "render_clocks", failing_render)
+    with pytest.raises(KeyboardInterrupt):
+        load_clocks()
+    assert not (tmp_path / "cache" / "clocks").exists()
+
+
+def test_interrupted_renames_never_leave_a_set_that_passes(tmp_path, monkeypatch, renders):
+    directory = tmp_path / "cache" / "clocks"
+    real_replace = os.replace
+
+    def interrupt_after_first(source, target):
+        if interrupt_after_first.calls:
+            raise KeyboardInterrupt
+        interrupt_after_first.calls.append(target)
+        return real_replace(source, target)
+
+    interrupt_after_first.calls = []
+    monkeypatch.setattr(os, "replace", interrupt_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        generate_clocks(5)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert interrupt_after_first.calls == [directory / "clocks.json"]
+    assert listing(directory) == ["clocks.json"]  # the temporaries are gone
+    assert clocks.find() is None  # not taken for a set
+
+    # Over a complete set, a new sidecar beside the old files fails the checksum check.
+    generate_clocks(5, seed=0)
+    interrupt_after_first.calls = []
+    monkeypatch.setattr(os, "replace", interrupt_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        generate_clocks(5, seed=1)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert listing(directory) == ["clocks.json", "images.npy", "labels.npy"]
+    with pytest.raises(ValueError, match="does not match the SHA-256"):
+        load_clocks()
+
+
+def test_generate_never_overwrites_course_files(tmp_path, renders):
+    expected = write_course(tmp_path / "course")
+    with pytest.raises(ValueError, match="without clocks.json"):
+        generate_clocks(3, directory=tmp_path / "course")
+    assert renders == []
+    assert_loaded(load_clocks(tmp_path / "course"), expected)
+
+
+def test_generate_replaces_an_earlier_synthetic_set(tmp_path, renders):
+    generate_clocks(3, seed=1, directory=tmp_path)
+    generate_clocks(4, seed=2, directory=tmp_path)
+    images, labels, source = load_clocks(tmp_path, with_source=True)
+    assert len(images) == 4 and "seed 2, 4 images" in source
+    assert listing(tmp_path) == ["clocks.json", "images.npy", "labels.npy"]
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"n": 0}, "n must be >= 1"), ({"n": 2.5}, "n must be an integer"),
+    ({"n": True}, "n must be an integer"), ({"seed": -1}, "seed must be >= 0"),
+    ({"size": 4}, "size must be >= 8")])
+def test_generate_checks_its_arguments(tmp_path, renders, arguments, message):
+    with pytest.raises(ValueError, match=message):
+        generate_clocks(directory=tmp_path / "g", **{"n": 3, **arguments})
+    assert renders == [] and not (tmp_path / "g").exists()
+
+
+def test_dataset_locations_lists_places_and_fallback(tmp_path, monkeypatch):
+    places = dataset_locations("clocks", data_dir="/somewhere")
+    assert [place for place, _ in places] == [
+        "/somewhere", "/somewhere/clocks", "$FASTDL_DATA", str(tmp_path / "cache"),
+        str(tmp_path / "cache" / "clocks"), str(tmp_path / "cache" / "clocks")]
+    assert "synthetic" in places[-1][1] and "first use" in places[-1][1]
+    monkeypatch.setenv("FASTDL_DATA", str(tmp_path / "env"))
+    assert [place for place, _ in dataset_locations("clocks")][:2] == [
+        str(tmp_path / "env"), str(tmp_path / "env" / "clocks")]
+
+
+def test_outdated_synthetic_cache_is_rendered_again(capsys, renders, monkeypatch):
+    from fastdl.data import clock_render
+
+    with monkeypatch.context() as patch:
+        patch.setattr(clock_render, "RENDERER_VERSION", clock_render.RENDERER_VERSION - 1)
+        load_clocks()
+    capsys.readouterr()
+    load_clocks()
+    assert "older version of the renderer" in capsys.readouterr().err
+    load_clocks()
+    assert len(renders) == 2

@@ -1,0 +1,190 @@
+"""The synthetic clock renderer: backends against the numpy reference, determinism, labels that
+match the hands, and bad input."""
+
+import numpy as np
+import pytest
+
+import fastdl
+from conftest import ready_backends, skip_unless_available
+from fastdl.data import clock_design, render_clocks
+from fastdl.data.clock_render import _static_tables
+from fastdl.kernels.npy import clock_layout as L
+
+COMPILED = ["numba", "cython"]
+
+
+@pytest.fixture(params=COMPILED)
+def compiled(request):
+    skip_unless_available(request.param)
+    return request.param
+
+
+def _kernels(backend):
+    return fastdl.backend.kernels("clock", backend)[0]
+
+
+def _render_params(params, keys, size, backend, n_threads=1):
+    """Render given parameter rows with one backend's kernel (the tests' way to draw special clocks)."""
+    params = params.copy()
+    clock_design.pixel_boxes(params, size)
+    out = np.empty((len(params), size, size), dtype=np.uint8)
+    _kernels(backend).render_clocks(params, keys, *_static_tables(), out, n_threads)
+    return out
+
+
+@pytest.mark.parametrize("size", [150, 41])
+def test_compiled_backends_match_the_numpy_reference_bit_for_bit(compiled, size):
+    reference, labels = render_clocks(12, seed=3, size=size, backend="numpy")
+    images, same_labels = render_clocks(12, seed=3, size=size, backend=compiled)
+    np.testing.assert_array_equal(labels, same_labels)
+    np.testing.assert_array_equal(images, reference)
+
+
+def test_numba_and_cython_give_the_same_pixels():
+    backends = [b for b in ready_backends() if b in COMPILED]
+    if len(backends) < 2:
+        pytest.skip("needs both compiled backends")
+    numba_images, _ = render_clocks(200, seed=7, backend="numba")
+    cython_images, _ = render_clocks(200, seed=7, backend="cython")
+    np.testing.assert_array_equal(numba_images, cython_images)
+
+
+def test_every_feature_is_drawn_alike_by_all_backends(compiled):
+    """Force each option on (second hand, glare, logo, markers, roman and arabic numerals, every
+    hand shape, stripes, shadow, clutter) so no branch goes untested against the reference."""
+    labels, params, keys = clock_design.draw_parameters(11, 0, 8)
+    params[:, L.SECONDS] = 1.0
+    params[:, L.GLARE] = 0.3
+    params[:, L.LOGO] = 1.0
+    params[:, L.SHADOW] = 0.3
+    params[:, L.STRIPE_AMP] = 0.1
+    params[:, L.MARKER] = np.arange(8) % 3
+    params[:, L.NUMERALS] = 1 + np.arange(8) % 2
+    params[:, L.FONT] = np.arange(8) // 4
+    params[:, L.TICKS] = np.arange(8) % 3
+    for base in (L.HOUR_HAND, L.MINUTE_HAND):
+        params[:, base + L.HAND_SHAPE] = np.arange(8) % 3
+    params[:, L.CLUTTER + L.SHAPE_KIND] = 1 + np.arange(8) % 2
+    reference = _render_params(params, keys, 64, "numpy")
+    np.testing.assert_array_equal(_render_params(params, keys, 64, compiled), reference)
+
+
+def test_images_do_not_depend_on_threads_or_batch(compiled):
+    fastdl.set_num_threads(1)
+    one, labels_one = render_clocks(24, seed=5, backend=compiled)
+    fastdl.set_num_threads(2)
+    two, labels_two = render_clocks(24, seed=5, backend=compiled)
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(labels_one, labels_two)
+    # Image i depends on (seed, i) only: a prefix, or a piece rendered from `first`, is the same.
+    prefix, prefix_labels = render_clocks(7, seed=5, backend=compiled)
+    np.testing.assert_array_equal(prefix, one[:7])
+    np.testing.assert_array_equal(prefix_labels, labels_one[:7])
+    piece, piece_labels = render_clocks(10, seed=5, backend=compiled, first=14)
+    np.testing.assert_array_equal(piece, one[14:])
+    np.testing.assert_array_equal(piece_labels, labels_one[14:])
+    other, _ = render_clocks(24, seed=6, backend=compiled)
+    assert (other != one).mean() > 0.5
+
+
+def test_course_shapes_dtypes_and_label_ranges():
+    images, labels = render_clocks(300, seed=1)
+    assert images.shape == (300, 150, 150) and images.dtype == np.uint8
+    assert labels.shape == (300, 2) and labels.dtype == np.int64
+    assert labels[:, 0].min() == 0 and labels[:, 0].max() == 11
+    assert labels[:, 1].min() >= 0 and labels[:, 1].max() == 59
+    assert len(np.unique(labels[:, 1])) > 50
+    # Real contrast, not a flat or saturated frame.
+    spread = images.reshape(300, -1).std(axis=1)
+    assert (spread > 10).mean() > 0.95
+    empty_images, empty_labels = render_clocks(0)
+    assert empty_images.shape == (0, 150, 150) and empty_labels.shape == (0, 2)
+
+
+def test_hand_angles_follow_the_label():
+    """The hour hand sits between the hours (3:30 half way from 3 to 4), the minute hand on the minute."""
+    labels, params, _ = clock_design.draw_parameters(0, 0, 500)
+    hours, minutes = labels[:, 0], labels[:, 1]
+    for base, expected in ((L.HOUR_HAND, (hours + minutes / 60) * 30.0), (L.MINUTE_HAND, minutes * 6.0)):
+        angle = np.degrees(np.arctan2(params[:, base + L.HAND_DX], params[:, base + L.HAND_DY])) % 360
+        np.testing.assert_allclose(angle, expected % 360, atol=1e-9)
+    # The minute hand is the longer one, so the two can be told apart.
+    assert (params[:, L.MINUTE_HAND + L.HAND_LEN] > params[:, L.HOUR_HAND + L.HAND_LEN] * 1.3).all()
+
+
+def _face_to_pixel(params, u, v, size):
+    forward = np.linalg.inv(params[L.HINV:L.HINV + 9].reshape(3, 3))
+    x, y, w = forward @ np.array([u, v, 1.0])
+    return x / w * size - 0.5, y / w * size - 0.5
+
+
+def test_rendered_hands_point_where_the_label_says(compiled):
+    """Clean clocks (no noise, blur, glare, second hand; plain light): the pixels along each hand
+    have the hand's shade, and the same radius a quarter turn away does not."""
+    size = 150
+    labels, params, keys = clock_design.draw_parameters(2, 0, 40)
+    params[:, L.NOISE] = 0.0
+    params[:, L.BLUR:L.BLUR + 7] = clock_design.blur_taps(np.zeros(40))
+    params[:, L.GLARE] = params[:, L.SECONDS] = params[:, L.LOGO] = 0.0
+    params[:, L.LIGHT], params[:, L.LIGHT_GX], params[:, L.LIGHT_GY] = 1.0, 0.0, 0.0
+    params[:, L.VIGNETTE], params[:, L.CONTRAST], params[:, L.CURVE] = 0.0, 1.0, 0.0
+    params[:, L.NUMERALS] = params[:, L.TICKS] = params[:, L.MARKER] = 0.0
+    images = _render_params(params, keys, size, compiled).astype(float) / 255
+    checked = 0
+    for image, p, (hour, minute) in zip(images, params, labels):
+        hand, face = p[L.HAND], p[L.FACE]
+        if abs(hand - face) < 0.4:
+            continue
+        for base in (L.MINUTE_HAND, L.HOUR_HAND):
+            # Half way along, where even a tapered or leaf hand is over half its width.
+            angle = np.arctan2(p[base + L.HAND_DX], p[base + L.HAND_DY])
+            radius = 0.5 * p[base + L.HAND_LEN]
+            x, y = _face_to_pixel(p, radius * np.sin(angle), radius * np.cos(angle), size)
+            covered = (image[int(round(y)), int(round(x))] - face) / (hand - face)
+            assert covered > 0.3, (hour, minute, base, covered)
+        # 90 degrees past the minute hand, at 90% of its length, is bare face (no other hand
+        # reaches that far).
+        angle = np.arctan2(p[L.MINUTE_HAND + L.HAND_DX], p[L.MINUTE_HAND + L.HAND_DY]) + np.pi / 2
+        radius = 0.9 * p[L.MINUTE_HAND + L.HAND_LEN]
+        x, y = _face_to_pixel(p, radius * np.sin(angle), radius * np.cos(angle), size)
+        assert abs(image[int(round(y)), int(round(x))] - face) < 0.05
+        checked += 1
+    assert checked >= 20
+
+
+def test_every_face_marks_twelve():
+    _, params, _ = clock_design.draw_parameters(0, 0, 5000)
+    assert ((params[:, L.NUMERALS] > 0) | (params[:, L.MARKER] > 0)).all()
+    # The variety the renderer promises: both fonts, every tick style, faces dark and light.
+    assert set(np.unique(params[:, L.FONT])) == {0.0, 1.0}
+    assert set(np.unique(params[:, L.TICKS])) == {0.0, 1.0, 2.0}
+    assert (params[:, L.FACE] < 0.4).mean() > 0.1 and (params[:, L.FACE] > 0.7).mean() > 0.6
+
+
+def test_numeral_glyphs_fit_their_grid():
+    strokes, half_widths = clock_design.glyph_strokes()
+    assert max(half_widths.values()) <= 0.5
+    distances = clock_design.glyph_distances()
+    assert distances.shape == (2, 12, L.GLYPH_N, L.GLYPH_N)
+    # Every numeral has ink near its centre line and none near the grid's edge.
+    assert (distances.min(axis=(2, 3)) < 0.02).all()
+    assert (distances[:, :, 0, :] > 0.3).all() and (distances[:, :, :, 0] > 0.3).all()
+
+
+def test_cython_layout_matches_clock_layout():
+    skip_unless_available("cython")
+    from fastdl.kernels.cy import clock
+
+    for name, value in clock.layout().items():
+        assert getattr(L, name) == value, name
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    ({"n": -1}, ValueError), ({"n": 2.5}, TypeError), ({"n": True}, TypeError),
+    ({"n": 2, "seed": -1}, ValueError), ({"n": 2, "seed": "0"}, TypeError),
+    ({"n": 2, "size": 8}, ValueError), ({"n": 2, "size": 4096}, ValueError),
+    ({"n": 2, "first": -3}, ValueError), ({"n": 2, "backend": "gpu"}, ValueError),
+])
+def test_bad_arguments_raise_before_rendering(kwargs, error):
+    with pytest.raises(error):
+        render_clocks(**kwargs)
