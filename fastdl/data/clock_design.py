@@ -223,12 +223,12 @@ def pixel_boxes(params, size):
     if n == 0:
         return
     corners = np.arange(32) * (2 * np.pi / 32)
-    radius = (1.0 + params[:, L.RIM_WIDTH] + 0.15) / np.cos(np.pi / 32)
-    face = np.stack([radius[:, None] * np.sin(corners), radius[:, None] * np.cos(corners),
-                     np.ones((n, 32))], axis=1)                        # (n, 3, 32)
-    forward = np.linalg.inv(params[:, L.HINV:L.HINV + 9].reshape(n, 3, 3))
-    image = forward @ face
-    x, y = image[:, 0] / image[:, 2] * size - 0.5, image[:, 1] / image[:, 2] * size - 0.5
+    radius = ((1.0 + params[:, L.RIM_WIDTH] + 0.15) / np.cos(np.pi / 32))[:, None]
+    u, v = radius * np.sin(corners), radius * np.cos(corners)          # (n, 32)
+    f = np.linalg.inv(params[:, L.HINV:L.HINV + 9].reshape(n, 3, 3))[:, :, :, None]
+    w = f[:, 2, 0] * u + f[:, 2, 1] * v + f[:, 2, 2]
+    x = (f[:, 0, 0] * u + f[:, 0, 1] * v + f[:, 0, 2]) / w * size - 0.5
+    y = (f[:, 1, 0] * u + f[:, 1, 1] * v + f[:, 1, 2]) / w * size - 0.5
     for base, dx, dy in ((L.CLOCK_BOX, 0.0, 0.0),
                          (L.SHADOW_BOX, params[:, L.SHADOW_DX], params[:, L.SHADOW_DY])):
         left = np.floor(x.min(axis=1) + dx * size) - 1

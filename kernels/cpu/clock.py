@@ -48,8 +48,8 @@ PER_RADIAN_12 = 1.909859317102744   # 12 / (2 pi)
 LEAF_TIP = 2.857142857142857        # 1 / 0.35: a leaf hand narrows over the last 35% of its length
 SHADOW_REACH = 0.15                 # the shadow's soft edge spans the clock's radius +- this
 # Row arrays of the scratch buffer.
-U, V, R, INV_FOOT, FACE_COVER, BODY, INK_COVER, VALUE = range(8)
-N_ROWS = 8
+U, V, R, INV_FOOT, ANGLE, FACE_COVER, BODY, INK_COVER, VALUE = range(9)
+N_ROWS = 9
 
 
 @_helper
@@ -69,22 +69,17 @@ def _cover(sd, inv_footprint):
 
 @_helper
 def _dial_angle(u, v):
-    """Angle of (u, v) clockwise from 12 o'clock, in (-pi, pi]."""
-    au, av = abs(u), abs(v)
-    big = max(au, av)
-    if big == 0.0:
-        return 0.0
-    a = min(au, av) / big
+    """Angle of (u, v) clockwise from 12 o'clock, in (-pi, pi]; 0 at the centre. Selects, not
+    branches, so that loops calling it vectorise."""
+    au = abs(u)
+    av = abs(v)
+    a = min(au, av) / max(max(au, av), 1e-300)
     s = a * a
     r = a * (0.99997726 + s * (-0.33262347 + s * (0.19354346 + s * (-0.11643287 + s * (0.05265332
                                                                                      + s * -0.0117212)))))
-    if au > av:
-        r = HALF_PI - r
-    if v < 0.0:
-        r = PI - r
-    if u < 0.0:
-        r = -r
-    return r
+    r = HALF_PI - r if au > av else r
+    r = PI - r if v < 0.0 else r
+    return -r if u < 0.0 else r
 
 
 @_helper
@@ -109,12 +104,13 @@ def _background(p, y, pixel, inv_pixel, value):
     """value (size,) = one row of the background: gradient, stripes and shapes."""
     size = value.shape[0]
     base = p[BG] + p[BG_GY] * (y - 0.5)
+    gx, amp, kx, ky = p[BG_GX], p[STRIPE_AMP], p[STRIPE_KX], p[STRIPE_KY]
     for col in range(size):
-        value[col] = base + p[BG_GX] * ((col + 0.5) * pixel - 0.5)
-    if p[STRIPE_AMP] > 0.0:
+        value[col] = base + gx * ((col + 0.5) * pixel - 0.5)
+    if amp > 0.0:
         for col in range(size):
-            t = p[STRIPE_KX] * ((col + 0.5) * pixel) + p[STRIPE_KY] * y
-            value[col] = value[col] + p[STRIPE_AMP] * (abs(t - math.floor(t) - 0.5) * 2.0 - 0.5)
+            t = kx * ((col + 0.5) * pixel) + ky * y
+            value[col] = value[col] + amp * (abs(t - math.floor(t) - 0.5) * 2.0 - 0.5)
     for j in range(N_SHAPES):
         b = CLUTTER + j * SHAPE_SIZE
         kind = p[b]
@@ -124,13 +120,18 @@ def _background(p, y, pixel, inv_pixel, value):
             continue
         first = max(int(math.floor((p[b + 1] - reach) * size)) - 1, 0)
         stop = min(int(math.ceil((p[b + 1] + reach) * size)) + 1, size)
-        for col in range(first, stop):
-            dx = (col + 0.5) * pixel - p[b + 1]
-            if kind == 1.0:
-                sd = math.sqrt(dx * dx + dy * dy) - p[b + 3]
-            else:
-                sd = max(abs(dx * p[b + 5] + dy * p[b + 6]) - p[b + 3], abs(dy * p[b + 5] - dx * p[b + 6]) - p[b + 4])
-            value[col] = value[col] + (p[b + 7] - value[col]) * _cover(sd, inv_pixel)
+        cx, a, b_half, c, s, level = p[b + 1], p[b + 3], p[b + 4], p[b + 5], p[b + 6], p[b + 7]
+        row = value[first:stop]
+        if kind == 1.0:  # a disc
+            for col in range(stop - first):
+                dx = (first + col + 0.5) * pixel - cx
+                sd = math.sqrt(dx * dx + dy * dy) - a
+                row[col] = row[col] + (level - row[col]) * _cover(sd, inv_pixel)
+        else:  # a box
+            for col in range(stop - first):
+                dx = (first + col + 0.5) * pixel - cx
+                sd = max(abs(dx * c + dy * s) - a, abs(dy * c - dx * s) - b_half)
+                row[col] = row[col] + (level - row[col]) * _cover(sd, inv_pixel)
 
 
 @_helper
@@ -140,13 +141,17 @@ def _shadow(p, y, pixel, first, stop, value):
     reach2 = (outer + SHADOW_REACH) * (outer + SHADOW_REACH)
     inv_band = 1.0 / (4.0 * SHADOW_REACH * outer)  # (outer + reach)^2 - (outer - reach)^2
     ys = y - p[SHADOW_DY]
-    for col in range(first, stop):
-        xs = (col + 0.5) * pixel - p[SHADOW_DX]
-        w = p[HINV + 6] * xs + p[HINV + 7] * ys + p[HINV + 8]
-        wx = p[HINV] * xs + p[HINV + 1] * ys + p[HINV + 2]
-        wy = p[HINV + 3] * xs + p[HINV + 4] * ys + p[HINV + 5]
+    h0, h1, h2, h3, h4, h5, h6, h7, h8 = (p[HINV], p[HINV + 1], p[HINV + 2], p[HINV + 3], p[HINV + 4],
+                                          p[HINV + 5], p[HINV + 6], p[HINV + 7], p[HINV + 8])
+    dx0, strength = p[SHADOW_DX], p[SHADOW]
+    row = value[first:stop]
+    for col in range(stop - first):
+        xs = (first + col + 0.5) * pixel - dx0
+        w = h6 * xs + h7 * ys + h8
+        wx = h0 * xs + h1 * ys + h2
+        wy = h3 * xs + h4 * ys + h5
         c = min(max((reach2 * (w * w) - (wx * wx + wy * wy)) * inv_band, 0.0), 1.0)
-        value[col] = value[col] * (1.0 - p[SHADOW] * c)
+        row[col] = row[col] * (1.0 - strength * c)
 
 
 @_helper
@@ -174,89 +179,121 @@ def _face_coordinates(p, y, pixel, first, stop, rows):
 
 
 @_helper
-def _tick_sd(p, ticks, k, u, v):
-    """Signed distance to tick k (and to the 12 o'clock marker); 1.0 where no tick is drawn."""
-    along = u * ticks[k, 0] + v * ticks[k, 1]
-    across = abs(u * ticks[k, 1] - v * ticks[k, 0])
+def _ticks(p, ticks, pixel, first, stop, rows):
+    """rows[INK_COVER, first:stop] = how much of each pixel the ticks and the 12 o'clock marker
+    cover (pixels off their ring: none)."""
+    u, v, r, angle = rows[U, first:stop], rows[V, first:stop], rows[R, first:stop], rows[ANGLE, first:stop]
+    inv_foot, ink = rows[INV_FOOT, first:stop], rows[INK_COVER, first:stop]
+    margin = 2.0 * math.sqrt(p[DET]) * pixel  # see _ink
     outer = p[TICK_OUTER]
-    if k == 0 and p[MARKER] == 2.0:
-        length = 1.5 * p[HOUR_TICK_LEN]
-        half = 2.5 * p[HOUR_TICK_W]
-        slope = (across * length - half * (along - (outer - length))) / math.sqrt(length * length + half * half)
-        return max(along - outer, slope)
-    if k == 0 and p[MARKER] == 1.0:
-        w = p[HOUR_TICK_W]
-        return max(max(outer - p[HOUR_TICK_LEN] - along, along - outer), abs(across - 1.3 * w) - 0.7 * w)
-    if k % 5 == 0 and p[TICKS] > 0.0:
-        return max(max(outer - p[HOUR_TICK_LEN] - along, along - outer), across - p[HOUR_TICK_W])
-    if p[TICKS] == 2.0:
-        return max(max(outer - p[MIN_TICK_LEN] - along, along - outer), across - p[MIN_TICK_W])
-    return 1.0
+    hour_len, hour_w, min_len, min_w = p[HOUR_TICK_LEN], p[HOUR_TICK_W], p[MIN_TICK_LEN], p[MIN_TICK_W]
+    ring_in = outer - 1.5 * hour_len - margin
+    ring_out = outer + margin
+    triangle_len = 1.5 * hour_len
+    triangle_half = 2.5 * hour_w
+    triangle_norm = math.sqrt(triangle_len * triangle_len + triangle_half * triangle_half)
+    style = p[TICKS]
+    marker = p[MARKER]
+    for col in range(stop - first):
+        if not (r[col] > ring_in and r[col] < ring_out):
+            ink[col] = 0.0
+            continue
+        k = _nearest(angle[col], PER_RADIAN_60, 60)
+        sx = ticks[k, 0]
+        cy = ticks[k, 1]
+        along = u[col] * sx + v[col] * cy
+        across = abs(u[col] * cy - v[col] * sx)
+        radial = max(outer - hour_len - along, along - outer)
+        triangle = max(along - outer, (across * triangle_len - triangle_half * (along - (outer - triangle_len)))
+                       / triangle_norm)
+        double = max(radial, abs(across - 1.3 * hour_w) - 0.7 * hour_w)
+        hour = max(radial, across - hour_w)
+        minute = max(max(outer - min_len - along, along - outer), across - min_w)
+        sd = minute if style == 2.0 else 1.0
+        sd = hour if k % 5 == 0 and style > 0.0 else sd
+        sd = double if k == 0 and marker == 1.0 else sd
+        sd = triangle if k == 0 and marker == 2.0 else sd
+        ink[col] = _cover(sd, inv_foot[col])
 
 
 @_helper
-def _numeral_cover(p, glyphs, ticks, k, u, v, inv_footprint):
-    """How much of the pixel at (u, v) numeral k covers (0 is 12 o'clock)."""
-    if p[NUMERALS] == 2.0 and k % 3 != 0:
-        return 0.0
-    font = int(p[FONT])
-    inv_height = 1.0 / p[NUM_HEIGHT]
-    sx = ticks[5 * k, 0]
-    cy = ticks[5 * k, 1]
-    du = u - p[NUM_RADIUS] * sx
-    dv = v - p[NUM_RADIUS] * cy
-    if font == 0:
-        gx = du * inv_height
-        gy = dv * inv_height
-    else:  # roman numerals stand along the radius
-        gx = (du * cy - dv * sx) * inv_height
-        gy = (du * sx + dv * cy) * inv_height
-    fx = (gx + GLYPH_HALF) * GLYPH_SCALE
-    fy = (gy + GLYPH_HALF) * GLYPH_SCALE
-    if not (fx >= 0.0 and fy >= 0.0 and fx < GLYPH_N - 1 and fy < GLYPH_N - 1):
-        return 0.0
-    ix = int(fx)
-    iy = int(fy)
-    ax = fx - ix
-    ay = fy - iy
-    grid = glyphs[font, k]
-    top = np.float64(grid[iy, ix]) + (np.float64(grid[iy, ix + 1]) - np.float64(grid[iy, ix])) * ax
-    bottom = np.float64(grid[iy + 1, ix]) + (np.float64(grid[iy + 1, ix + 1]) - np.float64(grid[iy + 1, ix])) * ax
-    distance = top + (bottom - top) * ay
-    return _cover((distance - p[NUM_STROKE]) * p[NUM_HEIGHT], inv_footprint)
+def _numerals(p, glyphs, ticks, pixel, first, stop, rows):
+    """rows[INK_COVER, first:stop] with the numerals' cover added (the larger of the two): each
+    pixel on their ring reads the distance grid of the numeral nearest its angle, bilinearly."""
+    u, v, r, angle = rows[U, first:stop], rows[V, first:stop], rows[R, first:stop], rows[ANGLE, first:stop]
+    inv_foot, ink = rows[INV_FOOT, first:stop], rows[INK_COVER, first:stop]
+    margin = 2.0 * math.sqrt(p[DET]) * pixel
+    height = p[NUM_HEIGHT]
+    inv_height = 1.0 / height
+    radius = p[NUM_RADIUS]
+    reach = 0.8 * height + margin
+    stroke = p[NUM_STROKE]
+    quarters = p[NUMERALS] == 2.0
+    upright = p[FONT] == 0.0
+    last = GLYPH_N - 2
+    flat = glyphs[int(p[FONT])].ravel()  # [slot, row y, column x] as one array: one index per read
+    for col in range(stop - first):
+        if not abs(r[col] - radius) < reach:
+            continue
+        k = _nearest(angle[col], PER_RADIAN_12, 12)
+        sx = ticks[5 * k, 0]
+        cy = ticks[5 * k, 1]
+        du = u[col] - radius * sx
+        dv = v[col] - radius * cy
+        # Arabic numerals stand upright, roman ones along the radius.
+        gx = du * inv_height if upright else (du * cy - dv * sx) * inv_height
+        gy = dv * inv_height if upright else (du * sx + dv * cy) * inv_height
+        fx = (gx + GLYPH_HALF) * GLYPH_SCALE
+        fy = (gy + GLYPH_HALF) * GLYPH_SCALE
+        on_grid = fx >= 0.0 and fy >= 0.0 and fx < GLYPH_N - 1 and fy < GLYPH_N - 1
+        ix = min(max(int(fx), 0), last) if fx >= 0.0 else 0
+        iy = min(max(int(fy), 0), last) if fy >= 0.0 else 0
+        ax = fx - ix
+        ay = fy - iy
+        at = (k * GLYPH_N + iy) * GLYPH_N + ix
+        d00 = np.float64(flat[at])
+        d10 = np.float64(flat[at + GLYPH_N])
+        top = d00 + (np.float64(flat[at + 1]) - d00) * ax
+        bottom = d10 + (np.float64(flat[at + GLYPH_N + 1]) - d10) * ax
+        distance = top + (bottom - top) * ay
+        cover = _cover((distance - stroke) * height, inv_foot[col])
+        if on_grid and not (quarters and k % 3 != 0):
+            ink[col] = max(ink[col], cover)
+
+
+@_helper
+def _logo(p, pixel, first, stop, rows):
+    """rows[INK_COVER, first:stop] with the maker's logo under 12 (two bars) added."""
+    u, v = rows[U, first:stop], rows[V, first:stop]
+    inv_foot, ink = rows[INV_FOOT, first:stop], rows[INK_COVER, first:stop]
+    margin = 2.0 * math.sqrt(p[DET]) * pixel
+    for col in range(stop - first):
+        au = abs(u[col])
+        bars = min(max(au - 0.09, abs(v[col] - 0.42) - 0.018), max(au - 0.06, abs(v[col] - 0.365) - 0.01))
+        near = au < 0.1 + margin and v[col] > 0.33 - margin and v[col] < 0.45 + margin
+        ink[col] = max(ink[col], _cover(bars, inv_foot[col])) if near else ink[col]
 
 
 @_helper
 def _ink(p, glyphs, ticks, pixel, first, stop, rows):
-    """rows[INK_COVER, first:stop]: how much of each pixel the ticks, numerals and logo cover."""
-    # Pixels this close to a ring may touch its marks: twice the footprint where w = 1 holds
-    # every footprint on the clock (w stays within 0.72-1.28: tilt <= 40 degrees, depth >= 3).
-    margin = 2.0 * math.sqrt(p[DET]) * pixel
-    tick_in = p[TICK_OUTER] - 1.5 * p[HOUR_TICK_LEN] - margin
-    tick_out = p[TICK_OUTER] + margin
-    numeral_reach = 0.8 * p[NUM_HEIGHT] + margin
-    marks = p[TICKS] > 0.0 or p[MARKER] > 0.0
-    numerals = p[NUMERALS] > 0.0
-    logo = p[LOGO] > 0.0
-    for col in range(first, stop):
-        u = rows[U, col]
-        v = rows[V, col]
-        r = rows[R, col]
-        ink = 0.0
-        on_ticks = marks and r > tick_in and r < tick_out
-        on_numerals = numerals and abs(r - p[NUM_RADIUS]) < numeral_reach
-        if on_ticks or on_numerals:
-            angle = _dial_angle(u, v)
-            if on_ticks:
-                sd = _tick_sd(p, ticks, _nearest(angle, PER_RADIAN_60, 60), u, v)
-                ink = max(ink, _cover(sd, rows[INV_FOOT, col]))
-            if on_numerals:
-                k = _nearest(angle, PER_RADIAN_12, 12)
-                ink = max(ink, _numeral_cover(p, glyphs, ticks, k, u, v, rows[INV_FOOT, col]))
-        if logo and abs(u) < 0.1 + margin and v > 0.33 - margin and v < 0.45 + margin:
-            bars = min(max(abs(u) - 0.09, abs(v - 0.42) - 0.018), max(abs(u) - 0.06, abs(v - 0.365) - 0.01))
-            ink = max(ink, _cover(bars, rows[INV_FOOT, col]))
-        rows[INK_COVER, col] = ink
+    """rows[INK_COVER, first:stop]: how much of each pixel the ticks, numerals and logo cover.
+
+    A pixel is tested against a ring's marks when it lies within the ring widened by twice the
+    footprint at w = 1, which holds every footprint on the clock (w stays within 0.72-1.28: tilt
+    at most 40 degrees, camera at least 3 radii away).
+    """
+    if p[TICKS] > 0.0 or p[MARKER] > 0.0 or p[NUMERALS] > 0.0:
+        u, v, angle = rows[U, first:stop], rows[V, first:stop], rows[ANGLE, first:stop]
+        for col in range(stop - first):  # a loop of its own, which vectorises
+            angle[col] = _dial_angle(u[col], v[col])
+    if p[TICKS] > 0.0 or p[MARKER] > 0.0:
+        _ticks(p, ticks, pixel, first, stop, rows)
+    else:
+        rows[INK_COVER, first:stop] = 0.0
+    if p[NUMERALS] > 0.0:
+        _numerals(p, glyphs, ticks, pixel, first, stop, rows)
+    if p[LOGO] > 0.0:
+        _logo(p, pixel, first, stop, rows)
 
 
 @_helper

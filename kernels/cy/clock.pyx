@@ -78,11 +78,12 @@ cdef enum:
     V = 1
     R = 2
     INV_FOOT = 3
-    FACE_COVER = 4
-    BODY = 5
-    INK_COVER = 6
-    VALUE = 7
-    N_ROWS = 8
+    ANGLE = 4
+    FACE_COVER = 5
+    BODY = 6
+    INK_COVER = 7
+    VALUE = 8
+    N_ROWS = 9
 
 cdef double GLYPH_HALF = 0.9
 cdef double GLYPH_SCALE = 32.0
@@ -141,22 +142,15 @@ cdef inline double _cover(double sd, double inv_footprint) noexcept nogil:
 
 
 cdef inline double _dial_angle(double u, double v) noexcept nogil:
-    """Angle of (u, v) clockwise from 12 o'clock, in (-pi, pi]."""
+    """Angle of (u, v) clockwise from 12 o'clock, in (-pi, pi]; 0 at the centre."""
     cdef double au = fabs(u), av = fabs(v)
-    cdef double big = _max(au, av), a, s, r
-    if big == 0.0:
-        return 0.0
-    a = _min(au, av) / big
-    s = a * a
-    r = a * (0.99997726 + s * (-0.33262347 + s * (0.19354346 + s * (-0.11643287 + s * (0.05265332
-                                                                                     + s * -0.0117212)))))
-    if au > av:
-        r = HALF_PI - r
-    if v < 0.0:
-        r = PI - r
-    if u < 0.0:
-        r = -r
-    return r
+    cdef double a = _min(au, av) / _max(_max(au, av), 1e-300)
+    cdef double s = a * a
+    cdef double r = a * (0.99997726 + s * (-0.33262347 + s * (0.19354346 + s * (-0.11643287 + s * (0.05265332
+                                                                                                + s * -0.0117212)))))
+    r = HALF_PI - r if au > av else r
+    r = PI - r if v < 0.0 else r
+    return -r if u < 0.0 else r
 
 
 cdef inline int _nearest(double angle, double per_radian, int n) noexcept nogil:
@@ -173,13 +167,14 @@ cdef void _background(const double* p, double y, double pixel, double inv_pixel,
                       double* value) noexcept nogil:
     cdef Py_ssize_t col, j, b, first, stop
     cdef double base = p[BG] + p[BG_GY] * (y - 0.5)
-    cdef double t, kind, reach, dx, dy, sd
+    cdef double gx = p[BG_GX], amp = p[STRIPE_AMP], kx = p[STRIPE_KX], ky = p[STRIPE_KY]
+    cdef double t, kind, reach, dx, dy, sd, cx, a, b_half, c, s, level
     for col in range(size):
-        value[col] = base + p[BG_GX] * ((col + 0.5) * pixel - 0.5)
-    if p[STRIPE_AMP] > 0.0:
+        value[col] = base + gx * ((col + 0.5) * pixel - 0.5)
+    if amp > 0.0:
         for col in range(size):
-            t = p[STRIPE_KX] * ((col + 0.5) * pixel) + p[STRIPE_KY] * y
-            value[col] = value[col] + p[STRIPE_AMP] * (fabs(t - floor(t) - 0.5) * 2.0 - 0.5)
+            t = kx * ((col + 0.5) * pixel) + ky * y
+            value[col] = value[col] + amp * (fabs(t - floor(t) - 0.5) * 2.0 - 0.5)
     for j in range(N_SHAPES):
         b = CLUTTER + j * SHAPE_SIZE
         kind = p[b]
@@ -193,13 +188,17 @@ cdef void _background(const double* p, double y, double pixel, double inv_pixel,
             first = 0
         if stop > size:
             stop = size
-        for col in range(first, stop):
-            dx = (col + 0.5) * pixel - p[b + 1]
-            if kind == 1.0:
-                sd = sqrt(dx * dx + dy * dy) - p[b + 3]
-            else:
-                sd = _max(fabs(dx * p[b + 5] + dy * p[b + 6]) - p[b + 3], fabs(dy * p[b + 5] - dx * p[b + 6]) - p[b + 4])
-            value[col] = value[col] + (p[b + 7] - value[col]) * _cover(sd, inv_pixel)
+        cx, a, b_half, c, s, level = p[b + 1], p[b + 3], p[b + 4], p[b + 5], p[b + 6], p[b + 7]
+        if kind == 1.0:
+            for col in range(first, stop):
+                dx = (col + 0.5) * pixel - cx
+                sd = sqrt(dx * dx + dy * dy) - a
+                value[col] = value[col] + (level - value[col]) * _cover(sd, inv_pixel)
+        else:
+            for col in range(first, stop):
+                dx = (col + 0.5) * pixel - cx
+                sd = _max(fabs(dx * c + dy * s) - a, fabs(dy * c - dx * s) - b_half)
+                value[col] = value[col] + (level - value[col]) * _cover(sd, inv_pixel)
 
 
 cdef void _shadow(const double* p, double y, double pixel, Py_ssize_t first, Py_ssize_t stop,
@@ -245,92 +244,137 @@ cdef void _face_coordinates(const double* p, double y, double pixel, Py_ssize_t 
         inv_foot_row[col] = aw * sqrt(aw) * inv_foot0
 
 
-cdef inline double _tick_sd(const double* p, const double[:, ::1] ticks, int k, double u, double v) noexcept nogil:
-    """Signed distance to tick k (and to the 12 o'clock marker); 1.0 where no tick is drawn."""
-    cdef double along = u * ticks[k, 0] + v * ticks[k, 1]
-    cdef double across = fabs(u * ticks[k, 1] - v * ticks[k, 0])
-    cdef double outer = p[TICK_OUTER], length, half, slope, w
-    if k == 0 and p[MARKER] == 2.0:
-        length = 1.5 * p[HOUR_TICK_LEN]
-        half = 2.5 * p[HOUR_TICK_W]
-        slope = (across * length - half * (along - (outer - length))) / sqrt(length * length + half * half)
-        return _max(along - outer, slope)
-    if k == 0 and p[MARKER] == 1.0:
-        w = p[HOUR_TICK_W]
-        return _max(_max(outer - p[HOUR_TICK_LEN] - along, along - outer), fabs(across - 1.3 * w) - 0.7 * w)
-    if k % 5 == 0 and p[TICKS] > 0.0:
-        return _max(_max(outer - p[HOUR_TICK_LEN] - along, along - outer), across - p[HOUR_TICK_W])
-    if p[TICKS] == 2.0:
-        return _max(_max(outer - p[MIN_TICK_LEN] - along, along - outer), across - p[MIN_TICK_W])
-    return 1.0
+cdef void _ticks(const double* p, const double[:, ::1] ticks, double pixel, Py_ssize_t first, Py_ssize_t stop,
+                 double* rows, Py_ssize_t size) noexcept nogil:
+    """rows[INK_COVER, first:stop] = how much of each pixel the ticks and the 12 o'clock marker cover."""
+    cdef const double* u = rows + U * size
+    cdef const double* v = rows + V * size
+    cdef const double* r = rows + R * size
+    cdef const double* angle = rows + ANGLE * size
+    cdef const double* inv_foot = rows + INV_FOOT * size
+    cdef double* ink = rows + INK_COVER * size
+    cdef double margin = 2.0 * sqrt(p[DET]) * pixel
+    cdef double outer = p[TICK_OUTER]
+    cdef double hour_len = p[HOUR_TICK_LEN], hour_w = p[HOUR_TICK_W], min_len = p[MIN_TICK_LEN], min_w = p[MIN_TICK_W]
+    cdef double ring_in = outer - 1.5 * hour_len - margin
+    cdef double ring_out = outer + margin
+    cdef double triangle_len = 1.5 * hour_len
+    cdef double triangle_half = 2.5 * hour_w
+    cdef double triangle_norm = sqrt(triangle_len * triangle_len + triangle_half * triangle_half)
+    cdef double style = p[TICKS], marker = p[MARKER]
+    cdef double sx, cy, along, across, radial, triangle, double_tick, hour, minute, sd
+    cdef int k
+    cdef Py_ssize_t col
+    for col in range(first, stop):
+        if not (r[col] > ring_in and r[col] < ring_out):
+            ink[col] = 0.0
+            continue
+        k = _nearest(angle[col], PER_RADIAN_60, 60)
+        sx = ticks[k, 0]
+        cy = ticks[k, 1]
+        along = u[col] * sx + v[col] * cy
+        across = fabs(u[col] * cy - v[col] * sx)
+        radial = _max(outer - hour_len - along, along - outer)
+        triangle = _max(along - outer, (across * triangle_len - triangle_half * (along - (outer - triangle_len)))
+                        / triangle_norm)
+        double_tick = _max(radial, fabs(across - 1.3 * hour_w) - 0.7 * hour_w)
+        hour = _max(radial, across - hour_w)
+        minute = _max(_max(outer - min_len - along, along - outer), across - min_w)
+        sd = minute if style == 2.0 else 1.0
+        sd = hour if k % 5 == 0 and style > 0.0 else sd
+        sd = double_tick if k == 0 and marker == 1.0 else sd
+        sd = triangle if k == 0 and marker == 2.0 else sd
+        ink[col] = _cover(sd, inv_foot[col])
 
 
-cdef inline double _numeral_cover(const double* p, const float[:, :, :, ::1] glyphs, const double[:, ::1] ticks,
-                                  int k, double u, double v, double inv_footprint) noexcept nogil:
-    """How much of the pixel at (u, v) numeral k covers (0 is 12 o'clock)."""
-    cdef int font, ix, iy
-    cdef double inv_height, sx, cy, du, dv, gx, gy, fx, fy, ax, ay, top, bottom, distance
-    if p[NUMERALS] == 2.0 and k % 3 != 0:
-        return 0.0
-    font = <int>p[FONT]
-    inv_height = 1.0 / p[NUM_HEIGHT]
-    sx = ticks[5 * k, 0]
-    cy = ticks[5 * k, 1]
-    du = u - p[NUM_RADIUS] * sx
-    dv = v - p[NUM_RADIUS] * cy
-    if font == 0:
-        gx = du * inv_height
-        gy = dv * inv_height
-    else:
-        gx = (du * cy - dv * sx) * inv_height
-        gy = (du * sx + dv * cy) * inv_height
-    fx = (gx + GLYPH_HALF) * GLYPH_SCALE
-    fy = (gy + GLYPH_HALF) * GLYPH_SCALE
-    if not (fx >= 0.0 and fy >= 0.0 and fx < GLYPH_N - 1 and fy < GLYPH_N - 1):
-        return 0.0
-    ix = <int>fx
-    iy = <int>fy
-    ax = fx - ix
-    ay = fy - iy
-    top = <double>glyphs[font, k, iy, ix] + (<double>glyphs[font, k, iy, ix + 1] - <double>glyphs[font, k, iy, ix]) * ax
-    bottom = (<double>glyphs[font, k, iy + 1, ix]
-              + (<double>glyphs[font, k, iy + 1, ix + 1] - <double>glyphs[font, k, iy + 1, ix]) * ax)
-    distance = top + (bottom - top) * ay
-    return _cover((distance - p[NUM_STROKE]) * p[NUM_HEIGHT], inv_footprint)
+cdef void _numerals(const double* p, const float[:, :, :, ::1] glyphs, const double[:, ::1] ticks, double pixel,
+                    Py_ssize_t first, Py_ssize_t stop, double* rows, Py_ssize_t size) noexcept nogil:
+    """rows[INK_COVER, first:stop] with the numerals' cover added (the larger of the two)."""
+    cdef const double* u = rows + U * size
+    cdef const double* v = rows + V * size
+    cdef const double* r = rows + R * size
+    cdef const double* angle = rows + ANGLE * size
+    cdef const double* inv_foot = rows + INV_FOOT * size
+    cdef double* ink = rows + INK_COVER * size
+    cdef double margin = 2.0 * sqrt(p[DET]) * pixel
+    cdef double height = p[NUM_HEIGHT]
+    cdef double inv_height = 1.0 / height
+    cdef double radius = p[NUM_RADIUS]
+    cdef double reach = 0.8 * height + margin
+    cdef double stroke = p[NUM_STROKE]
+    cdef bint quarters = p[NUMERALS] == 2.0
+    cdef bint upright = p[FONT] == 0.0
+    cdef const float* flat = &glyphs[<int>p[FONT], 0, 0, 0]
+    cdef int last = GLYPH_N - 2
+    cdef double sx, cy, du, dv, gx, gy, fx, fy, ax, ay, d00, d10, top, bottom, distance, cover
+    cdef bint on_grid
+    cdef int k, ix, iy
+    cdef Py_ssize_t col, at
+    for col in range(first, stop):
+        if not fabs(r[col] - radius) < reach:
+            continue
+        k = _nearest(angle[col], PER_RADIAN_12, 12)
+        sx = ticks[5 * k, 0]
+        cy = ticks[5 * k, 1]
+        du = u[col] - radius * sx
+        dv = v[col] - radius * cy
+        gx = du * inv_height if upright else (du * cy - dv * sx) * inv_height
+        gy = dv * inv_height if upright else (du * sx + dv * cy) * inv_height
+        fx = (gx + GLYPH_HALF) * GLYPH_SCALE
+        fy = (gy + GLYPH_HALF) * GLYPH_SCALE
+        on_grid = fx >= 0.0 and fy >= 0.0 and fx < GLYPH_N - 1 and fy < GLYPH_N - 1
+        ix = (<int>fx if <int>fx < last else last) if fx >= 0.0 else 0
+        iy = (<int>fy if <int>fy < last else last) if fy >= 0.0 else 0
+        ax = fx - ix
+        ay = fy - iy
+        at = (k * GLYPH_N + iy) * GLYPH_N + ix
+        d00 = <double>flat[at]
+        d10 = <double>flat[at + GLYPH_N]
+        top = d00 + (<double>flat[at + 1] - d00) * ax
+        bottom = d10 + (<double>flat[at + GLYPH_N + 1] - d10) * ax
+        distance = top + (bottom - top) * ay
+        cover = _cover((distance - stroke) * height, inv_foot[col])
+        if on_grid and not (quarters and k % 3 != 0):
+            ink[col] = _max(ink[col], cover)
+
+
+cdef void _logo(const double* p, double pixel, Py_ssize_t first, Py_ssize_t stop, double* rows,
+                Py_ssize_t size) noexcept nogil:
+    """rows[INK_COVER, first:stop] with the maker's logo under 12 (two bars) added."""
+    cdef const double* u = rows + U * size
+    cdef const double* v = rows + V * size
+    cdef const double* inv_foot = rows + INV_FOOT * size
+    cdef double* ink = rows + INK_COVER * size
+    cdef double margin = 2.0 * sqrt(p[DET]) * pixel
+    cdef double au, bars
+    cdef Py_ssize_t col
+    for col in range(first, stop):
+        au = fabs(u[col])
+        bars = _min(_max(au - 0.09, fabs(v[col] - 0.42) - 0.018), _max(au - 0.06, fabs(v[col] - 0.365) - 0.01))
+        if au < 0.1 + margin and v[col] > 0.33 - margin and v[col] < 0.45 + margin:
+            ink[col] = _max(ink[col], _cover(bars, inv_foot[col]))
 
 
 cdef void _ink(const double* p, const float[:, :, :, ::1] glyphs, const double[:, ::1] ticks, double pixel,
                Py_ssize_t first, Py_ssize_t stop, double* rows, Py_ssize_t size) noexcept nogil:
-    cdef double margin = 2.0 * sqrt(p[DET]) * pixel
-    cdef double tick_in = p[TICK_OUTER] - 1.5 * p[HOUR_TICK_LEN] - margin
-    cdef double tick_out = p[TICK_OUTER] + margin
-    cdef double numeral_reach = 0.8 * p[NUM_HEIGHT] + margin
-    cdef bint marks = p[TICKS] > 0.0 or p[MARKER] > 0.0
-    cdef bint numerals = p[NUMERALS] > 0.0
-    cdef bint logo = p[LOGO] > 0.0
-    cdef bint on_ticks, on_numerals
-    cdef double u, v, r, ink, angle, sd, bars
-    cdef int k
+    """rows[INK_COVER, first:stop]: how much of each pixel the ticks, numerals and logo cover."""
+    cdef const double* u = rows + U * size
+    cdef const double* v = rows + V * size
+    cdef double* angle = rows + ANGLE * size
+    cdef double* ink = rows + INK_COVER * size
     cdef Py_ssize_t col
-    for col in range(first, stop):
-        u = rows[U * size + col]
-        v = rows[V * size + col]
-        r = rows[R * size + col]
-        ink = 0.0
-        on_ticks = marks and r > tick_in and r < tick_out
-        on_numerals = numerals and fabs(r - p[NUM_RADIUS]) < numeral_reach
-        if on_ticks or on_numerals:
-            angle = _dial_angle(u, v)
-            if on_ticks:
-                sd = _tick_sd(p, ticks, _nearest(angle, PER_RADIAN_60, 60), u, v)
-                ink = _max(ink, _cover(sd, rows[INV_FOOT * size + col]))
-            if on_numerals:
-                k = _nearest(angle, PER_RADIAN_12, 12)
-                ink = _max(ink, _numeral_cover(p, glyphs, ticks, k, u, v, rows[INV_FOOT * size + col]))
-        if logo and fabs(u) < 0.1 + margin and v > 0.33 - margin and v < 0.45 + margin:
-            bars = _min(_max(fabs(u) - 0.09, fabs(v - 0.42) - 0.018), _max(fabs(u) - 0.06, fabs(v - 0.365) - 0.01))
-            ink = _max(ink, _cover(bars, rows[INV_FOOT * size + col]))
-        rows[INK_COVER * size + col] = ink
+    if p[TICKS] > 0.0 or p[MARKER] > 0.0 or p[NUMERALS] > 0.0:
+        for col in range(first, stop):
+            angle[col] = _dial_angle(u[col], v[col])
+    if p[TICKS] > 0.0 or p[MARKER] > 0.0:
+        _ticks(p, ticks, pixel, first, stop, rows, size)
+    else:
+        for col in range(first, stop):
+            ink[col] = 0.0
+    if p[NUMERALS] > 0.0:
+        _numerals(p, glyphs, ticks, pixel, first, stop, rows, size)
+    if p[LOGO] > 0.0:
+        _logo(p, pixel, first, stop, rows, size)
 
 
 cdef void _hand(const double* p, Py_ssize_t base, Py_ssize_t first, Py_ssize_t stop, double* rows,

@@ -36,8 +36,7 @@ def _cover(sd, inv_footprint):
 
 def _dial_angle(u, v):
     au, av = np.abs(u), np.abs(v)
-    big = np.maximum(au, av)
-    a = np.where(big == 0.0, 0.0, np.minimum(au, av) / np.where(big == 0.0, 1.0, big))
+    a = np.minimum(au, av) / np.maximum(np.maximum(au, av), 1e-300)
     s = a * a
     r = a * (0.99997726 + s * (-0.33262347 + s * (0.19354346 + s * (-0.11643287 + s * (0.05265332
                                                                                      + s * -0.0117212)))))
