@@ -19,6 +19,7 @@ ASSIGNMENTS = {
     "a2": ("fastdl.repro.a2", "multi-class perceptron: batch and online training"),
     "a3": ("fastdl.repro.a3", "XOR network: gradient descent and the lazy random search"),
     "a4": ("fastdl.repro.a4", "MLP and CNN on Fashion-MNIST or CIFAR-10"),
+    "a5": ("fastdl.repro.a5", "tell the time: regression, classification, multi-head CNNs"),
 }
 
 

@@ -1,0 +1,319 @@
+"""Assignment 5, "Tell the Time", reproduced with fastdl.nn: reading analog clocks.
+
+The course's recipe, as in the write-up: the 18,000 clocks (150x150 grey pixels, labels [hour,
+minute]) are shuffled by ``np.random.RandomState(42).permutation``, the first 80% train and the
+rest test, scaled to [0, 1]. Every model trains with RMSprop (lr 0.001), batch 100, 60 epochs:
+
+- regression CNN (Conv 16, 32, 32, each max-pooled; Dense 128, 128 with Dropout 0.1; Dense 1)
+  on hour + minute / 60, once with the MSE and once with the cyclic "common sense" MSE
+  (``nn.CyclicMSE(12)``); its output is read modulo 12;
+- classification CNN (Conv 32, 32, 32; same dense part) over 24, 48, 120, 240, 480 and 720
+  equal bins of the dial;
+- the multi-head network (the 16-32-32 trunk; a minute head regressing minute / 60, an hour head
+  of 12 classes).
+
+Every model is scored by the "common sense" error: minutes between true and predicted time the
+short way round the dial (11:50 against 0:10 is 20). The course read a predicted class as the
+first minute of its bin, which adds half a bin on average; fastdl reads it as the bin's centre
+and reports both.
+
+Beyond the course, fastdl's own model (``hands``) reads where each hand points rather than the
+time. Its targets are the (cos, sin) of the hour hand's and of the minute hand's angle (four
+linear outputs, MSE, on the multi-head's trunk with Dense 256 and 128): both are continuous
+round the dial, so 11:59 and 0:00 are neighbours as they are on the clock, and there is no bin
+to round to. It is decoded as a person reads a clock: the minute from the minute hand, the hour
+from the hour hand's angle less the minute, ``h = round((hour_hand_minutes - minute) / 60) mod
+12``, so the two can never disagree near the hour (the multi-head can say 3:59 for 2:59).
+
+Tables (errors in minutes beside the write-up's, seconds per epoch), the classification sweep,
+learning curves, the test clocks read worst, a histogram of the errors and a sample of the data
+go to ``<out_dir>/a5/``, each naming its data source. A full run trains ten models for 60 epochs
+on 14,400 images, hours on two cores: ``quick=None`` (the default) estimates it here and runs
+the quick version when it would take over ten minutes.
+"""
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fastdl import nn
+from fastdl.repro import a5_report, report
+from fastdl.repro.a4 import scale_images
+from fastdl.repro.a5_models import (CLASS_COUNTS, MODELS, SETTINGS, WRITE_UP, architecture,
+                                    compiled_model, decode, n_classes_of, targets)
+
+__all__ = ["run", "split_indices", "prepare_splits", "estimate_full_seconds", "CLASS_COUNTS",
+           "MODELS"]
+
+TITLE = "Assignment 5: telling the time from analog clocks"
+SPLIT_SEED = 42
+TRAIN_SHARE = 0.8
+QUICK_SIZES = {"train": 800, "test": 200}
+QUICK_EPOCHS = 3
+AUTO_QUICK_SECONDS = 600.0  # quick=None runs the quick version when a full run would take longer
+TIMED_BATCHES = 3  # training batches of each architecture timed for the estimate, after a warm-up
+SEED = 0
+SPLITS = ("train", "test")
+
+
+def split_indices(n_samples, seed=SPLIT_SEED, train_share=TRAIN_SHARE):
+    """The course's split: ``RandomState(seed).permutation(n)``, the first 80% for training.
+
+    Returns
+    -------
+    train, test : ndarray of int64
+    """
+    order = np.random.RandomState(seed).permutation(n_samples)
+    cut = int(train_share * n_samples)
+    return order[:cut], order[cut:]
+
+
+def prepare_splits(images, labels, sizes=None):
+    """Train and test splits as the course made them, scaled to [0, 1] with a channel axis.
+
+    Parameters
+    ----------
+    images : ndarray of shape (n_samples, height, width), uint8
+    labels : ndarray of shape (n_samples, 2), [hour, minute]
+    sizes : dict, optional
+        At most this many images per split (``{"train": 1000, "test": 250}``): the first ones of
+        each split, so a quick run's test images are test images of the full run too.
+
+    Returns
+    -------
+    dict
+        ``{"train"|"test": (x float32 (n, h, w, 1), labels int64 (n, 2), raw uint8 (n, h, w))}``.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    if len(images) < 2:
+        raise ValueError(f"need at least 2 images to split, got {len(images)}")
+    sizes = sizes or {}
+    splits = {}
+    for split, index in zip(SPLITS, split_indices(len(images))):
+        index = index[:sizes.get(split, len(index))]
+        raw = np.asarray(images)[index]
+        splits[split] = (scale_images(raw), labels[index], raw)
+    return splits
+
+
+def estimate_full_seconds(images, labels, counts, epochs=None, keys=tuple(MODELS)):
+    """Seconds training and scoring every model would take here on splits of these sizes.
+
+    Models that differ only in their loss or their last layer (the two regressions, the six
+    classifications) train at the same speed, so each architecture is timed once: one batch
+    (compiling and allocating), then ``TIMED_BATCHES`` batches of training and of prediction.
+    The per-image times are scaled to the run: each epoch trains on the training split and
+    predicts the test split (the learning curve), and at the end both splits are predicted.
+
+    Parameters
+    ----------
+    images : ndarray of shape (n, height, width, 1), float32
+        Scaled images to time on (a few hundred are enough).
+    labels : ndarray of shape (n, 2)
+    counts : dict
+        Images per split, ``{"train", "test"}``.
+    epochs : int, optional
+        Epochs per model (60, the course's, by default).
+
+    Returns
+    -------
+    dict
+        ``{key: seconds for each model, "total": seconds}``.
+    """
+    batch = SETTINGS["batch_size"]
+    n_epochs = SETTINGS["epochs"] if epochs is None else epochs
+    timed_x = images[:batch * TIMED_BATCHES]
+    per_image = {}
+    for key in keys:
+        kind = architecture(key)
+        if kind not in per_image:
+            model = compiled_model(key, images.shape[1:])
+            y = targets(key, labels)
+            model.fit(images[:batch], _rows(y, slice(0, batch)), batch_size=batch)
+            model.predict(images[:batch], batch)
+            start = time.perf_counter()
+            model.fit(timed_x, _rows(y, slice(0, len(timed_x))), batch_size=batch, shuffle=False)
+            train = (time.perf_counter() - start) / len(timed_x)
+            start = time.perf_counter()
+            model.predict(timed_x, batch)
+            per_image[kind] = (train, (time.perf_counter() - start) / len(timed_x))
+    estimate = {}
+    for key in keys:
+        train, predict = per_image[architecture(key)]
+        estimate[key] = (n_epochs * (counts["train"] * train + counts["test"] * predict)
+                         + (counts["train"] + counts["test"]) * predict)
+    estimate["total"] = sum(estimate.values())
+    return estimate
+
+
+def _rows(y, index):
+    return {name: value[index] for name, value in y.items()} if isinstance(y, dict) else y[index]
+
+
+class EpochTestError(nn.Callback):
+    """Records the mean common-sense error on the test split after every epoch."""
+
+    def __init__(self, key, x_test, labels_test, batch_size):
+        self.key, self.x, self.labels, self.batch_size = key, x_test, labels_test, batch_size
+        self.errors = []
+
+    def on_train_begin(self, logs=None):
+        self.errors = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        from fastdl.metrics import common_sense_minutes
+
+        predicted = decode(self.key, self.model.predict(self.x, self.batch_size))
+        self.errors.append(common_sense_minutes(self.labels, predicted))
+        return False
+
+
+def _load(data_dir, verify):
+    """(images, labels, source) from :func:`fastdl.data.load_clocks`.
+
+    An explicit ``data_dir`` must hold the course's files: the loader would otherwise fall back
+    to synthetic clocks without anyone noticing the typo.
+    """
+    from fastdl import data
+    from fastdl.data import DatasetNotFoundError
+
+    if data_dir is not None:
+        directory = Path(data_dir).expanduser()
+        names = ("images.npy", "labels.npy")
+        if not any(all((place / name).is_file() for name in names)
+                   for place in (directory, directory / "clocks")):
+            raise DatasetNotFoundError(
+                f"clocks not found in {directory}: it needs images.npy and labels.npy (or a "
+                f"clocks/ subfolder with them); without --data-dir fastdl uses $FASTDL_DATA, "
+                f"the cache, or renders synthetic clocks (see `fastdl data list`)")
+    return data.load_clocks(data_dir, verify=verify, with_source=True)
+
+
+def run(data_dir=None, out_dir="results", quick=None, verify=True, sizes=None, epochs=None,
+        seed=SEED):
+    """Reproduce assignment 5's table of errors, its classification sweep and its figures.
+
+    Parameters
+    ----------
+    data_dir : str or Path, optional
+        Directory with the course's ``images.npy`` and ``labels.npy``; None: where
+        :func:`fastdl.data.load_clocks` looks ($FASTDL_DATA, the cache), else synthetic clocks.
+    out_dir : str or Path, default "results"
+        Files go to ``out_dir/a5/``.
+    quick : bool or None, default None
+        True: the first 800 training and 200 test images, 3 epochs per model. False: the
+        course's full run. None: estimate the full run's time here and run the quick version
+        when it would take over ten minutes (it says so, and how to run the full one).
+    verify : bool, default True
+        Check a synthetic set's recorded SHA-256 (see load_clocks).
+    sizes : dict, optional
+        Images per split to keep (``{"train", "test"}``), replacing the quick run's sizes.
+    epochs : int, optional
+        Epochs per model, replacing the quick (3) or full (60) count.
+    seed : int, default 0
+        Seeds every model's initialisation, shuffling and dropout.
+
+    Returns
+    -------
+    dict
+        Keys: "source", "quick", "auto_quick", "estimate" (seconds, or None), "settings",
+        "epochs", "n_images", "parameters", "errors" ({model: {"train", "test"}} mean minutes),
+        "left_edge" (the same for the classifications, read as the course did), "write_up",
+        "history" ({model: {"loss": [...], "test_error": [...]}}), "seconds_per_epoch",
+        "best", "timings", "files".
+    """
+    from fastdl.metrics import common_sense_errors
+
+    timings = report.Timings()
+    with timings("load_data"):
+        images, labels, data_source = _load(data_dir, verify)
+    out = Path(out_dir) / "a5"
+    out.mkdir(parents=True, exist_ok=True)
+    report.print_header(TITLE)
+
+    auto_quick, estimate = quick is None, None
+    n_train_full = len(split_indices(len(images))[0])
+    full_counts = {"train": n_train_full, "test": len(images) - n_train_full}
+    for split, keep in (sizes or {}).items():
+        full_counts[split] = min(full_counts[split], keep)
+    if auto_quick:
+        sample = prepare_splits(images, labels, {"train": 100 * TIMED_BATCHES, "test": 0})["train"]
+        with timings("estimate"):
+            estimate = estimate_full_seconds(sample[0], sample[1], full_counts, epochs)
+        quick = estimate["total"] > AUTO_QUICK_SECONDS
+        _print_decision(estimate, quick)
+    if quick and sizes is None:
+        sizes = QUICK_SIZES
+    n_epochs = epochs if epochs is not None else QUICK_EPOCHS if quick else SETTINGS["epochs"]
+    splits = prepare_splits(images, labels, sizes)
+    n_images = {split: len(splits[split][1]) for split in SPLITS}
+    kind = "quick run" if quick else "full run"
+    source = (f"{data_source}; {kind} on {n_images['train']:,} train + {n_images['test']:,} "
+              f"test images (RandomState({SPLIT_SEED}) split 80/20), {n_epochs} epoch"
+              f"{'s' if n_epochs != 1 else ''} per model")
+    print(f"data: {source}\n")
+
+    batch = SETTINGS["batch_size"]
+    (x_train, y_train, _), (x_test, y_test, raw_test) = splits["train"], splits["test"]
+    parameters, errors, left_edge, history, seconds_per_epoch = {}, {}, {}, {}, {}
+    test_errors, test_predictions = {}, {}
+    for key, (approach, detail) in MODELS.items():
+        model = compiled_model(key, x_train.shape[1:], seed=seed)
+        parameters[key] = model.count_params()
+        print(f"{approach}, {detail} ({parameters[key]:,} parameters): {n_epochs} epochs")
+        timer, tracker = nn.EpochTimer(), EpochTestError(key, x_test, y_test, batch)
+        with timings(f"fit_{key}"):
+            fitted = model.fit(x_train, targets(key, y_train), epochs=n_epochs, batch_size=batch,
+                               verbose=1, callbacks=[timer, tracker])
+        history[key] = {"loss": fitted.history["loss"], "test_error": tracker.errors}
+        seconds_per_epoch[key] = timer.seconds
+        with timings(f"evaluate_{key}"):
+            outputs = {split: model.predict(x, batch)
+                       for split, (x, _, _) in splits.items()}
+        errors[key], per_sample = {}, {}
+        for split, (_, y, _) in splits.items():
+            per_sample[split] = common_sense_errors(y, decode(key, outputs[split]))
+            errors[key][split] = float(per_sample[split].mean())
+        if n_classes_of(key):
+            left_edge[key] = {split: float(common_sense_errors(
+                y, decode(key, outputs[split], edge="left")).mean())
+                for split, (_, y, _) in splits.items()}
+        test_errors[key] = per_sample["test"]
+        test_predictions[key] = decode(key, outputs["test"])
+        print(f"common-sense error: train {errors[key]['train']:.2f}, test "
+              f"{errors[key]['test']:.2f} minutes\n")
+
+    best = min(errors, key=lambda key: errors[key]["test"])
+    write_up = {key: dict(zip(SPLITS, values)) for key, values in WRITE_UP.items()}
+    files = a5_report.write_tables(out, source, errors, left_edge, write_up, parameters,
+                                   n_epochs, seconds_per_epoch, n_images, estimate, quick)
+    with timings("figures"):
+        files += a5_report.write_figures(out, source, splits, errors, left_edge, history,
+                                         test_errors, test_predictions, best)
+
+    result = {
+        "source": source, "data_source": data_source, "quick": bool(quick),
+        "auto_quick": auto_quick, "estimate": estimate, "settings": SETTINGS,
+        "epochs": n_epochs, "n_images": n_images, "parameters": parameters, "errors": errors,
+        "left_edge": left_edge, "write_up": write_up, "history": history,
+        "seconds_per_epoch": seconds_per_epoch, "best": best, "timings": dict(timings),
+        "files": files,
+    }
+    summary_path = str(out / "summary.json")
+    files.append(summary_path)
+    report.write_json(summary_path, result)
+    return result
+
+
+def _print_decision(estimate, quick):
+    minutes = estimate["total"] / 60
+    if not quick:
+        print(f"A full run takes about {minutes:.1f} min here; running it.\n")
+        return
+    print(f"A full run would take about {minutes:.0f} min here ({minutes / 60:.1f} h: ten models, "
+          f"{SETTINGS['epochs']} epochs each), so this is the quick run "
+          f"({QUICK_SIZES['train']:,} training and {QUICK_SIZES['test']:,} test images, "
+          f"{QUICK_EPOCHS} epochs per model).\nThe full run: fastdl reproduce a5 --full\n")

@@ -1,0 +1,209 @@
+"""Assignment 5's tables and figures: errors in minutes, seconds per epoch, the classification
+sweep, learning curves, the clocks read worst, a histogram of the errors and a sample of clocks.
+
+Every file names the data source (``source``), as all reproductions do.
+"""
+
+import numpy as np
+
+from fastdl.repro import report
+from fastdl.repro.a5_models import CLASS_COUNTS, MODELS, SETTINGS
+
+GRID_ROWS, GRID_COLUMNS = 4, 6  # the clocks read worst
+SAMPLE_SIDE = 6  # samples.png: 6x6 clocks
+
+
+def format_hm(hm):
+    """An [hour, minute] row as "h:mm", the minute rounded (hours 0-11, as the labels)."""
+    total = int(round(float(hm[0]) * 60 + float(hm[1]))) % 720
+    return f"{total // 60}:{total % 60:02d}"
+
+
+def _label(key):
+    approach, detail = MODELS[key]
+    return f"{approach}, {detail}"
+
+
+def write_tables(out, source, errors, left_edge, write_up, parameters, n_epochs,
+                 seconds_per_epoch, n_images, estimate, quick):
+    """errors.md/.json (every model beside the write-up) and epoch_times.md/.json."""
+    rows = []
+    for key, (approach, detail) in MODELS.items():
+        edge = left_edge.get(key)
+        theirs = write_up.get(key)
+        rows.append([approach, detail, f"{parameters[key]:,}", f"{errors[key]['train']:.2f}",
+                     f"{errors[key]['test']:.2f}",
+                     f"{edge['train']:.2f} / {edge['test']:.2f}" if edge else "-",
+                     f"{theirs['train']:.2f} / {theirs['test']:.2f}" if theirs else "-"])
+    notes = [
+        "Common-sense error: mean minutes between the true and the predicted time, the short "
+        "way round the 12-hour dial (11:50 against 0:10 is 20 minutes). Models are scored in "
+        "inference mode (no dropout); regression outputs are read modulo 12 hours.",
+        "A predicted class is read here as the centre of its bin (the middle of the whole "
+        "minutes it holds). The course read it as the bin's first minute, which is early by "
+        "half a bin on average even when the class is right (14.5 minutes for 24 classes, "
+        "none for 720): the left-edge column reads our models that way, to set beside the "
+        "write-up's numbers.",
+        "fastdl: hand angles is fastdl's own model, not the course's: four linear outputs, the "
+        "(cos, sin) of the hour hand's and of the minute hand's angle (MSE), on the multi-head's "
+        "convolutions; the minute is read from the minute hand and the hour from the hour "
+        "hand's angle less the minute, so the two cannot disagree near the hour.",
+    ]
+    if quick or n_epochs != SETTINGS["epochs"]:
+        notes.append(f"Quick run: {n_epochs} epoch{'s' if n_epochs != 1 else ''} on "
+                     f"{n_images['train']:,} training images instead of {SETTINGS['epochs']} on "
+                     "the whole training split (14,400 images of the course's 18,000); not "
+                     "comparable with the write-up.")
+    if "synthetic" in source:
+        notes.append("Synthetic clocks (fastdl's renderer), not the course's images: the "
+                     "write-up's numbers are beside ours for orientation only.")
+    files = report.write_table(
+        out, "errors", "Common-sense error in minutes, train / test, on the clocks",
+        ["Approach", "Loss / classes", "Parameters", "Train error (min)", "Test error (min)",
+         "Course's left-edge reading (train / test)", "Write-up (train / test)"],
+        rows, source, notes=notes,
+        data={"errors": errors, "left_edge": left_edge, "write_up": write_up,
+              "parameters": parameters, "epochs": n_epochs, "n_images": n_images})
+
+    time_rows = []
+    for key in MODELS:
+        seconds = np.asarray(seconds_per_epoch[key], dtype=float)
+        later = seconds[1:] if len(seconds) > 1 else seconds  # the first epoch also compiles
+        time_rows.append([_label(key), SETTINGS["batch_size"], len(seconds),
+                          f"{n_images['train']:,}", f"{seconds[0]:.2f}", f"{later.mean():.2f}",
+                          f"{n_images['train'] / later.mean():,.0f}", f"{seconds.sum():.1f}"])
+    time_notes = ["Wall time of each epoch: its training steps (RMSprop, batch 100) and the "
+                  "prediction of the test split for the learning curve."]
+    if estimate is not None:
+        time_notes.append(f"Estimated full run here: {estimate['total'] / 60:.0f} minutes "
+                          f"({estimate['total'] / 3600:.1f} h; " + ", ".join(
+                              f"{key} {estimate[key] / 60:.0f}" for key in MODELS) + " min).")
+    files += report.write_table(
+        out, "epoch_times", "Seconds per epoch on the clocks",
+        ["Model", "Batch", "Epochs", "Training images", "First epoch (s)",
+         "Later epochs, mean (s)", "Images/s", "Total (s)"],
+        time_rows, source, notes=time_notes,
+        data={"seconds_per_epoch": seconds_per_epoch, "estimate": estimate})
+    return files
+
+
+def write_figures(out, source, splits, errors, left_edge, history, test_errors,
+                  test_predictions, best):
+    """Every figure of the run; returns the paths written."""
+    raw_train, labels_train = splits["train"][2], splits["train"][1]
+    raw_test, labels_test = splits["test"][2], splits["test"][1]
+    worst = np.argsort(-test_errors[best], kind="stable")
+    return [
+        plot_class_sweep(errors, left_edge, out / "classification_sweep.png", source),
+        plot_learning_curves(history, out / "learning_curves.png", source),
+        plot_clock_grid(raw_test[worst], labels_test[worst], test_predictions[best][worst],
+                        out / "worst_clocks.png", source,
+                        title=f"Test clocks read worst by the best model ({_label(best)}): "
+                              "true / read (error)"),
+        plot_error_histogram(test_errors, errors, out / "error_histogram.png", source),
+        plot_clock_grid(raw_train, labels_train, None, out / "samples.png", source,
+                        rows=SAMPLE_SIDE, columns=SAMPLE_SIDE,
+                        title="Training clocks and their times (h:mm)"),
+    ]
+
+
+def plot_class_sweep(errors, left_edge, path, source):
+    """Train and test error against the number of classes (log x): both readings, the write-up's."""
+    from fastdl.repro.a5_models import WRITE_UP
+
+    plt = report.get_pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    counts = [n for n in CLASS_COUNTS if f"classes_{n}" in errors]
+    keys = [f"classes_{n}" for n in counts]
+    for split, color in (("train", "C0"), ("test", "C1")):
+        ax.plot(counts, [errors[key][split] for key in keys], "-o", color=color,
+                label=f"{split}, bin centre (fastdl)")
+        ax.plot(counts, [left_edge[key][split] for key in keys], "--s", color=color, alpha=0.6,
+                markersize=4, label=f"{split}, bin's first minute (course)")
+        ax.plot(counts, [WRITE_UP[key][0 if split == "train" else 1] for key in keys], ":x",
+                color=color, alpha=0.5, label=f"{split}, write-up")
+    ax.set_xscale("log")
+    ax.set_xticks(counts)
+    ax.set_xticklabels([str(n) for n in counts])
+    ax.minorticks_off()
+    ax.set_xlabel("number of classes")
+    ax.set_ylabel("common-sense error (minutes)")
+    ax.set_title("Classification: error against the number of classes", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return report.save_figure(fig, path, source)
+
+
+def plot_learning_curves(history, path, source):
+    """Training loss (log scale) and test error in minutes per epoch, one line per model."""
+    from matplotlib.ticker import MaxNLocator
+
+    plt = report.get_pyplot()
+    fig, (ax_loss, ax_error) = plt.subplots(1, 2, figsize=(13, 4.8))
+    colors = plt.get_cmap("tab10").colors
+    for i, (key, curves) in enumerate(history.items()):
+        epochs = range(1, len(curves["loss"]) + 1)
+        style = dict(color=colors[i % len(colors)], marker="o", markersize=3, label=_label(key))
+        ax_loss.plot(epochs, curves["loss"], **style)
+        ax_error.plot(epochs, curves["test_error"], **style)
+    ax_loss.set_yscale("log")
+    ax_loss.set_ylabel("training loss (each model's own)")
+    ax_error.set_ylabel("test common-sense error (minutes)")
+    for ax in (ax_loss, ax_error):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.grid(alpha=0.3)
+    ax_error.legend(fontsize=7, loc="upper right")
+    fig.suptitle("Learning curves", fontsize=10)
+    fig.tight_layout()
+    return report.save_figure(fig, path, source)
+
+
+def plot_clock_grid(images, true_hm, pred_hm, path, source, rows=GRID_ROWS,
+                    columns=GRID_COLUMNS, title="Clocks"):
+    """The first rows x columns clocks with their true time (and the predicted one, if given)."""
+    plt = report.get_pyplot()
+    rows = max(1, min(rows, -(-len(images) // columns)))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.1 * rows), squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if i >= len(images):
+            continue
+        ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
+        text = format_hm(true_hm[i])
+        if pred_hm is not None:
+            from fastdl.metrics import common_sense_errors
+
+            error = common_sense_errors(true_hm[i:i + 1], pred_hm[i:i + 1])[0]
+            text += f" / {format_hm(pred_hm[i])} ({error:.0f} min)"
+        ax.set_title(text, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return report.save_figure(fig, path, source)
+
+
+def plot_error_histogram(test_errors, errors, path, source):
+    """Test errors of the regression with the cyclic loss, the best classification, the
+    multi-head and fastdl's own model, in 5- or 15-minute bins (log counts)."""
+    plt = report.get_pyplot()
+    classes = [key for key in test_errors if key.startswith("classes_")]
+    shown = ["regression_cyclic", min(classes, key=lambda key: errors[key]["test"]) if classes
+             else None, "multihead", "hands"]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    # 5-minute bins on the full test split (3,600 clocks), wider ones on a quick run's few.
+    n_test = len(next(iter(test_errors.values())))
+    width = 5 if n_test >= 2000 else 15
+    bins = np.arange(0, 360 + width, width)
+    for key in shown:
+        if key in test_errors:
+            ax.hist(test_errors[key], bins=bins, histtype="step", linewidth=1.5,
+                    label=f"{_label(key)}: mean {errors[key]['test']:.1f}")
+    ax.set_yscale("log")
+    ax.set_xlabel("common-sense error on a test clock (minutes)")
+    ax.set_ylabel("test clocks")
+    ax.set_title("Errors on the test clocks", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return report.save_figure(fig, path, source)

@@ -1,0 +1,329 @@
+"""fastdl.repro.a5 on tiny clock files: outputs, decoding, models, the split and the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from fastdl.cli import main
+from fastdl.metrics import common_sense_errors
+from fastdl.repro import ASSIGNMENTS, a5, a5_models, get_runner
+from fastdl.repro.a5_models import (decode_classes, decode_hands, decode_hours, decode_multihead,
+                                    hand_angles, time_classes)
+
+N_IMAGES = 40  # 32 train + 8 test: every model trains one small batch per epoch
+OUTPUT_FILES = ["errors.md", "errors.json", "epoch_times.md", "epoch_times.json",
+                "classification_sweep.png", "learning_curves.png", "worst_clocks.png",
+                "error_histogram.png", "samples.png", "summary.json"]
+
+
+def tiny_clocks(n=N_IMAGES, seed=0):
+    """Course-format arrays: uint8 (n, 150, 150) noise and int64 (n, 2) [hour, minute] labels."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, 150, 150), dtype=np.uint8)
+    labels = np.stack([rng.integers(0, 12, n), rng.integers(0, 60, n)], axis=1)
+    return images, labels.astype(np.int64)
+
+
+@pytest.fixture(autouse=True)
+def no_data_env(monkeypatch, tmp_path):
+    """Data comes from the test's own directories: no $FASTDL_DATA, an empty cache."""
+    monkeypatch.delenv("FASTDL_DATA", raising=False)
+    monkeypatch.setenv("FASTDL_CACHE_DIR", str(tmp_path / "empty-cache"))
+
+
+@pytest.fixture(scope="module")
+def clock_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("clocks")
+    images, labels = tiny_clocks()
+    np.save(directory / "images.npy", images)
+    np.save(directory / "labels.npy", labels)
+    return directory
+
+
+def one_epoch(calls):
+    """a5.run with one epoch (and the CLI's arguments recorded), for the command-line tests."""
+    real_run = a5.run
+
+    def run(data_dir=None, out_dir="results", quick=None, verify=True):
+        calls.append({"data_dir": data_dir, "quick": quick, "verify": verify})
+        return real_run(data_dir=data_dir, out_dir=out_dir, quick=quick, verify=verify, epochs=1)
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def quick_run(clock_dir, tmp_path_factory):
+    """`fastdl reproduce a5 --quick --data-dir DIR --out OUT` on the tiny files, one epoch."""
+    out = tmp_path_factory.mktemp("out")
+    calls, results = [], []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("FASTDL_DATA", raising=False)
+        patch.setenv("FASTDL_CACHE_DIR", str(out / "empty-cache"))
+        wrapped = one_epoch(calls)
+        patch.setattr(a5, "run", lambda **kwargs: results.append(wrapped(**kwargs)) or results[-1])
+        status = main(["reproduce", "a5", "--quick", "--data-dir", str(clock_dir),
+                       "--out", str(out)])
+    return status, calls, results[0], out / "a5"
+
+
+def test_cli_quick_run_with_data_dir_writes_every_output_naming_the_source(quick_run, clock_dir,
+                                                                          capsys):
+    status, calls, result, out = quick_run
+    assert status == 0 and calls == [{"data_dir": str(clock_dir), "quick": True, "verify": True}]
+    for name in OUTPUT_FILES:
+        assert (out / name).is_file(), name
+        assert str(out / name) in result["files"]
+    source = result["source"]
+    assert str(clock_dir) in source and "course clocks" in source and "quick run" in source
+    for stem in ("errors", "epoch_times"):
+        assert source in (out / f"{stem}.md").read_text()
+        assert json.loads((out / f"{stem}.json").read_text())["source"] == source
+    assert json.loads((out / "summary.json").read_text())["source"] == source
+    table = (out / "errors.md").read_text()
+    for numbers in ("13.44 / 47.66", "16.93 / 33.30", "14.62 / 24.79", "7.09 / 22.89",
+                    "3.51 / 35.81", "1.98 / 41.15", "1.71 / 56.34", "1.53 / 83.38",
+                    "4.91 / 11.71"):
+        assert numbers in table
+    assert "first minute" in table and "Quick run" in table and "hand angles" in table
+
+
+def test_quick_run_results(quick_run):
+    _, _, result, _ = quick_run
+    assert result["quick"] is True and result["auto_quick"] is False
+    assert result["estimate"] is None and result["epochs"] == 1
+    assert result["n_images"] == {"train": 32, "test": 8}
+    assert set(result["errors"]) == set(a5.MODELS) and len(a5.MODELS) == 10
+    for key, errors in result["errors"].items():
+        assert all(0 <= errors[split] <= 360 for split in ("train", "test")), key
+        assert len(result["history"][key]["loss"]) == 1
+        assert len(result["history"][key]["test_error"]) == 1
+        assert result["seconds_per_epoch"][key][0] > 0
+    assert set(result["left_edge"]) == {f"classes_{n}" for n in a5.CLASS_COUNTS}
+    assert result["best"] == min(result["errors"], key=lambda k: result["errors"][k]["test"])
+    assert result["write_up"]["multihead"] == {"train": 4.91, "test": 11.71}
+    assert result["history"]["hands"]["test_error"][-1] == pytest.approx(
+        result["errors"]["hands"]["test"])
+
+
+def test_cli_quick_reads_fastdl_data(clock_dir, tmp_path, monkeypatch, capsys):
+    """`fastdl reproduce a5 --quick --out DIR`: the data from $FASTDL_DATA, as a user sets it."""
+    monkeypatch.setenv("FASTDL_DATA", str(clock_dir))
+    real_run = a5.run
+    monkeypatch.setattr(a5, "run", lambda **kwargs: real_run(
+        **kwargs, sizes={"train": 8, "test": 4}, epochs=1))
+    assert main(["reproduce", "a5", "--quick", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "a5" / "errors.md").is_file()
+    assert f"a5: data source: course clocks from {clock_dir}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags, quick", [([], None), (["--quick"], True), (["--full"], False)])
+def test_cli_quick_full_and_auto(flags, quick, tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run(data_dir=None, out_dir="results", quick=None, verify=True):
+        calls.append(quick)
+        return {"source": "fake", "files": []}
+
+    monkeypatch.setattr(a5, "run", fake_run)
+    assert main(["reproduce", "a5", "--out", str(tmp_path), *flags]) == 0
+    assert calls == [quick]
+
+
+def test_full_run_on_tiny_data_with_overrides(tmp_path, monkeypatch):
+    images, labels = tiny_clocks(20)
+    monkeypatch.setattr(a5, "_load", lambda data_dir, verify: (images, labels, "tiny clocks"))
+    result = a5.run(out_dir=tmp_path, quick=False, epochs=2, sizes={"train": 10})
+    assert result["quick"] is False and "full run" in result["source"]
+    assert result["n_images"] == {"train": 10, "test": 4} and result["epochs"] == 2
+    assert all(len(h["loss"]) == 2 for h in result["history"].values())
+    assert "Quick run" in (tmp_path / "a5" / "errors.md").read_text()  # 2 epochs, not 60
+
+
+@pytest.mark.parametrize("estimate, expect_quick", [(a5.AUTO_QUICK_SECONDS + 1, True),
+                                                    (a5.AUTO_QUICK_SECONDS - 1, False)])
+def test_auto_quick_follows_the_estimate(estimate, expect_quick, tmp_path, monkeypatch, capsys):
+    images, labels = tiny_clocks(20)
+    monkeypatch.setattr(a5, "_load", lambda data_dir, verify: (images, labels, "tiny clocks"))
+    seen = {}
+
+    def fake_estimate(images, labels, counts, epochs=None):
+        seen["counts"] = counts
+        return {**{key: estimate / 10 for key in a5.MODELS}, "total": estimate}
+
+    monkeypatch.setattr(a5, "estimate_full_seconds", fake_estimate)
+    result = a5.run(out_dir=tmp_path, quick=None, epochs=1, sizes={"train": 6, "test": 3})
+    assert seen["counts"] == {"train": 6, "test": 3}
+    assert result["auto_quick"] is True and result["quick"] is expect_quick
+    printed = capsys.readouterr().out
+    if expect_quick:
+        assert "quick run" in printed and "fastdl reproduce a5 --full" in printed
+    else:
+        assert "running it" in printed
+    assert "Estimated full run" in (tmp_path / "a5" / "epoch_times.md").read_text()
+
+
+def test_estimate_scales_timed_batches_to_a_full_run():
+    rng = np.random.default_rng(0)
+    images = rng.random((30, 24, 24, 1), dtype=np.float32)
+    _, labels = tiny_clocks(30)
+    small = a5.estimate_full_seconds(images, labels, {"train": 100, "test": 20}, epochs=2)
+    assert set(small) == {*a5.MODELS, "total"}
+    assert small["total"] == pytest.approx(sum(small[key] for key in a5.MODELS))
+    # Same architecture, same time: the two regressions, the six classifications.
+    assert small["regression_mse"] == small["regression_cyclic"] > 0
+    assert small["classes_24"] == small["classes_720"] > 0
+    bigger = a5.estimate_full_seconds(images, labels, {"train": 100, "test": 20}, epochs=4)
+    assert bigger["hands"] > small["hands"]
+
+
+def test_cli_explicit_missing_or_bad_data_dir_exits_2(tmp_path, capsys):
+    missing = tmp_path / "no-such-dir"
+    assert main(["reproduce", "a5", "--quick", "--data-dir", str(missing),
+                 "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "clocks not found" in err and str(missing) in err and "images.npy" in err
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    np.save(bad / "images.npy", np.zeros((4, 150, 150), dtype=np.float32))  # not uint8 pixels
+    np.save(bad / "labels.npy", np.zeros((4, 2), dtype=np.int64))
+    assert main(["reproduce", "a5", "--quick", "--data-dir", str(bad),
+                 "--out", str(tmp_path)]) == 2
+    assert "fastdl: error:" in capsys.readouterr().err
+    assert not (tmp_path / "a5" / "errors.md").exists()
+
+
+def test_registry_lists_a5():
+    assert "a5" in ASSIGNMENTS
+    assert get_runner("a5") is a5.run
+
+
+# -- the split ------------------------------------------------------------------------------------
+
+
+def test_split_is_the_courses_permutation():
+    images, labels = tiny_clocks(50)
+    order = np.random.RandomState(42).permutation(50)
+    train, test = a5.split_indices(50)
+    np.testing.assert_array_equal(train, order[:40])
+    np.testing.assert_array_equal(test, order[40:])
+    splits = a5.prepare_splits(images, labels)
+    x_train, y_train, raw_train = splits["train"]
+    np.testing.assert_array_equal(y_train, labels[order[:40]])
+    np.testing.assert_array_equal(raw_train, images[order[:40]])
+    np.testing.assert_array_equal(x_train[..., 0], images[order[:40]] / np.float32(255))
+    assert x_train.dtype == np.float32 and x_train.shape == (40, 150, 150, 1)
+    # A quick run keeps the first images of each split of the full run.
+    small = a5.prepare_splits(images, labels, {"train": 5, "test": 3})
+    np.testing.assert_array_equal(small["train"][1], labels[order[:5]])
+    np.testing.assert_array_equal(small["test"][1], labels[order[40:43]])
+    with pytest.raises(ValueError, match="labels"):
+        a5.prepare_splits(images, labels[:10])
+
+
+# -- decoding -------------------------------------------------------------------------------------
+
+
+def test_regression_output_is_read_modulo_12():
+    np.testing.assert_allclose(decode_hours([2.25, 12.5, -0.25, 23.0]),
+                               [[2, 15], [0, 30], [11, 45], [11, 0]])
+    labels = np.array([[3, 30], [0, 0], [11, 59]])
+    np.testing.assert_allclose(a5_models.targets("regression_cyclic", labels),
+                               [3.5, 0.0, 11 + 59 / 60])
+
+
+def test_classes_and_their_centre_and_left_edge():
+    labels = np.array([[0, 0], [0, 29], [0, 30], [11, 59], [6, 1]])
+    np.testing.assert_array_equal(time_classes(labels, 24), [0, 0, 1, 23, 12])
+    np.testing.assert_array_equal(time_classes(labels, 720), [0, 29, 30, 719, 361])
+    np.testing.assert_array_equal(time_classes(labels, 480), [0, 19, 20, 479, 240])
+    # 24 classes: a bin is 30 minutes; its whole minutes are 30c .. 30c + 29.
+    np.testing.assert_allclose(decode_classes([0, 1, 23], 24, "left"), [[0, 0], [0, 30], [11, 30]])
+    np.testing.assert_allclose(decode_classes([0, 1, 23], 24), [[0, 14.5], [0, 44.5], [11, 44.5]])
+    # 720 classes: one minute each, the centre is the minute itself.
+    np.testing.assert_allclose(decode_classes([361], 720), [[6, 1]])
+    np.testing.assert_allclose(decode_classes([361], 720, "left"), [[6, 1]])
+    # 480 classes: 1.5 minutes; bin 0 holds minutes 0 and 1, bin 1 only minute 2.
+    np.testing.assert_allclose(decode_classes([0, 1], 480), [[0, 0.5], [0, 2]])
+    # Every label decodes back into its own bin, and on average the centre beats the left edge
+    # by about half a bin (14.5 - 7.5 = 7 minutes for 24 classes).
+    every = np.array([[h, m] for h in range(12) for m in range(60)])
+    for n in a5.CLASS_COUNTS:
+        classes = time_classes(every, n)
+        np.testing.assert_array_equal(time_classes(decode_classes(classes, n), n), classes)
+    centre = common_sense_errors(every, decode_classes(time_classes(every, 24), 24)).mean()
+    left = common_sense_errors(every, decode_classes(time_classes(every, 24), 24, "left")).mean()
+    assert centre == pytest.approx(7.5) and left == pytest.approx(14.5)
+    with pytest.raises(ValueError, match="edge"):
+        decode_classes([0], 24, "right")
+
+
+def test_multihead_decoding():
+    probabilities = np.eye(12)[[3, 11]]
+    np.testing.assert_allclose(decode_multihead(probabilities, [[0.5], [1.2]]),
+                               [[3, 30], [11, 59.999]])
+    targets = a5_models.targets("multihead", np.array([[4, 15]]))
+    assert targets["hour"].tolist() == [4] and targets["minute"].tolist() == [0.25]
+
+
+def test_hand_angles_round_trip_and_the_hour_near_the_hour():
+    every = np.array([[h, m] for h in range(12) for m in range(60)])
+    np.testing.assert_allclose(decode_hands(hand_angles(every)), every, atol=1e-9)
+    # The hour hand of 2:59 points almost at 3: the hour still comes out as 2, and that of
+    # 3:01 just past 3 still gives 3, even when the hour hand is read a few minutes off.
+    for true, hour_hand_error in (([2, 59], 20), ([2, 59], -20), ([3, 1], -20), ([3, 1], 20),
+                                  ([11, 58], 25), ([0, 2], -25)):
+        outputs = hand_angles(np.array([true]))
+        angle = np.arctan2(outputs[0, 1], outputs[0, 0]) + 2 * np.pi * hour_hand_error / 720
+        outputs[0, :2] = 0.7 * np.cos(angle), 0.7 * np.sin(angle)  # not unit length either
+        np.testing.assert_allclose(decode_hands(outputs), [true], atol=1e-9)
+    # A minute hand a little before 12 with the hour hand at 3: 2:58, not 3:58.
+    outputs = hand_angles(np.array([[3, 0]]))
+    minute_angle = -2 * np.pi * 2 / 60
+    outputs[0, 2:] = np.cos(minute_angle), np.sin(minute_angle)
+    np.testing.assert_allclose(decode_hands(outputs), [[2, 58]], atol=1e-9)
+    # 12 o'clock reads 0:00 (the labels' hour), never 12:00 or 0:60.
+    np.testing.assert_allclose(decode_hands(hand_angles(np.array([[0, 0]]))), [[0, 0]])
+
+
+# -- the models -----------------------------------------------------------------------------------
+
+
+def _conv(k, c_in, c_out):
+    return k * k * c_in * c_out + c_out
+
+
+def _dense(n_in, n_out):
+    return n_in * n_out + n_out
+
+
+def test_parameter_counts_match_keras():
+    # 150 -> conv 148 -> pool 74 -> conv 72 -> pool 36 -> conv 34 -> pool 17: 17 * 17 * 32.
+    flat = 17 * 17 * 32
+    regression = (_conv(3, 1, 16) + _conv(3, 16, 32) + _conv(3, 32, 32) + _dense(flat, 128)
+                  + _dense(128, 128) + _dense(128, 1))
+    assert a5_models.compiled_model("regression_mse").count_params() == regression == 1_214_561
+    for n in a5.CLASS_COUNTS:
+        expected = (_conv(3, 1, 32) + 2 * _conv(3, 32, 32) + _dense(flat, 128) + _dense(128, 128)
+                    + _dense(128, n))
+        assert a5_models.compiled_model(f"classes_{n}").count_params() == expected
+    trunk = _conv(3, 1, 16) + _conv(3, 16, 32) + _conv(3, 32, 32)
+    multihead = (trunk + _dense(flat, 128) + _dense(128, 128) + _dense(128, 1)
+                 + _dense(flat, 256) + _dense(256, 128) + _dense(128, 12))
+    model = a5_models.compiled_model("multihead")
+    assert model.count_params() == multihead == 3_616_749
+    assert model.output_names == ["hour", "minute"]
+    hands = trunk + _dense(flat, 256) + _dense(256, 128) + _dense(128, 4)
+    assert a5_models.compiled_model("hands").count_params() == hands == 2_415_204
+
+
+def test_models_are_seeded():
+    images, labels = tiny_clocks(8)
+    x = images[..., None].astype(np.float32) / 255
+    outputs = []
+    for _ in range(2):
+        model = a5_models.compiled_model("multihead", seed=3)
+        model.fit(x, a5_models.targets("multihead", labels), batch_size=4)
+        outputs.append(model.predict(x[:2]))
+    np.testing.assert_array_equal(outputs[0]["hour"], outputs[1]["hour"])
+    np.testing.assert_array_equal(outputs[0]["minute"], outputs[1]["minute"])
