@@ -18,19 +18,10 @@ or a triangle), as real clocks do: otherwise the whole clock's rotation would hi
 import numpy as np
 
 from fastdl.kernels.npy import clock_layout as L
+from fastdl.kernels.npy._hash import GOLDEN, MIX2, mix64 as _mix64
 
-GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-MIX2 = np.uint64(0x94D049BB133111EB)
 N_DRAWS = 96  # uniforms per image; the draws below use fewer, the rest are spare
 MAX_TILT = np.radians(40.0)
-
-
-def _mix64(z):
-    """splitmix64's finaliser on uint64 arrays (wrapping arithmetic)."""
-    z = (z ^ (z >> np.uint64(30))) * MIX1
-    z = (z ^ (z >> np.uint64(27))) * MIX2
-    return z ^ (z >> np.uint64(31))
 
 
 def image_keys(seed, first, n):

@@ -28,17 +28,15 @@ from fastdl.kernels.npy.clock_layout import (BG, BG_GX, BG_GY, BLUR, BLUR_RADIUS
                                              SHAPE_SIZE, STRIPE_AMP, STRIPE_KX, STRIPE_KY, TICK_OUTER, TICKS,
                                              VIGNETTE)
 
+from ._hash import GOLDEN, mix64 as _mix64
 from ._jit import compile_kernel, launch
 
 # error_model="numpy": a float division by zero gives inf instead of raising, so that loops with
 # a division vectorise (no division here can meet a zero).
 _helper = numba.njit(nogil=True, cache=True, error_model="numpy")
 
-GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-MIX2 = np.uint64(0x94D049BB133111EB)
 LOW32 = np.uint64(0xFFFFFFFF)
-SHIFT27, SHIFT30, SHIFT31, SHIFT32 = np.uint64(27), np.uint64(30), np.uint64(31), np.uint64(32)
+SHIFT32 = np.uint64(32)
 TWO_POW_M32 = 2.0 ** -32
 SQRT6 = 2.449489742783178       # scales a sum of two uniforms minus 1 to unit variance
 HALF_PI = 1.5707963267948966
@@ -50,14 +48,6 @@ SHADOW_REACH = 0.15                 # the shadow's soft edge spans the clock's r
 # Row arrays of the scratch buffer.
 U, V, R, INV_FOOT, ANGLE, FACE_COVER, BODY, INK_COVER, VALUE = range(9)
 N_ROWS = 9
-
-
-@_helper
-def _mix64(z):
-    """splitmix64's finaliser (uint64 arithmetic wraps)."""
-    z = (z ^ (z >> SHIFT30)) * MIX1
-    z = (z ^ (z >> SHIFT27)) * MIX2
-    return z ^ (z >> SHIFT31)
 
 
 @_helper

@@ -8,26 +8,16 @@ import numba
 import numpy as np
 from numba import prange
 
+from ._hash import GOLDEN, mix64 as _mix64
 from ._jit import compile_kernel, launch
 
 _helper = numba.njit(nogil=True, cache=True)
 
-GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-MIX2 = np.uint64(0x94D049BB133111EB)
 LOW32 = np.uint64(0xFFFFFFFF)
 N_PAIRS = np.uint64(5)
-SHIFT27, SHIFT30, SHIFT31, SHIFT32 = np.uint64(27), np.uint64(30), np.uint64(31), np.uint64(32)
+SHIFT32 = np.uint64(32)
 TWO_POW_M31 = 2.0 ** -31
 MAX_ATTEMPTS = np.uint64(256)
-
-
-@_helper
-def _mix64(z):
-    """splitmix64's finaliser (uint64 arithmetic wraps)."""
-    z = (z ^ (z >> SHIFT30)) * MIX1
-    z = (z ^ (z >> SHIFT27)) * MIX2
-    return z ^ (z >> SHIFT31)
 
 
 @_helper

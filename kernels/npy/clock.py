@@ -9,10 +9,8 @@ is; the passes are described in kernels/cpu/clock.py, the parameters in clock_la
 import numpy as np
 
 from fastdl.kernels.npy import clock_layout as L
+from fastdl.kernels.npy._hash import GOLDEN, mix64 as _mix64
 
-GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-MIX2 = np.uint64(0x94D049BB133111EB)
 TWO_POW_M32 = 2.0 ** -32
 SQRT6 = 2.449489742783178
 HALF_PI = 1.5707963267948966
@@ -21,13 +19,6 @@ PER_RADIAN_60 = 9.549296585513721
 PER_RADIAN_12 = 1.909859317102744
 LEAF_TIP = 2.857142857142857
 SHADOW_REACH = 0.15
-
-
-def _mix64(z):
-    """splitmix64's finaliser on uint64 arrays (wrapping arithmetic)."""
-    z = (z ^ (z >> np.uint64(30))) * MIX1
-    z = (z ^ (z >> np.uint64(27))) * MIX2
-    return z ^ (z >> np.uint64(31))
 
 
 def _cover(sd, inv_footprint):

@@ -14,9 +14,8 @@ WEIGHT_OF_NORMAL.
 
 import numpy as np
 
-GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-MIX2 = np.uint64(0x94D049BB133111EB)
+from fastdl.kernels.npy._hash import GOLDEN, mix64 as _mix64
+
 TWO_POW_M31 = 2.0 ** -31
 MAX_ATTEMPTS = 256  # attempts per pair in the counter: 0.215 ** 256 -- never reached
 N_PAIRS = 5  # Box-Muller pairs per draw: 10 normals, the last one unused
@@ -24,13 +23,6 @@ N_PAIRS = 5  # Box-Muller pairs per draw: 10 normals, the last one unused
 # point (0, 0) needs (b_h1, b_h2, b_out, w(h1->out), w(h2->out)) come from the first 3 pairs,
 # so the compiled kernels can reject most draws after hashing 3 of the 5 pairs.
 WEIGHT_OF_NORMAL = (0, 3, 6, 7, 8, 1, 2, 4, 5)
-
-
-def _mix64(z):
-    """splitmix64's finaliser on uint64 arrays (wrapping arithmetic)."""
-    z = (z ^ (z >> np.uint64(30))) * MIX1
-    z = (z ^ (z >> np.uint64(27))) * MIX2
-    return z ^ (z >> np.uint64(31))
 
 
 def _stream_key(seed, search):
