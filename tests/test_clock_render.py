@@ -184,7 +184,32 @@ def test_cython_layout_matches_clock_layout():
     ({"n": 2, "seed": -1}, ValueError), ({"n": 2, "seed": "0"}, TypeError),
     ({"n": 2, "size": 8}, ValueError), ({"n": 2, "size": 4096}, ValueError),
     ({"n": 2, "first": -3}, ValueError), ({"n": 2, "backend": "gpu"}, ValueError),
+    ({"n": 2, "max_turn": 200}, ValueError), ({"n": 2, "max_turn": "30"}, ValueError),
 ])
 def test_bad_arguments_raise_before_rendering(kwargs, error):
     with pytest.raises(error):
         render_clocks(**kwargs)
+
+
+def test_max_turn_limits_the_whole_clocks_turn_and_nothing_else():
+    labels, full, _ = clock_design.draw_parameters(4, 0, 2000)
+    same_labels, upright, _ = clock_design.draw_parameters(4, 0, 2000, max_turn=0.0)
+    _, limited, _ = clock_design.draw_parameters(4, 0, 2000, max_turn=30.0)
+    np.testing.assert_array_equal(labels, same_labels)
+    pose = slice(L.HINV, L.DET + 1)
+    np.testing.assert_array_equal(np.delete(full, np.r_[pose], axis=1), np.delete(upright, np.r_[pose], axis=1))
+
+    def twelve_direction(params):
+        """Image-plane angle of the face's 12 o'clock direction, degrees from straight up."""
+        forward = np.linalg.inv(params[:, :9].reshape(-1, 3, 3))
+        centre = forward[:, :2, 2] / forward[:, 2, 2, None]
+        tip = (forward[:, :2, 1] + forward[:, :2, 2]) / (forward[:, 2, 1] + forward[:, 2, 2])[:, None]
+        d = tip - centre
+        return np.degrees(np.arctan2(d[:, 0], -d[:, 1]))
+
+    # Tilt shears the image of the 12 direction a little; the turn itself is what is bounded.
+    assert np.abs(twelve_direction(upright)).max() < 45
+    assert np.abs(twelve_direction(limited)).max() < 80
+    assert np.abs(twelve_direction(full)).max() > 170
+    images, _ = render_clocks(3, max_turn=0)
+    assert images.shape == (3, 150, 150)

@@ -54,8 +54,11 @@ class _Draws:
         return self() < p
 
 
-def draw_parameters(seed, first, n):
+def draw_parameters(seed, first, n, max_turn=180.0):
     """Labels and renderer parameters of images first .. first + n - 1 of `seed`.
+
+    max_turn: the whole clock is turned in its own plane by up to this many degrees either way
+    (180: any angle, the default; 0: 12 at the top). Only the turn changes with it.
 
     Returns
     -------
@@ -79,6 +82,8 @@ def draw_parameters(seed, first, n):
     room = np.maximum(0.48 - outer * scale, 0.0)
     centre_x, centre_y = 0.5 + room * u(-1, 1), 0.5 + room * u(-1, 1)
     turn = u(0, 2 * np.pi)                                # the whole clock, in its own plane
+    if max_turn < 180.0:
+        turn = np.radians(max_turn) * (turn / np.pi - 1.0)  # the same draw, in [-max_turn, max_turn)
     tilt = MAX_TILT * u() ** 0.75
     axis = u(0, 2 * np.pi)
     depth = u(3.0, 8.0)                                   # camera distance in face radii

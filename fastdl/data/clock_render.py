@@ -37,7 +37,7 @@ def _check_int(name, value, low, high=None):
     return int(value)
 
 
-def render_clocks(n, seed=0, size=150, backend=None, first=0):
+def render_clocks(n, seed=0, size=150, backend=None, first=0, max_turn=180.0):
     """Render ``n`` synthetic analog clocks and their times.
 
     Image i depends only on (seed, first + i): rendering 200 gives the first 200 of rendering
@@ -54,6 +54,10 @@ def render_clocks(n, seed=0, size=150, backend=None, first=0):
         "numba", "cython", "numpy" (the slow reference) or None for the process default.
     first : int >= 0, default 0
         Index of the first image in the seed's sequence (to render a set in pieces).
+    max_turn : float in [0, 180], default 180
+        The whole clock turns in its own plane by up to this many degrees either way: 180, any
+        angle; 0, 12 at the top. Clocks turned by any angle are far harder to learn: the course's
+        networks stay at chance for hundreds of steps where upright ones start reading the time.
 
     Returns
     -------
@@ -65,7 +69,9 @@ def render_clocks(n, seed=0, size=150, backend=None, first=0):
     seed = _check_int("seed", seed, 0, 2 ** 64 - 1)
     size = _check_int("size", size, MIN_SIZE, MAX_SIZE)
     first = _check_int("first", first, 0, 2 ** 63 - 1)
-    labels, params, keys = clock_design.draw_parameters(seed, first, n)
+    if isinstance(max_turn, bool) or not isinstance(max_turn, numbers.Real) or not 0 <= max_turn <= 180:
+        raise ValueError(f"max_turn must be a number of degrees in [0, 180], got {max_turn!r}")
+    labels, params, keys = clock_design.draw_parameters(seed, first, n, float(max_turn))
     clock_design.pixel_boxes(params, size)
     images = np.empty((n, size, size), dtype=np.uint8)
     kernels, _ = _backend.kernels("clock", backend)
