@@ -101,6 +101,9 @@ def _build_parser():
                                help="number of images (default: 18000, the course's count)")
     data_generate.add_argument("--seed", type=_non_negative_int, default=0,
                                help="renderer seed (default: 0, what load_clocks renders)")
+    data_generate.add_argument("--max-turn", type=float, default=180.0, metavar="DEGREES",
+                               help="turn the whole clock by at most this many degrees either way "
+                                    "(default: 180, any angle; 30 keeps 12 near the top)")
     data_generate.add_argument("--data-dir", default=None, metavar="DIR",
                                help="write into DIR/clocks instead of the cache")
     data_generate.set_defaults(handler=_cmd_data_generate)
@@ -371,7 +374,7 @@ def _cmd_data_generate(args):
     directory = Path(args.data_dir).expanduser() / "clocks" if args.data_dir else None
     start = time.perf_counter()
     try:
-        directory = generate_clocks(args.n, args.seed, directory)
+        directory = generate_clocks(args.n, args.seed, directory, max_turn=args.max_turn)
     except (FileNotFoundError, ValueError):
         raise  # main reports these as data errors (exit status 2)
     except OSError as error:  # an unwritable directory, a full disk

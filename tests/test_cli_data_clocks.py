@@ -13,7 +13,7 @@ def isolated_places(tmp_path, monkeypatch):
     monkeypatch.delenv("FASTDL_DATA", raising=False)
     monkeypatch.setenv("FASTDL_CACHE_DIR", str(tmp_path / "cache"))
 
-    def fake_render(n, seed=0, size=150, backend=None):
+    def fake_render(n, seed=0, size=150, backend=None, max_turn=180.0):
         rng = np.random.default_rng(seed)
         images = rng.integers(0, 256, (n, size, size), dtype=np.uint8)
         return images, np.stack([rng.integers(0, 12, n), rng.integers(0, 60, n)], axis=1)
@@ -75,3 +75,20 @@ def test_data_list_shows_clocks(tmp_path, capsys):
                      "fastdl data generate clocks"):
         assert expected in section
     assert "leiden-digits:" in out and "fashion-mnist:" in out
+
+
+def test_generate_with_a_bounded_turn_is_recorded_and_named(tmp_path, monkeypatch):
+    import json
+
+    from fastdl.cli import main
+    from fastdl.data import load_clocks
+
+    monkeypatch.delenv("FASTDL_DATA", raising=False)
+    assert main(["data", "generate", "clocks", "--n", "3", "--max-turn", "30",
+                 "--data-dir", str(tmp_path)]) == 0
+    sidecar = json.loads((tmp_path / "clocks" / "clocks.json").read_text())
+    assert sidecar["max_turn"] == 30.0
+    images, labels, source = load_clocks(tmp_path, with_source=True)
+    assert images.shape == (3, 150, 150) and "turned at most 30 degrees" in source
+    assert main(["data", "generate", "clocks", "--n", "3", "--max-turn", "200",
+                 "--data-dir", str(tmp_path / "other")]) == 2

@@ -27,7 +27,7 @@ def renders(monkeypatch):
     """A fast stand-in for the renderer (random pixels, seeded); the list records each call."""
     calls = []
 
-    def fake_render(n, seed=0, size=150, backend=None):
+    def fake_render(n, seed=0, size=150, backend=None, max_turn=180.0):
         calls.append((n, seed, size))
         rng = np.random.default_rng(seed)
         images = rng.integers(0, 256, (n, size, size), dtype=np.uint8)
@@ -271,7 +271,7 @@ def test_interrupted_save_leaves_nothing(tmp_path, monkeypatch, renders, interru
 
 
 def test_interrupted_render_writes_nothing(tmp_path, monkeypatch):
-    def failing_render(n, seed=0, size=150, backend=None):
+    def failing_render(n, seed=0, size=150, backend=None, max_turn=180.0):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(clock_render, "render_clocks", failing_render)

@@ -108,12 +108,14 @@ def load_clocks(path=None, verify=True, with_source=False):
         source = (f"course clocks from {directory} ({n_samples:,} images, "
                   f"{height}x{width})")
     else:
-        source = (f"synthetic clocks ({sidecar['renderer']}, seed {sidecar['seed']}, "
+        turn = sidecar.get("max_turn", 180.0)
+        turned = f", turned at most {turn:g} degrees" if turn != 180.0 else ""
+        source = (f"synthetic clocks ({sidecar['renderer']}, seed {sidecar['seed']}{turned}, "
                   f"{n_samples:,} images, {height}x{width}) from {directory}")
     return images, labels, source
 
 
-def generate_clocks(n=SYNTHETIC_N, seed=SYNTHETIC_SEED, directory=None, size=IMAGE_SIZE):
+def generate_clocks(n=SYNTHETIC_N, seed=SYNTHETIC_SEED, directory=None, size=IMAGE_SIZE, max_turn=180.0):
     """Render synthetic clocks and write them as ``images.npy``, ``labels.npy``, ``clocks.json``.
 
     Each file is written to a hidden temporary file beside its target, flushed to disk and then
@@ -133,6 +135,8 @@ def generate_clocks(n=SYNTHETIC_N, seed=SYNTHETIC_SEED, directory=None, size=IMA
         where :func:`load_clocks` looks.
     size : int, default 150
         Height and width of the images.
+    max_turn : float in [0, 180], default 180
+        Largest turn of the whole clock in degrees (see :func:`fastdl.data.render_clocks`).
 
     Returns
     -------
@@ -142,16 +146,18 @@ def generate_clocks(n=SYNTHETIC_N, seed=SYNTHETIC_SEED, directory=None, size=IMA
     Raises
     ------
     ValueError
-        ``n``, ``seed`` or ``size`` is invalid, or ``directory`` holds clock files without a
+        ``n``, ``seed``, ``size`` or ``max_turn`` is invalid, or ``directory`` holds clock files without a
         ``clocks.json`` (the course's data, which is never overwritten).
     """
     n, seed, size = (_check_int(n, "n", 1), _check_int(seed, "seed", 0),
                      _check_int(size, "size", 8))
+    if isinstance(max_turn, bool) or not isinstance(max_turn, (int, float)) or not 0 <= max_turn <= 180:
+        raise ValueError(f"max_turn must be a number of degrees in [0, 180], got {max_turn!r}")
     directory = Path(directory).expanduser() if directory is not None else default_directory()
     _refuse_to_overwrite_course_files(directory)
     from fastdl.data import clock_render  # the renderer's kernels load only when rendering
 
-    images, labels = clock_render.render_clocks(n, seed=seed, size=size)
+    images, labels = clock_render.render_clocks(n, seed=seed, size=size, max_turn=max_turn)
     images, labels = _check_rendered(images, labels, n, size)
     directory.mkdir(parents=True, exist_ok=True)
     temporaries = []
@@ -165,7 +171,7 @@ def generate_clocks(n=SYNTHETIC_N, seed=SYNTHETIC_SEED, directory=None, size=IMA
             digests[file_name] = _files.file_sha256(temporaries[-1])
         temporaries.append(_temporary(directory / SIDECAR))
         with open(temporaries[-1], "w", encoding="utf-8") as out:
-            json.dump(_sidecar(n, seed, size, digests), out, indent=2)
+            json.dump(_sidecar(n, seed, size, digests, max_turn), out, indent=2)
             out.write("\n")
             _flush(out)
         # The sidecar first: see the docstring.
@@ -359,7 +365,7 @@ def _check_rendered(images, labels, n, size):
     return np.ascontiguousarray(images), np.ascontiguousarray(labels, dtype=np.int64)
 
 
-def _sidecar(n, seed, size, digests):
+def _sidecar(n, seed, size, digests, max_turn=180.0):
     """The content of ``clocks.json``."""
     import fastdl
     from fastdl.data import clock_render
@@ -370,6 +376,7 @@ def _sidecar(n, seed, size, digests):
                                                      if renderer_version is not None else "")
     return {"kind": SYNTHETIC_KIND, "renderer": renderer, "fastdl_version": version,
             "renderer_version": renderer_version, "seed": seed, "n": n, "size": size,
+            "max_turn": float(max_turn),
             "files": list(FILES), "sha256": digests}
 
 
