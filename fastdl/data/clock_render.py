@@ -37,6 +37,13 @@ def _check_int(name, value, low, high=None):
     return int(value)
 
 
+def check_max_turn(max_turn):
+    """max_turn as a float of degrees in [0, 180]; ValueError otherwise."""
+    if isinstance(max_turn, bool) or not isinstance(max_turn, numbers.Real) or not 0 <= max_turn <= 180:
+        raise ValueError(f"max_turn must be a number of degrees in [0, 180], got {max_turn!r}")
+    return float(max_turn)
+
+
 def render_clocks(n, seed=0, size=150, backend=None, first=0, max_turn=180.0):
     """Render ``n`` synthetic analog clocks and their times.
 
@@ -69,9 +76,7 @@ def render_clocks(n, seed=0, size=150, backend=None, first=0, max_turn=180.0):
     seed = _check_int("seed", seed, 0, 2 ** 64 - 1)
     size = _check_int("size", size, MIN_SIZE, MAX_SIZE)
     first = _check_int("first", first, 0, 2 ** 63 - 1)
-    if isinstance(max_turn, bool) or not isinstance(max_turn, numbers.Real) or not 0 <= max_turn <= 180:
-        raise ValueError(f"max_turn must be a number of degrees in [0, 180], got {max_turn!r}")
-    labels, params, keys = clock_design.draw_parameters(seed, first, n, float(max_turn))
+    labels, params, keys = clock_design.draw_parameters(seed, first, n, check_max_turn(max_turn))
     clock_design.pixel_boxes(params, size)
     images = np.empty((n, size, size), dtype=np.uint8)
     kernels, _ = _backend.kernels("clock", backend)

@@ -151,11 +151,11 @@ def generate_clocks(n=SYNTHETIC_N, seed=SYNTHETIC_SEED, directory=None, size=IMA
     """
     n, seed, size = (_check_int(n, "n", 1), _check_int(seed, "seed", 0),
                      _check_int(size, "size", 8))
-    if isinstance(max_turn, bool) or not isinstance(max_turn, (int, float)) or not 0 <= max_turn <= 180:
-        raise ValueError(f"max_turn must be a number of degrees in [0, 180], got {max_turn!r}")
+    from fastdl.data import clock_render  # the renderer's kernels load only when rendering
+
+    max_turn = clock_render.check_max_turn(max_turn)
     directory = Path(directory).expanduser() if directory is not None else default_directory()
     _refuse_to_overwrite_course_files(directory)
-    from fastdl.data import clock_render  # the renderer's kernels load only when rendering
 
     images, labels = clock_render.render_clocks(n, seed=seed, size=size, max_turn=max_turn)
     images, labels = _check_rendered(images, labels, n, size)

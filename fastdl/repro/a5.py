@@ -154,20 +154,21 @@ def _rows(y, index):
 
 
 class EpochTestError(nn.Callback):
-    """Records the mean common-sense error on the test split after every epoch."""
+    """Records the mean common-sense error on the test split after every epoch, and keeps the
+    last epoch's outputs (the trained model's test predictions: not predicted twice)."""
 
     def __init__(self, key, x_test, labels_test, batch_size):
         self.key, self.x, self.labels, self.batch_size = key, x_test, labels_test, batch_size
-        self.errors = []
+        self.errors, self.outputs = [], None
 
     def on_train_begin(self, logs=None):
-        self.errors = []
+        self.errors, self.outputs = [], None
 
     def on_epoch_end(self, epoch, logs=None):
         from fastdl.metrics import common_sense_minutes
 
-        predicted = decode(self.key, self.model.predict(self.x, self.batch_size))
-        self.errors.append(common_sense_minutes(self.labels, predicted))
+        self.outputs = self.model.predict(self.x, self.batch_size)
+        self.errors.append(common_sense_minutes(self.labels, decode(self.key, self.outputs)))
         return False
 
 
@@ -257,7 +258,7 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, sizes=None, e
     print(f"data: {source}\n")
 
     batch = SETTINGS["batch_size"]
-    (x_train, y_train, _), (x_test, y_test, raw_test) = splits["train"], splits["test"]
+    (x_train, y_train, _), (x_test, y_test, _) = splits["train"], splits["test"]
     parameters, errors, left_edge, history, seconds_per_epoch = {}, {}, {}, {}, {}
     test_errors, test_predictions = {}, {}
     for key, (approach, detail) in MODELS.items():
@@ -271,8 +272,9 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, sizes=None, e
         history[key] = {"loss": fitted.history["loss"], "test_error": tracker.errors}
         seconds_per_epoch[key] = timer.seconds
         with timings(f"evaluate_{key}"):
-            outputs = {split: model.predict(x, batch)
-                       for split, (x, _, _) in splits.items()}
+            outputs = {"train": model.predict(x_train, batch),
+                       "test": tracker.outputs if tracker.outputs is not None
+                       else model.predict(x_test, batch)}
         errors[key], per_sample = {}, {}
         for split, (_, y, _) in splits.items():
             per_sample[split] = common_sense_errors(y, decode(key, outputs[split]))

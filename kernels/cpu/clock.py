@@ -84,7 +84,7 @@ def _nearest(angle, per_radian, n):
 
 
 @_helper
-def _span(p, base, size):
+def _span(p, base):
     """Columns [first, stop) and rows [top, bottom) of the box at p[base]."""
     return int(p[base]), int(p[base + 1]), int(p[base + 2]), int(p[base + 3])
 
@@ -236,8 +236,8 @@ def _numerals(p, glyphs, ticks, pixel, first, stop, rows):
         fx = (gx + GLYPH_HALF) * GLYPH_SCALE
         fy = (gy + GLYPH_HALF) * GLYPH_SCALE
         on_grid = fx >= 0.0 and fy >= 0.0 and fx < GLYPH_N - 1 and fy < GLYPH_N - 1
-        ix = min(max(int(fx), 0), last) if fx >= 0.0 else 0
-        iy = min(max(int(fy), 0), last) if fy >= 0.0 else 0
+        ix = min(int(fx), last) if fx >= 0.0 else 0
+        iy = min(int(fy), last) if fy >= 0.0 else 0
         ax = fx - ix
         ay = fy - iy
         at = (k * GLYPH_N + iy) * GLYPH_N + ix
@@ -415,8 +415,8 @@ def _render_one(p, key, glyphs, ticks, image, plane, padded, rows):
     size = image.shape[0]
     pixel = 1.0 / size
     inv_pixel = np.float64(size)
-    shadow_first, shadow_stop, shadow_top, shadow_bottom = _span(p, SHADOW_BOX, size)
-    clock_first, clock_stop, clock_top, clock_bottom = _span(p, CLOCK_BOX, size)
+    shadow_first, shadow_stop, shadow_top, shadow_bottom = _span(p, SHADOW_BOX)
+    clock_first, clock_stop, clock_top, clock_bottom = _span(p, CLOCK_BOX)
     value = rows[VALUE]
     for row in range(size):
         y = (row + 0.5) * pixel
