@@ -65,6 +65,9 @@ def _build_parser():
     speed.add_argument("--full", action="store_const", const=False, dest="quick",
                        help="the full runs (a4 and a5 otherwise run their quick version when "
                             "the full one would take over ten minutes here)")
+    reproduce.add_argument("--models", default=None, metavar="KEYS",
+                           help="a5: train only these models, comma-separated (e.g. "
+                                "multihead,hands; default: all ten)")
     reproduce.add_argument("--no-verify", action="store_true",
                            help="accept data files that are not the course's (no SHA-256 check)")
     reproduce.set_defaults(handler=_cmd_reproduce)
@@ -101,9 +104,13 @@ def _build_parser():
                                help="number of images (default: 18000, the course's count)")
     data_generate.add_argument("--seed", type=_non_negative_int, default=0,
                                help="renderer seed (default: 0, what load_clocks renders)")
-    data_generate.add_argument("--max-turn", type=float, default=180.0, metavar="DEGREES",
+    data_generate.add_argument("--max-turn", type=float, default=30.0, metavar="DEGREES",
                                help="turn the whole clock by at most this many degrees either way "
-                                    "(default: 180, any angle; 30 keeps 12 near the top)")
+                                    "(default: 30, what load_clocks renders; 180: any angle)")
+    data_generate.add_argument("--faces", choices=["one", "varied"], default="one",
+                               help="one: the seed's one clock in every image, as the course's "
+                                    "photographs (default); varied: every image a clock of its "
+                                    "own design")
     data_generate.add_argument("--data-dir", default=None, metavar="DIR",
                                help="write into DIR/clocks instead of the cache")
     data_generate.set_defaults(handler=_cmd_data_generate)
@@ -130,8 +137,11 @@ def _cmd_reproduce(args):
     for name in names:
         runner = get_runner(name)
         options = dict(extra)
-        if args.dataset is not None and "dataset" in inspect.signature(runner).parameters:
+        parameters = inspect.signature(runner).parameters
+        if args.dataset is not None and "dataset" in parameters:
             options["dataset"] = args.dataset
+        if args.models is not None and "models" in parameters:
+            options["models"] = [key.strip() for key in args.models.split(",") if key.strip()]
         try:
             result = runner(data_dir=args.data_dir, out_dir=args.out, quick=args.quick, **options)
         except DatasetNotFoundError as error:
@@ -374,7 +384,8 @@ def _cmd_data_generate(args):
     directory = Path(args.data_dir).expanduser() / "clocks" if args.data_dir else None
     start = time.perf_counter()
     try:
-        directory = generate_clocks(args.n, args.seed, directory, max_turn=args.max_turn)
+        directory = generate_clocks(args.n, args.seed, directory, max_turn=args.max_turn,
+                                    faces=args.faces)
     except (FileNotFoundError, ValueError):
         raise  # main reports these as data errors (exit status 2)
     except OSError as error:  # an unwritable directory, a full disk

@@ -13,7 +13,7 @@ def isolated_places(tmp_path, monkeypatch):
     monkeypatch.delenv("FASTDL_DATA", raising=False)
     monkeypatch.setenv("FASTDL_CACHE_DIR", str(tmp_path / "cache"))
 
-    def fake_render(n, seed=0, size=150, backend=None, max_turn=180.0):
+    def fake_render(n, seed=0, size=150, backend=None, max_turn=180.0, faces="varied"):
         rng = np.random.default_rng(seed)
         images = rng.integers(0, 256, (n, size, size), dtype=np.uint8)
         return images, np.stack([rng.integers(0, 12, n), rng.integers(0, 60, n)], axis=1)
@@ -30,7 +30,7 @@ def test_generate_into_data_dir(tmp_path, capsys):
     assert "images/s" in out and " s, " in out
     images, labels, source = load_clocks(tmp_path / "d", with_source=True)
     assert images.shape == (5, 150, 150) and labels.shape == (5, 2)
-    assert "synthetic clocks" in source and "seed 3, 5 images" in source
+    assert "synthetic clocks" in source and "seed 3, one clock, turned at most 30 degrees, 5 images" in source
     assert not (tmp_path / "cache").exists()
 
 
@@ -92,3 +92,14 @@ def test_generate_with_a_bounded_turn_is_recorded_and_named(tmp_path, monkeypatc
     assert images.shape == (3, 150, 150) and "turned at most 30 degrees" in source
     assert main(["data", "generate", "clocks", "--n", "3", "--max-turn", "200",
                  "--data-dir", str(tmp_path / "other")]) == 2
+
+
+def test_generate_varied_faces_is_recorded_and_named(tmp_path):
+    import json
+
+    assert main(["data", "generate", "clocks", "--n", "2", "--faces", "varied",
+                 "--data-dir", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "clocks" / "clocks.json").read_text())["faces"] == "varied"
+    assert "varied clocks" in load_clocks(tmp_path, with_source=True)[2]
+    with pytest.raises(SystemExit):
+        main(["data", "generate", "clocks", "--faces", "some"])

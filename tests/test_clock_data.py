@@ -27,8 +27,8 @@ def renders(monkeypatch):
     """A fast stand-in for the renderer (random pixels, seeded); the list records each call."""
     calls = []
 
-    def fake_render(n, seed=0, size=150, backend=None, max_turn=180.0):
-        calls.append((n, seed, size))
+    def fake_render(n, seed=0, size=150, backend=None, max_turn=180.0, faces="varied"):
+        calls.append((n, seed, size, faces))
         rng = np.random.default_rng(seed)
         images = rng.integers(0, 256, (n, size, size), dtype=np.uint8)
         labels = np.stack([rng.integers(0, 12, n), rng.integers(0, 60, n)], axis=1)
@@ -114,18 +114,19 @@ def test_synthetic_set_rendered_on_first_use_then_read(tmp_path, capsys, renders
     images, labels, source = load_clocks(with_source=True)
     err = capsys.readouterr().err
     assert f"rendering 6 synthetic clocks into {cache} (first use" in err
-    assert renders == [(6, 0, 150)]
+    assert renders == [(6, 0, 150, "one")]
     assert images.shape == (6, 150, 150) and images.dtype == np.uint8
     assert labels.shape == (6, 2) and labels.dtype == np.int64
     assert listing(cache) == ["clocks.json", "images.npy", "labels.npy"]
     sidecar = json.loads((cache / "clocks.json").read_text())
     assert sidecar["kind"] == "synthetic" and sidecar["seed"] == 0 and sidecar["n"] == 6
+    assert sidecar["faces"] == "one" and sidecar["max_turn"] == 30.0
     assert set(sidecar["sha256"]) == {"images.npy", "labels.npy"}
     assert source.startswith("synthetic clocks (fastdl ")
-    assert source.endswith(f"seed 0, 6 images, 150x150) from {cache}")
+    assert source.endswith(f"seed 0, one clock, turned at most 30 degrees, 6 images, 150x150) from {cache}")
 
     again = load_clocks(with_source=True)
-    assert renders == [(6, 0, 150)] and capsys.readouterr() == ("", "")
+    assert renders == [(6, 0, 150, "one")] and capsys.readouterr() == ("", "")
     assert_loaded(again, (images, labels))
     assert again[2] == source
 
@@ -135,7 +136,7 @@ def test_generated_set_found_in_a_data_dir_is_synthetic(tmp_path, renders):
         == tmp_path / "d" / "clocks"
     images, labels, source = load_clocks(tmp_path / "d", with_source=True)
     assert images.shape == (4, 20, 20)
-    assert "synthetic clocks" in source and "seed 3, 4 images, 20x20" in source
+    assert "synthetic clocks" in source and "seed 3, one clock, turned at most 30 degrees, 4 images, 20x20" in source
     assert not (tmp_path / "cache").exists()
 
 
@@ -271,7 +272,7 @@ def test_interrupted_save_leaves_nothing(tmp_path, monkeypatch, renders, interru
 
 
 def test_interrupted_render_writes_nothing(tmp_path, monkeypatch):
-    def failing_render(n, seed=0, size=150, backend=None, max_turn=180.0):
+    def failing_render(n, seed=0, size=150, backend=None, max_turn=180.0, faces="varied"):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(clock_render, "render_clocks", failing_render)
@@ -323,7 +324,7 @@ def test_generate_replaces_an_earlier_synthetic_set(tmp_path, renders):
     generate_clocks(3, seed=1, directory=tmp_path)
     generate_clocks(4, seed=2, directory=tmp_path)
     images, labels, source = load_clocks(tmp_path, with_source=True)
-    assert len(images) == 4 and "seed 2, 4 images" in source
+    assert len(images) == 4 and "seed 2, one clock, turned at most 30 degrees, 4 images" in source
     assert listing(tmp_path) == ["clocks.json", "images.npy", "labels.npy"]
 
 
@@ -356,6 +357,24 @@ def test_outdated_synthetic_cache_is_rendered_again(capsys, renders, monkeypatch
         load_clocks()
     capsys.readouterr()
     load_clocks()
-    assert "older version of the renderer" in capsys.readouterr().err
+    assert "older version of fastdl" in capsys.readouterr().err
     load_clocks()
     assert len(renders) == 2
+
+
+def test_cache_of_varied_clocks_from_before_one_clock_is_rendered_again(tmp_path, capsys, renders):
+    """fastdl's default set had varied clocks and no "faces" in clocks.json before it was one
+    clock: such a cache is rendered again; a set the user generated with faces="varied" is kept."""
+    cache = tmp_path / "cache" / "clocks"
+    load_clocks()
+    sidecar = json.loads((cache / "clocks.json").read_text())
+    del sidecar["faces"]
+    (cache / "clocks.json").write_text(json.dumps(sidecar))
+    capsys.readouterr()
+    load_clocks()
+    assert "older version of fastdl" in capsys.readouterr().err and len(renders) == 2
+    assert json.loads((cache / "clocks.json").read_text())["faces"] == "one"
+
+    generate_clocks(6, faces="varied")
+    *_, source = load_clocks(with_source=True)
+    assert len(renders) == 3 and "varied clocks" in source

@@ -185,6 +185,7 @@ def test_cython_layout_matches_clock_layout():
     ({"n": 2, "size": 8}, ValueError), ({"n": 2, "size": 4096}, ValueError),
     ({"n": 2, "first": -3}, ValueError), ({"n": 2, "backend": "gpu"}, ValueError),
     ({"n": 2, "max_turn": 200}, ValueError), ({"n": 2, "max_turn": "30"}, ValueError),
+    ({"n": 2, "faces": "many"}, ValueError), ({"n": 2, "faces": None}, ValueError),
 ])
 def test_bad_arguments_raise_before_rendering(kwargs, error):
     with pytest.raises(error):
@@ -213,3 +214,30 @@ def test_max_turn_limits_the_whole_clocks_turn_and_nothing_else():
     assert np.abs(twelve_direction(full)).max() > 170
     images, _ = render_clocks(3, max_turn=0)
     assert images.shape == (3, 150, 150)
+
+
+def test_one_clock_keeps_its_design_and_varies_pose_time_and_scene():
+    labels, varied, _ = clock_design.draw_parameters(5, 0, 400)
+    same_labels, one, _ = clock_design.draw_parameters(5, 0, 400, faces="one")
+    np.testing.assert_array_equal(labels, same_labels)
+    design = [L.RIM_WIDTH, L.FACE, L.INK, L.HAND, L.RIM, L.TICKS, L.NUMERALS, L.FONT,
+              L.NUM_HEIGHT, L.MARKER, L.LOGO, L.SECONDS, L.CAP]
+    design += [hand + part for hand in (L.HOUR_HAND, L.MINUTE_HAND, L.SECOND_HAND)
+               for part in (L.HAND_LEN, L.HAND_WIDTH, L.HAND_TAIL, L.HAND_VALUE)]
+    design += [L.HOUR_HAND + L.HAND_SHAPE, L.MINUTE_HAND + L.HAND_SHAPE]  # second hands: bars
+    assert np.all(one[:, design] == one[:1, design])
+    assert not np.all(varied[:, design] == varied[:1, design], axis=0).any()
+    scene = [L.HINV, L.BG, L.LIGHT, L.NOISE, L.SECOND_HAND + L.HAND_DX]
+    assert np.all(np.ptp(one[:, scene], axis=0) > 0)
+    # The seed's clock: the first images of another batch, or of another start, are the same.
+    np.testing.assert_array_equal(clock_design.draw_parameters(5, 100, 3, faces="one")[1][0, design],
+                                  one[0, design])
+    assert not np.array_equal(clock_design.draw_parameters(6, 0, 1, faces="one")[1][0, design],
+                              one[0, design])
+
+
+def test_one_clock_is_drawn_alike_by_all_backends(compiled):
+    reference, labels = render_clocks(3, seed=2, size=48, backend="numpy", faces="one")
+    images, same_labels = render_clocks(3, seed=2, size=48, backend=compiled, faces="one")
+    np.testing.assert_array_equal(images, reference)
+    np.testing.assert_array_equal(labels, same_labels)

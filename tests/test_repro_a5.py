@@ -147,7 +147,7 @@ def test_auto_quick_follows_the_estimate(estimate, expect_quick, tmp_path, monke
     monkeypatch.setattr(a5, "_load", lambda data_dir, verify: (images, labels, "tiny clocks"))
     seen = {}
 
-    def fake_estimate(images, labels, counts, epochs=None):
+    def fake_estimate(images, labels, counts, epochs=None, keys=tuple(a5.MODELS)):
         seen["counts"] = counts
         return {**{key: estimate / 10 for key in a5.MODELS}, "total": estimate}
 
@@ -161,6 +161,39 @@ def test_auto_quick_follows_the_estimate(estimate, expect_quick, tmp_path, monke
     else:
         assert "running it" in printed
     assert "Estimated full run" in (tmp_path / "a5" / "epoch_times.md").read_text()
+
+
+def test_models_trains_only_those_in_the_tables_order(tmp_path, monkeypatch, capsys):
+    images, labels = tiny_clocks(20)
+    monkeypatch.setattr(a5, "_load", lambda data_dir, verify: (images, labels, "tiny clocks"))
+    monkeypatch.setattr(a5, "estimate_full_seconds", lambda *args: {
+        "hands": 700.0, "multihead": 700.0, "total": 1400.0})
+    result = a5.run(out_dir=tmp_path, epochs=1, sizes={"train": 6, "test": 3},
+                    models=["hands", "multihead"])
+    assert list(result["errors"]) == ["multihead", "hands"] == list(result["history"])
+    assert "--full --models multihead,hands" in capsys.readouterr().out
+    table = (tmp_path / "a5" / "errors.md").read_text()
+    assert "Multi-head" in table and "hand angles" in table and "Regression" not in table
+    written = {path.split("/")[-1] for path in result["files"]}
+    assert "classification_sweep.png" not in written and "learning_curves.png" in written
+    with pytest.raises(ValueError, match="unknown model.*'multi'.*choose from"):
+        a5.run(out_dir=tmp_path, models=["multi"])
+
+
+def test_cli_models_option(tmp_path, monkeypatch, capsys):
+    calls, real_run = [], a5.run
+
+    def fake_run(data_dir=None, out_dir="results", quick=None, verify=True, models=None):
+        calls.append(models)
+        return {"source": "fake", "files": []}
+
+    monkeypatch.setattr(a5, "run", fake_run)
+    assert main(["reproduce", "a5", "--out", str(tmp_path), "--models", "multihead, hands"]) == 0
+    assert main(["reproduce", "a5", "--out", str(tmp_path)]) == 0
+    assert calls == [["multihead", "hands"], None]
+    monkeypatch.setattr(a5, "run", real_run)  # checks the keys before it loads any data
+    assert main(["reproduce", "a5", "--quick", "--out", str(tmp_path), "--models", "nope"]) == 2
+    assert "unknown model" in capsys.readouterr().err
 
 
 def test_estimate_scales_timed_batches_to_a_full_run(monkeypatch):

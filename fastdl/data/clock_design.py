@@ -13,6 +13,8 @@ under 12, a highlight on the glass; on a background of gradients, stripes and sh
 clock's shadow, uneven lighting, a tone curve, blur and sensor noise. The hour hand sits between
 the hours (at 3:30 half way from 3 to 4), and every face marks 12 (its numeral, a double tick
 or a triangle), as real clocks do: otherwise the whole clock's rotation would hide the time.
+With ``faces="one"`` every image shows the same clock, drawn once from the seed's own stream,
+in the image's own pose, time and scene.
 """
 
 import numpy as np
@@ -54,11 +56,19 @@ class _Draws:
         return self() < p
 
 
-def draw_parameters(seed, first, n, max_turn=180.0):
+FACES = ("varied", "one")
+# The stream of a seed's one clock (faces="one"), past every image index (those stay below 2 ** 63 + n).
+DESIGN_INDEX = 2 ** 64 - 2
+
+
+def draw_parameters(seed, first, n, max_turn=180.0, faces="varied"):
     """Labels and renderer parameters of images first .. first + n - 1 of `seed`.
 
     max_turn: the whole clock is turned in its own plane by up to this many degrees either way
     (180: any angle, the default; 0: 12 at the top). Only the turn changes with it.
+    faces: "varied", every image a clock of its own design; "one", every image the same clock
+    (the seed's: its face, numerals, ticks and hands), seen in its own pose, at its own time, in
+    its own scene, as in a set of photographs of one clock.
 
     Returns
     -------
@@ -71,12 +81,15 @@ def draw_parameters(seed, first, n, max_turn=180.0):
     """
     keys = image_keys(seed, first, n)
     u = _Draws(uniforms(keys))
+    # The clock's design comes from `design`: the image's own stream, or the seed's one clock.
+    design = u if faces == "varied" else _Draws(uniforms(np.repeat(
+        image_keys(seed, DESIGN_INDEX, 1), n)))
     p = np.zeros((n, L.N_PARAMS))
     hour = np.floor(u(0, 12)).astype(np.int64)
     minute = np.floor(u(0, 60)).astype(np.int64)
 
     # The clock's size, position and pose.
-    p[:, L.RIM_WIDTH] = u(0.03, 0.16)
+    p[:, L.RIM_WIDTH] = design(0.03, 0.16)
     outer = 1.0 + p[:, L.RIM_WIDTH]
     scale = u(0.30, 0.46) / outer                        # face radius in image widths
     room = np.maximum(0.48 - outer * scale, 0.0)
@@ -91,46 +104,47 @@ def draw_parameters(seed, first, n, max_turn=180.0):
         scale, centre_x, centre_y, turn, tilt, axis, depth)
 
     # The face: light with dark ink, or dark with light ink.
-    dark = u.chance(0.22)
-    p[:, L.FACE] = np.where(dark, u(0.03, 0.3), u(0.72, 1.0))
-    p[:, L.INK] = np.where(dark, u(0.75, 1.0), u(0.0, 0.25))
-    p[:, L.HAND] = np.where(dark, u(0.8, 1.0), u(0.0, 0.2))
-    p[:, L.RIM] = u()
+    dark = design.chance(0.22)
+    p[:, L.FACE] = np.where(dark, design(0.03, 0.3), design(0.72, 1.0))
+    p[:, L.INK] = np.where(dark, design(0.75, 1.0), design(0.0, 0.25))
+    p[:, L.HAND] = np.where(dark, design(0.8, 1.0), design(0.0, 0.2))
+    p[:, L.RIM] = design()
 
     # Ticks, numerals and what marks 12.
-    p[:, L.TICKS] = np.searchsorted([0.2, 0.5], u(), side="right")       # 0, 1, 2
-    p[:, L.TICK_OUTER] = u(0.88, 0.96)
-    p[:, L.HOUR_TICK_LEN] = u(0.08, 0.16)
-    p[:, L.HOUR_TICK_W] = u(0.012, 0.03)
-    p[:, L.MIN_TICK_LEN] = u(0.03, 0.06)
-    p[:, L.MIN_TICK_W] = u(0.004, 0.01)
-    numerals = np.searchsorted([0.3, 0.8], u(), side="right")            # 0, 1, 2
-    roman = u.chance(0.35)
+    p[:, L.TICKS] = np.searchsorted([0.2, 0.5], design(), side="right")  # 0, 1, 2
+    p[:, L.TICK_OUTER] = design(0.88, 0.96)
+    p[:, L.HOUR_TICK_LEN] = design(0.08, 0.16)
+    p[:, L.HOUR_TICK_W] = design(0.012, 0.03)
+    p[:, L.MIN_TICK_LEN] = design(0.03, 0.06)
+    p[:, L.MIN_TICK_W] = design(0.004, 0.01)
+    numerals = np.searchsorted([0.3, 0.8], design(), side="right")  # 0, 1, 2
+    roman = design.chance(0.35)
     p[:, L.NUMERALS] = numerals
     p[:, L.FONT] = roman
-    p[:, L.NUM_HEIGHT] = np.where(roman, u(0.10, 0.15), u(0.13, 0.20))
-    p[:, L.NUM_STROKE] = u(0.06, 0.12)
+    p[:, L.NUM_HEIGHT] = np.where(roman, design(0.10, 0.15), design(0.13, 0.20))
+    p[:, L.NUM_STROKE] = design(0.06, 0.12)
     inner_ticks = np.where(p[:, L.TICKS] > 0, p[:, L.HOUR_TICK_LEN], 0.0)
     p[:, L.NUM_RADIUS] = p[:, L.TICK_OUTER] - inner_ticks - 0.6 * p[:, L.NUM_HEIGHT] - 0.03
-    marker = np.where(u.chance(0.5), 1.0, 2.0)
-    p[:, L.MARKER] = np.where((numerals == 0) | u.chance(0.4), marker, 0.0)
-    p[:, L.LOGO] = u.chance(0.35)
+    marker = np.where(design.chance(0.5), 1.0, 2.0)
+    p[:, L.MARKER] = np.where((numerals == 0) | design.chance(0.4), marker, 0.0)
+    p[:, L.LOGO] = design.chance(0.35)
 
     # Hands: the hour hand between the hours, the minute hand on the minute.
     hour_angle = (hour + minute / 60.0) * (np.pi / 6)
     minute_angle = minute * (np.pi / 30)
     second_angle = u(0, 2 * np.pi)
-    minute_len = u(0.70, 0.92)
-    hour_width = u(0.03, 0.07)
-    same_shape = u.chance(0.8)
-    shape = np.floor(u(0, 3))
+    minute_len = design(0.70, 0.92)
+    hour_width = design(0.03, 0.07)
+    same_shape = design.chance(0.8)
+    shape = np.floor(design(0, 3))
     hands = {
-        L.HOUR_HAND: (hour_angle, minute_len * u(0.55, 0.75), hour_width, u(0.0, 0.2), shape,
-                      p[:, L.HAND]),
-        L.MINUTE_HAND: (minute_angle, minute_len, hour_width * u(0.5, 0.9), u(0.0, 0.2),
-                        np.where(same_shape, shape, np.floor(u(0, 3))), p[:, L.HAND]),
-        L.SECOND_HAND: (second_angle, u(0.82, 0.95), u(0.006, 0.014), u(0.12, 0.25),
-                        np.zeros(n), np.where(u.chance(0.5), u(0.3, 0.7), p[:, L.HAND])),
+        L.HOUR_HAND: (hour_angle, minute_len * design(0.55, 0.75), hour_width, design(0.0, 0.2),
+                      shape, p[:, L.HAND]),
+        L.MINUTE_HAND: (minute_angle, minute_len, hour_width * design(0.5, 0.9), design(0.0, 0.2),
+                        np.where(same_shape, shape, np.floor(design(0, 3))), p[:, L.HAND]),
+        L.SECOND_HAND: (second_angle, design(0.82, 0.95), design(0.006, 0.014),
+                        design(0.12, 0.25), np.zeros(n),
+                        np.where(design.chance(0.5), design(0.3, 0.7), p[:, L.HAND])),
     }
     for base, (angle, length, width, tail, hand_shape, value) in hands.items():
         p[:, base + L.HAND_DX] = np.sin(angle)
@@ -140,8 +154,8 @@ def draw_parameters(seed, first, n, max_turn=180.0):
         p[:, base + L.HAND_TAIL] = tail
         p[:, base + L.HAND_SHAPE] = hand_shape
         p[:, base + L.HAND_VALUE] = value
-    p[:, L.SECONDS] = u.chance(0.35)
-    p[:, L.CAP] = u(0.02, 0.06)
+    p[:, L.SECONDS] = design.chance(0.35)
+    p[:, L.CAP] = design(0.02, 0.06)
 
     # The scene: background, shadow, glare, lighting, tone, blur and noise.
     p[:, L.BG] = u(0.1, 0.9)

@@ -44,7 +44,14 @@ def check_max_turn(max_turn):
     return float(max_turn)
 
 
-def render_clocks(n, seed=0, size=150, backend=None, first=0, max_turn=180.0):
+def check_faces(faces):
+    """faces if it is "varied" or "one"; ValueError otherwise."""
+    if not isinstance(faces, str) or faces not in clock_design.FACES:
+        raise ValueError(f"faces must be 'varied' or 'one', got {faces!r}")
+    return faces
+
+
+def render_clocks(n, seed=0, size=150, backend=None, first=0, max_turn=180.0, faces="varied"):
     """Render ``n`` synthetic analog clocks and their times.
 
     Image i depends only on (seed, first + i): rendering 200 gives the first 200 of rendering
@@ -65,6 +72,10 @@ def render_clocks(n, seed=0, size=150, backend=None, first=0, max_turn=180.0):
         The whole clock turns in its own plane by up to this many degrees either way: 180, any
         angle; 0, 12 at the top. Clocks turned by any angle are far harder to learn: the course's
         networks stay at chance for hundreds of steps where upright ones start reading the time.
+    faces : {"varied", "one"}, default "varied"
+        "varied": every image is a clock of its own design (face, rim, ticks, numerals, hands).
+        "one": every image shows the same clock, the seed's, each in its own pose, at its own
+        time and in its own scene, like the course's photographs of one clock.
 
     Returns
     -------
@@ -76,7 +87,8 @@ def render_clocks(n, seed=0, size=150, backend=None, first=0, max_turn=180.0):
     seed = _check_int("seed", seed, 0, 2 ** 64 - 1)
     size = _check_int("size", size, MIN_SIZE, MAX_SIZE)
     first = _check_int("first", first, 0, 2 ** 63 - 1)
-    labels, params, keys = clock_design.draw_parameters(seed, first, n, check_max_turn(max_turn))
+    labels, params, keys = clock_design.draw_parameters(
+        seed, first, n, check_max_turn(max_turn), check_faces(faces))
     clock_design.pixel_boxes(params, size)
     images = np.empty((n, size, size), dtype=np.uint8)
     kernels, _ = _backend.kernels("clock", backend)

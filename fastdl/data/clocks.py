@@ -31,6 +31,11 @@ SYNTHETIC_KIND = "synthetic"
 # What load_clocks renders when the course's files are absent: the course's count and size.
 SYNTHETIC_N = 18000
 SYNTHETIC_SEED = 0
+# The course's set is photographs of one clock: the stand-in is one clock too, in 18,000 poses,
+# scenes and times, turned at most 30 degrees either way (turned by any angle, the course's
+# networks stay at chance on 14,400 clocks: they learn them by heart instead).
+SYNTHETIC_FACES = "one"
+SYNTHETIC_MAX_TURN = 30.0
 IMAGE_SIZE = 150
 N_HOURS = 12
 N_MINUTES = 60
@@ -41,8 +46,10 @@ def load_clocks(path=None, verify=True, with_source=False):
 
     The course's ``images.npy`` and ``labels.npy`` are looked for in ``path``, $FASTDL_DATA and
     the cache ($FASTDL_CACHE_DIR, default ~/.cache/fastdl), each also with a ``clocks/``
-    subfolder. When none holds them, 18,000 synthetic clocks (seed 0) are rendered into
-    ``<cache>/clocks`` on first use (which is said on stderr) and read from there afterwards.
+    subfolder. When none holds them, 18,000 synthetic clocks (seed 0: :func:`generate_clocks`'
+    defaults, one clock in 18,000 poses, scenes and times as the course's photographs, turned at
+    most 30 degrees) are rendered into ``<cache>/clocks`` on first use (which is said on stderr)
+    and read from there afterwards.
 
     Parameters
     ----------
@@ -64,8 +71,8 @@ def load_clocks(path=None, verify=True, with_source=False):
         [hour 0-11, minute 0-59] of each image.
     source : str
         Only with ``with_source``: e.g. "course clocks from /data (18,000 images, 150x150)" or
-        "synthetic clocks (fastdl 0.1.0 clock renderer, seed 0, 18,000 images, 150x150) from
-        ~/.cache/fastdl/clocks".
+        "synthetic clocks (fastdl 0.1.0 clock renderer v1, seed 0, one clock, turned at most 30
+        degrees, 18,000 images, 150x150) from ~/.cache/fastdl/clocks".
 
     Raises
     ------
@@ -88,7 +95,7 @@ def load_clocks(path=None, verify=True, with_source=False):
         generate_clocks(SYNTHETIC_N, SYNTHETIC_SEED, directory)
     elif _outdated_cache(directory):
         print(f"fastdl: re-rendering the synthetic clocks in {directory}: they were made by an "
-              f"older version of the renderer", file=sys.stderr, flush=True)
+              f"older version of fastdl", file=sys.stderr, flush=True)
         generate_clocks(SYNTHETIC_N, SYNTHETIC_SEED, directory)
     images_path, labels_path = directory / IMAGES, directory / LABELS
     sidecar = read_sidecar(directory) if (directory / SIDECAR).is_file() else None
@@ -110,12 +117,14 @@ def load_clocks(path=None, verify=True, with_source=False):
     else:
         turn = sidecar.get("max_turn", 180.0)
         turned = f", turned at most {turn:g} degrees" if turn != 180.0 else ""
-        source = (f"synthetic clocks ({sidecar['renderer']}, seed {sidecar['seed']}{turned}, "
-                  f"{n_samples:,} images, {height}x{width}) from {directory}")
+        faces = {"one": "one clock", "varied": "varied clocks"}.get(sidecar.get("faces", "varied"))
+        source = (f"synthetic clocks ({sidecar['renderer']}, seed {sidecar['seed']}, "
+                  f"{faces}{turned}, {n_samples:,} images, {height}x{width}) from {directory}")
     return images, labels, source
 
 
-def generate_clocks(n=SYNTHETIC_N, seed=SYNTHETIC_SEED, directory=None, size=IMAGE_SIZE, max_turn=180.0):
+def generate_clocks(n=SYNTHETIC_N, seed=SYNTHETIC_SEED, directory=None, size=IMAGE_SIZE,
+                    max_turn=SYNTHETIC_MAX_TURN, faces=SYNTHETIC_FACES):
     """Render synthetic clocks and write them as ``images.npy``, ``labels.npy``, ``clocks.json``.
 
     Each file is written to a hidden temporary file beside its target, flushed to disk and then
@@ -135,8 +144,12 @@ def generate_clocks(n=SYNTHETIC_N, seed=SYNTHETIC_SEED, directory=None, size=IMA
         where :func:`load_clocks` looks.
     size : int, default 150
         Height and width of the images.
-    max_turn : float in [0, 180], default 180
-        Largest turn of the whole clock in degrees (see :func:`fastdl.data.render_clocks`).
+    max_turn : float in [0, 180], default 30
+        Largest turn of the whole clock in degrees, either way (180: any angle; see
+        :func:`fastdl.data.render_clocks`).
+    faces : {"one", "varied"}, default "one"
+        "one": every image shows the seed's one clock, as the course's photographs show one;
+        "varied": every image a clock of its own design (see :func:`fastdl.data.render_clocks`).
 
     Returns
     -------
@@ -146,18 +159,20 @@ def generate_clocks(n=SYNTHETIC_N, seed=SYNTHETIC_SEED, directory=None, size=IMA
     Raises
     ------
     ValueError
-        ``n``, ``seed``, ``size`` or ``max_turn`` is invalid, or ``directory`` holds clock files without a
-        ``clocks.json`` (the course's data, which is never overwritten).
+        ``n``, ``seed``, ``size``, ``max_turn`` or ``faces`` is invalid, or ``directory`` holds
+        clock files without a ``clocks.json`` (the course's data, which is never overwritten).
     """
     n, seed, size = (_check_int(n, "n", 1), _check_int(seed, "seed", 0),
                      _check_int(size, "size", 8))
     from fastdl.data import clock_render  # the renderer's kernels load only when rendering
 
     max_turn = clock_render.check_max_turn(max_turn)
+    faces = clock_render.check_faces(faces)
     directory = Path(directory).expanduser() if directory is not None else default_directory()
     _refuse_to_overwrite_course_files(directory)
 
-    images, labels = clock_render.render_clocks(n, seed=seed, size=size, max_turn=max_turn)
+    images, labels = clock_render.render_clocks(n, seed=seed, size=size, max_turn=max_turn,
+                                               faces=faces)
     images, labels = _check_rendered(images, labels, n, size)
     directory.mkdir(parents=True, exist_ok=True)
     temporaries = []
@@ -171,7 +186,7 @@ def generate_clocks(n=SYNTHETIC_N, seed=SYNTHETIC_SEED, directory=None, size=IMA
             digests[file_name] = _files.file_sha256(temporaries[-1])
         temporaries.append(_temporary(directory / SIDECAR))
         with open(temporaries[-1], "w", encoding="utf-8") as out:
-            json.dump(_sidecar(n, seed, size, digests, max_turn), out, indent=2)
+            json.dump(_sidecar(n, seed, size, digests, max_turn, faces), out, indent=2)
             out.write("\n")
             _flush(out)
         # The sidecar first: see the docstring.
@@ -202,7 +217,8 @@ def find(path=None):
 
 def _outdated_cache(directory):
     """Whether `directory` is the cache's own synthetic set, rendered by another renderer version
-    (a set generated elsewhere is the user's data, and is kept as it is)."""
+    or before its clocks were one clock (fastdl's default set then had varied clocks and its
+    clocks.json no "faces"). A set generated elsewhere is the user's data and is kept as it is."""
     if Path(directory) != default_directory() or not (Path(directory) / SIDECAR).is_file():
         return False
     from fastdl.data import clock_render
@@ -211,8 +227,9 @@ def _outdated_cache(directory):
         sidecar = read_sidecar(directory)
     except ValueError:
         return False  # reported when the set is read
-    return (sidecar.get("renderer_version") != clock_render.RENDERER_VERSION
-            and sidecar.get("seed") == SYNTHETIC_SEED and sidecar.get("n") == SYNTHETIC_N)
+    old = (sidecar.get("renderer_version") != clock_render.RENDERER_VERSION
+           or "faces" not in sidecar)
+    return old and sidecar.get("seed") == SYNTHETIC_SEED and sidecar.get("n") == SYNTHETIC_N
 
 
 def locations(data_dir=None):
@@ -365,7 +382,7 @@ def _check_rendered(images, labels, n, size):
     return np.ascontiguousarray(images), np.ascontiguousarray(labels, dtype=np.int64)
 
 
-def _sidecar(n, seed, size, digests, max_turn=180.0):
+def _sidecar(n, seed, size, digests, max_turn, faces):
     """The content of ``clocks.json``."""
     import fastdl
     from fastdl.data import clock_render
@@ -376,7 +393,7 @@ def _sidecar(n, seed, size, digests, max_turn=180.0):
                                                      if renderer_version is not None else "")
     return {"kind": SYNTHETIC_KIND, "renderer": renderer, "fastdl_version": version,
             "renderer_version": renderer_version, "seed": seed, "n": n, "size": size,
-            "max_turn": float(max_turn),
+            "max_turn": float(max_turn), "faces": faces,
             "files": list(FILES), "sha256": digests}
 
 

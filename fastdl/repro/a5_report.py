@@ -28,7 +28,8 @@ def write_tables(out, source, errors, left_edge, write_up, parameters, n_epochs,
                  seconds_per_epoch, n_images, estimate, quick):
     """errors.md/.json (every model beside the write-up) and epoch_times.md/.json."""
     rows = []
-    for key, (approach, detail) in MODELS.items():
+    for key in errors:
+        approach, detail = MODELS[key]
         edge = left_edge.get(key)
         theirs = write_up.get(key)
         rows.append([approach, detail, f"{parameters[key]:,}", f"{errors[key]['train']:.2f}",
@@ -66,7 +67,7 @@ def write_tables(out, source, errors, left_edge, write_up, parameters, n_epochs,
               "parameters": parameters, "epochs": n_epochs, "n_images": n_images})
 
     time_rows = []
-    for key in MODELS:
+    for key in seconds_per_epoch:
         seconds = np.asarray(seconds_per_epoch[key], dtype=float)
         later = seconds[1:] if len(seconds) > 1 else seconds  # the first epoch also compiles
         time_rows.append([_label(key), SETTINGS["batch_size"], len(seconds),
@@ -77,7 +78,7 @@ def write_tables(out, source, errors, left_edge, write_up, parameters, n_epochs,
     if estimate is not None:
         time_notes.append(f"Estimated full run here: {estimate['total'] / 60:.0f} minutes "
                           f"({estimate['total'] / 3600:.1f} h; " + ", ".join(
-                              f"{key} {estimate[key] / 60:.0f}" for key in MODELS) + " min).")
+                              f"{key} {estimate[key] / 60:.0f}" for key in seconds_per_epoch) + " min).")
     files += report.write_table(
         out, "epoch_times", "Seconds per epoch on the clocks",
         ["Model", "Batch", "Epochs", "Training images", "First epoch (s)",
@@ -93,8 +94,9 @@ def write_figures(out, source, splits, errors, left_edge, history, test_errors,
     raw_train, labels_train = splits["train"][2], splits["train"][1]
     raw_test, labels_test = splits["test"][2], splits["test"][1]
     worst = np.argsort(-test_errors[best], kind="stable")
-    return [
-        plot_class_sweep(errors, left_edge, out / "classification_sweep.png", source),
+    sweep = ([plot_class_sweep(errors, left_edge, out / "classification_sweep.png", source)]
+             if any(key.startswith("classes_") for key in errors) else [])
+    return sweep + [
         plot_learning_curves(history, out / "learning_curves.png", source),
         plot_clock_grid(raw_test[worst], labels_test[worst], test_predictions[best][worst],
                         out / "worst_clocks.png", source,
