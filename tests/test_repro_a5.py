@@ -136,7 +136,8 @@ def test_full_run_on_tiny_data_with_overrides(tmp_path, monkeypatch):
     result = a5.run(out_dir=tmp_path, quick=False, epochs=2, sizes={"train": 10})
     assert result["quick"] is False and "full run" in result["source"]
     assert result["n_images"] == {"train": 10, "test": 4} and result["epochs"] == 2
-    assert all(len(h["loss"]) == 2 for h in result["history"].values())
+    # fastdl's own model: one epoch on the clocks and their mirror images, as many steps.
+    assert [len(h["loss"]) for h in result["history"].values()] == [2] * 9 + [1]
     assert "Quick run" in (tmp_path / "a5" / "errors.md").read_text()  # 2 epochs, not 60
 
 
@@ -202,7 +203,7 @@ def test_estimate_scales_timed_batches_to_a_full_run(monkeypatch):
     ticks = iter(range(10 ** 6))
     monkeypatch.setattr(a5.time, "perf_counter", lambda: float(next(ticks)))
     rng = np.random.default_rng(0)
-    images = rng.random((30, 24, 24, 1), dtype=np.float32)
+    images = rng.random((30, 48, 48, 1), dtype=np.float32)  # the hands model pools 4 times
     _, labels = tiny_clocks(30)
     small = a5.estimate_full_seconds(images, labels, {"train": 100, "test": 20}, epochs=2)
     assert set(small) == {*a5.MODELS, "total"}
@@ -350,8 +351,10 @@ def test_parameter_counts_match_keras():
     model = a5_models.compiled_model("multihead")
     assert model.count_params() == multihead == 3_616_749
     assert model.output_names == ["hour", "minute"]
-    hands = trunk + _dense(flat, 256) + _dense(256, 128) + _dense(128, 4)
-    assert a5_models.compiled_model("hands").count_params() == hands == 2_415_204
+    # A fourth convolution and pooling: 17 -> conv 15 -> pool 7: 7 * 7 * 64.
+    hands = (trunk + _conv(3, 32, 64) + _dense(7 * 7 * 64, 256) + _dense(256, 128)
+             + _dense(128, 4))
+    assert a5_models.compiled_model("hands").count_params() == hands == 869_028
 
 
 def test_models_are_seeded():
@@ -364,3 +367,25 @@ def test_models_are_seeded():
         outputs.append(model.predict(x[:2]))
     np.testing.assert_array_equal(outputs[0]["hour"], outputs[1]["hour"])
     np.testing.assert_array_equal(outputs[0]["minute"], outputs[1]["minute"])
+
+
+def test_mirrored_clocks_show_twelve_less_the_time():
+    from fastdl.data import render_clocks
+    from fastdl.repro.a5_models import mirror_clocks, training_data
+
+    labels = np.array([[2, 10], [0, 0], [11, 59], [6, 0], [3, 30]])
+    images = np.arange(5 * 4 * 3).reshape(5, 4, 3)
+    mirrored, mirrored_labels = mirror_clocks(images, labels)
+    np.testing.assert_array_equal(mirrored_labels, [[9, 50], [0, 0], [0, 1], [6, 0], [8, 30]])
+    np.testing.assert_array_equal(mirrored[:, :, 0], images[:, :, -1])
+    np.testing.assert_array_equal(mirror_clocks(*mirror_clocks(images, labels))[1], labels)
+    # The hands of a rendered upright clock, mirrored, are where the new label puts them.
+    clocks, times = render_clocks(1, seed=3, size=64, max_turn=0, faces="one")
+    np.testing.assert_allclose(hand_angles(mirror_clocks(clocks, times)[1]),
+                               hand_angles(times) * [1, -1, 1, -1], atol=1e-12)
+
+    x, y, epochs = training_data("hands", images, labels, 5)
+    assert len(x) == 10 and epochs == 2 and training_data("hands", images, labels, 1)[2] == 1
+    np.testing.assert_allclose(y[5:], hand_angles(mirrored_labels))
+    x, y, epochs = training_data("multihead", images, labels, 5)
+    assert x is images and epochs == 5 and set(y) == {"hour", "minute"}

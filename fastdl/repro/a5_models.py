@@ -23,8 +23,10 @@ MODELS = {
     "regression_cyclic": ("Regression", '"Common sense" (cyclic MSE)'),
     **{f"classes_{n}": ("Classification", f"{n} classes") for n in CLASS_COUNTS},
     "multihead": ("Multi-head", "12 classes (hour) + MSE (minute)"),
-    "hands": ("fastdl: hand angles", "(cos, sin) of both hands, MSE"),
+    "hands": ("fastdl: hand angles", "(cos, sin) of both hands, MSE; mirrored clocks too"),
 }
+# Models that also learn from the training clocks' mirror images (see training_data).
+MIRRORED = ("hands",)
 # The write-up's (train, test) common-sense errors in minutes; fastdl's own model has none.
 WRITE_UP = {
     "regression_mse": (13.44, 47.66), "regression_cyclic": (16.93, 33.30),
@@ -115,6 +117,40 @@ def hand_angles(labels):
     minute_angle = 2 * np.pi * labels[:, 1] / 60
     return np.stack([np.cos(hour_angle), np.sin(hour_angle), np.cos(minute_angle),
                      np.sin(minute_angle)], axis=1)
+
+
+def mirror_clocks(images, labels):
+    """Clocks mirrored left to right and the times they show: h:m becomes 12:00 - h:m.
+
+    Mirroring turns each hand's angle from 12 into its negative, so the time read clockwise
+    becomes the time read anticlockwise (2:10 becomes 9:50, 0:00 stays 0:00).
+
+    Parameters
+    ----------
+    images : ndarray of shape (n_samples, height, width[, channels])
+    labels : ndarray of shape (n_samples, 2), [hour, minute]
+
+    Returns
+    -------
+    images : ndarray, the same shape, mirrored
+    labels : ndarray of shape (n_samples, 2), int64
+    """
+    total = -dial_minutes(np.asarray(labels, dtype=np.int64)) % DIAL_MINUTES
+    return np.asarray(images)[:, :, ::-1], np.stack([total // 60, total % 60], axis=1)
+
+
+def training_data(key, images, labels, epochs):
+    """What the model of ``key`` trains on: (images, targets, epochs).
+
+    The course's models train on the training split for ``epochs`` epochs. fastdl's own model
+    (``MIRRORED``) trains on the split and its mirror images, each a clock of a time of its own,
+    for half as many epochs (at least one): as many steps, twice the clocks.
+    """
+    if key not in MIRRORED:
+        return images, targets(key, labels), epochs
+    mirrored, mirrored_labels = mirror_clocks(images, labels)
+    both = np.concatenate([labels, mirrored_labels])
+    return np.concatenate([images, mirrored]), targets(key, both), max(1, epochs // 2)
 
 
 def targets(key, labels):

@@ -25,8 +25,13 @@ def _label(key):
 
 
 def write_tables(out, source, errors, left_edge, write_up, parameters, n_epochs,
-                 seconds_per_epoch, n_images, estimate, quick):
-    """errors.md/.json (every model beside the write-up) and epoch_times.md/.json."""
+                 seconds_per_epoch, n_images, estimate, quick, fit_sizes=None):
+    """errors.md/.json (every model beside the write-up) and epoch_times.md/.json.
+
+    ``fit_sizes``: the clocks each model trains on per epoch, by key (default: the training
+    split's count).
+    """
+    fit_sizes = fit_sizes or {}
     rows = []
     for key in errors:
         approach, detail = MODELS[key]
@@ -47,8 +52,10 @@ def write_tables(out, source, errors, left_edge, write_up, parameters, n_epochs,
         "write-up's numbers.",
         "fastdl: hand angles is fastdl's own model, not the course's: four linear outputs, the "
         "(cos, sin) of the hour hand's and of the minute hand's angle (MSE), on the multi-head's "
-        "convolutions; the minute is read from the minute hand and the hour from the hour "
-        "hand's angle less the minute, so the two cannot disagree near the hour.",
+        "convolutions and a fourth one (Conv 64, pooled); the minute is read from the minute hand and the hour from the hour "
+        "hand's angle less the minute, so the two cannot disagree near the hour. It also "
+        "learns from the training clocks' mirror images (12:00 less their time), for half the "
+        "epochs: as many steps, twice the clocks.",
     ]
     if quick or n_epochs != SETTINGS["epochs"]:
         notes.append(f"Quick run: {n_epochs} epoch{'s' if n_epochs != 1 else ''} on "
@@ -70,9 +77,10 @@ def write_tables(out, source, errors, left_edge, write_up, parameters, n_epochs,
     for key in seconds_per_epoch:
         seconds = np.asarray(seconds_per_epoch[key], dtype=float)
         later = seconds[1:] if len(seconds) > 1 else seconds  # the first epoch also compiles
-        time_rows.append([_label(key), SETTINGS["batch_size"], len(seconds),
-                          f"{n_images['train']:,}", f"{seconds[0]:.2f}", f"{later.mean():.2f}",
-                          f"{n_images['train'] / later.mean():,.0f}", f"{seconds.sum():.1f}"])
+        n_fit = fit_sizes.get(key, n_images["train"])
+        time_rows.append([_label(key), SETTINGS["batch_size"], len(seconds), f"{n_fit:,}",
+                          f"{seconds[0]:.2f}", f"{later.mean():.2f}",
+                          f"{n_fit / later.mean():,.0f}", f"{seconds.sum():.1f}"])
     time_notes = ["Wall time of each epoch: its training steps (RMSprop, batch 100) and the "
                   "prediction of the test split for the learning curve."]
     if estimate is not None:
