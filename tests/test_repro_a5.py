@@ -385,7 +385,7 @@ def test_mirrored_clocks_show_twelve_less_the_time():
                                hand_angles(times) * [1, -1, 1, -1], atol=1e-12)
 
     x, y, epochs = training_data("hands", images, labels, 5)
-    assert len(x) == 10 and epochs == 2 and training_data("hands", images, labels, 1)[2] == 1
+    assert len(x) == 10 and epochs == 3 and training_data("hands", images, labels, 1)[2] == 1
     np.testing.assert_allclose(y[5:], hand_angles(mirrored_labels))
     x, y, epochs = training_data("multihead", images, labels, 5)
     assert x is images and epochs == 5 and set(y) == {"hour", "minute"}

@@ -144,13 +144,13 @@ def training_data(key, images, labels, epochs):
 
     The course's models train on the training split for ``epochs`` epochs. fastdl's own model
     (``MIRRORED``) trains on the split and its mirror images, each a clock of a time of its own,
-    for half as many epochs (at least one): as many steps, twice the clocks.
+    for half as many epochs, rounded up: as many steps (60 epochs: 30), twice the clocks.
     """
     if key not in MIRRORED:
         return images, targets(key, labels), epochs
     mirrored, mirrored_labels = mirror_clocks(images, labels)
     both = np.concatenate([labels, mirrored_labels])
-    return np.concatenate([images, mirrored]), targets(key, both), max(1, epochs // 2)
+    return np.concatenate([images, mirrored]), targets(key, both), (epochs + 1) // 2
 
 
 def targets(key, labels):
