@@ -31,9 +31,10 @@ SYNTHETIC_KIND = "synthetic"
 # What load_clocks renders when the course's files are absent: the course's count and size.
 SYNTHETIC_N = 18000
 SYNTHETIC_SEED = 0
-# The course's set is photographs of one clock: the stand-in is one clock too, in 18,000 poses,
-# scenes and times, turned at most 30 degrees either way (turned by any angle, the course's
-# networks stay at chance on 14,400 clocks: they learn them by heart instead).
+# The write-up describes its set as pictures of a clock, each "taken from a different angle and
+# rotation": the stand-in is one clock, in 18,000 poses, scenes and times, turned at most 30
+# degrees either way (turned by any angle, the course's networks stay at chance on 14,400
+# clocks: they learn them by heart instead).
 SYNTHETIC_FACES = "one"
 SYNTHETIC_MAX_TURN = 30.0
 IMAGE_SIZE = 150

@@ -311,7 +311,7 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, sizes=None, e
                                    fit_sizes)
     with timings("figures"):
         files += a5_report.write_figures(out, source, splits, errors, left_edge, history,
-                                         test_errors, test_predictions, best)
+                                         test_errors, test_predictions, best, fit_sizes)
 
     result = {
         "source": source, "data_source": data_source, "quick": bool(quick),

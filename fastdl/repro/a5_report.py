@@ -52,8 +52,9 @@ def write_tables(out, source, errors, left_edge, write_up, parameters, n_epochs,
         "write-up's numbers.",
         "fastdl: hand angles is fastdl's own model, not the course's: four linear outputs, the "
         "(cos, sin) of the hour hand's and of the minute hand's angle (MSE), on the multi-head's "
-        "convolutions and a fourth one (Conv 64, pooled); the minute is read from the minute hand and the hour from the hour "
-        "hand's angle less the minute, so the two cannot disagree near the hour. It also "
+        "convolutions and a fourth one (Conv 64, pooled); the minute is read from the minute "
+        "hand and the hour from the hour hand's angle less the minute, so the two cannot "
+        "disagree near the hour. It also "
         "learns from the training clocks' mirror images (12:00 less their time), for half the "
         "epochs: as many steps, twice the clocks.",
     ]
@@ -97,15 +98,17 @@ def write_tables(out, source, errors, left_edge, write_up, parameters, n_epochs,
 
 
 def write_figures(out, source, splits, errors, left_edge, history, test_errors,
-                  test_predictions, best):
-    """Every figure of the run; returns the paths written."""
+                  test_predictions, best, fit_sizes=None):
+    """Every figure of the run; returns the paths written (``fit_sizes``: see write_tables)."""
     raw_train, labels_train = splits["train"][2], splits["train"][1]
     raw_test, labels_test = splits["test"][2], splits["test"][1]
     worst = np.argsort(-test_errors[best], kind="stable")
     sweep = ([plot_class_sweep(errors, left_edge, out / "classification_sweep.png", source)]
              if any(key.startswith("classes_") for key in errors) else [])
     return sweep + [
-        plot_learning_curves(history, out / "learning_curves.png", source),
+        plot_learning_curves(history, out / "learning_curves.png", source,
+                             {key: size / len(labels_train)
+                              for key, size in (fit_sizes or {}).items()}),
         plot_clock_grid(raw_test[worst], labels_test[worst], test_predictions[best][worst],
                         out / "worst_clocks.png", source,
                         title=f"Test clocks read worst by the best model ({_label(best)}): "
@@ -145,15 +148,22 @@ def plot_class_sweep(errors, left_edge, path, source):
     return report.save_figure(fig, path, source)
 
 
-def plot_learning_curves(history, path, source):
-    """Training loss (log scale) and test error in minutes per epoch, one line per model."""
+def plot_learning_curves(history, path, source, passes=None):
+    """Training loss (log scale) and test error in minutes per epoch, one line per model.
+
+    ``passes``: training splits' worth of clocks in one epoch of a model, by key (default 1): a
+    model that trains on the split and its mirror images is plotted at 2, 4, 6... so that
+    models are compared at the same number of steps.
+    """
     from matplotlib.ticker import MaxNLocator
+
+    passes = passes or {}
 
     plt = report.get_pyplot()
     fig, (ax_loss, ax_error) = plt.subplots(1, 2, figsize=(13, 4.8))
     colors = plt.get_cmap("tab10").colors
     for i, (key, curves) in enumerate(history.items()):
-        epochs = range(1, len(curves["loss"]) + 1)
+        epochs = passes.get(key, 1) * np.arange(1, len(curves["loss"]) + 1)
         style = dict(color=colors[i % len(colors)], marker="o", markersize=3, label=_label(key))
         ax_loss.plot(epochs, curves["loss"], **style)
         ax_error.plot(epochs, curves["test_error"], **style)
@@ -161,7 +171,7 @@ def plot_learning_curves(history, path, source):
     ax_loss.set_ylabel("training loss (each model's own)")
     ax_error.set_ylabel("test common-sense error (minutes)")
     for ax in (ax_loss, ax_error):
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("epoch (passes over the training split; mirrored clocks count too)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.grid(alpha=0.3)
     ax_error.legend(fontsize=7, loc="upper right")
@@ -175,7 +185,7 @@ def plot_clock_grid(images, true_hm, pred_hm, path, source, rows=GRID_ROWS,
     """The first rows x columns clocks with their true time (and the predicted one, if given)."""
     plt = report.get_pyplot()
     rows = max(1, min(rows, -(-len(images) // columns)))
-    fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.1 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.3 * rows), squeeze=False)
     for i, ax in enumerate(axes.ravel()):
         ax.axis("off")
         if i >= len(images):
