@@ -11,6 +11,7 @@ from fastdl.nn.model import Sequential
 from fastdl.nn.module import Layer, Parameter
 from fastdl.nn.optimizers import SGD, Adam, Optimizer, RMSprop
 from fastdl.nn.regularizers import L2, l2
+from fastdl.nn.sampling import Sampling
 from fastdl.nn.training import History
 
 __all__ = [
@@ -19,5 +20,5 @@ __all__ = [
     "Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "MeanSquaredError", "BinaryCrossentropy",
     "CyclicMSE", "Optimizer", "SGD", "RMSprop", "Adam", "Sequential", "History",
     "Callback", "EarlyStopping", "EpochTimer", "ModelCheckpoint", "Model", "SymbolicTensor", "Conv2DTranspose",
-    "BatchNormalization", "UpSampling2D",
+    "BatchNormalization", "UpSampling2D", "Sampling",
 ]

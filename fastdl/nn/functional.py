@@ -23,7 +23,7 @@ import numpy as np
 from fastdl._validation import check_int
 from fastdl.nn import layers as _layers
 from fastdl.nn.losses import get_loss
-from fastdl.nn.model import Sequential, init_model_basics
+from fastdl.nn.model import Sequential, check_nested_dtype, init_model_basics
 from fastdl.nn.module import Layer
 from fastdl.nn.optimizers import get_optimizer
 from fastdl.nn.training import Training, _accuracy
@@ -38,31 +38,45 @@ class SymbolicTensor:
         The shape of one sample (without the batch axis).
     """
 
-    def __init__(self, shape, layer=None, parent=None):
+    def __init__(self, shape, layer=None, parents=(), multi=False):
         self.shape = tuple(shape)
         self._layer = layer
-        self._parent = parent
+        self._parents = tuple(parents)
+        # True where the layer was called on a list of tensors (it takes and returns lists).
+        self._multi = multi
 
-    def _call_layer(self, layer):
-        """Record `layer(self)`: check the shapes now, build the layer when the Model is made."""
+    @property
+    def _parent(self):
+        return self._parents[0] if self._parents else None
+
+    def _call_layer(self, layer, inputs=None):
+        """Record `layer(self)` (or `layer([self, ...])`): check the shapes now, build the layer when the Model is made."""
         if not isinstance(layer, Layer):
             raise TypeError(f"only Layer objects can be called on a symbolic tensor, got {type(layer).__name__}")
         if getattr(layer, "_symbolic_output", None) is not None:
             raise ValueError(f"layer {layer.name or type(layer).__name__} is already called on a tensor; "
                              "each layer is applied once (shared weights are not supported)")
+        multi = inputs is not None
+        parents = inputs if multi else (self,)
+        shape = [p.shape for p in parents] if multi else self.shape
         if layer.built:
-            if layer.input_shape != self.shape:
-                raise ValueError(f"layer {layer.name} was built for inputs {layer.input_shape}, not {self.shape}")
-            out_shape = layer.output_shape
-        else:
-            out_shape = tuple(layer.compute_output_shape(self.shape))
-        out = SymbolicTensor(out_shape, layer, self)
+            if _as_shapes(layer.input_shape) != _as_shapes(shape):
+                raise ValueError(f"layer {layer.name} was built for inputs {layer.input_shape}, not {shape}")
+        out_shape = tuple(layer.compute_output_shape(shape))
+        out = SymbolicTensor(out_shape, layer, parents, multi)
         layer._symbolic_output = out
         return out
 
     def __repr__(self):
         source = "Input" if self._layer is None else (self._layer.name or type(self._layer).__name__)
         return f"SymbolicTensor(shape=(None, {', '.join(map(str, self.shape))}), from={source})"
+
+
+def _as_shapes(shape):
+    """A shape or a list of shapes as nested tuples, for comparing."""
+    if shape and isinstance(shape[0], (tuple, list)):
+        return tuple(tuple(s) for s in shape)
+    return tuple(shape)
 
 
 class Input(SymbolicTensor, _layers.Input):
@@ -183,17 +197,24 @@ class Model(Training):
         return tensors
 
     def _walk(self, tensors):
-        """The layer outputs the model's outputs depend on, each after the tensor it is computed from."""
+        """The layer outputs the model's outputs depend on, each after the tensors it is computed from."""
         order, seen = [], set()
-        for tensor in tensors:
-            chain = []
-            while tensor._layer is not None and id(tensor) not in seen:
+        # Depth first, without recursion: (tensor, parents already pushed).
+        stack = [(tensor, False) for tensor in reversed(tensors)]
+        while stack:
+            tensor, expanded = stack.pop()
+            if tensor._layer is None:
+                if tensor is not self.input:
+                    raise ValueError(f"an output is computed from {tensor!r}, not from this model's input")
+                continue
+            if id(tensor) in seen:
+                continue
+            if expanded:
                 seen.add(id(tensor))
-                chain.append(tensor)
-                tensor = tensor._parent
-            if tensor._layer is None and tensor is not self.input:
-                raise ValueError(f"an output is computed from {tensor!r}, not from this model's input")
-            order.extend(reversed(chain))
+                order.append(tensor)
+                continue
+            stack.append((tensor, True))
+            stack.extend((parent, False) for parent in reversed(tensor._parents) if id(parent) not in seen)
         return order
 
     def _name_layers(self):
@@ -207,35 +228,56 @@ class Model(Training):
 
     def _build(self):
         for node in self._nodes:
-            layer, shape = node._layer, node._parent.shape
+            layer = node._layer
+            shape = [p.shape for p in node._parents] if node._multi else node._parent.shape
             if not layer.built:
                 layer.build(shape, self.rng, self.dtype)
                 if hasattr(layer, "rng") and layer.rng is None:
                     layer.rng = self.rng
+            check_nested_dtype(self, layer)
             if layer.backend is None:
                 layer.backend = self.backend
         consumers = {}
         for node in self._nodes:
-            consumers[id(node._parent)] = consumers.get(id(node._parent), 0) + 1
+            for parent in node._parents:
+                consumers[id(parent)] = consumers.get(id(parent), 0) + 1
         self._consumers = consumers
         # A convolution whose only use is a max pooling it fuses with (and which is no output)
         # runs as one step with it, as in Sequential: {id(pooling node): convolution node}.
         outputs = {id(tensor) for tensor in self.outputs.values()}
         self._pooled_convs = {
             id(node): node._parent for node in self._nodes
-            if node._parent is not self.input and consumers[id(node._parent)] == 1 and id(node._parent) not in outputs
+            if not node._multi and node._parent is not self.input and consumers[id(node._parent)] == 1
+            and id(node._parent) not in outputs and not node._parent._multi
             and getattr(node._parent._layer, "fuses_with", lambda _: False)(node._layer)}
         self._skipped = {id(conv) for conv in self._pooled_convs.values()}
         # No gradient has to flow back into a layer with no parameters anywhere before it.
         learning = {id(self.input): False}
         for node in self._nodes:
-            node._layer.needs_input_grad = learning[id(node._parent)]
-            learning[id(node)] = learning[id(node._parent)] or bool(node._layer.parameters())
+            before = any(learning[id(parent)] for parent in node._parents)
+            node._layer.needs_input_grad = before
+            learning[id(node)] = before or bool(node._layer.parameters())
         self.built = True
 
     def parameters(self):
         """[(name, Parameter)] of every layer, named "layer/attribute"."""
         return [(f"{layer.name}/{key}", p) for layer in self.layers for key, p in layer.parameters()]
+
+    def compute_output_shape(self, input_shape):
+        """The one output's shape, where this model is a layer of another (see Training)."""
+        if len(self.outputs) != 1:
+            raise ValueError(f"model {self.name!r} has outputs {self.output_names}; only a model with one "
+                             "output can be a layer of another model")
+        if tuple(input_shape) != tuple(self.input_shape):
+            raise ValueError(f"model {self.name!r} takes inputs of shape {self.input_shape}, not {tuple(input_shape)}")
+        return next(iter(self.output_shape.values()))
+
+    def forward(self, x, training=False):
+        """The one output for a batch x, where this model is a layer of another."""
+        return next(iter(self._forward(x, training).values()))
+
+    def _backward_as_layer(self, dout):
+        return self._backward_graph({id(next(iter(self.outputs.values()))): dout})
 
     count_params = Sequential.count_params
     non_trainable_weights = Sequential.non_trainable_weights
@@ -260,8 +302,8 @@ class Model(Training):
 
         row(self.input.name, "InputLayer", self.input.shape, 0, "")
         for node in self._nodes:
-            parent = node._parent
-            source = self.input.name if parent is self.input else parent._layer.name
+            source = ", ".join(self.input.name if parent is self.input else parent._layer.name
+                               for parent in node._parents)
             row(node._layer.name, type(node._layer).__name__, node.shape, node._layer.count_params(), source)
         lines += ["=" * 90] + self._param_totals() + [f"Outputs: {', '.join(self.output_names)}", rule]
         text = "\n".join(lines)
@@ -316,7 +358,7 @@ class Model(Training):
                                and id(tensor) not in self._consumers}
         self._fused_nodes = {id(self.outputs[name]) for name in self._fused_outputs}
         self.optimizer = get_optimizer(optimizer)
-        self.optimizer.attach((p for _, p in self.parameters()), self.backend)
+        self.optimizer.attach((p for _, p in self.trainable_parameters()), self.backend)
 
     # -- checks ----------------------------------------------------------------------------------
     def _check_xy(self, x, y, name="x"):
@@ -353,11 +395,15 @@ class Model(Training):
 
     # -- passes ----------------------------------------------------------------------------------
     def _forward(self, x, training):
+        for layer in self.layers:
+            layer.clear_losses()
         values = {id(self.input): x}
         for node in self._nodes:
             conv = self._pooled_convs.get(id(node))
             if conv is not None:
                 values[id(node)] = conv._layer.forward_pooled(values[id(conv._parent)], node._layer, training)
+            elif node._multi:
+                values[id(node)] = node._layer.forward([values[id(p)] for p in node._parents], training)
             elif id(node) not in self._skipped:  # a skipped convolution runs with its pooling
                 values[id(node)] = node._layer.forward(values[id(node._parent)], training)
         return {name: values[id(tensor)] for name, tensor in self.outputs.items()}
@@ -374,32 +420,43 @@ class Model(Training):
                 value = loss.forward(outputs[name], targets.arrays[name])
             logs[f"{name}_loss"] = value
             total += self.loss_weights[name] * value
-        total += sum(layer.regularization_loss() for layer in self.layers)
+        total += self.regularization_loss() + sum(self.losses)
         return {"loss": total, **logs}
 
     def _backward(self):
-        """Fill every parameter's gradient; a tensor feeding several layers gets the sum of their gradients."""
+        """Fill every parameter's gradient from the losses' gradients."""
         grads = {}
         for name, tensor in self.outputs.items():
             loss = self.loss[name]
             dout = loss.backward_logits() if name in self._fused_outputs else loss.backward()
             weight = self.loss_weights[name]
             grads[id(tensor)] = dout if weight == 1.0 else (dout * weight).astype(dout.dtype, copy=False)
+        self._backward_graph(grads)
+
+    def _backward_graph(self, grads):
+        """Backpropagate {id(tensor): gradient} through the graph; returns the gradient at the input (None
+        where nothing needs it). A tensor feeding several layers gets the sum of their gradients."""
+        input_grad = None
         for node in reversed(self._nodes):
             dout = grads.pop(id(node), None)
             if dout is None:  # a convolution done with its pooling, or nothing learns before it
                 continue
             conv = self._pooled_convs.get(id(node))
             if conv is not None:
-                dx, parent = conv._layer.backward_pooled(dout, node._layer), conv._parent
+                pairs = [(conv._parent, conv._layer.backward_pooled(dout, node._layer))]
             else:
                 layer = node._layer
                 dx = layer.backward_pre(dout) if id(node) in self._fused_nodes else layer.backward(dout)
-                parent = node._parent
-            if dx is None or parent is self.input:
-                continue
-            key = id(parent)
-            grads[key] = dx if key not in grads else grads[key] + dx
+                pairs = zip(node._parents, dx if node._multi else [dx])
+            for parent, dx in pairs:
+                if dx is None:
+                    continue
+                if parent is self.input:
+                    input_grad = dx if input_grad is None else input_grad + dx
+                    continue
+                key = id(parent)
+                grads[key] = dx if key not in grads else grads[key] + dx
+        return input_grad
 
     def _batch_logs(self, outputs, targets, losses):
         logs = dict(losses)
@@ -446,13 +503,6 @@ class Model(Training):
         return {key: value / x.shape[0] for key, value in totals.items()}
 
     # -- public API ------------------------------------------------------------------------------
-    def evaluate(self, x, y, batch_size=32):
-        """{"loss": total, "<output>_loss": ..., "<output>_accuracy": ...} over (x, y)."""
-        batch_size = check_int(batch_size, "batch_size", 1)
-        x, y = self._check_xy(x, y)
-        with self._blas_policy():
-            return self._evaluate(x, y, batch_size)
-
     def predict(self, x, batch_size=32):
         """{output name: ndarray of shape (n_samples, *output_shape)}, computed batch by batch."""
         batch_size = check_int(batch_size, "batch_size", 1)
@@ -466,4 +516,6 @@ class Model(Training):
         return result
 
     def __call__(self, x, training=False):
+        if getattr(x, "_call_layer", None) is not None:
+            return x._call_layer(self)
         return self._forward(self._as_batch(self._check_x(x)), training)

@@ -21,6 +21,15 @@ def init_model_basics(model, name, dtype, backend, seed):
         raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
     model.backend = backend
     model.rng = np.random.default_rng(seed)
+    model.input_shape = model.output_shape = None
+    model._buffers = {}
+
+
+def check_nested_dtype(model, layer):
+    """A model inside another computes in the same dtype (its weights are in its own)."""
+    if isinstance(layer, Training) and layer.dtype != model.dtype:
+        raise ValueError(f"model {layer.name!r} computes in {layer.dtype}, the model {model.name!r} it is a layer "
+                         f"of in {model.dtype}: give both the same dtype")
 
 
 class Sequential(Training):
@@ -40,7 +49,6 @@ class Sequential(Training):
     def __init__(self, layers=(), seed=None, dtype="float32", backend=None, name="sequential"):
         self.layers = []
         init_model_basics(self, name, dtype, backend, seed)
-        self.input_shape = None
         self.optimizer = self.loss = None
         self.metrics = []
         self.epochs_trained = 0
@@ -73,8 +81,15 @@ class Sequential(Training):
         self.layers.append(layer)
         self.built = False
 
-    def build(self, input_shape=None):
-        """Create every layer's parameters for inputs of shape (batch, *input_shape)."""
+    def build(self, input_shape=None, rng=None, dtype=None):
+        """Create every layer's parameters for inputs of shape (batch, *input_shape).
+
+        A model built as a layer of another keeps its own generator and dtype (rng and dtype,
+        the Layer arguments, are checked, not used).
+        """
+        if dtype is not None and np.dtype(dtype) != self.dtype:
+            raise ValueError(f"model {self.name!r} computes in {self.dtype}, not {np.dtype(dtype)}: give both "
+                             "models the same dtype")
         if input_shape is not None:
             self.input_shape = tuple(int(d) for d in input_shape)
         if self.input_shape is None:
@@ -89,7 +104,9 @@ class Sequential(Training):
                     layer.rng = self.rng
             elif layer.input_shape != shape:
                 raise ValueError(f"layer {layer.name} was built for inputs {layer.input_shape}, not {shape}")
-            shape = layer.output_shape
+            check_nested_dtype(self, layer)
+            # compute_output_shape: a functional Model keeps a dict of output shapes in output_shape.
+            shape = tuple(layer.compute_output_shape(shape))
         self.output_shape = shape
         # Up to and including the first layer with parameters, no gradient has to flow back.
         learning = False
@@ -119,7 +136,7 @@ class Sequential(Training):
     def _param_totals(self):
         """The Total / Trainable / Non-trainable lines of summary()."""
         total = self.count_params()
-        frozen = sum(a.size for _, a in self.non_trainable_weights())
+        frozen = total - sum(p.size for _, p in self.trainable_parameters())
         return [f"Total params: {total:,}", f"Trainable params: {total - frozen:,}", f"Non-trainable params: {frozen:,}"]
 
     def _weight_arrays(self):
@@ -153,7 +170,7 @@ class Sequential(Training):
         rule = "_" * 65
         lines = [f'Model: "{self.name}"', rule, f"{' Layer (type)':<29}{'Output Shape':<26}Param #", "=" * 65]
         for layer in self.layers:
-            shape = "(None, " + ", ".join(map(str, layer.output_shape)) + ")"
+            shape = "(None, " + ", ".join(map(str, layer.compute_output_shape(layer.input_shape))) + ")"
             lines.append(f" {layer.name + ' (' + type(layer).__name__ + ')':<28}{shape:<26}{layer.count_params():,}")
         lines += ["=" * 65] + self._param_totals() + [rule]
         text = "\n".join(lines)
@@ -173,13 +190,15 @@ class Sequential(Training):
                 raise ValueError(f"unknown metric {metric!r}; only 'accuracy' is supported")
         self.metrics = ["accuracy"] if metrics else []
         if self.input_shape is not None:
-            self.optimizer.attach((p for _, p in self.parameters()), self.backend)
+            self.optimizer.attach((p for _, p in self.trainable_parameters()), self.backend)
 
     def _fused(self):
         last = self.layers[-1]
         return self.loss.fusable and getattr(last, "activation", None) == "softmax"
 
     def _forward(self, x, training):
+        for layer in self.layers:
+            layer.clear_losses()
         for step in self._steps:
             if isinstance(step, tuple):
                 conv, pool = step
@@ -188,7 +207,8 @@ class Sequential(Training):
                 x = step.forward(x, training)
         return x
 
-    def _backward(self, dout, fused):
+    def _backward(self, dout, fused=False):
+        """Fill every parameter's gradient; returns the gradient at the input (None where not needed)."""
         # A fused loss starts from the last layer's logits (it is never a pooling layer).
         *steps, last = self._steps
         dx = last.backward_pre(dout) if fused else _step_backward(last, dout)
@@ -196,6 +216,22 @@ class Sequential(Training):
             if dx is None:  # the layers below have no parameters and need no gradient
                 break
             dx = _step_backward(step, dx)
+        return dx
+
+    _backward_as_layer = _backward
+
+    def compute_output_shape(self, input_shape):
+        """The output shape, where this model is a layer of another (see Training)."""
+        input_shape = tuple(input_shape)
+        if self.input_shape is not None and input_shape != tuple(self.input_shape):
+            raise ValueError(f"model {self.name!r} takes inputs of shape {tuple(self.input_shape)}, not {input_shape}")
+        if not getattr(self, "built", False):
+            self.build(input_shape)
+        return self.output_shape
+
+    def forward(self, x, training=False):
+        """The output for a batch x, where this model is a layer of another."""
+        return self._forward(x, training)
 
     def _batch_loss(self, out, y):
         """The loss of a batch plus the layers' weight penalties (as Keras, in training and evaluation)."""
@@ -204,7 +240,10 @@ class Sequential(Training):
             loss = self.loss.forward_logits(self.layers[-1]._logits, y)
         else:
             loss = self.loss.forward(out, y)
-        return loss + sum(layer.regularization_loss() for layer in self.layers)
+        return loss + self.regularization_loss() + sum(self.losses)
+
+    def _result(self, logs):
+        return [logs["loss"], logs["accuracy"]] if self.metrics else logs["loss"]
 
     def _check_x(self, x, name="x"):
         if self.input_shape is None:
@@ -255,9 +294,6 @@ class Sequential(Training):
                 out[first:first + batch_size] = self._forward(self._as_batch(x[first:first + batch_size]), training=False)
         return out
 
-    def __call__(self, x, training=False):
-        return self._forward(self._as_batch(self._check_x(x)), training)
-
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path):
         """Write the weights, the optimizer state and the training generator's state to one .npz."""
@@ -294,7 +330,7 @@ class Sequential(Training):
                     a[...] = data[f"state:{name}"]
             if meta["optimizer"] is not None and self.optimizer is not None:
                 if not self.optimizer.params:
-                    self.optimizer.attach((p for _, p in params), self.backend)
+                    self.optimizer.attach((p for _, p in self.trainable_parameters()), self.backend)
                 opt_arrays = {k[len("opt:"):]: data[k] for k in data.files if k.startswith("opt:")}
                 self.optimizer.load_state_dict(meta["optimizer"], opt_arrays)
         self.epochs_trained = int(meta["epochs_trained"])

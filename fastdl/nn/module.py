@@ -92,11 +92,15 @@ class Layer:
     # True where the layer's work is BLAS GEMMs or light elementwise passes: a model made only of
     # such layers lets BLAS thread its GEMMs (Training._blas_policy).
     gemm_only = False
+    # False freezes the layer's parameters: a model compiled after the change leaves them to no
+    # optimizer (gradients still flow through the layer to the ones before it), as Keras' flag.
+    trainable = True
 
-    def __init__(self, input_shape=None, name=None, backend=None):
+    def __init__(self, input_shape=None, name=None, backend=None, trainable=True):
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self.name = name
         self.backend = backend
+        self.trainable = bool(trainable)
         self.built = False
         self.output_shape = None
         self._buffers = {}
@@ -127,12 +131,34 @@ class Layer:
         """The layer's Parameters as (attribute name, Parameter) pairs."""
         return [(key, value) for key, value in vars(self).items() if isinstance(value, Parameter)]
 
+    def trainable_parameters(self):
+        """The Parameters an optimizer updates: all of them, or none when the layer is frozen."""
+        return self.parameters() if self.trainable else []
+
     def count_params(self):
         return sum(p.size for _, p in self.parameters())
 
     def regularization_loss(self):
         """The layer's weight penalty, added to the training loss (0 without a regulariser)."""
         return 0.0
+
+    def add_loss(self, value):
+        """Add a term to the loss of the batch that this forward pass computes (Keras' add_loss).
+
+        Call it from `forward`; the model clears the list before each forward pass and adds its
+        terms to the loss. fastdl has no automatic differentiation: the layer's `backward` adds
+        the term's gradient to the gradient it returns (see Sampling's KL divergence).
+        """
+        self.__dict__.setdefault("_losses", []).append(float(value))
+
+    @property
+    def losses(self):
+        """The terms that `add_loss` added during the last forward pass."""
+        return list(self.__dict__.get("_losses", ()))
+
+    def clear_losses(self):
+        if self.__dict__.get("_losses"):
+            self._losses = []
 
     def forward(self, x, training=False):
         raise NotImplementedError
@@ -141,7 +167,10 @@ class Layer:
         raise NotImplementedError
 
     def __call__(self, x, training=False):
-        # A symbolic tensor (fastdl.nn.functional) records the call instead of computing it.
+        # A symbolic tensor (fastdl.nn.functional), or a list of them for a layer of several
+        # inputs, records the call instead of computing it.
+        if isinstance(x, (list, tuple)) and x and all(hasattr(t, "_call_layer") for t in x):
+            return x[0]._call_layer(self, tuple(x))
         call_symbolic = getattr(x, "_call_layer", None)
         if call_symbolic is not None:
             return call_symbolic(self)

@@ -6,6 +6,7 @@ from fastdl import backend as _backend
 from fastdl._parallel import single_threaded_blas
 from fastdl._validation import check_int
 from fastdl.nn.callbacks import Callback, ProgressLogger
+from fastdl.nn.module import Layer
 
 
 class History:
@@ -43,8 +44,113 @@ def _check_callbacks(callbacks):
     return callbacks
 
 
-class Training:
-    """fit / evaluate for a model with `_check_xy`, `_forward`, `_backward`, `_batch_loss`, `_fused`."""
+class Training(Layer):
+    """fit / evaluate for a model with `_check_xy`, `_forward`, `_backward`, `_batch_loss`, `_fused`.
+
+    A model is also a Layer: called on a symbolic tensor or added to a Sequential, it becomes a
+    layer of another model with its own weights shared, as in Keras::
+
+        gan = Model(z, discriminator(generator(z)))
+
+    Its subclasses give `forward(x, training)` and `_backward_as_layer(dout)` for that use.
+    """
+
+    # -- the model as a layer of another ---------------------------------------------------------
+    @property
+    def trainable(self):
+        return self.__dict__.get("_trainable", True)
+
+    @trainable.setter
+    def trainable(self, value):
+        """Freeze (False) or unfreeze every layer, as Keras; read when a model is compiled."""
+        self._trainable = bool(value)
+        for layer in getattr(self, "layers", ()):
+            layer.trainable = bool(value)
+
+    @property
+    def needs_input_grad(self):
+        return self.__dict__.get("_needs_input_grad", True)
+
+    @needs_input_grad.setter
+    def needs_input_grad(self, value):
+        self._needs_input_grad = bool(value)
+
+    @property
+    def gemm_only(self):
+        return all(layer.gemm_only for layer in self.layers)
+
+    def trainable_parameters(self):
+        """[(name, Parameter)] of the layers not frozen: what `compile` hands the optimizer."""
+        if not getattr(self, "built", False):
+            self.build()
+        if not self.trainable:
+            return []
+        return [(f"{layer.name}/{key}", p) for layer in self.layers for key, p in layer.trainable_parameters()]
+
+    def regularization_loss(self):
+        return sum(layer.regularization_loss() for layer in self.layers)
+
+    @property
+    def losses(self):
+        """The terms the layers added with `add_loss` in the last forward pass."""
+        return [value for layer in self.layers for value in layer.losses]
+
+    def clear_losses(self):
+        for layer in self.layers:
+            layer.clear_losses()
+
+    def backward(self, dout):
+        """The gradient at the input from the output's, where this model is a layer of another.
+
+        Standing alone, a model's first layers skip their input gradients; inside another model
+        whose earlier layers learn, every layer computes its own for this pass.
+        """
+        if not self.needs_input_grad:
+            return self._backward_as_layer(dout)
+        flags = [(layer, layer.needs_input_grad) for layer in self.layers]
+        for layer, _ in flags:
+            layer.needs_input_grad = True
+        try:
+            return self._backward_as_layer(dout)
+        finally:
+            for layer, flag in flags:
+                layer.needs_input_grad = flag
+
+    def __call__(self, x, training=False):
+        """The outputs for x; on a symbolic tensor, this model as a layer of the model being made."""
+        if getattr(x, "_call_layer", None) is not None:
+            return x._call_layer(self)
+        return self._forward(self._as_batch(self._check_x(x)), training)
+
+    # -- one batch -------------------------------------------------------------------------------
+    def train_on_batch(self, x, y):
+        """One training step on the batch (x, y), as one batch of `fit` without shuffling.
+
+        Returns the loss, [loss, accuracy] when compiled with metrics (Sequential), or the dict of
+        losses and metrics (Model), as `evaluate` does.
+        """
+        x, y = self._check_xy(x, y)
+        self._attach_optimizer()
+        with self._blas_policy():
+            logs = self._train_epoch(x, y, x.shape[0], False, self.epochs_trained, [])
+        return self._result(logs)
+
+    def test_on_batch(self, x, y):
+        """The loss (and metrics) on the batch (x, y), as `evaluate` on it; no weight changes."""
+        x, y = self._check_xy(x, y)
+        with self._blas_policy():
+            return self._result(self._evaluate(x, y, x.shape[0]))
+
+    def predict_on_batch(self, x):
+        """The outputs for the batch x in one pass, as `predict`."""
+        return self.predict(x, batch_size=max(len(x), 1))
+
+    def _result(self, logs):
+        return logs
+
+    def _attach_optimizer(self):
+        if not self.optimizer.params:
+            self.optimizer.attach((p for _, p in self.trainable_parameters()), self.backend)
 
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, validation_split=0.0,
             shuffle=True, verbose=0, seed=None, callbacks=None, initial_epoch=None):
@@ -79,8 +185,7 @@ class Training:
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         x, y = self._check_xy(x, y)
         x, y, val = self._validation(x, y, validation_data, validation_split)
-        if not self.optimizer.params:
-            self.optimizer.attach((p for _, p in self.parameters()), self.backend)
+        self._attach_optimizer()
         if seed is not None:
             self._reseed(seed)
         n_batches = -(-x.shape[0] // batch_size)
@@ -225,9 +330,12 @@ class Training:
         return logs
 
     def evaluate(self, x, y, batch_size=32):
-        """Loss (and accuracy when compiled with it) over (x, y): a float, or [loss, accuracy]."""
+        """The loss and metrics over (x, y).
+
+        Sequential: the loss, or [loss, accuracy] when compiled with it. Model: {"loss": total,
+        "<output>_loss": ..., "<output>_accuracy": ...}.
+        """
         batch_size = check_int(batch_size, "batch_size", 1)
         x, y = self._check_xy(x, y)
         with self._blas_policy():
-            logs = self._evaluate(x, y, batch_size)
-        return [logs["loss"], logs["accuracy"]] if self.metrics else logs["loss"]
+            return self._result(self._evaluate(x, y, batch_size))

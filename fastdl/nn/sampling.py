@@ -1,0 +1,74 @@
+"""Sampling: the variational autoencoder's reparameterisation, with its KL divergence as an added loss."""
+
+import numbers
+
+import numpy as np
+
+from fastdl.nn.module import Layer, as_layer_input
+
+
+class Sampling(Layer):
+    """z = z_mean + exp(z_log_var / 2) * noise, noise ~ N(0, 1), called on [z_mean, z_log_var].
+
+    The noise comes from the model's seeded generator, so a seed gives the same draws on every
+    run. As Keras' VAE example, the layer samples in training and in inference alike.
+
+    With `kl_weight` > 0 the layer adds kl_weight times the batch mean of the Kullback-Leibler
+    divergence of N(z_mean, exp(z_log_var)) from N(0, 1) to the loss (`add_loss`)::
+
+        KL = -0.5 * sum over latent dimensions of (1 + z_log_var - z_mean^2 - exp(z_log_var))
+
+    and its gradient to the gradients it passes back. A VAE::
+
+        h = Flatten()(encoder_convolutions(x))
+        z_mean, z_log_var = Dense(32)(h), Dense(32)(h)
+        z = Sampling()([z_mean, z_log_var])
+        vae = Model(x, decoder(z))
+
+    Parameters
+    ----------
+    kl_weight : float >= 0, default 1.0
+        0: sampling only, no added loss.
+    """
+
+    def __init__(self, kl_weight=1.0, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(kl_weight, bool) or not isinstance(kl_weight, numbers.Real) or not np.isfinite(kl_weight) \
+                or kl_weight < 0:
+            raise ValueError(f"kl_weight must be a finite number >= 0, got {kl_weight!r}")
+        self.kl_weight = float(kl_weight)
+        self.rng = None
+
+    def compute_output_shape(self, input_shape):
+        shapes = list(input_shape) if input_shape and isinstance(input_shape[0], (tuple, list)) else None
+        if shapes is None or len(shapes) != 2 or tuple(shapes[0]) != tuple(shapes[1]):
+            raise ValueError("Sampling is called on [z_mean, z_log_var], two tensors of one shape, "
+                             f"got input shape {input_shape}")
+        return tuple(shapes[0])
+
+    def forward(self, inputs, training=False):
+        if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
+            raise ValueError("Sampling takes [z_mean, z_log_var]")
+        if self.rng is None:
+            raise RuntimeError("Sampling draws from its model's generator: use it inside a Model or Sequential")
+        z_mean = as_layer_input(inputs[0], self.dtype)
+        z_log_var = as_layer_input(inputs[1], self.dtype)
+        if z_mean.shape != z_log_var.shape:
+            raise ValueError(f"z_mean has shape {z_mean.shape}, z_log_var {z_log_var.shape}: they must agree")
+        self._noise = self.rng.standard_normal(z_mean.shape, dtype=self.dtype)
+        self._std = np.exp(0.5 * z_log_var)
+        self._z_mean, self._z_log_var = z_mean, z_log_var
+        if self.kl_weight:
+            per_sample = -0.5 * np.sum(1.0 + z_log_var - np.square(z_mean) - np.square(self._std), dtype=np.float64)
+            self.add_loss(self.kl_weight * per_sample / z_mean.shape[0])
+        return z_mean + self._std * self._noise
+
+    def backward(self, dout):
+        dz = as_layer_input(dout, self.dtype, self._z_mean.shape[1:], "Sampling backward")
+        dmean = dz.copy()
+        dlog_var = 0.5 * dz * self._noise * self._std
+        if self.kl_weight:
+            scale = self.dtype.type(self.kl_weight / self._z_mean.shape[0])
+            dmean += scale * self._z_mean
+            dlog_var += scale * 0.5 * (np.square(self._std) - 1)
+        return [dmean, dlog_var]

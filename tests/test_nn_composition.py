@@ -1,0 +1,218 @@
+"""Models as layers of other models, trainable flags, train_on_batch, add_loss and Sampling (a VAE's and a GAN's needs)."""
+
+import numpy as np
+import pytest
+
+from fastdl import nn
+from fastdl.nn import Input, Model
+from test_nn import _numeric_grad
+
+
+def _generator(backend=None, dtype="float64", seed=1):
+    return nn.Sequential([Input((3,)), nn.Dense(6, activation="tanh"), nn.Dense(4, activation="tanh")],
+                         seed=seed, dtype=dtype, backend=backend, name="generator")
+
+
+def _discriminator(backend=None, dtype="float64", seed=2):
+    return nn.Sequential([Input((4,)), nn.Dense(5), nn.LeakyReLU(0.2), nn.Dense(1)],
+                         seed=seed, dtype=dtype, backend=backend, name="discriminator")
+
+
+def _gan(backend=None, dtype="float64"):
+    generator, discriminator = _generator(backend, dtype), _discriminator(backend, dtype)
+    discriminator.compile(nn.Adam(2e-4, beta_1=0.5), nn.BinaryCrossentropy(from_logits=True))
+    discriminator.trainable = False
+    z = Input((3,))
+    gan = Model(z, discriminator(generator(z)), seed=3, dtype=dtype, backend=backend, name="gan")
+    gan.compile(nn.Adam(1e-2, beta_1=0.5), nn.BinaryCrossentropy(from_logits=True))
+    return generator, discriminator, gan
+
+
+def test_frozen_model_inside_another_keeps_its_weights_and_passes_gradients():
+    generator, discriminator, gan = _gan()
+    frozen = discriminator.get_weights()
+    before = generator.get_weights()
+    z = np.random.default_rng(0).standard_normal((40, 3))
+    gan.fit(z, np.ones((40, 1)), epochs=2, batch_size=8)
+    for old, new in zip(frozen, discriminator.get_weights()):
+        np.testing.assert_array_equal(old, new)
+    assert all(not np.array_equal(old, new) for old, new in zip(before, generator.get_weights()))
+    # Only the generator's weights have optimizer state.
+    assert len(gan.optimizer.params) == len(generator.parameters())
+    assert {id(p) for p in gan.optimizer.params} == {id(p) for _, p in generator.parameters()}
+
+
+def test_trainable_is_read_at_compile_as_in_keras():
+    _, discriminator, _ = _gan()
+    # Compiled while trainable, the discriminator still trains alone after being frozen.
+    before = discriminator.get_weights()
+    discriminator.train_on_batch(np.ones((4, 4)), np.ones((4, 1)))
+    assert all(not np.array_equal(old, new) for old, new in zip(before, discriminator.get_weights()))
+
+
+def test_summary_counts_frozen_weights_as_non_trainable():
+    _, _, gan = _gan()
+    text = gan.summary(print_fn=None)
+    # generator: 3*6+6 + 6*4+4 = 52 weights; discriminator: 4*5+5 + 5+1 = 31
+    assert "Total params: 83" in text
+    assert "Trainable params: 52" in text
+    assert "Non-trainable params: 31" in text
+    stack = nn.Sequential([_generator(), _discriminator()], dtype="float64", name="stack")
+    stack.layers[1].trainable = False
+    assert "Non-trainable params: 31" in stack.summary(print_fn=None)
+
+
+def test_gradients_through_a_frozen_model_match_finite_differences(backend):
+    generator, discriminator, gan = _gan(backend)
+    rng = np.random.default_rng(4)
+    z = rng.standard_normal((5, 3))
+    _, targets = gan._check_xy(z, np.ones((5, 1)))
+
+    def loss():
+        return gan._batch_losses(gan._forward(z, training=True), targets)["loss"]
+
+    loss()
+    gan._backward()
+    for name, p in generator.parameters() + discriminator.parameters():
+        np.testing.assert_allclose(p.grad, _numeric_grad(loss, p.value), rtol=1e-6, atol=1e-9, err_msg=name)
+
+
+def test_model_in_sequential_gives_the_same_outputs_and_gradients():
+    generator, discriminator = _generator(), _discriminator()
+    stack = nn.Sequential([generator, discriminator], dtype="float64", name="stack")
+    z = np.random.default_rng(5).standard_normal((6, 3))
+    np.testing.assert_allclose(stack.predict(z), discriminator.predict(generator.predict(z)), rtol=1e-12)
+    dout = np.ones((6, 1))
+    stack._forward(z, training=True)
+    stack._backward(dout)
+    grads = [p.grad.copy() for _, p in stack.parameters()]
+    generator._forward(z, training=True)
+    discriminator._forward(generator._forward(z, training=True), training=True)
+    generator._backward(discriminator.backward(dout))
+    for grad, (name, p) in zip(grads, stack.parameters()):
+        np.testing.assert_allclose(grad, p.grad, rtol=1e-12, err_msg=name)
+    assert [name for name, _ in stack.parameters()][0] == "generator/dense/kernel"
+
+
+@pytest.mark.parametrize("kind", ["sequential", "model"])
+def test_train_on_batch_is_one_step_of_fit(kind):
+    rng = np.random.default_rng(6)
+    x, y = rng.standard_normal((12, 4)), rng.integers(0, 3, 12)
+
+    def make():
+        if kind == "sequential":
+            model = nn.Sequential([Input((4,)), nn.Dense(5, activation="relu"), nn.Dense(3, activation="softmax")],
+                                  seed=0)
+        else:
+            inputs = Input((4,))
+            model = Model(inputs, nn.Dense(3, activation="softmax", name="out")(nn.Dense(5, activation="relu")(inputs)),
+                          seed=0)
+        model.compile(nn.Adam(1e-2), "sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    stepped, fitted = make(), make()
+    result = stepped.train_on_batch(x, y)
+    history = fitted.fit(x, y, epochs=1, batch_size=12, shuffle=False)
+    for a, b in zip(stepped.get_weights(), fitted.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    if kind == "sequential":
+        assert result == [history.history["loss"][0], history.history["accuracy"][0]]
+        assert stepped.test_on_batch(x, y) == stepped.evaluate(x, y, batch_size=12)
+    else:
+        assert result["loss"] == history.history["loss"][0]
+        assert stepped.test_on_batch(x, y) == stepped.evaluate(x, y, batch_size=12)
+    predicted = stepped.predict_on_batch(x)
+    expected = stepped.predict(x)
+    if kind == "model":
+        predicted, expected = predicted["out"], expected["out"]
+    np.testing.assert_array_equal(predicted, expected)
+    assert stepped.epochs_trained == 0
+
+
+def _vae(backend=None, kl_weight=1.0, seed=0):
+    """Dense, z_mean, z_log_var, Sampling (layer 3), decoder."""
+    x = Input((6,))
+    hidden = nn.Dense(5, activation="tanh")(x)
+    z_mean = nn.Dense(2, name="z_mean")(hidden)
+    z_log_var = nn.Dense(2, name="z_log_var")(hidden)
+    z = nn.Sampling(kl_weight=kl_weight)([z_mean, z_log_var])
+    decoder = nn.Sequential([Input((2,)), nn.Dense(6, activation="sigmoid")], seed=1, dtype="float64",
+                            backend=backend, name="decoder")
+    return Model(x, decoder(z), seed=seed, dtype="float64", backend=backend, name="vae")
+
+
+def test_vae_gradients_through_sampling_and_kl_match_finite_differences(backend):
+    vae = _vae(backend, kl_weight=0.7)
+    vae.compile("adam", "binary_crossentropy", loss_weights=6.0)
+    rng = np.random.default_rng(7)
+    x = rng.random((4, 6))
+    _, targets = vae._check_xy(x, x)
+    sampling = vae.layers[3]
+
+    def loss():
+        sampling.rng = np.random.default_rng(11)  # the same noise for every evaluation
+        return vae._batch_losses(vae._forward(x, training=True), targets)["loss"]
+
+    loss()
+    vae._backward()
+    for name, p in vae.parameters():
+        np.testing.assert_allclose(p.grad, _numeric_grad(loss, p.value), rtol=1e-6, atol=1e-9, err_msg=name)
+
+
+def test_kl_term_is_the_closed_form_and_is_added_to_the_loss():
+    vae = _vae(kl_weight=0.5)
+    vae.compile("adam", "binary_crossentropy")
+    x = np.random.default_rng(8).random((5, 6))
+    out = vae._forward(x, training=True)
+    sampling = vae.layers[3]
+    mean, log_var = sampling._z_mean, sampling._z_log_var
+    kl = -0.5 * np.sum(1 + log_var - mean ** 2 - np.exp(log_var)) / 5
+    assert vae.losses == pytest.approx([0.5 * kl], rel=1e-12)
+    _, targets = vae._check_xy(x, x)
+    logs = vae._batch_losses(out, targets)
+    assert logs["loss"] == pytest.approx(logs["decoder_loss"] + 0.5 * kl, rel=1e-12)
+    # Each forward pass replaces the term instead of piling them up.
+    vae._forward(x, training=False)
+    assert len(vae.losses) == 1
+
+
+def test_sampling_is_deterministic_under_a_seed_and_follows_the_formula():
+    x = np.random.default_rng(9).random((3, 6))
+    first, second, other = _vae(seed=4), _vae(seed=4), _vae(seed=5)
+    np.testing.assert_array_equal(first.predict(x)["decoder"], second.predict(x)["decoder"])
+    assert not np.array_equal(first.predict(x)["decoder"], other.predict(x)["decoder"])
+    sampling = nn.Sampling(kl_weight=0)
+    sampling.build([(2,), (2,)], np.random.default_rng(0), np.float64)
+    sampling.rng = np.random.default_rng(3)
+    mean, log_var = np.array([[1.0, -2.0]]), np.array([[0.5, -1.0]])
+    z = sampling.forward([mean, log_var])
+    noise = np.random.default_rng(3).standard_normal((1, 2))
+    np.testing.assert_allclose(z, mean + np.exp(log_var / 2) * noise, rtol=1e-12)
+    assert sampling.losses == []
+
+
+def test_composition_errors_are_clear():
+    with pytest.raises(ValueError, match="two tensors of one shape"):
+        x = Input((4,))
+        nn.Sampling()([nn.Dense(2)(x), nn.Dense(3)(x)])
+    with pytest.raises(ValueError, match="kl_weight"):
+        nn.Sampling(kl_weight=-1)
+    x = Input((4,))
+    two_heads = Model(x, [nn.Dense(2, name="a")(x), nn.Dense(2, name="b")(x)], seed=0)
+    with pytest.raises(ValueError, match="only a model with one output"):
+        two_heads(Input((4,)))
+    with pytest.raises(ValueError, match="same dtype"):
+        nn.Sequential([_generator(dtype="float32"), _discriminator(dtype="float64")], dtype="float64").build((3,))
+    with pytest.raises(ValueError, match="takes inputs of shape"):
+        _discriminator()(Input((7,)))
+
+
+def test_save_and_load_a_model_with_models_inside(tmp_path):
+    generator, _, gan = _gan()
+    z = np.random.default_rng(10).standard_normal((8, 3))
+    gan.train_on_batch(z, np.ones((8, 1)))
+    gan.save(tmp_path / "gan.npz")
+    _, _, other = _gan()
+    other.load(tmp_path / "gan.npz")
+    np.testing.assert_array_equal(other.predict(z)["discriminator"], gan.predict(z)["discriminator"])
+    assert "generator/dense/kernel" in {name for name, _ in gan.parameters()}
