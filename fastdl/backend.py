@@ -38,6 +38,7 @@ AUTO_ORDER = {
     "norm": ("cython", "numba", "numpy"),
     "loss": ("cython", "numba", "numpy"),
     "clock": ("cython", "numba", "numpy"),
+    "faces": ("cython", "numba", "numpy"),
 }
 DEFAULT_AUTO_ORDER = ("cython", "numba", "numpy")
 

@@ -42,7 +42,7 @@ def test_generate_into_cache_is_what_load_clocks_reads(tmp_path, capsys):
     assert capsys.readouterr().err == ""  # read, not rendered again
 
 
-@pytest.mark.parametrize("argv", [["data", "generate", "faces"],
+@pytest.mark.parametrize("argv", [["data", "generate", "planets"],
                                   ["data", "generate", "clocks", "--n", "0"],
                                   ["data", "generate", "clocks", "--n", "many"],
                                   ["data", "generate", "clocks", "--seed", "-2"]])

@@ -8,10 +8,14 @@ and then in the dataset's system-wide directories. Only :func:`download` touches
 import contextlib
 import gzip
 import hashlib
+import json
 import os
 import sys
+import uuid
 import zlib
 from pathlib import Path
+
+import numpy as np
 
 from fastdl import config
 
@@ -225,3 +229,88 @@ def fetch(url, destination, expected, gunzip=False):
             os.unlink(temporary)
         raise
     return destination
+
+
+@contextlib.contextmanager
+def atomic_write(destination, mode="wb"):
+    """Write ``destination`` through a temporary file beside it, renamed into place on success.
+
+    Yields the open temporary file; when the block ends normally its content is flushed to disk
+    and os.replace puts it in place, so readers see the old file or the whole new one, never a
+    part. On an error the temporary file is removed and ``destination`` is left as it was.
+    """
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _temporary(destination)
+    try:
+        with open(temporary, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as stream:
+            yield stream
+            _flush(stream)
+        os.replace(temporary, destination)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def write_array_set(directory, arrays, sidecar_name, sidecar):
+    """Write .npy arrays and the JSON sidecar describing them into ``directory``, all or nothing.
+
+    Every file goes to a hidden temporary beside its target first, flushed to disk; then the
+    sidecar and the arrays are renamed into place (the sidecar first: a reader that finds arrays
+    newer than their sidecar renders again). On any error no temporary is left behind.
+
+    Parameters
+    ----------
+    directory : Path
+    arrays : dict
+        ``{file name: ndarray}``, saved with ``np.save`` (no pickles).
+    sidecar_name : str
+    sidecar : callable
+        ``sidecar({file name: SHA-256 of the written array file}) -> dict``, written as JSON.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    temporaries = {}
+    try:
+        for file_name, array in arrays.items():
+            temporaries[file_name] = _temporary(directory / file_name)
+            with open(temporaries[file_name], "wb") as out:
+                np.save(out, np.ascontiguousarray(array), allow_pickle=False)
+                _flush(out)
+        digests = {file_name: file_sha256(path) for file_name, path in temporaries.items()}
+        temporaries[sidecar_name] = _temporary(directory / sidecar_name)
+        with open(temporaries[sidecar_name], "w", encoding="utf-8") as out:
+            json.dump(sidecar(digests), out, indent=2)
+            out.write("\n")
+            _flush(out)
+        for file_name in (sidecar_name, *arrays):
+            os.replace(temporaries[file_name], directory / file_name)
+        _fsync_directory(directory)
+    except BaseException:
+        for temporary in temporaries.values():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+        raise
+    return directory
+
+
+def _temporary(destination):
+    """A hidden name beside ``destination``, so os.replace is atomic (unique per call)."""
+    return destination.with_name(f".{destination.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
+
+
+def _flush(stream):
+    """Push a file's content to disk before it is renamed into place."""
+    stream.flush()
+    os.fsync(stream.fileno())
+
+
+def _fsync_directory(directory):
+    """Make the renames durable where the platform allows opening a directory."""
+    with contextlib.suppress(OSError):
+        descriptor = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)

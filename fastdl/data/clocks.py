@@ -10,11 +10,9 @@ the renderer, seed, count and each file's SHA-256; a directory with the two file
 holds the course's data.
 """
 
-import contextlib
 import json
 import os
 import sys
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -175,31 +173,9 @@ def generate_clocks(n=SYNTHETIC_N, seed=SYNTHETIC_SEED, directory=None, size=IMA
     images, labels = clock_render.render_clocks(n, seed=seed, size=size, max_turn=max_turn,
                                                faces=faces)
     images, labels = _check_rendered(images, labels, n, size)
-    directory.mkdir(parents=True, exist_ok=True)
-    temporaries = []
-    try:
-        digests = {}
-        for file_name, array in ((IMAGES, images), (LABELS, labels)):
-            temporaries.append(_temporary(directory / file_name))
-            with open(temporaries[-1], "wb") as out:
-                np.save(out, array, allow_pickle=False)
-                _flush(out)
-            digests[file_name] = _files.file_sha256(temporaries[-1])
-        temporaries.append(_temporary(directory / SIDECAR))
-        with open(temporaries[-1], "w", encoding="utf-8") as out:
-            json.dump(_sidecar(n, seed, size, digests, max_turn, faces), out, indent=2)
-            out.write("\n")
-            _flush(out)
-        # The sidecar first: see the docstring.
-        written = dict(zip((IMAGES, LABELS, SIDECAR), temporaries))
-        for file_name in (SIDECAR, IMAGES, LABELS):
-            os.replace(written[file_name], directory / file_name)
-        _fsync_directory(directory)
-    except BaseException:
-        for temporary in temporaries:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-        raise
+    # The sidecar goes in place first: see the docstring.
+    _files.write_array_set(directory, {IMAGES: images, LABELS: labels}, SIDECAR,
+                           lambda digests: _sidecar(n, seed, size, digests, max_turn, faces))
     return directory
 
 
@@ -405,24 +381,3 @@ def _check_int(value, name, minimum):
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
-
-
-def _temporary(destination):
-    """A hidden name beside ``destination``, so os.replace is atomic (unique per call)."""
-    return destination.with_name(f".{destination.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
-
-
-def _flush(stream):
-    """Push a file's content to disk before it is renamed into place."""
-    stream.flush()
-    os.fsync(stream.fileno())
-
-
-def _fsync_directory(directory):
-    """Make the renames durable where the platform allows opening a directory."""
-    with contextlib.suppress(OSError):
-        descriptor = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)

@@ -1,0 +1,73 @@
+"""Synthetic cartoon faces for the VAE and GAN of assignment 6, from compiled kernels.
+
+:func:`render_faces` returns uint8 (n, size, size, 3) RGB images and each face's generative
+factors (float64 (n, len(FACTOR_NAMES))): its pose, shape, colours, eyes, gaze, brows, mouth,
+hair and so on, the numbers a small network can learn to read off the image (for a feature
+network scoring generated faces with a Frechet distance). What the faces look like, and how
+each image's parameters are drawn, is in :mod:`fastdl.data.face_design`; the kernels are
+kernels/{npy,cpu,cy}/faces*.
+"""
+
+import numbers
+
+import numpy as np
+
+from fastdl import backend as _backend
+from fastdl.data import face_design
+from fastdl.data.face_design import FACTOR_NAMES, FACTOR_RANGES, HAIR_STYLES
+
+__all__ = ["FACTOR_NAMES", "FACTOR_RANGES", "HAIR_STYLES", "RENDERER_VERSION", "render_faces"]
+
+# Changes whenever a seed's images change: a cached synthetic set is rendered again then.
+RENDERER_VERSION = 1
+MIN_SIZE = 16
+MAX_SIZE = 2048
+
+
+def _check_int(name, value, low, high=None):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    if value < low or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be {bounds}, got {value}")
+    return int(value)
+
+
+def render_faces(n, seed=0, size=64, backend=None, first=0):
+    """Render ``n`` synthetic cartoon faces and their generative factors.
+
+    Face i depends only on (seed, first + i): rendering 200 gives the first 200 of rendering
+    10,000, whatever the backend or the thread count (numpy, Numba and Cython give the same
+    pixels).
+
+    Parameters
+    ----------
+    n : int >= 0
+        Number of images.
+    seed : int in [0, 2**64 - 1], default 0
+    size : int, default 64
+        Images are size x size pixels (16 to 2048); the faces are the same at every size.
+    backend : str, optional
+        "numba", "cython", "numpy" (the slow reference) or None for the process default.
+    first : int >= 0, default 0
+        Index of the first face in the seed's sequence (to render a set in pieces).
+
+    Returns
+    -------
+    images : ndarray of shape (n, size, size, 3), uint8
+        RGB, channels last.
+    factors : ndarray of shape (n, len(FACTOR_NAMES)), float64
+        Column j holds factor FACTOR_NAMES[j] of each face, within FACTOR_RANGES[name]:
+        positions in image widths, sizes in face units (about a head's half height), angles in
+        degrees, colours in [0, 1], flags 0 or 1, hair_style an index into HAIR_STYLES.
+    """
+    n = _check_int("n", n, 0)
+    seed = _check_int("seed", seed, 0, 2 ** 64 - 1)
+    size = _check_int("size", size, MIN_SIZE, MAX_SIZE)
+    first = _check_int("first", first, 0, 2 ** 63 - 1)
+    kernels, _ = _backend.kernels("faces", backend)
+    factors, params = face_design.draw_parameters(seed, first, n)
+    face_design.pixel_boxes(params, size)
+    images = np.empty((n, size, size, 3), dtype=np.uint8)
+    kernels.render_faces(params, images, _backend.get_num_threads())
+    return images, factors
