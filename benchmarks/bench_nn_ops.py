@@ -5,13 +5,17 @@ The shapes are the course's hot spots: the first convolution of the Fashion-MNIS
 filters, "same": fastdl's Winograd path), the clock net's max-pooling over 148x148x32
 activations (batch 100), the MLP's first dense layer (batch 32, 784 -> 300, ReLU), and the CNN's
 output: softmax cross-entropy on 128 x 10 logits, and Dropout(0.5) on its 128 x 128 dense layer.
+A decoder's upsampling step, Conv2DTranspose 3x3 stride 2 "same" from 32x32x128 to 64x64x128
+(batch 64), is timed forward alone and forward+backward against torch's ConvTranspose2d.
 """
 
 import numpy as np
 import pytest
 
 from fastdl import nn
-from fastdl.ops import conv2d, conv2d_grad, dense, dense_grad, max_pool2d, max_pool2d_grad
+from fastdl.ops import (
+    conv2d, conv2d_grad, conv2d_transpose, conv2d_transpose_grad, dense, dense_grad, max_pool2d, max_pool2d_grad,
+)
 from peers import TORCH_MISSING, torch
 
 pytestmark = pytest.mark.benchmark(min_rounds=5)
@@ -62,6 +66,22 @@ def _dense_data():
     return x, kernel, bias, dout
 
 
+# Conv2DTranspose: (images, height, width, in_channels, kernel size, stride, filters), "same" padding.
+TRANSPOSE_CASE = (64, 32, 32, 128, 3, 2, 128)
+_TRANSPOSE_NAME = "conv2d_transpose 3x3 stride 2 same, 64x32x32x128 -> 64x64x64x128"
+TRANSPOSE_GROUPS = {mode: f"{_TRANSPOSE_NAME}, {mode}" for mode in ("forward", "forward+backward")}
+
+
+def _transpose_data():
+    n, height, width, in_channels, size, stride, filters = TRANSPOSE_CASE
+    rng = _rng()
+    x = rng.standard_normal((n, height, width, in_channels), dtype=np.float32)
+    kernel = rng.standard_normal((size, size, filters, in_channels), dtype=np.float32) * 0.05
+    bias = np.zeros(filters, np.float32)
+    dout = rng.standard_normal((n, height * stride, width * stride, filters), dtype=np.float32)
+    return x, kernel, bias, dout
+
+
 POOL_GROUP = "max_pool2d 2x2, 100x148x148x32, forward+backward"
 DENSE_GROUP = "dense 32x784 @ 784x300 + relu, forward+backward"
 
@@ -100,6 +120,53 @@ def bench_conv2d_torch(benchmark, case, name_contender, n_threads):
     step()
     name_contender(_conv_group(case), "torch (NCHW)")
     benchmark(step)
+
+
+@pytest.mark.parametrize("mode", TRANSPOSE_GROUPS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def bench_conv2d_transpose_fastdl(benchmark, backend, mode, require_fastdl_backend, name_contender):
+    require_fastdl_backend("conv", backend)
+    x, kernel, bias, dout = _transpose_data()
+    stride = TRANSPOSE_CASE[5]
+
+    def step():
+        conv2d_transpose(x, kernel, bias, strides=stride, padding="same", backend=backend)
+        if mode == "forward+backward":
+            conv2d_transpose_grad(x, kernel, dout, strides=stride, padding="same", backend=backend)
+
+    step()
+    name_contender(TRANSPOSE_GROUPS[mode], f"fastdl[{backend}]")
+    benchmark.pedantic(step, rounds=7, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("mode", TRANSPOSE_GROUPS)
+def bench_conv2d_transpose_torch(benchmark, mode, name_contender, n_threads):
+    if torch is None:
+        pytest.skip(TORCH_MISSING)
+    torch.set_num_threads(n_threads)
+    x, kernel, bias, dout = (torch.from_numpy(a) for a in _transpose_data())
+    _, _, _, in_channels, size, stride, filters = TRANSPOSE_CASE
+    # padding=1 with output_padding=1 gives Keras' "same" output (2 * 32 = 64 pixels) for k=3, s=2.
+    layer = torch.nn.ConvTranspose2d(in_channels, filters, size, stride=stride, padding=1, output_padding=1)
+    with torch.no_grad():  # the same weights as fastdl's; torch's layout is (in_channels, filters, kh, kw)
+        layer.weight.copy_(kernel.permute(3, 2, 0, 1))
+        layer.bias.copy_(bias)
+    # Channels-last memory format, the layout fastdl works in.
+    x = x.permute(0, 3, 1, 2).requires_grad_(True)
+    grad = dout.permute(0, 3, 1, 2)
+
+    def forward():
+        with torch.no_grad():
+            layer(x)
+
+    def forward_backward():
+        layer(x).backward(grad)
+        x.grad = layer.weight.grad = layer.bias.grad = None
+
+    step = forward if mode == "forward" else forward_backward
+    step()
+    name_contender(TRANSPOSE_GROUPS[mode], "torch (channels_last)")
+    benchmark.pedantic(step, rounds=7, iterations=1, warmup_rounds=1)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

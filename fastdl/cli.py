@@ -68,6 +68,14 @@ def _build_parser():
     reproduce.add_argument("--models", default=None, metavar="KEYS",
                            help="a5: train only these models, comma-separated (e.g. "
                                 "multihead,hands; default: all ten)")
+    reproduce.add_argument("--data", default=None, metavar="SOURCE",
+                           help="a6's images: faces (synthetic, default), fashion (Fashion-MNIST), "
+                                "folder:PATH (PNG/JPEG files, e.g. Kaggle's Simpsons faces) or npy:PATH "
+                                "(a .npy array of faces)")
+    reproduce.add_argument("--epochs", type=_positive_int, default=None,
+                           help="a6: epochs per model (default: 20 full, 2 quick)")
+    reproduce.add_argument("--images", type=_positive_int, default=None,
+                           help="a6: training images (default: 10000 full, 256 quick)")
     reproduce.add_argument("--no-verify", action="store_true",
                            help="accept data files that are not the course's (no SHA-256 check)")
     reproduce.set_defaults(handler=_cmd_reproduce)
@@ -95,24 +103,30 @@ def _build_parser():
                                help="download into DIR/NAME instead of the cache")
     data_download.set_defaults(handler=_cmd_data_download)
     data_generate = data_commands.add_parser(
-        "generate", help="render synthetic clocks (assignment 5's data without the course's)",
+        "generate", help="render synthetic clocks (assignment 5's data without the course's) or "
+                         "cartoon faces (assignment 6)",
         description="Render synthetic clocks into DIR/clocks (default: $FASTDL_CACHE_DIR or "
                     "~/.cache/fastdl, then clocks/), as images.npy, labels.npy and clocks.json, "
-                    "where fastdl.data.load_clocks looks for them.")
-    data_generate.add_argument("name", metavar="NAME", choices=["clocks"], help="clocks")
-    data_generate.add_argument("--n", type=_positive_int, default=18000,
-                               help="number of images (default: 18000, the course's count)")
+                    "where fastdl.data.load_clocks looks for them; or cartoon faces into "
+                    "DIR/faces, as images.npy (64x64 RGB), factors.npy (their generative "
+                    "factors) and faces.json.")
+    data_generate.add_argument("name", metavar="NAME", choices=["clocks", "faces"],
+                               help="clocks or faces")
+    data_generate.add_argument("--n", type=_positive_int, default=None,
+                               help="number of images (default: clocks 18000, the course's count; "
+                                    "faces 10000)")
     data_generate.add_argument("--seed", type=_non_negative_int, default=0,
                                help="renderer seed (default: 0, what load_clocks renders)")
-    data_generate.add_argument("--max-turn", type=float, default=30.0, metavar="DEGREES",
-                               help="turn the whole clock by at most this many degrees either way "
-                                    "(default: 30, what load_clocks renders; 180: any angle)")
-    data_generate.add_argument("--faces", choices=["one", "varied"], default="one",
-                               help="one: the seed's one clock in every image, as the course's "
-                                    "photographs (default); varied: every image a clock of its "
-                                    "own design")
+    data_generate.add_argument("--max-turn", type=float, default=None, metavar="DEGREES",
+                               help="clocks: turn the whole clock by at most this many degrees "
+                                    "either way (default: 30, what load_clocks renders; 180: any "
+                                    "angle)")
+    data_generate.add_argument("--faces", choices=["one", "varied"], default=None,
+                               help="clocks: one: the seed's one clock in every image, as the "
+                                    "course's photographs (default); varied: every image a clock "
+                                    "of its own design")
     data_generate.add_argument("--data-dir", default=None, metavar="DIR",
-                               help="write into DIR/clocks instead of the cache")
+                               help="write into DIR/clocks (DIR/faces) instead of the cache")
     data_generate.set_defaults(handler=_cmd_data_generate)
     data.set_defaults(handler=_cmd_data_list, data_dir=None)
     return parser
@@ -142,6 +156,9 @@ def _cmd_reproduce(args):
             options["dataset"] = args.dataset
         if args.models is not None and "models" in parameters:
             options["models"] = [key.strip() for key in args.models.split(",") if key.strip()]
+        for option in ("data", "epochs", "images"):
+            if getattr(args, option) is not None and option in parameters:
+                options[option] = getattr(args, option)
         try:
             result = runner(data_dir=args.data_dir, out_dir=args.out, quick=args.quick, **options)
         except DatasetNotFoundError as error:
@@ -376,16 +393,21 @@ def _int_at_least(text, minimum):
 
 
 def _cmd_data_generate(args):
+    if args.name == "faces":
+        return _generate_faces(args)
     import time
     from pathlib import Path
 
     from fastdl.data import generate_clocks
 
+    if args.n is None:
+        args.n = 18000
     directory = Path(args.data_dir).expanduser() / "clocks" if args.data_dir else None
     start = time.perf_counter()
     try:
-        directory = generate_clocks(args.n, args.seed, directory, max_turn=args.max_turn,
-                                    faces=args.faces)
+        directory = generate_clocks(args.n, args.seed, directory,
+                                    max_turn=30.0 if args.max_turn is None else args.max_turn,
+                                    faces="one" if args.faces is None else args.faces)
     except (FileNotFoundError, ValueError):
         raise  # main reports these as data errors (exit status 2)
     except OSError as error:  # an unwritable directory, a full disk
@@ -395,6 +417,34 @@ def _cmd_data_generate(args):
     print(f"wrote {args.n:,} synthetic clocks (seed {args.seed}) to {directory}: images.npy, "
           f"labels.npy, clocks.json")
     print(f"{seconds:.1f} s, {args.n / max(seconds, 1e-9):,.0f} images/s (rendering and writing)")
+    return 0
+
+
+def _generate_faces(args):
+    """``fastdl data generate faces``."""
+    import time
+    from pathlib import Path
+
+    from fastdl.data import faces
+
+    clock_options = [option for option, value in (("--max-turn", args.max_turn),
+                                                  ("--faces", args.faces)) if value is not None]
+    if clock_options:
+        raise ValueError(f"{' and '.join(clock_options)} only apply to clocks")
+    n = faces.SYNTHETIC_N if args.n is None else args.n
+    directory = Path(args.data_dir).expanduser() / faces.NAME if args.data_dir else None
+    start = time.perf_counter()
+    try:
+        directory = faces.generate_faces(n, args.seed, directory)
+    except (FileNotFoundError, ValueError):
+        raise  # main reports these as data errors (exit status 2)
+    except OSError as error:  # an unwritable directory, a full disk
+        print(f"fastdl: error: could not write the faces: {error}", file=sys.stderr)
+        return 1
+    seconds = time.perf_counter() - start
+    print(f"wrote {n:,} synthetic faces (seed {args.seed}) to {directory}: {faces.IMAGES}, "
+          f"{faces.FACTORS}, {faces.SIDECAR}")
+    print(f"{seconds:.1f} s, {n / max(seconds, 1e-9):,.0f} images/s (rendering and writing)")
     return 0
 
 

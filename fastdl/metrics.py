@@ -1,12 +1,15 @@
-"""Metrics of assignment 5 ("tell the time"): errors on a 12-hour clock face.
+"""Metrics: errors on a 12-hour clock face (assignment 5), Frechet distance of feature sets (assignment 6).
 
 A time is [hour, minute]; it is compared as total minutes ``hour * 60 + minute`` modulo 720, so
 the error is the shorter way round the dial: 11:50 against 0:10 is 20 minutes, not 700.
+
+The Frechet distance between Gaussians fitted to two sets of features is the FID of generated
+images when the features come from a fixed network; it is computed in float64 with numpy alone.
 """
 
 import numpy as np
 
-from fastdl._validation import check_array
+from fastdl._validation import check_array, check_same_features
 
 MINUTES_PER_DIAL = 720  # 12 hours
 
@@ -124,3 +127,121 @@ def _dial_minutes(hm, name):
                          f"{array.shape}")
     array = array.astype(np.float64)
     return np.mod(array[:, 0] * 60.0 + array[:, 1], MINUTES_PER_DIAL)
+
+
+def frechet_distance(features_a, features_b):
+    """Frechet distance between Gaussians fitted to two feature sets (the FID's formula).
+
+    ||mu_a - mu_b||^2 + tr(S_a) + tr(S_b) - 2 tr((S_a^{1/2} S_b S_a^{1/2})^{1/2}), with mu the
+    mean and S the sample covariance (ddof=1) of each set's rows, in float64.
+
+    Parameters
+    ----------
+    features_a : array-like of shape (n_a, n_features)
+    features_b : array-like of shape (n_b, n_features)
+        At least 2 rows each (a covariance needs them), the same number of columns.
+
+    Returns
+    -------
+    float
+        The squared Frechet (2-Wasserstein) distance, >= 0; 0 for two sets with the same mean
+        and covariance.
+
+    Raises
+    ------
+    ValueError
+        Not 2-D, fewer than 2 rows, different numbers of features, NaN or infinity.
+    TypeError
+        Non-numeric input.
+
+    See Also
+    --------
+    gaussian_frechet_distance : the same distance from means and covariances.
+
+    Examples
+    --------
+    >>> round(frechet_distance([[0.0, 0.0], [2.0, 0.0]], [[1.0, 3.0], [3.0, 3.0]]), 6)
+    10.0
+    """
+    a = _feature_rows(features_a, "features_a")
+    b = _feature_rows(features_b, "features_b")
+    check_same_features(a, b, "features_a", "features_b")
+    return gaussian_frechet_distance(a.mean(axis=0), np.cov(a, rowvar=False, ddof=1).reshape(a.shape[1], -1),
+                                     b.mean(axis=0), np.cov(b, rowvar=False, ddof=1).reshape(b.shape[1], -1))
+
+
+def gaussian_frechet_distance(mu_a, cov_a, mu_b, cov_b):
+    """Frechet distance between the Gaussians N(mu_a, cov_a) and N(mu_b, cov_b).
+
+    ||mu_a - mu_b||^2 + tr(cov_a) + tr(cov_b) - 2 tr((cov_a^{1/2} cov_b cov_a^{1/2})^{1/2}) in
+    float64; the symmetric square roots come from np.linalg.eigh, eigenvalues below zero (rounding
+    in a singular covariance) taken as zero.
+
+    Parameters
+    ----------
+    mu_a, mu_b : array-like of shape (n_features,)
+    cov_a, cov_b : array-like of shape (n_features, n_features)
+        Symmetric positive semi-definite.
+
+    Returns
+    -------
+    float
+        >= 0.
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes, NaN or infinity, a covariance that is not symmetric or has a clearly
+        negative eigenvalue.
+    TypeError
+        Non-numeric input.
+    """
+    mu_a = check_array(mu_a, "mu_a", 1, "(n_features,)").astype(np.float64)
+    mu_b = check_array(mu_b, "mu_b", 1, "(n_features,)").astype(np.float64)
+    if mu_a.shape != mu_b.shape:
+        raise ValueError(f"mu_a and mu_b must have the same shape, got {mu_a.shape} and {mu_b.shape}")
+    cov_a = _covariance(cov_a, "cov_a", mu_a.shape[0])
+    cov_b = _covariance(cov_b, "cov_b", mu_a.shape[0])
+    root_a = _psd_sqrt(cov_a, "cov_a")
+    _check_psd(np.linalg.eigvalsh(cov_b), "cov_b")
+    middle = root_a @ cov_b @ root_a
+    # The eigenvalues of cov_a^{1/2} cov_b cov_a^{1/2} are those of cov_a cov_b; their square
+    # roots sum to the trace of its square root.
+    eigenvalues = np.linalg.eigvalsh((middle + middle.T) / 2)
+    trace_sqrt = np.sqrt(np.clip(eigenvalues, 0.0, None)).sum()
+    diff = mu_a - mu_b
+    distance = diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * trace_sqrt
+    return max(float(distance), 0.0)  # rounding can leave -1e-13 for identical Gaussians
+
+
+def _feature_rows(features, name):
+    """features as a float64 (n_samples, n_features) array with at least 2 rows, after checking them."""
+    array = check_array(features, name, 2, "(n_samples, n_features)")
+    if array.shape[0] < 2:
+        raise ValueError(f"{name} needs at least 2 samples to estimate a covariance, got shape {array.shape}")
+    return array.astype(np.float64)
+
+
+def _covariance(cov, name, n_features):
+    """cov as a symmetric float64 (n_features, n_features) array, after checking it."""
+    cov = check_array(cov, name, 2, "(n_features, n_features)").astype(np.float64)
+    if cov.shape != (n_features, n_features):
+        raise ValueError(f"{name} must have shape ({n_features}, {n_features}) to match the means, got {cov.shape}")
+    scale = max(np.abs(cov).max(), np.finfo(np.float64).tiny)
+    if np.abs(cov - cov.T).max() > 1e-8 * scale:
+        raise ValueError(f"{name} must be symmetric; it differs from its transpose by up to "
+                         f"{np.abs(cov - cov.T).max():.3g}")
+    return (cov + cov.T) / 2
+
+
+def _psd_sqrt(cov, name):
+    """The symmetric square root of the symmetric cov, eigenvalues below zero taken as zero."""
+    eigenvalues, vectors = np.linalg.eigh(cov)
+    _check_psd(eigenvalues, name)
+    return (vectors * np.sqrt(np.clip(eigenvalues, 0.0, None))) @ vectors.T
+
+
+def _check_psd(eigenvalues, name):
+    # Rounding leaves eigenvalues of a singular covariance slightly below zero; more than that is an error.
+    if eigenvalues.min() < -1e-8 * max(eigenvalues.max(), np.finfo(np.float64).tiny):
+        raise ValueError(f"{name} must be positive semi-definite, has eigenvalue {eigenvalues.min():.3g}")

@@ -343,6 +343,45 @@ def conv2d_grad(x, kernel, dout, strides=1, padding="valid"):
     return dx, dkernel, dbias
 
 
+def conv2d_transpose(x, kernel, bias=None, strides=1, padding="valid"):
+    """(n, out_h, out_w, filters) float64, Keras' Conv2DTranspose with kernel (kh, kw, filters, in).
+
+    Every input pixel times the kernel is added into a kh x kw window of a full-size output
+    ((height - 1) * stride + kh rows), windows stride apart; Keras keeps height * stride rows
+    ("same"), starting max(kh - stride, 0) // 2 rows in, or height * stride + max(kh - stride, 0)
+    ("valid"), from the top; rows past the full output hold only the bias. The same for columns.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    kernel = np.asarray(kernel, dtype=np.float64)
+    n, height, width, c_in = x.shape
+    kh, kw, c_out, _ = kernel.shape
+    sh, sw = (strides, strides) if isinstance(strides, int) else strides
+    sizes, starts = [], []
+    for size, k, s in ((height, kh, sh), (width, kw, sw)):
+        if padding == "same":
+            sizes.append(size * s)
+            starts.append(max(k - s, 0) // 2)
+        else:
+            sizes.append(size * s + max(k - s, 0))
+            starts.append(0)
+    full = np.zeros((n, max((height - 1) * sh + kh, starts[0] + sizes[0]),
+                     max((width - 1) * sw + kw, starts[1] + sizes[1]), c_out))
+    for b in range(n):
+        for i in range(height):
+            for j in range(width):
+                for a in range(kh):
+                    for e in range(kw):
+                        for f in range(c_out):
+                            total = 0.0
+                            for c in range(c_in):
+                                total += x[b, i, j, c] * kernel[a, e, f, c]
+                            full[b, i * sh + a, j * sw + e, f] += total
+    out = full[:, starts[0] : starts[0] + sizes[0], starts[1] : starts[1] + sizes[1]].copy()
+    if bias is not None:
+        out += np.asarray(bias, dtype=np.float64)
+    return out
+
+
 # Dense -----------------------------------------------------------------------------------------
 # dense and its gradients (kernels dense.*), one output and one weight at a time in float64.
 

@@ -1,9 +1,11 @@
-"""fastdl.metrics: common-sense time errors on a 12-hour dial, fractional hours to [h, m]."""
+"""fastdl.metrics: common-sense time errors on a 12-hour dial, fractional hours to [h, m], Frechet distance."""
 
 import numpy as np
 import pytest
 
-from fastdl.metrics import common_sense_errors, common_sense_minutes, hours_to_hm
+from fastdl.metrics import (
+    common_sense_errors, common_sense_minutes, frechet_distance, gaussian_frechet_distance, hours_to_hm,
+)
 
 
 @pytest.mark.parametrize("true_hm, pred_hm, minutes", [
@@ -91,3 +93,113 @@ def test_bad_input(true_hm, pred_hm, error, message):
 def test_hours_to_hm_bad_input(hours, error, message):
     with pytest.raises(error, match=message):
         hours_to_hm(hours)
+
+
+# -- Frechet distance ----------------------------------------------------------------------------
+
+def _random_spd(rng, d, rank=None):
+    factor = rng.normal(size=(d, rank or d))
+    return factor @ factor.T + (0 if rank else 0.1 * np.eye(d))
+
+
+def _scipy_frechet(mu_a, cov_a, mu_b, cov_b):
+    """The usual FID formula, with scipy's general matrix square root of cov_a @ cov_b."""
+    linalg = pytest.importorskip("scipy.linalg")
+    diff = mu_a - mu_b
+    return diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(linalg.sqrtm(cov_a @ cov_b)).real
+
+
+def test_frechet_identical_covariances_leave_the_mean_term(rng):
+    cov = _random_spd(rng, 4)
+    mu_a, mu_b = rng.normal(size=4), rng.normal(size=4)
+    assert gaussian_frechet_distance(mu_a, cov, mu_b, cov) == pytest.approx(((mu_a - mu_b) ** 2).sum(), rel=1e-9)
+
+
+def test_frechet_diagonal_covariances(rng):
+    var_a, var_b = rng.uniform(0.1, 3, 5), rng.uniform(0.1, 3, 5)
+    mu_a, mu_b = rng.normal(size=5), rng.normal(size=5)
+    expected = ((np.sqrt(var_a) - np.sqrt(var_b)) ** 2).sum() + ((mu_a - mu_b) ** 2).sum()
+    got = gaussian_frechet_distance(mu_a, np.diag(var_a), mu_b, np.diag(var_b))
+    assert got == pytest.approx(expected, rel=1e-10)
+    assert gaussian_frechet_distance(np.zeros(1), [[4.0]], np.zeros(1), [[1.0]]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("d", [1, 3, 16])
+def test_frechet_matches_scipy_sqrtm(rng, d):
+    mu_a, mu_b = rng.normal(size=d), rng.normal(size=d)
+    cov_a, cov_b = _random_spd(rng, d), _random_spd(rng, d)
+    expected = _scipy_frechet(mu_a, cov_a, mu_b, cov_b)
+    assert gaussian_frechet_distance(mu_a, cov_a, mu_b, cov_b) == pytest.approx(expected, rel=1e-8)
+    assert gaussian_frechet_distance(mu_b, cov_b, mu_a, cov_a) == pytest.approx(expected, rel=1e-8)
+
+
+def test_frechet_of_feature_sets_uses_the_sample_mean_and_covariance(rng):
+    a = rng.normal(size=(50, 6)) * [1, 2, 3, 1, 1, 0.5]
+    b = rng.normal(size=(70, 6)) + 0.3
+    expected = _scipy_frechet(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+    got = frechet_distance(a, b)
+    assert isinstance(got, float)
+    assert got == pytest.approx(expected, rel=1e-8)
+    assert frechet_distance(b, a) == pytest.approx(got, rel=1e-10)  # symmetric
+    assert frechet_distance(a + 5.0, b + 5.0) == pytest.approx(got, rel=1e-9)  # a shift of both
+    assert frechet_distance(a.astype(np.float32), b.astype(np.float32)) == pytest.approx(got, rel=1e-5)
+
+
+def test_frechet_is_zero_for_identical_sets(rng):
+    a = rng.normal(size=(40, 8)) * 3 + 100
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+    assert frechet_distance(a, a[::-1]) == pytest.approx(0.0, abs=1e-8)  # order does not matter
+
+
+def test_frechet_of_singular_covariances(rng):
+    """Fewer samples than features (as FID on a small batch): singular covariances, still finite and >= 0."""
+    a, b = rng.normal(size=(5, 12)), rng.normal(size=(7, 12)) + 1
+    got = frechet_distance(a, b)
+    assert np.isfinite(got) and got > 0
+    cov = _random_spd(rng, 6, rank=2)
+    assert gaussian_frechet_distance(np.zeros(6), cov, np.zeros(6), cov) == pytest.approx(0.0, abs=1e-8)
+    assert frechet_distance(np.ones((3, 2)), np.ones((4, 2))) == 0.0  # both covariances zero
+
+
+def test_frechet_of_large_samples_approaches_the_closed_form():
+    rng = np.random.default_rng(5)
+    mu_a, mu_b = np.array([0.0, 1.0, -1.0]), np.array([0.5, 1.0, 0.0])
+    cov_a = np.array([[2.0, 0.5, 0.0], [0.5, 1.0, 0.2], [0.0, 0.2, 0.5]])
+    cov_b = np.diag([1.0, 2.0, 1.5])
+    expected = _scipy_frechet(mu_a, cov_a, mu_b, cov_b)
+    a = rng.multivariate_normal(mu_a, cov_a, size=200_000)
+    b = rng.multivariate_normal(mu_b, cov_b, size=200_000)
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=0.02)
+
+
+@pytest.mark.parametrize("a, b, error, message", [
+    (np.zeros(5), np.zeros((3, 5)), ValueError, r"features_a must be 2-D \(n_samples, n_features\), got shape \(5,\)"),
+    (np.zeros((3, 5)), np.zeros((3, 5, 1)), ValueError, r"features_b must be 2-D"),
+    (np.zeros((3, 5)), np.zeros((4, 6)), ValueError,
+     r"features_a and features_b must have the same number of features, "
+     r"got features_a \(3, 5\) and features_b \(4, 6\)"),
+    (np.zeros((1, 5)), np.zeros((4, 5)), ValueError, r"features_a needs at least 2 samples .* \(1, 5\)"),
+    (np.zeros((3, 5)), np.zeros((0, 5)), ValueError, r"features_b must not be empty"),
+    ([[0.0, np.nan], [1.0, 1.0]], np.zeros((3, 2)), ValueError, r"features_a contains NaN"),
+    (np.zeros((3, 2)), [[0.0, np.inf], [1.0, 1.0]], ValueError, r"features_b contains NaN or infinity"),
+    (np.zeros((3, 2), complex), np.zeros((3, 2)), TypeError, r"features_a must hold real numbers"),
+    ([["a", "b"], ["c", "d"]], np.zeros((3, 2)), TypeError, r"real numbers"),
+    (np.zeros((3, 2), object), np.zeros((3, 2)), TypeError, r"real numbers, got dtype object"),
+])
+def test_frechet_bad_input(a, b, error, message):
+    with pytest.raises(error, match=message):
+        frechet_distance(a, b)
+
+
+@pytest.mark.parametrize("mu_a, cov_a, mu_b, cov_b, message", [
+    (np.zeros(2), np.eye(2), np.zeros(3), np.eye(3), r"mu_a and mu_b must have the same shape, got \(2,\) and \(3,\)"),
+    (np.zeros(2), np.eye(3), np.zeros(2), np.eye(2),
+     r"cov_a must have shape \(2, 2\) to match the means, got \(3, 3\)"),
+    (np.zeros((2, 1)), np.eye(2), np.zeros(2), np.eye(2), r"mu_a must be 1-D"),
+    (np.zeros(2), np.eye(2), np.zeros(2), [[1.0, 0.5], [0.0, 1.0]], r"cov_b must be symmetric"),
+    (np.zeros(2), [[1.0, 0.0], [0.0, -1.0]], np.zeros(2), np.eye(2), r"cov_a must be positive semi-definite"),
+    (np.zeros(2), np.eye(2), np.zeros(2), [[np.nan, 0], [0, 1]], r"cov_b contains NaN"),
+])
+def test_gaussian_frechet_bad_input(mu_a, cov_a, mu_b, cov_b, message):
+    with pytest.raises(ValueError, match=message):
+        gaussian_frechet_distance(mu_a, cov_a, mu_b, cov_b)

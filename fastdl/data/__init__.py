@@ -7,6 +7,10 @@ from fastdl.data._files import DatasetNotFoundError
 from fastdl.data.cifar10 import load_cifar10
 from fastdl.data.clock_render import render_clocks
 from fastdl.data.clocks import generate_clocks, load_clocks
+from fastdl.data.face_render import FACTOR_NAMES as FACE_FACTOR_NAMES
+from fastdl.data.face_render import render_faces
+from fastdl.data.faces import generate_faces
+from fastdl.data.image_folder import load_face_array, load_image_folder
 from fastdl.data.digits import (
     COURSE_NAME,
     EMBEDDED_NAME,
@@ -24,12 +28,17 @@ __all__ = [
     "EMBEDDED_NAME",
     "DatasetNotFoundError",
     "DigitsDataset",
+    "FACE_FACTOR_NAMES",
     "dataset_locations",
     "download_dataset",
     "generate_clocks",
+    "generate_faces",
     "load_cifar10",
     "load_clocks",
+    "load_face_array",
+    "load_image_folder",
     "render_clocks",
+    "render_faces",
     "load_digits_dataset",
     "load_embedded_digits",
     "load_fashion_mnist",

@@ -5,120 +5,14 @@ import numbers
 import numpy as np
 
 from fastdl import backend as _backend
-from fastdl._parallel import run_row_ranges, threads_worth_it
-from fastdl._validation import as_compute, check_pair, compute_dtype
-from fastdl.nn.layers import _Activated, set_conv_options
+from fastdl._parallel import threads_worth_it
+from fastdl.nn.layers import _Activated, _same_batch, set_conv_options
 from fastdl.nn.module import Layer, Parameter, as_layer_input
-from fastdl.ops.conv import _geometry, batch_size, patches_of, sum_in_order
-
-
-def transpose_output_length(size, kernel, stride, padding):
-    """Keras' deconv_output_length without output_padding: the transposed convolution's output size."""
-    if padding == "same":
-        return size * stride
-    return size * stride + max(kernel - stride, 0)
-
-
-def _transpose_args(x_shape, kernel_shape, strides, padding):
-    """im2col/col2im arguments of the convolution whose input gradient is this transposed convolution.
-
-    That convolution maps the (n, out_h, out_w, filters) output back to the (n, h, w, in_channels)
-    input with the Keras Conv2DTranspose kernel (kh, kw, filters, in_channels) as its own kernel.
-    """
-    _, height, width, _ = x_shape
-    kh, kw, filters, _ = kernel_shape
-    (stride_h, stride_w) = check_pair(strides, "strides")
-    out_h = transpose_output_length(height, kh, stride_h, padding)
-    out_w = transpose_output_length(width, kw, stride_w, padding)
-    strides_hw, (pad_top, pad_left), back = _geometry((1, out_h, out_w, filters), kernel_shape, strides, padding)
-    # Keras' output length always maps back onto the input under the same padding rule.
-    assert back == (height, width), (back, height, width)
-    return (out_h, out_w), (kh, kw, *strides_hw, pad_top, pad_left, height, width)
-
-
-def conv2d_transpose(x, kernel, bias=None, strides=1, padding="valid", backend=None):
-    """Transposed convolution (Keras Conv2DTranspose) as the input gradient of a convolution.
-
-    Parameters
-    ----------
-    x : ndarray of shape (n_images, height, width, in_channels)
-    kernel : ndarray of shape (kernel_h, kernel_w, filters, in_channels)
-    bias : ndarray of shape (filters,), optional
-    strides : int or (int, int)
-    padding : {"valid", "same"}
-        Output size height * stride ("same") or height * stride + max(kernel_h - stride, 0) ("valid").
-
-    Returns
-    -------
-    ndarray of shape (n_images, out_h, out_w, filters)
-    """
-    kernels, _ = _backend.kernels("conv", backend)
-    n_threads = _backend.get_num_threads()
-    dtype = compute_dtype(x, kernel) if bias is None else compute_dtype(x, kernel, bias)
-    x = as_compute(x, dtype)
-    kh, kw, filters, in_channels = kernel.shape
-    kernel_matrix = as_compute(kernel, dtype).reshape(-1, in_channels)
-    (out_h, out_w), args = _transpose_args(x.shape, kernel.shape, strides, padding)
-    pixels = x.shape[1] * x.shape[2]
-    patch_cols = kernel_matrix.shape[0]
-    batch = batch_size(pixels, patch_cols, dtype)
-    out = np.empty((x.shape[0], out_h, out_w, filters), dtype=dtype)
-    x_rows = x.reshape(-1, in_channels)
-
-    def compute(first, last):
-        cols = np.empty((min(batch, last - first) * pixels, patch_cols), dtype)
-        for start in range(first, last, batch):
-            stop = min(last, start + batch)
-            patches = cols[: (stop - start) * pixels]
-            np.dot(x_rows[start * pixels: stop * pixels], kernel_matrix.T, out=patches)
-            kernels.col2im(patches, out[start:stop], *args, 1)
-
-    run_row_ranges(compute, x.shape[0], n_threads, pixels * patch_cols * in_channels)
-    if bias is not None:
-        kernels.add_bias(out.reshape(-1, filters), as_compute(bias, dtype), n_threads)
-    return out
-
-
-def conv2d_transpose_grad(x, kernel, dout, strides=1, padding="valid", backend=None):
-    """(dx, dkernel, dbias) of `conv2d_transpose`: one im2col of dout feeds both GEMMs.
-
-    dx is the convolution of dout with the kernel; dkernel = patches(dout)^T @ x.
-    """
-    kernels, _ = _backend.kernels("conv", backend)
-    n_threads = _backend.get_num_threads()
-    dtype = compute_dtype(x, kernel, dout)
-    x = as_compute(x, dtype)
-    dout = as_compute(dout, dtype)
-    kh, kw, filters, in_channels = kernel.shape
-    kernel_matrix = as_compute(kernel, dtype).reshape(-1, in_channels)
-    out_hw, args = _transpose_args(x.shape, kernel.shape, strides, padding)
-    if dout.shape != (x.shape[0], *out_hw, filters):
-        raise ValueError(f"dout must have shape {(x.shape[0], *out_hw, filters)}, got {dout.shape}")
-    pixels = x.shape[1] * x.shape[2]
-    patch_cols = kernel_matrix.shape[0]
-    batch = batch_size(pixels, patch_cols, dtype)
-    dx = np.empty(x.shape, dtype=dtype)
-    dx_rows = dx.reshape(-1, in_channels)
-    x_rows = x.reshape(-1, in_channels)
-    partials = {}
-
-    def compute(first, last):
-        dkernel = np.zeros(kernel_matrix.shape, dtype)
-        product = np.empty(kernel_matrix.shape, dtype)
-        plan = dict(pixels=pixels, patch_cols=patch_cols, direct=False, batch=batch, args=args)
-        for start in range(first, last, batch):
-            stop = min(last, start + batch)
-            rows = slice(start * pixels, stop * pixels)
-            patches = patches_of(dout, kernels, plan, start, stop)
-            np.dot(patches, kernel_matrix, out=dx_rows[rows])
-            np.dot(patches.T, x_rows[rows], out=product)
-            dkernel += product
-        partials[first] = dkernel
-
-    run_row_ranges(compute, x.shape[0], n_threads, 2 * pixels * patch_cols * in_channels)
-    dkernel = sum_in_order(partials)
-    dbias = dout.reshape(-1, filters).sum(axis=0, dtype=np.float64).astype(dtype)
-    return dx, dkernel.reshape(kernel.shape), dbias
+from fastdl.ops.conv_transpose import (  # noqa: F401 (conv2d_transpose, conv2d_transpose_grad: old home)
+    conv2d_transpose, conv2d_transpose_grad, conv2d_transpose_grad_into, conv2d_transpose_into,
+    transpose_geometry,
+)
+from fastdl.ops.dense import ACTIVATIONS
 
 
 class Conv2DTranspose(_Activated):
@@ -149,8 +43,8 @@ class Conv2DTranspose(_Activated):
         if len(input_shape) != 3:
             raise ValueError("Conv2DTranspose expects images of shape (batch, height, width, channels), "
                              f"got (batch, {', '.join(map(str, input_shape))})")
-        (out_h, out_w), _ = _transpose_args((1, *input_shape), (*self.kernel_size, self.filters, input_shape[2]),
-                                            self.strides, self.padding)
+        out_h, out_w = transpose_geometry((1, *input_shape), (*self.kernel_size, self.filters, input_shape[2]),
+                                          self.strides, self.padding)[0]
         return (out_h, out_w, self.filters)
 
     def build(self, input_shape, rng, dtype=np.float32):
@@ -159,22 +53,28 @@ class Conv2DTranspose(_Activated):
         self.kernel = Parameter(self.kernel_initializer(shape, rng, self.dtype))
         if self.use_bias:
             self.bias = Parameter(np.zeros(self.filters, self.dtype))
+        self._geometry = transpose_geometry((1, *input_shape), shape, self.strides, self.padding)
 
     def forward(self, x, training=False):
-        if x.ndim != 4 or x.shape[3] != self.kernel.shape[3]:
-            raise ValueError(f"{self.name or 'Conv2DTranspose'} expects inputs (batch, height, width, "
-                             f"{self.kernel.shape[3]}), got {x.shape}")
-        self._x = x
+        self._x = x = as_layer_input(x, self.dtype, self.input_shape, self.name or type(self).__name__)
         bias = self.bias.value if self.use_bias else None
-        z = conv2d_transpose(x, self.kernel.value, bias, self.strides, self.padding, backend=self.backend)
-        return self._activate(z)
+        shape = (x.shape[0], *self.output_shape)
+        # A training step's output is overwritten by the next step; an inference output is the caller's.
+        out = self._buffer("out", shape) if training else np.empty(shape, self.dtype)
+        if self.activation in ACTIVATIONS:  # fused with the bias, batch by batch
+            self._logits = None
+            self._out = conv2d_transpose_into(x, self.kernel.value, bias, self._geometry, out,
+                                              ACTIVATIONS[self.activation], self.backend)
+            return self._out
+        return self._activate(conv2d_transpose_into(x, self.kernel.value, bias, self._geometry, out, 0,
+                                                    self.backend))
 
     def backward_pre(self, dpre):
-        dx, self.kernel.grad, dbias = conv2d_transpose_grad(self._x, self.kernel.value, dpre, self.strides,
-                                                            self.padding, backend=self.backend)
+        dpre = as_layer_input(dpre, self.dtype, self.output_shape, type(self).__name__ + " backward")
+        dx = self._buffer("dx", self._x.shape) if self.needs_input_grad else None
+        conv2d_transpose_grad_into(self._x, self.kernel.value, _same_batch(dpre, self._x), self._geometry, dx,
+                                   self.kernel.grad, self.bias.grad if self.use_bias else None, self.backend)
         self._regularize()
-        if self.use_bias:
-            self.bias.grad = dbias
         return dx
 
 

@@ -1,6 +1,7 @@
 """Public functional operations; each takes `backend=None` (None: the process default)."""
 
 from fastdl.ops.conv import conv2d, conv2d_grad
+from fastdl.ops.conv_transpose import conv2d_transpose, conv2d_transpose_grad
 from fastdl.ops.dense import activation_grad, dense, dense_grad
 from fastdl.ops.distance import pairwise_distances
 from fastdl.ops.neighbors import class_centroids, knn, majority_vote
@@ -8,5 +9,6 @@ from fastdl.ops.pool import max_pool2d, max_pool2d_grad
 
 __all__ = [
     "pairwise_distances", "knn", "class_centroids", "majority_vote",
-    "conv2d", "conv2d_grad", "dense", "dense_grad", "activation_grad", "max_pool2d", "max_pool2d_grad",
+    "conv2d", "conv2d_grad", "conv2d_transpose", "conv2d_transpose_grad",
+    "dense", "dense_grad", "activation_grad", "max_pool2d", "max_pool2d_grad",
 ]

@@ -273,8 +273,17 @@ def conv2d_grad(x, kernel, dout, strides=1, padding="valid", backend=None):
     images' patches^T @ dout with one GEMM per batch, and the threads' sums are added in order.
     """
     x, kernel, geometry = _check_conv(x, kernel, strides, padding)
-    dout = check_array(dout, "dout", 4, "(n_images, out_h, out_w, out_channels)")
-    expected = (x.shape[0], *geometry[2], kernel.shape[3])
+    x, kernel, dout, dx, dkernel, dbias = grad_arrays(x, kernel, dout, geometry[2], kernel.shape[3], "out_channels",
+                                                      backend)
+    conv2d_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, backend=backend)
+    return dx, dkernel, dbias
+
+
+def grad_arrays(x, kernel, dout, out_hw, out_channels, channels_name, backend):
+    """(x, kernel, dout) in their compute dtype and empty (dx, dkernel, dbias), once dout is checked
+    to have the output's shape (n_images, *out_hw, out_channels); for conv2d_grad and its transpose."""
+    dout = check_array(dout, "dout", 4, f"(n_images, out_h, out_w, {channels_name})")
+    expected = (x.shape[0], *out_hw, out_channels)
     if dout.shape != expected:
         raise ValueError(
             f"dout must have the output's shape {expected} for x {x.shape} and kernel {kernel.shape}, "
@@ -282,11 +291,8 @@ def conv2d_grad(x, kernel, dout, strides=1, padding="valid", backend=None):
         )
     _backend.kernels("conv", backend)  # an unknown or unavailable backend fails before any work
     dtype, x, kernel, dout = as_compute_all(x, kernel, dout)
-    dx = np.empty(x.shape, dtype=dtype)
-    dkernel = np.empty(kernel.shape, dtype=dtype)
-    dbias = np.empty(kernel.shape[3], dtype=dtype)
-    conv2d_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, backend=backend)
-    return dx, dkernel, dbias
+    return (x, kernel, dout, np.empty(x.shape, dtype=dtype), np.empty(kernel.shape, dtype=dtype),
+            np.empty(out_channels, dtype=dtype))
 
 
 def conv2d_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, backend=None):

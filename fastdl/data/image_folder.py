@@ -1,0 +1,289 @@
+"""Faces for assignment 6 from a folder of images (Kaggle's Simpsons faces) or the course's .npy array.
+
+:func:`load_image_folder` reads every PNG and JPEG under a folder with Pillow, centre-crops each to a
+square, resizes it and keeps the result as one .npy in the cache ($FASTDL_CACHE_DIR, default
+~/.cache/fastdl, subfolder ``image-folders``), beside a JSON record of the files it came from:
+their relative paths, sizes in bytes and modification times. A later call whose folder still
+holds exactly those files reads the .npy; any change reads the images again.
+:func:`load_face_array` brings a .npy of faces to the same uint8 (n, size, size, 3) form.
+"""
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from fastdl import config
+from fastdl._validation import check_int
+from fastdl.data import _files
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+MIN_SIZE = 4
+CACHE_SUBDIR = "image-folders"
+RECORD_FORMAT = 1  # bump when the images a folder gives change (crop, filter), to re-read every cache
+NAMES_SHOWN = 5  # unreadable files named in the warning
+
+
+def load_image_folder(path, size=64, cache=True):
+    """Every PNG and JPEG under a folder, as square RGB images of one size.
+
+    Parameters
+    ----------
+    path : str or Path
+        A folder; its images are found recursively (.png, .jpg, .jpeg in any case) and ordered
+        by their path relative to it. Other files are ignored.
+    size : int, default 64
+        Side of the square output images, >= 4.
+    cache : bool, default True
+        Keep the result in the cache and reuse it while the folder's images are unchanged (the
+        same relative paths, sizes in bytes and modification times).
+
+    Returns
+    -------
+    ndarray of shape (n_images, size, size, 3), uint8
+        Each image converted to RGB, its centre square cropped (the shorter side's length) and
+        resized (Lanczos when shrinking, bicubic when enlarging).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    NotADirectoryError
+        ``path`` is a file.
+    ValueError
+        ``size`` is not an integer >= 4; the folder holds no PNG or JPEG, or none that can be read.
+    TypeError
+        ``size`` is not an integer.
+
+    Warns
+    -----
+    UserWarning
+        Images that cannot be read (damaged, truncated, not really images) are skipped; the
+        warning gives their count and the first few names (again on every call that uses them).
+    """
+    size = check_int(size, "size", MIN_SIZE)
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise FileNotFoundError(f"image folder {str(root)!r} does not exist")
+    if not root.is_dir():
+        raise NotADirectoryError(f"{str(root)!r} is a file, not a folder of images")
+    root = root.resolve()
+    files = _image_files(root)
+    if not files:
+        raise ValueError(f"no images under {root}: looked for {', '.join(IMAGE_SUFFIXES)} files (any case) "
+                         "in it and its subfolders")
+    listing = [[relative, stat.st_size, stat.st_mtime_ns] for relative, _, stat in files]
+    record_path, array_stem = _cache_paths(root, size)
+    if cache:
+        cached = _read_cache(record_path, root, size, listing)
+        if cached is not None:
+            images, skipped = cached
+            _warn_skipped(skipped, len(files), root)
+            return images
+    images, skipped = _read_images(files, size)
+    if len(skipped) == len(files):
+        raise ValueError(f"none of the {len(files)} images under {root} could be read: "
+                         + _describe(skipped))
+    _warn_skipped(skipped, len(files), root)
+    if cache:
+        _write_cache(record_path, array_stem, root, size, listing, images, skipped)
+    return images
+
+
+def load_face_array(path, size=64):
+    """A .npy of faces as uint8 RGB images of one size, as load_image_folder returns them.
+
+    Parameters
+    ----------
+    path : str or Path
+        A .npy file (no pickles) holding an array of shape (n, h, w, 3) (RGB), (n, h, w, 1) or
+        (n, h, w) (grayscale, repeated to 3 channels): uint8, integers in 0..255, or floats in
+        0..1 (scaled by 255; an array whose maximum is at most 1 is read this way) or 0..255.
+    size : int, default 64
+        Side of the square output images, >= 4; other sizes are centre-cropped and resized.
+
+    Returns
+    -------
+    ndarray of shape (n, size, size, 3), uint8
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist (IsADirectoryError: it is a folder).
+    ValueError
+        Another shape (also (h, w, 3): one image, not a set), no images, NaN or infinity, values
+        outside 0..255, a file that is not a .npy of numbers.
+    TypeError
+        A non-numeric array (strings, objects, complex numbers, booleans).
+    """
+    size = check_int(size, "size", MIN_SIZE)
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"face array {str(path)!r} does not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"{str(path)!r} is a folder; load_image_folder reads folders of images")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except ValueError as error:  # a pickled object array, or not a .npy at all
+        raise ValueError(f"{path} is not a .npy array of numbers: {error}") from None
+    if not isinstance(array, np.ndarray):  # an .npz archive
+        array.close()
+        raise ValueError(f"{path} is a .npz archive; pass a .npy file with one array of faces")
+    faces = _as_rgb_uint8(array, path)
+    if faces.shape[1:3] != (size, size):
+        from PIL import Image
+
+        faces = np.stack([_square(Image.fromarray(face), size) for face in faces])
+    return faces
+
+
+def _image_files(root):
+    """(relative posix path, Path, os.stat_result) of every image under root, sorted by the relative path."""
+    found = []
+    for directory, subfolders, names in os.walk(root):
+        subfolders.sort()
+        for name in names:
+            if name.lower().endswith(IMAGE_SUFFIXES):
+                full = Path(directory) / name
+                with contextlib.suppress(OSError):  # a dangling link or a file removed meanwhile
+                    stat = full.stat()
+                    if full.is_file():
+                        found.append((full.relative_to(root).as_posix(), full, stat))
+    return sorted(found, key=lambda item: item[0])
+
+
+def _read_images(files, size):
+    """(images, skipped): the readable images as uint8 (n, size, size, 3), and [relative path, reason] of the rest."""
+    from PIL import Image
+    from tqdm import tqdm
+
+    images = np.empty((len(files), size, size, 3), np.uint8)
+    skipped, count = [], 0
+    for relative, full, _ in tqdm(files, desc="reading images", unit="image", disable=not sys.stderr.isatty()):
+        try:
+            with Image.open(full) as image:
+                image.load()  # decodes now: a truncated file fails here, not later
+                images[count] = _square(image.convert("RGB"), size)
+        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
+            skipped.append([relative, f"{type(error).__name__}: {error}"])
+            continue
+        count += 1
+    return images[:count].copy() if count < len(files) else images, skipped
+
+
+def _square(image, size):
+    """The RGB PIL image's centre square (side: its shorter side), resized to size x size, as uint8 (size, size, 3)."""
+    from PIL import Image
+
+    width, height = image.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    # Cropped first: resize(box=...) would let the filter read pixels outside the square.
+    square = image.crop((left, top, left + side, top + side))
+    if side != size:
+        # Lanczos averages over every source pixel when shrinking (no aliasing); bicubic when enlarging.
+        resample = Image.Resampling.LANCZOS if side > size else Image.Resampling.BICUBIC
+        square = square.resize((size, size), resample)
+    return np.asarray(square, dtype=np.uint8)
+
+
+def _as_rgb_uint8(array, path):
+    """A face array as uint8 (n, h, w, 3), after checking its shape, type and range."""
+    if array.dtype == object or array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.number) \
+            or np.issubdtype(array.dtype, np.complexfloating):
+        raise TypeError(f"{path} must hold real numbers (uint8, or floats in 0..1 or 0..255), got dtype {array.dtype}")
+    if array.ndim == 3 and array.shape[2] == 3:  # grayscale images 3 pixels wide are not faces
+        raise ValueError(f"{path} holds one RGB image of shape {array.shape}, not a set of faces: "
+                         "save an array of shape (n, height, width, 3)")
+    if array.ndim == 4 and array.shape[3] == 1:
+        array = array[..., 0]
+    if not (array.ndim == 3 or (array.ndim == 4 and array.shape[3] == 3)):
+        raise ValueError(f"{path} must hold faces of shape (n, height, width, 3) or grayscale (n, height, width), "
+                         f"got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"{path} holds no images: shape {array.shape}")
+    if array.dtype != np.uint8:
+        if not np.isfinite(array).all():
+            raise ValueError(f"{path} contains NaN or infinity")
+        low, high = array.min(), array.max()
+        if low < 0 or high > 255:
+            raise ValueError(f"{path} must hold values in 0..1 or 0..255, got {low:g}..{high:g}")
+        scale = 255.0 if np.issubdtype(array.dtype, np.floating) and high <= 1 else 1.0
+        converted = np.empty(array.shape, np.uint8)
+        for start in range(0, len(array), 1024):  # in chunks: a float64 copy of all faces can be gigabytes
+            converted[start : start + 1024] = np.rint(array[start : start + 1024].astype(np.float64) * scale)
+        array = converted
+    if array.ndim == 3:
+        array = np.repeat(array[..., None], 3, axis=3)
+    return np.ascontiguousarray(array)
+
+
+def _describe(skipped):
+    names = ", ".join(f"{relative} ({reason})" for relative, reason in skipped[:NAMES_SHOWN])
+    return names + (f", and {len(skipped) - NAMES_SHOWN} more" if len(skipped) > NAMES_SHOWN else "")
+
+
+def _warn_skipped(skipped, n_files, root):
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} of {n_files} images under {root} that could not be read: "
+                      + _describe(skipped), stacklevel=3)
+
+
+def _cache_paths(root, size):
+    """(record path, array file name stem) of a folder's cache at this size."""
+    key = hashlib.sha256(str(root).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    # The folder's name, for people looking in the cache; the hash of its whole path tells folders apart.
+    name = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in root.name)[:40] or "root"
+    stem = f"{name}-{key}-{size}px"
+    return config.cache_dir() / CACHE_SUBDIR / f"{stem}.json", stem
+
+
+def _read_cache(record_path, root, size, listing):
+    """(images, skipped) from the cache when its record matches the folder's files now, else None."""
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        if (record.get("format") != RECORD_FORMAT or record.get("folder") != str(root) or record.get("size") != size
+                or record.get("files") != listing):
+            return None
+        images = np.load(record_path.parent / record["array"], allow_pickle=False)
+        if images.dtype != np.uint8 or images.shape != (record["n_images"], size, size, 3):
+            return None
+        return images, record["skipped"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # missing, damaged or foreign: read again
+        return None
+
+
+def _write_cache(record_path, array_stem, root, size, listing, images, skipped):
+    """Save images under a new name, then the record naming them, then remove the array it replaced.
+
+    The record is written last and names its own array, so a run stopped half-way leaves either
+    the old record with its old array or the new pair, never a record with the wrong images. A
+    cache that cannot be written only costs a warning.
+    """
+    directory = record_path.parent
+    array_name = f"{array_stem}-{os.urandom(4).hex()}.npy"
+    previous = None
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        previous = json.loads(record_path.read_text(encoding="utf-8")).get("array")
+    try:
+        with _files.atomic_write(directory / array_name) as stream:
+            np.save(stream, images, allow_pickle=False)
+        record = dict(format=RECORD_FORMAT, folder=str(root), size=size, array=array_name,
+                      n_images=int(images.shape[0]), files=listing, skipped=skipped)
+        with _files.atomic_write(record_path, "w") as stream:
+            json.dump(record, stream)
+            stream.write("\n")
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            (directory / array_name).unlink()
+        warnings.warn(f"could not cache the images of {root} in {directory}: {error}", stacklevel=3)
+        return
+    # Only a plain file name of this folder's own arrays, whatever a damaged record says.
+    if isinstance(previous, str) and previous.startswith(array_stem) and Path(previous).name == previous:
+        with contextlib.suppress(OSError):
+            (directory / previous).unlink()

@@ -1,0 +1,253 @@
+"""fastdl.data.image_folder: faces from a folder of PNG/JPEG files (cached) or from a .npy array."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fastdl.data import image_folder
+from fastdl.data.image_folder import load_face_array, load_image_folder
+
+RED, GREEN, BLUE, YELLOW = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path, monkeypatch):
+    directory = tmp_path / "cache"
+    monkeypatch.setenv("FASTDL_CACHE_DIR", str(directory))
+    return directory / image_folder.CACHE_SUBDIR
+
+
+def _save(path, colour, size=(10, 10), mode="RGB", **options):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, colour).save(path, **options)
+    return path
+
+
+def _noise_png(path, rng, size=32):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """Four images of different sizes, formats and modes in nested folders, and files that are not images."""
+    root = tmp_path / "faces"
+    _save(root / "a.png", RED, (10, 10))
+    _save(root / "Z.PNG", YELLOW, (6, 9), mode="RGBA")  # upper case sorts first
+    _save(root / "sub" / "b.JPG", GREEN, (20, 12), quality=95)
+    _save(root / "sub" / "deeper" / "c.jpeg", BLUE, (8, 16), quality=95)
+    _save(root / "sub" / "gray.png", 128, (9, 9), mode="L")
+    (root / "notes.txt").write_text("not an image")
+    _save(root / "sub" / "anim.gif", RED)  # not a PNG or JPEG: ignored
+    return root
+
+
+def test_reads_every_png_and_jpeg_recursively_in_path_order(folder):
+    images = load_image_folder(folder, size=8)
+    assert images.shape == (5, 8, 8, 3) and images.dtype == np.uint8
+    # Z.PNG, a.png, sub/b.JPG, sub/deeper/c.jpeg, sub/gray.png
+    for image, colour in zip(images, [YELLOW, RED, GREEN, BLUE, (128, 128, 128)]):
+        np.testing.assert_allclose(image.reshape(-1, 3), np.broadcast_to(colour, (64, 3)), atol=3)
+
+
+def test_centre_crop_of_a_wide_image(tmp_path):
+    # 40 x 20: four 10-pixel stripes; the centre square is columns 10-29, green then blue.
+    stripes = np.zeros((20, 40, 3), np.uint8)
+    for i, colour in enumerate([RED, GREEN, BLUE, YELLOW]):
+        stripes[:, 10 * i : 10 * (i + 1)] = colour
+    Image.fromarray(stripes).save(tmp_path / "wide.png")
+    exact = load_image_folder(tmp_path, size=20, cache=False)[0]  # the crop alone
+    np.testing.assert_array_equal(exact, stripes[:, 10:30])
+    shrunk = load_image_folder(tmp_path, size=10, cache=False)[0]
+    np.testing.assert_allclose(shrunk[:, :3].reshape(-1, 3), np.broadcast_to(GREEN, (30, 3)), atol=2)
+    np.testing.assert_allclose(shrunk[:, 7:].reshape(-1, 3), np.broadcast_to(BLUE, (30, 3)), atol=2)
+
+
+def test_centre_crop_of_a_tall_image_and_enlarging(tmp_path):
+    tall = np.zeros((9, 3, 3), np.uint8)
+    tall[:3], tall[3:6], tall[6:] = RED, GREEN, BLUE  # the centre square is the green rows
+    Image.fromarray(tall).save(tmp_path / "tall.png")
+    np.testing.assert_array_equal(load_image_folder(tmp_path, size=4, cache=False)[0], np.full((4, 4, 3), GREEN))
+
+
+def test_unreadable_images_are_skipped_with_a_warning(folder, rng):
+    data = _noise_png(folder / "broken.png", rng).read_bytes()
+    (folder / "broken.png").write_bytes(data[: len(data) // 2])  # truncated
+    (folder / "sub" / "garbage.jpg").write_bytes(bytes(rng.integers(0, 256, 500, dtype=np.uint8)))
+    with pytest.warns(UserWarning, match=r"skipped 2 of 7 images under .*: broken.png \(.*\), sub/garbage.jpg"):
+        images = load_image_folder(folder, size=8)
+    assert images.shape == (5, 8, 8, 3)
+    # The cached result says the same.
+    with pytest.warns(UserWarning, match=r"skipped 2 of 7 images"):
+        np.testing.assert_array_equal(load_image_folder(folder, size=8), images)
+
+
+def test_many_unreadable_images_are_counted_and_a_few_named(tmp_path):
+    _save(tmp_path / "good.png", RED)
+    for i in range(8):
+        (tmp_path / f"bad{i}.jpg").write_bytes(b"not a jpeg")
+    with pytest.warns(UserWarning, match=r"skipped 8 of 9 images .*bad4.jpg .*, and 3 more$"):
+        assert load_image_folder(tmp_path, size=4).shape == (1, 4, 4, 3)
+
+
+def test_folder_without_readable_images(tmp_path):
+    (tmp_path / "readme.txt").write_text("no images here")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"no images under .*: looked for \.png, \.jpg, \.jpeg"):
+        load_image_folder(tmp_path)
+    with pytest.raises(ValueError, match="no images under"):
+        load_image_folder(tmp_path / "empty")
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG garbage")
+    with pytest.raises(ValueError, match=r"none of the 1 images under .* could be read: bad.png"):
+        load_image_folder(tmp_path)
+
+
+def test_missing_path_and_file_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_image_folder(tmp_path / "nowhere")
+    with pytest.raises(NotADirectoryError, match="a.png"):
+        load_image_folder(_save(tmp_path / "a.png", RED))
+
+
+@pytest.mark.parametrize("size, error", [(3, ValueError), (0, ValueError), (8.0, TypeError), (True, TypeError),
+                                         ("64", TypeError)])
+def test_size_is_checked(folder, size, error):
+    with pytest.raises(error, match="size"):
+        load_image_folder(folder, size=size)
+    with pytest.raises(error, match="size"):
+        load_face_array(folder / "a.png", size=size)
+
+
+def _forbid_reading(monkeypatch):
+    def fail(*args):
+        raise AssertionError("the images were read again instead of coming from the cache")
+
+    monkeypatch.setattr(image_folder, "_read_images", fail)
+
+
+def test_second_call_comes_from_the_cache(folder, cache_dir, monkeypatch):
+    first = load_image_folder(folder, size=8)
+    records, arrays = sorted(cache_dir.glob("*.json")), sorted(cache_dir.glob("*.npy"))
+    assert len(records) == 1 and len(arrays) == 1
+    record = json.loads(records[0].read_text())
+    assert record["folder"] == str(folder.resolve()) and record["size"] == 8
+    assert [row[0] for row in record["files"]] == ["Z.PNG", "a.png", "sub/b.JPG", "sub/deeper/c.jpeg", "sub/gray.png"]
+    assert record["files"][1][1] == (folder / "a.png").stat().st_size
+    _forbid_reading(monkeypatch)
+    np.testing.assert_array_equal(load_image_folder(folder, size=8), first)
+    np.testing.assert_array_equal(load_image_folder(str(folder / "sub" / ".."), size=8), first)  # the same folder
+
+
+def test_any_change_reads_the_images_again(folder, cache_dir):
+    load_image_folder(folder, size=8)
+    _save(folder / "a.png", BLUE)  # the same size in bytes; a second later, as a coarse clock may show it
+    stat = (folder / "a.png").stat()
+    os.utime(folder / "a.png", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    np.testing.assert_allclose(load_image_folder(folder, size=8)[1], np.full((8, 8, 3), BLUE), atol=0)
+    _save(folder / "sub" / "new.png", GREEN)
+    assert load_image_folder(folder, size=8).shape == (6, 8, 8, 3)
+    (folder / "Z.PNG").unlink()
+    assert load_image_folder(folder, size=8).shape == (5, 8, 8, 3)
+    # Each re-read replaced the cached array instead of adding one.
+    assert len(list(cache_dir.glob("*.npy"))) == 1 and len(list(cache_dir.glob("*.json"))) == 1
+    assert not list(cache_dir.glob(".*.part"))
+
+
+def test_each_size_has_its_own_cache_and_cache_false_writes_none(folder, cache_dir, monkeypatch):
+    load_image_folder(folder, size=8, cache=False)
+    assert not cache_dir.exists()
+    small, large = load_image_folder(folder, size=4), load_image_folder(folder, size=6)
+    assert small.shape[1:3] == (4, 4) and large.shape[1:3] == (6, 6)
+    assert len(list(cache_dir.glob("*.json"))) == 2
+    _forbid_reading(monkeypatch)
+    assert load_image_folder(folder, size=6).shape[1:3] == (6, 6)
+
+
+def test_a_damaged_cache_is_read_again(folder, cache_dir):
+    first = load_image_folder(folder, size=8)
+    next(cache_dir.glob("*.npy")).write_bytes(b"damaged")
+    np.testing.assert_array_equal(load_image_folder(folder, size=8), first)
+    next(cache_dir.glob("*.json")).write_text("{not json")
+    np.testing.assert_array_equal(load_image_folder(folder, size=8), first)
+
+
+def test_an_unwritable_cache_only_warns(folder, tmp_path, monkeypatch):
+    (tmp_path / "blocker").write_text("a file where the cache folder should be")
+    monkeypatch.setenv("FASTDL_CACHE_DIR", str(tmp_path / "blocker"))
+    with pytest.warns(UserWarning, match="could not cache the images"):
+        assert load_image_folder(folder, size=8).shape == (5, 8, 8, 3)
+
+
+# -- load_face_array -----------------------------------------------------------------------------
+
+def _npy(tmp_path, array, name="faces.npy"):
+    np.save(tmp_path / name, array, allow_pickle=True)
+    return tmp_path / name
+
+
+def test_face_array_uint8_and_integers_pass_through(tmp_path, rng):
+    faces = rng.integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    out = load_face_array(_npy(tmp_path, faces), size=8)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, faces)
+    np.testing.assert_array_equal(load_face_array(_npy(tmp_path, faces.astype(np.int64)), size=8), faces)
+
+
+def test_face_array_floats_in_either_range(tmp_path, rng):
+    faces = rng.integers(0, 256, (2, 8, 8, 3)).astype(np.uint8)
+    np.testing.assert_array_equal(load_face_array(_npy(tmp_path, faces / 255.0), size=8), faces)
+    np.testing.assert_array_equal(load_face_array(_npy(tmp_path, (faces / 255.0).astype(np.float32)), size=8),
+                                  faces)
+    np.testing.assert_array_equal(load_face_array(_npy(tmp_path, faces.astype(np.float64)), size=8), faces)
+
+
+def test_face_array_grayscale_is_repeated(tmp_path, rng):
+    gray = rng.integers(0, 256, (2, 8, 8), dtype=np.uint8)
+    expected = np.repeat(gray[..., None], 3, axis=3)
+    np.testing.assert_array_equal(load_face_array(_npy(tmp_path, gray), size=8), expected)
+    np.testing.assert_array_equal(load_face_array(_npy(tmp_path, gray[..., None]), size=8), expected)
+
+
+def test_face_array_is_cropped_and_resized(tmp_path):
+    faces = np.zeros((2, 16, 32, 3), np.uint8)
+    faces[0, :, 8:24] = GREEN  # the centre square of a wide image
+    faces[1] = BLUE
+    out = load_face_array(_npy(tmp_path, faces), size=8)
+    assert out.shape == (2, 8, 8, 3)
+    np.testing.assert_array_equal(out[0], np.full((8, 8, 3), GREEN))
+    np.testing.assert_array_equal(out[1], np.full((8, 8, 3), BLUE))
+
+
+@pytest.mark.parametrize("array, error, match", [
+    (np.zeros((8, 8)), ValueError, r"shape \(n, height, width, 3\) or grayscale .*got shape \(8, 8\)"),
+    (np.zeros((2, 8, 8, 4)), ValueError, r"got shape \(2, 8, 8, 4\)"),
+    (np.zeros((1, 2, 8, 8, 3)), ValueError, r"got shape \(1, 2, 8, 8, 3\)"),
+    (np.zeros((8, 8, 3)), ValueError, r"one RGB image .* \(8, 8, 3\)"),
+    (np.zeros((0, 8, 8, 3)), ValueError, r"holds no images"),
+    (np.full((1, 8, 8, 3), -0.5), ValueError, r"values in 0..1 or 0..255, got -0.5..-0.5"),
+    (np.full((1, 8, 8, 3), 300.0), ValueError, r"got 300..300"),
+    (np.full((1, 8, 8, 3), np.nan), ValueError, r"NaN or infinity"),
+    (np.full((1, 8, 8, 3), "a"), TypeError, r"real numbers .* got dtype <U1"),
+    (np.zeros((1, 8, 8, 3), complex), TypeError, r"got dtype complex128"),
+    (np.zeros((1, 8, 8, 3), bool), TypeError, r"got dtype bool"),
+    (np.array([{"a": 1}], dtype=object), ValueError, r"not a .npy array of numbers"),
+])
+def test_face_array_bad_input(tmp_path, array, error, match):
+    with pytest.raises(error, match=match):
+        load_face_array(_npy(tmp_path, array), size=8)
+
+
+def test_face_array_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.npy"):
+        load_face_array(tmp_path / "missing.npy")
+    with pytest.raises(ValueError, match="not a .npy"):
+        load_face_array(_save(tmp_path / "face.png", RED))
+    with pytest.raises(IsADirectoryError, match="load_image_folder"):
+        load_face_array(tmp_path)
+    np.savez(tmp_path / "faces.npz", faces=np.zeros((1, 8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match=".npz archive"):
+        load_face_array(tmp_path / "faces.npz")
