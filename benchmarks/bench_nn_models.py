@@ -18,6 +18,15 @@ optimizer's update. The models are the course's:
   `big`. fastdl's is the functional `nn.Model` of `fastdl.repro.models.clock_multihead`;
   PyTorch's adds `0.01 * sum(W ** 2)` of the hour head's first kernel to its loss, as Keras does.
 
+- VAE and GAN of assignment 6 on 64x64x3 images, batch 64 (`fastdl.repro.a6_models`): conv net
+  (Conv2D 128 3x3 stride 2 same relu, five times, Flatten), deconv net (Dense 4x4x64, Reshape,
+  Conv2DTranspose 128 3x3 stride 2 same relu four times, Conv2D 3 3x3 same). VAE step: encoder,
+  z_mean and z_log_var, sampling, decoder (sigmoid), binary cross-entropy summed over pixels plus
+  KL, Adam; `vae.train_on_batch`. GAN step (`a6_models.gan_step`): 32 generated images, the
+  discriminator's `train_on_batch` on them and 32 real ones, then the generator's step through the
+  frozen discriminator on 64 latent vectors; Adam(2e-4, beta_1 0.5). PyTorch's GAN step freezes
+  the discriminator with requires_grad_(False) for the generator's step. Marked `big`.
+
 fastdl's step goes through the public API: `model.fit(x, y, epochs=1, batch_size=len(x),
 shuffle=False, verbose=0)`, i.e. exactly one batch per call (Sequential has no public per-batch
 train step; fit's per-call checks are part of the time). PyTorch's step is
@@ -268,3 +277,122 @@ def bench_multihead_fastdl(benchmark, backend, require_fastdl_backend, name_cont
 @pytest.mark.big
 def bench_multihead_torch(benchmark, name_contender, n_threads):
     _run_torch(benchmark, "multihead", name_contender, n_threads, big=True)
+
+
+# Assignment 6: VAE and GAN ---------------------------------------------------------------------
+
+GENERATIVE_GROUPS = {"vae": "train step: VAE 64x64x3, batch 64, Adam, float32",
+                     "gan": "train step: GAN 64x64x3, discriminator + generator, batch 64, Adam, float32"}
+GENERATIVE_BATCH = 64
+
+
+def _fastdl_generative(kind, backend):
+    from fastdl.repro import a6_models
+
+    x = np.random.default_rng(SEED).random((GENERATIVE_BATCH, 64, 64, 3), dtype=np.float32)
+    if kind == "vae":
+        vae, _, _ = a6_models.build_vae(x.shape[1:], seed=SEED, backend=backend)
+        return vae.count_params(), lambda: vae.train_on_batch(x, x)
+    gan, generator, discriminator = a6_models.build_gan(x.shape[1:], seed=SEED, backend=backend)
+    rng = np.random.default_rng(SEED)
+    real = x[:GENERATIVE_BATCH // 2] * 2 - 1
+    return (generator.count_params() + discriminator.count_params(),
+            lambda: a6_models.gan_step(gan, generator, discriminator, real, rng))
+
+
+def _torch_generative(kind):
+    nn = torch.nn
+    torch.manual_seed(SEED)
+
+    def conv_net(out):
+        layers, channels = [], 3
+        for _ in range(5):
+            layers += [nn.Conv2d(channels, 128, 3, stride=2, padding=1), nn.ReLU()]
+            channels = 128
+        return nn.Sequential(*layers, nn.Flatten(), nn.Linear(128 * 2 * 2, out))
+
+    def deconv_net(last):
+        layers, channels = [nn.Linear(32, 4 * 4 * 64), nn.Unflatten(1, (64, 4, 4))], 64
+        for _ in range(4):
+            layers += [nn.ConvTranspose2d(channels, 128, 3, stride=2, padding=1, output_padding=1), nn.ReLU()]
+            channels = 128
+        return nn.Sequential(*layers, nn.Conv2d(128, 3, 3, padding=1), last)
+
+    return conv_net, deconv_net
+
+
+def _torch_generative_step(kind):
+    functional = torch.nn.functional
+    conv_net, deconv_net = _torch_generative(kind)
+    x = torch.from_numpy(np.random.default_rng(SEED).random((GENERATIVE_BATCH, 64, 64, 3), dtype=np.float32))
+    x = x.permute(0, 3, 1, 2).contiguous()
+    if kind == "vae":
+        encoder, decoder = conv_net(2 * 32), deconv_net(torch.nn.Sigmoid())
+        modules = torch.nn.ModuleList([encoder, decoder])
+        optimizer = torch.optim.Adam(modules.parameters(), lr=1e-3, eps=1e-7)
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            z_mean, z_log_var = encoder(x).chunk(2, dim=1)
+            z = z_mean + torch.exp(0.5 * z_log_var) * torch.randn_like(z_mean)
+            out = decoder(z)
+            reconstruction = functional.binary_cross_entropy(out, x, reduction="sum") / len(x)
+            kl = -0.5 * torch.sum(1 + z_log_var - z_mean ** 2 - torch.exp(z_log_var)) / len(x)
+            (reconstruction + kl).backward()
+            optimizer.step()
+
+        # One Linear(512, 64) has as many weights as Dense z_mean and Dense z_log_var together.
+        return sum(p.numel() for p in modules.parameters()), step
+    generator, discriminator = deconv_net(torch.nn.Tanh()), conv_net(1)
+    g_optimizer = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999), eps=1e-7)
+    d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999), eps=1e-7)
+    real = x[:GENERATIVE_BATCH // 2] * 2 - 1
+    half = GENERATIVE_BATCH // 2
+    labels = torch.cat([torch.ones(half, 1), torch.zeros(half, 1)])
+
+    def step():
+        with torch.no_grad():
+            fake = generator(torch.randn(half, 32))
+        d_optimizer.zero_grad(set_to_none=True)
+        functional.binary_cross_entropy_with_logits(discriminator(torch.cat([real, fake])), labels).backward()
+        d_optimizer.step()
+        discriminator.requires_grad_(False)
+        g_optimizer.zero_grad(set_to_none=True)
+        out = discriminator(generator(torch.randn(GENERATIVE_BATCH, 32)))
+        functional.binary_cross_entropy_with_logits(out, torch.ones(GENERATIVE_BATCH, 1)).backward()
+        g_optimizer.step()
+        discriminator.requires_grad_(True)
+
+    n_params = sum(p.numel() for p in generator.parameters()) + sum(p.numel() for p in discriminator.parameters())
+    return n_params, step
+
+
+def _generative_note(benchmark):
+    stats = benchmark.stats.stats
+    return f"{GENERATIVE_BATCH / stats.mean:,.0f} images/s (best step {GENERATIVE_BATCH / stats.min:,.0f})"
+
+
+@pytest.mark.big
+@pytest.mark.parametrize("kind", ["vae", "gan"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def bench_generative_fastdl(benchmark, kind, backend, require_fastdl_backend, name_contender):
+    for family in ("conv", "dense"):
+        require_fastdl_backend(family, backend)
+    n_params, step = _fastdl_generative(kind, backend)
+    step()  # untimed: compiles the kernels and allocates the optimizer state
+    if torch is not None:
+        assert n_params == _torch_generative_step(kind)[0], kind
+    benchmark.pedantic(step, rounds=ROUNDS, iterations=STEPS, warmup_rounds=0)
+    name_contender(GENERATIVE_GROUPS[kind], f"fastdl[{backend}]", _generative_note(benchmark))
+
+
+@pytest.mark.big
+@pytest.mark.parametrize("kind", ["vae", "gan"])
+def bench_generative_torch(benchmark, kind, name_contender, n_threads):
+    if torch is None:
+        pytest.skip(TORCH_MISSING)
+    torch.set_num_threads(n_threads)
+    _, step = _torch_generative_step(kind)
+    step()  # untimed warm-up
+    benchmark.pedantic(step, rounds=ROUNDS, iterations=STEPS, warmup_rounds=0)
+    name_contender(GENERATIVE_GROUPS[kind], "torch (NCHW)", _generative_note(benchmark))

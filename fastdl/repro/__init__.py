@@ -2,7 +2,8 @@
 
 ``run`` may also accept ``verify`` (checksums of course data); ``fastdl reproduce --no-verify``
 passes ``verify=False``. One that accepts ``dataset`` (a4: "fashion" or "cifar10") gets
-``--dataset``. ``quick`` is True (``--quick``), False (``--full``) or None (neither): a runner
+``--dataset``; one that accepts ``data``, ``epochs`` or ``images`` (a6) gets ``--data``,
+``--epochs`` or ``--images``. ``quick`` is True (``--quick``), False (``--full``) or None (neither): a runner
 with a slow full run may then decide itself (a4 estimates the time); the others run in full.
 
 ``ASSIGNMENTS`` is the registry ``fastdl reproduce`` reads: adding assignment N is one line
@@ -20,6 +21,7 @@ ASSIGNMENTS = {
     "a3": ("fastdl.repro.a3", "XOR network: gradient descent and the lazy random search"),
     "a4": ("fastdl.repro.a4", "MLP and CNN on Fashion-MNIST or CIFAR-10"),
     "a5": ("fastdl.repro.a5", "tell the time: regression, classification, multi-head CNNs"),
+    "a6": ("fastdl.repro.a6", "generative models: a VAE and a GAN generating faces"),
 }
 
 

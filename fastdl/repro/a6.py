@@ -1,0 +1,288 @@
+"""Assignment 6, "Generative Models": a VAE and a GAN that generate faces, reproduced with fastdl.nn.
+
+The networks are the course starter notebook's (fastdl.repro.a6_models). Data, by ``data``:
+
+- "faces" (default): synthetic cartoon faces, 64x64x3, from ``fastdl.data.render_faces``;
+- "folder:PATH": every PNG/JPEG under PATH (the Simpsons faces as Kaggle ships them), 64x64x3;
+- "npy:PATH": a ``.npy`` array of faces as the course ships them, 64x64x3;
+- "fashion": Fashion-MNIST (installed by ``make run``), padded to 32x32x1, as real data.
+
+For each model the outputs under ``<out_dir>/a6/<data>/`` are grids of generated images after the
+first and the last epoch, the interpolation between two random latent vectors in 10 steps (a few
+pairs), the loss curves, and the Fréchet distance of generated from held-out real images after the
+first and the last epoch (fastdl.repro.a6_score), beside the real data's floor; the VAE's
+reconstructions of held-out images too.
+
+A full run trains 10,000 images for 20 epochs per model (hours on two cores: the decoder's last
+Conv2DTranspose alone is about a GFLOP per image). ``quick=None`` (the default) times a few
+batches and runs the quick version (256 images, 2 epochs) when the full one would take over ten
+minutes; ``images`` and ``epochs`` size a run between the two.
+"""
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fastdl.repro import a6_models, a6_report, a6_score, report
+
+TITLE = "Assignment 6: a VAE and a GAN generating {name}"
+FULL = {"images": 10000, "epochs": 20, "scored": 2000}
+QUICK = {"images": 256, "epochs": 2, "scored": 256}
+AUTO_QUICK_SECONDS = 600.0
+BATCH_SIZE = 64  # both models; the GAN's discriminator batch is half real, half generated
+GRID = 32  # generated images per grid
+PAIRS, STEPS = 4, 10  # interpolation strips
+RECONSTRUCTED = 16
+SEED = 0
+
+
+def parse_data(data):
+    """(kind, path or None) from "faces", "fashion", "folder:PATH" or "npy:PATH"."""
+    if data in ("faces", "fashion"):
+        return data, None
+    if isinstance(data, str) and ":" in data:
+        kind, path = data.split(":", 1)
+        if kind in ("folder", "npy") and path:
+            return kind, path
+    raise ValueError(f"data must be 'faces', 'fashion', 'folder:PATH' or 'npy:PATH', got {data!r}")
+
+
+def load_images(data, n_images, n_scored, data_dir=None, seed=SEED):
+    """(training images, held-out images, description): uint8 (n, size, size, channels).
+
+    The held-out images are never trained on; the Fréchet score compares generated images with them.
+    """
+    kind, path = parse_data(data)
+    if kind == "faces":
+        from fastdl.data import render_faces
+
+        images, _ = render_faces(n_images + n_scored, seed=seed, size=64)
+        return images[:n_images], images[n_images:], f"synthetic cartoon faces (fastdl.data.render_faces, seed {seed})"
+    if kind == "fashion":
+        from fastdl.data import load_fashion_mnist
+
+        (x_train, _), (x_test, _) = load_fashion_mnist(data_dir)
+        pad = ((0, 0), (2, 2), (2, 2), (0, 0))
+        train = np.pad(np.asarray(x_train[:n_images])[..., None], pad)
+        held = np.pad(np.asarray(x_test[:n_scored])[..., None], pad)
+        return train, held, "Fashion-MNIST (training images; held-out: test images), padded to 32x32"
+    from fastdl.data.image_folder import load_face_array, load_image_folder
+
+    images = load_image_folder(path, size=64) if kind == "folder" else load_face_array(path, size=64)
+    if len(images) < 2:
+        raise ValueError(f"{path} holds {len(images)} image(s); a VAE and a GAN need more")
+    order = np.random.default_rng(seed).permutation(len(images))
+    n_held = min(n_scored, len(images) // 5) or 1
+    held, train = images[order[:n_held]], images[order[n_held:]][:n_images]
+    return train, held, f"{len(images):,} faces from {path}"
+
+
+def estimate_full_seconds(image_shape, settings=FULL, seed=SEED):
+    """Seconds a run of these settings takes here, from a timed VAE step and GAN step."""
+    rng = np.random.default_rng(seed)
+    batch = rng.random((BATCH_SIZE, *image_shape), dtype=np.float32)
+    vae, _, _ = a6_models.build_vae(image_shape, seed=seed)
+    gan, generator, discriminator = a6_models.build_gan(image_shape, seed=seed)
+    seconds = {}
+    for kind, step in (("vae", lambda: vae.train_on_batch(batch, batch)),
+                       ("gan", lambda: a6_models.gan_step(gan, generator, discriminator, batch[:BATCH_SIZE // 2],
+                                                          rng))):
+        step()  # allocation and first-call costs
+        start = time.perf_counter()
+        step()
+        steps = -(-settings["images"] // (BATCH_SIZE if kind == "vae" else BATCH_SIZE // 2))
+        seconds[kind] = (time.perf_counter() - start) * steps * settings["epochs"]
+    seconds["total"] = seconds["vae"] + seconds["gan"]
+    return seconds
+
+
+def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None, images=None, seed=SEED,
+        scored=None, cache_dir=None):
+    """Train the VAE and the GAN; write grids, reconstructions, interpolations, losses and scores.
+
+    Parameters
+    ----------
+    data_dir : str, optional
+        Fashion-MNIST's directory for data="fashion" (else the loader's usual places).
+    out_dir : str or Path, default "results"
+        Files go to ``out_dir/a6/<data kind>/``.
+    quick : bool or None
+        True: 256 training images, 2 epochs per model, scores on 256 images. False: 10,000
+        images, 20 epochs, scores on 2,000. None: the full run when it takes at most ten
+        minutes here, else the quick one.
+    data : str, default "faces"
+        "faces", "fashion", "folder:PATH" or "npy:PATH".
+    epochs, images, scored : int, optional
+        Replace the run's epochs per model, training images, and images scored.
+    seed : int, default 0
+    cache_dir : Path, optional
+        Where the feature network of the score is cached (default ``$FASTDL_CACHE_DIR/a6``).
+
+    Returns
+    -------
+    dict
+        "source", "quick", "settings", "estimate", "parameters", "history", "scores", "floor",
+        "interpolation", "timings", "files".
+    """
+    kind, _ = parse_data(data)
+    timings = report.Timings()
+    auto_quick, estimate = quick is None, None
+    image_shape = (32, 32, 1) if kind == "fashion" else (64, 64, 3)
+    if auto_quick:
+        with timings("estimate"):
+            estimate = estimate_full_seconds(image_shape, seed=seed)
+        quick = estimate["total"] > AUTO_QUICK_SECONDS
+    settings = dict(QUICK if quick else FULL)
+    for key, value in (("epochs", epochs), ("images", images), ("scored", scored)):
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
+            settings[key] = int(value)
+    with timings("load_data"):
+        train, held, described = load_images(data, settings["images"], settings["scored"], data_dir, seed)
+    n_scored = min(settings["scored"], len(held))
+    source = (f"{described}; {len(train):,} training and {n_scored:,} held-out images, "
+              f"{settings['epochs']} epoch{'s' if settings['epochs'] != 1 else ''} per model"
+              + (" (quick run)" if quick else ""))
+    out = Path(out_dir) / "a6" / kind
+    out.mkdir(parents=True, exist_ok=True)
+    report.print_header(TITLE.format(name="Fashion-MNIST items" if kind == "fashion" else "faces"))
+    if auto_quick:
+        _print_decision(estimate, quick, data)
+    print(f"data: {source}\n")
+
+    with timings("feature_network"):
+        network, feature_source = _feature_network(kind, image_shape, quick, data_dir, cache_dir, seed)
+        held_unit = a6_score.to_unit(held[:n_scored])
+        reference = a6_score.features_of(network, held_unit)
+        floor = float(a6_score.frechet_distance(a6_score.features_of(network, a6_score.to_unit(train[:n_scored])),
+                                                reference))
+    rng = np.random.default_rng(seed)
+    grid_z = rng.standard_normal((GRID, a6_models.LATENT_DIM), dtype=np.float32)
+    score_z = rng.standard_normal((n_scored, a6_models.LATENT_DIM), dtype=np.float32)
+    ends = rng.standard_normal((PAIRS, 2, a6_models.LATENT_DIM))
+    lines = np.linspace(0.0, 1.0, STEPS)[None, :, None]
+    line_z = ((1 - lines) * ends[:, :1] + lines * ends[:, 1:]).reshape(-1, a6_models.LATENT_DIM).astype(np.float32)
+
+    files, scores, history, parameters, strips = [], {}, {}, {}, {}
+    train_unit = a6_score.to_unit(train)
+    for model_kind in ("vae", "gan"):
+        label = a6_report.MODEL_LABELS[model_kind]
+        trainer = _VaeTrainer(image_shape, seed) if model_kind == "vae" else _GanTrainer(image_shape, seed)
+        parameters[model_kind] = trainer.count_params()
+        print(f"{label} ({parameters[model_kind]:,} parameters), {settings['epochs']} epochs on {len(train):,} images")
+        scores[model_kind] = {}
+        with timings(f"fit_{model_kind}"):
+            for epoch in range(1, settings["epochs"] + 1):
+                start = time.perf_counter()
+                logs = trainer.epoch(train_unit, rng)
+                for key, value in logs.items():
+                    history.setdefault(model_kind, {}).setdefault(key, []).append(value)
+                print(f"  epoch {epoch}/{settings['epochs']}: " + ", ".join(f"{k} {v:.4g}" for k, v in logs.items())
+                      + f" ({time.perf_counter() - start:.1f} s)")
+                for moment in ("first", "last"):
+                    if epoch == (1 if moment == "first" else settings["epochs"]):
+                        scores[model_kind][moment] = a6_score.score(network, trainer.generate(score_z), reference)
+                        files.append(a6_report.plot_grid(
+                            trainer.generate(grid_z), out / f"{model_kind}_samples_epoch_{epoch}.png", source,
+                            f"{label}: images from {GRID} random latent vectors after epoch {epoch}"))
+        print(f"  Fréchet distance after the first epoch {scores[model_kind]['first']:.2f}, after the last "
+              f"{scores[model_kind]['last']:.2f} (real-data floor {floor:.2f})\n")
+        strips[model_kind] = trainer.generate(line_z).reshape(PAIRS, STEPS, *image_shape)
+        files.append(a6_report.plot_interpolations(
+            strips[model_kind], out / f"{model_kind}_interpolation.png", source,
+            f"{label}: {STEPS} steps on straight lines between random latent vectors"))
+        if model_kind == "vae":
+            originals = held_unit[:RECONSTRUCTED]
+            files.append(a6_report.plot_reconstructions(
+                originals, trainer.reconstruct(originals), out / "vae_reconstructions.png", source,
+                "VAE reconstructions (decoded z_mean) of held-out images"))
+    files.append(a6_report.plot_losses(
+        {"VAE: loss per image": {"total": history["vae"]["loss"],
+                                 "reconstruction": history["vae"]["reconstruction"], "KL": history["vae"]["kl"]},
+         "GAN": {"discriminator": history["gan"]["discriminator"], "generator": history["gan"]["generator"]}},
+        out / "losses.png", source, "Training losses per epoch"))
+    files += a6_report.write_score_table(out, source, scores, floor, settings["epochs"], n_scored, feature_source)
+    interpolation = {kind: dict(zip(("mean_step", "largest_step"), a6_report.interpolation_steps(strip)))
+                     for kind, strip in strips.items()}
+    result = {"source": source, "data": data, "quick": bool(quick), "auto_quick": auto_quick, "settings": settings,
+              "estimate": estimate, "parameters": parameters, "history": history, "scores": scores, "floor": floor,
+              "interpolation": interpolation, "feature_source": feature_source, "timings": dict(timings),
+              "files": files}
+    summary = str(out / "summary.json")
+    files.append(summary)
+    report.write_json(summary, result)
+    return result
+
+
+def _feature_network(kind, image_shape, quick, data_dir, cache_dir, seed):
+    scorer_kind = "fashion" if kind == "fashion" else "faces"
+    fashion = None
+    if scorer_kind == "fashion":
+        from fastdl.data import load_fashion_mnist
+
+        (x_train, y_train), _ = load_fashion_mnist(data_dir)
+        fashion = (np.pad(np.asarray(x_train)[..., None], ((0, 0), (2, 2), (2, 2), (0, 0))), y_train)
+    return a6_score.feature_network(scorer_kind, image_shape, quick, fashion, cache_dir, seed)
+
+
+class _VaeTrainer:
+    """The VAE, trained an epoch at a time on images in [0, 1]."""
+
+    def __init__(self, image_shape, seed):
+        self.vae, self.encoder, self.decoder = a6_models.build_vae(image_shape, seed=seed)
+        self.pixels = float(np.prod(image_shape))
+
+    def count_params(self):
+        return self.vae.count_params()
+
+    def epoch(self, images, rng):
+        logs = self.vae.fit(images, images, epochs=1, batch_size=BATCH_SIZE, seed=int(rng.integers(2 ** 31))).history
+        total = logs["loss"][0]
+        reconstruction = logs["decoder_loss"][0] * self.pixels
+        return {"loss": total, "reconstruction": reconstruction, "kl": total - reconstruction}
+
+    def generate(self, z):
+        return self.decoder.predict(z, batch_size=BATCH_SIZE)
+
+    def reconstruct(self, images):
+        return self.decoder.predict(self.encoder.predict(images, batch_size=BATCH_SIZE)["z_mean"],
+                                    batch_size=BATCH_SIZE)
+
+
+class _GanTrainer:
+    """The GAN, trained an epoch at a time; images are scaled to [-1, 1] and back."""
+
+    def __init__(self, image_shape, seed):
+        self.gan, self.generator, self.discriminator = a6_models.build_gan(image_shape, seed=seed)
+
+    def count_params(self):
+        return self.generator.count_params() + self.discriminator.count_params()
+
+    def epoch(self, images, rng):
+        half = BATCH_SIZE // 2
+        order = rng.permutation(len(images))
+        d_losses, g_losses = [], []
+        for first in range(0, len(images), half):
+            real = images[order[first:first + half]] * np.float32(2) - np.float32(1)
+            d_loss, g_loss = a6_models.gan_step(self.gan, self.generator, self.discriminator, real, rng)
+            d_losses.append(d_loss)
+            g_losses.append(g_loss)
+        return {"discriminator": float(np.mean(d_losses)), "generator": float(np.mean(g_losses))}
+
+    def generate(self, z):
+        return (self.generator.predict(z, batch_size=BATCH_SIZE) + np.float32(1)) / np.float32(2)
+
+
+def _print_decision(estimate, quick, data):
+    minutes = estimate["total"] / 60
+    parts = f"VAE {estimate['vae'] / 60:.0f}, GAN {estimate['gan'] / 60:.0f} min"
+    if not quick:
+        print(f"A full run takes about {minutes:.1f} min here ({parts}); running it.\n")
+        return
+    option = "" if data == "faces" else f" --data {data}"
+    print(f"A full run ({FULL['images']:,} images, {FULL['epochs']} epochs per model) would take about "
+          f"{minutes:.0f} min here ({parts}), so this is the quick run ({QUICK['images']} images, "
+          f"{QUICK['epochs']} epochs).\nThe full run: fastdl reproduce a6{option} --full "
+          "(or size it: --images N --epochs E)\n")

@@ -1,0 +1,104 @@
+"""Assignment 6's figures and tables: image grids, reconstructions, interpolations, losses, scores."""
+
+import numpy as np
+
+from fastdl.repro import report
+from fastdl.repro.report import get_pyplot, save_figure
+
+MODEL_LABELS = {"vae": "VAE", "gan": "GAN"}
+
+
+def _show(ax, image):
+    """One image in [0, 1], (h, w, 1 or 3), without axes."""
+    image = np.clip(image, 0, 1)
+    if image.shape[-1] == 1:
+        ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        ax.imshow(image, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _rows_of_images(rows, path, source, title, row_labels=None, scale=0.9):
+    """A figure of image rows (list of lists of images in [0, 1]) written to path."""
+    plt = get_pyplot()
+    n_rows, n_cols = len(rows), max(len(row) for row in rows)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(n_cols * scale, n_rows * scale + 0.6), squeeze=False)
+    for r, row in enumerate(rows):
+        for c in range(n_cols):
+            if c < len(row):
+                _show(axes[r, c], row[c])
+            else:
+                axes[r, c].axis("off")
+        if row_labels:
+            axes[r, 0].set_ylabel(row_labels[r], fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout(pad=0.3)
+    return save_figure(fig, path, source)
+
+
+def plot_grid(images, path, source, title, cols=8):
+    """Generated images in [0, 1] as a grid of `cols` columns."""
+    rows = [list(images[i:i + cols]) for i in range(0, len(images), cols)]
+    return _rows_of_images(rows, path, source, title)
+
+
+def plot_reconstructions(originals, reconstructions, path, source, title):
+    """Held-out images (top row of each pair) above the VAE's reconstructions of them."""
+    cols = 8
+    rows, labels = [], []
+    for i in range(0, len(originals), cols):
+        rows += [list(originals[i:i + cols]), list(reconstructions[i:i + cols])]
+        labels += ["original", "VAE"]
+    return _rows_of_images(rows, path, source, title, labels)
+
+
+def plot_interpolations(strips, path, source, title):
+    """Each row: decoded images along a straight line from one random latent vector to another."""
+    return _rows_of_images([list(strip) for strip in strips], path, source, title)
+
+
+def plot_losses(histories, path, source, title):
+    """Per-epoch losses: {panel title: {curve label: values}}, one panel each."""
+    plt = get_pyplot()
+    fig, axes = plt.subplots(1, len(histories), figsize=(5.5 * len(histories), 3.8), squeeze=False)
+    for ax, (panel, curves) in zip(axes[0], histories.items()):
+        for label, values in curves.items():
+            ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label)
+        ax.set_title(panel, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path, source)
+
+
+def interpolation_steps(strips):
+    """How continuous interpolation strips are: (mean, largest) pixel change of one step, as a share
+    of the change between a strip's two ends (1/9 each for 10 evenly changing steps)."""
+    strips = np.asarray(strips, dtype=np.float64)
+    steps = np.abs(np.diff(strips, axis=1)).mean(axis=(2, 3, 4))
+    ends = np.abs(strips[:, -1] - strips[:, 0]).mean(axis=(1, 2, 3))[:, None]
+    shares = steps / np.maximum(ends, 1e-12)
+    return float(shares.mean()), float(shares.max())
+
+
+def write_score_table(out, source, scores, floor, epochs, n_scored, feature_source):
+    """The Fréchet distances after the first and last epoch, beside the real-data floor."""
+    rows = []
+    for kind, label in MODEL_LABELS.items():
+        first, last = scores[kind]["first"], scores[kind]["last"]
+        rows.append([label, f"{first:.2f}", f"{last:.2f}", f"{last / first:.2f}" if first > 0 else "-",
+                     f"{floor:.2f}"])
+    notes = [f"Fréchet distance between Gaussians fitted to the features of {n_scored:,} generated and "
+             f"{n_scored:,} held-out real images, in the {feature_source}. Lower is better; the floor is "
+             f"the distance of the held-out real images from as many training images.",
+             f"First epoch: after epoch 1; last epoch: after epoch {epochs}."]
+    return report.write_table(
+        out, "frechet", "Fréchet distance of generated images from held-out real ones",
+        ["Model", "After the first epoch", "After the last epoch", "Last / first", "Real-data floor"],
+        rows, source, notes=notes,
+        data={"scores": scores, "floor": floor, "epochs": epochs, "n_scored": n_scored,
+              "features": feature_source})

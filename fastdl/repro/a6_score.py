@@ -1,0 +1,136 @@
+"""Assignment 6's score: the Fréchet distance between generated and real images in the feature
+space of a small network that fastdl trains once per data source and caches.
+
+What "it learned faces" means is a number: Gaussians fitted to the features of 2,000 generated
+and 2,000 held-out real images are compared with ``fastdl.metrics.frechet_distance`` (FID's
+formula on a network of our own, so values compare within fastdl, not with published FIDs).
+
+The feature network (three stride-2 convolutions, Dense 128 features) learns, on synthetic faces,
+to predict the renderer's generative factors (face shape, skin, eyes, mouth, hair, background,
+pose), so its features see what makes faces differ; on Fashion-MNIST it learns the ten classes.
+Image folders and the course's face arrays are scored with the faces network: it reads any
+64x64 colour face.
+"""
+
+import contextlib
+import hashlib
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from fastdl import config, nn
+from fastdl.metrics import frechet_distance
+
+FEATURES = 128
+SETTINGS = {  # images and epochs the feature network trains on
+    True: {"images": 3000, "epochs": 3},   # quick
+    False: {"images": 20000, "epochs": 6},  # full
+}
+FEATURE_SEED = 7  # renders faces that are none of the training or held-out ones (seed 0)
+BATCH = 64
+
+
+def _network(image_shape, outputs, activation, seed):
+    """(model that trains, model of the same layers that gives the Dense-128 features)."""
+    images = nn.Input(image_shape, name="image")
+    hidden = images
+    for i, filters in enumerate((32, 64, 64)):
+        hidden = nn.Conv2D(filters, 3, strides=2, padding="same", activation="relu", name=f"conv_{i + 1}")(hidden)
+    features = nn.Dense(FEATURES, activation="relu", name="features")(nn.Flatten(name="flatten")(hidden))
+    head = nn.Dense(outputs, activation=activation, name="head")(features)
+    return nn.Model(images, head, seed=seed, name="scorer"), nn.Model(images, features, seed=seed, name="features")
+
+
+def to_unit(images):
+    """uint8 images (n, h, w, c) as float32 in [0, 1]."""
+    return np.asarray(images, dtype=np.float32) / np.float32(255)
+
+
+def _training_data(kind, image_shape, quick, fashion=None):
+    """(float32 images, targets, loss) the feature network learns from."""
+    settings = SETTINGS[bool(quick)]
+    if kind == "fashion":
+        images, labels = fashion
+        keep = min(settings["images"], len(images))
+        return to_unit(images[:keep]), np.asarray(labels[:keep]).reshape(-1).astype(np.int64), 10, "softmax", \
+            "sparse_categorical_crossentropy"
+    from fastdl.data import render_faces
+
+    images, factors = render_faces(settings["images"], seed=FEATURE_SEED, size=image_shape[0])
+    factors = np.asarray(factors, dtype=np.float64)
+    spread = factors.std(axis=0)
+    targets = (factors - factors.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+    return to_unit(images), targets.astype(np.float32), targets.shape[1], None, "mse"
+
+
+def feature_network(kind, image_shape, quick, fashion=None, cache_dir=None, seed=0, verbose=0):
+    """The trained feature model for a data kind ("faces" or "fashion"), from the cache when there.
+
+    Parameters
+    ----------
+    kind : {"faces", "fashion"}
+    image_shape : tuple (size, size, channels)
+    quick : bool
+        The quick network trains on fewer images for fewer epochs (cached apart).
+    fashion : (uint8 images, labels), optional
+        Fashion-MNIST's training images, padded to image_shape (kind "fashion").
+    cache_dir : Path, optional
+        Default: ``$FASTDL_CACHE_DIR/a6`` (``~/.cache/fastdl/a6``).
+
+    Returns
+    -------
+    (fastdl.nn.Model giving (n, 128) features, str describing it)
+    """
+    settings = SETTINGS[bool(quick)]
+    key = f"{kind}-{'x'.join(map(str, image_shape))}-{settings['images']}-{settings['epochs']}-{seed}"
+    if kind == "faces":
+        from fastdl.data.face_render import RENDERER_VERSION
+
+        key += f"-renderer{RENDERER_VERSION}"
+    directory = Path(cache_dir) if cache_dir is not None else config.cache_dir() / "a6"
+    path = directory / f"features-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+    x, y, outputs, activation, loss = None, None, None, None, None
+    if kind == "fashion" or not path.exists():
+        x, y, outputs, activation, loss = _training_data(kind, image_shape, quick, fashion)
+    else:
+        from fastdl.data import render_faces
+
+        outputs, activation, loss = render_faces(1, size=image_shape[0])[1].shape[1], None, "mse"
+    scorer, features = _network(image_shape, outputs, activation, seed)
+    scorer.compile(nn.Adam(1e-3), loss)
+    what = (f"feature network ({'factors of ' + str(settings['images']) + ' synthetic faces' if kind == 'faces' else 'Fashion-MNIST classes'}, "
+            f"{settings['epochs']} epochs)")
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        if path.exists():
+            scorer.load(path)
+            return features, what + ", cached"
+    if x is None:
+        x, y, *_ = _training_data(kind, image_shape, quick, fashion)
+    scorer.fit(x, y, epochs=settings["epochs"], batch_size=BATCH, verbose=verbose, seed=seed)
+    _save_atomically(scorer, path)
+    return features, what
+
+
+def _save_atomically(model, path):
+    """model.save into path, or nothing when the cache cannot be written (scoring goes on)."""
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
+        try:
+            model.save(temporary)
+            os.replace(temporary, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+
+
+def features_of(network, images_unit):
+    """(n, 128) float64 features of float32 images in [0, 1]."""
+    return network.predict(images_unit, batch_size=256)["features"].astype(np.float64)
+
+
+def score(network, generated_unit, reference_features):
+    """Fréchet distance of generated images (float32 in [0, 1]) from the reference features."""
+    return float(frechet_distance(features_of(network, generated_unit), reference_features))

@@ -1,0 +1,77 @@
+"""fastdl.repro.a6 on a few synthetic faces: every output, the scores, the data choices and the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fastdl.cli import main
+from fastdl.repro import ASSIGNMENTS, a6, a6_models, a6_score
+
+OUTPUT_FILES = ["vae_samples_epoch_1.png", "gan_samples_epoch_1.png", "vae_interpolation.png",
+                "gan_interpolation.png", "vae_reconstructions.png", "losses.png", "frechet.md", "frechet.json",
+                "summary.json"]
+
+
+@pytest.fixture(autouse=True)
+def small_scorer(monkeypatch, tmp_path):
+    """A feature network trained on 96 faces for one epoch; caches in the test's own directory."""
+    monkeypatch.setitem(a6_score.SETTINGS, True, {"images": 96, "epochs": 1})
+    monkeypatch.setenv("FASTDL_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def test_quick_run_writes_every_output(tmp_path):
+    result = a6.run(out_dir=tmp_path, quick=True, images=32, epochs=1, scored=24)
+    out = tmp_path / "a6" / "faces"
+    for name in OUTPUT_FILES:
+        assert (out / name).is_file(), name
+    assert set(result["scores"]) == {"vae", "gan"}
+    for kind in ("vae", "gan"):
+        assert np.isfinite([result["scores"][kind]["first"], result["scores"][kind]["last"]]).all()
+    assert result["floor"] >= 0
+    assert result["parameters"]["vae"] == a6_models.build_vae((64, 64, 3))[0].count_params()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"] == {"images": 32, "epochs": 1, "scored": 24}
+    assert "synthetic cartoon faces" in summary["source"]
+    assert set(result["history"]["vae"]) == {"loss", "reconstruction", "kl"}
+    # The cached feature network is read back by the next run.
+    again = a6.run(out_dir=tmp_path / "again", quick=True, images=32, epochs=1, scored=24)
+    assert again["feature_source"].endswith("cached")
+    assert again["floor"] == pytest.approx(result["floor"], rel=1e-6)
+
+
+def test_image_folder_data(tmp_path):
+    folder = tmp_path / "simpsons"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        Image.fromarray(rng.integers(0, 256, (40 + i, 50, 3), dtype=np.uint8)).save(folder / f"face_{i}.png")
+    train, held, described = a6.load_images(f"folder:{folder}", n_images=100, n_scored=8, seed=0)
+    assert train.shape == (16, 64, 64, 3) and held.shape == (4, 64, 64, 3)
+    assert str(folder) in described
+
+
+def test_bad_data_choices():
+    with pytest.raises(ValueError, match="folder:PATH"):
+        a6.parse_data("simpsons")
+    with pytest.raises(ValueError, match="epochs"):
+        a6.run(quick=True, epochs=0)
+    with pytest.raises(ValueError, match="square"):
+        a6_models.build_vae((64, 32, 3))
+    with pytest.raises(ValueError, match="power of two"):
+        a6_models.build_gan((48, 48, 3))
+
+
+def test_cli_passes_the_a6_options(monkeypatch, tmp_path):
+    calls = []
+
+    def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None, images=None):
+        calls.append({"quick": quick, "data": data, "epochs": epochs, "images": images})
+        return {"source": "test", "files": []}
+
+    monkeypatch.setattr(a6, "run", run)
+    assert "a6" in ASSIGNMENTS
+    assert main(["reproduce", "a6", "--quick", "--data", "fashion", "--epochs", "3", "--images", "500",
+                 "--out", str(tmp_path)]) == 0
+    assert calls == [{"quick": True, "data": "fashion", "epochs": 3, "images": 500}]
