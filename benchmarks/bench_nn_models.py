@@ -28,8 +28,8 @@ optimizer's update. The models are the course's:
   the discriminator with requires_grad_(False) for the generator's step. Marked `big`.
 
 fastdl's step goes through the public API: `model.fit(x, y, epochs=1, batch_size=len(x),
-shuffle=False, verbose=0)`, i.e. exactly one batch per call (Sequential has no public per-batch
-train step; fit's per-call checks are part of the time). PyTorch's step is
+shuffle=False, verbose=0)`, i.e. exactly one batch per call (the same step as
+`train_on_batch`; fit's per-call checks are part of the time). PyTorch's step is
 `zero_grad(set_to_none=True)`, forward, loss, `backward()`, `step()` on an identical architecture
 in NCHW, same optimizer settings (RMSprop alpha=0.9, eps=1e-7; Adam eps=1e-7), softmax +
 cross-entropy as `cross_entropy` on the logits (what fastdl fuses too). Both models are checked,

@@ -23,7 +23,8 @@ def _rows_of_images(rows, path, source, title, row_labels=None, scale=0.9):
     """A figure of image rows (list of lists of images in [0, 1]) written to path."""
     plt = get_pyplot()
     n_rows, n_cols = len(rows), max(len(row) for row in rows)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(n_cols * scale, n_rows * scale + 0.6), squeeze=False)
+    height = n_rows * scale + 0.8
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(n_cols * scale, height), squeeze=False)
     for r, row in enumerate(rows):
         for c in range(n_cols):
             if c < len(row):
@@ -33,7 +34,8 @@ def _rows_of_images(rows, path, source, title, row_labels=None, scale=0.9):
         if row_labels:
             axes[r, 0].set_ylabel(row_labels[r], fontsize=7)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout(pad=0.3)
+    # Room at the bottom for save_figure's data-source line.
+    fig.tight_layout(pad=0.3, rect=(0, 0.25 / height, 1, 1))
     return save_figure(fig, path, source)
 
 
