@@ -19,6 +19,7 @@ in the image's own pose, time and scene.
 
 import numpy as np
 
+from fastdl.data._draws import Draws
 from fastdl.kernels.npy import clock_layout as L
 from fastdl.kernels.npy._hash import GOLDEN, MIX2, mix64 as _mix64
 
@@ -39,21 +40,6 @@ def uniforms(keys, n_draws=N_DRAWS):
         draws = np.arange(1, n_draws + 1, dtype=np.uint64) * MIX2
         hashed = _mix64(keys[:, None] + draws[None, :])
     return (hashed >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
-
-
-class _Draws:
-    """Hands out the columns of a uniforms table in order: one column per random choice."""
-
-    def __init__(self, table):
-        self.table, self.column = table, 0
-
-    def __call__(self, low=0.0, high=1.0):
-        column = self.table[:, self.column]
-        self.column += 1
-        return low + (high - low) * column
-
-    def chance(self, p):
-        return self() < p
 
 
 FACES = ("varied", "one")
@@ -80,9 +66,9 @@ def draw_parameters(seed, first, n, max_turn=180.0, faces="varied"):
         The images' stream keys; the kernels hash them with the pixel index for noise.
     """
     keys = image_keys(seed, first, n)
-    u = _Draws(uniforms(keys))
+    u = Draws(uniforms(keys))
     # The clock's design comes from `design`: the image's own stream, or the seed's one clock.
-    design = u if faces == "varied" else _Draws(uniforms(np.repeat(
+    design = u if faces == "varied" else Draws(uniforms(np.repeat(
         image_keys(seed, DESIGN_INDEX, 1), n)))
     p = np.zeros((n, L.N_PARAMS))
     hour = np.floor(u(0, 12)).astype(np.int64)

@@ -22,6 +22,7 @@ generative factors a small network can read off the image (sizes in face units, 
 
 import numpy as np
 
+from fastdl.data._draws import Draws
 from fastdl.data.clock_design import uniforms
 from fastdl.kernels.npy import face_layout as L
 from fastdl.kernels.npy._hash import GOLDEN, mix64 as _mix64
@@ -71,27 +72,6 @@ def image_keys(seed, first, n):
         return _mix64(_mix64(np.uint64(seed) ^ STREAM) + index * GOLDEN)
 
 
-class _Draws:
-    """Hands out the columns of a uniforms table in order: one column per random choice."""
-
-    def __init__(self, table):
-        self.table, self.column = table, 0
-
-    def __call__(self, low=0.0, high=1.0):
-        column = self.table[:, self.column]
-        self.column += 1
-        return low + (high - low) * column
-
-    def chance(self, p):
-        return self() < p
-
-    def choice(self, weights):
-        return np.searchsorted(np.cumsum(weights)[:-1], self(), side="right")
-
-    def colour(self, low, high):
-        return np.stack([self(low, high) for _ in range(3)], axis=1)
-
-
 def _ellipse(params, base, u, v, a, b):
     params[:, base + L.E_U], params[:, base + L.E_V] = u, v
     params[:, base + L.E_A], params[:, base + L.E_B] = a, b
@@ -118,7 +98,7 @@ def draw_parameters(seed, first, n):
         One row per image, laid out as kernels/npy/face_layout.py says (pixel boxes unset:
         :func:`pixel_boxes` fills them in for an image size).
     """
-    d = _Draws(uniforms(image_keys(seed, first, n), N_DRAWS))
+    d = Draws(uniforms(image_keys(seed, first, n), N_DRAWS))
     p = np.zeros((n, L.N_PARAMS))
     f = {}
 
