@@ -203,7 +203,8 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
                                  "reconstruction": history["vae"]["reconstruction"], "KL": history["vae"]["kl"]},
          "GAN": {"discriminator": history["gan"]["discriminator"], "generator": history["gan"]["generator"]}},
         out / "losses.png", source, "Training losses per epoch"))
-    files += a6_report.write_score_table(out, source, scores, floor, settings["epochs"], n_scored, feature_source)
+    files += a6_report.write_score_table(out, source, scores, floor, settings["epochs"], n_scored, feature_source,
+                                         quick=bool(quick))
     interpolation = {kind: dict(zip(("mean_step", "largest_step"), a6_report.interpolation_steps(strip)))
                      for kind, strip in strips.items()}
     result = {"source": source, "data": data, "quick": bool(quick), "auto_quick": auto_quick, "settings": settings,
