@@ -449,11 +449,15 @@ def _generate_faces(args):
 
 
 def _cmd_data_list(args):
+    import importlib
+    import inspect
+
     from fastdl.data import DATASETS, dataset_locations
 
     for name, (description, loader, files) in DATASETS.items():
         print(f"{name}: {description}")
-        print(f"  loader: {loader}(path=None)")
+        module, function = loader.rsplit(".", 1)
+        print(f"  loader: {loader}{inspect.signature(getattr(importlib.import_module(module), function))}")
         print(f"  files:  {', '.join(files)}")
         print("  looked for, in order:")
         for place, note in dataset_locations(name, getattr(args, "data_dir", None)):

@@ -75,3 +75,10 @@ def test_cli_passes_the_a6_options(monkeypatch, tmp_path):
     assert main(["reproduce", "a6", "--quick", "--data", "fashion", "--epochs", "3", "--images", "500",
                  "--out", str(tmp_path)]) == 0
     assert calls == [{"quick": True, "data": "fashion", "epochs": 3, "images": 500}]
+
+
+def test_data_list_shows_faces(capsys):
+    assert main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "faces: synthetic cartoon faces" in out
+    assert "fastdl.data.load_face_array(path, size=64)" in out

@@ -70,6 +70,12 @@ DATASETS = {
         "fastdl.data.load_clocks",
         ("images.npy", "labels.npy"),
     ),
+    "faces": (
+        "synthetic cartoon faces, 64x64x3 uint8 with their generative factors (assignment 6), rendered "
+        "on demand; real faces: `fastdl reproduce a6 --data folder:PATH` (PNG/JPEG) or npy:PATH",
+        "fastdl.data.load_face_array",
+        ("images.npy", "factors.npy"),
+    ),
 }
 
 
@@ -125,6 +131,11 @@ def dataset_locations(name, data_dir=None):
         from fastdl.data import clocks
 
         return clocks.locations(data_dir)
+    if name == "faces":
+        from fastdl.data import faces
+
+        return [(str(faces.default_directory()), "`fastdl data generate faces` writes a set here; a6 reads it "
+                 "with --data npy:<this folder>/images.npy, and renders its own faces otherwise")]
     modules = _downloadable()
     if name in modules:
         from fastdl.data._files import describe_places
