@@ -393,57 +393,37 @@ def _int_at_least(text, minimum):
 
 
 def _cmd_data_generate(args):
+    """``fastdl data generate clocks|faces``: render a synthetic set into the cache (or DIR/NAME)."""
+    import functools
+    import time
+    from pathlib import Path
+
+    from fastdl.data import clocks, faces
+
     if args.name == "faces":
-        return _generate_faces(args)
-    import time
-    from pathlib import Path
-
-    from fastdl.data import generate_clocks
-
-    if args.n is None:
-        args.n = 18000
-    directory = Path(args.data_dir).expanduser() / "clocks" if args.data_dir else None
+        clock_options = [option for option, value in (("--max-turn", args.max_turn),
+                                                      ("--faces", args.faces)) if value is not None]
+        if clock_options:
+            raise ValueError(f"{' and '.join(clock_options)} only apply to clocks")
+        module, n, generate = faces, faces.SYNTHETIC_N if args.n is None else args.n, faces.generate_faces
+        files = (faces.IMAGES, faces.FACTORS, faces.SIDECAR)
+    else:
+        module, n = clocks, 18000 if args.n is None else args.n
+        generate = functools.partial(clocks.generate_clocks,
+                                     max_turn=30.0 if args.max_turn is None else args.max_turn,
+                                     faces="one" if args.faces is None else args.faces)
+        files = (clocks.IMAGES, clocks.LABELS, clocks.SIDECAR)
+    directory = Path(args.data_dir).expanduser() / module.NAME if args.data_dir else None
     start = time.perf_counter()
     try:
-        directory = generate_clocks(args.n, args.seed, directory,
-                                    max_turn=30.0 if args.max_turn is None else args.max_turn,
-                                    faces="one" if args.faces is None else args.faces)
+        directory = generate(n, args.seed, directory)
     except (FileNotFoundError, ValueError):
         raise  # main reports these as data errors (exit status 2)
     except OSError as error:  # an unwritable directory, a full disk
-        print(f"fastdl: error: could not write the clocks: {error}", file=sys.stderr)
+        print(f"fastdl: error: could not write the {args.name}: {error}", file=sys.stderr)
         return 1
     seconds = time.perf_counter() - start
-    print(f"wrote {args.n:,} synthetic clocks (seed {args.seed}) to {directory}: images.npy, "
-          f"labels.npy, clocks.json")
-    print(f"{seconds:.1f} s, {args.n / max(seconds, 1e-9):,.0f} images/s (rendering and writing)")
-    return 0
-
-
-def _generate_faces(args):
-    """``fastdl data generate faces``."""
-    import time
-    from pathlib import Path
-
-    from fastdl.data import faces
-
-    clock_options = [option for option, value in (("--max-turn", args.max_turn),
-                                                  ("--faces", args.faces)) if value is not None]
-    if clock_options:
-        raise ValueError(f"{' and '.join(clock_options)} only apply to clocks")
-    n = faces.SYNTHETIC_N if args.n is None else args.n
-    directory = Path(args.data_dir).expanduser() / faces.NAME if args.data_dir else None
-    start = time.perf_counter()
-    try:
-        directory = faces.generate_faces(n, args.seed, directory)
-    except (FileNotFoundError, ValueError):
-        raise  # main reports these as data errors (exit status 2)
-    except OSError as error:  # an unwritable directory, a full disk
-        print(f"fastdl: error: could not write the faces: {error}", file=sys.stderr)
-        return 1
-    seconds = time.perf_counter() - start
-    print(f"wrote {n:,} synthetic faces (seed {args.seed}) to {directory}: {faces.IMAGES}, "
-          f"{faces.FACTORS}, {faces.SIDECAR}")
+    print(f"wrote {n:,} synthetic {args.name} (seed {args.seed}) to {directory}: {', '.join(files)}")
     print(f"{seconds:.1f} s, {n / max(seconds, 1e-9):,.0f} images/s (rendering and writing)")
     return 0
 

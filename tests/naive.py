@@ -343,6 +343,15 @@ def conv2d_grad(x, kernel, dout, strides=1, padding="valid"):
     return dx, dkernel, dbias
 
 
+def transpose_crop(size, kernel, stride, padding):
+    """(output size, first row kept) of Keras' Conv2DTranspose along one axis: of the full output
+    ((size - 1) * stride + kernel), "same" keeps size * stride rows from max(kernel - stride, 0) // 2
+    on, "valid" size * stride + max(kernel - stride, 0) from the top."""
+    if padding == "same":
+        return size * stride, max(kernel - stride, 0) // 2
+    return size * stride + max(kernel - stride, 0), 0
+
+
 def conv2d_transpose(x, kernel, bias=None, strides=1, padding="valid"):
     """(n, out_h, out_w, filters) float64, Keras' Conv2DTranspose with kernel (kh, kw, filters, in).
 
@@ -356,14 +365,8 @@ def conv2d_transpose(x, kernel, bias=None, strides=1, padding="valid"):
     n, height, width, c_in = x.shape
     kh, kw, c_out, _ = kernel.shape
     sh, sw = (strides, strides) if isinstance(strides, int) else strides
-    sizes, starts = [], []
-    for size, k, s in ((height, kh, sh), (width, kw, sw)):
-        if padding == "same":
-            sizes.append(size * s)
-            starts.append(max(k - s, 0) // 2)
-        else:
-            sizes.append(size * s + max(k - s, 0))
-            starts.append(0)
+    (out_h, top), (out_w, left) = transpose_crop(height, kh, sh, padding), transpose_crop(width, kw, sw, padding)
+    sizes, starts = (out_h, out_w), (top, left)
     full = np.zeros((n, max((height - 1) * sh + kh, starts[0] + sizes[0]),
                      max((width - 1) * sw + kw, starts[1] + sizes[1]), c_out))
     for b in range(n):

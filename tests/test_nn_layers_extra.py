@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import naive
 from conftest import ready_backends
 from fastdl import nn
 from fastdl.nn.layers_extra import BatchNormalization, Conv2DTranspose, conv2d_transpose
@@ -62,14 +63,9 @@ def _torch_reference(x, kernel, bias, strides, padding):
     # Full output (h - 1) * s + k; Keras keeps h * s ("same", dropping max(k - s, 0) with the odd one at
     # the bottom/right) or h * s + max(k - s, 0) ("valid"), bias-only rows where that is longer.
     out = np.broadcast_to(bias, (x.shape[0], 1, 1, bias.size)).copy()
-    sizes, tops = [], []
-    for size, k, s in ((x.shape[1], kh, sh), (x.shape[2], kw, sw)):
-        if padding == "same":
-            sizes.append(size * s)
-            tops.append(max(k - s, 0) // 2)
-        else:
-            sizes.append(size * s + max(k - s, 0))
-            tops.append(0)
+    (out_h, top), (out_w, left) = (naive.transpose_crop(x.shape[1], kh, sh, padding),
+                                   naive.transpose_crop(x.shape[2], kw, sw, padding))
+    sizes, tops = (out_h, out_w), (top, left)
     out = np.repeat(np.repeat(out, sizes[0], 1), sizes[1], 2)
     cropped = full[:, tops[0]:tops[0] + sizes[0], tops[1]:tops[1] + sizes[1]]
     out[:, :cropped.shape[1], :cropped.shape[2]] = cropped

@@ -253,6 +253,15 @@ def atomic_write(destination, mode="wb"):
         raise
 
 
+def refuse_to_overwrite(directory, files, sidecar_name, whose):
+    """Raise ValueError when ``directory`` holds any of ``files`` without the sidecar that marks a
+    set fastdl wrote (``whose`` says what they are then)."""
+    present = [name for name in files if (Path(directory) / name).exists()]
+    if present and not (Path(directory) / sidecar_name).exists():
+        raise ValueError(f"{directory} holds {' and '.join(present)} without {sidecar_name}: {whose}, which "
+                         f"generate never overwrites. Move them or choose another directory")
+
+
 def write_array_set(directory, arrays, sidecar_name, sidecar):
     """Write .npy arrays and the JSON sidecar describing them into ``directory``, all or nothing.
 

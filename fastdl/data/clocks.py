@@ -168,7 +168,7 @@ def generate_clocks(n=SYNTHETIC_N, seed=SYNTHETIC_SEED, directory=None, size=IMA
     max_turn = clock_render.check_max_turn(max_turn)
     faces = clock_render.check_faces(faces)
     directory = Path(directory).expanduser() if directory is not None else default_directory()
-    _refuse_to_overwrite_course_files(directory)
+    _files.refuse_to_overwrite(directory, FILES, SIDECAR, "the course's data")
 
     images, labels = clock_render.render_clocks(n, seed=seed, size=size, max_turn=max_turn,
                                                faces=faces)
@@ -335,15 +335,6 @@ def _regenerate_hint(directory):
     else:
         how = f"fastdl.data.generate_clocks(directory='{directory}')"
     return f"Delete {directory} and re-generate it ({how})"
-
-
-def _refuse_to_overwrite_course_files(directory):
-    """Raise ValueError when ``directory`` holds clock files that no sidecar marks synthetic."""
-    present = [name for name in FILES if (directory / name).exists()]
-    if present and not (directory / SIDECAR).exists():
-        raise ValueError(f"{directory} holds {' and '.join(present)} without {SIDECAR}: the "
-                         f"course's data, which generate never overwrites. Move them or choose "
-                         f"another directory")
 
 
 def _check_rendered(images, labels, n, size):

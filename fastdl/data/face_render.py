@@ -8,11 +8,10 @@ each image's parameters are drawn, is in :mod:`fastdl.data.face_design`; the ker
 kernels/{npy,cpu,cy}/faces*.
 """
 
-import numbers
-
 import numpy as np
 
 from fastdl import backend as _backend
+from fastdl._validation import check_int
 from fastdl.data import face_design
 from fastdl.data.face_design import FACTOR_NAMES, FACTOR_RANGES, HAIR_STYLES
 
@@ -22,15 +21,6 @@ __all__ = ["FACTOR_NAMES", "FACTOR_RANGES", "HAIR_STYLES", "RENDERER_VERSION", "
 RENDERER_VERSION = 1
 MIN_SIZE = 16
 MAX_SIZE = 2048
-
-
-def _check_int(name, value, low, high=None):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    if value < low or (high is not None and value > high):
-        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name} must be {bounds}, got {value}")
-    return int(value)
 
 
 def render_faces(n, seed=0, size=64, backend=None, first=0):
@@ -61,10 +51,10 @@ def render_faces(n, seed=0, size=64, backend=None, first=0):
         positions in image widths, sizes in face units (about a head's half height), angles in
         degrees, colours in [0, 1], flags 0 or 1, hair_style an index into HAIR_STYLES.
     """
-    n = _check_int("n", n, 0)
-    seed = _check_int("seed", seed, 0, 2 ** 64 - 1)
-    size = _check_int("size", size, MIN_SIZE, MAX_SIZE)
-    first = _check_int("first", first, 0, 2 ** 63 - 1)
+    n = check_int(n, "n", 0)
+    seed = check_int(seed, "seed", 0, 2 ** 64 - 1)
+    size = check_int(size, "size", MIN_SIZE, MAX_SIZE)
+    first = check_int(first, "first", 0, 2 ** 63 - 1)
     kernels, _ = _backend.kernels("faces", backend)
     factors, params = face_design.draw_parameters(seed, first, n)
     face_design.pixel_boxes(params, size)

@@ -10,6 +10,7 @@ default ($FASTDL_CACHE_DIR or ~/.cache/fastdl), as the clocks' generator does.
 from pathlib import Path
 
 from fastdl import config
+from fastdl._validation import check_int
 from fastdl.data import _files
 
 NAME = "faces"
@@ -61,15 +62,11 @@ def generate_faces(n=SYNTHETIC_N, seed=SYNTHETIC_SEED, directory=None, size=IMAG
     """
     from fastdl.data import face_render  # the renderer's kernels load only when rendering
 
-    n = face_render._check_int("n", n, 1)
-    seed = face_render._check_int("seed", seed, 0, 2 ** 64 - 1)
-    size = face_render._check_int("size", size, face_render.MIN_SIZE, face_render.MAX_SIZE)
+    n = check_int(n, "n", 1)
+    seed = check_int(seed, "seed", 0, 2 ** 64 - 1)
+    size = check_int(size, "size", face_render.MIN_SIZE, face_render.MAX_SIZE)
     directory = Path(directory).expanduser() if directory is not None else default_directory()
-    present = [name for name in FILES if (directory / name).exists()]
-    if present and not (directory / SIDECAR).exists():
-        raise ValueError(f"{directory} holds {' and '.join(present)} without {SIDECAR}: not a "
-                         f"synthetic set, which generate never overwrites. Move them or choose "
-                         f"another directory")
+    _files.refuse_to_overwrite(directory, FILES, SIDECAR, "not a synthetic set")
 
     images, factors = face_render.render_faces(n, seed=seed, size=size)
     return _files.write_array_set(directory, {IMAGES: images, FACTORS: factors}, SIDECAR,

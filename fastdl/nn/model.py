@@ -296,7 +296,13 @@ class Sequential(Training):
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path):
-        """Write the weights, the optimizer state and the training generator's state to one .npz."""
+        """Write the weights, the optimizer state and the training generator's state to one .npz.
+
+        The file is written beside its place and renamed into it: a crash while saving (a
+        ModelCheckpoint's, say) leaves the previous file whole.
+        """
+        from fastdl.data._files import atomic_write
+
         arrays = {f"param:{name}": p.value for name, p in self.parameters()}
         arrays.update({f"state:{name}": a for name, a in self.non_trainable_weights()})
         meta = {"format": "fastdl.nn/1", "input_shape": list(self.input_shape), "epochs_trained": self.epochs_trained,
@@ -306,7 +312,7 @@ class Sequential(Training):
             meta["optimizer"] = opt_meta
             arrays.update({f"opt:{key}": value for key, value in opt_arrays.items()})
         arrays["meta"] = np.array(json.dumps(meta))
-        with open(path, "wb") as f:
+        with atomic_write(path) as f:
             np.savez(f, **arrays)
 
     def load(self, path):

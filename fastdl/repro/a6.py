@@ -181,12 +181,15 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
                     history.setdefault(model_kind, {}).setdefault(key, []).append(value)
                 print(f"  epoch {epoch}/{settings['epochs']}: " + ", ".join(f"{k} {v:.4g}" for k, v in logs.items())
                       + f" ({time.perf_counter() - start:.1f} s)")
-                for moment in ("first", "last"):
-                    if epoch == (1 if moment == "first" else settings["epochs"]):
-                        scores[model_kind][moment] = a6_score.score(network, trainer.generate(score_z), reference)
-                        files.append(a6_report.plot_grid(
-                            trainer.generate(grid_z), out / f"{model_kind}_samples_epoch_{epoch}.png", source,
-                            f"{label}: images from {GRID} random latent vectors after epoch {epoch}"))
+                if epoch in (1, settings["epochs"]):  # a one-epoch run is scored and drawn once
+                    value = a6_score.score(network, trainer.generate(score_z), reference)
+                    if epoch == 1:
+                        scores[model_kind]["first"] = value
+                    if epoch == settings["epochs"]:
+                        scores[model_kind]["last"] = value
+                    files.append(a6_report.plot_grid(
+                        trainer.generate(grid_z), out / f"{model_kind}_samples_epoch_{epoch}.png", source,
+                        f"{label}: images from {GRID} random latent vectors after epoch {epoch}"))
         print(f"  Fréchet distance after the first epoch {scores[model_kind]['first']:.2f}, after the last "
               f"{scores[model_kind]['last']:.2f} (real-data floor {floor:.2f})\n")
         strips[model_kind] = trainer.generate(line_z).reshape(PAIRS, STEPS, *image_shape)
@@ -200,7 +203,8 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
                 "VAE reconstructions (decoded z_mean) of held-out images"))
     files.append(a6_report.plot_losses(
         {"VAE: loss per image": {"total": history["vae"]["loss"],
-                                 "reconstruction": history["vae"]["reconstruction"], "KL": history["vae"]["kl"]},
+                                 "reconstruction": history["vae"]["reconstruction"],
+                                 "KL (right axis)": history["vae"]["kl"]},
          "GAN": {"discriminator": history["gan"]["discriminator"], "generator": history["gan"]["generator"]}},
         out / "losses.png", source, "Training losses per epoch"))
     files += a6_report.write_score_table(out, source, scores, floor, settings["epochs"], n_scored, feature_source,

@@ -61,17 +61,25 @@ def plot_interpolations(strips, path, source, title):
 
 
 def plot_losses(histories, path, source, title):
-    """Per-epoch losses: {panel title: {curve label: values}}, one panel each."""
+    """Per-epoch losses: {panel title: {curve label: values}}, one panel each; a curve whose label
+    ends in "(right axis)" gets its own scale (the VAE's KL term is a hundredth of its total)."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = get_pyplot()
     fig, axes = plt.subplots(1, len(histories), figsize=(5.5 * len(histories), 3.8), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (panel, curves) in zip(axes[0], histories.items()):
-        for label, values in curves.items():
-            ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label)
+        lines = []
+        for i, (label, values) in enumerate(curves.items()):
+            target = ax.twinx() if label.endswith("(right axis)") else ax
+            lines += target.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label,
+                                 color=colors[i % len(colors)])
         ax.set_title(panel, fontsize=9)
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(lines, [line.get_label() for line in lines], fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path, source)

@@ -14,8 +14,6 @@ Image folders and the course's face arrays are scored with the faces network: it
 
 import contextlib
 import hashlib
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -49,20 +47,19 @@ def to_unit(images):
 
 
 def _training_data(kind, image_shape, quick, fashion=None):
-    """(float32 images, targets, loss) the feature network learns from."""
+    """(float32 images, targets) the feature network learns from."""
     settings = SETTINGS[bool(quick)]
     if kind == "fashion":
         images, labels = fashion
         keep = min(settings["images"], len(images))
-        return to_unit(images[:keep]), np.asarray(labels[:keep]).reshape(-1).astype(np.int64), 10, "softmax", \
-            "sparse_categorical_crossentropy"
+        return to_unit(images[:keep]), np.asarray(labels[:keep]).reshape(-1).astype(np.int64)
     from fastdl.data import render_faces
 
     images, factors = render_faces(settings["images"], seed=FEATURE_SEED, size=image_shape[0])
     factors = np.asarray(factors, dtype=np.float64)
     spread = factors.std(axis=0)
     targets = (factors - factors.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
-    return to_unit(images), targets.astype(np.float32), targets.shape[1], None, "mse"
+    return to_unit(images), targets.astype(np.float32)
 
 
 def feature_network(kind, image_shape, quick, fashion=None, cache_dir=None, seed=0, verbose=0):
@@ -85,45 +82,28 @@ def feature_network(kind, image_shape, quick, fashion=None, cache_dir=None, seed
     """
     settings = SETTINGS[bool(quick)]
     key = f"{kind}-{'x'.join(map(str, image_shape))}-{settings['images']}-{settings['epochs']}-{seed}"
-    if kind == "faces":
-        from fastdl.data.face_render import RENDERER_VERSION
+    if kind == "fashion":
+        outputs, activation, loss = 10, "softmax", "sparse_categorical_crossentropy"
+        what = "Fashion-MNIST classes"
+    else:
+        from fastdl.data.face_render import FACTOR_NAMES, RENDERER_VERSION
 
         key += f"-renderer{RENDERER_VERSION}"
+        outputs, activation, loss = len(FACTOR_NAMES), None, "mse"
+        what = f"factors of {settings['images']} synthetic faces"
+    what = f"feature network ({what}, {settings['epochs']} epochs)"
     directory = Path(cache_dir) if cache_dir is not None else config.cache_dir() / "a6"
     path = directory / f"features-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
-    x, y, outputs, activation, loss = None, None, None, None, None
-    if kind == "fashion" or not path.exists():
-        x, y, outputs, activation, loss = _training_data(kind, image_shape, quick, fashion)
-    else:
-        from fastdl.data import render_faces
-
-        outputs, activation, loss = render_faces(1, size=image_shape[0])[1].shape[1], None, "mse"
     scorer, features = _network(image_shape, outputs, activation, seed)
     scorer.compile(nn.Adam(1e-3), loss)
-    what = (f"feature network ({'factors of ' + str(settings['images']) + ' synthetic faces' if kind == 'faces' else 'Fashion-MNIST classes'}, "
-            f"{settings['epochs']} epochs)")
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        if path.exists():
-            scorer.load(path)
-            return features, what + ", cached"
-    if x is None:
-        x, y, *_ = _training_data(kind, image_shape, quick, fashion)
-    scorer.fit(x, y, epochs=settings["epochs"], batch_size=BATCH, verbose=verbose, seed=seed)
-    _save_atomically(scorer, path)
+    with contextlib.suppress(OSError, ValueError, KeyError):  # no cache, or an unreadable one: train
+        scorer.load(path)
+        return features, what + ", cached"
+    scorer.fit(*_training_data(kind, image_shape, quick, fashion), epochs=settings["epochs"], batch_size=BATCH,
+               verbose=verbose, seed=seed)
+    with contextlib.suppress(OSError):  # an unwritable cache: scoring goes on without it
+        scorer.save(path)
     return features, what
-
-
-def _save_atomically(model, path):
-    """model.save into path, or nothing when the cache cannot be written (scoring goes on)."""
-    with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
-        try:
-            model.save(temporary)
-            os.replace(temporary, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
 
 
 def features_of(network, images_unit):
