@@ -325,3 +325,141 @@ def winograd_output_grad(dout, tiles_h, tiles_w, out, n_threads):
     of dout (n, out_h, out_w, channels), zeros past its edge; out (16, n * tiles_h * tiles_w,
     channels) of dout's dtype."""
     launch(_winograd_grad_serial, _winograd_grad_parallel, n_threads, dout, tiles_h, tiles_w, out)
+
+
+# Tiles of a Winograd transform with any small matrices (the sub-pixel transposed convolution's,
+# fastdl/ops/_subpixel.py). A grid (first, tile_step, pixel_step, tiles) along an axis places
+# pixel i of tile t at first + t * tile_step + i * pixel_step.
+
+
+def _tile_gather(x, left_y, left_x, grid_y, grid_x, out):
+    n_images, height, width, channels = x.shape
+    ay, window_h = left_y.shape
+    ax, window_w = left_x.shape
+    tiles_y, tiles_x = grid_y[3], grid_x[3]
+    for n in prange(n_images):
+        rows = np.empty((ay * window_w, channels), x.dtype)  # left_y times the window
+        for ty in range(tiles_y):
+            for tx in range(tiles_x):
+                tile = (n * tiles_y + ty) * tiles_x + tx
+                # Each row starts with its first term (not zeros plus it): a pass fewer.
+                for a in range(ay):
+                    for j in range(window_w):
+                        row = a * window_w + j
+                        w = grid_x[0] + tx * grid_x[1] + j * grid_x[2]
+                        added = False
+                        if 0 <= w < width:
+                            for i in range(window_h):
+                                h = grid_y[0] + ty * grid_y[1] + i * grid_y[2]
+                                weight = left_y[a, i]
+                                if weight != 0 and 0 <= h < height:
+                                    if added:
+                                        for c in range(channels):
+                                            rows[row, c] += weight * x[n, h, w, c]
+                                    else:
+                                        for c in range(channels):
+                                            rows[row, c] = weight * x[n, h, w, c]
+                                    added = True
+                        if not added:
+                            rows[row] = 0
+                for a in range(ay):
+                    for b in range(ax):
+                        target = out[a * ax + b, tile]
+                        added = False
+                        for j in range(window_w):
+                            weight = left_x[b, j]
+                            if weight != 0:
+                                row = a * window_w + j
+                                if added:
+                                    for c in range(channels):
+                                        target[c] += weight * rows[row, c]
+                                else:
+                                    for c in range(channels):
+                                        target[c] = weight * rows[row, c]
+                                added = True
+                        if not added:
+                            target[:] = 0
+
+
+_tile_gather_serial = compile_kernel(_tile_gather)
+_tile_gather_parallel = compile_kernel(_tile_gather, parallel=True)
+
+
+def tile_gather(x, left_y, left_x, grid_y, grid_x, out, n_threads):
+    """Transformed tiles: out[a ax + b, t] = sum over i, j of left_y[a, i] left_x[b, j] x[n, h_i, w_j]
+    for tile t = (n, ty, tx) in order, its window's pixels h_i, w_j on grid_y, grid_x (int64
+    arrays (first, tile_step, pixel_step, tiles)), zeros outside x. x (n, height, width,
+    channels); left_y (ay, window_h), left_x (ax, window_w) and out (ay * ax, n * tiles_y *
+    tiles_x, channels) of x's dtype."""
+    launch(_tile_gather_serial, _tile_gather_parallel, n_threads, x, left_y, left_x, grid_y, grid_x, out)
+
+
+def _tile_scatter(m, right_y, right_x, grid_y, grid_x, out, accumulate, bias, activation):
+    n_images, height, width, channels = out.shape
+    has_bias = bias.shape[0] > 0
+    window_h, ay = right_y.shape
+    window_w, ax = right_x.shape
+    tiles_y, tiles_x = grid_y[3], grid_x[3]
+    for n in prange(n_images):
+        cols = np.empty((ax, channels), m.dtype)  # right_y's row i times the tile
+        # Row by row of out, left to right.
+        for ty in range(tiles_y):
+            for i in range(window_h):
+                h = grid_y[0] + ty * grid_y[1] + i * grid_y[2]
+                if h < 0 or h >= height:
+                    continue
+                for tx in range(tiles_x):
+                    tile = (n * tiles_y + ty) * tiles_x + tx
+                    for b in range(ax):
+                        added = False
+                        for a in range(ay):
+                            weight = right_y[i, a]
+                            if weight != 0:
+                                if added:
+                                    for c in range(channels):
+                                        cols[b, c] += weight * m[a * ax + b, tile, c]
+                                else:
+                                    for c in range(channels):
+                                        cols[b, c] = weight * m[a * ax + b, tile, c]
+                                added = True
+                        if not added:
+                            cols[b] = 0
+                    for j in range(window_w):
+                        w = grid_x[0] + tx * grid_x[1] + j * grid_x[2]
+                        if w < 0 or w >= width:
+                            continue
+                        target = out[n, h, w]
+                        added = accumulate
+                        if has_bias and not accumulate:
+                            target[:] = bias
+                            added = True
+                        for b in range(ax):
+                            weight = right_x[j, b]
+                            if weight != 0:
+                                if added:
+                                    for c in range(channels):
+                                        target[c] += weight * cols[b, c]
+                                else:
+                                    for c in range(channels):
+                                        target[c] = weight * cols[b, c]
+                                added = True
+                        if not added:
+                            target[:] = 0
+                        if activation == 1 and not accumulate:
+                            for c in range(channels):
+                                target[c] = max(target[c], 0)
+
+
+_tile_scatter_serial = compile_kernel(_tile_scatter)
+_tile_scatter_parallel = compile_kernel(_tile_scatter, parallel=True)
+
+
+def tile_scatter(m, right_y, right_x, grid_y, grid_x, out, accumulate, bias, activation, n_threads):
+    """The tiles back in place: out[n, h_i, w_j] (+)= sum over a, b of right_y[i, a] right_x[j, b]
+    m[a ax + b, t] for tile t = (n, ty, tx), pixels on grid_y, grid_x as in tile_gather, those
+    outside out dropped. Without accumulate, tiles must not overlap, and each pixel written starts
+    from bias (channels,) (zeros for an empty bias) and ends, for activation 1, with the ReLU.
+    m (ay * ax, n * tiles_y * tiles_x, channels); right_y (window_h, ay), right_x (window_w, ax),
+    out (n, height, width, channels) and bias of m's dtype."""
+    launch(_tile_scatter_serial, _tile_scatter_parallel, n_threads, m, right_y, right_x, grid_y, grid_x, out,
+           accumulate, bias, activation)

@@ -2,6 +2,7 @@
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
+from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 
 
@@ -195,6 +196,7 @@ def bias_act_pool(
     cdef Py_ssize_t n, i, j, a, b, c
     cdef int k
     cdef bint has_bias = bias.shape[0] > 0
+    cdef bint added
     cdef const floating* row
     cdef floating* best
     cdef int* winner
@@ -468,3 +470,183 @@ def winograd_output_grad(
         free(scratch)
     if failed:
         raise MemoryError("winograd_output_grad: no memory for the per-thread scratch")
+
+
+# Tiles of a Winograd transform with any small matrices (the sub-pixel transposed convolution's,
+# fastdl/ops/_subpixel.py). A grid (first, tile_step, pixel_step, tiles) along an axis places
+# pixel i of tile t at first + t * tile_step + i * pixel_step. Each transform step adds whole
+# rows of channels, skipping zero weights, in the Numba kernels' order (the same bits).
+
+
+cdef inline void _zero(floating* out, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        out[i] = 0
+
+
+cdef inline void _axpy(floating* out, floating weight, const floating* a, Py_ssize_t n, bint add) noexcept nogil:
+    """out (+)= weight * a: a multiplication (and an addition) per entry, no fused multiply-add."""
+    cdef Py_ssize_t i
+    if add:
+        for i in range(n):
+            out[i] += weight * a[i]
+    else:
+        for i in range(n):
+            out[i] = weight * a[i]
+
+
+def tile_gather(
+    const floating[:, :, :, ::1] x, const floating[:, ::1] left_y, const floating[:, ::1] left_x,
+    const int64_t[::1] grid_y, const int64_t[::1] grid_x, floating[:, :, ::1] out, int n_threads,
+):
+    """Transformed tiles: out[a ax + b, t] = sum over i, j of left_y[a, i] left_x[b, j] x[n, h_i, w_j]
+    for tile t = (n, ty, tx) in order, its window's pixels h_i, w_j on grid_y, grid_x (int64
+    arrays (first, tile_step, pixel_step, tiles)), zeros outside x. x (n, height, width,
+    channels); left_y (ay, window_h), left_x (ax, window_w) and out (ay * ax, n * tiles_y *
+    tiles_x, channels) of x's dtype.
+    """
+    cdef Py_ssize_t n_images = x.shape[0], height = x.shape[1], width = x.shape[2]
+    cdef Py_ssize_t channels = x.shape[3]
+    cdef Py_ssize_t ay = left_y.shape[0], window_h = left_y.shape[1]
+    cdef Py_ssize_t ax = left_x.shape[0], window_w = left_x.shape[1]
+    cdef Py_ssize_t first_y, tile_step_y, pixel_step_y, tiles_y, first_x, tile_step_x, pixel_step_x, tiles_x
+    cdef Py_ssize_t n, ty, tx, tile, i, j, a, b, h, w
+    cdef Py_ssize_t size = ay * window_w * channels
+    cdef bint added
+    cdef floating weight
+    cdef floating* scratch = NULL
+    cdef floating* rows
+    cdef floating* target
+    cdef int failed = 0
+    cdef int* failed_ptr = &failed
+    if n_images == 0 or channels == 0:
+        return
+    first_y, tile_step_y, pixel_step_y, tiles_y = grid_y[0], grid_y[1], grid_y[2], grid_y[3]
+    first_x, tile_step_x, pixel_step_x, tiles_x = grid_x[0], grid_x[1], grid_x[2], grid_x[3]
+    if size == 0:
+        size = 1  # malloc(0) may return NULL
+    with nogil, parallel(num_threads=n_threads):
+        # Per-thread scratch: left_y times the window (ay * window_w rows of channels).
+        scratch = <floating*> malloc(size * sizeof(floating))
+        if scratch == NULL:
+            failed_ptr[0] = 1
+        for n in prange(n_images, schedule="static"):
+            if scratch == NULL:
+                continue
+            rows = scratch
+            for ty in range(tiles_y):
+                for tx in range(tiles_x):
+                    tile = (n * tiles_y + ty) * tiles_x + tx
+                    # Each row starts with its first term (not zeros plus it): a pass fewer.
+                    for a in range(ay):
+                        for j in range(window_w):
+                            target = rows + (a * window_w + j) * channels
+                            w = first_x + tx * tile_step_x + j * pixel_step_x
+                            added = False
+                            if 0 <= w < width:
+                                for i in range(window_h):
+                                    h = first_y + ty * tile_step_y + i * pixel_step_y
+                                    weight = left_y[a, i]
+                                    if weight != 0 and 0 <= h < height:
+                                        _axpy(target, weight, &x[n, h, w, 0], channels, added)
+                                        added = True
+                            if not added:
+                                _zero(target, channels)
+                    for a in range(ay):
+                        for b in range(ax):
+                            target = &out[a * ax + b, tile, 0]
+                            added = False
+                            for j in range(window_w):
+                                weight = left_x[b, j]
+                                if weight != 0:
+                                    _axpy(target, weight, rows + (a * window_w + j) * channels, channels, added)
+                                    added = True
+                            if not added:
+                                _zero(target, channels)
+        free(scratch)
+    if failed:
+        raise MemoryError("tile_gather: no memory for the per-thread scratch")
+
+
+def tile_scatter(
+    const floating[:, :, ::1] m, const floating[:, ::1] right_y, const floating[:, ::1] right_x,
+    const int64_t[::1] grid_y, const int64_t[::1] grid_x, floating[:, :, :, ::1] out, bint accumulate,
+    const floating[::1] bias, int activation, int n_threads,
+):
+    """The tiles back in place: out[n, h_i, w_j] (+)= sum over a, b of right_y[i, a] right_x[j, b]
+    m[a ax + b, t] for tile t = (n, ty, tx), pixels on grid_y, grid_x as in tile_gather, those
+    outside out dropped. Without accumulate, tiles must not overlap, and each pixel written starts
+    from bias (channels,) (zeros for an empty bias) and ends, for activation 1, with the ReLU.
+    m (ay * ax, n * tiles_y * tiles_x, channels); right_y (window_h, ay), right_x (window_w, ax),
+    out (n, height, width, channels) and bias of m's dtype.
+    """
+    cdef Py_ssize_t n_images = out.shape[0], height = out.shape[1], width = out.shape[2]
+    cdef Py_ssize_t channels = out.shape[3]
+    cdef Py_ssize_t window_h = right_y.shape[0], ay = right_y.shape[1]
+    cdef Py_ssize_t window_w = right_x.shape[0], ax = right_x.shape[1]
+    cdef Py_ssize_t first_y, tile_step_y, pixel_step_y, tiles_y, first_x, tile_step_x, pixel_step_x, tiles_x
+    cdef Py_ssize_t n, ty, tx, tile, i, j, a, b, h, w, c
+    cdef Py_ssize_t size = ax * channels
+    cdef bint has_bias = bias.shape[0] > 0
+    cdef bint added
+    cdef floating weight
+    cdef floating* scratch = NULL
+    cdef floating* cols
+    cdef floating* target
+    cdef int failed = 0
+    cdef int* failed_ptr = &failed
+    if n_images == 0 or channels == 0:
+        return
+    first_y, tile_step_y, pixel_step_y, tiles_y = grid_y[0], grid_y[1], grid_y[2], grid_y[3]
+    first_x, tile_step_x, pixel_step_x, tiles_x = grid_x[0], grid_x[1], grid_x[2], grid_x[3]
+    if size == 0:
+        size = 1  # malloc(0) may return NULL
+    with nogil, parallel(num_threads=n_threads):
+        # Per-thread scratch: right_y's row i times the tile (ax rows of channels).
+        scratch = <floating*> malloc(size * sizeof(floating))
+        if scratch == NULL:
+            failed_ptr[0] = 1
+        for n in prange(n_images, schedule="static"):
+            if scratch == NULL:
+                continue
+            cols = scratch
+            # Row by row of out, left to right.
+            for ty in range(tiles_y):
+                for i in range(window_h):
+                    h = first_y + ty * tile_step_y + i * pixel_step_y
+                    if h < 0 or h >= height:
+                        continue
+                    for tx in range(tiles_x):
+                        tile = (n * tiles_y + ty) * tiles_x + tx
+                        for b in range(ax):
+                            added = False
+                            for a in range(ay):
+                                weight = right_y[i, a]
+                                if weight != 0:
+                                    _axpy(cols + b * channels, weight, &m[a * ax + b, tile, 0], channels, added)
+                                    added = True
+                            if not added:
+                                _zero(cols + b * channels, channels)
+                        for j in range(window_w):
+                            w = first_x + tx * tile_step_x + j * pixel_step_x
+                            if w < 0 or w >= width:
+                                continue
+                            target = &out[n, h, w, 0]
+                            added = accumulate
+                            if has_bias and not accumulate:
+                                for c in range(channels):
+                                    target[c] = bias[c]
+                                added = True
+                            for b in range(ax):
+                                weight = right_x[j, b]
+                                if weight != 0:
+                                    _axpy(target, weight, cols + b * channels, channels, added)
+                                    added = True
+                            if not added:
+                                _zero(target, channels)
+                            if activation == 1 and not accumulate:
+                                for c in range(channels):
+                                    target[c] = target[c] if target[c] > 0 else 0
+        free(scratch)
+    if failed:
+        raise MemoryError("tile_scatter: no memory for the per-thread scratch")

@@ -118,3 +118,56 @@ def winograd_output_grad(dout, tiles_h, tiles_w, out, n_threads):
         u0, u1 = rows[0][a], rows[1][a]
         for b, v in enumerate((u0, u0 + u1, u0 - u1, -u1)):  # (A dy) A^T
             out[4 * a + b] = v.reshape(-1, channels)
+
+
+# Tiles of a Winograd transform with any small matrices (the sub-pixel transposed convolution's,
+# fastdl/ops/_subpixel.py). A grid (first, tile_step, pixel_step, tiles) along an axis places
+# pixel i of tile t at first + t * tile_step + i * pixel_step.
+
+
+def _grid_positions(grid, size, window):
+    """(positions (tiles, window), inside (tiles, window)) of a grid along an axis of `size` pixels."""
+    first, tile_step, pixel_step, tiles = (int(v) for v in grid)
+    positions = first + tile_step * np.arange(tiles)[:, None] + pixel_step * np.arange(window)[None, :]
+    inside = (positions >= 0) & (positions < size)
+    return np.where(inside, positions, 0), inside
+
+
+def tile_gather(x, left_y, left_x, grid_y, grid_x, out, n_threads):
+    """Transformed tiles: out[a ax + b, t] = sum over i, j of left_y[a, i] left_x[b, j] x[n, h_i, w_j]
+    for tile t = (n, ty, tx) in order, its window's pixels h_i, w_j on grid_y, grid_x (int arrays
+    (first, tile_step, pixel_step, tiles)), zeros outside x. x (n, height, width, channels);
+    left_y (ay, window_h), left_x (ax, window_w); out (ay * ax, n * tiles_y * tiles_x, channels)."""
+    n_images, height, width, channels = x.shape
+    rows, rows_in = _grid_positions(grid_y, height, left_y.shape[1])
+    cols, cols_in = _grid_positions(grid_x, width, left_x.shape[1])
+    # (n, tiles_y, window_h, tiles_x, window_w, channels), zeros outside x
+    windows = x[:, rows[:, :, None, None], cols[None, None, :, :]]
+    windows = windows * (rows_in[:, :, None, None] & cols_in[None, None, :, :])[None, ..., None]
+    tiles = np.einsum("ai,bj,nyixjc->abnyxc", left_y, left_x, windows)
+    out[...] = tiles.reshape(out.shape)
+
+
+def tile_scatter(m, right_y, right_x, grid_y, grid_x, out, accumulate, bias, activation, n_threads):
+    """The tiles back in place: out[n, h_i, w_j] (+)= sum over a, b of right_y[i, a] right_x[j, b]
+    m[a ax + b, t] for tile t = (n, ty, tx), pixels on grid_y, grid_x as in tile_gather, those
+    outside out dropped. Without accumulate, tiles must not overlap, and each pixel written gets
+    bias (channels,) added (an empty bias adds nothing) and, for activation 1, the ReLU. m (ay *
+    ax, n * tiles_y * tiles_x, channels); right_y (window_h, ay), right_x (window_w, ax); out (n,
+    height, width, channels)."""
+    n_images, height, width, channels = out.shape
+    rows, rows_in = _grid_positions(grid_y, height, right_y.shape[0])
+    cols, cols_in = _grid_positions(grid_x, width, right_x.shape[0])
+    ay, ax = right_y.shape[1], right_x.shape[1]
+    m = m.reshape(ay, ax, n_images, rows.shape[0], cols.shape[0], channels)
+    pixels = np.einsum("ia,jb,abnyxc->nyixjc", right_y, right_x, m)
+    inside = rows_in[:, :, None, None] & cols_in[None, None, :, :]
+    h = np.broadcast_to(rows[:, :, None, None], inside.shape)[inside]
+    w = np.broadcast_to(cols[None, None, :, :], inside.shape)[inside]
+    values = pixels[:, inside]  # (n, inside pixels, channels)
+    if accumulate:
+        np.add.at(out, (slice(None), h, w), values)
+        return
+    out[:, h, w] = values + bias if bias.shape[0] else values
+    if activation == 1:
+        out[:, h, w] = np.maximum(out[:, h, w], 0)
