@@ -80,18 +80,38 @@ def _probe(name):
         openmp = "with OpenMP" if _build.openmp_enabled() else "without OpenMP (single-threaded)"
         return True, f"compiled {openmp}"
     if name == "cuda":
-        try:
-            from numba import cuda
-        except ImportError as exc:
-            return False, f"numba is not installed ({exc})"
-        try:
-            visible = cuda.is_available()
-        except Exception as exc:  # a broken driver must not break fastdl
-            return False, f"the CUDA driver failed to load ({exc})"
-        if not visible:
-            return False, "no CUDA device is visible"
-        return False, "a CUDA device is visible, but fastdl has no CUDA kernels yet"
+        return _probe_cuda()
     raise AssertionError(name)
+
+
+def _probe_cuda():
+    try:
+        import numba
+        from numba import cuda
+    except ImportError as exc:
+        return False, f"numba.cuda is not installed ({exc}); pip install \"fastdl[cuda]\""
+    if numba.config.ENABLE_CUDASIM:
+        return True, "numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1): exact, at Python's speed"
+    try:
+        visible = cuda.is_available()
+    except Exception as exc:  # a broken driver must not break fastdl
+        return False, f"the CUDA driver failed to load ({exc})"
+    if not visible:
+        try:
+            from numba.cuda.cudadrv.driver import driver
+
+            problem = getattr(driver, "initialization_error", None)
+        except Exception as exc:  # noqa: BLE001 - any failure here means the same: no driver
+            problem = exc
+        if problem:
+            return False, f"no NVIDIA driver could be loaded ({problem})"
+        return False, "the NVIDIA driver sees no CUDA device"
+    try:
+        device = cuda.get_current_device()
+        name = device.name.decode() if isinstance(device.name, bytes) else device.name
+        return True, f"{name}, compute capability {device.compute_capability[0]}.{device.compute_capability[1]}"
+    except Exception as exc:  # a device that cannot be opened (busy, out of memory)
+        return False, f"the CUDA device could not be opened ({exc})"
 
 
 def backend_status():
@@ -145,13 +165,21 @@ def _load(name, family):
                 _status_cache[name] = _probe(name)
             ok, reason = _status_cache[name]
             module = None
-            if ok:
+            if ok and name == "cuda" and family not in _gpu_families():
+                reason = f"it has no kernels for {family!r} yet (the cuda backend has {', '.join(_gpu_families())})"
+            elif ok:
                 try:
                     module = importlib.import_module(f"{PACKAGES[name]}.{family}")
                 except ImportError as exc:
                     reason = f"its {family!r} kernels failed to load ({exc})"
         _module_cache[key] = (module, reason)
     return _module_cache[key]
+
+
+def _gpu_families():
+    from fastdl.kernels.gpu import FAMILIES
+
+    return FAMILIES
 
 
 def resolve(family, backend=None):

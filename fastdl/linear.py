@@ -5,8 +5,9 @@ import numbers
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._validation import as_compute, check_int
 
@@ -25,6 +26,25 @@ def _with_bias(X, dtype):
 def _accuracy(X1, codes, W):
     """Fraction of rows whose highest score (first maximum) is their class."""
     return float(np.count_nonzero(np.argmax(X1 @ W, axis=1) == codes)) / len(codes)
+
+
+def _check_device_matrix(X, name):
+    """(shape, dtype) of a device X: 2-D, non-empty, float32 or float64 (the compute dtype)."""
+    shape, dtype = _device.shape_dtype(X)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"{name} on the device must be float32 or float64, got dtype {dtype}")
+    if len(shape) != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {shape}")
+    if shape[0] == 0 or shape[1] == 0:
+        raise ValueError(f"{name} must not be empty, got shape {shape}")
+    return shape, dtype
+
+
+def _host_labels(y):
+    """Labels as a host array: a device y is copied (n values, the one transfer fit documents)."""
+    if _device.is_device(y):
+        return _device.view(y).copy_to_host()
+    return np.asarray(y)
 
 
 class MultiClassPerceptron(ClassifierMixin, BaseEstimator):
@@ -49,7 +69,12 @@ class MultiClassPerceptron(ClassifierMixin, BaseEstimator):
         Weights start as ``RandomState(random_state).normal(0, init_std, (n_features + 1, n_classes))``.
     random_state : int, default 21
     backend : str, optional
-        "auto", "numpy", "numba", "cython" (None: the process default).
+        "auto", "numpy", "numba", "cython", "cuda" (None: the process default). On "cuda" the
+        samples, codes and weights stay on the device for all epochs (copied there once per fit),
+        and only the weights of a new best epoch and one count per accuracy come back; fit also
+        takes a device array X (anything with ``__cuda_array_interface__``), whose bias column is
+        added on the device without a host copy (X_val then must be on the device too; the labels
+        y and y_val always come to the host, where classes_ lives).
 
     Attributes
     ----------
@@ -68,7 +93,8 @@ class MultiClassPerceptron(ClassifierMixin, BaseEstimator):
     Notes
     -----
     Training stops at 100% training accuracy or after `patience` epochs without a new best, and
-    keeps the weights of the best epoch.
+    keeps the weights of the best epoch. coef_ is a NumPy array on every backend, and
+    decision_function, predict and score take host arrays.
     """
 
     def __init__(self, lr=0.2, method="batch", rule="sigmoid", patience=15, max_epochs=1000,
@@ -115,45 +141,95 @@ class MultiClassPerceptron(ClassifierMixin, BaseEstimator):
         self
         """
         self._check_params()
+        X_val = y_val = None
+        if validation_data is not None:
+            try:
+                X_val, y_val = validation_data
+            except (TypeError, ValueError):
+                raise TypeError("validation_data must be a pair (X_val, y_val)") from None
+        if _device.on_device({"X": X, "X_val": X_val}):
+            return self._fit_device(X, y, X_val, y_val)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
+        codes = self._encode(y)
+        dtype = X.dtype.type
+        X1 = _with_bias(X, dtype)
+        val = self._validation(X_val, y_val, dtype) if X_val is not None else None
+        W = self._initial_weights(X1.shape[1], dtype)
+        kernels, name = _backend.kernels("perceptron", self.backend)
+        if name == "cuda":
+            to = _device.to_device
+            val = None if val is None else (to(val[0]), to(val[1]))
+            return self._train_device(kernels, to(X1), to(codes), to(W), val)
+        return self._train(kernels, X1, codes, W, val)
+
+    def _encode(self, y):
+        """classes_ from y (1-D, on the host); returns y's int64 class codes."""
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(f"y must hold at least two classes, got only {self.classes_.tolist()}")
-        codes = np.ascontiguousarray(codes, dtype=np.int64)
-        dtype = X.dtype.type
-        X1 = _with_bias(X, dtype)
-        val = self._validation(validation_data, dtype) if validation_data is not None else None
+        return np.ascontiguousarray(codes, dtype=np.int64)
 
-        n_classes = len(self.classes_)
-        shape = (X1.shape[1], n_classes)
-        W = as_compute(np.random.RandomState(self.random_state).normal(0, self.init_std, shape), dtype)
-        kernels, _ = _backend.kernels("perceptron", self.backend)
+    def _initial_weights(self, n_rows, dtype):
+        shape = (n_rows, len(self.classes_))
+        return as_compute(np.random.RandomState(self.random_state).normal(0, self.init_std, shape), dtype)
+
+    def _train(self, kernels, X1, codes, W, val):
+        """The epochs on a CPU backend: host arrays, W updated in place."""
         rule = RULES[self.rule]
-        lr = dtype(self.lr)
+        lr = W.dtype.type(self.lr)
         n_threads = _backend.get_num_threads()
         if self.method == "batch":
-            scores = np.empty((X1.shape[0], n_classes), dtype=dtype)
-            grad = np.empty(shape, dtype=dtype)
+            scores = np.empty((X1.shape[0], W.shape[1]), dtype=W.dtype)
+            grad = np.empty_like(W)
             step = lambda: kernels.batch_epoch(X1, codes, lr, rule, W, scores, grad, n_threads)
         else:
-            work = np.empty(n_classes, dtype=dtype)
+            work = np.empty(W.shape[1], dtype=W.dtype)
             step = lambda: kernels.online_epoch(X1, codes, lr, rule, W, work, n_threads)
+        val_accuracy = None if val is None else (lambda: _accuracy(val[0], val[1], W))
+        return self._epochs(step, lambda: _accuracy(X1, codes, W), val_accuracy, W.copy)
 
-        history = {"train_accuracy": []}
+    def _train_device(self, kernels, X1, codes, W, val):
+        """The epochs on the cuda backend: every array a device array, copied nowhere; a new best
+        epoch copies W (d + 1, c) back, an accuracy one count."""
+        rule = RULES[self.rule]
+        dtype = np.dtype(W.dtype)
+        lr = dtype.type(self.lr)
+        n_threads = _backend.get_num_threads()
+        n_samples, n_classes = X1.shape[0], W.shape[1]
+        scores = _device.empty((n_samples, n_classes), dtype)  # the batch epoch's and the accuracy's
+        if self.method == "batch":
+            grad = _device.empty(W.shape, dtype)
+            step = lambda: kernels.batch_epoch(X1, codes, lr, rule, W, scores, grad, n_threads)
+        else:
+            work = _device.empty(n_classes, dtype)
+            step = lambda: kernels.online_epoch(X1, codes, lr, rule, W, work, n_threads)
+        train_accuracy = lambda: kernels.count_correct(X1, codes, W, scores, n_threads) / n_samples
+        val_accuracy = None
         if val is not None:
+            X1_val, codes_val = val
+            scores_val = _device.empty((X1_val.shape[0], n_classes), dtype)
+            val_accuracy = lambda: (kernels.count_correct(X1_val, codes_val, W, scores_val, n_threads)
+                                    / X1_val.shape[0])
+        return self._epochs(step, train_accuracy, val_accuracy, W.copy_to_host)
+
+    def _epochs(self, step, train_accuracy, val_accuracy, weights):
+        """Run step() until 100% training accuracy, patience or max_epochs; weights() is a host
+        copy of the current weights."""
+        history = {"train_accuracy": []}
+        if val_accuracy is not None:
             history["val_accuracy"] = []
-        best_accuracy, best_W, best_epoch, since_best = _accuracy(X1, codes, W), W.copy(), 0, 0
+        best_accuracy, best_W, best_epoch, since_best = train_accuracy(), weights(), 0, 0
         epoch = 0
         while epoch < self.max_epochs and best_accuracy < 1.0 and since_best < self.patience:
             step()
             epoch += 1
-            accuracy = _accuracy(X1, codes, W)
+            accuracy = train_accuracy()
             history["train_accuracy"].append(accuracy)
-            if val is not None:
-                history["val_accuracy"].append(_accuracy(val[0], val[1], W))
+            if val_accuracy is not None:
+                history["val_accuracy"].append(val_accuracy())
             if accuracy > best_accuracy:
-                best_accuracy, best_W, best_epoch, since_best = accuracy, W.copy(), epoch, 0
+                best_accuracy, best_W, best_epoch, since_best = accuracy, weights(), epoch, 0
             else:
                 since_best += 1
         self.coef_ = best_W
@@ -162,27 +238,64 @@ class MultiClassPerceptron(ClassifierMixin, BaseEstimator):
         self.history_ = history
         return self
 
-    def _validation(self, validation_data, dtype):
+    def _validation(self, X_val, y_val, dtype):
         """(X1_val, codes_val) from fit's validation_data, checked like X and y."""
-        try:
-            X_val, y_val = validation_data
-        except (TypeError, ValueError):
-            raise TypeError("validation_data must be a pair (X_val, y_val)") from None
         X_val = validate_data(self, X_val, reset=False, dtype=[np.float64, np.float32], order="C")
+        return _with_bias(X_val, dtype), self._val_codes(y_val, X_val.shape[0])
+
+    def _val_codes(self, y_val, n_samples):
+        """y_val (on the host) as int64 codes of classes_, checked against n_samples."""
         y_val = np.asarray(y_val)
-        if y_val.ndim != 1 or y_val.shape[0] != X_val.shape[0]:
-            raise ValueError(f"validation_data: y_val must be 1-D with {X_val.shape[0]} labels, "
+        if y_val.ndim != 1 or y_val.shape[0] != n_samples:
+            raise ValueError(f"validation_data: y_val must be 1-D with {n_samples} labels, "
                              f"got shape {y_val.shape}")
         unknown = ~np.isin(y_val, self.classes_)
         if unknown.any():
             raise ValueError(f"validation_data: y_val holds labels not seen in y: "
                              f"{np.unique(y_val[unknown]).tolist()}")
-        codes = np.searchsorted(self.classes_, y_val).astype(np.int64)
-        return _with_bias(X_val, dtype), codes
+        return np.searchsorted(self.classes_, y_val).astype(np.int64)
+
+    def _fit_device(self, X, y, X_val, y_val):
+        """fit for a device X (and X_val): checked by shape and dtype here, for finiteness while
+        the bias column is added on the device, before any epoch."""
+        kernels, name = _backend.kernels("perceptron", self.backend)
+        if name != "cuda":
+            raise TypeError(f"X is a device array ({type(X).__module__}.{type(X).__name__}); fit it with "
+                            f"backend='cuda' (the {name!r} backend takes NumPy arrays)")
+        shape, dtype = _check_device_matrix(X, "X")
+        y = column_or_1d(_host_labels(y), warn=True)
+        if y.shape[0] != shape[0]:
+            raise ValueError(f"X and y must have the same number of samples, got X {shape} and "
+                             f"y {y.shape}")
+        codes = self._encode(y)
+        self.n_features_in_ = shape[1]
+        if hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        if X_val is not None:
+            val_shape, _ = _check_device_matrix(X_val, "validation_data: X_val")
+            if val_shape[1] != shape[1]:
+                raise ValueError(f"validation_data: X_val has {val_shape[1]} features, but "
+                                 f"{type(self).__name__} is expecting {shape[1]} features as input")
+            codes_val = self._val_codes(_host_labels(y_val), val_shape[0])
+        n_threads = _backend.get_num_threads()
+        X1 = _device.empty((shape[0], shape[1] + 1), dtype)
+        if kernels.with_bias(_device.view(X), X1, n_threads):
+            raise ValueError("X contains NaN or infinity")
+        val = None
+        if X_val is not None:
+            X1_val = _device.empty((val_shape[0], shape[1] + 1), dtype)
+            if kernels.with_bias(_device.view(X_val), X1_val, n_threads):
+                raise ValueError("validation_data: X_val contains NaN or infinity")
+            val = (X1_val, _device.to_device(codes_val))
+        W = _device.to_device(self._initial_weights(shape[1] + 1, dtype))
+        return self._train_device(kernels, X1, _device.to_device(codes), W, val)
 
     def decision_function(self, X):
         """Scores ``[X, 1] @ coef_`` of each class, ndarray of shape (n_samples, n_classes)."""
         check_is_fitted(self)
+        if _device.is_device(X):
+            raise TypeError(f"decision_function, predict and score take host (NumPy) arrays, got "
+                            f"{type(X).__module__}.{type(X).__name__}; coef_ is NumPy on every backend")
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32], order="C")
         return _with_bias(X, self.coef_.dtype) @ self.coef_
 

@@ -6,7 +6,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from fastdl._validation import as_compute, check_int
-from fastdl.ops._knn_index import KnnIndex
+from fastdl.ops._knn_index import knn_index
 from fastdl.ops.neighbors import class_centroids, majority_vote
 
 
@@ -58,7 +58,7 @@ class KNeighborsClassifier(ClassifierMixin, BaseEstimator):
     ----------
     n_neighbors : int, default 3
     backend : str, optional
-        "auto", "numpy", "numba", "cython" (None: the process default).
+        "auto", "numpy", "numba", "cython", "cuda" (None: the process default).
 
     Attributes
     ----------
@@ -72,7 +72,7 @@ class KNeighborsClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y):
         X, self._codes, self.classes_ = _fit_data(self, X, y)
-        self._index = KnnIndex(X, self.backend)
+        self._index = knn_index(X, self.backend)
         return self
 
     def kneighbors(self, X, n_neighbors=None):
@@ -103,7 +103,7 @@ class NearestCentroid(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     backend : str, optional
-        "auto", "numpy", "numba", "cython" (None: the process default).
+        "auto", "numpy", "numba", "cython", "cuda" (None: the process default).
 
     Attributes
     ----------
@@ -117,7 +117,7 @@ class NearestCentroid(ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         X, codes, self.classes_ = _fit_data(self, X, y)
         self.centroids_ = class_centroids(X, codes, len(self.classes_), backend=self.backend)
-        self._index = KnnIndex(self.centroids_, self.backend)
+        self._index = knn_index(self.centroids_, self.backend)
         return self
 
     def predict(self, X):

@@ -4,6 +4,10 @@ Weights are a vector of 9, laid out as
 ``[b_h1, w(x1->h1), w(x2->h1), b_h2, w(x1->h2), w(x2->h2), b_out, w(h1->out), w(h2->out)]``;
 the XOR points are (0,0), (0,1), (1,0), (1,1) with targets 0, 1, 1, 0, and a point is
 misclassified when the output is on the wrong side of 0.5.
+
+On the cuda backend the ops allocate their outputs on the device, run the kernels there and copy
+the answers back: they take scalars (and train_xor 9 weights, a NumPy or a device array) and answer
+in NumPy.
 """
 
 import math
@@ -12,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._validation import check_int
 
@@ -64,6 +69,22 @@ def _check_weights(weights):
     return np.array(array, dtype=np.dtype(dtype).newbyteorder("="), order="C", copy=True)
 
 
+def _kernels(backend):
+    """The xor kernels of `backend` and whether they run on the CUDA device (the cuda backend)."""
+    module, name = _backend.kernels("xor", backend)
+    return module, name == "cuda"
+
+
+def _empty(on_device, shape, dtype):
+    """An output array for the kernels: on the device for the cuda backend, else NumPy."""
+    return _device.empty(shape, dtype) if on_device else np.empty(shape, dtype)
+
+
+def _host(array):
+    """A kernel's output as NumPy: a device array is copied back, a NumPy one passes through."""
+    return _device.answer(array, None) if _device.is_device(array) else array
+
+
 def _check_lr(lr):
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
         raise TypeError(f"lr must be a real number, got {lr!r}")
@@ -104,30 +125,38 @@ def train_xor(weights, lr, max_iter=100_000, backend=None):
     weights : array-like of shape (9,)
         Initial weights (see the module docstring for the layout); float32 input keeps the
         weights in float32 (the arithmetic is float64 in every backend), anything else is float64.
+        A device array (CuPy, PyTorch CUDA, numba) is copied to the host to be checked (9 values).
     lr : float
         Learning rate, > 0.
     max_iter : int, default 100000
         Most states visited, the initial one included.
     backend : str, optional
-        "numpy", "numba", "cython" or "auto"; None uses the process default.
+        "numpy", "numba", "cython", "cuda" or "auto"; None uses the process default.
 
     Returns
     -------
     XORResult
+        NumPy arrays on every backend: on cuda the descent runs on the device and its states are
+        copied back (n_iterations of each, not max_iter).
     """
+    if _device.is_device(weights):
+        weights = _device.view(weights).copy_to_host()
     w = _check_weights(weights)
     lr = _check_lr(lr)
     max_iter = check_int(max_iter, "max_iter", 1)
-    module, _ = _backend.kernels("xor", backend)
-    mse = np.empty(max_iter, dtype=w.dtype)
-    wrong = np.empty(max_iter, dtype=np.int64)
-    n = int(module.train_xor(w, lr, mse, wrong, _backend.get_num_threads()))
-    return XORResult(weights=w, n_iterations=n, mse=mse[:n].copy(), n_misclassified=wrong[:n].copy(),
-                     converged=bool(wrong[n - 1] == 0))
+    module, on_device = _kernels(backend)
+    state = _device.to_device(w) if on_device else w
+    mse = _empty(on_device, max_iter, w.dtype)
+    wrong = _empty(on_device, max_iter, np.int64)
+    n = int(module.train_xor(state, lr, mse, wrong, _backend.get_num_threads()))
+    wrong = _host(wrong[:n])
+    return XORResult(weights=_host(state), n_iterations=n, mse=_host(mse[:n]).copy(),
+                     n_misclassified=wrong.copy(), converged=bool(wrong[n - 1] == 0))
 
 
 def _check_seed(seed):
-    return check_int(seed, "seed", 0, 2**64 - 1)
+    """seed as np.uint64: a plain int would let Numba reuse an int64 build for seeds >= 2**63."""
+    return np.uint64(check_int(seed, "seed", 0, 2**64 - 1))
 
 
 def lazy_search(n_successes, seed=0, backend=None):
@@ -143,6 +172,8 @@ def lazy_search(n_successes, seed=0, backend=None):
     seed : int, default 0
         In [0, 2**64).
     backend : str, optional
+        "numpy", "numba", "cython", "cuda" (one device thread per search) or "auto"; None uses the
+        process default.
 
     Returns
     -------
@@ -151,10 +182,10 @@ def lazy_search(n_successes, seed=0, backend=None):
     """
     n_successes = check_int(n_successes, "n_successes", 1)
     seed = _check_seed(seed)
-    module, _ = _backend.kernels("xor", backend)
-    out = np.empty(n_successes, dtype=np.int64)
+    module, on_device = _kernels(backend)
+    out = _empty(on_device, n_successes, np.int64)
     module.lazy_search(seed, out, _backend.get_num_threads())
-    return out
+    return _host(out)
 
 
 def draw_weights(n_draws, search=0, seed=0, first_draw=0, backend=None):
@@ -163,14 +194,16 @@ def draw_weights(n_draws, search=0, seed=0, first_draw=0, backend=None):
     Returns
     -------
     ndarray of shape (n_draws, 9), float64
+        NumPy on every backend (on cuda, drawn on the device and copied back).
     """
     n_draws = check_int(n_draws, "n_draws", 0)
-    search = check_int(search, "search", 0, 2**64 - 1)
+    search = np.uint64(check_int(search, "search", 0, 2**64 - 1))
     first_draw = check_int(first_draw, "first_draw", 0, 2**53)
-    module, _ = _backend.kernels("xor", backend)
-    out = np.empty((n_draws, N_WEIGHTS))
-    module.normal_weights(_check_seed(seed), search, first_draw, out, _backend.get_num_threads())
-    return out
+    seed = _check_seed(seed)
+    module, on_device = _kernels(backend)
+    out = _empty(on_device, (n_draws, N_WEIGHTS), np.float64)
+    module.normal_weights(seed, search, first_draw, out, _backend.get_num_threads())
+    return _host(out)
 
 
 def lazy_search_stats(draws, confidence_z=1.959963984540054):

@@ -1,9 +1,17 @@
 """Shared fixtures: the backend and dtype parametrizations and a seeded generator."""
 
-import numpy as np
-import pytest
+import os
 
-import fastdl
+# Where no NVIDIA driver is present (CI, laptops) the cuda tests run on numba's CUDA simulator,
+# which must be chosen before numba is imported; on a machine with a device they run on it
+# (`pytest -m cuda`), and NUMBA_ENABLE_CUDASIM=1 still forces the simulator there.
+if not os.path.exists("/dev/nvidiactl"):
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
+import numpy as np  # noqa: E402 - after the simulator's switch
+import pytest  # noqa: E402
+
+import fastdl  # noqa: E402
 
 CPU_BACKENDS = ["numpy", "numba", "cython"]
 
@@ -53,3 +61,23 @@ def _restore_fastdl_state():
     fastdl.set_backend(backend)
     if fastdl.get_num_threads() != threads:
         fastdl.set_num_threads(threads)
+
+
+def cuda_simulated():
+    """Whether the cuda tests run on numba's simulator (Python per thread: keep shapes tiny)."""
+    import numba
+
+    return bool(numba.config.ENABLE_CUDASIM)
+
+
+@pytest.fixture
+def cuda_backend():
+    """The cuda backend's name, the test skipped (with fastdl's reason) where it is unavailable."""
+    skip_unless_available("cuda")
+    return "cuda"
+
+
+@pytest.fixture
+def cuda_scale():
+    """1 on the simulator, larger on a device: tests multiply their shapes by it."""
+    return 1 if cuda_simulated() else 64

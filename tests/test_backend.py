@@ -50,18 +50,39 @@ def test_available_backends():
     assert names[0] == "numpy"
     assert set(names) <= ALL_BACKENDS
     assert names == [n for n, (ok, _) in fastdl.backend_status().items() if ok]
-    # CUDA has no kernels yet: never available, with or without a GPU.
-    assert "cuda" not in names
 
 
-def test_cuda_by_name_raises_with_reason():
-    reason = fastdl.backend_status()["cuda"][1]
-    with pytest.raises(fastdl.BackendUnavailableError, match="cuda") as info:
-        pairwise_distances(np.ones((2, 2)), backend="cuda")
-    assert reason in str(info.value)
-    assert isinstance(info.value, RuntimeError)
-    with fastdl.use_backend("cuda"), pytest.raises(fastdl.BackendUnavailableError, match="cuda"):
-        knn(np.ones((2, 2)), np.ones((3, 2)), 1)
+def test_auto_never_picks_cuda():
+    for family in backend_module.AUTO_ORDER:
+        assert backend_module.resolve(family, "auto") != "cuda"
+
+
+def test_cuda_unavailable_by_name_raises_with_reason(tmp_path):
+    """Without a device and without the simulator, asking for cuda says why it cannot run."""
+    result = _run_python(
+        """
+        import numpy as np, fastdl
+        from fastdl.ops import knn, pairwise_distances
+        ok, reason = fastdl.backend_status()["cuda"]
+        print(ok)
+        for call in (lambda: pairwise_distances(np.ones((2, 2)), backend="cuda"),
+                     lambda: knn(np.ones((2, 2)), np.ones((3, 2)), 1, backend="cuda")):
+            try:
+                call()
+            except fastdl.BackendUnavailableError as exc:
+                print(reason in str(exc), isinstance(exc, RuntimeError))
+        """,
+        tmp_path, NUMBA_ENABLE_CUDASIM="0",
+    )
+    assert result.returncode == 0, result.stderr
+    if result.stdout.split()[0] == "True":
+        pytest.skip("a CUDA device is present")
+    assert result.stdout.split()[1:] == ["True"] * 4
+
+
+def test_cuda_families_without_kernels_say_so(cuda_backend):
+    with pytest.raises(fastdl.BackendUnavailableError, match="no kernels for 'conv' yet"):
+        backend_module.kernels("conv", "cuda")
 
 
 @pytest.mark.parametrize("name", ["tpu", "", "numpy2"])
@@ -162,7 +183,7 @@ def test_auto_falls_back_to_numpy_via_probe(fresh_registry, monkeypatch):
     messages = sorted(str(w.message) for w in record if issubclass(w.category, RuntimeWarning))
     assert len(messages) == 2  # one per skipped backend, not one per call
     assert "cython" in messages[0] and "numba" in messages[1]
-    assert fastdl.available_backends() == ["numpy"]
+    assert [name for name in fastdl.available_backends() if name != "cuda"] == ["numpy"]  # cuda: opt-in
     status = fastdl.backend_status()
     assert status["numba"] == (False, "simulated: numba missing")
 
@@ -196,9 +217,11 @@ def test_fastdl_backend_env_unavailable(tmp_path):
         except fastdl.BackendUnavailableError as exc:
             print("unavailable:", exc)
         """,
-        tmp_path, FASTDL_BACKEND="cuda",
+        tmp_path, FASTDL_BACKEND="cuda", NUMBA_ENABLE_CUDASIM="0",
     )
     assert result.returncode == 0, result.stderr
+    if not result.stdout:
+        pytest.skip("a CUDA device is present")
     assert result.stdout.startswith("unavailable: backend 'cuda' is unavailable")
 
 

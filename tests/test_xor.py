@@ -180,3 +180,11 @@ def test_integer_and_big_endian_weights(backend):
     assert result.weights.dtype == np.float64
     big = course_weights("normal").astype(">f8")
     assert X.train_xor(big, 0.8, backend=backend).n_iterations == 2963
+
+
+def test_seeds_above_two_to_the_63_after_small_ones(backend):
+    """Numba compiles a kernel per argument type: a small seed first must not break a huge one."""
+    small = X.draw_weights(2, seed=0, backend=backend)
+    huge = X.draw_weights(2, seed=2**64 - 1, search=2**63, backend=backend)
+    np.testing.assert_array_equal(huge, X.draw_weights(2, seed=2**64 - 1, search=2**63, backend="numpy"))
+    assert not np.array_equal(small, huge)

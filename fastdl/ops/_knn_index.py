@@ -27,6 +27,16 @@ _MAX_SCALED_NORM = 2.0**100
 MAX_RANKED_SHARE = 1 / 16
 
 
+def knn_index(X_ref, backend=None):
+    """An index over X_ref (C-contiguous float32/float64) for `backend`: KnnIndex on the CPU
+    backends, fastdl.ops._on_device.DeviceKnnIndex on cuda; both answer query(X_query, k)."""
+    if _backend.resolve("neighbors", backend) == "cuda":
+        from fastdl.ops._on_device import DeviceKnnIndex
+
+        return DeviceKnnIndex(X_ref)
+    return KnnIndex(X_ref, backend)
+
+
 class KnnIndex:
     """Reference rows X_ref (C-contiguous float32/float64) ready for `query` on a backend."""
 

@@ -5,6 +5,7 @@ import numpy as np
 from fastdl import backend as _backend
 from fastdl._parallel import blocks, run_row_ranges, single_threaded_blas
 from fastdl._validation import as_compute, check_matrix, check_same_features, compute_dtype
+from fastdl.ops import _on_device
 from fastdl.ops._shift import (
     max_abs_shifted, power_of_two_scale, shift_origin, shifted,
 )
@@ -27,12 +28,14 @@ def pairwise_distances(A, B=None, squared=False, backend=None):
     squared : bool, default False
         Return squared distances.
     backend : str, optional
-        "auto", "numpy", "numba", "cython" (None: the process default).
+        "auto", "numpy", "numba", "cython", "cuda" (None: the process default).
 
     Returns
     -------
     ndarray of shape (n_samples_a, n_samples_b)
-        float32 when the inputs are float32, float64 otherwise.
+        float32 when the inputs are float32, float64 otherwise. On the cuda backend, A and B
+        may be device arrays (CuPy, PyTorch CUDA, numba), and the answer is then a device array
+        of A's kind; the work memory there is one float64-or-float32 shifted copy of A and of B.
 
     Notes
     -----
@@ -41,6 +44,8 @@ def pairwise_distances(A, B=None, squared=False, backend=None):
     subnormal values stay in range); entries small enough to suffer cancellation are recomputed
     directly, so no squared distance is negative.
     """
+    if _backend.resolve("distance", backend) == "cuda":
+        return _on_device.pairwise_distances(A, B, squared, REFINE_TOL)
     A = check_matrix(A, "A")
     B = A if B is None else check_matrix(B, "B")
     check_same_features(A, B)

@@ -2,10 +2,12 @@
 
 import numpy as np
 
+from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._validation import (
     as_compute, check_codes, check_int, check_matrix, check_same_features, compute_dtype,
 )
+from fastdl.ops import _on_device
 from fastdl.ops._knn_index import KnnIndex
 
 # Below this many elements a pass is done before a thread pool wakes up.
@@ -41,6 +43,8 @@ def knn(X_query, X_ref, k, backend=None):
     The ranking is that of exact float64 distances, found at the cost of a float32 GEMM plus a few
     float64 re-checks per query; memory stays bounded by working in blocks of queries.
     """
+    if _backend.resolve("neighbors", backend) == "cuda":
+        return _on_device.knn(X_query, X_ref, k, lambda k_, n_ref: check_int(k_, "k", 1, n_ref))
     X_query = check_matrix(X_query, "X_query")
     X_ref = check_matrix(X_ref, "X_ref")
     check_same_features(X_query, X_ref, "X_query", "X_ref")
@@ -67,9 +71,14 @@ def majority_vote(neighbor_codes, n_classes, backend=None):
     if codes.ndim != 2 or codes.shape[1] == 0:
         raise ValueError(f"neighbor_codes must be 2-D (n_samples, k) with k >= 1, got shape {codes.shape}")
     flat, n_classes = check_codes(codes.ravel(), codes.size, n_classes, "neighbor_codes")
-    kernels, _ = _backend.kernels("neighbors", backend)
+    kernels, name = _backend.kernels("neighbors", backend)
+    codes = flat.reshape(codes.shape)
+    if name == "cuda":
+        out = _device.empty(codes.shape[0], np.int64)
+        kernels.majority_vote(_device.to_device(codes), n_classes, out, 1)
+        return out.copy_to_host()
     out = np.empty(codes.shape[0], dtype=np.int64)
-    kernels.majority_vote(flat.reshape(codes.shape), n_classes, out, _threads_for(codes.size))
+    kernels.majority_vote(codes, n_classes, out, _threads_for(codes.size))
     return out
 
 
@@ -90,11 +99,16 @@ def class_centroids(X, y, n_classes=None, backend=None):
     """
     X = check_matrix(X, "X")
     codes, n_classes = check_codes(y, X.shape[0], n_classes)
-    kernels, _ = _backend.kernels("neighbors", backend)
+    kernels, name = _backend.kernels("neighbors", backend)
     dtype = compute_dtype(X)
-    sums = np.empty((n_classes, X.shape[1]))
-    counts = np.empty(n_classes, dtype=np.int64)
-    kernels.class_sums(as_compute(X, dtype), codes, sums, counts, _threads_for(X.size))
+    if name == "cuda":
+        sums, counts = _device.empty((n_classes, X.shape[1]), np.float64), _device.empty(n_classes, np.int64)
+        kernels.class_sums(_device.to_device(as_compute(X, dtype)), _device.to_device(codes), sums, counts, 1)
+        sums, counts = sums.copy_to_host(), counts.copy_to_host()
+    else:
+        sums = np.empty((n_classes, X.shape[1]))
+        counts = np.empty(n_classes, dtype=np.int64)
+        kernels.class_sums(as_compute(X, dtype), codes, sums, counts, _threads_for(X.size))
     if (counts == 0).any():
         empty = np.flatnonzero(counts == 0).tolist()
         raise ValueError(f"classes {empty} have no samples, so they have no centroid")

@@ -1,0 +1,99 @@
+"""Distances, k nearest neighbours and the neighbour classifiers on the cuda backend against the
+numpy reference (numba's CUDA simulator where no device is present: tiny shapes)."""
+
+import numpy as np
+import pytest
+
+import fastdl
+from conftest import RTOL
+from fastdl.neighbors import KNeighborsClassifier, NearestCentroid
+from fastdl.ops import class_centroids, knn, majority_vote, pairwise_distances
+
+pytestmark = pytest.mark.cuda
+
+
+def _device(array):
+    from numba import cuda
+
+    return cuda.to_device(array)
+
+
+def _host(array):
+    return array.copy_to_host() if hasattr(array, "copy_to_host") else np.asarray(array)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e6], ids=["centred", "offset 1e6"])
+@pytest.mark.parametrize("squared", [False, True])
+def test_pairwise_distances(cuda_backend, cuda_scale, dtype, squared, offset):
+    rng = np.random.default_rng(1)
+    A = (rng.normal(size=(5 * cuda_scale, 6)) + offset).astype(dtype)
+    B = (rng.normal(size=(7 * cuda_scale, 6)) + offset).astype(dtype)
+    A[1] = B[2]  # a zero distance, which the GEMM formula alone would get wrong
+    for args in ((A, B), (A,)):
+        got = pairwise_distances(*args, squared=squared, backend=cuda_backend)
+        want = pairwise_distances(*(a.astype(np.float64) for a in args), squared=squared, backend="numpy")
+        assert type(got) is np.ndarray and got.dtype == dtype and got.shape == want.shape
+        scale = np.abs(want).max()
+        np.testing.assert_allclose(got, want, rtol=RTOL[dtype] * 10, atol=RTOL[dtype] * 10 * scale)
+        assert (got >= 0).all()
+    assert pairwise_distances(A, B, backend=cuda_backend)[1, 2] == 0
+
+
+def test_device_arrays_in_device_arrays_out(cuda_backend, rng):
+    A, B = rng.normal(size=(4, 3)), rng.normal(size=(5, 3))
+    out = pairwise_distances(_device(A), _device(B), backend=cuda_backend)
+    assert not isinstance(out, np.ndarray)
+    np.testing.assert_allclose(_host(out), pairwise_distances(A, B, backend="numpy"), rtol=1e-12)
+    distances, indices = knn(_device(A), _device(B), 2, backend=cuda_backend)
+    expected = knn(A, B, 2, backend="numpy")
+    np.testing.assert_array_equal(_host(indices), expected[1])
+    np.testing.assert_allclose(_host(distances), expected[0], rtol=1e-12)
+
+
+def test_knn_ties_and_every_k(cuda_backend, cuda_scale, dtype):
+    rng = np.random.default_rng(2)
+    X_ref = rng.normal(size=(8 * cuda_scale, 4)).astype(dtype)
+    X_ref[5] = X_ref[1]  # an exact tie: the lower index comes first
+    X_query = np.vstack([X_ref[:3], rng.normal(size=(3, 4)).astype(dtype)])
+    for k in (1, 3, X_ref.shape[0]):
+        distances, indices = knn(X_query, X_ref, k, backend=cuda_backend)
+        want_d, want_i = knn(X_query, X_ref, k, backend="numpy")
+        assert distances.dtype == dtype and indices.dtype == np.int64
+        np.testing.assert_array_equal(indices, want_i)
+        np.testing.assert_allclose(distances, want_d, rtol=RTOL[dtype], atol=RTOL[dtype])
+    assert knn(X_ref[1:2], X_ref, 2, backend=cuda_backend)[1].tolist() == [[1, 5]]
+
+
+def test_classifiers_and_their_ops(cuda_backend, cuda_scale, rng):
+    X = rng.normal(size=(20 * cuda_scale, 5))
+    y = rng.integers(0, 3, size=X.shape[0])
+    for estimator in (KNeighborsClassifier(n_neighbors=3, backend=cuda_backend), NearestCentroid(backend=cuda_backend)):
+        reference = type(estimator)(backend="numpy").fit(X, y)
+        np.testing.assert_array_equal(estimator.fit(X, y).predict(X[:8]), reference.predict(X[:8]))
+    np.testing.assert_allclose(class_centroids(X, y, backend=cuda_backend), class_centroids(X, y, backend="numpy"),
+                               rtol=1e-13)
+    votes = rng.integers(0, 4, size=(9, 4))
+    votes[0] = [2, 1, 1, 2]  # a tie goes to the smaller code
+    np.testing.assert_array_equal(majority_vote(votes, 4, backend=cuda_backend), majority_vote(votes, 4, backend="numpy"))
+    with fastdl.use_backend(cuda_backend):
+        np.testing.assert_allclose(pairwise_distances(X[:3]), pairwise_distances(X[:3], backend="numpy"), rtol=1e-12)
+
+
+def test_bad_input_is_a_clear_error(cuda_backend):
+    host = np.ones((3, 2))
+    with pytest.raises(ValueError, match="B is a host array .* A is on the CUDA device|A is a host array"):
+        pairwise_distances(_device(host), host, backend=cuda_backend)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        pairwise_distances(_device(np.ones((3, 2), np.int64)), backend=cuda_backend)
+    with pytest.raises(ValueError, match="2-D"):
+        pairwise_distances(_device(np.ones(3)), backend=cuda_backend)
+    bad = host.copy()
+    bad[1, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        pairwise_distances(_device(bad), backend=cuda_backend)
+    with pytest.raises(ValueError, match="NaN"):
+        pairwise_distances(bad, backend=cuda_backend)
+    with pytest.raises(ValueError, match="features"):
+        pairwise_distances(np.ones((2, 3)), host, backend=cuda_backend)
+    with pytest.raises(ValueError, match="k"):
+        knn(host, host, 4, backend=cuda_backend)
