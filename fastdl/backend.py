@@ -104,7 +104,7 @@ def _probe_cuda():
         except Exception as exc:  # noqa: BLE001 - any failure here means the same: no driver
             problem = exc
         if problem:
-            return False, f"no NVIDIA driver could be loaded ({problem})"
+            return False, f"no NVIDIA driver could be loaded ({' '.join(str(problem).split())})"
         return False, "the NVIDIA driver sees no CUDA device"
     try:
         device = cuda.get_current_device()
