@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Build fastdl on a CUDA machine, run its cuda tests on the device, then the device benchmarks.
+#
+#   NUMPY24=path/to/numpy-2.4.*-cp312-*.whl bash benchmarks/gpu/run_on_device.sh [pytest args for the benchmarks]
+#   bash benchmarks/gpu/run_on_device.sh path/to/numpy24.whl-or-unpacked-dir [pytest args ...]
+#
+# numba-cuda 0.30 cannot compile kernels under numpy 2.5, so a numpy 2.4 wheel (or a folder holding
+# an unpacked one) goes first on PYTHONPATH; without either, the first .whl/numpy-2.4*.whl is used.
+# Nothing is installed from a registry. Logs (and the benchmarks' JSON) go to $OUT when it is set.
+set -euo pipefail
+
+# The repository root, whatever the caller's directory.
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+REPO=$PWD
+PYTHON=${PYTHON:-python3}
+LOGS=${OUT:-}
+
+# Where numpy 2.4 comes from: $NUMPY24, else the first argument, else a carried .whl/ wheel.
+if [ -z "${NUMPY24:-}" ] && [ $# -gt 0 ] && [[ "$1" != -* ]]; then
+    NUMPY24=$1
+    shift
+fi
+if [ -z "${NUMPY24:-}" ]; then
+    NUMPY24=$(ls .whl/numpy-2.4*.whl 2>/dev/null | head -n 1 || true)
+fi
+if [ -z "$NUMPY24" ] || [ ! -e "$NUMPY24" ]; then
+    echo "run_on_device.sh: give a numpy 2.4 wheel or unpacked folder (NUMPY24=... or the first argument)" >&2
+    exit 2
+fi
+
+# A wheel is unpacked (it is a zip) into a folder of its own; a folder is used as it is.
+if [ -f "$NUMPY24" ]; then
+    NUMPY_DIR=${TMPDIR:-/tmp}/fastdl-numpy24
+    rm -rf "$NUMPY_DIR"
+    "$PYTHON" -m zipfile -e "$NUMPY24" "$NUMPY_DIR"
+else
+    NUMPY_DIR=$(cd "$NUMPY24" && pwd)
+fi
+
+# numpy 2.4 first, then the checkout (fastdl imported in place); check that this numpy is the one found.
+export PYTHONPATH="$NUMPY_DIR:$REPO${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+"$PYTHON" -c "import numpy, sys; v = numpy.__version__; print('numpy', v, 'from', numpy.__file__); \
+sys.exit(0 if v.startswith('2.4.') and numpy.__file__.startswith('$NUMPY_DIR') else 'numpy 2.4 is not first on PYTHONPATH')"
+
+# Log a step's output to $OUT/<name>.log as well as the terminal, when $OUT is set.
+log() { if [ -n "$LOGS" ]; then tee "$LOGS/$1.log"; else cat; fi; }
+
+# The Cython extensions, in place; fastdl.kernels is the top-level kernels/ folder (setup.py's package_dir).
+"$PYTHON" setup.py build_ext --inplace -j 16 2>&1 | log build
+[ -e fastdl/kernels ] || ln -s ../kernels fastdl/kernels
+
+# The GPU and the versions in use.
+{ nvidia-smi -L || true; "$PYTHON" -m fastdl info || true; } 2>&1 | log info
+
+# The cuda tests on the device (never the simulator) at real sizes; a failure still lets the benchmarks run.
+status=0
+NUMBA_ENABLE_CUDASIM=0 "$PYTHON" -m pytest -m cuda tests -q 2>&1 | log cuda-tests || status=$?
+
+# The device benchmarks against CuPy and PyTorch CUDA, with the ratio report; extra arguments go to pytest.
+json=()
+[ -n "$LOGS" ] && json=(--benchmark-json="$LOGS/gpu-bench.json")
+NUMBA_ENABLE_CUDASIM=0 "$PYTHON" -m pytest benchmarks/gpu --benchmark-columns=min,median,mean,rounds \
+    ${json[@]+"${json[@]}"} "$@" 2>&1 | log gpu-bench || status=$?
+
+exit "$status"
