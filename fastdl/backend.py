@@ -166,7 +166,8 @@ def _load(name, family):
             ok, reason = _status_cache[name]
             module = None
             if ok and name == "cuda" and family not in _gpu_families():
-                reason = f"it has no kernels for {family!r} yet (the cuda backend has {', '.join(_gpu_families())})"
+                reason = (f"fastdl's {family!r} operations do not run on it yet (it runs "
+                          f"{', '.join(_gpu_families())})")
             elif ok:
                 try:
                     module = importlib.import_module(f"{PACKAGES[name]}.{family}")

@@ -55,6 +55,14 @@ def signatures():
     def a2(dtype):
         return types.Array(dtype, 2, "A")
 
+    def a3(dtype):
+        return types.Array(dtype, 3, "A")
+
+    def a4(dtype):
+        return types.Array(dtype, 4, "A")
+
+    i32 = types.int32
+
     # Python scalars arrive as int64 / float64 / boolean; NumPy scalars as their own type.
     return {
         # distance: X is a caller's (or copied) array, float32 or float64; the shifted rows are in
@@ -79,6 +87,48 @@ def signatures():
         "xor._normal_weights": [(u64, u64, i64, a2(f64))],
         "xor._lazy_search": [(u64, a1(i64))],
         "xor._train_xor": [(a1(t), f64, a1(t), a1(i64), a1(i64)) for t in floats],
+        # dense: out, bias (empty for none), dout and dpre in one float dtype; activation a Python
+        # int, alpha a NumPy scalar of that dtype.
+        "dense._bias_activation": [(a2(t), a1(t), i64, t) for t in floats],
+        "dense._activation_backward": [(a2(t), a2(t), i64, t, a2(t)) for t in floats],
+        # loss: values, gradients and masks in one float dtype; targets, draws and row_loss float64;
+        # codes int64; scale, period and rate Python floats; kept_scale a NumPy scalar of x's dtype.
+        "loss._softmax": [(a2(t), a2(t)) for t in floats],
+        "loss._softmax_backward": [(a2(t), a2(t), a2(t)) for t in floats],
+        "loss._softmax_xent_codes": [(a2(t), a1(i64), f64, a2(t), a1(f64)) for t in floats],
+        "loss._softmax_xent_targets": [(a2(t), a2(f64), f64, a2(t), a1(f64)) for t in floats],
+        "loss._squared_error": [(a2(t), a2(f64), f64, f64, a2(t), a1(f64)) for t in floats],
+        "loss._binary_xent_logits": [(a2(t), a2(f64), f64, a2(t), a1(f64)) for t in floats],
+        "loss._dropout": [(a2(t), a2(f64), f64, t, a2(t), a2(t)) for t in floats],
+        # optim: value, grad and the slots in the parameter's dtype (velocity may be empty); the
+        # scalars NumPy scalars of that dtype (fastdl.nn's as_dtype).
+        "optim._sgd": [(a1(t), a1(t), a1(t), t, t) for t in floats],
+        "optim._rmsprop": [(a1(t), a1(t), a1(t), t, t, t, t) for t in floats],
+        "optim._adam": [(a1(t), a1(t), a1(t), a1(t), t, t, t, t) for t in floats],
+        # norm: rows (n, channels) and the per-channel vectors in the layer's dtype; the moments and
+        # sums float64.
+        "norm._channel_moments": [(a2(t), a1(f64), a1(f64)) for t in floats],
+        "norm._normalize": [(a2(t), a1(t), a1(t), a1(t), a1(t), a2(t), a2(t)) for t in floats],
+        "norm._channel_sums": [(a2(t), a2(t), a1(f64), a1(f64)) for t in floats],
+        "norm._normalize_backward": [(a2(t), a2(t), a1(t), a1(t), a1(t), a1(t), a2(t)) for t in floats],
+        # pool: channels-last images of one dtype; the window (pool_geometry's six values) Python ints.
+        "pool._max_pool2d_forward": [(a4(t), a4(t)) + (i64,) * 6 for t in floats],
+        "pool._max_pool2d_backward": [(a4(t),) * 3 + (i64,) * 6 for t in floats],
+        # conv: every float array in x's dtype but unpool's dbias (float64); code int32; the
+        # geometry Python ints; tile grids int64 arrays, accumulate a bool, bias maybe empty.
+        "conv._im2col": [(a4(t), a2(t)) + (i64,) * 8 for t in floats],
+        "conv._col2im": [(a2(t), a4(t)) + (i64,) * 8 for t in floats],
+        "conv._conv_direct": [(a4(t), a2(t)) + (i64,) * 6 + (a2(t),) for t in floats],
+        "conv._add_bias": [(a2(t), a1(t)) for t in floats],
+        "conv._bias_act_pool": [(a2(t), a1(t)) + (i64,) * 5 + (a4(t), a4(i32)) for t in floats],
+        "conv._unpool_block": [(a4(t), a4(i32)) + (i64,) * 4 + (a2(t),) for t in floats],
+        "conv._unpool_bias": [(a4(t), a4(i32), a1(f64)) for t in floats],
+        "conv._winograd_input": [(a4(t), i64, i64, i64, i64, a3(t)) for t in floats],
+        "conv._winograd_output": [(a3(t), i64, i64, a4(t)) for t in floats],
+        "conv._winograd_output_grad": [(a4(t), i64, i64, a3(t)) for t in floats],
+        "conv._tile_gather": [(a4(t), a2(t), a2(t), a1(i64), a1(i64), a3(t)) for t in floats],
+        "conv._tile_scatter": [(a3(t), a2(t), a2(t), a1(i64), a1(i64), a4(t), types.boolean, a1(t), i64)
+                               for t in floats],
         # _gemm: out = a @ b, all three of the element type; a may be a transpose (X1.T, ref.rows.T).
         "_gemm._tiled[float32]": [(a2(f32), a2(f32), a2(f32))],
         "_gemm._tiled[float64]": [(a2(f64), a2(f64), a2(f64))],

@@ -4,5 +4,7 @@ A launcher takes device arrays that fastdl's ops allocated and checked, picks th
 sizes and launches; nothing else. Importing a module compiles nothing.
 """
 
-# The operation families with CUDA kernels so far; the registry says so for the others.
+# The operation families whose ops run on the cuda backend; the registry says so for the others.
+# conv, dense, loss, norm, optim and pool have their kernels here (tested on their own) but
+# fastdl.nn does not train on the device yet.
 FAMILIES = ("distance", "neighbors", "perceptron", "xor")

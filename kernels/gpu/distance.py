@@ -7,7 +7,7 @@ where a thread owns one sum (column_stats), so the shift's origin has the same b
 
 import math
 
-from numba import cuda
+from numba import cuda, float64
 
 from ._gemm import gemm  # noqa: F401 - the distance op's GEMM, through this family's module
 from ._launch import grid_1d
@@ -20,9 +20,10 @@ def _column_stats(X, out_sums, out_min, out_max):
     f = cuda.grid(1)
     if f >= X.shape[1]:
         return
-    total = low = high = X[0, f] * 1.0  # float64 from here on
+    # float64(v), not v * 1.0: on the simulator NumPy 2 keeps np.float32 * 1.0 a float32.
+    total = low = high = float64(X[0, f])
     for i in range(1, X.shape[0]):
-        value = X[i, f] * 1.0
+        value = float64(X[i, f])
         total += value
         low = value if value < low else low  # not min/max: the CUDA target lacks them for floats
         high = value if value > high else high
@@ -43,8 +44,8 @@ def _shift_rows(X, origin, scale, out, out_norms):
         return
     total = 0.0
     for f in range(X.shape[1]):
-        out[i, f] = (X[i, f] * 1.0 - origin[f]) * scale
-        stored = out[i, f] * 1.0
+        out[i, f] = (float64(X[i, f]) - origin[f]) * scale
+        stored = float64(out[i, f])
         total += stored * stored
     out_norms[i] = total
 
@@ -66,7 +67,7 @@ def _distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale
         # Cancellation left too few correct digits: recompute this entry directly.
         d2 = 0.0
         for f in range(A.shape[1]):
-            diff = A[i, f] * 1.0 - B[j, f]
+            diff = float64(A[i, f]) - float64(B[j, f])
             d2 += diff * diff
     gram[i, j] = d2 * unscale * unscale if squared else math.sqrt(d2) * unscale
 

@@ -7,7 +7,7 @@ k_smallest takes each row's k smallest of a block, one thread per row.
 
 import math
 
-from numba import cuda
+from numba import cuda, float64
 
 from ._launch import grid_1d
 
@@ -38,7 +38,7 @@ def _k_smallest(d2, unscale, out_dist, out_idx):
         if filled < k:
             filled += 1
     for j in range(k):
-        out_dist[row, j] = math.sqrt(out_dist[row, j] * 1.0) * unscale
+        out_dist[row, j] = math.sqrt(float64(out_dist[row, j])) * unscale
 
 
 def k_smallest(d2, unscale, out_dist, out_idx, n_threads):

@@ -1,0 +1,116 @@
+"""Max-pooling kernels (numba.cuda); mirrors kernels/cpu/pool.py and kernels/npy/pool.py.
+
+x, out, dout, dx are channels-last device arrays (n, h, w, c) of one float dtype; the window
+arguments are Python ints (pool_geometry's first six values). Window (i, j) covers rows
+i * stride_h - pad_top + [0, pool_h) and the matching columns, clipped to the image, so padded
+cells never take part; every window holds at least one image cell.
+
+The forward runs one thread per output element (channel fastest, so a warp reads neighbouring
+channels). The backward runs one thread per input element, which gathers instead of scattering:
+it visits the windows that contain its cell in row-major window order, finds each one's winner
+as the CPU kernel does (row-major cells, strict comparison: the first maximum wins ties) and adds
+that window's dout when the winner is its own cell. Each dx element is written by one thread only,
+so overlapping windows need no atomics, and the additions happen in the CPU kernel's order (the
+same bits). A cell in no window (strides larger than the window, or rows 'valid' drops) gets 0.
+"""
+
+from numba import cuda
+
+from ._launch import grid_1d
+
+
+@cuda.jit(device=True)
+def _clipped(start, size, limit):
+    """[start, start + size) clipped to [0, limit): (first, stop)."""
+    first = start if start > 0 else 0
+    stop = start + size
+    stop = stop if stop < limit else limit
+    return first, stop
+
+
+@cuda.jit
+def _max_pool2d_forward(x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
+    index = cuda.grid(1)
+    n_images, out_h, out_w, c = out.shape
+    if index >= n_images * out_h * out_w * c:
+        return
+    ch = index % c
+    rest = index // c
+    j = rest % out_w
+    rest //= out_w
+    i = rest % out_h
+    n = rest // out_h
+    h0, h1 = _clipped(i * stride_h - pad_top, pool_h, x.shape[1])
+    w0, w1 = _clipped(j * stride_w - pad_left, pool_w, x.shape[2])
+    best = x[n, h0, w0, ch]
+    for a in range(h0, h1):
+        for b in range(w0, w1):
+            v = x[n, a, b, ch]
+            if v > best:  # as the CPU kernel's select (a NaN never replaces the running maximum)
+                best = v
+    out[n, i, j, ch] = best
+
+
+def max_pool2d_forward(x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, n_threads):
+    """Maximum of every pooling window of x (n, h, w, c) into out (n, out_h, out_w, c); one thread
+    per output element. n_threads is unused."""
+    if out.size:
+        _max_pool2d_forward[grid_1d(out.size)](x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+
+
+@cuda.jit(device=True)
+def _windows_over(cell, pad, pool, stride, n_windows):
+    """(first, stop) of the windows along one axis whose unclipped span holds the cell: those i
+    with i * stride - pad <= cell < i * stride - pad + pool, within [0, n_windows)."""
+    reach = cell + pad  # >= 0
+    low = reach - pool
+    first = low // stride + 1 if low >= 0 else 0
+    stop = reach // stride + 1
+    stop = stop if stop < n_windows else n_windows
+    return first, stop
+
+
+@cuda.jit
+def _max_pool2d_backward(x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
+    index = cuda.grid(1)
+    n_images, h, w, c = x.shape
+    if index >= n_images * h * w * c:
+        return
+    out_h, out_w = dout.shape[1], dout.shape[2]
+    ch = index % c
+    rest = index // c
+    col = rest % w
+    rest //= w
+    row = rest % h
+    n = rest // h
+    dx[n, row, col, ch] = 0
+    i0, i1 = _windows_over(row, pad_top, pool_h, stride_h, out_h)
+    j0, j1 = _windows_over(col, pad_left, pool_w, stride_w, out_w)
+    for i in range(i0, i1):
+        h0, h1 = _clipped(i * stride_h - pad_top, pool_h, h)
+        for j in range(j0, j1):
+            w0, w1 = _clipped(j * stride_w - pad_left, pool_w, w)
+            # The window's winner, as the CPU kernel finds it: row-major cells, strict comparison.
+            best = x[n, h0, w0, ch]
+            winner_h = h0
+            winner_w = w0
+            for a in range(h0, h1):
+                for b in range(w0, w1):
+                    v = x[n, a, b, ch]
+                    if v > best:
+                        best = v
+                        winner_h = a
+                        winner_w = b
+            if winner_h == row and winner_w == col:
+                dx[n, row, col, ch] += dout[n, i, j, ch]
+
+
+def max_pool2d_backward(x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, n_threads):
+    """dx (n, h, w, c), overwritten: each dout value added to the first maximum of its window.
+
+    The first maximum in row-major window order takes a window's whole gradient; overlapping
+    windows add up, in row-major window order. One thread per input element (the module docstring
+    says how it avoids races). n_threads is unused.
+    """
+    if dx.size:
+        _max_pool2d_backward[grid_1d(dx.size)](x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
