@@ -39,11 +39,12 @@ def test_train_xor(benchmark, name, require_fastdl_backend, name_contender):
     name_contender(TRAIN_GROUP, f"fastdl[{name}]", f"{per_step * 1e6:.3f} us/step")
 
 
-def torch_train(w0, lr):
-    """The same 2-2-1 sigmoid net trained with autograd; returns the number of states."""
-    w = torch.tensor(w0, dtype=torch.float64, requires_grad=True)
-    x = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
-    y = torch.tensor([0.0, 1.0, 1.0, 0.0], dtype=torch.float64)
+def torch_train(w0, lr, device="cpu"):
+    """The same 2-2-1 sigmoid net trained with autograd on `device`; returns the number of states
+    (a host read per step, as the loop needs)."""
+    w = torch.tensor(w0, dtype=torch.float64, device=device, requires_grad=True)
+    x = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], dtype=torch.float64, device=device)
+    y = torch.tensor([0.0, 1.0, 1.0, 0.0], dtype=torch.float64, device=device)
     optimizer = torch.optim.SGD([w], lr=lr)
     t = 1
     while True:

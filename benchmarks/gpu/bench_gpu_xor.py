@@ -23,6 +23,7 @@ import pytest
 import fastdl
 from fastdl import xor
 
+from bench_xor import EXPECTED_ITERATIONS, LR, course_weights, torch_train
 from device_peers import cupy, cupy_sync, needs_device, synced, torch, torch_sync
 
 pytestmark = needs_device
@@ -33,8 +34,6 @@ CHUNK = 1 << 24  # networks per vectorised batch (9 x 2**24 float64 = 1.2 GB)
 XOR_POINTS = ((0.0, 0.0, False), (1.0, 1.0, False), (0.0, 1.0, True), (1.0, 0.0, True))
 CPU_BACKENDS = ["numba", "cython"]
 N_DRAWS = 1 << 20
-LR = 0.8
-EXPECTED_ITERATIONS = 2963
 
 
 def search_group(n_searches):
@@ -169,10 +168,6 @@ def bench_draw_weights_cupy(benchmark, name_contender):
     benchmark(run)
 
 
-def course_weights():
-    return np.random.RandomState(42).normal(0, 1, 9)
-
-
 @pytest.mark.parametrize("name", ["cuda", *CPU_BACKENDS])
 def bench_train_xor_fastdl(benchmark, name, require_fastdl_backend, name_contender):
     require_fastdl_backend("xor", name)
@@ -184,30 +179,9 @@ def bench_train_xor_fastdl(benchmark, name, require_fastdl_backend, name_contend
     name_contender(TRAIN_GROUP, f"fastdl[{name}]", f"{per_step * 1e6:.3f} us/step")
 
 
-def torch_train(w0, lr):
-    """The same 2-2-1 sigmoid net trained with autograd on the device; returns the number of states."""
-    device = "cuda"
-    w = torch.tensor(w0, dtype=torch.float64, device=device, requires_grad=True)
-    x = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], dtype=torch.float64, device=device)
-    y = torch.tensor([0.0, 1.0, 1.0, 0.0], dtype=torch.float64, device=device)
-    optimizer = torch.optim.SGD([w], lr=lr)
-    t = 1
-    while True:
-        h1 = torch.sigmoid(w[0] + w[1] * x[:, 0] + w[2] * x[:, 1])
-        h2 = torch.sigmoid(w[3] + w[4] * x[:, 0] + w[5] * x[:, 1])
-        out = torch.sigmoid(w[6] + w[7] * h1 + w[8] * h2)
-        if int(((out > 0.5) != (y > 0.5)).sum()) == 0:  # a host read per step, as the loop needs
-            return t
-        loss = 0.5 * torch.mean((out - y) ** 2)  # half the MSE: the course's step
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        t += 1
-
-
 def bench_train_xor_torch(benchmark, name_contender):
     w0 = course_weights()
-    run = synced(lambda: torch_train(w0, LR), torch_sync)
+    run = synced(lambda: torch_train(w0, LR, "cuda"), torch_sync)
     n = run()
     assert abs(n - EXPECTED_ITERATIONS) <= 2, n
     benchmark.pedantic(run, rounds=1, iterations=1)

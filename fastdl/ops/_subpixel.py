@@ -193,8 +193,9 @@ class Plan:
         cols = axes(out_hw[1], kw, stride_w, pad_left)
         self.phases = [_Phase(axis_y, axis_x, dtype) for axis_y in rows for axis_x in cols]
         self.channels = in_channels, filters
-        per_image = max(p.points * p.tiles_per_image for p in self.phases) * (in_channels + filters)
-        self.batch = max(1, BATCH_BYTES // (per_image * np.dtype(dtype).itemsize))
+        # Entries of one image's tiles and products in the largest sub-image.
+        self._per_image = max(p.points * p.tiles_per_image for p in self.phases) * (in_channels + filters)
+        self.batch = max(1, BATCH_BYTES // (self._per_image * np.dtype(dtype).itemsize))
         self.work = sum(p.points * p.tiles_per_image for p in self.phases) * in_channels * filters
         self.dtype = np.dtype(dtype)
 
@@ -208,8 +209,7 @@ class Plan:
         in_channels, filters = self.channels
         n_tiles = n_images * phase.tiles_per_image
         size = phase.points * n_tiles
-        work = scratch(name, self.batch * max(p.points * p.tiles_per_image for p in self.phases)
-                       * (in_channels + filters), self.dtype)
+        work = scratch(name, self.batch * self._per_image, self.dtype)
         tiles = work[: size * in_channels].reshape(phase.points, n_tiles, in_channels)
         products = work[size * in_channels : size * (in_channels + filters)].reshape(phase.points, n_tiles, filters)
         return tiles, products

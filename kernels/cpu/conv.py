@@ -1,5 +1,6 @@
 """Convolution kernels (Numba); mirrors kernels/cy/conv.pyx and kernels/npy/conv.py."""
 
+import numba
 import numpy as np
 from numba import prange
 
@@ -332,6 +333,17 @@ def winograd_output_grad(dout, tiles_h, tiles_w, out, n_threads):
 # pixel i of tile t at first + t * tile_step + i * pixel_step.
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _axpy(out, weight, a, add):
+    """out (+)= weight * a along a row: the first term assigned, the others added (Cython's _axpy)."""
+    if add:
+        for c in range(out.shape[0]):
+            out[c] += weight * a[c]
+    else:
+        for c in range(out.shape[0]):
+            out[c] = weight * a[c]
+
+
 def _tile_gather(x, left_y, left_x, grid_y, grid_x, out):
     n_images, height, width, channels = x.shape
     ay, window_h = left_y.shape
@@ -353,12 +365,7 @@ def _tile_gather(x, left_y, left_x, grid_y, grid_x, out):
                                 h = grid_y[0] + ty * grid_y[1] + i * grid_y[2]
                                 weight = left_y[a, i]
                                 if weight != 0 and 0 <= h < height:
-                                    if added:
-                                        for c in range(channels):
-                                            rows[row, c] += weight * x[n, h, w, c]
-                                    else:
-                                        for c in range(channels):
-                                            rows[row, c] = weight * x[n, h, w, c]
+                                    _axpy(rows[row], weight, x[n, h, w], added)
                                     added = True
                         if not added:
                             rows[row] = 0
@@ -369,13 +376,7 @@ def _tile_gather(x, left_y, left_x, grid_y, grid_x, out):
                         for j in range(window_w):
                             weight = left_x[b, j]
                             if weight != 0:
-                                row = a * window_w + j
-                                if added:
-                                    for c in range(channels):
-                                        target[c] += weight * rows[row, c]
-                                else:
-                                    for c in range(channels):
-                                        target[c] = weight * rows[row, c]
+                                _axpy(target, weight, rows[a * window_w + j], added)
                                 added = True
                         if not added:
                             target[:] = 0
@@ -415,12 +416,7 @@ def _tile_scatter(m, right_y, right_x, grid_y, grid_x, out, accumulate, bias, ac
                         for a in range(ay):
                             weight = right_y[i, a]
                             if weight != 0:
-                                if added:
-                                    for c in range(channels):
-                                        cols[b, c] += weight * m[a * ax + b, tile, c]
-                                else:
-                                    for c in range(channels):
-                                        cols[b, c] = weight * m[a * ax + b, tile, c]
+                                _axpy(cols[b], weight, m[a * ax + b, tile], added)
                                 added = True
                         if not added:
                             cols[b] = 0
@@ -436,12 +432,7 @@ def _tile_scatter(m, right_y, right_x, grid_y, grid_x, out, accumulate, bias, ac
                         for b in range(ax):
                             weight = right_x[j, b]
                             if weight != 0:
-                                if added:
-                                    for c in range(channels):
-                                        target[c] += weight * cols[b, c]
-                                else:
-                                    for c in range(channels):
-                                        target[c] = weight * cols[b, c]
+                                _axpy(target, weight, cols[b], added)
                                 added = True
                         if not added:
                             target[:] = 0

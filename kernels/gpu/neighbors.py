@@ -44,7 +44,9 @@ def _k_smallest(d2, unscale, out_dist, out_idx):
 def k_smallest(d2, unscale, out_dist, out_idx, n_threads):
     """Each row's k = out_idx.shape[1] smallest entries of d2 (n, m) float64 squared distances
     (k <= m): out_idx (n, k) int64 their columns, ascending, equal values in column order, and
-    out_dist (n, k) sqrt(d2) * unscale, in out_dist's dtype. A selection, not a sort of the row."""
+    out_dist (n, k) sqrt(d2) * unscale, in out_dist's dtype. A selection, not a sort of the row; the
+    running best are kept in out_dist, so a float32 out_dist ranks by rounded distances (the ops
+    pass float64, the CPU backends' ranking)."""
     _k_smallest[grid_1d(d2.shape[0])](d2, unscale, out_dist, out_idx)
 
 
