@@ -87,3 +87,54 @@ def answer(result, like):
 
         return torch.as_tensor(result, device=like.device)
     return result
+
+
+def host(array):
+    """A device array copied to a NumPy array; a host array as it is."""
+    return array.copy_to_host() if is_device(array) else array
+
+
+def assign(target, values):
+    """target[...] = values for a host or device target (values: a host or device array)."""
+    if is_device(target):
+        target.copy_to_device(values if is_device(values) else np.ascontiguousarray(values, dtype=target.dtype))
+    else:
+        target[...] = host(values)
+
+
+def zeros(shape, dtype):
+    """A device array of zeros."""
+    return to_device(np.zeros(shape, dtype))
+
+
+_scratch = {}
+
+
+def scratch(key, shape, dtype):
+    """A device work array kept under `key` for reuse (grown when too small): the cuda ops' counterpart
+    of fastdl._parallel.scratch, so that a training step allocates no device memory."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape))
+    buffer = _scratch.get((key, dtype))
+    if buffer is None or buffer.size < size:
+        buffer = _scratch[(key, dtype)] = empty(max(size, 1), dtype)
+    return buffer[:size].reshape(shape)
+
+
+def upload(cache, key, array):
+    """A host array copied into the device buffer cache[key], made again when array's shape or
+    dtype changes: a step's small transfers (targets, dropout draws) reuse one buffer each."""
+    array = np.ascontiguousarray(array)
+    buffer = cache.get(key)
+    if buffer is None or buffer.shape != array.shape or buffer.dtype != array.dtype:
+        buffer = cache[key] = empty(array.shape, array.dtype)
+    buffer.copy_to_device(array)
+    return buffer
+
+
+def fits(nbytes):
+    """Whether nbytes more fit in the device's free memory (always, on the simulator)."""
+    if simulated():
+        return True
+    free, _ = cuda().current_context().get_memory_info()
+    return nbytes <= free

@@ -145,6 +145,11 @@ def get_backend():
     return _context_backend.get() or _process_default
 
 
+def selects_cuda(backend=None):
+    """Whether `backend` (None: the one in force here) is "cuda": a model built so runs on the device."""
+    return (_check_name(backend) if backend is not None else _check_name(get_backend())) == "cuda"
+
+
 @contextlib.contextmanager
 def use_backend(name):
     """Context manager selecting a backend for the operations run inside it."""

@@ -76,6 +76,9 @@ def _build_parser():
                            help="a6: epochs per model (default: 20 full, 2 quick)")
     reproduce.add_argument("--images", type=_positive_int, default=None,
                            help="a6: training images (default: 10000 full, 256 quick)")
+    reproduce.add_argument("--backend", default=None, metavar="NAME",
+                           help="the backend that trains the networks of a4, a5 and a6: cuda trains "
+                                "them on the GPU (default: the process default, FASTDL_BACKEND or auto)")
     reproduce.add_argument("--no-verify", action="store_true",
                            help="accept data files that are not the course's (no SHA-256 check)")
     reproduce.set_defaults(handler=_cmd_reproduce)
@@ -156,6 +159,11 @@ def _cmd_reproduce(args):
             options["dataset"] = args.dataset
         if args.models is not None and "models" in parameters:
             options["models"] = [key.strip() for key in args.models.split(",") if key.strip()]
+        if args.backend is not None:
+            if "backend" not in parameters:
+                raise ValueError(f"--backend applies to the assignments that train networks; {name} trains none "
+                                 "(use FASTDL_BACKEND for its kernels)")
+            options["backend"] = args.backend
         for option in ("data", "epochs", "images"):
             if getattr(args, option) is not None and option in parameters:
                 options[option] = getattr(args, option)

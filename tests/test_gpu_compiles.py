@@ -37,6 +37,7 @@ CHILD_TIMEOUT_S = 300  # the child takes ~5 s; a hung one fails the tests instea
 # bookkeeping test: the module walk cannot see them.
 FACTORIES = {
     "_gemm._tiled": lambda numba: [numba.float32, numba.float64],
+    "_gemm._plain": lambda numba: [numba.float32, numba.float64],
 }
 
 
@@ -132,6 +133,13 @@ def signatures():
         # _gemm: out = a @ b, all three of the element type; a may be a transpose (X1.T, ref.rows.T).
         "_gemm._tiled[float32]": [(a2(f32), a2(f32), a2(f32))],
         "_gemm._tiled[float64]": [(a2(f64), a2(f64), a2(f64))],
+        "_gemm._plain[float32]": [(a2(f32), a2(f32), a2(f32))],
+        "_gemm._plain[float64]": [(a2(f64), a2(f64), a2(f64))],
+        # _arrays: take_rows' source, row numbers and output; the others 1-D, a scalar of their dtype.
+        "_arrays._take_rows": [(a2(t), a1(i64), a2(t)) for t in floats],
+        "_arrays._add": [(a1(t), a1(t), a1(t)) for t in floats],
+        "_arrays._scale": [(a1(t), t, a1(t)) for t in floats],
+        "_arrays._add_scaled": [(a1(t), t, a1(t)) for t in floats],
     }
 
 

@@ -1,6 +1,7 @@
 """The dense and loss kernel families on the cuda backend against the numpy reference kernels.
 
-The registry does not list these families for cuda yet, so the cuda modules are imported directly.
+The cuda modules are imported directly, so each launcher is tested on its own (tests/test_nn_cuda.py
+and tests/test_ops_cuda.py test them inside the ops and the layers).
 Under numba's CUDA simulator every GPU thread runs as Python, so the shapes are tiny (cuda_scale
 makes them larger on a device).
 """

@@ -2,7 +2,7 @@
 optim.py, norm.py, pool.py, called directly with device arrays) against the numpy reference
 kernels, float32 and float64.
 
-The registry does not list these families for cuda yet, so the modules are imported directly.
+The modules are imported directly, so each launcher is tested on its own.
 Under numba's CUDA simulator every device thread runs as Python: the shapes are tiny there (a
 2x4x4x3 image batch) and cuda_scale enlarges them on a device.
 """

@@ -171,7 +171,7 @@ def test_auto_quick_follows_the_estimate(estimate, expect_quick, fashion_dir, tm
                                          monkeypatch, capsys):
     seen = {}
 
-    def fake_estimate(images, labels, counts, epochs=None):
+    def fake_estimate(images, labels, counts, epochs=None, backend=None):
         seen["counts"] = counts
         return {"mlp": estimate / 4, "cnn": 3 * estimate / 4, "total": estimate}
 

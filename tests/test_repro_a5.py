@@ -148,7 +148,7 @@ def test_auto_quick_follows_the_estimate(estimate, expect_quick, tmp_path, monke
     monkeypatch.setattr(a5, "_load", lambda data_dir, verify: (images, labels, "tiny clocks"))
     seen = {}
 
-    def fake_estimate(images, labels, counts, epochs=None, keys=tuple(a5.MODELS)):
+    def fake_estimate(images, labels, counts, epochs=None, keys=tuple(a5.MODELS), backend=None):
         seen["counts"] = counts
         return {**{key: estimate / 10 for key in a5.MODELS}, "total": estimate}
 

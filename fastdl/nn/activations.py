@@ -2,11 +2,13 @@
 
 import numpy as np
 
+from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._parallel import threads_worth_it
 from fastdl.ops import activation_grad
 from fastdl.ops.dense import ACTIVATIONS, LEAKY_ALPHA, activation_grad_into, activation_into, check_alpha
 from fastdl.nn.module import Layer
+from fastdl.ops import _nn_on_device
 
 NAMES = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax")
 
@@ -20,10 +22,15 @@ def check_activation(activation):
     return activation.lower()
 
 
-def softmax(z, backend=None):
-    """Softmax over the last axis (a new array), shifted by the row maximum so exp never overflows."""
+def softmax(z, backend=None, into=None):
+    """Softmax over the last axis (a new array, or `into`), shifted by the row maximum so exp never
+    overflows. A device array's goes to a device array (into, or a new one)."""
+    if _device.is_device(z):
+        out = _device.empty(z.shape, z.dtype) if into is None else into
+        _nn_on_device.softmax_into(z.reshape(-1, z.shape[z.ndim - 1]), out.reshape(-1, z.shape[z.ndim - 1]))
+        return out
     z = np.ascontiguousarray(z)
-    out = np.empty_like(z)
+    out = np.empty_like(z) if into is None else into
     if z.size:
         rows = z.reshape(-1, z.shape[-1])
         kernels, _ = _backend.kernels("loss", backend)
@@ -33,6 +40,10 @@ def softmax(z, backend=None):
 
 def softmax_grad(out, dout, backend=None):
     """Gradient with respect to softmax's input, from its output `out`: out * (dout - sum(dout * out))."""
+    if _device.is_device(out):
+        rows = (-1, out.shape[out.ndim - 1])
+        return _nn_on_device.softmax_grad_into(out.reshape(rows), dout.reshape(rows),
+                                               _device.empty(out.shape, out.dtype).reshape(rows)).reshape(out.shape)
     dout = np.ascontiguousarray(dout, dtype=out.dtype)
     if dout.shape != out.shape:
         raise ValueError(f"dout must have the output's shape {out.shape}, got {dout.shape}")
@@ -45,13 +56,14 @@ def softmax_grad(out, dout, backend=None):
     return dpre
 
 
-def apply(name, z, alpha=LEAKY_ALPHA, backend=None):
-    """activation(z), in place where it can be (z: C-contiguous float array)."""
+def apply(name, z, alpha=LEAKY_ALPHA, backend=None, into=None):
+    """activation(z), in place where it can be (z: C-contiguous float array); softmax into `into`
+    where given (a layer's reused buffer), else a new array."""
     if name == "linear":
         return z
     if name == "softmax":
-        return softmax(z, backend)
-    channels = z.shape[-1] if z.ndim else 1
+        return softmax(z, backend, into)
+    channels = z.shape[z.ndim - 1] if z.ndim else 1
     activation_into(z.reshape(-1, channels), ACTIVATIONS[name], backend, alpha)
     return z
 
@@ -67,11 +79,14 @@ def grad(name, out, dout, backend=None, alpha=LEAKY_ALPHA, into=None):
     if name == "softmax":
         return softmax_grad(out, dout, backend)
     assert name in ACTIVATIONS
-    channels = out.shape[-1]
+    channels = out.shape[out.ndim - 1]
+    if into is None and _device.is_device(out):
+        into = _device.empty(out.shape, out.dtype)
     if into is None:
         return activation_grad(out.reshape(-1, channels), dout.reshape(-1, channels), name,
                                backend=backend, alpha=alpha).reshape(out.shape)
-    dout = np.ascontiguousarray(dout, dtype=out.dtype)
+    if not _device.is_device(dout):
+        dout = np.ascontiguousarray(dout, dtype=out.dtype)
     if dout.shape != out.shape:
         raise ValueError(f"dout must have the output's shape {out.shape}, got {dout.shape}")
     activation_grad_into(out.reshape(-1, channels), dout.reshape(-1, channels), ACTIVATIONS[name],
@@ -84,13 +99,18 @@ class Activation(Layer):
 
     alpha = LEAKY_ALPHA
     gemm_only = True
+    runs_on_device = True
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self.activation = check_activation(activation)
 
     def forward(self, x, training=False):
-        z = np.array(x, dtype=self.dtype)
+        if self.on_device:  # a copy: the activation works in place
+            z = self._buffer("out", x.shape) if training else self._empty(x.shape)
+            z.copy_to_device(x)
+        else:
+            z = np.array(x, dtype=self.dtype)
         self._logits = z if self.activation == "softmax" else None
         self._out = apply(self.activation, z, self.alpha, self.backend)
         return self._out

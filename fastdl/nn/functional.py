@@ -20,6 +20,7 @@ import re
 
 import numpy as np
 
+from fastdl import _device
 from fastdl._validation import check_int
 from fastdl.nn import layers as _layers
 from fastdl.nn.losses import get_loss
@@ -111,6 +112,28 @@ class _Targets:
 
     def __len__(self):
         return len(next(iter(self.arrays.values())))
+
+
+def _sum(a, b):
+    """a + b for two gradients of one tensor, on the host or the device (a new array)."""
+    if not _device.is_device(a):
+        return a + b
+    from fastdl.ops._nn_on_device import arrays
+
+    out = _device.empty(a.shape, a.dtype)
+    arrays().add(a.reshape(-1), b.reshape(-1), out.reshape(-1))
+    return out
+
+
+def _scaled(a, factor):
+    """a * factor in a's dtype, on the host or the device (a new array)."""
+    if not _device.is_device(a):
+        return (a * factor).astype(a.dtype, copy=False)
+    from fastdl.ops._nn_on_device import arrays
+
+    out = _device.empty(a.shape, a.dtype)
+    arrays().scale(a.reshape(-1), a.dtype.type(factor), out.reshape(-1))
+    return out
 
 
 def _default_name(layer, taken):
@@ -258,6 +281,7 @@ class Model(Training):
             node._layer.needs_input_grad = before
             learning[id(node)] = before or bool(node._layer.parameters())
         self.built = True
+        self._place_on_device()
 
     def parameters(self):
         """[(name, Parameter)] of every layer, named "layer/attribute"."""
@@ -430,7 +454,7 @@ class Model(Training):
             loss = self.loss[name]
             dout = loss.backward_logits() if name in self._fused_outputs else loss.backward()
             weight = self.loss_weights[name]
-            grads[id(tensor)] = dout if weight == 1.0 else (dout * weight).astype(dout.dtype, copy=False)
+            grads[id(tensor)] = dout if weight == 1.0 else _scaled(dout, weight)
         self._backward_graph(grads)
 
     def _backward_graph(self, grads):
@@ -452,10 +476,10 @@ class Model(Training):
                 if dx is None:
                     continue
                 if parent is self.input:
-                    input_grad = dx if input_grad is None else input_grad + dx
+                    input_grad = dx if input_grad is None else _sum(input_grad, dx)
                     continue
                 key = id(parent)
-                grads[key] = dx if key not in grads else grads[key] + dx
+                grads[key] = dx if key not in grads else _sum(grads[key], dx)
         return input_grad
 
     def _batch_logs(self, outputs, targets, losses):
@@ -512,10 +536,5 @@ class Model(Training):
             for first in range(0, x.shape[0], batch_size):
                 outputs = self._forward(self._as_batch(x[first:first + batch_size]), training=False)
                 for name, value in outputs.items():
-                    result[name][first:first + batch_size] = value
+                    result[name][first:first + batch_size] = _device.host(value)
         return result
-
-    def __call__(self, x, training=False):
-        if getattr(x, "_call_layer", None) is not None:
-            return x._call_layer(self)
-        return self._forward(self._as_batch(self._check_x(x)), training)

@@ -4,11 +4,12 @@ import numbers
 
 import numpy as np
 
+from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._parallel import threads_worth_it
 from fastdl.nn import activations
 from fastdl.nn.module import Layer, Parameter, as_layer_input, get_initializer
-from fastdl.nn.regularizers import get_regularizer
+from fastdl.nn.regularizers import add_grad, get_regularizer
 from fastdl.ops.conv import (
     _geometry, conv2d_grad_into, conv2d_into, conv2d_pool_grad_into, conv2d_pool_into, pool_fusable,
 )
@@ -41,18 +42,20 @@ class _Activated(Layer):
     """
 
     kernel_regularizer = None
+    runs_on_device = True
 
     def regularization_loss(self):
         return 0.0 if self.kernel_regularizer is None else self.kernel_regularizer(self.kernel.value)
 
     def _regularize(self):
         if self.kernel_regularizer is not None:
-            self.kernel.grad += self.kernel_regularizer.grad(self.kernel.value)
+            add_grad(self.kernel_regularizer, self.kernel.value, self.kernel.grad)
 
     def _activate(self, z):
         # Softmax layers keep their logits for a fused softmax-cross-entropy loss.
         self._logits = z if self.activation == "softmax" else None
-        self._out = activations.apply(self.activation, z, backend=self.backend)
+        into = self._buffer("softmax", z.shape) if self.activation == "softmax" and self.on_device else None
+        self._out = activations.apply(self.activation, z, backend=self.backend, into=into)
         return self._out
 
     def backward(self, dout):
@@ -105,7 +108,7 @@ class Dense(_Activated):
         bias = self.bias.value if self.use_bias else None
         shape = (x.shape[0], self.units)
         # A training step's output is overwritten by the next step; an inference output is the caller's.
-        out = self._buffer("out", shape) if training else np.empty(shape, self.dtype)
+        out = self._buffer("out", shape) if training else self._empty(shape)
         if self.activation in ACTIVATIONS:
             self._out = dense_into(x, self.kernel.value, bias, ACTIVATIONS[self.activation], out, self.backend)
             return self._out
@@ -175,7 +178,7 @@ class Conv2D(_Activated):
         bias = self.bias.value if self.use_bias else None
         shape = (x.shape[0], *self.output_shape)
         # A training step's output is overwritten by the next step; an inference output is the caller's.
-        out = self._buffer("out", shape) if training else np.empty(shape, self.dtype)
+        out = self._buffer("out", shape) if training else self._empty(shape)
         if self.activation in ACTIVATIONS:  # fused with the bias, batch by batch
             self._logits = None
             self._out = conv2d_into(x, self.kernel.value, bias, self._geometry, out, ACTIVATIONS[self.activation],
@@ -193,7 +196,7 @@ class Conv2D(_Activated):
         while its convolution output is in cache, so the full-size activation is never stored."""
         self._x = x = as_layer_input(x, self.dtype, self.input_shape, type(self).__name__)
         shape = (x.shape[0], *pool.output_shape)
-        out = self._buffer("pooled", shape) if training else np.empty(shape, self.dtype)
+        out = self._buffer("pooled", shape) if training else self._empty(shape)
         self._code = self._buffer("pool code", shape, np.int32)
         self._out = self._logits = None
         return conv2d_pool_into(x, self.kernel.value, self.bias.value if self.use_bias else None, self._geometry,
@@ -221,6 +224,8 @@ class Conv2D(_Activated):
 class MaxPool2D(Layer):
     """Maximum over pool_size windows of channels-last images (strides default to pool_size)."""
 
+    runs_on_device = True
+
     def __init__(self, pool_size=2, strides=None, padding="valid", **kwargs):
         super().__init__(**kwargs)
         self.pool_size = check_pair(pool_size, "pool_size")
@@ -242,7 +247,7 @@ class MaxPool2D(Layer):
     def forward(self, x, training=False):
         self._x = x = as_layer_input(x, self.dtype, self.input_shape, type(self).__name__)
         shape = (x.shape[0], *self.output_shape)
-        out = self._buffer("out", shape) if training else np.empty(shape, self.dtype)
+        out = self._buffer("out", shape) if training else self._empty(shape)
         return max_pool2d_into(x, out, self._window, self.backend)
 
     def backward(self, dout):
@@ -258,6 +263,7 @@ class Flatten(Layer):
     """(batch, d1, d2, ...) -> (batch, d1 * d2 * ...), in channels-last order as Keras."""
 
     gemm_only = True
+    runs_on_device = True
 
     def compute_output_shape(self, input_shape):
         return (int(np.prod(input_shape)),)
@@ -274,6 +280,7 @@ class Reshape(Layer):
     """(batch, *input_shape) -> (batch, *target_shape); one entry of target_shape may be -1."""
 
     gemm_only = True
+    runs_on_device = True
 
     def __init__(self, target_shape, **kwargs):
         super().__init__(**kwargs)
@@ -335,6 +342,7 @@ class Dropout(Layer):
     """
 
     gemm_only = True
+    runs_on_device = True
 
     def __init__(self, rate, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -349,17 +357,30 @@ class Dropout(Layer):
             return x
         if self.rng is None:
             self.rng = np.random.default_rng()
-        draws = self.rng.random(x.shape)  # a value is kept where its draw >= rate
-        x = np.ascontiguousarray(x, dtype=compute_dtype(x))
+        # A value is kept where its draw >= rate; the same draws on every backend.
+        draws = self.rng.random(x.shape)
+        if self.on_device:
+            draws = _device.upload(self._buffers, "draws", draws)
+        else:
+            x = np.ascontiguousarray(x, dtype=compute_dtype(x))
+        self._draws = draws
         self._mask = self._buffer("mask", x.shape, x.dtype)
-        out = self._buffer("out", x.shape, x.dtype)
+        return self._apply(x, self._buffer("out", x.shape, x.dtype))
+
+    def _apply(self, x, out):
+        """out = x * the mask of this step's draws (writing the mask on the way)."""
         if x.size:
-            rows = (-1, x.shape[-1])
+            width = x.shape[x.ndim - 1]
+            rows = (-1, width)
             kernels, _ = _backend.kernels("loss", self.backend)
-            kernels.dropout(x.reshape(rows), draws.reshape(rows), self.rate,
+            kernels.dropout(x.reshape(rows), self._draws.reshape(rows), self.rate,
                             x.dtype.type(1) / x.dtype.type(1 - self.rate), out.reshape(rows),
-                            self._mask.reshape(rows), threads_worth_it(x.size // x.shape[-1], 8 * x.shape[-1]))
+                            self._mask.reshape(rows), threads_worth_it(x.size // width, 8 * width))
         return out
 
     def backward(self, dout):
-        return dout if self._mask is None else dout * self._mask
+        if self._mask is None:
+            return dout
+        if self.on_device:  # device arrays have no arithmetic: the same pass, on the gradient
+            return self._apply(dout, self._buffer("dx", dout.shape, dout.dtype))
+        return dout * self._mask

@@ -4,6 +4,7 @@ import numbers
 
 import numpy as np
 
+from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._parallel import threads_worth_it
 from fastdl.nn.layers import _Activated, _same_batch, set_conv_options
@@ -60,7 +61,7 @@ class Conv2DTranspose(_Activated):
         bias = self.bias.value if self.use_bias else None
         shape = (x.shape[0], *self.output_shape)
         # A training step's output is overwritten by the next step; an inference output is the caller's.
-        out = self._buffer("out", shape) if training else np.empty(shape, self.dtype)
+        out = self._buffer("out", shape) if training else self._empty(shape)
         if self.activation in ACTIVATIONS:  # fused with the bias, batch by batch
             self._logits = None
             self._out = conv2d_transpose_into(x, self.kernel.value, bias, self._geometry, out,
@@ -86,13 +87,17 @@ class BatchNormalization(Layer):
     moving = momentum * moving + (1 - momentum) * batch_stat; inference uses the moving statistics.
 
     gamma and beta are Parameters; moving_mean and moving_variance are non-trainable state, listed
-    by `non_trainable_weights()` (the model saves and loads them with the weights).
+    by `non_trainable_weights()` (the model saves and loads them with the weights). On the cuda
+    backend the passes over the activations run on the device and the per-channel statistics,
+    a few hundred numbers, are worked out on the host (they stay there, as NumPy arrays).
 
     Parameters
     ----------
     momentum : float in [0, 1), default 0.99
     epsilon : float > 0, default 1e-3
     """
+
+    runs_on_device = True
 
     def __init__(self, momentum=0.99, epsilon=1e-3, **kwargs):
         super().__init__(**kwargs)
@@ -128,21 +133,22 @@ class BatchNormalization(Layer):
         return sum(a.size for _, a in self.non_trainable_weights())
 
     def forward(self, x, training=False):
-        if x.shape[-1] != self.gamma.shape[0]:
+        if x.shape[x.ndim - 1] != self.gamma.shape[0]:
             raise ValueError(f"{self.name or 'BatchNormalization'} expects {self.gamma.shape[0]} channels "
                              f"on the last axis, got shape {x.shape}")
         x = as_layer_input(x, self.dtype)
         kernels, _ = _backend.kernels("norm", self.backend)
-        rows = x.reshape(-1, x.shape[-1])
+        rows = x.reshape(-1, x.shape[x.ndim - 1])
         n_threads = threads_worth_it(rows.shape[0], 8 * rows.shape[1])
         dtype = self.dtype.type
         self._training = bool(training)
         if training:
             # Two passes (the mean, then the mean square of the centred values) with float64 sums:
             # no cancellation, and float32 inputs far from zero keep their precision.
-            mean64, var64 = np.empty(rows.shape[1]), np.empty(rows.shape[1])
+            mean64, var64 = self._buffer("mean64", rows.shape[1:], np.float64), self._buffer("var64", rows.shape[1:],
+                                                                                             np.float64)
             kernels.channel_moments(rows, mean64, var64, n_threads)
-            mean, var = mean64.astype(dtype), var64.astype(dtype)
+            mean, var = _device.host(mean64).astype(dtype), _device.host(var64).astype(dtype)
             keep = self.momentum
             self.moving_mean *= keep
             self.moving_mean += (1 - keep) * mean.astype(self.moving_mean.dtype)
@@ -152,23 +158,28 @@ class BatchNormalization(Layer):
             mean, var = self.moving_mean.astype(dtype), self.moving_variance.astype(dtype)
         self._inv_std = (1.0 / np.sqrt(var + dtype(self.epsilon))).astype(dtype)
         # A training step's arrays are overwritten by the next step; an inference output is the caller's.
-        self._xhat = self._buffer("xhat", x.shape) if training else np.empty(x.shape, self.dtype)
-        out = self._buffer("out", x.shape) if training else np.empty(x.shape, self.dtype)
-        kernels.normalize(rows, mean, self._inv_std, self.gamma.value, self.beta.value,
-                          self._xhat.reshape(rows.shape), out.reshape(rows.shape), n_threads)
+        self._xhat = self._buffer("xhat", x.shape) if training else self._empty(x.shape)
+        out = self._buffer("out", x.shape) if training else self._empty(x.shape)
+        kernels.normalize(rows, self._here(mean, "mean"), self._here(self._inv_std, "inv_std"), self.gamma.value,
+                          self.beta.value, self._xhat.reshape(rows.shape), out.reshape(rows.shape), n_threads)
         return out
+
+    def _here(self, vector, key):
+        """A per-channel vector worked out on the host, where the kernels take it (copied to the device)."""
+        return _device.upload(self._buffers, key, vector) if self.on_device else vector
 
     def backward(self, dout):
         dout = as_layer_input(dout, self.dtype, self._xhat.shape[1:], "BatchNormalization backward")
         kernels, _ = _backend.kernels("norm", self.backend)
-        rows = dout.reshape(-1, dout.shape[-1])
+        rows = dout.reshape(-1, dout.shape[dout.ndim - 1])
         xhat = self._xhat.reshape(rows.shape)
         n_threads = threads_worth_it(rows.shape[0], 8 * rows.shape[1])
-        sum_dout, sum_dout_xhat = np.empty(rows.shape[1]), np.empty(rows.shape[1])
-        kernels.channel_sums(rows, xhat, sum_dout, sum_dout_xhat, n_threads)
-        self.beta.grad[...] = sum_dout
-        self.gamma.grad[...] = sum_dout_xhat
-        gamma = self.gamma.value.astype(np.float64)
+        sums = [self._buffer(key, rows.shape[1:], np.float64) for key in ("sum dout", "sum dout xhat")]
+        kernels.channel_sums(rows, xhat, *sums, n_threads)
+        sum_dout, sum_dout_xhat = (_device.host(v) for v in sums)
+        _device.assign(self.beta.grad, sum_dout)
+        _device.assign(self.gamma.grad, sum_dout_xhat)
+        gamma = _device.host(self.gamma.value).astype(np.float64)
         if self._training:
             # dx = inv_std * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = dout * gamma.
             mean_dxhat = (gamma * sum_dout / rows.shape[0]).astype(self.dtype)
@@ -176,6 +187,7 @@ class BatchNormalization(Layer):
         else:  # the moving statistics are constants of the input
             mean_dxhat = mean_dxhat_xhat = np.zeros(rows.shape[1], self.dtype)
         dx = self._buffer("dx", dout.shape)
-        kernels.normalize_backward(rows, xhat, self.gamma.value, self._inv_std, mean_dxhat, mean_dxhat_xhat,
+        kernels.normalize_backward(rows, xhat, self.gamma.value, self._here(self._inv_std, "inv_std"),
+                                   self._here(mean_dxhat, "mean dxhat"), self._here(mean_dxhat_xhat, "mean dxhat xhat"),
                                    dx.reshape(rows.shape), n_threads)
         return dx

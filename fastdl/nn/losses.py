@@ -4,6 +4,7 @@ import numbers
 
 import numpy as np
 
+from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._validation import check_codes, compute_dtype
 from fastdl._parallel import threads_worth_it
@@ -29,6 +30,8 @@ class Loss:
         summed loss (float64) and the gradient with respect to `values`, scaled by `scale`, in
         their shape and dtype. `args` go between the targets and the scale.
         """
+        if _device.is_device(values):
+            return self._run_on_device(kernel, values, targets, *args, scale=scale)
         values = np.ascontiguousarray(values, dtype=compute_dtype(values))
         grad = np.empty_like(values)
         row_loss = np.zeros(values.shape[0])
@@ -39,6 +42,24 @@ class Loss:
             getattr(kernels, kernel)(rows, targets, *args, scale, grad.reshape(rows.shape), row_loss,
                                      threads_worth_it(rows.shape[0], 8 * rows.shape[1]))
         return float(np.sum(row_loss)), grad
+
+    def _run_on_device(self, kernel, values, targets, *args, scale):
+        """_run for device outputs: the gradient stays on the device (a buffer reused from batch to
+        batch), the targets go over, and the per-sample losses come back to be summed."""
+        buffers = self.__dict__.setdefault("_device_buffers", {})
+        rows = values.reshape(values.shape[0], -1)
+        grad = buffers.get("grad")
+        if grad is None or grad.shape != values.shape or grad.dtype != values.dtype:
+            grad = buffers["grad"] = _device.empty(values.shape, values.dtype)
+        if not values.size:
+            return 0.0, grad
+        row_loss = buffers.get("row loss")
+        if row_loss is None or row_loss.shape[0] != values.shape[0]:
+            row_loss = buffers["row loss"] = _device.empty(values.shape[0], np.float64)
+        targets = _device.upload(buffers, "targets", targets.reshape(rows.shape) if targets.ndim > 1 else targets)
+        kernels, _ = _backend.kernels("loss", "cuda")
+        getattr(kernels, kernel)(rows, targets, *args, scale, grad.reshape(rows.shape), row_loss, 1)
+        return float(np.sum(row_loss.copy_to_host())), grad
 
     def check_targets(self, y, n_samples, output_shape):
         """The targets in the form the loss uses; ValueError when they do not fit the outputs."""
@@ -64,6 +85,8 @@ class _CrossEntropy(Loss):
         return self._grad
 
     def forward(self, y_pred, y_true):
+        self._on_device = _device.is_device(y_pred)  # computed on the host (softmax outputs fuse instead)
+        y_pred = _device.host(y_pred)
         probs = np.clip(y_pred.astype(np.float64), _EPSILON, 1 - _EPSILON)
         self._clipped = probs
         self._y = y_true
@@ -73,7 +96,7 @@ class _CrossEntropy(Loss):
     def backward(self):
         grad = np.zeros_like(self._clipped)
         self._subtract_target(grad, scale=1 / self._clipped)
-        return (grad / grad.shape[0]).astype(self._dtype)
+        return _like_outputs((grad / grad.shape[0]).astype(self._dtype), self._on_device)
 
 
 class SparseCategoricalCrossentropy(_CrossEntropy):
@@ -211,14 +234,20 @@ class BinaryCrossentropy(Loss):
             size = max(y_pred.size, 1)
             total, self._grad = self._run("binary_xent_logits", y_pred, y_true, scale=1.0 / size)
             return total / size
-        self._p = np.clip(y_pred.astype(np.float64), _EPSILON, 1 - _EPSILON)
+        self._on_device = _device.is_device(y_pred)  # computed on the host (logits run on the device)
+        self._p = np.clip(_device.host(y_pred).astype(np.float64), _EPSILON, 1 - _EPSILON)
         return float(-np.mean(y_true * np.log(self._p) + (1 - y_true) * np.log1p(-self._p)))
 
     def backward(self):
         if self.from_logits:
             return self._grad
         grad = (self._p - self._y) / (self._p * (1 - self._p))
-        return (grad / grad.size).astype(self._dtype)
+        return _like_outputs((grad / grad.size).astype(self._dtype), self._on_device)
+
+
+def _like_outputs(grad, on_device):
+    """A gradient worked out on the host, sent to the device where the outputs came from."""
+    return _device.to_device(grad) if on_device else grad
 
 
 LOSSES = {

@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 
+from fastdl import _device
 from fastdl._validation import check_int
 from fastdl.nn.layers import Input
 from fastdl.nn.losses import get_loss
@@ -115,6 +116,7 @@ class Sequential(Training):
             learning = learning or bool(layer.parameters())
         self._steps = _fused_steps(self.layers)
         self.built = True
+        self._place_on_device()
 
     def parameters(self):
         """[(name, Parameter)] of every layer, named "layer/attribute"."""
@@ -150,7 +152,7 @@ class Sequential(Training):
 
     def get_weights(self):
         """Copies of every weight, trainable and not, layer by layer as Keras orders them."""
-        return [array.copy() for _, array in self._weight_arrays()]
+        return [np.array(_device.host(array)) for _, array in self._weight_arrays()]
 
     def set_weights(self, weights):
         """Copy `weights` (as `get_weights` returns them) into the model."""
@@ -162,7 +164,7 @@ class Sequential(Training):
             value = np.asarray(value)
             if value.shape != array.shape:
                 raise ValueError(f"weight {name} has shape {array.shape}, got {value.shape}")
-            array[...] = value
+            _device.assign(array, value)
 
     def summary(self, print_fn=print):
         """Keras-style table of layers, output shapes and parameter counts; returns it as a string."""
@@ -246,15 +248,24 @@ class Sequential(Training):
         return [logs["loss"], logs["accuracy"]] if self.metrics else logs["loss"]
 
     def _check_x(self, x, name="x"):
-        if self.input_shape is None:
+        """x as a NumPy array, or a device array of the model's dtype on a model on the device."""
+        on_device = _device.is_device(x)
+        if not on_device:
             x = np.asarray(x)
-            if x.ndim < 2:
+        if self.input_shape is None:
+            if len(x.shape) < 2:
                 raise ValueError(f"{name} must have a batch axis, got shape {x.shape}")
             self.build(x.shape[1:])
         elif not getattr(self, "built", False):
             self.build()
-        x = np.asarray(x)
-        if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_) \
+        if on_device:
+            x = _device.view(x)
+            if not self.on_device:
+                raise ValueError(f"{name} is on the CUDA device but model {self.name!r} is not: build it with "
+                                 'backend="cuda", or pass x as a NumPy array')
+            if np.dtype(x.dtype) != self.dtype:
+                raise TypeError(f"{name} on the device must be {self.dtype} as the model, got {np.dtype(x.dtype)}")
+        elif x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_) \
                 or np.issubdtype(x.dtype, np.complexfloating):
             raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
         if x.shape[1:] != tuple(self.input_shape):
@@ -276,11 +287,18 @@ class Sequential(Training):
         return x, self.loss.check_targets(y_arr, x.shape[0], self.output_shape)
 
     def _as_batch(self, xb, epoch=None, batch=None):
+        """A batch as the first layer takes it, checked for NaN and infinity; on the device for a model
+        there (a device batch passes as it is: device data is checked when it goes over, or is the
+        caller's)."""
+        if _device.is_device(xb):
+            return xb
         xb = np.ascontiguousarray(xb, dtype=self.dtype)
         # Any NaN makes the minimum NaN, any infinity the minimum or the maximum infinite.
         if xb.size and not (np.isfinite(xb.min()) and np.isfinite(xb.max())):
             where = "" if epoch is None else f"epoch {epoch}, batch {batch}: "
             raise ValueError(f"{where}the input batch contains NaN or infinity; training stopped")
+        if self.on_device:
+            return _device.upload(self.__dict__.setdefault("_device_batches", {}), ("x", xb.shape), xb)
         return xb
 
     # -- public inference API -----------------------------------------------------------------
@@ -291,7 +309,8 @@ class Sequential(Training):
         out = np.empty((x.shape[0], *self.output_shape), dtype=self.dtype)
         with self._blas_policy():
             for first in range(0, x.shape[0], batch_size):
-                out[first:first + batch_size] = self._forward(self._as_batch(x[first:first + batch_size]), training=False)
+                batch = self._forward(self._as_batch(x[first:first + batch_size]), training=False)
+                out[first:first + batch_size] = _device.host(batch)
         return out
 
     # -- persistence ---------------------------------------------------------------------------
@@ -303,8 +322,8 @@ class Sequential(Training):
         """
         from fastdl.data._files import atomic_write
 
-        arrays = {f"param:{name}": p.value for name, p in self.parameters()}
-        arrays.update({f"state:{name}": a for name, a in self.non_trainable_weights()})
+        arrays = {f"param:{name}": _device.host(p.value) for name, p in self.parameters()}
+        arrays.update({f"state:{name}": _device.host(a) for name, a in self.non_trainable_weights()})
         meta = {"format": "fastdl.nn/1", "input_shape": list(self.input_shape), "epochs_trained": self.epochs_trained,
                 "rng": self.rng.bit_generator.state, "optimizer": None}
         if self.optimizer is not None and self.optimizer.params:
@@ -329,11 +348,11 @@ class Sequential(Training):
                 value = data[f"param:{name}"]
                 if value.shape != p.value.shape:
                     raise ValueError(f"{path}: weight {name} has shape {value.shape}, the model's has {p.value.shape}")
-                p.value[...] = value
+                _device.assign(p.value, value)
             for name, a in self.non_trainable_weights():
                 # Files from before non-trainable state keep the freshly built statistics.
                 if f"state:{name}" in data.files:
-                    a[...] = data[f"state:{name}"]
+                    _device.assign(a, data[f"state:{name}"])
             if meta["optimizer"] is not None and self.optimizer is not None:
                 if not self.optimizer.params:
                     self.optimizer.attach((p for _, p in self.trainable_parameters()), self.backend)

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from fastdl import _device
+
 
 class Parameter:
     """A trainable array and the gradient of the loss with respect to it.
@@ -28,6 +30,29 @@ class Parameter:
 
     def __repr__(self):
         return f"Parameter(shape={self.value.shape}, dtype={self.value.dtype})"
+
+
+def place_on_device(parameters):
+    """Move Parameters to the CUDA device, their values and gradients views of two flat buffers.
+
+    Parameters already there stay as they are (a model built into another keeps its own). The
+    flat buffers, in `parameters` order, let an optimizer update all of them in one launch; each
+    parameter keeps (flat values, flat gradients, offset) as `flat`.
+    """
+    moving = [p for p in parameters if not _device.is_device(p.value)]
+    if not moving:
+        return
+    dtype = moving[0].value.dtype
+    if any(p.value.dtype != dtype for p in moving):
+        raise ValueError("the parameters moved to the device together must share one dtype")
+    values = _device.to_device(np.concatenate([p.value.reshape(-1) for p in moving]))
+    grads = _device.zeros(values.shape[0], dtype)
+    offset = 0
+    for p in moving:
+        shape, stop = p.value.shape, offset + p.value.size
+        p.value, p.grad = values[offset:stop].reshape(shape), grads[offset:stop].reshape(shape)
+        p.flat = (values, grads, offset)
+        offset = stop
 
 
 def _fans(shape):
@@ -73,7 +98,11 @@ def as_layer_input(x, dtype, shape=None, layer="layer"):
     With `shape` (without the batch axis), a mismatch is a ValueError naming both shapes. Values
     are not checked here: the model checks each input batch and stops on a non-finite loss.
     """
-    x = np.ascontiguousarray(x, dtype=dtype)
+    if _device.is_device(x):
+        if np.dtype(x.dtype) != np.dtype(dtype):
+            raise TypeError(f"{layer} computes in {np.dtype(dtype)}, got a device array of {np.dtype(x.dtype)}")
+    else:
+        x = np.ascontiguousarray(x, dtype=dtype)
     if shape is not None and x.shape[1:] != tuple(shape):
         raise ValueError(f"{layer} expects inputs of shape (batch, {', '.join(map(str, shape))}), got {x.shape}")
     return x
@@ -95,6 +124,10 @@ class Layer:
     # False freezes the layer's parameters: a model compiled after the change leaves them to no
     # optimizer (gradients still flow through the layer to the ones before it), as Keras' flag.
     trainable = True
+    # Whether the layer has its cuda-backend path (arrays on the device, ops of
+    # fastdl/ops/_nn_on_device.py); a model on the cuda backend sets on_device on each layer.
+    runs_on_device = False
+    on_device = False
 
     def __init__(self, input_shape=None, name=None, backend=None, trainable=True):
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
@@ -114,8 +147,13 @@ class Layer:
         dtype = self.dtype if dtype is None else np.dtype(dtype)
         buffer = self._buffers.get(key)
         if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
-            buffer = self._buffers[key] = np.empty(shape, dtype)
+            buffer = self._buffers[key] = self._empty(shape, dtype)
         return buffer
+
+    def _empty(self, shape, dtype=None):
+        """A new array of the layer's dtype, on the device where the layer runs there."""
+        dtype = self.dtype if dtype is None else np.dtype(dtype)
+        return _device.empty(shape, dtype) if self.on_device else np.empty(shape, dtype)
 
     def build(self, input_shape, rng, dtype=np.float32):
         """Create the parameters for inputs of shape (batch, *input_shape)."""

@@ -4,10 +4,20 @@ import numbers
 
 import numpy as np
 
+from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._parallel import row_ranges
 
 _EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
+
+
+def _empty(like):
+    """An empty array of like's dtype, on the device where like is (SGD's missing velocity)."""
+    if _device.is_device(like):
+        from fastdl.ops._nn_on_device import no_array
+
+        return no_array(like.dtype)
+    return _EMPTY[like.dtype]
 
 
 def _check_rate(value, name, upper=None):
@@ -22,6 +32,8 @@ class Optimizer:
     """Updates a list of Parameters from their .grad: `step()`, `zero_grad()`.
 
     Each update is one compiled pass over the parameter (the optim kernels), with no temporaries.
+    On the cuda backend, parameters that lie one after another in one flat device buffer (see
+    fastdl.nn.module.place_on_device) are updated together: a model's step is one launch.
 
     The model hands the parameters over in `compile`; `state_dict()` / `load_state_dict()` carry the
     slot arrays (momentum, moments) and the step count through save/load.
@@ -39,8 +51,47 @@ class Optimizer:
         """Take over the model's parameters; the updates run on `backend`'s optim kernels."""
         self.params = list(params)
         self.iterations = 0
+        self._runs = None
+        if self.params and _device.is_device(self.params[0].value):
+            self._attach_on_device()
+            self._kernels, _ = _backend.kernels("optim", "cuda")
+            return
         self.state = {slot: [np.zeros_like(p.value) for p in self.params] for slot in self.slots}
         self._kernels, _ = _backend.kernels("optim", backend)
+
+    def follow_parameters(self):
+        """Attach again to the same parameters after they moved to the device (a model compiled, then
+        built into a model on the cuda backend), keeping the step count and the slots' values."""
+        slots = {slot: [_device.host(value) for value in values] for slot, values in self.state.items()}
+        iterations = self.iterations
+        self.attach(self.params, "cuda")
+        for slot, values in slots.items():
+            for target, value in zip(self.state[slot], values):
+                _device.assign(target, value)
+        self.iterations = iterations
+
+    def _attach_on_device(self):
+        """Group the parameters into runs that are contiguous in one flat buffer, give each run flat
+        slot arrays, and each parameter views of them."""
+        runs = []
+        for p in self.params:
+            values, grads, offset = p.flat
+            last = runs[-1] if runs else None
+            if last is not None and last[0] is values and last[3] == offset:
+                last[3] = offset + p.size
+                last[4].append(p)
+            else:
+                runs.append([values, grads, offset, offset + p.size, [p]])
+        self.state = {slot: [] for slot in self.slots}
+        self._runs = []
+        for values, grads, start, stop, members in runs:
+            slots = [_device.zeros(stop - start, values.dtype) for _ in self.slots]
+            self._runs.append(([values[start:stop], grads[start:stop], *slots], 1))
+            first = start
+            for p in members:
+                offset = p.flat[2] - first
+                for slot, flat in zip(self.slots, slots):
+                    self.state[slot].append(flat[offset:offset + p.size].reshape(p.shape))
 
     def _flat(self, i, p):
         """(value, grad, *slots) of parameter i as 1-D arrays, and the threads worth using on them."""
@@ -51,18 +102,21 @@ class Optimizer:
     def zero_grad(self):
         """Zero every gradient in place (a training step need not: backward overwrites them)."""
         for p in self.params:
-            p.grad[...] = 0
+            _device.assign(p.grad, np.zeros(p.shape, p.grad.dtype))
 
     def step(self):
         self.iterations += 1
-        for i, p in enumerate(self.params):
-            self._update(i, p)
+        runs = self._runs if self._runs is not None else (self._flat(i, p) for i, p in enumerate(self.params))
+        for (value, grad, *slots), n_threads in runs:
+            self._update(value, grad, slots, n_threads)
 
-    def _update(self, i, p):
+    def _update(self, value, grad, slots, n_threads):
+        """One pass of the update rule over 1-D value, grad and slot arrays (slots in self.slots' order)."""
         raise NotImplementedError
 
     def state_dict(self):
-        arrays = {f"{slot}/{i}": value for slot, values in self.state.items() for i, value in enumerate(values)}
+        arrays = {f"{slot}/{i}": _device.host(value) for slot, values in self.state.items()
+                  for i, value in enumerate(values)}
         return {"name": type(self).__name__, "iterations": self.iterations}, arrays
 
     def load_state_dict(self, meta, arrays):
@@ -73,7 +127,7 @@ class Optimizer:
                 saved = arrays[f"{slot}/{i}"]
                 if saved.shape != values[i].shape:
                     raise ValueError(f"saved optimizer slot {slot}/{i} has shape {saved.shape}, expected {values[i].shape}")
-                values[i][...] = saved
+                _device.assign(values[i], saved)
         self.iterations = int(meta["iterations"])
 
     def __repr__(self):
@@ -88,9 +142,8 @@ class SGD(Optimizer):
         self.momentum = _check_rate(momentum, "momentum", 1)
         self.slots = ("velocity",) if self.momentum else ()
 
-    def _update(self, i, p):
-        (value, grad, *velocity), n_threads = self._flat(i, p)
-        velocity = velocity[0] if velocity else _EMPTY[value.dtype]
+    def _update(self, value, grad, slots, n_threads):
+        velocity = slots[0] if slots else _empty(value)
         as_dtype = value.dtype.type
         self._kernels.sgd_step(value, grad, velocity, as_dtype(self.lr), as_dtype(self.momentum), n_threads)
 
@@ -105,8 +158,8 @@ class RMSprop(Optimizer):
         self.rho = _check_rate(rho, "rho", 1)
         self.epsilon = _check_rate(epsilon, "epsilon")
 
-    def _update(self, i, p):
-        (value, grad, ms), n_threads = self._flat(i, p)
+    def _update(self, value, grad, slots, n_threads):
+        (ms,) = slots
         as_dtype = value.dtype.type
         self._kernels.rmsprop_step(value, grad, ms, as_dtype(self.lr), as_dtype(self.rho), as_dtype(1 - self.rho),
                                    as_dtype(self.epsilon), n_threads)
@@ -128,8 +181,8 @@ class Adam(Optimizer):
         self._alpha = float(self.lr * np.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t))
         super().step()
 
-    def _update(self, i, p):
-        (value, grad, m, v), n_threads = self._flat(i, p)
+    def _update(self, value, grad, slots, n_threads):
+        m, v = slots
         as_dtype = value.dtype.type
         self._kernels.adam_step(value, grad, m, v, as_dtype(self._alpha), as_dtype(1 - self.beta_1),
                                 as_dtype(1 - self.beta_2), as_dtype(self.epsilon), n_threads)

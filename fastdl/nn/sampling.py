@@ -4,6 +4,7 @@ import numbers
 
 import numpy as np
 
+from fastdl import _device
 from fastdl.nn.module import Layer, as_layer_input
 
 
@@ -25,11 +26,16 @@ class Sampling(Layer):
         z = Sampling()([z_mean, z_log_var])
         vae = Model(x, decoder(z))
 
+    On the cuda backend the latent vectors (a batch of a few dozen numbers each) come to the
+    host for the layer's arithmetic and go back; the noise is the same draws as on the CPU.
+
     Parameters
     ----------
     kl_weight : float >= 0, default 1.0
         0: sampling only, no added loss.
     """
+
+    runs_on_device = True
 
     def __init__(self, kl_weight=1.0, **kwargs):
         super().__init__(**kwargs)
@@ -51,8 +57,9 @@ class Sampling(Layer):
             raise ValueError("Sampling takes [z_mean, z_log_var]")
         if self.rng is None:
             raise RuntimeError("Sampling draws from its model's generator: use it inside a Model or Sequential")
-        z_mean = as_layer_input(inputs[0], self.dtype)
-        z_log_var = as_layer_input(inputs[1], self.dtype)
+        self._on_device = _device.is_device(inputs[0])
+        z_mean = as_layer_input(_device.host(inputs[0]), self.dtype)
+        z_log_var = as_layer_input(_device.host(inputs[1]), self.dtype)
         if z_mean.shape != z_log_var.shape:
             raise ValueError(f"z_mean has shape {z_mean.shape}, z_log_var {z_log_var.shape}: they must agree")
         self._noise = self.rng.standard_normal(z_mean.shape, dtype=self.dtype)
@@ -61,14 +68,18 @@ class Sampling(Layer):
         if self.kl_weight:
             per_sample = -0.5 * np.sum(1.0 + z_log_var - np.square(z_mean) - np.square(self._std), dtype=np.float64)
             self.add_loss(self.kl_weight * per_sample / z_mean.shape[0])
-        return z_mean + self._std * self._noise
+        return self._back_where_from(z_mean + self._std * self._noise)
+
+    def _back_where_from(self, array):
+        """array on the device where the layer's inputs came from there, else as it is."""
+        return _device.to_device(array) if self._on_device else array
 
     def backward(self, dout):
-        dz = as_layer_input(dout, self.dtype, self._z_mean.shape[1:], "Sampling backward")
+        dz = as_layer_input(_device.host(dout), self.dtype, self._z_mean.shape[1:], "Sampling backward")
         dmean = dz.copy()
         dlog_var = 0.5 * dz * self._noise * self._std
         if self.kl_weight:
             scale = self.dtype.type(self.kl_weight / self._z_mean.shape[0])
             dmean += scale * self._z_mean
             dlog_var += scale * 0.5 * (np.square(self._std) - 1)
-        return [dmean, dlog_var]
+        return [self._back_where_from(dmean), self._back_where_from(dlog_var)]

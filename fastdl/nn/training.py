@@ -2,11 +2,12 @@
 
 import numpy as np
 
+from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._parallel import single_threaded_blas
 from fastdl._validation import check_int
 from fastdl.nn.callbacks import Callback, ProgressLogger
-from fastdl.nn.module import Layer
+from fastdl.nn.module import Layer, place_on_device
 
 
 class History:
@@ -27,6 +28,7 @@ def _accuracy(y_pred, y_true, threshold=0.5):
 
     A single output is a binary probability (or a logit, with threshold 0) against 0/1 targets.
     """
+    y_pred = _device.host(y_pred)
     if y_pred.ndim == 2 and y_pred.shape[1] == 1:
         predicted = y_pred[:, 0] > threshold
         target = np.asarray(y_true).reshape(-1) > 0.5
@@ -79,6 +81,33 @@ class Training(Layer):
     def gemm_only(self):
         return all(layer.gemm_only for layer in self.layers)
 
+    @property
+    def runs_on_device(self):
+        return all(layer.runs_on_device for layer in self.layers)
+
+    def _place_on_device(self):
+        """On the cuda backend (the model's, or the one in force when it is built), every layer runs
+        on the device and the parameters move there; elsewhere nothing changes."""
+        if not _backend.selects_cuda(self.backend):
+            return
+        _backend.kernels("dense", "cuda")  # a missing device is an error that says why, here
+        for layer in self.layers:
+            if not layer.runs_on_device:
+                raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) does not run on the cuda backend "
+                                 "yet; build the model for a CPU backend")
+            if layer.backend not in (None, "cuda"):
+                raise ValueError(f"layer {layer.name!r} asks for backend {layer.backend!r} in a model on the cuda "
+                                 "backend")
+            layer.backend = "cuda"
+            if isinstance(layer, Training):  # a model inside this one goes with it
+                layer._place_on_device()
+            layer.on_device = True
+        self.backend, self.on_device = "cuda", True
+        place_on_device([p for layer in self.layers for _, p in layer.parameters()])
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is not None and optimizer.params:  # compiled before its parameters moved
+            optimizer.follow_parameters()
+
     def trainable_parameters(self):
         """[(name, Parameter)] of the layers not frozen: what `compile` hands the optimizer."""
         if not getattr(self, "built", False):
@@ -120,7 +149,11 @@ class Training(Layer):
         """The outputs for x; on a symbolic tensor, this model as a layer of the model being made."""
         if getattr(x, "_call_layer", None) is not None:
             return x._call_layer(self)
-        return self._forward(self._as_batch(self._check_x(x)), training)
+        out = self._forward(self._as_batch(self._check_x(x)), training)
+        if _device.is_device(x):
+            return out
+        # NumPy in, NumPy out: a model on the device brings its outputs back.
+        return {name: _device.host(v) for name, v in out.items()} if isinstance(out, dict) else _device.host(out)
 
     # -- one batch -------------------------------------------------------------------------------
     def train_on_batch(self, x, y):
@@ -185,6 +218,7 @@ class Training(Layer):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         x, y = self._check_xy(x, y)
         x, y, val = self._validation(x, y, validation_data, validation_split)
+        x = self._resident(x)
         self._attach_optimizer()
         if seed is not None:
             self._reseed(seed)
@@ -305,8 +339,22 @@ class Training(Layer):
                 callback.on_batch_end(b, {**logs, "seen": seen})
         return logs
 
+    def _resident(self, x):
+        """The training images on the device for the whole fit, where the model trains there and they
+        take at most a quarter of the free device memory (else each batch goes over by itself)."""
+        if not self.on_device or _device.is_device(x):
+            return x
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        if not _device.fits(4 * x.nbytes):
+            return x
+        if x.size and not (np.isfinite(x.min()) and np.isfinite(x.max())):
+            raise ValueError("x contains NaN or infinity; training stopped")
+        return _device.to_device(x)
+
     def _gather(self, x, idx):
         """x[idx] in a buffer reused from step to step (fresh memory costs page faults each step)."""
+        if _device.is_device(x):
+            return self._gather_on_device(x, idx)
         if x.dtype != self.dtype or not x.flags.c_contiguous:
             return x[idx]
         buffer = getattr(self, "_batch_buffer", None)
@@ -314,6 +362,23 @@ class Training(Layer):
             buffer = self._batch_buffer = np.empty((len(idx), *x.shape[1:]), x.dtype)
         # mode="clip" writes straight into out (idx is in range); "raise" would buffer the result.
         return np.take(x, idx, axis=0, out=buffer[:len(idx)], mode="clip")
+
+    def _gather_on_device(self, x, idx):
+        """x[idx] for device rows x, gathered on the device into a reused batch (x itself when idx
+        takes all of its rows in order, as train_on_batch does)."""
+        from fastdl.ops._nn_on_device import arrays
+
+        if len(idx) == x.shape[0] and np.array_equal(idx, np.arange(len(idx))):
+            return x
+
+        buffers = self.__dict__.setdefault("_device_batches", {})
+        rows = _device.upload(buffers, ("rows", len(idx)), np.asarray(idx, dtype=np.int64))
+        key = ("gathered", len(idx), x.shape[1:])
+        if key not in buffers:
+            buffers[key] = _device.empty((len(idx), *x.shape[1:]), x.dtype)
+        out = buffers[key]
+        arrays().take_rows(x.reshape(x.shape[0], -1), rows, out.reshape(len(idx), -1))
+        return out
 
     def _evaluate(self, x, y, batch_size):
         threshold = self._accuracy_threshold()

@@ -9,10 +9,12 @@ import numbers
 
 import numpy as np
 
+from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._parallel import row_ranges, run_row_ranges, scratch
 from fastdl._validation import as_compute_all, check_array, check_pair
-from fastdl.ops import _winograd
+from fastdl.ops import _nn_on_device, _winograd
+from fastdl.ops._nn_on_device import Out, host_call
 from fastdl.ops.dense import _NO_BIAS, LEAKY_ALPHA
 
 # Bytes of patch matrix (im2col buffer) per thread: big enough for an efficient GEMM, small
@@ -213,9 +215,11 @@ def conv2d(x, kernel, bias=None, strides=1, padding="valid", backend=None):
         bias = check_array(bias, "bias", 1, "(out_channels,)")
         if bias.shape[0] != kernel.shape[3]:
             raise ValueError(f"bias must have shape ({kernel.shape[3]},) for kernel {kernel.shape}, got {bias.shape}")
-    _backend.kernels("conv", backend)  # an unknown or unavailable backend fails before any work
+    on_cuda = _backend.resolve("conv", backend) == "cuda"  # an unknown or unavailable backend fails here
     dtype, x, kernel, bias = as_compute_all(x, kernel, bias)
     out = np.empty((x.shape[0], *geometry[2], kernel.shape[3]), dtype=dtype)
+    if on_cuda:
+        return host_call(conv2d_into, x, kernel, bias, geometry, Out(out))
     return conv2d_into(x, kernel, bias, geometry, out, backend=backend)
 
 
@@ -227,6 +231,8 @@ def conv2d_into(x, kernel, bias, geometry, out, activation=0, backend=None, alph
     fastdl.ops.dense.ACTIVATIONS (alpha: leaky_relu's slope), applied with the bias while each
     batch is still in cache.
     """
+    if _device.is_device(out):
+        return _nn_on_device.conv2d_into(x, kernel, bias, geometry, out, activation, alpha)
     kernels, _ = _backend.kernels("conv", backend)
     dense_kernels, _ = _backend.kernels("dense", backend)
     dtype = out.dtype
@@ -275,6 +281,8 @@ def conv2d_grad(x, kernel, dout, strides=1, padding="valid", backend=None):
     x, kernel, geometry = _check_conv(x, kernel, strides, padding)
     x, kernel, dout, dx, dkernel, dbias = grad_arrays(x, kernel, dout, geometry[2], kernel.shape[3], "out_channels",
                                                       backend)
+    if _backend.resolve("conv", backend) == "cuda":
+        return host_call(conv2d_grad_into, x, kernel, dout, geometry, Out(dx), Out(dkernel), Out(dbias))
     conv2d_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, backend=backend)
     return dx, dkernel, dbias
 
@@ -301,6 +309,8 @@ def conv2d_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, backend=None
     dx may be None when no one needs the gradient of the input (a model's first layer), dbias None
     without a bias.
     """
+    if _device.is_device(dkernel):
+        return _nn_on_device.conv2d_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias)
     dout_rows = dout.reshape(-1, kernel.shape[3])
     _backward_gemms(x, kernel, geometry, dx, dkernel, backend, lambda first, start, stop, rows: dout_rows[rows])
     if dbias is not None:
@@ -388,6 +398,8 @@ def conv2d_pool_into(x, kernel, bias, geometry, activation, pool, out, code, bac
     images is pooled while its GEMM output is in cache: the full-size activation never goes to
     memory. Equals conv2d_into followed by max_pool2d_into.
     """
+    if _device.is_device(out):
+        return _nn_on_device.conv2d_pool_into(x, kernel, bias, geometry, activation, pool, out, code)
     kernels, _ = _backend.kernels("conv", backend)
     dtype = out.dtype
     out_channels = kernel.shape[3]
@@ -414,6 +426,8 @@ def conv2d_pool_grad_into(x, kernel, dpooled, code, geometry, pool, dx, dkernel,
     gradient is rebuilt from the winners in a reused block, then goes through the GEMMs of
     conv2d_grad_into.
     """
+    if _device.is_device(dkernel):
+        return _nn_on_device.conv2d_pool_grad_into(x, kernel, dpooled, code, geometry, pool, dx, dkernel, dbias)
     kernels, _ = _backend.kernels("conv", backend)
     out_channels = kernel.shape[3]
     conv_h, conv_w = geometry[2]

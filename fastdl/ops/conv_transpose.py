@@ -17,9 +17,10 @@ kernel that writes the output.
 
 import numpy as np
 
+from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._parallel import run_row_ranges, scratch
-from fastdl.ops import _subpixel
+from fastdl.ops import _nn_on_device, _subpixel
 from fastdl._validation import as_compute_all, check_array, check_pair
 from fastdl.ops.conv import (
     MIN_BATCHES, _geometry, batch_size, conv2d_grad_into, conv2d_into, grad_arrays, patches_of, sum_in_order,
@@ -135,9 +136,11 @@ def conv2d_transpose(x, kernel, bias=None, strides=1, padding="valid", backend=N
         if bias.shape[0] != kernel.shape[2]:
             raise ValueError(f"bias must have shape ({kernel.shape[2]},) for kernel {kernel.shape} "
                              f"(kernel_h, kernel_w, filters, in_channels), got {bias.shape}")
-    _backend.kernels("conv", backend)  # an unknown or unavailable backend fails before any work
+    on_cuda = _backend.resolve("conv", backend) == "cuda"  # an unknown or unavailable backend fails here
     dtype, x, kernel, bias = as_compute_all(x, kernel, bias)
     out = np.empty((x.shape[0], *geometry[0], kernel.shape[2]), dtype=dtype)
+    if on_cuda:
+        return _nn_on_device.host_call(conv2d_transpose_into, x, kernel, bias, geometry, _nn_on_device.Out(out))
     return conv2d_transpose_into(x, kernel, bias, geometry, out, backend=backend)
 
 
@@ -148,6 +151,8 @@ def conv2d_transpose_into(x, kernel, bias, geometry, out, activation=0, backend=
     float dtype, geometry from transpose_geometry, activation a code of fastdl.ops.dense.ACTIVATIONS,
     applied with the bias to each batch of images while its output is still in cache.
     """
+    if _device.is_device(out):
+        return _nn_on_device.conv2d_transpose_into(x, kernel, bias, geometry, out, activation, alpha)
     if geometry[2] is not None:  # stride 1: a convolution (Winograd's for 3x3 kernels), bias and activation fused
         return conv2d_into(x, _flip(kernel), bias, geometry[2], out, activation, backend, alpha)
     kernels, _ = _backend.kernels("conv", backend)
@@ -215,6 +220,10 @@ def conv2d_transpose_grad(x, kernel, dout, strides=1, padding="valid", backend=N
     x, kernel, geometry = _check_transpose(x, kernel, strides, padding)
     x, kernel, dout, dx, dkernel, dbias = grad_arrays(x, kernel, dout, geometry[0], kernel.shape[2], "filters",
                                                       backend)
+    if _backend.resolve("conv", backend) == "cuda":
+        out = _nn_on_device.Out
+        return _nn_on_device.host_call(conv2d_transpose_grad_into, x, kernel, dout, geometry, out(dx), out(dkernel),
+                                       out(dbias))
     conv2d_transpose_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, backend=backend)
     return dx, dkernel, dbias
 
@@ -225,6 +234,8 @@ def conv2d_transpose_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, ba
     dx may be None when no one needs the input's gradient (a model's first layer), dbias None
     without a bias.
     """
+    if _device.is_device(dkernel):
+        return _nn_on_device.conv2d_transpose_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias)
     if x.shape[0] == 0:
         dkernel[...] = 0
         if dbias is not None:

@@ -4,9 +4,12 @@ import numbers
 
 import numpy as np
 
+from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._parallel import blas_held, blocks, run_row_ranges, threads_worth_it
 from fastdl._validation import as_compute_all, check_matrix
+from fastdl.ops import _nn_on_device
+from fastdl.ops._nn_on_device import Out, host_call
 
 # The kernels' activation codes.
 ACTIVATIONS = {None: 0, "linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "leaky_relu": 4}
@@ -89,10 +92,13 @@ def dense(x, kernel, bias=None, activation=None, backend=None, alpha=LEAKY_ALPHA
                 f"bias must have one value per unit, got kernel {kernel.shape} and bias {bias.shape}"
             )
     code = _activation_code(activation)
-    _backend.kernels("dense", backend)  # an unknown or unavailable backend fails before any work
+    on_cuda = _backend.resolve("dense", backend) == "cuda"  # an unknown or unavailable backend fails here
     dtype, x, kernel, bias = as_compute_all(x, kernel, bias)
     alpha = check_alpha(alpha)
-    return dense_into(x, kernel, bias, code, np.empty((x.shape[0], kernel.shape[1]), dtype=dtype), backend, alpha)
+    out = np.empty((x.shape[0], kernel.shape[1]), dtype=dtype)
+    if on_cuda:
+        return host_call(dense_into, x, kernel, bias, code, Out(out), alpha=alpha)
+    return dense_into(x, kernel, bias, code, out, backend, alpha)
 
 
 def dense_into(x, kernel, bias, code, out, backend=None, alpha=LEAKY_ALPHA):
@@ -101,8 +107,11 @@ def dense_into(x, kernel, bias, code, out, backend=None, alpha=LEAKY_ALPHA):
     For callers that have checked their arrays (fastdl.nn's layers): x (n, in), kernel (in, units),
     bias (units,) or None and out (n, units) C-contiguous and of one float dtype; code from
     ACTIVATIONS. The product is a BLAS GEMM per block of rows, followed by one compiled pass for
-    the bias and the activation while the block is still in cache.
+    the bias and the activation while the block is still in cache. Device arrays run on the device
+    (fastdl/ops/_nn_on_device.py), as in every `*_into` op.
     """
+    if _device.is_device(out):
+        return _nn_on_device.dense_into(x, kernel, bias, code, out, alpha)
     kernels, _ = _backend.kernels("dense", backend)
     bias = _NO_BIAS[out.dtype] if bias is None else bias
     alpha = out.dtype.type(alpha)
@@ -154,11 +163,13 @@ def dense_grad(x, kernel, dout, backend=None):
             f"dout must have shape {(x.shape[0], kernel.shape[1])} for x {x.shape} and kernel {kernel.shape}, "
             f"got {dout.shape}"
         )
-    _backend.kernels("dense", backend)  # an unknown or unavailable backend is still an error
+    on_cuda = _backend.resolve("dense", backend) == "cuda"  # an unknown or unavailable backend is still an error
     dtype, x, kernel, dout = as_compute_all(x, kernel, dout)
     dx = np.empty(x.shape, dtype=dtype)
     dkernel = np.empty(kernel.shape, dtype=dtype)
     dbias = np.empty(kernel.shape[1], dtype=dtype)
+    if on_cuda:
+        return host_call(dense_grad_into, x, kernel, dout, Out(dx), Out(dkernel), Out(dbias))
     dense_grad_into(x, kernel, dout, dx, dkernel, dbias)
     return dx, dkernel, dbias
 
@@ -172,6 +183,8 @@ def dense_grad_into(x, kernel, dout, dx, dkernel, dbias):
     of dout: no partial sums to add), with BLAS single-threaded, as every GEMM inside fastdl's
     parallel regions.
     """
+    if _device.is_device(dkernel):
+        return _nn_on_device.dense_grad_into(x, kernel, dout, dx, dkernel, dbias)
     n, n_in = x.shape
 
     def compute(first, last):
@@ -211,14 +224,19 @@ def activation_grad(out, dout, activation, backend=None, alpha=LEAKY_ALPHA):
     if dout.shape != out.shape:
         raise ValueError(f"dout must have out's shape, got out {out.shape} and dout {dout.shape}")
     code = _activation_code(activation)
-    _backend.kernels("dense", backend)  # an unknown or unavailable backend fails before any work
+    on_cuda = _backend.resolve("dense", backend) == "cuda"  # an unknown or unavailable backend fails here
     dtype, out, dout = as_compute_all(out, dout)
     alpha = check_alpha(alpha)
-    return activation_grad_into(out, dout, code, np.empty(out.shape, dtype=dtype), backend, alpha)
+    dpre = np.empty(out.shape, dtype=dtype)
+    if on_cuda:
+        return host_call(activation_grad_into, out, dout, code, Out(dpre), alpha=alpha)
+    return activation_grad_into(out, dout, code, dpre, backend, alpha)
 
 
 def activation_grad_into(out, dout, code, dpre, backend=None, alpha=LEAKY_ALPHA):
     """activation_grad into dpre (may be dout itself) for checked arrays (as dense_into); returns dpre."""
+    if _device.is_device(dpre):
+        return _nn_on_device.activation_grad_into(out, dout, code, dpre, alpha)
     kernels, _ = _backend.kernels("dense", backend)
     # One thread for small inputs, where waking a team costs more than the pass.
     n_threads = threads_worth_it(out.shape[0], 8 * out.shape[1])
@@ -228,6 +246,8 @@ def activation_grad_into(out, dout, code, dpre, backend=None, alpha=LEAKY_ALPHA)
 
 def activation_into(z, code, backend=None, alpha=LEAKY_ALPHA):
     """z (n, m) = activation(z) in place, for a checked C-contiguous float array; returns z."""
+    if _device.is_device(z):
+        return _nn_on_device.activation_into(z, code, alpha)
     kernels, _ = _backend.kernels("dense", backend)
     n_threads = threads_worth_it(z.shape[0], 8 * z.shape[1])
     kernels.bias_activation(z, _NO_BIAS[z.dtype], code, z.dtype.type(alpha), n_threads)

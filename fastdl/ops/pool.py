@@ -2,9 +2,11 @@
 
 import numpy as np
 
+from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._parallel import threads_worth_it
 from fastdl._validation import as_compute_all, check_array, check_pair
+from fastdl.ops import _nn_on_device
 
 IMAGES = "(batch, height, width, channels)"
 
@@ -60,9 +62,11 @@ def max_pool2d(x, pool_size=2, strides=None, padding="valid", backend=None):
     """
     x = check_array(x, "x", 4, IMAGES)
     *window, out_h, out_w = pool_geometry(x.shape, pool_size, strides, padding)
-    _backend.kernels("pool", backend)  # an unknown or unavailable backend fails before any work
+    on_cuda = _backend.resolve("pool", backend) == "cuda"  # an unknown or unavailable backend fails here
     dtype, x = as_compute_all(x)
     out = np.empty((x.shape[0], out_h, out_w, x.shape[3]), dtype=dtype)
+    if on_cuda:
+        return _nn_on_device.host_call(max_pool2d_into, x, _nn_on_device.Out(out), window)
     return max_pool2d_into(x, out, window, backend)
 
 
@@ -72,6 +76,8 @@ def max_pool2d_into(x, out, window, backend=None):
     For callers that have checked their arrays (fastdl.nn's layers): x and out C-contiguous, of one
     float dtype and the shapes pool_geometry gives; window its first six values.
     """
+    if _device.is_device(out):
+        return _nn_on_device.max_pool2d_into(x, out, window)
     kernels, _ = _backend.kernels("pool", backend)
     out_h, out_w = out.shape[1:3]
     # The kernels run one output row per task.
@@ -110,13 +116,18 @@ def max_pool2d_grad(x, dout, pool_size=2, strides=None, padding="valid", backend
         raise ValueError(
             f"dout must have max_pool2d's output shape {expected} for x of shape {x.shape}, got {dout.shape}"
         )
-    _backend.kernels("pool", backend)  # an unknown or unavailable backend fails before any work
+    on_cuda = _backend.resolve("pool", backend) == "cuda"  # an unknown or unavailable backend fails here
     dtype, x, dout = as_compute_all(x, dout)
-    return max_pool2d_grad_into(x, dout, np.empty(x.shape, dtype=dtype), window, backend)
+    dx = np.empty(x.shape, dtype=dtype)
+    if on_cuda:
+        return _nn_on_device.host_call(max_pool2d_grad_into, x, dout, _nn_on_device.Out(dx), window)
+    return max_pool2d_grad_into(x, dout, dx, window, backend)
 
 
 def max_pool2d_grad_into(x, dout, dx, window, backend=None):
     """max_pool2d_grad into dx for checked arrays (as max_pool2d_into); returns dx."""
+    if _device.is_device(dx):
+        return _nn_on_device.max_pool2d_grad_into(x, dout, dx, window)
     kernels, _ = _backend.kernels("pool", backend)
     # The kernels run one image per task.
     n_threads = threads_worth_it(x.shape[0], dout[0].size * window[0] * window[1] + x[0].size)

@@ -55,10 +55,11 @@ SPLITS = ("train", "validation", "test")
 BUILDERS = {"mlp": course_mlp, "cnn": course_cnn}
 
 
-def compiled_model(kind, input_shape, seed=SEED):
-    """A course model compiled with its course optimizer, loss and accuracy metric."""
+def compiled_model(kind, input_shape, seed=SEED, backend=None):
+    """A course model compiled with its course optimizer, loss and accuracy metric (on `backend`:
+    None for the process default, "cuda" to train on the GPU)."""
     settings = SETTINGS[kind]
-    model = BUILDERS[kind](input_shape, seed=seed)
+    model = BUILDERS[kind](input_shape, seed=seed, backend=backend)
     optimizer = getattr(nn, settings["optimizer"])(lr=settings["lr"])
     model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
@@ -133,7 +134,7 @@ def split_counts(n_train_images, n_test_images, n_validation=VALIDATION_SIZE, si
     return counts
 
 
-def estimate_full_seconds(images, labels, counts, epochs=None):
+def estimate_full_seconds(images, labels, counts, epochs=None, backend=None):
     """Seconds training and evaluating both models would take here on splits of these sizes.
 
     Each model is trained on one batch (compiling and allocating), then ``TIMED_BATCHES`` batches
@@ -159,7 +160,7 @@ def estimate_full_seconds(images, labels, counts, epochs=None):
     for kind, settings in SETTINGS.items():
         batch = settings["batch_size"]
         n_epochs = (epochs or {}).get(kind, settings["epochs"])
-        model = compiled_model(kind, images.shape[1:])
+        model = compiled_model(kind, images.shape[1:], backend=backend)
         model.fit(images[:batch], labels[:batch], epochs=1, batch_size=batch)
         timed_x, timed_y = images[:batch * TIMED_BATCHES], labels[:batch * TIMED_BATCHES]
         start = time.perf_counter()
@@ -195,7 +196,7 @@ def load_dataset(dataset, data_dir=None, verify=True):
 
 
 def run(data_dir=None, out_dir="results", quick=None, verify=True, dataset="fashion",
-        n_validation=VALIDATION_SIZE, sizes=None, seed=SEED):
+        n_validation=VALIDATION_SIZE, sizes=None, seed=SEED, backend=None):
     """Reproduce assignment 4's accuracy table, learning curves, confusion matrices and timings.
 
     Parameters
@@ -220,6 +221,9 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, dataset="fash
         run's sizes; for small data.
     seed : int, default 0
         Seeds both models' initialisation, shuffling and dropout.
+    backend : str, optional
+        The models' backend ("cuda": train on the GPU); None: the process default. The tables
+        and the summary say which device trained them.
 
     Returns
     -------
@@ -229,7 +233,8 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, dataset="fash
         (per split), "parameters" (per model), "accuracies" ({model: {split: float}}),
         "write_up" ({model: {split: float}}), "history" ({model: {"loss", "accuracy",
         "val_loss", "val_accuracy"}}), "seconds_per_epoch" ({model: [float]}),
-        "confusion_matrices" ({model: 10x10 list}), "timings", "files".
+        "confusion_matrices" ({model: 10x10 list}), "device" (what trained the models), "timings",
+        "files".
     """
     timings = report.Timings()
     with timings("load_data"):
@@ -246,7 +251,7 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, dataset="fash
         sample_x = scale_images(x_train[n_validation:n_validation + 128 * TIMED_BATCHES])
         sample_y = np.asarray(y_train[n_validation:n_validation + len(sample_x)]).reshape(-1)
         with timings("estimate"):
-            estimate = estimate_full_seconds(sample_x, sample_y, full_counts)
+            estimate = estimate_full_seconds(sample_x, sample_y, full_counts, backend=backend)
         quick = estimate["total"] > AUTO_QUICK_SECONDS
         _print_decision(estimate, quick, dataset)
     if quick and sizes is None:
@@ -255,14 +260,15 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, dataset="fash
     n_images = {split: len(y) for split, (_, y) in splits.items()}
     source = _describe_source(info["name"], source_path, len(x_train), len(x_test), verify,
                               n_images, quick)
-    print(f"data: {source}\n")
+    device = report.compute_device(backend)
+    print(f"data: {source}\ntrained on: {device}\n")
 
     epochs = {kind: QUICK_EPOCHS if quick else settings["epochs"]
               for kind, settings in SETTINGS.items()}
     files, accuracies, history, seconds_per_epoch, confusion, parameters = [], {}, {}, {}, {}, {}
     input_shape = splits["train"][0].shape[1:]
     for kind, settings in SETTINGS.items():
-        model = compiled_model(kind, input_shape, seed=seed)
+        model = compiled_model(kind, input_shape, seed=seed, backend=backend)
         parameters[kind] = model.count_params()
         print(f"{MODEL_LABELS[kind]} ({parameters[kind]:,} parameters): {settings['optimizer']} "
               f"lr {settings['lr']:g}, batch {settings['batch_size']}, "
@@ -284,7 +290,7 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, dataset="fash
 
     write_up = {kind: dict(zip(SPLITS, values)) for kind, values in WRITE_UP[dataset].items()}
     files += _write_tables(out, source, info, accuracies, write_up, parameters, epochs,
-                           seconds_per_epoch, n_images, estimate)
+                           seconds_per_epoch, n_images, estimate, device)
     with timings("figures"):
         for kind, label in MODEL_LABELS.items():
             files.append(report.plot_learning_curves(
@@ -303,7 +309,7 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, dataset="fash
         "estimate": estimate, "settings": SETTINGS, "epochs": epochs, "n_images": n_images,
         "parameters": parameters, "accuracies": accuracies, "write_up": write_up,
         "history": history, "seconds_per_epoch": seconds_per_epoch,
-        "confusion_matrices": confusion, "timings": dict(timings), "files": files,
+        "confusion_matrices": confusion, "device": device, "timings": dict(timings), "files": files,
     }
     summary_path = str(out / "summary.json")
     files.append(summary_path)
@@ -338,7 +344,7 @@ def _print_decision(estimate, quick, dataset):
 
 
 def _write_tables(out, source, info, accuracies, write_up, parameters, epochs, seconds_per_epoch,
-                  n_images, estimate):
+                  n_images, estimate, device):
     rows = []
     for kind, label in MODEL_LABELS.items():
         ours = [f"{accuracies[kind][split]:.3f}" for split in SPLITS]
@@ -346,7 +352,7 @@ def _write_tables(out, source, info, accuracies, write_up, parameters, epochs, s
         rows.append([info["name"], label, f"{parameters[kind]:,}", *ours, theirs])
     notes = ["Accuracies of the trained models evaluated on each split (inference mode: no "
              "dropout). Every split is scaled to [0, 1] alike; the write-up's CNN test accuracy "
-             "of 0.22 came from test images that were never scaled."]
+             "of 0.22 came from test images that were never scaled.", f"Trained on {device}."]
     if any(epochs[kind] != SETTINGS[kind]["epochs"] for kind in SETTINGS):
         notes.append("Quick run: " + ", ".join(f"{MODEL_LABELS[k]} {epochs[k]} epoch"
                                                + ("s" if epochs[k] != 1 else "")
@@ -359,7 +365,7 @@ def _write_tables(out, source, info, accuracies, write_up, parameters, epochs, s
          "Test accuracy", "Write-up (train / validation / test)"],
         rows, source, notes=notes,
         data={"accuracies": accuracies, "write_up": write_up, "parameters": parameters,
-              "epochs": epochs, "n_images": n_images})
+              "epochs": epochs, "n_images": n_images, "device": device})
 
     time_rows = []
     for kind, label in MODEL_LABELS.items():
@@ -369,7 +375,7 @@ def _write_tables(out, source, info, accuracies, write_up, parameters, epochs, s
                           len(seconds), f"{n_images['train']:,}", f"{seconds[0]:.2f}",
                           f"{later.mean():.2f}", f"{n_images['train'] / later.mean():,.0f}",
                           f"{seconds.sum():.1f}"])
-    time_notes = ["Wall time of each epoch: its training steps and the validation pass."]
+    time_notes = ["Wall time of each epoch: its training steps and the validation pass.", f"Trained on {device}."]
     if estimate is not None:
         time_notes.append("Estimated full run here (minutes): " + ", ".join(
             f"{MODEL_LABELS[kind]} {estimate[kind] / 60:.1f}" for kind in SETTINGS)
@@ -379,5 +385,5 @@ def _write_tables(out, source, info, accuracies, write_up, parameters, epochs, s
         ["Model", "Optimizer", "Batch", "Epochs", "Training images", "First epoch (s)",
          "Later epochs, mean (s)", "Images/s", "Total (s)"],
         time_rows, source, notes=time_notes,
-        data={"seconds_per_epoch": seconds_per_epoch, "estimate": estimate})
+        data={"seconds_per_epoch": seconds_per_epoch, "estimate": estimate, "device": device})
     return files

@@ -105,7 +105,7 @@ def prepare_splits(images, labels, sizes=None):
     return splits
 
 
-def estimate_full_seconds(images, labels, counts, epochs=None, keys=tuple(MODELS)):
+def estimate_full_seconds(images, labels, counts, epochs=None, keys=tuple(MODELS), backend=None):
     """Seconds training and scoring every model would take here on splits of these sizes.
 
     Models that differ only in their loss or their last layer (the two regressions, the six
@@ -136,7 +136,7 @@ def estimate_full_seconds(images, labels, counts, epochs=None, keys=tuple(MODELS
     for key in keys:
         kind = architecture(key)
         if kind not in per_image:
-            model = compiled_model(key, images.shape[1:])
+            model = compiled_model(key, images.shape[1:], backend=backend)
             y = targets(key, labels)
             model.fit(images[:batch], _rows(y, slice(0, batch)), batch_size=batch)
             model.predict(images[:batch], batch)
@@ -200,7 +200,7 @@ def _load(data_dir, verify):
 
 
 def run(data_dir=None, out_dir="results", quick=None, verify=True, sizes=None, epochs=None,
-        seed=SEED, models=None):
+        seed=SEED, models=None, backend=None):
     """Reproduce assignment 5's table of errors, its classification sweep and its figures.
 
     Parameters
@@ -226,6 +226,8 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, sizes=None, e
         Keys of ``MODELS`` to train ("multihead", "hands", "classes_48", ...), in the table's
         order whatever the order given; None: all ten. The course's figures of models left out
         are left out too (the classification sweep needs a classification).
+    backend : str, optional
+        The models' backend ("cuda": train on the GPU); None: the process default.
 
     Returns
     -------
@@ -254,7 +256,7 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, sizes=None, e
     if auto_quick:
         sample = prepare_splits(images, labels, {"train": 100 * TIMED_BATCHES, "test": 0})["train"]
         with timings("estimate"):
-            estimate = estimate_full_seconds(sample[0], sample[1], full_counts, epochs, keys)
+            estimate = estimate_full_seconds(sample[0], sample[1], full_counts, epochs, keys, backend=backend)
         quick = estimate["total"] > AUTO_QUICK_SECONDS
         _print_decision(estimate, quick, keys)
     if quick and sizes is None:
@@ -274,7 +276,7 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, sizes=None, e
     test_errors, test_predictions, fit_sizes = {}, {}, {}
     for key in keys:
         approach, detail = MODELS[key]
-        model = compiled_model(key, x_train.shape[1:], seed=seed)
+        model = compiled_model(key, x_train.shape[1:], seed=seed, backend=backend)
         parameters[key] = model.count_params()
         x_fit, y_fit, fit_epochs = training_data(key, x_train, y_train, n_epochs)
         print(f"{approach}, {detail} ({parameters[key]:,} parameters): {fit_epochs} epochs on "

@@ -48,7 +48,7 @@ def architecture(key):
     return "classification" if key.startswith("classes_") else key
 
 
-def compiled_model(key, input_shape=(150, 150, 1), seed=0):
+def compiled_model(key, input_shape=(150, 150, 1), seed=0, backend=None):
     """The model of ``key``, compiled with RMSprop (lr 0.001) and its loss.
 
     Parameters
@@ -58,6 +58,8 @@ def compiled_model(key, input_shape=(150, 150, 1), seed=0):
     input_shape : tuple of int, default (150, 150, 1)
     seed : int, default 0
         Seeds initialisation, shuffling and dropout.
+    backend : str, optional
+        The model's backend ("cuda": train on the GPU); None: the process default.
 
     Returns
     -------
@@ -67,16 +69,16 @@ def compiled_model(key, input_shape=(150, 150, 1), seed=0):
         raise ValueError(f"unknown model {key!r}; choose one of {', '.join(MODELS)}")
     optimizer = getattr(nn, SETTINGS["optimizer"])(lr=SETTINGS["lr"])
     if key.startswith("regression"):
-        model = clock_regression_cnn(input_shape, seed=seed)
+        model = clock_regression_cnn(input_shape, seed=seed, backend=backend)
         loss = nn.CyclicMSE(12) if key == "regression_cyclic" else "mse"
     elif key.startswith("classes_"):
-        model = clock_classification_cnn(n_classes_of(key), input_shape, seed=seed)
+        model = clock_classification_cnn(n_classes_of(key), input_shape, seed=seed, backend=backend)
         loss = "sparse_categorical_crossentropy"
     elif key == "multihead":
-        model = clock_multihead(input_shape, seed=seed)
+        model = clock_multihead(input_shape, seed=seed, backend=backend)
         loss = {"hour": "sparse_categorical_crossentropy", "minute": "mse"}
     else:
-        model = clock_hands(input_shape, seed=seed)
+        model = clock_hands(input_shape, seed=seed, backend=backend)
         loss = "mse"
     model.compile(optimizer, loss)
     return model

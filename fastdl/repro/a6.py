@@ -78,12 +78,12 @@ def load_images(data, n_images, n_scored, data_dir=None, seed=SEED):
     return train, held, f"{len(images):,} faces from {path}"
 
 
-def estimate_full_seconds(image_shape, settings=FULL, seed=SEED):
+def estimate_full_seconds(image_shape, settings=FULL, seed=SEED, backend=None):
     """Seconds a run of these settings takes here, from a timed VAE step and GAN step."""
     rng = np.random.default_rng(seed)
     batch = rng.random((BATCH_SIZE, *image_shape), dtype=np.float32)
-    vae, _, _ = a6_models.build_vae(image_shape, seed=seed)
-    gan, generator, discriminator = a6_models.build_gan(image_shape, seed=seed)
+    vae, _, _ = a6_models.build_vae(image_shape, seed=seed, backend=backend)
+    gan, generator, discriminator = a6_models.build_gan(image_shape, seed=seed, backend=backend)
     seconds = {}
     for kind, step in (("vae", lambda: vae.train_on_batch(batch, batch)),
                        ("gan", lambda: a6_models.gan_step(gan, generator, discriminator, batch[:BATCH_SIZE // 2],
@@ -98,7 +98,7 @@ def estimate_full_seconds(image_shape, settings=FULL, seed=SEED):
 
 
 def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None, images=None, seed=SEED,
-        scored=None, cache_dir=None):
+        scored=None, cache_dir=None, backend=None):
     """Train the VAE and the GAN; write grids, reconstructions, interpolations, losses and scores.
 
     Parameters
@@ -118,6 +118,8 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
     seed : int, default 0
     cache_dir : Path, optional
         Where the feature network of the score is cached (default ``$FASTDL_CACHE_DIR/a6``).
+    backend : str, optional
+        The VAE's and the GAN's backend ("cuda": train on the GPU); None: the process default.
 
     Returns
     -------
@@ -131,7 +133,7 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
     image_shape = (32, 32, 1) if kind == "fashion" else (64, 64, 3)
     if auto_quick:
         with timings("estimate"):
-            estimate = estimate_full_seconds(image_shape, seed=seed)
+            estimate = estimate_full_seconds(image_shape, seed=seed, backend=backend)
         quick = estimate["total"] > AUTO_QUICK_SECONDS
     settings = dict(QUICK if quick else FULL)
     for key, value in (("epochs", epochs), ("images", images), ("scored", scored)):
@@ -169,7 +171,7 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
     train_unit = a6_score.to_unit(train)
     for model_kind in ("vae", "gan"):
         label = a6_report.MODEL_LABELS[model_kind]
-        trainer = _VaeTrainer(image_shape, seed) if model_kind == "vae" else _GanTrainer(image_shape, seed)
+        trainer = (_VaeTrainer if model_kind == "vae" else _GanTrainer)(image_shape, seed, backend)
         parameters[model_kind] = trainer.count_params()
         print(f"{label} ({parameters[model_kind]:,} parameters), {settings['epochs']} epochs on {len(train):,} images")
         scores[model_kind] = {}
@@ -235,8 +237,8 @@ def _feature_network(kind, image_shape, quick, data_dir, cache_dir, seed):
 class _VaeTrainer:
     """The VAE, trained an epoch at a time on images in [0, 1]."""
 
-    def __init__(self, image_shape, seed):
-        self.vae, self.encoder, self.decoder = a6_models.build_vae(image_shape, seed=seed)
+    def __init__(self, image_shape, seed, backend=None):
+        self.vae, self.encoder, self.decoder = a6_models.build_vae(image_shape, seed=seed, backend=backend)
         self.pixels = float(np.prod(image_shape))
 
     def count_params(self):
@@ -259,8 +261,8 @@ class _VaeTrainer:
 class _GanTrainer:
     """The GAN, trained an epoch at a time; images are scaled to [-1, 1] and back."""
 
-    def __init__(self, image_shape, seed):
-        self.gan, self.generator, self.discriminator = a6_models.build_gan(image_shape, seed=seed)
+    def __init__(self, image_shape, seed, backend=None):
+        self.gan, self.generator, self.discriminator = a6_models.build_gan(image_shape, seed=seed, backend=backend)
 
     def count_params(self):
         return self.generator.count_params() + self.discriminator.count_params()

@@ -297,6 +297,25 @@ class Timings(dict):
             self[step] = self.get(step, 0.0) + time.perf_counter() - start
 
 
+def compute_device(backend=None):
+    """What runs a model built for `backend` (None: the one in force), in words: the GPU for "cuda",
+    else the CPU backend, its threads and the processor."""
+    import platform
+
+    from fastdl import backend as _backend
+
+    name = _backend.resolve("dense", backend)
+    if name == "cuda":
+        return f"cuda ({_backend.backend_status()['cuda'][1]})"
+    cpu = platform.processor() or platform.machine()
+    try:  # Linux names the processor model here
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{name} on {_backend.get_num_threads()} CPU threads ({cpu})"
+
+
 def print_header(text):
     """Print a section header to stdout."""
     print(f"\n== {text} ==\n")

@@ -5,6 +5,4 @@ sizes and launches; nothing else. Importing a module compiles nothing.
 """
 
 # The operation families whose ops run on the cuda backend; the registry says so for the others.
-# conv, dense, loss, norm, optim and pool have their kernels here (tested on their own) but
-# fastdl.nn does not train on the device yet.
-FAMILIES = ("distance", "neighbors", "perceptron", "xor")
+FAMILIES = ("distance", "neighbors", "perceptron", "xor", "dense", "conv", "pool", "loss", "optim", "norm")

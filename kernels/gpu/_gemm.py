@@ -1,5 +1,8 @@
 """Matrix products on the device for the cuda kernels: cuBLAS through CuPy where CuPy is installed
 (about ten times a plain kernel's speed on an H200), else a shared-memory tiled numba.cuda kernel.
+numba's simulator runs the threads of a block that share memory as Python threads in lock step,
+which makes the tiled kernel some forty times slower there than a plain one thread per entry
+kernel: the simulator (the tests' device) takes the plain one; the tiled one has its own tests.
 
 gemm(a, b, out) writes out = a @ b for 2-D device arrays of one float dtype; a and b may be
 transposed views (a.T), which both paths read in place.
@@ -52,6 +55,20 @@ def _tiled(element_type):
     return kernel
 
 
+def _plain(element_type):
+    @cuda.jit
+    def kernel(a, b, out):
+        row, col = cuda.grid(2)
+        if row >= out.shape[0] or col >= out.shape[1]:
+            return
+        total = element_type(0)
+        for k in range(a.shape[1]):
+            total += a[row, k] * b[k, col]
+        out[row, col] = total
+
+    return kernel
+
+
 _KERNELS = {}
 
 
@@ -65,6 +82,10 @@ def gemm(a, b, out):
         return
     dtype = np.dtype(out.dtype)
     if dtype not in _KERNELS:
-        _KERNELS[dtype] = _tiled(numba.from_dtype(dtype))
-    grid = (math.ceil(out.shape[1] / TILE), math.ceil(out.shape[0] / TILE))
-    _KERNELS[dtype][grid, (TILE, TILE)](a, b, out)
+        kind = _plain if numba.config.ENABLE_CUDASIM else _tiled
+        _KERNELS[dtype] = kind(numba.from_dtype(dtype))
+    if numba.config.ENABLE_CUDASIM:  # rows down x, columns down y
+        grid, block = (math.ceil(out.shape[0] / 16), math.ceil(out.shape[1] / 16)), (16, 16)
+    else:
+        grid, block = (math.ceil(out.shape[1] / TILE), math.ceil(out.shape[0] / TILE)), (TILE, TILE)
+    _KERNELS[dtype][grid, block](a, b, out)

@@ -60,6 +60,18 @@ def _unravel(index, height, width, channels):
             (index // channels) % width, index % channels)
 
 
+@cuda.jit(device=True)
+def _windows_holding(position, size, stride, n_windows):
+    """(first, stop) of the windows o, 0 <= o < n_windows, with 0 <= position - o * stride < size."""
+    first = (position - size) // stride + 1
+    if first < 0:
+        first = 0
+    stop = position // stride + 1
+    if stop > n_windows:
+        stop = n_windows
+    return first, stop
+
+
 @cuda.jit
 def _col2im(cols, dx, kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w):
     index = cuda.grid(1)
@@ -70,14 +82,13 @@ def _col2im(cols, dx, kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_
     dx[n, h, w, c] = 0
     total = dx[n, h, w, c]  # a zero of dx's dtype
     # The patches in the CPU kernel's order: (oh, ow) ascending; tap (i, j) = the pixel's offset.
-    for oh in range(out_h):
+    # Only the windows that hold the pixel: kh > h + pad_top - oh * stride_h >= 0.
+    first_h, stop_h = _windows_holding(h + pad_top, kh, stride_h, out_h)
+    first_w, stop_w = _windows_holding(w + pad_left, kw, stride_w, out_w)
+    for oh in range(first_h, stop_h):
         i = h + pad_top - oh * stride_h
-        if i < 0 or i >= kh:
-            continue
-        for ow in range(out_w):
+        for ow in range(first_w, stop_w):
             j = w + pad_left - ow * stride_w
-            if j < 0 or j >= kw:
-                continue
             total += cols[(n * out_h + oh) * out_w + ow, (i * kw + j) * channels + c]
     dx[n, h, w, c] = total
 
@@ -226,11 +237,12 @@ def unpool(dpooled, code, height, width, pool_h, pool_w, dblock, dbias, n_thread
     goes to each window's coded position, zero elsewhere; dblock as bias_act_pool's block.
 
     dbias (channels,) float64 accumulates the gradients that pass (the bias' gradient), image by
-    image in order: one thread per element of dblock, then one per channel for dbias.
+    image in order: one thread per element of dblock, then one per channel for dbias. An empty
+    dbias skips that pass (the layers sum dblock's columns by a GEMM instead).
     """
     if dblock.size:
         _unpool_block[grid_1d(dblock.size)](dpooled, code, height, width, pool_h, pool_w, dblock)
-    if dpooled.shape[3] and dpooled.size:
+    if dbias.shape[0] and dpooled.size:
         _unpool_bias[grid_1d(dpooled.shape[3])](dpooled, code, dbias)
 
 

@@ -1,0 +1,291 @@
+"""The network layers' ops on the cuda backend: dense, convolution, pooling, activations, softmax.
+
+fastdl.ops' `*_into` functions come here when their output is a device array (a layer of a model
+on the cuda backend): the same arguments and results, each op a GEMM (cuBLAS through CuPy, or the
+tiled kernel; see kernels/gpu/_gemm.py) and the kernels/gpu passes around it. Work arrays (patch
+matrices, pooling blocks) are device scratch reused from step to step, so a training step
+allocates nothing. A bias gradient is a GEMM too: a row of ones times the output gradient.
+"""
+
+import numpy as np
+
+from fastdl import _device
+from fastdl import backend as _backend
+
+# Bytes of patch matrix per GEMM: bigger batches of images go through im2col in slices.
+PATCH_BYTES = 1 << 28
+
+
+def _kernels(family):
+    return _backend.kernels(family, "cuda")[0]
+
+
+def _gemm():
+    from fastdl.kernels.gpu import _gemm
+
+    return _gemm.gemm
+
+
+def arrays():
+    """kernels/gpu/_arrays: the device arrays' gathers, sums and scales."""
+    from fastdl.kernels.gpu import _arrays
+
+    return _arrays
+
+
+_CONSTANTS = {}
+
+
+def _constant(name, n, dtype):
+    """A cached device vector: "empty" (a missing bias) or "ones" of length n."""
+    key = (name, n, np.dtype(dtype))
+    if key not in _CONSTANTS:
+        _CONSTANTS[key] = _device.to_device(np.ones(n, dtype) if name == "ones" else np.empty(0, dtype))
+    return _CONSTANTS[key]
+
+
+def no_array(dtype):
+    """An empty device vector: a kernel's absent argument (no bias, no velocity)."""
+    return _constant("empty", 0, dtype)
+
+
+def column_sums(rows, out):
+    """out (m,) = rows (n, m) summed over its rows, as one GEMM: a row of ones times rows."""
+    ones = _constant("ones", rows.shape[0], rows.dtype).reshape(1, -1)
+    _gemm()(ones, rows, out.reshape(1, -1))
+
+
+class Out:
+    """An output argument of host_call: a NumPy array that the op's device result is copied into."""
+
+    def __init__(self, array):
+        self.array = array
+
+
+def host_call(function, *args, **kwargs):
+    """function(*args, **kwargs), an `*_into` op, on the device for NumPy arrays (a public op on the
+    cuda backend: NumPy in, NumPy out). Every NumPy argument goes over; each Out(array) gets a
+    device array that comes back into its array afterwards."""
+    device_args, outputs = [], []
+    for arg in args:
+        if isinstance(arg, Out):
+            outputs.append((arg.array, _device.empty(arg.array.shape, arg.array.dtype)))
+            device_args.append(outputs[-1][1])
+        elif isinstance(arg, np.ndarray):
+            device_args.append(_device.to_device(arg))
+        else:
+            device_args.append(arg)
+    function(*device_args, **kwargs)
+    for array, result in outputs:
+        array[...] = result.copy_to_host()
+    return outputs[0][0] if len(outputs) == 1 else tuple(array for array, _ in outputs)
+
+
+def sum_of_squares(array):
+    """sum(array^2) as a float: the flat array times itself, one GEMM, read back."""
+    flat = array.reshape(-1)
+    out = _device.scratch("sum of squares", (1, 1), array.dtype)
+    _gemm()(flat.reshape(1, -1), flat.reshape(-1, 1), out)
+    return float(out.copy_to_host()[0, 0])
+
+
+# -- dense layers and activations -----------------------------------------------------------------
+
+
+def dense_into(x, kernel, bias, code, out, alpha):
+    """out = activation(x @ kernel + bias): one GEMM, one pass for the bias and the activation."""
+    _gemm()(x, kernel, out)
+    _kernels("dense").bias_activation(out, no_array(out.dtype) if bias is None else bias, code,
+                                      out.dtype.type(alpha), 1)
+    return out
+
+
+def dense_grad_into(x, kernel, dout, dx, dkernel, dbias):
+    """dx = dout @ kernel^T (unless None), dkernel = x^T @ dout, dbias = dout's column sums."""
+    gemm = _gemm()
+    if dx is not None:
+        gemm(dout, kernel.T, dx)
+    gemm(x.T, dout, dkernel)
+    if dbias is not None:
+        column_sums(dout, dbias)
+
+
+def activation_into(z, code, alpha):
+    _kernels("dense").bias_activation(z, no_array(z.dtype), code, z.dtype.type(alpha), 1)
+    return z
+
+
+def activation_grad_into(out, dout, code, dpre, alpha):
+    _kernels("dense").activation_backward(out, dout, code, dpre.dtype.type(alpha), dpre, 1)
+    return dpre
+
+
+def softmax_into(rows, out):
+    """out (n, c) = the softmax of each row of rows."""
+    _kernels("loss").softmax(rows, out, 1)
+    return out
+
+
+def softmax_grad_into(out, dout, dpre):
+    _kernels("loss").softmax_backward(out, dout, dpre, 1)
+    return dpre
+
+
+# -- convolutions ---------------------------------------------------------------------------------
+
+
+class _Conv:
+    """A convolution's sizes and how it runs: x itself as the patch matrix (a 1x1 kernel at stride 1
+    without padding), else im2col into scratch, images in slices of at most PATCH_BYTES of patches."""
+
+    def __init__(self, x, kernel, geometry):
+        (stride_h, stride_w), (pad_top, pad_left), (out_h, out_w) = geometry
+        kh, kw, in_channels, out_channels = kernel.shape
+        self.n_images = x.shape[0]
+        self.pixels = out_h * out_w
+        self.patch_cols = kh * kw * in_channels
+        self.args = (kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
+        self.direct = (kh, kw, stride_h, stride_w, pad_top, pad_left) == (1, 1, 1, 1, 0, 0) \
+            and (out_h, out_w) == x.shape[1:3]
+        self.kernel_matrix = kernel.reshape(-1, out_channels)
+        per_image = self.pixels * self.patch_cols * x.dtype.itemsize
+        self.step = self.n_images if self.direct else max(1, min(self.n_images, PATCH_BYTES // per_image))
+        self.kernels = _kernels("conv")
+
+    def slices(self):
+        """(images, rows) of each slice: the images' range and their output rows' range."""
+        for start in range(0, self.n_images, self.step):
+            stop = min(self.n_images, start + self.step)
+            yield slice(start, stop), slice(start * self.pixels, stop * self.pixels)
+
+    def patches(self, x, images):
+        """The patch matrix of x[images] (x's own rows for the direct case)."""
+        if self.direct:
+            return x.reshape(-1, x.shape[3])[images.start * self.pixels:images.stop * self.pixels]
+        count = images.stop - images.start
+        patches = _device.scratch("conv patches", (count * self.pixels, self.patch_cols), x.dtype)
+        self.kernels.im2col(x[images], patches, *self.args, 1)
+        return patches
+
+    def forward(self, x, out_rows):
+        """out_rows (n_images * pixels, out_channels) = the convolution of x, without bias."""
+        for images, rows in self.slices():
+            _gemm()(self.patches(x, images), self.kernel_matrix, out_rows[rows])
+
+    def backward(self, x, dout_rows, dx, dkernel):
+        """dkernel = patches^T @ dout, summed over slices; dx (or None) = col2im(dout @ kernel^T)."""
+        gemm = _gemm()
+        dkernel_matrix = dkernel.reshape(self.kernel_matrix.shape)
+        if self.n_images == 0:
+            _device.assign(dkernel, np.zeros(dkernel.shape, dkernel.dtype))
+        for images, rows in self.slices():
+            patches = self.patches(x, images)
+            if images.start == 0:
+                gemm(patches.T, dout_rows[rows], dkernel_matrix)
+            else:
+                partial = _device.scratch("conv dkernel", dkernel_matrix.shape, dkernel.dtype)
+                gemm(patches.T, dout_rows[rows], partial)
+                arrays().add(dkernel_matrix.reshape(-1), partial.reshape(-1), dkernel_matrix.reshape(-1))
+            if dx is not None:  # the patches are spent: their buffer takes the patch gradients
+                self._input_grad(dout_rows, dx, images, rows, patches)
+
+    def input_grad(self, dout_rows, dx):
+        """dx = col2im(dout @ kernel^T): the convolution's adjoint (a transposed convolution)."""
+        for images, rows in self.slices():
+            patches = None if self.direct else _device.scratch(
+                "conv patches", (rows.stop - rows.start, self.patch_cols), dx.dtype)
+            self._input_grad(dout_rows, dx, images, rows, patches)
+
+    def _input_grad(self, dout_rows, dx, images, rows, patches):
+        if self.direct:
+            _gemm()(dout_rows[rows], self.kernel_matrix.T, dx.reshape(-1, dx.shape[3])[rows])
+        else:
+            _gemm()(dout_rows[rows], self.kernel_matrix.T, patches)
+            self.kernels.col2im(patches, dx[images], *self.args, 1)
+
+
+def conv2d_into(x, kernel, bias, geometry, out, activation, alpha):
+    """fastdl.ops.conv2d_into on the device: im2col + GEMM, then the bias and activation pass."""
+    rows = out.reshape(-1, kernel.shape[3])
+    _Conv(x, kernel, geometry).forward(x, rows)
+    if activation or bias is not None:
+        _kernels("dense").bias_activation(rows, no_array(out.dtype) if bias is None else bias, activation,
+                                          out.dtype.type(alpha), 1)
+    return out
+
+
+def conv2d_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias):
+    rows = dout.reshape(-1, kernel.shape[3])
+    _Conv(x, kernel, geometry).backward(x, rows, dx, dkernel)
+    if dbias is not None:
+        column_sums(rows, dbias)
+
+
+def conv2d_pool_into(x, kernel, bias, geometry, activation, pool, out, code):
+    """fastdl.ops.conv2d_pool_into on the device: the convolution into a scratch block, then one pass
+    for the bias, the activation and the pooling (with each window's winner in code)."""
+    conv = _Conv(x, kernel, geometry)
+    block = _device.scratch("conv pool block", (x.shape[0] * conv.pixels, kernel.shape[3]), out.dtype)
+    conv.forward(x, block)
+    conv.kernels.bias_act_pool(block, no_array(out.dtype) if bias is None else bias, activation, *geometry[2],
+                               *pool, out, code, 1)
+    return out
+
+
+def conv2d_pool_grad_into(x, kernel, dpooled, code, geometry, pool, dx, dkernel, dbias):
+    conv = _Conv(x, kernel, geometry)
+    block = _device.scratch("conv pool dblock", (x.shape[0] * conv.pixels, kernel.shape[3]), dkernel.dtype)
+    conv.kernels.unpool(dpooled, code, *geometry[2], *pool, block, no_array(np.float64), 1)
+    conv.backward(x, block, dx, dkernel)
+    if dbias is not None:
+        column_sums(block, dbias)
+
+
+def _transposed(x, kernel, geometry, out_shape):
+    """The convolution whose input gradient a transposed convolution is (fastdl.ops.conv_transpose):
+    from images of out_shape, with the transposed convolution's kernel, onto x's pixels."""
+    kh, kw, stride_h, stride_w, pad_top, pad_left, height, width = geometry[1]
+    return _Conv(_Shape(out_shape, x.dtype), kernel, ((stride_h, stride_w), (pad_top, pad_left), (height, width)))
+
+
+class _Shape:
+    """The shape and dtype of images that _Conv plans for."""
+
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+
+
+def conv2d_transpose_into(x, kernel, bias, geometry, out, activation, alpha):
+    """fastdl.ops.conv2d_transpose_into on the device: x @ kernel_matrix^T, col2im, then the bias and
+    activation pass (every stride takes this route)."""
+    conv = _transposed(x, kernel, geometry, out.shape)
+    conv.input_grad(x.reshape(-1, x.shape[3]), out)
+    if activation or bias is not None:
+        _kernels("dense").bias_activation(out.reshape(-1, kernel.shape[2]),
+                                          no_array(out.dtype) if bias is None else bias, activation,
+                                          out.dtype.type(alpha), 1)
+    return out
+
+
+def conv2d_transpose_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias):
+    """dx = the convolution of dout (im2col + GEMM), dkernel = patches(dout)^T @ x, dbias = dout's
+    column sums."""
+    conv = _transposed(x, kernel, geometry, dout.shape)
+    conv.backward(dout, x.reshape(-1, x.shape[3]), None, dkernel)
+    if dx is not None:
+        conv.forward(dout, dx.reshape(-1, x.shape[3]))
+    if dbias is not None:
+        column_sums(dout.reshape(-1, kernel.shape[2]), dbias)
+
+
+# -- pooling --------------------------------------------------------------------------------------
+
+
+def max_pool2d_into(x, out, window):
+    _kernels("pool").max_pool2d_forward(x, out, *window, 1)
+    return out
+
+
+def max_pool2d_grad_into(x, dout, dx, window):
+    _kernels("pool").max_pool2d_backward(x, dout, dx, *window, 1)
+    return dx

@@ -1,0 +1,65 @@
+"""Device array helpers for the cuda backend's layers: row gathers and elementwise sums and scales.
+
+The CPU backends do these with NumPy (x[idx], a + b, a * s); device arrays have no arithmetic of
+their own, so these small kernels stand in. One thread per entry; 1-D arrays of one dtype, except
+take_rows' (rows, columns) source and output.
+"""
+
+from numba import cuda
+
+from ._launch import grid_1d
+
+
+@cuda.jit
+def _take_rows(source, rows, out):
+    index = cuda.grid(1)
+    if index >= out.size:
+        return
+    m = out.shape[1]
+    i, j = index // m, index % m
+    out[i, j] = source[rows[i], j]
+
+
+def take_rows(source, rows, out):
+    """out (k, m) = source[rows] for source (n, m) and rows (k,) int64 in range."""
+    if out.size:
+        _take_rows[grid_1d(out.size)](source, rows, out)
+
+
+@cuda.jit
+def _add(a, b, out):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        out[i] = a[i] + b[i]
+
+
+def add(a, b, out):
+    """out = a + b (out may be a or b)."""
+    if out.shape[0]:
+        _add[grid_1d(out.shape[0])](a, b, out)
+
+
+@cuda.jit
+def _scale(a, factor, out):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        out[i] = a[i] * factor
+
+
+def scale(a, factor, out):
+    """out = a * factor, factor a scalar of a's dtype (out may be a)."""
+    if out.shape[0]:
+        _scale[grid_1d(out.shape[0])](a, factor, out)
+
+
+@cuda.jit
+def _add_scaled(a, factor, out):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        out[i] += a[i] * factor
+
+
+def add_scaled(a, factor, out):
+    """out += a * factor (an L2 penalty's gradient 2 l2 w added to the kernel's gradient)."""
+    if out.shape[0]:
+        _add_scaled[grid_1d(out.shape[0])](a, factor, out)
