@@ -25,11 +25,22 @@ def simulated():
     return bool(numba.config.ENABLE_CUDASIM)
 
 
+# Whether arrays of a type live on the device, remembered for the types that decide it (NumPy's,
+# numba's, CuPy's; a torch tensor may be on either side): a training step asks a few dozen times,
+# and __cuda_array_interface__ is a property that builds a dict each time it is read.
+_ON_DEVICE = {np.ndarray: False}
+_DECIDED_BY_TYPE = ("numba.", "cupy.", "numpy.")
+
+
 def is_device(array):
     """Whether `array` lives on the CUDA device (see the module docstring)."""
-    if hasattr(array, "__cuda_array_interface__"):
-        return True
-    return type(array).__name__ == "FakeCUDAArray" and simulated()
+    kind = type(array)
+    answer = _ON_DEVICE.get(kind)
+    if answer is None:
+        answer = hasattr(array, "__cuda_array_interface__") or (kind.__name__ == "FakeCUDAArray" and simulated())
+        if kind.__module__.startswith(_DECIDED_BY_TYPE):
+            _ON_DEVICE[kind] = answer
+    return answer
 
 
 def on_device(names_arrays):

@@ -70,6 +70,16 @@ def naive_binary_xent_logits(logits, y_true, scale):
     return losses, grad
 
 
+def naive_binary_xent(probs, y_true, epsilon, scale):
+    losses, grad = np.zeros(probs.shape[0]), np.zeros(probs.shape)
+    for i in range(probs.shape[0]):
+        for j in range(probs.shape[1]):
+            p, y = min(max(float(probs[i, j]), epsilon), 1 - epsilon), y_true[i, j]
+            losses[i] -= y * math.log(p) + (1 - y) * math.log(1 - p)
+            grad[i, j] = (p - y) / (p * (1 - p)) * scale
+    return losses, grad
+
+
 # Problems ------------------------------------------------------------------------------------------
 
 
@@ -134,6 +144,16 @@ def test_binary_xent_logits(backend, dtype, rng):
     _check(got, naive_binary_xent_logits(logits, y_true, 1 / logits.size), dtype)
 
 
+def test_binary_xent(backend, dtype, rng):
+    """Probabilities, some at 0 and 1 exactly: clipped to [1e-7, 1 - 1e-7] as Keras."""
+    probs = rng.random((9, 6)).astype(dtype)
+    probs[0, :2], probs[1, :2] = 0, 1
+    y_true = rng.random(probs.shape)
+    got = _run(_kernels(backend).binary_xent, probs, y_true, 1e-7, 1 / probs.size)
+    _check(got, naive_binary_xent(probs, y_true, 1e-7, 1 / probs.size), dtype)
+    assert np.isfinite(got[1]).all()
+
+
 def test_extreme_logits_stay_finite(backend, dtype):
     """exp only ever sees numbers <= 0: no overflow, no NaN, at +-1e4 in either dtype."""
     logits = np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 0.0]], dtype=dtype)
@@ -180,7 +200,8 @@ def test_compiled_backends_give_the_same_bits(dtype):
             kernels.softmax(logits, out, threads)
             arrays = [out]
             for name, args in [("softmax_xent_codes", (codes, 0.1)), ("softmax_xent_targets", (soft, 0.1)),
-                               ("squared_error", (soft, 1.5, 0.1)), ("binary_xent_logits", (soft, 0.1))]:
+                               ("squared_error", (soft, 1.5, 0.1)), ("binary_xent_logits", (soft, 0.1)),
+                               ("binary_xent", (soft, 1e-7, 0.1))]:
                 grad = np.empty_like(logits)
                 row_loss = np.empty(33)
                 getattr(kernels, name)(logits, *args, grad, row_loss, threads)

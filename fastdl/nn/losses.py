@@ -21,6 +21,9 @@ class Loss:
 
     name = "loss"
     fusable = False
+    # Whether the loss is a sum of per-value terms (its kernels may take any rows of the outputs:
+    # the device splits an image's values over many threads).
+    elementwise = False
     backend = None  # the kernels' backend; the model sets its own at compile
 
     def _run(self, kernel, values, targets, *args, scale):
@@ -47,15 +50,16 @@ class Loss:
         """_run for device outputs: the gradient stays on the device (a buffer reused from batch to
         batch), the targets go over, and the per-sample losses come back to be summed."""
         buffers = self.__dict__.setdefault("_device_buffers", {})
-        rows = values.reshape(values.shape[0], -1)
+        rows = values.reshape(-1, values.shape[values.ndim - 1]) if self.elementwise else \
+            values.reshape(values.shape[0], -1)
         grad = buffers.get("grad")
         if grad is None or grad.shape != values.shape or grad.dtype != values.dtype:
             grad = buffers["grad"] = _device.empty(values.shape, values.dtype)
         if not values.size:
             return 0.0, grad
         row_loss = buffers.get("row loss")
-        if row_loss is None or row_loss.shape[0] != values.shape[0]:
-            row_loss = buffers["row loss"] = _device.empty(values.shape[0], np.float64)
+        if row_loss is None or row_loss.shape[0] != rows.shape[0]:
+            row_loss = buffers["row loss"] = _device.empty(rows.shape[0], np.float64)
         targets = _device.upload(buffers, "targets", targets.reshape(rows.shape) if targets.ndim > 1 else targets)
         kernels, _ = _backend.kernels("loss", "cuda")
         getattr(kernels, kernel)(rows, targets, *args, scale, grad.reshape(rows.shape), row_loss, 1)
@@ -169,6 +173,7 @@ class MeanSquaredError(Loss):
 
     name = "mse"
     period = 0.0  # the error is measured straight, not round a circle
+    elementwise = True
 
     def check_targets(self, y, n_samples, output_shape):
         return _check_real_targets(y, n_samples, output_shape)
@@ -216,6 +221,7 @@ class BinaryCrossentropy(Loss):
     """
 
     name = "binary_crossentropy"
+    elementwise = True
 
     def __init__(self, from_logits=False):
         self.from_logits = bool(from_logits)
@@ -227,22 +233,16 @@ class BinaryCrossentropy(Loss):
         return y
 
     def forward(self, y_pred, y_true):
-        self._dtype = y_pred.dtype
-        self._y = y_true
+        size = max(y_pred.size, 1)
         if self.from_logits:
             # softplus(z) - y z, with exp of a non-positive number only; gradient sigmoid(z) - y.
-            size = max(y_pred.size, 1)
             total, self._grad = self._run("binary_xent_logits", y_pred, y_true, scale=1.0 / size)
-            return total / size
-        self._on_device = _device.is_device(y_pred)  # computed on the host (logits run on the device)
-        self._p = np.clip(_device.host(y_pred).astype(np.float64), _EPSILON, 1 - _EPSILON)
-        return float(-np.mean(y_true * np.log(self._p) + (1 - y_true) * np.log1p(-self._p)))
+        else:  # probabilities clipped to [1e-7, 1 - 1e-7], as Keras
+            total, self._grad = self._run("binary_xent", y_pred, y_true, _EPSILON, scale=1.0 / size)
+        return total / size
 
     def backward(self):
-        if self.from_logits:
-            return self._grad
-        grad = (self._p - self._y) / (self._p * (1 - self._p))
-        return _like_outputs((grad / grad.size).astype(self._dtype), self._on_device)
+        return self._grad
 
 
 def _like_outputs(grad, on_device):

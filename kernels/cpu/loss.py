@@ -108,6 +108,22 @@ def _binary_xent_logits(logits, y_true, scale, grad, row_loss):
         row_loss[i] = total
 
 
+def _binary_xent(probs, y_true, epsilon, scale, grad, row_loss):
+    n, m = probs.shape
+    for i in prange(n):
+        total = 0.0
+        for j in range(m):
+            p = np.float64(probs[i, j])
+            if p < epsilon:  # not min()/max(): NaN stays NaN, as np.clip
+                p = epsilon
+            elif p > 1.0 - epsilon:
+                p = 1.0 - epsilon
+            y = y_true[i, j]
+            total -= y * math.log(p) + (1.0 - y) * math.log1p(-p)
+            grad[i, j] = (p - y) / (p * (1.0 - p)) * scale
+        row_loss[i] = total
+
+
 def _dropout(x, draws, rate, kept_scale, out, mask):
     n, m = x.shape
     zero = mask.dtype.type(0)
@@ -125,6 +141,7 @@ _xent_serial, _xent_parallel = compile_kernel(_softmax_xent), compile_kernel(_so
 _squared_serial, _squared_parallel = compile_kernel(_squared_error), compile_kernel(_squared_error, parallel=True)
 _binary_serial = compile_kernel(_binary_xent_logits)
 _binary_parallel = compile_kernel(_binary_xent_logits, parallel=True)
+_probs_serial, _probs_parallel = compile_kernel(_binary_xent), compile_kernel(_binary_xent, parallel=True)
 _dropout_serial, _dropout_parallel = compile_kernel(_dropout), compile_kernel(_dropout, parallel=True)
 _NO_CODES = np.empty(0, np.int64)
 _NO_TARGETS = np.empty((0, 0))
@@ -164,6 +181,12 @@ def squared_error(y_pred, y_true, period, scale, grad, row_loss, n_threads):
 def binary_xent_logits(logits, y_true, scale, grad, row_loss, n_threads):
     """Binary cross-entropy of sigmoid(logits) against y_true (n, m) float64 in [0, 1]."""
     launch(_binary_serial, _binary_parallel, n_threads, logits, y_true, scale, grad, row_loss)
+
+
+def binary_xent(probs, y_true, epsilon, scale, grad, row_loss, n_threads):
+    """Binary cross-entropy of probabilities, clipped to [epsilon, 1 - epsilon], against y_true (n, m)
+    float64 in [0, 1] (see kernels/npy/loss.py)."""
+    launch(_probs_serial, _probs_parallel, n_threads, probs, y_true, epsilon, scale, grad, row_loss)
 
 
 def dropout(x, draws, rate, kept_scale, out, mask, n_threads):

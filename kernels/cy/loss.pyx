@@ -134,6 +134,27 @@ def binary_xent_logits(const floating[:, ::1] logits, const double[:, ::1] y_tru
             row_loss[i] = total
 
 
+def binary_xent(const floating[:, ::1] probs, const double[:, ::1] y_true, double epsilon, double scale,
+                floating[:, ::1] grad, double[::1] row_loss, int n_threads):
+    """Binary cross-entropy of probabilities, clipped to [epsilon, 1 - epsilon], against y_true (n, m)
+    float64 in [0, 1] (see kernels/npy/loss.py)."""
+    cdef Py_ssize_t n = probs.shape[0], m = probs.shape[1], i, j
+    cdef double p, y, total
+    with nogil:
+        for i in prange(n, num_threads=n_threads, schedule="static"):
+            total = 0.0
+            for j in range(m):
+                p = probs[i, j]
+                if p < epsilon:  # not fmin/fmax: NaN stays NaN, as np.clip
+                    p = epsilon
+                elif p > 1.0 - epsilon:
+                    p = 1.0 - epsilon
+                y = y_true[i, j]
+                total = total - (y * log(p) + (1.0 - y) * log1p(-p))
+                grad[i, j] = <floating>((p - y) / (p * (1.0 - p)) * scale)
+            row_loss[i] = total
+
+
 def dropout(const floating[:, ::1] x, const double[:, ::1] draws, double rate, floating kept_scale,
             floating[:, ::1] out, floating[:, ::1] mask, int n_threads):
     """mask = kept_scale where draws (n, m) float64 >= rate, else 0; out = x * mask (out may be x)."""

@@ -87,6 +87,16 @@ def binary_xent_logits(logits, y_true, scale, grad, row_loss, n_threads):
     grad[...] = (sigmoid - y_true) * scale
 
 
+def binary_xent(probs, y_true, epsilon, scale, grad, row_loss, n_threads):
+    """Binary cross-entropy of probabilities (a sigmoid's outputs) against y_true (n, m) float64 in
+    [0, 1], as Keras: p = probs clipped to [epsilon, 1 - epsilon]; per value -(y log p + (1 - y)
+    log(1 - p)), summed into row_loss; grad = (p - y) / (p (1 - p)) * scale.
+    """
+    p = np.clip(probs.astype(np.float64), epsilon, 1.0 - epsilon)
+    row_loss[...] = -(y_true * np.log(p) + (1.0 - y_true) * np.log1p(-p)).sum(axis=1)
+    grad[...] = (p - y_true) / (p * (1.0 - p)) * scale
+
+
 def dropout(x, draws, rate, kept_scale, out, mask, n_threads):
     """Dropout with given uniform draws (n, m) float64: a value is kept where its draw >= rate.
 
