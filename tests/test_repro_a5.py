@@ -167,7 +167,7 @@ def test_auto_quick_follows_the_estimate(estimate, expect_quick, tmp_path, monke
 def test_models_trains_only_those_in_the_tables_order(tmp_path, monkeypatch, capsys):
     images, labels = tiny_clocks(20)
     monkeypatch.setattr(a5, "_load", lambda data_dir, verify: (images, labels, "tiny clocks"))
-    monkeypatch.setattr(a5, "estimate_full_seconds", lambda *args: {
+    monkeypatch.setattr(a5, "estimate_full_seconds", lambda *args, **kwargs: {
         "hands": 700.0, "multihead": 700.0, "total": 1400.0})
     result = a5.run(out_dir=tmp_path, epochs=1, sizes={"train": 6, "test": 3},
                     models=["hands", "multihead"])
