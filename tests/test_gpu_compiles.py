@@ -116,6 +116,9 @@ def signatures():
         # pool: channels-last images of one dtype; the window (pool_geometry's six values) Python ints.
         "pool._max_pool2d_forward": [(a4(t), a4(t)) + (i64,) * 6 for t in floats],
         "pool._max_pool2d_backward": [(a4(t),) * 3 + (i64,) * 6 for t in floats],
+        # upsampling: x and out (dout and dx) of one dtype; size_h, size_w Python ints.
+        "pool._upsample2d": [(a4(t), a4(t), i64, i64) for t in floats],
+        "pool._upsample2d_backward": [(a4(t), a4(t), i64, i64) for t in floats],
         # conv: every float array in x's dtype but unpool's dbias (float64); code int32; the
         # geometry Python ints; tile grids int64 arrays, accumulate a bool, bias maybe empty.
         "conv._im2col": [(a4(t), a2(t)) + (i64,) * 8 for t in floats],

@@ -183,10 +183,34 @@ def test_device_arrays_in(cuda_backend):
         build("numpy").predict(cuda.to_device(x.astype(np.float32)))
 
 
-def test_layers_not_on_device_yet_raise(cuda_backend):
-    model = nn.Sequential([nn.Input((4, 4, 1)), nn.UpSampling2D(2), nn.Flatten(), nn.Dense(2)], backend="cuda")
-    with pytest.raises(ValueError, match="UpSampling2D.*cuda"):
+class _Doubling(nn.Layer):
+    """A user's layer written with NumPy: it has no cuda path."""
+
+    def forward(self, x, training=False):
+        return 2 * x
+
+    def backward(self, dout):
+        return 2 * dout
+
+
+def test_layers_without_a_device_path_raise(cuda_backend):
+    model = nn.Sequential([nn.Input((4,)), _Doubling(), nn.Dense(2)], backend="cuda")
+    with pytest.raises(ValueError, match="_Doubling.*cuda"):
         model.build()
+
+
+def test_upsampling_trains_as_on_the_cpu(cuda_backend):
+    x, y = _data((2, 3, 2), 2, n=4)
+
+    def build(backend):
+        return nn.Sequential([nn.Input((2, 3, 2)), nn.UpSampling2D((2, 3)), nn.Conv2D(2, 3, activation="relu"),
+                              nn.UpSampling2D(1), nn.Flatten(), nn.Dense(2, activation="softmax")], seed=16,
+                             backend=backend)
+
+    (cpu, h_cpu), (gpu, h_gpu) = _train_both(build, lambda: ("sgd", "sparse_categorical_crossentropy"), x, y,
+                                             np.float32, epochs=2, batch_size=2)
+    _histories_match(h_cpu, h_gpu, np.float32)
+    _assert_same(cpu.get_weights(), gpu.get_weights(), np.float32)
 
 
 def test_frozen_layer_keeps_its_weights(cuda_backend):

@@ -309,3 +309,38 @@ def test_quick_run_on_real_fashion_mnist(tmp_path):
     for kind in ("mlp", "cnn"):
         accuracy = result["accuracies"][kind]
         assert abs(accuracy["test"] - accuracy["validation"]) < 0.08, (kind, accuracy)
+
+
+@pytest.mark.cuda
+def test_run_on_the_cuda_backend_names_the_device(cuda_backend, fashion_dir, tmp_path, monkeypatch):
+    """--backend cuda reaches the models (small stand-ins here: the simulator runs every GPU thread
+    as Python), and the tables and the summary say what trained them."""
+    from fastdl import nn
+
+    def tiny(kind):
+        def build(input_shape, seed=0, backend=None):
+            head = [nn.MaxPool2D(4), nn.Conv2D(2, 3, activation="relu")] if kind == "cnn" else []
+            return nn.Sequential([nn.Input(tuple(input_shape)), *head, nn.Flatten(),
+                                  nn.Dense(10, activation="softmax")], seed=seed, backend=backend)
+        return build
+
+    monkeypatch.setattr(a4, "BUILDERS", {"mlp": tiny("mlp"), "cnn": tiny("cnn")})
+    result = a4.run(data_dir=fashion_dir, out_dir=tmp_path, backend="cuda", sizes={"train": 6, "validation": 4,
+                                                                                    "test": 4}, **TINY)
+    assert result["device"].startswith("cuda")
+    assert "Trained on cuda" in (tmp_path / "a4" / "fashion" / "epoch_times.md").read_text()
+    assert json.loads((tmp_path / "a4" / "fashion" / "summary.json").read_text())["device"] == result["device"]
+
+
+def test_cli_backend_goes_to_runners_that_train_networks(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def fake_run(data_dir=None, out_dir="results", quick=None, verify=True, dataset="fashion", backend=None):
+        calls.append(backend)
+        return {"source": "fake", "files": []}
+
+    monkeypatch.setattr(a4, "run", fake_run)
+    assert main(["reproduce", "a4", "--backend", "cuda", "--out", str(tmp_path)]) == 0
+    assert calls == ["cuda"]
+    assert main(["reproduce", "a3", "--backend", "cuda", "--out", str(tmp_path)]) != 0
+    assert "a3 trains none" in capsys.readouterr().err

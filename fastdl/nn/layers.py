@@ -312,6 +312,8 @@ class UpSampling2D(Layer):
     """Repeats every pixel of channels-last images size[0] times down and size[1] times across
     (Keras' nearest-neighbour UpSampling2D); the backward pass sums each block's gradients."""
 
+    runs_on_device = True
+
     def __init__(self, size=2, **kwargs):
         super().__init__(**kwargs)
         self.size = check_pair(size, "size")
@@ -324,15 +326,19 @@ class UpSampling2D(Layer):
 
     def forward(self, x, training=False):
         x = as_layer_input(x, self.dtype, self.input_shape, type(self).__name__)
-        (n, h, w, c), (sh, sw) = x.shape, self.size
-        # A view that repeats each pixel over an (sh, sw) block, copied once into the output.
-        blocks = np.broadcast_to(x[:, :, None, :, None, :], (n, h, sh, w, sw, c))
-        return blocks.reshape(n, h * sh, w * sw, c)
+        shape = (x.shape[0], *self.output_shape)
+        out = self._buffer("out", shape) if training else self._empty(shape)
+        kernels, _ = _backend.kernels("pool", self.backend)
+        kernels.upsample2d(x, out, *self.size, threads_worth_it(x.shape[0], int(np.prod(self.output_shape))))
+        return out
 
     def backward(self, dout):
         dout = as_layer_input(dout, self.dtype, self.output_shape, type(self).__name__ + " backward")
-        (n, hh, ww, c), (sh, sw) = dout.shape, self.size
-        return dout.reshape(n, hh // sh, sh, ww // sw, sw, c).sum(axis=(2, 4))
+        dx = self._buffer("dx", (dout.shape[0], *self.input_shape))
+        kernels, _ = _backend.kernels("pool", self.backend)
+        kernels.upsample2d_backward(dout, dx, *self.size,
+                                    threads_worth_it(dout.shape[0], int(np.prod(self.output_shape))))
+        return dx
 
 
 class Dropout(Layer):

@@ -1,4 +1,4 @@
-"""Max-pooling kernels (Numba); mirrors kernels/cy/pool.pyx and kernels/npy/pool.py."""
+"""Max-pooling and upsampling kernels (Numba); mirrors kernels/cy/pool.pyx and kernels/npy/pool.py."""
 
 import numpy as np
 from numba import prange
@@ -89,3 +89,57 @@ def max_pool2d_backward(x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top
     """
     launch(_backward_serial, _backward_parallel, n_threads,
            x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+
+
+def _upsample2d(x, out, size_h, size_w):
+    n_images, h, w, c = x.shape
+    out_h = h * size_h
+    for row in prange(n_images * out_h):
+        n = row // out_h
+        i = row - n * out_h
+        src_i = i // size_h
+        for j in range(w * size_w):
+            src_j = j // size_w
+            for ch in range(c):
+                out[n, i, j, ch] = x[n, src_i, src_j, ch]
+
+
+_upsample_serial = compile_kernel(_upsample2d)
+_upsample_parallel = compile_kernel(_upsample2d, parallel=True)
+
+
+def upsample2d(x, out, size_h, size_w, n_threads):
+    """Nearest-neighbour upsampling of x (n, h, w, c) into out (n, h * size_h, w * size_w, c).
+
+    out[n, i, j, c] = x[n, i // size_h, j // size_w, c] (Keras' UpSampling2D).
+    """
+    launch(_upsample_serial, _upsample_parallel, n_threads, x, out, size_h, size_w)
+
+
+def _upsample2d_backward(dout, dx, size_h, size_w):
+    n_images, h, w, c = dx.shape
+    # One row of dx per task: each dx cell gathers its own block, so no two tasks share a cell.
+    for row in prange(n_images * h):
+        n = row // h
+        i = row - n * h
+        for j in range(w):
+            for ch in range(c):
+                dx[n, i, j, ch] = 0
+            for a in range(size_h):
+                for b in range(size_w):
+                    for ch in range(c):
+                        dx[n, i, j, ch] += dout[n, i * size_h + a, j * size_w + b, ch]
+
+
+# exact: never fastmath, which could reorder the block sums away from the Cython and cuda order.
+_upsample_backward_serial = compile_kernel(_upsample2d_backward, exact=True)
+_upsample_backward_parallel = compile_kernel(_upsample2d_backward, parallel=True, exact=True)
+
+
+def upsample2d_backward(dout, dx, size_h, size_w, n_threads):
+    """dx (n, h, w, c), overwritten: the sum of each size_h x size_w block of dout.
+
+    dout is (n, h * size_h, w * size_w, c); each block is summed in the arrays' dtype from zero,
+    block rows outer and columns inner, as the Cython and cuda kernels do (the same bits).
+    """
+    launch(_upsample_backward_serial, _upsample_backward_parallel, n_threads, dout, dx, size_h, size_w)

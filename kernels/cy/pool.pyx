@@ -1,4 +1,4 @@
-"""Max-pooling kernels (Cython); mirrors kernels/cpu/pool.py and kernels/npy/pool.py."""
+"""Max-pooling and upsampling kernels (Cython); mirrors kernels/cpu/pool.py and kernels/npy/pool.py."""
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
@@ -114,3 +114,60 @@ def max_pool2d_backward(
         free(winner)
     if failed:
         raise MemoryError("max_pool2d_backward: no memory for the per-thread scratch")
+
+
+def upsample2d(
+    const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, Py_ssize_t size_h, Py_ssize_t size_w,
+    int n_threads,
+):
+    """Nearest-neighbour upsampling of x (n, h, w, c) into out (n, h * size_h, w * size_w, c).
+
+    out[n, i, j, c] = x[n, i // size_h, j // size_w, c] (Keras' UpSampling2D).
+    """
+    cdef Py_ssize_t n_images = x.shape[0], c = x.shape[3]
+    cdef Py_ssize_t out_h = out.shape[1], out_w = out.shape[2]
+    cdef Py_ssize_t row, n, i, j, ch
+    cdef const floating* src
+    cdef floating* dst
+    if n_images == 0 or out_h == 0 or out_w == 0 or c == 0:
+        return
+    with nogil:
+        for row in prange(n_images * out_h, num_threads=n_threads, schedule="static"):
+            n = row // out_h
+            i = row - n * out_h
+            for j in range(out_w):
+                src = &x[n, i // size_h, j // size_w, 0]
+                dst = &out[n, i, j, 0]
+                for ch in range(c):
+                    dst[ch] = src[ch]
+
+
+def upsample2d_backward(
+    const floating[:, :, :, ::1] dout, floating[:, :, :, ::1] dx, Py_ssize_t size_h, Py_ssize_t size_w,
+    int n_threads,
+):
+    """dx (n, h, w, c), overwritten: the sum of each size_h x size_w block of dout.
+
+    dout is (n, h * size_h, w * size_w, c); each block is summed in the arrays' dtype from zero,
+    block rows outer and columns inner, as the Numba and cuda kernels do (the same bits).
+    """
+    cdef Py_ssize_t n_images = dx.shape[0], h = dx.shape[1], w = dx.shape[2], c = dx.shape[3]
+    cdef Py_ssize_t row, n, i, j, a, b, ch
+    cdef const floating* src
+    cdef floating* dst
+    if n_images == 0 or h == 0 or w == 0 or c == 0:
+        return
+    with nogil:
+        # One row of dx per task: each dx cell gathers its own block, so no two tasks share a cell.
+        for row in prange(n_images * h, num_threads=n_threads, schedule="static"):
+            n = row // h
+            i = row - n * h
+            for j in range(w):
+                dst = &dx[n, i, j, 0]
+                for ch in range(c):
+                    dst[ch] = 0
+                for a in range(size_h):
+                    for b in range(size_w):
+                        src = &dout[n, i * size_h + a, j * size_w + b, 0]
+                        for ch in range(c):
+                            dst[ch] += src[ch]

@@ -1,4 +1,4 @@
-"""Max-pooling kernels (numba.cuda); mirrors kernels/cpu/pool.py and kernels/npy/pool.py.
+"""Max-pooling and upsampling kernels (numba.cuda); mirrors kernels/cpu/pool.py and kernels/npy/pool.py.
 
 x, out, dout, dx are channels-last device arrays (n, h, w, c) of one float dtype; the window
 arguments are Python ints (pool_geometry's first six values). Window (i, j) covers rows
@@ -12,6 +12,11 @@ as the CPU kernel does (row-major cells, strict comparison: the first maximum wi
 that window's dout when the winner is its own cell. Each dx element is written by one thread only,
 so overlapping windows need no atomics, and the additions happen in the CPU kernel's order (the
 same bits). A cell in no window (strides larger than the window, or rows 'valid' drops) gets 0.
+
+Upsampling runs one thread per written element: the forward per element of out (a copy of its
+source pixel), the backward per element of dx, which gathers its size_h x size_w block of dout
+in the CPU kernels' order (block rows outer, columns inner) in the arrays' dtype, from a zero of
+that dtype read back from its own dx element: the same bits as the CPU kernels, no atomics.
 """
 
 from numba import cuda
@@ -114,3 +119,55 @@ def max_pool2d_backward(x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top
     """
     if dx.size:
         _max_pool2d_backward[grid_1d(dx.size)](x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+
+
+@cuda.jit
+def _upsample2d(x, out, size_h, size_w):
+    index = cuda.grid(1)
+    n_images, out_h, out_w, c = out.shape
+    if index >= n_images * out_h * out_w * c:
+        return
+    ch = index % c
+    rest = index // c
+    j = rest % out_w
+    rest //= out_w
+    i = rest % out_h
+    n = rest // out_h
+    out[n, i, j, ch] = x[n, i // size_h, j // size_w, ch]
+
+
+def upsample2d(x, out, size_h, size_w, n_threads):
+    """Nearest-neighbour upsampling of x (n, h, w, c) into out (n, h * size_h, w * size_w, c); one
+    thread per output element. n_threads is unused."""
+    if out.size:
+        _upsample2d[grid_1d(out.size)](x, out, size_h, size_w)
+
+
+@cuda.jit
+def _upsample2d_backward(dout, dx, size_h, size_w):
+    index = cuda.grid(1)
+    n_images, h, w, c = dx.shape
+    if index >= n_images * h * w * c:
+        return
+    ch = index % c
+    rest = index // c
+    j = rest % w
+    rest //= w
+    i = rest % h
+    n = rest // h
+    dx[n, i, j, ch] = 0
+    total = dx[n, i, j, ch]  # a zero of dx's dtype
+    for a in range(size_h):
+        for b in range(size_w):
+            total += dout[n, i * size_h + a, j * size_w + b, ch]
+    dx[n, i, j, ch] = total
+
+
+def upsample2d_backward(dout, dx, size_h, size_w, n_threads):
+    """dx (n, h, w, c), overwritten: the sum of each size_h x size_w block of dout.
+
+    One thread per element of dx gathers its block (the module docstring says in which order).
+    n_threads is unused.
+    """
+    if dx.size:
+        _upsample2d_backward[grid_1d(dx.size)](dout, dx, size_h, size_w)

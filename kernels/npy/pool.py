@@ -1,4 +1,4 @@
-"""Max-pooling kernels (numpy reference); mirrors kernels/cpu/pool.py and kernels/cy/pool.pyx."""
+"""Max-pooling and upsampling kernels (numpy reference); mirrors kernels/cpu/pool.py and kernels/cy/pool.pyx."""
 
 import numpy as np
 
@@ -52,3 +52,22 @@ def max_pool2d_backward(x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top
                 winner == a * pool_w + b, dout, 0
             )
     dx[...] = dx_padded[:, pad_top : pad_top + h, pad_left : pad_left + w]
+
+
+def upsample2d(x, out, size_h, size_w, n_threads):
+    """Nearest-neighbour upsampling of x (n, h, w, c) into out (n, h * size_h, w * size_w, c)."""
+    for a in range(size_h):
+        for b in range(size_w):
+            out[:, a::size_h, b::size_w] = x
+
+
+def upsample2d_backward(dout, dx, size_h, size_w, n_threads):
+    """dx (n, h, w, c), overwritten: the sum of each size_h x size_w block of dout.
+
+    Summed in the compiled kernels' order (block rows outer, columns inner, from zero) in the
+    arrays' dtype, so the sums are the same bits.
+    """
+    dx[...] = 0
+    for a in range(size_h):
+        for b in range(size_w):
+            dx += dout[:, a::size_h, b::size_w]
