@@ -3,8 +3,9 @@
 fastdl.ops' `*_into` functions come here when their output is a device array (a layer of a model
 on the cuda backend): the same arguments and results, each op a GEMM (cuBLAS through CuPy, or the
 tiled kernel; see kernels/gpu/_gemm.py) and the kernels/gpu passes around it. Work arrays (patch
-matrices, pooling blocks) are device scratch reused from step to step, so a training step
-allocates nothing. A bias gradient is a GEMM too: a row of ones times the output gradient.
+matrices, pooling blocks) are device scratch reused from step to step, as the layers' outputs and
+gradients are their buffers: a training step of a Sequential model allocates no device memory. A
+bias gradient is a GEMM too: a row of ones times the output gradient.
 """
 
 import numpy as np
