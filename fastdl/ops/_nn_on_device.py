@@ -105,8 +105,8 @@ def dense_grad_into(x, kernel, dout, dx, dkernel, dbias):
     """dx = dout @ kernel^T (unless None), dkernel = x^T @ dout, dbias = dout's column sums."""
     gemm = _gemm()
     if dx is not None:
-        gemm(dout, kernel.T, dx)
-    gemm(x.T, dout, dkernel)
+        gemm(dout, kernel, dx, transpose_b=True)
+    gemm(x, dout, dkernel, transpose_a=True)
     if dbias is not None:
         column_sums(dout, dbias)
 
@@ -182,10 +182,10 @@ class _Conv:
         for images, rows in self.slices():
             patches = self.patches(x, images)
             if images.start == 0:
-                gemm(patches.T, dout_rows[rows], dkernel_matrix)
+                gemm(patches, dout_rows[rows], dkernel_matrix, transpose_a=True)
             else:
                 partial = _device.scratch("conv dkernel", dkernel_matrix.shape, dkernel.dtype)
-                gemm(patches.T, dout_rows[rows], partial)
+                gemm(patches, dout_rows[rows], partial, transpose_a=True)
                 arrays().add(dkernel_matrix.reshape(-1), partial.reshape(-1), dkernel_matrix.reshape(-1))
             if dx is not None:  # the patches are spent: their buffer takes the patch gradients
                 self._input_grad(dout_rows, dx, images, rows, patches)
@@ -199,9 +199,9 @@ class _Conv:
 
     def _input_grad(self, dout_rows, dx, images, rows, patches):
         if self.direct:
-            _gemm()(dout_rows[rows], self.kernel_matrix.T, dx.reshape(-1, dx.shape[3])[rows])
+            _gemm()(dout_rows[rows], self.kernel_matrix, dx.reshape(-1, dx.shape[3])[rows], transpose_b=True)
         else:
-            _gemm()(dout_rows[rows], self.kernel_matrix.T, patches)
+            _gemm()(dout_rows[rows], self.kernel_matrix, patches, transpose_b=True)
             self.kernels.col2im(patches, dx[images], *self.args, 1)
 
 

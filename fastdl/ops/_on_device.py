@@ -111,7 +111,7 @@ class DeviceKnnIndex:
         out = _device.empty((rows.rows.shape[0], self.n_ref), dtype)
         for start, stop in _blocks(*out.shape):
             block = out[start:stop]
-            self.distance.gemm(rows.rows[start:stop], ref.rows.T, block)
+            self.distance.gemm(rows.rows[start:stop], ref.rows, block, transpose_b=True)
             self.distance.distances_from_gram(block, rows.rows[start:stop], ref.rows, rows.norms[start:stop],
                                               ref.norms, refine_tol, 1.0 / scale, bool(squared), 1)
         return out
@@ -128,7 +128,7 @@ class DeviceKnnIndex:
         indices = _device.empty((n_queries, k), np.int64)
         for start, stop in _blocks(n_queries, self.n_ref):
             block = _device.empty((stop - start, self.n_ref), np.float64)
-            self.distance.gemm(query.rows[start:stop], ref.rows.T, block)
+            self.distance.gemm(query.rows[start:stop], ref.rows, block, transpose_b=True)
             self.distance.distances_from_gram(block, query.rows[start:stop], ref.rows, query.norms[start:stop],
                                               ref.norms, refine_tol, 1.0, True, 1)
             self.neighbors.k_smallest(block, 1.0 / scale, distances[start:stop], indices[start:stop], 1)

@@ -4,8 +4,9 @@ numba's simulator runs the threads of a block that share memory as Python thread
 which makes the tiled kernel some forty times slower there than a plain one thread per entry
 kernel: the simulator (the tests' device) takes the plain one; the tiled one has its own tests.
 
-gemm(a, b, out) writes out = a @ b for 2-D device arrays of one float dtype; a and b may be
-transposed views (a.T), which both paths read in place.
+gemm(a, b, out, transpose_a, transpose_b) writes out = op(a) @ op(b), op(x) = x.T where asked, as
+BLAS does: for 2-D device arrays of one float dtype, each read in place. A transpose is a flag, not
+`a.T`: numba's `.T` of a device array is a copy made by a kernel of its own.
 """
 
 import math
@@ -30,26 +31,36 @@ def _cupy():
     return cupy
 
 
+@cuda.jit(device=True)
+def _entry(matrix, i, j, transposed, rows, cols, zero):
+    """op(matrix)[i, j] (matrix[j, i] when transposed) for op(matrix) of shape (rows, cols), or zero outside."""
+    if i >= rows or j >= cols:
+        return zero
+    if transposed:
+        return matrix[j, i]
+    return matrix[i, j]
+
+
 def _tiled(element_type):
     @cuda.jit
-    def kernel(a, b, out):
+    def kernel(a, b, out, transpose_a, transpose_b):
         a_tile = cuda.shared.array((TILE, TILE), element_type)
         b_tile = cuda.shared.array((TILE, TILE), element_type)
         ty, tx = cuda.threadIdx.y, cuda.threadIdx.x
         row = cuda.blockIdx.y * TILE + ty
         col = cuda.blockIdx.x * TILE + tx
-        n_inner = a.shape[1]
-        total = element_type(0)
+        n_rows, n_cols = out.shape
+        n_inner = a.shape[0] if transpose_a else a.shape[1]
+        zero = element_type(0)
+        total = zero
         for start in range(0, n_inner, TILE):
-            k = start + tx
-            a_tile[ty, tx] = a[row, k] if row < a.shape[0] and k < n_inner else 0
-            k = start + ty
-            b_tile[ty, tx] = b[k, col] if k < n_inner and col < b.shape[1] else 0
+            a_tile[ty, tx] = _entry(a, row, start + tx, transpose_a, n_rows, n_inner, zero)
+            b_tile[ty, tx] = _entry(b, start + ty, col, transpose_b, n_inner, n_cols, zero)
             cuda.syncthreads()
             for i in range(TILE):
                 total += a_tile[ty, i] * b_tile[i, tx]
             cuda.syncthreads()
-        if row < out.shape[0] and col < out.shape[1]:
+        if row < n_rows and col < n_cols:
             out[row, col] = total
 
     return kernel
@@ -57,13 +68,17 @@ def _tiled(element_type):
 
 def _plain(element_type):
     @cuda.jit
-    def kernel(a, b, out):
+    def kernel(a, b, out, transpose_a, transpose_b):
         row, col = cuda.grid(2)
-        if row >= out.shape[0] or col >= out.shape[1]:
+        n_rows, n_cols = out.shape
+        if row >= n_rows or col >= n_cols:
             return
+        n_inner = a.shape[0] if transpose_a else a.shape[1]
         total = element_type(0)
-        for k in range(a.shape[1]):
-            total += a[row, k] * b[k, col]
+        for k in range(n_inner):
+            left = a[k, row] if transpose_a else a[row, k]
+            right = b[col, k] if transpose_b else b[k, col]
+            total += left * right
         out[row, col] = total
 
     return kernel
@@ -72,13 +87,14 @@ def _plain(element_type):
 _KERNELS = {}
 
 
-def gemm(a, b, out):
-    """out (m, n) = a (m, k) @ b (k, n), device arrays of one float dtype."""
+def gemm(a, b, out, transpose_a=False, transpose_b=False):
+    """out (m, n) = op(a) @ op(b), op(x) = x.T where transpose_x: device arrays of one float dtype."""
     if out.shape[0] == 0 or out.shape[1] == 0:
         return
     cupy = _cupy()
     if cupy is not None:
-        cupy.matmul(cupy.asarray(a), cupy.asarray(b), out=cupy.asarray(out))
+        left, right = cupy.asarray(a), cupy.asarray(b)  # CuPy's .T is a view
+        cupy.matmul(left.T if transpose_a else left, right.T if transpose_b else right, out=cupy.asarray(out))
         return
     dtype = np.dtype(out.dtype)
     if dtype not in _KERNELS:
@@ -88,4 +104,4 @@ def gemm(a, b, out):
         grid, block = (math.ceil(out.shape[0] / 16), math.ceil(out.shape[1] / 16)), (16, 16)
     else:
         grid, block = (math.ceil(out.shape[1] / TILE), math.ceil(out.shape[0] / TILE)), (TILE, TILE)
-    _KERNELS[dtype][grid, block](a, b, out)
+    _KERNELS[dtype][grid, block](a, b, out, bool(transpose_a), bool(transpose_b))

@@ -105,7 +105,7 @@ def batch_epoch(X1, codes, lr, rule, W, scores, grad, n_threads):
         return 0
     gemm(X1, W, scores)
     n_correct = _count_and_delta(scores, codes, rule)
-    gemm(X1.T, scores, grad)
+    gemm(X1, scores, grad, transpose_a=True)
     _add_scaled[grid_1d(W.size)](W, lr, grad)
     return n_correct
 
