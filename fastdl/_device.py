@@ -8,6 +8,8 @@ that names both, never a silent transfer. Under numba's CUDA simulator (NUMBA_EN
 which the tests use where no device is present) the simulator's own arrays are the device arrays.
 """
 
+import weakref
+
 import numpy as np
 
 
@@ -124,12 +126,15 @@ _scratch = {}
 def scratch(key, shape, dtype):
     """A device work array kept under `key` for reuse (grown when too small): the cuda ops' counterpart
     of fastdl._parallel.scratch, so that a training step allocates no device memory."""
-    dtype = np.dtype(dtype)
+    dtype, shape = np.dtype(dtype), tuple(shape)
+    buffer, views = _scratch.get((key, dtype), (None, None))
     size = int(np.prod(shape))
-    buffer = _scratch.get((key, dtype))
     if buffer is None or buffer.size < size:
-        buffer = _scratch[(key, dtype)] = empty(max(size, 1), dtype)
-    return buffer[:size].reshape(shape)
+        buffer, views = empty(max(size, 1), dtype), {}
+        _scratch[(key, dtype)] = buffer, views
+    if shape not in views:  # a view made once per shape (numba makes views in Python)
+        views[shape] = buffer[:size].reshape(shape)
+    return views[shape]
 
 
 def upload(cache, key, array):
@@ -149,3 +154,23 @@ def fits(nbytes):
         return True
     free, _ = cuda().current_context().get_memory_info()
     return nbytes <= free
+
+
+# Reshaped views of device arrays, made once per (array, shape): numba makes a view in Python, some
+# 10 us of host time, and a training step of a convolutional model asks for about a hundred. An
+# entry goes when its array does (the views would keep the array's memory alive).
+_VIEWS = {}
+
+
+def reshaped(array, shape):
+    """array.reshape(shape) for a device array, the view kept for the next call; a NumPy array's own."""
+    if not is_device(array):
+        return array.reshape(shape)
+    entry = _VIEWS.get(id(array))
+    if entry is None or entry[0]() is not array:
+        key = id(array)
+        entry = _VIEWS[key] = (weakref.ref(array, lambda _, key=key: _VIEWS.pop(key, None)), {})
+    views = entry[1]
+    if shape not in views:
+        views[shape] = array.reshape(shape)
+    return views[shape]

@@ -134,11 +134,11 @@ def signatures():
         "conv._tile_gather": [(a4(t), a2(t), a2(t), a1(i64), a1(i64), a3(t)) for t in floats],
         "conv._tile_scatter": [(a3(t), a2(t), a2(t), a1(i64), a1(i64), a4(t), types.boolean, a1(t), i64)
                                for t in floats],
-        # _gemm: out = op(a) @ op(b), all three of the element type, then the two transpose flags.
-        "_gemm._tiled[float32]": [(a2(f32), a2(f32), a2(f32), types.boolean, types.boolean)],
-        "_gemm._tiled[float64]": [(a2(f64), a2(f64), a2(f64), types.boolean, types.boolean)],
-        "_gemm._plain[float32]": [(a2(f32), a2(f32), a2(f32), types.boolean, types.boolean)],
-        "_gemm._plain[float64]": [(a2(f64), a2(f64), a2(f64), types.boolean, types.boolean)],
+        # _gemm: out = op(a) @ op(b), all three of the element type, then the transpose flags and accumulate.
+        "_gemm._tiled[float32]": [(a2(f32), a2(f32), a2(f32), types.boolean, types.boolean, types.boolean)],
+        "_gemm._tiled[float64]": [(a2(f64), a2(f64), a2(f64), types.boolean, types.boolean, types.boolean)],
+        "_gemm._plain[float32]": [(a2(f32), a2(f32), a2(f32), types.boolean, types.boolean, types.boolean)],
+        "_gemm._plain[float64]": [(a2(f64), a2(f64), a2(f64), types.boolean, types.boolean, types.boolean)],
         # _arrays: take_rows' source, row numbers and output; the others 1-D, a scalar of their dtype.
         "_arrays._take_rows": [(a2(t), a1(i64), a2(t)) for t in floats],
         "_arrays._add": [(a1(t), a1(t), a1(t)) for t in floats],

@@ -16,9 +16,11 @@ pytestmark = pytest.mark.cuda
 
 @pytest.mark.parametrize("kind", ["_tiled", "_plain"])
 @pytest.mark.parametrize("transpose_a, transpose_b", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("accumulate", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_gemm_kernels(cuda_backend, kind, transpose_a, transpose_b, dtype):
-    """out = op(a) @ op(b) with the operands read in place through the transpose flags."""
+def test_gemm_kernels(cuda_backend, kind, transpose_a, transpose_b, accumulate, dtype):
+    """out = op(a) @ op(b) (out += with accumulate) with the operands read in place through the
+    transpose flags."""
     from numba import cuda
 
     from fastdl.kernels.gpu import _gemm
@@ -26,19 +28,20 @@ def test_gemm_kernels(cuda_backend, kind, transpose_a, transpose_b, dtype):
     rng = np.random.default_rng(0)
     a = rng.standard_normal((7, 5) if transpose_a else (5, 7)).astype(dtype)
     b = rng.standard_normal((6, 7) if transpose_b else (7, 6)).astype(dtype)
-    out = cuda.device_array((5, 6), dtype)
+    start = rng.standard_normal((5, 6)).astype(dtype)
+    out = cuda.to_device(start)
     kernel = getattr(_gemm, kind)(numba.from_dtype(np.dtype(dtype)))
     if kind == "_tiled":
         grid, block = (math.ceil(6 / _gemm.TILE), math.ceil(5 / _gemm.TILE)), (_gemm.TILE, _gemm.TILE)
     else:
         grid, block = (1, 1), (8, 8)
-    kernel[grid, block](cuda.to_device(a), cuda.to_device(b), out, transpose_a, transpose_b)
-    expected = (a.T if transpose_a else a) @ (b.T if transpose_b else b)
+    kernel[grid, block](cuda.to_device(a), cuda.to_device(b), out, transpose_a, transpose_b, accumulate)
+    expected = (a.T if transpose_a else a) @ (b.T if transpose_b else b) + (start if accumulate else 0)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(out.copy_to_host(), expected, rtol=tol, atol=tol)
 
-    result = cuda.device_array((5, 6), dtype)  # the entry point the ops call
-    _gemm.gemm(cuda.to_device(a), cuda.to_device(b), result, transpose_a, transpose_b)
+    result = cuda.to_device(start)  # the entry point the ops call
+    _gemm.gemm(cuda.to_device(a), cuda.to_device(b), result, transpose_a, transpose_b, accumulate)
     np.testing.assert_allclose(result.copy_to_host(), expected, rtol=tol, atol=tol)
 
 
@@ -62,3 +65,88 @@ def test_array_helpers(cuda_backend):
     np.testing.assert_array_equal(result.copy_to_host(), a * 0.5)
     _arrays.add_scaled(cuda.to_device(a), 2.0, result)
     np.testing.assert_array_equal(result.copy_to_host(), a * 0.5 + a * 2.0)
+
+
+class _HostAsDevice:
+    """A NumPy array seen through __cuda_array_interface__, its host address as the "device" pointer."""
+
+    def __init__(self, array):
+        self.array = array
+        self.shape, self.dtype = array.shape, array.dtype
+
+    @property
+    def __cuda_array_interface__(self):
+        strides = None if self.array.flags.c_contiguous else self.array.strides
+        return {"shape": self.array.shape, "strides": strides, "data": (self.array.ctypes.data, False),
+                "typestr": self.array.dtype.str, "version": 3}
+
+
+class _ColumnMajorBlas:
+    """cuBLAS' gemm contract (column-major, leading dimensions, op flags, host alpha and beta) on host memory."""
+
+    CUBLAS_OP_N, CUBLAS_OP_T, CUBLAS_POINTER_MODE_HOST = 0, 1, 0
+
+    def setStream(self, handle, stream):  # noqa: N802 - cuBLAS' name
+        assert stream == 0
+
+    def setPointerMode(self, handle, mode):  # noqa: N802
+        assert mode == self.CUBLAS_POINTER_MODE_HOST
+
+    @staticmethod
+    def _matrix(pointer, rows, cols, lead, dtype):
+        import ctypes
+
+        itemsize = np.dtype(dtype).itemsize
+        size = ((cols - 1) * lead + rows) * itemsize
+        memory = (ctypes.c_char * size).from_address(pointer)
+        return np.ndarray((rows, cols), dtype, buffer=memory, strides=(itemsize, lead * itemsize))
+
+    def _gemm(self, dtype, handle, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+        scalar = lambda pointer: self._matrix(pointer, 1, 1, 1, dtype)[0, 0]  # noqa: E731
+        op_a = self._matrix(a, k, m, lda, dtype).T if transa == self.CUBLAS_OP_T else self._matrix(a, m, k, lda, dtype)
+        op_b = self._matrix(b, n, k, ldb, dtype).T if transb == self.CUBLAS_OP_T else self._matrix(b, k, n, ldb, dtype)
+        out = self._matrix(c, m, n, ldc, dtype)
+        out[...] = scalar(alpha) * (op_a.astype(np.float64) @ op_b) + (scalar(beta) * out if scalar(beta) else 0)
+
+    def sgemm(self, *args):
+        self._gemm(np.float32, *args)
+
+    def dgemm(self, *args):
+        self._gemm(np.float64, *args)
+
+
+@pytest.mark.parametrize("transpose_a, transpose_b", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("accumulate", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cublas_call_maps_row_major_products(transpose_a, transpose_b, accumulate, dtype):
+    """_Cublas asks column-major cuBLAS for out^T = op(b)^T op(a)^T with the row strides as leading
+    dimensions: checked against cuBLAS' contract run on host memory, with row slices of wider
+    arrays (leading dimension > columns) as the layers pass them."""
+    from types import SimpleNamespace
+
+    from fastdl.kernels.gpu import _gemm
+
+    rng = np.random.default_rng(3)
+    wide_a = rng.standard_normal((9, 11)).astype(dtype)
+    wide_b = rng.standard_normal((8, 10)).astype(dtype)
+    a = wide_a[1:8, 2:7] if transpose_a else wide_a[2:7, 1:8]  # op(a): 5 x 7
+    b = wide_b[1:7, :7] if transpose_b else wide_b[:7, 2:8]  # op(b): 7 x 6
+    out = rng.standard_normal((5, 6)).astype(dtype)
+    expected = (a.T if transpose_a else a).astype(np.float64) @ (b.T if transpose_b else b) + (out if accumulate else 0)
+    fake_cupy = SimpleNamespace(cuda=SimpleNamespace(device=SimpleNamespace(get_cublas_handle=lambda: 7)))
+    cublas = _gemm._Cublas(fake_cupy, _ColumnMajorBlas())
+    assert cublas(_HostAsDevice(a), _HostAsDevice(b), _HostAsDevice(out), transpose_a, transpose_b, accumulate)
+    np.testing.assert_allclose(out, expected, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_cublas_call_declines_what_it_cannot_take():
+    """Arrays whose rows are not contiguous, and empty inner dimensions, go to cupy.matmul instead."""
+    from types import SimpleNamespace
+
+    from fastdl.kernels.gpu import _gemm
+
+    cublas = _gemm._Cublas(SimpleNamespace(), _ColumnMajorBlas())
+    wide = np.zeros((6, 8), np.float32)
+    out = np.zeros((3, 3), np.float32)
+    assert not cublas(_HostAsDevice(wide[:3, ::2]), _HostAsDevice(wide[:4, :3]), _HostAsDevice(out), False, False, False)
+    assert not cublas(_HostAsDevice(wide[:3, :0]), _HostAsDevice(wide[:0, :3]), _HostAsDevice(out), False, False, False)

@@ -22,12 +22,18 @@ def check_activation(activation):
     return activation.lower()
 
 
+def _rows(array):
+    """array as (rows, last axis): itself when 2-D (reshaping a numba device array costs host time)."""
+    width = array.shape[array.ndim - 1]
+    return array if array.ndim == 2 else _device.reshaped(array, (array.size // width if width else 0, width))
+
+
 def softmax(z, backend=None, into=None):
     """Softmax over the last axis (a new array, or `into`), shifted by the row maximum so exp never
     overflows. A device array's goes to a device array (into, or a new one)."""
     if _device.is_device(z):
         out = _device.empty(z.shape, z.dtype) if into is None else into
-        _nn_on_device.softmax_into(z.reshape(-1, z.shape[z.ndim - 1]), out.reshape(-1, z.shape[z.ndim - 1]))
+        _nn_on_device.softmax_into(_rows(z), _rows(out))
         return out
     z = np.ascontiguousarray(z)
     out = np.empty_like(z) if into is None else into
@@ -63,8 +69,7 @@ def apply(name, z, alpha=LEAKY_ALPHA, backend=None, into=None):
         return z
     if name == "softmax":
         return softmax(z, backend, into)
-    channels = z.shape[z.ndim - 1] if z.ndim else 1
-    activation_into(z.reshape(-1, channels), ACTIVATIONS[name], backend, alpha)
+    activation_into(_rows(z) if z.ndim else z.reshape(1, 1), ACTIVATIONS[name], backend, alpha)
     return z
 
 
@@ -89,8 +94,7 @@ def grad(name, out, dout, backend=None, alpha=LEAKY_ALPHA, into=None):
         dout = np.ascontiguousarray(dout, dtype=out.dtype)
     if dout.shape != out.shape:
         raise ValueError(f"dout must have the output's shape {out.shape}, got {dout.shape}")
-    activation_grad_into(out.reshape(-1, channels), dout.reshape(-1, channels), ACTIVATIONS[name],
-                         into.reshape(-1, channels), backend, alpha)
+    activation_grad_into(_rows(out), _rows(dout), ACTIVATIONS[name], _rows(into), backend, alpha)
     return into
 
 

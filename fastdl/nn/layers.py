@@ -270,10 +270,10 @@ class Flatten(Layer):
 
     def forward(self, x, training=False):
         self._shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        return _device.reshaped(x, (x.shape[0], int(np.prod(x.shape[1:]))))
 
     def backward(self, dout):
-        return dout.reshape(self._shape)
+        return _device.reshaped(dout, self._shape)
 
 
 class Reshape(Layer):
@@ -302,10 +302,10 @@ class Reshape(Layer):
 
     def forward(self, x, training=False):
         self._shape = x.shape
-        return x.reshape(x.shape[0], *self.output_shape)
+        return _device.reshaped(x, (x.shape[0], *self.output_shape))
 
     def backward(self, dout):
-        return dout.reshape(self._shape)
+        return _device.reshaped(dout, self._shape)
 
 
 class UpSampling2D(Layer):
@@ -377,11 +377,11 @@ class Dropout(Layer):
         """out = x * the mask of this step's draws (writing the mask on the way)."""
         if x.size:
             width = x.shape[x.ndim - 1]
-            rows = (-1, width)
+            rows = (x.size // width, width)
             kernels, _ = _backend.kernels("loss", self.backend)
-            kernels.dropout(x.reshape(rows), self._draws.reshape(rows), self.rate,
-                            x.dtype.type(1) / x.dtype.type(1 - self.rate), out.reshape(rows),
-                            self._mask.reshape(rows), threads_worth_it(x.size // width, 8 * width))
+            kernels.dropout(*(_device.reshaped(a, rows) for a in (x, self._draws)), self.rate,
+                            x.dtype.type(1) / x.dtype.type(1 - self.rate),
+                            *(_device.reshaped(a, rows) for a in (out, self._mask)), threads_worth_it(rows[0], 8 * width))
         return out
 
     def backward(self, dout):

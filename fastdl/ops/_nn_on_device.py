@@ -52,8 +52,8 @@ def no_array(dtype):
 
 def column_sums(rows, out):
     """out (m,) = rows (n, m) summed over its rows, as one GEMM: a row of ones times rows."""
-    ones = _constant("ones", rows.shape[0], rows.dtype).reshape(1, -1)
-    _gemm()(ones, rows, out.reshape(1, -1))
+    ones = _constant("ones", rows.shape[0], rows.dtype)
+    _gemm()(_device.reshaped(ones, (1, ones.size)), rows, _device.reshaped(out, (1, out.size)))
 
 
 class Out:
@@ -84,9 +84,8 @@ def host_call(function, *args, **kwargs):
 
 def sum_of_squares(array):
     """sum(array^2) as a float: the flat array times itself, one GEMM, read back."""
-    flat = array.reshape(-1)
     out = _device.scratch("sum of squares", (1, 1), array.dtype)
-    _gemm()(flat.reshape(1, -1), flat.reshape(-1, 1), out)
+    _gemm()(_device.reshaped(array, (1, array.size)), _device.reshaped(array, (array.size, 1)), out)
     return float(out.copy_to_host()[0, 0])
 
 
@@ -135,6 +134,16 @@ def softmax_grad_into(out, dout, dpre):
 # -- convolutions ---------------------------------------------------------------------------------
 
 
+def _pixels(images):
+    """Channels-last images (n, h, w, c) as rows of pixels (n h w, c), the view made once."""
+    return _device.reshaped(images, (images.size // images.shape[3], images.shape[3]))
+
+
+def _part(array, part):
+    """array[part] for a slice of its first axis: the array itself when the slice takes it all."""
+    return array if part.start == 0 and part.stop == array.shape[0] else array[part]
+
+
 class _Conv:
     """A convolution's sizes and how it runs: x itself as the patch matrix (a 1x1 kernel at stride 1
     without padding), else im2col into scratch, images in slices of at most PATCH_BYTES of patches."""
@@ -148,7 +157,7 @@ class _Conv:
         self.args = (kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
         self.direct = (kh, kw, stride_h, stride_w, pad_top, pad_left) == (1, 1, 1, 1, 0, 0) \
             and (out_h, out_w) == x.shape[1:3]
-        self.kernel_matrix = kernel.reshape(-1, out_channels)
+        self.kernel_matrix = _device.reshaped(kernel, (self.patch_cols, out_channels))
         per_image = self.pixels * self.patch_cols * x.dtype.itemsize
         self.step = self.n_images if self.direct else max(1, min(self.n_images, PATCH_BYTES // per_image))
         self.kernels = _kernels("conv")
@@ -162,31 +171,26 @@ class _Conv:
     def patches(self, x, images):
         """The patch matrix of x[images] (x's own rows for the direct case)."""
         if self.direct:
-            return x.reshape(-1, x.shape[3])[images.start * self.pixels:images.stop * self.pixels]
+            return _part(_pixels(x), slice(images.start * self.pixels, images.stop * self.pixels))
         count = images.stop - images.start
         patches = _device.scratch("conv patches", (count * self.pixels, self.patch_cols), x.dtype)
-        self.kernels.im2col(x[images], patches, *self.args, 1)
+        self.kernels.im2col(_part(x, images), patches, *self.args, 1)
         return patches
 
     def forward(self, x, out_rows):
         """out_rows (n_images * pixels, out_channels) = the convolution of x, without bias."""
         for images, rows in self.slices():
-            _gemm()(self.patches(x, images), self.kernel_matrix, out_rows[rows])
+            _gemm()(self.patches(x, images), self.kernel_matrix, _part(out_rows, rows))
 
     def backward(self, x, dout_rows, dx, dkernel):
         """dkernel = patches^T @ dout, summed over slices; dx (or None) = col2im(dout @ kernel^T)."""
-        gemm = _gemm()
-        dkernel_matrix = dkernel.reshape(self.kernel_matrix.shape)
+        dkernel_matrix = _device.reshaped(dkernel, self.kernel_matrix.shape)
         if self.n_images == 0:
             _device.assign(dkernel, np.zeros(dkernel.shape, dkernel.dtype))
         for images, rows in self.slices():
             patches = self.patches(x, images)
-            if images.start == 0:
-                gemm(patches, dout_rows[rows], dkernel_matrix, transpose_a=True)
-            else:
-                partial = _device.scratch("conv dkernel", dkernel_matrix.shape, dkernel.dtype)
-                gemm(patches, dout_rows[rows], partial, transpose_a=True)
-                arrays().add(dkernel_matrix.reshape(-1), partial.reshape(-1), dkernel_matrix.reshape(-1))
+            # Each slice after the first adds its product (a GEMM's beta = 1).
+            _gemm()(patches, _part(dout_rows, rows), dkernel_matrix, transpose_a=True, accumulate=images.start > 0)
             if dx is not None:  # the patches are spent: their buffer takes the patch gradients
                 self._input_grad(dout_rows, dx, images, rows, patches)
 
@@ -198,16 +202,17 @@ class _Conv:
             self._input_grad(dout_rows, dx, images, rows, patches)
 
     def _input_grad(self, dout_rows, dx, images, rows, patches):
+        gradient = _part(dout_rows, rows)
         if self.direct:
-            _gemm()(dout_rows[rows], self.kernel_matrix, dx.reshape(-1, dx.shape[3])[rows], transpose_b=True)
+            _gemm()(gradient, self.kernel_matrix, _part(_pixels(dx), rows), transpose_b=True)
         else:
-            _gemm()(dout_rows[rows], self.kernel_matrix, patches, transpose_b=True)
-            self.kernels.col2im(patches, dx[images], *self.args, 1)
+            _gemm()(gradient, self.kernel_matrix, patches, transpose_b=True)
+            self.kernels.col2im(patches, _part(dx, images), *self.args, 1)
 
 
 def conv2d_into(x, kernel, bias, geometry, out, activation, alpha):
     """fastdl.ops.conv2d_into on the device: im2col + GEMM, then the bias and activation pass."""
-    rows = out.reshape(-1, kernel.shape[3])
+    rows = _pixels(out)
     _Conv(x, kernel, geometry).forward(x, rows)
     if activation or bias is not None:
         _kernels("dense").bias_activation(rows, no_array(out.dtype) if bias is None else bias, activation,
@@ -216,7 +221,7 @@ def conv2d_into(x, kernel, bias, geometry, out, activation, alpha):
 
 
 def conv2d_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias):
-    rows = dout.reshape(-1, kernel.shape[3])
+    rows = _pixels(dout)
     _Conv(x, kernel, geometry).backward(x, rows, dx, dkernel)
     if dbias is not None:
         column_sums(rows, dbias)
@@ -260,9 +265,9 @@ def conv2d_transpose_into(x, kernel, bias, geometry, out, activation, alpha):
     """fastdl.ops.conv2d_transpose_into on the device: x @ kernel_matrix^T, col2im, then the bias and
     activation pass (every stride takes this route)."""
     conv = _transposed(x, kernel, geometry, out.shape)
-    conv.input_grad(x.reshape(-1, x.shape[3]), out)
+    conv.input_grad(_pixels(x), out)
     if activation or bias is not None:
-        _kernels("dense").bias_activation(out.reshape(-1, kernel.shape[2]),
+        _kernels("dense").bias_activation(_pixels(out),
                                           no_array(out.dtype) if bias is None else bias, activation,
                                           out.dtype.type(alpha), 1)
     return out
@@ -272,11 +277,11 @@ def conv2d_transpose_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias):
     """dx = the convolution of dout (im2col + GEMM), dkernel = patches(dout)^T @ x, dbias = dout's
     column sums."""
     conv = _transposed(x, kernel, geometry, dout.shape)
-    conv.backward(dout, x.reshape(-1, x.shape[3]), None, dkernel)
+    conv.backward(dout, _pixels(x), None, dkernel)
     if dx is not None:
-        conv.forward(dout, dx.reshape(-1, x.shape[3]))
+        conv.forward(dout, _pixels(dx))
     if dbias is not None:
-        column_sums(dout.reshape(-1, kernel.shape[2]), dbias)
+        column_sums(_pixels(dout), dbias)
 
 
 # -- pooling --------------------------------------------------------------------------------------

@@ -4,12 +4,19 @@ numba's simulator runs the threads of a block that share memory as Python thread
 which makes the tiled kernel some forty times slower there than a plain one thread per entry
 kernel: the simulator (the tests' device) takes the plain one; the tiled one has its own tests.
 
-gemm(a, b, out, transpose_a, transpose_b) writes out = op(a) @ op(b), op(x) = x.T where asked, as
-BLAS does: for 2-D device arrays of one float dtype, each read in place. A transpose is a flag, not
-`a.T`: numba's `.T` of a device array is a copy made by a kernel of its own.
+gemm(a, b, out, transpose_a, transpose_b, accumulate) writes out = op(a) @ op(b), op(x) = x.T where
+asked (out += with accumulate), as BLAS does: for 2-D device arrays of one float dtype, each read in
+place. A transpose is a flag, not `a.T`: numba's `.T` of a device array is a copy made by a kernel
+of its own.
+
+cuBLAS is called through CuPy's bindings with the arrays' device pointers (class _Cublas): wrapping
+three arrays as CuPy arrays for cupy.matmul costs more host time than a small layer's product
+takes on the device. Its first product of each kind is checked against cupy.matmul; a mismatch or
+an error there falls back to cupy.matmul with a warning.
 """
 
 import math
+import warnings
 
 import numba
 import numpy as np
@@ -43,7 +50,7 @@ def _entry(matrix, i, j, transposed, rows, cols, zero):
 
 def _tiled(element_type):
     @cuda.jit
-    def kernel(a, b, out, transpose_a, transpose_b):
+    def kernel(a, b, out, transpose_a, transpose_b, accumulate):
         a_tile = cuda.shared.array((TILE, TILE), element_type)
         b_tile = cuda.shared.array((TILE, TILE), element_type)
         ty, tx = cuda.threadIdx.y, cuda.threadIdx.x
@@ -61,6 +68,8 @@ def _tiled(element_type):
                 total += a_tile[ty, i] * b_tile[i, tx]
             cuda.syncthreads()
         if row < n_rows and col < n_cols:
+            if accumulate:
+                total += out[row, col]
             out[row, col] = total
 
     return kernel
@@ -68,7 +77,7 @@ def _tiled(element_type):
 
 def _plain(element_type):
     @cuda.jit
-    def kernel(a, b, out, transpose_a, transpose_b):
+    def kernel(a, b, out, transpose_a, transpose_b, accumulate):
         row, col = cuda.grid(2)
         n_rows, n_cols = out.shape
         if row >= n_rows or col >= n_cols:
@@ -79,22 +88,123 @@ def _plain(element_type):
             left = a[k, row] if transpose_a else a[row, k]
             right = b[col, k] if transpose_b else b[k, col]
             total += left * right
+        if accumulate:
+            total += out[row, col]
         out[row, col] = total
 
     return kernel
 
 
+def _matmul(cupy, a, b, out, transpose_a, transpose_b, accumulate):
+    """gemm by cupy.matmul on CuPy views of the arrays (CuPy's .T is a view)."""
+    left, right, result = cupy.asarray(a), cupy.asarray(b), cupy.asarray(out)
+    product = cupy.matmul(left.T if transpose_a else left, right.T if transpose_b else right,
+                          out=None if accumulate else result)
+    if accumulate:
+        result += product
+
+
+class _Cublas:
+    """cuBLAS sgemm/dgemm on the arrays' device pointers, on the legacy default stream (numba's).
+
+    A row-major matrix is, to column-major cuBLAS, its transpose with the row stride as leading
+    dimension, so out = op(a) @ op(b) is asked for as out^T = op(b)^T @ op(a)^T.
+    """
+
+    def __init__(self, cupy, cublas):
+        self.cupy, self.cublas = cupy, cublas
+        self.checked = set()
+        self.scalars = {}  # host alpha and beta values, kept alive for their pointers
+
+    def _scalar(self, value, dtype):
+        key = (value, dtype)
+        if key not in self.scalars:
+            self.scalars[key] = np.array([value], dtype)
+        return self.scalars[key].ctypes.data
+
+    @staticmethod
+    def _layout(array):
+        """(device pointer, leading dimension) of a 2-D array with unit column stride, else None."""
+        interface = array.__cuda_array_interface__
+        rows, cols = interface["shape"]
+        itemsize = np.dtype(interface["typestr"]).itemsize
+        strides = interface["strides"] or (cols * itemsize, itemsize)
+        if strides[1] != itemsize and cols > 1:
+            return None
+        lead = strides[0] // itemsize if rows > 1 else max(cols, 1)
+        return (interface["data"][0], lead) if lead >= max(cols, 1) else None
+
+    def __call__(self, a, b, out, transpose_a, transpose_b, accumulate):
+        """Whether it ran the product (False: a layout cuBLAS cannot take here)."""
+        dtype = np.dtype(out.dtype)
+        k = a.shape[0] if transpose_a else a.shape[1]
+        layouts = [self._layout(x) for x in (a, b, out)]
+        if k == 0 or None in layouts or dtype not in (np.float32, np.float64):
+            return False
+        (a_ptr, lda), (b_ptr, ldb), (out_ptr, ldo) = layouts
+        cublas = self.cublas
+        handle = self.cupy.cuda.device.get_cublas_handle()
+        cublas.setStream(handle, 0)
+        cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
+        call = cublas.sgemm if dtype == np.float32 else cublas.dgemm
+        call(handle, cublas.CUBLAS_OP_T if transpose_b else cublas.CUBLAS_OP_N,
+             cublas.CUBLAS_OP_T if transpose_a else cublas.CUBLAS_OP_N, out.shape[1], out.shape[0], k,
+             self._scalar(1, dtype), b_ptr, ldb, a_ptr, lda, self._scalar(1 if accumulate else 0, dtype),
+             out_ptr, ldo)
+        return True
+
+    def checked_call(self, a, b, out, transpose_a, transpose_b, accumulate):
+        """__call__, its first product of each kind checked against cupy.matmul."""
+        kind = (np.dtype(out.dtype).str, bool(transpose_a), bool(transpose_b), bool(accumulate))
+        if kind in self.checked:
+            return self(a, b, out, transpose_a, transpose_b, accumulate)
+        cupy = self.cupy
+        before = cupy.array(cupy.asarray(out))
+        try:
+            if not self(a, b, out, transpose_a, transpose_b, accumulate):
+                return False
+            expected = cupy.array(before)
+            _matmul(cupy, a, b, expected, transpose_a, transpose_b, accumulate)
+            scale = float(cupy.abs(expected).max()) or 1.0
+            if float(cupy.abs(cupy.asarray(out) - expected).max()) > 1e-4 * scale:
+                raise ArithmeticError(f"cuBLAS through pointers disagrees with cupy.matmul for {kind}")
+        except Exception:
+            cupy.asarray(out)[...] = before  # as it was: the caller's fallback starts over
+            raise
+        self.checked.add(kind)
+        return True
+
+
 _KERNELS = {}
+_CUBLAS = {}
 
 
-def gemm(a, b, out, transpose_a=False, transpose_b=False):
-    """out (m, n) = op(a) @ op(b), op(x) = x.T where transpose_x: device arrays of one float dtype."""
+def gemm(a, b, out, transpose_a=False, transpose_b=False, accumulate=False):
+    """out (m, n) = op(a) @ op(b) (out += with accumulate), op(x) = x.T where transpose_x: device
+    arrays of one float dtype."""
     if out.shape[0] == 0 or out.shape[1] == 0:
         return
     cupy = _cupy()
     if cupy is not None:
-        left, right = cupy.asarray(a), cupy.asarray(b)  # CuPy's .T is a view
-        cupy.matmul(left.T if transpose_a else left, right.T if transpose_b else right, out=cupy.asarray(out))
+        direct = _CUBLAS.get("direct", True)
+        if direct is True:
+            try:
+                from cupy_backends.cuda.libs import cublas
+
+                direct = _CUBLAS["direct"] = _Cublas(cupy, cublas)
+            except Exception as error:  # CuPy without its cuBLAS bindings
+                warnings.warn(f"fastdl: cuBLAS through CuPy's bindings is unavailable ({error}); using cupy.matmul",
+                              RuntimeWarning, stacklevel=2)
+                direct = _CUBLAS["direct"] = None
+        if direct is not None:
+            try:
+                if direct.checked_call(a, b, out, transpose_a, transpose_b, accumulate):
+                    return
+            except Exception as error:
+                warnings.warn(f"fastdl: cuBLAS through CuPy's bindings failed ({error}); using cupy.matmul",
+                              RuntimeWarning, stacklevel=2)
+                _CUBLAS["direct"] = None
+        _matmul(cupy, a, b, out, transpose_a, transpose_b, accumulate)
         return
     dtype = np.dtype(out.dtype)
     if dtype not in _KERNELS:
@@ -104,4 +214,4 @@ def gemm(a, b, out, transpose_a=False, transpose_b=False):
         grid, block = (math.ceil(out.shape[0] / 16), math.ceil(out.shape[1] / 16)), (16, 16)
     else:
         grid, block = (math.ceil(out.shape[1] / TILE), math.ceil(out.shape[0] / TILE)), (TILE, TILE)
-    _KERNELS[dtype][grid, block](a, b, out, bool(transpose_a), bool(transpose_b))
+    _KERNELS[dtype][grid, block](a, b, out, bool(transpose_a), bool(transpose_b), bool(accumulate))
