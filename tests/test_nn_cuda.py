@@ -273,3 +273,29 @@ def test_models_inside_a_model_go_to_the_device(cuda_backend):
     assert generator.on_device and discriminator.on_device
     np.testing.assert_allclose(results["cuda"][0], results["numpy"][0], rtol=2e-5)
     _assert_same(results["numpy"][1], results["cuda"][1], np.float32)
+
+
+def test_callbacks_and_bad_data_on_device(cuda_backend, tmp_path):
+    """Checkpoints and early stopping read the weights back from the device and put the best ones
+    there again; images with NaN stop fit before any step, as on the CPU."""
+    x, y = _data((4,), 2, n=8)
+
+    def build(backend):
+        model = nn.Sequential([nn.Input((4,)), nn.Dense(2, activation="softmax")], seed=17, backend=backend)
+        model.compile(nn.SGD(0.5), "sparse_categorical_crossentropy")
+        return model
+
+    results = {}
+    for backend in ("numpy", "cuda"):
+        model = build(backend)
+        checkpoint = nn.ModelCheckpoint(str(tmp_path / f"{backend}.npz"), monitor="loss")
+        stopper = nn.EarlyStopping(monitor="loss", patience=1, restore_best_weights=True)
+        model.fit(x, y, epochs=3, batch_size=4, callbacks=[checkpoint, stopper])
+        results[backend] = model.get_weights(), build(backend).load(tmp_path / f"{backend}.npz").get_weights()
+    for cpu, gpu in zip(results["numpy"], results["cuda"]):
+        _assert_same(cpu, gpu, np.float32)
+
+    bad = x.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        build("cuda").fit(bad, y, epochs=1, batch_size=4)
