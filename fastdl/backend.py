@@ -14,6 +14,7 @@ measured fastest on a 2-core laptop-class CPU).
 import contextlib
 import contextvars
 import importlib
+import os
 import warnings
 
 from fastdl import config
@@ -106,6 +107,10 @@ def _probe_cuda():
         if problem:
             return False, f"no NVIDIA driver could be loaded ({' '.join(str(problem).split())})"
         return False, "the NVIDIA driver sees no CUDA device"
+    if "NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS" not in os.environ:
+        # A small model's launches are small by nature: numba's warning for grids under 128 blocks
+        # would fire on most of a training step's launches, at a few microseconds each.
+        numba.config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
     try:
         device = cuda.get_current_device()
         name = device.name.decode() if isinstance(device.name, bytes) else device.name
