@@ -69,8 +69,9 @@ def shape_dtype(array):
 
 
 def view(array):
-    """A numba device array over a device array's memory (no copy), for kernels to take."""
-    if simulated():
+    """A numba device array over a device array's memory (no copy), for kernels to take (a numba
+    device array is returned as it is)."""
+    if simulated() or type(array).__module__.startswith("numba."):
         return array
     return cuda().as_cuda_array(array)
 

@@ -267,7 +267,7 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, sizes=None, e
     kind = "quick run" if quick else "full run"
     source = (f"{data_source}; {kind} on {n_images['train']:,} train + {n_images['test']:,} "
               f"test images (RandomState({SPLIT_SEED}) split 80/20), {n_epochs} epoch"
-              f"{'s' if n_epochs != 1 else ''} per model")
+              f"{'s' if n_epochs != 1 else ''} per model; trained on {report.compute_device(backend)}")
     print(f"data: {source}\n")
 
     batch = SETTINGS["batch_size"]
@@ -316,7 +316,7 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, sizes=None, e
                                          test_errors, test_predictions, best, fit_sizes)
 
     result = {
-        "source": source, "data_source": data_source, "quick": bool(quick),
+        "source": source, "data_source": data_source, "device": report.compute_device(backend), "quick": bool(quick),
         "auto_quick": auto_quick, "estimate": estimate, "settings": SETTINGS,
         "epochs": n_epochs, "n_images": n_images, "parameters": parameters, "errors": errors,
         "left_edge": left_edge, "write_up": write_up, "history": history,

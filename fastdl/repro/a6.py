@@ -146,7 +146,7 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
     n_scored = min(settings["scored"], len(held))
     source = (f"{described}; {len(train):,} training and {n_scored:,} held-out images, "
               f"{settings['epochs']} epoch{'s' if settings['epochs'] != 1 else ''} per model"
-              + (" (quick run)" if quick else ""))
+              + (" (quick run)" if quick else "") + f"; trained on {report.compute_device(backend)}")
     out = Path(out_dir) / "a6" / kind
     out.mkdir(parents=True, exist_ok=True)
     report.print_header(TITLE.format(name="Fashion-MNIST items" if kind == "fashion" else "faces"))
@@ -213,7 +213,7 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
                                          quick=bool(quick))
     interpolation = {kind: dict(zip(("mean_step", "largest_step"), a6_report.interpolation_steps(strip)))
                      for kind, strip in strips.items()}
-    result = {"source": source, "data": data, "quick": bool(quick), "auto_quick": auto_quick, "settings": settings,
+    result = {"source": source, "device": report.compute_device(backend), "data": data, "quick": bool(quick), "auto_quick": auto_quick, "settings": settings,
               "estimate": estimate, "parameters": parameters, "history": history, "scores": scores, "floor": floor,
               "interpolation": interpolation, "feature_source": feature_source, "timings": dict(timings),
               "files": files}
