@@ -8,6 +8,7 @@ single-threaded and the kernel serially on it, so every core does one thing at a
 
 import concurrent.futures
 import contextlib
+import sys
 import threading
 
 import numpy as np
@@ -22,6 +23,7 @@ _scratch = threading.local()
 _pool = None
 _pool_size = 0
 _controller = None
+_controller_modules = 0
 _blas_users = 0
 _blas_limits = None
 
@@ -46,12 +48,14 @@ def single_threaded_blas():
     then cost a counter, and no BLAS worker thread is left spinning between steps on the cores our
     own threads need.
     """
-    global _controller, _blas_users, _blas_limits
+    global _controller, _controller_modules, _blas_users, _blas_limits
     with _lock:
-        if _controller is None:
+        # The controller knows the BLAS libraries loaded when it was made: a module imported since
+        # (torch, scipy) may have brought another, so then it is made again (scanning costs ~1 ms).
+        if _controller is None or _controller_modules != len(sys.modules):
             from threadpoolctl import ThreadpoolController
 
-            _controller = ThreadpoolController()
+            _controller, _controller_modules = ThreadpoolController(), len(sys.modules)
         if _blas_users == 0:
             _blas_limits = _controller.limit(limits=1, user_api="blas")
         _blas_users += 1

@@ -114,25 +114,27 @@ class _Targets:
         return len(next(iter(self.arrays.values())))
 
 
-def _sum(a, b):
-    """a + b for two gradients of one tensor, on the host or the device (a new array)."""
+def _flat(array):
+    return _device.reshaped(array, (array.size,))
+
+
+def _sum(a, b, out):
+    """out = a + b for two gradients of one tensor (out may be a), on the host or the device."""
     if not _device.is_device(a):
-        return a + b
+        return np.add(a, b, out=out)
     from fastdl.ops._nn_on_device import arrays
 
-    out = _device.empty(a.shape, a.dtype)
-    arrays().add(a.reshape(-1), b.reshape(-1), out.reshape(-1))
+    arrays().add(_flat(a), _flat(b), _flat(out))
     return out
 
 
-def _scaled(a, factor):
-    """a * factor in a's dtype, on the host or the device (a new array)."""
+def _scaled(a, factor, out):
+    """out = a * factor in a's dtype, on the host or the device."""
     if not _device.is_device(a):
-        return (a * factor).astype(a.dtype, copy=False)
+        return np.multiply(a, a.dtype.type(factor), out=out)
     from fastdl.ops._nn_on_device import arrays
 
-    out = _device.empty(a.shape, a.dtype)
-    arrays().scale(a.reshape(-1), a.dtype.type(factor), out.reshape(-1))
+    arrays().scale(_flat(a), a.dtype.type(factor), _flat(out))
     return out
 
 
@@ -454,7 +456,9 @@ class Model(Training):
             loss = self.loss[name]
             dout = loss.backward_logits() if name in self._fused_outputs else loss.backward()
             weight = self.loss_weights[name]
-            grads[id(tensor)] = dout if weight == 1.0 else _scaled(dout, weight)
+            if weight != 1.0:
+                dout = _scaled(dout, weight, self._buffer(("weighted", name), dout.shape, dout.dtype))
+            grads[id(tensor)] = dout
         self._backward_graph(grads)
 
     def _backward_graph(self, grads):
@@ -476,10 +480,13 @@ class Model(Training):
                 if dx is None:
                     continue
                 if parent is self.input:
-                    input_grad = dx if input_grad is None else _sum(input_grad, dx)
+                    input_grad = dx if input_grad is None else _sum(
+                        input_grad, dx, self._buffer(("summed", id(parent)), dx.shape, dx.dtype))
                     continue
                 key = id(parent)
-                grads[key] = dx if key not in grads else _sum(grads[key], dx)
+                # Reused from step to step: the sum is spent within this backward pass.
+                grads[key] = dx if key not in grads else _sum(grads[key], dx,
+                                                              self._buffer(("summed", key), dx.shape, dx.dtype))
         return input_grad
 
     def _batch_logs(self, outputs, targets, losses):

@@ -68,11 +68,15 @@ class Sampling(Layer):
         if self.kl_weight:
             per_sample = -0.5 * np.sum(1.0 + z_log_var - np.square(z_mean) - np.square(self._std), dtype=np.float64)
             self.add_loss(self.kl_weight * per_sample / z_mean.shape[0])
-        return self._back_where_from(z_mean + self._std * self._noise)
+        self._training = bool(training)
+        return self._back_where_from(z_mean + self._std * self._noise, "z")
 
-    def _back_where_from(self, array):
-        """array on the device where the layer's inputs came from there, else as it is."""
-        return _device.to_device(array) if self._on_device else array
+    def _back_where_from(self, array, key):
+        """array on the device where the layer's inputs came from there (in training, into a buffer
+        reused from step to step), else as it is."""
+        if not self._on_device:
+            return array
+        return _device.upload(self._buffers, key, array) if self._training else _device.to_device(array)
 
     def backward(self, dout):
         dz = as_layer_input(_device.host(dout), self.dtype, self._z_mean.shape[1:], "Sampling backward")
@@ -82,4 +86,4 @@ class Sampling(Layer):
             scale = self.dtype.type(self.kl_weight / self._z_mean.shape[0])
             dmean += scale * self._z_mean
             dlog_var += scale * 0.5 * (np.square(self._std) - 1)
-        return [self._back_where_from(dmean), self._back_where_from(dlog_var)]
+        return [self._back_where_from(dmean, "dmean"), self._back_where_from(dlog_var, "dlog_var")]
