@@ -148,5 +148,6 @@ def test_cublas_call_declines_what_it_cannot_take():
     cublas = _gemm._Cublas(SimpleNamespace(), _ColumnMajorBlas())
     wide = np.zeros((6, 8), np.float32)
     out = np.zeros((3, 3), np.float32)
-    assert not cublas(_HostAsDevice(wide[:3, ::2]), _HostAsDevice(wide[:4, :3]), _HostAsDevice(out), False, False, False)
-    assert not cublas(_HostAsDevice(wide[:3, :0]), _HostAsDevice(wide[:0, :3]), _HostAsDevice(out), False, False, False)
+    flags = (False, False, False)
+    assert not cublas(_HostAsDevice(wide[:3, ::2]), _HostAsDevice(wide[:4, :3]), _HostAsDevice(out), *flags)
+    assert not cublas(_HostAsDevice(wide[:3, :0]), _HostAsDevice(wide[:0, :3]), _HostAsDevice(out), *flags)

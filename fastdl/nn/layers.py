@@ -379,9 +379,9 @@ class Dropout(Layer):
             width = x.shape[x.ndim - 1]
             rows = (x.size // width, width)
             kernels, _ = _backend.kernels("loss", self.backend)
-            kernels.dropout(*(_device.reshaped(a, rows) for a in (x, self._draws)), self.rate,
-                            x.dtype.type(1) / x.dtype.type(1 - self.rate),
-                            *(_device.reshaped(a, rows) for a in (out, self._mask)), threads_worth_it(rows[0], 8 * width))
+            x_rows, draws, out_rows, mask = (_device.reshaped(a, rows) for a in (x, self._draws, out, self._mask))
+            kernels.dropout(x_rows, draws, self.rate, x.dtype.type(1) / x.dtype.type(1 - self.rate), out_rows, mask,
+                            threads_worth_it(rows[0], 8 * width))
         return out
 
     def backward(self, dout):

@@ -370,14 +370,14 @@ class Training(Layer):
 
         if len(idx) == x.shape[0] and np.array_equal(idx, np.arange(len(idx))):
             return x
-
         buffers = self.__dict__.setdefault("_device_batches", {})
         rows = _device.upload(buffers, ("rows", len(idx)), np.asarray(idx, dtype=np.int64))
         key = ("gathered", len(idx), x.shape[1:])
         if key not in buffers:
             buffers[key] = _device.empty((len(idx), *x.shape[1:]), x.dtype)
         out = buffers[key]
-        arrays().take_rows(x.reshape(x.shape[0], -1), rows, out.reshape(len(idx), -1))
+        width = int(np.prod(x.shape[1:]))
+        arrays().take_rows(_device.reshaped(x, (x.shape[0], width)), rows, _device.reshaped(out, (len(idx), width)))
         return out
 
     def _evaluate(self, x, y, batch_size):

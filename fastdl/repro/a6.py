@@ -213,7 +213,8 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
                                          quick=bool(quick))
     interpolation = {kind: dict(zip(("mean_step", "largest_step"), a6_report.interpolation_steps(strip)))
                      for kind, strip in strips.items()}
-    result = {"source": source, "device": report.compute_device(backend), "data": data, "quick": bool(quick), "auto_quick": auto_quick, "settings": settings,
+    result = {"source": source, "device": report.compute_device(backend),
+              "data": data, "quick": bool(quick), "auto_quick": auto_quick, "settings": settings,
               "estimate": estimate, "parameters": parameters, "history": history, "scores": scores, "floor": floor,
               "interpolation": interpolation, "feature_source": feature_source, "timings": dict(timings),
               "files": files}
