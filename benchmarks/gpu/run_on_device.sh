@@ -9,6 +9,8 @@
 # Nothing is installed from a registry. Logs (and the benchmarks' JSON) go to $OUT when it is set.
 # A4_FULL=1 also runs `fastdl reproduce a4 --full --backend cuda` on Fashion-MNIST read from
 # $FASHION_DIR (default .data/fashion-mnist, carried like .whl/: the device reaches no network).
+# CUDA_TESTS=0 or BENCH=0 skip the tests or the benchmarks (to spread the steps over several calls
+# of a few minutes each); `-k nn_models` among the extra arguments runs only the training benchmarks.
 set -euo pipefail
 
 # The repository root, whatever the caller's directory.
@@ -57,13 +59,17 @@ log() { if [ -n "$LOGS" ]; then tee "$LOGS/$1.log"; else cat; fi; }
 
 # The cuda tests on the device (never the simulator) at real sizes; a failure still lets the benchmarks run.
 status=0
-NUMBA_ENABLE_CUDASIM=0 "$PYTHON" -m pytest -m cuda tests -q 2>&1 | log cuda-tests || status=$?
+if [ "${CUDA_TESTS:-1}" != 0 ]; then
+    NUMBA_ENABLE_CUDASIM=0 "$PYTHON" -m pytest -m cuda tests -q 2>&1 | log cuda-tests || status=$?
+fi
 
 # The device benchmarks against CuPy and PyTorch CUDA, with the ratio report; extra arguments go to pytest.
 json=()
 [ -n "$LOGS" ] && json=(--benchmark-json="$LOGS/gpu-bench.json")
-NUMBA_ENABLE_CUDASIM=0 "$PYTHON" -m pytest benchmarks/gpu --benchmark-columns=min,median,mean,rounds \
-    ${json[@]+"${json[@]}"} "$@" 2>&1 | log gpu-bench || status=$?
+if [ "${BENCH:-1}" != 0 ]; then
+    NUMBA_ENABLE_CUDASIM=0 "$PYTHON" -m pytest benchmarks/gpu --benchmark-columns=min,median,mean,rounds \
+        ${json[@]+"${json[@]}"} "$@" 2>&1 | log gpu-bench || status=$?
+fi
 
 # Assignment 4's full run trained on the GPU: its tables (under $OUT, else results/) give the test
 # accuracies to hold against the CPU run's (issue 16: within 0.01) and the seconds per epoch.
