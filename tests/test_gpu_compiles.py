@@ -112,6 +112,8 @@ def signatures():
         "norm._channel_moments": [(a2(t), a1(f64), a1(f64)) for t in floats],
         "norm._normalize": [(a2(t), a1(t), a1(t), a1(t), a1(t), a2(t), a2(t)) for t in floats],
         "norm._channel_sums": [(a2(t), a2(t), a1(f64), a1(f64)) for t in floats],
+        "norm._channel_moments_blocks": [(a2(t), a1(f64), a1(f64)) for t in floats],
+        "norm._channel_sums_blocks": [(a2(t), a2(t), a1(f64), a1(f64)) for t in floats],
         "norm._normalize_backward": [(a2(t), a2(t), a1(t), a1(t), a1(t), a1(t), a2(t)) for t in floats],
         # pool: channels-last images of one dtype; the window (pool_geometry's six values) Python ints.
         "pool._max_pool2d_forward": [(a4(t), a4(t)) + (i64,) * 6 for t in floats],

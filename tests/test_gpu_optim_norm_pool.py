@@ -101,8 +101,17 @@ def _rows(dtype, cuda_scale, rng, offset=0.0):
     return (rng.normal(size=(2 * cuda_scale * 4 * 4, 3)) * [1.0, 3.0, 0.5] + offset).astype(dtype)
 
 
+@pytest.fixture(params=["per channel", "blocks"])
+def reduction(request, monkeypatch):
+    """Both ways of the per-channel reductions: a thread per channel, and blocks of row groups
+    (taken from BLOCK_ROWS rows on: here from any)."""
+    if request.param == "blocks":
+        monkeypatch.setattr(gpu("norm"), "BLOCK_ROWS", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("offset", [0.0, 100.0], ids=["centred", "offset 100"])
-def test_channel_moments(cuda_backend, cuda_scale, dtype, rng, offset):
+def test_channel_moments(cuda_backend, cuda_scale, dtype, rng, offset, reduction):
     x = _rows(dtype, cuda_scale, rng, offset)
     d_x, d_mean, d_var = to_device(x, np.empty(3), np.empty(3))
     gpu("norm").channel_moments(d_x, d_mean, d_var, 1)
@@ -127,7 +136,7 @@ def test_normalize(cuda_backend, cuda_scale, dtype, rng):
         close(got, want, dtype, float(np.abs(want).max()))
 
 
-def test_channel_sums(cuda_backend, cuda_scale, dtype, rng):
+def test_channel_sums(cuda_backend, cuda_scale, dtype, rng, reduction):
     dout, xhat = _rows(dtype, cuda_scale, rng, 0.5), _rows(dtype, cuda_scale, rng)
     d_dout, d_xhat, d_sum, d_sum_xhat = to_device(dout, xhat, np.empty(3), np.empty(3))
     gpu("norm").channel_sums(d_dout, d_xhat, d_sum, d_sum_xhat, 1)

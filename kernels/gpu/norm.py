@@ -1,18 +1,51 @@
 """Batch-normalisation kernels (numba.cuda); mirrors kernels/cpu/norm.py and kernels/npy/norm.py.
 
 x, dout, xhat, out, dx (rows, channels) are device arrays: a batch with every axis but the channel
-axis flattened. The per-channel reductions (channel_moments, channel_sums) run one thread per
-channel, each looping over the rows in order with float64 sums, the same sums in the same order
-as the CPU kernels (the same bits on the simulator; on a device NVVM may fuse d * d + sum into one
-rounding, so they agree to rounding). That is simple, deterministic and coalesced (neighbouring
-threads read neighbouring channels of a row), but it has only `channels` threads: fine for now,
-a block-per-channel tree reduction is the next step where batches are large. The elementwise
-passes (normalize, normalize_backward) run one thread per entry, in the arrays' dtype.
+axis flattened. The per-channel reductions (channel_moments, channel_sums) sum in float64. Below
+BLOCK_ROWS rows they run one thread per channel, each looping over the rows in order: the same
+sums in the same order as the CPU kernels (the same bits on the simulator; on a device NVVM may
+fuse d * d + sum into one rounding, so they agree to rounding). From BLOCK_ROWS rows on (a
+convolution's output: images x pixels rows) that would leave the device nearly idle, so a block
+takes CHANNELS_PER_BLOCK neighbouring channels (its threads read neighbouring entries of a row)
+and ROW_GROUPS interleaved groups of rows; each thread sums its group, and the groups' sums are
+added by a fixed tree in shared memory: deterministic, and within rounding of the CPU's order.
+The elementwise passes (normalize, normalize_backward) run one thread per entry, in the arrays'
+dtype.
 """
 
+import math
+
+import numba
 from numba import cuda, float64
 
 from ._launch import grid_1d
+
+# From this many rows on, the reductions take a block of threads per CHANNELS_PER_BLOCK channels.
+BLOCK_ROWS = 1024
+# Channels and row groups of a reduction block (the simulator runs a thread as Python: keep it small).
+CHANNELS_PER_BLOCK = 4 if numba.config.ENABLE_CUDASIM else 32
+ROW_GROUPS = 2 if numba.config.ENABLE_CUDASIM else 8  # a power of two, for the tree
+
+
+@cuda.jit(device=True)
+def _groups_total(partials, tx, ty):
+    """The sum of column tx of partials (ROW_GROUPS, CHANNELS_PER_BLOCK), by a fixed tree; every
+    thread of the block calls it and gets the total."""
+    stride = ROW_GROUPS // 2
+    while stride > 0:
+        cuda.syncthreads()
+        if ty < stride:
+            partials[ty, tx] += partials[ty + stride, tx]
+        stride //= 2
+    cuda.syncthreads()
+    total = partials[0, tx]
+    cuda.syncthreads()  # read by all before partials is written again
+    return total
+
+
+def _reduction_launch(channels):
+    """(grid, block) of the block reductions over `channels` channels."""
+    return math.ceil(channels / CHANNELS_PER_BLOCK), (CHANNELS_PER_BLOCK, ROW_GROUPS)
 
 
 @cuda.jit
@@ -33,10 +66,39 @@ def _channel_moments(x, mean, var):
     var[c] = squares / n
 
 
+@cuda.jit
+def _channel_moments_blocks(x, mean, var):
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    c = cuda.blockIdx.x * CHANNELS_PER_BLOCK + tx
+    partials = cuda.shared.array((ROW_GROUPS, CHANNELS_PER_BLOCK), float64)
+    n, channels = x.shape
+    total = 0.0
+    if c < channels:  # no early return: every thread takes part in the tree
+        for i in range(ty, n, ROW_GROUPS):
+            total += float64(x[i, c])
+    partials[ty, tx] = total
+    centre = _groups_total(partials, tx, ty) / n
+    squares = 0.0
+    if c < channels:
+        for i in range(ty, n, ROW_GROUPS):
+            d = float64(x[i, c]) - centre
+            squares += d * d
+    partials[ty, tx] = squares
+    spread = _groups_total(partials, tx, ty)
+    if c < channels and ty == 0:
+        mean[c] = centre
+        var[c] = spread / n
+
+
 def channel_moments(x, mean, var, n_threads):
     """mean (channels,) and biased variance (channels,) float64 of x's columns, in two float64
-    passes over the rows in order; one thread per channel. n_threads is unused."""
-    if x.shape[1]:
+    passes over the rows (in order below BLOCK_ROWS rows, by row groups from there on; see the
+    module docstring). n_threads is unused."""
+    if not x.shape[1]:
+        return
+    if x.shape[0] >= BLOCK_ROWS:
+        _channel_moments_blocks[_reduction_launch(x.shape[1])](x, mean, var)
+    else:
         _channel_moments[grid_1d(x.shape[1])](x, mean, var)
 
 
@@ -74,10 +136,36 @@ def _channel_sums(dout, xhat, sum_dout, sum_dout_xhat):
     sum_dout_xhat[c] = total_xhat
 
 
+@cuda.jit
+def _channel_sums_blocks(dout, xhat, sum_dout, sum_dout_xhat):
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    c = cuda.blockIdx.x * CHANNELS_PER_BLOCK + tx
+    partials = cuda.shared.array((ROW_GROUPS, CHANNELS_PER_BLOCK), float64)
+    n, channels = dout.shape
+    total = 0.0
+    total_xhat = 0.0
+    if c < channels:
+        for i in range(ty, n, ROW_GROUPS):
+            g = float64(dout[i, c])
+            total += g
+            total_xhat += g * xhat[i, c]
+    partials[ty, tx] = total
+    total = _groups_total(partials, tx, ty)
+    partials[ty, tx] = total_xhat
+    total_xhat = _groups_total(partials, tx, ty)
+    if c < channels and ty == 0:
+        sum_dout[c] = total
+        sum_dout_xhat[c] = total_xhat
+
+
 def channel_sums(dout, xhat, sum_dout, sum_dout_xhat, n_threads):
     """Per-channel float64 sums of dout and of dout * xhat (the gradients of beta and gamma), rows
-    in order; one thread per channel. n_threads is unused."""
-    if dout.shape[1]:
+    in order below BLOCK_ROWS rows, by row groups from there on. n_threads is unused."""
+    if not dout.shape[1]:
+        return
+    if dout.shape[0] >= BLOCK_ROWS:
+        _channel_sums_blocks[_reduction_launch(dout.shape[1])](dout, xhat, sum_dout, sum_dout_xhat)
+    else:
         _channel_sums[grid_1d(dout.shape[1])](dout, xhat, sum_dout, sum_dout_xhat)
 
 
