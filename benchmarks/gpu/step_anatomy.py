@@ -1,0 +1,71 @@
+"""What a cuda training step asks of the host, measured without a GPU.
+
+Runs the course MLP (batch 32, SGD) and the course CNN (batch 128, RMSprop) on numba's CUDA
+simulator with every kernel launch and GEMM replaced by a counter, so the time left is fastdl's own
+Python per step (its layers, losses, optimizer and bookkeeping), and prints the launches per step
+by kind. On a device, each launch adds numba's argument handling and each GEMM a cuBLAS call on top
+of this. Run: `python benchmarks/gpu/step_anatomy.py` (from the repository root).
+"""
+
+import collections
+import importlib
+import os
+import time
+
+os.environ["NUMBA_ENABLE_CUDASIM"] = "1"  # before numba is imported
+
+import numpy as np  # noqa: E402
+from numba import cuda  # noqa: E402
+
+from fastdl import nn  # noqa: E402
+from fastdl.repro.models import course_cnn, course_mlp  # noqa: E402
+
+FAMILIES = ("dense", "conv", "pool", "loss", "optim", "norm")
+STEPS = 200
+
+
+def count_launches():
+    """Replace the cuda launchers and GEMM with counters; returns the counter."""
+    from fastdl.kernels.gpu import _arrays, _gemm
+
+    counts = collections.Counter()
+
+    def counter(name):
+        def launch(*args, **kwargs):
+            counts[name] += 1
+        return launch
+
+    _gemm.gemm = counter("gemm")
+    for family in FAMILIES:
+        module = importlib.import_module(f"fastdl.kernels.gpu.{family}")
+        for name, value in vars(module).copy().items():
+            if callable(value) and not name.startswith("_") and getattr(value, "__module__", "") == module.__name__:
+                setattr(module, name, counter(f"{family}.{name}"))
+    for name in ("take_rows", "add", "scale", "add_scaled"):
+        setattr(_arrays, name, counter(f"arrays.{name}"))
+    return counts
+
+
+def main():
+    counts = count_launches()
+    cases = [("course MLP, batch 32, SGD", course_mlp, nn.SGD(0.01), 32),
+             ("course CNN, batch 128, RMSprop", course_cnn, nn.RMSprop(), 128)]
+    for label, builder, optimizer, batch in cases:
+        model = builder((28, 28, 1), seed=0, backend="cuda")
+        model.compile(optimizer, "sparse_categorical_crossentropy")
+        x = cuda.to_device(np.random.default_rng(0).random((batch, 28, 28, 1), dtype=np.float32))
+        y = np.random.default_rng(1).integers(0, 10, batch)
+        for _ in range(3):
+            model.train_on_batch(x, y)
+        counts.clear()
+        start = time.perf_counter()
+        for _ in range(STEPS):
+            model.train_on_batch(x, y)
+        seconds = (time.perf_counter() - start) / STEPS
+        per_step = {name: count // STEPS for name, count in sorted(counts.items())}
+        print(f"{label}: {seconds * 1e6:,.0f} us of fastdl's host work a step, "
+              f"{sum(per_step.values())} launches ({per_step.get('gemm', 0)} GEMMs): {per_step}")
+
+
+if __name__ == "__main__":
+    main()
