@@ -31,7 +31,7 @@ def simulated():
 # numba's, CuPy's; a torch tensor may be on either side): a training step asks a few dozen times,
 # and __cuda_array_interface__ is a property that builds a dict each time it is read.
 _ON_DEVICE = {np.ndarray: False}
-_DECIDED_BY_TYPE = ("numba.", "cupy.", "numpy.")
+_DECIDED_BY_TYPE = ("numba.", "numba_cuda.", "cupy.", "numpy.")
 
 
 def is_device(array):
@@ -71,7 +71,7 @@ def shape_dtype(array):
 def view(array):
     """A numba device array over a device array's memory (no copy), for kernels to take (a numba
     device array is returned as it is)."""
-    if simulated() or type(array).__module__.startswith("numba."):
+    if simulated() or hasattr(array, "gpu_data"):  # a numba device array already
         return array
     return cuda().as_cuda_array(array)
 
@@ -170,7 +170,11 @@ def reshaped(array, shape):
     entry = _VIEWS.get(id(array))
     if entry is None or entry[0]() is not array:
         key = id(array)
-        entry = _VIEWS[key] = (weakref.ref(array, lambda _, key=key: _VIEWS.pop(key, None)), {})
+        try:
+            entry = (weakref.ref(array, lambda _, key=key: _VIEWS.pop(key, None)), {})
+        except TypeError:  # an array type without weak references: no cache
+            return array.reshape(shape)
+        _VIEWS[key] = entry
     views = entry[1]
     if shape not in views:
         views[shape] = array.reshape(shape)
