@@ -138,15 +138,22 @@ def scratch(key, shape, dtype):
     return views[shape]
 
 
+def buffer(cache, key, shape, dtype):
+    """The device array cache[key], made again when the shape or dtype asked for changes: what a
+    training step writes each time reuses one array."""
+    array = cache.get(key)
+    if array is None or array.shape != tuple(shape) or array.dtype != np.dtype(dtype):
+        array = cache[key] = empty(shape, dtype)
+    return array
+
+
 def upload(cache, key, array):
-    """A host array copied into the device buffer cache[key], made again when array's shape or
-    dtype changes: a step's small transfers (targets, dropout draws) reuse one buffer each."""
+    """A host array copied into the device buffer cache[key] (see buffer): a step's small
+    transfers (targets, dropout draws) reuse one buffer each."""
     array = np.ascontiguousarray(array)
-    buffer = cache.get(key)
-    if buffer is None or buffer.shape != array.shape or buffer.dtype != array.dtype:
-        buffer = cache[key] = empty(array.shape, array.dtype)
-    buffer.copy_to_device(array)
-    return buffer
+    target = buffer(cache, key, array.shape, array.dtype)
+    target.copy_to_device(array)
+    return target
 
 
 def fits(nbytes):

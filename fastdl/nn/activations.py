@@ -124,7 +124,9 @@ class Activation(Layer):
         return dpre
 
     def backward(self, dout):
-        return grad(self.activation, self._out, dout, self.backend, self.alpha)
+        # Into a buffer reused from step to step, as the activated layers' (softmax makes its own).
+        into = self._buffer("dpre", self._out.shape) if self.activation in ACTIVATIONS else None
+        return grad(self.activation, self._out, dout, self.backend, self.alpha, into=into)
 
 
 class ReLU(Activation):

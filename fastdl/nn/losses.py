@@ -50,16 +50,12 @@ class Loss:
         """_run for device outputs: the gradient stays on the device (a buffer reused from batch to
         batch), the targets go over, and the per-sample losses come back to be summed."""
         buffers = self.__dict__.setdefault("_device_buffers", {})
-        grad = buffers.get("grad")
-        if grad is None or grad.shape != values.shape or grad.dtype != values.dtype:
-            grad = buffers["grad"] = _device.empty(values.shape, values.dtype)
+        grad = _device.buffer(buffers, "grad", values.shape, values.dtype)
         if not values.size:
             return 0.0, grad
         width = values.shape[values.ndim - 1] if self.elementwise else values.size // values.shape[0]
         rows = values if values.ndim == 2 else _device.reshaped(values, (values.size // width, width))
-        row_loss = buffers.get("row loss")
-        if row_loss is None or row_loss.shape[0] != rows.shape[0]:
-            row_loss = buffers["row loss"] = _device.empty(rows.shape[0], np.float64)
+        row_loss = _device.buffer(buffers, "row loss", (rows.shape[0],), np.float64)
         targets = _device.upload(buffers, "targets", targets.reshape(rows.shape) if targets.ndim > 1 else targets)
         kernels, _ = _backend.kernels("loss", "cuda")
         getattr(kernels, kernel)(rows, targets, *args, scale, _device.reshaped(grad, rows.shape), row_loss, 1)

@@ -372,10 +372,7 @@ class Training(Layer):
             return x
         buffers = self.__dict__.setdefault("_device_batches", {})
         rows = _device.upload(buffers, ("rows", len(idx)), np.asarray(idx, dtype=np.int64))
-        key = ("gathered", len(idx), x.shape[1:])
-        if key not in buffers:
-            buffers[key] = _device.empty((len(idx), *x.shape[1:]), x.dtype)
-        out = buffers[key]
+        out = _device.buffer(buffers, ("gathered", len(idx)), (len(idx), *x.shape[1:]), x.dtype)
         width = int(np.prod(x.shape[1:]))
         arrays().take_rows(_device.reshaped(x, (x.shape[0], width)), rows, _device.reshaped(out, (len(idx), width)))
         return out

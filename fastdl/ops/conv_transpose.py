@@ -21,6 +21,7 @@ from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._parallel import run_row_ranges, scratch
 from fastdl.ops import _nn_on_device, _subpixel
+from fastdl.ops._nn_on_device import Out, host_call
 from fastdl._validation import as_compute_all, check_array, check_pair
 from fastdl.ops.conv import (
     MIN_BATCHES, _geometry, batch_size, conv2d_grad_into, conv2d_into, grad_arrays, patches_of, sum_in_order,
@@ -140,7 +141,7 @@ def conv2d_transpose(x, kernel, bias=None, strides=1, padding="valid", backend=N
     dtype, x, kernel, bias = as_compute_all(x, kernel, bias)
     out = np.empty((x.shape[0], *geometry[0], kernel.shape[2]), dtype=dtype)
     if on_cuda:
-        return _nn_on_device.host_call(conv2d_transpose_into, x, kernel, bias, geometry, _nn_on_device.Out(out))
+        return host_call(conv2d_transpose_into, x, kernel, bias, geometry, Out(out))
     return conv2d_transpose_into(x, kernel, bias, geometry, out, backend=backend)
 
 
@@ -221,9 +222,7 @@ def conv2d_transpose_grad(x, kernel, dout, strides=1, padding="valid", backend=N
     x, kernel, dout, dx, dkernel, dbias = grad_arrays(x, kernel, dout, geometry[0], kernel.shape[2], "filters",
                                                       backend)
     if _backend.resolve("conv", backend) == "cuda":
-        out = _nn_on_device.Out
-        return _nn_on_device.host_call(conv2d_transpose_grad_into, x, kernel, dout, geometry, out(dx), out(dkernel),
-                                       out(dbias))
+        return host_call(conv2d_transpose_grad_into, x, kernel, dout, geometry, Out(dx), Out(dkernel), Out(dbias))
     conv2d_transpose_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, backend=backend)
     return dx, dkernel, dbias
 

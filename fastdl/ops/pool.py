@@ -7,6 +7,7 @@ from fastdl import backend as _backend
 from fastdl._parallel import threads_worth_it
 from fastdl._validation import as_compute_all, check_array, check_pair
 from fastdl.ops import _nn_on_device
+from fastdl.ops._nn_on_device import Out, host_call
 
 IMAGES = "(batch, height, width, channels)"
 
@@ -66,7 +67,7 @@ def max_pool2d(x, pool_size=2, strides=None, padding="valid", backend=None):
     dtype, x = as_compute_all(x)
     out = np.empty((x.shape[0], out_h, out_w, x.shape[3]), dtype=dtype)
     if on_cuda:
-        return _nn_on_device.host_call(max_pool2d_into, x, _nn_on_device.Out(out), window)
+        return host_call(max_pool2d_into, x, Out(out), window)
     return max_pool2d_into(x, out, window, backend)
 
 
@@ -120,7 +121,7 @@ def max_pool2d_grad(x, dout, pool_size=2, strides=None, padding="valid", backend
     dtype, x, dout = as_compute_all(x, dout)
     dx = np.empty(x.shape, dtype=dtype)
     if on_cuda:
-        return _nn_on_device.host_call(max_pool2d_grad_into, x, dout, _nn_on_device.Out(dx), window)
+        return host_call(max_pool2d_grad_into, x, dout, Out(dx), window)
     return max_pool2d_grad_into(x, dout, dx, window, backend)
 
 

@@ -176,7 +176,24 @@ class _Cublas:
 
 
 _KERNELS = {}
-_CUBLAS = {}
+_DIRECT = {}  # "cublas": the _Cublas that products go to, or None once unusable
+
+
+def _direct(cupy):
+    """The _Cublas (made on first use), or None where CuPy's bindings are unusable or failed."""
+    if "cublas" not in _DIRECT:
+        try:
+            from cupy_backends.cuda.libs import cublas
+
+            _DIRECT["cublas"] = _Cublas(cupy, cublas)
+        except Exception as error:  # CuPy without its cuBLAS bindings
+            _fall_back(f"are unavailable ({error})")
+    return _DIRECT["cublas"]
+
+
+def _fall_back(why):
+    warnings.warn(f"fastdl: CuPy's cuBLAS bindings {why}; using cupy.matmul", RuntimeWarning, stacklevel=3)
+    _DIRECT["cublas"] = None
 
 
 def gemm(a, b, out, transpose_a=False, transpose_b=False, accumulate=False):
@@ -186,24 +203,12 @@ def gemm(a, b, out, transpose_a=False, transpose_b=False, accumulate=False):
         return
     cupy = _cupy()
     if cupy is not None:
-        direct = _CUBLAS.get("direct", True)
-        if direct is True:
-            try:
-                from cupy_backends.cuda.libs import cublas
-
-                direct = _CUBLAS["direct"] = _Cublas(cupy, cublas)
-            except Exception as error:  # CuPy without its cuBLAS bindings
-                warnings.warn(f"fastdl: cuBLAS through CuPy's bindings is unavailable ({error}); using cupy.matmul",
-                              RuntimeWarning, stacklevel=2)
-                direct = _CUBLAS["direct"] = None
-        if direct is not None:
-            try:
-                if direct.checked_call(a, b, out, transpose_a, transpose_b, accumulate):
-                    return
-            except Exception as error:
-                warnings.warn(f"fastdl: cuBLAS through CuPy's bindings failed ({error}); using cupy.matmul",
-                              RuntimeWarning, stacklevel=2)
-                _CUBLAS["direct"] = None
+        direct = _direct(cupy)
+        try:
+            if direct is not None and direct.checked_call(a, b, out, transpose_a, transpose_b, accumulate):
+                return
+        except Exception as error:  # a failed check has put out back as it was
+            _fall_back(f"failed ({error})")
         _matmul(cupy, a, b, out, transpose_a, transpose_b, accumulate)
         return
     dtype = np.dtype(out.dtype)

@@ -13,7 +13,7 @@ the bias gradient of unpool runs in float64 as on the CPU.
 
 from numba import cuda, float64
 
-from ._launch import grid_1d
+from ._launch import grid_1d, unravel
 
 
 # ----------------------------------------------------------------------------------------------
@@ -54,13 +54,6 @@ def im2col(x, cols, kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w,
 
 
 @cuda.jit(device=True)
-def _unravel(index, height, width, channels):
-    """(image, row, column, channel) of entry `index` of a C-ordered (n, height, width, channels) array."""
-    return (index // (channels * width * height), (index // (channels * width)) % height,
-            (index // channels) % width, index % channels)
-
-
-@cuda.jit(device=True)
 def _windows_holding(position, size, stride, n_windows):
     """(first, stop) of the windows o, 0 <= o < n_windows, with 0 <= position - o * stride < size."""
     first = (position - size) // stride + 1
@@ -78,7 +71,7 @@ def _col2im(cols, dx, kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_
     if index >= dx.size:
         return
     _, height, width, channels = dx.shape
-    n, h, w, c = _unravel(index, height, width, channels)
+    n, h, w, c = unravel(index, height, width, channels)
     dx[n, h, w, c] = 0
     total = dx[n, h, w, c]  # a zero of dx's dtype
     # The patches in the CPU kernel's order: (oh, ow) ascending; tap (i, j) = the pixel's offset.
@@ -159,7 +152,7 @@ def _bias_act_pool(block, bias, activation, height, width, pool_h, pool_w, out, 
     if index >= out.size:
         return
     _, out_h, out_w, channels = out.shape
-    n, i, j, c = _unravel(index, out_h, out_w, channels)
+    n, i, j, c = unravel(index, out_h, out_w, channels)
     has_bias = bias.shape[0] > 0
     best = block[(n * height + i * pool_h) * width + j * pool_w, c]
     if has_bias:
@@ -463,7 +456,7 @@ def _tile_scatter(m, right_y, right_x, grid_y, grid_x, out, accumulate, bias, ac
     window_w, ax = right_x.shape
     tiles_y, tiles_x = grid_y[3], grid_x[3]
     has_bias = bias.shape[0] > 0
-    n, h, w, c = _unravel(index, height, width, channels)
+    n, h, w, c = unravel(index, height, width, channels)
     total = out[n, h, w, c]  # kept where no tile covers the pixel
     out[n, h, w, c] = 0
     zero = out[n, h, w, c]  # a zero of out's dtype

@@ -21,7 +21,7 @@ that dtype read back from its own dx element: the same bits as the CPU kernels, 
 
 from numba import cuda
 
-from ._launch import grid_1d
+from ._launch import grid_1d, unravel
 
 
 @cuda.jit(device=True)
@@ -39,12 +39,7 @@ def _max_pool2d_forward(x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad
     n_images, out_h, out_w, c = out.shape
     if index >= n_images * out_h * out_w * c:
         return
-    ch = index % c
-    rest = index // c
-    j = rest % out_w
-    rest //= out_w
-    i = rest % out_h
-    n = rest // out_h
+    n, i, j, ch = unravel(index, out_h, out_w, c)
     h0, h1 = _clipped(i * stride_h - pad_top, pool_h, x.shape[1])
     w0, w1 = _clipped(j * stride_w - pad_left, pool_w, x.shape[2])
     best = x[n, h0, w0, ch]
@@ -82,12 +77,7 @@ def _max_pool2d_backward(x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_to
     if index >= n_images * h * w * c:
         return
     out_h, out_w = dout.shape[1], dout.shape[2]
-    ch = index % c
-    rest = index // c
-    col = rest % w
-    rest //= w
-    row = rest % h
-    n = rest // h
+    n, row, col, ch = unravel(index, h, w, c)
     dx[n, row, col, ch] = 0
     i0, i1 = _windows_over(row, pad_top, pool_h, stride_h, out_h)
     j0, j1 = _windows_over(col, pad_left, pool_w, stride_w, out_w)
@@ -127,12 +117,7 @@ def _upsample2d(x, out, size_h, size_w):
     n_images, out_h, out_w, c = out.shape
     if index >= n_images * out_h * out_w * c:
         return
-    ch = index % c
-    rest = index // c
-    j = rest % out_w
-    rest //= out_w
-    i = rest % out_h
-    n = rest // out_h
+    n, i, j, ch = unravel(index, out_h, out_w, c)
     out[n, i, j, ch] = x[n, i // size_h, j // size_w, ch]
 
 
@@ -149,12 +134,7 @@ def _upsample2d_backward(dout, dx, size_h, size_w):
     n_images, h, w, c = dx.shape
     if index >= n_images * h * w * c:
         return
-    ch = index % c
-    rest = index // c
-    j = rest % w
-    rest //= w
-    i = rest % h
-    n = rest // h
+    n, i, j, ch = unravel(index, h, w, c)
     dx[n, i, j, ch] = 0
     total = dx[n, i, j, ch]  # a zero of dx's dtype
     for a in range(size_h):
