@@ -17,6 +17,9 @@ from fastdl import backend as _backend
 
 # Below this much work (rows x columns x features) one thread is faster than handing out tasks.
 MIN_WORK_PER_THREAD = 1 << 22
+# The work of one elementwise operation on one value, in those units (as the kernels' passes count
+# it: threads_worth_it(rows, 8 * columns)).
+ELEMENTWISE_WORK = 8
 
 _lock = threading.Lock()
 _scratch = threading.local()
@@ -125,6 +128,28 @@ def run_row_ranges(func, n_rows, n_threads, work_per_row, align=1):
         finally:
             for future in futures:
                 future.result()
+
+
+def sum_in_order(partials):
+    """The partial sums {first row of a range: C-contiguous array} added in row order, into the
+    first one, which is returned: the same bits for the same partials, however many threads add
+    them (each thread takes a slice of the elements through every partial).
+
+    The partials of a parallel reduction are one per thread; added on one thread, they would
+    cost as much as the rest of a kernel gradient's work on 16 cores.
+    """
+    arrays = [partials[first] for first in sorted(partials)]
+    if not all(array.flags.c_contiguous for array in arrays):
+        raise ValueError("sum_in_order adds C-contiguous partials")
+    total, rest = arrays[0].reshape(-1), [array.reshape(-1) for array in arrays[1:]]
+
+    def add(start, stop):
+        for array in rest:
+            total[start:stop] += array[start:stop]
+
+    if rest:
+        run_row_ranges(add, total.size, _backend.get_num_threads(), ELEMENTWISE_WORK * len(rest))
+    return arrays[0]
 
 
 def scratch(name, shape, dtype):

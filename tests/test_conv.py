@@ -317,3 +317,31 @@ def test_bad_input_forward(kwargs, error, match):
 def test_bad_input_backward(backend, dout, error, match):
     with pytest.raises(error, match=match):
         conv2d_grad(GOOD_X, GOOD_K, dout, backend=backend)
+
+
+def test_turned_kernel_is_the_transform_of_the_turned_kernel(dtype, rng):
+    """The input gradient's kernel, rearranged from the kernel's own transform, is the same bits
+    as the transform of the kernel turned by 180 degrees with its channels swapped."""
+    kernel = rng.normal(size=(3, 3, 5, 7)).astype(dtype)
+    direct = _winograd.transform_kernel(np.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2)), "direct")
+    turned = _winograd.turned_kernel(_winograd.transform_kernel(kernel, "kernel"), "turned")
+    assert turned.shape == (16, 7, 5)
+    np.testing.assert_array_equal(turned, direct)
+
+
+def test_winograd_split_over_channels_gives_the_same_answers(backend, rng, monkeypatch):
+    """With every pass split over three threads (the kernel's transforms by input channels, the
+    partial sums by elements), the outputs and the input gradient are the same bits as on one
+    thread, and the kernel and bias gradients agree to rounding."""
+    x, kernel, bias, strides, padding = _data(rng, (6, 8, 8, 24, 3, 3, 20, 1, "same"), np.float32)
+    dout = rng.normal(size=(6, 8, 8, 20)).astype(np.float32)
+    results = {}
+    for n_threads in (1, 3):
+        fastdl.set_num_threads(n_threads)
+        monkeypatch.setattr(fastdl._parallel, "MIN_WORK_PER_THREAD", 1 if n_threads > 1 else 1 << 22)
+        results[n_threads] = (conv2d(x, kernel, bias, padding="same", backend=backend),
+                              *conv2d_grad(x, kernel, dout, padding="same", backend=backend))
+    np.testing.assert_array_equal(results[3][0], results[1][0])
+    np.testing.assert_array_equal(results[3][1], results[1][1])
+    for got, want in zip(results[3][2:], results[1][2:]):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)

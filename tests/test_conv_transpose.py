@@ -183,19 +183,24 @@ def test_awkward_layouts_and_integer_inputs():
     np.testing.assert_array_equal(out, np.full((1, 4, 4, 1), 200.0))
 
 
-def test_results_do_not_depend_on_the_thread_count(rng):
+def test_results_do_not_depend_on_the_thread_count(rng, monkeypatch):
+    """1 and 2 threads, and 3 threads with every pass split (the kernel's transforms and gradient
+    by input channels, the partial sums by elements)."""
     x = rng.normal(size=(32, 12, 12, 16)).astype(np.float32)
     kernel = rng.normal(size=(3, 3, 16, 16)).astype(np.float32)
     dout = rng.normal(size=(32, 24, 24, 16)).astype(np.float32)
     results = []
-    for threads in (1, 2):
+    for threads in (1, 2, 3):
         fastdl.set_num_threads(threads)
+        if threads == 3:
+            monkeypatch.setattr(fastdl._parallel, "MIN_WORK_PER_THREAD", 1)
         results.append((conv2d_transpose(x, kernel, strides=2, padding="same", backend="numba"),
                         *conv2d_transpose_grad(x, kernel, dout, strides=2, padding="same", backend="numba")))
-    np.testing.assert_array_equal(results[0][0], results[1][0])
-    np.testing.assert_array_equal(results[0][1], results[1][1])  # each image's dx is one GEMM either way
-    for one, two in zip(results[0][2:], results[1][2:]):  # sums over images, grouped by thread
-        np.testing.assert_allclose(one, two, rtol=1e-5, atol=1e-5 * np.abs(two).max())
+    for other in results[1:]:
+        np.testing.assert_array_equal(other[0], results[0][0])
+        np.testing.assert_array_equal(other[1], results[0][1])  # each image's dx is one GEMM either way
+        for got, want in zip(other[2:], results[0][2:]):  # sums over images, grouped by thread
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
 GOOD_X = np.zeros((2, 5, 5, 3))

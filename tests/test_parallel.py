@@ -47,3 +47,16 @@ def test_threads_do_not_change_distances(backend, rng):
     one = pairwise_distances(A, B, backend=backend)
     fastdl.set_num_threads(2)
     np.testing.assert_array_equal(pairwise_distances(A, B, backend=backend), one)
+
+
+def test_sum_in_order_is_the_same_bits_on_any_number_of_threads(rng, monkeypatch):
+    partials = {first: rng.normal(size=(5, 7)).astype(np.float32) for first in (40, 0, 13, 27)}
+    expected = partials[0].copy()
+    for first in (13, 27, 40):
+        expected += partials[first]
+    monkeypatch.setattr(_parallel, "MIN_WORK_PER_THREAD", 1)
+    fastdl.set_num_threads(3)
+    total = _parallel.sum_in_order({first: array.copy() for first, array in partials.items()})
+    np.testing.assert_array_equal(total, expected)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _parallel.sum_in_order({0: partials[0].T, 5: partials[13].T})

@@ -24,7 +24,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from fastdl._parallel import scratch
+from fastdl import backend as _backend
+from fastdl._parallel import ELEMENTWISE_WORK, run_row_ranges, scratch
 from fastdl.ops.dense import _NO_BIAS
 
 # Output pixels per tile for sub-kernels of r taps along an axis: F(4, 2) and F(2, 3). Measured on
@@ -158,28 +159,29 @@ class _Phase:
         # dM = A dY A^T hold each tile's sum of the output gradient (the bias' gradient).
         self.sum_point = axis_y.ones_point() * axis_x.alpha + axis_x.ones_point()
 
-    def transform_kernel(self, kernel, out):
-        """out (points, in, filters) = G g G^T of the sub-kernel g (r_y, r_x, filters, in) of
-        kernel, in float64 in the calling thread's scratch arrays (fresh ones cost more in page
-        faults than the arithmetic)."""
-        g = kernel[np.ix_(self.y.taps, self.x.taps)]
+    def transform_kernel(self, kernel, out, channels):
+        """out[:, channels] (points, in, filters) = G g G^T of the sub-kernel g (r_y, r_x, filters,
+        in) of kernel, for the input channels `channels` (a slice), in float64 in the calling
+        thread's scratch arrays (fresh ones cost more in page faults than the arithmetic)."""
+        g = kernel[:, :, :, channels][np.ix_(self.y.taps, self.x.taps)]
         r_y, r_x, filters, in_channels = g.shape
         rows = scratch("subpixel kernel rows", (self.y.alpha, r_x, filters * in_channels), np.float64)
         np.matmul(self.y.g, g.reshape(r_y, -1), out=rows.reshape(self.y.alpha, -1))
         full = scratch("subpixel kernel", (self.y.alpha, self.x.alpha, filters * in_channels), np.float64)
         np.matmul(self.x.g, rows, out=full)
-        out[...] = full.reshape(self.points, filters, in_channels).transpose(0, 2, 1)
-        return out
+        out[:, channels] = full.reshape(self.points, filters, in_channels).transpose(0, 2, 1)
 
-    def kernel_gradient(self, du, dkernel):
+    def kernel_gradient(self, du, dkernel, channels):
         """Scatter G^T du G (du (points, in, filters)) into dkernel's taps (kh, kw, filters, in),
-        in float64 in the calling thread's scratch arrays."""
+        for the input channels `channels` (a slice), in float64 in the calling thread's scratch
+        arrays."""
+        du = du[:, channels]
         _, in_channels, filters = du.shape
         rows = scratch("subpixel kernel rows", (self.y.r, self.x.alpha, in_channels * filters), np.float64)
         np.matmul(self.y.g.T, du.reshape(self.y.alpha, -1), out=rows.reshape(self.y.r, -1))
         full = scratch("subpixel kernel", (self.y.r, self.x.r, in_channels * filters), np.float64)
         np.matmul(self.x.g.T, rows, out=full)
-        dkernel[np.ix_(self.y.taps, self.x.taps)] = full.reshape(
+        dkernel[:, :, :, channels][np.ix_(self.y.taps, self.x.taps)] = full.reshape(
             self.y.r, self.x.r, in_channels, filters).transpose(0, 1, 3, 2)
 
 
@@ -199,11 +201,25 @@ class Plan:
         self.work = sum(p.points * p.tiles_per_image for p in self.phases) * in_channels * filters
         self.dtype = np.dtype(dtype)
 
+    def _by_input_channels(self, func):
+        """func(channels) for slices of the input channels, on fastdl's threads: the kernel's
+        transforms, done once per call on the calling thread, would cost as much as the tiles'
+        GEMMs on 16 cores."""
+        in_channels, filters = self.channels
+        work = 16 * ELEMENTWISE_WORK * sum(phase.points for phase in self.phases) * filters
+        run_row_ranges(lambda first, last: func(slice(first, last)), in_channels, _backend.get_num_threads(), work)
+
     def transform_kernels(self, kernel):
         """Each sub-image's transformed kernel (points, in, filters), in the op's dtype."""
         filters, in_channels = kernel.shape[2:]
-        return [phase.transform_kernel(kernel, np.empty((phase.points, in_channels, filters), self.dtype))
-                for phase in self.phases]
+        transformed = [np.empty((phase.points, in_channels, filters), self.dtype) for phase in self.phases]
+
+        def compute(channels):
+            for phase, out in zip(self.phases, transformed):
+                phase.transform_kernel(kernel, out, channels)
+
+        self._by_input_channels(compute)
+        return transformed
 
     def _buffers(self, phase, n_images, name):
         in_channels, filters = self.channels
@@ -264,5 +280,8 @@ class Plan:
 
     def kernel_gradient(self, total, dkernel):
         """dkernel (kh, kw, filters, in) from the summed partials (partial_shape) of all batches."""
-        for phase, sums in zip(self.phases, self._partials(total)):
-            phase.kernel_gradient(sums, dkernel)
+        def compute(channels):
+            for phase, sums in zip(self.phases, self._partials(total)):
+                phase.kernel_gradient(sums, dkernel, channels)
+
+        self._by_input_channels(compute)

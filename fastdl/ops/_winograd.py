@@ -10,7 +10,8 @@ G^T (sum over tiles of V^T dM) G, with dM = A dy A^T (winograd_output_grad).
 
 import numpy as np
 
-from fastdl._parallel import scratch
+from fastdl import backend as _backend
+from fastdl._parallel import ELEMENTWISE_WORK, run_row_ranges, scratch
 
 # Winograd for 3x3 stride-1 kernels with at least this many input and output channels: with
 # fewer, its 16 GEMMs are too thin to gain (measured here: 1.6-2x faster from 32 channels on).
@@ -22,6 +23,9 @@ MAX_WASTE = 1.5
 # Bytes of transformed tiles per thread and batch: bigger batches give the kernel gradient's
 # GEMMs (whose inner dimension is the number of tiles) more to work with.
 BATCH_BYTES = 4 << 20
+# G applied to a 3-vector turned end for end is G's result with its first and last entries
+# swapped: the tile positions (4 a + b) of a turned kernel's transform, in the kernel's transform.
+_TURNED = np.array([4 * a + b for a in (3, 1, 2, 0) for b in (3, 1, 2, 0)])
 
 
 def _tiles(out_h, out_w):
@@ -43,15 +47,43 @@ def batch_size(kernel_shape, out_hw, dtype):
     return max(1, BATCH_BYTES // per_image)
 
 
+def _by_input_channels(func, in_channels, out_channels):
+    """func(first, last) over ranges of the input channels, on fastdl's threads: the kernel's
+    transforms, a few elementwise passes each, done once per call of a convolution on the
+    calling thread would cost as much as its tiles on 16 cores."""
+    run_row_ranges(func, in_channels, _backend.get_num_threads(), 32 * out_channels * ELEMENTWISE_WORK)
+
+
 def transform_kernel(kernel, name):
     """G g G^T of each (3, 3) slice of kernel (3, 3, in, out), as (16, in, out) in kernel's dtype,
     in the calling thread's scratch array `name`."""
     _, _, in_channels, out_channels = kernel.shape
     rows = scratch(name + " rows", (4, 3, in_channels, out_channels), kernel.dtype)
     out = scratch(name, (4, 4, in_channels, out_channels), kernel.dtype)
-    _times_g(kernel, rows)  # G g
-    _times_g(rows.transpose(1, 0, 2, 3), out.transpose(1, 0, 2, 3))  # (G g) G^T
+
+    def compute(first, last):
+        part = slice(first, last)
+        _times_g(kernel[:, :, part], rows[:, :, part])  # G g
+        _times_g(rows[:, :, part].transpose(1, 0, 2, 3), out[:, :, part].transpose(1, 0, 2, 3))  # (G g) G^T
+
+    _by_input_channels(compute, in_channels, out_channels)
     return out.reshape(16, in_channels, out_channels)
+
+
+def turned_kernel(transformed, name):
+    """The transform of the kernel turned by 180 degrees with its input and output channels
+    swapped (the input gradient's kernel), as a (16, out, in) view of the calling thread's scratch
+    array `name`, from the kernel's own transform (16, in, out): the same bits as transforming the
+    turned kernel, whose strided reads took five times as long."""
+    out = scratch(name, transformed.shape, transformed.dtype)
+
+    def compute(first, last):
+        part = slice(first, last)
+        for position, source in enumerate(_TURNED):
+            out[position, part] = transformed[source, part]
+
+    _by_input_channels(compute, transformed.shape[1], transformed.shape[2])
+    return out.transpose(0, 2, 1)
 
 
 def _times_g(g, out):
@@ -117,7 +149,8 @@ class Backward:
         self.tiles_h, self.tiles_w = _tiles(self.out_h, self.out_w)
         self.partial_shape = (16, *kernel.shape[2:])
         if dx is not None:
-            self.flipped = transform_kernel(kernel[::-1, ::-1].transpose(0, 1, 3, 2), "winograd flipped kernel")
+            self.flipped = turned_kernel(transform_kernel(kernel, "winograd backward kernel"),
+                                         "winograd flipped kernel")
 
     def __call__(self, start, stop, rows, gradient, out):
         in_channels, out_channels = self.partial_shape[1:]
@@ -139,6 +172,13 @@ class Backward:
 
     def kernel_gradient(self, total, out):
         """out (3, 3, in, out) = G^T total G, from the summed (16, in, out) products of the batches."""
-        rows = scratch("winograd gradient rows", (3, 4, *total.shape[1:]), total.dtype)
-        _times_g_transposed(total.reshape(4, 4, *total.shape[1:]), rows)  # G^T dU
-        _times_g_transposed(rows.transpose(1, 0, 2, 3), out.transpose(1, 0, 2, 3))  # (G^T dU) G
+        in_channels, out_channels = total.shape[1:]
+        total = total.reshape(4, 4, in_channels, out_channels)
+        rows = scratch("winograd gradient rows", (3, 4, in_channels, out_channels), total.dtype)
+
+        def compute(first, last):
+            part = slice(first, last)
+            _times_g_transposed(total[:, :, part], rows[:, :, part])  # G^T dU
+            _times_g_transposed(rows[:, :, part].transpose(1, 0, 2, 3), out[:, :, part].transpose(1, 0, 2, 3))
+
+        _by_input_channels(compute, in_channels, out_channels)

@@ -11,7 +11,7 @@ import numpy as np
 
 from fastdl import _device
 from fastdl import backend as _backend
-from fastdl._parallel import row_ranges, run_row_ranges, scratch
+from fastdl._parallel import row_ranges, run_row_ranges, scratch, sum_in_order
 from fastdl._validation import as_compute_all, check_array, check_pair
 from fastdl.ops import _nn_on_device, _winograd
 from fastdl.ops._nn_on_device import Out, host_call
@@ -101,12 +101,24 @@ def batch_size(pixels, patch_cols, dtype):
     return max(1, PATCH_BYTES // (pixels * patch_cols * np.dtype(dtype).itemsize))
 
 
-def sum_in_order(partials):
-    """The per-thread partial sums {first row: array} added in row order: the same bits every run."""
-    total = partials.pop(min(partials))
-    for first in sorted(partials):
-        total += partials[first]
-    return total
+def add_column_sums(rows, total):
+    """total (float64, columns) += the column sums of rows (n, columns), by a GEMV with a row of
+    ones in rows' dtype: a tenth of the time of numpy's float64 sum. For the bias gradients, a
+    batch of images' rows at a time."""
+    total += np.dot(_ones(rows.shape[0], rows.dtype), rows)
+
+
+_ONES = {}
+
+
+def _ones(n, dtype):
+    """n ones of dtype, read-only, shared by every caller (the longest vector asked for so far)."""
+    ones = _ONES.get(dtype)
+    if ones is None or ones.size < n:
+        ones = np.ones(n, dtype)
+        ones.flags.writeable = False
+        _ONES[dtype] = ones
+    return ones[:n]
 
 
 def _plan(x, kernel, geometry, dtype):
@@ -311,10 +323,18 @@ def conv2d_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, backend=None
     """
     if _device.is_device(dkernel):
         return _nn_on_device.conv2d_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias)
-    dout_rows = dout.reshape(-1, kernel.shape[3])
-    _backward_gemms(x, kernel, geometry, dx, dkernel, backend, lambda first, start, stop, rows: dout_rows[rows])
+    out_channels = kernel.shape[3]
+    dout_rows = dout.reshape(-1, out_channels)
+    bias_partials = {}  # float64 per row range, added in order
+
+    def gradient_rows(first, start, stop, rows):
+        if dbias is not None:
+            add_column_sums(dout_rows[rows], bias_partials.setdefault(first, np.zeros(out_channels)))
+        return dout_rows[rows]
+
+    _backward_gemms(x, kernel, geometry, dx, dkernel, backend, gradient_rows)
     if dbias is not None:
-        np.copyto(dbias, dout_rows.sum(axis=0, dtype=np.float64), casting="same_kind")
+        np.copyto(dbias, sum_in_order(bias_partials) if bias_partials else 0, casting="same_kind")
 
 
 def _backward_gemms(x, kernel, geometry, dx, dkernel, backend, gradient_rows):

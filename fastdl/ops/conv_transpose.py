@@ -19,12 +19,12 @@ import numpy as np
 
 from fastdl import _device
 from fastdl import backend as _backend
-from fastdl._parallel import run_row_ranges, scratch
+from fastdl._parallel import run_row_ranges, scratch, sum_in_order
 from fastdl.ops import _nn_on_device, _subpixel
 from fastdl.ops._nn_on_device import Out, host_call
 from fastdl._validation import as_compute_all, check_array, check_pair
 from fastdl.ops.conv import (
-    MIN_BATCHES, _geometry, batch_size, conv2d_grad_into, conv2d_into, grad_arrays, patches_of, sum_in_order,
+    MIN_BATCHES, _geometry, add_column_sums, batch_size, conv2d_grad_into, conv2d_into, grad_arrays, patches_of,
 )
 from fastdl.ops.dense import _NO_BIAS, LEAKY_ALPHA
 
@@ -258,10 +258,6 @@ def conv2d_transpose_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, ba
     subpixel = plan["subpixel"]
     transformed = subpixel.transform_kernels(kernel) if subpixel and dx is not None else None
     partial_shape = subpixel.partial_shape if subpixel else kernel_matrix.shape
-    # dout's column sums as a GEMV per batch (a row of ones times its rows): a tenth of the time
-    # of numpy's float64 sum over the whole array, and each batch's sum is added in float64. The
-    # sub-pixel path sums its tiles' sums instead.
-    ones = np.ones(batch * out_pixels, dtype) if dbias is not None and not subpixel else None
     partials, bias_partials = {}, {}
 
     def compute(first, last):
@@ -281,9 +277,8 @@ def conv2d_transpose_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, ba
             np.dot(patches.T, x_rows[rows], out=partial if start == first else product)
             if start != first:
                 partial += product
-            if ones is not None:
-                gradient = dout_rows[start * out_pixels : stop * out_pixels]
-                bias_sum += np.dot(ones[: gradient.shape[0]], gradient)
+            if dbias is not None:  # each batch's column sums (the sub-pixel path sums its tiles' sums)
+                add_column_sums(dout_rows[start * out_pixels : stop * out_pixels], bias_sum)
         partials[first], bias_partials[first] = partial, bias_sum
 
     run_row_ranges(compute, x.shape[0], _backend.get_num_threads(), 2 * plan["work"], batch)

@@ -1,0 +1,96 @@
+"""How much of a training step runs on the calling thread while fastdl's other threads wait.
+
+On 2 cores a pass left on one thread costs little; on 16 it can take as long as all the parallel
+work of a step (on a 16-core machine PyTorch trained the course CNN 2.17x faster than fastdl).
+This script times training steps of the course's networks at a given thread count, and the part
+of each step spent outside fastdl's parallel regions (`run_row_ranges`): Amdahl's serial part,
+which more cores do not shorten. Compiled kernels that thread themselves (activations, pooling,
+the optimizers' updates) count as outside, so the figure is an upper bound.
+
+Run from the repository root: `python benchmarks/serial_sections.py --threads 16`. With more
+threads than cores the step times mean little, but the serial part is still what one thread does
+alone; on a machine with that many cores both are real.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+
+def _models(names):
+    """{name: step function} of the networks asked for (each built once, seed 0, random data)."""
+    import numpy as np
+
+    from fastdl import nn
+    from fastdl.repro import a6_models
+    from fastdl.repro.models import clock_regression_cnn, course_cnn
+
+    rng = np.random.default_rng(0)
+    steps = {}
+    if "cnn" in names:  # the course CNN, batch 128, RMSprop
+        cnn = course_cnn((28, 28, 1), seed=0)
+        cnn.compile(nn.RMSprop(), "sparse_categorical_crossentropy")
+        images, codes = rng.random((128, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, 128)
+        steps["course CNN, batch 128"] = lambda: cnn.train_on_batch(images, codes)
+    if "clock" in names:  # a5's regression CNN, batch 100, RMSprop
+        clock = clock_regression_cnn(seed=0)
+        clock.compile(nn.RMSprop(), "mse")
+        clocks, hours = rng.random((100, 150, 150, 1), dtype=np.float32), rng.random((100, 1), dtype=np.float32)
+        steps["clock CNN, batch 100"] = lambda: clock.train_on_batch(clocks, hours)
+    if "vae" in names:  # a6's VAE, batch 32 of 64x64x3
+        vae, _, _ = a6_models.build_vae((64, 64, 3), seed=0)
+        faces = rng.random((32, 64, 64, 3), dtype=np.float32)
+        steps["VAE, batch 32"] = lambda: vae.train_on_batch(faces, faces)
+    if "gan" in names:  # a6's GAN: 32 real and 32 generated images, then 64 for the generator
+        gan, generator, discriminator = a6_models.build_gan((64, 64, 3), seed=0)
+        real = rng.random((32, 64, 64, 3), dtype=np.float32) * 2 - 1
+        steps["GAN, 32 real images"] = lambda: a6_models.gan_step(gan, generator, discriminator, real, rng)
+    return steps
+
+
+def _time_parallel_regions():
+    """Wrap run_row_ranges wherever fastdl imported it; returns a one-element list of the seconds
+    spent in it so far."""
+    from fastdl import _parallel
+
+    spent = [0.0]
+    original = _parallel.run_row_ranges
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            spent[0] += time.perf_counter() - start
+
+    for name, module in list(sys.modules.items()):
+        if name.startswith("fastdl") and getattr(module, "run_row_ranges", None) is original:
+            module.run_row_ranges = timed
+    return spent
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=16, help="fastdl's thread count (default 16)")
+    parser.add_argument("--models", default="cnn,clock,vae,gan", help="comma-separated: cnn, clock, vae, gan")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per model, after two warm-up steps")
+    args = parser.parse_args()
+    os.environ["FASTDL_NUM_THREADS"] = str(args.threads)  # before fastdl is imported
+    steps = _models(set(args.models.split(",")))
+    in_parallel = _time_parallel_regions()
+    print(f"{args.threads} fastdl threads on {os.cpu_count()} CPUs")
+    for label, step in steps.items():
+        step()
+        step()
+        in_parallel[0] = 0.0
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        total = (time.perf_counter() - start) / args.steps
+        serial = total - in_parallel[0] / args.steps
+        print(f"{label}: {total * 1e3:,.0f} ms a step, {serial * 1e3:,.1f} ms of it outside the parallel regions")
+
+
+if __name__ == "__main__":
+    main()
