@@ -9,7 +9,8 @@ the optimizers' updates) count as outside, so the figure is an upper bound.
 
 Run from the repository root: `python benchmarks/serial_sections.py --threads 16`. With more
 threads than cores the step times mean little, but the serial part is still what one thread does
-alone; on a machine with that many cores both are real.
+alone; on a machine with that many cores both are real. A model of Dense layers (the course MLP)
+leaves its GEMMs to BLAS's own threads: there, the BLAS calls count as the parallel part.
 """
 
 import argparse
@@ -24,10 +25,15 @@ def _models(names):
 
     from fastdl import nn
     from fastdl.repro import a6_models
-    from fastdl.repro.models import clock_regression_cnn, course_cnn
+    from fastdl.repro.models import clock_regression_cnn, course_cnn, course_mlp
 
     rng = np.random.default_rng(0)
     steps = {}
+    if "mlp" in names:  # the course MLP, batch 32, SGD
+        mlp = course_mlp(seed=0)
+        mlp.compile(nn.SGD(0.01), "sparse_categorical_crossentropy")
+        digits, labels = rng.random((32, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, 32)
+        steps["course MLP, batch 32"] = lambda: mlp.train_on_batch(digits, labels)
     if "cnn" in names:  # the course CNN, batch 128, RMSprop
         cnn = course_cnn((28, 28, 1), seed=0)
         cnn.compile(nn.RMSprop(), "sparse_categorical_crossentropy")
@@ -50,31 +56,46 @@ def _models(names):
 
 
 def _time_parallel_regions():
-    """Wrap run_row_ranges wherever fastdl imported it; returns a one-element list of the seconds
-    spent in it so far."""
+    """Wrap run_row_ranges wherever fastdl imported it, and numpy's dot outside it (BLAS threading
+    a GEMM itself); returns a one-element list of the seconds spent in either so far."""
+    import numpy as np
+
     from fastdl import _parallel
 
-    spent = [0.0]
-    original = _parallel.run_row_ranges
+    spent, depth = [0.0], [0]
+    original, dot = _parallel.run_row_ranges, np.dot
 
     def timed(*args, **kwargs):
         start = time.perf_counter()
+        depth[0] += 1
         try:
             return original(*args, **kwargs)
+        finally:
+            depth[0] -= 1
+            spent[0] += time.perf_counter() - start
+
+    def timed_dot(*args, **kwargs):
+        if depth[0] or _parallel.blas_held():
+            return dot(*args, **kwargs)
+        start = time.perf_counter()
+        try:
+            return dot(*args, **kwargs)
         finally:
             spent[0] += time.perf_counter() - start
 
     for name, module in list(sys.modules.items()):
         if name.startswith("fastdl") and getattr(module, "run_row_ranges", None) is original:
             module.run_row_ranges = timed
+    np.dot = timed_dot
     return spent
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=16, help="fastdl's thread count (default 16)")
-    parser.add_argument("--models", default="cnn,clock,vae,gan", help="comma-separated: cnn, clock, vae, gan")
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per model, after two warm-up steps")
+    parser.add_argument("--models", default="mlp,cnn,clock,vae,gan",
+                        help="comma-separated: mlp, cnn, clock, vae, gan")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per model (at least; steps run for 0.5 s), after two warm-up steps")
     args = parser.parse_args()
     os.environ["FASTDL_NUM_THREADS"] = str(args.threads)  # before fastdl is imported
     steps = _models(set(args.models.split(",")))
@@ -84,12 +105,17 @@ def main():
         step()
         step()
         in_parallel[0] = 0.0
-        start = time.perf_counter()
-        for _ in range(args.steps):
+        start, n_steps = time.perf_counter(), 0
+        while n_steps < args.steps or time.perf_counter() - start < 0.5:  # short steps: a few hundred
             step()
-        total = (time.perf_counter() - start) / args.steps
-        serial = total - in_parallel[0] / args.steps
-        print(f"{label}: {total * 1e3:,.0f} ms a step, {serial * 1e3:,.1f} ms of it outside the parallel regions")
+            n_steps += 1
+        total = (time.perf_counter() - start) / n_steps
+        serial = total - in_parallel[0] / n_steps
+        print(f"{label}: {_ms(total)} a step, {_ms(serial)} of it outside the parallel regions")
+
+
+def _ms(seconds):
+    return f"{seconds * 1e6:,.0f} µs" if seconds < 1e-3 else f"{seconds * 1e3:,.1f} ms"
 
 
 if __name__ == "__main__":

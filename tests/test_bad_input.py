@@ -327,3 +327,23 @@ def test_no_negative_or_nan_for_large_but_safe_values(backend, dtype, rng):
 def re_shape(shape):
     """A regex matching a shape tuple as Python prints it."""
     return "\\(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + "\\)"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, ">f8"])
+def test_all_finite_finds_every_nonfinite_value(dtype):
+    """all_finite's dot product overflows on huge finite values: it then looks again, exactly."""
+    from fastdl._validation import all_finite
+
+    huge = np.finfo(np.dtype(dtype)).max / 2
+    values = np.linspace(-1, 1, 101).astype(dtype)
+    assert all_finite(values) and all_finite(values[:0]) and all_finite(values[::3])
+    for value in (np.nan, np.inf, -np.inf):
+        for at in (0, 50, 100):
+            bad = values.copy()
+            bad[at] = value
+            assert not all_finite(bad) and not all_finite(bad.reshape(1, 101))
+    big = values.copy()
+    big[7] = huge
+    assert all_finite(big)
+    big[8] = np.nan
+    assert not all_finite(big)

@@ -87,3 +87,67 @@ def test_optimizers_step_every_parameter(make, rng):
         np.testing.assert_array_equal(p.grad, grad)
         # Every optimizer's first step moves against the gradient.
         assert (np.sign(p.value - old) == -np.sign(grad))[grad != 0].all()
+
+
+OPTIMIZERS = [lambda: nn.SGD(0.1, momentum=0.9), nn.RMSprop, nn.Adam]
+
+
+def _small_model(seed=0):
+    model = nn.Sequential([nn.Dense(5, activation="relu", input_shape=(7,)), nn.BatchNormalization(),
+                           nn.Dense(3)], seed=seed)
+    model.build()
+    return model
+
+
+def test_a_model_places_its_parameters_in_one_flat_buffer():
+    """Every parameter's value and gradient are views of the model's two flat buffers, at offsets
+    aligned to module.ALIGN, and the optimizer updates the whole buffer in one pass."""
+    model = _small_model()
+    params = [p for _, p in model.parameters()]
+    values, grads = params[0].flat[:2]
+    assert values.size == sum(p.flat[3] - p.flat[2] for p in params)
+    for p in params:
+        assert p.flat[0] is values and p.flat[1] is grads and p.flat[2] % nn.module.ALIGN == 0
+        assert np.shares_memory(p.value, values) and np.shares_memory(p.grad, grads)
+    model.compile(nn.SGD(0.1), "mse")
+    model.optimizer.attach([p for _, p in model.trainable_parameters()])
+    assert len(model.optimizer._runs) == 1
+
+
+def test_assigning_a_placed_parameter_writes_into_its_buffer():
+    model = _small_model()
+    p = model.layers[0].kernel
+    new = np.full(p.shape, 0.5, np.float32)
+    p.value = new
+    assert p.value is not new and np.shares_memory(p.value, p.flat[0])
+    np.testing.assert_array_equal(p.value, new)
+    with pytest.raises(ValueError, match=r"keeps its shape \(7, 5\)"):
+        p.value = np.zeros((5, 7), np.float32)
+
+
+@pytest.mark.parametrize("make", OPTIMIZERS, ids=["momentum", "rmsprop", "adam"])
+def test_a_flat_step_gives_the_bits_of_steps_by_parameter(make, rng):
+    """One pass over the flat buffer updates every parameter as separate passes over each would,
+    and leaves the padding between parameters at zero; the state saved is the same."""
+    model = _small_model()
+    placed = [p for _, p in model.parameters()]
+    loose = [nn.module.Parameter(p.value.copy()) for p in placed]
+    flat, by_parameter = make(), make()
+    flat.attach(placed)
+    by_parameter.attach(loose)
+    for _ in range(3):
+        for p, q in zip(placed, loose):
+            p.grad[...] = q.grad[...] = rng.standard_normal(p.shape).astype(np.float32)
+        flat.step()
+        by_parameter.step()
+    for p, q in zip(placed, loose):
+        np.testing.assert_array_equal(p.value, q.value)
+    used = np.zeros(placed[0].flat[0].size, bool)
+    for p in placed:
+        used[p.flat[2]:p.flat[2] + p.size] = True
+    assert not placed[0].flat[0][~used].any()
+    flat_meta, flat_arrays = flat.state_dict()
+    meta, arrays = by_parameter.state_dict()
+    assert flat_meta == meta and flat_arrays.keys() == arrays.keys()
+    for key in arrays:
+        np.testing.assert_array_equal(flat_arrays[key], arrays[key])

@@ -283,7 +283,7 @@ class Model(Training):
             node._layer.needs_input_grad = before
             learning[id(node)] = before or bool(node._layer.parameters())
         self.built = True
-        self._place_on_device()
+        self._place_parameters()
 
     def parameters(self):
         """[(name, Parameter)] of every layer, named "layer/attribute"."""

@@ -1,5 +1,6 @@
 """Keras-style layers over channels-last images: Dense, Conv2D, MaxPool2D, UpSampling2D, Flatten, Reshape, Dropout, Input."""
 
+import math
 import numbers
 
 import numpy as np
@@ -270,7 +271,7 @@ class Flatten(Layer):
 
     def forward(self, x, training=False):
         self._shape = x.shape
-        return _device.reshaped(x, (x.shape[0], int(np.prod(x.shape[1:]))))
+        return _device.reshaped(x, (x.shape[0], math.prod(x.shape[1:])))
 
     def backward(self, dout):
         return _device.reshaped(dout, self._shape)
@@ -329,7 +330,7 @@ class UpSampling2D(Layer):
         shape = (x.shape[0], *self.output_shape)
         out = self._buffer("out", shape) if training else self._empty(shape)
         kernels, _ = _backend.kernels("pool", self.backend)
-        kernels.upsample2d(x, out, *self.size, threads_worth_it(x.shape[0], int(np.prod(self.output_shape))))
+        kernels.upsample2d(x, out, *self.size, threads_worth_it(x.shape[0], math.prod(self.output_shape)))
         return out
 
     def backward(self, dout):
@@ -337,7 +338,7 @@ class UpSampling2D(Layer):
         dx = self._buffer("dx", (dout.shape[0], *self.input_shape))
         kernels, _ = _backend.kernels("pool", self.backend)
         kernels.upsample2d_backward(dout, dx, *self.size,
-                                    threads_worth_it(dout.shape[0], int(np.prod(self.output_shape))))
+                                    threads_worth_it(dout.shape[0], math.prod(self.output_shape)))
         return dx
 
 

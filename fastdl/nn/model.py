@@ -6,7 +6,7 @@ import re
 import numpy as np
 
 from fastdl import _device
-from fastdl._validation import check_int
+from fastdl._validation import all_finite, check_int
 from fastdl.nn.layers import Input
 from fastdl.nn.losses import get_loss
 from fastdl.nn.module import Layer
@@ -116,7 +116,7 @@ class Sequential(Training):
             learning = learning or bool(layer.parameters())
         self._steps = _fused_steps(self.layers)
         self.built = True
-        self._place_on_device()
+        self._place_parameters()
 
     def parameters(self):
         """[(name, Parameter)] of every layer, named "layer/attribute"."""
@@ -293,8 +293,7 @@ class Sequential(Training):
         if _device.is_device(xb):
             return xb
         xb = np.ascontiguousarray(xb, dtype=self.dtype)
-        # Any NaN makes the minimum NaN, any infinity the minimum or the maximum infinite.
-        if xb.size and not (np.isfinite(xb.min()) and np.isfinite(xb.max())):
+        if not all_finite(xb):
             where = "" if epoch is None else f"epoch {epoch}, batch {batch}: "
             raise ValueError(f"{where}the input batch contains NaN or infinity; training stopped")
         if self.on_device:

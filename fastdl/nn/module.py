@@ -14,45 +14,96 @@ class Parameter:
     grad : ndarray of value's shape
         Overwritten by the owning layer's backward pass (each parameter belongs to one layer, used
         once per step); an optimizer's `zero_grad()` zeroes it in place.
+    flat : (values, grads, start, stop) or None
+        Set once a model has placed its parameters (place_parameters): value and grad are views
+        of the flat buffers values and grads at [start, start + size), and [start, stop) is this
+        parameter's share of them, padding included. Assigning to value or grad then writes into
+        the flat buffers, so an optimizer updating them still updates this parameter.
     """
 
+    flat = None
+
     def __init__(self, value):
-        self.value = value
-        self.grad = np.zeros_like(value)
+        self._value = value
+        self._grad = _device.zeros(value.shape, value.dtype) if _device.is_device(value) else np.zeros_like(value)
+
+    @property
+    def value(self):
+        return self._value
+
+    @value.setter
+    def value(self, new):
+        self._value = self._assigned(self._value, new, "value")
+
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, new):
+        self._grad = self._assigned(self._grad, new, "grad")
+
+    def _assigned(self, current, new, name):
+        if self.flat is None:
+            return new
+        if tuple(new.shape) != current.shape:
+            raise ValueError(f"a placed parameter's {name} keeps its shape {current.shape}, got {tuple(new.shape)}")
+        _device.assign(current, new)
+        return current
 
     @property
     def shape(self):
-        return self.value.shape
+        return self._value.shape
 
     @property
     def size(self):
-        return self.value.size
+        return self._value.size
 
     def __repr__(self):
-        return f"Parameter(shape={self.value.shape}, dtype={self.value.dtype})"
+        return f"Parameter(shape={self._value.shape}, dtype={self._value.dtype})"
 
 
-def place_on_device(parameters):
-    """Move Parameters to the CUDA device, their values and gradients views of two flat buffers.
+# Each parameter's share of the flat buffers starts at a multiple of this many values (64 bytes in
+# float32): aligned rows for BLAS and the kernels. The padding between parameters holds zeros,
+# value and gradient, which every optimizer's update leaves at zero.
+ALIGN = 16
 
-    Parameters already there stay as they are (a model built into another keeps its own). The
-    flat buffers, in `parameters` order, let an optimizer update all of them in one launch; each
-    parameter keeps (flat values, flat gradients, offset) as `flat`.
+
+def place_parameters(parameters, on_device=False):
+    """Make Parameters' values and gradients views of two flat buffers, on the CUDA device with
+    `on_device`.
+
+    Parameters already placed there stay as they are (a model built into another keeps its own;
+    a parameter listed twice is placed once). In the flat buffers, in `parameters` order, an
+    optimizer updates all of them in one pass; each parameter keeps `flat` (see Parameter).
     """
-    moving = [p for p in parameters if not _device.is_device(p.value)]
-    if not moving:
-        return
-    dtype = moving[0].value.dtype
-    if any(p.value.dtype != dtype for p in moving):
-        raise ValueError("the parameters moved to the device together must share one dtype")
-    values = _device.to_device(np.concatenate([p.value.reshape(-1) for p in moving]))
-    grads = _device.zeros(values.shape[0], dtype)
-    offset = 0
+    moving, seen = [], set()
+    for p in parameters:
+        placed = p.flat is not None and _device.is_device(p.flat[0]) == on_device
+        if not placed and id(p) not in seen:
+            seen.add(id(p))
+            moving.append(p)
+    by_dtype = {}
     for p in moving:
-        shape, stop = p.value.shape, offset + p.value.size
-        p.value, p.grad = values[offset:stop].reshape(shape), grads[offset:stop].reshape(shape)
-        p.flat = (values, grads, offset)
-        offset = stop
+        by_dtype.setdefault(np.dtype(p.value.dtype), []).append(p)
+    for dtype, group in by_dtype.items():
+        starts, stop = [], 0
+        for p in group:
+            starts.append(stop)
+            stop += -(-p.size // ALIGN) * ALIGN
+        values = np.zeros(stop, dtype)
+        for p, start in zip(group, starts):
+            values[start:start + p.size] = _device.host(p.value).reshape(-1)
+        if on_device:
+            values, grads = _device.to_device(values), _device.zeros(stop, dtype)
+        else:
+            grads = np.zeros(stop, dtype)
+        for p, start, end in zip(group, starts, starts[1:] + [stop]):
+            shape, size = p.shape, p.size
+            p.flat = None  # rebinding, not assigning into the old buffers
+            p.value = values[start:start + size].reshape(shape)
+            p.grad = grads[start:start + size].reshape(shape)
+            p.flat = (values, grads, start, end)
 
 
 def _fans(shape):

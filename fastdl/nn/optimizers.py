@@ -31,9 +31,9 @@ def _check_rate(value, name, upper=None):
 class Optimizer:
     """Updates a list of Parameters from their .grad: `step()`, `zero_grad()`.
 
-    Each update is one compiled pass over the parameter (the optim kernels), with no temporaries.
-    On the cuda backend, parameters that lie one after another in one flat device buffer (see
-    fastdl.nn.module.place_on_device) are updated together: a model's step is one launch.
+    Each update is one compiled pass (the optim kernels), with no temporaries. Parameters that lie
+    one after another in a model's flat buffers (fastdl.nn.module.place_parameters) are updated
+    together: a model's step is one pass over its buffer, one launch on the cuda backend.
 
     The model hands the parameters over in `compile`; `state_dict()` / `load_state_dict()` carry the
     slot arrays (momentum, moments) and the step count through save/load.
@@ -48,16 +48,13 @@ class Optimizer:
         self.state = {}
 
     def attach(self, params, backend=None):
-        """Take over the model's parameters; the updates run on `backend`'s optim kernels."""
+        """Take over the model's parameters; the updates run on `backend`'s optim kernels (the cuda
+        backend's for parameters on the device)."""
         self.params = list(params)
         self.iterations = 0
-        self._runs = None
-        if self.params and _device.is_device(self.params[0].value):
-            self._attach_on_device()
-            self._kernels, _ = _backend.kernels("optim", "cuda")
-            return
-        self.state = {slot: [np.zeros_like(p.value) for p in self.params] for slot in self.slots}
-        self._kernels, _ = _backend.kernels("optim", backend)
+        on_device = bool(self.params) and _device.is_device(self.params[0].value)
+        self._kernels, _ = _backend.kernels("optim", "cuda" if on_device else backend)
+        self._group_runs()
 
     def follow_parameters(self):
         """Attach again to the same parameters after they moved to the device (a model compiled, then
@@ -70,45 +67,47 @@ class Optimizer:
                 _device.assign(target, value)
         self.iterations = iterations
 
-    def _attach_on_device(self):
-        """Group the parameters into runs that are contiguous in one flat buffer, give each run flat
-        slot arrays, and each parameter views of them."""
+    def _group_runs(self):
+        """Group the parameters into runs that follow one another in one flat buffer, and give each
+        run flat slot arrays, each parameter views of them. A parameter not in flat buffers is a
+        run of its own, read afresh at every step (its arrays may be replaced)."""
         runs = []
         for p in self.params:
-            values, grads, offset = p.flat
             last = runs[-1] if runs else None
-            if last is not None and last[0] is values and last[3] == offset:
-                last[3] = offset + p.size
+            if p.flat is not None and last is not None and last[0] is p.flat[0] and last[3] == p.flat[2]:
+                last[3] = p.flat[3]
                 last[4].append(p)
             else:
-                runs.append([values, grads, offset, offset + p.size, [p]])
+                values, grads, start, stop = p.flat if p.flat is not None else (None, None, 0, p.size)
+                runs.append([values, grads, start, stop, [p]])
         self.state = {slot: [] for slot in self.slots}
         self._runs = []
         for values, grads, start, stop, members in runs:
-            slots = [_device.zeros(stop - start, values.dtype) for _ in self.slots]
-            self._runs.append(([values[start:stop], grads[start:stop], *slots], 1))
-            first = start
+            like = members[0].value if values is None else values
+            make = _device.zeros if _device.is_device(like) else np.zeros
+            slots = [make(stop - start, like.dtype) for _ in self.slots]
+            if values is None:
+                self._runs.append((None, None, slots, members[0]))
+            else:
+                self._runs.append((values[start:stop], grads[start:stop], slots, None))
             for p in members:
-                offset = p.flat[2] - first
+                offset = 0 if values is None else p.flat[2] - start
                 for slot, flat in zip(self.slots, slots):
                     self.state[slot].append(flat[offset:offset + p.size].reshape(p.shape))
 
-    def _flat(self, i, p):
-        """(value, grad, *slots) of parameter i as 1-D arrays, and the threads worth using on them."""
-        arrays = [p.value.reshape(-1), np.ascontiguousarray(p.grad, dtype=p.value.dtype).reshape(-1)]
-        arrays += [self.state[slot][i].reshape(-1) for slot in self.slots]
-        return arrays, len(row_ranges(p.value.size, _backend.get_num_threads(), 16))
+    def step(self):
+        self.iterations += 1
+        for value, grad, slots, loose in self._runs:
+            if loose is not None:  # a parameter outside flat buffers
+                value = loose.value.reshape(-1)
+                grad = np.ascontiguousarray(loose.grad, dtype=value.dtype).reshape(-1)
+            n_threads = 1 if _device.is_device(value) else len(row_ranges(value.size, _backend.get_num_threads(), 16))
+            self._update(value, grad, slots, n_threads)
 
     def zero_grad(self):
         """Zero every gradient in place (a training step need not: backward overwrites them)."""
         for p in self.params:
             _device.assign(p.grad, np.zeros(p.shape, p.grad.dtype))
-
-    def step(self):
-        self.iterations += 1
-        runs = self._runs if self._runs is not None else (self._flat(i, p) for i, p in enumerate(self.params))
-        for (value, grad, *slots), n_threads in runs:
-            self._update(value, grad, slots, n_threads)
 
     def _update(self, value, grad, slots, n_threads):
         """One pass of the update rule over 1-D value, grad and slot arrays (slots in self.slots' order)."""

@@ -1,13 +1,15 @@
 """The training loop of fastdl.nn models: fit (with callbacks and resuming), evaluate, History."""
 
+import math
+
 import numpy as np
 
 from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._parallel import single_threaded_blas
-from fastdl._validation import check_int
+from fastdl._validation import all_finite, check_int
 from fastdl.nn.callbacks import Callback, ProgressLogger
-from fastdl.nn.module import Layer, place_on_device
+from fastdl.nn.module import Layer, place_parameters
 
 
 class History:
@@ -85,10 +87,12 @@ class Training(Layer):
     def runs_on_device(self):
         return all(layer.runs_on_device for layer in self.layers)
 
-    def _place_on_device(self):
-        """On the cuda backend (the model's, or the one in force when it is built), every layer runs
-        on the device and the parameters move there; elsewhere nothing changes."""
+    def _place_parameters(self):
+        """Put the parameters in flat buffers (module.place_parameters), so that an optimizer step is
+        one pass over each buffer. On the cuda backend (the model's, or the one in force when it is
+        built) every layer runs on the device, and the buffers are there."""
         if not _backend.selects_cuda(self.backend):
+            place_parameters([p for layer in self.layers for _, p in layer.parameters()])
             return
         _backend.kernels("dense", "cuda")  # a missing device is an error that says why, here
         for layer in self.layers:
@@ -100,10 +104,10 @@ class Training(Layer):
                                  "backend")
             layer.backend = "cuda"
             if isinstance(layer, Training):  # a model inside this one goes with it
-                layer._place_on_device()
+                layer._place_parameters()
             layer.on_device = True
         self.backend, self.on_device = "cuda", True
-        place_on_device([p for layer in self.layers for _, p in layer.parameters()])
+        place_parameters([p for layer in self.layers for _, p in layer.parameters()], on_device=True)
         optimizer = getattr(self, "optimizer", None)
         if optimizer is not None and optimizer.params:  # compiled before its parameters moved
             optimizer.follow_parameters()
@@ -347,7 +351,7 @@ class Training(Layer):
         x = np.ascontiguousarray(x, dtype=self.dtype)
         if not _device.fits(4 * x.nbytes):
             return x
-        if x.size and not (np.isfinite(x.min()) and np.isfinite(x.max())):
+        if not all_finite(x):
             raise ValueError("x contains NaN or infinity; training stopped")
         return _device.to_device(x)
 
@@ -373,7 +377,7 @@ class Training(Layer):
         buffers = self.__dict__.setdefault("_device_batches", {})
         rows = _device.upload(buffers, ("rows", len(idx)), np.asarray(idx, dtype=np.int64))
         out = _device.buffer(buffers, ("gathered", len(idx)), (len(idx), *x.shape[1:]), x.dtype)
-        width = int(np.prod(x.shape[1:]))
+        width = math.prod(x.shape[1:])
         arrays().take_rows(_device.reshaped(x, (x.shape[0], width)), rows, _device.reshaped(out, (len(idx), width)))
         return out
 

@@ -15,7 +15,7 @@ from fastdl._parallel import row_ranges, run_row_ranges, scratch, sum_in_order
 from fastdl._validation import as_compute_all, check_array, check_pair
 from fastdl.ops import _nn_on_device, _winograd
 from fastdl.ops._nn_on_device import Out, host_call
-from fastdl.ops.dense import _NO_BIAS, LEAKY_ALPHA
+from fastdl.ops.dense import _NO_BIAS, LEAKY_ALPHA, add_column_sums
 
 # Bytes of patch matrix (im2col buffer) per thread: big enough for an efficient GEMM, small
 # enough that a batch's patches are still in cache when the GEMM reads them.
@@ -99,26 +99,6 @@ def _check_conv(x, kernel, strides, padding):
 def batch_size(pixels, patch_cols, dtype):
     """Images per batch so that one batch's patch matrix stays within PATCH_BYTES (at least one)."""
     return max(1, PATCH_BYTES // (pixels * patch_cols * np.dtype(dtype).itemsize))
-
-
-def add_column_sums(rows, total):
-    """total (float64, columns) += the column sums of rows (n, columns), by a GEMV with a row of
-    ones in rows' dtype: a tenth of the time of numpy's float64 sum. For the bias gradients, a
-    batch of images' rows at a time."""
-    total += np.dot(_ones(rows.shape[0], rows.dtype), rows)
-
-
-_ONES = {}
-
-
-def _ones(n, dtype):
-    """n ones of dtype, read-only, shared by every caller (the longest vector asked for so far)."""
-    ones = _ONES.get(dtype)
-    if ones is None or ones.size < n:
-        ones = np.ones(n, dtype)
-        ones.flags.writeable = False
-        _ONES[dtype] = ones
-    return ones[:n]
 
 
 def _plan(x, kernel, geometry, dtype):

@@ -53,6 +53,31 @@ def _row_threads():
     return _backend.get_num_threads() if blas_held() else 1
 
 
+_ONES = {}
+
+
+def _ones(n, dtype):
+    """n ones of dtype, read-only, shared by every caller (the longest vector asked for so far)."""
+    ones = _ONES.get(dtype)
+    if ones is None or ones.size < n:
+        ones = np.ones(n, dtype)
+        ones.flags.writeable = False
+        _ONES[dtype] = ones
+    return ones[:n]
+
+
+def column_sums_into(rows, out):
+    """out (columns,) = the column sums of rows (n, columns), of one dtype, by a GEMV with a row of
+    ones: a fifth of the time of numpy's sum along the rows. For the bias gradients."""
+    return np.dot(_ones(rows.shape[0], rows.dtype), rows, out=out)
+
+
+def add_column_sums(rows, total):
+    """total (float64, columns) += the column sums of rows (n, columns) (as column_sums_into, in
+    rows' dtype): the bias gradients of a batch of images' rows at a time."""
+    total += np.dot(_ones(rows.shape[0], rows.dtype), rows)
+
+
 def dense(x, kernel, bias=None, activation=None, backend=None, alpha=LEAKY_ALPHA):
     """activation(x @ kernel + bias).
 
@@ -116,19 +141,20 @@ def dense_into(x, kernel, bias, code, out, backend=None, alpha=LEAKY_ALPHA):
     bias = _NO_BIAS[out.dtype] if bias is None else bias
     alpha = out.dtype.type(alpha)
 
-    # Where the rows are split over fastdl's threads, they go in GEMMs of ROW_BLOCK at fixed
-    # places, the same calls for any thread count (see fastdl._parallel.row_ranges); otherwise
-    # BLAS threads one GEMM.
-    row_threads = _row_threads()
-    size = ROW_BLOCK if blas_held() else max(x.shape[0], 1)
+    if not blas_held():  # BLAS threads one GEMM (see _row_threads)
+        np.dot(x, kernel, out=out)
+        kernels.bias_activation(out, bias, code, alpha, 1)
+        return out
 
+    # Where the rows are split over fastdl's threads, they go in GEMMs of ROW_BLOCK at fixed
+    # places, the same calls for any thread count (see fastdl._parallel.row_ranges).
     def compute(first, last):
-        for start, stop in blocks(first, last, size):
+        for start, stop in blocks(first, last, ROW_BLOCK):
             block = out[start:stop]
             np.dot(x[start:stop], kernel, out=block)
             kernels.bias_activation(block, bias, code, alpha, 1)
 
-    run_row_ranges(compute, x.shape[0], row_threads, kernel.shape[0] * kernel.shape[1], align=size)
+    run_row_ranges(compute, x.shape[0], _row_threads(), kernel.shape[0] * kernel.shape[1], align=ROW_BLOCK)
     return out
 
 
@@ -196,7 +222,7 @@ def dense_grad_into(x, kernel, dout, dx, dkernel, dbias):
 
     run_row_ranges(compute, n, _row_threads(), (2 if dx is not None else 1) * kernel.size)
     if dbias is not None:
-        np.sum(dout, axis=0, out=dbias)
+        column_sums_into(dout, dbias)
 
 
 def activation_grad(out, dout, activation, backend=None, alpha=LEAKY_ALPHA):
