@@ -5,17 +5,17 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from fastdl._validation import as_compute, check_int
+from fastdl._validation import all_finite, as_compute, check_int
 from fastdl.ops._knn_index import knn_index
 from fastdl.ops.neighbors import class_centroids, majority_vote
 
 
 def _is_plain(X):
     """X is what validate_data would hand back as it is: a C-contiguous, native-order float32 or
-    float64 matrix with rows and columns, and (after a sum's quick test) only finite values."""
+    float64 matrix with rows and columns, and only finite values."""
     return (
         type(X) is np.ndarray and X.ndim == 2 and X.dtype in (np.float32, np.float64)
-        and X.dtype.isnative and X.flags.c_contiguous and X.size > 0 and np.isfinite(X.sum())
+        and X.dtype.isnative and X.flags.c_contiguous and X.size > 0 and all_finite(X)
     )
 
 

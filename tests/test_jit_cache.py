@@ -84,4 +84,4 @@ def test_serial_and_parallel_variants_are_cached_apart(tmp_path):
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == str(2 * sum(range(1000)))
     indexes = sorted(path.name.split("-")[0] for path in (tmp_path / "cache").rglob("*.nbi"))
-    assert indexes == ["probe.twice_parallel", "probe.twice_serial"]
+    assert indexes == ["probe.twice_parallel_numpy_errors", "probe.twice_serial_numpy_errors"]
