@@ -34,10 +34,10 @@ def _accuracy(y_pred, y_true, threshold=0.5):
     if y_pred.ndim == 2 and y_pred.shape[1] == 1:
         predicted = y_pred[:, 0] > threshold
         target = np.asarray(y_true).reshape(-1) > 0.5
-        return float(np.mean(predicted == target))
+        return np.count_nonzero(predicted == target) / predicted.shape[0]
     predicted = np.argmax(y_pred.reshape(y_pred.shape[0], -1), axis=1)
     target = y_true if y_true.ndim == 1 else np.argmax(y_true.reshape(y_true.shape[0], -1), axis=1)
-    return float(np.mean(predicted == target))
+    return np.count_nonzero(predicted == target) / predicted.shape[0]
 
 
 def _check_callbacks(callbacks):
