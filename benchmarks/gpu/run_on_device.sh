@@ -12,8 +12,9 @@
 # CUDA_TESTS=0 or BENCH=0 skip the tests or the benchmarks (to spread the steps over several calls
 # of a few minutes each); `-k nn_models` among the extra arguments runs only the training benchmarks.
 # CPU16=1 also runs the CPU comparisons on the machine's cores (16 on the GPU machines): the course
-# MLP's and CNN's train steps against PyTorch's, kNN on the course digits against faiss and
-# scikit-learn, and the serial part of each training step (benchmarks/serial_sections.py).
+# MLP's and CNN's train steps against PyTorch's, kNN on the course digits (from $FASTDL_DATA, default
+# .data/leiden-digits, carried) against faiss and scikit-learn, and the serial part of each training
+# step (benchmarks/serial_sections.py).
 set -euo pipefail
 
 # The repository root, whatever the caller's directory.
@@ -84,8 +85,8 @@ fi
 # The CPU on its own: serial sections that cost little on 2 cores dominate on 16.
 if [ "${CPU16:-0}" = 1 ]; then
     "$PYTHON" benchmarks/serial_sections.py --threads "$(nproc)" 2>&1 | log cpu-serial-sections || status=$?
-    "$PYTHON" -m pytest benchmarks/bench_nn_models.py benchmarks/bench_knn.py -k "mlp or cnn or knn" --quick \
-        --benchmark-columns=min,median,mean,rounds 2>&1 | log cpu-bench || status=$?
+    FASTDL_DATA=${FASTDL_DATA:-.data} "$PYTHON" -m pytest benchmarks/bench_nn_models.py benchmarks/bench_knn.py \
+        -k "mlp or cnn or knn" --benchmark-columns=min,median,mean,rounds 2>&1 | log cpu-bench || status=$?
 fi
 
 exit "$status"
