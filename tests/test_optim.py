@@ -151,3 +151,24 @@ def test_a_flat_step_gives_the_bits_of_steps_by_parameter(make, rng):
     assert flat_meta == meta and flat_arrays.keys() == arrays.keys()
     for key in arrays:
         np.testing.assert_array_equal(flat_arrays[key], arrays[key])
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_model_trains_its_own_flat_buffers(how):
+    """A copy's parameters are views of the copy's flat buffers (a copied view would be an array of
+    its own, which the optimizer's pass over the buffers never updates)."""
+    import copy
+    import pickle
+
+    model = _small_model()
+    clone = copy.deepcopy(model) if how == "deepcopy" else pickle.loads(pickle.dumps(model))
+    for (_, p), (_, q) in zip(model.parameters(), clone.parameters()):
+        assert np.shares_memory(q.value, q.flat[0]) and np.shares_memory(q.grad, q.flat[1])
+        assert not np.shares_memory(q.flat[0], p.flat[0])
+    original = model.get_weights()
+    x = np.random.default_rng(0).random((16, 7), dtype=np.float32)
+    clone.compile(nn.SGD(0.1), "mse")
+    clone.fit(x, np.ones((16, 3), np.float32), epochs=2)
+    for before, kept in zip(original, model.get_weights()):
+        np.testing.assert_array_equal(kept, before)
+    assert not np.array_equal(clone.get_weights()[0], original[0])

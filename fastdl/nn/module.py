@@ -1,5 +1,7 @@
 """Parameter, the Layer base class, and kernel initialisers."""
 
+import math
+
 import numpy as np
 
 from fastdl import _device
@@ -50,6 +52,24 @@ class Parameter:
             raise ValueError(f"a placed parameter's {name} keeps its shape {current.shape}, got {tuple(new.shape)}")
         _device.assign(current, new)
         return current
+
+    def __getstate__(self):
+        # A placed parameter is saved as its place in the flat buffers, so that a copy (deepcopy,
+        # pickle) is a view of the copied buffers again, not an array of its own that an
+        # optimizer updating the buffers would never touch.
+        if self.flat is None:
+            return {"_value": self._value, "_grad": self._grad}
+        return {"flat": self.flat, "shape": self._value.shape}
+
+    def __setstate__(self, state):
+        if "flat" not in state:
+            self.__dict__.update(state)
+            return
+        values, grads, start, _ = state["flat"]
+        shape = state["shape"]
+        stop = start + math.prod(shape)
+        self._value, self._grad = values[start:stop].reshape(shape), grads[start:stop].reshape(shape)
+        self.flat = state["flat"]
 
     @property
     def shape(self):
