@@ -172,3 +172,23 @@ def test_a_copied_model_trains_its_own_flat_buffers(how):
     for before, kept in zip(original, model.get_weights()):
         np.testing.assert_array_equal(kept, before)
     assert not np.array_equal(clone.get_weights()[0], original[0])
+
+
+@pytest.mark.parametrize("make", OPTIMIZERS, ids=["momentum", "rmsprop", "adam"])
+def test_a_copy_of_a_compiled_model_trains_on_as_the_model(make):
+    """A deepcopy of a model in training carries its optimizer's slots and step count: both go on
+    to the same weights, bit for bit, and neither touches the other's."""
+    import copy
+
+    rng = np.random.default_rng(1)
+    x, y = rng.random((32, 7), dtype=np.float32), rng.random((32, 3), dtype=np.float32)
+    model = _small_model()
+    model.compile(make(), "mse")
+    model.fit(x, y, epochs=2, batch_size=8, shuffle=False)
+    clone = copy.deepcopy(model)
+    assert clone.optimizer.iterations == model.optimizer.iterations
+    for fitted in (model, clone):
+        fitted.fit(x, y, epochs=2, batch_size=8, shuffle=False)
+    for mine, theirs in zip(model.get_weights(), clone.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+    assert not np.shares_memory(clone.optimizer._runs[0][0], model.optimizer._runs[0][0])

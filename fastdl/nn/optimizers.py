@@ -53,19 +53,36 @@ class Optimizer:
         self.params = list(params)
         self.iterations = 0
         on_device = bool(self.params) and _device.is_device(self.params[0].value)
-        self._kernels, _ = _backend.kernels("optim", "cuda" if on_device else backend)
+        self._backend = "cuda" if on_device else backend
+        self._kernels, _ = _backend.kernels("optim", self._backend)
         self._group_runs()
 
     def follow_parameters(self):
         """Attach again to the same parameters after they moved to the device (a model compiled, then
         built into a model on the cuda backend), keeping the step count and the slots' values."""
+        self._attach_again("cuda")
+
+    def _attach_again(self, backend):
         slots = {slot: [_device.host(value) for value in values] for slot, values in self.state.items()}
         iterations = self.iterations
-        self.attach(self.params, "cuda")
+        self.attach(self.params, backend)
         for slot, values in slots.items():
             for target, value in zip(self.state[slot], values):
                 _device.assign(target, value)
         self.iterations = iterations
+
+    def __getstate__(self):
+        # A copy (deepcopy, pickle) finds its kernels again, and groups its own copied parameters
+        # and slots into runs: the runs' arrays are views, which would be copied as arrays of their own.
+        state = dict(self.__dict__)
+        state.pop("_kernels", None)
+        state.pop("_runs", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self.params:
+            self._attach_again(self._backend)
 
     def _group_runs(self):
         """Group the parameters into runs that follow one another in one flat buffer, and give each
