@@ -28,11 +28,15 @@ def count_launches():
     """Replace the cuda launchers and GEMM with counters; returns the counter."""
     from fastdl.kernels.gpu import _arrays, _gemm
 
+    from fastdl._device import is_device
+
     counts = collections.Counter()
 
     def counter(name):
         def launch(*args, **kwargs):
             counts[name] += 1
+            # What numba marshals per launch grows with the device arrays passed.
+            counts["device array arguments"] += sum(is_device(arg) for arg in (*args, *kwargs.values()))
         return launch
 
     _gemm.gemm = counter("gemm")
@@ -63,8 +67,10 @@ def main():
             model.train_on_batch(x, y)
         seconds = (time.perf_counter() - start) / STEPS
         per_step = {name: count // STEPS for name, count in sorted(counts.items())}
+        arguments = per_step.pop("device array arguments", 0)
         print(f"{label}: {seconds * 1e6:,.0f} us of fastdl's host work a step, "
-              f"{sum(per_step.values())} launches ({per_step.get('gemm', 0)} GEMMs): {per_step}")
+              f"{sum(per_step.values())} launches ({per_step.get('gemm', 0)} GEMMs) taking {arguments} device "
+              f"arrays: {per_step}")
 
 
 if __name__ == "__main__":
