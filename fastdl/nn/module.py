@@ -93,13 +93,17 @@ def place_parameters(parameters, on_device=False):
     """Make Parameters' values and gradients views of two flat buffers, on the CUDA device with
     `on_device`.
 
-    Parameters already placed there stay as they are (a model built into another keeps its own;
-    a parameter listed twice is placed once). In the flat buffers, in `parameters` order, an
-    optimizer updates all of them in one pass; each parameter keeps `flat` (see Parameter).
+    Parameters already placed stay as they are (a model built into another keeps its own; on the
+    host, parameters on the device stay there), and a parameter listed twice is placed once. In
+    the flat buffers, in `parameters` order, an optimizer updates all of them in one pass; each
+    parameter keeps `flat` (see Parameter).
     """
     moving, seen = [], set()
     for p in parameters:
-        placed = p.flat is not None and _device.is_device(p.flat[0]) == on_device
+        if on_device:
+            placed = p.flat is not None and _device.is_device(p.flat[0])
+        else:
+            placed = p.flat is not None or _device.is_device(p.value)
         if not placed and id(p) not in seen:
             seen.add(id(p))
             moving.append(p)
