@@ -14,8 +14,10 @@ leaves its GEMMs to BLAS's own threads: there, the BLAS calls count as the paral
 """
 
 import argparse
+import collections
 import os
 import sys
+import threading
 import time
 
 
@@ -95,7 +97,10 @@ def main():
     parser.add_argument("--threads", type=int, default=16, help="fastdl's thread count (default 16)")
     parser.add_argument("--models", default="mlp,cnn,clock,vae,gan",
                         help="comma-separated: mlp, cnn, clock, vae, gan")
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per model (at least; steps run for 0.5 s), after two warm-up steps")
+    parser.add_argument("--steps", type=int, default=3,
+                        help="timed steps per model (at least; steps run for 0.5 s), after two warm-up steps")
+    parser.add_argument("--where", type=int, default=0, metavar="N",
+                        help="then sample where the calling thread spends its serial part: the N commonest places")
     args = parser.parse_args()
     os.environ["FASTDL_NUM_THREADS"] = str(args.threads)  # before fastdl is imported
     steps = _models(set(args.models.split(",")))
@@ -112,6 +117,43 @@ def main():
         total = (time.perf_counter() - start) / n_steps
         serial = total - in_parallel[0] / n_steps
         print(f"{label}: {_ms(total)} a step, {_ms(serial)} of it outside the parallel regions")
+        if args.where:
+            for seconds, place in _serial_places(step, n_steps, args.where):
+                print(f"  {_ms(seconds):>9}  {place}")
+
+
+def _serial_places(step, n_steps, n_places):
+    """[(seconds a step, place)] of the calling thread outside the parallel regions, from samples of its
+    stack every half millisecond while it runs n_steps steps (the sampler takes the interpreter
+    lock, so the steps run slower; the shares stand). A place is the innermost three frames."""
+    from fastdl._parallel import blas_held
+
+    main = threading.get_ident()
+    places, samples, done = collections.Counter(), [0], threading.Event()
+
+    def sample():
+        while not done.wait(0.0005):
+            frame, chain = sys._current_frames().get(main), []
+            while frame is not None:
+                code = frame.f_code
+                if code.co_name == "run_row_ranges" and code.co_filename.endswith("_parallel.py") \
+                        or code.co_name == "timed_dot" and not blas_held():  # as _time_parallel_regions
+                    break
+                chain.append(f"{os.path.basename(code.co_filename)}:{code.co_name}:{frame.f_lineno}")
+                frame = frame.f_back
+            else:
+                places[" < ".join(chain[:3])] += 1
+            samples[0] += 1
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    start = time.perf_counter()
+    sampler.start()
+    for _ in range(n_steps):
+        step()
+    done.set()
+    sampler.join()
+    per_sample = (time.perf_counter() - start) / n_steps / max(samples[0], 1)
+    return [(count * per_sample, place) for place, count in places.most_common(n_places)]
 
 
 def _ms(seconds):
