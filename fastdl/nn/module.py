@@ -65,11 +65,14 @@ class Parameter:
         if "flat" not in state:
             self.__dict__.update(state)
             return
-        values, grads, start, _ = state["flat"]
-        shape = state["shape"]
-        stop = start + math.prod(shape)
-        self._value, self._grad = values[start:stop].reshape(shape), grads[start:stop].reshape(shape)
-        self.flat = state["flat"]
+        self.place(*state["flat"], state["shape"])
+
+    def place(self, values, grads, start, stop, shape):
+        """Make value and grad (of `shape`) views of the flat buffers values and grads, from start;
+        [start, stop) is the parameter's share of them (see flat). The old arrays are dropped."""
+        end = start + math.prod(shape)
+        self._value, self._grad = values[start:end].reshape(shape), grads[start:end].reshape(shape)
+        self.flat = (values, grads, start, stop)
 
     @property
     def shape(self):
@@ -123,11 +126,7 @@ def place_parameters(parameters, on_device=False):
         else:
             grads = np.zeros(stop, dtype)
         for p, start, end in zip(group, starts, starts[1:] + [stop]):
-            shape, size = p.shape, p.size
-            p.flat = None  # rebinding, not assigning into the old buffers
-            p.value = values[start:start + size].reshape(shape)
-            p.grad = grads[start:start + size].reshape(shape)
-            p.flat = (values, grads, start, end)
+            p.place(values, grads, start, end, p.shape)
 
 
 def _fans(shape):
