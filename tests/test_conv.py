@@ -110,8 +110,9 @@ def test_gradients_match_finite_differences(backend, rng, config):
 
 
 # 3x3 kernels at stride 1 with at least _winograd.MIN_CHANNELS channels each way take Winograd's
-# F(2x2, 3x3): odd output sizes crop the last tiles; padding 3 makes the input gradient's windows
-# start inside the output gradient (a negative padding).
+# F(2x2, 3x3) or F(4x4, 3x3) (the `tiles` fixture picks): output sizes that are not a multiple
+# of the tile crop the last tiles; padding 3 makes the input gradient's windows start inside the
+# output gradient (a negative padding).
 WINOGRAD_CONFIGS = [
     (2, 7, 7, 16, 3, 3, 16, 1, "same"),
     (1, 8, 9, 16, 3, 3, 20, 1, "valid"),
@@ -157,17 +158,42 @@ def test_winograd_only_where_its_tiles_fit():
     assert not uses_winograd((1, 14, 14, 64), (5, 5, 64, 128))
 
 
+def test_large_tiles_where_they_save_multiplications_on_wide_layers():
+    def large(x_shape, kernel_shape, padding="same"):
+        geometry = conv_ops._geometry(x_shape, kernel_shape, 1, padding)
+        plan = conv_ops._plan(np.empty(x_shape), np.empty(kernel_shape), geometry, np.float32)
+        assert plan["winograd"]
+        return plan["large_tiles"] is not None
+
+    assert large((1, 7, 7, 256), (3, 3, 256, 256))  # the course CNN's last block: 2x2 tiles of 4x4
+    assert large((1, 7, 7, 128), (3, 3, 128, 256))
+    assert large((1, 28, 28, 64), (3, 3, 64, 64))
+    assert not large((1, 14, 14, 128), (3, 3, 128, 128))  # 4x4 tiles cover 16x16: too much waste
+    assert not large((1, 74, 74, 32), (3, 3, 32, 32), padding="valid")  # too few channels
+    assert not large((1, 28, 28, 32), (3, 3, 32, 64))
+
+
 @pytest.fixture
 def any_winograd(monkeypatch):
     """Winograd also for small odd outputs, whose cropped tiles it would otherwise leave to im2col."""
     monkeypatch.setattr(_winograd, "MAX_WASTE", 16.0)
 
 
+@pytest.fixture(params=[2, 4], ids=["F2x2", "F4x4"])
+def tiles(request, monkeypatch):
+    """Winograd's F(2x2, 3x3) or F(4x4, 3x3) for every convolution that takes Winograd."""
+    large = request.param == 4
+    monkeypatch.setattr(_winograd, "LARGE_TILE_CHANNELS", 0 if large else 1 << 30)
+    monkeypatch.setattr(_winograd, "LARGE_TILE_SHARE", np.inf)
+    return request.param
+
+
 @pytest.mark.parametrize("config", WINOGRAD_CONFIGS, ids=str)
-def test_winograd_matches_naive(backend, dtype, rng, config, any_winograd):
+def test_winograd_matches_naive(backend, dtype, rng, config, any_winograd, tiles):
     x, kernel, bias, strides, padding = _data(rng, config, dtype)
     geometry = conv_ops._geometry(x.shape, kernel.shape, strides, padding)
-    assert conv_ops._plan(x, kernel, geometry, dtype)["winograd"]
+    plan = conv_ops._plan(x, kernel, geometry, dtype)
+    assert plan["winograd"] and (plan["large_tiles"] is not None) == (tiles == 4)
     expected = naive.conv2d(x, kernel, bias, strides, padding)
     out = conv2d(x, kernel, bias, strides=strides, padding=padding, backend=backend)
     _close(out, expected, dtype, kernel[..., 0].size)
@@ -180,7 +206,7 @@ def test_winograd_matches_naive(backend, dtype, rng, config, any_winograd):
 
 
 @pytest.mark.parametrize("config", WINOGRAD_CONFIGS[:3], ids=str)
-def test_winograd_gradients_match_finite_differences(backend, rng, config, any_winograd):
+def test_winograd_gradients_match_finite_differences(backend, rng, config, any_winograd, tiles):
     """Directional derivatives of a weighted sum of the outputs along random directions."""
     x, kernel, bias, strides, padding = _data(rng, config, np.float64)
     weights = rng.normal(size=naive.conv2d(x, kernel, None, strides, padding).shape)
@@ -197,6 +223,19 @@ def test_winograd_gradients_match_finite_differences(backend, rng, config, any_w
         down[which] = down[which] - step * direction
         numeric = (loss(*up) - loss(*down)) / (2 * step)
         np.testing.assert_allclose(np.sum(grad * direction), numeric, rtol=1e-7)
+
+
+def test_winograd_without_the_input_gradient(backend, dtype, rng, tiles):
+    """A first layer needs no input gradient: conv2d_grad_into with dx None gives the same kernel
+    and bias gradients."""
+    x, kernel, bias, strides, padding = _data(rng, (3, 8, 8, 16, 3, 3, 16, 1, "same"), dtype)
+    geometry = conv_ops._geometry(x.shape, kernel.shape, strides, padding)
+    dout = rng.normal(size=(3, 8, 8, 16)).astype(dtype)
+    want = conv2d_grad(x, kernel, dout, strides=strides, padding=padding, backend=backend)
+    dkernel, dbias = np.empty_like(kernel), np.empty_like(bias)
+    conv_ops.conv2d_grad_into(x, kernel, dout, geometry, None, dkernel, dbias, backend)
+    np.testing.assert_array_equal(dkernel, want[1])
+    np.testing.assert_array_equal(dbias, want[2])
 
 
 def test_backends_agree_on_a_larger_batch(dtype, rng, monkeypatch):
@@ -329,7 +368,7 @@ def test_turned_kernel_is_the_transform_of_the_turned_kernel(dtype, rng):
     np.testing.assert_array_equal(turned, direct)
 
 
-def test_winograd_split_over_channels_gives_the_same_answers(backend, rng, monkeypatch):
+def test_winograd_split_over_channels_gives_the_same_answers(backend, rng, monkeypatch, tiles):
     """With every pass split over three threads (the kernel's transforms by input channels, the
     partial sums by elements), the outputs and the input gradient are the same bits as on one
     thread, and the kernel and bias gradients agree to rounding."""
@@ -343,5 +382,7 @@ def test_winograd_split_over_channels_gives_the_same_answers(backend, rng, monke
                               *conv2d_grad(x, kernel, dout, padding="same", backend=backend))
     np.testing.assert_array_equal(results[3][0], results[1][0])
     np.testing.assert_array_equal(results[3][1], results[1][1])
+    # F(4x4)'s transformed sums carry about 7x F(2x2)'s rounding (see _winograd.LARGE_TILE_SHARE).
+    rtol, atol = (1e-5, 1e-4) if tiles == 2 else (1e-4, 1e-3)
     for got, want in zip(results[3][2:], results[1][2:]):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)

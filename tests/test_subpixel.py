@@ -7,13 +7,13 @@ import pytest
 
 from conftest import RTOL
 from fastdl import backend as _backend
-from fastdl.ops import _subpixel
+from fastdl.ops import _subpixel, _toom_cook
 from fastdl.ops.conv_transpose import transpose_geometry
 
 
 @pytest.mark.parametrize("m, r", [(1, 1), (3, 1), (2, 2), (4, 2), (3, 2), (2, 3), (4, 3), (6, 2)])
 def test_toom_cook_matrices_compute_the_correlation(m, r):
-    a_t, g, b_t = _subpixel.toom_cook(m, r)
+    a_t, g, b_t = _toom_cook.toom_cook(m, r)
     alpha = m + r - 1
     assert a_t.shape == (m, alpha) and g.shape == (alpha, r) and b_t.shape == (alpha, alpha)
     rng = np.random.default_rng(m * 10 + r)
@@ -25,7 +25,7 @@ def test_toom_cook_matrices_compute_the_correlation(m, r):
 
 def test_f_2_3_is_the_usual_one():
     """With the points 0, 1, -1 and infinity, F(2, 3)'s input transform is Lavin's B^T."""
-    _, _, b_t = _subpixel.toom_cook(2, 3)
+    _, _, b_t = _toom_cook.toom_cook(2, 3)
     lavin = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])
     np.testing.assert_array_equal(np.abs(b_t), np.abs(lavin))
 

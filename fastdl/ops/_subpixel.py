@@ -7,127 +7,37 @@ through tap t, so the outputs of one residue q = o mod s take only the taps t = 
 A 3x3 kernel at stride 2 gives sub-kernels of 2x2, 2x1, 1x2 and 1x1 taps: the same 9 taps per
 input pixel as the GEMM + col2im of fastdl.ops.conv_transpose, and no overlapping windows to add.
 
-Each sub-image then takes Winograd's F(m, r) along each axis (a Toom-Cook construction, built
-here for any m and r): an m-pixel tile of outputs from an (m + r - 1)-pixel window in m + r - 1
-multiplications instead of m r. With F(4, 2) for the two-tap axes, a 3x3 stride-2 kernel costs
-25/16 + 5/4 + 5/4 + 1 = 5.06 multiplications per input pixel and channel pair instead of 9
-(44% fewer), in GEMMs, one per point of each sub-image's tiles. The tiles move through two kernels with the transform matrices as arguments,
-tile_gather (a window of pixels to transformed tiles) and tile_scatter (tiles back to pixels),
-which also give the backward pass: the output gradient's tiles dM = A dY A^T serve both the
-kernel gradient G^T (sum over tiles of V^T dM) G and the input gradient, the adjoint of the
-forward pass (B (dM U^T) B^T added back into the overlapping windows of dx).
+Each sub-image then takes Winograd's F(m, r) along each axis, as one phase of
+fastdl/ops/_toom_cook.py: an m-pixel tile of outputs from an (m + r - 1)-pixel window in
+m + r - 1 multiplications instead of m r. With F(4, 2) for the two-tap axes, a 3x3 stride-2
+kernel costs 25/16 + 5/4 + 5/4 + 1 = 5.06 multiplications per input pixel and channel pair
+instead of 9 (44% fewer), in GEMMs, one per point of each sub-image's tiles.
 """
 
-import functools
-import math
-from fractions import Fraction
-
-import numpy as np
-
-from fastdl import backend as _backend
-from fastdl._parallel import ELEMENTWISE_WORK, run_row_ranges, scratch
-from fastdl.ops.dense import _NO_BIAS
+from fastdl.ops._toom_cook import Axis, Phase, Plan
 
 # Output pixels per tile for sub-kernels of r taps along an axis: F(4, 2) and F(2, 3). Measured on
 # a 3x3 stride-2 kernel, 128 -> 128 channels, 32x32 -> 64x64, float32: F(4, 2) gives an rms error of
 # 9.5e-7 of the output's rms (im2col's GEMM 2.0e-7, F(2, 2) 3.4e-7) and the fastest forward pass
 # (69 ms for 64 images on 2 threads, F(2, 2) 80 ms, F(8, 2) 81 ms with errors of 5.6e-4).
 TILE = {1: 1, 2: 4, 3: 2}
-# Evaluation points of the Toom-Cook construction, after which comes infinity.
-POINTS = (Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2), Fraction(-1, 2), Fraction(2), Fraction(-2))
 # Winograd with at least this many input and output channels: with fewer its GEMMs are too thin.
 MIN_CHANNELS = 16
-# Bytes of transformed tiles per thread and batch.
-BATCH_BYTES = 4 << 20
 
 
-@functools.lru_cache(maxsize=None)
-def toom_cook(m, r):
-    """Winograd's F(m, r) matrices (A^T (m, a), G (a, r), B^T (a, a)), a = m + r - 1, float64:
-    the correlation y_i = sum_u d_(i + u) g_u of an a-pixel window d with an r-tap kernel g is
-    y = A^T [(G g) * (B^T d)].
-
-    The linear convolution c = g * h of an r-tap and an m-tap sequence is V^-1 [(E_r g) * (E_m h)],
-    with E_k the k-coefficient polynomials evaluated at a - 1 points and infinity (its leading
-    coefficient) and V = E_a; the correlation is that map's transpose in h, so A^T = E_m^T,
-    G = E_r and B^T = V^-T.
-    """
-    alpha = m + r - 1
-    points = POINTS[: alpha - 1]
-
-    def evaluation(k):
-        rows = [[p**j for j in range(k)] for p in points]
-        return rows + [[Fraction(int(j == k - 1)) for j in range(k)]]
-
-    v = evaluation(alpha)
-    # Invert V exactly (Gauss-Jordan on fractions): B^T = (V^-1)^T.
-    inverse = [[Fraction(int(i == j)) for j in range(alpha)] for i in range(alpha)]
-    rows = [list(row) for row in v]
-    for col in range(alpha):
-        pivot = next(i for i in range(col, alpha) if rows[i][col] != 0)
-        rows[col], rows[pivot] = rows[pivot], rows[col]
-        inverse[col], inverse[pivot] = inverse[pivot], inverse[col]
-        scale = rows[col][col]
-        rows[col] = [value / scale for value in rows[col]]
-        inverse[col] = [value / scale for value in inverse[col]]
-        for i in range(alpha):
-            if i != col and rows[i][col] != 0:
-                factor = rows[i][col]
-                rows[i] = [a - factor * b for a, b in zip(rows[i], rows[col])]
-                inverse[i] = [a - factor * b for a, b in zip(inverse[i], inverse[col])]
-    b_t = [list(column) for column in zip(*inverse)]
-    g = evaluation(r)
-    # Scale each point's row of B^T to coprime integers and its row of G the other way, as Lavin
-    # does: the input transforms (in the compute dtype) then add and subtract whole numbers, and
-    # the fractions go to the kernel's transform, made once in float64.
-    for k, row in enumerate(b_t):
-        scale = Fraction(math.lcm(*(v.denominator for v in row)), math.gcd(*(v.numerator for v in row)))
-        b_t[k] = [v * scale for v in row]
-        g[k] = [v / scale for v in g[k]]
-    a_t = np.array(evaluation(m), dtype=np.float64).T
-    g = np.array(g, dtype=np.float64)
-    b_t = np.array(b_t, dtype=np.float64)
-    for matrix in (a_t, g, b_t):
-        matrix.setflags(write=False)
-    return a_t, g, b_t
-
-
-class _Axis:
-    """One residue q of one axis: its taps, windows and tiles."""
-
-    def __init__(self, q, out_size, kernel, stride, pad):
-        first_tap = (q + pad) % stride
-        self.taps = list(range(first_tap, kernel, stride))[::-1]  # the sub-kernel, in correlation order
-        self.r = len(self.taps)
-        # Output q + s c reads input pixels c + start, ..., c + start + r - 1.
-        self.start = (q + pad - first_tap) // stride - (self.r - 1)
-        self.length = -(-(out_size - q) // stride)
-        self.m = TILE.get(self.r, 1)
-        self.tiles = -(-self.length // self.m)
-        self.q, self.stride = q, stride
-        self.a_t, self.g, self.b_t = toom_cook(self.m, self.r) if self.r else (None, None, None)
-
-    @property
-    def alpha(self):
-        return self.m + self.r - 1
-
-    def ones_point(self):
-        """The point whose row of A (A^T's column) is all ones."""
-        return next(p for p in range(self.alpha) if (self.a_t[:, p] == 1).all())
-
-    def input_grid(self):
-        """Tile windows on the input: alpha pixels from start + m t."""
-        return np.array([self.start, self.m, 1, self.tiles], np.int64)
-
-    def output_grid(self):
-        """Tile outputs on the full output: m pixels of residue q from q + s m t."""
-        return np.array([self.q, self.stride * self.m, self.stride, self.tiles], np.int64)
+def _residue(q, out_size, kernel, stride, pad):
+    """The axis of residue q: its taps in correlation order, windows and tiles."""
+    first_tap = (q + pad) % stride
+    taps = list(range(first_tap, kernel, stride))[::-1]
+    # Output q + s c reads input pixels c + start, ..., c + start + r - 1.
+    start = (q + pad - first_tap) // stride - (len(taps) - 1)
+    return Axis(taps, start, -(-(out_size - q) // stride), TILE.get(len(taps), 1), first=q, stride=stride)
 
 
 def axes(out_size, kernel, stride, pad):
     """The residues of one axis of a transposed convolution with this output size, kernel size,
     stride and padding before (its col2im argument)."""
-    return [_Axis(q, out_size, kernel, stride, pad) for q in range(stride)]
+    return [_residue(q, out_size, kernel, stride, pad) for q in range(stride)]
 
 
 def fits(x_shape, kernel_shape, args, out_hw):
@@ -141,147 +51,10 @@ def fits(x_shape, kernel_shape, args, out_hw):
     return all(1 <= axis.r <= 3 for axis in axes(out_hw[0], kh, stride_h, args[4]) + axes(out_hw[1], kw, stride_w, args[5]))
 
 
-class _Phase:
-    """The sub-image (qy, qx): its two axes, transform matrices in the compute dtype, and grids."""
-
-    def __init__(self, axis_y, axis_x, dtype):
-        self.y, self.x = axis_y, axis_x
-        self.points = axis_y.alpha * axis_x.alpha
-        self.tiles_per_image = axis_y.tiles * axis_x.tiles
-        cast = functools.partial(np.ascontiguousarray, dtype=dtype)
-        self.b_t = cast(axis_y.b_t), cast(axis_x.b_t)  # input windows -> tiles (gather)
-        self.b = cast(axis_y.b_t.T), cast(axis_x.b_t.T)  # the adjoint (scatter)
-        self.a_t = cast(axis_y.a_t), cast(axis_x.a_t)  # tiles -> outputs (scatter)
-        self.a = cast(axis_y.a_t.T), cast(axis_x.a_t.T)  # output gradient -> tiles (gather)
-        self.input_grids = axis_y.input_grid(), axis_x.input_grid()
-        self.output_grids = axis_y.output_grid(), axis_x.output_grid()
-        # The point evaluated at 1 along both axes: its row of A is all ones, so its tiles of
-        # dM = A dY A^T hold each tile's sum of the output gradient (the bias' gradient).
-        self.sum_point = axis_y.ones_point() * axis_x.alpha + axis_x.ones_point()
-
-    def transform_kernel(self, kernel, out, channels):
-        """out[:, channels] (points, in, filters) = G g G^T of the sub-kernel g (r_y, r_x, filters,
-        in) of kernel, for the input channels `channels` (a slice), in float64 in the calling
-        thread's scratch arrays (fresh ones cost more in page faults than the arithmetic)."""
-        g = kernel[:, :, :, channels][np.ix_(self.y.taps, self.x.taps)]
-        r_y, r_x, filters, in_channels = g.shape
-        rows = scratch("subpixel kernel rows", (self.y.alpha, r_x, filters * in_channels), np.float64)
-        np.matmul(self.y.g, g.reshape(r_y, -1), out=rows.reshape(self.y.alpha, -1))
-        full = scratch("subpixel kernel", (self.y.alpha, self.x.alpha, filters * in_channels), np.float64)
-        np.matmul(self.x.g, rows, out=full)
-        out[:, channels] = full.reshape(self.points, filters, in_channels).transpose(0, 2, 1)
-
-    def kernel_gradient(self, du, dkernel, channels):
-        """Scatter G^T du G (du (points, in, filters)) into dkernel's taps (kh, kw, filters, in),
-        for the input channels `channels` (a slice), in float64 in the calling thread's scratch
-        arrays."""
-        du = du[:, channels]
-        _, in_channels, filters = du.shape
-        rows = scratch("subpixel kernel rows", (self.y.r, self.x.alpha, in_channels * filters), np.float64)
-        np.matmul(self.y.g.T, du.reshape(self.y.alpha, -1), out=rows.reshape(self.y.r, -1))
-        full = scratch("subpixel kernel", (self.y.r, self.x.r, in_channels * filters), np.float64)
-        np.matmul(self.x.g.T, rows, out=full)
-        dkernel[:, :, :, channels][np.ix_(self.y.taps, self.x.taps)] = full.reshape(
-            self.y.r, self.x.r, in_channels, filters).transpose(0, 1, 3, 2)
-
-
-class Plan:
-    """The sub-images of a transposed convolution, and the images per batch."""
-
-    def __init__(self, x_shape, kernel_shape, args, out_hw, dtype):
-        kh, kw, filters, in_channels = kernel_shape
-        stride_h, stride_w, pad_top, pad_left = args[2:6]
-        rows = axes(out_hw[0], kh, stride_h, pad_top)
-        cols = axes(out_hw[1], kw, stride_w, pad_left)
-        self.phases = [_Phase(axis_y, axis_x, dtype) for axis_y in rows for axis_x in cols]
-        self.channels = in_channels, filters
-        # Entries of one image's tiles and products in the largest sub-image.
-        self._per_image = max(p.points * p.tiles_per_image for p in self.phases) * (in_channels + filters)
-        self.batch = max(1, BATCH_BYTES // (self._per_image * np.dtype(dtype).itemsize))
-        self.work = sum(p.points * p.tiles_per_image for p in self.phases) * in_channels * filters
-        self.dtype = np.dtype(dtype)
-
-    def _by_input_channels(self, func):
-        """func(channels) for slices of the input channels, on fastdl's threads: the kernel's
-        transforms, done once per call on the calling thread, would cost as much as the tiles'
-        GEMMs on 16 cores."""
-        in_channels, filters = self.channels
-        work = 16 * ELEMENTWISE_WORK * sum(phase.points for phase in self.phases) * filters
-        run_row_ranges(lambda first, last: func(slice(first, last)), in_channels, _backend.get_num_threads(), work)
-
-    def transform_kernels(self, kernel):
-        """Each sub-image's transformed kernel (points, in, filters), in the op's dtype."""
-        filters, in_channels = kernel.shape[2:]
-        transformed = [np.empty((phase.points, in_channels, filters), self.dtype) for phase in self.phases]
-
-        def compute(channels):
-            for phase, out in zip(self.phases, transformed):
-                phase.transform_kernel(kernel, out, channels)
-
-        self._by_input_channels(compute)
-        return transformed
-
-    def _buffers(self, phase, n_images, name):
-        in_channels, filters = self.channels
-        n_tiles = n_images * phase.tiles_per_image
-        size = phase.points * n_tiles
-        work = scratch(name, self.batch * self._per_image, self.dtype)
-        tiles = work[: size * in_channels].reshape(phase.points, n_tiles, in_channels)
-        products = work[size * in_channels : size * (in_channels + filters)].reshape(phase.points, n_tiles, filters)
-        return tiles, products
-
-    def _input_tiles(self, phase, images, tiles, kernels):
-        """The transformed input tiles V of `images` for `phase`: the images' own rows when its
-        tiles are their pixels (one tap each way, windows on the pixels), else gathered into tiles."""
-        if phase.points == 1 and [grid.tolist() for grid in phase.input_grids] == [
-                [0, 1, 1, images.shape[1]], [0, 1, 1, images.shape[2]]]:
-            return images.reshape(1, -1, images.shape[3])
-        kernels.tile_gather(images, *phase.b_t, *phase.input_grids, tiles, 1)
-        return tiles
-
-    def forward(self, images, transformed, out, bias, activation, kernels):
-        """out (n, out_h, out_w, filters) = the transposed convolution of images (n, h, w, in),
-        plus bias (filters,) (empty: none), then the ReLU for activation 1 (other activations are
-        the caller's)."""
-        for phase, u in zip(self.phases, transformed):
-            tiles, products = self._buffers(phase, len(images), "subpixel tiles")
-            np.matmul(self._input_tiles(phase, images, tiles, kernels), u, out=products)
-            kernels.tile_scatter(products, *phase.a_t, *phase.output_grids, out, False, bias, activation, 1)
-
-    def _partials(self, flat):
-        """flat (points over all sub-images, in, filters) cut into each sub-image's (points, in, filters)."""
-        bounds = np.cumsum([0] + [phase.points for phase in self.phases])
-        return [flat[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
-
-    @property
-    def partial_shape(self):
-        """The shape of the kernel gradient's sums in the transformed space, all sub-images together."""
-        return (sum(phase.points for phase in self.phases), *self.channels)
-
-    def backward(self, images, dout, transformed, partial, dx, bias_sum, kernels):
-        """Add each sub-image's sum of V^T dM over this batch's tiles into partial (partial_shape),
-        the batch's sum of dout over its pixels into bias_sum (filters,) float64 unless it is
-        None, and write the batch's input gradient into dx (n, h, w, in) unless it is None (then
-        transformed, the kernels' transforms, may be None too)."""
-        if dx is not None:
-            dx[...] = 0
-        for k, (phase, sums) in enumerate(zip(self.phases, self._partials(partial))):
-            tiles, dtiles = self._buffers(phase, len(images), "subpixel tiles")
-            kernels.tile_gather(dout, *phase.a, *phase.output_grids, dtiles, 1)
-            if bias_sum is not None:  # a sum over the tiles' sums instead of all of dout
-                bias_sum += dtiles[phase.sum_point].sum(axis=0, dtype=np.float64)
-            product = scratch("subpixel kernel product", sums.shape, self.dtype)
-            np.matmul(self._input_tiles(phase, images, tiles, kernels).transpose(0, 2, 1), dtiles, out=product)
-            sums += product
-            if dx is not None:
-                # dV = dM U^T, in the place of the spent tiles V, then B dV B^T added into dx.
-                np.matmul(dtiles, transformed[k].transpose(0, 2, 1), out=tiles)
-                kernels.tile_scatter(tiles, *phase.b, *phase.input_grids, dx, True, _NO_BIAS[self.dtype], 0, 1)
-
-    def kernel_gradient(self, total, dkernel):
-        """dkernel (kh, kw, filters, in) from the summed partials (partial_shape) of all batches."""
-        def compute(channels):
-            for phase, sums in zip(self.phases, self._partials(total)):
-                phase.kernel_gradient(sums, dkernel, channels)
-
-        self._by_input_channels(compute)
+def plan(kernel_shape, args, out_hw, dtype):
+    """The sub-images of a transposed convolution (col2im arguments `args`), one phase each."""
+    kh, kw, filters, in_channels = kernel_shape
+    stride_h, stride_w, pad_top, pad_left = args[2:6]
+    rows = axes(out_hw[0], kh, stride_h, pad_top)
+    cols = axes(out_hw[1], kw, stride_w, pad_left)
+    return Plan([Phase(axis_y, axis_x, dtype) for axis_y in rows for axis_x in cols], (in_channels, filters), dtype)

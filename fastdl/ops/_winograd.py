@@ -1,4 +1,4 @@
-"""Winograd's F(2x2, 3x3) for 3x3 stride-1 convolutions, on a batch of images at a time.
+"""Winograd's F(2x2, 3x3) and F(4x4, 3x3) for 3x3 stride-1 convolutions, on a batch of images at a time.
 
 A 2x2 output tile comes from a 4x4 input tile d as A^T [(G g G^T) * (B^T d B)] A: 16
 multiplications per tile and channel pair instead of im2col's 36. The images' tiles are
@@ -6,12 +6,21 @@ transformed (kernels winograd_input), multiplied by the transformed kernel in 16
 tile position, and transformed back (winograd_output). The input gradient is the same
 convolution of the output gradient with the flipped kernel; the kernel gradient is
 G^T (sum over tiles of V^T dM) G, with dM = A dy A^T (winograd_output_grad).
+
+A 4x4 output tile takes 36 multiplications (2.25 an output instead of 4), through the general
+tiles of fastdl/ops/_toom_cook.py (LargeTiles): its GEMMs are 44% smaller, its transforms cost
+more, and a size that is not a multiple of 4 wastes more, so convolutions with many channels
+take it where its multiplications are well below F(2x2)'s.
 """
+
+import math
 
 import numpy as np
 
 from fastdl import backend as _backend
-from fastdl._parallel import ELEMENTWISE_WORK, run_row_ranges, scratch
+from fastdl._parallel import ELEMENTWISE_WORK, blocks, run_row_ranges, scratch, single_threaded_blas
+from fastdl.ops import _toom_cook
+from fastdl.ops.dense import _NO_BIAS
 
 # Winograd for 3x3 stride-1 kernels with at least this many input and output channels: with
 # fewer, its 16 GEMMs are too thin to gain (measured here: 1.6-2x faster from 32 channels on).
@@ -20,6 +29,17 @@ MIN_CHANNELS = 16
 # wastes a row and a column of tiles. Measured here (256 channels, fwd+bwd): a 7x7 output (8x8 of
 # tiles, 1.31x) is still 1.4x faster than im2col, 5x5 (1.44x) 1.2x, 3x3 (1.78x) slower.
 MAX_WASTE = 1.5
+# F(4x4, 3x3) with at least this many input and output channels, where its multiplications are at
+# most LARGE_TILE_SHARE of F(2x2, 3x3)'s. Measured here (2 threads, float32, 128 images, "same"),
+# forward / backward against F(2x2): 7x7 outputs of 256 -> 256 channels 1.35x / 1.24x faster
+# (F(4x4)'s multiplications 0.56 of F(2x2)'s), 16x16 of 128 -> 128 1.24x / 1.26x (0.56), 28x28 of
+# 64 -> 64 1.18x / 1.24x (0.56); 14x14 of 128 -> 128 (0.73: its tiles cover 16x16) gains 4% on
+# one core, and 32 channels nothing (the clock CNN's step): their transforms outweigh the smaller
+# GEMMs. The rms error grows from 4e-7 to 3e-6 of the output's rms.
+LARGE_TILE_CHANNELS = 64
+LARGE_TILE_SHARE = 0.65
+# Input channels per GEMM of F(4x4, 3x3)'s kernel transforms.
+CHANNEL_BLOCK = 16
 # Bytes of transformed tiles per thread and batch: bigger batches give the kernel gradient's
 # GEMMs (whose inner dimension is the number of tiles) more to work with.
 BATCH_BYTES = 4 << 20
@@ -40,6 +60,17 @@ def fits(kernel_shape, strides, out_hw):
             and 4 * tiles_h * tiles_w <= MAX_WASTE * out_hw[0] * out_hw[1])
 
 
+def _multiplications(m, out_hw):
+    """Multiplications per channel pair of F(m x m, 3x3) over an image's output of size out_hw."""
+    return (m + 2) ** 2 * math.prod(-(-size // m) for size in out_hw)
+
+
+def large_tiles(kernel_shape, out_hw):
+    """Whether a convolution that takes Winograd (fits) takes F(4x4, 3x3) rather than F(2x2, 3x3)."""
+    return (min(kernel_shape[2:]) >= LARGE_TILE_CHANNELS
+            and _multiplications(4, out_hw) <= LARGE_TILE_SHARE * _multiplications(2, out_hw))
+
+
 def batch_size(kernel_shape, out_hw, dtype):
     """Images per batch so that their transformed tiles and products take up to BATCH_BYTES."""
     tiles_h, tiles_w = _tiles(*out_hw)
@@ -47,11 +78,17 @@ def batch_size(kernel_shape, out_hw, dtype):
     return max(1, BATCH_BYTES // per_image)
 
 
-def _by_input_channels(func, in_channels, out_channels):
-    """func(first, last) over ranges of the input channels, on fastdl's threads: the kernel's
-    transforms, a few elementwise passes each, done once per call of a convolution on the
-    calling thread would cost as much as its tiles on 16 cores."""
-    run_row_ranges(func, in_channels, _backend.get_num_threads(), 32 * out_channels * ELEMENTWISE_WORK)
+def _by_input_channels(func, in_channels, out_channels, align=1):
+    """func(first, last) over ranges of the input channels (starting at multiples of align), on
+    fastdl's threads: the kernel's transforms, a few elementwise passes each, done once per call
+    of a convolution on the calling thread would cost as much as its tiles on 16 cores."""
+    run_row_ranges(func, in_channels, _backend.get_num_threads(), 32 * out_channels * ELEMENTWISE_WORK, align)
+
+
+def _channel_blocks(first, last):
+    """Slices of CHANNEL_BLOCK channels from first (a multiple of it) to last: GEMMs of the same
+    shapes for any thread count, so the same bits (BLAS may round a block's edge differently)."""
+    return [slice(start, stop) for start, stop in blocks(first, last, CHANNEL_BLOCK)]
 
 
 def transform_kernel(kernel, name):
@@ -182,3 +219,71 @@ class Backward:
             _times_g_transposed(rows[:, :, part].transpose(1, 0, 2, 3), out[:, :, part].transpose(1, 0, 2, 3))
 
         _by_input_channels(compute, in_channels, out_channels)
+
+
+class LargeTiles:
+    """F(4x4, 3x3) for one convolution: a single phase of fastdl/ops/_toom_cook.py whose windows
+    start at (-pad_top, -pad_left), with the transforms, forward batches and backward steps that
+    conv.py's other paths have.
+
+    The kernel's transform and the kernel gradient's are a GEMM each by G (x) G (36 x 9), on the
+    (3, 3, in, out) layout as it is (the phase's own would transpose the channels twice), on
+    fastdl's threads with BLAS kept to one thread: BLAS' own threads, once woken, spin beside
+    fastdl's through the convolution that follows (measured here: a 1.8x slower layer on 2 cores).
+    """
+
+    def __init__(self, kernel_shape, geometry, dtype):
+        (pad_top, pad_left), self.out_hw = geometry[1:]
+        axis_y, axis_x = (_toom_cook.Axis(range(3), -pad, size, 4) for pad, size in zip((pad_top, pad_left), self.out_hw))
+        self.tiles = _toom_cook.Plan([_toom_cook.Phase(axis_y, axis_x, dtype)], kernel_shape[2:], dtype)
+        self.batch = self.tiles.batch
+        self._g_g = np.kron(axis_y.g, axis_x.g).astype(dtype)  # (point 6 py + px, tap 3 a + b)
+
+    def transform_kernel(self, kernel, name):
+        """[G g G^T] of kernel (3, 3, in, out), (36, in, out) in the calling thread's scratch array
+        `name`, as the phase's passes take it."""
+        in_channels, out_channels = kernel.shape[2:]
+        taps = kernel.reshape(9, in_channels, out_channels)
+        out = scratch(name, (36, in_channels, out_channels), kernel.dtype)
+
+        def compute(first, last):
+            for part in _channel_blocks(first, last):
+                np.matmul(self._g_g, taps[:, part].reshape(9, -1), out=out[:, part].reshape(36, -1))
+
+        with single_threaded_blas():  # also where one range runs on the calling thread
+            _by_input_channels(compute, in_channels, out_channels, align=CHANNEL_BLOCK)
+        return [out]
+
+    def convolve_rows(self, images, transformed, kernels, out):
+        """out (pixels, out_channels) = the convolution of images (n, height, width, in_channels)."""
+        out = out.reshape(len(images), *self.out_hw, -1)
+        self.tiles.forward(images, transformed, out, _NO_BIAS[out.dtype], 0, kernels)
+
+    def kernel_gradient(self, total, out):
+        """out (3, 3, in, out) = G^T total G from the summed (36, in, out) products of the batches."""
+        in_channels, out_channels = total.shape[1:]
+        taps = out.reshape(9, in_channels, out_channels)
+
+        def compute(first, last):
+            for part in _channel_blocks(first, last):
+                np.matmul(self._g_g.T, total[:, part].reshape(36, -1), out=taps[:, part].reshape(9, -1))
+
+        with single_threaded_blas():
+            _by_input_channels(compute, in_channels, out_channels, align=CHANNEL_BLOCK)
+
+
+class LargeTilesBackward:
+    """One batch of a convolution's backward pass by F(4x4, 3x3), with the interface of Backward."""
+
+    def __init__(self, x, kernel, geometry, plan, dx, kernels):
+        self.x, self.dx, self.kernels = x, dx, kernels
+        self.large = plan["large_tiles"]
+        self.transformed = None if dx is None else self.large.transform_kernel(kernel, "winograd backward kernel")
+        self.partial_shape = self.large.tiles.partial_shape
+        self.kernel_gradient = self.large.kernel_gradient
+
+    def __call__(self, start, stop, rows, gradient, out):
+        gradient = gradient.reshape(stop - start, *self.large.out_hw, -1)
+        dx = None if self.dx is None else self.dx[start:stop]
+        self.large.tiles.backward(self.x[start:stop], gradient, self.transformed, out, dx, None, self.kernels,
+                                  add=False)

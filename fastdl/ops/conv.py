@@ -112,7 +112,11 @@ def _plan(x, kernel, geometry, dtype):
         and out_h == x.shape[1] and out_w == x.shape[2]
     winograd = _winograd.fits(kernel.shape, (stride_h, stride_w), (out_h, out_w))
     few_taps = not direct and not winograd and patch_cols <= DIRECT_MAX_TAPS and out_channels >= 16
-    if winograd:
+    large_tiles = None
+    if winograd and _winograd.large_tiles(kernel.shape, (out_h, out_w)):
+        large_tiles = _winograd.LargeTiles(kernel.shape, geometry, dtype)
+        batch = large_tiles.batch
+    elif winograd:
         batch = _winograd.batch_size(kernel.shape, (out_h, out_w), dtype)
     else:
         batch = batch_size(pixels, patch_cols, dtype)
@@ -120,14 +124,16 @@ def _plan(x, kernel, geometry, dtype):
     # thread count, see fastdl._parallel.row_ranges) share the images evenly.
     batch = max(1, min(batch, -(-x.shape[0] // MIN_BATCHES)))
     args = (kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
-    return dict(pixels=pixels, patch_cols=patch_cols, direct=direct, winograd=winograd, few_taps=few_taps,
-                batch=batch, args=args, work=pixels * patch_cols * out_channels)
+    return dict(pixels=pixels, patch_cols=patch_cols, direct=direct, winograd=winograd, large_tiles=large_tiles,
+                few_taps=few_taps, batch=batch, args=args, work=pixels * patch_cols * out_channels)
 
 
 def _forward_plan(x, kernel, geometry, dtype):
     """_plan, with the Winograd transform of the kernel (made once, on the calling thread) if it applies."""
     plan = _plan(x, kernel, geometry, dtype)
-    if plan["winograd"]:
+    if plan["large_tiles"]:
+        plan["transformed"] = plan["large_tiles"].transform_kernel(kernel, "winograd kernel")
+    elif plan["winograd"]:
         plan["transformed"] = _winograd.transform_kernel(kernel, "winograd kernel")
     return plan
 
@@ -136,6 +142,12 @@ def _forward_batches(x, kernel, geometry, plan, kernels, first, last):
     """(start, stop, convolve) for images first..last-1 in batches: convolve(out=rows) writes the
     convolution of images start..stop-1 (no bias) into rows ((stop - start) * pixels,
     out_channels), by Winograd, directly (few taps), or by im2col and one GEMM."""
+    if plan["large_tiles"]:
+        for start in range(first, last, plan["batch"]):
+            stop = min(last, start + plan["batch"])
+            yield start, stop, functools.partial(plan["large_tiles"].convolve_rows, x[start:stop], plan["transformed"],
+                                                 kernels)
+        return
     if plan["winograd"]:
         (pad_top, pad_left), (out_h, out_w) = geometry[1:]
         for start in range(first, last, plan["batch"]):
@@ -329,8 +341,10 @@ def _backward_gemms(x, kernel, geometry, dx, dkernel, backend, gradient_rows):
     kernels, _ = _backend.kernels("conv", backend)
     dtype = dkernel.dtype
     plan = _plan(x, kernel, geometry, dtype)
-    step = (_winograd.Backward if plan["winograd"] else _Im2colBackward)(
-        x, kernel, geometry, plan, dx, kernels)
+    if plan["large_tiles"]:
+        step = _winograd.LargeTilesBackward(x, kernel, geometry, plan, dx, kernels)
+    else:
+        step = (_winograd.Backward if plan["winograd"] else _Im2colBackward)(x, kernel, geometry, plan, dx, kernels)
     n_threads = _backend.get_num_threads()
     work = (2 if dx is not None else 1) * plan["work"]
     # One partial per row range, kept by this (the calling) thread: a pool thread may run two

@@ -97,7 +97,7 @@ def _plan(x_shape, kernel_shape, geometry, dtype):
     # thread count, see fastdl._parallel.row_ranges) share the images evenly.
     subpixel = None
     if _subpixel.fits(x_shape, kernel_shape, args, geometry[0]):
-        subpixel = _subpixel.Plan(x_shape, kernel_shape, args, geometry[0], dtype)
+        subpixel = _subpixel.plan(kernel_shape, args, geometry[0], dtype)
         batch, work = subpixel.batch, subpixel.work
     else:
         batch, work = batch_size(pixels, patch_cols, dtype), pixels * patch_cols * in_channels
