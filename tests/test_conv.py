@@ -120,6 +120,7 @@ WINOGRAD_CONFIGS = [
     (1, 4, 4, 16, 3, 3, 16, 1, 3),
     (1, 3, 3, 16, 3, 3, 16, 1, "valid"),  # one output pixel
     (2, 7, 6, 64, 3, 3, 48, 1, "same"),
+    (1, 14, 13, 16, 3, 3, 16, 1, "same"),  # F(4x4)'s tiles of 4 and 2 along both axes
 ]
 
 
@@ -168,9 +169,22 @@ def test_large_tiles_where_they_save_multiplications_on_wide_layers():
     assert large((1, 7, 7, 256), (3, 3, 256, 256))  # the course CNN's last block: 2x2 tiles of 4x4
     assert large((1, 7, 7, 128), (3, 3, 128, 256))
     assert large((1, 28, 28, 64), (3, 3, 64, 64))
-    assert not large((1, 14, 14, 128), (3, 3, 128, 128))  # 4x4 tiles cover 16x16: too much waste
+    assert large((1, 14, 14, 128), (3, 3, 128, 128))  # 3 tiles of 4 and one of 2 along each axis
+    assert not large((1, 6, 6, 128), (3, 3, 128, 128))  # one tile of 4 and one of 2: 0.69 of F(2x2)'s
     assert not large((1, 74, 74, 32), (3, 3, 32, 32), padding="valid")  # too few channels
     assert not large((1, 28, 28, 32), (3, 3, 32, 64))
+
+
+@pytest.mark.parametrize("size, tiles", [(7, [(0, 4, 2)]), (8, [(0, 4, 2)]), (14, [(0, 4, 3), (12, 2, 1)]),
+                                         (13, [(0, 4, 3), (12, 2, 1)]), (2, [(0, 2, 1)]), (3, [(0, 4, 1)])])
+def test_large_tiles_along_an_axis(size, tiles):
+    """4-output tiles, the last cropped for a remainder of 3, and a 2-output tile for 1 or 2 left:
+    every output in exactly one tile, each window starting `pad` before its first output."""
+    axes = _winograd._axis_tiles(size, 1)
+    assert [(axis.first, axis.m, axis.tiles) for axis in axes] == tiles
+    covered = [axis.first + j for axis in axes for j in range(axis.length)]
+    assert covered == list(range(size))
+    assert all(axis.start == axis.first - 1 for axis in axes)
 
 
 @pytest.fixture

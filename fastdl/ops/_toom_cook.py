@@ -214,7 +214,7 @@ class Plan:
             np.matmul(self._input_tiles(phase, images, tiles, kernels), u, out=products)
             kernels.tile_scatter(products, *phase.a_t, *phase.output_grids, out, False, bias, activation, 1)
 
-    def _partials(self, flat):
+    def by_phase(self, flat):
         """flat (points over all phases, in, filters) cut into each phase's (points, in, filters)."""
         bounds = np.cumsum([0] + [phase.points for phase in self.phases])
         return [flat[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
@@ -226,12 +226,12 @@ class Plan:
 
     def backward(self, images, dout, transformed, partial, dx, bias_sum, kernels, add=True):
         """Add each phase's sum of V^T dM over this batch's tiles into partial (partial_shape), or
-        write it there without add, the batch's sum of dout over its pixels into bias_sum (filters,) float64 unless it is
-        None, and write the batch's input gradient into dx (n, h, w, in) unless it is None (then
-        transformed, the kernels' transforms, may be None too)."""
+        write it there without add; add the batch's sum of dout over its pixels into bias_sum
+        (filters,) float64 unless it is None; write the batch's input gradient into dx (n, h, w,
+        in) unless it is None (then transformed, the kernels' transforms, may be None too)."""
         if dx is not None:
             dx[...] = 0
-        for k, (phase, sums) in enumerate(zip(self.phases, self._partials(partial))):
+        for k, (phase, sums) in enumerate(zip(self.phases, self.by_phase(partial))):
             tiles, dtiles = self._buffers(phase, len(images), "toom-cook tiles")
             kernels.tile_gather(dout, *phase.a, *phase.output_grids, dtiles, 1)
             if bias_sum is not None:  # a sum over the tiles' sums instead of all of dout
@@ -248,7 +248,7 @@ class Plan:
     def kernel_gradient(self, total, dkernel):
         """dkernel (kh, kw, filters, in) from the summed partials (partial_shape) of all batches."""
         def compute(channels):
-            for phase, sums in zip(self.phases, self._partials(total)):
+            for phase, sums in zip(self.phases, self.by_phase(total)):
                 phase.kernel_gradient(sums, dkernel, channels)
 
         self._by_input_channels(compute)

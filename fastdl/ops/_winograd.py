@@ -8,9 +8,9 @@ convolution of the output gradient with the flipped kernel; the kernel gradient 
 G^T (sum over tiles of V^T dM) G, with dM = A dy A^T (winograd_output_grad).
 
 A 4x4 output tile takes 36 multiplications (2.25 an output instead of 4), through the general
-tiles of fastdl/ops/_toom_cook.py (LargeTiles): its GEMMs are 44% smaller, its transforms cost
-more, and a size that is not a multiple of 4 wastes more, so convolutions with many channels
-take it where its multiplications are well below F(2x2)'s.
+tiles of fastdl/ops/_toom_cook.py (LargeTiles): its GEMMs are 44% smaller and its transforms
+cost more, so convolutions with many channels take it where its multiplications (with 2x2
+tiles along edges that 4x4 ones would overhang by 2 or 3 pixels) are well below F(2x2)'s.
 """
 
 import math
@@ -33,9 +33,9 @@ MAX_WASTE = 1.5
 # most LARGE_TILE_SHARE of F(2x2, 3x3)'s. Measured here (2 threads, float32, 128 images, "same"),
 # forward / backward against F(2x2): 7x7 outputs of 256 -> 256 channels 1.35x / 1.24x faster
 # (F(4x4)'s multiplications 0.56 of F(2x2)'s), 16x16 of 128 -> 128 1.24x / 1.26x (0.56), 28x28 of
-# 64 -> 64 1.18x / 1.24x (0.56); 14x14 of 128 -> 128 (0.73: its tiles cover 16x16) gains 4% on
-# one core, and 32 channels nothing (the clock CNN's step): their transforms outweigh the smaller
-# GEMMs. The rms error grows from 4e-7 to 3e-6 of the output's rms.
+# 64 -> 64 1.18x / 1.24x (0.56), 14x14 of 128 -> 128 about 1.08x / 1.0x (0.62: the thin GEMMs of
+# its edge tiles); at 32 channels the clock CNN's step gained nothing (the transforms outweigh
+# the smaller GEMMs). The rms error grows from 4e-7 to 3e-6 of the output's rms.
 LARGE_TILE_CHANNELS = 64
 LARGE_TILE_SHARE = 0.65
 # Input channels per GEMM of F(4x4, 3x3)'s kernel transforms.
@@ -60,15 +60,30 @@ def fits(kernel_shape, strides, out_hw):
             and 4 * tiles_h * tiles_w <= MAX_WASTE * out_hw[0] * out_hw[1])
 
 
-def _multiplications(m, out_hw):
-    """Multiplications per channel pair of F(m x m, 3x3) over an image's output of size out_hw."""
-    return (m + 2) ** 2 * math.prod(-(-size // m) for size in out_hw)
+def _axis_tiles(size, pad):
+    """The tiles of F(4x4, 3x3) along an axis of `size` outputs with `pad` pixels of padding before:
+    4-output tiles (the last one cropped for a remainder of 3), then one 2-output tile of
+    F(2x2, 3x3) for a remainder of 1 or 2, which would waste half a 4-output tile or more."""
+    fours, rest = size // 4 + (size % 4 == 3), size % 4 in (1, 2)
+    axes = [_toom_cook.Axis(range(3), -pad, min(size, 4 * fours), 4)] if fours else []
+    if rest:
+        first = 4 * (size // 4)
+        axes.append(_toom_cook.Axis(range(3), first - pad, size - first, 2, first=first))
+    return axes
+
+
+def _multiplications(out_hw, large):
+    """Multiplications per channel pair over an image's output of size out_hw: F(2x2, 3x3)'s, or
+    with large tiles those of _axis_tiles' phases (points times tiles, a product over the axes)."""
+    if not large:
+        return math.prod(4 * -(-size // 2) for size in out_hw)
+    return math.prod(sum(axis.alpha * axis.tiles for axis in _axis_tiles(size, 0)) for size in out_hw)
 
 
 def large_tiles(kernel_shape, out_hw):
     """Whether a convolution that takes Winograd (fits) takes F(4x4, 3x3) rather than F(2x2, 3x3)."""
     return (min(kernel_shape[2:]) >= LARGE_TILE_CHANNELS
-            and _multiplications(4, out_hw) <= LARGE_TILE_SHARE * _multiplications(2, out_hw))
+            and _multiplications(out_hw, True) <= LARGE_TILE_SHARE * _multiplications(out_hw, False))
 
 
 def batch_size(kernel_shape, out_hw, dtype):
@@ -222,37 +237,43 @@ class Backward:
 
 
 class LargeTiles:
-    """F(4x4, 3x3) for one convolution: a single phase of fastdl/ops/_toom_cook.py whose windows
-    start at (-pad_top, -pad_left), with the transforms, forward batches and backward steps that
-    conv.py's other paths have.
+    """F(4x4, 3x3) for one convolution: phases of fastdl/ops/_toom_cook.py, one for each pair of
+    _axis_tiles (4-output tiles, and 2-output ones along an edge with 1 or 2 outputs left over),
+    with the transforms, forward batches and backward steps that conv.py's other paths have. A
+    14x14 output takes 484 multiplications per channel pair this way, against 576 in 4x4 tiles
+    alone (covering 16x16) and 784 in 2x2 ones.
 
-    The kernel's transform and the kernel gradient's are a GEMM each by G (x) G (36 x 9), on the
-    (3, 3, in, out) layout as it is (the phase's own would transpose the channels twice), on
-    fastdl's threads with BLAS kept to one thread: BLAS' own threads, once woken, spin beside
-    fastdl's through the convolution that follows (measured here: a 1.8x slower layer on 2 cores).
+    The kernel's transforms and the kernel gradient are a GEMM each by the phases' G (x) G
+    stacked (points x 9), on the (3, 3, in, out) layout as it is (the phases' own would transpose
+    the channels twice), on fastdl's threads with BLAS kept to one thread: BLAS' own threads, once
+    woken, spin beside fastdl's through the convolution that follows (measured here: a 1.8x slower
+    layer on 2 cores).
     """
 
     def __init__(self, kernel_shape, geometry, dtype):
         (pad_top, pad_left), self.out_hw = geometry[1:]
-        axis_y, axis_x = (_toom_cook.Axis(range(3), -pad, size, 4) for pad, size in zip((pad_top, pad_left), self.out_hw))
-        self.tiles = _toom_cook.Plan([_toom_cook.Phase(axis_y, axis_x, dtype)], kernel_shape[2:], dtype)
+        phases = [_toom_cook.Phase(axis_y, axis_x, dtype) for axis_y in _axis_tiles(self.out_hw[0], pad_top)
+                  for axis_x in _axis_tiles(self.out_hw[1], pad_left)]
+        self.tiles = _toom_cook.Plan(phases, kernel_shape[2:], dtype)
         self.batch = self.tiles.batch
-        self._g_g = np.kron(axis_y.g, axis_x.g).astype(dtype)  # (point 6 py + px, tap 3 a + b)
+        # (point, tap 3 a + b): G (x) G of each phase, the points of one after the other's.
+        self._g_g = np.vstack([np.kron(phase.y.g, phase.x.g) for phase in phases]).astype(dtype)
 
     def transform_kernel(self, kernel, name):
-        """[G g G^T] of kernel (3, 3, in, out), (36, in, out) in the calling thread's scratch array
-        `name`, as the phase's passes take it."""
+        """G g G^T of kernel (3, 3, in, out) for each phase, (points, in, out) views of the calling
+        thread's scratch array `name`, as the phases' passes take them."""
         in_channels, out_channels = kernel.shape[2:]
         taps = kernel.reshape(9, in_channels, out_channels)
-        out = scratch(name, (36, in_channels, out_channels), kernel.dtype)
+        points = len(self._g_g)
+        out = scratch(name, (points, in_channels, out_channels), kernel.dtype)
 
         def compute(first, last):
             for part in _channel_blocks(first, last):
-                np.matmul(self._g_g, taps[:, part].reshape(9, -1), out=out[:, part].reshape(36, -1))
+                np.matmul(self._g_g, taps[:, part].reshape(9, -1), out=out[:, part].reshape(points, -1))
 
         with single_threaded_blas():  # also where one range runs on the calling thread
             _by_input_channels(compute, in_channels, out_channels, align=CHANNEL_BLOCK)
-        return [out]
+        return self.tiles.by_phase(out)
 
     def convolve_rows(self, images, transformed, kernels, out):
         """out (pixels, out_channels) = the convolution of images (n, height, width, in_channels)."""
@@ -260,13 +281,15 @@ class LargeTiles:
         self.tiles.forward(images, transformed, out, _NO_BIAS[out.dtype], 0, kernels)
 
     def kernel_gradient(self, total, out):
-        """out (3, 3, in, out) = G^T total G from the summed (36, in, out) products of the batches."""
+        """out (3, 3, in, out) = the sum over the phases of G^T total G, from the summed (points,
+        in, out) products of the batches."""
         in_channels, out_channels = total.shape[1:]
         taps = out.reshape(9, in_channels, out_channels)
+        points = len(self._g_g)
 
         def compute(first, last):
             for part in _channel_blocks(first, last):
-                np.matmul(self._g_g.T, total[:, part].reshape(36, -1), out=taps[:, part].reshape(9, -1))
+                np.matmul(self._g_g.T, total[:, part].reshape(points, -1), out=taps[:, part].reshape(9, -1))
 
         with single_threaded_blas():
             _by_input_channels(compute, in_channels, out_channels, align=CHANNEL_BLOCK)
