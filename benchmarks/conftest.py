@@ -20,11 +20,11 @@ import fastdl
 from fastdl import config as fastdl_config
 
 from peers import FAISS_MISSING, TORCH_MISSING, faiss, torch
+from ratios import report
 
 QUICK_ENV = "FASTDL_BENCH_QUICK"
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "leiden-digits"
 DIGIT_FILES = ("train_in.csv", "train_out.csv", "test_in.csv", "test_out.csv")
-FASTDL_PREFIX = "fastdl["
 
 _results = []  # (group, contender, mean_s, rounds, note), filled as benchmarks finish
 _thread_limits = None  # threadpoolctl limits kept alive for the whole session
@@ -75,6 +75,9 @@ def pytest_report_header(config):
         f"fastdl backends: {backends}; peers: {', '.join(peers)}",
         f"quick mode: {'on (big case skipped)' if quick_mode(config) else 'off'}",
     ]
+    if torch is not None:
+        lines.append("torch loaded first: fastdl's kernels share its OpenMP runtime and wait policy "
+                      "(FASTDL_BENCH_PEERS=0 for fastdl's own, then benchmarks/ratios.py: see benchmarks/README.md)")
     coretype = os.environ.get("OPENBLAS_CORETYPE")
     if coretype:
         lines.append(f"OPENBLAS_CORETYPE={coretype} (from the environment)")
@@ -191,6 +194,7 @@ def name_contender(benchmark):
 
     def name(group, contender, note=""):
         benchmark.group = group
+        benchmark.extra_info["group"] = group  # for ratios.py, which reads the JSON of several runs
         benchmark.extra_info["contender"] = contender
         if note:
             benchmark.extra_info["note"] = note
@@ -220,23 +224,6 @@ def pytest_runtest_call(item):
     ))
 
 
-def format_seconds(seconds):
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds * 1e9:.3g} ns"
-
-
-def format_ratio(time, baseline):
-    """'2.50x slower' / '1.30x faster' / '1.00x' relative to the fastdl baseline."""
-    if baseline is None:
-        return "n/a"
-    ratio = time / baseline
-    if ratio >= 1.0:
-        return f"{ratio:.2f}x slower" if ratio >= 1.005 else "1.00x"
-    return f"{1.0 / ratio:.2f}x faster"
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter):
     if not _results:
@@ -245,22 +232,4 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.section("fastdl ratios: each contender against fastdl's fastest backend, per group")
     write(f"threads: {bench_threads()} for every contender (set FASTDL_NUM_THREADS to change).")
     write("'vs fastdl (mean)': contender mean / best fastdl mean; 'vs fastdl (min)': the same with min times.")
-    groups = {}
-    for group, contender, mean, min_, rounds, note in _results:
-        groups.setdefault(group, []).append((mean, min_, contender, rounds, note))
-    for group, rows in groups.items():
-        rows.sort()
-        fastdl_rows = [row for row in rows if row[2].startswith(FASTDL_PREFIX)]
-        best_mean = min(row[0] for row in fastdl_rows) if fastdl_rows else None
-        best_min = min(row[1] for row in fastdl_rows) if fastdl_rows else None
-        width = max(len(row[2]) for row in rows)
-        write("")
-        write(group)
-        write(f"  {'contender':<{width}}  {'mean':>9}  {'min':>9}  {'vs fastdl (mean)':<16}  "
-              f"{'vs fastdl (min)':<15}  rounds")
-        for mean, min_, contender, rounds, note in rows:
-            line = (f"  {contender:<{width}}  {format_seconds(mean):>9}  {format_seconds(min_):>9}  "
-                    f"{format_ratio(mean, best_mean):<16}  {format_ratio(min_, best_min):<15}  {rounds:>6}")
-            write(line + (f"  {note}" if note else ""))
-        if best_mean is None:
-            write("  (no fastdl backend ran in this group, so there is no baseline)")
+    report(_results, write)

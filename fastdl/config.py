@@ -78,8 +78,9 @@ def passive_openmp():
     fastdl alternates OpenMP kernels with GEMMs on its own threads; OpenMP threads left spinning
     after a kernel take the cores those GEMMs need (measured here: 6-30 ms lost per convolution
     layer on 2 cores). The OpenMP runtime reads the variable once, when it loads with the first
-    compiled kernel; restoring it afterwards keeps other libraries' runtimes (PyTorch's, loaded
-    later) as they would be without fastdl.
+    compiled kernel; restoring it afterwards keeps runtimes loaded later as they would be without
+    fastdl. A library whose copy of the runtime has the same name shares the one loaded first,
+    wait policy included: PyTorch's libgomp.so.1 (benchmarks/README.md measures the effect).
     """
     global openmp_policy_applied
     if "OMP_WAIT_POLICY" in os.environ:

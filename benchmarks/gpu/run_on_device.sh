@@ -14,7 +14,7 @@
 # CPU16=1 also runs the CPU comparisons on the machine's cores (16 on the GPU machines): the course
 # MLP's and CNN's train steps against PyTorch's, kNN on the course digits (from $FASTDL_DATA, default
 # .data/leiden-digits, carried) against faiss and scikit-learn, and the serial part of each training
-# step (benchmarks/serial_sections.py).
+# step (benchmarks/serial_sections.py); fastdl and the peers in separate processes (benchmarks/README.md).
 set -euo pipefail
 
 # The repository root, whatever the caller's directory.
@@ -85,8 +85,17 @@ fi
 # The CPU on its own: serial sections that cost little on 2 cores dominate on 16.
 if [ "${CPU16:-0}" = 1 ]; then
     "$PYTHON" benchmarks/serial_sections.py --threads "$(nproc)" 2>&1 | log cpu-serial-sections || status=$?
-    FASTDL_DATA=${FASTDL_DATA:-.data} "$PYTHON" -m pytest benchmarks/bench_nn_models.py benchmarks/bench_knn.py \
-        -k "mlp or cnn or knn" --benchmark-columns=min,median,mean,rounds 2>&1 | log cpu-bench || status=$?
+    # fastdl's contenders and the peers in separate processes, each with the OpenMP runtime as it
+    # alone loads it (benchmarks/README.md), then one report of both.
+    CPU_BENCH=(benchmarks/bench_nn_models.py benchmarks/bench_knn.py --benchmark-columns=min,median,mean,rounds)
+    RUNS=${LOGS:-$(mktemp -d)}
+    FASTDL_BENCH_PEERS=0 FASTDL_DATA=${FASTDL_DATA:-.data} "$PYTHON" -m pytest "${CPU_BENCH[@]}" \
+        -k "mlp or cnn or knn" --benchmark-json="$RUNS/cpu-bench-fastdl.json" 2>&1 | log cpu-bench-fastdl || status=$?
+    FASTDL_DATA=${FASTDL_DATA:-.data} "$PYTHON" -m pytest "${CPU_BENCH[@]}" \
+        -k "(mlp or cnn or knn) and (torch or faiss)" --benchmark-json="$RUNS/cpu-bench-peers.json" 2>&1 \
+        | log cpu-bench-peers || status=$?
+    "$PYTHON" benchmarks/ratios.py "$RUNS/cpu-bench-fastdl.json" "$RUNS/cpu-bench-peers.json" 2>&1 \
+        | log cpu-bench || status=$?
 fi
 
 exit "$status"
