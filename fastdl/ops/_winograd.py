@@ -13,6 +13,7 @@ cost more, so convolutions with many channels take it where its multiplications 
 tiles along edges that 4x4 ones would overhang by 2 or 3 pixels) are well below F(2x2)'s.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -72,6 +73,7 @@ def _axis_tiles(size, pad):
     return axes
 
 
+@functools.lru_cache(maxsize=256)
 def _multiplications(out_hw, large):
     """Multiplications per channel pair over an image's output of size out_hw: F(2x2, 3x3)'s, or
     with large tiles those of _axis_tiles' phases (points times tiles, a product over the axes)."""
@@ -293,6 +295,13 @@ class LargeTiles:
 
         with single_threaded_blas():
             _by_input_channels(compute, in_channels, out_channels, align=CHANNEL_BLOCK)
+
+
+@functools.lru_cache(maxsize=64)
+def large_tiles_plan(kernel_shape, geometry, dtype):
+    """LargeTiles for a convolution of this kernel shape, geometry and dtype, made once: a training
+    step asks for each layer's twice, and making one takes up to 0.1 ms on the calling thread."""
+    return LargeTiles(kernel_shape, geometry, dtype)
 
 
 class LargeTilesBackward:

@@ -114,7 +114,7 @@ def _plan(x, kernel, geometry, dtype):
     few_taps = not direct and not winograd and patch_cols <= DIRECT_MAX_TAPS and out_channels >= 16
     large_tiles = None
     if winograd and _winograd.large_tiles(kernel.shape, (out_h, out_w)):
-        large_tiles = _winograd.LargeTiles(kernel.shape, geometry, dtype)
+        large_tiles = _winograd.large_tiles_plan(kernel.shape, geometry, np.dtype(dtype))
         batch = large_tiles.batch
     elif winograd:
         batch = _winograd.batch_size(kernel.shape, (out_h, out_w), dtype)
