@@ -159,7 +159,7 @@ class Plan:
 
     def __init__(self, phases, channels, dtype):
         self.phases = list(phases)
-        self.channels = in_channels, filters = channels
+        in_channels, filters = self.channels = tuple(channels)
         # Entries of one image's tiles and products in the largest phase.
         self._per_image = max(p.points * p.tiles_per_image for p in self.phases) * (in_channels + filters)
         self.batch = max(1, BATCH_BYTES // (self._per_image * np.dtype(dtype).itemsize))
