@@ -142,18 +142,16 @@ def _forward_batches(x, kernel, geometry, plan, kernels, first, last):
     """(start, stop, convolve) for images first..last-1 in batches: convolve(out=rows) writes the
     convolution of images start..stop-1 (no bias) into rows ((stop - start) * pixels,
     out_channels), by Winograd, directly (few taps), or by im2col and one GEMM."""
-    if plan["large_tiles"]:
-        for start in range(first, last, plan["batch"]):
-            stop = min(last, start + plan["batch"])
-            yield start, stop, functools.partial(plan["large_tiles"].convolve_rows, x[start:stop], plan["transformed"],
-                                                 kernels)
-        return
     if plan["winograd"]:
         (pad_top, pad_left), (out_h, out_w) = geometry[1:]
         for start in range(first, last, plan["batch"]):
             stop = min(last, start + plan["batch"])
-            yield start, stop, functools.partial(_winograd.convolve_rows, x[start:stop], plan["transformed"], pad_top,
-                                                 pad_left, out_h, out_w, kernels)
+            if plan["large_tiles"]:
+                yield start, stop, functools.partial(plan["large_tiles"].convolve_rows, x[start:stop],
+                                                     plan["transformed"], kernels)
+            else:
+                yield start, stop, functools.partial(_winograd.convolve_rows, x[start:stop], plan["transformed"],
+                                                     pad_top, pad_left, out_h, out_w, kernels)
         return
     kernel_matrix = kernel.reshape(-1, kernel.shape[3])
     kh, kw, stride_h, stride_w, _, _, out_h, out_w = plan["args"]
