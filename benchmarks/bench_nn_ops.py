@@ -32,6 +32,7 @@ def _rng():
 CONV_CASES = {
     "7x7": (128, 28, 28, 1, 7, 64),
     "3x3": (128, 14, 14, 128, 3, 128),
+    "3x3 to RGB": (32, 64, 64, 128, 3, 3),  # a decoder's last layer (a6): kn2row
 }
 
 

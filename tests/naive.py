@@ -3,6 +3,7 @@
 Every function here trades speed for being checkable by eye; tests keep their shapes small.
 """
 
+import itertools
 import math
 
 import numpy as np
@@ -318,6 +319,33 @@ def conv2d(x, kernel, bias=None, strides=1, padding="valid"):
                                 total += padded[n, oh * sh + i, ow * sw + j, ci] * kernel[i, j, ci, co]
                     out[n, oh, ow, co] = total
     return out
+
+
+def shift_sum(z, kh, kw, pad_top, pad_left, out_h, out_w):
+    """(n, out_h, out_w, filters) float64: out[n, oh, ow, f] = the sum over taps (i, j) of
+    z[n, oh - pad_top + i, ow - pad_left + j, (i kw + j) filters + f] where that lies inside z."""
+    n_images, height, width, taps = z.shape
+    filters = taps // (kh * kw)
+    out = np.zeros((n_images, out_h, out_w, filters))
+    for n, oh, ow, i, j, f in itertools.product(range(n_images), range(out_h), range(out_w), range(kh), range(kw),
+                                                range(filters)):
+        h, w = oh - pad_top + i, ow - pad_left + j
+        if 0 <= h < height and 0 <= w < width:
+            out[n, oh, ow, f] += z[n, h, w, (i * kw + j) * filters + f]
+    return out
+
+
+def shift_spread(dout, kh, kw, pad_top, pad_left, height, width):
+    """(n, height, width, kh kw filters) float64: dz[n, h, w, (i kw + j) filters + f] =
+    dout[n, h + pad_top - i, w + pad_left - j, f] where that lies inside dout, else 0."""
+    n_images, out_h, out_w, filters = dout.shape
+    dz = np.zeros((n_images, height, width, kh * kw * filters))
+    for n, h, w, i, j, f in itertools.product(range(n_images), range(height), range(width), range(kh), range(kw),
+                                              range(filters)):
+        oh, ow = h + pad_top - i, w + pad_left - j
+        if 0 <= oh < out_h and 0 <= ow < out_w:
+            dz[n, h, w, (i * kw + j) * filters + f] = dout[n, oh, ow, f]
+    return dz
 
 
 def conv2d_grad(x, kernel, dout, strides=1, padding="valid"):

@@ -22,6 +22,7 @@ CONFIGS = [
     ((1, 12, 10, 16), (3, 3, 17), 1, "valid", (3, 2)),
     ((2, 8, 8, 64), (3, 3, 64), 1, "same", (2, 2)),  # Winograd's F(4x4, 3x3) (64 channels, 8x8 outputs)
     ((2, 11, 11, 1), (3, 3, 20), 1, "valid", (2, 2)),  # few taps: the direct forward pass
+    ((2, 8, 6, 8), (3, 3, 3), 1, "same", (2, 2)),  # few filters: kn2row
 ]
 
 

@@ -1,7 +1,9 @@
 """2-D convolution, channels-last (Keras layout), as im2col + one BLAS GEMM per batch of images.
 
-3x3 kernels at stride 1 between layers of many channels take Winograd's F(2x2, 3x3) instead
-(fastdl/ops/_winograd.py), batch by batch in the same loops.
+3x3 kernels at stride 1 between layers of many channels take Winograd's F(2x2, 3x3) or F(4x4,
+3x3) instead (fastdl/ops/_winograd.py), stride-1 layers with few filters kn2row's GEMM into
+per-tap products (fastdl/ops/_kn2row.py), and first layers of few taps a direct kernel, batch by
+batch in the same loops.
 """
 
 import functools
@@ -13,7 +15,7 @@ from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._parallel import row_ranges, run_row_ranges, scratch, sum_in_order
 from fastdl._validation import as_compute_all, check_array, check_pair
-from fastdl.ops import _nn_on_device, _winograd
+from fastdl.ops import _kn2row, _nn_on_device, _winograd
 from fastdl.ops._nn_on_device import Out, host_call
 from fastdl.ops.dense import _NO_BIAS, LEAKY_ALPHA, add_column_sums
 
@@ -112,12 +114,15 @@ def _plan(x, kernel, geometry, dtype):
         and out_h == x.shape[1] and out_w == x.shape[2]
     winograd = _winograd.fits(kernel.shape, (stride_h, stride_w), (out_h, out_w))
     few_taps = not direct and not winograd and patch_cols <= DIRECT_MAX_TAPS and out_channels >= 16
+    kn2row = not direct and not winograd and not few_taps and _kn2row.fits(kernel.shape, (stride_h, stride_w))
     large_tiles = None
     if winograd and _winograd.large_tiles(kernel.shape, (out_h, out_w)):
         large_tiles = _winograd.large_tiles_plan(kernel.shape, geometry, np.dtype(dtype))
         batch = large_tiles.batch
     elif winograd:
         batch = _winograd.batch_size(kernel.shape, (out_h, out_w), dtype)
+    elif kn2row:
+        batch = _kn2row.batch_size(x.shape, kernel.shape, dtype)
     else:
         batch = batch_size(pixels, patch_cols, dtype)
     # At least MIN_BATCHES batches, so that threads given whole batches (the same GEMMs for any
@@ -125,7 +130,7 @@ def _plan(x, kernel, geometry, dtype):
     batch = max(1, min(batch, -(-x.shape[0] // MIN_BATCHES)))
     args = (kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
     return dict(pixels=pixels, patch_cols=patch_cols, direct=direct, winograd=winograd, large_tiles=large_tiles,
-                few_taps=few_taps, batch=batch, args=args, work=pixels * patch_cols * out_channels)
+                few_taps=few_taps, kn2row=kn2row, batch=batch, args=args, work=pixels * patch_cols * out_channels)
 
 
 def _forward_plan(x, kernel, geometry, dtype):
@@ -135,6 +140,8 @@ def _forward_plan(x, kernel, geometry, dtype):
         plan["transformed"] = plan["large_tiles"].transform_kernel(kernel, "winograd kernel")
     elif plan["winograd"]:
         plan["transformed"] = _winograd.transform_kernel(kernel, "winograd kernel")
+    elif plan["kn2row"]:
+        plan["transformed"] = _kn2row.tap_matrix(kernel)
     return plan
 
 
@@ -157,7 +164,10 @@ def _forward_batches(x, kernel, geometry, plan, kernels, first, last):
     kh, kw, stride_h, stride_w, _, _, out_h, out_w = plan["args"]
     for start in range(first, last, plan["batch"]):
         stop = min(last, start + plan["batch"])
-        if plan["few_taps"]:
+        if plan["kn2row"]:
+            yield start, stop, functools.partial(_kn2row.convolve_rows, x[start:stop], plan["transformed"], geometry,
+                                                 kernel.shape, kernels)
+        elif plan["few_taps"]:
             yield start, stop, functools.partial(kernels.conv_direct, _padded(x[start:stop], plan), kernel_matrix, kh, kw,
                                                  stride_h, stride_w, out_h, out_w, n_threads=1)
         else:
@@ -340,9 +350,12 @@ def _backward_gemms(x, kernel, geometry, dx, dkernel, backend, gradient_rows):
     dtype = dkernel.dtype
     plan = _plan(x, kernel, geometry, dtype)
     if plan["large_tiles"]:
-        step = _winograd.LargeTilesBackward(x, kernel, geometry, plan, dx, kernels)
+        method = _winograd.LargeTilesBackward
+    elif plan["winograd"]:
+        method = _winograd.Backward
     else:
-        step = (_winograd.Backward if plan["winograd"] else _Im2colBackward)(x, kernel, geometry, plan, dx, kernels)
+        method = _kn2row.Backward if plan["kn2row"] else _Im2colBackward
+    step = method(x, kernel, geometry, plan, dx, kernels)
     n_threads = _backend.get_num_threads()
     work = (2 if dx is not None else 1) * plan["work"]
     # One partial per row range, kept by this (the calling) thread: a pool thread may run two

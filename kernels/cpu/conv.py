@@ -115,6 +115,77 @@ def col2im(cols, dx, kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w
            cols, dx, kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _tap_range(offset, size, out_size):
+    """The outputs o, first <= o < stop, whose input o + offset lies in 0..size - 1 (first <= stop)."""
+    first = max(0, -offset)
+    return first, max(first, min(out_size, size - offset))
+
+
+def _shift_sum(z, kh, kw, pad_top, pad_left, out):
+    n_images, height, width, _ = z.shape
+    _, out_h, out_w, filters = out.shape
+    for n in prange(n_images):
+        # A row of outputs at a time, tap by tap: each output still adds its taps in (i, j) order.
+        for oh in range(out_h):
+            target = out[n, oh]
+            target[:] = 0
+            for i in range(kh):
+                h = oh - pad_top + i
+                if h < 0 or h >= height:
+                    continue
+                for j in range(kw):
+                    first, stop = _tap_range(j - pad_left, width, out_w)
+                    base = (i * kw + j) * filters
+                    for ow in range(first, stop):
+                        w = ow + j - pad_left
+                        for f in range(filters):
+                            target[ow, f] += z[n, h, w, base + f]
+
+
+_shift_sum_serial = compile_kernel(_shift_sum)
+_shift_sum_parallel = compile_kernel(_shift_sum, parallel=True)
+
+
+def shift_sum(z, kh, kw, pad_top, pad_left, out, n_threads):
+    """A stride-1 convolution from its per-tap products: out[n, oh, ow, f] = the sum over taps
+    (i, j), in that order, of z[n, oh - pad_top + i, ow - pad_left + j, (i * kw + j) * filters + f],
+    terms outside z dropped (the zero padding). z (n, height, width, kh * kw * filters), each
+    input pixel times every tap of the kernel; out (n, out_h, out_w, filters) of z's dtype."""
+    launch(_shift_sum_serial, _shift_sum_parallel, n_threads, z, kh, kw, pad_top, pad_left, out)
+
+
+def _shift_spread(dout, kh, kw, pad_top, pad_left, dz):
+    n_images, height, width, _ = dz.shape
+    _, out_h, out_w, filters = dout.shape
+    for n in prange(n_images):
+        for h in range(height):
+            target = dz[n, h]
+            for i in range(kh):
+                oh = h + pad_top - i
+                for j in range(kw):
+                    # Pixels w read dout's w + pad_left - j: those in first..stop - 1 lie inside it.
+                    first, stop = _tap_range(pad_left - j, out_w, width) if 0 <= oh < out_h else (0, 0)
+                    base = (i * kw + j) * filters
+                    for w in range(width):
+                        if first <= w < stop:
+                            for f in range(filters):
+                                target[w, base + f] = dout[n, oh, w + pad_left - j, f]
+                        else:
+                            for f in range(filters):
+                                target[w, base + f] = 0
+
+
+_shift_spread_serial = compile_kernel(_shift_spread)
+_shift_spread_parallel = compile_kernel(_shift_spread, parallel=True)
+
+
+def shift_spread(dout, kh, kw, pad_top, pad_left, dz, n_threads):
+    """The adjoint of shift_sum (same arguments): dz[n, h, w, (i * kw + j) * filters + f] =
+    dout[n, h + pad_top - i, w + pad_left - j, f], zeros where that lies outside dout."""
+    launch(_shift_spread_serial, _shift_spread_parallel, n_threads, dout, kh, kw, pad_top, pad_left, dz)
+
+
 def _add_bias(out, bias):
     n_rows, n_cols = out.shape
     for r in prange(n_rows):

@@ -165,6 +165,92 @@ def col2im(
                                 dx[n, h, w, c] += cols[row, base + c]
 
 
+# The outputs o, first <= o < stop, whose input o + offset lies in 0..size - 1 (first <= stop).
+# Two functions, not one writing through pointers: prange makes a variable private only where
+# the loop assigns it.
+cdef inline Py_ssize_t _tap_first(Py_ssize_t offset) noexcept nogil:
+    return -offset if offset < 0 else 0
+
+
+cdef inline Py_ssize_t _tap_stop(Py_ssize_t offset, Py_ssize_t size, Py_ssize_t out_size) noexcept nogil:
+    cdef Py_ssize_t first = _tap_first(offset), stop = size - offset
+    if stop > out_size:
+        stop = out_size
+    return first if stop < first else stop
+
+
+def shift_sum(
+    const floating[:, :, :, ::1] z, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pad_top, Py_ssize_t pad_left,
+    floating[:, :, :, ::1] out, int n_threads,
+):
+    """A stride-1 convolution from its per-tap products: out[n, oh, ow, f] = the sum over taps
+    (i, j), in that order, of z[n, oh - pad_top + i, ow - pad_left + j, (i * kw + j) * filters + f],
+    terms outside z dropped (the zero padding). z (n, height, width, kh * kw * filters), each
+    input pixel times every tap of the kernel; out (n, out_h, out_w, filters) of z's dtype."""
+    cdef Py_ssize_t n_images = z.shape[0], height = z.shape[1], width = z.shape[2], taps = z.shape[3]
+    cdef Py_ssize_t out_h = out.shape[1], out_w = out.shape[2], filters = out.shape[3]
+    cdef Py_ssize_t n, oh, ow, i, j, f, h, first, stop
+    cdef floating* target
+    cdef const floating* source
+    if n_images == 0:
+        return
+    with nogil:
+        for n in prange(n_images, num_threads=n_threads, schedule="static"):
+            # A row of outputs at a time, tap by tap: each output still adds its taps in (i, j) order.
+            for oh in range(out_h):
+                target = &out[n, oh, 0, 0]
+                for f in range(out_w * filters):
+                    target[f] = 0
+                for i in range(kh):
+                    h = oh - pad_top + i
+                    if h < 0 or h >= height:
+                        continue
+                    for j in range(kw):
+                        first, stop = _tap_first(j - pad_left), _tap_stop(j - pad_left, width, out_w)
+                        if first == stop:
+                            continue
+                        source = &z[n, h, first + j - pad_left, (i * kw + j) * filters]
+                        for ow in range(stop - first):
+                            for f in range(filters):
+                                target[(first + ow) * filters + f] += source[ow * taps + f]
+
+
+def shift_spread(
+    const floating[:, :, :, ::1] dout, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pad_top, Py_ssize_t pad_left,
+    floating[:, :, :, ::1] dz, int n_threads,
+):
+    """The adjoint of shift_sum (same arguments): dz[n, h, w, (i * kw + j) * filters + f] =
+    dout[n, h + pad_top - i, w + pad_left - j, f], zeros where that lies outside dout."""
+    cdef Py_ssize_t n_images = dz.shape[0], height = dz.shape[1], width = dz.shape[2], taps = dz.shape[3]
+    cdef Py_ssize_t out_h = dout.shape[1], out_w = dout.shape[2], filters = dout.shape[3]
+    cdef Py_ssize_t n, oh, w, i, j, f, h, first, stop, tap
+    cdef floating* target
+    cdef const floating* source
+    if n_images == 0:
+        return
+    with nogil:
+        for n in prange(n_images, num_threads=n_threads, schedule="static"):
+            for h in range(height):
+                target = &dz[n, h, 0, 0]
+                for i in range(kh):
+                    oh = h + pad_top - i
+                    for j in range(kw):
+                        # Pixels w read dout's w + pad_left - j: those in first..stop - 1 lie inside it.
+                        tap = (i * kw + j) * filters
+                        first, stop = 0, 0
+                        if 0 <= oh < out_h:
+                            first, stop = _tap_first(pad_left - j), _tap_stop(pad_left - j, out_w, width)
+                        if first < stop:
+                            source = &dout[n, oh, first + pad_left - j, 0]
+                        for w in range(width):
+                            if first <= w < stop:
+                                for f in range(filters):
+                                    target[w * taps + tap + f] = source[(w - first) * filters + f]
+                            else:
+                                for f in range(filters):
+                                    target[w * taps + tap + f] = 0
+
+
 def add_bias(floating[:, ::1] out, const floating[::1] bias, int n_threads):
     """out += bias on every row, in place; out (n_rows, n_cols), bias (n_cols,) of out's dtype."""
     cdef Py_ssize_t n_rows = out.shape[0], n_cols = out.shape[1]

@@ -39,6 +39,44 @@ def col2im(cols, dx, kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w
     dx[...] = padded[:, before_h : before_h + height, before_w : before_w + width]
 
 
+def _tap_blocks(kh, kw, pad_top, pad_left, z_shape, out_shape):
+    """(out index, z index) per tap (i, j): the block of outputs that tap reaches from inside z,
+    and the block of z's per-tap products that it adds there."""
+    _, height, width, _ = z_shape
+    _, out_h, out_w, filters = out_shape
+
+    def outputs(tap, pad, size, out_size):  # o with 0 <= o - pad + tap < size
+        first = max(0, pad - tap)
+        return slice(first, max(first, min(out_size, size + pad - tap)))
+
+    def inputs(o, tap, pad):
+        return slice(o.start - pad + tap, o.stop - pad + tap)
+
+    for i in range(kh):
+        rows = outputs(i, pad_top, height, out_h)
+        for j in range(kw):
+            cols = outputs(j, pad_left, width, out_w)
+            tap = (i * kw + j) * filters
+            yield ((slice(None), rows, cols),
+                   (slice(None), inputs(rows, i, pad_top), inputs(cols, j, pad_left), slice(tap, tap + filters)))
+
+
+def shift_sum(z, kh, kw, pad_top, pad_left, out, n_threads):
+    """out[n, oh, ow, f] = the sum over taps (i, j) of z[n, oh - pad_top + i, ow - pad_left + j,
+    (i * kw + j) * filters + f], terms outside z dropped."""
+    out[...] = 0
+    for to, source in _tap_blocks(kh, kw, pad_top, pad_left, z.shape, out.shape):
+        out[to] += z[source]
+
+
+def shift_spread(dout, kh, kw, pad_top, pad_left, dz, n_threads):
+    """The adjoint of shift_sum: dz[n, h, w, (i * kw + j) * filters + f] = dout[n, h + pad_top - i,
+    w + pad_left - j, f], zeros outside dout."""
+    dz[...] = 0
+    for source, to in _tap_blocks(kh, kw, pad_top, pad_left, dz.shape, dout.shape):
+        dz[to] = dout[source]
+
+
 def add_bias(out, bias, n_threads):
     """out += bias on every row, in place."""
     out += bias
