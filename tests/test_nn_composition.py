@@ -216,3 +216,68 @@ def test_save_and_load_a_model_with_models_inside(tmp_path):
     other.load(tmp_path / "gan.npz")
     np.testing.assert_array_equal(other.predict(z)["discriminator"], gan.predict(z)["discriminator"])
     assert "generator/dense/kernel" in {name for name, _ in gan.parameters()}
+
+
+def _counting_backward(layer, calls):
+    """Count the calls of layer.backward (its instance attribute shadows the class's method)."""
+    method = layer.backward
+
+    def backward(dout):
+        calls.append(layer.name)
+        return method(dout)
+
+    layer.backward = backward
+
+
+@pytest.mark.parametrize("kind", ["sequential", "model"])
+def test_a_frozen_base_costs_no_backward_pass(kind):
+    """Keras' transfer learning: frozen layers below a trained head are not run backwards at all."""
+    base = [nn.Dense(6, activation="tanh", name="base_1"), nn.Dense(5, activation="tanh", name="base_2")]
+    head = nn.Dense(2, name="head")
+    if kind == "sequential":
+        model = nn.Sequential([Input((3,)), *base, head], seed=0, dtype="float64")
+    else:
+        inputs = Input((3,))
+        model = Model(inputs, head(base[1](base[0](inputs))), seed=0, dtype="float64")
+    for layer in base:
+        layer.trainable = False
+    model.compile(nn.SGD(0.1), "mse")
+    calls = []
+    for layer in (*base, head):
+        _counting_backward(layer, calls)
+    frozen = [layer.kernel.value.copy() for layer in base]
+    rng = np.random.default_rng(7)
+    x, y = rng.standard_normal((8, 3)), rng.standard_normal((8, 2))
+    before, bias = head.kernel.value.copy(), head.bias.value.copy()
+    model.train_on_batch(x, y)
+    assert calls == ["head"] and not head.needs_input_grad
+    for layer, kernel in zip(base, frozen):
+        np.testing.assert_array_equal(layer.kernel.value, kernel)
+    # The head's step is plain SGD on its gradient, the base's outputs its input.
+    features = np.tanh(np.tanh(x @ base[0].kernel.value + base[0].bias.value) @ base[1].kernel.value
+                       + base[1].bias.value)
+    dout = 2 * (features @ before + bias - y) / y.size
+    np.testing.assert_allclose(head.kernel.value, before - 0.1 * features.T @ dout, rtol=1e-12)
+
+
+def test_layers_shared_by_two_models_take_each_models_gradient_flags():
+    """Two models over the same layers, compiled with different layers frozen: each training step
+    computes the input gradients its own model needs, whichever model trained last."""
+    first, second = nn.Dense(4, activation="tanh", name="first"), nn.Dense(2, name="second")
+    everything = nn.Sequential([Input((3,)), first, second], seed=0, dtype="float64")
+    everything.compile(nn.SGD(0.0), "mse")  # lr 0: the weights stay, the gradients are what counts
+    first.trainable = False
+    top_only = nn.Sequential([Input((3,)), first, second], seed=0, dtype="float64")
+    top_only.compile(nn.SGD(0.0), "mse")
+    rng = np.random.default_rng(8)
+    x, y = rng.standard_normal((5, 3)), rng.standard_normal((5, 2))
+    top_only.train_on_batch(x, y)
+    assert not second.needs_input_grad  # nothing below `second` learns in top_only
+    everything.train_on_batch(x, y)
+    assert second.needs_input_grad
+    _, targets = everything._check_xy(x, y)
+
+    def loss():
+        return everything._batch_loss(everything._forward(x, training=True), targets)
+
+    np.testing.assert_allclose(first.kernel.grad, _numeric_grad(loss, first.kernel.value), rtol=1e-6, atol=1e-9)

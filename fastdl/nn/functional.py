@@ -277,11 +277,7 @@ class Model(Training):
             and getattr(node._parent._layer, "fuses_with", lambda _: False)(node._layer)}
         self._skipped = {id(conv) for conv in self._pooled_convs.values()}
         # No gradient has to flow back into a layer with no parameters anywhere before it.
-        learning = {id(self.input): False}
-        for node in self._nodes:
-            before = any(learning[id(parent)] for parent in node._parents)
-            node._layer.needs_input_grad = before
-            learning[id(node)] = before or bool(node._layer.parameters())
+        self._default_gradient_flags()
         self.built = True
         self._place_parameters()
 
@@ -489,6 +485,10 @@ class Model(Training):
                                                               self._buffer(("summed", key), dx.shape, dx.dtype))
         return input_grad
 
+    def _calls(self):
+        return [(id(node), node._layer, [None if parent is self.input else id(parent) for parent in node._parents])
+                for node in self._nodes]
+
     def _batch_logs(self, outputs, targets, losses):
         logs = dict(losses)
         for name, metrics in self.metrics.items():
@@ -510,6 +510,7 @@ class Model(Training):
                 losses = self._batch_losses(outputs, yb)
                 if not np.isfinite(losses["loss"]):
                     raise ValueError(f"the loss is {losses['loss']}")
+                self._apply_gradient_flags()
                 self._backward()
             except ValueError as exc:
                 # Weights or activations went non-finite: never train on silently.

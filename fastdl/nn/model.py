@@ -110,10 +110,7 @@ class Sequential(Training):
             shape = tuple(layer.compute_output_shape(shape))
         self.output_shape = shape
         # Up to and including the first layer with parameters, no gradient has to flow back.
-        learning = False
-        for layer in self.layers:
-            layer.needs_input_grad = learning
-            learning = learning or bool(layer.parameters())
+        self._default_gradient_flags()
         self._steps = _fused_steps(self.layers)
         self.built = True
         self._place_parameters()
@@ -221,6 +218,9 @@ class Sequential(Training):
         return dx
 
     _backward_as_layer = _backward
+
+    def _calls(self):
+        return [(i, layer, [i - 1 if i else None]) for i, layer in enumerate(self.layers)]
 
     def compute_output_shape(self, input_shape):
         """The output shape, where this model is a layer of another (see Training)."""

@@ -1,6 +1,7 @@
 """The training loop of fastdl.nn models: fit (with callbacks and resuming), evaluate, History."""
 
 import math
+import weakref
 
 import numpy as np
 
@@ -38,6 +39,17 @@ def _accuracy(y_pred, y_true, threshold=0.5):
     predicted = np.argmax(y_pred.reshape(y_pred.shape[0], -1), axis=1)
     target = y_true if y_true.ndim == 1 else np.argmax(y_true.reshape(y_true.shape[0], -1), axis=1)
     return np.count_nonzero(predicted == target) / predicted.shape[0]
+
+
+# The optimizer whose parameters last set the layers' gradient flags (Training._apply_gradient_flags).
+_flags_set_for = [lambda: None]
+
+
+def _set_gradient_flags(layer, needed, trained):
+    """layer.needs_input_grad = needed, and a model's own layers' flags (see Training._gradient_flags)."""
+    layer.needs_input_grad = needed
+    if isinstance(layer, Training):
+        layer._gradient_flags(trained, needed)
 
 
 def _check_callbacks(callbacks):
@@ -133,21 +145,43 @@ class Training(Layer):
             layer.clear_losses()
 
     def backward(self, dout):
-        """The gradient at the input from the output's, where this model is a layer of another.
+        """The gradient at the input from the output's (None where not needed), where this model is
+        a layer of another: the outer model set every layer's flags (_apply_gradient_flags)."""
+        return self._backward_as_layer(dout)
 
-        Standing alone, a model's first layers skip their input gradients; inside another model
-        whose earlier layers learn, every layer computes its own for this pass.
-        """
-        if not self.needs_input_grad:
-            return self._backward_as_layer(dout)
-        flags = [(layer, layer.needs_input_grad) for layer in self.layers]
-        for layer, _ in flags:
-            layer.needs_input_grad = True
-        try:
-            return self._backward_as_layer(dout)
-        finally:
-            for layer, flag in flags:
-                layer.needs_input_grad = flag
+    # -- which gradients a backward pass computes ---------------------------------------------
+    def _calls(self):
+        """(key, layer, parents' keys) of each layer call in order, the model's input's key None."""
+        raise NotImplementedError
+
+    def _gradient_flags(self, trained, needed):
+        """Set needs_input_grad on the layers (and inside models among them) for a backward pass that
+        fills the gradients of the Parameters whose ids are in `trained`, the gradient at this
+        model's input needed or not: a layer needs its input's gradient when a layer before it
+        learns. A layer called twice needs it if either call does."""
+        learning, needs = {None: needed}, {}
+        for key, layer, parents in self._calls():
+            before = any(learning[parent] for parent in parents)
+            needs[id(layer)] = (layer, before or needs.get(id(layer), (layer, False))[1])
+            learning[key] = before or any(id(p) in trained for _, p in layer.parameters())
+        for layer, need in needs.values():
+            _set_gradient_flags(layer, need, trained)
+
+    def _default_gradient_flags(self):
+        """The flags for training every parameter, as a model has them when it is built."""
+        self._gradient_flags({id(p) for layer in self.layers for _, p in layer.parameters()}, False)
+        _flags_set_for[0] = lambda: None
+
+    def _apply_gradient_flags(self):
+        """Before a training step's backward pass: the layers' flags for this model's optimizer, whose
+        parameters are what the model trains (Keras' `trainable`, read when it was compiled). A
+        frozen base under a trained head then costs no backward work. Layers can be shared between
+        models (the GAN's discriminator), so the flags are set again whenever another optimizer,
+        or a model's build, set them last."""
+        if _flags_set_for[0]() is self.optimizer:
+            return
+        self._gradient_flags({id(p) for p in self.optimizer.params}, False)
+        _flags_set_for[0] = weakref.ref(self.optimizer)
 
     def __call__(self, x, training=False):
         """The outputs for x; on a symbolic tensor, this model as a layer of the model being made."""
@@ -327,6 +361,7 @@ class Training(Layer):
                 if not np.isfinite(loss):
                     raise ValueError(f"the loss is {loss}")
                 dout = self.loss.backward_logits() if fused else self.loss.backward()
+                self._apply_gradient_flags()
                 self._backward(dout, fused)
             except ValueError as exc:
                 # Weights or activations went non-finite: never train on silently.
