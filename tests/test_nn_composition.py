@@ -281,3 +281,30 @@ def test_layers_shared_by_two_models_take_each_models_gradient_flags():
         return everything._batch_loss(everything._forward(x, training=True), targets)
 
     np.testing.assert_allclose(first.kernel.grad, _numeric_grad(loss, first.kernel.value), rtol=1e-6, atol=1e-9)
+
+
+def test_frozen_layers_pass_gradients_without_computing_their_own():
+    """Frozen layers above a trained one compute the input gradients it needs, not their weights'."""
+    trained = nn.Conv2D(3, 3, padding="same", activation="tanh", name="trained")
+    frozen = [nn.Conv2D(4, 3, strides=2, padding="same", activation="relu", name="strided"),
+              nn.Conv2DTranspose(2, 3, strides=2, padding="same", name="transposed"),
+              nn.Conv2D(2, 3, padding="same", activation="relu", name="pooled"), nn.MaxPool2D(2),
+              nn.Flatten(), nn.Dense(2, name="dense")]
+    model = nn.Sequential([Input((6, 6, 1)), trained, *frozen], seed=0, dtype="float64")
+    for layer in frozen:
+        layer.trainable = False
+    model.compile(nn.SGD(0.0), "mse")  # lr 0: the weights stay, the gradients are what counts
+    for layer in frozen:
+        for _, p in layer.parameters():
+            p.grad[...] = np.nan
+    rng = np.random.default_rng(9)
+    x, y = rng.standard_normal((3, 6, 6, 1)), rng.standard_normal((3, 2))
+    model.train_on_batch(x, y)
+    assert all(np.isnan(p.grad).all() for layer in frozen for _, p in layer.parameters())
+    _, targets = model._check_xy(x, y)
+
+    def loss():
+        return model._batch_loss(model._forward(x, training=True), targets)
+
+    for _, p in trained.parameters():
+        np.testing.assert_allclose(p.grad, _numeric_grad(loss, p.value), rtol=1e-6, atol=1e-9)

@@ -226,6 +226,28 @@ def test_frozen_layer_keeps_its_weights(cuda_backend):
     assert not np.array_equal(after[2], before[2])
 
 
+def test_frozen_layers_above_a_trained_one_train_as_on_the_cpu(cuda_backend):
+    """Frozen dense, strided, pooled and transposed convolutions pass the input gradients the
+    trained first layer needs, without their weights' gradients (None to each op)."""
+    x, y = _data((6, 6, 1), 2, n=6)
+
+    def build(backend):
+        frozen = [nn.Conv2D(3, 3, strides=2, padding="same", activation="relu"),
+                  nn.Conv2DTranspose(2, 3, strides=2, padding="same"),
+                  nn.Conv2D(2, 3, padding="same", activation="relu"), nn.MaxPool2D(2), nn.Flatten(),
+                  nn.Dense(2, activation="softmax")]
+        for layer in frozen:
+            layer.trainable = False
+        return nn.Sequential([nn.Input((6, 6, 1)), nn.Conv2D(2, 3, padding="same", activation="tanh"), *frozen],
+                             seed=18, backend=backend)
+
+    (cpu, h_cpu), (gpu, h_gpu) = _train_both(build, lambda: (nn.SGD(0.5), "sparse_categorical_crossentropy"), x, y,
+                                             np.float32, epochs=2, batch_size=3)
+    assert not gpu.layers[-1].needs_weight_grads
+    _histories_match(h_cpu, h_gpu, np.float32)
+    _assert_same(cpu.get_weights(), gpu.get_weights(), np.float32)
+
+
 def test_generative_layers_train_as_on_the_cpu(cuda_backend):
     """A small VAE: strided convolution, sampling with its KL loss, transposed convolutions at
     strides 2 and 1, batch normalisation, a sigmoid output's binary cross-entropy (its values

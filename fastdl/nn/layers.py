@@ -49,8 +49,15 @@ class _Activated(Layer):
         return 0.0 if self.kernel_regularizer is None else self.kernel_regularizer(self.kernel.value)
 
     def _regularize(self):
-        if self.kernel_regularizer is not None:
+        if self.kernel_regularizer is not None and self.needs_weight_grads:
             add_grad(self.kernel_regularizer, self.kernel.value, self.kernel.grad)
+
+    def _weight_grads(self):
+        """(kernel gradient, bias gradient or None) for a backward op to fill, (None, None) where the
+        model trains neither."""
+        if not self.needs_weight_grads:
+            return None, None
+        return self.kernel.grad, self.bias.grad if self.use_bias else None
 
     def _activate(self, z):
         # Softmax layers keep their logits for a fused softmax-cross-entropy loss.
@@ -118,8 +125,7 @@ class Dense(_Activated):
     def backward_pre(self, dpre):
         dpre = as_layer_input(dpre, self.dtype, self.output_shape, type(self).__name__ + " backward")
         dx = self._buffer("dx", self._x.shape) if self.needs_input_grad else None
-        dense_grad_into(self._x, self.kernel.value, _same_batch(dpre, self._x), dx, self.kernel.grad,
-                        self.bias.grad if self.use_bias else None)
+        dense_grad_into(self._x, self.kernel.value, _same_batch(dpre, self._x), dx, *self._weight_grads())
         self._regularize()
         return dx
 
@@ -208,8 +214,7 @@ class Conv2D(_Activated):
         dout = as_layer_input(dout, self.dtype, pool.output_shape, type(pool).__name__ + " backward")
         dx = self._buffer("dx", self._x.shape) if self.needs_input_grad else None
         conv2d_pool_grad_into(self._x, self.kernel.value, _same_batch(dout, self._x), self._code, self._geometry,
-                              pool._window[:2], dx, self.kernel.grad, self.bias.grad if self.use_bias else None,
-                              self.backend)
+                              pool._window[:2], dx, *self._weight_grads(), self.backend)
         self._regularize()
         return dx
 
@@ -217,7 +222,7 @@ class Conv2D(_Activated):
         dpre = as_layer_input(dpre, self.dtype, self.output_shape, type(self).__name__ + " backward")
         dx = self._buffer("dx", self._x.shape) if self.needs_input_grad else None
         conv2d_grad_into(self._x, self.kernel.value, _same_batch(dpre, self._x), self._geometry, dx,
-                         self.kernel.grad, self.bias.grad if self.use_bias else None, self.backend)
+                         *self._weight_grads(), self.backend)
         self._regularize()
         return dx
 

@@ -74,7 +74,7 @@ class Conv2DTranspose(_Activated):
         dpre = as_layer_input(dpre, self.dtype, self.output_shape, type(self).__name__ + " backward")
         dx = self._buffer("dx", self._x.shape) if self.needs_input_grad else None
         conv2d_transpose_grad_into(self._x, self.kernel.value, _same_batch(dpre, self._x), self._geometry, dx,
-                                   self.kernel.grad, self.bias.grad if self.use_bias else None, self.backend)
+                                   *self._weight_grads(), self.backend)
         self._regularize()
         return dx
 

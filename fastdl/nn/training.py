@@ -46,8 +46,9 @@ _flags_set_for = [lambda: None]
 
 
 def _set_gradient_flags(layer, needed, trained):
-    """layer.needs_input_grad = needed, and a model's own layers' flags (see Training._gradient_flags)."""
+    """The layer's flags (see Training._gradient_flags), and those of a model's own layers."""
     layer.needs_input_grad = needed
+    layer.needs_weight_grads = any(id(p) in trained for _, p in layer.parameters())
     if isinstance(layer, Training):
         layer._gradient_flags(trained, needed)
 
@@ -155,10 +156,12 @@ class Training(Layer):
         raise NotImplementedError
 
     def _gradient_flags(self, trained, needed):
-        """Set needs_input_grad on the layers (and inside models among them) for a backward pass that
-        fills the gradients of the Parameters whose ids are in `trained`, the gradient at this
-        model's input needed or not: a layer needs its input's gradient when a layer before it
-        learns. A layer called twice needs it if either call does."""
+        """Set needs_input_grad and needs_weight_grads on the layers (and inside models among them)
+        for a backward pass that fills the gradients of the Parameters whose ids are in `trained`,
+        the gradient at this model's input needed or not: a layer needs its input's gradient when
+        a layer before it learns (a layer called twice, when either call does), its parameters'
+        when they are trained. A frozen discriminator inside a GAN passes gradients to the
+        generator without computing its own weights' gradients."""
         learning, needs = {None: needed}, {}
         for key, layer, parents in self._calls():
             before = any(learning[parent] for parent in parents)

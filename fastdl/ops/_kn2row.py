@@ -69,11 +69,11 @@ class Backward:
     def __call__(self, start, stop, rows, gradient, out):
         images = self.x[start:stop]
         n_images, height, width, in_channels = images.shape
-        dz = scratch("kn2row products", (n_images * height * width, self.matrix.shape[1]), out.dtype)
+        dz = scratch("kn2row products", (n_images * height * width, self.matrix.shape[1]), images.dtype)
         self.kernels.shift_spread(gradient.reshape(n_images, self.out_h, self.out_w, self.filters), self.kh, self.kw,
                                   self.pad_top, self.pad_left, dz.reshape(n_images, height, width, -1), 1)
-        pixels = images.reshape(-1, in_channels)
-        np.dot(pixels.T, dz, out=out)
+        if out is not None:
+            np.dot(images.reshape(-1, in_channels).T, dz, out=out)
         if self.dx is not None:
             np.dot(dz, self.matrix.T, out=self.dx[start:stop].reshape(-1, in_channels))
 

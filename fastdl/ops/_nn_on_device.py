@@ -101,11 +101,12 @@ def dense_into(x, kernel, bias, code, out, alpha):
 
 
 def dense_grad_into(x, kernel, dout, dx, dkernel, dbias):
-    """dx = dout @ kernel^T (unless None), dkernel = x^T @ dout, dbias = dout's column sums."""
+    """dx = dout @ kernel^T, dkernel = x^T @ dout, dbias = dout's column sums (each unless None)."""
     gemm = _gemm()
     if dx is not None:
         gemm(dout, kernel, dx, transpose_b=True)
-    gemm(x, dout, dkernel, transpose_a=True)
+    if dkernel is not None:
+        gemm(x, dout, dkernel, transpose_a=True)
     if dbias is not None:
         column_sums(dout, dbias)
 
@@ -183,7 +184,11 @@ class _Conv:
             _gemm()(self.patches(x, images), self.kernel_matrix, _part(out_rows, rows))
 
     def backward(self, x, dout_rows, dx, dkernel):
-        """dkernel = patches^T @ dout, summed over slices; dx (or None) = col2im(dout @ kernel^T)."""
+        """dkernel = patches^T @ dout, summed over slices; dx = col2im(dout @ kernel^T); either may be None."""
+        if dkernel is None:
+            if dx is not None:
+                self.input_grad(dout_rows, dx)
+            return
         dkernel_matrix = _device.reshaped(dkernel, self.kernel_matrix.shape)
         if self.n_images == 0:
             _device.assign(dkernel, np.zeros(dkernel.shape, dkernel.dtype))
@@ -240,7 +245,7 @@ def conv2d_pool_into(x, kernel, bias, geometry, activation, pool, out, code):
 
 def conv2d_pool_grad_into(x, kernel, dpooled, code, geometry, pool, dx, dkernel, dbias):
     conv = _Conv(x, kernel, geometry)
-    block = _device.scratch("conv pool dblock", (x.shape[0] * conv.pixels, kernel.shape[3]), dkernel.dtype)
+    block = _device.scratch("conv pool dblock", (x.shape[0] * conv.pixels, kernel.shape[3]), dpooled.dtype)
     conv.kernels.unpool(dpooled, code, *geometry[2], *pool, block, no_array(np.float64), 1)
     conv.backward(x, block, dx, dkernel)
     if dbias is not None:
@@ -277,7 +282,8 @@ def conv2d_transpose_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias):
     """dx = the convolution of dout (im2col + GEMM), dkernel = patches(dout)^T @ x, dbias = dout's
     column sums."""
     conv = _transposed(x, kernel, geometry, dout.shape)
-    conv.backward(dout, _pixels(x), None, dkernel)
+    if dkernel is not None:
+        conv.backward(dout, _pixels(x), None, dkernel)
     if dx is not None:
         conv.forward(dout, _pixels(dx))
     if dbias is not None:

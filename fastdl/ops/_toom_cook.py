@@ -226,20 +226,23 @@ class Plan:
 
     def backward(self, images, dout, transformed, partial, dx, bias_sum, kernels, add=True):
         """Add each phase's sum of V^T dM over this batch's tiles into partial (partial_shape), or
-        write it there without add; add the batch's sum of dout over its pixels into bias_sum
-        (filters,) float64 unless it is None; write the batch's input gradient into dx (n, h, w,
-        in) unless it is None (then transformed, the kernels' transforms, may be None too)."""
+        write it there without add, unless partial is None (a frozen layer's); add the batch's sum
+        of dout over its pixels into bias_sum (filters,) float64 unless it is None; write the
+        batch's input gradient into dx (n, h, w, in) unless it is None (then transformed, the
+        kernels' transforms, may be None too)."""
         if dx is not None:
             dx[...] = 0
-        for k, (phase, sums) in enumerate(zip(self.phases, self.by_phase(partial))):
+        for k, phase in enumerate(self.phases):
             tiles, dtiles = self._buffers(phase, len(images), "toom-cook tiles")
             kernels.tile_gather(dout, *phase.a, *phase.output_grids, dtiles, 1)
             if bias_sum is not None:  # a sum over the tiles' sums instead of all of dout
                 bias_sum += dtiles[phase.sum_point].sum(axis=0, dtype=np.float64)
-            product = scratch("toom-cook kernel product", sums.shape, self.dtype) if add else sums
-            np.matmul(self._input_tiles(phase, images, tiles, kernels).transpose(0, 2, 1), dtiles, out=product)
-            if add:
-                sums += product
+            if partial is not None:
+                sums = self.by_phase(partial)[k]
+                product = scratch("toom-cook kernel product", sums.shape, self.dtype) if add else sums
+                np.matmul(self._input_tiles(phase, images, tiles, kernels).transpose(0, 2, 1), dtiles, out=product)
+                if add:
+                    sums += product
             if dx is not None:
                 # dV = dM U^T, in the place of the spent tiles V, then B dV B^T added into dx.
                 np.matmul(dtiles, transformed[k].transpose(0, 2, 1), out=tiles)

@@ -221,6 +221,11 @@ class Backward:
         in_channels, out_channels = self.partial_shape[1:]
         images = self.x[start:stop]
         gradient = gradient.reshape(stop - start, self.out_h, self.out_w, out_channels)
+        if out is None:  # the input gradient alone
+            if self.dx is not None:
+                convolve(gradient, self.flipped, 2 - self.pad_top, 2 - self.pad_left, self.dx[start:stop],
+                         self.kernels)
+            return
         n_tiles = (stop - start) * self.tiles_h * self.tiles_w
         # Big enough for the input gradient's tiles too (its output is the input's size).
         dx_tiles = (stop - start) * np.prod(_tiles(*self.x.shape[1:3]))

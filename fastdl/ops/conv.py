@@ -318,10 +318,10 @@ def grad_arrays(x, kernel, dout, out_hw, out_channels, channels_name, backend):
 def conv2d_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, backend=None):
     """conv2d_grad into given arrays, for callers that have checked them (as conv2d_into).
 
-    dx may be None when no one needs the gradient of the input (a model's first layer), dbias None
-    without a bias.
+    dx may be None when no one needs the gradient of the input (a model's first layer), dkernel
+    and dbias None when no one needs the weights' (a frozen layer), dbias None without a bias.
     """
-    if _device.is_device(dkernel):
+    if _device.is_device(dout):
         return _nn_on_device.conv2d_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias)
     out_channels = kernel.shape[3]
     dout_rows = dout.reshape(-1, out_channels)
@@ -344,10 +344,10 @@ def _backward_gemms(x, kernel, geometry, dx, dkernel, backend, gradient_rows):
     as (pixels, out_channels) rows (first: where the calling thread's range of images starts).
     Each thread adds its batches' kernel gradients (by im2col, or in Winograd's transformed
     space) into a partial; the partials are added in order, so dkernel does not change from run
-    to run. dx (or None) gets the input gradient.
+    to run. dx gets the input gradient; either may be None.
     """
     kernels, _ = _backend.kernels("conv", backend)
-    dtype = dkernel.dtype
+    dtype = x.dtype
     plan = _plan(x, kernel, geometry, dtype)
     if plan["large_tiles"]:
         method = _winograd.LargeTilesBackward
@@ -357,26 +357,27 @@ def _backward_gemms(x, kernel, geometry, dx, dkernel, backend, gradient_rows):
         method = _kn2row.Backward if plan["kn2row"] else _Im2colBackward
     step = method(x, kernel, geometry, plan, dx, kernels)
     n_threads = _backend.get_num_threads()
-    work = (2 if dx is not None else 1) * plan["work"]
+    work = ((dx is not None) + (dkernel is not None)) * plan["work"]
     # One partial per row range, kept by this (the calling) thread: a pool thread may run two
     # ranges, so the partials cannot be its own scratch.
-    partials = {first: scratch(f"conv dkernel {part}", step.partial_shape, dtype)
+    partials = {first: None if dkernel is None else scratch(f"conv dkernel {part}", step.partial_shape, dtype)
                 for part, (first, _) in enumerate(row_ranges(x.shape[0], n_threads, work, plan["batch"]))}
 
     def compute(first, last):
         partial = partials[first]
-        if first == last:  # no images: the partial is not written below
+        if first == last and partial is not None:  # no images: the partial is not written below
             partial[...] = 0
-        product = scratch("conv dkernel product", step.partial_shape, dtype)
+        product = None if partial is None else scratch("conv dkernel product", step.partial_shape, dtype)
         for start in range(first, last, plan["batch"]):
             stop = min(last, start + plan["batch"])
             rows = slice(start * plan["pixels"], stop * plan["pixels"])
             step(start, stop, rows, gradient_rows(first, start, stop, rows), partial if start == first else product)
-            if start != first:
+            if start != first and partial is not None:
                 partial += product
 
     run_row_ranges(compute, x.shape[0], n_threads, work, plan["batch"])
-    step.kernel_gradient(sum_in_order(partials), dkernel)
+    if dkernel is not None:
+        step.kernel_gradient(sum_in_order(partials), dkernel)
 
 
 class _Im2colBackward:
@@ -389,14 +390,18 @@ class _Im2colBackward:
         self.partial_shape = self.kernel_matrix.shape
 
     def __call__(self, start, stop, rows, gradient, out):
+        """The batch's patches^T @ gradient into out and its input gradient into dx (each unless None)."""
         x, dx, plan = self.x, self.dx, self.plan
-        patches = patches_of(x, self.kernels, plan, start, stop)
-        np.dot(patches.T, gradient, out=out)
+        if out is not None:
+            patches = patches_of(x, self.kernels, plan, start, stop)
+            np.dot(patches.T, gradient, out=out)
         if dx is None:
             return
         if plan["direct"]:
             np.dot(gradient, self.kernel_matrix.T, out=dx.reshape(-1, x.shape[3])[rows])
         else:
+            if out is None:
+                patches = scratch("conv patches", (rows.stop - rows.start, plan["patch_cols"]), x.dtype)
             # The patches are spent: their buffer takes the patch gradients.
             np.dot(gradient, self.kernel_matrix.T, out=patches)
             self.kernels.col2im(patches, dx[start:stop], *plan["args"], 1)
@@ -451,7 +456,7 @@ def conv2d_pool_grad_into(x, kernel, dpooled, code, geometry, pool, dx, dkernel,
     gradient is rebuilt from the winners in a reused block, then goes through the GEMMs of
     conv2d_grad_into.
     """
-    if _device.is_device(dkernel):
+    if _device.is_device(dpooled):
         return _nn_on_device.conv2d_pool_grad_into(x, kernel, dpooled, code, geometry, pool, dx, dkernel, dbias)
     kernels, _ = _backend.kernels("conv", backend)
     out_channels = kernel.shape[3]
@@ -459,7 +464,7 @@ def conv2d_pool_grad_into(x, kernel, dpooled, code, geometry, pool, dx, dkernel,
     bias_partials = {}  # float64 per row range, added in order
 
     def gradient_rows(first, start, stop, rows):
-        block = scratch("conv pool dblock", (rows.stop - rows.start, out_channels), dkernel.dtype)
+        block = scratch("conv pool dblock", (rows.stop - rows.start, out_channels), dpooled.dtype)
         kernels.unpool(dpooled[start:stop], code[start:stop], conv_h, conv_w, *pool, block,
                        bias_partials.setdefault(first, np.zeros(out_channels)), 1)
         return block

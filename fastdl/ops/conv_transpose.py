@@ -230,24 +230,25 @@ def conv2d_transpose_grad(x, kernel, dout, strides=1, padding="valid", backend=N
 def conv2d_transpose_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, backend=None):
     """conv2d_transpose_grad into given arrays, for callers that have checked them (as conv2d_transpose_into).
 
-    dx may be None when no one needs the input's gradient (a model's first layer), dbias None
-    without a bias.
+    dx may be None when no one needs the input's gradient (a model's first layer), dkernel and dbias
+    None when no one needs the weights' (a frozen layer), dbias None without a bias.
     """
-    if _device.is_device(dkernel):
+    if _device.is_device(dout):
         return _nn_on_device.conv2d_transpose_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias)
     if x.shape[0] == 0:
-        dkernel[...] = 0
-        if dbias is not None:
-            dbias[...] = 0
+        for gradient in (dkernel, dbias):
+            if gradient is not None:
+                gradient[...] = 0
         return
     if geometry[2] is not None:  # stride 1: the gradients of the convolution with the flipped kernel
         flipped = _flip(kernel)
-        dflipped = scratch("conv transpose dkernel", flipped.shape, dkernel.dtype)
+        dflipped = None if dkernel is None else scratch("conv transpose dkernel", flipped.shape, dkernel.dtype)
         conv2d_grad_into(x, flipped, dout, geometry[2], dx, dflipped, dbias, backend)
-        np.copyto(dkernel, _flip(dflipped))
+        if dkernel is not None:
+            np.copyto(dkernel, _flip(dflipped))
         return
     kernels, _ = _backend.kernels("conv", backend)
-    dtype = dkernel.dtype
+    dtype = x.dtype
     filters, in_channels = kernel.shape[2:]
     plan = _plan(x.shape, kernel.shape, geometry, dtype)
     pixels, out_pixels, batch = plan["pixels"], plan["out_pixels"], plan["batch"]
@@ -261,8 +262,10 @@ def conv2d_transpose_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, ba
     partials, bias_partials = {}, {}
 
     def compute(first, last):
-        partial = np.zeros(partial_shape, dtype) if subpixel else np.empty(partial_shape, dtype)
-        product = scratch("conv transpose dkernel product", partial_shape, dtype)
+        partial = None
+        if dkernel is not None:
+            partial = np.zeros(partial_shape, dtype) if subpixel else np.empty(partial_shape, dtype)
+            product = scratch("conv transpose dkernel product", partial_shape, dtype)
         bias_sum = np.zeros(filters)
         for start in range(first, last, batch):
             stop = min(last, start + batch)
@@ -274,17 +277,18 @@ def conv2d_transpose_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, ba
             patches = patches_of(dout, kernels, plan, start, stop)
             if dx_rows is not None:
                 np.dot(patches, kernel_matrix, out=dx_rows[rows])
-            np.dot(patches.T, x_rows[rows], out=partial if start == first else product)
-            if start != first:
-                partial += product
+            if partial is not None:
+                np.dot(patches.T, x_rows[rows], out=partial if start == first else product)
+                if start != first:
+                    partial += product
             if dbias is not None:  # each batch's column sums (the sub-pixel path sums its tiles' sums)
                 add_column_sums(dout_rows[start * out_pixels : stop * out_pixels], bias_sum)
         partials[first], bias_partials[first] = partial, bias_sum
 
     run_row_ranges(compute, x.shape[0], _backend.get_num_threads(), 2 * plan["work"], batch)
-    if subpixel:
+    if dkernel is not None and subpixel:
         subpixel.kernel_gradient(sum_in_order(partials), dkernel)
-    else:
+    elif dkernel is not None:
         np.copyto(dkernel, sum_in_order(partials).reshape(kernel.shape))
     if dbias is not None:
         np.copyto(dbias, sum_in_order(bias_partials), casting="same_kind")

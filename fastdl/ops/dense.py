@@ -204,12 +204,12 @@ def dense_grad_into(x, kernel, dout, dx, dkernel, dbias):
     """dense_grad into given arrays, for callers that have checked them (as dense_into).
 
     dx (n, in) may be None when no one needs the gradient of the input (a model's first layer),
-    dbias (units,) None without a bias. Where the rows are split (_row_threads), each of our threads
-    computes its share of dx's rows and the same share of dkernel's rows (a slice of x^T times all
-    of dout: no partial sums to add), with BLAS single-threaded, as every GEMM inside fastdl's
-    parallel regions.
+    dkernel and dbias (units,) None when no one needs the weights' (a frozen layer), dbias None
+    without a bias. Where the rows are split (_row_threads), each of our threads computes its share
+    of dx's rows and the same share of dkernel's rows (a slice of x^T times all of dout: no partial
+    sums to add), with BLAS single-threaded, as every GEMM inside fastdl's parallel regions.
     """
-    if _device.is_device(dkernel):
+    if _device.is_device(dout):
         return _nn_on_device.dense_grad_into(x, kernel, dout, dx, dkernel, dbias)
     n, n_in = x.shape
 
@@ -217,10 +217,12 @@ def dense_grad_into(x, kernel, dout, dx, dkernel, dbias):
         if dx is not None:
             np.dot(dout[first:last], kernel.T, out=dx[first:last])
         low, high = first * n_in // n, last * n_in // n
-        if high > low:
+        if dkernel is not None and high > low:
             np.dot(x[:, low:high].T, dout, out=dkernel[low:high])
 
-    run_row_ranges(compute, n, _row_threads(), (2 if dx is not None else 1) * kernel.size)
+    gemms = (dx is not None) + (dkernel is not None)
+    if gemms:
+        run_row_ranges(compute, n, _row_threads(), gemms * kernel.size)
     if dbias is not None:
         column_sums_into(dout, dbias)
 
