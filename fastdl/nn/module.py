@@ -193,7 +193,7 @@ class Layer:
     # layers), so backward may return None instead of computing it.
     needs_input_grad = True
     # False where the model being trained leaves the layer's parameters to no optimizer (a frozen
-    # layer), so backward may skip their gradients (see Training._gradient_flags).
+    # layer), so backward may skip their gradients (see fastdl/nn/gradient_flags.py).
     needs_weight_grads = True
     # True where the layer's work is BLAS GEMMs or light elementwise passes: a model made only of
     # such layers lets BLAS thread its GEMMs (Training._blas_policy).

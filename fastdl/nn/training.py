@@ -1,7 +1,6 @@
 """The training loop of fastdl.nn models: fit (with callbacks and resuming), evaluate, History."""
 
 import math
-import weakref
 
 import numpy as np
 
@@ -10,6 +9,7 @@ from fastdl import backend as _backend
 from fastdl._parallel import single_threaded_blas
 from fastdl._validation import all_finite, check_int
 from fastdl.nn.callbacks import Callback, ProgressLogger
+from fastdl.nn.gradient_flags import GradientFlags
 from fastdl.nn.module import Layer, place_parameters
 
 
@@ -41,18 +41,6 @@ def _accuracy(y_pred, y_true, threshold=0.5):
     return np.count_nonzero(predicted == target) / predicted.shape[0]
 
 
-# The optimizer whose parameters last set the layers' gradient flags (Training._apply_gradient_flags).
-_flags_set_for = [lambda: None]
-
-
-def _set_gradient_flags(layer, needed, trained):
-    """The layer's flags (see Training._gradient_flags), and those of a model's own layers."""
-    layer.needs_input_grad = needed
-    layer.needs_weight_grads = any(id(p) in trained for _, p in layer.parameters())
-    if isinstance(layer, Training):
-        layer._gradient_flags(trained, needed)
-
-
 def _check_callbacks(callbacks):
     callbacks = list(callbacks or [])
     for callback in callbacks:
@@ -61,7 +49,7 @@ def _check_callbacks(callbacks):
     return callbacks
 
 
-class Training(Layer):
+class Training(GradientFlags, Layer):
     """fit / evaluate for a model with `_check_xy`, `_forward`, `_backward`, `_batch_loss`, `_fused`.
 
     A model is also a Layer: called on a symbolic tensor or added to a Sequential, it becomes a
@@ -149,42 +137,6 @@ class Training(Layer):
         """The gradient at the input from the output's (None where not needed), where this model is
         a layer of another: the outer model set every layer's flags (_apply_gradient_flags)."""
         return self._backward_as_layer(dout)
-
-    # -- which gradients a backward pass computes ---------------------------------------------
-    def _calls(self):
-        """(key, layer, parents' keys) of each layer call in order, the model's input's key None."""
-        raise NotImplementedError
-
-    def _gradient_flags(self, trained, needed):
-        """Set needs_input_grad and needs_weight_grads on the layers (and inside models among them)
-        for a backward pass that fills the gradients of the Parameters whose ids are in `trained`,
-        the gradient at this model's input needed or not: a layer needs its input's gradient when
-        a layer before it learns (a layer called twice, when either call does), its parameters'
-        when they are trained. A frozen discriminator inside a GAN passes gradients to the
-        generator without computing its own weights' gradients."""
-        learning, needs = {None: needed}, {}
-        for key, layer, parents in self._calls():
-            before = any(learning[parent] for parent in parents)
-            needs[id(layer)] = (layer, before or needs.get(id(layer), (layer, False))[1])
-            learning[key] = before or any(id(p) in trained for _, p in layer.parameters())
-        for layer, need in needs.values():
-            _set_gradient_flags(layer, need, trained)
-
-    def _default_gradient_flags(self):
-        """The flags for training every parameter, as a model has them when it is built."""
-        self._gradient_flags({id(p) for layer in self.layers for _, p in layer.parameters()}, False)
-        _flags_set_for[0] = lambda: None
-
-    def _apply_gradient_flags(self):
-        """Before a training step's backward pass: the layers' flags for this model's optimizer, whose
-        parameters are what the model trains (Keras' `trainable`, read when it was compiled). A
-        frozen base under a trained head then costs no backward work. Layers can be shared between
-        models (the GAN's discriminator), so the flags are set again whenever another optimizer,
-        or a model's build, set them last."""
-        if _flags_set_for[0]() is self.optimizer:
-            return
-        self._gradient_flags({id(p) for p in self.optimizer.params}, False)
-        _flags_set_for[0] = weakref.ref(self.optimizer)
 
     def __call__(self, x, training=False):
         """The outputs for x; on a symbolic tensor, this model as a layer of the model being made."""
