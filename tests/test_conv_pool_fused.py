@@ -6,7 +6,8 @@ import pytest
 
 from fastdl import nn
 from fastdl.ops import conv2d, conv2d_grad, max_pool2d, max_pool2d_grad
-from fastdl.ops.conv import _geometry, conv2d_pool_grad_into, conv2d_pool_into, pool_fusable
+from fastdl.ops.conv import _geometry
+from fastdl.ops.conv_pool import conv2d_pool_grad_into, conv2d_pool_into, pool_fusable
 from fastdl.ops.dense import activation_grad
 
 # (x shape, kernel (kh, kw, out_channels), strides, padding, pool): odd sizes with leftover rows and

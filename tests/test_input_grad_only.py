@@ -7,7 +7,8 @@ import pytest
 
 from fastdl.ops import _winograd
 from fastdl.ops import conv as conv_ops
-from fastdl.ops.conv import conv2d_grad_into, conv2d_pool_grad_into, conv2d_pool_into
+from fastdl.ops.conv import conv2d_grad_into
+from fastdl.ops.conv_pool import conv2d_pool_grad_into, conv2d_pool_into
 from fastdl.ops.conv_transpose import conv2d_transpose_grad_into, transpose_geometry
 from fastdl.ops.dense import dense_grad_into
 

@@ -11,9 +11,8 @@ from fastdl._parallel import threads_worth_it
 from fastdl.nn import activations
 from fastdl.nn.module import Layer, Parameter, as_layer_input, get_initializer
 from fastdl.nn.regularizers import add_grad, get_regularizer
-from fastdl.ops.conv import (
-    _geometry, conv2d_grad_into, conv2d_into, conv2d_pool_grad_into, conv2d_pool_into, pool_fusable,
-)
+from fastdl.ops.conv import _geometry, conv2d_grad_into, conv2d_into
+from fastdl.ops.conv_pool import conv2d_pool_grad_into, conv2d_pool_into, pool_fusable
 from fastdl.ops.dense import ACTIVATIONS, dense_grad_into, dense_into
 from fastdl.ops.pool import max_pool2d_grad_into, max_pool2d_into, pool_geometry
 from fastdl._validation import check_int, check_pair, compute_dtype

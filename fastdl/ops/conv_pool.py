@@ -1,0 +1,78 @@
+"""A convolution, its bias and activation and a max pooling in one pass, and its gradients.
+
+Each batch of images is pooled while its convolution's output is in cache (fastdl/ops/conv.py's
+batches), so the full-size activation never goes to memory; the backward pass rebuilds each
+batch's dense gradient from the pooling's winners and runs conv.py's backward GEMMs on it.
+"""
+
+import numpy as np
+
+from fastdl import _device
+from fastdl import backend as _backend
+from fastdl._parallel import run_row_ranges, scratch, sum_in_order
+from fastdl.ops import _nn_on_device
+from fastdl.ops.conv import _backward_gemms, _forward_batches, _forward_plan
+from fastdl.ops.dense import _NO_BIAS
+
+
+def pool_fusable(activation, pool_window):
+    """Whether a convolution with `activation` followed by max pooling with `pool_window` (pool_h,
+    pool_w, stride_h, stride_w, pad_top, pad_left) can run as conv2d_pool_into: ReLU or no
+    activation, and windows that neither overlap nor need padding."""
+    pool_h, pool_w, stride_h, stride_w, pad_top, pad_left = pool_window
+    return activation in (0, 1) and (pool_h, pool_w) == (stride_h, stride_w) and pad_top == pad_left == 0
+
+
+def conv2d_pool_into(x, kernel, bias, geometry, activation, pool, out, code, backend=None):
+    """conv2d, bias, activation and max pooling in one pass, for checked arrays (as conv2d_into).
+
+    activation: 0 (none) or 1 (ReLU); pool: (pool_h, pool_w), non-overlapping windows without
+    padding. out (n_images, out_h, out_w, out_channels) gets the pooled outputs and code (int32,
+    the same shape) each window's winning position for conv2d_pool_grad_into. Each batch of
+    images is pooled while its GEMM output is in cache: the full-size activation never goes to
+    memory. Equals conv2d_into followed by max_pool2d_into.
+    """
+    if _device.is_device(out):
+        return _nn_on_device.conv2d_pool_into(x, kernel, bias, geometry, activation, pool, out, code)
+    kernels, _ = _backend.kernels("conv", backend)
+    dtype = out.dtype
+    out_channels = kernel.shape[3]
+    plan = _forward_plan(x, kernel, geometry, dtype)
+    conv_h, conv_w = geometry[2]
+    bias = _NO_BIAS[dtype] if bias is None else bias
+
+    def compute(first, last):
+        block_rows = min(plan["batch"], last - first) * plan["pixels"]
+        blocks = scratch("conv pool block", (block_rows, out_channels), dtype)
+        for start, stop, convolve in _forward_batches(x, kernel, geometry, plan, kernels, first, last):
+            block = blocks[: (stop - start) * plan["pixels"]]
+            convolve(out=block)
+            kernels.bias_act_pool(block, bias, activation, conv_h, conv_w, *pool, out[start:stop], code[start:stop], 1)
+
+    run_row_ranges(compute, x.shape[0], _backend.get_num_threads(), plan["work"], plan["batch"])
+    return out
+
+
+def conv2d_pool_grad_into(x, kernel, dpooled, code, geometry, pool, dx, dkernel, dbias, backend=None):
+    """Gradients of conv2d_pool_into from the pooled outputs' gradient dpooled and its code.
+
+    dx may be None (no input gradient needed), dkernel and dbias None (a frozen layer), dbias None
+    without a bias. Each batch's dense gradient is rebuilt from the winners in a reused block, then
+    goes through the GEMMs of conv2d_grad_into.
+    """
+    if _device.is_device(dpooled):
+        return _nn_on_device.conv2d_pool_grad_into(x, kernel, dpooled, code, geometry, pool, dx, dkernel, dbias)
+    kernels, _ = _backend.kernels("conv", backend)
+    out_channels = kernel.shape[3]
+    conv_h, conv_w = geometry[2]
+    bias_partials = {}  # float64 per row range, added in order
+
+    def gradient_rows(first, start, stop, rows):
+        block = scratch("conv pool dblock", (rows.stop - rows.start, out_channels), dpooled.dtype)
+        kernels.unpool(dpooled[start:stop], code[start:stop], conv_h, conv_w, *pool, block,
+                       bias_partials.setdefault(first, np.zeros(out_channels)), 1)
+        return block
+
+    _backward_gemms(x, kernel, geometry, dx, dkernel, backend, gradient_rows)
+    if dbias is not None:
+        np.copyto(dbias, sum_in_order(bias_partials) if bias_partials else 0, casting="same_kind")
