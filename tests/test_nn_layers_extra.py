@@ -183,6 +183,17 @@ def test_batch_norm_inference_uses_moving_statistics(rng):
     np.testing.assert_array_equal(layer.moving_variance, before[1])
 
 
+def test_frozen_batch_norm_runs_as_in_inference(rng):
+    """As Keras: trainable False makes training passes use, and keep, the moving statistics."""
+    layer = BatchNormalization(trainable=False)
+    layer.build((3,), rng, np.float64)
+    layer.moving_mean[...] = [1, 2, 3]
+    x = rng.standard_normal((5, 3))
+    np.testing.assert_array_equal(layer.forward(x, training=True), layer.forward(x, training=False))
+    np.testing.assert_array_equal(layer.moving_mean, [1, 2, 3])
+    _check_layer(layer, (3,), rng, batch=4)  # the backward pass of the inference formula
+
+
 def test_batch_norm_is_stable_with_a_large_offset(rng):
     layer = BatchNormalization()
     layer.build((2,), rng, np.float32)
