@@ -133,6 +133,8 @@ def signatures():
         "conv._winograd_input": [(a4(t), i64, i64, i64, i64, a3(t)) for t in floats],
         "conv._winograd_output": [(a3(t), i64, i64, a4(t)) for t in floats],
         "conv._winograd_output_grad": [(a4(t), i64, i64, a3(t)) for t in floats],
+        "conv._shift_sum": [(a4(t), i64, i64, i64, i64, a4(t)) for t in floats],
+        "conv._shift_spread": [(a4(t), i64, i64, i64, i64, a4(t)) for t in floats],
         "conv._tile_gather": [(a4(t), a2(t), a2(t), a1(i64), a1(i64), a3(t)) for t in floats],
         "conv._tile_scatter": [(a3(t), a2(t), a2(t), a1(i64), a1(i64), a4(t), types.boolean, a1(t), i64)
                                for t in floats],
@@ -146,6 +148,7 @@ def signatures():
         "_arrays._add": [(a1(t), a1(t), a1(t)) for t in floats],
         "_arrays._scale": [(a1(t), t, a1(t)) for t in floats],
         "_arrays._add_scaled": [(a1(t), t, a1(t)) for t in floats],
+        "_arrays._swap_axes": [(a3(t), a3(t)) for t in floats],
     }
 
 

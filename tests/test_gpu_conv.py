@@ -144,6 +144,34 @@ def _matrix(rng, shape, dtype):
     return rng.integers(-2, 3, size=shape).astype(dtype)
 
 
+@pytest.mark.parametrize("pads", [(1, 1), (0, 2), (3, 0)])
+def test_shift_sum_and_spread(gpu, ref, cuda_scale, dtype, pads):
+    rng = np.random.default_rng(7)
+    n, height, width, filters, kh, kw = 2 * cuda_scale, 4, 5, 2, 3, 2
+    out_h, out_w = 5, 4
+    z = rng.normal(size=(n, height, width, kh * kw * filters)).astype(dtype)
+    want = np.full((n, out_h, out_w, filters), np.nan, dtype)
+    ref.shift_sum(z, kh, kw, *pads, want, 1)
+    out = _dev(np.full(want.shape, np.nan, dtype))
+    gpu.shift_sum(_dev(z), kh, kw, *pads, out, 1)
+    _close(out.copy_to_host(), want, dtype)
+    dout = rng.normal(size=want.shape).astype(dtype)
+    want_dz = np.full(z.shape, np.nan, dtype)
+    ref.shift_spread(dout, kh, kw, *pads, want_dz, 1)
+    dz = _dev(np.full(z.shape, np.nan, dtype))
+    gpu.shift_spread(_dev(dout), kh, kw, *pads, dz, 1)
+    np.testing.assert_array_equal(dz.copy_to_host(), want_dz)
+
+
+def test_swap_axes(cuda_backend, dtype):
+    from fastdl.kernels.gpu import _arrays
+
+    source = np.arange(24, dtype=dtype).reshape(2, 3, 4)
+    out = _dev(np.zeros((3, 2, 4), dtype))
+    _arrays.swap_axes(_dev(source), out)
+    np.testing.assert_array_equal(out.copy_to_host(), source.transpose(1, 0, 2))
+
+
 def test_tile_gather(gpu, ref, cuda_scale, dtype):
     rng = np.random.default_rng(4)
     x = rng.normal(size=(2 * cuda_scale, 5, 6, 3)).astype(dtype)

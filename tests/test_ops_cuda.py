@@ -58,6 +58,20 @@ def test_convolution_ops(cuda_backend, dtype, kernel_size, strides, padding):
           ops.conv2d_transpose_grad(x, tkernel, dout, strides, padding, backend="numpy"), dtype)
 
 
+@pytest.mark.parametrize("kernel_size, padding", [(3, "same"), (2, "valid"), (3, ((2, 0), (1, 3)))])
+def test_few_filter_convolution_ops(cuda_backend, dtype, kernel_size, padding):
+    """Fewer filters than input channels at stride 1: kn2row (a GEMM into per-tap products)."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 5, 4, 4)).astype(dtype)
+    kernel = rng.standard_normal((kernel_size, kernel_size, 4, 2)).astype(dtype)
+    bias = rng.standard_normal(2).astype(dtype)
+    out = ops.conv2d(x, kernel, bias, 1, padding, backend="numpy")
+    _same(ops.conv2d(x, kernel, bias, 1, padding, backend="cuda"), out, dtype)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    _same(ops.conv2d_grad(x, kernel, dout, 1, padding, backend="cuda"),
+          ops.conv2d_grad(x, kernel, dout, 1, padding, backend="numpy"), dtype)
+
+
 @pytest.mark.parametrize("pool_size, strides, padding", [(2, None, "valid"), (3, 1, "same"), (2, 2, "same")])
 def test_pooling_ops(cuda_backend, dtype, pool_size, strides, padding):
     rng = np.random.default_rng(2)

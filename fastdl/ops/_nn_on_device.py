@@ -12,6 +12,7 @@ import numpy as np
 
 from fastdl import _device
 from fastdl import backend as _backend
+from fastdl.ops import _kn2row
 
 # Bytes of patch matrix per GEMM: bigger batches of images go through im2col in slices.
 PATCH_BYTES = 1 << 28
@@ -147,21 +148,32 @@ def _part(array, part):
 
 class _Conv:
     """A convolution's sizes and how it runs: x itself as the patch matrix (a 1x1 kernel at stride 1
-    without padding), else im2col into scratch, images in slices of at most PATCH_BYTES of patches."""
+    without padding), kn2row for few filters (fastdl/ops/_kn2row.py: a GEMM into per-tap products,
+    shift_sum), else im2col into scratch; images in slices of at most PATCH_BYTES of patches or
+    products."""
 
     def __init__(self, x, kernel, geometry):
         (stride_h, stride_w), (pad_top, pad_left), (out_h, out_w) = geometry
         kh, kw, in_channels, out_channels = kernel.shape
-        self.n_images = x.shape[0]
+        self.n_images, self.x_shape = x.shape[0], tuple(x.shape)
         self.pixels = out_h * out_w
         self.patch_cols = kh * kw * in_channels
         self.args = (kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
         self.direct = (kh, kw, stride_h, stride_w, pad_top, pad_left) == (1, 1, 1, 1, 0, 0) \
             and (out_h, out_w) == x.shape[1:3]
+        self.kn2row = not self.direct and _kn2row.fits(kernel.shape, (stride_h, stride_w))
         self.kernel_matrix = _device.reshaped(kernel, (self.patch_cols, out_channels))
-        per_image = self.pixels * self.patch_cols * x.dtype.itemsize
-        self.step = self.n_images if self.direct else max(1, min(self.n_images, PATCH_BYTES // per_image))
         self.kernels = _kernels("conv")
+        if self.kn2row:
+            self.taps = kh * kw * out_channels
+            # K (in, kh kw filters) from the kernel (kh kw, in, filters).
+            self.tap_matrix = _device.scratch("kn2row tap matrix", (in_channels, self.taps), x.dtype)
+            arrays().swap_axes(_device.reshaped(kernel, (kh * kw, in_channels, out_channels)),
+                               _device.reshaped(self.tap_matrix, (in_channels, kh * kw, out_channels)))
+            per_image = x.shape[1] * x.shape[2] * self.taps * x.dtype.itemsize
+        else:
+            per_image = self.pixels * self.patch_cols * x.dtype.itemsize
+        self.step = self.n_images if self.direct else max(1, min(self.n_images, PATCH_BYTES // per_image))
 
     def slices(self):
         """(images, rows) of each slice: the images' range and their output rows' range."""
@@ -181,10 +193,45 @@ class _Conv:
     def forward(self, x, out_rows):
         """out_rows (n_images * pixels, out_channels) = the convolution of x, without bias."""
         for images, rows in self.slices():
-            _gemm()(self.patches(x, images), self.kernel_matrix, _part(out_rows, rows))
+            if self.kn2row:  # Z = x's pixels @ K, then each output adds its taps from Z
+                z = self._products(images)
+                _gemm()(_pixels(_part(x, images)), self.tap_matrix, z)
+                self.kernels.shift_sum(self._images(z, images, self.x_shape[1:3]), *self.args[:2], *self.args[4:6],
+                                       self._images(_part(out_rows, rows), images, self.args[6:]), 1)
+            else:
+                _gemm()(self.patches(x, images), self.kernel_matrix, _part(out_rows, rows))
+
+    def _products(self, images):
+        """Scratch for the per-tap products (kn2row's Z or dZ) of x[images]: (pixels, kh kw filters)."""
+        count = images.stop - images.start
+        return _device.scratch("kn2row products", (count * self.x_shape[1] * self.x_shape[2], self.taps),
+                               self.tap_matrix.dtype)
+
+    def _images(self, rows, images, hw):
+        """Rows of pixels (count h w, channels) as images (count, h, w, channels)."""
+        return _device.reshaped(rows, (images.stop - images.start, *hw, rows.shape[1]))
+
+    def _kn2row_backward(self, x, dout_rows, dx, dkernel):
+        """kn2row's backward pass: dZ = shift_spread(dout), dkernel = x^T dZ, dx = dZ K^T (each unless None)."""
+        kh, kw, in_channels = self.args[0], self.args[1], self.x_shape[3]
+        filters = self.taps // (kh * kw)
+        dtaps = None if dkernel is None else _device.scratch("kn2row dK", (in_channels, self.taps), dout_rows.dtype)
+        for images, rows in self.slices():
+            dz = self._products(images)
+            self.kernels.shift_spread(self._images(_part(dout_rows, rows), images, self.args[6:]), kh, kw,
+                                      *self.args[4:6], self._images(dz, images, self.x_shape[1:3]), 1)
+            if dtaps is not None:
+                _gemm()(_pixels(_part(x, images)), dz, dtaps, transpose_a=True, accumulate=images.start > 0)
+            if dx is not None:
+                _gemm()(dz, self.tap_matrix, _pixels(_part(dx, images)), transpose_b=True)
+        if dtaps is not None:
+            arrays().swap_axes(_device.reshaped(dtaps, (in_channels, kh * kw, filters)),
+                               _device.reshaped(dkernel, (kh * kw, in_channels, filters)))
 
     def backward(self, x, dout_rows, dx, dkernel):
         """dkernel = patches^T @ dout, summed over slices; dx = col2im(dout @ kernel^T); either may be None."""
+        if self.kn2row:
+            return self._kn2row_backward(x, dout_rows, dx, dkernel)
         if dkernel is None:
             if dx is not None:
                 self.input_grad(dout_rows, dx)
@@ -201,6 +248,8 @@ class _Conv:
 
     def input_grad(self, dout_rows, dx):
         """dx = col2im(dout @ kernel^T): the convolution's adjoint (a transposed convolution)."""
+        if self.kn2row:
+            return self._kn2row_backward(None, dout_rows, dx, None)
         for images, rows in self.slices():
             patches = None if self.direct else _device.scratch(
                 "conv patches", (rows.stop - rows.start, self.patch_cols), dx.dtype)

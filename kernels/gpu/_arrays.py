@@ -1,8 +1,9 @@
-"""Device array helpers for the cuda backend's layers: row gathers and elementwise sums and scales.
+"""Device array helpers for the cuda backend's layers: row gathers, elementwise sums and scales,
+and a transpose.
 
-The CPU backends do these with NumPy (x[idx], a + b, a * s); device arrays have no arithmetic of
-their own, so these small kernels stand in. One thread per entry; 1-D arrays of one dtype, except
-take_rows' (rows, columns) source and output.
+The CPU backends do these with NumPy (x[idx], a + b, a * s, a.transpose(1, 0, 2)); device arrays
+have no arithmetic of their own, so these small kernels stand in. One thread per entry; 1-D arrays
+of one dtype, except take_rows' (rows, columns) source and output and swap_axes' 3-D ones.
 """
 
 from numba import cuda
@@ -63,3 +64,19 @@ def add_scaled(a, factor, out):
     """out += a * factor (an L2 penalty's gradient 2 l2 w added to the kernel's gradient)."""
     if out.shape[0]:
         _add_scaled[grid_1d(out.shape[0])](a, factor, out)
+
+
+@cuda.jit
+def _swap_axes(source, out):
+    index = cuda.grid(1)
+    if index >= out.size:
+        return
+    b, a, m = out.shape
+    j, i, k = index // (a * m), (index // m) % a, index % m
+    out[j, i, k] = source[i, j, k]
+
+
+def swap_axes(source, out):
+    """out (b, a, m) = source (a, b, m) with its first two axes swapped."""
+    if out.size:
+        _swap_axes[grid_1d(out.size)](source, out)

@@ -143,6 +143,64 @@ def add_bias(out, bias, n_threads):
 
 
 # ----------------------------------------------------------------------------------------------
+# kn2row's shift_sum and shift_spread (fastdl/ops/_kn2row.py)
+
+
+@cuda.jit
+def _shift_sum(z, kh, kw, pad_top, pad_left, out):
+    index = cuda.grid(1)
+    if index >= out.size:
+        return
+    _, out_h, out_w, filters = out.shape
+    _, height, width, _ = z.shape
+    n, oh, ow, f = unravel(index, out_h, out_w, filters)
+    out[n, oh, ow, f] = 0
+    total = out[n, oh, ow, f]  # a zero of out's dtype
+    # Taps in (i, j) order, as the CPU kernels add them.
+    for i in range(kh):
+        h = oh - pad_top + i
+        if 0 <= h < height:
+            for j in range(kw):
+                w = ow - pad_left + j
+                if 0 <= w < width:
+                    total += z[n, h, w, (i * kw + j) * filters + f]
+    out[n, oh, ow, f] = total
+
+
+def shift_sum(z, kh, kw, pad_top, pad_left, out, n_threads):
+    """A stride-1 convolution from its per-tap products: out[n, oh, ow, f] = the sum over taps
+    (i, j), in that order, of z[n, oh - pad_top + i, ow - pad_left + j, (i * kw + j) * filters + f],
+    terms outside z dropped. z (n, height, width, kh * kw * filters); out (n, out_h, out_w,
+    filters) of z's dtype. One thread per element of out."""
+    if out.size:
+        _shift_sum[grid_1d(out.size)](z, kh, kw, pad_top, pad_left, out)
+
+
+@cuda.jit
+def _shift_spread(dout, kh, kw, pad_top, pad_left, dz):
+    index = cuda.grid(1)
+    if index >= dz.size:
+        return
+    _, height, width, taps = dz.shape
+    _, out_h, out_w, filters = dout.shape
+    n, h, w, column = unravel(index, height, width, taps)
+    tap, f = column // filters, column % filters
+    oh, ow = h + pad_top - tap // kw, w + pad_left - tap % kw
+    if 0 <= oh < out_h and 0 <= ow < out_w:
+        dz[n, h, w, column] = dout[n, oh, ow, f]
+    else:
+        dz[n, h, w, column] = 0
+
+
+def shift_spread(dout, kh, kw, pad_top, pad_left, dz, n_threads):
+    """The adjoint of shift_sum (same arguments): dz[n, h, w, (i * kw + j) * filters + f] =
+    dout[n, h + pad_top - i, w + pad_left - j, f], zeros where that lies outside dout. One thread
+    per element of dz."""
+    if dz.size:
+        _shift_spread[grid_1d(dz.size)](dout, kh, kw, pad_top, pad_left, dz)
+
+
+# ----------------------------------------------------------------------------------------------
 # Bias, activation and max pooling, and its gradient
 
 
