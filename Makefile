@@ -29,8 +29,14 @@ fashion-mnist:
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
 
+# fastdl's contenders, then PyTorch's and faiss' in a process of their own (in one process they
+# would share one OpenMP runtime: benchmarks/README.md), then the ratio report of the two runs.
+BENCH_ARGS := --benchmark-columns=min,median,mean,rounds --benchmark-sort=mean
 bench: $(BENCH_INSTALLED)
-	$(BIN)/python -m pytest benchmarks --benchmark-columns=min,median,mean,rounds --benchmark-sort=mean
+	mkdir -p .benchmarks
+	FASTDL_BENCH_PEERS=0 $(BIN)/python -m pytest benchmarks $(BENCH_ARGS) --benchmark-json=.benchmarks/fastdl.json
+	$(BIN)/python -m pytest benchmarks -k "torch or faiss" $(BENCH_ARGS) --benchmark-json=.benchmarks/peers.json
+	$(BIN)/python benchmarks/ratios.py .benchmarks/fastdl.json .benchmarks/peers.json
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
