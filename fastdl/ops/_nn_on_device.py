@@ -224,7 +224,9 @@ class _Conv:
                 _gemm()(_pixels(_part(x, images)), dz, dtaps, transpose_a=True, accumulate=images.start > 0)
             if dx is not None:
                 _gemm()(dz, self.tap_matrix, _pixels(_part(dx, images)), transpose_b=True)
-        if dtaps is not None:
+        if dtaps is not None and self.n_images == 0:
+            _device.assign(dkernel, np.zeros(dkernel.shape, dkernel.dtype))
+        elif dtaps is not None:
             arrays().swap_axes(_device.reshaped(dtaps, (in_channels, kh * kw, filters)),
                                _device.reshaped(dkernel, (kh * kw, in_channels, filters)))
 
