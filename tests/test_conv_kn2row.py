@@ -164,3 +164,32 @@ def test_kn2row_agrees_with_im2col(rng, monkeypatch):
     im2col = (conv2d(x, kernel, bias, padding=padding), *conv2d_grad(x, kernel, dout, padding=padding))
     for got, want in zip(kn2row, im2col):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_transposed_convolution_with_few_filters(backend, dtype, rng, padding):
+    """A stride-1 Conv2DTranspose to few filters (Keras' MNIST VAE ends with one) runs as the
+    convolution with the flipped kernel, and so by kn2row."""
+    from fastdl.ops.conv_transpose import conv2d_transpose, conv2d_transpose_grad
+
+    x = rng.normal(size=(2, 6, 5, 8)).astype(dtype)
+    kernel = rng.normal(size=(3, 3, 2, 8)).astype(dtype)  # (kh, kw, filters, in_channels)
+    bias = rng.normal(size=2).astype(dtype)
+    assert _kn2row.fits((3, 3, 8, 2), (1, 1))  # the flipped kernel's convolution
+    expected = naive.conv2d_transpose(x, kernel, bias, 1, padding)
+    _close(conv2d_transpose(x, kernel, bias, padding=padding, backend=backend), expected, dtype, 72)
+    dout = rng.normal(size=expected.shape).astype(dtype)
+    x_ = x.astype(np.float64)
+
+    def loss(x_, kernel_):
+        return float((naive.conv2d_transpose(x_, kernel_, None, 1, padding) * dout).sum())
+
+    dx, dkernel, dbias = conv2d_transpose_grad(x, kernel, dout, padding=padding, backend=backend)
+    np.testing.assert_allclose(dbias, dout.sum(axis=(0, 1, 2)), rtol=RTOL[dtype] * 10, atol=RTOL[dtype] * 10)
+    # Directional derivatives: the naive forward pass is linear in each argument.
+    for which, grad in enumerate((dx, dkernel)):
+        direction = rng.normal(size=grad.shape)
+        args = [x_, kernel.astype(np.float64)]
+        base = loss(*args)
+        args[which] = args[which] + direction
+        _close(np.sum(grad * direction), loss(*args) - base, dtype, grad.size)
