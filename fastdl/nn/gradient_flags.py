@@ -26,14 +26,15 @@ class GradientFlags:
         """Set the flags on the layers (and inside models among them) for a backward pass that fills
         the gradients of the Parameters whose ids are in `trained`, the gradient at this model's
         input needed or not. A layer called twice needs its input's gradient if either call does."""
-        learning, needs = {None: needed}, {}
+        learning, flags = {None: needed}, {}  # flags: id(layer) -> [layer, needs input grad, learns]
         for key, layer, parents in self._calls():
             before = any(learning[parent] for parent in parents)
-            needs[id(layer)] = (layer, before or needs.get(id(layer), (layer, False))[1])
-            learning[key] = before or any(id(p) in trained for _, p in layer.parameters())
-        for layer, need in needs.values():
-            layer.needs_input_grad = need
-            layer.needs_weight_grads = any(id(p) in trained for _, p in layer.parameters())
+            if id(layer) not in flags:
+                flags[id(layer)] = [layer, False, any(id(p) in trained for _, p in layer.parameters())]
+            flags[id(layer)][1] |= before
+            learning[key] = before or flags[id(layer)][2]
+        for layer, need, learns in flags.values():
+            layer.needs_input_grad, layer.needs_weight_grads = need, learns
             if isinstance(layer, GradientFlags):
                 layer._gradient_flags(trained, need)
 

@@ -41,16 +41,22 @@ def tap_matrix(kernel):
     return np.ascontiguousarray(kernel.transpose(2, 0, 1, 3).reshape(in_channels, kh * kw * filters))
 
 
+def _products(images, taps):
+    """This thread's buffer for the per-tap products (Z or dZ) of images (n, height, width, in):
+    (n height width, taps) rows, and the same memory as (n, height, width, taps) images."""
+    n_images, height, width, _ = images.shape
+    rows = scratch("kn2row products", (n_images * height * width, taps), images.dtype)
+    return rows, rows.reshape(n_images, height, width, taps)
+
+
 def convolve_rows(images, matrix, geometry, kernel_shape, kernels, out):
     """out ((images) out_h out_w, filters) = the convolution of images (n, height, width, in) with
     the kernel whose tap_matrix is matrix, without a bias."""
     kh, kw, _, filters = kernel_shape
-    n_images, height, width, in_channels = images.shape
     (pad_top, pad_left), (out_h, out_w) = geometry[1:]
-    z = scratch("kn2row products", (n_images * height * width, matrix.shape[1]), images.dtype)
-    np.dot(images.reshape(-1, in_channels), matrix, out=z)
-    kernels.shift_sum(z.reshape(n_images, height, width, -1), kh, kw, pad_top, pad_left,
-                      out.reshape(n_images, out_h, out_w, filters), 1)
+    z, z_images = _products(images, matrix.shape[1])
+    np.dot(images.reshape(-1, images.shape[3]), matrix, out=z)
+    kernels.shift_sum(z_images, kh, kw, pad_top, pad_left, out.reshape(len(images), out_h, out_w, filters), 1)
     return out
 
 
@@ -68,10 +74,10 @@ class Backward:
 
     def __call__(self, start, stop, rows, gradient, out):
         images = self.x[start:stop]
-        n_images, height, width, in_channels = images.shape
-        dz = scratch("kn2row products", (n_images * height * width, self.matrix.shape[1]), images.dtype)
-        self.kernels.shift_spread(gradient.reshape(n_images, self.out_h, self.out_w, self.filters), self.kh, self.kw,
-                                  self.pad_top, self.pad_left, dz.reshape(n_images, height, width, -1), 1)
+        in_channels = images.shape[3]
+        dz, dz_images = _products(images, self.matrix.shape[1])
+        self.kernels.shift_spread(gradient.reshape(len(images), self.out_h, self.out_w, self.filters), self.kh,
+                                  self.kw, self.pad_top, self.pad_left, dz_images, 1)
         if out is not None:
             np.dot(images.reshape(-1, in_channels).T, dz, out=out)
         if self.dx is not None:

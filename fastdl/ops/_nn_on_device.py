@@ -165,7 +165,7 @@ class _Conv:
         self.kernel_matrix = _device.reshaped(kernel, (self.patch_cols, out_channels))
         self.kernels = _kernels("conv")
         if self.kn2row:
-            self.taps = kh * kw * out_channels
+            self.filters, self.taps = out_channels, kh * kw * out_channels
             # K (in, kh kw filters) from the kernel (kh kw, in, filters).
             self.tap_matrix = _device.scratch("kn2row tap matrix", (in_channels, self.taps), x.dtype)
             arrays().swap_axes(_device.reshaped(kernel, (kh * kw, in_channels, out_channels)),
@@ -213,8 +213,7 @@ class _Conv:
 
     def _kn2row_backward(self, x, dout_rows, dx, dkernel):
         """kn2row's backward pass: dZ = shift_spread(dout), dkernel = x^T dZ, dx = dZ K^T (each unless None)."""
-        kh, kw, in_channels = self.args[0], self.args[1], self.x_shape[3]
-        filters = self.taps // (kh * kw)
+        kh, kw, in_channels, filters = self.args[0], self.args[1], self.x_shape[3], self.filters
         dtaps = None if dkernel is None else _device.scratch("kn2row dK", (in_channels, self.taps), dout_rows.dtype)
         for images, rows in self.slices():
             dz = self._products(images)

@@ -285,7 +285,8 @@ def conv2d_transpose_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, ba
                 add_column_sums(dout_rows[start * out_pixels : stop * out_pixels], bias_sum)
         partials[first], bias_partials[first] = partial, bias_sum
 
-    run_row_ranges(compute, x.shape[0], _backend.get_num_threads(), 2 * plan["work"], batch)
+    gradients = (dx is not None) + (dkernel is not None)
+    run_row_ranges(compute, x.shape[0], _backend.get_num_threads(), gradients * plan["work"], batch)
     if dkernel is not None and subpixel:
         subpixel.kernel_gradient(sum_in_order(partials), dkernel)
     elif dkernel is not None:
