@@ -359,3 +359,25 @@ def test_kernels_load_with_passive_openmp_and_leave_the_environment_alone(monkey
     with config.passive_openmp():
         assert os.environ["OMP_WAIT_POLICY"] == "active"
     assert os.environ["OMP_WAIT_POLICY"] == "active"
+
+
+def test_numba_starts_its_threads_as_its_kernels_load(tmp_path):
+    """Numba starts its threading layer, which loads the OpenMP runtime, at its first parallel
+    launch unless something started it before: loading fastdl's Numba kernels starts it, inside
+    config.passive_openmp, so the runtime reads the PASSIVE wait policy and its threads do not
+    spin after every kernel on the cores fastdl's GEMM threads need."""
+    result = _run_python("""
+        import numba
+        from fastdl import backend
+
+        try:
+            numba.threading_layer()
+        except ValueError:  # not started
+            pass
+        else:
+            raise AssertionError("Numba's threads started before any fastdl kernel loaded")
+        backend.kernels("dense", "numba")
+        print(numba.threading_layer())
+    """, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() in {"omp", "tbb", "workqueue"}

@@ -6,6 +6,12 @@ import numba
 
 from fastdl import config
 
+# Numba starts its threading layer, and with it the OpenMP runtime, at the first parallel launch,
+# long after fastdl.backend loaded this module under config.passive_openmp: the runtime would
+# then read the default wait policy, and its threads spin 7-8 ms after every kernel (measured),
+# on the cores the GEMMs on fastdl's own threads need next. Start the layer now, as it loads.
+numba.get_num_threads()
+
 
 def _variant(func, suffix):
     """A copy of func under another name.
