@@ -33,6 +33,7 @@ AUTO_ORDER = {
     "perceptron": ("cython", "numba", "numpy"),
     "xor": ("cython", "numba", "numpy"),
     "conv": ("cython", "numba", "numpy"),
+    "winograd": ("cython", "numba", "numpy"),
     "dense": ("cython", "numba", "numpy"),
     "pool": ("cython", "numba", "numpy"),
     "optim": ("cython", "numba", "numpy"),

@@ -122,7 +122,7 @@ def signatures():
         "pool._upsample2d": [(a4(t), a4(t), i64, i64) for t in floats],
         "pool._upsample2d_backward": [(a4(t), a4(t), i64, i64) for t in floats],
         # conv: every float array in x's dtype but unpool's dbias (float64); code int32; the
-        # geometry Python ints; tile grids int64 arrays, accumulate a bool, bias maybe empty.
+        # geometry Python ints.
         "conv._im2col": [(a4(t), a2(t)) + (i64,) * 8 for t in floats],
         "conv._col2im": [(a2(t), a4(t)) + (i64,) * 8 for t in floats],
         "conv._conv_direct": [(a4(t), a2(t)) + (i64,) * 6 + (a2(t),) for t in floats],
@@ -130,14 +130,16 @@ def signatures():
         "conv._bias_act_pool": [(a2(t), a1(t)) + (i64,) * 5 + (a4(t), a4(i32)) for t in floats],
         "conv._unpool_block": [(a4(t), a4(i32)) + (i64,) * 4 + (a2(t),) for t in floats],
         "conv._unpool_bias": [(a4(t), a4(i32), a1(f64)) for t in floats],
-        "conv._winograd_input": [(a4(t), i64, i64, i64, i64, a3(t)) for t in floats],
-        "conv._winograd_output": [(a3(t), i64, i64, a4(t)) for t in floats],
-        "conv._winograd_output_grad": [(a4(t), i64, i64, a3(t)) for t in floats],
         "conv._shift_sum": [(a4(t), i64, i64, i64, i64, a4(t)) for t in floats],
         "conv._shift_spread": [(a4(t), i64, i64, i64, i64, a4(t)) for t in floats],
-        "conv._tile_gather": [(a4(t), a2(t), a2(t), a1(i64), a1(i64), a3(t)) for t in floats],
-        "conv._tile_scatter": [(a3(t), a2(t), a2(t), a1(i64), a1(i64), a4(t), types.boolean, a1(t), i64)
-                               for t in floats],
+        # winograd: every float array in the images' dtype; the tile counts and paddings Python
+        # ints; tile grids int64 arrays, accumulate a bool, bias maybe empty.
+        "winograd._winograd_input": [(a4(t), i64, i64, i64, i64, a3(t)) for t in floats],
+        "winograd._winograd_output": [(a3(t), i64, i64, a4(t)) for t in floats],
+        "winograd._winograd_output_grad": [(a4(t), i64, i64, a3(t)) for t in floats],
+        "winograd._tile_gather": [(a4(t), a2(t), a2(t), a1(i64), a1(i64), a3(t)) for t in floats],
+        "winograd._tile_scatter": [(a3(t), a2(t), a2(t), a1(i64), a1(i64), a4(t), types.boolean, a1(t), i64)
+                                   for t in floats],
         # _gemm: out = op(a) @ op(b), all three of the element type, then the transpose flags and accumulate.
         "_gemm._tiled[float32]": [(a2(f32), a2(f32), a2(f32), types.boolean, types.boolean, types.boolean)],
         "_gemm._tiled[float64]": [(a2(f64), a2(f64), a2(f64), types.boolean, types.boolean, types.boolean)],

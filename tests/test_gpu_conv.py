@@ -1,5 +1,5 @@
-"""The convolution kernels of the cuda backend (kernels/gpu/conv.py) against the numpy reference
-kernels, float32 and float64 (numba's CUDA simulator where no device is present: tiny shapes)."""
+"""The convolution kernels of the cuda backend (kernels/gpu/conv.py and winograd.py) against the
+numpy reference kernels, float32 and float64 (numba's CUDA simulator where no device is present: tiny shapes)."""
 
 import numpy as np
 import pytest
@@ -26,6 +26,18 @@ def gpu(cuda_backend):
 @pytest.fixture
 def ref():
     return backend.kernels("conv", "numpy")[0]
+
+
+@pytest.fixture
+def gpu_winograd(cuda_backend):
+    import fastdl.kernels.gpu.winograd as winograd
+
+    return winograd
+
+
+@pytest.fixture
+def ref_winograd():
+    return backend.kernels("winograd", "numpy")[0]
 
 
 def _dev(array):
@@ -112,30 +124,30 @@ def test_bias_act_pool_and_unpool(gpu, ref, cuda_scale, dtype, activation, with_
 
 
 @pytest.mark.parametrize("pads", [(1, 1), (0, -1)], ids=["padded", "cropped"])
-def test_winograd_transforms(gpu, ref, cuda_scale, dtype, pads):
+def test_winograd_transforms(gpu_winograd, ref_winograd, cuda_scale, dtype, pads):
     rng = np.random.default_rng(3)
     n, height, width, channels = 2 * cuda_scale, 5, 6, 3
     x = rng.normal(size=(n, height, width, channels)).astype(dtype)
     tiles_h, tiles_w = 3, 3
     n_tiles = n * tiles_h * tiles_w
     want = np.full((16, n_tiles, channels), np.nan, dtype)
-    ref.winograd_input(x, *pads, tiles_h, tiles_w, want, 1)
+    ref_winograd.winograd_input(x, *pads, tiles_h, tiles_w, want, 1)
     out = _dev(np.full(want.shape, np.nan, dtype))
-    gpu.winograd_input(_dev(x), *pads, tiles_h, tiles_w, out, 1)
+    gpu_winograd.winograd_input(_dev(x), *pads, tiles_h, tiles_w, out, 1)
     _close(out.copy_to_host(), want, dtype)
 
     m = rng.normal(size=(16, n_tiles, channels)).astype(dtype)
     want_y = np.full((n, height, width, channels), np.nan, dtype)  # 6 x 6 tiles cropped to 5 x 6
-    ref.winograd_output(m, tiles_h, tiles_w, want_y, 1)
+    ref_winograd.winograd_output(m, tiles_h, tiles_w, want_y, 1)
     y = _dev(np.full(want_y.shape, np.nan, dtype))
-    gpu.winograd_output(_dev(m), tiles_h, tiles_w, y, 1)
+    gpu_winograd.winograd_output(_dev(m), tiles_h, tiles_w, y, 1)
     _close(y.copy_to_host(), want_y, dtype)
 
     dy = rng.normal(size=want_y.shape).astype(dtype)
     want_dm = np.full(m.shape, np.nan, dtype)
-    ref.winograd_output_grad(dy, tiles_h, tiles_w, want_dm, 1)
+    ref_winograd.winograd_output_grad(dy, tiles_h, tiles_w, want_dm, 1)
     dm = _dev(np.full(m.shape, np.nan, dtype))
-    gpu.winograd_output_grad(_dev(dy), tiles_h, tiles_w, dm, 1)
+    gpu_winograd.winograd_output_grad(_dev(dy), tiles_h, tiles_w, dm, 1)
     _close(dm.copy_to_host(), want_dm, dtype)
 
 
@@ -172,7 +184,7 @@ def test_swap_axes(cuda_backend, dtype):
     np.testing.assert_array_equal(out.copy_to_host(), source.transpose(1, 0, 2))
 
 
-def test_tile_gather(gpu, ref, cuda_scale, dtype):
+def test_tile_gather(gpu_winograd, ref_winograd, cuda_scale, dtype):
     rng = np.random.default_rng(4)
     x = rng.normal(size=(2 * cuda_scale, 5, 6, 3)).astype(dtype)
     left_y, left_x = _matrix(rng, (3, 4), dtype), _matrix(rng, (2, 3), dtype)
@@ -181,14 +193,14 @@ def test_tile_gather(gpu, ref, cuda_scale, dtype):
     grid_x = np.array([0, 3, 2, 3], np.int64)
     shape = (6, x.shape[0] * 9, 3)
     want = np.full(shape, np.nan, dtype)
-    ref.tile_gather(x, left_y, left_x, grid_y, grid_x, want, 1)
+    ref_winograd.tile_gather(x, left_y, left_x, grid_y, grid_x, want, 1)
     out = _dev(np.full(shape, np.nan, dtype))
-    gpu.tile_gather(_dev(x), _dev(left_y), _dev(left_x), _dev(grid_y), _dev(grid_x), out, 1)
+    gpu_winograd.tile_gather(_dev(x), _dev(left_y), _dev(left_x), _dev(grid_y), _dev(grid_x), out, 1)
     _close(out.copy_to_host(), want, dtype)
 
 
 @pytest.mark.parametrize("mode", ["bias relu", "no bias", "accumulate"])
-def test_tile_scatter(gpu, ref, cuda_scale, dtype, mode):
+def test_tile_scatter(gpu_winograd, ref_winograd, cuda_scale, dtype, mode):
     rng = np.random.default_rng(5)
     n, height, width, channels = 2 * cuda_scale, 7, 6, 3
     accumulate = mode == "accumulate"
@@ -205,9 +217,9 @@ def test_tile_scatter(gpu, ref, cuda_scale, dtype, mode):
     activation = 1 if mode == "bias relu" else 0
     start = rng.normal(size=(n, height, width, channels)).astype(dtype)  # kept off the grid
     want = start.copy()
-    ref.tile_scatter(m, right_y, right_x, grid_y, grid_x, want, accumulate, bias, activation, 1)
+    ref_winograd.tile_scatter(m, right_y, right_x, grid_y, grid_x, want, accumulate, bias, activation, 1)
     out = _dev(start)
-    gpu.tile_scatter(_dev(m), _dev(right_y), _dev(right_x), _dev(grid_y), _dev(grid_x), out, accumulate,
+    gpu_winograd.tile_scatter(_dev(m), _dev(right_y), _dev(right_x), _dev(grid_y), _dev(grid_x), out, accumulate,
                      _dev(bias), activation, 1)
     _close(out.copy_to_host(), want, dtype)
     if activation:

@@ -145,10 +145,18 @@ def _forward_plan(x, kernel, geometry, dtype):
     return plan
 
 
+def _plan_kernels(plan, backend):
+    """The kernel module of the family that runs plan's convolution: Winograd's transforms, or the
+    conv family (im2col, kn2row, direct). Look it up on the calling thread: a backend chosen by
+    use_backend is the calling thread's, not the pool's."""
+    return _backend.kernels("winograd" if plan["winograd"] else "conv", backend)[0]
+
+
 def _forward_batches(x, kernel, geometry, plan, kernels, first, last):
     """(start, stop, convolve) for images first..last-1 in batches: convolve(out=rows) writes the
     convolution of images start..stop-1 (no bias) into rows ((stop - start) * pixels,
-    out_channels), by Winograd, directly (few taps), or by im2col and one GEMM."""
+    out_channels), by Winograd, directly (few taps), or by im2col and one GEMM; kernels from
+    _plan_kernels."""
     if plan["winograd"]:
         (pad_top, pad_left), (out_h, out_w) = geometry[1:]
         for start in range(first, last, plan["batch"]):
@@ -245,11 +253,11 @@ def conv2d_into(x, kernel, bias, geometry, out, activation=0, backend=None, alph
     """
     if _device.is_device(out):
         return _nn_on_device.conv2d_into(x, kernel, bias, geometry, out, activation, alpha)
-    kernels, _ = _backend.kernels("conv", backend)
     dense_kernels, _ = _backend.kernels("dense", backend)
     dtype = out.dtype
     out_channels = kernel.shape[3]
     plan = _forward_plan(x, kernel, geometry, dtype)
+    kernels = _plan_kernels(plan, backend)
     out_rows = out.reshape(-1, out_channels)
     epilogue = bool(activation) or bias is not None
     bias = _NO_BIAS[dtype] if bias is None else bias
@@ -346,7 +354,6 @@ def _backward_gemms(x, kernel, geometry, dx, dkernel, backend, gradient_rows):
     space) into a partial; the partials are added in order, so dkernel does not change from run
     to run. dx gets the input gradient; either may be None.
     """
-    kernels, _ = _backend.kernels("conv", backend)
     dtype = x.dtype
     plan = _plan(x, kernel, geometry, dtype)
     if plan["large_tiles"]:
@@ -355,7 +362,7 @@ def _backward_gemms(x, kernel, geometry, dx, dkernel, backend, gradient_rows):
         method = _winograd.Backward
     else:
         method = _kn2row.Backward if plan["kn2row"] else _Im2colBackward
-    step = method(x, kernel, geometry, plan, dx, kernels)
+    step = method(x, kernel, geometry, plan, dx, _plan_kernels(plan, backend))
     n_threads = _backend.get_num_threads()
     work = ((dx is not None) + (dkernel is not None)) * plan["work"]
     # One partial per row range, kept by this (the calling) thread: a pool thread may run two

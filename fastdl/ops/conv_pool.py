@@ -11,7 +11,7 @@ from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._parallel import run_row_ranges, scratch, sum_in_order
 from fastdl.ops import _nn_on_device
-from fastdl.ops.conv import _backward_gemms, _forward_batches, _forward_plan
+from fastdl.ops.conv import _backward_gemms, _forward_batches, _forward_plan, _plan_kernels
 from fastdl.ops.dense import _NO_BIAS
 
 
@@ -38,13 +38,14 @@ def conv2d_pool_into(x, kernel, bias, geometry, activation, pool, out, code, bac
     dtype = out.dtype
     out_channels = kernel.shape[3]
     plan = _forward_plan(x, kernel, geometry, dtype)
+    convolution_kernels = _plan_kernels(plan, backend)
     conv_h, conv_w = geometry[2]
     bias = _NO_BIAS[dtype] if bias is None else bias
 
     def compute(first, last):
         block_rows = min(plan["batch"], last - first) * plan["pixels"]
         blocks = scratch("conv pool block", (block_rows, out_channels), dtype)
-        for start, stop, convolve in _forward_batches(x, kernel, geometry, plan, kernels, first, last):
+        for start, stop, convolve in _forward_batches(x, kernel, geometry, plan, convolution_kernels, first, last):
             block = blocks[: (stop - start) * plan["pixels"]]
             convolve(out=block)
             kernels.bias_act_pool(block, bias, activation, conv_h, conv_w, *pool, out[start:stop], code[start:stop], 1)

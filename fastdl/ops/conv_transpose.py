@@ -157,6 +157,7 @@ def conv2d_transpose_into(x, kernel, bias, geometry, out, activation=0, backend=
     if geometry[2] is not None:  # stride 1: a convolution (Winograd's for 3x3 kernels), bias and activation fused
         return conv2d_into(x, _flip(kernel), bias, geometry[2], out, activation, backend, alpha)
     kernels, _ = _backend.kernels("conv", backend)
+    winograd_kernels, _ = _backend.kernels("winograd", backend)
     dense_kernels, _ = _backend.kernels("dense", backend)
     dtype = out.dtype
     filters = kernel.shape[2]
@@ -175,7 +176,8 @@ def conv2d_transpose_into(x, kernel, bias, geometry, out, activation=0, backend=
             stop = min(last, start + batch)
             rows = out_rows[start * out_pixels : stop * out_pixels]
             if subpixel:  # the bias and a ReLU added by the kernel that writes the output
-                subpixel.forward(x[start:stop], transformed, out[start:stop], bias, int(activation == 1), kernels)
+                subpixel.forward(x[start:stop], transformed, out[start:stop], bias, int(activation == 1),
+                                 winograd_kernels)
                 if activation > 1:
                     dense_kernels.bias_activation(rows, _NO_BIAS[dtype], activation, dtype.type(alpha), 1)
             else:
@@ -248,6 +250,7 @@ def conv2d_transpose_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, ba
             np.copyto(dkernel, _flip(dflipped))
         return
     kernels, _ = _backend.kernels("conv", backend)
+    winograd_kernels, _ = _backend.kernels("winograd", backend)
     dtype = x.dtype
     filters, in_channels = kernel.shape[2:]
     plan = _plan(x.shape, kernel.shape, geometry, dtype)
@@ -271,7 +274,8 @@ def conv2d_transpose_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, ba
             stop = min(last, start + batch)
             if subpixel:
                 subpixel.backward(x[start:stop], dout[start:stop], transformed, partial,
-                                  None if dx is None else dx[start:stop], None if dbias is None else bias_sum, kernels)
+                                  None if dx is None else dx[start:stop], None if dbias is None else bias_sum,
+                                  winograd_kernels)
                 continue
             rows = slice(start * pixels, stop * pixels)
             patches = patches_of(dout, kernels, plan, start, stop)
