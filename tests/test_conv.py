@@ -120,7 +120,7 @@ WINOGRAD_CONFIGS = [
     (1, 4, 4, 16, 3, 3, 16, 1, 3),
     (1, 3, 3, 16, 3, 3, 16, 1, "valid"),  # one output pixel
     (2, 7, 6, 64, 3, 3, 48, 1, "same"),
-    (1, 14, 13, 16, 3, 3, 16, 1, "same"),  # F(4x4)'s tiles of 4 and 2 along both axes
+    (1, 14, 13, 16, 3, 3, 16, 1, "same"),  # F(4x4)'s tiles of 4, then one of 2 or of 1
 ]
 
 
@@ -171,15 +171,17 @@ def test_large_tiles_where_they_save_multiplications_on_wide_layers():
     assert large((1, 28, 28, 64), (3, 3, 64, 64))
     assert large((1, 14, 14, 128), (3, 3, 128, 128))  # 3 tiles of 4 and one of 2 along each axis
     assert not large((1, 6, 6, 128), (3, 3, 128, 128))  # one tile of 4 and one of 2: 0.69 of F(2x2)'s
+    assert large((1, 13, 13, 64), (3, 3, 64, 64))  # 3 tiles of 4 and one of 1: 0.56
+    assert not large((1, 5, 5, 128), (3, 3, 128, 128))  # 0.56 too, but one tile of 4 per axis
     assert not large((1, 74, 74, 32), (3, 3, 32, 32), padding="valid")  # too few channels
     assert not large((1, 28, 28, 32), (3, 3, 32, 64))
 
 
 @pytest.mark.parametrize("size, tiles", [(7, [(0, 4, 2)]), (8, [(0, 4, 2)]), (14, [(0, 4, 3), (12, 2, 1)]),
-                                         (13, [(0, 4, 3), (12, 2, 1)]), (2, [(0, 2, 1)]), (3, [(0, 4, 1)])])
+                                         (13, [(0, 4, 3), (12, 1, 1)]), (2, [(0, 2, 1)]), (3, [(0, 4, 1)])])
 def test_large_tiles_along_an_axis(size, tiles):
-    """4-output tiles, the last cropped for a remainder of 3, and a 2-output tile for 1 or 2 left:
-    every output in exactly one tile, each window starting `pad` before its first output."""
+    """4-output tiles, the last cropped for a remainder of 3, and a tile of the 1 or 2 outputs
+    left: every output in exactly one tile, each window starting `pad` before its first output."""
     axes = _winograd._axis_tiles(size, 1)
     assert [(axis.first, axis.m, axis.tiles) for axis in axes] == tiles
     covered = [axis.first + j for axis in axes for j in range(axis.length)]
@@ -199,6 +201,7 @@ def tiles(request, monkeypatch):
     large = request.param == 4
     monkeypatch.setattr(_winograd, "LARGE_TILE_CHANNELS", 0 if large else 1 << 30)
     monkeypatch.setattr(_winograd, "LARGE_TILE_SHARE", np.inf)
+    monkeypatch.setattr(_winograd, "LARGE_TILE_MIN_SIZE", 0)
     return request.param
 
 

@@ -33,6 +33,7 @@ TRANSPOSE_CASES = [
 def large_tiles_anywhere(monkeypatch):
     """F(4x4, 3x3) for small layers too."""
     monkeypatch.setattr(_winograd, "LARGE_TILE_SHARE", np.inf)
+    monkeypatch.setattr(_winograd, "LARGE_TILE_MIN_SIZE", 0)
 
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=[case[-1] for case in CONV_CASES])

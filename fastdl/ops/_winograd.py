@@ -39,6 +39,10 @@ MAX_WASTE = 1.5
 # the smaller GEMMs). The rms error grows from 4e-7 to 3e-6 of the output's rms.
 LARGE_TILE_CHANNELS = 64
 LARGE_TILE_SHARE = 0.65
+# ... and with at least two 4-output tiles along each axis (outputs of 7 or more): with one, every
+# phase holds one tile per image and the phases' transformed kernels (points x in x out) outweigh
+# the multiplications saved (5x5 outputs of 64 and 128 channels, 0.56 of F(2x2)'s: 1.3-1.6x slower).
+LARGE_TILE_MIN_SIZE = 7
 # Input channels per GEMM of F(4x4, 3x3)'s kernel transforms.
 CHANNEL_BLOCK = 16
 # Bytes of transformed tiles per thread and batch: bigger batches give the kernel gradient's
@@ -63,13 +67,17 @@ def fits(kernel_shape, strides, out_hw):
 
 def _axis_tiles(size, pad):
     """The tiles of F(4x4, 3x3) along an axis of `size` outputs with `pad` pixels of padding before:
-    4-output tiles (the last one cropped for a remainder of 3), then one 2-output tile of
-    F(2x2, 3x3) for a remainder of 1 or 2, which would waste half a 4-output tile or more."""
-    fours, rest = size // 4 + (size % 4 == 3), size % 4 in (1, 2)
+    4-output tiles (the last one cropped for a remainder of 3), then one tile of F(m, 3) for a
+    remainder m of 1 or 2, which would waste half a 4-output tile or more.
+
+    A tile of F(3, 3) for a remainder of 3 would save multiplications (a 7-pixel axis in 11 points,
+    not 12) but made the 7x7 layers 1.6-1.9x slower (measured): its phases' transformed kernels
+    (points x in x out) come to 3.4x the size, and each phase has one tile per image."""
+    fours, rest = size // 4 + (size % 4 == 3), size % 4 if size % 4 in (1, 2) else 0
     axes = [_toom_cook.Axis(range(3), -pad, min(size, 4 * fours), 4)] if fours else []
     if rest:
         first = 4 * (size // 4)
-        axes.append(_toom_cook.Axis(range(3), first - pad, size - first, 2, first=first))
+        axes.append(_toom_cook.Axis(range(3), first - pad, rest, rest, first=first))
     return axes
 
 
@@ -84,7 +92,7 @@ def _multiplications(out_hw, large):
 
 def large_tiles(kernel_shape, out_hw):
     """Whether a convolution that takes Winograd (fits) takes F(4x4, 3x3) rather than F(2x2, 3x3)."""
-    return (min(kernel_shape[2:]) >= LARGE_TILE_CHANNELS
+    return (min(kernel_shape[2:]) >= LARGE_TILE_CHANNELS and min(out_hw) >= LARGE_TILE_MIN_SIZE
             and _multiplications(out_hw, True) <= LARGE_TILE_SHARE * _multiplications(out_hw, False))
 
 
@@ -256,10 +264,11 @@ class Backward:
 
 class LargeTiles:
     """F(4x4, 3x3) for one convolution: phases of fastdl/ops/_toom_cook.py, one for each pair of
-    _axis_tiles (4-output tiles, and 2-output ones along an edge with 1 or 2 outputs left over),
-    with the transforms, forward batches and backward steps that conv.py's other paths have. A
-    14x14 output takes 484 multiplications per channel pair this way, against 576 in 4x4 tiles
-    alone (covering 16x16) and 784 in 2x2 ones.
+    _axis_tiles (4-output tiles, and a 1- or 2-output one along an edge with 1 or 2 outputs left
+    over), with the transforms, forward batches and backward steps that conv.py's other paths
+    have. A 14x14 output takes 484 multiplications per channel pair this way, against 576 in 4x4
+    tiles alone (covering 16x16) and 784 in 2x2 ones; a 13x13 output 441 (484 with 2-output edge
+    tiles).
 
     The kernel's transforms and the kernel gradient are a GEMM each by the phases' G (x) G
     stacked (points x 9), on the (3, 3, in, out) layout as it is (the phases' own would transpose
