@@ -225,10 +225,15 @@ _context_threads = contextvars.ContextVar("fastdl_kernel_threads", default=None)
 
 def get_num_threads():
     """Threads fastdl's kernels use (Numba, OpenMP) and the cap it puts on BLAS."""
-    global _num_threads
+    process_threads = _process_threads()  # first, so that FASTDL_NUM_THREADS caps BLAS inside kernel_threads too
     threads = _context_threads.get()
-    if threads is not None:
-        return threads
+    return process_threads if threads is None else threads
+
+
+def _process_threads():
+    """set_num_threads' count, else FASTDL_NUM_THREADS (read once, when it also caps BLAS), else the
+    CPUs this process may use."""
+    global _num_threads
     if _num_threads is None:
         _num_threads = config.env_num_threads()
         if config.num_threads_from_env():

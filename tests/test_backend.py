@@ -250,6 +250,24 @@ def test_fastdl_num_threads_env(tmp_path):
     assert "FASTDL_NUM_THREADS must be a positive integer, got 'zero'" in result.stderr
 
 
+def test_fastdl_num_threads_env_caps_blas_when_a_model_of_dense_layers_trains_first(tmp_path):
+    """A model of Dense layers trains inside kernel_threads(1), which answers get_num_threads before
+    the environment is read: FASTDL_NUM_THREADS must still cap BLAS, which threads its GEMMs."""
+    result = _run_python(
+        """
+        import numpy as np
+        from threadpoolctl import threadpool_info
+        from fastdl import nn
+
+        model = nn.Sequential([nn.Input((4,)), nn.Dense(3)], seed=0)
+        model.compile(nn.SGD(0.1), "mse")
+        model.train_on_batch(np.ones((2, 4), np.float32), np.ones((2, 3), np.float32))
+        print(sorted({pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}))
+        """, tmp_path, FASTDL_NUM_THREADS="1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[1]"
+
+
 def test_import_compiles_nothing(tmp_path):
     result = _run_python(
         """
