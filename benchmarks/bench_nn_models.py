@@ -198,10 +198,8 @@ def _multihead_loss(net, outputs, y):
             + 0.01 * net.hour_in.weight.square().sum())
 
 
-def _run_torch(benchmark, kind, name_contender, n_threads, big):
-    if torch is None:
-        pytest.skip(TORCH_MISSING)
-    torch.set_num_threads(n_threads)
+def _torch_step(kind):
+    """(one training step of kind's PyTorch twin on _data's batch in NCHW, its parameter count)."""
     x_np, y_np = _data(kind)
     x = torch.from_numpy(x_np).permute(0, 3, 1, 2).contiguous()  # NCHW
     y = {key: torch.from_numpy(value) for key, value in y_np.items()} if isinstance(y_np, dict) \
@@ -213,7 +211,6 @@ def _run_torch(benchmark, kind, name_contender, n_threads, big):
             return _multihead_loss(net, outputs, targets)
     else:
         loss_fn = torch.nn.functional.mse_loss if kind == "clock" else torch.nn.functional.cross_entropy
-    assert _n_params(net) == _fastdl_model(kind, None).count_params(), kind
 
     def step():
         optimizer.zero_grad(set_to_none=True)
@@ -221,6 +218,15 @@ def _run_torch(benchmark, kind, name_contender, n_threads, big):
         loss.backward()
         optimizer.step()
 
+    return step, _n_params(net)
+
+
+def _run_torch(benchmark, kind, name_contender, n_threads, big):
+    if torch is None:
+        pytest.skip(TORCH_MISSING)
+    torch.set_num_threads(n_threads)
+    step, n_params = _torch_step(kind)
+    assert n_params == _fastdl_model(kind, None).count_params(), kind
     step()  # untimed warm-up
     if big:
         benchmark.pedantic(step, rounds=ROUNDS, iterations=STEPS, warmup_rounds=0)

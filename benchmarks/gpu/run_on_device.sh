@@ -14,7 +14,8 @@
 # CPU16=1 also runs the CPU comparisons on the machine's cores (16 on the GPU machines): the course
 # MLP's and CNN's train steps against PyTorch's, kNN on the course digits (from $FASTDL_DATA, default
 # .data/leiden-digits, carried) against faiss and scikit-learn, and the serial part of each training
-# step (benchmarks/serial_sections.py); fastdl and the peers in separate processes (benchmarks/README.md).
+# step (benchmarks/serial_sections.py) and how each step and each of fastdl's layers scales from 1 to
+# 16 threads (benchmarks/scaling.py); fastdl and the peers in separate processes (benchmarks/README.md).
 set -euo pipefail
 
 # The repository root, whatever the caller's directory.
@@ -85,6 +86,7 @@ fi
 # The CPU on its own: serial sections that cost little on 2 cores dominate on 16.
 if [ "${CPU16:-0}" = 1 ]; then
     "$PYTHON" benchmarks/serial_sections.py --threads "$(nproc)" 2>&1 | log cpu-serial-sections || status=$?
+    "$PYTHON" benchmarks/scaling.py --threads "1,2,4,8,$(nproc)" --models mlp,cnn 2>&1 | log cpu-scaling || status=$?
     # fastdl's contenders and the peers in separate processes, each with the OpenMP runtime as it
     # alone loads it (benchmarks/README.md), then one report of both.
     CPU_BENCH=(benchmarks/bench_nn_models.py benchmarks/bench_knn.py --benchmark-columns=min,median,mean,rounds)
