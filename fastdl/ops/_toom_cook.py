@@ -14,6 +14,7 @@ sub-image; fastdl/ops/_winograd.py makes a 3x3 stride-1 convolution one phase of
 """
 
 import functools
+import itertools
 import math
 from fractions import Fraction
 
@@ -164,6 +165,8 @@ class Plan:
         self._per_image = max(p.points * p.tiles_per_image for p in self.phases) * (in_channels + filters)
         self.batch = max(1, BATCH_BYTES // (self._per_image * np.dtype(dtype).itemsize))
         self.work = sum(p.points * p.tiles_per_image for p in self.phases) * in_channels * filters
+        ends = list(itertools.accumulate(phase.points for phase in self.phases))
+        self._phase_bounds = list(zip([0] + ends[:-1], ends))
         self.dtype = np.dtype(dtype)
 
     def _by_input_channels(self, func):
@@ -216,8 +219,7 @@ class Plan:
 
     def by_phase(self, flat):
         """flat (points over all phases, in, filters) cut into each phase's (points, in, filters)."""
-        bounds = np.cumsum([0] + [phase.points for phase in self.phases])
-        return [flat[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
+        return [flat[start:stop] for start, stop in self._phase_bounds]
 
     @property
     def partial_shape(self):
