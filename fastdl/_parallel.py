@@ -6,10 +6,10 @@ together on 2 cores). Instead each of our threads takes a contiguous range of ro
 single-threaded and the kernel serially on it, so every core does one thing at a time.
 """
 
-import concurrent.futures
 import contextlib
 import math
 import operator
+import os
 import sys
 import threading
 
@@ -25,23 +25,81 @@ ELEMENTWISE_WORK = 8
 
 _lock = threading.Lock()
 _scratch = threading.local()
-_pool = None
-_pool_size = 0
 _controller = None
 _controller_modules = 0
 _blas_users = 0
 _blas_limits = None
 
 
-def _get_pool(n_threads):
-    global _pool, _pool_size
-    with _lock:
-        if _pool is None or _pool_size < n_threads:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
-            _pool = concurrent.futures.ThreadPoolExecutor(n_threads, thread_name_prefix="fastdl")
-            _pool_size = n_threads
-        return _pool
+class _Team:
+    """fastdl's worker threads: worker i waits on a lock of its own, runs its task when the lock
+    is released, then releases a second one.
+
+    Plain locks, whose waits are C calls that let go of the GIL. A ThreadPoolExecutor's futures,
+    conditions and semaphores are Python code holding the GIL, and on 16 threads its 15 workers
+    took it in turn at every parallel region (a fifth of a course-CNN step's GIL-held time).
+    """
+
+    _RETIRE = object()
+
+    def __init__(self, size):
+        self.size = size
+        self._start = [threading.Lock() for _ in range(size)]
+        self._done = [threading.Lock() for _ in range(size)]
+        for lock in self._start + self._done:
+            lock.acquire()
+        self._tasks, self._errors = [None] * size, [None] * size
+        for i in range(size):
+            threading.Thread(target=self._work, args=(i,), name=f"fastdl-{i}", daemon=True).start()
+
+    def _work(self, i):
+        _region.active = True  # a region started from inside this one runs on this thread
+        while True:
+            self._start[i].acquire()
+            task = self._tasks[i]
+            if task is self._RETIRE:
+                return
+            try:
+                task()
+            except BaseException as exc:  # the caller re-raises it
+                self._errors[i] = exc
+            self._tasks[i] = None
+            self._done[i].release()
+
+    def run(self, tasks, own):
+        """tasks[i]() on worker i and own() on the calling thread; then the first error raised."""
+        for i, task in enumerate(tasks):
+            self._tasks[i] = task
+            self._start[i].release()
+        try:
+            own()
+        finally:
+            for i in range(len(tasks)):
+                self._done[i].acquire()
+        errors = [error for error in self._errors[: len(tasks)] if error is not None]
+        self._errors[: len(tasks)] = [None] * len(tasks)
+        if errors:
+            raise errors[0]
+
+    def retire(self):
+        for i in range(self.size):
+            self._tasks[i] = self._RETIRE
+            self._start[i].release()
+
+
+_team = None
+_team_lock = threading.Lock()  # held by the thread whose region the team runs
+_region = threading.local()  # .active: this thread is inside a parallel region
+
+
+def _forget_team():
+    """In a forked child: the team's threads are not there, and the lock may be held."""
+    global _team, _team_lock, _lock
+    _team, _team_lock, _lock = None, threading.Lock(), threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_team)
 
 
 @contextlib.contextmanager
@@ -117,19 +175,30 @@ def run_row_ranges(func, n_rows, n_threads, work_per_row, align=1):
     job); with one range BLAS keeps its own threads. Ranges start at multiples of `align`
     (see row_ranges).
     """
+    global _team
     ranges = row_ranges(n_rows, n_threads, work_per_row, align)
     if len(ranges) == 1:
         func(*ranges[0])
         return
-    pool = _get_pool(len(ranges) - 1)
-    with single_threaded_blas():
-        # The calling thread takes the first range itself instead of waiting for a worker to wake.
-        futures = [pool.submit(func, start, stop) for start, stop in ranges[1:]]
+    if getattr(_region, "active", False):  # inside a region: its threads are all busy
+        for start, stop in ranges:
+            func(start, stop)
+        return
+    with _team_lock, single_threaded_blas():  # another caller's region waits for this one
+        if _team is None or _team.size < len(ranges) - 1:
+            if _team is not None:
+                _team.retire()
+            _team = _Team(len(ranges) - 1)
+        _region.active = True
         try:
-            func(*ranges[0])
+            # The calling thread takes the first range itself instead of waiting for a worker to wake.
+            _team.run([_bind(func, start, stop) for start, stop in ranges[1:]], _bind(func, *ranges[0]))
         finally:
-            for future in futures:
-                future.result()
+            _region.active = False
+
+
+def _bind(func, start, stop):
+    return lambda: func(start, stop)
 
 
 def sum_in_order(partials):

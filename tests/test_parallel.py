@@ -60,3 +60,81 @@ def test_sum_in_order_is_the_same_bits_on_any_number_of_threads(rng, monkeypatch
     np.testing.assert_array_equal(total, expected)
     with pytest.raises(ValueError, match="C-contiguous"):
         _parallel.sum_in_order({0: partials[0].T, 5: partials[13].T})
+
+
+def _wide(monkeypatch, n_threads):
+    """Every range worth a thread, on n_threads of them."""
+    monkeypatch.setattr(_parallel, "MIN_WORK_PER_THREAD", 1)
+    fastdl.set_num_threads(n_threads)
+
+
+def test_every_range_runs_once_on_as_many_threads(monkeypatch):
+    import threading
+
+    for n_threads in (2, 5, 3):  # the team grows, then serves fewer ranges
+        _wide(monkeypatch, n_threads)
+        seen, threads = [], set()
+
+        def record(start, stop):
+            seen.append((start, stop))
+            threads.add(threading.get_ident())
+
+        _parallel.run_row_ranges(record, 10, n_threads, 1)
+        assert sorted(seen) == _parallel.row_ranges(10, n_threads, 1)
+        assert len(threads) == n_threads
+
+
+def test_an_error_in_a_worker_reaches_the_caller_and_the_threads_go_on(monkeypatch):
+    _wide(monkeypatch, 3)
+
+    def fail_late(start, stop):
+        if start:
+            raise ValueError(f"rows {start}..{stop}")
+
+    with pytest.raises(ValueError, match="rows"):
+        _parallel.run_row_ranges(fail_late, 9, 3, 1)
+    out = np.zeros(9)
+
+    def fill(start, stop):
+        out[start:stop] = 1
+
+    _parallel.run_row_ranges(fill, 9, 3, 1)
+    assert out.all()
+
+
+def test_a_region_inside_a_region_runs_on_its_thread(monkeypatch):
+    _wide(monkeypatch, 2)
+    out = np.zeros((4, 6))
+
+    def outer(start, stop):
+        for row in range(start, stop):
+            def inner(first, last, row=row):
+                out[row, first:last] = row + 1
+
+            _parallel.run_row_ranges(inner, 6, 2, 1)
+
+    _parallel.run_row_ranges(outer, 4, 2, 1)
+    np.testing.assert_array_equal(out, np.arange(1, 5)[:, None] * np.ones(6))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_runs_regions(monkeypatch):
+    """The child has none of the parent's threads: it starts its own."""
+    import os
+
+    _wide(monkeypatch, 2)
+    _parallel.run_row_ranges(lambda start, stop: None, 4, 2, 1)  # the parent's team exists
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 once a region ran, or be killed by the alarm
+        import signal
+
+        signal.alarm(20)
+        out = np.zeros(4)
+
+        def fill(start, stop):
+            out[start:stop] = 1
+
+        _parallel.run_row_ranges(fill, 4, 2, 1)
+        os._exit(0 if out.all() else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
