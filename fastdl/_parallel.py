@@ -74,8 +74,18 @@ class _Team:
         try:
             own()
         finally:
+            interrupt = None
             for i in range(len(tasks)):
-                self._done[i].acquire()
+                while True:
+                    try:
+                        self._done[i].acquire()
+                        break
+                    except KeyboardInterrupt as exc:
+                        # The worker still runs: wait for it, else its lock, released later,
+                        # would answer the next region's wait before that region's task ran.
+                        interrupt = exc
+            if interrupt is not None:
+                raise interrupt
         errors = [error for error in self._errors[: len(tasks)] if error is not None]
         self._errors[: len(tasks)] = [None] * len(tasks)
         if errors:

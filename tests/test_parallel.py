@@ -138,3 +138,45 @@ def test_a_forked_child_runs_regions(monkeypatch):
         os._exit(0 if out.all() else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_an_interrupted_wait_still_waits_for_the_workers(monkeypatch):
+    """Ctrl-C while the calling thread waits: the region's workers finish before it is raised, so
+    the next region waits for its own tasks, not for a lock the old ones released late."""
+    import threading
+    import time
+
+    _wide(monkeypatch, 2)
+    finished = threading.Event()
+
+    def slow_worker(start, stop):
+        if start:
+            time.sleep(0.2)
+            finished.set()
+
+    real_run = _parallel._Team.run
+    calls = []
+
+    def interrupted_run(self, tasks, own):
+        lock = self._done[0]
+
+        class Interrupting:  # the first wait is interrupted, as a signal would interrupt it
+            def acquire(self_):
+                if not calls:
+                    calls.append(1)
+                    raise KeyboardInterrupt
+                return lock.acquire()
+
+            def release(self_):
+                lock.release()
+
+        self._done[0] = Interrupting()
+        try:
+            return real_run(self, tasks, own)
+        finally:
+            self._done[0] = lock
+
+    monkeypatch.setattr(_parallel._Team, "run", interrupted_run)
+    with pytest.raises(KeyboardInterrupt):
+        _parallel.run_row_ranges(slow_worker, 4, 2, 1)
+    assert finished.is_set()
