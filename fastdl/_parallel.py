@@ -84,10 +84,10 @@ class _Team:
                         # The worker still runs: wait for it, else its lock, released later,
                         # would answer the next region's wait before that region's task ran.
                         interrupt = exc
+            errors = [error for error in self._errors[: len(tasks)] if error is not None]
+            self._errors[: len(tasks)] = [None] * len(tasks)  # also when own() raised
             if interrupt is not None:
                 raise interrupt
-        errors = [error for error in self._errors[: len(tasks)] if error is not None]
-        self._errors[: len(tasks)] = [None] * len(tasks)
         if errors:
             raise errors[0]
 

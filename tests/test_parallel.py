@@ -93,6 +93,12 @@ def test_an_error_in_a_worker_reaches_the_caller_and_the_threads_go_on(monkeypat
 
     with pytest.raises(ValueError, match="rows"):
         _parallel.run_row_ranges(fail_late, 9, 3, 1)
+
+    def fail_everywhere(start, stop):
+        raise KeyError(start)
+
+    with pytest.raises(KeyError, match="^0$"):  # the caller's own range's error; the workers' are dropped
+        _parallel.run_row_ranges(fail_everywhere, 9, 3, 1)
     out = np.zeros(9)
 
     def fill(start, stop):
