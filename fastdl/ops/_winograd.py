@@ -73,10 +73,11 @@ def _axis_tiles(size, pad):
     A tile of F(3, 3) for a remainder of 3 would save multiplications (a 7-pixel axis in 11 points,
     not 12) but made the 7x7 layers 1.6-1.9x slower (measured): its phases' transformed kernels
     (points x in x out) come to 3.4x the size, and each phase has one tile per image."""
-    fours, rest = size // 4 + (size % 4 == 3), size % 4 if size % 4 in (1, 2) else 0
+    rest = size % 4
+    fours = size // 4 + (rest == 3)
     axes = [_toom_cook.Axis(range(3), -pad, min(size, 4 * fours), 4)] if fours else []
-    if rest:
-        first = 4 * (size // 4)
+    if rest in (1, 2):
+        first = size - rest
         axes.append(_toom_cook.Axis(range(3), first - pad, rest, rest, first=first))
     return axes
 
@@ -236,7 +237,7 @@ class Backward:
             return
         n_tiles = (stop - start) * self.tiles_h * self.tiles_w
         # Big enough for the input gradient's tiles too (its output is the input's size).
-        dx_tiles = (stop - start) * np.prod(_tiles(*self.x.shape[1:3]))
+        dx_tiles = (stop - start) * math.prod(_tiles(*self.x.shape[1:3]))
         work = scratch("winograd tiles", 16 * max(n_tiles, dx_tiles) * (in_channels + out_channels), out.dtype)
         tiles = work[: 16 * n_tiles * in_channels].reshape(16, n_tiles, in_channels)
         dtiles = work[16 * n_tiles * in_channels : 16 * n_tiles * (in_channels + out_channels)].reshape(
