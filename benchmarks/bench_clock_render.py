@@ -32,7 +32,7 @@ def bench_render_fastdl(benchmark, backend, require_fastdl_backend, name_contend
     require_fastdl_backend("clock", backend)
     render_clocks(8, backend=backend)  # compiles (or loads the cache) before timing
     benchmark.pedantic(render_clocks, args=(N_SMALL,), kwargs={"backend": backend}, rounds=20, iterations=1)
-    name_contender(GROUP, f"fastdl[{backend}]", _rate(benchmark, N_SMALL))
+    name_contender(GROUP, f"fastdl[{backend}]", _rate(N_SMALL))
 
 
 @pytest.mark.big
@@ -41,12 +41,12 @@ def bench_render_course_set(benchmark, backend, require_fastdl_backend, name_con
     require_fastdl_backend("clock", backend)
     render_clocks(8, backend=backend)
     benchmark.pedantic(render_clocks, args=(N_COURSE,), kwargs={"backend": backend}, rounds=3, iterations=1)
-    name_contender(COURSE_GROUP, f"fastdl[{backend}]", _rate(benchmark, N_COURSE))
+    name_contender(COURSE_GROUP, f"fastdl[{backend}]", _rate(N_COURSE))
 
 
 def bench_render_numpy(benchmark, name_contender):
     benchmark.pedantic(render_clocks, args=(N_SMALL,), kwargs={"backend": "numpy"}, rounds=2, iterations=1)
-    name_contender(GROUP, "numpy (same design, vectorised per image)", _rate(benchmark, N_SMALL))
+    name_contender(GROUP, "numpy (same design, vectorised per image)", _rate(N_SMALL))
 
 
 def bench_render_matplotlib(benchmark, name_contender):
@@ -54,11 +54,12 @@ def bench_render_matplotlib(benchmark, name_contender):
     images = matplotlib_clocks(params[:2])
     assert images.shape == (2, SIZE, SIZE) and images.std() > 10  # it draws something
     benchmark.pedantic(matplotlib_clocks, args=(params,), rounds=2, iterations=1)
-    name_contender(GROUP, "matplotlib (patches + text, Agg)", _rate(benchmark, N_SMALL))
+    name_contender(GROUP, "matplotlib (patches + text, Agg)", _rate(N_SMALL))
 
 
-def _rate(benchmark, n):
-    return f"{n / benchmark.stats.stats.mean:,.0f} images/s"
+def _rate(n):
+    """The note: images/s from the mean time."""
+    return lambda stats: f"{n / stats.mean:,.0f} images/s"
 
 
 def matplotlib_clocks(params):

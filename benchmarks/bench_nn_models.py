@@ -116,7 +116,7 @@ def _run_fastdl(benchmark, kind, backend, require_fastdl_backend, name_contender
         benchmark.pedantic(step, rounds=ROUNDS, iterations=STEPS, warmup_rounds=0)
     else:
         benchmark(step)
-    name_contender(GROUPS[kind], f"fastdl[{backend}]", _rate_note(benchmark, kind))
+    name_contender(GROUPS[kind], f"fastdl[{backend}]", _rate_note(kind))
 
 
 # PyTorch ---------------------------------------------------------------------------------------
@@ -232,12 +232,11 @@ def _run_torch(benchmark, kind, name_contender, n_threads, big):
         benchmark.pedantic(step, rounds=ROUNDS, iterations=STEPS, warmup_rounds=0)
     else:
         benchmark(step)
-    name_contender(GROUPS[kind], "torch (NCHW)", _rate_note(benchmark, kind))
+    name_contender(GROUPS[kind], "torch (NCHW)", _rate_note(kind))
 
 
-def _rate_note(benchmark, kind):
-    stats = benchmark.stats.stats
-    return f"{BATCH[kind] / stats.mean:,.0f} images/s (best step {BATCH[kind] / stats.min:,.0f})"
+def _rate_note(kind):
+    return lambda stats: f"{BATCH[kind] / stats.mean:,.0f} images/s (best step {BATCH[kind] / stats.min:,.0f})"
 
 
 # The benchmarks --------------------------------------------------------------------------------
@@ -373,8 +372,7 @@ def _torch_generative_step(kind):
     return n_params, step
 
 
-def _generative_note(benchmark):
-    stats = benchmark.stats.stats
+def _generative_note(stats):
     return f"{GENERATIVE_BATCH / stats.mean:,.0f} images/s (best step {GENERATIVE_BATCH / stats.min:,.0f})"
 
 
@@ -389,7 +387,7 @@ def bench_generative_fastdl(benchmark, kind, backend, require_fastdl_backend, na
     if torch is not None:
         assert n_params == _torch_generative_step(kind)[0], kind
     benchmark.pedantic(step, rounds=ROUNDS, iterations=STEPS, warmup_rounds=0)
-    name_contender(GENERATIVE_GROUPS[kind], f"fastdl[{backend}]", _generative_note(benchmark))
+    name_contender(GENERATIVE_GROUPS[kind], f"fastdl[{backend}]", _generative_note)
 
 
 @pytest.mark.big
@@ -401,4 +399,4 @@ def bench_generative_torch(benchmark, kind, name_contender, n_threads):
     _, step = _torch_generative_step(kind)
     step()  # untimed warm-up
     benchmark.pedantic(step, rounds=ROUNDS, iterations=STEPS, warmup_rounds=0)
-    name_contender(GENERATIVE_GROUPS[kind], "torch (NCHW)", _generative_note(benchmark))
+    name_contender(GENERATIVE_GROUPS[kind], "torch (NCHW)", _generative_note)

@@ -188,14 +188,27 @@ def leiden_digits():
     return data
 
 
+def timing(benchmark):
+    """The benchmark's timing stats (.mean, .min, .rounds), or None where nothing was timed."""
+    stats = getattr(getattr(benchmark, "stats", None), "stats", None)
+    return stats if stats is not None and stats.rounds else None
+
+
 @pytest.fixture
 def name_contender(benchmark):
-    """name_contender(group, contender, note=""): file this benchmark under a comparison group."""
+    """name_contender(group, contender, note=""): file this benchmark under a comparison group.
+
+    A note that reads the timing (a rate, a time per step) is a function of pytest-benchmark's stats
+    (.mean, .min, ...): under --benchmark-disable nothing is timed and it is left out.
+    """
 
     def name(group, contender, note=""):
         benchmark.group = group
         benchmark.extra_info["group"] = group  # for ratios.py, which reads the JSON of several runs
         benchmark.extra_info["contender"] = contender
+        if callable(note):
+            stats = timing(benchmark)
+            note = note(stats) if stats is not None else ""
         if note:
             benchmark.extra_info["note"] = note
 
@@ -209,9 +222,8 @@ def name_contender(benchmark):
 def pytest_runtest_call(item):
     yield
     benchmark = (getattr(item, "funcargs", None) or {}).get("benchmark")
-    metadata = getattr(benchmark, "stats", None)
-    stats = getattr(metadata, "stats", None)
-    if stats is None or not stats.rounds:
+    stats = timing(benchmark)
+    if stats is None:
         return
     extra = benchmark.extra_info
     _results.append((

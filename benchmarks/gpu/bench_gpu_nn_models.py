@@ -40,9 +40,8 @@ EPOCH_IMAGES = 55_000
 KINDS = ["mlp", "cnn", "clock"]
 
 
-def _rate(benchmark, images):
-    stats = benchmark.stats.stats
-    return f"{images / stats.mean:,.0f} images/s (best {images / stats.min:,.0f}); mean {stats.mean * 1e6:,.0f} us"
+def _rate(images):
+    return lambda stats: f"{images / stats.mean:,.0f} images/s (best {images / stats.min:,.0f}); mean {stats.mean * 1e6:,.0f} us"
 
 
 def _fastdl_step(kind):
@@ -75,7 +74,7 @@ def bench_fastdl_cuda(benchmark, kind, name_contender):
     assert model.count_params() == _n_params(_torch_model(kind)), kind
     benchmark.pedantic(step, rounds=20 if kind == "mlp" else 5, iterations=10 if kind == "mlp" else 2,
                        warmup_rounds=1)
-    name_contender(GROUPS[kind], "fastdl[cuda]", _rate(benchmark, BATCH[kind]))
+    name_contender(GROUPS[kind], "fastdl[cuda]", _rate(BATCH[kind]))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -91,7 +90,7 @@ def bench_torch_eager(benchmark, kind, name_contender):
     step()
     benchmark.pedantic(synced(step, torch_sync), rounds=20 if kind == "mlp" else 5,
                        iterations=10 if kind == "mlp" else 2, warmup_rounds=1)
-    name_contender(GROUPS[kind], "torch CUDA eager (NCHW)", _rate(benchmark, BATCH[kind]))
+    name_contender(GROUPS[kind], "torch CUDA eager (NCHW)", _rate(BATCH[kind]))
 
 
 def bench_torch_cuda_graph_mlp(benchmark, name_contender):
@@ -111,7 +110,7 @@ def bench_torch_cuda_graph_mlp(benchmark, name_contender):
         loss_fn(net(x), y).backward()
         optimizer.step()
     benchmark.pedantic(synced(graph.replay, torch_sync), rounds=20, iterations=10, warmup_rounds=1)
-    name_contender(GROUPS["mlp"], "torch CUDA graph replay", _rate(benchmark, BATCH["mlp"]))
+    name_contender(GROUPS["mlp"], "torch CUDA graph replay", _rate(BATCH["mlp"]))
 
 
 def _epoch_data():
@@ -131,7 +130,7 @@ def bench_fastdl_cuda_epoch(benchmark, name_contender):
         cuda.synchronize()
 
     benchmark.pedantic(epoch, rounds=3, iterations=1, warmup_rounds=0)
-    name_contender(EPOCH_GROUP, "fastdl[cuda] fit", _rate(benchmark, EPOCH_IMAGES))
+    name_contender(EPOCH_GROUP, "fastdl[cuda] fit", _rate(EPOCH_IMAGES))
 
 
 def bench_torch_epoch(benchmark, name_contender):
@@ -152,4 +151,4 @@ def bench_torch_epoch(benchmark, name_contender):
 
     epoch()
     benchmark.pedantic(synced(epoch, torch_sync), rounds=3, iterations=1, warmup_rounds=0)
-    name_contender(EPOCH_GROUP, "torch CUDA eager loop, data on the device", _rate(benchmark, EPOCH_IMAGES))
+    name_contender(EPOCH_GROUP, "torch CUDA eager loop, data on the device", _rate(EPOCH_IMAGES))
