@@ -10,6 +10,8 @@ from numba import prange
 from ._jit import compile_kernel, launch
 
 _helper = numba.njit(nogil=True, cache=True)
+# Inlined into the caller's Numba IR, where LLVM may leave a small helper a call inside a hot loop.
+_inlined = numba.njit(nogil=True, cache=True, inline="always")
 FEATURE_BLOCK = 16  # features per task in class_sums: 128 bytes of each float64 output row
 LANES = 8  # float64 partial sums of an exact distance (one AVX-512 vector)
 SCAN_BLOCK = 32  # kNN rows tested together for any candidate
@@ -35,7 +37,7 @@ def _sift_down(keys, index, size, pos):
             return
 
 
-@_helper
+@_inlined
 def _push(keys, index, size, key, idx):
     """Offer (key, idx) to a max-heap holding the `len(keys)` smallest pairs; returns the new size."""
     capacity = keys.shape[0]
@@ -70,33 +72,49 @@ def _heap_out(keys, index, exact_scale, out_dist, out_idx):
         _sift_down(keys, index, last, 0)
 
 
-@_helper
+@_inlined
 def _scaled_sq_distance(a, b, scale, lane):
     """|(a - b) * scale|^2 in float64; scaling by a power of two is exact.
 
-    Feature f adds into lane[f % LANES] (lane: LANES float64 scratch) and the lanes are summed
-    pairwise, a fixed order that vectorises.
+    Feature f adds into lane f % LANES and the lanes are summed pairwise, a fixed order that
+    vectorises. The lanes are eight locals (kept in registers; an array's would go to memory at
+    every add) and `lane`, LANES float64 of scratch, takes the features past the last full eight.
     """
     n_features = a.shape[0]
-    lane[:] = 0.0
     full = n_features - n_features % LANES
-    if scale < 1.0:  # large values: scale first so that a - b cannot overflow
-        for f in range(0, full, LANES):
-            for t in range(LANES):
-                diff = np.float64(a[f + t]) * scale - np.float64(b[f + t]) * scale
-                lane[t] += diff * diff
-        for f in range(full, n_features):
-            diff = np.float64(a[f]) * scale - np.float64(b[f]) * scale
-            lane[f - full] += diff * diff
-    else:  # small values: subtract first, then lift the difference out of the subnormal range
-        for f in range(0, full, LANES):
-            for t in range(LANES):
-                diff = (np.float64(a[f + t]) - np.float64(b[f + t])) * scale
-                lane[t] += diff * diff
-        for f in range(full, n_features):
-            diff = (np.float64(a[f]) - np.float64(b[f])) * scale
-            lane[f - full] += diff * diff
+    l0 = l1 = l2 = l3 = l4 = l5 = l6 = l7 = 0.0
+    large = scale < 1.0  # large values: scale first so that a - b cannot overflow
+    for f in range(0, full, LANES):
+        d0 = _scaled_difference(a[f], b[f], scale, large)
+        d1 = _scaled_difference(a[f + 1], b[f + 1], scale, large)
+        d2 = _scaled_difference(a[f + 2], b[f + 2], scale, large)
+        d3 = _scaled_difference(a[f + 3], b[f + 3], scale, large)
+        d4 = _scaled_difference(a[f + 4], b[f + 4], scale, large)
+        d5 = _scaled_difference(a[f + 5], b[f + 5], scale, large)
+        d6 = _scaled_difference(a[f + 6], b[f + 6], scale, large)
+        d7 = _scaled_difference(a[f + 7], b[f + 7], scale, large)
+        l0 += d0 * d0
+        l1 += d1 * d1
+        l2 += d2 * d2
+        l3 += d3 * d3
+        l4 += d4 * d4
+        l5 += d5 * d5
+        l6 += d6 * d6
+        l7 += d7 * d7
+    lane[0], lane[1], lane[2], lane[3], lane[4], lane[5], lane[6], lane[7] = l0, l1, l2, l3, l4, l5, l6, l7
+    for f in range(full, n_features):
+        diff = _scaled_difference(a[f], b[f], scale, large)
+        lane[f - full] += diff * diff
     return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]))
+
+
+@_inlined
+def _scaled_difference(x, y, scale, large):
+    """(x - y) * scale in float64: scaled first when `large` (no overflow), else subtracted first
+    (the difference lifted out of the subnormal range)."""
+    if large:
+        return np.float64(x) * scale - np.float64(y) * scale
+    return (np.float64(x) - np.float64(y)) * scale
 
 
 @_helper
@@ -108,15 +126,37 @@ def _round_up(value, like):
     return rounded
 
 
-@_helper
-def _block_terms(gram_row, ref_terms, terms, start, stop):
-    """terms[j] = ref_terms[j] - 2 gram_row[j] for j in start..stop-1; returns their minimum."""
-    low = terms.dtype.type(np.inf)
+@_inlined
+def _fill_terms(gram_row, ref_terms, terms, start, stop):
+    """terms[j] = ref_terms[j] - 2 gram_row[j] for j in start..stop-1."""
     for j in range(start, stop):
-        term = ref_terms[j] - (gram_row[j] + gram_row[j])
-        terms[j] = term
-        low = min(low, term)
-    return low
+        terms[j] = ref_terms[j] - (gram_row[j] + gram_row[j])
+
+
+@_inlined
+def _any_within(blocks, b, limit, strict):
+    """Whether row b of blocks holds a value below limit (at most limit unless strict).
+
+    A count of comparisons over a row of a 2-D view of the terms, (blocks, SCAN_BLOCK): that form
+    vectorises (measured 4x faster than the same test over a 1-D range of the terms, or than
+    their minimum, on an AVX-512 CPU).
+    """
+    count = np.int32(0)
+    if strict:
+        for t in range(blocks.shape[1]):
+            count += np.int32(blocks[b, t] < limit)
+    else:
+        for t in range(blocks.shape[1]):
+            count += np.int32(blocks[b, t] <= limit)
+    return count > 0
+
+
+@_inlined
+def _blocks_of(terms):
+    """terms' full blocks of SCAN_BLOCK as a 2-D view (see _any_within) and the count of all
+    blocks, the partial last one included."""
+    n_full = terms.shape[0] // SCAN_BLOCK
+    return terms[: n_full * SCAN_BLOCK].reshape(n_full, SCAN_BLOCK), -(-terms.shape[0] // SCAN_BLOCK)
 
 
 @_helper
@@ -135,10 +175,11 @@ def _knn_row(gram_row, ref_terms, slack, query, X_ref, exact_scale, out_dist, ou
     kth = np.inf
     reach = np.inf
     limit = terms.dtype.type(np.inf)  # reach rounded up to terms' type
-    for block_start in range(0, m, SCAN_BLOCK):
-        block_end = min(m, block_start + SCAN_BLOCK)
-        low = _block_terms(gram_row, ref_terms, terms, block_start, block_end)
-        if low > limit:
+    _fill_terms(gram_row, ref_terms, terms, 0, m)
+    blocks, n_blocks = _blocks_of(terms)
+    for b in range(n_blocks):
+        block_start, block_end = b * SCAN_BLOCK, min(m, (b + 1) * SCAN_BLOCK)
+        if b < blocks.shape[0] and not _any_within(blocks, b, limit, False):
             continue
         for j in range(block_start, block_end):
             if terms[j] <= limit:
@@ -200,7 +241,7 @@ def knn_from_gram(gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X
 
 @_helper
 def _knn_bounded_row(gram_row, ref_terms, limit_of, query, X_ref, exact_scale, out_dist, out_idx, terms, keys,
-                     index, first, lane):
+                     index, first, candidates, lane):
     """One query row of knn_from_bounds; returns how many rows it ranked exactly.
 
     terms[j] = ref_terms[j] - 2 gram_row[j] is row j's projected squared distance less the query's
@@ -209,14 +250,14 @@ def _knn_bounded_row(gram_row, ref_terms, limit_of, query, X_ref, exact_scale, o
     """
     m = gram_row.shape[0]
     k = out_idx.shape[0]
-    sigma, shift, slack, base = limit_of[0], limit_of[1], limit_of[2], limit_of[3]
     # Pass 1: the k smallest terms (any k rows give an upper bound on the k-th exact distance).
+    _fill_terms(gram_row, ref_terms, terms, 0, m)
+    blocks, n_blocks = _blocks_of(terms)
     size = 0
     kth = terms.dtype.type(np.inf)
-    for block_start in range(0, m, SCAN_BLOCK):
-        block_end = min(m, block_start + SCAN_BLOCK)
-        low = _block_terms(gram_row, ref_terms, terms, block_start, block_end)
-        if size == k and low >= kth:
+    for b in range(n_blocks):
+        block_start, block_end = b * SCAN_BLOCK, min(m, (b + 1) * SCAN_BLOCK)
+        if size == k and b < blocks.shape[0] and not _any_within(blocks, b, kth, True):
             continue
         for j in range(block_start, block_end):
             if size < k or terms[j] < kth:
@@ -231,25 +272,37 @@ def _knn_bounded_row(gram_row, ref_terms, limit_of, query, X_ref, exact_scale, o
         terms[j] = np.inf
         size = _push(keys, index, size, _scaled_sq_distance(query, X_ref[j], exact_scale, lane), j)
     n_ranked = k
-    # Pass 2: rank every row whose term can still reach the k-th exact distance, which only shrinks.
+    # Pass 2: the rows whose term is within the limit of that k-th exact distance...
     kth_exact = keys[0]
-    limit = _round_up((sigma * np.sqrt(kth_exact) + shift) ** 2 + slack - base, terms)
-    for block_start in range(0, m, SCAN_BLOCK):
-        block_end = min(m, block_start + SCAN_BLOCK)
-        low = terms.dtype.type(np.inf)
-        for j in range(block_start, block_end):
-            low = min(low, terms[j])
-        if low > limit:
+    limit = _bound_limit(kth_exact, limit_of, terms)
+    n_candidates = 0
+    for b in range(n_blocks):
+        block_start, block_end = b * SCAN_BLOCK, min(m, (b + 1) * SCAN_BLOCK)
+        if b < blocks.shape[0] and not _any_within(blocks, b, limit, False):
             continue
-        for j in range(block_start, block_end):
-            if terms[j] <= limit:
-                n_ranked += 1
-                size = _push(keys, index, size, _scaled_sq_distance(query, X_ref[j], exact_scale, lane), j)
-                if keys[0] < kth_exact:
-                    kth_exact = keys[0]
-                    limit = _round_up((sigma * np.sqrt(kth_exact) + shift) ** 2 + slack - base, terms)
+        for j in range(block_start, block_end):  # branch-free: written always, kept when within
+            candidates[n_candidates] = j
+            n_candidates += terms[j] <= limit
+    # ... ranked exactly. The k-th exact distance and so the limit only shrink: rows beyond it by
+    # then are skipped.
+    for c in range(n_candidates):
+        j = candidates[c]
+        if terms[j] > limit:
+            continue
+        n_ranked += 1
+        size = _push(keys, index, size, _scaled_sq_distance(query, X_ref[j], exact_scale, lane), j)
+        if keys[0] < kth_exact:
+            kth_exact = keys[0]
+            limit = _bound_limit(kth_exact, limit_of, terms)
     _heap_out(keys, index, exact_scale, out_dist, out_idx)
     return n_ranked
+
+
+@_helper
+def _bound_limit(kth_exact, limit_of, terms):
+    """The largest term (in terms' type) a row within squared distance kth_exact can have."""
+    reach = limit_of[0] * np.sqrt(kth_exact) + limit_of[1]
+    return _round_up(reach * reach + limit_of[2] - limit_of[3], terms)
 
 
 def _knn_from_bounds(gram, sq_norms_r, limits, X_query, X_ref, exact_scale, out_dist, out_idx):
@@ -262,10 +315,11 @@ def _knn_from_bounds(gram, sq_norms_r, limits, X_query, X_ref, exact_scale, out_
         keys = np.empty(k)
         index = np.empty(k, np.int64)
         first = np.empty(k, np.int64)
+        candidates = np.empty(m, np.int64)
         lane = np.empty(LANES)
         for i in range(task * ROW_TASK, min(n, (task + 1) * ROW_TASK)):
             n_ranked += _knn_bounded_row(gram[i], ref_terms, limits[i], X_query[i], X_ref, exact_scale,
-                                         out_dist[i], out_idx[i], terms, keys, index, first, lane)
+                                         out_dist[i], out_idx[i], terms, keys, index, first, candidates, lane)
     return n_ranked
 
 
