@@ -164,9 +164,28 @@ def fits(nbytes):
     return nbytes <= free
 
 
-# Reshaped views of device arrays, made once per (array, shape): numba makes a view in Python, some
-# 10 us of host time, and a training step of a convolutional model asks for about a hundred. An
-# entry goes when its array does (the views would keep the array's memory alive).
+def per_array(cache, array, make):
+    """make(array), worked out once per live array object: cache maps id(array) to (a weak reference,
+    the value), and an entry goes when its array does (a value that holds the array, a view, would
+    keep its memory alive). An array type without weak references gets make(array) every time.
+
+    For what a training step asks of the same buffers again and again, where numba answers in Python
+    (a reshaped view: some 10 us; a GEMM's pointers and strides from __cuda_array_interface__)."""
+    key = id(array)
+    entry = cache.get(key)
+    if entry is not None and entry[0]() is array:
+        return entry[1]
+    value = make(array)
+    try:
+        reference = weakref.ref(array, lambda _, key=key: cache.pop(key, None))
+    except TypeError:
+        return value
+    cache[key] = (reference, value)
+    return value
+
+
+# Reshaped views of device arrays, kept per (array, shape): a training step of a convolutional model
+# asks for about a hundred.
 _VIEWS = {}
 
 
@@ -174,15 +193,7 @@ def reshaped(array, shape):
     """array.reshape(shape) for a device array, the view kept for the next call; a NumPy array's own."""
     if not is_device(array):
         return array.reshape(shape)
-    entry = _VIEWS.get(id(array))
-    if entry is None or entry[0]() is not array:
-        key = id(array)
-        try:
-            entry = (weakref.ref(array, lambda _, key=key: _VIEWS.pop(key, None)), {})
-        except TypeError:  # an array type without weak references: no cache
-            return array.reshape(shape)
-        _VIEWS[key] = entry
-    views = entry[1]
+    views = per_array(_VIEWS, array, lambda _: {})
     if shape not in views:
         views[shape] = array.reshape(shape)
     return views[shape]

@@ -151,3 +151,35 @@ def test_cublas_call_declines_what_it_cannot_take():
     flags = (False, False, False)
     assert not cublas(_HostAsDevice(wide[:3, ::2]), _HostAsDevice(wide[:4, :3]), _HostAsDevice(out), *flags)
     assert not cublas(_HostAsDevice(wide[:3, :0]), _HostAsDevice(wide[:0, :3]), _HostAsDevice(out), *flags)
+
+
+def test_cublas_reads_each_arrays_layout_once():
+    """A layer's buffers come back every step: their pointers and strides are read once per array
+    (numba builds __cuda_array_interface__ in Python), and forgotten with the array."""
+    from types import SimpleNamespace
+
+    from fastdl.kernels.gpu import _gemm
+
+    reads = []
+
+    class Counted(_HostAsDevice):
+        @property
+        def __cuda_array_interface__(self):
+            reads.append(self)
+            return _HostAsDevice.__cuda_array_interface__.fget(self)
+
+    rng = np.random.default_rng(5)
+    a, b = Counted(rng.standard_normal((4, 3))), Counted(rng.standard_normal((3, 2)))
+    out = Counted(np.zeros((4, 2)))
+    fake_cupy = SimpleNamespace(cuda=SimpleNamespace(device=SimpleNamespace(get_cublas_handle=lambda: 7)))
+    cublas = _gemm._Cublas(fake_cupy, _ColumnMajorBlas())
+    for _ in range(3):
+        assert cublas(a, b, out, False, False, False)
+    assert len(reads) == 3
+    np.testing.assert_allclose(out.array, a.array @ b.array)
+    other = Counted(np.zeros((4, 2)))
+    assert cublas(a, b, other, False, False, True)
+    assert len(reads) == 4 and len(cublas.layouts) == 4
+    np.testing.assert_allclose(other.array, a.array @ b.array)
+    del other, reads[:]
+    assert len(cublas.layouts) == 3

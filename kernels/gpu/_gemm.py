@@ -22,6 +22,8 @@ import numba
 import numpy as np
 from numba import cuda
 
+from fastdl._device import per_array
+
 # Threads per block side and shared tile side; the simulator runs a thread as Python, so there
 # a small tile keeps tiny test products quick.
 TILE = 4 if numba.config.ENABLE_CUDASIM else 16
@@ -115,6 +117,9 @@ class _Cublas:
         self.cupy, self.cublas = cupy, cublas
         self.checked = set()
         self.scalars = {}  # host alpha and beta values, kept alive for their pointers
+        # Each array's layout, worked out once: a layer's buffers come back every step, and numba
+        # builds __cuda_array_interface__ in Python each time it is read.
+        self.layouts = {}
 
     def _scalar(self, value, dtype):
         key = (value, dtype)
@@ -138,7 +143,7 @@ class _Cublas:
         """Whether it ran the product (False: a layout cuBLAS cannot take here)."""
         dtype = np.dtype(out.dtype)
         k = a.shape[0] if transpose_a else a.shape[1]
-        layouts = [self._layout(x) for x in (a, b, out)]
+        layouts = [per_array(self.layouts, x, self._layout) for x in (a, b, out)]
         if k == 0 or None in layouts or dtype not in (np.float32, np.float64):
             return False
         (a_ptr, lda), (b_ptr, ldb), (out_ptr, ldo) = layouts
