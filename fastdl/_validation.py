@@ -4,6 +4,9 @@ import numbers
 
 import numpy as np
 
+# Up to this many values a BLAS dot runs on one thread by itself (OpenBLAS' threshold).
+_SERIAL_DOT_MAX = 10_000
+
 
 def compute_dtype(*arrays):
     """float32 when every input is float32, float64 otherwise."""
@@ -41,12 +44,31 @@ def all_finite(array):
     Its dot product with itself is finite when it does: one BLAS pass and no temporary, 2x faster
     than its minimum and maximum, 5x faster than np.isfinite(array).all(). Only when that product
     overflows (values beyond about 1e19 in float32) are the minimum and maximum looked at.
+
+    The dot runs on fastdl's threads, BLAS single-threaded in each: OpenBLAS threads a float64 dot
+    of over 10,000 values itself, and its threads then spin on the cores that the fastdl op this
+    check guards needs next (measured: a kNN query of the course digits took 4.4 ms after a
+    check of its float64 queries instead of 2.4 ms).
     """
     if array.dtype not in (np.float32, np.float64):
         return bool(np.isfinite(array).all())
+    from fastdl import backend
+    from fastdl._parallel import run_row_ranges, single_threaded_blas
+
     values = array.reshape(-1)
+    squares = {}
+
+    def dot(first, last):
+        with np.errstate(over="ignore"):  # (per thread)
+            squares[first] = np.dot(values[first:last], values[first:last])
+
+    if values.size <= _SERIAL_DOT_MAX:
+        dot(0, values.size)
+    else:
+        with single_threaded_blas():
+            run_row_ranges(dot, values.size, backend.get_num_threads(), 1)
     with np.errstate(over="ignore"):
-        if np.isfinite(np.dot(values, values)):
+        if np.isfinite(sum(squares.values())):
             return True
     return bool(values.size == 0 or (np.isfinite(values.min()) and np.isfinite(values.max())))
 

@@ -347,3 +347,36 @@ def test_all_finite_finds_every_nonfinite_value(dtype):
     assert all_finite(big)
     big[8] = np.nan
     assert not all_finite(big)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_finite_over_many_values_runs_its_dot_on_fastdl_threads(dtype, monkeypatch):
+    """Past 10,000 values the dot runs with BLAS held to one thread (a BLAS-threaded dot leaves
+    threads spinning on the cores the next op needs), split over fastdl's threads when there is
+    work enough (here made little, so that 30,001 values split); the answer is the same."""
+    import fastdl
+    from fastdl import _parallel
+    from fastdl._validation import all_finite
+
+    held = []
+    dot = np.dot
+
+    def watched(a, b, *args, **kwargs):
+        held.append(_parallel.blas_held())
+        return dot(a, b, *args, **kwargs)
+
+    fastdl.set_num_threads(2)
+    values = np.linspace(-1, 1, 30_001).astype(dtype)
+    monkeypatch.setattr(_parallel, "MIN_WORK_PER_THREAD", 1000)
+    monkeypatch.setattr(np, "dot", watched)
+    assert all_finite(values) and all_finite(np.stack([values, values], axis=1)[:, 1])
+    for value in (np.nan, np.inf, -np.inf):
+        for at in (0, 15_000, 30_000):
+            bad = values.copy()
+            bad[at] = value
+            assert not all_finite(bad)
+    big = values.copy()
+    big[[3, 29_000]] = np.finfo(dtype).max / 2  # each range's square overflows: looked at again
+    assert all_finite(big)
+    monkeypatch.undo()
+    assert len(held) > 10 and all(held)
