@@ -3,9 +3,9 @@
 On 2 cores a pass left on one thread costs little; on 16 it can take as long as all the parallel
 work of a step (on a 16-core machine PyTorch trained the course CNN 2.17x faster than fastdl).
 This script times training steps of the course's networks at a given thread count, and the part
-of each step spent outside fastdl's parallel regions (`run_row_ranges`): Amdahl's serial part,
-which more cores do not shorten. Compiled kernels that thread themselves (activations, pooling,
-the optimizers' updates) count as outside, so the figure is an upper bound.
+of each step spent outside fastdl's parallel regions (`run_row_ranges`), outside the compiled kernels that thread themselves
+(activations, pooling, the optimizers' updates: called with n_threads > 1) and outside BLAS calls
+that BLAS threads: Amdahl's serial part, which more cores do not shorten.
 
 Run from the repository root: `python benchmarks/serial_sections.py --threads 16`. With more
 threads than cores the step times mean little, but the serial part is still what one thread does
@@ -58,8 +58,10 @@ def _models(names):
 
 
 def _time_parallel_regions():
-    """Wrap run_row_ranges wherever fastdl imported it, and numpy's dot outside it (BLAS threading
-    a GEMM itself); returns a one-element list of the seconds spent in either so far."""
+    """Wrap run_row_ranges wherever fastdl imported it, the CPU kernels (counted when they are asked
+    for more than one thread) and numpy's dot (counted when BLAS may thread it) outside it; returns
+    one-element lists: the seconds spent in any of them so far, and how deep in one the calling
+    thread is now (0: in the serial part)."""
     import numpy as np
 
     from fastdl import _parallel
@@ -67,29 +69,30 @@ def _time_parallel_regions():
     spent, depth = [0.0], [0]
     original, dot = _parallel.run_row_ranges, np.dot
 
-    def timed(*args, **kwargs):
-        start = time.perf_counter()
-        depth[0] += 1
-        try:
-            return original(*args, **kwargs)
-        finally:
-            depth[0] -= 1
-            spent[0] += time.perf_counter() - start
+    def timing(func, counts):
+        def timed(*args, **kwargs):
+            if depth[0] or not counts(args):
+                return func(*args, **kwargs)
+            start = time.perf_counter()
+            depth[0] += 1
+            try:
+                return func(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+                spent[0] += time.perf_counter() - start
 
-    def timed_dot(*args, **kwargs):
-        if depth[0] or _parallel.blas_held():
-            return dot(*args, **kwargs)
-        start = time.perf_counter()
-        try:
-            return dot(*args, **kwargs)
-        finally:
-            spent[0] += time.perf_counter() - start
+        return timed
 
     for name, module in list(sys.modules.items()):
         if name.startswith("fastdl") and getattr(module, "run_row_ranges", None) is original:
-            module.run_row_ranges = timed
-    np.dot = timed_dot
-    return spent
+            module.run_row_ranges = timing(original, lambda args: True)
+    for name, module in list(sys.modules.items()):  # every kernel's last argument is n_threads
+        if name.startswith(("fastdl.kernels.cpu.", "fastdl.kernels.cy.")):
+            for attribute, kernel in list(vars(module).items()):
+                if not attribute.startswith("_") and callable(kernel) and not isinstance(kernel, type):
+                    setattr(module, attribute, timing(kernel, lambda args: args and type(args[-1]) is int and args[-1] > 1))
+    np.dot = timing(dot, lambda args: not _parallel.blas_held())
+    return spent, depth
 
 
 def main():
@@ -104,7 +107,7 @@ def main():
     args = parser.parse_args()
     os.environ["FASTDL_NUM_THREADS"] = str(args.threads)  # before fastdl is imported
     steps = _models(set(args.models.split(",")))
-    in_parallel = _time_parallel_regions()
+    in_parallel, depth = _time_parallel_regions()
     print(f"{args.threads} fastdl threads on {os.cpu_count()} CPUs")
     for label, step in steps.items():
         step()
@@ -118,30 +121,29 @@ def main():
         serial = total - in_parallel[0] / n_steps
         print(f"{label}: {_ms(total)} a step, {_ms(serial)} of it outside the parallel regions")
         if args.where:
-            for seconds, place in _serial_places(step, n_steps, args.where):
+            for seconds, place in _serial_places(step, n_steps, args.where, depth):
                 print(f"  {_ms(seconds):>9}  {place}")
 
 
-def _serial_places(step, n_steps, n_places):
-    """[(seconds a step, place)] of the calling thread outside the parallel regions, from samples of its
-    stack every half millisecond while it runs n_steps steps (the sampler takes the interpreter
-    lock, so the steps run slower; the shares stand). A place is the innermost three frames."""
-    from fastdl._parallel import blas_held
-
+def _serial_places(step, n_steps, n_places, depth):
+    """[(seconds a step, place)] of the calling thread outside the parallel parts (depth[0] == 0:
+    see _time_parallel_regions), from samples of its stack every half millisecond while it runs
+    n_steps steps (the sampler takes the interpreter lock, so the steps run slower; the shares
+    stand, but a sample due while a compiled call held no interpreter lock lands just after the
+    call returns: calls that take long count against the lines that follow them). A place is the
+    innermost three frames."""
     main = threading.get_ident()
     places, samples, done = collections.Counter(), [0], threading.Event()
 
     def sample():
         while not done.wait(0.0005):
             frame, chain = sys._current_frames().get(main), []
-            while frame is not None:
-                code = frame.f_code
-                if code.co_name == "run_row_ranges" and code.co_filename.endswith("_parallel.py") \
-                        or code.co_name == "timed_dot" and not blas_held():  # as _time_parallel_regions
-                    break
-                chain.append(f"{os.path.basename(code.co_filename)}:{code.co_name}:{frame.f_lineno}")
-                frame = frame.f_back
-            else:
+            if not depth[0]:
+                while frame is not None:
+                    code = frame.f_code
+                    if code.co_filename != __file__:  # (the wrappers)
+                        chain.append(f"{os.path.basename(code.co_filename)}:{code.co_name}:{frame.f_lineno}")
+                    frame = frame.f_back
                 places[" < ".join(chain[:3])] += 1
             samples[0] += 1
 
