@@ -107,6 +107,8 @@ def main():
     args = parser.parse_args()
     os.environ["FASTDL_NUM_THREADS"] = str(args.threads)  # before fastdl is imported
     steps = _models(set(args.models.split(",")))
+    for step in steps.values():  # loads every module the steps use, so that all are wrapped
+        step()
     in_parallel, depth = _time_parallel_regions()
     print(f"{args.threads} fastdl threads on {os.cpu_count()} CPUs")
     for label, step in steps.items():
