@@ -84,41 +84,46 @@ def batch_epoch(X1, codes, lr, rule, W, scores, grad, n_threads):
     return _batch(X1, codes, lr, rule, W, scores, grad)
 
 
-def _online_classic(X1, codes, lr, W, work):
+def _online_classic(X1, codes, lr, W, scores):
     n, n_features = X1.shape
     n_classes = W.shape[1]
-    # Four partial sums over the features, combined as (s0 + s1) + (s2 + s3), exactly as the
-    # Cython kernel adds them (its fixed-width registers need independent chains).
-    partial = np.zeros((4, n_classes), dtype=W.dtype)
-    n_quads = n_features - n_features % 4
+    # A transposed copy of W, one contiguous row per class: a class's score is a dot product along
+    # a row, and a mistake's update two passes along rows, all of which vectorise.
+    Wt = np.ascontiguousarray(W.T)
     n_correct = 0
     for i in range(n):
+        x = X1[i]
         y = codes[i]
-        partial[:] = 0
-        f = 0
-        while f < n_quads:
-            x0, x1, x2, x3 = X1[i, f], X1[i, f + 1], X1[i, f + 2], X1[i, f + 3]
-            for c in range(n_classes):
-                partial[0, c] += x0 * W[f, c]
-                partial[1, c] += x1 * W[f + 1, c]
-                partial[2, c] += x2 * W[f + 2, c]
-                partial[3, c] += x3 * W[f + 3, c]
-            f += 4
-        while f < n_features:
-            for c in range(n_classes):
-                partial[0, c] += X1[i, f] * W[f, c]
-            f += 1
         for c in range(n_classes):
-            work[c] = (partial[0, c] + partial[1, c]) + (partial[2, c] + partial[3, c])
-        predicted = _argmax(work)
+            scores[c] = _quad_dot(x, Wt[c])
+        predicted = _argmax(scores)
         if predicted == y:
             n_correct += 1
             continue
         for f in range(n_features):
-            change = X1[i, f] * lr
-            W[f, y] += change
-            W[f, predicted] -= change
+            change = x[f] * lr
+            Wt[y, f] += change
+            Wt[predicted, f] -= change
+    W[:] = Wt.T
     return n_correct
+
+
+@_helper
+def _quad_dot(x, w):
+    """sum_f x[f] * w[f] as four partial sums (feature f < a multiple of four into sum f % 4, the
+    rest into the first), combined as (s0 + s1) + (s2 + s3): the order of the Cython kernel, whose
+    fixed-width registers need independent chains."""
+    n_features = x.shape[0]
+    n_quads = n_features - n_features % 4
+    s0 = s1 = s2 = s3 = x.dtype.type(0)
+    for f in range(0, n_quads, 4):
+        s0 += x[f] * w[f]
+        s1 += x[f + 1] * w[f + 1]
+        s2 += x[f + 2] * w[f + 2]
+        s3 += x[f + 3] * w[f + 3]
+    for f in range(n_quads, n_features):
+        s0 += x[f] * w[f]
+    return (s0 + s1) + (s2 + s3)
 
 
 @_helper
