@@ -4,8 +4,11 @@ import numbers
 
 import numpy as np
 
-# Up to this many values a BLAS dot runs on one thread by itself (OpenBLAS' threshold).
-_SERIAL_DOT_MAX = 10_000
+# A BLAS dot of up to this many values runs on one thread by itself (OpenBLAS' threshold), and
+# all_finite takes an array of up to this many such pieces a piece at a time (more calls cost more
+# than holding BLAS to one thread).
+_UNTHREADED_DOT = 10_000
+_PIECES_AT_MOST = 8
 
 
 def compute_dtype(*arrays):
@@ -45,32 +48,43 @@ def all_finite(array):
     than its minimum and maximum, 5x faster than np.isfinite(array).all(). Only when that product
     overflows (values beyond about 1e19 in float32) are the minimum and maximum looked at.
 
-    The dot runs on fastdl's threads, BLAS single-threaded in each: OpenBLAS threads a float64 dot
-    of over 10,000 values itself, and its threads then spin on the cores that the fastdl op this
-    check guards needs next (measured: a kNN query of the course digits took 4.4 ms after a
-    check of its float64 queries instead of 2.4 ms).
+    BLAS never threads the dot: OpenBLAS threads a float64 dot of over 10,000 values, and its
+    threads then spin for some 100 ms on the cores that the fastdl op this check guards needs next
+    (measured: a kNN query of the course digits took 4.4 ms after a check of its float64 queries
+    instead of 2.4 ms). Up to a few times that many values the dot goes in pieces too short to
+    thread; beyond, it runs over fastdl's threads with BLAS held to one thread in each.
     """
     if array.dtype not in (np.float32, np.float64):
         return bool(np.isfinite(array).all())
+    values = array.reshape(-1)
+    with np.errstate(over="ignore"):
+        if values.size <= _PIECES_AT_MOST * _UNTHREADED_DOT:
+            total = 0.0
+            for start in range(0, values.size, _UNTHREADED_DOT):
+                piece = values[start : start + _UNTHREADED_DOT]
+                total += np.dot(piece, piece)
+        else:
+            total = sum(_squares_on_fastdl_threads(values).values())
+        if np.isfinite(total):
+            return True
+    return bool(values.size == 0 or (np.isfinite(values.min()) and np.isfinite(values.max())))
+
+
+def _squares_on_fastdl_threads(values):
+    """{first index: the sum of squares of values[first:last]} over row ranges of the 1-D values,
+    on fastdl's threads with BLAS held to one thread in each."""
     from fastdl import backend
     from fastdl._parallel import run_row_ranges, single_threaded_blas
 
-    values = array.reshape(-1)
     squares = {}
 
     def dot(first, last):
         with np.errstate(over="ignore"):  # (per thread)
             squares[first] = np.dot(values[first:last], values[first:last])
 
-    if values.size <= _SERIAL_DOT_MAX:
-        dot(0, values.size)
-    else:
-        with single_threaded_blas():
-            run_row_ranges(dot, values.size, backend.get_num_threads(), 1)
-    with np.errstate(over="ignore"):
-        if np.isfinite(sum(squares.values())):
-            return True
-    return bool(values.size == 0 or (np.isfinite(values.min()) and np.isfinite(values.max())))
+    with single_threaded_blas():
+        run_row_ranges(dot, values.size, backend.get_num_threads(), 1)
+    return squares
 
 
 def check_matrix(X, name, allow_empty=False):

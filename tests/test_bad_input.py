@@ -350,23 +350,25 @@ def test_all_finite_finds_every_nonfinite_value(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_all_finite_over_many_values_runs_its_dot_on_fastdl_threads(dtype, monkeypatch):
-    """Past 10,000 values the dot runs with BLAS held to one thread (a BLAS-threaded dot leaves
-    threads spinning on the cores the next op needs), split over fastdl's threads when there is
-    work enough (here made little, so that 30,001 values split); the answer is the same."""
+@pytest.mark.parametrize("pieces", [8, 1], ids=["pieces", "threads"])
+def test_all_finite_never_lets_blas_thread_its_dot(dtype, pieces, monkeypatch):
+    """A BLAS-threaded dot leaves threads spinning on the cores the next op needs. Up to 8 pieces
+    of 10,000 values each dot is too short for BLAS to thread; beyond, the dots run on fastdl's
+    threads (here forced with little work) with BLAS held to one thread. The answer is the same."""
     import fastdl
-    from fastdl import _parallel
+    from fastdl import _parallel, _validation
     from fastdl._validation import all_finite
 
-    held = []
+    calls = []
     dot = np.dot
 
     def watched(a, b, *args, **kwargs):
-        held.append(_parallel.blas_held())
+        calls.append((a.size, _parallel.blas_held()))
         return dot(a, b, *args, **kwargs)
 
     fastdl.set_num_threads(2)
     values = np.linspace(-1, 1, 30_001).astype(dtype)
+    monkeypatch.setattr(_validation, "_PIECES_AT_MOST", pieces)
     monkeypatch.setattr(_parallel, "MIN_WORK_PER_THREAD", 1000)
     monkeypatch.setattr(np, "dot", watched)
     assert all_finite(values) and all_finite(np.stack([values, values], axis=1)[:, 1])
@@ -376,7 +378,8 @@ def test_all_finite_over_many_values_runs_its_dot_on_fastdl_threads(dtype, monke
             bad[at] = value
             assert not all_finite(bad)
     big = values.copy()
-    big[[3, 29_000]] = np.finfo(dtype).max / 2  # each range's square overflows: looked at again
+    big[[3, 29_000]] = np.finfo(dtype).max / 2  # the squares overflow: looked at again
     assert all_finite(big)
     monkeypatch.undo()
-    assert len(held) > 10 and all(held)
+    assert calls and all(size <= 10_000 or held for size, held in calls)
+    assert all(held for _, held in calls) if pieces == 1 else all(size <= 10_000 for size, _ in calls)
