@@ -3,7 +3,12 @@
 Importing fastdl compiles nothing and loads no backend; kernels load on first use.
 """
 
-from fastdl.backend import (
+from fastdl import config as _config
+
+with _config.short_blas_spin():  # imported first, fastdl loads numpy's OpenBLAS (see there)
+    __import__("numpy")
+
+from fastdl.backend import (  # noqa: E402
     BackendUnavailableError,
     available_backends,
     backend_status,

@@ -222,6 +222,10 @@ def _cmd_info(args):
     policy = os.environ.get("OMP_WAIT_POLICY") or (
         "PASSIVE while fastdl's kernels loaded" if config.openmp_policy_applied else "unset")
     print(f"  OMP_WAIT_POLICY           {policy}")
+    spin = os.environ.get("OPENBLAS_THREAD_TIMEOUT") or (
+        f"{config.BLAS_SPIN} while numpy loaded" if config.blas_spin_applied
+        else "unset (numpy was imported before fastdl)")
+    print(f"  OPENBLAS_THREAD_TIMEOUT   {spin}")
 
     print("\nGPU:")
     print(f"  CUDA device visible: {_cuda_visible()}")

@@ -8,10 +8,13 @@ FASTDL_DATA          directory holding datasets (e.g. the course's leiden-digits
 FASTDL_CACHE_DIR     where `fastdl data download` puts datasets (default: ~/.cache/fastdl)
 
 OMP_WAIT_POLICY      PASSIVE while fastdl loads its kernels, unless it is set: see passive_openmp
+OPENBLAS_THREAD_TIMEOUT  20 while numpy loads when fastdl is imported first, unless it is set: see
+                     short_blas_spin
 """
 
 import contextlib
 import os
+import sys
 from pathlib import Path
 
 BACKENDS = ("numpy", "numba", "cython", "cuda")
@@ -96,3 +99,35 @@ def passive_openmp():
 
 # Whether fastdl's kernels were loaded under its PASSIVE default (for `fastdl info`).
 openmp_policy_applied = False
+
+# How long OpenBLAS' threads busy-wait after a threaded call, as log2 of CPU cycles: 2^20, about
+# 0.3 ms (OpenBLAS' own default is 2^28, about 0.1 s).
+BLAS_SPIN = "20"
+
+
+@contextlib.contextmanager
+def short_blas_spin():
+    """Load numpy, and its OpenBLAS, with OPENBLAS_THREAD_TIMEOUT=BLAS_SPIN (unless the user set it,
+    or numpy is loaded already), then put the environment back.
+
+    After each call that it threads, OpenBLAS keeps its threads busy-waiting for the next one for
+    some 0.1 s of CPU each, on the cores that fastdl's own threads need next: a kNN fit+predict of
+    the course digits right after a NearestCentroid prediction took 6.9-7.8 ms instead of 4.5-5.0
+    (2 cores; on 16, 15 threads spin). A third of a millisecond still bridges the gaps between the
+    GEMMs of a training step (the course MLP's step took the same time). OpenBLAS reads the
+    variable once, as it loads: where numpy was imported before fastdl, it keeps its default.
+    """
+    global blas_spin_applied
+    if "OPENBLAS_THREAD_TIMEOUT" in os.environ or "numpy" in sys.modules:
+        yield
+        return
+    os.environ["OPENBLAS_THREAD_TIMEOUT"] = BLAS_SPIN
+    try:
+        yield
+    finally:
+        del os.environ["OPENBLAS_THREAD_TIMEOUT"]
+        blas_spin_applied = True
+
+
+# Whether numpy's OpenBLAS was loaded under fastdl's BLAS_SPIN (for `fastdl info`).
+blas_spin_applied = False

@@ -399,3 +399,30 @@ def test_numba_starts_its_threads_as_its_kernels_load(tmp_path):
     """, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() in {"omp", "tbb", "workqueue"}
+
+
+def test_openblas_threads_stop_spinning_soon_when_fastdl_loads_numpy(tmp_path, monkeypatch):
+    """Imported before numpy, fastdl loads it with OPENBLAS_THREAD_TIMEOUT=20 (then puts the
+    environment back): OpenBLAS' threads sleep some 0.3 ms after a threaded call instead of
+    spinning for about 0.1 s each on the cores fastdl's threads need next. Measured as the CPU
+    time the process burns while it sleeps after a float64 dot that OpenBLAS threads (none at all
+    on one core); numpy imported first keeps OpenBLAS' default, which `fastdl info` says."""
+    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
+    code = """
+        import os, time
+        {first}
+        from fastdl import config
+        v = np.random.default_rng(0).random(256_000)
+        np.dot(v, v)
+        start = time.process_time()
+        time.sleep(0.2)
+        print(config.blas_spin_applied, "OPENBLAS_THREAD_TIMEOUT" in os.environ, (time.process_time() - start) * 1e3)
+    """
+    result = _run_python(code.format(first="import fastdl\n        import numpy as np"), tmp_path)
+    assert result.returncode == 0, result.stderr
+    applied, left_set, burnt_ms = result.stdout.split()
+    assert applied == "True" and left_set == "False"
+    assert float(burnt_ms) < 30, f"OpenBLAS' threads burnt {burnt_ms} ms of CPU after the call"
+    result = _run_python(code.format(first="import numpy as np\n        import fastdl"), tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[:2] == ["False", "False"]
