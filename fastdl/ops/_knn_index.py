@@ -13,7 +13,7 @@ only the few references they cannot rule out are ranked exactly.
 import numpy as np
 
 from fastdl import backend as _backend
-from fastdl._parallel import run_row_ranges
+from fastdl._parallel import run_row_ranges, single_threaded_blas
 from fastdl.ops._projection import Projection
 from fastdl.ops._shift import (
     block_rows, max_abs_shifted, power_of_two_scale, shift_origin, shifted,
@@ -124,4 +124,7 @@ class KnnIndex:
             for start, stop in blocks:
                 step(first + start, first + stop, gram[: (stop - start) * m].reshape(stop - start, m))
 
-        run_row_ranges(search, n, _backend.get_num_threads(), m * n_features)
+        # BLAS on one thread even for a single range (small work): OpenBLAS' threads would then
+        # spin for up to 0.1 s on the cores that the next op's threads need.
+        with single_threaded_blas():
+            run_row_ranges(search, n, _backend.get_num_threads(), m * n_features)
