@@ -209,6 +209,8 @@ def _find_kernels(report):
                 device_functions.append(f"{info.name}.{name}")
             else:
                 kernels[f"{info.name}.{name}"] = (obj.py_func, obj.targetoptions)
+                if type(getattr(obj, "_cache", None)).__name__ == "NullCache":
+                    report["uncached"].append(f"{info.name}.{name}")
         for factory, kernel in _nested_kernels(Path(module.__file__).read_text(), info.name):
             if factory not in FACTORIES:
                 report["bookkeeping"].append(
@@ -226,7 +228,7 @@ def _find_kernels(report):
 
 def _child(report_path):
     report = {"numba": None, "nvvm": None, "unavailable": None, "kernels": [], "device_functions": [],
-              "bookkeeping": [], "compiled": 0, "failures": [], "seconds": None}
+              "uncached": [], "bookkeeping": [], "compiled": 0, "failures": [], "seconds": None}
 
     def write():
         Path(report_path).write_text(json.dumps(report))
@@ -314,6 +316,15 @@ def test_every_kernel_has_signatures(report):
     """Every kernel of kernels/gpu/ has signatures here and every signature a kernel (needs no NVVM)."""
     assert report["kernels"], "found no kernels in kernels/gpu/"
     assert not report["bookkeeping"], "\n".join(report["bookkeeping"])
+
+
+def test_module_kernels_cache_their_code(report):
+    """The module-level kernels are numba dispatchers with an on-disk cache (kernels/gpu/_launch.kernel):
+    a fresh process loads their code instead of compiling it again (the factories' kernels, built at
+    run time, cannot be cached and are not counted)."""
+    if os.environ.get("FASTDL_CACHE", "1").strip().lower() in ("0", "false", "no", "off", ""):
+        pytest.skip("FASTDL_CACHE=0 turns the cache off")
+    assert not report["uncached"], f"kernels compiled without numba's cache: {report['uncached']}"
 
 
 def test_kernels_compile_to_ptx(report):

@@ -8,10 +8,10 @@ of one dtype, except take_rows' (rows, columns) source and output and swap_axes'
 
 from numba import cuda
 
-from ._launch import grid_1d
+from ._launch import grid_1d, kernel
 
 
-@cuda.jit
+@kernel
 def _take_rows(source, rows, out):
     index = cuda.grid(1)
     if index >= out.size:
@@ -27,7 +27,7 @@ def take_rows(source, rows, out):
         _take_rows[grid_1d(out.size)](source, rows, out)
 
 
-@cuda.jit
+@kernel
 def _add(a, b, out):
     i = cuda.grid(1)
     if i < out.shape[0]:
@@ -40,7 +40,7 @@ def add(a, b, out):
         _add[grid_1d(out.shape[0])](a, b, out)
 
 
-@cuda.jit
+@kernel
 def _scale(a, factor, out):
     i = cuda.grid(1)
     if i < out.shape[0]:
@@ -53,7 +53,7 @@ def scale(a, factor, out):
         _scale[grid_1d(out.shape[0])](a, factor, out)
 
 
-@cuda.jit
+@kernel
 def _add_scaled(a, factor, out):
     i = cuda.grid(1)
     if i < out.shape[0]:
@@ -66,7 +66,7 @@ def add_scaled(a, factor, out):
         _add_scaled[grid_1d(out.shape[0])](a, factor, out)
 
 
-@cuda.jit
+@kernel
 def _swap_axes(source, out):
     index = cuda.grid(1)
     if index >= out.size:

@@ -1,8 +1,24 @@
-"""Launch shapes and thread indices shared by the cuda kernels."""
+"""How the cuda kernels are compiled and launched: the decorator, launch shapes, thread indices."""
 
 from numba import cuda
 
+from fastdl import config
+
 BLOCK = 128  # threads per block of the one-dimensional launches
+
+
+def kernel(function):
+    """cuda.jit(function) with its compiled code cached on disk, as the CPU kernels' (numba's cache,
+    beside the source or in the user's cache directory): a process's first launch of a kernel then
+    loads it instead of compiling it with NVVM, which would otherwise take a fresh process's first
+    training step most of a minute. In memory only with FASTDL_CACHE=0 or where no cache location
+    is writable (a read-only install without a home directory)."""
+    if config.numba_cache():
+        try:
+            return cuda.jit(cache=True)(function)
+        except RuntimeError:  # numba finds no writable cache location
+            pass
+    return cuda.jit(function)
 
 
 def grid_1d(n):

@@ -13,14 +13,14 @@ the bias gradient of unpool runs in float64 as on the CPU.
 
 from numba import cuda, float64
 
-from ._launch import grid_1d, unravel
+from ._launch import grid_1d, kernel, unravel
 
 
 # ----------------------------------------------------------------------------------------------
 # im2col, col2im, conv_direct, add_bias
 
 
-@cuda.jit
+@kernel
 def _im2col(x, cols, kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w):
     index = cuda.grid(1)
     n_cols = cols.shape[1]
@@ -65,7 +65,7 @@ def _windows_holding(position, size, stride, n_windows):
     return first, stop
 
 
-@cuda.jit
+@kernel
 def _col2im(cols, dx, kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w):
     index = cuda.grid(1)
     if index >= dx.size:
@@ -96,7 +96,7 @@ def col2im(cols, dx, kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w
         _col2im[grid_1d(dx.size)](cols, dx, kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
 
 
-@cuda.jit
+@kernel
 def _conv_direct(x, kernel_matrix, kh, kw, stride_h, stride_w, out_h, out_w, out):
     index = cuda.grid(1)
     filters = out.shape[1]
@@ -128,7 +128,7 @@ def conv_direct(x, kernel_matrix, kh, kw, stride_h, stride_w, out_h, out_w, out,
         _conv_direct[grid_1d(out.size)](x, kernel_matrix, kh, kw, stride_h, stride_w, out_h, out_w, out)
 
 
-@cuda.jit
+@kernel
 def _add_bias(out, bias):
     index = cuda.grid(1)
     n_cols = out.shape[1]
@@ -146,7 +146,7 @@ def add_bias(out, bias, n_threads):
 # kn2row's shift_sum and shift_spread (fastdl/ops/_kn2row.py)
 
 
-@cuda.jit
+@kernel
 def _shift_sum(z, kh, kw, pad_top, pad_left, out):
     index = cuda.grid(1)
     if index >= out.size:
@@ -176,7 +176,7 @@ def shift_sum(z, kh, kw, pad_top, pad_left, out, n_threads):
         _shift_sum[grid_1d(out.size)](z, kh, kw, pad_top, pad_left, out)
 
 
-@cuda.jit
+@kernel
 def _shift_spread(dout, kh, kw, pad_top, pad_left, dz):
     index = cuda.grid(1)
     if index >= dz.size:
@@ -204,7 +204,7 @@ def shift_spread(dout, kh, kw, pad_top, pad_left, dz, n_threads):
 # Bias, activation and max pooling, and its gradient
 
 
-@cuda.jit
+@kernel
 def _bias_act_pool(block, bias, activation, height, width, pool_h, pool_w, out, code):
     index = cuda.grid(1)
     if index >= out.size:
@@ -249,7 +249,7 @@ def bias_act_pool(block, bias, activation, height, width, pool_h, pool_w, out, c
         _bias_act_pool[grid_1d(out.size)](block, bias, activation, height, width, pool_h, pool_w, out, code)
 
 
-@cuda.jit
+@kernel
 def _unpool_block(dpooled, code, height, width, pool_h, pool_w, dblock):
     index = cuda.grid(1)
     channels = dblock.shape[1]
@@ -268,7 +268,7 @@ def _unpool_block(dpooled, code, height, width, pool_h, pool_w, dblock):
             dblock[row, c] = dpooled[n, i, j, c]
 
 
-@cuda.jit
+@kernel
 def _unpool_bias(dpooled, code, dbias):
     c = cuda.grid(1)
     n_images, out_h, out_w, channels = dpooled.shape

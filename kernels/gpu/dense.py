@@ -11,10 +11,10 @@ import math
 
 from numba import cuda, float64
 
-from ._launch import grid_1d
+from ._launch import grid_1d, kernel
 
 
-@cuda.jit
+@kernel
 def _bias_activation(out, bias, activation, alpha):
     index = cuda.grid(1)
     if index >= out.size:
@@ -48,7 +48,7 @@ def bias_activation(out, bias, activation, alpha, n_threads):
     _bias_activation[grid_1d(out.size)](out, bias, activation, alpha)
 
 
-@cuda.jit
+@kernel
 def _activation_backward(out, dout, activation, alpha, dpre):
     index = cuda.grid(1)
     if index >= dpre.size:

@@ -10,12 +10,12 @@ import math
 from numba import cuda, float64
 
 from ._gemm import gemm  # noqa: F401 - the distance op's GEMM, through this family's module
-from ._launch import grid_1d
+from ._launch import grid_1d, kernel
 
 BLOCK_2D = (16, 16)
 
 
-@cuda.jit
+@kernel
 def _column_stats(X, out_sums, out_min, out_max):
     f = cuda.grid(1)
     if f >= X.shape[1]:
@@ -37,7 +37,7 @@ def column_stats(X, out_sums, out_min, out_max, n_threads):
     _column_stats[grid_1d(X.shape[1])](X, out_sums, out_min, out_max)
 
 
-@cuda.jit
+@kernel
 def _shift_rows(X, origin, scale, out, out_norms):
     i = cuda.grid(1)
     if i >= X.shape[0]:
@@ -56,7 +56,7 @@ def shift_rows(X, origin, scale, out, out_norms, n_threads):
     _shift_rows[grid_1d(X.shape[0])](X, origin, scale, out, out_norms)
 
 
-@cuda.jit
+@kernel
 def _distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale, squared):
     i, j = cuda.grid(2)
     if i >= gram.shape[0] or j >= gram.shape[1]:

@@ -18,7 +18,7 @@ import math
 
 from numba import cuda, float64
 
-from ._launch import grid_1d
+from ._launch import grid_1d, kernel
 
 
 @cuda.jit(device=True)
@@ -36,7 +36,7 @@ def _shift_and_sum(z, i):
     return shift, total
 
 
-@cuda.jit
+@kernel
 def _softmax(z, out):
     i = cuda.grid(1)
     if i >= z.shape[0]:
@@ -53,7 +53,7 @@ def softmax(z, out, n_threads):
     _softmax[grid_1d(z.shape[0])](z, out)
 
 
-@cuda.jit
+@kernel
 def _softmax_backward(out, dout, dpre):
     i = cuda.grid(1)
     if i >= out.shape[0]:
@@ -73,7 +73,7 @@ def softmax_backward(out, dout, dpre, n_threads):
     _softmax_backward[grid_1d(out.shape[0])](out, dout, dpre)
 
 
-@cuda.jit
+@kernel
 def _softmax_xent_codes(logits, codes, scale, grad, row_loss):
     i = cuda.grid(1)
     if i >= logits.shape[0]:
@@ -97,7 +97,7 @@ def softmax_xent_codes(logits, codes, scale, grad, row_loss, n_threads):
     _softmax_xent_codes[grid_1d(logits.shape[0])](logits, codes, scale, grad, row_loss)
 
 
-@cuda.jit
+@kernel
 def _softmax_xent_targets(logits, targets, scale, grad, row_loss):
     i = cuda.grid(1)
     if i >= logits.shape[0]:
@@ -123,7 +123,7 @@ def softmax_xent_targets(logits, targets, scale, grad, row_loss, n_threads):
     _softmax_xent_targets[grid_1d(logits.shape[0])](logits, targets, scale, grad, row_loss)
 
 
-@cuda.jit
+@kernel
 def _squared_error(y_pred, y_true, period, scale, grad, row_loss):
     i = cuda.grid(1)
     if i >= y_pred.shape[0]:
@@ -152,7 +152,7 @@ def squared_error(y_pred, y_true, period, scale, grad, row_loss, n_threads):
     _squared_error[grid_1d(y_pred.shape[0])](y_pred, y_true, period, scale, grad, row_loss)
 
 
-@cuda.jit
+@kernel
 def _binary_xent_logits(logits, y_true, scale, grad, row_loss):
     i = cuda.grid(1)
     if i >= logits.shape[0]:
@@ -178,7 +178,7 @@ def binary_xent_logits(logits, y_true, scale, grad, row_loss, n_threads):
     _binary_xent_logits[grid_1d(logits.shape[0])](logits, y_true, scale, grad, row_loss)
 
 
-@cuda.jit
+@kernel
 def _binary_xent(probs, y_true, epsilon, scale, grad, row_loss):
     i = cuda.grid(1)
     if i >= probs.shape[0]:
@@ -205,7 +205,7 @@ def binary_xent(probs, y_true, epsilon, scale, grad, row_loss, n_threads):
     _binary_xent[grid_1d(probs.shape[0])](probs, y_true, epsilon, scale, grad, row_loss)
 
 
-@cuda.jit
+@kernel
 def _dropout(x, draws, rate, kept_scale, out, mask):
     index = cuda.grid(1)
     if index >= x.size:

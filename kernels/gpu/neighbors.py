@@ -9,10 +9,10 @@ import math
 
 from numba import cuda, float64
 
-from ._launch import grid_1d
+from ._launch import grid_1d, kernel
 
 
-@cuda.jit
+@kernel
 def _k_smallest(d2, unscale, out_dist, out_idx):
     row = cuda.grid(1)
     if row >= d2.shape[0]:
@@ -50,7 +50,7 @@ def k_smallest(d2, unscale, out_dist, out_idx, n_threads):
     _k_smallest[grid_1d(d2.shape[0])](d2, unscale, out_dist, out_idx)
 
 
-@cuda.jit
+@kernel
 def _majority_vote(neighbor_codes, out):
     row = cuda.grid(1)
     if row >= neighbor_codes.shape[0]:
@@ -73,7 +73,7 @@ def majority_vote(neighbor_codes, n_classes, out, n_threads):
     _majority_vote[grid_1d(neighbor_codes.shape[0])](neighbor_codes, out)
 
 
-@cuda.jit
+@kernel
 def _class_sums(X, codes, out_sums, out_counts):
     f = cuda.grid(1)
     if f < out_sums.shape[1]:

@@ -18,7 +18,7 @@ import math
 import numba
 from numba import cuda, float64
 
-from ._launch import grid_1d
+from ._launch import grid_1d, kernel
 
 # From this many rows on, the reductions take a block of threads per CHANNELS_PER_BLOCK channels.
 BLOCK_ROWS = 1024
@@ -48,7 +48,7 @@ def _reduction_launch(channels):
     return math.ceil(channels / CHANNELS_PER_BLOCK), (CHANNELS_PER_BLOCK, ROW_GROUPS)
 
 
-@cuda.jit
+@kernel
 def _channel_moments(x, mean, var):
     c = cuda.grid(1)
     if c >= x.shape[1]:
@@ -66,7 +66,7 @@ def _channel_moments(x, mean, var):
     var[c] = squares / n
 
 
-@cuda.jit
+@kernel
 def _channel_moments_blocks(x, mean, var):
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
     c = cuda.blockIdx.x * CHANNELS_PER_BLOCK + tx
@@ -102,7 +102,7 @@ def channel_moments(x, mean, var, n_threads):
         _channel_moments[grid_1d(x.shape[1])](x, mean, var)
 
 
-@cuda.jit
+@kernel
 def _normalize(x, mean, inv_std, gamma, beta, xhat, out):
     index = cuda.grid(1)
     channels = x.shape[1]
@@ -121,7 +121,7 @@ def normalize(x, mean, inv_std, gamma, beta, xhat, out, n_threads):
         _normalize[grid_1d(size)](x, mean, inv_std, gamma, beta, xhat, out)
 
 
-@cuda.jit
+@kernel
 def _channel_sums(dout, xhat, sum_dout, sum_dout_xhat):
     c = cuda.grid(1)
     if c >= dout.shape[1]:
@@ -136,7 +136,7 @@ def _channel_sums(dout, xhat, sum_dout, sum_dout_xhat):
     sum_dout_xhat[c] = total_xhat
 
 
-@cuda.jit
+@kernel
 def _channel_sums_blocks(dout, xhat, sum_dout, sum_dout_xhat):
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
     c = cuda.blockIdx.x * CHANNELS_PER_BLOCK + tx
@@ -169,7 +169,7 @@ def channel_sums(dout, xhat, sum_dout, sum_dout_xhat, n_threads):
         _channel_sums[grid_1d(dout.shape[1])](dout, xhat, sum_dout, sum_dout_xhat)
 
 
-@cuda.jit
+@kernel
 def _normalize_backward(dout, xhat, gamma, inv_std, mean_dxhat, mean_dxhat_xhat, dx):
     index = cuda.grid(1)
     channels = dout.shape[1]

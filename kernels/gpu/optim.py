@@ -12,10 +12,10 @@ import math
 
 from numba import cuda
 
-from ._launch import grid_1d
+from ._launch import grid_1d, kernel
 
 
-@cuda.jit
+@kernel
 def _sgd(value, grad, velocity, lr, momentum):
     i = cuda.grid(1)
     if i >= value.shape[0]:
@@ -36,7 +36,7 @@ def sgd_step(value, grad, velocity, lr, momentum, n_threads):
         _sgd[grid_1d(value.shape[0])](value, grad, velocity, lr, momentum)
 
 
-@cuda.jit
+@kernel
 def _rmsprop(value, grad, ms, lr, rho, one_minus_rho, epsilon):
     i = cuda.grid(1)
     if i >= value.shape[0]:
@@ -52,7 +52,7 @@ def rmsprop_step(value, grad, ms, lr, rho, one_minus_rho, epsilon, n_threads):
         _rmsprop[grid_1d(value.shape[0])](value, grad, ms, lr, rho, one_minus_rho, epsilon)
 
 
-@cuda.jit
+@kernel
 def _adam(value, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon):
     i = cuda.grid(1)
     if i >= value.shape[0]:

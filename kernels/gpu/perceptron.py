@@ -25,7 +25,7 @@ import numpy as np
 from numba import cuda, float64, int64
 
 from ._gemm import gemm
-from ._launch import grid_1d
+from ._launch import grid_1d, kernel
 
 RULE_SIGMOID = 0
 RULE_CLASSIC = 1
@@ -55,7 +55,7 @@ def _argmax(values):
     return best
 
 
-@cuda.jit
+@kernel
 def _delta_rows(scores, codes, rule, n_correct):
     i = cuda.grid(1)
     if i >= scores.shape[0]:
@@ -77,7 +77,7 @@ def _delta_rows(scores, codes, rule, n_correct):
             row[predicted] = -1
 
 
-@cuda.jit
+@kernel
 def _add_scaled(W, lr, grad):
     index = cuda.grid(1)
     if index < W.size:
@@ -120,7 +120,7 @@ def count_correct(X1, codes, W, scores, n_threads):
     return _count_and_delta(scores, codes, _COUNT_ONLY)
 
 
-@cuda.jit
+@kernel
 def _online_epoch(X1, codes, lr, rule, W, work, n_correct):
     partial = cuda.shared.array((ONLINE_THREADS, CHUNK), float64)
     decision = cuda.shared.array(2, int64)  # the sample's class and the predicted class
@@ -196,7 +196,7 @@ def online_epoch(X1, codes, lr, rule, W, work, n_threads):
     return int(counter.copy_to_host()[0])
 
 
-@cuda.jit
+@kernel
 def _with_bias(X, X1, n_bad):
     index = cuda.grid(1)
     if index >= X1.size:

@@ -21,7 +21,7 @@ that dtype read back from its own dx element: the same bits as the CPU kernels, 
 
 from numba import cuda
 
-from ._launch import grid_1d, unravel
+from ._launch import grid_1d, kernel, unravel
 
 
 @cuda.jit(device=True)
@@ -33,7 +33,7 @@ def _clipped(start, size, limit):
     return first, stop
 
 
-@cuda.jit
+@kernel
 def _max_pool2d_forward(x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
     index = cuda.grid(1)
     n_images, out_h, out_w, c = out.shape
@@ -70,7 +70,7 @@ def _windows_over(cell, pad, pool, stride, n_windows):
     return first, stop
 
 
-@cuda.jit
+@kernel
 def _max_pool2d_backward(x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
     index = cuda.grid(1)
     n_images, h, w, c = x.shape
@@ -111,7 +111,7 @@ def max_pool2d_backward(x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top
         _max_pool2d_backward[grid_1d(dx.size)](x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
 
 
-@cuda.jit
+@kernel
 def _upsample2d(x, out, size_h, size_w):
     index = cuda.grid(1)
     n_images, out_h, out_w, c = out.shape
@@ -128,7 +128,7 @@ def upsample2d(x, out, size_h, size_w, n_threads):
         _upsample2d[grid_1d(out.size)](x, out, size_h, size_w)
 
 
-@cuda.jit
+@kernel
 def _upsample2d_backward(dout, dx, size_h, size_w):
     index = cuda.grid(1)
     n_images, h, w, c = dx.shape

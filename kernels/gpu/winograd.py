@@ -7,7 +7,7 @@ kernel's order, so nothing races and no atomics are needed.
 
 from numba import cuda
 
-from ._launch import grid_1d, unravel
+from ._launch import grid_1d, kernel, unravel
 
 
 # ----------------------------------------------------------------------------------------------
@@ -42,7 +42,7 @@ def _tile_place(tile, tiles_h, tiles_w):
     return tile // (tiles_w * tiles_h), (tile // tiles_w) % tiles_h, tile % tiles_w
 
 
-@cuda.jit
+@kernel
 def _winograd_input(x, pad_top, pad_left, tiles_h, tiles_w, out):
     index = cuda.grid(1)
     _, n_tiles, channels = out.shape
@@ -81,7 +81,7 @@ def _at_row(m, tile, c, i, b):
     return m[4 + b, tile, c] - m[8 + b, tile, c] - m[12 + b, tile, c]
 
 
-@cuda.jit
+@kernel
 def _winograd_output(m, tiles_h, tiles_w, out):
     index = cuda.grid(1)
     _, n_tiles, channels = m.shape
@@ -112,7 +112,7 @@ def winograd_output(m, tiles_h, tiles_w, out, n_threads):
         _winograd_output[grid_1d(m.shape[1] * m.shape[2])](m, tiles_h, tiles_w, out)
 
 
-@cuda.jit
+@kernel
 def _winograd_output_grad(dout, tiles_h, tiles_w, out):
     index = cuda.grid(1)
     _, n_tiles, channels = out.shape
@@ -156,7 +156,7 @@ def winograd_output_grad(dout, tiles_h, tiles_w, out, n_threads):
 # pixel i of tile t at first + t * tile_step + i * pixel_step.
 
 
-@cuda.jit
+@kernel
 def _tile_gather(x, left_y, left_x, grid_y, grid_x, out):
     index = cuda.grid(1)
     if index >= out.size:
@@ -217,7 +217,7 @@ def tile_gather(x, left_y, left_x, grid_y, grid_x, out, n_threads):
         _tile_gather[grid_1d(out.size)](x, left_y, left_x, grid_y, grid_x, out)
 
 
-@cuda.jit
+@kernel
 def _tile_scatter(m, right_y, right_x, grid_y, grid_x, out, accumulate, bias, activation):
     index = cuda.grid(1)
     if index >= out.size:

@@ -19,7 +19,7 @@ import numpy as np
 from numba import cuda
 
 from ._hash import GOLDEN, counter_hash, mix64
-from ._launch import grid_1d
+from ._launch import grid_1d, kernel
 
 LOW32 = np.uint64(0xFFFFFFFF)
 N_PAIRS = np.uint64(5)
@@ -88,7 +88,7 @@ def _point_ok(w0, w1, w2, w3, w4, w5, w6, w7, w8, x1, x2, target):
     return (w6 + _mul(w7, h1) + _mul(w8, h2) > 0.0) == target
 
 
-@cuda.jit
+@kernel
 def _normal_weights(seed, search, first_draw, out):
     r = cuda.grid(1)
     if r < out.shape[0]:
@@ -147,7 +147,7 @@ def _one_search(key):
         draw += np.uint64(1)
 
 
-@cuda.jit
+@kernel
 def _lazy_search(seed, out_draws):
     search = cuda.grid(1)
     if search < out_draws.shape[0]:
@@ -162,7 +162,7 @@ def lazy_search(seed, out_draws, n_threads):
     _lazy_search[grid_1d(out_draws.shape[0])](np.uint64(seed), out_draws)
 
 
-@cuda.jit
+@kernel
 def _train_xor(weights, lr, out_mse, out_misclassified, out_n_states):
     max_iter = out_mse.shape[0]
     # Weights live in weights' dtype (the state); the arithmetic is float64.
