@@ -9,10 +9,10 @@ BLOCK = 128  # threads per block of the one-dimensional launches
 
 def kernel(function):
     """cuda.jit(function) with its compiled code cached on disk, as the CPU kernels' (numba's cache,
-    beside the source or in the user's cache directory): a process's first launch of a kernel then
-    loads it instead of compiling it with NVVM, which would otherwise take a fresh process's first
-    training step most of a minute. In memory only with FASTDL_CACHE=0 or where no cache location
-    is writable (a read-only install without a home directory)."""
+    beside the source or in the user's cache directory): a process's first launch of a kernel in a
+    signature then loads the code instead of compiling it again with NVVM. In memory only with
+    FASTDL_CACHE=0 or where no cache location is writable (a read-only install without a home
+    directory)."""
     if config.numba_cache():
         try:
             return cuda.jit(cache=True)(function)
