@@ -74,6 +74,20 @@ def cache_dir():
 
 
 @contextlib.contextmanager
+def _set_while_loading(name, value, too_late=False):
+    """The environment variable `name` set to `value` inside (unless the user set it, or the library
+    that reads it is loaded already: too_late), then removed; yields whether it was set."""
+    if too_late or name in os.environ:
+        yield False
+        return
+    os.environ[name] = value
+    try:
+        yield True
+    finally:
+        del os.environ[name]
+
+
+@contextlib.contextmanager
 def passive_openmp():
     """Load compiled kernels with OMP_WAIT_POLICY=PASSIVE (unless the user set it), then put the
     environment back.
@@ -86,15 +100,11 @@ def passive_openmp():
     wait policy included: PyTorch's libgomp.so.1 (benchmarks/README.md measures the effect).
     """
     global openmp_policy_applied
-    if "OMP_WAIT_POLICY" in os.environ:
-        yield
-        return
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    try:
-        yield
-    finally:
-        del os.environ["OMP_WAIT_POLICY"]
-        openmp_policy_applied = True
+    with _set_while_loading("OMP_WAIT_POLICY", "PASSIVE") as applied:
+        try:
+            yield
+        finally:
+            openmp_policy_applied = openmp_policy_applied or applied
 
 
 # Whether fastdl's kernels were loaded under its PASSIVE default (for `fastdl info`).
@@ -118,15 +128,11 @@ def short_blas_spin():
     variable once, as it loads: where numpy was imported before fastdl, it keeps its default.
     """
     global blas_spin_applied
-    if "OPENBLAS_THREAD_TIMEOUT" in os.environ or "numpy" in sys.modules:
-        yield
-        return
-    os.environ["OPENBLAS_THREAD_TIMEOUT"] = BLAS_SPIN
-    try:
-        yield
-    finally:
-        del os.environ["OPENBLAS_THREAD_TIMEOUT"]
-        blas_spin_applied = True
+    with _set_while_loading("OPENBLAS_THREAD_TIMEOUT", BLAS_SPIN, too_late="numpy" in sys.modules) as applied:
+        try:
+            yield
+        finally:
+            blas_spin_applied = blas_spin_applied or applied
 
 
 # Whether numpy's OpenBLAS was loaded under fastdl's BLAS_SPIN (for `fastdl info`).
