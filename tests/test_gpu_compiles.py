@@ -92,6 +92,7 @@ def signatures():
         # int, alpha a NumPy scalar of that dtype.
         "dense._bias_activation": [(a2(t), a1(t), i64, t) for t in floats],
         "dense._activation_backward": [(a2(t), a2(t), i64, t, a2(t)) for t in floats],
+        "dense._activation_backward_sums": [(a2(t), a2(t), i64, t, a2(t), a1(t)) for t in floats],
         # loss: values, gradients and masks in one float dtype; targets, draws and row_loss float64;
         # codes int64; scale, period and rate Python floats; kept_scale a NumPy scalar of x's dtype.
         "loss._softmax": [(a2(t), a2(t)) for t in floats],

@@ -81,6 +81,29 @@ def test_activation_backward(cuda_backend, cuda_scale, dtype, activation, rng):
     _close(dout_d.copy_to_host(), expected, dtype)
 
 
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("n", [0, 1, 5])
+def test_activation_backward_sums(cuda_backend, cuda_scale, dtype, activation, n, rng):
+    """The activation's gradient and its column sums (a dense layer's bias gradient) in one launch:
+    blocks of columns (9 leave the last block part-empty) by row groups (5 rows: uneven groups)."""
+    cuda = _cuda()
+    n, m = n * cuda_scale, 9
+    code, alpha = ACTIVATIONS[activation], dtype(0.2)
+    out = (rng.standard_normal((n, m)) * 3).astype(dtype)
+    _reference("dense").bias_activation(out, np.empty(0, dtype), code, alpha, 1)
+    dout = rng.standard_normal((n, m)).astype(dtype)
+    expected = np.empty_like(out)
+    _reference("dense").activation_backward(out, dout, code, alpha, expected, 1)
+    out_d, dout_d = cuda.to_device(out), cuda.to_device(dout)
+    dpre_d, sums_d = cuda.device_array((n, m), dtype), cuda.to_device(np.full(m, np.nan, dtype))
+    _gpu("dense").activation_backward_sums(out_d, dout_d, code, alpha, dpre_d, sums_d, 1)
+    _close(dpre_d.copy_to_host(), expected, dtype)
+    _close(sums_d.copy_to_host(), expected.sum(axis=0, dtype=np.float64).astype(dtype), dtype)
+    _gpu("dense").activation_backward_sums(out_d, dout_d, code, alpha, dout_d, sums_d, 1)  # dpre is dout
+    _close(dout_d.copy_to_host(), expected, dtype)
+    _close(sums_d.copy_to_host(), expected.sum(axis=0, dtype=np.float64).astype(dtype), dtype)
+
+
 def test_dense_on_strided_rows(cuda_backend, dtype, rng):
     """A column slice (non-contiguous rows) works as the contiguous array."""
     cuda = _cuda()

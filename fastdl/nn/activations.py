@@ -73,11 +73,13 @@ def apply(name, z, alpha=LEAKY_ALPHA, backend=None, into=None):
     return z
 
 
-def grad(name, out, dout, backend=None, alpha=LEAKY_ALPHA, into=None):
+def grad(name, out, dout, backend=None, alpha=LEAKY_ALPHA, into=None, column_sums=None):
     """Gradient with respect to the activation's input, from its output `out`.
 
     into: optional C-contiguous array of out's shape and dtype that receives the compiled
-    activations' gradient (a layer's reused buffer).
+    activations' gradient (a layer's reused buffer). column_sums: with into, an optional array
+    (last axis,) that receives the gradient's sums over the other axes (a dense layer's bias
+    gradient, in the same pass on the device).
     """
     if name == "linear":
         return dout
@@ -94,7 +96,7 @@ def grad(name, out, dout, backend=None, alpha=LEAKY_ALPHA, into=None):
         dout = np.ascontiguousarray(dout, dtype=out.dtype)
     if dout.shape != out.shape:
         raise ValueError(f"dout must have the output's shape {out.shape}, got {dout.shape}")
-    activation_grad_into(_rows(out), _rows(dout), ACTIVATIONS[name], _rows(into), backend, alpha)
+    activation_grad_into(_rows(out), _rows(dout), ACTIVATIONS[name], _rows(into), backend, alpha, column_sums)
     return into
 
 

@@ -121,10 +121,24 @@ class Dense(_Activated):
             return self._out
         return self._activate(dense_into(x, self.kernel.value, bias, 0, out, self.backend))
 
-    def backward_pre(self, dpre):
+    def backward(self, dout):
+        dkernel, dbias = self._weight_grads()
+        if dbias is None or self.activation not in ACTIVATIONS or self.activation == "linear":
+            return super().backward(dout)
+        # The activation's gradient pass sums the bias gradient too (on the device: one launch
+        # instead of a pass and a GEMM).
+        dpre = activations.grad(self.activation, self._out, dout, self.backend,
+                                into=self._buffer("dpre", self._out.shape), column_sums=dbias)
+        return self.backward_pre(dpre, bias_summed=True)
+
+    def backward_pre(self, dpre, bias_summed=False):
+        """The gradients from the one at the activation's input; bias_summed: the bias gradient is
+        already in place (backward's activation pass summed it)."""
         dpre = as_layer_input(dpre, self.dtype, self.output_shape, type(self).__name__ + " backward")
         dx = self._buffer("dx", self._x.shape) if self.needs_input_grad else None
-        dense_grad_into(self._x, self.kernel.value, _same_batch(dpre, self._x), dx, *self._weight_grads())
+        dkernel, dbias = self._weight_grads()
+        dense_grad_into(self._x, self.kernel.value, _same_batch(dpre, self._x), dx, dkernel,
+                        None if bias_summed else dbias)
         self._regularize()
         return dx
 

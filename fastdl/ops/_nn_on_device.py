@@ -5,7 +5,8 @@ on the cuda backend): the same arguments and results, each op a GEMM (cuBLAS thr
 tiled kernel; see kernels/gpu/_gemm.py) and the kernels/gpu passes around it. Work arrays (patch
 matrices, pooling blocks) are device scratch reused from step to step, as the layers' outputs and
 gradients are their buffers: a training step of a Sequential model allocates no device memory. A
-bias gradient is a GEMM too: a row of ones times the output gradient.
+bias gradient is a GEMM too (a row of ones times the output gradient), or for a dense layer's few
+rows it comes with the activation's gradient in one launch (activation_grad_into).
 """
 
 import numpy as np
@@ -117,8 +118,12 @@ def activation_into(z, code, alpha):
     return z
 
 
-def activation_grad_into(out, dout, code, dpre, alpha):
-    _kernels("dense").activation_backward(out, dout, code, dpre.dtype.type(alpha), dpre, 1)
+def activation_grad_into(out, dout, code, dpre, alpha, column_sums=None):
+    """dpre = dout * activation'(pre), and with column_sums its column sums (one launch for both)."""
+    if column_sums is None:
+        _kernels("dense").activation_backward(out, dout, code, dpre.dtype.type(alpha), dpre, 1)
+    else:
+        _kernels("dense").activation_backward_sums(out, dout, code, dpre.dtype.type(alpha), dpre, column_sums, 1)
     return dpre
 
 

@@ -261,14 +261,20 @@ def activation_grad(out, dout, activation, backend=None, alpha=LEAKY_ALPHA):
     return activation_grad_into(out, dout, code, dpre, backend, alpha)
 
 
-def activation_grad_into(out, dout, code, dpre, backend=None, alpha=LEAKY_ALPHA):
-    """activation_grad into dpre (may be dout itself) for checked arrays (as dense_into); returns dpre."""
+def activation_grad_into(out, dout, code, dpre, backend=None, alpha=LEAKY_ALPHA, column_sums=None):
+    """activation_grad into dpre (may be dout itself) for checked arrays (as dense_into); returns dpre.
+
+    column_sums: optional (units,) array of dpre's dtype that receives dpre's column sums (a dense
+    layer's bias gradient: on the device in the same launch as dpre, for a batch's few rows).
+    """
     if _device.is_device(dpre):
-        return _nn_on_device.activation_grad_into(out, dout, code, dpre, alpha)
+        return _nn_on_device.activation_grad_into(out, dout, code, dpre, alpha, column_sums)
     kernels, _ = _backend.kernels("dense", backend)
     # One thread for small inputs, where waking a team costs more than the pass.
     n_threads = threads_worth_it(out.shape[0], 8 * out.shape[1])
     kernels.activation_backward(out, dout, code, dpre.dtype.type(alpha), dpre, n_threads)
+    if column_sums is not None:
+        column_sums_into(dpre, column_sums)
     return dpre
 
 

@@ -6,46 +6,19 @@ BLOCK_ROWS rows they run one thread per channel, each looping over the rows in o
 sums in the same order as the CPU kernels (the same bits on the simulator; on a device NVVM may
 fuse d * d + sum into one rounding, so they agree to rounding). From BLOCK_ROWS rows on (a
 convolution's output: images x pixels rows) that would leave the device nearly idle, so a block
-takes CHANNELS_PER_BLOCK neighbouring channels (its threads read neighbouring entries of a row)
-and ROW_GROUPS interleaved groups of rows; each thread sums its group, and the groups' sums are
-added by a fixed tree in shared memory: deterministic, and within rounding of the CPU's order.
+takes COLUMNS_PER_BLOCK neighbouring channels and ROW_GROUPS interleaved groups of rows
+(kernels/gpu/_launch.py); each thread sums its group, and the groups' sums are added by a fixed tree
+in shared memory: deterministic, and within rounding of the CPU's order.
 The elementwise passes (normalize, normalize_backward) run one thread per entry, in the arrays'
 dtype.
 """
 
-import math
-
-import numba
 from numba import cuda, float64
 
-from ._launch import grid_1d, kernel
+from ._launch import COLUMNS_PER_BLOCK, ROW_GROUPS, column_blocks, grid_1d, groups_total, kernel
 
-# From this many rows on, the reductions take a block of threads per CHANNELS_PER_BLOCK channels.
+# From this many rows on, the reductions take a block of threads per COLUMNS_PER_BLOCK channels.
 BLOCK_ROWS = 1024
-# Channels and row groups of a reduction block (the simulator runs a thread as Python: keep it small).
-CHANNELS_PER_BLOCK = 4 if numba.config.ENABLE_CUDASIM else 32
-ROW_GROUPS = 2 if numba.config.ENABLE_CUDASIM else 8  # a power of two, for the tree
-
-
-@cuda.jit(device=True)
-def _groups_total(partials, tx, ty):
-    """The sum of column tx of partials (ROW_GROUPS, CHANNELS_PER_BLOCK), by a fixed tree; every
-    thread of the block calls it and gets the total."""
-    stride = ROW_GROUPS // 2
-    while stride > 0:
-        cuda.syncthreads()
-        if ty < stride:
-            partials[ty, tx] += partials[ty + stride, tx]
-        stride //= 2
-    cuda.syncthreads()
-    total = partials[0, tx]
-    cuda.syncthreads()  # read by all before partials is written again
-    return total
-
-
-def _reduction_launch(channels):
-    """(grid, block) of the block reductions over `channels` channels."""
-    return math.ceil(channels / CHANNELS_PER_BLOCK), (CHANNELS_PER_BLOCK, ROW_GROUPS)
 
 
 @kernel
@@ -69,22 +42,22 @@ def _channel_moments(x, mean, var):
 @kernel
 def _channel_moments_blocks(x, mean, var):
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-    c = cuda.blockIdx.x * CHANNELS_PER_BLOCK + tx
-    partials = cuda.shared.array((ROW_GROUPS, CHANNELS_PER_BLOCK), float64)
+    c = cuda.blockIdx.x * COLUMNS_PER_BLOCK + tx
+    partials = cuda.shared.array((ROW_GROUPS, COLUMNS_PER_BLOCK), float64)
     n, channels = x.shape
     total = 0.0
     if c < channels:  # no early return: every thread takes part in the tree
         for i in range(ty, n, ROW_GROUPS):
             total += float64(x[i, c])
     partials[ty, tx] = total
-    centre = _groups_total(partials, tx, ty) / n
+    centre = groups_total(partials, tx, ty) / n
     squares = 0.0
     if c < channels:
         for i in range(ty, n, ROW_GROUPS):
             d = float64(x[i, c]) - centre
             squares += d * d
     partials[ty, tx] = squares
-    spread = _groups_total(partials, tx, ty)
+    spread = groups_total(partials, tx, ty)
     if c < channels and ty == 0:
         mean[c] = centre
         var[c] = spread / n
@@ -97,7 +70,7 @@ def channel_moments(x, mean, var, n_threads):
     if not x.shape[1]:
         return
     if x.shape[0] >= BLOCK_ROWS:
-        _channel_moments_blocks[_reduction_launch(x.shape[1])](x, mean, var)
+        _channel_moments_blocks[column_blocks(x.shape[1])](x, mean, var)
     else:
         _channel_moments[grid_1d(x.shape[1])](x, mean, var)
 
@@ -139,8 +112,8 @@ def _channel_sums(dout, xhat, sum_dout, sum_dout_xhat):
 @kernel
 def _channel_sums_blocks(dout, xhat, sum_dout, sum_dout_xhat):
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-    c = cuda.blockIdx.x * CHANNELS_PER_BLOCK + tx
-    partials = cuda.shared.array((ROW_GROUPS, CHANNELS_PER_BLOCK), float64)
+    c = cuda.blockIdx.x * COLUMNS_PER_BLOCK + tx
+    partials = cuda.shared.array((ROW_GROUPS, COLUMNS_PER_BLOCK), float64)
     n, channels = dout.shape
     total = 0.0
     total_xhat = 0.0
@@ -150,9 +123,9 @@ def _channel_sums_blocks(dout, xhat, sum_dout, sum_dout_xhat):
             total += g
             total_xhat += g * xhat[i, c]
     partials[ty, tx] = total
-    total = _groups_total(partials, tx, ty)
+    total = groups_total(partials, tx, ty)
     partials[ty, tx] = total_xhat
-    total_xhat = _groups_total(partials, tx, ty)
+    total_xhat = groups_total(partials, tx, ty)
     if c < channels and ty == 0:
         sum_dout[c] = total
         sum_dout_xhat[c] = total_xhat
@@ -164,7 +137,7 @@ def channel_sums(dout, xhat, sum_dout, sum_dout_xhat, n_threads):
     if not dout.shape[1]:
         return
     if dout.shape[0] >= BLOCK_ROWS:
-        _channel_sums_blocks[_reduction_launch(dout.shape[1])](dout, xhat, sum_dout, sum_dout_xhat)
+        _channel_sums_blocks[column_blocks(dout.shape[1])](dout, xhat, sum_dout, sum_dout_xhat)
     else:
         _channel_sums[grid_1d(dout.shape[1])](dout, xhat, sum_dout, sum_dout_xhat)
 
