@@ -183,6 +183,26 @@ def test_device_arrays_in(cuda_backend):
         build("numpy").predict(cuda.to_device(x.astype(np.float32)))
 
 
+def test_fit_sends_each_epochs_order_once(cuda_backend, monkeypatch):
+    """A shuffled fit on the device sends the batch order over once per epoch, not once per batch (a
+    copy from host memory waits for the device to finish its queue), and trains as on the CPU."""
+    from fastdl import _device
+
+    x, y = _data((4,), 2, n=7)
+    sent = []
+    to_device = _device.to_device
+    monkeypatch.setattr(_device, "to_device", lambda array: sent.append(np.asarray(array).copy()) or to_device(array))
+    models = {}
+    for backend in ("numpy", "cuda"):
+        models[backend] = nn.Sequential([nn.Input((4,)), nn.Dense(3, activation="relu"), nn.Dense(2, activation="softmax")],
+                                        seed=3, backend=backend)
+        models[backend].compile("sgd", "sparse_categorical_crossentropy", ["accuracy"])
+        models[backend].fit(x, y, epochs=2, batch_size=3)  # 3 batches an epoch, the last of 1
+    orders = [array for array in sent if array.dtype == np.int64]
+    assert len(orders) == 2 and all(sorted(order) == list(range(7)) for order in orders)
+    _assert_same(models["numpy"].get_weights(), models["cuda"].get_weights(), np.float32)
+
+
 class _Doubling(nn.Layer):
     """A user's layer written with NumPy: it has no cuda path."""
 

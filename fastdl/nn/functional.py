@@ -503,13 +503,15 @@ class Model(Training):
         totals, seen = {}, 0
         for b, first in enumerate(range(0, n, batch_size)):
             idx = order[first:first + batch_size]
-            xb = self._as_batch(self._gather(x, idx), epoch + 1, b + 1)
+            xb = self._as_batch(self._gather(x, order, first, first + batch_size), epoch + 1, b + 1)
             yb = y[idx]
             try:
                 outputs = self._forward(xb, training=True)
                 losses = self._batch_losses(outputs, yb)
                 if not np.isfinite(losses["loss"]):
                     raise ValueError(f"the loss is {losses['loss']}")
+                # Before the backward pass, as Sequential's (on the device, no wait for it).
+                batch_logs = self._batch_logs(outputs, yb, losses)
                 self._apply_gradient_flags()
                 self._backward()
             except ValueError as exc:
@@ -518,7 +520,7 @@ class Model(Training):
                                  "(lower the learning rate or check the data)") from exc
             self.optimizer.step()
             seen += len(idx)
-            for key, value in self._batch_logs(outputs, yb, losses).items():
+            for key, value in batch_logs.items():
                 totals[key] = totals.get(key, 0.0) + value * len(idx)
             logs = {key: value / seen for key, value in totals.items()}
             for callback in callbacks:

@@ -308,13 +308,16 @@ class Training(GradientFlags, Layer):
         seen = 0
         for b, first in enumerate(range(0, n, batch_size)):
             idx = order[first:first + batch_size]
-            xb = self._as_batch(self._gather(x, idx), epoch + 1, b + 1)
+            xb = self._as_batch(self._gather(x, order, first, first + batch_size), epoch + 1, b + 1)
             yb = y[idx]
             try:
                 out = self._forward(xb, training=True)
                 loss = self._batch_loss(out, yb)
                 if not np.isfinite(loss):
                     raise ValueError(f"the loss is {loss}")
+                # Counted before the backward pass: on the device, reading the outputs then waits
+                # for nothing more than reading the loss did.
+                correct = _accuracy(out, yb, threshold) * len(idx) if self.metrics else 0.0
                 dout = self.loss.backward_logits() if fused else self.loss.backward()
                 self._apply_gradient_flags()
                 self._backward(dout, fused)
@@ -327,7 +330,7 @@ class Training(GradientFlags, Layer):
             total_loss += loss * len(idx)
             logs = {"loss": total_loss / seen}
             if self.metrics:
-                total_correct += _accuracy(out, yb, threshold) * len(idx)
+                total_correct += correct
                 logs["accuracy"] = total_correct / seen
             for callback in callbacks:
                 callback.on_batch_end(b, {**logs, "seen": seen})
@@ -345,10 +348,12 @@ class Training(GradientFlags, Layer):
             raise ValueError("x contains NaN or infinity; training stopped")
         return _device.to_device(x)
 
-    def _gather(self, x, idx):
-        """x[idx] in a buffer reused from step to step (fresh memory costs page faults each step)."""
+    def _gather(self, x, order, first, stop):
+        """x[order[first:stop]] in a buffer reused from step to step (fresh memory costs page faults
+        each step)."""
         if _device.is_device(x):
-            return self._gather_on_device(x, idx)
+            return self._gather_on_device(x, order, first, stop)
+        idx = order[first:stop]
         if x.dtype != self.dtype or not x.flags.c_contiguous:
             return x[idx]
         buffer = getattr(self, "_batch_buffer", None)
@@ -357,18 +362,27 @@ class Training(GradientFlags, Layer):
         # mode="clip" writes straight into out (idx is in range); "raise" would buffer the result.
         return np.take(x, idx, axis=0, out=buffer[:len(idx)], mode="clip")
 
-    def _gather_on_device(self, x, idx):
-        """x[idx] for device rows x, gathered on the device into a reused batch (x itself when idx
-        takes all of its rows in order, as train_on_batch does)."""
+    def _gather_on_device(self, x, order, first, stop):
+        """x[order[first:stop]] for device rows x, gathered on the device into a reused batch (x
+        itself when that takes all of its rows in order, as train_on_batch does).
+
+        The epoch's order goes over once, at its first batch, and each batch's rows are a slice of
+        it: a copy from host memory waits for the device to finish what it was given, so a copy
+        each batch would wait for the last batch's backward pass and update, where this batch's
+        launches can queue behind them."""
         from fastdl.ops._nn_on_device import arrays
 
-        if len(idx) == x.shape[0] and np.array_equal(idx, np.arange(len(idx))):
+        count = min(stop, len(order)) - first
+        if count == x.shape[0] and np.array_equal(order[first:stop], np.arange(count)):
             return x
         buffers = self.__dict__.setdefault("_device_batches", {})
-        rows = _device.upload(buffers, ("rows", len(idx)), np.asarray(idx, dtype=np.int64))
-        out = _device.buffer(buffers, ("gathered", len(idx)), (len(idx), *x.shape[1:]), x.dtype)
+        uploaded = buffers.get("order")
+        if uploaded is None or uploaded[0] is not order:
+            uploaded = buffers["order"] = (order, _device.to_device(np.asarray(order, dtype=np.int64)))
+        rows = uploaded[1][first:first + count]
+        out = _device.buffer(buffers, ("gathered", count), (count, *x.shape[1:]), x.dtype)
         width = math.prod(x.shape[1:])
-        arrays().take_rows(_device.reshaped(x, (x.shape[0], width)), rows, _device.reshaped(out, (len(idx), width)))
+        arrays().take_rows(_device.reshaped(x, (x.shape[0], width)), rows, _device.reshaped(out, (count, width)))
         return out
 
     def _evaluate(self, x, y, batch_size):
