@@ -148,12 +148,49 @@ def buffer(cache, key, shape, dtype):
 
 
 def upload(cache, key, array):
-    """A host array copied into the device buffer cache[key] (see buffer): a step's small
-    transfers (targets, dropout draws) reuse one buffer each."""
+    """A host array copied into the device buffer cache[key] (see buffer): a step's transfers
+    (batches, targets, dropout draws) reuse one buffer each.
+
+    The copy is queued behind the device's work instead of waiting for it: it goes from
+    page-locked host memory (a staging array kept per buffer), asynchronously on the default
+    stream, which the kernels and GEMMs use. A copy from ordinary host memory first waits for the
+    device to finish everything it was given, so that each upload in a training step (a dropout
+    layer's draws, the loss's targets) stopped the host from queueing the step's launches ahead of
+    the device. A staging array is written again once its last copy is done (an event).
+    """
     array = np.ascontiguousarray(array)
     target = buffer(cache, key, array.shape, array.dtype)
-    target.copy_to_device(array)
+    if array.size:
+        staging, copied = per_array(_STAGING, target, _staging)
+        copied.synchronize()  # returns at once unless the last copy from staging is still queued
+        staging[...] = array
+        stream = _default_stream()
+        target.copy_to_device(staging, stream=stream)
+        copied.record(stream)
     return target
+
+
+# Page-locked host arrays and their events, per device buffer that upload() fills.
+_STAGING = {}
+
+
+def _staging(target):
+    """(a page-locked host array of target's shape and dtype, an event for its last copy)."""
+    event = cuda().event() if simulated() else cuda().event(timing=False)  # the simulator's takes no arguments
+    return cuda().pinned_array(target.shape, target.dtype), event
+
+
+_SIMULATED_STREAM = []
+
+
+def _default_stream():
+    """The default stream as an object, for asynchronous copies ordered with the launches (the
+    simulator has no default_stream(): one stream of its own stands in)."""
+    if not simulated():
+        return cuda().default_stream()
+    if not _SIMULATED_STREAM:
+        _SIMULATED_STREAM.append(cuda().stream())
+    return _SIMULATED_STREAM[0]
 
 
 def fits(nbytes):

@@ -183,3 +183,38 @@ def test_cublas_reads_each_arrays_layout_once():
     np.testing.assert_allclose(other.array, a.array @ b.array)
     del other, reads[:]
     assert len(cublas.layouts) == 3
+
+
+def test_upload_queues_its_copy_from_staging(cuda_backend, monkeypatch):
+    """_device.upload copies through one page-locked staging array per buffer, on a stream, and
+    waits for that array's last copy before writing it again; the caller's array is free at once."""
+    from fastdl import _device
+
+    waits = []
+    real_staging = _device._staging
+
+    def staging(target):
+        host, event = real_staging(target)
+
+        class Event:  # the real event, its waits counted
+            def synchronize(self):
+                waits.append(True)
+                event.synchronize()
+
+            def record(self, stream):
+                event.record(stream)
+
+        return host, Event()
+
+    monkeypatch.setattr(_device, "_staging", staging)
+    cache = {}
+    values = np.arange(6, dtype=np.int64)
+    first = _device.upload(cache, "targets", values)
+    values[:] = -1  # the copy was taken: changing the host array changes nothing on the device
+    np.testing.assert_array_equal(first.copy_to_host(), np.arange(6))
+    second = _device.upload(cache, "targets", np.arange(6, 12))
+    assert second is first and len(waits) == 2
+    np.testing.assert_array_equal(second.copy_to_host(), np.arange(6, 12))
+    other = _device.upload(cache, "targets", np.zeros((2, 2), np.float32))  # a new shape: a new buffer
+    assert other.shape == (2, 2) and other.dtype == np.float32
+    assert _device.upload(cache, "none", np.zeros(0)).shape == (0,)
