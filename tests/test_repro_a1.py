@@ -130,6 +130,41 @@ def test_full_run_draws_tsne_and_umap(tmp_path):
     assert {"tsne", "umap"} <= set(result["timings"])
 
 
+def _doubled(x):
+    return 2 * x
+
+
+def _step(x):
+    return x + 1
+
+
+def test_umaps_numba_functions_get_a_disk_cache(monkeypatch):
+    """Functions compiled without a cache get one, except where two dispatchers compile one
+    function with different options (their cache entries would be mixed up); FASTDL_CACHE=0 turns
+    it off."""
+    import types
+
+    import numba
+    from numba.core.caching import NullCache
+
+    def module():
+        fake = types.ModuleType("fake_umap")
+        fake.single = numba.njit(_doubled)
+        fake.serial, fake.parallel = numba.njit(_step), numba.njit(_step, parallel=True)
+        fake.other = 3
+        return fake
+
+    monkeypatch.setenv("FASTDL_CACHE", "0")
+    off = module()
+    a1._cache_numba_functions([off])
+    assert isinstance(off.single._cache, NullCache)
+    monkeypatch.delenv("FASTDL_CACHE")
+    on = module()
+    a1._cache_numba_functions([on, on])
+    assert not isinstance(on.single._cache, NullCache) and on.single(2.0) == 4.0
+    assert isinstance(on.serial._cache, NullCache) and isinstance(on.parallel._cache, NullCache)
+
+
 def test_hardest_pair_skips_diagonal_and_breaks_ties_in_order():
     distances = np.array([[0.0, 2.0, 1.0], [2.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
     assert a1.hardest_pair(distances)["classes"] == [0, 2]
