@@ -13,6 +13,9 @@ fastdl's step is `model.train_on_batch(x, y)` with x a numba device array (the t
 as fit takes them, and go over each step); PyTorch's is eager `zero_grad`, forward, loss,
 `backward()`, `step()` on NCHW tensors (cuDNN picks its algorithms: `benchmark=True`), and for the
 MLP also the same step captured once as a CUDA graph and replayed (the floor of launch cost).
+PyTorch's default runs float32 convolutions on tensor cores in TF32 (10-bit mantissas); fastdl's
+GEMMs are float32 throughout, so the CNN and clock steps are timed both ways (cuDNN's conv
+fp32_precision "tf32" and "ieee").
 
 The epoch group trains the course MLP on 55,000 Fashion-MNIST-sized images for one epoch in
 batches of 32, shuffled: fastdl's `fit` with NumPy arrays (it moves the images to the device once
@@ -21,6 +24,8 @@ per fit, inside the timed call), PyTorch's loop over images already on the devic
 Targets (issue 16), on an H200: the MLP step at most a third of PyTorch eager's, an epoch under
 1 s; the CNN and clock steps at least half of PyTorch eager's images/s.
 """
+
+import contextlib
 
 import numpy as np
 import pytest
@@ -77,8 +82,32 @@ def bench_fastdl_cuda(benchmark, kind, name_contender):
     name_contender(GROUPS[kind], "fastdl[cuda]", _rate(BATCH[kind]))
 
 
+@contextlib.contextmanager
+def _cudnn_convolutions(precision):
+    """cuDNN's float32 convolutions at `precision` while the block runs: "tf32" (PyTorch's default,
+    tensor cores with 10-bit mantissas) or "ieee" (float32 throughout, as fastdl's GEMMs)."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):  # PyTorch 2.9 on
+        old = conv.fp32_precision
+        conv.fp32_precision = precision
+        try:
+            yield
+        finally:
+            conv.fp32_precision = old
+        return
+    old = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = old
+
+
+@pytest.mark.parametrize("precision", ["tf32", "ieee"])
 @pytest.mark.parametrize("kind", KINDS)
-def bench_torch_eager(benchmark, kind, name_contender):
+def bench_torch_eager(benchmark, kind, precision, name_contender):
+    if kind == "mlp" and precision == "ieee":
+        pytest.skip("the MLP has no convolutions (PyTorch's float32 matrix products are float32 already)")
     torch.backends.cudnn.benchmark = True
     x, y, net, optimizer, loss_fn = _torch_parts(kind)
 
@@ -87,10 +116,13 @@ def bench_torch_eager(benchmark, kind, name_contender):
         loss_fn(net(x), y).backward()
         optimizer.step()
 
-    step()
-    benchmark.pedantic(synced(step, torch_sync), rounds=20 if kind == "mlp" else 5,
-                       iterations=10 if kind == "mlp" else 2, warmup_rounds=1)
-    name_contender(GROUPS[kind], "torch CUDA eager (NCHW)", _rate(BATCH[kind]))
+    with _cudnn_convolutions(precision):
+        step()
+        benchmark.pedantic(synced(step, torch_sync), rounds=20 if kind == "mlp" else 5,
+                           iterations=10 if kind == "mlp" else 2, warmup_rounds=1)
+    label = {"tf32": "torch CUDA eager (NCHW)" if kind == "mlp" else "torch CUDA eager (NCHW, TF32 convolutions: the default)",
+             "ieee": "torch CUDA eager (NCHW, float32 convolutions, as fastdl)"}[precision]
+    name_contender(GROUPS[kind], label, _rate(BATCH[kind]))
 
 
 def bench_torch_cuda_graph_mlp(benchmark, name_contender):
