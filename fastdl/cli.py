@@ -197,7 +197,10 @@ def _cmd_info(args):
     print(f"platform      {platform.platform()}")
     for name in ("numpy", "numba", "Cython", "sklearn", "scipy", "threadpoolctl"):
         label = "scikit-learn" if name == "sklearn" else name
-        print(f"{label:<13} {_version(name)}")
+        version = _version(name)
+        if name == "Cython" and version.startswith("not available"):
+            version = "not installed (needed only to build the cython backend; see Backends)"
+        print(f"{label:<13} {version}")
 
     print("\nBackends:")
     status = fastdl.backend_status()
