@@ -1,5 +1,7 @@
 """fastdl.nn training: it learns, seeds reproduce, save/load resumes identically, bad input is refused."""
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -318,3 +320,34 @@ def test_threads_go_to_blas_or_to_fastdl(make_model, gemm_only):
     model.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[seen])
     assert seen.seen == ((1, {2}) if gemm_only else (2, {1}))
     assert fastdl.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cython"])
+def test_fused_training_stops_at_the_logits(backend, monkeypatch):
+    """With a fused softmax-cross-entropy loss, fit's forward pass skips the last layer's softmax
+    (the loss starts from the logits, accuracy reads their argmax): the same losses, accuracies and
+    weights as a training that computes it; predictions still go through the softmax."""
+    from fastdl.nn import activations
+    from fastdl.nn.model import Sequential
+
+    rng = np.random.default_rng(4)
+    x, y = rng.random((20, 6)), rng.integers(0, 3, 20)
+
+    def train():
+        model = nn.Sequential([nn.Input((6,)), nn.Dense(5, activation="relu"), nn.Dense(3, activation="softmax")],
+                              seed=2, backend=backend)
+        model.compile("sgd", "sparse_categorical_crossentropy", ["accuracy"])
+        return model, model.fit(x, y, epochs=2, batch_size=7).history
+
+    calls = []
+    softmax = activations.softmax
+    monkeypatch.setattr(activations, "softmax", lambda *args, **kwargs: calls.append(1) or softmax(*args, **kwargs))
+    skipping, history = train()
+    assert not calls and not skipping.layers[-1].logits_suffice
+    np.testing.assert_allclose(skipping.predict(x).sum(axis=1), 1, rtol=1e-5)  # probabilities
+    monkeypatch.setattr(Sequential, "_training_to_logits", lambda self: contextlib.nullcontext())
+    computing, reference = train()
+    assert calls
+    assert history == reference
+    for a, b in zip(skipping.get_weights(), computing.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -86,6 +86,9 @@ class Dense(_Activated):
     """
 
     gemm_only = True
+    # Set while a Sequential model trains with a fused softmax-cross-entropy loss from this layer's
+    # logits (Sequential._training_to_logits): a training forward pass then stops at the logits.
+    logits_suffice = False
 
     def __init__(self, units, activation=None, kernel_initializer="glorot_uniform", use_bias=True,
                  kernel_regularizer=None, **kwargs):
@@ -119,7 +122,11 @@ class Dense(_Activated):
         if self.activation in ACTIVATIONS:
             self._out = dense_into(x, self.kernel.value, bias, ACTIVATIONS[self.activation], out, self.backend)
             return self._out
-        return self._activate(dense_into(x, self.kernel.value, bias, 0, out, self.backend))
+        z = dense_into(x, self.kernel.value, bias, 0, out, self.backend)
+        if training and self.logits_suffice:
+            self._logits = self._out = z
+            return z
+        return self._activate(z)
 
     def backward(self, dout):
         dkernel, dbias = self._weight_grads()

@@ -1,5 +1,6 @@
 """Sequential: compile, fit, evaluate, predict, summary, save and load."""
 
+import contextlib
 import json
 import re
 
@@ -7,7 +8,7 @@ import numpy as np
 
 from fastdl import _device
 from fastdl._validation import all_finite, check_int
-from fastdl.nn.layers import Input
+from fastdl.nn.layers import Dense, Input
 from fastdl.nn.losses import get_loss
 from fastdl.nn.module import Layer
 from fastdl.nn.optimizers import get_optimizer
@@ -194,6 +195,20 @@ class Sequential(Training):
     def _fused(self):
         last = self.layers[-1]
         return self.loss.fusable and getattr(last, "activation", None) == "softmax"
+
+    @contextlib.contextmanager
+    def _training_to_logits(self):
+        """While fit trains with a fused softmax-cross-entropy loss, the last layer (a Dense one of
+        several units) stops at its logits: the loss starts from them, and accuracy's argmax reads
+        them as it would the probabilities, so the softmax would go unread (on the device, a launch
+        a step). Where two probabilities round to the same float32, the logits still tell which
+        class is the more likely."""
+        last = self.layers[-1]
+        last.logits_suffice = self._fused() and isinstance(last, Dense) and last.units > 1
+        try:
+            yield
+        finally:
+            last.logits_suffice = False
 
     def _forward(self, x, training):
         for layer in self.layers:

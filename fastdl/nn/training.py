@@ -306,34 +306,35 @@ class Training(GradientFlags, Layer):
         order = self.rng.permutation(n) if shuffle else np.arange(n)
         total_loss = total_correct = 0.0
         seen = 0
-        for b, first in enumerate(range(0, n, batch_size)):
-            idx = order[first:first + batch_size]
-            xb = self._as_batch(self._gather(x, order, first, first + batch_size), epoch + 1, b + 1)
-            yb = y[idx]
-            try:
-                out = self._forward(xb, training=True)
-                loss = self._batch_loss(out, yb)
-                if not np.isfinite(loss):
-                    raise ValueError(f"the loss is {loss}")
-                # Counted before the backward pass: on the device, reading the outputs then waits
-                # for nothing more than reading the loss did.
-                correct = _accuracy(out, yb, threshold) * len(idx) if self.metrics else 0.0
-                dout = self.loss.backward_logits() if fused else self.loss.backward()
-                self._apply_gradient_flags()
-                self._backward(dout, fused)
-            except ValueError as exc:
-                # Weights or activations went non-finite: never train on silently.
-                raise ValueError(f"epoch {epoch + 1}, batch {b + 1}: {exc}; training stopped "
-                                 "(lower the learning rate or check the data)") from exc
-            self.optimizer.step()
-            seen += len(idx)
-            total_loss += loss * len(idx)
-            logs = {"loss": total_loss / seen}
-            if self.metrics:
-                total_correct += correct
-                logs["accuracy"] = total_correct / seen
-            for callback in callbacks:
-                callback.on_batch_end(b, {**logs, "seen": seen})
+        with self._training_to_logits():
+            for b, first in enumerate(range(0, n, batch_size)):
+                idx = order[first:first + batch_size]
+                xb = self._as_batch(self._gather(x, order, first, first + batch_size), epoch + 1, b + 1)
+                yb = y[idx]
+                try:
+                    out = self._forward(xb, training=True)
+                    loss = self._batch_loss(out, yb)
+                    if not np.isfinite(loss):
+                        raise ValueError(f"the loss is {loss}")
+                    # Counted before the backward pass: on the device, reading the outputs then waits
+                    # for nothing more than reading the loss did.
+                    correct = _accuracy(out, yb, threshold) * len(idx) if self.metrics else 0.0
+                    dout = self.loss.backward_logits() if fused else self.loss.backward()
+                    self._apply_gradient_flags()
+                    self._backward(dout, fused)
+                except ValueError as exc:
+                    # Weights or activations went non-finite: never train on silently.
+                    raise ValueError(f"epoch {epoch + 1}, batch {b + 1}: {exc}; training stopped "
+                                     "(lower the learning rate or check the data)") from exc
+                self.optimizer.step()
+                seen += len(idx)
+                total_loss += loss * len(idx)
+                logs = {"loss": total_loss / seen}
+                if self.metrics:
+                    total_correct += correct
+                    logs["accuracy"] = total_correct / seen
+                for callback in callbacks:
+                    callback.on_batch_end(b, {**logs, "seen": seen})
         return logs
 
     def _resident(self, x):
