@@ -502,9 +502,7 @@ class Model(Training):
         order = self.rng.permutation(n) if shuffle else np.arange(n)
         totals, seen = {}, 0
         for b, first in enumerate(range(0, n, batch_size)):
-            idx = order[first:first + batch_size]
-            xb = self._as_batch(self._gather(x, order, first, first + batch_size), epoch + 1, b + 1)
-            yb = y[idx]
+            xb, yb, count = self._training_batch(x, y, order, first, batch_size, epoch, b)
             try:
                 outputs = self._forward(xb, training=True)
                 losses = self._batch_losses(outputs, yb)
@@ -519,9 +517,9 @@ class Model(Training):
                 raise ValueError(f"epoch {epoch + 1}, batch {b + 1}: {exc}; training stopped "
                                  "(lower the learning rate or check the data)") from exc
             self.optimizer.step()
-            seen += len(idx)
+            seen += count
             for key, value in batch_logs.items():
-                totals[key] = totals.get(key, 0.0) + value * len(idx)
+                totals[key] = totals.get(key, 0.0) + value * count
             logs = {key: value / seen for key, value in totals.items()}
             for callback in callbacks:
                 callback.on_batch_end(b, {**logs, "seen": seen})

@@ -129,7 +129,7 @@ class Dense(_Activated):
         return self._activate(z)
 
     def backward(self, dout):
-        dkernel, dbias = self._weight_grads()
+        _, dbias = self._weight_grads()
         if dbias is None or self.activation not in ACTIVATIONS or self.activation == "linear":
             return super().backward(dout)
         # The activation's gradient pass sums the bias gradient too (on the device: one launch

@@ -308,9 +308,7 @@ class Training(GradientFlags, Layer):
         seen = 0
         with self._training_to_logits():
             for b, first in enumerate(range(0, n, batch_size)):
-                idx = order[first:first + batch_size]
-                xb = self._as_batch(self._gather(x, order, first, first + batch_size), epoch + 1, b + 1)
-                yb = y[idx]
+                xb, yb, count = self._training_batch(x, y, order, first, batch_size, epoch, b)
                 try:
                     out = self._forward(xb, training=True)
                     loss = self._batch_loss(out, yb)
@@ -318,7 +316,7 @@ class Training(GradientFlags, Layer):
                         raise ValueError(f"the loss is {loss}")
                     # Counted before the backward pass: on the device, reading the outputs then waits
                     # for nothing more than reading the loss did.
-                    correct = _accuracy(out, yb, threshold) * len(idx) if self.metrics else 0.0
+                    correct = _accuracy(out, yb, threshold) * count if self.metrics else 0.0
                     dout = self.loss.backward_logits() if fused else self.loss.backward()
                     self._apply_gradient_flags()
                     self._backward(dout, fused)
@@ -327,8 +325,8 @@ class Training(GradientFlags, Layer):
                     raise ValueError(f"epoch {epoch + 1}, batch {b + 1}: {exc}; training stopped "
                                      "(lower the learning rate or check the data)") from exc
                 self.optimizer.step()
-                seen += len(idx)
-                total_loss += loss * len(idx)
+                seen += count
+                total_loss += loss * count
                 logs = {"loss": total_loss / seen}
                 if self.metrics:
                     total_correct += correct
@@ -348,6 +346,13 @@ class Training(GradientFlags, Layer):
         if not all_finite(x):
             raise ValueError("x contains NaN or infinity; training stopped")
         return _device.to_device(x)
+
+    def _training_batch(self, x, y, order, first, batch_size, epoch, batch):
+        """Batch `batch` of an epoch over x[order]: its images, checked and where the first layer
+        takes them (see _gather and _as_batch), its targets and how many there are."""
+        stop = min(first + batch_size, len(order))
+        xb = self._as_batch(self._gather(x, order, first, stop), epoch + 1, batch + 1)
+        return xb, y[order[first:stop]], stop - first
 
     def _gather(self, x, order, first, stop):
         """x[order[first:stop]] in a buffer reused from step to step (fresh memory costs page faults
@@ -373,14 +378,14 @@ class Training(GradientFlags, Layer):
         launches can queue behind them."""
         from fastdl.ops._nn_on_device import arrays
 
-        count = min(stop, len(order)) - first
+        count = stop - first
         if count == x.shape[0] and np.array_equal(order[first:stop], np.arange(count)):
             return x
         buffers = self.__dict__.setdefault("_device_batches", {})
         uploaded = buffers.get("order")
         if uploaded is None or uploaded[0] is not order:
             uploaded = buffers["order"] = (order, _device.to_device(np.asarray(order, dtype=np.int64)))
-        rows = uploaded[1][first:first + count]
+        rows = uploaded[1][first:stop]
         out = _device.buffer(buffers, ("gathered", count), (count, *x.shape[1:]), x.dtype)
         width = math.prod(x.shape[1:])
         arrays().take_rows(_device.reshaped(x, (x.shape[0], width)), rows, _device.reshaped(out, (count, width)))
