@@ -108,6 +108,28 @@ def host(array):
     return array.copy_to_host() if is_device(array) else array
 
 
+def host_copy(array):
+    """A NumPy copy of a host or device array."""
+    return array.copy_to_host() if is_device(array) else np.array(array)
+
+
+def last_axis_rows(array):
+    """A host or device array as rows of its last axis: itself when 2-D (reshaping a numba device
+    array costs host time)."""
+    width = array.shape[array.ndim - 1]
+    return array if array.ndim == 2 else reshaped(array, (array.size // width if width else 0, width))
+
+
+def copy(array):
+    """A copy of a host or device array, on the same side: the caller's own, which later steps
+    writing their reused buffers do not change."""
+    if not is_device(array):
+        return np.array(array)
+    out = empty(array.shape, array.dtype)
+    out.copy_to_device(array)
+    return out
+
+
 def assign(target, values):
     """target[...] = values for a host or device target (values: a host or device array)."""
     if is_device(target):

@@ -341,3 +341,25 @@ def test_callbacks_and_bad_data_on_device(cuda_backend, tmp_path):
     bad[3, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         build("cuda").fit(bad, y, epochs=1, batch_size=4)
+
+
+def test_per_position_cross_entropy_and_training_calls_on_device(cuda_backend):
+    # Classes at each pixel (the loss's rows are the last axis of a 4-D device output), and a
+    # training call's outputs are the caller's copies, not the buffers the next call reuses.
+    dtype = np.float64
+    rng = np.random.default_rng(3)
+    x, codes = rng.random((4, 3, 3, 2)), rng.integers(0, 3, (4, 3, 3))
+
+    def build(backend):
+        return nn.Sequential([nn.Input((3, 3, 2)), nn.Conv2D(3, 1, activation="softmax")], seed=2, dtype=dtype,
+                             backend=backend)
+
+    (cpu, h_cpu), (gpu, h_gpu) = _train_both(
+        build, lambda: (nn.SGD(0.5), "sparse_categorical_crossentropy", ["accuracy"]), x, codes, dtype,
+        epochs=2, batch_size=2)
+    _histories_match(h_cpu, h_gpu, dtype)
+    _assert_same(cpu.get_weights(), gpu.get_weights(), dtype)
+    first = gpu(x[:2], training=True)
+    kept = first.copy()
+    gpu(x[2:], training=True)
+    np.testing.assert_array_equal(first, kept)

@@ -22,18 +22,12 @@ def check_activation(activation):
     return activation.lower()
 
 
-def _rows(array):
-    """array as (rows, last axis): itself when 2-D (reshaping a numba device array costs host time)."""
-    width = array.shape[array.ndim - 1]
-    return array if array.ndim == 2 else _device.reshaped(array, (array.size // width if width else 0, width))
-
-
 def softmax(z, backend=None, into=None):
     """Softmax over the last axis (a new array, or `into`), shifted by the row maximum so exp never
     overflows. A device array's goes to a device array (into, or a new one)."""
     if _device.is_device(z):
         out = _device.empty(z.shape, z.dtype) if into is None else into
-        _nn_on_device.softmax_into(_rows(z), _rows(out))
+        _nn_on_device.softmax_into(_device.last_axis_rows(z), _device.last_axis_rows(out))
         return out
     z = np.ascontiguousarray(z)
     out = np.empty_like(z) if into is None else into
@@ -69,7 +63,7 @@ def apply(name, z, alpha=LEAKY_ALPHA, backend=None, into=None):
         return z
     if name == "softmax":
         return softmax(z, backend, into)
-    activation_into(_rows(z) if z.ndim else z.reshape(1, 1), ACTIVATIONS[name], backend, alpha)
+    activation_into(_device.last_axis_rows(z) if z.ndim else z.reshape(1, 1), ACTIVATIONS[name], backend, alpha)
     return z
 
 
@@ -96,7 +90,7 @@ def grad(name, out, dout, backend=None, alpha=LEAKY_ALPHA, into=None, column_sum
         dout = np.ascontiguousarray(dout, dtype=out.dtype)
     if dout.shape != out.shape:
         raise ValueError(f"dout must have the output's shape {out.shape}, got {dout.shape}")
-    activation_grad_into(_rows(out), _rows(dout), ACTIVATIONS[name], _rows(into), backend, alpha, column_sums)
+    activation_grad_into(_device.last_axis_rows(out), _device.last_axis_rows(dout), ACTIVATIONS[name], _device.last_axis_rows(into), backend, alpha, column_sums)
     return into
 
 

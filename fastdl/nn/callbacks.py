@@ -10,7 +10,8 @@ class Callback:
     """Hooks that `fit` calls; `self.model` is the model being trained.
 
     `on_epoch_end` may stop training by returning True or by setting `model.stop_training = True`
-    (as in Keras); the other callbacks of that epoch still run.
+    (as in Keras); the other callbacks of that epoch still run. `on_batch_end` may set the flag
+    too: the epoch then ends after that batch (its logs are the batches trained), and so does fit.
     """
 
     model = None

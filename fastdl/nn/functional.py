@@ -16,7 +16,6 @@ the graph that adds up the gradients of a tensor feeding several layers.
 """
 
 import copy
-import re
 
 import numpy as np
 
@@ -24,8 +23,8 @@ from fastdl import _device
 from fastdl._validation import check_int
 from fastdl.nn import layers as _layers
 from fastdl.nn.losses import get_loss
-from fastdl.nn.model import Sequential, check_nested_dtype, init_model_basics
-from fastdl.nn.module import Layer
+from fastdl.nn.model import Sequential, check_metrics, check_nested_dtype, init_model_basics
+from fastdl.nn.module import Layer, default_layer_name
 from fastdl.nn.optimizers import get_optimizer
 from fastdl.nn.training import Training, _accuracy
 
@@ -138,15 +137,6 @@ def _scaled(a, factor, out):
     return out
 
 
-def _default_name(layer, taken):
-    base = re.sub(r"(?<=[a-z0-9])(?=[A-Z][a-z])", "_", type(layer).__name__).lower()
-    name, k = base, 0
-    while name in taken:
-        k += 1
-        name = f"{base}_{k}"
-    return name
-
-
 def _per_output(value, names, what, default):
     """{output name: value} from one value for all, a dict keyed by output name, or a list in output order."""
     if value is None:
@@ -243,12 +233,16 @@ class Model(Training):
         return order
 
     def _name_layers(self):
+        # An unnamed layer takes a name that no layer named already (one shared with another model,
+        # say) has, wherever that layer comes in the graph.
+        named = {layer.name for layer in self.layers if layer.name is not None}
         taken = set()
         for layer in self.layers:
             if layer.name is None:
-                layer.name = _default_name(layer, taken)
+                layer.name = default_layer_name(layer, taken | named)
             elif layer.name in taken:
-                raise ValueError(f"layer name {layer.name!r} is used twice")
+                raise ValueError(f"layer name {layer.name!r} is used twice in model {self.name!r}: give the layers "
+                                 "distinct names (name=...)")
             taken.add(layer.name)
 
     def _build(self):
@@ -299,7 +293,9 @@ class Model(Training):
         return next(iter(self._forward(x, training).values()))
 
     def _backward_as_layer(self, dout):
-        return self._backward_graph({id(next(iter(self.outputs.values()))): dout})
+        # As a layer, the output's gradient comes from the outer model: no loss of this model's
+        # own is fused into it, whether this model was compiled or not.
+        return self._backward_graph({id(next(iter(self.outputs.values()))): dout}, fused_nodes=())
 
     count_params = Sequential.count_params
     non_trainable_weights = Sequential.non_trainable_weights
@@ -346,40 +342,40 @@ class Model(Training):
             The training loss is the weighted sum of the outputs' losses (weights default to 1).
         metrics : list, or dict {output name: list}, optional
             Only "accuracy" ("acc") is known; a list applies to every output.
+
+        All is checked before anything is set: a call that raises leaves the model as it was.
         """
         losses = _per_output(loss, self.output_names, "loss", None)
         missing = [name for name, value in losses.items() if value is None]
         if missing:
             raise ValueError(f"no loss for outputs {missing}; give loss a dict with every output of {self.output_names}")
-        self.loss, used = {}, set()
+        used = set()
         for name, value in losses.items():
             value = get_loss(value)
             # A Loss keeps the batch it last saw for its backward pass: one instance per output.
             if id(value) in used:
                 value = copy.copy(value)
             used.add(id(value))
-            value.backend = self.backend
-            self.loss[name] = value
+            losses[name] = value
         weights = _per_output(loss_weights, self.output_names, "loss_weights", 1.0)
         for name, weight in weights.items():
             if isinstance(weight, bool) or not isinstance(weight, (int, float, np.number)) \
                     or not np.isfinite(weight) or weight < 0:
                 raise ValueError(f"loss_weights[{name!r}] must be a finite number >= 0, got {weight!r}")
+        metrics = {name: check_metrics(names) for name, names in
+                   _per_output(metrics, self.output_names, "metrics", []).items()}
+        optimizer = get_optimizer(optimizer)
+        for value in losses.values():
+            value.backend = self.backend
+        self.loss = losses
         self.loss_weights = {name: float(weight) for name, weight in weights.items()}
-        metrics = _per_output(metrics, self.output_names, "metrics", [])
-        for name, names in metrics.items():
-            names = [names] if isinstance(names, str) else list(names or [])
-            for metric in names:
-                if metric not in ("accuracy", "acc"):
-                    raise ValueError(f"unknown metric {metric!r}; only 'accuracy' is supported")
-            metrics[name] = ["accuracy"] if names else []
         self.metrics = metrics
         # A softmax output read by no other layer takes the cross-entropy's gradient at its logits.
         self._fused_outputs = {name for name, tensor in self.outputs.items()
                                if self.loss[name].fusable and getattr(tensor._layer, "activation", None) == "softmax"
                                and id(tensor) not in self._consumers}
         self._fused_nodes = {id(self.outputs[name]) for name in self._fused_outputs}
-        self.optimizer = get_optimizer(optimizer)
+        self.optimizer = optimizer
         self.optimizer.attach((p for _, p in self.trainable_parameters()), self.backend)
 
     # -- checks ----------------------------------------------------------------------------------
@@ -455,11 +451,13 @@ class Model(Training):
             if weight != 1.0:
                 dout = _scaled(dout, weight, self._buffer(("weighted", name), dout.shape, dout.dtype))
             grads[id(tensor)] = dout
-        self._backward_graph(grads)
+        self._backward_graph(grads, self._fused_nodes)
 
-    def _backward_graph(self, grads):
+    def _backward_graph(self, grads, fused_nodes):
         """Backpropagate {id(tensor): gradient} through the graph; returns the gradient at the input (None
-        where nothing needs it). A tensor feeding several layers gets the sum of their gradients."""
+        where nothing needs it). A tensor feeding several layers gets the sum of their gradients.
+
+        fused_nodes: ids of the outputs whose gradient is already at their softmax's logits."""
         input_grad = None
         for node in reversed(self._nodes):
             dout = grads.pop(id(node), None)
@@ -470,7 +468,7 @@ class Model(Training):
                 pairs = [(conv._parent, conv._layer.backward_pooled(dout, node._layer))]
             else:
                 layer = node._layer
-                dx = layer.backward_pre(dout) if id(node) in self._fused_nodes else layer.backward(dout)
+                dx = layer.backward_pre(dout) if id(node) in fused_nodes else layer.backward(dout)
                 pairs = zip(node._parents, dx if node._multi else [dx])
             for parent, dx in pairs:
                 if dx is None:
@@ -493,8 +491,8 @@ class Model(Training):
         logs = dict(losses)
         for name, metrics in self.metrics.items():
             if metrics:
-                threshold = 0.0 if getattr(self.loss[name], "from_logits", False) else 0.5
-                logs[f"{name}_accuracy"] = _accuracy(outputs[name], targets.arrays[name], threshold)
+                logs[f"{name}_accuracy"] = _accuracy(outputs[name], targets.arrays[name],
+                                                     self.loss[name].accuracy_threshold)
         return logs
 
     def _train_epoch(self, x, y, batch_size, shuffle, epoch, callbacks):
@@ -523,6 +521,8 @@ class Model(Training):
             logs = {key: value / seen for key, value in totals.items()}
             for callback in callbacks:
                 callback.on_batch_end(b, {**logs, "seen": seen})
+            if self.stop_training:  # a callback asked to stop: after this batch, as Keras
+                break
         return logs
 
     def _evaluate(self, x, y, batch_size):

@@ -21,6 +21,9 @@ class Loss:
 
     name = "loss"
     fusable = False
+    # "accuracy" for this loss: None, the class of the largest output (or for a single output, 1
+    # above 0.5); a number, each output against its 0/1 target, 1 above this threshold.
+    accuracy_threshold = None
     # Whether the loss is a sum of per-value terms (its kernels may take any rows of the outputs:
     # the device splits an image's values over many threads).
     elementwise = False
@@ -76,77 +79,107 @@ class Loss:
 
 
 class _CrossEntropy(Loss):
+    """A cross-entropy over the outputs' last axis, as Keras: outputs of shape (n, ..., classes)
+    (a Conv2D's per-pixel classes, say) have one distribution at each position, and the loss is
+    the mean over samples and positions."""
+
     fusable = True
 
     def forward_logits(self, logits, y_true):
         """The loss of softmax(logits), by log-sum-exp (no overflow, no log(0)); keeps its gradient."""
-        n = max(logits.shape[0], 1)
-        total, self._grad = self._run(self._kernel, logits, y_true, scale=1.0 / n)
+        rows = _device.last_axis_rows(logits)
+        n = max(rows.shape[0], 1)
+        total, grad = self._run(self._kernel, rows, self._target_rows(y_true), scale=1.0 / n)
+        self._grad = grad if grad.shape == logits.shape else _device.reshaped(grad, logits.shape)
         return total / n
 
     def backward_logits(self):
         return self._grad
 
     def forward(self, y_pred, y_true):
+        """The loss of outputs that are no softmax's (or whose softmax other layers read too).
+
+        As Keras, each position's outputs are first scaled to sum to 1, then clipped to
+        [1e-7, 1 - 1e-7]."""
         self._on_device = _device.is_device(y_pred)  # computed on the host (softmax outputs fuse instead)
         y_pred = _device.host(y_pred)
-        probs = np.clip(y_pred.astype(np.float64), _EPSILON, 1 - _EPSILON)
-        self._clipped = probs
-        self._y = y_true
-        self._dtype = y_pred.dtype
-        return float(-(self._target(np.log(probs))).sum() / y_pred.shape[0])
+        self._shape, self._dtype = y_pred.shape, y_pred.dtype
+        outputs = y_pred.reshape(-1, y_pred.shape[-1]).astype(np.float64)
+        self._sums = np.maximum(outputs.sum(axis=1, keepdims=True), _EPSILON)
+        self._clipped = np.clip(outputs / self._sums, _EPSILON, 1 - _EPSILON)
+        self._y = self._target_rows(y_true)
+        return float(-(self._target(np.log(self._clipped))).sum() / max(outputs.shape[0], 1))
 
     def backward(self):
+        # d/d outputs of -sum(y log(outputs / sums)) = (sum(y) - y / p) / sums, p the scaled outputs.
         grad = np.zeros_like(self._clipped)
-        self._subtract_target(grad, scale=1 / self._clipped)
-        return _like_outputs((grad / grad.shape[0]).astype(self._dtype), self._on_device)
+        self._subtract_target(grad, 1 / self._clipped)
+        grad += self._target_sums()
+        grad /= self._sums * max(grad.shape[0], 1)
+        return _like_outputs(grad.reshape(self._shape).astype(self._dtype), self._on_device)
 
 
 class SparseCategoricalCrossentropy(_CrossEntropy):
-    """Cross-entropy against integer class codes 0..n_classes-1."""
+    """Cross-entropy against integer class codes 0..n_classes-1 (one per position of outputs of
+    more than one axis: codes of shape (n, ...) for outputs (n, ..., classes))."""
 
     name = "sparse_categorical_crossentropy"
     _kernel = "softmax_xent_codes"
 
     def check_targets(self, y, n_samples, output_shape):
         y = np.asarray(y)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y[:, 0]
-        codes, _ = check_codes(y, n_samples, output_shape[-1])
-        return codes
+        positions = tuple(output_shape[:-1])
+        if y.ndim == len(positions) + 2 and y.shape[-1] == 1:
+            y = y[..., 0]
+        if positions and y.shape != (n_samples, *positions):
+            raise ValueError(f"class codes for outputs of shape {tuple(output_shape)} must have shape "
+                             f"{(n_samples, *positions)} (one a position), got {y.shape}")
+        codes, _ = check_codes(y.reshape(-1) if positions else y, y.size if positions else n_samples,
+                               output_shape[-1])
+        return codes.reshape(y.shape)
+
+    @staticmethod
+    def _target_rows(y):
+        return y.reshape(-1)
+
+    def _target_sums(self):
+        return 1.0
 
     def _target(self, log_probs):
         return log_probs[np.arange(log_probs.shape[0]), self._y]
 
-    def _subtract_target(self, grad, scale=None):
+    def _subtract_target(self, grad, scale):
         rows = np.arange(grad.shape[0])
-        grad[rows, self._y] -= 1 if scale is None else scale[rows, self._y]
+        grad[rows, self._y] -= scale[rows, self._y]
 
 
 class CategoricalCrossentropy(_CrossEntropy):
-    """Cross-entropy against one-hot (or soft) target distributions."""
+    """Cross-entropy against one-hot (or soft) target distributions, of the outputs' shape."""
 
     name = "categorical_crossentropy"
     _kernel = "softmax_xent_targets"
 
     def check_targets(self, y, n_samples, output_shape):
         y = np.ascontiguousarray(y, dtype=np.float64)
-        if y.shape != (n_samples, output_shape[-1]):
-            raise ValueError(f"categorical targets must have shape {(n_samples, output_shape[-1])}, got {y.shape}")
+        expected = (n_samples, *output_shape)
+        if y.shape != expected:
+            raise ValueError(f"categorical targets must have shape {expected}, got {y.shape}")
         if not np.isfinite(y).all() or (y < 0).any():
             raise ValueError("categorical targets must be finite and >= 0")
         return y
 
+    @staticmethod
+    def _target_rows(y):
+        return y.reshape(-1, y.shape[-1])
+
+    def _target_sums(self):
+        return self._y.sum(axis=1, keepdims=True)
+
     def _target(self, log_probs):
         return (self._y * log_probs).sum(axis=1)
 
-    def _subtract_target(self, grad, scale=None):
-        # The fused gradient is probs * sum(y) - y; for one-hot rows sum(y) = 1.
-        if scale is None:
-            grad *= self._y.sum(axis=1, keepdims=True)
-            grad -= self._y
-        else:
-            grad -= self._y * scale
+    def _subtract_target(self, grad, scale):
+        grad -= self._y * scale
 
 
 def _check_real_targets(y, n_samples, output_shape):
@@ -227,6 +260,7 @@ class BinaryCrossentropy(Loss):
 
     def __init__(self, from_logits=False):
         self.from_logits = bool(from_logits)
+        self.accuracy_threshold = 0.0 if self.from_logits else 0.5
 
     def check_targets(self, y, n_samples, output_shape):
         y = _check_real_targets(y, n_samples, output_shape)

@@ -2,7 +2,6 @@
 
 import contextlib
 import json
-import re
 
 import numpy as np
 
@@ -10,7 +9,7 @@ from fastdl import _device
 from fastdl._validation import all_finite, check_int
 from fastdl.nn.layers import Dense, Input
 from fastdl.nn.losses import get_loss
-from fastdl.nn.module import Layer
+from fastdl.nn.module import Layer, default_layer_name
 from fastdl.nn.optimizers import get_optimizer
 from fastdl.nn.training import Training
 
@@ -25,6 +24,15 @@ def init_model_basics(model, name, dtype, backend, seed):
     model.rng = np.random.default_rng(seed)
     model.input_shape = model.output_shape = None
     model._buffers = {}
+
+
+def check_metrics(metrics):
+    """["accuracy"] or [], from compile's metrics (only "accuracy" and "acc" are known)."""
+    names = [metrics] if isinstance(metrics, str) else list(metrics or [])
+    for name in names:
+        if name not in ("accuracy", "acc"):
+            raise ValueError(f"unknown metric {name!r}; only 'accuracy' is supported")
+    return ["accuracy"] if names else []
 
 
 def check_nested_dtype(model, layer):
@@ -54,11 +62,19 @@ class Sequential(Training):
         self.optimizer = self.loss = None
         self.metrics = []
         self.epochs_trained = 0
+        layers = list(layers)
+        # An unnamed layer takes a name that no named layer of the list (one shared with another
+        # model, say) has, wherever that layer comes.
+        named = {layer.name for layer in layers if isinstance(layer, Layer) and layer.name is not None}
         for layer in layers:
-            self.add(layer)
+            self._add(layer, named)
 
     # -- building -------------------------------------------------------------------------------
     def add(self, layer):
+        """Put `layer` on top of the stack (an Input(shape) may come first)."""
+        self._add(layer, ())
+
+    def _add(self, layer, reserved_names):
         if isinstance(layer, Input):
             if self.layers or self.input_shape is not None:
                 raise ValueError("Input(shape) must come first")
@@ -70,18 +86,17 @@ class Sequential(Training):
             self.input_shape = layer.input_shape
         taken = {l.name for l in self.layers}
         if layer.name is None:
-            base = re.sub(r"(?<=[a-z0-9])(?=[A-Z][a-z])", "_", type(layer).__name__).lower()
-            name, k = base, 0
-            while name in taken:
-                k += 1
-                name = f"{base}_{k}"
-            layer.name = name
+            layer.name = default_layer_name(layer, taken.union(reserved_names))
         elif layer.name in taken:
-            raise ValueError(f"layer name {layer.name!r} is used twice")
+            raise ValueError(f"layer name {layer.name!r} is used twice in model {self.name!r}: give the layers "
+                             "distinct names (name=...)")
         if layer.backend is None:
             layer.backend = self.backend
         self.layers.append(layer)
         self.built = False
+        if self.optimizer is not None and self.optimizer.params:
+            # Compiled already: the optimizer takes the layer's parameters on at the next training step.
+            self.__dict__.setdefault("_added_layers", []).append(layer)
 
     def build(self, input_shape=None, rng=None, dtype=None):
         """Create every layer's parameters for inputs of shape (batch, *input_shape).
@@ -153,15 +168,16 @@ class Sequential(Training):
         return [np.array(_device.host(array)) for _, array in self._weight_arrays()]
 
     def set_weights(self, weights):
-        """Copy `weights` (as `get_weights` returns them) into the model."""
+        """Copy `weights` (as `get_weights` returns them) into the model; all are checked first, so
+        weights that do not fit change nothing."""
         arrays = self._weight_arrays()
-        weights = list(weights)
+        weights = [np.asarray(value) for value in weights]
         if len(weights) != len(arrays):
             raise ValueError(f"expected {len(arrays)} weight arrays, got {len(weights)}")
         for (name, array), value in zip(arrays, weights):
-            value = np.asarray(value)
             if value.shape != array.shape:
                 raise ValueError(f"weight {name} has shape {array.shape}, got {value.shape}")
+        for (_, array), value in zip(arrays, weights):
             _device.assign(array, value)
 
     def summary(self, print_fn=print):
@@ -180,15 +196,14 @@ class Sequential(Training):
 
     # -- compile and passes --------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=None):
-        """Choose the optimizer, the loss and the metrics (only "accuracy"/"acc" are known)."""
-        self.optimizer = get_optimizer(optimizer)
-        self.loss = get_loss(loss)
+        """Choose the optimizer, the loss and the metrics (only "accuracy"/"acc" are known).
+
+        All three are checked before any is set: a call that raises leaves the model as it was.
+        """
+        optimizer, loss, metrics = get_optimizer(optimizer), get_loss(loss), check_metrics(metrics)
+        self.optimizer, self.loss, self.metrics = optimizer, loss, metrics
         self.loss.backend = self.backend
-        metrics = list(metrics or [])
-        for metric in metrics:
-            if metric not in ("accuracy", "acc"):
-                raise ValueError(f"unknown metric {metric!r}; only 'accuracy' is supported")
-        self.metrics = ["accuracy"] if metrics else []
+        self._added_layers = []
         if self.input_shape is not None:
             self.optimizer.attach((p for _, p in self.trainable_parameters()), self.backend)
 
@@ -349,7 +364,11 @@ class Sequential(Training):
             np.savez(f, **arrays)
 
     def load(self, path):
-        """Read what `save` wrote into this model (same architecture); restores the optimizer when compiled."""
+        """Read what `save` wrote into this model (same architecture); restores the optimizer when compiled.
+
+        Everything is read and checked before anything is set: a file that does not fit the model
+        (other layers or shapes, another optimizer's state) changes nothing.
+        """
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             if self.input_shape is None:
@@ -358,19 +377,21 @@ class Sequential(Training):
             saved = {k[len("param:"):] for k in data.files if k.startswith("param:")}
             if saved != {name for name, _ in params}:
                 raise ValueError(f"{path} holds weights for layers {sorted(saved)}, this model has {[n for n, _ in params]}")
-            for name, p in params:
-                value = data[f"param:{name}"]
-                if value.shape != p.value.shape:
-                    raise ValueError(f"{path}: weight {name} has shape {value.shape}, the model's has {p.value.shape}")
-                _device.assign(p.value, value)
-            for name, a in self.non_trainable_weights():
-                # Files from before non-trainable state keep the freshly built statistics.
-                if f"state:{name}" in data.files:
-                    _device.assign(a, data[f"state:{name}"])
-            if meta["optimizer"] is not None and self.optimizer is not None:
-                if not self.optimizer.params:
-                    self.optimizer.attach((p for _, p in self.trainable_parameters()), self.backend)
+            # Files from before non-trainable state keep the freshly built statistics.
+            targets = [(name, p.value, data[f"param:{name}"]) for name, p in params]
+            targets += [(name, a, data[f"state:{name}"]) for name, a in self.non_trainable_weights()
+                        if f"state:{name}" in data.files]
+            for name, target, value in targets:
+                if value.shape != target.shape:
+                    raise ValueError(f"{path}: weight {name} has shape {value.shape}, the model's has {target.shape}")
+            restore_optimizer = meta["optimizer"] is not None and self.optimizer is not None
+            if restore_optimizer:
+                self._attach_optimizer()
                 opt_arrays = {k[len("opt:"):]: data[k] for k in data.files if k.startswith("opt:")}
+                self.optimizer.check_state_dict(meta["optimizer"], opt_arrays)
+            for _, target, value in targets:
+                _device.assign(target, value)
+            if restore_optimizer:
                 self.optimizer.load_state_dict(meta["optimizer"], opt_arrays)
         self.epochs_trained = int(meta["epochs_trained"])
         self.rng.bit_generator.state = meta["rng"]

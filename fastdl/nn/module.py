@@ -1,6 +1,7 @@
 """Parameter, the Layer base class, and kernel initialisers."""
 
 import math
+import re
 
 import numpy as np
 
@@ -182,6 +183,17 @@ def as_layer_input(x, dtype, shape=None, layer="layer"):
     return x
 
 
+def default_layer_name(layer, taken):
+    """Keras' name for an unnamed layer: its class in snake case ("conv2d_transpose"), with "_1",
+    "_2", ... added while the name is in `taken`."""
+    base = re.sub(r"(?<=[a-z0-9])(?=[A-Z][a-z])", "_", type(layer).__name__).lower()
+    name, k = base, 0
+    while name in taken:
+        k += 1
+        name = f"{base}_{k}"
+    return name
+
+
 class Layer:
     """Base class: `forward(x, training) -> out` keeps what `backward(dout) -> dx` needs.
 
@@ -289,7 +301,29 @@ class Layer:
         call_symbolic = getattr(x, "_call_layer", None)
         if call_symbolic is not None:
             return call_symbolic(self)
-        return self.forward(x, training)
+        if not self.built:
+            self._build_for(x)
+        out = self.forward(x, training)
+        # A training pass writes into buffers that the next one reuses: the caller gets a copy.
+        return _device.copy(out) if training else out
+
+    def _build_for(self, x):
+        """Build the layer for arrays x (one, or a list for a layer of several inputs) that it is
+        first called on outside a model, as Keras does: in x's float dtype (else float32), its
+        weights drawn from a fresh generator (build(input_shape, rng) seeds them)."""
+        arrays = list(x) if isinstance(x, (list, tuple)) else [x]
+        if any(_device.is_device(a) for a in arrays):
+            raise ValueError(f"layer {self.name or type(self).__name__} is not built: build it in a model on the "
+                             'cuda backend (backend="cuda") before calling it on device arrays')
+        arrays = [np.asarray(a) for a in arrays]
+        if any(a.ndim < 1 for a in arrays):
+            raise ValueError(f"a layer's input must have a batch axis, got shapes {[a.shape for a in arrays]}")
+        shapes = [a.shape[1:] for a in arrays]
+        dtype = arrays[0].dtype if arrays[0].dtype in (np.float32, np.float64) else np.dtype(np.float32)
+        rng = np.random.default_rng()
+        self.build(shapes if isinstance(x, (list, tuple)) else shapes[0], rng, dtype)
+        if getattr(self, "rng", False) is None:  # Dropout's masks, Sampling's noise
+            self.rng = rng
 
     def __repr__(self):
         return f"{type(self).__name__}(name={self.name!r})"

@@ -62,10 +62,18 @@ class Optimizer:
         built into a model on the cuda backend), keeping the step count and the slots' values."""
         self._attach_again("cuda")
 
-    def _attach_again(self, backend):
+    def add_parameters(self, params):
+        """Take over more parameters (a layer added to a compiled model) after those held, keeping
+        the step count and the slots' values of those."""
+        held = {id(p) for p in self.params}
+        self._attach_again(self._backend, self.params + [p for p in params if id(p) not in held])
+
+    def _attach_again(self, backend, params=None):
+        """attach to `params` (default: the same ones), the slots of the parameters held so far
+        keeping their values."""
         slots = {slot: [_device.host(value) for value in values] for slot, values in self.state.items()}
         iterations = self.iterations
-        self.attach(self.params, backend)
+        self.attach(self.params if params is None else params, backend)
         for slot, values in slots.items():
             for target, value in zip(self.state[slot], values):
                 _device.assign(target, value)
@@ -135,15 +143,24 @@ class Optimizer:
                   for i, value in enumerate(values)}
         return {"name": type(self).__name__, "iterations": self.iterations}, arrays
 
-    def load_state_dict(self, meta, arrays):
+    def check_state_dict(self, meta, arrays):
+        """ValueError where saved state (as `state_dict` gives it) does not fit this optimizer."""
         if meta["name"] != type(self).__name__:
             raise ValueError(f"the saved optimizer state is {meta['name']}'s, not {type(self).__name__}'s")
         for slot, values in self.state.items():
-            for i in range(len(values)):
-                saved = arrays[f"{slot}/{i}"]
-                if saved.shape != values[i].shape:
-                    raise ValueError(f"saved optimizer slot {slot}/{i} has shape {saved.shape}, expected {values[i].shape}")
-                _device.assign(values[i], saved)
+            for i, value in enumerate(values):
+                saved = arrays.get(f"{slot}/{i}")
+                if saved is None:
+                    raise ValueError(f"the saved optimizer state has no slot {slot}/{i}")
+                if saved.shape != value.shape:
+                    raise ValueError(f"saved optimizer slot {slot}/{i} has shape {saved.shape}, expected {value.shape}")
+
+    def load_state_dict(self, meta, arrays):
+        """Set the state `state_dict` gave; all of it is checked first."""
+        self.check_state_dict(meta, arrays)
+        for slot, values in self.state.items():
+            for i, value in enumerate(values):
+                _device.assign(value, arrays[f"{slot}/{i}"])
         self.iterations = int(meta["iterations"])
 
     def __repr__(self):

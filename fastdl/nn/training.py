@@ -26,19 +26,24 @@ class History:
             self.history.setdefault(key, []).append(value)
 
 
-def _accuracy(y_pred, y_true, threshold=0.5):
-    """Share of samples whose predicted class is the target class (integer codes or one-hot rows).
+def _accuracy(y_pred, y_true, threshold=None):
+    """Share of predictions that hit their targets, as Keras' "accuracy" for the loss.
 
-    A single output is a binary probability (or a logit, with threshold 0) against 0/1 targets.
+    threshold None: the class of the largest output at each position (the last axis holds the
+    classes) against integer codes or one-hot rows; a single output is a binary probability,
+    1 above 0.5. A threshold (binary cross-entropy's): each output against its 0/1 target.
     """
     y_pred = _device.host(y_pred)
-    if y_pred.ndim == 2 and y_pred.shape[1] == 1:
-        predicted = y_pred[:, 0] > threshold
+    if threshold is None and y_pred.shape[-1] == 1:
+        threshold = 0.5
+    if threshold is not None:
+        predicted = y_pred.reshape(-1) > threshold
         target = np.asarray(y_true).reshape(-1) > 0.5
-        return np.count_nonzero(predicted == target) / predicted.shape[0]
-    predicted = np.argmax(y_pred.reshape(y_pred.shape[0], -1), axis=1)
-    target = y_true if y_true.ndim == 1 else np.argmax(y_true.reshape(y_true.shape[0], -1), axis=1)
-    return np.count_nonzero(predicted == target) / predicted.shape[0]
+    else:
+        predicted = np.argmax(y_pred.reshape(-1, y_pred.shape[-1]), axis=1)
+        target = np.argmax(y_true.reshape(-1, y_true.shape[-1]), axis=1) if y_true.shape == y_pred.shape \
+            else y_true.reshape(-1)
+    return np.count_nonzero(predicted == target) / max(predicted.shape[0], 1)
 
 
 def _check_callbacks(callbacks):
@@ -59,6 +64,8 @@ class Training(GradientFlags, Layer):
 
     Its subclasses give `forward(x, training)` and `_backward_as_layer(dout)` for that use.
     """
+
+    stop_training = False  # set by a callback to end fit (see Callback)
 
     # -- the model as a layer of another ---------------------------------------------------------
     @property
@@ -143,10 +150,13 @@ class Training(GradientFlags, Layer):
         if getattr(x, "_call_layer", None) is not None:
             return x._call_layer(self)
         out = self._forward(self._as_batch(self._check_x(x)), training)
+        # NumPy in, NumPy out: a model on the device brings its outputs back. A training pass writes
+        # into buffers that the next one reuses, so the caller gets copies of those.
         if _device.is_device(x):
-            return out
-        # NumPy in, NumPy out: a model on the device brings its outputs back.
-        return {name: _device.host(v) for name, v in out.items()} if isinstance(out, dict) else _device.host(out)
+            own = _device.copy if training else (lambda v: v)
+        else:
+            own = _device.host_copy if training else _device.host
+        return {name: own(v) for name, v in out.items()} if isinstance(out, dict) else own(out)
 
     # -- one batch -------------------------------------------------------------------------------
     def train_on_batch(self, x, y):
@@ -177,6 +187,12 @@ class Training(GradientFlags, Layer):
     def _attach_optimizer(self):
         if not self.optimizer.params:
             self.optimizer.attach((p for _, p in self.trainable_parameters()), self.backend)
+        elif self.__dict__.get("_added_layers"):  # layers added since the optimizer took the others
+            if not self.built:
+                self.build()
+            if self.trainable:
+                self.optimizer.add_parameters(p for layer in self._added_layers for _, p in layer.trainable_parameters())
+        self._added_layers = []
 
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, validation_split=0.0,
             shuffle=True, verbose=0, seed=None, callbacks=None, initial_epoch=None):
@@ -296,13 +312,11 @@ class Training(GradientFlags, Layer):
             if getattr(layer, "rng", None) is old:
                 layer.rng = self.rng
 
-    def _accuracy_threshold(self):
-        return 0.0 if getattr(self.loss, "from_logits", False) else 0.5
 
     def _train_epoch(self, x, y, batch_size, shuffle, epoch, callbacks):
         n = x.shape[0]
         fused = self._fused()
-        threshold = self._accuracy_threshold()
+        threshold = self.loss.accuracy_threshold
         order = self.rng.permutation(n) if shuffle else np.arange(n)
         total_loss = total_correct = 0.0
         seen = 0
@@ -333,6 +347,8 @@ class Training(GradientFlags, Layer):
                     logs["accuracy"] = total_correct / seen
                 for callback in callbacks:
                     callback.on_batch_end(b, {**logs, "seen": seen})
+                if self.stop_training:  # a callback asked to stop: after this batch, as Keras
+                    break
         return logs
 
     def _resident(self, x):
@@ -392,7 +408,7 @@ class Training(GradientFlags, Layer):
         return out
 
     def _evaluate(self, x, y, batch_size):
-        threshold = self._accuracy_threshold()
+        threshold = self.loss.accuracy_threshold
         total_loss = total_correct = 0.0
         for first in range(0, x.shape[0], batch_size):
             xb, yb = self._as_batch(x[first:first + batch_size]), y[first:first + batch_size]

@@ -1,0 +1,244 @@
+"""fastdl.nn where a Keras user's expectation was once broken: models as layers, calls outside fit,
+layers added or shared, cross-entropies over positions, binary accuracy, calls that fail halfway,
+a callback stopping mid-epoch. Gradients are checked against finite differences in float64."""
+
+import numpy as np
+import pytest
+
+from fastdl import nn
+from fastdl.nn.losses import CategoricalCrossentropy, SparseCategoricalCrossentropy
+
+pytestmark = pytest.mark.parametrize("backend", ["numpy", "cython"])
+
+
+def numeric_grads(model, loss_of, eps=1e-6):
+    """d loss_of() / d each of model's weights, by central differences (float64 models)."""
+    weights = model.get_weights()
+    grads = []
+    for i, w in enumerate(weights):
+        g = np.zeros_like(w)
+        for idx in np.ndindex(w.shape):
+            values = []
+            for sign in (1, -1):
+                shifted = [a.copy() for a in weights]
+                shifted[i][idx] += sign * eps
+                model.set_weights(shifted)
+                values.append(loss_of())
+            g[idx] = (values[0] - values[1]) / (2 * eps)
+        grads.append(g)
+    model.set_weights(weights)
+    return grads
+
+
+def sgd_step_grads(model, weights_of, step):
+    """The gradient that one SGD(lr=1) step applied to weights_of(): before - after."""
+    before = weights_of.get_weights()
+    step()
+    return [b - a for b, a in zip(before, weights_of.get_weights())]
+
+
+@pytest.mark.parametrize("compile_inner", [False, True], ids=["uncompiled", "compiled"])
+def test_a_functional_model_as_a_layer_passes_the_gradient_through_its_softmax(backend, compile_inner):
+    # The inner model's own fused loss (softmax + cross-entropy) must not apply when it is a layer.
+    rng = np.random.default_rng(0)
+    z, y = rng.standard_normal((6, 2)), np.eye(3)[rng.integers(0, 3, 6)]
+    generator = nn.Sequential([nn.Dense(5, activation="tanh", input_shape=(2,)), nn.Dense(4)], seed=1,
+                              dtype="float64", backend=backend, name="generator")
+    inputs = nn.Input((4,))
+    classes = nn.Dense(3, activation="softmax")(nn.Dense(5, activation="tanh")(inputs))
+    classifier = nn.Model(inputs, classes, seed=2, dtype="float64", backend=backend, name="classifier")
+    if compile_inner:
+        classifier.compile("adam", "sparse_categorical_crossentropy")
+    classifier.trainable = False
+    latent = nn.Input((2,))
+    stacked = nn.Model(latent, classifier(generator(latent)), seed=3, dtype="float64", backend=backend)
+    stacked.compile(nn.SGD(1.0), "mse")
+    expected = numeric_grads(generator, lambda: stacked.evaluate(z, y)["loss"])
+    got = sgd_step_grads(stacked, generator, lambda: stacked.train_on_batch(z, y))
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, atol=1e-8)
+
+
+def test_training_calls_return_the_callers_own_arrays(backend):
+    model = nn.Sequential([nn.Dense(3, input_shape=(4,)), nn.Dense(2)], seed=0, backend=backend)
+    layer = model.layers[0]
+    first = model(np.ones((2, 4), np.float32), training=True)
+    kept = first.copy()
+    model(np.zeros((2, 4), np.float32), training=True)
+    layer(np.full((2, 4), 3, np.float32), training=True)
+    np.testing.assert_array_equal(first, kept)
+    a = layer(np.ones((2, 4), np.float32), training=True)
+    b = layer(np.zeros((2, 4), np.float32), training=True)
+    assert a is not b and not np.array_equal(a, b)
+
+
+def test_a_layer_called_before_it_is_built_builds_itself(backend):
+    x = np.random.default_rng(0).standard_normal((5, 4))
+    dense = nn.Dense(3, backend=backend)
+    out = dense(x)
+    assert dense.built and dense.dtype == np.float64 and out.shape == (5, 3)
+    np.testing.assert_allclose(out, x @ dense.kernel.value + dense.bias.value)
+    assert nn.BatchNormalization()(x.astype(np.float32), training=True).dtype == np.float32
+    assert nn.Dropout(0.5)(x, training=True).shape == x.shape
+    with pytest.raises(ValueError, match="batch"):
+        nn.Dense(3)(np.ones(4))
+    with pytest.raises(ValueError, match=r"\(batch, 4\)"):
+        dense(np.ones((2, 5)))
+
+
+def test_a_layer_added_after_compile_trains_and_the_others_keep_their_state(backend):
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((16, 4)), rng.standard_normal((16, 3))
+    model = nn.Sequential([nn.Dense(8, activation="relu", input_shape=(4,))], seed=0, dtype="float64",
+                          backend=backend)
+    model.compile(nn.Adam(0.01), "mse")
+    model.fit(x[:, :], np.zeros((16, 8)), epochs=1)
+    moments = [slot.copy() for slot in model.optimizer.state["m"]]
+    iterations = model.optimizer.iterations
+    model.add(nn.Dense(3))
+    before = model.get_weights()
+    model.train_on_batch(x, y)
+    assert all(not np.array_equal(b, a) for b, a in zip(before, model.get_weights()))
+    assert len(model.optimizer.params) == 4 and model.optimizer.iterations == iterations + 1
+    # The first layer's moments went on from where they were (one more Adam step: m = 0.9 m + 0.1 g).
+    assert not np.allclose(model.optimizer.state["m"][0], 0.1 * model.layers[0].kernel.grad)
+    np.testing.assert_allclose(model.optimizer.state["m"][0], 0.9 * moments[0] + 0.1 * model.layers[0].kernel.grad)
+
+
+def test_an_unnamed_layer_shared_by_two_sequentials_keeps_its_name(backend):
+    shared = nn.Dense(5, backend=backend)
+    first = nn.Sequential([nn.Input((4,)), shared, nn.Dense(2)])
+    second = nn.Sequential([nn.Dense(4, input_shape=(4,)), shared, nn.Dense(2)])
+    assert [layer.name for layer in first.layers] == ["dense", "dense_1"]
+    assert [layer.name for layer in second.layers] == ["dense_1", "dense", "dense_2"]
+    inputs = nn.Input((4,))
+    model = nn.Model(inputs, shared(nn.Dense(4)(inputs)))
+    assert [layer.name for layer in model.layers] == ["dense_1", "dense"]
+    with pytest.raises(ValueError, match="used twice.*name="):
+        nn.Sequential([nn.Dense(4, input_shape=(4,), name="a"), nn.Dense(2, name="a")])
+
+
+def per_position_model(backend, loss):
+    model = nn.Sequential([nn.Conv2D(3, 1, activation="softmax", input_shape=(2, 2, 1))], seed=0,
+                          dtype="float64", backend=backend)
+    model.compile(nn.SGD(1.0), loss, metrics=["accuracy"])
+    return model
+
+
+@pytest.mark.parametrize("loss", ["sparse_categorical_crossentropy", "categorical_crossentropy"])
+def test_cross_entropy_is_the_mean_over_positions(backend, loss):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4, 2, 2, 1))
+    codes = rng.integers(0, 3, (4, 2, 2))
+    y = codes if loss.startswith("sparse") else np.eye(3)[codes]
+    model = per_position_model(backend, loss)
+    probs = model.predict(x)
+    expected_loss = -np.log(np.take_along_axis(probs, codes[..., None], axis=3)).mean()
+    expected_accuracy = np.mean(probs.argmax(axis=3) == codes)
+    np.testing.assert_allclose(model.evaluate(x, y), [expected_loss, expected_accuracy], rtol=1e-10)
+    expected = numeric_grads(model, lambda: model.evaluate(x, y)[0])
+    got = sgd_step_grads(model, model, lambda: model.train_on_batch(x, y))
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, atol=1e-8)
+
+
+def test_per_position_codes_of_the_wrong_shape_are_refused(backend):
+    model = per_position_model(backend, "sparse_categorical_crossentropy")
+    x = np.zeros((4, 2, 2, 1))
+    with pytest.raises(ValueError, match=r"must have shape \(4, 2, 2\)"):
+        model.evaluate(x, np.zeros(4, int))
+    assert model.evaluate(x, np.zeros((4, 2, 2, 1), int))[0] > 0  # a trailing axis of 1 is fine
+
+
+@pytest.mark.parametrize("cls", [SparseCategoricalCrossentropy, CategoricalCrossentropy])
+def test_cross_entropy_of_outputs_that_are_no_softmax_scales_them_first(backend, cls):
+    # As Keras: outputs are divided by their sum before the log, and the gradient goes through that.
+    rng = np.random.default_rng(2)
+    outputs = rng.uniform(0.1, 0.9, (5, 2, 4))
+    codes = rng.integers(0, 4, (5, 2))
+    targets = codes if cls is SparseCategoricalCrossentropy else np.eye(4)[codes]
+    loss = cls()
+    loss.backend = backend
+    scaled = outputs / outputs.sum(axis=-1, keepdims=True)
+    expected = -np.log(np.take_along_axis(scaled, codes[..., None], axis=-1)).mean()
+    assert loss.forward(outputs, targets) == pytest.approx(expected, rel=1e-12)
+    grad = loss.backward()
+    numeric = np.zeros_like(outputs)
+    for idx in np.ndindex(outputs.shape):
+        values = []
+        for sign in (1, -1):
+            shifted = outputs.copy()
+            shifted[idx] += sign * 1e-6
+            values.append(cls().forward(shifted, targets))
+        numeric[idx] = (values[0] - values[1]) / 2e-6
+    np.testing.assert_allclose(grad, numeric, atol=1e-8)
+
+
+def test_accuracy_with_binary_cross_entropy_scores_each_output(backend):
+    model = nn.Sequential([nn.Dense(3, activation="sigmoid", input_shape=(4,))], seed=0, backend=backend)
+    model.compile("adam", "binary_crossentropy", metrics=["accuracy"])
+    x = np.random.default_rng(3).standard_normal((6, 4)).astype(np.float32)
+    targets = (model.predict(x) > 0.5).astype(np.float32)
+    assert model.evaluate(x, targets)[1] == 1.0
+    targets[0] = 1 - targets[0]
+    assert model.evaluate(x, targets)[1] == pytest.approx(15 / 18)
+
+
+def test_calls_that_fail_leave_the_model_as_it_was(backend, tmp_path):
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((8, 4)), rng.standard_normal((8, 2))
+    model = nn.Sequential([nn.Dense(3, input_shape=(4,)), nn.Dense(2)], seed=0, backend=backend)
+    model.compile("adam", "mse")
+    model.fit(x, y, epochs=1)
+    optimizer, loss, weights = model.optimizer, model.loss, model.get_weights()
+    with pytest.raises(ValueError, match="unknown metric"):
+        model.compile("sgd", "binary_crossentropy", metrics=["mae"])
+    assert model.optimizer is optimizer and model.loss is loss
+    with pytest.raises(ValueError, match="dense_1/kernel"):
+        model.set_weights([w + 1 for w in weights[:2]] + [np.ones((5, 5)), weights[3]])
+    other = nn.Sequential([nn.Dense(3, input_shape=(4,)), nn.Dense(5)], seed=1)
+    other.save(tmp_path / "other.npz")
+    with pytest.raises(ValueError, match="dense_1/kernel"):
+        model.load(tmp_path / "other.npz")
+    sgd = nn.Sequential([nn.Dense(3, input_shape=(4,)), nn.Dense(2)], seed=2, backend=backend)
+    sgd.compile("sgd", "mse")
+    sgd.fit(x, y, epochs=2)
+    sgd.save(tmp_path / "sgd.npz")
+    with pytest.raises(ValueError, match="SGD's, not Adam's"):
+        model.load(tmp_path / "sgd.npz")
+    for before, after in zip(weights, model.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    assert model.epochs_trained == 1
+
+    inputs = nn.Input((4,))
+    functional = nn.Model(inputs, {"a": nn.Dense(2)(inputs)})
+    functional.compile("adam", "mse")
+    optimizer, loss = functional.optimizer, functional.loss
+    with pytest.raises(ValueError, match="loss_weights"):
+        functional.compile("sgd", "binary_crossentropy", loss_weights={"a": -1})
+    assert functional.optimizer is optimizer and functional.loss is loss
+
+
+class StopAtBatch(nn.Callback):
+    def __init__(self, batch):
+        self.batch, self.batches = batch, 0
+
+    def on_batch_end(self, batch, logs=None):
+        self.batches += 1
+        if batch == self.batch:
+            self.model.stop_training = True
+
+
+@pytest.mark.parametrize("functional", [False, True], ids=["sequential", "functional"])
+def test_a_callback_stops_training_after_the_batch(backend, functional):
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((40, 4)), rng.standard_normal((40, 2))
+    if functional:
+        inputs = nn.Input((4,))
+        model = nn.Model(inputs, nn.Dense(2)(inputs), backend=backend)
+    else:
+        model = nn.Sequential([nn.Dense(2, input_shape=(4,))], backend=backend)
+    model.compile("sgd", "mse")
+    stop = StopAtBatch(1)
+    history = model.fit(x, y, epochs=3, batch_size=10, callbacks=[stop])
+    assert stop.batches == 2 and len(history.history["loss"]) == 1 and model.epochs_trained == 1
