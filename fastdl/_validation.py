@@ -21,9 +21,9 @@ def check_array(X, name, ndim, layout, allow_empty=False):
 
     layout names the axes in the message, e.g. "(n_samples, n_features)".
     """
-    if isinstance(X, np.ndarray):
+    if type(X) is np.ndarray:
         array = X
-    else:
+    else:  # subclasses too: np.matrix stays 2-D when raveled, and all_finite relies on ravel
         try:
             array = np.asarray(X)
         except (TypeError, ValueError) as exc:
@@ -150,14 +150,16 @@ def check_codes(y, n_samples, n_classes=None, name="y"):
             raise ValueError(f"{name} must hold integer class codes, got non-integer values")
     elif not np.issubdtype(y.dtype, np.integer):
         raise TypeError(f"{name} must hold integer class codes, got dtype {y.dtype}")
-    codes = np.ascontiguousarray(y, dtype=np.int64)
-    if codes.size and codes.min() < 0:
-        raise ValueError(f"{name} must hold class codes >= 0, got {codes.min()}")
-    top = int(codes.max()) + 1 if codes.size else 0
+    # Range checks on y's own values: converted first, uint64 codes past 2**63 would wrap around.
+    if y.size and y.min() < 0:
+        raise ValueError(f"{name} must hold class codes >= 0, got {int(y.min())}")
+    top = int(y.max()) + 1 if y.size else 0
     if n_classes is None:
         n_classes = top
     else:
         n_classes = check_int(n_classes, "n_classes", 1)
         if top > n_classes:
             raise ValueError(f"{name} holds class code {top - 1}, outside 0..{n_classes - 1}")
-    return codes, n_classes
+    if top > 2**63:
+        raise ValueError(f"{name} holds class code {top - 1}, beyond int64's range")
+    return np.ascontiguousarray(y, dtype=np.int64), n_classes

@@ -14,6 +14,7 @@ measured fastest on a 2-core laptop-class CPU).
 import contextlib
 import contextvars
 import importlib
+import numbers
 import os
 import warnings
 
@@ -242,10 +243,9 @@ def _process_threads():
 
 
 def set_num_threads(n):
-    """Set the threads used by Numba and OpenMP kernels, and by BLAS, to `n`."""
+    """Set the threads used by Numba and OpenMP kernels, and by BLAS, to `n` (an int or a NumPy integer)."""
     global _num_threads
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"the number of threads must be a positive integer, got {n!r}")
+    n = _thread_count(n)
     _num_threads = n
     _limit_blas(n)
 
@@ -257,13 +257,18 @@ def kernel_threads(n):
     For work that is all GEMMs (a model of Dense layers): BLAS threads those itself, and fastdl's
     light kernels around them run on one thread, so the two never spin against each other.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"the number of threads must be a positive integer, got {n!r}")
-    token = _context_threads.set(n)
+    token = _context_threads.set(_thread_count(n))
     try:
         yield
     finally:
         _context_threads.reset(token)
+
+
+def _thread_count(n):
+    """n as a Python int >= 1; NumPy integers count as integers (as in fastdl._validation.check_int)."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"the number of threads must be a positive integer, got {n!r}")
+    return int(n)
 
 
 def _limit_blas(n):

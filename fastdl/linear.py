@@ -94,7 +94,8 @@ class MultiClassPerceptron(ClassifierMixin, BaseEstimator):
     -----
     Training stops at 100% training accuracy or after `patience` epochs without a new best, and
     keeps the weights of the best epoch. coef_ is a NumPy array on every backend, and
-    decision_function, predict and score take host arrays.
+    decision_function, predict and score take host arrays. For two classes decision_function
+    gives one score per sample, as scikit-learn's binary classifiers do.
     """
 
     def __init__(self, lr=0.2, method="batch", rule="sigmoid", patience=15, max_epochs=1000,
@@ -291,7 +292,24 @@ class MultiClassPerceptron(ClassifierMixin, BaseEstimator):
         return self._train_device(kernels, X1, _device.to_device(codes), W, val)
 
     def decision_function(self, X):
-        """Scores ``[X, 1] @ coef_`` of each class, ndarray of shape (n_samples, n_classes)."""
+        """Confidence scores of the classes, as in scikit-learn's classifiers.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes), or (n_samples,) for two classes
+            The scores ``[X, 1] @ coef_`` of each class. For two classes, scikit-learn's binary
+            convention: the score of ``classes_[1]`` less that of ``classes_[0]``, positive where
+            predict gives ``classes_[1]`` (what roc_auc scoring and other binary metrics take).
+        """
+        scores = self._scores(X)
+        return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
+
+    def _scores(self, X):
+        """The scores ``[X, 1] @ coef_`` of each class, (n_samples, n_classes), after checking X."""
         check_is_fitted(self)
         if _device.is_device(X):
             raise TypeError(f"decision_function, predict and score take host (NumPy) arrays, got "
@@ -301,7 +319,7 @@ class MultiClassPerceptron(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         """The class with the highest score (the first on ties)."""
-        scores = self.decision_function(X)  # checks fitted first
+        scores = self._scores(X)  # checks fitted first
         return self.classes_[np.argmax(scores, axis=1)]
 
     def __sklearn_tags__(self):

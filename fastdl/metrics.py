@@ -10,8 +10,12 @@ images when the features come from a fixed network; it is computed in float64 wi
 import numpy as np
 
 from fastdl._validation import check_array, check_same_features
+from fastdl.ops._shift import power_of_two_scale
 
 MINUTES_PER_DIAL = 720  # 12 hours
+# Hours are first reduced modulo this multiple of 12 (np.fmod is exact), so that hours * 60 never
+# overflows; smaller hours pass unchanged, so whole minutes stay whole.
+HOURS_REDUCED_MODULO = 12.0 * 2.0**40
 
 
 def common_sense_errors(true_hm, pred_hm):
@@ -112,7 +116,7 @@ def hours_to_hm(hours):
         values = values[:, 0]
     values = check_array(values, "hours", 1, "(n_samples,) or (n_samples, 1)")
     # In minutes, so a whole number of minutes stays whole (2.25 h is 2:15, never 2:14.999...).
-    minutes = np.mod(values.astype(np.float64) * 60.0, MINUTES_PER_DIAL)
+    minutes = np.mod(np.fmod(values.astype(np.float64), HOURS_REDUCED_MODULO) * 60.0, MINUTES_PER_DIAL)
     # mod of a tiny negative number can round up to exactly 720.
     minutes = np.where(minutes >= MINUTES_PER_DIAL, 0.0, minutes)
     whole_hours = np.floor(minutes / 60.0)
@@ -126,7 +130,8 @@ def _dial_minutes(hm, name):
         raise ValueError(f"{name} must have shape (n_samples, 2) [hour, minute], got shape "
                          f"{array.shape}")
     array = array.astype(np.float64)
-    return np.mod(array[:, 0] * 60.0 + array[:, 1], MINUTES_PER_DIAL)
+    hours = np.fmod(array[:, 0], HOURS_REDUCED_MODULO)
+    return np.mod(hours * 60.0 + np.fmod(array[:, 1], MINUTES_PER_DIAL), MINUTES_PER_DIAL)
 
 
 def frechet_distance(features_a, features_b):
@@ -150,7 +155,8 @@ def frechet_distance(features_a, features_b):
     Raises
     ------
     ValueError
-        Not 2-D, fewer than 2 rows, different numbers of features, NaN or infinity.
+        Not 2-D, fewer than 2 rows, different numbers of features, NaN or infinity, values so
+        large that the distance is beyond float64's range.
     TypeError
         Non-numeric input.
 
@@ -166,8 +172,18 @@ def frechet_distance(features_a, features_b):
     a = _feature_rows(features_a, "features_a")
     b = _feature_rows(features_b, "features_b")
     check_same_features(a, b, "features_a", "features_b")
-    return gaussian_frechet_distance(a.mean(axis=0), np.cov(a, rowvar=False, ddof=1).reshape(a.shape[1], -1),
-                                     b.mean(axis=0), np.cov(b, rowvar=False, ddof=1).reshape(b.shape[1], -1))
+    # Both sets scaled into [-1, 1] by a power of two (exact): huge values' covariances and their
+    # products cannot overflow, nor tiny ones underflow; the distance scales with the square.
+    max_abs = max(np.abs(a).max(), np.abs(b).max())
+    scale = power_of_two_scale(max_abs)
+    a, b = a * scale, b * scale
+    distance = gaussian_frechet_distance(a.mean(axis=0), np.cov(a, rowvar=False, ddof=1).reshape(a.shape[1], -1),
+                                         b.mean(axis=0), np.cov(b, rowvar=False, ddof=1).reshape(b.shape[1], -1))
+    distance = distance / scale / scale  # a Python float: inf where it overflows
+    if distance == np.inf:
+        raise ValueError(f"features_a and features_b hold values too large: their Frechet distance "
+                         f"(a square) is beyond float64's range (largest magnitude {max_abs:.3g})")
+    return distance
 
 
 def gaussian_frechet_distance(mu_a, cov_a, mu_b, cov_b):

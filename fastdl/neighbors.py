@@ -6,7 +6,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from fastdl._validation import all_finite, as_compute, check_int
-from fastdl.ops._knn_index import knn_index
+from fastdl.ops._knn_index import KnnIndex, knn_index
 from fastdl.ops.neighbors import class_centroids, majority_vote
 
 
@@ -38,6 +38,23 @@ def _fit_data(estimator, X, y):
     if y.dtype.kind not in "biu":  # a 1-D array of integers is always a classification target
         check_classification_targets(y)
     return (X, *_encoded(y))
+
+
+def _query_index(estimator, X):
+    """(the fitted index to query X (float32 or float64) with, X in the dtype it takes).
+
+    float32 queries of a float32 fit use the fitted index; any other pair ranks in float64, as
+    fastdl.ops.knn does: float64 queries of a float32 fit through a float64 index of the same rows,
+    built at the first such query (the cuda index ranks in float64 whatever the dtypes).
+    """
+    index = estimator._index
+    if X.dtype == index.X_ref.dtype or not isinstance(index, KnnIndex):
+        return index, as_compute(X, X.dtype)
+    if index.X_ref.dtype == np.float64:
+        return index, as_compute(X, np.float64)
+    if getattr(estimator, "_index64", None) is None:
+        estimator._index64 = KnnIndex(as_compute(index.X_ref, np.float64), estimator.backend)
+    return estimator._index64, as_compute(X, np.float64)
 
 
 def _encoded(y):
@@ -72,18 +89,22 @@ class KNeighborsClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y):
         X, self._codes, self.classes_ = _fit_data(self, X, y)
-        self._index = knn_index(X, self.backend)
+        self._index, self._index64 = knn_index(X, self.backend), None
         return self
 
     def kneighbors(self, X, n_neighbors=None):
-        """(distances, indices) of the nearest training rows of each row of X."""
+        """(distances, indices) of the nearest training rows of each row of X.
+
+        Ranked in float64 unless both the training rows and X are float32 (then distances are
+        float32), as in fastdl.ops.knn.
+        """
         check_is_fitted(self)
         k = self.n_neighbors if n_neighbors is None else n_neighbors
         k = check_int(k, "n_neighbors", 1, self._index.X_ref.shape[0])
-        X = _predict_data(self, X)
-        dtype = self._index.X_ref.dtype
-        distances, indices = self._index.query(as_compute(X, dtype), k)
-        return distances.astype(dtype, copy=False), indices
+        index, X = _query_index(self, _predict_data(self, X))
+        distances, indices = index.query(X, k)
+        with np.errstate(over="ignore"):  # a distance beyond float32's range is inf, as in fastdl.ops.knn
+            return distances.astype(X.dtype, copy=False), indices
 
     def predict(self, X):
         """Majority class among the n_neighbors nearest training rows; ties go to the smaller label."""
@@ -117,12 +138,13 @@ class NearestCentroid(ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         X, codes, self.classes_ = _fit_data(self, X, y)
         self.centroids_ = class_centroids(X, codes, len(self.classes_), backend=self.backend)
-        self._index = knn_index(self.centroids_, self.backend)
+        self._index, self._index64 = knn_index(self.centroids_, self.backend), None
         return self
 
     def predict(self, X):
-        """The class whose centroid is nearest to each row of X."""
+        """The class whose centroid is nearest to each row of X (ranked in float64 unless both the
+        centroids and X are float32)."""
         check_is_fitted(self)
-        X = _predict_data(self, X)
-        _, nearest = self._index.query(as_compute(X, self.centroids_.dtype), 1)
+        index, X = _query_index(self, _predict_data(self, X))
+        _, nearest = index.query(X, 1)
         return self.classes_[nearest[:, 0]]

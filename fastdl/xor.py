@@ -18,7 +18,7 @@ import numpy as np
 
 from fastdl import _device
 from fastdl import backend as _backend
-from fastdl._validation import check_int
+from fastdl._validation import check_array, check_int
 
 __all__ = ["XORResult", "xor_forward", "train_xor", "lazy_search", "lazy_search_stats", "draw_weights"]
 
@@ -212,17 +212,36 @@ def lazy_search_stats(draws, confidence_z=1.959963984540054):
     The probability is n_successes / total draws (the geometric maximum-likelihood estimate), with
     Wilson's score interval (95% by default) on (successes, draws).
 
+    Parameters
+    ----------
+    draws : array-like of shape (n_successes,)
+        Draws each search took (as `lazy_search` returns them): integers >= 1, at least one.
+    confidence_z : float, default 1.96 (95%)
+        The normal quantile of the interval.
+
     Returns
     -------
     dict
         n_successes, total_draws, mean, std (sample, ddof=1; 0 for one success), p, p_low, p_high.
+
+    Raises
+    ------
+    ValueError
+        No draws, not 1-D, or a count below 1.
+    TypeError
+        Counts that are not integers.
     """
-    draws = np.asarray(draws, dtype=np.int64)
-    k, n = int(draws.size), int(draws.sum())
+    draws = check_array(draws, "draws", 1, "(n_successes,)")
+    if draws.dtype.kind not in "iu":
+        raise TypeError(f"draws must hold integer counts of draws, got dtype {draws.dtype}")
+    if draws.min() < 1:
+        raise ValueError(f"draws must be >= 1 (a success takes at least one draw), got {draws.min()}")
+    # Python integers: a total of large counts must not wrap around int64.
+    k, n = draws.size, sum(draws.tolist())
     p = k / n
     z2 = confidence_z ** 2
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = confidence_z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return {"n_successes": k, "total_draws": n, "mean": float(draws.mean()),
+    return {"n_successes": k, "total_draws": n, "mean": n / k,
             "std": float(draws.std(ddof=1)) if k > 1 else 0.0,
             "p": p, "p_low": centre - half, "p_high": centre + half}

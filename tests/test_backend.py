@@ -293,6 +293,16 @@ def test_set_num_threads_round_trip():
     assert fastdl.get_num_threads() == 2
 
 
+def test_numpy_integer_thread_counts_accepted():
+    """As check_int accepts NumPy integers elsewhere (k, n_neighbors, ...)."""
+    import numpy as np
+
+    fastdl.set_num_threads(np.int64(2))
+    assert fastdl.get_num_threads() == 2 and type(fastdl.get_num_threads()) is int
+    with backend_module.kernel_threads(np.uint8(1)):
+        assert fastdl.get_num_threads() == 1
+
+
 @pytest.mark.parametrize("bad", [0, -1, 1.5, 2.0, "2", None, True])
 def test_invalid_thread_counts(bad):
     before = fastdl.get_num_threads()

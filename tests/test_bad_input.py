@@ -1,6 +1,8 @@
 """Bad and awkward input: clear ValueError/TypeError before any compiled code runs, and arrays in
 unusual layouts, byte orders or integer dtypes giving the same answers as clean float copies."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -288,6 +290,30 @@ def test_layouts_keep_the_output_dtype(backend, dtype, rng, layout):
     assert class_centroids(A, [0, 1, 0, 1, 0], backend=backend).dtype == dtype
 
 
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix's own
+def test_numpy_matrix_input(backend, dtype, rng):
+    """np.matrix stays 2-D when raveled: it is taken as a plain array, with the plain answer."""
+    A = rng.normal(size=(7, 4)).astype(dtype)
+    B = rng.normal(size=(9, 4)).astype(dtype)
+    np.testing.assert_array_equal(pairwise_distances(np.asmatrix(A), np.asmatrix(B), backend=backend),
+                                  pairwise_distances(A, B, backend=backend))
+    for got, want in zip(knn(np.asmatrix(A), np.asmatrix(B), 3, backend=backend), knn(A, B, 3, backend=backend)):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(class_centroids(np.asmatrix(A), np.arange(7) % 3, backend=backend),
+                                  class_centroids(A, np.arange(7) % 3, backend=backend))
+
+
+def test_uint64_class_codes_past_int64_are_reported_as_given(backend):
+    """Checked before the int64 conversion, which would wrap 2**63 + 5 around to a negative code."""
+    codes = np.array([[0, 2**63 + 5]], dtype=np.uint64)
+    with pytest.raises(ValueError, match="class code 9223372036854775813, outside 0..2"):
+        majority_vote(codes, 3, backend=backend)
+    with pytest.raises(ValueError, match="class code 9223372036854775813, beyond int64"):
+        majority_vote(codes, None, backend=backend)
+    with pytest.raises(ValueError, match="class code 9223372036854775813"):
+        class_centroids(GOOD[:2], codes[0], backend=backend)
+
+
 # Extreme magnitudes -----------------------------------------------------------------------------
 
 
@@ -322,6 +348,46 @@ def test_no_negative_or_nan_for_large_but_safe_values(backend, dtype, rng):
     X = (rng.normal(size=(6, 3)) * 1e15).astype(dtype)
     sq = pairwise_distances(X, squared=True, backend=backend)
     assert np.isfinite(sq).all() and (sq >= 0).all()
+
+
+def _near_float_max(dtype):
+    """Rows at 0.6, 0.5 and -0.6 times the dtype's largest value: in float64 their column sum
+    overflows, and in either dtype the distances from the last row to the others do."""
+    return (np.array([[0.6], [0.5], [-0.6]]) * np.finfo(dtype).max).astype(dtype)
+
+
+def test_pairwise_near_float_max_is_exact_or_inf(backend, dtype):
+    X = _near_float_max(dtype)
+    near = float(X[0, 0]) - float(X[1, 0])  # exact in float64
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no NaN, and no overflow warning from any backend
+        out = pairwise_distances(X, backend=backend)
+    assert out.dtype == dtype
+    np.testing.assert_allclose(out, [[0, near, np.inf], [near, 0, np.inf], [np.inf, np.inf, 0]], rtol=1e-6)
+
+
+def test_knn_near_float_max_ranks_overflowing_distances(backend, dtype):
+    """Distances beyond the dtype's range are inf, and still ranked by their true size."""
+    X = _near_float_max(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        distances, indices = knn(X, X, 3, backend=backend)
+    np.testing.assert_array_equal(indices, [[0, 1, 2], [1, 0, 2], [2, 1, 0]])
+    assert distances.dtype == dtype and np.isinf(distances[:, 2]).all() and np.isinf(distances[2, 1])
+    np.testing.assert_allclose(distances[:2, 1], float(X[0, 0]) - float(X[1, 0]), rtol=1e-6)
+
+
+def test_estimators_near_float64_max(backend):
+    """The bug-hunt's case: mean rows overflowed, so an index and the class centroids held NaN/inf."""
+    X = np.array([[1e308], [1.5e308], [-1e308], [-1.5e308]])
+    query = np.array([[1.6e308], [-1.6e308], [1e300]])
+    knn_clf = KNeighborsClassifier(n_neighbors=1, backend=backend).fit(X, [0, 0, 1, 1])
+    np.testing.assert_array_equal(knn_clf.predict(query), [0, 1, 0])
+    _, indices = knn_clf.kneighbors(query, n_neighbors=4)
+    np.testing.assert_array_equal(indices, [[1, 0, 2, 3], [3, 2, 0, 1], [0, 2, 1, 3]])
+    centroid = NearestCentroid(backend=backend).fit(X, [0, 0, 1, 1])
+    np.testing.assert_allclose(centroid.centroids_, [[1.25e308], [-1.25e308]], rtol=1e-15)
+    np.testing.assert_array_equal(centroid.predict(query), [0, 1, 0])
 
 
 def re_shape(shape):

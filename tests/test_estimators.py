@@ -214,3 +214,27 @@ def test_centroids_consistent_with_ops(backend, dtype, rng):
     X, y = _blobs(rng, dtype=dtype)
     clf = NearestCentroid(backend=backend).fit(X, y)
     np.testing.assert_allclose(clf.centroids_, class_centroids(X, y, backend=backend), rtol=RTOL[dtype])
+
+
+@pytest.mark.parametrize("query_dtype", [np.float64, np.int64, np.float32])
+def test_float32_fit_ranks_other_queries_in_float64(backend, rng, query_dtype):
+    """A float32 fit must not round float64 queries to float32 (0.50000001 would become 0.5, a tie
+    that goes to class 0); any pair but float32 with float32 ranks in float64, as ops.knn does."""
+    X = np.array([[0.0], [1.0]], dtype=np.float32)
+    knn_clf = KNeighborsClassifier(n_neighbors=1, backend=backend).fit(X, [0, 1])
+    centroid = NearestCentroid(backend=backend).fit(X, [0, 1])
+    if query_dtype == np.float64:
+        np.testing.assert_array_equal(knn_clf.predict([[0.50000001]]), [1])
+        np.testing.assert_array_equal(centroid.predict([[0.50000001]]), [1])
+    X_train, y = _blobs(rng, dtype=np.float32)
+    X_test = (_blobs(rng, n_samples=12)[0] * 3).astype(query_dtype)
+    knn_clf = KNeighborsClassifier(n_neighbors=4, backend=backend).fit(X_train, y)
+    for _ in range(2):  # the second query reuses the float64 index
+        distances, indices = knn_clf.kneighbors(X_test)
+        expected_d, expected_i = knn(X_test, X_train, 4, backend=backend)
+        assert distances.dtype == expected_d.dtype
+        np.testing.assert_array_equal(indices, expected_i)
+        np.testing.assert_array_equal(distances, expected_d)
+    theirs = SkNearestCentroid().fit(X_train, y)
+    np.testing.assert_array_equal(NearestCentroid(backend=backend).fit(X_train, y).predict(X_test),
+                                  theirs.predict(X_test))

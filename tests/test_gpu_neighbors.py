@@ -97,3 +97,23 @@ def test_bad_input_is_a_clear_error(cuda_backend):
         pairwise_distances(np.ones((2, 3)), host, backend=cuda_backend)
     with pytest.raises(ValueError, match="k"):
         knn(host, host, 4, backend=cuda_backend)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the simulator's NumPy scalars
+def test_values_near_float64_max(cuda_backend):
+    """Column sums that overflow move the origin to the range's midpoint, as on the CPU: no NaN,
+    and only distances beyond float64's range are inf; a NaN the minima skip is still caught."""
+    X = np.array([[1e308, 0.0], [9e307, 1.0], [-1e308, 2.0]])
+    for args in ((X,), (_device(X),)):
+        got = _host(pairwise_distances(*args, backend=cuda_backend))
+        np.testing.assert_allclose(got, pairwise_distances(X, backend="numpy"), rtol=1e-12)
+        assert np.isinf(got[0, 2]) and np.isfinite(got[0, 1])
+    queries = np.array([[1.6e308, 0.0], [-1.7e308, 0.0]])  # far enough that a shift by the mean overflows
+    distances, indices = knn(queries, X[[0, 2]], 2, backend=cuda_backend)
+    np.testing.assert_array_equal(indices, [[0, 1], [1, 0]])
+    np.testing.assert_allclose(distances[:, 0], [6e307, 7e307], rtol=1e-12)
+    assert np.isinf(distances[:, 1]).all()
+    bad = X.copy()
+    bad[1, 0] = np.nan  # behind row 0, so the minima and maxima pass over it; the sum overflows too
+    with pytest.raises(ValueError, match="NaN"):
+        pairwise_distances(_device(bad), backend=cuda_backend)

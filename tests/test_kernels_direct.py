@@ -59,3 +59,22 @@ def test_distances_from_gram_refines_cancellation(backend, dtype, squared):
     expected = exact**2 if squared else abs(exact)
     np.testing.assert_allclose(gram[0, 1], expected, rtol=1e-6)
     assert gram[0, 0] == 0 and gram[1, 1] == 0
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("nan_columns", [slice(None, None, 3), slice(None)], ids=["some-nan", "all-nan"])
+def test_knn_from_gram_nan_terms_rule_nothing_out(backend, dtype, rng, nan_columns, n_threads):
+    """A NaN in the Gram block (which the ops never pass) bounds nothing: its rows are ranked
+    exactly, so every output is written and the answer is still the exact one."""
+    X_ref = rng.normal(size=(70, 3)).astype(dtype)
+    X_query = rng.normal(size=(9, 3)).astype(dtype)
+    as64 = X_query.astype(np.float64), X_ref.astype(np.float64)
+    gram = (as64[0] @ as64[1].T).astype(np.float32)
+    gram[:, nan_columns] = np.nan
+    norms_q, norms_r = (np.einsum("ij,ij->i", a, a) for a in as64)
+    out_dist, out_idx = np.full((9, 4), -1.0), np.full((9, 4), -1, dtype=np.int64)
+    _kernels(backend, "neighbors").knn_from_gram(gram, norms_q, norms_r, 1e-6, 1e-30, X_query, X_ref, 1.0,
+                                                 out_dist, out_idx, n_threads)
+    expected_d, expected_i = naive.knn(X_query, X_ref, 4)
+    np.testing.assert_array_equal(out_idx, expected_i)
+    np.testing.assert_allclose(out_dist, expected_d, rtol=1e-12)

@@ -111,6 +111,28 @@ def test_query_far_outside_reference_cloud(backend, dtype):
     _check_against_naive(X_query, X_ref, 4, backend, dtype)
 
 
+@pytest.mark.parametrize("query, ref", [
+    ([[1.0]], [[3.0]]),
+    ([[1.0], [0.0], [-2.5]], [[0.0], [0.0]]),
+    ([[1.0, 0.0]], [[-0.5, 0.25]]),
+])
+def test_tiny_distances_to_identical_references(backend, dtype, query, ref):
+    """References with no spread set no scale: the queries' spread must, or the squared distances
+    of tiny values underflow to zero (or lose digits in the subnormal range)."""
+    tiny = np.finfo(dtype).tiny  # the smallest normal number: its square underflows
+    query, ref = (np.array(rows, dtype=dtype) * tiny for rows in (query, ref))
+    distances, indices = knn(query, ref, 1, backend=backend)
+    np.testing.assert_array_equal(indices, 0)
+    expected = np.sqrt(((query.astype(np.float64) / tiny - ref[0] / tiny) ** 2).sum(axis=1)) * tiny
+    np.testing.assert_allclose(distances[:, 0], expected, rtol=RTOL[dtype])
+
+
+@pytest.mark.parametrize("query, ref, expected", [([[1e-200]], [[3e-200]], 2e-200), ([[1e-160]], [[0.0]], 1e-160)])
+def test_tiny_float64_distances_from_the_bug_hunt(backend, query, ref, expected):
+    distances, _ = knn(query, ref, 1, backend=backend)
+    np.testing.assert_allclose(distances, [[expected]], rtol=1e-12)
+
+
 @pytest.mark.parametrize("offset", [1e6, -1e6])
 def test_offset_data(backend, rng, offset):
     X_ref = rng.normal(size=(25, 4)) + offset

@@ -61,6 +61,18 @@ def test_hours_to_hm(hours, expected):
     assert 0 <= hm[0, 0] <= 11 and 0 <= hm[0, 1] < 60
 
 
+def test_huge_hours_do_not_overflow():
+    """hours * 60 overflows float64 beyond about 3e306 hours: hours are reduced modulo 12 first."""
+    assert hours_to_hm([1e307]).tolist() == [[4.0, 0.0]]  # 10**307 = 4 (mod 12), and is whole
+    assert hours_to_hm([-1e307]).tolist() == [[8.0, 0.0]]
+    np.testing.assert_array_equal(common_sense_errors([[1e307, 0]], [[0, 0]]), [240.0])
+    np.testing.assert_array_equal(common_sense_errors([[-1.7e308, -1.7e308]], [[0, 0]]), [272.0])
+    # A huge minute count must not swallow the hour: 1:00 + 1e20 min is an hour after 0:00 + 1e20 min.
+    np.testing.assert_array_equal(common_sense_errors([[1, 1e20]], [[0, 1e20]]), [60.0])
+    hm = hours_to_hm([2.0**60 + 3 * 2.0**8, 12.1])  # big but whole, and 12.1 h is 0:06
+    np.testing.assert_allclose(hm, [[(2**60 + 3 * 2**8) % 12, 0.0], [0.0, 6.0]], atol=1e-9)
+
+
 def test_hours_to_hm_column_and_round_trip():
     rng = np.random.default_rng(1)
     labels = np.stack([rng.integers(0, 12, 50), rng.integers(0, 60, 50)], axis=1)
@@ -170,6 +182,18 @@ def test_frechet_of_large_samples_approaches_the_closed_form():
     a = rng.multivariate_normal(mu_a, cov_a, size=200_000)
     b = rng.multivariate_normal(mu_b, cov_b, size=200_000)
     assert frechet_distance(a, b) == pytest.approx(expected, rel=0.02)
+
+
+def test_frechet_of_huge_and_tiny_features_scales(rng):
+    """The distance scales with the square of the features: the covariances' products must not
+    overflow near 1e150 nor underflow near 1e-150, and only a distance beyond float64's range
+    (features near 1e200) is an error, about the features."""
+    a, b = rng.normal(size=(20, 3)), rng.normal(size=(30, 3)) + 0.5
+    plain = frechet_distance(a, b)
+    assert frechet_distance(a * 2.0**500, b * 2.0**500) == pytest.approx(plain * 2.0**1000, rel=1e-12)
+    assert frechet_distance(a * 2.0**-500, b * 2.0**-500) == pytest.approx(plain * 2.0**-1000, rel=1e-12)
+    with pytest.raises(ValueError, match="features_a and features_b hold values too large"):
+        frechet_distance(a * 1e200, b * 1e200)
 
 
 @pytest.mark.parametrize("a, b, error, message", [

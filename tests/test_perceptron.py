@@ -163,6 +163,33 @@ def test_sklearn_api(rng):
         model.predict(X)
 
 
+def test_binary_decision_function_follows_sklearn(backend, dtype, rng):
+    """Two classes: one score per sample, positive where predict gives classes_[1] (scikit-learn's
+    convention, which roc_auc scoring needs); more classes keep a column per class."""
+    from sklearn.model_selection import cross_val_score
+
+    X, y = _blobs(rng, n_classes=2)
+    X = X.astype(dtype)
+    labels = np.array(["no", "yes"])[y]
+    model = MultiClassPerceptron(max_epochs=20, backend=backend).fit(X, labels)
+    scores = model.decision_function(X)
+    assert scores.shape == (len(y),)
+    full = np.hstack([X, np.ones((len(y), 1))]).astype(dtype) @ model.coef_
+    np.testing.assert_allclose(scores, full[:, 1] - full[:, 0], rtol=RTOL[dtype])
+    np.testing.assert_array_equal(model.predict(X), model.classes_[(scores > 0).astype(int)])
+    auc = cross_val_score(MultiClassPerceptron(max_epochs=20, backend=backend), X, labels, cv=3, scoring="roc_auc")
+    assert np.isfinite(auc).all() and auc.min() > 0.9
+    X3, y3 = _blobs(rng, n_classes=3)
+    assert MultiClassPerceptron(max_epochs=5, backend=backend).fit(X3, y3).decision_function(X3).shape == (len(y3), 3)
+
+
+def test_sklearn_classifier_checks_pass():
+    from sklearn.utils.estimator_checks import check_classifiers_train
+
+    model = MultiClassPerceptron(max_epochs=50)
+    check_classifiers_train("MultiClassPerceptron", model)
+
+
 # Bad input ---------------------------------------------------------------------------------------
 
 

@@ -122,6 +122,29 @@ def test_lazy_search_stats():
     assert X.lazy_search_stats([7])["std"] == 0.0
 
 
+@pytest.mark.parametrize("draws, error, message", [
+    ([], ValueError, "must not be empty"),
+    ([0], ValueError, r"draws must be >= 1.*got 0"),
+    ([-3, 5], ValueError, r"draws must be >= 1.*got -3"),
+    ([1.7, 2.9], TypeError, "integer counts"),
+    ([True, False], TypeError, "integer counts"),
+    ([[3, 4]], ValueError, "1-D"),
+    (["3"], TypeError, "real numbers"),
+])
+def test_lazy_search_stats_bad_input(draws, error, message):
+    with pytest.raises(error, match=message):
+        X.lazy_search_stats(draws)
+
+
+def test_lazy_search_stats_totals_never_wrap():
+    """Three counts of 2**62 sum past int64's range: the total is exact, not wrapped negative."""
+    stats = X.lazy_search_stats([2**62] * 3)
+    assert stats["total_draws"] == 3 * 2**62 and stats["mean"] == 2.0**62
+    assert 0 < stats["p_low"] < stats["p"] == 3 / (3 * 2**62) < stats["p_high"] < 1
+    big = X.lazy_search_stats(np.array([2**63 + 1, 1], dtype=np.uint64))
+    assert big["total_draws"] == 2**63 + 2
+
+
 @pytest.mark.parametrize("lr", [0.0, -0.1, float("nan"), float("inf")])
 def test_bad_learning_rate(lr):
     with pytest.raises(ValueError, match="lr"):

@@ -15,9 +15,7 @@ import numpy as np
 from fastdl import backend as _backend
 from fastdl._parallel import run_row_ranges, single_threaded_blas
 from fastdl.ops._projection import Projection
-from fastdl.ops._shift import (
-    block_rows, max_abs_shifted, power_of_two_scale, shift_origin, shifted,
-)
+from fastdl.ops._shift import block_rows, power_of_two_scale, shift_origin, shifted
 
 _UNIT_ROUNDOFF32 = 2.0**-24
 # Reference rows are scaled into [-1, 1]; a query row whose scaled squared norm passes this could
@@ -51,9 +49,10 @@ class KnnIndex:
     def _distance_kernels(self):
         return _backend.kernels("distance", self.backend)[0]
 
-    def _scaled(self, X, scale):
-        """float32 (X - origin) * scale and its float64 squared row norms."""
-        return shifted(X, self.origin, np.float32, scale, self._distance_kernels(), _backend.get_num_threads())
+    def _scaled(self, X, scale, origin=None):
+        """float32 (X - origin) * scale and its float64 squared row norms (origin: self.origin)."""
+        origin = self.origin if origin is None else origin
+        return shifted(X, origin, np.float32, scale, self._distance_kernels(), _backend.get_num_threads())
 
     def query(self, X_query, k):
         """(distances (n, k) float64, indices (n, k) int64) of the k nearest reference rows.
@@ -63,12 +62,14 @@ class KnnIndex:
         n_threads = _backend.get_num_threads()
         scale, ref_scaled, ref_norms = self.scale, self.ref_scaled, self.ref_norms
         query_scaled, query_norms = self._scaled(X_query, scale)
-        if not query_norms.max() <= _MAX_SCALED_NORM:  # also catches inf
-            # Queries far outside the reference cloud: rescale both sides for this call only.
-            reach = max_abs_shifted(X_query, self.origin, self._distance_kernels(), n_threads)
-            scale = power_of_two_scale(max(self.reach, reach))
-            ref_scaled, ref_norms = self._scaled(self.X_ref, scale)
-            query_scaled, query_norms = self._scaled(X_query, scale)
+        if not query_norms.max() <= _MAX_SCALED_NORM or self.reach == 0.0:  # the test catches inf
+            # Queries far outside the reference cloud, or references all alike (their spread sets
+            # no scale, and tiny distances would vanish): one origin and scale from both sides,
+            # for this call only.
+            origin, reach = shift_origin(self.X_ref, self._distance_kernels(), n_threads, X_query)
+            scale = power_of_two_scale(reach)
+            ref_scaled, ref_norms = self._scaled(self.X_ref, scale, origin)
+            query_scaled, query_norms = self._scaled(X_query, scale, origin)
         elif self.projection is not None:
             return self._query_pruned(X_query, query_scaled, query_norms, k)
         kernels, _ = _backend.kernels("neighbors", self.backend)

@@ -7,12 +7,14 @@ of two, as fastdl.ops.distance explains, and the Gram blocks go through cuBLAS (
 kernel; entries that cancellation would spoil are recomputed directly.
 """
 
+import math
+
 import numpy as np
 
 from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._validation import check_matrix, check_same_features, compute_dtype
-from fastdl.ops._shift import _reach, power_of_two_scale
+from fastdl.ops._shift import _reach, midpoint_origin, origin_and_reach, power_of_two_scale
 
 # Entries of a float64 distance block held at once (256 MiB).
 BLOCK_ENTRIES = 1 << 25
@@ -55,14 +57,30 @@ class Shifted:
 
 
 def _column_stats(X, name, kernels):
-    """(sums, minima, maxima) of a device matrix's columns as NumPy float64; NaN or infinity raises."""
+    """(sums, minima, maxima) of a device matrix's columns as NumPy float64; NaN or infinity raises.
+
+    The sums may be inf or NaN where huge values overflow them (see fastdl.ops._shift.origin_and_reach).
+    """
+    sums, low, high = _stats(X, kernels)
+    if not (np.isfinite(low).all() and np.isfinite(high).all()):
+        raise ValueError(f"{name} contains NaN or infinity")
+    if not np.isfinite(sums).all():
+        # A NaN (which the minima and maxima can pass over), or huge values overflowing the sum:
+        # scaled by a power of two below 1 / n_rows (exact), finite values cannot overflow it.
+        n_rows, n_features = _device.shape_dtype(X)[0]
+        scaled = Shifted(X, _device.to_device(np.zeros(n_features)), math.ldexp(1.0, -n_rows.bit_length()),
+                         np.float64, kernels)
+        if not np.isfinite(_stats(scaled.rows, kernels)[0]).all():
+            raise ValueError(f"{name} contains NaN or infinity")
+    return sums, low, high
+
+
+def _stats(X, kernels):
+    """column_stats of a device matrix, as NumPy float64 (sums, minima, maxima)."""
     n_features = _device.shape_dtype(X)[0][1]
     stats = [_device.empty(n_features, np.float64) for _ in range(3)]
     kernels.column_stats(X, *stats, 1)
-    sums, low, high = (s.copy_to_host() for s in stats)
-    if not (np.isfinite(sums).all() and np.isfinite(low).all() and np.isfinite(high).all()):
-        raise ValueError(f"{name} contains NaN or infinity")
-    return sums, low, high
+    return tuple(s.copy_to_host() for s in stats)
 
 
 def _blocks(n_rows, n_cols):
@@ -83,21 +101,29 @@ class DeviceKnnIndex:
         self.neighbors = _backend.kernels("neighbors", "cuda")[0]
         self.X_ref = X_ref if _device.is_device(X_ref) else _device.to_device(X_ref)
         self.n_ref, self.n_features = _device.shape_dtype(self.X_ref)[0]
+        self.bounds = None  # the reference columns' (minima, maxima)
         if self.n_ref:
-            sums, low, high = _column_stats(self.X_ref, name, self.distance)
-            self.origin = sums / self.n_ref
-            self.reach = _reach(self.origin, low, high)
+            sums, *self.bounds = _column_stats(self.X_ref, name, self.distance)
+            self.origin, self.reach = origin_and_reach(sums, self.n_ref, *self.bounds)
         else:
             self.origin, self.reach = np.zeros(self.n_features), 0.0
         self._origin = _device.to_device(self.origin)
         self._scale, self._ref = None, None
 
     def _shifted(self, X, name, dtype):
-        """(scale, shifted reference, shifted X): one power-of-two scale for both sides."""
+        """(scale, shifted reference, shifted X): one origin and power-of-two scale for both sides."""
         reach = self.reach
         if X is not self.X_ref and _device.shape_dtype(X)[0][0]:
             _, low, high = _column_stats(X, name, self.distance)
             reach = max(reach, _reach(self.origin, low, high))
+            if not math.isfinite(reach):
+                # Rows so far from the reference that a shift would overflow: another origin, this call only.
+                if self.bounds is not None:
+                    low, high = np.minimum(low, self.bounds[0]), np.maximum(high, self.bounds[1])
+                origin, reach = midpoint_origin(low, high)
+                scale, origin = power_of_two_scale(reach), _device.to_device(origin)
+                ref = Shifted(self.X_ref, origin, float(scale), dtype, self.distance)
+                return scale, ref, Shifted(X, origin, float(scale), dtype, self.distance)
         scale = power_of_two_scale(reach)
         if (scale, dtype) != self._scale:
             self._ref = Shifted(self.X_ref, self._origin, float(scale), dtype, self.distance)

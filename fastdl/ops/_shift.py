@@ -21,20 +21,46 @@ def _column_stats(X, kernels, n_threads):
 
 
 def _reach(origin, low, high):
-    """max |X - origin| over all entries, from X's column minima and maxima."""
-    return float(max(np.max(high - origin), np.max(origin - low)))
+    """max |X - origin| over all entries, from X's column minima and maxima (inf where it overflows)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(max(np.max(high - origin), np.max(origin - low)))
 
 
-def shift_origin(B, kernels, n_threads):
-    """B's float64 mean row, and max |B - mean| over all entries, from one pass over B.
+def origin_and_reach(sums, n_rows, low, high):
+    """The mean row sums / n_rows as origin and its reach over the column bounds low..high, in float64.
 
-    Distances do not change when both sides are shifted by the mean; the reach sets the scale.
+    Near float64's limit the mean (its sum) or the reach can overflow, and the shifted rows would
+    then hold inf or NaN: there the origin is the midpoint of the bounds instead, whose reach, half
+    the widest column's range, always fits float64.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        origin = sums / n_rows
+    reach = _reach(origin, low, high)
+    if not (np.isfinite(origin).all() and np.isfinite(reach)):
+        return midpoint_origin(low, high)
+    return origin, reach
+
+
+def midpoint_origin(low, high):
+    """The midpoint of the column bounds low..high as origin, and its reach: finite for finite bounds."""
+    origin = 0.5 * low + 0.5 * high
+    return origin, _reach(origin, low, high)
+
+
+def shift_origin(B, kernels, n_threads, A=None):
+    """An origin for B's rows and A's (optional) and max |row - origin| over both, in float64.
+
+    Distances do not change when both sides are shifted by the same row; the reach sets the scale.
+    The origin is B's mean row (see origin_and_reach for values near float64's limit). One pass
+    over B, and one over A.
     """
     if B.size == 0:
         return np.zeros(B.shape[1]), 0.0
     sums, low, high = _column_stats(B, kernels, n_threads)
-    origin = sums / B.shape[0]
-    return origin, _reach(origin, low, high)
+    if A is not None and A.size:
+        _, low_a, high_a = _column_stats(A, kernels, n_threads)
+        low, high = np.minimum(low, low_a), np.maximum(high, high_a)
+    return origin_and_reach(sums, B.shape[0], low, high)
 
 
 def shifted(X, origin, dtype, scale, kernels, n_threads):
@@ -63,14 +89,6 @@ def power_of_two_scale(max_abs):
         return 1.0
     _, exponent = math.frexp(max_abs)  # max_abs = m * 2**exponent with 0.5 <= m < 1
     return math.ldexp(1.0, -min(max(exponent, -1000), 1000))
-
-
-def max_abs_shifted(X, origin, kernels, n_threads):
-    """max |X - origin| over all entries, in float64, from one pass over X."""
-    if X.size == 0:
-        return 0.0
-    _, low, high = _column_stats(X, kernels, n_threads)
-    return _reach(origin, low, high)
 
 
 def block_rows(n_rows, n_cols, max_elements=1 << 25):

@@ -6,9 +6,7 @@ from fastdl import backend as _backend
 from fastdl._parallel import blocks, run_row_ranges, single_threaded_blas
 from fastdl._validation import as_compute, check_matrix, check_same_features, compute_dtype
 from fastdl.ops import _on_device
-from fastdl.ops._shift import (
-    max_abs_shifted, power_of_two_scale, shift_origin, shifted,
-)
+from fastdl.ops._shift import power_of_two_scale, shift_origin, shifted
 
 # Entries with d^2 < REFINE_TOL * (|a|^2 + |b|^2) lost too many digits to cancellation in the GEMM
 # formula and are recomputed directly; above it the relative error is at most about
@@ -42,7 +40,9 @@ def pairwise_distances(A, B=None, squared=False, backend=None):
     Computed as |a|^2 + |b|^2 - 2 a.b with a BLAS GEMM, after shifting both sides by the mean of B
     (data far from the origin keeps its precision) and scaling them by a power of two (huge and
     subnormal values stay in range); entries small enough to suffer cancellation are recomputed
-    directly, so no squared distance is negative.
+    directly, so no squared distance is negative. Where the mean would overflow (column sums beyond
+    float64's range), the midpoint of each column's range is the origin instead. A distance beyond
+    the output dtype's range (e.g. from -1.5e308 to 1e308) is inf; every finite one is accurate.
     """
     if _backend.resolve("distance", backend) == "cuda":
         return _on_device.pairwise_distances(A, B, squared, REFINE_TOL)
@@ -55,9 +55,7 @@ def pairwise_distances(A, B=None, squared=False, backend=None):
     same = B is A
     A = as_compute(A, dtype)
     B = A if same else as_compute(B, dtype)
-    origin, reach = shift_origin(B, kernels, n_threads)
-    if not same:
-        reach = max(reach, max_abs_shifted(A, origin, kernels, n_threads))
+    origin, reach = shift_origin(B, kernels, n_threads, None if same else A)
     # A power-of-two scale keeps huge and tiny values inside the GEMM's range; undone exactly.
     scale = power_of_two_scale(reach)
     A_shifted, norms_a = shifted(A, origin, dtype, scale, kernels, n_threads)

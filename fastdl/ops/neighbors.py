@@ -1,5 +1,7 @@
 """k nearest neighbours, majority votes and class centroids."""
 
+import math
+
 import numpy as np
 
 from fastdl import _device
@@ -34,7 +36,8 @@ def knn(X_query, X_ref, k, backend=None):
     Returns
     -------
     distances : ndarray of shape (n_queries, k)
-        Ascending Euclidean distances; float32 for float32 inputs, float64 otherwise.
+        Ascending Euclidean distances; float32 for float32 inputs, float64 otherwise. A distance
+        beyond that dtype's range (e.g. from -1.5e308 to 1e308) is inf, ranked correctly.
     indices : ndarray of shape (n_queries, k), int64
         Rows of X_ref; equal distances are ordered by the lower index.
 
@@ -52,7 +55,8 @@ def knn(X_query, X_ref, k, backend=None):
     dtype = compute_dtype(X_query, X_ref)
     index = KnnIndex(as_compute(X_ref, dtype), backend)
     distances, indices = index.query(as_compute(X_query, dtype), k)
-    return distances.astype(dtype, copy=False), indices
+    with np.errstate(over="ignore"):  # a distance beyond float32's range is inf, as documented
+        return distances.astype(dtype, copy=False), indices
 
 
 def majority_vote(neighbor_codes, n_classes, backend=None):
@@ -95,21 +99,33 @@ def class_centroids(X, y, n_classes=None, backend=None):
     Returns
     -------
     ndarray of shape (n_classes, n_features)
-        Summed in float64; float32 for float32 X, float64 otherwise.
+        Summed in float64 (scaled down by a power of two where a sum would overflow); float32
+        for float32 X, float64 otherwise.
     """
     X = check_matrix(X, "X")
     codes, n_classes = check_codes(y, X.shape[0], n_classes)
     kernels, name = _backend.kernels("neighbors", backend)
-    dtype = compute_dtype(X)
-    if name == "cuda":
-        sums, counts = _device.empty((n_classes, X.shape[1]), np.float64), _device.empty(n_classes, np.int64)
-        kernels.class_sums(_device.to_device(as_compute(X, dtype)), _device.to_device(codes), sums, counts, 1)
-        sums, counts = sums.copy_to_host(), counts.copy_to_host()
-    else:
-        sums = np.empty((n_classes, X.shape[1]))
-        counts = np.empty(n_classes, dtype=np.int64)
-        kernels.class_sums(as_compute(X, dtype), codes, sums, counts, _threads_for(X.size))
+    X = as_compute(X, compute_dtype(X))
+    sums, counts = _class_sums(X, codes, n_classes, kernels, name)
     if (counts == 0).any():
         empty = np.flatnonzero(counts == 0).tolist()
         raise ValueError(f"classes {empty} have no samples, so they have no centroid")
-    return (sums / counts[:, None]).astype(dtype, copy=False)
+    if np.isfinite(sums).all():
+        return (sums / counts[:, None]).astype(X.dtype, copy=False)
+    # Values near float64's limit overflow their class sums. Scaled by a power of two below
+    # 1 / n_samples (exact), no sum can; the division by it is undone after the mean's.
+    scale = math.ldexp(1.0, -X.shape[0].bit_length())
+    sums, _ = _class_sums(X * scale, codes, n_classes, kernels, name)
+    return sums / counts[:, None] / scale
+
+
+def _class_sums(X, codes, n_classes, kernels, name):
+    """(float64 sums (n_classes, n_features), int64 counts) of X's rows by class, on the host."""
+    if name == "cuda":
+        sums, counts = _device.empty((n_classes, X.shape[1]), np.float64), _device.empty(n_classes, np.int64)
+        kernels.class_sums(_device.to_device(X), _device.to_device(codes), sums, counts, 1)
+        return sums.copy_to_host(), counts.copy_to_host()
+    sums = np.empty((n_classes, X.shape[1]))
+    counts = np.empty(n_classes, dtype=np.int64)
+    kernels.class_sums(X, codes, sums, counts, _threads_for(X.size))
+    return sums, counts

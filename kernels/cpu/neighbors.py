@@ -135,7 +135,7 @@ def _fill_terms(gram_row, ref_terms, terms, start, stop):
 
 @_inlined
 def _any_within(blocks, b, limit, strict):
-    """Whether row b of blocks holds a value below limit (at most limit unless strict).
+    """Whether row b of blocks holds a value below limit (not above it, NaN included, unless strict).
 
     A count of comparisons over a row of a 2-D view of the terms, (blocks, SCAN_BLOCK): that form
     vectorises (measured 4x faster than the same test over a 1-D range of the terms, or than
@@ -147,7 +147,7 @@ def _any_within(blocks, b, limit, strict):
             count += np.int32(blocks[b, t] < limit)
     else:
         for t in range(blocks.shape[1]):
-            count += np.int32(blocks[b, t] <= limit)
+            count += np.int32(not (blocks[b, t] > limit))
     return count > 0
 
 
@@ -169,7 +169,8 @@ def _knn_row(gram_row, ref_terms, slack, query, X_ref, exact_scale, out_dist, ou
     # nearest. One pass over blocks of rows: the arithmetic and the test "any term within
     # reach" vectorise; the rare blocks that hold one keep the k smallest terms in a max-heap
     # (its top is the k-th smallest so far) and remember every row within reach; reach only
-    # shrinks, so the remembered rows are a superset of those within reach at the end.
+    # shrinks, so the remembered rows are a superset of those within reach at the end. The tests
+    # read "not above": a NaN term rules nothing out, so out_dist and out_idx are always written.
     n_candidates = 0
     size = 0
     kth = np.inf
@@ -182,7 +183,7 @@ def _knn_row(gram_row, ref_terms, slack, query, X_ref, exact_scale, out_dist, ou
         if b < blocks.shape[0] and not _any_within(blocks, b, limit, False):
             continue
         for j in range(block_start, block_end):
-            if terms[j] <= limit:
+            if not (terms[j] > limit):
                 candidates[n_candidates] = j
                 n_candidates += 1
                 if size < k or terms[j] < kth:
@@ -195,7 +196,7 @@ def _knn_row(gram_row, ref_terms, slack, query, X_ref, exact_scale, out_dist, ou
     size = 0
     for c in range(n_candidates):
         j = candidates[c]
-        if terms[j] <= reach:
+        if not (terms[j] > reach):
             size = _push(keys, index, size, _scaled_sq_distance(query, X_ref[j], exact_scale, lane), j)
     _heap_out(keys, index, exact_scale, out_dist, out_idx)
 

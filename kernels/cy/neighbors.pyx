@@ -139,6 +139,8 @@ cdef void _knn_row(
     terms[j] = ref_terms[j] - 2 gram_row[j] is the squared distance less the query's squared norm,
     within `slack` of the exact one; only rows whose term is within 2 slack of the k-th smallest
     term can be among the k nearest, and only those are ranked by their exact float64 distance.
+    The tests read "not above": a NaN term rules nothing out, so its row is ranked exactly, and
+    out_dist and out_idx are always written in full.
     """
     cdef Py_ssize_t j, c, block_start, block_end, size = 0, n_candidates = 0
     cdef double kth = INFINITY, reach = INFINITY
@@ -153,11 +155,11 @@ cdef void _knn_row(
         hit = False
         for j in range(block_start, block_end):
             terms[j] = ref_terms[j] - (gram_row[j] + gram_row[j])
-            hit |= terms[j] <= limit
+            hit |= not (terms[j] > limit)
         if not hit:
             continue
         for j in range(block_start, block_end):
-            if terms[j] <= limit:
+            if not (terms[j] > limit):
                 candidates[n_candidates] = j
                 n_candidates += 1
                 if size < k or terms[j] < kth:
@@ -170,7 +172,7 @@ cdef void _knn_row(
     size = 0
     for c in range(n_candidates):
         j = candidates[c]
-        if terms[j] <= reach:
+        if not (terms[j] > reach):
             size = _push(
                 keys, index, k, size,
                 _scaled_sq_distance(query, X_ref + j * n_features, n_features, exact_scale), j,

@@ -12,7 +12,8 @@ def distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale,
         r, c = rows[start : start + 4096], cols[start : start + 4096]
         diff = A[r].astype(np.float64) - B[c].astype(np.float64)
         d2[r, c] = np.einsum("ij,ij->i", diff, diff)
-    gram[...] = d2 * unscale * unscale if squared else np.sqrt(d2) * unscale
+    with np.errstate(over="ignore"):  # a distance beyond the dtype's range is inf, as in the compiled kernels
+        gram[...] = d2 * unscale * unscale if squared else np.sqrt(d2) * unscale
 
 
 def shift_rows(X, origin, scale, out, out_norms, n_threads):
@@ -29,6 +30,7 @@ def shift_rows(X, origin, scale, out, out_norms, n_threads):
 
 def column_stats(X, out_sums, out_min, out_max, n_threads):
     """Float64 sums, minima and maxima of X's columns (X (n, d), n >= 1)."""
-    np.sum(X, axis=0, dtype=np.float64, out=out_sums)
+    with np.errstate(over="ignore", invalid="ignore"):  # huge values overflow to inf, as in the compiled kernels
+        np.sum(X, axis=0, dtype=np.float64, out=out_sums)
     out_min[...] = X.min(axis=0)
     out_max[...] = X.max(axis=0)

@@ -10,7 +10,8 @@ def knn_from_gram(gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X
     approx = norm_sum - 2.0 * gram
     bound = bound_tol * norm_sum + bound_abs
     cap = np.partition(approx + bound, k - 1, axis=1)[:, k - 1]
-    _rank_exact(approx - bound <= cap[:, None], X_query, X_ref, exact_scale, out_dist, out_idx)
+    # "Not above" the cap: a NaN (as the compiled kernels read it) rules nothing out.
+    _rank_exact(~(approx - bound > cap[:, None]), X_query, X_ref, exact_scale, out_dist, out_idx)
 
 
 def knn_from_bounds(gram, sq_norms_r, limits, X_query, X_ref, exact_scale, out_dist, out_idx, n_threads):
@@ -46,7 +47,8 @@ def _rank_exact(candidates, X_query, X_ref, exact_scale, out_dist, out_idx):
         exact[r, c] = np.einsum("ij,ij->i", diff, diff)
     order = np.argsort(exact, axis=1, kind="stable")[:, :k]  # stable: ties keep the lower index
     out_idx[...] = order
-    out_dist[...] = np.sqrt(np.take_along_axis(exact, order, axis=1)) / exact_scale
+    with np.errstate(over="ignore"):  # a distance beyond float64's range is inf, as in the compiled kernels
+        out_dist[...] = np.sqrt(np.take_along_axis(exact, order, axis=1)) / exact_scale
 
 
 def majority_vote(neighbor_codes, n_classes, out, n_threads):
@@ -60,5 +62,6 @@ def majority_vote(neighbor_codes, n_classes, out, n_threads):
 def class_sums(X, codes, out_sums, out_counts, n_threads):
     """Per-class feature sums (float64, rows added in order) and counts."""
     out_sums[...] = 0.0
-    np.add.at(out_sums, codes, X.astype(np.float64))
+    with np.errstate(over="ignore", invalid="ignore"):  # huge values overflow to inf, as in the compiled kernels
+        np.add.at(out_sums, codes, X.astype(np.float64))
     out_counts[...] = np.bincount(codes, minlength=out_counts.shape[0])
