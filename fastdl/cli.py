@@ -21,8 +21,11 @@ def main(argv=None):
     Returns
     -------
     int
-        Exit status: 0 on success, 2 on a usage or data error.
+        Exit status: 0 on success, 2 on a usage or data error, an unavailable backend, a file
+        that cannot be read or written, or too little memory.
     """
+    from fastdl.backend import BackendUnavailableError
+
     parser = _build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
@@ -30,10 +33,18 @@ def main(argv=None):
         return 2
     try:
         return args.handler(args) or 0
-    except (FileNotFoundError, ValueError) as error:
-        # Bad data or arguments: a one-line message, not a traceback.
-        print(f"fastdl: error: {error}", file=sys.stderr)
+    except (ValueError, OSError, MemoryError, BackendUnavailableError) as error:
+        # The user's to fix (data, arguments, paths, permissions, sizes, no GPU): a one-line
+        # message, not a traceback. Programming errors (TypeError, ...) still show theirs.
+        print(f"fastdl: error: {_describe_error(error)}", file=sys.stderr)
         return 2
+
+
+def _describe_error(error):
+    """One line for a user-facing error; a MemoryError's own text may be empty."""
+    if isinstance(error, MemoryError):
+        return f"out of memory ({error})" if str(error) else "out of memory"
+    return str(error) or type(error).__name__
 
 
 def _build_parser():
@@ -135,8 +146,15 @@ def _build_parser():
     return parser
 
 
+# reproduce's options that only some assignments take: flag -> the runner's parameter.
+_ASSIGNMENT_OPTIONS = {"--dataset": "dataset", "--models": "models", "--data": "data",
+                       "--epochs": "epochs", "--images": "images", "--backend": "backend",
+                       "--no-verify": "verify"}
+
+
 def _cmd_reproduce(args):
     import inspect
+    from pathlib import Path
 
     from fastdl.data import DatasetNotFoundError
     from fastdl.repro import ASSIGNMENTS, get_runner
@@ -149,26 +167,24 @@ def _cmd_reproduce(args):
     if unknown:
         raise ValueError(f"unknown assignment(s) {', '.join(unknown)}; "
                          f"implemented: {', '.join(ASSIGNMENTS)} (or 'all')")
-    # Only passed when asked for, so an assignment without checksummed data needn't accept it.
-    extra = {"verify": False} if args.no_verify else {}
+    if run_all and args.data_dir is not None and not Path(args.data_dir).expanduser().is_dir():
+        # Else every assignment with data would be skipped for it, one after the other.
+        raise FileNotFoundError(f"--data-dir {args.data_dir} not found: no such directory")
+
+    def parameters(name):
+        return inspect.signature(get_runner(name)).parameters
+
+    # Checked before anything runs, so a mistake is said at once, not after an hour of a1 to a5.
+    options = _assignment_options(args)
+    for flag, option in _ASSIGNMENT_OPTIONS.items():
+        ignoring = [name for name in names if option in options and option not in parameters(name)]
+        if ignoring:  # only then are the other assignments' modules imported, to name the takers
+            _report_ignored(flag, [name for name in ASSIGNMENTS if option in parameters(name)], ignoring,
+                            run_all)
     for name in names:
-        runner = get_runner(name)
-        options = dict(extra)
-        parameters = inspect.signature(runner).parameters
-        if args.dataset is not None and "dataset" in parameters:
-            options["dataset"] = args.dataset
-        if args.models is not None and "models" in parameters:
-            options["models"] = [key.strip() for key in args.models.split(",") if key.strip()]
-        if args.backend is not None:
-            if "backend" not in parameters:
-                raise ValueError(f"--backend applies to the assignments that train networks; {name} trains none "
-                                 "(use FASTDL_BACKEND for its kernels)")
-            options["backend"] = args.backend
-        for option in ("data", "epochs", "images"):
-            if getattr(args, option) is not None and option in parameters:
-                options[option] = getattr(args, option)
         try:
-            result = runner(data_dir=args.data_dir, out_dir=args.out, quick=args.quick, **options)
+            result = get_runner(name)(data_dir=args.data_dir, out_dir=args.out, quick=args.quick,
+                                      **{key: value for key, value in options.items() if key in parameters(name)})
         except DatasetNotFoundError as error:
             if not run_all:
                 raise
@@ -178,6 +194,33 @@ def _cmd_reproduce(args):
         print(f"{name}: data source: {result.get('source')}; "
               f"{len(result.get('files', []))} files written under {args.out}/{name}/")
     return 0
+
+
+def _assignment_options(args):
+    """{runner parameter: value} of the options given on the command line."""
+    models = None if args.models is None else [key.strip() for key in args.models.split(",") if key.strip()]
+    options = {"dataset": args.dataset, "models": models, "data": args.data, "epochs": args.epochs,
+               "images": args.images, "backend": args.backend,
+               # Only passed when asked for, so an assignment without checksummed data needn't accept it.
+               "verify": False if args.no_verify else None}
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def _report_ignored(flag, takers, ignoring, run_all):
+    """Say which assignments ignore a flag given: an error for --backend on one named (it would
+    train elsewhere than asked), else a warning (running them all shares the flags; and an
+    assignment's other work may still be wanted)."""
+    several = len(ignoring) > 1
+    if flag == "--backend":
+        message = (f"--backend applies to the assignments that train networks; {', '.join(ignoring)} "
+                   f"train{'' if several else 's'} none (use FASTDL_BACKEND for "
+                   f"{'their' if several else 'its'} kernels)")
+        if not run_all:
+            raise ValueError(message)
+    else:
+        message = (f"{flag} applies to {', '.join(takers) or 'no assignment'}; {', '.join(ignoring)} "
+                   f"ignore{'' if several else 's'} it")
+    print(f"fastdl: warning: {message}", file=sys.stderr)
 
 
 def _version(module_name):
@@ -207,7 +250,7 @@ def _cmd_info(args):
     for name, (available, reason) in status.items():
         state = "available" if available else "unavailable"
         print(f"  {name:<8} {state}" + (f" ({reason})" if reason else ""))
-    print(f"  default: {fastdl.get_backend()}")
+    print(f"  default: {_describe_default_backend(fastdl.get_backend())}")
 
     print("\nThreads:")
     print(f"  fastdl.get_num_threads()  {fastdl.get_num_threads()}")
@@ -233,6 +276,17 @@ def _cmd_info(args):
     print("\nGPU:")
     print(f"  CUDA device visible: {_cuda_visible()}")
     return 0
+
+
+def _describe_default_backend(name):
+    """The default backend's name, flagged when FASTDL_BACKEND set it to no backend at all."""
+    from fastdl.backend import PACKAGES
+
+    valid = ("auto", *PACKAGES)
+    if name.strip().lower() in valid:
+        return name
+    return (f"{name} (invalid FASTDL_BACKEND: every operation will fail; valid names: "
+            f"{', '.join(valid)})")
 
 
 def _threadpool_lines():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from fastdl.backend import BackendUnavailableError
 from fastdl.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,3 +104,143 @@ def test_reproduce_custom_data_needs_no_verify(tmp_path, capsys):
     assert "verify=False" in capsys.readouterr().err
     assert main(args + ["--no-verify"]) == 0
     assert "unverified" in capsys.readouterr().out
+
+
+# --- errors the user can fix: one line and status 2; programming errors keep their traceback ------
+
+def _failing_a1(monkeypatch, error):
+    from fastdl.repro import a1
+
+    def run(data_dir=None, out_dir="results", quick=False, verify=True):
+        raise error
+
+    monkeypatch.setattr(a1, "run", run)
+
+
+@pytest.mark.parametrize("error", [
+    BackendUnavailableError("backend 'cuda' is unavailable: no GPU"),
+    PermissionError(13, "Permission denied", "/somewhere/out"),
+    IsADirectoryError(21, "Is a directory", "/some/dir"),
+    MemoryError("Unable to allocate 745. GiB"),
+    MemoryError(),
+], ids=["backend", "permission", "is-a-directory", "memory", "memory-without-text"])
+def test_user_facing_errors_are_one_line(tmp_path, monkeypatch, capsys, error):
+    _failing_a1(monkeypatch, error)
+    assert main(["reproduce", "a1", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fastdl: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert str(error) in err and (not isinstance(error, MemoryError) or "out of memory" in err)
+
+
+def test_programming_errors_are_not_swallowed(tmp_path, monkeypatch):
+    _failing_a1(monkeypatch, TypeError("a bug"))
+    with pytest.raises(TypeError, match="a bug"):
+        main(["reproduce", "a1", "--out", str(tmp_path)])
+
+
+def test_an_output_path_below_a_file_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "a-file").write_text("")
+    assert main(["reproduce", "a1", "--quick", "--out", str(tmp_path / "a-file" / "out")]) == 2
+    assert capsys.readouterr().err.startswith("fastdl: error: ")
+
+
+def test_a6_checks_its_data_path_before_timing_anything(tmp_path, monkeypatch, capsys):
+    from fastdl.repro import a6
+
+    monkeypatch.setattr(a6, "estimate_full_seconds", lambda *args, **kwargs: pytest.fail("timed first"))
+    (tmp_path / "0.png").write_text("")
+    for data, message in ((f"folder:{tmp_path / '0.png'}", "is a file, not a folder"),
+                          (f"npy:{tmp_path}", "is a folder, not a .npy file"),
+                          (f"npy:{tmp_path / 'typo.npy'}", "does not exist")):
+        assert main(["reproduce", "a6", "--data", data, "--out", str(tmp_path)]) == 2
+        assert message in capsys.readouterr().err
+
+
+# --- reproduce all: one missing dataset does not hide the rest ----------------------------------
+
+def test_all_skips_a1_when_its_digits_are_missing_and_goes_on(tmp_path, monkeypatch, capsys):
+    import fastdl.repro as repro
+    from fastdl.repro import a3
+
+    data_dir = tmp_path / "fashion-only"
+    data_dir.mkdir()
+    (data_dir / "train-images-idx3-ubyte.gz").write_bytes(b"")
+    ran = []
+    monkeypatch.setattr(a3, "run", lambda **kwargs: ran.append(kwargs) or {"source": "x"})
+    monkeypatch.setattr(repro, "ASSIGNMENTS", {name: repro.ASSIGNMENTS[name] for name in ("a1", "a3")})
+    assert main(["reproduce", "all", "--quick", "--data-dir", str(data_dir), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "a1: skipped" in out and "digits data files not found" in out and len(ran) == 1
+    assert main(["reproduce", "a1", "--quick", "--data-dir", str(data_dir), "--out", str(tmp_path)]) == 2
+    assert "digits data files not found" in capsys.readouterr().err
+    # A --data-dir that is not there would skip everything: said at once instead.
+    assert main(["reproduce", "all", "--data-dir", str(tmp_path / "typo"), "--out", str(tmp_path)]) == 2
+    assert "typo not found" in capsys.readouterr().err and len(ran) == 1
+
+
+# --- flags an assignment does not take ---------------------------------------------------------
+
+def _fake_runners(monkeypatch):
+    """a3 and a4 stand-ins recording what they were given, and the registry holding only them."""
+    import fastdl.repro as repro
+    from fastdl.repro import a3, a4
+
+    calls = {}
+
+    def fake_a3(data_dir=None, out_dir="results", quick=False, **_):
+        calls["a3"] = _
+        return {"source": "x"}
+
+    def fake_a4(data_dir=None, out_dir="results", quick=None, verify=True, dataset="fashion", backend=None):
+        calls["a4"] = {"verify": verify, "dataset": dataset, "backend": backend}
+        return {"source": "x"}
+
+    monkeypatch.setattr(a3, "run", fake_a3)
+    monkeypatch.setattr(a4, "run", fake_a4)
+    monkeypatch.setattr(repro, "ASSIGNMENTS", {name: repro.ASSIGNMENTS[name] for name in ("a3", "a4")})
+    return calls
+
+
+def test_a_flag_an_assignment_ignores_is_said(tmp_path, monkeypatch, capsys):
+    calls = _fake_runners(monkeypatch)
+    assert main(["reproduce", "a3", "--models", "hands", "--epochs", "2", "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "fastdl: warning: --models applies to no assignment; a3 ignores it" in err
+    assert "fastdl: warning: --epochs" in err and calls["a3"] == {}
+    assert main(["reproduce", "a4", "--dataset", "cifar10", "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_all_shares_its_flags_and_only_warns(tmp_path, monkeypatch, capsys):
+    calls = _fake_runners(monkeypatch)
+    assert main(["reproduce", "all", "--backend", "cuda", "--dataset", "cifar10", "--no-verify",
+                 "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "--backend applies to the assignments that train networks; a3 trains none" in err
+    assert "--dataset applies to a4; a3 ignores it" in err
+    assert calls["a4"] == {"verify": False, "dataset": "cifar10", "backend": "cuda"} and calls["a3"] == {}
+    # Named, an assignment that trains nothing is an error for --backend, before anything runs.
+    calls.clear()
+    assert main(["reproduce", "a4", "a3", "--backend", "cuda", "--out", str(tmp_path)]) == 2
+    assert "a3 trains none" in capsys.readouterr().err and calls == {}
+
+
+def test_no_verify_reaches_a6(tmp_path, monkeypatch):
+    import inspect
+
+    from fastdl.repro import a6
+
+    assert inspect.signature(a6.run).parameters["verify"].default is True  # Fashion-MNIST's checksums
+    calls = []
+    monkeypatch.setattr(a6, "run", lambda verify=True, **kwargs: calls.append(verify) or {"source": "x"})
+    assert main(["reproduce", "a6", "--no-verify", "--out", str(tmp_path)]) == 0
+    assert calls == [False]
+
+
+def test_info_flags_an_invalid_default_backend(monkeypatch, capsys):
+    import fastdl.backend
+
+    monkeypatch.setattr(fastdl.backend, "_process_default", "bogus")  # as FASTDL_BACKEND=bogus sets it
+    assert main(["info"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if "default:" in line)
+    assert "bogus (invalid FASTDL_BACKEND" in line and "auto, numpy, numba, cython, cuda" in line

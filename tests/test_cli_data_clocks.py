@@ -103,3 +103,22 @@ def test_generate_varied_faces_is_recorded_and_named(tmp_path):
     assert "varied clocks" in load_clocks(tmp_path, with_source=True)[2]
     with pytest.raises(SystemExit):
         main(["data", "generate", "clocks", "--faces", "some"])
+
+
+def test_too_many_images_is_a_one_line_error(monkeypatch, tmp_path, capsys):
+    def out_of_memory(n, **kwargs):
+        raise MemoryError(f"Unable to allocate {n} images")
+
+    monkeypatch.setattr(clock_render, "render_clocks", out_of_memory)
+    assert main(["data", "generate", "clocks", "--n", "99999999999", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == "fastdl: error: out of memory (Unable to allocate 99999999999 images)\n"
+
+
+def test_a5_with_an_unwritable_cache_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "cache-is-a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("FASTDL_CACHE_DIR", str(blocker))  # the synthetic clocks cannot be written
+    assert main(["reproduce", "a5", "--quick", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "fastdl: error: " in err and "Traceback" not in err

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastdl.data import clock_render, clocks, dataset_locations, generate_clocks, load_clocks
+from fastdl.data import (DatasetNotFoundError, clock_render, clocks, dataset_locations, generate_clocks,
+                         load_clocks)
 
 SIZE = 16  # course-style files in these tests are small squares
 
@@ -84,7 +85,7 @@ def test_search_order_path_env_cache_and_subfolders(tmp_path, monkeypatch, rende
     assert_loaded(load_clocks(), written["env"])
     (tmp_path / "empty").mkdir()
     assert_loaded(load_clocks(tmp_path / "empty"), written["env"])  # falls through
-    with pytest.raises(FileNotFoundError, match="not a directory"):
+    with pytest.raises(DatasetNotFoundError, match="typo.*does not exist"):
         load_clocks(tmp_path / "typo")  # asked for a place that is not there: no fallback
     monkeypatch.delenv("FASTDL_DATA")
     assert_loaded(load_clocks(), written["cache"])
@@ -196,7 +197,7 @@ GOOD_LABELS = np.array([[1, 2], [3, 4], [5, 6], [7, 8]])
 
 BAD_FILES = {
     "truncated data": ("images.npy", _npy_bytes(GOOD_IMAGES)[:-10], "is truncated"),
-    "trailing bytes": ("labels.npy", _npy_bytes(GOOD_LABELS) + b"\0" * 8, "trailing bytes"),
+    "trailing bytes": ("labels.npy", _npy_bytes(GOOD_LABELS) + b"\0" * 8, "labels.npy has trailing bytes"),
     "truncated header": ("images.npy", _npy_bytes(GOOD_IMAGES)[:20], "truncated .npy header"),
     "text file": ("labels.npy", b"1,2\n3,4\n", "not a .npy file"),
     "npz archive": ("images.npy", _npz_bytes(), "not a .npy file"),
@@ -209,6 +210,7 @@ BAD_FILES = {
     "RGB images": ("images.npy", _npy_bytes(np.zeros((4, SIZE, SIZE, 3), np.uint8)),
                    r"\(n_samples, height, width\)"),
     "no images": ("images.npy", _npy_bytes(GOOD_IMAGES[:0]), "holds no images"),
+    "0x0 images": ("images.npy", _npy_bytes(np.zeros((4, 0, 0), np.uint8)), "images of 0x0 pixels"),
     "three label columns": ("labels.npy", _npy_bytes(np.zeros((4, 3), np.int64)),
                             r"\(n_samples, 2\)"),
     "float labels": ("labels.npy", _npy_bytes(GOOD_LABELS.astype(np.float64)), "integers"),
@@ -318,6 +320,25 @@ def test_generate_never_overwrites_course_files(tmp_path, renders):
         generate_clocks(3, directory=tmp_path / "course")
     assert renders == []
     assert_loaded(load_clocks(tmp_path / "course"), expected)
+
+
+def test_generate_never_overwrites_files_beside_a_sidecar_it_did_not_write(tmp_path, renders):
+    expected = write_course(tmp_path / "course")
+    (tmp_path / "course" / "clocks.json").write_text("{}")
+    with pytest.raises(ValueError, match="not a sidecar fastdl wrote"):
+        generate_clocks(3, directory=tmp_path / "course")
+    assert renders == [] and (tmp_path / "course" / "clocks.json").read_text() == "{}"
+    np.testing.assert_array_equal(np.load(tmp_path / "course" / "images.npy"), expected[0])
+
+
+def test_a_given_directory_with_one_of_the_two_files_is_an_error(tmp_path, monkeypatch, renders):
+    write_course(tmp_path / "env")
+    monkeypatch.setenv("FASTDL_DATA", str(tmp_path / "env"))
+    write_course(tmp_path / "half")
+    (tmp_path / "half" / "labels.npy").unlink()
+    with pytest.raises(DatasetNotFoundError, match="images.npy but not their labels.npy"):
+        load_clocks(tmp_path / "half")  # not the set in $FASTDL_DATA, not a rendered one
+    assert renders == []
 
 
 def test_generate_replaces_an_earlier_synthetic_set(tmp_path, renders):

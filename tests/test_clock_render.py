@@ -241,3 +241,13 @@ def test_one_clock_is_drawn_alike_by_all_backends(compiled):
     images, same_labels = render_clocks(3, seed=2, size=48, backend=compiled, faces="one")
     np.testing.assert_array_equal(images, reference)
     np.testing.assert_array_equal(labels, same_labels)
+
+
+def test_renders_on_the_cpu_when_the_default_backend_is_cuda():
+    expected = render_clocks(3, seed=2, size=24, backend="numpy")
+    fastdl.set_backend("cuda")  # conftest puts the default back
+    images, labels = render_clocks(3, seed=2, size=24)
+    np.testing.assert_array_equal(images, expected[0])
+    np.testing.assert_array_equal(labels, expected[1])
+    with pytest.raises(ValueError, match="CPU backends"):
+        render_clocks(1, size=24, backend=" CUDA ")

@@ -9,6 +9,7 @@ import pytest
 from fastdl.data import (
     COURSE_NAME,
     EMBEDDED_NAME,
+    DatasetNotFoundError,
     dataset_locations,
     load_digits_dataset,
     load_leiden_digits,
@@ -77,7 +78,7 @@ def test_checksum_mismatch_names_file_and_verify_false(tmp_path):
 
 def test_missing_directory_named(tmp_path):
     missing = tmp_path / "nowhere"
-    with pytest.raises(FileNotFoundError, match="nowhere"):
+    with pytest.raises(DatasetNotFoundError, match="nowhere"):
         load_leiden_digits(missing)
 
 
@@ -98,7 +99,8 @@ def test_missing_single_file_named(tmp_path):
 
 
 def test_empty_directory_lists_all_files(tmp_path):
-    with pytest.raises(FileNotFoundError) as info:
+    # A DatasetNotFoundError, so `fastdl reproduce all` skips a1 and a2 and runs the rest.
+    with pytest.raises(DatasetNotFoundError) as info:
         load_leiden_digits(tmp_path, verify=False)
     for name in FILES:
         assert name in str(info.value)
@@ -120,6 +122,10 @@ def test_empty_directory_lists_all_files(tmp_path):
      "not a number"),
     (lambda d: (d / "test_in.csv").write_text(",".join(["3"] * 256) + "\n"), "test_in.csv",
      r"\[-1, 1\]"),
+    (lambda d: (d / "test_out.csv").write_bytes((d / "test_out.csv").read_bytes() + b"\xe9\n"),
+     "test_out.csv", "not UTF-8/ASCII text"),
+    (lambda d: (d / "train_in.csv").write_bytes(b"\xff" + (d / "train_in.csv").read_bytes()),
+     "train_in.csv", "not UTF-8/ASCII text"),
 ])
 def test_malformed_files_name_the_file(tmp_path, corrupt, file_name, message):
     directory = write_digits(tmp_path / "digits")

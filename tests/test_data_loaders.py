@@ -91,7 +91,9 @@ def test_search_order_path_env_cache_system(tmp_path, monkeypatch):
     monkeypatch.setattr(fashion_mnist, "SYSTEM_DIRS", (str(places["system"]),))
     assert_arrays(load_fashion_mnist(places["arg"], verify=False), written["arg"])
     assert_arrays(load_fashion_mnist(verify=False), written["env"])
-    # A path without the files falls through to the next place.
+    # A path without the files falls through to the next place (it may hold other datasets).
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "train_in.csv").write_text("digits, say\n")
     assert_arrays(load_fashion_mnist(tmp_path / "empty", verify=False), written["env"])
     monkeypatch.delenv("FASTDL_DATA")
     assert_arrays(load_fashion_mnist(verify=False), written["cache"])
@@ -113,6 +115,7 @@ def test_subfolders_and_default_cache_under_home(tmp_path, monkeypatch):
 
 def test_missing_dataset_says_where_and_how(tmp_path, monkeypatch):
     monkeypatch.setattr(fashion_mnist, "SYSTEM_DIRS", (str(tmp_path / "debian"),))
+    (tmp_path / "given").mkdir()
     with pytest.raises(DatasetNotFoundError) as info:
         load_fashion_mnist(tmp_path / "given")
     message = str(info.value)
@@ -132,11 +135,31 @@ def test_missing_dataset_says_where_and_how(tmp_path, monkeypatch):
     assert "apt-get" not in message
 
 
-def test_incomplete_directory_is_not_used(tmp_path):
-    dataset_files.write_fashion_mnist(tmp_path)
-    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
-    with pytest.raises(DatasetNotFoundError, match="t10k-labels-idx1-ubyte"):
-        load_fashion_mnist(tmp_path, verify=False)
+def test_incomplete_directory_is_not_used(tmp_path, monkeypatch):
+    dataset_files.write_fashion_mnist(tmp_path / "env")
+    monkeypatch.setenv("FASTDL_DATA", str(tmp_path / "env"))
+    given = tmp_path / "given"
+    dataset_files.write_fashion_mnist(given)
+    (given / "t10k-labels-idx1-ubyte.gz").unlink()
+    # Not the complete set in $FASTDL_DATA: the given directory lacks a file, and says which.
+    with pytest.raises(DatasetNotFoundError, match=r"given holds only part of fashion-mnist: "
+                                                   r"t10k-labels-idx1-ubyte.gz \(or the same without .gz\) is missing"):
+        load_fashion_mnist(given, verify=False)
+    # Complete in the given directory's subfolder: that one is read.
+    expected = dataset_files.write_fashion_mnist(given / "fashion-mnist", seed=3)
+    assert_arrays(load_fashion_mnist(given, verify=False), expected)
+
+
+@pytest.mark.parametrize("load", [load_fashion_mnist, load_cifar10])
+def test_a_given_path_that_does_not_exist_is_an_error(tmp_path, monkeypatch, load):
+    dataset_files.write_fashion_mnist(tmp_path / "env")
+    dataset_files.write_cifar10(tmp_path / "env")
+    monkeypatch.setenv("FASTDL_DATA", str(tmp_path / "env"))
+    with pytest.raises(DatasetNotFoundError, match=r"typo \(path argument / --data-dir\) does not exist"):
+        load(tmp_path / "typo", verify=False)
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(DatasetNotFoundError, match="is a file, not a directory"):
+        load(tmp_path / "a-file", verify=False)
 
 
 def test_dataset_locations_lists_new_places(tmp_path, monkeypatch):
@@ -187,7 +210,7 @@ def rewrite_idx(directory, name, transform):
 @pytest.mark.parametrize("name, transform, message", [
     (IMAGES, lambda data: data[:-5], "truncated"),
     (IMAGES, lambda data: data[:10], "truncated IDX header"),
-    (IMAGES, lambda data: data + b"\0", "trailing bytes"),
+    (IMAGES, lambda data: data + b"\0", f"{IMAGES} has trailing bytes"),
     (IMAGES, lambda data: b"\0\0\x08\x01" + data[4:], "magic number 0x00000801"),
     ("t10k-labels-idx1-ubyte.gz", lambda data: b"\0\0\x0d\x01" + data[4:], "magic number"),
     (IMAGES, lambda data: dataset_files.idx_bytes(np.zeros((60, 28, 27))), "28x28"),
@@ -253,6 +276,29 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path, payload):
     with pytest.raises(ValueError, match="refused to load global"):
         load_cifar10(tmp_path, verify=False)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_cifar10_batches_pickled_by_python3(tmp_path, protocol):
+    """Protocol 2 pickles bytes as _codecs.encode(text, "latin1"), protocol 5 arrays as _frombuffer."""
+    rng = np.random.default_rng(protocol)
+    data = rng.integers(0, 256, (2, 3072), dtype=np.uint8)
+    batch = pickle.dumps({b"data": data, b"labels": [3, 7], b"batch_label": b"x", b"empty": b""},
+                         protocol=protocol)
+    members = {f"cifar-10-batches-py/{name}": batch for name in cifar10.TRAIN_BATCHES + (cifar10.TEST_BATCH,)}
+    dataset_files.write_tar(tmp_path / cifar10.TARBALL, members)
+    (x_train, y_train), (x_test, y_test) = load_cifar10(tmp_path, verify=False)
+    assert x_train.shape == (10, 32, 32, 3) and y_test.ravel().tolist() == [3, 7]
+    np.testing.assert_array_equal(x_test, cifar10._to_images(data))
+
+
+@pytest.mark.parametrize("payload, message", [
+    (b"\x80\x02c_codecs\nencode\nX\x03\x00\x00\x00abcX\x05\x00\x00\x00rot13\x86R.", "refused to encode"),
+    (b"\x80\x02c__builtin__\nbytes\nJ\x00\xca\x9a\x3b\x85R.", "refused to call bytes"),
+], ids=["codecs-rot13", "bytes(10**9)"])
+def test_protocol_2_helpers_do_only_what_bytes_need(payload, message):
+    with pytest.raises(pickle.UnpicklingError, match=message):
+        cifar10.ArrayUnpickler(__import__("io").BytesIO(payload), encoding="bytes").load()
 
 
 # --- downloads, from file:// URLs only --------------------------------------------------------

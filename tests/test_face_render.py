@@ -190,3 +190,28 @@ def test_generate_never_overwrites_foreign_files(tmp_path):
     with pytest.raises(ValueError):
         generate_faces(0, directory=tmp_path / "new")
     assert not (tmp_path / "new").exists()
+
+
+def test_generate_never_overwrites_files_beside_a_sidecar_it_did_not_write(tmp_path):
+    mine = np.arange(12, dtype=np.int64)
+    np.save(tmp_path / "images.npy", mine)
+    (tmp_path / "faces.json").write_text(json.dumps({"notes": "mine"}))
+    with pytest.raises(ValueError, match="not a sidecar fastdl wrote"):
+        generate_faces(2, directory=tmp_path)
+    np.testing.assert_array_equal(np.load(tmp_path / "images.npy"), mine)
+    assert json.loads((tmp_path / "faces.json").read_text()) == {"notes": "mine"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["faces.json", "images.npy"]
+    # A set fastdl wrote is replaced.
+    generate_faces(2, directory=tmp_path / "own", size=16)
+    generate_faces(3, directory=tmp_path / "own", size=16)
+    assert json.loads((tmp_path / "own" / "faces.json").read_text())["n"] == 3
+
+
+def test_renders_on_the_cpu_when_the_default_backend_is_cuda():
+    expected = render_faces(3, seed=2, size=16, backend="numpy")
+    fastdl.set_backend("cuda")  # conftest puts the default back
+    images, factors = render_faces(3, seed=2, size=16)
+    np.testing.assert_array_equal(images, expected[0])
+    np.testing.assert_array_equal(factors, expected[1])
+    with pytest.raises(ValueError, match="CPU backends"):
+        render_faces(1, size=16, backend="cuda")

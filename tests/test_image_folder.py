@@ -74,6 +74,41 @@ def test_centre_crop_of_a_tall_image_and_enlarging(tmp_path):
     np.testing.assert_array_equal(load_image_folder(tmp_path, size=4, cache=False)[0], np.full((4, 4, 3), GREEN))
 
 
+def test_16_bit_grayscale_is_scaled_not_clipped(tmp_path):
+    gradient = np.repeat((np.arange(32) * 2114).astype(np.uint16)[None, :], 32, axis=0)  # 0 .. 65534
+    path = tmp_path / "deep" / "g.png"
+    path.parent.mkdir()
+    Image.fromarray(gradient).save(path)
+    with Image.open(path) as image:
+        assert image.mode.startswith("I")  # "I;16" (older Pillow: "I")
+    images = load_image_folder(path.parent, size=32)
+    np.testing.assert_array_equal(images[0, 0, :, 0], np.rint(gradient[0] / 257).astype(np.uint8))
+    np.testing.assert_array_equal(images[..., 0], images[..., 2])
+
+
+@pytest.mark.parametrize("pixels, expected", [
+    (np.array([[0, 65535]], np.int32), [0, 255]),  # "I": 16-bit samples, as older Pillow reads 16-bit PNGs
+    (np.array([[0.0, 0.5]], np.float32), [0, 128]),  # "F" in 0..1
+    (np.array([[0.0, 200.0]], np.float32), [0, 200]),  # "F" in 0..255
+])
+def test_wide_modes_are_scaled_to_bytes(pixels, expected):
+    rgb = np.asarray(image_folder._upright_rgb(Image.fromarray(pixels)))
+    assert rgb.shape == (1, 2, 3) and rgb[0, :, 1].tolist() == expected
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    # Stored with red on top; orientation 6 says "turn 90 degrees clockwise to view": red on the right.
+    stored = np.zeros((16, 16, 3), np.uint8)
+    stored[:8], stored[8:] = RED, BLUE
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(stored).save(tmp_path / "photos" / "phone.png", exif=exif)
+    image = load_image_folder(tmp_path / "photos", size=16)[0]
+    np.testing.assert_array_equal(image[:, 12], np.broadcast_to(RED, (16, 3)))
+    np.testing.assert_array_equal(image[:, 3], np.broadcast_to(BLUE, (16, 3)))
+
+
 def test_unreadable_images_are_skipped_with_a_warning(folder, rng):
     data = _noise_png(folder / "broken.png", rng).read_bytes()
     (folder / "broken.png").write_bytes(data[: len(data) // 2])  # truncated

@@ -21,6 +21,8 @@ from fastdl import config
 
 CHUNK = 1 << 20
 TIMEOUT_S = 60
+EXPLICIT = "path argument / --data-dir"  # the origin of an explicitly given directory
+SYNTHETIC_KIND = "synthetic"  # the "kind" of the sidecar of every set fastdl generates
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -31,7 +33,7 @@ def search_dirs(name, path=None, system_dirs=()):
     """The directories a dataset is looked for in, in order, as (Path, origin) pairs."""
     bases = []
     if path is not None:
-        bases.append((Path(path).expanduser(), "path argument / --data-dir"))
+        bases.append((Path(path).expanduser(), EXPLICIT))
     if config.data_dir() is not None:
         bases.append((Path(config.data_dir()).expanduser(), "$FASTDL_DATA"))
     bases.append((config.cache_dir(), "download cache: $FASTDL_CACHE_DIR or ~/.cache/fastdl"))
@@ -58,19 +60,38 @@ def alternatives(file_name, gzip_content):
 def locate(name, files, path=None, system_dirs=(), gzip_content=False, hint=""):
     """Paths of ``files`` in the first directory of :func:`search_dirs` that holds them all.
 
+    An explicit ``path`` that holds none of the files lets the search go on (one directory may
+    hold several datasets, each loader taking its own), but one that does not exist, or holds
+    only some of the files, is an error: going on would load a copy from elsewhere without
+    anyone noticing the typo or the missing file.
+
     Raises
     ------
     DatasetNotFoundError
-        No directory holds every file; the message lists the places, the files and how to
-        fetch them (``hint`` adds another way).
+        ``path`` does not exist or holds only some of the files (the message names them), or
+        no directory holds every file (the message lists the places, the files and how to
+        fetch them; ``hint`` adds another way).
     """
-    for directory, _ in search_dirs(name, path, system_dirs):
-        found = []
-        for file_name in files:
-            candidates = [directory / n for n in alternatives(file_name, gzip_content)]
-            found.append(next((c for c in candidates if c.is_file()), None))
+    if path is not None:
+        check_explicit_dir(name, path)
+    incomplete = None  # (directory, missing files) of the first explicit directory with some
+    for directory, origin in search_dirs(name, path, system_dirs):
+        if incomplete is not None and origin != EXPLICIT:
+            break  # neither the given directory nor its subfolder is complete
+        found = [next((c for c in (directory / n for n in alternatives(file_name, gzip_content))
+                       if c.is_file()), None) for file_name in files]
         if all(found):
             return found
+        if origin == EXPLICIT and any(found) and incomplete is None:
+            incomplete = (directory, [f for f, c in zip(files, found) if c is None])
+    if incomplete is not None:
+        directory, missing = incomplete
+        raise DatasetNotFoundError(
+            f"{directory} holds only part of {name}: {', '.join(missing)}"
+            + (" (or the same without .gz)" if gzip_content else "")
+            + (" is" if len(missing) == 1 else " are")
+            + f" missing. Add the missing file(s), or fetch the set with `fastdl data download {name}`"
+            + (f", {hint}" if hint else "") + ".")
     names = ", ".join(files) + (" (or the same without .gz)" if gzip_content else "")
     places = "\n".join(f"  {place}  [{note}]" for place, note in
                        describe_places(name, path, system_dirs))
@@ -78,6 +99,15 @@ def locate(name, files, path=None, system_dirs=(), gzip_content=False, hint=""):
         f"{name} not found: looked for {names} in\n{places}\n"
         f"Fetch it with `fastdl data download {name}` (into {config.cache_dir() / name})"
         + (f", {hint}" if hint else "") + ".")
+
+
+def check_explicit_dir(name, path):
+    """Raise DatasetNotFoundError unless the directory given for ``name`` exists."""
+    directory = Path(path).expanduser()
+    if not directory.exists():
+        raise DatasetNotFoundError(f"{name}: the data directory {directory} ({EXPLICIT}) does not exist")
+    if not directory.is_dir():
+        raise DatasetNotFoundError(f"{name}: {directory} ({EXPLICIT}) is a file, not a directory")
 
 
 def _open(path, gunzip):
@@ -254,12 +284,37 @@ def atomic_write(destination, mode="wb"):
 
 
 def refuse_to_overwrite(directory, files, sidecar_name, whose):
-    """Raise ValueError when ``directory`` holds any of ``files`` without the sidecar that marks a
-    set fastdl wrote (``whose`` says what they are then)."""
-    present = [name for name in files if (Path(directory) / name).exists()]
-    if present and not (Path(directory) / sidecar_name).exists():
+    """Raise ValueError unless writing ``files`` and ``sidecar_name`` into ``directory`` replaces
+    nothing but a set fastdl wrote (``whose`` says what other files there are then).
+
+    A set is fastdl's when its sidecar is one :func:`write_array_set` wrote: JSON with kind
+    "synthetic" and the SHA-256 of each of ``files``. A file merely named like the sidecar is
+    someone's own, as are data files beside no sidecar.
+    """
+    directory = Path(directory)
+    sidecar = directory / sidecar_name
+    present = [name for name in files if (directory / name).exists()]
+    if sidecar.exists():
+        if not _written_by_fastdl(sidecar, files):
+            raise ValueError(f"{sidecar} is not a sidecar fastdl wrote (it needs kind 'synthetic' and the "
+                             f"SHA-256 of {' and '.join(files)}), so {directory} holds someone's own files, "
+                             f"which generate never overwrites. Move them or choose another directory")
+    elif present:
         raise ValueError(f"{directory} holds {' and '.join(present)} without {sidecar_name}: {whose}, which "
                          f"generate never overwrites. Move them or choose another directory")
+
+
+def _written_by_fastdl(sidecar, files):
+    """Whether ``sidecar`` is JSON as write_array_set writes it for ``files``."""
+    try:
+        with open(sidecar, encoding="utf-8") as stream:
+            content = json.load(stream)
+    except (OSError, ValueError):  # unreadable, a directory, not UTF-8, not JSON
+        return False
+    if not isinstance(content, dict) or content.get("kind") != SYNTHETIC_KIND:
+        return False
+    digests = content.get("sha256")
+    return isinstance(digests, dict) and all(isinstance(digests.get(name), str) for name in files)
 
 
 def write_array_set(directory, arrays, sidecar_name, sidecar):

@@ -2,11 +2,13 @@
 
 The tarball holds ``cifar-10-batches-py/data_batch_1`` ... ``data_batch_5`` and ``test_batch``:
 Python 2 pickles of dicts with ``b"data"`` (uint8, one 3072-byte row per image: the R, G and B
-planes of 32x32) and ``b"labels"`` (list of int). The members are read straight from the tarball
+planes of 32x32) and ``b"labels"`` (list of int); batches re-pickled by Python 3 (protocols 2 to 5)
+are read too. The members are read straight from the tarball
 and unpickled by an unpickler that builds numpy arrays and nothing else: a pickle can run any
 code its author likes, so no other global (os.system, eval, ...) is ever looked up.
 """
 
+import codecs
 import io
 import pickle
 import tarfile
@@ -29,13 +31,38 @@ SHA256 = {TARBALL: "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c0
 FILES = tuple(SHA256)
 
 # What a pickled numpy array needs; numpy 2 moved numpy.core to numpy._core, and the published
-# pickles (numpy 1, Python 2) name the old module. ndarray.__reduce__ gives this numpy's own.
+# pickles (numpy 1, Python 2) name the old module. ndarray.__reduce__ gives this numpy's own
+# _reconstruct; protocol 5 pickles an array as _frombuffer(bytes, dtype, shape, order), which
+# builds it from the bytes and nothing else (an object dtype is refused by np.frombuffer).
 _RECONSTRUCT = np.empty(0).__reduce__()[0]
+_FROMBUFFER = np.empty(1).__reduce_ex__(5)[0]
+
+
+def _latin1_encode(text, encoding="utf-8"):
+    """_codecs.encode as Python 3's protocol 2 uses it (bytes as latin-1 text), any other codec refused."""
+    if encoding.replace("_", "-").lower() not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"refused to encode with {encoding!r}: a CIFAR-10 batch only needs latin1")
+    return codecs.encode(text, encoding)
+
+
+def _empty_bytes(*args):
+    """bytes() as protocol 2 pickles b"" (bytes(n) and the like are refused)."""
+    if args:
+        raise pickle.UnpicklingError("refused to call bytes with arguments: a pickle only needs bytes() for b''")
+    return b""
+
+
 _ALLOWED_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
     ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy.core.numeric", "_frombuffer"): _FROMBUFFER,
+    ("numpy._core.numeric", "_frombuffer"): _FROMBUFFER,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
+    # Python 3 pickles bytes with protocol 2 as _codecs.encode(text, "latin1"), and b"" as bytes().
+    ("_codecs", "encode"): _latin1_encode,
+    ("__builtin__", "bytes"): _empty_bytes,
+    ("builtins", "bytes"): _empty_bytes,
 }
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from fastdl import backend as _backend
 from fastdl.data import clock_design
+from fastdl.data._render_backend import renderer_backend
 
 # Changes whenever a seed's images change: the cache's synthetic set is rendered again then.
 RENDERER_VERSION = 1
@@ -65,7 +66,9 @@ def render_clocks(n, seed=0, size=150, backend=None, first=0, max_turn=180.0, fa
     size : int, default 150
         Images are size x size pixels (16 to 2048).
     backend : str, optional
-        "numba", "cython", "numpy" (the slow reference) or None for the process default.
+        "numba", "cython", "numpy" (the slow reference), "auto" or None for the process
+        default; where that is "cuda", "auto" (there are no CUDA renderer kernels, and the
+        images are the same on every backend, so this changes nothing but the speed).
     first : int >= 0, default 0
         Index of the first image in the seed's sequence (to render a set in pieces).
     max_turn : float in [0, 180], default 180
@@ -82,6 +85,11 @@ def render_clocks(n, seed=0, size=150, backend=None, first=0, max_turn=180.0, fa
     images : ndarray of shape (n, size, size), uint8
     labels : ndarray of shape (n, 2), int64
         [hour 0-11, minute 0-59] of each image.
+
+    Raises
+    ------
+    ValueError
+        ``backend="cuda"``: the renderers run on the CPU backends.
     """
     n = _check_int("n", n, 0)
     seed = _check_int("seed", seed, 0, 2 ** 64 - 1)
@@ -91,6 +99,6 @@ def render_clocks(n, seed=0, size=150, backend=None, first=0, max_turn=180.0, fa
         seed, first, n, check_max_turn(max_turn), check_faces(faces))
     clock_design.pixel_boxes(params, size)
     images = np.empty((n, size, size), dtype=np.uint8)
-    kernels, _ = _backend.kernels("clock", backend)
+    kernels, _ = _backend.kernels("clock", renderer_backend(backend, "clock"))
     kernels.render_clocks(params, keys, *_static_tables(), images, _backend.get_num_threads())
     return images, labels

@@ -25,7 +25,7 @@ IMAGES = "images.npy"
 LABELS = "labels.npy"
 FILES = (IMAGES, LABELS)
 SIDECAR = "clocks.json"
-SYNTHETIC_KIND = "synthetic"
+SYNTHETIC_KIND = _files.SYNTHETIC_KIND
 # What load_clocks renders when the course's files are absent: the course's count and size.
 SYNTHETIC_N = 18000
 SYNTHETIC_SEED = 0
@@ -75,6 +75,8 @@ def load_clocks(path=None, verify=True, with_source=False):
 
     Raises
     ------
+    DatasetNotFoundError
+        ``path`` does not exist, or holds one of the two files but not the other.
     ValueError
         A file is not a valid ``.npy`` file of the expected shape, dtype and range (pickled
         or object arrays are refused), or a synthetic file differs from its recorded SHA-256.
@@ -82,9 +84,6 @@ def load_clocks(path=None, verify=True, with_source=False):
     OSError
         The synthetic set had to be rendered and the cache cannot be written.
     """
-    if path is not None and not Path(path).expanduser().is_dir():
-        raise FileNotFoundError(f"{path} is not a directory (asked for the clocks' {IMAGES} and "
-                                f"{LABELS} there)")
     directory = find(path)
     if directory is None:
         directory = default_directory()
@@ -159,7 +158,8 @@ def generate_clocks(n=SYNTHETIC_N, seed=SYNTHETIC_SEED, directory=None, size=IMA
     ------
     ValueError
         ``n``, ``seed``, ``size``, ``max_turn`` or ``faces`` is invalid, or ``directory`` holds
-        clock files without a ``clocks.json`` (the course's data, which is never overwritten).
+        clock files without a ``clocks.json`` (the course's data, which is never overwritten),
+        or a ``clocks.json`` that fastdl did not write (someone's own file, never overwritten).
     """
     n, seed, size = (_check_int(n, "n", 1), _check_int(seed, "seed", 0),
                      _check_int(size, "size", 8))
@@ -185,10 +185,29 @@ def default_directory():
 
 
 def find(path=None):
-    """The first directory of the search order holding both files, or None."""
-    for directory, _ in _files.search_dirs(NAME, path):
-        if all((directory / file_name).is_file() for file_name in FILES):
+    """The first directory of the search order holding both files, or None.
+
+    Raises
+    ------
+    DatasetNotFoundError
+        ``path`` does not exist, or neither it nor its ``clocks/`` subfolder holds both files
+        while one holds one of them (going on would read other clocks without a word).
+    """
+    if path is not None:
+        _files.check_explicit_dir(NAME, path)
+    incomplete = None  # the first explicit directory holding one of the files
+    for directory, origin in _files.search_dirs(NAME, path):
+        if incomplete is not None and origin != _files.EXPLICIT:
+            break
+        present = [(directory / file_name).is_file() for file_name in FILES]
+        if all(present):
             return directory
+        if origin == _files.EXPLICIT and any(present) and incomplete is None:
+            incomplete = directory
+    if incomplete is not None:
+        held, lacking = (IMAGES, LABELS) if (incomplete / IMAGES).is_file() else (LABELS, IMAGES)
+        raise _files.DatasetNotFoundError(f"{incomplete} holds the clocks' {held} but not their {lacking}: "
+                                          f"the clocks need both")
     return None
 
 
@@ -248,6 +267,8 @@ def check_headers(images_path, labels_path):
                          f"must be (n_samples, height, width) with height == width")
     if image_shape[0] == 0:
         raise ValueError(f"{images_path} holds no images")
+    if image_shape[1] == 0:
+        raise ValueError(f"{images_path} holds images of 0x0 pixels")
     if label_dtype.kind not in "iu":
         raise ValueError(f"{labels_path} holds {label_dtype} labels; they must be integers")
     if len(label_shape) != 2 or label_shape[1] != 2:
@@ -287,8 +308,8 @@ def read_npy_header(path):
     expected = data_offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     actual = os.path.getsize(path)
     if actual != expected:
-        problem = "truncated" if actual < expected else "has trailing bytes"
-        raise ValueError(f"{path} is {problem}: its header says {shape} {dtype} "
+        problem = "is truncated" if actual < expected else "has trailing bytes"
+        raise ValueError(f"{path} {problem}: its header says {shape} {dtype} "
                          f"({expected - data_offset:,} bytes of data), it holds "
                          f"{actual - data_offset:,}")
     return tuple(shape), dtype

@@ -7,6 +7,7 @@ no directory is given and $FASTDL_DATA is unset, scikit-learn's bundled 8x8 digi
 and every result names which of the two it came from.
 """
 
+import contextlib
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fastdl import config
+from fastdl.data._files import DatasetNotFoundError
 
 COURSE_NAME = "leiden-digits (course data)"
 CUSTOM_NAME = "leiden-digits format (unverified custom data)"
@@ -99,10 +101,12 @@ def load_leiden_digits(path=None, verify=True):
 
     Raises
     ------
-    FileNotFoundError
-        The directory or one of the four files is missing (the message names it).
+    DatasetNotFoundError
+        The directory or one of the four files is missing (the message names it); a
+        FileNotFoundError.
     ValueError
-        A file is malformed or, with ``verify=True``, is not the course's file.
+        A file is malformed (also: not UTF-8/ASCII text) or, with ``verify=True``, is not the
+        course's file.
     """
     return load_digits_dataset(path, verify=verify).as_tuples()
 
@@ -135,9 +139,10 @@ def resolve_data_dir(path=None):
 
     Raises
     ------
-    FileNotFoundError
+    DatasetNotFoundError
         The given directory does not exist or lacks one of the files; the message names
-        every path that was looked for.
+        every path that was looked for. (A FileNotFoundError; `fastdl reproduce all` skips
+        the assignments whose data this is and runs the rest.)
     """
     origin = "the path argument or --data-dir"
     if path is None:
@@ -147,7 +152,7 @@ def resolve_data_dir(path=None):
             return None
     base = Path(path).expanduser()
     if not base.is_dir():
-        raise FileNotFoundError(f"digits data directory not found: {base} (from {origin})")
+        raise DatasetNotFoundError(f"digits data directory not found: {base} (from {origin})")
     candidates = [base, base / SUBFOLDER]
     for candidate in candidates:
         if all((candidate / name).is_file() for name in FILES):
@@ -157,10 +162,10 @@ def resolve_data_dir(path=None):
     best = max(candidates, key=lambda c: sum((c / n).is_file() for n in FILES))
     missing = [str(best / name) for name in FILES if not (best / name).is_file()]
     if len(missing) == len(FILES):
-        raise FileNotFoundError(
+        raise DatasetNotFoundError(
             f"digits data files not found: looked for {', '.join(FILES)} in {base} and in "
             f"{base / SUBFOLDER} (from {origin})")
-    raise FileNotFoundError(f"digits data file(s) not found: {', '.join(missing)} (from {origin})")
+    raise DatasetNotFoundError(f"digits data file(s) not found: {', '.join(missing)} (from {origin})")
 
 
 def load_embedded_digits():
@@ -220,10 +225,21 @@ def _load_csv_dir(directory, verify):
                          name=name, image_shape=IMAGE_SHAPE, source=str(directory))
 
 
+@contextlib.contextmanager
+def _text_errors(path):
+    """Re-raise a byte that is not UTF-8 as a ValueError naming the file."""
+    try:
+        yield
+    except UnicodeDecodeError as error:
+        # The offset in the error is within the chunk being decoded, not the file: not worth showing.
+        raise ValueError(f"{path} is not UTF-8/ASCII text (byte 0x{error.object[error.start]:02x} cannot "
+                         f"be decoded); the course's CSV files are plain ASCII") from error
+
+
 def _read_images(path):
     """Parse an image CSV into float64 (n, 256), raising ValueError naming the file."""
     rows = []
-    with open(path, encoding="utf-8") as handle:
+    with _text_errors(path), open(path, encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, start=1):
             line = line.strip()
             if not line:
@@ -250,7 +266,7 @@ def _read_images(path):
 def _read_labels(path, n_expected, images_path):
     """Parse a label file (one integer 0-9 per line), raising ValueError naming the file."""
     labels = []
-    with open(path, encoding="utf-8") as handle:
+    with _text_errors(path), open(path, encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, start=1):
             line = line.strip()
             if not line:

@@ -13,6 +13,7 @@ import numpy as np
 from fastdl import backend as _backend
 from fastdl._validation import check_int
 from fastdl.data import face_design
+from fastdl.data._render_backend import renderer_backend
 from fastdl.data.face_design import FACTOR_NAMES, FACTOR_RANGES, HAIR_STYLES
 
 __all__ = ["FACTOR_NAMES", "FACTOR_RANGES", "HAIR_STYLES", "RENDERER_VERSION", "render_faces"]
@@ -38,7 +39,9 @@ def render_faces(n, seed=0, size=64, backend=None, first=0):
     size : int, default 64
         Images are size x size pixels (16 to 2048); the faces are the same at every size.
     backend : str, optional
-        "numba", "cython", "numpy" (the slow reference) or None for the process default.
+        "numba", "cython", "numpy" (the slow reference), "auto" or None for the process
+        default; where that is "cuda", "auto" (there are no CUDA renderer kernels, and the
+        images are the same on every backend, so this changes nothing but the speed).
     first : int >= 0, default 0
         Index of the first face in the seed's sequence (to render a set in pieces).
 
@@ -50,12 +53,17 @@ def render_faces(n, seed=0, size=64, backend=None, first=0):
         Column j holds factor FACTOR_NAMES[j] of each face, within FACTOR_RANGES[name]:
         positions in image widths, sizes in face units (about a head's half height), angles in
         degrees, colours in [0, 1], flags 0 or 1, hair_style an index into HAIR_STYLES.
+
+    Raises
+    ------
+    ValueError
+        ``backend="cuda"``: the renderers run on the CPU backends.
     """
     n = check_int(n, "n", 0)
     seed = check_int(seed, "seed", 0, 2 ** 64 - 1)
     size = check_int(size, "size", MIN_SIZE, MAX_SIZE)
     first = check_int(first, "first", 0, 2 ** 63 - 1)
-    kernels, _ = _backend.kernels("faces", backend)
+    kernels, _ = _backend.kernels("faces", renderer_backend(backend, "face"))
     factors, params = face_design.draw_parameters(seed, first, n)
     face_design.pixel_boxes(params, size)
     images = np.empty((n, size, size, 3), dtype=np.uint8)

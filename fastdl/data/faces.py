@@ -18,7 +18,7 @@ IMAGES = "images.npy"
 FACTORS = "factors.npy"
 FILES = (IMAGES, FACTORS)
 SIDECAR = "faces.json"
-SYNTHETIC_KIND = "synthetic"
+SYNTHETIC_KIND = _files.SYNTHETIC_KIND
 SYNTHETIC_N = 10000     # about the size of Kaggle's Simpsons faces (9,877)
 SYNTHETIC_SEED = 0
 IMAGE_SIZE = 64
@@ -57,8 +57,8 @@ def generate_faces(n=SYNTHETIC_N, seed=SYNTHETIC_SEED, directory=None, size=IMAG
     ------
     TypeError, ValueError
         ``n``, ``seed`` or ``size`` is invalid (nothing is rendered or written then), or
-        ``directory`` holds face files without a ``faces.json`` (someone's own data, which is
-        never overwritten).
+        ``directory`` holds face files without a ``faces.json``, or a ``faces.json`` fastdl did
+        not write (someone's own data, which is never overwritten).
     """
     from fastdl.data import face_render  # the renderer's kernels load only when rendering
 

@@ -119,7 +119,7 @@ def _read_idx(path, expected, ndim, verify):
         raise ValueError(f"{path}: images are {shape[1]}x{shape[2]}, expected 28x28")
     size = int(np.prod(shape))
     if len(content) != header + size:
-        problem = "truncated" if len(content) < header + size else "has trailing bytes"
-        raise ValueError(f"{path} is {problem}: its header says {size} bytes of data "
+        problem = "is truncated" if len(content) < header + size else "has trailing bytes"
+        raise ValueError(f"{path} {problem}: its header says {size} bytes of data "
                          f"(shape {tuple(shape)}), it holds {len(content) - header}")
     return np.frombuffer(content, dtype=np.uint8, offset=header).reshape(shape)

@@ -25,7 +25,7 @@ from fastdl.data import _files
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MIN_SIZE = 4
 CACHE_SUBDIR = "image-folders"
-RECORD_FORMAT = 1  # bump when the images a folder gives change (crop, filter), to re-read every cache
+RECORD_FORMAT = 2  # bump when the images a folder gives change (crop, filter), to re-read every cache
 NAMES_SHOWN = 5  # unreadable files named in the warning
 
 
@@ -46,8 +46,9 @@ def load_image_folder(path, size=64, cache=True):
     Returns
     -------
     ndarray of shape (n_images, size, size, 3), uint8
-        Each image converted to RGB, its centre square cropped (the shorter side's length) and
-        resized (Lanczos when shrinking, bicubic when enlarging).
+        Each image turned upright as its EXIF orientation says, converted to RGB (16-bit and
+        float pixels scaled to 0..255), its centre square cropped (the shorter side's length)
+        and resized (Lanczos when shrinking, bicubic when enlarging).
 
     Raises
     ------
@@ -168,12 +169,33 @@ def _read_images(files, size):
         try:
             with Image.open(full) as image:
                 image.load()  # decodes now: a truncated file fails here, not later
-                images[count] = _square(image.convert("RGB"), size)
+                images[count] = _square(_upright_rgb(image), size)
         except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
             skipped.append([relative, f"{type(error).__name__}: {error}"])
             continue
         count += 1
     return images[:count].copy() if count < len(files) else images, skipped
+
+
+def _upright_rgb(image):
+    """The PIL image turned as its EXIF orientation says (phone photos), as 8-bit RGB.
+
+    Pillow's convert("RGB") clips wide pixel values to 255 instead of scaling them, so 16-bit
+    images ("I;16*"; "I" is what older Pillow versions give for 16-bit PNGs) are scaled from
+    0..65535, and float images ("F") from 0..1 (when their maximum is at most 1) or 0..255,
+    as load_face_array reads floats.
+    """
+    from PIL import Image, ImageOps
+
+    image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I") or image.mode == "F":
+        pixels = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        if image.mode == "F":
+            scale = 255.0 if pixels.max(initial=0.0) <= 1.0 else 1.0
+        else:
+            scale = 255.0 / 65535.0
+        image = Image.fromarray(np.rint(np.clip(pixels * scale, 0, 255)).astype(np.uint8))
+    return image.convert("RGB")
 
 
 def _square(image, size):

@@ -48,10 +48,37 @@ def parse_data(data):
     raise ValueError(f"data must be 'faces', 'fashion', 'folder:PATH' or 'npy:PATH', got {data!r}")
 
 
-def load_images(data, n_images, n_scored, data_dir=None, seed=SEED):
+def check_source(data, data_dir=None):
+    """Raise now, before anything is timed or trained, if ``data``'s files cannot be found.
+
+    Raises
+    ------
+    FileNotFoundError, NotADirectoryError, IsADirectoryError
+        A folder:/npy: path that does not exist or is of the wrong kind.
+    DatasetNotFoundError
+        Fashion-MNIST is not where it is looked for.
+    """
+    kind, path = parse_data(data)
+    if kind == "fashion":
+        from fastdl.data import fashion_mnist
+
+        fashion_mnist.locate(data_dir)
+    elif kind in ("folder", "npy"):
+        where = Path(path).expanduser()
+        if not where.exists():
+            raise FileNotFoundError(f"{'image folder' if kind == 'folder' else 'face array'} {str(where)!r} "
+                                    "does not exist")
+        if kind == "folder" and not where.is_dir():
+            raise NotADirectoryError(f"{str(where)!r} is a file, not a folder of images (npy:PATH reads a .npy)")
+        if kind == "npy" and where.is_dir():
+            raise IsADirectoryError(f"{str(where)!r} is a folder, not a .npy file (folder:PATH reads folders)")
+
+
+def load_images(data, n_images, n_scored, data_dir=None, seed=SEED, verify=True):
     """(training images, held-out images, description): uint8 (n, size, size, channels).
 
     The held-out images are never trained on; the Fréchet score compares generated images with them.
+    ``verify`` checks Fashion-MNIST's published SHA-256.
     """
     kind, path = parse_data(data)
     if kind == "faces":
@@ -62,7 +89,7 @@ def load_images(data, n_images, n_scored, data_dir=None, seed=SEED):
     if kind == "fashion":
         from fastdl.data import load_fashion_mnist
 
-        (x_train, _), (x_test, _) = load_fashion_mnist(data_dir)
+        (x_train, _), (x_test, _) = load_fashion_mnist(data_dir, verify=verify)
         pad = ((0, 0), (2, 2), (2, 2), (0, 0))
         train = np.pad(np.asarray(x_train[:n_images])[..., None], pad)
         held = np.pad(np.asarray(x_test[:n_scored])[..., None], pad)
@@ -98,7 +125,7 @@ def estimate_full_seconds(image_shape, settings=FULL, seed=SEED, backend=None):
 
 
 def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None, images=None, seed=SEED,
-        scored=None, cache_dir=None, backend=None):
+        scored=None, cache_dir=None, backend=None, verify=True):
     """Train the VAE and the GAN; write grids, reconstructions, interpolations, losses and scores.
 
     Parameters
@@ -120,6 +147,8 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
         Where the feature network of the score is cached (default ``$FASTDL_CACHE_DIR/a6``).
     backend : str, optional
         The VAE's and the GAN's backend ("cuda": train on the GPU); None: the process default.
+    verify : bool, default True
+        Check Fashion-MNIST's files against their published SHA-256 (data="fashion").
 
     Returns
     -------
@@ -128,6 +157,7 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
         "interpolation", "timings", "files".
     """
     kind, _ = parse_data(data)
+    check_source(data, data_dir)  # a wrong path is said at once, not after the time estimate
     timings = report.Timings()
     auto_quick, estimate = quick is None, None
     image_shape = (32, 32, 1) if kind == "fashion" else (64, 64, 3)
@@ -142,7 +172,8 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
                 raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
             settings[key] = int(value)
     with timings("load_data"):
-        train, held, described = load_images(data, settings["images"], settings["scored"], data_dir, seed)
+        train, held, described = load_images(data, settings["images"], settings["scored"], data_dir, seed,
+                                             verify)
     n_scored = min(settings["scored"], len(held))
     source = (f"{described}; {len(train):,} training and {n_scored:,} held-out images, "
               f"{settings['epochs']} epoch{'s' if settings['epochs'] != 1 else ''} per model"
@@ -155,7 +186,7 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
     print(f"data: {source}\n")
 
     with timings("feature_network"):
-        network, feature_source = _feature_network(kind, image_shape, quick, data_dir, cache_dir, seed)
+        network, feature_source = _feature_network(kind, image_shape, quick, data_dir, cache_dir, seed, verify)
         held_unit = a6_score.to_unit(held[:n_scored])
         reference = a6_score.features_of(network, held_unit)
         floor = float(a6_score.frechet_distance(a6_score.features_of(network, a6_score.to_unit(train[:n_scored])),
@@ -224,13 +255,13 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
     return result
 
 
-def _feature_network(kind, image_shape, quick, data_dir, cache_dir, seed):
+def _feature_network(kind, image_shape, quick, data_dir, cache_dir, seed, verify=True):
     scorer_kind = "fashion" if kind == "fashion" else "faces"
     fashion = None
     if scorer_kind == "fashion":
         from fastdl.data import load_fashion_mnist
 
-        (x_train, y_train), _ = load_fashion_mnist(data_dir)
+        (x_train, y_train), _ = load_fashion_mnist(data_dir, verify=verify)
         fashion = (np.pad(np.asarray(x_train)[..., None], ((0, 0), (2, 2), (2, 2), (0, 0))), y_train)
     return a6_score.feature_network(scorer_kind, image_shape, quick, fashion, cache_dir, seed)
 
