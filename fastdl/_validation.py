@@ -92,6 +92,9 @@ def check_matrix(X, name, allow_empty=False):
     return check_array(X, name, 2, "(n_samples, n_features)", allow_empty)
 
 
+_MAX_PAIR = 2**31 - 1
+
+
 def check_pair(value, name):
     """(a, b) of positive integers from an int or a pair of ints, e.g. strides or a pool size."""
     items = (value, value) if isinstance(value, numbers.Integral) else value
@@ -105,6 +108,8 @@ def check_pair(value, name):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
     if min(items) < 1:
         raise ValueError(f"{name} must be >= 1, got {value!r}")
+    if max(items) > _MAX_PAIR:  # the kernels take int64; no image comes near this
+        raise ValueError(f"{name} must be <= {_MAX_PAIR}, got {value!r}")
     return int(items[0]), int(items[1])
 
 

@@ -162,6 +162,7 @@ def test_strides_default_to_pool_size_and_same_shapes(rng):
         (dict(x=np.zeros((1, 2, 4, 1)), pool_size=3), ValueError, r"larger than .*\(2, 4\)"),
         (dict(x=np.zeros((1, 4, 4, 1)), strides=0), ValueError, "strides must be >= 1"),
         (dict(x=np.zeros((1, 4, 4, 1)), strides=1.5), TypeError, "strides"),
+        (dict(x=np.zeros((1, 4, 4, 1)), strides=2**64), ValueError, "strides must be <= 2147483647"),
         (dict(x=np.zeros((1, 4, 4, 1)), pool_size=(2, 2, 2)), ValueError, "pool_size"),
         (dict(x=np.zeros((1, 4, 4, 1)), padding="full"), ValueError, "padding"),
         (dict(x=np.full((1, 2, 2, 1), np.nan)), ValueError, "NaN"),
