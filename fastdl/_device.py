@@ -169,6 +169,25 @@ def buffer(cache, key, shape, dtype):
     return array
 
 
+def recent_key(cache, kind, shape, most=4):
+    """The key (kind, shape) of a buffer in `cache` for arrays of `shape`, keeping the buffers of
+    the `most` shapes of that kind used last and dropping older ones.
+
+    A model's batches come in few shapes (full batches, the last one of an epoch, validation's),
+    each worth a buffer of its own, not one reallocated at each change; but predictions over
+    inputs of many lengths would otherwise keep a device buffer (and its page-locked staging
+    copy) for every length.
+    """
+    key = (kind, tuple(shape))
+    if key in cache:
+        cache[key] = cache.pop(key)  # now the one used last
+        return key
+    older = [other for other in cache if isinstance(other, tuple) and len(other) == 2 and other[0] == kind]
+    for other in older[:max(0, len(older) - most + 1)]:
+        del cache[other]
+    return key
+
+
 def upload(cache, key, array):
     """A host array copied into the device buffer cache[key] (see buffer): a step's transfers
     (batches, targets, dropout draws) reuse one buffer each.

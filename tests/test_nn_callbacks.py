@@ -181,3 +181,21 @@ def test_epoch_timer_records_one_duration_per_epoch():
     assert len(timer.seconds) == 3 and all(s > 0 for s in timer.seconds)
     model.fit(x, y, epochs=1, callbacks=[timer])  # a new fit starts a new record
     assert len(timer.seconds) == 1
+
+
+def test_checkpoint_keeps_its_best_across_fits(tmp_path):
+    # As Keras: a later fit (a loop of fit(epochs=1), a resumed run) never writes a worse model over the best.
+    val_loss = {0: 1.0, 1: 0.3, 2: 0.7, 3: 0.5, 4: 0.2}
+
+    class Script(nn.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_loss"] = val_loss[epoch]
+
+    model, (x, y) = _compiled(), blobs(64)
+    path = tmp_path / "best.npz"
+    checkpoint = nn.ModelCheckpoint(path, save_best_only=True)
+    model.fit(x, y, epochs=3, callbacks=[Script(), checkpoint])
+    model.fit(x, y, epochs=1, callbacks=[Script(), checkpoint])
+    assert _compiled().load(path).epochs_trained == 2
+    model.fit(x, y, epochs=1, callbacks=[Script(), checkpoint])
+    assert _compiled().load(path).epochs_trained == 5

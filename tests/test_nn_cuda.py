@@ -363,3 +363,12 @@ def test_per_position_cross_entropy_and_training_calls_on_device(cuda_backend):
     kept = first.copy()
     gpu(x[2:], training=True)
     np.testing.assert_array_equal(first, kept)
+
+
+def test_device_batches_of_many_shapes_keep_few_buffers(cuda_backend):
+    # Predictions over inputs of many lengths: the buffers of the last few batch shapes only.
+    model = nn.Sequential([nn.Input((3,)), nn.Dense(2)], seed=0, backend="cuda")
+    x = np.random.default_rng(0).random((12, 3)).astype(np.float32)
+    for n in range(1, 13):
+        np.testing.assert_allclose(model.predict(x[:n], batch_size=8), model.predict(x, batch_size=8)[:n], rtol=1e-6)
+    assert len(model._device_batches) <= 4

@@ -194,6 +194,28 @@ def test_frozen_batch_norm_runs_as_in_inference(rng):
     _check_layer(layer, (3,), rng, batch=4)  # the backward pass of the inference formula
 
 
+def test_batch_norm_follows_the_optimizer_that_trains_it(rng):
+    """A discriminator compiled, then frozen inside a GAN (the README's recipe): its own steps train
+    gamma and beta, so they normalise by the batch and move the statistics; the GAN's leave both."""
+    layer = BatchNormalization()
+    discriminator = nn.Sequential([nn.Input((4,)), nn.Dense(8), layer, nn.Dense(1)], seed=0, name="discriminator")
+    discriminator.compile(nn.Adam(1e-2), nn.BinaryCrossentropy(from_logits=True))
+    discriminator.trainable = False
+    z = nn.Input((2,))
+    gan = nn.Model(z, discriminator(nn.Sequential([nn.Input((2,)), nn.Dense(4)], seed=1, name="generator")(z)))
+    gan.compile(nn.Adam(1e-2), nn.BinaryCrossentropy(from_logits=True))
+    images, labels = rng.normal(5, 3, (32, 4)).astype(np.float32), np.ones((32, 1), np.float32)
+    latent = rng.standard_normal((32, 2)).astype(np.float32)
+    for step in range(2):
+        before = layer.moving_mean.copy()
+        discriminator.train_on_batch(images, labels)
+        assert not np.array_equal(layer.moving_mean, before)
+        moved = (layer.moving_mean.copy(), layer.gamma.value.copy())
+        gan.train_on_batch(latent, labels)
+        np.testing.assert_array_equal(layer.moving_mean, moved[0])
+        np.testing.assert_array_equal(layer.gamma.value, moved[1])
+
+
 def test_batch_norm_is_stable_with_a_large_offset(rng):
     layer = BatchNormalization()
     layer.build((2,), rng, np.float32)

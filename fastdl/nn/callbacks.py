@@ -128,7 +128,8 @@ class ModelCheckpoint(_Monitor):
         e.g. "ckpt-{epoch:02d}-{val_loss:.3f}.npz".
     monitor : str, default "val_loss"
     save_best_only : bool, default False
-        Write only when `monitor` improved on every earlier epoch of this fit.
+        Write only when `monitor` improved on every earlier epoch this callback saw, in this fit or
+        an earlier one (as Keras): a later fit never writes a worse model over the best file.
     mode : {"auto", "min", "max"}, default "auto"
 
     A model loaded from the file resumes where it stopped: `fit` continues from the saved epoch count.
@@ -139,6 +140,9 @@ class ModelCheckpoint(_Monitor):
         self.filepath = filepath
         self.save_best_only = bool(save_best_only)
         self.last_saved = None
+
+    def on_train_begin(self, logs=None):
+        pass  # the best so far stays: it is in the file
 
     def on_epoch_end(self, epoch, logs=None):
         if self.save_best_only and not self._improved(self._current(logs)):

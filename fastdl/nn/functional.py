@@ -502,13 +502,13 @@ class Model(Training):
         for b, first in enumerate(range(0, n, batch_size)):
             xb, yb, count = self._training_batch(x, y, order, first, batch_size, epoch, b)
             try:
+                self._apply_gradient_flags()  # before the forward pass: BatchNormalization reads them
                 outputs = self._forward(xb, training=True)
                 losses = self._batch_losses(outputs, yb)
                 if not np.isfinite(losses["loss"]):
                     raise ValueError(f"the loss is {losses['loss']}")
                 # Before the backward pass, as Sequential's (on the device, no wait for it).
                 batch_logs = self._batch_logs(outputs, yb, losses)
-                self._apply_gradient_flags()
                 self._backward()
             except ValueError as exc:
                 # Weights or activations went non-finite: never train on silently.

@@ -2,7 +2,8 @@
 
 A layer needs its input's gradient when a layer before it learns, and its parameters' when the
 model being trained trains them (its optimizer's parameters: Keras' `trainable`, read when the
-model was compiled). So a frozen base under a trained head runs no backward pass, and a frozen
+model was compiled). The flags are set before a training step's forward pass, which a
+BatchNormalization layer reads (a frozen one normalises by its moving statistics). So a frozen base under a trained head runs no backward pass, and a frozen
 discriminator inside a GAN passes gradients to the generator without computing its own weights'.
 Layers can be shared between models (the GAN's discriminator trains alone too), so each model sets
 the flags for its own optimizer before its backward pass whenever another model set them last.
@@ -41,6 +42,16 @@ class GradientFlags:
     def _default_gradient_flags(self):
         """The flags for training every parameter, as a model has them when it is built."""
         self._gradient_flags({id(p) for layer in self.layers for _, p in layer.parameters()}, False)
+        _flags_set_for[0] = lambda: None
+
+    def _call_gradient_flags(self):
+        """The flags for a call in training mode outside fit: as this model's training step sets
+        them (its optimizer's parameters; before compile, those of the layers not frozen)."""
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is not None and optimizer.params:
+            self._apply_gradient_flags()
+            return
+        self._gradient_flags({id(p) for _, p in self.trainable_parameters()}, False)
         _flags_set_for[0] = lambda: None
 
     def _apply_gradient_flags(self):

@@ -85,8 +85,12 @@ class BatchNormalization(Layer):
     As Keras: out = gamma * (x - mean) / sqrt(var + epsilon) + beta, with the batch mean and (biased)
     variance in training, which also update moving_mean/moving_variance as
     moving = momentum * moving + (1 - momentum) * batch_stat; inference uses the moving statistics.
-    A frozen layer (trainable False) runs as in inference even in training, as in Keras since
-    TensorFlow 2: fine-tuning above a frozen base neither moves its statistics nor uses a batch's.
+    A frozen layer runs as in inference even in training, as in Keras since TensorFlow 2:
+    fine-tuning above a frozen base neither moves its statistics nor uses a batch's. Frozen means
+    what it means for the layer's parameters: the model being trained leaves gamma and beta to no
+    optimizer (`trainable` as it was when that model was compiled). So a discriminator compiled,
+    then frozen inside a GAN, normalises by batch statistics (and updates them) in its own
+    training steps and by its moving ones in the GAN's.
 
     gamma and beta are Parameters; moving_mean and moving_variance are non-trainable state, listed
     by `non_trainable_weights()` (the model saves and loads them with the weights). On the cuda
@@ -143,7 +147,8 @@ class BatchNormalization(Layer):
         rows = x.reshape(-1, x.shape[x.ndim - 1])
         n_threads = threads_worth_it(rows.shape[0], 8 * rows.shape[1])
         dtype = self.dtype.type
-        self._training = training = bool(training) and self.trainable
+        # needs_weight_grads: the model being trained trains gamma and beta (fastdl/nn/gradient_flags.py).
+        self._training = training = bool(training) and self.needs_weight_grads
         if training:
             # Two passes (the mean, then the mean square of the centred values) with float64 sums:
             # no cancellation, and float32 inputs far from zero keep their precision.

@@ -327,7 +327,8 @@ class Sequential(Training):
             where = "" if epoch is None else f"epoch {epoch}, batch {batch}: "
             raise ValueError(f"{where}the input batch contains NaN or infinity; training stopped")
         if self.on_device:
-            return _device.upload(self.__dict__.setdefault("_device_batches", {}), ("x", xb.shape), xb)
+            batches = self.__dict__.setdefault("_device_batches", {})
+            return _device.upload(batches, _device.recent_key(batches, "x", xb.shape), xb)
         return xb
 
     # -- public inference API -----------------------------------------------------------------

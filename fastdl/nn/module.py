@@ -204,9 +204,16 @@ class Layer:
     # False where nothing needs the gradient with respect to the layer's input (a model's first
     # layers), so backward may return None instead of computing it.
     needs_input_grad = True
-    # False where the model being trained leaves the layer's parameters to no optimizer (a frozen
-    # layer), so backward may skip their gradients (see fastdl/nn/gradient_flags.py).
-    needs_weight_grads = True
+    @property
+    def needs_weight_grads(self):
+        """False where the model being trained leaves the layer's parameters to no optimizer (a
+        frozen layer), so backward may skip their gradients (fastdl/nn/gradient_flags.py sets it);
+        until a model sets it, whether the layer is trainable."""
+        return self.__dict__.get("_needs_weight_grads", self.trainable)
+
+    @needs_weight_grads.setter
+    def needs_weight_grads(self, value):
+        self._needs_weight_grads = bool(value)
     # True where the layer's work is BLAS GEMMs or light elementwise passes: a model made only of
     # such layers lets BLAS thread its GEMMs (Training._blas_policy).
     gemm_only = False

@@ -149,7 +149,10 @@ class Training(GradientFlags, Layer):
         """The outputs for x; on a symbolic tensor, this model as a layer of the model being made."""
         if getattr(x, "_call_layer", None) is not None:
             return x._call_layer(self)
-        out = self._forward(self._as_batch(self._check_x(x)), training)
+        x_checked = self._as_batch(self._check_x(x))
+        if training:  # BatchNormalization reads the flags: a frozen one normalises as in inference
+            self._call_gradient_flags()
+        out = self._forward(x_checked, training)
         # NumPy in, NumPy out: a model on the device brings its outputs back. A training pass writes
         # into buffers that the next one reuses, so the caller gets copies of those.
         if _device.is_device(x):
@@ -324,6 +327,7 @@ class Training(GradientFlags, Layer):
             for b, first in enumerate(range(0, n, batch_size)):
                 xb, yb, count = self._training_batch(x, y, order, first, batch_size, epoch, b)
                 try:
+                    self._apply_gradient_flags()  # before the forward pass: BatchNormalization reads them
                     out = self._forward(xb, training=True)
                     loss = self._batch_loss(out, yb)
                     if not np.isfinite(loss):
@@ -332,7 +336,6 @@ class Training(GradientFlags, Layer):
                     # for nothing more than reading the loss did.
                     correct = _accuracy(out, yb, threshold) * count if self.metrics else 0.0
                     dout = self.loss.backward_logits() if fused else self.loss.backward()
-                    self._apply_gradient_flags()
                     self._backward(dout, fused)
                 except ValueError as exc:
                     # Weights or activations went non-finite: never train on silently.
@@ -402,7 +405,8 @@ class Training(GradientFlags, Layer):
         if uploaded is None or uploaded[0] is not order:
             uploaded = buffers["order"] = (order, _device.to_device(np.asarray(order, dtype=np.int64)))
         rows = uploaded[1][first:stop]
-        out = _device.buffer(buffers, ("gathered", count), (count, *x.shape[1:]), x.dtype)
+        shape = (count, *x.shape[1:])
+        out = _device.buffer(buffers, _device.recent_key(buffers, "gathered", shape), shape, x.dtype)
         width = math.prod(x.shape[1:])
         arrays().take_rows(_device.reshaped(x, (x.shape[0], width)), rows, _device.reshaped(out, (count, width)))
         return out
