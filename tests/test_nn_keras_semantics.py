@@ -242,3 +242,48 @@ def test_a_callback_stops_training_after_the_batch(backend, functional):
     stop = StopAtBatch(1)
     history = model.fit(x, y, epochs=3, batch_size=10, callbacks=[stop])
     assert stop.batches == 2 and len(history.history["loss"]) == 1 and model.epochs_trained == 1
+
+
+def test_predict_and_evaluate_take_keras_keywords(backend):
+    model = nn.Sequential([nn.Dense(3, activation="softmax", input_shape=(4,))], seed=0, backend=backend)
+    model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, y = np.random.default_rng(6).standard_normal((5, 4)), np.array([0, 1, 2, 0, 1])
+    np.testing.assert_array_equal(model.predict(x, verbose=0), model.predict(x, verbose="auto"))
+    loss, accuracy = model.evaluate(x, y, verbose=0)
+    assert model.evaluate(x, y, return_dict=True) == {"loss": loss, "accuracy": accuracy}
+    with pytest.raises(ValueError, match="verbose"):
+        model.predict(x, verbose=3)
+
+
+@pytest.mark.parametrize("loss", ["sparse", "categorical"])
+def test_cross_entropy_from_logits(backend, loss):
+    # A linear last layer with from_logits=True trains as the same layer with a softmax does.
+    rng = np.random.default_rng(7)
+    x, codes = rng.standard_normal((8, 4)), rng.integers(0, 3, 8)
+    y = codes if loss == "sparse" else np.eye(3)[codes]
+    kind = SparseCategoricalCrossentropy if loss == "sparse" else CategoricalCrossentropy
+    runs = []
+    for activation, from_logits in (("softmax", False), (None, True)):
+        model = nn.Sequential([nn.Dense(3, activation=activation, input_shape=(4,))], seed=0, dtype="float64",
+                              backend=backend)
+        model.compile(nn.SGD(0.5), kind(from_logits=from_logits), metrics=["accuracy"])
+        runs.append((model.evaluate(x, y), model.train_on_batch(x, y), model.get_weights()))
+    for a, b in zip(runs[0][:2], runs[1][:2]):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    for a, b in zip(runs[0][2], runs[1][2]):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+    # On a softmax layer's outputs, from_logits takes their softmax again, as Keras does.
+    model = nn.Sequential([nn.Dense(3, activation="softmax", input_shape=(4,))], seed=0, dtype="float64",
+                          backend=backend)
+    model.compile("sgd", kind(from_logits=True))
+    probs = model.predict(x)
+    again = np.exp(probs) / np.exp(probs).sum(axis=1, keepdims=True)
+    assert model.evaluate(x, y) == pytest.approx(-np.log(again[np.arange(8), codes]).mean(), rel=1e-12)
+
+
+def test_batch_normalization_takes_the_last_axis(backend):
+    x = np.random.default_rng(8).standard_normal((4, 3, 3, 2))
+    for axis in (-1, 3):
+        assert nn.BatchNormalization(axis=axis, backend=backend)(x, training=True).shape == x.shape
+    with pytest.raises(ValueError, match="last axis"):
+        nn.BatchNormalization(axis=1)(x)

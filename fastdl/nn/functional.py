@@ -26,7 +26,7 @@ from fastdl.nn.losses import get_loss
 from fastdl.nn.model import Sequential, check_metrics, check_nested_dtype, init_model_basics
 from fastdl.nn.module import Layer, default_layer_name
 from fastdl.nn.optimizers import get_optimizer
-from fastdl.nn.training import Training, _accuracy
+from fastdl.nn.training import Training, _accuracy, check_verbose
 
 
 class SymbolicTensor:
@@ -535,9 +535,12 @@ class Model(Training):
         return {key: value / x.shape[0] for key, value in totals.items()}
 
     # -- public API ------------------------------------------------------------------------------
-    def predict(self, x, batch_size=32):
-        """{output name: ndarray of shape (n_samples, *output_shape)}, computed batch by batch."""
+    def predict(self, x, batch_size=32, verbose=0):
+        """{output name: ndarray of shape (n_samples, *output_shape)}, computed batch by batch.
+
+        verbose is taken as Keras takes it; predictions print nothing."""
         batch_size = check_int(batch_size, "batch_size", 1)
+        check_verbose(verbose)
         x = self._check_x(x)
         result = {name: np.empty((x.shape[0], *shape), dtype=self.dtype) for name, shape in self.output_shape.items()}
         with self._blas_policy():

@@ -99,14 +99,20 @@ class BatchNormalization(Layer):
 
     Parameters
     ----------
+    axis : int, default -1
+        The channel axis: the last one (-1, or its index counting the batch axis as 0), as
+        fastdl's images are channels-last.
     momentum : float in [0, 1), default 0.99
     epsilon : float > 0, default 1e-3
     """
 
     runs_on_device = True
 
-    def __init__(self, momentum=0.99, epsilon=1e-3, **kwargs):
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, **kwargs):
         super().__init__(**kwargs)
+        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+            raise TypeError(f"axis must be an integer, got {axis!r}")
+        self.axis = int(axis)
         if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0 <= momentum < 1:
             raise ValueError(f"momentum must be a number in [0, 1), got {momentum!r}")
         if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not epsilon > 0:
@@ -117,6 +123,9 @@ class BatchNormalization(Layer):
     def compute_output_shape(self, input_shape):
         if len(input_shape) < 1:
             raise ValueError("BatchNormalization needs inputs with a channel axis, (batch, ..., channels)")
+        if self.axis not in (-1, len(input_shape)):
+            raise ValueError(f"BatchNormalization normalises over the last axis (axis=-1 or {len(input_shape)} for "
+                             f"inputs (batch, {', '.join(map(str, input_shape))})), got axis={self.axis}")
         return input_shape
 
     def build(self, input_shape, rng, dtype=np.float32):

@@ -81,9 +81,23 @@ class Loss:
 class _CrossEntropy(Loss):
     """A cross-entropy over the outputs' last axis, as Keras: outputs of shape (n, ..., classes)
     (a Conv2D's per-pixel classes, say) have one distribution at each position, and the loss is
-    the mean over samples and positions."""
+    the mean over samples and positions.
+
+    Parameters
+    ----------
+    from_logits : bool, default False
+        False: the outputs are probabilities (a softmax layer's, whose loss then starts from its
+        logits: the two fuse). True: the outputs are logits (a linear last layer), and the loss
+        is that of their softmax, by log-sum-exp.
+    """
 
     fusable = True
+
+    def __init__(self, from_logits=False):
+        self.from_logits = bool(from_logits)
+        # Outputs that are logits already take the fused kernels themselves; a softmax layer's
+        # outputs under from_logits are what Keras takes the softmax of again, so no fusing then.
+        self.fusable = not self.from_logits
 
     def forward_logits(self, logits, y_true):
         """The loss of softmax(logits), by log-sum-exp (no overflow, no log(0)); keeps its gradient."""
@@ -101,6 +115,8 @@ class _CrossEntropy(Loss):
 
         As Keras, each position's outputs are first scaled to sum to 1, then clipped to
         [1e-7, 1 - 1e-7]."""
+        if self.from_logits:
+            return self.forward_logits(y_pred, y_true)
         self._on_device = _device.is_device(y_pred)  # computed on the host (softmax outputs fuse instead)
         y_pred = _device.host(y_pred)
         self._shape, self._dtype = y_pred.shape, y_pred.dtype
@@ -111,6 +127,8 @@ class _CrossEntropy(Loss):
         return float(-(self._target(np.log(self._clipped))).sum() / max(outputs.shape[0], 1))
 
     def backward(self):
+        if self.from_logits:
+            return self._grad
         # d/d outputs of -sum(y log(outputs / sums)) = (sum(y) - y / p) / sums, p the scaled outputs.
         grad = np.zeros_like(self._clipped)
         self._subtract_target(grad, 1 / self._clipped)
@@ -121,7 +139,13 @@ class _CrossEntropy(Loss):
 
 class SparseCategoricalCrossentropy(_CrossEntropy):
     """Cross-entropy against integer class codes 0..n_classes-1 (one per position of outputs of
-    more than one axis: codes of shape (n, ...) for outputs (n, ..., classes))."""
+    more than one axis: codes of shape (n, ...) for outputs (n, ..., classes)).
+
+    Parameters
+    ----------
+    from_logits : bool, default False
+        True where the outputs are logits, not probabilities (see _CrossEntropy).
+    """
 
     name = "sparse_categorical_crossentropy"
     _kernel = "softmax_xent_codes"
@@ -154,7 +178,13 @@ class SparseCategoricalCrossentropy(_CrossEntropy):
 
 
 class CategoricalCrossentropy(_CrossEntropy):
-    """Cross-entropy against one-hot (or soft) target distributions, of the outputs' shape."""
+    """Cross-entropy against one-hot (or soft) target distributions, of the outputs' shape.
+
+    Parameters
+    ----------
+    from_logits : bool, default False
+        True where the outputs are logits, not probabilities (see _CrossEntropy).
+    """
 
     name = "categorical_crossentropy"
     _kernel = "softmax_xent_targets"

@@ -11,7 +11,7 @@ from fastdl.nn.layers import Dense, Input
 from fastdl.nn.losses import get_loss
 from fastdl.nn.module import Layer, default_layer_name
 from fastdl.nn.optimizers import get_optimizer
-from fastdl.nn.training import Training
+from fastdl.nn.training import Training, check_verbose
 
 
 def init_model_basics(model, name, dtype, backend, seed):
@@ -332,9 +332,12 @@ class Sequential(Training):
         return xb
 
     # -- public inference API -----------------------------------------------------------------
-    def predict(self, x, batch_size=32):
-        """Outputs for x, computed batch by batch; ndarray of shape (n_samples, *output_shape)."""
+    def predict(self, x, batch_size=32, verbose=0):
+        """Outputs for x, computed batch by batch; ndarray of shape (n_samples, *output_shape).
+
+        verbose is taken as Keras takes it; predictions print nothing."""
         batch_size = check_int(batch_size, "batch_size", 1)
+        check_verbose(verbose)
         x = self._check_x(x)
         out = np.empty((x.shape[0], *self.output_shape), dtype=self.dtype)
         with self._blas_policy():

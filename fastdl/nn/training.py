@@ -46,6 +46,15 @@ def _accuracy(y_pred, y_true, threshold=None):
     return np.count_nonzero(predicted == target) / max(predicted.shape[0], 1)
 
 
+def check_verbose(verbose):
+    """Keras' verbose, 0, 1, 2 or "auto" (1), as 0, 1 or 2."""
+    if verbose == "auto":
+        return 1
+    if verbose not in (0, 1, 2, False, True):  # (also refuses other strings: they compare unequal)
+        raise ValueError(f'verbose must be 0, 1, 2 or "auto", got {verbose!r}')
+    return int(verbose)
+
+
 def _check_callbacks(callbacks):
     callbacks = list(callbacks or [])
     for callback in callbacks:
@@ -214,8 +223,9 @@ class Training(GradientFlags, Layer):
         validation_split : float in (0, 1), optional
             The last share of the samples (before shuffling), as Keras.
         shuffle : bool, default True
-        verbose : {0, 1, 2}, default 0
-            1: a progress bar per epoch on a terminal (one line per epoch otherwise); 2: one line per epoch.
+        verbose : {0, 1, 2, "auto"}, default 0
+            1 ("auto"): a progress bar per epoch on a terminal (one line per epoch otherwise); 2: one
+            line per epoch.
         seed : int, optional
             Reseeds the generator that shuffles and draws dropout masks.
         callbacks : list of Callback, optional
@@ -226,8 +236,7 @@ class Training(GradientFlags, Layer):
         batch_size = check_int(batch_size, "batch_size", 1)
         first_epoch, last_epoch = self._epoch_range(epochs, initial_epoch)
         callbacks = _check_callbacks(callbacks)
-        if verbose not in (0, 1, 2, False, True):
-            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+        verbose = check_verbose(verbose)
         x, y = self._check_xy(x, y)
         x, y, val = self._validation(x, y, validation_data, validation_split)
         x = self._resident(x)
@@ -425,13 +434,16 @@ class Training(GradientFlags, Layer):
             logs["accuracy"] = total_correct / x.shape[0]
         return logs
 
-    def evaluate(self, x, y, batch_size=32):
+    def evaluate(self, x, y, batch_size=32, verbose=0, return_dict=False):
         """The loss and metrics over (x, y).
 
-        Sequential: the loss, or [loss, accuracy] when compiled with it. Model: {"loss": total,
-        "<output>_loss": ..., "<output>_accuracy": ...}.
+        Sequential: the loss, or [loss, accuracy] when compiled with it; with return_dict, {"loss":
+        ..., "accuracy": ...}. Model: {"loss": total, "<output>_loss": ..., "<output>_accuracy": ...}.
+        verbose is taken as Keras takes it; evaluation prints nothing.
         """
         batch_size = check_int(batch_size, "batch_size", 1)
+        check_verbose(verbose)
         x, y = self._check_xy(x, y)
         with self._blas_policy():
-            return self._result(self._evaluate(x, y, batch_size))
+            logs = self._evaluate(x, y, batch_size)
+        return logs if return_dict else self._result(logs)
