@@ -287,3 +287,25 @@ def test_batch_normalization_takes_the_last_axis(backend):
         assert nn.BatchNormalization(axis=axis, backend=backend)(x, training=True).shape == x.shape
     with pytest.raises(ValueError, match="last axis"):
         nn.BatchNormalization(axis=1)(x)
+
+
+def test_unnamed_models_inside_a_model_take_distinct_names(backend, tmp_path):
+    # As Keras' sequential, sequential_1: two unnamed Sequentials make a GAN without names given.
+    discriminator = nn.Sequential([nn.Input((4,)), nn.Dense(1)], seed=0, backend=backend)
+    generator = nn.Sequential([nn.Input((2,)), nn.Dense(4)], seed=1, backend=backend)
+    z = nn.Input((2,))
+    gan = nn.Model(z, discriminator(generator(z)), backend=backend)
+    assert (generator.name, discriminator.name, gan.name) == ("sequential", "sequential_1", "model")
+    names = [name for name, _ in gan.parameters()]
+    assert names[0].startswith("sequential/") and names[-1].startswith("sequential_1/")
+    gan.compile("adam", "mse")
+    gan.save(tmp_path / "gan.npz")
+    # Kept once taken: another model around them names the weights as the first did.
+    stack = nn.Sequential([generator, discriminator], backend=backend)
+    assert [name for name, _ in stack.parameters()] == names
+    stack.compile("adam", "mse")
+    stack.load(tmp_path / "gan.npz")
+    with pytest.raises(ValueError, match="used twice"):
+        x = nn.Input((2,))
+        nn.Model(x, nn.Sequential([nn.Input((2,)), nn.Dense(2)], name="a")(
+            nn.Sequential([nn.Input((2,)), nn.Dense(2)], name="a")(x)))

@@ -24,7 +24,7 @@ from fastdl._validation import check_int
 from fastdl.nn import layers as _layers
 from fastdl.nn.losses import get_loss
 from fastdl.nn.model import Sequential, check_metrics, check_nested_dtype, init_model_basics
-from fastdl.nn.module import Layer, default_layer_name
+from fastdl.nn.module import Layer, default_layer_name, unnamed
 from fastdl.nn.optimizers import get_optimizer
 from fastdl.nn.training import Training, _accuracy, check_verbose
 
@@ -166,10 +166,11 @@ class Model(Training):
     dtype : {"float32", "float64"}, default "float32"
     backend : str, optional
         Backend of every layer's ops (None: the process default).
-    name : str, default "model"
+    name : str, optional
+        Default "model"; a model inside another takes "model_1", ... where that is taken.
     """
 
-    def __init__(self, inputs, outputs, seed=None, dtype="float32", backend=None, name="model"):
+    def __init__(self, inputs, outputs, seed=None, dtype="float32", backend=None, name=None):
         init_model_basics(self, name, dtype, backend, seed)
         self.optimizer = None
         self.loss = None
@@ -235,11 +236,12 @@ class Model(Training):
     def _name_layers(self):
         # An unnamed layer takes a name that no layer named already (one shared with another model,
         # say) has, wherever that layer comes in the graph.
-        named = {layer.name for layer in self.layers if layer.name is not None}
+        named = {layer.name for layer in self.layers if not unnamed(layer)}
         taken = set()
         for layer in self.layers:
-            if layer.name is None:
+            if unnamed(layer):
                 layer.name = default_layer_name(layer, taken | named)
+                layer.name_is_default = False  # kept from now on: the models it is in name weights by it
             elif layer.name in taken:
                 raise ValueError(f"layer name {layer.name!r} is used twice in model {self.name!r}: give the layers "
                                  "distinct names (name=...)")

@@ -9,14 +9,16 @@ from fastdl import _device
 from fastdl._validation import all_finite, check_int
 from fastdl.nn.layers import Dense, Input
 from fastdl.nn.losses import get_loss
-from fastdl.nn.module import Layer, default_layer_name
+from fastdl.nn.module import Layer, default_layer_name, unnamed
 from fastdl.nn.optimizers import get_optimizer
 from fastdl.nn.training import Training, check_verbose
 
 
 def init_model_basics(model, name, dtype, backend, seed):
-    """The name, compute dtype, backend and random generator every model kind starts with."""
-    model.name = name
+    """The name (None: the default, which a model it becomes a layer of may change, as a layer's),
+    compute dtype, backend and random generator every model kind starts with."""
+    model.name = default_layer_name(model, ()) if name is None else name
+    model.name_is_default = name is None
     model.dtype = np.dtype(dtype)
     if model.dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
@@ -53,10 +55,11 @@ class Sequential(Training):
     dtype : {"float32", "float64"}, default "float32"
     backend : str, optional
         Backend of every layer's ops (None: the process default).
-    name : str, default "sequential"
+    name : str, optional
+        Default "sequential"; a model inside another takes "sequential_1", ... where that is taken.
     """
 
-    def __init__(self, layers=(), seed=None, dtype="float32", backend=None, name="sequential"):
+    def __init__(self, layers=(), seed=None, dtype="float32", backend=None, name=None):
         self.layers = []
         init_model_basics(self, name, dtype, backend, seed)
         self.optimizer = self.loss = None
@@ -65,7 +68,7 @@ class Sequential(Training):
         layers = list(layers)
         # An unnamed layer takes a name that no named layer of the list (one shared with another
         # model, say) has, wherever that layer comes.
-        named = {layer.name for layer in layers if isinstance(layer, Layer) and layer.name is not None}
+        named = {layer.name for layer in layers if isinstance(layer, Layer) and not unnamed(layer)}
         for layer in layers:
             self._add(layer, named)
 
@@ -85,8 +88,9 @@ class Sequential(Training):
         if not self.layers and self.input_shape is None and layer.input_shape is not None:
             self.input_shape = layer.input_shape
         taken = {l.name for l in self.layers}
-        if layer.name is None:
+        if unnamed(layer):
             layer.name = default_layer_name(layer, taken.union(reserved_names))
+            layer.name_is_default = False  # kept from now on: the models it is in name weights by it
         elif layer.name in taken:
             raise ValueError(f"layer name {layer.name!r} is used twice in model {self.name!r}: give the layers "
                              "distinct names (name=...)")

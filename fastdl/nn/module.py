@@ -194,6 +194,12 @@ def default_layer_name(layer, taken):
     return name
 
 
+def unnamed(layer):
+    """Whether a model takes `layer` in with a name of its choosing: no name given (a model's
+    default name counts as none until a model it is in has kept it)."""
+    return layer.name is None or getattr(layer, "name_is_default", False)
+
+
 class Layer:
     """Base class: `forward(x, training) -> out` keeps what `backward(dout) -> dx` needs.
 
