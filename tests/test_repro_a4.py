@@ -344,3 +344,34 @@ def test_cli_backend_goes_to_runners_that_train_networks(tmp_path, monkeypatch, 
     assert calls == ["cuda"]
     assert main(["reproduce", "a3", "--backend", "cuda", "--out", str(tmp_path)]) != 0
     assert "a3 trains none" in capsys.readouterr().err
+
+
+def test_one_epoch_leaves_later_epochs_empty(fashion_run):
+    """A quick run has one epoch per model: no later epochs to average, images/s from the first."""
+    _, out, _ = fashion_run
+    table = json.loads((out / "epoch_times.json").read_text())
+    later, rate = table["headers"].index("Later epochs, mean (s)"), table["headers"].index("Images/s")
+    for row in table["rows"]:
+        assert row[3] == 1 and row[later] == "-" and row[rate].endswith("(first epoch)"), row
+    assert "first epoch" in (out / "epoch_times.md").read_text()
+
+
+def test_epoch_time_cells_average_the_later_epochs():
+    from fastdl.repro import report
+
+    assert report.epoch_time_cells([3.0, 1.0, 2.0], 300) == ("3.00", "1.50", "200")
+    assert report.epoch_time_cells([2.0], 300) == ("2.00", "-", "150 (first epoch)")
+
+
+def test_learning_curves_mark_training_and_validation_apart(monkeypatch, tmp_path):
+    """One epoch draws one point per curve: their markers must tell training from validation."""
+    from fastdl.repro import report
+
+    figures = []
+    monkeypatch.setattr(report, "save_figure", lambda fig, path, source=None: figures.append(fig) or str(path))
+    history = {"accuracy": [0.4], "val_accuracy": [0.6], "loss": [1.9], "val_loss": [1.5]}
+    report.plot_learning_curves({"MLP": history}, tmp_path / "curves.png", "tiny")
+    for ax in figures[0].axes:
+        train, validation = ax.get_lines()
+        assert train.get_marker() != validation.get_marker()
+    report.get_pyplot().close(figures[0])

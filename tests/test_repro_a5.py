@@ -7,7 +7,7 @@ import pytest
 
 from fastdl.cli import main
 from fastdl.metrics import common_sense_errors
-from fastdl.repro import ASSIGNMENTS, a5, a5_models, get_runner
+from fastdl.repro import ASSIGNMENTS, a5, a5_models, a5_report, get_runner, report
 from fastdl.repro.a5_models import (decode_classes, decode_hands, decode_hours, decode_multihead,
                                     hand_angles, time_classes)
 
@@ -389,3 +389,82 @@ def test_mirrored_clocks_show_twelve_less_the_time():
     np.testing.assert_allclose(y[5:], hand_angles(mirrored_labels))
     x, y, epochs = training_data("multihead", images, labels, 5)
     assert x is images and epochs == 5 and set(y) == {"hour", "minute"}
+
+
+def test_epoch_time_includes_the_test_prediction(tmp_path, monkeypatch):
+    """The EpochTimer ends an epoch after the learning curve's test prediction, as the console
+    line does, so the table's seconds are the console's."""
+    images, labels = tiny_clocks(20)
+    monkeypatch.setattr(a5, "_load", lambda data_dir, verify: (images, labels, "tiny clocks"))
+    order = []
+    for name, cls in (("tracker", a5.EpochTestError), ("timer", a5.nn.EpochTimer)):
+        def on_epoch_end(self, epoch, logs=None, _name=name, _real=cls.on_epoch_end):
+            order.append(_name)
+            return _real(self, epoch, logs)
+        monkeypatch.setattr(cls, "on_epoch_end", on_epoch_end)
+    a5.run(out_dir=tmp_path, quick=True, epochs=1, sizes={"train": 6, "test": 3},
+           models=["regression_mse"])
+    assert order == ["tracker", "timer"]
+    assert "prediction of the test split" in (tmp_path / "a5" / "epoch_times.md").read_text()
+
+
+def test_one_epoch_leaves_later_epochs_empty(quick_run):
+    _, _, _, out = quick_run
+    table = json.loads((out / "epoch_times.json").read_text())
+    later, rate = table["headers"].index("Later epochs, mean (s)"), table["headers"].index("Images/s")
+    for row in table["rows"]:
+        assert row[later] == "-" and row[rate].endswith("(first epoch)"), row
+
+
+def _captured_figure(monkeypatch):
+    """The figures handed to save_figure, instead of saving them."""
+    figures = []
+    monkeypatch.setattr(report, "save_figure", lambda fig, path, source=None: figures.append(fig) or str(path))
+    return figures
+
+
+def test_error_histogram_counts_are_plain_and_its_legend_clear_of_the_bars(monkeypatch, tmp_path):
+    rng = np.random.default_rng(0)
+    keys = ["regression_cyclic", "classes_24", "multihead", "hands"]
+    test_errors = {key: rng.uniform(0, 360, 200) for key in keys}
+    test_errors["hands"][:150] = 1.0  # a good model: one tall first bin, a thin tail
+    errors = {key: {"test": float(value.mean())} for key, value in test_errors.items()}
+    figures = _captured_figure(monkeypatch)
+    a5_report.plot_error_histogram(test_errors, errors, tmp_path / "hist.png", "tiny")
+    fig = figures[0]
+    ax = fig.axes[0]
+    # Empty bins sit at 0 (no log axis to drop them), and the ticks read as counts.
+    assert ax.get_yscale() == "symlog" and ax.get_ylim()[0] == 0
+    fig.canvas.draw()
+    labels = [label.get_text() for label in ax.get_yticklabels()]
+    assert "0" in labels and "10" in labels and "100" in labels
+    assert all(text.replace(",", "").isdigit() for text in labels), labels
+    assert ax.get_legend() is None and len(fig.legends) == 1  # below the axes, not on the bars
+    # A quick run's few clocks a bin: a linear axis of whole counts.
+    a5_report.plot_error_histogram({key: value[:40] for key, value in test_errors.items()}, errors,
+                                   tmp_path / "quick.png", "tiny")
+    assert figures[1].axes[0].get_yscale() == "linear" and figures[1].axes[0].get_ylim()[0] == 0
+    for figure in figures:
+        report.get_pyplot().close(figure)
+
+
+def test_learning_curve_legend_is_outside_the_panels(monkeypatch, tmp_path):
+    history = {key: {"loss": [3.0, 2.0], "test_error": [100.0, 90.0]} for key in a5.MODELS}
+    figures = _captured_figure(monkeypatch)
+    a5_report.plot_learning_curves(history, tmp_path / "curves.png", "tiny")
+    fig = figures[0]
+    assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1
+    assert len(fig.legends[0].get_texts()) == len(a5.MODELS)
+    report.get_pyplot().close(fig)
+
+
+def test_footer_wraps_to_the_figure_width(tmp_path):
+    """A long data source must not widen the saved figure (bbox_inches="tight" keeps all of it)."""
+    from PIL import Image
+
+    fig, ax = report.get_pyplot().subplots(figsize=(4, 3))
+    ax.plot([0, 1], [0, 1])
+    path = report.save_figure(fig, tmp_path / "footer.png", source="synthetic clocks, " * 40)
+    width, height = Image.open(path).size
+    assert width <= 4 * 120 + 20  # 120 dpi: the figure's own width, give or take the tight margin
+    assert height > 3 * 120  # the wrapped lines went below the figure

@@ -82,3 +82,16 @@ def test_data_list_shows_faces(capsys):
     out = capsys.readouterr().out
     assert "faces: synthetic cartoon faces" in out
     assert "fastdl.data.load_face_array(path, size=64)" in out
+
+
+def test_quick_note_keeps_quick_and_full_distances_apart(tmp_path):
+    """Quick and full runs score in different feature networks: the note must not compare them."""
+    from fastdl.repro import a6_report
+
+    scores = {"vae": {"first": 35.5, "last": 35.4}, "gan": {"first": 36.4, "last": 41.1}}
+    a6_report.write_score_table(tmp_path, "tiny faces", scores, 1.2, 2, 24, "feature network", quick=True)
+    note = json.loads((tmp_path / "frechet.json").read_text())["notes"][-1]
+    quick, full = a6_score.SETTINGS[True], a6_score.SETTINGS[False]
+    assert f"({quick['images']:,} images, {quick['epochs']} epochs)" in note
+    assert f"({full['images']:,} images, {full['epochs']} epochs)" in note
+    assert "different scale" in note and "halves" not in note

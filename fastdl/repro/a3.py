@@ -34,6 +34,16 @@ def course_weights():
     return {"normal": normal, "uniform": rs.uniform(-1, 1, 9)}
 
 
+def format_output(value):
+    """An output to 4 decimals, or as many more as it takes not to print 0.5: the table must show
+    on which side of 0.5, the class boundary, every output lies."""
+    for decimals in range(4, 17):
+        text = f"{value:.{decimals}f}"
+        if float(text) != 0.5:  # rounding to nearest can reach 0.5 but never cross it
+            return text
+    return repr(float(value))
+
+
 def _plot_curves(runs, path, title):
     plt = report.get_pyplot()
     fig, (ax_mse, ax_wrong) = plt.subplots(1, 2, figsize=(11, 4))
@@ -87,14 +97,19 @@ def run(data_dir=None, out_dir="results", quick=False, **_):
     for (init, lr), result in results.items():
         outputs = xor.xor_forward(result.weights)
         rows.append([init, f"{lr:g}", result.n_iterations, f"{result.mse[-1]:.4f}"]
-                    + [f"{o:.4f}" for o in outputs])
+                    + [format_output(o) for o in outputs])
         data.append({"name": f"{init} lr={lr:g}", "init": init, "lr": lr, "n_iterations": result.n_iterations,
                      "converged": result.converged, "final_mse": float(result.mse[-1]),
                      "outputs": outputs, "weights": result.weights})
     files += report.write_table(
         out, "xor_training", "XOR network: iterations until no point is misclassified",
-        ["Init", "lr", "Iterations", "Final MSE", "out(0,0)", "out(0,1)", "out(1,0)", "out(1,1)"],
-        rows, SOURCE, data=data)
+        ["Init", "lr", "Iterations", "Final MSE"]
+        + [f"out({a:.0f},{b:.0f}), target {t:.0f}" for (a, b), t in zip(xor.INPUTS, xor.TARGETS)],
+        rows, SOURCE, data=data,
+        notes=["A point is classified by the side of 0.5 its output lies on; outputs that would "
+               "round to 0.5000 are shown with more digits. Training stops at the first "
+               "iteration with every point on its target's side, so an output can lie just on "
+               "the right side of 0.5."])
 
     with timings("figures"):
         files.append(_plot_curves({f"lr={lr:g}": results[("normal", lr)] for lr in LEARNING_RATES},

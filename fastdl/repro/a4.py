@@ -369,13 +369,13 @@ def _write_tables(out, source, info, accuracies, write_up, parameters, epochs, s
 
     time_rows = []
     for kind, label in MODEL_LABELS.items():
-        seconds = np.asarray(seconds_per_epoch[kind], dtype=float)
-        later = seconds[1:] if len(seconds) > 1 else seconds  # the first epoch also compiles
+        seconds = seconds_per_epoch[kind]
         time_rows.append([label, SETTINGS[kind]["optimizer"], SETTINGS[kind]["batch_size"],
-                          len(seconds), f"{n_images['train']:,}", f"{seconds[0]:.2f}",
-                          f"{later.mean():.2f}", f"{n_images['train'] / later.mean():,.0f}",
-                          f"{seconds.sum():.1f}"])
-    time_notes = ["Wall time of each epoch: its training steps and the validation pass.", f"Trained on {device}."]
+                          len(seconds), f"{n_images['train']:,}",
+                          *report.epoch_time_cells(seconds, n_images["train"]),
+                          f"{sum(seconds):.1f}"])
+    time_notes = ["Wall time of each epoch: its training steps and the validation pass.",
+                  report.EPOCH_TIME_NOTE, f"Trained on {device}."]
     if estimate is not None:
         time_notes.append("Estimated full run here (minutes): " + ", ".join(
             f"{MODEL_LABELS[kind]} {estimate[kind] / 60:.1f}" for kind in SETTINGS)

@@ -76,14 +76,13 @@ def write_tables(out, source, errors, left_edge, write_up, parameters, n_epochs,
 
     time_rows = []
     for key in seconds_per_epoch:
-        seconds = np.asarray(seconds_per_epoch[key], dtype=float)
-        later = seconds[1:] if len(seconds) > 1 else seconds  # the first epoch also compiles
+        seconds = seconds_per_epoch[key]
         n_fit = fit_sizes.get(key, n_images["train"])
         time_rows.append([_label(key), SETTINGS["batch_size"], len(seconds), f"{n_fit:,}",
-                          f"{seconds[0]:.2f}", f"{later.mean():.2f}",
-                          f"{n_fit / later.mean():,.0f}", f"{seconds.sum():.1f}"])
+                          *report.epoch_time_cells(seconds, n_fit), f"{sum(seconds):.1f}"])
     time_notes = ["Wall time of each epoch: its training steps (RMSprop, batch 100) and the "
-                  "prediction of the test split for the learning curve."]
+                  "prediction of the test split for the learning curve, as the console's epoch "
+                  "lines.", report.EPOCH_TIME_NOTE]
     if estimate is not None:
         time_notes.append(f"Estimated full run here: {estimate['total'] / 60:.0f} minutes "
                           f"({estimate['total'] / 3600:.1f} h; " + ", ".join(
@@ -174,9 +173,13 @@ def plot_learning_curves(history, path, source, passes=None):
         ax.set_xlabel("epoch (passes over the training split; mirrored clocks count too)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.grid(alpha=0.3)
-    ax_error.legend(fontsize=7, loc="upper right")
     fig.suptitle("Learning curves", fontsize=10)
     fig.tight_layout()
+    # One legend for both panels (a model has one colour in each), below them: inside a panel
+    # ten long labels cover the curves.
+    handles, labels = ax_error.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0), ncol=2, fontsize=7,
+               frameon=False)
     return report.save_figure(fig, path, source)
 
 
@@ -205,7 +208,10 @@ def plot_clock_grid(images, true_hm, pred_hm, path, source, rows=GRID_ROWS,
 
 def plot_error_histogram(test_errors, errors, path, source):
     """Test errors of the regression with the cyclic loss, the best classification, the
-    multi-head and fastdl's own model, in 5- or 15-minute bins (log counts)."""
+    multi-head and fastdl's own model, in 5- or 15-minute bins (counts on a linear axis, or on a
+    symlog one where a bin holds over 50)."""
+    from matplotlib.ticker import FixedLocator, MaxNLocator, StrMethodFormatter
+
     plt = report.get_pyplot()
     classes = [key for key in test_errors if key.startswith("classes_")]
     shown = ["regression_cyclic", min(classes, key=lambda key: errors[key]["test"]) if classes
@@ -219,11 +225,30 @@ def plot_error_histogram(test_errors, errors, path, source):
         if key in test_errors:
             ax.hist(test_errors[key], bins=bins, histtype="step", linewidth=1.5,
                     label=f"{_label(key)}: mean {errors[key]['test']:.1f}")
-    ax.set_yscale("log")
+    tallest = max((np.histogram(test_errors[key], bins)[0].max() for key in shown if key in test_errors),
+                  default=0)  # --models may train none of these
+    if tallest <= 50:  # a quick run's few clocks a bin: whole counts on a linear axis read best
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(0, None)
+        ax.set_ylabel("test clocks")
+    else:
+        # symlog: linear (so an empty bin is drawn at 0) up to 10 clocks, logarithmic above,
+        # where a good model's first bins hold thousands and its tail a few; plain counts.
+        ax.set_yscale("symlog", linthresh=10, linscale=1)
+        top = max(ax.get_ylim()[1], 10)
+        ticks = [0, 2, 5, 10] + [10 ** k * m for k in range(1, 6) for m in (2, 5, 10)
+                                 if 10 < 10 ** k * m <= top]
+        ax.yaxis.set_major_locator(FixedLocator(ticks))
+        ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+        ax.yaxis.set_minor_locator(FixedLocator([]))
+        ax.set_ylim(0, top)
+        ax.set_ylabel("test clocks (linear up to 10, log above)")
+    ax.set_xlim(0, bins[-1])
     ax.set_xlabel("common-sense error on a test clock (minutes)")
-    ax.set_ylabel("test clocks")
     ax.set_title("Errors on the test clocks", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
     fig.tight_layout()
+    # Below the figure's axes, where no bar can be.
+    fig.legend(*ax.get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0),
+               fontsize=7, frameon=False)
     return report.save_figure(fig, path, source)

@@ -3,6 +3,7 @@
 import numpy as np
 
 from fastdl.repro import report
+from fastdl.repro.a6_score import SETTINGS as FEATURE_SETTINGS
 from fastdl.repro.report import get_pyplot, save_figure
 
 MODEL_LABELS = {"vae": "VAE", "gan": "GAN"}
@@ -34,8 +35,7 @@ def _rows_of_images(rows, path, source, title, row_labels=None, scale=0.9):
         if row_labels:
             axes[r, 0].set_ylabel(row_labels[r], fontsize=7)
     fig.suptitle(title, fontsize=9)
-    # Room at the bottom for save_figure's data-source line.
-    fig.tight_layout(pad=0.3, rect=(0, 0.25 / height, 1, 1))
+    fig.tight_layout(pad=0.3)  # save_figure puts the data-source lines below
     return save_figure(fig, path, source)
 
 
@@ -107,8 +107,14 @@ def write_score_table(out, source, scores, floor, epochs, n_scored, feature_sour
              f"the distance of the held-out real images from as many training images.",
              f"First epoch: after epoch 1; last epoch: after epoch {epochs}."]
     if quick:
-        notes.append("Quick run: a few steps on a few images, too short for either model to draw faces; "
-                     "`fastdl reproduce a6 --full --images 4000 --epochs 10` halves both distances (see the README).")
+        # Quick and full runs score in different feature networks: their distances are on
+        # different scales and must not be set side by side.
+        quick_net, full_net = FEATURE_SETTINGS[True], FEATURE_SETTINGS[False]
+        notes.append(f"Quick run: a few steps on a few images, too short for either model to draw faces. "
+                     f"Its distances come from the quick run's feature network ({quick_net['images']:,} "
+                     f"images, {quick_net['epochs']} epochs) and compare only with other quick runs: a full "
+                     f"run scores in another one ({full_net['images']:,} images, {full_net['epochs']} "
+                     f"epochs), so the README's full-run distances are on a different scale.")
     return report.write_table(
         out, "frechet", "Fréchet distance of generated images from held-out real ones",
         ["Model", "After the first epoch", "After the last epoch", "Last / first", "Real-data floor"],

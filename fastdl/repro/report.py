@@ -44,8 +44,13 @@ def save_figure(fig, path, source=None):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if source:
-        fig.text(0.5, 0.005, f"data: {source}", ha="center", va="bottom", fontsize=8,
-                 color="0.3")
+        # Wrapped to the figure's width (about 14 characters of 8 pt text per inch): one long
+        # line would widen the saved figure, as bbox_inches="tight" keeps all of it. Placed
+        # under everything drawn so far (a legend below the axes too), so it overlaps nothing.
+        width = max(40, int(fig.get_figwidth() * 14))
+        bottom = fig.get_tightbbox(fig.canvas.get_renderer()).y0  # inches; < 0 below the figure
+        fig.text(0.5, (bottom - 0.05) / fig.get_figheight(), textwrap.fill(f"data: {source}", width),
+                 ha="center", va="top", fontsize=8, color="0.3")
     fig.savefig(path, dpi=120, bbox_inches="tight")
     get_pyplot().close(fig)
     return str(path)
@@ -242,7 +247,7 @@ def plot_confusion_matrices(matrices, path, source, title="Confusion matrices"):
 
 
 def plot_learning_curves(histories, path, source, title="Learning curves"):
-    """Accuracy and loss per epoch of each model, training (solid) and validation (dashed).
+    """Accuracy and loss per epoch of each model: training solid with dots, validation dashed with squares.
 
     Parameters
     ----------
@@ -263,12 +268,15 @@ def plot_learning_curves(histories, path, source, title="Learning curves"):
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (label, history) in enumerate(histories.items()):
         for ax, key in ((ax_acc, "accuracy"), (ax_loss, "loss")):
-            for prefix, style, split in (("", "-", "train"), ("val_", "--", "validation")):
+            # Markers keep a one-epoch (quick) run visible, and differ so that its two points of
+            # one colour still say which is training and which validation.
+            for prefix, style, split in (("", dict(linestyle="-", marker="o"), "train"),
+                                         ("val_", dict(linestyle="--", marker="s",
+                                                       markerfacecolor="white"), "validation")):
                 values = history.get(prefix + key)
                 if values:
-                    # Markers keep a one-epoch (quick) run visible.
-                    ax.plot(range(1, len(values) + 1), values, style, marker="o", markersize=3,
-                            color=colors[i % len(colors)], label=f"{label}, {split}")
+                    ax.plot(range(1, len(values) + 1), values, markersize=5,
+                            color=colors[i % len(colors)], label=f"{label}, {split}", **style)
     from matplotlib.ticker import MaxNLocator
 
     n_epochs = max((len(values) for history in histories.values() for values in history.values()),
@@ -283,6 +291,23 @@ def plot_learning_curves(histories, path, source, title="Learning curves"):
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path, source=source)
+
+
+def epoch_time_cells(seconds, n_images):
+    """Display cells (first epoch s, later epochs' mean s, images/s) of one model's epoch times.
+
+    The first epoch also compiles kernels and allocates, so images/s comes from the later epochs;
+    with a single epoch there are none ("-"), and images/s comes from the first, marked so.
+    """
+    seconds = np.asarray(seconds, dtype=float)
+    if len(seconds) > 1:
+        later = seconds[1:].mean()
+        return f"{seconds[0]:.2f}", f"{later:.2f}", f"{n_images / later:,.0f}"
+    return f"{seconds[0]:.2f}", "-", f"{n_images / seconds[0]:,.0f} (first epoch)"
+
+
+EPOCH_TIME_NOTE = ("Images/s: training images over the later epochs' mean time (the first epoch "
+                   "also compiles kernels); over the first epoch's where there was only one.")
 
 
 class Timings(dict):
