@@ -3,8 +3,9 @@
 Mirrors kernels/npy/_hash.py.
 """
 
-import numba
 import numpy as np
+
+from ._jit import helper
 
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -12,7 +13,7 @@ MIX2 = np.uint64(0x94D049BB133111EB)
 SHIFT27, SHIFT30, SHIFT31 = np.uint64(27), np.uint64(30), np.uint64(31)
 
 
-@numba.njit(nogil=True, cache=True)
+@helper()
 def mix64(z):
     """splitmix64's finaliser (uint64 arithmetic wraps)."""
     z = (z ^ (z >> SHIFT30)) * MIX1

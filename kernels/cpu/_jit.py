@@ -27,6 +27,12 @@ def _variant(func, suffix):
     return clone
 
 
+def helper(**options):
+    """numba.njit for a function the kernels call (no kernel itself): cached on disk as the
+    kernels are, unless FASTDL_CACHE=0 (config.numba_cache)."""
+    return numba.njit(nogil=True, cache=config.numba_cache(), **options)
+
+
 def compile_kernel(func, parallel=False, exact=False):
     """njit `func` lazily with the configured options (serial or parallel variant).
 

@@ -12,7 +12,6 @@ only to pick the nearest tick or numeral. Parameters: kernels/npy/clock_layout.p
 
 import math
 
-import numba
 import numpy as np
 from numba import prange
 
@@ -29,11 +28,11 @@ from fastdl.kernels.npy.clock_layout import (BG, BG_GX, BG_GY, BLUR, BLUR_RADIUS
                                              VIGNETTE)
 
 from ._hash import GOLDEN, mix64 as _mix64
-from ._jit import compile_kernel, launch
+from ._jit import compile_kernel, helper, launch
 
 # error_model="numpy": a float division by zero gives inf instead of raising, so that loops with
 # a division vectorise (no division here can meet a zero).
-_helper = numba.njit(nogil=True, cache=True, error_model="numpy")
+_helper = helper(error_model="numpy")
 
 LOW32 = np.uint64(0xFFFFFFFF)
 SHIFT32 = np.uint64(32)

@@ -1,10 +1,9 @@
 """Convolution kernels (Numba); mirrors kernels/cy/conv.pyx and kernels/npy/conv.py."""
 
-import numba
 import numpy as np
 from numba import prange
 
-from ._jit import compile_kernel, launch
+from ._jit import compile_kernel, helper, launch
 
 
 def _im2col(x, cols, kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w):
@@ -115,7 +114,7 @@ def col2im(cols, dx, kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w
            cols, dx, kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@helper(inline="always")
 def _tap_range(offset, size, out_size):
     """The outputs o, first <= o < stop, whose input o + offset lies in 0..size - 1 (first <= stop)."""
     first = max(0, -offset)

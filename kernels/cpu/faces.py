@@ -13,7 +13,6 @@ and the numpy reference give the same bits.
 
 import math
 
-import numba
 import numpy as np
 from numba import prange
 
@@ -33,10 +32,10 @@ from fastdl.kernels.npy.face_layout import (BG, BG_GRAD, BLUSH, BLUSH_FILL, BLUS
                                             SPIKE_BASE, SPIKE_EU, SPIKE_FREQ, SPIKE_H, SPIKE_HALF_W,
                                             SPIKE_INV_E2, SPIKE_PHASE, TEETH, TEETH_FILL)
 
-from ._jit import compile_kernel, launch
+from ._jit import compile_kernel, helper, launch
 
 # error_model="numpy": a float division by zero gives inf instead of raising (none can happen).
-_helper = numba.njit(nogil=True, cache=True, error_model="numpy")
+_helper = helper(error_model="numpy")
 
 NO_LID = -100.0  # LID_V at or below: an open eye, no lid
 

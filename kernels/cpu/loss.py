@@ -6,13 +6,12 @@ task; every loss is worked out in float64 and each row's written to row_loss, wh
 
 import math
 
-import numba
 import numpy as np
 from numba import prange
 
-from ._jit import compile_kernel, launch
+from ._jit import compile_kernel, helper, launch
 
-_helper = numba.njit(nogil=True, cache=True)
+_helper = helper()
 
 
 @_helper

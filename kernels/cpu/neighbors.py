@@ -3,15 +3,14 @@
 Mirrors kernels/cy/neighbors.pyx and kernels/npy/neighbors.py.
 """
 
-import numba
 import numpy as np
 from numba import prange
 
-from ._jit import compile_kernel, launch
+from ._jit import compile_kernel, helper, launch
 
-_helper = numba.njit(nogil=True, cache=True)
+_helper = helper()
 # Inlined into the caller's Numba IR, where LLVM may leave a small helper a call inside a hot loop.
-_inlined = numba.njit(nogil=True, cache=True, inline="always")
+_inlined = helper(inline="always")
 FEATURE_BLOCK = 16  # features per task in class_sums: 128 bytes of each float64 output row
 LANES = 8  # float64 partial sums of an exact distance (one AVX-512 vector)
 SCAN_BLOCK = 32  # kNN rows tested together for any candidate

@@ -8,15 +8,14 @@ sigmoid(scores)), rule 1 the classic perceptron (update on mistakes only).
 
 import math
 
-import numba
 import numpy as np
 
-from ._jit import compile_kernel
+from ._jit import compile_kernel, helper
 
 RULE_SIGMOID = 0
 RULE_CLASSIC = 1
 
-_helper = numba.njit(nogil=True, cache=True)
+_helper = helper()
 
 
 @_helper

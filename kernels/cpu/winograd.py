@@ -1,10 +1,9 @@
 """Winograd transform kernels (Numba); mirrors kernels/cy/winograd.pyx and kernels/npy/winograd.py."""
 
-import numba
 import numpy as np
 from numba import prange
 
-from ._jit import compile_kernel, launch
+from ._jit import compile_kernel, helper, launch
 
 # Winograd F(2x2, 3x3): a 3x3 convolution's 2x2 output tile from a 4x4 input tile d as
 # A^T [(G g G^T) * (B^T d B)] A, 16 multiplications per tile and channel pair instead of 36.
@@ -130,7 +129,7 @@ def winograd_output_grad(dout, tiles_h, tiles_w, out, n_threads):
 # pixel i of tile t at first + t * tile_step + i * pixel_step.
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@helper(inline="always")
 def _axpy(out, weight, a, add):
     """out (+)= weight * a along a row: the first term assigned, the others added (Cython's _axpy)."""
     if add:

@@ -9,9 +9,9 @@ import numpy as np
 from numba import prange
 
 from ._hash import GOLDEN, mix64 as _mix64
-from ._jit import compile_kernel, launch
+from ._jit import compile_kernel, helper, launch
 
-_helper = numba.njit(nogil=True, cache=True)
+_helper = helper()
 
 LOW32 = np.uint64(0xFFFFFFFF)
 N_PAIRS = np.uint64(5)
