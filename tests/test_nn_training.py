@@ -351,3 +351,22 @@ def test_fused_training_stops_at_the_logits(backend, monkeypatch):
     assert history == reference
     for a, b in zip(skipping.get_weights(), computing.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy's, on the overflowing products
+@pytest.mark.parametrize("optimizer, scale", [("sgd", 1e20), (nn.Adam(lr=0.0), 1e12)], ids=["sgd", "adam-lr0"])
+def test_fit_never_leaves_non_finite_weights(optimizer, scale):
+    # A float32 gradient or update overflows while the float64 loss stays finite: the epoch's
+    # weights and optimizer state go back to those from before it, with an error.
+    x, y = np.full((8, 2), scale, np.float32), np.zeros((8, 1), np.float32)
+    model = nn.Sequential([nn.Input((2,)), nn.Dense(1)], seed=0)
+    model.compile(optimizer, "mse")
+    before = model.get_weights()
+    with pytest.raises(ValueError, match="before (this )?epoch"):
+        model.fit(x, y, epochs=3, batch_size=4)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    _, slots = model.optimizer.state_dict()
+    assert all(np.isfinite(s).all() for s in slots.values())
+    model.fit(x / scale, y, epochs=1)  # and it trains on from there
+    assert all(np.isfinite(w).all() for w in model.get_weights())

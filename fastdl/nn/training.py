@@ -264,7 +264,7 @@ class Training(GradientFlags, Layer):
         for epoch in range(first_epoch, last_epoch):
             for callback in callbacks:
                 callback.on_epoch_begin(epoch)
-            logs = self._train_epoch(x, y, batch_size, shuffle, epoch, callbacks)
+            logs = self._guarded_epoch(epoch, lambda: self._train_epoch(x, y, batch_size, shuffle, epoch, callbacks))
             if val is not None:
                 logs.update({"val_" + key: value for key, value in self._evaluate(*val, batch_size).items()})
             self.epochs_trained = epoch + 1
@@ -275,6 +275,41 @@ class Training(GradientFlags, Layer):
             stops = [callback.on_epoch_end(epoch, epoch_logs) for callback in callbacks]
             if any(stops) or self.stop_training:
                 break
+
+    def _guarded_epoch(self, epoch, train):
+        """train() (an epoch), never leaving NaN or infinite weights or optimizer state.
+
+        The loss is checked at every step, but a float32 gradient or update can overflow while the
+        float64 loss stays finite (inputs of 1e20, say): the weights went to inf with no error, or
+        only at the next step, too late to keep them. So the weights and the optimizer's state are
+        kept as they were before the epoch (a copy an epoch, not a step) and put back, with a
+        ValueError, where the epoch leaves either non-finite or stops on a non-finite loss.
+        """
+        weights = self.get_weights()
+        meta, slots = self.optimizer.state_dict()  # (host slots are the live arrays: copied)
+        optimizer_state = meta, {key: np.array(value) for key, value in slots.items()}
+        try:
+            logs = train()
+        except ValueError as exc:
+            if self._state_is_finite():
+                raise
+            self._put_back(weights, optimizer_state)
+            raise ValueError(f"{exc}; the weights and optimizer state are those from before epoch {epoch + 1}") \
+                from exc
+        if not self._state_is_finite():
+            self._put_back(weights, optimizer_state)
+            raise ValueError(f"epoch {epoch + 1}: the weights became NaN or infinite (a gradient or an update "
+                             "overflowed float range); training stopped with the weights and optimizer state "
+                             "from before this epoch (lower the learning rate or scale the inputs)")
+        return logs
+
+    def _state_is_finite(self):
+        _, slots = self.optimizer.state_dict()
+        return all(all_finite(array) for array in [*self.get_weights(), *slots.values()])
+
+    def _put_back(self, weights, optimizer_state):
+        self.set_weights(weights)
+        self.optimizer.load_state_dict(*optimizer_state)
 
     def _blas_policy(self):
         """Who runs the threads of a training or inference run: BLAS or fastdl, never both.
