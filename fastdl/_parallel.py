@@ -104,9 +104,14 @@ _region = threading.local()  # .active: this thread is inside a parallel region
 
 
 def _forget_team():
-    """In a forked child: the team's threads are not there, and the lock may be held."""
-    global _team, _team_lock, _lock
+    """In a forked child: the team's threads are not there, and the lock may be held. Where
+    another thread of the parent was inside a region, BLAS is held to one thread by a count that
+    no thread of the child will bring down: the child gets BLAS's original limits back."""
+    global _team, _team_lock, _lock, _blas_users, _blas_limits
     _team, _team_lock, _lock = None, threading.Lock(), threading.Lock()
+    if _blas_users:
+        _blas_users, limits, _blas_limits = 0, _blas_limits, None
+        limits.restore_original_limits()
 
 
 if hasattr(os, "register_at_fork"):

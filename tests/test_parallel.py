@@ -146,6 +146,30 @@ def test_a_forked_child_runs_regions(monkeypatch):
     assert os.waitstatus_to_exitcode(status) == 0
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_child_forked_inside_a_region_gets_blas_back():
+    """Another thread of the parent held BLAS to one thread when it forked: the child is not left
+    with the hold (it would keep BLAS at one thread for good)."""
+    import os
+
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    before = blas_threads()
+    with _parallel.single_threaded_blas():  # as a thread inside a region at the fork
+        pid = os.fork()
+        if pid == 0:
+            import signal
+
+            signal.alarm(20)
+            os._exit(0 if not _parallel.blas_held() and blas_threads() == before else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert blas_threads() == before
+
+
 def test_an_interrupted_wait_still_waits_for_the_workers(monkeypatch):
     """Ctrl-C while the calling thread waits: the region's workers finish before it is raised, so
     the next region waits for its own tasks, not for a lock the old ones released late."""
