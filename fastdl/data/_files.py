@@ -72,18 +72,9 @@ def locate(name, files, path=None, system_dirs=(), gzip_content=False, hint=""):
         no directory holds every file (the message lists the places, the files and how to
         fetch them; ``hint`` adds another way).
     """
-    if path is not None:
-        check_explicit_dir(name, path)
-    incomplete = None  # (directory, missing files) of the first explicit directory with some
-    for directory, origin in search_dirs(name, path, system_dirs):
-        if incomplete is not None and origin != EXPLICIT:
-            break  # neither the given directory nor its subfolder is complete
-        found = [next((c for c in (directory / n for n in alternatives(file_name, gzip_content))
-                       if c.is_file()), None) for file_name in files]
-        if all(found):
-            return found
-        if origin == EXPLICIT and any(found) and incomplete is None:
-            incomplete = (directory, [f for f, c in zip(files, found) if c is None])
+    found, incomplete = search(name, files, path, system_dirs, gzip_content)
+    if found is not None:
+        return found
     if incomplete is not None:
         directory, missing = incomplete
         raise DatasetNotFoundError(
@@ -99,6 +90,29 @@ def locate(name, files, path=None, system_dirs=(), gzip_content=False, hint=""):
         f"{name} not found: looked for {names} in\n{places}\n"
         f"Fetch it with `fastdl data download {name}` (into {config.cache_dir() / name})"
         + (f", {hint}" if hint else "") + ".")
+
+
+def search(name, files, path=None, system_dirs=(), gzip_content=False):
+    """(paths of ``files`` in the first directory of :func:`search_dirs` holding them all, or
+    None; (directory, missing files) of an explicit directory holding only some, or None).
+
+    The search stops at an explicit directory (``path`` or its ``name`` subfolder) holding only
+    some of the files, so that the caller refuses it instead of reading a copy from elsewhere;
+    ``path`` must exist (:func:`check_explicit_dir`).
+    """
+    if path is not None:
+        check_explicit_dir(name, path)
+    incomplete = None
+    for directory, origin in search_dirs(name, path, system_dirs):
+        if incomplete is not None and origin != EXPLICIT:
+            break  # neither the given directory nor its subfolder is complete
+        found = [next((c for c in (directory / n for n in alternatives(file_name, gzip_content))
+                       if c.is_file()), None) for file_name in files]
+        if all(found):
+            return found, None
+        if origin == EXPLICIT and any(found) and incomplete is None:
+            incomplete = (directory, [f for f, c in zip(files, found) if c is None])
+    return None, incomplete
 
 
 def check_explicit_dir(name, path):

@@ -193,20 +193,13 @@ def find(path=None):
         ``path`` does not exist, or neither it nor its ``clocks/`` subfolder holds both files
         while one holds one of them (going on would read other clocks without a word).
     """
-    if path is not None:
-        _files.check_explicit_dir(NAME, path)
-    incomplete = None  # the first explicit directory holding one of the files
-    for directory, origin in _files.search_dirs(NAME, path):
-        if incomplete is not None and origin != _files.EXPLICIT:
-            break
-        present = [(directory / file_name).is_file() for file_name in FILES]
-        if all(present):
-            return directory
-        if origin == _files.EXPLICIT and any(present) and incomplete is None:
-            incomplete = directory
+    found, incomplete = _files.search(NAME, FILES, path)
+    if found is not None:
+        return found[0].parent
     if incomplete is not None:
-        held, lacking = (IMAGES, LABELS) if (incomplete / IMAGES).is_file() else (LABELS, IMAGES)
-        raise _files.DatasetNotFoundError(f"{incomplete} holds the clocks' {held} but not their {lacking}: "
+        directory, (lacking,) = incomplete
+        held = IMAGES if lacking == LABELS else LABELS
+        raise _files.DatasetNotFoundError(f"{directory} holds the clocks' {held} but not their {lacking}: "
                                           f"the clocks need both")
     return None
 
