@@ -157,6 +157,21 @@ def test_course_mlp_parameter_count():
     assert "(None, 784)" in text and "235,500" in text
 
 
+def test_summary_columns_widen_for_long_names():
+    long_name = "a_layer_name_longer_than_the_name_column"
+    model = nn.Sequential([nn.Dense(4, input_shape=(3,), name=long_name), nn.Dense(2)])
+    lines = model.summary(print_fn=None).splitlines()
+    header, row, rule = lines[2], lines[4], lines[1]
+    assert row.startswith(f" {long_name} (Dense)  ")
+    assert row.index("(None, 4)") == header.index("Output Shape") and row.endswith("16")
+    assert len(rule) == max(map(len, lines))
+    inputs = nn.Input((5,))
+    outputs = nn.Dense(2, name="out")(nn.Dense(3, name=long_name)(inputs))
+    lines = nn.Model(inputs, {"out": outputs}).summary(print_fn=None).splitlines()
+    row = next(line for line in lines if line.startswith(" out "))
+    assert row.index("(None, 2)") == lines[2].index("Output Shape") and row.endswith(long_name)
+
+
 def test_course_cnn_parameter_count():
     model = course_cnn()
     text = model.summary(print_fn=None)

@@ -64,6 +64,27 @@ def test_early_stopping_patience_zero_without_restoring():
     np.testing.assert_array_equal(model.get_weights()[0], recorder.weights[2][0])
 
 
+def test_early_stopping_baseline_and_warm_up():
+    # Improving on the best but not on the baseline does not restart the wait (Keras' rule).
+    assert _fit_scripted(_compiled(), [1.0, 0.9, 0.95, 0.97, 0.4], [nn.EarlyStopping(patience=3)]).epoch \
+        == [0, 1, 2, 3, 4]
+    stopper = nn.EarlyStopping(patience=3, baseline=0.5)
+    assert _fit_scripted(_compiled(), [1.0, 0.9, 0.95, 0.97, 0.4], [stopper]).epoch == [0, 1, 2]
+    assert stopper.best == 0.9 and stopper.stopped_epoch == 2
+    stopper = nn.EarlyStopping(patience=1, baseline=0.5)
+    assert _fit_scripted(_compiled(), [1.0, 0.45, 0.47, 0.46, 0.3], [stopper]).epoch == [0, 1, 2]
+    # start_from_epoch: the first epochs are not watched.
+    values = [1.0, 2.0, 3.0, 0.5, 0.6, 0.4]
+    assert _fit_scripted(_compiled(), values, [nn.EarlyStopping()]).epoch == [0, 1]
+    stopper = nn.EarlyStopping(start_from_epoch=2)
+    assert _fit_scripted(_compiled(), values, [stopper]).epoch == [0, 1, 2, 3, 4]
+    assert stopper.best_epoch == 3
+    with pytest.raises(ValueError, match="start_from_epoch"):
+        nn.EarlyStopping(start_from_epoch=-1)
+    with pytest.raises(ValueError, match="baseline"):
+        nn.EarlyStopping(baseline=float("nan"))
+
+
 def test_early_stopping_on_a_real_metric():
     x, y = blobs(200)
     model = _compiled()

@@ -35,6 +35,12 @@ class Callback:
         pass
 
 
+def _check_count(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
 class _Monitor(Callback):
     """A callback that follows one logged quantity and knows when it improved."""
 
@@ -61,14 +67,15 @@ class _Monitor(Callback):
             raise ValueError(f"{type(self).__name__} monitors {self.monitor!r}, but fit logged {available}{hint}")
         return float(logs[self.monitor])
 
+    def _beats(self, current, reference):
+        """Whether `current` is better than `reference` by more than min_delta."""
+        if self.mode == "min":
+            return current < reference - self.min_delta
+        return current > reference + self.min_delta
+
     def _improved(self, current):
         """Whether `current` beats the best so far by more than min_delta; if so it becomes the best."""
-        if self.best is None:
-            better = np.isfinite(current)
-        elif self.mode == "min":
-            better = current < self.best - self.min_delta
-        else:
-            better = current > self.best + self.min_delta
+        better = np.isfinite(current) if self.best is None else self._beats(current, self.best)
         if better:
             self.best = current
         return bool(better)
@@ -87,13 +94,22 @@ class EarlyStopping(_Monitor):
         when training runs to its last epoch).
     min_delta : float, default 0
     mode : {"auto", "min", "max"}, default "auto"
+    baseline : float, optional
+        A value to reach: as Keras, an epoch that improves on the best so far but not on the
+        baseline does not restart the count of `patience` epochs, so training stops `patience`
+        epochs in unless the baseline is beaten.
+    start_from_epoch : int, default 0
+        Epochs to train before watching `monitor` (a warm-up where no improvement is expected).
     """
 
-    def __init__(self, monitor="val_loss", patience=0, restore_best_weights=False, min_delta=0.0, mode="auto"):
+    def __init__(self, monitor="val_loss", patience=0, restore_best_weights=False, min_delta=0.0, mode="auto",
+                 baseline=None, start_from_epoch=0):
         super().__init__(monitor, mode, min_delta)
-        if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 0:
-            raise ValueError(f"patience must be an integer >= 0, got {patience!r}")
-        self.patience = int(patience)
+        self.patience = _check_count(patience, "patience")
+        self.start_from_epoch = _check_count(start_from_epoch, "start_from_epoch")
+        if baseline is not None and (isinstance(baseline, bool) or not np.isfinite(baseline)):
+            raise ValueError(f"baseline must be a finite number or None, got {baseline!r}")
+        self.baseline = None if baseline is None else float(baseline)
         self.restore_best_weights = bool(restore_best_weights)
 
     def on_train_begin(self, logs=None):
@@ -103,13 +119,17 @@ class EarlyStopping(_Monitor):
         self.best_weights = None
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._improved(self._current(logs)):
-            self.wait = 0
+        current = self._current(logs)
+        if epoch < self.start_from_epoch:
+            return False
+        self.wait += 1
+        if self._improved(current):
             self.best_epoch = epoch
             if self.restore_best_weights:
                 self.best_weights = self.model.get_weights()
+            if self.baseline is None or self._beats(current, self.baseline):
+                self.wait = 0
             return False
-        self.wait += 1
         if self.wait < self.patience:
             return False
         self.stopped_epoch = epoch

@@ -23,7 +23,8 @@ from fastdl import _device
 from fastdl._validation import check_int
 from fastdl.nn import layers as _layers
 from fastdl.nn.losses import get_loss
-from fastdl.nn.model import Sequential, check_metrics, check_nested_dtype, init_model_basics
+from fastdl.nn.model import (Sequential, check_metrics, check_nested_dtype, init_model_basics, output_shape,
+                             summary_table)
 from fastdl.nn.module import Layer, default_layer_name, unnamed
 from fastdl.nn.optimizers import get_optimizer
 from fastdl.nn.training import Training, _accuracy, check_verbose
@@ -312,24 +313,14 @@ class Model(Training):
 
     def summary(self, print_fn=print):
         """Keras-style table of layers, output shapes, parameter counts and inputs; returns it as a string."""
-        rule = "_" * 90
-        lines = [f'Model: "{self.name}"', rule,
-                 f"{' Layer (type)':<29}{'Output Shape':<22}{'Param #':<12}Connected to", "=" * 90]
-
-        def row(name, kind, shape, params, source):
-            shape = "(None, " + ", ".join(map(str, shape)) + ")"
-            lines.append(f" {name + ' (' + kind + ')':<28}{shape:<22}{params:<12,}{source}")
-
-        row(self.input.name, "InputLayer", self.input.shape, 0, "")
+        rows = [(f"{self.input.name} (InputLayer)", output_shape(self.input.shape), "0", "")]
         for node in self._nodes:
             source = ", ".join(self.input.name if parent is self.input else parent._layer.name
                                for parent in node._parents)
-            row(node._layer.name, type(node._layer).__name__, node.shape, node._layer.count_params(), source)
-        lines += ["=" * 90] + self._param_totals() + [f"Outputs: {', '.join(self.output_names)}", rule]
-        text = "\n".join(lines)
-        if print_fn is not None:
-            print_fn(text)
-        return text
+            rows.append((f"{node._layer.name} ({type(node._layer).__name__})", output_shape(node.shape),
+                         f"{node._layer.count_params():,}", source))
+        return summary_table(self.name, [("Layer (type)", 28), ("Output Shape", 22), ("Param #", 12), ("Connected to", 0)],
+                             rows, self._param_totals() + [f"Outputs: {', '.join(self.output_names)}"], print_fn)
 
     # -- compile ---------------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss="sparse_categorical_crossentropy", loss_weights=None, metrics=None):

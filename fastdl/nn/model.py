@@ -44,6 +44,26 @@ def check_nested_dtype(model, layer):
                          f"of in {model.dtype}: give both the same dtype")
 
 
+def output_shape(shape):
+    """A layer's output shape as Keras prints it, the batch axis first: "(None, 28, 28, 1)"."""
+    return "(None, " + ", ".join(map(str, shape)) + ")"
+
+
+def summary_table(name, columns, rows, footer, print_fn):
+    """summary()'s text: a title, the rows of cells under the columns' headers, then the footer
+    lines; printed with print_fn unless it is None, and returned. columns: [(header, width)]; a
+    column is as wide as given, or wider where a cell (a long layer name, say) needs it."""
+    widths = [max(width, len(header) + 2, *(len(row[i]) + 2 for row in rows)) for i, (header, width) in enumerate(columns)]
+    table = [(" " + "".join(f"{cell:<{w}}" for cell, w in zip(cells, widths))).rstrip()
+             for cells in [[header for header, _ in columns], *rows]]
+    rule = max(65, *map(len, table))
+    lines = [f'Model: "{name}"', "_" * rule, table[0], "=" * rule, *table[1:], "=" * rule, *footer, "_" * rule]
+    text = "\n".join(lines)
+    if print_fn is not None:
+        print_fn(text)
+    return text
+
+
 class Sequential(Training):
     """A stack of layers trained end to end, as Keras' Sequential.
 
@@ -187,16 +207,10 @@ class Sequential(Training):
     def summary(self, print_fn=print):
         """Keras-style table of layers, output shapes and parameter counts; returns it as a string."""
         self.parameters()
-        rule = "_" * 65
-        lines = [f'Model: "{self.name}"', rule, f"{' Layer (type)':<29}{'Output Shape':<26}Param #", "=" * 65]
-        for layer in self.layers:
-            shape = "(None, " + ", ".join(map(str, layer.compute_output_shape(layer.input_shape))) + ")"
-            lines.append(f" {layer.name + ' (' + type(layer).__name__ + ')':<28}{shape:<26}{layer.count_params():,}")
-        lines += ["=" * 65] + self._param_totals() + [rule]
-        text = "\n".join(lines)
-        if print_fn is not None:
-            print_fn(text)
-        return text
+        rows = [(f"{layer.name} ({type(layer).__name__})", output_shape(layer.compute_output_shape(layer.input_shape)),
+                 f"{layer.count_params():,}") for layer in self.layers]
+        return summary_table(self.name, [("Layer (type)", 28), ("Output Shape", 26), ("Param #", 0)], rows,
+                             self._param_totals(), print_fn)
 
     # -- compile and passes --------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=None):
