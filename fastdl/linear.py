@@ -168,7 +168,7 @@ class MultiClassPerceptron(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
-            raise ValueError(f"y must hold at least two classes, got only {self.classes_.tolist()}")
+            raise ValueError(f"y must hold at least two classes, got only one class: {self.classes_.tolist()}")
         return np.ascontiguousarray(codes, dtype=np.int64)
 
     def _initial_weights(self, n_rows, dtype):
