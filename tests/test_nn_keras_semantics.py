@@ -309,3 +309,19 @@ def test_unnamed_models_inside_a_model_take_distinct_names(backend, tmp_path):
         x = nn.Input((2,))
         nn.Model(x, nn.Sequential([nn.Input((2,)), nn.Dense(2)], name="a")(
             nn.Sequential([nn.Input((2,)), nn.Dense(2)], name="a")(x)))
+
+
+def test_accuracy_is_logged_under_the_name_compile_was_given(backend):
+    # Keras logs metrics=["acc"] as "acc" (old course code plots history.history["acc"]).
+    x, y = np.random.default_rng(7).standard_normal((12, 4)), np.arange(12) % 3
+    model = nn.Sequential([nn.Dense(3, activation="softmax", input_shape=(4,))], seed=0, backend=backend)
+    model.compile("sgd", "sparse_categorical_crossentropy", metrics=["acc"])
+    history = model.fit(x, y, epochs=2, validation_split=0.25)
+    assert sorted(history.history) == ["acc", "loss", "val_acc", "val_loss"]
+    assert model.evaluate(x, y, return_dict=True).keys() == {"loss", "acc"}
+    assert nn.EarlyStopping(monitor="val_acc").mode == "max"
+    inputs = nn.Input((4,))
+    outputs = nn.Dense(3, activation="softmax", name="digit")(inputs)
+    functional = nn.Model(inputs, {"digit": outputs}, seed=0, backend=backend)
+    functional.compile("sgd", "sparse_categorical_crossentropy", metrics=["acc"])
+    assert "digit_acc" in functional.fit(x, y).history

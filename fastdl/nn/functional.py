@@ -334,7 +334,7 @@ class Model(Training):
         loss_weights : dict {output name: float} or list in output order, optional
             The training loss is the weighted sum of the outputs' losses (weights default to 1).
         metrics : list, or dict {output name: list}, optional
-            Only "accuracy" ("acc") is known; a list applies to every output.
+            Only "accuracy" ("acc") is known, logged under the name given; a list applies to every output.
 
         All is checked before anything is set: a call that raises leaves the model as it was.
         """
@@ -484,7 +484,7 @@ class Model(Training):
         logs = dict(losses)
         for name, metrics in self.metrics.items():
             if metrics:
-                logs[f"{name}_accuracy"] = _accuracy(outputs[name], targets.arrays[name],
+                logs[f"{name}_{metrics[0]}"] = _accuracy(outputs[name], targets.arrays[name],
                                                      self.loss[name].accuracy_threshold)
         return logs
 

@@ -29,12 +29,13 @@ def init_model_basics(model, name, dtype, backend, seed):
 
 
 def check_metrics(metrics):
-    """["accuracy"] or [], from compile's metrics (only "accuracy" and "acc" are known)."""
+    """[name] or [], from compile's metrics: only accuracy is known, logged under the name it was
+    given ("accuracy" or "acc", as Keras logs it)."""
     names = [metrics] if isinstance(metrics, str) else list(metrics or [])
     for name in names:
         if name not in ("accuracy", "acc"):
             raise ValueError(f"unknown metric {name!r}; only 'accuracy' is supported")
-    return ["accuracy"] if names else []
+    return names[:1]
 
 
 def check_nested_dtype(model, layer):
@@ -293,7 +294,7 @@ class Sequential(Training):
         return loss + self.regularization_loss() + sum(self.losses)
 
     def _result(self, logs):
-        return [logs["loss"], logs["accuracy"]] if self.metrics else logs["loss"]
+        return [logs["loss"], logs[self.metrics[0]]] if self.metrics else logs["loss"]
 
     def _check_x(self, x, name="x"):
         """x as a NumPy array, or a device array of the model's dtype on a model on the device."""

@@ -391,7 +391,7 @@ class Training(GradientFlags, Layer):
                 logs = {"loss": total_loss / seen}
                 if self.metrics:
                     total_correct += correct
-                    logs["accuracy"] = total_correct / seen
+                    logs[self.metrics[0]] = total_correct / seen
                 for callback in callbacks:
                     callback.on_batch_end(b, {**logs, "seen": seen})
                 if self.stop_training:  # a callback asked to stop: after this batch, as Keras
@@ -466,7 +466,7 @@ class Training(GradientFlags, Layer):
                 total_correct += _accuracy(out, yb, threshold) * len(yb)
         logs = {"loss": total_loss / x.shape[0]}
         if self.metrics:
-            logs["accuracy"] = total_correct / x.shape[0]
+            logs[self.metrics[0]] = total_correct / x.shape[0]
         return logs
 
     def evaluate(self, x, y, batch_size=32, verbose=0, return_dict=False):
