@@ -247,8 +247,9 @@ class Conv2D(_Activated):
         return dx
 
 
-class MaxPool2D(Layer):
-    """Maximum over pool_size windows of channels-last images (strides default to pool_size)."""
+class MaxPooling2D(Layer):
+    """Maximum over pool_size windows of channels-last images (strides default to pool_size).
+    MaxPool2D is the same class, as in Keras (whose name for it, "max_pooling2d", it takes)."""
 
     runs_on_device = True
 
@@ -262,7 +263,7 @@ class MaxPool2D(Layer):
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:
-            raise ValueError(f"MaxPool2D expects images of shape (batch, height, width, channels), got (batch, {input_shape})")
+            raise ValueError(f"{type(self).__name__} expects images of shape (batch, height, width, channels), got (batch, {input_shape})")
         *_, out_h, out_w = pool_geometry((1, *input_shape), self.pool_size, self.strides, self.padding)
         return (out_h, out_w, input_shape[2])
 
@@ -282,7 +283,7 @@ class MaxPool2D(Layer):
                                     self._window, self.backend)
 
 
-MaxPooling2D = MaxPool2D
+MaxPool2D = MaxPooling2D
 
 
 class Flatten(Layer):
