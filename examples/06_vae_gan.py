@@ -40,7 +40,7 @@ decoder = nn.Sequential([nn.Input((latent_dim,)), nn.Dense(4 * 4 * 64), nn.Resha
                         + [nn.Conv2DTranspose(128, 3, strides=2, padding="same", activation="relu")
                            for _ in range(4)]
                         + [nn.Conv2D(3, 3, padding="same", activation="sigmoid")], seed=1, name="decoder")
-vae = nn.Model(images, decoder(z), seed=0, name="vae")
+vae = nn.Model(images, {"decoder": decoder(z)}, seed=0, name="vae")  # named: fit logs "decoder_loss"
 # Binary cross-entropy summed over the 64*64*3 pixel values (the loss is their mean) plus KL.
 vae.compile(nn.Adam(1e-3), "binary_crossentropy", loss_weights=64 * 64 * 3)
 vae.summary()

@@ -309,7 +309,7 @@ def test_models_inside_a_model_go_to_the_device(cuda_backend):
             fake = generator.predict(draws.standard_normal((4, 2)))
             losses.append(discriminator.train_on_batch(np.concatenate([rng.random((4, 3)), fake]),
                                                        np.repeat([[1.0], [0.0]], 4, axis=0)))
-            losses.append(gan.train_on_batch(draws.standard_normal((4, 2)), np.ones((4, 1)))["loss"])
+            losses.append(gan.train_on_batch(draws.standard_normal((4, 2)), np.ones((4, 1))))
         results[backend] = losses, generator.get_weights() + discriminator.get_weights()
         rng = np.random.default_rng(11)
     assert generator.on_device and discriminator.on_device

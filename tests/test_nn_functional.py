@@ -135,7 +135,13 @@ def test_single_output_and_sequential_input():
     assert model.output_names == ["dense_1"]
     model.compile("sgd", loss="mse")
     logs = model.fit(x, y["minute"], epochs=1).history
-    assert set(logs) == {"loss", "dense_1_loss"}
+    # One output given as a tensor: logged, evaluated and predicted as Keras does, as Sequential's.
+    assert set(logs) == {"loss"}
+    assert isinstance(model.evaluate(x, y["minute"]), float) and model.predict(x[:3]).shape == (3, 1)
+    named = Model(inputs, {"minute": out}, seed=0)
+    named.compile("sgd", loss="mse")
+    assert set(named.fit(x, y["minute"]).history) == {"loss", "minute_loss"}
+    assert named.predict(x[:3]).keys() == {"minute"} and set(named.evaluate(x, y["minute"])) == {"loss", "minute_loss"}
     # The functional Input also heads a Sequential model.
     sequential = nn.Sequential([Input(8), nn.Dense(2)])
     assert sequential.predict(x[:3]).shape == (3, 2)

@@ -187,6 +187,9 @@ class Model(Training):
         self.input = inputs
         self.input_shape = inputs.shape
         tensors = self._output_tensors(outputs)
+        # predict and __call__ give the outputs back in the form they were given, as Keras does.
+        self._given_as = "dict" if isinstance(outputs, dict) else "list" if isinstance(outputs, (list, tuple)) \
+            else "tensor"
         self._nodes = self._walk(tensors)
         self.layers = [node._layer for node in self._nodes]
         self._name_layers()
@@ -429,7 +432,8 @@ class Model(Training):
                 value = loss.forward_logits(self.outputs[name]._layer._logits, targets.arrays[name])
             else:
                 value = loss.forward(outputs[name], targets.arrays[name])
-            logs[f"{name}_loss"] = value
+            if self._given_as != "tensor":  # Keras logs one output's loss as "loss" alone
+                logs[f"{name}_loss"] = value
             total += self.loss_weights[name] * value
         total += self.regularization_loss() + sum(self.losses)
         return {"loss": total, **logs}
@@ -484,7 +488,8 @@ class Model(Training):
         logs = dict(losses)
         for name, metrics in self.metrics.items():
             if metrics:
-                logs[f"{name}_{metrics[0]}"] = _accuracy(outputs[name], targets.arrays[name],
+                key = metrics[0] if self._given_as == "tensor" else f"{name}_{metrics[0]}"
+                logs[key] = _accuracy(outputs[name], targets.arrays[name],
                                                      self.loss[name].accuracy_threshold)
         return logs
 
@@ -528,8 +533,25 @@ class Model(Training):
         return {key: value / x.shape[0] for key, value in totals.items()}
 
     # -- public API ------------------------------------------------------------------------------
+    def _as_given(self, by_name):
+        """{output name: array} in the form the model's outputs were given: one array, a list in
+        their order, or the dict."""
+        if self._given_as == "dict":
+            return by_name
+        values = [by_name[name] for name in self.output_names]
+        return values[0] if self._given_as == "tensor" else values
+
+    def _result(self, logs):
+        """What evaluate and train_on_batch return: for one output given as a tensor, as Sequential
+        (the loss, or [loss, accuracy]); else the dict of losses and metrics."""
+        if self._given_as != "tensor":
+            return logs
+        metrics = self.metrics[self.output_names[0]]
+        return [logs["loss"], logs[metrics[0]]] if metrics else logs["loss"]
+
     def predict(self, x, batch_size=32, verbose=0):
-        """{output name: ndarray of shape (n_samples, *output_shape)}, computed batch by batch.
+        """The outputs, each an ndarray of shape (n_samples, *output_shape), computed batch by batch:
+        one array, a list or a dict {output name: array}, as the model's outputs were given.
 
         verbose is taken as Keras takes it; predictions print nothing."""
         batch_size = check_int(batch_size, "batch_size", 1)
@@ -541,4 +563,4 @@ class Model(Training):
                 outputs = self._forward(self._as_batch(x[first:first + batch_size]), training=False)
                 for name, value in outputs.items():
                     result[name][first:first + batch_size] = _device.host(value)
-        return result
+        return self._as_given(result)

@@ -168,7 +168,7 @@ class Training(GradientFlags, Layer):
             own = _device.copy if training else (lambda v: v)
         else:
             own = _device.host_copy if training else _device.host
-        return {name: own(v) for name, v in out.items()} if isinstance(out, dict) else own(out)
+        return self._as_given({name: own(v) for name, v in out.items()}) if isinstance(out, dict) else own(out)
 
     # -- one batch -------------------------------------------------------------------------------
     def train_on_batch(self, x, y):
@@ -195,6 +195,9 @@ class Training(GradientFlags, Layer):
 
     def _result(self, logs):
         return logs
+
+    def _as_given(self, outputs):
+        return outputs
 
     def _attach_optimizer(self):
         if not self.optimizer.params:
@@ -472,8 +475,9 @@ class Training(GradientFlags, Layer):
     def evaluate(self, x, y, batch_size=32, verbose=0, return_dict=False):
         """The loss and metrics over (x, y).
 
-        Sequential: the loss, or [loss, accuracy] when compiled with it; with return_dict, {"loss":
-        ..., "accuracy": ...}. Model: {"loss": total, "<output>_loss": ..., "<output>_accuracy": ...}.
+        Sequential, and a Model of one output given as a tensor: the loss, or [loss, accuracy] when
+        compiled with it; with return_dict, {"loss": ..., "accuracy": ...}. A Model of outputs
+        given as a list or a dict: {"loss": total, "<output>_loss": ..., "<output>_accuracy": ...}.
         verbose is taken as Keras takes it; evaluation prints nothing.
         """
         batch_size = check_int(batch_size, "batch_size", 1)

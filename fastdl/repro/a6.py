@@ -286,7 +286,7 @@ class _VaeTrainer:
         return self.decoder.predict(z, batch_size=BATCH_SIZE)
 
     def reconstruct(self, images):
-        return self.decoder.predict(self.encoder.predict(images, batch_size=BATCH_SIZE)["z_mean"],
+        return self.decoder.predict(self.encoder.predict(images, batch_size=BATCH_SIZE),
                                     batch_size=BATCH_SIZE)
 
 

@@ -87,7 +87,8 @@ def build_vae(image_shape, latent_dim=LATENT_DIM, seed=0, backend=None):
     z_log_var = nn.Dense(latent_dim, name="z_log_var")(hidden)
     z = nn.Sampling(name="sampling")([z_mean, z_log_var])
     decoder = deconv_net(latent_dim, image_shape, "sigmoid", "decoder", seed=seed + 1, backend=backend)
-    vae = nn.Model(images, decoder(z), seed=seed, backend=backend, name="vae")
+    # The output named: fit logs the reconstruction's loss ("decoder_loss") beside the total.
+    vae = nn.Model(images, {"decoder": decoder(z)}, seed=seed, backend=backend, name="vae")
     encoder = nn.Model(images, z_mean, seed=seed, backend=backend, name="encoder")
     vae.compile(nn.Adam(VAE_LR), "binary_crossentropy", loss_weights=float(np.prod(image_shape)))
     return vae, encoder, decoder
@@ -123,5 +124,5 @@ def gan_step(gan, generator, discriminator, real, rng, latent_dim=LATENT_DIM):
     labels = np.concatenate([np.ones((n, 1), np.float32), np.zeros((n, 1), np.float32)])
     d_loss = discriminator.train_on_batch(images, labels)
     z = rng.standard_normal((2 * n, latent_dim), dtype=np.float32)
-    g_loss = gan.train_on_batch(z, np.ones((2 * n, 1), np.float32))["loss"]
+    g_loss = gan.train_on_batch(z, np.ones((2 * n, 1), np.float32))
     return float(d_loss), float(g_loss)

@@ -108,7 +108,7 @@ def feature_network(kind, image_shape, quick, fashion=None, cache_dir=None, seed
 
 def features_of(network, images_unit):
     """(n, 128) float64 features of float32 images in [0, 1]."""
-    return network.predict(images_unit, batch_size=256)["features"].astype(np.float64)
+    return network.predict(images_unit, batch_size=256).astype(np.float64)
 
 
 def score(network, generated_unit, reference_features):
