@@ -77,11 +77,38 @@ def test_fused_matches_separate_ops(backend, dtype, config, relu, ties, rng):
 
 
 def test_fusable_pools():
-    assert pool_fusable(1, (2, 2, 2, 2, 0, 0))
-    assert pool_fusable(0, (3, 2, 3, 2, 0, 0))
-    assert not pool_fusable(2, (2, 2, 2, 2, 0, 0))  # sigmoid
-    assert not pool_fusable(1, (3, 3, 2, 2, 0, 0))  # overlapping windows
-    assert not pool_fusable(1, (2, 2, 2, 2, 0, 1))  # padded ("same" on an odd size)
+    assert pool_fusable(1, (2, 2, 2, 2, 0, 0), (6, 6), (3, 3))
+    assert pool_fusable(0, (3, 2, 3, 2, 0, 0), (7, 5), (2, 2))  # leftover rows and columns no window covers
+    assert not pool_fusable(2, (2, 2, 2, 2, 0, 0), (6, 6), (3, 3))  # sigmoid
+    assert not pool_fusable(1, (3, 3, 2, 2, 0, 0), (7, 7), (3, 3))  # overlapping windows
+    assert not pool_fusable(1, (2, 2, 2, 2, 0, 1), (6, 6), (3, 3))  # padded at the left
+    # "same" on an odd size pads only the bottom and right: the last windows hang past the outputs.
+    assert not pool_fusable(1, (2, 2, 2, 2, 0, 0), (5, 6), (3, 3))
+
+
+def test_same_pooling_of_an_odd_size_runs_unfused_and_is_refused_by_the_fused_op(backend, rng):
+    # Conv2D to 5x5, then MaxPool2D(2, "same") to 3x3: fused, the last windows read and wrote past
+    # the convolution's outputs (wrong outputs, then a crash in training).
+    layers = [nn.Conv2D(3, 2, activation="relu", input_shape=(6, 6, 2)), nn.MaxPool2D(2, padding="same"),
+              nn.Flatten(), nn.Dense(2)]
+    fused = nn.Sequential(layers, seed=0, dtype="float64", backend=backend)
+    fused.compile(nn.SGD(0.1), "mse")
+    assert not fused.layers[0].fuses_with(fused.layers[1])
+    x, y = rng.standard_normal((4, 6, 6, 2)), rng.standard_normal((4, 2))
+    conv = fused.layers[0]
+    pooled = max_pool2d(np.maximum(conv2d(x, conv.kernel.value, conv.bias.value, backend="numpy"), 0), 2, None,
+                        "same", backend="numpy")
+    np.testing.assert_allclose(fused.layers[1].forward(conv.forward(x)), pooled, rtol=1e-12)
+    fused.fit(x, y, epochs=2, batch_size=2)
+    assert np.isfinite(fused.get_weights()[0]).all()
+    geometry = _geometry(x.shape, conv.kernel.value.shape, 1, "valid")
+    out, code = np.empty((4, 3, 3, 3)), np.empty((4, 3, 3, 3), np.int32)
+    with pytest.raises(ValueError, match=r"pooled outputs of \(3, 3\) in windows of \(2, 2\) need more than "
+                                         r"the convolution's \(5, 5\) outputs"):
+        conv2d_pool_into(x, conv.kernel.value, conv.bias.value, geometry, 1, (2, 2), out, code, backend=backend)
+    with pytest.raises(ValueError, match="need more than"):
+        conv2d_pool_grad_into(x, conv.kernel.value, out, code, geometry, (2, 2), None, np.empty((2, 2, 2, 3)),
+                              None, backend=backend)
 
 
 def _model(fuse, seed=0):

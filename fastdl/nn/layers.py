@@ -216,7 +216,8 @@ class Conv2D(_Activated):
     def fuses_with(self, pool):
         """Whether this layer and the MaxPool2D `pool` after it can run as one pass (forward_pooled)."""
         return (type(pool) is MaxPool2D and self.activation in ("linear", "relu")
-                and pool_fusable(ACTIVATIONS[self.activation], pool._window))
+                and pool_fusable(ACTIVATIONS[self.activation], pool._window, self.output_shape[:2],
+                                 pool.output_shape[:2]))
 
     def forward_pooled(self, x, pool, training=False):
         """pool.forward(self.forward(x)) in one pass: each batch of images is activated and pooled

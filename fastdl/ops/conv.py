@@ -295,8 +295,10 @@ def conv2d_grad(x, kernel, dout, strides=1, padding="valid", backend=None):
 
     Notes
     -----
-    dkernel is summed over images in a fixed order for a given thread count; each thread adds its
-    images' patches^T @ dout with one GEMM per batch, and the threads' sums are added in order.
+    dkernel and dbias are summed over images in a fixed order for a given thread count; each
+    thread adds its images' patches^T @ dout with one GEMM per batch (and its column sums of
+    dout), and the threads' sums are added in order. Another thread count groups the images
+    differently, which can change the last bits of both (dx does not change).
     """
     x, kernel, geometry = _check_conv(x, kernel, strides, padding)
     x, kernel, dout, dx, dkernel, dbias = grad_arrays(x, kernel, dout, geometry[2], kernel.shape[3], "out_channels",

@@ -15,12 +15,27 @@ from fastdl.ops.conv import _backward_gemms, _forward_batches, _forward_plan, _p
 from fastdl.ops.dense import _NO_BIAS
 
 
-def pool_fusable(activation, pool_window):
-    """Whether a convolution with `activation` followed by max pooling with `pool_window` (pool_h,
-    pool_w, stride_h, stride_w, pad_top, pad_left) can run as conv2d_pool_into: ReLU or no
-    activation, and windows that neither overlap nor need padding."""
+def pool_fusable(activation, pool_window, conv_hw, pooled_hw):
+    """Whether a convolution with `activation` and outputs of conv_hw followed by max pooling with
+    `pool_window` (pool_h, pool_w, stride_h, stride_w, pad_top, pad_left) to pooled_hw can run as
+    conv2d_pool_into: ReLU or no activation, and windows that neither overlap nor need padding
+    (padding "same" pads an odd size at the bottom and right: no pad_top or pad_left, but the last
+    windows would read past the convolution's outputs)."""
     pool_h, pool_w, stride_h, stride_w, pad_top, pad_left = pool_window
-    return activation in (0, 1) and (pool_h, pool_w) == (stride_h, stride_w) and pad_top == pad_left == 0
+    return (activation in (0, 1) and (pool_h, pool_w) == (stride_h, stride_w) and pad_top == pad_left == 0
+            and _windows_inside(conv_hw, (pool_h, pool_w), pooled_hw))
+
+
+def _windows_inside(conv_hw, pool, pooled_hw):
+    return all(pooled * size <= conv for conv, size, pooled in zip(conv_hw, pool, pooled_hw))
+
+
+def _check_windows(geometry, pool, pooled):
+    """The compiled kernels read (and the backward pass writes) every window whole: a window
+    hanging past the convolution's outputs would run past their memory."""
+    if not _windows_inside(geometry[2], pool, pooled.shape[1:3]):
+        raise ValueError(f"pooled outputs of {pooled.shape[1:3]} in windows of {tuple(pool)} need more than the "
+                         f"convolution's {tuple(geometry[2])} outputs: pool them with max_pool2d instead")
 
 
 def conv2d_pool_into(x, kernel, bias, geometry, activation, pool, out, code, backend=None):
@@ -32,6 +47,7 @@ def conv2d_pool_into(x, kernel, bias, geometry, activation, pool, out, code, bac
     images is pooled while its GEMM output is in cache: the full-size activation never goes to
     memory. Equals conv2d_into followed by max_pool2d_into.
     """
+    _check_windows(geometry, pool, out)
     if _device.is_device(out):
         return _nn_on_device.conv2d_pool_into(x, kernel, bias, geometry, activation, pool, out, code)
     kernels, _ = _backend.kernels("conv", backend)
@@ -61,6 +77,7 @@ def conv2d_pool_grad_into(x, kernel, dpooled, code, geometry, pool, dx, dkernel,
     without a bias. Each batch's dense gradient is rebuilt from the winners in a reused block, then
     goes through the GEMMs of conv2d_grad_into.
     """
+    _check_windows(geometry, pool, dpooled)
     if _device.is_device(dpooled):
         return _nn_on_device.conv2d_pool_grad_into(x, kernel, dpooled, code, geometry, pool, dx, dkernel, dbias)
     kernels, _ = _backend.kernels("conv", backend)
