@@ -220,3 +220,12 @@ def test_checkpoint_keeps_its_best_across_fits(tmp_path):
     assert _compiled().load(path).epochs_trained == 2
     model.fit(x, y, epochs=1, callbacks=[Script(), checkpoint])
     assert _compiled().load(path).epochs_trained == 5
+
+
+def test_checkpoint_template_that_cannot_be_filled_is_a_clear_error(tmp_path):
+    x, y = blobs(32)
+    for template, match in [("w-{epoch:02d}-{val_acc:.2f}.npz", r"KeyError: 'val_acc'\); its fields can be epoch, "
+                                                                r"accuracy, loss"),
+                            ("w-{}.npz", "IndexError"), ("w-{epoch:s}.npz", "ValueError")]:
+        with pytest.raises(ValueError, match=match):
+            _compiled().fit(x, y, callbacks=[nn.ModelCheckpoint(tmp_path / template)])

@@ -144,6 +144,71 @@ def test_load_refuses_another_architecture(tmp_path):
         other.load(tmp_path / "m.npz")
 
 
+def _dropout_elsewhere(kind, seed):
+    """A model whose Dropout draws from a generator other than the model's own: a model inside it,
+    or the layer's own seed."""
+    if kind == "nested":
+        inner = nn.Sequential([nn.Dense(8, activation="relu", input_shape=(8,)), nn.Dropout(0.5)], seed=seed + 1)
+        return nn.Sequential([inner, nn.Dense(3, activation="softmax")], seed=seed)
+    return nn.Sequential([nn.Dense(8, activation="relu", input_shape=(8,)), nn.Dropout(0.5, seed=seed + 1),
+                          nn.Dense(3, activation="softmax")], seed=seed)
+
+
+@pytest.mark.parametrize("kind", ["nested", "dropout_seed"])
+def test_every_generator_is_saved_and_reseeded(tmp_path, kind):
+    x, y = blobs(64)
+
+    def compiled(seed):
+        model = _dropout_elsewhere(kind, seed)
+        model.compile(nn.SGD(0.1), "sparse_categorical_crossentropy")
+        return model
+
+    straight, first = compiled(1), compiled(1)
+    straight.fit(x, y, epochs=2, batch_size=8)
+    first.fit(x, y, epochs=1, batch_size=8)
+    first.save(tmp_path / "model.npz")
+    resumed = compiled(50).load(tmp_path / "model.npz")  # other generators: load sets them all
+    resumed.fit(x, y, epochs=1, batch_size=8)
+    for a, b in zip(straight.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # fit(seed=) restarts every generator: twice from the same weights, the same training.
+    start = straight.get_weights()
+    runs = []
+    for _ in range(2):
+        straight.set_weights(start)
+        straight.fit(x, y, epochs=1, batch_size=8, seed=5)
+        runs.append(straight.get_weights())
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_refused_load_leaves_an_unbuilt_model_unbuilt(tmp_path):
+    saved = nn.Sequential([nn.Dense(7, input_shape=(5,)), nn.Dense(2)], seed=0)
+    saved.compile("adam", "mse")
+    saved.save(tmp_path / "m.npz")
+    model = nn.Sequential([nn.Dense(4), nn.Dense(2)], seed=0)
+    model.compile("adam", "mse")
+    with pytest.raises(ValueError, match=r"dense/kernel has shape \(5, 7\), the model's has \(5, 4\)"):
+        model.load(tmp_path / "m.npz")
+    assert model.input_shape is None
+    model.fit(np.ones((4, 6)), np.ones((4, 2)))  # builds for its own data
+
+
+def test_loading_a_file_that_is_no_save_is_a_clear_error(tmp_path):
+    model = small_mlp()
+    model.save(tmp_path / "m.npz")
+    whole = (tmp_path / "m.npz").read_bytes()
+    (tmp_path / "truncated.npz").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "empty.npz").write_bytes(b"")
+    np.savez(tmp_path / "foreign.npz", weights=np.ones(3))
+    np.save(tmp_path / "array.npy", np.ones(3))
+    for name in ["truncated.npz", "empty.npz", "foreign.npz", "array.npy"]:
+        with pytest.raises(ValueError, match=f"{name} is not a model saved by fastdl.nn"):
+            small_mlp().load(tmp_path / name)
+    with pytest.raises(FileNotFoundError):
+        small_mlp().load(tmp_path / "missing.npz")
+
+
 def _compiled():
     model = small_mlp()
     model.compile("sgd", "sparse_categorical_crossentropy", ["accuracy"])

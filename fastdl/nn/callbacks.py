@@ -169,7 +169,12 @@ class ModelCheckpoint(_Monitor):
             return False
         path = str(self.filepath)
         if "{" in path:
-            path = path.format(epoch=epoch + 1, **(logs or {}))
+            try:
+                path = path.format(epoch=epoch + 1, **(logs or {}))
+            except (KeyError, IndexError, ValueError) as exc:
+                fields = ", ".join(["epoch", *sorted(logs or {})])
+                raise ValueError(f"ModelCheckpoint's filepath {self.filepath!r} cannot be filled from this epoch "
+                                 f"({type(exc).__name__}: {exc}); its fields can be {fields}") from exc
         self.model.save(path)
         self.last_saved = path
         return False

@@ -311,6 +311,7 @@ class Model(Training):
     set_weights = Sequential.set_weights
     save = Sequential.save
     load = Sequential.load
+    _saved_weights = Sequential._saved_weights
     _check_x = Sequential._check_x
     _as_batch = Sequential._as_batch
 

@@ -1,7 +1,9 @@
 """Sequential: compile, fit, evaluate, predict, summary, save and load."""
 
 import contextlib
+import copy
 import json
+import zipfile
 
 import numpy as np
 
@@ -376,8 +378,9 @@ class Sequential(Training):
 
         arrays = {f"param:{name}": _device.host(p.value) for name, p in self.parameters()}
         arrays.update({f"state:{name}": _device.host(a) for name, a in self.non_trainable_weights()})
-        meta = {"format": "fastdl.nn/1", "input_shape": list(self.input_shape), "epochs_trained": self.epochs_trained,
-                "rng": self.rng.bit_generator.state, "optimizer": None}
+        generators = {path: generator.bit_generator.state for path, generator in self._generators().items()}
+        meta = {"format": SAVE_FORMAT, "input_shape": list(self.input_shape), "epochs_trained": self.epochs_trained,
+                "rng": generators["rng"], "generators": generators, "optimizer": None}
         if self.optimizer is not None and self.optimizer.params:
             opt_meta, opt_arrays = self.optimizer.state_dict()
             meta["optimizer"] = opt_meta
@@ -392,21 +395,15 @@ class Sequential(Training):
         Everything is read and checked before anything is set: a file that does not fit the model
         (other layers or shapes, another optimizer's state) changes nothing.
         """
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
+        with _open_save(path) as (data, meta):
             if self.input_shape is None:
+                # Built for the file's inputs, but checked on a copy first: an unbuilt model (no
+                # weights to copy) that does not fit the file stays unbuilt.
+                trial = copy.deepcopy(self)
+                trial.build(meta["input_shape"])
+                trial._saved_weights(path, data)
                 self.build(meta["input_shape"])
-            params = self.parameters()
-            saved = {k[len("param:"):] for k in data.files if k.startswith("param:")}
-            if saved != {name for name, _ in params}:
-                raise ValueError(f"{path} holds weights for layers {sorted(saved)}, this model has {[n for n, _ in params]}")
-            # Files from before non-trainable state keep the freshly built statistics.
-            targets = [(name, p.value, data[f"param:{name}"]) for name, p in params]
-            targets += [(name, a, data[f"state:{name}"]) for name, a in self.non_trainable_weights()
-                        if f"state:{name}" in data.files]
-            for name, target, value in targets:
-                if value.shape != target.shape:
-                    raise ValueError(f"{path}: weight {name} has shape {value.shape}, the model's has {target.shape}")
+            targets = self._saved_weights(path, data)
             restore_optimizer = meta["optimizer"] is not None and self.optimizer is not None
             if restore_optimizer:
                 self._attach_optimizer()
@@ -417,8 +414,54 @@ class Sequential(Training):
             if restore_optimizer:
                 self.optimizer.load_state_dict(meta["optimizer"], opt_arrays)
         self.epochs_trained = int(meta["epochs_trained"])
-        self.rng.bit_generator.state = meta["rng"]
+        # Files from before every generator was saved hold the model's own alone.
+        states = meta.get("generators", {"rng": meta["rng"]})
+        for path_in_model, generator in self._generators().items():
+            if path_in_model in states:
+                generator.bit_generator.state = states[path_in_model]
         return self
+
+    def _saved_weights(self, path, data):
+        """[(name, the model's array, the file's array)] of every weight in the file `data`, once
+        their names and shapes are checked against the model's."""
+        params = self.parameters()
+        saved = {k[len("param:"):] for k in data.files if k.startswith("param:")}
+        if saved != {name for name, _ in params}:
+            raise ValueError(f"{path} holds weights for layers {sorted(saved)}, this model has {[n for n, _ in params]}")
+        # Files from before non-trainable state keep the freshly built statistics.
+        targets = [(name, p.value, data[f"param:{name}"]) for name, p in params]
+        targets += [(name, a, data[f"state:{name}"]) for name, a in self.non_trainable_weights()
+                    if f"state:{name}" in data.files]
+        for name, target, value in targets:
+            if value.shape != target.shape:
+                raise ValueError(f"{path}: weight {name} has shape {value.shape}, the model's has {target.shape}")
+        return targets
+
+
+SAVE_FORMAT = "fastdl.nn/1"
+
+
+@contextlib.contextmanager
+def _open_save(path):
+    """(the .npz's arrays, its metadata) of a file `save` wrote; a ValueError naming the file for
+    one that is no such file (a truncated or foreign .npz, another kind of file)."""
+    try:
+        data = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path} is not a model saved by fastdl.nn (.npz): {exc}") from exc
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} is not a model saved by fastdl.nn: it holds one array, not an .npz archive")
+    with data:
+        try:
+            meta = json.loads(str(data["meta"]))
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"{path} is not a model saved by fastdl.nn: {exc}") from exc
+        if not isinstance(meta, dict) or meta.get("format") != SAVE_FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else meta
+            raise ValueError(f"{path} is not a model saved by fastdl.nn (format {found!r}, not {SAVE_FORMAT!r})")
+        yield data, meta
 
 
 def _fused_steps(layers):

@@ -356,11 +356,34 @@ class Training(GradientFlags, Layer):
         # Keras takes the last samples, before any shuffling.
         return x[:-n_val], y[:-n_val], (x[-n_val:], y[-n_val:])
 
+    def _generators(self):
+        """{path: Generator} of every generator the model's training draws from, each once: its own
+        ("rng": shuffling, and the masks of layers without one of their own), a layer's own
+        (Dropout(seed=...)), and those of the models inside it ("discriminator/rng", ...)."""
+        found, seen = {}, set()
+
+        def walk(model, prefix):
+            for path, generator in [(prefix + "rng", model.rng)] + [
+                    (f"{prefix}{layer.name}/rng", getattr(layer, "rng", None)) for layer in model.layers]:
+                if isinstance(generator, np.random.Generator) and id(generator) not in seen:
+                    seen.add(id(generator))
+                    found[path] = generator
+            for layer in model.layers:
+                if isinstance(layer, Training):
+                    walk(layer, f"{prefix}{layer.name}/")
+
+        walk(self, "")
+        return found
+
     def _reseed(self, seed):
-        old, self.rng = self.rng, np.random.default_rng(seed)
-        for layer in self.layers:
-            if getattr(layer, "rng", None) is old:
-                layer.rng = self.rng
+        """Every generator of the model (_generators) restarted from `seed`: the model's own as
+        np.random.default_rng(seed), each other one from a child seed of it, in place, so that the
+        layers and models sharing one keep sharing it."""
+        generators = self._generators()
+        others = [path for path in generators if path != "rng"]
+        seeds = [seed] + np.random.SeedSequence(seed).spawn(len(others))
+        for path, child in zip(["rng"] + others, seeds):
+            generators[path].bit_generator.state = np.random.default_rng(child).bit_generator.state
 
 
     def _train_epoch(self, x, y, batch_size, shuffle, epoch, callbacks):
