@@ -393,9 +393,45 @@ def test_cache_of_varied_clocks_from_before_one_clock_is_rendered_again(tmp_path
     (cache / "clocks.json").write_text(json.dumps(sidecar))
     capsys.readouterr()
     load_clocks()
-    assert "older version of fastdl" in capsys.readouterr().err and len(renders) == 2
+    err = capsys.readouterr().err
+    assert "older version of fastdl" in err and len(renders) == 2
+    assert "the new default settings (one clock, turned at most 30 degrees, 150x150)" in err
     assert json.loads((cache / "clocks.json").read_text())["faces"] == "one"
 
     generate_clocks(6, faces="varied")
     *_, source = load_clocks(with_source=True)
     assert len(renders) == 3 and "varied clocks" in source
+
+
+def test_outdated_cache_the_user_generated_is_rendered_again_with_its_settings(tmp_path, capsys,
+                                                                              renders):
+    """`fastdl data generate clocks --faces varied --max-turn 180 --size 32` into the cache, then
+    a new renderer version: the set is rendered again as the user made it, not with the defaults."""
+    cache = tmp_path / "cache" / "clocks"
+    generate_clocks(6, size=32, max_turn=180.0, faces="varied")
+    sidecar = json.loads((cache / "clocks.json").read_text())
+    sidecar["renderer_version"] = clock_render.RENDERER_VERSION - 1
+    (cache / "clocks.json").write_text(json.dumps(sidecar))
+    *_, source = load_clocks(with_source=True)
+    assert "with their recorded settings (varied clocks, 32x32)" in capsys.readouterr().err
+    assert renders == [(6, 0, 32, "varied")] * 2 and "varied clocks, 6 images, 32x32" in source
+    rendered = json.loads((cache / "clocks.json").read_text())
+    assert rendered["max_turn"] == 180.0
+    assert rendered["renderer_version"] == clock_render.RENDERER_VERSION
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("max_turn", None, r"max_turn .*\[0, 180\], got None"),
+    ("max_turn", "30", r"max_turn .*got '30'"),
+    ("faces", "many", r"faces .*got 'many'"),
+    ("size", 4.5, r"size .*got 4.5"),
+    ("seed", None, r"seed .*got None"),
+])
+def test_hand_edited_sidecar_settings_are_named(tmp_path, renders, key, value, message):
+    data = generate_clocks(3, seed=1, directory=tmp_path / "set")
+    sidecar = json.loads((data / "clocks.json").read_text())
+    sidecar[key] = value
+    (data / "clocks.json").write_text(json.dumps(sidecar))
+    with pytest.raises(ValueError, match=f"clocks.json records an invalid {message}") as info:
+        load_clocks(data, with_source=True)
+    assert f"Delete {data} and re-generate it" in str(info.value)

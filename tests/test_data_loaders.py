@@ -376,6 +376,16 @@ def test_cli_data_download_and_list(tmp_path, monkeypatch, capsys):
         main(["data", "download", "mnist"])
 
 
+
+def test_cli_a6_with_an_empty_face_array_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "empty.npy").write_bytes(b"")  # an interrupted copy
+    assert main(["reproduce", "a6", "--quick", "--data", f"npy:{tmp_path / 'empty.npy'}",
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fastdl: error: ") and str(tmp_path / "empty.npy") in err
+    assert "Traceback" not in err
+
+
 # --- the real data, where the Debian package is installed ----------------------------------
 
 @pytest.mark.skipif(not DEBIAN_DIR.is_dir(), reason=f"Fashion-MNIST not installed at {DEBIAN_DIR} "

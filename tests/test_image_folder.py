@@ -1,5 +1,6 @@
 """fastdl.data.image_folder: faces from a folder of PNG/JPEG files (cached) or from a .npy array."""
 
+import io
 import json
 import os
 
@@ -269,7 +270,7 @@ def test_face_array_is_cropped_and_resized(tmp_path):
     (np.full((1, 8, 8, 3), "a"), TypeError, r"real numbers .* got dtype <U1"),
     (np.zeros((1, 8, 8, 3), complex), TypeError, r"got dtype complex128"),
     (np.zeros((1, 8, 8, 3), bool), TypeError, r"got dtype bool"),
-    (np.array([{"a": 1}], dtype=object), ValueError, r"not a .npy array of numbers"),
+    (np.array([{"a": 1}], dtype=object), ValueError, r"pickled/object arrays are refused"),
 ])
 def test_face_array_bad_input(tmp_path, array, error, match):
     with pytest.raises(error, match=match):
@@ -286,3 +287,22 @@ def test_face_array_missing_file(tmp_path):
     np.savez(tmp_path / "faces.npz", faces=np.zeros((1, 8, 8, 3), np.uint8))
     with pytest.raises(ValueError, match=".npz archive"):
         load_face_array(tmp_path / "faces.npz")
+
+
+def _npy_bytes(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "is not a .npy file"),  # an interrupted copy, `touch faces.npy`
+    (b"\x93NUMPY\x01\x00", "damaged or truncated .npy header"),
+    (_npy_bytes(np.zeros((2, 8, 8, 3), np.uint8))[:-10], "is truncated"),
+])
+def test_face_array_empty_or_truncated_file_is_named(tmp_path, content, message):
+    path = tmp_path / "faces.npy"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message) as info:
+        load_face_array(path, size=8)
+    assert str(path) in str(info.value)

@@ -182,6 +182,60 @@ def check_digest(path, expected, actual, name, gunzip=False):
         f"verify=False (--no-verify) to use custom files of the same format.")
 
 
+def read_npy_header(path):
+    """(shape, dtype) from a .npy file's header, after checking the file's size matches it.
+
+    Raises
+    ------
+    ValueError
+        Not a .npy file (empty, text, a .npz archive), a pickled/object array, or truncated
+        (or with trailing bytes).
+    """
+    fmt = np.lib.format
+    readers = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
+    with open(path, "rb") as stream:
+        magic = stream.read(len(fmt.MAGIC_PREFIX))
+        if magic.startswith(b"PK\x03\x04"):
+            raise ValueError(f"{path} is a .npz archive, not a .npy file")
+        if magic != fmt.MAGIC_PREFIX:
+            raise ValueError(f"{path} is not a .npy file (no NumPy magic string)")
+        stream.seek(0)
+        try:
+            version = fmt.read_magic(stream)
+            if version not in readers:
+                raise ValueError(f".npy format version {version} is not supported")
+            shape, _, dtype = readers[version](stream)
+        except (ValueError, EOFError, SyntaxError) as error:
+            raise ValueError(f"{path} has a damaged or truncated .npy header ({error})") from error
+        data_offset = stream.tell()
+    if dtype.hasobject:
+        raise ValueError(f"{path} holds an object array ({dtype}); pickled/object arrays are "
+                         f"refused (they can run code when loaded)")
+    expected = data_offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    actual = os.path.getsize(path)
+    if actual != expected:
+        problem = "is truncated" if actual < expected else "has trailing bytes"
+        raise ValueError(f"{path} {problem}: its header says {shape} {dtype} "
+                         f"({expected - data_offset:,} bytes of data), it holds "
+                         f"{actual - data_offset:,}")
+    return tuple(shape), dtype
+
+
+def load_npy(path):
+    """A .npy file's array, after :func:`read_npy_header`'s checks; no pickles, no memory map.
+
+    Raises
+    ------
+    ValueError
+        Naming the file: any of read_npy_header's problems, or np.load failing.
+    """
+    read_npy_header(path)
+    try:
+        return np.load(path, allow_pickle=False, mmap_mode=None)
+    except (ValueError, EOFError, OSError) as error:
+        raise ValueError(f"{path} cannot be read as a .npy file ({error})") from error
+
+
 def download(name, files, base_url, sha256, directory=None, gzip_content=False):
     """Fetch a dataset's files into ``directory/name`` (default: the cache), verified.
 

@@ -11,7 +11,6 @@ holds the course's data.
 """
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -36,6 +35,7 @@ SYNTHETIC_SEED = 0
 SYNTHETIC_FACES = "one"
 SYNTHETIC_MAX_TURN = 30.0
 IMAGE_SIZE = 150
+SETTINGS = ("faces", "max_turn", "size")  # generate_clocks' settings, recorded in clocks.json
 N_HOURS = 12
 N_MINUTES = 60
 
@@ -48,7 +48,8 @@ def load_clocks(path=None, verify=True, with_source=False):
     subfolder. When none holds them, 18,000 synthetic clocks (seed 0: :func:`generate_clocks`'
     defaults, one clock in 18,000 poses, scenes and times as the course's photographs, turned at
     most 30 degrees) are rendered into ``<cache>/clocks`` on first use (which is said on stderr)
-    and read from there afterwards.
+    and read from there afterwards. A set there that an older fastdl rendered with seed 0 and
+    the default count is rendered again, with the settings its ``clocks.json`` records.
 
     Parameters
     ----------
@@ -91,18 +92,16 @@ def load_clocks(path=None, verify=True, with_source=False):
               f"the course's {IMAGES} and {LABELS} were not found; see `fastdl data list`)",
               file=sys.stderr, flush=True)
         generate_clocks(SYNTHETIC_N, SYNTHETIC_SEED, directory)
-    elif _outdated_cache(directory):
-        print(f"fastdl: re-rendering the synthetic clocks in {directory}: they were made by an "
-              f"older version of fastdl", file=sys.stderr, flush=True)
-        generate_clocks(SYNTHETIC_N, SYNTHETIC_SEED, directory)
+    elif (outdated := _outdated_sidecar(directory)) is not None:
+        _render_again(directory, outdated)
     images_path, labels_path = directory / IMAGES, directory / LABELS
     sidecar = read_sidecar(directory) if (directory / SIDECAR).is_file() else None
     n_samples = check_headers(images_path, labels_path)
     if sidecar is not None and verify:
         for file_name in FILES:
             _check_recorded_digest(directory, file_name, sidecar)
-    images = _load_npy(images_path)
-    labels = _load_npy(labels_path)
+    images = _files.load_npy(images_path)
+    labels = _files.load_npy(labels_path)
     check_label_range(labels, labels_path)
     images = np.ascontiguousarray(images)
     labels = np.ascontiguousarray(labels, dtype=np.int64)
@@ -113,11 +112,9 @@ def load_clocks(path=None, verify=True, with_source=False):
         source = (f"course clocks from {directory} ({n_samples:,} images, "
                   f"{height}x{width})")
     else:
-        turn = sidecar.get("max_turn", 180.0)
-        turned = f", turned at most {turn:g} degrees" if turn != 180.0 else ""
-        faces = {"one": "one clock", "varied": "varied clocks"}.get(sidecar.get("faces", "varied"))
+        what = _describe_clocks(sidecar.get("faces", "varied"), sidecar.get("max_turn", 180.0))
         source = (f"synthetic clocks ({sidecar['renderer']}, seed {sidecar['seed']}, "
-                  f"{faces}{turned}, {n_samples:,} images, {height}x{width}) from {directory}")
+                  f"{what}, {n_samples:,} images, {height}x{width}) from {directory}")
     return images, labels, source
 
 
@@ -204,21 +201,45 @@ def find(path=None):
     return None
 
 
-def _outdated_cache(directory):
-    """Whether `directory` is the cache's own synthetic set, rendered by another renderer version
-    or before its clocks were one clock (fastdl's default set then had varied clocks and its
-    clocks.json no "faces"). A set generated elsewhere is the user's data and is kept as it is."""
+def _outdated_sidecar(directory):
+    """The sidecar of the cache's own synthetic set when another renderer version made it, or
+    made it before its clocks were one clock (fastdl's default set then had varied clocks and its
+    clocks.json no "faces"); else None. A set generated elsewhere is the user's data and is kept
+    as it is."""
     if Path(directory) != default_directory() or not (Path(directory) / SIDECAR).is_file():
-        return False
+        return None
     from fastdl.data import clock_render
 
     try:
         sidecar = read_sidecar(directory)
     except ValueError:
-        return False  # reported when the set is read
+        return None  # reported when the set is read
     old = (sidecar.get("renderer_version") != clock_render.RENDERER_VERSION
            or "faces" not in sidecar)
-    return old and sidecar.get("seed") == SYNTHETIC_SEED and sidecar.get("n") == SYNTHETIC_N
+    if old and sidecar.get("seed") == SYNTHETIC_SEED and sidecar.get("n") == SYNTHETIC_N:
+        return sidecar
+    return None
+
+
+def _render_again(directory, sidecar):
+    """Render the cache's outdated set again with the settings its sidecar records (a sidecar
+    from before they were all recorded: the defaults), saying so on stderr."""
+    if all(key in sidecar for key in SETTINGS):
+        settings, which = {key: sidecar[key] for key in SETTINGS}, "their recorded settings"
+    else:
+        settings = {"faces": SYNTHETIC_FACES, "max_turn": SYNTHETIC_MAX_TURN, "size": IMAGE_SIZE}
+        which = "the new default settings"
+    print(f"fastdl: re-rendering the synthetic clocks in {directory} with {which} "
+          f"({_describe_clocks(settings['faces'], settings['max_turn'])}, "
+          f"{settings['size']}x{settings['size']}): they were made by an older version of fastdl",
+          file=sys.stderr, flush=True)
+    generate_clocks(SYNTHETIC_N, SYNTHETIC_SEED, directory, **settings)
+
+
+def _describe_clocks(faces, max_turn):
+    """E.g. "one clock, turned at most 30 degrees" or "varied clocks"."""
+    turned = f", turned at most {max_turn:g} degrees" if max_turn != 180.0 else ""
+    return {"one": "one clock", "varied": "varied clocks"}[faces] + turned
 
 
 def locations(data_dir=None):
@@ -245,13 +266,31 @@ def read_sidecar(directory):
         raise ValueError(f"{path} does not describe a synthetic clock set (it needs kind "
                          f"'synthetic', renderer, seed and the SHA-256 of {IMAGES} and "
                          f"{LABELS}); {_regenerate_hint(directory)}")
+    _check_recorded_settings(sidecar, path, directory)
     return sidecar
+
+
+def _check_recorded_settings(sidecar, path, directory):
+    """Raise ValueError unless the seed and settings a sidecar records (older ones lack some)
+    are what generate_clocks accepts: a hand-edited value would crash or mislead later."""
+    from fastdl.data import clock_render
+
+    checks = {"seed": lambda value: _check_int(value, "seed", 0),
+              "size": lambda value: _check_int(value, "size", 8),
+              "max_turn": clock_render.check_max_turn, "faces": clock_render.check_faces}
+    for key, check in checks.items():
+        if key in sidecar:
+            try:
+                check(sidecar[key])
+            except ValueError as error:
+                raise ValueError(f"{path} records an invalid {key} ({error}); "
+                                 f"{_regenerate_hint(directory)}") from None
 
 
 def check_headers(images_path, labels_path):
     """Check both files' .npy headers and sizes before reading them; return the image count."""
-    image_shape, image_dtype = read_npy_header(images_path)
-    label_shape, label_dtype = read_npy_header(labels_path)
+    image_shape, image_dtype = _files.read_npy_header(images_path)
+    label_shape, label_dtype = _files.read_npy_header(labels_path)
     if image_dtype != np.uint8:
         raise ValueError(f"{images_path} holds {image_dtype} images; clock images must be uint8 "
                          f"(0-255 grayscale)")
@@ -273,41 +312,6 @@ def check_headers(images_path, labels_path):
     return image_shape[0]
 
 
-def read_npy_header(path):
-    """(shape, dtype) from a .npy file's header, after checking the file's size matches it.
-
-    Raises
-    ------
-    ValueError
-        Not a .npy file, a pickled/object array, or truncated (or with trailing bytes).
-    """
-    fmt = np.lib.format
-    readers = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
-    with open(path, "rb") as stream:
-        if stream.read(len(fmt.MAGIC_PREFIX)) != fmt.MAGIC_PREFIX:
-            raise ValueError(f"{path} is not a .npy file (no NumPy magic string)")
-        stream.seek(0)
-        try:
-            version = fmt.read_magic(stream)
-            if version not in readers:
-                raise ValueError(f".npy format version {version} is not supported")
-            shape, _, dtype = readers[version](stream)
-        except (ValueError, EOFError, SyntaxError) as error:
-            raise ValueError(f"{path} has a damaged or truncated .npy header ({error})") from error
-        data_offset = stream.tell()
-    if dtype.hasobject:
-        raise ValueError(f"{path} holds an object array ({dtype}); pickled/object arrays are "
-                         f"refused (they can run code when loaded)")
-    expected = data_offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    actual = os.path.getsize(path)
-    if actual != expected:
-        problem = "is truncated" if actual < expected else "has trailing bytes"
-        raise ValueError(f"{path} {problem}: its header says {shape} {dtype} "
-                         f"({expected - data_offset:,} bytes of data), it holds "
-                         f"{actual - data_offset:,}")
-    return tuple(shape), dtype
-
-
 def check_label_range(labels, path):
     """Raise ValueError unless every hour is 0-11 and every minute 0-59."""
     for column, what, limit in ((0, "hour", N_HOURS), (1, "minute", N_MINUTES)):
@@ -316,17 +320,6 @@ def check_label_range(labels, path):
         if bad.size:
             raise ValueError(f"{path}: {what} {values[bad[0]]} in row {bad[0]} is outside "
                              f"0-{limit - 1} ({bad.size} such rows)")
-
-
-def _load_npy(path):
-    """np.load without pickles or memory mapping; a failure is a ValueError naming the file."""
-    try:
-        array = np.load(path, allow_pickle=False, mmap_mode=None)
-    except (ValueError, EOFError, OSError) as error:
-        raise ValueError(f"{path} cannot be read as a .npy file ({error})") from error
-    if not isinstance(array, np.ndarray):  # a .npz archive under a .npy name
-        raise ValueError(f"{path} is not a .npy file")
-    return array
 
 
 def _check_recorded_digest(directory, file_name, sidecar):

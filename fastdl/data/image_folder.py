@@ -118,7 +118,8 @@ def load_face_array(path, size=64):
         ``path`` does not exist (IsADirectoryError: it is a folder).
     ValueError
         Another shape (also (h, w, 3): one image, not a set), no images, NaN or infinity, values
-        outside 0..255, a file that is not a .npy of numbers.
+        outside 0..255, a file that is not a .npy (empty, truncated, a .npz archive), a pickled
+        or object array.
     TypeError
         A non-numeric array (strings, objects, complex numbers, booleans).
     """
@@ -128,14 +129,7 @@ def load_face_array(path, size=64):
         raise FileNotFoundError(f"face array {str(path)!r} does not exist")
     if path.is_dir():
         raise IsADirectoryError(f"{str(path)!r} is a folder; load_image_folder reads folders of images")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except ValueError as error:  # a pickled object array, or not a .npy at all
-        raise ValueError(f"{path} is not a .npy array of numbers: {error}") from None
-    if not isinstance(array, np.ndarray):  # an .npz archive
-        array.close()
-        raise ValueError(f"{path} is a .npz archive; pass a .npy file with one array of faces")
-    faces = _as_rgb_uint8(array, path)
+    faces = _as_rgb_uint8(_files.load_npy(path), path)
     if faces.shape[1:3] != (size, size):
         from PIL import Image
 
