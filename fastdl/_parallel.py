@@ -30,6 +30,7 @@ _controller = None
 _controller_modules = 0
 _blas_users = 0
 _blas_limits = None
+_blas_cap = None  # a cap set (set_num_threads) while BLAS was held: applied as the hold ends
 
 
 class _Team:
@@ -112,6 +113,7 @@ def _forget_team():
     if _blas_users:
         _blas_users, limits, _blas_limits = 0, _blas_limits, None
         limits.restore_original_limits()
+        _apply_blas_cap()
 
 
 if hasattr(os, "register_at_fork"):
@@ -128,6 +130,9 @@ def single_threaded_blas():
     own threads need.
     """
     global _controller, _controller_modules, _blas_users, _blas_limits
+    # FASTDL_NUM_THREADS caps BLAS when it is first read: read it now, so the limits saved below
+    # (and put back at the end) are those under its cap, not the ones before it.
+    _backend._process_threads()
     with _lock:
         # The controller knows the BLAS libraries loaded when it was made: a module imported since
         # (torch, scipy) may have brought another, so then it is made again (scanning costs ~1 ms).
@@ -146,6 +151,27 @@ def single_threaded_blas():
             if _blas_users == 0:
                 _blas_limits.restore_original_limits()
                 _blas_limits = None
+                _apply_blas_cap()
+
+
+def cap_blas(n):
+    """Limit BLAS to `n` threads (fastdl.set_num_threads): now, or where a region holds BLAS to one
+    thread, as the hold ends (restoring the limits saved when it began would undo it)."""
+    global _blas_cap
+    with _lock:
+        _blas_cap = n
+        if _blas_users == 0:
+            _apply_blas_cap()
+
+
+def _apply_blas_cap():
+    """Put the pending cap of cap_blas on BLAS (called with _lock held, or in a forked child)."""
+    global _blas_cap
+    if _blas_cap is not None:
+        from threadpoolctl import threadpool_limits
+
+        n, _blas_cap = _blas_cap, None
+        threadpool_limits(n, user_api="blas")
 
 
 def blas_held():

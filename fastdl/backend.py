@@ -185,6 +185,9 @@ def _load(name, family):
                     module = importlib.import_module(f"{PACKAGES[name]}.{family}")
                 except ImportError as exc:
                     reason = f"its {family!r} kernels failed to load ({exc})"
+                except Exception as exc:  # noqa: BLE001 - e.g. Numba failing as a module compiles
+                    # its helpers: the backend is unavailable, "auto" goes on to the next one.
+                    reason = f"its {family!r} kernels failed to load ({type(exc).__name__}: {exc})"
         _module_cache[key] = (module, reason)
     return _module_cache[key]
 
@@ -274,6 +277,7 @@ def _thread_count(n):
 def _limit_blas(n):
     # Our kernels never call BLAS from inside their own parallel regions, so capping BLAS at the
     # same count keeps the cores from being oversubscribed when a GEMM and a kernel alternate.
-    from threadpoolctl import threadpool_limits
+    # While a region holds BLAS to one thread the cap waits for its end (see _parallel.cap_blas).
+    from fastdl import _parallel
 
-    threadpool_limits(n, user_api="blas")
+    _parallel.cap_blas(n)

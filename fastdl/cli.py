@@ -253,7 +253,7 @@ def _cmd_info(args):
     print(f"  default: {_describe_default_backend(fastdl.get_backend())}")
 
     print("\nThreads:")
-    print(f"  fastdl.get_num_threads()  {fastdl.get_num_threads()}")
+    print(f"  fastdl.get_num_threads()  {_describe_num_threads(fastdl)}")
     try:
         import numba
 
@@ -287,6 +287,15 @@ def _describe_default_backend(name):
         return name
     return (f"{name} (invalid FASTDL_BACKEND: every operation will fail; valid names: "
             f"{', '.join(valid)})")
+
+
+def _describe_num_threads(fastdl):
+    """fastdl's thread count, or what is wrong with FASTDL_NUM_THREADS (as a bad FASTDL_BACKEND is
+    described, the report goes on)."""
+    try:
+        return str(fastdl.get_num_threads())
+    except ValueError as error:  # FASTDL_NUM_THREADS is not a positive integer
+        return f"invalid ({error}): every operation will fail unless fastdl.set_num_threads() is called"
 
 
 def _threadpool_lines():

@@ -21,8 +21,9 @@ BACKENDS = ("numpy", "numba", "cython", "cuda")
 
 
 def _flag(name, default):
-    value = os.environ.get(name, default).strip().lower()
-    return value not in ("0", "false", "no", "off", "")
+    # Empty or blank means the default, as for FASTDL_BACKEND and FASTDL_NUM_THREADS.
+    value = os.environ.get(name, "").strip().lower() or default
+    return value not in ("0", "false", "no", "off")
 
 
 def default_num_threads():

@@ -188,6 +188,29 @@ def test_auto_falls_back_to_numpy_via_probe(fresh_registry, monkeypatch):
     assert status["numba"] == (False, "simulated: numba missing")
 
 
+def test_kernels_failing_to_load_make_the_backend_unavailable(fresh_registry, monkeypatch, rng):
+    """Not only an ImportError: Numba raises RuntimeError where it cannot cache a helper compiled as
+    a kernel module loads. By name that is a BackendUnavailableError; "auto" skips it with a warning."""
+    import types
+
+    real_import = backend_module.importlib.import_module
+
+    def import_module(name):
+        if name == "fastdl.kernels.cpu.distance":
+            raise RuntimeError("cannot cache function 'mix64': no locator available")
+        return real_import(name)
+
+    monkeypatch.setattr(backend_module, "importlib", types.SimpleNamespace(import_module=import_module))
+    A = rng.normal(size=(4, 3))
+    with pytest.raises(fastdl.BackendUnavailableError, match="RuntimeError: cannot cache function 'mix64'"):
+        pairwise_distances(A, backend="numba")
+    backend_module._status_cache["cython"] = (False, "simulated: extension not built")
+    with pytest.warns(RuntimeWarning) as record:
+        out = pairwise_distances(A, backend="auto")
+    assert any("skipping backend 'numba': its 'distance' kernels failed" in str(w.message) for w in record)
+    np.testing.assert_allclose(out, pairwise_distances(A, backend="numpy"), rtol=1e-10, atol=1e-12)
+
+
 # Environment variables (read at import, so each needs a fresh interpreter) ------------------------
 
 
@@ -266,6 +289,37 @@ def test_fastdl_num_threads_env_caps_blas_when_a_model_of_dense_layers_trains_fi
         """, tmp_path, FASTDL_NUM_THREADS="1")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[1]"
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_fastdl_num_threads_env_caps_blas_when_a_cnn_trains_first(tmp_path, threads):
+    """A CNN's fit holds BLAS to one thread (_parallel.single_threaded_blas) and reads the thread
+    count first inside that hold: BLAS stays at one thread all through the fit, and afterwards
+    FASTDL_NUM_THREADS caps it (the hold's end must not put back the limits from before the cap)."""
+    result = _run_python(
+        """
+        import numpy as np
+        from threadpoolctl import threadpool_info
+        from fastdl import nn
+        from fastdl.nn.callbacks import Callback
+
+        def blas():
+            return sorted({pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"})
+
+        inside = set()
+
+        class Record(Callback):
+            def on_batch_end(self, batch, logs=None):
+                inside.update(blas())
+
+        rng = np.random.default_rng(0)
+        model = nn.Sequential([nn.Conv2D(2, 3, input_shape=(6, 6, 1)), nn.Flatten(), nn.Dense(2)], seed=0)
+        model.compile("sgd", "mse")
+        model.fit(rng.random((8, 6, 6, 1)), rng.random((8, 2)), epochs=1, batch_size=4, callbacks=[Record()])
+        print(sorted(inside), blas())
+        """, tmp_path, FASTDL_NUM_THREADS=threads)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"[1] [{threads}]"
 
 
 def test_import_compiles_nothing(tmp_path):

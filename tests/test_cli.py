@@ -244,3 +244,17 @@ def test_info_flags_an_invalid_default_backend(monkeypatch, capsys):
     assert main(["info"]) == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if "default:" in line)
     assert "bogus (invalid FASTDL_BACKEND" in line and "auto, numpy, numba, cython, cuda" in line
+
+
+def test_info_describes_an_invalid_fastdl_num_threads_and_goes_on(monkeypatch, capsys):
+    """As for a bad FASTDL_BACKEND: the Threads line says what is wrong, the report goes on."""
+    import fastdl.backend
+
+    monkeypatch.setenv("FASTDL_NUM_THREADS", "abc")
+    monkeypatch.setattr(fastdl.backend, "_num_threads", None)  # not read yet, as in a fresh process
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if "fastdl.get_num_threads()" in line)
+    assert "invalid (FASTDL_NUM_THREADS must be a positive integer, got 'abc')" in line
+    for expected in ("numba ", "OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT", "GPU:", "CUDA device visible"):
+        assert expected in out.split(line, 1)[1]

@@ -87,3 +87,49 @@ def test_serial_and_parallel_variants_are_cached_apart(tmp_path):
         assert result.stdout.strip() == str(2 * sum(range(1000)))
     indexes = sorted(path.name.split("-")[0] for path in (tmp_path / "cache").rglob("*.nbi"))
     assert indexes == ["probe.twice_parallel_numpy_errors", "probe.twice_serial_numpy_errors"]
+
+
+def test_helpers_fall_back_when_no_cache_location(monkeypatch):
+    """As compile_kernel: the kernels' helpers (kernels/cpu/_jit.helper) compile in memory."""
+    real_njit = numba.njit
+
+    def njit_without_cache_dir(*args, **options):
+        if options.get("cache"):
+            raise RuntimeError("cannot cache function '_double': no locator available")
+        return real_njit(*args, **options)
+
+    monkeypatch.setattr(_jit.numba, "njit", njit_without_cache_dir)
+    assert _jit.helper()(_double)(21) == 42
+    assert _jit.helper(inline="always")(_double)(4) == 8
+
+
+READ_ONLY = """
+import numba.core.caching as caching
+
+def deny(self):  # what Numba meets where the install and the home directory are read-only
+    raise PermissionError(13, "Permission denied")
+
+caching._CacheLocator.ensure_cache_path = deny
+import numpy as np
+from fastdl.xor import lazy_search
+print(lazy_search(n_successes=2, seed=0, backend="numba"))
+"""
+
+
+def test_numba_kernels_with_helpers_run_without_a_cache_location(tmp_path):
+    result = subprocess.run([sys.executable, "-c", READ_ONLY], cwd=tmp_path, capture_output=True, text=True,
+                            env=_clean_env(), timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("[") and "RuntimeWarning" not in result.stderr
+
+
+@pytest.mark.parametrize("value, expected", [("", True), ("  ", True), ("0", False), (" off ", False), ("1", True)])
+def test_blank_fastdl_cache_means_the_default(monkeypatch, value, expected):
+    """Only an explicit 0 (false, no, off) turns the cache off, as the docs say; empty means default,
+    as for FASTDL_BACKEND and FASTDL_NUM_THREADS."""
+    from fastdl import config
+
+    monkeypatch.setenv("FASTDL_CACHE", value)
+    assert config.numba_cache() is expected
+    monkeypatch.setenv("FASTDL_FASTMATH", value)  # the same rule, default off
+    assert config.numba_fastmath() is (value.strip() not in ("", "0", "off"))

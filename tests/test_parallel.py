@@ -40,6 +40,25 @@ def test_concurrent_callers_get_the_same_answers_and_blas_is_restored(backend, r
     assert set(_blas_threads()) == {2}  # every BLAS back to fastdl's count once the calls are done
 
 
+@pytest.mark.parametrize("before, during", [(2, 1), (1, 2)])
+def test_set_num_threads_inside_a_region_caps_blas_when_it_ends(before, during):
+    """set_num_threads while a region holds BLAS to one thread (a fit's callback, another thread):
+    the hold stays, and its end leaves BLAS at the new count, not at the limits saved before it."""
+    import threading
+
+    fastdl.set_num_threads(before)
+    with _parallel.single_threaded_blas():
+        other = threading.Thread(target=fastdl.set_num_threads, args=(during,))
+        other.start()
+        other.join()
+        assert set(_blas_threads()) == {1}
+        assert fastdl.get_num_threads() == during
+    assert set(_blas_threads()) == {during}
+    with _parallel.single_threaded_blas():  # a later region puts the new count back too
+        pass
+    assert set(_blas_threads()) == {during}
+
+
 def test_threads_do_not_change_distances(backend, rng):
     A = rng.normal(size=(600, 200))
     B = rng.normal(size=(500, 200))

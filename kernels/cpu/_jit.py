@@ -27,10 +27,25 @@ def _variant(func, suffix):
     return clone
 
 
+def _njit(func, **options):
+    """numba.njit(func) cached on disk unless FASTDL_CACHE=0 (config.numba_cache); in memory
+    where Numba finds no writable cache location (read-only install, no writable home)."""
+    if config.numba_cache():
+        try:
+            return numba.njit(cache=True, **options)(func)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            pass
+    return numba.njit(**options)(func)
+
+
 def helper(**options):
-    """numba.njit for a function the kernels call (no kernel itself): cached on disk as the
-    kernels are, unless FASTDL_CACHE=0 (config.numba_cache)."""
-    return numba.njit(nogil=True, cache=config.numba_cache(), **options)
+    """Decorator: numba.njit for a function the kernels call (no kernel itself), cached on disk as
+    the kernels are (see _njit)."""
+
+    def decorate(func):
+        return _njit(func, nogil=True, **options)
+
+    return decorate
 
 
 def compile_kernel(func, parallel=False, exact=False):
@@ -46,14 +61,7 @@ def compile_kernel(func, parallel=False, exact=False):
     # Every option that changes the machine code is in the variant's name (see _variant); the
     # error model's part keeps caches written before it was numpy's from being loaded.
     suffix = ("_parallel" if parallel else "_serial") + ("_fastmath" if fastmath else "") + "_numpy_errors"
-    func = _variant(func, suffix)
-    if config.numba_cache():
-        try:
-            return numba.njit(cache=True, **options)(func)
-        except RuntimeError:
-            # No writable cache location (read-only install, no home directory): compile in memory.
-            pass
-    return numba.njit(**options)(func)
+    return _njit(_variant(func, suffix), **options)
 
 
 def launch(serial, parallel, n_threads, *args):
