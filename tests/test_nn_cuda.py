@@ -363,6 +363,16 @@ def test_per_position_cross_entropy_and_training_calls_on_device(cuda_backend):
     kept = first.copy()
     gpu(x[2:], training=True)
     np.testing.assert_array_equal(first, kept)
+    # Device in, device out: an inference call's softmax is the caller's too (it was the layer's
+    # reused buffer, which the next call overwrote), for the model and the layer alike.
+    from numba import cuda
+
+    for call in (gpu, gpu.layers[0]):
+        first = call(cuda.to_device(x[:2]))
+        kept = first.copy_to_host()
+        second = call(cuda.to_device(x[2:]))
+        assert second is not first
+        np.testing.assert_array_equal(first.copy_to_host(), kept)
 
 
 def test_device_batches_of_many_shapes_keep_few_buffers(cuda_backend):

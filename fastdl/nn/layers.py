@@ -58,10 +58,12 @@ class _Activated(Layer):
             return None, None
         return self.kernel.grad, self.bias.grad if self.use_bias else None
 
-    def _activate(self, z):
-        # Softmax layers keep their logits for a fused softmax-cross-entropy loss.
+    def _activate(self, z, training):
+        # Softmax layers keep their logits for a fused softmax-cross-entropy loss. On the device a
+        # training step's softmax goes into a reused buffer; an inference output is the caller's.
         self._logits = z if self.activation == "softmax" else None
-        into = self._buffer("softmax", z.shape) if self.activation == "softmax" and self.on_device else None
+        reuse = training and self.activation == "softmax" and self.on_device
+        into = self._buffer("softmax", z.shape) if reuse else None
         self._out = activations.apply(self.activation, z, backend=self.backend, into=into)
         return self._out
 
@@ -126,7 +128,7 @@ class Dense(_Activated):
         if training and self.logits_suffice:
             self._logits = self._out = z
             return z
-        return self._activate(z)
+        return self._activate(z, training)
 
     def backward(self, dout):
         _, dbias = self._weight_grads()
@@ -211,7 +213,7 @@ class Conv2D(_Activated):
             self._out = conv2d_into(x, self.kernel.value, bias, self._geometry, out, ACTIVATIONS[self.activation],
                                     self.backend)
             return self._out
-        return self._activate(conv2d_into(x, self.kernel.value, bias, self._geometry, out, 0, self.backend))
+        return self._activate(conv2d_into(x, self.kernel.value, bias, self._geometry, out, 0, self.backend), training)
 
     def fuses_with(self, pool):
         """Whether this layer and the MaxPool2D `pool` after it can run as one pass (forward_pooled)."""

@@ -68,7 +68,7 @@ class Conv2DTranspose(_Activated):
                                               ACTIVATIONS[self.activation], self.backend)
             return self._out
         return self._activate(conv2d_transpose_into(x, self.kernel.value, bias, self._geometry, out, 0,
-                                                    self.backend))
+                                                    self.backend), training)
 
     def backward_pre(self, dpre):
         dpre = as_layer_input(dpre, self.dtype, self.output_shape, type(self).__name__ + " backward")
