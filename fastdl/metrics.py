@@ -172,18 +172,14 @@ def frechet_distance(features_a, features_b):
     a = _feature_rows(features_a, "features_a")
     b = _feature_rows(features_b, "features_b")
     check_same_features(a, b, "features_a", "features_b")
-    # Both sets scaled into [-1, 1] by a power of two (exact): huge values' covariances and their
-    # products cannot overflow, nor tiny ones underflow; the distance scales with the square.
+    # Both sets scaled into [-1, 1] first, so that their covariances cannot overflow nor underflow.
     max_abs = max(np.abs(a).max(), np.abs(b).max())
     scale = power_of_two_scale(max_abs)
     a, b = a * scale, b * scale
-    distance = gaussian_frechet_distance(a.mean(axis=0), np.cov(a, rowvar=False, ddof=1).reshape(a.shape[1], -1),
-                                         b.mean(axis=0), np.cov(b, rowvar=False, ddof=1).reshape(b.shape[1], -1))
-    distance = distance / scale / scale  # a Python float: inf where it overflows
-    if distance == np.inf:
-        raise ValueError(f"features_a and features_b hold values too large: their Frechet distance "
-                         f"(a square) is beyond float64's range (largest magnitude {max_abs:.3g})")
-    return distance
+    cov_a = np.cov(a, rowvar=False, ddof=1).reshape(a.shape[1], -1)
+    cov_b = np.cov(b, rowvar=False, ddof=1).reshape(b.shape[1], -1)
+    return _scaled_frechet(a.mean(axis=0) - b.mean(axis=0), cov_a, cov_b, scale, max_abs,
+                           "features_a and features_b")
 
 
 def gaussian_frechet_distance(mu_a, cov_a, mu_b, cov_b):
@@ -208,7 +204,7 @@ def gaussian_frechet_distance(mu_a, cov_a, mu_b, cov_b):
     ------
     ValueError
         Mismatched shapes, NaN or infinity, a covariance that is not symmetric or has a clearly
-        negative eigenvalue.
+        negative eigenvalue, values so large that the distance is beyond float64's range.
     TypeError
         Non-numeric input.
     """
@@ -218,16 +214,34 @@ def gaussian_frechet_distance(mu_a, cov_a, mu_b, cov_b):
         raise ValueError(f"mu_a and mu_b must have the same shape, got {mu_a.shape} and {mu_b.shape}")
     cov_a = _covariance(cov_a, "cov_a", mu_a.shape[0])
     cov_b = _covariance(cov_b, "cov_b", mu_a.shape[0])
-    root_a = _psd_sqrt(cov_a, "cov_a")
-    _check_psd(np.linalg.eigvalsh(cov_b), "cov_b")
+    with np.errstate(over="ignore"):
+        diff = mu_a - mu_b  # inf where it overflows: the distance is then beyond float64's range too
+    # In the units of features whose means differ by diff: a covariance is a square of those.
+    max_abs = max(np.abs(diff).max(), np.sqrt(np.abs(cov_a).max()), np.sqrt(np.abs(cov_b).max()))
+    scale = power_of_two_scale(max_abs)
+    return _scaled_frechet(diff * scale, cov_a * scale * scale, cov_b * scale * scale, scale, max_abs,
+                           "mu_a, cov_a, mu_b and cov_b")
+
+
+def _scaled_frechet(diff, cov_a, cov_b, scale, max_abs, names):
+    """The distance for features multiplied by the power of two `scale` (mean difference diff, covariances
+    cov_a and cov_b), undone on the result: a ValueError naming `names` where it is beyond float64's range.
+
+    Scaled so that the largest value, max_abs, is near 1, the products of the covariances can neither
+    overflow nor underflow; the scale is exact to apply and to undo.
+    """
+    root_a = _psd_sqrt(cov_a, "cov_a", scale)
+    _check_psd(np.linalg.eigvalsh(cov_b), "cov_b", scale)
     middle = root_a @ cov_b @ root_a
     # The eigenvalues of cov_a^{1/2} cov_b cov_a^{1/2} are those of cov_a cov_b; their square
     # roots sum to the trace of its square root.
     eigenvalues = np.linalg.eigvalsh((middle + middle.T) / 2)
     trace_sqrt = np.sqrt(np.clip(eigenvalues, 0.0, None)).sum()
-    diff = mu_a - mu_b
-    distance = diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * trace_sqrt
-    return max(float(distance), 0.0)  # rounding can leave -1e-13 for identical Gaussians
+    distance = float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * trace_sqrt) / scale / scale
+    if not np.isfinite(distance):
+        raise ValueError(f"{names} hold values too large: their Frechet distance (a square) is beyond "
+                         f"float64's range (largest magnitude {max_abs:.3g})")
+    return max(distance, 0.0)  # rounding can leave -1e-13 for identical Gaussians
 
 
 def _feature_rows(features, name):
@@ -247,17 +261,19 @@ def _covariance(cov, name, n_features):
     if np.abs(cov - cov.T).max() > 1e-8 * scale:
         raise ValueError(f"{name} must be symmetric; it differs from its transpose by up to "
                          f"{np.abs(cov - cov.T).max():.3g}")
-    return (cov + cov.T) / 2
+    return cov / 2 + cov.T / 2  # (cov + cov.T) / 2 would overflow near float64's limit
 
 
-def _psd_sqrt(cov, name):
+def _psd_sqrt(cov, name, scale):
     """The symmetric square root of the symmetric cov, eigenvalues below zero taken as zero."""
     eigenvalues, vectors = np.linalg.eigh(cov)
-    _check_psd(eigenvalues, name)
+    _check_psd(eigenvalues, name, scale)
     return (vectors * np.sqrt(np.clip(eigenvalues, 0.0, None))) @ vectors.T
 
 
-def _check_psd(eigenvalues, name):
+def _check_psd(eigenvalues, name, scale):
     # Rounding leaves eigenvalues of a singular covariance slightly below zero; more than that is an error.
+    # They are those of the covariance times scale**2; the message gives the covariance's own.
     if eigenvalues.min() < -1e-8 * max(eigenvalues.max(), np.finfo(np.float64).tiny):
-        raise ValueError(f"{name} must be positive semi-definite, has eigenvalue {eigenvalues.min():.3g}")
+        raise ValueError(f"{name} must be positive semi-definite, has eigenvalue "
+                         f"{eigenvalues.min() / scale / scale:.3g}")

@@ -196,6 +196,23 @@ def test_frechet_of_huge_and_tiny_features_scales(rng):
         frechet_distance(a * 1e200, b * 1e200)
 
 
+@pytest.mark.parametrize("scale", [1e160, 1e300, 1e-200, 1e-170, 5e-324])
+def test_gaussian_frechet_of_huge_and_tiny_covariances_scales(scale):
+    """As for feature sets: cov_a^{1/2} cov_b cov_a^{1/2} must not overflow (NaN) nor underflow."""
+    eye = np.eye(2)
+    assert gaussian_frechet_distance([0, 0], eye * scale, [0, 0], eye * scale) == pytest.approx(0.0, abs=1e-12 * scale)
+    assert gaussian_frechet_distance([0, 0], eye * scale, [0, 0], eye * 4 * scale) == pytest.approx(2 * scale)
+    # Equal huge means leave the covariance term, however small.
+    assert gaussian_frechet_distance([1e300, 0], eye, [1e300, 0], eye * 4) == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("mu_a, mu_b", [([1e200, 0.0], [0.0, 0.0]), ([1e308, 0.0], [-1e308, 0.0])])
+def test_gaussian_frechet_beyond_float64_is_an_error(mu_a, mu_b):
+    with pytest.raises(ValueError, match=r"mu_a, cov_a, mu_b and cov_b hold values too large: .* beyond "
+                                         r"float64's range"):
+        gaussian_frechet_distance(mu_a, np.eye(2), mu_b, np.eye(2))
+
+
 @pytest.mark.parametrize("a, b, error, message", [
     (np.zeros(5), np.zeros((3, 5)), ValueError, r"features_a must be 2-D \(n_samples, n_features\), got shape \(5,\)"),
     (np.zeros((3, 5)), np.zeros((3, 5, 1)), ValueError, r"features_b must be 2-D"),
@@ -222,6 +239,7 @@ def test_frechet_bad_input(a, b, error, message):
     (np.zeros((2, 1)), np.eye(2), np.zeros(2), np.eye(2), r"mu_a must be 1-D"),
     (np.zeros(2), np.eye(2), np.zeros(2), [[1.0, 0.5], [0.0, 1.0]], r"cov_b must be symmetric"),
     (np.zeros(2), [[1.0, 0.0], [0.0, -1.0]], np.zeros(2), np.eye(2), r"cov_a must be positive semi-definite"),
+    (np.zeros(2), np.eye(2), np.zeros(2), [[1e200, 0.0], [0.0, -3e200]], r"cov_b .* has eigenvalue -3e\+200"),
     (np.zeros(2), np.eye(2), np.zeros(2), [[np.nan, 0], [0, 1]], r"cov_b contains NaN"),
 ])
 def test_gaussian_frechet_bad_input(mu_a, cov_a, mu_b, cov_b, message):

@@ -86,6 +86,7 @@ def test_cli_quick_run_with_data_dir_writes_every_output_naming_the_source(quick
                     "4.91 / 11.71"):
         assert numbers in table
     assert "first minute" in table and "Quick run" in table and "hand angles" in table
+    assert "1 of 1 on twice the clocks: the steps of 2 epochs" in table and "as many steps" not in table
 
 
 def test_quick_run_results(quick_run):
@@ -138,7 +139,20 @@ def test_full_run_on_tiny_data_with_overrides(tmp_path, monkeypatch):
     assert result["n_images"] == {"train": 10, "test": 4} and result["epochs"] == 2
     # fastdl's own model: one epoch on the clocks and their mirror images, as many steps.
     assert [len(h["loss"]) for h in result["history"].values()] == [2] * 9 + [1]
-    assert "Quick run" in (tmp_path / "a5" / "errors.md").read_text()  # 2 epochs, not 60
+    table = (tmp_path / "a5" / "errors.md").read_text()
+    assert "Quick run" in table  # 2 epochs, not 60
+    assert "rounded up (1 of 2 on twice the clocks: as many steps as the other models)" in table
+
+
+@pytest.mark.parametrize("epochs, fit_epochs, steps", [
+    (60, 30, "30 of 60 on twice the clocks: as many steps as the other models"),
+    (3, 2, "2 of 3 on twice the clocks: the steps of 4 epochs of the other models, one more than they take"),
+])
+def test_mirrored_model_takes_as_many_steps_only_for_even_epochs(epochs, fit_epochs, steps):
+    """Half the epochs, rounded up, on twice the clocks: an odd count (the quick run's 3) takes more steps."""
+    images, labels = tiny_clocks(4)
+    assert a5_models.training_data("hands", images, labels, epochs)[2] == fit_epochs
+    assert a5_report.mirrored_steps(epochs) == steps
 
 
 @pytest.mark.parametrize("estimate, expect_quick", [(a5.AUTO_QUICK_SECONDS + 1, True),
@@ -446,6 +460,19 @@ def test_error_histogram_counts_are_plain_and_its_legend_clear_of_the_bars(monke
     assert figures[1].axes[0].get_yscale() == "linear" and figures[1].axes[0].get_ylim()[0] == 0
     for figure in figures:
         report.get_pyplot().close(figure)
+
+
+def test_error_histogram_draws_the_trained_models_when_it_shows_none_of_them(monkeypatch, tmp_path):
+    """--models regression_mse trains none of the four models the histogram shows: draw it, not nothing."""
+    test_errors = {"regression_mse": np.random.default_rng(0).uniform(0, 360, 40)}
+    errors = {"regression_mse": {"test": float(test_errors["regression_mse"].mean())}}
+    figures = _captured_figure(monkeypatch)
+    a5_report.plot_error_histogram(test_errors, errors, tmp_path / "hist.png", "tiny")
+    ax = figures[0].axes[0]
+    assert len(ax.patches) == 1 and ax.get_ylim()[1] > 0
+    assert [text.get_text() for text in figures[0].legends[0].get_texts()] == [
+        f"Regression, MSE: mean {errors['regression_mse']['test']:.1f}"]
+    report.get_pyplot().close(figures[0])
 
 
 def test_learning_curve_legend_is_outside_the_panels(monkeypatch, tmp_path):

@@ -22,7 +22,7 @@ def small_scorer(monkeypatch, tmp_path):
 
 
 def test_quick_run_writes_every_output(tmp_path):
-    result = a6.run(out_dir=tmp_path, quick=True, images=32, epochs=1, scored=24)
+    result = a6.run(out_dir=tmp_path, quick=True, images=16, epochs=1, scored=24)
     out = tmp_path / "a6" / "faces"
     for name in OUTPUT_FILES:
         assert (out / name).is_file(), name
@@ -32,11 +32,14 @@ def test_quick_run_writes_every_output(tmp_path):
     assert result["floor"] >= 0
     assert result["parameters"]["vae"] == a6_models.build_vae((64, 64, 3))[0].count_params()
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["settings"] == {"images": 32, "epochs": 1, "scored": 24}
+    assert summary["settings"] == {"images": 16, "epochs": 1, "scored": 24}
+    # Fewer training images than scored ones: the floor says how many it compared.
+    assert "held-out real images from 16 training images" in (out / "frechet.md").read_text()
+    assert json.loads((out / "frechet.json").read_text())["data"]["n_floor"] == 16
     assert "synthetic cartoon faces" in summary["source"]
     assert set(result["history"]["vae"]) == {"loss", "reconstruction", "kl"}
     # The cached feature network is read back by the next run.
-    again = a6.run(out_dir=tmp_path / "again", quick=True, images=32, epochs=1, scored=24)
+    again = a6.run(out_dir=tmp_path / "again", quick=True, images=16, epochs=1, scored=24)
     assert again["feature_source"].endswith("cached")
     assert again["floor"] == pytest.approx(result["floor"], rel=1e-6)
 
@@ -52,6 +55,46 @@ def test_image_folder_data(tmp_path):
     assert str(folder) in described
 
 
+def _image_folder(folder, n_images):
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n_images):
+        Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(folder / f"face_{i}.png")
+    return f"folder:{folder}"
+
+
+@pytest.mark.parametrize("n_images, n_train", [(9, 7), (4, 2)])
+def test_small_folder_holds_out_two_images(tmp_path, n_images, n_train):
+    """A fifth of 9 images is 1, and a covariance needs 2: the score's side must have 2."""
+    train, held, _ = a6.load_images(_image_folder(tmp_path / "faces", n_images), n_images=100, n_scored=8)
+    assert len(held) == 2 and len(train) == n_train
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"images": 1}, r"images \(--images\) must be at least 2: the real-data floor .* got 1"),
+    ({"scored": 1}, r"scored must be at least 2: .* got scored=1"),
+    ({"data": "folder"}, r"holds 3 image\(s\); a6 needs at least 4: 2 held out to score against and 2 to train on"),
+])
+@pytest.mark.parametrize("quick", [True, None])
+def test_sizes_too_small_to_score_fail_before_anything_loads(tmp_path, monkeypatch, options, message, quick):
+    """Each side of a score needs 2 images: said at once, not after the feature network has trained."""
+    def not_now(*args, **kwargs):
+        raise AssertionError("loaded or trained before the sizes were checked")
+
+    for module, name in ((a6, "load_images"), (a6, "estimate_full_seconds"), (a6_score, "feature_network")):
+        monkeypatch.setattr(module, name, not_now)
+    if options.get("data") == "folder":
+        options = {"data": _image_folder(tmp_path / "faces", 3)}
+    with pytest.raises(ValueError, match=message):
+        a6.run(out_dir=tmp_path, quick=quick, epochs=1, **options)
+
+
+def test_cli_images_too_few_to_score(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(a6_score, "feature_network", lambda *args, **kwargs: pytest.fail("trained"))
+    assert main(["reproduce", "a6", "--quick", "--images", "1", "--epochs", "1", "--out", str(tmp_path)]) == 2
+    assert "--images" in capsys.readouterr().err
+
+
 def test_bad_data_choices():
     with pytest.raises(ValueError, match="folder:PATH"):
         a6.parse_data("simpsons")
@@ -61,6 +104,8 @@ def test_bad_data_choices():
         a6_models.build_vae((64, 32, 3))
     with pytest.raises(ValueError, match="power of two"):
         a6_models.build_gan((48, 48, 3))
+    with pytest.raises(ValueError, match=r"image size 8 must be at least 16 and 8 times a power of two: 16, 32, 64"):
+        a6_models.build_vae((8, 8, 1))
 
 
 def test_cli_passes_the_a6_options(monkeypatch, tmp_path):
@@ -95,3 +140,13 @@ def test_quick_note_keeps_quick_and_full_distances_apart(tmp_path):
     assert f"({quick['images']:,} images, {quick['epochs']} epochs)" in note
     assert f"({full['images']:,} images, {full['epochs']} epochs)" in note
     assert "different scale" in note and "halves" not in note
+
+
+def test_floor_note_says_how_many_training_images_it_compared(tmp_path):
+    from fastdl.repro import a6_report
+
+    scores = {"vae": {"first": 35.5, "last": 35.4}, "gan": {"first": 36.4, "last": 41.1}}
+    a6_report.write_score_table(tmp_path, "tiny faces", scores, 1.2, 2, 24, "feature network", n_floor=5)
+    assert "the distance of the held-out real images from 5 training images" in (tmp_path / "frechet.md").read_text()
+    a6_report.write_score_table(tmp_path, "tiny faces", scores, 1.2, 2, 24, "feature network")
+    assert "from as many training images" in (tmp_path / "frechet.md").read_text()

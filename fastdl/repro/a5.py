@@ -26,7 +26,9 @@ to round to. It is decoded as a person reads a clock: the minute from the minute
 from the hour hand's angle less the minute, ``h = round((hour_hand_minutes - minute) / 60) mod
 12``, so the two can never disagree near the hour (the multi-head can say 3:59 for 2:59).
 It also learns from the training clocks' mirror images (a mirrored clock shows 12:00 less its
-time), for half the epochs: as many steps as the course's models, twice the clocks. The fourth
+time), for half the epochs, rounded up: twice the clocks in as many steps as the course's models
+for an even number of epochs (the full run's 60: 30), one epoch's steps more for an odd one (the
+quick run's 3: 2, the steps of 4). The fourth
 convolution leaves 7x7x64 features for the dense layers where the course's trunk leaves
 17x17x32, and the mirror images double the clocks: the course's networks learn their 14,400
 training clocks by heart, and both changes cut that (measured: see the README).

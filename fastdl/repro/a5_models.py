@@ -146,13 +146,19 @@ def training_data(key, images, labels, epochs):
 
     The course's models train on the training split for ``epochs`` epochs. fastdl's own model
     (``MIRRORED``) trains on the split and its mirror images, each a clock of a time of its own,
-    for half as many epochs, rounded up: as many steps (60 epochs: 30), twice the clocks.
+    for half as many epochs, rounded up (:func:`mirrored_epochs`).
     """
     if key not in MIRRORED:
         return images, targets(key, labels), epochs
     mirrored, mirrored_labels = mirror_clocks(images, labels)
     both = np.concatenate([labels, mirrored_labels])
-    return np.concatenate([images, mirrored]), targets(key, both), (epochs + 1) // 2
+    return np.concatenate([images, mirrored]), targets(key, both), mirrored_epochs(epochs)
+
+
+def mirrored_epochs(epochs):
+    """Half of ``epochs``, rounded up: on twice the clocks, as many steps as ``epochs`` when it is
+    even (60: 30), and one epoch's more when it is odd (3: 2, the steps of 4)."""
+    return (epochs + 1) // 2
 
 
 def targets(key, labels):

@@ -7,7 +7,7 @@ Every file names the data source (``source``), as all reproductions do.
 import numpy as np
 
 from fastdl.repro import report
-from fastdl.repro.a5_models import CLASS_COUNTS, MODELS, SETTINGS
+from fastdl.repro.a5_models import CLASS_COUNTS, MODELS, SETTINGS, mirrored_epochs
 
 GRID_ROWS, GRID_COLUMNS = 4, 6  # the clocks read worst
 SAMPLE_SIDE = 6  # samples.png: 6x6 clocks
@@ -56,7 +56,7 @@ def write_tables(out, source, errors, left_edge, write_up, parameters, n_epochs,
         "hand and the hour from the hour hand's angle less the minute, so the two cannot "
         "disagree near the hour. It also "
         "learns from the training clocks' mirror images (12:00 less their time), for half the "
-        "epochs: as many steps, twice the clocks.",
+        f"epochs, rounded up ({mirrored_steps(n_epochs)}).",
     ]
     if quick or n_epochs != SETTINGS["epochs"]:
         notes.append(f"Quick run: {n_epochs} epoch{'s' if n_epochs != 1 else ''} on "
@@ -94,6 +94,14 @@ def write_tables(out, source, errors, left_edge, write_up, parameters, n_epochs,
         time_rows, source, notes=time_notes,
         data={"seconds_per_epoch": seconds_per_epoch, "estimate": estimate})
     return files
+
+
+def mirrored_steps(n_epochs):
+    """The epochs and steps of a model trained on the clocks and their mirror images, in words."""
+    fit_epochs = mirrored_epochs(n_epochs)
+    steps = ("as many steps as the other models" if 2 * fit_epochs == n_epochs else
+             f"the steps of {2 * fit_epochs} epochs of the other models, one more than they take")
+    return f"{fit_epochs} of {n_epochs} on twice the clocks: {steps}"
 
 
 def write_figures(out, source, splits, errors, left_edge, history, test_errors,
@@ -208,25 +216,25 @@ def plot_clock_grid(images, true_hm, pred_hm, path, source, rows=GRID_ROWS,
 
 def plot_error_histogram(test_errors, errors, path, source):
     """Test errors of the regression with the cyclic loss, the best classification, the
-    multi-head and fastdl's own model, in 5- or 15-minute bins (counts on a linear axis, or on a
-    symlog one where a bin holds over 50)."""
+    multi-head and fastdl's own model (those trained; every model trained where none of them
+    is), in 5- or 15-minute bins (counts on a linear axis, or on a symlog one where a bin holds
+    over 50)."""
     from matplotlib.ticker import FixedLocator, MaxNLocator, StrMethodFormatter
 
     plt = report.get_pyplot()
     classes = [key for key in test_errors if key.startswith("classes_")]
     shown = ["regression_cyclic", min(classes, key=lambda key: errors[key]["test"]) if classes
              else None, "multihead", "hands"]
+    shown = [key for key in shown if key in test_errors] or list(test_errors)  # --models may train none
     fig, ax = plt.subplots(figsize=(8, 4.5))
     # 5-minute bins on the full test split (3,600 clocks), wider ones on a quick run's few.
     n_test = len(next(iter(test_errors.values())))
     width = 5 if n_test >= 2000 else 15
     bins = np.arange(0, 360 + width, width)
     for key in shown:
-        if key in test_errors:
-            ax.hist(test_errors[key], bins=bins, histtype="step", linewidth=1.5,
-                    label=f"{_label(key)}: mean {errors[key]['test']:.1f}")
-    tallest = max((np.histogram(test_errors[key], bins)[0].max() for key in shown if key in test_errors),
-                  default=0)  # --models may train none of these
+        ax.hist(test_errors[key], bins=bins, histtype="step", linewidth=1.5,
+                label=f"{_label(key)}: mean {errors[key]['test']:.1f}")
+    tallest = max(np.histogram(test_errors[key], bins)[0].max() for key in shown)
     if tallest <= 50:  # a quick run's few clocks a bin: whole counts on a linear axis read best
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylim(0, None)

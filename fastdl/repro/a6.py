@@ -35,6 +35,7 @@ GRID = 32  # generated images per grid
 PAIRS, STEPS = 4, 10  # interpolation strips
 RECONSTRUCTED = 16
 SEED = 0
+MIN_SCORED = 2  # images on each side of a Fréchet distance: its Gaussians need a covariance
 
 
 def parse_data(data):
@@ -74,6 +75,37 @@ def check_source(data, data_dir=None):
             raise IsADirectoryError(f"{str(where)!r} is a folder, not a .npy file (folder:PATH reads folders)")
 
 
+def check_sizes(data, given):
+    """Raise now, before anything is loaded or trained, if a run with these sizes cannot be scored.
+
+    ``given`` holds the run's "epochs", "images" and "scored" as passed (None: the default). Each
+    score compares at least 2 images with at least 2 held-out ones (a covariance needs two); a
+    folder's images are counted (not read) to hold out 2 and train on 2.
+    """
+    for key, value in given.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+            raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
+    if given["scored"] is not None and given["scored"] < MIN_SCORED:
+        raise ValueError(f"scored must be at least {MIN_SCORED}: a Fréchet distance fits a covariance to the "
+                         f"features of the images scored, got scored={given['scored']}")
+    if given["images"] is not None and given["images"] < MIN_SCORED:
+        raise ValueError(f"images (--images) must be at least {MIN_SCORED}: the real-data floor compares the "
+                         f"held-out images with training images, and a covariance needs {MIN_SCORED}; got "
+                         f"{given['images']}")
+    kind, path = parse_data(data)
+    if kind == "folder":
+        from fastdl.data.image_folder import _image_files
+
+        _check_image_count(len(_image_files(Path(path).expanduser().resolve())), path)
+
+
+def _check_image_count(n_images, path):
+    """A folder or face array of n_images must give 2 held-out images and 2 training images."""
+    if n_images < 2 * MIN_SCORED:
+        raise ValueError(f"{path} holds {n_images} image(s); a6 needs at least {2 * MIN_SCORED}: "
+                         f"{MIN_SCORED} held out to score against and {MIN_SCORED} to train on")
+
+
 def load_images(data, n_images, n_scored, data_dir=None, seed=SEED, verify=True):
     """(training images, held-out images, description): uint8 (n, size, size, channels).
 
@@ -97,10 +129,9 @@ def load_images(data, n_images, n_scored, data_dir=None, seed=SEED, verify=True)
     from fastdl.data.image_folder import load_face_array, load_image_folder
 
     images = load_image_folder(path, size=64) if kind == "folder" else load_face_array(path, size=64)
-    if len(images) < 2:
-        raise ValueError(f"{path} holds {len(images)} image(s); a VAE and a GAN need more")
+    _check_image_count(len(images), path)  # again: unreadable images are skipped, a .npy is counted here
     order = np.random.default_rng(seed).permutation(len(images))
-    n_held = min(n_scored, len(images) // 5) or 1
+    n_held = max(MIN_SCORED, min(n_scored, len(images) // 5))
     held, train = images[order[:n_held]], images[order[n_held:]][:n_images]
     return train, held, f"{len(images):,} faces from {path}"
 
@@ -158,6 +189,8 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
     """
     kind, _ = parse_data(data)
     check_source(data, data_dir)  # a wrong path is said at once, not after the time estimate
+    given = {"epochs": epochs, "images": images, "scored": scored}
+    check_sizes(data, given)  # and sizes too small to score, not after the feature network trains
     timings = report.Timings()
     auto_quick, estimate = quick is None, None
     image_shape = (32, 32, 1) if kind == "fashion" else (64, 64, 3)
@@ -166,15 +199,12 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
             estimate = estimate_full_seconds(image_shape, seed=seed, backend=backend)
         quick = estimate["total"] > AUTO_QUICK_SECONDS
     settings = dict(QUICK if quick else FULL)
-    for key, value in (("epochs", epochs), ("images", images), ("scored", scored)):
-        if value is not None:
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
-            settings[key] = int(value)
+    settings.update({key: int(value) for key, value in given.items() if value is not None})
     with timings("load_data"):
         train, held, described = load_images(data, settings["images"], settings["scored"], data_dir, seed,
                                              verify)
     n_scored = min(settings["scored"], len(held))
+    n_floor = min(n_scored, len(train))  # training images the floor compares with the held-out ones
     source = (f"{described}; {len(train):,} training and {n_scored:,} held-out images, "
               f"{settings['epochs']} epoch{'s' if settings['epochs'] != 1 else ''} per model"
               + (" (quick run)" if quick else "") + f"; trained on {report.compute_device(backend)}")
@@ -189,7 +219,7 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
         network, feature_source = _feature_network(kind, image_shape, quick, data_dir, cache_dir, seed, verify)
         held_unit = a6_score.to_unit(held[:n_scored])
         reference = a6_score.features_of(network, held_unit)
-        floor = float(a6_score.frechet_distance(a6_score.features_of(network, a6_score.to_unit(train[:n_scored])),
+        floor = float(a6_score.frechet_distance(a6_score.features_of(network, a6_score.to_unit(train[:n_floor])),
                                                 reference))
     rng = np.random.default_rng(seed)
     grid_z = rng.standard_normal((GRID, a6_models.LATENT_DIM), dtype=np.float32)
@@ -241,7 +271,7 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
          "GAN": {"discriminator": history["gan"]["discriminator"], "generator": history["gan"]["generator"]}},
         out / "losses.png", source, "Training losses per epoch"))
     files += a6_report.write_score_table(out, source, scores, floor, settings["epochs"], n_scored, feature_source,
-                                         quick=bool(quick))
+                                         quick=bool(quick), n_floor=n_floor)
     interpolation = {kind: dict(zip(("mean_step", "largest_step"), a6_report.interpolation_steps(strip)))
                      for kind, strip in strips.items()}
     result = {"source": source, "device": report.compute_device(backend),

@@ -29,10 +29,11 @@ GAN_LR, GAN_BETA_1 = 2e-4, 0.5
 
 
 def _halvings(size, smallest):
-    """How many stride-2 steps take `size` down to `smallest` (size must be smallest * 2^k)."""
-    steps = int(round(np.log2(size / smallest)))
+    """How many stride-2 steps take `size` down to `smallest` (size must be smallest * 2^k, k >= 1)."""
+    steps = int(round(np.log2(size / smallest))) if size >= 2 * smallest else 0  # no log of 0 or below
     if steps < 1 or smallest * 2 ** steps != size:
-        raise ValueError(f"image size {size} must be {smallest} times a power of two (e.g. 32 or 64)")
+        raise ValueError(f"image size {size} must be at least {2 * smallest} and {smallest} times a power of two: "
+                         f"{2 * smallest}, {4 * smallest}, {8 * smallest}, ...")
     return steps
 
 

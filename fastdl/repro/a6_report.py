@@ -95,16 +95,19 @@ def interpolation_steps(strips):
     return float(shares.mean()), float(shares.max())
 
 
-def write_score_table(out, source, scores, floor, epochs, n_scored, feature_source, quick=False):
-    """The Fréchet distances after the first and last epoch, beside the real-data floor."""
+def write_score_table(out, source, scores, floor, epochs, n_scored, feature_source, quick=False, n_floor=None):
+    """The Fréchet distances after the first and last epoch, beside the real-data floor: the distance
+    of the n_scored held-out images from n_floor training images (None: as many)."""
+    n_floor = n_scored if n_floor is None else n_floor
     rows = []
     for kind, label in MODEL_LABELS.items():
         first, last = scores[kind]["first"], scores[kind]["last"]
         rows.append([label, f"{first:.2f}", f"{last:.2f}", f"{last / first:.2f}" if first > 0 else "-",
                      f"{floor:.2f}"])
+    trained = "as many" if n_floor == n_scored else f"{n_floor:,}"
     notes = [f"Fréchet distance between Gaussians fitted to the features of {n_scored:,} generated and "
              f"{n_scored:,} held-out real images, in the {feature_source}. Lower is better; the floor is "
-             f"the distance of the held-out real images from as many training images.",
+             f"the distance of the held-out real images from {trained} training images.",
              f"First epoch: after epoch 1; last epoch: after epoch {epochs}."]
     if quick:
         # Quick and full runs score in different feature networks: their distances are on
@@ -119,5 +122,5 @@ def write_score_table(out, source, scores, floor, epochs, n_scored, feature_sour
         out, "frechet", "Fréchet distance of generated images from held-out real ones",
         ["Model", "After the first epoch", "After the last epoch", "Last / first", "Real-data floor"],
         rows, source, notes=notes,
-        data={"scores": scores, "floor": floor, "epochs": epochs, "n_scored": n_scored,
+        data={"scores": scores, "floor": floor, "epochs": epochs, "n_scored": n_scored, "n_floor": n_floor,
               "features": feature_source})
