@@ -11,6 +11,11 @@ _UNTHREADED_DOT = 10_000
 _PIECES_AT_MOST = 8
 
 
+
+class NonFiniteError(ValueError):
+    """A value that must be finite is NaN or infinite (in training: what a too high learning rate
+    or unscaled data lead to)."""
+
 def compute_dtype(*arrays):
     """float32 when every input is float32, float64 otherwise."""
     return np.float32 if all(a.dtype.type is np.float32 for a in arrays) else np.float64
@@ -37,7 +42,7 @@ def check_array(X, name, ndim, layout, allow_empty=False):
     if not allow_empty and array.size == 0:
         raise ValueError(f"{name} must not be empty, got shape {array.shape}")
     if np.issubdtype(array.dtype, np.floating) and not all_finite(array):
-        raise ValueError(f"{name} contains NaN or infinity")
+        raise NonFiniteError(f"{name} contains NaN or infinity")
     return array
 
 

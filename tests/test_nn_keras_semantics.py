@@ -325,3 +325,158 @@ def test_accuracy_is_logged_under_the_name_compile_was_given(backend):
     functional = nn.Model(inputs, {"digit": outputs}, seed=0, backend=backend)
     functional.compile("sgd", "sparse_categorical_crossentropy", metrics=["acc"])
     assert "digit_acc" in functional.fit(x, y).history
+
+
+def _dense_stack(backend, *layers, seed=0):
+    return nn.Sequential([nn.Input(4), *layers], seed=seed, dtype="float64", backend=backend)
+
+
+def test_compile_reads_trainable_whatever_optimizer_it_is_given(backend):
+    # Fine-tuning recompiles with the same optimizer: the flags must follow (they stayed those of
+    # the first compile, so the unfrozen base never learned and a frozen BN kept moving).
+    rng = np.random.default_rng(10)
+    x, y = rng.standard_normal((16, 4)), rng.standard_normal((16, 2))
+    base, norm = nn.Dense(3, name="base"), nn.BatchNormalization(name="norm")
+    model = _dense_stack(backend, base, norm, nn.Dense(2, name="head"))
+    optimizer = nn.SGD(0.1)
+    base.trainable = False
+    model.compile(optimizer, "mse")
+    model.fit(x, y, batch_size=8)
+    base.trainable, norm.trainable = True, False
+    model.compile(optimizer, "mse")
+    kernel, statistics = base.kernel.value.copy(), [a.copy() for _, a in norm.non_trainable_weights()]
+    model.fit(x, y, batch_size=8)
+    assert not np.array_equal(kernel, base.kernel.value)
+    for before, (_, after) in zip(statistics, norm.non_trainable_weights()):
+        np.testing.assert_array_equal(before, after)
+    # Compiled with every layer frozen, unfreezing without compiling again trains nothing (Keras).
+    frozen = _dense_stack(backend, nn.Dense(3), nn.Dense(2))
+    frozen.trainable = False
+    frozen.compile(nn.SGD(0.1), "mse")
+    frozen.trainable = True
+    weights = frozen.get_weights()
+    frozen.fit(x, y)
+    for before, after in zip(weights, frozen.get_weights()):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_an_optimizer_belongs_to_one_model(backend):
+    first, second = _dense_stack(backend, nn.Dense(2)), _dense_stack(backend, nn.Dense(2))
+    optimizer = nn.SGD(0.1)
+    first.compile(optimizer, "mse")
+    first.compile(optimizer, "mse")  # the same model again: fine
+    with pytest.raises(ValueError, match="compiled into another model"):
+        second.compile(optimizer, "mse")
+
+
+def test_a_layer_reached_twice_through_models_is_refused(backend):
+    shared = nn.Dense(4, name="shared")
+    first = nn.Sequential([nn.Input(4), shared], name="first", backend=backend)
+    second = nn.Sequential([nn.Input(4), shared], name="second", backend=backend)
+    with pytest.raises(ValueError, match="layer 'second/shared' is also 'first/shared' in model 'outer'"):
+        nn.Sequential([first, second], name="outer", backend=backend).build((4,))
+
+
+def test_optimizer_state_of_other_weights_is_refused(backend, tmp_path):
+    def model(frozen):
+        layers = [nn.Dense(3, name=f"l{i}") for i in range(3)]
+        layers[0].trainable = not frozen
+        built = _dense_stack(backend, *layers)
+        built.compile(nn.Adam(0.01), "mse")
+        return built
+
+    rng = np.random.default_rng(11)
+    trained = model(frozen=False)
+    trained.fit(rng.standard_normal((8, 4)), rng.standard_normal((8, 3)))
+    trained.save(tmp_path / "all.npz")
+    with pytest.raises(ValueError, match=r"optimizer's state of weights \['l0/kernel', .*this model's optimizer "
+                                         r"trains \['l1/kernel'"):
+        model(frozen=True).load(tmp_path / "all.npz")
+
+
+class _FirstColumn(nn.Layer):
+    """A layer of a user's that forgets compute_output_shape."""
+
+    def forward(self, x, training=False):
+        return x[:, :1]
+
+    def backward(self, dout):
+        raise NotImplementedError
+
+
+class _Scale(nn.Layer):
+    """A layer of a user's whose build does not call Layer.build, as Keras' examples often write it."""
+
+    def build(self, input_shape, rng, dtype=np.float32):
+        self.w = nn.Parameter(np.ones(input_shape, dtype))
+
+    def forward(self, x, training=False):
+        self._x = x
+        return x * self.w.value
+
+    def backward(self, dout):
+        self.w.grad[...] = (dout * self._x).sum(axis=0)
+        return dout * self.w.value
+
+
+class _SoftmaxHead(nn.Layer):
+    """A layer of a user's that names its activation, as Keras layers do, and computes it itself."""
+
+    activation = "softmax"
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def forward(self, x, training=False):
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        self._out = e / e.sum(axis=1, keepdims=True)
+        return self._out
+
+    def backward(self, dout):
+        return self._out * (dout - (dout * self._out).sum(axis=1, keepdims=True))
+
+
+def test_layers_of_a_users_own(backend):
+    x = np.random.default_rng(12).standard_normal((6, 4))
+    with pytest.raises(ValueError, match=r"returned outputs of shape \(3, 1\), but its compute_output_shape gives "
+                                         r"\(batch, 4\)"):
+        _dense_stack(backend, _FirstColumn(name="first_column")).predict(x[:3])
+    model = _dense_stack(backend, _FirstColumn(name="first_column"))
+    model.compile("sgd", "mse")
+    with pytest.raises(ValueError, match=r"batch 1: layer 'first_column' returned .*; training stopped$"):
+        model.fit(x, x)  # no hint at the learning rate: nothing went NaN
+    # Built without Layer.build: still built, so another model reuses its trained weights.
+    scale = _Scale()
+    model = _dense_stack(backend, scale)
+    model.compile(nn.SGD(0.1), "mse")
+    model.fit(x, 3 * x, epochs=2)
+    weights = scale.w
+    assert scale.built and scale.output_shape == (4,)
+    _dense_stack(backend, scale, nn.Dense(1)).predict(x)
+    assert scale.w is weights
+    # Its own softmax is not taken for fastdl's (whose logits a fused loss would start from).
+    head = _dense_stack(backend, nn.Dense(3), _SoftmaxHead())
+    head.compile(nn.SGD(1.0), "sparse_categorical_crossentropy")
+    codes = np.arange(6) % 3
+    losses = head.fit(x, codes, epochs=3).history["loss"]
+    assert losses[-1] < losses[0]
+    probs = head.predict(x)
+    assert head.evaluate(x, codes) == pytest.approx(-np.log(probs[np.arange(6), codes]).mean(), rel=1e-12)
+
+
+def test_layer_calls_inputs_and_added_losses(backend):
+    class Penalty(nn.Layer):
+        def forward(self, x, training=False):
+            self.add_loss(2.0)
+            return x
+
+    penalty = Penalty()
+    for _ in range(3):
+        penalty(np.ones((2, 3)))
+    assert penalty.losses == [2.0]  # the last call's terms
+    with pytest.raises(ValueError, match=r"add_loss takes one number.*shape \(3,\)"):
+        nn.Layer().add_loss(np.ones(3))
+    for bad in (4.0, None, "4"):
+        with pytest.raises(TypeError, match="shape must be an int or a tuple of ints"):
+            nn.Input(bad)
+    assert nn.Dense(2, input_shape=4).input_shape == (4,)

@@ -100,6 +100,7 @@ class Activation(Layer):
     alpha = LEAKY_ALPHA
     gemm_only = True
     runs_on_device = True
+    softmax_logits = True
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)

@@ -20,14 +20,14 @@ import copy
 import numpy as np
 
 from fastdl import _device
-from fastdl._validation import check_int
+from fastdl._validation import NonFiniteError, check_int
 from fastdl.nn import layers as _layers
 from fastdl.nn.losses import get_loss
-from fastdl.nn.model import (Sequential, check_metrics, check_nested_dtype, init_model_basics, output_shape,
-                             summary_table)
-from fastdl.nn.module import Layer, default_layer_name, unnamed
+from fastdl.nn.model import (Sequential, check_metrics, check_nested_dtype, check_output_shape, init_model_basics,
+                             output_shape, summary_table)
+from fastdl.nn.module import Layer, build_layer, default_layer_name, ends_in_softmax, unnamed
 from fastdl.nn.optimizers import get_optimizer
-from fastdl.nn.training import Training, _accuracy, check_verbose
+from fastdl.nn.training import Training, _accuracy, check_verbose, stopped_at
 
 
 class SymbolicTensor:
@@ -252,11 +252,12 @@ class Model(Training):
             taken.add(layer.name)
 
     def _build(self):
+        self._check_each_layer_once()
         for node in self._nodes:
             layer = node._layer
             shape = [p.shape for p in node._parents] if node._multi else node._parent.shape
             if not layer.built:
-                layer.build(shape, self.rng, self.dtype)
+                build_layer(layer, shape, self.rng, self.dtype)
                 if hasattr(layer, "rng") and layer.rng is None:
                     layer.rng = self.rng
             check_nested_dtype(self, layer)
@@ -312,6 +313,7 @@ class Model(Training):
     save = Sequential.save
     load = Sequential.load
     _saved_weights = Sequential._saved_weights
+    _optimizer_weights = Sequential._optimizer_weights
     _check_x = Sequential._check_x
     _as_batch = Sequential._as_batch
 
@@ -362,6 +364,7 @@ class Model(Training):
         metrics = {name: check_metrics(names) for name, names in
                    _per_output(metrics, self.output_names, "metrics", []).items()}
         optimizer = get_optimizer(optimizer)
+        optimizer.compiled_into(self)
         for value in losses.values():
             value.backend = self.backend
         self.loss = losses
@@ -369,10 +372,11 @@ class Model(Training):
         self.metrics = metrics
         # A softmax output read by no other layer takes the cross-entropy's gradient at its logits.
         self._fused_outputs = {name for name, tensor in self.outputs.items()
-                               if self.loss[name].fusable and getattr(tensor._layer, "activation", None) == "softmax"
+                               if self.loss[name].fusable and ends_in_softmax(tensor._layer)
                                and id(tensor) not in self._consumers}
         self._fused_nodes = {id(self.outputs[name]) for name in self._fused_outputs}
         self.optimizer = optimizer
+        optimizer.take_model(self)
         self.optimizer.attach((p for _, p in self.trainable_parameters()), self.backend)
 
     # -- checks ----------------------------------------------------------------------------------
@@ -432,6 +436,7 @@ class Model(Training):
                 # The cross-entropy starts again from the softmax layer's logits, by log-sum-exp.
                 value = loss.forward_logits(self.outputs[name]._layer._logits, targets.arrays[name])
             else:
+                check_output_shape(outputs[name], self.output_shape[name], self.outputs[name]._layer)
                 value = loss.forward(outputs[name], targets.arrays[name])
             if self._given_as != "tensor":  # Keras logs one output's loss as "loss" alone
                 logs[f"{name}_loss"] = value
@@ -505,14 +510,12 @@ class Model(Training):
                 outputs = self._forward(xb, training=True)
                 losses = self._batch_losses(outputs, yb)
                 if not np.isfinite(losses["loss"]):
-                    raise ValueError(f"the loss is {losses['loss']}")
+                    raise NonFiniteError(f"the loss is {losses['loss']}")
                 # Before the backward pass, as Sequential's (on the device, no wait for it).
                 batch_logs = self._batch_logs(outputs, yb, losses)
                 self._backward()
-            except ValueError as exc:
-                # Weights or activations went non-finite: never train on silently.
-                raise ValueError(f"epoch {epoch + 1}, batch {b + 1}: {exc}; training stopped "
-                                 "(lower the learning rate or check the data)") from exc
+            except ValueError as exc:  # e.g. weights or activations gone non-finite: never train on
+                raise stopped_at(exc, epoch, b) from exc
             self.optimizer.step()
             seen += count
             for key, value in batch_logs.items():
@@ -563,5 +566,6 @@ class Model(Training):
             for first in range(0, x.shape[0], batch_size):
                 outputs = self._forward(self._as_batch(x[first:first + batch_size]), training=False)
                 for name, value in outputs.items():
+                    check_output_shape(value, self.output_shape[name], self.outputs[name]._layer)
                     result[name][first:first + batch_size] = _device.host(value)
         return self._as_given(result)

@@ -15,6 +15,12 @@ import weakref
 _flags_set_for = [lambda: None]
 
 
+def forget_flags():
+    """The flags are to be set afresh at the next training step (a model was compiled: its
+    optimizer may now hold other parameters)."""
+    _flags_set_for[0] = lambda: None
+
+
 class GradientFlags:
     """The flags' part of fastdl.nn.training.Training: a model with `layers`, `_calls()` and, to
     train, an `optimizer`."""
@@ -42,17 +48,17 @@ class GradientFlags:
     def _default_gradient_flags(self):
         """The flags for training every parameter, as a model has them when it is built."""
         self._gradient_flags({id(p) for layer in self.layers for _, p in layer.parameters()}, False)
-        _flags_set_for[0] = lambda: None
+        forget_flags()
 
     def _call_gradient_flags(self):
         """The flags for a call in training mode outside fit: as this model's training step sets
         them (its optimizer's parameters; before compile, those of the layers not frozen)."""
         optimizer = getattr(self, "optimizer", None)
-        if optimizer is not None and optimizer.params:
+        if optimizer is not None and optimizer.attached:
             self._apply_gradient_flags()
             return
         self._gradient_flags({id(p) for _, p in self.trainable_parameters()}, False)
-        _flags_set_for[0] = lambda: None
+        forget_flags()
 
     def _apply_gradient_flags(self):
         """Before a training step's backward pass: the flags for this model's optimizer, unless they

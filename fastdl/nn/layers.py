@@ -9,7 +9,7 @@ from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._parallel import threads_worth_it
 from fastdl.nn import activations
-from fastdl.nn.module import Layer, Parameter, as_layer_input, get_initializer
+from fastdl.nn.module import Layer, Parameter, as_layer_input, check_shape, get_initializer
 from fastdl.nn.regularizers import add_grad, get_regularizer
 from fastdl.ops.conv import _geometry, conv2d_grad_into, conv2d_into
 from fastdl.ops.conv_pool import conv2d_pool_grad_into, conv2d_pool_into, pool_fusable
@@ -22,9 +22,7 @@ class Input:
     """Declares the input shape (without the batch axis) at the head of a Sequential model."""
 
     def __init__(self, shape):
-        if isinstance(shape, numbers.Integral):
-            shape = (shape,)
-        self.shape = tuple(check_int(d, "shape", 1) for d in shape)
+        self.shape = check_shape(shape, "shape")
 
 
 def _same_batch(dout, x):
@@ -43,6 +41,7 @@ class _Activated(Layer):
 
     kernel_regularizer = None
     runs_on_device = True
+    softmax_logits = True
 
     def regularization_loss(self):
         return 0.0 if self.kernel_regularizer is None else self.kernel_regularizer(self.kernel.value)

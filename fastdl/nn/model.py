@@ -11,7 +11,7 @@ from fastdl import _device
 from fastdl._validation import all_finite, check_int
 from fastdl.nn.layers import Dense, Input
 from fastdl.nn.losses import get_loss
-from fastdl.nn.module import Layer, default_layer_name, unnamed
+from fastdl.nn.module import Layer, build_layer, default_layer_name, ends_in_softmax, unnamed
 from fastdl.nn.optimizers import get_optimizer
 from fastdl.nn.training import Training, check_verbose
 
@@ -45,6 +45,15 @@ def check_nested_dtype(model, layer):
     if isinstance(layer, Training) and layer.dtype != model.dtype:
         raise ValueError(f"model {layer.name!r} computes in {layer.dtype}, the model {model.name!r} it is a layer "
                          f"of in {model.dtype}: give both the same dtype")
+
+
+def check_output_shape(out, expected, layer):
+    """Raise ValueError unless a batch of outputs has the shape the model was built for (a layer
+    whose forward disagrees with its compute_output_shape would be broadcast into it)."""
+    if tuple(out.shape[1:]) != tuple(expected):
+        raise ValueError(f"layer {layer.name!r} returned outputs of shape {tuple(out.shape)}, but its "
+                         f"compute_output_shape gives (batch, {', '.join(map(str, expected))}): a layer's "
+                         "compute_output_shape must give the shape of what its forward returns")
 
 
 def output_shape(shape):
@@ -121,7 +130,7 @@ class Sequential(Training):
             layer.backend = self.backend
         self.layers.append(layer)
         self.built = False
-        if self.optimizer is not None and self.optimizer.params:
+        if self.optimizer is not None and self.optimizer.attached:
             # Compiled already: the optimizer takes the layer's parameters on at the next training step.
             self.__dict__.setdefault("_added_layers", []).append(layer)
 
@@ -140,10 +149,11 @@ class Sequential(Training):
             raise ValueError("the input shape is unknown: give input_shape= to the first layer, Input(shape), or call fit first")
         if not self.layers:
             raise ValueError("the model has no layers")
+        self._check_each_layer_once()
         shape = self.input_shape
         for layer in self.layers:
             if not layer.built:
-                layer.build(shape, self.rng, self.dtype)
+                build_layer(layer, shape, self.rng, self.dtype)
                 if hasattr(layer, "rng") and layer.rng is None:
                     layer.rng = self.rng
             elif layer.input_shape != shape:
@@ -222,7 +232,9 @@ class Sequential(Training):
         All three are checked before any is set: a call that raises leaves the model as it was.
         """
         optimizer, loss, metrics = get_optimizer(optimizer), get_loss(loss), check_metrics(metrics)
+        optimizer.compiled_into(self)
         self.optimizer, self.loss, self.metrics = optimizer, loss, metrics
+        optimizer.take_model(self)
         self.loss.backend = self.backend
         self._added_layers = []
         if self.input_shape is not None:
@@ -230,7 +242,7 @@ class Sequential(Training):
 
     def _fused(self):
         last = self.layers[-1]
-        return self.loss.fusable and getattr(last, "activation", None) == "softmax"
+        return self.loss.fusable and ends_in_softmax(last)
 
     @contextlib.contextmanager
     def _training_to_logits(self):
@@ -288,6 +300,7 @@ class Sequential(Training):
 
     def _batch_loss(self, out, y):
         """The loss of a batch plus the layers' weight penalties (as Keras, in training and evaluation)."""
+        check_output_shape(out, self.output_shape, self.layers[-1])
         if self._fused():
             # The cross-entropy starts again from the last layer's logits, by log-sum-exp.
             loss = self.loss.forward_logits(self.layers[-1]._logits, y)
@@ -364,6 +377,7 @@ class Sequential(Training):
         with self._blas_policy():
             for first in range(0, x.shape[0], batch_size):
                 batch = self._forward(self._as_batch(x[first:first + batch_size]), training=False)
+                check_output_shape(batch, self.output_shape, self.layers[-1])
                 out[first:first + batch_size] = _device.host(batch)
         return out
 
@@ -384,6 +398,7 @@ class Sequential(Training):
         if self.optimizer is not None and self.optimizer.params:
             opt_meta, opt_arrays = self.optimizer.state_dict()
             meta["optimizer"] = opt_meta
+            meta["optimizer_weights"] = self._optimizer_weights()
             arrays.update({f"opt:{key}": value for key, value in opt_arrays.items()})
         arrays["meta"] = np.array(json.dumps(meta))
         with atomic_write(path) as f:
@@ -407,6 +422,10 @@ class Sequential(Training):
             restore_optimizer = meta["optimizer"] is not None and self.optimizer is not None
             if restore_optimizer:
                 self._attach_optimizer()
+                held = self._optimizer_weights()
+                if meta.get("optimizer_weights", held) != held:  # (files from before it was saved: by shape)
+                    raise ValueError(f"{path} holds the optimizer's state of weights {meta['optimizer_weights']}, "
+                                     f"this model's optimizer trains {held} (another set of frozen layers?)")
                 opt_arrays = {k[len("opt:"):]: data[k] for k in data.files if k.startswith("opt:")}
                 self.optimizer.check_state_dict(meta["optimizer"], opt_arrays)
             for _, target, value in targets:
@@ -420,6 +439,11 @@ class Sequential(Training):
             if path_in_model in states:
                 generator.bit_generator.state = states[path_in_model]
         return self
+
+    def _optimizer_weights(self):
+        """The names of the weights the optimizer trains, in its order (its state's)."""
+        names = {id(p): name for name, p in self.parameters()}
+        return [names.get(id(p), "?") for p in self.optimizer.params]
 
     def _saved_weights(self, path, data):
         """[(name, the model's array, the file's array)] of every weight in the file `data`, once

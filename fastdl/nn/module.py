@@ -1,11 +1,13 @@
 """Parameter, the Layer base class, and kernel initialisers."""
 
 import math
+import numbers
 import re
 
 import numpy as np
 
 from fastdl import _device
+from fastdl._validation import check_int
 
 
 class Parameter:
@@ -183,6 +185,31 @@ def as_layer_input(x, dtype, shape=None, layer="layer"):
     return x
 
 
+def check_shape(shape, name):
+    """A sample's shape (no batch axis) as a tuple of ints >= 1, from an int or a sequence of them."""
+    if isinstance(shape, numbers.Integral) and not isinstance(shape, bool):
+        shape = (shape,)
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
+        raise TypeError(f"{name} must be an int or a tuple of ints, got {shape!r}")
+    return tuple(check_int(d, name, 1) for d in shape)
+
+
+def build_layer(layer, input_shape, rng, dtype):
+    """layer.build(input_shape, rng, dtype), and what Layer.build sets where a layer's own build
+    did not call it (as Keras marks a layer built): else the next model would build it again,
+    with fresh weights, while the first one's optimizer held the old ones."""
+    layer.build(input_shape, rng, dtype)
+    if not layer.built:
+        Layer.build(layer, input_shape, rng, dtype)
+
+
+def ends_in_softmax(layer):
+    """Whether a fused softmax-cross-entropy loss can start from the layer's logits: a layer of
+    fastdl's that keeps them (`softmax_logits`) with a softmax activation (a layer of the user's
+    with an `activation` attribute of its own has no logits to start from)."""
+    return layer.softmax_logits and getattr(layer, "activation", None) == "softmax"
+
+
 def default_layer_name(layer, taken):
     """Keras' name for an unnamed layer: its class in snake case ("conv2d_transpose"), with "_1",
     "_2", ... added while the name is in `taken`."""
@@ -230,9 +257,12 @@ class Layer:
     # fastdl/ops/_nn_on_device.py); a model on the cuda backend sets on_device on each layer.
     runs_on_device = False
     on_device = False
+    # Whether a softmax activation of the layer keeps its logits (_logits) and takes the
+    # gradient at them (backward_pre), for a fused softmax-cross-entropy loss (ends_in_softmax).
+    softmax_logits = False
 
     def __init__(self, input_shape=None, name=None, backend=None, trainable=True):
-        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+        self.input_shape = None if input_shape is None else check_shape(input_shape, "input_shape")
         self.name = name
         self.backend = backend
         self.trainable = bool(trainable)
@@ -289,6 +319,9 @@ class Layer:
         terms to the loss. fastdl has no automatic differentiation: the layer's `backward` adds
         the term's gradient to the gradient it returns (see Sampling's KL divergence).
         """
+        if np.ndim(value) != 0:
+            raise ValueError(f"add_loss takes one number, a term of the batch's loss, got an array of shape "
+                             f"{np.shape(value)} (reduce it, e.g. to its mean over the batch)")
         self.__dict__.setdefault("_losses", []).append(float(value))
 
     @property
@@ -316,6 +349,7 @@ class Layer:
             return call_symbolic(self)
         if not self.built:
             self._build_for(x)
+        self.clear_losses()  # losses: the terms of this call's forward pass
         out = self.forward(x, training)
         # A training pass writes into buffers that the next one reuses: the caller gets a copy.
         return _device.copy(out) if training else out
@@ -334,7 +368,7 @@ class Layer:
         shapes = [a.shape[1:] for a in arrays]
         dtype = arrays[0].dtype if arrays[0].dtype in (np.float32, np.float64) else np.dtype(np.float32)
         rng = np.random.default_rng()
-        self.build(shapes if isinstance(x, (list, tuple)) else shapes[0], rng, dtype)
+        build_layer(self, shapes if isinstance(x, (list, tuple)) else shapes[0], rng, dtype)
         if getattr(self, "rng", False) is None:  # Dropout's masks, Sampling's noise
             self.rng = rng
 

@@ -1,6 +1,7 @@
 """Optimizers with Keras' update rules and defaults: SGD (momentum), RMSprop, Adam."""
 
 import numbers
+import weakref
 
 import numpy as np
 
@@ -44,18 +45,37 @@ class Optimizer:
     def __init__(self, lr):
         self.lr = _check_rate(lr, "lr")
         self.params = []
+        self.attached = False  # attach ran: params are the trainable ones when the model was compiled
         self.iterations = 0
         self.state = {}
+        self._model = None  # a weak reference to the model compiled with this optimizer
 
     def attach(self, params, backend=None):
         """Take over the model's parameters; the updates run on `backend`'s optim kernels (the cuda
         backend's for parameters on the device)."""
         self.params = list(params)
+        self.attached = True
         self.iterations = 0
         on_device = bool(self.params) and _device.is_device(self.params[0].value)
         self._backend = "cuda" if on_device else backend
         self._kernels, _ = _backend.kernels("optim", self._backend)
         self._group_runs()
+
+    def compiled_into(self, model):
+        """Raise ValueError if another model was compiled with this optimizer: it holds one model's
+        parameters and slots, and would update that model's weights in this one's training."""
+        owner = None if self._model is None else self._model()
+        if owner is not None and owner is not model:
+            raise ValueError(f"this {type(self).__name__} was compiled into another model ({owner.name!r}): give "
+                             "each model an optimizer of its own (an optimizer holds one model's weights and slots)")
+
+    def take_model(self, model):
+        """Belong to `model` (compile): its layers' gradient flags are set afresh for it at the next step."""
+        from fastdl.nn import gradient_flags
+
+        self._model = weakref.ref(model)
+        self.attached = False
+        gradient_flags.forget_flags()
 
     def follow_parameters(self):
         """Attach again to the same parameters after they moved to the device (a model compiled, then
@@ -82,9 +102,11 @@ class Optimizer:
     def __getstate__(self):
         # A copy (deepcopy, pickle) finds its kernels again, and groups its own copied parameters
         # and slots into runs: the runs' arrays are views, which would be copied as arrays of their own.
+        # It belongs to no model until one is compiled with it.
         state = dict(self.__dict__)
         state.pop("_kernels", None)
         state.pop("_runs", None)
+        state["_model"] = None
         return state
 
     def __setstate__(self, state):

@@ -7,7 +7,7 @@ import numpy as np
 from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._parallel import single_threaded_blas
-from fastdl._validation import all_finite, check_int
+from fastdl._validation import NonFiniteError, all_finite, check_int
 from fastdl.nn.callbacks import Callback, ProgressLogger
 from fastdl.nn.gradient_flags import GradientFlags
 from fastdl.nn.module import Layer, place_parameters
@@ -61,6 +61,14 @@ def _check_callbacks(callbacks):
         if not isinstance(callback, Callback):
             raise TypeError(f"callbacks must be Callback objects, got {type(callback).__name__}")
     return callbacks
+
+
+def stopped_at(exc, epoch, batch):
+    """The error that ends fit at a batch: where, and for values gone NaN or infinite, what to try."""
+    if isinstance(exc, NonFiniteError):
+        return NonFiniteError(f"epoch {epoch + 1}, batch {batch + 1}: {exc}; training stopped (lower the learning "
+                              "rate or check the data)")
+    return ValueError(f"epoch {epoch + 1}, batch {batch + 1}: {exc}; training stopped")
 
 
 class Training(GradientFlags, Layer):
@@ -200,7 +208,7 @@ class Training(GradientFlags, Layer):
         return outputs
 
     def _attach_optimizer(self):
-        if not self.optimizer.params:
+        if not self.optimizer.attached:  # compiled before the model was built
             self.optimizer.attach((p for _, p in self.trainable_parameters()), self.backend)
         elif self.__dict__.get("_added_layers"):  # layers added since the optimizer took the others
             if not self.built:
@@ -356,6 +364,25 @@ class Training(GradientFlags, Layer):
         # Keras takes the last samples, before any shuffling.
         return x[:-n_val], y[:-n_val], (x[-n_val:], y[-n_val:])
 
+    def _check_each_layer_once(self):
+        """Raise ValueError where a layer is reached twice in this model, through the models inside
+        it (one shared by two of them): a layer keeps one call's inputs for its backward pass and
+        the optimizer would update its weights twice a step."""
+        seen = {}
+
+        def walk(model, prefix):
+            for layer in model.layers:
+                where = prefix + (layer.name or type(layer).__name__)
+                if id(layer) in seen:
+                    raise ValueError(f"layer {where!r} is also {seen[id(layer)]!r} in model {self.name!r}: a layer "
+                                     "is applied once in a model (share it between models that train apart, as a "
+                                     "GAN's discriminator)")
+                seen[id(layer)] = where
+                if isinstance(layer, Training):
+                    walk(layer, where + "/")
+
+        walk(self, "")
+
     def _generators(self):
         """{path: Generator} of every generator the model's training draws from, each once: its own
         ("rng": shuffling, and the masks of layers without one of their own), a layer's own
@@ -401,16 +428,14 @@ class Training(GradientFlags, Layer):
                     out = self._forward(xb, training=True)
                     loss = self._batch_loss(out, yb)
                     if not np.isfinite(loss):
-                        raise ValueError(f"the loss is {loss}")
+                        raise NonFiniteError(f"the loss is {loss}")
                     # Counted before the backward pass: on the device, reading the outputs then waits
                     # for nothing more than reading the loss did.
                     correct = _accuracy(out, yb, threshold) * count if self.metrics else 0.0
                     dout = self.loss.backward_logits() if fused else self.loss.backward()
                     self._backward(dout, fused)
-                except ValueError as exc:
-                    # Weights or activations went non-finite: never train on silently.
-                    raise ValueError(f"epoch {epoch + 1}, batch {b + 1}: {exc}; training stopped "
-                                     "(lower the learning rate or check the data)") from exc
+                except ValueError as exc:  # e.g. weights or activations gone non-finite: never train on
+                    raise stopped_at(exc, epoch, b) from exc
                 self.optimizer.step()
                 seen += count
                 total_loss += loss * count

@@ -13,7 +13,7 @@ import numpy as np
 
 from fastdl import _device
 from fastdl import backend as _backend
-from fastdl._validation import check_matrix, check_same_features, compute_dtype
+from fastdl._validation import NonFiniteError, check_matrix, check_same_features, compute_dtype
 from fastdl.ops._shift import _reach, midpoint_origin, origin_and_reach, power_of_two_scale
 
 # Entries of a float64 distance block held at once (256 MiB).
@@ -63,7 +63,7 @@ def _column_stats(X, name, kernels):
     """
     sums, low, high = _stats(X, kernels)
     if not (np.isfinite(low).all() and np.isfinite(high).all()):
-        raise ValueError(f"{name} contains NaN or infinity")
+        raise NonFiniteError(f"{name} contains NaN or infinity")
     if not np.isfinite(sums).all():
         # A NaN (which the minima and maxima can pass over), or huge values overflowing the sum:
         # scaled by a power of two below 1 / n_rows (exact), finite values cannot overflow it.
@@ -71,7 +71,7 @@ def _column_stats(X, name, kernels):
         scaled = Shifted(X, _device.to_device(np.zeros(n_features)), math.ldexp(1.0, -n_rows.bit_length()),
                          np.float64, kernels)
         if not np.isfinite(_stats(scaled.rows, kernels)[0]).all():
-            raise ValueError(f"{name} contains NaN or infinity")
+            raise NonFiniteError(f"{name} contains NaN or infinity")
     return sums, low, high
 
 
