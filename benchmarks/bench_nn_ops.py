@@ -14,7 +14,8 @@ import pytest
 
 from fastdl import nn
 from fastdl.ops import (
-    conv2d, conv2d_grad, conv2d_transpose, conv2d_transpose_grad, dense, dense_grad, max_pool2d, max_pool2d_grad,
+    activation_grad, conv2d, conv2d_grad, conv2d_transpose, conv2d_transpose_grad, dense, dense_grad, max_pool2d,
+    max_pool2d_grad,
 )
 from peers import TORCH_MISSING, torch
 
@@ -209,8 +210,9 @@ def bench_dense_fastdl(benchmark, backend, require_fastdl_backend, name_contende
     x, kernel, bias, dout = _dense_data()
 
     def step():
-        dense(x, kernel, bias, activation="relu", backend=backend)
-        dense_grad(x, kernel, dout, backend=backend)
+        out = dense(x, kernel, bias, activation="relu", backend=backend)
+        # Through the ReLU, then the GEMMs and the bias (torch's backward does both too).
+        dense_grad(x, kernel, activation_grad(out, dout, "relu", backend=backend), backend=backend)
 
     step()
     name_contender(DENSE_GROUP, f"fastdl[{backend}]")

@@ -2,8 +2,11 @@
 
 Threads: every contender gets the same count, FASTDL_NUM_THREADS when it is set, else every CPU
 this process may use. fastdl, BLAS and OpenMP (threadpoolctl), torch and faiss are all set to it.
+threadpoolctl changes only the runtimes loaded when it is called, and the bench modules load
+more (scikit-learn's OpenMP, scipy's OpenBLAS) when they are collected and fastdl's fixtures when
+they first run, so the limits are applied again after collection and before each benchmark.
 
-Quick mode (`--quick` or FASTDL_BENCH_QUICK=1) skips the cases marked `big`.
+Quick mode (`--quick` or FASTDL_BENCH_QUICK=1) skips the cases marked `big` (see pytest.ini).
 
 After pytest-benchmark's own table, a short report gives every contender's mean time per group
 and its ratio to the fastest fastdl backend of that group.
@@ -27,13 +30,14 @@ DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "leiden-dig
 DIGIT_FILES = ("train_in.csv", "train_out.csv", "test_in.csv", "test_out.csv")
 
 _results = []  # (group, contender, mean_s, rounds, note), filled as benchmarks finish
-_thread_limits = None  # threadpoolctl limits kept alive for the whole session
 
 
 def pytest_addoption(parser):
     parser.addoption(
         "--quick", action="store_true", default=False,
-        help=f"skip the big 10000x60000 distance case (same as {QUICK_ENV}=1)",
+        help=("skip the cases marked big: the 10000x60000 distances, the big kNN, the CNN, clock, "
+              "multi-head, VAE and GAN training steps, rendering 18,000 clocks and 10,000 faces "
+              f"(same as {QUICK_ENV}=1)"),
     )
 
 
@@ -47,18 +51,31 @@ def bench_threads():
     return fastdl_config.env_num_threads()
 
 
+def limit_threads():
+    """Cap every BLAS and OpenMP runtime loaded by now at the benchmarks' thread count."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=bench_threads())  # nothing restores it: it holds for the session
+
+
 def pytest_configure(config):
-    global _thread_limits
     n_threads = bench_threads()
     fastdl.set_num_threads(n_threads)  # fastdl's kernels, and a cap on BLAS
     if torch is not None:
         torch.set_num_threads(n_threads)
     if faiss is not None:
         faiss.omp_set_num_threads(n_threads)
-    # Every BLAS and OpenMP runtime loaded by now (numpy's, scipy's, faiss', torch's, sklearn's).
-    from threadpoolctl import threadpool_limits
+    limit_threads()  # numpy's BLAS, torch's and faiss' OpenMP: loaded by now
 
-    _thread_limits = threadpool_limits(limits=n_threads)
+
+def pytest_collection_finish(session):
+    limit_threads()  # the runtimes the bench modules loaded: scikit-learn's OpenMP, scipy's BLAS
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    yield
+    limit_threads()  # and any its fixtures loaded (fastdl's compiled kernels); ~2 ms, untimed
 
 
 def pytest_report_header(config):
@@ -73,7 +90,7 @@ def pytest_report_header(config):
     lines = [
         f"fastdl {fastdl.__version__} benchmarks: {n_threads} threads ({source}) for every contender",
         f"fastdl backends: {backends}; peers: {', '.join(peers)}",
-        f"quick mode: {'on (big case skipped)' if quick_mode(config) else 'off'}",
+        f"quick mode: {'on (the big cases skipped)' if quick_mode(config) else 'off'}",
     ]
     if torch is not None:
         lines.append("torch loaded first: fastdl's kernels share its OpenMP runtime and wait policy "
@@ -91,7 +108,7 @@ def config_has_env_threads():
 def pytest_collection_modifyitems(config, items):
     if not quick_mode(config):
         return
-    skip = pytest.mark.skip(reason=f"quick mode (--quick or {QUICK_ENV}=1) skips the big case")
+    skip = pytest.mark.skip(reason=f"quick mode (--quick or {QUICK_ENV}=1) skips the big cases")
     for item in items:
         if item.get_closest_marker("big") is not None:
             item.add_marker(skip)

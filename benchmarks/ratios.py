@@ -13,7 +13,9 @@ wait policy for both (fastdl's kernels load it with OMP_WAIT_POLICY=PASSIVE, PyT
 runtime's default): see benchmarks/README.md.
 """
 
+import collections
 import json
+import os
 import sys
 
 FASTDL_PREFIX = "fastdl["
@@ -27,13 +29,13 @@ def format_seconds(seconds):
 
 
 def format_ratio(time, baseline):
-    """'2.50x slower' / '1.30x faster' / '1.00x' relative to the fastdl baseline."""
+    """'2.50x slower' / '1.30x faster' relative to the fastdl baseline; '1.00x (same)' for every
+    ratio, either way, that rounds to 1.00 (the baseline's own row included)."""
     if baseline is None:
         return "n/a"
     ratio = time / baseline
-    if ratio >= 1.0:
-        return f"{ratio:.2f}x slower" if ratio >= 1.005 else "1.00x"
-    return f"{1.0 / ratio:.2f}x faster"
+    text, word = (f"{ratio:.2f}", "slower") if ratio >= 1.0 else (f"{1.0 / ratio:.2f}", "faster")
+    return "1.00x (same)" if text == "1.00" else f"{text}x {word}"
 
 
 def report(results, write):
@@ -72,11 +74,30 @@ def results_from_json(path):
     return rows
 
 
+def label_by_file(runs):
+    """The rows of several files, (path, rows) each, as one list; a contender that more than one
+    file has in the same group gets its file's name after its own, e.g. 'torch (peers.json)'."""
+    files = collections.defaultdict(set)
+    for path, rows in runs:
+        for row in rows:
+            files[row[0], row[1]].add(path)
+    names = [os.path.basename(path) for path, _ in runs]
+    if len(set(names)) < len(names):  # the same name in two folders: the paths tell them apart
+        names = [path for path, _ in runs]
+    results = []
+    for name, (path, rows) in zip(names, runs):
+        for group, contender, *rest in rows:
+            if len(files[group, contender]) > 1:
+                contender = f"{contender} ({name})"
+            results.append((group, contender, *rest))
+    return results
+
+
 def main(paths):
     if not paths:
         print("usage: python benchmarks/ratios.py RUN.json [RUN.json ...]", file=sys.stderr)
         return 2
-    results = [row for path in paths for row in results_from_json(path)]
+    results = label_by_file([(path, results_from_json(path)) for path in paths])
     print(f"fastdl ratios from {len(paths)} run(s): {', '.join(paths)}")
     print("'vs fastdl (mean)': contender mean / best fastdl mean; 'vs fastdl (min)': the same with min times.")
     report(results, print)

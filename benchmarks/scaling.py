@@ -6,7 +6,10 @@ are even. This script times each model's step at each thread count, every run in
 it: benchmarks/README.md). Each run reports the process's CPU time a step besides the wall time:
 work that grows with the threads shows there, while cores left idle show as a wall time that
 stops falling. For fastdl it also reports each layer's forward and backward time and the
-optimizer's update, so a part that does not scale is named.
+optimizer's update, so a part that does not scale is named. Every number is a median over the
+timed steps of that quantity's time in each step (the rest: a step's time less its parts'), so
+one slow step moves none of them. A run that fails is listed under its table with the reason,
+and the script then exits with status 1.
 
 Run from the repository root: `python benchmarks/scaling.py --threads 1,2,4,8,16 --models mlp,cnn`.
 With more threads than cores the times mean little; benchmarks/gpu/run_on_device.sh runs this on
@@ -17,18 +20,13 @@ import argparse
 import collections
 import json
 import os
-import resource
+import statistics
 import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = ("mlp", "cnn", "clock")  # bench_nn_models' kinds: batch 32 SGD, 128 RMSprop, 100 Adam
-
-
-def _cpu_seconds():
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _time_parts():
@@ -98,33 +96,53 @@ def _child(contender, kind, n_threads, min_steps):
         spent = {}
     step()
     step()
-    spent.clear()
-    times, cpu, start = [], _cpu_seconds(), time.perf_counter()
-    while len(times) < min_steps or time.perf_counter() - start < 1.0:
-        before = time.perf_counter()
+    steps, start = [], time.perf_counter()  # (wall, CPU, {part: seconds}) of each timed step
+    while len(steps) < min_steps or time.perf_counter() - start < 1.0:
+        spent.clear()
+        wall, cpu = time.perf_counter(), time.process_time()  # process_time: every thread's CPU
         step()
-        times.append(time.perf_counter() - before)
-    n = len(times)
-    print(json.dumps({"step": sorted(times)[n // 2], "cpu": (_cpu_seconds() - cpu) / n,
-                      "parts": {part: seconds / n for part, seconds in spent.items()}}))
+        steps.append((time.perf_counter() - wall, time.process_time() - cpu, dict(spent)))
+    parts = {part for _, _, spent_in_step in steps for part in spent_in_step}
+    print(json.dumps({
+        "steps": len(steps),
+        "step": statistics.median(wall for wall, _, _ in steps),
+        "cpu": statistics.median(cpu for _, cpu, _ in steps),
+        "parts": {part: statistics.median(spent_in_step.get(part, 0.0) for _, _, spent_in_step in steps)
+                  for part in parts},
+        "rest": statistics.median(wall - sum(spent_in_step.values()) for wall, _, spent_in_step in steps),
+    }))
 
 
 def _run(contender, kind, n_threads, min_steps):
     command = [sys.executable, os.path.abspath(__file__), "--child", f"{contender}:{kind}:{n_threads}",
                "--steps", str(min_steps)]
     result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode:
-        return {"missing": f"failed: {result.stderr.strip().splitlines()[-1:]}"}
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    if not result.returncode:
+        try:
+            return json.loads(result.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            pass
+    last = (result.stderr.strip().splitlines() or result.stdout.strip().splitlines() or ["no output"])[-1]
+    return {"missing": f"failed (exit status {result.returncode}): {last}", "failed": True}
 
 
 def _ms(seconds):
     return f"{seconds * 1e3:,.2f}" if seconds < 0.01 else f"{seconds * 1e3:,.1f}"
 
 
+def _threads(n):
+    return f"{n} thread" + ("" if n == 1 else "s")
+
+
+def _speedup(before, after):
+    return f"{before / after:.2f}x" if before > 0 and after > 0 else "n/a"
+
+
 def _report(kind, threads, runs):
-    """Markdown tables: the steps at each thread count, then fastdl's parts at the fewest and most."""
-    print(f"\n### {kind}: a training step (ms), its speed-up over the first row, CPU time a step (ms)\n")
+    """Markdown tables: the steps at each thread count, then fastdl's parts at the fewest and most,
+    each followed by the runs that did not happen and why."""
+    print(f"\n### {kind}: a training step (ms), its speed-up over the first row, CPU time a step (ms); "
+          "medians over the steps\n")
     print("| threads | fastdl | speed-up | CPU | PyTorch | speed-up | CPU |")
     print("|---|---|---|---|---|---|---|")
     first = {contender: runs[contender, threads[0]] for contender in ("fastdl", "torch")}
@@ -135,44 +153,78 @@ def _report(kind, threads, runs):
             if "missing" in run or "missing" in first[contender]:
                 cells += ["-", "-", "-"]
                 continue
-            cells += [_ms(run["step"]), f"{first[contender]['step'] / run['step']:.2f}x", _ms(run["cpu"])]
+            cells += [_ms(run["step"]), _speedup(first[contender]["step"], run["step"]), _ms(run["cpu"])]
         print("| " + " | ".join(cells) + " |")
+    missing = [(contender, n, runs[contender, n]["missing"]) for n in threads for contender in ("fastdl", "torch")
+               if "missing" in runs[contender, n]]
+    if missing:
+        print("\nNot run:\n")
+        for contender, n, reason in missing:
+            print(f"- {'PyTorch' if contender == 'torch' else contender}, {_threads(n)}: {reason}")
     few, most = runs["fastdl", threads[0]], runs["fastdl", threads[-1]]
     if "missing" in few or "missing" in most:
+        print(f"\n(no table of fastdl's parts: its run on {_threads(threads[0] if 'missing' in few else threads[-1])} "
+              "did not happen)")
         return
     print(f"\nfastdl's parts (ms a step) on {threads[0]} and {threads[-1]} threads; the rest is the loss, "
           "the batch and Python:\n")
     print(f"| part | {threads[0]} | {threads[-1]} | speed-up |")
     print("|---|---|---|---|")
-    parts = sorted(few["parts"], key=lambda part: -few["parts"][part])
-    rest_few = few["step"] - sum(few["parts"].values())
-    rest_most = most["step"] - sum(most["parts"].values())
-    for part, a, b in [(part, few["parts"][part], most["parts"].get(part, 0.0)) for part in parts] + [
-            ("rest", rest_few, rest_most)]:
-        print(f"| {part} | {_ms(a)} | {_ms(b)} | {a / b if b > 0 else float('nan'):.2f}x |")
+    parts = sorted(set(few["parts"]) | set(most["parts"]),
+                   key=lambda part: (-few["parts"].get(part, 0.0), part))
+    rows = [(part, few["parts"].get(part, 0.0), most["parts"].get(part, 0.0)) for part in parts]
+    for part, a, b in rows + [("rest", few["rest"], most["rest"])]:
+        print(f"| {part} | {_ms(a)} | {_ms(b)} | {_speedup(a, b)} |")
+
+
+def _thread_counts(text):
+    """argparse type of --threads: comma-separated integers >= 1."""
+    try:
+        counts = [int(n) for n in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"comma-separated thread counts of 1 or more expected, got {text!r}")
+    return counts
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"an integer of 1 or more expected, got {text!r}")
+    return value
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", default="1,2,4,8,16", help="comma-separated thread counts (default 1,2,4,8,16)")
+    parser.add_argument("--threads", type=_thread_counts, default="1,2,4,8,16",
+                        help="comma-separated thread counts, each 1 or more (default 1,2,4,8,16)")
     parser.add_argument("--models", default="mlp,cnn", help=f"comma-separated, of {', '.join(MODELS)} (default mlp,cnn)")
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per run at least (runs last 1 s at least)")
+    parser.add_argument("--steps", type=_positive_int, default=5,
+                        help="timed steps per run at least (runs last 1 s at least)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         contender, kind, n_threads = args.child.split(":")
         _child(contender, kind, int(n_threads), args.steps)
-        return
-    threads = [int(n) for n in args.threads.split(",")]
-    kinds = args.models.split(",")
+        return 0
+    threads, kinds = args.threads, args.models.split(",")
     unknown = sorted(set(kinds) - set(MODELS))
-    if unknown or not threads or min(threads) < 1:
-        parser.error(f"models among {', '.join(MODELS)} and positive thread counts, got {args.models!r}, {args.threads!r}")
+    if unknown:
+        parser.error(f"--models: unknown {', '.join(unknown)}; choose among {', '.join(MODELS)}")
     print(f"{os.cpu_count()} CPUs; each run in a process of its own")
+    failed = False
     for kind in kinds:
         runs = {(contender, n): _run(contender, kind, n, args.steps) for n in threads for contender in ("fastdl", "torch")}
         _report(kind, threads, runs)
+        failed = failed or any(run.get("failed") for run in runs.values())
+    if failed:
+        print("\nscaling.py: some runs failed (listed under their tables)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

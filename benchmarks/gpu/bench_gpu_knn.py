@@ -91,8 +91,9 @@ class Contender:
 
 CONTENDERS = {
     "fastdl-cuda": Contender("fastdl[cuda]", fastdl_cuda, cupy_sync, "CuPy arrays in and out"),
-    "fastdl-cuda-torch": Contender("fastdl[cuda] torch in/out", fastdl_cuda_torch, torch_sync,
-                                   "torch tensors in and out", small_only=True),
+    # No "torch" in fastdl's ids: make bench picks the peers' process's benchmarks by -k "torch or faiss".
+    "fastdl-cuda-tensors": Contender("fastdl[cuda] torch in/out", fastdl_cuda_torch, torch_sync,
+                                     "torch tensors in and out", small_only=True),
     "torch-topk": Contender("torch GEMM identity + topk", torch_topk, torch_sync),
     "cupy-argpartition": Contender("cupy GEMM identity + argpartition", cupy_argpartition, cupy_sync),
 }
