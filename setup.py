@@ -20,9 +20,15 @@ DIRECTIVES = {
 }
 
 
+def _flag(name):
+    """A build setting given as an environment variable, read as fastdl's run-time flags are
+    (fastdl.config): unset, blank, 0, false, no or off leave it off."""
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
 def openmp_flags():
     """Compile and link flags for OpenMP, or none when a test program does not build."""
-    if os.environ.get("FASTDL_NO_OPENMP"):
+    if _flag("FASTDL_NO_OPENMP"):
         return [], []
     flag = "/openmp" if sys.platform == "win32" else "-fopenmp"
     compiler = os.environ.get("CC", "cc")
@@ -44,7 +50,7 @@ def arch_flags():
     -ffp-contract=off keeps a * b + c as two roundings, as in the Numba kernels, so both backends
     give the same bits.
     """
-    if os.environ.get("FASTDL_PORTABLE") or sys.platform == "win32":
+    if _flag("FASTDL_PORTABLE") or sys.platform == "win32":
         return ["-ffp-contract=off"] if sys.platform != "win32" else []
     compiler = os.environ.get("CC", "cc")
     if shutil.which(compiler.split()[0]) is None:

@@ -72,9 +72,10 @@ def _build_parser():
     speed = reproduce.add_mutually_exclusive_group()
     speed.add_argument("--quick", action="store_const", const=True, default=None,
                        help="skip the slow steps (t-SNE, UMAP, ...; a4: a few thousand images, "
-                            "one epoch; a5: 800 training clocks, three epochs)")
+                            "one epoch; a5: 800 training clocks, three epochs; a6: 256 images, "
+                            "two epochs per model)")
     speed.add_argument("--full", action="store_const", const=False, dest="quick",
-                       help="the full runs (a4 and a5 otherwise run their quick version when "
+                       help="the full runs (a4, a5 and a6 otherwise run their quick version when "
                             "the full one would take over ten minutes here)")
     reproduce.add_argument("--models", default=None, metavar="KEYS",
                            help="a5: train only these models, comma-separated (e.g. "

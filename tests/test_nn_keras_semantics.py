@@ -480,3 +480,17 @@ def test_layer_calls_inputs_and_added_losses(backend):
         with pytest.raises(TypeError, match="shape must be an int or a tuple of ints"):
             nn.Input(bad)
     assert nn.Dense(2, input_shape=4).input_shape == (4,)
+
+
+def test_losses_given_as_a_list_in_output_order(backend):
+    inputs = nn.Input((4,))
+    outputs = [nn.Dense(3, activation="softmax", name="a")(inputs), nn.Dense(1, name="b")(inputs)]
+    model = nn.Model(inputs, outputs, seed=0, backend=backend)
+    model.compile("sgd", ["sparse_categorical_crossentropy", "mse"], loss_weights=[1.0, 0.5])
+    assert isinstance(model.loss["a"], SparseCategoricalCrossentropy)
+    assert isinstance(model.loss["b"], nn.MeanSquaredError)
+    x = np.random.default_rng(13).standard_normal((6, 4))
+    history = model.fit(x, [np.arange(6) % 3, x[:, :1]])
+    assert set(history.history) == {"loss", "a_loss", "b_loss"}
+    with pytest.raises(ValueError, match=r"loss has 1 entries for 2 outputs"):
+        model.compile("sgd", ["mse"])

@@ -1,6 +1,6 @@
 """Dataset loaders. Only :func:`download_dataset` (``fastdl data download``) uses the network.
 
-``DATASETS`` lists the known datasets for ``fastdl data list``; each loader adds one entry.
+``DATASETS`` lists the known datasets for ``fastdl data list``, one entry per loader.
 """
 
 from fastdl.data._files import DatasetNotFoundError

@@ -127,6 +127,8 @@ class Activation(Layer):
 
 
 class ReLU(Activation):
+    """max(x, 0), as a layer (Keras' ReLU)."""
+
     def __init__(self, **kwargs):
         super().__init__("relu", **kwargs)
 
@@ -140,15 +142,22 @@ class LeakyReLU(Activation):
 
 
 class Sigmoid(Activation):
+    """1 / (1 + exp(-x)), as a layer."""
+
     def __init__(self, **kwargs):
         super().__init__("sigmoid", **kwargs)
 
 
 class Tanh(Activation):
+    """tanh(x), as a layer."""
+
     def __init__(self, **kwargs):
         super().__init__("tanh", **kwargs)
 
 
 class Softmax(Activation):
+    """exp(x) / sum(exp(x)) over the last axis, as a layer; with a cross-entropy loss after it, fit
+    starts the loss's gradient from its logits."""
+
     def __init__(self, **kwargs):
         super().__init__("softmax", **kwargs)

@@ -147,7 +147,7 @@ def _per_output(value, names, what, default):
         if unknown:
             raise ValueError(f"{what} names unknown outputs {unknown}; the model's outputs are {names}")
         return {name: value.get(name, default) for name in names}
-    if isinstance(value, (list, tuple)) and what == "loss_weights":
+    if isinstance(value, (list, tuple)) and what in ("loss", "loss_weights"):
         if len(value) != len(names):
             raise ValueError(f"{what} has {len(value)} entries for {len(names)} outputs {names}")
         return dict(zip(names, value))
@@ -335,7 +335,7 @@ class Model(Training):
         Parameters
         ----------
         optimizer : str or Optimizer
-        loss : str, Loss, or dict {output name: str or Loss}
+        loss : str, Loss, dict {output name: str or Loss}, or list in output order
             One loss for every output, or one per output (every output needs one).
         loss_weights : dict {output name: float} or list in output order, optional
             The training loss is the weighted sum of the outputs' losses (weights default to 1).
