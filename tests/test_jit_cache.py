@@ -15,7 +15,10 @@ def _double(x):
     return 2 * x
 
 
-def test_compile_falls_back_when_no_cache_location(monkeypatch):
+@pytest.mark.parametrize("compile_", [_jit.compile_kernel, _jit.helper(), _jit.helper(inline="always")],
+                         ids=["kernel", "helper", "inlined helper"])
+def test_compile_falls_back_when_no_cache_location(monkeypatch, compile_):
+    """Kernels and their helpers compile in memory where Numba has nowhere to cache them."""
     real_njit = numba.njit
 
     def njit_without_cache_dir(*args, **options):
@@ -25,8 +28,7 @@ def test_compile_falls_back_when_no_cache_location(monkeypatch):
         return real_njit(*args, **options)
 
     monkeypatch.setattr(_jit.numba, "njit", njit_without_cache_dir)
-    kernel = _jit.compile_kernel(_double)
-    assert kernel(21) == 42
+    assert compile_(_double)(21) == 42
 
 
 def test_caching_off_gives_the_same_answers(tmp_path):
@@ -87,20 +89,6 @@ def test_serial_and_parallel_variants_are_cached_apart(tmp_path):
         assert result.stdout.strip() == str(2 * sum(range(1000)))
     indexes = sorted(path.name.split("-")[0] for path in (tmp_path / "cache").rglob("*.nbi"))
     assert indexes == ["probe.twice_parallel_numpy_errors", "probe.twice_serial_numpy_errors"]
-
-
-def test_helpers_fall_back_when_no_cache_location(monkeypatch):
-    """As compile_kernel: the kernels' helpers (kernels/cpu/_jit.helper) compile in memory."""
-    real_njit = numba.njit
-
-    def njit_without_cache_dir(*args, **options):
-        if options.get("cache"):
-            raise RuntimeError("cannot cache function '_double': no locator available")
-        return real_njit(*args, **options)
-
-    monkeypatch.setattr(_jit.numba, "njit", njit_without_cache_dir)
-    assert _jit.helper()(_double)(21) == 42
-    assert _jit.helper(inline="always")(_double)(4) == 8
 
 
 READ_ONLY = """
