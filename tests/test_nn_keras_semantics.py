@@ -494,3 +494,37 @@ def test_losses_given_as_a_list_in_output_order(backend):
     assert set(history.history) == {"loss", "a_loss", "b_loss"}
     with pytest.raises(ValueError, match=r"loss has 1 entries for 2 outputs"):
         model.compile("sgd", ["mse"])
+
+
+@pytest.mark.parametrize("make", [lambda: nn.SGD(0.05, momentum=0.9), nn.RMSprop, nn.Adam],
+                         ids=["momentum", "rmsprop", "adam"])
+def test_compiling_again_keeps_the_optimizers_state(backend, make):
+    # A Keras optimizer compiled again keeps its step count and slots (fine-tuning recompiles).
+    rng = np.random.default_rng(14)
+    x, y = rng.standard_normal((12, 4)), rng.standard_normal((12, 2))
+
+    def model():
+        built = _dense_stack(backend, nn.Dense(3, activation="tanh"), nn.Dense(2))
+        built.compile(make(), "mse")
+        return built
+
+    straight, recompiled = model(), model()
+    straight.fit(x, y, epochs=5, batch_size=12, shuffle=False)
+    recompiled.fit(x, y, epochs=3, batch_size=12, shuffle=False)
+    recompiled.compile(recompiled.optimizer, "mse")
+    recompiled.fit(x, y, epochs=2, batch_size=12, shuffle=False)
+    assert recompiled.optimizer.iterations == 5
+    for a, b in zip(straight.get_weights(), recompiled.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_keras_argument_names(backend):
+    assert nn.Adam(learning_rate=2e-4, beta_1=0.5).lr == 2e-4
+    assert nn.SGD(learning_rate=0.1, momentum=0.9).lr == 0.1
+    assert nn.RMSprop(learning_rate=1e-2).lr == 1e-2
+    assert nn.LeakyReLU(negative_slope=0.1).alpha == 0.1
+    with pytest.raises(ValueError, match="learning_rate must be a finite number"):
+        nn.Adam(learning_rate=-1.0)
+    for make in (nn.RMSprop, nn.Adam):
+        with pytest.raises(ValueError, match="epsilon must be > 0"):
+            make(epsilon=0)

@@ -40,7 +40,7 @@ def _expected(name, value, grad, slots):
         return value + m, [m, v]
     if name == "rmsprop":
         v = 0.9 * v + 0.1 * grad**2
-        return value - 1e-3 * grad / (np.sqrt(v) + 1e-7), [m, v]
+        return value - 1e-3 * grad / np.sqrt(v + 1e-7), [m, v]
     m = m + 0.1 * (grad - m)
     v = v + 0.001 * (grad**2 - v)
     return value - 1e-3 * m / (np.sqrt(v) + 1e-7), [m, v]

@@ -136,9 +136,10 @@ class ReLU(Activation):
 class LeakyReLU(Activation):
     """x where x >= 0, alpha * x elsewhere (Keras' default alpha 0.3)."""
 
-    def __init__(self, alpha=LEAKY_ALPHA, **kwargs):
+    def __init__(self, alpha=LEAKY_ALPHA, *, negative_slope=None, **kwargs):
+        # negative_slope: Keras 3's name for alpha; given, it is the slope.
         super().__init__("leaky_relu", **kwargs)
-        self.alpha = check_alpha(alpha)
+        self.alpha = check_alpha(alpha if negative_slope is None else negative_slope)
 
 
 class Sigmoid(Activation):

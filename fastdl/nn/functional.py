@@ -376,8 +376,7 @@ class Model(Training):
                                and id(tensor) not in self._consumers}
         self._fused_nodes = {id(self.outputs[name]) for name in self._fused_outputs}
         self.optimizer = optimizer
-        optimizer.take_model(self)
-        self.optimizer.attach((p for _, p in self.trainable_parameters()), self.backend)
+        optimizer.compile_for(self, [p for _, p in self.trainable_parameters()], self.backend)
 
     # -- checks ----------------------------------------------------------------------------------
     def _check_xy(self, x, y, name="x"):

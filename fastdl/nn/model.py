@@ -234,11 +234,10 @@ class Sequential(Training):
         optimizer, loss, metrics = get_optimizer(optimizer), get_loss(loss), check_metrics(metrics)
         optimizer.compiled_into(self)
         self.optimizer, self.loss, self.metrics = optimizer, loss, metrics
-        optimizer.take_model(self)
         self.loss.backend = self.backend
         self._added_layers = []
-        if self.input_shape is not None:
-            self.optimizer.attach((p for _, p in self.trainable_parameters()), self.backend)
+        built = self.input_shape is not None
+        optimizer.compile_for(self, [p for _, p in self.trainable_parameters()] if built else None, self.backend)
 
     def _fused(self):
         last = self.layers[-1]

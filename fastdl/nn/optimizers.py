@@ -21,6 +21,14 @@ def _empty(like):
     return _EMPTY[like.dtype]
 
 
+def _check_epsilon(value):
+    """epsilon > 0: with 0, a weight whose gradient stays 0 (a dead ReLU's) would become 0 / 0."""
+    value = _check_rate(value, "epsilon")
+    if value == 0:
+        raise ValueError("epsilon must be > 0 (a weight whose gradient stays 0 would be updated by 0 / 0)")
+    return value
+
+
 def _check_rate(value, name, upper=None):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -42,8 +50,10 @@ class Optimizer:
 
     slots = ()
 
-    def __init__(self, lr):
-        self.lr = _check_rate(lr, "lr")
+    def __init__(self, lr, learning_rate=None):
+        # learning_rate: Keras' name for lr (Keras 3 knows no other); given, it is the rate.
+        self.lr = _check_rate(lr if learning_rate is None else learning_rate, "learning_rate" if learning_rate
+                              is not None else "lr")
         self.params = []
         self.attached = False  # attach ran: params are the trainable ones when the model was compiled
         self.iterations = 0
@@ -69,13 +79,22 @@ class Optimizer:
             raise ValueError(f"this {type(self).__name__} was compiled into another model ({owner.name!r}): give "
                              "each model an optimizer of its own (an optimizer holds one model's weights and slots)")
 
-    def take_model(self, model):
-        """Belong to `model` (compile): its layers' gradient flags are set afresh for it at the next step."""
+    def compile_for(self, model, params, backend=None):
+        """Belong to `model` and take over its trainable parameters `params` (None while the model is
+        not built: fit takes them on). Compiled again into the same model, the optimizer keeps its
+        step count and the slots of the parameters it held, as a Keras optimizer keeps its
+        variables. The layers' gradient flags are set afresh at the next step."""
         from fastdl.nn import gradient_flags
 
+        again = self.attached and self._model is not None and self._model() is model
         self._model = weakref.ref(model)
-        self.attached = False
         gradient_flags.forget_flags()
+        if params is None:
+            self.attached = False
+        elif again:
+            self._attach_again(backend, list(params))
+        else:
+            self.attach(params, backend)
 
     def follow_parameters(self):
         """Attach again to the same parameters after they moved to the device (a model compiled, then
@@ -89,14 +108,14 @@ class Optimizer:
         self._attach_again(self._backend, self.params + [p for p in params if id(p) not in held])
 
     def _attach_again(self, backend, params=None):
-        """attach to `params` (default: the same ones), the slots of the parameters held so far
-        keeping their values."""
-        slots = {slot: [_device.host(value) for value in values] for slot, values in self.state.items()}
+        """attach to `params` (default: the same ones), keeping the step count and the slots'
+        values of the parameters held so far (matched by identity: others start at zero)."""
+        kept = {id(p): [_device.host(self.state[slot][i]) for slot in self.slots] for i, p in enumerate(self.params)}
         iterations = self.iterations
         self.attach(self.params if params is None else params, backend)
-        for slot, values in slots.items():
-            for target, value in zip(self.state[slot], values):
-                _device.assign(target, value)
+        for i, p in enumerate(self.params):
+            for slot, value in zip(self.slots, kept.get(id(p), ())):
+                _device.assign(self.state[slot][i], value)
         self.iterations = iterations
 
     def __getstate__(self):
@@ -192,8 +211,8 @@ class Optimizer:
 class SGD(Optimizer):
     """velocity = momentum * velocity - lr * grad; value += velocity (plain SGD when momentum is 0)."""
 
-    def __init__(self, lr=0.01, momentum=0.0):
-        super().__init__(lr)
+    def __init__(self, lr=0.01, momentum=0.0, *, learning_rate=None):
+        super().__init__(lr, learning_rate)
         self.momentum = _check_rate(momentum, "momentum", 1)
         self.slots = ("velocity",) if self.momentum else ()
 
@@ -204,14 +223,19 @@ class SGD(Optimizer):
 
 
 class RMSprop(Optimizer):
-    """ms = rho * ms + (1 - rho) * grad^2; value -= lr * grad / (sqrt(ms) + epsilon)."""
+    """ms = rho * ms + (1 - rho) * grad^2; value -= lr * grad / sqrt(ms + epsilon).
+
+    Epsilon inside the square root, as Keras 3 (and tf.keras from 2.11) has it: a gradient much
+    below sqrt(epsilon) (3e-4 by default) takes a step of about lr * grad / sqrt(epsilon).
+    tf.keras up to 2.10 and PyTorch add epsilon to the root instead (a step of up to lr).
+    """
 
     slots = ("ms",)
 
-    def __init__(self, lr=1e-3, rho=0.9, epsilon=1e-7):
-        super().__init__(lr)
+    def __init__(self, lr=1e-3, rho=0.9, epsilon=1e-7, *, learning_rate=None):
+        super().__init__(lr, learning_rate)
         self.rho = _check_rate(rho, "rho", 1)
-        self.epsilon = _check_rate(epsilon, "epsilon")
+        self.epsilon = _check_epsilon(epsilon)
 
     def _update(self, value, grad, slots, n_threads):
         (ms,) = slots
@@ -225,11 +249,11 @@ class Adam(Optimizer):
 
     slots = ("m", "v")
 
-    def __init__(self, lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
-        super().__init__(lr)
+    def __init__(self, lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7, *, learning_rate=None):
+        super().__init__(lr, learning_rate)
         self.beta_1 = _check_rate(beta_1, "beta_1", 1)
         self.beta_2 = _check_rate(beta_2, "beta_2", 1)
-        self.epsilon = _check_rate(epsilon, "epsilon")
+        self.epsilon = _check_epsilon(epsilon)
 
     def step(self):
         t = self.iterations + 1

@@ -27,11 +27,17 @@ class History:
 
 
 def _accuracy(y_pred, y_true, threshold=None):
-    """Share of predictions that hit their targets, as Keras' "accuracy" for the loss.
+    """Share of predictions that hit their targets: "accuracy" for the loss.
 
     threshold None: the class of the largest output at each position (the last axis holds the
     classes) against integer codes or one-hot rows; a single output is a binary probability,
-    1 above 0.5. A threshold (binary cross-entropy's): each output against its 0/1 target.
+    1 above 0.5. A threshold (binary cross-entropy's: 0.5, or 0 from logits): each output
+    against its target, a target above 0.5 counting as 1.
+
+    Keras picks its accuracy from the shapes alone. Where that differs: several binary
+    cross-entropy outputs are scored one by one (Keras: the largest against the largest target);
+    logits are cut at 0, which is p = 0.5 (Keras cuts them at 0.5 too); a soft target of 0.9
+    counts as 1 (Keras requires it to equal the 0/1 prediction).
     """
     y_pred = _device.host(y_pred)
     if threshold is None and y_pred.shape[-1] == 1:

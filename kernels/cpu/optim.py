@@ -34,7 +34,7 @@ def _rmsprop(value, grad, ms, lr, rho, one_minus_rho, epsilon):
     for i in prange(value.shape[0]):
         g = grad[i]
         ms[i] = ms[i] * rho + one_minus_rho * g * g
-        value[i] -= lr * g / (np.sqrt(ms[i]) + epsilon)
+        value[i] -= lr * g / np.sqrt(ms[i] + epsilon)
 
 
 _rmsprop_serial = compile_kernel(_rmsprop)
@@ -42,7 +42,7 @@ _rmsprop_parallel = compile_kernel(_rmsprop, parallel=True)
 
 
 def rmsprop_step(value, grad, ms, lr, rho, one_minus_rho, epsilon, n_threads):
-    """ms = rho * ms + (1 - rho) * grad^2; value -= lr * grad / (sqrt(ms) + epsilon)."""
+    """ms = rho * ms + (1 - rho) * grad^2; value -= lr * grad / sqrt(ms + epsilon)."""
     launch(_rmsprop_serial, _rmsprop_parallel, n_threads, value, grad, ms, lr, rho, one_minus_rho, epsilon)
 
 

@@ -33,14 +33,14 @@ def sgd_step(floating[::1] value, const floating[::1] grad, floating[::1] veloci
 
 def rmsprop_step(floating[::1] value, const floating[::1] grad, floating[::1] ms, floating lr, floating rho,
                  floating one_minus_rho, floating epsilon, int n_threads):
-    """ms = rho * ms + (1 - rho) * grad^2; value -= lr * grad / (sqrt(ms) + epsilon)."""
+    """ms = rho * ms + (1 - rho) * grad^2; value -= lr * grad / sqrt(ms + epsilon)."""
     cdef Py_ssize_t i, n = value.shape[0]
     cdef floating g
     with nogil:
         for i in prange(n, num_threads=n_threads, schedule="static"):
             g = grad[i]
             ms[i] = ms[i] * rho + one_minus_rho * g * g
-            value[i] -= lr * g / (_sqrt(ms[i]) + epsilon)
+            value[i] -= lr * g / _sqrt(ms[i] + epsilon)
 
 
 def adam_step(floating[::1] value, const floating[::1] grad, floating[::1] m, floating[::1] v, floating alpha,

@@ -43,11 +43,11 @@ def _rmsprop(value, grad, ms, lr, rho, one_minus_rho, epsilon):
         return
     g = grad[i]
     ms[i] = ms[i] * rho + one_minus_rho * g * g
-    value[i] -= lr * g / (math.sqrt(ms[i]) + epsilon)
+    value[i] -= lr * g / math.sqrt(ms[i] + epsilon)
 
 
 def rmsprop_step(value, grad, ms, lr, rho, one_minus_rho, epsilon, n_threads):
-    """ms = rho * ms + (1 - rho) * grad^2; value -= lr * grad / (sqrt(ms) + epsilon). n_threads is unused."""
+    """ms = rho * ms + (1 - rho) * grad^2; value -= lr * grad / sqrt(ms + epsilon). n_threads is unused."""
     if value.shape[0]:
         _rmsprop[grid_1d(value.shape[0])](value, grad, ms, lr, rho, one_minus_rho, epsilon)
 

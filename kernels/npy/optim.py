@@ -20,10 +20,10 @@ def sgd_step(value, grad, velocity, lr, momentum, n_threads):
 
 
 def rmsprop_step(value, grad, ms, lr, rho, one_minus_rho, epsilon, n_threads):
-    """ms = rho * ms + (1 - rho) * grad^2; value -= lr * grad / (sqrt(ms) + epsilon)."""
+    """ms = rho * ms + (1 - rho) * grad^2; value -= lr * grad / sqrt(ms + epsilon)."""
     ms *= rho
     ms += one_minus_rho * grad * grad
-    value -= lr * grad / (np.sqrt(ms) + epsilon)
+    value -= lr * grad / np.sqrt(ms + epsilon)
 
 
 def adam_step(value, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon, n_threads):
