@@ -218,3 +218,21 @@ def test_upload_queues_its_copy_from_staging(cuda_backend, monkeypatch):
     other = _device.upload(cache, "targets", np.zeros((2, 2), np.float32))  # a new shape: a new buffer
     assert other.shape == (2, 2) and other.dtype == np.float32
     assert _device.upload(cache, "none", np.zeros(0)).shape == (0,)
+
+
+@pytest.mark.parametrize("transpose_a", [False, True])
+def test_tiled_gemm_goes_in_slices_of_rows(cuda_backend, monkeypatch, transpose_a):
+    """The tiled kernel's grid takes rows of tiles down y, at most 65535 of them (CUDA's limit):
+    more rows go in slices, each a launch (here slices of 2 tiles' rows)."""
+    from numba import cuda
+
+    from fastdl.kernels.gpu import _gemm
+
+    monkeypatch.setattr(_gemm, "MAX_GRID_Y", 2)
+    rng = np.random.default_rng(2)
+    rows = 5 * _gemm.TILE + 1  # three slices, the last of one row
+    a = rng.standard_normal((3, rows) if transpose_a else (rows, 3))
+    b = rng.standard_normal((3, 2))
+    out = cuda.device_array((rows, 2))
+    _gemm.tiled_gemm(cuda.to_device(a), cuda.to_device(b), out, transpose_a)
+    np.testing.assert_allclose(out.copy_to_host(), (a.T if transpose_a else a) @ b, rtol=1e-12)

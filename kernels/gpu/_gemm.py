@@ -27,6 +27,7 @@ from fastdl._device import per_array
 # Threads per block side and shared tile side; the simulator runs a thread as Python, so there
 # a small tile keeps tiny test products quick.
 TILE = 4 if numba.config.ENABLE_CUDASIM else 16
+MAX_GRID_Y = 65535  # CUDA's limit on a grid's y (and z) dimension; x takes 2**31 - 1 blocks
 
 
 def _cupy():
@@ -216,12 +217,28 @@ def gemm(a, b, out, transpose_a=False, transpose_b=False, accumulate=False):
             _fall_back(f"failed ({error})")
         _matmul(cupy, a, b, out, transpose_a, transpose_b, accumulate)
         return
-    dtype = np.dtype(out.dtype)
-    if dtype not in _KERNELS:
-        kind = _plain if numba.config.ENABLE_CUDASIM else _tiled
-        _KERNELS[dtype] = kind(numba.from_dtype(dtype))
     if numba.config.ENABLE_CUDASIM:  # rows down x, columns down y
         grid, block = (math.ceil(out.shape[0] / 16), math.ceil(out.shape[1] / 16)), (16, 16)
-    else:
-        grid, block = (math.ceil(out.shape[1] / TILE), math.ceil(out.shape[0] / TILE)), (TILE, TILE)
-    _KERNELS[dtype][grid, block](a, b, out, bool(transpose_a), bool(transpose_b), bool(accumulate))
+        _kernel(_plain, out.dtype)[grid, block](a, b, out, bool(transpose_a), bool(transpose_b), bool(accumulate))
+        return
+    tiled_gemm(a, b, out, transpose_a, transpose_b, accumulate)
+
+
+def _kernel(kind, dtype):
+    key = (kind, np.dtype(dtype))
+    if key not in _KERNELS:
+        _KERNELS[key] = kind(numba.from_dtype(np.dtype(dtype)))
+    return _KERNELS[key]
+
+
+def tiled_gemm(a, b, out, transpose_a=False, transpose_b=False, accumulate=False):
+    """gemm by the tiled kernel: columns of tiles down the grid's x, rows of tiles down its y, in
+    slices of at most MAX_GRID_Y rows of tiles (a convolution's patch matrix of 100 clocks of
+    150x150 has 2.19 million rows: 136,900 tiles)."""
+    kernel = _kernel(_tiled, out.dtype)
+    rows_per_launch = MAX_GRID_Y * TILE
+    for first in range(0, out.shape[0], rows_per_launch):
+        rows = slice(first, min(first + rows_per_launch, out.shape[0]))
+        part = a[:, rows] if transpose_a else a[rows]
+        grid = (math.ceil(out.shape[1] / TILE), math.ceil((rows.stop - rows.start) / TILE))
+        kernel[grid, (TILE, TILE)](part, b, out[rows], bool(transpose_a), bool(transpose_b), bool(accumulate))

@@ -12,7 +12,6 @@ from numba import cuda, float64
 from ._gemm import gemm  # noqa: F401 - the distance op's GEMM, through this family's module
 from ._launch import grid_1d, kernel
 
-BLOCK_2D = (16, 16)
 
 
 @kernel
@@ -58,9 +57,14 @@ def shift_rows(X, origin, scale, out, out_norms, n_threads):
 
 @kernel
 def _distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale, squared):
-    i, j = cuda.grid(2)
-    if i >= gram.shape[0] or j >= gram.shape[1]:
+    # One thread per entry, in row-major order: the grid is 1-D (a 2-D grid's y takes at most
+    # 65535 blocks), and a warp reads and writes one row's neighbouring entries.
+    k = cuda.grid(1)
+    n_cols = gram.shape[1]
+    if k >= gram.shape[0] * n_cols:
         return
+    i = k // n_cols
+    j = k - i * n_cols
     norm_sum = sq_norms_a[i] + sq_norms_b[j]
     d2 = norm_sum - 2.0 * gram[i, j]
     if d2 <= refine_tol * norm_sum:
@@ -76,5 +80,5 @@ def distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale,
     """Turn a Gram block A @ B.T into (squared) Euclidean distances, in place (as the CPU kernel):
     entries below refine_tol * (|a|^2 + |b|^2) are recomputed from A and B, and the distances
     multiplied back by unscale. One thread per entry."""
-    grid = (math.ceil(gram.shape[0] / BLOCK_2D[0]) or 1, math.ceil(gram.shape[1] / BLOCK_2D[1]) or 1)
-    _distances_from_gram[grid, BLOCK_2D](gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale, squared)
+    _distances_from_gram[grid_1d(gram.shape[0] * gram.shape[1])](gram, A, B, sq_norms_a, sq_norms_b, refine_tol,
+                                                                    unscale, squared)
