@@ -25,6 +25,8 @@ import subprocess
 import sys
 import time
 
+from _cli import int_at_least, int_list, model_list
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = ("mlp", "cnn", "clock")  # bench_nn_models' kinds: batch 32 SGD, 128 RMSprop, 100 Adam
 
@@ -177,33 +179,12 @@ def _report(kind, threads, runs):
         print(f"| {part} | {_ms(a)} | {_ms(b)} | {_speedup(a, b)} |")
 
 
-def _thread_counts(text):
-    """argparse type of --threads: comma-separated integers >= 1."""
-    try:
-        counts = [int(n) for n in text.split(",")]
-    except ValueError:
-        counts = []
-    if not counts or min(counts) < 1:
-        raise argparse.ArgumentTypeError(f"comma-separated thread counts of 1 or more expected, got {text!r}")
-    return counts
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"an integer of 1 or more expected, got {text!r}")
-    return value
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=_thread_counts, default="1,2,4,8,16",
+    parser.add_argument("--threads", type=int_list(1), default="1,2,4,8,16",
                         help="comma-separated thread counts, each 1 or more (default 1,2,4,8,16)")
     parser.add_argument("--models", default="mlp,cnn", help=f"comma-separated, of {', '.join(MODELS)} (default mlp,cnn)")
-    parser.add_argument("--steps", type=_positive_int, default=5,
+    parser.add_argument("--steps", type=int_at_least(1), default=5,
                         help="timed steps per run at least (runs last 1 s at least)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -211,10 +192,7 @@ def main():
         contender, kind, n_threads = args.child.split(":")
         _child(contender, kind, int(n_threads), args.steps)
         return 0
-    threads, kinds = args.threads, args.models.split(",")
-    unknown = sorted(set(kinds) - set(MODELS))
-    if unknown:
-        parser.error(f"--models: unknown {', '.join(unknown)}; choose among {', '.join(MODELS)}")
+    threads, kinds = args.threads, model_list(parser, args.models, MODELS)
     print(f"{os.cpu_count()} CPUs; each run in a process of its own")
     failed = False
     for kind in kinds:

@@ -20,6 +20,8 @@ import sys
 import threading
 import time
 
+from _cli import int_at_least, model_list
+
 
 def _models(names):
     """{name: step function} of the networks asked for (each built once, seed 0, random data)."""
@@ -98,35 +100,18 @@ def _time_parallel_regions():
 MODELS = ("mlp", "cnn", "clock", "vae", "gan")
 
 
-def _int_at_least(low):
-    """argparse type: an integer >= low."""
-
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < low:
-            raise argparse.ArgumentTypeError(f"an integer of {low} or more expected, got {text!r}")
-        return value
-
-    return parse
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=_int_at_least(1), default=16, help="fastdl's thread count, 1 or more (default 16)")
+    parser.add_argument("--threads", type=int_at_least(1), default=16, help="fastdl's thread count, 1 or more (default 16)")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated: {', '.join(MODELS)}")
-    parser.add_argument("--steps", type=_int_at_least(1), default=3,
+    parser.add_argument("--steps", type=int_at_least(1), default=3,
                         help="timed steps per model (at least; steps run for 0.5 s), after two warm-up steps")
-    parser.add_argument("--where", type=_int_at_least(0), default=0, metavar="N",
+    parser.add_argument("--where", type=int_at_least(0), default=0, metavar="N",
                         help="then sample where the calling thread spends its serial part: the N commonest places")
     args = parser.parse_args()
-    unknown = sorted(set(args.models.split(",")) - set(MODELS))
-    if unknown:
-        parser.error(f"--models: unknown {', '.join(unknown)}; choose among {', '.join(MODELS)}")
+    models = model_list(parser, args.models, MODELS)
     os.environ["FASTDL_NUM_THREADS"] = str(args.threads)  # before fastdl is imported
-    steps = _models(set(args.models.split(",")))
+    steps = _models(set(models))
     for step in steps.values():  # loads every module the steps use, so that all are wrapped
         step()
     in_parallel, depth = _time_parallel_regions()

@@ -11,10 +11,10 @@ _UNTHREADED_DOT = 10_000
 _PIECES_AT_MOST = 8
 
 
-
 class NonFiniteError(ValueError):
     """A value that must be finite is NaN or infinite (in training: what a too high learning rate
     or unscaled data lead to)."""
+
 
 def compute_dtype(*arrays):
     """float32 when every input is float32, float64 otherwise."""

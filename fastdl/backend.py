@@ -183,10 +183,8 @@ def _load(name, family):
             elif ok:
                 try:
                     module = importlib.import_module(f"{PACKAGES[name]}.{family}")
-                except ImportError as exc:
-                    reason = f"its {family!r} kernels failed to load ({exc})"
-                except Exception as exc:  # noqa: BLE001 - e.g. Numba failing as a module compiles
-                    # its helpers: the backend is unavailable, "auto" goes on to the next one.
+                except Exception as exc:  # noqa: BLE001 - a missing module, or Numba failing as a
+                    # module compiles its helpers: the backend is unavailable, "auto" goes on.
                     reason = f"its {family!r} kernels failed to load ({type(exc).__name__}: {exc})"
         _module_cache[key] = (module, reason)
     return _module_cache[key]

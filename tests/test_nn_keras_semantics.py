@@ -365,8 +365,20 @@ def test_an_optimizer_belongs_to_one_model(backend):
     optimizer = nn.SGD(0.1)
     first.compile(optimizer, "mse")
     first.compile(optimizer, "mse")  # the same model again: fine
-    with pytest.raises(ValueError, match="compiled into another model"):
+    with pytest.raises(ValueError, match="trains another model"):
         second.compile(optimizer, "mse")
+    first.compile(nn.SGD(0.1), "mse")  # first trains with another one now: this one is free
+    second.compile(optimizer, "mse")
+    assert second.optimizer is optimizer
+    # A copied model's optimizer is a copy, which the copy claims at its first step.
+    import copy
+
+    twin = copy.deepcopy(second)
+    x, y = np.ones((2, 4)), np.ones((2, 2))
+    third = _dense_stack(backend, nn.Dense(2))
+    third.compile(twin.optimizer, "mse")
+    with pytest.raises(ValueError, match="trains another model"):
+        twin.fit(x, y)
 
 
 def test_a_layer_reached_twice_through_models_is_refused(backend):

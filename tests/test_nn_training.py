@@ -192,6 +192,15 @@ def test_a_refused_load_leaves_an_unbuilt_model_unbuilt(tmp_path):
         model.load(tmp_path / "m.npz")
     assert model.input_shape is None
     model.fit(np.ones((4, 6)), np.ones((4, 2)))  # builds for its own data
+    # Refused for its optimizer's state (SGD's with momentum, not Adam's): still unbuilt.
+    saved.compile(nn.SGD(0.1, momentum=0.9), "mse")
+    saved.fit(np.ones((4, 5)), np.ones((4, 2)))
+    saved.save(tmp_path / "sgd.npz")
+    model = nn.Sequential([nn.Dense(7), nn.Dense(2)], seed=0)
+    model.compile("adam", "mse")
+    with pytest.raises(ValueError, match="SGD's, not Adam's"):
+        model.load(tmp_path / "sgd.npz")
+    assert model.input_shape is None and not model.built
 
 
 def test_loading_a_file_that_is_no_save_is_a_clear_error(tmp_path):

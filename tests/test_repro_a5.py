@@ -146,7 +146,7 @@ def test_full_run_on_tiny_data_with_overrides(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("epochs, fit_epochs, steps", [
     (60, 30, "30 of 60 on twice the clocks: as many steps as the other models"),
-    (3, 2, "2 of 3 on twice the clocks: the steps of 4 epochs of the other models, one more than they take"),
+    (3, 2, "2 of 3 on twice the clocks: the steps of 4 epochs of the other models, one epoch's steps more than theirs"),
 ])
 def test_mirrored_model_takes_as_many_steps_only_for_even_epochs(epochs, fit_epochs, steps):
     """Half the epochs, rounded up, on twice the clocks: an odd count (the quick run's 3) takes more steps."""

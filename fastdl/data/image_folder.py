@@ -121,7 +121,7 @@ def load_face_array(path, size=64):
         outside 0..255, a file that is not a .npy (empty, truncated, a .npz archive), a pickled
         or object array.
     TypeError
-        A non-numeric array (strings, objects, complex numbers, booleans).
+        A non-numeric array (strings, complex numbers, booleans).
     """
     size = check_int(size, "size", MIN_SIZE)
     path = Path(path).expanduser()

@@ -136,10 +136,13 @@ class ReLU(Activation):
 class LeakyReLU(Activation):
     """x where x >= 0, alpha * x elsewhere (Keras' default alpha 0.3)."""
 
-    def __init__(self, alpha=LEAKY_ALPHA, *, negative_slope=None, **kwargs):
-        # negative_slope: Keras 3's name for alpha; given, it is the slope.
+    def __init__(self, alpha=None, *, negative_slope=None, **kwargs):
+        """alpha, or negative_slope (Keras 3's name for it), defaults to 0.3."""
+        if alpha is not None and negative_slope is not None:
+            raise ValueError(f"give alpha or negative_slope, not both (got {alpha!r} and {negative_slope!r})")
         super().__init__("leaky_relu", **kwargs)
-        self.alpha = check_alpha(alpha if negative_slope is None else negative_slope)
+        slope = alpha if negative_slope is None else negative_slope
+        self.alpha = check_alpha(LEAKY_ALPHA if slope is None else slope)
 
 
 class Sigmoid(Activation):

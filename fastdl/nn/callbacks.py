@@ -96,8 +96,9 @@ class EarlyStopping(_Monitor):
     mode : {"auto", "min", "max"}, default "auto"
     baseline : float, optional
         A value to reach: as Keras, an epoch that improves on the best so far but not on the
-        baseline does not restart the count of `patience` epochs, so training stops `patience`
-        epochs in unless the baseline is beaten.
+        baseline does not restart the count of epochs without improvement, so once `patience`
+        epochs have passed without beating the baseline, training stops at the first epoch that
+        does not improve.
     start_from_epoch : int, default 0
         Epochs to train before watching `monitor` (a warm-up where no improvement is expected).
     """

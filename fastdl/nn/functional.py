@@ -23,8 +23,8 @@ from fastdl import _device
 from fastdl._validation import NonFiniteError, check_int
 from fastdl.nn import layers as _layers
 from fastdl.nn.losses import get_loss
-from fastdl.nn.model import (Sequential, check_metrics, check_nested_dtype, check_output_shape, init_model_basics,
-                             output_shape, summary_table)
+from fastdl.nn.model import (Sequential, check_metrics, check_nested_dtype, check_output_shape, format_shape,
+                             init_model_basics, loss_and_metric, summary_table)
 from fastdl.nn.module import Layer, build_layer, default_layer_name, ends_in_softmax, unnamed
 from fastdl.nn.optimizers import get_optimizer
 from fastdl.nn.training import Training, _accuracy, check_verbose, stopped_at
@@ -138,8 +138,9 @@ def _scaled(a, factor, out):
     return out
 
 
-def _per_output(value, names, what, default):
-    """{output name: value} from one value for all, a dict keyed by output name, or a list in output order."""
+def _per_output(value, names, what, default, lists_per_output=False):
+    """{output name: value} from one value for all, a dict keyed by output name, or (with
+    lists_per_output) a list in output order; else a list is one value for all (metrics)."""
     if value is None:
         return {name: default for name in names}
     if isinstance(value, dict):
@@ -147,7 +148,7 @@ def _per_output(value, names, what, default):
         if unknown:
             raise ValueError(f"{what} names unknown outputs {unknown}; the model's outputs are {names}")
         return {name: value.get(name, default) for name in names}
-    if isinstance(value, (list, tuple)) and what in ("loss", "loss_weights"):
+    if isinstance(value, (list, tuple)) and lists_per_output:
         if len(value) != len(names):
             raise ValueError(f"{what} has {len(value)} entries for {len(names)} outputs {names}")
         return dict(zip(names, value))
@@ -186,10 +187,8 @@ class Model(Training):
             raise TypeError(f"inputs must be an Input(shape), got {type(inputs).__name__}")
         self.input = inputs
         self.input_shape = inputs.shape
-        tensors = self._output_tensors(outputs)
         # predict and __call__ give the outputs back in the form they were given, as Keras does.
-        self._given_as = "dict" if isinstance(outputs, dict) else "list" if isinstance(outputs, (list, tuple)) \
-            else "tensor"
+        tensors, self._given_as = self._output_tensors(outputs)
         self._nodes = self._walk(tensors)
         self.layers = [node._layer for node in self._nodes]
         self._name_layers()
@@ -205,8 +204,13 @@ class Model(Training):
 
     # -- building -------------------------------------------------------------------------------
     def _output_tensors(self, outputs):
-        tensors = list(outputs.values()) if isinstance(outputs, dict) else \
-            list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        """(the output tensors, the form they were given in: "dict", "list" or "tensor")."""
+        if isinstance(outputs, dict):
+            tensors, given_as = list(outputs.values()), "dict"
+        elif isinstance(outputs, (list, tuple)):
+            tensors, given_as = list(outputs), "list"
+        else:
+            tensors, given_as = [outputs], "tensor"
         if not tensors:
             raise ValueError("the model has no outputs")
         for tensor in tensors:
@@ -214,7 +218,7 @@ class Model(Training):
                 raise TypeError(f"outputs must be tensors made by calling layers, got {tensor!r}")
         if len({id(t) for t in tensors}) != len(tensors):
             raise ValueError("the same tensor is given as two outputs")
-        return tensors
+        return tensors, given_as
 
     def _walk(self, tensors):
         """The layer outputs the model's outputs depend on, each after the tensors it is computed from."""
@@ -313,17 +317,18 @@ class Model(Training):
     save = Sequential.save
     load = Sequential.load
     _saved_weights = Sequential._saved_weights
+    _checked_file = Sequential._checked_file
     _optimizer_weights = Sequential._optimizer_weights
     _check_x = Sequential._check_x
     _as_batch = Sequential._as_batch
 
     def summary(self, print_fn=print):
         """Keras-style table of layers, output shapes, parameter counts and inputs; returns it as a string."""
-        rows = [(f"{self.input.name} (InputLayer)", output_shape(self.input.shape), "0", "")]
+        rows = [(f"{self.input.name} (InputLayer)", format_shape(self.input.shape), "0", "")]
         for node in self._nodes:
             source = ", ".join(self.input.name if parent is self.input else parent._layer.name
                                for parent in node._parents)
-            rows.append((f"{node._layer.name} ({type(node._layer).__name__})", output_shape(node.shape),
+            rows.append((f"{node._layer.name} ({type(node._layer).__name__})", format_shape(node.shape),
                          f"{node._layer.count_params():,}", source))
         return summary_table(self.name, [("Layer (type)", 28), ("Output Shape", 22), ("Param #", 12), ("Connected to", 0)],
                              rows, self._param_totals() + [f"Outputs: {', '.join(self.output_names)}"], print_fn)
@@ -344,7 +349,7 @@ class Model(Training):
 
         All is checked before anything is set: a call that raises leaves the model as it was.
         """
-        losses = _per_output(loss, self.output_names, "loss", None)
+        losses = _per_output(loss, self.output_names, "loss", None, lists_per_output=True)
         missing = [name for name, value in losses.items() if value is None]
         if missing:
             raise ValueError(f"no loss for outputs {missing}; give loss a dict with every output of {self.output_names}")
@@ -356,7 +361,7 @@ class Model(Training):
                 value = copy.copy(value)
             used.add(id(value))
             losses[name] = value
-        weights = _per_output(loss_weights, self.output_names, "loss_weights", 1.0)
+        weights = _per_output(loss_weights, self.output_names, "loss_weights", 1.0, lists_per_output=True)
         for name, weight in weights.items():
             if isinstance(weight, bool) or not isinstance(weight, (int, float, np.number)) \
                     or not np.isfinite(weight) or weight < 0:
@@ -364,7 +369,7 @@ class Model(Training):
         metrics = {name: check_metrics(names) for name, names in
                    _per_output(metrics, self.output_names, "metrics", []).items()}
         optimizer = get_optimizer(optimizer)
-        optimizer.compiled_into(self)
+        optimizer.check_free_for(self)
         for value in losses.values():
             value.backend = self.backend
         self.loss = losses
@@ -376,7 +381,7 @@ class Model(Training):
                                and id(tensor) not in self._consumers}
         self._fused_nodes = {id(self.outputs[name]) for name in self._fused_outputs}
         self.optimizer = optimizer
-        optimizer.compile_for(self, [p for _, p in self.trainable_parameters()], self.backend)
+        self._take_optimizer(optimizer, built=True)
 
     # -- checks ----------------------------------------------------------------------------------
     def _check_xy(self, x, y, name="x"):
@@ -494,8 +499,7 @@ class Model(Training):
         for name, metrics in self.metrics.items():
             if metrics:
                 key = metrics[0] if self._given_as == "tensor" else f"{name}_{metrics[0]}"
-                logs[key] = _accuracy(outputs[name], targets.arrays[name],
-                                                     self.loss[name].accuracy_threshold)
+                logs[key] = _accuracy(outputs[name], targets.arrays[name], self.loss[name].accuracy_threshold)
         return logs
 
     def _train_epoch(self, x, y, batch_size, shuffle, epoch, callbacks):
@@ -549,8 +553,7 @@ class Model(Training):
         (the loss, or [loss, accuracy]); else the dict of losses and metrics."""
         if self._given_as != "tensor":
             return logs
-        metrics = self.metrics[self.output_names[0]]
-        return [logs["loss"], logs[metrics[0]]] if metrics else logs["loss"]
+        return loss_and_metric(logs, self.metrics[self.output_names[0]])
 
     def predict(self, x, batch_size=32, verbose=0):
         """The outputs, each an ndarray of shape (n_samples, *output_shape), computed batch by batch:

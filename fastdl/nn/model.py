@@ -11,7 +11,7 @@ from fastdl import _device
 from fastdl._validation import all_finite, check_int
 from fastdl.nn.layers import Dense, Input
 from fastdl.nn.losses import get_loss
-from fastdl.nn.module import Layer, build_layer, default_layer_name, ends_in_softmax, unnamed
+from fastdl.nn.module import Layer, build_layer, check_shape, default_layer_name, ends_in_softmax, unnamed
 from fastdl.nn.optimizers import get_optimizer
 from fastdl.nn.training import Training, check_verbose
 
@@ -47,6 +47,11 @@ def check_nested_dtype(model, layer):
                          f"of in {model.dtype}: give both the same dtype")
 
 
+def loss_and_metric(logs, metrics):
+    """What evaluate gives for one output, as Keras: the loss, or [loss, accuracy] with the metric."""
+    return [logs["loss"], logs[metrics[0]]] if metrics else logs["loss"]
+
+
 def check_output_shape(out, expected, layer):
     """Raise ValueError unless a batch of outputs has the shape the model was built for (a layer
     whose forward disagrees with its compute_output_shape would be broadcast into it)."""
@@ -56,7 +61,7 @@ def check_output_shape(out, expected, layer):
                          "compute_output_shape must give the shape of what its forward returns")
 
 
-def output_shape(shape):
+def format_shape(shape):
     """A layer's output shape as Keras prints it, the batch axis first: "(None, 28, 28, 1)"."""
     return "(None, " + ", ".join(map(str, shape)) + ")"
 
@@ -143,14 +148,13 @@ class Sequential(Training):
         if dtype is not None and np.dtype(dtype) != self.dtype:
             raise ValueError(f"model {self.name!r} computes in {self.dtype}, not {np.dtype(dtype)}: give both "
                              "models the same dtype")
-        if input_shape is not None:
-            self.input_shape = tuple(int(d) for d in input_shape)
-        if self.input_shape is None:
+        shape = self.input_shape if input_shape is None else check_shape(input_shape, "input_shape")
+        if shape is None:
             raise ValueError("the input shape is unknown: give input_shape= to the first layer, Input(shape), or call fit first")
         if not self.layers:
             raise ValueError("the model has no layers")
         self._check_each_layer_once()
-        shape = self.input_shape
+        self.input_shape = shape
         for layer in self.layers:
             if not layer.built:
                 build_layer(layer, shape, self.rng, self.dtype)
@@ -220,7 +224,7 @@ class Sequential(Training):
     def summary(self, print_fn=print):
         """Keras-style table of layers, output shapes and parameter counts; returns it as a string."""
         self.parameters()
-        rows = [(f"{layer.name} ({type(layer).__name__})", output_shape(layer.compute_output_shape(layer.input_shape)),
+        rows = [(f"{layer.name} ({type(layer).__name__})", format_shape(layer.compute_output_shape(layer.input_shape)),
                  f"{layer.count_params():,}") for layer in self.layers]
         return summary_table(self.name, [("Layer (type)", 28), ("Output Shape", 26), ("Param #", 0)], rows,
                              self._param_totals(), print_fn)
@@ -232,12 +236,11 @@ class Sequential(Training):
         All three are checked before any is set: a call that raises leaves the model as it was.
         """
         optimizer, loss, metrics = get_optimizer(optimizer), get_loss(loss), check_metrics(metrics)
-        optimizer.compiled_into(self)
+        optimizer.check_free_for(self)
         self.optimizer, self.loss, self.metrics = optimizer, loss, metrics
         self.loss.backend = self.backend
         self._added_layers = []
-        built = self.input_shape is not None
-        optimizer.compile_for(self, [p for _, p in self.trainable_parameters()] if built else None, self.backend)
+        self._take_optimizer(optimizer, built=self.input_shape is not None)
 
     def _fused(self):
         last = self.layers[-1]
@@ -308,7 +311,7 @@ class Sequential(Training):
         return loss + self.regularization_loss() + sum(self.losses)
 
     def _result(self, logs):
-        return [logs["loss"], logs[self.metrics[0]]] if self.metrics else logs["loss"]
+        return loss_and_metric(logs, self.metrics)
 
     def _check_x(self, x, name="x"):
         """x as a NumPy array, or a device array of the model's dtype on a model on the device."""
@@ -415,21 +418,12 @@ class Sequential(Training):
                 # weights to copy) that does not fit the file stays unbuilt.
                 trial = copy.deepcopy(self)
                 trial.build(meta["input_shape"])
-                trial._saved_weights(path, data)
+                trial._checked_file(path, data, meta)
                 self.build(meta["input_shape"])
-            targets = self._saved_weights(path, data)
-            restore_optimizer = meta["optimizer"] is not None and self.optimizer is not None
-            if restore_optimizer:
-                self._attach_optimizer()
-                held = self._optimizer_weights()
-                if meta.get("optimizer_weights", held) != held:  # (files from before it was saved: by shape)
-                    raise ValueError(f"{path} holds the optimizer's state of weights {meta['optimizer_weights']}, "
-                                     f"this model's optimizer trains {held} (another set of frozen layers?)")
-                opt_arrays = {k[len("opt:"):]: data[k] for k in data.files if k.startswith("opt:")}
-                self.optimizer.check_state_dict(meta["optimizer"], opt_arrays)
+            targets, opt_arrays = self._checked_file(path, data, meta)
             for _, target, value in targets:
                 _device.assign(target, value)
-            if restore_optimizer:
+            if opt_arrays is not None:
                 self.optimizer.load_state_dict(meta["optimizer"], opt_arrays)
         self.epochs_trained = int(meta["epochs_trained"])
         # Files from before every generator was saved hold the model's own alone.
@@ -443,6 +437,21 @@ class Sequential(Training):
         """The names of the weights the optimizer trains, in its order (its state's)."""
         names = {id(p): name for name, p in self.parameters()}
         return [names.get(id(p), "?") for p in self.optimizer.params]
+
+    def _checked_file(self, path, data, meta):
+        """(the weights to set, as _saved_weights gives them; the optimizer's saved slots, None
+        where there are none to restore), once all of the file is checked against the model."""
+        targets = self._saved_weights(path, data)
+        if meta["optimizer"] is None or self.optimizer is None:
+            return targets, None
+        self._attach_optimizer()
+        held = self._optimizer_weights()
+        if meta.get("optimizer_weights", held) != held:  # (files from before it was saved: by shape)
+            raise ValueError(f"{path} holds the optimizer's state of weights {meta['optimizer_weights']}, "
+                             f"this model's optimizer trains {held} (another set of frozen layers?)")
+        opt_arrays = {k[len("opt:"):]: data[k] for k in data.files if k.startswith("opt:")}
+        self.optimizer.check_state_dict(meta["optimizer"], opt_arrays)
+        return targets, opt_arrays
 
     def _saved_weights(self, path, data):
         """[(name, the model's array, the file's array)] of every weight in the file `data`, once

@@ -50,10 +50,12 @@ class Optimizer:
 
     slots = ()
 
-    def __init__(self, lr, learning_rate=None):
-        # learning_rate: Keras' name for lr (Keras 3 knows no other); given, it is the rate.
-        self.lr = _check_rate(lr if learning_rate is None else learning_rate, "learning_rate" if learning_rate
-                              is not None else "lr")
+    def __init__(self, lr, learning_rate=None, default=None):
+        """lr, or learning_rate (Keras' name for it, Keras 3's only one), else the default."""
+        if lr is not None and learning_rate is not None:
+            raise ValueError(f"give lr or learning_rate, not both (got {lr!r} and {learning_rate!r})")
+        name, rate = ("learning_rate", learning_rate) if learning_rate is not None else ("lr", lr)
+        self.lr = _check_rate(default if rate is None else rate, name)
         self.params = []
         self.attached = False  # attach ran: params are the trainable ones when the model was compiled
         self.iterations = 0
@@ -71,24 +73,31 @@ class Optimizer:
         self._kernels, _ = _backend.kernels("optim", self._backend)
         self._group_runs()
 
-    def compiled_into(self, model):
-        """Raise ValueError if another model was compiled with this optimizer: it holds one model's
-        parameters and slots, and would update that model's weights in this one's training."""
+    def _owner(self):
+        """The model this optimizer trains: the one compiled with it, while it still uses it."""
         owner = None if self._model is None else self._model()
+        return owner if getattr(owner, "optimizer", None) is self else None
+
+    def check_free_for(self, model):
+        """Raise ValueError where another model trains with this optimizer: it holds one model's
+        parameters and slots, and would update that model's weights in this one's training."""
+        owner = self._owner()
         if owner is not None and owner is not model:
-            raise ValueError(f"this {type(self).__name__} was compiled into another model ({owner.name!r}): give "
-                             "each model an optimizer of its own (an optimizer holds one model's weights and slots)")
+            raise ValueError(f"this {type(self).__name__} trains another model ({owner.name!r}): give each model "
+                             "an optimizer of its own (an optimizer holds one model's weights and slots)")
+
+    def claim(self, model):
+        """Belong to `model` (check_free_for first). A copied model's optimizer belongs to no model
+        until one claims it."""
+        self.check_free_for(model)
+        self._model = weakref.ref(model)
 
     def compile_for(self, model, params, backend=None):
-        """Belong to `model` and take over its trainable parameters `params` (None while the model is
-        not built: fit takes them on). Compiled again into the same model, the optimizer keeps its
-        step count and the slots of the parameters it held, as a Keras optimizer keeps its
-        variables. The layers' gradient flags are set afresh at the next step."""
-        from fastdl.nn import gradient_flags
-
+        """Take over `model`'s trainable parameters `params` (None while the model is not built: fit
+        takes them on). Compiled again into the same model, the optimizer keeps its step count and
+        the slots of the parameters it held, as a Keras optimizer keeps its variables."""
         again = self.attached and self._model is not None and self._model() is model
-        self._model = weakref.ref(model)
-        gradient_flags.forget_flags()
+        self.claim(model)
         if params is None:
             self.attached = False
         elif again:
@@ -211,8 +220,9 @@ class Optimizer:
 class SGD(Optimizer):
     """velocity = momentum * velocity - lr * grad; value += velocity (plain SGD when momentum is 0)."""
 
-    def __init__(self, lr=0.01, momentum=0.0, *, learning_rate=None):
-        super().__init__(lr, learning_rate)
+    def __init__(self, lr=None, momentum=0.0, *, learning_rate=None):
+        """lr (or learning_rate) defaults to 0.01."""
+        super().__init__(lr, learning_rate, default=0.01)
         self.momentum = _check_rate(momentum, "momentum", 1)
         self.slots = ("velocity",) if self.momentum else ()
 
@@ -232,8 +242,9 @@ class RMSprop(Optimizer):
 
     slots = ("ms",)
 
-    def __init__(self, lr=1e-3, rho=0.9, epsilon=1e-7, *, learning_rate=None):
-        super().__init__(lr, learning_rate)
+    def __init__(self, lr=None, rho=0.9, epsilon=1e-7, *, learning_rate=None):
+        """lr (or learning_rate) defaults to 1e-3."""
+        super().__init__(lr, learning_rate, default=1e-3)
         self.rho = _check_rate(rho, "rho", 1)
         self.epsilon = _check_epsilon(epsilon)
 
@@ -249,8 +260,9 @@ class Adam(Optimizer):
 
     slots = ("m", "v")
 
-    def __init__(self, lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7, *, learning_rate=None):
-        super().__init__(lr, learning_rate)
+    def __init__(self, lr=None, beta_1=0.9, beta_2=0.999, epsilon=1e-7, *, learning_rate=None):
+        """lr (or learning_rate) defaults to 1e-3."""
+        super().__init__(lr, learning_rate, default=1e-3)
         self.beta_1 = _check_rate(beta_1, "beta_1", 1)
         self.beta_2 = _check_rate(beta_2, "beta_2", 1)
         self.epsilon = _check_epsilon(epsilon)

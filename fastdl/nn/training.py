@@ -9,7 +9,7 @@ from fastdl import backend as _backend
 from fastdl._parallel import single_threaded_blas
 from fastdl._validation import NonFiniteError, all_finite, check_int
 from fastdl.nn.callbacks import Callback, ProgressLogger
-from fastdl.nn.gradient_flags import GradientFlags
+from fastdl.nn.gradient_flags import GradientFlags, forget_flags
 from fastdl.nn.module import Layer, place_parameters
 
 
@@ -213,7 +213,16 @@ class Training(GradientFlags, Layer):
     def _as_given(self, outputs):
         return outputs
 
+    def _take_optimizer(self, optimizer, built):
+        """compile's part for the optimizer (checked to be free for this model before anything
+        else is set): it takes the trainable parameters (once built), and the layers' gradient
+        flags are set afresh for it at the next step."""
+        params = [p for _, p in self.trainable_parameters()] if built else None
+        optimizer.compile_for(self, params, self.backend)
+        forget_flags()
+
     def _attach_optimizer(self):
+        self.optimizer.claim(self)  # (a copied model's optimizer is claimed again at its first step)
         if not self.optimizer.attached:  # compiled before the model was built
             self.optimizer.attach((p for _, p in self.trainable_parameters()), self.backend)
         elif self.__dict__.get("_added_layers"):  # layers added since the optimizer took the others
@@ -311,8 +320,8 @@ class Training(GradientFlags, Layer):
             if self._state_is_finite():
                 raise
             self._put_back(weights, optimizer_state)
-            raise ValueError(f"{exc}; the weights and optimizer state are those from before epoch {epoch + 1}") \
-                from exc
+            kind = NonFiniteError if isinstance(exc, NonFiniteError) else ValueError
+            raise kind(f"{exc}; the weights and optimizer state are those from before epoch {epoch + 1}") from exc
         if not self._state_is_finite():
             self._put_back(weights, optimizer_state)
             raise ValueError(f"epoch {epoch + 1}: the weights became NaN or infinite (a gradient or an update "
@@ -417,7 +426,6 @@ class Training(GradientFlags, Layer):
         seeds = [seed] + np.random.SeedSequence(seed).spawn(len(others))
         for path, child in zip(["rng"] + others, seeds):
             generators[path].bit_generator.state = np.random.default_rng(child).bit_generator.state
-
 
     def _train_epoch(self, x, y, batch_size, shuffle, epoch, callbacks):
         n = x.shape[0]

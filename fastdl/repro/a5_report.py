@@ -100,7 +100,7 @@ def mirrored_steps(n_epochs):
     """The epochs and steps of a model trained on the clocks and their mirror images, in words."""
     fit_epochs = mirrored_epochs(n_epochs)
     steps = ("as many steps as the other models" if 2 * fit_epochs == n_epochs else
-             f"the steps of {2 * fit_epochs} epochs of the other models, one more than they take")
+             f"the steps of {2 * fit_epochs} epochs of the other models, one epoch's steps more than theirs")
     return f"{fit_epochs} of {n_epochs} on twice the clocks: {steps}"
 
 

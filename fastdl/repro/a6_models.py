@@ -30,11 +30,11 @@ GAN_LR, GAN_BETA_1 = 2e-4, 0.5
 
 def _halvings(size, smallest):
     """How many stride-2 steps take `size` down to `smallest` (size must be smallest * 2^k, k >= 1)."""
-    steps = int(round(np.log2(size / smallest))) if size >= 2 * smallest else 0  # no log of 0 or below
-    if steps < 1 or smallest * 2 ** steps != size:
+    ratio, rest = divmod(size, smallest)
+    if rest or ratio < 2 or ratio & (ratio - 1):  # ratio a power of two: one bit set
         raise ValueError(f"image size {size} must be at least {2 * smallest} and {smallest} times a power of two: "
                          f"{2 * smallest}, {4 * smallest}, {8 * smallest}, ...")
-    return steps
+    return ratio.bit_length() - 1
 
 
 def check_image_shape(image_shape):

@@ -13,7 +13,6 @@ from ._gemm import gemm  # noqa: F401 - the distance op's GEMM, through this fam
 from ._launch import grid_1d, kernel
 
 
-
 @kernel
 def _column_stats(X, out_sums, out_min, out_max):
     f = cuda.grid(1)
