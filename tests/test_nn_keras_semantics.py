@@ -450,8 +450,8 @@ class _SoftmaxHead(nn.Layer):
 
 def test_layers_of_a_users_own(backend):
     x = np.random.default_rng(12).standard_normal((6, 4))
-    with pytest.raises(ValueError, match=r"returned outputs of shape \(3, 1\), but its compute_output_shape gives "
-                                         r"\(batch, 4\)"):
+    with pytest.raises(ValueError, match=r"returned outputs of shape \(3, 1\) for 3 samples, but its compute_output_shape "
+                                         r"gives \(batch, 4\)"):
         _dense_stack(backend, _FirstColumn(name="first_column")).predict(x[:3])
     model = _dense_stack(backend, _FirstColumn(name="first_column"))
     model.compile("sgd", "mse")
@@ -540,3 +540,67 @@ def test_keras_argument_names(backend):
     for make in (nn.RMSprop, nn.Adam):
         with pytest.raises(ValueError, match="epsilon must be > 0"):
             make(epsilon=0)
+
+
+class _DropsSamples(nn.Layer):
+    """A layer of a user's that returns one row whatever the batch."""
+
+    def forward(self, x, training=False):
+        return x[:1]
+
+    def backward(self, dout):
+        raise NotImplementedError
+
+
+def test_more_edges_of_building_loading_and_compiling(backend, tmp_path):
+    import copy
+    import gc
+    import threading
+
+    rng = np.random.default_rng(15)
+    x, y = rng.standard_normal((6, 4)), rng.standard_normal((6, 2))
+    # A refused build leaves the model as it was.
+    model = _dense_stack(backend, nn.Dense(2))
+    model.build()
+    with pytest.raises(ValueError, match=r"built for inputs \(4,\), not \(5,\)"):
+        model.build((5,))
+    assert model.input_shape == (4,) and model.predict(x).shape == (6, 2)
+    # Outputs of another batch size are named, not broadcast.
+    with pytest.raises(ValueError, match=r"returned outputs of shape \(1, 4\) for 6 samples"):
+        _dense_stack(backend, _DropsSamples(name="drops")).predict(x)
+    # A copied model compiled again with its own optimizer keeps its step count and slots.
+    model.compile(nn.Adam(0.01), "mse")
+    model.fit(x, y, epochs=2, batch_size=6)
+    twin = copy.deepcopy(model)
+    twin.compile(twin.optimizer, "mse")
+    assert twin.optimizer.iterations == 2
+    # Load into an unbuilt model that cannot be copied (a lock in a layer of the user's).
+    model.save(tmp_path / "m.npz")
+    locked = nn.Dense(2)
+    locked.lock = threading.Lock()
+    unbuilt = nn.Sequential([locked], seed=0, dtype="float64", backend=backend)
+    unbuilt.compile(nn.Adam(0.01), "mse")
+    unbuilt.load(tmp_path / "m.npz")
+    np.testing.assert_array_equal(unbuilt.predict(x), model.predict(x))
+    # Saved after a layer was added, before the next step: the file holds its slots too.
+    model.add(nn.Dense(3))
+    model.save(tmp_path / "added.npz")
+    model.load(tmp_path / "added.npz")
+    # Keras' learning_rate attribute; epsilon 0 in float32 is refused.
+    model.optimizer.learning_rate = 0.5
+    assert model.optimizer.lr == 0.5
+    with pytest.raises(ValueError, match="epsilon must be > 0 in float32"):
+        nn.Adam(epsilon=1e-50)
+    with pytest.raises(ValueError, match="negative_slope must be"):
+        nn.LeakyReLU(negative_slope=-1)
+    # An optimizer whose model is gone (unreachable, in a reference cycle) is free.
+    shared = nn.SGD(0.1)
+    gone = _dense_stack(backend, nn.Dense(2))
+    gone.compile(shared, "mse")
+    gone.cycle = gone
+    del gone
+    gc.disable()
+    try:
+        _dense_stack(backend, nn.Dense(2)).compile(shared, "mse")
+    finally:
+        gc.enable()

@@ -141,8 +141,10 @@ class LeakyReLU(Activation):
         if alpha is not None and negative_slope is not None:
             raise ValueError(f"give alpha or negative_slope, not both (got {alpha!r} and {negative_slope!r})")
         super().__init__("leaky_relu", **kwargs)
-        slope = alpha if negative_slope is None else negative_slope
-        self.alpha = check_alpha(LEAKY_ALPHA if slope is None else slope)
+        if negative_slope is not None:
+            self.alpha = check_alpha(negative_slope, "negative_slope")
+        else:
+            self.alpha = check_alpha(LEAKY_ALPHA if alpha is None else alpha)
 
 
 class Sigmoid(Activation):

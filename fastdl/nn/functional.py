@@ -440,7 +440,8 @@ class Model(Training):
                 # The cross-entropy starts again from the softmax layer's logits, by log-sum-exp.
                 value = loss.forward_logits(self.outputs[name]._layer._logits, targets.arrays[name])
             else:
-                check_output_shape(outputs[name], self.output_shape[name], self.outputs[name]._layer)
+                check_output_shape(outputs[name], len(targets.arrays[name]), self.output_shape[name],
+                                   self.outputs[name]._layer)
                 value = loss.forward(outputs[name], targets.arrays[name])
             if self._given_as != "tensor":  # Keras logs one output's loss as "loss" alone
                 logs[f"{name}_loss"] = value
@@ -566,8 +567,9 @@ class Model(Training):
         result = {name: np.empty((x.shape[0], *shape), dtype=self.dtype) for name, shape in self.output_shape.items()}
         with self._blas_policy():
             for first in range(0, x.shape[0], batch_size):
-                outputs = self._forward(self._as_batch(x[first:first + batch_size]), training=False)
+                xb = self._as_batch(x[first:first + batch_size])
+                outputs = self._forward(xb, training=False)
                 for name, value in outputs.items():
-                    check_output_shape(value, self.output_shape[name], self.outputs[name]._layer)
+                    check_output_shape(value, xb.shape[0], self.output_shape[name], self.outputs[name]._layer)
                     result[name][first:first + batch_size] = _device.host(value)
         return self._as_given(result)

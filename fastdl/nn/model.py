@@ -1,7 +1,6 @@
 """Sequential: compile, fit, evaluate, predict, summary, save and load."""
 
 import contextlib
-import copy
 import json
 import zipfile
 
@@ -52,13 +51,14 @@ def loss_and_metric(logs, metrics):
     return [logs["loss"], logs[metrics[0]]] if metrics else logs["loss"]
 
 
-def check_output_shape(out, expected, layer):
-    """Raise ValueError unless a batch of outputs has the shape the model was built for (a layer
-    whose forward disagrees with its compute_output_shape would be broadcast into it)."""
-    if tuple(out.shape[1:]) != tuple(expected):
-        raise ValueError(f"layer {layer.name!r} returned outputs of shape {tuple(out.shape)}, but its "
-                         f"compute_output_shape gives (batch, {', '.join(map(str, expected))}): a layer's "
-                         "compute_output_shape must give the shape of what its forward returns")
+def check_output_shape(out, n_samples, expected, layer):
+    """Raise ValueError unless a batch of n_samples outputs has the shape the model was built for
+    (outputs of a layer whose forward disagrees with its compute_output_shape, or that drops
+    samples, would be broadcast into the model's)."""
+    if tuple(out.shape) != (n_samples, *expected):
+        raise ValueError(f"layer {layer.name!r} returned outputs of shape {tuple(out.shape)} for {n_samples} "
+                         f"samples, but its compute_output_shape gives (batch, {', '.join(map(str, expected))}): a "
+                         "layer's forward must return one output per sample, of its compute_output_shape")
 
 
 def format_shape(shape):
@@ -154,7 +154,7 @@ class Sequential(Training):
         if not self.layers:
             raise ValueError("the model has no layers")
         self._check_each_layer_once()
-        self.input_shape = shape
+        input_shape = shape
         for layer in self.layers:
             if not layer.built:
                 build_layer(layer, shape, self.rng, self.dtype)
@@ -165,7 +165,7 @@ class Sequential(Training):
             check_nested_dtype(self, layer)
             # compute_output_shape: a functional Model keeps a dict of output shapes in output_shape.
             shape = tuple(layer.compute_output_shape(shape))
-        self.output_shape = shape
+        self.input_shape, self.output_shape = input_shape, shape
         # Up to and including the first layer with parameters, no gradient has to flow back.
         self._default_gradient_flags()
         self._steps = _fused_steps(self.layers)
@@ -302,7 +302,7 @@ class Sequential(Training):
 
     def _batch_loss(self, out, y):
         """The loss of a batch plus the layers' weight penalties (as Keras, in training and evaluation)."""
-        check_output_shape(out, self.output_shape, self.layers[-1])
+        check_output_shape(out, len(y), self.output_shape, self.layers[-1])
         if self._fused():
             # The cross-entropy starts again from the last layer's logits, by log-sum-exp.
             loss = self.loss.forward_logits(self.layers[-1]._logits, y)
@@ -378,8 +378,9 @@ class Sequential(Training):
         out = np.empty((x.shape[0], *self.output_shape), dtype=self.dtype)
         with self._blas_policy():
             for first in range(0, x.shape[0], batch_size):
-                batch = self._forward(self._as_batch(x[first:first + batch_size]), training=False)
-                check_output_shape(batch, self.output_shape, self.layers[-1])
+                xb = self._as_batch(x[first:first + batch_size])
+                batch = self._forward(xb, training=False)
+                check_output_shape(batch, xb.shape[0], self.output_shape, self.layers[-1])
                 out[first:first + batch_size] = _device.host(batch)
         return out
 
@@ -397,6 +398,8 @@ class Sequential(Training):
         generators = {path: generator.bit_generator.state for path, generator in self._generators().items()}
         meta = {"format": SAVE_FORMAT, "input_shape": list(self.input_shape), "epochs_trained": self.epochs_trained,
                 "rng": generators["rng"], "generators": generators, "optimizer": None}
+        if self.optimizer is not None and self.optimizer.attached:
+            self._attach_optimizer()  # layers added since the last step: their slots are saved too
         if self.optimizer is not None and self.optimizer.params:
             opt_meta, opt_arrays = self.optimizer.state_dict()
             meta["optimizer"] = opt_meta
@@ -414,13 +417,16 @@ class Sequential(Training):
         """
         with _open_save(path) as (data, meta):
             if self.input_shape is None:
-                # Built for the file's inputs, but checked on a copy first: an unbuilt model (no
-                # weights to copy) that does not fit the file stays unbuilt.
-                trial = copy.deepcopy(self)
-                trial.build(meta["input_shape"])
-                trial._checked_file(path, data, meta)
+                # Built for the file's inputs; one that does not fit the file is unbuilt again.
+                fresh, state = [layer for layer in self.layers if not layer.built], self.rng.bit_generator.state
                 self.build(meta["input_shape"])
-            targets, opt_arrays = self._checked_file(path, data, meta)
+                try:
+                    targets, opt_arrays = self._checked_file(path, data, meta)
+                except ValueError:
+                    self._unbuild(fresh, state)
+                    raise
+            else:
+                targets, opt_arrays = self._checked_file(path, data, meta)
             for _, target, value in targets:
                 _device.assign(target, value)
             if opt_arrays is not None:
@@ -437,6 +443,17 @@ class Sequential(Training):
         """The names of the weights the optimizer trains, in its order (its state's)."""
         names = {id(p): name for name, p in self.parameters()}
         return [names.get(id(p), "?") for p in self.optimizer.params]
+
+    def _unbuild(self, layers, rng_state):
+        """Undo a build that found the model's input shape: `layers` (built by it) and the model
+        unbuilt, the generator as it was, the optimizer to take the parameters again."""
+        for layer in layers:
+            layer.built = False
+        self.input_shape = self.output_shape = None
+        self.built = False
+        self.rng.bit_generator.state = rng_state
+        if self.optimizer is not None:
+            self.optimizer.attached = False
 
     def _checked_file(self, path, data, meta):
         """(the weights to set, as _saved_weights gives them; the optimizer's saved slots, None

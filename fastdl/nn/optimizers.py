@@ -1,5 +1,6 @@
 """Optimizers with Keras' update rules and defaults: SGD (momentum), RMSprop, Adam."""
 
+import gc
 import numbers
 import weakref
 
@@ -24,8 +25,9 @@ def _empty(like):
 def _check_epsilon(value):
     """epsilon > 0: with 0, a weight whose gradient stays 0 (a dead ReLU's) would become 0 / 0."""
     value = _check_rate(value, "epsilon")
-    if value == 0:
-        raise ValueError("epsilon must be > 0 (a weight whose gradient stays 0 would be updated by 0 / 0)")
+    if np.float32(value) == 0:  # float32 models take it in float32
+        raise ValueError(f"epsilon must be > 0 in float32 (at least about 1.4e-45), got {value!r}: a weight whose "
+                         "gradient stays 0 would be updated by 0 / 0")
     return value
 
 
@@ -73,6 +75,15 @@ class Optimizer:
         self._kernels, _ = _backend.kernels("optim", self._backend)
         self._group_runs()
 
+    @property
+    def learning_rate(self):
+        """Keras' name for lr (Keras 3 code sets it to change the rate as it trains)."""
+        return self.lr
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        self.lr = _check_rate(value, "learning_rate")
+
     def _owner(self):
         """The model this optimizer trains: the one compiled with it, while it still uses it."""
         owner = None if self._model is None else self._model()
@@ -82,6 +93,12 @@ class Optimizer:
         """Raise ValueError where another model trains with this optimizer: it holds one model's
         parameters and slots, and would update that model's weights in this one's training."""
         owner = self._owner()
+        if owner is not None and owner is not model:
+            # A model no longer reachable (a notebook cell run again) may wait for the collector;
+            # this reference must not keep it.
+            owner = None
+            gc.collect()
+            owner = self._owner()
         if owner is not None and owner is not model:
             raise ValueError(f"this {type(self).__name__} trains another model ({owner.name!r}): give each model "
                              "an optimizer of its own (an optimizer holds one model's weights and slots)")
@@ -96,7 +113,10 @@ class Optimizer:
         """Take over `model`'s trainable parameters `params` (None while the model is not built: fit
         takes them on). Compiled again into the same model, the optimizer keeps its step count and
         the slots of the parameters it held, as a Keras optimizer keeps its variables."""
-        again = self.attached and self._model is not None and self._model() is model
+        # Again: compiled into this model before, or into a copy of it (whose parameters it holds).
+        held = {id(p) for p in self.params}
+        again = self.attached and (self._model() is model if self._model is not None
+                                   else params is not None and all(id(p) in held for p in params))
         self.claim(model)
         if params is None:
             self.attached = False

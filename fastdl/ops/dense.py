@@ -28,10 +28,10 @@ def _activation_code(activation):
     return ACTIVATIONS[key]
 
 
-def check_alpha(alpha):
+def check_alpha(alpha, name="alpha"):
     """leaky_relu's slope: a finite number >= 0 (the backward pass reads the sign of the output)."""
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not np.isfinite(alpha) or alpha < 0:
-        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
+        raise ValueError(f"{name} must be a finite number >= 0, got {alpha!r}")
     return float(alpha)
 
 
