@@ -425,7 +425,7 @@ def _activate(z, activation):
     if activation == "tanh":
         return math.tanh(z)
     if activation == "leaky_relu":
-        return z if z >= 0 else 0.3 * z
+        return z if z >= 0 else 0.2 * z  # Keras 3's activations.leaky_relu
     return z
 
 

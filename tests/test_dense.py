@@ -55,7 +55,7 @@ def test_activation_grad_matches_formula(backend, dtype, rng, activation):
     derivative = {
         None: np.ones_like(pre), "linear": np.ones_like(pre), "relu": (pre > 0).astype(float),
         "sigmoid": out * (1.0 - out), "tanh": 1.0 - out.astype(float) ** 2,
-        "leaky_relu": np.where(pre > 0, 1.0, 0.3),
+        "leaky_relu": np.where(pre > 0, 1.0, 0.2),
     }[activation]
     dpre = activation_grad(out, dout, activation, backend=backend)
     assert dpre.dtype == dtype
@@ -190,7 +190,7 @@ def test_matches_pytorch(backend, rng, activation):
     bt = torch.tensor(bias, requires_grad=True)
     outt = torch.nn.functional.linear(xt, kt, bt)
     if activation == "leaky_relu":
-        outt = torch.nn.functional.leaky_relu(outt, 0.3)
+        outt = torch.nn.functional.leaky_relu(outt, 0.2)
     elif activation not in (None, "linear"):
         outt = getattr(torch, activation)(outt)
     outt.backward(torch.tensor(dout))

@@ -241,7 +241,13 @@ def test_leaky_relu_gradients(alpha, rng):
 
 
 def test_leaky_relu_default_and_activation_argument(rng):
+    # Keras 3: the LeakyReLU layer's slope is 0.3, the activation "leaky_relu"'s 0.2.
     assert nn.LeakyReLU().alpha == 0.3
+    x = np.array([[-1.0, 2.0]])
+    np.testing.assert_allclose(nn.Activation("leaky_relu")(x), [[-0.2, 2.0]])
+    model = nn.Sequential([nn.Dense(2, activation="leaky_relu", input_shape=(2,))])
+    model.set_weights([np.eye(2), np.zeros(2)])
+    np.testing.assert_allclose(model.predict(x), [[-0.2, 2.0]])
     _check_layer(nn.Dense(4, activation="leaky_relu"), (5,), rng, batch=3)
     _check_layer(nn.Conv2D(2, 3, padding="same", activation="leaky_relu"), (4, 4, 2), rng)
     with pytest.raises(ValueError, match="alpha"):

@@ -36,8 +36,11 @@ def test_two_heads_learn():
     assert logs["hour_accuracy"][-1] > 0.85
     assert logs["minute_loss"][-1] < 0.1 * logs["minute_loss"][0]
     assert "minute_accuracy" not in logs
-    scores = model.evaluate(x, y)
+    scores = model.evaluate(x, y, return_dict=True)
     assert scores["hour_accuracy"] > 0.85 and scores["minute_loss"] < 0.5
+    # As Keras: without return_dict, the values in the order metrics_names gives.
+    assert model.metrics_names == ["loss", "hour_loss", "minute_loss", "hour_accuracy"]
+    assert model.evaluate(x, y) == [scores[name] for name in model.metrics_names]
     predicted = model.predict(x[:10])
     assert set(predicted) == {"hour", "minute"}
     assert predicted["hour"].shape == (10, 3) and predicted["minute"].shape == (10, 1)
@@ -141,7 +144,8 @@ def test_single_output_and_sequential_input():
     named = Model(inputs, {"minute": out}, seed=0)
     named.compile("sgd", loss="mse")
     assert set(named.fit(x, y["minute"]).history) == {"loss", "minute_loss"}
-    assert named.predict(x[:3]).keys() == {"minute"} and set(named.evaluate(x, y["minute"])) == {"loss", "minute_loss"}
+    assert named.predict(x[:3]).keys() == {"minute"} and named.metrics_names == ["loss", "minute_loss"]
+    assert named.evaluate(x, y["minute"]) == list(named.evaluate(x, y["minute"], return_dict=True).values())
     # The functional Input also heads a Sequential model.
     sequential = nn.Sequential([Input(8), nn.Dense(2)])
     assert sequential.predict(x[:3]).shape == (3, 2)

@@ -251,6 +251,10 @@ def test_predict_and_evaluate_take_keras_keywords(backend):
     np.testing.assert_array_equal(model.predict(x, verbose=0), model.predict(x, verbose="auto"))
     loss, accuracy = model.evaluate(x, y, verbose=0)
     assert model.evaluate(x, y, return_dict=True) == {"loss": loss, "accuracy": accuracy}
+    assert model.metrics_names == ["loss", "accuracy"]
+    assert model.test_on_batch(x, y, return_dict=True) == {"loss": loss, "accuracy": accuracy}
+    assert model.train_on_batch(x, y, return_dict=True) == {"loss": loss, "accuracy": accuracy}
+    assert nn.Sequential([nn.Dense(1, input_shape=(4,))]).metrics_names == []  # as Keras before compile
     with pytest.raises(ValueError, match="verbose"):
         model.predict(x, verbose=3)
 

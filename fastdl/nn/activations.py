@@ -11,6 +11,9 @@ from fastdl.nn.module import Layer
 from fastdl.ops import _nn_on_device
 
 NAMES = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax")
+# Keras 3 gives its LeakyReLU layer a slope of 0.3 and the activation "leaky_relu" (of Dense,
+# Conv2D, Activation) one of 0.2 (LEAKY_ALPHA).
+LEAKY_RELU_LAYER_SLOPE = 0.3
 
 
 def check_activation(activation):
@@ -134,7 +137,8 @@ class ReLU(Activation):
 
 
 class LeakyReLU(Activation):
-    """x where x >= 0, alpha * x elsewhere (Keras' default alpha 0.3)."""
+    """x where x >= 0, alpha * x elsewhere (Keras' default alpha 0.3; the activation "leaky_relu" of
+    other layers has Keras 3's slope 0.2)."""
 
     def __init__(self, alpha=None, *, negative_slope=None, **kwargs):
         """alpha, or negative_slope (Keras 3's name for it), defaults to 0.3."""
@@ -144,7 +148,7 @@ class LeakyReLU(Activation):
         if negative_slope is not None:
             self.alpha = check_alpha(negative_slope, "negative_slope")
         else:
-            self.alpha = check_alpha(LEAKY_ALPHA if alpha is None else alpha)
+            self.alpha = check_alpha(LEAKY_RELU_LAYER_SLOPE if alpha is None else alpha)
 
 
 class Sigmoid(Activation):

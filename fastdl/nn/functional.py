@@ -24,7 +24,7 @@ from fastdl._validation import NonFiniteError, check_int
 from fastdl.nn import layers as _layers
 from fastdl.nn.losses import get_loss
 from fastdl.nn.model import (Sequential, check_metrics, check_nested_dtype, check_output_shape, format_shape,
-                             init_model_basics, loss_and_metric, summary_table)
+                             init_model_basics, summary_table)
 from fastdl.nn.module import Layer, build_layer, default_layer_name, ends_in_softmax, unnamed
 from fastdl.nn.optimizers import get_optimizer
 from fastdl.nn.training import Training, _accuracy, check_verbose, stopped_at
@@ -549,12 +549,11 @@ class Model(Training):
         values = [by_name[name] for name in self.output_names]
         return values[0] if self._given_as == "tensor" else values
 
-    def _result(self, logs):
-        """What evaluate and train_on_batch return: for one output given as a tensor, as Sequential
-        (the loss, or [loss, accuracy]); else the dict of losses and metrics."""
-        if self._given_as != "tensor":
-            return logs
-        return loss_and_metric(logs, self.metrics[self.output_names[0]])
+    def _log_names(self):
+        if self._given_as == "tensor":
+            return ["loss", *self.metrics[self.output_names[0]][:1]]
+        return ["loss", *(f"{name}_loss" for name in self.loss),
+                *(f"{name}_{metrics[0]}" for name, metrics in self.metrics.items() if metrics)]
 
     def predict(self, x, batch_size=32, verbose=0):
         """The outputs, each an ndarray of shape (n_samples, *output_shape), computed batch by batch:

@@ -46,11 +46,6 @@ def check_nested_dtype(model, layer):
                          f"of in {model.dtype}: give both the same dtype")
 
 
-def loss_and_metric(logs, metrics):
-    """What evaluate gives for one output, as Keras: the loss, or [loss, accuracy] with the metric."""
-    return [logs["loss"], logs[metrics[0]]] if metrics else logs["loss"]
-
-
 def check_output_shape(out, n_samples, expected, layer):
     """Raise ValueError unless a batch of n_samples outputs has the shape the model was built for
     (outputs of a layer whose forward disagrees with its compute_output_shape, or that drops
@@ -310,8 +305,8 @@ class Sequential(Training):
             loss = self.loss.forward(out, y)
         return loss + self.regularization_loss() + sum(self.losses)
 
-    def _result(self, logs):
-        return loss_and_metric(logs, self.metrics)
+    def _log_names(self):
+        return ["loss", *self.metrics[:1]]
 
     def _check_x(self, x, name="x"):
         """x as a NumPy array, or a device array of the model's dtype on a model on the device."""

@@ -185,30 +185,39 @@ class Training(GradientFlags, Layer):
         return self._as_given({name: own(v) for name, v in out.items()}) if isinstance(out, dict) else own(out)
 
     # -- one batch -------------------------------------------------------------------------------
-    def train_on_batch(self, x, y):
+    def train_on_batch(self, x, y, return_dict=False):
         """One training step on the batch (x, y), as one batch of `fit` without shuffling.
 
-        Returns the loss, [loss, accuracy] when compiled with metrics (Sequential), or the dict of
-        losses and metrics (Model), as `evaluate` does.
+        Returns the loss and metrics before the step, as `evaluate` does.
         """
         x, y = self._check_xy(x, y)
         self._attach_optimizer()
         with self._blas_policy():
             logs = self._train_epoch(x, y, x.shape[0], False, self.epochs_trained, [])
-        return self._result(logs)
+        return logs if return_dict else self._result(logs)
 
-    def test_on_batch(self, x, y):
+    def test_on_batch(self, x, y, return_dict=False):
         """The loss (and metrics) on the batch (x, y), as `evaluate` on it; no weight changes."""
         x, y = self._check_xy(x, y)
         with self._blas_policy():
-            return self._result(self._evaluate(x, y, x.shape[0]))
+            logs = self._evaluate(x, y, x.shape[0])
+        return logs if return_dict else self._result(logs)
 
     def predict_on_batch(self, x):
         """The outputs for the batch x in one pass, as `predict`."""
         return self.predict(x, batch_size=max(len(x), 1))
 
+    @property
+    def metrics_names(self):
+        """The names of the values `evaluate`, `train_on_batch` and `test_on_batch` return, in
+        order, as Keras': "loss", then each output's loss (a Model of several outputs), then the
+        metrics; empty before compile."""
+        return self._log_names() if self.loss is not None else []
+
     def _result(self, logs):
-        return logs
+        """As Keras: the loss alone, else the list of the values metrics_names names."""
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
 
     def _as_given(self, outputs):
         return outputs
@@ -537,9 +546,11 @@ class Training(GradientFlags, Layer):
     def evaluate(self, x, y, batch_size=32, verbose=0, return_dict=False):
         """The loss and metrics over (x, y).
 
-        Sequential, and a Model of one output given as a tensor: the loss, or [loss, accuracy] when
-        compiled with it; with return_dict, {"loss": ..., "accuracy": ...}. A Model of outputs
-        given as a list or a dict: {"loss": total, "<output>_loss": ..., "<output>_accuracy": ...}.
+        As Keras: the loss alone, or the list of values `metrics_names` names. Sequential, and a
+        Model of one output given as a tensor: the loss, or [loss, accuracy] when compiled with
+        accuracy. A Model of outputs given as a list or a dict: [total loss, each output's loss,
+        each output's accuracy where compiled with it]. With return_dict, the same values by name
+        ({"loss": ..., "<output>_loss": ..., "<output>_accuracy": ...}).
         verbose is taken as Keras takes it; evaluation prints nothing.
         """
         batch_size = check_int(batch_size, "batch_size", 1)

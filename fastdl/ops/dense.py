@@ -13,7 +13,7 @@ from fastdl.ops._nn_on_device import Out, host_call
 
 # The kernels' activation codes.
 ACTIVATIONS = {None: 0, "linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "leaky_relu": 4}
-LEAKY_ALPHA = 0.3  # leaky ReLU's default slope below zero, as Keras' LeakyReLU
+LEAKY_ALPHA = 0.2  # the "leaky_relu" activation's slope below zero, as Keras 3's activations.leaky_relu
 ROW_BLOCK = 64  # rows per GEMM where fastdl's threads split the rows
 _NO_BIAS = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 
@@ -90,8 +90,8 @@ def dense(x, kernel, bias=None, activation=None, backend=None, alpha=LEAKY_ALPHA
         None and "linear" leave the output as it is; sigmoid never overflows.
     backend : str, optional
         "auto", "numpy", "numba", "cython" (None: the process default).
-    alpha : float >= 0, default 0.3
-        leaky_relu's slope below zero.
+    alpha : float >= 0, default 0.2
+        leaky_relu's slope below zero (Keras 3's for the "leaky_relu" activation).
 
     Returns
     -------
@@ -239,8 +239,8 @@ def activation_grad(out, dout, activation, backend=None, alpha=LEAKY_ALPHA):
     activation : {"relu", "leaky_relu", "sigmoid", "tanh", "linear", None}
     backend : str, optional
         "auto", "numpy", "numba", "cython" (None: the process default).
-    alpha : float >= 0, default 0.3
-        leaky_relu's slope below zero.
+    alpha : float >= 0, default 0.2
+        leaky_relu's slope below zero (Keras 3's for the "leaky_relu" activation).
 
     Returns
     -------
