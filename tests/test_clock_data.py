@@ -352,7 +352,7 @@ def test_generate_replaces_an_earlier_synthetic_set(tmp_path, renders):
 @pytest.mark.parametrize("arguments, message", [
     ({"n": 0}, "n must be >= 1"), ({"n": 2.5}, "n must be an integer"),
     ({"n": True}, "n must be an integer"), ({"seed": -1}, "seed must be >= 0"),
-    ({"size": 4}, "size must be >= 8")])
+    ({"size": 12}, "size must be >= 16")])
 def test_generate_checks_its_arguments(tmp_path, renders, arguments, message):
     with pytest.raises(ValueError, match=message):
         generate_clocks(directory=tmp_path / "g", **{"n": 3, **arguments})

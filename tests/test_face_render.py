@@ -139,6 +139,17 @@ def test_cheeks_show_the_skin_factor():
     assert checked > 20
 
 
+def test_the_background_gradient_stays_within_the_colour_range():
+    """The background runs from BG - BG_GRAD / 2 at the top to BG + BG_GRAD / 2 at the bottom:
+    never past 0 or 1, where the drawing would clip it flat (7% of backgrounds did)."""
+    factors, params = face_design.draw_parameters(0, 0, 100_000)
+    background, gradient = params[:, L.BG:L.BG + 3], params[:, L.BG_GRAD:L.BG_GRAD + 3]
+    for end in (background - gradient / 2, background + gradient / 2):
+        assert end.min() >= 0 and end.max() <= 1
+    steepest = np.abs(factors[:, FACE_FACTOR_NAMES.index("background_gradient")]).argmax()
+    assert np.abs(gradient[steepest]).min() > 0  # every colour still has its gradient
+
+
 def test_cython_layout_matches_face_layout():
     skip_unless_available("cython")
     from fastdl.kernels.cy import faces

@@ -73,7 +73,8 @@ def render_clocks(n, seed=0, size=150, backend=None, first=0, max_turn=180.0, fa
         Index of the first image in the seed's sequence (to render a set in pieces).
     max_turn : float in [0, 180], default 180
         The whole clock turns in its own plane by up to this many degrees either way: 180, any
-        angle; 0, 12 at the top. Clocks turned by any angle are far harder to learn: the course's
+        angle; 0, 12 at the top of the face (the face's tilt away from the camera can show it
+        up to about 8 degrees round in the picture). Clocks turned by any angle are far harder to learn: the course's
         networks stay at chance for hundreds of steps where upright ones start reading the time.
     faces : {"varied", "one"}, default "varied"
         "varied": every image is a clock of its own design (face, rim, ticks, numerals, hands).

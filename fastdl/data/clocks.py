@@ -158,9 +158,10 @@ def generate_clocks(n=SYNTHETIC_N, seed=SYNTHETIC_SEED, directory=None, size=IMA
         clock files without a ``clocks.json`` (the course's data, which is never overwritten),
         or a ``clocks.json`` that fastdl did not write (someone's own file, never overwritten).
     """
-    n, seed, size = (_check_int(n, "n", 1), _check_int(seed, "seed", 0),
-                     _check_int(size, "size", 8))
     from fastdl.data import clock_render  # the renderer's kernels load only when rendering
+
+    n, seed, size = (_check_int(n, "n", 1), _check_int(seed, "seed", 0),
+                     _check_int(size, "size", clock_render.MIN_SIZE))
 
     max_turn = clock_render.check_max_turn(max_turn)
     faces = clock_render.check_faces(faces)
@@ -276,7 +277,7 @@ def _check_recorded_settings(sidecar, path, directory):
     from fastdl.data import clock_render
 
     checks = {"seed": lambda value: _check_int(value, "seed", 0),
-              "size": lambda value: _check_int(value, "size", 8),
+              "size": lambda value: _check_int(value, "size", clock_render.MIN_SIZE),
               "max_turn": clock_render.check_max_turn, "faces": clock_render.check_faces}
     for key, check in checks.items():
         if key in sidecar:

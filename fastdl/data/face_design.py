@@ -283,8 +283,9 @@ def draw_parameters(seed, first, n):
     background = d.colour(0.1, 0.95)
     gradient = d(-0.35, 0.35)
     p[:, L.BG:L.BG + 3] = background
-    p[:, L.BG_GRAD:L.BG_GRAD + 3] = gradient[:, None] * np.where(gradient[:, None] < 0, background,
-                                                                 1.0 - background)
+    # The gradient runs from -0.5 (top) to 0.5 (bottom) times this: scaled by the room the
+    # background has on its nearer side, it brightens and darkens it without leaving [0, 1].
+    p[:, L.BG_GRAD:L.BG_GRAD + 3] = gradient[:, None] * np.minimum(background, 1.0 - background)
     f["skin_r"], f["skin_g"], f["skin_b"] = skin.T
     f["is_yellow_skin"] = yellow.astype(np.float64)
     f["shirt_r"], f["shirt_g"], f["shirt_b"] = shirt.T

@@ -19,7 +19,7 @@ from fastdl.data.face_design import FACTOR_NAMES, FACTOR_RANGES, HAIR_STYLES
 __all__ = ["FACTOR_NAMES", "FACTOR_RANGES", "HAIR_STYLES", "RENDERER_VERSION", "render_faces"]
 
 # Changes whenever a seed's images change: a cached synthetic set is rendered again then.
-RENDERER_VERSION = 1
+RENDERER_VERSION = 2
 MIN_SIZE = 16
 MAX_SIZE = 2048
 
