@@ -231,6 +231,18 @@ def test_conv_bad_arguments():
         nn.Dropout(1.0)
 
 
+@pytest.mark.parametrize("layer, shape", [(nn.Dropout(0.5, seed=0), (3,)), (nn.Flatten(), (2, 3)),
+                                           (nn.BatchNormalization(), (3,)), (nn.Reshape((3, 2)), (6,))])
+def test_backward_refuses_a_gradient_of_another_shape(layer, shape, rng):
+    """A gradient that does not match the forward pass is refused, never broadcast into it."""
+    layer.build(shape, rng, np.float64)
+    out = layer.forward(rng.normal(size=(4, *shape)), training=True)
+    for wrong in (out[:1], out[:, :1], out[:2]):
+        with pytest.raises(ValueError, match="forward pass|backward"):
+            layer.backward(np.ascontiguousarray(wrong))
+    assert layer.backward(np.ones_like(out)).shape == (4, *shape)
+
+
 # -- LeakyReLU, Reshape, L2 ------------------------------------------------------------------------
 @pytest.mark.parametrize("alpha", [0.3, 0.01, 0.0])
 def test_leaky_relu_gradients(alpha, rng):

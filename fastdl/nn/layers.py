@@ -25,6 +25,13 @@ class Input:
         self.shape = check_shape(shape, "shape")
 
 
+def _same_shape(dout, shape, layer):
+    """Raise ValueError unless the output gradient dout has the forward pass's output shape."""
+    if tuple(dout.shape) != tuple(shape):
+        raise ValueError(f"{layer} backward: the output gradient has shape {tuple(dout.shape)}, the forward "
+                         f"pass's output {tuple(shape)}")
+
+
 def _same_batch(dout, x):
     """dout, after checking that it holds one gradient per image of the forward pass's input x."""
     if dout.shape[0] != x.shape[0]:
@@ -302,6 +309,7 @@ class Flatten(Layer):
         return _device.reshaped(x, (x.shape[0], math.prod(x.shape[1:])))
 
     def backward(self, dout):
+        _same_shape(dout, (self._shape[0], math.prod(self._shape[1:])), "Flatten")
         return _device.reshaped(dout, self._shape)
 
 
@@ -334,6 +342,7 @@ class Reshape(Layer):
         return _device.reshaped(x, (x.shape[0], *self.output_shape))
 
     def backward(self, dout):
+        _same_shape(dout, (self._shape[0], *self.output_shape), "Reshape")
         return _device.reshaped(dout, self._shape)
 
 
@@ -416,6 +425,7 @@ class Dropout(Layer):
     def backward(self, dout):
         if self._mask is None:
             return dout
+        _same_shape(dout, self._mask.shape, "Dropout")
         if self.on_device:  # device arrays have no arithmetic: the same pass, on the gradient
             return self._apply(dout, self._buffer("dx", dout.shape, dout.dtype))
         return dout * self._mask

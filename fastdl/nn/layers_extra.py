@@ -185,7 +185,8 @@ class BatchNormalization(Layer):
         return _device.upload(self._buffers, key, vector) if self.on_device else vector
 
     def backward(self, dout):
-        dout = as_layer_input(dout, self.dtype, self._xhat.shape[1:], "BatchNormalization backward")
+        dout = _same_batch(as_layer_input(dout, self.dtype, self._xhat.shape[1:], "BatchNormalization backward"),
+                           self._xhat)
         kernels, _ = _backend.kernels("norm", self.backend)
         rows = dout.reshape(-1, dout.shape[dout.ndim - 1])
         xhat = self._xhat.reshape(rows.shape)
