@@ -130,6 +130,20 @@ def test_callbacks_and_summary(tmp_path):
     assert "hour (Dense)" in text and "Connected to" in text
 
 
+def test_layers_and_weights_in_keras_order():
+    """model.layers (and get_weights) as Keras 3 orders them, checked against it: the farthest from
+    the outputs first, ties in the order a walk back from the outputs reaches them; so
+    set_weights(keras_model.get_weights()) puts every weight in its own layer."""
+    inputs = Input(3)
+    shallow = nn.Dense(3, name="e1")(inputs)
+    deep = nn.Dense(3, name="d2")(nn.Dense(3, name="d1")(inputs))
+    assert [layer.name for layer in Model(inputs, [shallow, deep]).layers] == ["d1", "e1", "d2"]
+    chain = nn.Dense(2, name="c")(nn.Dense(3, name="b")(nn.Dense(3, name="a")(inputs)))
+    model = Model(inputs, [nn.Dense(2, name="x")(inputs), chain])
+    assert [layer.name for layer in model.layers] == ["a", "b", "x", "c"]
+    assert [w.shape for w in model.get_weights()] == [(3, 3), (3,), (3, 3), (3,), (3, 2), (2,), (3, 2), (2,)]
+
+
 def test_single_output_and_sequential_input():
     x, y = clock_like(100)
     inputs = Input(8)
@@ -146,6 +160,11 @@ def test_single_output_and_sequential_input():
     assert set(named.fit(x, y["minute"]).history) == {"loss", "minute_loss"}
     assert named.predict(x[:3]).keys() == {"minute"} and named.metrics_names == ["loss", "minute_loss"]
     assert named.evaluate(x, y["minute"]) == list(named.evaluate(x, y["minute"], return_dict=True).values())
+    # Outputs given as a list of one take their targets as a list of one too, as Keras does.
+    listed = Model(inputs, [out], seed=0)
+    listed.compile("sgd", loss=["mse"])
+    assert listed.evaluate(x, [y["minute"]]) == listed.evaluate(x, y["minute"])
+    assert set(listed.fit(x, [y["minute"]], epochs=1).history) == {"loss", "dense_1_loss"}
     # The functional Input also heads a Sequential model.
     sequential = nn.Sequential([Input(8), nn.Dense(2)])
     assert sequential.predict(x[:3]).shape == (3, 2)

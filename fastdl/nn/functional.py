@@ -190,8 +190,8 @@ class Model(Training):
         # predict and __call__ give the outputs back in the form they were given, as Keras does.
         tensors, self._given_as = self._output_tensors(outputs)
         self._nodes = self._walk(tensors)
-        self.layers = [node._layer for node in self._nodes]
         self._name_layers()
+        self.layers = self._keras_order(tensors)
         if not isinstance(outputs, dict):
             outputs = {tensor._layer.name: tensor for tensor in tensors}
         for key in outputs:
@@ -241,12 +241,31 @@ class Model(Training):
             stack.extend((parent, False) for parent in reversed(tensor._parents) if id(parent) not in seen)
         return order
 
+    def _keras_order(self, tensors):
+        """The layers as Keras lists them (model.layers, get_weights, summary): the farthest from the
+        outputs first (by their longest path to one), layers as far from them in the order a walk
+        back from the outputs, parents in order, first reaches them."""
+        reached = {}
+        stack = list(reversed(tensors))
+        while stack:
+            tensor = stack.pop()
+            if tensor._layer is not None and id(tensor) not in reached:
+                reached[id(tensor)] = len(reached)
+                stack.extend(reversed(tensor._parents))
+        depth = {}
+        for node in reversed(self._nodes):  # every node after the nodes computed from it
+            for parent in node._parents:
+                depth[id(parent)] = max(depth.get(id(parent), 0), depth.get(id(node), 0) + 1)
+        nodes = sorted(self._nodes, key=lambda node: (-depth.get(id(node), 0), reached[id(node)]))
+        return [node._layer for node in nodes]
+
     def _name_layers(self):
         # An unnamed layer takes a name that no layer named already (one shared with another model,
-        # say) has, wherever that layer comes in the graph.
-        named = {layer.name for layer in self.layers if not unnamed(layer)}
+        # say) has, wherever that layer comes in the graph; in the order they compute.
+        layers = [node._layer for node in self._nodes]
+        named = {layer.name for layer in layers if not unnamed(layer)}
         taken = set()
-        for layer in self.layers:
+        for layer in layers:
             if unnamed(layer):
                 layer.name = default_layer_name(layer, taken | named)
                 layer.name_is_default = False  # kept from now on: the models it is in name weights by it
@@ -391,10 +410,13 @@ class Model(Training):
         if isinstance(y, _Targets):
             y = y.arrays
         if not isinstance(y, dict):
-            if len(self.output_names) == 1:
-                y = {self.output_names[0]: y}
-            elif isinstance(y, (list, tuple)) and len(y) == len(self.output_names):
+            # Targets in output order; for outputs given as a list of one, [y] as Keras takes it.
+            in_order = isinstance(y, (list, tuple)) and len(y) == len(self.output_names) and (
+                len(y) > 1 or self._given_as == "list" and np.ndim(y[0]) > 0)
+            if in_order:
                 y = dict(zip(self.output_names, y))
+            elif len(self.output_names) == 1:
+                y = {self.output_names[0]: y}
             else:
                 raise ValueError(f"the model has outputs {self.output_names}: give the targets as a dict "
                                  "{output name: array}")
