@@ -302,3 +302,74 @@ def test_frozen_layers_pass_gradients_without_computing_their_own():
 
     for _, p in trained.parameters():
         np.testing.assert_allclose(p.grad, _numeric_grad(loss, p.value), rtol=1e-6, atol=1e-9)
+
+
+def _nested(seed=0):
+    inner = nn.Sequential([nn.Dense(8, name="d")], seed=seed + 1, name="inner")
+    return nn.Sequential([inner, nn.Dense(3, name="out")], seed=seed)
+
+
+def test_a_refused_load_leaves_the_models_inside_unbuilt(tmp_path):
+    """A file that does not fit an unbuilt model is refused and leaves it unbuilt, the model inside
+    it too: it then takes inputs of any shape, with the weights a fresh model draws."""
+    other = nn.Sequential([Input(6), nn.Sequential([nn.Dense(7, name="d")], name="inner"), nn.Dense(3, name="out")],
+                          seed=0)
+    other.compile("adam")
+    other.save(tmp_path / "other.npz")
+    model = _nested()
+    model.compile(nn.Adam())
+    with pytest.raises(ValueError, match="inner/d/kernel has shape"):
+        model.load(tmp_path / "other.npz")
+    inner = model.layers[0]
+    assert not model.built and model.input_shape is None
+    assert not inner.built and inner.input_shape is None and not inner.layers[0].built
+    x = np.random.default_rng(0).normal(size=(10, 5)).astype(np.float32)
+    fresh = _nested()
+    np.testing.assert_array_equal(model.predict(x), fresh.predict(x))
+    model.fit(x, np.zeros(10, int), epochs=1)  # the optimizer takes the parameters built for 5 features
+
+
+def test_a_refused_build_leaves_no_layer_built_for_the_refused_shape():
+    """Images too small for the pooling are refused at the pooling layer; the convolution before it
+    is not left built for them, so images of a right size then go through."""
+    def make():
+        return nn.Sequential([nn.Conv2D(2, 3), nn.MaxPooling2D(2), nn.Flatten(), nn.Dense(3)], seed=0)
+
+    model = make()
+    with pytest.raises(ValueError, match="pool_size"):
+        model.predict(np.zeros((1, 3, 3, 1), np.float32))
+    assert not model.layers[0].built and model.layers[0].input_shape is None and model.input_shape is None
+    x = np.random.default_rng(1).random((2, 8, 8, 1), dtype=np.float32)
+    np.testing.assert_array_equal(model.predict(x), make().predict(x))
+    # Inside another model: the refused build of the outer one unbuilds the inner one again.
+    outer = nn.Sequential([make(), nn.Dense(2)], seed=3)
+    with pytest.raises(ValueError, match="pool_size"):
+        outer.build((3, 3, 1))
+    assert not outer.layers[0].built and not outer.layers[0].layers[0].built
+    assert outer.predict(x).shape == (2, 2)
+
+
+def test_unnamed_layers_take_keras_3_names():
+    """Each layer class's default name is Keras 3's (keras.src.utils.naming.to_snake_case; checked
+    against Keras 3.15)."""
+    expected = {
+        nn.Conv2DTranspose(2, 3): "conv2d_transpose", nn.Conv2D(2, 3): "conv2d", nn.MaxPooling2D(): "max_pooling2d",
+        nn.MaxPool2D(): "max_pooling2d", nn.BatchNormalization(): "batch_normalization",
+        nn.UpSampling2D(): "up_sampling2d", nn.LeakyReLU(): "leaky_re_lu", nn.ReLU(): "re_lu", nn.Dense(2): "dense",
+        nn.Dropout(0.1): "dropout", nn.Flatten(): "flatten", nn.Reshape((2,)): "reshape",
+        nn.Activation("relu"): "activation", nn.Softmax(): "softmax", nn.Sequential(): "sequential",
+    }
+    for layer, name in expected.items():
+        assert nn.module.default_layer_name(layer, ()) == name, type(layer).__name__
+    model = nn.Sequential([Input((4, 4, 1)), nn.Conv2DTranspose(2, 3, strides=2, padding="same"),
+                           nn.Conv2DTranspose(1, 3), nn.LeakyReLU()])
+    assert [layer.name for layer in model.layers] == ["conv2d_transpose", "conv2d_transpose_1", "leaky_re_lu"]
+
+
+def test_sequential_of_none_is_an_empty_model_to_add_to():
+    """Sequential(None), Keras' default: no layers yet."""
+    model = nn.Sequential(None, seed=0)
+    assert model.layers == []
+    model.add(Input(3))
+    model.add(nn.Dense(2))
+    assert model.predict(np.ones((1, 3))).shape == (1, 2)

@@ -144,6 +144,17 @@ def test_layers_and_weights_in_keras_order():
     assert [w.shape for w in model.get_weights()] == [(3, 3), (3,), (3, 3), (3,), (3, 2), (2,), (3, 2), (2,)]
 
 
+def test_a_refused_model_leaves_its_layers_unbuilt():
+    """A Model refused while building (here a model inside it of another dtype) leaves the layers
+    built before the refusal unbuilt: a Model made of them afterwards builds them its own way."""
+    inputs = Input(4)
+    out = nn.Sequential([nn.Dense(2, input_shape=(3,))], name="inner")(nn.Dense(3, name="first")(inputs))
+    with pytest.raises(ValueError, match="same dtype"):
+        Model(inputs, out, dtype="float64")
+    model = Model(inputs, out)
+    assert model.layers[0].name == "first" and model.layers[0].kernel.value.dtype == np.float32
+
+
 def test_single_output_and_sequential_input():
     x, y = clock_like(100)
     inputs = Input(8)

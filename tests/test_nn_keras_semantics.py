@@ -2,6 +2,8 @@
 layers added or shared, cross-entropies over positions, binary accuracy, calls that fail halfway,
 a callback stopping mid-epoch. Gradients are checked against finite differences in float64."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -408,6 +410,38 @@ def test_optimizer_state_of_other_weights_is_refused(backend, tmp_path):
     with pytest.raises(ValueError, match=r"optimizer's state of weights \['l0/kernel', .*this model's optimizer "
                                          r"trains \['l1/kernel'"):
         model(frozen=True).load(tmp_path / "all.npz")
+
+
+def test_optimizer_state_is_matched_to_its_weights_by_name(backend, tmp_path):
+    """A file whose optimizer state lists the same weights in another order (a functional model
+    saved before it listed its layers in Keras' order) loads each slot into its own weight."""
+    def model():
+        inputs = nn.Input(4)
+        heads = [nn.Dense(2, name="e1")(inputs), nn.Dense(2, name="d2")(nn.Dense(3, name="d1")(inputs))]
+        built = nn.Model(inputs, heads, seed=0, backend=backend)
+        built.compile(nn.Adam(0.01), ["mse", "mse"])
+        return built
+
+    rng = np.random.default_rng(3)
+    x, ys = rng.standard_normal((8, 4)), [rng.standard_normal((8, 2)) for _ in range(2)]
+    trained = model()
+    trained.fit(x, ys)
+    trained.save(tmp_path / "keras_order.npz")
+    with np.load(tmp_path / "keras_order.npz") as data:
+        arrays = dict(data)
+    meta = json.loads(str(arrays["meta"]))
+    names = meta["optimizer_weights"]
+    order = names[::-1]  # the same weights, listed the other way round
+    meta["optimizer_weights"] = order
+    for slot in ("m", "v"):
+        for i, name in enumerate(order):
+            arrays[f"opt:{slot}/{i}"] = trained.optimizer.state[slot][names.index(name)]
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "reordered.npz", **arrays)
+    loaded = model().load(tmp_path / "reordered.npz")
+    for slot in ("m", "v"):
+        for mine, theirs in zip(loaded.optimizer.state[slot], trained.optimizer.state[slot]):
+            np.testing.assert_array_equal(mine, theirs)
 
 
 class _FirstColumn(nn.Layer):

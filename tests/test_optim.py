@@ -192,3 +192,70 @@ def test_a_copy_of_a_compiled_model_trains_on_as_the_model(make):
     for mine, theirs in zip(model.get_weights(), clone.get_weights()):
         np.testing.assert_array_equal(mine, theirs)
     assert not np.shares_memory(clone.optimizer._runs[0][0], model.optimizer._runs[0][0])
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_model_unfrozen_and_recompiled_keeps_its_optimizer_state(how):
+    """Fine-tuning a copy (a phase-1 model pickled, read back, its base unfrozen and compiled again
+    with model.optimizer) keeps the step count and the head's slots as the original model does:
+    both train on to the same weights, the base's slots starting at zero."""
+    import copy
+    import pickle
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(24, 6)).astype(np.float32), rng.integers(0, 3, 24)
+    base = nn.Sequential([nn.Input(6), nn.Dense(8, activation="relu", name="b1")], seed=0, name="base")
+    model = nn.Sequential([base, nn.Dense(3, activation="softmax", name="head")], seed=1)
+    base.trainable = False
+    model.compile(nn.Adam(1e-2))
+    model.fit(x, y, epochs=1, batch_size=8, seed=0)
+    clone = copy.deepcopy(model) if how == "deepcopy" else pickle.loads(pickle.dumps(model))
+    for fitted in (model, clone):
+        fitted.layers[0].trainable = True
+        fitted.compile(fitted.optimizer)
+        assert fitted.optimizer.iterations == 3
+        slots = dict(zip(fitted._optimizer_weights(), fitted.optimizer.state["m"]))
+        assert slots.keys() == {"base/b1/kernel", "base/b1/bias", "head/kernel", "head/bias"}
+        assert slots["head/kernel"].any() and not slots["base/b1/kernel"].any()
+        fitted.fit(x, y, epochs=1, batch_size=8, seed=1)
+    for mine, theirs in zip(model.get_weights(), clone.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_a_copied_optimizer_starts_afresh_in_a_model_that_is_not_its_copy():
+    """A copied optimizer holding another model's parameters takes a fresh state in this one."""
+    import copy
+
+    trained = _small_model()
+    trained.compile(nn.Adam(), "mse")
+    trained.fit(np.ones((4, 7), np.float32), np.ones((4, 3), np.float32), epochs=1)
+    optimizer = copy.deepcopy(trained.optimizer)
+    other = _small_model(seed=1)
+    other.compile(optimizer, "mse")
+    assert optimizer.iterations == 0 and not any(m.any() for m in optimizer.state["m"])
+
+
+def test_optimizer_arguments_come_in_keras_3_order():
+    """SGD(learning_rate, momentum, nesterov), RMSprop(learning_rate, rho, momentum, epsilon,
+    centered), Adam(learning_rate, beta_1, beta_2, epsilon, amsgrad), as Keras 3: the arguments
+    fastdl does not implement are refused unless they have Keras' default value, by name or by
+    position."""
+    sgd = nn.SGD(0.1, 0.9, False)
+    assert (sgd.lr, sgd.momentum) == (0.1, 0.9)
+    rmsprop = nn.RMSprop(0.01, 0.8, 0.0, 1e-6, False)
+    assert (rmsprop.lr, rmsprop.rho, rmsprop.epsilon) == (0.01, 0.8, 1e-6)
+    adam = nn.Adam(0.01, 0.5, 0.9, 1e-5, False)
+    assert (adam.lr, adam.beta_1, adam.beta_2, adam.epsilon) == (0.01, 0.5, 0.9, 1e-5)
+    assert nn.RMSprop(momentum=0, centered=False).epsilon == 1e-7
+    refused = [
+        (lambda: nn.RMSprop(0.001, 0.9, 0.9), r"RMSprop\(momentum=0.9\)"),  # Keras' momentum, not epsilon
+        (lambda: nn.RMSprop(0.001, 0.9, 0.0, 1e-7, True), r"RMSprop\(centered=True\)"),
+        (lambda: nn.RMSprop(centered=True), r"RMSprop\(centered=True\)"),
+        (lambda: nn.SGD(0.1, 0.9, True), r"SGD\(nesterov=True\)"),
+        (lambda: nn.SGD(nesterov=True), r"SGD\(nesterov=True\)"),
+        (lambda: nn.Adam(1e-3, 0.9, 0.999, 1e-7, True), r"Adam\(amsgrad=True\)"),
+        (lambda: nn.Adam(amsgrad=True), r"Adam\(amsgrad=True\)"),
+    ]
+    for make, message in refused:
+        with pytest.raises(ValueError, match=message + " is not supported"):
+            make()

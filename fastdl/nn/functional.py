@@ -23,7 +23,7 @@ from fastdl import _device
 from fastdl._validation import NonFiniteError, check_int
 from fastdl.nn import layers as _layers
 from fastdl.nn.losses import get_loss
-from fastdl.nn.model import (Sequential, check_metrics, check_nested_dtype, check_output_shape, format_shape,
+from fastdl.nn.model import (Sequential, build_undo, check_metrics, check_nested_dtype, check_output_shape, format_shape,
                              init_model_basics, summary_table)
 from fastdl.nn.module import Layer, build_layer, default_layer_name, ends_in_softmax, unnamed
 from fastdl.nn.optimizers import get_optimizer
@@ -200,7 +200,12 @@ class Model(Training):
         self.outputs = dict(outputs)
         self.output_names = list(self.outputs)
         self.output_shape = {name: tensor.shape for name, tensor in self.outputs.items()}
-        self._build()
+        undo = build_undo(self)
+        try:
+            self._build()
+        except BaseException:
+            undo()  # a refused model leaves no layer built for it
+            raise
 
     # -- building -------------------------------------------------------------------------------
     def _output_tensors(self, outputs):

@@ -81,7 +81,8 @@ class Sequential(Training):
 
     Parameters
     ----------
-    layers : list of Layer (optionally headed by Input(shape))
+    layers : list of Layer (optionally headed by Input(shape)), optional
+        None (as Keras' default): an empty model, to `add` layers to.
     seed : int, optional
         Seeds one generator for initialisation, shuffling and dropout masks.
     dtype : {"float32", "float64"}, default "float32"
@@ -91,13 +92,13 @@ class Sequential(Training):
         Default "sequential"; a model inside another takes "sequential_1", ... where that is taken.
     """
 
-    def __init__(self, layers=(), seed=None, dtype="float32", backend=None, name=None):
+    def __init__(self, layers=None, seed=None, dtype="float32", backend=None, name=None):
         self.layers = []
         init_model_basics(self, name, dtype, backend, seed)
         self.optimizer = self.loss = None
         self.metrics = []
         self.epochs_trained = 0
-        layers = list(layers)
+        layers = [] if layers is None else list(layers)
         # An unnamed layer takes a name that no named layer of the list (one shared with another
         # model, say) has, wherever that layer comes.
         named = {layer.name for layer in layers if isinstance(layer, Layer) and not unnamed(layer)}
@@ -149,6 +150,15 @@ class Sequential(Training):
         if not self.layers:
             raise ValueError("the model has no layers")
         self._check_each_layer_once()
+        undo = build_undo(self)
+        try:
+            self._build_layers(shape)
+        except BaseException:
+            undo()  # a refused shape leaves no layer (nor model inside this one) built for it
+            raise
+
+    def _build_layers(self, shape):
+        """build's work: each layer built in turn for the shape the one before it gives."""
         input_shape = shape
         for layer in self.layers:
             if not layer.built:
@@ -408,17 +418,18 @@ class Sequential(Training):
         """Read what `save` wrote into this model (same architecture); restores the optimizer when compiled.
 
         Everything is read and checked before anything is set: a file that does not fit the model
-        (other layers or shapes, another optimizer's state) changes nothing.
+        (other layers or shapes, another optimizer's state) changes nothing, an unbuilt model and
+        the models inside it stay unbuilt.
         """
         with _open_save(path) as (data, meta):
             if self.input_shape is None:
                 # Built for the file's inputs; one that does not fit the file is unbuilt again.
-                fresh, state = [layer for layer in self.layers if not layer.built], self.rng.bit_generator.state
+                undo = build_undo(self)
                 self.build(meta["input_shape"])
                 try:
                     targets, opt_arrays = self._checked_file(path, data, meta)
                 except ValueError:
-                    self._unbuild(fresh, state)
+                    undo()
                     raise
             else:
                 targets, opt_arrays = self._checked_file(path, data, meta)
@@ -439,17 +450,6 @@ class Sequential(Training):
         names = {id(p): name for name, p in self.parameters()}
         return [names.get(id(p), "?") for p in self.optimizer.params]
 
-    def _unbuild(self, layers, rng_state):
-        """Undo a build that found the model's input shape: `layers` (built by it) and the model
-        unbuilt, the generator as it was, the optimizer to take the parameters again."""
-        for layer in layers:
-            layer.built = False
-        self.input_shape = self.output_shape = None
-        self.built = False
-        self.rng.bit_generator.state = rng_state
-        if self.optimizer is not None:
-            self.optimizer.attached = False
-
     def _checked_file(self, path, data, meta):
         """(the weights to set, as _saved_weights gives them; the optimizer's saved slots, None
         where there are none to restore), once all of the file is checked against the model."""
@@ -458,10 +458,18 @@ class Sequential(Training):
             return targets, None
         self._attach_optimizer()
         held = self._optimizer_weights()
-        if meta.get("optimizer_weights", held) != held:  # (files from before it was saved: by shape)
-            raise ValueError(f"{path} holds the optimizer's state of weights {meta['optimizer_weights']}, "
+        saved = meta.get("optimizer_weights", held)  # (files from before it was saved: by shape)
+        if sorted(saved) != sorted(held) or len(set(held)) != len(held) and saved != held:
+            raise ValueError(f"{path} holds the optimizer's state of weights {saved}, "
                              f"this model's optimizer trains {held} (another set of frozen layers?)")
-        opt_arrays = {k[len("opt:"):]: data[k] for k in data.files if k.startswith("opt:")}
+        # Slots "<slot>/<i>" of the i-th weight saved; matched by name, as weights are (a functional
+        # model saved before it listed its layers in Keras' order holds them in another order).
+        position = {name: i for i, name in enumerate(held)} if len(set(held)) == len(held) else None
+        opt_arrays = {}
+        for key in data.files:
+            if key.startswith("opt:"):
+                slot, index = key[len("opt:"):].rsplit("/", 1)
+                opt_arrays[f"{slot}/{position[saved[int(index)]] if position else index}"] = data[key]
         self.optimizer.check_state_dict(meta["optimizer"], opt_arrays)
         return targets, opt_arrays
 
@@ -483,6 +491,50 @@ class Sequential(Training):
 
 
 SAVE_FORMAT = "fastdl.nn/1"
+
+# What building a layer or a model sets on it (the parameters stay, made afresh at the next build).
+_BUILD_ATTRIBUTES = ("built", "input_shape", "output_shape", "dtype", "rng", "backend", "on_device", "_steps")
+
+
+def build_undo(model):
+    """A function that puts back what building `model` changes: the model's and its layers'
+    build attributes, those of the models inside it not built yet (and of their layers), every
+    such model's generator state (initialisation draws from it), and the optimizers' state (a
+    refused load attaches one to the new parameters). Called where the build, or a load that
+    built the model, is refused: else the layers built before the one that refused stay built
+    for the refused shape, and the model refuses the right one after."""
+    saved, generators, optimizers = [], [], []
+
+    def keep(obj):
+        saved.append((obj, {key: obj.__dict__[key] for key in _BUILD_ATTRIBUTES if key in obj.__dict__}))
+
+    def walk(m):
+        keep(m)
+        generators.append((m.rng, m.rng.bit_generator.state))
+        if getattr(m, "optimizer", None) is not None:
+            optimizers.append((m.optimizer, dict(m.optimizer.__dict__)))
+        for layer in m.layers:
+            if isinstance(layer, Training) and not getattr(layer, "built", False):
+                walk(layer)
+            elif not layer.built:
+                keep(layer)
+
+    walk(model)
+
+    def undo():
+        for obj, attributes in saved:
+            for key in _BUILD_ATTRIBUTES:
+                if key in attributes:
+                    obj.__dict__[key] = attributes[key]
+                else:
+                    obj.__dict__.pop(key, None)
+        for generator, state in generators:
+            generator.bit_generator.state = state
+        for optimizer, attributes in optimizers:
+            optimizer.__dict__.clear()
+            optimizer.__dict__.update(attributes)
+
+    return undo
 
 
 @contextlib.contextmanager

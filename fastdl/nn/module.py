@@ -210,10 +210,18 @@ def ends_in_softmax(layer):
     return layer.softmax_logits and getattr(layer, "activation", None) == "softmax"
 
 
+def snake_case(class_name):
+    """A class name in snake case by Keras 3's rule (keras.src.utils.naming.to_snake_case):
+    Conv2DTranspose -> "conv2d_transpose", MaxPooling2D -> "max_pooling2d", LeakyReLU ->
+    "leaky_re_lu", ReLU -> "re_lu"."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", re.sub(r"\W+", "", class_name))
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
 def default_layer_name(layer, taken):
-    """Keras' name for an unnamed layer: its class in snake case ("conv2d_transpose"), with "_1",
-    "_2", ... added while the name is in `taken`."""
-    base = re.sub(r"(?<=[a-z0-9])(?=[A-Z][a-z])", "_", type(layer).__name__).lower()
+    """Keras' name for an unnamed layer: its class in snake case (snake_case: "conv2d_transpose"),
+    with "_1", "_2", ... added while the name is in `taken`."""
+    base = snake_case(type(layer).__name__)
     name, k = base, 0
     while name in taken:
         k += 1

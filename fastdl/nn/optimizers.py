@@ -31,6 +31,17 @@ def _check_epsilon(value):
     return value
 
 
+def _refuse_unsupported(optimizer, **given):
+    """ValueError for a Keras argument fastdl does not implement (nesterov, amsgrad, centered,
+    RMSprop's momentum) given another value than Keras' default, which it takes: the arguments
+    sit in Keras 3's positional order, so RMSprop(0.001, 0.9, 0.9) is refused as Keras' momentum
+    0.9, never read as another argument."""
+    for name, (value, default) in given.items():
+        if value != default:
+            raise ValueError(f"{optimizer}({name}={value!r}) is not supported by fastdl; only Keras' default "
+                             f"{name}={default!r} is")
+
+
 def _check_rate(value, name, upper=None):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -112,11 +123,15 @@ class Optimizer:
     def compile_for(self, model, params, backend=None):
         """Take over `model`'s trainable parameters `params` (None while the model is not built: fit
         takes them on). Compiled again into the same model, the optimizer keeps its step count and
-        the slots of the parameters it held, as a Keras optimizer keeps its variables."""
-        # Again: compiled into this model before, or into a copy of it (whose parameters it holds).
-        held = {id(p) for p in self.params}
-        again = self.attached and (self._model() is model if self._model is not None
-                                   else params is not None and all(id(p) in held for p in params))
+        the slots of the parameters it held, as a Keras optimizer keeps its variables; parameters
+        new to it (layers unfrozen since) start with zero slots."""
+        # Again: compiled into this model before, or a copy of it compiled into the model copied
+        # with it (pickle, deepcopy: it belongs to no model yet, and all it holds is this model's).
+        if self._model is not None:
+            again = self._model() is model
+        else:
+            again = params is not None and {id(p) for p in self.params} <= {id(p) for _, p in model.parameters()}
+        again = again and self.attached
         self.claim(model)
         if params is None:
             self.attached = False
@@ -238,10 +253,13 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """velocity = momentum * velocity - lr * grad; value += velocity (plain SGD when momentum is 0)."""
+    """velocity = momentum * velocity - lr * grad; value += velocity (plain SGD when momentum is 0).
 
-    def __init__(self, lr=None, momentum=0.0, *, learning_rate=None):
+    Arguments in Keras 3's order: SGD(learning_rate, momentum, nesterov); nesterov=True is refused."""
+
+    def __init__(self, lr=None, momentum=0.0, nesterov=False, *, learning_rate=None):
         """lr (or learning_rate) defaults to 0.01."""
+        _refuse_unsupported("SGD", nesterov=(nesterov, False))
         super().__init__(lr, learning_rate, default=0.01)
         self.momentum = _check_rate(momentum, "momentum", 1)
         self.slots = ("velocity",) if self.momentum else ()
@@ -258,12 +276,16 @@ class RMSprop(Optimizer):
     Epsilon inside the square root, as Keras 3 (and tf.keras from 2.11) has it: a gradient much
     below sqrt(epsilon) (3e-4 by default) takes a step of about lr * grad / sqrt(epsilon).
     tf.keras up to 2.10 and PyTorch add epsilon to the root instead (a step of up to lr).
+
+    Arguments in Keras 3's order: RMSprop(learning_rate, rho, momentum, epsilon, centered); a
+    momentum other than 0 and centered=True are refused.
     """
 
     slots = ("ms",)
 
-    def __init__(self, lr=None, rho=0.9, epsilon=1e-7, *, learning_rate=None):
+    def __init__(self, lr=None, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, *, learning_rate=None):
         """lr (or learning_rate) defaults to 1e-3."""
+        _refuse_unsupported("RMSprop", momentum=(momentum, 0.0), centered=(centered, False))
         super().__init__(lr, learning_rate, default=1e-3)
         self.rho = _check_rate(rho, "rho", 1)
         self.epsilon = _check_epsilon(epsilon)
@@ -276,12 +298,16 @@ class RMSprop(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam as Keras: bias correction folded into the step size, epsilon outside the square root."""
+    """Adam as Keras: bias correction folded into the step size, epsilon outside the square root.
+
+    Arguments in Keras 3's order: Adam(learning_rate, beta_1, beta_2, epsilon, amsgrad);
+    amsgrad=True is refused."""
 
     slots = ("m", "v")
 
-    def __init__(self, lr=None, beta_1=0.9, beta_2=0.999, epsilon=1e-7, *, learning_rate=None):
+    def __init__(self, lr=None, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, *, learning_rate=None):
         """lr (or learning_rate) defaults to 1e-3."""
+        _refuse_unsupported("Adam", amsgrad=(amsgrad, False))
         super().__init__(lr, learning_rate, default=1e-3)
         self.beta_1 = _check_rate(beta_1, "beta_1", 1)
         self.beta_2 = _check_rate(beta_2, "beta_2", 1)
