@@ -71,12 +71,14 @@ def naive_binary_xent_logits(logits, y_true, scale):
 
 
 def naive_binary_xent(probs, y_true, epsilon, scale):
+    """Probabilities clipped to [epsilon, 1 - epsilon]; no gradient where the clip is active."""
     losses, grad = np.zeros(probs.shape[0]), np.zeros(probs.shape)
     for i in range(probs.shape[0]):
         for j in range(probs.shape[1]):
             p, y = min(max(float(probs[i, j]), epsilon), 1 - epsilon), y_true[i, j]
             losses[i] -= y * math.log(p) + (1 - y) * math.log(1 - p)
-            grad[i, j] = (p - y) / (p * (1 - p)) * scale
+            inside = epsilon <= float(probs[i, j]) <= 1 - epsilon
+            grad[i, j] = (p - y) / (p * (1 - p)) * scale if inside else 0.0
     return losses, grad
 
 
@@ -152,6 +154,41 @@ def test_binary_xent(backend, dtype, rng):
     got = _run(_kernels(backend).binary_xent, probs, y_true, 1e-7, 1 / probs.size)
     _check(got, naive_binary_xent(probs, y_true, 1e-7, 1 / probs.size), dtype)
     assert np.isfinite(got[1]).all()
+
+
+def test_binary_xent_has_no_gradient_where_clipped(backend, dtype):
+    """Outputs of a last layer that is no sigmoid (below 0, above 1, or within 1e-7 of either): the
+    clipped loss is flat there, so the gradient is 0 (as TensorFlow's clip_by_value), not ~1e7.
+    Elsewhere the gradient is the slope of the kernel's own loss; NaN stays NaN."""
+    probs = np.array([[-0.3, 1.7, 0.0, 1.0, 5e-8, 0.4], [2.0, -1e-3, 0.999, 0.02, 0.5, 0.9],
+                      [np.nan, 0.5, 0.5, 0.5, 0.5, 0.5]], dtype)
+    y_true = np.array([[1.0, 0.0, 1.0, 0.0, 1.0, 1.0], [0.0, 1.0, 0.3, 0.0, 0.7, 1.0], [1.0] * 6])
+    kernel = _kernels(backend).binary_xent
+    row_loss, grad = _run(kernel, probs, y_true, 1e-7, 0.5)
+    _check((row_loss[:2], grad[:2]), [a[:2] for a in naive_binary_xent(probs[:2], y_true[:2], 1e-7, 0.5)], dtype)
+    np.testing.assert_array_equal(grad[:2] == 0, [[True] * 5 + [False], [True] * 2 + [False] * 4])
+    assert np.isnan(grad[2, 0]) and np.isnan(row_loss[2])
+    if dtype is np.float64:
+        for i, j in [(0, 5), (1, 2), (1, 3), (1, 4)]:
+            values = []
+            for sign in (1, -1):
+                shifted = probs.copy()
+                shifted[i, j] += sign * 1e-7
+                values.append(_run(kernel, shifted, y_true, 1e-7, 0.5)[0][i])
+            np.testing.assert_allclose(grad[i, j], (values[0] - values[1]) / 2e-7 * 0.5, rtol=1e-6)
+
+
+def test_binary_xent_on_cuda_has_no_gradient_where_clipped(cuda_backend, dtype):
+    """The cuda kernel (on the simulator where no device is present) as the numpy reference."""
+    from numba import cuda
+
+    probs = np.array([[-0.3, 1.7, 0.0, 1.0, 5e-8, 0.4], [2.0, -1e-3, 0.999, 0.02, 0.5, 0.9]], dtype)
+    y_true = np.array([[1.0, 0.0, 1.0, 0.0, 1.0, 1.0], [0.0, 1.0, 0.3, 0.0, 0.7, 1.0]])
+    grad_d, row_loss_d = cuda.device_array(probs.shape, dtype), cuda.device_array(2, np.float64)
+    _kernels("cuda").binary_xent(cuda.to_device(probs), cuda.to_device(y_true), 1e-7, 0.5, grad_d, row_loss_d, 1)
+    want = _run(_kernels("numpy").binary_xent, probs, y_true, 1e-7, 0.5)
+    _check((row_loss_d.copy_to_host(), grad_d.copy_to_host()), want, dtype)
+    np.testing.assert_array_equal(grad_d.copy_to_host()[:, :5] == 0, [[True] * 5, [True, True, False, False, False]])
 
 
 def test_extreme_logits_stay_finite(backend, dtype):

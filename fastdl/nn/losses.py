@@ -113,27 +113,34 @@ class _CrossEntropy(Loss):
     def forward(self, y_pred, y_true):
         """The loss of outputs that are no softmax's (or whose softmax other layers read too).
 
-        As Keras, each position's outputs are first scaled to sum to 1, then clipped to
-        [1e-7, 1 - 1e-7]."""
+        As Keras: each position's outputs o are scaled by their sum, p = o / sum(o), then clipped
+        to [1e-7, 1 - 1e-7], and the loss is -sum(y log clip(p)). The true sum is used whatever its
+        sign or size (a linear or sigmoid last layer, the common mistake, gives such rows); only a
+        sum of exactly 0, where Keras' loss is NaN, is taken as 1e-7, so that an all-zero row has
+        the clipped loss -log(1e-7) per unit of target and a zero gradient instead of NaN."""
         if self.from_logits:
             return self.forward_logits(y_pred, y_true)
         self._on_device = _device.is_device(y_pred)  # computed on the host (softmax outputs fuse instead)
         y_pred = _device.host(y_pred)
         self._shape, self._dtype = y_pred.shape, y_pred.dtype
         outputs = y_pred.reshape(-1, y_pred.shape[-1]).astype(np.float64)
-        self._sums = np.maximum(outputs.sum(axis=1, keepdims=True), _EPSILON)
-        self._clipped = np.clip(outputs / self._sums, _EPSILON, 1 - _EPSILON)
-        self._y = self._target_rows(y_true)
-        return float(-(self._target(np.log(self._clipped))).sum() / max(outputs.shape[0], 1))
+        sums = outputs.sum(axis=1, keepdims=True)
+        self._sums = np.where(sums == 0, _EPSILON, sums)
+        self._probs = outputs / self._sums
+        clipped = np.clip(self._probs, _EPSILON, 1 - _EPSILON)
+        targets = self._dense_targets(self._target_rows(y_true), outputs.shape[1])
+        # d loss / d clip(p) = -targets / clip(p) where the clip is inactive, 0 where it is (as
+        # TensorFlow's clip_by_value): the slope of the loss actually computed.
+        active = (self._probs < _EPSILON) | (self._probs > 1 - _EPSILON)
+        self._q = np.where(active, 0.0, targets / clipped)
+        return float(-(targets * np.log(clipped)).sum() / max(outputs.shape[0], 1))
 
     def backward(self):
         if self.from_logits:
             return self._grad
-        # d/d outputs of -sum(y log(outputs / sums)) = (sum(y) - y / p) / sums, p the scaled outputs.
-        grad = np.zeros_like(self._clipped)
-        self._subtract_target(grad, 1 / self._clipped)
-        grad += self._target_sums()
-        grad /= self._sums * max(grad.shape[0], 1)
+        # p = o / S with S = sum(o): d loss / d o_k = (-q_k + sum_j q_j p_j) / S, q as in forward.
+        grad = (-self._q + (self._q * self._probs).sum(axis=1, keepdims=True)) / self._sums
+        grad /= max(grad.shape[0], 1)
         return _like_outputs(grad.reshape(self._shape).astype(self._dtype), self._on_device)
 
 
@@ -166,15 +173,12 @@ class SparseCategoricalCrossentropy(_CrossEntropy):
     def _target_rows(y):
         return y.reshape(-1)
 
-    def _target_sums(self):
-        return 1.0
-
-    def _target(self, log_probs):
-        return log_probs[np.arange(log_probs.shape[0]), self._y]
-
-    def _subtract_target(self, grad, scale):
-        rows = np.arange(grad.shape[0])
-        grad[rows, self._y] -= scale[rows, self._y]
+    @staticmethod
+    def _dense_targets(codes, n_classes):
+        """The codes as one-hot rows (n, n_classes) float64."""
+        targets = np.zeros((codes.shape[0], n_classes))
+        targets[np.arange(codes.shape[0]), codes] = 1.0
+        return targets
 
 
 class CategoricalCrossentropy(_CrossEntropy):
@@ -190,7 +194,7 @@ class CategoricalCrossentropy(_CrossEntropy):
     _kernel = "softmax_xent_targets"
 
     def check_targets(self, y, n_samples, output_shape):
-        y = np.ascontiguousarray(y, dtype=np.float64)
+        y = np.ascontiguousarray(_check_real_dtype(y), dtype=np.float64)
         expected = (n_samples, *output_shape)
         if y.shape != expected:
             raise ValueError(f"categorical targets must have shape {expected}, got {y.shape}")
@@ -202,32 +206,44 @@ class CategoricalCrossentropy(_CrossEntropy):
     def _target_rows(y):
         return y.reshape(-1, y.shape[-1])
 
-    def _target_sums(self):
-        return self._y.sum(axis=1, keepdims=True)
-
-    def _target(self, log_probs):
-        return (self._y * log_probs).sum(axis=1)
-
-    def _subtract_target(self, grad, scale):
-        grad -= self._y * scale
+    @staticmethod
+    def _dense_targets(targets, n_classes):
+        """The target rows as they are: distributions already."""
+        return targets
 
 
-def _check_real_targets(y, n_samples, output_shape):
-    """Targets of the outputs' shape (a flat (n,) target fits an (n, 1) output), finite, float64."""
+def _check_real_dtype(y):
+    """y as an array; TypeError unless it holds real numbers (strings are not parsed, complex
+    values not cut to their real part)."""
     y = np.asarray(y)
     if y.dtype == object or not (np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_) \
             or np.issubdtype(y.dtype, np.complexfloating):
         raise TypeError(f"targets must hold real numbers, got dtype {y.dtype}")
-    y = np.ascontiguousarray(y, dtype=np.float64)
+    return y
+
+
+def _check_real_targets(y, n_samples, output_shape):
+    """Targets of the outputs' shape, finite, float64.
+
+    Targets whose shape differs from the outputs' only in axes of size 1 are reshaped to it (a flat
+    (n,) target fits an (n, 1) output, (n, 1, 28, 28) an (n, 28, 28, 1) one); any other shape is a
+    ValueError, even with the right number of values (channels-first targets for channels-last
+    outputs would be silently scrambled).
+    """
+    y = np.ascontiguousarray(_check_real_dtype(y), dtype=np.float64)
     expected = (n_samples, *output_shape)
     if y.shape != expected:
-        if y.size == int(np.prod(expected)) and y.shape[0] == n_samples:
+        if y.ndim and y.shape[0] == n_samples and _drop_ones(y.shape) == _drop_ones(expected):
             y = y.reshape(expected)
         else:
             raise ValueError(f"targets must have shape {expected} for this model's output, got {y.shape}")
     if not np.isfinite(y).all():
         raise ValueError("targets contain NaN or infinity")
     return y
+
+
+def _drop_ones(shape):
+    return tuple(size for size in shape if size != 1)
 
 
 class MeanSquaredError(Loss):
@@ -277,7 +293,9 @@ class BinaryCrossentropy(Loss):
     Parameters
     ----------
     from_logits : bool, default False
-        False: y_pred are probabilities (a sigmoid output), clipped to [1e-7, 1 - 1e-7] as Keras.
+        False: y_pred are probabilities (a sigmoid output), clipped to [1e-7, 1 - 1e-7] as Keras,
+        with no gradient where the clip is active (outputs outside that range, from a last layer
+        that is no sigmoid, get none: the clipped loss is flat there).
         True: y_pred are logits z; the loss softplus(z) - y z is computed without overflow and its
         gradient is sigmoid(z) - y.
     """

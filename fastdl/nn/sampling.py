@@ -66,8 +66,10 @@ class Sampling(Layer):
         self._std = np.exp(0.5 * z_log_var)
         self._z_mean, self._z_log_var = z_mean, z_log_var
         if self.kl_weight:
-            per_sample = -0.5 * np.sum(1.0 + z_log_var - np.square(z_mean) - np.square(self._std), dtype=np.float64)
-            self.add_loss(self.kl_weight * per_sample / z_mean.shape[0])
+            # Each term in float64: exp(z_log_var) overflows float32 from z_log_var = 89 on.
+            mean64, log_var64 = z_mean.astype(np.float64), z_log_var.astype(np.float64)
+            total = -0.5 * np.sum(1.0 + log_var64 - np.square(mean64) - np.exp(log_var64))
+            self.add_loss(self.kl_weight * total / z_mean.shape[0])
         self._training = bool(training)
         return self._back_where_from(z_mean + self._std * self._noise, "z")
 

@@ -113,13 +113,16 @@ def _binary_xent(probs, y_true, epsilon, scale, grad, row_loss):
         total = 0.0
         for j in range(m):
             p = np.float64(probs[i, j])
+            y = y_true[i, j]
+            slope = 0.0  # where the clip is active the clipped loss is flat
             if p < epsilon:  # not min()/max(): NaN stays NaN, as np.clip
                 p = epsilon
             elif p > 1.0 - epsilon:
                 p = 1.0 - epsilon
-            y = y_true[i, j]
+            else:
+                slope = (p - y) / (p * (1.0 - p))
             total -= y * math.log(p) + (1.0 - y) * math.log1p(-p)
-            grad[i, j] = (p - y) / (p * (1.0 - p)) * scale
+            grad[i, j] = slope * scale
         row_loss[i] = total
 
 
@@ -184,7 +187,7 @@ def binary_xent_logits(logits, y_true, scale, grad, row_loss, n_threads):
 
 def binary_xent(probs, y_true, epsilon, scale, grad, row_loss, n_threads):
     """Binary cross-entropy of probabilities, clipped to [epsilon, 1 - epsilon], against y_true (n, m)
-    float64 in [0, 1] (see kernels/npy/loss.py)."""
+    float64 in [0, 1]; no gradient where the clip is active (see kernels/npy/loss.py)."""
     launch(_probs_serial, _probs_parallel, n_threads, probs, y_true, epsilon, scale, grad, row_loss)
 
 

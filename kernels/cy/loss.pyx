@@ -137,21 +137,24 @@ def binary_xent_logits(const floating[:, ::1] logits, const double[:, ::1] y_tru
 def binary_xent(const floating[:, ::1] probs, const double[:, ::1] y_true, double epsilon, double scale,
                 floating[:, ::1] grad, double[::1] row_loss, int n_threads):
     """Binary cross-entropy of probabilities, clipped to [epsilon, 1 - epsilon], against y_true (n, m)
-    float64 in [0, 1] (see kernels/npy/loss.py)."""
+    float64 in [0, 1]; no gradient where the clip is active (see kernels/npy/loss.py)."""
     cdef Py_ssize_t n = probs.shape[0], m = probs.shape[1], i, j
-    cdef double p, y, total
+    cdef double p, y, total, slope
     with nogil:
         for i in prange(n, num_threads=n_threads, schedule="static"):
             total = 0.0
             for j in range(m):
                 p = probs[i, j]
+                y = y_true[i, j]
+                slope = 0.0  # where the clip is active the clipped loss is flat
                 if p < epsilon:  # not fmin/fmax: NaN stays NaN, as np.clip
                     p = epsilon
                 elif p > 1.0 - epsilon:
                     p = 1.0 - epsilon
-                y = y_true[i, j]
+                else:
+                    slope = (p - y) / (p * (1.0 - p))
                 total = total - (y * log(p) + (1.0 - y) * log1p(-p))
-                grad[i, j] = <floating>((p - y) / (p * (1.0 - p)) * scale)
+                grad[i, j] = <floating>(slope * scale)
             row_loss[i] = total
 
 

@@ -186,20 +186,23 @@ def _binary_xent(probs, y_true, epsilon, scale, grad, row_loss):
     total = 0.0
     for j in range(probs.shape[1]):
         p = float64(probs[i, j])
+        y = y_true[i, j]
+        slope = 0.0  # where the clip is active the clipped loss is flat
         if p < epsilon:  # not min()/max() of floats (NaN stays NaN, as np.clip)
             p = epsilon
         elif p > 1.0 - epsilon:
             p = 1.0 - epsilon
-        y = y_true[i, j]
+        else:
+            slope = (p - y) / (p * (1.0 - p))
         total -= y * math.log(p) + (1.0 - y) * math.log1p(-p)
-        grad[i, j] = (p - y) / (p * (1.0 - p)) * scale
+        grad[i, j] = slope * scale
     row_loss[i] = total
 
 
 def binary_xent(probs, y_true, epsilon, scale, grad, row_loss, n_threads):
     """Binary cross-entropy of probabilities, clipped to [epsilon, 1 - epsilon], against y_true (n, m)
     float64 in [0, 1]: -(y log p + (1 - y) log(1 - p)) per value, summed into row_loss; grad =
-    (p - y) / (p (1 - p)) * scale. n_threads is unused."""
+    (p - y) / (p (1 - p)) * scale where the clip is inactive, 0 where it is. n_threads is unused."""
     if probs.shape[0] == 0:
         return
     _binary_xent[grid_1d(probs.shape[0])](probs, y_true, epsilon, scale, grad, row_loss)

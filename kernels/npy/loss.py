@@ -90,11 +90,15 @@ def binary_xent_logits(logits, y_true, scale, grad, row_loss, n_threads):
 def binary_xent(probs, y_true, epsilon, scale, grad, row_loss, n_threads):
     """Binary cross-entropy of probabilities (a sigmoid's outputs) against y_true (n, m) float64 in
     [0, 1], as Keras: p = probs clipped to [epsilon, 1 - epsilon]; per value -(y log p + (1 - y)
-    log(1 - p)), summed into row_loss; grad = (p - y) / (p (1 - p)) * scale.
+    log(1 - p)), summed into row_loss; grad = (p - y) / (p (1 - p)) * scale where the clip is
+    inactive, 0 where it is (probs < epsilon or > 1 - epsilon: the clipped loss is flat there, and
+    TensorFlow's clip_by_value passes no gradient). NaN stays NaN.
     """
-    p = np.clip(probs.astype(np.float64), epsilon, 1.0 - epsilon)
+    probs = probs.astype(np.float64)
+    p = np.clip(probs, epsilon, 1.0 - epsilon)
     row_loss[...] = -(y_true * np.log(p) + (1.0 - y_true) * np.log1p(-p)).sum(axis=1)
-    grad[...] = (p - y_true) / (p * (1.0 - p)) * scale
+    clipped = (probs < epsilon) | (probs > 1.0 - epsilon)
+    grad[...] = np.where(clipped, 0.0, (p - y_true) / (p * (1.0 - p))) * scale
 
 
 def dropout(x, draws, rate, kept_scale, out, mask, n_threads):
