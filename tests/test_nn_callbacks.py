@@ -229,3 +229,136 @@ def test_checkpoint_template_that_cannot_be_filled_is_a_clear_error(tmp_path):
                             ("w-{}.npz", "IndexError"), ("w-{epoch:s}.npz", "ValueError")]:
         with pytest.raises(ValueError, match=match):
             _compiled().fit(x, y, callbacks=[nn.ModelCheckpoint(tmp_path / template)])
+
+
+def test_early_stopping_restores_the_best_weights_at_the_end_of_training():
+    # As Keras 3 (on_train_end): also when fit runs to its last epoch, or another callback stops it.
+    recorder = Recorder()
+    model = _compiled()
+    stopper = nn.EarlyStopping(patience=10, restore_best_weights=True)
+    _fit_scripted(model, [1.0, 0.5, 0.7, 0.6], [recorder, stopper])
+    assert stopper.stopped_epoch is None and stopper.best_epoch == 1
+    for restored, best in zip(model.get_weights(), recorder.weights[1]):
+        np.testing.assert_array_equal(restored, best)
+    model = _compiled()
+    _fit_scripted(model, [1.0, 0.5, 0.7, 0.6, 0.2], [recorder, nn.EarlyStopping(patience=10, restore_best_weights=True),
+                                                   StopAfter(3)])
+    for restored, best in zip(model.get_weights(), recorder.weights[1]):
+        np.testing.assert_array_equal(restored, best)
+
+
+def test_callbacks_take_keras_positional_order(tmp_path, capsys):
+    # EarlyStopping(monitor, min_delta, patience, verbose, mode, baseline, restore_best_weights, start_from_epoch)
+    stopper = nn.EarlyStopping("val_loss", 0.1, 5, 1, "min", 2.0, True, 3)
+    assert (stopper.min_delta, stopper.patience, stopper.verbose, stopper.mode, stopper.baseline,
+            stopper.restore_best_weights, stopper.start_from_epoch) == (0.1, 5, 1, "min", 2.0, True, 3)
+    # ModelCheckpoint(filepath, monitor, verbose, save_best_only, save_weights_only, mode, save_freq,
+    # initial_value_threshold)
+    checkpoint = nn.ModelCheckpoint(tmp_path / "m.npz", "val_loss", 1, True, False, "min", "epoch", 0.6)
+    assert (checkpoint.verbose, checkpoint.save_best_only, checkpoint.mode, checkpoint.best) == (1, True, "min", 0.6)
+    for unsupported, match in [({"save_weights_only": True}, "save_weights_only=True"),
+                               ({"save_freq": 10}, "save_freq=10")]:
+        with pytest.raises(ValueError, match=match):
+            nn.ModelCheckpoint(tmp_path / "m.npz", **unsupported)
+    # verbose: Keras' lines; initial_value_threshold: no file until 0.6 is beaten.
+    _fit_scripted(_compiled(), [1.0, 0.5, 0.7], [checkpoint, nn.EarlyStopping(patience=1, verbose=1,
+                                                                              restore_best_weights=True)])
+    path = tmp_path / "m.npz"
+    assert capsys.readouterr().out.splitlines() == [
+        "Epoch 1: val_loss did not improve from 0.60000",
+        f"Epoch 2: val_loss improved from 0.60000 to 0.50000, saving model to {path}",
+        f"Epoch 2: finished saving model to {path}",
+        "Epoch 3: val_loss did not improve from 0.50000",
+        "Epoch 3: early stopping",
+        "Restoring model weights from the end of the best epoch: 2."]
+    assert _compiled().load(path).epochs_trained == 2
+
+
+HOOKS = ["on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_train_batch_begin",
+         "on_train_batch_end", "on_test_begin", "on_test_end", "on_test_batch_begin", "on_test_batch_end"]
+
+
+def _hook_recorder():
+    calls = []
+
+    def make(name):
+        return lambda self, *args: calls.append((name, *(a for a in args if isinstance(a, int))))
+
+    return type("Hooks", (nn.Callback,), {name: make(name) for name in HOOKS})(), calls
+
+
+@pytest.mark.parametrize("functional", [False, True], ids=["sequential", "functional"])
+def test_keras_hooks_in_keras_order(functional):
+    """The hooks fit and evaluate call, in the order Keras 3.15 calls them (recorded there)."""
+    x, y = blobs(6)
+    if functional:
+        inputs = nn.Input((8,))
+        model = nn.Model(inputs, nn.Dense(3, activation="softmax")(inputs), seed=0)
+        model.compile("sgd", "sparse_categorical_crossentropy")
+    else:
+        model = _compiled()
+    callback, calls = _hook_recorder()
+    model.fit(x, y, 4, 2, validation_data=(x, y), callbacks=[callback])
+    model.evaluate(x, y, 4, callbacks=[callback])
+    epoch = lambda e: [("on_epoch_begin", e), ("on_train_batch_begin", 0), ("on_train_batch_end", 0),  # noqa: E731
+                       ("on_train_batch_begin", 1), ("on_train_batch_end", 1), ("on_test_begin",),
+                       ("on_test_batch_begin", 0), ("on_test_batch_end", 0), ("on_test_batch_begin", 1),
+                       ("on_test_batch_end", 1), ("on_test_end",), ("on_epoch_end", e)]
+    test = [("on_test_begin",), ("on_test_batch_begin", 0), ("on_test_batch_end", 0), ("on_test_batch_begin", 1),
+            ("on_test_batch_end", 1), ("on_test_end",)]
+    assert calls == [("on_train_begin",), *epoch(0), *epoch(1), ("on_train_end",), *test]
+
+
+def test_hook_logs_and_older_names():
+    x, y = blobs(6)
+    seen = {}
+
+    class Older(nn.Callback):
+        """Keras' older batch hooks: the base class's on_train_batch_begin / _end call them."""
+
+        def on_batch_begin(self, batch, logs=None):
+            seen.setdefault("begin", []).append(batch)
+
+        def on_batch_end(self, batch, logs=None):
+            seen.setdefault("end", []).append(sorted(logs))
+
+        def on_test_batch_end(self, batch, logs=None):
+            seen.setdefault("test", []).append(dict(logs))
+
+        def on_test_end(self, logs=None):
+            seen["test_end"] = logs
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs["extra"] = 1.0
+
+        def on_train_end(self, logs=None):
+            seen["train_end"] = logs
+
+    model, older = _compiled(), Older()
+    history = model.fit(x, y, 4, 1, validation_data=(x, y), callbacks=[older])
+    assert seen["begin"] == [0, 1] and seen["end"] == [["accuracy", "loss", "seen"]] * 2
+    # The test batches' logs: the means so far; the last are the validation's (up to rounding).
+    assert seen["test"][-1] == pytest.approx(seen["test_end"]) and len(seen["test"]) == 2
+    assert seen["test_end"]["loss"] == pytest.approx(history.history["val_loss"][0])
+    # on_train_end: the last epoch's logs as fit logged them (Keras': without what callbacks added).
+    assert sorted(seen["train_end"]) == ["accuracy", "loss", "val_accuracy", "val_loss"]
+    assert older.params == {"verbose": 0, "epochs": 1, "steps": 2} and older.model is model
+
+
+def test_train_end_is_not_called_after_an_error():
+    """As Keras: EarlyStopping restores nothing over the weights put back after a NaN loss."""
+    x, y = blobs(32)
+    ended = []
+
+    class Ends(nn.Callback):
+        def on_train_end(self, logs=None):
+            ended.append(logs)
+
+    class Fails(nn.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("stop here")
+
+    with pytest.raises(RuntimeError, match="stop here"):
+        _compiled().fit(x, y, epochs=3, callbacks=[Ends(), Fails()])
+    assert ended == []

@@ -444,3 +444,156 @@ def test_fit_never_leaves_non_finite_weights(optimizer, scale):
     assert all(np.isfinite(s).all() for s in slots.values())
     model.fit(x / scale, y, epochs=1)  # and it trains on from there
     assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+class _Steps(nn.Callback):
+    """Counts the training steps of a fit."""
+
+    def on_train_begin(self, logs=None):
+        self.steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_nan_loss_puts_back_the_weights_from_before_the_epoch():
+    # Unscaled inputs: the weights grow to ~1e26 over three finite steps, then the loss is inf.
+    # The state is finite when it stops, and it was kept all the same (the error said "lower the
+    # learning rate" with the diverged weights left in the model).
+    from fastdl._validation import NonFiniteError
+
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(64, 3)) * 30).astype(np.float32)
+    y = (x @ [[1.0], [2.0], [3.0]]).astype(np.float32)
+    model = nn.Sequential([nn.Input(3), nn.Dense(16, activation="relu"), nn.Dense(1)], seed=0)
+    model.compile(nn.SGD(0.05), "mse")
+    model.fit(x / 30, y / 30, batch_size=8, epochs=1)
+    before, steps = model.get_weights(), model.optimizer.iterations
+    with pytest.raises(NonFiniteError, match=r"epoch 2, batch \d+: the loss is .* put back to those from before "
+                                             r"epoch 2"):
+        model.fit(x, y, batch_size=8, epochs=1)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert model.optimizer.iterations == steps and model.epochs_trained == 1
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("make_optimizer", [lambda: nn.SGD(0.01), lambda: nn.Adam(lr=0.0)], ids=["sgd", "adam-lr0"])
+def test_train_on_batch_refuses_a_step_of_gradients_out_of_range(make_optimizer):
+    # Gradients that overflow (SGD: weights of inf) or whose squares do (Adam's second moment)
+    # while the float64 loss is finite: the step is not taken (it returned with inf weights).
+    from fastdl._validation import NonFiniteError
+
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(16, 3)) * 1e12).astype(np.float32)
+    y = (rng.normal(size=(16, 1)) * 1e10).astype(np.float32)
+    model = nn.Sequential([nn.Input(3), nn.Dense(4, activation="relu"), nn.Dense(1)], seed=0)
+    model.compile(make_optimizer(), "mse")
+    model.train_on_batch(x / 1e12, y / 1e10)  # one good step: slots that are not zero
+    before, (_, slots) = model.get_weights(), model.optimizer.state_dict()
+    slots = {key: value.copy() for key, value in slots.items()}
+    with pytest.raises(NonFiniteError, match="a gradient is NaN, infinite or too large.*the step was not taken"):
+        model.train_on_batch(x, y)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    meta, after = model.optimizer.state_dict()
+    assert meta["iterations"] == 1
+    for key in slots:
+        np.testing.assert_array_equal(after[key], slots[key])
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_train_on_batch_with_a_nan_loss_puts_back_the_moving_statistics():
+    """The forward pass of a step that stops on its loss already moved BatchNormalization's statistics."""
+    from fastdl._validation import NonFiniteError
+
+    model = nn.Sequential([nn.Input(3), nn.Dense(4), nn.BatchNormalization(), nn.Dense(1)], seed=0)
+    model.compile("sgd", "mse")
+    weights = model.get_weights()
+    weights[0] = np.full_like(weights[0], 1e38)  # activations overflow to inf
+    model.set_weights(weights)
+    with pytest.raises(NonFiniteError, match="the loss is"):
+        model.train_on_batch(np.arange(12.0).reshape(4, 3), np.zeros((4, 1)))
+    for a, b in zip(weights, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fit_evaluate_take_keras_positional_order():
+    # Keras 3: fit(x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
+    # shuffle, class_weight, ...): fit(x, y, 4, 3) is 3 epochs of batches of 4 (it was 4 epochs of 3).
+    x, y = blobs(12)
+    model = _compiled()
+    steps = _Steps()
+    history = model.fit(x, y, 4, 3, 0, [steps], 0.0, None, False)
+    assert history.epoch == [0, 1, 2] and steps.steps == 9
+    with pytest.raises(TypeError):
+        model.fit(x, y, 4, 1, 0, None, 0.0, None, True, {0: 1.0})  # Keras' class_weight: not supported
+    assert model.fit(x, y, None).history["loss"]  # batch_size None is 32, as Keras
+    # evaluate(x, y, batch_size, verbose, sample_weight, ...): return_dict and callbacks keyword-only.
+    assert model.evaluate(x, y, 4, 0) == model.evaluate(x, y, batch_size=4)
+    for call in (lambda: model.evaluate(x, y, 4, 0, True), lambda: model.train_on_batch(x, y, True),
+                 lambda: model.test_on_batch(x, y, True)):
+        with pytest.raises(TypeError):
+            call()
+
+
+@pytest.mark.parametrize("n, split, n_train", [(10, 0.25, 7), (25, 0.1, 22), (1002, 0.1, 901), (10, 0.15, 8)])
+def test_validation_split_trains_on_keras_count(n, split, n_train):
+    # Keras: the first floor(n * (1 - split)) samples train (round(n * split) were held out: 8, 23, 902).
+    x, y = blobs(n)
+
+    class Seen(nn.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            self.seen = logs["seen"]
+
+    seen = Seen()
+    history = _compiled().fit(x, y, batch_size=2000, validation_split=split, callbacks=[seen])
+    assert seen.seen == n_train and "val_loss" in history.history
+    with pytest.raises(ValueError, match="leaves no training or validation samples"):
+        _compiled().fit(x[:3], y[:3], validation_split=0.9)
+
+
+def test_history_records_what_callbacks_add_to_the_logs():
+    class AddRate(nn.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["lr"] = self.model.optimizer.learning_rate
+
+    x, y = blobs(32)
+    history = _compiled().fit(x, y, epochs=2, callbacks=[AddRate()])
+    assert history.history["lr"] == [0.01, 0.01] and history.epoch == [0, 1]
+
+
+def test_shuffle_is_a_bool():
+    x, y = blobs(32)
+    with pytest.raises(ValueError, match="shuffle='batch' is not supported"):
+        _compiled().fit(x, y, shuffle="batch")
+    with pytest.raises(TypeError, match="shuffle must be True or False"):
+        _compiled().fit(x, y, shuffle=None)
+    assert _compiled().fit(x, y, shuffle=np.bool_(False)).epoch == [0]
+
+
+def test_frozen_layers_add_no_weight_penalty_to_the_loss():
+    """As Keras 3: the loss counts the kernel_regularizer penalty of the weights the model trains
+    only; a frozen base's (or a GAN's frozen discriminator's) is a constant no step can lower."""
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((6, 4)), rng.standard_normal((6, 2))
+    base = nn.Dense(3, kernel_regularizer=nn.l2(0.1), input_shape=(4,), name="base")
+    head = nn.Dense(2, name="head")
+    model = nn.Sequential([base, head], seed=0)
+    model.compile("sgd", "mse")
+    penalty = 0.1 * float((base.kernel.value ** 2).sum())
+    plain = float(((model.predict(x) - y) ** 2).mean())
+    assert model.evaluate(x, y) == pytest.approx(plain + penalty, rel=1e-5)
+    base.trainable = False
+    model.compile("sgd", "mse")
+    assert model.evaluate(x, y) == pytest.approx(plain, rel=1e-5)
+    # A model inside another: frozen in the outer model only.
+    inner = nn.Sequential([nn.Dense(3, kernel_regularizer=nn.l2(0.1), input_shape=(4,))], name="inner", seed=0)
+    inner.compile("sgd", "mse")
+    kernel = inner.layers[0].kernel.value
+    assert inner.evaluate(x, y[:, :1].repeat(3, 1)) > 0.1 * float((kernel ** 2).sum())
+    inner.trainable = False
+    outer = nn.Sequential([inner, nn.Dense(2)], seed=0)
+    outer.compile("sgd", "mse")
+    assert outer.evaluate(x, y) == pytest.approx(float(((outer.predict(x) - y) ** 2).mean()), rel=1e-5)

@@ -1,4 +1,5 @@
-"""Callbacks for `fit`: EarlyStopping, ModelCheckpoint, EpochTimer, and the per-epoch progress logger."""
+"""Callbacks for `fit` and `evaluate`: the Callback base with Keras 3's hooks, EarlyStopping,
+ModelCheckpoint, EpochTimer, and the per-epoch progress logger."""
 
 import sys
 import time
@@ -7,31 +8,80 @@ import numpy as np
 
 
 class Callback:
-    """Hooks that `fit` calls; `self.model` is the model being trained.
+    """Hooks that `fit` and `evaluate` call, with Keras 3's names, arguments and order;
+    `self.model` is the model, `self.params` Keras' {"verbose", "epochs", "steps"}.
+
+    fit: on_train_begin; each epoch on_epoch_begin, each batch on_train_batch_begin and
+    on_train_batch_end (logs: the running means over the epoch so far, "loss", "accuracy", ...,
+    and the samples "seen"), the validation's test hooks (below), on_epoch_end (logs: the
+    epoch's "loss", "accuracy", "val_loss", ...); then on_train_end (logs: the last epoch's),
+    only once fit has run, not after an error, as Keras. evaluate(callbacks=...) and fit's
+    validation: on_test_begin, each batch on_test_batch_begin and on_test_batch_end (the running
+    means), on_test_end (the means). As in Keras, on_train_batch_begin / on_train_batch_end call
+    on_batch_begin / on_batch_end (their older names): a callback overriding either is called.
+    The on_predict_* hooks are there for Keras callbacks' sake; predict does not call them yet.
 
     `on_epoch_end` may stop training by returning True or by setting `model.stop_training = True`
-    (as in Keras); the other callbacks of that epoch still run. `on_batch_end` may set the flag
-    too: the epoch then ends after that batch (its logs are the batches trained), and so does fit.
+    (as in Keras); the other callbacks of that epoch still run. A batch hook may set the flag too:
+    the epoch then ends after that batch (its logs are the batches trained), and so does fit.
     """
 
     model = None
+    params = None
 
     def set_model(self, model):
         self.model = model
 
+    def set_params(self, params):
+        self.params = params
+
     def on_train_begin(self, logs=None):
+        pass
+
+    def on_train_end(self, logs=None):
         pass
 
     def on_epoch_begin(self, epoch, logs=None):
         pass
 
-    def on_batch_end(self, batch, logs=None):
-        """logs: the running means over the epoch so far ("loss", "accuracy") and "seen" samples."""
-
     def on_epoch_end(self, epoch, logs=None):
         """logs: the epoch's "loss", "accuracy", "val_loss", ...; return True to stop training."""
 
-    def on_train_end(self, logs=None):
+    def on_train_batch_begin(self, batch, logs=None):
+        self.on_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        """logs: the running means over the epoch so far ("loss", "accuracy") and "seen" samples."""
+        self.on_batch_end(batch, logs)
+
+    def on_batch_begin(self, batch, logs=None):
+        """Keras' older name of on_train_batch_begin, which calls it."""
+
+    def on_batch_end(self, batch, logs=None):
+        """Keras' older name of on_train_batch_end, which calls it."""
+
+    def on_test_begin(self, logs=None):
+        pass
+
+    def on_test_end(self, logs=None):
+        pass
+
+    def on_test_batch_begin(self, batch, logs=None):
+        pass
+
+    def on_test_batch_end(self, batch, logs=None):
+        pass
+
+    def on_predict_begin(self, logs=None):
+        pass
+
+    def on_predict_end(self, logs=None):
+        pass
+
+    def on_predict_batch_begin(self, batch, logs=None):
+        pass
+
+    def on_predict_batch_end(self, batch, logs=None):
         pass
 
 
@@ -39,6 +89,18 @@ def _check_count(value, name):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
     return int(value)
+
+
+def _check_verbose(verbose):
+    """A callback's verbose, as Keras': 0 silent, above 0 a line when it acts (True is 1)."""
+    return _check_count(int(verbose) if isinstance(verbose, (bool, np.bool_)) else verbose, "verbose")
+
+
+def _check_value(value, name):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))
+                              or not np.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number or None, got {value!r}")
+    return None if value is None else float(value)
 
 
 class _Monitor(Callback):
@@ -84,34 +146,43 @@ class _Monitor(Callback):
 class EarlyStopping(_Monitor):
     """Stop training once `monitor` has not improved for `patience` epochs.
 
+    The arguments come in Keras 3's order: EarlyStopping(monitor, min_delta, patience, verbose,
+    mode, baseline, restore_best_weights, start_from_epoch).
+
     Parameters
     ----------
     monitor : str, default "val_loss"
+    min_delta : float, default 0
+        A change of at most min_delta is no improvement.
     patience : int, default 0
         Epochs without improvement after which training stops.
-    restore_best_weights : bool, default False
-        When training stops, put back the weights of the best epoch (as Keras, nothing is restored
-        when training runs to its last epoch).
-    min_delta : float, default 0
+    verbose : int, default 0
+        Above 0: as Keras, prints "Epoch N: early stopping" and "Restoring model weights from the
+        end of the best epoch: N." when it acts.
     mode : {"auto", "min", "max"}, default "auto"
     baseline : float, optional
         A value to reach: as Keras, an epoch that improves on the best so far but not on the
         baseline does not restart the count of epochs without improvement, so once `patience`
         epochs have passed without beating the baseline, training stops at the first epoch that
         does not improve.
+    restore_best_weights : bool, default False
+        At the end of training, put back the weights (trainable and not) of the best epoch, as
+        Keras 3 (and tf.keras from 2.16) does: whether this callback stopped training, another one
+        did or fit ran to its last epoch (tf.keras before 2.16 restored them only when this callback
+        stopped training). The first epoch watched counts as the best until one improves on it.
+        Nothing is restored after fit raised (it calls no on_train_end then, as Keras).
     start_from_epoch : int, default 0
         Epochs to train before watching `monitor` (a warm-up where no improvement is expected).
     """
 
-    def __init__(self, monitor="val_loss", patience=0, restore_best_weights=False, min_delta=0.0, mode="auto",
-                 baseline=None, start_from_epoch=0):
+    def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto", baseline=None,
+                 restore_best_weights=False, start_from_epoch=0):
         super().__init__(monitor, mode, min_delta)
         self.patience = _check_count(patience, "patience")
-        self.start_from_epoch = _check_count(start_from_epoch, "start_from_epoch")
-        if baseline is not None and (isinstance(baseline, bool) or not np.isfinite(baseline)):
-            raise ValueError(f"baseline must be a finite number or None, got {baseline!r}")
-        self.baseline = None if baseline is None else float(baseline)
+        self.verbose = _check_verbose(verbose)
+        self.baseline = _check_value(baseline, "baseline")
         self.restore_best_weights = bool(restore_best_weights)
+        self.start_from_epoch = _check_count(start_from_epoch, "start_from_epoch")
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
@@ -124,23 +195,35 @@ class EarlyStopping(_Monitor):
         if epoch < self.start_from_epoch:
             return False
         self.wait += 1
-        if self._improved(current):
+        improved = self._improved(current)
+        # As Keras, the first epoch watched is the best to restore until one improves on it.
+        if improved or (self.restore_best_weights and self.best_weights is None):
             self.best_epoch = epoch
             if self.restore_best_weights:
                 self.best_weights = self.model.get_weights()
+        if improved:
             if self.baseline is None or self._beats(current, self.baseline):
                 self.wait = 0
             return False
         if self.wait < self.patience:
             return False
         self.stopped_epoch = epoch
-        if self.best_weights is not None:
-            self.model.set_weights(self.best_weights)
         return True
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch is not None and self.verbose:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose:
+                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+            self.model.set_weights(self.best_weights)
 
 
 class ModelCheckpoint(_Monitor):
     """Save the model (weights, optimizer state, epoch count) with `model.save` after each epoch.
+
+    The arguments come in Keras 3's order: ModelCheckpoint(filepath, monitor, verbose,
+    save_best_only, save_weights_only, mode, save_freq, initial_value_threshold).
 
     Parameters
     ----------
@@ -148,37 +231,70 @@ class ModelCheckpoint(_Monitor):
         May hold Keras-style fields filled from the epoch (1-based) and its logs,
         e.g. "ckpt-{epoch:02d}-{val_loss:.3f}.npz".
     monitor : str, default "val_loss"
+    verbose : int, default 0
+        Above 0: Keras' lines for each epoch ("Epoch N: saving model to ...", or "Epoch N: val_loss
+        improved from ... to ..., saving model to ..." / "... did not improve from ...", then
+        "Epoch N: finished saving model to ...").
     save_best_only : bool, default False
         Write only when `monitor` improved on every earlier epoch this callback saw, in this fit or
         an earlier one (as Keras): a later fit never writes a worse model over the best file.
+    save_weights_only : False
+        True is refused: fastdl writes the whole model, which `load` reads.
     mode : {"auto", "min", "max"}, default "auto"
+    save_freq : "epoch"
+        Keras' saving every so many batches (an integer) is refused.
+    initial_value_threshold : float, optional
+        With save_best_only: the value to beat before the first save, as Keras.
 
     A model loaded from the file resumes where it stopped: `fit` continues from the saved epoch count.
     """
 
-    def __init__(self, filepath, monitor="val_loss", save_best_only=False, mode="auto"):
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
+                 mode="auto", save_freq="epoch", initial_value_threshold=None):
         super().__init__(monitor, mode)
+        if save_weights_only:
+            raise ValueError("ModelCheckpoint(save_weights_only=True) is not supported: fastdl saves the whole model "
+                             "(weights, optimizer state, epoch count) with model.save, which model.load reads")
+        if not (isinstance(save_freq, str) and save_freq == "epoch"):
+            raise ValueError(f"ModelCheckpoint(save_freq={save_freq!r}) is not supported: fastdl saves after each "
+                             'epoch (save_freq="epoch"), not every so many batches')
         self.filepath = filepath
+        self.verbose = _check_verbose(verbose)
         self.save_best_only = bool(save_best_only)
+        self.best = _check_value(initial_value_threshold, "initial_value_threshold")
         self.last_saved = None
 
     def on_train_begin(self, logs=None):
         pass  # the best so far stays: it is in the file
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.save_best_only and not self._improved(self._current(logs)):
-            return False
-        path = str(self.filepath)
-        if "{" in path:
-            try:
-                path = path.format(epoch=epoch + 1, **(logs or {}))
-            except (KeyError, IndexError, ValueError) as exc:
-                fields = ", ".join(["epoch", *sorted(logs or {})])
-                raise ValueError(f"ModelCheckpoint's filepath {self.filepath!r} cannot be filled from this epoch "
-                                 f"({type(exc).__name__}: {exc}); its fields can be {fields}") from exc
+        if self.save_best_only:
+            previous, current = self.best, self._current(logs)
+            best = "None" if previous is None else f"{previous:.5f}"
+            if not self._improved(current):
+                if self.verbose:
+                    print(f"Epoch {epoch + 1}: {self.monitor} did not improve from {best}")
+                return False
+        path = self._path(epoch, logs)
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: {self.monitor} improved from {best} to {current:.5f}, saving model to {path}"
+                  if self.save_best_only else f"Epoch {epoch + 1}: saving model to {path}")
         self.model.save(path)
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: finished saving model to {path}")
         self.last_saved = path
         return False
+
+    def _path(self, epoch, logs):
+        path = str(self.filepath)
+        if "{" not in path:
+            return path
+        try:
+            return path.format(epoch=epoch + 1, **(logs or {}))
+        except (KeyError, IndexError, ValueError) as exc:
+            fields = ", ".join(["epoch", *sorted(logs or {})])
+            raise ValueError(f"ModelCheckpoint's filepath {self.filepath!r} cannot be filled from this epoch "
+                             f"({type(exc).__name__}: {exc}); its fields can be {fields}") from exc
 
 
 class EpochTimer(Callback):
@@ -241,7 +357,8 @@ class ProgressLogger(Callback):
               file=self.stream)
         return False
 
-    def on_train_end(self, logs=None):
-        if self.bar is not None:  # an exception ended the epoch
+    def close(self):
+        """Close the bar an error left open (fit calls it: no on_train_end after an error)."""
+        if self.bar is not None:
             self.bar.close()
             self.bar = None

@@ -545,6 +545,7 @@ class Model(Training):
                 # Before the backward pass, as Sequential's (on the device, no wait for it).
                 batch_logs = self._batch_logs(outputs, yb, losses)
                 self._backward()
+                self._check_gradients()
             except ValueError as exc:  # e.g. weights or activations gone non-finite: never train on
                 raise stopped_at(exc, epoch, b) from exc
             self.optimizer.step()

@@ -214,6 +214,18 @@ class Optimizer:
             n_threads = 1 if _device.is_device(value) else len(row_ranges(value.size, _backend.get_num_threads(), 16))
             self._update(value, grad, slots, n_threads)
 
+    def state_arrays(self):
+        """The arrays a step writes: each run's values (a flat buffer's slice, or a parameter
+        outside them: its own value) and its slots."""
+        arrays = []
+        for value, _, slots, loose in self._runs:
+            arrays += [value if loose is None else loose.value, *slots]
+        return arrays
+
+    def gradient_arrays(self):
+        """The gradients a step applies, a flat buffer's slice (or a parameter's own) per run."""
+        return [grad if loose is None else loose.grad for _, grad, _, loose in self._runs]
+
     def zero_grad(self):
         """Zero every gradient in place (a training step need not: backward overwrites them)."""
         for p in self.params:

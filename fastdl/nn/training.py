@@ -13,16 +13,20 @@ from fastdl.nn.gradient_flags import GradientFlags, forget_flags
 from fastdl.nn.module import Layer, place_parameters
 
 
-class History:
-    """What `fit` returns: `history` maps "loss", "accuracy", "val_loss", ... to per-epoch lists."""
+class History(Callback):
+    """What `fit` returns: `history` maps "loss", "accuracy", "val_loss", ... to per-epoch lists.
+
+    As in Keras, a callback that fit calls after the user's: what their `on_epoch_end` added to the
+    epoch's logs (logs["lr"] = ...) is recorded too.
+    """
 
     def __init__(self):
         self.history = {}
         self.epoch = []
 
-    def _append(self, epoch, logs):
+    def on_epoch_end(self, epoch, logs=None):
         self.epoch.append(epoch)
-        for key, value in logs.items():
+        for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(value)
 
 
@@ -61,12 +65,82 @@ def check_verbose(verbose):
     return int(verbose)
 
 
-def _check_callbacks(callbacks):
+def _check_callbacks(callbacks, model, params):
+    """The callbacks as a list, each given the model and Keras' params ({"verbose", "epochs", "steps"})."""
     callbacks = list(callbacks or [])
     for callback in callbacks:
         if not isinstance(callback, Callback):
             raise TypeError(f"callbacks must be Callback objects, got {type(callback).__name__}")
+    for callback in callbacks:
+        callback.set_model(model)
+        callback.set_params(params)
     return callbacks
+
+
+def _check_batch_size(batch_size):
+    """batch_size as an int >= 1; None is 32, as Keras."""
+    return 32 if batch_size is None else check_int(batch_size, "batch_size", 1)
+
+
+def _check_shuffle(shuffle):
+    if isinstance(shuffle, str):
+        raise ValueError(f"shuffle={shuffle!r} is not supported: fit shuffles all the samples (True) or none "
+                         "(False); Keras' 'batch' (shuffling in batch-sized chunks, for HDF5 data) is not implemented")
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+    return bool(shuffle)
+
+
+def _overrides(callback, *hooks):
+    """Whether the callback's class overrides one of the Callback hooks named."""
+    return any(getattr(type(callback), hook) is not getattr(Callback, hook) for hook in hooks)
+
+
+def _finite(array):
+    """Whether a host or device array holds no NaN or infinity: its sum of squares is finite (one
+    BLAS dot, or one GEMM on the device, read back), else its values are looked at. Called inside
+    the model's BLAS policy (_blas_policy), which sets the dot's threads."""
+    if array.size == 0:
+        return True
+    if _device.is_device(array):
+        from fastdl.ops._nn_on_device import sum_of_squares
+
+        return math.isfinite(sum_of_squares(array)) or all_finite(_device.host(array))
+    flat = array.reshape(-1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(np.dot(flat, flat))) or all_finite(flat)
+
+
+def _squares_finite(array):
+    """Whether the sum of squares of a host or device array is finite in its dtype: no NaN or
+    infinity, and no value whose square leaves float range."""
+    if array.size == 0:
+        return True
+    if _device.is_device(array):
+        from fastdl.ops._nn_on_device import sum_of_squares
+
+        return math.isfinite(sum_of_squares(array))
+    flat = array.reshape(-1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(np.dot(flat, flat)))
+
+
+class _TrainBatchHooks:
+    """The one callback fit hands the epoch loops (Sequential's _train_epoch, Model's): the loops
+    call its on_batch_end after each batch, and it calls every callback's on_train_batch_end (the
+    base Callback forwards it to on_batch_end), then, unless a callback stopped training or the
+    epoch is over, every on_train_batch_begin of the next batch. Nothing runs between the two, so
+    the order is Keras'; fit calls each epoch's first on_train_batch_begin itself."""
+
+    def __init__(self, model, callbacks, n_batches):
+        self.model, self.callbacks, self.n_batches = model, callbacks, n_batches
+
+    def on_batch_end(self, batch, logs):
+        for callback in self.callbacks:
+            callback.on_train_batch_end(batch, logs)
+        if batch + 1 < self.n_batches and not self.model.stop_training:
+            for callback in self.callbacks:
+                callback.on_train_batch_begin(batch + 1, {})
 
 
 def stopped_at(exc, epoch, batch):
@@ -87,6 +161,8 @@ class Training(GradientFlags, Layer):
 
     Its subclasses give `forward(x, training)` and `_backward_as_layer(dout)` for that use.
     """
+
+    _gradients_checked = False  # inside train_on_batch (_check_gradients)
 
     stop_training = False  # set by a callback to end fit (see Callback)
 
@@ -151,8 +227,23 @@ class Training(GradientFlags, Layer):
             return []
         return [(f"{layer.name}/{key}", p) for layer in self.layers for key, p in layer.trainable_parameters()]
 
-    def regularization_loss(self):
-        return sum(layer.regularization_loss() for layer in self.layers)
+    def regularization_loss(self, trained=None):
+        """The weight penalties (kernel_regularizer) of the layers whose weights this model trains,
+        as Keras 3 (tf.keras 2 added a frozen layer's too, a constant no step can lower): trained,
+        the ids of the Parameters trained (default: this model's optimizer's, or before it holds
+        any, those of the layers not frozen)."""
+        if trained is None:
+            optimizer = getattr(self, "optimizer", None)
+            params = optimizer.params if optimizer is not None and optimizer.attached else \
+                [p for _, p in self.trainable_parameters()]
+            trained = {id(p) for p in params}
+        total = 0.0
+        for layer in self.layers:
+            if isinstance(layer, Training):
+                total += layer.regularization_loss(trained)
+            elif any(id(p) in trained for _, p in layer.parameters()):
+                total += layer.regularization_loss()
+        return total
 
     @property
     def losses(self):
@@ -185,18 +276,42 @@ class Training(GradientFlags, Layer):
         return self._as_given({name: own(v) for name, v in out.items()}) if isinstance(out, dict) else own(out)
 
     # -- one batch -------------------------------------------------------------------------------
-    def train_on_batch(self, x, y, return_dict=False):
+    def train_on_batch(self, x, y, *, return_dict=False):
         """One training step on the batch (x, y), as one batch of `fit` without shuffling.
 
-        Returns the loss and metrics before the step, as `evaluate` does.
+        Returns the loss and metrics before the step, as `evaluate` does. The step is not taken
+        where the loss is NaN or infinite, or a gradient is, or so large that its square leaves
+        float range (an optimizer's second-moment slot would): NonFiniteError, the weights and
+        optimizer state as they were, BatchNormalization's moving statistics put back. (fit
+        copies the state once an epoch and puts it back where the epoch ends non-finite; a
+        copy per call would cost a small model a fifth of its step, the gradients' check 3% of
+        the course MLP's. An update that overflows from finite gradients, with a learning rate
+        near float range, is not caught here.) return_dict is keyword-only: Keras' third and
+        fourth arguments (sample_weight, class_weight) are not supported.
         """
         x, y = self._check_xy(x, y)
         self._attach_optimizer()
-        with self._blas_policy():
-            logs = self._train_epoch(x, y, x.shape[0], False, self.epochs_trained, [])
+        statistics = [(array, _device.copy(array)) for _, array in self.non_trainable_weights()]
+        self._gradients_checked = True
+        try:
+            with self._blas_policy():
+                logs = self._train_epoch(x, y, x.shape[0], False, self.epochs_trained, [])
+        except NonFiniteError:
+            for array, copy in statistics:  # the forward pass moved them before the loss was seen
+                _device.assign(array, copy)
+            raise
+        finally:
+            del self._gradients_checked
         return logs if return_dict else self._result(logs)
 
-    def test_on_batch(self, x, y, return_dict=False):
+    def _check_gradients(self):
+        """In train_on_batch, before the optimizer's step: NonFiniteError where a gradient it is
+        to apply is NaN, infinite, or beyond float range squared."""
+        if self._gradients_checked and not all(_squares_finite(grad) for grad in self.optimizer.gradient_arrays()):
+            raise NonFiniteError("a gradient is NaN, infinite or too large to square in float range (a backward "
+                                 "pass overflowed); the step was not taken")
+
+    def test_on_batch(self, x, y, *, return_dict=False):
         """The loss (and metrics) on the batch (x, y), as `evaluate` on it; no weight changes."""
         x, y = self._check_xy(x, y)
         with self._blas_policy():
@@ -241,110 +356,178 @@ class Training(GradientFlags, Layer):
                 self.optimizer.add_parameters(p for layer in self._added_layers for _, p in layer.trainable_parameters())
         self._added_layers = []
 
-    def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, validation_split=0.0,
-            shuffle=True, verbose=0, seed=None, callbacks=None, initial_epoch=None):
+    def fit(self, x, y, batch_size=32, epochs=1, verbose=0, callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=True, *, initial_epoch=None, seed=None):
         """Train on (x, y); returns a History.
+
+        The arguments come in Keras 3's order (x, y, batch_size, epochs, verbose, callbacks,
+        validation_split, validation_data, shuffle), so fit(x, y, 128, 3) is 3 epochs of batches
+        of 128, as in Keras. Keras' next ones, class_weight and sample_weight, are not supported:
+        initial_epoch and fastdl's seed are keyword-only, so that no positional value lands on them.
 
         Parameters
         ----------
         x : array-like of shape (n_samples, *input_shape)
         y : array-like, targets in the form the loss takes
+        batch_size : int, default 32
+            None is 32, as Keras.
         epochs : int, default 1
             Without initial_epoch: how many epochs to train, counting on from the epochs already
             trained (so a loaded checkpoint resumes where it stopped). With initial_epoch: as Keras,
             the index of the last epoch, training epochs initial_epoch .. epochs - 1.
-        batch_size : int, default 32
-        validation_data : (x_val, y_val), optional
-        validation_split : float in (0, 1), optional
-            The last share of the samples (before shuffling), as Keras.
-        shuffle : bool, default True
         verbose : {0, 1, 2, "auto"}, default 0
             1 ("auto"): a progress bar per epoch on a terminal (one line per epoch otherwise); 2: one
             line per epoch.
-        seed : int, optional
-            Reseeds the generator that shuffles and draws dropout masks.
         callbacks : list of Callback, optional
-            E.g. EarlyStopping, ModelCheckpoint.
-        initial_epoch : int, optional
+            E.g. EarlyStopping, ModelCheckpoint; their hooks are called as Keras calls them (see
+            Callback), and fit's History is called after them.
+        validation_split : float in (0, 1), optional
+            As Keras: the first floor(n_samples * (1 - validation_split)) samples train, the rest
+            (the last ones, before shuffling) validate.
+        validation_data : (x_val, y_val), optional
+            Takes the place of validation_split.
+        shuffle : bool, default True
+            Keras' shuffle="batch" is refused.
+        initial_epoch : int, optional, keyword-only
             The epoch to start at (Keras' resuming argument).
+        seed : int, optional, keyword-only
+            Reseeds the generator that shuffles and draws dropout masks.
+
+        A step whose loss is NaN or infinite, or an epoch that leaves NaN or infinite weights or
+        optimizer state, stops training with NonFiniteError and the weights and optimizer state
+        put back to those from before the epoch (see _guarded).
         """
-        batch_size = check_int(batch_size, "batch_size", 1)
+        batch_size = _check_batch_size(batch_size)
         first_epoch, last_epoch = self._epoch_range(epochs, initial_epoch)
-        callbacks = _check_callbacks(callbacks)
         verbose = check_verbose(verbose)
+        shuffle = _check_shuffle(shuffle)
         x, y = self._check_xy(x, y)
         x, y, val = self._validation(x, y, validation_data, validation_split)
+        n_batches = -(-x.shape[0] // batch_size)
+        callbacks = _check_callbacks(callbacks, self, {"verbose": verbose, "epochs": last_epoch, "steps": n_batches})
         x = self._resident(x)
         self._attach_optimizer()
         if seed is not None:
             self._reseed(seed)
-        n_batches = -(-x.shape[0] // batch_size)
-        if verbose:
-            callbacks.append(ProgressLogger(int(verbose), x.shape[0], n_batches, last_epoch))
-        for callback in callbacks:
-            callback.set_model(self)
+        # As Keras: History after the user's callbacks (it records the keys they add to the logs),
+        # the progress display last.
         history = History()
+        callbacks.append(history)
+        progress = ProgressLogger(verbose, x.shape[0], n_batches, last_epoch) if verbose else None
+        if progress is not None:
+            callbacks.append(progress)
         self.stop_training = False
         for callback in callbacks:
-            callback.on_train_begin()
+            callback.on_train_begin({})
         try:
             with self._blas_policy():
-                self._fit_epochs(first_epoch, last_epoch, x, y, val, batch_size, shuffle, callbacks, history)
-        finally:
-            for callback in callbacks:
-                callback.on_train_end()
+                logs = self._fit_epochs(first_epoch, last_epoch, x, y, val, batch_size, shuffle, callbacks, n_batches)
+        except BaseException:
+            if progress is not None:
+                progress.close()
+            raise
+        # As Keras, only once fit has run (not after an error): EarlyStopping restores its best weights here.
+        for callback in callbacks:
+            callback.on_train_end(logs)
         return history
 
-    def _fit_epochs(self, first_epoch, last_epoch, x, y, val, batch_size, shuffle, callbacks, history):
+    def _fit_epochs(self, first_epoch, last_epoch, x, y, val, batch_size, shuffle, callbacks, n_batches):
+        """fit's epochs with the callbacks' hooks; returns the last epoch's logs (as fit logged them)."""
+        batch_hooks = [_TrainBatchHooks(self, callbacks, n_batches)]
+        last_logs = {}
         for epoch in range(first_epoch, last_epoch):
             for callback in callbacks:
-                callback.on_epoch_begin(epoch)
-            logs = self._guarded_epoch(epoch, lambda: self._train_epoch(x, y, batch_size, shuffle, epoch, callbacks))
+                callback.on_epoch_begin(epoch, {})
+            for callback in callbacks:
+                callback.on_train_batch_begin(0, {})
+            logs = self._guarded(lambda: self._train_epoch(x, y, batch_size, shuffle, epoch, batch_hooks),
+                                 f"epoch {epoch + 1}")
             if val is not None:
-                logs.update({"val_" + key: value for key, value in self._evaluate(*val, batch_size).items()})
+                logs.update({"val_" + key: value for key, value in self._test(*val, batch_size, callbacks).items()})
             self.epochs_trained = epoch + 1
-            history._append(epoch, logs)
+            last_logs = dict(logs)
             # Every callback sees the epoch, even after one asked to stop; they share one logs dict,
-            # as in Keras, and the History keeps its own.
-            epoch_logs = dict(logs)
-            stops = [callback.on_epoch_end(epoch, epoch_logs) for callback in callbacks]
+            # as in Keras, so History (the last but the progress display) records what they added.
+            stops = [callback.on_epoch_end(epoch, logs) for callback in callbacks]
             if any(stops) or self.stop_training:
                 break
+        return last_logs
 
-    def _guarded_epoch(self, epoch, train):
-        """train() (an epoch), never leaving NaN or infinite weights or optimizer state.
+    def _test(self, x, y, batch_size, callbacks):
+        """_evaluate's logs, with the callbacks' test hooks called as Keras calls them:
+        on_test_begin, each batch's on_test_batch_begin and on_test_batch_end (logs: the means over
+        the batches so far), on_test_end(logs).
+
+        Batch by batch only where a callback overrides a batch hook: the means are then summed
+        from each batch's, which can differ from one _evaluate pass in the last bit."""
+        for callback in callbacks:
+            callback.on_test_begin({})
+        if not any(_overrides(callback, "on_test_batch_begin", "on_test_batch_end") for callback in callbacks):
+            logs = self._evaluate(x, y, batch_size)
+        else:
+            totals = {}
+            for batch, first in enumerate(range(0, x.shape[0], batch_size)):
+                for callback in callbacks:
+                    callback.on_test_batch_begin(batch, {})
+                stop = min(first + batch_size, x.shape[0])
+                for key, value in self._evaluate(x[first:stop], y[first:stop], batch_size).items():
+                    totals[key] = totals.get(key, 0.0) + value * (stop - first)
+                logs = {key: value / stop for key, value in totals.items()}
+                for callback in callbacks:
+                    callback.on_test_batch_end(batch, dict(logs))
+        for callback in callbacks:
+            callback.on_test_end(dict(logs))
+        return logs
+
+    def _guarded(self, train, before):
+        """train() (an epoch of fit, or train_on_batch's step), never leaving NaN or infinite weights
+        or optimizer state.
 
         The loss is checked at every step, but a float32 gradient or update can overflow while the
         float64 loss stays finite (inputs of 1e20, say): the weights went to inf with no error, or
-        only at the next step, too late to keep them. So the weights and the optimizer's state are
-        kept as they were before the epoch (a copy an epoch, not a step) and put back, with a
-        ValueError, where the epoch leaves either non-finite or stops on a non-finite loss.
+        only at the next step, too late to keep them. So what a step writes (_state_arrays) is
+        copied before train() and put back where it stops on a non-finite value (NonFiniteError:
+        a NaN loss, whose steps before it may have diverged to huge but finite weights), where
+        another ValueError leaves the state non-finite, and where it returns with the state
+        non-finite; the error then says the state is that from `before`.
         """
-        weights = self.get_weights()
-        meta, slots = self.optimizer.state_dict()  # (host slots are the live arrays: copied)
-        optimizer_state = meta, {key: np.array(value) for key, value in slots.items()}
+        snapshot = self._snapshot()
         try:
             logs = train()
         except ValueError as exc:
-            if self._state_is_finite():
+            if not isinstance(exc, NonFiniteError) and self._state_is_finite():
                 raise
-            self._put_back(weights, optimizer_state)
+            self._put_back(snapshot)
             kind = NonFiniteError if isinstance(exc, NonFiniteError) else ValueError
-            raise kind(f"{exc}; the weights and optimizer state are those from before epoch {epoch + 1}") from exc
+            raise kind(f"{exc}; the weights and optimizer state are put back to those from before {before}") from exc
         if not self._state_is_finite():
-            self._put_back(weights, optimizer_state)
-            raise ValueError(f"epoch {epoch + 1}: the weights became NaN or infinite (a gradient or an update "
-                             "overflowed float range); training stopped with the weights and optimizer state "
-                             "from before this epoch (lower the learning rate or scale the inputs)")
+            self._put_back(snapshot)
+            raise NonFiniteError(f"{before}: the weights or optimizer state became NaN or infinite (a gradient or an "
+                                 "update overflowed float range); training stopped with the weights and optimizer "
+                                 f"state put back to those from before {before} (lower the learning rate or scale the "
+                                 "inputs)")
         return logs
 
-    def _state_is_finite(self):
-        _, slots = self.optimizer.state_dict()
-        return all(all_finite(array) for array in [*self.get_weights(), *slots.values()])
+    def _state_arrays(self):
+        """The arrays a training step writes: the optimizer's flat value buffers and slots (a
+        parameter outside the flat buffers: its own value) and the layers' non-trainable state
+        (BatchNormalization's moving statistics). Frozen weights are not among them: no step
+        writes them."""
+        return self.optimizer.state_arrays() + [array for _, array in self.non_trainable_weights()]
 
-    def _put_back(self, weights, optimizer_state):
-        self.set_weights(weights)
-        self.optimizer.load_state_dict(*optimizer_state)
+    def _snapshot(self):
+        """(copies of _state_arrays(), the optimizer's step count), on the arrays' side (host or
+        device)."""
+        return [_device.copy(array) for array in self._state_arrays()], self.optimizer.iterations
+
+    def _state_is_finite(self):
+        return all(_finite(array) for array in self._state_arrays())
+
+    def _put_back(self, snapshot):
+        copies, iterations = snapshot
+        for array, copy in zip(self._state_arrays(), copies):
+            _device.assign(array, copy)
+        self.optimizer.iterations = iterations
 
     def _blas_policy(self):
         """Who runs the threads of a training or inference run: BLAS or fastdl, never both.
@@ -382,11 +565,13 @@ class Training(GradientFlags, Layer):
             return x, y, None
         if not 0 < validation_split < 1:
             raise ValueError(f"validation_split must be in (0, 1), got {validation_split!r}")
-        n_val = int(round(x.shape[0] * validation_split))
-        if n_val < 1 or n_val >= x.shape[0]:
-            raise ValueError(f"validation_split={validation_split} leaves no training or validation samples")
-        # Keras takes the last samples, before any shuffling.
-        return x[:-n_val], y[:-n_val], (x[-n_val:], y[-n_val:])
+        # Keras' split: the first floor(n * (1 - split)) samples train, the last ones validate,
+        # before any shuffling.
+        n_train = math.floor(x.shape[0] * (1.0 - validation_split))
+        if n_train < 1 or n_train >= x.shape[0]:
+            raise ValueError(f"validation_split={validation_split} of {x.shape[0]} samples leaves no training or "
+                             "validation samples")
+        return x[:n_train], y[:n_train], (x[n_train:], y[n_train:])
 
     def _check_each_layer_once(self):
         """Raise ValueError where a layer is reached twice in this model, through the models inside
@@ -437,6 +622,9 @@ class Training(GradientFlags, Layer):
             generators[path].bit_generator.state = np.random.default_rng(child).bit_generator.state
 
     def _train_epoch(self, x, y, batch_size, shuffle, epoch, callbacks):
+        """One epoch over x (in a shuffled order where asked); returns its logs, the means over the
+        batches trained. callbacks: what fit hands the loop, objects whose on_batch_end it calls
+        after each batch (fit's _TrainBatchHooks, which call the callbacks' batch hooks)."""
         n = x.shape[0]
         fused = self._fused()
         threshold = self.loss.accuracy_threshold
@@ -457,6 +645,7 @@ class Training(GradientFlags, Layer):
                     correct = _accuracy(out, yb, threshold) * count if self.metrics else 0.0
                     dout = self.loss.backward_logits() if fused else self.loss.backward()
                     self._backward(dout, fused)
+                    self._check_gradients()
                 except ValueError as exc:  # e.g. weights or activations gone non-finite: never train on
                     raise stopped_at(exc, epoch, b) from exc
                 self.optimizer.step()
@@ -543,7 +732,7 @@ class Training(GradientFlags, Layer):
             logs[self.metrics[0]] = total_correct / x.shape[0]
         return logs
 
-    def evaluate(self, x, y, batch_size=32, verbose=0, return_dict=False):
+    def evaluate(self, x, y, batch_size=32, verbose=0, *, callbacks=None, return_dict=False):
         """The loss and metrics over (x, y).
 
         As Keras: the loss alone, or the list of values `metrics_names` names. Sequential, and a
@@ -551,11 +740,18 @@ class Training(GradientFlags, Layer):
         accuracy. A Model of outputs given as a list or a dict: [total loss, each output's loss,
         each output's accuracy where compiled with it]. With return_dict, the same values by name
         ({"loss": ..., "<output>_loss": ..., "<output>_accuracy": ...}).
-        verbose is taken as Keras takes it; evaluation prints nothing.
+
+        The arguments come in Keras 3's order (x, y, batch_size, verbose); Keras' next ones,
+        sample_weight and steps, are not supported: callbacks and return_dict are keyword-only.
+        batch_size None is 32, as Keras. verbose is taken as Keras takes it; evaluation prints
+        nothing. callbacks: their on_test_begin, on_test_batch_begin / on_test_batch_end and
+        on_test_end are called, as Keras calls them.
         """
-        batch_size = check_int(batch_size, "batch_size", 1)
-        check_verbose(verbose)
+        batch_size = _check_batch_size(batch_size)
+        verbose = check_verbose(verbose)
         x, y = self._check_xy(x, y)
+        callbacks = _check_callbacks(callbacks, self, {"verbose": verbose, "epochs": 1,
+                                                       "steps": -(-x.shape[0] // batch_size)})
         with self._blas_policy():
-            logs = self._evaluate(x, y, batch_size)
+            logs = self._test(x, y, batch_size, callbacks)
         return logs if return_dict else self._result(logs)
