@@ -517,3 +517,40 @@ def max_pool2d_grad(x, dout, pool_size=2, strides=None, padding="valid"):
                     a, b = _window_argmax(x, n, i, j, c, setup)
                     dx[n, a, b, c] += float(dout[n, i, j, c])
     return dx
+
+
+def _window_cells(shape, i, j, setup):
+    """The image cells (row, col) of window (i, j), padding left out, in row-major order."""
+    ph, pw, sh, sw, top, left, _, _ = setup
+    return [(a, b) for a in range(i * sh - top, i * sh - top + ph) for b in range(j * sw - left, j * sw - left + pw)
+            if 0 <= a < shape[1] and 0 <= b < shape[2]]
+
+
+def avg_pool2d(x, pool_size=2, strides=None, padding="valid"):
+    """(n, out_h, out_w, c) float64 mean of every window over its image cells (TensorFlow's avg_pool:
+    padded cells neither add nor count)."""
+    x = np.asarray(x)
+    setup = _pool_setup(x.shape, pool_size, strides, padding)
+    out = np.empty((x.shape[0], setup[6], setup[7], x.shape[3]))
+    for n in range(x.shape[0]):
+        for i in range(setup[6]):
+            for j in range(setup[7]):
+                cells = _window_cells(x.shape, i, j, setup)
+                for c in range(x.shape[3]):
+                    out[n, i, j, c] = sum(float(x[n, a, b, c]) for a, b in cells) / len(cells)
+    return out
+
+
+def avg_pool2d_grad(x, dout, pool_size=2, strides=None, padding="valid"):
+    """(n, h, w, c) float64: each dout value divided by its window's cell count, added to those cells."""
+    x = np.asarray(x)
+    setup = _pool_setup(x.shape, pool_size, strides, padding)
+    dx = np.zeros(x.shape)
+    for n in range(x.shape[0]):
+        for i in range(setup[6]):
+            for j in range(setup[7]):
+                cells = _window_cells(x.shape, i, j, setup)
+                for c in range(x.shape[3]):
+                    for a, b in cells:
+                        dx[n, a, b, c] += float(dout[n, i, j, c]) / len(cells)
+    return dx

@@ -122,6 +122,8 @@ def signatures():
         # upsampling: x and out (dout and dx) of one dtype; size_h, size_w Python ints.
         "pool._upsample2d": [(a4(t), a4(t), i64, i64) for t in floats],
         "pool._upsample2d_backward": [(a4(t), a4(t), i64, i64) for t in floats],
+        "pool._avg_pool2d_forward": [(a4(t), a4(t)) + (i64,) * 6 for t in floats],
+        "pool._avg_pool2d_backward": [(a4(t), a4(t)) + (i64,) * 6 for t in floats],
         # conv: every float array in x's dtype but unpool's dbias (float64); code int32; the
         # geometry Python ints.
         "conv._im2col": [(a4(t), a2(t)) + (i64,) * 8 for t in floats],
@@ -150,6 +152,8 @@ def signatures():
         "_arrays._take_rows": [(a2(t), a1(i64), a2(t)) for t in floats],
         "_arrays._add": [(a1(t), a1(t), a1(t)) for t in floats],
         "_arrays._scale": [(a1(t), t, a1(t)) for t in floats],
+        "_arrays._place_columns": [(a2(t), a2(t), i64) for t in floats],
+        "_arrays._take_columns": [(a2(t), i64, a2(t)) for t in floats],
         "_arrays._add_scaled": [(a1(t), t, a1(t)) for t in floats],
         "_arrays._swap_axes": [(a3(t), a3(t)) for t in floats],
     }

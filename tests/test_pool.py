@@ -1,4 +1,5 @@
-"""fastdl.ops.max_pool2d and max_pool2d_grad against the naive loops, finite differences and PyTorch."""
+"""fastdl.ops.max_pool2d, avg_pool2d and their gradients against the naive loops, finite differences
+and PyTorch."""
 
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ import fastdl
 import fastdl._parallel
 import naive
 from conftest import RTOL, ready_backends
-from fastdl.ops.pool import max_pool2d, max_pool2d_grad
+from fastdl.ops.pool import avg_pool2d, avg_pool2d_grad, max_pool2d, max_pool2d_grad, pool_geometry
 
 # (input shape, pool_size, strides, padding): odd sizes, batch 1, overlapping and gapped windows.
 CONFIGS = [
@@ -202,4 +203,103 @@ def test_matches_pytorch(backend, rng, config):
     out = max_pool2d(x, pool, strides, padding, backend=backend)
     np.testing.assert_array_equal(out, outt.detach().numpy().transpose(0, 2, 3, 1))
     dx = max_pool2d_grad(x, dout.transpose(0, 2, 3, 1), pool, strides, padding, backend=backend)
+    np.testing.assert_allclose(dx, xt.grad.numpy().transpose(0, 2, 3, 1), rtol=1e-12, atol=1e-12)
+
+
+# Average pooling --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("config", ALL_CONFIGS, ids=_ids)
+def test_avg_pool_matches_naive(backend, dtype, rng, config):
+    shape, pool, strides, padding = config
+    x = rng.normal(size=shape).astype(dtype)
+    out = avg_pool2d(x, pool, strides, padding, backend=backend)
+    expected = naive.avg_pool2d(x, pool, strides, padding)
+    assert out.dtype == dtype and out.shape == expected.shape
+    np.testing.assert_allclose(out, expected, rtol=RTOL[dtype], atol=RTOL[dtype])
+    dout = rng.normal(size=out.shape).astype(dtype)
+    dx = avg_pool2d_grad(x, dout, pool, strides, padding, backend=backend)
+    assert dx.dtype == dtype and dx.shape == x.shape
+    np.testing.assert_allclose(dx, naive.avg_pool2d_grad(x, dout, pool, strides, padding),
+                               rtol=RTOL[dtype], atol=RTOL[dtype])
+
+
+def test_avg_pool_same_averages_image_cells_only(backend):
+    """TensorFlow's "same": a window hanging over the edge averages the cells it holds (4x4 image,
+    3x3 windows at stride 2: one padded row and column, at the bottom and right)."""
+    x = np.arange(16.0).reshape(1, 4, 4, 1)
+    out = avg_pool2d(x, 3, 2, "same", backend=backend)
+    np.testing.assert_array_equal(out[0, :, :, 0], [[5.0, 6.5], [11.0, 12.5]])
+    # The gradient of each window goes to its cells only, 1/count each.
+    dx = avg_pool2d_grad(x, np.ones((1, 2, 2, 1)), 3, 2, "same", backend=backend)
+    np.testing.assert_allclose(dx.sum(), 4.0, rtol=1e-12)
+    np.testing.assert_allclose(dx[0, 3, 3, 0], 1 / 4)  # in the corner window only, of 2 x 2 cells
+
+
+@pytest.mark.parametrize("config", [CONFIGS[2], CONFIGS[3], CONFIGS[6], CONFIGS[9]], ids=_ids)
+def test_avg_pool_gradient_matches_finite_differences(backend, rng, config):
+    shape, pool, strides, padding = config
+    x = rng.normal(size=shape)
+    weights = rng.normal(size=avg_pool2d(x, pool, strides, padding, backend="numpy").shape)
+    dx = avg_pool2d_grad(x, weights, pool, strides, padding, backend=backend)
+    eps = 1e-6
+    numeric = np.empty_like(x)
+    for index in np.ndindex(x.shape):
+        bumped = x.copy()
+        bumped[index] += eps
+        up = np.sum(weights * avg_pool2d(bumped, pool, strides, padding, backend=backend))
+        bumped[index] -= 2 * eps
+        down = np.sum(weights * avg_pool2d(bumped, pool, strides, padding, backend=backend))
+        numeric[index] = (up - down) / (2 * eps)
+    np.testing.assert_allclose(dx, numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_avg_pool_backends_agree_to_the_bit_and_threads_do_not_matter(dtype, rng, monkeypatch):
+    """Every backend sums each window (and each cell's shares) in one order in the arrays' dtype."""
+    monkeypatch.setattr(fastdl._parallel, "MIN_WORK_PER_THREAD", 1)
+    # A wide spread of magnitudes, so a different summation order would change bits.
+    x = (rng.normal(size=(3, 9, 8, 5)) * np.exp(rng.uniform(-8, 8, (3, 9, 8, 5)))).astype(dtype)
+    dout = (rng.normal(size=(3, 5, 4, 5)) * np.exp(rng.uniform(-8, 8, (3, 5, 4, 5)))).astype(dtype)
+    results = {}
+    for name in ready_backends():
+        for threads in (1, 2, 3):
+            fastdl.set_num_threads(threads)
+            results[name, threads] = (avg_pool2d(x, 3, 2, "same", backend=name),
+                                      avg_pool2d_grad(x, dout, 3, 2, "same", backend=name))
+    first_out, first_dx = next(iter(results.values()))
+    for key, (out, dx) in results.items():
+        np.testing.assert_array_equal(out, first_out, err_msg=str(key))
+        np.testing.assert_array_equal(dx, first_dx, err_msg=str(key))
+
+
+@pytest.mark.parametrize("kwargs, error, match",
+                         [(dict(x=np.zeros((1, 2, 4, 1)), pool_size=3), ValueError, r"larger than .*\(2, 4\)"),
+                          (dict(x=np.zeros((4, 4, 3))), ValueError, r"4-D .* got shape \(4, 4, 3\)"),
+                          (dict(x=np.zeros((1, 4, 4, 1)), padding="full"), ValueError, "padding"),
+                          (dict(x=np.full((1, 2, 2, 1), np.nan)), ValueError, "NaN")])
+def test_avg_pool_bad_input(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        avg_pool2d(**kwargs)
+    with pytest.raises(error, match=match):
+        avg_pool2d_grad(dout=np.zeros((1, 1, 1, 1)), **kwargs)
+    with pytest.raises(ValueError, match=r"avg_pool2d's output shape \(2, 2, 2, 3\) .* got \(2, 2, 2, 1\)"):
+        avg_pool2d_grad(np.zeros((2, 4, 4, 3)), np.zeros((2, 2, 2, 1)))
+
+
+@pytest.mark.parametrize("config", [c for c in ALL_CONFIGS if c[3] == "valid"] + [CONFIGS[7]], ids=_ids)
+def test_avg_pool_matches_pytorch(backend, rng, config):
+    """"valid", and "same" where its padding is even (PyTorch pads symmetrically; count_include_pad=False
+    is TensorFlow's rule)."""
+    torch = pytest.importorskip("torch")
+    shape, pool, strides, padding = config
+    x = rng.normal(size=shape)
+    *window, _, _ = pool_geometry(shape, pool, strides, padding)
+    pool_hw, stride, pad = window[:2], window[2:4], window[4:]
+    xt = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
+    outt = torch.nn.functional.avg_pool2d(xt, pool_hw, stride, pad, count_include_pad=False)
+    dout = rng.normal(size=tuple(outt.shape))
+    outt.backward(torch.tensor(dout))
+    out = avg_pool2d(x, pool, strides, padding, backend=backend)
+    np.testing.assert_allclose(out, outt.detach().numpy().transpose(0, 2, 3, 1), rtol=1e-12, atol=1e-12)
+    dx = avg_pool2d_grad(x, dout.transpose(0, 2, 3, 1), pool, strides, padding, backend=backend)
     np.testing.assert_allclose(dx, xt.grad.numpy().transpose(0, 2, 3, 1), rtol=1e-12, atol=1e-12)

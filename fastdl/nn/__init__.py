@@ -5,6 +5,9 @@ from fastdl.nn.callbacks import Callback, EarlyStopping, EpochTimer, ModelCheckp
 from fastdl.nn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, MaxPooling2D, Reshape, UpSampling2D
 from fastdl.nn.functional import Input, Model, SymbolicTensor
 from fastdl.nn.layers_extra import BatchNormalization, Conv2DTranspose
+from fastdl.nn.layers_merge import Add, Concatenate, add, concatenate
+from fastdl.nn.layers_pool import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D,
+                                   GlobalMaxPool2D, GlobalMaxPooling2D)
 from fastdl.nn.losses import (BinaryCrossentropy, CategoricalCrossentropy, CyclicMSE, Loss, MeanSquaredError,
                               SparseCategoricalCrossentropy)
 from fastdl.nn.model import Sequential
@@ -20,5 +23,7 @@ __all__ = [
     "Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "MeanSquaredError", "BinaryCrossentropy",
     "CyclicMSE", "Optimizer", "SGD", "RMSprop", "Adam", "Sequential", "History",
     "Callback", "EarlyStopping", "EpochTimer", "ModelCheckpoint", "Model", "SymbolicTensor", "Conv2DTranspose",
-    "BatchNormalization", "UpSampling2D", "Sampling",
+    "BatchNormalization", "UpSampling2D", "Sampling", "Add", "Concatenate", "add", "concatenate",
+    "AveragePooling2D", "AvgPool2D", "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPooling2D",
+    "GlobalMaxPool2D",
 ]

@@ -356,3 +356,57 @@ def max_pool2d_into(x, out, window):
 def max_pool2d_grad_into(x, dout, dx, window):
     _kernels("pool").max_pool2d_backward(x, dout, dx, *window, 1)
     return dx
+
+
+def avg_pool2d_into(x, out, window):
+    _kernels("pool").avg_pool2d_forward(x, out, *window, 1)
+    return out
+
+
+def avg_pool2d_grad_into(dout, dx, window):
+    _kernels("pool").avg_pool2d_backward(dout, dx, *window, 1)
+    return dx
+
+
+# -- merging (fastdl.nn's Add and Concatenate) ----------------------------------------------------
+
+
+def _flat(array):
+    return _device.reshaped(array, (array.size,))
+
+
+def add_into(inputs, out):
+    """out = the sum of the device arrays `inputs` (of out's shape), added left to right."""
+    if len(inputs) == 1:
+        _device.assign(out, inputs[0])
+        return out
+    arrays().add(_flat(inputs[0]), _flat(inputs[1]), _flat(out))
+    for array in inputs[2:]:
+        arrays().add(_flat(out), _flat(array), _flat(out))
+    return out
+
+
+def _columns(array, axis):
+    """array as rows (the axes before `axis`) of columns (axis and the ones after it)."""
+    rows = int(np.prod(array.shape[:axis]))
+    return _device.reshaped(array, (rows, array.size // rows if rows else 0))
+
+
+def concatenate_into(inputs, out, axis):
+    """out = the device arrays `inputs` concatenated along `axis` (>= 1, counting the batch axis)."""
+    block, start = _columns(out, axis), 0
+    for array in inputs:
+        part = _columns(array, axis)
+        arrays().place_columns(part, block, start)
+        start += part.shape[1]
+    return out
+
+
+def split_into(dout, parts, axis):
+    """Each device array of `parts` = its block of dout along `axis` (concatenate_into's inverse)."""
+    block, start = _columns(dout, axis), 0
+    for array in parts:
+        part = _columns(array, axis)
+        arrays().take_columns(block, start, part)
+        start += part.shape[1]
+    return parts

@@ -1,4 +1,5 @@
-"""Two-dimensional max pooling over channels-last images (N, H, W, C), as Keras' MaxPool2D."""
+"""Two-dimensional max and average pooling over channels-last images (N, H, W, C), as Keras'
+MaxPool2D and AveragePooling2D."""
 
 import numpy as np
 
@@ -109,14 +110,7 @@ def max_pool2d_grad(x, dout, pool_size=2, strides=None, padding="valid", backend
     Each window's gradient goes to one element only: its maximum, and on ties the first maximum
     in row-major window order (top row first, left to right). Overlapping windows add up.
     """
-    x = check_array(x, "x", 4, IMAGES)
-    dout = check_array(dout, "dout", 4, IMAGES)
-    *window, out_h, out_w = pool_geometry(x.shape, pool_size, strides, padding)
-    expected = (x.shape[0], out_h, out_w, x.shape[3])
-    if dout.shape != expected:
-        raise ValueError(
-            f"dout must have max_pool2d's output shape {expected} for x of shape {x.shape}, got {dout.shape}"
-        )
+    x, dout, window = _checked_grad_args(x, dout, pool_size, strides, padding, "max_pool2d")
     on_cuda = _backend.resolve("pool", backend) == "cuda"  # an unknown or unavailable backend fails here
     dtype, x, dout = as_compute_all(x, dout)
     dx = np.empty(x.shape, dtype=dtype)
@@ -133,4 +127,102 @@ def max_pool2d_grad_into(x, dout, dx, window, backend=None):
     # The kernels run one image per task.
     n_threads = threads_worth_it(x.shape[0], dout[0].size * window[0] * window[1] + x[0].size)
     kernels.max_pool2d_backward(x, dout, dx, *window, n_threads)
+    return dx
+
+
+def _checked_grad_args(x, dout, pool_size, strides, padding, op):
+    """(x, dout, window) of a pooling gradient, checked: dout must have the op's output shape."""
+    x = check_array(x, "x", 4, IMAGES)
+    dout = check_array(dout, "dout", 4, IMAGES)
+    *window, out_h, out_w = pool_geometry(x.shape, pool_size, strides, padding)
+    expected = (x.shape[0], out_h, out_w, x.shape[3])
+    if dout.shape != expected:
+        raise ValueError(f"dout must have {op}'s output shape {expected} for x of shape {x.shape}, got {dout.shape}")
+    return x, dout, window
+
+
+def avg_pool2d(x, pool_size=2, strides=None, padding="valid", backend=None):
+    """Mean over each pooling window of channels-last images.
+
+    Parameters
+    ----------
+    x : array-like of shape (n_images, height, width, channels)
+    pool_size : int or (int, int), default 2
+    strides : int or (int, int), optional
+        Defaults to pool_size, as in Keras.
+    padding : {"valid", "same"}, default "valid"
+        "same" gives ceil(size / stride) outputs per axis, padding at the bottom and right when odd,
+        as TensorFlow; a window's mean is over its image cells only (padded cells neither add nor
+        count), as TensorFlow's avg_pool (PyTorch's count_include_pad=False).
+    backend : str, optional
+        "auto", "numpy", "numba", "cython", "cuda" (None: the process default).
+
+    Returns
+    -------
+    ndarray of shape (n_images, out_height, out_width, channels)
+        float32 when x is float32, float64 otherwise. Each window is summed from zero in row-major
+        order in that dtype, then divided by its count: the same bits on every backend.
+    """
+    x = check_array(x, "x", 4, IMAGES)
+    *window, out_h, out_w = pool_geometry(x.shape, pool_size, strides, padding)
+    on_cuda = _backend.resolve("pool", backend) == "cuda"  # an unknown or unavailable backend fails here
+    dtype, x = as_compute_all(x)
+    out = np.empty((x.shape[0], out_h, out_w, x.shape[3]), dtype=dtype)
+    if on_cuda:
+        return host_call(avg_pool2d_into, x, Out(out), window)
+    return avg_pool2d_into(x, out, window, backend)
+
+
+def avg_pool2d_into(x, out, window, backend=None):
+    """avg_pool2d into `out` for checked arrays (as max_pool2d_into); returns out."""
+    if _device.is_device(out):
+        return _nn_on_device.avg_pool2d_into(x, out, window)
+    kernels, _ = _backend.kernels("pool", backend)
+    out_h, out_w = out.shape[1:3]
+    # The kernels run one output row per task.
+    n_threads = threads_worth_it(x.shape[0] * out_h, out_w * x.shape[3] * window[0] * window[1])
+    kernels.avg_pool2d_forward(x, out, *window, n_threads)
+    return out
+
+
+def avg_pool2d_grad(x, dout, pool_size=2, strides=None, padding="valid", backend=None):
+    """Gradient of avg_pool2d with respect to x.
+
+    Parameters
+    ----------
+    x : array-like of shape (n_images, height, width, channels)
+        The forward pass's input (only its shape matters: the mean is linear).
+    dout : array-like of shape (n_images, out_height, out_width, channels)
+        Gradient of the loss with respect to avg_pool2d's output.
+    pool_size, strides, padding, backend
+        As in avg_pool2d.
+
+    Returns
+    -------
+    ndarray of shape (n_images, height, width, channels)
+        float32 when x and dout are float32, float64 otherwise.
+
+    Notes
+    -----
+    Each window's gradient, divided by the window's count of image cells, goes to each of those
+    cells; overlapping windows add up (in row-major window order, the same bits on every backend).
+    """
+    x, dout, window = _checked_grad_args(x, dout, pool_size, strides, padding, "avg_pool2d")
+    on_cuda = _backend.resolve("pool", backend) == "cuda"  # an unknown or unavailable backend fails here
+    dtype, x, dout = as_compute_all(x, dout)
+    dx = np.empty(x.shape, dtype=dtype)
+    if on_cuda:
+        return host_call(avg_pool2d_grad_into, dout, Out(dx), window)
+    return avg_pool2d_grad_into(dout, dx, window, backend)
+
+
+def avg_pool2d_grad_into(dout, dx, window, backend=None):
+    """avg_pool2d_grad into dx for checked arrays (as max_pool2d_into); returns dx."""
+    if _device.is_device(dx):
+        return _nn_on_device.avg_pool2d_grad_into(dout, dx, window)
+    kernels, _ = _backend.kernels("pool", backend)
+    # The kernels run one row of dx per task, each cell gathering from the windows that hold it.
+    per_cell = -(-window[0] // window[2]) * -(-window[1] // window[3])
+    n_threads = threads_worth_it(dx.shape[0] * dx.shape[1], dx.shape[2] * dx.shape[3] * per_cell)
+    kernels.avg_pool2d_backward(dout, dx, *window, n_threads)
     return dx

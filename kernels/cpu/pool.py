@@ -1,9 +1,10 @@
-"""Max-pooling and upsampling kernels (Numba); mirrors kernels/cy/pool.pyx and kernels/npy/pool.py."""
+"""Max-pooling, average-pooling and upsampling kernels (Numba); mirrors kernels/cy/pool.pyx and
+kernels/npy/pool.py."""
 
 import numpy as np
 from numba import prange
 
-from ._jit import compile_kernel, launch
+from ._jit import compile_kernel, helper, launch
 
 
 def _max_pool2d_forward(x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
@@ -89,6 +90,93 @@ def max_pool2d_backward(x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top
     """
     launch(_backward_serial, _backward_parallel, n_threads,
            x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+
+
+def _avg_pool2d_forward(x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
+    n_images, h, w, c = x.shape
+    out_h, out_w = out.shape[1], out.shape[2]
+    for row in prange(n_images * out_h):
+        n = row // out_h
+        i = row - n * out_h
+        # Windows are clipped to the image: padded cells neither add nor count.
+        h0 = max(i * stride_h - pad_top, 0)
+        h1 = min(i * stride_h - pad_top + pool_h, h)
+        for j in range(out_w):
+            w0 = max(j * stride_w - pad_left, 0)
+            w1 = min(j * stride_w - pad_left + pool_w, w)
+            for ch in range(c):
+                out[n, i, j, ch] = 0
+            for a in range(h0, h1):
+                for b in range(w0, w1):
+                    for ch in range(c):
+                        out[n, i, j, ch] += x[n, a, b, ch]
+            count = out.dtype.type((h1 - h0) * (w1 - w0))
+            for ch in range(c):
+                out[n, i, j, ch] /= count
+
+
+# exact: never fastmath, which could reorder the sums or divide by a reciprocal, away from the
+# Cython and cuda kernels' bits.
+_avg_forward_serial = compile_kernel(_avg_pool2d_forward, exact=True)
+_avg_forward_parallel = compile_kernel(_avg_pool2d_forward, parallel=True, exact=True)
+
+
+def avg_pool2d_forward(x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, n_threads):
+    """Mean of every pooling window of x (n, h, w, c) over its image cells into out (n, out_h, out_w, c).
+
+    Window (i, j) covers rows i * stride_h - pad_top + [0, pool_h) and the matching columns,
+    clipped to the image (padded cells neither add nor count, as TensorFlow's "same"); each is
+    summed from zero in row-major order in the arrays' dtype, then divided by its cell count.
+    """
+    launch(_avg_forward_serial, _avg_forward_parallel, n_threads,
+           x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+
+
+@helper()
+def _windows_over(cell, pad, pool, stride, n_windows):
+    """(first, stop) of the windows along one axis whose span holds the cell: those i with
+    i * stride - pad <= cell < i * stride - pad + pool, within [0, n_windows)."""
+    reach = cell + pad
+    low = reach - pool
+    first = low // stride + 1 if low >= 0 else 0
+    return first, min(reach // stride + 1, n_windows)
+
+
+def _avg_pool2d_backward(dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
+    n_images, h, w, c = dx.shape
+    out_h, out_w = dout.shape[1], dout.shape[2]
+    # One row of dx per task, each cell gathering from the windows that hold it: no two tasks
+    # write one cell, and every cell adds its shares in row-major window order.
+    for row in prange(n_images * h):
+        n = row // h
+        r = row - n * h
+        i0, i1 = _windows_over(r, pad_top, pool_h, stride_h, out_h)
+        for col in range(w):
+            for ch in range(c):
+                dx[n, r, col, ch] = 0
+            j0, j1 = _windows_over(col, pad_left, pool_w, stride_w, out_w)
+            for i in range(i0, i1):
+                count_h = min(i * stride_h - pad_top + pool_h, h) - max(i * stride_h - pad_top, 0)
+                for j in range(j0, j1):
+                    count_w = min(j * stride_w - pad_left + pool_w, w) - max(j * stride_w - pad_left, 0)
+                    count = dx.dtype.type(count_h * count_w)
+                    for ch in range(c):
+                        dx[n, r, col, ch] += dout[n, i, j, ch] / count
+
+
+_avg_backward_serial = compile_kernel(_avg_pool2d_backward, exact=True)
+_avg_backward_parallel = compile_kernel(_avg_pool2d_backward, parallel=True, exact=True)
+
+
+def avg_pool2d_backward(dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, n_threads):
+    """dx (n, h, w, c), overwritten: each window's dout divided by its count, added to its image cells.
+
+    Each cell sums its windows' shares (dout / count, rounded to the arrays' dtype) from zero in
+    row-major window order, as the Cython and cuda kernels do (the same bits); a cell in no window
+    (strides larger than the window, or rows "valid" drops) gets 0.
+    """
+    launch(_avg_backward_serial, _avg_backward_parallel, n_threads,
+           dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
 
 
 def _upsample2d(x, out, size_h, size_w):

@@ -1,4 +1,5 @@
-"""Max-pooling and upsampling kernels (Cython); mirrors kernels/cpu/pool.py and kernels/npy/pool.py."""
+"""Max-pooling, average-pooling and upsampling kernels (Cython); mirrors kernels/cpu/pool.py and
+kernels/npy/pool.py."""
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
@@ -114,6 +115,103 @@ def max_pool2d_backward(
         free(winner)
     if failed:
         raise MemoryError("max_pool2d_backward: no memory for the per-thread scratch")
+
+
+def avg_pool2d_forward(
+    const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, Py_ssize_t pool_h, Py_ssize_t pool_w,
+    Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left, int n_threads,
+):
+    """Mean of every pooling window of x (n, h, w, c) over its image cells into out (n, out_h, out_w, c).
+
+    Window (i, j) covers rows i * stride_h - pad_top + [0, pool_h) and the matching columns,
+    clipped to the image (padded cells neither add nor count, as TensorFlow's "same"); each is
+    summed from zero in row-major order in the arrays' dtype, then divided by its cell count.
+    """
+    cdef Py_ssize_t n_images = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3]
+    cdef Py_ssize_t out_h = out.shape[1], out_w = out.shape[2]
+    cdef Py_ssize_t row, n, i, j, a, b, ch, h0, h1, w0, w1
+    cdef const floating* src
+    cdef floating* dst
+    cdef floating count
+    if n_images == 0 or out_h == 0 or out_w == 0 or c == 0:
+        return
+    with nogil:
+        for row in prange(n_images * out_h, num_threads=n_threads, schedule="static"):
+            n = row // out_h
+            i = row - n * out_h
+            # Windows are clipped to the image: padded cells neither add nor count.
+            h0 = i * stride_h - pad_top
+            h1 = min(h0 + pool_h, h)
+            h0 = max(h0, 0)
+            for j in range(out_w):
+                w0 = j * stride_w - pad_left
+                w1 = min(w0 + pool_w, w)
+                w0 = max(w0, 0)
+                dst = &out[n, i, j, 0]
+                for ch in range(c):
+                    dst[ch] = 0
+                for a in range(h0, h1):
+                    for b in range(w0, w1):
+                        src = &x[n, a, b, 0]
+                        for ch in range(c):
+                            dst[ch] += src[ch]
+                count = <floating> ((h1 - h0) * (w1 - w0))
+                for ch in range(c):
+                    dst[ch] = dst[ch] / count
+
+
+cdef inline void _windows_over(Py_ssize_t cell, Py_ssize_t pad, Py_ssize_t pool, Py_ssize_t stride,
+                               Py_ssize_t n_windows, Py_ssize_t* first, Py_ssize_t* stop) noexcept nogil:
+    """[first, stop) of the windows along one axis whose span holds the cell: those i with
+    i * stride - pad <= cell < i * stride - pad + pool, within [0, n_windows)."""
+    cdef Py_ssize_t reach = cell + pad
+    cdef Py_ssize_t low = reach - pool
+    first[0] = low // stride + 1 if low >= 0 else 0
+    stop[0] = min(reach // stride + 1, n_windows)
+
+
+def avg_pool2d_backward(
+    const floating[:, :, :, ::1] dout, floating[:, :, :, ::1] dx, Py_ssize_t pool_h, Py_ssize_t pool_w,
+    Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left, int n_threads,
+):
+    """dx (n, h, w, c), overwritten: each window's dout divided by its count, added to its image cells.
+
+    Each cell sums its windows' shares (dout / count, rounded to the arrays' dtype) from zero in
+    row-major window order, as the Numba and cuda kernels do (the same bits); a cell in no window
+    (strides larger than the window, or rows "valid" drops) gets 0.
+    """
+    cdef Py_ssize_t n_images = dx.shape[0], h = dx.shape[1], w = dx.shape[2], c = dx.shape[3]
+    cdef Py_ssize_t out_h = dout.shape[1], out_w = dout.shape[2]
+    cdef Py_ssize_t row, n, r, col, i, j, ch, i0, i1, j0, j1, count_h
+    cdef const floating* grad
+    cdef floating* dst
+    cdef floating count
+    if n_images == 0 or h == 0 or w == 0 or c == 0:
+        return
+    with nogil:
+        # One row of dx per task, each cell gathering from the windows that hold it: no two tasks
+        # write one cell, and every cell adds its shares in row-major window order.
+        for row in prange(n_images * h, num_threads=n_threads, schedule="static"):
+            n = row // h
+            r = row - n * h
+            i0 = 0
+            i1 = 0
+            j0 = 0
+            j1 = 0
+            _windows_over(r, pad_top, pool_h, stride_h, out_h, &i0, &i1)
+            for col in range(w):
+                dst = &dx[n, r, col, 0]
+                for ch in range(c):
+                    dst[ch] = 0
+                _windows_over(col, pad_left, pool_w, stride_w, out_w, &j0, &j1)
+                for i in range(i0, i1):
+                    count_h = min(i * stride_h - pad_top + pool_h, h) - max(i * stride_h - pad_top, 0)
+                    for j in range(j0, j1):
+                        count = <floating> (count_h * (min(j * stride_w - pad_left + pool_w, w)
+                                                       - max(j * stride_w - pad_left, 0)))
+                        grad = &dout[n, i, j, 0]
+                        for ch in range(c):
+                            dst[ch] += grad[ch] / count
 
 
 def upsample2d(

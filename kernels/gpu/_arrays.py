@@ -1,5 +1,5 @@
 """Device array helpers for the cuda backend's layers: row gathers, elementwise sums and scales,
-and a transpose.
+a transpose, and Concatenate's column copies.
 
 The CPU backends do these with NumPy (x[idx], a + b, a * s, a.transpose(1, 0, 2)); device arrays
 have no arithmetic of their own, so these small kernels stand in. One thread per entry; 1-D arrays
@@ -80,3 +80,42 @@ def swap_axes(source, out):
     """out (b, a, m) = source (a, b, m) with its first two axes swapped."""
     if out.size:
         _swap_axes[grid_1d(out.size)](source, out)
+
+
+# -- Concatenate's column copies ------------------------------------------------------------------
+# An input of a concatenation along an axis, seen as rows (the axes before it) of columns (that
+# axis and the ones after it), is a block of columns of the output seen the same way.
+
+
+@kernel
+def _place_columns(source, out, start):
+    index = cuda.grid(1)
+    rows, width = source.shape
+    if index >= rows * width:
+        return
+    i = index // width
+    j = index - i * width
+    out[i, start + j] = source[i, j]
+
+
+def place_columns(source, out, start):
+    """out[:, start:start + m] = source (k, m), for out (k, >= start + m); one thread per element."""
+    if source.size:
+        _place_columns[grid_1d(source.size)](source, out, start)
+
+
+@kernel
+def _take_columns(source, start, out):
+    index = cuda.grid(1)
+    rows, width = out.shape
+    if index >= rows * width:
+        return
+    i = index // width
+    j = index - i * width
+    out[i, j] = source[i, start + j]
+
+
+def take_columns(source, start, out):
+    """out (k, m) = source[:, start:start + m]; one thread per element."""
+    if out.size:
+        _take_columns[grid_1d(out.size)](source, start, out)

@@ -1,4 +1,5 @@
-"""Max-pooling and upsampling kernels (numba.cuda); mirrors kernels/cpu/pool.py and kernels/npy/pool.py.
+"""Max-pooling, average-pooling and upsampling kernels (numba.cuda); mirrors kernels/cpu/pool.py and
+kernels/npy/pool.py; and the column copies of fastdl.nn's Concatenate layer on the device.
 
 x, out, dout, dx are channels-last device arrays (n, h, w, c) of one float dtype; the window
 arguments are Python ints (pool_geometry's first six values). Window (i, j) covers rows
@@ -12,6 +13,13 @@ as the CPU kernel does (row-major cells, strict comparison: the first maximum wi
 that window's dout when the winner is its own cell. Each dx element is written by one thread only,
 so overlapping windows need no atomics, and the additions happen in the CPU kernel's order (the
 same bits). A cell in no window (strides larger than the window, or rows 'valid' drops) gets 0.
+
+Average pooling runs as max pooling does: the forward one thread per output element (a sum from
+zero in row-major window order, divided by the window's count of image cells: padded cells
+neither add nor count), the backward one thread per input element, which gathers its windows'
+shares (dout / count) in row-major window order. The counts and the zero are read back from the
+thread's own output element, written as that element's dtype, so that every sum and quotient is in
+the arrays' dtype as in the CPU kernels (the same bits).
 
 Upsampling runs one thread per written element: the forward per element of out (a copy of its
 source pixel), the backward per element of dx, which gathers its size_h x size_w block of dout
@@ -109,6 +117,62 @@ def max_pool2d_backward(x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top
     """
     if dx.size:
         _max_pool2d_backward[grid_1d(dx.size)](x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+
+
+@kernel
+def _avg_pool2d_forward(x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
+    index = cuda.grid(1)
+    n_images, out_h, out_w, c = out.shape
+    if index >= n_images * out_h * out_w * c:
+        return
+    n, i, j, ch = unravel(index, out_h, out_w, c)
+    h0, h1 = _clipped(i * stride_h - pad_top, pool_h, x.shape[1])
+    w0, w1 = _clipped(j * stride_w - pad_left, pool_w, x.shape[2])
+    out[n, i, j, ch] = (h1 - h0) * (w1 - w0)
+    count = out[n, i, j, ch]  # the window's count in out's dtype
+    total = count - count  # a zero of that dtype
+    for a in range(h0, h1):
+        for b in range(w0, w1):
+            total += x[n, a, b, ch]
+    out[n, i, j, ch] = total / count
+
+
+def avg_pool2d_forward(x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, n_threads):
+    """Mean of every pooling window of x (n, h, w, c) over its image cells into out (n, out_h, out_w, c);
+    one thread per output element. n_threads is unused."""
+    if out.size:
+        _avg_pool2d_forward[grid_1d(out.size)](x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+
+
+@kernel
+def _avg_pool2d_backward(dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
+    index = cuda.grid(1)
+    n_images, h, w, c = dx.shape
+    if index >= n_images * h * w * c:
+        return
+    out_h, out_w = dout.shape[1], dout.shape[2]
+    n, row, col, ch = unravel(index, h, w, c)
+    dx[n, row, col, ch] = 0
+    total = dx[n, row, col, ch]  # a zero of dx's dtype
+    i0, i1 = _windows_over(row, pad_top, pool_h, stride_h, out_h)
+    j0, j1 = _windows_over(col, pad_left, pool_w, stride_w, out_w)
+    for i in range(i0, i1):
+        h0, h1 = _clipped(i * stride_h - pad_top, pool_h, h)
+        for j in range(j0, j1):
+            w0, w1 = _clipped(j * stride_w - pad_left, pool_w, w)
+            dx[n, row, col, ch] = (h1 - h0) * (w1 - w0)
+            total += dout[n, i, j, ch] / dx[n, row, col, ch]  # the share, in dx's dtype
+    dx[n, row, col, ch] = total
+
+
+def avg_pool2d_backward(dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, n_threads):
+    """dx (n, h, w, c), overwritten: each window's dout divided by its count, added to its image cells.
+
+    One thread per element of dx gathers its windows' shares in row-major window order (the module
+    docstring says how the sums stay in the arrays' dtype). n_threads is unused.
+    """
+    if dx.size:
+        _avg_pool2d_backward[grid_1d(dx.size)](dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
 
 
 @kernel

@@ -1,16 +1,17 @@
-"""Max-pooling and upsampling kernels (numpy reference); mirrors kernels/cpu/pool.py and kernels/cy/pool.pyx."""
+"""Max-pooling, average-pooling and upsampling kernels (numpy reference); mirrors kernels/cpu/pool.py
+and kernels/cy/pool.pyx."""
 
 import numpy as np
 
 
-def _padded(x, out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
-    """x padded with -inf (padded cells never win) to cover every window, and its padding."""
+def _padded(x, out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, fill=-np.inf):
+    """x padded with `fill` (-inf: padded cells never win a maximum) to cover every window."""
     n, h, w, c = x.shape
     full_h = max((out_h - 1) * stride_h + pool_h, pad_top + h)
     full_w = max((out_w - 1) * stride_w + pool_w, pad_left + w)
     if full_h == h and full_w == w:
         return x
-    padded = np.full((n, full_h, full_w, c), -np.inf, dtype=x.dtype)
+    padded = np.full((n, full_h, full_w, c), fill, dtype=x.dtype)
     padded[:, pad_top : pad_top + h, pad_left : pad_left + w] = x
     return padded
 
@@ -51,6 +52,52 @@ def max_pool2d_backward(x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top
             _window_cells(dx_padded, out_h, out_w, stride_h, stride_w, a, b)[...] += np.where(
                 winner == a * pool_w + b, dout, 0
             )
+    dx[...] = dx_padded[:, pad_top : pad_top + h, pad_left : pad_left + w]
+
+
+def _window_counts(out_h, out_w, h, w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, dtype):
+    """(1, out_h, out_w, 1) array of dtype: how many image cells (not padding) each window holds."""
+    rows = np.arange(out_h) * stride_h - pad_top
+    cols = np.arange(out_w) * stride_w - pad_left
+    count_h = np.minimum(rows + pool_h, h) - np.maximum(rows, 0)
+    count_w = np.minimum(cols + pool_w, w) - np.maximum(cols, 0)
+    return np.multiply.outer(count_h, count_w).astype(dtype)[None, :, :, None]
+
+
+def avg_pool2d_forward(x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, n_threads):
+    """Mean of every pooling window of x (n, h, w, c) over its image cells into out (n, out_h, out_w, c).
+
+    Padded cells neither add nor count (TensorFlow's "same"). Each window is summed from zero in
+    row-major order in the arrays' dtype, then divided by its count: the compiled kernels' bits
+    (the padding's zeros, added in between, change no sum).
+    """
+    n, h, w, c = x.shape
+    out_h, out_w = out.shape[1], out.shape[2]
+    padded = _padded(x, out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, fill=0)
+    out[...] = 0
+    for a in range(pool_h):
+        for b in range(pool_w):
+            out += _window_cells(padded, out_h, out_w, stride_h, stride_w, a, b)
+    out /= _window_counts(out_h, out_w, h, w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, out.dtype)
+
+
+def avg_pool2d_backward(dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, n_threads):
+    """dx (n, h, w, c), overwritten: each window's dout divided by its count, added to its image cells.
+
+    A cell gathers its windows' shares in row-major window order from zero, in the arrays' dtype, as
+    the compiled kernels do (the same bits); a cell in no window gets 0.
+    """
+    n, h, w, c = dx.shape
+    out_h, out_w = dout.shape[1], dout.shape[2]
+    share = dout / _window_counts(out_h, out_w, h, w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
+                                  dout.dtype)
+    dx_padded = _padded(np.zeros_like(dx), out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
+                        fill=0)
+    # Window cell (a, b) of window i lies at row i * stride_h + a: for one padded cell, a falling
+    # means i rising, so (a, b) from the window's end visits each cell's windows in row-major order.
+    for a in reversed(range(pool_h)):
+        for b in reversed(range(pool_w)):
+            _window_cells(dx_padded, out_h, out_w, stride_h, stride_w, a, b)[...] += share
     dx[...] = dx_padded[:, pad_top : pad_top + h, pad_left : pad_left + w]
 
 
