@@ -25,6 +25,13 @@ class Input:
         self.shape = check_shape(shape, "shape")
 
 
+def check_images(layer, input_shape):
+    """Raise ValueError unless a layer's input shape is that of images, (height, width, channels)."""
+    if len(input_shape) != 3:
+        raise ValueError(f"{type(layer).__name__} expects images of shape (batch, height, width, channels), "
+                         f"got (batch, {', '.join(map(str, input_shape))})")
+
+
 def _same_shape(dout, shape, layer):
     """Raise ValueError unless the output gradient dout has the forward pass's output shape."""
     if tuple(dout.shape) != tuple(shape):
@@ -256,9 +263,9 @@ class Conv2D(_Activated):
         return dx
 
 
-class MaxPooling2D(Layer):
-    """Maximum over pool_size windows of channels-last images (strides default to pool_size).
-    MaxPool2D is the same class, as in Keras (whose name for it, "max_pooling2d", it takes)."""
+class _Pooling2D(Layer):
+    """A pooling of channels-last images over pool_size windows (strides default to pool_size),
+    "valid" or "same" padding as TensorFlow: its subclasses give `_pool(x, out)` and backward."""
 
     runs_on_device = True
 
@@ -271,8 +278,7 @@ class MaxPooling2D(Layer):
         self.padding = padding.lower()
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(f"{type(self).__name__} expects images of shape (batch, height, width, channels), got (batch, {input_shape})")
+        check_images(self, input_shape)
         *_, out_h, out_w = pool_geometry((1, *input_shape), self.pool_size, self.strides, self.padding)
         return (out_h, out_w, input_shape[2])
 
@@ -284,6 +290,14 @@ class MaxPooling2D(Layer):
         self._x = x = as_layer_input(x, self.dtype, self.input_shape, type(self).__name__)
         shape = (x.shape[0], *self.output_shape)
         out = self._buffer("out", shape) if training else self._empty(shape)
+        return self._pool(x, out)
+
+
+class MaxPooling2D(_Pooling2D):
+    """Maximum over pool_size windows of channels-last images (strides default to pool_size).
+    MaxPool2D is the same class, as in Keras (whose name for it, "max_pooling2d", it takes)."""
+
+    def _pool(self, x, out):
         return max_pool2d_into(x, out, self._window, self.backend)
 
     def backward(self, dout):

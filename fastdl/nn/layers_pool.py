@@ -3,19 +3,12 @@
 import numpy as np
 
 from fastdl import _device
-from fastdl.nn.layers import _same_batch
+from fastdl.nn.layers import _Pooling2D, _same_batch, check_images
 from fastdl.nn.module import Layer, as_layer_input
-from fastdl.ops.pool import avg_pool2d_grad_into, avg_pool2d_into, max_pool2d_grad_into, max_pool2d_into, pool_geometry
-from fastdl._validation import check_pair
+from fastdl.ops.pool import avg_pool2d_grad_into, avg_pool2d_into, max_pool2d_grad_into, max_pool2d_into
 
 
-def _check_images(layer, input_shape):
-    if len(input_shape) != 3:
-        raise ValueError(f"{type(layer).__name__} expects images of shape (batch, height, width, channels), "
-                         f"got (batch, {', '.join(map(str, input_shape))})")
-
-
-class AveragePooling2D(Layer):
+class AveragePooling2D(_Pooling2D):
     """Mean over pool_size windows of channels-last images (strides default to pool_size), as Keras.
 
     With padding "same" a window's mean is over its image cells only: padded cells neither add nor
@@ -33,29 +26,7 @@ class AveragePooling2D(Layer):
         axis, the odd padded cell at the bottom and right, as TensorFlow.
     """
 
-    runs_on_device = True
-
-    def __init__(self, pool_size=2, strides=None, padding="valid", **kwargs):
-        super().__init__(**kwargs)
-        self.pool_size = check_pair(pool_size, "pool_size")
-        self.strides = None if strides is None else check_pair(strides, "strides")
-        if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
-            raise ValueError(f'padding must be "valid" or "same", got {padding!r}')
-        self.padding = padding.lower()
-
-    def compute_output_shape(self, input_shape):
-        _check_images(self, input_shape)
-        *_, out_h, out_w = pool_geometry((1, *input_shape), self.pool_size, self.strides, self.padding)
-        return (out_h, out_w, input_shape[2])
-
-    def build(self, input_shape, rng, dtype=np.float32):
-        super().build(input_shape, rng, dtype)
-        self._window = pool_geometry((1, *input_shape), self.pool_size, self.strides, self.padding)[:6]
-
-    def forward(self, x, training=False):
-        self._x = x = as_layer_input(x, self.dtype, self.input_shape, type(self).__name__)
-        shape = (x.shape[0], *self.output_shape)
-        out = self._buffer("out", shape) if training else self._empty(shape)
+    def _pool(self, x, out):
         return avg_pool2d_into(x, out, self._window, self.backend)
 
     def backward(self, dout):
@@ -80,7 +51,7 @@ class _GlobalPooling2D(Layer):
         self.keepdims = bool(keepdims)
 
     def compute_output_shape(self, input_shape):
-        _check_images(self, input_shape)
+        check_images(self, input_shape)
         return (1, 1, input_shape[2]) if self.keepdims else (input_shape[2],)
 
     def build(self, input_shape, rng, dtype=np.float32):

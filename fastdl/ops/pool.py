@@ -62,14 +62,7 @@ def max_pool2d(x, pool_size=2, strides=None, padding="valid", backend=None):
     ndarray of shape (n_images, out_height, out_width, channels)
         float32 when x is float32, float64 otherwise.
     """
-    x = check_array(x, "x", 4, IMAGES)
-    *window, out_h, out_w = pool_geometry(x.shape, pool_size, strides, padding)
-    on_cuda = _backend.resolve("pool", backend) == "cuda"  # an unknown or unavailable backend fails here
-    dtype, x = as_compute_all(x)
-    out = np.empty((x.shape[0], out_h, out_w, x.shape[3]), dtype=dtype)
-    if on_cuda:
-        return host_call(max_pool2d_into, x, Out(out), window)
-    return max_pool2d_into(x, out, window, backend)
+    return _pooled(max_pool2d_into, x, pool_size, strides, padding, backend)
 
 
 def max_pool2d_into(x, out, window, backend=None):
@@ -78,13 +71,32 @@ def max_pool2d_into(x, out, window, backend=None):
     For callers that have checked their arrays (fastdl.nn's layers): x and out C-contiguous, of one
     float dtype and the shapes pool_geometry gives; window its first six values.
     """
+    return _pool_into("max_pool2d", x, out, window, backend)
+
+
+def _pooled(into, x, pool_size, strides, padding, backend):
+    """max_pool2d's or avg_pool2d's result (into: max_pool2d_into or avg_pool2d_into), once x and
+    the window are checked."""
+    x = check_array(x, "x", 4, IMAGES)
+    *window, out_h, out_w = pool_geometry(x.shape, pool_size, strides, padding)
+    on_cuda = _backend.resolve("pool", backend) == "cuda"  # an unknown or unavailable backend fails here
+    dtype, x = as_compute_all(x)
+    out = np.empty((x.shape[0], out_h, out_w, x.shape[3]), dtype=dtype)
+    if on_cuda:
+        return host_call(into, x, Out(out), window)
+    return into(x, out, window, backend)
+
+
+def _pool_into(op, x, out, window, backend):
+    """The forward pass of op ("max_pool2d" or "avg_pool2d") into out: its device twin, or its
+    kernel ("<op>_forward") on the backend."""
     if _device.is_device(out):
-        return _nn_on_device.max_pool2d_into(x, out, window)
+        return getattr(_nn_on_device, f"{op}_into")(x, out, window)
     kernels, _ = _backend.kernels("pool", backend)
     out_h, out_w = out.shape[1:3]
     # The kernels run one output row per task.
     n_threads = threads_worth_it(x.shape[0] * out_h, out_w * x.shape[3] * window[0] * window[1])
-    kernels.max_pool2d_forward(x, out, *window, n_threads)
+    getattr(kernels, f"{op}_forward")(x, out, *window, n_threads)
     return out
 
 
@@ -163,26 +175,12 @@ def avg_pool2d(x, pool_size=2, strides=None, padding="valid", backend=None):
         float32 when x is float32, float64 otherwise. Each window is summed from zero in row-major
         order in that dtype, then divided by its count: the same bits on every backend.
     """
-    x = check_array(x, "x", 4, IMAGES)
-    *window, out_h, out_w = pool_geometry(x.shape, pool_size, strides, padding)
-    on_cuda = _backend.resolve("pool", backend) == "cuda"  # an unknown or unavailable backend fails here
-    dtype, x = as_compute_all(x)
-    out = np.empty((x.shape[0], out_h, out_w, x.shape[3]), dtype=dtype)
-    if on_cuda:
-        return host_call(avg_pool2d_into, x, Out(out), window)
-    return avg_pool2d_into(x, out, window, backend)
+    return _pooled(avg_pool2d_into, x, pool_size, strides, padding, backend)
 
 
 def avg_pool2d_into(x, out, window, backend=None):
     """avg_pool2d into `out` for checked arrays (as max_pool2d_into); returns out."""
-    if _device.is_device(out):
-        return _nn_on_device.avg_pool2d_into(x, out, window)
-    kernels, _ = _backend.kernels("pool", backend)
-    out_h, out_w = out.shape[1:3]
-    # The kernels run one output row per task.
-    n_threads = threads_worth_it(x.shape[0] * out_h, out_w * x.shape[3] * window[0] * window[1])
-    kernels.avg_pool2d_forward(x, out, *window, n_threads)
-    return out
+    return _pool_into("avg_pool2d", x, out, window, backend)
 
 
 def avg_pool2d_grad(x, dout, pool_size=2, strides=None, padding="valid", backend=None):
