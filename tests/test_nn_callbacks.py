@@ -362,3 +362,23 @@ def test_train_end_is_not_called_after_an_error():
     with pytest.raises(RuntimeError, match="stop here"):
         _compiled().fit(x, y, epochs=3, callbacks=[Ends(), Fails()])
     assert ended == []
+
+
+def test_history_knows_its_model_and_params_and_predict_takes_batch_size_none():
+    """As Keras: history.params (plots read history.params["epochs"]) and history.model; predict's
+    batch_size=None is 32, as fit's and evaluate's."""
+    x, y = np.random.default_rng(2).standard_normal((10, 3)), np.arange(10) % 2
+    model = nn.Sequential([nn.Dense(2, activation="softmax", input_shape=(3,))], seed=0)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    history = model.fit(x, y, batch_size=4, epochs=2)
+    assert history.params == {"verbose": 0, "epochs": 2, "steps": 3} and history.model is model
+    np.testing.assert_array_equal(model.predict(x, batch_size=None), model.predict(x))
+
+
+def test_a_missing_validation_metric_is_named_without_a_misleading_hint():
+    x, y = np.random.default_rng(2).standard_normal((10, 3)), np.arange(10) % 2
+    model = nn.Sequential([nn.Dense(2, activation="softmax", input_shape=(3,))], seed=0)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match="val_acuracy") as caught:
+        model.fit(x, y, validation_split=0.2, callbacks=[nn.EarlyStopping("val_acuracy")])
+    assert "validation_split" not in str(caught.value) and "val_loss" in str(caught.value)

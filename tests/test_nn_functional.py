@@ -166,16 +166,18 @@ def test_single_output_and_sequential_input():
     # One output given as a tensor: logged, evaluated and predicted as Keras does, as Sequential's.
     assert set(logs) == {"loss"}
     assert isinstance(model.evaluate(x, y["minute"]), float) and model.predict(x[:3]).shape == (3, 1)
+    # One output in a dict or a list of one, as Keras 3 (checked against it): logged and evaluated
+    # as one tensor; predict gives the dict, and for the list of one the array itself.
     named = Model(inputs, {"minute": out}, seed=0)
-    named.compile("sgd", loss="mse")
-    assert set(named.fit(x, y["minute"]).history) == {"loss", "minute_loss"}
-    assert named.predict(x[:3]).keys() == {"minute"} and named.metrics_names == ["loss", "minute_loss"]
+    named.compile("sgd", loss="mse", metrics=["accuracy"])
+    assert set(named.fit(x, y["minute"]).history) == {"loss", "accuracy"}
+    assert named.predict(x[:3]).keys() == {"minute"} and named.metrics_names == ["loss", "accuracy"]
     assert named.evaluate(x, y["minute"]) == list(named.evaluate(x, y["minute"], return_dict=True).values())
-    # Outputs given as a list of one take their targets as a list of one too, as Keras does.
     listed = Model(inputs, [out], seed=0)
     listed.compile("sgd", loss=["mse"])
-    assert listed.evaluate(x, [y["minute"]]) == listed.evaluate(x, y["minute"])
-    assert set(listed.fit(x, [y["minute"]], epochs=1).history) == {"loss", "dense_1_loss"}
+    assert listed.predict(x[:3]).shape == (3, 1)
+    assert listed.evaluate(x, [y["minute"]]) == listed.evaluate(x, y["minute"])  # [y] as Keras takes it
+    assert set(listed.fit(x, [y["minute"]], epochs=1).history) == {"loss"}
     # The functional Input also heads a Sequential model.
     sequential = nn.Sequential([Input(8), nn.Dense(2)])
     assert sequential.predict(x[:3]).shape == (3, 2)

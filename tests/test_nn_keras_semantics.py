@@ -328,9 +328,10 @@ def test_accuracy_is_logged_under_the_name_compile_was_given(backend):
     assert nn.EarlyStopping(monitor="val_acc").mode == "max"
     inputs = nn.Input((4,))
     outputs = nn.Dense(3, activation="softmax", name="digit")(inputs)
-    functional = nn.Model(inputs, {"digit": outputs}, seed=0, backend=backend)
+    big = nn.Dense(2, activation="softmax", name="big")(inputs)
+    functional = nn.Model(inputs, {"digit": outputs, "big": big}, seed=0, backend=backend)
     functional.compile("sgd", "sparse_categorical_crossentropy", metrics=["acc"])
-    assert "digit_acc" in functional.fit(x, y).history
+    assert "digit_acc" in functional.fit(x, {"digit": y, "big": y % 2}).history
 
 
 def _dense_stack(backend, *layers, seed=0):

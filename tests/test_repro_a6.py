@@ -38,6 +38,11 @@ def test_quick_run_writes_every_output(tmp_path):
     assert json.loads((out / "frechet.json").read_text())["data"]["n_floor"] == 16
     assert "synthetic cartoon faces" in summary["source"]
     assert set(result["history"]["vae"]) == {"loss", "reconstruction", "kl"}
+    # The loss per image splits into the summed cross-entropy of 64x64x3 pixels (about ln 2 each
+    # from a fresh decoder) and a small positive KL term.
+    vae_history = {key: values[0] for key, values in result["history"]["vae"].items()}
+    assert 0 < vae_history["kl"] < 0.01 * vae_history["reconstruction"]
+    assert 0.3 * 12288 < vae_history["reconstruction"] < 0.8 * 12288
     # The cached feature network is read back by the next run.
     again = a6.run(out_dir=tmp_path / "again", quick=True, images=16, epochs=1, scored=24)
     assert again["feature_source"].endswith("cached")

@@ -125,7 +125,9 @@ class _Monitor(Callback):
     def _current(self, logs):
         if not logs or self.monitor not in logs:
             available = ", ".join(sorted(logs or {})) or "nothing"
-            hint = " (give fit validation_data or validation_split)" if self.monitor.startswith("val_") else ""
+            validated = any(key.startswith("val_") for key in logs or {})
+            hint = " (give fit validation_data or validation_split)" \
+                if self.monitor.startswith("val_") and not validated else ""
             raise ValueError(f"{type(self).__name__} monitors {self.monitor!r}, but fit logged {available}{hint}")
         return float(logs[self.monitor])
 

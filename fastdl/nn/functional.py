@@ -20,14 +20,14 @@ import copy
 import numpy as np
 
 from fastdl import _device
-from fastdl._validation import NonFiniteError, check_int
+from fastdl._validation import NonFiniteError
 from fastdl.nn import layers as _layers
 from fastdl.nn.losses import get_loss
 from fastdl.nn.model import (Sequential, build_undo, check_metrics, check_nested_dtype, check_output_shape, format_shape,
                              init_model_basics, summary_table)
 from fastdl.nn.module import Layer, build_layer, default_layer_name, ends_in_softmax, unnamed
 from fastdl.nn.optimizers import get_optimizer
-from fastdl.nn.training import Training, _accuracy, check_verbose, stopped_at
+from fastdl.nn.training import Training, _accuracy, check_batch_size, check_verbose, stopped_at
 
 
 class SymbolicTensor:
@@ -187,11 +187,18 @@ class Model(Training):
             raise TypeError(f"inputs must be an Input(shape), got {type(inputs).__name__}")
         self.input = inputs
         self.input_shape = inputs.shape
-        # predict and __call__ give the outputs back in the form they were given, as Keras does.
+        # predict and __call__ give the outputs back in the form they were given, as Keras does
+        # (a list of one as one tensor, as Keras 3 unpacks it); the logs name each output's loss
+        # and metrics where there are several.
         tensors, self._given_as = self._output_tensors(outputs)
+        if self._given_as == "list" and len(tensors) == 1:
+            self._given_as = "tensor"
+        self._prefixed = len(tensors) > 1
         self._nodes = self._walk(tensors)
         self._name_layers()
-        self.layers = self._keras_order(tensors)
+        # Keras walks a dict's outputs in the order of their names.
+        self.layers = self._keras_order([outputs[key] for key in sorted(outputs, key=str)]
+                                        if isinstance(outputs, dict) else tensors)
         if not isinstance(outputs, dict):
             outputs = {tensor._layer.name: tensor for tensor in tensors}
         for key in outputs:
@@ -415,9 +422,9 @@ class Model(Training):
         if isinstance(y, _Targets):
             y = y.arrays
         if not isinstance(y, dict):
-            # Targets in output order; for outputs given as a list of one, [y] as Keras takes it.
+            # Targets in output order; for one output, [y] too, as Keras takes it.
             in_order = isinstance(y, (list, tuple)) and len(y) == len(self.output_names) and (
-                len(y) > 1 or self._given_as == "list" and np.ndim(y[0]) > 0)
+                len(y) > 1 or np.ndim(y[0]) > 0 and len(y[0]) == x.shape[0])
             if in_order:
                 y = dict(zip(self.output_names, y))
             elif len(self.output_names) == 1:
@@ -470,7 +477,7 @@ class Model(Training):
                 check_output_shape(outputs[name], len(targets.arrays[name]), self.output_shape[name],
                                    self.outputs[name]._layer)
                 value = loss.forward(outputs[name], targets.arrays[name])
-            if self._given_as != "tensor":  # Keras logs one output's loss as "loss" alone
+            if self._prefixed:  # Keras logs one output's loss as "loss" alone
                 logs[f"{name}_loss"] = value
             total += self.loss_weights[name] * value
         total += self.regularization_loss() + sum(self.losses)
@@ -526,7 +533,7 @@ class Model(Training):
         logs = dict(losses)
         for name, metrics in self.metrics.items():
             if metrics:
-                key = metrics[0] if self._given_as == "tensor" else f"{name}_{metrics[0]}"
+                key = f"{name}_{metrics[0]}" if self._prefixed else metrics[0]
                 logs[key] = _accuracy(outputs[name], targets.arrays[name], self.loss[name].accuracy_threshold)
         return logs
 
@@ -578,17 +585,18 @@ class Model(Training):
         return values[0] if self._given_as == "tensor" else values
 
     def _log_names(self):
-        if self._given_as == "tensor":
+        if not self._prefixed:
             return ["loss", *self.metrics[self.output_names[0]][:1]]
+        # As Keras: the outputs' losses in their order, then their metrics by name.
         return ["loss", *(f"{name}_loss" for name in self.loss),
-                *(f"{name}_{metrics[0]}" for name, metrics in self.metrics.items() if metrics)]
+                *sorted(f"{name}_{metrics[0]}" for name, metrics in self.metrics.items() if metrics)]
 
     def predict(self, x, batch_size=32, verbose=0):
         """The outputs, each an ndarray of shape (n_samples, *output_shape), computed batch by batch:
         one array, a list or a dict {output name: array}, as the model's outputs were given.
 
         verbose is taken as Keras takes it; predictions print nothing."""
-        batch_size = check_int(batch_size, "batch_size", 1)
+        batch_size = check_batch_size(batch_size)
         check_verbose(verbose)
         x = self._check_x(x)
         result = {name: np.empty((x.shape[0], *shape), dtype=self.dtype) for name, shape in self.output_shape.items()}

@@ -7,12 +7,12 @@ import zipfile
 import numpy as np
 
 from fastdl import _device
-from fastdl._validation import all_finite, check_int
+from fastdl._validation import all_finite
 from fastdl.nn.layers import Dense, Input
 from fastdl.nn.losses import get_loss
 from fastdl.nn.module import Layer, build_layer, check_shape, default_layer_name, ends_in_softmax, unnamed
 from fastdl.nn.optimizers import get_optimizer
-from fastdl.nn.training import Training, check_verbose
+from fastdl.nn.training import Training, check_batch_size, check_verbose
 
 
 def init_model_basics(model, name, dtype, backend, seed):
@@ -377,7 +377,7 @@ class Sequential(Training):
         """Outputs for x, computed batch by batch; ndarray of shape (n_samples, *output_shape).
 
         verbose is taken as Keras takes it; predictions print nothing."""
-        batch_size = check_int(batch_size, "batch_size", 1)
+        batch_size = check_batch_size(batch_size)
         check_verbose(verbose)
         x = self._check_x(x)
         out = np.empty((x.shape[0], *self.output_shape), dtype=self.dtype)

@@ -77,7 +77,7 @@ def _check_callbacks(callbacks, model, params):
     return callbacks
 
 
-def _check_batch_size(batch_size):
+def check_batch_size(batch_size):
     """batch_size as an int >= 1; None is 32, as Keras."""
     return 32 if batch_size is None else check_int(batch_size, "batch_size", 1)
 
@@ -331,7 +331,7 @@ class Training(GradientFlags, Layer):
 
     def _result(self, logs):
         """As Keras: the loss alone, else the list of the values metrics_names names."""
-        values = list(logs.values())
+        values = [logs[name] for name in self._log_names()]
         return values[0] if len(values) == 1 else values
 
     def _as_given(self, outputs):
@@ -397,14 +397,15 @@ class Training(GradientFlags, Layer):
         optimizer state, stops training with NonFiniteError and the weights and optimizer state
         put back to those from before the epoch (see _guarded).
         """
-        batch_size = _check_batch_size(batch_size)
+        batch_size = check_batch_size(batch_size)
         first_epoch, last_epoch = self._epoch_range(epochs, initial_epoch)
         verbose = check_verbose(verbose)
         shuffle = _check_shuffle(shuffle)
         x, y = self._check_xy(x, y)
         x, y, val = self._validation(x, y, validation_data, validation_split)
         n_batches = -(-x.shape[0] // batch_size)
-        callbacks = _check_callbacks(callbacks, self, {"verbose": verbose, "epochs": last_epoch, "steps": n_batches})
+        callbacks_params = {"verbose": verbose, "epochs": last_epoch, "steps": n_batches}
+        callbacks = _check_callbacks(callbacks, self, callbacks_params)
         x = self._resident(x)
         self._attach_optimizer()
         if seed is not None:
@@ -412,6 +413,8 @@ class Training(GradientFlags, Layer):
         # As Keras: History after the user's callbacks (it records the keys they add to the logs),
         # the progress display last.
         history = History()
+        history.set_model(self)
+        history.set_params(callbacks_params)
         callbacks.append(history)
         progress = ProgressLogger(verbose, x.shape[0], n_batches, last_epoch) if verbose else None
         if progress is not None:
@@ -747,7 +750,7 @@ class Training(GradientFlags, Layer):
         nothing. callbacks: their on_test_begin, on_test_batch_begin / on_test_batch_end and
         on_test_end are called, as Keras calls them.
         """
-        batch_size = _check_batch_size(batch_size)
+        batch_size = check_batch_size(batch_size)
         verbose = check_verbose(verbose)
         x, y = self._check_xy(x, y)
         callbacks = _check_callbacks(callbacks, self, {"verbose": verbose, "epochs": 1,

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fastdl import nn
 from fastdl.repro import a6_models, a6_report, a6_score, report
 
 TITLE = "Assignment 6: a VAE and a GAN generating {name}"
@@ -296,6 +297,22 @@ def _feature_network(kind, image_shape, quick, data_dir, cache_dir, seed, verify
     return a6_score.feature_network(scorer_kind, image_shape, quick, fashion, cache_dir, seed)
 
 
+class _KlMeter(nn.Callback):
+    """The epoch's mean KL term, the loss the VAE's Sampling layer adds, weighted by batch as fit
+    weighs the loss (the rest of the loss is the reconstruction's)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.total, self.seen = 0.0, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.total += sum(self.model.losses) * (logs["seen"] - self.seen)
+        self.seen = logs["seen"]
+
+    @property
+    def mean(self):
+        return self.total / self.seen
+
+
 class _VaeTrainer:
     """The VAE, trained an epoch at a time on images in [0, 1]."""
 
@@ -307,10 +324,11 @@ class _VaeTrainer:
         return self.vae.count_params()
 
     def epoch(self, images, rng):
-        logs = self.vae.fit(images, images, epochs=1, batch_size=BATCH_SIZE, seed=int(rng.integers(2 ** 31))).history
+        kl = _KlMeter()
+        logs = self.vae.fit(images, images, epochs=1, batch_size=BATCH_SIZE, callbacks=[kl],
+                            seed=int(rng.integers(2 ** 31))).history
         total = logs["loss"][0]
-        reconstruction = logs["decoder_loss"][0] * self.pixels
-        return {"loss": total, "reconstruction": reconstruction, "kl": total - reconstruction}
+        return {"loss": total, "reconstruction": total - kl.mean, "kl": kl.mean}
 
     def generate(self, z):
         return self.decoder.predict(z, batch_size=BATCH_SIZE)

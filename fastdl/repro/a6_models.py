@@ -88,8 +88,7 @@ def build_vae(image_shape, latent_dim=LATENT_DIM, seed=0, backend=None):
     z_log_var = nn.Dense(latent_dim, name="z_log_var")(hidden)
     z = nn.Sampling(name="sampling")([z_mean, z_log_var])
     decoder = deconv_net(latent_dim, image_shape, "sigmoid", "decoder", seed=seed + 1, backend=backend)
-    # The output named: fit logs the reconstruction's loss ("decoder_loss") beside the total.
-    vae = nn.Model(images, {"decoder": decoder(z)}, seed=seed, backend=backend, name="vae")
+    vae = nn.Model(images, decoder(z), seed=seed, backend=backend, name="vae")
     encoder = nn.Model(images, z_mean, seed=seed, backend=backend, name="encoder")
     vae.compile(nn.Adam(VAE_LR), "binary_crossentropy", loss_weights=float(np.prod(image_shape)))
     return vae, encoder, decoder
