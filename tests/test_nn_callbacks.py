@@ -382,3 +382,24 @@ def test_a_missing_validation_metric_is_named_without_a_misleading_hint():
     with pytest.raises(ValueError, match="val_acuracy") as caught:
         model.fit(x, y, validation_split=0.2, callbacks=[nn.EarlyStopping("val_acuracy")])
     assert "validation_split" not in str(caught.value) and "val_loss" in str(caught.value)
+
+
+def test_stopping_at_a_batch_begin_trains_that_batch_first():
+    """As Keras: a callback that sets stop_training in on_train_batch_begin(1) still has batch 1
+    trained and its end hook called; then training stops."""
+    class StopAtBegin(nn.Callback):
+        ends = []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 1:
+                self.model.stop_training = True
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.ends.append(batch)
+
+    x, y = np.random.default_rng(0).normal(size=(6, 3)), np.arange(6) % 2
+    model = nn.Sequential([nn.Dense(2, activation="softmax", input_shape=(3,))], seed=0)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    stop = StopAtBegin()
+    history = model.fit(x, y, batch_size=2, epochs=3, callbacks=[stop], shuffle=False)
+    assert stop.ends == [0, 1] and model.optimizer.iterations == 2 and len(history.epoch) == 1

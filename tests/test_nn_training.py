@@ -597,3 +597,73 @@ def test_frozen_layers_add_no_weight_penalty_to_the_loss():
     outer = nn.Sequential([inner, nn.Dense(2)], seed=0)
     outer.compile("sgd", "mse")
     assert outer.evaluate(x, y) == pytest.approx(float(((outer.predict(x) - y) ** 2).mean()), rel=1e-5)
+
+
+def test_a_file_with_the_names_before_keras_3s_rule_loads(tmp_path):
+    """Unnamed Conv2DTranspose and LeakyReLU layers were "conv2dtranspose" and "leaky_relu" before
+    they took Keras 3's names: a checkpoint saved then still loads, optimizer state included."""
+    import json
+
+    def model():
+        built = nn.Sequential([nn.Input((4, 4, 2)), nn.Conv2DTranspose(3, 2, strides=2), nn.LeakyReLU(),
+                               nn.Flatten(), nn.Dense(2)], seed=0)
+        built.compile(nn.Adam(0.01), "mse")
+        return built
+
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((6, 4, 4, 2)), rng.standard_normal((6, 2))
+    trained = model()
+    trained.fit(x, y, batch_size=3)
+    assert [layer.name for layer in trained.layers[:2]] == ["conv2d_transpose", "leaky_re_lu"]
+    trained.save(tmp_path / "now.npz")
+    with np.load(tmp_path / "now.npz") as data:
+        arrays = {key.replace("conv2d_transpose/", "conv2dtranspose/"): value for key, value in data.items()}
+    meta = json.loads(str(arrays["meta"]))
+    meta["optimizer_weights"] = [name.replace("conv2d_transpose/", "conv2dtranspose/")
+                                 for name in meta["optimizer_weights"]]
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "before.npz", **arrays)
+    loaded = model().load(tmp_path / "before.npz")
+    for a, b in zip(trained.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert loaded.optimizer.iterations == trained.optimizer.iterations
+    np.testing.assert_array_equal(loaded.predict(x), trained.predict(x))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_train_on_batch_puts_back_moving_statistics_gone_infinite():
+    """Inputs of 1e25 with a finite loss: the batch's variance overflows float32 and the moving
+    variance with it; the step raises with the statistics put back (they stayed inf, for good)."""
+    from fastdl._validation import NonFiniteError
+
+    rng = np.random.default_rng(1)
+    model = nn.Sequential([nn.Input(3), nn.Dense(3), nn.BatchNormalization(), nn.Dense(1)], seed=0)
+    model.compile("sgd", "mse")
+    x, y = rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=(8, 1)).astype(np.float32)
+    model.train_on_batch(x, y)
+    statistics = [array.copy() for _, array in model.non_trainable_weights()]
+    with pytest.raises(NonFiniteError):
+        model.train_on_batch(x * 1e25, y)
+    for (_, array), before in zip(model.non_trainable_weights(), statistics):
+        np.testing.assert_array_equal(array, before)
+
+
+def test_gradients_whose_squares_fit_are_not_refused():
+    from fastdl.nn.training import _squares_finite
+
+    assert _squares_finite(np.full(1000, 1e18, np.float32))  # each square fits; their sum does not
+    assert not _squares_finite(np.array([1e20, 0], np.float32))
+    assert not _squares_finite(np.array([np.nan, 0], np.float32))
+
+
+def test_a_layer_added_after_compile_counts_its_penalty_at_once():
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((4, 3)), rng.standard_normal((4, 2))
+    model = nn.Sequential([nn.Dense(2, input_shape=(3,))], seed=0)
+    model.compile("sgd", "mse")
+    model.fit(x, y[:, :2])
+    model.add(nn.Dense(2, kernel_regularizer=nn.l2(10.0)))
+    model.predict(x)  # builds the new layer
+    before = model.regularization_loss()
+    model.fit(x, y, epochs=0)
+    assert before > 0 and before == pytest.approx(model.regularization_loss())

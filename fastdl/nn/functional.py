@@ -347,6 +347,7 @@ class Model(Training):
     set_weights = Sequential.set_weights
     save = Sequential.save
     load = Sequential.load
+    _names_in_file = Sequential._names_in_file
     _saved_weights = Sequential._saved_weights
     _checked_file = Sequential._checked_file
     _optimizer_weights = Sequential._optimizer_weights

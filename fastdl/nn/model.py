@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import re
 import zipfile
 
 import numpy as np
@@ -10,7 +11,7 @@ from fastdl import _device
 from fastdl._validation import all_finite
 from fastdl.nn.layers import Dense, Input
 from fastdl.nn.losses import get_loss
-from fastdl.nn.module import Layer, build_layer, check_shape, default_layer_name, ends_in_softmax, unnamed
+from fastdl.nn.module import Layer, build_layer, check_shape, default_layer_name, ends_in_softmax, snake_case, unnamed
 from fastdl.nn.optimizers import get_optimizer
 from fastdl.nn.training import Training, check_batch_size, check_verbose
 
@@ -453,12 +454,15 @@ class Sequential(Training):
     def _checked_file(self, path, data, meta):
         """(the weights to set, as _saved_weights gives them; the optimizer's saved slots, None
         where there are none to restore), once all of the file is checked against the model."""
-        targets = self._saved_weights(path, data)
+        spell = self._names_in_file(path, data)
+        targets = self._saved_weights(path, data, spell)
         if meta["optimizer"] is None or self.optimizer is None:
             return targets, None
         self._attach_optimizer()
         held = self._optimizer_weights()
-        saved = meta.get("optimizer_weights", held)  # (files from before it was saved: by shape)
+        renamed = {spell(name): name for name, _ in self.parameters()}
+        # (files from before it was saved: by shape)
+        saved = [renamed.get(name, name) for name in meta.get("optimizer_weights", held)]
         if sorted(saved) != sorted(held) or len(set(held)) != len(held) and saved != held:
             raise ValueError(f"{path} holds the optimizer's state of weights {saved}, "
                              f"this model's optimizer trains {held} (another set of frozen layers?)")
@@ -473,17 +477,31 @@ class Sequential(Training):
         self.optimizer.check_state_dict(meta["optimizer"], opt_arrays)
         return targets, opt_arrays
 
-    def _saved_weights(self, path, data):
-        """[(name, the model's array, the file's array)] of every weight in the file `data`, once
-        their names and shapes are checked against the model's."""
-        params = self.parameters()
+    def _names_in_file(self, path, data):
+        """The function that gives a weight's name in the file `data` (its own, or for a file saved
+        before unnamed layers took Keras 3's names, the name it had then: "conv2dtranspose" for
+        "conv2d_transpose", "leaky_relu" for "leaky_re_lu"), once the names are checked."""
+        names = [name for name, _ in self.parameters()]
         saved = {k[len("param:"):] for k in data.files if k.startswith("param:")}
-        if saved != {name for name, _ in params}:
-            raise ValueError(f"{path} holds weights for layers {sorted(saved)}, this model has {[n for n, _ in params]}")
+        if saved == set(names):
+            return lambda name: name
+        before = _names_before_keras_3(self)
+
+        def spell(name):
+            *layers, weight = name.split("/")
+            return "/".join([before.get(layer, layer) for layer in layers] + [weight])
+
+        if saved != {spell(name) for name in names}:
+            raise ValueError(f"{path} holds weights for layers {sorted(saved)}, this model has {names}")
+        return spell
+
+    def _saved_weights(self, path, data, spell):
+        """[(name, the model's array, the file's array)] of every weight in the file `data`, once
+        their shapes are checked against the model's (spell: _names_in_file's)."""
+        targets = [(name, p.value, data[f"param:{spell(name)}"]) for name, p in self.parameters()]
         # Files from before non-trainable state keep the freshly built statistics.
-        targets = [(name, p.value, data[f"param:{name}"]) for name, p in params]
-        targets += [(name, a, data[f"state:{name}"]) for name, a in self.non_trainable_weights()
-                    if f"state:{name}" in data.files]
+        targets += [(name, a, data[f"state:{spell(name)}"]) for name, a in self.non_trainable_weights()
+                    if f"state:{spell(name)}" in data.files]
         for name, target, value in targets:
             if value.shape != target.shape:
                 raise ValueError(f"{path}: weight {name} has shape {value.shape}, the model's has {target.shape}")
@@ -491,6 +509,22 @@ class Sequential(Training):
 
 
 SAVE_FORMAT = "fastdl.nn/1"
+
+
+def _names_before_keras_3(model):
+    """{name of an unnamed layer in model (or in the models inside it): the name fastdl gave it
+    before it took Keras 3's rule}, for the classes whose snake case the rule changed."""
+    names = {}
+    for layer in model.layers:
+        kind = type(layer).__name__
+        now = snake_case(kind)
+        then = re.sub(r"(?<=[a-z0-9])(?=[A-Z][a-z])", "_", kind).lower()
+        suffix = layer.name[len(now):]
+        if then != now and layer.name.startswith(now) and re.fullmatch(r"(_\d+)?", suffix):
+            names[layer.name] = then + suffix
+        if isinstance(layer, Training):
+            names.update(_names_before_keras_3(layer))
+    return names
 
 # What building a layer or a model sets on it (the parameters stay, made afresh at the next build).
 _BUILD_ATTRIBUTES = ("built", "input_shape", "output_shape", "dtype", "rng", "backend", "on_device", "_steps")

@@ -97,32 +97,29 @@ def _overrides(callback, *hooks):
 
 
 def _finite(array):
-    """Whether a host or device array holds no NaN or infinity: its sum of squares is finite (one
-    BLAS dot, or one GEMM on the device, read back), else its values are looked at. Called inside
-    the model's BLAS policy (_blas_policy), which sets the dot's threads."""
-    if array.size == 0:
-        return True
-    if _device.is_device(array):
-        from fastdl.ops._nn_on_device import sum_of_squares
-
-        return math.isfinite(sum_of_squares(array)) or all_finite(_device.host(array))
-    flat = array.reshape(-1)
-    with np.errstate(over="ignore", invalid="ignore"):
-        return bool(np.isfinite(np.dot(flat, flat))) or all_finite(flat)
+    """Whether a host or device array holds no NaN or infinity (its sum of squares is finite, or
+    failing that, its values are). Called inside the model's BLAS policy (_blas_policy), which sets
+    the dot's threads."""
+    return _squares_finite(array) or all_finite(_device.host(array))
 
 
 def _squares_finite(array):
-    """Whether the sum of squares of a host or device array is finite in its dtype: no NaN or
-    infinity, and no value whose square leaves float range."""
+    """Whether every value of a host or device array squares to a finite number in its dtype: its
+    sum of squares is finite (one BLAS dot, or one GEMM on the device, read back), or failing that
+    (a sum past float range), its values are looked at."""
     if array.size == 0:
         return True
     if _device.is_device(array):
         from fastdl.ops._nn_on_device import sum_of_squares
 
-        return math.isfinite(sum_of_squares(array))
+        if math.isfinite(sum_of_squares(array)):
+            return True
+        array = _device.host(array)
     flat = array.reshape(-1)
     with np.errstate(over="ignore", invalid="ignore"):
-        return bool(np.isfinite(np.dot(flat, flat)))
+        if np.isfinite(np.dot(flat, flat)):
+            return True
+        return bool(all_finite(flat) and np.abs(flat).max() <= math.sqrt(np.finfo(flat.dtype).max))
 
 
 class _TrainBatchHooks:
@@ -134,13 +131,18 @@ class _TrainBatchHooks:
 
     def __init__(self, model, callbacks, n_batches):
         self.model, self.callbacks, self.n_batches = model, callbacks, n_batches
+        self._stop_after_this = False
 
     def on_batch_end(self, batch, logs):
         for callback in self.callbacks:
             callback.on_train_batch_end(batch, logs)
+        if self._stop_after_this:  # asked at this batch's begin: it trained, as in Keras; now stop
+            self.model.stop_training, self._stop_after_this = True, False
         if batch + 1 < self.n_batches and not self.model.stop_training:
             for callback in self.callbacks:
                 callback.on_train_batch_begin(batch + 1, {})
+            if self.model.stop_training:  # the loop would stop before that batch: it trains first
+                self.model.stop_training, self._stop_after_this = False, True
 
 
 def stopped_at(exc, epoch, batch):
@@ -234,8 +236,11 @@ class Training(GradientFlags, Layer):
         any, those of the layers not frozen)."""
         if trained is None:
             optimizer = getattr(self, "optimizer", None)
-            params = optimizer.params if optimizer is not None and optimizer.attached else \
-                [p for _, p in self.trainable_parameters()]
+            if optimizer is not None and optimizer.attached:  # and the layers added since it took them
+                params = optimizer.params + [p for layer in self.__dict__.get("_added_layers", [])
+                                             for _, p in layer.trainable_parameters()]
+            else:
+                params = [p for _, p in self.trainable_parameters()]
             trained = {id(p) for p in params}
         total = 0.0
         for layer in self.layers:
@@ -302,6 +307,11 @@ class Training(GradientFlags, Layer):
             raise
         finally:
             del self._gradients_checked
+        if not all(_finite(array) for array, _ in statistics):
+            for array, copy in statistics:
+                _device.assign(array, copy)
+            raise NonFiniteError("this train_on_batch step made the moving statistics NaN or infinite (inputs "
+                                 "beyond float range?); they are put back to those from before it")
         return logs if return_dict else self._result(logs)
 
     def _check_gradients(self):
@@ -448,7 +458,7 @@ class Training(GradientFlags, Layer):
             if val is not None:
                 logs.update({"val_" + key: value for key, value in self._test(*val, batch_size, callbacks).items()})
             self.epochs_trained = epoch + 1
-            last_logs = dict(logs)
+            last_logs = dict(logs)  # on_train_end's, as Keras 3.15 passes them: without what callbacks add
             # Every callback sees the epoch, even after one asked to stop; they share one logs dict,
             # as in Keras, so History (the last but the progress display) records what they added.
             stops = [callback.on_epoch_end(epoch, logs) for callback in callbacks]
@@ -483,8 +493,7 @@ class Training(GradientFlags, Layer):
         return logs
 
     def _guarded(self, train, before):
-        """train() (an epoch of fit, or train_on_batch's step), never leaving NaN or infinite weights
-        or optimizer state.
+        """train() (an epoch of fit), never leaving NaN or infinite weights or optimizer state.
 
         The loss is checked at every step, but a float32 gradient or update can overflow while the
         float64 loss stays finite (inputs of 1e20, say): the weights went to inf with no error, or

@@ -1,5 +1,5 @@
 """Max-pooling, average-pooling and upsampling kernels (numba.cuda); mirrors kernels/cpu/pool.py and
-kernels/npy/pool.py; and the column copies of fastdl.nn's Concatenate layer on the device.
+kernels/npy/pool.py.
 
 x, out, dout, dx are channels-last device arrays (n, h, w, c) of one float dtype; the window
 arguments are Python ints (pool_geometry's first six values). Window (i, j) covers rows
