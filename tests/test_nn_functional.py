@@ -137,7 +137,10 @@ def test_layers_and_weights_in_keras_order():
     inputs = Input(3)
     shallow = nn.Dense(3, name="e1")(inputs)
     deep = nn.Dense(3, name="d2")(nn.Dense(3, name="d1")(inputs))
-    assert [layer.name for layer in Model(inputs, [shallow, deep]).layers] == ["d1", "e1", "d2"]
+    two_heads = Model(inputs, [shallow, deep])
+    assert [layer.name for layer in two_heads.layers] == ["d1", "e1", "d2"]
+    rows = [line.split()[0] for line in two_heads.summary(print_fn=None).splitlines() if "(Dense)" in line]
+    assert rows == ["d1", "e1", "d2"]  # the summary's rows too
     chain = nn.Dense(2, name="c")(nn.Dense(3, name="b")(nn.Dense(3, name="a")(inputs)))
     model = Model(inputs, [nn.Dense(2, name="x")(inputs), chain])
     assert [layer.name for layer in model.layers] == ["a", "b", "x", "c"]

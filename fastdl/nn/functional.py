@@ -357,7 +357,8 @@ class Model(Training):
     def summary(self, print_fn=print):
         """Keras-style table of layers, output shapes, parameter counts and inputs; returns it as a string."""
         rows = [(f"{self.input.name} (InputLayer)", format_shape(self.input.shape), "0", "")]
-        for node in self._nodes:
+        node_of = {id(node._layer): node for node in self._nodes}
+        for node in (node_of[id(layer)] for layer in self.layers):  # in Keras' order
             source = ", ".join(self.input.name if parent is self.input else parent._layer.name
                                for parent in node._parents)
             rows.append((f"{node._layer.name} ({type(node._layer).__name__})", format_shape(node.shape),
