@@ -382,3 +382,49 @@ def test_device_batches_of_many_shapes_keep_few_buffers(cuda_backend):
     for n in range(1, 13):
         np.testing.assert_allclose(model.predict(x[:n], batch_size=8), model.predict(x, batch_size=8)[:n], rtol=1e-6)
     assert len(model._device_batches) <= 4
+
+
+@pytest.mark.parametrize("kind", ["dense", "activation", "conv2d", "vae_decoder"])
+def test_sigmoid_output_fused_with_binary_cross_entropy_as_on_the_cpu(cuda_backend, kind):
+    """A sigmoid output's binary cross-entropy starts from its logits on the device too: the loss
+    softplus(z) - y z, its gradient at z (a saturated output learns), accuracy of p > 0.5, and
+    predictions sigmoid(z), as on the numpy backend."""
+    dtype = np.float64
+    rng = np.random.default_rng(5)
+    if kind in ("dense", "activation"):
+        x, y = rng.random((6, 3)), rng.choice([0.0, 1.0], (6, 2))
+    elif kind == "conv2d":
+        x, y = rng.random((4, 3, 3, 2)), rng.choice([0.0, 1.0, 0.3], (4, 3, 3, 2))
+    else:
+        x, y = rng.random((4, 2)), rng.choice([0.0, 1.0], (4, 2, 2, 1))
+
+    def build(backend):
+        if kind == "dense":
+            return nn.Sequential([nn.Input((3,)), nn.Dense(2, activation="sigmoid")], seed=1, dtype=dtype,
+                                 backend=backend)
+        if kind == "activation":
+            return nn.Sequential([nn.Input((3,)), nn.Dense(2), nn.Activation("sigmoid")], seed=1, dtype=dtype,
+                                 backend=backend)
+        if kind == "conv2d":
+            return nn.Sequential([nn.Input((3, 3, 2)), nn.Conv2D(2, 3, padding="same", activation="sigmoid")],
+                                 seed=1, dtype=dtype, backend=backend)
+        decoder = nn.Sequential([nn.Input((2,)), nn.Dense(4, activation="relu"), nn.Reshape((2, 2, 1)),
+                                 nn.Conv2D(1, 3, padding="same", activation="sigmoid")], seed=2, dtype=dtype)
+        inputs = nn.Input((2,))
+        return nn.Model(inputs, decoder(nn.Dense(2)(inputs)), seed=1, dtype=dtype, backend=backend)
+
+    results = {}
+    for backend in ("numpy", "cuda"):
+        model = build(backend)
+        model.compile(nn.SGD(0.5), "binary_crossentropy", metrics=["accuracy"])
+        model.predict(x[:1])
+        weights = model.get_weights()
+        weights[-1] = weights[-1] - 18.0  # the output's bias: saturated (p ~ 1e-8) on the wrong side of 1s
+        model.set_weights(weights)
+        logs = [model.evaluate(x, y)] + [model.train_on_batch(x, y) for _ in range(3)]
+        results[backend] = logs, model.get_weights(), model.predict(x), weights[-1]
+    (cpu_logs, cpu_weights, cpu_out, start), (gpu_logs, gpu_weights, gpu_out, _) = results["numpy"], results["cuda"]
+    np.testing.assert_allclose(gpu_logs, cpu_logs, rtol=TOL[dtype], atol=TOL[dtype])
+    _assert_same(cpu_weights, gpu_weights, dtype)
+    np.testing.assert_allclose(gpu_out, cpu_out, rtol=TOL[dtype], atol=TOL[dtype])
+    assert (gpu_weights[-1] - start > 0.1).all()  # the saturated output's bias moved

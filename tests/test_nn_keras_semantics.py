@@ -186,6 +186,61 @@ def test_accuracy_with_binary_cross_entropy_scores_each_output(backend):
     assert model.evaluate(x, targets)[1] == pytest.approx(15 / 18)
 
 
+def _saturated_sigmoid(layer):
+    """Set a sigmoid output layer's weights so that it gives p = sigmoid(-18) = 1.5e-8 everywhere."""
+    layer.kernel.value[...] = 0.0
+    layer.bias.value[...] = -18.0
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv2d", "vae_decoder", "gan"])
+def test_a_sigmoid_output_saturated_on_the_wrong_side_still_learns(backend, kind):
+    """As Keras on TensorFlow, whose binary_crossentropy reads a sigmoid output's logits z: against
+    a target of 1, p = sigmoid(-18) has loss softplus(18) and gradient sigmoid(z) - 1 = -1 at z (a
+    clipped loss, flat below p = 1e-7, would leave it saturated for good). The same through a
+    Sequential that is a functional model's output (a VAE's decoder), and for a GAN's generator
+    under its frozen discriminator's sigmoid."""
+    lr, steps, rng = 0.1, 20, np.random.default_rng(0)
+    if kind == "dense":
+        model = nn.Sequential([nn.Input((2,)), nn.Dense(1, activation="sigmoid")], seed=0, backend=backend)
+        out = model.layers[-1]
+        x, y = np.ones((8, 2)), np.ones((8, 1))
+    elif kind == "conv2d":
+        model = nn.Sequential([nn.Input((3, 3, 1)), nn.Conv2D(2, 3, padding="same", activation="sigmoid")], seed=0,
+                              backend=backend)
+        out = model.layers[-1]
+        x, y = rng.random((4, 3, 3, 1)), np.ones((4, 3, 3, 2))
+    elif kind == "vae_decoder":
+        out = nn.Conv2D(1, 3, padding="same", activation="sigmoid")
+        decoder = nn.Sequential([nn.Input((2,)), nn.Dense(4), nn.Reshape((2, 2, 1)), out], seed=1, backend=backend)
+        inputs = nn.Input((2,))
+        model = nn.Model(inputs, decoder(nn.Dense(2)(inputs)), seed=0, backend=backend)
+        x, y = rng.random((4, 2)), np.ones((4, 2, 2, 1))
+    else:
+        generator = nn.Sequential([nn.Input((2,)), nn.Dense(2)], seed=1, backend=backend)
+        discriminator = nn.Sequential([nn.Input((2,)), nn.Dense(1, activation="sigmoid")], seed=2, backend=backend)
+        discriminator.compile("sgd", "binary_crossentropy")
+        discriminator.trainable = False
+        noise = nn.Input((2,))
+        model = nn.Model(noise, discriminator(generator(noise)), seed=0, backend=backend)
+        out = discriminator.layers[-1]
+        x, y = rng.standard_normal((8, 2)), np.ones((8, 1))
+    model.compile(nn.SGD(lr), "binary_crossentropy")
+    model.predict(x[:1])  # built
+    _saturated_sigmoid(out)
+    assert model.evaluate(x, y) == pytest.approx(np.logaddexp(0.0, 18.0), rel=1e-6)  # not -log(1e-7) = 16.1
+    if kind == "gan":
+        out.kernel.value[...] = 0.5  # the generator's gradient comes through the discriminator's kernel
+        before = generator.get_weights()
+        model.train_on_batch(x, y)
+        assert all(np.abs(b - a).max() > 1e-3 for b, a in zip(before, generator.get_weights()))
+        assert out.bias.value[0] == -18.0  # frozen
+        return
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    # Each step adds lr times the mean of 1 - p over the output's values, one channel's share each.
+    np.testing.assert_allclose(out.bias.value, -18.0 + steps * lr / out.bias.value.size, atol=1e-3)
+
+
 def test_calls_that_fail_leave_the_model_as_it_was(backend, tmp_path):
     rng = np.random.default_rng(4)
     x, y = rng.standard_normal((8, 4)), rng.standard_normal((8, 2))

@@ -186,3 +186,153 @@ def test_kl_term_of_float32_sampling_is_worked_out_in_float64():
     expected = 0.7 * np.mean(-0.5 * np.sum(1 + log_var - mean ** 2 - np.exp(log_var), axis=1))
     assert np.isfinite(model.losses).all()
     assert model.losses[0] == pytest.approx(expected, rel=1e-4)  # log_var's float32 rounding, times exp
+
+
+# -- a sigmoid output fused with binary cross-entropy (as Keras on TensorFlow) ----------------------
+
+def softplus_loss(z, y):
+    """Keras on TensorFlow's binary cross-entropy of sigmoid(z): the mean of softplus(z) - y z, float64."""
+    z = np.asarray(z, np.float64)
+    return float(np.mean(np.logaddexp(0.0, z) - y * z))
+
+
+def sigmoid_output_model(kind, activation="sigmoid", backend=None, dtype="float64"):
+    """(model, the layer whose bias makes the output's logits, sample shape): a model whose output
+    is `activation`'s, made by the layer `kind` names, alone or inside a model."""
+    def sequential(*layers, shape=(3,), seed=0):
+        return nn.Sequential([nn.Input(shape), *layers], seed=seed, dtype=dtype, backend=backend)
+
+    if kind == "dense":
+        last = nn.Dense(2, activation=activation)
+        return sequential(nn.Dense(4, activation="tanh"), last), last, (3,)
+    if kind == "activation":
+        last = nn.Dense(2)
+        return sequential(last, nn.Activation(activation or "linear")), last, (3,)
+    if kind == "conv2d":  # per-pixel targets, as a VAE's
+        last = nn.Conv2D(2, 3, padding="same", activation=activation)
+        return sequential(last, shape=(4, 4, 2)), last, (4, 4, 2)
+    if kind == "conv2d_transpose":
+        last = nn.Conv2DTranspose(1, 3, strides=2, padding="same", activation=activation)
+        return sequential(last, shape=(2, 2, 2)), last, (2, 2, 2)
+    if kind == "functional":
+        inputs, last = nn.Input((3,)), nn.Dense(2, activation=activation)
+        model = nn.Model(inputs, last(nn.Dense(4, activation="tanh")(inputs)), seed=0, dtype=dtype, backend=backend)
+        return model, last, (3,)
+    if kind == "decoder_in_functional":  # a6's VAE: a Sequential decoder is the functional model's output
+        last = nn.Conv2D(1, 3, padding="same", activation=activation)
+        decoder = sequential(nn.Dense(8, activation="relu"), nn.Reshape((2, 2, 2)), last, seed=1)
+        inputs = nn.Input((3,))
+        return nn.Model(inputs, decoder(nn.Dense(3)(inputs)), seed=0, dtype=dtype, backend=backend), last, (3,)
+    if kind == "functional_in_sequential":
+        inner_inputs, last = nn.Input((3,)), nn.Dense(2, activation=activation)
+        inner = nn.Model(inner_inputs, last(inner_inputs), seed=1, dtype=dtype, backend=backend)
+        return sequential(nn.Dense(3, activation="tanh"), inner), last, (3,)
+    raise AssertionError(kind)
+
+
+SIGMOID_KINDS = ["dense", "activation", "conv2d", "conv2d_transpose", "functional", "decoder_in_functional",
+                 "functional_in_sequential"]
+
+
+def numeric_weight_grads(model, loss_of, eps=1e-6):
+    """d loss_of() / d each of model's weights, by central differences (float64 models)."""
+    weights = model.get_weights()
+    grads = []
+    for i, w in enumerate(weights):
+        g = np.zeros_like(w)
+        for idx in np.ndindex(w.shape):
+            values = []
+            for sign in (1, -1):
+                shifted = [a.copy() for a in weights]
+                shifted[i][idx] += sign * eps
+                model.set_weights(shifted)
+                values.append(loss_of())
+            g[idx] = (values[0] - values[1]) / (2 * eps)
+        grads.append(g)
+    model.set_weights(weights)
+    return grads
+
+
+def _saturated(kind, backend, dtype="float64"):
+    """A sigmoid-output model (sigmoid_output_model) whose output bias is moved by +-20, so that
+    some outputs saturate on the wrong side of their targets (p < 1e-7 for a target of 1, or
+    p > 1 - 1e-7 for 0); its inputs, targets (0, 1 and soft ones), and its logits' twin (the same
+    layers and weights with a linear output)."""
+    rng = np.random.default_rng(0)
+    model, last, shape = sigmoid_output_model(kind, backend=backend, dtype=dtype)
+    x = rng.standard_normal((4, *shape))
+    out_shape = model.predict(x[:1]).shape[1:]  # (builds it)
+    last.bias.value[...] += np.where(np.arange(last.bias.value.size) % 2 == 0, -20.0, 20.0)
+    y = rng.choice([0.0, 1.0, 0.3], size=(4, *out_shape))
+    twin, _, _ = sigmoid_output_model(kind, activation=None, backend=backend, dtype=dtype)
+    twin.predict(x[:1])
+    twin.set_weights(model.get_weights())
+    return model, x, y, twin
+
+
+@pytest.mark.parametrize("kind", SIGMOID_KINDS)
+def test_binary_cross_entropy_of_a_sigmoid_output_starts_from_its_logits(backend, kind):
+    """As Keras on TensorFlow: loss softplus(z) - y z of the sigmoid's input z (not the clipped loss
+    of p), its gradient the slope of that loss even where p saturated; predictions are sigmoid(z),
+    accuracy reads them (p > 0.5); fit and evaluate log the same loss for the same weights."""
+    model, x, y, twin = _saturated(kind, backend)
+    model.compile(nn.SGD(1.0), "binary_crossentropy", metrics=["accuracy"])
+    z = twin.predict(x)
+    assert (np.abs(z) > 17).any()  # saturated outputs: p = sigmoid(z) within 1e-7 of 0 or 1
+    np.testing.assert_allclose(model.predict(x), 1 / (1 + np.exp(-z)), rtol=1e-12)
+    expected = [softplus_loss(z, y), np.mean((z > 0) == (y > 0.5))]
+    np.testing.assert_allclose(model.evaluate(x, y), expected, rtol=1e-10)
+    numeric = numeric_weight_grads(model, lambda: model.evaluate(x, y, batch_size=len(x))[0])
+    before = model.get_weights()
+    np.testing.assert_allclose(model.train_on_batch(x, y), expected, rtol=1e-10)  # the loss before the step
+    for b, a, e in zip(before, model.get_weights(), numeric):
+        np.testing.assert_allclose(b - a, e, atol=1e-8)
+    model.set_weights(before)
+    model.compile(nn.SGD(0.0), "binary_crossentropy", metrics=["accuracy"])
+    logged = model.fit(x, y, batch_size=len(x), verbose=0).history
+    np.testing.assert_allclose([logged["loss"][0], logged["accuracy"][0]], expected, rtol=1e-10)
+    assert model._fused() if isinstance(model, nn.Sequential) else model._fused_outputs
+
+
+def test_fused_binary_cross_entropy_is_the_same_on_every_backend(dtype):
+    from conftest import ready_backends
+
+    results = {}
+    for backend in ready_backends():
+        model, x, y, _ = _saturated("decoder_in_functional", backend, dtype)
+        model.compile(nn.Adam(0.01), "binary_crossentropy")
+        losses = [model.train_on_batch(x, y) for _ in range(3)]
+        results[backend] = losses, model.get_weights()
+    tol = 1e-10 if dtype is np.float64 else 2e-5
+    reference = results.pop("numpy")
+    for losses, weights in results.values():
+        np.testing.assert_allclose(losses, reference[0], rtol=tol)
+        for a, b in zip(weights, reference[1]):
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+def test_a_sigmoid_output_another_layer_reads_is_not_fused(backend):
+    """As for softmax: the loss's gradient would have to meet the other layer's at p, so the
+    output keeps Keras' clipped loss (no gradient where clipped)."""
+    inputs = nn.Input((2,))
+    probs = nn.Dense(1, activation="sigmoid", name="p")(inputs)
+    model = nn.Model(inputs, [probs, nn.Dense(1, name="q")(probs)], seed=0, dtype="float64", backend=backend)
+    model.compile(nn.SGD(0.1), ["binary_crossentropy", "mse"])
+    layer = model.layers[1] if model.layers[1].name == "p" else model.layers[0]
+    layer.kernel.value[...] = 0.0
+    layer.bias.value[...] = -18.0  # p = 1.5e-8, clipped to 1e-7
+    x, y = np.ones((4, 2)), [np.ones((4, 1)), np.zeros((4, 1))]
+    assert not model._fused_outputs
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert logs["p_loss"] == pytest.approx(-np.log(EPSILON), rel=1e-12)
+    assert abs(layer.bias.value[0] + 18.0) < 1e-6  # only q's gradient through the saturated sigmoid
+
+
+def test_outputs_that_are_no_sigmoids_keep_the_clipped_binary_cross_entropy(backend):
+    for activation in (None, "relu", "tanh"):
+        model, _, _ = sigmoid_output_model("dense", activation=activation, backend=backend)
+        model.compile("sgd", "binary_crossentropy")
+        assert not model._fused()
+    model, _, _ = sigmoid_output_model("dense", backend=backend)
+    model.compile("sgd", nn.BinaryCrossentropy(from_logits=True))  # outputs taken as logits as they are
+    assert not model._fused()

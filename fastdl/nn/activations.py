@@ -7,7 +7,7 @@ from fastdl import backend as _backend
 from fastdl._parallel import threads_worth_it
 from fastdl.ops import activation_grad
 from fastdl.ops.dense import ACTIVATIONS, LEAKY_ALPHA, activation_grad_into, activation_into, check_alpha
-from fastdl.nn.module import Layer
+from fastdl.nn.module import LOGIT_ACTIVATIONS, Layer, as_layer_input
 from fastdl.ops import _nn_on_device
 
 NAMES = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax")
@@ -60,13 +60,16 @@ def softmax_grad(out, dout, backend=None):
 
 
 def apply(name, z, alpha=LEAKY_ALPHA, backend=None, into=None):
-    """activation(z), in place where it can be (z: C-contiguous float array); softmax into `into`
-    where given (a layer's reused buffer), else a new array."""
-    if name == "linear":
-        return z
+    """activation(z) (z: C-contiguous float array) into `into` where given (an array of z's shape
+    and dtype: a layer's reused buffer), z left as it is; else in place where it can be, softmax
+    into a new array."""
     if name == "softmax":
         return softmax(z, backend, into)
-    activation_into(_device.last_axis_rows(z) if z.ndim else z.reshape(1, 1), ACTIVATIONS[name], backend, alpha)
+    if into is not None:
+        _device.assign(into, z)
+        z = into
+    if name != "linear":
+        activation_into(_device.last_axis_rows(z) if z.ndim else z.reshape(1, 1), ACTIVATIONS[name], backend, alpha)
     return z
 
 
@@ -103,20 +106,20 @@ class Activation(Layer):
     alpha = LEAKY_ALPHA
     gemm_only = True
     runs_on_device = True
-    softmax_logits = True
+    keeps_logits = True
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self.activation = check_activation(activation)
 
     def forward(self, x, training=False):
-        if self.on_device:  # a copy: the activation works in place
-            z = self._buffer("out", x.shape) if training else self._empty(x.shape)
-            z.copy_to_device(x)
-        else:
-            z = np.array(x, dtype=self.dtype)
-        self._logits = z if self.activation == "softmax" else None
-        self._out = apply(self.activation, z, self.alpha, self.backend)
+        # Into a copy of x (the activation works in place): a training step's buffer, reused, or
+        # an inference output, the caller's. Softmax and sigmoid keep x as their logits for a loss
+        # fused with them (module.fused_layer).
+        x = as_layer_input(x, self.dtype, layer=type(self).__name__)
+        self._logits = x if self.activation in LOGIT_ACTIVATIONS else None
+        out = self._buffer("out", x.shape) if training else self._empty(x.shape)
+        self._out = apply(self.activation, x, self.alpha, self.backend, into=out)
         return self._out
 
     def backward_pre(self, dpre):

@@ -25,7 +25,7 @@ from fastdl.nn import layers as _layers
 from fastdl.nn.losses import get_loss
 from fastdl.nn.model import (Sequential, build_undo, check_metrics, check_nested_dtype, check_output_shape, format_shape,
                              init_model_basics, summary_table)
-from fastdl.nn.module import Layer, build_layer, default_layer_name, ends_in_softmax, unnamed
+from fastdl.nn.module import Layer, build_layer, default_layer_name, fused_layer, unnamed
 from fastdl.nn.optimizers import get_optimizer
 from fastdl.nn.training import Training, _accuracy, check_batch_size, check_verbose, stopped_at
 
@@ -334,6 +334,18 @@ class Model(Training):
         """The one output for a batch x, where this model is a layer of another."""
         return next(iter(self._forward(x, training).values()))
 
+    def logits_layer(self):
+        """Where this model (of one output) is a layer of another: its output layer's, where no
+        other layer reads the output (module.fused_layer)."""
+        tensor, = self.outputs.values()
+        return None if id(tensor) in self._consumers else tensor._layer.logits_layer()
+
+    def backward_pre(self, dpre):
+        """Where this model is a layer of another whose loss fuses with its output: the backward
+        pass from the gradient at its output layer's logits."""
+        tensor, = self.outputs.values()
+        return self._backward_graph({id(tensor): dpre}, fused_nodes={id(tensor)})
+
     def _backward_as_layer(self, dout):
         # As a layer, the output's gradient comes from the outer model: no loss of this model's
         # own is fused into it, whether this model was compiled or not.
@@ -408,10 +420,11 @@ class Model(Training):
         self.loss = losses
         self.loss_weights = {name: float(weight) for name, weight in weights.items()}
         self.metrics = metrics
-        # A softmax output read by no other layer takes the cross-entropy's gradient at its logits.
-        self._fused_outputs = {name for name, tensor in self.outputs.items()
-                               if self.loss[name].fusable and ends_in_softmax(tensor._layer)
-                               and id(tensor) not in self._consumers}
+        # An output read by no other layer whose activation fuses with its loss (module.fused_layer)
+        # takes the loss's gradient at its logits: {output name: the layer that keeps them}.
+        fused = {name: fused_layer(tensor._layer, self.loss[name]) for name, tensor in self.outputs.items()
+                 if id(tensor) not in self._consumers}
+        self._fused_outputs = {name: layer for name, layer in fused.items() if layer is not None}
         self._fused_nodes = {id(self.outputs[name]) for name in self._fused_outputs}
         self.optimizer = optimizer
         self._take_optimizer(optimizer, built=True)
@@ -473,8 +486,8 @@ class Model(Training):
         total = 0.0
         for name, loss in self.loss.items():
             if name in self._fused_outputs:
-                # The cross-entropy starts again from the softmax layer's logits, by log-sum-exp.
-                value = loss.forward_logits(self.outputs[name]._layer._logits, targets.arrays[name])
+                # The loss starts again from the output layer's logits (log-sum-exp, softplus).
+                value = loss.forward_logits(self._fused_outputs[name]._logits, targets.arrays[name])
             else:
                 check_output_shape(outputs[name], len(targets.arrays[name]), self.output_shape[name],
                                    self.outputs[name]._layer)
@@ -501,7 +514,7 @@ class Model(Training):
         """Backpropagate {id(tensor): gradient} through the graph; returns the gradient at the input (None
         where nothing needs it). A tensor feeding several layers gets the sum of their gradients.
 
-        fused_nodes: ids of the outputs whose gradient is already at their softmax's logits."""
+        fused_nodes: ids of the outputs whose gradient is already at their logits (a fused loss's)."""
         input_grad = None
         for node in reversed(self._nodes):
             dout = grads.pop(id(node), None)

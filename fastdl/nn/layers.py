@@ -9,7 +9,7 @@ from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._parallel import threads_worth_it
 from fastdl.nn import activations
-from fastdl.nn.module import Layer, Parameter, as_layer_input, check_shape, get_initializer
+from fastdl.nn.module import LOGIT_ACTIVATIONS, Layer, Parameter, as_layer_input, check_shape, get_initializer
 from fastdl.nn.regularizers import add_grad, get_regularizer
 from fastdl.ops.conv import _geometry, conv2d_grad_into, conv2d_into
 from fastdl.ops.conv_pool import conv2d_pool_grad_into, conv2d_pool_into, pool_fusable
@@ -55,7 +55,7 @@ class _Activated(Layer):
 
     kernel_regularizer = None
     runs_on_device = True
-    softmax_logits = True
+    keeps_logits = True
 
     def regularization_loss(self):
         return 0.0 if self.kernel_regularizer is None else self.kernel_regularizer(self.kernel.value)
@@ -71,12 +71,18 @@ class _Activated(Layer):
             return None, None
         return self.kernel.grad, self.bias.grad if self.use_bias else None
 
+    def _fuses_activation(self):
+        """Whether the layer's kernel applies its activation with the bias (not for softmax and
+        sigmoid, whose logits _activate keeps for a loss fused with them)."""
+        return self.activation in ACTIVATIONS and self.activation not in LOGIT_ACTIVATIONS
+
     def _activate(self, z, training):
-        # Softmax layers keep their logits for a fused softmax-cross-entropy loss. On the device a
-        # training step's softmax goes into a reused buffer; an inference output is the caller's.
-        self._logits = z if self.activation == "softmax" else None
-        reuse = training and self.activation == "softmax" and self.on_device
-        into = self._buffer("softmax", z.shape) if reuse else None
+        # Softmax and sigmoid layers keep their logits z for a loss fused with them (module.fused_layer)
+        # and put the activation elsewhere: a training step's into a reused buffer, an inference
+        # output into the caller's array; other activations work in place.
+        keep = self.activation in LOGIT_ACTIVATIONS
+        self._logits = z if keep else None
+        into = (self._buffer("activated", z.shape) if training else self._empty(z.shape)) if keep else None
         self._out = activations.apply(self.activation, z, backend=self.backend, into=into)
         return self._out
 
@@ -133,11 +139,12 @@ class Dense(_Activated):
         bias = self.bias.value if self.use_bias else None
         shape = (x.shape[0], self.units)
         # A training step's output is overwritten by the next step; an inference output is the caller's.
-        out = self._buffer("out", shape) if training else self._empty(shape)
-        if self.activation in ACTIVATIONS:
+        if self._fuses_activation():
+            out = self._buffer("out", shape) if training else self._empty(shape)
             self._out = dense_into(x, self.kernel.value, bias, ACTIVATIONS[self.activation], out, self.backend)
             return self._out
-        z = dense_into(x, self.kernel.value, bias, 0, out, self.backend)
+        # The logits: a buffer reused from call to call (the output goes to _activate's array).
+        z = dense_into(x, self.kernel.value, bias, 0, self._buffer("out", shape), self.backend)
         if training and self.logits_suffice:
             self._logits = self._out = z
             return z
@@ -220,13 +227,15 @@ class Conv2D(_Activated):
         bias = self.bias.value if self.use_bias else None
         shape = (x.shape[0], *self.output_shape)
         # A training step's output is overwritten by the next step; an inference output is the caller's.
-        out = self._buffer("out", shape) if training else self._empty(shape)
-        if self.activation in ACTIVATIONS:  # fused with the bias, batch by batch
+        if self._fuses_activation():  # with the bias, batch by batch
+            out = self._buffer("out", shape) if training else self._empty(shape)
             self._logits = None
             self._out = conv2d_into(x, self.kernel.value, bias, self._geometry, out, ACTIVATIONS[self.activation],
                                     self.backend)
             return self._out
-        return self._activate(conv2d_into(x, self.kernel.value, bias, self._geometry, out, 0, self.backend), training)
+        # The logits go into a buffer reused from call to call, the output into _activate's array.
+        return self._activate(conv2d_into(x, self.kernel.value, bias, self._geometry, self._buffer("out", shape), 0,
+                                          self.backend), training)
 
     def fuses_with(self, pool):
         """Whether this layer and the MaxPool2D `pool` after it can run as one pass (forward_pooled)."""

@@ -61,14 +61,15 @@ class Conv2DTranspose(_Activated):
         bias = self.bias.value if self.use_bias else None
         shape = (x.shape[0], *self.output_shape)
         # A training step's output is overwritten by the next step; an inference output is the caller's.
-        out = self._buffer("out", shape) if training else self._empty(shape)
-        if self.activation in ACTIVATIONS:  # fused with the bias, batch by batch
+        if self._fuses_activation():  # with the bias, batch by batch
+            out = self._buffer("out", shape) if training else self._empty(shape)
             self._logits = None
             self._out = conv2d_transpose_into(x, self.kernel.value, bias, self._geometry, out,
                                               ACTIVATIONS[self.activation], self.backend)
             return self._out
-        return self._activate(conv2d_transpose_into(x, self.kernel.value, bias, self._geometry, out, 0,
-                                                    self.backend), training)
+        # The logits go into a buffer reused from call to call, the output into _activate's array.
+        return self._activate(conv2d_transpose_into(x, self.kernel.value, bias, self._geometry,
+                                                    self._buffer("out", shape), 0, self.backend), training)
 
     def backward_pre(self, dpre):
         dpre = as_layer_input(dpre, self.dtype, self.output_shape, type(self).__name__ + " backward")

@@ -1,4 +1,5 @@
-"""Losses: value and gradient, with softmax + cross-entropy fused for a stable gradient."""
+"""Losses: value and gradient, with softmax + cross-entropy and sigmoid + binary cross-entropy
+fused for a stable gradient."""
 
 import numbers
 
@@ -15,12 +16,16 @@ _EPSILON = 1e-7  # Keras' clip for probabilities fed to a cross-entropy
 class Loss:
     """A loss averaged over the batch.
 
-    `forward(y_pred, y_true) -> float` and `backward() -> d loss / d y_pred`. Cross-entropies also
-    have `forward_logits` / `backward_logits`, used when the model's last activation is softmax.
+    `forward(y_pred, y_true) -> float` and `backward() -> d loss / d y_pred`. A loss that fuses
+    with an output activation (`fused_activation`) also has `forward_logits(logits, y_true)` and
+    `backward_logits()`: the loss of that activation of the logits, and its gradient with respect
+    to them, which the model uses where its output is that activation's (module.fused_layer).
     """
 
     name = "loss"
-    fusable = False
+    # The output activation the loss fuses with: "softmax" (the cross-entropies), "sigmoid" (binary
+    # cross-entropy), None (no fusing; outputs taken as logits already).
+    fused_activation = None
     # "accuracy" for this loss: None, the class of the largest output (or for a single output, 1
     # above 0.5); a number, each output against its 0/1 target, 1 above this threshold.
     accuracy_threshold = None
@@ -91,13 +96,11 @@ class _CrossEntropy(Loss):
         is that of their softmax, by log-sum-exp.
     """
 
-    fusable = True
-
     def __init__(self, from_logits=False):
         self.from_logits = bool(from_logits)
         # Outputs that are logits already take the fused kernels themselves; a softmax layer's
         # outputs under from_logits are what Keras takes the softmax of again, so no fusing then.
-        self.fusable = not self.from_logits
+        self.fused_activation = None if self.from_logits else "softmax"
 
     def forward_logits(self, logits, y_true):
         """The loss of softmax(logits), by log-sum-exp (no overflow, no log(0)); keeps its gradient."""
@@ -293,9 +296,12 @@ class BinaryCrossentropy(Loss):
     Parameters
     ----------
     from_logits : bool, default False
-        False: y_pred are probabilities (a sigmoid output), clipped to [1e-7, 1 - 1e-7] as Keras,
-        with no gradient where the clip is active (outputs outside that range, from a last layer
-        that is no sigmoid, get none: the clipped loss is flat there).
+        False: y_pred are probabilities. A sigmoid output's loss starts from the sigmoid's input
+        z (the two fuse, as in Keras on TensorFlow and tf.keras 2, whose binary_crossentropy reads
+        a sigmoid's logits; Keras' other backends clip): softplus(z) - y z, gradient
+        sigmoid(z) - y, so an output saturated on the wrong side still learns. Other outputs are
+        clipped to [1e-7, 1 - 1e-7] as Keras, with no gradient where the clip is active (the
+        clipped loss is flat there).
         True: y_pred are logits z; the loss softplus(z) - y z is computed without overflow and its
         gradient is sigmoid(z) - y.
     """
@@ -309,6 +315,7 @@ class BinaryCrossentropy(Loss):
     def __init__(self, from_logits=False):
         self.from_logits = bool(from_logits)
         self.accuracy_threshold = 0.0 if self.from_logits else 0.5
+        self.fused_activation = None if self.from_logits else "sigmoid"
 
     def check_targets(self, y, n_samples, output_shape):
         y = _check_real_targets(y, n_samples, output_shape)
@@ -316,17 +323,26 @@ class BinaryCrossentropy(Loss):
             raise ValueError("binary cross-entropy targets must lie in [0, 1]")
         return y
 
+    def forward_logits(self, logits, y_true):
+        """The loss of sigmoid(logits), softplus(z) - y z with exp of a non-positive number only;
+        keeps its gradient (sigmoid(z) - y) / size."""
+        size = max(logits.size, 1)
+        total, self._grad = self._run("binary_xent_logits", logits, y_true, scale=1.0 / size)
+        return total / size
+
     def forward(self, y_pred, y_true):
-        size = max(y_pred.size, 1)
         if self.from_logits:
-            # softplus(z) - y z, with exp of a non-positive number only; gradient sigmoid(z) - y.
-            total, self._grad = self._run("binary_xent_logits", y_pred, y_true, scale=1.0 / size)
-        else:  # probabilities clipped to [1e-7, 1 - 1e-7], as Keras
-            total, self._grad = self._run("binary_xent", y_pred, y_true, _EPSILON, scale=1.0 / size)
+            return self.forward_logits(y_pred, y_true)
+        # Probabilities that are no sigmoid's (or whose sigmoid other layers read too), clipped to
+        # [1e-7, 1 - 1e-7] as Keras.
+        size = max(y_pred.size, 1)
+        total, self._grad = self._run("binary_xent", y_pred, y_true, _EPSILON, scale=1.0 / size)
         return total / size
 
     def backward(self):
         return self._grad
+
+    backward_logits = backward
 
 
 def _like_outputs(grad, on_device):

@@ -11,7 +11,7 @@ from fastdl import _device
 from fastdl._validation import all_finite
 from fastdl.nn.layers import Dense, Input
 from fastdl.nn.losses import get_loss
-from fastdl.nn.module import Layer, build_layer, check_shape, default_layer_name, ends_in_softmax, snake_case, unnamed
+from fastdl.nn.module import Layer, build_layer, check_shape, default_layer_name, fused_layer, snake_case, unnamed
 from fastdl.nn.optimizers import get_optimizer
 from fastdl.nn.training import Training, check_batch_size, check_verbose
 
@@ -249,8 +249,17 @@ class Sequential(Training):
         self._take_optimizer(optimizer, built=self.input_shape is not None)
 
     def _fused(self):
-        last = self.layers[-1]
-        return self.loss.fusable and ends_in_softmax(last)
+        """Whether the loss starts from the last layer's logits (module.fused_layer)."""
+        return fused_layer(self.layers[-1], self.loss) is not None
+
+    def logits_layer(self):
+        """Where this model is a layer of another: its last layer's (module.fused_layer)."""
+        return self.layers[-1].logits_layer() if self.layers else None
+
+    def backward_pre(self, dpre):
+        """Where this model is a layer of another whose loss fuses with its output: the backward
+        pass from the gradient at the logits of its last layer."""
+        return self._backward(dpre, fused=True)
 
     @contextlib.contextmanager
     def _training_to_logits(self):
@@ -260,7 +269,8 @@ class Sequential(Training):
         a step). Where two probabilities round to the same float32, the logits still tell which
         class is the more likely."""
         last = self.layers[-1]
-        last.logits_suffice = self._fused() and isinstance(last, Dense) and last.units > 1
+        last.logits_suffice = self._fused() and isinstance(last, Dense) and last.activation == "softmax" \
+            and last.units > 1
         try:
             yield
         finally:
@@ -310,8 +320,8 @@ class Sequential(Training):
         """The loss of a batch plus the layers' weight penalties (as Keras, in training and evaluation)."""
         check_output_shape(out, len(y), self.output_shape, self.layers[-1])
         if self._fused():
-            # The cross-entropy starts again from the last layer's logits, by log-sum-exp.
-            loss = self.loss.forward_logits(self.layers[-1]._logits, y)
+            # The loss starts again from the last layer's logits (log-sum-exp, softplus).
+            loss = self.loss.forward_logits(fused_layer(self.layers[-1], self.loss)._logits, y)
         else:
             loss = self.loss.forward(out, y)
         return loss + self.regularization_loss() + sum(self.losses)

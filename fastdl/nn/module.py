@@ -203,11 +203,24 @@ def build_layer(layer, input_shape, rng, dtype):
         Layer.build(layer, input_shape, rng, dtype)
 
 
-def ends_in_softmax(layer):
-    """Whether a fused softmax-cross-entropy loss can start from the layer's logits: a layer of
-    fastdl's that keeps them (`softmax_logits`) with a softmax activation (a layer of the user's
-    with an `activation` attribute of its own has no logits to start from)."""
-    return layer.softmax_logits and getattr(layer, "activation", None) == "softmax"
+# The activations whose layers keep their input, the logits, for a loss fused with them.
+LOGIT_ACTIVATIONS = ("softmax", "sigmoid")
+
+
+def fused_layer(layer, loss):
+    """The layer whose logits `loss` starts from where it fuses with the output of `layer` (a
+    model's output layer), else None.
+
+    They fuse where the output is made by a layer of fastdl's that keeps its logits (`logits_layer`:
+    the layer itself, or for a model used as a layer, its own output layer's) with the activation
+    the loss fuses with (`loss.fused_activation`: softmax for the cross-entropies, sigmoid for
+    binary cross-entropy). The loss then starts from the logits and the backward pass from its
+    gradient there (`backward_pre`). A layer of the user's with an `activation` attribute of its
+    own has no logits to start from.
+    """
+    source = layer.logits_layer()
+    wanted = getattr(loss, "fused_activation", None)
+    return source if wanted is not None and source is not None and source.activation == wanted else None
 
 
 def snake_case(class_name):
@@ -265,9 +278,9 @@ class Layer:
     # fastdl/ops/_nn_on_device.py); a model on the cuda backend sets on_device on each layer.
     runs_on_device = False
     on_device = False
-    # Whether a softmax activation of the layer keeps its logits (_logits) and takes the
-    # gradient at them (backward_pre), for a fused softmax-cross-entropy loss (ends_in_softmax).
-    softmax_logits = False
+    # Whether a softmax or sigmoid activation of the layer keeps its logits (_logits) and the layer
+    # takes the gradient at them (backward_pre), for a loss fused with it (fused_layer).
+    keeps_logits = False
 
     def __init__(self, input_shape=None, name=None, backend=None, trainable=True):
         self.input_shape = None if input_shape is None else check_shape(input_shape, "input_shape")
@@ -304,6 +317,11 @@ class Layer:
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def logits_layer(self):
+        """The layer whose logits (`_logits`) are those of this layer's output: the layer itself
+        where it keeps them, else None (a model used as a layer answers for its output layer)."""
+        return self if self.keeps_logits else None
 
     def parameters(self):
         """The layer's Parameters as (attribute name, Parameter) pairs."""
