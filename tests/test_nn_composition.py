@@ -123,7 +123,8 @@ def test_train_on_batch_is_one_step_of_fit(kind):
 
 
 def _vae(backend=None, kl_weight=1.0, seed=0):
-    """Dense, z_mean, z_log_var, Sampling (layer 3), decoder: the one output named "decoder"."""
+    """Input, Dense, z_mean, z_log_var, Sampling (layer 4, as Keras lists them), decoder: the one output
+    named "decoder"."""
     x = Input((6,))
     hidden = nn.Dense(5, activation="tanh")(x)
     z_mean = nn.Dense(2, name="z_mean")(hidden)
@@ -140,7 +141,7 @@ def test_vae_gradients_through_sampling_and_kl_match_finite_differences(backend)
     rng = np.random.default_rng(7)
     x = rng.random((4, 6))
     _, targets = vae._check_xy(x, x)
-    sampling = vae.layers[3]
+    sampling = vae.layers[4]
 
     def loss():
         sampling.rng = np.random.default_rng(11)  # the same noise for every evaluation
@@ -157,7 +158,7 @@ def test_kl_term_is_the_closed_form_and_is_added_to_the_loss():
     vae.compile("adam", "binary_crossentropy")
     x = np.random.default_rng(8).random((5, 6))
     out = vae._forward(x, training=True)
-    sampling = vae.layers[3]
+    sampling = vae.layers[4]
     mean, log_var = sampling._z_mean, sampling._z_log_var
     kl = -0.5 * np.sum(1 + log_var - mean ** 2 - np.exp(log_var)) / 5
     assert vae.losses == pytest.approx([0.5 * kl], rel=1e-12)

@@ -138,12 +138,13 @@ def test_layers_and_weights_in_keras_order():
     shallow = nn.Dense(3, name="e1")(inputs)
     deep = nn.Dense(3, name="d2")(nn.Dense(3, name="d1")(inputs))
     two_heads = Model(inputs, [shallow, deep])
-    assert [layer.name for layer in two_heads.layers] == ["d1", "e1", "d2"]
+    # As Keras, the input's layer first (model.layers[:k] reaches the layers Keras' does).
+    assert [layer.name for layer in two_heads.layers] == ["input", "d1", "e1", "d2"]
     rows = [line.split()[0] for line in two_heads.summary(print_fn=None).splitlines() if "(Dense)" in line]
     assert rows == ["d1", "e1", "d2"]  # the summary's rows too
     chain = nn.Dense(2, name="c")(nn.Dense(3, name="b")(nn.Dense(3, name="a")(inputs)))
     model = Model(inputs, [nn.Dense(2, name="x")(inputs), chain])
-    assert [layer.name for layer in model.layers] == ["a", "b", "x", "c"]
+    assert [layer.name for layer in model.layers] == ["input", "a", "b", "x", "c"]
     assert [w.shape for w in model.get_weights()] == [(3, 3), (3,), (3, 3), (3,), (3, 2), (2,), (3, 2), (2,)]
 
 
@@ -155,7 +156,7 @@ def test_a_refused_model_leaves_its_layers_unbuilt():
     with pytest.raises(ValueError, match="same dtype"):
         Model(inputs, out, dtype="float64")
     model = Model(inputs, out)
-    assert model.layers[0].name == "first" and model.layers[0].kernel.value.dtype == np.float32
+    assert model.layers[1].name == "first" and model.layers[1].kernel.value.dtype == np.float32
 
 
 def test_single_output_and_sequential_input():

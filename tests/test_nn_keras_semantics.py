@@ -115,7 +115,7 @@ def test_an_unnamed_layer_shared_by_two_sequentials_keeps_its_name(backend):
     assert [layer.name for layer in second.layers] == ["dense_1", "dense", "dense_2"]
     inputs = nn.Input((4,))
     model = nn.Model(inputs, shared(nn.Dense(4)(inputs)))
-    assert [layer.name for layer in model.layers] == ["dense_1", "dense"]
+    assert [layer.name for layer in model.layers] == ["input", "dense_1", "dense"]
     with pytest.raises(ValueError, match="used twice.*name="):
         nn.Sequential([nn.Dense(4, input_shape=(4,), name="a"), nn.Dense(2, name="a")])
 

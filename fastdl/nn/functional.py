@@ -101,6 +101,26 @@ class Input(SymbolicTensor, _layers.Input):
         return f"Input(shape={self.shape}, name={self.name!r})"
 
 
+class InputLayer(Layer):
+    """A functional Model's input as the first of its layers, as Keras lists it (model.layers[0]
+    is the InputLayer, so a loop over model.layers[:k] reaches the layers Keras' does): no
+    weights; it hands its input on."""
+
+    gemm_only = True
+    runs_on_device = True
+
+    def __init__(self, tensor):
+        super().__init__(input_shape=tensor.shape, name=tensor.name)
+        self.output_shape = tensor.shape
+        self.built = True
+
+    def forward(self, x, training=False):
+        return x
+
+    def backward(self, dout):
+        return dout
+
+
 class _Targets:
     """Per-output target arrays that index together, so the shared fit loop can batch and split them."""
 
@@ -197,8 +217,8 @@ class Model(Training):
         self._nodes = self._walk(tensors)
         self._name_layers()
         # Keras walks a dict's outputs in the order of their names.
-        self.layers = self._keras_order([outputs[key] for key in sorted(outputs, key=str)]
-                                        if isinstance(outputs, dict) else tensors)
+        self.layers = [InputLayer(inputs), *self._keras_order([outputs[key] for key in sorted(outputs, key=str)]
+                                                              if isinstance(outputs, dict) else tensors)]
         if not isinstance(outputs, dict):
             outputs = {tensor._layer.name: tensor for tensor in tensors}
         for key in outputs:
@@ -370,7 +390,7 @@ class Model(Training):
         """Keras-style table of layers, output shapes, parameter counts and inputs; returns it as a string."""
         rows = [(f"{self.input.name} (InputLayer)", format_shape(self.input.shape), "0", "")]
         node_of = {id(node._layer): node for node in self._nodes}
-        for node in (node_of[id(layer)] for layer in self.layers):  # in Keras' order
+        for node in (node_of[id(layer)] for layer in self.layers[1:]):  # in Keras' order
             source = ", ".join(self.input.name if parent is self.input else parent._layer.name
                                for parent in node._parents)
             rows.append((f"{node._layer.name} ({type(node._layer).__name__})", format_shape(node.shape),
