@@ -8,6 +8,7 @@ import pytest
 from fastdl import nn
 from fastdl.nn.losses import (BinaryCrossentropy, CategoricalCrossentropy, MeanSquaredError,
                               SparseCategoricalCrossentropy)
+from test_nn_keras_semantics import numeric_grads
 
 EPSILON = 1e-7
 
@@ -234,25 +235,6 @@ SIGMOID_KINDS = ["dense", "activation", "conv2d", "conv2d_transpose", "functiona
                  "functional_in_sequential"]
 
 
-def numeric_weight_grads(model, loss_of, eps=1e-6):
-    """d loss_of() / d each of model's weights, by central differences (float64 models)."""
-    weights = model.get_weights()
-    grads = []
-    for i, w in enumerate(weights):
-        g = np.zeros_like(w)
-        for idx in np.ndindex(w.shape):
-            values = []
-            for sign in (1, -1):
-                shifted = [a.copy() for a in weights]
-                shifted[i][idx] += sign * eps
-                model.set_weights(shifted)
-                values.append(loss_of())
-            g[idx] = (values[0] - values[1]) / (2 * eps)
-        grads.append(g)
-    model.set_weights(weights)
-    return grads
-
-
 def _saturated(kind, backend, dtype="float64"):
     """A sigmoid-output model (sigmoid_output_model) whose output bias is moved by +-20, so that
     some outputs saturate on the wrong side of their targets (p < 1e-7 for a target of 1, or
@@ -282,7 +264,7 @@ def test_binary_cross_entropy_of_a_sigmoid_output_starts_from_its_logits(backend
     np.testing.assert_allclose(model.predict(x), 1 / (1 + np.exp(-z)), rtol=1e-12)
     expected = [softplus_loss(z, y), np.mean((z > 0) == (y > 0.5))]
     np.testing.assert_allclose(model.evaluate(x, y), expected, rtol=1e-10)
-    numeric = numeric_weight_grads(model, lambda: model.evaluate(x, y, batch_size=len(x))[0])
+    numeric = numeric_grads(model, lambda: model.evaluate(x, y, batch_size=len(x))[0])
     before = model.get_weights()
     np.testing.assert_allclose(model.train_on_batch(x, y), expected, rtol=1e-10)  # the loss before the step
     for b, a, e in zip(before, model.get_weights(), numeric):

@@ -232,23 +232,31 @@ class Training(GradientFlags, Layer):
     def regularization_loss(self, trained=None):
         """The weight penalties (kernel_regularizer) of the layers whose weights this model trains,
         as Keras 3 (tf.keras 2 added a frozen layer's too, a constant no step can lower): trained,
-        the ids of the Parameters trained (default: this model's optimizer's, or before it holds
-        any, those of the layers not frozen)."""
-        if trained is None:
-            optimizer = getattr(self, "optimizer", None)
-            if optimizer is not None and optimizer.attached:  # and the layers added since it took them
-                params = optimizer.params + [p for layer in self.__dict__.get("_added_layers", [])
-                                             for _, p in layer.trainable_parameters()]
-            else:
-                params = [p for _, p in self.trainable_parameters()]
-            trained = {id(p) for p in params}
+        the ids of the Parameters trained (default: _trained_ids(), looked up only where a layer
+        has a penalty: a training step asks for this at every batch)."""
         total = 0.0
         for layer in self.layers:
             if isinstance(layer, Training):
+                trained = self._trained_ids() if trained is None else trained
                 total += layer.regularization_loss(trained)
-            elif any(id(p) in trained for _, p in layer.parameters()):
-                total += layer.regularization_loss()
+                continue
+            penalty = layer.regularization_loss()
+            if penalty:
+                trained = self._trained_ids() if trained is None else trained
+                if any(id(p) in trained for _, p in layer.parameters()):
+                    total += penalty
         return total
+
+    def _trained_ids(self):
+        """The ids of the Parameters this model trains: its optimizer's (and those of the layers added
+        since it took them), or before it holds any, those of the layers not frozen."""
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is not None and optimizer.attached:
+            params = optimizer.params + [p for layer in self.__dict__.get("_added_layers", [])
+                                         for _, p in layer.trainable_parameters()]
+        else:
+            params = [p for _, p in self.trainable_parameters()]
+        return {id(p) for p in params}
 
     @property
     def losses(self):
