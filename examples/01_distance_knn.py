@@ -14,12 +14,16 @@ import sys
 import numpy as np
 
 import fastdl
-from fastdl.data import load_digits_dataset
+from fastdl.data import DatasetNotFoundError, load_digits_dataset
 from fastdl.neighbors import KNeighborsClassifier, NearestCentroid
 from fastdl.ops import class_centroids, knn, pairwise_distances
 
 data_dirs = [arg for arg in sys.argv[1:] if arg != "--quick"]
-data = load_digits_dataset(data_dirs[0] if data_dirs else None)
+try:
+    data = load_digits_dataset(data_dirs[0] if data_dirs else None)
+except DatasetNotFoundError as exc:
+    print(exc, file=sys.stderr)  # it says where it looked
+    sys.exit(2)
 print(data.describe())
 print("backend:", fastdl.get_backend(), "| available:", fastdl.available_backends())
 

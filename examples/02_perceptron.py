@@ -10,12 +10,16 @@ scikit-learn's bundled 8x8 digits are used, and the first line printed says so.
 import sys
 import time
 
-from fastdl.data import load_digits_dataset
+from fastdl.data import DatasetNotFoundError, load_digits_dataset
 from fastdl.linear import MultiClassPerceptron
 
 quick = "--quick" in sys.argv[1:]
 data_dirs = [arg for arg in sys.argv[1:] if arg != "--quick"]
-data = load_digits_dataset(data_dirs[0] if data_dirs else None)
+try:
+    data = load_digits_dataset(data_dirs[0] if data_dirs else None)
+except DatasetNotFoundError as exc:
+    print(exc, file=sys.stderr)  # it says where it looked
+    sys.exit(2)
 print(data.describe())
 
 # The course's settings: one sigmoid unit per class, weights from RandomState(21).normal(0, 5),

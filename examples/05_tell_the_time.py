@@ -15,7 +15,7 @@ import sys
 import numpy as np
 
 from fastdl import nn
-from fastdl.data import load_clocks, render_clocks
+from fastdl.data import DatasetNotFoundError, load_clocks, render_clocks
 from fastdl.metrics import common_sense_minutes
 
 quick = "--quick" in sys.argv[1:]
@@ -25,7 +25,11 @@ if quick and not data_dirs:
     images, labels = render_clocks(600, seed=0, max_turn=30, faces="one")
     source = "600 synthetic clocks of one design (--quick)"
 else:
-    images, labels, source = load_clocks(data_dirs[0] if data_dirs else None, with_source=True)
+    try:
+        images, labels, source = load_clocks(data_dirs[0] if data_dirs else None, with_source=True)
+    except DatasetNotFoundError as exc:
+        print(exc, file=sys.stderr)  # it says where it looked
+        sys.exit(2)
 print("data:", source)
 
 # The course's split: shuffle with RandomState(42), 80% to train, the rest to test.

@@ -59,8 +59,8 @@ class MultiClassPerceptron(ClassifierMixin, BaseEstimator):
         sample, in dataset order.
     rule : {"sigmoid", "classic"}, default "sigmoid"
         "sigmoid" (the course's): ``W += lr * X1.T @ (onehot - sigmoid(X1 @ W))``; "classic":
-        on a mistake, add the sample to its class's weights and subtract it from the predicted
-        class's.
+        on a mistake, add lr times the sample (with its bias input 1) to its class's weights and
+        subtract it from the predicted class's.
     patience : int, default 15
         Stop after this many epochs without a new best training accuracy.
     max_epochs : int, default 1000

@@ -191,6 +191,19 @@ def lazy_search(n_successes, seed=0, backend=None):
 def draw_weights(n_draws, search=0, seed=0, first_draw=0, backend=None):
     """The weight vectors search `search` of `lazy_search` draws, from draw `first_draw` on.
 
+    Parameters
+    ----------
+    n_draws : int >= 0
+    search : int in [0, 2**64)
+        The index of the search among `lazy_search`'s (its draws depend only on seed and search).
+    seed : int, default 0
+        As `lazy_search`'s seed.
+    first_draw : int in [0, 2**53]
+        The index of the first draw returned, so a search can be replayed from any draw on.
+    backend : str, optional
+        "auto", "numpy", "numba", "cython", "cuda" (None: the process default); every backend
+        draws the same numbers.
+
     Returns
     -------
     ndarray of shape (n_draws, 9), float64

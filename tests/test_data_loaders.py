@@ -143,7 +143,7 @@ def test_incomplete_directory_is_not_used(tmp_path, monkeypatch):
     (given / "t10k-labels-idx1-ubyte.gz").unlink()
     # Not the complete set in $FASTDL_DATA: the given directory lacks a file, and says which.
     with pytest.raises(DatasetNotFoundError, match=r"given holds only part of fashion-mnist: "
-                                                   r"t10k-labels-idx1-ubyte.gz \(or the same without .gz\) is missing"):
+                                                   r"t10k-labels-idx1-ubyte.gz \(or the same without .gz\) is not found there"):
         load_fashion_mnist(given, verify=False)
     # Complete in the given directory's subfolder: that one is read.
     expected = dataset_files.write_fashion_mnist(given / "fashion-mnist", seed=3)

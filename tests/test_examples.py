@@ -54,6 +54,19 @@ def test_example_runs_quick(script, tmp_path):
     assert has_table(done.stdout), f"{script.name} --quick printed no table:\n{done.stdout}"
 
 
+# The examples that read a dataset (they call one of fastdl.data's load_ functions).
+READERS = [path for path in EXAMPLES if re.search(r"\bload_\w+\(", path.read_text())]
+
+
+@pytest.mark.parametrize("script", READERS, ids=[path.stem for path in READERS])
+def test_example_without_its_data_says_so(script, tmp_path):
+    # A data directory that does not exist: the loader's message and status 2, not a traceback.
+    done = subprocess.run([sys.executable, str(script), "--quick", str(tmp_path / "no-such-dir")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode == MISSING_DATA_STATUS, done.stderr
+    assert "not found" in done.stderr and "no-such-dir" in done.stderr and "Traceback" not in done.stderr
+
+
 @pytest.mark.parametrize("text, expected", [
     ("model  train  test\nMLP  0.57  0.58\nCNN  0.39  0.40\n", True),
     ("a 1 2\n\nb 3 4\n", True),  # blank lines between rows do not matter

@@ -81,7 +81,7 @@ def locate(name, files, path=None, system_dirs=(), gzip_content=False, hint=""):
             f"{directory} holds only part of {name}: {', '.join(missing)}"
             + (" (or the same without .gz)" if gzip_content else "")
             + (" is" if len(missing) == 1 else " are")
-            + f" missing. Add the missing file(s), or fetch the set with `fastdl data download {name}`"
+            + f" not found there. Add the missing file(s), or fetch the set with `fastdl data download {name}`"
             + (f", {hint}" if hint else "") + ".")
     names = ", ".join(files) + (" (or the same without .gz)" if gzip_content else "")
     places = "\n".join(f"  {place}  [{note}]" for place, note in
@@ -119,9 +119,9 @@ def check_explicit_dir(name, path):
     """Raise DatasetNotFoundError unless the directory given for ``name`` exists."""
     directory = Path(path).expanduser()
     if not directory.exists():
-        raise DatasetNotFoundError(f"{name}: the data directory {directory} ({EXPLICIT}) does not exist")
+        raise DatasetNotFoundError(f"{name} not found: the data directory {directory} ({EXPLICIT}) does not exist")
     if not directory.is_dir():
-        raise DatasetNotFoundError(f"{name}: {directory} ({EXPLICIT}) is a file, not a directory")
+        raise DatasetNotFoundError(f"{name} not found: {directory} ({EXPLICIT}) is a file, not a directory")
 
 
 def _open(path, gunzip):

@@ -223,7 +223,7 @@ def conv2d(x, kernel, bias=None, strides=1, padding="valid", backend=None):
         "same" as in Keras/TensorFlow for every stride: ceil(size / stride) outputs, any odd
         padding pixel at the bottom and right.
     backend : str, optional
-        "auto", "numpy", "numba", "cython" (None: the process default).
+        "auto", "numpy", "numba", "cython", "cuda" (None: the process default).
 
     Returns
     -------

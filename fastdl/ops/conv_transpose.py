@@ -124,7 +124,7 @@ def conv2d_transpose(x, kernel, bias=None, strides=1, padding="valid", backend=N
         max(kernel_h - stride, 0) // 2 rows at the top, the rest at the bottom) or
         height * stride + max(kernel_h - stride, 0) ("valid"); the same for the width.
     backend : str, optional
-        "auto", "numpy", "numba", "cython" (None: the process default).
+        "auto", "numpy", "numba", "cython", "cuda" (None: the process default).
 
     Returns
     -------

@@ -89,7 +89,7 @@ def dense(x, kernel, bias=None, activation=None, backend=None, alpha=LEAKY_ALPHA
     activation : {"relu", "leaky_relu", "sigmoid", "tanh", "linear", None}, default None
         None and "linear" leave the output as it is; sigmoid never overflows.
     backend : str, optional
-        "auto", "numpy", "numba", "cython" (None: the process default).
+        "auto", "numpy", "numba", "cython", "cuda" (None: the process default).
     alpha : float >= 0, default 0.2
         leaky_relu's slope below zero (Keras 3's for the "leaky_relu" activation).
 
@@ -238,7 +238,7 @@ def activation_grad(out, dout, activation, backend=None, alpha=LEAKY_ALPHA):
         Gradient of the loss with respect to `out`.
     activation : {"relu", "leaky_relu", "sigmoid", "tanh", "linear", None}
     backend : str, optional
-        "auto", "numpy", "numba", "cython" (None: the process default).
+        "auto", "numpy", "numba", "cython", "cuda" (None: the process default).
     alpha : float >= 0, default 0.2
         leaky_relu's slope below zero (Keras 3's for the "leaky_relu" activation).
 

@@ -55,7 +55,7 @@ def max_pool2d(x, pool_size=2, strides=None, padding="valid", backend=None):
         "same" gives ceil(size / stride) outputs per axis, padding at the bottom and right when odd,
         as TensorFlow; padded cells never win.
     backend : str, optional
-        "auto", "numpy", "numba", "cython" (None: the process default).
+        "auto", "numpy", "numba", "cython", "cuda" (None: the process default).
 
     Returns
     -------
