@@ -345,6 +345,93 @@ def test_hook_logs_and_older_names():
     assert older.params == {"verbose": 0, "epochs": 1, "steps": 2} and older.model is model
 
 
+PREDICT_HOOKS = ["on_predict_begin", "on_predict_batch_begin", "on_predict_batch_end", "on_predict_end"]
+
+
+@pytest.mark.parametrize("outputs", ["sequential", "tensor", "list", "dict"])
+def test_predict_hooks_in_keras_order(outputs):
+    """predict(callbacks=...) calls the hooks as Keras 3.15 does (recorded there), with the batch's
+    outputs in the logs: {"outputs": array or list}, a dict's outputs flattened into the logs."""
+    x, _ = blobs(5)
+    if outputs == "sequential":
+        model = _compiled()
+    else:
+        inputs = nn.Input((8,))
+        heads = {"a": nn.Dense(2, name="a")(inputs), "b": nn.Dense(1, name="b")(inputs)}
+        given = {"tensor": heads["a"], "list": [heads["a"], heads["b"]], "dict": heads}[outputs]
+        model = nn.Model(inputs, given, seed=0)
+    calls = []
+
+    class Hooks(nn.Callback):
+        def on_predict_begin(self, logs=None):
+            calls.append(("on_predict_begin", logs, dict(self.params)))
+
+        def on_predict_batch_begin(self, batch, logs=None):
+            calls.append(("on_predict_batch_begin", batch, logs))
+
+        def on_predict_batch_end(self, batch, logs=None):
+            calls.append(("on_predict_batch_end", batch, logs))
+
+        def on_predict_end(self, logs=None):
+            calls.append(("on_predict_end", logs))
+
+    predicted = model.predict(x, 2, 0, None, [Hooks()])  # Keras 3's order: batch_size, verbose, steps, callbacks
+    assert [call[0] for call in calls] == ["on_predict_begin", *["on_predict_batch_begin", "on_predict_batch_end"] * 3,
+                                           "on_predict_end"]
+    assert calls[0][1:] == ({}, {"verbose": 0, "epochs": 1, "steps": 3}) and calls[-1][1] == {}
+    ends = [call[2] for call in calls if call[0] == "on_predict_batch_end"]
+    for batch, logs in enumerate(ends):
+        rows = slice(2 * batch, 2 * batch + 2)
+        if outputs == "dict":
+            assert sorted(logs) == ["a", "b"] and all(np.array_equal(logs[k], predicted[k][rows]) for k in logs)
+        elif outputs == "list":
+            assert list(logs) == ["outputs"] and all(np.array_equal(a, p[rows]) for a, p in zip(logs["outputs"], predicted))
+        else:
+            assert list(logs) == ["outputs"] and np.array_equal(logs["outputs"], predicted[rows])
+    with pytest.raises(ValueError, match="steps"):
+        model.predict(x, 2, 0, 3)
+
+
+def test_only_true_from_on_epoch_end_stops():
+    """Keras ignores what on_epoch_end returns: a Keras callback returning its logs trains on."""
+    x, y = blobs(16)
+
+    class Returns(nn.Callback):
+        def __init__(self, value):
+            self.value = value
+
+        def on_epoch_end(self, epoch, logs=None):
+            return self.value if self.value is not None else logs
+
+    for value, epochs in ((None, 3), (1, 3), ("stop", 3), (True, 1), (np.True_, 1)):
+        assert len(_compiled().fit(x, y, 8, 3, callbacks=[Returns(value)]).history["loss"]) == epochs
+
+
+def test_progress_rate_counts_the_images_trained(monkeypatch, capsys):
+    """An epoch a callback stops after its first batch trained that batch's images, not all of them;
+    the rate's clock stops at the last batch (validation not counted)."""
+    from fastdl.nn import callbacks as callbacks_module
+
+    class Clock:  # one second a reading
+        now = 0.0
+
+        @classmethod
+        def perf_counter(cls):
+            cls.now += 1.0
+            return cls.now
+
+    monkeypatch.setattr(callbacks_module, "time", Clock)
+    x, y = blobs(16)
+
+    class StopAtFirstBatch(nn.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            self.model.stop_training = True
+
+    _compiled().fit(x, y, 4, 1, 2, [StopAtFirstBatch()], validation_data=(x, y))
+    # Readings: the epoch's start, the first batch's end (1 s: 4 images), the epoch's end.
+    assert "(4 images/s)" in capsys.readouterr().out
+
+
 def test_train_end_is_not_called_after_an_error():
     """As Keras: EarlyStopping restores nothing over the weights put back after a NaN loss."""
     x, y = blobs(32)

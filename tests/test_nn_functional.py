@@ -95,7 +95,7 @@ def test_shared_trunk_gradients_match_finite_differences():
 
     loss()
     model.optimizer.zero_grad()
-    model._backward()
+    model._backward_from_loss()
     for name, p in model.parameters():
         np.testing.assert_allclose(p.grad, _numeric_grad(loss, p.value), rtol=1e-6, atol=1e-8, err_msg=name)
 

@@ -649,7 +649,7 @@ def test_train_on_batch_puts_back_moving_statistics_gone_infinite():
 
 
 def test_gradients_whose_squares_fit_are_not_refused():
-    from fastdl.nn.training import _squares_finite
+    from fastdl.nn.guard import squares_finite as _squares_finite
 
     assert _squares_finite(np.full(1000, 1e18, np.float32))  # each square fits; their sum does not
     assert not _squares_finite(np.array([1e20, 0], np.float32))

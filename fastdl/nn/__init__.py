@@ -1,7 +1,7 @@
 """Keras-like neural networks on fastdl's compiled ops: layers, losses, optimizers, Sequential, Model."""
 
 from fastdl.nn.activations import Activation, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
-from fastdl.nn.callbacks import Callback, EarlyStopping, EpochTimer, ModelCheckpoint
+from fastdl.nn.callbacks import Callback, EarlyStopping, EpochTimer, History, ModelCheckpoint
 from fastdl.nn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, MaxPooling2D, Reshape, UpSampling2D
 from fastdl.nn.functional import Input, Model, SymbolicTensor
 from fastdl.nn.layers_extra import BatchNormalization, Conv2DTranspose
@@ -15,7 +15,6 @@ from fastdl.nn.module import Layer, Parameter
 from fastdl.nn.optimizers import SGD, Adam, Optimizer, RMSprop
 from fastdl.nn.regularizers import L2, l2
 from fastdl.nn.sampling import Sampling
-from fastdl.nn.training import History
 
 __all__ = [
     "Layer", "Parameter", "Input", "Dense", "Conv2D", "MaxPool2D", "MaxPooling2D", "Flatten", "Reshape", "Dropout",

@@ -1,4 +1,4 @@
-"""Callbacks for `fit` and `evaluate`: the Callback base with Keras 3's hooks, EarlyStopping,
+"""Callbacks for `fit`, `evaluate` and `predict`: the Callback base with Keras 3's hooks, EarlyStopping,
 ModelCheckpoint, EpochTimer, and the per-epoch progress logger."""
 
 import sys
@@ -8,7 +8,7 @@ import numpy as np
 
 
 class Callback:
-    """Hooks that `fit` and `evaluate` call, with Keras 3's names, arguments and order;
+    """Hooks that `fit`, `evaluate` and `predict` call, with Keras 3's names, arguments and order;
     `self.model` is the model, `self.params` Keras' {"verbose", "epochs", "steps"}.
 
     fit: on_train_begin; each epoch on_epoch_begin, each batch on_train_batch_begin and
@@ -19,7 +19,8 @@ class Callback:
     validation: on_test_begin, each batch on_test_batch_begin and on_test_batch_end (the running
     means), on_test_end (the means). As in Keras, on_train_batch_begin / on_train_batch_end call
     on_batch_begin / on_batch_end (their older names): a callback overriding either is called.
-    The on_predict_* hooks are there for Keras callbacks' sake; predict does not call them yet.
+    predict(callbacks=...): on_predict_begin, each batch on_predict_batch_begin and
+    on_predict_batch_end (logs: {"outputs": the batch's}, or a dict's by name), on_predict_end.
 
     `on_epoch_end` may stop training by returning True or by setting `model.stop_training = True`
     (as in Keras); the other callbacks of that epoch still run. A batch hook may set the flag too:
@@ -45,7 +46,8 @@ class Callback:
         pass
 
     def on_epoch_end(self, epoch, logs=None):
-        """logs: the epoch's "loss", "accuracy", "val_loss", ...; return True to stop training."""
+        """logs: the epoch's "loss", "accuracy", "val_loss", ...; return True to stop training
+        (True only: any other value is ignored, as Keras ignores it)."""
 
     def on_train_batch_begin(self, batch, logs=None):
         self.on_batch_begin(batch, logs)
@@ -299,6 +301,23 @@ class ModelCheckpoint(_Monitor):
                              f"({type(exc).__name__}: {exc}); its fields can be {fields}") from exc
 
 
+class History(Callback):
+    """What `fit` returns: `history` maps "loss", "accuracy", "val_loss", ... to per-epoch lists.
+
+    As in Keras, a callback that fit calls after the user's: what their `on_epoch_end` added to the
+    epoch's logs (logs["lr"] = ...) is recorded too.
+    """
+
+    def __init__(self):
+        self.history = {}
+        self.epoch = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(value)
+
+
 class EpochTimer(Callback):
     """Wall-clock seconds of each epoch of a fit (its training steps and its validation), in `seconds`."""
 
@@ -319,33 +338,37 @@ class EpochTimer(Callback):
 class ProgressLogger(Callback):
     """verbose=1 on a terminal: a tqdm bar per epoch; otherwise (or verbose=2) one line per epoch."""
 
-    def __init__(self, verbose, n_samples, n_batches, last_epoch, stream=None):
+    def __init__(self, verbose, n_batches, last_epoch, stream=None):
         self.stream = sys.stdout if stream is None else stream
         isatty = getattr(self.stream, "isatty", None)
         self.use_bar = verbose == 1 and callable(isatty) and isatty()
-        self.n_samples, self.n_batches, self.last_epoch = n_samples, n_batches, last_epoch
+        self.n_batches, self.last_epoch = n_batches, last_epoch
         self.bar = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
+        self.start = self.trained_at = time.perf_counter()
+        self.seen = 0
         if self.use_bar:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=self.n_batches, desc=f"Epoch {epoch + 1}/{self.last_epoch}", unit="batch",
                             file=self.stream, leave=True, dynamic_ncols=True)
 
-    def _rate(self, seen):
-        return seen / max(time.perf_counter() - self.start, 1e-9)
+    def _rate(self):
+        """Images trained a second: those of the batches so far (an epoch a callback stopped early
+        trained fewer than all), over the time up to the last one's end (not the validation)."""
+        return self.seen / max(self.trained_at - self.start, 1e-9)
 
     def on_batch_end(self, batch, logs=None):
+        self.seen, self.trained_at = logs["seen"], time.perf_counter()
         if self.bar is not None:
             self.bar.update(1)
             postfix = {key: f"{value:.4f}" for key, value in logs.items() if key != "seen"}
-            postfix["images/s"] = f"{self._rate(logs['seen']):,.0f}"
+            postfix["images/s"] = f"{self._rate():,.0f}"
             self.bar.set_postfix(postfix, refresh=False)
 
     def on_epoch_end(self, epoch, logs=None):
-        rate = self._rate(self.n_samples)
+        rate = self._rate()
         if self.bar is not None:
             postfix = {key: f"{value:.4f}" for key, value in logs.items()}
             postfix["images/s"] = f"{rate:,.0f}"

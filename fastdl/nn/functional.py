@@ -10,9 +10,10 @@ A clock network, an hour head and a minute head on one trunk::
     model.compile("adam", loss={"hour": "sparse_categorical_crossentropy", "minute": "mse"})
     history = model.fit(x_train, {"hour": y_hour, "minute": y_minute}, epochs=5)
 
-The Model shares `fit` (epochs, validation, callbacks, History, resuming) with Sequential; only the
-per-batch step differs: one loss per named output, weighted and summed, and a backward pass over
-the graph that adds up the gradients of a tensor feeding several layers.
+The Model shares `fit`, `evaluate` and `predict` (epochs, validation, callbacks, History, resuming)
+with Sequential (fastdl.nn.training); what differs is what they call per batch: one loss per named
+output, weighted and summed, and a backward pass over the graph that adds up the gradients of a
+tensor feeding several layers.
 """
 
 import copy
@@ -20,14 +21,13 @@ import copy
 import numpy as np
 
 from fastdl import _device
-from fastdl._validation import NonFiniteError
 from fastdl.nn import layers as _layers
 from fastdl.nn.losses import get_loss
-from fastdl.nn.model import (Sequential, build_undo, check_metrics, check_nested_dtype, check_output_shape, format_shape,
+from fastdl.nn.model import (build_undo, check_metrics, check_nested_dtype, format_shape,
                              init_model_basics, summary_table)
 from fastdl.nn.module import Layer, build_layer, default_layer_name, fused_layer, unnamed
 from fastdl.nn.optimizers import get_optimizer
-from fastdl.nn.training import Training, _accuracy, check_batch_size, check_verbose, stopped_at
+from fastdl.nn.training import Training, _accuracy, check_output_shape
 
 
 class SymbolicTensor:
@@ -129,9 +129,6 @@ class _Targets:
 
     def __getitem__(self, index):
         return _Targets({name: y[index] for name, y in self.arrays.items()})
-
-    def __len__(self):
-        return len(next(iter(self.arrays.values())))
 
 
 def _flat(array):
@@ -337,10 +334,6 @@ class Model(Training):
         self.built = True
         self._place_parameters()
 
-    def parameters(self):
-        """[(name, Parameter)] of every layer, named "layer/attribute"."""
-        return [(f"{layer.name}/{key}", p) for layer in self.layers for key, p in layer.parameters()]
-
     def compute_output_shape(self, input_shape):
         """The one output's shape, where this model is a layer of another (see Training)."""
         if len(self.outputs) != 1:
@@ -370,21 +363,6 @@ class Model(Training):
         # As a layer, the output's gradient comes from the outer model: no loss of this model's
         # own is fused into it, whether this model was compiled or not.
         return self._backward_graph({id(next(iter(self.outputs.values()))): dout}, fused_nodes=())
-
-    count_params = Sequential.count_params
-    non_trainable_weights = Sequential.non_trainable_weights
-    _param_totals = Sequential._param_totals
-    _weight_arrays = Sequential._weight_arrays
-    get_weights = Sequential.get_weights
-    set_weights = Sequential.set_weights
-    save = Sequential.save
-    load = Sequential.load
-    _names_in_file = Sequential._names_in_file
-    _saved_weights = Sequential._saved_weights
-    _checked_file = Sequential._checked_file
-    _optimizer_weights = Sequential._optimizer_weights
-    _check_x = Sequential._check_x
-    _as_batch = Sequential._as_batch
 
     def summary(self, print_fn=print):
         """Keras-style table of layers, output shapes, parameter counts and inputs; returns it as a string."""
@@ -454,8 +432,6 @@ class Model(Training):
         x = self._check_x(x, name)
         if self.loss is None:
             raise RuntimeError("call compile(optimizer, loss) before fit or evaluate")
-        if isinstance(y, _Targets):
-            y = y.arrays
         if not isinstance(y, dict):
             # Targets in output order; for one output, [y] too, as Keras takes it.
             in_order = isinstance(y, (list, tuple)) and len(y) == len(self.output_names) and (
@@ -518,7 +494,7 @@ class Model(Training):
         total += self.regularization_loss() + sum(self.losses)
         return {"loss": total, **logs}
 
-    def _backward(self):
+    def _backward_from_loss(self):
         """Fill every parameter's gradient from the losses' gradients."""
         grads = {}
         for name, tensor in self.outputs.items():
@@ -572,44 +548,6 @@ class Model(Training):
                 logs[key] = _accuracy(outputs[name], targets.arrays[name], self.loss[name].accuracy_threshold)
         return logs
 
-    def _train_epoch(self, x, y, batch_size, shuffle, epoch, callbacks):
-        n = x.shape[0]
-        order = self.rng.permutation(n) if shuffle else np.arange(n)
-        totals, seen = {}, 0
-        for b, first in enumerate(range(0, n, batch_size)):
-            xb, yb, count = self._training_batch(x, y, order, first, batch_size, epoch, b)
-            try:
-                self._apply_gradient_flags()  # before the forward pass: BatchNormalization reads them
-                outputs = self._forward(xb, training=True)
-                losses = self._batch_losses(outputs, yb)
-                if not np.isfinite(losses["loss"]):
-                    raise NonFiniteError(f"the loss is {losses['loss']}")
-                # Before the backward pass, as Sequential's (on the device, no wait for it).
-                batch_logs = self._batch_logs(outputs, yb, losses)
-                self._backward()
-                self._check_gradients()
-            except ValueError as exc:  # e.g. weights or activations gone non-finite: never train on
-                raise stopped_at(exc, epoch, b) from exc
-            self.optimizer.step()
-            seen += count
-            for key, value in batch_logs.items():
-                totals[key] = totals.get(key, 0.0) + value * count
-            logs = {key: value / seen for key, value in totals.items()}
-            for callback in callbacks:
-                callback.on_batch_end(b, {**logs, "seen": seen})
-            if self.stop_training:  # a callback asked to stop: after this batch, as Keras
-                break
-        return logs
-
-    def _evaluate(self, x, y, batch_size):
-        totals = {}
-        for first in range(0, x.shape[0], batch_size):
-            xb, yb = self._as_batch(x[first:first + batch_size]), y[first:first + batch_size]
-            outputs = self._forward(xb, training=False)
-            for key, value in self._batch_logs(outputs, yb, self._batch_losses(outputs, yb)).items():
-                totals[key] = totals.get(key, 0.0) + value * len(xb)
-        return {key: value / x.shape[0] for key, value in totals.items()}
-
     # -- public API ------------------------------------------------------------------------------
     def _as_given(self, by_name):
         """{output name: array} in the form the model's outputs were given: one array, a list in
@@ -626,20 +564,9 @@ class Model(Training):
         return ["loss", *(f"{name}_loss" for name in self.loss),
                 *sorted(f"{name}_{metrics[0]}" for name, metrics in self.metrics.items() if metrics)]
 
-    def predict(self, x, batch_size=32, verbose=0):
-        """The outputs, each an ndarray of shape (n_samples, *output_shape), computed batch by batch:
-        one array, a list or a dict {output name: array}, as the model's outputs were given.
+    def _output_layers(self):
+        """{output name: (shape, the layer that makes it)}, for predict."""
+        return {name: (shape, self.outputs[name]._layer) for name, shape in self.output_shape.items()}
 
-        verbose is taken as Keras takes it; predictions print nothing."""
-        batch_size = check_batch_size(batch_size)
-        check_verbose(verbose)
-        x = self._check_x(x)
-        result = {name: np.empty((x.shape[0], *shape), dtype=self.dtype) for name, shape in self.output_shape.items()}
-        with self._blas_policy():
-            for first in range(0, x.shape[0], batch_size):
-                xb = self._as_batch(x[first:first + batch_size])
-                outputs = self._forward(xb, training=False)
-                for name, value in outputs.items():
-                    check_output_shape(value, xb.shape[0], self.output_shape[name], self.outputs[name]._layer)
-                    result[name][first:first + batch_size] = _device.host(value)
-        return self._as_given(result)
+    def _named_outputs(self, out):
+        return out

@@ -3,10 +3,11 @@
 A layer needs its input's gradient when a layer before it learns, and its parameters' when the
 model being trained trains them (its optimizer's parameters: Keras' `trainable`, read when the
 model was compiled). The flags are set before a training step's forward pass, which a
-BatchNormalization layer reads (a frozen one normalises by its moving statistics). So a frozen base under a trained head runs no backward pass, and a frozen
-discriminator inside a GAN passes gradients to the generator without computing its own weights'.
-Layers can be shared between models (the GAN's discriminator trains alone too), so each model sets
-the flags for its own optimizer before its backward pass whenever another model set them last.
+BatchNormalization layer reads (a frozen one normalises by its moving statistics). So a frozen
+base under a trained head runs no backward pass, and a frozen discriminator inside a GAN passes
+gradients to the generator without computing its own weights'. Layers can be shared between
+models (the GAN's discriminator trains alone too), so each model sets the flags for its own
+optimizer before its step whenever another model set them last.
 """
 
 import weakref
@@ -61,7 +62,7 @@ class GradientFlags:
         forget_flags()
 
     def _apply_gradient_flags(self):
-        """Before a training step's backward pass: the flags for this model's optimizer, unless they
+        """Before a training step's forward pass: the flags for this model's optimizer, unless they
         are already set for it."""
         if _flags_set_for[0]() is self.optimizer:
             return

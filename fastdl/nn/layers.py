@@ -98,8 +98,11 @@ class Dense(_Activated):
     Parameters
     ----------
     units : int
-    activation : {"relu", "sigmoid", "tanh", "softmax", "linear", None}
+    activation : {"relu", "leaky_relu", "sigmoid", "tanh", "softmax", "linear", None}
+        "leaky_relu" with slope 0.2, Keras 3's for the activation (its LeakyReLU layer's is 0.3).
     kernel_initializer : {"glorot_uniform", "he_normal"} or callable(shape, rng, dtype)
+    use_bias : bool, default True
+        Without it the layer has no bias weights (as before a BatchNormalization).
     kernel_regularizer : nn.l2(factor), "l2" or None
         Adds factor * sum(kernel^2) to the loss.
     input_shape : tuple, optional
@@ -197,7 +200,7 @@ class Conv2D(_Activated):
     strides : int or (int, int), default 1
     padding : {"valid", "same"}, default "valid"
         "same" as in Keras/TensorFlow for every stride.
-    activation, kernel_initializer, kernel_regularizer
+    activation, kernel_initializer, use_bias, kernel_regularizer
         As in Dense.
     """
 
@@ -304,7 +307,10 @@ class _Pooling2D(Layer):
 
 class MaxPooling2D(_Pooling2D):
     """Maximum over pool_size windows of channels-last images (strides default to pool_size).
-    MaxPool2D is the same class, as in Keras (whose name for it, "max_pooling2d", it takes)."""
+
+    padding "valid" (default) or "same": ceil(size / stride) outputs per axis, padded at the
+    bottom and right when odd, as TensorFlow; padded cells never win. MaxPool2D is the same class,
+    as in Keras (whose name for it, "max_pooling2d", it takes)."""
 
     def _pool(self, x, out):
         return max_pool2d_into(x, out, self._window, self.backend)

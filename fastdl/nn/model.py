@@ -1,19 +1,14 @@
 """Sequential: compile, fit, evaluate, predict, summary, save and load."""
 
 import contextlib
-import json
-import re
-import zipfile
 
 import numpy as np
 
-from fastdl import _device
-from fastdl._validation import all_finite
 from fastdl.nn.layers import Dense, Input
 from fastdl.nn.losses import get_loss
-from fastdl.nn.module import Layer, build_layer, check_shape, default_layer_name, fused_layer, snake_case, unnamed
+from fastdl.nn.module import Layer, build_layer, check_shape, default_layer_name, fused_layer, unnamed
 from fastdl.nn.optimizers import get_optimizer
-from fastdl.nn.training import Training, check_batch_size, check_verbose
+from fastdl.nn.training import Training, _accuracy, check_output_shape
 
 
 def init_model_basics(model, name, dtype, backend, seed):
@@ -45,16 +40,6 @@ def check_nested_dtype(model, layer):
     if isinstance(layer, Training) and layer.dtype != model.dtype:
         raise ValueError(f"model {layer.name!r} computes in {layer.dtype}, the model {model.name!r} it is a layer "
                          f"of in {model.dtype}: give both the same dtype")
-
-
-def check_output_shape(out, n_samples, expected, layer):
-    """Raise ValueError unless a batch of n_samples outputs has the shape the model was built for
-    (outputs of a layer whose forward disagrees with its compute_output_shape, or that drops
-    samples, would be broadcast into the model's)."""
-    if tuple(out.shape) != (n_samples, *expected):
-        raise ValueError(f"layer {layer.name!r} returned outputs of shape {tuple(out.shape)} for {n_samples} "
-                         f"samples, but its compute_output_shape gives (batch, {', '.join(map(str, expected))}): a "
-                         "layer's forward must return one output per sample, of its compute_output_shape")
 
 
 def format_shape(shape):
@@ -178,55 +163,6 @@ class Sequential(Training):
         self.built = True
         self._place_parameters()
 
-    def parameters(self):
-        """[(name, Parameter)] of every layer, named "layer/attribute"."""
-        if not getattr(self, "built", False):
-            self.build()
-        return [(f"{layer.name}/{key}", p) for layer in self.layers for key, p in layer.parameters()]
-
-    def non_trainable_weights(self):
-        """[(name, ndarray)] of every layer's saved-but-not-trained state (BatchNormalization's moving stats)."""
-        if not getattr(self, "built", False):
-            self.build()
-        return [(f"{layer.name}/{key}", a) for layer in self.layers
-                for key, a in getattr(layer, "non_trainable_weights", list)()]
-
-    def count_params(self):
-        """Trainable and non-trainable, as Keras' Total params."""
-        return sum(p.size for _, p in self.parameters()) + sum(a.size for _, a in self.non_trainable_weights())
-
-    def _param_totals(self):
-        """The Total / Trainable / Non-trainable lines of summary()."""
-        total = self.count_params()
-        frozen = total - sum(p.size for _, p in self.trainable_parameters())
-        return [f"Total params: {total:,}", f"Trainable params: {total - frozen:,}", f"Non-trainable params: {frozen:,}"]
-
-    def _weight_arrays(self):
-        """[(name, array)] of every layer's weights as Keras lists them: its parameters, then its
-        non-trainable state (BatchNormalization: gamma, beta, moving_mean, moving_variance)."""
-        if not getattr(self, "built", False):
-            self.build()
-        return [(f"{layer.name}/{key}", array) for layer in self.layers
-                for key, array in [(k, p.value) for k, p in layer.parameters()]
-                + list(getattr(layer, "non_trainable_weights", list)())]
-
-    def get_weights(self):
-        """Copies of every weight, trainable and not, layer by layer as Keras orders them."""
-        return [np.array(_device.host(array)) for _, array in self._weight_arrays()]
-
-    def set_weights(self, weights):
-        """Copy `weights` (as `get_weights` returns them) into the model; all are checked first, so
-        weights that do not fit change nothing."""
-        arrays = self._weight_arrays()
-        weights = [np.asarray(value) for value in weights]
-        if len(weights) != len(arrays):
-            raise ValueError(f"expected {len(arrays)} weight arrays, got {len(weights)}")
-        for (name, array), value in zip(arrays, weights):
-            if value.shape != array.shape:
-                raise ValueError(f"weight {name} has shape {array.shape}, got {value.shape}")
-        for (_, array), value in zip(arrays, weights):
-            _device.assign(array, value)
-
     def summary(self, print_fn=print):
         """Keras-style table of layers, output shapes and parameter counts; returns it as a string."""
         self.parameters()
@@ -326,38 +262,22 @@ class Sequential(Training):
             loss = self.loss.forward(out, y)
         return loss + self.regularization_loss() + sum(self.losses)
 
+    def _batch_losses(self, out, y):
+        return {"loss": self._batch_loss(out, y)}
+
+    def _batch_logs(self, out, y, losses):
+        """losses, and the accuracy where compiled with it."""
+        if not self.metrics:
+            return losses
+        return {**losses, self.metrics[0]: _accuracy(out, y, self.loss.accuracy_threshold)}
+
+    def _backward_from_loss(self):
+        """Fill every parameter's gradient from the loss's gradient."""
+        fused = self._fused()
+        self._backward(self.loss.backward_logits() if fused else self.loss.backward(), fused)
+
     def _log_names(self):
         return ["loss", *self.metrics[:1]]
-
-    def _check_x(self, x, name="x"):
-        """x as a NumPy array, or a device array of the model's dtype on a model on the device."""
-        on_device = _device.is_device(x)
-        if not on_device:
-            x = np.asarray(x)
-        if self.input_shape is None:
-            if len(x.shape) < 2:
-                raise ValueError(f"{name} must have a batch axis, got shape {x.shape}")
-            self.build(x.shape[1:])
-        elif not getattr(self, "built", False):
-            self.build()
-        if on_device:
-            x = _device.view(x)
-            if not self.on_device:
-                raise ValueError(f"{name} is on the CUDA device but model {self.name!r} is not: build it with "
-                                 'backend="cuda", or pass x as a NumPy array')
-            if np.dtype(x.dtype) != self.dtype:
-                raise TypeError(f"{name} on the device must be {self.dtype} as the model, got {np.dtype(x.dtype)}")
-        elif x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_) \
-                or np.issubdtype(x.dtype, np.complexfloating):
-            raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
-        if x.shape[1:] != tuple(self.input_shape):
-            raise ValueError(
-                f"{name} has samples of shape {x.shape[1:]}, but the model's first layer expects "
-                f"{tuple(self.input_shape)} (x must be (batch, {', '.join(map(str, self.input_shape))}))"
-            )
-        if x.shape[0] == 0:
-            raise ValueError(f"{name} has no samples")
-        return x
 
     def _check_xy(self, x, y, name="x"):
         x = self._check_x(x, name)
@@ -368,173 +288,15 @@ class Sequential(Training):
             raise ValueError(f"{name} has {x.shape[0]} samples but y has {y_arr.shape[0] if y_arr.ndim else 0} targets")
         return x, self.loss.check_targets(y_arr, x.shape[0], self.output_shape)
 
-    def _as_batch(self, xb, epoch=None, batch=None):
-        """A batch as the first layer takes it, checked for NaN and infinity; on the device for a model
-        there (a device batch passes as it is: device data is checked when it goes over, or is the
-        caller's)."""
-        if _device.is_device(xb):
-            return xb
-        xb = np.ascontiguousarray(xb, dtype=self.dtype)
-        if not all_finite(xb):
-            where = "" if epoch is None else f"epoch {epoch}, batch {batch}: "
-            raise ValueError(f"{where}the input batch contains NaN or infinity; training stopped")
-        if self.on_device:
-            batches = self.__dict__.setdefault("_device_batches", {})
-            return _device.upload(batches, _device.recent_key(batches, "x", xb.shape), xb)
-        return xb
+    def _output_layers(self):
+        """{output name: (shape, the layer that makes it)}: predict's one output."""
+        return {"output": (self.output_shape, self.layers[-1])}
 
-    # -- public inference API -----------------------------------------------------------------
-    def predict(self, x, batch_size=32, verbose=0):
-        """Outputs for x, computed batch by batch; ndarray of shape (n_samples, *output_shape).
+    def _named_outputs(self, out):
+        return {"output": out}
 
-        verbose is taken as Keras takes it; predictions print nothing."""
-        batch_size = check_batch_size(batch_size)
-        check_verbose(verbose)
-        x = self._check_x(x)
-        out = np.empty((x.shape[0], *self.output_shape), dtype=self.dtype)
-        with self._blas_policy():
-            for first in range(0, x.shape[0], batch_size):
-                xb = self._as_batch(x[first:first + batch_size])
-                batch = self._forward(xb, training=False)
-                check_output_shape(batch, xb.shape[0], self.output_shape, self.layers[-1])
-                out[first:first + batch_size] = _device.host(batch)
-        return out
-
-    # -- persistence ---------------------------------------------------------------------------
-    def save(self, path):
-        """Write the weights, the optimizer state and the training generator's state to one .npz.
-
-        The file is written beside its place and renamed into it: a crash while saving (a
-        ModelCheckpoint's, say) leaves the previous file whole.
-        """
-        from fastdl.data._files import atomic_write
-
-        arrays = {f"param:{name}": _device.host(p.value) for name, p in self.parameters()}
-        arrays.update({f"state:{name}": _device.host(a) for name, a in self.non_trainable_weights()})
-        generators = {path: generator.bit_generator.state for path, generator in self._generators().items()}
-        meta = {"format": SAVE_FORMAT, "input_shape": list(self.input_shape), "epochs_trained": self.epochs_trained,
-                "rng": generators["rng"], "generators": generators, "optimizer": None}
-        if self.optimizer is not None and self.optimizer.attached:
-            self._attach_optimizer()  # layers added since the last step: their slots are saved too
-        if self.optimizer is not None and self.optimizer.params:
-            opt_meta, opt_arrays = self.optimizer.state_dict()
-            meta["optimizer"] = opt_meta
-            meta["optimizer_weights"] = self._optimizer_weights()
-            arrays.update({f"opt:{key}": value for key, value in opt_arrays.items()})
-        arrays["meta"] = np.array(json.dumps(meta))
-        with atomic_write(path) as f:
-            np.savez(f, **arrays)
-
-    def load(self, path):
-        """Read what `save` wrote into this model (same architecture); restores the optimizer when compiled.
-
-        Everything is read and checked before anything is set: a file that does not fit the model
-        (other layers or shapes, another optimizer's state) changes nothing, an unbuilt model and
-        the models inside it stay unbuilt.
-        """
-        with _open_save(path) as (data, meta):
-            if self.input_shape is None:
-                # Built for the file's inputs; one that does not fit the file is unbuilt again.
-                undo = build_undo(self)
-                self.build(meta["input_shape"])
-                try:
-                    targets, opt_arrays = self._checked_file(path, data, meta)
-                except ValueError:
-                    undo()
-                    raise
-            else:
-                targets, opt_arrays = self._checked_file(path, data, meta)
-            for _, target, value in targets:
-                _device.assign(target, value)
-            if opt_arrays is not None:
-                self.optimizer.load_state_dict(meta["optimizer"], opt_arrays)
-        self.epochs_trained = int(meta["epochs_trained"])
-        # Files from before every generator was saved hold the model's own alone.
-        states = meta.get("generators", {"rng": meta["rng"]})
-        for path_in_model, generator in self._generators().items():
-            if path_in_model in states:
-                generator.bit_generator.state = states[path_in_model]
-        return self
-
-    def _optimizer_weights(self):
-        """The names of the weights the optimizer trains, in its order (its state's)."""
-        names = {id(p): name for name, p in self.parameters()}
-        return [names.get(id(p), "?") for p in self.optimizer.params]
-
-    def _checked_file(self, path, data, meta):
-        """(the weights to set, as _saved_weights gives them; the optimizer's saved slots, None
-        where there are none to restore), once all of the file is checked against the model."""
-        spell = self._names_in_file(path, data)
-        targets = self._saved_weights(path, data, spell)
-        if meta["optimizer"] is None or self.optimizer is None:
-            return targets, None
-        self._attach_optimizer()
-        held = self._optimizer_weights()
-        renamed = {spell(name): name for name, _ in self.parameters()}
-        # (files from before it was saved: by shape)
-        saved = [renamed.get(name, name) for name in meta.get("optimizer_weights", held)]
-        if sorted(saved) != sorted(held) or len(set(held)) != len(held) and saved != held:
-            raise ValueError(f"{path} holds the optimizer's state of weights {saved}, "
-                             f"this model's optimizer trains {held} (another set of frozen layers?)")
-        # Slots "<slot>/<i>" of the i-th weight saved; matched by name, as weights are (a functional
-        # model saved before it listed its layers in Keras' order holds them in another order).
-        position = {name: i for i, name in enumerate(held)} if len(set(held)) == len(held) else None
-        opt_arrays = {}
-        for key in data.files:
-            if key.startswith("opt:"):
-                slot, index = key[len("opt:"):].rsplit("/", 1)
-                opt_arrays[f"{slot}/{position[saved[int(index)]] if position else index}"] = data[key]
-        self.optimizer.check_state_dict(meta["optimizer"], opt_arrays)
-        return targets, opt_arrays
-
-    def _names_in_file(self, path, data):
-        """The function that gives a weight's name in the file `data` (its own, or for a file saved
-        before unnamed layers took Keras 3's names, the name it had then: "conv2dtranspose" for
-        "conv2d_transpose", "leaky_relu" for "leaky_re_lu"), once the names are checked."""
-        names = [name for name, _ in self.parameters()]
-        saved = {k[len("param:"):] for k in data.files if k.startswith("param:")}
-        if saved == set(names):
-            return lambda name: name
-        before = _names_before_keras_3(self)
-
-        def spell(name):
-            *layers, weight = name.split("/")
-            return "/".join([before.get(layer, layer) for layer in layers] + [weight])
-
-        if saved != {spell(name) for name in names}:
-            raise ValueError(f"{path} holds weights for layers {sorted(saved)}, this model has {names}")
-        return spell
-
-    def _saved_weights(self, path, data, spell):
-        """[(name, the model's array, the file's array)] of every weight in the file `data`, once
-        their shapes are checked against the model's (spell: _names_in_file's)."""
-        targets = [(name, p.value, data[f"param:{spell(name)}"]) for name, p in self.parameters()]
-        # Files from before non-trainable state keep the freshly built statistics.
-        targets += [(name, a, data[f"state:{spell(name)}"]) for name, a in self.non_trainable_weights()
-                    if f"state:{spell(name)}" in data.files]
-        for name, target, value in targets:
-            if value.shape != target.shape:
-                raise ValueError(f"{path}: weight {name} has shape {value.shape}, the model's has {target.shape}")
-        return targets
-
-
-SAVE_FORMAT = "fastdl.nn/1"
-
-
-def _names_before_keras_3(model):
-    """{name of an unnamed layer in model (or in the models inside it): the name fastdl gave it
-    before it took Keras 3's rule}, for the classes whose snake case the rule changed."""
-    names = {}
-    for layer in model.layers:
-        kind = type(layer).__name__
-        now = snake_case(kind)
-        then = re.sub(r"(?<=[a-z0-9])(?=[A-Z][a-z])", "_", kind).lower()
-        suffix = layer.name[len(now):]
-        if then != now and layer.name.startswith(now) and re.fullmatch(r"(_\d+)?", suffix):
-            names[layer.name] = then + suffix
-        if isinstance(layer, Training):
-            names.update(_names_before_keras_3(layer))
-    return names
+    def _as_given(self, by_name):
+        return by_name["output"]
 
 # What building a layer or a model sets on it (the parameters stay, made afresh at the next build).
 _BUILD_ATTRIBUTES = ("built", "input_shape", "output_shape", "dtype", "rng", "backend", "on_device", "_steps")
@@ -579,29 +341,6 @@ def build_undo(model):
             optimizer.__dict__.update(attributes)
 
     return undo
-
-
-@contextlib.contextmanager
-def _open_save(path):
-    """(the .npz's arrays, its metadata) of a file `save` wrote; a ValueError naming the file for
-    one that is no such file (a truncated or foreign .npz, another kind of file)."""
-    try:
-        data = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{path} is not a model saved by fastdl.nn (.npz): {exc}") from exc
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path} is not a model saved by fastdl.nn: it holds one array, not an .npz archive")
-    with data:
-        try:
-            meta = json.loads(str(data["meta"]))
-        except (KeyError, ValueError) as exc:
-            raise ValueError(f"{path} is not a model saved by fastdl.nn: {exc}") from exc
-        if not isinstance(meta, dict) or meta.get("format") != SAVE_FORMAT:
-            found = meta.get("format") if isinstance(meta, dict) else meta
-            raise ValueError(f"{path} is not a model saved by fastdl.nn (format {found!r}, not {SAVE_FORMAT!r})")
-        yield data, meta
 
 
 def _fused_steps(layers):

@@ -1,5 +1,6 @@
-"""The training loop of fastdl.nn models: fit (with callbacks and resuming), evaluate, History."""
+"""The training loop of fastdl.nn models: fit (with callbacks and resuming), evaluate, predict."""
 
+import contextlib
 import math
 
 import numpy as np
@@ -8,26 +9,12 @@ from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._parallel import single_threaded_blas
 from fastdl._validation import NonFiniteError, all_finite, check_int
-from fastdl.nn.callbacks import Callback, ProgressLogger
+from fastdl.nn.callback_list import CallbackList
+from fastdl.nn.callbacks import History, ProgressLogger
+from fastdl.nn.guard import check_finite_gradients, guarded, statistics_kept, stopped_at
 from fastdl.nn.gradient_flags import GradientFlags, forget_flags
 from fastdl.nn.module import Layer, place_parameters
-
-
-class History(Callback):
-    """What `fit` returns: `history` maps "loss", "accuracy", "val_loss", ... to per-epoch lists.
-
-    As in Keras, a callback that fit calls after the user's: what their `on_epoch_end` added to the
-    epoch's logs (logs["lr"] = ...) is recorded too.
-    """
-
-    def __init__(self):
-        self.history = {}
-        self.epoch = []
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.epoch.append(epoch)
-        for key, value in (logs or {}).items():
-            self.history.setdefault(key, []).append(value)
+from fastdl.nn.saving import Saving
 
 
 def _accuracy(y_pred, y_true, threshold=None):
@@ -65,21 +52,19 @@ def check_verbose(verbose):
     return int(verbose)
 
 
-def _check_callbacks(callbacks, model, params):
-    """The callbacks as a list, each given the model and Keras' params ({"verbose", "epochs", "steps"})."""
-    callbacks = list(callbacks or [])
-    for callback in callbacks:
-        if not isinstance(callback, Callback):
-            raise TypeError(f"callbacks must be Callback objects, got {type(callback).__name__}")
-    for callback in callbacks:
-        callback.set_model(model)
-        callback.set_params(params)
-    return callbacks
-
-
 def check_batch_size(batch_size):
     """batch_size as an int >= 1; None is 32, as Keras."""
     return 32 if batch_size is None else check_int(batch_size, "batch_size", 1)
+
+
+def check_output_shape(out, n_samples, expected, layer):
+    """Raise ValueError unless a batch of n_samples outputs has the shape the model was built for
+    (outputs of a layer whose forward disagrees with its compute_output_shape, or that drops
+    samples, would be broadcast into the model's)."""
+    if tuple(out.shape) != (n_samples, *expected):
+        raise ValueError(f"layer {layer.name!r} returned outputs of shape {tuple(out.shape)} for {n_samples} "
+                         f"samples, but its compute_output_shape gives (batch, {', '.join(map(str, expected))}): a "
+                         "layer's forward must return one output per sample, of its compute_output_shape")
 
 
 def _check_shuffle(shuffle):
@@ -91,70 +76,19 @@ def _check_shuffle(shuffle):
     return bool(shuffle)
 
 
-def _overrides(callback, *hooks):
-    """Whether the callback's class overrides one of the Callback hooks named."""
-    return any(getattr(type(callback), hook) is not getattr(Callback, hook) for hook in hooks)
+def _add_to_means(totals, batch_logs, count, seen):
+    """Add a batch's logs, weighted by its count of samples, to totals; the means over seen samples."""
+    for key, value in batch_logs.items():
+        totals[key] = totals.get(key, 0.0) + value * count
+    return {key: value / seen for key, value in totals.items()}
 
 
-def _finite(array):
-    """Whether a host or device array holds no NaN or infinity (its sum of squares is finite, or
-    failing that, its values are). Called inside the model's BLAS policy (_blas_policy), which sets
-    the dot's threads."""
-    return _squares_finite(array) or all_finite(_device.host(array))
-
-
-def _squares_finite(array):
-    """Whether every value of a host or device array squares to a finite number in its dtype: its
-    sum of squares is finite (one BLAS dot, or one GEMM on the device, read back), or failing that
-    (a sum past float range), its values are looked at."""
-    if array.size == 0:
-        return True
-    if _device.is_device(array):
-        from fastdl.ops._nn_on_device import sum_of_squares
-
-        if math.isfinite(sum_of_squares(array)):
-            return True
-        array = _device.host(array)
-    flat = array.reshape(-1)
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(np.dot(flat, flat)):
-            return True
-        return bool(all_finite(flat) and np.abs(flat).max() <= math.sqrt(np.finfo(flat.dtype).max))
-
-
-class _TrainBatchHooks:
-    """The one callback fit hands the epoch loops (Sequential's _train_epoch, Model's): the loops
-    call its on_batch_end after each batch, and it calls every callback's on_train_batch_end (the
-    base Callback forwards it to on_batch_end), then, unless a callback stopped training or the
-    epoch is over, every on_train_batch_begin of the next batch. Nothing runs between the two, so
-    the order is Keras'; fit calls each epoch's first on_train_batch_begin itself."""
-
-    def __init__(self, model, callbacks, n_batches):
-        self.model, self.callbacks, self.n_batches = model, callbacks, n_batches
-        self._stop_after_this = False
-
-    def on_batch_end(self, batch, logs):
-        for callback in self.callbacks:
-            callback.on_train_batch_end(batch, logs)
-        if self._stop_after_this:  # asked at this batch's begin: it trained, as in Keras; now stop
-            self.model.stop_training, self._stop_after_this = True, False
-        if batch + 1 < self.n_batches and not self.model.stop_training:
-            for callback in self.callbacks:
-                callback.on_train_batch_begin(batch + 1, {})
-            if self.model.stop_training:  # the loop would stop before that batch: it trains first
-                self.model.stop_training, self._stop_after_this = False, True
-
-
-def stopped_at(exc, epoch, batch):
-    """The error that ends fit at a batch: where, and for values gone NaN or infinite, what to try."""
-    if isinstance(exc, NonFiniteError):
-        return NonFiniteError(f"epoch {epoch + 1}, batch {batch + 1}: {exc}; training stopped (lower the learning "
-                              "rate or check the data)")
-    return ValueError(f"epoch {epoch + 1}, batch {batch + 1}: {exc}; training stopped")
-
-
-class Training(GradientFlags, Layer):
-    """fit / evaluate for a model with `_check_xy`, `_forward`, `_backward`, `_batch_loss`, `_fused`.
+class Training(Saving, GradientFlags, Layer):
+    """fit, evaluate and predict of Sequential and Model, which give: `_check_xy(x, y)`, the
+    checked data; `_forward(x, training)`, the outputs; `_batch_losses(outputs, y)` and
+    `_batch_logs(outputs, y, losses)`, a batch's logs; `_backward_from_loss()`, every gradient;
+    `_log_names()`; `_output_layers()`, `_named_outputs(outputs)` and `_as_given(by_name)`, the
+    outputs by name and back; and `_calls()` (see GradientFlags).
 
     A model is also a Layer: called on a symbolic tensor or added to a Sequential, it becomes a
     layer of another model with its own weights shared, as in Keras::
@@ -163,8 +97,6 @@ class Training(GradientFlags, Layer):
 
     Its subclasses give `forward(x, training)` and `_backward_as_layer(dout)` for that use.
     """
-
-    _gradients_checked = False  # inside train_on_batch (_check_gradients)
 
     stop_training = False  # set by a callback to end fit (see Callback)
 
@@ -179,14 +111,6 @@ class Training(GradientFlags, Layer):
         self._trainable = bool(value)
         for layer in getattr(self, "layers", ()):
             layer.trainable = bool(value)
-
-    @property
-    def needs_input_grad(self):
-        return self.__dict__.get("_needs_input_grad", True)
-
-    @needs_input_grad.setter
-    def needs_input_grad(self, value):
-        self._needs_input_grad = bool(value)
 
     @property
     def gemm_only(self):
@@ -288,6 +212,51 @@ class Training(GradientFlags, Layer):
             own = _device.host_copy if training else _device.host
         return self._as_given({name: own(v) for name, v in out.items()}) if isinstance(out, dict) else own(out)
 
+    def _check_x(self, x, name="x"):
+        """x as a NumPy array, or a device array of the model's dtype on a model on the device."""
+        on_device = _device.is_device(x)
+        if not on_device:
+            x = np.asarray(x)
+        if self.input_shape is None:
+            if len(x.shape) < 2:
+                raise ValueError(f"{name} must have a batch axis, got shape {x.shape}")
+            self.build(x.shape[1:])
+        elif not getattr(self, "built", False):
+            self.build()
+        if on_device:
+            x = _device.view(x)
+            if not self.on_device:
+                raise ValueError(f"{name} is on the CUDA device but model {self.name!r} is not: build it with "
+                                 'backend="cuda", or pass x as a NumPy array')
+            if np.dtype(x.dtype) != self.dtype:
+                raise TypeError(f"{name} on the device must be {self.dtype} as the model, got {np.dtype(x.dtype)}")
+        elif x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_) \
+                or np.issubdtype(x.dtype, np.complexfloating):
+            raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+        if x.shape[1:] != tuple(self.input_shape):
+            raise ValueError(
+                f"{name} has samples of shape {x.shape[1:]}, but the model's first layer expects "
+                f"{tuple(self.input_shape)} (x must be (batch, {', '.join(map(str, self.input_shape))}))"
+            )
+        if x.shape[0] == 0:
+            raise ValueError(f"{name} has no samples")
+        return x
+
+    def _as_batch(self, xb, epoch=None, batch=None):
+        """A batch as the first layer takes it, checked for NaN and infinity; on the device for a model
+        there (a device batch passes as it is: device data is checked when it goes over, or is the
+        caller's)."""
+        if _device.is_device(xb):
+            return xb
+        xb = np.ascontiguousarray(xb, dtype=self.dtype)
+        if not all_finite(xb):
+            where = "" if epoch is None else f"epoch {epoch}, batch {batch}: "
+            raise ValueError(f"{where}the input batch contains NaN or infinity; training stopped")
+        if self.on_device:
+            batches = self.__dict__.setdefault("_device_batches", {})
+            return _device.upload(batches, _device.recent_key(batches, "x", xb.shape), xb)
+        return xb
+
     # -- one batch -------------------------------------------------------------------------------
     def train_on_batch(self, x, y, *, return_dict=False):
         """One training step on the batch (x, y), as one batch of `fit` without shuffling.
@@ -304,30 +273,9 @@ class Training(GradientFlags, Layer):
         """
         x, y = self._check_xy(x, y)
         self._attach_optimizer()
-        statistics = [(array, _device.copy(array)) for _, array in self.non_trainable_weights()]
-        self._gradients_checked = True
-        try:
-            with self._blas_policy():
-                logs = self._train_epoch(x, y, x.shape[0], False, self.epochs_trained, [])
-        except NonFiniteError:
-            for array, copy in statistics:  # the forward pass moved them before the loss was seen
-                _device.assign(array, copy)
-            raise
-        finally:
-            del self._gradients_checked
-        if not all(_finite(array) for array, _ in statistics):
-            for array, copy in statistics:
-                _device.assign(array, copy)
-            raise NonFiniteError("this train_on_batch step made the moving statistics NaN or infinite (inputs "
-                                 "beyond float range?); they are put back to those from before it")
+        with statistics_kept(self), self._blas_policy():
+            logs = self._train_epoch(x, y, x.shape[0], False, self.epochs_trained, check_gradients=True)
         return logs if return_dict else self._result(logs)
-
-    def _check_gradients(self):
-        """In train_on_batch, before the optimizer's step: NonFiniteError where a gradient it is
-        to apply is NaN, infinite, or beyond float range squared."""
-        if self._gradients_checked and not all(_squares_finite(grad) for grad in self.optimizer.gradient_arrays()):
-            raise NonFiniteError("a gradient is NaN, infinite or too large to square in float range (a backward "
-                                 "pass overflowed); the step was not taken")
 
     def test_on_batch(self, x, y, *, return_dict=False):
         """The loss (and metrics) on the batch (x, y), as `evaluate` on it; no weight changes."""
@@ -413,7 +361,7 @@ class Training(GradientFlags, Layer):
 
         A step whose loss is NaN or infinite, or an epoch that leaves NaN or infinite weights or
         optimizer state, stops training with NonFiniteError and the weights and optimizer state
-        put back to those from before the epoch (see _guarded).
+        put back to those from before the epoch (see guard.guarded).
         """
         batch_size = check_batch_size(batch_size)
         first_epoch, last_epoch = self._epoch_range(epochs, initial_epoch)
@@ -422,8 +370,7 @@ class Training(GradientFlags, Layer):
         x, y = self._check_xy(x, y)
         x, y, val = self._validation(x, y, validation_data, validation_split)
         n_batches = -(-x.shape[0] // batch_size)
-        callbacks_params = {"verbose": verbose, "epochs": last_epoch, "steps": n_batches}
-        callbacks = _check_callbacks(callbacks, self, callbacks_params)
+        callbacks = CallbackList(callbacks, self, {"verbose": verbose, "epochs": last_epoch, "steps": n_batches})
         x = self._resident(x)
         self._attach_optimizer()
         if seed is not None:
@@ -431,46 +378,36 @@ class Training(GradientFlags, Layer):
         # As Keras: History after the user's callbacks (it records the keys they add to the logs),
         # the progress display last.
         history = History()
-        history.set_model(self)
-        history.set_params(callbacks_params)
         callbacks.append(history)
-        progress = ProgressLogger(verbose, x.shape[0], n_batches, last_epoch) if verbose else None
+        progress = ProgressLogger(verbose, n_batches, last_epoch) if verbose else None
         if progress is not None:
             callbacks.append(progress)
         self.stop_training = False
-        for callback in callbacks:
-            callback.on_train_begin({})
+        callbacks.on_train_begin()
         try:
             with self._blas_policy():
-                logs = self._fit_epochs(first_epoch, last_epoch, x, y, val, batch_size, shuffle, callbacks, n_batches)
+                logs = self._fit_epochs(first_epoch, last_epoch, x, y, val, batch_size, shuffle, callbacks)
         except BaseException:
             if progress is not None:
                 progress.close()
             raise
         # As Keras, only once fit has run (not after an error): EarlyStopping restores its best weights here.
-        for callback in callbacks:
-            callback.on_train_end(logs)
+        callbacks.on_train_end(logs)
         return history
 
-    def _fit_epochs(self, first_epoch, last_epoch, x, y, val, batch_size, shuffle, callbacks, n_batches):
+    def _fit_epochs(self, first_epoch, last_epoch, x, y, val, batch_size, shuffle, callbacks):
         """fit's epochs with the callbacks' hooks; returns the last epoch's logs (as fit logged them)."""
-        batch_hooks = [_TrainBatchHooks(self, callbacks, n_batches)]
         last_logs = {}
         for epoch in range(first_epoch, last_epoch):
-            for callback in callbacks:
-                callback.on_epoch_begin(epoch, {})
-            for callback in callbacks:
-                callback.on_train_batch_begin(0, {})
-            logs = self._guarded(lambda: self._train_epoch(x, y, batch_size, shuffle, epoch, batch_hooks),
-                                 f"epoch {epoch + 1}")
+            callbacks.on_epoch_begin(epoch)
+            callbacks.on_train_batch_begin(0)
+            logs = guarded(self, lambda: self._train_epoch(x, y, batch_size, shuffle, epoch, callbacks),
+                           f"epoch {epoch + 1}")
             if val is not None:
                 logs.update({"val_" + key: value for key, value in self._test(*val, batch_size, callbacks).items()})
             self.epochs_trained = epoch + 1
             last_logs = dict(logs)  # on_train_end's, as Keras 3.15 passes them: without what callbacks add
-            # Every callback sees the epoch, even after one asked to stop; they share one logs dict,
-            # as in Keras, so History (the last but the progress display) records what they added.
-            stops = [callback.on_epoch_end(epoch, logs) for callback in callbacks]
-            if any(stops) or self.stop_training:
+            if callbacks.on_epoch_end(epoch, logs) or self.stop_training:
                 break
         return last_logs
 
@@ -481,73 +418,53 @@ class Training(GradientFlags, Layer):
 
         Batch by batch only where a callback overrides a batch hook: the means are then summed
         from each batch's, which can differ from one _evaluate pass in the last bit."""
-        for callback in callbacks:
-            callback.on_test_begin({})
-        if not any(_overrides(callback, "on_test_batch_begin", "on_test_batch_end") for callback in callbacks):
+        callbacks.on_test_begin()
+        if not callbacks.watch_test_batches():
             logs = self._evaluate(x, y, batch_size)
         else:
             totals = {}
             for batch, first in enumerate(range(0, x.shape[0], batch_size)):
-                for callback in callbacks:
-                    callback.on_test_batch_begin(batch, {})
+                callbacks.on_test_batch_begin(batch)
                 stop = min(first + batch_size, x.shape[0])
-                for key, value in self._evaluate(x[first:stop], y[first:stop], batch_size).items():
-                    totals[key] = totals.get(key, 0.0) + value * (stop - first)
-                logs = {key: value / stop for key, value in totals.items()}
-                for callback in callbacks:
-                    callback.on_test_batch_end(batch, dict(logs))
-        for callback in callbacks:
-            callback.on_test_end(dict(logs))
+                logs = _add_to_means(totals, self._evaluate(x[first:stop], y[first:stop], batch_size), stop - first,
+                                     stop)
+                callbacks.on_test_batch_end(batch, logs)
+        callbacks.on_test_end(logs)
         return logs
 
-    def _guarded(self, train, before):
-        """train() (an epoch of fit), never leaving NaN or infinite weights or optimizer state.
+    def predict(self, x, batch_size=32, verbose=0, steps=None, callbacks=None):
+        """The outputs for x, computed batch by batch, each an ndarray of shape (n_samples,
+        *output_shape): Sequential's one array; a Model's one array, list or dict {output name:
+        array}, as its outputs were given.
 
-        The loss is checked at every step, but a float32 gradient or update can overflow while the
-        float64 loss stays finite (inputs of 1e20, say): the weights went to inf with no error, or
-        only at the next step, too late to keep them. So what a step writes (_state_arrays) is
-        copied before train() and put back where it stops on a non-finite value (NonFiniteError:
-        a NaN loss, whose steps before it may have diverged to huge but finite weights), where
-        another ValueError leaves the state non-finite, and where it returns with the state
-        non-finite; the error then says the state is that from `before`.
+        The arguments come in Keras 3's order. batch_size None is 32, as Keras. verbose is taken as
+        Keras takes it; predictions print nothing. steps (Keras' for data generators) must be None.
+        callbacks: their on_predict_begin, each batch's on_predict_batch_begin and
+        on_predict_batch_end (logs {"outputs": the batch's outputs, as predict returns them; outputs
+        in a dict by their names}), then on_predict_end, as Keras calls them.
         """
-        snapshot = self._snapshot()
-        try:
-            logs = train()
-        except ValueError as exc:
-            if not isinstance(exc, NonFiniteError) and self._state_is_finite():
-                raise
-            self._put_back(snapshot)
-            kind = NonFiniteError if isinstance(exc, NonFiniteError) else ValueError
-            raise kind(f"{exc}; the weights and optimizer state are put back to those from before {before}") from exc
-        if not self._state_is_finite():
-            self._put_back(snapshot)
-            raise NonFiniteError(f"{before}: the weights or optimizer state became NaN or infinite (a gradient or an "
-                                 "update overflowed float range); training stopped with the weights and optimizer "
-                                 f"state put back to those from before {before} (lower the learning rate or scale the "
-                                 "inputs)")
-        return logs
-
-    def _state_arrays(self):
-        """The arrays a training step writes: the optimizer's flat value buffers and slots (a
-        parameter outside the flat buffers: its own value) and the layers' non-trainable state
-        (BatchNormalization's moving statistics). Frozen weights are not among them: no step
-        writes them."""
-        return self.optimizer.state_arrays() + [array for _, array in self.non_trainable_weights()]
-
-    def _snapshot(self):
-        """(copies of _state_arrays(), the optimizer's step count), on the arrays' side (host or
-        device)."""
-        return [_device.copy(array) for array in self._state_arrays()], self.optimizer.iterations
-
-    def _state_is_finite(self):
-        return all(_finite(array) for array in self._state_arrays())
-
-    def _put_back(self, snapshot):
-        copies, iterations = snapshot
-        for array, copy in zip(self._state_arrays(), copies):
-            _device.assign(array, copy)
-        self.optimizer.iterations = iterations
+        batch_size = check_batch_size(batch_size)
+        verbose = check_verbose(verbose)
+        if steps is not None:
+            raise ValueError(f"steps={steps!r} is not supported: predict runs over all of x (steps=None)")
+        x = self._check_x(x)
+        outputs = self._output_layers()
+        result = {name: np.empty((x.shape[0], *shape), dtype=self.dtype) for name, (shape, _) in outputs.items()}
+        callbacks = CallbackList(callbacks, self, {"verbose": verbose, "epochs": 1, "steps": -(-x.shape[0] // batch_size)})
+        callbacks.on_predict_begin()
+        with self._blas_policy():
+            for batch, first in enumerate(range(0, x.shape[0], batch_size)):
+                callbacks.on_predict_batch_begin(batch)
+                xb = self._as_batch(x[first:first + batch_size])
+                stop = first + xb.shape[0]
+                for name, value in self._named_outputs(self._forward(xb, training=False)).items():
+                    check_output_shape(value, xb.shape[0], *outputs[name])
+                    result[name][first:stop] = _device.host(value)
+                given = self._as_given({name: array[first:stop] for name, array in result.items()})
+                # As Keras 3 (which flattens dicts in logs): a dict's outputs by name, else "outputs".
+                callbacks.on_predict_batch_end(batch, given if isinstance(given, dict) else {"outputs": given})
+        callbacks.on_predict_end()
+        return self._as_given(result)
 
     def _blas_policy(self):
         """Who runs the threads of a training or inference run: BLAS or fastdl, never both.
@@ -641,45 +558,45 @@ class Training(GradientFlags, Layer):
         for path, child in zip(["rng"] + others, seeds):
             generators[path].bit_generator.state = np.random.default_rng(child).bit_generator.state
 
-    def _train_epoch(self, x, y, batch_size, shuffle, epoch, callbacks):
+    def _train_epoch(self, x, y, batch_size, shuffle, epoch, callbacks=None, check_gradients=False):
         """One epoch over x (in a shuffled order where asked); returns its logs, the means over the
-        batches trained. callbacks: what fit hands the loop, objects whose on_batch_end it calls
-        after each batch (fit's _TrainBatchHooks, which call the callbacks' batch hooks)."""
+        batches trained. callbacks: fit's CallbackList, told of each batch."""
         n = x.shape[0]
-        fused = self._fused()
-        threshold = self.loss.accuracy_threshold
         order = self.rng.permutation(n) if shuffle else np.arange(n)
-        total_loss = total_correct = 0.0
-        seen = 0
+        totals, seen = {}, 0
         with self._training_to_logits():
             for b, first in enumerate(range(0, n, batch_size)):
                 xb, yb, count = self._training_batch(x, y, order, first, batch_size, epoch, b)
                 try:
-                    self._apply_gradient_flags()  # before the forward pass: BatchNormalization reads them
-                    out = self._forward(xb, training=True)
-                    loss = self._batch_loss(out, yb)
-                    if not np.isfinite(loss):
-                        raise NonFiniteError(f"the loss is {loss}")
-                    # Counted before the backward pass: on the device, reading the outputs then waits
-                    # for nothing more than reading the loss did.
-                    correct = _accuracy(out, yb, threshold) * count if self.metrics else 0.0
-                    dout = self.loss.backward_logits() if fused else self.loss.backward()
-                    self._backward(dout, fused)
-                    self._check_gradients()
+                    batch_logs = self._train_step(xb, yb, check_gradients)
                 except ValueError as exc:  # e.g. weights or activations gone non-finite: never train on
                     raise stopped_at(exc, epoch, b) from exc
                 self.optimizer.step()
                 seen += count
-                total_loss += loss * count
-                logs = {"loss": total_loss / seen}
-                if self.metrics:
-                    total_correct += correct
-                    logs[self.metrics[0]] = total_correct / seen
-                for callback in callbacks:
-                    callback.on_batch_end(b, {**logs, "seen": seen})
+                logs = _add_to_means(totals, batch_logs, count, seen)
+                if callbacks is not None:
+                    callbacks.on_train_batch_end(b, {**logs, "seen": seen})
                 if self.stop_training:  # a callback asked to stop: after this batch, as Keras
                     break
         return logs
+
+    def _train_step(self, xb, yb, check_gradients):
+        """Forward and backward pass of one batch (the optimizer's step is the caller's); its logs."""
+        self._apply_gradient_flags()  # before the forward pass: BatchNormalization reads them
+        outputs = self._forward(xb, training=True)
+        losses = self._batch_losses(outputs, yb)
+        if not np.isfinite(losses["loss"]):
+            raise NonFiniteError(f"the loss is {losses['loss']}")
+        # Metrics before the backward pass: on the device, reading the outputs then waits for
+        # nothing more than reading the loss did.
+        logs = self._batch_logs(outputs, yb, losses)
+        self._backward_from_loss()
+        if check_gradients:
+            check_finite_gradients(self.optimizer)
+        return logs
+
+    def _training_to_logits(self):
+        return contextlib.nullcontext()
 
     def _resident(self, x):
         """The training images on the device for the whole fit, where the model trains there and they
@@ -739,17 +656,12 @@ class Training(GradientFlags, Layer):
         return out
 
     def _evaluate(self, x, y, batch_size):
-        threshold = self.loss.accuracy_threshold
-        total_loss = total_correct = 0.0
+        totals = {}
         for first in range(0, x.shape[0], batch_size):
             xb, yb = self._as_batch(x[first:first + batch_size]), y[first:first + batch_size]
-            out = self._forward(xb, training=False)
-            total_loss += self._batch_loss(out, yb) * len(yb)
-            if self.metrics:
-                total_correct += _accuracy(out, yb, threshold) * len(yb)
-        logs = {"loss": total_loss / x.shape[0]}
-        if self.metrics:
-            logs[self.metrics[0]] = total_correct / x.shape[0]
+            outputs = self._forward(xb, training=False)
+            logs = _add_to_means(totals, self._batch_logs(outputs, yb, self._batch_losses(outputs, yb)), len(xb),
+                                 first + len(xb))
         return logs
 
     def evaluate(self, x, y, batch_size=32, verbose=0, *, callbacks=None, return_dict=False):
@@ -770,8 +682,7 @@ class Training(GradientFlags, Layer):
         batch_size = check_batch_size(batch_size)
         verbose = check_verbose(verbose)
         x, y = self._check_xy(x, y)
-        callbacks = _check_callbacks(callbacks, self, {"verbose": verbose, "epochs": 1,
-                                                       "steps": -(-x.shape[0] // batch_size)})
+        callbacks = CallbackList(callbacks, self, {"verbose": verbose, "epochs": 1, "steps": -(-x.shape[0] // batch_size)})
         with self._blas_policy():
             logs = self._test(x, y, batch_size, callbacks)
         return logs if return_dict else self._result(logs)

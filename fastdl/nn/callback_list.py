@@ -1,0 +1,106 @@
+"""CallbackList: the callbacks of one fit, evaluate or predict, each hook called on all of them in order,
+as Keras' CallbackList."""
+
+import numpy as np
+
+from fastdl.nn.callbacks import Callback
+
+
+class CallbackList:
+    """The callbacks of one fit, evaluate or predict, each given the model and Keras' params ({"verbose",
+    "epochs", "steps"}). A hook's logs: one dict all the callbacks share where Keras shares it
+    (on_train_batch_end, on_epoch_end, on_train_end: History records what the others add), else
+    each callback's own."""
+
+    def __init__(self, callbacks, model, params):
+        callbacks = list(callbacks or [])
+        for callback in callbacks:
+            if not isinstance(callback, Callback):
+                raise TypeError(f"callbacks must be Callback objects, got {type(callback).__name__}")
+        self.callbacks, self.model, self.params = [], model, params
+        for callback in callbacks:
+            self.append(callback)
+        self._stop_after_this = False
+
+    def append(self, callback):
+        callback.set_model(self.model)
+        callback.set_params(self.params)
+        self.callbacks.append(callback)
+
+    def on_train_begin(self):
+        for callback in self.callbacks:
+            callback.on_train_begin({})
+
+    def on_train_end(self, logs):
+        for callback in self.callbacks:
+            callback.on_train_end(logs)
+
+    def on_epoch_begin(self, epoch):
+        for callback in self.callbacks:
+            callback.on_epoch_begin(epoch, {})
+
+    def on_epoch_end(self, epoch, logs):
+        """Whether a callback returned True to stop (each still sees the epoch, as in Keras). Only
+        True stops: Keras ignores what on_epoch_end returns, so a Keras callback that returns
+        something else (its logs, say) must not end training."""
+        stops = [callback.on_epoch_end(epoch, logs) for callback in self.callbacks]
+        return any(stop is True or stop is np.True_ for stop in stops)
+
+    def on_train_batch_begin(self, batch):
+        for callback in self.callbacks:
+            callback.on_train_batch_begin(batch, {})
+
+    def on_train_batch_end(self, batch, logs):
+        """Every callback's on_train_batch_end (the base Callback forwards it to on_batch_end),
+        then, unless a callback stopped training or the epoch is over, every on_train_batch_begin
+        of the next batch: nothing runs between the two, so the order is Keras'. A stop asked for
+        at a batch's begin takes effect after that batch, as in Keras."""
+        for callback in self.callbacks:
+            callback.on_train_batch_end(batch, logs)
+        if self._stop_after_this:
+            self.model.stop_training, self._stop_after_this = True, False
+        if batch + 1 < self.params["steps"] and not self.model.stop_training:
+            self.on_train_batch_begin(batch + 1)
+            if self.model.stop_training:  # the loop would stop before that batch: it trains first
+                self.model.stop_training, self._stop_after_this = False, True
+
+    def on_test_begin(self):
+        for callback in self.callbacks:
+            callback.on_test_begin({})
+
+    def on_test_end(self, logs):
+        for callback in self.callbacks:
+            callback.on_test_end(dict(logs))
+
+    def on_test_batch_begin(self, batch):
+        for callback in self.callbacks:
+            callback.on_test_batch_begin(batch, {})
+
+    def on_test_batch_end(self, batch, logs):
+        for callback in self.callbacks:
+            callback.on_test_batch_end(batch, dict(logs))
+
+    def on_predict_begin(self):
+        for callback in self.callbacks:
+            callback.on_predict_begin({})
+
+    def on_predict_end(self):
+        for callback in self.callbacks:
+            callback.on_predict_end({})
+
+    def on_predict_batch_begin(self, batch):
+        for callback in self.callbacks:
+            callback.on_predict_batch_begin(batch, {})
+
+    def on_predict_batch_end(self, batch, logs):
+        for callback in self.callbacks:
+            callback.on_predict_batch_end(batch, dict(logs))
+
+    def watch_test_batches(self):
+        """Whether a callback overrides a test batch hook (else evaluation runs in one pass)."""
+        return any(_overrides(callback, "on_test_batch_begin", "on_test_batch_end") for callback in self.callbacks)
+
+
+def _overrides(callback, *hooks):
+    """Whether the callback's class overrides one of the Callback hooks named."""
+    return any(getattr(type(callback), hook) is not getattr(Callback, hook) for hook in hooks)

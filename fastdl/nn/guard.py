@@ -1,0 +1,119 @@
+"""Never train on from NaN or infinite values: fit's snapshot of each epoch's starting state, put
+back where the epoch ends non-finite, and train_on_batch's checks before and after its step."""
+
+import contextlib
+import math
+
+import numpy as np
+
+from fastdl import _device
+from fastdl._validation import NonFiniteError, all_finite
+
+
+def finite(array):
+    """Whether a host or device array holds no NaN or infinity (its sum of squares is finite, or
+    failing that, its values are)."""
+    return squares_finite(array) or all_finite(_device.host(array))
+
+
+def squares_finite(array):
+    """Whether every value of a host or device array squares to a finite number in its dtype: its
+    sum of squares is finite (one BLAS dot, or one GEMM on the device, read back), or failing that
+    (a sum past float range), its values are looked at."""
+    if array.size == 0:
+        return True
+    if _device.is_device(array):
+        from fastdl.ops._nn_on_device import sum_of_squares
+
+        if math.isfinite(sum_of_squares(array)):
+            return True
+        array = _device.host(array)
+    flat = array.reshape(-1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.dot(flat, flat)):
+            return True
+        return bool(all_finite(flat) and np.abs(flat).max() <= math.sqrt(np.finfo(flat.dtype).max))
+
+
+def stopped_at(exc, epoch, batch):
+    """The error that ends fit at a batch: where, and for values gone NaN or infinite, what to try."""
+    if isinstance(exc, NonFiniteError):
+        return NonFiniteError(f"epoch {epoch + 1}, batch {batch + 1}: {exc}; training stopped (lower the learning "
+                              "rate or check the data)")
+    return ValueError(f"epoch {epoch + 1}, batch {batch + 1}: {exc}; training stopped")
+
+
+def check_finite_gradients(optimizer):
+    """train_on_batch's, before the optimizer's step: NonFiniteError where a gradient it is to
+    apply is NaN, infinite, or beyond float range squared."""
+    if not all(squares_finite(grad) for grad in optimizer.gradient_arrays()):
+        raise NonFiniteError("a gradient is NaN, infinite or too large to square in float range (a backward "
+                             "pass overflowed); the step was not taken")
+
+
+def _state_arrays(model):
+    """The arrays a training step writes: the optimizer's flat value buffers and slots (a
+    parameter outside the flat buffers: its own value) and the layers' non-trainable state
+    (BatchNormalization's moving statistics). Frozen weights are not among them: no step
+    writes them."""
+    return model.optimizer.state_arrays() + [array for _, array in model.non_trainable_weights()]
+
+
+def guarded(model, train, before):
+    """train() (an epoch of fit), never leaving NaN or infinite weights or optimizer state.
+
+    The loss is checked at every step, but a float32 gradient or update can overflow while the
+    float64 loss stays finite (inputs of 1e20, say): the weights went to inf with no error, or
+    only at the next step, too late to keep them. So what a step writes (_state_arrays) is
+    copied before train() and put back where it stops on a non-finite value (NonFiniteError:
+    a NaN loss, whose steps before it may have diverged to huge but finite weights), where
+    another ValueError leaves the state non-finite, and where it returns with the state
+    non-finite; the error then says the state is that from `before`.
+    """
+    copies, iterations = [_device.copy(array) for array in _state_arrays(model)], model.optimizer.iterations
+
+    def state_is_finite():
+        return all(finite(array) for array in _state_arrays(model))
+
+    def put_back():
+        for array, copy in zip(_state_arrays(model), copies):
+            _device.assign(array, copy)
+        model.optimizer.iterations = iterations
+
+    try:
+        logs = train()
+    except ValueError as exc:
+        if not isinstance(exc, NonFiniteError) and state_is_finite():
+            raise
+        put_back()
+        kind = NonFiniteError if isinstance(exc, NonFiniteError) else ValueError
+        raise kind(f"{exc}; the weights and optimizer state are put back to those from before {before}") from exc
+    if not state_is_finite():
+        put_back()
+        raise NonFiniteError(f"{before}: the weights or optimizer state became NaN or infinite (a gradient or an "
+                             "update overflowed float range); training stopped with the weights and optimizer "
+                             f"state put back to those from before {before} (lower the learning rate or scale the "
+                             "inputs)")
+    return logs
+
+
+@contextlib.contextmanager
+def statistics_kept(model):
+    """train_on_batch's: the layers' non-trainable state (BatchNormalization's moving statistics)
+    put back where the step stops on a non-finite value (the forward pass moved them before the
+    loss was seen) or leaves them non-finite."""
+    statistics = [(array, _device.copy(array)) for _, array in model.non_trainable_weights()]
+
+    def put_back():
+        for array, copy in statistics:
+            _device.assign(array, copy)
+
+    try:
+        yield
+    except NonFiniteError:
+        put_back()
+        raise
+    if not all(finite(array) for array, _ in statistics):
+        put_back()
+        raise NonFiniteError("this train_on_batch step made the moving statistics NaN or infinite (inputs "
+                             "beyond float range?); they are put back to those from before it")
