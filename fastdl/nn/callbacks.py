@@ -272,22 +272,26 @@ class ModelCheckpoint(_Monitor):
         pass  # the best so far stays: it is in the file
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.save_best_only:
-            previous, current = self.best, self._current(logs)
-            best = "None" if previous is None else f"{previous:.5f}"
-            if not self._improved(current):
-                if self.verbose:
-                    print(f"Epoch {epoch + 1}: {self.monitor} did not improve from {best}")
-                return False
+        if not self.save_best_only:
+            self._save(epoch, logs, "saving model to")
+            return False
+        previous, current = self.best, self._current(logs)
+        best = "None" if previous is None else f"{previous:.5f}"
+        if self._improved(current):
+            self._save(epoch, logs, f"{self.monitor} improved from {best} to {current:.5f}, saving model to")
+        elif self.verbose:
+            print(f"Epoch {epoch + 1}: {self.monitor} did not improve from {best}")
+        return False
+
+    def _save(self, epoch, logs, why):
+        """Save the model to this epoch's path, saying so first (as Keras: `why` and the path) and after."""
         path = self._path(epoch, logs)
         if self.verbose:
-            print(f"Epoch {epoch + 1}: {self.monitor} improved from {best} to {current:.5f}, saving model to {path}"
-                  if self.save_best_only else f"Epoch {epoch + 1}: saving model to {path}")
+            print(f"Epoch {epoch + 1}: {why} {path}")
         self.model.save(path)
         if self.verbose:
             print(f"Epoch {epoch + 1}: finished saving model to {path}")
         self.last_saved = path
-        return False
 
     def _path(self, epoch, logs):
         path = str(self.filepath)
