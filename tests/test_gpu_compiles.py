@@ -101,7 +101,7 @@ def signatures():
         "loss._softmax_xent_targets": [(a2(t), a2(f64), f64, a2(t), a1(f64)) for t in floats],
         "loss._squared_error": [(a2(t), a2(f64), f64, f64, a2(t), a1(f64)) for t in floats],
         "loss._binary_xent_logits": [(a2(t), a2(f64), f64, a2(t), a1(f64)) for t in floats],
-        "loss._binary_xent": [(a2(t), a2(f64), f64, f64, a2(t), a1(f64)) for t in floats],
+        "loss._binary_xent": [(a2(t), a2(f64), f64, f64, f64, a2(t), a1(f64)) for t in floats],
         "loss._dropout": [(a2(t), a2(f64), f64, t, a2(t), a2(t)) for t in floats],
         # optim: value, grad and the slots in the parameter's dtype (velocity may be empty); the
         # scalars NumPy scalars of that dtype (fastdl.nn's as_dtype).

@@ -201,8 +201,8 @@ def test_binary_xent_logits(cuda_backend, cuda_scale, dtype, rng):
 def test_binary_xent(cuda_backend, cuda_scale, dtype, rng):
     n, m = 3 * cuda_scale, 5
     probs = rng.random((n, m)).astype(dtype)
-    probs[0, :2] = 0, 1  # clipped to [1e-7, 1 - 1e-7]
-    _check_loss("binary_xent", dtype, probs, rng.random((n, m)), 1e-7, 1 / (n * m))
+    probs[0, :2] = 0, 1  # clipped to [1e-7, 1 - 1e-7] (the bounds of float64 outputs)
+    _check_loss("binary_xent", dtype, probs, rng.random((n, m)), 1e-7, 1 - 1e-7, 1 / (n * m))
 
 
 def test_extreme_logits_stay_finite(cuda_backend, dtype):

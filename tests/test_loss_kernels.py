@@ -70,16 +70,19 @@ def naive_binary_xent_logits(logits, y_true, scale):
     return losses, grad
 
 
-def naive_binary_xent(probs, y_true, epsilon, scale):
-    """Probabilities clipped to [epsilon, 1 - epsilon]; no gradient where the clip is active."""
+def naive_binary_xent(probs, y_true, low, high, scale):
+    """Probabilities clipped to [low, high]; no gradient where the clip is active."""
     losses, grad = np.zeros(probs.shape[0]), np.zeros(probs.shape)
     for i in range(probs.shape[0]):
         for j in range(probs.shape[1]):
-            p, y = min(max(float(probs[i, j]), epsilon), 1 - epsilon), y_true[i, j]
+            p, y = min(max(float(probs[i, j]), low), high), y_true[i, j]
             losses[i] -= y * math.log(p) + (1 - y) * math.log(1 - p)
-            inside = epsilon <= float(probs[i, j]) <= 1 - epsilon
+            inside = low <= float(probs[i, j]) <= high
             grad[i, j] = (p - y) / (p * (1 - p)) * scale if inside else 0.0
     return losses, grad
+
+
+BOUNDS = (1e-7, 1 - 1e-7)  # Keras' clip of float64 probabilities
 
 
 # Problems ------------------------------------------------------------------------------------------
@@ -151,9 +154,39 @@ def test_binary_xent(backend, dtype, rng):
     probs = rng.random((9, 6)).astype(dtype)
     probs[0, :2], probs[1, :2] = 0, 1
     y_true = rng.random(probs.shape)
-    got = _run(_kernels(backend).binary_xent, probs, y_true, 1e-7, 1 / probs.size)
-    _check(got, naive_binary_xent(probs, y_true, 1e-7, 1 / probs.size), dtype)
+    got = _run(_kernels(backend).binary_xent, probs, y_true, *BOUNDS, 1 / probs.size)
+    _check(got, naive_binary_xent(probs, y_true, *BOUNDS, 1 / probs.size), dtype)
     assert np.isfinite(got[1]).all()
+
+
+def _check_float32_bounds(row_loss, grad):
+    """The loss and gradient of _FLOAT32_CASE (see test_binary_xent_clips_at_the_bounds_it_is_given)."""
+    low, high = _FLOAT32_BOUNDS
+    np.testing.assert_allclose(row_loss, [2 * 23 * math.log(2) - 2 * math.log(low) + math.log(2)], rtol=1e-12)
+    np.testing.assert_array_equal(grad[0, [0, 2]], 0)
+    np.testing.assert_allclose(grad[0, [1, 3]], [1 / (1 - high), -1 / low], rtol=1e-6)
+
+
+_FLOAT32_BOUNDS = (float(np.float32(1e-7)), 1 - 2.0**-23)  # Keras' clip of float32 probabilities
+_FLOAT32_CASE = ([[1.0, 1 - 2.0**-23, 0.0, float(np.float32(1e-7)), 0.5]], [[0.0, 0.0, 1.0, 1.0, 1.0]])
+
+
+def test_binary_xent_clips_at_the_bounds_it_is_given(backend, dtype):
+    """The caller passes Keras' bounds as worked out in the outputs' dtype (float32: float32(1e-7)
+    and 1 - 2**-23): at 1 the loss against 0 is -log(2**-23) = 15.94, not -log(1e-7) = 16.12, and
+    the bound itself still has its gradient (the clip passes it where low <= p <= high)."""
+    probs, y_true = np.array(_FLOAT32_CASE[0], dtype), np.array(_FLOAT32_CASE[1])
+    _check_float32_bounds(*_run(_kernels(backend).binary_xent, probs, y_true, *_FLOAT32_BOUNDS, 1.0))
+
+
+def test_binary_xent_on_cuda_clips_at_the_bounds_it_is_given(cuda_backend, dtype):
+    from numba import cuda
+
+    probs, y_true = np.array(_FLOAT32_CASE[0], dtype), np.array(_FLOAT32_CASE[1])
+    grad_d, row_loss_d = cuda.device_array(probs.shape, dtype), cuda.device_array(1, np.float64)
+    _kernels("cuda").binary_xent(cuda.to_device(probs), cuda.to_device(y_true), *_FLOAT32_BOUNDS, 1.0,
+                                 grad_d, row_loss_d, 1)
+    _check_float32_bounds(row_loss_d.copy_to_host(), grad_d.copy_to_host())
 
 
 def test_binary_xent_has_no_gradient_where_clipped(backend, dtype):
@@ -164,8 +197,8 @@ def test_binary_xent_has_no_gradient_where_clipped(backend, dtype):
                       [np.nan, 0.5, 0.5, 0.5, 0.5, 0.5]], dtype)
     y_true = np.array([[1.0, 0.0, 1.0, 0.0, 1.0, 1.0], [0.0, 1.0, 0.3, 0.0, 0.7, 1.0], [1.0] * 6])
     kernel = _kernels(backend).binary_xent
-    row_loss, grad = _run(kernel, probs, y_true, 1e-7, 0.5)
-    _check((row_loss[:2], grad[:2]), [a[:2] for a in naive_binary_xent(probs[:2], y_true[:2], 1e-7, 0.5)], dtype)
+    row_loss, grad = _run(kernel, probs, y_true, *BOUNDS, 0.5)
+    _check((row_loss[:2], grad[:2]), [a[:2] for a in naive_binary_xent(probs[:2], y_true[:2], *BOUNDS, 0.5)], dtype)
     np.testing.assert_array_equal(grad[:2] == 0, [[True] * 5 + [False], [True] * 2 + [False] * 4])
     assert np.isnan(grad[2, 0]) and np.isnan(row_loss[2])
     if dtype is np.float64:
@@ -174,7 +207,7 @@ def test_binary_xent_has_no_gradient_where_clipped(backend, dtype):
             for sign in (1, -1):
                 shifted = probs.copy()
                 shifted[i, j] += sign * 1e-7
-                values.append(_run(kernel, shifted, y_true, 1e-7, 0.5)[0][i])
+                values.append(_run(kernel, shifted, y_true, *BOUNDS, 0.5)[0][i])
             np.testing.assert_allclose(grad[i, j], (values[0] - values[1]) / 2e-7 * 0.5, rtol=1e-6)
 
 
@@ -185,8 +218,8 @@ def test_binary_xent_on_cuda_has_no_gradient_where_clipped(cuda_backend, dtype):
     probs = np.array([[-0.3, 1.7, 0.0, 1.0, 5e-8, 0.4], [2.0, -1e-3, 0.999, 0.02, 0.5, 0.9]], dtype)
     y_true = np.array([[1.0, 0.0, 1.0, 0.0, 1.0, 1.0], [0.0, 1.0, 0.3, 0.0, 0.7, 1.0]])
     grad_d, row_loss_d = cuda.device_array(probs.shape, dtype), cuda.device_array(2, np.float64)
-    _kernels("cuda").binary_xent(cuda.to_device(probs), cuda.to_device(y_true), 1e-7, 0.5, grad_d, row_loss_d, 1)
-    want = _run(_kernels("numpy").binary_xent, probs, y_true, 1e-7, 0.5)
+    _kernels("cuda").binary_xent(cuda.to_device(probs), cuda.to_device(y_true), *BOUNDS, 0.5, grad_d, row_loss_d, 1)
+    want = _run(_kernels("numpy").binary_xent, probs, y_true, *BOUNDS, 0.5)
     _check((row_loss_d.copy_to_host(), grad_d.copy_to_host()), want, dtype)
     np.testing.assert_array_equal(grad_d.copy_to_host()[:, :5] == 0, [[True] * 5, [True, True, False, False, False]])
 
@@ -238,7 +271,7 @@ def test_compiled_backends_give_the_same_bits(dtype):
             arrays = [out]
             for name, args in [("softmax_xent_codes", (codes, 0.1)), ("softmax_xent_targets", (soft, 0.1)),
                                ("squared_error", (soft, 1.5, 0.1)), ("binary_xent_logits", (soft, 0.1)),
-                               ("binary_xent", (soft, 1e-7, 0.1))]:
+                               ("binary_xent", (soft, *BOUNDS, 0.1))]:
                 grad = np.empty_like(logits)
                 row_loss = np.empty(33)
                 getattr(kernels, name)(logits, *args, grad, row_loss, threads)

@@ -698,3 +698,78 @@ def test_more_edges_of_building_loading_and_compiling(backend, tmp_path):
         _dense_stack(backend, nn.Dense(2)).compile(shared, "mse")
     finally:
         gc.enable()
+
+
+# Keras 3's positional order: an argument given by position either means what it means in Keras
+# or is refused, never taken for another option.
+
+
+def test_global_pooling_and_flatten_take_keras_data_format_first(backend):
+    """GlobalAveragePooling2D("channels_last") once kept the image axes (bool of the string)."""
+    x = np.ones((2, 3, 3, 2))
+    for pool in (nn.GlobalAveragePooling2D, nn.GlobalMaxPooling2D):
+        assert pool("channels_last", backend=backend)(x).shape == (2, 2)
+        assert pool(None, True, backend=backend)(x).shape == (2, 1, 1, 2)
+        with pytest.raises(ValueError, match="channels-last"):
+            pool("channels_first")
+        with pytest.raises(TypeError, match="keepdims must be True or False, got 'False'"):
+            pool(keepdims="False")
+    assert nn.Flatten("channels_last", backend=backend)(x).shape == (2, 18)
+    with pytest.raises(ValueError, match="channels-last"):
+        nn.Flatten("channels_first")
+
+
+def test_dropout_takes_keras_noise_shape_second(backend):
+    """Dropout(0.5, noise_shape) once took the noise shape for a seed."""
+    for noise_shape in ([2, 1, 1, 2], (None, 1, 1, 2)):
+        with pytest.raises(ValueError, match="noise_shape is not supported"):
+            nn.Dropout(0.5, noise_shape)
+    assert nn.Dropout(0.5, None, 3).rng.random() == np.random.default_rng(3).random()
+
+
+def test_dense_and_conv_take_keras_positional_order(backend):
+    # Dense(units, activation, use_bias, kernel_initializer); its old order is refused, not misread.
+    dense = nn.Dense(4, "relu", False, "he_normal")
+    assert not dense.use_bias and dense.kernel_initializer is nn.module.he_normal
+    with pytest.raises(TypeError, match="use_bias must be True or False, got 'he_normal'"):
+        nn.Dense(4, "relu", "he_normal")
+    with pytest.raises(TypeError, match="positional"):
+        nn.Dense(4, "relu", True, "he_normal", "zeros")  # Keras' bias_initializer
+    # Conv2D / Conv2DTranspose: Keras' fifth is data_format (output_padding), no fastdl option.
+    for conv in (nn.Conv2D, nn.Conv2DTranspose):
+        assert conv(4, 3, 1, "same", activation="relu").activation == "relu"
+        with pytest.raises(TypeError, match="positional"):
+            conv(4, 3, 1, "same", "channels_last")
+    with pytest.raises(TypeError, match="positional"):
+        nn.Add((3,))  # Keras' Add takes no positional argument; input_shape is keyword only
+
+
+class _KerasStyleInitializer:
+    """Called as Keras calls its initializers, f(shape, dtype=None)."""
+
+    def __call__(self, shape, dtype=None):
+        return np.zeros(shape, dtype)
+
+
+def test_an_initializer_of_another_signature_is_refused_at_construction(backend):
+    for layer in (lambda init: nn.Dense(2, kernel_initializer=init),
+                  lambda init: nn.Conv2D(2, 3, kernel_initializer=init)):
+        with pytest.raises(TypeError,
+                           match=r"takes \(shape, dtype=None\), not \(shape, rng, dtype\).*'glorot_uniform'"):
+            layer(_KerasStyleInitializer())
+        with pytest.raises(TypeError, match=r"not \(shape, rng, dtype\)"):
+            layer(lambda shape: np.zeros(shape))
+    # Functions of the right signature (or none Python can read) still go through.
+    ones = nn.Dense(2, kernel_initializer=lambda shape, rng, dtype: np.ones(shape, dtype))
+    model = nn.Sequential([nn.Input((3,)), ones], backend=backend)
+    model.build()
+    np.testing.assert_array_equal(model.get_weights()[0], np.ones((3, 2)))
+    nn.Dense(2, kernel_initializer=lambda *args: np.ones(args[0], args[2]))
+
+
+def test_input_takes_no_keras_batch_size_as_its_name(backend):
+    """Keras 3's Input(shape, batch_size, ...): a second positional value is refused, not taken as
+    the name."""
+    with pytest.raises(TypeError):
+        nn.Input((3,), 32)
+    assert nn.Input((3,), name="pixels").name == "pixels"

@@ -124,6 +124,40 @@ def test_binary_cross_entropy_has_no_gradient_where_clipped(backend, dtype):
         np.testing.assert_allclose(grad[:, :1] * 2, numeric, atol=1e-8)  # 2: the mean was over both columns
 
 
+# Keras 3's per-value binary cross-entropy of [1, 0.99999994, 1 - 2**-23, 1e-9, 0] against [0, 0, 0,
+# 1, 1] (torch backend; TensorFlow's clip is the same): it clips in the outputs' dtype, and float32's
+# 1 - 1e-7 is 1 - 2**-23, so -log(1 - p) at the top is 23 log 2 = 15.94 there, not 16.12.
+CLIP_CASE = [1.0, 0.99999994, 1 - 2.0**-23, 1e-9, 0.0]
+KERAS_CLIPPED = {np.float32: [15.942385, 15.942385, 15.942385, 16.118096, 16.118096],
+                 np.float64: [16.118096, 16.118096, 15.942385, 16.118096, 16.118096]}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_binary_cross_entropy_clips_in_the_outputs_dtype_as_keras(backend, dtype):
+    outputs = np.array([CLIP_CASE], dtype)
+    targets = np.array([[0.0, 0.0, 0.0, 1.0, 1.0]])
+    for j, want in enumerate(KERAS_CLIPPED[dtype]):
+        loss = BinaryCrossentropy()
+        loss.backend = backend
+        assert loss.forward(outputs[:, j:j + 1], targets[:, j:j + 1]) == pytest.approx(want, rel=1e-6)
+    model = nn.Sequential([nn.Input((5,)), nn.Reshape((5,))], dtype=dtype.__name__, backend=backend)
+    model.compile("sgd", "binary_crossentropy")
+    assert model.evaluate(outputs, targets) == pytest.approx(np.mean(KERAS_CLIPPED[dtype]), rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_categorical_cross_entropy_clips_in_the_outputs_dtype_as_keras(dtype):
+    """A row [1, 0, 0] against class 0: -log(high) with Keras' top bound in the outputs' dtype,
+    1 - 2**-23 in float32 (loss 1.19e-7), 1 - 1e-7 in float64 (1.0e-7); against class 1
+    -log(float32(1e-7)) or -log(1e-7)."""
+    outputs = np.array([[1.0, 0.0, 0.0]], dtype)
+    low, high = (float(np.float32(1e-7)), 1 - 2.0**-23) if dtype is np.float32 else (1e-7, 1 - 1e-7)
+    for cls in (CategoricalCrossentropy, SparseCategoricalCrossentropy):
+        targets = [np.eye(3)[:1], np.eye(3)[1:2]] if cls is CategoricalCrossentropy else [np.array([0]), np.array([1])]
+        assert cls().forward(outputs, targets[0]) == pytest.approx(-np.log(high), rel=1e-12)
+        assert cls().forward(outputs, targets[1]) == pytest.approx(-np.log(low), rel=1e-12)
+
+
 def test_a_linear_last_layer_under_binary_cross_entropy_trains_without_blowing_up(backend):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(32, 4)).astype(np.float32)

@@ -72,7 +72,7 @@ def test_global_pooling_values(backend, dtype, rng, keepdims):
     x = rng.normal(size=(3, 4, 5, 2)).astype(dtype)
     x64 = x.astype(np.float64)
     for layer, reference in ((nn.GlobalAveragePooling2D, np.mean), (nn.GlobalMaxPooling2D, np.max)):
-        got = layer(keepdims, backend=backend)(x)
+        got = layer(keepdims=keepdims, backend=backend)(x)
         want = reference(x64, axis=(1, 2), keepdims=keepdims)
         assert got.dtype == dtype and got.shape == want.shape
         np.testing.assert_allclose(got, want, rtol=RTOL[dtype], atol=RTOL[dtype])

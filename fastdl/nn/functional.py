@@ -89,10 +89,11 @@ class Input(SymbolicTensor, _layers.Input):
     ----------
     shape : int or tuple of int
         The shape of one sample, without the batch axis.
-    name : str, default "input"
+    name : str, default "input", keyword only
+        (Keras 3's second positional argument is batch_size, which fastdl does not take.)
     """
 
-    def __init__(self, shape, name="input"):
+    def __init__(self, shape, *, name="input"):
         _layers.Input.__init__(self, shape)
         SymbolicTensor.__init__(self, self.shape)
         self.name = name

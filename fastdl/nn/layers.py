@@ -9,7 +9,8 @@ from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._parallel import threads_worth_it
 from fastdl.nn import activations
-from fastdl.nn.module import LOGIT_ACTIVATIONS, Layer, Parameter, as_layer_input, check_shape, get_initializer
+from fastdl.nn.module import (LOGIT_ACTIVATIONS, Layer, Parameter, as_layer_input, check_bool, check_data_format,
+                               check_shape, get_initializer)
 from fastdl.nn.regularizers import add_grad, get_regularizer
 from fastdl.ops.conv import _geometry, conv2d_grad_into, conv2d_into
 from fastdl.ops.conv_pool import conv2d_pool_grad_into, conv2d_pool_into, pool_fusable
@@ -100,13 +101,16 @@ class Dense(_Activated):
     units : int
     activation : {"relu", "leaky_relu", "sigmoid", "tanh", "softmax", "linear", None}
         "leaky_relu" with slope 0.2, Keras 3's for the activation (its LeakyReLU layer's is 0.3).
-    kernel_initializer : {"glorot_uniform", "he_normal"} or callable(shape, rng, dtype)
     use_bias : bool, default True
         Without it the layer has no bias weights (as before a BatchNormalization).
-    kernel_regularizer : nn.l2(factor), "l2" or None
+    kernel_initializer : {"glorot_uniform", "he_normal"} or callable(shape, rng, dtype)
+    kernel_regularizer : nn.l2(factor), "l2" or None, keyword only
         Adds factor * sum(kernel^2) to the loss.
-    input_shape : tuple, optional
+    input_shape : tuple, optional, keyword only
         (in_features,) on the first layer of a model.
+
+    The positional order is Keras 3's (units, activation, use_bias, kernel_initializer); Keras'
+    next one, bias_initializer, is no fastdl option, so what follows is keyword only.
     """
 
     gemm_only = True
@@ -114,14 +118,14 @@ class Dense(_Activated):
     # logits (Sequential._training_to_logits): a training forward pass then stops at the logits.
     logits_suffice = False
 
-    def __init__(self, units, activation=None, kernel_initializer="glorot_uniform", use_bias=True,
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform", *,
                  kernel_regularizer=None, **kwargs):
         super().__init__(**kwargs)
         self.units = check_int(units, "units", 1)
         self.activation = activations.check_activation(activation)
+        self.use_bias = check_bool(use_bias, "use_bias")
         self.kernel_initializer = get_initializer(kernel_initializer)
         self.kernel_regularizer = get_regularizer(kernel_regularizer)
-        self.use_bias = bool(use_bias)
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 1:
@@ -187,7 +191,7 @@ def set_conv_options(layer, filters, kernel_size, strides, padding, activation, 
     layer.activation = activations.check_activation(activation)
     layer.kernel_initializer = get_initializer(kernel_initializer)
     layer.kernel_regularizer = get_regularizer(kernel_regularizer)
-    layer.use_bias = bool(use_bias)
+    layer.use_bias = check_bool(use_bias, "use_bias")
 
 
 class Conv2D(_Activated):
@@ -201,10 +205,11 @@ class Conv2D(_Activated):
     padding : {"valid", "same"}, default "valid"
         "same" as in Keras/TensorFlow for every stride.
     activation, kernel_initializer, use_bias, kernel_regularizer
-        As in Dense.
+        As in Dense; keyword only (Keras 3 puts data_format, dilation_rate and groups, no fastdl
+        options, before them).
     """
 
-    def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None,
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", *, activation=None,
                  kernel_initializer="glorot_uniform", use_bias=True, kernel_regularizer=None, **kwargs):
         super().__init__(**kwargs)
         set_conv_options(self, filters, kernel_size, strides, padding, activation, kernel_initializer, use_bias,
@@ -325,10 +330,16 @@ MaxPool2D = MaxPooling2D
 
 
 class Flatten(Layer):
-    """(batch, d1, d2, ...) -> (batch, d1 * d2 * ...), in channels-last order as Keras."""
+    """(batch, d1, d2, ...) -> (batch, d1 * d2 * ...), in channels-last order as Keras.
+
+    data_format, Keras' one positional argument, must be None or "channels_last"."""
 
     gemm_only = True
     runs_on_device = True
+
+    def __init__(self, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        check_data_format(data_format, "Flatten")
 
     def compute_output_shape(self, input_shape):
         return (int(np.prod(input_shape)),)
@@ -412,15 +423,20 @@ class Dropout(Layer):
     """Zeroes a fraction `rate` of the inputs in training and scales the rest by 1 / (1 - rate).
 
     The mask is drawn from `self.rng`, which the model seeds (or `seed=` gives the layer its own).
+    The arguments are in Keras 3's order, (rate, noise_shape, seed); noise_shape (one draw shared
+    along some axes) is not supported: anything but None is a ValueError.
     """
 
     gemm_only = True
     runs_on_device = True
 
-    def __init__(self, rate, seed=None, **kwargs):
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
             raise ValueError(f"rate must be a number in [0, 1), got {rate!r}")
+        if noise_shape is not None:
+            raise ValueError(f"Dropout's noise_shape is not supported (got {noise_shape!r}): fastdl draws one "
+                             "value per input; pass seed= by name")
         self.rate = float(rate)
         self.rng = None if seed is None else np.random.default_rng(seed)
 

@@ -31,10 +31,11 @@ class Conv2DTranspose(_Activated):
         Output size height * stride ("same") or height * stride + max(kernel_h - stride, 0)
         ("valid", which is (height - 1) * stride + kernel_h when kernel_h >= stride).
     activation, kernel_initializer, kernel_regularizer, use_bias
-        As in Conv2D.
+        As in Conv2D, keyword only (Keras 3 puts output_padding, data_format and dilation_rate,
+        no fastdl options, before them).
     """
 
-    def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None,
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", *, activation=None,
                  kernel_initializer="glorot_uniform", use_bias=True, kernel_regularizer=None, **kwargs):
         super().__init__(**kwargs)
         set_conv_options(self, filters, kernel_size, strides, padding, activation, kernel_initializer, use_bias,

@@ -4,7 +4,7 @@ import numpy as np
 
 from fastdl import _device
 from fastdl.nn.layers import _Pooling2D, _same_batch, check_images
-from fastdl.nn.module import Layer, as_layer_input
+from fastdl.nn.module import Layer, as_layer_input, check_bool, check_data_format
 from fastdl.ops.pool import avg_pool2d_grad_into, avg_pool2d_into, max_pool2d_grad_into, max_pool2d_into
 
 
@@ -42,13 +42,15 @@ AvgPool2D = AveragePooling2D
 
 class _GlobalPooling2D(Layer):
     """A pooling whose one window is the whole image: (batch, h, w, c) -> (batch, c), or (batch, 1, 1, c)
-    with keepdims (Keras 3's and tf.keras 2.6's option)."""
+    with keepdims (Keras 3's and tf.keras 2.6's option). The arguments are in Keras 3's order,
+    (data_format, keepdims)."""
 
     runs_on_device = True
 
-    def __init__(self, keepdims=False, **kwargs):
+    def __init__(self, data_format=None, keepdims=False, **kwargs):
         super().__init__(**kwargs)
-        self.keepdims = bool(keepdims)
+        check_data_format(data_format, type(self).__name__)
+        self.keepdims = check_bool(keepdims, "keepdims")
 
     def compute_output_shape(self, input_shape):
         check_images(self, input_shape)
@@ -83,6 +85,8 @@ class GlobalAveragePooling2D(_GlobalPooling2D):
 
     Parameters
     ----------
+    data_format : None or "channels_last", default None
+        Keras' argument; fastdl's images are channels-last only.
     keepdims : bool, default False
         True keeps the image axes: (batch, 1, 1, c).
     """
@@ -106,6 +110,8 @@ class GlobalMaxPooling2D(_GlobalPooling2D):
 
     Parameters
     ----------
+    data_format : None or "channels_last", default None
+        Keras' argument; fastdl's images are channels-last only.
     keepdims : bool, default False
         True keeps the image axes: (batch, 1, 1, c).
     """

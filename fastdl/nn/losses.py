@@ -13,6 +13,15 @@ from fastdl._parallel import threads_worth_it
 _EPSILON = 1e-7  # Keras' clip for probabilities fed to a cross-entropy
 
 
+def _clip_bounds(dtype):
+    """Keras' clip of probabilities of `dtype` fed to a cross-entropy, [1e-7, 1 - 1e-7] worked out in
+    that dtype as Keras does (its clip's bounds take the outputs' dtype), as float64 numbers: in
+    float32 float32(1e-7) and 1 - 2**-23 (1 - 1e-7 rounded), so -log(1 - p) at the top is 15.94,
+    not 16.12."""
+    kind = np.dtype(dtype).type
+    return float(kind(_EPSILON)), float(kind(1) - kind(_EPSILON))
+
+
 class Loss:
     """A loss averaged over the batch.
 
@@ -117,24 +126,27 @@ class _CrossEntropy(Loss):
         """The loss of outputs that are no softmax's (or whose softmax other layers read too).
 
         As Keras: each position's outputs o are scaled by their sum, p = o / sum(o), then clipped
-        to [1e-7, 1 - 1e-7], and the loss is -sum(y log clip(p)). The true sum is used whatever its
-        sign or size (a linear or sigmoid last layer, the common mistake, gives such rows); only a
-        sum of exactly 0, where Keras' loss is NaN, is taken as 1e-7, so that an all-zero row has
-        the clipped loss -log(1e-7) per unit of target and a zero gradient instead of NaN."""
+        to [1e-7, 1 - 1e-7] (the bounds in the outputs' dtype, _clip_bounds), and the loss is
+        -sum(y log clip(p)); p itself is worked out in float64 (Keras: in the outputs' dtype). The
+        true sum is used whatever its sign or size (a linear or sigmoid last layer, the common
+        mistake, gives such rows); only a sum of exactly 0, where Keras' loss is NaN, is taken as
+        1e-7, so that an all-zero row has the clipped loss -log(1e-7) per unit of target and a zero
+        gradient instead of NaN."""
         if self.from_logits:
             return self.forward_logits(y_pred, y_true)
         self._on_device = _device.is_device(y_pred)  # computed on the host (softmax outputs fuse instead)
         y_pred = _device.host(y_pred)
         self._shape, self._dtype = y_pred.shape, y_pred.dtype
+        low, high = _clip_bounds(compute_dtype(y_pred))
         outputs = y_pred.reshape(-1, y_pred.shape[-1]).astype(np.float64)
         sums = outputs.sum(axis=1, keepdims=True)
         self._sums = np.where(sums == 0, _EPSILON, sums)
         self._probs = outputs / self._sums
-        clipped = np.clip(self._probs, _EPSILON, 1 - _EPSILON)
+        clipped = np.clip(self._probs, low, high)
         targets = self._dense_targets(self._target_rows(y_true), outputs.shape[1])
         # d loss / d clip(p) = -targets / clip(p) where the clip is inactive, 0 where it is (as
-        # TensorFlow's clip_by_value): the slope of the loss actually computed.
-        active = (self._probs < _EPSILON) | (self._probs > 1 - _EPSILON)
+        # Keras' clip): the slope of the loss actually computed.
+        active = (self._probs < low) | (self._probs > high)
         self._q = np.where(active, 0.0, targets / clipped)
         return float(-(targets * np.log(clipped)).sum() / max(outputs.shape[0], 1))
 
@@ -300,8 +312,9 @@ class BinaryCrossentropy(Loss):
         z (the two fuse, as in Keras on TensorFlow and tf.keras 2, whose binary_crossentropy reads
         a sigmoid's logits; Keras' other backends clip): softplus(z) - y z, gradient
         sigmoid(z) - y, so an output saturated on the wrong side still learns. Other outputs are
-        clipped to [1e-7, 1 - 1e-7] as Keras, with no gradient where the clip is active (the
-        clipped loss is flat there).
+        clipped to [1e-7, 1 - 1e-7] as Keras, worked out in the outputs' dtype (in float32 the top
+        is 1 - 2**-23, so -log(1 - p) there is 15.94), with no gradient where the clip is active
+        (the clipped loss is flat there).
         True: y_pred are logits z; the loss softplus(z) - y z is computed without overflow and its
         gradient is sigmoid(z) - y.
     """
@@ -334,9 +347,10 @@ class BinaryCrossentropy(Loss):
         if self.from_logits:
             return self.forward_logits(y_pred, y_true)
         # Probabilities that are no sigmoid's (or whose sigmoid other layers read too), clipped to
-        # [1e-7, 1 - 1e-7] as Keras.
+        # [1e-7, 1 - 1e-7] in their dtype, as Keras.
         size = max(y_pred.size, 1)
-        total, self._grad = self._run("binary_xent", y_pred, y_true, _EPSILON, scale=1.0 / size)
+        low, high = _clip_bounds(compute_dtype(y_pred))
+        total, self._grad = self._run("binary_xent", y_pred, y_true, low, high, scale=1.0 / size)
         return total / size
 
     def backward(self):

@@ -1,5 +1,6 @@
 """Parameter, the Layer base class, and kernel initialisers."""
 
+import inspect
 import math
 import numbers
 import re
@@ -162,11 +163,43 @@ INITIALIZERS = {"glorot_uniform": glorot_uniform, "he_normal": he_normal}
 
 
 def get_initializer(initializer):
+    """The kernel initializer f(shape, rng, dtype) -> array, from a name in INITIALIZERS or a
+    function; rng is the layer's numpy Generator. A callable that cannot take those three arguments
+    (a Keras initializer object, called as f(shape, dtype)) is a TypeError here, at construction,
+    not a puzzle at build; one whose signature Python cannot read is taken on trust."""
     if callable(initializer):
+        try:
+            signature = inspect.signature(initializer)
+        except (TypeError, ValueError):  # no signature to read (some builtins)
+            return initializer
+        try:
+            signature.bind(None, None, None)
+        except TypeError:
+            raise TypeError(
+                f"kernel_initializer {initializer!r} takes {signature}, not (shape, rng, dtype): fastdl takes a name "
+                f"({', '.join(repr(n) for n in sorted(INITIALIZERS))}) or a function f(shape, rng, dtype) returning "
+                "an array of that shape and dtype, rng a numpy Generator (a Keras initializer object is no such "
+                "function)") from None
         return initializer
     if isinstance(initializer, str) and initializer.lower() in INITIALIZERS:
         return INITIALIZERS[initializer.lower()]
     raise ValueError(f"unknown kernel_initializer {initializer!r}; choose one of {sorted(INITIALIZERS)} or a callable")
+
+
+def check_bool(value, name):
+    """A flag given as True or False (NumPy's bools too): anything else, the string "False" or a
+    Keras argument that lands on the flag by position, is a TypeError instead of its truth value."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_data_format(data_format, layer):
+    """Keras' data_format argument of an image layer: None or "channels_last" (any case), the only
+    layout fastdl has; "channels_first" or anything else is a ValueError."""
+    if data_format is not None and not (isinstance(data_format, str) and data_format.lower() == "channels_last"):
+        raise ValueError(f'{layer} data_format must be None or "channels_last", got {data_format!r}: '
+                         "fastdl's images are channels-last, (batch, height, width, channels)")
 
 
 def as_layer_input(x, dtype, shape=None, layer="layer"):
@@ -282,7 +315,7 @@ class Layer:
     # takes the gradient at them (backward_pre), for a loss fused with it (fused_layer).
     keeps_logits = False
 
-    def __init__(self, input_shape=None, name=None, backend=None, trainable=True):
+    def __init__(self, *, input_shape=None, name=None, backend=None, trainable=True):
         self.input_shape = None if input_shape is None else check_shape(input_shape, "input_shape")
         self.name = name
         self.backend = backend

@@ -107,7 +107,7 @@ def _binary_xent_logits(logits, y_true, scale, grad, row_loss):
         row_loss[i] = total
 
 
-def _binary_xent(probs, y_true, epsilon, scale, grad, row_loss):
+def _binary_xent(probs, y_true, low, high, scale, grad, row_loss):
     n, m = probs.shape
     for i in prange(n):
         total = 0.0
@@ -115,10 +115,10 @@ def _binary_xent(probs, y_true, epsilon, scale, grad, row_loss):
             p = np.float64(probs[i, j])
             y = y_true[i, j]
             slope = 0.0  # where the clip is active the clipped loss is flat
-            if p < epsilon:  # not min()/max(): NaN stays NaN, as np.clip
-                p = epsilon
-            elif p > 1.0 - epsilon:
-                p = 1.0 - epsilon
+            if p < low:  # not min()/max(): NaN stays NaN, as np.clip
+                p = low
+            elif p > high:
+                p = high
             else:
                 slope = (p - y) / (p * (1.0 - p))
             total -= y * math.log(p) + (1.0 - y) * math.log1p(-p)
@@ -185,10 +185,10 @@ def binary_xent_logits(logits, y_true, scale, grad, row_loss, n_threads):
     launch(_binary_serial, _binary_parallel, n_threads, logits, y_true, scale, grad, row_loss)
 
 
-def binary_xent(probs, y_true, epsilon, scale, grad, row_loss, n_threads):
-    """Binary cross-entropy of probabilities, clipped to [epsilon, 1 - epsilon], against y_true (n, m)
-    float64 in [0, 1]; no gradient where the clip is active (see kernels/npy/loss.py)."""
-    launch(_probs_serial, _probs_parallel, n_threads, probs, y_true, epsilon, scale, grad, row_loss)
+def binary_xent(probs, y_true, low, high, scale, grad, row_loss, n_threads):
+    """Binary cross-entropy of probabilities, clipped to [low, high], against y_true (n, m) float64
+    in [0, 1]; no gradient where the clip is active (see kernels/npy/loss.py)."""
+    launch(_probs_serial, _probs_parallel, n_threads, probs, y_true, low, high, scale, grad, row_loss)
 
 
 def dropout(x, draws, rate, kept_scale, out, mask, n_threads):

@@ -134,10 +134,10 @@ def binary_xent_logits(const floating[:, ::1] logits, const double[:, ::1] y_tru
             row_loss[i] = total
 
 
-def binary_xent(const floating[:, ::1] probs, const double[:, ::1] y_true, double epsilon, double scale,
-                floating[:, ::1] grad, double[::1] row_loss, int n_threads):
-    """Binary cross-entropy of probabilities, clipped to [epsilon, 1 - epsilon], against y_true (n, m)
-    float64 in [0, 1]; no gradient where the clip is active (see kernels/npy/loss.py)."""
+def binary_xent(const floating[:, ::1] probs, const double[:, ::1] y_true, double low, double high,
+                double scale, floating[:, ::1] grad, double[::1] row_loss, int n_threads):
+    """Binary cross-entropy of probabilities, clipped to [low, high], against y_true (n, m) float64
+    in [0, 1]; no gradient where the clip is active (see kernels/npy/loss.py)."""
     cdef Py_ssize_t n = probs.shape[0], m = probs.shape[1], i, j
     cdef double p, y, total, slope
     with nogil:
@@ -147,10 +147,10 @@ def binary_xent(const floating[:, ::1] probs, const double[:, ::1] y_true, doubl
                 p = probs[i, j]
                 y = y_true[i, j]
                 slope = 0.0  # where the clip is active the clipped loss is flat
-                if p < epsilon:  # not fmin/fmax: NaN stays NaN, as np.clip
-                    p = epsilon
-                elif p > 1.0 - epsilon:
-                    p = 1.0 - epsilon
+                if p < low:  # not fmin/fmax: NaN stays NaN, as np.clip
+                    p = low
+                elif p > high:
+                    p = high
                 else:
                     slope = (p - y) / (p * (1.0 - p))
                 total = total - (y * log(p) + (1.0 - y) * log1p(-p))

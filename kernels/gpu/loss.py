@@ -179,7 +179,7 @@ def binary_xent_logits(logits, y_true, scale, grad, row_loss, n_threads):
 
 
 @kernel
-def _binary_xent(probs, y_true, epsilon, scale, grad, row_loss):
+def _binary_xent(probs, y_true, low, high, scale, grad, row_loss):
     i = cuda.grid(1)
     if i >= probs.shape[0]:
         return
@@ -188,10 +188,10 @@ def _binary_xent(probs, y_true, epsilon, scale, grad, row_loss):
         p = float64(probs[i, j])
         y = y_true[i, j]
         slope = 0.0  # where the clip is active the clipped loss is flat
-        if p < epsilon:  # not min()/max() of floats (NaN stays NaN, as np.clip)
-            p = epsilon
-        elif p > 1.0 - epsilon:
-            p = 1.0 - epsilon
+        if p < low:  # not min()/max() of floats (NaN stays NaN, as np.clip)
+            p = low
+        elif p > high:
+            p = high
         else:
             slope = (p - y) / (p * (1.0 - p))
         total -= y * math.log(p) + (1.0 - y) * math.log1p(-p)
@@ -199,13 +199,13 @@ def _binary_xent(probs, y_true, epsilon, scale, grad, row_loss):
     row_loss[i] = total
 
 
-def binary_xent(probs, y_true, epsilon, scale, grad, row_loss, n_threads):
-    """Binary cross-entropy of probabilities, clipped to [epsilon, 1 - epsilon], against y_true (n, m)
+def binary_xent(probs, y_true, low, high, scale, grad, row_loss, n_threads):
+    """Binary cross-entropy of probabilities, clipped to [low, high], against y_true (n, m)
     float64 in [0, 1]: -(y log p + (1 - y) log(1 - p)) per value, summed into row_loss; grad =
     (p - y) / (p (1 - p)) * scale where the clip is inactive, 0 where it is. n_threads is unused."""
     if probs.shape[0] == 0:
         return
-    _binary_xent[grid_1d(probs.shape[0])](probs, y_true, epsilon, scale, grad, row_loss)
+    _binary_xent[grid_1d(probs.shape[0])](probs, y_true, low, high, scale, grad, row_loss)
 
 
 @kernel

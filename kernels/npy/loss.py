@@ -87,17 +87,18 @@ def binary_xent_logits(logits, y_true, scale, grad, row_loss, n_threads):
     grad[...] = (sigmoid - y_true) * scale
 
 
-def binary_xent(probs, y_true, epsilon, scale, grad, row_loss, n_threads):
+def binary_xent(probs, y_true, low, high, scale, grad, row_loss, n_threads):
     """Binary cross-entropy of probabilities (a sigmoid's outputs) against y_true (n, m) float64 in
-    [0, 1], as Keras: p = probs clipped to [epsilon, 1 - epsilon]; per value -(y log p + (1 - y)
+    [0, 1], as Keras: p = probs clipped to [low, high] (float64 bounds: Keras' 1e-7 and 1 - 1e-7 as
+    worked out in the probabilities' dtype, which the caller passes); per value -(y log p + (1 - y)
     log(1 - p)), summed into row_loss; grad = (p - y) / (p (1 - p)) * scale where the clip is
-    inactive, 0 where it is (probs < epsilon or > 1 - epsilon: the clipped loss is flat there, and
-    TensorFlow's clip_by_value passes no gradient). NaN stays NaN.
+    inactive, 0 where it is (probs < low or > high: the clipped loss is flat there, and Keras'
+    clip passes no gradient). NaN stays NaN.
     """
     probs = probs.astype(np.float64)
-    p = np.clip(probs, epsilon, 1.0 - epsilon)
+    p = np.clip(probs, low, high)
     row_loss[...] = -(y_true * np.log(p) + (1.0 - y_true) * np.log1p(-p)).sum(axis=1)
-    clipped = (probs < epsilon) | (probs > 1.0 - epsilon)
+    clipped = (probs < low) | (probs > high)
     grad[...] = np.where(clipped, 0.0, (p - y_true) / (p * (1.0 - p))) * scale
 
 
