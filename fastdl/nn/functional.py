@@ -23,9 +23,9 @@ import numpy as np
 from fastdl import _device
 from fastdl.nn import layers as _layers
 from fastdl.nn.losses import get_loss
-from fastdl.nn.model import (build_undo, check_metrics, check_nested_dtype, format_shape,
-                             init_model_basics, summary_table)
-from fastdl.nn.module import Layer, build_layer, default_layer_name, fused_layer, unnamed
+from fastdl.nn.model import (build_in_model, build_undo, check_metrics, format_shape, init_model_basics,
+                             summary_table)
+from fastdl.nn.module import Layer, fused_layer, take_name, unnamed
 from fastdl.nn.optimizers import get_optimizer
 from fastdl.nn.training import Training, _accuracy, check_output_shape
 
@@ -296,12 +296,7 @@ class Model(Training):
         named = {layer.name for layer in layers if not unnamed(layer)}
         taken = set()
         for layer in layers:
-            if unnamed(layer):
-                layer.name = default_layer_name(layer, taken | named)
-                layer.name_is_default = False  # kept from now on: the models it is in name weights by it
-            elif layer.name in taken:
-                raise ValueError(f"layer name {layer.name!r} is used twice in model {self.name!r}: give the layers "
-                                 "distinct names (name=...)")
+            take_name(layer, taken, named, self)
             taken.add(layer.name)
 
     def _build(self):
@@ -309,11 +304,7 @@ class Model(Training):
         for node in self._nodes:
             layer = node._layer
             shape = [p.shape for p in node._parents] if node._multi else node._parent.shape
-            if not layer.built:
-                build_layer(layer, shape, self.rng, self.dtype)
-                if hasattr(layer, "rng") and layer.rng is None:
-                    layer.rng = self.rng
-            check_nested_dtype(self, layer)
+            build_in_model(self, layer, shape)
             if layer.backend is None:
                 layer.backend = self.backend
         consumers = {}

@@ -6,7 +6,7 @@ import numpy as np
 
 from fastdl.nn.layers import Dense, Input
 from fastdl.nn.losses import get_loss
-from fastdl.nn.module import Layer, build_layer, check_shape, default_layer_name, fused_layer, unnamed
+from fastdl.nn.module import Layer, build_layer, check_shape, default_layer_name, fused_layer, take_name, unnamed
 from fastdl.nn.optimizers import get_optimizer
 from fastdl.nn.training import Training, _accuracy, check_output_shape
 
@@ -35,8 +35,14 @@ def check_metrics(metrics):
     return names[:1]
 
 
-def check_nested_dtype(model, layer):
-    """A model inside another computes in the same dtype (its weights are in its own)."""
+def build_in_model(model, layer, shape):
+    """Build a layer of `model` for inputs of `shape` (unless built already) with the model's
+    generator and dtype; a model inside another computes in the same dtype (its weights are in
+    its own)."""
+    if not layer.built:
+        build_layer(layer, shape, model.rng, model.dtype)
+        if hasattr(layer, "rng") and layer.rng is None:
+            layer.rng = model.rng
     if isinstance(layer, Training) and layer.dtype != model.dtype:
         raise ValueError(f"model {layer.name!r} computes in {layer.dtype}, the model {model.name!r} it is a layer "
                          f"of in {model.dtype}: give both the same dtype")
@@ -106,13 +112,7 @@ class Sequential(Training):
             raise TypeError(f"Sequential takes Layer objects, got {type(layer).__name__}")
         if not self.layers and self.input_shape is None and layer.input_shape is not None:
             self.input_shape = layer.input_shape
-        taken = {l.name for l in self.layers}
-        if unnamed(layer):
-            layer.name = default_layer_name(layer, taken.union(reserved_names))
-            layer.name_is_default = False  # kept from now on: the models it is in name weights by it
-        elif layer.name in taken:
-            raise ValueError(f"layer name {layer.name!r} is used twice in model {self.name!r}: give the layers "
-                             "distinct names (name=...)")
+        take_name(layer, {l.name for l in self.layers}, set(reserved_names), self)
         if layer.backend is None:
             layer.backend = self.backend
         self.layers.append(layer)
@@ -147,13 +147,9 @@ class Sequential(Training):
         """build's work: each layer built in turn for the shape the one before it gives."""
         input_shape = shape
         for layer in self.layers:
-            if not layer.built:
-                build_layer(layer, shape, self.rng, self.dtype)
-                if hasattr(layer, "rng") and layer.rng is None:
-                    layer.rng = self.rng
-            elif layer.input_shape != shape:
+            if layer.built and layer.input_shape != shape:
                 raise ValueError(f"layer {layer.name} was built for inputs {layer.input_shape}, not {shape}")
-            check_nested_dtype(self, layer)
+            build_in_model(self, layer, shape)
             # compute_output_shape: a functional Model keeps a dict of output shapes in output_shape.
             shape = tuple(layer.compute_output_shape(shape))
         self.input_shape, self.output_shape = input_shape, shape

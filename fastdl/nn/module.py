@@ -281,6 +281,18 @@ def unnamed(layer):
     return layer.name is None or getattr(layer, "name_is_default", False)
 
 
+def take_name(layer, taken, avoid, model):
+    """Name a layer that `model` takes in: an unnamed one gets Keras' default name, free of the
+    names `taken` by the model's other layers and of those to `avoid` (kept for the model from then
+    on: the models it is in name weights by it); a name already taken is a ValueError."""
+    if unnamed(layer):
+        layer.name = default_layer_name(layer, taken | avoid)
+        layer.name_is_default = False
+    elif layer.name in taken:
+        raise ValueError(f"layer name {layer.name!r} is used twice in model {model.name!r}: give the layers "
+                         "distinct names (name=...)")
+
+
 class Layer:
     """Base class: `forward(x, training) -> out` keeps what `backward(dout) -> dx` needs.
 
