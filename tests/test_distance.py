@@ -7,9 +7,11 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.spatial.distance import cdist
 
+import fastdl
 import naive
 from conftest import RTOL, ready_backends
 from fastdl.ops import pairwise_distances
+from test_knn import far_and_near
 
 # The backend and dtype fixtures hold immutable names, so sharing them across examples is safe.
 FAST_SETTINGS = settings(
@@ -136,3 +138,62 @@ def test_list_input(backend):
     out = pairwise_distances([[0, 0], [1, 1]], [[0, 1]], backend=backend)
     np.testing.assert_allclose(out, [[1.0], [1.0]])
 
+
+
+@pytest.mark.parametrize("squared", [False, True], ids=["dist", "sqdist"])
+@pytest.mark.parametrize("case", ["huge", "tiny"])
+def test_small_distances_beside_a_far_row(backend, dtype, squared, case):
+    """Refined entries come from the rows as given, each pair at its own scale: with the far row's
+    scale for all, the near rows' distances came out 0 (squares below float64's range, or shifted
+    float32 copies rounded to one value)."""
+    B, A = far_and_near(dtype, case)
+    out = pairwise_distances(A, B, squared=squared, backend=backend)
+    with np.errstate(over="ignore"):  # the far row's squared distance may be beyond the dtype's range
+        expected = (np.abs(A.astype(np.float64) - B.astype(np.float64).T) ** (2 if squared else 1)).astype(dtype)
+    np.testing.assert_allclose(out, expected, rtol=2 * np.finfo(dtype).eps)
+
+
+@pytest.mark.parametrize("squared", [False, True], ids=["dist", "sqdist"])
+def test_distances_next_to_the_dtypes_limit(backend, dtype, squared):
+    """The docstring's example, in each dtype's range: beyond it inf, the near pair exactly 1."""
+    big = np.finfo(dtype).max
+    X = np.array([[-0.8 * big, 0.0], [0.6 * big, 1.0], [0.6 * big, 2.0]], dtype=dtype)
+    out = pairwise_distances(X, squared=squared, backend=backend)
+    np.testing.assert_array_equal(out, [[0.0, np.inf, np.inf], [np.inf, 0.0, 1.0], [np.inf, 1.0, 0.0]])
+
+
+@pytest.mark.parametrize("squared", [False, True], ids=["dist", "sqdist"])
+def test_near_rows_far_from_the_mean_keep_their_digits(backend, dtype, squared):
+    """A's row is near B[2] but far from B's mean (the shift's origin): its distance to B[2] comes
+    from the rows as given, not from their shifted copies, which had lost the low digits (2% off)."""
+    far, offset = {np.float32: (1000.0, 1e-3), np.float64: (2e9, 1e-6)}[dtype]
+    B = np.array([[far], [0.0], [1.0]], dtype=dtype)
+    A = np.array([[1.0 + offset]], dtype=dtype)
+    out = pairwise_distances(A, B, squared=squared, backend=backend)
+    exact = float(A[0, 0]) - 1.0
+    np.testing.assert_allclose(out[0, 2], exact**2 if squared else exact, rtol=2 * np.finfo(dtype).eps)
+
+
+def test_near_copies_of_pixel_rows(backend, dtype, rng):
+    """Pixel-like rows (0..255, 64 features) against copies nudged by 0.01 in one feature: each
+    distance is that nudge as stored, to the dtype's precision (float32 was 4e-4 off, float64 1e-12)."""
+    X = rng.uniform(0, 255, (20, 64)).astype(dtype)
+    Y = X.copy()
+    Y[:, 0] += dtype(0.01)
+    out = np.diag(pairwise_distances(X, Y, backend=backend))
+    exact = Y[:, 0].astype(np.float64) - X[:, 0].astype(np.float64)
+    np.testing.assert_allclose(out, exact, rtol=np.finfo(dtype).eps)
+
+
+def test_same_bits_on_every_backend_and_thread_count(dtype, rng):
+    """Refined entries, GEMM entries and their norms are summed in one order on every CPU backend."""
+    X = rng.normal(size=(30, 13)).astype(dtype)
+    Y = np.concatenate([X[:10] + dtype(1e-3), rng.normal(size=(8, 13)).astype(dtype) + dtype(50)])
+    results = {}
+    for name in ready_backends():
+        for threads in (1, 2):
+            fastdl.set_num_threads(threads)
+            results[name, threads] = pairwise_distances(X, Y, backend=name)
+    reference = results.pop(("numpy", 1))
+    for key, out in results.items():
+        np.testing.assert_array_equal(out, reference, err_msg=str(key))

@@ -73,8 +73,10 @@ def signatures():
                                  for x, out in ((f32, f32), (f32, f64), (f64, f64))],
         "distance._distances_from_gram": [(a2(t), a2(t), a2(t), a1(f64), a1(f64), f64, f64, types.boolean)
                                           for t in floats],
-        # neighbors: the ops pass float64 distances; the kernel is written for out_dist of either dtype.
-        "neighbors._k_smallest": [(a2(f64), f64, a2(t), a2(i64)) for t in floats],
+        # neighbors: candidates from the float64 GEMM, ranked by exact distances from the rows of
+        # either dtype.
+        "neighbors._knn_from_gram": [(a2(f64), a1(f64), a1(f64), f64, f64, a2(t), a2(t), f64, a2(f64), a2(i64))
+                                     for t in floats],
         "neighbors._majority_vote": [(a2(i64), a1(i64))],
         "neighbors._class_sums": [(a2(t), a1(i64), a2(f64), a1(i64)) for t in floats],
         # perceptron: every array in W's dtype but the codes and counters; lr a NumPy scalar of W's

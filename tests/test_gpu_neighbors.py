@@ -8,6 +8,7 @@ import fastdl
 from conftest import RTOL
 from fastdl.neighbors import KNeighborsClassifier, NearestCentroid
 from fastdl.ops import class_centroids, knn, majority_vote, pairwise_distances
+from test_knn import far_and_near
 
 pytestmark = pytest.mark.cuda
 
@@ -62,6 +63,51 @@ def test_knn_ties_and_every_k(cuda_backend, cuda_scale, dtype):
         np.testing.assert_array_equal(indices, want_i)
         np.testing.assert_allclose(distances, want_d, rtol=RTOL[dtype], atol=RTOL[dtype])
     assert knn(X_ref[1:2], X_ref, 2, backend=cuda_backend)[1].tolist() == [[1, 5]]
+
+
+def test_knn_ranks_by_exact_distances(cuda_backend, dtype):
+    """Candidates from the GEMM, ranked by exact distances from the rows as given, as on the CPU:
+    GEMM distances of shifted rows ordered an exact tie by the higher index, and a near tie far
+    from the references' mean wrongly."""
+    X_ref = np.array([[0.0, -1.0], [3.0, -1.0], [1.0, -1.0], [0.0, 3.0], [-2.0, 1.0], [-1.0, 1.0]], dtype=dtype)
+    X_query = np.array([[2.0, -1.0]], dtype=dtype)  # rows 1 and 2 both at distance exactly 1
+    distances, indices = knn(X_query, X_ref, 2, backend=cuda_backend)
+    np.testing.assert_array_equal(indices, [[1, 2]])
+    np.testing.assert_array_equal(distances, [[1.0, 1.0]])
+    classifier = KNeighborsClassifier(n_neighbors=1, backend=cuda_backend).fit(X_ref, [0, 1, 2, 0, 0, 0])
+    np.testing.assert_array_equal(classifier.predict(X_query), [1])
+    X_ref = np.array([[2e9], [0.0], [1.0], [1.0 + 2e-6]], dtype=dtype)
+    X_query = np.array([[1.0 + 1.03e-6]], dtype=dtype)
+    distances, indices = knn(X_query, X_ref, 3, backend=cuda_backend)
+    want_d, want_i = knn(X_query, X_ref, 3, backend="numpy")
+    np.testing.assert_array_equal(indices, want_i)
+    np.testing.assert_array_equal(distances, want_d)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the simulator's NumPy scalars
+@pytest.mark.parametrize("case", ["huge", "tiny"])
+def test_small_distances_beside_a_far_row(cuda_backend, dtype, case):
+    """As tests/test_knn.py and test_distance.py's tests of that name: each refined or ranked pair at
+    its own scale, from the rows as given."""
+    X_ref, X_query = far_and_near(dtype, case)
+    distances, indices = knn(X_query, X_ref, 2, backend=cuda_backend)
+    np.testing.assert_array_equal(indices, [[2, 1]])
+    expected = np.abs(X_query.astype(np.float64) - X_ref.astype(np.float64).T)
+    np.testing.assert_allclose(distances[0], expected[0, [2, 1]], rtol=np.finfo(dtype).eps)
+    got = pairwise_distances(X_query, X_ref, backend=cuda_backend)
+    np.testing.assert_allclose(got, expected.astype(dtype), rtol=2 * np.finfo(dtype).eps)
+    big = np.finfo(dtype).max
+    X = np.array([[-0.8 * big, 0.0], [0.6 * big, 1.0], [0.6 * big, 2.0]], dtype=dtype)
+    assert pairwise_distances(X, backend=cuda_backend)[1, 2] == 1.0
+
+
+def test_near_rows_far_from_the_mean_keep_their_digits(cuda_backend, dtype):
+    """The refined entry comes from the rows as given, not their shifted copies (as on the CPU)."""
+    far, offset = {np.float32: (1000.0, 1e-3), np.float64: (2e9, 1e-6)}[dtype]
+    B = np.array([[far], [0.0], [1.0]], dtype=dtype)
+    A = np.array([[1.0 + offset]], dtype=dtype)
+    got = pairwise_distances(A, B, backend=cuda_backend)
+    np.testing.assert_allclose(got[0, 2], float(A[0, 0]) - 1.0, rtol=2 * np.finfo(dtype).eps)
 
 
 def test_classifiers_and_their_ops(cuda_backend, cuda_scale, rng):

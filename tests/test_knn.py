@@ -10,6 +10,7 @@ from sklearn.neighbors import NearestNeighbors
 
 import naive
 from conftest import RTOL, ready_backends
+from fastdl.neighbors import KNeighborsClassifier
 from fastdl.ops import knn
 
 FAST_SETTINGS = settings(
@@ -131,6 +132,42 @@ def test_tiny_distances_to_identical_references(backend, dtype, query, ref):
 def test_tiny_float64_distances_from_the_bug_hunt(backend, query, ref, expected):
     distances, _ = knn(query, ref, 1, backend=backend)
     np.testing.assert_allclose(distances, [[expected]], rtol=1e-12)
+
+
+# (a far row, the size of the near ones) per dtype: the far row sets the shift's scale, and the
+# squares of the near rows' differences under that scale fell below float64's range (float64) or
+# their shifted copies rounded to one value (float32).
+FAR_AND_NEAR = {
+    "huge": {np.float32: (1e38, 1.0), np.float64: (1e200, 1.0)},
+    "tiny": {np.float32: (1.0, 1e-30), np.float64: (1.0, 1e-200)},
+}
+
+
+def far_and_near(dtype, case):
+    """Reference rows [far, near, 2 near] and a query at 1.6 near, as `dtype`."""
+    far, near = FAR_AND_NEAR[case][dtype]
+    return np.array([[far], [near], [2 * near]], dtype=dtype), np.array([[1.6 * near]], dtype=dtype)
+
+
+@pytest.mark.parametrize("case", FAR_AND_NEAR)
+def test_small_distances_beside_a_far_row(backend, dtype, case):
+    """The exact ranking computes each pair's distance at its own scale: with one scale for the whole
+    data (the far row's), the near rows' distances underflowed to 0 and ties went to the wrong row."""
+    X_ref, X_query = far_and_near(dtype, case)
+    distances, indices = knn(X_query, X_ref, 2, backend=backend)
+    np.testing.assert_array_equal(indices, [[2, 1]])
+    expected = np.abs(X_query[0, 0].astype(np.float64) - X_ref[[2, 1], 0].astype(np.float64))
+    np.testing.assert_allclose(distances[0], expected, rtol=np.finfo(dtype).eps)
+    classifier = KNeighborsClassifier(n_neighbors=1, backend=backend).fit(X_ref, [0, 1, 2])
+    np.testing.assert_array_equal(classifier.predict(X_query), [2])
+
+
+def test_distances_next_to_float64s_limit(backend):
+    """The range of pairwise_distances' docstring: distances beyond float64 are inf, the others exact."""
+    X = np.array([[-1.5e308, 0.0], [1e308, 1.0], [1e308, 2.0]])
+    distances, indices = knn(X, X, 3, backend=backend)
+    np.testing.assert_array_equal(indices, [[0, 1, 2], [1, 2, 0], [2, 1, 0]])
+    np.testing.assert_array_equal(distances, [[0.0, np.inf, np.inf], [0.0, 1.0, np.inf], [0.0, 1.0, np.inf]])
 
 
 @pytest.mark.parametrize("offset", [1e6, -1e6])

@@ -10,6 +10,8 @@ on their projection instead, a quarter of the features: its distances are proven
 only the few references they cannot rule out are ranked exactly.
 """
 
+import math
+
 import numpy as np
 
 from fastdl import backend as _backend
@@ -17,12 +19,34 @@ from fastdl._parallel import run_row_ranges, single_threaded_blas
 from fastdl.ops._projection import Projection
 from fastdl.ops._shift import block_rows, power_of_two_scale, shift_origin, shifted
 
-_UNIT_ROUNDOFF32 = 2.0**-24
 # Reference rows are scaled into [-1, 1]; a query row whose scaled squared norm passes this could
 # overflow float32 in the GEMM, so that call rescales both sides.
 _MAX_SCALED_NORM = 2.0**100
 # Pruning pays while the bounds leave at most this share of the rows to rank exactly.
 MAX_RANKED_SHARE = 1 / 16
+
+
+# Exact distances are ranked as they are, unless rows reach so far apart that a distance could pass
+# float64's range: they are then ranked times KEY_SCALE, which keeps every distance between finite
+# rows finite (below 2**1088), and ranked by its true size (subnormal keys below 2**-958 lose digits).
+FAR = 2.0**1000
+KEY_SCALE = 2.0**-64
+
+
+def ranking_scale(farthest):
+    """knn_from_gram's key_scale for rows no farther apart than `farthest`: 1.0, or KEY_SCALE."""
+    return 1.0 if farthest < FAR else KEY_SCALE
+
+
+def gram_bounds(n_features, dtype):
+    """(bound_tol, bound_abs) for knn_from_gram, for a GEMM in `dtype` (float32 or float64).
+
+    The squared distance |q|^2 + |r|^2 - 2 q.r from rows shifted, scaled into [-1, 1] and stored in
+    dtype is within bound_tol * (|q|^2 + |r|^2) + bound_abs of the exact one: (gamma_d + 4u) from
+    the GEMM's rounding and each element's, and bound_abs for dtype's subnormals.
+    """
+    info = np.finfo(dtype)
+    return 1.01 * (n_features + 8) * float(info.eps) / 2, (n_features + 8) * 64 * float(info.tiny)
 
 
 def knn_index(X_ref, backend=None):
@@ -62,7 +86,8 @@ class KnnIndex:
         n_threads = _backend.get_num_threads()
         scale, ref_scaled, ref_norms = self.scale, self.ref_scaled, self.ref_norms
         query_scaled, query_norms = self._scaled(X_query, scale)
-        if not query_norms.max() <= _MAX_SCALED_NORM or self.reach == 0.0:  # the test catches inf
+        rescaled = not query_norms.max() <= _MAX_SCALED_NORM or self.reach == 0.0  # the test catches inf
+        if rescaled:
             # Queries far outside the reference cloud, or references all alike (their spread sets
             # no scale, and tiny distances would vanish): one origin and scale from both sides,
             # for this call only.
@@ -70,21 +95,21 @@ class KnnIndex:
             scale = power_of_two_scale(reach)
             ref_scaled, ref_norms = self._scaled(self.X_ref, scale, origin)
             query_scaled, query_norms = self._scaled(X_query, scale, origin)
-        elif self.projection is not None:
+        # |q - r| <= |q - origin| + |r - origin|, from the scaled rows' norms (Python floats: inf
+        # without a warning).
+        key_scale = ranking_scale((math.sqrt(query_norms.max()) + math.sqrt(ref_norms.max())) / scale)
+        if self.projection is not None and not rescaled and key_scale == 1.0:
             return self._query_pruned(X_query, query_scaled, query_norms, k)
         kernels, _ = _backend.kernels("neighbors", self.backend)
         n_features = X_query.shape[1]
-        # |approx - exact| <= (gamma_d + 4u) * (|q|^2 + |r|^2): the GEMM's rounding plus the rounding
-        # of each element to float32; bound_abs covers float32 subnormals.
-        bound_tol = 1.01 * (n_features + 8) * _UNIT_ROUNDOFF32
-        bound_abs = (n_features + 8) * 2.0**-120
+        bound_tol, bound_abs = gram_bounds(n_features, np.float32)
         distances, indices = self._results(X_query, k)
 
         def step(start, stop, gram):
             np.dot(query_scaled[start:stop], ref_scaled.T, out=gram)
             kernels.knn_from_gram(
                 gram, query_norms[start:stop], ref_norms, bound_tol, bound_abs, X_query[start:stop],
-                self.X_ref, scale, distances[start:stop], indices[start:stop], 1,
+                self.X_ref, key_scale, distances[start:stop], indices[start:stop], 1,
             )
 
         self._in_blocks(X_query.shape[0], n_features, step)

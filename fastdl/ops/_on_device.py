@@ -4,7 +4,8 @@ Inputs are NumPy arrays (checked as on the CPU, then copied over) or device arra
 shape and dtype here, and for NaN or infinity by the column pass every distance needs anyway);
 see fastdl/_device.py. Both sides are shifted by the reference rows' mean and scaled by a power
 of two, as fastdl.ops.distance explains, and the Gram blocks go through cuBLAS (CuPy) or a tiled
-kernel; entries that cancellation would spoil are recomputed directly.
+kernel; entries that cancellation would spoil are recomputed directly from the rows as given, and
+k-nearest queries rank the Gram's candidates by exact distances, as on the CPU.
 """
 
 import math
@@ -14,12 +15,11 @@ import numpy as np
 from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._validation import NonFiniteError, check_matrix, check_same_features, compute_dtype
+from fastdl.ops._knn_index import gram_bounds, ranking_scale
 from fastdl.ops._shift import _reach, midpoint_origin, origin_and_reach, power_of_two_scale
 
 # Entries of a float64 distance block held at once (256 MiB).
 BLOCK_ENTRIES = 1 << 25
-# Squared distances below this share of |a|^2 + |b|^2 are recomputed directly (see fastdl.ops.distance).
-REFINE_TOL64 = 2.0**-12
 
 
 def check_inputs(named):
@@ -83,6 +83,14 @@ def _stats(X, kernels):
     return tuple(s.copy_to_host() for s in stats)
 
 
+def _in_dtype(X, dtype, kernels):
+    """Device rows X as `dtype` (a copy where X has the other float type; exact from float32)."""
+    if _device.shape_dtype(X)[1] == dtype:
+        return X
+    n_features = _device.shape_dtype(X)[0][1]
+    return Shifted(X, _device.to_device(np.zeros(n_features)), 1.0, dtype, kernels).rows
+
+
 def _blocks(n_rows, n_cols):
     step = max(1, min(n_rows, BLOCK_ENTRIES // max(n_cols, 1)))
     return [(start, min(n_rows, start + step)) for start in range(0, n_rows, step)]
@@ -134,30 +142,40 @@ class DeviceKnnIndex:
     def distances(self, X, name, dtype, squared, refine_tol):
         """Device (n, n_ref) distances of X's rows (a device array, or X_ref itself) to X_ref's."""
         scale, ref, rows = self._shifted(X, name, dtype)
+        # Entries the GEMM cannot give accurately come from the rows as given (in dtype).
+        X, X_ref = _in_dtype(X, dtype, self.distance), _in_dtype(self.X_ref, dtype, self.distance)
         out = _device.empty((rows.rows.shape[0], self.n_ref), dtype)
         for start, stop in _blocks(*out.shape):
             block = out[start:stop]
             self.distance.gemm(rows.rows[start:stop], ref.rows, block, transpose_b=True)
-            self.distance.distances_from_gram(block, rows.rows[start:stop], ref.rows, rows.norms[start:stop],
+            self.distance.distances_from_gram(block, X[start:stop], X_ref, rows.norms[start:stop],
                                               ref.norms, refine_tol, 1.0 / scale, bool(squared), 1)
         return out
 
-    def query(self, X_query, k, name="X_query", refine_tol=REFINE_TOL64):
+    def query(self, X_query, k, name="X_query"):
         """(distances (n, k) float64, indices (n, k) int64) of the k nearest reference rows, by
-        float64 distances (as the CPU backends rank), ties to the lower index. NumPy X_query gets
+        exact float64 distances (as the CPU backends rank), ties to the lower index: a float64
+        GEMM's distances, with their proven error bound, pick the candidates. NumPy X_query gets
         NumPy answers, a device array device arrays."""
         host = not _device.is_device(X_query)
         X = _device.to_device(X_query) if host else X_query
         scale, ref, query = self._shifted(X, name, np.float64)
+        dtypes = {_device.shape_dtype(a)[1] for a in (X, self.X_ref)}
+        dtype = dtypes.pop() if len(dtypes) == 1 else np.float64  # the exact ranking's rows: one dtype
+        X, X_ref = _in_dtype(X, dtype, self.distance), _in_dtype(self.X_ref, dtype, self.distance)
+        bound_tol, bound_abs = gram_bounds(self.n_features, np.float64)
+        # Both sides lie within 1 / scale of the origin in every feature (or scale is the smallest
+        # power_of_two_scale gives, whose bound is beyond FAR anyway).
+        key_scale = ranking_scale(2.0 * math.sqrt(self.n_features) / scale)
         n_queries = query.rows.shape[0]
         distances = _device.empty((n_queries, k), np.float64)
         indices = _device.empty((n_queries, k), np.int64)
         for start, stop in _blocks(n_queries, self.n_ref):
             block = _device.empty((stop - start, self.n_ref), np.float64)
             self.distance.gemm(query.rows[start:stop], ref.rows, block, transpose_b=True)
-            self.distance.distances_from_gram(block, query.rows[start:stop], ref.rows, query.norms[start:stop],
-                                              ref.norms, refine_tol, 1.0, True, 1)
-            self.neighbors.k_smallest(block, 1.0 / scale, distances[start:stop], indices[start:stop], 1)
+            self.neighbors.knn_from_gram(block, query.norms[start:stop], ref.norms, bound_tol, bound_abs,
+                                         X[start:stop], X_ref, key_scale, distances[start:stop],
+                                         indices[start:stop], 1)
         if host:
             return distances.copy_to_host(), indices.copy_to_host()
         return distances, indices

@@ -9,8 +9,8 @@ from fastdl.ops import _on_device
 from fastdl.ops._shift import power_of_two_scale, shift_origin, shifted
 
 # Entries with d^2 < REFINE_TOL * (|a|^2 + |b|^2) lost too many digits to cancellation in the GEMM
-# formula and are recomputed directly; above it the relative error is at most about
-# n_features * eps / REFINE_TOL.
+# formula and are recomputed directly from the rows as given, in float64; above it the relative
+# error is at most about n_features * eps / REFINE_TOL.
 REFINE_TOL = {np.float32: 2.0**-4, np.float64: 2.0**-12}
 ROW_BLOCK = 256  # rows of A per GEMM
 
@@ -40,9 +40,11 @@ def pairwise_distances(A, B=None, squared=False, backend=None):
     Computed as |a|^2 + |b|^2 - 2 a.b with a BLAS GEMM, after shifting both sides by the mean of B
     (data far from the origin keeps its precision) and scaling them by a power of two (huge and
     subnormal values stay in range); entries small enough to suffer cancellation are recomputed
-    directly, so no squared distance is negative. Where the mean would overflow (column sums beyond
-    float64's range), the midpoint of each column's range is the origin instead. A distance beyond
-    the output dtype's range (e.g. from -1.5e308 to 1e308) is inf; every finite one is accurate.
+    directly from the rows as given (differences in float64, scaled pair by pair where squares
+    would over- or underflow), so no squared distance is negative and small ones are accurate.
+    Where the mean would overflow (column sums beyond float64's range), the midpoint of each
+    column's range is the origin instead. A distance beyond the output dtype's range (e.g. from
+    -1.5e308 to 1e308) is inf; every finite one is accurate.
     """
     if _backend.resolve("distance", backend) == "cuda":
         return _on_device.pairwise_distances(A, B, squared, REFINE_TOL)
@@ -70,7 +72,7 @@ def pairwise_distances(A, B=None, squared=False, backend=None):
             block = out[start:stop]
             np.dot(A_shifted[start:stop], B_shifted.T, out=block)
             kernels.distances_from_gram(
-                block, A_shifted[start:stop], B_shifted, norms_a[start:stop], norms_b,
+                block, A[start:stop], B, norms_a[start:stop], norms_b,
                 REFINE_TOL[dtype], 1.0 / scale, bool(squared), 1,
             )
 

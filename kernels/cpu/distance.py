@@ -3,38 +3,114 @@
 import numpy as np
 from numba import prange
 
-from ._jit import compile_kernel, launch
+from ._jit import compile_kernel, helper, launch
 
 LANES = 8  # float64 partial sums of a squared norm (one AVX-512 vector), as the Cython kernel
 COLUMN_BLOCK = 64  # columns per task in column_stats
 
 
+# A sum of squared differences in [SAFE_MIN, float64 max] is accurate as it stands: squares that
+# fell below float64's normal range cost it at most n_features * 2**-1075, under 2**-175 of it.
+# Outside that range the differences are scaled by SCALE_DOWN (largest one above 1) or SCALE_UP.
+SAFE_MIN = 2.0**-900
+SCALE_DOWN, SCALE_UP = 2.0**-600, 2.0**600
+FLOAT64_MAX = np.finfo(np.float64).max
+
+_inlined = helper(inline="always")
+
+
+@_inlined
+def _lane_sum(a, b, scale, lane):
+    """|(a - b) * scale|^2 in float64 (see _scaled_difference), scale a power of two.
+
+    Feature f adds into lane f % LANES and the lanes are summed pairwise, a fixed order that
+    vectorises. The lanes are eight locals (kept in registers; an array's would go to memory at
+    every add) and `lane`, LANES float64 of scratch, takes the features past the last full eight.
+    """
+    n_features = a.shape[0]
+    full = n_features - n_features % LANES
+    l0 = l1 = l2 = l3 = l4 = l5 = l6 = l7 = 0.0
+    large = scale < 1.0
+    for f in range(0, full, LANES):
+        d0 = _scaled_difference(a[f], b[f], scale, large)
+        d1 = _scaled_difference(a[f + 1], b[f + 1], scale, large)
+        d2 = _scaled_difference(a[f + 2], b[f + 2], scale, large)
+        d3 = _scaled_difference(a[f + 3], b[f + 3], scale, large)
+        d4 = _scaled_difference(a[f + 4], b[f + 4], scale, large)
+        d5 = _scaled_difference(a[f + 5], b[f + 5], scale, large)
+        d6 = _scaled_difference(a[f + 6], b[f + 6], scale, large)
+        d7 = _scaled_difference(a[f + 7], b[f + 7], scale, large)
+        l0 += d0 * d0
+        l1 += d1 * d1
+        l2 += d2 * d2
+        l3 += d3 * d3
+        l4 += d4 * d4
+        l5 += d5 * d5
+        l6 += d6 * d6
+        l7 += d7 * d7
+    lane[0], lane[1], lane[2], lane[3], lane[4], lane[5], lane[6], lane[7] = l0, l1, l2, l3, l4, l5, l6, l7
+    for f in range(full, n_features):
+        diff = _scaled_difference(a[f], b[f], scale, large)
+        lane[f - full] += diff * diff
+    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]))
+
+
+@_inlined
+def _scaled_difference(x, y, scale, large):
+    """(x - y) * scale in float64: scaled first when `large` (scale < 1: a difference beyond
+    float64's range comes back into it), else subtracted first (exact for tiny values)."""
+    if large:
+        return np.float64(x) * scale - np.float64(y) * scale
+    return (np.float64(x) - np.float64(y)) * scale
+
+
+@_inlined
+def exact_distance(a, b, lane):
+    """(total, unscale) with |a - b| = sqrt(total) * unscale, for rows a, b (float32/float64).
+
+    Differences in float64 from the rows as given (exact for float32 rows, whose squares never
+    leave float64's range); where squares could overflow or underflow (float64 rows), the
+    differences are scaled by a power of two first (exact), as LAPACK's dnrm2 does, so that even
+    a distance beyond float64's range has a finite total. lane: LANES float64 of scratch.
+    """
+    total = _lane_sum(a, b, 1.0, lane)
+    if SAFE_MIN <= total <= FLOAT64_MAX:
+        return total, 1.0
+    largest = 0.0
+    for f in range(a.shape[0]):
+        diff = abs(np.float64(a[f]) - np.float64(b[f]))  # inf where it overflows
+        largest = diff if diff > largest else largest
+    scale = SCALE_DOWN if largest > 1.0 else SCALE_UP
+    return _lane_sum(a, b, scale, lane), 1.0 / scale
+
+
 def _distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale, squared):
     n, m = gram.shape
-    n_features = A.shape[1]
     for i in prange(n):
-        # Three simple passes over the row, the first and last free of branches so they vectorise.
+        # Simple passes over the row; those over every row are free of branches, so that they
+        # vectorise. Entries where cancellation left too few correct digits are marked NaN (no
+        # distance is: the rows are finite) and computed from the original rows at the end.
         n_close = 0
         for j in range(m):
             norm_sum = sq_norms_a[i] + sq_norms_b[j]
-            d2 = norm_sum - 2.0 * gram[i, j]
-            n_close += d2 <= refine_tol * norm_sum
-            gram[i, j] = d2
+            gram[i, j] = norm_sum - 2.0 * gram[i, j]
+            n_close += np.float64(gram[i, j]) <= refine_tol * norm_sum  # tested as stored, in every backend
         if n_close > 0:
             for j in range(m):
                 if gram[i, j] <= refine_tol * (sq_norms_a[i] + sq_norms_b[j]):
-                    # Cancellation left too few correct digits: recompute this entry directly.
-                    d2 = 0.0
-                    for f in range(n_features):
-                        diff = np.float64(A[i, f]) - np.float64(B[j, f])
-                        d2 += diff * diff
-                    gram[i, j] = d2
+                    gram[i, j] = np.nan
         if squared:
             for j in range(m):
                 gram[i, j] = np.float64(gram[i, j]) * unscale * unscale
         else:
             for j in range(m):
                 gram[i, j] = np.sqrt(np.float64(gram[i, j])) * unscale
+        if n_close > 0:
+            lane = np.empty(LANES)
+            for j in range(m):
+                if np.isnan(gram[i, j]):
+                    total, pair_unscale = exact_distance(A[i], B[j], lane)
+                    gram[i, j] = total * pair_unscale * pair_unscale if squared else np.sqrt(total) * pair_unscale
 
 
 _serial = compile_kernel(_distances_from_gram)
@@ -42,12 +118,12 @@ _parallel = compile_kernel(_distances_from_gram, parallel=True)
 
 
 def distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale, squared, n_threads):
-    """Turn a Gram block A @ B.T into (squared) Euclidean distances, in place.
+    """Turn a Gram block of shifted, scaled rows into (squared) Euclidean distances, in place.
 
-    gram: (n, m) float32/float64, overwritten; A (n, d), B (m, d): the rows the Gram was made of;
-    sq_norms_a (n,), sq_norms_b (m,): float64 squared row norms; entries whose squared distance is
-    below refine_tol * (|a|^2 + |b|^2) are recomputed directly from A and B. A and B were scaled
-    by 1 / unscale (a power of two), so the distances are multiplied back by unscale.
+    gram: (n, m) float32/float64, overwritten; sq_norms_a (n,), sq_norms_b (m,): float64 squared
+    norms of the rows it was made of, which were scaled by 1 / unscale (a power of two). Entries
+    whose squared distance is below refine_tol * (|a|^2 + |b|^2) lost digits to cancellation:
+    they are computed from A (n, d) and B (m, d), the original rows (see exact_distance).
     """
     launch(_serial, _parallel, n_threads, gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale, squared)
 

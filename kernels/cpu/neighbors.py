@@ -7,12 +7,12 @@ import numpy as np
 from numba import prange
 
 from ._jit import compile_kernel, helper, launch
+from .distance import LANES, exact_distance
 
 _helper = helper()
 # Inlined into the caller's Numba IR, where LLVM may leave a small helper a call inside a hot loop.
 _inlined = helper(inline="always")
 FEATURE_BLOCK = 16  # features per task in class_sums: 128 bytes of each float64 output row
-LANES = 8  # float64 partial sums of an exact distance (one AVX-512 vector)
 SCAN_BLOCK = 32  # kNN rows tested together for any candidate
 ROW_TASK = 16  # query rows per parallel kNN task
 
@@ -60,11 +60,11 @@ def _push(keys, index, size, key, idx):
 
 
 @_helper
-def _heap_out(keys, index, exact_scale, out_dist, out_idx):
-    """Heap-sort the full max-heap of the k best (squared distance, index) pairs into ascending
-    order: Euclidean distances (undoing exact_scale) into out_dist, indices into out_idx."""
+def _heap_out(keys, index, key_scale, out_dist, out_idx):
+    """Heap-sort the full max-heap of the k best (key, index) pairs into ascending order:
+    distances (the keys over key_scale) into out_dist, indices into out_idx."""
     for last in range(out_idx.shape[0] - 1, -1, -1):
-        out_dist[last] = np.sqrt(keys[0]) / exact_scale
+        out_dist[last] = keys[0] / key_scale
         out_idx[last] = index[0]
         keys[0] = keys[last]
         index[0] = index[last]
@@ -72,48 +72,11 @@ def _heap_out(keys, index, exact_scale, out_dist, out_idx):
 
 
 @_inlined
-def _scaled_sq_distance(a, b, scale, lane):
-    """|(a - b) * scale|^2 in float64; scaling by a power of two is exact.
-
-    Feature f adds into lane f % LANES and the lanes are summed pairwise, a fixed order that
-    vectorises. The lanes are eight locals (kept in registers; an array's would go to memory at
-    every add) and `lane`, LANES float64 of scratch, takes the features past the last full eight.
-    """
-    n_features = a.shape[0]
-    full = n_features - n_features % LANES
-    l0 = l1 = l2 = l3 = l4 = l5 = l6 = l7 = 0.0
-    large = scale < 1.0  # large values: scale first so that a - b cannot overflow
-    for f in range(0, full, LANES):
-        d0 = _scaled_difference(a[f], b[f], scale, large)
-        d1 = _scaled_difference(a[f + 1], b[f + 1], scale, large)
-        d2 = _scaled_difference(a[f + 2], b[f + 2], scale, large)
-        d3 = _scaled_difference(a[f + 3], b[f + 3], scale, large)
-        d4 = _scaled_difference(a[f + 4], b[f + 4], scale, large)
-        d5 = _scaled_difference(a[f + 5], b[f + 5], scale, large)
-        d6 = _scaled_difference(a[f + 6], b[f + 6], scale, large)
-        d7 = _scaled_difference(a[f + 7], b[f + 7], scale, large)
-        l0 += d0 * d0
-        l1 += d1 * d1
-        l2 += d2 * d2
-        l3 += d3 * d3
-        l4 += d4 * d4
-        l5 += d5 * d5
-        l6 += d6 * d6
-        l7 += d7 * d7
-    lane[0], lane[1], lane[2], lane[3], lane[4], lane[5], lane[6], lane[7] = l0, l1, l2, l3, l4, l5, l6, l7
-    for f in range(full, n_features):
-        diff = _scaled_difference(a[f], b[f], scale, large)
-        lane[f - full] += diff * diff
-    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]))
-
-
-@_inlined
-def _scaled_difference(x, y, scale, large):
-    """(x - y) * scale in float64: scaled first when `large` (no overflow), else subtracted first
-    (the difference lifted out of the subnormal range)."""
-    if large:
-        return np.float64(x) * scale - np.float64(y) * scale
-    return (np.float64(x) - np.float64(y)) * scale
+def _exact(query, row, key_scale, lane):
+    """The exact float64 Euclidean distance of two original rows (see distance.exact_distance)
+    times key_scale, a power of two: the key they are ranked by."""
+    total, unscale = exact_distance(query, row, lane)
+    return np.sqrt(total) * (unscale * key_scale)
 
 
 @_helper
@@ -159,7 +122,7 @@ def _blocks_of(terms):
 
 
 @_helper
-def _knn_row(gram_row, ref_terms, slack, query, X_ref, exact_scale, out_dist, out_idx, terms, keys, index,
+def _knn_row(gram_row, ref_terms, slack, query, X_ref, key_scale, out_dist, out_idx, terms, keys, index,
              candidates, lane):
     """One query row of knn_from_gram; terms, keys, index, candidates and lane are scratch."""
     m = gram_row.shape[0]
@@ -196,11 +159,11 @@ def _knn_row(gram_row, ref_terms, slack, query, X_ref, exact_scale, out_dist, ou
     for c in range(n_candidates):
         j = candidates[c]
         if not (terms[j] > reach):
-            size = _push(keys, index, size, _scaled_sq_distance(query, X_ref[j], exact_scale, lane), j)
-    _heap_out(keys, index, exact_scale, out_dist, out_idx)
+            size = _push(keys, index, size, _exact(query, X_ref[j], key_scale, lane), j)
+    _heap_out(keys, index, key_scale, out_dist, out_idx)
 
 
-def _knn_from_gram(gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X_ref, exact_scale, out_dist, out_idx):
+def _knn_from_gram(gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X_ref, key_scale, out_dist, out_idx):
     n, m = gram.shape
     k = out_idx.shape[1]
     # terms[j] = ref_terms[j] - 2 gram[i, j] is row j's squared distance less the query's squared
@@ -217,26 +180,27 @@ def _knn_from_gram(gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, 
         lane = np.empty(LANES)
         for i in range(task * ROW_TASK, min(n, (task + 1) * ROW_TASK)):
             _knn_row(gram[i], ref_terms, tol * (sq_norms_q[i] + max_norm_r) + bound_abs, X_query[i],
-                     X_ref, exact_scale, out_dist[i], out_idx[i], terms, keys, index, candidates, lane)
+                     X_ref, key_scale, out_dist[i], out_idx[i], terms, keys, index, candidates, lane)
 
 
 _knn_serial = compile_kernel(_knn_from_gram)
 _knn_parallel = compile_kernel(_knn_from_gram, parallel=True)
 
 
-def knn_from_gram(gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X_ref, exact_scale, out_dist, out_idx, n_threads):
+def knn_from_gram(gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X_ref, key_scale, out_dist, out_idx, n_threads):
     """Exact k nearest reference rows per query row, from an approximate Gram block.
 
     gram (n, m): approximate dot products of the (shifted, scaled) rows, float32 or float64;
     sq_norms_q (n,), sq_norms_r (m,): float64 squared norms of those rows, finite in gram's type;
     the approximate squared distance q + r - 2 g is within bound_tol * (q + r) + bound_abs of the
-    true one (same scale). X_query (n, d), X_ref (m, d): the original rows, ranked exactly in
-    float64 after scaling by exact_scale (a power of two that keeps huge and subnormal values in
-    range). out_dist (n, k) gets Euclidean distances, out_idx (n, k) int64 indices, ascending,
-    ties to the lower index.
+    true one (same scale). X_query (n, d), X_ref (m, d): the original rows, ranked by their exact
+    float64 distances (distance.exact_distance) times key_scale, a power of two: 1, or below 1
+    where distances could pass float64's range (they are then still ranked by their true size).
+    out_dist (n, k) gets the distances, out_idx (n, k) int64 indices, ascending, equal ones in
+    index order.
     """
     launch(_knn_serial, _knn_parallel, n_threads,
-           gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X_ref, exact_scale, out_dist, out_idx)
+           gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X_ref, key_scale, out_dist, out_idx)
 
 
 @_helper
@@ -245,8 +209,8 @@ def _knn_bounded_row(gram_row, ref_terms, limit_of, query, X_ref, exact_scale, o
     """One query row of knn_from_bounds; returns how many rows it ranked exactly.
 
     terms[j] = ref_terms[j] - 2 gram_row[j] is row j's projected squared distance less the query's
-    projected squared norm. limit_of (sigma, shift, slack, base) turns an exact squared distance T into
-    the largest term a row within T can have: (sigma sqrt(T) + shift)^2 + slack - base.
+    projected squared norm. limit_of (sigma, shift, slack, base) turns an exact distance t (scaled
+    by exact_scale) into the largest term a row within t can have: (sigma t + shift)^2 + slack - base.
     """
     m = gram_row.shape[0]
     k = out_idx.shape[0]
@@ -270,11 +234,11 @@ def _knn_bounded_row(gram_row, ref_terms, limit_of, query, X_ref, exact_scale, o
     for t in range(k):
         j = first[t]
         terms[j] = np.inf
-        size = _push(keys, index, size, _scaled_sq_distance(query, X_ref[j], exact_scale, lane), j)
+        size = _push(keys, index, size, _exact(query, X_ref[j], 1.0, lane), j)
     n_ranked = k
     # Pass 2: the rows whose term is within the limit of that k-th exact distance...
     kth_exact = keys[0]
-    limit = _bound_limit(kth_exact, limit_of, terms)
+    limit = _bound_limit(kth_exact * exact_scale, limit_of, terms)
     n_candidates = 0
     for b in range(n_blocks):
         block_start, block_end = b * SCAN_BLOCK, min(m, (b + 1) * SCAN_BLOCK)
@@ -290,18 +254,19 @@ def _knn_bounded_row(gram_row, ref_terms, limit_of, query, X_ref, exact_scale, o
         if terms[j] > limit:
             continue
         n_ranked += 1
-        size = _push(keys, index, size, _scaled_sq_distance(query, X_ref[j], exact_scale, lane), j)
+        size = _push(keys, index, size, _exact(query, X_ref[j], 1.0, lane), j)
         if keys[0] < kth_exact:
             kth_exact = keys[0]
-            limit = _bound_limit(kth_exact, limit_of, terms)
-    _heap_out(keys, index, exact_scale, out_dist, out_idx)
+            limit = _bound_limit(kth_exact * exact_scale, limit_of, terms)
+    _heap_out(keys, index, 1.0, out_dist, out_idx)
     return n_ranked
 
 
 @_helper
-def _bound_limit(kth_exact, limit_of, terms):
-    """The largest term (in terms' type) a row within squared distance kth_exact can have."""
-    reach = limit_of[0] * np.sqrt(kth_exact) + limit_of[1]
+def _bound_limit(kth_scaled, limit_of, terms):
+    """The largest term (in terms' type) a row within distance kth_scaled (scaled as the
+    projected rows) can have."""
+    reach = limit_of[0] * kth_scaled + limit_of[1]
     return _round_up(reach * reach + limit_of[2] - limit_of[3], terms)
 
 
@@ -332,10 +297,10 @@ def knn_from_bounds(gram, sq_norms_r, limits, X_query, X_ref, exact_scale, out_d
 
     gram (n, m): dot products of projected query and reference rows, float32 or float64;
     sq_norms_r (m,): float64 squared norms of the projected reference rows. limits (n, 4) float64,
-    per query (sigma, shift, slack, base): a reference row whose exact squared distance (scaled by
-    exact_scale) is at most T has sq_norms_r - 2 gram, as computed in gram's type, at most
-    (sigma sqrt(T) + shift)^2 + slack - base. X_query, X_ref, exact_scale, out_dist, out_idx: as in
-    knn_from_gram. Only rows that pass that test against the k-th exact distance so far are ranked.
+    per query (sigma, shift, slack, base): a reference row whose exact distance times exact_scale
+    (the projected rows' power-of-two scale) is at most t has sq_norms_r - 2 gram, as computed in
+    gram's type, at most (sigma t + shift)^2 + slack - base. X_query, X_ref, out_dist, out_idx: as
+    in knn_from_gram, with key_scale 1. Only rows that pass that test against the k-th exact distance so far are ranked.
     """
     return launch(_bounds_serial, _bounds_parallel, n_threads,
                   gram, sq_norms_r, limits, X_query, X_ref, exact_scale, out_dist, out_idx)

@@ -2,11 +2,18 @@
 
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport sqrt
+from libc.float cimport DBL_MAX
+from libc.math cimport NAN, fabs, isnan, sqrt
 
 cdef enum:
     LANES = 8  # float64 partial sums of a squared norm (one AVX-512 vector), as the Numba kernel
     COLUMN_BLOCK = 64  # columns per task in column_stats, as the Numba kernel
+
+# As the Numba kernel: a sum of squared differences in [SAFE_MIN, DBL_MAX] is accurate as it
+# stands; outside it the differences are scaled by SCALE_DOWN (largest above 1) or SCALE_UP.
+cdef double SAFE_MIN = 2.0**-900
+cdef double SCALE_DOWN = 2.0**-600
+cdef double SCALE_UP = 2.0**600
 
 # The Gram block's (or a shifted copy's) float type may differ from that of its rows.
 ctypedef fused gram_floating:
@@ -14,36 +21,82 @@ ctypedef fused gram_floating:
     double
 
 
+cdef inline double _lane_sum(
+    const floating* a, const floating* b, Py_ssize_t n_features, double scale,
+) noexcept nogil:
+    """|(a - b) * scale|^2 in float64 (as the Numba kernel), scale a power of two: feature f adds
+    into lane f % LANES and the lanes are summed pairwise, a fixed order that vectorises."""
+    cdef double lane[LANES]
+    cdef double diff
+    cdef Py_ssize_t f, t
+    for t in range(LANES):
+        lane[t] = 0.0
+    if scale < 1.0:  # scaled first: a difference beyond float64's range comes back into it
+        for f in range(0, n_features - LANES + 1, 8):  # LANES
+            for t in range(LANES):
+                diff = <double>a[f + t] * scale - <double>b[f + t] * scale
+                lane[t] += diff * diff
+        for f in range(n_features - n_features % LANES, n_features):
+            diff = <double>a[f] * scale - <double>b[f] * scale
+            lane[f % LANES] += diff * diff
+    else:  # subtracted first: exact for tiny values
+        for f in range(0, n_features - LANES + 1, 8):  # LANES
+            for t in range(LANES):
+                diff = (<double>a[f + t] - <double>b[f + t]) * scale
+                lane[t] += diff * diff
+        for f in range(n_features - n_features % LANES, n_features):
+            diff = (<double>a[f] - <double>b[f]) * scale
+            lane[f % LANES] += diff * diff
+    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]))
+
+
+cdef inline (double, double) _exact_distance(
+    const floating* a, const floating* b, Py_ssize_t n_features,
+) noexcept nogil:
+    """(total, unscale) with |a - b| = sqrt(total) * unscale, as the Numba kernel's exact_distance
+    (and neighbors.pyx's twin): differences in float64 from the rows as given, scaled by a power
+    of two first where their squares could over- or underflow."""
+    cdef double total = _lane_sum(a, b, n_features, 1.0), largest = 0.0, diff, scale
+    cdef Py_ssize_t f
+    if SAFE_MIN <= total <= DBL_MAX:
+        return total, 1.0
+    for f in range(n_features):
+        diff = fabs(<double>a[f] - <double>b[f])  # inf where it overflows
+        largest = diff if diff > largest else largest
+    scale = SCALE_DOWN if largest > 1.0 else SCALE_UP
+    return _lane_sum(a, b, n_features, scale), 1.0 / scale
+
+
 cdef inline void _distance_row(
     gram_floating* gram_row, const floating* a_row, const floating* B, double sq_norm_a,
     const double* sq_norms_b, double refine_tol, double unscale, bint squared, Py_ssize_t m,
     Py_ssize_t n_features,
 ) noexcept nogil:
-    """One row of distances_from_gram, in the Numba kernel's three passes."""
-    cdef Py_ssize_t j, f, n_close = 0
-    cdef const floating* b_row
-    cdef double norm_sum, d2, diff
+    """One row of distances_from_gram, in the Numba kernel's passes."""
+    cdef Py_ssize_t j, n_close = 0
+    cdef double norm_sum, total, pair_unscale
     for j in range(m):
         norm_sum = sq_norm_a + sq_norms_b[j]
-        d2 = norm_sum - 2.0 * gram_row[j]
-        n_close += d2 <= refine_tol * norm_sum
-        gram_row[j] = <gram_floating>d2
+        gram_row[j] = <gram_floating>(norm_sum - 2.0 * gram_row[j])
+        n_close += <double>gram_row[j] <= refine_tol * norm_sum  # tested as stored, in every backend
     if n_close > 0:
         for j in range(m):
             if gram_row[j] <= refine_tol * (sq_norm_a + sq_norms_b[j]):
-                # Cancellation left too few correct digits: recompute this entry directly.
-                b_row = B + j * n_features
-                d2 = 0.0
-                for f in range(n_features):
-                    diff = <double>a_row[f] - <double>b_row[f]
-                    d2 += diff * diff
-                gram_row[j] = <gram_floating>d2
+                gram_row[j] = NAN
     if squared:
         for j in range(m):
             gram_row[j] = <gram_floating>(<double>gram_row[j] * unscale * unscale)
     else:
         for j in range(m):
             gram_row[j] = <gram_floating>(sqrt(<double>gram_row[j]) * unscale)
+    if n_close > 0:
+        for j in range(m):
+            if isnan(gram_row[j]):
+                total, pair_unscale = _exact_distance(a_row, B + j * n_features, n_features)
+                if squared:
+                    gram_row[j] = <gram_floating>(total * pair_unscale * pair_unscale)
+                else:
+                    gram_row[j] = <gram_floating>(sqrt(total) * pair_unscale)
 
 
 def distances_from_gram(
@@ -51,12 +104,12 @@ def distances_from_gram(
     const double[::1] sq_norms_a, const double[::1] sq_norms_b, double refine_tol, double unscale,
     bint squared, int n_threads,
 ):
-    """Turn a Gram block A @ B.T into (squared) Euclidean distances, in place.
+    """Turn a Gram block of shifted, scaled rows into (squared) Euclidean distances, in place.
 
-    gram: (n, m) float32/float64, overwritten; A (n, d), B (m, d): the rows the Gram was made of;
-    sq_norms_a (n,), sq_norms_b (m,): float64 squared row norms; entries whose squared distance is
-    below refine_tol * (|a|^2 + |b|^2) are recomputed directly from A and B. A and B were scaled
-    by 1 / unscale (a power of two), so the distances are multiplied back by unscale.
+    gram: (n, m) float32/float64, overwritten; sq_norms_a (n,), sq_norms_b (m,): float64 squared
+    norms of the rows it was made of, which were scaled by 1 / unscale (a power of two). Entries
+    whose squared distance is below refine_tol * (|a|^2 + |b|^2) lost digits to cancellation:
+    they are computed from A (n, d) and B (m, d), the original rows (see _exact_distance).
     """
     cdef Py_ssize_t n = gram.shape[0], m = gram.shape[1], n_features = A.shape[1]
     cdef Py_ssize_t i

@@ -5,7 +5,8 @@ Mirrors kernels/cpu/neighbors.py and kernels/npy/neighbors.py.
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
-from libc.math cimport INFINITY, nextafter, nextafterf, sqrt
+from libc.float cimport DBL_MAX
+from libc.math cimport INFINITY, fabs, nextafter, nextafterf, sqrt
 from libc.stdint cimport int64_t
 from libc.stdlib cimport calloc, free, malloc
 
@@ -13,6 +14,11 @@ cdef enum:
     FEATURE_BLOCK = 16  # features per task in class_sums, as the Numba kernel
     LANES = 8  # float64 partial sums of an exact distance (one AVX-512 vector)
     SCAN_BLOCK = 32  # kNN rows tested together for any candidate (one AVX-512 float32 vector)
+
+# As distance.pyx's exact distances.
+cdef double SAFE_MIN = 2.0**-900
+cdef double SCALE_DOWN = 2.0**-600
+cdef double SCALE_UP = 2.0**600
 
 # The Gram block's float type may differ from that of the rows it was made of.
 ctypedef fused gram_floating:
@@ -72,33 +78,29 @@ cdef inline Py_ssize_t _push(
 
 
 cdef inline void _heap_out(
-    double* keys, int64_t* index, Py_ssize_t k, double exact_scale, double* out_dist, int64_t* out_idx,
+    double* keys, int64_t* index, Py_ssize_t k, double key_scale, double* out_dist, int64_t* out_idx,
 ) noexcept nogil:
-    """Heap-sort the full max-heap of the k best (squared distance, index) pairs into ascending
-    order: Euclidean distances (undoing exact_scale) into out_dist, indices into out_idx."""
+    """Heap-sort the full max-heap of the k best (key, index) pairs into ascending order:
+    distances (the keys over key_scale) into out_dist, indices into out_idx."""
     cdef Py_ssize_t last
     for last in range(k - 1, -1, -1):
-        out_dist[last] = sqrt(keys[0]) / exact_scale
+        out_dist[last] = keys[0] / key_scale
         out_idx[last] = index[0]
         keys[0] = keys[last]
         index[0] = index[last]
         _sift_down(keys, index, last, 0)
 
 
-cdef inline double _scaled_sq_distance(
+cdef inline double _lane_sum(
     const floating* a, const floating* b, Py_ssize_t n_features, double scale,
 ) noexcept nogil:
-    """|(a - b) * scale|^2 in float64 (as the Numba kernel); scale is a power of two.
-
-    Feature f adds into lane f % LANES and the lanes are summed pairwise, a fixed order that
-    vectorises.
-    """
+    """|(a - b) * scale|^2 in float64, as distance.pyx's (a twin: each extension module has its own)."""
     cdef double lane[LANES]
     cdef double diff
     cdef Py_ssize_t f, t
     for t in range(LANES):
         lane[t] = 0.0
-    if scale < 1.0:  # large values: scale first so that a - b cannot overflow
+    if scale < 1.0:  # scaled first: a difference beyond float64's range comes back into it
         for f in range(0, n_features - LANES + 1, 8):  # LANES
             for t in range(LANES):
                 diff = <double>a[f + t] * scale - <double>b[f + t] * scale
@@ -106,7 +108,7 @@ cdef inline double _scaled_sq_distance(
         for f in range(n_features - n_features % LANES, n_features):
             diff = <double>a[f] * scale - <double>b[f] * scale
             lane[f % LANES] += diff * diff
-    else:  # small values: subtract first, then lift the difference out of the subnormal range
+    else:  # subtracted first: exact for tiny values
         for f in range(0, n_features - LANES + 1, 8):  # LANES
             for t in range(LANES):
                 diff = (<double>a[f + t] - <double>b[f + t]) * scale
@@ -115,6 +117,22 @@ cdef inline double _scaled_sq_distance(
             diff = (<double>a[f] - <double>b[f]) * scale
             lane[f % LANES] += diff * diff
     return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]))
+
+
+cdef inline double _exact(
+    const floating* a, const floating* b, Py_ssize_t n_features, double key_scale,
+) noexcept nogil:
+    """The exact float64 Euclidean distance of two original rows, as distance.pyx's
+    _exact_distance gives it (and the Numba kernels), times key_scale: the key they are ranked by."""
+    cdef double total = _lane_sum(a, b, n_features, 1.0), largest = 0.0, diff, scale
+    cdef Py_ssize_t f
+    if SAFE_MIN <= total <= DBL_MAX:
+        return sqrt(total) * key_scale
+    for f in range(n_features):
+        diff = fabs(<double>a[f] - <double>b[f])  # inf where it overflows
+        largest = diff if diff > largest else largest
+    scale = SCALE_DOWN if largest > 1.0 else SCALE_UP
+    return sqrt(_lane_sum(a, b, n_features, scale)) * ((1.0 / scale) * key_scale)
 
 
 cdef inline gram_floating _round_up(double value, gram_floating like) noexcept nogil:
@@ -130,7 +148,7 @@ cdef inline gram_floating _round_up(double value, gram_floating like) noexcept n
 
 cdef void _knn_row(
     const gram_floating* gram_row, const gram_floating* ref_terms, double slack,
-    const floating* query, const floating* X_ref, double exact_scale, Py_ssize_t m,
+    const floating* query, const floating* X_ref, double key_scale, Py_ssize_t m,
     Py_ssize_t n_features, Py_ssize_t k, double* keys, int64_t* index, int64_t* candidates,
     gram_floating* terms, double* out_dist, int64_t* out_idx,
 ) noexcept nogil:
@@ -173,27 +191,24 @@ cdef void _knn_row(
     for c in range(n_candidates):
         j = candidates[c]
         if not (terms[j] > reach):
-            size = _push(
-                keys, index, k, size,
-                _scaled_sq_distance(query, X_ref + j * n_features, n_features, exact_scale), j,
-            )
-    _heap_out(keys, index, k, exact_scale, out_dist, out_idx)
+            size = _push(keys, index, k, size, _exact(query, X_ref + j * n_features, n_features, key_scale), j)
+    _heap_out(keys, index, k, key_scale, out_dist, out_idx)
 
 
 def knn_from_gram(
     const gram_floating[:, ::1] gram, const double[::1] sq_norms_q, const double[::1] sq_norms_r,
     double bound_tol, double bound_abs, const floating[:, ::1] X_query, const floating[:, ::1] X_ref,
-    double exact_scale, double[:, ::1] out_dist, int64_t[:, ::1] out_idx, int n_threads,
+    double key_scale, double[:, ::1] out_dist, int64_t[:, ::1] out_idx, int n_threads,
 ):
     """Exact k nearest reference rows per query row, from an approximate Gram block.
 
     gram (n, m): approximate dot products of the (shifted, scaled) rows, float32 or float64;
     sq_norms_q (n,), sq_norms_r (m,): float64 squared norms of those rows, finite in gram's type;
     the approximate squared distance q + r - 2 g is within bound_tol * (q + r) + bound_abs of the
-    true one (same scale). X_query (n, d), X_ref (m, d): the original rows, ranked exactly in
-    float64 after scaling by exact_scale (a power of two that keeps huge and subnormal values in
-    range). out_dist (n, k) gets Euclidean distances, out_idx (n, k) int64 indices, ascending,
-    ties to the lower index.
+    true one (same scale). X_query (n, d), X_ref (m, d): the original rows, ranked by their exact
+    float64 distances (_exact) times key_scale, a power of two: 1, or below 1 where distances
+    could pass float64's range (they are then still ranked by their true size). out_dist (n, k)
+    gets the distances, out_idx (n, k) int64 indices, ascending, equal ones in index order.
     """
     cdef Py_ssize_t n = gram.shape[0], m = gram.shape[1], k = out_idx.shape[1]
     cdef Py_ssize_t n_features = X_query.shape[1]
@@ -234,7 +249,7 @@ def knn_from_gram(
             _knn_row(
                 &gram[i, 0], ref_terms,
                 tol * (sq_norms_q[i] + max_norm_r) + bound_abs,
-                &X_query[i, 0], &X_ref[0, 0], exact_scale, m, n_features, k, keys, index, index + k,
+                &X_query[i, 0], &X_ref[0, 0], key_scale, m, n_features, k, keys, index, index + k,
                 terms, &out_dist[i, 0], &out_idx[i, 0],
             )
         free(keys)
@@ -263,9 +278,10 @@ cdef inline void _prefetch_row(const floating* row, Py_ssize_t n_features) noexc
         FASTDL_PREFETCH(<const char*> row + offset)
 
 
-cdef inline gram_floating _bound_limit(double kth_exact, const double* limit_of, gram_floating like) noexcept nogil:
-    """The largest term a row within squared distance kth_exact can have (see knn_from_bounds)."""
-    cdef double reach = limit_of[0] * sqrt(kth_exact) + limit_of[1]
+cdef inline gram_floating _bound_limit(double kth_scaled, const double* limit_of, gram_floating like) noexcept nogil:
+    """The largest term a row within distance kth_scaled (scaled as the projected rows) can have
+    (see knn_from_bounds)."""
+    cdef double reach = limit_of[0] * kth_scaled + limit_of[1]
     return _round_up(reach * reach + limit_of[2] - limit_of[3], like)
 
 
@@ -308,10 +324,10 @@ cdef Py_ssize_t _knn_bounded_row(
     for t in range(k):
         j = first[t]
         terms[j] = INFINITY
-        size = _push(keys, index, k, size, _scaled_sq_distance(query, X_ref + j * n_features, n_features, exact_scale), j)
+        size = _push(keys, index, k, size, _exact(query, X_ref + j * n_features, n_features, 1.0), j)
     # Pass 2: the rows whose term is within the limit of that k-th exact distance...
     kth_exact = keys[0]
-    limit = _bound_limit(kth_exact, limit_of, kth)
+    limit = _bound_limit(kth_exact * exact_scale, limit_of, kth)
     for block_start in range(0, m, 32):  # SCAN_BLOCK
         block_end = min(m, block_start + SCAN_BLOCK)
         if block_end - block_start == SCAN_BLOCK:
@@ -332,11 +348,11 @@ cdef Py_ssize_t _knn_bounded_row(
         if terms[j] > limit:
             continue
         n_ranked += 1
-        size = _push(keys, index, k, size, _scaled_sq_distance(query, X_ref + j * n_features, n_features, exact_scale), j)
+        size = _push(keys, index, k, size, _exact(query, X_ref + j * n_features, n_features, 1.0), j)
         if keys[0] < kth_exact:
             kth_exact = keys[0]
-            limit = _bound_limit(kth_exact, limit_of, kth)
-    _heap_out(keys, index, k, exact_scale, out_dist, out_idx)
+            limit = _bound_limit(kth_exact * exact_scale, limit_of, kth)
+    _heap_out(keys, index, k, 1.0, out_dist, out_idx)
     return n_ranked
 
 
@@ -349,10 +365,10 @@ def knn_from_bounds(
 
     gram (n, m): dot products of projected query and reference rows, float32 or float64;
     sq_norms_r (m,): float64 squared norms of the projected reference rows. limits (n, 4) float64,
-    per query (sigma, shift, slack, base): a reference row whose exact squared distance (scaled by
-    exact_scale) is at most T has sq_norms_r - 2 gram, as computed in gram's type, at most
-    (sigma sqrt(T) + shift)^2 + slack - base. X_query, X_ref, exact_scale, out_dist, out_idx: as in
-    knn_from_gram. Only rows that pass that test against the k-th exact distance so far are ranked.
+    per query (sigma, shift, slack, base): a reference row whose exact distance times exact_scale
+    (the projected rows' power-of-two scale) is at most t has sq_norms_r - 2 gram, as computed in
+    gram's type, at most (sigma t + shift)^2 + slack - base. X_query, X_ref, out_dist, out_idx: as
+    in knn_from_gram, with key_scale 1. Only rows that pass that test against the k-th exact distance so far are ranked.
     """
     cdef Py_ssize_t n = gram.shape[0], m = gram.shape[1], k = out_idx.shape[1]
     cdef Py_ssize_t n_features = X_query.shape[1]

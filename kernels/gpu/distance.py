@@ -7,6 +7,7 @@ where a thread owns one sum (column_stats), so the shift's origin has the same b
 
 import math
 
+import numpy as np
 from numba import cuda, float64
 
 from ._gemm import gemm  # noqa: F401 - the distance op's GEMM, through this family's module
@@ -54,6 +55,47 @@ def shift_rows(X, origin, scale, out, out_norms, n_threads):
     _shift_rows[grid_1d(X.shape[0])](X, origin, scale, out, out_norms)
 
 
+# As kernels/cpu/distance.py: a sum of squared differences in [SAFE_MIN, float64 max] is accurate
+# as it stands; outside it the differences are scaled by SCALE_DOWN (largest above 1) or SCALE_UP.
+LANES = 8
+SAFE_MIN = 2.0**-900
+SCALE_DOWN, SCALE_UP = 2.0**-600, 2.0**600
+FLOAT64_MAX = float(np.finfo(np.float64).max)
+
+
+@cuda.jit(device=True)
+def _lane_sum(A, i, B, j, scale):
+    """|(A[i] - B[j]) * scale|^2 in float64, as the CPU kernels: feature f adds into lane f % LANES
+    and the lanes are summed pairwise; scaled before the subtraction when scale < 1 (a difference
+    beyond float64's range comes back into it), after it otherwise (exact for tiny values)."""
+    lane = cuda.local.array(LANES, float64)
+    for t in range(LANES):
+        lane[t] = 0.0
+    for f in range(A.shape[1]):
+        if scale < 1.0:
+            diff = float64(A[i, f]) * scale - float64(B[j, f]) * scale
+        else:
+            diff = (float64(A[i, f]) - float64(B[j, f])) * scale
+        lane[f % LANES] += diff * diff
+    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]))
+
+
+@cuda.jit(device=True)
+def exact_distance(A, i, B, j):
+    """(total, unscale) with |A[i] - B[j]| = sqrt(total) * unscale, as the CPU kernels'
+    exact_distance: differences in float64 from the rows as given, scaled by a power of two first
+    where their squares could over- or underflow."""
+    total = _lane_sum(A, i, B, j, 1.0)
+    if SAFE_MIN <= total <= FLOAT64_MAX:
+        return total, 1.0
+    largest = 0.0
+    for f in range(A.shape[1]):
+        diff = abs(float64(A[i, f]) - float64(B[j, f]))  # inf where it overflows
+        largest = diff if diff > largest else largest
+    scale = SCALE_DOWN if largest > 1.0 else SCALE_UP
+    return _lane_sum(A, i, B, j, scale), 1.0 / scale
+
+
 @kernel
 def _distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale, squared):
     # One thread per entry, in row-major order: the grid is 1-D (a 2-D grid's y takes at most
@@ -65,19 +107,18 @@ def _distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale
     i = k // n_cols
     j = k - i * n_cols
     norm_sum = sq_norms_a[i] + sq_norms_b[j]
-    d2 = norm_sum - 2.0 * gram[i, j]
+    gram[i, j] = norm_sum - 2.0 * gram[i, j]
+    d2 = float64(gram[i, j])  # the value as stored, as the CPU kernels test it
     if d2 <= refine_tol * norm_sum:
-        # Cancellation left too few correct digits: recompute this entry directly.
-        d2 = 0.0
-        for f in range(A.shape[1]):
-            diff = float64(A[i, f]) - float64(B[j, f])
-            d2 += diff * diff
+        # Cancellation left too few correct digits: this entry from the original rows (and its
+        # own power-of-two scale).
+        d2, unscale = exact_distance(A, i, B, j)
     gram[i, j] = d2 * unscale * unscale if squared else math.sqrt(d2) * unscale
 
 
 def distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale, squared, n_threads):
-    """Turn a Gram block A @ B.T into (squared) Euclidean distances, in place (as the CPU kernel):
-    entries below refine_tol * (|a|^2 + |b|^2) are recomputed from A and B, and the distances
-    multiplied back by unscale. One thread per entry."""
+    """Turn a Gram block of shifted, scaled rows into (squared) Euclidean distances, in place (as
+    the CPU kernel): the rows were scaled by 1 / unscale; entries below refine_tol * (|a|^2 + |b|^2)
+    are computed from A and B, the original rows (of gram's dtype). One thread per entry."""
     _distances_from_gram[grid_1d(gram.shape[0] * gram.shape[1])](gram, A, B, sq_norms_a, sq_norms_b, refine_tol,
                                                                     unscale, squared)

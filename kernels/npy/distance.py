@@ -2,30 +2,83 @@
 
 import numpy as np
 
+LANES = 8  # float64 partial sums of an exact distance, as the compiled kernels
+# A sum of squared differences in [SAFE_MIN, float64 max] is accurate as it stands: squares that
+# fell below float64's normal range cost it at most n_features * 2**-1075, under 2**-175 of it.
+# Outside that range the differences are scaled by SCALE_DOWN (largest one above 1) or SCALE_UP.
+SAFE_MIN = 2.0**-900
+SCALE_DOWN, SCALE_UP = 2.0**-600, 2.0**600
+CHUNK = 4096  # pairs per step of the reference loops
+
+
+def _lane_sums(diff):
+    """Sums of diff**2 over each row of diff (n, d) float64, in the compiled kernels' order.
+
+    Feature f adds into lane f % LANES in order, and the lanes are added pairwise.
+    """
+    squares = np.zeros((diff.shape[0], -(-diff.shape[1] // LANES) * LANES))
+    np.multiply(diff, diff, out=squares[:, : diff.shape[1]])
+    lane = np.zeros((diff.shape[0], LANES))
+    for start in range(0, squares.shape[1], LANES):
+        lane += squares[:, start : start + LANES]
+    l0, l1, l2, l3, l4, l5, l6, l7 = lane.T
+    return ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))
+
+
+def exact_distances(A, B):
+    """(sums, unscales): |A[i] - B[i]| = sqrt(sums[i]) * unscales[i] for rows of A, B (n, d).
+
+    Differences are taken in float64 from the rows as given; where their squares could over- or
+    underflow, they are scaled by a power of two first (exact), which unscales undoes: scaled
+    before the subtraction when the scale is below 1 (a difference beyond float64's range comes
+    back into it), after it otherwise.
+    """
+    with np.errstate(over="ignore"):  # a difference beyond float64 is inf until scaled
+        diff = np.subtract(A, B, dtype=np.float64)
+        sums = _lane_sums(diff)
+    unscales = np.ones_like(sums)
+    redo = np.flatnonzero(~((sums >= SAFE_MIN) & (sums <= np.finfo(np.float64).max)))
+    if redo.size:
+        down = np.abs(diff[redo]).max(axis=1) > 1.0
+        scales = np.where(down, SCALE_DOWN, SCALE_UP)[:, None]
+        a, b = A[redo].astype(np.float64), B[redo].astype(np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):  # in the branch np.where drops
+            diff = np.where(down[:, None], a * scales - b * scales, (a - b) * scales)
+        sums[redo] = _lane_sums(diff)
+        unscales[redo] = 1.0 / scales[:, 0]
+    return sums, unscales
+
 
 def distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale, squared, n_threads):
-    """Turn a Gram block A @ B.T into (squared) Euclidean distances, in place."""
+    """Turn a Gram block of shifted, scaled rows into (squared) Euclidean distances, in place.
+
+    Entries the GEMM formula leaves inaccurate are computed from the original rows A and B.
+    """
     norm_sum = sq_norms_a[:, None] + sq_norms_b[None, :]
-    d2 = norm_sum - 2.0 * gram
+    # Rounded to gram's type first, as the compiled kernels store it before their tests.
+    d2 = (norm_sum - 2.0 * gram).astype(gram.dtype).astype(np.float64)
     rows, cols = np.nonzero(d2 <= refine_tol * norm_sum)
-    for start in range(0, rows.size, 4096):
-        r, c = rows[start : start + 4096], cols[start : start + 4096]
-        diff = A[r].astype(np.float64) - B[c].astype(np.float64)
-        d2[r, c] = np.einsum("ij,ij->i", diff, diff)
-    with np.errstate(over="ignore"):  # a distance beyond the dtype's range is inf, as in the compiled kernels
-        gram[...] = d2 * unscale * unscale if squared else np.sqrt(d2) * unscale
+    # A distance beyond the dtype's range is inf, as in the compiled kernels; the entries whose d2
+    # went negative are recomputed below.
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = d2 * unscale * unscale if squared else np.sqrt(d2) * unscale
+        for start in range(0, rows.size, CHUNK):
+            r, c = rows[start : start + CHUNK], cols[start : start + CHUNK]
+            sums, unscales = exact_distances(A[r], B[c])
+            out[r, c] = sums * unscales * unscales if squared else np.sqrt(sums) * unscales
+        gram[...] = out
 
 
 def shift_rows(X, origin, scale, out, out_norms, n_threads):
-    """out = (X - origin) * scale, worked in float64 and stored in out's dtype."""
+    """out = (X - origin) * scale, worked in float64 and stored in out's dtype; out_norms gets the
+    squared norms of the rows as stored, summed in the compiled kernels' order."""
     step = max(1, (1 << 16) // max(X.shape[1], 1))  # rows per chunk: temporaries stay in cache
     for start in range(0, X.shape[0], step):
         stop = min(X.shape[0], start + step)
         chunk = np.subtract(X[start:stop], origin, dtype=np.float64)
         chunk *= scale
         out[start:stop] = chunk
-        stored = out[start:stop].astype(np.float64, copy=False)
-        np.einsum("ij,ij->i", stored, stored, out=out_norms[start:stop])
+        out_norms[start:stop] = _lane_sums(out[start:stop].astype(np.float64, copy=False))
 
 
 def column_stats(X, out_sums, out_min, out_max, n_threads):

@@ -2,8 +2,11 @@
 
 import numpy as np
 
+from .distance import CHUNK, exact_distances
 
-def knn_from_gram(gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X_ref, exact_scale, out_dist, out_idx, n_threads):
+
+def knn_from_gram(gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X_ref, key_scale, out_dist, out_idx,
+                  n_threads):
     """Exact k nearest reference rows per query row, from an approximate Gram block."""
     k = out_idx.shape[1]
     norm_sum = sq_norms_q[:, None] + sq_norms_r[None, :]
@@ -11,7 +14,7 @@ def knn_from_gram(gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X
     bound = bound_tol * norm_sum + bound_abs
     cap = np.partition(approx + bound, k - 1, axis=1)[:, k - 1]
     # "Not above" the cap: a NaN (as the compiled kernels read it) rules nothing out.
-    _rank_exact(~(approx - bound > cap[:, None]), X_query, X_ref, exact_scale, out_dist, out_idx)
+    _rank_exact(~(approx - bound > cap[:, None]), X_query, X_ref, key_scale, out_dist, out_idx)
 
 
 def knn_from_bounds(gram, sq_norms_r, limits, X_query, X_ref, exact_scale, out_dist, out_idx, n_threads):
@@ -24,31 +27,31 @@ def knn_from_bounds(gram, sq_norms_r, limits, X_query, X_ref, exact_scale, out_d
     rows = np.arange(terms.shape[0])[:, None]
     kth = np.full(terms.shape, False)
     kth[rows, first] = True
-    _rank_exact(kth, X_query, X_ref, exact_scale, out_dist, out_idx)
-    kth_exact = (out_dist[:, -1] * exact_scale) ** 2
+    _rank_exact(kth, X_query, X_ref, 1.0, out_dist, out_idx)
     sigma, shift, slack, base = limits.T
-    limit = (sigma * np.sqrt(kth_exact) * (1 + 1e-15) + shift) ** 2 + slack - base
+    limit = (sigma * (out_dist[:, -1] * exact_scale) * (1 + 1e-15) + shift) ** 2 + slack - base
     candidates = kth | (terms <= limit.astype(np.float64)[:, None])
-    _rank_exact(candidates, X_query, X_ref, exact_scale, out_dist, out_idx)
+    _rank_exact(candidates, X_query, X_ref, 1.0, out_dist, out_idx)
     return int(candidates.sum())
 
 
-def _rank_exact(candidates, X_query, X_ref, exact_scale, out_dist, out_idx):
-    """The k = out_idx.shape[1] nearest of each row's candidates (n, m) bool by exact distance."""
+def _rank_exact(candidates, X_query, X_ref, key_scale, out_dist, out_idx):
+    """The k = out_idx.shape[1] nearest of each row's candidates (n, m) bool by exact distance
+    (see distance.exact_distances) times key_scale, equal ones in index order."""
     k = out_idx.shape[1]
     rows, cols = np.nonzero(candidates)
     exact = np.full(candidates.shape, np.inf)
-    for start in range(0, rows.size, 4096):
-        r, c = rows[start : start + 4096], cols[start : start + 4096]
-        if exact_scale < 1.0:  # large values: scale first so that a - b cannot overflow
-            diff = X_query[r].astype(np.float64) * exact_scale - X_ref[c].astype(np.float64) * exact_scale
-        else:
-            diff = (X_query[r].astype(np.float64) - X_ref[c]) * exact_scale
-        exact[r, c] = np.einsum("ij,ij->i", diff, diff)
-    order = np.argsort(exact, axis=1, kind="stable")[:, :k]  # stable: ties keep the lower index
+    for start in range(0, rows.size, CHUNK):
+        r, c = rows[start : start + CHUNK], cols[start : start + CHUNK]
+        sums, unscales = exact_distances(X_query[r], X_ref[c])
+        with np.errstate(over="ignore"):  # a key beyond float64's range is inf, as in the compiled kernels
+            exact[r, c] = np.sqrt(sums) * (unscales * key_scale)
+    # Candidates first (one at an infinite distance included), then by distance; lexsort is
+    # stable, so equal distances keep the lower index first.
+    order = np.lexsort((exact, ~candidates), axis=1)[:, :k]
     out_idx[...] = order
-    with np.errstate(over="ignore"):  # a distance beyond float64's range is inf, as in the compiled kernels
-        out_dist[...] = np.sqrt(np.take_along_axis(exact, order, axis=1)) / exact_scale
+    with np.errstate(over="ignore"):  # a distance beyond float64's range is inf
+        out_dist[...] = np.take_along_axis(exact, order, axis=1) / key_scale
 
 
 def majority_vote(neighbor_codes, n_classes, out, n_threads):
