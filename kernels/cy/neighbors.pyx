@@ -15,10 +15,7 @@ cdef enum:
     LANES = 8  # float64 partial sums of an exact distance (one AVX-512 vector)
     SCAN_BLOCK = 32  # kNN rows tested together for any candidate (one AVX-512 float32 vector)
 
-# As distance.pyx's exact distances.
-cdef double SAFE_MIN = 2.0**-900
-cdef double SCALE_DOWN = 2.0**-600
-cdef double SCALE_UP = 2.0**600
+include "exact_distance.pxi"
 
 # The Gram block's float type may differ from that of the rows it was made of.
 ctypedef fused gram_floating:
@@ -91,48 +88,14 @@ cdef inline void _heap_out(
         _sift_down(keys, index, last, 0)
 
 
-cdef inline double _lane_sum(
-    const floating* a, const floating* b, Py_ssize_t n_features, double scale,
-) noexcept nogil:
-    """|(a - b) * scale|^2 in float64, as distance.pyx's (a twin: each extension module has its own)."""
-    cdef double lane[LANES]
-    cdef double diff
-    cdef Py_ssize_t f, t
-    for t in range(LANES):
-        lane[t] = 0.0
-    if scale < 1.0:  # scaled first: a difference beyond float64's range comes back into it
-        for f in range(0, n_features - LANES + 1, 8):  # LANES
-            for t in range(LANES):
-                diff = <double>a[f + t] * scale - <double>b[f + t] * scale
-                lane[t] += diff * diff
-        for f in range(n_features - n_features % LANES, n_features):
-            diff = <double>a[f] * scale - <double>b[f] * scale
-            lane[f % LANES] += diff * diff
-    else:  # subtracted first: exact for tiny values
-        for f in range(0, n_features - LANES + 1, 8):  # LANES
-            for t in range(LANES):
-                diff = (<double>a[f + t] - <double>b[f + t]) * scale
-                lane[t] += diff * diff
-        for f in range(n_features - n_features % LANES, n_features):
-            diff = (<double>a[f] - <double>b[f]) * scale
-            lane[f % LANES] += diff * diff
-    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]))
-
-
 cdef inline double _exact(
     const floating* a, const floating* b, Py_ssize_t n_features, double key_scale,
 ) noexcept nogil:
-    """The exact float64 Euclidean distance of two original rows, as distance.pyx's
-    _exact_distance gives it (and the Numba kernels), times key_scale: the key they are ranked by."""
-    cdef double total = _lane_sum(a, b, n_features, 1.0), largest = 0.0, diff, scale
-    cdef Py_ssize_t f
-    if SAFE_MIN <= total <= DBL_MAX:
-        return sqrt(total) * key_scale
-    for f in range(n_features):
-        diff = fabs(<double>a[f] - <double>b[f])  # inf where it overflows
-        largest = diff if diff > largest else largest
-    scale = SCALE_DOWN if largest > 1.0 else SCALE_UP
-    return sqrt(_lane_sum(a, b, n_features, scale)) * ((1.0 / scale) * key_scale)
+    """The exact float64 Euclidean distance of two original rows (_exact_distance, as the Numba
+    kernels) times key_scale: the key they are ranked by."""
+    cdef double total, unscale
+    total, unscale = _exact_distance(a, b, n_features)
+    return sqrt(total) * (unscale * key_scale)
 
 
 cdef inline gram_floating _round_up(double value, gram_floating like) noexcept nogil:
