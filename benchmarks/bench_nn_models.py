@@ -26,6 +26,11 @@ optimizer's update. The models are the course's:
   discriminator's `train_on_batch` on them and 32 real ones, then the generator's step through the
   frozen discriminator on 64 latent vectors; Adam(2e-4, beta_1 0.5). PyTorch's GAN step freezes
   the discriminator with requires_grad_(False) for the generator's step. Marked `big`.
+  "same" is Keras' on both sides: a stride-2 Conv2D on an even size pads one pixel after, none
+  before (torch: ZeroPad2d((0, 1, 0, 1)) and padding=0, not padding=1, which pads both sides and
+  shifts every output by a pixel), and a stride-2 Conv2DTranspose keeps the top-left of its full
+  output (torch: padding=0 cropped to 2n, not padding=1 with output_padding=1, which crops the
+  top-left pixel instead; see bench_nn_ops.torch_conv2d_transpose_same).
 
 fastdl's step goes through the public API: `model.fit(x, y, epochs=1, batch_size=len(x),
 shuffle=False, verbose=0)`, i.e. exactly one batch per call (the same step as
@@ -309,17 +314,23 @@ def _torch_generative(kind):
     nn = torch.nn
     torch.manual_seed(SEED)
 
+    class SameConvTranspose2d(nn.ConvTranspose2d):
+        """Keras' Conv2DTranspose 3x3 stride 2 "same": the full (2n + 1)^2 output's top-left (2n)^2."""
+
+        def forward(self, x):
+            return super().forward(x)[:, :, :2 * x.shape[2], :2 * x.shape[3]]
+
     def conv_net(out):
         layers, channels = [], 3
-        for _ in range(5):
-            layers += [nn.Conv2d(channels, 128, 3, stride=2, padding=1), nn.ReLU()]
+        for _ in range(5):  # Keras' "same" at stride 2 on an even size: one pixel of padding, after
+            layers += [nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(channels, 128, 3, stride=2), nn.ReLU()]
             channels = 128
         return nn.Sequential(*layers, nn.Flatten(), nn.Linear(128 * 2 * 2, out))
 
     def deconv_net(last):
         layers, channels = [nn.Linear(32, 4 * 4 * 64), nn.Unflatten(1, (64, 4, 4))], 64
         for _ in range(4):
-            layers += [nn.ConvTranspose2d(channels, 128, 3, stride=2, padding=1, output_padding=1), nn.ReLU()]
+            layers += [SameConvTranspose2d(channels, 128, 3, stride=2), nn.ReLU()]
             channels = 128
         return nn.Sequential(*layers, nn.Conv2d(128, 3, 3, padding=1), last)
 
@@ -396,7 +407,9 @@ def bench_generative_torch(benchmark, kind, name_contender, n_threads):
     if torch is None:
         pytest.skip(TORCH_MISSING)
     torch.set_num_threads(n_threads)
-    _, step = _torch_generative_step(kind)
+    n_params, step = _torch_generative_step(kind)
+    # The same check as bench_generative_fastdl's, which `make bench` runs without torch in its process.
+    assert n_params == _fastdl_generative(kind, None)[0], kind
     step()  # untimed warm-up
     benchmark.pedantic(step, rounds=ROUNDS, iterations=STEPS, warmup_rounds=0)
     name_contender(GENERATIVE_GROUPS[kind], "torch (NCHW)", _generative_note)

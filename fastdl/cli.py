@@ -358,10 +358,10 @@ def _cuda_visible():
 
 
 def _best_time(fn, repeats):
-    """Fastest of ``repeats`` calls after one warm-up call (which absorbs JIT compiling)."""
+    """Fastest of ``repeats`` calls; the caller's untimed checked call has warmed ``fn`` up (JIT
+    compiling, lazy initialisation)."""
     import time
 
-    fn()
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
@@ -370,8 +370,37 @@ def _best_time(fn, repeats):
     return best
 
 
+def _bench_mismatch(out, expected):
+    """Why a bench contender's output differs from the float64 reference, or None when it agrees.
+
+    Distances must agree within a tolerance for their dtype (as benchmarks/bench_distance.py
+    checks them); kNN, given as its indices or a (distances, indices) pair, must find exactly the
+    reference's neighbours, in order (as benchmarks/bench_knn.py).
+    """
+    import numpy as np
+
+    if expected.dtype.kind == "i":
+        out = out[1] if isinstance(out, tuple) else out
+    out = np.asarray(out)
+    if out.shape != expected.shape:
+        return f"shape {out.shape}, expected {expected.shape}"
+    if expected.dtype.kind == "i":
+        wrong = int(np.count_nonzero(np.any(out != expected, axis=1)))
+        return f"the neighbours of {wrong} of {len(out)} queries differ" if wrong else None
+    rtol, atol = (1e-4, 1e-3) if out.dtype == np.float32 else (1e-9, 1e-9)
+    if np.allclose(out, expected, rtol=rtol, atol=atol):
+        return None
+    return f"largest difference {np.nanmax(np.abs(out - expected)):.3g}"
+
+
+def _speedup(baseline, seconds):
+    """baseline / seconds as "2.50x"; "-" where the baseline has no time (it failed or was wrong)."""
+    return "-" if isinstance(baseline, str) else f"{baseline / seconds:.2f}x"
+
+
 def _cmd_bench(args):
     import numpy as np
+    from scipy.spatial.distance import cdist
     from sklearn.metrics.pairwise import euclidean_distances
     from sklearn.neighbors import NearestNeighbors
 
@@ -404,6 +433,10 @@ def _cmd_bench(args):
             "numpy": numpy_knn,
             "scikit-learn": lambda: brute.kneighbors(queries)},
     }
+    # What every contender must compute: exact float64 distances, and the k nearest by them.
+    exact = cdist(queries, refs)
+    expected = {"pairwise_distances": exact,
+                f"knn (k={k})": np.argsort(exact, axis=1, kind="stable")[:, :k]}
     # numba's CUDA simulator runs each GPU thread as Python: no speed to measure.
     backends = [b for b in fastdl.available_backends() if not (b == "cuda" and _device.simulated())]
     for backend in backends:
@@ -413,23 +446,24 @@ def _cmd_bench(args):
             lambda b=backend: ops.knn(queries, refs, k, backend=b))
 
     print(f"query {n_query} x {n_features}, reference {n_ref} x {n_features}, float64; "
-          f"best of {repeats} after a warm-up call; {fastdl.get_num_threads()} threads")
+          f"each result checked against exact float64 distances, then the best of {repeats} "
+          f"timed calls; {fastdl.get_num_threads()} threads")
     rows, failures = [], 0
     for op, impls in cases.items():
-        times = {}
+        times = {}  # name -> seconds, or why there is no time
         for name, fn in impls.items():
             try:
-                times[name] = _best_time(fn, repeats)
-            except Exception as error:  # one broken backend must not hide the others' numbers
+                wrong = _bench_mismatch(fn(), expected[op])  # untimed; also the warm-up call
+                times[name] = f"wrong result: {wrong}" if wrong else _best_time(fn, repeats)
+            except Exception as error:  # one broken contender must not hide the others' numbers
                 times[name] = f"failed: {type(error).__name__}: {error}"
-                failures += 1
+            failures += isinstance(times[name], str)
         for name, seconds in times.items():
             if isinstance(seconds, str):
                 rows.append([op, name, seconds, "-", "-"])
                 continue
-            rows.append([op, name, f"{seconds * 1e3:.2f}",
-                         f"{times['numpy'] / seconds:.2f}x",
-                         f"{times['scikit-learn'] / seconds:.2f}x"])
+            rows.append([op, name, f"{seconds * 1e3:.2f}", _speedup(times["numpy"], seconds),
+                         _speedup(times["scikit-learn"], seconds)])
     from fastdl.repro.report import markdown_table
 
     print(markdown_table(["Op", "Implementation", "ms", "speed-up vs numpy",

@@ -67,6 +67,56 @@ def test_bench_quick_prints_table(capsys):
     assert "pairwise_distances" in out and "scikit-learn" in out and "speed-up" in out
 
 
+def _bench_rows(out):
+    """{(op, implementation): [ms, speed-up vs numpy, speed-up vs scikit-learn]} of bench's table."""
+    rows = {}
+    for line in out.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0] not in ("Op", "") and not set(cells[0]) <= set("-: "):
+            rows[cells[0], cells[1]] = cells[2:]
+    return rows
+
+
+def test_bench_a_failing_baseline_leaves_its_ratios_blank(monkeypatch, capsys):
+    """A broken baseline made the others' ratios divide by its error message (a TypeError, no table)."""
+    import sklearn.metrics.pairwise
+
+    def broken(*args, **kwargs):
+        raise MemoryError("simulated")
+
+    monkeypatch.setattr(sklearn.metrics.pairwise, "euclidean_distances", broken)
+    assert main(["bench", "--quick"]) == 1
+    rows = _bench_rows(capsys.readouterr().out)
+    assert rows["pairwise_distances", "scikit-learn"] == ["failed: MemoryError: simulated", "-", "-"]
+    ms, vs_numpy, vs_sklearn = rows["pairwise_distances", "fastdl[numpy]"]
+    assert float(ms) > 0 and vs_numpy.endswith("x") and vs_sklearn == "-"
+    assert rows["knn (k=3)", "fastdl[numpy]"][2].endswith("x")  # the other op keeps its baseline
+
+
+def test_bench_a_wrong_result_is_reported_not_timed(monkeypatch, capsys):
+    import fastdl.ops
+
+    distances, knn = fastdl.ops.pairwise_distances, fastdl.ops.knn
+
+    def off_distances(*args, backend=None, **kwargs):
+        out = distances(*args, backend=backend, **kwargs)
+        return out * 1.001 if backend == "numpy" else out
+
+    def off_knn(*args, backend=None, **kwargs):
+        dist, ind = knn(*args, backend=backend, **kwargs)
+        return (dist, ind[:, ::-1]) if backend == "numpy" else (dist, ind)
+
+    monkeypatch.setattr(fastdl.ops, "pairwise_distances", off_distances)
+    monkeypatch.setattr(fastdl.ops, "knn", off_knn)
+    assert main(["bench", "--quick"]) == 1
+    rows = _bench_rows(capsys.readouterr().out)
+    ms, vs_numpy, vs_sklearn = rows["pairwise_distances", "fastdl[numpy]"]
+    assert ms.startswith("wrong result: largest difference ") and vs_numpy == vs_sklearn == "-"
+    assert rows["knn (k=3)", "fastdl[numpy]"] == ["wrong result: the neighbours of 500 of 500 "
+                                                  "queries differ", "-", "-"]
+    assert rows["pairwise_distances", "scikit-learn"][1].endswith("x")  # the right ones are timed
+
+
 def test_no_command_prints_help(capsys):
     assert main([]) == 2
     assert "reproduce" in capsys.readouterr().out
