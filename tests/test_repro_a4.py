@@ -375,3 +375,17 @@ def test_learning_curves_mark_training_and_validation_apart(monkeypatch, tmp_pat
         train, validation = ax.get_lines()
         assert train.get_marker() != validation.get_marker()
     report.get_pyplot().close(figures[0])
+
+
+@pytest.mark.parametrize("threads, words", [(1, "on 1 CPU thread ("), (2, "on 2 CPU threads (")])
+def test_compute_device_counts_its_threads(threads, words):
+    import fastdl
+    from fastdl.repro.report import compute_device
+
+    with fastdl.use_backend("numba"):
+        previous = fastdl.get_num_threads()
+        fastdl.set_num_threads(threads)
+        try:
+            assert words in compute_device()
+        finally:
+            fastdl.set_num_threads(previous)

@@ -338,7 +338,8 @@ def compute_device(backend=None):
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{name} on {_backend.get_num_threads()} CPU threads ({cpu})"
+    threads = _backend.get_num_threads()
+    return f"{name} on {threads} CPU thread{'s' if threads != 1 else ''} ({cpu})"
 
 
 def print_header(text):
