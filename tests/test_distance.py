@@ -197,3 +197,28 @@ def test_same_bits_on_every_backend_and_thread_count(dtype, rng):
     reference = results.pop(("numpy", 1))
     for key, out in results.items():
         np.testing.assert_array_equal(out, reference, err_msg=str(key))
+
+
+@pytest.mark.skipif("numba" not in ready_backends(), reason="numba backend not available")
+def test_refined_entries_under_fastmath(tmp_path):
+    """FASTDL_FASTMATH=1 compiles Numba kernels with fastmath, whose no-NaN assumption dropped the
+    test that finds the entries to recompute: near-duplicate rows got NaN distances. The exact
+    kernels are compiled without it."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np\n"
+        "from fastdl.ops import knn, pairwise_distances\n"
+        "rng = np.random.default_rng(0)\n"
+        "X = rng.standard_normal((1, 8)) + 1e-4 * rng.standard_normal((4, 8))\n"
+        "for squared in (False, True):\n"
+        "    got = pairwise_distances(X, squared=squared, backend='numba')\n"
+        "    want = pairwise_distances(X, squared=squared, backend='numpy')\n"
+        "    assert np.allclose(got, want, rtol=1e-12, atol=0), (got, want)\n"
+        "assert np.array_equal(knn(X, X, 2, backend='numba')[1], knn(X, X, 2, backend='numpy')[1])\n"
+    )
+    env = dict(os.environ, FASTDL_FASTMATH="1", NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr

@@ -113,8 +113,10 @@ def _distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale
                     gram[i, j] = total * pair_unscale * pair_unscale if squared else np.sqrt(total) * pair_unscale
 
 
-_serial = compile_kernel(_distances_from_gram)
-_parallel = compile_kernel(_distances_from_gram, parallel=True)
+# Never fastmath (FASTDL_FASTMATH): its no-NaN assumption would drop the isnan test that finds the
+# marked entries, and the exact distances promise the Cython kernel's bits.
+_serial = compile_kernel(_distances_from_gram, exact=True)
+_parallel = compile_kernel(_distances_from_gram, parallel=True, exact=True)
 
 
 def distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale, squared, n_threads):

@@ -183,8 +183,9 @@ def _knn_from_gram(gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, 
                      X_ref, key_scale, out_dist[i], out_idx[i], terms, keys, index, candidates, lane)
 
 
-_knn_serial = compile_kernel(_knn_from_gram)
-_knn_parallel = compile_kernel(_knn_from_gram, parallel=True)
+# Never fastmath (FASTDL_FASTMATH): the ranking is that of exact distances, the Cython kernel's bits.
+_knn_serial = compile_kernel(_knn_from_gram, exact=True)
+_knn_parallel = compile_kernel(_knn_from_gram, parallel=True, exact=True)
 
 
 def knn_from_gram(gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X_ref, key_scale, out_dist, out_idx, n_threads):
@@ -288,8 +289,8 @@ def _knn_from_bounds(gram, sq_norms_r, limits, X_query, X_ref, exact_scale, out_
     return n_ranked
 
 
-_bounds_serial = compile_kernel(_knn_from_bounds)
-_bounds_parallel = compile_kernel(_knn_from_bounds, parallel=True)
+_bounds_serial = compile_kernel(_knn_from_bounds, exact=True)
+_bounds_parallel = compile_kernel(_knn_from_bounds, parallel=True, exact=True)
 
 
 def knn_from_bounds(gram, sq_norms_r, limits, X_query, X_ref, exact_scale, out_dist, out_idx, n_threads):
