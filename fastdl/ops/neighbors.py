@@ -31,7 +31,7 @@ def knn(X_query, X_ref, k, backend=None):
     k : int
         1 <= k <= n_ref.
     backend : str, optional
-        "auto", "numpy", "numba", "cython" (None: the process default).
+        "auto", "numpy", "numba", "cython", "cuda" (None: the process default).
 
     Returns
     -------
@@ -39,12 +39,16 @@ def knn(X_query, X_ref, k, backend=None):
         Ascending Euclidean distances; float32 for float32 inputs, float64 otherwise. A distance
         beyond that dtype's range (e.g. from -1.5e308 to 1e308) is inf, ranked correctly.
     indices : ndarray of shape (n_queries, k), int64
-        Rows of X_ref; equal distances are ordered by the lower index.
+        Rows of X_ref; equal float64 distances are ordered by the lower index (float32 distances
+        are those rounded, so two that round alike keep their float64 order).
 
     Notes
     -----
     The ranking is that of exact float64 distances, found at the cost of a float32 GEMM plus a few
-    float64 re-checks per query; memory stays bounded by working in blocks of queries.
+    float64 re-checks per query; memory stays bounded by working in blocks of queries. Where rows
+    lie more than 2**1000 (about 1e301) apart, the distances are ranked scaled by 2**-64 so that
+    none passes float64's range; there distances below about 1e-288 lose digits to the subnormal
+    range (and may rank as ties).
     """
     if _backend.resolve("neighbors", backend) == "cuda":
         return _on_device.knn(X_query, X_ref, k, lambda k_, n_ref: check_int(k_, "k", 1, n_ref))
@@ -66,6 +70,8 @@ def majority_vote(neighbor_codes, n_classes, backend=None):
     ----------
     neighbor_codes : array-like of shape (n_samples, k), integer codes in 0..n_classes-1
     n_classes : int
+    backend : str, optional
+        "auto", "numpy", "numba", "cython", "cuda" (None: the process default).
 
     Returns
     -------
@@ -95,6 +101,8 @@ def class_centroids(X, y, n_classes=None, backend=None):
     y : array-like of shape (n_samples,), integer codes in 0..n_classes-1
     n_classes : int, optional
         Defaults to max(y) + 1; every class must have at least one sample.
+    backend : str, optional
+        "auto", "numpy", "numba", "cython", "cuda" (None: the process default).
 
     Returns
     -------
