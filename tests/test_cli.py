@@ -308,3 +308,12 @@ def test_info_describes_an_invalid_fastdl_num_threads_and_goes_on(monkeypatch, c
     assert "invalid (FASTDL_NUM_THREADS must be a positive integer, got 'abc')" in line
     for expected in ("numba ", "OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT", "GPU:", "CUDA device visible"):
         assert expected in out.split(line, 1)[1]
+
+
+def test_markdown_table_keeps_a_pipe_in_its_cell():
+    """A failure message with "|" in it (fastdl bench prints them) must not add a column."""
+    from fastdl.repro.report import markdown_table
+
+    table = markdown_table(["op", "result"], [["knn", "failed: a | b"]])
+    assert [line.count(" | ") for line in table.splitlines() if "knn" in line] == [1]
+    assert "failed: a \\| b" in table

@@ -86,17 +86,17 @@ def markdown_table(headers, rows):
     ----------
     headers : sequence of str
     rows : sequence of sequences
-        Cells are formatted with ``str``; format numbers before passing them in.
+        Cells are formatted with ``str``; format numbers before passing them in. A "|" in a cell
+        (an error message's, say) is escaped, so it stays in its cell.
 
     Returns
     -------
     str
     """
-    lines = ["| " + " | ".join(str(h) for h in headers) + " |",
-             "|" + "|".join("---" for _ in headers) + "|"]
-    for row in rows:
-        lines.append("| " + " | ".join(str(cell) for cell in row) + " |")
-    return "\n".join(lines)
+    def line(cells):
+        return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+
+    return "\n".join([line(headers), "|" + "|".join("---" for _ in headers) + "|", *map(line, rows)])
 
 
 def write_table(out_dir, stem, title, headers, rows, source, data=None, echo=True, notes=None):
