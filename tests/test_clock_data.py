@@ -87,6 +87,9 @@ def test_search_order_path_env_cache_and_subfolders(tmp_path, monkeypatch, rende
     assert_loaded(load_clocks(tmp_path / "empty"), written["env"])  # falls through
     with pytest.raises(DatasetNotFoundError, match="typo.*does not exist"):
         load_clocks(tmp_path / "typo")  # asked for a place that is not there: no fallback
+    monkeypatch.setenv("FASTDL_DATA", str(tmp_path / "envtypo"))  # no synthetic stand-in then
+    with pytest.raises(DatasetNotFoundError, match=r"envtypo \(\$FASTDL_DATA\) does not exist"):
+        load_clocks()
     monkeypatch.delenv("FASTDL_DATA")
     assert_loaded(load_clocks(), written["cache"])
     # The directory itself beats its clocks/ subfolder.

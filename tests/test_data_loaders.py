@@ -113,6 +113,21 @@ def test_subfolders_and_default_cache_under_home(tmp_path, monkeypatch):
     assert_arrays(load_fashion_mnist(tmp_path / "mine", verify=False), fashion)
 
 
+def test_fastdl_data_naming_no_directory_is_refused(tmp_path, monkeypatch):
+    # A typo in $FASTDL_DATA must not quietly load the cache's copy instead.
+    dataset_files.write_fashion_mnist(tmp_path / "cache" / "fashion-mnist")
+    monkeypatch.setenv("FASTDL_DATA", str(tmp_path / "typo"))
+    with pytest.raises(DatasetNotFoundError, match=r"typo \(\$FASTDL_DATA\) does not exist"):
+        load_fashion_mnist(verify=False)
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("FASTDL_DATA", str(tmp_path / "file"))
+    with pytest.raises(DatasetNotFoundError, match=r"file \(\$FASTDL_DATA\) is a file"):
+        load_cifar10(verify=False)
+    # An explicit directory holding the files is read before $FASTDL_DATA is looked at.
+    given = dataset_files.write_fashion_mnist(tmp_path / "given", seed=3)
+    assert_arrays(load_fashion_mnist(tmp_path / "given", verify=False), given)
+
+
 def test_missing_dataset_says_where_and_how(tmp_path, monkeypatch):
     monkeypatch.setattr(fashion_mnist, "SYSTEM_DIRS", (str(tmp_path / "debian"),))
     (tmp_path / "given").mkdir()
@@ -125,6 +140,7 @@ def test_missing_dataset_says_where_and_how(tmp_path, monkeypatch):
                      tmp_path / "debian", *fashion_mnist.FILES,
                      "fastdl data download fashion-mnist", "apt-get install dataset-fashion-mnist"):
         assert str(expected) in message
+    (tmp_path / "env").mkdir()
     monkeypatch.setenv("FASTDL_DATA", str(tmp_path / "env"))
     with pytest.raises(DatasetNotFoundError) as info:
         load_cifar10()

@@ -22,6 +22,7 @@ from fastdl import config
 CHUNK = 1 << 20
 TIMEOUT_S = 60
 EXPLICIT = "path argument / --data-dir"  # the origin of an explicitly given directory
+ENVIRONMENT = "$FASTDL_DATA"  # the origin of the directory the environment names
 SYNTHETIC_KIND = "synthetic"  # the "kind" of the sidecar of every set fastdl generates
 
 
@@ -35,7 +36,7 @@ def search_dirs(name, path=None, system_dirs=()):
     if path is not None:
         bases.append((Path(path).expanduser(), EXPLICIT))
     if config.data_dir() is not None:
-        bases.append((Path(config.data_dir()).expanduser(), "$FASTDL_DATA"))
+        bases.append((Path(config.data_dir()).expanduser(), ENVIRONMENT))
     bases.append((config.cache_dir(), "download cache: $FASTDL_CACHE_DIR or ~/.cache/fastdl"))
     dirs = [(directory, origin) for base, origin in bases for directory in (base, base / name)]
     return dirs + [(Path(directory), "system-wide (Debian package)") for directory in system_dirs]
@@ -46,7 +47,7 @@ def describe_places(name, path=None, system_dirs=()):
     places = [(str(directory), origin) for directory, origin in search_dirs(name, path,
                                                                              system_dirs)]
     if config.data_dir() is None:
-        places.insert(2 if path is not None else 0, ("$FASTDL_DATA", "unset"))
+        places.insert(2 if path is not None else 0, (ENVIRONMENT, "unset"))
     return places
 
 
@@ -68,8 +69,9 @@ def locate(name, files, path=None, system_dirs=(), gzip_content=False, hint=""):
     Raises
     ------
     DatasetNotFoundError
-        ``path`` does not exist or holds only some of the files (the message names them), or
-        no directory holds every file (the message lists the places, the files and how to
+        ``path`` does not exist or holds only some of the files (the message names them),
+        $FASTDL_DATA names no directory (checked when the search reaches it), or no directory
+        holds every file (the message lists the places, the files and how to
         fetch them; ``hint`` adds another way).
     """
     found, incomplete = search(name, files, path, system_dirs, gzip_content)
@@ -98,7 +100,9 @@ def search(name, files, path=None, system_dirs=(), gzip_content=False):
 
     The search stops at an explicit directory (``path`` or its ``name`` subfolder) holding only
     some of the files, so that the caller refuses it instead of reading a copy from elsewhere;
-    ``path`` must exist (:func:`check_explicit_dir`).
+    ``path`` must exist (:func:`check_explicit_dir`), and so must $FASTDL_DATA's directory when
+    the search reaches it: a typo there would otherwise load the cache's copy, or for the
+    clocks render synthetic ones, without anyone noticing (the digits refuse it too).
     """
     if path is not None:
         check_explicit_dir(name, path)
@@ -106,6 +110,8 @@ def search(name, files, path=None, system_dirs=(), gzip_content=False):
     for directory, origin in search_dirs(name, path, system_dirs):
         if incomplete is not None and origin != EXPLICIT:
             break  # neither the given directory nor its subfolder is complete
+        if origin == ENVIRONMENT and not directory.is_dir():
+            check_explicit_dir(name, Path(config.data_dir()), ENVIRONMENT)
         found = [next((c for c in (directory / n for n in alternatives(file_name, gzip_content))
                        if c.is_file()), None) for file_name in files]
         if all(found):
@@ -115,13 +121,13 @@ def search(name, files, path=None, system_dirs=(), gzip_content=False):
     return None, incomplete
 
 
-def check_explicit_dir(name, path):
-    """Raise DatasetNotFoundError unless the directory given for ``name`` exists."""
+def check_explicit_dir(name, path, origin=EXPLICIT):
+    """Raise DatasetNotFoundError unless the directory given for ``name`` (by ``origin``) exists."""
     directory = Path(path).expanduser()
     if not directory.exists():
-        raise DatasetNotFoundError(f"{name} not found: the data directory {directory} ({EXPLICIT}) does not exist")
+        raise DatasetNotFoundError(f"{name} not found: the data directory {directory} ({origin}) does not exist")
     if not directory.is_dir():
-        raise DatasetNotFoundError(f"{name} not found: {directory} ({EXPLICIT}) is a file, not a directory")
+        raise DatasetNotFoundError(f"{name} not found: {directory} ({origin}) is a file, not a directory")
 
 
 def _open(path, gunzip):

@@ -101,7 +101,8 @@ def load_cifar10(path=None, verify=True):
     Raises
     ------
     DatasetNotFoundError
-        The tarball is in none of the places looked at; the message lists them.
+        ``path``, or $FASTDL_DATA when the search reaches it, names no directory, or the
+        tarball is in none of the places looked at; the message lists them.
     ValueError
         The tarball is damaged, lacks a batch, holds a pickle of anything but arrays and
         lists, or, with ``verify=True``, is not the published file.
@@ -124,7 +125,7 @@ def locate(path=None):
     Raises
     ------
     DatasetNotFoundError
-        Where the tarball was looked for and how to fetch it.
+        As :func:`load_cifar10`.
     """
     return _files.locate(NAME, FILES, path)
 

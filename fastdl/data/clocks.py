@@ -77,7 +77,9 @@ def load_clocks(path=None, verify=True, with_source=False):
     Raises
     ------
     DatasetNotFoundError
-        ``path`` does not exist, or holds one of the two files but not the other.
+        ``path`` does not exist, or holds one of the two files but not the other; or
+        $FASTDL_DATA, when the search reaches it, names no directory (rather than render
+        synthetic clocks in place of the data it was meant to name).
     ValueError
         A file is not a valid ``.npy`` file of the expected shape, dtype and range (pickled
         or object arrays are refused), or a synthetic file differs from its recorded SHA-256.
@@ -189,7 +191,8 @@ def find(path=None):
     ------
     DatasetNotFoundError
         ``path`` does not exist, or neither it nor its ``clocks/`` subfolder holds both files
-        while one holds one of them (going on would read other clocks without a word).
+        while one holds one of them (going on would read other clocks without a word); or
+        $FASTDL_DATA, when the search reaches it, names no directory.
     """
     found, incomplete = _files.search(NAME, FILES, path)
     if found is not None:

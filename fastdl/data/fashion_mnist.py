@@ -55,8 +55,9 @@ def load_fashion_mnist(path=None, verify=True):
     Raises
     ------
     DatasetNotFoundError
-        No directory holds the files; the message lists where they were looked for and how
-        to fetch them.
+        ``path``, or $FASTDL_DATA when the search reaches it, names no directory, or no
+        directory holds the files; the message lists where they were looked for and how to
+        fetch them.
     ValueError
         A file is not valid IDX data or, with ``verify=True``, not the published file.
     """
@@ -80,7 +81,7 @@ def locate(path=None):
     Raises
     ------
     DatasetNotFoundError
-        Where the files were looked for and how to fetch them.
+        As :func:`load_fashion_mnist`.
     """
     return _files.locate(NAME, FILES, path, SYSTEM_DIRS, gzip_content=True, hint=HINT)
 
