@@ -351,9 +351,10 @@ class Model(Training):
         tensor, = self.outputs.values()
         return self._backward_graph({id(tensor): dpre}, fused_nodes={id(tensor)})
 
-    def _backward_as_layer(self, dout):
-        # As a layer, the output's gradient comes from the outer model: no loss of this model's
-        # own is fused into it, whether this model was compiled or not.
+    def backward(self, dout):
+        """Where this model is a layer of another (see Training): the output's gradient comes
+        from the outer model, so no loss of this model's own is fused into it, whether this
+        model was compiled or not."""
         return self._backward_graph({id(next(iter(self.outputs.values()))): dout}, fused_nodes=())
 
     def summary(self, print_fn=print):

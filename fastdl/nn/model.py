@@ -230,7 +230,9 @@ class Sequential(Training):
             dx = _step_backward(step, dx)
         return dx
 
-    _backward_as_layer = _backward
+    def backward(self, dout):
+        """Where this model is a layer of another (see Training)."""
+        return self._backward(dout)
 
     def _calls(self):
         return [(i, layer, [i - 1 if i else None]) for i, layer in enumerate(self.layers)]

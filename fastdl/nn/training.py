@@ -96,7 +96,9 @@ class Training(Batches, Saving, GradientFlags, Layer):
 
         gan = Model(z, discriminator(generator(z)))
 
-    Its subclasses give `forward(x, training)` and `_backward_as_layer(dout)` for that use.
+    Its subclasses give `forward(x, training)` and `backward(dout)` for that use: the gradient at
+    the input from the output's (None where not needed), after the outer model set every
+    layer's flags (_apply_gradient_flags).
     """
 
     stop_training = False  # set by a callback to end fit (see Callback)
@@ -191,11 +193,6 @@ class Training(Batches, Saving, GradientFlags, Layer):
     def clear_losses(self):
         for layer in self.layers:
             layer.clear_losses()
-
-    def backward(self, dout):
-        """The gradient at the input from the output's (None where not needed), where this model is
-        a layer of another: the outer model set every layer's flags (_apply_gradient_flags)."""
-        return self._backward_as_layer(dout)
 
     def __call__(self, x, training=False):
         """The outputs for x; on a symbolic tensor, this model as a layer of the model being made."""
