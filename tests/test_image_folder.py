@@ -3,6 +3,8 @@
 import io
 import json
 import os
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -217,6 +219,129 @@ def test_an_unwritable_cache_only_warns(folder, tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="could not cache the images"):
         assert load_image_folder(folder, size=8).shape == (5, 8, 8, 3)
 
+
+# -- transparency, links ---------------------------------------------------------------------------
+
+WHITE, HIDDEN = (255, 255, 255), (10, 20, 30)
+
+
+def _png16(path, samples, colour_type, transparent=None):
+    """A 16-bit PNG (Pillow writes none with colour or alpha): samples uint16 (h, w) or (h, w, channels)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    height, width = samples.shape[:2]
+    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in samples)
+    trns = chunk(b"tRNS", struct.pack(f">{len(transparent)}H", *transparent)) if transparent else b""
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + header + trns + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def _halves(left, right, dtype=np.uint8):
+    """A 4 x 4 image: columns 0-1 one pixel value, columns 2-3 another."""
+    pixels = np.empty((4, 4) + np.shape(left), dtype)
+    pixels[:, :2], pixels[:, 2:] = left, right
+    return pixels
+
+
+def _palette_png(path):
+    image = Image.frombytes("P", (4, 4), _halves(0, 1).tobytes())
+    image.putpalette([*HIDDEN, *BLUE])
+    image.save(path, transparency=0)
+
+
+@pytest.mark.parametrize("write, opaque", [
+    (lambda p: Image.fromarray(_halves((*HIDDEN, 0), (*GREEN, 255)), "RGBA").save(p), GREEN),
+    (lambda p: Image.fromarray(_halves((30, 0), (100, 255)), "LA").save(p), (100, 100, 100)),
+    (_palette_png, BLUE),  # "P" with a transparent palette entry
+    (lambda p: Image.fromarray(_halves(7, 200)).save(p, transparency=7), (200, 200, 200)),
+    (lambda p: Image.fromarray(_halves(HIDDEN, BLUE)).save(p, transparency=HIDDEN), BLUE),
+    (lambda p: Image.fromarray(_halves(1234, 32896, np.uint16)).save(p, transparency=1234), (128, 128, 128)),  # "I;16"
+    (lambda p: _png16(p, _halves((1000, 2000, 3000, 0), (0, 65535, 0, 65535), np.uint16), 6), GREEN),
+    (lambda p: _png16(p, _halves((9000, 0), (32896, 65535), np.uint16), 4), (128, 128, 128)),
+    (lambda p: _png16(p, _halves((1000, 2000, 3000), (0, 0, 65535), np.uint16), 2, (1000, 2000, 3000)), BLUE),
+], ids=["RGBA", "LA", "P", "L-transparency", "RGB-transparency", "16-bit-grey-transparency", "16-bit-RGBA",
+        "16-bit-grey-alpha", "16-bit-RGB-transparency"])
+def test_transparent_pixels_become_white(tmp_path, write, opaque):
+    write(tmp_path / "face.png")
+    image = load_image_folder(tmp_path, size=4, cache=False)[0]
+    np.testing.assert_array_equal(image[:, :2], np.full((4, 2, 3), WHITE))  # not the colour stored under them
+    np.testing.assert_array_equal(image[:, 2:], np.full((4, 2, 3), opaque))
+
+
+def test_half_transparent_pixels_are_blended_with_white(tmp_path):
+    pixels = _halves((*RED, 0), (*RED, 255))
+    pixels[0, 2:] = (*HIDDEN, 0)  # two transparent areas, two hidden colours
+    pixels[3] = (*RED, 128)
+    Image.fromarray(pixels, "RGBA").save(tmp_path / "face.png")
+    image = load_image_folder(tmp_path, size=4, cache=False)[0]
+    assert image[1, 0].tolist() == image[0, 3].tolist() == list(WHITE)
+    assert image[1, 3].tolist() == list(RED)
+    np.testing.assert_allclose(image[3], np.full((4, 3), (255, 127, 127)), atol=1)
+
+
+def test_caches_of_the_format_before_white_transparency_are_read_again(tmp_path, cache_dir):
+    Image.fromarray(_halves((*HIDDEN, 0), (*GREEN, 255)), "RGBA").save(tmp_path / "face.png")
+    load_image_folder(tmp_path, size=4)
+    record_path = next(cache_dir.glob("*.json"))
+    record = json.loads(record_path.read_text())
+    record["format"] = 2  # what load_image_folder wrote when it kept the colours under transparent pixels
+    record_path.write_text(json.dumps(record))
+    np.save(cache_dir / record["array"], np.broadcast_to(np.array(HIDDEN, np.uint8), (1, 4, 4, 3)))
+    np.testing.assert_array_equal(load_image_folder(tmp_path, size=4)[0, :, :2], np.full((4, 2, 3), WHITE))
+
+
+def _link(target, link):
+    try:
+        os.symlink(target, link)
+    except (OSError, NotImplementedError) as error:  # Windows without the right to make links
+        pytest.skip(f"cannot make symbolic links here: {error}")
+
+
+def test_linked_folders_are_followed_and_each_folder_read_once(tmp_path, cache_dir):
+    root = tmp_path / "faces"
+    _save(root / "a.png", RED)
+    _save(root / "sub" / "b.png", BLUE)
+    _save(tmp_path / "elsewhere" / "x.png", GREEN)
+    _link(tmp_path / "elsewhere", root / "again")  # two links to one folder: read once, under "again"
+    _link(tmp_path / "elsewhere", root / "part")
+    _link(root, root / "loop")  # link loops: the root is not read again
+    _link("..", root / "sub" / "up")
+    images = load_image_folder(root, size=4)
+    assert images.shape == (3, 4, 4, 3)
+    for image, colour in zip(images, [RED, GREEN, BLUE]):
+        np.testing.assert_array_equal(image, np.full((4, 4, 3), colour))
+    record = json.loads(next(cache_dir.glob("*.json")).read_text())
+    assert [row[0] for row in record["files"]] == ["a.png", "again/x.png", "sub/b.png"]
+
+
+def test_changes_inside_a_linked_folder_read_the_images_again(tmp_path):
+    root = tmp_path / "faces"
+    _save(root / "a.png", RED)
+    target = _save(tmp_path / "elsewhere" / "x.png", GREEN)
+    _link(tmp_path / "elsewhere", root / "linked")
+    load_image_folder(root, size=4)
+    _save(target, BLUE)
+    stat = target.stat()
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a coarse clock may not show the change
+    np.testing.assert_array_equal(load_image_folder(root, size=4)[1], np.full((4, 4, 3), BLUE))
+    _save(tmp_path / "elsewhere" / "y.png", YELLOW)
+    assert load_image_folder(root, size=4).shape == (3, 4, 4, 3)
+
+
+def test_broken_links_are_counted_as_skipped(tmp_path):
+    root = tmp_path / "faces"
+    _save(root / "good.png", RED)
+    _link(tmp_path / "nowhere.png", root / "dead.png")
+    for _ in range(2):  # the second call from the cache
+        with pytest.warns(UserWarning, match=r"skipped 1 of 2 images under .*: dead.png \(broken link\)$"):
+            assert load_image_folder(root, size=4).shape == (1, 4, 4, 3)
+    _save(tmp_path / "nowhere.png", BLUE)  # the link now leads to an image: read again
+    np.testing.assert_array_equal(load_image_folder(root, size=4)[0], np.full((4, 4, 3), BLUE))
+    (root / "good.png").unlink()
+    (tmp_path / "nowhere.png").unlink()
+    with pytest.raises(ValueError, match=r"none of the 1 images under .* could be read: dead.png \(broken link\)"):
+        load_image_folder(root, size=4)
 
 # -- load_face_array -----------------------------------------------------------------------------
 

@@ -1,10 +1,11 @@
 """Faces for assignment 6 from a folder of images (Kaggle's Simpsons faces) or the course's .npy array.
 
-:func:`load_image_folder` reads every PNG and JPEG under a folder with Pillow, centre-crops each to a
-square, resizes it and keeps the result as one .npy in the cache ($FASTDL_CACHE_DIR, default
-~/.cache/fastdl, subfolder ``image-folders``), beside a JSON record of the files it came from:
-their relative paths, sizes in bytes and modification times. A later call whose folder still
-holds exactly those files reads the .npy; any change reads the images again.
+:func:`load_image_folder` reads every PNG and JPEG under a folder (following links to folders) with
+Pillow, lays transparent pixels on white, centre-crops each to a square, resizes it and keeps the
+result as one .npy in the cache ($FASTDL_CACHE_DIR, default ~/.cache/fastdl, subfolder
+``image-folders``), beside a JSON record of the files it came from: their relative paths, sizes in
+bytes and modification times (null for a link to nothing). A later call whose folder still holds
+exactly those files reads the .npy; any change reads the images again.
 :func:`load_face_array` brings a .npy of faces to the same uint8 (n, size, size, 3) form.
 """
 
@@ -25,8 +26,10 @@ from fastdl.data import _files
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MIN_SIZE = 4
 CACHE_SUBDIR = "image-folders"
-RECORD_FORMAT = 2  # bump when the images a folder gives change (crop, filter), to re-read every cache
+RECORD_FORMAT = 3  # bump when the images a folder gives change (crop, filter), to re-read every cache
 NAMES_SHOWN = 5  # unreadable files named in the warning
+ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa")  # Pillow modes with an alpha channel
+BACKGROUND = (255, 255, 255, 255)  # opaque white, under transparent pixels
 
 
 def load_image_folder(path, size=64, cache=True):
@@ -36,19 +39,25 @@ def load_image_folder(path, size=64, cache=True):
     ----------
     path : str or Path
         A folder; its images are found recursively (.png, .jpg, .jpeg in any case) and ordered
-        by their path relative to it. Other files are ignored.
+        by their path relative to it. Other files are ignored. Links to folders are followed; a
+        folder reached twice (through two links, or a link loop) is read once, under the path
+        walked first (subfolders in sorted order, depth first).
     size : int, default 64
         Side of the square output images, >= 4.
     cache : bool, default True
         Keep the result in the cache and reuse it while the folder's images are unchanged (the
-        same relative paths, sizes in bytes and modification times).
+        same relative paths, sizes in bytes and modification times; through a link, those of the
+        file it points to).
 
     Returns
     -------
     ndarray of shape (n_images, size, size, 3), uint8
         Each image turned upright as its EXIF orientation says, converted to RGB (16-bit and
         float pixels scaled to 0..255), its centre square cropped (the shorter side's length)
-        and resized (Lanczos when shrinking, bicubic when enlarging).
+        and resized (Lanczos when shrinking, bicubic when enlarging). Transparent pixels (an
+        alpha channel, or a PNG's transparent colour) become white, and half-transparent ones
+        are blended with white, so the transparent background of a cut-out face is one defined
+        colour; Keras' load_img keeps the colour stored under them, which can be anything.
 
     Raises
     ------
@@ -64,8 +73,9 @@ def load_image_folder(path, size=64, cache=True):
     Warns
     -----
     UserWarning
-        Images that cannot be read (damaged, truncated, not really images) are skipped; the
-        warning gives their count and the first few names (again on every call that uses them).
+        Images that cannot be read (damaged, truncated, not really images, links to nothing) are
+        skipped; the warning gives their count and the first few names with the reason (again on
+        every call that uses them).
     """
     size = check_int(size, "size", MIN_SIZE)
     root = Path(path).expanduser()
@@ -78,7 +88,8 @@ def load_image_folder(path, size=64, cache=True):
     if not files:
         raise ValueError(f"no images under {root}: looked for {', '.join(IMAGE_SUFFIXES)} files (any case) "
                          "in it and its subfolders")
-    listing = [[relative, stat.st_size, stat.st_mtime_ns] for relative, _, stat in files]
+    listing = [[relative, stat.st_size, stat.st_mtime_ns] if stat else [relative, None, None]
+               for relative, _, stat in files]
     record_path, array_stem = _cache_paths(root, size)
     if cache:
         cached = _read_cache(record_path, root, size, listing)
@@ -138,17 +149,35 @@ def load_face_array(path, size=64):
 
 
 def _image_files(root):
-    """(relative posix path, Path, os.stat_result) of every image under root, sorted by the relative path."""
-    found = []
-    for directory, subfolders, names in os.walk(root):
+    """(relative posix path, Path, os.stat_result, None for a broken link) of every image under root, by path.
+
+    Links to folders are followed; each folder, known by its (device, inode), is walked once, so
+    two links to one folder or a link to a folder above it give its images once.
+    """
+    found, walked = [], set()
+    for directory, subfolders, names in os.walk(root, followlinks=True):
+        try:
+            folder = os.stat(directory)
+            identity = (folder.st_dev, folder.st_ino)
+        except OSError:  # removed meanwhile
+            identity = None
+        if identity is None or identity in walked:
+            subfolders.clear()
+            continue
+        walked.add(identity)
         subfolders.sort()
         for name in names:
             if name.lower().endswith(IMAGE_SUFFIXES):
                 full = Path(directory) / name
-                with contextlib.suppress(OSError):  # a dangling link or a file removed meanwhile
+                relative = full.relative_to(root).as_posix()
+                try:
                     stat = full.stat()
-                    if full.is_file():
-                        found.append((full.relative_to(root).as_posix(), full, stat))
+                except OSError:  # a link to nothing is counted (and skipped); a file removed meanwhile is not
+                    if full.is_symlink():
+                        found.append((relative, full, None))
+                    continue
+                if full.is_file():
+                    found.append((relative, full, stat))
     return sorted(found, key=lambda item: item[0])
 
 
@@ -159,7 +188,10 @@ def _read_images(files, size):
 
     images = np.empty((len(files), size, size, 3), np.uint8)
     skipped, count = [], 0
-    for relative, full, _ in tqdm(files, desc="reading images", unit="image", disable=not sys.stderr.isatty()):
+    for relative, full, stat in tqdm(files, desc="reading images", unit="image", disable=not sys.stderr.isatty()):
+        if stat is None:
+            skipped.append([relative, "broken link"])
+            continue
         try:
             with Image.open(full) as image:
                 image.load()  # decodes now: a truncated file fails here, not later
@@ -172,23 +204,36 @@ def _read_images(files, size):
 
 
 def _upright_rgb(image):
-    """The PIL image turned as its EXIF orientation says (phone photos), as 8-bit RGB.
+    """The PIL image turned as its EXIF orientation says (phone photos), as 8-bit RGB on white.
 
     Pillow's convert("RGB") clips wide pixel values to 255 instead of scaling them, so 16-bit
     images ("I;16*"; "I" is what older Pillow versions give for 16-bit PNGs) are scaled from
     0..65535, and float images ("F") from 0..1 (when their maximum is at most 1) or 0..255,
-    as load_face_array reads floats.
+    as load_face_array reads floats. convert("RGB") also drops alpha, showing whatever colour
+    is stored under transparent pixels, so images with alpha (Pillow reads 16-bit RGBA and
+    grey+alpha PNGs as 8-bit "RGBA") or a transparent colour (info["transparency"]) are
+    composited onto opaque white first.
     """
     from PIL import Image, ImageOps
 
     image = ImageOps.exif_transpose(image)
+    transparency = image.info.get("transparency")
     if image.mode.startswith("I") or image.mode == "F":
-        pixels = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        samples = np.asarray(image)
+        pixels = np.nan_to_num(samples.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
         if image.mode == "F":
             scale = 255.0 if pixels.max(initial=0.0) <= 1.0 else 1.0
         else:
             scale = 255.0 / 65535.0
         image = Image.fromarray(np.rint(np.clip(pixels * scale, 0, 255)).astype(np.uint8))
+        if isinstance(transparency, int):  # a 16-bit grey PNG's transparent level, compared before scaling
+            alpha = np.where(samples == transparency, 0, 255).astype(np.uint8)
+            image = Image.merge("LA", [image, Image.fromarray(alpha)])
+    elif image.mode == "RGB" and isinstance(transparency, tuple) and max(transparency) > 255:
+        # A 16-bit RGB PNG's transparent colour: Pillow keeps the high byte of each sample, so does this.
+        image.info["transparency"] = tuple(value >> 8 for value in transparency)
+    if image.mode in ALPHA_MODES or "transparency" in image.info:
+        image = Image.alpha_composite(Image.new("RGBA", image.size, BACKGROUND), image.convert("RGBA"))
     return image.convert("RGB")
 
 
