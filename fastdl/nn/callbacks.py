@@ -175,6 +175,11 @@ class EarlyStopping(_Monitor):
         did or fit ran to its last epoch (tf.keras before 2.16 restored them only when this callback
         stopped training). The first epoch watched counts as the best until one improves on it.
         Nothing is restored after fit raised (it calls no on_train_end then, as Keras).
+
+    As Keras 3, the first epoch watched is the best so far whatever its value, NaN too (training
+    goes on; fastdl before stopped there): as no later value beats a NaN, training then stops
+    `patience` epochs later (one with patience 0), and restore_best_weights puts back the first
+    epoch's weights.
     start_from_epoch : int, default 0
         Epochs to train before watching `monitor` (a warm-up where no improvement is expected).
     """
@@ -199,7 +204,11 @@ class EarlyStopping(_Monitor):
         if epoch < self.start_from_epoch:
             return False
         self.wait += 1
-        improved = self._improved(current)
+        # As Keras, the first value watched is an improvement even when NaN or infinite (so no
+        # stop at the first epoch watched).
+        improved = self.best is None or self._beats(current, self.best)
+        if improved:
+            self.best = current
         # As Keras, the first epoch watched is the best to restore until one improves on it.
         if improved or (self.restore_best_weights and self.best_weights is None):
             self.best_epoch = epoch
@@ -250,7 +259,11 @@ class ModelCheckpoint(_Monitor):
     initial_value_threshold : float, optional
         With save_best_only: the value to beat before the first save, as Keras.
 
-    A model loaded from the file resumes where it stopped: `fit` continues from the saved epoch count.
+    A model loaded from the file resumes where it stopped: `fit` continues from the saved epoch
+    count, with the weights, the optimizer's slots, step count and learning rate (a rate that a
+    callback changed, as Keras restores it) and the generators' states saved. Like Keras, the
+    file keeps no other optimizer hyper-parameter (momentum, beta_1, ...): the loading model's
+    compiled ones apply.
     """
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,

@@ -6,7 +6,8 @@ import numpy as np
 
 from fastdl.nn.layers import Dense, Input
 from fastdl.nn.losses import get_loss
-from fastdl.nn.module import Layer, build_layer, check_shape, default_layer_name, fused_layer, take_name, unnamed
+from fastdl.nn.module import (Layer, build_layer, check_name, check_shape, default_layer_name, fused_layer, take_name,
+                              unnamed)
 from fastdl.nn.optimizers import get_optimizer
 from fastdl.nn.training import Training, _accuracy, check_output_shape
 
@@ -14,7 +15,7 @@ from fastdl.nn.training import Training, _accuracy, check_output_shape
 def init_model_basics(model, name, dtype, backend, seed):
     """The name (None: the default, which a model it becomes a layer of may change, as a layer's),
     compute dtype, backend and random generator every model kind starts with."""
-    model.name = default_layer_name(model, ()) if name is None else name
+    model.name = default_layer_name(model, ()) if name is None else check_name(name)
     model.name_is_default = name is None
     model.dtype = np.dtype(dtype)
     if model.dtype not in (np.float32, np.float64):

@@ -281,14 +281,24 @@ def unnamed(layer):
     return layer.name is None or getattr(layer, "name_is_default", False)
 
 
+def check_name(name):
+    """A layer's or model's name as Keras 3 takes it: a "/" in it is a ValueError. Weights are
+    named by the layers and models they are in ("model/layer/kernel"): a "/" in a name could give
+    two weights one name, which save and load would confuse."""
+    if isinstance(name, str) and "/" in name:
+        raise ValueError(f"Argument `name` cannot contain character `/` (as in Keras 3). Received: name={name!r}")
+    return name
+
+
 def take_name(layer, taken, avoid, model):
     """Name a layer that `model` takes in: an unnamed one gets Keras' default name, free of the
     names `taken` by the model's other layers and of those to `avoid` (kept for the model from then
-    on: the models it is in name weights by it); a name already taken is a ValueError."""
+    on: the models it is in name weights by it); a name already taken, or one with a "/"
+    (check_name: a layer renamed since, a model given one), is a ValueError."""
     if unnamed(layer):
         layer.name = default_layer_name(layer, taken | avoid)
         layer.name_is_default = False
-    elif layer.name in taken:
+    elif check_name(layer.name) in taken:
         raise ValueError(f"layer name {layer.name!r} is used twice in model {model.name!r}: give the layers "
                          "distinct names (name=...)")
 
@@ -329,7 +339,7 @@ class Layer:
 
     def __init__(self, *, input_shape=None, name=None, backend=None, trainable=True):
         self.input_shape = None if input_shape is None else check_shape(input_shape, "input_shape")
-        self.name = name
+        self.name = check_name(name)
         self.backend = backend
         self.trainable = bool(trainable)
         self.built = False

@@ -58,7 +58,9 @@ class Optimizer:
     together: a model's step is one pass over its buffer, one launch on the cuda backend.
 
     The model hands the parameters over in `compile`; `state_dict()` / `load_state_dict()` carry the
-    slot arrays (momentum, moments) and the step count through save/load.
+    slot arrays (momentum, moments), the step count and the learning rate (which a callback may
+    have changed) through save/load, as Keras saves an optimizer's variables. The other
+    hyper-parameters are plain numbers in Keras too, left out of its saved variables.
     """
 
     slots = ()
@@ -236,14 +238,20 @@ class Optimizer:
         raise NotImplementedError
 
     def state_dict(self):
+        """(meta: name, step count, learning rate; {"<slot>/<i>": the i-th parameter's slot})."""
         arrays = {f"{slot}/{i}": _device.host(value) for slot, values in self.state.items()
                   for i, value in enumerate(values)}
-        return {"name": type(self).__name__, "iterations": self.iterations}, arrays
+        return {"name": type(self).__name__, "iterations": self.iterations, "learning_rate": self.lr}, arrays
 
     def check_state_dict(self, meta, arrays):
         """ValueError where saved state (as `state_dict` gives it) does not fit this optimizer."""
         if meta["name"] != type(self).__name__:
             raise ValueError(f"the saved optimizer state is {meta['name']}'s, not {type(self).__name__}'s")
+        iterations = meta.get("iterations")
+        if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral) or iterations < 0:
+            raise ValueError(f"the saved optimizer step count is {iterations!r}, not an integer >= 0")
+        if "learning_rate" in meta:  # (files saved before it was have none: the compiled rate stays)
+            _check_rate(meta["learning_rate"], "the saved learning_rate")
         for slot, values in self.state.items():
             for i, value in enumerate(values):
                 saved = arrays.get(f"{slot}/{i}")
@@ -253,12 +261,15 @@ class Optimizer:
                     raise ValueError(f"saved optimizer slot {slot}/{i} has shape {saved.shape}, expected {value.shape}")
 
     def load_state_dict(self, meta, arrays):
-        """Set the state `state_dict` gave; all of it is checked first."""
+        """Set the state `state_dict` gave; all of it is checked first. State without a learning
+        rate (saved before it was) keeps this optimizer's."""
         self.check_state_dict(meta, arrays)
         for slot, values in self.state.items():
             for i, value in enumerate(values):
                 _device.assign(value, arrays[f"{slot}/{i}"])
         self.iterations = int(meta["iterations"])
+        if "learning_rate" in meta:
+            self.lr = float(meta["learning_rate"])
 
     def __repr__(self):
         return f"{type(self).__name__}(lr={self.lr})"

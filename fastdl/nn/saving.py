@@ -2,8 +2,10 @@
 
 import contextlib
 import json
+import numbers
 import re
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -39,29 +41,43 @@ class Saving:
         return [f"Total params: {total:,}", f"Trainable params: {total - frozen:,}", f"Non-trainable params: {frozen:,}"]
 
     def _weight_arrays(self):
-        """[(name, array)] of every layer's weights as Keras lists them: its parameters, then its
-        non-trainable state (BatchNormalization: gamma, beta, moving_mean, moving_variance)."""
+        """[(name, array)] of every layer's weights as Keras lists them, layer by layer: its
+        parameters, then its non-trainable state (BatchNormalization: gamma, beta, moving_mean,
+        moving_variance); a model inside this one lists its own layer by layer in its place."""
         if not getattr(self, "built", False):
             self.build()
-        return [(f"{layer.name}/{key}", array) for layer in self.layers
-                for key, array in [(k, p.value) for k, p in layer.parameters()]
-                + list(getattr(layer, "non_trainable_weights", list)())]
+        arrays = []
+        for layer in self.layers:
+            if isinstance(layer, Saving):
+                own = layer._weight_arrays()
+            else:
+                own = [(key, p.value) for key, p in layer.parameters()]
+                own += list(getattr(layer, "non_trainable_weights", list)())
+            arrays += [(f"{layer.name}/{key}", array) for key, array in own]
+        return arrays
 
     def get_weights(self):
         """Copies of every weight, trainable and not, layer by layer as Keras orders them."""
         return [np.array(_device.host(array)) for _, array in self._weight_arrays()]
 
     def set_weights(self, weights):
-        """Copy `weights` (as `get_weights` returns them) into the model; all are checked first, so
-        weights that do not fit change nothing."""
+        """Copy `weights` (as `get_weights` returns them) into the model; all are converted to the
+        weights' dtypes and checked first, so weights that do not fit (a shape, a value that is no
+        number) change nothing."""
         arrays = self._weight_arrays()
-        weights = [np.asarray(value) for value in weights]
+        weights = list(weights)
         if len(weights) != len(arrays):
             raise ValueError(f"expected {len(arrays)} weight arrays, got {len(weights)}")
+        converted = []
         for (name, array), value in zip(arrays, weights):
+            try:
+                value = np.asarray(value, dtype=np.dtype(array.dtype))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"weight {name} takes numbers ({np.dtype(array.dtype)}), got {exc}") from exc
             if value.shape != array.shape:
                 raise ValueError(f"weight {name} has shape {array.shape}, got {value.shape}")
-        for (_, array), value in zip(arrays, weights):
+            converted.append(value)
+        for (_, array), value in zip(arrays, converted):
             _device.assign(array, value)
 
     def save(self, path):
@@ -72,8 +88,13 @@ class Saving:
         """
         from fastdl.data._files import atomic_write
 
-        arrays = {f"param:{name}": _device.host(p.value) for name, p in self.parameters()}
-        arrays.update({f"state:{name}": _device.host(a) for name, a in self.non_trainable_weights()})
+        arrays = {}
+        for key, array in [(f"param:{name}", p.value) for name, p in self.parameters()] + [
+                (f"state:{name}", a) for name, a in self.non_trainable_weights()]:
+            if key in arrays:  # (a "/" in a name given before names were checked)
+                raise ValueError(f"two weights of model {self.name!r} are both named {key.split(':', 1)[1]!r}: "
+                                 "give their layers names that make them distinct")
+            arrays[key] = _device.host(array)
         generators = {path: generator.bit_generator.state for path, generator in self._generators().items()}
         meta = {"format": SAVE_FORMAT, "input_shape": list(self.input_shape), "epochs_trained": self.epochs_trained,
                 "rng": generators["rng"], "generators": generators, "optimizer": None}
@@ -89,11 +110,16 @@ class Saving:
             np.savez(f, **arrays)
 
     def load(self, path):
-        """Read what `save` wrote into this model (same architecture); restores the optimizer when compiled.
+        """Read what `save` wrote into this model (same architecture); restores the optimizer when
+        compiled: its slots, step count and learning rate (as Keras restores its variables: a rate
+        a callback changed; files saved before the rate was keep the compiled one). Its other
+        hyper-parameters (momentum, rho, beta_1, beta_2, epsilon) stay the compiled ones, as Keras'
+        load_weights leaves them.
 
         Everything is read and checked before anything is set: a file that does not fit the model
-        (other layers or shapes, another optimizer's state) changes nothing, an unbuilt model and
-        the models inside it stay unbuilt.
+        (other layers or shapes, another optimizer's state, a bad epoch count or generator state)
+        or whose bytes are damaged changes nothing, an unbuilt model and the models inside it stay
+        unbuilt.
         """
         with _open_save(path) as (data, meta):
             if self.input_shape is None:
@@ -103,19 +129,17 @@ class Saving:
                 undo = build_undo(self)
                 self.build(meta["input_shape"])
                 try:
-                    targets, opt_arrays = self._checked_file(path, data, meta)
+                    targets, opt_arrays, epochs, states = self._checked_file(path, data, meta)
                 except ValueError:
                     undo()
                     raise
             else:
-                targets, opt_arrays = self._checked_file(path, data, meta)
-            for _, target, value in targets:
-                _device.assign(target, value)
-            if opt_arrays is not None:
-                self.optimizer.load_state_dict(meta["optimizer"], opt_arrays)
-        self.epochs_trained = int(meta["epochs_trained"])
-        # Files from before every generator was saved hold the model's own alone.
-        states = meta.get("generators", {"rng": meta["rng"]})
+                targets, opt_arrays, epochs, states = self._checked_file(path, data, meta)
+        for _, target, value in targets:
+            _device.assign(target, value)
+        if opt_arrays is not None:
+            self.optimizer.load_state_dict(meta["optimizer"], opt_arrays)
+        self.epochs_trained = epochs
         for path_in_model, generator in self._generators().items():
             if path_in_model in states:
                 generator.bit_generator.state = states[path_in_model]
@@ -128,11 +152,13 @@ class Saving:
 
     def _checked_file(self, path, data, meta):
         """(the weights to set, as _saved_weights gives them; the optimizer's saved slots, None
-        where there are none to restore), once all of the file is checked against the model."""
+        where there are none to restore; the epoch count; the generators' states by path in the
+        model), once all of the file is checked against the model."""
         spell = self._names_in_file(path, data)
         targets = self._saved_weights(path, data, spell)
-        if meta["optimizer"] is None or self.optimizer is None:
-            return targets, None
+        epochs, states = self._checked_meta(path, meta)
+        if meta.get("optimizer") is None or self.optimizer is None:
+            return targets, None, epochs, states
         self._attach_optimizer()
         held = self._optimizer_weights()
         renamed = {spell(name): name for name, _ in self.parameters()}
@@ -148,15 +174,43 @@ class Saving:
         for key in data.files:
             if key.startswith("opt:"):
                 slot, index = key[len("opt:"):].rsplit("/", 1)
-                opt_arrays[f"{slot}/{position[saved[int(index)]] if position else index}"] = data[key]
-        self.optimizer.check_state_dict(meta["optimizer"], opt_arrays)
-        return targets, opt_arrays
+                opt_arrays[f"{slot}/{position[saved[int(index)]] if position else index}"] = _member(path, data, key)
+        try:
+            self.optimizer.check_state_dict(meta["optimizer"], opt_arrays)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+        return targets, opt_arrays, epochs, states
+
+    def _checked_meta(self, path, meta):
+        """(the epoch count, {path in the model: generator state}) of the file's metadata `meta`,
+        each state checked on a scratch generator of the model's kind; a ValueError naming the file."""
+        epochs = meta.get("epochs_trained")
+        if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
+            raise ValueError(f"{path} is damaged: its epochs_trained is {epochs!r}, not an integer >= 0")
+        # Files from before every generator was saved hold the model's own alone.
+        states = meta.get("generators", {"rng": meta.get("rng")})
+        if not isinstance(states, dict):
+            raise ValueError(f"{path} is damaged: its generator states are {states!r}, not a dict")
+        for path_in_model, generator in self._generators().items():
+            if path_in_model in states:
+                scratch = type(generator.bit_generator)()
+                try:
+                    scratch.state = states[path_in_model]
+                except (TypeError, ValueError, KeyError) as exc:
+                    raise ValueError(f"{path} is damaged: the state of generator {path_in_model!r} does not fit "
+                                     f"its {type(scratch).__name__}: {exc!r}") from exc
+        return int(epochs), states
 
     def _names_in_file(self, path, data):
         """The function that gives a weight's name in the file `data` (its own, or for a file saved
         before unnamed layers took Keras 3's names, the name it had then: "conv2dtranspose" for
         "conv2d_transpose", "leaky_relu" for "leaky_re_lu"), once the names are checked."""
         names = [name for name, _ in self.parameters()]
+        every = names + [name for name, _ in self.non_trainable_weights()]
+        if len(set(every)) != len(every):  # (a "/" in a name given before names were checked)
+            twice = sorted({name for name in every if every.count(name) > 1})
+            raise ValueError(f"model {self.name!r} names two weights {twice}: give their layers names that make "
+                             f"them distinct before loading {path}")
         saved = {k[len("param:"):] for k in data.files if k.startswith("param:")}
         if saved == set(names):
             return lambda name: name
@@ -173,9 +227,9 @@ class Saving:
     def _saved_weights(self, path, data, spell):
         """[(name, the model's array, the file's array)] of every weight in the file `data`, once
         their shapes are checked against the model's (spell: _names_in_file's)."""
-        targets = [(name, p.value, data[f"param:{spell(name)}"]) for name, p in self.parameters()]
+        targets = [(name, p.value, _member(path, data, f"param:{spell(name)}")) for name, p in self.parameters()]
         # Files from before non-trainable state keep the freshly built statistics.
-        targets += [(name, a, data[f"state:{spell(name)}"]) for name, a in self.non_trainable_weights()
+        targets += [(name, a, _member(path, data, f"state:{spell(name)}")) for name, a in self.non_trainable_weights()
                     if f"state:{spell(name)}" in data.files]
         for name, target, value in targets:
             if value.shape != target.shape:
@@ -202,22 +256,46 @@ def _names_before_keras_3(model):
     return names
 
 
+# The first bytes of the files load may be given: an .npz (a zip archive, maybe empty), a
+# single .npy array, an HDF5 file (Keras' .weights.h5 and .h5).
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+NPY_MAGIC = b"\x93NUMPY"
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
 @contextlib.contextmanager
 def _open_save(path):
     """(the .npz's arrays, its metadata) of a file `save` wrote; a ValueError naming the file for
-    one that is no such file (a truncated or foreign .npz, another kind of file)."""
+    one that is no such file (a truncated or foreign .npz, a Keras file, another kind of file) or
+    whose bytes are damaged. The kind is told from the first bytes, before numpy reads it (its
+    message for a file that is no .npz suggests unpickling it)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ValueError(f"{path} is not a model saved by fastdl.nn (.npz): {exc}") from exc
+    if head.startswith(HDF5_MAGIC):
+        raise ValueError(f"{path} is a Keras/HDF5 file; fastdl.nn reads only files written by Model.save; to copy "
+                         "a Keras model's weights use set_weights(keras_model.get_weights())")
+    if head.startswith(NPY_MAGIC):
+        raise ValueError(f"{path} is not a model saved by fastdl.nn: it holds one array (.npy), not an .npz archive")
+    if not head.startswith(ZIP_MAGIC):
+        raise ValueError(f"{path} is not a model saved by fastdl.nn (.npz): "
+                         + (f"it starts with {head!r}, not a zip archive's bytes" if head else "it is empty"))
     try:
         data = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{path} is not a model saved by fastdl.nn (.npz): {exc}") from exc
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path} is not a model saved by fastdl.nn: it holds one array, not an .npz archive")
+        raise ValueError(f"{path} is not a model saved by fastdl.nn (.npz), or a damaged one: {exc}") from exc
     with data:
+        if "meta" not in data.files:
+            raise ValueError(f"{path} is not a model saved by fastdl.nn: it holds no metadata ('meta')")
         try:
-            meta = json.loads(str(data["meta"]))
-        except (KeyError, ValueError) as exc:
+            meta = json.loads(str(_member(path, data, "meta")))
+        except json.JSONDecodeError as exc:
             raise ValueError(f"{path} is not a model saved by fastdl.nn: {exc}") from exc
         if not isinstance(meta, dict) or meta.get("format") != SAVE_FORMAT:
             found = meta.get("format") if isinstance(meta, dict) else meta
@@ -225,3 +303,12 @@ def _open_save(path):
         yield data, meta
 
 
+def _member(path, data, key):
+    """The array `key` of the .npz `data` read from `path`; a ValueError naming the file where its
+    bytes are damaged (a bad CRC, a broken compressed stream, a short member) or do not read as an array."""
+    try:
+        return data[key]
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        raise ValueError(f"{path} is damaged: {exc}") from exc
+    except ValueError as exc:
+        raise ValueError(f"{path} is damaged: its {key} does not read as an array: {exc}") from exc
