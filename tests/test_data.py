@@ -68,7 +68,7 @@ def test_course_data_named_and_found_via_env_and_subfolder(monkeypatch):
 
 def test_checksum_mismatch_names_file_and_verify_false(tmp_path):
     directory = write_digits(tmp_path / "digits")
-    with pytest.raises(ValueError, match=r"train_in\.csv.*verify=False"):
+    with pytest.raises(ValueError, match=r"train_in\.csv.*verify=False \(--no-verify\)"):
         load_leiden_digits(directory)
     data = load_digits_dataset(directory, verify=False)
     assert data.name == CUSTOM_NAME

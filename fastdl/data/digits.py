@@ -214,8 +214,8 @@ def _load_csv_dir(directory, verify):
         if verify and not matches[name]:
             raise ValueError(
                 f"{directory / name} is not the course's {name}: SHA-256 {actual}, expected "
-                f"{COURSE_SHA256[name]}. Pass verify=False to accept other data of the same "
-                f"format.")
+                f"{COURSE_SHA256[name]}. Pass verify=False (--no-verify) to accept other data of "
+                f"the same format.")
     X_train = _read_images(directory / "train_in.csv")
     y_train = _read_labels(directory / "train_out.csv", len(X_train), directory / "train_in.csv")
     X_test = _read_images(directory / "test_in.csv")
