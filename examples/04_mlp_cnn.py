@@ -4,7 +4,7 @@ Run:  python examples/04_mlp_cnn.py [--quick] [DATA_DIR]
 
 `--quick` (accepted anywhere by every example) trains on 2,000 images for one epoch and scores
 500 validation and 1,000 test images (10-20 s on 2 cores); without it the course's full run
-(MLP 30 epochs, CNN 12 epochs on 55,000 images) takes about half an hour on 2 cores. DATA_DIR
+(MLP 30 epochs, CNN 12 epochs on 55,000 images) takes about 20 minutes on 2 cores. DATA_DIR
 holds the four Fashion-MNIST .gz files; it is also looked for in $FASTDL_DATA, the download cache
 and /usr/share/datasets/fashion-mnist. Without the data this prints how to get it and exits 2.
 """

@@ -17,6 +17,7 @@ import numpy as np
 from fastdl import nn
 from fastdl.data import DatasetNotFoundError, load_clocks, render_clocks
 from fastdl.metrics import common_sense_minutes
+from fastdl.repro.a5_models import decode_multihead
 
 quick = "--quick" in sys.argv[1:]
 data_dirs = [arg for arg in sys.argv[1:] if arg != "--quick"]
@@ -59,9 +60,10 @@ model.fit(x[train], {"hour": labels[train, 0], "minute": labels[train, 1] / 60.0
 
 
 def read_clocks(index):
-    """[hour, minute] the network reads on the clocks at `index`."""
+    """[hour, minute] the network reads on the clocks at `index`: the likeliest hour class, and
+    the minute head's output times 60, kept inside [0, 60)."""
     outputs = model.predict(x[index], batch_size=100)
-    return np.stack([outputs["hour"].argmax(axis=1), np.clip(outputs["minute"][:, 0] * 60, 0, 59.9)], axis=1)
+    return decode_multihead(outputs["hour"], outputs["minute"])
 
 
 # The "common sense" error: minutes off, the short way round the dial (11:50 for 0:10 is 20).

@@ -20,7 +20,8 @@ from fastdl.repro.a6_models import build_gan, gan_step
 from fastdl.repro.report import get_pyplot
 
 quick = "--quick" in sys.argv[1:]
-n_faces, epochs, latent_dim = (128, 1, 32) if quick else (2000, 5, 32)
+n_faces, epochs = (128, 1) if quick else (2000, 5)
+latent_dim = 32
 faces, _ = render_faces(n_faces, seed=0)            # uint8 (n, 64, 64, 3)
 x = faces.astype(np.float32) / 255                  # the VAE's pixels are in [0, 1]
 

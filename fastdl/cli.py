@@ -85,7 +85,7 @@ def _build_parser():
                                 "folder:PATH (PNG/JPEG files, e.g. Kaggle's Simpsons faces) or npy:PATH "
                                 "(a .npy array of faces)")
     reproduce.add_argument("--epochs", type=_positive_int, default=None,
-                           help="a6: epochs per model (default: 20 full, 2 quick)")
+                           help="a5, a6: epochs per model (default: a5 60 full, 3 quick; a6 20 full, 2 quick)")
     reproduce.add_argument("--images", type=_positive_int, default=None,
                            help="a6: training images (default: 10000 full, 256 quick)")
     reproduce.add_argument("--backend", default=None, metavar="NAME",

@@ -23,3 +23,25 @@ def test_xor_table_outputs_are_on_their_targets_side(tmp_path):
     for row in table["rows"]:
         for cell, target in zip(row[4:], xor.TARGETS):
             assert (float(cell) > 0.5) == (target == 1), (row, cell)
+
+
+def test_learning_rates_start_from_the_uniform_weights(tmp_path):
+    """The write-up's caption: "Left: varying learning rates with uniform initialization. Right:
+    varying initializations with learning rate 0.3"."""
+    result = a3.run(out_dir=tmp_path, quick=True)
+    assert [(s["init"], s["lr"], s["n_iterations"]) for s in result["settings"]] == [
+        ("uniform", 0.3, 5273), ("uniform", 0.6, 2638), ("uniform", 0.8, 1980), ("normal", 0.3, 7899)]
+    # Like every assignment: a summary.json among the files, and whether the run was quick.
+    summary = json.loads((tmp_path / "a3" / "summary.json").read_text())
+    assert str(tmp_path / "a3" / "summary.json") in result["files"]
+    assert result["quick"] is True and summary["quick"] is True
+    assert summary["settings"][0]["name"] == "uniform lr=0.3"
+    # The lazy search's rate is over the time the timings table records.
+    lazy = result["lazy_search"]
+    assert lazy["seconds"] == result["timings"]["lazy_search"]
+    assert lazy["draws_per_second"] == lazy["total_draws"] / lazy["seconds"]
+
+
+def test_run_takes_only_its_own_parameters():
+    with pytest.raises(TypeError):
+        a3.run(out_dir="unused", epochs=3)

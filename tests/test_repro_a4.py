@@ -8,7 +8,7 @@ import pytest
 
 import dataset_files
 from fastdl.cli import main
-from fastdl.repro import ASSIGNMENTS, a4, get_runner
+from fastdl.repro import ASSIGNMENTS, a4, get_runner, report
 
 # Tiny data: 60 + 20 Fashion images, 50 + 10 CIFAR images; the first 10 are the validation set.
 TINY = dict(quick=True, verify=False, n_validation=10)
@@ -132,7 +132,7 @@ def test_prepare_splits_scales_identically_and_cuts_validation_first():
 
 def test_scaling_refuses_anything_but_uint8_pixels():
     with pytest.raises(TypeError, match="uint8"):
-        a4.scale_images(np.ones((2, 28, 28), dtype=np.float32))
+        report.scale_images(np.ones((2, 28, 28), dtype=np.float32))
     with pytest.raises(ValueError, match="training images"):
         a4.prepare_splits(np.zeros((5, 2, 2), np.uint8), np.zeros(5), np.zeros((1, 2, 2), np.uint8),
                           np.zeros(1), n_validation=5)
@@ -165,8 +165,8 @@ def test_runs_are_deterministic(fashion_run, fashion_dir, tmp_path):
     assert again["history"] == first["history"]
 
 
-@pytest.mark.parametrize("estimate, expect_quick", [(a4.AUTO_QUICK_SECONDS + 1, True),
-                                                    (a4.AUTO_QUICK_SECONDS - 1, False)])
+@pytest.mark.parametrize("estimate, expect_quick", [(report.AUTO_QUICK_SECONDS + 1, True),
+                                                    (report.AUTO_QUICK_SECONDS - 1, False)])
 def test_auto_quick_follows_the_estimate(estimate, expect_quick, fashion_dir, tmp_path,
                                          monkeypatch, capsys):
     seen = {}
@@ -185,11 +185,14 @@ def test_auto_quick_follows_the_estimate(estimate, expect_quick, fashion_dir, tm
     assert result["auto_quick"] is True and result["quick"] is expect_quick
     assert result["estimate"]["total"] == estimate
     printed = capsys.readouterr().out
+    # The message names the images and epochs that run: the caller's sizes, not the quick run's.
     if expect_quick:
         assert "quick run" in printed and "fastdl reproduce a4 --full" in printed
+        assert "5 training, 5 validation and 5 test images, 1 epoch per model" in printed
+        assert "2,000" not in printed
         assert len(result["history"]["mlp"]["loss"]) == a4.QUICK_EPOCHS
     else:
-        assert "running it" in printed
+        assert "running it: 5 training, 5 validation and 5 test images, MLP 2 and CNN 1 epochs" in printed
         assert len(result["history"]["mlp"]["loss"]) == 2
     assert "Estimated full run" in (tmp_path / "a4" / "fashion" / "epoch_times.md").read_text()
 

@@ -140,7 +140,9 @@ def test_full_run_on_tiny_data_with_overrides(tmp_path, monkeypatch):
     # fastdl's own model: one epoch on the clocks and their mirror images, as many steps.
     assert [len(h["loss"]) for h in result["history"].values()] == [2] * 9 + [1]
     table = (tmp_path / "a5" / "errors.md").read_text()
-    assert "Quick run" in table  # 2 epochs, not 60
+    # A full run of fewer images and epochs says so, and is not called a quick run.
+    assert "Quick run" not in table
+    assert "10 of the 16 training images, 2 epochs instead of 60; not comparable" in table
     assert "rounded up (1 of 2 on twice the clocks: as many steps as the other models)" in table
 
 
@@ -155,8 +157,8 @@ def test_mirrored_model_takes_as_many_steps_only_for_even_epochs(epochs, fit_epo
     assert a5_report.mirrored_steps(epochs) == steps
 
 
-@pytest.mark.parametrize("estimate, expect_quick", [(a5.AUTO_QUICK_SECONDS + 1, True),
-                                                    (a5.AUTO_QUICK_SECONDS - 1, False)])
+@pytest.mark.parametrize("estimate, expect_quick", [(report.AUTO_QUICK_SECONDS + 1, True),
+                                                    (report.AUTO_QUICK_SECONDS - 1, False)])
 def test_auto_quick_follows_the_estimate(estimate, expect_quick, tmp_path, monkeypatch, capsys):
     images, labels = tiny_clocks(20)
     monkeypatch.setattr(a5, "_load", lambda data_dir, verify: (images, labels, "tiny clocks"))
@@ -171,8 +173,11 @@ def test_auto_quick_follows_the_estimate(estimate, expect_quick, tmp_path, monke
     assert seen["counts"] == {"train": 6, "test": 3}
     assert result["auto_quick"] is True and result["quick"] is expect_quick
     printed = capsys.readouterr().out
+    # The message names what was estimated and what runs: the caller's sizes and epochs.
+    assert "10 models, 1 epoch each on 6 training clocks" in printed
+    assert "6 training and 3 test images, 1 epoch per model" in printed and "800" not in printed
     if expect_quick:
-        assert "quick run" in printed and "fastdl reproduce a5 --full" in printed
+        assert "quick run" in printed and "fastdl reproduce a5 --full --epochs 1" in printed
     else:
         assert "running it" in printed
     assert "Estimated full run" in (tmp_path / "a5" / "epoch_times.md").read_text()
@@ -195,6 +200,52 @@ def test_models_trains_only_those_in_the_tables_order(tmp_path, monkeypatch, cap
         a5.run(out_dir=tmp_path, models=["multi"])
 
 
+@pytest.mark.parametrize("quick, n_epochs, n_train, note", [
+    (False, 30, 14400, "30 epochs instead of 60; not comparable with the write-up."),
+    (False, 60, 1000, "1,000 of the 14,400 training images; not comparable with the write-up."),
+    (True, 3, 800, "Quick run: 800 of the 14,400 training images, 3 epochs instead of 60; not comparable"),
+    (True, 60, 14400, "Quick run; not comparable with the write-up."),
+])
+def test_errors_note_calls_only_a_quick_run_quick(tmp_path, quick, n_epochs, n_train, note):
+    """A full-data run of fewer epochs is not a "Quick run"; the split's size is the data's."""
+    a5_report.write_tables(tmp_path, "stub", {"multihead": {"train": 1.0, "test": 2.0}}, {}, {},
+                           {"multihead": 1}, n_epochs, {"multihead": [1.0, 1.0]},
+                           {"train": n_train, "test": 100}, None, quick, n_train_split=14400)
+    notes = json.loads((tmp_path / "errors.json").read_text())["notes"]
+    assert notes[-1].startswith(note) and ("Quick run" in " ".join(notes)) is quick
+
+
+def test_course_length_run_has_no_shorter_note(tmp_path):
+    a5_report.write_tables(tmp_path, "stub", {"multihead": {"train": 1.0, "test": 2.0}}, {}, {},
+                           {"multihead": 1}, 60, {"multihead": [1.0, 1.0]},
+                           {"train": 14400, "test": 3600}, None, False, n_train_split=14400)
+    assert "not comparable" not in (tmp_path / "errors.md").read_text()
+
+
+def test_cli_epochs_reaches_a5_and_its_help_says_so(tmp_path, monkeypatch):
+    from fastdl.cli import _build_parser
+
+    calls = []
+
+    def fake_run(data_dir=None, out_dir="results", quick=None, epochs=None):
+        calls.append({"quick": quick, "epochs": epochs})
+        return {"source": "fake", "files": []}
+
+    monkeypatch.setattr(a5, "run", fake_run)
+    assert main(["reproduce", "a5", "--full", "--epochs", "30", "--out", str(tmp_path)]) == 0
+    assert calls == [{"quick": False, "epochs": 30}]
+    reproduce = _build_parser()._subparsers._group_actions[0].choices["reproduce"]
+    (epochs_help,) = [action.help for action in reproduce._actions if "--epochs" in action.option_strings]
+    assert epochs_help.startswith("a5, a6: epochs per model")
+
+
+@pytest.mark.parametrize("epochs", [0, -1, 2.5, True])
+def test_epochs_below_one_are_refused_before_loading(epochs, tmp_path, monkeypatch):
+    monkeypatch.setattr(a5, "_load", lambda *args: pytest.fail("loaded before checking epochs"))
+    with pytest.raises(ValueError, match=f"epochs must be an integer >= 1, got {epochs!r}"):
+        a5.run(out_dir=tmp_path, quick=True, epochs=epochs)
+
+
 def test_cli_models_option(tmp_path, monkeypatch, capsys):
     calls, real_run = [], a5.run
 
@@ -215,7 +266,7 @@ def test_estimate_scales_timed_batches_to_a_full_run(monkeypatch):
     # A clock that ticks one second per reading: the estimate's arithmetic, not this machine's
     # timing noise, is under test.
     ticks = iter(range(10 ** 6))
-    monkeypatch.setattr(a5.time, "perf_counter", lambda: float(next(ticks)))
+    monkeypatch.setattr(report.time, "perf_counter", lambda: float(next(ticks)))
     rng = np.random.default_rng(0)
     images = rng.random((30, 48, 48, 1), dtype=np.float32)  # the hands model pools 4 times
     _, labels = tiny_clocks(30)
@@ -478,7 +529,7 @@ def test_error_histogram_draws_the_trained_models_when_it_shows_none_of_them(mon
 def test_learning_curve_legend_is_outside_the_panels(monkeypatch, tmp_path):
     history = {key: {"loss": [3.0, 2.0], "test_error": [100.0, 90.0]} for key in a5.MODELS}
     figures = _captured_figure(monkeypatch)
-    a5_report.plot_learning_curves(history, tmp_path / "curves.png", "tiny")
+    a5_report.plot_loss_and_test_error(history, tmp_path / "curves.png", "tiny")
     fig = figures[0]
     assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1
     assert len(fig.legends[0].get_texts()) == len(a5.MODELS)

@@ -155,3 +155,65 @@ def test_floor_note_says_how_many_training_images_it_compared(tmp_path):
     assert "the distance of the held-out real images from 5 training images" in (tmp_path / "frechet.md").read_text()
     a6_report.write_score_table(tmp_path, "tiny faces", scores, 1.2, 2, 24, "feature network")
     assert "from as many training images" in (tmp_path / "frechet.md").read_text()
+
+
+class _FakeTrainer:
+    """A VAE or GAN stand-in: no training, images from the latent vectors' first values."""
+
+    def __init__(self, image_shape, seed, backend=None):
+        self.image_shape = image_shape
+
+    def count_params(self):
+        return 1
+
+    def epoch(self, images, rng):
+        return {"loss": 1.0, "reconstruction": 0.9, "kl": 0.1, "discriminator": 0.7, "generator": 0.7}
+
+    def generate(self, z):
+        return np.broadcast_to(1 / (1 + np.exp(-z[:, :1, None, None])), (len(z), *self.image_shape)).astype(np.float32)
+
+    def reconstruct(self, images):
+        return images
+
+
+class _QuadrantMeans:
+    """A feature network stand-in: the mean of each image quadrant (4 features)."""
+
+    def predict(self, images, batch_size=None):
+        n, size = len(images), images.shape[1] // 2
+        return images.reshape(n, 2, size, 2, size, -1).mean(axis=(2, 4, 5)).reshape(n, 4) + np.arange(n)[:, None] % 3
+
+
+@pytest.mark.parametrize("given, run, quick_run", [
+    ({"images": 16, "epochs": 1}, "16 images, 1 epoch per model, scored on 256 images in the quick run's feature network",
+     False),
+    ({}, "256 images, 2 epochs per model, scored on 256 images in the quick run's feature network", True),
+])
+def test_sizes_given_run_and_are_what_the_estimate_and_the_messages_describe(tmp_path, monkeypatch, capsys, given,
+                                                                             run, quick_run):
+    """With quick=None the caller's images and epochs run and are estimated; only the settings not given
+    (and the feature network) take the quick run's values; only the quick run's sizes are a "quick run"."""
+    estimated = []
+
+    def estimate(image_shape, settings=a6.FULL, seed=0, backend=None):
+        estimated.append(dict(settings))
+        return {"vae": 3000.0, "gan": 6000.0, "total": 9000.0}
+
+    monkeypatch.setattr(a6, "estimate_full_seconds", estimate)
+    monkeypatch.setattr(a6, "_VaeTrainer", _FakeTrainer)
+    monkeypatch.setattr(a6, "_GanTrainer", _FakeTrainer)
+    monkeypatch.setattr(a6, "_feature_network", lambda *args: (_QuadrantMeans(), "quadrant means"))
+    result = a6.run(out_dir=tmp_path, quick=None, **given)
+    sized = {**a6.FULL, **given}
+    assert estimated == [sized]
+    assert result["settings"] == {**a6.QUICK, **given} and result["quick"] is True
+    printed = capsys.readouterr().out
+    assert f"({sized['images']:,} images, {sized['epochs']} epochs per model: VAE 50, GAN 100 min)" in printed
+    assert (f"so this is the quick run: {run}." if quick_run else f"so the settings not given are the quick run's: {run}.") \
+        in printed
+    options = "".join(f" --{key} {value}" for key, value in given.items())
+    assert f"The full run: fastdl reproduce a6{options} --full" in printed
+    assert ("(quick run)" in result["source"]) is quick_run
+    note = json.loads((tmp_path / "a6" / "faces" / "frechet.json").read_text())["notes"][-1]
+    assert ("too short for either model to draw faces" in note) is quick_run
+    assert "quick run's feature network" in note and "different scale" in note

@@ -1,10 +1,14 @@
 """One module per course assignment; each has ``run(data_dir, out_dir, quick) -> dict``.
 
-``run`` may also accept ``verify`` (checksums of course data); ``fastdl reproduce --no-verify``
-passes ``verify=False``. One that accepts ``dataset`` (a4: "fashion" or "cifar10") gets
-``--dataset``; one that accepts ``data``, ``epochs`` or ``images`` (a6) gets ``--data``,
-``--epochs`` or ``--images``. ``quick`` is True (``--quick``), False (``--full``) or None (neither): a runner
-with a slow full run may then decide itself (a4 estimates the time); the others run in full.
+``fastdl reproduce`` gives each runner the options it has parameters for (see
+``fastdl.cli._ASSIGNMENT_OPTIONS``): ``--no-verify`` passes ``verify=False`` (a1, a2, a4, a5, a6:
+checksums of the data), ``--dataset`` (a4), ``--models`` (a5), ``--epochs`` (a5, a6),
+``--data`` and ``--images`` (a6), ``--backend`` (a4, a5, a6: what trains the networks); a flag
+that an assignment has no parameter for is ignored, with a warning (an error for ``--backend``
+given to one assignment that trains no network). ``quick`` is True
+(``--quick``), False (``--full``) or None (neither): a4, a5 and a6, whose full runs are slow,
+then estimate the full run's time here and run their quick version when it would take over ten
+minutes; the others run in full.
 
 ``ASSIGNMENTS`` is the registry ``fastdl reproduce`` reads: adding assignment N is one line
 here plus its module. Modules are imported only when run, so listing them stays cheap.
@@ -36,7 +40,9 @@ def get_runner(name):
     Returns
     -------
     callable
-        ``run(data_dir=None, out_dir="results", quick=False) -> dict``.
+        ``run(data_dir=None, out_dir="results", quick=..., **options) -> dict``. ``quick``
+        defaults to None (estimate the time; see ``run``) in a4, a5 and a6, and to False (the
+        full run) in a1, a2 and a3.
     """
     if name not in ASSIGNMENTS:
         raise ValueError(f"unknown assignment {name!r}; implemented: {', '.join(ASSIGNMENTS)}")
@@ -44,8 +50,12 @@ def get_runner(name):
     return module.run
 
 
-def run(name, data_dir=None, out_dir="results", quick=False):
+def run(name, data_dir=None, out_dir="results", quick=None):
     """Reproduce one assignment; see ``get_runner``.
+
+    ``quick=None``, as ``fastdl reproduce`` without ``--quick`` or ``--full``: a4, a5 and a6
+    estimate their full run's time and run the quick version when it would take over ten
+    minutes; the others run in full. True: the quick run; False: the full run, however long.
 
     Returns
     -------

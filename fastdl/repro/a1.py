@@ -51,7 +51,6 @@ def run(data_dir=None, out_dir="results", quick=False, verify=True):
     with timings("load_data"):
         data = load_digits_dataset(data_dir, verify=verify)
     out = Path(out_dir) / "a1"
-    out.mkdir(parents=True, exist_ok=True)
     source = data.name
     files = []
     report.print_header(f"{TITLE}\ndata: {data.describe()}")
@@ -97,7 +96,7 @@ def run(data_dir=None, out_dir="results", quick=False, verify=True):
         "title": "Confusion matrices (rows: true class, columns: predicted class)",
         "source": source, "matrices": confusion}))
 
-    result = {
+    result = report.write_summary(out, {
         "source": source,
         "source_path": data.source,
         "n_train": int(len(data.y_train)),
@@ -110,10 +109,7 @@ def run(data_dir=None, out_dir="results", quick=False, verify=True):
         "confusion_matrices": report.to_jsonable(confusion),
         "timings": dict(timings),
         "files": files,
-    }
-    summary_path = str(out / "summary.json")
-    files.append(summary_path)
-    report.write_json(summary_path, result)
+    })
     _print_timings(timings)
     return result
 
@@ -161,8 +157,8 @@ def _plot_mean_digits(centroids, image_shape, path, source):
         ax.imshow(centroids[label].reshape(image_shape), cmap="gray", vmin=-1, vmax=1)
         ax.set_title(str(label))
         ax.axis("off")
-    fig.suptitle(f"Average digit per class ({source})", fontsize=10)
-    return report.save_figure(fig, path)
+    fig.suptitle("Average digit per class", fontsize=10)
+    return report.save_figure(fig, path, source)
 
 
 def _embeddings(data, centroids, out, quick, timings, files):
@@ -268,7 +264,7 @@ def _plot_embedding(points, labels, centres, method, path, source):
         subtitle = "centroids marked X"
     else:
         subtitle = f"centroids not shown: {method} cannot transform new points"
-    ax.set_title(f"{method} of the training set ({source})\n{subtitle}", fontsize=9)
+    ax.set_title(f"{method} of the training set\n{subtitle}", fontsize=9)
     handles, names = ax.get_legend_handles_labels()
     if centres is not None:
         # A proxy handle: the real centroid markers are coloured per class and too big to scale.
@@ -279,7 +275,7 @@ def _plot_embedding(points, labels, centres, method, path, source):
         names.append("centroid")
     ax.legend(handles, names, markerscale=2, fontsize=7, title="digit", loc="upper left",
               bbox_to_anchor=(1.01, 1.0))
-    return report.save_figure(fig, path)
+    return report.save_figure(fig, path, source)
 
 
 def _print_timings(timings):

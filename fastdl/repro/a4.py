@@ -13,7 +13,6 @@ A full run trains 55,000 images for 30 + 12 epochs; ``quick=None`` (the default)
 long that takes here and runs the quick version instead when it would take over ten minutes.
 """
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +25,6 @@ TITLE = "Assignment 4: MLP and CNN on {name}"
 VALIDATION_SIZE = 5000
 QUICK_SIZES = {"train": 2000, "validation": 500, "test": 1000}
 QUICK_EPOCHS = 1
-AUTO_QUICK_SECONDS = 600.0  # quick=None runs the quick version when a full run would take longer
-TIMED_BATCHES = 3  # training batches of each model timed for the estimate, after a warm-up batch
 SEED = 0
 MODEL_LABELS = {"mlp": "MLP", "cnn": "CNN"}
 # Keras' defaults where the course used them (SGD lr 0.01, RMSprop lr 0.001, batch 32).
@@ -55,37 +52,14 @@ SPLITS = ("train", "validation", "test")
 BUILDERS = {"mlp": course_mlp, "cnn": course_cnn}
 
 
-def compiled_model(kind, input_shape, seed=SEED, backend=None):
-    """A course model compiled with its course optimizer, loss and accuracy metric (on `backend`:
-    None for the process default, "cuda" to train on the GPU)."""
-    settings = SETTINGS[kind]
-    model = BUILDERS[kind](input_shape, seed=seed, backend=backend)
+def compiled_model(key, input_shape, seed=SEED, backend=None):
+    """A course model ("mlp" or "cnn") compiled with its course optimizer, loss and accuracy
+    metric (on `backend`: None for the process default, "cuda" to train on the GPU)."""
+    settings = SETTINGS[key]
+    model = BUILDERS[key](input_shape, seed=seed, backend=backend)
     optimizer = getattr(nn, settings["optimizer"])(lr=settings["lr"])
     model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
-
-
-def scale_images(images):
-    """uint8 images as float32 in [0, 1] (x / 255), channels-last with a channel axis.
-
-    The one scaling every split goes through.
-
-    Parameters
-    ----------
-    images : ndarray of shape (n, height, width) or (n, height, width, channels), uint8
-
-    Returns
-    -------
-    ndarray of shape (n, height, width, channels), float32
-    """
-    images = np.asarray(images)
-    if images.dtype != np.uint8:
-        raise TypeError(f"images must be uint8 pixels (0-255), got dtype {images.dtype}")
-    if images.ndim == 3:
-        images = images[..., None]
-    if images.ndim != 4:
-        raise ValueError(f"images must be (n, height, width[, channels]), got shape {images.shape}")
-    return images.astype(np.float32) / np.float32(255)
 
 
 def prepare_splits(x_train, y_train, x_test, y_test, n_validation=VALIDATION_SIZE, sizes=None):
@@ -121,25 +95,23 @@ def prepare_splits(x_train, y_train, x_test, y_test, n_validation=VALIDATION_SIZ
         keep = sizes.get(split)
         if keep is not None:
             x, y = x[:keep], y[:keep]
-        splits[split] = (scale_images(x), np.asarray(y).reshape(-1).astype(np.int64))
+        splits[split] = (report.scale_images(x), np.asarray(y).reshape(-1).astype(np.int64))
     return splits
 
 
 def split_counts(n_train_images, n_test_images, n_validation=VALIDATION_SIZE, sizes=None):
     """How many images each split gets from data of this size (as prepare_splits cuts them)."""
-    counts = {"train": n_train_images - n_validation, "validation": n_validation,
-              "test": n_test_images}
-    for split, keep in (sizes or {}).items():
-        counts[split] = min(counts[split], keep)
-    return counts
+    return report.cap_counts({"train": n_train_images - n_validation, "validation": n_validation,
+                              "test": n_test_images}, sizes)
 
 
 def estimate_full_seconds(images, labels, counts, epochs=None, backend=None):
     """Seconds training and evaluating both models would take here on splits of these sizes.
 
-    Each model is trained on one batch (compiling and allocating), then ``TIMED_BATCHES`` batches
-    are timed, and evaluation likewise; the per-image times are scaled to the run's epochs
-    (training, then validation each epoch) and the final evaluation of every split.
+    Each model is trained on one batch (compiling and allocating), then ``report.TIMED_BATCHES``
+    batches are timed, and evaluation likewise (:func:`fastdl.repro.report.seconds_per_image`); the
+    per-image times are scaled to the run's epochs (training, then validation each epoch) and the
+    final evaluation of every split.
 
     Parameters
     ----------
@@ -157,22 +129,16 @@ def estimate_full_seconds(images, labels, counts, epochs=None, backend=None):
         ``{"mlp": seconds, "cnn": seconds, "total": seconds}``.
     """
     estimate = {}
-    for kind, settings in SETTINGS.items():
+    for key, settings in SETTINGS.items():
         batch = settings["batch_size"]
-        n_epochs = (epochs or {}).get(kind, settings["epochs"])
-        model = compiled_model(kind, images.shape[1:], backend=backend)
-        model.fit(images[:batch], labels[:batch], epochs=1, batch_size=batch)
-        timed_x, timed_y = images[:batch * TIMED_BATCHES], labels[:batch * TIMED_BATCHES]
-        start = time.perf_counter()
-        model.fit(timed_x, timed_y, epochs=1, batch_size=batch, shuffle=False)
-        train_per_image = (time.perf_counter() - start) / len(timed_x)
-        model.evaluate(images[:batch], labels[:batch], batch_size=batch)
-        start = time.perf_counter()
-        model.evaluate(timed_x, timed_y, batch_size=batch)
-        eval_per_image = (time.perf_counter() - start) / len(timed_x)
-        estimate[kind] = (n_epochs * (counts["train"] * train_per_image
-                                      + counts["validation"] * eval_per_image)
-                          + sum(counts.values()) * eval_per_image)
+        n_epochs = (epochs or {}).get(key, settings["epochs"])
+        model = compiled_model(key, images.shape[1:], backend=backend)
+        timed = slice(0, batch * report.TIMED_BATCHES)
+        train_per_image, eval_per_image = report.seconds_per_image(
+            model, images[timed], labels[timed], batch, infer="evaluate")
+        estimate[key] = (n_epochs * (counts["train"] * train_per_image
+                                     + counts["validation"] * eval_per_image)
+                         + sum(counts.values()) * eval_per_image)
     estimate["total"] = sum(estimate.values())
     return estimate
 
@@ -208,17 +174,17 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, dataset="fash
         Files go to ``out_dir/a4/<dataset>/``.
     quick : bool or None, default None
         True: the first 2,000 training, 500 validation and 1,000 test images, one epoch per
-        model. False: the course's full run. None: estimate the full run's time here and run
-        the quick version when it would take over ten minutes (it says so, and how to run the
-        full one).
+        model. False: the course's full run. None: estimate the full run's time here (on
+        ``sizes`` when given) and run the quick version when it would take over ten minutes (it
+        says so, with the images and epochs that run, and how to run the full one).
     verify : bool, default True
         Check the files' SHA-256 against the published dataset.
     dataset : {"fashion", "cifar10"}, default "fashion"
     n_validation : int, default 5000
         The first this many training images are the validation set.
     sizes : dict, optional
-        Images per split to keep (``{"train", "validation", "test"}``), replacing the quick
-        run's sizes; for small data.
+        Images per split to keep (``{"train", "validation", "test"}``), in a quick or a full
+        run (replacing the quick run's sizes); for small data.
     seed : int, default 0
         Seeds both models' initialisation, shuffling and dropout.
     backend : str, optional
@@ -242,79 +208,77 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, dataset="fash
                                                                              verify)
     info = DATASETS[dataset]
     out = Path(out_dir) / "a4" / dataset
-    out.mkdir(parents=True, exist_ok=True)
     report.print_header(TITLE.format(name=info["name"]))
 
     auto_quick, estimate = quick is None, None
     if auto_quick:
         full_counts = split_counts(len(x_train), len(x_test), n_validation, sizes)
-        sample_x = scale_images(x_train[n_validation:n_validation + 128 * TIMED_BATCHES])
-        sample_y = np.asarray(y_train[n_validation:n_validation + len(sample_x)]).reshape(-1)
+        largest_batch = max(settings["batch_size"] for settings in SETTINGS.values())
+        sample = slice(n_validation, n_validation + largest_batch * report.TIMED_BATCHES)
+        sample_x = report.scale_images(x_train[sample])
+        sample_y = np.asarray(y_train[sample]).reshape(-1)
         with timings("estimate"):
             estimate = estimate_full_seconds(sample_x, sample_y, full_counts, backend=backend)
-        quick = estimate["total"] > AUTO_QUICK_SECONDS
-        _print_decision(estimate, quick, dataset)
+        quick = estimate["total"] > report.AUTO_QUICK_SECONDS
     if quick and sizes is None:
         sizes = QUICK_SIZES
     splits = prepare_splits(x_train, y_train, x_test, y_test, n_validation, sizes)
     n_images = {split: len(y) for split, (_, y) in splits.items()}
+    epochs = {key: QUICK_EPOCHS if quick else settings["epochs"]
+              for key, settings in SETTINGS.items()}
+    if auto_quick:
+        _print_decision(estimate, quick, dataset, n_images, epochs)
     source = _describe_source(info["name"], source_path, len(x_train), len(x_test), verify,
                               n_images, quick)
     device = report.compute_device(backend)
     print(f"data: {source}\ntrained on: {device}\n")
 
-    epochs = {kind: QUICK_EPOCHS if quick else settings["epochs"]
-              for kind, settings in SETTINGS.items()}
     files, accuracies, history, seconds_per_epoch, confusion, parameters = [], {}, {}, {}, {}, {}
     input_shape = splits["train"][0].shape[1:]
-    for kind, settings in SETTINGS.items():
-        model = compiled_model(kind, input_shape, seed=seed, backend=backend)
-        parameters[kind] = model.count_params()
-        print(f"{MODEL_LABELS[kind]} ({parameters[kind]:,} parameters): {settings['optimizer']} "
+    for key, settings in SETTINGS.items():
+        model = compiled_model(key, input_shape, seed=seed, backend=backend)
+        parameters[key] = model.count_params()
+        print(f"{MODEL_LABELS[key]} ({parameters[key]:,} parameters): {settings['optimizer']} "
               f"lr {settings['lr']:g}, batch {settings['batch_size']}, "
-              f"{epochs[kind]} epoch{'s' if epochs[kind] != 1 else ''}")
+              f"{epochs[key]} epoch{'s' if epochs[key] != 1 else ''}")
         timer = nn.EpochTimer()
-        with timings(f"fit_{kind}"):
-            fitted = model.fit(*splits["train"], epochs=epochs[kind],
+        with timings(f"fit_{key}"):
+            fitted = model.fit(*splits["train"], epochs=epochs[key],
                                batch_size=settings["batch_size"],
                                validation_data=splits["validation"], verbose=1,
                                callbacks=[timer])
-        history[kind] = fitted.history
-        seconds_per_epoch[kind] = timer.seconds
-        with timings(f"evaluate_{kind}"):
-            accuracies[kind] = {split: float(model.evaluate(x, y, settings["batch_size"])[1])
-                                for split, (x, y) in splits.items()}
+        history[key] = fitted.history
+        seconds_per_epoch[key] = timer.seconds
+        with timings(f"evaluate_{key}"):
+            accuracies[key] = {split: float(model.evaluate(x, y, settings["batch_size"])[1])
+                               for split, (x, y) in splits.items()}
             predicted = np.argmax(model.predict(splits["test"][0], settings["batch_size"]), axis=1)
-        confusion[kind] = report.confusion_matrix(splits["test"][1], predicted, 10)
+        confusion[key] = report.confusion_matrix(splits["test"][1], predicted, len(info["classes"]))
         print()
 
-    write_up = {kind: dict(zip(SPLITS, values)) for kind, values in WRITE_UP[dataset].items()}
+    write_up = {key: dict(zip(SPLITS, values)) for key, values in WRITE_UP[dataset].items()}
     files += _write_tables(out, source, info, accuracies, write_up, parameters, epochs,
                            seconds_per_epoch, n_images, estimate, device)
     with timings("figures"):
-        for kind, label in MODEL_LABELS.items():
+        for key, label in MODEL_LABELS.items():
             files.append(report.plot_learning_curves(
-                {label: history[kind]}, out / f"learning_curves_{kind}.png", source,
+                {label: history[key]}, out / f"learning_curves_{key}.png", source,
                 title=f"{label} on {info['name']}: accuracy and loss per epoch"))
         files.append(report.plot_confusion_matrices(
-            {"test set": {MODEL_LABELS[kind]: confusion[kind] for kind in SETTINGS}},
+            {"test set": {MODEL_LABELS[key]: confusion[key] for key in SETTINGS}},
             out / "confusion_matrices.png", source,
             title=f"Confusion matrices on the test set, classes {_class_key(info['classes'])}"))
     files.append(report.write_json(out / "confusion_matrices.json", {
         "source": source, "classes": list(info["classes"]), "rows": "true class",
         "columns": "predicted class", "matrices": confusion}))
 
-    result = {
-        "source": source, "source_path": source_path, "dataset": dataset, "quick": bool(quick), "auto_quick": auto_quick,
-        "estimate": estimate, "settings": SETTINGS, "epochs": epochs, "n_images": n_images,
-        "parameters": parameters, "accuracies": accuracies, "write_up": write_up,
-        "history": history, "seconds_per_epoch": seconds_per_epoch,
+    return report.write_summary(out, {
+        "source": source, "source_path": source_path, "dataset": dataset, "quick": bool(quick),
+        "auto_quick": auto_quick, "estimate": estimate, "settings": SETTINGS, "epochs": epochs,
+        "n_images": n_images, "parameters": parameters, "accuracies": accuracies,
+        "write_up": write_up, "history": history, "seconds_per_epoch": seconds_per_epoch,
         "confusion_matrices": confusion, "device": device, "timings": dict(timings), "files": files,
-    }
-    summary_path = str(out / "summary.json")
-    files.append(summary_path)
-    report.write_json(summary_path, result)
-    return result
+    })
 
 
 def _class_key(classes):
@@ -325,35 +289,34 @@ def _describe_source(name, path, n_train_images, n_test_images, verify, n_images
     checked = "SHA-256 verified" if verify else "unverified: verify=False"
     where = f" from {path}" if path else ""
     used = ", ".join(f"{n_images[split]:,} {split}" for split in SPLITS)
-    kind = "quick run" if quick else "full run"
+    run_kind = "quick run" if quick else "full run"
     return (f"{name}{where}, {n_train_images:,} training + {n_test_images:,} test images "
-            f"({checked}); {kind} on {used}")
+            f"({checked}); {run_kind} on {used}")
 
 
-def _print_decision(estimate, quick, dataset):
-    minutes = estimate["total"] / 60
-    parts = ", ".join(f"{MODEL_LABELS[kind]} {estimate[kind] / 60:.1f}" for kind in SETTINGS)
-    if not quick:
-        print(f"A full run takes about {minutes:.1f} min here ({parts}); running it.\n")
-        return
+def _print_decision(estimate, quick, dataset, n_images, epochs):
+    """What the estimate decided, naming the images and epochs that run (the caller's sizes too)."""
+    parts = ", ".join(f"{MODEL_LABELS[key]} {estimate[key] / 60:.1f}" for key in SETTINGS) + " min"
+    counts = set(epochs.values())
+    per_model = (f"{min(counts)} epoch{'s' if min(counts) != 1 else ''} per model" if len(counts) == 1
+                 else " and ".join(f"{MODEL_LABELS[key]} {n}" for key, n in epochs.items()) + " epochs")
+    run = (f"{n_images['train']:,} training, {n_images['validation']:,} validation and "
+           f"{n_images['test']:,} test images, {per_model}")
     option = "" if dataset == "fashion" else f" --dataset {dataset}"
-    print(f"A full run would take about {minutes:.0f} min here ({parts} min), so this is the "
-          f"quick run ({QUICK_SIZES['train']:,} training, {QUICK_SIZES['validation']:,} "
-          f"validation and {QUICK_SIZES['test']:,} test images, {QUICK_EPOCHS} epoch per model).\n"
-          f"The full run: fastdl reproduce a4{option} --full\n")
+    report.announce_decision(estimate, parts, quick, run, f"fastdl reproduce a4{option} --full")
 
 
 def _write_tables(out, source, info, accuracies, write_up, parameters, epochs, seconds_per_epoch,
                   n_images, estimate, device):
     rows = []
-    for kind, label in MODEL_LABELS.items():
-        ours = [f"{accuracies[kind][split]:.3f}" for split in SPLITS]
-        theirs = " / ".join(f"{write_up[kind][split]:.2f}" for split in SPLITS)
-        rows.append([info["name"], label, f"{parameters[kind]:,}", *ours, theirs])
+    for key, label in MODEL_LABELS.items():
+        ours = [f"{accuracies[key][split]:.3f}" for split in SPLITS]
+        theirs = " / ".join(f"{write_up[key][split]:.2f}" for split in SPLITS)
+        rows.append([info["name"], label, f"{parameters[key]:,}", *ours, theirs])
     notes = ["Accuracies of the trained models evaluated on each split (inference mode: no "
              "dropout). Every split is scaled to [0, 1] alike; the write-up's CNN test accuracy "
              "of 0.22 came from test images that were never scaled.", f"Trained on {device}."]
-    if any(epochs[kind] != SETTINGS[kind]["epochs"] for kind in SETTINGS):
+    if any(epochs[key] != SETTINGS[key]["epochs"] for key in SETTINGS):
         notes.append("Quick run: " + ", ".join(f"{MODEL_LABELS[k]} {epochs[k]} epoch"
                                                + ("s" if epochs[k] != 1 else "")
                                                for k in SETTINGS)
@@ -368,9 +331,9 @@ def _write_tables(out, source, info, accuracies, write_up, parameters, epochs, s
               "epochs": epochs, "n_images": n_images, "device": device})
 
     time_rows = []
-    for kind, label in MODEL_LABELS.items():
-        seconds = seconds_per_epoch[kind]
-        time_rows.append([label, SETTINGS[kind]["optimizer"], SETTINGS[kind]["batch_size"],
+    for key, label in MODEL_LABELS.items():
+        seconds = seconds_per_epoch[key]
+        time_rows.append([label, SETTINGS[key]["optimizer"], SETTINGS[key]["batch_size"],
                           len(seconds), f"{n_images['train']:,}",
                           *report.epoch_time_cells(seconds, n_images["train"]),
                           f"{sum(seconds):.1f}"])
@@ -378,7 +341,7 @@ def _write_tables(out, source, info, accuracies, write_up, parameters, epochs, s
                   report.EPOCH_TIME_NOTE, f"Trained on {device}."]
     if estimate is not None:
         time_notes.append("Estimated full run here (minutes): " + ", ".join(
-            f"{MODEL_LABELS[kind]} {estimate[kind] / 60:.1f}" for kind in SETTINGS)
+            f"{MODEL_LABELS[key]} {estimate[key] / 60:.1f}" for key in SETTINGS)
             + f", total {estimate['total'] / 60:.1f}.")
     files += report.write_table(
         out, "epoch_times", f"Seconds per epoch on {info['name']}",

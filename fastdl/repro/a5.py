@@ -40,14 +40,12 @@ on 14,400 images, hours on two cores: ``quick=None`` (the default) estimates it 
 the quick version when it would take over ten minutes.
 """
 
-import time
 from pathlib import Path
 
 import numpy as np
 
 from fastdl import nn
 from fastdl.repro import a5_report, report
-from fastdl.repro.a4 import scale_images
 from fastdl.repro.a5_models import (CLASS_COUNTS, MODELS, SETTINGS, WRITE_UP, architecture,
                                     compiled_model, decode, n_classes_of, targets, training_data)
 
@@ -59,8 +57,6 @@ SPLIT_SEED = 42
 TRAIN_SHARE = 0.8
 QUICK_SIZES = {"train": 800, "test": 200}
 QUICK_EPOCHS = 3
-AUTO_QUICK_SECONDS = 600.0  # quick=None runs the quick version when a full run would take longer
-TIMED_BATCHES = 3  # training batches of each architecture timed for the estimate, after a warm-up
 SEED = 0
 SPLITS = ("train", "test")
 
@@ -103,7 +99,7 @@ def prepare_splits(images, labels, sizes=None):
     for split, index in zip(SPLITS, split_indices(len(images))):
         index = index[:sizes.get(split, len(index))]
         raw = np.asarray(images)[index]
-        splits[split] = (scale_images(raw), labels[index], raw)
+        splits[split] = (report.scale_images(raw), labels[index], raw)
     return splits
 
 
@@ -112,7 +108,8 @@ def estimate_full_seconds(images, labels, counts, epochs=None, keys=tuple(MODELS
 
     Models that differ only in their loss or their last layer (the two regressions, the six
     classifications) train at the same speed, so each architecture is timed once: one batch
-    (compiling and allocating), then ``TIMED_BATCHES`` batches of training and of prediction.
+    (compiling and allocating), then ``report.TIMED_BATCHES`` batches of training and of
+    prediction (:func:`fastdl.repro.report.seconds_per_image`).
     The per-image times are scaled to the run: each epoch trains on the training split and
     predicts the test split (the learning curve), and at the end both splits are predicted.
 
@@ -133,21 +130,14 @@ def estimate_full_seconds(images, labels, counts, epochs=None, keys=tuple(MODELS
     """
     batch = SETTINGS["batch_size"]
     n_epochs = SETTINGS["epochs"] if epochs is None else epochs
-    timed_x = images[:batch * TIMED_BATCHES]
+    timed = slice(0, batch * report.TIMED_BATCHES)
     per_image = {}
     for key in keys:
-        kind = architecture(key)
-        if kind not in per_image:
+        arch = architecture(key)
+        if arch not in per_image:
             model = compiled_model(key, images.shape[1:], backend=backend)
-            y = targets(key, labels)
-            model.fit(images[:batch], _rows(y, slice(0, batch)), batch_size=batch)
-            model.predict(images[:batch], batch)
-            start = time.perf_counter()
-            model.fit(timed_x, _rows(y, slice(0, len(timed_x))), batch_size=batch, shuffle=False)
-            train = (time.perf_counter() - start) / len(timed_x)
-            start = time.perf_counter()
-            model.predict(timed_x, batch)
-            per_image[kind] = (train, (time.perf_counter() - start) / len(timed_x))
+            per_image[arch] = report.seconds_per_image(model, images[timed], targets(key, labels[timed]),
+                                                       batch)
     estimate = {}
     for key in keys:
         train, predict = per_image[architecture(key)]
@@ -155,10 +145,6 @@ def estimate_full_seconds(images, labels, counts, epochs=None, keys=tuple(MODELS
                          + (counts["train"] + counts["test"]) * predict)
     estimate["total"] = sum(estimate.values())
     return estimate
-
-
-def _rows(y, index):
-    return {name: value[index] for name, value in y.items()} if isinstance(y, dict) else y[index]
 
 
 class EpochTestError(nn.Callback):
@@ -177,7 +163,6 @@ class EpochTestError(nn.Callback):
 
         self.outputs = self.model.predict(self.x, self.batch_size)
         self.errors.append(common_sense_minutes(self.labels, decode(self.key, self.outputs)))
-        return False
 
 
 def _load(data_dir, verify):
@@ -214,14 +199,17 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, sizes=None, e
         Files go to ``out_dir/a5/``.
     quick : bool or None, default None
         True: the first 800 training and 200 test images, 3 epochs per model. False: the
-        course's full run. None: estimate the full run's time here and run the quick version
-        when it would take over ten minutes (it says so, and how to run the full one).
+        course's full run. None: estimate the full run's time here (for ``sizes`` and
+        ``epochs`` when given) and run the quick version when it would take over ten minutes
+        (it says so, with the images and epochs that run, and how to run the full one).
     verify : bool, default True
         Check a synthetic set's recorded SHA-256 (see load_clocks).
     sizes : dict, optional
-        Images per split to keep (``{"train", "test"}``), replacing the quick run's sizes.
+        Images per split to keep (``{"train", "test"}``), in a quick or a full run (replacing
+        the quick run's sizes).
     epochs : int, optional
-        Epochs per model, replacing the quick (3) or full (60) count.
+        Epochs per model (``fastdl reproduce a5 --epochs E``), replacing the quick (3) or full
+        (60) count.
     seed : int, default 0
         Seeds every model's initialisation, shuffling and dropout.
     models : sequence of str, optional
@@ -238,38 +226,41 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, sizes=None, e
         "epochs", "n_images", "parameters", "errors" ({model: {"train", "test"}} mean minutes),
         "left_edge" (the same for the classifications, read as the course did), "write_up",
         "history" ({model: {"loss": [...], "test_error": [...]}}), "seconds_per_epoch",
-        "best", "timings", "files".
+        "best", "device", "timings", "files".
     """
     from fastdl.metrics import common_sense_errors
 
     keys = check_models(models)
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer))
+                               or epochs < 1):
+        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
     timings = report.Timings()
     with timings("load_data"):
         images, labels, data_source = _load(data_dir, verify)
     out = Path(out_dir) / "a5"
-    out.mkdir(parents=True, exist_ok=True)
     report.print_header(TITLE)
 
     auto_quick, estimate = quick is None, None
-    n_train_full = len(split_indices(len(images))[0])
-    full_counts = {"train": n_train_full, "test": len(images) - n_train_full}
-    for split, keep in (sizes or {}).items():
-        full_counts[split] = min(full_counts[split], keep)
+    n_train_split = len(split_indices(len(images))[0])
+    full_counts = report.cap_counts({"train": n_train_split, "test": len(images) - n_train_split},
+                                    sizes)
     if auto_quick:
-        sample = prepare_splits(images, labels, {"train": 100 * TIMED_BATCHES, "test": 0})["train"]
+        timed = {"train": SETTINGS["batch_size"] * report.TIMED_BATCHES, "test": 0}
+        sample = prepare_splits(images, labels, timed)["train"]
         with timings("estimate"):
             estimate = estimate_full_seconds(sample[0], sample[1], full_counts, epochs, keys, backend=backend)
-        quick = estimate["total"] > AUTO_QUICK_SECONDS
-        _print_decision(estimate, quick, keys)
-    if quick and sizes is None:
-        sizes = QUICK_SIZES
+        quick = estimate["total"] > report.AUTO_QUICK_SECONDS
     n_epochs = epochs if epochs is not None else QUICK_EPOCHS if quick else SETTINGS["epochs"]
-    splits = prepare_splits(images, labels, sizes)
+    splits = prepare_splits(images, labels, QUICK_SIZES if quick and sizes is None else sizes)
     n_images = {split: len(splits[split][1]) for split in SPLITS}
-    kind = "quick run" if quick else "full run"
-    source = (f"{data_source}; {kind} on {n_images['train']:,} train + {n_images['test']:,} "
+    if auto_quick:
+        _print_decision(estimate, quick, keys, full_counts, epochs, n_images, n_epochs,
+                        quick_run=sizes is None and epochs is None)
+    device = report.compute_device(backend)
+    run_kind = "quick run" if quick else "full run"
+    source = (f"{data_source}; {run_kind} on {n_images['train']:,} train + {n_images['test']:,} "
               f"test images (RandomState({SPLIT_SEED}) split 80/20), {n_epochs} epoch"
-              f"{'s' if n_epochs != 1 else ''} per model; trained on {report.compute_device(backend)}")
+              f"{'s' if n_epochs != 1 else ''} per model; trained on {device}")
     print(f"data: {source}\n")
 
     batch = SETTINGS["batch_size"]
@@ -290,13 +281,14 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, sizes=None, e
             fitted = model.fit(x_fit, y_fit, epochs=fit_epochs, batch_size=batch,
                                verbose=1, callbacks=[tracker, timer])
         fit_sizes[key] = len(x_fit)
+        # Frees a mirrored model's copy of the clocks and their mirror images (2.6 GB on the
+        # full run) before it predicts; for the other models x_fit is x_train, which stays.
         del x_fit
         history[key] = {"loss": fitted.history["loss"], "test_error": tracker.errors}
         seconds_per_epoch[key] = timer.seconds
         with timings(f"evaluate_{key}"):
-            outputs = {"train": model.predict(x_train, batch),
-                       "test": tracker.outputs if tracker.outputs is not None
-                       else model.predict(x_test, batch)}
+            # The test split's outputs are the tracker's after the last epoch (epochs >= 1).
+            outputs = {"train": model.predict(x_train, batch), "test": tracker.outputs}
         errors[key], per_sample = {}, {}
         for split, (_, y, _) in splits.items():
             per_sample[split] = common_sense_errors(y, decode(key, outputs[split]))
@@ -314,23 +306,19 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, sizes=None, e
     write_up = {key: dict(zip(SPLITS, values)) for key, values in WRITE_UP.items()}
     files = a5_report.write_tables(out, source, errors, left_edge, write_up, parameters,
                                    n_epochs, seconds_per_epoch, n_images, estimate, quick,
-                                   fit_sizes)
+                                   fit_sizes, n_train_split=n_train_split)
     with timings("figures"):
         files += a5_report.write_figures(out, source, splits, errors, left_edge, history,
                                          test_errors, test_predictions, best, fit_sizes)
 
-    result = {
-        "source": source, "data_source": data_source, "device": report.compute_device(backend), "quick": bool(quick),
+    return report.write_summary(out, {
+        "source": source, "data_source": data_source, "device": device, "quick": bool(quick),
         "auto_quick": auto_quick, "estimate": estimate, "settings": SETTINGS,
         "epochs": n_epochs, "n_images": n_images, "parameters": parameters, "errors": errors,
         "left_edge": left_edge, "write_up": write_up, "history": history,
         "seconds_per_epoch": seconds_per_epoch, "best": best, "timings": dict(timings),
         "files": files,
-    }
-    summary_path = str(out / "summary.json")
-    files.append(summary_path)
-    report.write_json(summary_path, result)
-    return result
+    })
 
 
 def check_models(models):
@@ -347,14 +335,16 @@ def check_models(models):
     return [key for key in MODELS if key in models]
 
 
-def _print_decision(estimate, quick, keys):
-    minutes = estimate["total"] / 60
-    if not quick:
-        print(f"A full run takes about {minutes:.1f} min here; running it.\n")
-        return
+def _print_decision(estimate, quick, keys, full_counts, epochs, n_images, n_epochs, quick_run):
+    """What the estimate (of ``full_counts`` images, ``epochs`` or 60 a model) decided, and the
+    images and epochs that run."""
     count = f"{len(keys)} model{'s' if len(keys) != 1 else ''}"
-    only = "" if len(keys) == len(MODELS) else f" --models {','.join(keys)}"
-    print(f"A full run would take about {minutes:.0f} min here ({minutes / 60:.1f} h: {count}, "
-          f"{SETTINGS['epochs']} epochs each), so this is the quick run "
-          f"({QUICK_SIZES['train']:,} training and {QUICK_SIZES['test']:,} test images, "
-          f"{QUICK_EPOCHS} epochs per model).\nThe full run: fastdl reproduce a5 --full{only}\n")
+    full_epochs = SETTINGS["epochs"] if epochs is None else epochs
+    parts = (f"{estimate['total'] / 3600:.1f} h: {count}, {full_epochs} epoch"
+             f"{'s' if full_epochs != 1 else ''} each on {full_counts['train']:,} training clocks")
+    run = (f"{n_images['train']:,} training and {n_images['test']:,} test images, {n_epochs} "
+           f"epoch{'s' if n_epochs != 1 else ''} per model")
+    options = ("" if len(keys) == len(MODELS) else f" --models {','.join(keys)}") + (
+        "" if epochs is None else f" --epochs {epochs}")
+    report.announce_decision(estimate, parts, quick, run, f"fastdl reproduce a5 --full{options}",
+                             quick_run=quick_run)

@@ -42,7 +42,10 @@ def n_classes_of(key):
 
 
 def architecture(key):
-    """Which network a key trains: models with the same architecture train at the same speed."""
+    """Which network a key trains: "regression", "classification", "multihead" or "hands".
+
+    Models with the same architecture train at the same speed; the functions below branch on it.
+    """
     if key.startswith("regression"):
         return "regression"
     return "classification" if key.startswith("classes_") else key
@@ -68,13 +71,14 @@ def compiled_model(key, input_shape=(150, 150, 1), seed=0, backend=None):
     if key not in MODELS:
         raise ValueError(f"unknown model {key!r}; choose one of {', '.join(MODELS)}")
     optimizer = getattr(nn, SETTINGS["optimizer"])(lr=SETTINGS["lr"])
-    if key.startswith("regression"):
+    arch = architecture(key)
+    if arch == "regression":
         model = clock_regression_cnn(input_shape, seed=seed, backend=backend)
         loss = nn.CyclicMSE(12) if key == "regression_cyclic" else "mse"
-    elif key.startswith("classes_"):
+    elif arch == "classification":
         model = clock_classification_cnn(n_classes_of(key), input_shape, seed=seed, backend=backend)
         loss = "sparse_categorical_crossentropy"
-    elif key == "multihead":
+    elif arch == "multihead":
         model = clock_multihead(input_shape, seed=seed, backend=backend)
         loss = {"hour": "sparse_categorical_crossentropy", "minute": "mse"}
     else:
@@ -164,11 +168,12 @@ def mirrored_epochs(epochs):
 def targets(key, labels):
     """What the model of ``key`` learns from [hour, minute] labels (n_samples, 2)."""
     labels = np.asarray(labels, dtype=np.int64)
-    if key.startswith("regression"):
+    arch = architecture(key)
+    if arch == "regression":
         return labels[:, 0] + labels[:, 1] / 60.0
-    if key.startswith("classes_"):
+    if arch == "classification":
         return time_classes(labels, n_classes_of(key))
-    if key == "multihead":
+    if arch == "multihead":
         return {"hour": labels[:, 0], "minute": labels[:, 1] / 60.0}
     return hand_angles(labels)
 
@@ -244,10 +249,11 @@ def decode_hands(outputs):
 
 def decode(key, outputs, edge="centre"):
     """[hour, minute] rows from the model of ``key``'s outputs (``edge``: classes only)."""
-    if key.startswith("regression"):
+    arch = architecture(key)
+    if arch == "regression":
         return decode_hours(outputs)
-    if key.startswith("classes_"):
+    if arch == "classification":
         return decode_classes(np.argmax(outputs, axis=1), n_classes_of(key), edge)
-    if key == "multihead":
+    if arch == "multihead":
         return decode_multihead(outputs["hour"], outputs["minute"])
     return decode_hands(outputs)

@@ -7,7 +7,7 @@ Every file names the data source (``source``), as all reproductions do.
 import numpy as np
 
 from fastdl.repro import report
-from fastdl.repro.a5_models import CLASS_COUNTS, MODELS, SETTINGS, mirrored_epochs
+from fastdl.repro.a5_models import CLASS_COUNTS, DIAL_MINUTES, MODELS, SETTINGS, mirrored_epochs
 
 GRID_ROWS, GRID_COLUMNS = 4, 6  # the clocks read worst
 SAMPLE_SIDE = 6  # samples.png: 6x6 clocks
@@ -15,7 +15,7 @@ SAMPLE_SIDE = 6  # samples.png: 6x6 clocks
 
 def format_hm(hm):
     """An [hour, minute] row as "h:mm", the minute rounded (hours 0-11, as the labels)."""
-    total = int(round(float(hm[0]) * 60 + float(hm[1]))) % 720
+    total = int(round(float(hm[0]) * 60 + float(hm[1]))) % DIAL_MINUTES
     return f"{total // 60}:{total % 60:02d}"
 
 
@@ -25,11 +25,13 @@ def _label(key):
 
 
 def write_tables(out, source, errors, left_edge, write_up, parameters, n_epochs,
-                 seconds_per_epoch, n_images, estimate, quick, fit_sizes=None):
+                 seconds_per_epoch, n_images, estimate, quick, fit_sizes=None, n_train_split=None):
     """errors.md/.json (every model beside the write-up) and epoch_times.md/.json.
 
     ``fit_sizes``: the clocks each model trains on per epoch, by key (default: the training
-    split's count).
+    split's count). ``n_train_split``: the clocks of the whole training split, of which the run
+    may have kept fewer (default: as many as it kept). The errors table's note calls the run a
+    "Quick run" only when ``quick`` is true; any other run shorter than the course's says how.
     """
     fit_sizes = fit_sizes or {}
     rows = []
@@ -58,11 +60,13 @@ def write_tables(out, source, errors, left_edge, write_up, parameters, n_epochs,
         "learns from the training clocks' mirror images (12:00 less their time), for half the "
         f"epochs, rounded up ({mirrored_steps(n_epochs)}).",
     ]
-    if quick or n_epochs != SETTINGS["epochs"]:
-        notes.append(f"Quick run: {n_epochs} epoch{'s' if n_epochs != 1 else ''} on "
-                     f"{n_images['train']:,} training images instead of {SETTINGS['epochs']} on "
-                     "the whole training split (14,400 images of the course's 18,000); not "
-                     "comparable with the write-up.")
+    shorter = ", ".join(_shorter_than_the_course(
+        n_epochs, n_images["train"], n_images["train"] if n_train_split is None else n_train_split))
+    if quick:
+        notes.append("Quick run" + (f": {shorter}" if shorter else "")
+                     + "; not comparable with the write-up.")
+    elif shorter:
+        notes.append(f"{shorter}; not comparable with the write-up.")
     if "synthetic" in source:
         notes.append("Synthetic clocks (fastdl's renderer), not the course's images: the "
                      "write-up's numbers are beside ours for orientation only.")
@@ -80,9 +84,9 @@ def write_tables(out, source, errors, left_edge, write_up, parameters, n_epochs,
         n_fit = fit_sizes.get(key, n_images["train"])
         time_rows.append([_label(key), SETTINGS["batch_size"], len(seconds), f"{n_fit:,}",
                           *report.epoch_time_cells(seconds, n_fit), f"{sum(seconds):.1f}"])
-    time_notes = ["Wall time of each epoch: its training steps (RMSprop, batch 100) and the "
-                  "prediction of the test split for the learning curve, as the console's epoch "
-                  "lines.", report.EPOCH_TIME_NOTE]
+    time_notes = [f"Wall time of each epoch: its training steps ({SETTINGS['optimizer']}, batch "
+                  f"{SETTINGS['batch_size']}) and the prediction of the test split for the "
+                  "learning curve, as the console's epoch lines.", report.EPOCH_TIME_NOTE]
     if estimate is not None:
         time_notes.append(f"Estimated full run here: {estimate['total'] / 60:.0f} minutes "
                           f"({estimate['total'] / 3600:.1f} h; " + ", ".join(
@@ -94,6 +98,16 @@ def write_tables(out, source, errors, left_edge, write_up, parameters, n_epochs,
         time_rows, source, notes=time_notes,
         data={"seconds_per_epoch": seconds_per_epoch, "estimate": estimate})
     return files
+
+
+def _shorter_than_the_course(n_epochs, n_train, n_train_split):
+    """How a run is shorter than the course's, in words (an empty list when it is not)."""
+    shorter = []
+    if n_train < n_train_split:
+        shorter.append(f"{n_train:,} of the {n_train_split:,} training images")
+    if n_epochs != SETTINGS["epochs"]:
+        shorter.append(f"{n_epochs} epoch{'s' if n_epochs != 1 else ''} instead of {SETTINGS['epochs']}")
+    return shorter
 
 
 def mirrored_steps(n_epochs):
@@ -113,7 +127,7 @@ def write_figures(out, source, splits, errors, left_edge, history, test_errors,
     sweep = ([plot_class_sweep(errors, left_edge, out / "classification_sweep.png", source)]
              if any(key.startswith("classes_") for key in errors) else [])
     return sweep + [
-        plot_learning_curves(history, out / "learning_curves.png", source,
+        plot_loss_and_test_error(history, out / "learning_curves.png", source,
                              {key: size / len(labels_train)
                               for key, size in (fit_sizes or {}).items()}),
         plot_clock_grid(raw_test[worst], labels_test[worst], test_predictions[best][worst],
@@ -155,7 +169,7 @@ def plot_class_sweep(errors, left_edge, path, source):
     return report.save_figure(fig, path, source)
 
 
-def plot_learning_curves(history, path, source, passes=None):
+def plot_loss_and_test_error(history, path, source, passes=None):
     """Training loss (log scale) and test error in minutes per epoch, one line per model.
 
     ``passes``: training splits' worth of clocks in one epoch of a model, by key (default 1): a
@@ -230,7 +244,8 @@ def plot_error_histogram(test_errors, errors, path, source):
     # 5-minute bins on the full test split (3,600 clocks), wider ones on a quick run's few.
     n_test = len(next(iter(test_errors.values())))
     width = 5 if n_test >= 2000 else 15
-    bins = np.arange(0, 360 + width, width)
+    # No two times on the dial are more than half of it, six hours, apart.
+    bins = np.arange(0, DIAL_MINUTES // 2 + width, width)
     for key in shown:
         ax.hist(test_errors[key], bins=bins, histtype="step", linewidth=1.5,
                 label=f"{_label(key)}: mean {errors[key]['test']:.1f}")

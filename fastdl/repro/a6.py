@@ -15,8 +15,10 @@ reconstructions of held-out images too.
 
 A full run trains 10,000 images for 20 epochs per model (hours on two cores: the decoder's last
 Conv2DTranspose alone is about a GFLOP per image). ``quick=None`` (the default) times a few
-batches and runs the quick version (256 images, 2 epochs) when the full one would take over ten
-minutes; ``images`` and ``epochs`` size a run between the two.
+batches and runs the quick version (256 images, 2 epochs, scored on 256 in the quick feature
+network) when the full one would take over ten minutes. ``images``, ``epochs`` and ``scored``
+size a run between the two: the sizes given always run and the estimate is made for them; it
+decides only the settings left unset, and which feature network scores.
 """
 
 import time
@@ -30,7 +32,8 @@ from fastdl.repro import a6_models, a6_report, a6_score, report
 TITLE = "Assignment 6: a VAE and a GAN generating {name}"
 FULL = {"images": 10000, "epochs": 20, "scored": 2000}
 QUICK = {"images": 256, "epochs": 2, "scored": 256}
-AUTO_QUICK_SECONDS = 600.0
+FACE_SHAPE = (64, 64, 3)  # faces of every source are brought to this shape
+FASHION_SHAPE = (32, 32, 1)  # Fashion-MNIST's 28x28, padded
 BATCH_SIZE = 64  # both models; the GAN's discriminator batch is half real, half generated
 GRID = 32  # generated images per grid
 PAIRS, STEPS = 4, 10  # interpolation strips
@@ -40,7 +43,7 @@ MIN_SCORED = 2  # images on each side of a Fréchet distance: its Gaussians need
 
 
 def parse_data(data):
-    """(kind, path or None) from "faces", "fashion", "folder:PATH" or "npy:PATH"."""
+    """(data kind, path or None) from "faces", "fashion", "folder:PATH" or "npy:PATH"."""
     if data in ("faces", "fashion"):
         return data, None
     if isinstance(data, str) and ":" in data:
@@ -60,19 +63,19 @@ def check_source(data, data_dir=None):
     DatasetNotFoundError
         Fashion-MNIST is not where it is looked for.
     """
-    kind, path = parse_data(data)
-    if kind == "fashion":
+    data_kind, path = parse_data(data)
+    if data_kind == "fashion":
         from fastdl.data import fashion_mnist
 
         fashion_mnist.locate(data_dir)
-    elif kind in ("folder", "npy"):
+    elif data_kind in ("folder", "npy"):
         where = Path(path).expanduser()
         if not where.exists():
-            raise FileNotFoundError(f"{'image folder' if kind == 'folder' else 'face array'} {str(where)!r} "
+            raise FileNotFoundError(f"{'image folder' if data_kind == 'folder' else 'face array'} {str(where)!r} "
                                     "does not exist")
-        if kind == "folder" and not where.is_dir():
+        if data_kind == "folder" and not where.is_dir():
             raise NotADirectoryError(f"{str(where)!r} is a file, not a folder of images (npy:PATH reads a .npy)")
-        if kind == "npy" and where.is_dir():
+        if data_kind == "npy" and where.is_dir():
             raise IsADirectoryError(f"{str(where)!r} is a folder, not a .npy file (folder:PATH reads folders)")
 
 
@@ -93,8 +96,8 @@ def check_sizes(data, given):
         raise ValueError(f"images (--images) must be at least {MIN_SCORED}: the real-data floor compares the "
                          f"held-out images with training images, and a covariance needs {MIN_SCORED}; got "
                          f"{given['images']}")
-    kind, path = parse_data(data)
-    if kind == "folder":
+    data_kind, path = parse_data(data)
+    if data_kind == "folder":
         from fastdl.data.image_folder import _image_files
 
         _check_image_count(len(_image_files(Path(path).expanduser().resolve())), path)
@@ -113,13 +116,14 @@ def load_images(data, n_images, n_scored, data_dir=None, seed=SEED, verify=True)
     The held-out images are never trained on; the Fréchet score compares generated images with them.
     ``verify`` checks Fashion-MNIST's published SHA-256.
     """
-    kind, path = parse_data(data)
-    if kind == "faces":
+    data_kind, path = parse_data(data)
+    size = FACE_SHAPE[0]
+    if data_kind == "faces":
         from fastdl.data import render_faces
 
-        images, _ = render_faces(n_images + n_scored, seed=seed, size=64)
+        images, _ = render_faces(n_images + n_scored, seed=seed, size=size)
         return images[:n_images], images[n_images:], f"synthetic cartoon faces (fastdl.data.render_faces, seed {seed})"
-    if kind == "fashion":
+    if data_kind == "fashion":
         from fastdl.data import load_fashion_mnist
 
         (x_train, _), (x_test, _) = load_fashion_mnist(data_dir, verify=verify)
@@ -129,7 +133,7 @@ def load_images(data, n_images, n_scored, data_dir=None, seed=SEED, verify=True)
         return train, held, "Fashion-MNIST (training images; held-out: test images), padded to 32x32"
     from fastdl.data.image_folder import load_face_array, load_image_folder
 
-    images = load_image_folder(path, size=64) if kind == "folder" else load_face_array(path, size=64)
+    images = load_image_folder(path, size=size) if data_kind == "folder" else load_face_array(path, size=size)
     _check_image_count(len(images), path)  # again: unreadable images are skipped, a .npy is counted here
     order = np.random.default_rng(seed).permutation(len(images))
     n_held = max(MIN_SCORED, min(n_scored, len(images) // 5))
@@ -138,20 +142,21 @@ def load_images(data, n_images, n_scored, data_dir=None, seed=SEED, verify=True)
 
 
 def estimate_full_seconds(image_shape, settings=FULL, seed=SEED, backend=None):
-    """Seconds a run of these settings takes here, from a timed VAE step and GAN step."""
+    """Seconds a run of these settings ("images", "epochs") takes here, from a timed VAE step and
+    GAN step."""
     rng = np.random.default_rng(seed)
     batch = rng.random((BATCH_SIZE, *image_shape), dtype=np.float32)
     vae, _, _ = a6_models.build_vae(image_shape, seed=seed, backend=backend)
     gan, generator, discriminator = a6_models.build_gan(image_shape, seed=seed, backend=backend)
     seconds = {}
-    for kind, step in (("vae", lambda: vae.train_on_batch(batch, batch)),
-                       ("gan", lambda: a6_models.gan_step(gan, generator, discriminator, batch[:BATCH_SIZE // 2],
-                                                          rng))):
+    for model_kind, step in (("vae", lambda: vae.train_on_batch(batch, batch)),
+                             ("gan", lambda: a6_models.gan_step(gan, generator, discriminator,
+                                                                batch[:BATCH_SIZE // 2], rng))):
         step()  # allocation and first-call costs
         start = time.perf_counter()
         step()
-        steps = -(-settings["images"] // (BATCH_SIZE if kind == "vae" else BATCH_SIZE // 2))
-        seconds[kind] = (time.perf_counter() - start) * steps * settings["epochs"]
+        steps = -(-settings["images"] // (BATCH_SIZE if model_kind == "vae" else BATCH_SIZE // 2))
+        seconds[model_kind] = (time.perf_counter() - start) * steps * settings["epochs"]
     seconds["total"] = seconds["vae"] + seconds["gan"]
     return seconds
 
@@ -167,13 +172,16 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
     out_dir : str or Path, default "results"
         Files go to ``out_dir/a6/<data kind>/``.
     quick : bool or None
-        True: 256 training images, 2 epochs per model, scores on 256 images. False: 10,000
-        images, 20 epochs, scores on 2,000. None: the full run when it takes at most ten
-        minutes here, else the quick one.
+        True: 256 training images, 2 epochs per model, scores on 256 images in the quick
+        feature network. False: 10,000 images, 20 epochs, scores on 2,000 in the full one.
+        None: estimate here the full run with the sizes given (``epochs``, ``images``), run
+        it when it takes at most ten minutes, else take the quick run's values for the
+        settings not given (it says so, with the settings that run, and how to run the full one).
     data : str, default "faces"
         "faces", "fashion", "folder:PATH" or "npy:PATH".
     epochs, images, scored : int, optional
-        Replace the run's epochs per model, training images, and images scored.
+        The run's epochs per model, training images, and images scored, replacing the quick or
+        the full run's, whichever ``quick`` chooses.
     seed : int, default 0
     cache_dir : Path, optional
         Where the feature network of the score is cached (default ``$FASTDL_CACHE_DIR/a6``).
@@ -185,52 +193,53 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
     Returns
     -------
     dict
-        "source", "quick", "settings", "estimate", "parameters", "history", "scores", "floor",
-        "interpolation", "timings", "files".
+        "source", "device", "data", "quick" (whether the settings not given, the images scored
+        and the feature network are the quick run's), "auto_quick", "settings", "estimate",
+        "parameters", "history", "scores", "floor", "interpolation", "feature_source", "timings",
+        "files".
     """
-    kind, _ = parse_data(data)
+    data_kind, _ = parse_data(data)
     check_source(data, data_dir)  # a wrong path is said at once, not after the time estimate
     given = {"epochs": epochs, "images": images, "scored": scored}
     check_sizes(data, given)  # and sizes too small to score, not after the feature network trains
+    given = {key: int(value) for key, value in given.items() if value is not None}
     timings = report.Timings()
     auto_quick, estimate = quick is None, None
-    image_shape = (32, 32, 1) if kind == "fashion" else (64, 64, 3)
+    image_shape = FASHION_SHAPE if data_kind == "fashion" else FACE_SHAPE
     if auto_quick:
         with timings("estimate"):
-            estimate = estimate_full_seconds(image_shape, seed=seed, backend=backend)
-        quick = estimate["total"] > AUTO_QUICK_SECONDS
-    settings = dict(QUICK if quick else FULL)
-    settings.update({key: int(value) for key, value in given.items() if value is not None})
+            estimate = estimate_full_seconds(image_shape, {**FULL, **given}, seed=seed, backend=backend)
+        quick = estimate["total"] > report.AUTO_QUICK_SECONDS
+    settings = {**(QUICK if quick else FULL), **given}
+    # "quick run" names only a run of the quick run's images and epochs, not one of the sizes given.
+    quick_run = bool(quick) and all(settings[key] == QUICK[key] for key in ("images", "epochs"))
     with timings("load_data"):
         train, held, described = load_images(data, settings["images"], settings["scored"], data_dir, seed,
                                              verify)
     n_scored = min(settings["scored"], len(held))
     n_floor = min(n_scored, len(train))  # training images the floor compares with the held-out ones
+    device = report.compute_device(backend)
     source = (f"{described}; {len(train):,} training and {n_scored:,} held-out images, "
               f"{settings['epochs']} epoch{'s' if settings['epochs'] != 1 else ''} per model"
-              + (" (quick run)" if quick else "") + f"; trained on {report.compute_device(backend)}")
-    out = Path(out_dir) / "a6" / kind
-    out.mkdir(parents=True, exist_ok=True)
-    report.print_header(TITLE.format(name="Fashion-MNIST items" if kind == "fashion" else "faces"))
+              + (" (quick run)" if quick_run else "") + f"; trained on {device}")
+    out = Path(out_dir) / "a6" / data_kind
+    report.print_header(TITLE.format(name="Fashion-MNIST items" if data_kind == "fashion" else "faces"))
     if auto_quick:
-        _print_decision(estimate, quick, data)
+        _print_decision(estimate, quick, data, given, settings, quick_run)
     print(f"data: {source}\n")
 
     with timings("feature_network"):
-        network, feature_source = _feature_network(kind, image_shape, quick, data_dir, cache_dir, seed, verify)
-        held_unit = a6_score.to_unit(held[:n_scored])
+        network, feature_source = _feature_network(data_kind, image_shape, quick, data_dir, cache_dir, seed,
+                                                   verify)
+        held_unit = report.scale_images(held[:n_scored])
         reference = a6_score.features_of(network, held_unit)
-        floor = float(a6_score.frechet_distance(a6_score.features_of(network, a6_score.to_unit(train[:n_floor])),
+        floor = float(a6_score.frechet_distance(a6_score.features_of(network, report.scale_images(train[:n_floor])),
                                                 reference))
     rng = np.random.default_rng(seed)
-    grid_z = rng.standard_normal((GRID, a6_models.LATENT_DIM), dtype=np.float32)
-    score_z = rng.standard_normal((n_scored, a6_models.LATENT_DIM), dtype=np.float32)
-    ends = rng.standard_normal((PAIRS, 2, a6_models.LATENT_DIM))
-    lines = np.linspace(0.0, 1.0, STEPS)[None, :, None]
-    line_z = ((1 - lines) * ends[:, :1] + lines * ends[:, 1:]).reshape(-1, a6_models.LATENT_DIM).astype(np.float32)
+    grid_z, score_z, line_z = _latent_vectors(rng, n_scored)
 
     files, scores, history, parameters, strips = [], {}, {}, {}, {}
-    train_unit = a6_score.to_unit(train)
+    train_unit = report.scale_images(train)
     for model_kind in ("vae", "gan"):
         label = a6_report.MODEL_LABELS[model_kind]
         trainer = (_VaeTrainer if model_kind == "vae" else _GanTrainer)(image_shape, seed, backend)
@@ -272,22 +281,29 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
          "GAN": {"discriminator": history["gan"]["discriminator"], "generator": history["gan"]["generator"]}},
         out / "losses.png", source, "Training losses per epoch"))
     files += a6_report.write_score_table(out, source, scores, floor, settings["epochs"], n_scored, feature_source,
-                                         quick=bool(quick), n_floor=n_floor)
-    interpolation = {kind: dict(zip(("mean_step", "largest_step"), a6_report.interpolation_steps(strip)))
-                     for kind, strip in strips.items()}
-    result = {"source": source, "device": report.compute_device(backend),
-              "data": data, "quick": bool(quick), "auto_quick": auto_quick, "settings": settings,
-              "estimate": estimate, "parameters": parameters, "history": history, "scores": scores, "floor": floor,
-              "interpolation": interpolation, "feature_source": feature_source, "timings": dict(timings),
-              "files": files}
-    summary = str(out / "summary.json")
-    files.append(summary)
-    report.write_json(summary, result)
-    return result
+                                         quick=bool(quick), n_floor=n_floor, quick_run=quick_run)
+    interpolation = {model_kind: dict(zip(("mean_step", "largest_step"), a6_report.interpolation_steps(strip)))
+                     for model_kind, strip in strips.items()}
+    return report.write_summary(out, {
+        "source": source, "device": device, "data": data, "quick": bool(quick), "auto_quick": auto_quick,
+        "settings": settings, "estimate": estimate, "parameters": parameters, "history": history,
+        "scores": scores, "floor": floor, "interpolation": interpolation, "feature_source": feature_source,
+        "timings": dict(timings), "files": files})
 
 
-def _feature_network(kind, image_shape, quick, data_dir, cache_dir, seed, verify=True):
-    scorer_kind = "fashion" if kind == "fashion" else "faces"
+def _latent_vectors(rng, n_scored):
+    """(grid_z, score_z, line_z): the latent vectors of the sample grids, of the scored images, and
+    along the interpolation lines (PAIRS lines of STEPS points each), in that order from ``rng``."""
+    grid_z = rng.standard_normal((GRID, a6_models.LATENT_DIM), dtype=np.float32)
+    score_z = rng.standard_normal((n_scored, a6_models.LATENT_DIM), dtype=np.float32)
+    ends = rng.standard_normal((PAIRS, 2, a6_models.LATENT_DIM))
+    lines = np.linspace(0.0, 1.0, STEPS)[None, :, None]
+    line_z = ((1 - lines) * ends[:, :1] + lines * ends[:, 1:]).reshape(-1, a6_models.LATENT_DIM).astype(np.float32)
+    return grid_z, score_z, line_z
+
+
+def _feature_network(data_kind, image_shape, quick, data_dir, cache_dir, seed, verify=True):
+    scorer_kind = "fashion" if data_kind == "fashion" else "faces"
     fashion = None
     if scorer_kind == "fashion":
         from fastdl.data import load_fashion_mnist
@@ -362,14 +378,16 @@ class _GanTrainer:
         return (self.generator.predict(z, batch_size=BATCH_SIZE) + np.float32(1)) / np.float32(2)
 
 
-def _print_decision(estimate, quick, data):
-    minutes = estimate["total"] / 60
-    parts = f"VAE {estimate['vae'] / 60:.0f}, GAN {estimate['gan'] / 60:.0f} min"
-    if not quick:
-        print(f"A full run takes about {minutes:.1f} min here ({parts}); running it.\n")
-        return
-    option = "" if data == "faces" else f" --data {data}"
-    print(f"A full run ({FULL['images']:,} images, {FULL['epochs']} epochs per model) would take about "
-          f"{minutes:.0f} min here ({parts}), so this is the quick run ({QUICK['images']} images, "
-          f"{QUICK['epochs']} epochs).\nThe full run: fastdl reproduce a6{option} --full "
-          "(or size it: --images N --epochs E)\n")
+def _print_decision(estimate, quick, data, given, settings, quick_run):
+    """What the estimate (of the full run with the sizes ``given``) decided, and the settings that run."""
+    sized = {**FULL, **given}
+    parts = (f"{sized['images']:,} images, {sized['epochs']} epochs per model: VAE {estimate['vae'] / 60:.0f}, "
+             f"GAN {estimate['gan'] / 60:.0f} min")
+    network = "the quick run's feature network" if quick else "the full run's feature network"
+    run = (f"{settings['images']:,} images, {settings['epochs']} epoch{'s' if settings['epochs'] != 1 else ''} "
+           f"per model, scored on {settings['scored']:,} images in {network}")
+    options = ("" if data == "faces" else f" --data {data}") + "".join(
+        f" --{key} {given[key]}" for key in ("images", "epochs") if key in given)
+    size_it = "" if {"images", "epochs"} <= set(given) else " (or size it: --images N --epochs E)"
+    report.announce_decision(estimate, parts, quick, run, f"fastdl reproduce a6{options} --full{size_it}",
+                             quick_run=quick_run)

@@ -73,11 +73,11 @@ def deconv_net(latent_dim, image_shape, activation, name, seed=None, backend=Non
 
 
 def build_vae(image_shape, latent_dim=LATENT_DIM, seed=0, backend=None):
-    """(vae, encoder, decoder), compiled: the VAE's loss is the reconstruction's summed binary
+    """(vae, encoder, decoder), the vae compiled: its loss is the reconstruction's summed binary
     cross-entropy plus the KL divergence.
 
     encoder maps images in [0, 1] to z_mean (sharing the VAE's layers); decoder maps latent
-    vectors to images in [0, 1].
+    vectors to images in [0, 1]. Neither is compiled: they only predict, and train as parts of vae.
     """
     image_shape = check_image_shape(image_shape)
     images = nn.Input(image_shape, name="image")

@@ -95,9 +95,15 @@ def interpolation_steps(strips):
     return float(shares.mean()), float(shares.max())
 
 
-def write_score_table(out, source, scores, floor, epochs, n_scored, feature_source, quick=False, n_floor=None):
+def write_score_table(out, source, scores, floor, epochs, n_scored, feature_source, quick=False, n_floor=None,
+                      quick_run=None):
     """The Fréchet distances after the first and last epoch, beside the real-data floor: the distance
-    of the n_scored held-out images from n_floor training images (None: as many)."""
+    of the n_scored held-out images from n_floor training images (None: as many).
+
+    ``quick``: scored in the quick run's feature network, whose distances are on a scale of their
+    own (the note says so). ``quick_run`` (default: ``quick``): the models trained the quick run's
+    few images for its few epochs, too short to draw faces (the note says that too).
+    """
     n_floor = n_scored if n_floor is None else n_floor
     rows = []
     for kind, label in MODEL_LABELS.items():
@@ -109,14 +115,16 @@ def write_score_table(out, source, scores, floor, epochs, n_scored, feature_sour
              f"{n_scored:,} held-out real images, in the {feature_source}. Lower is better; the floor is "
              f"the distance of the held-out real images from {trained} training images.",
              f"First epoch: after epoch 1; last epoch: after epoch {epochs}."]
+    quick_run = quick if quick_run is None else quick_run
     if quick:
         # Quick and full runs score in different feature networks: their distances are on
         # different scales and must not be set side by side.
         quick_net, full_net = FEATURE_SETTINGS[True], FEATURE_SETTINGS[False]
-        notes.append(f"Quick run: a few steps on a few images, too short for either model to draw faces. "
-                     f"Its distances come from the quick run's feature network ({quick_net['images']:,} "
-                     f"images, {quick_net['epochs']} epochs) and compare only with other quick runs: a full "
-                     f"run scores in another one ({full_net['images']:,} images, {full_net['epochs']} "
+        short = ("Quick run: a few steps on a few images, too short for either model to draw faces. Its "
+                 if quick_run else "This run's ")
+        notes.append(f"{short}distances come from the quick run's feature network ({quick_net['images']:,} "
+                     f"images, {quick_net['epochs']} epochs) and compare only with other runs scored in it: a "
+                     f"full run scores in another one ({full_net['images']:,} images, {full_net['epochs']} "
                      f"epochs), so the README's full-run distances are on a different scale.")
     return report.write_table(
         out, "frechet", "Fréchet distance of generated images from held-out real ones",

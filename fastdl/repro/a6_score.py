@@ -20,6 +20,7 @@ import numpy as np
 
 from fastdl import config, nn
 from fastdl.metrics import frechet_distance
+from fastdl.repro.report import scale_images
 
 FEATURES = 128
 SETTINGS = {  # images and epochs the feature network trains on
@@ -41,25 +42,20 @@ def _network(image_shape, outputs, activation, seed):
     return nn.Model(images, head, seed=seed, name="scorer"), nn.Model(images, features, seed=seed, name="features")
 
 
-def to_unit(images):
-    """uint8 images (n, h, w, c) as float32 in [0, 1]."""
-    return np.asarray(images, dtype=np.float32) / np.float32(255)
-
-
 def _training_data(kind, image_shape, quick, fashion=None):
     """(float32 images, targets) the feature network learns from."""
     settings = SETTINGS[bool(quick)]
     if kind == "fashion":
         images, labels = fashion
         keep = min(settings["images"], len(images))
-        return to_unit(images[:keep]), np.asarray(labels[:keep]).reshape(-1).astype(np.int64)
+        return scale_images(images[:keep]), np.asarray(labels[:keep]).reshape(-1).astype(np.int64)
     from fastdl.data import render_faces
 
     images, factors = render_faces(settings["images"], seed=FEATURE_SEED, size=image_shape[0])
     factors = np.asarray(factors, dtype=np.float64)
     spread = factors.std(axis=0)
     targets = (factors - factors.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
-    return to_unit(images), targets.astype(np.float32)
+    return scale_images(images), targets.astype(np.float32)
 
 
 def feature_network(kind, image_shape, quick, fashion=None, cache_dir=None, seed=0, verbose=0):

@@ -1,7 +1,8 @@
 """The course's networks, built once for the reproductions, the tests and the benchmarks.
 
 Each builder takes the input shape (only the input layer changes from dataset to dataset, as in
-the course) and passes the rest to :class:`fastdl.nn.Sequential`.
+the course) and passes the rest to :class:`fastdl.nn.Sequential`, or to :class:`fastdl.nn.Model`
+for the multi-head network (two outputs).
 """
 
 from fastdl import nn
