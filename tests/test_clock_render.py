@@ -251,3 +251,49 @@ def test_renders_on_the_cpu_when_the_default_backend_is_cuda():
     np.testing.assert_array_equal(labels, expected[1])
     with pytest.raises(ValueError, match="CPU backends"):
         render_clocks(1, size=24, backend=" CUDA ")
+
+
+def _upright_marker_clocks(size, scale):
+    """A triangle and a double tick at the widest design (hour ticks 0.03 wide, 0.16 long), on
+    clean clocks seen straight on: face 0.9, ink 0.1, no noise, blur, shading, numerals or logo,
+    the hands pointing at 6; face radius `scale` image widths, centred."""
+    _, params, keys = clock_design.draw_parameters(3, 0, 2)
+    params[:, L.HINV:L.HINV + 9] = [1 / scale, 0, -0.5 / scale, 0, -1 / scale, 0.5 / scale, 0, 0, 1]
+    params[:, L.DET] = 1 / scale ** 2
+    params[:, L.NOISE] = params[:, L.GLARE] = params[:, L.SHADOW] = params[:, L.SECONDS] = 0.0
+    params[:, L.BLUR:L.BLUR + 7] = clock_design.blur_taps(np.zeros(2))
+    params[:, L.LIGHT], params[:, L.LIGHT_GX], params[:, L.LIGHT_GY] = 1.0, 0.0, 0.0
+    params[:, L.VIGNETTE], params[:, L.CONTRAST], params[:, L.CURVE] = 0.0, 1.0, 0.0
+    params[:, L.FACE], params[:, L.INK] = 0.9, 0.1
+    params[:, L.NUMERALS] = params[:, L.LOGO] = 0.0
+    params[:, L.TICKS], params[:, L.MARKER] = 1.0, [2.0, 1.0]
+    params[:, L.TICK_OUTER], params[:, L.HOUR_TICK_LEN], params[:, L.HOUR_TICK_W] = 0.9, 0.16, 0.03
+    for base in (L.HOUR_HAND, L.MINUTE_HAND, L.SECOND_HAND):
+        params[:, base + L.HAND_DX], params[:, base + L.HAND_DY] = 0.0, -1.0
+    return params, keys
+
+
+@pytest.mark.parametrize("backend", ["numpy"] + COMPILED)
+def test_twelve_oclock_marker_is_drawn_at_its_full_width(backend):
+    """The marker is wider than the +-3 degrees of dial that the 12 o'clock tick owns: its ink
+    must span its designed width, not stop where the nearest tick becomes minute 59 or 1."""
+    skip_unless_available(backend)
+    size, scale = 200, 0.42
+    params, keys = _upright_marker_clocks(size, scale)
+    images = _render_params(params, keys, size, backend).astype(float) / 255
+    outer, length, half_width = 0.9, 0.16, 0.03
+    centre = size / 2 - 0.5  # the column of u = 0
+    for image, marker, v in zip(images, (2.0, 1.0), (0.88, 0.76)):
+        row = int(round(size * (0.5 - scale * v) - 0.5))
+        v = (0.5 - (row + 0.5) / size) / scale  # the row's own v
+        if marker == 2.0:  # the triangle narrows from 2.5 half widths at the rim to a point inside
+            designed = 2 * 2.5 * half_width * (v - (outer - 1.5 * length)) / (1.5 * length)
+        else:  # two bars, their outer edges 2 half widths from the centre line
+            designed = 4 * half_width
+        ink = (0.9 - image[row]) / 0.8 > 0.5
+        ink[np.abs(np.arange(size) - centre) > 0.15 * scale * size] = False  # the marker only
+        columns = np.flatnonzero(ink)
+        assert columns.size, (backend, marker)
+        span = columns[-1] - columns[0] + 1
+        assert abs(span - designed * scale * size) <= 1.5, (backend, marker, span, designed * scale * size)
+        assert abs((columns[0] + columns[-1]) / 2 - centre) <= 1.0, (backend, marker)

@@ -71,7 +71,7 @@ def load_clocks(path=None, verify=True, with_source=False):
         [hour 0-11, minute 0-59] of each image.
     source : str
         Only with ``with_source``: e.g. "course clocks from /data (18,000 images, 150x150)" or
-        "synthetic clocks (fastdl 0.1.0 clock renderer v1, seed 0, one clock, turned at most 30
+        "synthetic clocks (fastdl 0.1.0 clock renderer v2, seed 0, one clock, turned at most 30
         degrees, 18,000 images, 150x150) from ~/.cache/fastdl/clocks".
 
     Raises

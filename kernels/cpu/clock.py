@@ -168,9 +168,23 @@ def _face_coordinates(p, y, pixel, first, stop, rows):
 
 
 @_helper
+def _marker_sd(p, along, across):
+    """Signed distance to the 12 o'clock marker (p[MARKER] 2: a triangle pointing inwards, 1: a
+    double tick) from the point `along` the 12 o'clock radius, `across` it (>= 0)."""
+    outer = p[TICK_OUTER]
+    hour_len, hour_w = p[HOUR_TICK_LEN], p[HOUR_TICK_W]
+    length, half = 1.5 * hour_len, 2.5 * hour_w
+    if p[MARKER] == 2.0:
+        return max(along - outer, (across * length - half * (along - (outer - length)))
+                   / math.sqrt(length * length + half * half))
+    return max(max(outer - hour_len - along, along - outer), abs(across - 1.3 * hour_w) - 0.7 * hour_w)
+
+
+@_helper
 def _ticks(p, ticks, pixel, first, stop, rows):
     """rows[INK_COVER, first:stop] = how much of each pixel the ticks and the 12 o'clock marker
-    cover (pixels off their ring: none)."""
+    cover (pixels off their ring: none). Each pixel tests the minute tick nearest its angle, and
+    near 12 the marker as well, which is wider than that tick's slice of the dial."""
     u, v, r, angle = rows[U, first:stop], rows[V, first:stop], rows[R, first:stop], rows[ANGLE, first:stop]
     inv_foot, ink = rows[INV_FOOT, first:stop], rows[INK_COVER, first:stop]
     margin = 2.0 * math.sqrt(p[DET]) * pixel  # see _ink
@@ -178,11 +192,11 @@ def _ticks(p, ticks, pixel, first, stop, rows):
     hour_len, hour_w, min_len, min_w = p[HOUR_TICK_LEN], p[HOUR_TICK_W], p[MIN_TICK_LEN], p[MIN_TICK_W]
     ring_in = outer - 1.5 * hour_len - margin
     ring_out = outer + margin
-    triangle_len = 1.5 * hour_len
-    triangle_half = 2.5 * hour_w
-    triangle_norm = math.sqrt(triangle_len * triangle_len + triangle_half * triangle_half)
+    marker_reach = 2.5 * hour_w + margin  # no marker's ink beyond this |u|
     style = p[TICKS]
     marker = p[MARKER]
+    sx0 = ticks[0, 0]
+    cy0 = ticks[0, 1]
     for col in range(stop - first):
         if not (r[col] > ring_in and r[col] < ring_out):
             ink[col] = 0.0
@@ -192,16 +206,16 @@ def _ticks(p, ticks, pixel, first, stop, rows):
         cy = ticks[k, 1]
         along = u[col] * sx + v[col] * cy
         across = abs(u[col] * cy - v[col] * sx)
-        radial = max(outer - hour_len - along, along - outer)
-        triangle = max(along - outer, (across * triangle_len - triangle_half * (along - (outer - triangle_len)))
-                       / triangle_norm)
-        double = max(radial, abs(across - 1.3 * hour_w) - 0.7 * hour_w)
-        hour = max(radial, across - hour_w)
+        hour = max(max(outer - hour_len - along, along - outer), across - hour_w)
         minute = max(max(outer - min_len - along, along - outer), across - min_w)
         sd = minute if style == 2.0 else 1.0
         sd = hour if k % 5 == 0 and style > 0.0 else sd
-        sd = double if k == 0 and marker == 1.0 else sd
-        sd = triangle if k == 0 and marker == 2.0 else sd
+        if marker > 0.0 and k == 0:  # the marker replaces the hour tick at 12
+            sd = _marker_sd(p, along, across)
+        elif marker > 0.0 and v[col] > 0.0 and abs(u[col]) < marker_reach:
+            # The marker is wider than the 6 degrees of dial its tick owns: near 12, pixels of
+            # ticks 59 and 1 draw it too (the union of the two shapes).
+            sd = min(sd, _marker_sd(p, u[col] * sx0 + v[col] * cy0, abs(u[col] * cy0 - v[col] * sx0)))
         ink[col] = _cover(sd, inv_foot[col])
 
 

@@ -244,9 +244,20 @@ cdef void _face_coordinates(const double* p, double y, double pixel, Py_ssize_t 
         inv_foot_row[col] = aw * sqrt(aw) * inv_foot0
 
 
+cdef inline double _marker_sd(const double* p, double along, double across) noexcept nogil:
+    """Signed distance to the 12 o'clock marker (p[MARKER] 2: a triangle, 1: a double tick)."""
+    cdef double outer = p[TICK_OUTER], hour_len = p[HOUR_TICK_LEN], hour_w = p[HOUR_TICK_W]
+    cdef double length = 1.5 * hour_len, half = 2.5 * hour_w
+    if p[MARKER] == 2.0:
+        return _max(along - outer, (across * length - half * (along - (outer - length)))
+                    / sqrt(length * length + half * half))
+    return _max(_max(outer - hour_len - along, along - outer), fabs(across - 1.3 * hour_w) - 0.7 * hour_w)
+
+
 cdef void _ticks(const double* p, const double[:, ::1] ticks, double pixel, Py_ssize_t first, Py_ssize_t stop,
                  double* rows, Py_ssize_t size) noexcept nogil:
-    """rows[INK_COVER, first:stop] = how much of each pixel the ticks and the 12 o'clock marker cover."""
+    """rows[INK_COVER, first:stop] = how much of each pixel the ticks and the 12 o'clock marker cover
+    (the nearest minute tick, and near 12 the marker, which is wider than that tick's slice)."""
     cdef const double* u = rows + U * size
     cdef const double* v = rows + V * size
     cdef const double* r = rows + R * size
@@ -258,11 +269,10 @@ cdef void _ticks(const double* p, const double[:, ::1] ticks, double pixel, Py_s
     cdef double hour_len = p[HOUR_TICK_LEN], hour_w = p[HOUR_TICK_W], min_len = p[MIN_TICK_LEN], min_w = p[MIN_TICK_W]
     cdef double ring_in = outer - 1.5 * hour_len - margin
     cdef double ring_out = outer + margin
-    cdef double triangle_len = 1.5 * hour_len
-    cdef double triangle_half = 2.5 * hour_w
-    cdef double triangle_norm = sqrt(triangle_len * triangle_len + triangle_half * triangle_half)
+    cdef double marker_reach = 2.5 * hour_w + margin
     cdef double style = p[TICKS], marker = p[MARKER]
-    cdef double sx, cy, along, across, radial, triangle, double_tick, hour, minute, sd
+    cdef double sx0 = ticks[0, 0], cy0 = ticks[0, 1]
+    cdef double sx, cy, along, across, hour, minute, sd
     cdef int k
     cdef Py_ssize_t col
     for col in range(first, stop):
@@ -274,16 +284,15 @@ cdef void _ticks(const double* p, const double[:, ::1] ticks, double pixel, Py_s
         cy = ticks[k, 1]
         along = u[col] * sx + v[col] * cy
         across = fabs(u[col] * cy - v[col] * sx)
-        radial = _max(outer - hour_len - along, along - outer)
-        triangle = _max(along - outer, (across * triangle_len - triangle_half * (along - (outer - triangle_len)))
-                        / triangle_norm)
-        double_tick = _max(radial, fabs(across - 1.3 * hour_w) - 0.7 * hour_w)
-        hour = _max(radial, across - hour_w)
+        hour = _max(_max(outer - hour_len - along, along - outer), across - hour_w)
         minute = _max(_max(outer - min_len - along, along - outer), across - min_w)
         sd = minute if style == 2.0 else 1.0
         sd = hour if k % 5 == 0 and style > 0.0 else sd
-        sd = double_tick if k == 0 and marker == 1.0 else sd
-        sd = triangle if k == 0 and marker == 2.0 else sd
+        if marker > 0.0 and k == 0:
+            sd = _marker_sd(p, along, across)
+        elif marker > 0.0 and v[col] > 0.0 and fabs(u[col]) < marker_reach:
+            # ticks 59 and 1 draw the marker too where it reaches into their slice of the dial
+            sd = _min(sd, _marker_sd(p, u[col] * sx0 + v[col] * cy0, fabs(u[col] * cy0 - v[col] * sx0)))
         ink[col] = _cover(sd, inv_foot[col])
 
 

@@ -84,21 +84,25 @@ def _shadow(p, x, y, value):
     return value * (1.0 - p[L.SHADOW] * c)
 
 
+def _marker_sd(p, along, across):
+    outer, hour_len, hour_w = p[L.TICK_OUTER], p[L.HOUR_TICK_LEN], p[L.HOUR_TICK_W]
+    length, half = 1.5 * hour_len, 2.5 * hour_w
+    if p[L.MARKER] == 2.0:
+        return np.maximum(along - outer, (across * length - half * (along - (outer - length)))
+                          / np.sqrt(length * length + half * half))
+    return np.maximum(np.maximum(outer - hour_len - along, along - outer),
+                      np.abs(across - 1.3 * hour_w) - 0.7 * hour_w)
+
+
 def _tick_sd(p, ticks, k, u, v):
     along = u * ticks[k, 0] + v * ticks[k, 1]
     across = np.abs(u * ticks[k, 1] - v * ticks[k, 0])
     outer = p[L.TICK_OUTER]
-    length, half = 1.5 * p[L.HOUR_TICK_LEN], 2.5 * p[L.HOUR_TICK_W]
-    triangle = np.maximum(along - outer, (across * length - half * (along - (outer - length)))
-                          / np.sqrt(length * length + half * half))
-    w = p[L.HOUR_TICK_W]
-    double = np.maximum(np.maximum(outer - p[L.HOUR_TICK_LEN] - along, along - outer),
-                        np.abs(across - 1.3 * w) - 0.7 * w)
     hour = np.maximum(np.maximum(outer - p[L.HOUR_TICK_LEN] - along, along - outer), across - p[L.HOUR_TICK_W])
     minute = np.maximum(np.maximum(outer - p[L.MIN_TICK_LEN] - along, along - outer), across - p[L.MIN_TICK_W])
-    return np.select([(k == 0) & (p[L.MARKER] == 2.0), (k == 0) & (p[L.MARKER] == 1.0),
-                      (k % 5 == 0) & (p[L.TICKS] > 0.0), np.full(k.shape, p[L.TICKS] == 2.0)],
-                     [triangle, double, hour, minute], 1.0)
+    return np.select([(k == 0) & (p[L.MARKER] > 0.0), (k % 5 == 0) & (p[L.TICKS] > 0.0),
+                      np.full(k.shape, p[L.TICKS] == 2.0)],
+                     [_marker_sd(p, along, across), hour, minute], 1.0)
 
 
 def _numeral_cover(p, glyphs, ticks, k, u, v, inv_footprint):
@@ -134,9 +138,14 @@ def _ink(p, glyphs, ticks, pixel, u, v, r, inv_foot):
     on_ticks = (p[L.TICKS] > 0.0 or p[L.MARKER] > 0.0) & (r > tick_in) & (r < tick_out)
     on_numerals = (p[L.NUMERALS] > 0.0) & (np.abs(r - p[L.NUM_RADIUS]) < numeral_reach)
     angle = _dial_angle(u, v)
+    k = _nearest(angle, PER_RADIAN_60, 60)
+    sd = _tick_sd(p, ticks, k, u, v)
+    # The marker is wider than the 6 degrees of dial its tick owns: near 12, pixels of ticks 59
+    # and 1 draw it too (the union of the two shapes).
+    near_marker = (p[L.MARKER] > 0.0) & (k != 0) & (v > 0.0) & (np.abs(u) < 2.5 * p[L.HOUR_TICK_W] + margin)
+    sd = np.where(near_marker, np.minimum(sd, _tick_sd(p, ticks, np.zeros_like(k), u, v)), sd)
     ink = np.zeros_like(u)
-    ink = np.where(on_ticks, np.maximum(ink, _cover(_tick_sd(p, ticks, _nearest(angle, PER_RADIAN_60, 60), u, v),
-                                                    inv_foot)), ink)
+    ink = np.where(on_ticks, np.maximum(ink, _cover(sd, inv_foot)), ink)
     numerals = _numeral_cover(p, glyphs, ticks, _nearest(angle, PER_RADIAN_12, 12), u, v, inv_foot)
     ink = np.where(on_numerals, np.maximum(ink, numerals), ink)
     on_logo = (p[L.LOGO] > 0.0) & (np.abs(u) < 0.1 + margin) & (v > 0.33 - margin) & (v < 0.45 + margin)
