@@ -5,6 +5,7 @@ scikit-learn, matplotlib and umap are imported inside the commands that use them
 """
 
 import argparse
+import contextlib
 import os
 import platform
 import sys
@@ -21,8 +22,10 @@ def main(argv=None):
     Returns
     -------
     int
-        Exit status: 0 on success, 2 on a usage or data error, an unavailable backend, a file
-        that cannot be read or written, or too little memory.
+        Exit status: 0 on success; 2 on a usage or data error, an unavailable backend, a file
+        that cannot be read or written, or too little memory; 1 when a download fails (the
+        network), ``bench`` finds a wrong or failing contender, or the reader of the output goes
+        away (``fastdl info | head -1``); 130 on Ctrl-C.
     """
     from fastdl.backend import BackendUnavailableError
 
@@ -32,7 +35,18 @@ def main(argv=None):
         parser.print_help()
         return 2
     try:
-        return args.handler(args) or 0
+        status = args.handler(args) or 0
+        sys.stdout.flush()  # here, so that a reader gone away is caught below, not at exit
+        return status
+    except KeyboardInterrupt:
+        print("fastdl: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away: stop quietly, as Python's documentation advises (signal module,
+        # "Note on SIGPIPE"): stdout to devnull, lest flushing it at exit fail again, and status 1.
+        with contextlib.suppress(AttributeError, OSError, ValueError):  # a stdout with no file
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (ValueError, OSError, MemoryError, BackendUnavailableError) as error:
         # The user's to fix (data, arguments, paths, permissions, sizes, no GPU): a one-line
         # message, not a traceback. Programming errors (TypeError, ...) still show theirs.
@@ -158,7 +172,7 @@ def _cmd_reproduce(args):
     from pathlib import Path
 
     from fastdl.data import DatasetNotFoundError
-    from fastdl.repro import ASSIGNMENTS, get_runner
+    from fastdl.repro import ASSIGNMENTS, check_options, get_runner, run
 
     names = args.assignments or ["all"]
     run_all = "all" in names
@@ -171,21 +185,31 @@ def _cmd_reproduce(args):
     if run_all and args.data_dir is not None and not Path(args.data_dir).expanduser().is_dir():
         # Else every assignment with data would be skipped for it, one after the other.
         raise FileNotFoundError(f"--data-dir {args.data_dir} not found: no such directory")
+    out = Path(args.out).expanduser()  # `--out=~/res`: the shell leaves a ~ after "=" as it is
 
     def parameters(name):
         return inspect.signature(get_runner(name)).parameters
 
-    # Checked before anything runs, so a mistake is said at once, not after an hour of a1 to a5.
+    # Checked before anything runs, so a mistake is said at once, not after an hour of a1 to a5:
+    # which assignments take the options given, then every value for every assignment.
     options = _assignment_options(args)
     for flag, option in _ASSIGNMENT_OPTIONS.items():
         ignoring = [name for name in names if option in options and option not in parameters(name)]
         if ignoring:  # only then are the other assignments' modules imported, to name the takers
             _report_ignored(flag, [name for name in ASSIGNMENTS if option in parameters(name)], ignoring,
                             run_all)
-    for name in names:
+    runs = {name: dict(data_dir=args.data_dir, quick=args.quick,
+                       **{key: value for key, value in options.items() if key in parameters(name)})
+            for name in names}
+    for name, kwargs in runs.items():
         try:
-            result = get_runner(name)(data_dir=args.data_dir, out_dir=args.out, quick=args.quick,
-                                      **{key: value for key, value in options.items() if key in parameters(name)})
+            check_options(name, **kwargs)
+        except DatasetNotFoundError:
+            if not run_all:
+                raise  # else its run says it is skipped, in its turn
+    for name, kwargs in runs.items():
+        try:
+            result = run(name, out_dir=out, **kwargs)
         except DatasetNotFoundError as error:
             if not run_all:
                 raise
@@ -193,7 +217,7 @@ def _cmd_reproduce(args):
             print(f"{name}: skipped, its data is missing:\n{error}\n")
             continue
         print(f"{name}: data source: {result.get('source')}; "
-              f"{len(result.get('files', []))} files written under {args.out}/{name}/")
+              f"{len(result.get('files', []))} files written under {out / name}/")
     return 0
 
 
@@ -477,14 +501,24 @@ def _cmd_data_download(args):
 
     try:
         report = download_dataset(args.name, args.data_dir)
-    except (FileNotFoundError, ValueError):
-        raise  # main reports these as data errors (exit status 2)
-    except OSError as error:  # no network, a refused connection, a full disk
+    except OSError as error:
+        if not _network_error(error):
+            raise  # a directory that cannot be written: main's exit status 2, as for every file
         print(f"fastdl: error: {error}", file=sys.stderr)
         return 1
     for path, state in report.items():
         print(f"{path}: {state} (SHA-256 verified)")
     return 0
+
+
+def _network_error(error):
+    """Whether an OSError of a download is the network's (no connection, a refused or dropped one,
+    a timeout, an HTTP error), not the disk's."""
+    import http.client
+    import urllib.error
+
+    return (isinstance(error, (ConnectionError, TimeoutError))
+            or isinstance(error.__cause__, (urllib.error.URLError, http.client.HTTPException)))
 
 
 def _positive_int(text):
@@ -531,11 +565,10 @@ def _cmd_data_generate(args):
     start = time.perf_counter()
     try:
         directory = generate(n, args.seed, directory)
-    except (FileNotFoundError, ValueError):
-        raise  # main reports these as data errors (exit status 2)
-    except OSError as error:  # an unwritable directory, a full disk
-        print(f"fastdl: error: could not write the {args.name}: {error}", file=sys.stderr)
-        return 1
+    except FileNotFoundError:
+        raise  # a data error, whose message says what is missing
+    except OSError as error:  # an unwritable directory, a full disk: main's exit status 2
+        raise OSError(f"could not write the {args.name}: {error}") from error
     seconds = time.perf_counter() - start
     print(f"wrote {n:,} synthetic {args.name} (seed {args.seed}) to {directory}: {', '.join(files)}")
     print(f"{seconds:.1f} s, {n / max(seconds, 1e-9):,.0f} images/s (rendering and writing)")

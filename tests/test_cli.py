@@ -317,3 +317,40 @@ def test_markdown_table_keeps_a_pipe_in_its_cell():
     table = markdown_table(["op", "result"], [["knn", "failed: a | b"]])
     assert [line.count(" | ") for line in table.splitlines() if "knn" in line] == [1]
     assert "failed: a \\| b" in table
+
+
+# --- exit statuses: Ctrl-C, a reader gone away, an unwritable path --------------------------------
+
+def test_ctrl_c_is_one_line_and_status_130(tmp_path, monkeypatch, capsys):
+    """Ctrl-C printed a 50-line traceback from inside the kernels."""
+    _failing_a1(monkeypatch, KeyboardInterrupt())
+    assert main(["reproduce", "a1", "--out", str(tmp_path)]) == 130
+    assert capsys.readouterr().err == "fastdl: interrupted\n"
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`fastdl info | head -1` printed "fastdl: error: [Errno 32] Broken pipe" (status 2); Python's
+    documented recipe (signal module, "Note on SIGPIPE") ends quietly with status 1."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line
+    try:
+        completed = subprocess.run([sys.executable, "-m", "fastdl", "info"], cwd=REPO, stdout=write_end,
+                                   stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert completed.returncode == 1 and completed.stderr == ""
+
+
+@pytest.mark.parametrize("command", [["reproduce", "a3", "--quick", "--out"],
+                                     ["data", "generate", "clocks", "--n", "2", "--data-dir"],
+                                     ["data", "download", "fashion-mnist", "--data-dir"]],
+                         ids=["reproduce", "generate", "download"])
+def test_an_unwritable_output_path_is_status_2_everywhere(command, tmp_path, capsys):
+    """As main's docstring says; data generate and data download returned 1."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    assert main([*command, str(blocker)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fastdl: error: ") and err.count("\n") == 1 and "a-file" in err

@@ -61,7 +61,7 @@ def test_generate_refuses_course_files_and_reports_unwritable(tmp_path, capsys):
     assert "without clocks.json" in capsys.readouterr().err
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    assert main(["data", "generate", "clocks", "--n", "2", "--data-dir", str(blocker)]) == 1
+    assert main(["data", "generate", "clocks", "--n", "2", "--data-dir", str(blocker)]) == 2
     assert "could not write the clocks" in capsys.readouterr().err
 
 

@@ -1,7 +1,8 @@
-"""What every reproduction shares (fastdl.repro and fastdl.repro.report): the registry's run, the
-time estimate's decision, summaries, scaling and capped split sizes."""
+"""What every reproduction shares (fastdl.repro and fastdl.repro.report): the registry's run and how
+it publishes a run's files, the time estimate's decision, summaries, scaling and capped split sizes."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -10,12 +11,15 @@ import fastdl.repro as repro
 from fastdl.repro import a5, report
 
 
-def test_run_leaves_quick_to_the_runner_as_the_cli_does(monkeypatch):
+def test_run_leaves_quick_to_the_runner_as_the_cli_does(monkeypatch, tmp_path):
     """repro.run("a5") must estimate the time (quick=None), not start the hours-long full run."""
     calls = []
     monkeypatch.setattr(a5, "run", lambda **kwargs: calls.append(kwargs) or {"files": []})
-    repro.run("a5", out_dir="unused")
-    assert calls == [{"data_dir": None, "out_dir": "unused", "quick": None}]
+    repro.run("a5", out_dir=tmp_path)
+    (call,) = calls
+    staging = call.pop("out_dir")  # the hidden folder the files are published from
+    assert call == {"data_dir": None, "quick": None}
+    assert staging.parent == tmp_path and staging.name.startswith(".a5.") and staging.name.endswith(".partial")
 
 
 def test_write_summary_lists_itself(tmp_path):
@@ -74,3 +78,89 @@ def test_seconds_per_image_times_training_and_inference(monkeypatch):
                      ("fit", 12, ["hour", "minute"], False), ("predict", 12)]
     with pytest.raises(ValueError, match="infer must be"):
         report.seconds_per_image(Model(), np.zeros((4, 2)), np.zeros(4), 4, infer="score")
+
+
+# --- repro.run publishes a run's files all together, or none of them ------------------------------
+
+def _fake_a3(monkeypatch, names, fail=None, seen=None):
+    """a3's runner replaced by one writing ``names`` (and summary.json) into ``out_dir/a3``, raising
+    ``fail`` instead of returning when given; ``seen`` collects the out_dir it was given."""
+    from fastdl.repro import a3
+
+    def run(data_dir=None, out_dir="results", quick=False):
+        if seen is not None:
+            seen.append(out_dir)
+        out = os.path.join(out_dir, "a3")
+        files = [report.write_json(os.path.join(out, name), {"run": len(names), "quick": quick}) for name in names]
+        if fail is not None:
+            raise fail
+        return report.write_summary(out, {"quick": quick, "files": files, "out": out})
+
+    monkeypatch.setattr(a3, "run", run)
+
+
+def _snapshot(directory):
+    """{path relative to directory: bytes} of every file below it."""
+    return {str(path.relative_to(directory)): path.read_bytes() for path in directory.rglob("*") if path.is_file()}
+
+
+def test_run_reports_the_final_paths_and_leaves_no_hidden_folder(tmp_path, monkeypatch):
+    _fake_a3(monkeypatch, ["table.json", "tsne.json"])
+    result = repro.run("a3", out_dir=tmp_path / "out", quick=False)
+    final = tmp_path / "out" / "a3"
+    assert result["files"] == [str(final / "table.json"), str(final / "tsne.json"), str(final / "summary.json")]
+    assert result["out"] == str(final)
+    summary = json.loads((final / "summary.json").read_text())
+    assert summary["files"] == result["files"] and summary["out"] == str(final)
+    assert os.listdir(tmp_path / "out") == ["a3"]  # the hidden folder is gone
+
+
+def test_an_interrupted_run_leaves_the_previous_one_as_it_was(tmp_path, monkeypatch):
+    """Ctrl-C while a full run draws its figures left its new tables beside the quick run's summary."""
+    out = tmp_path / "out"
+    _fake_a3(monkeypatch, ["table.json", "figure.json"])
+    repro.run("a3", out_dir=out, quick=True)
+    before = _snapshot(out)
+    for error in (KeyboardInterrupt(), MemoryError("simulated")):
+        _fake_a3(monkeypatch, ["table.json", "other.json"], fail=error)
+        with pytest.raises(type(error)):
+            repro.run("a3", out_dir=out, quick=False)
+        assert _snapshot(out) == before and os.listdir(out) == ["a3"]
+    # A folder made for a run that failed is removed again.
+    _fake_a3(monkeypatch, ["table.json"], fail=KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        repro.run("a3", out_dir=tmp_path / "new" / "out", quick=False)
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_new_run_removes_what_only_the_previous_run_listed(tmp_path, monkeypatch):
+    """a6 --epochs 3 then --epochs 1 left vae_samples_epoch_3.png behind, listed nowhere; a1's t-SNE
+    survived a later --quick run that skipped it."""
+    out = tmp_path / "out"
+    _fake_a3(monkeypatch, ["table.json", "tsne.json", "epoch_3.json"])
+    repro.run("a3", out_dir=out, quick=False)
+    (out / "a3" / "notes.txt").write_text("the user's own file")
+    _fake_a3(monkeypatch, ["table.json", "epoch_1.json"])
+    result = repro.run("a3", out_dir=out, quick=True)
+    assert sorted(os.listdir(out / "a3")) == ["epoch_1.json", "notes.txt", "summary.json", "table.json"]
+    assert json.loads((out / "a3" / "table.json").read_text())["quick"] is True
+    assert sorted(os.path.basename(path) for path in result["files"]) == ["epoch_1.json", "summary.json",
+                                                                         "table.json"]
+
+
+def test_a_real_run_interrupted_while_drawing_keeps_the_quick_run(tmp_path, monkeypatch):
+    """The mixed-outputs report's case: a2's quick run, then a full run interrupted at its figure."""
+    from fastdl.repro import a2
+
+    monkeypatch.delenv("FASTDL_DATA", raising=False)
+    quick = repro.run("a2", out_dir=tmp_path, quick=True)
+    assert all(path.startswith(str(tmp_path / "a2")) and os.path.isfile(path) for path in quick["files"])
+    before = _snapshot(tmp_path)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C while the figure is drawn
+
+    monkeypatch.setattr(a2, "_plot_accuracy", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        repro.run("a2", out_dir=tmp_path, quick=False)
+    assert _snapshot(tmp_path) == before

@@ -10,13 +10,26 @@ given to one assignment that trains no network). ``quick`` is True
 then estimate the full run's time here and run their quick version when it would take over ten
 minutes; the others run in full.
 
+An assignment whose options can be wrong in value (a4, a5, a6: a backend, model keys, a data
+source, sizes) also has ``check_options(**options)``, which its ``run`` calls first and which
+:func:`check_options` calls for every assignment of a ``fastdl reproduce`` before the first runs:
+cheap (it loads no data and trains nothing), so a mistake is said at once, not after an hour.
+
 ``ASSIGNMENTS`` is the registry ``fastdl reproduce`` reads: adding assignment N is one line
 here plus its module. Modules are imported only when run, so listing them stays cheap.
 """
 
+import contextlib
 import importlib
+import json
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from pathlib import Path
 
-__all__ = ["ASSIGNMENTS", "get_runner", "run"]
+__all__ = ["ASSIGNMENTS", "get_runner", "check_options", "run"]
 
 # name -> (module, one-line description)
 ASSIGNMENTS = {
@@ -27,6 +40,12 @@ ASSIGNMENTS = {
     "a5": ("fastdl.repro.a5", "tell the time: regression, classification, multi-head CNNs"),
     "a6": ("fastdl.repro.a6", "generative models: a VAE and a GAN generating faces"),
 }
+
+
+def _module(name):
+    if name not in ASSIGNMENTS:
+        raise ValueError(f"unknown assignment {name!r}; implemented: {', '.join(ASSIGNMENTS)}")
+    return importlib.import_module(ASSIGNMENTS[name][0])
 
 
 def get_runner(name):
@@ -44,22 +63,145 @@ def get_runner(name):
         defaults to None (estimate the time; see ``run``) in a4, a5 and a6, and to False (the
         full run) in a1, a2 and a3.
     """
-    if name not in ASSIGNMENTS:
-        raise ValueError(f"unknown assignment {name!r}; implemented: {', '.join(ASSIGNMENTS)}")
-    module = importlib.import_module(ASSIGNMENTS[name][0])
-    return module.run
+    return _module(name).run
 
 
-def run(name, data_dir=None, out_dir="results", quick=None):
-    """Reproduce one assignment; see ``get_runner``.
+def check_options(name, **options):
+    """Raise now if the options given to an assignment's runner cannot run.
+
+    Calls the assignment's ``check_options`` (a4, a5, a6; the others have no option values to
+    check): an unknown or unavailable backend, unknown model keys, a data source that is not
+    there, sizes too small. Cheap: it loads no data and trains nothing.
+
+    Parameters
+    ----------
+    name : str
+        A key of ``ASSIGNMENTS``.
+    **options
+        The keyword arguments its runner will get (``data_dir``, ``quick``, ``backend``, ...).
+    """
+    check = getattr(_module(name), "check_options", None)
+    if check is not None:
+        check(**options)
+
+
+def run(name, data_dir=None, out_dir="results", quick=None, **options):
+    """Reproduce one assignment into ``out_dir/name``: all of its files, or none of them.
 
     ``quick=None``, as ``fastdl reproduce`` without ``--quick`` or ``--full``: a4, a5 and a6
     estimate their full run's time and run the quick version when it would take over ten
     minutes; the others run in full. True: the quick run; False: the full run, however long.
+
+    The runner writes into a hidden folder in ``out_dir``, ``.NAME.PID.XXXX.partial`` (on the same
+    file system, so moving a file is a rename); only when it returns are its files moved into
+    ``out_dir/name``, replacing same-named ones, and the files that the previous run's
+    summary.json listed there and this run did not write are removed (no other file: a user's
+    own files stay). If it raises (Ctrl-C too), the hidden folder is removed and ``out_dir/name``
+    is left as it was. So the folder never mixes two runs' tables and figures. Every path in the
+    result (and in summary.json) names the file's final place. (A process killed outright leaves
+    its hidden folder behind; a runner called directly, ``a1.run(out_dir=...)``, writes straight
+    into ``out_dir/a1``.)
+
+    Parameters
+    ----------
+    name : str
+        A key of ``ASSIGNMENTS``.
+    data_dir, out_dir, quick
+        As the runner takes them.
+    **options
+        The runner's other parameters (``verify``, ``backend``, ``epochs``, ...).
 
     Returns
     -------
     dict
         The assignment's results (tables, timings, written files).
     """
-    return get_runner(name)(data_dir=data_dir, out_dir=out_dir, quick=quick)
+    runner = get_runner(name)
+    out = Path(out_dir)
+    created = [path for path in (out, *out.parents) if not path.exists()]  # deepest first
+    out.mkdir(parents=True, exist_ok=True)
+    # mkdtemp for a unique name; joined to `out` as given, so the paths the runner reports are
+    # relative where `out` is, and turn into the final ones by swapping this prefix.
+    staging = out / Path(tempfile.mkdtemp(prefix=f".{name}.{os.getpid()}.", suffix=".partial", dir=out)).name
+    try:
+        result = runner(data_dir=data_dir, out_dir=staging, quick=quick, **options)
+        with _sigint_deferred():
+            return _publish(staging, out, result)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # all of it on an error, else what is left: nothing
+        for directory in created:  # made for this run: removed if it failed (or wrote nothing)
+            with contextlib.suppress(OSError):  # not empty
+                directory.rmdir()
+
+
+def _publish(staging, out, result):
+    """Move the files written under ``staging`` to the same place under ``out``; return
+    ``result`` with its paths under ``out``."""
+    written = sorted(path.relative_to(staging) for path in staging.rglob("*") if path.is_file())
+    summaries = [path for path in written if path.name == "summary.json"]
+    stale = {old for summary in summaries for old in _listed_files(out / summary)} - {out / path for path in written}
+    for path in summaries:  # their "files" name the final places
+        listing = json.loads((staging / path).read_text(encoding="utf-8"))
+        (staging / path).write_text(json.dumps(_moved(listing, staging, out), indent=2) + "\n", encoding="utf-8")
+
+    def move(path):
+        (out / path).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / path, out / path)
+
+    for path in written:
+        if path not in summaries:
+            move(path)
+    for old in stale:
+        old.unlink(missing_ok=True)
+    for path in summaries:  # last: a summary.json in place says that its run's files are
+        move(path)
+    return _moved(result, staging, out)
+
+
+def _listed_files(summary):
+    """The files a previous run's summary.json lists in its folder (none if it is unreadable)."""
+    try:
+        listed = json.loads(summary.read_text(encoding="utf-8"))["files"]
+        (itself,) = [Path(path) for path in listed if Path(path).name == "summary.json"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+    files = set()
+    for path in listed:
+        with contextlib.suppress(ValueError, TypeError):  # a path outside its folder: not touched
+            relative = Path(path).relative_to(itself.parent)
+            if ".." not in relative.parts and (summary.parent / relative).is_file():
+                files.add(summary.parent / relative)
+    return files
+
+
+def _moved(value, staging, out):
+    """``value`` with every path under ``staging`` named under ``out``; dicts and lists are changed
+    in place (the runner's result may be held elsewhere too: its caller's copy must be right)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            value[key] = _moved(item, staging, out)
+    elif isinstance(value, list):
+        value[:] = [_moved(item, staging, out) for item in value]
+    elif isinstance(value, tuple):
+        return tuple(_moved(item, staging, out) for item in value)
+    elif isinstance(value, (str, Path)):
+        with contextlib.suppress(ValueError):  # not a path under staging
+            return type(value)(out / Path(value).relative_to(staging))
+    return value
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Hold Ctrl-C back while the files move (milliseconds), then deliver it: a folder is never
+    left half published."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield  # only the main thread sets handlers; None: a handler not set from Python, kept
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda *args: caught.append(args))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        signal.raise_signal(signal.SIGINT)

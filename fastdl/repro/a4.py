@@ -150,8 +150,7 @@ def load_dataset(dataset, data_dir=None, verify=True):
     -------
     ((x_train, y_train), (x_test, y_test)), str or None
     """
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    _check_dataset(dataset)
     import importlib
 
     from fastdl import data
@@ -159,6 +158,22 @@ def load_dataset(dataset, data_dir=None, verify=True):
     arrays = getattr(data, DATASETS[dataset]["loader"])(data_dir, verify=verify)
     locate = getattr(importlib.import_module(DATASETS[dataset]["module"]), "locate", None)
     return arrays, (str(locate(data_dir)[0].parent) if locate else None)
+
+
+def _check_dataset(dataset):
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+
+
+def check_options(dataset="fashion", backend=None, **_):
+    """Raise before anything is loaded or trained if a run with these options cannot go.
+
+    ValueError for an unknown dataset or backend name, BackendUnavailableError for a backend that
+    cannot run here (cuda without a GPU). ``run``'s other parameters are accepted, not checked;
+    ``fastdl reproduce`` calls this for every assignment it runs before the first starts.
+    """
+    _check_dataset(dataset)
+    report.check_backend(backend)
 
 
 def run(data_dir=None, out_dir="results", quick=None, verify=True, dataset="fashion",
@@ -202,6 +217,7 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, dataset="fash
         "confusion_matrices" ({model: 10x10 list}), "device" (what trained the models), "timings",
         "files".
     """
+    check_options(dataset=dataset, backend=backend)
     timings = report.Timings()
     with timings("load_data"):
         ((x_train, y_train), (x_test, y_test)), source_path = load_dataset(dataset, data_dir,

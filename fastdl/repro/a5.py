@@ -49,8 +49,8 @@ from fastdl.repro import a5_report, report
 from fastdl.repro.a5_models import (CLASS_COUNTS, MODELS, SETTINGS, WRITE_UP, architecture,
                                     compiled_model, decode, n_classes_of, targets, training_data)
 
-__all__ = ["run", "split_indices", "prepare_splits", "estimate_full_seconds", "check_models",
-           "CLASS_COUNTS", "MODELS"]
+__all__ = ["run", "check_options", "split_indices", "prepare_splits", "estimate_full_seconds",
+           "check_models", "CLASS_COUNTS", "MODELS"]
 
 TITLE = "Assignment 5: telling the time from analog clocks"
 SPLIT_SEED = 42
@@ -230,10 +230,8 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, sizes=None, e
     """
     from fastdl.metrics import common_sense_errors
 
+    check_options(models=models, epochs=epochs, backend=backend)
     keys = check_models(models)
-    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer))
-                               or epochs < 1):
-        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
     timings = report.Timings()
     with timings("load_data"):
         images, labels, data_source = _load(data_dir, verify)
@@ -319,6 +317,21 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, sizes=None, e
         "seconds_per_epoch": seconds_per_epoch, "best": best, "timings": dict(timings),
         "files": files,
     })
+
+
+def check_options(models=None, epochs=None, backend=None, **_):
+    """Raise before anything is loaded or trained if a run with these options cannot go.
+
+    ValueError for unknown model keys (:func:`check_models`), epochs that are not an integer >= 1,
+    or an unknown backend name; BackendUnavailableError for a backend that cannot run here (cuda
+    without a GPU). ``run``'s other parameters are accepted, not checked; ``fastdl reproduce``
+    calls this for every assignment it runs before the first starts.
+    """
+    check_models(models)
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer))
+                               or epochs < 1):
+        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+    report.check_backend(backend)
 
 
 def check_models(models):

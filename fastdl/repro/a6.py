@@ -42,6 +42,19 @@ SEED = 0
 MIN_SCORED = 2  # images on each side of a Fréchet distance: its Gaussians need a covariance
 
 
+def check_options(data_dir=None, data="faces", epochs=None, images=None, scored=None, backend=None, **_):
+    """Raise before anything is loaded, timed or trained if a run with these options cannot go.
+
+    :func:`parse_data`, :func:`check_source` (the data's files are there), :func:`check_sizes` (the
+    sizes can be scored) and the backend (ValueError for an unknown name, BackendUnavailableError
+    for one that cannot run here). ``run``'s other parameters are accepted, not checked;
+    ``fastdl reproduce`` calls this for every assignment it runs before the first starts.
+    """
+    check_source(data, data_dir)
+    check_sizes(data, {"epochs": epochs, "images": images, "scored": scored})
+    report.check_backend(backend)
+
+
 def parse_data(data):
     """(data kind, path or None) from "faces", "fashion", "folder:PATH" or "npy:PATH"."""
     if data in ("faces", "fashion"):
@@ -198,11 +211,12 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
         "parameters", "history", "scores", "floor", "interpolation", "feature_source", "timings",
         "files".
     """
+    # A wrong path, sizes too small to score or a backend that cannot run are said at once, not
+    # after the time estimate or the feature network's training.
+    check_options(data_dir=data_dir, data=data, epochs=epochs, images=images, scored=scored, backend=backend)
     data_kind, _ = parse_data(data)
-    check_source(data, data_dir)  # a wrong path is said at once, not after the time estimate
-    given = {"epochs": epochs, "images": images, "scored": scored}
-    check_sizes(data, given)  # and sizes too small to score, not after the feature network trains
-    given = {key: int(value) for key, value in given.items() if value is not None}
+    given = {key: int(value) for key, value in (("epochs", epochs), ("images", images), ("scored", scored))
+             if value is not None}
     timings = report.Timings()
     auto_quick, estimate = quick is None, None
     image_shape = FASHION_SHAPE if data_kind == "fashion" else FACE_SHAPE

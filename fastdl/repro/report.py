@@ -331,6 +331,17 @@ class Timings(dict):
             self[step] = self.get(step, 0.0) + time.perf_counter() - start
 
 
+def check_backend(backend=None):
+    """The backend that trains a model built for `backend` (None: the one in force).
+
+    Raises ValueError for an unknown name and BackendUnavailableError for one that cannot run here
+    (cuda without a GPU): a4, a5 and a6 check their ``backend`` with it before loading anything.
+    """
+    from fastdl import backend as _backend
+
+    return _backend.resolve("dense", backend)
+
+
 def compute_device(backend=None):
     """What runs a model built for `backend` (None: the one in force), in words: the GPU for "cuda",
     else the CPU backend, its threads and the processor."""
@@ -338,7 +349,7 @@ def compute_device(backend=None):
 
     from fastdl import backend as _backend
 
-    name = _backend.resolve("dense", backend)
+    name = check_backend(backend)
     if name == "cuda":
         return f"cuda ({_backend.backend_status()['cuda'][1]})"
     cpu = platform.processor() or platform.machine()
