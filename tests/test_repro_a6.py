@@ -216,5 +216,5 @@ def test_sizes_given_run_and_are_what_the_estimate_and_the_messages_describe(tmp
     assert f"The full run: fastdl reproduce a6{options} --full" in printed
     assert ("(quick run)" in result["source"]) is quick_run
     note = json.loads((tmp_path / "a6" / "faces" / "frechet.json").read_text())["notes"][-1]
-    assert ("too short for either model to draw faces" in note) is quick_run
+    assert ("too short for either model to draw recognisable images" in note) is quick_run
     assert "quick run's feature network" in note and "different scale" in note

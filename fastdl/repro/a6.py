@@ -34,6 +34,7 @@ FULL = {"images": 10000, "epochs": 20, "scored": 2000}
 QUICK = {"images": 256, "epochs": 2, "scored": 256}
 FACE_SHAPE = (64, 64, 3)  # faces of every source are brought to this shape
 FASHION_SHAPE = (32, 32, 1)  # Fashion-MNIST's 28x28, padded
+FASHION_PAD = ((0, 0), (2, 2), (2, 2), (0, 0))  # 28x28 -> 32x32: a power of two, as the faces' 64
 BATCH_SIZE = 64  # both models; the GAN's discriminator batch is half real, half generated
 GRID = 32  # generated images per grid
 PAIRS, STEPS = 4, 10  # interpolation strips
@@ -140,10 +141,7 @@ def load_images(data, n_images, n_scored, data_dir=None, seed=SEED, verify=True)
         from fastdl.data import load_fashion_mnist
 
         (x_train, _), (x_test, _) = load_fashion_mnist(data_dir, verify=verify)
-        pad = ((0, 0), (2, 2), (2, 2), (0, 0))
-        train = np.pad(np.asarray(x_train[:n_images])[..., None], pad)
-        held = np.pad(np.asarray(x_test[:n_scored])[..., None], pad)
-        return train, held, "Fashion-MNIST (training images; held-out: test images), padded to 32x32"
+        return _padded(x_train[:n_images]), _padded(x_test[:n_scored]), "Fashion-MNIST (training images; held-out: test images), padded to 32x32"
     from fastdl.data.image_folder import load_face_array, load_image_folder
 
     images = load_image_folder(path, size=size) if data_kind == "folder" else load_face_array(path, size=size)
@@ -316,15 +314,22 @@ def _latent_vectors(rng, n_scored):
     return grid_z, score_z, line_z
 
 
+def _padded(images):
+    """Fashion-MNIST's uint8 (n, 28, 28) images as (n, 32, 32, 1), with a border of zeros."""
+    return np.pad(np.asarray(images)[..., None], FASHION_PAD)
+
+
 def _feature_network(data_kind, image_shape, quick, data_dir, cache_dir, seed, verify=True):
-    scorer_kind = "fashion" if data_kind == "fashion" else "faces"
-    fashion = None
-    if scorer_kind == "fashion":
+    if data_kind != "fashion":
+        return a6_score.feature_network("faces", image_shape, quick, None, cache_dir, seed)
+
+    def fashion():  # read only when the feature network is not cached
         from fastdl.data import load_fashion_mnist
 
         (x_train, y_train), _ = load_fashion_mnist(data_dir, verify=verify)
-        fashion = (np.pad(np.asarray(x_train)[..., None], ((0, 0), (2, 2), (2, 2), (0, 0))), y_train)
-    return a6_score.feature_network(scorer_kind, image_shape, quick, fashion, cache_dir, seed)
+        return _padded(x_train), y_train
+
+    return a6_score.feature_network("fashion", image_shape, quick, fashion, cache_dir, seed)
 
 
 class _KlMeter(nn.Callback):

@@ -102,7 +102,7 @@ def write_score_table(out, source, scores, floor, epochs, n_scored, feature_sour
 
     ``quick``: scored in the quick run's feature network, whose distances are on a scale of their
     own (the note says so). ``quick_run`` (default: ``quick``): the models trained the quick run's
-    few images for its few epochs, too short to draw faces (the note says that too).
+    few images for its few epochs, too short to draw recognisable images (the note says that too).
     """
     n_floor = n_scored if n_floor is None else n_floor
     rows = []
@@ -120,7 +120,7 @@ def write_score_table(out, source, scores, floor, epochs, n_scored, feature_sour
         # Quick and full runs score in different feature networks: their distances are on
         # different scales and must not be set side by side.
         quick_net, full_net = FEATURE_SETTINGS[True], FEATURE_SETTINGS[False]
-        short = ("Quick run: a few steps on a few images, too short for either model to draw faces. Its "
+        short = ("Quick run: a few steps on a few images, too short for either model to draw recognisable images. Its "
                  if quick_run else "This run's ")
         notes.append(f"{short}distances come from the quick run's feature network ({quick_net['images']:,} "
                      f"images, {quick_net['epochs']} epochs) and compare only with other runs scored in it: a "

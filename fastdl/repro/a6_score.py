@@ -46,7 +46,7 @@ def _training_data(kind, image_shape, quick, fashion=None):
     """(float32 images, targets) the feature network learns from."""
     settings = SETTINGS[bool(quick)]
     if kind == "fashion":
-        images, labels = fashion
+        images, labels = fashion()
         keep = min(settings["images"], len(images))
         return scale_images(images[:keep]), np.asarray(labels[:keep]).reshape(-1).astype(np.int64)
     from fastdl.data import render_faces
@@ -67,8 +67,9 @@ def feature_network(kind, image_shape, quick, fashion=None, cache_dir=None, seed
     image_shape : tuple (size, size, channels)
     quick : bool
         The quick network trains on fewer images for fewer epochs (cached apart).
-    fashion : (uint8 images, labels), optional
-        Fashion-MNIST's training images, padded to image_shape (kind "fashion").
+    fashion : callable, optional
+        ``fashion() -> (uint8 images, labels)``: Fashion-MNIST's training images, padded to
+        image_shape (kind "fashion"); called only when the network is not in the cache.
     cache_dir : Path, optional
         Default: ``$FASTDL_CACHE_DIR/a6`` (``~/.cache/fastdl/a6``).
 
