@@ -22,8 +22,14 @@ DIRECTIVES = {
 
 def _flag(name):
     """A build setting given as an environment variable, read as fastdl's run-time flags are
-    (fastdl.config): unset, blank, 0, false, no or off leave it off."""
-    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
+    (fastdl.config): 1, true, yes or on set it; unset, blank, 0, false, no or off leave it off;
+    any other value stops the build (rather than be read one way or the other)."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise SystemExit(f"{name} must be 1, true, yes or on, or 0, false, no or off; got {os.environ[name]!r}")
 
 
 def openmp_flags():

@@ -112,8 +112,30 @@ def _forget_team():
     _team, _team_lock, _lock = None, threading.Lock(), threading.Lock()
     if _blas_users:
         _blas_users, limits, _blas_limits = 0, _blas_limits, None
-        limits.restore_original_limits()
+        _set_blas(limits.restore_original_limits)
         _apply_blas_cap()
+
+
+def _set_blas(change):
+    """Call change() (a threadpoolctl limit or restore) so that it acts from whichever thread runs it.
+
+    threadpoolctl 3.8 lets one "controlling thread" at a time change the limits of an OpenBLAS built
+    with pthreads, and a thread keeps that role until it leaves a `with threadpool_limits()` block;
+    a plain call elsewhere is silently ignored. fastdl changes the limits from whichever thread
+    starts or ends a region (under _lock), so it takes the role for the call and gives it back
+    (a thread that kept it, fastdl's or a plain threadpool_limits() call's, would leave the limits
+    of every other thread's regions unset: BLAS threaded inside a region that promises one thread).
+    """
+    import threadpoolctl
+
+    clear = getattr(getattr(threadpoolctl, "OpenBLASController", None), "clear_controlling_thread", None)
+    if clear is None:  # threadpoolctl < 3.8: any thread may change the limits
+        return change()
+    clear(force=True)
+    try:
+        return change()
+    finally:
+        clear()  # only where this thread holds the role: another may have taken it meanwhile
 
 
 if hasattr(os, "register_at_fork"):
@@ -141,7 +163,7 @@ def single_threaded_blas():
 
             _controller, _controller_modules = ThreadpoolController(), len(sys.modules)
         if _blas_users == 0:
-            _blas_limits = _controller.limit(limits=1, user_api="blas")
+            _blas_limits = _set_blas(functools.partial(_controller.limit, limits=1, user_api="blas"))
         _blas_users += 1
     try:
         yield
@@ -149,7 +171,7 @@ def single_threaded_blas():
         with _lock:
             _blas_users -= 1
             if _blas_users == 0:
-                _blas_limits.restore_original_limits()
+                _set_blas(_blas_limits.restore_original_limits)
                 _blas_limits = None
                 _apply_blas_cap()
 
@@ -171,7 +193,7 @@ def _apply_blas_cap():
         from threadpoolctl import threadpool_limits
 
         n, _blas_cap = _blas_cap, None
-        threadpool_limits(n, user_api="blas")
+        _set_blas(functools.partial(threadpool_limits, n, user_api="blas"))
 
 
 def blas_held():

@@ -4,6 +4,8 @@ import numbers
 
 import numpy as np
 
+from fastdl import _device
+
 # A BLAS dot of up to this many values runs on one thread by itself (OpenBLAS' threshold), and
 # all_finite takes an array of up to this many such pieces a piece at a time (more calls cost more
 # than holding BLAS to one thread).
@@ -21,14 +23,38 @@ def compute_dtype(*arrays):
     return np.float32 if all(a.dtype.type is np.float32 for a in arrays) else np.float64
 
 
+CUDA_HINT = ("or use backend='cuda' (where pairwise_distances, knn, MultiClassPerceptron and the XOR "
+             "functions take device arrays)")
+
+
+def device_array_error(X, name, taker="this call", hint=CUDA_HINT):
+    """The TypeError for a device array X given to `taker` (e.g. "the 'numba' backend"), which takes
+    NumPy arrays.
+
+    Never a silent copy to the host: numba's device arrays would allow one (CuPy's and PyTorch's
+    refuse it), hiding a transfer and answering NumPy where the cuda backend answers device arrays.
+    """
+    return TypeError(f"{name} is a device array ({type(X).__module__}.{type(X).__name__}) but {taker} "
+                     f"takes NumPy arrays: copy it to the host, {hint}")
+
+
+def check_host(X, name, taker="this call", hint=CUDA_HINT):
+    """X as it is, unless it is a device array: then device_array_error."""
+    if type(X) is not np.ndarray and _device.is_device(X):
+        raise device_array_error(X, name, taker, hint)
+    return X
+
+
 def check_array(X, name, ndim, layout, allow_empty=False):
     """An ndim-D, finite, real ndarray (not yet converted); raises ValueError/TypeError otherwise.
 
-    layout names the axes in the message, e.g. "(n_samples, n_features)".
+    layout names the axes in the message, e.g. "(n_samples, n_features)". A device array is a
+    TypeError (check_host): the ops that take them on the cuda backend route them elsewhere first.
     """
     if type(X) is np.ndarray:
         array = X
     else:  # subclasses too: np.matrix stays 2-D when raveled, and all_finite relies on ravel
+        check_host(X, name)
         try:
             array = np.asarray(X)
         except (TypeError, ValueError) as exc:
@@ -150,7 +176,7 @@ def check_int(value, name, low, high=None):
 
 def check_codes(y, n_samples, n_classes=None, name="y"):
     """Integer class codes 0..n_classes-1 as a contiguous int64 array, and n_classes."""
-    y = np.asarray(y)
+    y = np.asarray(check_host(y, name))
     if y.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {y.shape}")
     if y.shape[0] != n_samples:

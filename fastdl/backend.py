@@ -129,9 +129,12 @@ def backend_status():
     dict
         name -> (available, reason), where reason says why a backend cannot be used.
     """
-    for name in PACKAGES:
-        if name not in _status_cache:
-            _status_cache[name] = _probe(name)
+    missing = [name for name in PACKAGES if name not in _status_cache]
+    if missing:
+        # Probing the cython backend loads the OpenMP runtime, which reads its wait policy then (_load).
+        with config.passive_openmp():
+            for name in missing:
+                _status_cache[name] = _probe(name)
     # In PACKAGES order, whichever backend an operation happened to load first.
     return {name: _status_cache[name] for name in PACKAGES}
 
@@ -171,6 +174,7 @@ def _load(name, family):
     """(kernel module or None, reason) of one family on one backend, cached."""
     key = (name, family)
     if key not in _module_cache:
+        config.check_flags()  # a bad FASTDL_FASTMATH raises here, not as "kernels failed to load"
         # The first compiled module loads the OpenMP runtime, which reads its wait policy then.
         with config.passive_openmp():
             if name not in _status_cache:

@@ -297,6 +297,9 @@ def _cmd_info(args):
         f"{config.BLAS_SPIN} while numpy loaded" if config.blas_spin_applied
         else "unset (numpy was imported before fastdl)")
     print(f"  OPENBLAS_THREAD_TIMEOUT   {spin}")
+    print("\nNumba compilation:")
+    print(f"  FASTDL_CACHE              {_describe_flag(config.numba_cache)} (numba's disk cache)")
+    print(f"  FASTDL_FASTMATH           {_describe_flag(config.numba_fastmath)}")
 
     print("\nGPU:")
     print(f"  CUDA device visible: {_cuda_visible()}")
@@ -321,6 +324,14 @@ def _describe_num_threads(fastdl):
         return str(fastdl.get_num_threads())
     except ValueError as error:  # FASTDL_NUM_THREADS is not a positive integer
         return f"invalid ({error}): every operation will fail unless fastdl.set_num_threads() is called"
+
+
+def _describe_flag(read):
+    """A FASTDL_* on/off flag as read, or what is wrong with its value (the report goes on)."""
+    try:
+        return "on" if read() else "off"
+    except ValueError as error:
+        return f"invalid ({error}): every operation will fail"
 
 
 def _threadpool_lines():

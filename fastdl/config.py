@@ -4,6 +4,7 @@ FASTDL_BACKEND       default backend: "auto" (default), "numpy", "numba", "cytho
 FASTDL_NUM_THREADS   threads for Numba, OpenMP and BLAS (default: the CPUs this process may use)
 FASTDL_CACHE         "0" disables Numba's on-disk cache of compiled kernels (default "1")
 FASTDL_FASTMATH      "1" compiles Numba kernels with fastmath (default "0")
+                     (both take 1/true/yes/on or 0/false/no/off; another value raises ValueError)
 FASTDL_DATA          directory holding datasets (e.g. the course's leiden-digits CSV files)
 FASTDL_CACHE_DIR     where `fastdl data download` puts datasets (default: ~/.cache/fastdl)
 
@@ -20,10 +21,21 @@ from pathlib import Path
 BACKENDS = ("numpy", "numba", "cython", "cuda")
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
 def _flag(name, default):
-    # Empty or blank means the default, as for FASTDL_BACKEND and FASTDL_NUM_THREADS.
-    value = os.environ.get(name, "").strip().lower() or default
-    return value not in ("0", "false", "no", "off")
+    """The yes/no environment variable `name` (any case, spaces around ignored); empty or blank means
+    `default`, as for FASTDL_BACKEND and FASTDL_NUM_THREADS. Any other value is a ValueError: a typo
+    ("flase", "disable") must not quietly mean "on"."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value not in _TRUE + _FALSE:
+        raise ValueError(f"{name} must be 1, true, yes or on (on), or 0, false, no or off (off), "
+                         f"got {os.environ[name]!r}")
+    return value in _TRUE
 
 
 def default_num_threads():
@@ -56,11 +68,18 @@ def num_threads_from_env():
 
 
 def numba_cache():
-    return _flag("FASTDL_CACHE", "1")
+    return _flag("FASTDL_CACHE", True)
 
 
 def numba_fastmath():
-    return _flag("FASTDL_FASTMATH", "0")
+    return _flag("FASTDL_FASTMATH", False)
+
+
+def check_flags():
+    """Raise ValueError for a FASTDL_CACHE or FASTDL_FASTMATH that is not a yes/no value (called as
+    an op first loads its kernels, where a bad FASTDL_BACKEND or FASTDL_NUM_THREADS raises too)."""
+    numba_cache()
+    numba_fastmath()
 
 
 def data_dir():
@@ -101,15 +120,42 @@ def passive_openmp():
     wait policy included: PyTorch's libgomp.so.1 (benchmarks/README.md measures the effect).
     """
     global openmp_policy_applied
+    loaded_before = _openmp_runtime_loaded()
     with _set_while_loading("OMP_WAIT_POLICY", "PASSIVE") as applied:
         try:
             yield
         finally:
-            openmp_policy_applied = openmp_policy_applied or applied
+            # Recorded only where the runtime loaded inside: one loaded before (by a caller of the
+            # runtime outside this window) kept the wait policy it read then.
+            if applied and loaded_before is not True and _openmp_runtime_loaded() is not False:
+                openmp_policy_applied = True
 
 
-# Whether fastdl's kernels were loaded under its PASSIVE default (for `fastdl info`).
+# Whether the OpenMP runtime loaded inside passive_openmp, under its PASSIVE default (for `fastdl info`).
 openmp_policy_applied = False
+
+# The OpenMP runtimes that fastdl's compiled kernels and Numba link on Linux (GCC's, LLVM's,
+# Intel's), by the sonames a loaded copy answers to: a vendored copy under another name
+# (scikit-learn's libgomp-<hash>.so.1) is another runtime, with a wait policy of its own.
+OPENMP_RUNTIMES = ("libgomp.so.1", "libomp.so.5", "libomp.so", "libiomp5.so")
+
+
+def _openmp_runtime_loaded():
+    """Whether an OpenMP runtime of OPENMP_RUNTIMES is loaded in this process; None off Linux,
+    where a runtime is not found by soname (passive_openmp then records what it set)."""
+    import ctypes
+
+    mode = getattr(os, "RTLD_NOLOAD", None)
+    if mode is None or not sys.platform.startswith("linux"):
+        return None
+    for name in OPENMP_RUNTIMES:
+        try:
+            ctypes.CDLL(name, mode=mode)
+        except OSError:  # not loaded (RTLD_NOLOAD never loads it)
+            continue
+        return True
+    return False
+
 
 # How long OpenBLAS' threads busy-wait after a threaded call, as log2 of CPU cycles: 2^20, about
 # 0.3 ms (OpenBLAS' own default is 2^28, about 0.1 s).

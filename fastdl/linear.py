@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from fastdl import _device
 from fastdl import backend as _backend
-from fastdl._validation import as_compute, check_int
+from fastdl._validation import as_compute, check_host, check_int, device_array_error
 
 METHODS = ("batch", "online")
 RULES = {"sigmoid": 0, "classic": 1}  # the kernels' rule codes (kernels/*/perceptron)
@@ -150,6 +150,9 @@ class MultiClassPerceptron(ClassifierMixin, BaseEstimator):
                 raise TypeError("validation_data must be a pair (X_val, y_val)") from None
         if _device.on_device({"X": X, "X_val": X_val}):
             return self._fit_device(X, y, X_val, y_val)
+        if (_device.is_device(y) or _device.is_device(y_val)) and not _backend.selects_cuda(self.backend):
+            check_host(y, "y", "a CPU backend")  # (on cuda, device labels come to the host)
+            check_host(y_val, "validation_data: y_val", "a CPU backend")
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
         codes = self._encode(y)
         dtype = X.dtype.type
@@ -261,8 +264,7 @@ class MultiClassPerceptron(ClassifierMixin, BaseEstimator):
         the bias column is added on the device, before any epoch."""
         kernels, name = _backend.kernels("perceptron", self.backend)
         if name != "cuda":
-            raise TypeError(f"X is a device array ({type(X).__module__}.{type(X).__name__}); fit it with "
-                            f"backend='cuda' (the {name!r} backend takes NumPy arrays)")
+            raise device_array_error(X, "X", f"the {name!r} backend")
         shape, dtype = _check_device_matrix(X, "X")
         y = column_or_1d(_host_labels(y), warn=True)
         if y.shape[0] != shape[0]:

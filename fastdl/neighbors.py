@@ -5,7 +5,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from fastdl._validation import all_finite, as_compute, check_int
+from fastdl._validation import all_finite, as_compute, check_host, check_int
 from fastdl.ops._knn_index import KnnIndex, knn_index
 from fastdl.ops.neighbors import class_centroids, majority_vote
 
@@ -19,11 +19,20 @@ def _is_plain(X):
     )
 
 
+def _check_host(estimator, **arrays):
+    """Refuse device arrays: the classifiers take NumPy arrays on every backend, as scikit-learn's
+    estimators do (never a silent copy to the host; on cuda the fitted rows stay on the device)."""
+    for name, array in arrays.items():
+        check_host(array, name, type(estimator).__name__,
+                   "as for any scikit-learn estimator (on backend='cuda' its fitted rows stay on the device)")
+
+
 def _predict_data(estimator, X):
     """validate_data(estimator, X, reset=False) as float32 (kept) or float64 C arrays; plain NumPy
     input of the fitted width skips its general checks (a tenth of a kNN fit+predict here)."""
     if _is_plain(X) and X.shape[1] == estimator.n_features_in_ and not hasattr(estimator, "feature_names_in_"):
         return X
+    _check_host(estimator, X=X)
     return validate_data(estimator, X, reset=False, dtype=[np.float64, np.float32], order="C")
 
 
@@ -34,6 +43,7 @@ def _fit_data(estimator, X, y):
         if hasattr(estimator, "feature_names_in_"):
             del estimator.feature_names_in_
     else:
+        _check_host(estimator, X=X, y=y)
         X, y = validate_data(estimator, X, y, dtype=[np.float64, np.float32], order="C")
     if y.dtype.kind not in "biu":  # a 1-D array of integers is always a classification target
         check_classification_targets(y)

@@ -449,3 +449,40 @@ def test_all_finite_never_lets_blas_thread_its_dot(dtype, pieces, monkeypatch):
     monkeypatch.undo()
     assert calls and all(size <= 10_000 or held for size, held in calls)
     assert all(held for _, held in calls) if pieces == 1 else all(size <= 10_000 for size, _ in calls)
+
+
+def _on_device(array):
+    """array as a numba device array (the simulator's where no GPU is present: see conftest)."""
+    from conftest import skip_unless_available
+
+    skip_unless_available("cuda")
+    from numba import cuda
+
+    return cuda.to_device(np.ascontiguousarray(array))
+
+
+@pytest.mark.parametrize("op", MATRIX_ARGS)
+def test_device_arrays_are_refused_on_cpu_backends(backend, op):
+    """numba's device arrays convert to NumPy when asked: a CPU backend must not copy one to the
+    host behind the caller's back (and answer NumPy where the cuda backend answers device arrays)."""
+    with pytest.raises(TypeError, match=f"^{NAME_IN_MESSAGE[op]} is a device array .*backend='cuda'"):
+        MATRIX_ARGS[op](_on_device(GOOD), backend)
+
+
+def test_device_labels_are_refused_on_cpu_backends(backend):
+    with pytest.raises(TypeError, match="^y is a device array"):
+        class_centroids(GOOD, _on_device(LABELS), backend=backend)
+
+
+def test_estimators_refuse_device_arrays_on_cpu_backends(backend):
+    from fastdl.linear import MultiClassPerceptron
+
+    for estimator in (KNeighborsClassifier(n_neighbors=1, backend=backend), NearestCentroid(backend=backend),
+                      MultiClassPerceptron(max_epochs=1, backend=backend)):
+        with pytest.raises(TypeError, match="^X is a device array .*backend='cuda'"):
+            estimator.fit(_on_device(GOOD), LABELS)
+        with pytest.raises(TypeError, match="^y is a device array .*backend='cuda'"):
+            estimator.fit(GOOD, _on_device(LABELS))
+        estimator.fit(GOOD, LABELS)
+        with pytest.raises(TypeError, match="device array|host"):
+            estimator.predict(_on_device(GOOD))

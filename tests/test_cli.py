@@ -296,6 +296,17 @@ def test_info_flags_an_invalid_default_backend(monkeypatch, capsys):
     assert "bogus (invalid FASTDL_BACKEND" in line and "auto, numpy, numba, cython, cuda" in line
 
 
+def test_info_describes_the_compilation_flags_and_an_invalid_one(monkeypatch, capsys):
+    monkeypatch.setenv("FASTDL_CACHE", "0")
+    monkeypatch.setenv("FASTDL_FASTMATH", "maybe")
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.strip().startswith("FASTDL_")}
+    assert "off" in lines["FASTDL_CACHE"]
+    assert "invalid (FASTDL_FASTMATH must be" in lines["FASTDL_FASTMATH"] and "'maybe'" in lines["FASTDL_FASTMATH"]
+    assert "GPU:" in out.split(lines["FASTDL_FASTMATH"], 1)[1]  # the report goes on
+
+
 def test_info_describes_an_invalid_fastdl_num_threads_and_goes_on(monkeypatch, capsys):
     """As for a bad FASTDL_BACKEND: the Threads line says what is wrong, the report goes on."""
     import fastdl.backend

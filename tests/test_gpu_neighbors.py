@@ -110,6 +110,22 @@ def test_near_rows_far_from_the_mean_keep_their_digits(cuda_backend, dtype):
     np.testing.assert_allclose(got[0, 2], float(A[0, 0]) - 1.0, rtol=2 * np.finfo(dtype).eps)
 
 
+def test_classifiers_take_numpy_arrays_as_scikit_learn_estimators(cuda_backend, rng):
+    """A device array is refused, never copied to the host behind the caller's back (numba's would
+    allow it; CuPy's would fail inside scikit-learn's checks)."""
+    X = rng.normal(size=(6, 2))
+    y = np.array([0, 1, 2, 0, 1, 2])
+    for estimator in (KNeighborsClassifier(n_neighbors=1, backend=cuda_backend), NearestCentroid(backend=cuda_backend)):
+        name = type(estimator).__name__
+        with pytest.raises(TypeError, match=f"^X is a device array .* but {name} takes NumPy arrays"):
+            estimator.fit(_device(X), y)
+        with pytest.raises(TypeError, match=f"^y is a device array .* but {name} takes NumPy arrays"):
+            estimator.fit(X, _device(y))
+        estimator.fit(X, y)
+        with pytest.raises(TypeError, match=f"^X is a device array .* but {name} takes NumPy arrays"):
+            estimator.predict(_device(X))
+
+
 def test_classifiers_and_their_ops(cuda_backend, cuda_scale, rng):
     X = rng.normal(size=(20 * cuda_scale, 5))
     y = rng.integers(0, 3, size=X.shape[0])

@@ -229,3 +229,36 @@ def test_an_interrupted_wait_still_waits_for_the_workers(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         _parallel.run_row_ranges(slow_worker, 4, 2, 1)
     assert finished.is_set()
+
+
+def test_blas_limits_hold_in_a_thread_other_than_the_first_to_set_them(backend, rng):
+    """threadpoolctl 3.8 lets one "controlling thread" at a time change a pthreads OpenBLAS' limits,
+    and a thread that set them outside a `with` block kept that role: fastdl's limits set from any
+    other thread did nothing (BLAS threaded inside a region, other bits than the main thread's;
+    set_num_threads not capping BLAS). fastdl takes the role for each change and gives it back."""
+    import threading
+
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(2, user_api="blas")  # a plain call keeps the role (benchmarks/conftest.py makes one)
+    fastdl.set_num_threads(2)
+    X_ref = rng.normal(size=(2500, 64))
+    X_query = rng.normal(size=(300, 64))
+    expected = pairwise_distances(X_query, X_ref, backend=backend)  # the main thread sets limits
+    out = {}
+
+    def worker():
+        out["distances"] = pairwise_distances(X_query, X_ref, backend=backend)
+        with _parallel.single_threaded_blas():
+            out["inside"] = _blas_threads()
+        fastdl.set_num_threads(1)
+        out["after"] = _blas_threads()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    np.testing.assert_array_equal(out["distances"], expected)
+    assert set(out["inside"]) == {1}
+    assert set(out["after"]) == {1}
+    fastdl.set_num_threads(2)  # and the main thread can change them again
+    assert set(_blas_threads()) == {2}
