@@ -352,3 +352,69 @@ def test_outputs_that_are_no_sigmoids_keep_the_clipped_binary_cross_entropy(back
     model, _, _ = sigmoid_output_model("dense", backend=backend)
     model.compile("sgd", nn.BinaryCrossentropy(from_logits=True))  # outputs taken as logits as they are
     assert not model._fused()
+
+
+# --- losses and layers of one's own (fastdl has no automatic differentiation) ------------------
+
+class _MeanAbsoluteError(nn.Loss):
+    """A loss of one's own, written as the README shows: forward and backward only."""
+
+    def forward(self, y_pred, y_true):
+        self._grad = np.sign(y_pred - y_true) / y_pred.size
+        return float(np.mean(np.abs(y_pred - y_true)))
+
+    def backward(self):
+        return self._grad
+
+
+def test_a_loss_of_ones_own_needs_only_forward_and_backward():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 3)), rng.normal(size=32)
+    model = nn.Sequential([nn.Input((3,)), nn.Dense(1)], seed=0, dtype="float64")
+    model.compile(nn.SGD(0.05), _MeanAbsoluteError())
+    before = model.evaluate(x, y, verbose=0)
+    model.fit(x, y, epochs=5, batch_size=8, verbose=0)
+    assert model.evaluate(x, y, verbose=0) < before
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(np.mean(np.abs(model.predict(x, verbose=0)[:, 0] - y)))
+
+
+def test_a_function_as_loss_says_how_to_write_one():
+    def common_sense(y_true, y_pred):
+        return ((y_pred - y_true + 6) % 12 - 6) ** 2
+
+    model = nn.Sequential([nn.Input((3,)), nn.Dense(1)])
+    with pytest.raises(TypeError, match=r"'common_sense' is a function: .*subclass of nn\.Loss.*CyclicMSE"):
+        model.compile("sgd", common_sense)
+
+
+def test_a_loss_without_backward_says_what_is_missing():
+    class Half(nn.Loss):
+        def forward(self, y_pred, y_true):
+            return float(np.mean((y_pred - y_true) ** 2))
+
+    model = nn.Sequential([nn.Input((3,)), nn.Dense(1)], seed=0)
+    model.compile("sgd", Half())
+    with pytest.raises(NotImplementedError, match=r"Half gives no backward\(\).*d loss / d y_pred"):
+        model.fit(np.ones((4, 3)), np.ones(4), epochs=1, verbose=0)
+
+
+def test_a_loss_called_as_keras_calls_one():
+    assert MeanSquaredError()([1.0, 1.0], [[1.0], [3.0]]) == pytest.approx(2.0)
+    assert nn.CyclicMSE(12)([[0.5]], [[11.5]]) == pytest.approx(1.0)  # 11:30 for 0:30 is an hour off
+    probabilities = np.array([[0.5, 0.25, 0.25], [0.1, 0.8, 0.1]], np.float32)
+    assert SparseCategoricalCrossentropy()([0, 1], probabilities) == pytest.approx(
+        -(np.log(0.5) + np.log(0.8)) / 2, rel=1e-6)
+    with pytest.raises(ValueError, match="targets must have shape"):
+        MeanSquaredError()(np.ones((2, 3)), np.ones((2, 1)))
+
+
+def test_a_layer_without_backward_says_what_is_missing():
+    class Doubled(nn.Layer):  # a Keras Lambda(lambda x: 2 * x), forward only
+        def forward(self, x, training=False):
+            return 2 * x
+
+    model = nn.Sequential([nn.Input((3,)), nn.Dense(4), Doubled(name="doubled"), nn.Dense(1)], seed=0)
+    model.compile("sgd", "mse")
+    assert model.predict(np.ones((2, 3)), verbose=0).shape == (2, 1)
+    with pytest.raises(NotImplementedError, match=r"Doubled \(doubled\) gives no backward\(dout\): .*automatic"):
+        model.fit(np.ones((4, 3)), np.ones(4), epochs=1, verbose=0)

@@ -25,7 +25,11 @@ def _clip_bounds(dtype):
 class Loss:
     """A loss averaged over the batch.
 
-    `forward(y_pred, y_true) -> float` and `backward() -> d loss / d y_pred`. A loss that fuses
+    `forward(y_pred, y_true) -> float` and `backward() -> d loss / d y_pred`; `check_targets`
+    brings the targets to the form `forward` takes (by default, float64 of the outputs' shape).
+    fastdl has no automatic differentiation, so a loss of your own subclasses Loss and gives both
+    (README: "A loss of your own"); called as Keras calls a loss, `loss(y_true, y_pred)` is the
+    batch's mean loss. A loss that fuses
     with an output activation (`fused_activation`) also has `forward_logits(logits, y_true)` and
     `backward_logits()`: the loss of that activation of the logits, and its gradient with respect
     to them, which the model uses where its output is that activation's (module.fused_layer).
@@ -82,14 +86,27 @@ class Loss:
         return float(np.sum(row_loss.copy_to_host())), grad
 
     def check_targets(self, y, n_samples, output_shape):
-        """The targets in the form the loss uses; ValueError when they do not fit the outputs."""
-        raise NotImplementedError
+        """The targets in the form the loss uses; ValueError when they do not fit the outputs.
+        Here: finite float64 values of the outputs' shape (the losses of class codes override it)."""
+        return _check_real_targets(y, n_samples, output_shape)
 
     def forward(self, y_pred, y_true):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} gives no forward(y_pred, y_true): a loss of your "
+                                  "own returns the batch's mean loss there, and keeps what backward() needs")
 
     def backward(self):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} gives no backward(): fastdl has no automatic "
+                                  "differentiation, so a loss of your own returns d loss / d y_pred there "
+                                  "(y_pred's shape; the loss is the batch's mean)")
+
+    def __call__(self, y_true, y_pred):
+        """The batch's mean loss of outputs `y_pred` (n, ...) for targets `y_true`, in Keras' order."""
+        y_pred = np.asarray(y_pred)
+        if y_pred.ndim < 1 or y_pred.dtype.kind not in "biuf":
+            raise ValueError(f"y_pred must be an array of real numbers with a batch axis, got "
+                             f"{y_pred.dtype} of shape {y_pred.shape}")
+        y_pred = np.ascontiguousarray(y_pred, dtype=compute_dtype(y_pred))
+        return self.forward(y_pred, self.check_targets(y_true, y_pred.shape[0], y_pred.shape[1:]))
 
 
 class _CrossEntropy(Loss):
@@ -381,4 +398,9 @@ def get_loss(loss):
         return loss()
     if isinstance(loss, str) and loss.lower() in LOSSES:
         return LOSSES[loss.lower()]()
+    if callable(loss):
+        raise TypeError(f"loss {getattr(loss, '__name__', loss)!r} is a function: fastdl has no automatic "
+                        "differentiation, so a loss of your own is a subclass of nn.Loss with forward(y_pred, "
+                        "y_true) and backward() (README: 'A loss of your own'; nn.CyclicMSE(period) is the "
+                        "course's cyclic 'common sense' loss)")
     raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)} or a Loss instance")

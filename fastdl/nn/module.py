@@ -415,10 +415,13 @@ class Layer:
             self._losses = []
 
     def forward(self, x, training=False):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} ({self.name}) gives no forward(x, training)")
 
     def backward(self, dout):
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} ({self.name}) gives no backward(dout): fastdl has no automatic "
+            "differentiation, so a layer of your own returns there the gradient at its input from the "
+            "gradient at its output, and fills its Parameters' .grad (README: 'A layer of your own')")
 
     def __call__(self, x, training=False):
         # A symbolic tensor (fastdl.nn.functional), or a list of them for a layer of several
