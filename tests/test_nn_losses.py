@@ -418,3 +418,11 @@ def test_a_layer_without_backward_says_what_is_missing():
     assert model.predict(np.ones((2, 3)), verbose=0).shape == (2, 1)
     with pytest.raises(NotImplementedError, match=r"Doubled \(doubled\) gives no backward\(dout\): .*automatic"):
         model.fit(np.ones((4, 3)), np.ones(4), epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("name", ["Lambda", "to_categorical", "load_model", "ReduceLROnPlateau"])
+def test_keras_names_fastdl_lacks_say_what_to_write_instead(name):
+    with pytest.raises(AttributeError, match=f"fastdl.nn has no {name}; instead: "):
+        getattr(nn, name)
+    with pytest.raises(AttributeError, match="no attribute 'Nonsense'"):
+        nn.Nonsense

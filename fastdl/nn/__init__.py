@@ -26,3 +26,24 @@ __all__ = [
     "AveragePooling2D", "AvgPool2D", "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPooling2D",
     "GlobalMaxPool2D",
 ]
+
+# Keras names fastdl.nn has no object for, and what to write instead (fastdl has no automatic
+# differentiation, so a function of tensors cannot stand in for a layer, a loss or a metric).
+_INSTEAD = {
+    "Lambda": "a layer of your own: a subclass of nn.Layer with forward(x, training) and backward(dout) "
+              "(README: 'A loss or a layer of your own')",
+    "to_categorical": "the losses take class codes as they are: use 'sparse_categorical_crossentropy' (or "
+                      "one-hot rows np.eye(n_classes)[y] with 'categorical_crossentropy')",
+    "load_model": "build the same model, then model.load(path)",
+    "ReduceLROnPlateau": "a Callback of your own whose on_epoch_end sets self.model.optimizer.learning_rate",
+    "LearningRateScheduler": "a Callback of your own whose on_epoch_begin sets self.model.optimizer.learning_rate",
+    "CSVLogger": "the History fit returns (history.history), or a Callback of your own",
+    "TensorBoard": "the History fit returns (history.history), or a Callback of your own",
+    "LambdaCallback": "a subclass of nn.Callback with the hooks you need (on_epoch_end, ...)",
+}
+
+
+def __getattr__(name):
+    if name in _INSTEAD:
+        raise AttributeError(f"fastdl.nn has no {name}; instead: {_INSTEAD[name]}")
+    raise AttributeError(f"module 'fastdl.nn' has no attribute {name!r}")
