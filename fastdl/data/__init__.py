@@ -140,7 +140,7 @@ def dataset_locations(name, data_dir=None):
     if name in modules:
         from fastdl.data._files import describe_places
 
-        return describe_places(name, data_dir, getattr(modules[name], "SYSTEM_DIRS", ()))
+        return describe_places(name, data_dir, modules[name].SYSTEM_DIRS)
     places = []
     if data_dir is not None:
         places.append((str(Path(data_dir)), "--data-dir (or its leiden-digits/ subfolder)"))

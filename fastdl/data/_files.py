@@ -282,7 +282,8 @@ def download(name, files, base_url, sha256, directory=None, gzip_content=False):
 
 
 def fetch(url, destination, expected, gunzip=False):
-    """Download ``url`` to a temporary file beside ``destination``, verify, then rename it.
+    """Download ``url`` to a temporary file beside ``destination``, verify, then rename it
+    (through :func:`atomic_write`).
 
     An interrupted or corrupt download never replaces ``destination``, and its temporary
     file is removed.
@@ -303,13 +304,9 @@ def fetch(url, destination, expected, gunzip=False):
     from tqdm import tqdm
 
     destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    # Beside the destination, so os.replace is atomic; open() keeps the user's umask.
-    temporary = destination.with_name(f".{destination.name}.{os.getpid()}.part")
-    try:
+    with atomic_write(destination) as out:
         try:
-            with open(temporary, "wb") as out, \
-                    urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
+            with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
                 size = int(response.headers.get("Content-Length") or 0) or None
                 with tqdm(total=size, unit="B", unit_scale=True, desc=destination.name,
                           disable=not sys.stderr.isatty()) as progress:
@@ -319,19 +316,15 @@ def fetch(url, destination, expected, gunzip=False):
         except (urllib.error.URLError, http.client.HTTPException) as error:
             reason = getattr(error, "reason", error)
             raise OSError(f"could not download {url}: {reason}") from error
+        out.flush()  # the checksum reads the temporary file by name
         try:
-            actual = file_sha256(temporary, gunzip)
+            actual = file_sha256(out.name, gunzip)
         except ValueError as error:
             actual = f"unreadable ({error})"
         if actual != expected:
             raise ValueError(f"download of {url} is corrupt or not the published file: "
                              f"SHA-256 {actual}, expected {expected}; nothing was saved, "
                              f"try again")
-        os.replace(temporary, destination)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
     return destination
 
 
@@ -395,8 +388,8 @@ def write_array_set(directory, arrays, sidecar_name, sidecar):
     """Write .npy arrays and the JSON sidecar describing them into ``directory``, all or nothing.
 
     Every file goes to a hidden temporary beside its target first, flushed to disk; then the
-    sidecar and the arrays are renamed into place (the sidecar first: a reader that finds arrays
-    newer than their sidecar renders again). On any error no temporary is left behind.
+    sidecar and the arrays are renamed into place (the sidecar first: array files older than it,
+    or missing, fail the checksums it records). On any error no temporary is left behind.
 
     Parameters
     ----------

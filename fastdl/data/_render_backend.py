@@ -4,7 +4,7 @@ from fastdl import backend as _backend
 
 
 def renderer_backend(backend, what):
-    """The backend name to render ``what`` ("clocks", "faces") with.
+    """The backend name to render ``what`` ("clock", "face") with.
 
     There are no CUDA renderer kernels, and the images are the same on every backend, so a
     process whose default is cuda (its networks train on the GPU) renders with "auto", the

@@ -27,6 +27,8 @@ TEST_BATCH = "test_batch"
 ROW_BYTES = 3 * 32 * 32
 N_CLASSES = 10
 
+SYSTEM_DIRS = ()  # no system-wide copy is looked for
+
 SHA256 = {TARBALL: "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"}
 FILES = tuple(SHA256)
 
@@ -127,7 +129,7 @@ def locate(path=None):
     DatasetNotFoundError
         As :func:`load_cifar10`.
     """
-    return _files.locate(NAME, FILES, path)
+    return _files.locate(NAME, FILES, path, SYSTEM_DIRS)
 
 
 def download(directory=None, base_url=None):

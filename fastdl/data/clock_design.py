@@ -19,27 +19,12 @@ in the image's own pose, time and scene.
 
 import numpy as np
 
-from fastdl.data._draws import Draws
+from fastdl.data._draws import Draws, image_keys, uniforms
 from fastdl.kernels.npy import clock_layout as L
-from fastdl.kernels.npy._hash import GOLDEN, MIX2, mix64 as _mix64
+from fastdl.kernels.npy._hash import GOLDEN
 
 N_DRAWS = 96  # uniforms per image; the draws below use fewer, the rest are spare
 MAX_TILT = np.radians(40.0)
-
-
-def image_keys(seed, first, n):
-    """(n,) uint64: the stream key of images first .. first + n - 1 of `seed`."""
-    with np.errstate(over="ignore"):
-        index = np.arange(first, first + n, dtype=np.uint64) + np.uint64(1)
-        return _mix64(_mix64(np.uint64(seed) ^ GOLDEN) + index * GOLDEN)
-
-
-def uniforms(keys, n_draws=N_DRAWS):
-    """(len(keys), n_draws) float64 uniforms in [0, 1): 53 bits of hash of (key, draw)."""
-    with np.errstate(over="ignore"):
-        draws = np.arange(1, n_draws + 1, dtype=np.uint64) * MIX2
-        hashed = _mix64(keys[:, None] + draws[None, :])
-    return (hashed >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
 
 
 FACES = ("varied", "one")
@@ -65,11 +50,11 @@ def draw_parameters(seed, first, n, max_turn=180.0, faces="varied"):
     keys : ndarray of shape (n,), uint64
         The images' stream keys; the kernels hash them with the pixel index for noise.
     """
-    keys = image_keys(seed, first, n)
-    u = Draws(uniforms(keys))
+    keys = image_keys(seed, first, n, GOLDEN)
+    u = Draws(uniforms(keys, N_DRAWS))
     # The clock's design comes from `design`: the image's own stream, or the seed's one clock.
     design = u if faces == "varied" else Draws(uniforms(np.repeat(
-        image_keys(seed, DESIGN_INDEX, 1), n)))
+        image_keys(seed, DESIGN_INDEX, 1, GOLDEN), n), N_DRAWS))
     p = np.zeros((n, L.N_PARAMS))
     hour = np.floor(u(0, 12)).astype(np.int64)
     minute = np.floor(u(0, 60)).astype(np.int64)

@@ -11,6 +11,7 @@ import numbers
 import numpy as np
 
 from fastdl import backend as _backend
+from fastdl._validation import check_int
 from fastdl.data import clock_design
 from fastdl.data._render_backend import renderer_backend
 
@@ -27,15 +28,6 @@ def _static_tables():
     if _tables is None:
         _tables = (clock_design.glyph_distances(), clock_design.tick_directions())
     return _tables
-
-
-def _check_int(name, value, low, high=None):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    if value < low or (high is not None and value > high):
-        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name} must be {bounds}, got {value}")
-    return int(value)
 
 
 def check_max_turn(max_turn):
@@ -92,10 +84,10 @@ def render_clocks(n, seed=0, size=150, backend=None, first=0, max_turn=180.0, fa
     ValueError
         ``backend="cuda"``: the renderers run on the CPU backends.
     """
-    n = _check_int("n", n, 0)
-    seed = _check_int("seed", seed, 0, 2 ** 64 - 1)
-    size = _check_int("size", size, MIN_SIZE, MAX_SIZE)
-    first = _check_int("first", first, 0, 2 ** 63 - 1)
+    n = check_int(n, "n", 0)
+    seed = check_int(seed, "seed", 0, 2 ** 64 - 1)
+    size = check_int(size, "size", MIN_SIZE, MAX_SIZE)
+    first = check_int(first, "first", 0, 2 ** 63 - 1)
     labels, params, keys = clock_design.draw_parameters(
         seed, first, n, check_max_turn(max_turn), check_faces(faces))
     clock_design.pixel_boxes(params, size)

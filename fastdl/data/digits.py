@@ -8,14 +8,13 @@ and every result names which of the two it came from.
 """
 
 import contextlib
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from fastdl import config
-from fastdl.data._files import DatasetNotFoundError
+from fastdl.data._files import DatasetNotFoundError, file_sha256
 
 COURSE_NAME = "leiden-digits (course data)"
 CUSTOM_NAME = "leiden-digits format (unverified custom data)"
@@ -196,15 +195,6 @@ def load_embedded_digits():
     )
 
 
-def file_sha256(path):
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _load_csv_dir(directory, verify):
     """Read and check the four CSV files of one directory."""
     matches = {}
@@ -236,22 +226,27 @@ def _text_errors(path):
                          f"be decoded); the course's CSV files are plain ASCII") from error
 
 
+def _lines(path):
+    """(line number, stripped line) of a UTF-8 text file's non-blank lines; bytes that are not
+    UTF-8 raise a ValueError naming the file."""
+    with _text_errors(path), open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if line := line.strip():
+                yield line_no, line
+
+
 def _read_images(path):
     """Parse an image CSV into float64 (n, 256), raising ValueError naming the file."""
     rows = []
-    with _text_errors(path), open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            fields = line.split(",")
-            if len(fields) != N_FEATURES:
-                raise ValueError(f"{path}, line {line_no}: expected {N_FEATURES} comma-separated "
-                                 f"values (a 16x16 image), found {len(fields)}")
-            try:
-                rows.append([float(field) for field in fields])
-            except ValueError:
-                raise ValueError(f"{path}, line {line_no}: a value is not a number") from None
+    for line_no, line in _lines(path):
+        fields = line.split(",")
+        if len(fields) != N_FEATURES:
+            raise ValueError(f"{path}, line {line_no}: expected {N_FEATURES} comma-separated "
+                             f"values (a 16x16 image), found {len(fields)}")
+        try:
+            rows.append([float(field) for field in fields])
+        except ValueError:
+            raise ValueError(f"{path}, line {line_no}: a value is not a number") from None
     if not rows:
         raise ValueError(f"{path} holds no images")
     X = np.asarray(rows, dtype=np.float64)
@@ -266,22 +261,17 @@ def _read_images(path):
 def _read_labels(path, n_expected, images_path):
     """Parse a label file (one integer 0-9 per line), raising ValueError naming the file."""
     labels = []
-    with _text_errors(path), open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            if "," in line:
-                raise ValueError(f"{path}, line {line_no}: expected one label per line, "
-                                 f"found {line.count(',') + 1} comma-separated values")
-            try:
-                label = int(line)
-            except ValueError:
-                raise ValueError(f"{path}, line {line_no}: label {line!r} is not an integer") \
-                    from None
-            if not 0 <= label < N_CLASSES:
-                raise ValueError(f"{path}, line {line_no}: label {label} is outside 0-9")
-            labels.append(label)
+    for line_no, line in _lines(path):
+        if "," in line:
+            raise ValueError(f"{path}, line {line_no}: expected one label per line, "
+                             f"found {line.count(',') + 1} comma-separated values")
+        try:
+            label = int(line)
+        except ValueError:
+            raise ValueError(f"{path}, line {line_no}: label {line!r} is not an integer") from None
+        if not 0 <= label < N_CLASSES:
+            raise ValueError(f"{path}, line {line_no}: label {label} is outside 0-9")
+        labels.append(label)
     if len(labels) != n_expected:
         raise ValueError(f"{path} holds {len(labels)} labels but {images_path} holds "
                          f"{n_expected} images")

@@ -1,7 +1,7 @@
 """What a synthetic cartoon face looks like: every image's parameters, from a counter-based stream.
 
 Image i of seed s depends only on (s, i): its uniforms are splitmix64 hashes of (s, i, draw) (the
-clocks' generator, fastdl.data.clock_design.uniforms, on a stream of the faces' own), so
+clocks' generator, fastdl.data._draws.uniforms, on a stream of the faces' own), so
 rendering 200 faces gives the first 200 of rendering 10,000, on any backend and thread count.
 The kernels (kernels/{npy,cpu,cy}/faces*) turn each row of parameters into pixels; the layout of
 a row is in kernels/npy/face_layout.py.
@@ -22,10 +22,8 @@ generative factors a small network can read off the image (sizes in face units, 
 
 import numpy as np
 
-from fastdl.data._draws import Draws
-from fastdl.data.clock_design import uniforms
+from fastdl.data._draws import Draws, image_keys, uniforms
 from fastdl.kernels.npy import face_layout as L
-from fastdl.kernels.npy._hash import GOLDEN, mix64 as _mix64
 
 N_DRAWS = 128           # uniforms per image; the draws below use fewer, the rest are spare
 STREAM = np.uint64(0x66616365735F7631)   # "faces_v1": keeps the faces' stream apart from the clocks'
@@ -65,13 +63,6 @@ N_FACTORS = len(FACTOR_NAMES)
 NO_CUT = 1e3            # a cut below every pixel: hair behind the head that is not cut
 
 
-def image_keys(seed, first, n):
-    """(n,) uint64: the stream key of faces first .. first + n - 1 of `seed`."""
-    with np.errstate(over="ignore"):
-        index = np.arange(first, first + n, dtype=np.uint64) + np.uint64(1)
-        return _mix64(_mix64(np.uint64(seed) ^ STREAM) + index * GOLDEN)
-
-
 def _ellipse(params, base, u, v, a, b):
     params[:, base + L.E_U], params[:, base + L.E_V] = u, v
     params[:, base + L.E_A], params[:, base + L.E_B] = a, b
@@ -98,7 +89,7 @@ def draw_parameters(seed, first, n):
         One row per image, laid out as kernels/npy/face_layout.py says (pixel boxes unset:
         :func:`pixel_boxes` fills them in for an image size).
     """
-    d = Draws(uniforms(image_keys(seed, first, n), N_DRAWS))
+    d = Draws(uniforms(image_keys(seed, first, n, STREAM), N_DRAWS))
     p = np.zeros((n, L.N_PARAMS))
     f = {}
 

@@ -271,7 +271,8 @@ class _Conv:
 
 
 def conv2d_into(x, kernel, bias, geometry, out, activation, alpha):
-    """fastdl.ops.conv2d_into on the device: im2col + GEMM, then the bias and activation pass."""
+    """fastdl.ops.conv2d_into on the device: through _Conv (im2col, kn2row, or x's own rows),
+    then the bias and activation pass."""
     rows = _pixels(out)
     _Conv(x, kernel, geometry).forward(x, rows)
     if activation or bias is not None:
@@ -334,8 +335,8 @@ def conv2d_transpose_into(x, kernel, bias, geometry, out, activation, alpha):
 
 
 def conv2d_transpose_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias):
-    """dx = the convolution of dout (im2col + GEMM), dkernel = patches(dout)^T @ x, dbias = dout's
-    column sums."""
+    """dx = the convolution of dout (through _Conv: im2col, kn2row, or dout's own rows),
+    dkernel = patches(dout)^T @ x, dbias = dout's column sums."""
     conv = _transposed(x, kernel, geometry, dout.shape)
     if dkernel is not None:
         conv.backward(dout, _pixels(x), None, dkernel)

@@ -14,9 +14,9 @@ import numpy as np
 
 from fastdl import _device
 from fastdl import backend as _backend
-from fastdl._validation import NonFiniteError, check_matrix, check_same_features, compute_dtype
+from fastdl._validation import NonFiniteError, check_int, check_matrix, check_same_features, compute_dtype
 from fastdl.ops._knn_index import gram_bounds, ranking_scale
-from fastdl.ops._shift import _reach, midpoint_origin, origin_and_reach, power_of_two_scale
+from fastdl.ops._shift import block_rows, midpoint_origin, origin_and_reach, power_of_two_scale, reach_of
 
 # Entries of a float64 distance block held at once (256 MiB).
 BLOCK_ENTRIES = 1 << 25
@@ -91,17 +91,13 @@ def _in_dtype(X, dtype, kernels):
     return Shifted(X, _device.to_device(np.zeros(n_features)), 1.0, dtype, kernels).rows
 
 
-def _blocks(n_rows, n_cols):
-    step = max(1, min(n_rows, BLOCK_ENTRIES // max(n_cols, 1)))
-    return [(start, min(n_rows, start + step)) for start in range(0, n_rows, step)]
-
-
 class DeviceKnnIndex:
     """Reference rows on the device, ready for distances and k-nearest queries (the cuda
     counterpart of fastdl.ops._knn_index.KnnIndex, with the same query contract).
 
-    Work memory beside the inputs and outputs: the reference rows shifted and scaled in float64
-    (n_ref x n_features), the same for the queries, and distance blocks of BLOCK_ENTRIES entries.
+    Work memory beside the inputs and outputs: the reference rows shifted and scaled in the op's
+    dtype (float64 for query; n_ref x n_features), the same for the queries, and distance blocks
+    of BLOCK_ENTRIES entries.
     """
 
     def __init__(self, X_ref, name="X_ref"):
@@ -123,7 +119,7 @@ class DeviceKnnIndex:
         reach = self.reach
         if X is not self.X_ref and _device.shape_dtype(X)[0][0]:
             _, low, high = _column_stats(X, name, self.distance)
-            reach = max(reach, _reach(self.origin, low, high))
+            reach = max(reach, reach_of(self.origin, low, high))
             if not math.isfinite(reach):
                 # Rows so far from the reference that a shift would overflow: another origin, this call only.
                 if self.bounds is not None:
@@ -145,7 +141,7 @@ class DeviceKnnIndex:
         # Entries the GEMM cannot give accurately come from the rows as given (in dtype).
         X, X_ref = _in_dtype(X, dtype, self.distance), _in_dtype(self.X_ref, dtype, self.distance)
         out = _device.empty((rows.rows.shape[0], self.n_ref), dtype)
-        for start, stop in _blocks(*out.shape):
+        for start, stop in block_rows(*out.shape, BLOCK_ENTRIES):
             block = out[start:stop]
             self.distance.gemm(rows.rows[start:stop], ref.rows, block, transpose_b=True)
             self.distance.distances_from_gram(block, X[start:stop], X_ref, rows.norms[start:stop],
@@ -170,7 +166,7 @@ class DeviceKnnIndex:
         n_queries = query.rows.shape[0]
         distances = _device.empty((n_queries, k), np.float64)
         indices = _device.empty((n_queries, k), np.int64)
-        for start, stop in _blocks(n_queries, self.n_ref):
+        for start, stop in block_rows(n_queries, self.n_ref, BLOCK_ENTRIES):
             block = _device.empty((stop - start, self.n_ref), np.float64)
             self.distance.gemm(query.rows[start:stop], ref.rows, block, transpose_b=True)
             self.neighbors.knn_from_gram(block, query.norms[start:stop], ref.norms, bound_tol, bound_abs,
@@ -196,11 +192,11 @@ def pairwise_distances(A, B, squared, refine_tol):
     return _device.answer(out, A)
 
 
-def knn(X_query, X_ref, k, check_k):
+def knn(X_query, X_ref, k):
     """fastdl.ops.knn on the cuda backend: DeviceKnnIndex's query, in the inputs' kind and dtype."""
     named, dtype, on_device = check_inputs({"X_query": X_query, "X_ref": X_ref})
     check_same_features(_Shape(named["X_query"]), _Shape(named["X_ref"]), "X_query", "X_ref")
-    k = check_k(k, _Shape(named["X_ref"]).shape[0])
+    k = check_int(k, "k", 1, _Shape(named["X_ref"]).shape[0])
     device = named if on_device else {name: _device.to_device(a) for name, a in named.items()}
     distances, indices = DeviceKnnIndex(device["X_ref"]).query(device["X_query"], k)
     if dtype == np.float32:

@@ -73,7 +73,9 @@ class Projection:
         # A projected row is within (sigma u' + gamma_d |P|_F) |row| of the projection of the
         # exact row: its rounding to float32 (u' covers the float64 shift before it) and the GEMM.
         self.shift_per_norm = self.sigma * 1.01 * _UNIT_ROUNDOFF32 + _gamma(n_features) * frobenius
-        self.shift_abs = (n_features + 8) * 2.0**-120  # float32 subnormals
+        # float32 subnormals: _knn_index.gram_bounds(n_features, np.float32)[1], written out
+        # (_knn_index imports this module).
+        self.shift_abs = (n_features + 8) * 64 * float(np.finfo(np.float32).tiny)
         self.gram_tol = _gamma(n_directions) + 4.0 * _UNIT_ROUNDOFF32
         n_rows = ref_scaled.shape[0]
         self.ref_proj = np.empty((n_rows, n_directions), dtype=np.float32)

@@ -20,7 +20,7 @@ def _column_stats(X, kernels, n_threads):
     return sums, low, high
 
 
-def _reach(origin, low, high):
+def reach_of(origin, low, high):
     """max |X - origin| over all entries, from X's column minima and maxima (inf where it overflows)."""
     with np.errstate(over="ignore", invalid="ignore"):
         return float(max(np.max(high - origin), np.max(origin - low)))
@@ -35,7 +35,7 @@ def origin_and_reach(sums, n_rows, low, high):
     """
     with np.errstate(over="ignore", invalid="ignore"):
         origin = sums / n_rows
-    reach = _reach(origin, low, high)
+    reach = reach_of(origin, low, high)
     if not (np.isfinite(origin).all() and np.isfinite(reach)):
         return midpoint_origin(low, high)
     return origin, reach
@@ -44,7 +44,7 @@ def origin_and_reach(sums, n_rows, low, high):
 def midpoint_origin(low, high):
     """The midpoint of the column bounds low..high as origin, and its reach: finite for finite bounds."""
     origin = 0.5 * low + 0.5 * high
-    return origin, _reach(origin, low, high)
+    return origin, reach_of(origin, low, high)
 
 
 def shift_origin(B, kernels, n_threads, A=None):

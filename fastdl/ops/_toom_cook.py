@@ -10,7 +10,8 @@ pixels (kernel tile_scatter). The backward pass takes the output gradient's tile
 gradient, the adjoint of the forward pass: B (dM U^T) B^T added into the overlapping windows of dx.
 
 fastdl/ops/_subpixel.py makes a strided transposed convolution a set of such phases, one per
-sub-image; fastdl/ops/_winograd.py makes a 3x3 stride-1 convolution one phase of F(4x4, 3x3).
+sub-image; fastdl/ops/_winograd.py makes a 3x3 stride-1 convolution a set of phases: 4-output
+tiles and 1- or 2-output edge tiles (_winograd.LargeTiles).
 """
 
 import functools
@@ -22,7 +23,7 @@ import numpy as np
 
 from fastdl import backend as _backend
 from fastdl._parallel import ELEMENTWISE_WORK, run_row_ranges, scratch
-from fastdl.ops.dense import _NO_BIAS
+from fastdl.ops.dense import NO_BIAS
 
 # Evaluation points of the Toom-Cook construction, after which comes infinity.
 POINTS = (Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2), Fraction(-1, 2), Fraction(2), Fraction(-2))
@@ -248,7 +249,7 @@ class Plan:
             if dx is not None:
                 # dV = dM U^T, in the place of the spent tiles V, then B dV B^T added into dx.
                 np.matmul(dtiles, transformed[k].transpose(0, 2, 1), out=tiles)
-                kernels.tile_scatter(tiles, *phase.b, *phase.input_grids, dx, True, _NO_BIAS[self.dtype], 0, 1)
+                kernels.tile_scatter(tiles, *phase.b, *phase.input_grids, dx, True, NO_BIAS[self.dtype], 0, 1)
 
     def kernel_gradient(self, total, dkernel):
         """dkernel (kh, kw, filters, in) from the summed partials (partial_shape) of all batches."""

@@ -21,7 +21,7 @@ import numpy as np
 from fastdl import backend as _backend
 from fastdl._parallel import ELEMENTWISE_WORK, blocks, run_row_ranges, scratch, single_threaded_blas
 from fastdl.ops import _toom_cook
-from fastdl.ops.dense import _NO_BIAS
+from fastdl.ops.dense import NO_BIAS
 
 # Winograd for 3x3 stride-1 kernels with at least this many input and output channels: with
 # fewer, its 16 GEMMs are too thin to gain (measured here: 1.6-2x faster from 32 channels on).
@@ -48,6 +48,7 @@ CHANNEL_BLOCK = 16
 # Bytes of transformed tiles per thread and batch: bigger batches give the kernel gradient's
 # GEMMs (whose inner dimension is the number of tiles) more to work with.
 BATCH_BYTES = 4 << 20
+POINTS = 16  # the points of F(2x2, 3x3): one 4x4 tile, one GEMM each
 # G applied to a 3-vector turned end for end is G's result with its first and last entries
 # swapped: the tile positions (4 a + b) of a turned kernel's transform, in the kernel's transform.
 _TURNED = np.array([4 * a + b for a in (3, 1, 2, 0) for b in (3, 1, 2, 0)])
@@ -100,7 +101,7 @@ def large_tiles(kernel_shape, out_hw):
 def batch_size(kernel_shape, out_hw, dtype):
     """Images per batch so that their transformed tiles and products take up to BATCH_BYTES."""
     tiles_h, tiles_w = _tiles(*out_hw)
-    per_image = 16 * tiles_h * tiles_w * (kernel_shape[2] + kernel_shape[3]) * np.dtype(dtype).itemsize
+    per_image = POINTS * tiles_h * tiles_w * (kernel_shape[2] + kernel_shape[3]) * np.dtype(dtype).itemsize
     return max(1, BATCH_BYTES // per_image)
 
 
@@ -141,7 +142,7 @@ def transform_kernel(kernel, name):
         _times_g(rows[:, :, part].transpose(1, 0, 2, 3), out[:, :, part].transpose(1, 0, 2, 3))  # (G g) G^T
 
     _by_input_channels(compute, in_channels, out_channels)
-    return out.reshape(16, in_channels, out_channels)
+    return out.reshape(POINTS, in_channels, out_channels)
 
 
 def turned_kernel(transformed, name):
@@ -191,12 +192,12 @@ def convolve(images, transformed, pad_top, pad_left, out, kernels, spent=None):
     _, out_h, out_w, out_channels = out.shape
     tiles_h, tiles_w = _tiles(out_h, out_w)
     n_tiles = n_images * tiles_h * tiles_w
-    size = 16 * n_tiles * (in_channels + out_channels)
+    size = POINTS * n_tiles * (in_channels + out_channels)
     if spent is None or spent.size < size:
         spent = scratch("winograd tiles", size, out.dtype)
     spent = spent.reshape(-1)
-    tiles = spent[: 16 * n_tiles * in_channels].reshape(16, n_tiles, in_channels)
-    products = spent[16 * n_tiles * in_channels : size].reshape(16, n_tiles, out_channels)
+    tiles = spent[: POINTS * n_tiles * in_channels].reshape(POINTS, n_tiles, in_channels)
+    products = spent[POINTS * n_tiles * in_channels : size].reshape(POINTS, n_tiles, out_channels)
     kernels.winograd_input(images, pad_top, pad_left, tiles_h, tiles_w, tiles, 1)
     np.matmul(tiles, transformed, out=products)
     kernels.winograd_output(products, tiles_h, tiles_w, out, 1)
@@ -221,7 +222,7 @@ class Backward:
         self.x, self.dx, self.kernels = x, dx, kernels
         (self.pad_top, self.pad_left), (self.out_h, self.out_w) = geometry[1:]
         self.tiles_h, self.tiles_w = _tiles(self.out_h, self.out_w)
-        self.partial_shape = (16, *kernel.shape[2:])
+        self.partial_shape = (POINTS, *kernel.shape[2:])
         if dx is not None:
             self.flipped = turned_kernel(transform_kernel(kernel, "winograd backward kernel"),
                                          "winograd flipped kernel")
@@ -238,10 +239,10 @@ class Backward:
         n_tiles = (stop - start) * self.tiles_h * self.tiles_w
         # Big enough for the input gradient's tiles too (its output is the input's size).
         dx_tiles = (stop - start) * math.prod(_tiles(*self.x.shape[1:3]))
-        work = scratch("winograd tiles", 16 * max(n_tiles, dx_tiles) * (in_channels + out_channels), out.dtype)
-        tiles = work[: 16 * n_tiles * in_channels].reshape(16, n_tiles, in_channels)
-        dtiles = work[16 * n_tiles * in_channels : 16 * n_tiles * (in_channels + out_channels)].reshape(
-            16, n_tiles, out_channels)
+        work = scratch("winograd tiles", POINTS * max(n_tiles, dx_tiles) * (in_channels + out_channels), out.dtype)
+        tiles = work[: POINTS * n_tiles * in_channels].reshape(POINTS, n_tiles, in_channels)
+        dtiles = work[POINTS * n_tiles * in_channels : POINTS * n_tiles * (in_channels + out_channels)].reshape(
+            POINTS, n_tiles, out_channels)
         self.kernels.winograd_input(images, self.pad_top, self.pad_left, self.tiles_h, self.tiles_w, tiles, 1)
         self.kernels.winograd_output_grad(gradient, self.tiles_h, self.tiles_w, dtiles, 1)
         np.matmul(tiles.transpose(0, 2, 1), dtiles, out=out)
@@ -295,7 +296,7 @@ class LargeTiles:
     def convolve_rows(self, images, transformed, kernels, out):
         """out (pixels, out_channels) = the convolution of images (n, height, width, in_channels)."""
         out = out.reshape(len(images), *self.out_hw, -1)
-        self.tiles.forward(images, transformed, out, _NO_BIAS[out.dtype], 0, kernels)
+        self.tiles.forward(images, transformed, out, NO_BIAS[out.dtype], 0, kernels)
 
     def kernel_gradient(self, total, out):
         """out (3, 3, in, out) = the sum over the phases of G^T total G, from the summed (points,

@@ -1,9 +1,9 @@
 """2-D convolution, channels-last (Keras layout), as im2col + one BLAS GEMM per batch of images.
 
 3x3 kernels at stride 1 between layers of many channels take Winograd's F(2x2, 3x3) or F(4x4,
-3x3) instead (fastdl/ops/_winograd.py), stride-1 layers with few filters kn2row's GEMM into
-per-tap products (fastdl/ops/_kn2row.py), and first layers of few taps a direct kernel, batch by
-batch in the same loops.
+3x3) instead (fastdl/ops/_winograd.py), stride-1 layers with few filters take kn2row, a GEMM
+into per-tap products (fastdl/ops/_kn2row.py), and first layers of few taps a direct kernel,
+batch by batch in the same loops.
 """
 
 import functools
@@ -17,16 +17,32 @@ from fastdl._parallel import row_ranges, run_row_ranges, scratch, sum_in_order
 from fastdl._validation import as_compute_all, check_array, check_pair
 from fastdl.ops import _kn2row, _nn_on_device, _winograd
 from fastdl.ops._nn_on_device import Out, host_call
-from fastdl.ops.dense import _NO_BIAS, LEAKY_ALPHA, add_column_sums
+from fastdl.ops.dense import LEAKY_ALPHA, NO_BIAS, add_column_sums
 
 # Bytes of patch matrix (im2col buffer) per thread: big enough for an efficient GEMM, small
 # enough that a batch's patches are still in cache when the GEMM reads them.
 PATCH_BYTES = 2 << 20
 MIN_BATCHES = 16  # a convolution's images go in at least this many batches (when it has as many images)
-# Kernels with at most this many taps (kh * kw * in_channels), and 16 or more filters, run their
-# forward pass directly (kernel conv_direct) instead of through a patch matrix: a first layer's
-# few taps make a thin GEMM and a patch matrix kh * kw times the size of its input.
+# Kernels with at most DIRECT_MAX_TAPS taps (kh * kw * in_channels), and DIRECT_MIN_FILTERS or
+# more filters, run their forward pass directly (kernel conv_direct) instead of through a patch
+# matrix: a first layer's few taps make a thin GEMM and a patch matrix kh * kw times the size of
+# its input.
 DIRECT_MAX_TAPS = 64
+DIRECT_MIN_FILTERS = 16
+
+
+def same_padding(size, window, stride):
+    """(before, after) padding of one axis for "same": TensorFlow's rule for every stride,
+    ceil(size / stride) outputs, the odd pixel of padding after (at the bottom/right)."""
+    total = max((-(-size // stride) - 1) * stride + window - size, 0)
+    return total // 2, total - total // 2
+
+
+def min_batches(batch, n_images):
+    """batch, lowered so that n_images go in at least MIN_BATCHES batches (at least one image
+    each): threads given whole batches (the same GEMMs for any thread count, see
+    fastdl._parallel.row_ranges) then share the images evenly."""
+    return max(1, min(batch, -(-n_images // MIN_BATCHES)))
 
 
 def _explicit_padding(padding):
@@ -66,12 +82,7 @@ def _geometry(x_shape, kernel_shape, strides, padding):
         if mode == "valid":
             pads = (0, 0), (0, 0)
         elif mode == "same":
-            # TensorFlow's rule for every stride: ceil(size / stride) outputs, the odd pixel of
-            # padding at the bottom/right.
-            pads = []
-            for size, k, s in ((height, kh, stride_h), (width, kw, stride_w)):
-                total = max((-(-size // s) - 1) * s + k - size, 0)
-                pads.append((total // 2, total - total // 2))
+            pads = same_padding(height, kh, stride_h), same_padding(width, kw, stride_w)
         else:
             raise ValueError(f'padding must be "valid", "same" or integers, got {padding!r}')
     else:
@@ -113,7 +124,7 @@ def _plan(x, kernel, geometry, dtype):
     direct = kh == 1 and kw == 1 and stride_h == 1 and stride_w == 1 and pad_top == 0 and pad_left == 0 \
         and out_h == x.shape[1] and out_w == x.shape[2]
     winograd = _winograd.fits(kernel.shape, (stride_h, stride_w), (out_h, out_w))
-    few_taps = not direct and not winograd and patch_cols <= DIRECT_MAX_TAPS and out_channels >= 16
+    few_taps = not direct and not winograd and patch_cols <= DIRECT_MAX_TAPS and out_channels >= DIRECT_MIN_FILTERS
     kn2row = not direct and not winograd and not few_taps and _kn2row.fits(kernel.shape, (stride_h, stride_w))
     large_tiles = None
     if winograd and _winograd.large_tiles(kernel.shape, (out_h, out_w)):
@@ -125,9 +136,7 @@ def _plan(x, kernel, geometry, dtype):
         batch = _kn2row.batch_size(x.shape, kernel.shape, dtype)
     else:
         batch = batch_size(pixels, patch_cols, dtype)
-    # At least MIN_BATCHES batches, so that threads given whole batches (the same GEMMs for any
-    # thread count, see fastdl._parallel.row_ranges) share the images evenly.
-    batch = max(1, min(batch, -(-x.shape[0] // MIN_BATCHES)))
+    batch = min_batches(batch, x.shape[0])
     args = (kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
     return dict(pixels=pixels, patch_cols=patch_cols, direct=direct, winograd=winograd, large_tiles=large_tiles,
                 few_taps=few_taps, kn2row=kn2row, batch=batch, args=args, work=pixels * patch_cols * out_channels)
@@ -155,8 +164,8 @@ def _plan_kernels(plan, backend):
 def _forward_batches(x, kernel, geometry, plan, kernels, first, last):
     """(start, stop, convolve) for images first..last-1 in batches: convolve(out=rows) writes the
     convolution of images start..stop-1 (no bias) into rows ((stop - start) * pixels,
-    out_channels), by Winograd, directly (few taps), or by im2col and one GEMM; kernels from
-    _plan_kernels."""
+    out_channels), by Winograd, by kn2row, directly (few taps), or by im2col and one GEMM;
+    kernels from _plan_kernels."""
     if plan["winograd"]:
         (pad_top, pad_left), (out_h, out_w) = geometry[1:]
         for start in range(first, last, plan["batch"]):
@@ -260,7 +269,7 @@ def conv2d_into(x, kernel, bias, geometry, out, activation=0, backend=None, alph
     kernels = _plan_kernels(plan, backend)
     out_rows = out.reshape(-1, out_channels)
     epilogue = bool(activation) or bias is not None
-    bias = _NO_BIAS[dtype] if bias is None else bias
+    bias = NO_BIAS[dtype] if bias is None else bias
     pixels = plan["pixels"]
 
     def compute(first, last):
@@ -343,6 +352,12 @@ def conv2d_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, backend=None
         return dout_rows[rows]
 
     _backward_gemms(x, kernel, geometry, dx, dkernel, backend, gradient_rows)
+    finish_bias(dbias, bias_partials)
+
+
+def finish_bias(dbias, bias_partials):
+    """dbias (unless None) = the sum of the float64 partial column sums {first row: sums}, added
+    in order; 0 when there were no rows."""
     if dbias is not None:
         np.copyto(dbias, sum_in_order(bias_partials) if bias_partials else 0, casting="same_kind")
 

@@ -9,10 +9,10 @@ import numpy as np
 
 from fastdl import _device
 from fastdl import backend as _backend
-from fastdl._parallel import run_row_ranges, scratch, sum_in_order
+from fastdl._parallel import run_row_ranges, scratch
 from fastdl.ops import _nn_on_device
-from fastdl.ops.conv import _backward_gemms, _forward_batches, _forward_plan, _plan_kernels
-from fastdl.ops.dense import _NO_BIAS
+from fastdl.ops.conv import _backward_gemms, _forward_batches, _forward_plan, _plan_kernels, finish_bias
+from fastdl.ops.dense import NO_BIAS
 
 
 def pool_fusable(activation, pool_window, conv_hw, pooled_hw):
@@ -56,7 +56,7 @@ def conv2d_pool_into(x, kernel, bias, geometry, activation, pool, out, code, bac
     plan = _forward_plan(x, kernel, geometry, dtype)
     convolution_kernels = _plan_kernels(plan, backend)
     conv_h, conv_w = geometry[2]
-    bias = _NO_BIAS[dtype] if bias is None else bias
+    bias = NO_BIAS[dtype] if bias is None else bias
 
     def compute(first, last):
         block_rows = min(plan["batch"], last - first) * plan["pixels"]
@@ -92,5 +92,4 @@ def conv2d_pool_grad_into(x, kernel, dpooled, code, geometry, pool, dx, dkernel,
         return block
 
     _backward_gemms(x, kernel, geometry, dx, dkernel, backend, gradient_rows)
-    if dbias is not None:
-        np.copyto(dbias, sum_in_order(bias_partials) if bias_partials else 0, casting="same_kind")
+    finish_bias(dbias, bias_partials)

@@ -24,9 +24,9 @@ from fastdl.ops import _nn_on_device, _subpixel
 from fastdl.ops._nn_on_device import Out, host_call
 from fastdl._validation import as_compute_all, check_array, check_pair
 from fastdl.ops.conv import (
-    MIN_BATCHES, _geometry, add_column_sums, batch_size, conv2d_grad_into, conv2d_into, grad_arrays, patches_of,
+    _geometry, batch_size, conv2d_grad_into, conv2d_into, finish_bias, grad_arrays, min_batches, patches_of,
 )
-from fastdl.ops.dense import _NO_BIAS, LEAKY_ALPHA
+from fastdl.ops.dense import LEAKY_ALPHA, NO_BIAS, add_column_sums
 
 
 def transpose_output_length(size, kernel, stride, padding):
@@ -93,15 +93,13 @@ def _plan(x_shape, kernel_shape, geometry, dtype):
     patch_cols = kh * kw * filters
     # A 1x1 kernel at stride 1 maps pixels onto pixels: no col2im (forward) or im2col (backward).
     direct = (kh, kw, args[2], args[3]) == (1, 1, 1, 1)
-    # At least MIN_BATCHES batches, so that threads given whole batches (the same GEMMs for any
-    # thread count, see fastdl._parallel.row_ranges) share the images evenly.
     subpixel = None
     if _subpixel.fits(x_shape, kernel_shape, args, geometry[0]):
         subpixel = _subpixel.plan(kernel_shape, args, geometry[0], dtype)
         batch, work = subpixel.batch, subpixel.work
     else:
         batch, work = batch_size(pixels, patch_cols, dtype), pixels * patch_cols * in_channels
-    batch = max(1, min(batch, -(-x_shape[0] // MIN_BATCHES)))
+    batch = min_batches(batch, x_shape[0])
     return dict(pixels=pixels, patch_cols=patch_cols, direct=direct, batch=batch, args=args, subpixel=subpixel,
                 out_pixels=geometry[0][0] * geometry[0][1], work=work)
 
@@ -167,7 +165,7 @@ def conv2d_transpose_into(x, kernel, bias, geometry, out, activation=0, backend=
     x_rows = x.reshape(-1, x.shape[3])
     out_rows = out.reshape(-1, filters)
     epilogue = bool(activation) or bias is not None
-    bias = _NO_BIAS[dtype] if bias is None else bias
+    bias = NO_BIAS[dtype] if bias is None else bias
     subpixel = plan["subpixel"]
     transformed = subpixel.transform_kernels(kernel) if subpixel else None
 
@@ -179,7 +177,7 @@ def conv2d_transpose_into(x, kernel, bias, geometry, out, activation=0, backend=
                 subpixel.forward(x[start:stop], transformed, out[start:stop], bias, int(activation == 1),
                                  winograd_kernels)
                 if activation > 1:
-                    dense_kernels.bias_activation(rows, _NO_BIAS[dtype], activation, dtype.type(alpha), 1)
+                    dense_kernels.bias_activation(rows, NO_BIAS[dtype], activation, dtype.type(alpha), 1)
             else:
                 if plan["direct"]:
                     np.dot(x_rows[start * pixels : stop * pixels], weights, out=rows)
@@ -295,5 +293,4 @@ def conv2d_transpose_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, ba
         subpixel.kernel_gradient(sum_in_order(partials), dkernel)
     elif dkernel is not None:
         np.copyto(dkernel, sum_in_order(partials).reshape(kernel.shape))
-    if dbias is not None:
-        np.copyto(dbias, sum_in_order(bias_partials), casting="same_kind")
+    finish_bias(dbias, bias_partials)

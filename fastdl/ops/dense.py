@@ -6,7 +6,7 @@ import numpy as np
 
 from fastdl import _device
 from fastdl import backend as _backend
-from fastdl._parallel import blas_held, blocks, run_row_ranges, threads_worth_it
+from fastdl._parallel import ELEMENTWISE_WORK, blas_held, blocks, run_row_ranges, threads_worth_it
 from fastdl._validation import as_compute_all, check_matrix
 from fastdl.ops import _nn_on_device
 from fastdl.ops._nn_on_device import Out, host_call
@@ -15,7 +15,8 @@ from fastdl.ops._nn_on_device import Out, host_call
 ACTIVATIONS = {None: 0, "linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "leaky_relu": 4}
 LEAKY_ALPHA = 0.2  # the "leaky_relu" activation's slope below zero, as Keras 3's activations.leaky_relu
 ROW_BLOCK = 64  # rows per GEMM where fastdl's threads split the rows
-_NO_BIAS = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
+# The empty array the kernels take as "no bias", per dtype.
+NO_BIAS = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 
 
 def _activation_code(activation):
@@ -33,6 +34,18 @@ def check_alpha(alpha, name="alpha"):
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not np.isfinite(alpha) or alpha < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {alpha!r}")
     return float(alpha)
+
+
+def _check_kernel(x, kernel):
+    """(x, kernel) as checked matrices; kernel must have x's input features as rows."""
+    x = check_matrix(x, "x")
+    kernel = check_matrix(kernel, "kernel")
+    if kernel.shape[0] != x.shape[1]:
+        raise ValueError(
+            f"kernel must have x's {x.shape[1]} input features as rows, "
+            f"got x {x.shape} and kernel {kernel.shape}"
+        )
+    return x, kernel
 
 
 def _check_vector(v, name):
@@ -100,16 +113,11 @@ def dense(x, kernel, bias=None, activation=None, backend=None, alpha=LEAKY_ALPHA
 
     Notes
     -----
-    The product is a BLAS GEMM; the bias and the activation are then applied in one compiled pass
-    over each block of rows while it is still in cache.
+    One BLAS GEMM, then one compiled pass for the bias and the activation; inside a fastdl
+    parallel region (BLAS held to one thread) the rows go in GEMMs of ROW_BLOCK rows, each
+    followed by its pass while in cache.
     """
-    x = check_matrix(x, "x")
-    kernel = check_matrix(kernel, "kernel")
-    if kernel.shape[0] != x.shape[1]:
-        raise ValueError(
-            f"kernel must have x's {x.shape[1]} input features as rows, "
-            f"got x {x.shape} and kernel {kernel.shape}"
-        )
+    x, kernel = _check_kernel(x, kernel)
     if bias is not None:
         bias = _check_vector(bias, "bias")
         if bias.shape[0] != kernel.shape[1]:
@@ -131,14 +139,15 @@ def dense_into(x, kernel, bias, code, out, backend=None, alpha=LEAKY_ALPHA):
 
     For callers that have checked their arrays (fastdl.nn's layers): x (n, in), kernel (in, units),
     bias (units,) or None and out (n, units) C-contiguous and of one float dtype; code from
-    ACTIVATIONS. The product is a BLAS GEMM per block of rows, followed by one compiled pass for
-    the bias and the activation while the block is still in cache. Device arrays run on the device
+    ACTIVATIONS. One BLAS GEMM, then one compiled pass for the bias and the activation; inside a
+    fastdl parallel region (BLAS held to one thread) the rows go in GEMMs of ROW_BLOCK rows, each
+    followed by its pass while in cache. Device arrays run on the device
     (fastdl/ops/_nn_on_device.py), as in every `*_into` op.
     """
     if _device.is_device(out):
         return _nn_on_device.dense_into(x, kernel, bias, code, out, alpha)
     kernels, _ = _backend.kernels("dense", backend)
-    bias = _NO_BIAS[out.dtype] if bias is None else bias
+    bias = NO_BIAS[out.dtype] if bias is None else bias
     alpha = out.dtype.type(alpha)
 
     if not blas_held():  # BLAS threads one GEMM (see _row_threads)
@@ -176,14 +185,8 @@ def dense_grad(x, kernel, dout, backend=None):
     dkernel : ndarray of shape (in_features, units)
     dbias : ndarray of shape (units,)
     """
-    x = check_matrix(x, "x")
-    kernel = check_matrix(kernel, "kernel")
+    x, kernel = _check_kernel(x, kernel)
     dout = check_matrix(dout, "dout")
-    if kernel.shape[0] != x.shape[1]:
-        raise ValueError(
-            f"kernel must have x's {x.shape[1]} input features as rows, "
-            f"got x {x.shape} and kernel {kernel.shape}"
-        )
     if dout.shape != (x.shape[0], kernel.shape[1]):
         raise ValueError(
             f"dout must have shape {(x.shape[0], kernel.shape[1])} for x {x.shape} and kernel {kernel.shape}, "
@@ -271,7 +274,7 @@ def activation_grad_into(out, dout, code, dpre, backend=None, alpha=LEAKY_ALPHA,
         return _nn_on_device.activation_grad_into(out, dout, code, dpre, alpha, column_sums)
     kernels, _ = _backend.kernels("dense", backend)
     # One thread for small inputs, where waking a team costs more than the pass.
-    n_threads = threads_worth_it(out.shape[0], 8 * out.shape[1])
+    n_threads = threads_worth_it(out.shape[0], ELEMENTWISE_WORK * out.shape[1])
     kernels.activation_backward(out, dout, code, dpre.dtype.type(alpha), dpre, n_threads)
     if column_sums is not None:
         column_sums_into(dpre, column_sums)
@@ -283,6 +286,6 @@ def activation_into(z, code, backend=None, alpha=LEAKY_ALPHA):
     if _device.is_device(z):
         return _nn_on_device.activation_into(z, code, alpha)
     kernels, _ = _backend.kernels("dense", backend)
-    n_threads = threads_worth_it(z.shape[0], 8 * z.shape[1])
-    kernels.bias_activation(z, _NO_BIAS[z.dtype], code, z.dtype.type(alpha), n_threads)
+    n_threads = threads_worth_it(z.shape[0], ELEMENTWISE_WORK * z.shape[1])
+    kernels.bias_activation(z, NO_BIAS[z.dtype], code, z.dtype.type(alpha), n_threads)
     return z

@@ -51,7 +51,7 @@ def knn(X_query, X_ref, k, backend=None):
     range (and may rank as ties).
     """
     if _backend.resolve("neighbors", backend) == "cuda":
-        return _on_device.knn(X_query, X_ref, k, lambda k_, n_ref: check_int(k_, "k", 1, n_ref))
+        return _on_device.knn(X_query, X_ref, k)
     X_query = check_matrix(X_query, "X_query")
     X_ref = check_matrix(X_ref, "X_ref")
     check_same_features(X_query, X_ref, "X_query", "X_ref")

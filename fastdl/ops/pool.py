@@ -9,6 +9,7 @@ from fastdl._parallel import threads_worth_it
 from fastdl._validation import as_compute_all, check_array, check_pair
 from fastdl.ops import _nn_on_device
 from fastdl.ops._nn_on_device import Out, host_call
+from fastdl.ops.conv import same_padding
 
 IMAGES = "(batch, height, width, channels)"
 
@@ -37,9 +38,8 @@ def pool_geometry(input_shape, pool_size, strides, padding):
         out_h, out_w = (h - pool_h) // stride_h + 1, (w - pool_w) // stride_w + 1
         return pool_h, pool_w, stride_h, stride_w, 0, 0, out_h, out_w
     out_h, out_w = -(-h // stride_h), -(-w // stride_w)
-    pad_h = max((out_h - 1) * stride_h + pool_h - h, 0)
-    pad_w = max((out_w - 1) * stride_w + pool_w - w, 0)
-    return pool_h, pool_w, stride_h, stride_w, pad_h // 2, pad_w // 2, out_h, out_w
+    pad_top, pad_left = same_padding(h, pool_h, stride_h)[0], same_padding(w, pool_w, stride_w)[0]
+    return pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w
 
 
 def max_pool2d(x, pool_size=2, strides=None, padding="valid", backend=None):
@@ -122,13 +122,7 @@ def max_pool2d_grad(x, dout, pool_size=2, strides=None, padding="valid", backend
     Each window's gradient goes to one element only: its maximum, and on ties the first maximum
     in row-major window order (top row first, left to right). Overlapping windows add up.
     """
-    x, dout, window = _checked_grad_args(x, dout, pool_size, strides, padding, "max_pool2d")
-    on_cuda = _backend.resolve("pool", backend) == "cuda"  # an unknown or unavailable backend fails here
-    dtype, x, dout = as_compute_all(x, dout)
-    dx = np.empty(x.shape, dtype=dtype)
-    if on_cuda:
-        return host_call(max_pool2d_grad_into, x, dout, Out(dx), window)
-    return max_pool2d_grad_into(x, dout, dx, window, backend)
+    return _pooled_grad("max_pool2d", x, dout, pool_size, strides, padding, backend)
 
 
 def max_pool2d_grad_into(x, dout, dx, window, backend=None):
@@ -142,15 +136,22 @@ def max_pool2d_grad_into(x, dout, dx, window, backend=None):
     return dx
 
 
-def _checked_grad_args(x, dout, pool_size, strides, padding, op):
-    """(x, dout, window) of a pooling gradient, checked: dout must have the op's output shape."""
+def _pooled_grad(op, x, dout, pool_size, strides, padding, backend):
+    """max_pool2d_grad's or avg_pool2d_grad's result (op "max_pool2d" or "avg_pool2d"), once x and
+    dout are checked: dout must have the op's output shape. avg_pool2d_grad_into needs only dout."""
     x = check_array(x, "x", 4, IMAGES)
     dout = check_array(dout, "dout", 4, IMAGES)
     *window, out_h, out_w = pool_geometry(x.shape, pool_size, strides, padding)
     expected = (x.shape[0], out_h, out_w, x.shape[3])
     if dout.shape != expected:
         raise ValueError(f"dout must have {op}'s output shape {expected} for x of shape {x.shape}, got {dout.shape}")
-    return x, dout, window
+    on_cuda = _backend.resolve("pool", backend) == "cuda"  # an unknown or unavailable backend fails here
+    dtype, x, dout = as_compute_all(x, dout)
+    dx = np.empty(x.shape, dtype=dtype)
+    into, inputs = (max_pool2d_grad_into, (x, dout)) if op == "max_pool2d" else (avg_pool2d_grad_into, (dout,))
+    if on_cuda:
+        return host_call(into, *inputs, Out(dx), window)
+    return into(*inputs, dx, window, backend)
 
 
 def avg_pool2d(x, pool_size=2, strides=None, padding="valid", backend=None):
@@ -205,13 +206,7 @@ def avg_pool2d_grad(x, dout, pool_size=2, strides=None, padding="valid", backend
     Each window's gradient, divided by the window's count of image cells, goes to each of those
     cells; overlapping windows add up (in row-major window order, the same bits on every backend).
     """
-    x, dout, window = _checked_grad_args(x, dout, pool_size, strides, padding, "avg_pool2d")
-    on_cuda = _backend.resolve("pool", backend) == "cuda"  # an unknown or unavailable backend fails here
-    dtype, x, dout = as_compute_all(x, dout)
-    dx = np.empty(x.shape, dtype=dtype)
-    if on_cuda:
-        return host_call(avg_pool2d_grad_into, dout, Out(dx), window)
-    return avg_pool2d_grad_into(dout, dx, window, backend)
+    return _pooled_grad("avg_pool2d", x, dout, pool_size, strides, padding, backend)
 
 
 def avg_pool2d_grad_into(dout, dx, window, backend=None):
