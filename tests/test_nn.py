@@ -215,6 +215,8 @@ def test_unknown_loss_and_optimizer():
         model.compile("adagrad", "mse")
     with pytest.raises(ValueError, match="metric"):
         model.compile("sgd", "mse", metrics=["auc"])
+    with pytest.raises(ValueError, match=r"accuracy is given 2 times; give it once"):
+        model.compile("sgd", "mse", metrics=["acc", "accuracy"])  # not one of them quietly dropped
 
 
 def test_dense_needs_flat_input():

@@ -33,7 +33,9 @@ def check_metrics(metrics):
     for name in names:
         if name not in ("accuracy", "acc"):
             raise ValueError(f"unknown metric {name!r}; only 'accuracy' is supported")
-    return names[:1]
+    if len(names) > 1:  # Keras would log the same accuracy under each name; fastdl logs one
+        raise ValueError(f"metrics {names}: accuracy is given {len(names)} times; give it once")
+    return names
 
 
 def build_in_model(model, layer, shape):
