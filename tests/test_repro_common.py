@@ -19,7 +19,7 @@ def test_run_leaves_quick_to_the_runner_as_the_cli_does(monkeypatch, tmp_path):
     (call,) = calls
     staging = call.pop("out_dir")  # the hidden folder the files are published from
     assert call == {"data_dir": None, "quick": None}
-    assert staging.parent == tmp_path and staging.name.startswith(".a5.") and staging.name.endswith(".partial")
+    assert staging.parent == tmp_path / "a5" and staging.name.startswith(".a5.") and staging.name.endswith(".partial")
 
 
 def test_write_summary_lists_itself(tmp_path):
@@ -113,6 +113,46 @@ def test_run_reports_the_final_paths_and_leaves_no_hidden_folder(tmp_path, monke
     summary = json.loads((final / "summary.json").read_text())
     assert summary["files"] == result["files"] and summary["out"] == str(final)
     assert os.listdir(tmp_path / "out") == ["a3"]  # the hidden folder is gone
+    assert sorted(os.listdir(final)) == ["summary.json", "table.json", "tsne.json"]
+
+
+def test_a_target_that_links_elsewhere_gets_the_files(tmp_path, monkeypatch):
+    """results/a3 -> /bigdisk/a3 worked before runs were published: the hidden folder is made
+    inside the target, so every move is a rename there (staged beside the link, a move across
+    file systems failed and the finished run's files were deleted)."""
+    elsewhere = tmp_path / "bigdisk" / "a3"
+    elsewhere.mkdir(parents=True)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a3").symlink_to(elsewhere)
+    seen = []
+    _fake_a3(monkeypatch, ["table.json"], seen=seen)
+    repro.run("a3", out_dir=tmp_path / "out", quick=True)
+    assert seen[0].resolve().parent == elsewhere
+    assert sorted(os.listdir(elsewhere)) == ["summary.json", "table.json"]
+
+
+def test_files_that_cannot_be_moved_in_are_kept_and_named(tmp_path, monkeypatch):
+    import errno
+
+    _fake_a3(monkeypatch, ["table.json"])
+    real_replace = os.replace
+
+    def across_devices(source, destination):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "replace", across_devices)  # a subfolder linking to another file system
+    repro.run("a3", out_dir=tmp_path / "out", quick=True)
+    assert sorted(os.listdir(tmp_path / "out" / "a3")) == ["summary.json", "table.json"]
+
+    def refused(source, destination):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(os, "replace", refused)
+    with pytest.raises(OSError, match=r"a3 finished, but its files could not all be moved .* those not moved are in"):
+        repro.run("a3", out_dir=tmp_path / "again", quick=True)
+    monkeypatch.setattr(os, "replace", real_replace)
+    (staging,) = (tmp_path / "again" / "a3").iterdir()
+    assert sorted(path.name for path in (staging / "a3").iterdir()) == ["summary.json", "table.json"]
 
 
 def test_an_interrupted_run_leaves_the_previous_one_as_it_was(tmp_path, monkeypatch):

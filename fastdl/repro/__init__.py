@@ -20,6 +20,7 @@ here plus its module. Modules are imported only when run, so listing them stays 
 """
 
 import contextlib
+import errno
 import importlib
 import json
 import os
@@ -92,15 +93,17 @@ def run(name, data_dir=None, out_dir="results", quick=None, **options):
     estimate their full run's time and run the quick version when it would take over ten
     minutes; the others run in full. True: the quick run; False: the full run, however long.
 
-    The runner writes into a hidden folder in ``out_dir``, ``.NAME.PID.XXXX.partial`` (on the same
-    file system, so moving a file is a rename); only when it returns are its files moved into
-    ``out_dir/name``, replacing same-named ones, and the files that the previous run's
-    summary.json listed there and this run did not write are removed (no other file: a user's
-    own files stay). If it raises (Ctrl-C too), the hidden folder is removed and ``out_dir/name``
-    is left as it was. So the folder never mixes two runs' tables and figures. Every path in the
-    result (and in summary.json) names the file's final place. (A process killed outright leaves
-    its hidden folder behind; a runner called directly, ``a1.run(out_dir=...)``, writes straight
-    into ``out_dir/a1``.)
+    The runner writes into a hidden folder inside ``out_dir/name``, ``.NAME.PID.XXXX.partial``
+    (so moving a file is a rename, even where ``out_dir/name`` links to another file system);
+    only when it returns are its files moved into ``out_dir/name``, replacing same-named ones,
+    and the files that the previous run's summary.json listed there and this run did not write
+    are removed (no other file: a user's own files stay). If it raises (Ctrl-C too), the hidden
+    folder is removed and ``out_dir/name`` is left as it was. So the folder never mixes two
+    runs' tables and figures. Every path in the result (and in summary.json) names the file's
+    final place. A finished run's files are never deleted: where one cannot be moved in, the
+    OSError names the hidden folder that keeps it. (A process killed outright leaves its hidden
+    folder behind; a runner called directly, ``a1.run(out_dir=...)``, writes straight into
+    ``out_dir/a1``.)
 
     Parameters
     ----------
@@ -118,20 +121,30 @@ def run(name, data_dir=None, out_dir="results", quick=None, **options):
     """
     runner = get_runner(name)
     out = Path(out_dir)
-    created = [path for path in (out, *out.parents) if not path.exists()]  # deepest first
-    out.mkdir(parents=True, exist_ok=True)
-    # mkdtemp for a unique name; joined to `out` as given, so the paths the runner reports are
-    # relative where `out` is, and turn into the final ones by swapping this prefix.
-    staging = out / Path(tempfile.mkdtemp(prefix=f".{name}.{os.getpid()}.", suffix=".partial", dir=out)).name
+    target = out / name
+    created = [path for path in (target, *target.parents) if not path.exists()]  # deepest first
+    target.mkdir(parents=True, exist_ok=True)
+    # Inside the target folder, so that moving a file is a rename even where the target is a link
+    # to another file system; mkdtemp for a unique name, joined to the target as given, so the
+    # paths the runner reports turn into the final ones by swapping this prefix for `out`.
+    staging = target / Path(tempfile.mkdtemp(prefix=f".{name}.{os.getpid()}.", suffix=".partial",
+                                             dir=target)).name
     try:
         result = runner(data_dir=data_dir, out_dir=staging, quick=quick, **options)
-        with _sigint_deferred():
-            return _publish(staging, out, result)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)  # all of it on an error, else what is left: nothing
-        for directory in created:  # made for this run: removed if it failed (or wrote nothing)
-            with contextlib.suppress(OSError):  # not empty
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for directory in created:  # made for this run: removed (where empty) as it failed
+            with contextlib.suppress(OSError):
                 directory.rmdir()
+        raise
+    try:
+        with _sigint_deferred():
+            result = _publish(staging, out, result)
+    except OSError as error:  # a finished run's files are never deleted: they stay where they are
+        raise OSError(f"{name} finished, but its files could not all be moved into {target} ({error}); "
+                      f"those not moved are in {staging}") from error
+    shutil.rmtree(staging, ignore_errors=True)  # emptied folders only
+    return result
 
 
 def _publish(staging, out, result):
@@ -146,7 +159,12 @@ def _publish(staging, out, result):
 
     def move(path):
         (out / path).parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staging / path, out / path)
+        try:
+            os.replace(staging / path, out / path)
+        except OSError as error:
+            if error.errno != errno.EXDEV:
+                raise
+            shutil.move(staging / path, out / path)  # a subfolder that links to another file system
 
     for path in written:
         if path not in summaries:
