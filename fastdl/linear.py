@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from fastdl import _device
 from fastdl import backend as _backend
-from fastdl._validation import as_compute, check_host, check_int, device_array_error
+from fastdl._validation import as_compute, check_host, check_int, compute_dtype, device_array_error
 
 METHODS = ("batch", "online")
 RULES = {"sigmoid": 0, "classic": 1}  # the kernels' rule codes (kernels/*/perceptron)
@@ -306,6 +306,8 @@ class MultiClassPerceptron(ClassifierMixin, BaseEstimator):
             The scores ``[X, 1] @ coef_`` of each class. For two classes, scikit-learn's binary
             convention: the score of ``classes_[1]`` less that of ``classes_[0]``, positive where
             predict gives ``classes_[1]`` (what roc_auc scoring and other binary metrics take).
+            Computed in float32 when both X and coef_ are float32, else in float64 (as fastdl's
+            ops do): float64 X beyond float32's range scores finitely on a float32 fit.
         """
         scores = self._scores(X)
         return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
@@ -317,10 +319,11 @@ class MultiClassPerceptron(ClassifierMixin, BaseEstimator):
             raise TypeError(f"decision_function, predict and score take host (NumPy) arrays, got "
                             f"{type(X).__module__}.{type(X).__name__}; coef_ is NumPy on every backend")
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32], order="C")
-        return _with_bias(X, self.coef_.dtype) @ self.coef_
+        dtype = compute_dtype(X, self.coef_)  # never X cast down to a float32 fit's dtype
+        return _with_bias(X, dtype) @ as_compute(self.coef_, dtype)
 
     def predict(self, X):
-        """The class with the highest score (the first on ties)."""
+        """The class with the highest score (the first on ties; scores as in decision_function)."""
         scores = self._scores(X)  # checks fitted first
         return self.classes_[np.argmax(scores, axis=1)]
 

@@ -116,7 +116,7 @@ def hours_to_hm(hours):
         values = values[:, 0]
     values = check_array(values, "hours", 1, "(n_samples,) or (n_samples, 1)")
     # In minutes, so a whole number of minutes stays whole (2.25 h is 2:15, never 2:14.999...).
-    minutes = np.mod(np.fmod(values.astype(np.float64), HOURS_REDUCED_MODULO) * 60.0, MINUTES_PER_DIAL)
+    minutes = np.mod(np.fmod(_as_float(values, 12), HOURS_REDUCED_MODULO) * 60.0, MINUTES_PER_DIAL)
     # mod of a tiny negative number can round up to exactly 720.
     minutes = np.where(minutes >= MINUTES_PER_DIAL, 0.0, minutes)
     whole_hours = np.floor(minutes / 60.0)
@@ -129,9 +129,17 @@ def _dial_minutes(hm, name):
     if array.shape[1] != 2:
         raise ValueError(f"{name} must have shape (n_samples, 2) [hour, minute], got shape "
                          f"{array.shape}")
-    array = array.astype(np.float64)
-    hours = np.fmod(array[:, 0], HOURS_REDUCED_MODULO)
-    return np.mod(hours * 60.0 + np.fmod(array[:, 1], MINUTES_PER_DIAL), MINUTES_PER_DIAL)
+    hours = np.fmod(_as_float(array[:, 0], 12), HOURS_REDUCED_MODULO)
+    minutes = np.fmod(_as_float(array[:, 1], MINUTES_PER_DIAL), MINUTES_PER_DIAL)
+    return np.mod(hours * 60.0 + minutes, MINUTES_PER_DIAL)
+
+
+def _as_float(values, modulo):
+    """values as float64; 64-bit integers are first reduced modulo `modulo` (keeping their sign,
+    as np.fmod) in their own dtype, exactly: float64 would round those beyond 2**53."""
+    if values.dtype.kind in "iu" and values.dtype.itemsize == 8:
+        values = np.fmod(values, modulo)
+    return values.astype(np.float64)
 
 
 def frechet_distance(features_a, features_b):
@@ -149,8 +157,8 @@ def frechet_distance(features_a, features_b):
     Returns
     -------
     float
-        The squared Frechet (2-Wasserstein) distance, >= 0; 0 for two sets with the same mean
-        and covariance.
+        The squared Frechet (2-Wasserstein) distance, >= 0; 0 up to rounding for two sets with
+        the same mean and covariance.
 
     Raises
     ------

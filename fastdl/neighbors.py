@@ -67,6 +67,18 @@ def _query_index(estimator, X):
     return estimator._index64, as_compute(X, np.float64)
 
 
+def _without_self(distances, indices):
+    """(distances, indices) of the k + 1 nearest training rows of each training row, less the row
+    itself: k columns. A row missing from its own k + 1 nearest has k + 1 duplicates of lower
+    index ahead of it, and its k nearest others are the first k (what scikit-learn drops instead
+    is the first duplicate)."""
+    n, k_plus_1 = indices.shape
+    dropped = indices == np.arange(n)[:, None]
+    dropped[~dropped.any(axis=1), -1] = True
+    kept = ~dropped
+    return distances[kept].reshape(n, k_plus_1 - 1), indices[kept].reshape(n, k_plus_1 - 1)
+
+
 def _encoded(y):
     """(int64 codes of y's values in sorted order, the sorted distinct values): np.unique's, by a
     count over small non-negative integer labels (the usual kind) without its sort."""
@@ -91,6 +103,11 @@ class KNeighborsClassifier(ClassifierMixin, BaseEstimator):
     ----------
     classes_ : ndarray of shape (n_classes,)
     n_features_in_ : int
+
+    Notes
+    -----
+    fit keeps its own copy of the training rows: a later change to the caller's array changes no
+    answer.
     """
 
     def __init__(self, n_neighbors=3, backend=None):
@@ -102,25 +119,84 @@ class KNeighborsClassifier(ClassifierMixin, BaseEstimator):
         self._index, self._index64 = knn_index(X, self.backend), None
         return self
 
-    def kneighbors(self, X, n_neighbors=None):
-        """(distances, indices) of the nearest training rows of each row of X.
+    def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
+        """The nearest training rows of each row of X, as scikit-learn's kneighbors.
 
-        Ranked in float64 unless both the training rows and X are float32 (then distances are
-        float32), as in fastdl.ops.knn.
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features), optional
+            None: the neighbours of each training row among the other training rows (a row is not
+            its own neighbour; a duplicate of it is, ranked as any other row).
+        n_neighbors : int, optional
+            Neighbours per row (default: the estimator's n_neighbors), at most the training rows
+            (fewer than them for X=None).
+        return_distance : bool, default True
+            Whether to return the distances too.
+
+        Returns
+        -------
+        distances : ndarray of shape (n_queries, n_neighbors)
+            Only with return_distance. Ranked in float64 unless both the training rows and X are
+            float32 (then distances are float32), as in fastdl.ops.knn.
+        indices : ndarray of shape (n_queries, n_neighbors), int64
+            Training row indices by ascending distance, equal distances to the lower index.
         """
         check_is_fitted(self)
-        k = self.n_neighbors if n_neighbors is None else n_neighbors
-        k = check_int(k, "n_neighbors", 1, self._index.X_ref.shape[0])
-        index, X = _query_index(self, _predict_data(self, X))
+        n_fit = self._codes.shape[0]
+        k = check_int(self.n_neighbors if n_neighbors is None else n_neighbors, "n_neighbors", 1)
+        if X is None:
+            if k >= n_fit:
+                raise ValueError(f"n_neighbors must be below the {n_fit} training rows for X=None "
+                                 f"(a row is not its own neighbour), got {k}")
+            distances, indices = _without_self(*self._query(self._training_rows(), k + 1))
+        else:
+            k = check_int(k, "n_neighbors", 1, n_fit)
+            distances, indices = self._query(_predict_data(self, X), k)
+        return (distances, indices) if return_distance else indices
+
+    def _query(self, X, k):
+        """kneighbors' (distances, indices) for validated X."""
+        index, X = _query_index(self, X)
         distances, indices = index.query(X, k)
         with np.errstate(over="ignore"):  # a distance beyond float32's range is inf, as in fastdl.ops.knn
             return distances.astype(X.dtype, copy=False), indices
 
+    def _training_rows(self):
+        """The fitted rows as a NumPy array (the index's own copy; on cuda copied from the device)."""
+        rows = self._index.X_ref
+        return rows if isinstance(rows, np.ndarray) else rows.copy_to_host()
+
     def predict(self, X):
-        """Majority class among the n_neighbors nearest training rows; ties go to the smaller label."""
-        _, indices = self.kneighbors(X)
+        """Majority class among the n_neighbors nearest training rows; ties go to the smaller label.
+
+        X=None predicts each training row from its neighbours among the others (see kneighbors).
+        """
+        indices = self.kneighbors(X, return_distance=False)
         votes = majority_vote(self._codes[indices], len(self.classes_), backend=self.backend)
         return self.classes_[votes]
+
+    def predict_proba(self, X):
+        """The share of each class among the n_neighbors nearest training rows.
+
+        scikit-learn's KNeighborsClassifier.predict_proba with uniform weights: what roc_auc and
+        neg_log_loss scoring and soft voting take. predict gives the class of the first largest
+        share.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features), or None
+            None: each training row, from its neighbours among the others (as in kneighbors).
+
+        Returns
+        -------
+        ndarray of shape (n_queries, n_classes), float64
+            Columns in classes_ order; each row sums to 1 (vote counts over n_neighbors).
+        """
+        indices = self.kneighbors(X, return_distance=False)
+        n, k = indices.shape
+        n_classes = len(self.classes_)
+        cells = np.arange(n)[:, None] * n_classes + self._codes[indices]
+        return np.bincount(cells.ravel(), minlength=n * n_classes).reshape(n, n_classes) / k
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -140,6 +216,15 @@ class NearestCentroid(ClassifierMixin, BaseEstimator):
     ----------
     centroids_ : ndarray of shape (n_classes, n_features)
     classes_ : ndarray of shape (n_classes,)
+
+    Notes
+    -----
+    No decision_function, predict_proba or predict_log_proba, which scikit-learn's NearestCentroid
+    has (since 1.5): its scores are squared distances in units of the pooled within-class standard
+    deviation of each feature, plus the log class priors (ESL eq. 18.2), a ranking that can
+    disagree with the Euclidean one of predict (this one's, and scikit-learn's with uniform
+    priors). So roc_auc and neg_log_loss scoring and soft voting need another estimator here, e.g.
+    KNeighborsClassifier, which has predict_proba.
     """
 
     def __init__(self, backend=None):

@@ -18,7 +18,7 @@ import numpy as np
 
 from fastdl import _device
 from fastdl import backend as _backend
-from fastdl._validation import check_array, check_int
+from fastdl._validation import NonFiniteError, check_array, check_int
 
 __all__ = ["XORResult", "xor_forward", "train_xor", "lazy_search", "lazy_search_stats", "draw_weights"]
 
@@ -85,13 +85,14 @@ def _host(array):
     return _device.answer(array, None) if _device.is_device(array) else array
 
 
-def _check_lr(lr):
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
-        raise TypeError(f"lr must be a real number, got {lr!r}")
-    lr = float(lr)
-    if not math.isfinite(lr) or lr <= 0.0:
-        raise ValueError(f"lr must be a positive finite number, got {lr}")
-    return lr
+def _check_positive(value, name):
+    """value as a float, after checking it is a finite real number > 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value <= 0.0:
+        raise ValueError(f"{name} must be a positive finite number, got {value}")
+    return value
 
 
 def xor_forward(weights):
@@ -138,20 +139,29 @@ def train_xor(weights, lr, max_iter=100_000, backend=None):
     XORResult
         NumPy arrays on every backend: on cuda the descent runs on the device and its states are
         copied back (n_iterations of each, not max_iter).
+
+    Raises
+    ------
+    NonFiniteError
+        (a ValueError) The weights or the error became NaN or infinite: lr is too large for them.
     """
     if _device.is_device(weights):
         weights = _device.view(weights).copy_to_host()
     w = _check_weights(weights)
-    lr = _check_lr(lr)
+    lr = _check_positive(lr, "lr")
     max_iter = check_int(max_iter, "max_iter", 1)
     module, on_device = _kernels(backend)
     state = _device.to_device(w) if on_device else w
     mse = _empty(on_device, max_iter, w.dtype)
     wrong = _empty(on_device, max_iter, np.int64)
     n = int(module.train_xor(state, lr, mse, wrong, _backend.get_num_threads()))
-    wrong = _host(wrong[:n])
-    return XORResult(weights=_host(state), n_iterations=n, mse=_host(mse[:n]).copy(),
-                     n_misclassified=wrong.copy(), converged=bool(wrong[n - 1] == 0))
+    weights, mse, wrong = _host(state), _host(mse[:n]).copy(), _host(wrong[:n]).copy()
+    # NaN outputs would be counted as class 0 and the descent go on as if it were stuck.
+    if not (np.isfinite(weights).all() and np.isfinite(mse).all()):
+        raise NonFiniteError(f"train_xor: the {weights.dtype} weights became NaN or infinite: "
+                             f"lr={lr} is too large for them, lower it")
+    return XORResult(weights=weights, n_iterations=n, mse=mse, n_misclassified=wrong,
+                     converged=bool(wrong[n - 1] == 0))
 
 
 def _check_seed(seed):
@@ -230,7 +240,7 @@ def lazy_search_stats(draws, confidence_z=1.959963984540054):
     draws : array-like of shape (n_successes,)
         Draws each search took (as `lazy_search` returns them): integers >= 1, at least one.
     confidence_z : float, default 1.96 (95%)
-        The normal quantile of the interval.
+        The normal quantile of the interval, a finite number > 0.
 
     Returns
     -------
@@ -240,10 +250,11 @@ def lazy_search_stats(draws, confidence_z=1.959963984540054):
     Raises
     ------
     ValueError
-        No draws, not 1-D, or a count below 1.
+        No draws, not 1-D, a count below 1, or confidence_z not a finite number > 0.
     TypeError
-        Counts that are not integers.
+        Counts that are not integers, a confidence_z that is not a real number.
     """
+    confidence_z = _check_positive(confidence_z, "confidence_z")
     draws = check_array(draws, "draws", 1, "(n_successes,)")
     if draws.dtype.kind not in "iu":
         raise TypeError(f"draws must hold integer counts of draws, got dtype {draws.dtype}")

@@ -51,12 +51,17 @@ def gram_bounds(n_features, dtype):
 
 def knn_index(X_ref, backend=None):
     """An index over X_ref (C-contiguous float32/float64) for `backend`: KnnIndex on the CPU
-    backends, fastdl.ops._on_device.DeviceKnnIndex on cuda; both answer query(X_query, k)."""
+    backends, fastdl.ops._on_device.DeviceKnnIndex on cuda; both answer query(X_query, k).
+
+    The index keeps its own copy of X_ref (on the device, or on the host): it is kept for later
+    queries, and a change to the caller's array after this call must not leave the rows it ranks
+    out of step with the bounds it computed here.
+    """
     if _backend.resolve("neighbors", backend) == "cuda":
         from fastdl.ops._on_device import DeviceKnnIndex
 
         return DeviceKnnIndex(X_ref)
-    return KnnIndex(X_ref, backend)
+    return KnnIndex(X_ref.copy(), backend)
 
 
 class KnnIndex:

@@ -307,17 +307,30 @@ def knn_from_bounds(gram, sq_norms_r, limits, X_query, X_ref, exact_scale, out_d
                   gram, sq_norms_r, limits, X_query, X_ref, exact_scale, out_dist, out_idx)
 
 
-def _majority_vote(neighbor_codes, n_classes, out):
+def _majority_vote(neighbor_codes, n_classes, out, n_tasks):
     n, k = neighbor_codes.shape
-    for i in prange(n):
+    if k == 0:
+        out[:] = 0  # no votes: every count is zero and code 0 wins, as in the Cython kernel
+        return
+    rows_per_task = (n + n_tasks - 1) // n_tasks
+    # One counter array per task, zeroed once: a row touches (and resets) only its own k codes,
+    # so a row costs O(k) however many classes there are (Cython's kernel does the same).
+    for task in prange(n_tasks):
         counts = np.zeros(n_classes, np.int64)
-        for t in range(k):
-            counts[neighbor_codes[i, t]] += 1
-        winner = 0
-        for c in range(1, n_classes):
-            if counts[c] > counts[winner]:  # strict: ties go to the smaller code
-                winner = c
-        out[i] = winner
+        for i in range(task * rows_per_task, min(n, (task + 1) * rows_per_task)):
+            for t in range(k):
+                counts[neighbor_codes[i, t]] += 1
+            # Only codes in the row have a nonzero count; ties go to the smaller code.
+            winner = neighbor_codes[i, 0]
+            best = counts[winner]
+            for t in range(1, k):
+                code = neighbor_codes[i, t]
+                if counts[code] > best or (counts[code] == best and code < winner):
+                    winner = code
+                    best = counts[code]
+            out[i] = winner
+            for t in range(k):
+                counts[neighbor_codes[i, t]] = 0
 
 
 _vote_serial = compile_kernel(_majority_vote)
@@ -325,8 +338,12 @@ _vote_parallel = compile_kernel(_majority_vote, parallel=True)
 
 
 def majority_vote(neighbor_codes, n_classes, out, n_threads):
-    """Most frequent class code per row of neighbor_codes (n, k) int64 into out (n,); ties -> smaller."""
-    launch(_vote_serial, _vote_parallel, n_threads, neighbor_codes, n_classes, out)
+    """Most frequent class code per row of neighbor_codes (n, k) int64 into out (n,); ties -> smaller.
+
+    O(k) per row and one counter array of n_classes per thread.
+    """
+    n_tasks = max(1, min(n_threads, neighbor_codes.shape[0]))
+    launch(_vote_serial, _vote_parallel, n_threads, neighbor_codes, n_classes, out, n_tasks)
 
 
 def _class_sums(X, codes, out_sums, out_counts, block):

@@ -55,11 +55,22 @@ def _rank_exact(candidates, X_query, X_ref, key_scale, out_dist, out_idx):
 
 
 def majority_vote(neighbor_codes, n_classes, out, n_threads):
-    """Most frequent class code per row; ties go to the smaller code."""
-    n = neighbor_codes.shape[0]
-    counts = np.zeros((n, n_classes), np.int64)
-    np.add.at(counts, (np.repeat(np.arange(n), neighbor_codes.shape[1]), neighbor_codes.ravel()), 1)
-    out[...] = np.argmax(counts, axis=1)  # argmax returns the first, i.e. smallest, maximum
+    """Most frequent class code per row; ties go to the smaller code.
+
+    Counts only the k codes of each row (no (n, n_classes) table), from the row sorted: there,
+    seen[t] is how many copies of the code at position t positions 0..t hold. Its largest value is
+    the top count, reached first by the smallest code with that count.
+    """
+    n, k = neighbor_codes.shape
+    if k == 0:
+        out[...] = 0  # no votes: every count is zero and code 0 wins, as in the compiled kernels
+        return
+    ranked = np.sort(neighbor_codes, axis=1)
+    column = np.broadcast_to(np.arange(k), ranked.shape)
+    run_starts = np.ones(ranked.shape, dtype=bool)
+    run_starts[:, 1:] = ranked[:, 1:] != ranked[:, :-1]
+    seen = column - np.maximum.accumulate(np.where(run_starts, column, 0), axis=1) + 1
+    out[...] = ranked[np.arange(n), np.argmax(seen, axis=1)]
 
 
 def class_sums(X, codes, out_sums, out_counts, n_threads):
