@@ -518,7 +518,8 @@ def _cmd_data_download(args):
         print(f"fastdl: error: {error}", file=sys.stderr)
         return 1
     for path, state in report.items():
-        print(f"{path}: {state} (SHA-256 verified)")
+        print(f"{path}: {state}")
+    print("(every file checked against its published SHA-256)")
     return 0
 
 
@@ -528,7 +529,9 @@ def _network_error(error):
     import http.client
     import urllib.error
 
-    return (isinstance(error, (ConnectionError, TimeoutError))
+    from fastdl.data._files import DownloadError
+
+    return (isinstance(error, (DownloadError, ConnectionError, TimeoutError))
             or isinstance(error.__cause__, (urllib.error.URLError, http.client.HTTPException)))
 
 
@@ -589,9 +592,15 @@ def _cmd_data_generate(args):
 def _cmd_data_list(args):
     import importlib
     import inspect
+    from pathlib import Path
 
+    from fastdl import config
     from fastdl.data import DATASETS, dataset_locations
 
+    env = config.data_dir()
+    if env is not None and not Path(env).expanduser().is_dir():
+        print(f"warning: $FASTDL_DATA is {env}, which is not a directory: a loader whose search reaches "
+              f"it stops with an error\n")
     for name, (description, loader, files) in DATASETS.items():
         print(f"{name}: {description}")
         module, function = loader.rsplit(".", 1)

@@ -347,11 +347,14 @@ def test_corrupt_download_leaves_nothing_behind(tmp_path, monkeypatch):
         cifar10.download(tmp_path / "data", base_url=source.as_uri() + "/")
     assert os.listdir(target) == [cifar10.TARBALL]  # no temporary file left
     assert (target / cifar10.TARBALL).read_bytes() == b"an old damaged copy"
-    # The right checksum: the damaged copy is replaced.
+    # The right checksum: the damaged copy is replaced, and kept beside it (it might be someone's).
     monkeypatch.setitem(cifar10.SHA256, cifar10.TARBALL, file_sha256(source / cifar10.TARBALL))
     report = cifar10.download(tmp_path / "data", base_url=source.as_uri() + "/")
-    assert report == {target / cifar10.TARBALL: "downloaded"}
-    assert os.listdir(target) == [cifar10.TARBALL]
+    kept = cifar10.TARBALL + ".replaced"
+    assert report == {target / cifar10.TARBALL: f"downloaded; the file there before, not the published one, "
+                                                f"is now {kept}"}
+    assert sorted(os.listdir(target)) == [cifar10.TARBALL, kept]
+    assert (target / kept).read_bytes() == b"an old damaged copy"
     load_cifar10(tmp_path / "data")
 
 

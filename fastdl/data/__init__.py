@@ -99,7 +99,8 @@ def download_dataset(name, data_dir=None):
     Returns
     -------
     dict
-        Path -> "downloaded" or "already present" (a valid file is not fetched again).
+        Path -> "downloaded", "already present" (a valid file is not fetched again), or
+        "downloaded; the file there before, not the published one, is now NAME.replaced".
     """
     modules = _downloadable()
     if name not in modules:

@@ -6,10 +6,14 @@ and then in the dataset's system-wide directories. Only :func:`download` touches
 """
 
 import contextlib
+import functools
 import gzip
 import hashlib
+import itertools
 import json
+import math
 import os
+import shlex
 import sys
 import uuid
 import zlib
@@ -24,10 +28,16 @@ TIMEOUT_S = 60
 EXPLICIT = "path argument / --data-dir"  # the origin of an explicitly given directory
 ENVIRONMENT = "$FASTDL_DATA"  # the origin of the directory the environment names
 SYNTHETIC_KIND = "synthetic"  # the "kind" of the sidecar of every set fastdl generates
+REPLACED_SUFFIX = ".replaced"  # what download renames a file it replaces to, beside it
 
 
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset's files are in none of the places they are looked for (the message lists them)."""
+
+
+class DownloadError(OSError):
+    """The network failed during a download: no connection, a timeout, an HTTP error, a dropped
+    or stalled transfer (the message names the URL)."""
 
 
 def search_dirs(name, path=None, system_dirs=()):
@@ -61,29 +71,32 @@ def alternatives(file_name, gzip_content):
 def locate(name, files, path=None, system_dirs=(), gzip_content=False, hint=""):
     """Paths of ``files`` in the first directory of :func:`search_dirs` that holds them all.
 
-    An explicit ``path`` that holds none of the files lets the search go on (one directory may
-    hold several datasets, each loader taking its own), but one that does not exist, or holds
-    only some of the files, is an error: going on would load a copy from elsewhere without
-    anyone noticing the typo or the missing file.
+    An explicit ``path`` (or $FASTDL_DATA) that holds none of the files lets the search go on
+    (one directory may hold several datasets, each loader taking its own), but one that does not
+    exist, or holds only some of the files, is an error: going on would load a copy from
+    elsewhere without anyone noticing the typo or the missing file.
 
     Raises
     ------
     DatasetNotFoundError
-        ``path`` does not exist or holds only some of the files (the message names them),
-        $FASTDL_DATA names no directory (checked when the search reaches it), or no directory
-        holds every file (the message lists the places, the files and how to
-        fetch them; ``hint`` adds another way).
+        ``path`` or $FASTDL_DATA does not exist (checked when the search reaches it) or holds
+        only some of the files (the message names them and the command that fetches the set
+        to where this search finds it), or no directory holds every file (the message lists the
+        places, the files and how to fetch them; ``hint`` adds another way).
     """
     found, incomplete = search(name, files, path, system_dirs, gzip_content)
     if found is not None:
         return found
     if incomplete is not None:
-        directory, missing = incomplete
+        directory, missing, origin = incomplete
+        target = download_target(name, directory, system_dirs)
         raise DatasetNotFoundError(
-            f"{directory} holds only part of {name}: {', '.join(missing)}"
+            f"{directory}{where(origin)} holds only part of {name}: {', '.join(missing)}"
             + (" (or the same without .gz)" if gzip_content else "")
             + (" is" if len(missing) == 1 else " are")
-            + f" not found there. Add the missing file(s), or fetch the set with `fastdl data download {name}`"
+            + f" not found there. Add the missing file(s), or fetch the set with "
+            + download_command(name, target)
+            + ("" if target / name == directory else f" (into {target / name}, read from there then)")
             + (f", {hint}" if hint else "") + ".")
     names = ", ".join(files) + (" (or the same without .gz)" if gzip_content else "")
     places = "\n".join(f"  {place}  [{note}]" for place, note in
@@ -94,21 +107,28 @@ def locate(name, files, path=None, system_dirs=(), gzip_content=False, hint=""):
         + (f", {hint}" if hint else "") + ".")
 
 
+def where(origin):
+    """What a message says after a directory that holds part of a set: " ($FASTDL_DATA)" for the
+    one the environment names (the user may have forgotten it), nothing for a given one."""
+    return f" ({ENVIRONMENT})" if origin == ENVIRONMENT else ""
+
+
 def search(name, files, path=None, system_dirs=(), gzip_content=False):
     """(paths of ``files`` in the first directory of :func:`search_dirs` holding them all, or
-    None; (directory, missing files) of an explicit directory holding only some, or None).
+    None; (directory, missing files, origin) of a given directory holding only some, or None).
 
-    The search stops at an explicit directory (``path`` or its ``name`` subfolder) holding only
-    some of the files, so that the caller refuses it instead of reading a copy from elsewhere;
-    ``path`` must exist (:func:`check_explicit_dir`), and so must $FASTDL_DATA's directory when
-    the search reaches it: a typo there would otherwise load the cache's copy, or for the
-    clocks render synthetic ones, without anyone noticing (the digits refuse it too).
+    The search stops at a directory the user gave (``path`` or $FASTDL_DATA, or its ``name``
+    subfolder) holding only some of the files, once neither it nor its subfolder holds them
+    all, so that the caller refuses it instead of reading a copy from elsewhere; ``path`` must
+    exist (:func:`check_explicit_dir`), and so must $FASTDL_DATA's directory when the search
+    reaches it: a typo there would otherwise load the cache's copy, or for the clocks render
+    synthetic ones, without anyone noticing (the digits refuse it too).
     """
     if path is not None:
         check_explicit_dir(name, path)
     incomplete = None
     for directory, origin in search_dirs(name, path, system_dirs):
-        if incomplete is not None and origin != EXPLICIT:
+        if incomplete is not None and origin != incomplete[2]:
             break  # neither the given directory nor its subfolder is complete
         if origin == ENVIRONMENT and not directory.is_dir():
             check_explicit_dir(name, Path(config.data_dir()), ENVIRONMENT)
@@ -116,9 +136,27 @@ def search(name, files, path=None, system_dirs=(), gzip_content=False):
                        if c.is_file()), None) for file_name in files]
         if all(found):
             return found, None
-        if origin == EXPLICIT and any(found) and incomplete is None:
-            incomplete = (directory, [f for f, c in zip(files, found) if c is None])
+        if origin in (EXPLICIT, ENVIRONMENT) and any(found) and incomplete is None:
+            incomplete = (directory, [f for f, c in zip(files, found) if c is None], origin)
     return None, incomplete
+
+
+def download_target(name, directory, system_dirs=()):
+    """The directory `fastdl data download` must fetch ``name`` into (it writes ``DIR/name``) for
+    the search that found (part of) the set in ``directory`` to read it: ``directory``'s parent
+    when ``directory`` is the set's subfolder; else ``directory``, whose subfolder the search
+    reads once ``directory`` does not hold every file; the cache for a system-wide directory,
+    which is searched after the cache."""
+    directory = Path(directory)
+    if directory in {Path(system_dir) for system_dir in system_dirs}:
+        return config.cache_dir()
+    return directory.parent if directory.name == name else directory
+
+
+def download_command(name, target):
+    """`fastdl data download NAME`, with ``--data-dir target`` unless it is the cache, quoted."""
+    option = "" if Path(target) == config.cache_dir() else f" --data-dir {shlex.quote(str(target))}"
+    return f"`fastdl data download {name}{option}`"
 
 
 def check_explicit_dir(name, path, origin=EXPLICIT):
@@ -153,8 +191,9 @@ def file_sha256(path, gunzip=False):
     return digest.hexdigest()
 
 
-def read_verified(path, expected, name, verify=True):
-    """A file's content as a bytearray (decompressed if it ends in .gz), checked by SHA-256.
+def read_verified(path, expected, name, verify=True, system_dirs=()):
+    """A file's content as a bytearray (decompressed if it ends in .gz), checked by SHA-256
+    (``system_dirs``: the dataset's, for :func:`check_digest`'s advice).
 
     Raises
     ------
@@ -168,24 +207,54 @@ def read_verified(path, expected, name, verify=True):
             digest.update(block)
             content += block
     if verify:
-        check_digest(path, expected, digest.hexdigest(), name, gunzip)
+        check_digest(path, expected, digest.hexdigest(), name, gunzip, system_dirs)
     return content
 
 
-def check_file(path, expected, name, gunzip=False):
+def check_file(path, expected, name, gunzip=False, system_dirs=()):
     """Raise ValueError unless the SHA-256 of the file (its content if ``gunzip``) is expected."""
-    check_digest(path, expected, file_sha256(path, gunzip), name, gunzip)
+    check_digest(path, expected, file_sha256(path, gunzip), name, gunzip, system_dirs)
 
 
-def check_digest(path, expected, actual, name, gunzip=False):
-    """Raise a ValueError that says how to fix a checksum mismatch."""
+def check_digest(path, expected, actual, name, gunzip=False, system_dirs=()):
+    """Raise a ValueError that says how to fix a checksum mismatch: the download command that
+    puts the published file where the search that found ``path`` reads it (for a folder the
+    user gave, that folder, not the cache, which the search would never reach)."""
     if actual == expected:
         return
     what = "decompressed content" if gunzip else "file"
+    path = Path(path)
+    target = download_target(name, path.parent, system_dirs)
+    command = download_command(name, target)
+    if target / name == path.parent:
+        fix = (f"Fetch the published one with {command} (a file it replaces is kept beside it, "
+               f"renamed *{REPLACED_SUFFIX})")
+    elif target == path.parent:
+        fix = (f"Move it out of {path.parent} and fetch the published set with {command} "
+               f"(into {target / name}, read from there then)")
+    else:  # a system-wide directory
+        fix = f"Fetch the published set into the cache, which is searched first, with {command}"
     raise ValueError(
         f"{path} is not the published {name} file: SHA-256 of its {what} is {actual}, "
-        f"expected {expected}. Delete it and run `fastdl data download {name}`, or pass "
-        f"verify=False (--no-verify) to use custom files of the same format.")
+        f"expected {expected}. {fix}, or pass verify=False (--no-verify) to use custom files "
+        f"of the same format.")
+
+
+@contextlib.contextmanager
+def npy_errors(path, problem="has a damaged or truncated .npy header"):
+    """Re-raise any failure to read a .npy file but MemoryError as a ValueError naming the file.
+
+    numpy parses the header with ast.literal_eval and, for the old format versions, retries
+    through tokenize, so a damaged header fails with a ValueError, a SyntaxError, a
+    tokenize.TokenError, a TypeError, an EOFError... (a few hundred bytes of text: every failure
+    there means a damaged file).
+    """
+    try:
+        yield
+    except MemoryError:
+        raise
+    except Exception as error:
+        raise ValueError(f"{path} {problem} ({type(error).__name__}: {error})") from error
 
 
 def read_npy_header(path):
@@ -194,8 +263,8 @@ def read_npy_header(path):
     Raises
     ------
     ValueError
-        Not a .npy file (empty, text, a .npz archive), a pickled/object array, or truncated
-        (or with trailing bytes).
+        Not a .npy file (empty, text, a .npz archive), a damaged header, a pickled/object
+        array, or truncated (or with trailing bytes).
     """
     fmt = np.lib.format
     readers = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
@@ -206,18 +275,17 @@ def read_npy_header(path):
         if magic != fmt.MAGIC_PREFIX:
             raise ValueError(f"{path} is not a .npy file (no NumPy magic string)")
         stream.seek(0)
-        try:
+        with npy_errors(path):
             version = fmt.read_magic(stream)
             if version not in readers:
                 raise ValueError(f".npy format version {version} is not supported")
             shape, _, dtype = readers[version](stream)
-        except (ValueError, EOFError, SyntaxError) as error:
-            raise ValueError(f"{path} has a damaged or truncated .npy header ({error})") from error
         data_offset = stream.tell()
     if dtype.hasobject:
         raise ValueError(f"{path} holds an object array ({dtype}); pickled/object arrays are "
                          f"refused (they can run code when loaded)")
-    expected = data_offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    # Python ints: numpy's int64 product wraps round for a damaged header's huge shape.
+    expected = data_offset + math.prod(shape) * dtype.itemsize
     actual = os.path.getsize(path)
     if actual != expected:
         problem = "is truncated" if actual < expected else "has trailing bytes"
@@ -236,10 +304,8 @@ def load_npy(path):
         Naming the file: any of read_npy_header's problems, or np.load failing.
     """
     read_npy_header(path)
-    try:
+    with npy_errors(path, "cannot be read as a .npy file"):  # (it may have changed meanwhile)
         return np.load(path, allow_pickle=False, mmap_mode=None)
-    except (ValueError, EOFError, OSError) as error:
-        raise ValueError(f"{path} cannot be read as a .npy file ({error})") from error
 
 
 def download(name, files, base_url, sha256, directory=None, gzip_content=False):
@@ -263,7 +329,19 @@ def download(name, files, base_url, sha256, directory=None, gzip_content=False):
     Returns
     -------
     dict
-        Path -> "downloaded" or "already present" (a valid file is not fetched again).
+        Path -> "downloaded", "already present" (a valid file is not fetched again) or, where a
+        file of that name failed the checksum, "downloaded; the file there before ... is now
+        NAME.replaced": it may be someone's own data, or a damaged download, so it is renamed
+        (to a free name beside it), never deleted, once the published file has arrived.
+
+    Raises
+    ------
+    DownloadError
+        The network failed (an OSError naming the URL); files fetched before it are kept.
+    ValueError
+        A download is not the published file; nothing was saved for it.
+    OSError
+        The directory cannot be written.
     """
     target = (Path(directory).expanduser() if directory is not None
               else config.cache_dir()) / name
@@ -271,14 +349,40 @@ def download(name, files, base_url, sha256, directory=None, gzip_content=False):
     for file_name in files:
         path = target / file_name
         gunzip = gzip_content and file_name.endswith(".gz")
-        if path.is_file():
-            with contextlib.suppress(ValueError):
-                check_file(path, sha256[file_name], name, gunzip)
-                report[path] = "already present"
-                continue
-        fetch(base_url + file_name, path, sha256[file_name], gunzip)
-        report[path] = "downloaded"
+        if not path.is_file():
+            fetch(base_url + file_name, path, sha256[file_name], gunzip)
+            report[path] = "downloaded"
+            continue
+        try:
+            check_file(path, sha256[file_name], name, gunzip)
+        except ValueError:  # someone's own file, or a damaged download: kept either way
+            aside = _replace_keeping(path, functools.partial(
+                fetch, base_url + file_name, expected=sha256[file_name], gunzip=gunzip))
+            report[path] = (f"downloaded; the file there before, not the published one, "
+                            f"is now {aside.name}")
+        else:
+            report[path] = "already present"
     return report
+
+
+def _replace_keeping(path, write):
+    """Put a new file at ``path`` written by ``write(staged path)``, renaming the file there to
+    a free name beside it first (``NAME.replaced``, else ``NAME.replaced.1``, ...); return that
+    name. Should ``write`` fail, the old file stays where it was."""
+    staged = _temporary(path)
+    try:
+        write(staged)
+        aside = path.with_name(path.name + REPLACED_SUFFIX)
+        for number in itertools.count(1):
+            if not os.path.lexists(aside):
+                break
+            aside = path.with_name(f"{path.name}{REPLACED_SUFFIX}.{number}")
+        os.rename(path, aside)
+        os.replace(staged, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(staged)
+    return aside
 
 
 def fetch(url, destination, expected, gunzip=False):
@@ -290,8 +394,11 @@ def fetch(url, destination, expected, gunzip=False):
 
     Raises
     ------
+    DownloadError
+        The URL cannot be read, or the transfer stalls (``TIMEOUT_S``) or breaks off: an OSError
+        naming the URL.
     OSError
-        The URL cannot be read.
+        ``destination`` cannot be written.
     ValueError
         The download's SHA-256 (of its decompressed content if ``gunzip``) is not
         ``expected``.
@@ -303,19 +410,31 @@ def fetch(url, destination, expected, gunzip=False):
 
     from tqdm import tqdm
 
+    def failed(error):
+        reason = getattr(error, "reason", error)
+        if isinstance(reason, TimeoutError):
+            reason = f"{str(reason) or 'timed out'} (no data for {TIMEOUT_S} s)"
+        return DownloadError(f"could not download {url}: {reason}")
+
+    def read_block(response):
+        # Any error reading the body (a stall, a dropped connection, TLS) is the network's.
+        try:
+            return response.read(CHUNK)
+        except OSError as error:
+            raise failed(error) from error
+
     destination = Path(destination)
     with atomic_write(destination) as out:
         try:
             with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
-                size = int(response.headers.get("Content-Length") or 0) or None
-                with tqdm(total=size, unit="B", unit_scale=True, desc=destination.name,
-                          disable=not sys.stderr.isatty()) as progress:
-                    for block in iter(lambda: response.read(CHUNK), b""):
+                with tqdm(total=_content_length(response), unit="B", unit_scale=True,
+                          desc=destination.name, disable=not sys.stderr.isatty()) as progress:
+                    for block in iter(lambda: read_block(response), b""):
                         out.write(block)
                         progress.update(len(block))
-        except (urllib.error.URLError, http.client.HTTPException) as error:
-            reason = getattr(error, "reason", error)
-            raise OSError(f"could not download {url}: {reason}") from error
+        except (urllib.error.URLError, http.client.HTTPException, TimeoutError,
+                ConnectionError) as error:  # (not the disk's OSErrors, writing ``out``)
+            raise failed(error) from error
         out.flush()  # the checksum reads the temporary file by name
         try:
             actual = file_sha256(out.name, gunzip)
@@ -326,6 +445,16 @@ def fetch(url, destination, expected, gunzip=False):
                              f"SHA-256 {actual}, expected {expected}; nothing was saved, "
                              f"try again")
     return destination
+
+
+def _content_length(response):
+    """The response's Content-Length as a positive int, or None (absent, or malformed as
+    "12, 12": only the progress bar uses it)."""
+    try:
+        length = int(response.headers.get("Content-Length") or 0)
+    except ValueError:
+        return None
+    return length if length > 0 else None
 
 
 @contextlib.contextmanager
@@ -371,16 +500,22 @@ def refuse_to_overwrite(directory, files, sidecar_name, whose):
                          f"generate never overwrites. Move them or choose another directory")
 
 
-def _written_by_fastdl(sidecar, files):
-    """Whether ``sidecar`` is JSON as write_array_set writes it for ``files``."""
+def marked_by_fastdl(sidecar):
+    """The parsed ``sidecar`` when it bears the mark of every sidecar fastdl writes, a JSON
+    object with kind "synthetic", else None (a file merely named like it, e.g. beside the
+    course's data, or one that cannot be read as JSON)."""
     try:
         with open(sidecar, encoding="utf-8") as stream:
             content = json.load(stream)
     except (OSError, ValueError):  # unreadable, a directory, not UTF-8, not JSON
-        return False
-    if not isinstance(content, dict) or content.get("kind") != SYNTHETIC_KIND:
-        return False
-    digests = content.get("sha256")
+        return None
+    return content if isinstance(content, dict) and content.get("kind") == SYNTHETIC_KIND else None
+
+
+def _written_by_fastdl(sidecar, files):
+    """Whether ``sidecar`` is JSON as write_array_set writes it for ``files``."""
+    content = marked_by_fastdl(sidecar)
+    digests = content.get("sha256") if content is not None else None
     return isinstance(digests, dict) and all(isinstance(digests.get(name), str) for name in files)
 
 

@@ -89,7 +89,8 @@ def load_cifar10(path=None, verify=True):
     path : str or Path, optional
         Directory holding cifar-10-python.tar.gz (or a ``cifar-10/`` subfolder with it). Looked
         at first; then $FASTDL_DATA and the download cache ($FASTDL_CACHE_DIR, default
-        ~/.cache/fastdl).
+        ~/.cache/fastdl). The tarball itself is read (and checked against its published
+        SHA-256), never a ``cifar-10-batches-py/`` folder extracted from it.
     verify : bool, default True
         Check the tarball against the published SHA-256; False accepts other data in the same
         format.
@@ -104,14 +105,15 @@ def load_cifar10(path=None, verify=True):
     ------
     DatasetNotFoundError
         ``path``, or $FASTDL_DATA when the search reaches it, names no directory, or the
-        tarball is in none of the places looked at; the message lists them.
+        tarball is in none of the places looked at; the message lists them (and an extracted
+        ``cifar-10-batches-py/`` folder found there instead).
     ValueError
         The tarball is damaged, lacks a batch, holds a pickle of anything but arrays and
         lists, or, with ``verify=True``, is not the published file.
     """
     (tarball,) = locate(path)
     if verify:
-        _files.check_file(tarball, SHA256[TARBALL], NAME)
+        _files.check_file(tarball, SHA256[TARBALL], NAME, system_dirs=SYSTEM_DIRS)
     batches = _read_batches(tarball, TRAIN_BATCHES + (TEST_BATCH,))
     train = [batches[name] for name in TRAIN_BATCHES]
     x_train = _to_images(np.concatenate([data for data, _ in train]))
@@ -129,7 +131,17 @@ def locate(path=None):
     DatasetNotFoundError
         As :func:`load_cifar10`.
     """
-    return _files.locate(NAME, FILES, path, SYSTEM_DIRS)
+    try:
+        return _files.locate(NAME, FILES, path, SYSTEM_DIRS)
+    except _files.DatasetNotFoundError as error:
+        extracted = [directory / FOLDER for directory, _ in _files.search_dirs(NAME, path, SYSTEM_DIRS)
+                     if (directory / FOLDER).is_dir()]
+        if not extracted:
+            raise
+        # Keras leaves the tarball's content extracted there: say why that is not read.
+        raise _files.DatasetNotFoundError(
+            f"{error}\n{extracted[0]} is the tarball's content, extracted; fastdl reads {TARBALL} itself "
+            f"(whose published SHA-256 it checks): put it in {extracted[0].parent}") from None
 
 
 def download(directory=None, base_url=None):
@@ -145,7 +157,9 @@ def download(directory=None, base_url=None):
     Returns
     -------
     dict
-        Path -> "downloaded" or "already present".
+        Path -> "downloaded", "already present", or "downloaded; the file there before ..."
+        naming the free name a file that failed the checksum was renamed to (see
+        :func:`fastdl.data._files.download`).
     """
     return _files.download(NAME, FILES, base_url or BASE_URL, SHA256, directory)
 

@@ -6,12 +6,13 @@ They cannot be downloaded here, so when no directory holds them :func:`load_cloc
 synthetic set (``fastdl.data.clock_render``) into the cache once and reads it from there after.
 
 A synthetic set is written by :func:`generate_clocks` with a sidecar ``clocks.json`` recording
-the renderer, seed, count and each file's SHA-256; a directory with the two files and no sidecar
-holds the course's data.
+the renderer, seed, count and each file's SHA-256; a directory with the two files and no sidecar,
+or a ``clocks.json`` fastdl did not write (no kind "synthetic"), holds the course's data.
 """
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,8 @@ def load_clocks(path=None, verify=True, with_source=False):
         Check a synthetic set's files against the SHA-256 recorded in its ``clocks.json`` when
         it was generated. The course's files have no published checksum: they (and synthetic
         files too, whatever ``verify`` says) are only checked for shape, dtype and label range.
+        A ``clocks.json`` that fastdl did not write (not JSON with kind "synthetic") beside
+        them is ignored, with a warning.
     with_source : bool, default False
         Also return a one-line description of the data, for reports.
 
@@ -77,15 +80,20 @@ def load_clocks(path=None, verify=True, with_source=False):
     Raises
     ------
     DatasetNotFoundError
-        ``path`` does not exist, or holds one of the two files but not the other; or
-        $FASTDL_DATA, when the search reaches it, names no directory (rather than render
-        synthetic clocks in place of the data it was meant to name).
+        ``path`` or $FASTDL_DATA (when the search reaches it) does not exist, or holds one of
+        the two files but not the other (rather than render synthetic clocks in place of the
+        data it was meant to name).
     ValueError
         A file is not a valid ``.npy`` file of the expected shape, dtype and range (pickled
-        or object arrays are refused), or a synthetic file differs from its recorded SHA-256.
-        Nothing is rendered or written then.
+        or object arrays are refused), a synthetic file differs from its recorded SHA-256, or
+        the ``clocks.json`` fastdl wrote is damaged. Nothing is rendered or written then.
     OSError
         The synthetic set had to be rendered and the cache cannot be written.
+
+    Warns
+    -----
+    UserWarning
+        A ``clocks.json`` fastdl did not write is ignored.
     """
     directory = find(path)
     if directory is None:
@@ -97,7 +105,7 @@ def load_clocks(path=None, verify=True, with_source=False):
     elif (outdated := _outdated_sidecar(directory)) is not None:
         _render_again(directory, outdated)
     images_path, labels_path = directory / IMAGES, directory / LABELS
-    sidecar = read_sidecar(directory) if (directory / SIDECAR).is_file() else None
+    sidecar = _fastdl_sidecar(directory)
     n_samples = check_headers(images_path, labels_path)
     if sidecar is not None and verify:
         for file_name in FILES:
@@ -198,11 +206,26 @@ def find(path=None):
     if found is not None:
         return found[0].parent
     if incomplete is not None:
-        directory, (lacking,) = incomplete
+        directory, (lacking,), origin = incomplete
         held = IMAGES if lacking == LABELS else LABELS
-        raise _files.DatasetNotFoundError(f"{directory} holds the clocks' {held} but not their {lacking}: "
-                                          f"the clocks need both")
+        raise _files.DatasetNotFoundError(f"{directory}{_files.where(origin)} holds the clocks' {held} but "
+                                          f"not their {lacking}: the clocks need both")
     return None
+
+
+def _fastdl_sidecar(directory):
+    """The checked ``clocks.json`` of the synthetic set in ``directory``; None where there is
+    none, or where it is not fastdl's (the course's files may come with a file of that name:
+    it is ignored with a warning, never taken for a damaged set of fastdl's)."""
+    path = Path(directory) / SIDECAR
+    if not path.is_file():
+        return None
+    if _files.marked_by_fastdl(path) is None:
+        warnings.warn(f"ignoring {path}: not a clocks.json fastdl wrote (JSON with kind "
+                      f"'{SYNTHETIC_KIND}'), so {IMAGES} and {LABELS} there are read as the "
+                      f"course's clocks", stacklevel=3)
+        return None
+    return read_sidecar(directory)
 
 
 def _outdated_sidecar(directory):
@@ -210,7 +233,7 @@ def _outdated_sidecar(directory):
     made it before its clocks were one clock (fastdl's default set then had varied clocks and its
     clocks.json no "faces"); else None. A set generated elsewhere is the user's data and is kept
     as it is."""
-    if Path(directory) != default_directory() or not (Path(directory) / SIDECAR).is_file():
+    if Path(directory) != default_directory() or _files.marked_by_fastdl(Path(directory) / SIDECAR) is None:
         return None
     from fastdl.data import clock_render
 
@@ -255,7 +278,8 @@ def locations(data_dir=None):
 
 
 def read_sidecar(directory):
-    """The parsed ``clocks.json`` of a synthetic set; ValueError names it when malformed."""
+    """The parsed ``clocks.json`` of a synthetic set; ValueError names it when malformed (with
+    the hint to delete and re-generate the set: callers check it is fastdl's first)."""
     path = Path(directory) / SIDECAR
     try:
         with open(path, encoding="utf-8") as stream:

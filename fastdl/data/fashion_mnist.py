@@ -41,7 +41,9 @@ def load_fashion_mnist(path=None, verify=True):
     path : str or Path, optional
         Directory holding the four IDX files (or a ``fashion-mnist/`` subfolder with them).
         Looked at first; then $FASTDL_DATA, the download cache ($FASTDL_CACHE_DIR, default
-        ~/.cache/fastdl) and /usr/share/datasets/fashion-mnist.
+        ~/.cache/fastdl) and /usr/share/datasets/fashion-mnist. Each file may be gzipped (its
+        published name) or not (the name without .gz); where a directory holds both, the
+        gzipped one is read and the other ignored, whatever it holds.
     verify : bool, default True
         Check each file's decompressed content against the published SHA-256; False accepts
         other data in the same format.
@@ -55,11 +57,13 @@ def load_fashion_mnist(path=None, verify=True):
     Raises
     ------
     DatasetNotFoundError
-        ``path``, or $FASTDL_DATA when the search reaches it, names no directory, or no
-        directory holds the files; the message lists where they were looked for and how to
-        fetch them.
+        ``path``, or $FASTDL_DATA when the search reaches it, names no directory or holds only
+        some of the files, or no directory holds the files; the message lists where they were
+        looked for and how to fetch them.
     ValueError
-        A file is not valid IDX data or, with ``verify=True``, not the published file.
+        A file is not valid IDX data or, with ``verify=True``, not the published file (the
+        message gives the `fastdl data download` command that puts the published one where
+        this search reads it).
     """
     paths = locate(path)
     arrays = [_read_idx(file, SHA256[name], 3 if "images" in name else 1, verify)
@@ -99,7 +103,9 @@ def download(directory=None, base_url=None):
     Returns
     -------
     dict
-        Path -> "downloaded" or "already present".
+        Path -> "downloaded", "already present", or "downloaded; the file there before ..."
+        naming the free name a file that failed the checksum was renamed to (see
+        :func:`fastdl.data._files.download`).
     """
     return _files.download(NAME, FILES, base_url or BASE_URL, SHA256, directory,
                            gzip_content=True)
@@ -107,7 +113,7 @@ def download(directory=None, base_url=None):
 
 def _read_idx(path, expected, ndim, verify):
     """Read one IDX file of unsigned bytes with ``ndim`` dimensions; ValueError names it."""
-    content = _files.read_verified(path, expected, NAME, verify)
+    content = _files.read_verified(path, expected, NAME, verify, SYSTEM_DIRS)
     header = 4 * (1 + ndim)
     if len(content) < header:
         raise ValueError(f"{path}: truncated IDX header ({len(content)} bytes, expected "

@@ -311,7 +311,7 @@ def _read_cache(record_path, root, size, listing):
         if (record.get("format") != RECORD_FORMAT or record.get("folder") != str(root) or record.get("size") != size
                 or record.get("files") != listing):
             return None
-        images = np.load(record_path.parent / record["array"], allow_pickle=False)
+        images = _files.load_npy(record_path.parent / record["array"])  # any damage: a ValueError
         if images.dtype != np.uint8 or images.shape != (record["n_images"], size, size, 3):
             return None
         return images, record["skipped"]

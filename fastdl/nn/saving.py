@@ -4,6 +4,7 @@ import contextlib
 import json
 import numbers
 import re
+import tokenize
 import zipfile
 import zlib
 
@@ -310,5 +311,7 @@ def _member(path, data, key):
         return data[key]
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
         raise ValueError(f"{path} is damaged: {exc}") from exc
-    except ValueError as exc:
-        raise ValueError(f"{path} is damaged: its {key} does not read as an array: {exc}") from exc
+    except (ValueError, SyntaxError, TypeError, tokenize.TokenError) as exc:
+        # numpy re-parses a damaged member's header with tokenize: it fails in any of these ways
+        raise ValueError(f"{path} is damaged: its {key} does not read as an array "
+                         f"({type(exc).__name__}: {exc})") from exc
