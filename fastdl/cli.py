@@ -529,7 +529,7 @@ def _network_error(error):
     import http.client
     import urllib.error
 
-    from fastdl.data._files import DownloadError
+    from fastdl.data._download import DownloadError
 
     return (isinstance(error, (DownloadError, ConnectionError, TimeoutError))
             or isinstance(error.__cause__, (urllib.error.URLError, http.client.HTTPException)))

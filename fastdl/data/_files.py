@@ -1,20 +1,18 @@
-"""What the dataset loaders share: where files are looked for, SHA-256 checks, verified downloads.
+"""What the dataset loaders share: where files are looked for, SHA-256 checks, atomic writes.
 
 A dataset ``name`` (e.g. "fashion-mnist") is looked for, in order, in the ``path`` argument,
 $FASTDL_DATA, the download cache (``config.cache_dir()``), each also with a ``name/`` subfolder,
-and then in the dataset's system-wide directories. Only :func:`download` touches the network.
+and then in the dataset's system-wide directories. Nothing here touches the network: downloads
+are in ``_download``.
 """
 
 import contextlib
-import functools
 import gzip
 import hashlib
-import itertools
 import json
 import math
 import os
 import shlex
-import sys
 import uuid
 import zlib
 from pathlib import Path
@@ -24,7 +22,6 @@ import numpy as np
 from fastdl import config
 
 CHUNK = 1 << 20
-TIMEOUT_S = 60
 EXPLICIT = "path argument / --data-dir"  # the origin of an explicitly given directory
 ENVIRONMENT = "$FASTDL_DATA"  # the origin of the directory the environment names
 SYNTHETIC_KIND = "synthetic"  # the "kind" of the sidecar of every set fastdl generates
@@ -33,11 +30,6 @@ REPLACED_SUFFIX = ".replaced"  # what download renames a file it replaces to, be
 
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset's files are in none of the places they are looked for (the message lists them)."""
-
-
-class DownloadError(OSError):
-    """The network failed during a download: no connection, a timeout, an HTTP error, a dropped
-    or stalled transfer (the message names the URL)."""
 
 
 def search_dirs(name, path=None, system_dirs=()):
@@ -94,7 +86,7 @@ def locate(name, files, path=None, system_dirs=(), gzip_content=False, hint=""):
             f"{directory}{where(origin)} holds only part of {name}: {', '.join(missing)}"
             + (" (or the same without .gz)" if gzip_content else "")
             + (" is" if len(missing) == 1 else " are")
-            + f" not found there. Add the missing file(s), or fetch the set with "
+            + " not found there. Add the missing file(s), or fetch the set with "
             + download_command(name, target)
             + ("" if target / name == directory else f" (into {target / name}, read from there then)")
             + (f", {hint}" if hint else "") + ".")
@@ -306,155 +298,6 @@ def load_npy(path):
     read_npy_header(path)
     with npy_errors(path, "cannot be read as a .npy file"):  # (it may have changed meanwhile)
         return np.load(path, allow_pickle=False, mmap_mode=None)
-
-
-def download(name, files, base_url, sha256, directory=None, gzip_content=False):
-    """Fetch a dataset's files into ``directory/name`` (default: the cache), verified.
-
-    Parameters
-    ----------
-    name : str
-        Dataset name, also the subfolder the files go to.
-    files : sequence of str
-        File names, fetched from ``base_url + file name``.
-    base_url : str
-        URL prefix ending in "/" (tests use a file:// URL).
-    sha256 : dict
-        File name -> expected SHA-256 (of the decompressed content when ``gzip_content``).
-    directory : str or Path, optional
-        Parent directory; default ``config.cache_dir()``.
-    gzip_content : bool, default False
-        Checksums are of the .gz files' decompressed content.
-
-    Returns
-    -------
-    dict
-        Path -> "downloaded", "already present" (a valid file is not fetched again) or, where a
-        file of that name failed the checksum, "downloaded; the file there before ... is now
-        NAME.replaced": it may be someone's own data, or a damaged download, so it is renamed
-        (to a free name beside it), never deleted, once the published file has arrived.
-
-    Raises
-    ------
-    DownloadError
-        The network failed (an OSError naming the URL); files fetched before it are kept.
-    ValueError
-        A download is not the published file; nothing was saved for it.
-    OSError
-        The directory cannot be written.
-    """
-    target = (Path(directory).expanduser() if directory is not None
-              else config.cache_dir()) / name
-    report = {}
-    for file_name in files:
-        path = target / file_name
-        gunzip = gzip_content and file_name.endswith(".gz")
-        if not path.is_file():
-            fetch(base_url + file_name, path, sha256[file_name], gunzip)
-            report[path] = "downloaded"
-            continue
-        try:
-            check_file(path, sha256[file_name], name, gunzip)
-        except ValueError:  # someone's own file, or a damaged download: kept either way
-            aside = _replace_keeping(path, functools.partial(
-                fetch, base_url + file_name, expected=sha256[file_name], gunzip=gunzip))
-            report[path] = (f"downloaded; the file there before, not the published one, "
-                            f"is now {aside.name}")
-        else:
-            report[path] = "already present"
-    return report
-
-
-def _replace_keeping(path, write):
-    """Put a new file at ``path`` written by ``write(staged path)``, renaming the file there to
-    a free name beside it first (``NAME.replaced``, else ``NAME.replaced.1``, ...); return that
-    name. Should ``write`` fail, the old file stays where it was."""
-    staged = _temporary(path)
-    try:
-        write(staged)
-        aside = path.with_name(path.name + REPLACED_SUFFIX)
-        for number in itertools.count(1):
-            if not os.path.lexists(aside):
-                break
-            aside = path.with_name(f"{path.name}{REPLACED_SUFFIX}.{number}")
-        os.rename(path, aside)
-        os.replace(staged, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(staged)
-    return aside
-
-
-def fetch(url, destination, expected, gunzip=False):
-    """Download ``url`` to a temporary file beside ``destination``, verify, then rename it
-    (through :func:`atomic_write`).
-
-    An interrupted or corrupt download never replaces ``destination``, and its temporary
-    file is removed.
-
-    Raises
-    ------
-    DownloadError
-        The URL cannot be read, or the transfer stalls (``TIMEOUT_S``) or breaks off: an OSError
-        naming the URL.
-    OSError
-        ``destination`` cannot be written.
-    ValueError
-        The download's SHA-256 (of its decompressed content if ``gunzip``) is not
-        ``expected``.
-    """
-    # Imported here: urllib.request pulls in http, ssl and email, which loading never needs.
-    import http.client
-    import urllib.error
-    import urllib.request
-
-    from tqdm import tqdm
-
-    def failed(error):
-        reason = getattr(error, "reason", error)
-        if isinstance(reason, TimeoutError):
-            reason = f"{str(reason) or 'timed out'} (no data for {TIMEOUT_S} s)"
-        return DownloadError(f"could not download {url}: {reason}")
-
-    def read_block(response):
-        # Any error reading the body (a stall, a dropped connection, TLS) is the network's.
-        try:
-            return response.read(CHUNK)
-        except OSError as error:
-            raise failed(error) from error
-
-    destination = Path(destination)
-    with atomic_write(destination) as out:
-        try:
-            with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
-                with tqdm(total=_content_length(response), unit="B", unit_scale=True,
-                          desc=destination.name, disable=not sys.stderr.isatty()) as progress:
-                    for block in iter(lambda: read_block(response), b""):
-                        out.write(block)
-                        progress.update(len(block))
-        except (urllib.error.URLError, http.client.HTTPException, TimeoutError,
-                ConnectionError) as error:  # (not the disk's OSErrors, writing ``out``)
-            raise failed(error) from error
-        out.flush()  # the checksum reads the temporary file by name
-        try:
-            actual = file_sha256(out.name, gunzip)
-        except ValueError as error:
-            actual = f"unreadable ({error})"
-        if actual != expected:
-            raise ValueError(f"download of {url} is corrupt or not the published file: "
-                             f"SHA-256 {actual}, expected {expected}; nothing was saved, "
-                             f"try again")
-    return destination
-
-
-def _content_length(response):
-    """The response's Content-Length as a positive int, or None (absent, or malformed as
-    "12, 12": only the progress bar uses it)."""
-    try:
-        length = int(response.headers.get("Content-Length") or 0)
-    except ValueError:
-        return None
-    return length if length > 0 else None
 
 
 @contextlib.contextmanager

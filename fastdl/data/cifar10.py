@@ -16,7 +16,7 @@ import zlib
 
 import numpy as np
 
-from fastdl.data import _files
+from fastdl.data import _download, _files
 
 NAME = "cifar-10"
 BASE_URL = "https://www.cs.toronto.edu/~kriz/"
@@ -159,9 +159,9 @@ def download(directory=None, base_url=None):
     dict
         Path -> "downloaded", "already present", or "downloaded; the file there before ..."
         naming the free name a file that failed the checksum was renamed to (see
-        :func:`fastdl.data._files.download`).
+        :func:`fastdl.data._download.download`).
     """
-    return _files.download(NAME, FILES, base_url or BASE_URL, SHA256, directory)
+    return _download.download(NAME, FILES, base_url or BASE_URL, SHA256, directory)
 
 
 def _to_images(rows):

@@ -10,7 +10,7 @@ import struct
 
 import numpy as np
 
-from fastdl.data import _files
+from fastdl.data import _download, _files
 
 NAME = "fashion-mnist"
 BASE_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
@@ -105,9 +105,9 @@ def download(directory=None, base_url=None):
     dict
         Path -> "downloaded", "already present", or "downloaded; the file there before ..."
         naming the free name a file that failed the checksum was renamed to (see
-        :func:`fastdl.data._files.download`).
+        :func:`fastdl.data._download.download`).
     """
-    return _files.download(NAME, FILES, base_url or BASE_URL, SHA256, directory,
+    return _download.download(NAME, FILES, base_url or BASE_URL, SHA256, directory,
                            gzip_content=True)
 
 
