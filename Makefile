@@ -4,9 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-dev
 BENCH_INSTALLED := $(VENV)/.installed-bench
-SOURCES := pyproject.toml setup.py $(wildcard kernels/cy/*.pyx kernels/cy/*.pxd)
+SOURCES := pyproject.toml setup.py $(wildcard kernels/cy/*.pyx kernels/cy/*.pxd kernels/cy/*.pxi)
 
 .PHONY: run test bench clean fashion-mnist
+# A failed step leaves no file behind that make would take as done (a half-made .venv/bin/python).
+.DELETE_ON_ERROR:
 
 run: $(INSTALLED) fashion-mnist
 	$(BIN)/fastdl reproduce
@@ -46,10 +48,11 @@ $(INSTALLED): $(BIN)/python $(SOURCES)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 
-# torch==2.13.0 is a CPU build; any other spelling downloads a multi-GB CUDA build.
+# torch==2.13.0 is PyTorch's CPU build where pip finds its CPU wheels (pyproject.toml's bench extra).
 $(BENCH_INSTALLED): $(INSTALLED)
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	touch $@
 
 clean:
 	rm -rf build dist *.egg-info kernels/cy/*.c kernels/cy/*.so results .pytest_cache .benchmarks
+	rm -f $(INSTALLED) $(BENCH_INSTALLED)  # the extensions are gone: the next run installs again

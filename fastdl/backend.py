@@ -79,7 +79,7 @@ def _probe(name):
         try:
             from fastdl.kernels.cy import _build
         except ImportError as exc:
-            return False, f"the Cython extensions are not built ({exc}); reinstall with `pip install .`"
+            return False, f"the Cython extensions are not built ({exc}); reinstall: `make test` in a source checkout, or `pip install .`"
         openmp = "with OpenMP" if _build.openmp_enabled() else "without OpenMP (single-threaded)"
         return True, f"compiled {openmp}"
     if name == "cuda":
