@@ -60,6 +60,50 @@ def on_device(names_arrays):
     return bool(device)
 
 
+def _layout(array):
+    """(shape, strides, itemsize) of a device array, from its __cuda_array_interface__ (strides
+    None: C-contiguous) or, for the simulator's arrays, from the NumPy array they wrap."""
+    if hasattr(array, "__cuda_array_interface__"):
+        interface = array.__cuda_array_interface__
+        return tuple(interface["shape"]), interface["strides"], np.dtype(interface["typestr"]).itemsize
+    return tuple(array.shape), tuple(array.strides), np.dtype(array.dtype).itemsize
+
+
+def _c_ordered(shape, strides, itemsize):
+    """Whether strides lay out shape's values in C order without gaps (an axis of one value may
+    have any stride, as NumPy's flag allows)."""
+    if strides is None or 0 in shape:
+        return True
+    expected = itemsize
+    for size, stride in zip(reversed(shape), reversed(strides)):
+        if size > 1 and stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def is_c_contiguous(array):
+    """Whether a device array is C-contiguous (see _layout)."""
+    return _c_ordered(*_layout(array))
+
+
+def check_c_contiguous(array, name):
+    """Raise TypeError unless device array `array` is C-contiguous.
+
+    fastdl reshapes device arrays in place, and numba does that without a copy: on a GPU a
+    Fortran-order array would be read with C strides (its values scrambled, silently) and a
+    strided one refused deep in a layer. So the layout is checked where device arrays come in.
+    """
+    shape, strides, itemsize = _layout(array)
+    if _c_ordered(shape, strides, itemsize):
+        return
+    fortran = _c_ordered(shape[::-1], strides[::-1], itemsize)
+    layout = "in Fortran order" if fortran else f"with strides {tuple(strides)} (a slice with a step, or swapped axes)"
+    raise TypeError(f"{name} on the device must be C-contiguous, got shape {shape} {layout}: pass a C-contiguous "
+                    "copy (cupy.ascontiguousarray(x), x.contiguous() for a torch tensor, or "
+                    "numba.cuda.to_device(np.ascontiguousarray(x)))")
+
+
 def shape_dtype(array):
     """(shape, dtype) of a device array without copying it."""
     if hasattr(array, "__cuda_array_interface__"):
@@ -268,10 +312,15 @@ _VIEWS = {}
 
 
 def reshaped(array, shape):
-    """array.reshape(shape) for a device array, the view kept for the next call; a NumPy array's own."""
+    """array.reshape(shape) for a device array, the view kept for the next call; a NumPy array's own.
+
+    A device array must be C-contiguous (TypeError otherwise, check_c_contiguous): numba's reshape
+    on a GPU copies nothing and reads a Fortran-order array with C strides. (Its simulator's
+    reshape copies correctly, which would hide that from the tests.)"""
     if not is_device(array):
         return array.reshape(shape)
     views = per_array(_VIEWS, array, lambda _: {})
     if shape not in views:
+        check_c_contiguous(array, "an array to reshape")
         views[shape] = array.reshape(shape)
     return views[shape]

@@ -417,7 +417,8 @@ def test_compile_reads_trainable_whatever_optimizer_it_is_given(backend):
     frozen.compile(nn.SGD(0.1), "mse")
     frozen.trainable = True
     weights = frozen.get_weights()
-    frozen.fit(x, y)
+    with pytest.warns(UserWarning, match="no trainable weights"):
+        frozen.fit(x, y)
     for before, after in zip(weights, frozen.get_weights()):
         np.testing.assert_array_equal(before, after)
 
@@ -549,7 +550,8 @@ def test_layers_of_a_users_own(backend):
         _dense_stack(backend, _FirstColumn(name="first_column")).predict(x[:3])
     model = _dense_stack(backend, _FirstColumn(name="first_column"))
     model.compile("sgd", "mse")
-    with pytest.raises(ValueError, match=r"batch 1: layer 'first_column' returned .*; training stopped$"):
+    with (pytest.raises(ValueError, match=r"batch 1: layer 'first_column' returned .*; training stopped$"),
+          pytest.warns(UserWarning, match="has no weights")):
         model.fit(x, x)  # no hint at the learning rate: nothing went NaN
     # Built without Layer.build: still built, so another model reuses its trained weights.
     scale = _Scale()

@@ -14,7 +14,8 @@ class Batches:
     `on_device`, `build()` and a name."""
 
     def _check_x(self, x, name="x"):
-        """x as a NumPy array, or a device array of the model's dtype on a model on the device."""
+        """x as a NumPy array, or a C-contiguous device array of the model's dtype on a model on the
+        device."""
         on_device = _device.is_device(x)
         if not on_device:
             x = np.asarray(x)
@@ -31,6 +32,7 @@ class Batches:
                                  'backend="cuda", or pass x as a NumPy array')
             if np.dtype(x.dtype) != self.dtype:
                 raise TypeError(f"{name} on the device must be {self.dtype} as the model, got {np.dtype(x.dtype)}")
+            _device.check_c_contiguous(x, name)  # the layers reshape it in place
         elif x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_) \
                 or np.issubdtype(x.dtype, np.complexfloating):
             raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
@@ -51,8 +53,9 @@ class Batches:
             return xb
         xb = np.ascontiguousarray(xb, dtype=self.dtype)
         if not all_finite(xb):
-            where = "" if epoch is None else f"epoch {epoch}, batch {batch}: "
-            raise ValueError(f"{where}the input batch contains NaN or infinity; training stopped")
+            if epoch is None:  # predict, evaluate, a call: nothing is training
+                raise ValueError("the input batch contains NaN or infinity")
+            raise ValueError(f"epoch {epoch}, batch {batch}: the input batch contains NaN or infinity; training stopped")
         if self.on_device:
             batches = self.__dict__.setdefault("_device_batches", {})
             return _device.upload(batches, _device.recent_key(batches, "x", xb.shape), xb)

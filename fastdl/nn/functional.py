@@ -22,9 +22,9 @@ import numpy as np
 
 from fastdl import _device
 from fastdl.nn import layers as _layers
-from fastdl.nn.losses import get_loss
+from fastdl.nn.losses import check_host_targets, get_loss
 from fastdl.nn.model import (build_in_model, build_undo, check_metrics, format_shape, init_model_basics,
-                             summary_table)
+                             summary_table, targets_name)
 from fastdl.nn.module import Layer, fused_layer, take_name, unnamed
 from fastdl.nn.optimizers import get_optimizer
 from fastdl.nn.training import Training, _accuracy, check_output_shape
@@ -395,6 +395,9 @@ class Model(Training):
             # A Loss keeps the batch it last saw for its backward pass: one instance per output.
             if id(value) in used:
                 value = copy.copy(value)
+                # Device buffers of its own too (a loss that trained before has some): the outputs'
+                # losses hold their gradients at once.
+                value.__dict__.pop("_device_buffers", None)
             used.add(id(value))
             losses[name] = value
         weights = _per_output(loss_weights, self.output_names, "loss_weights", 1.0, lists_per_output=True)
@@ -425,6 +428,7 @@ class Model(Training):
         x = self._check_x(x, name)
         if self.loss is None:
             raise RuntimeError("call compile(optimizer, loss) before fit or evaluate")
+        check_host_targets(y, targets_name(name))
         if not isinstance(y, dict):
             # Targets in output order; for one output, [y] too, as Keras takes it.
             in_order = isinstance(y, (list, tuple)) and len(y) == len(self.output_names) and (
@@ -444,7 +448,7 @@ class Model(Training):
             raise ValueError(f"no targets for outputs {missing}; give y a dict with every output of {self.output_names}")
         checked = {}
         for key in self.output_names:
-            target = np.asarray(y[key])
+            target = np.asarray(check_host_targets(y[key], f"{targets_name(name)}[{key!r}]"))
             if target.ndim == 0 or target.shape[0] != x.shape[0]:
                 raise ValueError(f"{name} has {x.shape[0]} samples but the targets of output {key!r} have "
                                  f"{target.shape[0] if target.ndim else 0}")

@@ -22,6 +22,16 @@ def _clip_bounds(dtype):
     return float(kind(_EPSILON)), float(kind(1) - kind(_EPSILON))
 
 
+def check_host_targets(y, name="y"):
+    """y as it is; TypeError where it is a device array. Targets are given as NumPy arrays and a
+    model on the cuda backend copies them to the device itself; taking a device array by
+    np.asarray would copy it to the host, which fastdl never does by itself."""
+    if _device.is_device(y):
+        raise TypeError(f"{name} is a device array ({type(y).__module__}.{type(y).__name__}); pass targets as NumPy "
+                        "arrays: a model on the cuda backend copies them to the device itself")
+    return y
+
+
 class Loss:
     """A loss averaged over the batch.
 
@@ -100,7 +110,11 @@ class Loss:
                                   "(y_pred's shape; the loss is the batch's mean)")
 
     def __call__(self, y_true, y_pred):
-        """The batch's mean loss of outputs `y_pred` (n, ...) for targets `y_true`, in Keras' order."""
+        """The batch's mean loss of outputs `y_pred` (n, ...) for targets `y_true`, in Keras' order
+        (NumPy arrays: computed on the host, where a device array is never copied by itself)."""
+        if _device.is_device(y_pred) or _device.is_device(y_true):
+            raise TypeError("calling a loss takes NumPy arrays y_true and y_pred, got a device array: bring it "
+                            "to the host yourself (copy_to_host(), cupy.asnumpy())")
         y_pred = np.asarray(y_pred)
         if y_pred.ndim < 1 or y_pred.dtype.kind not in "biuf":
             raise ValueError(f"y_pred must be an array of real numbers with a batch axis, got "
@@ -190,7 +204,7 @@ class SparseCategoricalCrossentropy(_CrossEntropy):
     _kernel = "softmax_xent_codes"
 
     def check_targets(self, y, n_samples, output_shape):
-        y = np.asarray(y)
+        y = np.asarray(check_host_targets(y))
         positions = tuple(output_shape[:-1])
         if y.ndim == len(positions) + 2 and y.shape[-1] == 1:
             y = y[..., 0]
@@ -246,8 +260,8 @@ class CategoricalCrossentropy(_CrossEntropy):
 
 def _check_real_dtype(y):
     """y as an array; TypeError unless it holds real numbers (strings are not parsed, complex
-    values not cut to their real part)."""
-    y = np.asarray(y)
+    values not cut to their real part); a device array is a TypeError (check_host_targets)."""
+    y = np.asarray(check_host_targets(y))
     if y.dtype == object or not (np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_) \
             or np.issubdtype(y.dtype, np.complexfloating):
         raise TypeError(f"targets must hold real numbers, got dtype {y.dtype}")

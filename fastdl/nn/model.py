@@ -5,7 +5,7 @@ import contextlib
 import numpy as np
 
 from fastdl.nn.layers import Dense, Input
-from fastdl.nn.losses import get_loss
+from fastdl.nn.losses import check_host_targets, get_loss
 from fastdl.nn.module import (Layer, build_layer, check_name, check_shape, default_layer_name, fused_layer, take_name,
                               unnamed)
 from fastdl.nn.optimizers import get_optimizer
@@ -24,6 +24,11 @@ def init_model_basics(model, name, dtype, backend, seed):
     model.rng = np.random.default_rng(seed)
     model.input_shape = model.output_shape = None
     model._buffers = {}
+
+
+def targets_name(name):
+    """The targets' name in messages, from the inputs' ("x" -> "y", "validation x" -> "validation y")."""
+    return name[:-1] + "y" if name.endswith("x") else "y"
 
 
 def check_metrics(metrics):
@@ -284,7 +289,7 @@ class Sequential(Training):
         x = self._check_x(x, name)
         if self.loss is None:
             raise RuntimeError("call compile(optimizer, loss) before fit or evaluate")
-        y_arr = np.asarray(y)
+        y_arr = np.asarray(check_host_targets(y, targets_name(name)))
         if y_arr.ndim == 0 or y_arr.shape[0] != x.shape[0]:
             raise ValueError(f"{name} has {x.shape[0]} samples but y has {y_arr.shape[0] if y_arr.ndim else 0} targets")
         return x, self.loss.check_targets(y_arr, x.shape[0], self.output_shape)

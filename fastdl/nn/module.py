@@ -203,7 +203,8 @@ def check_data_format(data_format, layer):
 
 
 def as_layer_input(x, dtype, shape=None, layer="layer"):
-    """x as the C-contiguous array of `dtype` a layer's kernels take (no copy when it already is).
+    """x as the C-contiguous array of `dtype` a layer's kernels take (no copy when it already is;
+    a device array is never copied: one of another dtype or layout is a TypeError).
 
     With `shape` (without the batch axis), a mismatch is a ValueError naming both shapes. Values
     are not checked here: the model checks each input batch and stops on a non-finite loss.
@@ -211,6 +212,7 @@ def as_layer_input(x, dtype, shape=None, layer="layer"):
     if _device.is_device(x):
         if np.dtype(x.dtype) != np.dtype(dtype):
             raise TypeError(f"{layer} computes in {np.dtype(dtype)}, got a device array of {np.dtype(x.dtype)}")
+        _device.check_c_contiguous(x, f"{layer}'s input")
     else:
         x = np.ascontiguousarray(x, dtype=dtype)
     if shape is not None and x.shape[1:] != tuple(shape):
@@ -433,10 +435,34 @@ class Layer:
             return call_symbolic(self)
         if not self.built:
             self._build_for(x)
+        self._check_side(x)
         self.clear_losses()  # losses: the terms of this call's forward pass
         out = self.forward(x, training)
         # A training pass writes into buffers that the next one reuses: the caller gets a copy.
         return _device.copy(out) if training else out
+
+    def _check_side(self, x):
+        """Raise TypeError where x (an array, or a list for a layer of several inputs) is not where
+        the layer computes: a layer answers on its own side, so NumPy in would give device arrays
+        out, and a device array would be copied to the host, which fastdl never does by itself."""
+        name = self.name or type(self).__name__
+        for array in x if isinstance(x, (list, tuple)) else [x]:
+            if not _device.is_device(array) and self.on_device:
+                raise TypeError(f"layer {name!r} runs on the CUDA device (its model is on the cuda backend) but x is "
+                                f"a host array ({type(array).__name__}): pass a device array (e.g. "
+                                "numba.cuda.to_device(x)), or call the model, which takes NumPy in and gives NumPy out")
+            if _device.is_device(array) and not self.on_device:
+                raise TypeError(f"x is on the CUDA device but layer {name!r} is not: build its model with "
+                                'backend="cuda", or pass x as a NumPy array')
+
+    def __getstate__(self):
+        # A copy (deepcopy, pickle) of a layer on the device would hold the device arrays' copies,
+        # which numba cannot make (its simulator makes NumPy arrays of them): refused, saying how.
+        if self.on_device:
+            raise TypeError(f"{type(self).__name__} {self.name!r} is on the CUDA device and cannot be copied or "
+                            "pickled: build another model alike and copy the weights over "
+                            "(other.set_weights(model.get_weights())), or model.save(path) and other.load(path)")
+        return self.__dict__
 
     def _build_for(self, x):
         """Build the layer for arrays x (one, or a list for a layer of several inputs) that it is

@@ -2,6 +2,7 @@
 
 import contextlib
 import math
+import warnings
 
 import numpy as np
 
@@ -226,6 +227,7 @@ class Training(Batches, Saving, GradientFlags, Layer):
         """
         x, y = self._check_xy(x, y)
         self._attach_optimizer()
+        self._warn_if_untrainable()
         with statistics_kept(self), self._blas_policy():
             logs = self._train_epoch(x, y, x.shape[0], False, self.epochs_trained, check_gradients=True)
         return logs if return_dict else self._result(logs)
@@ -274,6 +276,20 @@ class Training(Batches, Saving, GradientFlags, Layer):
             if self.trainable:
                 self.optimizer.add_parameters(p for layer in self._added_layers for _, p in layer.trainable_parameters())
         self._added_layers = []
+
+    def _warn_if_untrainable(self):
+        """Warn, once per model, where it trains with no weights to train (Keras 3 warns too): the
+        steps run and the loss stays put. The usual cause is a model compiled while frozen."""
+        if self.optimizer.params or self.__dict__.get("_warned_untrainable"):
+            return
+        self._warned_untrainable = True
+        if not self.parameters():
+            warnings.warn(f"model {self.name!r} has no weights: training it changes nothing", UserWarning, stacklevel=3)
+            return
+        warnings.warn(f"model {self.name!r} has no trainable weights: training it changes nothing. It was compiled "
+                      "while trainable was False (or with every layer frozen)? In a GAN, compile the discriminator "
+                      "before setting discriminator.trainable = False, then compile the combined model",
+                      UserWarning, stacklevel=3)
 
     def fit(self, x, y, batch_size=32, epochs=1, verbose=0, callbacks=None, validation_split=0.0,
             validation_data=None, shuffle=True, *, initial_epoch=None, seed=None):
@@ -326,6 +342,7 @@ class Training(Batches, Saving, GradientFlags, Layer):
         callbacks = CallbackList(callbacks, self, {"verbose": verbose, "epochs": last_epoch, "steps": n_batches})
         x = self._resident(x)
         self._attach_optimizer()
+        self._warn_if_untrainable()
         if seed is not None:
             self._reseed(seed)
         # As Keras: History after the user's callbacks (it records the keys they add to the logs),

@@ -40,6 +40,8 @@ def check_inputs(named):
             raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {shape}")
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"{name} on the device must be float32 or float64, got {dtype}")
+        if 0 in shape:  # as on the host (check_matrix): no rows, or no features to measure by
+            raise ValueError(f"{name} must not be empty, got shape {shape}")
         dtypes.append(dtype)
     dtype = np.float32 if all(d == np.float32 for d in dtypes) else np.float64
     return dict(named), dtype, True

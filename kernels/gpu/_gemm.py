@@ -11,8 +11,10 @@ of its own.
 
 cuBLAS is called through CuPy's bindings with the arrays' device pointers (class _Cublas): wrapping
 three arrays as CuPy arrays for cupy.matmul costs more host time than a small layer's product
-takes on the device. Its first product of each kind is checked against cupy.matmul; a mismatch or
-an error there falls back to cupy.matmul with a warning.
+takes on the device. Its first product of each kind is checked against cupy.matmul; a mismatch, or
+an error of CuPy's bindings themselves (BindingError), switches them off for the process with a
+warning, and cupy.matmul does the products. An error of the arrays given (shapes that do not
+multiply, an object without a device pointer) is the caller's and is raised as it is.
 """
 
 import math
@@ -107,6 +109,11 @@ def _matmul(cupy, a, b, out, transpose_a, transpose_b, accumulate):
         result += product
 
 
+class BindingError(RuntimeError):
+    """A failure of CuPy's cuBLAS bindings (or their product disagreeing with cupy.matmul), not of
+    the arrays given: gemm falls back to cupy.matmul for good."""
+
+
 class _Cublas:
     """cuBLAS sgemm/dgemm on the arrays' device pointers, on the legacy default stream (numba's).
 
@@ -141,40 +148,46 @@ class _Cublas:
         return (interface["data"][0], lead) if lead >= max(cols, 1) else None
 
     def __call__(self, a, b, out, transpose_a, transpose_b, accumulate):
-        """Whether it ran the product (False: a layout cuBLAS cannot take here)."""
+        """Whether it ran the product (False: a layout cuBLAS cannot take here). The arrays are read
+        first (their errors are the caller's); a failure of the bindings is a BindingError."""
         dtype = np.dtype(out.dtype)
         k = a.shape[0] if transpose_a else a.shape[1]
         layouts = [per_array(self.layouts, x, self._layout) for x in (a, b, out)]
         if k == 0 or None in layouts or dtype not in (np.float32, np.float64):
             return False
         (a_ptr, lda), (b_ptr, ldb), (out_ptr, ldo) = layouts
+        m, n = out.shape
         cublas = self.cublas
-        handle = self.cupy.cuda.device.get_cublas_handle()
-        cublas.setStream(handle, 0)
-        cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
-        call = cublas.sgemm if dtype == np.float32 else cublas.dgemm
-        call(handle, cublas.CUBLAS_OP_T if transpose_b else cublas.CUBLAS_OP_N,
-             cublas.CUBLAS_OP_T if transpose_a else cublas.CUBLAS_OP_N, out.shape[1], out.shape[0], k,
-             self._scalar(1, dtype), b_ptr, ldb, a_ptr, lda, self._scalar(1 if accumulate else 0, dtype),
-             out_ptr, ldo)
+        try:
+            handle = self.cupy.cuda.device.get_cublas_handle()
+            cublas.setStream(handle, 0)
+            cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
+            call = cublas.sgemm if dtype == np.float32 else cublas.dgemm
+            call(handle, cublas.CUBLAS_OP_T if transpose_b else cublas.CUBLAS_OP_N,
+                 cublas.CUBLAS_OP_T if transpose_a else cublas.CUBLAS_OP_N, n, m, k,
+                 self._scalar(1, dtype), b_ptr, ldb, a_ptr, lda, self._scalar(1 if accumulate else 0, dtype),
+                 out_ptr, ldo)
+        except Exception as error:  # only binding calls above, with plain numbers and pointers
+            raise BindingError(f"{type(error).__name__}: {error}") from error
         return True
 
     def checked_call(self, a, b, out, transpose_a, transpose_b, accumulate):
-        """__call__, its first product of each kind checked against cupy.matmul."""
+        """__call__, its first product of each kind checked against cupy.matmul (run first, so that
+        arrays that do not multiply raise its error, the caller's, before cuBLAS is tried)."""
         kind = (np.dtype(out.dtype).str, bool(transpose_a), bool(transpose_b), bool(accumulate))
         if kind in self.checked:
             return self(a, b, out, transpose_a, transpose_b, accumulate)
         cupy = self.cupy
         before = cupy.array(cupy.asarray(out))
+        expected = cupy.array(before)
+        _matmul(cupy, a, b, expected, transpose_a, transpose_b, accumulate)
         try:
             if not self(a, b, out, transpose_a, transpose_b, accumulate):
                 return False
-            expected = cupy.array(before)
-            _matmul(cupy, a, b, expected, transpose_a, transpose_b, accumulate)
             scale = float(cupy.abs(expected).max()) or 1.0
             if float(cupy.abs(cupy.asarray(out) - expected).max()) > 1e-4 * scale:
-                raise ArithmeticError(f"cuBLAS through pointers disagrees with cupy.matmul for {kind}")
-        except Exception:
+                raise BindingError(f"cuBLAS through pointers disagrees with cupy.matmul for {kind}")
+        except BindingError:
             cupy.asarray(out)[...] = before  # as it was: the caller's fallback starts over
             raise
         self.checked.add(kind)
@@ -213,7 +226,7 @@ def gemm(a, b, out, transpose_a=False, transpose_b=False, accumulate=False):
         try:
             if direct is not None and direct.checked_call(a, b, out, transpose_a, transpose_b, accumulate):
                 return
-        except Exception as error:  # a failed check has put out back as it was
+        except BindingError as error:  # a failed check has put out back as it was
             _fall_back(f"failed ({error})")
         _matmul(cupy, a, b, out, transpose_a, transpose_b, accumulate)
         return
