@@ -123,6 +123,58 @@ def column_stats(X):
     return np.array(sums), np.array(low), np.array(high)
 
 
+# Batch normalisation ---------------------------------------------------------------------------
+# The per-channel kernels (kernels norm.*) over rows (n, channels), one value at a time.
+
+
+def channel_moments(x):
+    """(mean, biased variance) of x's columns: float64 sums over the rows in order, two passes."""
+    n, channels = x.shape
+    mean, var = np.zeros(channels), np.zeros(channels)
+    for c in range(channels):
+        total = 0.0
+        for i in range(n):
+            total += float(x[i, c])
+        mean[c] = total / n
+        total = 0.0
+        for i in range(n):
+            d = float(x[i, c]) - mean[c]
+            total += d * d
+        var[c] = total / n
+    return mean, var
+
+
+def channel_sums(dout, xhat):
+    """Float64 per-channel sums of dout and of dout * xhat (the gradients of beta and gamma)."""
+    n, channels = dout.shape
+    sum_dout, sum_dout_xhat = np.zeros(channels), np.zeros(channels)
+    for c in range(channels):
+        for i in range(n):
+            sum_dout[c] += float(dout[i, c])
+            sum_dout_xhat[c] += float(dout[i, c]) * float(xhat[i, c])
+    return sum_dout, sum_dout_xhat
+
+
+def normalize(x, mean, inv_std, gamma, beta):
+    """(xhat, out) float64: xhat = (x - mean) * inv_std, out = xhat * gamma + beta per channel."""
+    xhat, out = np.empty(x.shape), np.empty(x.shape)
+    for i in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            xhat[i, c] = (float(x[i, c]) - float(mean[c])) * float(inv_std[c])
+            out[i, c] = xhat[i, c] * float(gamma[c]) + float(beta[c])
+    return xhat, out
+
+
+def normalize_backward(dout, xhat, gamma, inv_std, mean_dxhat, mean_dxhat_xhat):
+    """dx float64 = inv_std * (dout * gamma - mean_dxhat - xhat * mean_dxhat_xhat) per channel."""
+    dx = np.empty(dout.shape)
+    for i in range(dout.shape[0]):
+        for c in range(dout.shape[1]):
+            dx[i, c] = float(inv_std[c]) * (float(dout[i, c]) * float(gamma[c]) - float(mean_dxhat[c])
+                                            - float(xhat[i, c]) * float(mean_dxhat_xhat[c]))
+    return dx
+
+
 # Perceptron ------------------------------------------------------------------------------------
 # The multi-class perceptron's epochs (kernels perceptron.*), one sample and one weight at a time.
 
@@ -211,8 +263,12 @@ def xor_solves(w):
     return all((out > 0.5) == (target > 0.5) for out, (_, _, target) in zip(xor_outputs(w), _XOR_POINTS))
 
 
-def train_xor(weights, lr, max_iter):
-    """(weights, mse list, misclassified list): gradient descent on half the MSE, checked before each step."""
+def train_xor(weights, lr, max_iter, store=None):
+    """(weights, mse list, misclassified list): gradient descent on half the MSE, checked before each step.
+
+    store: a dtype each step's weights are rounded to (the state the kernels keep, float32 or
+    float64; the arithmetic stays float64); None keeps them in float64.
+    """
     w = [float(v) for v in weights]
     mse, wrong = [], []
     for t in range(max_iter):
@@ -235,6 +291,8 @@ def train_xor(weights, lr, max_iter):
         if n_wrong == 0 or t + 1 == max_iter:
             break
         w = [wk - lr * gk for wk, gk in zip(w, grad)]
+        if store is not None:
+            w = [float(np.dtype(store).type(wk)) for wk in w]
     return np.array(w), mse, wrong
 
 

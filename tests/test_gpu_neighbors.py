@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import fastdl
+import naive
 from conftest import RTOL
 from fastdl.neighbors import KNeighborsClassifier, NearestCentroid
 from fastdl.ops import class_centroids, knn, majority_vote, pairwise_distances
@@ -139,6 +140,20 @@ def test_classifiers_and_their_ops(cuda_backend, cuda_scale, rng):
     np.testing.assert_array_equal(majority_vote(votes, 4, backend=cuda_backend), majority_vote(votes, 4, backend="numpy"))
     with fastdl.use_backend(cuda_backend):
         np.testing.assert_allclose(pairwise_distances(X[:3]), pairwise_distances(X[:3], backend="numpy"), rtol=1e-12)
+
+
+@pytest.mark.parametrize("n_features, n_classes", [(3, 7), (130, 3)], ids=["classes>features", "features>block"])
+def test_class_centroids_cover_every_feature_and_class(cuda_backend, dtype, n_features, n_classes):
+    """class_sums starts one thread per feature and per class code: more classes than features (the
+    counts' threads beyond the features), and more features than one block of threads (128)."""
+    rng = np.random.default_rng(4)
+    n_samples = 2 * n_classes + 1
+    X = rng.normal(size=(n_samples, n_features)).astype(dtype)
+    y = np.arange(n_samples) % n_classes
+    rng.shuffle(y)
+    out = class_centroids(X, y, backend=cuda_backend)
+    assert type(out) is np.ndarray and out.shape == (n_classes, n_features) and out.dtype == dtype
+    np.testing.assert_allclose(out, naive.class_centroids(X, y), rtol=RTOL[dtype], atol=RTOL[dtype])
 
 
 def test_bad_input_is_a_clear_error(cuda_backend):

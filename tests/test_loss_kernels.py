@@ -236,6 +236,63 @@ def test_extreme_logits_stay_finite(backend, dtype):
     assert np.isfinite(grad).all()
 
 
+# Rows whose maximum (1e4: exp of it overflows even float64) is in the last column, in column 0,
+# everywhere at once, or tied between the last two; a row of huge negatives (exp underflows).
+EXTREME_LOGITS = [[0.0, -5.0, 1e4], [1e4, 3.0, -2.0], [1e4, 1e4, 1e4], [2.0, 1e4, 1e4], [-1e4, -1e4, 5.0 - 1e4]]
+
+
+def _check_extreme_logits(run, dtype, rng):
+    """run(name, values, *args): softmax's output, or a loss kernel's (row losses, gradient)."""
+    logits = np.array(EXTREME_LOGITS, dtype=dtype)
+    out = run("softmax", logits)
+    assert out.dtype == dtype and np.isfinite(out).all()
+    np.testing.assert_allclose(out, naive_softmax(logits), rtol=RTOL[dtype], atol=RTOL[dtype])
+    codes = np.array([2, 1, 0, 0, 2])  # the maximum's column, and away from it
+    soft = rng.random(logits.shape)
+    for got, want in [
+        (run("softmax_xent_codes", logits, codes, 0.2), naive_xent(logits, np.eye(3)[codes], 0.2)),
+        (run("softmax_xent_targets", logits, soft, 0.2), naive_xent(logits, soft, 0.2)),
+    ]:
+        assert np.isfinite(got[0]).all() and np.isfinite(got[1]).all()
+        # Losses of order 1 from terms of order 1e4: a float64 rounding of 1e4 is 2e-12.
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-12, atol=1e-9)
+        np.testing.assert_allclose(got[1], want[1], rtol=RTOL[dtype], atol=RTOL[dtype])
+
+
+def test_extreme_logits_in_any_column_match_the_reference(backend, dtype, rng):
+    """The shift by the row maximum looks at every column, the first and the last included:
+    softmax and both cross-entropies stay finite and equal the float64 references."""
+    kernels = _kernels(backend)
+
+    def run(name, values, *args):
+        if name == "softmax":
+            out = np.empty_like(values)
+            kernels.softmax(values, out, 2)
+            return out
+        return _run(getattr(kernels, name), values, *args)
+
+    _check_extreme_logits(run, dtype, rng)
+
+
+def test_extreme_logits_on_cuda_match_the_reference(cuda_backend, dtype, rng):
+    from numba import cuda
+
+    kernels = _kernels("cuda")
+
+    def run(name, values, *args):
+        values_d = cuda.to_device(values)
+        if name == "softmax":
+            out_d = cuda.device_array(values.shape, values.dtype)
+            kernels.softmax(values_d, out_d, 1)
+            return out_d.copy_to_host()
+        grad_d, row_loss_d = cuda.device_array(values.shape, values.dtype), cuda.device_array(values.shape[0])
+        kernels_args = [cuda.to_device(a) if isinstance(a, np.ndarray) else a for a in args]
+        getattr(kernels, name)(values_d, *kernels_args, grad_d, row_loss_d, 1)
+        return row_loss_d.copy_to_host(), grad_d.copy_to_host()
+
+    _check_extreme_logits(run, dtype, rng)
+
+
 def test_dropout_mask(backend, dtype, rng):
     x = rng.standard_normal((6, 7)).astype(dtype)
     draws = rng.random(x.shape)

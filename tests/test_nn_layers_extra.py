@@ -1,11 +1,14 @@
 """Conv2DTranspose and BatchNormalization: gradients in float64, PyTorch agreement, Keras semantics."""
 
+import importlib
+
 import numpy as np
 import pytest
 
 import naive
-from conftest import ready_backends
+from conftest import RTOL, ready_backends
 from fastdl import nn
+from fastdl.backend import PACKAGES
 from fastdl.nn.layers_extra import BatchNormalization, Conv2DTranspose, conv2d_transpose
 from fastdl.ops import conv2d, conv2d_grad
 from tests.test_nn import _check_layer, _numeric_grad
@@ -152,33 +155,40 @@ def test_batch_norm_gradients_in_inference(rng, backend):
     np.testing.assert_allclose(layer.gamma.grad, _numeric_grad(loss, layer.gamma.value), rtol=1e-6)
 
 
-def test_batch_norm_training_normalises_and_updates_moving_statistics(rng):
-    layer = BatchNormalization(momentum=0.9, epsilon=1e-3)
-    layer.build((2, 2, 3), rng, np.float64)
-    x = rng.standard_normal((6, 2, 2, 3)) * [1.0, 2.0, 3.0] + [5.0, -1.0, 0.0]
+# Tolerances of a layer's float32 / float64 outputs of order one against float64 formulas.
+BN_TOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+
+def test_batch_norm_training_normalises_and_updates_moving_statistics(rng, backend, dtype):
+    layer = BatchNormalization(momentum=0.9, epsilon=1e-3, backend=backend)
+    layer.build((2, 2, 3), rng, dtype)
+    x = (rng.standard_normal((6, 2, 2, 3)) * [1.0, 2.0, 3.0] + [5.0, -1.0, 0.0]).astype(dtype)
     out = layer.forward(x, training=True)
-    mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))
-    np.testing.assert_allclose(out, (x - mean) / np.sqrt(var + 1e-3), rtol=1e-12)
-    np.testing.assert_allclose(layer.moving_mean, 0.1 * mean, rtol=1e-12)
+    assert out.dtype == dtype and layer.moving_mean.dtype == dtype
+    x64 = x.astype(np.float64)
+    mean, var = x64.mean(axis=(0, 1, 2)), x64.var(axis=(0, 1, 2))
+    tol = BN_TOL[dtype]
+    np.testing.assert_allclose(out, (x64 - mean) / np.sqrt(var + 1e-3), rtol=tol, atol=tol)
+    np.testing.assert_allclose(layer.moving_mean, 0.1 * mean, rtol=tol, atol=tol)
     # Keras (TensorFlow) moves the variance towards the biased batch variance.
-    np.testing.assert_allclose(layer.moving_variance, 0.9 + 0.1 * var, rtol=1e-12)
+    np.testing.assert_allclose(layer.moving_variance, 0.9 + 0.1 * var, rtol=tol, atol=tol)
     layer.forward(x, training=True)
-    np.testing.assert_allclose(layer.moving_mean, 0.19 * mean, rtol=1e-12)
+    np.testing.assert_allclose(layer.moving_mean, 0.19 * mean, rtol=tol, atol=tol)
 
 
-def test_batch_norm_inference_uses_moving_statistics(rng):
-    layer = BatchNormalization()
-    layer.build((3,), rng, np.float32)
+def test_batch_norm_inference_uses_moving_statistics(rng, backend, dtype):
+    layer = BatchNormalization(backend=backend)
+    layer.build((3,), rng, dtype)
     layer.moving_mean[...] = [1, 2, 3]
     layer.moving_variance[...] = [4, 1, 0.25]
     layer.gamma.value[...] = [2, 1, 1]
     layer.beta.value[...] = [0, 1, -1]
-    x = rng.standard_normal((5, 3)).astype(np.float32)
+    x = rng.standard_normal((5, 3)).astype(dtype)
     before = (layer.moving_mean.copy(), layer.moving_variance.copy())
     out = layer.forward(x, training=False)
-    assert out.dtype == np.float32
-    expected = (x - [1, 2, 3]) / np.sqrt(np.array([4, 1, 0.25]) + 1e-3) * [2, 1, 1] + [0, 1, -1]
-    np.testing.assert_allclose(out, expected, rtol=1e-5)
+    assert out.dtype == dtype
+    expected = (x.astype(np.float64) - [1, 2, 3]) / np.sqrt(np.array([4, 1, 0.25]) + 1e-3) * [2, 1, 1] + [0, 1, -1]
+    np.testing.assert_allclose(out, expected, rtol=BN_TOL[dtype], atol=BN_TOL[dtype])
     np.testing.assert_array_equal(layer.moving_mean, before[0])
     np.testing.assert_array_equal(layer.moving_variance, before[1])
 
@@ -216,13 +226,16 @@ def test_batch_norm_follows_the_optimizer_that_trains_it(rng):
         np.testing.assert_array_equal(layer.gamma.value, moved[1])
 
 
-def test_batch_norm_is_stable_with_a_large_offset(rng):
-    layer = BatchNormalization()
-    layer.build((2,), rng, np.float32)
-    x = (rng.standard_normal((64, 2)) + 1e4).astype(np.float32)
+def test_batch_norm_is_stable_with_a_large_offset(rng, backend, dtype):
+    """Two float64 passes: a 1e4 offset costs float32 only the rounding of the values (ulp 1e-3)."""
+    layer = BatchNormalization(backend=backend)
+    layer.build((2,), rng, dtype)
+    x = (rng.standard_normal((64, 2)) + 1e4).astype(dtype)
     out = layer.forward(x, training=True)
-    ref = (x.astype(np.float64) - x.astype(np.float64).mean(0)) / np.sqrt(x.astype(np.float64).var(0) + 1e-3)
-    np.testing.assert_allclose(out, ref, rtol=1e-3, atol=1e-3)
+    x64 = x.astype(np.float64)
+    ref = (x64 - x64.mean(0)) / np.sqrt(x64.var(0) + 1e-3)
+    tol = {np.float32: 1e-3, np.float64: 1e-9}[dtype]
+    np.testing.assert_allclose(out, ref, rtol=tol, atol=tol)
 
 
 def test_batch_norm_parameter_counts(rng):
@@ -284,3 +297,40 @@ def test_batch_norm_same_bits_on_compiled_backends(training, dtype, rng):
     for name, arrays in results.items():
         for got, want in zip(arrays, next(iter(results.values()))):
             np.testing.assert_array_equal(got, want, err_msg=name)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("channels", [17, 33])
+def test_norm_kernels_match_naive(backend, dtype, rng, channels, n_threads):
+    """The norm kernels themselves against tests/naive.py's loops: the per-channel sums split the
+    channels into blocks of 16 among threads (one channel past a block, two past two blocks);
+    outputs start as NaN, so every channel must be written."""
+    kernels = importlib.import_module(f"{PACKAGES[backend]}.norm")
+    x = (rng.standard_normal((9, channels)) * 3 + 2).astype(dtype)
+    mean, var = np.full(channels, np.nan), np.full(channels, np.nan)
+    kernels.channel_moments(x, mean, var, n_threads)
+    want_mean, want_var = naive.channel_moments(x)
+    np.testing.assert_allclose(mean, want_mean, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(var, want_var, rtol=1e-12)
+
+    mean, inv_std = want_mean.astype(dtype), (1 / np.sqrt(want_var + 1e-3)).astype(dtype)
+    gamma, beta = rng.standard_normal(channels).astype(dtype), rng.standard_normal(channels).astype(dtype)
+    xhat, out = np.full_like(x, np.nan), np.full_like(x, np.nan)
+    kernels.normalize(x, mean, inv_std, gamma, beta, xhat, out, n_threads)
+    want_xhat, want_out = naive.normalize(x, mean, inv_std, gamma, beta)
+    np.testing.assert_allclose(xhat, want_xhat, rtol=RTOL[dtype], atol=RTOL[dtype])
+    np.testing.assert_allclose(out, want_out, rtol=RTOL[dtype], atol=RTOL[dtype])
+
+    dout = rng.standard_normal(x.shape).astype(dtype)
+    sum_dout, sum_dout_xhat = np.full(channels, np.nan), np.full(channels, np.nan)
+    kernels.channel_sums(dout, xhat, sum_dout, sum_dout_xhat, n_threads)
+    want_sums = naive.channel_sums(dout, xhat)
+    np.testing.assert_allclose(sum_dout, want_sums[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(sum_dout_xhat, want_sums[1], rtol=1e-12, atol=1e-12)
+
+    mean_dxhat = (gamma * sum_dout / x.shape[0]).astype(dtype)
+    mean_dxhat_xhat = (gamma * sum_dout_xhat / x.shape[0]).astype(dtype)
+    dx = np.full_like(x, np.nan)
+    kernels.normalize_backward(dout, xhat, gamma, inv_std, mean_dxhat, mean_dxhat_xhat, dx, n_threads)
+    want_dx = naive.normalize_backward(dout, xhat, gamma, inv_std, mean_dxhat, mean_dxhat_xhat)
+    np.testing.assert_allclose(dx, want_dx, rtol=RTOL[dtype], atol=RTOL[dtype])
