@@ -566,7 +566,8 @@ def _cmd_data_generate(args):
         clock_options = [option for option, value in (("--max-turn", args.max_turn),
                                                       ("--faces", args.faces)) if value is not None]
         if clock_options:
-            raise ValueError(f"{' and '.join(clock_options)} only apply to clocks")
+            verb = "applies" if len(clock_options) == 1 else "apply"
+            raise ValueError(f"{' and '.join(clock_options)} only {verb} to clocks")
         module, n, generate = faces, faces.SYNTHETIC_N if args.n is None else args.n, faces.generate_faces
         files = (faces.IMAGES, faces.FACTORS, faces.SIDECAR)
     else:

@@ -191,7 +191,9 @@ def test_cli_generate_writes_images_factors_and_sidecar(tmp_path, monkeypatch, c
     # Into the cache by default; clock-only options are refused.
     assert generate_faces(2) == tmp_path / "cache" / "faces"
     assert main(["data", "generate", "faces", "--n", "2", "--max-turn", "10"]) == 2
-    assert "only apply to clocks" in capsys.readouterr().err
+    assert "--max-turn only applies to clocks" in capsys.readouterr().err
+    assert main(["data", "generate", "faces", "--n", "2", "--max-turn", "10", "--faces", "one"]) == 2
+    assert "--max-turn and --faces only apply to clocks" in capsys.readouterr().err
 
 
 def test_generate_never_overwrites_foreign_files(tmp_path):
