@@ -145,7 +145,15 @@ def available_backends():
 
 
 def set_backend(name):
-    """Set the process-wide default backend ("auto", "numpy", "numba", "cython" or "cuda")."""
+    """Set the process-wide default backend ("auto", "numpy", "numba", "cython" or "cuda").
+
+    Raises
+    ------
+    ValueError
+        ``name`` is none of these (case and surrounding spaces are ignored).
+    TypeError
+        ``name`` is not a string.
+    """
     global _process_default
     _process_default = _check_name(name)
 
@@ -162,7 +170,16 @@ def selects_cuda(backend=None):
 
 @contextlib.contextmanager
 def use_backend(name):
-    """Context manager selecting a backend for the operations run inside it."""
+    """Context manager selecting a backend for the operations run inside it.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not "auto", "numpy", "numba", "cython" or "cuda" (case and surrounding spaces
+        are ignored).
+    TypeError
+        ``name`` is not a string.
+    """
     token = _context_backend.set(_check_name(name))
     try:
         yield
@@ -248,7 +265,13 @@ def _process_threads():
 
 
 def set_num_threads(n):
-    """Set the threads used by Numba and OpenMP kernels, and by BLAS, to `n` (an int or a NumPy integer)."""
+    """Set the threads used by Numba and OpenMP kernels, and by BLAS, to `n` (an int or a NumPy integer).
+
+    Raises
+    ------
+    ValueError
+        ``n`` is not an integer >= 1 (a bool or a float such as 2.0 included).
+    """
     global _num_threads
     n = _thread_count(n)
     _num_threads = n

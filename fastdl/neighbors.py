@@ -115,6 +115,29 @@ class KNeighborsClassifier(ClassifierMixin, BaseEstimator):
         self.backend = backend
 
     def fit(self, X, y):
+        """Keep a copy of the training rows, indexed for exact nearest-neighbour queries.
+
+        n_neighbors is checked when predicting, against the number of training rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            float32 is kept; any other real dtype is converted to float64.
+        y : array-like of shape (n_samples,)
+            Class labels of any kind scikit-learn takes (integers, strings, ...).
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            X not a non-empty 2-D array of real numbers, NaN or infinity in X, y of another
+            length or of continuous values.
+        TypeError
+            A device array: the classifier takes NumPy arrays on every backend.
+        """
         X, self._codes, self.classes_ = _fit_data(self, X, y)
         self._index, self._index64 = knn_index(X, self.backend), None
         return self
@@ -169,7 +192,21 @@ class KNeighborsClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X):
         """Majority class among the n_neighbors nearest training rows; ties go to the smaller label.
 
-        X=None predicts each training row from its neighbours among the others (see kneighbors).
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features), or None
+            None: each training row, from its neighbours among the others (as in kneighbors).
+
+        Returns
+        -------
+        ndarray of shape (n_queries,)
+            Labels from classes_.
+
+        Raises
+        ------
+        ValueError
+            n_neighbors below 1 or above the training rows (X=None: not below them), X of another
+            width, NaN or infinity in X.
         """
         indices = self.kneighbors(X, return_distance=False)
         votes = majority_vote(self._codes[indices], len(self.classes_), backend=self.backend)
@@ -231,14 +268,51 @@ class NearestCentroid(ClassifierMixin, BaseEstimator):
         self.backend = backend
 
     def fit(self, X, y):
+        """Compute the mean row of each class (the training rows are not kept).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            float32 is kept (centroids_ is float32 then); any other real dtype is converted to
+            float64.
+        y : array-like of shape (n_samples,)
+            Class labels of any kind scikit-learn takes (integers, strings, ...).
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            X not a non-empty 2-D array of real numbers, NaN or infinity in X, y of another
+            length or of continuous values.
+        TypeError
+            A device array: the classifier takes NumPy arrays on every backend.
+        """
         X, codes, self.classes_ = _fit_data(self, X, y)
         self.centroids_ = class_centroids(X, codes, len(self.classes_), backend=self.backend)
         self._index, self._index64 = knn_index(self.centroids_, self.backend), None
         return self
 
     def predict(self, X):
-        """The class whose centroid is nearest to each row of X (ranked in float64 unless both the
-        centroids and X are float32)."""
+        """The class whose centroid is nearest to each row of X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+            Ranked in float64 unless both the centroids and X are float32.
+
+        Returns
+        -------
+        ndarray of shape (n_queries,)
+            Labels from classes_.
+
+        Raises
+        ------
+        ValueError
+            X of another width, NaN or infinity in X.
+        """
         check_is_fitted(self)
         index, X = _query_index(self, _predict_data(self, X))
         _, nearest = index.query(X, 1)

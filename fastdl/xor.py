@@ -142,7 +142,7 @@ def train_xor(weights, lr, max_iter=100_000, backend=None):
 
     Raises
     ------
-    NonFiniteError
+    fastdl.NonFiniteError
         (a ValueError) The weights or the error became NaN or infinite: lr is too large for them.
     """
     if _device.is_device(weights):

@@ -1,4 +1,6 @@
-"""Dataset loaders. Only :func:`download_dataset` (``fastdl data download``) uses the network.
+"""Datasets: loaders of the course's and public data, renderers of synthetic clocks and faces, a downloader.
+
+Only :func:`download_dataset` (``fastdl data download``) uses the network.
 
 ``DATASETS`` lists the known datasets for ``fastdl data list``, one entry per loader.
 """

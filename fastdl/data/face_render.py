@@ -49,15 +49,19 @@ def render_faces(n, seed=0, size=64, backend=None, first=0):
     -------
     images : ndarray of shape (n, size, size, 3), uint8
         RGB, channels last.
-    factors : ndarray of shape (n, len(FACTOR_NAMES)), float64
-        Column j holds factor FACTOR_NAMES[j] of each face, within FACTOR_RANGES[name]:
-        positions in image widths, sizes in face units (about a head's half height), angles in
-        degrees, colours in [0, 1], flags 0 or 1, hair_style an index into HAIR_STYLES.
+    factors : ndarray of shape (n, len(fastdl.data.FACE_FACTOR_NAMES)), float64
+        Column j holds factor ``fastdl.data.FACE_FACTOR_NAMES[j]`` of each face, within
+        ``fastdl.data.face_design.FACTOR_RANGES[name]``: positions in image widths, sizes in face
+        units (about a head's half height), angles in degrees, colours in [0, 1], flags 0 or 1,
+        hair_style an index into ``fastdl.data.face_design.HAIR_STYLES``.
 
     Raises
     ------
     ValueError
-        ``backend="cuda"``: the renderers run on the CPU backends.
+        ``backend="cuda"`` (the renderers run on the CPU backends), or ``n``, ``seed``, ``size``
+        or ``first`` out of its range.
+    TypeError
+        ``n``, ``seed``, ``size`` or ``first`` is not an integer.
     """
     n = check_int(n, "n", 0)
     seed = check_int(seed, "seed", 0, 2 ** 64 - 1)

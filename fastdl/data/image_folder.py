@@ -66,9 +66,9 @@ def load_image_folder(path, size=64, cache=True):
     NotADirectoryError
         ``path`` is a file.
     ValueError
-        ``size`` is not an integer >= 4; the folder holds no PNG or JPEG, or none that can be read.
+        ``size`` is below 4; the folder holds no PNG or JPEG, or none that can be read.
     TypeError
-        ``size`` is not an integer.
+        ``size`` is not an integer (a bool or a float such as 64.0 included).
 
     Warns
     -----
@@ -130,9 +130,9 @@ def load_face_array(path, size=64):
     ValueError
         Another shape (also (h, w, 3): one image, not a set), no images, NaN or infinity, values
         outside 0..255, a file that is not a .npy (empty, truncated, a .npz archive), a pickled
-        or object array.
+        or object array; ``size`` below 4.
     TypeError
-        A non-numeric array (strings, complex numbers, booleans).
+        A non-numeric array (strings, complex numbers, booleans); ``size`` not an integer.
     """
     size = check_int(size, "size", MIN_SIZE)
     path = Path(path).expanduser()

@@ -177,7 +177,8 @@ def dense_grad(x, kernel, dout, backend=None):
     dout : array-like of shape (n_samples, units)
         Gradient of the loss with respect to the pre-activation output; see activation_grad.
     backend : str, optional
-        Accepted for a uniform API: the work is three BLAS calls, the same on every backend.
+        "auto", "numpy", "numba", "cython", "cuda" (None: the process default). The CPU backends
+        share one path (three BLAS calls); "cuda" computes on the device, NumPy in, NumPy out.
 
     Returns
     -------
