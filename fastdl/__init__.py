@@ -18,11 +18,13 @@ from fastdl.backend import (  # noqa: E402
     set_num_threads,
     use_backend,
 )
+from fastdl._validation import NonFiniteError  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BackendUnavailableError",
+    "NonFiniteError",
     "available_backends",
     "backend_status",
     "get_backend",

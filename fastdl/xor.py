@@ -20,7 +20,7 @@ from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._validation import NonFiniteError, check_array, check_int
 
-__all__ = ["XORResult", "xor_forward", "train_xor", "lazy_search", "lazy_search_stats", "draw_weights"]
+__all__ = ["XORResult", "xor_forward", "train_xor", "lazy_search", "lazy_search_stats", "draw_weights", "NonFiniteError"]
 
 N_WEIGHTS = 9
 INPUTS = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])

@@ -11,7 +11,7 @@ from test_nn_training import blobs, small_mlp
 
 def _compiled(seed=0, optimizer=None):
     model = small_mlp(seed=seed)
-    model.compile(optimizer or nn.Adam(lr=0.01), "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile(optimizer or nn.Adam(lr=0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 

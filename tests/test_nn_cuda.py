@@ -54,7 +54,7 @@ def test_mlp_trains_as_on_the_cpu(cuda_backend, dtype):
                               nn.Dense(3, activation="softmax")], seed=1, dtype=dtype, backend=backend)
 
     (cpu, h_cpu), (gpu, h_gpu) = _train_both(
-        build, lambda: (nn.SGD(0.1, momentum=0.5), "sparse_categorical_crossentropy", ["accuracy"]), x, y, dtype,
+        build, lambda: (nn.SGD(0.1, momentum=0.5), "sparse_categorical_crossentropy", None, ["accuracy"]), x, y, dtype,
         epochs=2, batch_size=4, validation_data=(x[:4], y[:4]))
     assert gpu.on_device and is_device(gpu.layers[1].kernel.value)
     _histories_match(h_cpu, h_gpu, dtype)
@@ -82,7 +82,7 @@ def test_cnn_trains_as_on_the_cpu(cuda_backend, optimizer):
         ], seed=2, dtype=dtype, backend=backend)
 
     (cpu, h_cpu), (gpu, h_gpu) = _train_both(
-        build, lambda: (optimizer, "sparse_categorical_crossentropy", ["accuracy"]), x, y, dtype,
+        build, lambda: (optimizer, "sparse_categorical_crossentropy", None, ["accuracy"]), x, y, dtype,
         epochs=2, batch_size=4)
     _histories_match(h_cpu, h_gpu, dtype)
     _assert_same(cpu.get_weights(), gpu.get_weights(), dtype)
@@ -196,7 +196,7 @@ def test_fit_sends_each_epochs_order_once(cuda_backend, monkeypatch):
     for backend in ("numpy", "cuda"):
         models[backend] = nn.Sequential([nn.Input((4,)), nn.Dense(3, activation="relu"), nn.Dense(2, activation="softmax")],
                                         seed=3, backend=backend)
-        models[backend].compile("sgd", "sparse_categorical_crossentropy", ["accuracy"])
+        models[backend].compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
         models[backend].fit(x, y, epochs=2, batch_size=3)  # 3 batches an epoch, the last of 1
     orders = [array for array in sent if array.dtype == np.int64]
     assert len(orders) == 2 and all(sorted(order) == list(range(7)) for order in orders)
@@ -355,7 +355,7 @@ def test_per_position_cross_entropy_and_training_calls_on_device(cuda_backend):
                              backend=backend)
 
     (cpu, h_cpu), (gpu, h_gpu) = _train_both(
-        build, lambda: (nn.SGD(0.5), "sparse_categorical_crossentropy", ["accuracy"]), x, codes, dtype,
+        build, lambda: (nn.SGD(0.5), "sparse_categorical_crossentropy", None, ["accuracy"]), x, codes, dtype,
         epochs=2, batch_size=2)
     _histories_match(h_cpu, h_gpu, dtype)
     _assert_same(cpu.get_weights(), gpu.get_weights(), dtype)

@@ -100,7 +100,7 @@ def test_seed_reproduces_training():
     runs = []
     for _ in range(2):
         model = small_mlp(seed=5)
-        model.compile(nn.SGD(lr=0.05, momentum=0.5), "sparse_categorical_crossentropy", ["accuracy"])
+        model.compile(nn.SGD(lr=0.05, momentum=0.5), "sparse_categorical_crossentropy", metrics=["accuracy"])
         runs.append((model.fit(x, y, epochs=3).history, _weights(model)))
     assert runs[0][0] == runs[1][0]
     for a, b in zip(runs[0][1], runs[1][1]):
@@ -116,17 +116,17 @@ def test_seed_reproduces_training():
 def test_save_load_resumes_identically(tmp_path, make_optimizer):
     x, y = blobs(200)
     straight = small_mlp(seed=1)
-    straight.compile(make_optimizer(), "sparse_categorical_crossentropy", ["accuracy"])
+    straight.compile(make_optimizer(), "sparse_categorical_crossentropy", metrics=["accuracy"])
     straight.fit(x, y, epochs=2)
 
     first = small_mlp(seed=1)
-    first.compile(make_optimizer(), "sparse_categorical_crossentropy", ["accuracy"])
+    first.compile(make_optimizer(), "sparse_categorical_crossentropy", metrics=["accuracy"])
     first.fit(x, y, epochs=1)
     path = tmp_path / "model.npz"
     first.save(path)
 
     resumed = small_mlp(seed=123)  # other initial weights and generator: load must replace both
-    resumed.compile(make_optimizer(), "sparse_categorical_crossentropy", ["accuracy"])
+    resumed.compile(make_optimizer(), "sparse_categorical_crossentropy", metrics=["accuracy"])
     resumed.load(path)
     assert resumed.epochs_trained == 1
     history = resumed.fit(x, y, epochs=1)
@@ -220,7 +220,7 @@ def test_loading_a_file_that_is_no_save_is_a_clear_error(tmp_path):
 
 def _compiled():
     model = small_mlp()
-    model.compile("sgd", "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
@@ -410,7 +410,7 @@ def test_fused_training_stops_at_the_logits(backend, monkeypatch):
     def train():
         model = nn.Sequential([nn.Input((6,)), nn.Dense(5, activation="relu"), nn.Dense(3, activation="softmax")],
                               seed=2, backend=backend)
-        model.compile("sgd", "sparse_categorical_crossentropy", ["accuracy"])
+        model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
         return model, model.fit(x, y, epochs=2, batch_size=7).history
 
     calls = []

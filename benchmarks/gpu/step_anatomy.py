@@ -102,7 +102,7 @@ def main():
              ("course CNN, batch 128, RMSprop", course_cnn, nn.RMSprop(), 128)]
     for label, builder, optimizer, batch in cases:
         model = builder((28, 28, 1), seed=0, backend="cuda")
-        model.compile(optimizer, "sparse_categorical_crossentropy", ["accuracy"])
+        model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
         x = cuda.to_device(np.random.default_rng(0).random((batch, 28, 28, 1), dtype=np.float32))
         y = np.random.default_rng(1).integers(0, 10, batch)
         for _ in range(3):

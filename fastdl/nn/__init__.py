@@ -1,5 +1,6 @@
 """Keras-like neural networks on fastdl's compiled ops: layers, losses, optimizers, Sequential, Model."""
 
+from fastdl._validation import NonFiniteError
 from fastdl.nn.activations import Activation, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from fastdl.nn.callbacks import Callback, EarlyStopping, EpochTimer, History, ModelCheckpoint
 from fastdl.nn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, MaxPooling2D, Reshape, UpSampling2D
@@ -24,7 +25,7 @@ __all__ = [
     "Callback", "EarlyStopping", "EpochTimer", "ModelCheckpoint", "Model", "SymbolicTensor", "Conv2DTranspose",
     "BatchNormalization", "UpSampling2D", "Sampling", "Add", "Concatenate", "add", "concatenate",
     "AveragePooling2D", "AvgPool2D", "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPooling2D",
-    "GlobalMaxPool2D",
+    "GlobalMaxPool2D", "NonFiniteError",
 ]
 
 # Keras names fastdl.nn has no object for, and what to write instead (fastdl has no automatic

@@ -101,7 +101,13 @@ def grad(name, out, dout, backend=None, alpha=LEAKY_ALPHA, into=None, column_sum
 
 
 class Activation(Layer):
-    """An activation applied elementwise (softmax: over the last axis)."""
+    """An activation applied elementwise (softmax: over the last axis).
+
+    Parameters
+    ----------
+    activation : {"linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax"} or None
+        In any case; None is "linear"; "leaky_relu" has Keras 3's slope 0.2.
+    """
 
     alpha = LEAKY_ALPHA
     gemm_only = True
@@ -140,11 +146,18 @@ class ReLU(Activation):
 
 
 class LeakyReLU(Activation):
-    """x where x >= 0, alpha * x elsewhere (Keras' default alpha 0.3; the activation "leaky_relu" of
-    other layers has Keras 3's slope 0.2)."""
+    """x where x >= 0, alpha * x elsewhere.
+
+    Parameters
+    ----------
+    alpha : float >= 0, default 0.3
+        The slope below zero (Keras' LeakyReLU default; the activation "leaky_relu" of other
+        layers has Keras 3's slope 0.2).
+    negative_slope : float >= 0, optional, keyword-only
+        Keras 3's name for alpha; giving both is a ValueError.
+    """
 
     def __init__(self, alpha=None, *, negative_slope=None, **kwargs):
-        """alpha, or negative_slope (Keras 3's name for it), defaults to 0.3."""
         if alpha is not None and negative_slope is not None:
             raise ValueError(f"give alpha or negative_slope, not both (got {alpha!r} and {negative_slope!r})")
         super().__init__("leaky_relu", **kwargs)

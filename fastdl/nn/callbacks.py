@@ -175,13 +175,15 @@ class EarlyStopping(_Monitor):
         did or fit ran to its last epoch (tf.keras before 2.16 restored them only when this callback
         stopped training). The first epoch watched counts as the best until one improves on it.
         Nothing is restored after fit raised (it calls no on_train_end then, as Keras).
+    start_from_epoch : int, default 0
+        Epochs to train before watching `monitor` (a warm-up where no improvement is expected).
 
+    Notes
+    -----
     As Keras 3, the first epoch watched is the best so far whatever its value, NaN too (training
     goes on; fastdl before stopped there): as no later value beats a NaN, training then stops
     `patience` epochs later (one with patience 0), and restore_best_weights puts back the first
     epoch's weights.
-    start_from_epoch : int, default 0
-        Epochs to train before watching `monitor` (a warm-up where no improvement is expected).
     """
 
     def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto", baseline=None,
@@ -247,7 +249,8 @@ class ModelCheckpoint(_Monitor):
     verbose : int, default 0
         Above 0: Keras' lines for each epoch ("Epoch N: saving model to ...", or "Epoch N: val_loss
         improved from ... to ..., saving model to ..." / "... did not improve from ...", then
-        "Epoch N: finished saving model to ...").
+        "Epoch N: finished saving model to ..."). Before the first value, the best is inf ("-inf"
+        in max mode), as Keras prints it.
     save_best_only : bool, default False
         Write only when `monitor` improved on every earlier epoch this callback saw, in this fit or
         an earlier one (as Keras): a later fit never writes a worse model over the best file.
@@ -259,6 +262,8 @@ class ModelCheckpoint(_Monitor):
     initial_value_threshold : float, optional
         With save_best_only: the value to beat before the first save, as Keras.
 
+    Notes
+    -----
     A model loaded from the file resumes where it stopped: `fit` continues from the saved epoch
     count, with the weights, the optimizer's slots, step count and learning rate (a rate that a
     callback changed, as Keras restores it) and the generators' states saved. Like Keras, the
@@ -289,7 +294,8 @@ class ModelCheckpoint(_Monitor):
             self._save(epoch, logs, "saving model to")
             return False
         previous, current = self.best, self._current(logs)
-        best = "None" if previous is None else f"{previous:.5f}"
+        # Before any value, Keras' best is inf in min mode, -inf in max mode.
+        best = f"{previous:.5f}" if previous is not None else "inf" if self.mode == "min" else "-inf"
         if self._improved(current):
             self._save(epoch, logs, f"{self.monitor} improved from {best} to {current:.5f}, saving model to")
         elif self.verbose:

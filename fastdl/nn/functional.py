@@ -23,8 +23,9 @@ import numpy as np
 from fastdl import _device
 from fastdl.nn import layers as _layers
 from fastdl.nn.losses import check_host_targets, get_loss
-from fastdl.nn.model import (build_in_model, build_undo, check_metrics, format_shape, init_model_basics,
-                             summary_table, targets_name)
+from fastdl.nn.model import (build_in_model, build_undo, check_loss_weight, check_metrics, format_shape,
+                             init_model_basics, per_output, refuse_metrics_as_loss_weights, summary_table,
+                             targets_name, weighted)
 from fastdl.nn.module import Layer, fused_layer, take_name, unnamed
 from fastdl.nn.optimizers import get_optimizer
 from fastdl.nn.training import Training, _accuracy, check_output_shape
@@ -144,33 +145,6 @@ def _sum(a, b, out):
 
     arrays().add(_flat(a), _flat(b), _flat(out))
     return out
-
-
-def _scaled(a, factor, out):
-    """out = a * factor in a's dtype, on the host or the device."""
-    if not _device.is_device(a):
-        return np.multiply(a, a.dtype.type(factor), out=out)
-    from fastdl.ops._nn_on_device import arrays
-
-    arrays().scale(_flat(a), a.dtype.type(factor), _flat(out))
-    return out
-
-
-def _per_output(value, names, what, default, lists_per_output=False):
-    """{output name: value} from one value for all, a dict keyed by output name, or (with
-    lists_per_output) a list in output order; else a list is one value for all (metrics)."""
-    if value is None:
-        return {name: default for name in names}
-    if isinstance(value, dict):
-        unknown = sorted(set(value) - set(names), key=str)
-        if unknown:
-            raise ValueError(f"{what} names unknown outputs {unknown}; the model's outputs are {names}")
-        return {name: value.get(name, default) for name in names}
-    if isinstance(value, (list, tuple)) and lists_per_output:
-        if len(value) != len(names):
-            raise ValueError(f"{what} has {len(value)} entries for {len(names)} outputs {names}")
-        return dict(zip(names, value))
-    return {name: value for name in names}
 
 
 class Model(Training):
@@ -373,19 +347,34 @@ class Model(Training):
     def compile(self, optimizer="rmsprop", loss="sparse_categorical_crossentropy", loss_weights=None, metrics=None):
         """Choose the optimizer, one loss per output, their weights, and per-output metrics.
 
+        The arguments come in Keras 3's order, (optimizer, loss, loss_weights, metrics).
+
         Parameters
         ----------
-        optimizer : str or Optimizer
+        optimizer : {"rmsprop", "sgd", "adam"} or Optimizer, default "rmsprop"
+            A name takes the optimizer's defaults (see SGD, RMSprop, Adam); an Optimizer trains
+            one model only.
         loss : str, Loss, dict {output name: str or Loss}, or list in output order
-            One loss for every output, or one per output (every output needs one).
-        loss_weights : dict {output name: float} or list in output order, optional
-            The training loss is the weighted sum of the outputs' losses (weights default to 1).
+            One loss for every output, or one per output (every output needs one); the names are
+            Sequential.compile's. Default "sparse_categorical_crossentropy".
+        loss_weights : float, dict {output name: float} or list in output order, optional
+            The training loss is the weighted sum of the outputs' losses (weights default to 1;
+            one number weighs every output).
         metrics : list, or dict {output name: list}, optional
             Only "accuracy" ("acc") is known, logged under the name given; a list applies to every output.
 
+        Raises
+        ------
+        TypeError
+            Where loss_weights holds metric names, compile(opt, loss, ["accuracy"]) in tf.keras 2's
+            order: pass metrics=["accuracy"] by name.
+
+        Notes
+        -----
         All is checked before anything is set: a call that raises leaves the model as it was.
         """
-        losses = _per_output(loss, self.output_names, "loss", None, lists_per_output=True)
+        refuse_metrics_as_loss_weights(loss_weights)
+        losses = per_output(loss, self.output_names, "loss", None, lists_per_output=True)
         missing = [name for name, value in losses.items() if value is None]
         if missing:
             raise ValueError(f"no loss for outputs {missing}; give loss a dict with every output of {self.output_names}")
@@ -400,19 +389,16 @@ class Model(Training):
                 value.__dict__.pop("_device_buffers", None)
             used.add(id(value))
             losses[name] = value
-        weights = _per_output(loss_weights, self.output_names, "loss_weights", 1.0, lists_per_output=True)
-        for name, weight in weights.items():
-            if isinstance(weight, bool) or not isinstance(weight, (int, float, np.number)) \
-                    or not np.isfinite(weight) or weight < 0:
-                raise ValueError(f"loss_weights[{name!r}] must be a finite number >= 0, got {weight!r}")
+        weights = per_output(loss_weights, self.output_names, "loss_weights", 1.0, lists_per_output=True)
+        weights = {name: check_loss_weight(weight, f"loss_weights[{name!r}]") for name, weight in weights.items()}
         metrics = {name: check_metrics(names) for name, names in
-                   _per_output(metrics, self.output_names, "metrics", []).items()}
+                   per_output(metrics, self.output_names, "metrics", []).items()}
         optimizer = get_optimizer(optimizer)
         optimizer.check_free_for(self)
         for value in losses.values():
             value.backend = self.backend
         self.loss = losses
-        self.loss_weights = {name: float(weight) for name, weight in weights.items()}
+        self.loss_weights = weights
         self.metrics = metrics
         # An output read by no other layer whose activation fuses with its loss (module.fused_layer)
         # takes the loss's gradient at its logits: {output name: the layer that keeps them}.
@@ -497,10 +483,7 @@ class Model(Training):
         for name, tensor in self.outputs.items():
             loss = self.loss[name]
             dout = loss.backward_logits() if name in self._fused_outputs else loss.backward()
-            weight = self.loss_weights[name]
-            if weight != 1.0:
-                dout = _scaled(dout, weight, self._buffer(("weighted", name), dout.shape, dout.dtype))
-            grads[id(tensor)] = dout
+            grads[id(tensor)] = weighted(self, dout, self.loss_weights[name], name)
         self._backward_graph(grads, self._fused_nodes)
 
     def _backward_graph(self, grads, fused_nodes):

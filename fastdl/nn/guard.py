@@ -43,12 +43,21 @@ def stopped_at(exc, epoch, batch):
     return ValueError(f"epoch {epoch + 1}, batch {batch + 1}: {exc}; training stopped")
 
 
+def step_refused(exc):
+    """The error that ends train_on_batch before its optimizer step (the input, the loss or a
+    gradient NaN or infinite, a layer's error): the weights and optimizer state are untouched."""
+    if isinstance(exc, NonFiniteError):
+        return NonFiniteError(f"train_on_batch: {exc}; the step was not taken (lower the learning rate or check "
+                              "the data)")
+    return ValueError(f"train_on_batch: {exc}; the step was not taken")
+
+
 def check_finite_gradients(optimizer):
     """train_on_batch's, before the optimizer's step: NonFiniteError where a gradient it is to
     apply is NaN, infinite, or beyond float range squared."""
     if not all(squares_finite(grad) for grad in optimizer.gradient_arrays()):
         raise NonFiniteError("a gradient is NaN, infinite or too large to square in float range (a backward "
-                             "pass overflowed); the step was not taken")
+                             "pass overflowed)")
 
 
 def _state_arrays(model):
@@ -115,5 +124,5 @@ def statistics_kept(model):
         raise
     if not all(finite(array) for array, _ in statistics):
         put_back()
-        raise NonFiniteError("this train_on_batch step made the moving statistics NaN or infinite (inputs "
+        raise NonFiniteError("train_on_batch: the step made the moving statistics NaN or infinite (inputs "
                              "beyond float range?); they are put back to those from before it")

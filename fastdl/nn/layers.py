@@ -20,7 +20,13 @@ from fastdl._validation import check_int, check_pair, compute_dtype
 
 
 class Input:
-    """Declares the input shape (without the batch axis) at the head of a Sequential model."""
+    """Declares the input shape (without the batch axis) at the head of a Sequential model.
+
+    Parameters
+    ----------
+    shape : int or tuple of int
+        The shape of one sample, without the batch axis.
+    """
 
     def __init__(self, shape):
         self.shape = check_shape(shape, "shape")
@@ -107,8 +113,11 @@ class Dense(_Activated):
     kernel_regularizer : nn.l2(factor), "l2" or None, keyword only
         Adds factor * sum(kernel^2) to the loss.
     input_shape : tuple, optional, keyword only
-        (in_features,) on the first layer of a model.
+        (in_features,) on the first layer of a model; with name, backend and trainable, one of
+        the keywords every layer takes (see Layer).
 
+    Notes
+    -----
     The positional order is Keras 3's (units, activation, use_bias, kernel_initializer); Keras'
     next one, bias_initializer, is no fastdl option, so what follows is keyword only.
     """
@@ -311,11 +320,20 @@ class _Pooling2D(Layer):
 
 
 class MaxPooling2D(_Pooling2D):
-    """Maximum over pool_size windows of channels-last images (strides default to pool_size).
+    """Maximum over pool_size windows of channels-last images, as Keras' MaxPooling2D.
 
-    padding "valid" (default) or "same": ceil(size / stride) outputs per axis, padded at the
-    bottom and right when odd, as TensorFlow; padded cells never win. MaxPool2D is the same class,
-    as in Keras (whose name for it, "max_pooling2d", it takes)."""
+    MaxPool2D is the same class, as in Keras (whose name for it, "max_pooling2d", it takes).
+
+    Parameters
+    ----------
+    pool_size : int or (int, int), default 2
+        The window's height and width (an int: both); Keras' default (2, 2).
+    strides : int or (int, int), optional
+        Defaults to pool_size.
+    padding : {"valid", "same"}, default "valid"
+        "valid" needs a window that fits in the image; "same" gives ceil(size / stride) outputs
+        per axis, padded at the bottom and right when odd, as TensorFlow; padded cells never win.
+    """
 
     def _pool(self, x, out):
         return max_pool2d_into(x, out, self._window, self.backend)
@@ -332,7 +350,11 @@ MaxPool2D = MaxPooling2D
 class Flatten(Layer):
     """(batch, d1, d2, ...) -> (batch, d1 * d2 * ...), in channels-last order as Keras.
 
-    data_format, Keras' one positional argument, must be None or "channels_last"."""
+    Parameters
+    ----------
+    data_format : None or "channels_last", default None
+        Keras' one argument; fastdl's images are channels-last only ("channels_first" is refused).
+    """
 
     gemm_only = True
     runs_on_device = True
@@ -354,7 +376,14 @@ class Flatten(Layer):
 
 
 class Reshape(Layer):
-    """(batch, *input_shape) -> (batch, *target_shape); one entry of target_shape may be -1."""
+    """(batch, *input_shape) -> (batch, *target_shape), the values in the same order, as Keras.
+
+    Parameters
+    ----------
+    target_shape : int or tuple of int
+        The shape of one output sample, without the batch axis, of as many values as an input
+        sample; one entry may be -1, worked out from the others.
+    """
 
     gemm_only = True
     runs_on_device = True
@@ -388,7 +417,13 @@ class Reshape(Layer):
 
 class UpSampling2D(Layer):
     """Repeats every pixel of channels-last images size[0] times down and size[1] times across
-    (Keras' nearest-neighbour UpSampling2D); the backward pass sums each block's gradients."""
+    (Keras' nearest-neighbour UpSampling2D); the backward pass sums each block's gradients.
+
+    Parameters
+    ----------
+    size : int or (int, int), default 2
+        The repeats down and across (an int: both); Keras' default (2, 2).
+    """
 
     runs_on_device = True
 
@@ -420,11 +455,18 @@ class UpSampling2D(Layer):
 
 
 class Dropout(Layer):
-    """Zeroes a fraction `rate` of the inputs in training and scales the rest by 1 / (1 - rate).
+    """Zeroes a fraction `rate` of the inputs in training and scales the rest by 1 / (1 - rate);
+    in inference it passes its input on. The arguments come in Keras 3's order.
 
-    The mask is drawn from `self.rng`, which the model seeds (or `seed=` gives the layer its own).
-    The arguments are in Keras 3's order, (rate, noise_shape, seed); noise_shape (one draw shared
-    along some axes) is not supported: anything but None is a ValueError.
+    Parameters
+    ----------
+    rate : float in [0, 1)
+        The fraction of the inputs zeroed.
+    noise_shape : None
+        Keras' mask shared along some axes is not supported: anything but None is a ValueError.
+    seed : int, optional
+        Gives the layer a generator of its own for the masks; by default it draws from its
+        model's (seeded by the model's seed).
     """
 
     gemm_only = True

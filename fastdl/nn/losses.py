@@ -38,11 +38,11 @@ class Loss:
     `forward(y_pred, y_true) -> float` and `backward() -> d loss / d y_pred`; `check_targets`
     brings the targets to the form `forward` takes (by default, float64 of the outputs' shape).
     fastdl has no automatic differentiation, so a loss of your own subclasses Loss and gives both
-    (README: "A loss of your own"); called as Keras calls a loss, `loss(y_true, y_pred)` is the
-    batch's mean loss. A loss that fuses
-    with an output activation (`fused_activation`) also has `forward_logits(logits, y_true)` and
-    `backward_logits()`: the loss of that activation of the logits, and its gradient with respect
-    to them, which the model uses where its output is that activation's (module.fused_layer).
+    (README: "A loss or a layer of your own"); called as Keras calls a loss, `loss(y_true, y_pred)`
+    is the batch's mean loss. A loss that fuses with an output activation (`fused_activation`)
+    also has `forward_logits(logits, y_true)` and `backward_logits()`: the loss of that activation
+    of the logits, and its gradient with respect to them, which the model uses where its output is
+    that activation's (module.fused_layer).
     """
 
     name = "loss"
@@ -191,13 +191,16 @@ class _CrossEntropy(Loss):
 
 
 class SparseCategoricalCrossentropy(_CrossEntropy):
-    """Cross-entropy against integer class codes 0..n_classes-1 (one per position of outputs of
-    more than one axis: codes of shape (n, ...) for outputs (n, ..., classes)).
+    """Cross-entropy against integer class codes 0..n_classes-1, as Keras: over the outputs' last
+    axis, the mean over samples (and over positions: outputs of shape (n, ..., classes), a
+    Conv2D's per-pixel classes, take codes of shape (n, ...)).
 
     Parameters
     ----------
     from_logits : bool, default False
-        True where the outputs are logits, not probabilities (see _CrossEntropy).
+        False: the outputs are probabilities (a softmax layer's, whose loss then starts from its
+        logits: the two fuse). True: the outputs are logits (a linear last layer), and the loss
+        is that of their softmax, by log-sum-exp.
     """
 
     name = "sparse_categorical_crossentropy"
@@ -228,12 +231,16 @@ class SparseCategoricalCrossentropy(_CrossEntropy):
 
 
 class CategoricalCrossentropy(_CrossEntropy):
-    """Cross-entropy against one-hot (or soft) target distributions, of the outputs' shape.
+    """Cross-entropy against one-hot (or soft) target distributions of the outputs' shape, as
+    Keras: over the outputs' last axis, the mean over samples (and over positions, for outputs
+    of shape (n, ..., classes)).
 
     Parameters
     ----------
     from_logits : bool, default False
-        True where the outputs are logits, not probabilities (see _CrossEntropy).
+        False: the outputs are probabilities (a softmax layer's, whose loss then starts from its
+        logits: the two fuse). True: the outputs are logits (a linear last layer), and the loss
+        is that of their softmax, by log-sum-exp.
     """
 
     name = "categorical_crossentropy"
@@ -415,6 +422,6 @@ def get_loss(loss):
     if callable(loss):
         raise TypeError(f"loss {getattr(loss, '__name__', loss)!r} is a function: fastdl has no automatic "
                         "differentiation, so a loss of your own is a subclass of nn.Loss with forward(y_pred, "
-                        "y_true) and backward() (README: 'A loss of your own'; nn.CyclicMSE(period) is the "
-                        "course's cyclic 'common sense' loss)")
+                        "y_true) and backward() (README: 'A loss or a layer of your own'; nn.CyclicMSE(period) is "
+                        "the course's cyclic 'common sense' loss)")
     raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)} or a Loss instance")

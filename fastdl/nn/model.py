@@ -4,6 +4,7 @@ import contextlib
 
 import numpy as np
 
+from fastdl import _device
 from fastdl.nn.layers import Dense, Input
 from fastdl.nn.losses import check_host_targets, get_loss
 from fastdl.nn.module import (Layer, build_layer, check_name, check_shape, default_layer_name, fused_layer, take_name,
@@ -41,6 +42,60 @@ def check_metrics(metrics):
     if len(names) > 1:  # Keras would log the same accuracy under each name; fastdl logs one
         raise ValueError(f"metrics {names}: accuracy is given {len(names)} times; give it once")
     return names
+
+
+def per_output(value, names, what, default, lists_per_output=False):
+    """{output name: value} from one value for all, a dict keyed by output name, or (with
+    lists_per_output) a list in output order; else a list is one value for all (metrics)."""
+    if value is None:
+        return {name: default for name in names}
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(names), key=str)
+        if unknown:
+            raise ValueError(f"{what} names unknown outputs {unknown}; the model's outputs are {names}")
+        return {name: value.get(name, default) for name in names}
+    if isinstance(value, (list, tuple)) and lists_per_output:
+        if len(value) != len(names):
+            raise ValueError(f"{what} has {len(value)} entries for {len(names)} outputs {names}")
+        return dict(zip(names, value))
+    return {name: value for name in names}
+
+
+def check_loss_weight(weight, name):
+    """A loss weight as a float: a finite number >= 0, else a ValueError naming it."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float, np.number)) or not np.isfinite(weight) \
+            or weight < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {weight!r}")
+    return float(weight)
+
+
+def refuse_metrics_as_loss_weights(loss_weights):
+    """TypeError where compile's loss_weights holds metric names: Keras 3's third argument is
+    loss_weights, where tf.keras 2 (and fastdl's Sequential before) took metrics."""
+
+    def names(value):
+        return isinstance(value, str) or (isinstance(value, (list, tuple)) and len(value) > 0
+                                          and all(isinstance(item, str) for item in value))
+
+    if names(loss_weights) or (isinstance(loss_weights, dict) and loss_weights
+                               and all(names(value) for value in loss_weights.values())):
+        raise TypeError(f"compile's third argument is loss_weights, as in Keras 3 (compile(optimizer, loss, "
+                        f"loss_weights, metrics)), got metric names {loss_weights!r}: pass them by name, "
+                        f"metrics={loss_weights!r}")
+
+
+def weighted(model, dout, weight, key):
+    """A loss's gradient dout times its loss weight (dout itself for a weight of 1), in the
+    model's buffer for `key`, reused from step to step; on the host or the device."""
+    if weight == 1.0:
+        return dout
+    out = model._buffer(("weighted", key), dout.shape, dout.dtype)
+    if not _device.is_device(dout):
+        return np.multiply(dout, dout.dtype.type(weight), out=out)
+    from fastdl.ops._nn_on_device import arrays
+
+    arrays().scale(_device.reshaped(dout, (dout.size,)), dout.dtype.type(weight), _device.reshaped(out, (out.size,)))
+    return out
 
 
 def build_in_model(model, layer, shape):
@@ -96,6 +151,7 @@ class Sequential(Training):
         self.layers = []
         init_model_basics(self, name, dtype, backend, seed)
         self.optimizer = self.loss = None
+        self.loss_weight = 1.0  # compile's loss_weights
         self.metrics = []
         self.epochs_trained = 0
         layers = [] if layers is None else list(layers)
@@ -176,17 +232,54 @@ class Sequential(Training):
                              self._param_totals(), print_fn)
 
     # -- compile and passes --------------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=None):
-        """Choose the optimizer, the loss and the metrics (only "accuracy"/"acc" are known).
+    def compile(self, optimizer="rmsprop", loss="sparse_categorical_crossentropy", loss_weights=None, metrics=None):
+        """Choose the optimizer, the loss, its weight and the metrics, in Keras 3's order.
 
-        All three are checked before any is set: a call that raises leaves the model as it was.
+        Parameters
+        ----------
+        optimizer : {"rmsprop", "sgd", "adam"} or Optimizer, default "rmsprop"
+            A name takes the optimizer's defaults (see SGD, RMSprop, Adam); an Optimizer trains
+            one model only.
+        loss : str or Loss, default "sparse_categorical_crossentropy"
+            "sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy",
+            "mse" ("mean_squared_error"), or a Loss (a function is refused: see Loss).
+        loss_weights : float, or a list or dict {output name: float} of one, optional
+            Scales the loss, and so its gradients, as a Model's weight of its one output does
+            (the weight penalties and add_loss terms are added unscaled); default 1. A dict names
+            the output after the last layer, as Keras 3.
+        metrics : list of str, optional
+            Only "accuracy" ("acc") is known, logged under the name given.
+
+        Raises
+        ------
+        TypeError
+            Where loss_weights holds metric names, compile(opt, loss, ["accuracy"]) in tf.keras 2's
+            order: pass metrics=["accuracy"] by name.
+
+        Notes
+        -----
+        All four are checked before any is set: a call that raises leaves the model as it was.
         """
+        loss_weight = self._loss_weight(loss_weights)
         optimizer, loss, metrics = get_optimizer(optimizer), get_loss(loss), check_metrics(metrics)
         optimizer.check_free_for(self)
-        self.optimizer, self.loss, self.metrics = optimizer, loss, metrics
+        self.optimizer, self.loss, self.loss_weight, self.metrics = optimizer, loss, loss_weight, metrics
         self.loss.backend = self.backend
         self._added_layers = []
         self._take_optimizer(optimizer, built=self.input_shape is not None)
+
+    def _loss_weight(self, loss_weights):
+        """compile's loss_weights as the one weight of the loss: a number, or a list or a dict
+        {output name: number} of one, as a Model of one output takes them (its output named after
+        the last layer, as Keras 3 names a Sequential's)."""
+        refuse_metrics_as_loss_weights(loss_weights)
+        if loss_weights is None:
+            return 1.0
+        if not isinstance(loss_weights, (dict, list, tuple)):
+            return check_loss_weight(loss_weights, "loss_weights")
+        output = self.layers[-1].name if self.layers else "output"
+        (weight,) = per_output(loss_weights, [output], "loss_weights", 1.0, lists_per_output=True).values()
+        return check_loss_weight(weight, f"loss_weights[{output!r}]")
 
     def _fused(self):
         """Whether the loss starts from the last layer's logits (module.fused_layer)."""
@@ -266,7 +359,7 @@ class Sequential(Training):
             loss = self.loss.forward_logits(fused_layer(self.layers[-1], self.loss)._logits, y)
         else:
             loss = self.loss.forward(out, y)
-        return loss + self.regularization_loss() + sum(self.losses)
+        return self.loss_weight * loss + self.regularization_loss() + sum(self.losses)
 
     def _batch_losses(self, out, y):
         return {"loss": self._batch_loss(out, y)}
@@ -280,7 +373,8 @@ class Sequential(Training):
     def _backward_from_loss(self):
         """Fill every parameter's gradient from the loss's gradient."""
         fused = self._fused()
-        self._backward(self.loss.backward_logits() if fused else self.loss.backward(), fused)
+        dout = self.loss.backward_logits() if fused else self.loss.backward()
+        self._backward(weighted(self, dout, self.loss_weight, "output"), fused)
 
     def _log_names(self):
         return ["loss", *self.metrics[:1]]

@@ -310,6 +310,25 @@ class Layer:
 
     A layer is built once its input shape (without the batch axis) is known; `build` creates the
     parameters. Parameters are the Parameter attributes of the layer, in the order they were set.
+
+    Parameters
+    ----------
+    input_shape : int or tuple of int, optional, keyword-only
+        The shape of one sample, without the batch axis: on the first layer of a Sequential, as
+        Keras' input_shape (later layers get theirs from the layer before).
+    name : str, optional, keyword-only
+        Unique in a model, without "/"; by default the model that takes the layer in names it
+        after its class, as Keras 3 ("dense", "dense_1", ...).
+    backend : str, optional, keyword-only
+        The backend of the layer's ops; None: its model's, else the process default.
+    trainable : bool, default True, keyword-only
+        False freezes the layer's weights for the models compiled after (gradients still flow
+        through it to the layers before), as Keras' flag.
+
+    Notes
+    -----
+    Every layer of fastdl.nn takes these keywords after its own arguments; the layers'
+    docstrings list only their own.
     """
 
     # False where nothing needs the gradient with respect to the layer's input (a model's first
@@ -423,7 +442,7 @@ class Layer:
         raise NotImplementedError(
             f"{type(self).__name__} ({self.name}) gives no backward(dout): fastdl has no automatic "
             "differentiation, so a layer of your own returns there the gradient at its input from the "
-            "gradient at its output, and fills its Parameters' .grad (README: 'A layer of your own')")
+            "gradient at its output, and fills its Parameters' .grad (README: 'A loss or a layer of your own')")
 
     def __call__(self, x, training=False):
         # A symbolic tensor (fastdl.nn.functional), or a list of them for a layer of several

@@ -276,12 +276,23 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """velocity = momentum * velocity - lr * grad; value += velocity (plain SGD when momentum is 0).
+    """SGD optimizer (Keras' SGD): gradient descent, with momentum where asked.
 
-    Arguments in Keras 3's order: SGD(learning_rate, momentum, nesterov); nesterov=True is refused."""
+    velocity = momentum * velocity - lr * grad; value += velocity (plain SGD when momentum is 0).
+    The arguments come in Keras 3's order, SGD(learning_rate, momentum, nesterov).
+
+    Parameters
+    ----------
+    lr : float >= 0, default 0.01
+        The learning rate (Keras' default), also given as learning_rate.
+    momentum : float in [0, 1), default 0
+    nesterov : False
+        Keras' Nesterov momentum is not implemented: True is refused.
+    learning_rate : float >= 0, optional, keyword-only
+        Keras 3's name for lr; giving both is a ValueError.
+    """
 
     def __init__(self, lr=None, momentum=0.0, nesterov=False, *, learning_rate=None):
-        """lr (or learning_rate) defaults to 0.01."""
         _refuse_unsupported("SGD", nesterov=(nesterov, False))
         super().__init__(lr, learning_rate, default=0.01)
         self.momentum = _check_rate(momentum, "momentum", 1)
@@ -294,20 +305,36 @@ class SGD(Optimizer):
 
 
 class RMSprop(Optimizer):
-    """ms = rho * ms + (1 - rho) * grad^2; value -= lr * grad / sqrt(ms + epsilon).
+    """RMSprop optimizer (Keras' RMSprop): steps scaled by a running mean of squared gradients.
 
+    ms = rho * ms + (1 - rho) * grad^2; value -= lr * grad / sqrt(ms + epsilon). The arguments
+    come in Keras 3's order, RMSprop(learning_rate, rho, momentum, epsilon, centered).
+
+    Parameters
+    ----------
+    lr : float >= 0, default 0.001
+        The learning rate (Keras' default), also given as learning_rate.
+    rho : float in [0, 1), default 0.9
+        How much of the running mean each step keeps.
+    momentum : 0
+        Keras' momentum is not implemented: another value is refused.
+    epsilon : float > 0, default 1e-7
+        Added under the square root (see Notes).
+    centered : False
+        Keras' centered variant is not implemented: True is refused.
+    learning_rate : float >= 0, optional, keyword-only
+        Keras 3's name for lr; giving both is a ValueError.
+
+    Notes
+    -----
     Epsilon inside the square root, as Keras 3 (and tf.keras from 2.11) has it: a gradient much
     below sqrt(epsilon) (3e-4 by default) takes a step of about lr * grad / sqrt(epsilon).
     tf.keras up to 2.10 and PyTorch add epsilon to the root instead (a step of up to lr).
-
-    Arguments in Keras 3's order: RMSprop(learning_rate, rho, momentum, epsilon, centered); a
-    momentum other than 0 and centered=True are refused.
     """
 
     slots = ("ms",)
 
     def __init__(self, lr=None, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, *, learning_rate=None):
-        """lr (or learning_rate) defaults to 1e-3."""
         _refuse_unsupported("RMSprop", momentum=(momentum, 0.0), centered=(centered, False))
         super().__init__(lr, learning_rate, default=1e-3)
         self.rho = _check_rate(rho, "rho", 1)
@@ -321,15 +348,31 @@ class RMSprop(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam as Keras: bias correction folded into the step size, epsilon outside the square root.
+    """Adam optimizer (Keras' Adam): steps from running means of the gradients and of their squares.
 
-    Arguments in Keras 3's order: Adam(learning_rate, beta_1, beta_2, epsilon, amsgrad);
-    amsgrad=True is refused."""
+    As Keras: m = beta_1 * m + (1 - beta_1) * grad, v = beta_2 * v + (1 - beta_2) * grad^2, and
+    value -= lr_t * m / (sqrt(v) + epsilon), the bias correction folded into the step size
+    lr_t = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) and epsilon outside the square root. The
+    arguments come in Keras 3's order, Adam(learning_rate, beta_1, beta_2, epsilon, amsgrad).
+
+    Parameters
+    ----------
+    lr : float >= 0, default 0.001
+        The learning rate (Keras' default), also given as learning_rate.
+    beta_1 : float in [0, 1), default 0.9
+        How much of the running mean of the gradients each step keeps.
+    beta_2 : float in [0, 1), default 0.999
+        How much of the running mean of their squares each step keeps.
+    epsilon : float > 0, default 1e-7
+    amsgrad : False
+        Keras' AMSGrad variant is not implemented: True is refused.
+    learning_rate : float >= 0, optional, keyword-only
+        Keras 3's name for lr; giving both is a ValueError.
+    """
 
     slots = ("m", "v")
 
     def __init__(self, lr=None, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, *, learning_rate=None):
-        """lr (or learning_rate) defaults to 1e-3."""
         _refuse_unsupported("Adam", amsgrad=(amsgrad, False))
         super().__init__(lr, learning_rate, default=1e-3)
         self.beta_1 = _check_rate(beta_1, "beta_1", 1)

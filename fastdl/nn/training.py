@@ -13,7 +13,7 @@ from fastdl._validation import NonFiniteError, check_int
 from fastdl.nn.batches import Batches
 from fastdl.nn.callback_list import CallbackList
 from fastdl.nn.callbacks import History, ProgressLogger
-from fastdl.nn.guard import check_finite_gradients, guarded, statistics_kept, stopped_at
+from fastdl.nn.guard import check_finite_gradients, guarded, statistics_kept, step_refused, stopped_at
 from fastdl.nn.gradient_flags import GradientFlags, forget_flags
 from fastdl.nn.module import Layer, place_parameters
 from fastdl.nn.saving import Saving
@@ -216,20 +216,25 @@ class Training(Batches, Saving, GradientFlags, Layer):
         """One training step on the batch (x, y), as one batch of `fit` without shuffling.
 
         Returns the loss and metrics before the step, as `evaluate` does. The step is not taken
-        where the loss is NaN or infinite, or a gradient is, or so large that its square leaves
-        float range (an optimizer's second-moment slot would): NonFiniteError, the weights and
-        optimizer state as they were, BatchNormalization's moving statistics put back. (fit
-        copies the state once an epoch and puts it back where the epoch ends non-finite; a
-        copy per call would cost a small model a fifth of its step, the gradients' check 3% of
-        the course MLP's. An update that overflows from finite gradients, with a learning rate
-        near float range, is not caught here.) return_dict is keyword-only: Keras' third and
-        fourth arguments (sample_weight, class_weight) are not supported.
+        where the input batch or the loss is NaN or infinite, or a gradient is, or so large that
+        its square leaves float range (an optimizer's second-moment slot would): NonFiniteError
+        (for the input batch, a ValueError), the weights and optimizer state as they were,
+        BatchNormalization's moving statistics put back. (fit copies the state once an epoch and
+        puts it back where the epoch ends non-finite; a copy per call would cost a small model a
+        fifth of its step, the gradients' check 3% of the course MLP's. An update that overflows
+        from finite gradients, with a learning rate near float range, is not caught here.)
+        return_dict is keyword-only: Keras' third and fourth arguments (sample_weight,
+        class_weight) are not supported.
         """
         x, y = self._check_xy(x, y)
         self._attach_optimizer()
         self._warn_if_untrainable()
-        with statistics_kept(self), self._blas_policy():
-            logs = self._train_epoch(x, y, x.shape[0], False, self.epochs_trained, check_gradients=True)
+        with statistics_kept(self), self._blas_policy(), self._training_to_logits():
+            try:
+                logs = self._train_step(self._as_batch(x), y, check_gradients=True)
+            except ValueError as exc:
+                raise step_refused(exc) from exc
+            self.optimizer.step()
         return logs if return_dict else self._result(logs)
 
     def test_on_batch(self, x, y, *, return_dict=False):
@@ -328,9 +333,27 @@ class Training(Batches, Saving, GradientFlags, Layer):
         seed : int, optional, keyword-only
             Reseeds the generator that shuffles and draws dropout masks.
 
-        A step whose loss is NaN or infinite, or an epoch that leaves NaN or infinite weights or
-        optimizer state, stops training with NonFiniteError and the weights and optimizer state
-        put back to those from before the epoch (see guard.guarded).
+        Returns
+        -------
+        History
+            Its `history` maps "loss", "accuracy", "val_loss", ... to their values at each epoch.
+
+        Raises
+        ------
+        NonFiniteError
+            A ValueError: a step's loss, or the weights or optimizer state at an epoch's end, went
+            NaN or infinite (a too high learning rate, unscaled data). The weights, the optimizer's
+            slots and step count and the moving statistics are put back to those from the start of
+            that epoch, the epochs before it staying trained; the error names the epoch (and the
+            batch, where a step stopped it). No on_train_end is called, as in Keras.
+        ValueError
+            Inputs or targets that do not fit the model (NaN or infinity in x or y among them), or a
+            layer that fails in training (the error names its epoch and batch).
+
+        Notes
+        -----
+        The loss is checked at every step; the weights and optimizer state at the end of each
+        epoch (see guard.guarded): a float32 update can overflow while the float64 loss stays finite.
         """
         batch_size = check_batch_size(batch_size)
         first_epoch, last_epoch = self._epoch_range(epochs, initial_epoch)
@@ -528,7 +551,7 @@ class Training(Batches, Saving, GradientFlags, Layer):
         for path, child in zip(["rng"] + others, seeds):
             generators[path].bit_generator.state = np.random.default_rng(child).bit_generator.state
 
-    def _train_epoch(self, x, y, batch_size, shuffle, epoch, callbacks=None, check_gradients=False):
+    def _train_epoch(self, x, y, batch_size, shuffle, epoch, callbacks=None):
         """One epoch over x (in a shuffled order where asked); returns its logs, the means over the
         batches trained. callbacks: fit's CallbackList, told of each batch."""
         n = x.shape[0]
@@ -538,7 +561,7 @@ class Training(Batches, Saving, GradientFlags, Layer):
             for b, first in enumerate(range(0, n, batch_size)):
                 xb, yb, count = self._training_batch(x, y, order, first, batch_size, epoch, b)
                 try:
-                    batch_logs = self._train_step(xb, yb, check_gradients)
+                    batch_logs = self._train_step(xb, yb)
                 except ValueError as exc:  # e.g. weights or activations gone non-finite: never train on
                     raise stopped_at(exc, epoch, b) from exc
                 self.optimizer.step()
@@ -550,8 +573,9 @@ class Training(Batches, Saving, GradientFlags, Layer):
                     break
         return logs
 
-    def _train_step(self, xb, yb, check_gradients):
-        """Forward and backward pass of one batch (the optimizer's step is the caller's); its logs."""
+    def _train_step(self, xb, yb, check_gradients=False):
+        """Forward and backward pass of one batch (the optimizer's step is the caller's); its logs.
+        check_gradients: NonFiniteError where a gradient is not finite (train_on_batch's check)."""
         self._apply_gradient_flags()  # before the forward pass: BatchNormalization reads them
         outputs = self._forward(xb, training=True)
         losses = self._batch_losses(outputs, yb)
