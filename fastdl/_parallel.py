@@ -65,7 +65,9 @@ class _Team:
                 task()
             except BaseException as exc:  # the caller re-raises it
                 self._errors[i] = exc
-            self._tasks[i] = None
+            # Drop this frame's reference too: while the worker waits for its next task, the
+            # task's closure (the op's inputs and outputs) must not stay alive.
+            task = self._tasks[i] = None
             self._done[i].release()
 
     def run(self, tasks, own):

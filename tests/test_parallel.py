@@ -262,3 +262,25 @@ def test_blas_limits_hold_in_a_thread_other_than_the_first_to_set_them(backend, 
     assert set(out["after"]) == {1}
     fastdl.set_num_threads(2)  # and the main thread can change them again
     assert set(_blas_threads()) == {2}
+
+
+def test_a_finished_region_keeps_nothing_of_its_work_alive(monkeypatch):
+    """A worker waiting for its next task holds no reference to the last one, whose closure holds
+    the op's arrays: they are freed when the caller drops them."""
+    import gc
+    import weakref
+
+    class Payload:
+        pass
+
+    _wide(monkeypatch, 2)
+    payload = Payload()
+    alive = weakref.ref(payload)
+
+    def work(start, stop, payload=payload):
+        assert payload is not None
+
+    _parallel.run_row_ranges(work, 10, 2, 1)
+    del work, payload
+    gc.collect()
+    assert alive() is None
