@@ -8,6 +8,7 @@ that names both, never a silent transfer. Under numba's CUDA simulator (NUMBA_EN
 which the tests use where no device is present) the simulator's own arrays are the device arrays.
 """
 
+import math
 import weakref
 
 import numpy as np
@@ -102,6 +103,32 @@ def check_c_contiguous(array, name):
     raise TypeError(f"{name} on the device must be C-contiguous, got shape {shape} {layout}: pass a C-contiguous "
                     "copy (cupy.ascontiguousarray(x), x.contiguous() for a torch tensor, or "
                     "numba.cuda.to_device(np.ascontiguousarray(x)))")
+
+
+def shares_memory(a, b):
+    """Whether arrays a and b may share memory (their byte ranges overlap): NumPy's test for host
+    arrays, the interfaces' pointers for device arrays; never for one of each."""
+    if is_device(a) != is_device(b):
+        return False
+    if not is_device(a):
+        return np.may_share_memory(a, b)
+    if not hasattr(a, "__cuda_array_interface__"):  # the simulator's arrays wrap NumPy arrays
+        return np.may_share_memory(a._ary, b._ary)
+    (low_a, high_a), (low_b, high_b) = _byte_range(a), _byte_range(b)
+    return low_a < high_b and low_b < high_a
+
+
+def _byte_range(array):
+    """[first, last + 1) bytes a device array's values take, from its interface."""
+    start = array.__cuda_array_interface__["data"][0]
+    shape, strides, itemsize = _layout(array)
+    if 0 in shape:
+        return start, start
+    if strides is None:
+        return start, start + math.prod(shape) * itemsize
+    low = sum(min(0, (n - 1) * s) for n, s in zip(shape, strides))
+    high = sum(max(0, (n - 1) * s) for n, s in zip(shape, strides))
+    return start + low, start + high + itemsize
 
 
 def shape_dtype(array):

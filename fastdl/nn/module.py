@@ -50,8 +50,8 @@ class Parameter:
         self._grad = self._assigned(self._grad, new, "grad")
 
     def _assigned(self, current, new, name):
-        if self.flat is None:
-            return new
+        if self.flat is None:  # the parameter's own copy, as a placed one copies into its buffer
+            return new if _device.is_device(new) else np.array(new)
         if tuple(new.shape) != current.shape:
             raise ValueError(f"a placed parameter's {name} keeps its shape {current.shape}, got {tuple(new.shape)}")
         _device.assign(current, new)
@@ -200,6 +200,12 @@ def check_data_format(data_format, layer):
     if data_format is not None and not (isinstance(data_format, str) and data_format.lower() == "channels_last"):
         raise ValueError(f'{layer} data_format must be None or "channels_last", got {data_format!r}: '
                          "fastdl's images are channels-last, (batch, height, width, channels)")
+
+
+def shares_input(out, x):
+    """Whether the array `out` may share memory with `x` (an array, or a list or dict of them)."""
+    inputs = x.values() if isinstance(x, dict) else x if isinstance(x, (list, tuple)) else [x]
+    return any(_device.shares_memory(out, array) for array in inputs)
 
 
 def as_layer_input(x, dtype, shape=None, layer="layer"):
@@ -457,8 +463,9 @@ class Layer:
         self._check_side(x)
         self.clear_losses()  # losses: the terms of this call's forward pass
         out = self.forward(x, training)
-        # A training pass writes into buffers that the next one reuses: the caller gets a copy.
-        return _device.copy(out) if training else out
+        # A training pass writes into buffers that the next one reuses: the caller gets a copy. So
+        # does an inference pass that gave x itself or a view of it (Dropout, Flatten, Reshape).
+        return _device.copy(out) if training or shares_input(out, x) else out
 
     def _check_side(self, x):
         """Raise TypeError where x (an array, or a list for a layer of several inputs) is not where

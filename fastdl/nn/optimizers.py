@@ -238,8 +238,9 @@ class Optimizer:
         raise NotImplementedError
 
     def state_dict(self):
-        """(meta: name, step count, learning rate; {"<slot>/<i>": the i-th parameter's slot})."""
-        arrays = {f"{slot}/{i}": _device.host(value) for slot, values in self.state.items()
+        """(meta: name, step count, learning rate; {"<slot>/<i>": a copy of the i-th parameter's
+        slot}): a snapshot, as get_weights gives, on every backend."""
+        arrays = {f"{slot}/{i}": _device.host_copy(value) for slot, values in self.state.items()
                   for i, value in enumerate(values)}
         return {"name": type(self).__name__, "iterations": self.iterations, "learning_rate": self.lr}, arrays
 

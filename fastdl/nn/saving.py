@@ -64,7 +64,8 @@ class Saving:
     def set_weights(self, weights):
         """Copy `weights` (as `get_weights` returns them) into the model; all are converted to the
         weights' dtypes and checked first, so weights that do not fit (a shape, a value that is no
-        number) change nothing."""
+        number) change nothing. Each value is copied first, so values that are the model's own
+        weights (two kernels swapped) are all read before any is written."""
         arrays = self._weight_arrays()
         weights = list(weights)
         if len(weights) != len(arrays):
@@ -72,7 +73,7 @@ class Saving:
         converted = []
         for (name, array), value in zip(arrays, weights):
             try:
-                value = np.asarray(value, dtype=np.dtype(array.dtype))
+                value = np.array(value, dtype=np.dtype(array.dtype))
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"weight {name} takes numbers ({np.dtype(array.dtype)}), got {exc}") from exc
             if value.shape != array.shape:

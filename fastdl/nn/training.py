@@ -15,7 +15,7 @@ from fastdl.nn.callback_list import CallbackList
 from fastdl.nn.callbacks import History, ProgressLogger
 from fastdl.nn.guard import check_finite_gradients, guarded, statistics_kept, step_refused, stopped_at
 from fastdl.nn.gradient_flags import GradientFlags, forget_flags
-from fastdl.nn.module import Layer, place_parameters
+from fastdl.nn.module import Layer, place_parameters, shares_input
 from fastdl.nn.saving import Saving
 
 
@@ -204,11 +204,13 @@ class Training(Batches, Saving, GradientFlags, Layer):
             self._call_gradient_flags()
         out = self._forward(x_checked, training)
         # NumPy in, NumPy out: a model on the device brings its outputs back. A training pass writes
-        # into buffers that the next one reuses, so the caller gets copies of those.
-        if _device.is_device(x):
-            own = _device.copy if training else (lambda v: v)
+        # into buffers that the next one reuses, so the caller gets copies of those; an inference
+        # pass that gave x itself or a view of it (Dropout, Flatten) gets a copy too.
+        if training:
+            own = _device.copy if _device.is_device(x) else _device.host_copy
         else:
-            own = _device.host_copy if training else _device.host
+            def own(v):
+                return _device.copy(v) if shares_input(v, x) else _device.host(v)
         return self._as_given({name: own(v) for name, v in out.items()}) if isinstance(out, dict) else own(out)
 
     # -- one batch -------------------------------------------------------------------------------
