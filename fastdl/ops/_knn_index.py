@@ -24,6 +24,11 @@ from fastdl.ops._shift import block_rows, power_of_two_scale, shift_origin, shif
 _MAX_SCALED_NORM = 2.0**100
 # Pruning pays while the bounds leave at most this share of the rows to rank exactly.
 MAX_RANKED_SHARE = 1 / 16
+# float32 Gram entries of one query's blocks, all threads together (128 MiB): each thread's row
+# range gets its share. A block keeps at least MIN_BLOCK_ROWS rows (fewer make the GEMM slower:
+# 1.3-1.7x at some 26 rows, none at 210) while that fits GRAM_ENTRIES alone.
+GRAM_ENTRIES = 1 << 25
+MIN_BLOCK_ROWS = 256
 
 
 # Exact distances are ranked as they are, unless rows reach so far apart that a distance could pass
@@ -146,11 +151,15 @@ class KnnIndex:
 
     def _in_blocks(self, n, n_features, step):
         """step(start, stop, gram) over blocks of the n query rows; gram is a float32 (rows, n_ref)
-        buffer. Each thread takes a range of rows and works through it in blocks of bounded size."""
+        buffer. Each thread takes a range of rows and works through it in blocks of its share of
+        GRAM_ENTRIES (see there). Blocks only size the float32 bounds' GEMMs: the answers, ranked
+        by exact distances, are the same for any blocking."""
         m = self.X_ref.shape[0]
+        total = GRAM_ENTRIES
 
         def search(first, last):
-            blocks = block_rows(last - first, m)
+            share = total * (last - first) // max(n, 1)
+            blocks = block_rows(last - first, m, min(total, max(share, MIN_BLOCK_ROWS * m)))
             gram = np.empty(blocks[0][1] * m, dtype=np.float32)
             for start, stop in blocks:
                 step(first + start, first + stop, gram[: (stop - start) * m].reshape(stop - start, m))

@@ -36,26 +36,42 @@ def arrays():
     return _arrays
 
 
+# Device vectors per (name, dtype): "empty" (a missing bias), "ones" (the longest asked for so far).
+# One of each, not one per length: a convolution's bias gradient sums batch * pixels rows, and a
+# ones vector per batch size (some 9 MB each) was kept for every batch size a model ever saw.
 _CONSTANTS = {}
-
-
-def _constant(name, n, dtype):
-    """A cached device vector: "empty" (a missing bias) or "ones" of length n."""
-    key = (name, n, np.dtype(dtype))
-    if key not in _CONSTANTS:
-        _CONSTANTS[key] = _device.to_device(np.ones(n, dtype) if name == "ones" else np.empty(0, dtype))
-    return _CONSTANTS[key]
+# Rows (1, n) of the ones vector, for the ONES_ROWS lengths used last (the views numba makes in
+# Python, some 10 us each, kept for a training step's next calls).
+_ONES_ROWS = {}
+ONES_ROWS = 16
 
 
 def no_array(dtype):
     """An empty device vector: a kernel's absent argument (no bias, no velocity)."""
-    return _constant("empty", 0, dtype)
+    key = ("empty", np.dtype(dtype))
+    if key not in _CONSTANTS:
+        _CONSTANTS[key] = _device.to_device(np.empty(0, dtype))
+    return _CONSTANTS[key]
+
+
+def _ones_row(n, dtype):
+    """A (1, n) device row of ones: a view of the one ones vector of dtype, grown when too short."""
+    dtype = np.dtype(dtype)
+    key = _device.recent_key(_ONES_ROWS, dtype, (1, n), ONES_ROWS)
+    if key not in _ONES_ROWS:
+        ones = _CONSTANTS.get(("ones", dtype))
+        if ones is None or ones.size < n:
+            # The rows of the shorter vector go with it (a view would keep its memory).
+            for other in [other for other in _ONES_ROWS if other[0] == dtype]:
+                del _ONES_ROWS[other]
+            ones = _CONSTANTS[("ones", dtype)] = _device.to_device(np.ones(n, dtype))
+        _ONES_ROWS[key] = ones[:n].reshape((1, n))
+    return _ONES_ROWS[key]
 
 
 def column_sums(rows, out):
     """out (m,) = rows (n, m) summed over its rows, as one GEMM: a row of ones times rows."""
-    ones = _constant("ones", rows.shape[0], rows.dtype)
-    _gemm()(_device.reshaped(ones, (1, ones.size)), rows, _device.reshaped(out, (1, out.size)))
+    _gemm()(_ones_row(rows.shape[0], rows.dtype), rows, _device.reshaped(out, (1, out.size)))
 
 
 class Out:
