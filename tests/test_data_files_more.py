@@ -321,12 +321,17 @@ def test_foreign_clocks_json_is_ignored(tmp_path, content, verify):
     assert (tmp_path / "clocks.json").read_text() == content
 
 
-def test_damaged_sidecar_of_fastdl_still_says_regenerate(tmp_path):
+@pytest.mark.parametrize("cut", [False, True], ids=["incomplete", "cut short"])
+def test_damaged_sidecar_of_fastdl_still_says_regenerate(tmp_path, cut):
+    """A clocks.json of fastdl's that is incomplete, or cut short so it no longer parses, is a
+    damaged set, never read as the course's clocks unchecked."""
     np.save(tmp_path / "images.npy", np.zeros((4, 8, 8), np.uint8))
     np.save(tmp_path / "labels.npy", np.zeros((4, 2), np.int64))
-    (tmp_path / "clocks.json").write_text('{"kind": "synthetic"}')
-    with pytest.raises(ValueError, match=f"Delete {tmp_path} and re-generate it"):
-        load_clocks(tmp_path, verify=False)
+    text = '{"kind": "synthetic", "renderer": "numba", "seed": 0, "sha256": {"images.npy": "00"}}'
+    (tmp_path / "clocks.json").write_text(text[: len(text) // 2] if cut else '{"kind": "synthetic"}')
+    for verify in (True, False):
+        with pytest.raises(ValueError, match=f"Delete {tmp_path} and re-generate it"):
+            load_clocks(tmp_path, verify=verify)
 
 
 # --- minor: CIFAR-10's extracted folder, a $FASTDL_DATA that does not exist, .gz before plain ---------

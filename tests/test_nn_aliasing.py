@@ -95,3 +95,5 @@ def test_device_inference_outputs_are_the_callers_own(cuda_backend):
     out = model(x)
     assert out is not x
     np.testing.assert_array_equal(out.copy_to_host(), x.copy_to_host())
+    dense = nn.Sequential([nn.Input((4,)), nn.Dense(2)], seed=0, backend=cuda_backend)
+    assert hasattr(dense(x), "copy_to_host")  # device in, device out

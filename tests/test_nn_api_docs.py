@@ -233,3 +233,10 @@ def test_model_checkpoint_first_best_prints_as_keras(tmp_path, capsys, mode, val
         f"Epoch 1: score improved from {first} to {values[0]:.5f}, saving model to {path}",
         f"Epoch 1: finished saving model to {path}",
         f"Epoch 2: score did not improve from {values[0]:.5f}"]
+
+
+def test_an_empty_list_in_loss_weights_place_is_taken_for_metrics():
+    """compile(opt, loss, []) in tf.keras 2's order: the TypeError that says metrics=, not a count."""
+    model = nn.Sequential([nn.Input((3,)), nn.Dense(2)])
+    with pytest.raises(TypeError, match="third argument is loss_weights"):
+        model.compile("sgd", "mse", [])

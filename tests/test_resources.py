@@ -86,15 +86,8 @@ def test_knn_gram_blocks_do_not_grow_with_threads(backend_name, monkeypatch):
     refs = rng.random((4000, 8)).astype(np.float32)
     labels = np.arange(4000) % 7
     expected = knn(queries, refs, k=3)  # the default cap, one block per thread here
-    if hasattr(_knn_index, "GRAM_ENTRIES"):
-        monkeypatch.setattr(_knn_index, "GRAM_ENTRIES", 1 << 20)
-        monkeypatch.setattr(_knn_index, "MIN_BLOCK_ROWS", 16)
-    else:  # the code before the cap was shared by the threads: the same cap, per thread
-        import functools
-
-        from fastdl.ops import _shift
-
-        monkeypatch.setattr(_knn_index, "block_rows", functools.partial(_shift.block_rows, max_elements=1 << 20))
+    monkeypatch.setattr(_knn_index, "GRAM_ENTRIES", 1 << 20)
+    monkeypatch.setattr(_knn_index, "MIN_BLOCK_ROWS", 16)
     answers, peaks = {}, {}
     for threads in (1, 4):
         fastdl.set_num_threads(threads)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shlex
 import uuid
 import zlib
@@ -353,6 +354,16 @@ def marked_by_fastdl(sidecar):
     except (OSError, ValueError):  # unreadable, a directory, not UTF-8, not JSON
         return None
     return content if isinstance(content, dict) and content.get("kind") == SYNTHETIC_KIND else None
+
+
+def names_fastdls_mark(sidecar):
+    """Whether the text of ``sidecar`` holds fastdl's mark (``"kind": "synthetic"``) though it may
+    not parse: a damaged sidecar of fastdl's (cut short, edited), not someone else's file."""
+    try:
+        text = Path(sidecar).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return re.search(rf'"kind"\s*:\s*"{SYNTHETIC_KIND}"', text) is not None
 
 
 def _written_by_fastdl(sidecar, files):

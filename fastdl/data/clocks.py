@@ -216,11 +216,12 @@ def find(path=None):
 def _fastdl_sidecar(directory):
     """The checked ``clocks.json`` of the synthetic set in ``directory``; None where there is
     none, or where it is not fastdl's (the course's files may come with a file of that name:
-    it is ignored with a warning, never taken for a damaged set of fastdl's)."""
+    it is ignored with a warning, never taken for a damaged set of fastdl's). One that holds
+    fastdl's mark but does not parse is fastdl's, damaged: read_sidecar says so."""
     path = Path(directory) / SIDECAR
     if not path.is_file():
         return None
-    if _files.marked_by_fastdl(path) is None:
+    if _files.marked_by_fastdl(path) is None and not _files.names_fastdls_mark(path):
         warnings.warn(f"ignoring {path}: not a clocks.json fastdl wrote (JSON with kind "
                       f"'{SYNTHETIC_KIND}'), so {IMAGES} and {LABELS} there are read as the "
                       f"course's clocks", stacklevel=3)

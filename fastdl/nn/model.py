@@ -73,8 +73,8 @@ def refuse_metrics_as_loss_weights(loss_weights):
     """TypeError where compile's loss_weights holds metric names: Keras 3's third argument is
     loss_weights, where tf.keras 2 (and fastdl's Sequential before) took metrics."""
 
-    def names(value):
-        return isinstance(value, str) or (isinstance(value, (list, tuple)) and len(value) > 0
+    def names(value):  # (an empty list too: no model has zero outputs to weigh)
+        return isinstance(value, str) or (isinstance(value, (list, tuple))
                                           and all(isinstance(item, str) for item in value))
 
     if names(loss_weights) or (isinstance(loss_weights, dict) and loss_weights

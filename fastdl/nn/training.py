@@ -209,8 +209,10 @@ class Training(Batches, Saving, GradientFlags, Layer):
         if training:
             own = _device.copy if _device.is_device(x) else _device.host_copy
         else:
+            same_side = (lambda v: v) if _device.is_device(x) else _device.host
+
             def own(v):
-                return _device.copy(v) if shares_input(v, x) else _device.host(v)
+                return _device.copy(v) if shares_input(v, x) else same_side(v)
         return self._as_given({name: own(v) for name, v in out.items()}) if isinstance(out, dict) else own(out)
 
     # -- one batch -------------------------------------------------------------------------------
