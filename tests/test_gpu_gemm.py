@@ -11,6 +11,8 @@ import numba
 import numpy as np
 import pytest
 
+from host_as_device import HostAsDevice
+
 pytestmark = pytest.mark.cuda
 
 
@@ -67,20 +69,6 @@ def test_array_helpers(cuda_backend):
     np.testing.assert_array_equal(result.copy_to_host(), a * 0.5 + a * 2.0)
 
 
-class _HostAsDevice:
-    """A NumPy array seen through __cuda_array_interface__, its host address as the "device" pointer."""
-
-    def __init__(self, array):
-        self.array = array
-        self.shape, self.dtype = array.shape, array.dtype
-
-    @property
-    def __cuda_array_interface__(self):
-        strides = None if self.array.flags.c_contiguous else self.array.strides
-        return {"shape": self.array.shape, "strides": strides, "data": (self.array.ctypes.data, False),
-                "typestr": self.array.dtype.str, "version": 3}
-
-
 class _ColumnMajorBlas:
     """cuBLAS' gemm contract (column-major, leading dimensions, op flags, host alpha and beta) on host memory."""
 
@@ -135,7 +123,7 @@ def test_cublas_call_maps_row_major_products(transpose_a, transpose_b, accumulat
     expected = (a.T if transpose_a else a).astype(np.float64) @ (b.T if transpose_b else b) + (out if accumulate else 0)
     fake_cupy = SimpleNamespace(cuda=SimpleNamespace(device=SimpleNamespace(get_cublas_handle=lambda: 7)))
     cublas = _gemm._Cublas(fake_cupy, _ColumnMajorBlas())
-    assert cublas(_HostAsDevice(a), _HostAsDevice(b), _HostAsDevice(out), transpose_a, transpose_b, accumulate)
+    assert cublas(HostAsDevice(a), HostAsDevice(b), HostAsDevice(out), transpose_a, transpose_b, accumulate)
     np.testing.assert_allclose(out, expected, rtol=1e-5 if dtype == np.float32 else 1e-12)
 
 
@@ -149,8 +137,8 @@ def test_cublas_call_declines_what_it_cannot_take():
     wide = np.zeros((6, 8), np.float32)
     out = np.zeros((3, 3), np.float32)
     flags = (False, False, False)
-    assert not cublas(_HostAsDevice(wide[:3, ::2]), _HostAsDevice(wide[:4, :3]), _HostAsDevice(out), *flags)
-    assert not cublas(_HostAsDevice(wide[:3, :0]), _HostAsDevice(wide[:0, :3]), _HostAsDevice(out), *flags)
+    assert not cublas(HostAsDevice(wide[:3, ::2]), HostAsDevice(wide[:4, :3]), HostAsDevice(out), *flags)
+    assert not cublas(HostAsDevice(wide[:3, :0]), HostAsDevice(wide[:0, :3]), HostAsDevice(out), *flags)
 
 
 def test_cublas_reads_each_arrays_layout_once():
@@ -162,11 +150,11 @@ def test_cublas_reads_each_arrays_layout_once():
 
     reads = []
 
-    class Counted(_HostAsDevice):
+    class Counted(HostAsDevice):
         @property
         def __cuda_array_interface__(self):
             reads.append(self)
-            return _HostAsDevice.__cuda_array_interface__.fget(self)
+            return HostAsDevice.__cuda_array_interface__.fget(self)
 
     rng = np.random.default_rng(5)
     a, b = Counted(rng.standard_normal((4, 3))), Counted(rng.standard_normal((3, 2)))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from fastdl import nn
+from host_as_device import HostAsDevice
 
 
 def _model(backend, *layers):
@@ -63,28 +64,15 @@ def test_a_parameter_assigned_before_placing_keeps_its_own_copy():
     np.testing.assert_array_equal(layer(x), before)
 
 
-class _Interface:
-    """A NumPy array seen through __cuda_array_interface__, as CuPy and torch show theirs."""
-
-    def __init__(self, array):
-        self.array, self.shape, self.dtype = array, array.shape, array.dtype
-
-    @property
-    def __cuda_array_interface__(self):
-        strides = None if self.array.flags.c_contiguous else self.array.strides
-        return {"shape": self.array.shape, "strides": strides, "data": (self.array.ctypes.data, False),
-                "typestr": self.array.dtype.str, "version": 3}
-
-
 def test_device_arrays_share_memory_where_their_bytes_overlap():
     from fastdl import _device
 
     block = np.zeros((6, 4), np.float32)
-    assert _device.shares_memory(_Interface(block), _Interface(block[2:3]))
-    assert _device.shares_memory(_Interface(block[::-1]), _Interface(block[5:]))  # negative strides
-    assert not _device.shares_memory(_Interface(block[:2]), _Interface(block[2:]))
-    assert not _device.shares_memory(_Interface(block[:0]), _Interface(block))
-    assert not _device.shares_memory(_Interface(block), block)  # one of each side
+    assert _device.shares_memory(HostAsDevice(block), HostAsDevice(block[2:3]))
+    assert _device.shares_memory(HostAsDevice(block[::-1]), HostAsDevice(block[5:]))  # negative strides
+    assert not _device.shares_memory(HostAsDevice(block[:2]), HostAsDevice(block[2:]))
+    assert not _device.shares_memory(HostAsDevice(block[:0]), HostAsDevice(block))
+    assert not _device.shares_memory(HostAsDevice(block), block)  # one of each side
 
 
 def test_device_inference_outputs_are_the_callers_own(cuda_backend):

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from host_as_device import HostAsDevice
 from fastdl import _device, nn
 from fastdl.nn.module import as_layer_input
 from fastdl.ops import knn, pairwise_distances
@@ -35,29 +36,15 @@ def _data(n=6):
     return rng.random((n, 4)).astype(np.float32), rng.integers(0, 3, n)
 
 
-class _HostAsDevice:
-    """A NumPy array seen through __cuda_array_interface__, as CuPy and torch show theirs."""
-
-    def __init__(self, array):
-        self.array = array
-        self.shape, self.dtype = array.shape, array.dtype
-
-    @property
-    def __cuda_array_interface__(self):
-        strides = None if self.array.flags.c_contiguous else self.array.strides
-        return {"shape": self.array.shape, "strides": strides, "data": (self.array.ctypes.data, False),
-                "typestr": self.array.dtype.str, "version": 3}
-
-
 # -- layouts: a device x must be C-contiguous -------------------------------------------------------
 def test_is_c_contiguous_reads_the_array_interface():
     block = np.zeros((6, 4), np.float32)
-    assert _device.is_c_contiguous(_HostAsDevice(block))
-    assert _device.is_c_contiguous(_HostAsDevice(block[1:3]))  # rows of a C array
-    assert _device.is_c_contiguous(_HostAsDevice(block[:, :1][:1]))  # one value: any strides
-    assert not _device.is_c_contiguous(_HostAsDevice(np.asfortranarray(block)))
-    assert not _device.is_c_contiguous(_HostAsDevice(block[::2]))
-    assert not _device.is_c_contiguous(_HostAsDevice(block[:, 1:3]))
+    assert _device.is_c_contiguous(HostAsDevice(block))
+    assert _device.is_c_contiguous(HostAsDevice(block[1:3]))  # rows of a C array
+    assert _device.is_c_contiguous(HostAsDevice(block[:, :1][:1]))  # one value: any strides
+    assert not _device.is_c_contiguous(HostAsDevice(np.asfortranarray(block)))
+    assert not _device.is_c_contiguous(HostAsDevice(block[::2]))
+    assert not _device.is_c_contiguous(HostAsDevice(block[:, 1:3]))
 
 
 @pytest.mark.cuda
@@ -103,13 +90,13 @@ def test_a_layer_called_directly_refuses_the_other_side(cuda_backend):
 
 
 class _FakeCupy:
-    """What _gemm uses of CuPy, on host arrays (seen as _HostAsDevice)."""
+    """What _gemm uses of CuPy, on host arrays (seen as HostAsDevice)."""
 
     cuda = SimpleNamespace(device=SimpleNamespace(get_cublas_handle=lambda: 7))
 
     @staticmethod
     def asarray(x):
-        return x.array if isinstance(x, _HostAsDevice) else np.asarray(x)
+        return x.array if isinstance(x, HostAsDevice) else np.asarray(x)
 
     array, abs = staticmethod(np.array), staticmethod(np.abs)
 
@@ -155,7 +142,7 @@ def test_gemm_raises_the_callers_error_without_switching_cublas_off(monkeypatch)
     CuPy's bindings failed, and cuBLAS still on for the next product (it used to be switched off
     for the whole process)."""
     _gemm, direct = _fake_cublas(monkeypatch, _Blas())
-    a, b, out = (_HostAsDevice(np.ones(shape, np.float32)) for shape in [(2, 3), (4, 2), (2, 2)])
+    a, b, out = (HostAsDevice(np.ones(shape, np.float32)) for shape in [(2, 3), (4, 2), (2, 2)])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match="matmul"):
@@ -169,7 +156,7 @@ def test_gemm_falls_back_to_cupy_matmul_when_the_bindings_fail(monkeypatch):
     a, b = rng.random((2, 3), np.float32), rng.random((3, 2), np.float32)
     out = np.zeros((2, 2), np.float32)
     with pytest.warns(RuntimeWarning, match="bindings failed .*CUBLAS_STATUS_NOT_INITIALIZED"):
-        _gemm.gemm(_HostAsDevice(a), _HostAsDevice(b), _HostAsDevice(out))
+        _gemm.gemm(HostAsDevice(a), HostAsDevice(b), HostAsDevice(out))
     np.testing.assert_allclose(out, a @ b, rtol=1e-6)
     assert _gemm._DIRECT["cublas"] is None
 
