@@ -45,14 +45,15 @@ class Batches:
             raise ValueError(f"{name} has no samples")
         return x
 
-    def _as_batch(self, xb, epoch=None, batch=None):
-        """A batch as the first layer takes it, checked for NaN and infinity; on the device for a model
-        there (a device batch passes as it is: device data is checked when it goes over, or is the
+    def _as_batch(self, xb, epoch=None, batch=None, checked=False):
+        """A batch as the first layer takes it, checked for NaN and infinity (unless checked: its
+        values were, as fit's first epoch checks every row of x); on the device for a model there
+        (a device batch passes as it is: device data is checked when it goes over, or is the
         caller's)."""
         if _device.is_device(xb):
             return xb
         xb = np.ascontiguousarray(xb, dtype=self.dtype)
-        if not all_finite(xb):
+        if not checked and not all_finite(xb):
             if epoch is None:  # predict, evaluate, a call: nothing is training
                 raise ValueError("the input batch contains NaN or infinity")
             raise ValueError(f"epoch {epoch}, batch {batch}: the input batch contains NaN or infinity; training stopped")
@@ -73,11 +74,12 @@ class Batches:
             raise ValueError("x contains NaN or infinity; training stopped")
         return _device.to_device(x)
 
-    def _training_batch(self, x, y, order, first, batch_size, epoch, batch):
-        """Batch `batch` of an epoch over x[order]: its images, checked and where the first layer
-        takes them (see _gather and _as_batch), its targets and how many there are."""
+    def _training_batch(self, x, y, order, first, batch_size, epoch, batch, x_checked=False):
+        """Batch `batch` of an epoch over x[order]: its images, checked (unless x_checked: every row
+        of x was, by an earlier epoch of this fit) and where the first layer takes them (see
+        _gather and _as_batch), its targets and how many there are."""
         stop = min(first + batch_size, len(order))
-        xb = self._as_batch(self._gather(x, order, first, stop), epoch + 1, batch + 1)
+        xb = self._as_batch(self._gather(x, order, first, stop), epoch + 1, batch + 1, x_checked)
         return xb, y[order[first:stop]], stop - first
 
     def _gather(self, x, order, first, stop):

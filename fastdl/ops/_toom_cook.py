@@ -129,17 +129,23 @@ class Phase:
         # dM = A dY A^T hold each tile's sum of the output gradient (the bias' gradient).
         self.sum_point = axis_y.ones_point() * axis_x.alpha + axis_x.ones_point()
 
-    def transform_kernel(self, kernel, out, channels):
+    def transform_kernel(self, kernel, out, channels, transposed=False):
         """out[:, channels] (points, in, filters) = G g G^T of the taps g (r_y, r_x, filters, in)
         of kernel, for the input channels `channels` (a slice), in float64 in the calling
-        thread's scratch arrays (fresh ones cost more in page faults than the arithmetic)."""
+        thread's scratch arrays (fresh ones cost more in page faults than the arithmetic); with
+        transposed, out[:, :, channels] (points, filters, in): the same values, in the layout
+        they are computed in."""
         g = kernel[:, :, :, channels][np.ix_(self.y.taps, self.x.taps)]
         r_y, r_x, filters, in_channels = g.shape
         rows = scratch("toom-cook kernel rows", (self.y.alpha, r_x, filters * in_channels), np.float64)
         np.matmul(self.y.g, g.reshape(r_y, -1), out=rows.reshape(self.y.alpha, -1))
         full = scratch("toom-cook kernel", (self.y.alpha, self.x.alpha, filters * in_channels), np.float64)
         np.matmul(self.x.g, rows, out=full)
-        out[:, channels] = full.reshape(self.points, filters, in_channels).transpose(0, 2, 1)
+        full = full.reshape(self.points, filters, in_channels)
+        if transposed:
+            out[:, :, channels] = full
+        else:
+            out[:, channels] = full.transpose(0, 2, 1)
 
     def kernel_gradient(self, du, dkernel, channels):
         """Scatter G^T du G (du (points, in, filters)) into dkernel's taps (kh, kw, filters, in),
@@ -153,6 +159,13 @@ class Phase:
         np.matmul(self.x.g.T, rows, out=full)
         dkernel[:, :, :, channels][np.ix_(self.y.taps, self.x.taps)] = full.reshape(
             self.y.r, self.x.r, in_channels, filters).transpose(0, 1, 3, 2)
+
+
+class TransposedKernels(list):
+    """Each phase's transformed kernel U as U^T (points, filters, in), C-contiguous: the input
+    gradient's GEMMs dM U^T read it as it is. OpenBLAS multiplies by a transposed view up to 4x
+    slower with the few rows (tiles) of a batch (measured here: 36 points of 8 tiles by 256 x 256
+    channels, 2.1 against 0.44 ms), and gives the same bits where it has many."""
 
 
 class Plan:
@@ -178,18 +191,20 @@ class Plan:
         work = 16 * ELEMENTWISE_WORK * sum(phase.points for phase in self.phases) * filters
         run_row_ranges(lambda first, last: func(slice(first, last)), in_channels, _backend.get_num_threads(), work)
 
-    def transform_kernels(self, kernel):
+    def transform_kernels(self, kernel, transposed=False):
         """Each phase's transformed kernel (points, in, filters) of kernel (kh, kw, filters, in), in
-        the op's dtype."""
+        the op's dtype; with transposed, a TransposedKernels of (points, filters, in) arrays (the
+        input gradient's, for backward)."""
         filters, in_channels = kernel.shape[2:]
-        transformed = [np.empty((phase.points, in_channels, filters), self.dtype) for phase in self.phases]
+        shape = (filters, in_channels) if transposed else (in_channels, filters)
+        transformed = [np.empty((phase.points, *shape), self.dtype) for phase in self.phases]
 
         def compute(channels):
             for phase, out in zip(self.phases, transformed):
-                phase.transform_kernel(kernel, out, channels)
+                phase.transform_kernel(kernel, out, channels, transposed)
 
         self._by_input_channels(compute)
-        return transformed
+        return TransposedKernels(transformed) if transposed else transformed
 
     def _buffers(self, phase, n_images, name):
         in_channels, filters = self.channels
@@ -232,7 +247,9 @@ class Plan:
         write it there without add, unless partial is None (a frozen layer's); add the batch's sum
         of dout over its pixels into bias_sum (filters,) float64 unless it is None; write the
         batch's input gradient into dx (n, h, w, in) unless it is None (then transformed, the
-        kernels' transforms, may be None too)."""
+        kernels' transforms, may be None too). transformed is transform_kernels' list, in either
+        layout: a TransposedKernels (transposed=True) spares the input gradient's GEMMs a
+        transposed operand."""
         if dx is not None:
             dx[...] = 0
         for k, phase in enumerate(self.phases):
@@ -248,7 +265,8 @@ class Plan:
                     sums += product
             if dx is not None:
                 # dV = dM U^T, in the place of the spent tiles V, then B dV B^T added into dx.
-                np.matmul(dtiles, transformed[k].transpose(0, 2, 1), out=tiles)
+                u = transformed[k]
+                np.matmul(dtiles, u if isinstance(transformed, TransposedKernels) else u.transpose(0, 2, 1), out=tiles)
                 kernels.tile_scatter(tiles, *phase.b, *phase.input_grids, dx, True, NO_BIAS[self.dtype], 0, 1)
 
     def kernel_gradient(self, total, dkernel):
