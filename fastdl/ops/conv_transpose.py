@@ -258,7 +258,7 @@ def conv2d_transpose_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, ba
     dx_rows = None if dx is None else dx.reshape(-1, in_channels)
     dout_rows = dout.reshape(-1, filters)
     subpixel = plan["subpixel"]
-    transformed = subpixel.transform_kernels(kernel) if subpixel and dx is not None else None
+    transformed = subpixel.transform_kernels(kernel, transposed=True) if subpixel and dx is not None else None
     partial_shape = subpixel.partial_shape if subpixel else kernel_matrix.shape
     partials, bias_partials = {}, {}
 
