@@ -214,6 +214,7 @@ def _bias_act_pool(block, bias, activation, height, width, pool_h, pool_w, out, 
                 for c in range(channels):
                     best[c] = block[first, c] + bias[c] if has_bias else block[first, c]
                     winner[c] = 0
+                nan_seen = False
                 for a in range(pool_h):
                     for b in range(pool_w):
                         k = a * pool_w + b
@@ -223,14 +224,30 @@ def _bias_act_pool(block, bias, activation, height, width, pool_h, pool_w, out, 
                         # Strict comparison: the first maximum in row-major order wins ties.
                         for c in range(channels):
                             z = block[row, c] + bias[c] if has_bias else block[row, c]
+                            nan_seen |= z != z
                             if z > best[c]:
                                 best[c] = z
                                 winner[c] = k
+                if nan_seen:
+                    # A NaN beats every number and nothing beats it: the first NaN wins (as
+                    # np.argmax). Flagged rather than compared in the loop above, which runs
+                    # faster with one comparison.
+                    for a in range(pool_h):
+                        for b in range(pool_w):
+                            row = (n * height + i * pool_h + a) * width + j * pool_w + b
+                            for c in range(channels):
+                                z = block[row, c] + bias[c] if has_bias else block[row, c]
+                                if z != z and best[c] == best[c]:
+                                    best[c] = z
+                                    winner[c] = a * pool_w + b
                 if activation == 1:
                     for c in range(channels):
                         if not best[c] > 0:
-                            best[c] = 0
+                            # A ReLU output of 0, or NaN (which stays NaN, as np.maximum): no gradient
+                            # passes there, as activation_backward gives.
                             winner[c] = -1
+                            if best[c] <= 0:
+                                best[c] = 0
 
 
 _pool_serial = compile_kernel(_bias_act_pool)
@@ -245,7 +262,7 @@ def bias_act_pool(block, bias, activation, height, width, pool_h, pool_w, out, c
     out_h, out_w, channels) gets each pool_h x pool_w window's maximum of activation(block + bias)
     (windows at stride pool_h, pool_w from the top left; leftover rows and columns are not
     pooled), and code (int32) the window position (row-major) of its first maximum, or -1 where
-    the gradient is zero (a ReLU output of 0).
+    the gradient is zero (a ReLU output of 0, or NaN: NaN stays NaN).
     """
     launch(_pool_serial, _pool_parallel, n_threads, block, bias, activation, height, width, pool_h, pool_w, out, code)
 

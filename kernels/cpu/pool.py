@@ -22,11 +22,13 @@ def _max_pool2d_forward(x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad
             for ch in range(c):
                 out[n, i, j, ch] = x[n, h0, w0, ch]
             for a in range(h0, h1):
-                for b in range(w0, w1):
+                # The window's first cell starts the maximum: the scan starts at its second.
+                for b in range(w0 + 1 if a == h0 else w0, w1):
                     for ch in range(c):
                         v = x[n, a, b, ch]
-                        # A select, not a branch, so the channel loop vectorises.
-                        out[n, i, j, ch] = v if v > out[n, i, j, ch] else out[n, i, j, ch]
+                        # A select, not a branch, so the channel loop vectorises; a NaN takes the
+                        # maximum and keeps it (no comparison with NaN is true), as np.maximum.
+                        out[n, i, j, ch] = v if (v > out[n, i, j, ch]) | (v != v) else out[n, i, j, ch]
 
 
 _forward_serial = compile_kernel(_max_pool2d_forward)
@@ -37,10 +39,29 @@ def max_pool2d_forward(x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad_
     """Maximum of every pooling window of x (n, h, w, c) into out (n, out_h, out_w, c).
 
     Window (i, j) covers rows i * stride_h - pad_top + [0, pool_h) and the matching columns,
-    clipped to the image; every window holds at least one image cell.
+    clipped to the image; every window holds at least one image cell. A window holding a NaN has
+    the maximum NaN, as np.maximum.
     """
     launch(_forward_serial, _forward_parallel, n_threads,
            x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+
+
+@helper()
+def _first_nan_wins(image, h0, h1, w0, w1, best, winner_h, winner_w):
+    """Make each channel's first NaN of the window (row-major) its winner, where best (the scan's
+    maximum, which a NaN never beats unless it is the first cell) is not NaN already.
+
+    The scan keeps one strict comparison per cell and only flags a NaN; windows that hold one
+    (rare) come here: a NaN is the maximum, the first one in row-major order winning, as np.argmax.
+    """
+    for a in range(h0, h1):
+        for b in range(w0, w1):
+            for ch in range(image.shape[2]):
+                v = image[a, b, ch]
+                if v != v and best[ch] == best[ch]:
+                    best[ch] = v
+                    winner_h[ch] = a
+                    winner_w[ch] = b
 
 
 def _max_pool2d_backward(x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
@@ -65,15 +86,20 @@ def _max_pool2d_backward(x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_to
                     best[ch] = x[n, h0, w0, ch]
                     winner_h[ch] = h0
                     winner_w[ch] = w0
-                # Row-major window order and a strict comparison: the first maximum wins ties.
+                # Row-major window order and a strict comparison: the first maximum wins ties. The
+                # first cell starts the scan, which goes on from the second.
+                nan_seen = False
                 for a in range(h0, h1):
-                    for b in range(w0, w1):
+                    for b in range(w0 + 1 if a == h0 else w0, w1):
                         for ch in range(c):
                             v = x[n, a, b, ch]
+                            nan_seen |= v != v
                             if v > best[ch]:
                                 best[ch] = v
                                 winner_h[ch] = a
                                 winner_w[ch] = b
+                if nan_seen:
+                    _first_nan_wins(x[n], h0, h1, w0, w1, best, winner_h, winner_w)
                 for ch in range(c):
                     dx[n, winner_h[ch], winner_w[ch], ch] += dout[n, i, j, ch]
 
@@ -85,8 +111,8 @@ _backward_parallel = compile_kernel(_max_pool2d_backward, parallel=True)
 def max_pool2d_backward(x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, n_threads):
     """dx (n, h, w, c), overwritten: each dout value added to the first maximum of its window.
 
-    The first maximum in row-major window order takes a window's whole gradient; overlapping
-    windows add up.
+    The first maximum in row-major window order takes a window's whole gradient, the first NaN
+    where the window holds one (its maximum is NaN); overlapping windows add up.
     """
     launch(_backward_serial, _backward_parallel, n_threads,
            x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)

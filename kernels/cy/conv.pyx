@@ -273,7 +273,8 @@ def bias_act_pool(
     out_h, out_w, channels) gets each pool_h x pool_w window's maximum of activation(block + bias)
     (windows at stride pool_h, pool_w from the top left; leftover rows and columns are not
     pooled), and code the window position (row-major) of its first maximum, or -1 where the
-    gradient is zero (a ReLU output of 0). Works along the channels, which vectorises.
+    gradient is zero (a ReLU output of 0, or NaN: NaN stays NaN). Works along the channels, which
+    vectorises.
     """
     cdef Py_ssize_t n_images = out.shape[0], out_h = out.shape[1], out_w = out.shape[2]
     cdef Py_ssize_t channels = out.shape[3]
@@ -285,6 +286,7 @@ def bias_act_pool(
     cdef floating* best
     cdef int* winner
     cdef floating z
+    cdef bint nan_seen
     if n_images == 0 or channels == 0:
         return
     with nogil:
@@ -298,6 +300,7 @@ def bias_act_pool(
                     for c in range(channels):
                         best[c] = row[c] + bias[c] if has_bias else row[c]
                         winner[c] = 0
+                    nan_seen = 0
                     for a in range(pool_h):
                         for b in range(pool_w):
                             k = <int>(a * pool_w + b)
@@ -307,14 +310,30 @@ def bias_act_pool(
                             # Strict comparison: the first maximum in row-major order wins ties.
                             for c in range(channels):
                                 z = row[c] + bias[c] if has_bias else row[c]
+                                nan_seen = nan_seen | (z != z)
                                 if z > best[c]:
                                     best[c] = z
                                     winner[c] = k
+                    if nan_seen:
+                        # A NaN beats every number and nothing beats it: the first NaN wins (as
+                        # np.argmax). Flagged rather than compared in the loop above, which
+                        # vectorises better with one comparison.
+                        for a in range(pool_h):
+                            for b in range(pool_w):
+                                row = &block[(n * height + i * pool_h + a) * width + j * pool_w + b, 0]
+                                for c in range(channels):
+                                    z = row[c] + bias[c] if has_bias else row[c]
+                                    if z != z and best[c] == best[c]:
+                                        best[c] = z
+                                        winner[c] = <int>(a * pool_w + b)
                     if activation == 1:
                         for c in range(channels):
                             if not best[c] > 0:
-                                best[c] = 0
+                                # A ReLU output of 0, or NaN (which stays NaN, as np.maximum): no gradient
+                                # passes there, as activation_backward gives.
                                 winner[c] = -1
+                                if best[c] <= 0:
+                                    best[c] = 0
 
 
 def unpool(

@@ -26,7 +26,9 @@ def bias_activation(floating[:, ::1] out, const floating[::1] bias, int activati
                     row[j] = row[j] + bias[j]
             if activation == 1:
                 for j in range(m):
-                    row[j] = row[j] if row[j] > 0 else 0
+                    # Not `row[j] if row[j] > 0 else 0`: NaN stays NaN, as np.maximum and the Numba kernel.
+                    if row[j] < 0:
+                        row[j] = 0
             elif activation == 2:
                 for j in range(m):
                     z = row[j]

@@ -14,7 +14,8 @@ def max_pool2d_forward(
     """Maximum of every pooling window of x (n, h, w, c) into out (n, out_h, out_w, c).
 
     Window (i, j) covers rows i * stride_h - pad_top + [0, pool_h) and the matching columns,
-    clipped to the image; every window holds at least one image cell.
+    clipped to the image; every window holds at least one image cell. A window holding a NaN has
+    the maximum NaN, as np.maximum.
     """
     cdef Py_ssize_t n_images = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3]
     cdef Py_ssize_t out_h = out.shape[1], out_w = out.shape[2]
@@ -41,12 +42,37 @@ def max_pool2d_forward(
                 for ch in range(c):
                     dst[ch] = src[ch]
                 for a in range(h0, h1):
-                    for b in range(w0, w1):
+                    # The window's first cell starts the maximum: the scan starts at its second.
+                    for b in range(w0 + 1 if a == h0 else w0, w1):
                         src = &x[n, a, b, 0]
                         for ch in range(c):
                             v = src[ch]
-                            # A select, not a branch, so the channel loop vectorises.
-                            dst[ch] = v if v > dst[ch] else dst[ch]
+                            # A select, not a branch, so the channel loop vectorises; a NaN takes
+                            # the maximum and keeps it (no comparison with NaN is true), as np.maximum.
+                            dst[ch] = v if (v > dst[ch]) | (v != v) else dst[ch]
+
+
+cdef inline void _first_nan_wins(
+    const floating* image, Py_ssize_t w, Py_ssize_t c, Py_ssize_t h0, Py_ssize_t h1, Py_ssize_t w0,
+    Py_ssize_t w1, floating* best, Py_ssize_t* winner,
+) noexcept nogil:
+    """Make each channel's first NaN of the window (row-major) its winner, where best (the scan's
+    maximum, which a NaN never beats unless it is the first cell) is not NaN already.
+
+    The scan keeps one strict comparison per cell, which vectorises, and only flags a NaN; windows
+    that hold one (rare) come here: a NaN is the maximum, the first one in row-major order winning,
+    as np.argmax.
+    """
+    cdef Py_ssize_t a, b, ch, offset
+    cdef floating v
+    for a in range(h0, h1):
+        for b in range(w0, w1):
+            offset = (a * w + b) * c
+            for ch in range(c):
+                v = image[offset + ch]
+                if v != v and best[ch] == best[ch]:
+                    best[ch] = v
+                    winner[ch] = offset + ch
 
 
 def max_pool2d_backward(
@@ -56,8 +82,8 @@ def max_pool2d_backward(
 ):
     """dx (n, h, w, c), overwritten: each dout value added to the first maximum of its window.
 
-    The first maximum in row-major window order takes a window's whole gradient; overlapping
-    windows add up.
+    The first maximum in row-major window order takes a window's whole gradient, the first NaN
+    where the window holds one (its maximum is NaN); overlapping windows add up.
     """
     cdef Py_ssize_t n_images = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3]
     cdef Py_ssize_t out_h = dout.shape[1], out_w = dout.shape[2]
@@ -69,6 +95,7 @@ def max_pool2d_backward(
     cdef floating* best = NULL
     cdef Py_ssize_t* winner = NULL
     cdef floating v
+    cdef bint nan_seen
     cdef int failed = 0
     cdef int* failed_ptr = &failed
     if n_images == 0 or h == 0 or w == 0 or c == 0:
@@ -99,15 +126,20 @@ def max_pool2d_backward(
                         best[ch] = image[offset + ch]
                         winner[ch] = offset + ch
                     # Row-major window order and a strict comparison: the first maximum wins ties.
+                    # The first cell starts the scan, which goes on from the second.
+                    nan_seen = 0
                     for a in range(h0, h1):
-                        for b in range(w0, w1):
+                        for b in range(w0 + 1 if a == h0 else w0, w1):
                             offset = (a * w + b) * c
                             src = image + offset
                             for ch in range(c):
                                 v = src[ch]
+                                nan_seen = nan_seen | (v != v)
                                 if v > best[ch]:
                                     best[ch] = v
                                     winner[ch] = offset + ch
+                    if nan_seen:
+                        _first_nan_wins(image, w, c, h0, h1, w0, w1, best, winner)
                     grad = &dout[n, i, j, 0]
                     for ch in range(c):
                         dimage[winner[ch]] += grad[ch]

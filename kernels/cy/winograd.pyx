@@ -386,7 +386,8 @@ def tile_scatter(
                                 _zero(target, channels)
                             if activation == 1 and not accumulate:
                                 for c in range(channels):
-                                    target[c] = target[c] if target[c] > 0 else 0
+                                    if target[c] < 0:  # NaN stays NaN, as np.maximum
+                                        target[c] = 0
         free(scratch)
     if failed:
         raise MemoryError("tile_scatter: no memory for the per-thread scratch")

@@ -224,12 +224,14 @@ def _bias_act_pool(block, bias, activation, height, width, pool_h, pool_w, out, 
             z = block[(n * height + i * pool_h + a) * width + j * pool_w + b, c]
             if has_bias:
                 z = z + bias[c]
-            # Strict comparison: the first maximum in row-major order wins ties.
-            if z > best:
+            # Strict comparison: the first maximum in row-major order wins ties; a NaN beats every
+            # number and nothing beats it (the first NaN wins, as np.argmax).
+            if z > best or (z != z and best == best):
                 best = z
                 winner = k
     if activation == 1 and not best > 0:
-        out[n, i, j, c] = 0
+        # A ReLU output of 0, or NaN (which stays NaN): no gradient passes there.
+        out[n, i, j, c] = best if best != best else 0
         code[n, i, j, c] = -1
     else:
         out[n, i, j, c] = best
@@ -243,7 +245,7 @@ def bias_act_pool(block, bias, activation, height, width, pool_h, pool_w, out, c
     pixel order; bias (channels,) or empty; activation 0 (linear) or 1 (ReLU). out (n_images,
     out_h, out_w, channels) gets each pool_h x pool_w window's maximum of activation(block + bias),
     and code (int32) the window position (row-major) of its first maximum, or -1 where the
-    gradient is zero (a ReLU output of 0). One thread per element of out.
+    gradient is zero (a ReLU output of 0, or NaN: NaN stays NaN). One thread per element of out.
     """
     if out.size:
         _bias_act_pool[grid_1d(out.size)](block, bias, activation, height, width, pool_h, pool_w, out, code)

@@ -9,10 +9,11 @@ cells never take part; every window holds at least one image cell.
 The forward runs one thread per output element (channel fastest, so a warp reads neighbouring
 channels). The backward runs one thread per input element, which gathers instead of scattering:
 it visits the windows that contain its cell in row-major window order, finds each one's winner
-as the CPU kernel does (row-major cells, strict comparison: the first maximum wins ties) and adds
-that window's dout when the winner is its own cell. Each dx element is written by one thread only,
-so overlapping windows need no atomics, and the additions happen in the CPU kernel's order (the
-same bits). A cell in no window (strides larger than the window, or rows 'valid' drops) gets 0.
+as the CPU kernel does (row-major cells, strict comparison: the first maximum wins ties; a NaN
+beats every number, the first NaN winning) and adds that window's dout when the winner is its own
+cell. Each dx element is written by one thread only, so overlapping windows need no atomics, and
+the additions happen in the CPU kernel's order (the same bits). A cell in no window (strides
+larger than the window, or rows 'valid' drops) gets 0.
 
 Average pooling runs as max pooling does: the forward one thread per output element (a sum from
 zero in row-major window order, divided by the window's count of image cells: padded cells
@@ -54,7 +55,7 @@ def _max_pool2d_forward(x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad
     for a in range(h0, h1):
         for b in range(w0, w1):
             v = x[n, a, b, ch]
-            if v > best:  # as the CPU kernel's select (a NaN never replaces the running maximum)
+            if v > best or v != v:  # as the CPU kernel's select: a NaN takes the maximum and keeps it
                 best = v
     out[n, i, j, ch] = best
 
@@ -93,14 +94,15 @@ def _max_pool2d_backward(x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_to
         h0, h1 = _clipped(i * stride_h - pad_top, pool_h, h)
         for j in range(j0, j1):
             w0, w1 = _clipped(j * stride_w - pad_left, pool_w, w)
-            # The window's winner, as the CPU kernel finds it: row-major cells, strict comparison.
+            # The window's winner, as the CPU kernel finds it: row-major cells, strict comparison,
+            # and a NaN beats every number and nothing beats it (the first NaN wins).
             best = x[n, h0, w0, ch]
             winner_h = h0
             winner_w = w0
             for a in range(h0, h1):
                 for b in range(w0, w1):
                     v = x[n, a, b, ch]
-                    if v > best:
+                    if v > best or (v != v and best == best):
                         best = v
                         winner_h = a
                         winner_w = b

@@ -92,12 +92,12 @@ def bias_act_pool(block, bias, activation, height, width, pool_h, pool_w, out, c
     # (n, out_h, out_w, channels, window position)
     windows = z.reshape(n_images, out_h, pool_h, out_w, pool_w, channels).transpose(0, 1, 3, 5, 2, 4)
     windows = windows.reshape(n_images, out_h, out_w, channels, pool_h * pool_w)
-    code[...] = np.argmax(windows, axis=-1)  # the first maximum
+    code[...] = np.argmax(windows, axis=-1)  # the first maximum, or the first NaN (the maximum then)
     out[...] = np.take_along_axis(windows, code[..., None].astype(np.intp), axis=-1)[..., 0]
     if activation == 1:
-        dead = ~(out > 0)
-        out[dead] = 0
-        code[dead] = -1
+        # No gradient where the ReLU gives 0 or NaN (as activation_backward); NaN stays NaN.
+        code[~(out > 0)] = -1
+        out[out <= 0] = 0
 
 
 def unpool(dpooled, code, height, width, pool_h, pool_w, dblock, dbias, n_threads):

@@ -27,7 +27,9 @@ def bias_activation(out, bias, activation, alpha, n_threads):
 def activation_backward(out, dout, activation, alpha, dpre, n_threads):
     """dpre (n, m) = dout * activation'(pre), from the activation's output `out` (may be dout)."""
     if activation == 1:
-        np.multiply(dout, out > 0, out=dpre)
+        # A select, not dout * (out > 0): an inf or NaN dout where the output is 0 gives 0, as the
+        # compiled kernels and PyTorch's threshold_backward (inf * 0 would be NaN).
+        dpre[...] = np.where(out > 0, dout, 0)
     elif activation == 2:
         dpre[...] = dout * (out * (1 - out))
     elif activation == 3:

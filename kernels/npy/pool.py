@@ -32,19 +32,28 @@ def max_pool2d_forward(x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad_
 
 
 def max_pool2d_backward(x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, n_threads):
-    """dx (n, h, w, c), overwritten: each dout value added to the first maximum of its window."""
+    """dx (n, h, w, c), overwritten: each dout value added to the first maximum of its window (its
+    first NaN where it holds one)."""
     n, h, w, c = x.shape
     out_h, out_w = dout.shape[1], dout.shape[2]
     padded = _padded(x, out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+    inside = _padded(np.ones((n, h, w, 1), bool), out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top,
+                     pad_left, fill=False)
     best = np.full(dout.shape, -np.inf, dtype=x.dtype)
     winner = np.zeros(dout.shape, dtype=np.int64)
-    # Cells in row-major window order, replaced only by a strictly larger value: the first maximum wins.
+    started = np.zeros(dout.shape, dtype=bool)
+    # Image cells in row-major window order: the first starts, then only a strictly larger value or
+    # a NaN (where best is not NaN already) replaces the best: the first maximum wins, or the first
+    # NaN (np.argmax's rule), as in the compiled kernels. Padded cells never take part.
     for a in range(pool_h):
         for b in range(pool_w):
             cells = _window_cells(padded, out_h, out_w, stride_h, stride_w, a, b)
-            larger = cells > best
-            best[larger] = cells[larger]
-            winner[larger] = a * pool_w + b
+            image_cell = _window_cells(inside, out_h, out_w, stride_h, stride_w, a, b)
+            larger = (cells > best) | (np.isnan(cells) & ~np.isnan(best))
+            take = image_cell & (larger | ~started)
+            best[take] = cells[take]
+            winner[take] = a * pool_w + b
+            started |= image_cell
     dx_padded = np.zeros(padded.shape, dtype=dx.dtype)
     for a in range(pool_h):
         for b in range(pool_w):

@@ -71,9 +71,11 @@ def tile_gather(x, left_y, left_x, grid_y, grid_x, out, n_threads):
     n_images, height, width, channels = x.shape
     rows, rows_in = _grid_positions(grid_y, height, left_y.shape[1])
     cols, cols_in = _grid_positions(grid_x, width, left_x.shape[1])
-    # (n, tiles_y, window_h, tiles_x, window_w, channels), zeros outside x
+    # (n, tiles_y, window_h, tiles_x, window_w, channels), zeros outside x: selected, not masked by
+    # multiplying, which would spread an inf or NaN at row or column 0 (where the outside
+    # positions point) to every edge tile as NaN.
     windows = x[:, rows[:, :, None, None], cols[None, None, :, :]]
-    windows = windows * (rows_in[:, :, None, None] & cols_in[None, None, :, :])[None, ..., None]
+    windows = np.where((rows_in[:, :, None, None] & cols_in[None, None, :, :])[None, ..., None], windows, 0)
     tiles = np.einsum("ai,bj,nyixjc->abnyxc", left_y, left_x, windows)
     out[...] = tiles.reshape(out.shape)
 
