@@ -384,9 +384,6 @@ class Model(Training):
             # A Loss keeps the batch it last saw for its backward pass: one instance per output.
             if id(value) in used:
                 value = copy.copy(value)
-                # Device buffers of its own too (a loss that trained before has some): the outputs'
-                # losses hold their gradients at once.
-                value.__dict__.pop("_device_buffers", None)
             used.add(id(value))
             losses[name] = value
         weights = per_output(loss_weights, self.output_names, "loss_weights", 1.0, lists_per_output=True)

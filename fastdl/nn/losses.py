@@ -80,6 +80,13 @@ class Loss:
                                      threads_worth_it(rows.shape[0], self.work_per_value * rows.shape[1]))
         return float(np.sum(row_loss)), grad
 
+    def __getstate__(self):
+        # The device buffers are this instance's cache: a copy (copy, deepcopy, pickle) makes its
+        # own, so two outputs' losses never write their gradients into one buffer.
+        state = dict(self.__dict__)
+        state.pop("_device_buffers", None)
+        return state
+
     def _run_on_device(self, kernel, values, targets, *args, scale):
         """_run for device outputs: the gradient stays on the device (a buffer reused from batch to
         batch), the targets go over, and the per-sample losses come back to be summed."""
