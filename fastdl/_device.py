@@ -222,7 +222,7 @@ def scratch(key, shape, dtype):
     of fastdl._parallel.scratch, so that a training step allocates no device memory."""
     dtype, shape = np.dtype(dtype), tuple(shape)
     buffer, views = _scratch.get((key, dtype), (None, None))
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     if buffer is None or buffer.size < size:
         buffer, views = empty(max(size, 1), dtype), {}
         _scratch[(key, dtype)] = buffer, views

@@ -270,7 +270,7 @@ def set_num_threads(n):
     Raises
     ------
     ValueError
-        ``n`` is not an integer >= 1 (a bool or a float such as 2.0 included).
+        ``n`` is not an integer from 1 to 1024 (a bool or a float such as 2.0 included).
     """
     global _num_threads
     n = _thread_count(n)
@@ -293,9 +293,12 @@ def kernel_threads(n):
 
 
 def _thread_count(n):
-    """n as a Python int >= 1; NumPy integers count as integers (as in fastdl._validation.check_int)."""
+    """n as a Python int from 1 to config.MAX_THREADS; NumPy integers count as integers (as in
+    fastdl._validation.check_int)."""
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"the number of threads must be a positive integer, got {n!r}")
+    if n > config.MAX_THREADS:
+        raise ValueError(f"the number of threads must be at most {config.MAX_THREADS}, got {n!r}")
     return int(n)
 
 

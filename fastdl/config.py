@@ -39,15 +39,21 @@ def _flag(name, default):
 
 
 def default_num_threads():
-    """The number of CPUs this process may run on."""
+    """The number of CPUs this process may run on (at most MAX_THREADS)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    return min(cpus, MAX_THREADS)
 
 
 def env_backend():
     return os.environ.get("FASTDL_BACKEND", "auto").strip().lower() or "auto"
+
+
+# The most threads fastdl takes: OpenMP ends the process (no exception) when it cannot start the
+# threads asked for (seen here: 40,000), and a count past C's int overflowed in the Cython kernels.
+MAX_THREADS = 1024
 
 
 def env_num_threads():
@@ -58,8 +64,8 @@ def env_num_threads():
         n = int(value)
     except ValueError:
         raise ValueError(f"FASTDL_NUM_THREADS must be a positive integer, got {value!r}") from None
-    if n < 1:
-        raise ValueError(f"FASTDL_NUM_THREADS must be a positive integer, got {value!r}")
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"FASTDL_NUM_THREADS must be an integer from 1 to {MAX_THREADS}, got {value!r}")
     return n
 
 

@@ -271,6 +271,9 @@ def test_fastdl_num_threads_env(tmp_path):
     result = _run_python("import fastdl; fastdl.get_num_threads()", tmp_path, FASTDL_NUM_THREADS="zero")
     assert result.returncode != 0
     assert "FASTDL_NUM_THREADS must be a positive integer, got 'zero'" in result.stderr
+    result = _run_python("import fastdl; fastdl.get_num_threads()", tmp_path, FASTDL_NUM_THREADS="2147483647")
+    assert result.returncode != 0
+    assert "FASTDL_NUM_THREADS must be an integer from 1 to 1024, got '2147483647'" in result.stderr
 
 
 def test_fastdl_num_threads_env_caps_blas_when_a_model_of_dense_layers_trains_first(tmp_path):
@@ -362,6 +365,19 @@ def test_invalid_thread_counts(bad):
     before = fastdl.get_num_threads()
     with pytest.raises(ValueError, match="number of threads must be a positive integer"):
         fastdl.set_num_threads(bad)
+    assert fastdl.get_num_threads() == before
+
+
+@pytest.mark.parametrize("too_many", [1025, 2**31, np.int64(2**40)])
+def test_thread_counts_past_the_cap(too_many):
+    """OpenMP ended the process without an exception at counts it could not start (2**31 - 1),
+    and the Cython kernels raised OverflowError past C's int (2**31)."""
+    before = fastdl.get_num_threads()
+    with pytest.raises(ValueError, match="number of threads must be at most 1024"):
+        fastdl.set_num_threads(too_many)
+    with pytest.raises(ValueError, match="at most 1024"):
+        with backend_module.kernel_threads(too_many):
+            pass
     assert fastdl.get_num_threads() == before
 
 

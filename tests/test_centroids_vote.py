@@ -68,6 +68,21 @@ def test_vote_many_rows(backend, rng):
     np.testing.assert_array_equal(out, naive.majority_vote(codes, 4))
 
 
+def test_vote_with_more_classes_than_votes(backend, rng):
+    """Codes spread over 2**40 classes: counters for every class would take terabytes per thread
+    (numba raised a SystemError from its parallel region); the answers are those of the codes' ranks."""
+    values = np.sort(rng.choice(2**40, size=5, replace=False))
+    small = rng.integers(0, 5, size=(3000, 6))
+    before = fastdl.get_num_threads()
+    try:
+        fastdl.set_num_threads(2)
+        out = majority_vote(values[small], 2**40, backend=backend)
+    finally:
+        fastdl.set_num_threads(before)
+    assert out.dtype == np.int64
+    np.testing.assert_array_equal(out, values[naive.majority_vote(small, 5)])
+
+
 def test_vote_matches_scipy_mode_smallest(backend, rng):
     """scipy.stats.mode (used by scikit-learn's vote) also returns the smallest of the most frequent."""
     from scipy.stats import mode

@@ -281,6 +281,12 @@ def test_reshape(rng):
         nn.Reshape((-1, -1))
 
 
+def test_shape_products_do_not_wrap():
+    """Sizes past int64 stay exact (np.prod wrapped 2**32 x 2**32 to 0: a (0, 10) Dense kernel)."""
+    assert nn.Flatten().compute_output_shape((2**32, 2**32)) == (2**64,)
+    assert nn.Reshape((-1, 2)).compute_output_shape((2**32, 2**32)) == (2**63, 2)
+
+
 @pytest.mark.parametrize("make_layer, input_shape", [
     (lambda: nn.Dense(3, activation="tanh", kernel_regularizer=nn.l2(0.05)), (4,)),
     (lambda: nn.Conv2D(2, 2, kernel_regularizer=nn.l2(0.05)), (3, 3, 2)),

@@ -6,6 +6,7 @@ files uncompressed are accepted too. Debian's ``dataset-fashion-mnist`` package 
 under /usr/share/datasets/fashion-mnist.
 """
 
+import math
 import struct
 
 import numpy as np
@@ -124,7 +125,7 @@ def _read_idx(path, expected, ndim, verify):
                          f"(IDX file of unsigned bytes with {ndim} dimension(s))")
     if ndim == 3 and tuple(shape[1:]) != IMAGE_SHAPE:
         raise ValueError(f"{path}: images are {shape[1]}x{shape[2]}, expected 28x28")
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     if len(content) != header + size:
         problem = "is truncated" if len(content) < header + size else "has trailing bytes"
         raise ValueError(f"{path} {problem}: its header says {size} bytes of data "

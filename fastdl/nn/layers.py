@@ -364,7 +364,7 @@ class Flatten(Layer):
         check_data_format(data_format, "Flatten")
 
     def compute_output_shape(self, input_shape):
-        return (int(np.prod(input_shape)),)
+        return (math.prod(input_shape),)
 
     def forward(self, x, training=False):
         self._shape = x.shape
@@ -398,10 +398,10 @@ class Reshape(Layer):
         self.target_shape = tuple(-1 if d == -1 else check_int(d, "target_shape", 1) for d in target_shape)
 
     def compute_output_shape(self, input_shape):
-        size = int(np.prod(input_shape))
-        known = int(np.prod([d for d in self.target_shape if d != -1]))
+        size = math.prod(input_shape)
+        known = math.prod([d for d in self.target_shape if d != -1])
         shape = tuple(size // known if d == -1 else d for d in self.target_shape)
-        if int(np.prod(shape)) != size:
+        if math.prod(shape) != size:
             raise ValueError(f"Reshape cannot turn samples of shape {tuple(input_shape)} ({size} values) "
                              f"into {self.target_shape}")
         return shape

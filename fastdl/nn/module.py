@@ -135,7 +135,7 @@ def place_parameters(parameters, on_device=False):
 
 def _fans(shape):
     """(fan_in, fan_out) as Keras computes them for dense (in, out) and conv (kh, kw, in, out) kernels."""
-    receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    receptive = math.prod(shape[:-2]) if len(shape) > 2 else 1
     return shape[-2] * receptive, shape[-1] * receptive
 
 

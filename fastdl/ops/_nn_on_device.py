@@ -9,6 +9,8 @@ bias gradient is a GEMM too (a row of ones times the output gradient), or for a 
 rows it comes with the activation's gradient in one launch (activation_grad_into).
 """
 
+import math
+
 import numpy as np
 
 from fastdl import _device
@@ -405,7 +407,7 @@ def add_into(inputs, out):
 
 def _columns(array, axis):
     """array as rows (the axes before `axis`) of columns (axis and the ones after it)."""
-    rows = int(np.prod(array.shape[:axis]))
+    rows = math.prod(array.shape[:axis])
     return _device.reshaped(array, (rows, array.size // rows if rows else 0))
 
 

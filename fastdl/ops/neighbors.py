@@ -82,14 +82,21 @@ def majority_vote(neighbor_codes, n_classes, backend=None):
         raise ValueError(f"neighbor_codes must be 2-D (n_samples, k) with k >= 1, got shape {codes.shape}")
     flat, n_classes = check_codes(codes.ravel(), codes.size, n_classes, "neighbor_codes")
     kernels, name = _backend.kernels("neighbors", backend)
+    classes = None
+    if n_classes > flat.size:
+        # More classes than votes: count the codes' ranks instead (their order is kept, so ties
+        # still go to the smaller code), sparing kernels n_classes counters per thread.
+        classes, flat = np.unique(flat, return_inverse=True)
+        n_classes = len(classes)
     codes = flat.reshape(codes.shape)
     if name == "cuda":
         out = _device.empty(codes.shape[0], np.int64)
         kernels.majority_vote(_device.to_device(codes), n_classes, out, 1)
-        return out.copy_to_host()
-    out = np.empty(codes.shape[0], dtype=np.int64)
-    kernels.majority_vote(codes, n_classes, out, _threads_for(codes.size))
-    return out
+        out = out.copy_to_host()
+    else:
+        out = np.empty(codes.shape[0], dtype=np.int64)
+        kernels.majority_vote(codes, n_classes, out, _threads_for(codes.size))
+    return out if classes is None else classes[out].astype(np.int64, copy=False)
 
 
 def class_centroids(X, y, n_classes=None, backend=None):
