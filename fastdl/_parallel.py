@@ -20,6 +20,9 @@ from fastdl import backend as _backend
 
 # Below this much work (rows x columns x features) one thread is faster than handing out tasks.
 MIN_WORK_PER_THREAD = 1 << 22
+# The largest work array scratch() keeps for reuse, per thread and name. A training step of the
+# course's networks needs at most 9.4 MB under one name (the course CNN's transformed kernels).
+SCRATCH_KEEP_BYTES = 64 << 20
 # The work of one elementwise operation on one value, in those units (as the kernels' passes count
 # it: threads_worth_it(rows, 8 * columns)).
 ELEMENTWISE_WORK = 8
@@ -289,7 +292,9 @@ def scratch(name, shape, dtype):
 
     For work arrays of the compiled ops (patch matrices, partial sums) that would otherwise be
     fresh memory on every call: the kernel zeroing new pages cost ~5% of a CNN step. Each thread
-    keeps the largest array it needed under each name; contents are undefined.
+    keeps the largest array it needed under each name, up to SCRATCH_KEEP_BYTES: a bigger one
+    (one huge image's patches) is fresh memory, freed with its last reference, so that one call
+    does not hold gigabytes for the rest of the process. Contents are undefined.
     """
     arrays = getattr(_scratch, "arrays", None)
     if arrays is None:
@@ -300,5 +305,7 @@ def scratch(name, shape, dtype):
     size = math.prod(shape) if isinstance(shape, tuple) else operator.index(shape)
     buffer = arrays.get((name, dtype))
     if buffer is None or buffer.size < size:
-        buffer = arrays[(name, dtype)] = np.empty(size, dtype)
+        buffer = np.empty(size, dtype)
+        if buffer.nbytes <= SCRATCH_KEEP_BYTES:
+            arrays[(name, dtype)] = buffer
     return buffer[:size].reshape(shape)

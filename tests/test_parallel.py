@@ -284,3 +284,18 @@ def test_a_finished_region_keeps_nothing_of_its_work_alive(monkeypatch):
     del work, payload
     gc.collect()
     assert alive() is None
+
+
+def test_scratch_reuses_small_arrays_and_frees_big_ones(monkeypatch):
+    """Work arrays are kept for reuse up to SCRATCH_KEEP_BYTES; a bigger one (a huge image's patch
+    matrix: gigabytes) is dropped with its last reference instead of held for the process's life."""
+    import weakref
+
+    monkeypatch.setattr(_parallel, "SCRATCH_KEEP_BYTES", 1000)
+    small = _parallel.scratch("test scratch small", (10, 10), np.float64)
+    assert np.shares_memory(small, _parallel.scratch("test scratch small", 50, np.float64))
+    big = _parallel.scratch("test scratch big", (20, 10), np.float64)
+    assert big.shape == (20, 10) and not np.shares_memory(big, _parallel.scratch("test scratch big", 5, np.float64))
+    base = weakref.ref(big.base if big.base is not None else big)
+    del big
+    assert base() is None
