@@ -3,10 +3,11 @@
 3x3 kernels at stride 1 between layers of many channels take Winograd's F(2x2, 3x3) or F(4x4,
 3x3) instead (fastdl/ops/_winograd.py), stride-1 layers with few filters take kn2row, a GEMM
 into per-tap products (fastdl/ops/_kn2row.py), and first layers of few taps a direct kernel,
-batch by batch in the same loops.
+batch by batch in the same loops. Big images go in horizontal bands of output rows (_Bands).
 """
 
 import functools
+import math
 import numbers
 
 import numpy as np
@@ -29,6 +30,12 @@ MIN_BATCHES = 16  # a convolution's images go in at least this many batches (whe
 # its input.
 DIRECT_MAX_TAPS = 64
 DIRECT_MIN_FILTERS = 16
+# Where one image's work array (patch matrix, per-tap products, Winograd tiles) would take more
+# than BAND_FACTOR times its path's budget, the images go in horizontal bands of output rows
+# (_Bands): batches never go below one image, and an image is one thread's job (a 2048x2048
+# image's 5x5 patch matrix of 8 channels alone is 3.3 GB). The course's layers (28x28 to
+# 150x150 images) take at most 1.3 times their budget (2.5 in float64), and are not banded.
+BAND_FACTOR = 8
 
 
 def same_padding(size, window, stride):
@@ -219,6 +226,84 @@ def patches_of(x, kernels, plan, start, stop):
     return patches
 
 
+def _band_height(plan, x_shape, kernel_shape, dtype):
+    """Output rows per band of plan's convolution: what its path's budget of work array holds
+    (whole tiles for Winograd), or None where one image's stays within BAND_FACTOR budgets."""
+    kh, kw, in_channels, out_channels = kernel_shape
+    out_h, out_w = plan["args"][6:]
+    itemsize = np.dtype(dtype).itemsize
+    align = 1
+    if plan["direct"]:  # x's own rows are the patch matrix
+        return None
+    if plan["winograd"]:  # 16 points a 2x2 tile (F(4x4) takes fewer), of the input's and output's channels
+        row_bytes, budget = 8 * -(-out_w // 2) * (in_channels + out_channels) * itemsize, _winograd.BATCH_BYTES
+        align = 4
+    elif plan["kn2row"]:  # per-tap products of the input's pixels
+        row_bytes, budget = x_shape[2] * kh * kw * out_channels * itemsize, _kn2row.BATCH_BYTES
+    else:  # the patch matrix (the backward pass's, where a few-taps forward pass has none)
+        row_bytes, budget = out_w * plan["patch_cols"] * itemsize, PATCH_BYTES
+    if out_h * row_bytes <= BAND_FACTOR * budget:
+        return None
+    return -(-max(1, budget // row_bytes) // align) * align
+
+
+class _Bands:
+    """The horizontal bands of output rows that a convolution of big images runs in, in parallel
+    on fastdl's threads (see BAND_FACTOR).
+
+    A band of an image is an ordinary convolution: of the input rows its windows read,
+    x[image:image + 1, rows] (C-contiguous), into out[image:image + 1, out_rows], with a top
+    padding of its own; rows below the image are implicit zero padding, as in any convolution.
+    Bands are at least kh rows (and 8 for Winograd: F(4x4)'s tiles need 7 or more), so a band
+    reads no row that the bands two before or after it read.
+    """
+
+    def __init__(self, x_shape, kernel_shape, geometry, height):
+        (stride_h, _), (pad_top, pad_left), (out_h, out_w) = geometry
+        kh = kernel_shape[0]
+        stops = list(range(height, out_h - height + 1, height)) + [out_h]  # the last band takes the rest
+        self.bands = []
+        for start, stop in zip([0] + stops[:-1], stops):
+            top = start * stride_h - pad_top  # the first row of the band's first windows
+            rows = slice(max(0, top), min(x_shape[1], (stop - 1) * stride_h - pad_top + kh))
+            self.bands.append((rows, slice(start, stop),
+                               (geometry[0], (rows.start - top, pad_left), (stop - start, out_w))))
+        self.n_images = x_shape[0]
+        self.work = math.prod(kernel_shape) * out_h * out_w // len(self.bands)
+
+    @classmethod
+    def of(cls, x, kernel, geometry):
+        """The bands of a convolution of x (n, height, width, in) with kernel, or None where it
+        goes unbanded (small images, or windows that read nothing but padding: a band would read
+        no row of x)."""
+        (stride_h, _), (pad_top, _), (out_h, _) = geometry
+        kh = kernel.shape[0]
+        if x.shape[0] == 0 or pad_top >= kh or (out_h - 1) * stride_h - pad_top >= x.shape[1]:
+            return None
+        plan = _plan(x, kernel, geometry, x.dtype)
+        height = _band_height(plan, x.shape, kernel.shape, x.dtype)
+        if height is None:
+            return None
+        height = max(height, kh, 8 if plan["winograd"] else 1)
+        return cls(x.shape, kernel.shape, geometry, height) if 2 * height <= out_h else None
+
+    def run(self, func, work=1, parity=None):
+        """func(image, rows, out_rows, band geometry, block) for each band of each image (with
+        parity 0 or 1: the even or odd bands only) on fastdl's threads. block names the group of
+        (image, band) items the band is in: the same groups, of consecutive items, for any
+        thread count, each run by one thread in order, so per-group sums have the same bits."""
+        items = [(image, band) for image in range(self.n_images) for band in range(len(self.bands))
+                 if parity is None or band % 2 == parity]
+        block = -(-len(items) // MIN_BATCHES)
+
+        def compute(first, last):
+            for start in range(first, last, block):
+                for image, band in items[start : min(last, start + block)]:
+                    func(image, *self.bands[band], (parity, start))
+
+        run_row_ranges(compute, len(items), _backend.get_num_threads(), work * self.work, block)
+
+
 def conv2d(x, kernel, bias=None, strides=1, padding="valid", backend=None):
     """2-D convolution (cross-correlation, as in Keras and PyTorch) of channels-last images.
 
@@ -262,6 +347,18 @@ def conv2d_into(x, kernel, bias, geometry, out, activation=0, backend=None, alph
     """
     if _device.is_device(out):
         return _nn_on_device.conv2d_into(x, kernel, bias, geometry, out, activation, alpha)
+    bands = _Bands.of(x, kernel, geometry)
+    if bands is not None:
+        backend = _backend.get_backend() if backend is None else backend  # the calling thread's (use_backend)
+        bands.run(lambda image, rows, out_rows, band_geometry, _: _convolve_into(
+            x[image : image + 1, rows], kernel, bias, band_geometry, out[image : image + 1, out_rows], activation,
+            backend, alpha))
+        return out
+    return _convolve_into(x, kernel, bias, geometry, out, activation, backend, alpha)
+
+
+def _convolve_into(x, kernel, bias, geometry, out, activation, backend, alpha):
+    """conv2d_into on the host, unbanded."""
     dense_kernels, _ = _backend.kernels("dense", backend)
     dtype = out.dtype
     out_channels = kernel.shape[3]
@@ -307,7 +404,8 @@ def conv2d_grad(x, kernel, dout, strides=1, padding="valid", backend=None):
     dkernel and dbias are summed over images in a fixed order for a given thread count; each
     thread adds its images' patches^T @ dout with one GEMM per batch (and its column sums of
     dout), and the threads' sums are added in order. Another thread count groups the images
-    differently, which can change the last bits of both (dx does not change).
+    differently, which can change the last bits of both (dx does not change). Big images go in
+    bands of rows (see BAND_FACTOR), summed in groups that do not follow the threads.
     """
     x, kernel, geometry = _check_conv(x, kernel, strides, padding)
     x, kernel, dout, dx, dkernel, dbias = grad_arrays(x, kernel, dout, geometry[2], kernel.shape[3], "out_channels",
@@ -342,6 +440,14 @@ def conv2d_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, backend=None
     """
     if _device.is_device(dout):
         return _nn_on_device.conv2d_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias)
+    bands = _Bands.of(x, kernel, geometry)
+    if bands is not None:
+        return _grad_by_bands(x, kernel, dout, dx, dkernel, dbias, backend, bands)
+    _grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, backend)
+
+
+def _grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, backend):
+    """conv2d_grad_into on the host, unbanded."""
     out_channels = kernel.shape[3]
     dout_rows = dout.reshape(-1, out_channels)
     bias_partials = {}  # float64 per row range, added in order
@@ -352,6 +458,43 @@ def conv2d_grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, backend=None
         return dout_rows[rows]
 
     _backward_gemms(x, kernel, geometry, dx, dkernel, backend, gradient_rows)
+    finish_bias(dbias, bias_partials)
+
+
+def _grad_by_bands(x, kernel, dout, dx, dkernel, dbias, backend, bands):
+    """conv2d_grad_into band by band (see _Bands). The even bands write their input gradients
+    into dx (they share no rows), then the odd ones add theirs; the kernel and bias gradients
+    are summed by blocks of bands (the same for any thread count), and the blocks' sums added
+    in order."""
+    backend = _backend.get_backend() if backend is None else backend  # the calling thread's (use_backend)
+    out_channels = kernel.shape[3]
+    partials, bias_partials = {}, {}  # by block
+    if dx is not None:
+        dx[...] = 0  # for the rows no even band writes: read by odd bands only, or by no window at all
+
+    def band(image, rows, out_rows, geometry, block):
+        gradient = dout[image : image + 1, out_rows]
+        odd = block[0] == 1
+        band_dx = None if dx is None else dx[image : image + 1, rows]
+        if odd and dx is not None:  # rows shared with the even bands beside it: added after it
+            band_dx = scratch("conv band dx", band_dx.shape, dx.dtype)
+        band_dkernel = None if dkernel is None else scratch("conv band dkernel", kernel.shape, kernel.dtype)
+        _grad_into(x[image : image + 1, rows], kernel, gradient, geometry, band_dx, band_dkernel, None, backend)
+        if odd and dx is not None:
+            dx[image : image + 1, rows] += band_dx
+        if dkernel is not None:
+            if block in partials:
+                partials[block] += band_dkernel
+            else:
+                partials[block] = band_dkernel.copy()
+        if dbias is not None:
+            add_column_sums(gradient.reshape(-1, out_channels), bias_partials.setdefault(block, np.zeros(out_channels)))
+
+    work = (dx is not None) + (dkernel is not None)
+    bands.run(band, work, parity=0)
+    bands.run(band, work, parity=1)
+    if dkernel is not None:
+        np.copyto(dkernel, sum_in_order(partials))
     finish_bias(dbias, bias_partials)
 
 
