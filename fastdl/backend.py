@@ -16,6 +16,7 @@ import contextvars
 import importlib
 import numbers
 import os
+import threading
 import warnings
 
 from fastdl import config
@@ -187,10 +188,19 @@ def use_backend(name):
         _context_backend.reset(token)
 
 
+_load_lock = threading.RLock()
+
+
 def _load(name, family):
     """(kernel module or None, reason) of one family on one backend, cached."""
     key = (name, family)
-    if key not in _module_cache:
+    if key in _module_cache:
+        return _module_cache[key]
+    # One load at a time: two threads' loads would both set OMP_WAIT_POLICY and then both remove
+    # it (a KeyError), as fastdl's own threads can when a family first loads inside a region.
+    with _load_lock:
+        if key in _module_cache:  # loaded while this thread waited
+            return _module_cache[key]
         config.check_flags()  # a bad FASTDL_FASTMATH raises here, not as "kernels failed to load"
         # The first compiled module loads the OpenMP runtime, which reads its wait policy then.
         with config.passive_openmp():

@@ -506,3 +506,37 @@ def test_openblas_threads_stop_spinning_soon_when_fastdl_loads_numpy(tmp_path, m
     result = _run_python(code.format(first="import numpy as np\n        import fastdl"), tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[:2] == ["False", "False"]
+
+
+def test_kernel_families_load_one_at_a_time(monkeypatch):
+    """Loads on two threads at once (fastdl's own threads, when a family first loads inside a
+    region) both set OMP_WAIT_POLICY and then both removed it: a KeyError in one of them."""
+    import threading
+    import time
+
+    inside, most = [0], [0]
+    real_import = backend_module.importlib.import_module
+
+    def slow_import(name):
+        inside[0] += 1
+        most[0] = max(most[0], inside[0])
+        time.sleep(0.05)
+        inside[0] -= 1
+        return real_import(name)
+
+    monkeypatch.setattr(backend_module, "_module_cache", {})
+    monkeypatch.setattr(backend_module.importlib, "import_module", slow_import)
+    errors = []
+
+    def load(family):
+        try:
+            backend_module.kernels(family, "numpy")
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=load, args=(family,)) for family in ("conv", "dense", "pool", "conv")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and most[0] == 1

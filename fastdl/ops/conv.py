@@ -226,25 +226,26 @@ def patches_of(x, kernels, plan, start, stop):
     return patches
 
 
-def _band_height(plan, x_shape, kernel_shape, dtype):
+def _band_height(plan, x_shape, kernel_shape, dtype, block_channels=0):
     """Output rows per band of plan's convolution: what its path's budget of work array holds
-    (whole tiles for Winograd), or None where one image's stays within BAND_FACTOR budgets."""
+    (whole tiles for Winograd), or None where one image's stays within BAND_FACTOR budgets.
+    block_channels: channels of a block of outputs the caller keeps as well, a work array of
+    PATCH_BYTES (conv_pool.py's convolution outputs before pooling)."""
     kh, kw, in_channels, out_channels = kernel_shape
     out_h, out_w = plan["args"][6:]
     itemsize = np.dtype(dtype).itemsize
-    align = 1
-    if plan["direct"]:  # x's own rows are the patch matrix
-        return None
+    arrays = []  # (bytes per output row, budget, alignment of band heights)
+    if block_channels:
+        arrays.append((out_w * block_channels * itemsize, PATCH_BYTES, 1))
     if plan["winograd"]:  # 16 points a 2x2 tile (F(4x4) takes fewer), of the input's and output's channels
-        row_bytes, budget = 8 * -(-out_w // 2) * (in_channels + out_channels) * itemsize, _winograd.BATCH_BYTES
-        align = 4
+        arrays.append((8 * -(-out_w // 2) * (in_channels + out_channels) * itemsize, _winograd.BATCH_BYTES, 4))
     elif plan["kn2row"]:  # per-tap products of the input's pixels
-        row_bytes, budget = x_shape[2] * kh * kw * out_channels * itemsize, _kn2row.BATCH_BYTES
-    else:  # the patch matrix (the backward pass's, where a few-taps forward pass has none)
-        row_bytes, budget = out_w * plan["patch_cols"] * itemsize, PATCH_BYTES
-    if out_h * row_bytes <= BAND_FACTOR * budget:
-        return None
-    return -(-max(1, budget // row_bytes) // align) * align
+        arrays.append((x_shape[2] * kh * kw * out_channels * itemsize, _kn2row.BATCH_BYTES, 1))
+    elif not plan["direct"]:  # the patch matrix (x's own rows if direct; the backward pass's for few taps)
+        arrays.append((out_w * plan["patch_cols"] * itemsize, PATCH_BYTES, 1))
+    heights = [-(-max(1, budget // row_bytes) // align) * align for row_bytes, budget, align in arrays
+               if out_h * row_bytes > BAND_FACTOR * budget]
+    return min(heights) if heights else None
 
 
 class _Bands:
@@ -272,19 +273,21 @@ class _Bands:
         self.work = math.prod(kernel_shape) * out_h * out_w // len(self.bands)
 
     @classmethod
-    def of(cls, x, kernel, geometry):
+    def of(cls, x, kernel, geometry, align=1, block_channels=0):
         """The bands of a convolution of x (n, height, width, in) with kernel, or None where it
         goes unbanded (small images, or windows that read nothing but padding: a band would read
-        no row of x)."""
+        no row of x). Band heights are multiples of align (but the last band's when out_h is
+        not); block_channels as _band_height's."""
         (stride_h, _), (pad_top, _), (out_h, _) = geometry
         kh = kernel.shape[0]
         if x.shape[0] == 0 or pad_top >= kh or (out_h - 1) * stride_h - pad_top >= x.shape[1]:
             return None
         plan = _plan(x, kernel, geometry, x.dtype)
-        height = _band_height(plan, x.shape, kernel.shape, x.dtype)
+        height = _band_height(plan, x.shape, kernel.shape, x.dtype, block_channels)
         if height is None:
             return None
         height = max(height, kh, 8 if plan["winograd"] else 1)
+        height = -(-height // align) * align
         return cls(x.shape, kernel.shape, geometry, height) if 2 * height <= out_h else None
 
     def run(self, func, work=1, parity=None):

@@ -3,15 +3,16 @@
 Each batch of images is pooled while its convolution's output is in cache (fastdl/ops/conv.py's
 batches), so the full-size activation never goes to memory; the backward pass rebuilds each
 batch's dense gradient from the pooling's winners and runs conv.py's backward GEMMs on it.
+Big images go in horizontal bands of whole pooling windows (conv.py's _Bands).
 """
 
 import numpy as np
 
 from fastdl import _device
 from fastdl import backend as _backend
-from fastdl._parallel import run_row_ranges, scratch
+from fastdl._parallel import run_row_ranges, scratch, sum_in_order
 from fastdl.ops import _nn_on_device
-from fastdl.ops.conv import _backward_gemms, _forward_batches, _forward_plan, _plan_kernels, finish_bias
+from fastdl.ops.conv import _Bands, _backward_gemms, _forward_batches, _forward_plan, _plan_kernels, finish_bias
 from fastdl.ops.dense import NO_BIAS
 
 
@@ -38,6 +39,30 @@ def _check_windows(geometry, pool, pooled):
                          f"convolution's {tuple(geometry[2])} outputs: pool them with max_pool2d instead")
 
 
+def _bands(x, kernel, geometry, pool, pooled):
+    """The bands (fastdl.ops.conv._Bands) of the convolution's rows that the pooling windows
+    cover, in whole windows, or None where it goes unbanded: a band of conv rows [start, stop)
+    gives pooled rows [start // pool_h, stop // pool_h). The convolution outputs of a batch,
+    kept until pooled, count as a work array as well."""
+    strides, pads, (_, conv_w) = geometry
+    covered = strides, pads, (pooled.shape[1] * pool[0], conv_w)
+    return _Bands.of(x, kernel, covered, align=pool[0], block_channels=kernel.shape[3])
+
+
+def _pooled_rows(conv_rows, pool):
+    return slice(conv_rows.start // pool[0], conv_rows.stop // pool[0])
+
+
+def _calling_threads_backend(backend):
+    """The backend the bands run on, looked up on the calling thread: use_backend's context is
+    not the pool's, and a family loading for the first time on two pool threads at once raced
+    (config.passive_openmp's environment variable, set by both and deleted twice)."""
+    backend = _backend.get_backend() if backend is None else backend
+    for family in ("conv", "winograd"):
+        _backend.kernels(family, backend)
+    return backend
+
+
 def conv2d_pool_into(x, kernel, bias, geometry, activation, pool, out, code, backend=None):
     """conv2d, bias, activation and max pooling in one pass, for checked arrays (as conv2d_into).
 
@@ -45,11 +70,28 @@ def conv2d_pool_into(x, kernel, bias, geometry, activation, pool, out, code, bac
     padding. out (n_images, out_h, out_w, out_channels) gets the pooled outputs and code (int32,
     the same shape) each window's winning position for conv2d_pool_grad_into. Each batch of
     images is pooled while its GEMM output is in cache: the full-size activation never goes to
-    memory. Equals conv2d_into followed by max_pool2d_into.
+    memory. Equals conv2d_into followed by max_pool2d_into. Big images go in bands of whole
+    pooling windows' rows (see fastdl.ops.conv.BAND_FACTOR).
     """
     _check_windows(geometry, pool, out)
     if _device.is_device(out):
         return _nn_on_device.conv2d_pool_into(x, kernel, bias, geometry, activation, pool, out, code)
+    bands = _bands(x, kernel, geometry, pool, out)
+    if bands is None:
+        return _pool_into(x, kernel, bias, geometry, activation, pool, out, code, backend)
+    backend = _calling_threads_backend(backend)
+
+    def band(image, rows, conv_rows, band_geometry, _):
+        pooled = _pooled_rows(conv_rows, pool)
+        _pool_into(x[image : image + 1, rows], kernel, bias, band_geometry, activation, pool,
+                   out[image : image + 1, pooled], code[image : image + 1, pooled], backend)
+
+    bands.run(band)
+    return out
+
+
+def _pool_into(x, kernel, bias, geometry, activation, pool, out, code, backend):
+    """conv2d_pool_into on the host, unbanded."""
     kernels, _ = _backend.kernels("conv", backend)
     dtype = out.dtype
     out_channels = kernel.shape[3]
@@ -75,21 +117,70 @@ def conv2d_pool_grad_into(x, kernel, dpooled, code, geometry, pool, dx, dkernel,
 
     dx may be None (no input gradient needed), dkernel and dbias None (a frozen layer), dbias None
     without a bias. Each batch's dense gradient is rebuilt from the winners in a reused block, then
-    goes through the GEMMs of conv2d_grad_into.
+    goes through the GEMMs of conv2d_grad_into. Big images go in bands, as conv2d_pool_into.
     """
     _check_windows(geometry, pool, dpooled)
     if _device.is_device(dpooled):
         return _nn_on_device.conv2d_pool_grad_into(x, kernel, dpooled, code, geometry, pool, dx, dkernel, dbias)
+    bands = _bands(x, kernel, geometry, pool, dpooled)
+    if bands is not None:
+        return _grad_by_bands(x, kernel, dpooled, code, pool, dx, dkernel, dbias, backend, bands)
+    bias_partials = {}  # float64 per row range, added in order
+    _grad_into(x, kernel, dpooled, code, geometry, pool, dx, dkernel, backend,
+               lambda first: bias_partials.setdefault(first, np.zeros(kernel.shape[3])))
+    finish_bias(dbias, bias_partials)
+
+
+def _grad_into(x, kernel, dpooled, code, geometry, pool, dx, dkernel, backend, bias_sums):
+    """conv2d_pool_grad_into on the host, unbanded, but for the bias: the gradients that pass the
+    pooling are added to bias_sums(first), a float64 array (first: where the thread's range of
+    images starts)."""
     kernels, _ = _backend.kernels("conv", backend)
     out_channels = kernel.shape[3]
     conv_h, conv_w = geometry[2]
-    bias_partials = {}  # float64 per row range, added in order
 
     def gradient_rows(first, start, stop, rows):
         block = scratch("conv pool dblock", (rows.stop - rows.start, out_channels), dpooled.dtype)
-        kernels.unpool(dpooled[start:stop], code[start:stop], conv_h, conv_w, *pool, block,
-                       bias_partials.setdefault(first, np.zeros(out_channels)), 1)
+        kernels.unpool(dpooled[start:stop], code[start:stop], conv_h, conv_w, *pool, block, bias_sums(first), 1)
         return block
 
     _backward_gemms(x, kernel, geometry, dx, dkernel, backend, gradient_rows)
+
+
+def _grad_by_bands(x, kernel, dpooled, code, pool, dx, dkernel, dbias, backend, bands):
+    """conv2d_pool_grad_into band by band, as fastdl.ops.conv._grad_by_bands: the even bands
+    write their input gradients into dx, then the odd ones add theirs; the kernel and bias
+    gradients are summed by blocks of bands (the same for any thread count), the blocks' sums
+    added in order."""
+    backend = _calling_threads_backend(backend)
+    partials, bias_partials = {}, {}  # by block
+    if dx is not None:
+        # For the rows no even band writes: read by odd bands only, by no window at all, or only
+        # by the convolution's rows below the last pooling window (no gradient reaches them).
+        dx[...] = 0
+
+    def band(image, rows, conv_rows, geometry, block):
+        pooled = _pooled_rows(conv_rows, pool)
+        odd = block[0] == 1
+        band_dx = None if dx is None else dx[image : image + 1, rows]
+        if odd and dx is not None:  # rows shared with the even bands beside it: added after them
+            band_dx = scratch("conv pool band dx", band_dx.shape, dx.dtype)
+        band_dkernel = None if dkernel is None else scratch("conv pool band dkernel", kernel.shape, kernel.dtype)
+        bias_sums = bias_partials.setdefault(block, np.zeros(kernel.shape[3]))
+        _grad_into(x[image : image + 1, rows], kernel, dpooled[image : image + 1, pooled],
+                   code[image : image + 1, pooled], geometry, pool, band_dx, band_dkernel, backend,
+                   lambda _: bias_sums)
+        if odd and dx is not None:
+            dx[image : image + 1, rows] += band_dx
+        if dkernel is not None:
+            if block in partials:
+                partials[block] += band_dkernel
+            else:
+                partials[block] = band_dkernel.copy()
+
+    work = (dx is not None) + (dkernel is not None)
+    bands.run(band, work, parity=0)
+    bands.run(band, work, parity=1)
+    if dkernel is not None:
+        np.copyto(dkernel, sum_in_order(partials))
     finish_bias(dbias, bias_partials)
