@@ -173,6 +173,12 @@ def selects_cuda(backend=None):
 def use_backend(name):
     """Context manager selecting a backend for the operations run inside it.
 
+    The choice belongs to the calling thread (a context variable, as `decimal.localcontext`'s):
+    threads started inside the block, a ThreadPoolExecutor's included, run on the process
+    default (`set_backend`) unless they enter `use_backend` themselves or are handed the context
+    (`contextvars.copy_context().run`). fastdl's ops pick their kernels on the calling thread, so
+    the work they hand to fastdl's own threads runs on the caller's choice.
+
     Raises
     ------
     ValueError
