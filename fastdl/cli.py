@@ -299,6 +299,7 @@ def _cmd_info(args):
     print(f"  OPENBLAS_THREAD_TIMEOUT   {spin}")
     print("\nNumba compilation:")
     print(f"  FASTDL_CACHE              {_describe_flag(config.numba_cache)} (numba's disk cache)")
+    print(f"  cache directory           {_describe_numba_cache()}")
     print(f"  FASTDL_FASTMATH           {_describe_flag(config.numba_fastmath)}")
 
     print("\nGPU:")
@@ -332,6 +333,49 @@ def _describe_flag(read):
         return "on" if read() else "off"
     except ValueError as error:
         return f"invalid ({error}): every operation will fail"
+
+
+def _describe_numba_cache():
+    """Where numba caches fastdl's kernels and whether it can write there, found as numba finds it
+    (its locators: $NUMBA_CACHE_DIR, the kernels' __pycache__, the user's cache; the first writable
+    one). Where none is, fastdl compiles in memory and every process compiles again. (Like numba,
+    this creates the directory it finds, and a temporary file in it.)"""
+    from pathlib import Path
+
+    from fastdl import config
+
+    try:
+        if not config.numba_cache():
+            return "not used (FASTDL_CACHE=0): every process compiles the kernels it runs again"
+    except ValueError:
+        return "unknown (FASTDL_CACHE is invalid, see above)"
+    try:
+        import numba
+        from numba.core import caching
+
+        from fastdl.kernels.cpu import _jit
+    except Exception as error:  # no numba: nothing is compiled
+        return f"unknown ({type(error).__name__}: {error})"
+    user_dir = numba.config.CACHE_DIR
+    try:  # every numba kernel is in _jit's folder: they share one cache directory
+        path = caching.FunctionCache(_jit.helper).cache_path
+    except RuntimeError:  # "no locator available": nowhere writable
+        impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl", None)
+        kinds = ("UserProvided", "InTree", "UserWide") if user_dir else ("InTree", "UserWide")
+        tried = []
+        for locator in getattr(impl, "_locator_classes", ()):  # in numba's order
+            if any(kind in locator.__name__ for kind in kinds):
+                with contextlib.suppress(Exception):
+                    tried.append(locator(_jit.helper, _jit.__file__).get_cache_path())
+        return (f"none writable (tried {', '.join(tried)}): every process compiles the kernels it runs "
+                f"again (minutes of a `fastdl reproduce`); set NUMBA_CACHE_DIR to a writable directory")
+    except Exception as error:  # another numba version's internals: the report goes on
+        return f"unknown ({type(error).__name__}: {error})"
+    cached = len(list(Path(path).glob(f"*.py{sys.version_info.major}{sys.version_info.minor}.nbi")))
+    said = f"{path} (writable; {cached} function{'s' if cached != 1 else ''} cached)"
+    if user_dir and not Path(path).is_relative_to(user_dir):
+        said += f"; NUMBA_CACHE_DIR {user_dir} is not writable"
+    return said
 
 
 def _threadpool_lines():

@@ -307,6 +307,48 @@ def test_info_describes_the_compilation_flags_and_an_invalid_one(monkeypatch, ca
     assert "GPU:" in out.split(lines["FASTDL_FASTMATH"], 1)[1]  # the report goes on
 
 
+def _cache_line(out):
+    return next(line for line in out.splitlines() if line.strip().startswith("cache directory"))
+
+
+def test_info_names_numbas_cache_directory_and_whether_it_is_writable(tmp_path, monkeypatch, capsys):
+    """It said only "on": with nowhere writable, numba compiled every kernel in every process (128 s)
+    without a word. Where it caches, whether it can write there, and how to fix it where it cannot."""
+    pytest.importorskip("numba")
+    monkeypatch.setenv("FASTDL_CACHE", "1")
+    monkeypatch.setattr("numba.config.CACHE_DIR", str(tmp_path / "numba-cache"))  # as NUMBA_CACHE_DIR sets it
+    assert main(["info"]) == 0
+    line = _cache_line(capsys.readouterr().out)
+    assert str(tmp_path / "numba-cache" / "cpu_") in line and "(writable; 0 functions cached)" in line
+    assert "NUMBA_CACHE_DIR" not in line
+
+    import numba.core.caching
+
+    writable = numba.core.caching._CacheLocator.ensure_cache_path
+    blocked = [str(tmp_path)]
+
+    def unwritable(locator):
+        if any(locator.get_cache_path().startswith(path) for path in blocked):
+            raise PermissionError(13, "Permission denied", locator.get_cache_path())
+        return writable(locator)
+
+    monkeypatch.setattr(numba.core.caching._CacheLocator, "ensure_cache_path", unwritable)
+    assert main(["info"]) == 0  # numba goes on to the next place: the kernels' __pycache__, say
+    line = _cache_line(capsys.readouterr().out)
+    assert "(writable; " in line and line.endswith(f"; NUMBA_CACHE_DIR {tmp_path / 'numba-cache'} is not writable")
+    blocked.append("/")  # nowhere
+    assert main(["info"]) == 0
+    line = _cache_line(capsys.readouterr().out)
+    kernels = Path(__import__("fastdl.kernels.cpu", fromlist=["_jit"]).__file__).parent
+    assert line.split(None, 2)[2].startswith(f"none writable (tried {tmp_path / 'numba-cache'}")
+    assert str(kernels / "__pycache__") in line and "every process compiles the kernels it runs again" in line
+    assert "set NUMBA_CACHE_DIR to a writable directory" in line
+
+    monkeypatch.setenv("FASTDL_CACHE", "0")
+    assert main(["info"]) == 0
+    assert "not used (FASTDL_CACHE=0)" in _cache_line(capsys.readouterr().out)
+
+
 def test_info_describes_an_invalid_fastdl_num_threads_and_goes_on(monkeypatch, capsys):
     """As for a bad FASTDL_BACKEND: the Threads line says what is wrong, the report goes on."""
     import fastdl.backend

@@ -116,7 +116,26 @@ def test_quick_run_on_embedded_default_writes_files(tmp_path, capsys):
         assert EMBEDDED_NAME in (out / f"{name}.md").read_text()
     assert json.loads((out / "summary.json").read_text())["source"] == EMBEDDED_NAME
     printed = capsys.readouterr().out
-    assert EMBEDDED_NAME in printed and "skipped" in printed
+    assert EMBEDDED_NAME in printed and "skipped" in printed and "UMAP compiles" not in printed
+
+
+def test_full_run_says_before_t_sne_and_umap_that_they_take_a_while(tmp_path, monkeypatch, capsys):
+    """40-87 s passed without a word after the distance table while t-SNE and UMAP ran."""
+    import sklearn.manifold
+
+    class Started(Exception):
+        pass
+
+    def tsne(**kwargs):
+        raise Started  # the run stops where t-SNE starts: what was printed by then is under test
+
+    monkeypatch.setattr(sklearn.manifold, "TSNE", tsne)
+    with pytest.raises(Started):
+        a1.run(out_dir=tmp_path, quick=False)
+    printed = capsys.readouterr().out
+    assert printed.index("Hardest pair") < printed.index(
+        "t-SNE and UMAP maps of the training set (up to a minute on 2 cores; UMAP compiles its functions on "
+        "its first run, up to a minute more)...")
 
 
 def test_full_run_draws_tsne_and_umap(tmp_path):

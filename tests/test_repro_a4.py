@@ -173,6 +173,7 @@ def test_auto_quick_follows_the_estimate(estimate, expect_quick, fashion_dir, tm
 
     def fake_estimate(images, labels, counts, epochs=None, backend=None):
         seen["counts"] = counts
+        print("<timing>")
         return {"mlp": estimate / 4, "cnn": 3 * estimate / 4, "total": estimate}
 
     monkeypatch.setattr(a4, "estimate_full_seconds", fake_estimate)
@@ -185,6 +186,10 @@ def test_auto_quick_follows_the_estimate(estimate, expect_quick, fashion_dir, tm
     assert result["auto_quick"] is True and result["quick"] is expect_quick
     assert result["estimate"]["total"] == estimate
     printed = capsys.readouterr().out
+    # The header, then what the seconds of timing are for, then the decision.
+    order = ["== Assignment 4: MLP and CNN on Fashion-MNIST ==", "Estimating how long the full run takes here",
+             "<timing>", "A full run"]
+    assert [printed.index(text) for text in order] == sorted(printed.index(text) for text in order)
     # The message names the images and epochs that run: the caller's sizes, not the quick run's.
     if expect_quick:
         assert "quick run" in printed and "fastdl reproduce a4 --full" in printed

@@ -166,6 +166,7 @@ def test_auto_quick_follows_the_estimate(estimate, expect_quick, tmp_path, monke
 
     def fake_estimate(images, labels, counts, epochs=None, keys=tuple(a5.MODELS), backend=None):
         seen["counts"] = counts
+        print("<timing>")
         return {**{key: estimate / 10 for key in a5.MODELS}, "total": estimate}
 
     monkeypatch.setattr(a5, "estimate_full_seconds", fake_estimate)
@@ -173,6 +174,10 @@ def test_auto_quick_follows_the_estimate(estimate, expect_quick, tmp_path, monke
     assert seen["counts"] == {"train": 6, "test": 3}
     assert result["auto_quick"] is True and result["quick"] is expect_quick
     printed = capsys.readouterr().out
+    # The header, then what the seconds of timing are for, then the decision.
+    order = ["== Assignment 5: telling the time", "Estimating how long the full run takes here", "<timing>",
+             "A full run"]
+    assert [printed.index(text) for text in order] == sorted(printed.index(text) for text in order)
     # The message names what was estimated and what runs: the caller's sizes and epochs.
     assert "10 models, 1 epoch each on 6 training clocks" in printed
     assert "6 training and 3 test images, 1 epoch per model" in printed and "800" not in printed

@@ -21,8 +21,12 @@ def small_scorer(monkeypatch, tmp_path):
     monkeypatch.setenv("FASTDL_CACHE_DIR", str(tmp_path / "cache"))
 
 
-def test_quick_run_writes_every_output(tmp_path):
+def test_quick_run_writes_every_output(tmp_path, capsys):
     result = a6.run(out_dir=tmp_path, quick=True, images=16, epochs=1, scored=24)
+    printed = capsys.readouterr().out
+    # The feature network's training (19 s in a fresh `make run`) is said before it starts.
+    said = "Feature network for the Fréchet score: read from the cache, or trained here and cached (96 images, 1 epoch)"
+    assert printed.index("data: ") < printed.index(said) < printed.index("VAE (")
     out = tmp_path / "a6" / "faces"
     for name in OUTPUT_FILES:
         assert (out / name).is_file(), name
@@ -198,6 +202,7 @@ def test_sizes_given_run_and_are_what_the_estimate_and_the_messages_describe(tmp
 
     def estimate(image_shape, settings=a6.FULL, seed=0, backend=None):
         estimated.append(dict(settings))
+        print("<timing>")
         return {"vae": 3000.0, "gan": 6000.0, "total": 9000.0}
 
     monkeypatch.setattr(a6, "estimate_full_seconds", estimate)
@@ -209,7 +214,13 @@ def test_sizes_given_run_and_are_what_the_estimate_and_the_messages_describe(tmp
     assert estimated == [sized]
     assert result["settings"] == {**a6.QUICK, **given} and result["quick"] is True
     printed = capsys.readouterr().out
-    assert f"({sized['images']:,} images, {sized['epochs']} epochs per model: VAE 50, GAN 100 min)" in printed
+    # The header first (the previous assignment's output stood alone through the timing), then
+    # what the seconds of timing are for, then the decision.
+    order = ["== Assignment 6: a VAE and a GAN generating faces ==", "Estimating how long the full run takes here",
+             "<timing>", "A full run"]
+    assert [printed.index(text) for text in order] == sorted(printed.index(text) for text in order)
+    epochs = f"{sized['epochs']} epoch{'s' if sized['epochs'] != 1 else ''}"  # "1 epochs" before
+    assert f"({sized['images']:,} images, {epochs} per model: VAE 50, GAN 100 min)" in printed
     assert (f"so this is the quick run: {run}." if quick_run else f"so the settings not given are the quick run's: {run}.") \
         in printed
     options = "".join(f" --{key} {value}" for key, value in given.items())

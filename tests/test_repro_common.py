@@ -59,25 +59,57 @@ def test_announce_decision(capsys, quick, quick_run, said):
     assert said in printed and ("The full run" in printed) is quick
 
 
-def test_seconds_per_image_times_training_and_inference(monkeypatch):
-    """One warm-up batch untimed, then one epoch and one inference pass, each divided by the images."""
-    calls = []
+def test_seconds_per_image_times_each_batch_and_keeps_the_fastest(monkeypatch):
+    """One warm-up batch untimed, then each batch trained on and inferred as a call of its own: the
+    fastest call counts, over the batch's images. One pass over the three batches, timed as one,
+    put the course MLP at 45 min in one run and 24 in the next (its full run: about a minute)."""
+    calls, now = [], [0.0]
 
-    class Model:
+    class Model:  # batch 1 takes 1 s, the others 5 s (a busy machine), on a fake clock
         def fit(self, x, y, epochs, batch_size, shuffle=True):
-            calls.append(("fit", len(x), sorted(y) if isinstance(y, dict) else len(y), shuffle))
+            calls.append(("fit", int(x[0, 0]), len(x), sorted(y) if isinstance(y, dict) else len(y), shuffle))
+            now[0] += 1 if x[0, 0] == 1 else 5
 
         def predict(self, x, batch_size):
-            calls.append(("predict", len(x)))
+            calls.append(("predict", int(x[0, 0]), len(x)))
+            now[0] += 1 if x[0, 0] == 1 else 5
 
-    ticks = iter(range(100))
-    monkeypatch.setattr(report.time, "perf_counter", lambda: float(next(ticks)))
+    monkeypatch.setattr(report.time, "perf_counter", lambda: now[0])
+    x = np.repeat(np.arange(3.0), 4)[:, None] * np.ones((1, 2))  # batch b holds the value b
     y = {"hour": np.zeros(12), "minute": np.zeros(12)}
-    assert report.seconds_per_image(Model(), np.zeros((12, 2)), y, 4) == (1 / 12, 1 / 12)
-    assert calls == [("fit", 4, ["hour", "minute"], True), ("predict", 4),
-                     ("fit", 12, ["hour", "minute"], False), ("predict", 12)]
+    assert report.seconds_per_image(Model(), x, y, 4) == (1 / 4, 1 / 4)
+    # Every timed call is over report.TIMED_SECONDS: report.TIMED_BATCHES of each, one per batch.
+    assert calls == [("fit", 0, 4, ["hour", "minute"], True), ("predict", 0, 4),
+                     *[("fit", b, 4, ["hour", "minute"], False) for b in range(3)],
+                     *[("predict", b, 4) for b in range(3)]]
     with pytest.raises(ValueError, match="infer must be"):
         report.seconds_per_image(Model(), np.zeros((4, 2)), np.zeros(4), 4, infer="score")
+    with pytest.raises(ValueError, match="0 images"):
+        report.seconds_per_image(Model(), np.zeros((0, 2)), np.zeros(0), 4)
+
+
+def test_fastest_call_times_short_steps_again_up_to_its_budget(monkeypatch):
+    seconds = iter([0.2, 0.1, 0.3, 0.05, 0.2, 9.0])  # each call's duration
+    now = [0.0]
+    steps = []
+
+    def step(i):
+        steps.append(i)
+        now[0] += next(seconds)
+
+    monkeypatch.setattr(report.time, "perf_counter", lambda: now[0])
+    # Three calls at least; then more while they add up to under 0.5 s (0.6 after three: done).
+    assert report.fastest_call(step, calls=3, seconds=0.5) == pytest.approx(0.1)
+    assert steps == [0, 1, 2]
+    steps.clear()
+    # One call at least, then more while under 1 s in all, at most 3: 0.05, 0.2, 9.0 -> 0.05.
+    assert report.fastest_call(step, calls=1, seconds=1.0, most=3) == pytest.approx(0.05)
+    assert steps == [0, 1, 2]
+
+
+def test_announce_estimate_says_it_is_timing(capsys):
+    report.announce_estimate()
+    assert capsys.readouterr().out == "Estimating how long the full run takes here (timing a few training steps)...\n"
 
 
 # --- repro.run publishes a run's files all together, or none of them ------------------------------

@@ -181,6 +181,10 @@ def _embeddings(data, centroids, out, quick, timings, files):
         print("t-SNE and UMAP skipped (quick run); run without --quick to draw them.\n")
         return result
 
+    # Measured on 2 cores other processes kept busy: t-SNE 8-61 s, UMAP 4-8 s, and 29-52 s on its
+    # first run (compiling); on the README's idle 2 cores all of a1 took 8 s (20 s on the first run).
+    print("t-SNE and UMAP maps of the training set (up to a minute on 2 cores; UMAP compiles its "
+          "functions on its first run, up to a minute more)...", flush=True)
     from sklearn.manifold import TSNE
 
     with timings("tsne"):

@@ -109,9 +109,10 @@ def estimate_full_seconds(images, labels, counts, epochs=None, backend=None):
     """Seconds training and evaluating both models would take here on splits of these sizes.
 
     Each model is trained on one batch (compiling and allocating), then ``report.TIMED_BATCHES``
-    batches are timed, and evaluation likewise (:func:`fastdl.repro.report.seconds_per_image`); the
-    per-image times are scaled to the run's epochs (training, then validation each epoch) and the
-    final evaluation of every split.
+    batches (more where a batch takes milliseconds) are timed one by one, and evaluation likewise,
+    the fastest counting (:func:`fastdl.repro.report.seconds_per_image`); the per-image times are
+    scaled to the run's epochs (training, then validation each epoch) and the final evaluation of
+    every split.
 
     Parameters
     ----------
@@ -233,6 +234,7 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, dataset="fash
         sample = slice(n_validation, n_validation + largest_batch * report.TIMED_BATCHES)
         sample_x = report.scale_images(x_train[sample])
         sample_y = np.asarray(y_train[sample]).reshape(-1)
+        report.announce_estimate()
         with timings("estimate"):
             estimate = estimate_full_seconds(sample_x, sample_y, full_counts, backend=backend)
         quick = estimate["total"] > report.AUTO_QUICK_SECONDS

@@ -109,7 +109,7 @@ def estimate_full_seconds(images, labels, counts, epochs=None, keys=tuple(MODELS
     Models that differ only in their loss or their last layer (the two regressions, the six
     classifications) train at the same speed, so each architecture is timed once: one batch
     (compiling and allocating), then ``report.TIMED_BATCHES`` batches of training and of
-    prediction (:func:`fastdl.repro.report.seconds_per_image`).
+    prediction, one by one, the fastest counting (:func:`fastdl.repro.report.seconds_per_image`).
     The per-image times are scaled to the run: each epoch trains on the training split and
     predicts the test split (the learning curve), and at the end both splits are predicted.
 
@@ -245,6 +245,7 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, sizes=None, e
     if auto_quick:
         timed = {"train": SETTINGS["batch_size"] * report.TIMED_BATCHES, "test": 0}
         sample = prepare_splits(images, labels, timed)["train"]
+        report.announce_estimate()
         with timings("estimate"):
             estimate = estimate_full_seconds(sample[0], sample[1], full_counts, epochs, keys, backend=backend)
         quick = estimate["total"] > report.AUTO_QUICK_SECONDS

@@ -154,7 +154,9 @@ def load_images(data, n_images, n_scored, data_dir=None, seed=SEED, verify=True)
 
 def estimate_full_seconds(image_shape, settings=FULL, seed=SEED, backend=None):
     """Seconds a run of these settings ("images", "epochs") takes here, from a timed VAE step and
-    GAN step."""
+    GAN step (:func:`fastdl.repro.report.fastest_call`): a short step (a GPU's) is timed a few times,
+    the fastest counting; a step of seconds (two cores') once, as a second would double the
+    estimate's time for a full run hours long either way."""
     rng = np.random.default_rng(seed)
     batch = rng.random((BATCH_SIZE, *image_shape), dtype=np.float32)
     vae, _, _ = a6_models.build_vae(image_shape, seed=seed, backend=backend)
@@ -164,10 +166,9 @@ def estimate_full_seconds(image_shape, settings=FULL, seed=SEED, backend=None):
                              ("gan", lambda: a6_models.gan_step(gan, generator, discriminator,
                                                                 batch[:BATCH_SIZE // 2], rng))):
         step()  # allocation and first-call costs
-        start = time.perf_counter()
-        step()
+        fastest = report.fastest_call(lambda i: step(), calls=1)
         steps = -(-settings["images"] // (BATCH_SIZE if model_kind == "vae" else BATCH_SIZE // 2))
-        seconds[model_kind] = (time.perf_counter() - start) * steps * settings["epochs"]
+        seconds[model_kind] = fastest * steps * settings["epochs"]
     seconds["total"] = seconds["vae"] + seconds["gan"]
     return seconds
 
@@ -218,7 +219,10 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
     timings = report.Timings()
     auto_quick, estimate = quick is None, None
     image_shape = FASHION_SHAPE if data_kind == "fashion" else FACE_SHAPE
+    # The header first: what follows (the estimate, the feature network) takes seconds to minutes.
+    report.print_header(TITLE.format(name="Fashion-MNIST items" if data_kind == "fashion" else "faces"))
     if auto_quick:
+        report.announce_estimate()
         with timings("estimate"):
             estimate = estimate_full_seconds(image_shape, {**FULL, **given}, seed=seed, backend=backend)
         quick = estimate["total"] > report.AUTO_QUICK_SECONDS
@@ -232,14 +236,16 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
     n_floor = min(n_scored, len(train))  # training images the floor compares with the held-out ones
     device = report.compute_device(backend)
     source = (f"{described}; {len(train):,} training and {n_scored:,} held-out images, "
-              f"{settings['epochs']} epoch{'s' if settings['epochs'] != 1 else ''} per model"
+              f"{_epochs(settings['epochs'])} per model"
               + (" (quick run)" if quick_run else "") + f"; trained on {device}")
     out = Path(out_dir) / "a6" / data_kind
-    report.print_header(TITLE.format(name="Fashion-MNIST items" if data_kind == "fashion" else "faces"))
     if auto_quick:
         _print_decision(estimate, quick, data, given, settings, quick_run)
     print(f"data: {source}\n")
 
+    feature = a6_score.SETTINGS[bool(quick)]
+    print(f"Feature network for the Fréchet score: read from the cache, or trained here and cached "
+          f"({feature['images']:,} images, {_epochs(feature['epochs'])})...", flush=True)
     with timings("feature_network"):
         network, feature_source = _feature_network(data_kind, image_shape, quick, data_dir, cache_dir, seed,
                                                    verify)
@@ -256,7 +262,7 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
         label = a6_report.MODEL_LABELS[model_kind]
         trainer = (_VaeTrainer if model_kind == "vae" else _GanTrainer)(image_shape, seed, backend)
         parameters[model_kind] = trainer.count_params()
-        print(f"{label} ({parameters[model_kind]:,} parameters), {settings['epochs']} epochs on {len(train):,} images")
+        print(f"{label} ({parameters[model_kind]:,} parameters), {_epochs(settings['epochs'])} on {len(train):,} images")
         scores[model_kind] = {}
         with timings(f"fit_{model_kind}"):
             for epoch in range(1, settings["epochs"] + 1):
@@ -301,6 +307,11 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
         "settings": settings, "estimate": estimate, "parameters": parameters, "history": history,
         "scores": scores, "floor": floor, "interpolation": interpolation, "feature_source": feature_source,
         "timings": dict(timings), "files": files})
+
+
+def _epochs(n):
+    """The count with "epoch", plural unless it is one."""
+    return f"{n} epoch{'s' if n != 1 else ''}"
 
 
 def _latent_vectors(rng, n_scored):
@@ -400,11 +411,11 @@ class _GanTrainer:
 def _print_decision(estimate, quick, data, given, settings, quick_run):
     """What the estimate (of the full run with the sizes ``given``) decided, and the settings that run."""
     sized = {**FULL, **given}
-    parts = (f"{sized['images']:,} images, {sized['epochs']} epochs per model: VAE {estimate['vae'] / 60:.0f}, "
+    parts = (f"{sized['images']:,} images, {_epochs(sized['epochs'])} per model: VAE {estimate['vae'] / 60:.0f}, "
              f"GAN {estimate['gan'] / 60:.0f} min")
     network = "the quick run's feature network" if quick else "the full run's feature network"
-    run = (f"{settings['images']:,} images, {settings['epochs']} epoch{'s' if settings['epochs'] != 1 else ''} "
-           f"per model, scored on {settings['scored']:,} images in {network}")
+    run = (f"{settings['images']:,} images, {_epochs(settings['epochs'])} per model, scored on "
+           f"{settings['scored']:,} images in {network}")
     options = ("" if data == "faces" else f" --data {data}") + "".join(
         f" --{key} {given[key]}" for key in ("images", "epochs") if key in given)
     size_it = "" if {"images", "epochs"} <= set(given) else " (or size it: --images N --epochs E)"

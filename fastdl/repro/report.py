@@ -5,9 +5,10 @@ tests and scripts), and both carry the data source; so does every figure, in its
 are drawn with matplotlib's non-interactive "Agg" backend, so reproducing never opens a window and
 works without a display.
 
-a4, a5 and a6 have full runs that take hours on two cores: with ``quick=None`` they time a few
-batches (:func:`seconds_per_image`), run the quick version when the full one would take over
-``AUTO_QUICK_SECONDS``, and say what they decided (:func:`announce_decision`).
+a4, a5 and a6 have full runs that take hours on two cores: with ``quick=None`` they say that they
+are timing (:func:`announce_estimate`), time a few batches (:func:`seconds_per_image`), run the quick
+version when the full one would take over ``AUTO_QUICK_SECONDS``, and say what they decided
+(:func:`announce_decision`).
 """
 
 import json
@@ -19,7 +20,9 @@ from pathlib import Path
 import numpy as np
 
 AUTO_QUICK_SECONDS = 600.0  # quick=None runs the quick version when a full run would take longer
-TIMED_BATCHES = 3  # training batches timed for an estimate, after an untimed warm-up batch
+TIMED_BATCHES = 3  # batches timed one by one for an estimate, after an untimed warm-up batch
+TIMED_SECONDS = 0.5  # short steps are timed again until the timed calls add up to this
+MAX_TIMED_CALLS = 30  # ... or until this many were timed
 
 
 def get_pyplot():
@@ -406,17 +409,36 @@ def cap_counts(counts, sizes=None):
     return {split: min(count, (sizes or {}).get(split, count)) for split, count in counts.items()}
 
 
+def fastest_call(step, calls=TIMED_BATCHES, seconds=TIMED_SECONDS, most=MAX_TIMED_CALLS):
+    """Seconds the fastest of several timed calls ``step(i)`` took, i = 0, 1, 2, ...
+
+    At least ``calls`` calls, then more while they add up to under ``seconds`` (at most ``most``
+    in all), so a step of milliseconds is timed many times and one of seconds no more than
+    ``calls`` times. The fastest, not the mean: other processes on the cores slow calls down and
+    never speed one up (a training step of the course MLP took 0.6 ms, and 70 ms for a second or
+    more at a time, on two cores other processes kept busy).
+    """
+    times = []
+    while len(times) < calls or (sum(times) < seconds and len(times) < most):
+        start = time.perf_counter()
+        step(len(times))
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
 def seconds_per_image(model, x, y, batch_size, infer="predict"):
     """(training, inference) seconds per image of a compiled model, for a full run's estimate.
 
     The first batch is trained on and inferred once untimed (compiling kernels, allocating); then
-    one epoch over ``x`` (unshuffled) and one inference pass over it are timed.
+    each batch of ``x`` (unshuffled) is trained on, and inferred, as a call of its own, cycling
+    over them: the fastest call of each kind (:func:`fastest_call`), over the batch's images.
 
     Parameters
     ----------
     model : fastdl.nn.Sequential or fastdl.nn.Model, compiled
     x : ndarray of shape (n, ...)
-        A few batches of images (``TIMED_BATCHES`` of them, say).
+        A few batches of images (``TIMED_BATCHES`` of them, say); fewer than ``batch_size`` are
+        timed as one batch, a last partial batch is left out.
     y : ndarray or dict of ndarrays
         The targets of ``x``, as ``model.fit`` takes them.
     batch_size : int
@@ -429,23 +451,37 @@ def seconds_per_image(model, x, y, batch_size, infer="predict"):
     """
     if infer not in ("predict", "evaluate"):
         raise ValueError(f"infer must be 'predict' or 'evaluate', got {infer!r}")
+    if len(x) == 0 or batch_size < 1:
+        raise ValueError(f"need images and a batch size >= 1 to time, got {len(x)} images, batch_size={batch_size}")
 
-    def rows(values, n):
-        return {name: value[:n] for name, value in values.items()} if isinstance(values, dict) else values[:n]
+    def rows(values, part):
+        return {name: value[part] for name, value in values.items()} if isinstance(values, dict) else values[part]
 
     def inference(images, targets):
         if infer == "evaluate":
             return model.evaluate(images, targets, batch_size=batch_size)
         return model.predict(images, batch_size=batch_size)
 
-    model.fit(x[:batch_size], rows(y, batch_size), epochs=1, batch_size=batch_size)
-    inference(x[:batch_size], rows(y, batch_size))
-    start = time.perf_counter()
-    model.fit(x, y, epochs=1, batch_size=batch_size, shuffle=False)
-    train = (time.perf_counter() - start) / len(x)
-    start = time.perf_counter()
-    inference(x, y)
-    return train, (time.perf_counter() - start) / len(x)
+    first = slice(0, batch_size)
+    model.fit(x[first], rows(y, first), epochs=1, batch_size=batch_size)
+    inference(x[first], rows(y, first))
+    size = min(batch_size, len(x))
+    batches = [slice(start, start + size) for start in range(0, len(x) - size + 1, size)]
+
+    def train(i):
+        part = batches[i % len(batches)]
+        model.fit(x[part], rows(y, part), epochs=1, batch_size=batch_size, shuffle=False)
+
+    def infer_batch(i):
+        part = batches[i % len(batches)]
+        inference(x[part], rows(y, part))
+
+    return fastest_call(train) / size, fastest_call(infer_batch) / size
+
+
+def announce_estimate():
+    """Say that the full run's time is being estimated: the timing takes seconds, up to half a minute."""
+    print("Estimating how long the full run takes here (timing a few training steps)...", flush=True)
 
 
 def announce_decision(estimate, parts, quick, run, full_command, quick_run=True):
