@@ -1,6 +1,7 @@
 """How every Numba kernel here is compiled: options from fastdl.config, caching that never breaks."""
 
 import types
+import warnings
 
 import numba
 
@@ -30,12 +31,21 @@ def _variant(func, suffix):
 def _njit(func, **options):
     """numba.njit(func) cached on disk unless FASTDL_CACHE=0 (config.numba_cache); in memory
     where Numba finds no writable cache location (read-only install, no writable home)."""
+    global _uncached_warned
     if config.numba_cache():
         try:
             return numba.njit(cache=True, **options)(func)
         except RuntimeError:  # "cannot cache function ...: no locator available"
-            pass
+            if not _uncached_warned:
+                _uncached_warned = True
+                warnings.warn("fastdl: Numba finds no writable place to cache its compiled kernels (the "
+                              "kernels' __pycache__, ~/.cache/numba): every process compiles the ones it runs "
+                              "again, up to minutes; set NUMBA_CACHE_DIR to a writable directory (fastdl info "
+                              "says where the cache is)", RuntimeWarning, stacklevel=2)
     return numba.njit(**options)(func)
+
+
+_uncached_warned = False  # _njit's warning is given once a process
 
 
 def helper(**options):
