@@ -1,8 +1,12 @@
 """Never train on from NaN or infinite values: fit's snapshot of each epoch's starting state, put
-back where the epoch ends non-finite, and train_on_batch's checks before and after its step."""
+back where the epoch ends non-finite, and train_on_batch's checks before and after its step. And
+never leave part of a step after Ctrl-C: the optimizer's step taken whole (sigint_deferred), the
+moving statistics of a step not taken put back (statistics_kept)."""
 
+import _signal  # signal's own functions: signal.signal and getsignal add 4-8 us a call (enum lookups)
 import contextlib
 import math
+import threading
 
 import numpy as np
 
@@ -107,22 +111,49 @@ def guarded(model, train, before):
 
 
 @contextlib.contextmanager
-def statistics_kept(model):
-    """train_on_batch's: the layers' non-trainable state (BatchNormalization's moving statistics)
-    put back where the step stops on a non-finite value (the forward pass moved them before the
-    loss was seen) or leaves them non-finite."""
+def sigint_deferred():
+    """Hold Ctrl-C back for the block (an optimizer's step over its runs: milliseconds), then
+    deliver it: a step is taken whole or not at all. Only the main thread sets handlers; a handler
+    not set from Python (None) is kept. A few us a block (fastdl.repro's _sigint_deferred, for
+    files, goes through the signal module)."""
+    if threading.current_thread() is not threading.main_thread() or _signal.getsignal(_signal.SIGINT) is None:
+        yield
+        return
+    caught = []
+    previous = _signal.signal(_signal.SIGINT, lambda *args: caught.append(args))
+    try:
+        yield
+    finally:
+        _signal.signal(_signal.SIGINT, previous)
+    if caught:
+        _signal.raise_signal(_signal.SIGINT)
+
+
+@contextlib.contextmanager
+def statistics_kept(model, check_finite=True):
+    """A training step's (forward, backward, optimizer step): the layers' non-trainable state
+    (BatchNormalization's moving statistics) put back where the step stops before the optimizer
+    applied it, on a non-finite value or on Ctrl-C (the forward pass moved them before the loss was
+    seen; a KeyboardInterrupt after the whole step, held back by sigint_deferred, keeps them), and
+    with check_finite (train_on_batch's) where the step leaves them non-finite."""
     statistics = [(array, _device.copy(array)) for _, array in model.non_trainable_weights()]
+    iterations = model.optimizer.iterations  # counted once the step is applied whole
 
     def put_back():
-        for array, copy in statistics:
-            _device.assign(array, copy)
+        with sigint_deferred():
+            for array, copy in statistics:
+                _device.assign(array, copy)
 
     try:
         yield
     except NonFiniteError:
         put_back()
         raise
-    if not all(finite(array) for array, _ in statistics):
+    except KeyboardInterrupt:
+        if model.optimizer.iterations == iterations:
+            put_back()
+        raise
+    if check_finite and not all(finite(array) for array, _ in statistics):
         put_back()
         raise NonFiniteError("train_on_batch: the step made the moving statistics NaN or infinite (inputs "
                              "beyond float range?); they are put back to those from before it")

@@ -9,6 +9,7 @@ import numpy as np
 from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._parallel import row_ranges
+from fastdl.nn.guard import sigint_deferred
 
 _EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 
@@ -208,13 +209,19 @@ class Optimizer:
                     self.state[slot].append(flat[offset:offset + p.size].reshape(p.shape))
 
     def step(self):
-        self.iterations += 1
-        for value, grad, slots, loose in self._runs:
-            if loose is not None:  # a parameter outside flat buffers
-                value = loose.value.reshape(-1)
-                grad = np.ascontiguousarray(loose.grad, dtype=value.dtype).reshape(-1)
-            n_threads = 1 if _device.is_device(value) else len(row_ranges(value.size, _backend.get_num_threads(), 16))
-            self._update(value, grad, slots, n_threads)
+        """Apply the gradients to every run, then count the step. Whole or not at all: a Ctrl-C
+        is held back until the last run is updated and the step counted (sigint_deferred), so a
+        model of several runs (a VAE's encoder and decoder) never has one updated and not the
+        other, nor a count ahead of its weights (Adam's bias correction, a saved file)."""
+        with sigint_deferred():
+            for value, grad, slots, loose in self._runs:
+                if loose is not None:  # a parameter outside flat buffers
+                    value = loose.value.reshape(-1)
+                    grad = np.ascontiguousarray(loose.grad, dtype=value.dtype).reshape(-1)
+                n_threads = (1 if _device.is_device(value)
+                             else len(row_ranges(value.size, _backend.get_num_threads(), 16)))
+                self._update(value, grad, slots, n_threads)
+            self.iterations += 1
 
     def state_arrays(self):
         """The arrays a step writes: each run's values (a flat buffer's slice, or a parameter
@@ -381,7 +388,7 @@ class Adam(Optimizer):
         self.epsilon = _check_epsilon(epsilon)
 
     def step(self):
-        t = self.iterations + 1
+        t = self.iterations + 1  # this step's (the base class counts it once applied)
         self._alpha = float(self.lr * np.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t))
         super().step()
 

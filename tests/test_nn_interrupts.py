@@ -1,0 +1,175 @@
+"""Ctrl-C during training leaves a whole number of steps: the weights, optimizer slots, step count
+and BatchNormalization's moving statistics of a model that took n steps, or n + 1 where the
+interrupt came during the optimizer's step (held back until that step is whole), and training on
+from there gives bit-identical results to a model never interrupted."""
+
+import signal
+import threading
+
+import numpy as np
+import pytest
+
+from fastdl import nn
+from fastdl.nn.guard import sigint_deferred
+
+OPTIMIZERS = {"sgd": lambda: nn.SGD(0.1, momentum=0.9), "rmsprop": lambda: nn.RMSprop(0.01),
+              "adam": lambda: nn.Adam(0.01)}
+
+
+def _model(backend, dtype, optimizer):
+    """A small CNN with BatchNormalization and a frozen Dense between two trainable ones: its
+    optimizer updates two runs (the frozen weights split the flat buffer)."""
+    model = nn.Sequential([nn.Conv2D(2, 3, input_shape=(5, 5, 1)), nn.BatchNormalization(), nn.Flatten(),
+                           nn.Dense(3, trainable=False), nn.Dense(2)],
+                          seed=0, dtype=np.dtype(dtype).name, backend=backend)
+    model.compile(OPTIMIZERS[optimizer](), "mse")
+    return model
+
+
+def _data(dtype):
+    rng = np.random.default_rng(1)
+    return rng.standard_normal((16, 5, 5, 1)).astype(dtype), rng.standard_normal((16, 2)).astype(dtype)
+
+
+def _batch(x, y, k):
+    return x[4 * (k % 4):][:4], y[4 * (k % 4):][:4]
+
+
+def _assert_same(model, ref):
+    """Bit-identical weights (trainable, frozen, moving statistics), optimizer slots and step count."""
+    assert model.optimizer.iterations == ref.optimizer.iterations
+    for a, b in zip(model.get_weights(), ref.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    (_, slots), (_, ref_slots) = model.optimizer.state_dict(), ref.optimizer.state_dict()
+    assert slots.keys() == ref_slots.keys()
+    for key in slots:
+        np.testing.assert_array_equal(slots[key], ref_slots[key])
+
+
+def _train_on(model, ref, x, y, first, steps):
+    for k in range(first, first + steps):
+        model.train_on_batch(*_batch(x, y, k))
+        ref.train_on_batch(*_batch(x, y, k))
+
+
+@pytest.fixture
+def python_sigint():
+    """SIGINT handled by Python's default handler (KeyboardInterrupt), on the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals are handled on the main thread only")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def _sigint_after_first_update(optimizer):
+    """Make the optimizer's first run update send a real SIGINT (a Ctrl-C between its runs)."""
+    update, sent = optimizer._update, []
+
+    def interrupted(*args):
+        update(*args)
+        if not sent:
+            sent.append(1)
+            signal.raise_signal(signal.SIGINT)
+
+    optimizer._update = interrupted
+    return sent
+
+
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+def test_interrupt_in_backward_keeps_moving_statistics(backend, dtype, optimizer):
+    # The forward pass moved the moving statistics; the step was never taken: they are put back.
+    x, y = _data(dtype)
+    model, ref = _model(backend, dtype, optimizer), _model(backend, dtype, optimizer)
+    _train_on(model, ref, x, y, 0, 1)
+    backward, raised = model._backward_from_loss, []
+
+    def interrupted():
+        if not raised:
+            raised.append(1)
+            raise KeyboardInterrupt
+        backward()
+
+    model._backward_from_loss = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        model.train_on_batch(*_batch(x, y, 1))
+    _assert_same(model, ref)  # one whole step
+    _train_on(model, ref, x, y, 1, 3)
+    _assert_same(model, ref)
+
+
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+def test_sigint_between_runs_takes_the_step_whole(backend, dtype, optimizer, python_sigint):
+    # A Ctrl-C after the first run's update: both runs are updated and the step counted, then the
+    # KeyboardInterrupt comes; the moving statistics of that step are kept.
+    x, y = _data(dtype)
+    model, ref = _model(backend, dtype, optimizer), _model(backend, dtype, optimizer)
+    assert len(model.optimizer._runs) == 2
+    _train_on(model, ref, x, y, 0, 1)
+    sent = _sigint_after_first_update(model.optimizer)
+    with pytest.raises(KeyboardInterrupt):
+        model.train_on_batch(*_batch(x, y, 1))
+    assert sent
+    ref.train_on_batch(*_batch(x, y, 1))
+    _assert_same(model, ref)  # two whole steps
+    _train_on(model, ref, x, y, 2, 3)
+    _assert_same(model, ref)
+
+
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+def test_sigint_during_fit_update_leaves_whole_steps(backend, dtype, optimizer, python_sigint):
+    x, y = _data(dtype)
+    model, ref = _model(backend, dtype, optimizer), _model(backend, dtype, optimizer)
+    _train_on(model, ref, x, y, 0, 1)
+    sent = _sigint_after_first_update(model.optimizer)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x[4:], y[4:], batch_size=4, epochs=1, shuffle=False)
+    assert sent
+    ref.train_on_batch(*_batch(x, y, 1))
+    _assert_same(model, ref)
+    _train_on(model, ref, x, y, 2, 3)
+    _assert_same(model, ref)
+
+
+def test_sigint_deferred_delivers_after_the_block(python_sigint):
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with sigint_deferred():
+            signal.raise_signal(signal.SIGINT)
+            done.append(1)  # reached: the interrupt waits for the block's end
+    assert done and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_sigint_deferred_off_the_main_thread_changes_nothing():
+    seen = []
+
+    def run():
+        with sigint_deferred():
+            seen.append(signal.getsignal(signal.SIGINT))
+
+    before = signal.getsignal(signal.SIGINT)
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    assert seen == [before]
+
+
+@pytest.mark.xfail(strict=True, reason="fit's _train_epoch does not yet wrap each step in guard.statistics_kept "
+                                       "(training.py): remove this mark once it does")
+def test_interrupt_in_fit_backward_keeps_moving_statistics(backend):
+    x, y = _data(np.float64)
+    model, ref = _model(backend, np.float64, "adam"), _model(backend, np.float64, "adam")
+    _train_on(model, ref, x, y, 0, 1)
+    backward, calls = model._backward_from_loss, []
+
+    def interrupted():
+        calls.append(1)
+        if len(calls) == 2:  # the second batch's
+            raise KeyboardInterrupt
+        backward()
+
+    model._backward_from_loss = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x[4:], y[4:], batch_size=4, epochs=1, shuffle=False)
+    ref.train_on_batch(*_batch(x, y, 1))
+    _assert_same(model, ref)  # two whole steps: the third's moving statistics put back
