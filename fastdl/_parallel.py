@@ -43,9 +43,17 @@ class _Team:
     Plain locks, whose waits are C calls that let go of the GIL. A ThreadPoolExecutor's futures,
     conditions and semaphores are Python code that each worker runs under the GIL at every
     parallel region (an empty 2-thread region cost 56-60 µs of CPU with one, 39-49 with these).
+
+    Ctrl-C: Python raises KeyboardInterrupt where it checks for signals, which includes just
+    after a lock's acquire() or release() returned, so an interrupted wait cannot tell whether it
+    took the lock. Counters can: the caller counts the tasks it gave each worker, the worker the
+    tasks it ended, and a wait ends when the two agree, however often it was interrupted.
     """
 
     _RETIRE = object()
+    # A wait re-reads the counters this often (seconds): only after an interrupt that came just
+    # as it took the lock does it need to (nothing will release the lock it now holds).
+    _POLL = 0.1
 
     def __init__(self, size):
         self.size = size
@@ -54,6 +62,7 @@ class _Team:
         for lock in self._start + self._done:
             lock.acquire()
         self._tasks, self._errors = [None] * size, [None] * size
+        self._given, self._ended = [0] * size, [0] * size  # tasks handed to / ended by worker i
         for i in range(size):
             threading.Thread(target=self._work, args=(i,), name=f"fastdl-{i}", daemon=True).start()
 
@@ -72,27 +81,43 @@ class _Team:
             # task's closure (the op's inputs and outputs) must not stay alive.
             task = self._tasks[i] = None
             self._done[i].release()
+            self._ended[i] += 1  # after the release: a caller that sees the count can take the lock
+
+    def _wait(self, i):
+        """Until worker i has ended every task given to it, with its done lock taken again (held
+        between regions). Safe to call again after a KeyboardInterrupt inside it."""
+        done = self._done[i]
+        while self._ended[i] < self._given[i]:
+            # The lock was held, so taking it means the worker released it for this task.
+            if done.acquire(timeout=self._POLL):
+                return
+        done.acquire(blocking=False)  # taken here, or by an interrupted wait before this one
 
     def run(self, tasks, own):
-        """tasks[i]() on worker i and own() on the calling thread; then the first error raised."""
-        for i, task in enumerate(tasks):
-            self._tasks[i] = task
-            self._start[i].release()
+        """tasks[i]() on worker i and own() on the calling thread; then the first error raised.
+
+        A KeyboardInterrupt is raised once every worker has ended its task, so that the next
+        region's waits are for its own tasks.
+        """
         try:
+            for i, task in enumerate(tasks):
+                self._tasks[i] = task
+                self._given[i] += 1  # no signal check between this and the release
+                self._start[i].release()
             own()
         finally:
+            # Workers that were never started (an interrupt in the loop above) have nothing to
+            # end: their wait returns at once.
             interrupt = None
-            for i in range(len(tasks)):
-                while True:
-                    try:
-                        self._done[i].acquire()
-                        break
-                    except KeyboardInterrupt as exc:
-                        # The worker still runs: wait for it, else its lock, released later,
-                        # would answer the next region's wait before that region's task ran.
-                        interrupt = exc
-            errors = [error for error in self._errors[: len(tasks)] if error is not None]
-            self._errors[: len(tasks)] = [None] * len(tasks)  # also when own() raised
+            while True:  # a second Ctrl-C within the same microsecond could still escape here
+                try:
+                    for i in range(len(tasks)):
+                        self._wait(i)
+                    errors = [error for error in self._errors[: len(tasks)] if error is not None]
+                    self._errors[: len(tasks)] = [None] * len(tasks)  # also when own() raised
+                    break
+                except KeyboardInterrupt as exc:
+                    interrupt = exc
             if interrupt is not None:
                 raise interrupt
         if errors:
@@ -112,13 +137,20 @@ _region = threading.local()  # .active: this thread is inside a parallel region
 def _forget_team():
     """In a forked child: the team's threads are not there, and the lock may be held. Where
     another thread of the parent was inside a region, BLAS is held to one thread by a count that
-    no thread of the child will bring down: the child gets BLAS's original limits back."""
+    no thread of the child will bring down: the child gets BLAS's original limits back.
+
+    The child's kernels run on one thread (fastdl.get_num_threads() is 1): once the parent has run
+    an OpenMP kernel (Cython) or a threaded Numba one, a threaded kernel in a forked child hangs
+    (GNU OpenMP is not fork-safe) or is killed by Numba. fastdl.set_num_threads(n) in the child
+    gives it threads back at that risk; for threaded work in other processes use the "spawn" or
+    "forkserver" start method of multiprocessing (or concurrent.futures' mp_context).
+    """
     global _team, _team_lock, _lock, _blas_users, _blas_limits
     _team, _team_lock, _lock = None, threading.Lock(), threading.Lock()
-    if _blas_users:
-        _blas_users, limits, _blas_limits = 0, _blas_limits, None
-        _set_blas(limits.restore_original_limits)
-        _apply_blas_cap()
+    _backend._num_threads = 1  # as set_num_threads(1) stores it, BLAS left as it is
+    if _blas_users or _blas_limits is not None:
+        _blas_users = 0
+        _restore_blas()
 
 
 def _set_blas(change):
@@ -155,30 +187,80 @@ def single_threaded_blas():
     Also held around a whole training run of any model with more than Dense layers: nested regions
     then cost a counter, and no BLAS worker thread is left spinning between steps on the cores our
     own threads need.
+
+    Ctrl-C (a KeyboardInterrupt, raised at any Python line of the main thread) never leaves BLAS
+    on one thread: the original limits are saved before BLAS is limited and kept until they are
+    put back, and the end of a hold is retried until it is done, then the interrupt raised.
     """
     global _controller, _controller_modules, _blas_users, _blas_limits
     # FASTDL_NUM_THREADS caps BLAS when it is first read: read it now, so the limits saved below
     # (and put back at the end) are those under its cap, not the ones before it.
     _backend._process_threads()
-    with _lock:
-        # The controller knows the BLAS libraries loaded when it was made: a module imported since
-        # (torch, scipy) may have brought another, so then it is made again (scanning costs ~1 ms).
-        if _controller is None or _controller_modules != len(sys.modules):
-            from threadpoolctl import ThreadpoolController
-
-            _controller, _controller_modules = ThreadpoolController(), len(sys.modules)
-        if _blas_users == 0:
-            _blas_limits = _set_blas(functools.partial(_controller.limit, limits=1, user_api="blas"))
-        _blas_users += 1
+    counted = False
     try:
+        with _lock:
+            _blas_users += 1
+            counted = True  # no signal check between the count and this
+            if _blas_users == 1:
+                # Saved limits that are still here are those an interrupted hold did not put back:
+                # the originals, where saving now would save its one thread.
+                if _blas_limits is None:
+                    # The controller knows the BLAS libraries loaded when it was made: a module
+                    # imported since (torch, scipy) may have brought another, so then it is made
+                    # again (scanning costs ~1 ms).
+                    if _controller is None or _controller_modules != len(sys.modules):
+                        from threadpoolctl import ThreadpoolController
+
+                        _controller, _controller_modules = ThreadpoolController(), len(sys.modules)
+                    # limits=None changes nothing: this only saves them.
+                    _blas_limits = _set_blas(functools.partial(_controller.limit, limits=None, user_api="blas"))
+                _set_blas(_blas_to_one)
         yield
     finally:
-        with _lock:
-            _blas_users -= 1
-            if _blas_users == 0:
-                _set_blas(_blas_limits.restore_original_limits)
-                _blas_limits = None
-                _apply_blas_cap()
+        if counted:
+
+            def end():
+                global _blas_users
+                nonlocal counted
+                with _lock:
+                    if counted:
+                        _blas_users -= 1
+                        counted = False
+                    if _blas_users == 0:
+                        _restore_blas()
+
+            _uninterrupted(end)
+
+
+def _blas_to_one():
+    """Every BLAS of the controller on one thread (the limits saved apart, before this)."""
+    for library in _controller.lib_controllers:
+        if library.user_api == "blas":
+            library.set_num_threads(1)
+
+
+def _restore_blas():
+    """The limits saved by single_threaded_blas put back, then a pending cap of cap_blas (with
+    _lock held, or in a forked child). Safe to run again after an interrupt inside it."""
+    global _blas_limits
+    if _blas_limits is not None:
+        _set_blas(_blas_limits.restore_original_limits)
+        _blas_limits = None
+    _apply_blas_cap()
+
+
+def _uninterrupted(step):
+    """Call step() until it returns without a KeyboardInterrupt, then raise the interrupt, if
+    any (step must be safe to run again from the start)."""
+    interrupt = None
+    while True:  # a second Ctrl-C within the same microsecond could still escape here
+        try:
+            step()
+            break
+        except KeyboardInterrupt as exc:
+            interrupt = exc
+    if interrupt is not None:
+        raise interrupt
 
 
 def cap_blas(n):
@@ -188,7 +270,7 @@ def cap_blas(n):
     with _lock:
         _blas_cap = n
         if _blas_users == 0:
-            _apply_blas_cap()
+            _restore_blas()  # limits an interrupted hold left to put back first, if any
 
 
 def _apply_blas_cap():
@@ -197,8 +279,8 @@ def _apply_blas_cap():
     if _blas_cap is not None:
         from threadpoolctl import threadpool_limits
 
-        n, _blas_cap = _blas_cap, None
-        _set_blas(functools.partial(threadpool_limits, n, user_api="blas"))
+        _set_blas(functools.partial(threadpool_limits, _blas_cap, user_api="blas"))
+        _blas_cap = None  # after: an interrupt before this leaves the cap to apply again
 
 
 def blas_held():

@@ -210,11 +210,11 @@ def test_an_interrupted_wait_still_waits_for_the_workers(monkeypatch):
         lock = self._done[0]
 
         class Interrupting:  # the first wait is interrupted, as a signal would interrupt it
-            def acquire(self_):
+            def acquire(self_, *args, **kwargs):
                 if not calls:
                     calls.append(1)
                     raise KeyboardInterrupt
-                return lock.acquire()
+                return lock.acquire(*args, **kwargs)
 
             def release(self_):
                 lock.release()
@@ -299,3 +299,198 @@ def test_scratch_reuses_small_arrays_and_frees_big_ones(monkeypatch):
     base = weakref.ref(big.base if big.base is not None else big)
     del big
     assert base() is None
+
+
+class _InterruptingLock:
+    """A team lock that raises KeyboardInterrupt once, just after its `method` returned, as Python
+    does when it checks for a signal right after the C call (the lock then taken or released)."""
+
+    def __init__(self, lock, method):
+        self.lock, self.method, self.fired = lock, method, False
+
+    def acquire(self, *args, **kwargs):
+        taken = self.lock.acquire(*args, **kwargs)
+        self._fire("acquire" if taken else None)
+        return taken
+
+    def release(self):
+        self.lock.release()
+        self._fire("release")
+
+    def _fire(self, method):
+        if method == self.method and not self.fired:
+            self.fired = True
+            raise KeyboardInterrupt
+
+
+def _one_worker_team(monkeypatch):
+    _wide(monkeypatch, 2)
+    _parallel.run_row_ranges(lambda start, stop: None, 2, 2, 1)  # the team exists
+    return _parallel._team
+
+
+def _assert_regions_in_step():
+    """Each region returns once its worker's rows are done, and the worker lives on."""
+    for _ in range(5):
+        out = np.zeros(2)
+
+        def fill(start, stop):
+            if start:
+                __import__("time").sleep(0.01)  # the caller's own row is done first
+            out[start:stop] = 1
+
+        _parallel.run_row_ranges(fill, 2, 2, 1)
+        assert out.all()
+
+
+def _slow_second_row(finished):
+    def func(start, stop):
+        if start:
+            __import__("time").sleep(0.1)
+            finished.set()
+
+    return func
+
+
+def test_an_interrupt_just_after_the_wait_took_the_lock_does_not_hang(monkeypatch):
+    """Ctrl-C arriving as the caller's wait for a worker took its lock: the old retry took it
+    again and waited for good on an idle worker, swallowing every further Ctrl-C."""
+    import threading
+
+    team = _one_worker_team(monkeypatch)
+    lock = team._done[0]
+    team._done[0] = _InterruptingLock(lock, "acquire")
+    finished, raised = threading.Event(), []
+
+    def region():  # on another thread, so that a hang fails the test instead of blocking it
+        try:
+            _parallel.run_row_ranges(_slow_second_row(finished), 2, 2, 1)
+        except KeyboardInterrupt:
+            raised.append(finished.is_set())
+
+    thread = threading.Thread(target=region)
+    thread.start()
+    thread.join(5)
+    team._done[0] = lock
+    if thread.is_alive():
+        lock.release()  # unblock the stuck wait (the old code) before failing
+        thread.join(5)
+        pytest.fail("the interrupted region never returned")
+    assert raised == [True]  # the interrupt is raised, once the worker is done
+    _assert_regions_in_step()
+
+
+def test_an_interrupt_just_after_a_worker_started_waits_for_it(monkeypatch):
+    """Ctrl-C just after the caller started a worker, before the region's try: the old code
+    raised at once, leaving the worker's done lock released once more than it was taken, so the
+    next regions returned before their worker's rows were done."""
+    import threading
+
+    team = _one_worker_team(monkeypatch)
+    lock = team._start[0]
+    team._start[0] = _InterruptingLock(lock, "release")
+    finished = threading.Event()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _parallel.run_row_ranges(_slow_second_row(finished), 2, 2, 1)
+        assert finished.is_set()
+    finally:
+        team._start[0] = lock
+    try:
+        _assert_regions_in_step()
+    finally:
+        if _parallel._team is team and not finished.is_set():  # the old code: out of step for good
+            team.retire()
+            _parallel._team = None
+
+
+def test_an_interrupt_in_the_final_wait_loop_still_waits(monkeypatch):
+    """Ctrl-C at any line of the region's final wait, not only inside the lock's wait (here at
+    the len() of its loop): the workers are still waited for before it is raised."""
+    import threading
+
+    class Tasks(list):
+        interrupted = False
+
+        def __len__(self):
+            if not Tasks.interrupted:
+                Tasks.interrupted = True
+                raise KeyboardInterrupt
+            return super().__len__()
+
+    team = _one_worker_team(monkeypatch)
+    finished = threading.Event()
+    slow = _slow_second_row(finished)
+    try:
+        with _parallel._team_lock, pytest.raises(KeyboardInterrupt):
+            team.run(Tasks([lambda: slow(1, 2)]), lambda: None)
+        assert finished.is_set()
+    finally:
+        if not finished.is_set():  # the old code: out of step for good
+            team.retire()
+            _parallel._team = None
+    _assert_regions_in_step()
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.parametrize("call", [1, 2, 3])
+def test_an_interrupt_while_blas_limits_change_leaves_them_restored(monkeypatch, when, call):
+    """Ctrl-C inside the threadpoolctl calls that hold BLAS to one thread and put it back (before
+    a call acts, or after it acted but before its result was kept): BLAS is back at fastdl's count
+    when the hold ends, and later holds save and restore the real limits, not one thread."""
+    fastdl.set_num_threads(2)
+    assert set(_blas_threads()) == {2}
+    real_set_blas, calls = _parallel._set_blas, []
+
+    def set_blas(change):
+        calls.append(change)
+        if len(calls) == call and when == "before":
+            raise KeyboardInterrupt
+        result = real_set_blas(change)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return result
+
+    monkeypatch.setattr(_parallel, "_set_blas", set_blas)
+    try:
+        with _parallel.single_threaded_blas():
+            pass
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.setattr(_parallel, "_set_blas", real_set_blas)
+    assert not _parallel.blas_held()
+    assert set(_blas_threads()) == {2}
+    for _ in range(2):
+        with _parallel.single_threaded_blas():
+            assert set(_blas_threads()) == {1}
+        assert set(_blas_threads()) == {2}
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+@pytest.mark.parametrize("backend_name", ["cython", "numba"])
+def test_a_child_forked_after_threaded_kernels_runs_them(monkeypatch, backend_name, dtype):
+    """Once the parent ran a threaded OpenMP (Cython) or Numba kernel, a threaded kernel in a
+    forked child hung (GNU OpenMP is not fork-safe) or was killed by Numba: the child's kernels
+    run on one thread."""
+    import os
+
+    from conftest import skip_unless_available
+    from fastdl.ops import max_pool2d
+
+    skip_unless_available(backend_name)
+    _wide(monkeypatch, 2)
+    x = np.random.default_rng(0).random((4, 8, 8, 3)).astype(dtype)
+    expected = max_pool2d(x, 2, backend=backend_name)  # on 2 threads
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 with the same answer, or be killed by the alarm
+        try:
+            import signal
+
+            signal.alarm(10)
+            same = np.array_equal(max_pool2d(x, 2, backend=backend_name), expected)
+            os._exit(0 if same and fastdl.get_num_threads() == 1 else 1)
+        finally:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert fastdl.get_num_threads() == 2  # the parent keeps its threads
