@@ -23,9 +23,10 @@ import numpy as np
 from fastdl import _device
 from fastdl.nn import layers as _layers
 from fastdl.nn.losses import check_host_targets, get_loss
-from fastdl.nn.model import (build_in_model, build_undo, check_loss_weight, check_metrics, format_shape,
-                             init_model_basics, per_output, refuse_metrics_as_loss_weights, summary_table,
-                             targets_name, weighted)
+from fastdl.nn.layers import logits_of
+from fastdl.nn.model import (build_in_model, build_undo, check_loss_rows, check_loss_weight, check_metrics,
+                             format_shape, init_model_basics, per_output, record_input_logits,
+                             refuse_metrics_as_loss_weights, summary_table, targets_name, weighted)
 from fastdl.nn.module import Layer, fused_layer, take_name, unnamed
 from fastdl.nn.optimizers import get_optimizer
 from fastdl.nn.training import Training, _accuracy, check_output_shape
@@ -453,20 +454,27 @@ class Model(Training):
             elif node._multi:
                 values[id(node)] = node._layer.forward([values[id(p)] for p in node._parents], training)
             elif id(node) not in self._skipped:  # a skipped convolution runs with its pooling
+                if not training:
+                    record_input_logits(node._layer, values[id(node._parent)])
                 values[id(node)] = node._layer.forward(values[id(node._parent)], training)
         return {name: values[id(tensor)] for name, tensor in self.outputs.items()}
 
-    def _batch_losses(self, outputs, targets):
-        """{"loss": weighted total plus weight penalties, "<output>_loss": each output's own loss}."""
+    def _batch_losses(self, outputs, targets, record=None):
+        """{"loss": weighted total plus weight penalties, "<output>_loss": each output's own loss}.
+        record: an evaluation pass's InferencePass (its logits and losses), None in training."""
         logs = {}
         total = 0.0
         for name, loss in self.loss.items():
+            n_samples, layer = len(targets.arrays[name]), self.outputs[name]._layer
+            check_output_shape(outputs[name], n_samples, self.output_shape[name], layer)
+            if record is not None:
+                loss = record.loss(loss)
             if name in self._fused_outputs:
                 # The loss starts again from the output layer's logits (log-sum-exp, softplus).
-                value = loss.forward_logits(self._fused_outputs[name]._logits, targets.arrays[name])
+                logits = logits_of(self._fused_outputs[name], record)
+                check_loss_rows(logits, n_samples, self.output_shape[name], layer)
+                value = loss.forward_logits(logits, targets.arrays[name])
             else:
-                check_output_shape(outputs[name], len(targets.arrays[name]), self.output_shape[name],
-                                   self.outputs[name]._layer)
                 value = loss.forward(outputs[name], targets.arrays[name])
             if self._prefixed:  # Keras logs one output's loss as "loss" alone
                 logs[f"{name}_loss"] = value

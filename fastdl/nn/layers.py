@@ -1,7 +1,10 @@
 """Keras-style layers over channels-last images: Dense, Conv2D, MaxPool2D, UpSampling2D, Flatten, Reshape, Dropout, Input."""
 
+import contextlib
+import copy
 import math
 import numbers
+import threading
 
 import numpy as np
 
@@ -30,6 +33,59 @@ class Input:
 
     def __init__(self, shape):
         self.shape = check_shape(shape, "shape")
+
+
+class InferencePass:
+    """What one thread's evaluation pass of a model keeps for its loss, instead of the layers
+    and the loss keeping it: threads may share a model for inference (a web server's), and
+    whatever one writes on the layers another may overwrite before it is read.
+
+    logits: {id(layer): logits} of the softmax and sigmoid layers the pass ran through (for a
+    loss fused with them). loss(loss): a copy of `loss` for this pass, whose forward may keep
+    its batch (and on the device, buffers) without touching the model's.
+    """
+
+    def __init__(self):
+        self.logits = {}
+        self._losses = {}
+
+    def loss(self, loss):
+        if id(loss) not in self._losses:
+            self._losses[id(loss)] = (loss, copy.copy(loss))  # (the original kept: its id stays taken)
+        return self._losses[id(loss)][1]
+
+
+class _Recording(threading.local):
+    record = None  # this thread's InferencePass, while one is open
+
+
+_recording = _Recording()
+
+
+@contextlib.contextmanager
+def inference_pass():
+    """Within, this thread's inference passes record their layers' logits in the InferencePass
+    yielded (nested models' layers too), not on the layers."""
+    outer, _recording.record = _recording.record, InferencePass()
+    try:
+        yield _recording.record
+    finally:
+        _recording.record = outer
+
+
+def record_logits(layer, logits):
+    """Keep an inference pass's logits of `layer` for the loss, where an evaluation records them."""
+    record = _recording.record
+    if record is not None:
+        record.logits[id(layer)] = logits
+
+
+def logits_of(layer, record):
+    """The logits `layer` gave: in an evaluation pass, those it recorded; in training, its own
+    (`_logits`; a layer of the user's that keeps them records nothing)."""
+    if record is not None and id(layer) in record.logits:
+        return record.logits[id(layer)]
+    return layer._logits
 
 
 def check_images(layer, input_shape):
@@ -83,15 +139,25 @@ class _Activated(Layer):
         sigmoid, whose logits _activate keeps for a loss fused with them)."""
         return self.activation in ACTIVATIONS and self.activation not in LOGIT_ACTIVATIONS
 
+    def _logits_into(self, shape, training):
+        """The array for a layer's logits: a training step's buffer, reused, or an inference
+        pass's own (threads sharing the model must not write each other's)."""
+        return self._buffer("out", shape) if training else self._empty(shape)
+
     def _activate(self, z, training):
         # Softmax and sigmoid layers keep their logits z for a loss fused with them (module.fused_layer)
         # and put the activation elsewhere: a training step's into a reused buffer, an inference
-        # output into the caller's array; other activations work in place.
+        # output into the caller's array; other activations work in place. An inference pass
+        # records its logits for its own loss (record_logits) and reads nothing back from the
+        # layer: the attributes it sets are backward's, which may be another thread's by then.
         keep = self.activation in LOGIT_ACTIVATIONS
-        self._logits = z if keep else None
+        if training:
+            self._logits = z if keep else None
+        elif keep:
+            record_logits(self, z)
         into = (self._buffer("activated", z.shape) if training else self._empty(z.shape)) if keep else None
-        self._out = activations.apply(self.activation, z, backend=self.backend, into=into)
-        return self._out
+        self._out = out = activations.apply(self.activation, z, backend=self.backend, into=into)
+        return out
 
     def backward(self, dout):
         into = self._buffer("dpre", self._out.shape) if self.activation in ACTIVATIONS else None
@@ -157,10 +223,10 @@ class Dense(_Activated):
         # A training step's output is overwritten by the next step; an inference output is the caller's.
         if self._fuses_activation():
             out = self._buffer("out", shape) if training else self._empty(shape)
-            self._out = dense_into(x, self.kernel.value, bias, ACTIVATIONS[self.activation], out, self.backend)
-            return self._out
-        # The logits: a buffer reused from call to call (the output goes to _activate's array).
-        z = dense_into(x, self.kernel.value, bias, 0, self._buffer("out", shape), self.backend)
+            self._out = out = dense_into(x, self.kernel.value, bias, ACTIVATIONS[self.activation], out, self.backend)
+            return out
+        # The logits (the output goes to _activate's array).
+        z = dense_into(x, self.kernel.value, bias, 0, self._logits_into(shape, training), self.backend)
         if training and self.logits_suffice:
             self._logits = self._out = z
             return z
@@ -247,12 +313,12 @@ class Conv2D(_Activated):
         if self._fuses_activation():  # with the bias, batch by batch
             out = self._buffer("out", shape) if training else self._empty(shape)
             self._logits = None
-            self._out = conv2d_into(x, self.kernel.value, bias, self._geometry, out, ACTIVATIONS[self.activation],
-                                    self.backend)
-            return self._out
-        # The logits go into a buffer reused from call to call, the output into _activate's array.
-        return self._activate(conv2d_into(x, self.kernel.value, bias, self._geometry, self._buffer("out", shape), 0,
-                                          self.backend), training)
+            self._out = out = conv2d_into(x, self.kernel.value, bias, self._geometry, out,
+                                          ACTIVATIONS[self.activation], self.backend)
+            return out
+        # The logits, then the output into _activate's array.
+        return self._activate(conv2d_into(x, self.kernel.value, bias, self._geometry,
+                                          self._logits_into(shape, training), 0, self.backend), training)
 
     def fuses_with(self, pool):
         """Whether this layer and the MaxPool2D `pool` after it can run as one pass (forward_pooled)."""
@@ -266,10 +332,12 @@ class Conv2D(_Activated):
         self._x = x = as_layer_input(x, self.dtype, self.input_shape, type(self).__name__)
         shape = (x.shape[0], *pool.output_shape)
         out = self._buffer("pooled", shape) if training else self._empty(shape)
-        self._code = self._buffer("pool code", shape, np.int32)
+        # The winners' codes (backward's): an inference pass writes its own, as its output.
+        code = self._buffer("pool code", shape, np.int32) if training else self._empty(shape, np.int32)
+        self._code = code
         self._out = self._logits = None
         return conv2d_pool_into(x, self.kernel.value, self.bias.value if self.use_bias else None, self._geometry,
-                                ACTIVATIONS[self.activation], pool._window[:2], out, self._code, self.backend)
+                                ACTIVATIONS[self.activation], pool._window[:2], out, code, self.backend)
 
     def backward_pooled(self, dout, pool):
         """Backward of forward_pooled from the gradient of the pooled output; returns dx (or None)."""

@@ -65,12 +65,12 @@ class Conv2DTranspose(_Activated):
         if self._fuses_activation():  # with the bias, batch by batch
             out = self._buffer("out", shape) if training else self._empty(shape)
             self._logits = None
-            self._out = conv2d_transpose_into(x, self.kernel.value, bias, self._geometry, out,
-                                              ACTIVATIONS[self.activation], self.backend)
-            return self._out
-        # The logits go into a buffer reused from call to call, the output into _activate's array.
+            self._out = out = conv2d_transpose_into(x, self.kernel.value, bias, self._geometry, out,
+                                                    ACTIVATIONS[self.activation], self.backend)
+            return out
+        # The logits, then the output into _activate's array.
         return self._activate(conv2d_transpose_into(x, self.kernel.value, bias, self._geometry,
-                                                    self._buffer("out", shape), 0, self.backend), training)
+                                                    self._logits_into(shape, training), 0, self.backend), training)
 
     def backward_pre(self, dpre):
         dpre = as_layer_input(dpre, self.dtype, self.output_shape, type(self).__name__ + " backward")
@@ -174,17 +174,22 @@ class BatchNormalization(Layer):
             self.moving_variance += (1 - keep) * var.astype(self.moving_variance.dtype)
         else:
             mean, var = self.moving_mean.astype(dtype), self.moving_variance.astype(dtype)
-        self._inv_std = (1.0 / np.sqrt(var + dtype(self.epsilon))).astype(dtype)
-        # A training step's arrays are overwritten by the next step; an inference output is the caller's.
-        self._xhat = self._buffer("xhat", x.shape) if training else self._empty(x.shape)
+        self._inv_std = inv_std = (1.0 / np.sqrt(var + dtype(self.epsilon))).astype(dtype)
+        # A training step's arrays are overwritten by the next step; an inference pass's are its
+        # own, and it reads none back from the layer (threads may share the model for inference).
+        self._xhat = xhat = self._buffer("xhat", x.shape) if training else self._empty(x.shape)
         out = self._buffer("out", x.shape) if training else self._empty(x.shape)
-        kernels.normalize(rows, self._here(mean, "mean"), self._here(self._inv_std, "inv_std"), self.gamma.value,
-                          self.beta.value, self._xhat.reshape(rows.shape), out.reshape(rows.shape), n_threads)
+        kernels.normalize(rows, self._here(mean, "mean", training), self._here(inv_std, "inv_std", training),
+                          self.gamma.value, self.beta.value, xhat.reshape(rows.shape), out.reshape(rows.shape),
+                          n_threads)
         return out
 
-    def _here(self, vector, key):
-        """A per-channel vector worked out on the host, where the kernels take it (copied to the device)."""
-        return _device.upload(self._buffers, key, vector) if self.on_device else vector
+    def _here(self, vector, key, reuse=True):
+        """A per-channel vector worked out on the host, where the kernels take it (copied to the
+        device: into a buffer reused from step to step, or without reuse, a new one)."""
+        if not self.on_device:
+            return vector
+        return _device.upload(self._buffers, key, vector) if reuse else _device.to_device(vector)
 
     def backward(self, dout):
         dout = _same_batch(as_layer_input(dout, self.dtype, self._xhat.shape[1:], "BatchNormalization backward"),

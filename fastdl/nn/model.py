@@ -5,10 +5,11 @@ import contextlib
 import numpy as np
 
 from fastdl import _device
-from fastdl.nn.layers import Dense, Input
+from fastdl.nn.activations import Activation
+from fastdl.nn.layers import Dense, Input, logits_of, record_logits
 from fastdl.nn.losses import check_host_targets, get_loss
-from fastdl.nn.module import (Layer, build_layer, check_name, check_shape, default_layer_name, fused_layer, take_name,
-                              unnamed)
+from fastdl.nn.module import (LOGIT_ACTIVATIONS, Layer, as_layer_input, build_layer, check_name, check_shape,
+                              default_layer_name, fused_layer, take_name, unnamed)
 from fastdl.nn.optimizers import get_optimizer
 from fastdl.nn.training import Training, _accuracy, check_output_shape
 
@@ -109,6 +110,23 @@ def build_in_model(model, layer, shape):
     if isinstance(layer, Training) and layer.dtype != model.dtype:
         raise ValueError(f"model {layer.name!r} computes in {layer.dtype}, the model {model.name!r} it is a layer "
                          f"of in {model.dtype}: give both the same dtype")
+
+
+def record_input_logits(layer, x):
+    """In an inference pass, an Activation layer's logits for a loss fused with it: its input
+    (which the layer keeps on itself, where threads sharing the model may overwrite them)."""
+    if isinstance(layer, Activation) and layer.activation in LOGIT_ACTIVATIONS:
+        record_logits(layer, as_layer_input(x, layer.dtype, layer=type(layer).__name__))
+
+
+def check_loss_rows(values, n_samples, expected, layer):
+    """Raise ValueError unless the outputs (or logits) a loss is about to read hold n_samples
+    samples of the model's output shape: a loss kernel indexes them with the targets' rows."""
+    if tuple(values.shape) != (n_samples, *expected):
+        raise ValueError(f"the loss of layer {layer.name!r} would read outputs of shape {tuple(values.shape)} for "
+                         f"{n_samples} targets of outputs (batch, {', '.join(map(str, expected))}): a layer's "
+                         "logits must come from this batch's forward pass (was the model trained by two threads "
+                         "at once?)")
 
 
 def format_shape(shape):
@@ -317,6 +335,8 @@ class Sequential(Training):
                 conv, pool = step
                 x = conv.forward_pooled(x, pool, training)
             else:
+                if not training:
+                    record_input_logits(step, x)
                 x = step.forward(x, training)
         return x
 
@@ -351,18 +371,23 @@ class Sequential(Training):
         """The output for a batch x, where this model is a layer of another."""
         return self._forward(x, training)
 
-    def _batch_loss(self, out, y):
-        """The loss of a batch plus the layers' weight penalties (as Keras, in training and evaluation)."""
+    def _batch_loss(self, out, y, record=None):
+        """The loss of a batch plus the layers' weight penalties (as Keras, in training and evaluation).
+        record: an evaluation pass's InferencePass (its logits and loss), None in training."""
         check_output_shape(out, len(y), self.output_shape, self.layers[-1])
-        if self._fused():
+        loss_fn = self.loss if record is None else record.loss(self.loss)
+        source = fused_layer(self.layers[-1], self.loss)
+        if source is not None:
             # The loss starts again from the last layer's logits (log-sum-exp, softplus).
-            loss = self.loss.forward_logits(fused_layer(self.layers[-1], self.loss)._logits, y)
+            logits = logits_of(source, record)
+            check_loss_rows(logits, len(y), self.output_shape, self.layers[-1])
+            loss = loss_fn.forward_logits(logits, y)
         else:
-            loss = self.loss.forward(out, y)
+            loss = loss_fn.forward(out, y)
         return self.loss_weight * loss + self.regularization_loss() + sum(self.losses)
 
-    def _batch_losses(self, out, y):
-        return {"loss": self._batch_loss(out, y)}
+    def _batch_losses(self, out, y, record=None):
+        return {"loss": self._batch_loss(out, y, record)}
 
     def _batch_logs(self, out, y, losses):
         """losses, and the accuracy where compiled with it."""

@@ -15,6 +15,7 @@ from fastdl.nn.callback_list import CallbackList
 from fastdl.nn.callbacks import History, ProgressLogger
 from fastdl.nn.guard import check_finite_gradients, guarded, statistics_kept, step_refused, stopped_at
 from fastdl.nn.gradient_flags import GradientFlags, forget_flags
+from fastdl.nn.layers import inference_pass
 from fastdl.nn.module import Layer, place_parameters, shares_input
 from fastdl.nn.saving import Saving
 
@@ -87,8 +88,9 @@ def _add_to_means(totals, batch_logs, count, seen):
 
 class Training(Batches, Saving, GradientFlags, Layer):
     """fit, evaluate and predict of Sequential and Model, which give: `_check_xy(x, y)`, the
-    checked data; `_forward(x, training)`, the outputs; `_batch_losses(outputs, y)` and
-    `_batch_logs(outputs, y, losses)`, a batch's logs; `_backward_from_loss()`, every gradient;
+    checked data; `_forward(x, training)`, the outputs; `_batch_losses(outputs, y, record=None)`
+    (record: an evaluation pass's layers.InferencePass) and `_batch_logs(outputs, y, losses)`, a
+    batch's logs; `_backward_from_loss()`, every gradient;
     `_log_names()`; `_output_layers()`, `_named_outputs(outputs)` and `_as_given(by_name)`, the
     outputs by name and back; and `_calls()` (see GradientFlags).
 
@@ -100,6 +102,14 @@ class Training(Batches, Saving, GradientFlags, Layer):
     Its subclasses give `forward(x, training)` and `backward(dout)` for that use: the gradient at
     the input from the output's (None where not needed), after the outer model set every
     layer's flags (_apply_gradient_flags).
+
+    Threads: several threads may run inference on one model at once (predict, evaluate,
+    test_on_batch, calling it), as a web server sharing a model does: each pass writes its
+    outputs, logits and loss state into arrays of its own, and gives the serial answers. Training
+    is not shared: a training step (fit, train_on_batch) reuses buffers kept on the layers, the
+    loss and the optimizer, so train one model from one thread at a time, with no other thread
+    running inference on it meanwhile (train a copy, then copy its weights over with
+    set_weights).
     """
 
     stop_training = False  # set by a callback to end fit (see Callback)
@@ -605,11 +615,15 @@ class Training(Batches, Saving, GradientFlags, Layer):
 
     def _evaluate(self, x, y, batch_size):
         totals = {}
-        for first in range(0, x.shape[0], batch_size):
-            xb, yb = self._as_batch(x[first:first + batch_size]), y[first:first + batch_size]
-            outputs = self._forward(xb, training=False)
-            logs = _add_to_means(totals, self._batch_logs(outputs, yb, self._batch_losses(outputs, yb)), len(xb),
-                                 first + len(xb))
+        # The passes keep their logits and their loss's state in a record of their own, not on the
+        # layers and the loss, which threads evaluating one model share.
+        with inference_pass() as record:
+            for first in range(0, x.shape[0], batch_size):
+                xb, yb = self._as_batch(x[first:first + batch_size]), y[first:first + batch_size]
+                record.logits.clear()
+                outputs = self._forward(xb, training=False)
+                logs = _add_to_means(totals, self._batch_logs(outputs, yb, self._batch_losses(outputs, yb, record)),
+                                     len(xb), first + len(xb))
         return logs
 
     def evaluate(self, x, y, batch_size=32, verbose=0, *, callbacks=None, return_dict=False):
