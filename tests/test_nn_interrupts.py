@@ -154,8 +154,6 @@ def test_sigint_deferred_off_the_main_thread_changes_nothing():
     assert seen == [before]
 
 
-@pytest.mark.xfail(strict=True, reason="fit's _train_epoch does not yet wrap each step in guard.statistics_kept "
-                                       "(training.py): remove this mark once it does")
 def test_interrupt_in_fit_backward_keeps_moving_statistics(backend):
     x, y = _data(np.float64)
     model, ref = _model(backend, np.float64, "adam"), _model(backend, np.float64, "adam")

@@ -581,11 +581,13 @@ class Training(Batches, Saving, GradientFlags, Layer):
         with self._training_to_logits():
             for b, first in enumerate(range(0, n, batch_size)):
                 xb, yb, count = self._training_batch(x, y, order, first, batch_size, epoch, b, x_checked)
-                try:
-                    batch_logs = self._train_step(xb, yb)
-                except ValueError as exc:  # e.g. weights or activations gone non-finite: never train on
-                    raise stopped_at(exc, epoch, b) from exc
-                self.optimizer.step()
+                # A Ctrl-C before the step is applied leaves BatchNormalization's statistics as they were.
+                with statistics_kept(self, check_finite=False):
+                    try:
+                        batch_logs = self._train_step(xb, yb)
+                    except ValueError as exc:  # e.g. weights or activations gone non-finite: never train on
+                        raise stopped_at(exc, epoch, b) from exc
+                    self.optimizer.step()
                 seen += count
                 logs = _add_to_means(totals, batch_logs, count, seen)
                 if callbacks is not None:
