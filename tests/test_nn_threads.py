@@ -42,12 +42,44 @@ def functional(backend, dtype):
     return model
 
 
+def merged(backend, dtype):
+    """An Add, a Concatenate and an Activation("softmax") layer (fused with the loss)."""
+    inputs = nn.Input((12,))
+    hidden = nn.Dense(8, activation="relu")(inputs)
+    joined = nn.Concatenate()([nn.Add()([hidden, nn.Dense(8, activation="tanh")(hidden)]), hidden])
+    model = nn.Model(inputs, nn.Activation("softmax")(nn.Dense(5)(joined)), seed=0, backend=backend, dtype=dtype)
+    model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+class _OnesNoise:
+    """A Sampling layer's generator that draws ones: the answers do not hang on which thread
+    draws first, while z = z_mean + exp(z_log_var / 2) still differs from batch to batch."""
+
+    def standard_normal(self, shape, dtype):
+        return np.ones(shape, dtype)
+
+
+def vae(backend, dtype):
+    """A small VAE: Sampling and its KL term (add_loss), read by evaluate."""
+    inputs = nn.Input((12,))
+    hidden = nn.Dense(8, activation="relu")(inputs)
+    sampling = nn.Sampling(kl_weight=0.5)
+    z = sampling([nn.Dense(4)(hidden), nn.Dense(4)(hidden)])
+    model = nn.Model(inputs, nn.Dense(12, activation="sigmoid")(z), seed=0, backend=backend, dtype=dtype)
+    sampling.rng = _OnesNoise()
+    model.compile("adam", "binary_crossentropy")
+    return model
+
+
 def _data(make, backend, dtype, rng):
     model = make(backend, dtype)
     shape = (8, 8, 1) if make.__name__ == "cnn" else (12,)
     xs = [rng.random((n, *shape)).astype(dtype) for n in (1, 3, 9, 16, 23, 40)]
     if make.__name__ == "functional":
         ys = [{"a": rng.integers(0, 5, len(x)), "b": rng.integers(0, 2, (len(x), 3)).astype(float)} for x in xs]
+    elif make.__name__ == "vae":
+        ys = xs
     else:
         ys = [rng.integers(0, 5, len(x)) for x in xs]
     return model, xs, ys
@@ -70,7 +102,7 @@ def _same(a, b):
     return np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("make", [mlp, cnn, functional])
+@pytest.mark.parametrize("make", [mlp, cnn, functional, merged, vae])
 def test_threads_sharing_a_model_for_inference_get_the_serial_answers(backend, dtype, rng, make, frequent_switches):
     model, xs, ys = _data(make, backend, dtype, rng)
     model.predict(xs[0])  # (builds it)
@@ -151,3 +183,66 @@ def test_threads_evaluate_batches_of_different_sizes_on_one_model(backend, frequ
     for t in threads:
         t.join()
     assert wrong == [0, 0]
+
+
+@pytest.mark.parametrize("loss", [nn.CategoricalCrossentropy, nn.SparseCategoricalCrossentropy,
+                                  nn.BinaryCrossentropy, nn.MeanSquaredError])
+def test_threads_calling_one_loss_get_the_serial_values(backend, dtype, rng, loss, frequent_switches):
+    """A loss called directly (Keras' order, y_true first) from several threads on batches of
+    different sizes: each call's value comes from its own batch (the cross-entropies' forward
+    read back the sums and probabilities another call may have kept by then)."""
+    loss = loss()
+    loss.backend = backend
+    y_preds = [rng.random((n, 5)).astype(dtype) + 0.01 for n in (1, 3, 9, 16, 23, 40)]
+    if isinstance(loss, nn.SparseCategoricalCrossentropy):
+        y_trues = [rng.integers(0, 5, len(p)) for p in y_preds]
+    else:
+        y_trues = [rng.random(p.shape) for p in y_preds]
+    expected = [loss(t, p) for t, p in zip(y_trues, y_preds)]
+
+    def work(k):
+        i = k % len(y_preds)
+        return loss(y_trues[i], y_preds[i]) == expected[i]
+
+    with ThreadPoolExecutor(N_THREADS) as pool:
+        results = list(pool.map(work, range(100 * len(y_preds))))
+    assert all(results), f"{results.count(False)} of {len(results)} calls differ from the serial values"
+
+
+def test_evaluate_reads_the_kl_term_of_its_own_pass(backend, rng):
+    """Sampling's added loss, in an evaluation pass, is the pass's own: the same value whether or
+    not another thread evaluates meanwhile, and the layer still shows the last pass's term."""
+    model = vae(backend, np.float64)
+    x = rng.random((10, 12))
+    model.predict(x)
+    loss = model.evaluate(x, x, batch_size=10)
+    sampling = next(layer for layer in model.layers if isinstance(layer, nn.Sampling))
+    terms = sampling.losses
+    assert len(terms) == 1 and model.losses == terms
+    with nn.layers.inference_pass():  # a pass open elsewhere on this thread sees none of them
+        assert model.losses == []
+    assert model.evaluate(x, x, batch_size=10) == loss
+
+
+def _clobbered(cls, **kept):
+    """A subclass of layer class `cls` whose attributes `kept` read back as given, whatever was
+    set: as if another thread's pass had set them between this pass's write and its read (a
+    window of a few bytecodes, which CPython's GIL seldom splits; a free-threaded build may)."""
+    return type(f"Clobbered{cls.__name__}", (cls,),
+                {name: property(lambda self, value=value: value, lambda self, value: None)
+                 for name, value in kept.items()})
+
+
+def test_layers_answer_from_their_own_pass_not_from_what_they_keep_for_backward(backend, dtype, rng):
+    """Add and Concatenate size their output by their inputs' batch, Activation returns what it
+    computed: not the batch size and the output kept for backward, which may be another thread's."""
+    inputs = nn.Input((6,))
+    added = _clobbered(nn.Add, _batch=1)()([inputs, inputs])
+    joined = _clobbered(nn.Concatenate, _batch=1)()([added, inputs])
+    model = nn.Model(inputs, _clobbered(nn.Activation, _out=np.zeros((1, 12), dtype))("softmax")(joined),
+                     seed=0, backend=backend, dtype=dtype)
+    x = rng.random((5, 6)).astype(dtype)
+    z = np.concatenate([x + x, x], axis=1)
+    expected = np.exp(z - z.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(model.predict(x), expected, rtol=1e-5 if dtype == np.float32 else 1e-12)

@@ -121,12 +121,13 @@ class Activation(Layer):
     def forward(self, x, training=False):
         # Into a copy of x (the activation works in place): a training step's buffer, reused, or
         # an inference output, the caller's. Softmax and sigmoid keep x as their logits for a loss
-        # fused with them (module.fused_layer).
+        # fused with them (module.fused_layer). The output returned is this call's own: _out is
+        # backward's, which another thread's inference pass on the model may have set meanwhile.
         x = as_layer_input(x, self.dtype, layer=type(self).__name__)
         self._logits = x if self.activation in LOGIT_ACTIVATIONS else None
         out = self._buffer("out", x.shape) if training else self._empty(x.shape)
-        self._out = apply(self.activation, x, self.alpha, self.backend, into=out)
-        return self._out
+        self._out = out = apply(self.activation, x, self.alpha, self.backend, into=out)
+        return out
 
     def backward_pre(self, dpre):
         """Backward from the gradient with respect to the activation's input (fused losses)."""

@@ -42,11 +42,13 @@ class InferencePass:
 
     logits: {id(layer): logits} of the softmax and sigmoid layers the pass ran through (for a
     loss fused with them). loss(loss): a copy of `loss` for this pass, whose forward may keep
-    its batch (and on the device, buffers) without touching the model's.
+    its batch (and on the device, buffers) without touching the model's. added_losses: the
+    terms its layers added (add_loss), read by the pass's loss.
     """
 
     def __init__(self):
         self.logits = {}
+        self.added_losses = {}  # {id(layer): [terms]} its layers added (nn.Sampling's KL term)
         self._losses = {}
 
     def loss(self, loss):

@@ -43,7 +43,9 @@ class _Merge(Layer):
     runs_on_device = True
 
     def _inputs(self, inputs):
-        """The input arrays, checked against the shapes the layer was built for, in its dtype."""
+        """The input arrays, checked against the shapes the layer was built for, in its dtype, and
+        their batch size (forward sizes its output by it, not by `_batch`, backward's, which
+        another thread's inference pass on the model may have set meanwhile)."""
         name = self.name or type(self).__name__
         if not isinstance(inputs, (list, tuple)) or len(inputs) != len(self.input_shape):
             got = f"{len(inputs)} arrays" if isinstance(inputs, (list, tuple)) else type(inputs).__name__
@@ -55,7 +57,7 @@ class _Merge(Layer):
             raise ValueError(f"{name}: the inputs have different batch sizes {batches} (shapes "
                              f"{[tuple(x.shape) for x in inputs]})")
         self._batch = batches[0]
-        return inputs
+        return inputs, batches[0]
 
     def _dout(self, dout):
         name = self.name or type(self).__name__
@@ -81,8 +83,8 @@ class Add(_Merge):
         return shapes[0]
 
     def forward(self, inputs, training=False):
-        inputs = self._inputs(inputs)
-        shape = (self._batch, *self.output_shape)
+        inputs, batch = self._inputs(inputs)
+        shape = (batch, *self.output_shape)
         out = self._buffer("out", shape) if training else self._empty(shape)
         if _device.is_device(out):
             return _nn_on_device.add_into(inputs, out)
@@ -144,8 +146,8 @@ class Concatenate(_Merge):
         self._widths = [math.prod(s[self._join - 1:]) for s in self.input_shape]
 
     def forward(self, inputs, training=False):
-        inputs = self._inputs(inputs)
-        shape = (self._batch, *self.output_shape)
+        inputs, batch = self._inputs(inputs)
+        shape = (batch, *self.output_shape)
         out = self._buffer("out", shape) if training else self._empty(shape)
         if _device.is_device(out):
             return _nn_on_device.concatenate_into(inputs, out, self._join)

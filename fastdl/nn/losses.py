@@ -178,14 +178,16 @@ class _CrossEntropy(Loss):
         low, high = _clip_bounds(compute_dtype(y_pred))
         outputs = y_pred.reshape(-1, y_pred.shape[-1]).astype(np.float64)
         sums = outputs.sum(axis=1, keepdims=True)
-        self._sums = np.where(sums == 0, _EPSILON, sums)
-        self._probs = outputs / self._sums
-        clipped = np.clip(self._probs, low, high)
+        sums = np.where(sums == 0, _EPSILON, sums)
+        probs = outputs / sums
+        clipped = np.clip(probs, low, high)
         targets = self._dense_targets(self._target_rows(y_true), outputs.shape[1])
         # d loss / d clip(p) = -targets / clip(p) where the clip is inactive, 0 where it is (as
-        # Keras' clip): the slope of the loss actually computed.
-        active = (self._probs < low) | (self._probs > high)
-        self._q = np.where(active, 0.0, targets / clipped)
+        # Keras' clip): the slope of the loss actually computed. The value comes from this call's
+        # arrays; those kept on the loss are backward's, which another thread calling the loss
+        # may have set meanwhile.
+        active = (probs < low) | (probs > high)
+        self._sums, self._probs, self._q = sums, probs, np.where(active, 0.0, targets / clipped)
         return float(-(targets * np.log(clipped)).sum() / max(outputs.shape[0], 1))
 
     def backward(self):

@@ -5,6 +5,7 @@ import numbers
 import numpy as np
 
 from fastdl import _device
+from fastdl.nn.layers import _recording
 from fastdl.nn.module import Layer, as_layer_input
 
 
@@ -57,28 +58,56 @@ class Sampling(Layer):
             raise ValueError("Sampling takes [z_mean, z_log_var]")
         if self.rng is None:
             raise RuntimeError("Sampling draws from its model's generator: use it inside a Model or Sequential")
-        self._on_device = _device.is_device(inputs[0])
+        on_device = _device.is_device(inputs[0])
         z_mean = as_layer_input(_device.host(inputs[0]), self.dtype)
         z_log_var = as_layer_input(_device.host(inputs[1]), self.dtype)
         if z_mean.shape != z_log_var.shape:
             raise ValueError(f"z_mean has shape {z_mean.shape}, z_log_var {z_log_var.shape}: they must agree")
-        self._noise = self.rng.standard_normal(z_mean.shape, dtype=self.dtype)
-        self._std = np.exp(0.5 * z_log_var)
-        self._z_mean, self._z_log_var = z_mean, z_log_var
+        noise = self.rng.standard_normal(z_mean.shape, dtype=self.dtype)
+        std = np.exp(0.5 * z_log_var)
+        # The output comes from this call's arrays; those kept on the layer are backward's, which
+        # another thread's inference pass on the model may have set meanwhile.
+        self._noise, self._std, self._z_mean, self._z_log_var = noise, std, z_mean, z_log_var
+        self._on_device, self._training = on_device, bool(training)
         if self.kl_weight:
             # Each term in float64: exp(z_log_var) overflows float32 from z_log_var = 89 on.
             mean64, log_var64 = z_mean.astype(np.float64), z_log_var.astype(np.float64)
             total = -0.5 * np.sum(1.0 + log_var64 - np.square(mean64) - np.exp(log_var64))
             self.add_loss(self.kl_weight * total / z_mean.shape[0])
-        self._training = bool(training)
-        return self._back_where_from(z_mean + self._std * self._noise, "z")
+        return self._back_where_from(z_mean + std * noise, "z", on_device, training)
 
-    def _back_where_from(self, array, key):
+    # The added loss: in an evaluation pass (layers.inference_pass), the model reads it from the
+    # pass (the layer keeps the last pass's too, as `losses` shows after the call).
+    def add_loss(self, value):
+        super().add_loss(value)
+        record = _recording.record
+        if record is not None:
+            record.added_losses.setdefault(id(self), []).append(float(value))
+
+    @property
+    def losses(self):
+        """The terms this layer added in the last forward pass: within an evaluation pass, this
+        thread's."""
+        record = _recording.record
+        if record is None:
+            return super().losses
+        return list(record.added_losses.get(id(self), ()))
+
+    def clear_losses(self):
+        super().clear_losses()
+        record = _recording.record
+        if record is not None:
+            record.added_losses.pop(id(self), None)
+
+    def _back_where_from(self, array, key, on_device=None, training=None):
         """array on the device where the layer's inputs came from there (in training, into a buffer
-        reused from step to step), else as it is."""
-        if not self._on_device:
+        reused from step to step), else as it is. on_device, training: forward's (backward's
+        default to what the training step's forward kept)."""
+        if not (self._on_device if on_device is None else on_device):
             return array
-        return _device.upload(self._buffers, key, array) if self._training else _device.to_device(array)
+        if self._training if training is None else training:
+            return _device.upload(self._buffers, key, array)
+        return _device.to_device(array)
 
     def backward(self, dout):
         dz = as_layer_input(_device.host(dout), self.dtype, self._z_mean.shape[1:], "Sampling backward")
