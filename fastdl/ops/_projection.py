@@ -118,14 +118,16 @@ class Projection:
             V = sample.T @ (sample @ V)
             V /= np.sqrt(np.einsum("ij,ij->j", V, V)) + np.float32(1e-30)
         P, product = _orthonormal(V)
-        # Judged from the references' projection, which the search needs anyway (when the
-        # directions fail, that work is lost, but the plain search costs far more).
-        projection = cls(np.ascontiguousarray(P), product, ref_scaled, ref_norms, n_threads)
-        captured = projection.ref_proj_norms[held_out].sum()
+        # Judged on the held-out rows' projection alone, before all the references are projected:
+        # rows that do not concentrate (any isotropic data) would throw that work away (108 of a
+        # 50000 x 256 index's ms; judging takes 4.5).
+        held_out_proj = ref_scaled[held_out] @ P
+        held_out_proj64 = held_out_proj.astype(np.float64)
+        captured = np.einsum("ij,ij->", held_out_proj64, held_out_proj64)
         spread_held_out = ref_norms[held_out].sum()
         if not (spread_held_out > 0 and captured >= MIN_CAPTURED * spread_held_out):
             return None  # (rows all at the mean have no directions to prune by)
-        return projection
+        return cls(np.ascontiguousarray(P), product, ref_scaled, ref_norms, n_threads)
 
     def project(self, scaled):
         """Projected float32 rows and their float64 squared norms."""
