@@ -112,10 +112,10 @@ def guarded(model, train, before):
 
 @contextlib.contextmanager
 def sigint_deferred():
-    """Hold Ctrl-C back for the block (an optimizer's step over its runs: milliseconds), then
-    deliver it: a step is taken whole or not at all. Only the main thread sets handlers; a handler
-    not set from Python (None) is kept. A few us a block (fastdl.repro's _sigint_deferred, for
-    files, goes through the signal module)."""
+    """Hold Ctrl-C back for the block (an optimizer's step over its runs, a reproduction's files
+    as they move into place: milliseconds), then deliver it: a step is taken whole or not at all,
+    a folder never left half published. Only the main thread sets handlers; a handler not set from
+    Python (None) is kept. A few us a block."""
     if threading.current_thread() is not threading.main_thread() or _signal.getsignal(_signal.SIGINT) is None:
         yield
         return

@@ -25,9 +25,7 @@ import importlib
 import json
 import os
 import shutil
-import signal
 import tempfile
-import threading
 from pathlib import Path
 
 __all__ = ["ASSIGNMENTS", "get_runner", "check_options", "run"]
@@ -137,8 +135,10 @@ def run(name, data_dir=None, out_dir="results", quick=None, **options):
             with contextlib.suppress(OSError):
                 directory.rmdir()
         raise
+    from fastdl.nn.guard import sigint_deferred  # here: a1-a3 need no fastdl.nn (0.13 s to import)
+
     try:
-        with _sigint_deferred():
+        with sigint_deferred():  # a folder is never left half published
             result = _publish(staging, out, result)
     except OSError as error:  # a finished run's files are never deleted: they stay where they are
         raise OSError(f"{name} finished, but its files could not all be moved into {target} ({error}); "
@@ -206,20 +206,3 @@ def _moved(value, staging, out):
         with contextlib.suppress(ValueError):  # not a path under staging
             return type(value)(out / Path(value).relative_to(staging))
     return value
-
-
-@contextlib.contextmanager
-def _sigint_deferred():
-    """Hold Ctrl-C back while the files move (milliseconds), then deliver it: a folder is never
-    left half published."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
-        yield  # only the main thread sets handlers; None: a handler not set from Python, kept
-        return
-    caught = []
-    previous = signal.signal(signal.SIGINT, lambda *args: caught.append(args))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        signal.raise_signal(signal.SIGINT)
