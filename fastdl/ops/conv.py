@@ -306,6 +306,40 @@ class _Bands:
 
         run_row_ranges(compute, len(items), _backend.get_num_threads(), work * self.work, block)
 
+    def gradients(self, band_grad, kernel, dx, dkernel, name):
+        """A backward pass band by band: band_grad(image, rows, out_rows, band geometry, block,
+        band_dx, band_dkernel) writes a band's input gradient into band_dx and its kernel
+        gradient into band_dkernel (either None when dx or dkernel is). The even bands write
+        theirs straight into dx (they share no rows), then the odd ones add theirs from this
+        thread's scratch (`name` band dx); the kernel gradients are summed by block (the same
+        for any thread count) and the blocks' sums added in order into dkernel."""
+        partials = {}  # by block
+        if dx is not None:
+            # For the rows no even band writes: read by odd bands only, by no window at all, or
+            # (conv_pool.py) only by convolution rows below the last pooling window.
+            dx[...] = 0
+
+        def band(image, rows, out_rows, geometry, block):
+            odd = block[0] == 1
+            band_dx = None if dx is None else dx[image : image + 1, rows]
+            if odd and dx is not None:  # rows shared with the even bands beside it: added after them
+                band_dx = scratch(f"{name} band dx", band_dx.shape, dx.dtype)
+            band_dkernel = None if dkernel is None else scratch(f"{name} band dkernel", kernel.shape, kernel.dtype)
+            band_grad(image, rows, out_rows, geometry, block, band_dx, band_dkernel)
+            if odd and dx is not None:
+                dx[image : image + 1, rows] += band_dx
+            if dkernel is not None:
+                if block in partials:
+                    partials[block] += band_dkernel
+                else:
+                    partials[block] = band_dkernel.copy()
+
+        work = (dx is not None) + (dkernel is not None)
+        self.run(band, work, parity=0)
+        self.run(band, work, parity=1)
+        if dkernel is not None:
+            np.copyto(dkernel, sum_in_order(partials))
+
 
 def conv2d(x, kernel, bias=None, strides=1, padding="valid", backend=None):
     """2-D convolution (cross-correlation, as in Keras and PyTorch) of channels-last images.
@@ -465,39 +499,19 @@ def _grad_into(x, kernel, dout, geometry, dx, dkernel, dbias, backend):
 
 
 def _grad_by_bands(x, kernel, dout, dx, dkernel, dbias, backend, bands):
-    """conv2d_grad_into band by band (see _Bands). The even bands write their input gradients
-    into dx (they share no rows), then the odd ones add theirs; the kernel and bias gradients
-    are summed by blocks of bands (the same for any thread count), and the blocks' sums added
-    in order."""
+    """conv2d_grad_into band by band (see _Bands.gradients); the bias gradient's float64 column
+    sums by the same blocks, added in order."""
     backend = _backend.get_backend() if backend is None else backend  # the calling thread's (use_backend)
     out_channels = kernel.shape[3]
-    partials, bias_partials = {}, {}  # by block
-    if dx is not None:
-        dx[...] = 0  # for the rows no even band writes: read by odd bands only, or by no window at all
+    bias_partials = {}  # by block
 
-    def band(image, rows, out_rows, geometry, block):
+    def band(image, rows, out_rows, geometry, block, band_dx, band_dkernel):
         gradient = dout[image : image + 1, out_rows]
-        odd = block[0] == 1
-        band_dx = None if dx is None else dx[image : image + 1, rows]
-        if odd and dx is not None:  # rows shared with the even bands beside it: added after it
-            band_dx = scratch("conv band dx", band_dx.shape, dx.dtype)
-        band_dkernel = None if dkernel is None else scratch("conv band dkernel", kernel.shape, kernel.dtype)
         _grad_into(x[image : image + 1, rows], kernel, gradient, geometry, band_dx, band_dkernel, None, backend)
-        if odd and dx is not None:
-            dx[image : image + 1, rows] += band_dx
-        if dkernel is not None:
-            if block in partials:
-                partials[block] += band_dkernel
-            else:
-                partials[block] = band_dkernel.copy()
         if dbias is not None:
             add_column_sums(gradient.reshape(-1, out_channels), bias_partials.setdefault(block, np.zeros(out_channels)))
 
-    work = (dx is not None) + (dkernel is not None)
-    bands.run(band, work, parity=0)
-    bands.run(band, work, parity=1)
-    if dkernel is not None:
-        np.copyto(dkernel, sum_in_order(partials))
+    bands.gradients(band, kernel, dx, dkernel, "conv")
     finish_bias(dbias, bias_partials)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from fastdl import _device
 from fastdl import backend as _backend
-from fastdl._parallel import run_row_ranges, scratch, sum_in_order
+from fastdl._parallel import run_row_ranges, scratch
 from fastdl.ops import _nn_on_device
 from fastdl.ops.conv import _Bands, _backward_gemms, _forward_batches, _forward_plan, _plan_kernels, finish_bias
 from fastdl.ops.dense import NO_BIAS
@@ -148,39 +148,17 @@ def _grad_into(x, kernel, dpooled, code, geometry, pool, dx, dkernel, backend, b
 
 
 def _grad_by_bands(x, kernel, dpooled, code, pool, dx, dkernel, dbias, backend, bands):
-    """conv2d_pool_grad_into band by band, as fastdl.ops.conv._grad_by_bands: the even bands
-    write their input gradients into dx, then the odd ones add theirs; the kernel and bias
-    gradients are summed by blocks of bands (the same for any thread count), the blocks' sums
-    added in order."""
+    """conv2d_pool_grad_into band by band (fastdl.ops.conv._Bands.gradients); the bias
+    gradient's float64 column sums by the same blocks, added in order."""
     backend = _calling_threads_backend(backend)
-    partials, bias_partials = {}, {}  # by block
-    if dx is not None:
-        # For the rows no even band writes: read by odd bands only, by no window at all, or only
-        # by the convolution's rows below the last pooling window (no gradient reaches them).
-        dx[...] = 0
+    bias_partials = {}  # by block
 
-    def band(image, rows, conv_rows, geometry, block):
+    def band(image, rows, conv_rows, geometry, block, band_dx, band_dkernel):
         pooled = _pooled_rows(conv_rows, pool)
-        odd = block[0] == 1
-        band_dx = None if dx is None else dx[image : image + 1, rows]
-        if odd and dx is not None:  # rows shared with the even bands beside it: added after them
-            band_dx = scratch("conv pool band dx", band_dx.shape, dx.dtype)
-        band_dkernel = None if dkernel is None else scratch("conv pool band dkernel", kernel.shape, kernel.dtype)
         bias_sums = bias_partials.setdefault(block, np.zeros(kernel.shape[3]))
         _grad_into(x[image : image + 1, rows], kernel, dpooled[image : image + 1, pooled],
                    code[image : image + 1, pooled], geometry, pool, band_dx, band_dkernel, backend,
                    lambda _: bias_sums)
-        if odd and dx is not None:
-            dx[image : image + 1, rows] += band_dx
-        if dkernel is not None:
-            if block in partials:
-                partials[block] += band_dkernel
-            else:
-                partials[block] = band_dkernel.copy()
 
-    work = (dx is not None) + (dkernel is not None)
-    bands.run(band, work, parity=0)
-    bands.run(band, work, parity=1)
-    if dkernel is not None:
-        np.copyto(dkernel, sum_in_order(partials))
+    bands.gradients(band, kernel, dx, dkernel, "conv pool")
     finish_bias(dbias, bias_partials)
