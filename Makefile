@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-dev
 BENCH_INSTALLED := $(VENV)/.installed-bench
-SOURCES := pyproject.toml setup.py $(wildcard kernels/cy/*.pyx kernels/cy/*.pxd kernels/cy/*.pxi)
+PYX := $(wildcard kernels/cy/*.pyx)
+KERNEL_SOURCES := $(PYX) $(wildcard kernels/cy/*.pxd kernels/cy/*.pxi)
+SOURCES := pyproject.toml setup.py $(KERNEL_SOURCES)
 
 .PHONY: run test bench clean fashion-mnist
 # A failed step leaves no file behind that make would take as done (a half-made .venv/bin/python).
@@ -44,13 +46,35 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# The first time, pip installs fastdl (editable) and what it needs, compiling every extension; its
+# box about editable installs (folders named like the package) does not concern this layout.
+# CYTHON_FORCE_REGEN: cythonize compares only file times, so without it a changed setup.py
+# (directives, the shared utility module) would not reach the .c files made before.
+# pip compiles in a folder of its own, and installs .venv's Cython after: so that the next rebuild
+# finds them up to date, the .c files are dated after that Cython's .pxd files (cythonize counts
+# them as dependencies), and the extensions, dated after the .c files, are copied to EXT_BUILD.
+EXT_BUILD := build/ext
+INSTALL = CYTHON_FORCE_REGEN=1 PYTHONWARNINGS="ignore:Editable installation" \
+	$(BIN)/python -m pip install --quiet -e ".[dev]" \
+	&& touch kernels/cy/*.c && mkdir -p $(EXT_BUILD)/fastdl/kernels/cy && cp kernels/cy/*.so $(EXT_BUILD)/fastdl/kernels/cy/
+# After that, when only kernel sources changed (an edit, a git pull), the extensions whose sources
+# changed are rebuilt in place, by the dev extra's Cython and setuptools, all CPUs at once
+# (setup.py): build_ext compiles an extension whose .c is newer than its copy in EXT_BUILD, then
+# copies them all to kernels/cy/. pip would compile every one again, in a new folder.
+REBUILD = $(BIN)/python setup.py -q build_ext --inplace --build-lib $(EXT_BUILD)
+incremental = $(and $(wildcard $@),$(if $(filter-out $(KERNEL_SOURCES),$?),,yes))
+
+# A failed build leaves the stamp as old as it was (.DELETE_ON_ERROR removes only a changed
+# target), so the next run tries the same way again.
 $(INSTALLED): $(BIN)/python $(SOURCES)
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@echo "$(if $(incremental),Recompiling the Cython extensions whose sources changed,Installing fastdl into $(VENV) and compiling its $(words $(PYX)) Cython extensions (a few minutes the first time)...)"
+	$(if $(incremental),$(REBUILD),$(INSTALL))
 	touch $@
 
 # torch==2.13.0 is PyTorch's CPU build where pip finds its CPU wheels (pyproject.toml's bench extra).
-$(BENCH_INSTALLED): $(INSTALLED)
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+# Not redone after each rebuild of the extensions: reinstalling compiles them all again.
+$(BENCH_INSTALLED): pyproject.toml | $(INSTALLED)
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	touch $@
 
 clean:
