@@ -12,6 +12,8 @@ import numpy as np  # noqa: E402 - after the simulator's switch
 import pytest  # noqa: E402
 
 import fastdl  # noqa: E402
+from fastdl.ops import _kn2row, _winograd  # noqa: E402
+from fastdl.ops import conv as conv_ops  # noqa: E402
 
 CPU_BACKENDS = ["numpy", "numba", "cython"]
 
@@ -81,3 +83,26 @@ def cuda_backend():
 def cuda_scale():
     """1 on the simulator, larger on a device: tests multiply their shapes by it."""
     return 1 if cuda_simulated() else 64
+
+
+# Convolution paths, for the tests of fastdl/ops/conv.py and what builds on it -------------------
+
+
+@pytest.fixture
+def banded(monkeypatch):
+    """Budgets of one byte: every convolution with room for two bands runs in bands of the fewest
+    rows (the kernel's height, 8 for Winograd; pooling layers raise them to whole windows)."""
+    monkeypatch.setattr(conv_ops, "PATCH_BYTES", 1)
+    monkeypatch.setattr(_kn2row, "BATCH_BYTES", 1)
+    monkeypatch.setattr(_winograd, "BATCH_BYTES", 1)
+    monkeypatch.setattr(conv_ops, "BAND_FACTOR", 0)
+
+
+@pytest.fixture(params=[2, 4], ids=["F2x2", "F4x4"])
+def tiles(request, monkeypatch):
+    """Winograd's F(2x2, 3x3) or F(4x4, 3x3) for every convolution that takes Winograd."""
+    large = request.param == 4
+    monkeypatch.setattr(_winograd, "LARGE_TILE_CHANNELS", 0 if large else 1 << 30)
+    monkeypatch.setattr(_winograd, "LARGE_TILE_SHARE", np.inf)
+    monkeypatch.setattr(_winograd, "LARGE_TILE_MIN_SIZE", 0)
+    return request.param

@@ -195,16 +195,6 @@ def any_winograd(monkeypatch):
     monkeypatch.setattr(_winograd, "MAX_WASTE", 16.0)
 
 
-@pytest.fixture(params=[2, 4], ids=["F2x2", "F4x4"])
-def tiles(request, monkeypatch):
-    """Winograd's F(2x2, 3x3) or F(4x4, 3x3) for every convolution that takes Winograd."""
-    large = request.param == 4
-    monkeypatch.setattr(_winograd, "LARGE_TILE_CHANNELS", 0 if large else 1 << 30)
-    monkeypatch.setattr(_winograd, "LARGE_TILE_SHARE", np.inf)
-    monkeypatch.setattr(_winograd, "LARGE_TILE_MIN_SIZE", 0)
-    return request.param
-
-
 @pytest.mark.parametrize("config", WINOGRAD_CONFIGS, ids=str)
 def test_winograd_matches_naive(backend, dtype, rng, config, any_winograd, tiles):
     x, kernel, bias, strides, padding = _data(rng, config, dtype)

@@ -37,26 +37,6 @@ CONFIGS = [
 ]
 
 
-@pytest.fixture
-def banded(monkeypatch):
-    """Budgets of one byte: every convolution with room for two bands runs in bands of the fewest
-    rows (the kernel's height, 8 for Winograd)."""
-    monkeypatch.setattr(conv_ops, "PATCH_BYTES", 1)
-    monkeypatch.setattr(_kn2row, "BATCH_BYTES", 1)
-    monkeypatch.setattr(_winograd, "BATCH_BYTES", 1)
-    monkeypatch.setattr(conv_ops, "BAND_FACTOR", 0)
-
-
-@pytest.fixture(params=[2, 4], ids=["F2x2", "F4x4"])
-def tiles(request, monkeypatch):
-    """Winograd's F(2x2, 3x3) or F(4x4, 3x3) for every convolution that takes Winograd (as in test_conv)."""
-    large = request.param == 4
-    monkeypatch.setattr(_winograd, "LARGE_TILE_CHANNELS", 0 if large else 1 << 30)
-    monkeypatch.setattr(_winograd, "LARGE_TILE_SHARE", np.inf)
-    monkeypatch.setattr(_winograd, "LARGE_TILE_MIN_SIZE", 0)
-    return request.param
-
-
 def _data(rng, config, dtype):
     n, h, w, c_in, (kh, kw), c_out, strides, padding, path = config
     x = rng.normal(size=(n, h, w, c_in)).astype(dtype)
