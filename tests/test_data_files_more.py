@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import os
+import signal
 import urllib.request
 
 import numpy as np
@@ -180,6 +181,32 @@ def test_download_over_a_valid_and_a_damaged_file(tmp_path, published):
     assert [report[target / name] for name in fashion_mnist.FILES[1:]] == ["already present"] * 3
     assert (target / f"{IMAGES}.replaced").read_bytes() == b"an interrupted copy"
     load_fashion_mnist(tmp_path / "d")
+
+
+def test_ctrl_c_between_the_renames_keeps_both_files(tmp_path, published, monkeypatch):
+    # A Ctrl-C after the damaged file was renamed aside: the download still takes its place (it
+    # was deleted, and no file was at the name), then the KeyboardInterrupt comes.
+    target = tmp_path / "d" / "fashion-mnist"
+    dataset_files.write_fashion_mnist(target, seed=0)
+    (target / IMAGES).write_bytes(b"an interrupted copy")
+    rename, sent = os.rename, []
+
+    def rename_then_ctrl_c(source, destination):
+        rename(source, destination)
+        sent.append(destination)
+        signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(os, "rename", rename_then_ctrl_c)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fashion_mnist.download(tmp_path / "d")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert sent == [target / f"{IMAGES}.replaced"]
+    assert (target / f"{IMAGES}.replaced").read_bytes() == b"an interrupted copy"
+    monkeypatch.setattr(os, "rename", rename)
+    load_fashion_mnist(tmp_path / "d")  # the published file, in place
 
 
 # --- 6. download failures name the URL ---------------------------------------------------------------

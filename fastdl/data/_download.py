@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from fastdl import config
+from fastdl._interrupts import sigint_deferred
 from fastdl.data._files import (CHUNK, REPLACED_SUFFIX, _temporary, atomic_write, check_file,
                                 file_sha256)
 
@@ -84,7 +85,8 @@ def download(name, files, base_url, sha256, directory=None, gzip_content=False):
 def _replace_keeping(path, write):
     """Put a new file at ``path`` written by ``write(staged path)``, renaming the file there to
     a free name beside it first (``NAME.replaced``, else ``NAME.replaced.1``, ...); return that
-    name. Should ``write`` fail, the old file stays where it was."""
+    name. Should ``write`` fail, the old file stays where it was; Ctrl-C waits for both renames
+    (between them, neither file would be at ``path``, and the new one would be deleted)."""
     staged = _temporary(path)
     try:
         write(staged)
@@ -93,8 +95,9 @@ def _replace_keeping(path, write):
             if not os.path.lexists(aside):
                 break
             aside = path.with_name(f"{path.name}{REPLACED_SUFFIX}.{number}")
-        os.rename(path, aside)
-        os.replace(staged, path)
+        with sigint_deferred():
+            os.rename(path, aside)
+            os.replace(staged, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(staged)

@@ -3,14 +3,13 @@ back where the epoch ends non-finite, and train_on_batch's checks before and aft
 never leave part of a step after Ctrl-C: the optimizer's step taken whole (sigint_deferred), the
 moving statistics of a step not taken put back (statistics_kept)."""
 
-import _signal  # signal's own functions: signal.signal and getsignal add 4-8 us a call (enum lookups)
 import contextlib
 import math
-import threading
 
 import numpy as np
 
 from fastdl import _device
+from fastdl._interrupts import sigint_deferred
 from fastdl._validation import NonFiniteError, all_finite
 
 
@@ -108,25 +107,6 @@ def guarded(model, train, before):
                              f"state put back to those from before {before} (lower the learning rate or scale the "
                              "inputs)")
     return logs
-
-
-@contextlib.contextmanager
-def sigint_deferred():
-    """Hold Ctrl-C back for the block (an optimizer's step over its runs, a reproduction's files
-    as they move into place: milliseconds), then deliver it: a step is taken whole or not at all,
-    a folder never left half published. Only the main thread sets handlers; a handler not set from
-    Python (None) is kept. A few us a block."""
-    if threading.current_thread() is not threading.main_thread() or _signal.getsignal(_signal.SIGINT) is None:
-        yield
-        return
-    caught = []
-    previous = _signal.signal(_signal.SIGINT, lambda *args: caught.append(args))
-    try:
-        yield
-    finally:
-        _signal.signal(_signal.SIGINT, previous)
-    if caught:
-        _signal.raise_signal(_signal.SIGINT)
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ import numpy as np
 from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._parallel import row_ranges
-from fastdl.nn.guard import sigint_deferred
+from fastdl._interrupts import sigint_deferred
 
 _EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 

@@ -28,6 +28,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from fastdl._interrupts import sigint_deferred
+
 __all__ = ["ASSIGNMENTS", "get_runner", "check_options", "run"]
 
 # name -> (module, one-line description)
@@ -135,8 +137,6 @@ def run(name, data_dir=None, out_dir="results", quick=None, **options):
             with contextlib.suppress(OSError):
                 directory.rmdir()
         raise
-    from fastdl.nn.guard import sigint_deferred  # here: a1-a3 need no fastdl.nn (0.13 s to import)
-
     try:
         with sigint_deferred():  # a folder is never left half published
             result = _publish(staging, out, result)
