@@ -325,6 +325,34 @@ def test_fastdl_num_threads_env_caps_blas_when_a_cnn_trains_first(tmp_path, thre
     assert result.stdout.strip() == f"[1] [{threads}]"
 
 
+def test_calling_a_cnn_holds_blas_to_one_thread_as_predict_does(tmp_path):
+    """model(x) runs under the same BLAS policy as predict: a CNN's GEMMs on fastdl's threads, BLAS
+    on one (its threads spinning beside fastdl's made model(x) 2.5-4x slower than predict)."""
+    result = _run_python(
+        """
+        import numpy as np
+        from threadpoolctl import threadpool_info
+        from fastdl import nn
+
+        inside = set()
+
+        class Spy(nn.Flatten):
+            def forward(self, x, training=False):
+                inside.update(pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas")
+                return super().forward(x, training)
+
+        model = nn.Sequential([nn.Conv2D(2, 3, input_shape=(6, 6, 1)), Spy(), nn.Dense(2)], seed=0)
+        x = np.ones((3, 6, 6, 1), np.float32)
+        model(x)
+        called = sorted(inside)
+        inside.clear()
+        model.predict(x)
+        print(called, sorted(inside))
+        """, tmp_path, FASTDL_NUM_THREADS="2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[1] [1]"
+
+
 def test_import_compiles_nothing(tmp_path):
     result = _run_python(
         """

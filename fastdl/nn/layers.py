@@ -15,7 +15,7 @@ from fastdl.nn import activations
 from fastdl.nn.module import (LOGIT_ACTIVATIONS, Layer, Parameter, as_layer_input, check_bool, check_data_format,
                                check_shape, get_initializer)
 from fastdl.nn.regularizers import add_grad, get_regularizer
-from fastdl.ops.conv import _geometry, conv2d_grad_into, conv2d_into
+from fastdl.ops.conv import KeptTransform, _geometry, conv2d_grad_into, conv2d_into
 from fastdl.ops.conv_pool import conv2d_pool_grad_into, conv2d_pool_into, pool_fusable
 from fastdl.ops.dense import ACTIVATIONS, dense_grad_into, dense_into
 from fastdl.ops.pool import max_pool2d_grad_into, max_pool2d_into, pool_geometry
@@ -306,21 +306,23 @@ class Conv2D(_Activated):
         if self.use_bias:
             self.bias = Parameter(np.zeros(self.filters, self.dtype))
         self._geometry = _geometry((1, *input_shape), shape, self.strides, self.padding)
+        self._kept = KeptTransform()  # the kernel's transform, between inference calls
 
     def forward(self, x, training=False):
         self._x = x = as_layer_input(x, self.dtype, self.input_shape, type(self).__name__)
         bias = self.bias.value if self.use_bias else None
+        kept = None if training else self._kept  # a training step changes the kernel
         shape = (x.shape[0], *self.output_shape)
         # A training step's output is overwritten by the next step; an inference output is the caller's.
         if self._fuses_activation():  # with the bias, batch by batch
             out = self._buffer("out", shape) if training else self._empty(shape)
             self._logits = None
             self._out = out = conv2d_into(x, self.kernel.value, bias, self._geometry, out,
-                                          ACTIVATIONS[self.activation], self.backend)
+                                          ACTIVATIONS[self.activation], self.backend, kept=kept)
             return out
         # The logits, then the output into _activate's array.
         return self._activate(conv2d_into(x, self.kernel.value, bias, self._geometry,
-                                          self._logits_into(shape, training), 0, self.backend), training)
+                                          self._logits_into(shape, training), 0, self.backend, kept=kept), training)
 
     def fuses_with(self, pool):
         """Whether this layer and the MaxPool2D `pool` after it can run as one pass (forward_pooled)."""
@@ -339,7 +341,8 @@ class Conv2D(_Activated):
         self._code = code
         self._out = self._logits = None
         return conv2d_pool_into(x, self.kernel.value, self.bias.value if self.use_bias else None, self._geometry,
-                                ACTIVATIONS[self.activation], pool._window[:2], out, code, self.backend)
+                                ACTIVATIONS[self.activation], pool._window[:2], out, code, self.backend,
+                                kept=None if training else self._kept)
 
     def backward_pooled(self, dout, pool):
         """Backward of forward_pooled from the gradient of the pooled output; returns dx (or None)."""

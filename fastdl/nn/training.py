@@ -212,7 +212,8 @@ class Training(Batches, Saving, GradientFlags, Layer):
         x_checked = self._as_batch(self._check_x(x))
         if training:  # BatchNormalization reads the flags: a frozen one normalises as in inference
             self._call_gradient_flags()
-        out = self._forward(x_checked, training)
+        with self._blas_policy():  # as predict's: BLAS threads spinning beside fastdl's cost 2.5-4x here
+            out = self._forward(x_checked, training)
         # NumPy in, NumPy out: a model on the device brings its outputs back. A training pass writes
         # into buffers that the next one reuses, so the caller gets copies of those; an inference
         # pass that gave x itself or a view of it (Dropout, Flatten) gets a copy too.

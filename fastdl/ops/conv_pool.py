@@ -63,7 +63,7 @@ def _calling_threads_backend(backend):
     return backend
 
 
-def conv2d_pool_into(x, kernel, bias, geometry, activation, pool, out, code, backend=None):
+def conv2d_pool_into(x, kernel, bias, geometry, activation, pool, out, code, backend=None, kept=None):
     """conv2d, bias, activation and max pooling in one pass, for checked arrays (as conv2d_into).
 
     activation: 0 (none) or 1 (ReLU); pool: (pool_h, pool_w), non-overlapping windows without
@@ -71,14 +71,14 @@ def conv2d_pool_into(x, kernel, bias, geometry, activation, pool, out, code, bac
     the same shape) each window's winning position for conv2d_pool_grad_into. Each batch of
     images is pooled while its GEMM output is in cache: the full-size activation never goes to
     memory. Equals conv2d_into followed by max_pool2d_into. Big images go in bands of whole
-    pooling windows' rows (see fastdl.ops.conv.BAND_FACTOR).
+    pooling windows' rows (see fastdl.ops.conv.BAND_FACTOR). kept: as conv2d_into's.
     """
     _check_windows(geometry, pool, out)
     if _device.is_device(out):
         return _nn_on_device.conv2d_pool_into(x, kernel, bias, geometry, activation, pool, out, code)
     bands = _bands(x, kernel, geometry, pool, out)
     if bands is None:
-        return _pool_into(x, kernel, bias, geometry, activation, pool, out, code, backend)
+        return _pool_into(x, kernel, bias, geometry, activation, pool, out, code, backend, kept)
     backend = _calling_threads_backend(backend)
 
     def band(image, rows, conv_rows, band_geometry, _):
@@ -90,12 +90,12 @@ def conv2d_pool_into(x, kernel, bias, geometry, activation, pool, out, code, bac
     return out
 
 
-def _pool_into(x, kernel, bias, geometry, activation, pool, out, code, backend):
+def _pool_into(x, kernel, bias, geometry, activation, pool, out, code, backend, kept=None):
     """conv2d_pool_into on the host, unbanded."""
     kernels, _ = _backend.kernels("conv", backend)
     dtype = out.dtype
     out_channels = kernel.shape[3]
-    plan = _forward_plan(x, kernel, geometry, dtype)
+    plan = _forward_plan(x, kernel, geometry, dtype, kept)
     convolution_kernels = _plan_kernels(plan, backend)
     conv_h, conv_w = geometry[2]
     bias = NO_BIAS[dtype] if bias is None else bias
