@@ -1,4 +1,4 @@
-"""A Conv2D layer's kernel transform (Winograd's, kn2row's tap matrix) kept between inference calls
+"""A Conv2D or Conv2DTranspose layer's kernel transform (Winograd's, kn2row's tap matrix) kept between inference calls
 (fastdl.ops.conv.KeptTransform): made once while the kernel stays the same, made again as soon as
 a value changes (a training step, set_weights, a write into the kernel), never kept by a copy."""
 
@@ -14,10 +14,15 @@ from fastdl.ops import conv as conv_ops
 # (input shape, filters, path): 3x3 kernels between 16+ channels take Winograd, stride-1 layers
 # with fewer filters than inputs kn2row.
 LAYERS = [((6, 7, 16), 16, "winograd"), ((9, 9, 20), 3, "kn2row")]
+# (input shape, filters, strides, path): a stride-2 transposed 3x3 one runs in sub-pixel phases,
+# a stride-1 one as the convolution by its flipped kernel.
+TRANSPOSED = [((4, 5, 16), 16, 2, "subpixel"), ((6, 6, 16), 16, 1, "winograd")]
 
 
-def _model(backend, dtype, shape, filters, pooled=False):
-    layers = [nn.Input(shape), nn.Conv2D(filters, 3, padding="same", activation="relu")]
+def _model(backend, dtype, shape, filters, pooled=False, strides=None):
+    conv = nn.Conv2D(filters, 3, padding="same", activation="relu") if strides is None else \
+        nn.Conv2DTranspose(filters, 3, strides=strides, padding="same", activation="relu")
+    layers = [nn.Input(shape), conv]
     layers += [nn.MaxPool2D(2)] if pooled else []
     model = nn.Sequential(layers + [nn.Flatten(), nn.Dense(3)], backend=backend, dtype=dtype, seed=0)
     model.compile(nn.SGD(0.1), "mse")
@@ -36,8 +41,8 @@ def transforms(monkeypatch):
     return made
 
 
-def _fresh_predict(model, x, backend, dtype, shape, filters, pooled):
-    other = _model(backend, dtype, shape, filters, pooled)
+def _fresh_predict(model, x, backend, dtype, shape, filters, pooled, strides=None):
+    other = _model(backend, dtype, shape, filters, pooled, strides)
     other.set_weights(model.get_weights())
     return other.predict(x, batch_size=2)
 
@@ -45,7 +50,17 @@ def _fresh_predict(model, x, backend, dtype, shape, filters, pooled):
 @pytest.mark.parametrize("pooled", [False, True], ids=["conv", "conv+pool"])
 @pytest.mark.parametrize("shape, filters, path", LAYERS, ids=[layer[2] for layer in LAYERS])
 def test_the_transform_follows_the_kernel(backend, dtype, rng, transforms, shape, filters, path, pooled):
-    model = _model(backend, dtype, shape, filters, pooled)
+    _follows_the_kernel(backend, dtype, rng, transforms, shape, filters, path, pooled)
+
+
+@pytest.mark.parametrize("shape, filters, strides, path", TRANSPOSED, ids=[layer[3] for layer in TRANSPOSED])
+def test_the_transposed_transform_follows_the_kernel(backend, dtype, rng, transforms, shape, filters, strides, path):
+    _follows_the_kernel(backend, dtype, rng, transforms, shape, filters, path, False, strides)
+
+
+def _follows_the_kernel(backend, dtype, rng, transforms, shape, filters, path, pooled, strides=None):
+    model = _model(backend, dtype, shape, filters, pooled, strides)
+    fresh = lambda: _fresh_predict(model, x, backend, dtype, shape, filters, pooled, strides)  # noqa: E731
     x = rng.standard_normal((5, *shape)).astype(dtype)
     first = model.predict(x, batch_size=2)
     assert transforms == [path]  # three batches, one transform
@@ -54,13 +69,13 @@ def test_the_transform_follows_the_kernel(backend, dtype, rng, transforms, shape
 
     model.train_on_batch(x, rng.standard_normal((5, 3)).astype(dtype))  # the kernel changes
     after_step = model.predict(x, batch_size=2)
-    np.testing.assert_array_equal(after_step, _fresh_predict(model, x, backend, dtype, shape, filters, pooled))
+    np.testing.assert_array_equal(after_step, fresh())
     assert not np.array_equal(after_step, first)
 
     conv = model.layers[0]
     conv.kernel.value[0, 0, 0, 0] = -conv.kernel.value[0, 0, 0, 0]  # one value, written in place
     written = model.predict(x, batch_size=2)
-    np.testing.assert_array_equal(written, _fresh_predict(model, x, backend, dtype, shape, filters, pooled))
+    np.testing.assert_array_equal(written, fresh())
     assert not np.array_equal(written, after_step)
 
     model.set_weights([np.zeros_like(w) for w in model.get_weights()])

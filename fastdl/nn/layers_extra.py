@@ -13,6 +13,7 @@ from fastdl.ops.conv_transpose import (  # noqa: F401 (conv2d_transpose, conv2d_
     conv2d_transpose, conv2d_transpose_grad, conv2d_transpose_grad_into, conv2d_transpose_into,
     transpose_geometry,
 )
+from fastdl.ops.conv import KeptTransform
 from fastdl.ops.dense import ACTIVATIONS
 
 
@@ -56,21 +57,24 @@ class Conv2DTranspose(_Activated):
         if self.use_bias:
             self.bias = Parameter(np.zeros(self.filters, self.dtype))
         self._geometry = transpose_geometry((1, *input_shape), shape, self.strides, self.padding)
+        self._kept = KeptTransform()  # the kernel's transform, between inference calls
 
     def forward(self, x, training=False):
         self._x = x = as_layer_input(x, self.dtype, self.input_shape, self.name or type(self).__name__)
         bias = self.bias.value if self.use_bias else None
+        kept = None if training else self._kept  # a training step changes the kernel
         shape = (x.shape[0], *self.output_shape)
         # A training step's output is overwritten by the next step; an inference output is the caller's.
         if self._fuses_activation():  # with the bias, batch by batch
             out = self._buffer("out", shape) if training else self._empty(shape)
             self._logits = None
             self._out = out = conv2d_transpose_into(x, self.kernel.value, bias, self._geometry, out,
-                                                    ACTIVATIONS[self.activation], self.backend)
+                                                    ACTIVATIONS[self.activation], self.backend, kept=kept)
             return out
         # The logits, then the output into _activate's array.
         return self._activate(conv2d_transpose_into(x, self.kernel.value, bias, self._geometry,
-                                                    self._logits_into(shape, training), 0, self.backend), training)
+                                                    self._logits_into(shape, training), 0, self.backend, kept=kept),
+                             training)
 
     def backward_pre(self, dpre):
         dpre = as_layer_input(dpre, self.dtype, self.output_shape, type(self).__name__ + " backward")

@@ -143,17 +143,18 @@ def conv2d_transpose(x, kernel, bias=None, strides=1, padding="valid", backend=N
     return conv2d_transpose_into(x, kernel, bias, geometry, out, backend=backend)
 
 
-def conv2d_transpose_into(x, kernel, bias, geometry, out, activation=0, backend=None, alpha=LEAKY_ALPHA):
+def conv2d_transpose_into(x, kernel, bias, geometry, out, activation=0, backend=None, alpha=LEAKY_ALPHA, kept=None):
     """conv2d_transpose into `out` for checked arrays, with the bias and an activation fused; returns out.
 
     As fastdl.ops.conv.conv2d_into: x, kernel, bias (or None) and out C-contiguous and of one
     float dtype, geometry from transpose_geometry, activation a code of fastdl.ops.dense.ACTIVATIONS,
-    applied with the bias to each batch of images while its output is still in cache.
+    applied with the bias to each batch of images while its output is still in cache; kept: a
+    fastdl.ops.conv.KeptTransform for the kernel's transform.
     """
     if _device.is_device(out):
         return _nn_on_device.conv2d_transpose_into(x, kernel, bias, geometry, out, activation, alpha)
     if geometry[2] is not None:  # stride 1: a convolution (Winograd's for 3x3 kernels), bias and activation fused
-        return conv2d_into(x, _flip(kernel), bias, geometry[2], out, activation, backend, alpha)
+        return conv2d_into(x, _flip(kernel), bias, geometry[2], out, activation, backend, alpha, kept)
     kernels, _ = _backend.kernels("conv", backend)
     winograd_kernels, _ = _backend.kernels("winograd", backend)
     dense_kernels, _ = _backend.kernels("dense", backend)
@@ -167,7 +168,10 @@ def conv2d_transpose_into(x, kernel, bias, geometry, out, activation=0, backend=
     epilogue = bool(activation) or bias is not None
     bias = NO_BIAS[dtype] if bias is None else bias
     subpixel = plan["subpixel"]
-    transformed = subpixel.transform_kernels(kernel) if subpixel else None
+    transformed = None
+    if subpixel:
+        transformed = subpixel.transform_kernels(kernel) if kept is None else \
+            kept.get(kernel, ("subpixel", geometry), lambda: subpixel.transform_kernels(kernel))
 
     def compute(first, last):
         for start in range(first, last, batch):
