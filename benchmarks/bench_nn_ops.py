@@ -3,8 +3,10 @@
 The shapes are the course's hot spots: the first convolution of the Fashion-MNIST CNN (batch 128,
 28x28x1, 64 filters 7x7, "same") and one of its 3x3 convolutions (batch 128, 14x14x128, 128
 filters, "same": fastdl's Winograd path), the clock net's max-pooling over 148x148x32
-activations (batch 100), the MLP's first dense layer (batch 32, 784 -> 300, ReLU), and the CNN's
-output: softmax cross-entropy on 128 x 10 logits, and Dropout(0.5) on its 128 x 128 dense layer.
+activations (batch 100) and MaxPooling2D's training step (forward recording the winners, then
+backward) over 128x32x32x64 (2x2) and 128x33x33x64 (3x3 stride 2) activations, the MLP's first
+dense layer (batch 32, 784 -> 300, ReLU), and the CNN's output: softmax cross-entropy on 128 x 10
+logits, and Dropout(0.5) on its 128 x 128 dense layer.
 A decoder's upsampling step, Conv2DTranspose 3x3 stride 2 "same" from 32x32x128 to 64x64x128
 (batch 64), is timed forward alone and forward+backward against torch's conv_transpose2d.
 
@@ -165,6 +167,24 @@ def _transpose_data():
 
 
 POOL_GROUP = "max_pool2d 2x2, 100x148x148x32, forward+backward"
+# MaxPooling2D's training step (forward with training=True, which records each window's winner,
+# then backward from them) at the course CNN's shapes: (images, height, width, channels, pool
+# size, stride), "valid". 3x3 stride 2 windows overlap (gradients add up).
+POOL_LAYER_CASES = {"2x2": (128, 32, 32, 64, 2, 2), "3x3 stride 2": (128, 33, 33, 64, 3, 2)}
+
+
+def _pool_layer_group(case):
+    n, height, width, channels, size, stride = POOL_LAYER_CASES[case]
+    return f"MaxPooling2D {case}, {n}x{height}x{width}x{channels}, training forward+backward"
+
+
+def _pool_layer_data(case):
+    n, height, width, channels, size, stride = POOL_LAYER_CASES[case]
+    rng = _rng()
+    x = rng.standard_normal((n, height, width, channels), dtype=np.float32)
+    out_size = (height - size) // stride + 1
+    dout = rng.standard_normal((n, out_size, out_size, channels), dtype=np.float32)
+    return x, dout
 DENSE_GROUP = "dense 32x784 @ 784x300 + relu, forward+backward"
 
 
@@ -301,6 +321,52 @@ def bench_max_pool2d_torch(benchmark, name_contender, n_threads):
     step()
     name_contender(POOL_GROUP, "torch (channels_last)")
     benchmark.pedantic(step, rounds=5, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("case", list(POOL_LAYER_CASES))
+@pytest.mark.parametrize("backend", BACKENDS)
+def bench_max_pool_layer_fastdl(benchmark, backend, case, require_fastdl_backend, name_contender):
+    require_fastdl_backend("pool", backend)
+    x, dout = _pool_layer_data(case)
+    *_, size, stride = POOL_LAYER_CASES[case]
+    layer = nn.MaxPooling2D(size, stride, backend=backend)
+    layer.build(x.shape[1:], _rng(), np.float32)
+
+    def step():
+        layer.forward(x, training=True)
+        layer.backward(dout)
+
+    step()
+    name_contender(_pool_layer_group(case), f"fastdl[{backend}]")
+    benchmark.pedantic(step, rounds=7, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("case", list(POOL_LAYER_CASES))
+def bench_max_pool_layer_torch(benchmark, case, name_contender, n_threads):
+    if torch is None:
+        pytest.skip(TORCH_MISSING)
+    torch.set_num_threads(n_threads)
+    x_np, dout_np = _pool_layer_data(case)
+    *_, size, stride = POOL_LAYER_CASES[case]
+    x, grad = _nchw(x_np[:CHECKED_IMAGES], grad=True), _nchw(dout_np[:CHECKED_IMAGES])
+    out = torch.nn.functional.max_pool2d(x, size, stride)
+    out.backward(grad)
+    for backend in _usable("pool"):
+        layer = nn.MaxPooling2D(size, stride, backend=backend)
+        layer.build(x_np.shape[1:], _rng(), np.float32)
+        got = (layer.forward(x_np[:CHECKED_IMAGES], training=True), layer.backward(dout_np[:CHECKED_IMAGES]))
+        _assert_agree(f"MaxPooling2D {case}, fastdl[{backend}]", ("output", "dx"), got, (_nhwc(out), _nhwc(x.grad)))
+    # Channels-last memory format, the layout fastdl works in.
+    x, grad = _nchw(x_np, grad=True), _nchw(dout_np)
+
+    def step():
+        out = torch.nn.functional.max_pool2d(x, size, stride)
+        out.backward(grad)
+        x.grad = None
+
+    step()
+    name_contender(_pool_layer_group(case), "torch (channels_last)")
+    benchmark.pedantic(step, rounds=7, iterations=1, warmup_rounds=1)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

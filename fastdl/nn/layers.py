@@ -18,7 +18,8 @@ from fastdl.nn.regularizers import add_grad, get_regularizer
 from fastdl.ops.conv import KeptTransform, _geometry, conv2d_grad_into, conv2d_into
 from fastdl.ops.conv_pool import conv2d_pool_grad_into, conv2d_pool_into, pool_fusable
 from fastdl.ops.dense import ACTIVATIONS, dense_grad_into, dense_into
-from fastdl.ops.pool import max_pool2d_grad_into, max_pool2d_into, pool_geometry
+from fastdl.ops.pool import (max_pool2d_grad_into, max_pool2d_grad_winners_into, max_pool2d_into,
+                              max_pool2d_winners_into, pool_geometry, records_winners)
 from fastdl._validation import check_int, check_pair, compute_dtype
 
 
@@ -408,13 +409,36 @@ class MaxPooling2D(_Pooling2D):
         per axis, padded at the bottom and right when odd, as TensorFlow; padded cells never win.
     """
 
+    # (x, winners) of the last training pass that recorded its windows' winners.
+    _winners = (None, None)
+
     def _pool(self, x, out):
         return max_pool2d_into(x, out, self._window, self.backend)
 
+    def forward(self, x, training=False):
+        # A training pass records each window's winner (a uint8 a window) for backward, which then
+        # scans no window again; an inference pass writes nothing that backward would read but x,
+        # as before (threads may share the model for inference).
+        if not (training and self.needs_input_grad and not self.on_device
+                and records_winners(self._window, self.backend)):
+            self._winners = (None, None)  # backward finds this pass's winners from its x
+            return super().forward(x, training)
+        self._x = x = as_layer_input(x, self.dtype, self.input_shape, type(self).__name__)
+        shape = (x.shape[0], *self.output_shape)
+        winners = self._buffer("winners", shape, np.uint8)
+        self._winners = (x, winners)
+        return max_pool2d_winners_into(x, self._buffer("out", shape), winners, self._window, self.backend)
+
     def backward(self, dout):
         dout = as_layer_input(dout, self.dtype, self.output_shape, type(self).__name__ + " backward")
-        return max_pool2d_grad_into(self._x, _same_batch(dout, self._x), self._buffer("dx", self._x.shape),
-                                    self._window, self.backend)
+        if not self.needs_input_grad:
+            return None
+        dout, dx = _same_batch(dout, self._x), self._buffer("dx", self._x.shape)
+        x, winners = self._winners
+        if x is self._x:  # the last forward pass recorded its winners: the same dx, without x
+            return max_pool2d_grad_winners_into(winners, dout, dx, self._window, self.backend)
+        # After an inference pass (or on the device), the winners are found again from x.
+        return max_pool2d_grad_into(self._x, dout, dx, self._window, self.backend)
 
 
 MaxPool2D = MaxPooling2D

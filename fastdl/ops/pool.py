@@ -136,6 +136,44 @@ def max_pool2d_grad_into(x, dout, dx, window, backend=None):
     return dx
 
 
+# A window's winner is stored as its cell's number in a uint8: windows of at most this many cells.
+MAX_WINNER_CELLS = 256
+
+
+def records_winners(window, backend=None):
+    """Whether max_pool2d_winners_into can run for `window` (pool_geometry's first six values) on
+    `backend`: a CPU backend (the cuda kernels recompute the winners) and at most MAX_WINNER_CELLS
+    cells a window."""
+    return window[0] * window[1] <= MAX_WINNER_CELLS and _backend.resolve("pool", backend) != "cuda"
+
+
+def max_pool2d_winners_into(x, out, winners, window, backend=None):
+    """max_pool2d_into (the same out) that also records each output's winner for
+    max_pool2d_grad_winners_into; returns out.
+
+    For checked host arrays where records_winners(window, backend) holds: winners is a
+    C-contiguous uint8 array of out's shape. A winner is the cell of its window that
+    max_pool2d_grad gives the gradient to (the first maximum in row-major order, the first NaN
+    where the window holds one), numbered row-major from the unclipped window's top-left corner.
+    """
+    kernels, _ = _backend.kernels("pool", backend)
+    # One output row per task, as max_pool2d_into.
+    n_threads = threads_worth_it(x.shape[0] * out.shape[1], out.shape[2] * x.shape[3] * window[0] * window[1])
+    kernels.max_pool2d_forward_winners(x, out, winners, *window, n_threads)
+    return out
+
+
+def max_pool2d_grad_winners_into(winners, dout, dx, window, backend=None):
+    """max_pool2d_grad_into from the winners max_pool2d_winners_into recorded, without x: the same
+    dx, bit for bit, at a fraction of the cost (no window is scanned again); returns dx."""
+    kernels, _ = _backend.kernels("pool", backend)
+    # One row of dx per task, each cell gathering from the windows that hold it.
+    per_cell = -(-window[0] // window[2]) * -(-window[1] // window[3])
+    n_threads = threads_worth_it(dx.shape[0] * dx.shape[1], dx.shape[2] * dx.shape[3] * per_cell)
+    kernels.max_pool2d_backward_winners(winners, dout, dx, *window, n_threads)
+    return dx
+
+
 def _pooled_grad(op, x, dout, pool_size, strides, padding, backend):
     """max_pool2d_grad's or avg_pool2d_grad's result (op "max_pool2d" or "avg_pool2d"), once x and
     dout are checked: dout must have the op's output shape. avg_pool2d_grad_into needs only dout."""

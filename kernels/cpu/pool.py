@@ -118,6 +118,97 @@ def max_pool2d_backward(x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top
            x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
 
 
+def _max_pool2d_forward_winners(x, out, winners, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
+    n_images, h, w, c = x.shape
+    out_h, out_w = out.shape[1], out.shape[2]
+    for row in prange(n_images * out_h):
+        n = row // out_h
+        i = row - n * out_h
+        top = i * stride_h - pad_top
+        h0 = max(top, 0)
+        h1 = min(top + pool_h, h)
+        for j in range(out_w):
+            left = j * stride_w - pad_left
+            w0 = max(left, 0)
+            w1 = min(left + pool_w, w)
+            first = winners.dtype.type((h0 - top) * pool_w + w0 - left)
+            for ch in range(c):
+                out[n, i, j, ch] = x[n, h0, w0, ch]
+                winners[n, i, j, ch] = first
+            for a in range(h0, h1):
+                for b in range(w0 + 1 if a == h0 else w0, w1):
+                    cell = winners.dtype.type((a - top) * pool_w + b - left)
+                    for ch in range(c):
+                        v = x[n, a, b, ch]
+                        best = out[n, i, j, ch]
+                        # The winner as max_pool2d_backward finds it (strict comparison: the first
+                        # maximum; the first NaN, which nothing replaces); the maximum by
+                        # max_pool2d_forward's select, so out holds the same bits (NaNs included).
+                        wins = (v > best) | ((v != v) & (best == best))
+                        out[n, i, j, ch] = v if (v > best) | (v != v) else best
+                        winners[n, i, j, ch] = cell if wins else winners[n, i, j, ch]
+
+
+# exact: fastmath may assume there is no NaN, and the winners must follow the NaN rule.
+_forward_winners_serial = compile_kernel(_max_pool2d_forward_winners, exact=True)
+_forward_winners_parallel = compile_kernel(_max_pool2d_forward_winners, parallel=True, exact=True)
+
+
+def max_pool2d_forward_winners(x, out, winners, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, n_threads):
+    """max_pool2d_forward (the same out), and each output's winner into winners (uint8, out's shape).
+
+    A winner is the cell of its window, counted row-major from the unclipped window's top-left
+    corner ((a - top) * pool_w + b - left), that max_pool2d_backward gives the gradient to: the
+    first maximum in row-major order, or the first NaN. The window must have at most 256 cells.
+    """
+    launch(_forward_winners_serial, _forward_winners_parallel, n_threads,
+           x, out, winners, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+
+
+def _max_pool2d_backward_winners(winners, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
+    n_images, h, w, c = dx.shape
+    out_h, out_w = dout.shape[1], dout.shape[2]
+    zero = dx.dtype.type(0)
+    # One row of dx per task, each cell gathering from the windows that hold it (no two tasks
+    # write one cell), in row-major window order from zero, as max_pool2d_backward's scatter adds
+    # them: the same bits, as adding the +0 of a window the cell did not win changes no sum (one
+    # that starts at +0 is never -0).
+    for row in prange(n_images * h):
+        n = row // h
+        r = row - n * h
+        i0, i1 = _windows_over(r, pad_top, pool_h, stride_h, out_h)
+        for col in range(w):
+            j0, j1 = _windows_over(col, pad_left, pool_w, stride_w, out_w)
+            if i1 - i0 == 1 and j1 - j0 == 1:
+                # The cell is in one window (windows that do not overlap): one pass, no sum.
+                cell = (r - (i0 * stride_h - pad_top)) * pool_w + col - (j0 * stride_w - pad_left)
+                for ch in range(c):
+                    dx[n, r, col, ch] = zero + (dout[n, i0, j0, ch] if winners[n, i0, j0, ch] == cell else zero)
+                continue
+            for ch in range(c):
+                dx[n, r, col, ch] = zero
+            for i in range(i0, i1):
+                cell_row = (r - (i * stride_h - pad_top)) * pool_w
+                for j in range(j0, j1):
+                    cell = cell_row + col - (j * stride_w - pad_left)
+                    for ch in range(c):
+                        dx[n, r, col, ch] += dout[n, i, j, ch] if winners[n, i, j, ch] == cell else zero
+
+
+# exact: fastmath could drop the zeros' additions or reorder the sums, away from the bits above.
+_backward_winners_serial = compile_kernel(_max_pool2d_backward_winners, exact=True)
+_backward_winners_parallel = compile_kernel(_max_pool2d_backward_winners, parallel=True, exact=True)
+
+
+def max_pool2d_backward_winners(winners, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
+                                n_threads):
+    """max_pool2d_backward (the same dx, bit for bit) from the winners max_pool2d_forward_winners
+    recorded, without x: each dout value added to its window's winner; overlapping windows add up
+    in row-major window order. A cell in no window gets 0."""
+    launch(_backward_winners_serial, _backward_winners_parallel, n_threads,
+           winners, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+
+
 def _avg_pool2d_forward(x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
     n_images, h, w, c = x.shape
     out_h, out_w = out.shape[1], out.shape[2]

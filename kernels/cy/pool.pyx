@@ -149,6 +149,113 @@ def max_pool2d_backward(
         raise MemoryError("max_pool2d_backward: no memory for the per-thread scratch")
 
 
+def max_pool2d_forward_winners(
+    const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, unsigned char[:, :, :, ::1] winners,
+    Py_ssize_t pool_h, Py_ssize_t pool_w, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
+    Py_ssize_t pad_left, int n_threads,
+):
+    """max_pool2d_forward (the same out), and each output's winner into winners (uint8, out's shape).
+
+    A winner is the cell of its window, counted row-major from the unclipped window's top-left
+    corner ((a - top) * pool_w + b - left), that max_pool2d_backward gives the gradient to: the
+    first maximum in row-major order, or the first NaN. The window must have at most 256 cells.
+    """
+    cdef Py_ssize_t n_images = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3]
+    cdef Py_ssize_t out_h = out.shape[1], out_w = out.shape[2]
+    cdef Py_ssize_t row, n, i, j, a, b, ch, top, left, h0, h1, w0, w1
+    cdef const floating* src
+    cdef floating* dst
+    cdef unsigned char* won
+    cdef unsigned char cell
+    cdef floating v, best
+    if n_images == 0 or out_h == 0 or out_w == 0 or c == 0:
+        return
+    with nogil:
+        for row in prange(n_images * out_h, num_threads=n_threads, schedule="static"):
+            n = row // out_h
+            i = row - n * out_h
+            top = i * stride_h - pad_top
+            h1 = min(top + pool_h, h)
+            h0 = max(top, 0)
+            for j in range(out_w):
+                left = j * stride_w - pad_left
+                w1 = min(left + pool_w, w)
+                w0 = max(left, 0)
+                dst = &out[n, i, j, 0]
+                won = &winners[n, i, j, 0]
+                src = &x[n, h0, w0, 0]
+                cell = <unsigned char> ((h0 - top) * pool_w + w0 - left)
+                for ch in range(c):
+                    dst[ch] = src[ch]
+                    won[ch] = cell
+                for a in range(h0, h1):
+                    for b in range(w0 + 1 if a == h0 else w0, w1):
+                        src = &x[n, a, b, 0]
+                        cell = <unsigned char> ((a - top) * pool_w + b - left)
+                        for ch in range(c):
+                            v = src[ch]
+                            best = dst[ch]
+                            # The winner as max_pool2d_backward finds it (strict comparison: the
+                            # first maximum; the first NaN, which nothing replaces); the maximum by
+                            # max_pool2d_forward's select, so out holds the same bits (NaNs included).
+                            won[ch] = cell if (v > best) | ((v != v) & (best == best)) else won[ch]
+                            dst[ch] = v if (v > best) | (v != v) else best
+
+
+def max_pool2d_backward_winners(
+    const unsigned char[:, :, :, ::1] winners, const floating[:, :, :, ::1] dout, floating[:, :, :, ::1] dx,
+    Py_ssize_t pool_h, Py_ssize_t pool_w, Py_ssize_t stride_h, Py_ssize_t stride_w,
+    Py_ssize_t pad_top, Py_ssize_t pad_left, int n_threads,
+):
+    """max_pool2d_backward (the same dx, bit for bit) from the winners max_pool2d_forward_winners
+    recorded, without x: each dout value added to its window's winner; overlapping windows add up
+    in row-major window order. A cell in no window gets 0."""
+    cdef Py_ssize_t n_images = dx.shape[0], h = dx.shape[1], w = dx.shape[2], c = dx.shape[3]
+    cdef Py_ssize_t out_h = dout.shape[1], out_w = dout.shape[2]
+    cdef Py_ssize_t row, n, r, col, i, j, ch, i0, i1, j0, j1
+    cdef int cell, cell_row  # int, not Py_ssize_t: the comparisons with winners vectorise narrower
+    cdef const floating* grad
+    cdef const unsigned char* won
+    cdef floating* dst
+    cdef floating zero = 0
+    if n_images == 0 or h == 0 or w == 0 or c == 0:
+        return
+    with nogil:
+        # One row of dx per task, each cell gathering from the windows that hold it (no two tasks
+        # write one cell), in row-major window order from zero, as max_pool2d_backward's scatter
+        # adds them: the same bits, as adding the +0 of a window the cell did not win changes no
+        # sum (one that starts at +0 is never -0).
+        for row in prange(n_images * h, num_threads=n_threads, schedule="static"):
+            n = row // h
+            r = row - n * h
+            i0 = 0
+            i1 = 0
+            j0 = 0
+            j1 = 0
+            _windows_over(r, pad_top, pool_h, stride_h, out_h, &i0, &i1)
+            for col in range(w):
+                dst = &dx[n, r, col, 0]
+                _windows_over(col, pad_left, pool_w, stride_w, out_w, &j0, &j1)
+                if i1 - i0 == 1 and j1 - j0 == 1:
+                    # The cell is in one window (windows that do not overlap): one pass, no sum.
+                    cell = <int> ((r - (i0 * stride_h - pad_top)) * pool_w + col - (j0 * stride_w - pad_left))
+                    grad = &dout[n, i0, j0, 0]
+                    won = &winners[n, i0, j0, 0]
+                    for ch in range(c):
+                        dst[ch] = zero + (grad[ch] if won[ch] == cell else zero)
+                    continue
+                for ch in range(c):
+                    dst[ch] = zero
+                for i in range(i0, i1):
+                    cell_row = <int> ((r - (i * stride_h - pad_top)) * pool_w)
+                    for j in range(j0, j1):
+                        cell = cell_row + <int> (col - (j * stride_w - pad_left))
+                        grad = &dout[n, i, j, 0]
+                        won = &winners[n, i, j, 0]
+                        for ch in range(c):
+                            dst[ch] += grad[ch] if won[ch] == cell else zero
+
+
 def avg_pool2d_forward(
     const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, Py_ssize_t pool_h, Py_ssize_t pool_w,
     Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left, int n_threads,

@@ -31,17 +31,17 @@ def max_pool2d_forward(x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad_
             np.maximum(out, _window_cells(padded, out_h, out_w, stride_h, stride_w, a, b), out=out)
 
 
-def max_pool2d_backward(x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, n_threads):
-    """dx (n, h, w, c), overwritten: each dout value added to the first maximum of its window (its
-    first NaN where it holds one)."""
+def _winners(x, out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
+    """(n, out_h, out_w, c) int64: each window's winner, its cell a * pool_w + b counted from the
+    unclipped window's top-left corner: the first maximum, or the first NaN where it holds one."""
     n, h, w, c = x.shape
-    out_h, out_w = dout.shape[1], dout.shape[2]
     padded = _padded(x, out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
     inside = _padded(np.ones((n, h, w, 1), bool), out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top,
                      pad_left, fill=False)
-    best = np.full(dout.shape, -np.inf, dtype=x.dtype)
-    winner = np.zeros(dout.shape, dtype=np.int64)
-    started = np.zeros(dout.shape, dtype=bool)
+    shape = (n, out_h, out_w, c)
+    best = np.full(shape, -np.inf, dtype=x.dtype)
+    winner = np.zeros(shape, dtype=np.int64)
+    started = np.zeros(shape, dtype=bool)
     # Image cells in row-major window order: the first starts, then only a strictly larger value or
     # a NaN (where best is not NaN already) replaces the best: the first maximum wins, or the first
     # NaN (np.argmax's rule), as in the compiled kernels. Padded cells never take part.
@@ -54,7 +54,15 @@ def max_pool2d_backward(x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top
             best[take] = cells[take]
             winner[take] = a * pool_w + b
             started |= image_cell
-    dx_padded = np.zeros(padded.shape, dtype=dx.dtype)
+    return winner
+
+
+def _scatter(winner, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
+    """dx, overwritten: each dout value added to its window's winner cell."""
+    n, h, w, c = dx.shape
+    out_h, out_w = dout.shape[1], dout.shape[2]
+    dx_padded = _padded(np.zeros_like(dx), out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
+                        fill=0)
     for a in range(pool_h):
         for b in range(pool_w):
             # For one cell (a, b) the windows touch distinct positions, so += never collides.
@@ -62,6 +70,27 @@ def max_pool2d_backward(x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top
                 winner == a * pool_w + b, dout, 0
             )
     dx[...] = dx_padded[:, pad_top : pad_top + h, pad_left : pad_left + w]
+
+
+def max_pool2d_backward(x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, n_threads):
+    """dx (n, h, w, c), overwritten: each dout value added to the first maximum of its window (its
+    first NaN where it holds one)."""
+    window = (pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+    _scatter(_winners(x, dout.shape[1], dout.shape[2], *window), dout, dx, *window)
+
+
+def max_pool2d_forward_winners(x, out, winners, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, n_threads):
+    """max_pool2d_forward, and each output's winner (the cell max_pool2d_backward gives the
+    gradient to, a * pool_w + b from the unclipped window's top-left corner) into winners."""
+    window = (pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+    max_pool2d_forward(x, out, *window, n_threads)
+    winners[...] = _winners(x, out.shape[1], out.shape[2], *window)
+
+
+def max_pool2d_backward_winners(winners, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
+                                n_threads):
+    """max_pool2d_backward from the winners max_pool2d_forward_winners recorded, without x."""
+    _scatter(winners, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
 
 
 def _window_counts(out_h, out_w, h, w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, dtype):
