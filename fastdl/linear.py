@@ -4,12 +4,13 @@ import numbers
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from fastdl import _device
 from fastdl import backend as _backend
-from fastdl._validation import as_compute, check_host, check_int, compute_dtype, device_array_error
+from fastdl._validation import NonFiniteError, as_compute, check_host, check_int, compute_dtype, device_array_error
 
 METHODS = ("batch", "online")
 RULES = {"sigmoid": 0, "classic": 1}  # the kernels' rule codes (kernels/*/perceptron)
@@ -67,7 +68,9 @@ class MultiClassPerceptron(ClassifierMixin, BaseEstimator):
         Upper bound on the epochs.
     init_std : float, default 5.0
         Weights start as ``RandomState(random_state).normal(0, init_std, (n_features + 1, n_classes))``.
-    random_state : int, default 21
+    random_state : int, numpy.random.RandomState or None, default 21
+        As in scikit-learn: an int seeds a new RandomState, an instance is drawn from (and
+        advanced), None draws from numpy's global one.
     backend : str, optional
         "auto", "numpy", "numba", "cython", "cuda" (None: the process default). On "cuda" the
         samples, codes and weights stay on the device for all epochs (copied there once per fit),
@@ -78,8 +81,14 @@ class MultiClassPerceptron(ClassifierMixin, BaseEstimator):
 
     Attributes
     ----------
-    coef_ : ndarray of shape (n_features + 1, n_classes)
-        The best weights seen; the last row is the bias.
+    weights_ : ndarray of shape (n_features + 1, n_classes)
+        The best weights seen, in the course's layout: a column per class, the last row the bias.
+    coef_ : ndarray of shape (n_classes, n_features), or (1, n_features) for two classes
+        The same weights in scikit-learn's layout (what RFE and SelectFromModel read): a row per
+        class, without the bias; for two classes one row, classes_[1]'s weights less classes_[0]'s,
+        as decision_function scores them.
+    intercept_ : ndarray of shape (n_classes,), or (1,) for two classes
+        The biases, laid out as coef_.
     classes_ : ndarray of shape (n_classes,)
     n_features_in_ : int
     n_epochs_ : int
@@ -93,7 +102,9 @@ class MultiClassPerceptron(ClassifierMixin, BaseEstimator):
     Notes
     -----
     Training stops at 100% training accuracy or after `patience` epochs without a new best, and
-    keeps the weights of the best epoch. coef_ is a NumPy array on every backend, and
+    keeps the weights of the best epoch. Weights that become NaN or infinite, or give NaN or
+    infinite scores on X (updates past the float range), raise fastdl.NonFiniteError, and the
+    estimator is left unfitted. weights_ and coef_ are NumPy arrays on every backend, and
     decision_function, predict and score take host arrays. For two classes decision_function
     gives one score per sample, as scikit-learn's binary classifiers do.
     """
@@ -123,7 +134,10 @@ class MultiClassPerceptron(ClassifierMixin, BaseEstimator):
             raise ValueError(f"rule must be one of {tuple(RULES)}, got {self.rule!r}")
         check_int(self.patience, "patience", 1)
         check_int(self.max_epochs, "max_epochs", 1)
-        if self.random_state is not None:
+        if self.random_state is not None and not isinstance(self.random_state, np.random.RandomState):
+            if not isinstance(self.random_state, numbers.Integral) or isinstance(self.random_state, bool):
+                raise TypeError(f"random_state must be an int, a numpy.random.RandomState or None, "
+                                f"got {self.random_state!r}")
             check_int(self.random_state, "random_state", 0, 2**32 - 1)
 
     def fit(self, X, y, validation_data=None):
@@ -176,7 +190,7 @@ class MultiClassPerceptron(ClassifierMixin, BaseEstimator):
 
     def _initial_weights(self, n_rows, dtype):
         shape = (n_rows, len(self.classes_))
-        return as_compute(np.random.RandomState(self.random_state).normal(0, self.init_std, shape), dtype)
+        return as_compute(check_random_state(self.random_state).normal(0, self.init_std, shape), dtype)
 
     def _train(self, kernels, X1, codes, W, val):
         """The epochs on a CPU backend: host arrays, W updated in place."""
@@ -191,7 +205,11 @@ class MultiClassPerceptron(ClassifierMixin, BaseEstimator):
             work = np.empty(W.shape[1], dtype=W.dtype)
             step = lambda: kernels.online_epoch(X1, codes, lr, rule, W, work, n_threads)
         val_accuracy = None if val is None else (lambda: _accuracy(val[0], val[1], W))
-        return self._epochs(step, lambda: _accuracy(X1, codes, W), val_accuracy, W.copy)
+        self._epochs(step, lambda: _accuracy(X1, codes, W), val_accuracy, W.copy)
+        with np.errstate(over="ignore", invalid="ignore"):
+            if not np.isfinite(X1 @ self.weights_).all():
+                self._non_finite("give NaN or infinite scores on X", self.best_epoch_, W.dtype)
+        return self
 
     def _train_device(self, kernels, X1, codes, W, val):
         """The epochs on the cuda backend: every array a device array, copied nowhere; a new best
@@ -236,11 +254,26 @@ class MultiClassPerceptron(ClassifierMixin, BaseEstimator):
                 best_accuracy, best_W, best_epoch, since_best = accuracy, weights(), epoch, 0
             else:
                 since_best += 1
-        self.coef_ = best_W
+        if not np.isfinite(best_W).all():
+            self._non_finite("are NaN or infinite", best_epoch, best_W.dtype)
+        self.weights_ = best_W
+        if best_W.shape[1] == 2:  # scikit-learn's binary layout, decision_function's difference
+            self.coef_ = (best_W[:-1, 1] - best_W[:-1, 0])[None]
+            self.intercept_ = best_W[-1:, 1] - best_W[-1:, 0]
+        else:
+            self.coef_, self.intercept_ = np.ascontiguousarray(best_W[:-1].T), best_W[-1].copy()
         self.n_epochs_ = epoch
         self.best_epoch_ = best_epoch
         self.history_ = history
         return self
+
+    def _non_finite(self, what, epoch, dtype):
+        """Raise NonFiniteError for the best weights, leaving the estimator unfitted."""
+        for name in [name for name in vars(self) if name.endswith("_") and not name.startswith("__")]:
+            delattr(self, name)
+        raise NonFiniteError(f"{type(self).__name__}.fit: the weights of the best epoch ({epoch}) {what}: the "
+                             f"updates went past {np.dtype(dtype).name}'s range; lower lr or scale X down"
+                             + (" (or fit float64 X)" if dtype == np.float32 else ""))
 
     def _validation(self, X_val, y_val, dtype):
         """(X1_val, codes_val) from fit's validation_data, checked like X and y."""
@@ -303,24 +336,24 @@ class MultiClassPerceptron(ClassifierMixin, BaseEstimator):
         Returns
         -------
         ndarray of shape (n_samples, n_classes), or (n_samples,) for two classes
-            The scores ``[X, 1] @ coef_`` of each class. For two classes, scikit-learn's binary
+            The scores ``[X, 1] @ weights_`` of each class. For two classes, scikit-learn's binary
             convention: the score of ``classes_[1]`` less that of ``classes_[0]``, positive where
             predict gives ``classes_[1]`` (what roc_auc scoring and other binary metrics take).
-            Computed in float32 when both X and coef_ are float32, else in float64 (as fastdl's
+            Computed in float32 when both X and weights_ are float32, else in float64 (as fastdl's
             ops do): float64 X beyond float32's range scores finitely on a float32 fit.
         """
         scores = self._scores(X)
         return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
 
     def _scores(self, X):
-        """The scores ``[X, 1] @ coef_`` of each class, (n_samples, n_classes), after checking X."""
+        """The scores ``[X, 1] @ weights_`` of each class, (n_samples, n_classes), after checking X."""
         check_is_fitted(self)
         if _device.is_device(X):
             raise TypeError(f"decision_function, predict and score take host (NumPy) arrays, got "
-                            f"{type(X).__module__}.{type(X).__name__}; coef_ is NumPy on every backend")
+                            f"{type(X).__module__}.{type(X).__name__}; weights_ is NumPy on every backend")
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32], order="C")
-        dtype = compute_dtype(X, self.coef_)  # never X cast down to a float32 fit's dtype
-        return _with_bias(X, dtype) @ as_compute(self.coef_, dtype)
+        dtype = compute_dtype(X, self.weights_)  # never X cast down to a float32 fit's dtype
+        return _with_bias(X, dtype) @ as_compute(self.weights_, dtype)
 
     def predict(self, X):
         """The class with the highest score (the first on ties; scores as in decision_function)."""

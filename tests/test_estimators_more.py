@@ -142,9 +142,9 @@ def test_perceptron_float32_fit_scores_float64_input_in_float64(rng):
     X = rng.normal(size=(40, 3))
     y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
     model = MultiClassPerceptron(max_epochs=30).fit(X.astype(np.float32), y)
-    assert model.coef_.dtype == np.float32
+    assert model.weights_.dtype == np.float32
     queries = np.array([[1e39, 0.0, 0.0], [0.0, 1e39, 0.0], [0.5, -0.25, 2.0]])
-    expected = np.hstack([queries, np.ones((3, 1))]) @ model.coef_.astype(np.float64)
+    expected = np.hstack([queries, np.ones((3, 1))]) @ model.weights_.astype(np.float64)
     scores = model.decision_function(queries)
     assert scores.dtype == np.float64 and np.isfinite(scores).all()
     np.testing.assert_array_equal(scores, expected)
@@ -153,7 +153,7 @@ def test_perceptron_float32_fit_scores_float64_input_in_float64(rng):
     ordinary = X[:5].astype(np.float32)
     scores32 = model.decision_function(ordinary)
     assert scores32.dtype == np.float32
-    np.testing.assert_array_equal(scores32, np.hstack([ordinary, np.ones((5, 1), np.float32)]) @ model.coef_)
+    np.testing.assert_array_equal(scores32, np.hstack([ordinary, np.ones((5, 1), np.float32)]) @ model.weights_)
 
 
 # The vote counts only each row's k codes ------------------------------------------------------------

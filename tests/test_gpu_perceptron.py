@@ -119,9 +119,9 @@ def _same_fit(model, expected, dtype):
     assert model.history_.keys() == expected.history_.keys()
     for key, curve in expected.history_.items():
         np.testing.assert_allclose(model.history_[key], curve, err_msg=key)
-    assert isinstance(model.coef_, np.ndarray)
-    assert model.coef_.dtype == dtype
-    _close(model.coef_, expected.coef_, dtype)
+    assert isinstance(model.weights_, np.ndarray)
+    assert model.weights_.dtype == dtype
+    _close(model.weights_, expected.weights_, dtype)
     np.testing.assert_array_equal(model.classes_, expected.classes_)
 
 

@@ -108,7 +108,7 @@ def test_learns_a_separable_problem(backend, method, rule, rng):
     assert model.history_["train_accuracy"][-1] == 1.0  # stopped at 100%
     assert len(model.history_["train_accuracy"]) == model.n_epochs_ < model.max_epochs
     assert list(model.classes_) == ["a", "b", "c"]
-    assert model.coef_.shape == (X.shape[1] + 1, 3)
+    assert model.weights_.shape == (X.shape[1] + 1, 3)
 
 
 @pytest.mark.parametrize("method", ["batch", "online"])
@@ -121,7 +121,7 @@ def test_same_result_on_every_backend(method, rng):
     for name, model in fits.items():
         assert model.n_epochs_ == first.n_epochs_, name
         np.testing.assert_allclose(model.history_["train_accuracy"], first.history_["train_accuracy"])
-        np.testing.assert_allclose(model.coef_, first.coef_, rtol=1e-9, atol=1e-9, err_msg=name)
+        np.testing.assert_allclose(model.weights_, first.weights_, rtol=1e-9, atol=1e-9, err_msg=name)
 
 
 def test_history_and_best_weights(rng):
@@ -144,13 +144,13 @@ def test_initial_weights_follow_the_course(rng):
     X, y = _blobs(rng)
     model = MultiClassPerceptron(max_epochs=1, patience=1, lr=1e-300).fit(X, y)
     expected = np.random.RandomState(21).normal(0, 5.0, (X.shape[1] + 1, 3))
-    np.testing.assert_allclose(model.coef_, expected, rtol=1e-12)
+    np.testing.assert_allclose(model.weights_, expected, rtol=1e-12)
 
 
 def test_float32_is_kept(rng):
     X, y = _blobs(rng)
     model = MultiClassPerceptron().fit(X.astype(np.float32), y)
-    assert model.coef_.dtype == np.float32
+    assert model.weights_.dtype == np.float32
     assert model.score(X, y) == 1.0
 
 
@@ -175,7 +175,7 @@ def test_binary_decision_function_follows_sklearn(backend, dtype, rng):
     model = MultiClassPerceptron(max_epochs=20, backend=backend).fit(X, labels)
     scores = model.decision_function(X)
     assert scores.shape == (len(y),)
-    full = np.hstack([X, np.ones((len(y), 1))]).astype(dtype) @ model.coef_
+    full = np.hstack([X, np.ones((len(y), 1))]).astype(dtype) @ model.weights_
     np.testing.assert_allclose(scores, full[:, 1] - full[:, 0], rtol=RTOL[dtype])
     np.testing.assert_array_equal(model.predict(X), model.classes_[(scores > 0).astype(int)])
     auc = cross_val_score(MultiClassPerceptron(max_epochs=20, backend=backend), X, labels, cv=3, scoring="roc_auc")
