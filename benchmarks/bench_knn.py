@@ -1,11 +1,14 @@
 """k-nearest-neighbours classification (k=3), fit + predict.
 
-Two datasets:
+Three datasets:
 - the course's leiden-digits: fit on train_in/train_out (1707 x 256), predict test_in (1000 x 256);
 - larger images: 28x28 float32 images of random Gaussian blobs plus noise (10 classes by where
   the bright blob is), 10000 to fit and 2000 to predict: what MNIST-sized data asks of a kNN,
   made here because no dataset of that size ships with the repository. Marked `big` (about 0.1-0.4 s
   a call; quick mode skips it).
+- low-dimensional points: 100000 uniform 2-D and 3-D points to fit, 10000 to predict (4 classes by
+  quadrant), where fastdl searches a kd-tree (fastdl/ops/_kdtree.py) against scikit-learn's
+  kd_tree. Marked `big`.
 
 The timed region is fit + predict. Before timing, each contender's predictions are checked once
 against fastdl's, and fastdl's neighbour indices (of the first 200 queries for the larger set)
@@ -145,6 +148,14 @@ def fastdl_reference(dataset, warm_fastdl):
     return first
 
 
+def check_fastdl_neighbours(backend, X_train, y_train, X_test):
+    """fastdl's neighbours of the first CHECKED_QUERIES queries are the exact float64 ranking's."""
+    model = KNeighborsClassifier(K, backend=backend).fit(X_train, y_train)
+    _, indices = model.kneighbors(X_test[:CHECKED_QUERIES])
+    np.testing.assert_array_equal(indices, exact_neighbors(X_train, X_test[:CHECKED_QUERIES]),
+                                  err_msg="fastdl's neighbours differ from the exact float64 ranking")
+
+
 @pytest.mark.parametrize("contender", CONTENDERS, ids=[c.id for c in CONTENDERS])
 def bench_knn_fit_predict(benchmark, contender, dataset, fastdl_reference,
                           require_fastdl_backend, name_contender):
@@ -154,10 +165,7 @@ def bench_knn_fit_predict(benchmark, contender, dataset, fastdl_reference,
     X_train, y_train, X_test = d["X_train"], d["y_train"], d["X_test"]
     if contender.fastdl_backend:
         require_fastdl_backend("neighbors", contender.fastdl_backend)
-        model = KNeighborsClassifier(K, backend=contender.fastdl_backend).fit(X_train, y_train)
-        _, indices = model.kneighbors(X_test[:CHECKED_QUERIES])
-        np.testing.assert_array_equal(indices, exact_neighbors(X_train, X_test[:CHECKED_QUERIES]),
-                                      err_msg="fastdl's neighbours differ from the exact float64 ranking")
+        check_fastdl_neighbours(contender.fastdl_backend, X_train, y_train, X_test)
     run = contender.make()
     predicted = run(X_train, y_train, X_test)  # untimed: checks the result and warms up
     np.testing.assert_array_equal(predicted, fastdl_reference,
@@ -165,4 +173,35 @@ def bench_knn_fit_predict(benchmark, contender, dataset, fastdl_reference,
     accuracy = float(np.mean(predicted == d["y_test"]))
     note = f"test accuracy {accuracy:.4f}" + (f", {contender.note}" if contender.note else "")
     name_contender(GROUPS[name], contender.label, note)
+    benchmark(run, X_train, y_train, X_test)
+
+
+POINT_GROUP = "knn k=3 fit+predict uniform {d}-D points (100000 train, 10000 test)"
+POINT_CONTENDERS = [
+    Contender("fastdl-numba", "fastdl[numba]", lambda: fastdl_knn("numba"), fastdl_backend="numba"),
+    Contender("fastdl-cython", "fastdl[cython]", lambda: fastdl_knn("cython"), fastdl_backend="cython"),
+    Contender("sklearn-kd_tree", "sklearn KNeighborsClassifier(kd_tree)",
+              lambda: lambda X, y, Q: SklearnKNN(K, algorithm="kd_tree").fit(X, y).predict(Q)),
+]
+
+
+@pytest.mark.big
+@pytest.mark.parametrize("n_features", [2, 3])
+@pytest.mark.parametrize("contender", POINT_CONTENDERS, ids=[c.id for c in POINT_CONTENDERS])
+def bench_knn_points(benchmark, contender, n_features, require_fastdl_backend, name_contender):
+    """Few features, many rows: fastdl's kd-tree path. Every contender's first labels are checked
+    against the exact ranking's vote, and fastdl's neighbours against that ranking."""
+    rng = np.random.default_rng(3)
+    X = rng.random((110000, n_features))
+    y = 2 * (X[:, 0] > 0.5) + (X[:, 1] > 0.5)
+    X_train, y_train, X_test = X[:100000], y[:100000], X[100000:]
+    if contender.fastdl_backend:
+        require_fastdl_backend("neighbors", contender.fastdl_backend)
+        check_fastdl_neighbours(contender.fastdl_backend, X_train, y_train, X_test)
+    run = contender.make()
+    predicted = run(X_train, y_train, X_test)  # untimed: checks the first labels and warms up
+    exact = vote(y_train[exact_neighbors(X_train, X_test[:CHECKED_QUERIES])], 4)
+    np.testing.assert_array_equal(predicted[:CHECKED_QUERIES], exact,
+                                  err_msg=f"{contender.label} predicts differently from the exact ranking")
+    name_contender(POINT_GROUP.format(d=n_features), contender.label)
     benchmark(run, X_train, y_train, X_test)

@@ -16,6 +16,7 @@ import numpy as np
 
 from fastdl import backend as _backend
 from fastdl._parallel import run_row_ranges, single_threaded_blas
+from fastdl.ops._kdtree import KdTree
 from fastdl.ops._projection import Projection
 from fastdl.ops._shift import block_rows, power_of_two_scale, shift_origin, shifted
 
@@ -70,15 +71,29 @@ def knn_index(X_ref, backend=None):
 
 
 class KnnIndex:
-    """Reference rows X_ref (C-contiguous float32/float64) ready for `query` on a backend."""
+    """Reference rows X_ref (C-contiguous float32/float64) ready for `query` on a backend.
 
-    def __init__(self, X_ref, backend=None):
+    Few features and many rows (fastdl/ops/_kdtree.py) get a kd-tree, with the same answers; the
+    GEMM path's scaled rows are then made only if a query needs them (see query).
+    """
+
+    def __init__(self, X_ref, backend=None, n_queries=None):
         self.X_ref = X_ref
         self.backend = backend
+        # n_queries: how many rows the index will answer, where known (a one-off search).
+        self.tree = KdTree.build(X_ref, backend, n_queries)
+        self.gemm_ready, self.projection = False, None
+        if self.tree is None:
+            self._prepare_gemm()
+
+    def _prepare_gemm(self):
+        """The shifted, scaled float32 rows and the projection of the GEMM path."""
+        X_ref = self.X_ref
         self.origin, self.reach = shift_origin(X_ref, self._distance_kernels(), _backend.get_num_threads())
         self.scale = power_of_two_scale(self.reach)
         self.ref_scaled, self.ref_norms = self._scaled(X_ref, self.scale)
         self.projection = Projection.build(self.ref_scaled, self.ref_norms, _backend.get_num_threads())
+        self.gemm_ready = True  # last: another thread querying the index meanwhile makes them too
 
     def _distance_kernels(self):
         return _backend.kernels("distance", self.backend)[0]
@@ -93,6 +108,13 @@ class KnnIndex:
 
         X_query: C-contiguous, of X_ref's dtype.
         """
+        if self.tree is not None:
+            # None where the tree cannot answer as the GEMM path would (see KdTree.query).
+            found = self.tree.query(X_query, k, self.backend)
+            if found is not None:
+                return found
+        if not self.gemm_ready:
+            self._prepare_gemm()
         n_threads = _backend.get_num_threads()
         scale, ref_scaled, ref_norms = self.scale, self.ref_scaled, self.ref_norms
         query_scaled, query_norms = self._scaled(X_query, scale)

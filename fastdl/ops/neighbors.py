@@ -45,10 +45,11 @@ def knn(X_query, X_ref, k, backend=None):
     Notes
     -----
     The ranking is that of exact float64 distances, found at the cost of a float32 GEMM plus a few
-    float64 re-checks per query; memory stays bounded by working in blocks of queries. Where rows
-    lie more than 2**1000 (about 1e301) apart, the distances are ranked scaled by 2**-64 so that
-    none passes float64's range; there distances below about 1e-288 lose digits to the subnormal
-    range (and may rank as ties).
+    float64 re-checks per query; memory stays bounded by working in blocks of queries. On 8 features
+    or fewer, with enough rows and queries, the numba and cython backends search a kd-tree instead
+    (fastdl/ops/_kdtree.py), with the same answers. Where rows lie more than 2**1000 (about 1e301)
+    apart, the distances are ranked scaled by 2**-64 so that none passes float64's range; there
+    distances below about 1e-288 lose digits to the subnormal range (and may rank as ties).
     """
     if _backend.resolve("neighbors", backend) == "cuda":
         return _on_device.knn(X_query, X_ref, k)
@@ -57,7 +58,7 @@ def knn(X_query, X_ref, k, backend=None):
     check_same_features(X_query, X_ref, "X_query", "X_ref")
     k = check_int(k, "k", 1, X_ref.shape[0])
     dtype = compute_dtype(X_query, X_ref)
-    index = KnnIndex(as_compute(X_ref, dtype), backend)
+    index = KnnIndex(as_compute(X_ref, dtype), backend, n_queries=X_query.shape[0])
     distances, indices = index.query(as_compute(X_query, dtype), k)
     with np.errstate(over="ignore"):  # a distance beyond float32's range is inf, as documented
         return distances.astype(dtype, copy=False), indices
