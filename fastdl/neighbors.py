@@ -90,7 +90,17 @@ def _encoded(y):
     return codes.astype(np.int64), classes
 
 
-class KNeighborsClassifier(ClassifierMixin, BaseEstimator):
+class _Indexed:
+    """The pickle of an estimator holding a KnnIndex: without the float64 index of float32 rows
+    (made again at the first float64 query); the indexes themselves keep only their rows."""
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_index64", None)
+        return state
+
+
+class KNeighborsClassifier(_Indexed, ClassifierMixin, BaseEstimator):
     """k-nearest-neighbours vote with exact Euclidean ranking (ties to the lower training index).
 
     Parameters
@@ -241,7 +251,7 @@ class KNeighborsClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
 
-class NearestCentroid(ClassifierMixin, BaseEstimator):
+class NearestCentroid(_Indexed, ClassifierMixin, BaseEstimator):
     """Assigns each sample the class of the nearest class mean (Euclidean; ties to the smaller label).
 
     Parameters

@@ -2,6 +2,7 @@
 kneighbors signature, the perceptron's mixed-dtype scores, the many-class vote, 64-bit integer
 clock times, and the XOR functions' bad input."""
 
+import pickle
 import tracemalloc
 
 import numpy as np
@@ -16,7 +17,7 @@ from conftest import skip_unless_available
 from fastdl._validation import NonFiniteError
 from fastdl.linear import MultiClassPerceptron
 from fastdl.metrics import common_sense_errors, hours_to_hm
-from fastdl.neighbors import KNeighborsClassifier
+from fastdl.neighbors import KNeighborsClassifier, NearestCentroid
 from fastdl.ops import majority_vote
 from fastdl.xor import draw_weights, lazy_search_stats, train_xor
 
@@ -252,3 +253,19 @@ def test_train_xor_refuses_to_go_non_finite(backend):
     weights = draw_weights(1, seed=3)[0].astype(np.float32)
     with np.errstate(all="ignore"), pytest.raises(NonFiniteError, match="lr=1e\\+300"):
         train_xor(weights, 1e300, 10, backend=backend)
+
+
+@pytest.mark.parametrize("n_features", [2, 64], ids=["kd-tree", "gemm"])
+def test_knn_pickles_its_rows_only(backend, dtype, rng, n_features):
+    # The pickle held the index's scaled rows, norms and projection (1.65x the rows on the course
+    # digits), and after a float64 query of a float32 fit the float64 index too (5.6x).
+    X = rng.random((2000, n_features)).astype(dtype)
+    y = rng.integers(0, 5, len(X))
+    queries = rng.random((300, n_features))
+    for model in (KNeighborsClassifier(3, backend=backend).fit(X, y), NearestCentroid(backend=backend).fit(X, y)):
+        expected = model.predict(queries)  # float64 queries: a float64 index of float32 rows
+        data = pickle.dumps(model)
+        assert len(data) < X.nbytes + y.nbytes + 20_000
+        restored = pickle.loads(data)
+        np.testing.assert_array_equal(restored.predict(queries), expected)
+        np.testing.assert_array_equal(restored.predict(queries.astype(dtype)), model.predict(queries.astype(dtype)))
