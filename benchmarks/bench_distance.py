@@ -45,6 +45,10 @@ class Case:
 
 
 CASES = [
+    # Small inputs, where fixed costs (checks, thread and BLAS set-up) are most of the time.
+    Case(10, 10, 8, np.float64),
+    Case(10, 10, 8, np.float32),
+    Case(100, 100, 16, np.float64),
     Case(1000, 1707, 256, np.float64),
     Case(1000, 1707, 256, np.float32),
     Case(10000, 60000, 784, np.float32, big=True),

@@ -416,11 +416,10 @@ def test_all_finite_finds_every_nonfinite_value(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("pieces", [8, 1], ids=["pieces", "threads"])
-def test_all_finite_never_lets_blas_thread_its_dot(dtype, pieces, monkeypatch):
-    """A BLAS-threaded dot leaves threads spinning on the cores the next op needs. Up to 8 pieces
-    of 10,000 values each dot is too short for BLAS to thread; beyond, the dots run on fastdl's
-    threads (here forced with little work) with BLAS held to one thread. The answer is the same."""
+def test_all_finite_never_lets_blas_thread_its_dot(dtype, monkeypatch):
+    """A BLAS-threaded dot leaves threads spinning on the cores the next op needs. An array past
+    _ISFINITE_BYTES (here every array) is looked at by dots on fastdl's threads (here forced with
+    little work), with BLAS held to one thread. The answer is np.isfinite's."""
     import fastdl
     from fastdl import _parallel, _validation
     from fastdl._validation import all_finite
@@ -434,7 +433,7 @@ def test_all_finite_never_lets_blas_thread_its_dot(dtype, pieces, monkeypatch):
 
     fastdl.set_num_threads(2)
     values = np.linspace(-1, 1, 30_001).astype(dtype)
-    monkeypatch.setattr(_validation, "_PIECES_AT_MOST", pieces)
+    monkeypatch.setattr(_validation, "_ISFINITE_BYTES", 0)
     monkeypatch.setattr(_parallel, "MIN_WORK_PER_THREAD", 1000)
     monkeypatch.setattr(np, "dot", watched)
     assert all_finite(values) and all_finite(np.stack([values, values], axis=1)[:, 1])
@@ -447,8 +446,7 @@ def test_all_finite_never_lets_blas_thread_its_dot(dtype, pieces, monkeypatch):
     big[[3, 29_000]] = np.finfo(dtype).max / 2  # the squares overflow: looked at again
     assert all_finite(big)
     monkeypatch.undo()
-    assert calls and all(size <= 10_000 or held for size, held in calls)
-    assert all(held for _, held in calls) if pieces == 1 else all(size <= 10_000 for size, _ in calls)
+    assert calls and all(held for _, held in calls)
 
 
 def _on_device(array):

@@ -13,6 +13,12 @@ from fastdl.ops._shift import power_of_two_scale, shift_origin, shifted
 # error is at most about n_features * eps / REFINE_TOL.
 REFINE_TOL = {np.float32: 2.0**-4, np.float64: 2.0**-12}
 ROW_BLOCK = 256  # rows of A per GEMM
+# Up to this much work (pairs x (features + DIRECT_PAIR_COST)) every entry is computed directly
+# from the rows (the kernels' direct_distances, the refined entries' formula): the GEMM path's
+# fixed costs (column statistics, shifted copies, BLAS limits) are more than the work there.
+# One rule for every backend, so that every backend gives the same bits.
+DIRECT_MAX_WORK = 1 << 16
+DIRECT_PAIR_COST = 16  # a pair's fixed cost in the direct kernels, in features
 
 
 def pairwise_distances(A, B=None, squared=False, backend=None):
@@ -45,18 +51,22 @@ def pairwise_distances(A, B=None, squared=False, backend=None):
     Where the mean would overflow (column sums beyond float64's range), the midpoint of each
     column's range is the origin instead. A distance beyond the output dtype's range (e.g. from
     -1.5e308 to 1e308) is inf; every finite one is accurate.
+
+    Small inputs (pairs x (features + 16) up to DIRECT_MAX_WORK, e.g. 10 x 10 rows of 8 features,
+    50 x 50 of 8 or 20 x 20 of 128) skip the GEMM, whose set-up costs more than their work there:
+    every entry is then computed directly from the rows as given, as the refined entries are.
     """
-    if _backend.resolve("distance", backend) == "cuda":
+    kernels, name = _backend.kernels("distance", backend)
+    if name == "cuda":
         return _on_device.pairwise_distances(A, B, squared, REFINE_TOL)
-    A = check_matrix(A, "A")
-    B = A if B is None else check_matrix(B, "B")
-    check_same_features(A, B)
-    kernels, _ = _backend.kernels("distance", backend)
-    n_threads = _backend.get_num_threads()
-    dtype = compute_dtype(A, B)
+    A, B = _checked(A, B)
     same = B is A
-    A = as_compute(A, dtype)
-    B = A if same else as_compute(B, dtype)
+    dtype = A.dtype.type
+    if A.shape[0] * B.shape[0] * (A.shape[1] + DIRECT_PAIR_COST) <= DIRECT_MAX_WORK:
+        out = np.empty((A.shape[0], B.shape[0]), dtype=dtype)
+        kernels.direct_distances(A, B, out, bool(squared), 1)
+        return out
+    n_threads = _backend.get_num_threads()
     origin, reach = shift_origin(B, kernels, n_threads, None if same else A)
     # A power-of-two scale keeps huge and tiny values inside the GEMM's range; undone exactly.
     scale = power_of_two_scale(reach)
@@ -80,3 +90,14 @@ def pairwise_distances(A, B=None, squared=False, backend=None):
     with single_threaded_blas():
         run_row_ranges(compute, A.shape[0], n_threads, B.shape[0] * A.shape[1], align=ROW_BLOCK)
     return out
+
+
+def _checked(A, B):
+    """A and B (A where B is None) checked, as C-contiguous arrays of their compute dtype."""
+    A = check_matrix(A, "A")
+    B = A if B is None else check_matrix(B, "B")
+    check_same_features(A, B)
+    dtype = compute_dtype(A, B)
+    same = B is A
+    A = as_compute(A, dtype)
+    return A, (A if same else as_compute(B, dtype))

@@ -6,7 +6,7 @@ from numba import prange
 from ._jit import compile_kernel, helper, launch
 
 LANES = 8  # float64 partial sums of a squared norm (one AVX-512 vector), as the Cython kernel
-COLUMN_BLOCK = 64  # columns per task in column_stats
+COLUMN_BLOCK = 64  # fewest columns per thread in column_stats
 
 
 # A sum of squared differences in [SAFE_MIN, float64 max] is accurate as it stands: squares that
@@ -130,6 +130,29 @@ def distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale,
     launch(_serial, _parallel, n_threads, gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale, squared)
 
 
+def _direct_distances(A, B, out, squared):
+    for i in prange(A.shape[0]):
+        lane = np.empty(LANES)
+        for j in range(B.shape[0]):
+            total, unscale = exact_distance(A[i], B[j], lane)
+            out[i, j] = total * unscale * unscale if squared else np.sqrt(total) * unscale
+
+
+# Never fastmath: the same bits as the Cython kernel and as distances_from_gram's refined entries.
+_direct_serial = compile_kernel(_direct_distances, exact=True)
+_direct_parallel = compile_kernel(_direct_distances, parallel=True, exact=True)
+
+
+def direct_distances(A, B, out, squared, n_threads):
+    """out[i, j] = |A[i] - B[j]| (squared: its square), every entry from the rows as given.
+
+    A (n, d) and B (m, d) float32/float64, out (n, m) of their dtype. Each entry is
+    exact_distance's, as distances_from_gram's refined entries: for inputs too small for the
+    GEMM formula's fixed costs to pay.
+    """
+    launch(_direct_serial, _direct_parallel, n_threads, A, B, out, squared)
+
+
 def _shift_rows(X, origin, scale, out, out_norms):
     n, n_features = X.shape
     full = n_features - n_features % LANES
@@ -162,29 +185,26 @@ def shift_rows(X, origin, scale, out, out_norms, n_threads):
     launch(_shift_serial, _shift_parallel, n_threads, X, origin, scale, out, out_norms)
 
 
-def _column_stats(X, out_sums, out_min, out_max, block):
+def _column_stats(X, out_sums, out_min, out_max, n_parts):
     n, n_features = X.shape
-    # Threads own disjoint blocks of columns and add the rows in order, so the sums do not
-    # depend on the thread count; each block's accumulators are local so that the loop over
-    # its columns vectorises.
-    for b in prange((n_features + block - 1) // block):
-        first = b * block
-        width = min(n_features, first + block) - first
-        sums = np.empty(width)
-        low = np.empty(width)
-        high = np.empty(width)
-        for f in range(width):
+    # Threads own disjoint ranges of columns and add the rows in order, so the sums do not depend
+    # on the thread count. Rows outer: X is read once, in memory order (a pass per block of
+    # columns read it once per block, with a row's stride between reads).
+    for part in prange(n_parts):
+        first, stop = part * n_features // n_parts, (part + 1) * n_features // n_parts
+        # Fresh accumulators, which the compiler knows alias neither X nor each other (the output
+        # arrays might), so that the loop over the columns vectorises.
+        sums, low, high = np.empty(stop - first), np.empty(stop - first), np.empty(stop - first)
+        for f in range(stop - first):
             sums[f] = low[f] = high[f] = X[0, first + f]
         for i in range(1, n):
-            row = X[i, first:first + width]
-            for f in range(width):
+            row = X[i, first:stop]
+            for f in range(stop - first):
                 value = np.float64(row[f])
                 sums[f] += value
                 low[f] = value if value < low[f] else low[f]
                 high[f] = value if value > high[f] else high[f]
-        out_sums[first:first + width] = sums
-        out_min[first:first + width] = low
-        out_max[first:first + width] = high
+        out_sums[first:stop], out_min[first:stop], out_max[first:stop] = sums, low, high
 
 
 _stats_serial = compile_kernel(_column_stats)
@@ -193,4 +213,5 @@ _stats_parallel = compile_kernel(_column_stats, parallel=True)
 
 def column_stats(X, out_sums, out_min, out_max, n_threads):
     """Float64 sums, minima and maxima of X's columns (X (n, d), n >= 1), in one pass over X."""
-    launch(_stats_serial, _stats_parallel, n_threads, X, out_sums, out_min, out_max, COLUMN_BLOCK)
+    n_parts = max(1, min(n_threads, X.shape[1] // COLUMN_BLOCK))
+    launch(_stats_serial, _stats_parallel, n_parts, X, out_sums, out_min, out_max, n_parts)

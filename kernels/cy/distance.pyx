@@ -4,10 +4,13 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.float cimport DBL_MAX
 from libc.math cimport NAN, fabs, isnan, sqrt
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
 
 cdef enum:
     LANES = 8  # float64 partial sums of a squared norm (one AVX-512 vector), as the Numba kernel
-    COLUMN_BLOCK = 64  # columns per task in column_stats, as the Numba kernel
+    COLUMN_BLOCK = 64  # fewest columns per thread in column_stats, as the Numba kernel
+    ALIGN = 64  # bytes: column_stats' accumulators start on a cache line (an AVX-512 vector)
 
 include "exact_distance.pxi"
 
@@ -73,6 +76,41 @@ def distances_from_gram(
             )
 
 
+cdef inline void _direct_row(
+    floating* out_row, const floating* a_row, const floating* B, bint squared, Py_ssize_t m,
+    Py_ssize_t n_features,
+) noexcept nogil:
+    """One row of direct_distances."""
+    cdef Py_ssize_t j
+    cdef double total, unscale
+    for j in range(m):
+        total, unscale = _exact_distance(a_row, B + j * n_features, n_features)
+        if squared:
+            out_row[j] = <floating>(total * unscale * unscale)
+        else:
+            out_row[j] = <floating>(sqrt(total) * unscale)
+
+
+def direct_distances(
+    const floating[:, ::1] A, const floating[:, ::1] B, floating[:, ::1] out, bint squared, int n_threads,
+):
+    """out[i, j] = |A[i] - B[j]| (squared: its square), every entry from the rows as given.
+
+    A (n, d) and B (m, d) float32/float64, out (n, m) of their dtype. Each entry is
+    _exact_distance's, as distances_from_gram's refined entries: for inputs too small for the
+    GEMM formula's fixed costs to pay.
+    """
+    cdef Py_ssize_t n = out.shape[0], m = out.shape[1], n_features = A.shape[1]
+    cdef Py_ssize_t i
+    with nogil:
+        if n_threads == 1:  # no OpenMP region: it would cost more than a small input's work
+            for i in range(n):
+                _direct_row(&out[i, 0], &A[i, 0], &B[0, 0], squared, m, n_features)
+        else:
+            for i in prange(n, num_threads=n_threads, schedule="static"):
+                _direct_row(&out[i, 0], &A[i, 0], &B[0, 0], squared, m, n_features)
+
+
 cdef inline double _shift_row(
     const floating* x, const double* origin, double scale, gram_floating* out, Py_ssize_t n_features,
 ) noexcept nogil:
@@ -116,31 +154,54 @@ def shift_rows(
 
 
 
-cdef void _column_block_stats(
-    const floating* X, Py_ssize_t n, Py_ssize_t n_features, Py_ssize_t first, Py_ssize_t width,
+cdef inline double* _aligned(void* block) noexcept nogil:
+    """The first ALIGN-byte boundary after `block`'s start (a block with ALIGN bytes to spare)."""
+    return <double*> (<char*> block + (ALIGN - <size_t> block % ALIGN))
+
+
+cdef int _column_range_stats(
+    const floating* X, Py_ssize_t n, Py_ssize_t n_features, Py_ssize_t width,
     double* out_sums, double* out_min, double* out_max,
 ) noexcept nogil:
-    """column_stats for columns first .. first + width - 1 (width <= COLUMN_BLOCK), rows in order."""
-    # Local accumulators: the compiler sees they cannot alias X, and the loop over f vectorises.
-    cdef double sums[COLUMN_BLOCK]
-    cdef double low[COLUMN_BLOCK]
-    cdef double high[COLUMN_BLOCK]
+    """column_stats of the `width` columns from X's first (X and the outputs point at it); 1 where
+    its accumulators could not be allocated, else 0.
+
+    Rows outer, so that X is read once, in memory order (a pass per block of columns read it once
+    per block, a row's stride between reads: 2-7x slower on matrices beyond the caches). The
+    accumulators are fresh memory, which the compiler knows aliases neither X nor each other (the
+    outputs might), so that the loop over the columns vectorises; aligned, as on the stack: at
+    malloc's 16 bytes that loop took 1.5x as long.
+    """
     cdef Py_ssize_t i, f
+    cdef const floating* row
     cdef double value
-    for f in range(width):
-        sums[f] = X[first + f]
-        low[f] = sums[f]
-        high[f] = sums[f]
-    for i in range(1, n):
+    cdef void* sums_block = malloc(width * sizeof(double) + ALIGN)
+    cdef void* low_block = malloc(width * sizeof(double) + ALIGN)
+    cdef void* high_block = malloc(width * sizeof(double) + ALIGN)
+    cdef double* sums
+    cdef double* low
+    cdef double* high
+    cdef int failed = sums_block == NULL or low_block == NULL or high_block == NULL
+    if not failed:
+        sums, low, high = _aligned(sums_block), _aligned(low_block), _aligned(high_block)
         for f in range(width):
-            value = X[i * n_features + first + f]
-            sums[f] += value
-            low[f] = value if value < low[f] else low[f]
-            high[f] = value if value > high[f] else high[f]
-    for f in range(width):
-        out_sums[first + f] = sums[f]
-        out_min[first + f] = low[f]
-        out_max[first + f] = high[f]
+            sums[f] = X[f]
+            low[f] = sums[f]
+            high[f] = sums[f]
+        for i in range(1, n):
+            row = X + i * n_features
+            for f in range(width):
+                value = row[f]
+                sums[f] += value
+                low[f] = value if value < low[f] else low[f]
+                high[f] = value if value > high[f] else high[f]
+        memcpy(out_sums, sums, width * sizeof(double))
+        memcpy(out_min, low, width * sizeof(double))
+        memcpy(out_max, high, width * sizeof(double))
+    free(sums_block)
+    free(low_block)
+    free(high_block)
+    return failed
 
 
 def column_stats(
@@ -149,15 +210,19 @@ def column_stats(
 ):
     """Float64 sums, minima and maxima of X's columns (X (n, d), n >= 1), in one pass over X.
 
-    Threads own disjoint blocks of columns and add the rows in order, so the sums do not depend
+    Threads own disjoint ranges of columns and add the rows in order, so the sums do not depend
     on the thread count.
     """
     cdef Py_ssize_t n = X.shape[0], n_features = X.shape[1]
-    cdef Py_ssize_t n_blocks = (n_features + COLUMN_BLOCK - 1) // COLUMN_BLOCK
-    cdef Py_ssize_t b
+    cdef Py_ssize_t n_parts = max(1, min(n_threads, n_features // COLUMN_BLOCK))
+    cdef Py_ssize_t part, first
+    cdef int failed = 0
     with nogil:
-        for b in prange(n_blocks, num_threads=n_threads, schedule="static"):
-            _column_block_stats(
-                &X[0, 0], n, n_features, b * COLUMN_BLOCK,
-                min(COLUMN_BLOCK, n_features - b * COLUMN_BLOCK), &out_sums[0], &out_min[0], &out_max[0],
+        for part in prange(n_parts, num_threads=n_parts, schedule="static"):
+            first = part * n_features // n_parts
+            failed += _column_range_stats(
+                &X[0, first], n, n_features, (part + 1) * n_features // n_parts - first,
+                &out_sums[first], &out_min[first], &out_max[first],
             )
+    if failed:
+        raise MemoryError("column_stats: no memory for the accumulators")

@@ -9,6 +9,8 @@ LANES = 8  # float64 partial sums of an exact distance, as the compiled kernels
 SAFE_MIN = 2.0**-900
 SCALE_DOWN, SCALE_UP = 2.0**-600, 2.0**600
 CHUNK = 4096  # pairs per step of the reference loops
+# Values per step of direct_distances: larger temporaries cost more in fresh pages than they save.
+DIRECT_CHUNK_VALUES = 1 << 13
 
 
 def _lane_sums(diff):
@@ -37,7 +39,8 @@ def exact_distances(A, B):
         diff = np.subtract(A, B, dtype=np.float64)
         sums = _lane_sums(diff)
     unscales = np.ones_like(sums)
-    redo = np.flatnonzero(~((sums >= SAFE_MIN) & (sums <= np.finfo(np.float64).max)))
+    # NaN stays NaN at any scale (scaled up, a NaN row's other squares would overflow: a warning).
+    redo = np.flatnonzero(~((sums >= SAFE_MIN) & (sums <= np.finfo(np.float64).max)) & ~np.isnan(sums))
     if redo.size:
         down = np.abs(diff[redo]).max(axis=1) > 1.0
         scales = np.where(down, SCALE_DOWN, SCALE_UP)[:, None]
@@ -67,6 +70,18 @@ def distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale,
             sums, unscales = exact_distances(A[r], B[c])
             out[r, c] = sums * unscales * unscales if squared else np.sqrt(sums) * unscales
         gram[...] = out
+
+
+def direct_distances(A, B, out, squared, n_threads):
+    """out[i, j] = |A[i] - B[j]| (squared: its square), every entry from the rows as given
+    (exact_distances), as distances_from_gram's refined entries."""
+    m, flat = B.shape[0], out.reshape(-1)
+    step = max(1, DIRECT_CHUNK_VALUES // A.shape[1])  # pairs per step
+    for start in range(0, flat.size, step):
+        rows, cols = np.divmod(np.arange(start, min(start + step, flat.size)), m)
+        sums, unscales = exact_distances(A[rows], B[cols])
+        with np.errstate(over="ignore"):  # beyond the dtype's range: inf, as in the compiled kernels
+            flat[start : start + step] = sums * unscales * unscales if squared else np.sqrt(sums) * unscales
 
 
 def shift_rows(X, origin, scale, out, out_norms, n_threads):
