@@ -207,6 +207,9 @@ def _load(name, family):
     with _load_lock:
         if key in _module_cache:  # loaded while this thread waited
             return _module_cache[key]
+        # Its at-fork hook puts a forked child's kernels on one thread: without it, a child of a
+        # process that only rendered clocks (no fastdl region) hung in its first OpenMP kernel.
+        import fastdl._parallel  # noqa: F401
         config.check_flags()  # a bad FASTDL_FASTMATH raises here, not as "kernels failed to load"
         # The first compiled module loads the OpenMP runtime, which reads its wait policy then.
         with config.passive_openmp():

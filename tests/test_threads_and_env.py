@@ -108,3 +108,33 @@ def test_a_bad_flag_raises_as_an_op_first_loads_its_kernels(monkeypatch, backend
     monkeypatch.setenv("FASTDL_FASTMATH", "nein")
     with pytest.raises(ValueError, match="FASTDL_FASTMATH"):
         pairwise_distances(np.ones((2, 2)), backend=backend)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.parametrize("backend_name", ["cython", "numba"])
+def test_a_forked_worker_renders_after_its_parent_did(backend_name):
+    """Rendering loads only kernel modules (no fastdl region), so the at-fork hook that puts a
+    forked child on one thread was never registered: a multiprocessing "fork" worker (a PyTorch
+    DataLoader's) hung in its first OpenMP kernel (cython) or was killed by Numba."""
+    from conftest import skip_unless_available
+
+    skip_unless_available(backend_name)
+    result = _run_python(f"""
+        import multiprocessing, sys
+        import numpy as np
+        from fastdl.data import render_clocks
+
+        assert "fastdl._parallel" not in sys.modules  # a script that never called set_num_threads
+        first, _ = render_clocks(4, seed=0, size=32, backend="{backend_name}")
+
+        def render(seed):
+            return render_clocks(2, seed=seed, size=32, backend="{backend_name}")[0]
+
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            result = pool.map_async(render, [0, 1])
+            images = result.get(timeout=60)
+        assert np.array_equal(images[0], first[:2])
+        print("ok")
+        """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
