@@ -94,10 +94,14 @@ def draw_parameters(seed, first, n, max_turn=180.0, faces="varied"):
     p[:, L.FONT] = roman
     p[:, L.NUM_HEIGHT] = np.where(roman, design(0.10, 0.15), design(0.13, 0.20))
     p[:, L.NUM_STROKE] = design(0.06, 0.12)
-    inner_ticks = np.where(p[:, L.TICKS] > 0, p[:, L.HOUR_TICK_LEN], 0.0)
-    p[:, L.NUM_RADIUS] = p[:, L.TICK_OUTER] - inner_ticks - 0.6 * p[:, L.NUM_HEIGHT] - 0.03
     marker = np.where(design.chance(0.5), 1.0, 2.0)
     p[:, L.MARKER] = np.where((numerals == 0) | design.chance(0.4), marker, 0.0)
+    # The numerals sit inside the hour ticks and the 12 marker (a double tick an hour tick long, a
+    # triangle 1.5 times that): a marker on a dial without ticks was drawn through the "12".
+    inner_ticks = np.where(p[:, L.TICKS] > 0, p[:, L.HOUR_TICK_LEN], 0.0)
+    marker_len = np.select([p[:, L.MARKER] == 1, p[:, L.MARKER] == 2],
+                           [p[:, L.HOUR_TICK_LEN], 1.5 * p[:, L.HOUR_TICK_LEN]], 0.0)
+    p[:, L.NUM_RADIUS] = p[:, L.TICK_OUTER] - np.maximum(inner_ticks, marker_len) - 0.6 * p[:, L.NUM_HEIGHT] - 0.03
     p[:, L.LOGO] = design.chance(0.35)
 
     # Hands: the hour hand between the hours, the minute hand on the minute.

@@ -16,7 +16,7 @@ from fastdl.data import clock_design
 from fastdl.data._render_backend import renderer_backend
 
 # Changes whenever a seed's images change: the cache's synthetic set is rendered again then.
-RENDERER_VERSION = 2
+RENDERER_VERSION = 3
 MIN_SIZE = 16
 MAX_SIZE = 2048
 _tables = None
