@@ -351,12 +351,13 @@ def test_generate_replaces_an_earlier_synthetic_set(tmp_path, renders):
     assert listing(tmp_path) == ["clocks.json", "images.npy", "labels.npy"]
 
 
-@pytest.mark.parametrize("arguments, message", [
-    ({"n": 0}, "n must be >= 1"), ({"n": 2.5}, "n must be an integer"),
-    ({"n": True}, "n must be an integer"), ({"seed": -1}, "seed must be >= 0"),
-    ({"size": 12}, "size must be >= 16")])
-def test_generate_checks_its_arguments(tmp_path, renders, arguments, message):
-    with pytest.raises(ValueError, match=message):
+@pytest.mark.parametrize("arguments, error, message", [
+    ({"n": 0}, ValueError, "n must be >= 1"), ({"n": 2.5}, TypeError, "n must be an integer"),
+    ({"n": True}, TypeError, "n must be an integer"), ({"seed": -1}, ValueError, "seed must be >= 0"),
+    ({"size": 12}, ValueError, "size must be >= 16")])
+def test_generate_checks_its_arguments(tmp_path, renders, arguments, error, message):
+    # As render_clocks: a value of the wrong type is a TypeError (it was a ValueError here).
+    with pytest.raises(error, match=message):
         generate_clocks(directory=tmp_path / "g", **{"n": 3, **arguments})
     assert renders == [] and not (tmp_path / "g").exists()
 

@@ -31,15 +31,19 @@ def _static_tables():
 
 
 def check_max_turn(max_turn):
-    """max_turn as a float of degrees in [0, 180]; ValueError otherwise."""
-    if isinstance(max_turn, bool) or not isinstance(max_turn, numbers.Real) or not 0 <= max_turn <= 180:
+    """max_turn as a float of degrees in [0, 180]; TypeError for a non-number, ValueError outside."""
+    if isinstance(max_turn, bool) or not isinstance(max_turn, numbers.Real):
+        raise TypeError(f"max_turn must be a number of degrees in [0, 180], got {max_turn!r}")
+    if not 0 <= max_turn <= 180:
         raise ValueError(f"max_turn must be a number of degrees in [0, 180], got {max_turn!r}")
     return float(max_turn)
 
 
 def check_faces(faces):
-    """faces if it is "varied" or "one"; ValueError otherwise."""
-    if not isinstance(faces, str) or faces not in clock_design.FACES:
+    """faces if it is "varied" or "one"; TypeError for a non-string, ValueError otherwise."""
+    if not isinstance(faces, str):
+        raise TypeError(f"faces must be 'varied' or 'one', got {faces!r}")
+    if faces not in clock_design.FACES:
         raise ValueError(f"faces must be 'varied' or 'one', got {faces!r}")
     return faces
 
@@ -88,10 +92,10 @@ def render_clocks(n, seed=0, size=150, backend=None, first=0, max_turn=180.0, fa
     seed = check_int(seed, "seed", 0, 2 ** 64 - 1)
     size = check_int(size, "size", MIN_SIZE, MAX_SIZE)
     first = check_int(first, "first", 0, 2 ** 63 - 1)
-    labels, params, keys = clock_design.draw_parameters(
-        seed, first, n, check_max_turn(max_turn), check_faces(faces))
-    clock_design.pixel_boxes(params, size)
-    images = np.empty((n, size, size), dtype=np.uint8)
+    max_turn, faces = check_max_turn(max_turn), check_faces(faces)
     kernels, _ = _backend.kernels("clock", renderer_backend(backend, "clock"))
+    images = np.empty((n, size, size), dtype=np.uint8)  # first: a MemoryError before the draws' minutes
+    labels, params, keys = clock_design.draw_parameters(seed, first, n, max_turn, faces)
+    clock_design.pixel_boxes(params, size)
     kernels.render_clocks(params, keys, *_static_tables(), images, _backend.get_num_threads())
     return images, labels

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from fastdl import config
+from fastdl._validation import check_int
 from fastdl.data import _files
 
 NAME = "clocks"
@@ -170,8 +171,8 @@ def generate_clocks(n=SYNTHETIC_N, seed=SYNTHETIC_SEED, directory=None, size=IMA
     """
     from fastdl.data import clock_render  # the renderer's kernels load only when rendering
 
-    n, seed, size = (_check_int(n, "n", 1), _check_int(seed, "seed", 0),
-                     _check_int(size, "size", clock_render.MIN_SIZE))
+    n, seed, size = (check_int(n, "n", 1), check_int(seed, "seed", 0),
+                     check_int(size, "size", clock_render.MIN_SIZE))
 
     max_turn = clock_render.check_max_turn(max_turn)
     faces = clock_render.check_faces(faces)
@@ -304,14 +305,14 @@ def _check_recorded_settings(sidecar, path, directory):
     are what generate_clocks accepts: a hand-edited value would crash or mislead later."""
     from fastdl.data import clock_render
 
-    checks = {"seed": lambda value: _check_int(value, "seed", 0),
-              "size": lambda value: _check_int(value, "size", clock_render.MIN_SIZE),
+    checks = {"seed": lambda value: check_int(value, "seed", 0),
+              "size": lambda value: check_int(value, "size", clock_render.MIN_SIZE),
               "max_turn": clock_render.check_max_turn, "faces": clock_render.check_faces}
     for key, check in checks.items():
         if key in sidecar:
             try:
                 check(sidecar[key])
-            except ValueError as error:
+            except (TypeError, ValueError) as error:
                 raise ValueError(f"{path} records an invalid {key} ({error}); "
                                  f"{_regenerate_hint(directory)}") from None
 
@@ -399,12 +400,3 @@ def _sidecar(n, seed, size, digests, max_turn, faces):
             "renderer_version": renderer_version, "seed": seed, "n": n, "size": size,
             "max_turn": float(max_turn), "faces": faces,
             "files": list(FILES), "sha256": digests}
-
-
-def _check_int(value, name, minimum):
-    """``value`` as an int >= minimum; ValueError otherwise (bools and floats refused)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)

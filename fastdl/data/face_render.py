@@ -68,8 +68,8 @@ def render_faces(n, seed=0, size=64, backend=None, first=0):
     size = check_int(size, "size", MIN_SIZE, MAX_SIZE)
     first = check_int(first, "first", 0, 2 ** 63 - 1)
     kernels, _ = _backend.kernels("faces", renderer_backend(backend, "face"))
+    images = np.empty((n, size, size, 3), dtype=np.uint8)  # first: a MemoryError before the draws' minutes
     factors, params = face_design.draw_parameters(seed, first, n)
     face_design.pixel_boxes(params, size)
-    images = np.empty((n, size, size, 3), dtype=np.uint8)
     kernels.render_faces(params, images, _backend.get_num_threads())
     return images, factors
