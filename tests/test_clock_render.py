@@ -324,3 +324,30 @@ def test_too_many_images_fail_before_the_draws(monkeypatch):
         render_clocks(10**12, size=2048, backend="numpy")
     with pytest.raises(MemoryError):
         face_render.render_faces(10**12, size=1024, backend="numpy")
+
+
+def test_chosen_times(compiled):
+    """times= shows the given times; every other draw of each image is its own, so the images
+    with their own times given back are the same bits."""
+    images, labels = render_clocks(6, seed=4, size=48, backend=compiled)
+    again, same_labels = render_clocks(6, seed=4, size=48, backend=compiled, times=labels)
+    np.testing.assert_array_equal(again, images)
+    np.testing.assert_array_equal(same_labels, labels)
+    chosen = [[11, 59], [0, 0], [0, 1], [2, 59], [3, 0], [6, 30]]
+    shown, shown_labels = render_clocks(6, seed=4, size=48, backend=compiled, times=np.array(chosen, float))
+    assert shown_labels.dtype == np.int64 and shown_labels.tolist() == chosen
+    _, params, _ = clock_design.draw_parameters(4, 0, 6, times=np.array(chosen))
+    hours, minutes = np.array(chosen).T
+    angle = np.degrees(np.arctan2(params[:, L.HOUR_HAND + L.HAND_DX], params[:, L.HOUR_HAND + L.HAND_DY])) % 360
+    np.testing.assert_allclose(angle, ((hours + minutes / 60) * 30.0) % 360, atol=1e-9)
+    # Only the hands moved: an image changes exactly where its time does.
+    np.testing.assert_array_equal((shown != images).reshape(6, -1).any(axis=1), (labels != chosen).any(axis=1))
+
+
+@pytest.mark.parametrize("times, error", [
+    ([[1, 2]], ValueError), (np.zeros((2, 3)), ValueError), ([[12, 0], [0, 0]], ValueError),
+    ([[0, 60], [0, 0]], ValueError), ([[-1, 0], [0, 0]], ValueError), ([[0.5, 1], [0, 0]], TypeError),
+    ([["1", "2"], ["3", "4"]], TypeError), (np.ones((2, 2), bool), TypeError)])
+def test_bad_times_raise_before_rendering(times, error):
+    with pytest.raises(error, match="times"):
+        render_clocks(2, size=32, times=times)

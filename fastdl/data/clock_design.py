@@ -32,8 +32,11 @@ FACES = ("varied", "one")
 DESIGN_INDEX = 2 ** 64 - 2
 
 
-def draw_parameters(seed, first, n, max_turn=180.0, faces="varied"):
+def draw_parameters(seed, first, n, max_turn=180.0, faces="varied", times=None):
     """Labels and renderer parameters of images first .. first + n - 1 of `seed`.
+
+    times: None, or checked int64 (n, 2) [hour, minute] that the clocks show instead of their
+    own draws (every other draw is the same).
 
     max_turn: the whole clock is turned in its own plane by up to this many degrees either way
     (180: any angle, the default; 0: 12 at the top). Only the turn changes with it.
@@ -58,6 +61,8 @@ def draw_parameters(seed, first, n, max_turn=180.0, faces="varied"):
     p = np.zeros((n, L.N_PARAMS))
     hour = np.floor(u(0, 12)).astype(np.int64)
     minute = np.floor(u(0, 60)).astype(np.int64)
+    if times is not None:
+        hour, minute = times[:, 0], times[:, 1]
 
     # The clock's size, position and pose.
     p[:, L.RIM_WIDTH] = design(0.03, 0.16)

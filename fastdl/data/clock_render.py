@@ -48,7 +48,24 @@ def check_faces(faces):
     return faces
 
 
-def render_clocks(n, seed=0, size=150, backend=None, first=0, max_turn=180.0, faces="varied"):
+def check_times(times, n):
+    """times as int64 (n, 2) [hour 0-11, minute 0-59], or None; TypeError/ValueError otherwise."""
+    if times is None:
+        return None
+    array = np.asarray(times)
+    whole = np.issubdtype(array.dtype, np.integer) or (
+        np.issubdtype(array.dtype, np.floating) and np.array_equal(array, np.round(array)))
+    if not whole:
+        raise TypeError(f"times must hold whole [hour, minute] numbers, got dtype {array.dtype}")
+    if array.shape != (n, 2):
+        raise ValueError(f"times must have shape (n, 2) = ({n}, 2), one [hour, minute] per clock, got {array.shape}")
+    if n and not ((array[:, 0] >= 0).all() and (array[:, 0] < 12).all()
+                  and (array[:, 1] >= 0).all() and (array[:, 1] < 60).all()):
+        raise ValueError("times must hold hours 0-11 and minutes 0-59")
+    return np.ascontiguousarray(array, dtype=np.int64)
+
+
+def render_clocks(n, seed=0, size=150, backend=None, first=0, max_turn=180.0, faces="varied", times=None):
     """Render ``n`` synthetic analog clocks and their times.
 
     Image i depends only on (seed, first + i): rendering 200 gives the first 200 of rendering
@@ -76,12 +93,15 @@ def render_clocks(n, seed=0, size=150, backend=None, first=0, max_turn=180.0, fa
         "varied": every image is a clock of its own design (face, rim, ticks, numerals, hands).
         "one": every image shows the same clock, the seed's, each in its own pose, at its own
         time and in its own scene, like the course's photographs of one clock.
+    times : array-like of shape (n, 2), optional
+        [hour 0-11, minute 0-59] for each clock to show (a test set of chosen times: 11:59, 0:00)
+        instead of its own random time; everything else about image i is as without it.
 
     Returns
     -------
     images : ndarray of shape (n, size, size), uint8
     labels : ndarray of shape (n, 2), int64
-        [hour 0-11, minute 0-59] of each image.
+        [hour 0-11, minute 0-59] of each image (``times``, where given).
 
     Raises
     ------
@@ -92,10 +112,10 @@ def render_clocks(n, seed=0, size=150, backend=None, first=0, max_turn=180.0, fa
     seed = check_int(seed, "seed", 0, 2 ** 64 - 1)
     size = check_int(size, "size", MIN_SIZE, MAX_SIZE)
     first = check_int(first, "first", 0, 2 ** 63 - 1)
-    max_turn, faces = check_max_turn(max_turn), check_faces(faces)
+    max_turn, faces, times = check_max_turn(max_turn), check_faces(faces), check_times(times, n)
     kernels, _ = _backend.kernels("clock", renderer_backend(backend, "clock"))
     images = np.empty((n, size, size), dtype=np.uint8)  # first: a MemoryError before the draws' minutes
-    labels, params, keys = clock_design.draw_parameters(seed, first, n, max_turn, faces)
+    labels, params, keys = clock_design.draw_parameters(seed, first, n, max_turn, faces, times)
     clock_design.pixel_boxes(params, size)
     kernels.render_clocks(params, keys, *_static_tables(), images, _backend.get_num_threads())
     return images, labels
