@@ -102,9 +102,9 @@ class MultiClassPerceptron(ClassifierMixin, BaseEstimator):
     Notes
     -----
     Training stops at 100% training accuracy or after `patience` epochs without a new best, and
-    keeps the weights of the best epoch. Weights that become NaN or infinite, or give NaN or
-    infinite scores on X (updates past the float range), raise fastdl.NonFiniteError, and the
-    estimator is left unfitted. weights_ and coef_ are NumPy arrays on every backend, and
+    keeps the weights of the best epoch. Weights that become NaN or infinite in any epoch, or best
+    weights that give NaN or infinite scores on X (updates past the float range), raise
+    fastdl.NonFiniteError, and the estimator is left unfitted. weights_ and coef_ are NumPy arrays on every backend, and
     decision_function, predict and score take host arrays. For two classes decision_function
     gives one score per sample, as scikit-learn's binary classifiers do.
     """
@@ -208,7 +208,8 @@ class MultiClassPerceptron(ClassifierMixin, BaseEstimator):
         self._epochs(step, lambda: _accuracy(X1, codes, W), val_accuracy, W.copy)
         with np.errstate(over="ignore", invalid="ignore"):
             if not np.isfinite(X1 @ self.weights_).all():
-                self._non_finite("give NaN or infinite scores on X", self.best_epoch_, W.dtype)
+                self._non_finite(f"the weights of the best epoch ({self.best_epoch_}) give NaN or infinite "
+                                 "scores on X", W.dtype)
         return self
 
     def _train_device(self, kernels, X1, codes, W, val):
@@ -246,16 +247,17 @@ class MultiClassPerceptron(ClassifierMixin, BaseEstimator):
         while epoch < self.max_epochs and best_accuracy < 1.0 and since_best < self.patience:
             step()
             epoch += 1
+            current = weights()  # (n_features + 1) x n_classes values: a few us an epoch
+            if not np.isfinite(current).all():  # diverged: its best epoch may be chance's
+                self._non_finite(f"the weights became NaN or infinite in epoch {epoch}", current.dtype)
             accuracy = train_accuracy()
             history["train_accuracy"].append(accuracy)
             if val_accuracy is not None:
                 history["val_accuracy"].append(val_accuracy())
             if accuracy > best_accuracy:
-                best_accuracy, best_W, best_epoch, since_best = accuracy, weights(), epoch, 0
+                best_accuracy, best_W, best_epoch, since_best = accuracy, current, epoch, 0
             else:
                 since_best += 1
-        if not np.isfinite(best_W).all():
-            self._non_finite("are NaN or infinite", best_epoch, best_W.dtype)
         self.weights_ = best_W
         if best_W.shape[1] == 2:  # scikit-learn's binary layout, decision_function's difference
             self.coef_ = (best_W[:-1, 1] - best_W[:-1, 0])[None]
@@ -267,12 +269,12 @@ class MultiClassPerceptron(ClassifierMixin, BaseEstimator):
         self.history_ = history
         return self
 
-    def _non_finite(self, what, epoch, dtype):
-        """Raise NonFiniteError for the best weights, leaving the estimator unfitted."""
+    def _non_finite(self, what, dtype):
+        """Raise NonFiniteError saying `what` went past dtype's range, leaving the estimator unfitted."""
         for name in [name for name in vars(self) if name.endswith("_") and not name.startswith("__")]:
             delattr(self, name)
-        raise NonFiniteError(f"{type(self).__name__}.fit: the weights of the best epoch ({epoch}) {what}: the "
-                             f"updates went past {np.dtype(dtype).name}'s range; lower lr or scale X down"
+        raise NonFiniteError(f"{type(self).__name__}.fit: {what}: the updates went past "
+                             f"{np.dtype(dtype).name}'s range; lower lr or scale X down"
                              + (" (or fit float64 X)" if dtype == np.float32 else ""))
 
     def _validation(self, X_val, y_val, dtype):

@@ -61,15 +61,21 @@ def test_random_state_takes_a_random_state_instance():
         MultiClassPerceptron(random_state=2.5).fit(X, y)
 
 
-@pytest.mark.parametrize("case", ["weights", "scores"])
-def test_weights_past_the_float_range_raise_and_leave_it_unfitted(backend, case):
+@pytest.mark.parametrize("case", ["weights", "diverged", "scores"])
+@pytest.mark.parametrize("method", ["batch", "online"])
+def test_weights_past_the_float_range_raise_and_leave_it_unfitted(backend, case, method):
     if case == "weights":  # the updates themselves overflow, and the first epoch still scores best
         X, y = np.random.default_rng(0).normal(size=(40, 3)) * 1e300, np.arange(40) % 3
-        model, message = MultiClassPerceptron(lr=1e10, max_epochs=5, backend=backend), "float64's range; lower lr"
+        model = MultiClassPerceptron(lr=1e10, max_epochs=5, method=method, backend=backend)
+        message = "became NaN or infinite in epoch 1: the updates went past float64's range; lower lr"
+    elif case == "diverged":  # NaN weights never score best: the random start was kept, silently
+        X, y = _informative_first(3)
+        model = MultiClassPerceptron(lr=1e308, max_epochs=50, method=method, backend=backend)
+        message = "became NaN or infinite in epoch"
     else:  # finite weights, float32 scores past its range
         X, y = _informative_first(3)
-        X, model = (X * 1e19).astype(np.float32), MultiClassPerceptron(max_epochs=5, backend=backend)
-        message = "scores on X.*float32's range; lower lr or scale X down .or fit float64 X"
+        X, model = (X * 1e19).astype(np.float32), MultiClassPerceptron(max_epochs=5, method=method, backend=backend)
+        message = "went past float32's range; lower lr or scale X down .or fit float64 X"  # (online: the weights)
     with np.errstate(all="ignore"), pytest.raises(NonFiniteError, match=message):
         model.fit(X, y)
     with pytest.raises(NotFittedError):
