@@ -212,7 +212,8 @@ def _load(name, family):
         # Its at-fork hook puts a forked child's kernels on one thread: without it, a child of a
         # process that only rendered clocks (no fastdl region) hung in its first OpenMP kernel.
         import fastdl._parallel  # noqa: F401
-        config.check_flags()  # a bad FASTDL_FASTMATH raises here, not as "kernels failed to load"
+        config.check_flags()
+        _process_threads()  # a bad FASTDL_NUM_THREADS raises here too, whatever the op (a direct one)  # a bad FASTDL_FASTMATH raises here, not as "kernels failed to load"
         # The first compiled module loads the OpenMP runtime, which reads its wait policy then.
         with config.passive_openmp():
             if name not in _status_cache:

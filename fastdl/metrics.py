@@ -199,8 +199,11 @@ def gaussian_frechet_distance(mu_a, cov_a, mu_b, cov_b):
 
     Parameters
     ----------
-    mu_a, mu_b : array-like of shape (n_features,)
-    cov_a, cov_b : array-like of shape (n_features, n_features)
+    mu_a : array-like of shape (n_features,)
+    cov_a : array-like of shape (n_features, n_features)
+        Symmetric positive semi-definite.
+    mu_b : array-like of shape (n_features,)
+    cov_b : array-like of shape (n_features, n_features)
         Symmetric positive semi-definite.
 
     Returns

@@ -775,3 +775,22 @@ def test_input_takes_no_keras_batch_size_as_its_name(backend):
     with pytest.raises(TypeError):
         nn.Input((3,), 32)
     assert nn.Input((3,), name="pixels").name == "pixels"
+
+
+def test_accuracies_in_logs_are_python_floats(backend):
+    # They were np.float64 beside the losses' floats: [1.19, np.float64(0.25)].
+    model = nn.Sequential([nn.Input((4,)), nn.Dense(3, activation="softmax")], seed=0, backend=backend)
+    model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, y = np.random.default_rng(0).random((8, 4)).astype(np.float32), np.arange(8) % 3
+    values = [*model.evaluate(x, y, verbose=0), *model.train_on_batch(x, y), *model.test_on_batch(x, y)]
+    values += model.fit(x, y, epochs=1, verbose=0).history["accuracy"]
+    assert all(type(value) is float for value in values)
+
+
+def test_metrics_as_a_list_per_output_says_how_to_give_them(backend):
+    # Keras 3's per-output lists met "unknown metric ['accuracy']; only 'accuracy' is supported".
+    inputs = nn.Input((4,))
+    outputs = [nn.Dense(3, activation="softmax", name="hour")(inputs), nn.Dense(1, name="minute")(inputs)]
+    model = nn.Model(inputs, outputs, seed=0, backend=backend)
+    with pytest.raises(ValueError, match=r"in a dict keyed by output name \(metrics=\{'hour': \['accuracy'\]\}\)"):
+        model.compile("sgd", ["sparse_categorical_crossentropy", "mse"], metrics=[["accuracy"], []])

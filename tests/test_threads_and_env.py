@@ -110,6 +110,25 @@ def test_a_bad_flag_raises_as_an_op_first_loads_its_kernels(monkeypatch, backend
         pairwise_distances(np.ones((2, 2)), backend=backend)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba", "cython"])
+def test_a_bad_thread_count_raises_at_an_op_on_one_thread(backend):
+    """A small pairwise_distances runs on one thread without reading the thread count: a bad
+    FASTDL_NUM_THREADS passed it, and the next op raised."""
+    result = _run_python(f"""
+        import os
+        import numpy as np
+        from fastdl.ops import pairwise_distances
+
+        os.environ["FASTDL_NUM_THREADS"] = "abc"
+        try:
+            pairwise_distances(np.ones((2, 2)), backend="{backend}")
+        except ValueError as exc:
+            print(exc)
+        """)
+    assert result.returncode == 0, result.stderr
+    assert "FASTDL_NUM_THREADS must be a positive integer, got 'abc'" in result.stdout
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 @pytest.mark.parametrize("backend_name", ["cython", "numba"])
 def test_a_forked_worker_renders_after_its_parent_did(backend_name):

@@ -38,6 +38,9 @@ def check_metrics(metrics):
     given ("accuracy" or "acc", as Keras logs it)."""
     names = [metrics] if isinstance(metrics, str) else list(metrics or [])
     for name in names:
+        if isinstance(name, (list, tuple)):  # Keras 3's list of lists, one per output
+            raise ValueError(f"metrics {metrics!r}: give each output's metrics in a dict keyed by output name "
+                             "(metrics={'hour': ['accuracy']}), or ['accuracy'] for every output")
         if name not in ("accuracy", "acc"):
             raise ValueError(f"unknown metric {name!r}; only 'accuracy' is supported")
     if len(names) > 1:  # Keras would log the same accuracy under each name; fastdl logs one

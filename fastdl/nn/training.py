@@ -43,7 +43,7 @@ def _accuracy(y_pred, y_true, threshold=None):
         predicted = np.argmax(y_pred.reshape(-1, y_pred.shape[-1]), axis=1)
         target = np.argmax(y_true.reshape(-1, y_true.shape[-1]), axis=1) if y_true.shape == y_pred.shape \
             else y_true.reshape(-1)
-    return np.count_nonzero(predicted == target) / max(predicted.shape[0], 1)
+    return int(np.count_nonzero(predicted == target)) / max(predicted.shape[0], 1)  # a float, as Keras' logs
 
 
 def check_verbose(verbose):
