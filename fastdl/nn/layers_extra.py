@@ -112,6 +112,8 @@ class BatchNormalization(Layer):
     epsilon : float > 0, default 1e-3
     """
 
+    PASS_STATE = Layer.PASS_STATE + ("_xhat",)
+
     runs_on_device = True
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, **kwargs):

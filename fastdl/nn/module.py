@@ -441,6 +441,17 @@ class Layer:
         if self.__dict__.get("_losses"):
             self._losses = []
 
+    # What forward keeps for backward. An inference pass's is dropped once a model's inference
+    # calls end (Training.forget_pass), so that a model holds no batch between calls. (_logits
+    # stays: an inference pass records its own, and a training step's are its loss's.)
+    PASS_STATE = ("_x", "_out", "_code")
+
+    def forget_pass(self):
+        """Drop what the last forward pass kept for backward (after an inference pass: none follows)."""
+        for name in self.PASS_STATE:
+            if self.__dict__.get(name) is not None:
+                setattr(self, name, None)
+
     def forward(self, x, training=False):
         raise NotImplementedError(f"{type(self).__name__} ({self.name}) gives no forward(x, training)")
 

@@ -36,6 +36,8 @@ class Sampling(Layer):
         0: sampling only, no added loss.
     """
 
+    PASS_STATE = Layer.PASS_STATE + ("_noise", "_std", "_z_mean", "_z_log_var")
+
     runs_on_device = True
 
     def __init__(self, kl_weight=1.0, **kwargs):

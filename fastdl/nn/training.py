@@ -1,7 +1,9 @@
 """The training loop of fastdl.nn models: fit (with callbacks and resuming), evaluate, predict."""
 
+import collections
 import contextlib
 import math
+import threading
 import warnings
 
 import numpy as np
@@ -84,6 +86,12 @@ def _add_to_means(totals, batch_logs, count, seen):
     for key, value in batch_logs.items():
         totals[key] = totals.get(key, 0.0) + value * count
     return {key: value / seen for key, value in totals.items()}
+
+
+# Inference calls running on each model (by id), so that the last to end drops what the passes
+# left on the layers (Training._passes_forgotten).
+_inference_calls = collections.Counter()
+_inference_lock = threading.Lock()
 
 
 class Training(Batches, Saving, GradientFlags, Layer):
@@ -212,8 +220,8 @@ class Training(Batches, Saving, GradientFlags, Layer):
         x_checked = self._as_batch(self._check_x(x))
         if training:  # BatchNormalization reads the flags: a frozen one normalises as in inference
             self._call_gradient_flags()
-        with self._blas_policy():  # as predict's: BLAS threads spinning beside fastdl's cost 2.5-4x here
-            out = self._forward(x_checked, training)
+        with self._blas_policy(), (contextlib.nullcontext() if training else self._passes_forgotten()):
+            out = self._forward(x_checked, training)  # (BLAS as predict's: its threads spinning cost 2.5-4x)
         # NumPy in, NumPy out: a model on the device brings its outputs back. A training pass writes
         # into buffers that the next one reuses, so the caller gets copies of those; an inference
         # pass that gave x itself or a view of it (Dropout, Flatten) gets a copy too.
@@ -466,7 +474,7 @@ class Training(Batches, Saving, GradientFlags, Layer):
         result = {name: np.empty((x.shape[0], *shape), dtype=self.dtype) for name, (shape, _) in outputs.items()}
         callbacks = CallbackList(callbacks, self, {"verbose": verbose, "epochs": 1, "steps": -(-x.shape[0] // batch_size)})
         callbacks.on_predict_begin()
-        with self._blas_policy():
+        with self._blas_policy(), self._passes_forgotten():
             for batch, first in enumerate(range(0, x.shape[0], batch_size)):
                 callbacks.on_predict_batch_begin(batch)
                 xb = self._as_batch(x[first:first + batch_size])
@@ -613,6 +621,28 @@ class Training(Batches, Saving, GradientFlags, Layer):
             check_finite_gradients(self.optimizer)
         return logs
 
+    @contextlib.contextmanager
+    def _passes_forgotten(self):
+        """Around an inference call: once the last one running on this model ends, the layers drop
+        what the passes left on them for a backward pass that does not come (the batch's input,
+        outputs, pooling codes). A model(X) of 4,000 course-sized images kept 311 MB, and X."""
+        with _inference_lock:
+            _inference_calls[id(self)] += 1
+        try:
+            yield
+        finally:
+            with _inference_lock:
+                _inference_calls[id(self)] -= 1
+                last = _inference_calls[id(self)] == 0
+                if last:
+                    del _inference_calls[id(self)]
+                    self.forget_pass()
+
+    def forget_pass(self):
+        """Every layer's forget_pass (nested models' too)."""
+        for layer in self.layers:
+            layer.forget_pass()
+
     def _training_to_logits(self):
         return contextlib.nullcontext()
 
@@ -620,7 +650,7 @@ class Training(Batches, Saving, GradientFlags, Layer):
         totals = {}
         # The passes keep their logits and their loss's state in a record of their own, not on the
         # layers and the loss, which threads evaluating one model share.
-        with inference_pass() as record:
+        with inference_pass() as record, self._passes_forgotten():
             for first in range(0, x.shape[0], batch_size):
                 xb, yb = self._as_batch(x[first:first + batch_size]), y[first:first + batch_size]
                 record.logits.clear()
