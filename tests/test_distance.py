@@ -189,6 +189,11 @@ def test_same_bits_on_every_backend_and_thread_count(dtype, rng):
     """Refined entries, GEMM entries and their norms are summed in one order on every CPU backend."""
     X = rng.normal(size=(30, 13)).astype(dtype)
     Y = np.concatenate([X[:10] + dtype(1e-3), rng.normal(size=(8, 13)).astype(dtype) + dtype(50)])
+    assert_same_bits_everywhere(X, Y)
+
+
+def assert_same_bits_everywhere(X, Y):
+    """pairwise_distances(X, Y) has the numpy backend's bits on every CPU backend and thread count."""
     results = {}
     for name in ready_backends():
         for threads in (1, 2):
