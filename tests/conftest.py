@@ -98,6 +98,40 @@ def banded(monkeypatch):
     monkeypatch.setattr(conv_ops, "BAND_FACTOR", 0)
 
 
+@pytest.fixture
+def band_runs(monkeypatch):
+    """The calls of _Bands.run made (one a forward pass, two a backward pass, when banded)."""
+    calls = []
+    run = conv_ops._Bands.run
+    monkeypatch.setattr(conv_ops._Bands, "run", lambda self, *args, **kwargs: calls.append(1) or run(self, *args,
+                                                                                                      **kwargs))
+    return calls
+
+
+def predict_and_step_unbanded_and_banded(monkeypatch, band_runs, make_model, x, y, built=None):
+    """[(predicted, loss, weights, band runs)] of a new model make_model() that predicts x and
+    takes one training step on (x, y): unbanded, then banded (budgets of one byte, as `banded`).
+    built(model), where given, checks the model once built."""
+    runs = []
+    for band_factor in (np.inf, 0):
+        with monkeypatch.context() as patch:
+            patch.setattr(conv_ops, "PATCH_BYTES", 1)
+            patch.setattr(_kn2row, "BATCH_BYTES", 1)
+            patch.setattr(_winograd, "BATCH_BYTES", 1)
+            patch.setattr(conv_ops, "BAND_FACTOR", band_factor)
+            band_runs.clear()
+            model = make_model()
+            model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+            if built is not None:
+                model.build()
+                built(model)
+            predicted = model.predict(x, batch_size=1)
+            loss = model.train_on_batch(x, y)
+            weights = [p.value.copy() for layer in model.layers for _, p in layer.parameters()]
+            runs.append((predicted, loss, weights, len(band_runs)))
+    return runs
+
+
 @pytest.fixture(params=[2, 4], ids=["F2x2", "F4x4"])
 def tiles(request, monkeypatch):
     """Winograd's F(2x2, 3x3) or F(4x4, 3x3) for every convolution that takes Winograd."""

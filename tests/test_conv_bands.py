@@ -14,9 +14,8 @@ import pytest
 
 import fastdl
 import naive
-from conftest import RTOL
+from conftest import RTOL, predict_and_step_unbanded_and_banded
 from fastdl import nn
-from fastdl.ops import _kn2row, _winograd
 from fastdl.ops import conv as conv_ops
 from fastdl.ops.conv import conv2d, conv2d_grad
 from fastdl.ops.conv_transpose import conv2d_transpose, conv2d_transpose_grad
@@ -196,16 +195,6 @@ def test_bands_run_the_callers_backend(rng, banded, monkeypatch):
     assert used == {"numpy"} and len(threads) == 2
 
 
-@pytest.fixture
-def band_runs(monkeypatch):
-    """The calls of _Bands.run made (one a forward pass, two a backward pass, when banded)."""
-    calls = []
-    run = conv_ops._Bands.run
-    monkeypatch.setattr(conv_ops._Bands, "run", lambda self, *args, **kwargs: calls.append(1) or run(self, *args,
-                                                                                                      **kwargs))
-    return calls
-
-
 def test_transposed_convolution_at_stride_1(backend, dtype, rng, banded, band_runs, monkeypatch):
     """conv2d_transpose at stride 1 is a convolution with the flipped kernel: banded as well."""
     x = rng.normal(size=(1, 14, 5, 3)).astype(dtype)
@@ -234,21 +223,7 @@ def _model(dtype):
 def test_model_predict_and_train_step(dtype, rng, monkeypatch, band_runs):
     """A model of convolutions predicts and trains on one image banded as it does unbanded."""
     x = rng.random((1, 20, 7, 3)).astype(dtype)
-    y = np.array([1])
-    runs = []
-    for band_factor in (np.inf, 0):
-        with monkeypatch.context() as patch:
-            patch.setattr(conv_ops, "PATCH_BYTES", 1)
-            patch.setattr(_kn2row, "BATCH_BYTES", 1)
-            patch.setattr(_winograd, "BATCH_BYTES", 1)
-            patch.setattr(conv_ops, "BAND_FACTOR", band_factor)
-            band_runs.clear()
-            model = _model(dtype)
-            model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-            predicted = model.predict(x, batch_size=1)
-            loss = model.train_on_batch(x, y)
-            weights = [p.value.copy() for layer in model.layers for _, p in layer.parameters()]
-            runs.append((predicted, loss, weights, len(band_runs)))
+    runs = predict_and_step_unbanded_and_banded(monkeypatch, band_runs, lambda: _model(dtype), x, np.array([1]))
     (predicted, loss, weights, calls), (banded_predicted, banded_loss, banded_weights, banded_calls) = runs
     # predict and the step's forward pass: 4 layers each; the backward pass: 2 phases a layer.
     assert calls == 0 and banded_calls == 4 + 4 + 2 * 4

@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 
 import fastdl
-from conftest import RTOL
+from conftest import RTOL, predict_and_step_unbanded_and_banded
 from fastdl import nn
-from fastdl.ops import _kn2row, _winograd
 from fastdl.ops import conv as conv_ops
 from fastdl.ops import conv_pool
 from fastdl.ops.conv_pool import conv2d_pool_grad_into, conv2d_pool_into
@@ -36,16 +35,6 @@ WINOGRAD_CONFIGS = [
     ((1, 18, 6, 16), (3, 3, 16), 1, "same", (2, 2), "winograd"),
     ((1, 22, 8, 16), (3, 3, 17), 1, "valid", (3, 3), "winograd"),
 ]
-
-
-@pytest.fixture
-def band_runs(monkeypatch):
-    """The calls of _Bands.run made (one a forward pass, two a backward pass, when banded)."""
-    calls = []
-    run = conv_ops._Bands.run
-    monkeypatch.setattr(conv_ops._Bands, "run", lambda self, *args, **kwargs: calls.append(1) or run(self, *args,
-                                                                                                      **kwargs))
-    return calls
 
 
 def _problem(config, dtype, rng, ties=False):
@@ -215,23 +204,12 @@ def test_model_predict_and_train_step(dtype, rng, monkeypatch, band_runs):
     """A model of fused convolutions and poolings predicts and trains on one image banded as it
     does unbanded."""
     x = rng.random((1, 20, 9, 3)).astype(dtype)
-    y = np.array([1])
-    runs = []
-    for band_factor in (np.inf, 0):
-        with monkeypatch.context() as patch:
-            patch.setattr(conv_ops, "PATCH_BYTES", 1)
-            patch.setattr(_kn2row, "BATCH_BYTES", 1)
-            patch.setattr(_winograd, "BATCH_BYTES", 1)
-            patch.setattr(conv_ops, "BAND_FACTOR", band_factor)
-            band_runs.clear()
-            model = _model(dtype)
-            model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-            model.build()
-            assert [isinstance(step, tuple) for step in model._steps] == [True, True, False, False]
-            predicted = model.predict(x, batch_size=1)
-            loss = model.train_on_batch(x, y)
-            weights = [p.value.copy() for layer in model.layers for _, p in layer.parameters()]
-            runs.append((predicted, loss, weights, len(band_runs)))
+
+    def fused(model):
+        assert [isinstance(step, tuple) for step in model._steps] == [True, True, False, False]
+
+    runs = predict_and_step_unbanded_and_banded(monkeypatch, band_runs, lambda: _model(dtype), x, np.array([1]),
+                                                built=fused)
     (predicted, loss, weights, calls), (banded_predicted, banded_loss, banded_weights, banded_calls) = runs
     # predict and the step's forward pass: 2 pairs each; the backward pass: 2 phases a pair.
     assert calls == 0 and banded_calls == 2 + 2 + 2 * 2

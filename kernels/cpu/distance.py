@@ -84,6 +84,13 @@ def exact_distance(a, b, lane):
     return _lane_sum(a, b, scale, lane), 1.0 / scale
 
 
+@_inlined
+def _exact_entry(a, b, squared, lane):
+    """|a - b| (squared: its square) in float64, from exact_distance: a refined or direct entry."""
+    total, unscale = exact_distance(a, b, lane)
+    return total * unscale * unscale if squared else np.sqrt(total) * unscale
+
+
 def _distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale, squared):
     n, m = gram.shape
     for i in prange(n):
@@ -109,8 +116,7 @@ def _distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale
             lane = np.empty(LANES)
             for j in range(m):
                 if np.isnan(gram[i, j]):
-                    total, pair_unscale = exact_distance(A[i], B[j], lane)
-                    gram[i, j] = total * pair_unscale * pair_unscale if squared else np.sqrt(total) * pair_unscale
+                    gram[i, j] = _exact_entry(A[i], B[j], squared, lane)
 
 
 # Never fastmath (FASTDL_FASTMATH): its no-NaN assumption would drop the isnan test that finds the
@@ -134,8 +140,7 @@ def _direct_distances(A, B, out, squared):
     for i in prange(A.shape[0]):
         lane = np.empty(LANES)
         for j in range(B.shape[0]):
-            total, unscale = exact_distance(A[i], B[j], lane)
-            out[i, j] = total * unscale * unscale if squared else np.sqrt(total) * unscale
+            out[i, j] = _exact_entry(A[i], B[j], squared, lane)
 
 
 # Never fastmath: the same bits as the Cython kernel and as distances_from_gram's refined entries.

@@ -20,6 +20,15 @@ ctypedef fused gram_floating:
     double
 
 
+cdef inline double _exact_entry(
+    const floating* a_row, const floating* b_row, Py_ssize_t n_features, bint squared,
+) noexcept nogil:
+    """|a - b| (squared: its square) in float64, from _exact_distance: a refined or direct entry."""
+    cdef double total, unscale
+    total, unscale = _exact_distance(a_row, b_row, n_features)
+    return total * unscale * unscale if squared else sqrt(total) * unscale
+
+
 cdef inline void _distance_row(
     gram_floating* gram_row, const floating* a_row, const floating* B, double sq_norm_a,
     const double* sq_norms_b, double refine_tol, double unscale, bint squared, Py_ssize_t m,
@@ -27,7 +36,7 @@ cdef inline void _distance_row(
 ) noexcept nogil:
     """One row of distances_from_gram, in the Numba kernel's passes."""
     cdef Py_ssize_t j, n_close = 0
-    cdef double norm_sum, total, pair_unscale
+    cdef double norm_sum
     for j in range(m):
         norm_sum = sq_norm_a + sq_norms_b[j]
         gram_row[j] = <gram_floating>(norm_sum - 2.0 * gram_row[j])
@@ -45,11 +54,7 @@ cdef inline void _distance_row(
     if n_close > 0:
         for j in range(m):
             if isnan(gram_row[j]):
-                total, pair_unscale = _exact_distance(a_row, B + j * n_features, n_features)
-                if squared:
-                    gram_row[j] = <gram_floating>(total * pair_unscale * pair_unscale)
-                else:
-                    gram_row[j] = <gram_floating>(sqrt(total) * pair_unscale)
+                gram_row[j] = <gram_floating>_exact_entry(a_row, B + j * n_features, n_features, squared)
 
 
 def distances_from_gram(
@@ -82,13 +87,8 @@ cdef inline void _direct_row(
 ) noexcept nogil:
     """One row of direct_distances."""
     cdef Py_ssize_t j
-    cdef double total, unscale
     for j in range(m):
-        total, unscale = _exact_distance(a_row, B + j * n_features, n_features)
-        if squared:
-            out_row[j] = <floating>(total * unscale * unscale)
-        else:
-            out_row[j] = <floating>(sqrt(total) * unscale)
+        out_row[j] = <floating>_exact_entry(a_row, B + j * n_features, n_features, squared)
 
 
 def direct_distances(

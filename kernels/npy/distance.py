@@ -52,6 +52,14 @@ def exact_distances(A, B):
     return sums, unscales
 
 
+def _exact_entries(A, B, squared):
+    """|A[i] - B[i]| (squared: its square) in float64 for rows of A, B (n, d): refined or direct
+    entries, from exact_distances; beyond float64's range, inf, as in the compiled kernels."""
+    sums, unscales = exact_distances(A, B)
+    with np.errstate(over="ignore"):
+        return sums * unscales * unscales if squared else np.sqrt(sums) * unscales
+
+
 def distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale, squared, n_threads):
     """Turn a Gram block of shifted, scaled rows into (squared) Euclidean distances, in place.
 
@@ -67,8 +75,7 @@ def distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale,
         out = d2 * unscale * unscale if squared else np.sqrt(d2) * unscale
         for start in range(0, rows.size, CHUNK):
             r, c = rows[start : start + CHUNK], cols[start : start + CHUNK]
-            sums, unscales = exact_distances(A[r], B[c])
-            out[r, c] = sums * unscales * unscales if squared else np.sqrt(sums) * unscales
+            out[r, c] = _exact_entries(A[r], B[c], squared)
         gram[...] = out
 
 
@@ -79,9 +86,8 @@ def direct_distances(A, B, out, squared, n_threads):
     step = max(1, DIRECT_CHUNK_VALUES // A.shape[1])  # pairs per step
     for start in range(0, flat.size, step):
         rows, cols = np.divmod(np.arange(start, min(start + step, flat.size)), m)
-        sums, unscales = exact_distances(A[rows], B[cols])
         with np.errstate(over="ignore"):  # beyond the dtype's range: inf, as in the compiled kernels
-            flat[start : start + step] = sums * unscales * unscales if squared else np.sqrt(sums) * unscales
+            flat[start : start + step] = _exact_entries(A[rows], B[cols], squared)
 
 
 def shift_rows(X, origin, scale, out, out_norms, n_threads):
