@@ -8,6 +8,7 @@ import pytest
 
 import dataset_files
 from fastdl.cli import main
+from fastdl.data import scale_images
 from fastdl.repro import ASSIGNMENTS, a4, get_runner, report
 
 # Tiny data: 60 + 20 Fashion images, 50 + 10 CIFAR images; the first 10 are the validation set.
@@ -132,7 +133,7 @@ def test_prepare_splits_scales_identically_and_cuts_validation_first():
 
 def test_scaling_refuses_anything_but_uint8_pixels():
     with pytest.raises(TypeError, match="uint8"):
-        report.scale_images(np.ones((2, 28, 28), dtype=np.float32))
+        scale_images(np.ones((2, 28, 28), dtype=np.float32))
     with pytest.raises(ValueError, match="training images"):
         a4.prepare_splits(np.zeros((5, 2, 2), np.uint8), np.zeros(5), np.zeros((1, 2, 2), np.uint8),
                           np.zeros(1), n_validation=5)

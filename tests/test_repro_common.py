@@ -30,17 +30,6 @@ def test_write_summary_lists_itself(tmp_path):
         "quick": True, "values": [0, 1], "files": ["x.md", path]}
 
 
-def test_scale_images_adds_the_channel_axis_and_refuses_other_dtypes():
-    images = np.array([[[0, 255], [51, 102]]], dtype=np.uint8)
-    scaled = report.scale_images(images)
-    assert scaled.dtype == np.float32 and scaled.shape == (1, 2, 2, 1)
-    np.testing.assert_array_equal(scaled[..., 0], images / np.float32(255))
-    with pytest.raises(TypeError, match="uint8"):
-        report.scale_images(images.astype(np.float32))
-    with pytest.raises(ValueError, match=r"got shape \(2, 2\)"):
-        report.scale_images(images[0])
-
-
 def test_cap_counts_keeps_at_most_the_sizes_given():
     counts = {"train": 10, "validation": 4, "test": 6}
     assert report.cap_counts(counts) == counts

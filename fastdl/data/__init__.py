@@ -23,6 +23,7 @@ from fastdl.data.digits import (
     resolve_data_dir,
 )
 from fastdl.data.fashion_mnist import load_fashion_mnist
+from fastdl.data.streams import clock_batches, face_batches, scale_images
 
 __all__ = [
     "COURSE_NAME",
@@ -33,6 +34,8 @@ __all__ = [
     "FACE_FACTOR_NAMES",
     "dataset_locations",
     "download_dataset",
+    "clock_batches",
+    "face_batches",
     "generate_clocks",
     "generate_faces",
     "load_cifar10",
@@ -46,6 +49,7 @@ __all__ = [
     "load_fashion_mnist",
     "load_leiden_digits",
     "resolve_data_dir",
+    "scale_images",
 ]
 
 # name -> (one-line description, loader name, files it reads)

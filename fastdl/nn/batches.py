@@ -1,6 +1,7 @@
 """Batches: how a model's data reaches its first layer (checked, gathered into reused buffers, on
-the device for a model there)."""
+the device for a model there), from arrays or from an iterator of batches."""
 
+import itertools
 import math
 
 import numpy as np
@@ -17,6 +18,8 @@ class Batches:
         """x as a NumPy array, or a C-contiguous device array of the model's dtype on a model on the
         device."""
         on_device = _device.is_device(x)
+        if is_batch_source(x):
+            raise TypeError(f"{name} is an iterator: only fit takes an iterator of (x, y) batches; give arrays")
         if not on_device:
             x = np.asarray(x)
         if self.input_shape is None:
@@ -74,6 +77,13 @@ class Batches:
             raise ValueError("x contains NaN or infinity; training stopped")
         return _device.to_device(x)
 
+    def _array_batches(self, x, y, batch_size, shuffle, epoch, x_checked=False):
+        """fit's batches of an epoch over the arrays (x, y), as (xb, yb, count): in a shuffled order
+        where asked, drawn from the model's generator as the first batch is asked for."""
+        order = self.rng.permutation(x.shape[0]) if shuffle else np.arange(x.shape[0])
+        for batch, first in enumerate(range(0, x.shape[0], batch_size)):
+            yield self._training_batch(x, y, order, first, batch_size, epoch, batch, x_checked)
+
     def _training_batch(self, x, y, order, first, batch_size, epoch, batch, x_checked=False):
         """Batch `batch` of an epoch over x[order]: its images, checked (unless x_checked: every row
         of x was, by an earlier epoch of this fit) and where the first layer takes them (see
@@ -119,3 +129,58 @@ class Batches:
         width = math.prod(x.shape[1:])
         arrays().take_rows(_device.reshaped(x, (x.shape[0], width)), rows, _device.reshaped(out, (count, width)))
         return out
+
+
+_END = object()  # what next() gives for an iterator that has ended
+
+
+def is_batch_source(x):
+    """Whether fit's x is an iterator of (x, y) batches (a generator, say) rather than the data."""
+    return hasattr(x, "__next__") and not _device.is_device(x)
+
+
+class BatchSource:
+    """fit's x where it is an iterator of (x, y) batches: `steps` of them an epoch, or (steps
+    None) all it gives. Each batch is checked as fit checks arrays, and the first before any
+    training, so that a source that does not fit the model fails at once (it also builds a model
+    that has no input shape yet)."""
+
+    def __init__(self, model, iterator, steps):
+        self.model, self.iterator, self.steps = model, iterator, steps
+        self.waiting = next(iterator, _END)  # a batch drawn but not trained yet
+        if self.waiting is _END:
+            raise ValueError("x is an iterator that gave no batches")
+        self.check(self.waiting, "x's first batch")
+        self.ran_out = False  # whether the last epoch ended for want of batches before its steps
+
+    def check(self, item, where):
+        """(xb, yb) of an item from the iterator, checked as fit's x and y."""
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise ValueError(f"{where} is {describe(item)}: fit takes an iterator of (x, y) batches (Keras' "
+                             "sample weights, a third item, are not supported)")
+        return self.model._check_xy(*item, name=f"{where}: x")
+
+    def has_more(self):
+        """Whether the iterator has a batch left (drawn now and kept for the next epoch)."""
+        if self.waiting is _END:
+            self.waiting = next(self.iterator, _END)
+        return self.waiting is not _END
+
+    def epoch(self, epoch):
+        """The epoch's batches as fit takes them, (xb, yb, count), each checked for NaN and infinity."""
+        self.ran_out = False
+        for batch in itertools.count() if self.steps is None else range(self.steps):
+            item = self.waiting if self.waiting is not _END else next(self.iterator, _END)
+            self.waiting = _END
+            if item is _END:
+                self.ran_out = self.steps is not None
+                return
+            xb, yb = self.check(item, f"epoch {epoch + 1}, batch {batch + 1}")
+            yield self.model._as_batch(xb, epoch + 1, batch + 1), yb, xb.shape[0]
+
+
+def describe(item):
+    """What an item is, for messages: "a tuple of 3 items", "a numpy.ndarray"."""
+    if isinstance(item, (tuple, list)):
+        return f"a {type(item).__name__} of {len(item)} items"
+    return f"a {type(item).__module__}.{type(item).__name__}"

@@ -13,6 +13,8 @@ class CallbackList:
     each callback's own."""
 
     def __init__(self, callbacks, model, params):
+        """params: Keras' ("verbose", "epochs", "steps": batches an epoch, None where fit's x is an
+        iterator that gives them until it ends)."""
         callbacks = list(callbacks or [])
         for callback in callbacks:
             if not isinstance(callback, Callback):
@@ -20,7 +22,6 @@ class CallbackList:
         self.callbacks, self.model, self.params = [], model, params
         for callback in callbacks:
             self.append(callback)
-        self._stop_after_this = False
 
     def append(self, callback):
         callback.set_model(self.model)
@@ -51,18 +52,8 @@ class CallbackList:
             callback.on_train_batch_begin(batch, {})
 
     def on_train_batch_end(self, batch, logs):
-        """Every callback's on_train_batch_end (the base Callback forwards it to on_batch_end),
-        then, unless a callback stopped training or the epoch is over, every on_train_batch_begin
-        of the next batch: nothing runs between the two, so the order is Keras'. A stop asked for
-        at a batch's begin takes effect after that batch, as in Keras."""
         for callback in self.callbacks:
             callback.on_train_batch_end(batch, logs)
-        if self._stop_after_this:
-            self.model.stop_training, self._stop_after_this = True, False
-        if batch + 1 < self.params["steps"] and not self.model.stop_training:
-            self.on_train_batch_begin(batch + 1)
-            if self.model.stop_training:  # the loop would stop before that batch: it trains first
-                self.model.stop_training, self._stop_after_this = False, True
 
     def on_test_begin(self):
         for callback in self.callbacks:

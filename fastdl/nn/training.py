@@ -12,7 +12,7 @@ from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._parallel import single_threaded_blas
 from fastdl._validation import NonFiniteError, check_int
-from fastdl.nn.batches import Batches
+from fastdl.nn.batches import Batches, BatchSource, describe, is_batch_source
 from fastdl.nn.callback_list import CallbackList
 from fastdl.nn.callbacks import History, ProgressLogger
 from fastdl.nn.guard import check_finite_gradients, guarded, statistics_kept, step_refused, stopped_at
@@ -79,6 +79,23 @@ def _check_shuffle(shuffle):
     if not isinstance(shuffle, (bool, np.bool_)):
         raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
     return bool(shuffle)
+
+
+def _check_source_arguments(y, batch_size, validation_split):
+    """Refuse fit's arguments that do not apply where x is an iterator of (x, y) batches."""
+    if y is not None:
+        raise ValueError("y must be None where x is an iterator: it gives (x, y) batches")
+    if batch_size is not None:
+        raise ValueError(f"batch_size={batch_size!r} does not apply where x is an iterator: its batches are trained "
+                         "as they come (leave batch_size None)")
+    if validation_split:
+        raise ValueError("validation_split does not apply where x is an iterator: give validation_data")
+
+
+def _warn_ran_out(when):
+    warnings.warn(f"x, an iterator, ran out of batches {when}. Give steps_per_epoch, and an iterator of at least "
+                  "steps_per_epoch * epochs batches (an endless one, such as fastdl.data.clock_batches, never runs "
+                  "out)", UserWarning, stacklevel=4)
 
 
 def _add_to_means(totals, batch_logs, count, seen):
@@ -319,21 +336,29 @@ class Training(Batches, Saving, GradientFlags, Layer):
                       "before setting discriminator.trainable = False, then compile the combined model",
                       UserWarning, stacklevel=3)
 
-    def fit(self, x, y, batch_size=32, epochs=1, verbose=0, callbacks=None, validation_split=0.0,
-            validation_data=None, shuffle=True, *, initial_epoch=None, seed=None):
-        """Train on (x, y); returns a History.
+    def fit(self, x, y=None, batch_size=None, epochs=1, verbose=0, callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=True, *, initial_epoch=None, seed=None, steps_per_epoch=None):
+        """Train on (x, y), or on the (x, y) batches an iterator gives; returns a History.
 
         The arguments come in Keras 3's order (x, y, batch_size, epochs, verbose, callbacks,
         validation_split, validation_data, shuffle), so fit(x, y, 128, 3) is 3 epochs of batches
         of 128, as in Keras. Keras' next ones, class_weight and sample_weight, are not supported:
-        initial_epoch and fastdl's seed are keyword-only, so that no positional value lands on them.
+        initial_epoch, steps_per_epoch and fastdl's seed are keyword-only, so that no positional
+        value lands on them.
 
         Parameters
         ----------
-        x : array-like of shape (n_samples, *input_shape)
+        x : array-like of shape (n_samples, *input_shape), or an iterator of (x, y) batches
+            An iterator (a generator, say, as fastdl.data.clock_batches gives) yields the batches
+            to train on, each (x_batch, y_batch) and of any size, as Keras takes a generator: fit
+            draws steps_per_epoch of them each epoch, and y, batch_size, validation_split and
+            shuffle do not apply. Training for more data than any array holds: fresh images at
+            every step.
         y : array-like, targets in the form the loss takes
+            None where x is an iterator.
         batch_size : int, default 32
-            None is 32, as Keras.
+            None is 32, as Keras. With x an iterator, the batches are its own: leave it None
+            (validation_data is evaluated in batches of 32).
         epochs : int, default 1
             Without initial_epoch: how many epochs to train, counting on from the epochs already
             trained (so a loaded checkpoint resumes where it stopped). With initial_epoch: as Keras,
@@ -355,6 +380,11 @@ class Training(Batches, Saving, GradientFlags, Layer):
             The epoch to start at (Keras' resuming argument).
         seed : int, optional, keyword-only
             Reseeds the generator that shuffles and draws dropout masks.
+        steps_per_epoch : int, optional, keyword-only
+            With x an iterator: the batches an epoch draws from it. None: an epoch is all it
+            gives, then it has ended (the next epoch, with none, stops training). An iterator that
+            ends before its epochs are trained stops training with a warning, as in Keras; the
+            epoch it ended in counts, where it gave a batch.
 
         Returns
         -------
@@ -380,15 +410,12 @@ class Training(Batches, Saving, GradientFlags, Layer):
         x is checked for NaN and infinity batch by batch until an epoch has gone over all of it;
         later epochs take its rows unchecked (x changed in place by a callback is not checked again).
         """
-        batch_size = check_batch_size(batch_size)
         first_epoch, last_epoch = self._epoch_range(epochs, initial_epoch)
         verbose = check_verbose(verbose)
         shuffle = _check_shuffle(shuffle)
-        x, y = self._check_xy(x, y)
-        x, y, val = self._validation(x, y, validation_data, validation_split)
-        n_batches = -(-x.shape[0] // batch_size)
+        epoch_batches, source, val, batch_size, n_batches = self._fit_data(
+            x, y, batch_size, validation_split, validation_data, shuffle, steps_per_epoch)
         callbacks = CallbackList(callbacks, self, {"verbose": verbose, "epochs": last_epoch, "steps": n_batches})
-        x = self._resident(x)
         self._attach_optimizer()
         self._warn_if_untrainable()
         if seed is not None:
@@ -404,7 +431,7 @@ class Training(Batches, Saving, GradientFlags, Layer):
         callbacks.on_train_begin()
         try:
             with self._blas_policy():
-                logs = self._fit_epochs(first_epoch, last_epoch, x, y, val, batch_size, shuffle, callbacks)
+                logs = self._fit_epochs(first_epoch, last_epoch, epoch_batches, source, val, batch_size, callbacks)
         except BaseException:
             if progress is not None:
                 progress.close()
@@ -413,14 +440,48 @@ class Training(Batches, Saving, GradientFlags, Layer):
         callbacks.on_train_end(logs)
         return history
 
-    def _fit_epochs(self, first_epoch, last_epoch, x, y, val, batch_size, shuffle, callbacks):
-        """fit's epochs with the callbacks' hooks; returns the last epoch's logs (as fit logged them)."""
+    def _fit_data(self, x, y, batch_size, validation_split, validation_data, shuffle, steps_per_epoch):
+        """fit's data, checked: (epoch_batches(epoch, x_checked), the BatchSource where x is an
+        iterator of batches (else None), the validation arrays or None, the batch size, the
+        batches an epoch (None: as many as the iterator gives)). epoch_batches gives an epoch's
+        batches as _train_epoch takes them; x_checked: an earlier epoch checked all of x."""
+        if is_batch_source(x):
+            _check_source_arguments(y, batch_size, validation_split)
+            steps = None if steps_per_epoch is None else check_int(steps_per_epoch, "steps_per_epoch", 1)
+            source = BatchSource(self, x, steps)
+            val = self._validation_arrays(validation_data)
+            return lambda epoch, x_checked: source.epoch(epoch), source, val, check_batch_size(None), steps
+        if steps_per_epoch is not None:
+            raise ValueError("steps_per_epoch is for x an iterator of batches; an epoch over arrays is all of their "
+                             "batches")
+        if y is None:
+            raise ValueError("fit takes targets y beside the arrays x (or x an iterator of (x, y) batches, and no y)")
+        batch_size = check_batch_size(batch_size)
+        x, y = self._check_xy(x, y)
+        x, y, val = self._validation(x, y, validation_data, validation_split)
+        x = self._resident(x)
+
+        def epoch_batches(epoch, x_checked):
+            return self._array_batches(x, y, batch_size, shuffle, epoch, x_checked)
+
+        return epoch_batches, None, val, batch_size, -(-x.shape[0] // batch_size)
+
+    def _fit_epochs(self, first_epoch, last_epoch, epoch_batches, source, val, batch_size, callbacks):
+        """fit's epochs with the callbacks' hooks; returns the last epoch's logs (as fit logged them).
+        epoch_batches(epoch, x_checked): the epoch's batches (see _train_epoch); source: the
+        BatchSource they come from, or None for arrays."""
         last_logs, x_checked = {}, False
         for epoch in range(first_epoch, last_epoch):
+            if source is not None and not source.has_more():
+                _warn_ran_out(f"before epoch {epoch + 1}: training stopped after epoch {epoch}")
+                break
             callbacks.on_epoch_begin(epoch)
-            callbacks.on_train_batch_begin(0)
-            logs = guarded(self, lambda: self._train_epoch(x, y, batch_size, shuffle, epoch, callbacks, x_checked),
+            logs = guarded(self, lambda: self._train_epoch(epoch_batches(epoch, x_checked), epoch, callbacks),
                            f"epoch {epoch + 1}")
+            if source is not None and source.ran_out and not self.stop_training:
+                _warn_ran_out(f"in epoch {epoch + 1}, before its steps_per_epoch ({source.steps}): training stopped "
+                              "after it")
+                self.stop_training = True
             # An epoch that ran to its end checked every row of x for NaN and infinity, batch by
             # batch (an error names the epoch and batch): the next epochs skip the check (for the
             # course MLP's batches of 32, 6.6-29 us of a 650 us step).
@@ -517,9 +578,7 @@ class Training(Batches, Saving, GradientFlags, Layer):
     def _validation(self, x, y, validation_data, validation_split):
         """(x_train, y_train, (x_val, y_val) or None)."""
         if validation_data is not None:
-            if len(validation_data) != 2:
-                raise ValueError("validation_data must be (x_val, y_val)")
-            return x, y, self._check_xy(*validation_data, name="validation x")
+            return x, y, self._validation_arrays(validation_data)
         if not validation_split:
             return x, y, None
         if not 0 < validation_split < 1:
@@ -531,6 +590,14 @@ class Training(Batches, Saving, GradientFlags, Layer):
             raise ValueError(f"validation_split={validation_split} of {x.shape[0]} samples leaves no training or "
                              "validation samples")
         return x[:n_train], y[:n_train], (x[n_train:], y[n_train:])
+
+    def _validation_arrays(self, validation_data):
+        """validation_data (x_val, y_val) checked, or None."""
+        if validation_data is None:
+            return None
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError(f"validation_data must be a tuple (x_val, y_val) of arrays, got {describe(validation_data)}")
+        return self._check_xy(*validation_data, name="validation x")
 
     def _check_each_layer_once(self):
         """Raise ValueError where a layer is reached twice in this model, through the models inside
@@ -580,16 +647,14 @@ class Training(Batches, Saving, GradientFlags, Layer):
         for path, child in zip(["rng"] + others, seeds):
             generators[path].bit_generator.state = np.random.default_rng(child).bit_generator.state
 
-    def _train_epoch(self, x, y, batch_size, shuffle, epoch, callbacks=None, x_checked=False):
-        """One epoch over x (in a shuffled order where asked); returns its logs, the means over the
-        batches trained. callbacks: fit's CallbackList, told of each batch. x_checked: every row of
-        x was checked for NaN and infinity (by an earlier epoch), so its batches are not again."""
-        n = x.shape[0]
-        order = self.rng.permutation(n) if shuffle else np.arange(n)
-        totals, seen = {}, 0
+    def _train_epoch(self, batches, epoch, callbacks):
+        """One epoch over `batches`, each (xb, yb, count) as the first layer takes it (see
+        _array_batches and BatchSource.epoch); returns its logs, the means over the batches
+        trained. callbacks: fit's CallbackList, told of each batch."""
+        totals, seen, logs = {}, 0, {}
         with self._training_to_logits():
-            for b, first in enumerate(range(0, n, batch_size)):
-                xb, yb, count = self._training_batch(x, y, order, first, batch_size, epoch, b, x_checked)
+            for b, (xb, yb, count) in enumerate(batches):
+                callbacks.on_train_batch_begin(b)
                 # A Ctrl-C before the step is applied leaves BatchNormalization's statistics as they were.
                 with statistics_kept(self, check_finite=False):
                     try:
@@ -599,9 +664,8 @@ class Training(Batches, Saving, GradientFlags, Layer):
                     self.optimizer.step()
                 seen += count
                 logs = _add_to_means(totals, batch_logs, count, seen)
-                if callbacks is not None:
-                    callbacks.on_train_batch_end(b, {**logs, "seen": seen})
-                if self.stop_training:  # a callback asked to stop: after this batch, as Keras
+                callbacks.on_train_batch_end(b, {**logs, "seen": seen})
+                if self.stop_training:  # a callback asked to stop (at this batch's begin or end): after it, as Keras
                     break
         return logs
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from fastdl import nn
+from fastdl.data import scale_images
 from fastdl.repro import report
 from fastdl.repro.models import course_cnn, course_mlp
 
@@ -95,7 +96,7 @@ def prepare_splits(x_train, y_train, x_test, y_test, n_validation=VALIDATION_SIZ
         keep = sizes.get(split)
         if keep is not None:
             x, y = x[:keep], y[:keep]
-        splits[split] = (report.scale_images(x), np.asarray(y).reshape(-1).astype(np.int64))
+        splits[split] = (scale_images(x), np.asarray(y).reshape(-1).astype(np.int64))
     return splits
 
 
@@ -232,7 +233,7 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, dataset="fash
         full_counts = split_counts(len(x_train), len(x_test), n_validation, sizes)
         largest_batch = max(settings["batch_size"] for settings in SETTINGS.values())
         sample = slice(n_validation, n_validation + largest_batch * report.TIMED_BATCHES)
-        sample_x = report.scale_images(x_train[sample])
+        sample_x = scale_images(x_train[sample])
         sample_y = np.asarray(y_train[sample]).reshape(-1)
         report.announce_estimate()
         with timings("estimate"):

@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from fastdl import nn
+from fastdl.data import scale_images
 from fastdl.repro import a5_report, report
 from fastdl.repro.a5_models import (CLASS_COUNTS, MODELS, SETTINGS, WRITE_UP, architecture,
                                     compiled_model, decode, n_classes_of, targets, training_data)
@@ -99,7 +100,7 @@ def prepare_splits(images, labels, sizes=None):
     for split, index in zip(SPLITS, split_indices(len(images))):
         index = index[:sizes.get(split, len(index))]
         raw = np.asarray(images)[index]
-        splits[split] = (report.scale_images(raw), labels[index], raw)
+        splits[split] = (scale_images(raw), labels[index], raw)
     return splits
 
 

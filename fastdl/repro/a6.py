@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from fastdl import nn
+from fastdl.data import scale_images
 from fastdl.repro import a6_models, a6_report, a6_score, report
 
 TITLE = "Assignment 6: a VAE and a GAN generating {name}"
@@ -249,15 +250,15 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
     with timings("feature_network"):
         network, feature_source = _feature_network(data_kind, image_shape, quick, data_dir, cache_dir, seed,
                                                    verify)
-        held_unit = report.scale_images(held[:n_scored])
+        held_unit = scale_images(held[:n_scored])
         reference = a6_score.features_of(network, held_unit)
-        floor = float(a6_score.frechet_distance(a6_score.features_of(network, report.scale_images(train[:n_floor])),
+        floor = float(a6_score.frechet_distance(a6_score.features_of(network, scale_images(train[:n_floor])),
                                                 reference))
     rng = np.random.default_rng(seed)
     grid_z, score_z, line_z = _latent_vectors(rng, n_scored)
 
     files, scores, history, parameters, strips = [], {}, {}, {}, {}
-    train_unit = report.scale_images(train)
+    train_unit = scale_images(train)
     for model_kind in ("vae", "gan"):
         label = a6_report.MODEL_LABELS[model_kind]
         trainer = (_VaeTrainer if model_kind == "vae" else _GanTrainer)(image_shape, seed, backend)

@@ -20,7 +20,7 @@ import numpy as np
 
 from fastdl import config, nn
 from fastdl.metrics import frechet_distance
-from fastdl.repro.report import scale_images
+from fastdl.data import scale_images
 
 FEATURES = 128
 SETTINGS = {  # images and epochs the feature network trains on

@@ -379,30 +379,6 @@ def write_summary(out, result):
     return result
 
 
-def scale_images(images):
-    """uint8 images as float32 in [0, 1] (x / 255), channels-last with a channel axis.
-
-    The one scaling every split of every assignment goes through (a4's test images too: the
-    write-up's CNN scored 0.22 on test because its test images were never scaled).
-
-    Parameters
-    ----------
-    images : ndarray of shape (n, height, width) or (n, height, width, channels), uint8
-
-    Returns
-    -------
-    ndarray of shape (n, height, width, channels), float32
-    """
-    images = np.asarray(images)
-    if images.dtype != np.uint8:
-        raise TypeError(f"images must be uint8 pixels (0-255), got dtype {images.dtype}")
-    if images.ndim == 3:
-        images = images[..., None]
-    if images.ndim != 4:
-        raise ValueError(f"images must be (n, height, width[, channels]), got shape {images.shape}")
-    return images.astype(np.float32) / np.float32(255)
-
-
 def cap_counts(counts, sizes=None):
     """Images per split after keeping at most ``sizes[split]`` of each (a split not in ``sizes``
     keeps all of its ``counts[split]``)."""
