@@ -140,8 +140,11 @@ class _Monitor(Callback):
         return current > reference + self.min_delta
 
     def _improved(self, current):
-        """Whether `current` beats the best so far by more than min_delta; if so it becomes the best."""
-        better = np.isfinite(current) if self.best is None else self._beats(current, self.best)
+        """Whether `current` improves on the best so far, by Keras 3's rule; if so it becomes the
+        best. Any value does while there is none (EarlyStopping's first epoch watched, NaN too);
+        after, it must beat the best by more than min_delta, which a NaN never does, nor does any
+        value beat a NaN."""
+        better = self.best is None or self._beats(current, self.best)
         if better:
             self.best = current
         return bool(better)
@@ -206,17 +209,12 @@ class EarlyStopping(_Monitor):
         if epoch < self.start_from_epoch:
             return False
         self.wait += 1
-        # As Keras, the first value watched is an improvement even when NaN or infinite (so no
-        # stop at the first epoch watched).
-        improved = self.best is None or self._beats(current, self.best)
-        if improved:
-            self.best = current
-        # As Keras, the first epoch watched is the best to restore until one improves on it.
-        if improved or (self.restore_best_weights and self.best_weights is None):
+        # The first epoch watched improves (best is None until then, see on_train_begin): it is the
+        # best to restore until one improves on it.
+        if self._improved(current):
             self.best_epoch = epoch
             if self.restore_best_weights:
                 self.best_weights = self.model.get_weights()
-        if improved:
             if self.baseline is None or self._beats(current, self.baseline):
                 self.wait = 0
             return False
@@ -284,6 +282,8 @@ class ModelCheckpoint(_Monitor):
         self.verbose = _check_verbose(verbose)
         self.save_best_only = bool(save_best_only)
         self.best = _check_value(initial_value_threshold, "initial_value_threshold")
+        if self.best is None:  # Keras 3's best before any value, which a NaN never beats: it is never saved
+            self.best = np.inf if self.mode == "min" else -np.inf
         self.last_saved = None
 
     def on_train_begin(self, logs=None):
@@ -293,9 +293,7 @@ class ModelCheckpoint(_Monitor):
         if not self.save_best_only:
             self._save(epoch, logs, "saving model to")
             return False
-        previous, current = self.best, self._current(logs)
-        # Before any value, Keras' best is inf in min mode, -inf in max mode.
-        best = f"{previous:.5f}" if previous is not None else "inf" if self.mode == "min" else "-inf"
+        best, current = f"{self.best:.5f}", self._current(logs)  # (inf before any value)
         if self._improved(current):
             self._save(epoch, logs, f"{self.monitor} improved from {best} to {current:.5f}, saving model to")
         elif self.verbose:

@@ -8,15 +8,15 @@ from fastdl import _device
 from fastdl.nn.activations import Activation
 from fastdl.nn.layers import Dense, Input, logits_of, record_logits
 from fastdl.nn.losses import check_host_targets, get_loss
-from fastdl.nn.module import (LOGIT_ACTIVATIONS, Layer, as_layer_input, build_layer, check_name, check_shape,
-                              default_layer_name, fused_layer, take_name, unnamed)
+from fastdl.nn.module import LOGIT_ACTIVATIONS, Layer, as_layer_input, build_layer, check_shape, fused_layer
+from fastdl.nn.naming import check_name, default_layer_name, take_name, unnamed
 from fastdl.nn.optimizers import get_optimizer
 from fastdl.nn.training import Training, _accuracy, check_output_shape
 
 
 def init_model_basics(model, name, dtype, backend, seed):
     """The name (None: the default, which a model it becomes a layer of may change, as a layer's),
-    compute dtype, backend and random generator every model kind starts with."""
+    compute dtype, backend and random generator every model kind starts with, unbuilt."""
     model.name = default_layer_name(model, ()) if name is None else check_name(name)
     model.name_is_default = name is None
     model.dtype = np.dtype(dtype)
@@ -25,6 +25,7 @@ def init_model_basics(model, name, dtype, backend, seed):
     model.backend = backend
     model.rng = np.random.default_rng(seed)
     model.input_shape = model.output_shape = None
+    model.built = False
     model._buffers = {}
 
 
@@ -246,7 +247,8 @@ class Sequential(Training):
 
     def summary(self, print_fn=print):
         """Keras-style table of layers, output shapes and parameter counts; returns it as a string."""
-        self.parameters()
+        if not self.built:
+            self.build()
         rows = [(f"{layer.name} ({type(layer).__name__})", format_shape(layer.compute_output_shape(layer.input_shape)),
                  f"{layer.count_params():,}") for layer in self.layers]
         return summary_table(self.name, [("Layer (type)", 28), ("Output Shape", 26), ("Param #", 0)], rows,

@@ -1,14 +1,15 @@
-"""Parameter, the Layer base class, and kernel initialisers."""
+"""Parameter and its flat buffers, the Layer base class, and the checks layers share."""
 
-import inspect
 import math
 import numbers
-import re
 
 import numpy as np
 
 from fastdl import _device
 from fastdl._validation import check_int
+# Re-exported: layers.py, functional.py and the tests import these from here.
+from fastdl.nn.initializers import INITIALIZERS, get_initializer, glorot_uniform, he_normal  # noqa: F401
+from fastdl.nn.naming import check_name, default_layer_name, snake_case, take_name, unnamed  # noqa: F401
 
 
 class Parameter:
@@ -133,59 +134,6 @@ def place_parameters(parameters, on_device=False):
             p.place(values, grads, start, end, p.shape)
 
 
-def _fans(shape):
-    """(fan_in, fan_out) as Keras computes them for dense (in, out) and conv (kh, kw, in, out) kernels."""
-    receptive = math.prod(shape[:-2]) if len(shape) > 2 else 1
-    return shape[-2] * receptive, shape[-1] * receptive
-
-
-def glorot_uniform(shape, rng, dtype):
-    """Keras' default: U(-limit, limit) with limit = sqrt(6 / (fan_in + fan_out))."""
-    fan_in, fan_out = _fans(shape)
-    limit = np.sqrt(6.0 / (fan_in + fan_out))
-    return rng.uniform(-limit, limit, size=shape).astype(dtype)
-
-
-def he_normal(shape, rng, dtype):
-    """Keras' he_normal: normal truncated at 2 standard deviations, variance 2 / fan_in."""
-    fan_in, _ = _fans(shape)
-    # Keras divides by the standard deviation of a unit normal truncated at +-2.
-    std = np.sqrt(2.0 / fan_in) / 0.87962566103423978
-    values = rng.standard_normal(shape)
-    outside = np.abs(values) > 2
-    while outside.any():
-        values[outside] = rng.standard_normal(int(outside.sum()))
-        outside = np.abs(values) > 2
-    return (values * std).astype(dtype)
-
-
-INITIALIZERS = {"glorot_uniform": glorot_uniform, "he_normal": he_normal}
-
-
-def get_initializer(initializer):
-    """The kernel initializer f(shape, rng, dtype) -> array, from a name in INITIALIZERS or a
-    function; rng is the layer's numpy Generator. A callable that cannot take those three arguments
-    (a Keras initializer object, called as f(shape, dtype)) is a TypeError here, at construction,
-    not a puzzle at build; one whose signature Python cannot read is taken on trust."""
-    if callable(initializer):
-        try:
-            signature = inspect.signature(initializer)
-        except (TypeError, ValueError):  # no signature to read (some builtins)
-            return initializer
-        try:
-            signature.bind(None, None, None)
-        except TypeError:
-            raise TypeError(
-                f"kernel_initializer {initializer!r} takes {signature}, not (shape, rng, dtype): fastdl takes a name "
-                f"({', '.join(repr(n) for n in sorted(INITIALIZERS))}) or a function f(shape, rng, dtype) returning "
-                "an array of that shape and dtype, rng a numpy Generator (a Keras initializer object is no such "
-                "function)") from None
-        return initializer
-    if isinstance(initializer, str) and initializer.lower() in INITIALIZERS:
-        return INITIALIZERS[initializer.lower()]
-    raise ValueError(f"unknown kernel_initializer {initializer!r}; choose one of {sorted(INITIALIZERS)} or a callable")
-
-
 def check_bool(value, name):
     """A flag given as True or False (NumPy's bools too): anything else, the string "False" or a
     Keras argument that lands on the flag by position, is a TypeError instead of its truth value."""
@@ -264,53 +212,6 @@ def fused_layer(layer, loss):
     return source if wanted is not None and source is not None and source.activation == wanted else None
 
 
-def snake_case(class_name):
-    """A class name in snake case by Keras 3's rule (keras.src.utils.naming.to_snake_case):
-    Conv2DTranspose -> "conv2d_transpose", MaxPooling2D -> "max_pooling2d", LeakyReLU ->
-    "leaky_re_lu", ReLU -> "re_lu"."""
-    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", re.sub(r"\W+", "", class_name))
-    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
-def default_layer_name(layer, taken):
-    """Keras' name for an unnamed layer: its class in snake case (snake_case: "conv2d_transpose"),
-    with "_1", "_2", ... added while the name is in `taken`."""
-    base = snake_case(type(layer).__name__)
-    name, k = base, 0
-    while name in taken:
-        k += 1
-        name = f"{base}_{k}"
-    return name
-
-
-def unnamed(layer):
-    """Whether a model takes `layer` in with a name of its choosing: no name given (a model's
-    default name counts as none until a model it is in has kept it)."""
-    return layer.name is None or getattr(layer, "name_is_default", False)
-
-
-def check_name(name):
-    """A layer's or model's name as Keras 3 takes it: a "/" in it is a ValueError. Weights are
-    named by the layers and models they are in ("model/layer/kernel"): a "/" in a name could give
-    two weights one name, which save and load would confuse."""
-    if isinstance(name, str) and "/" in name:
-        raise ValueError(f"Argument `name` cannot contain character `/` (as in Keras 3). Received: name={name!r}")
-    return name
-
-
-def take_name(layer, taken, avoid, model):
-    """Name a layer that `model` takes in: an unnamed one gets Keras' default name, free of the
-    names `taken` by the model's other layers and of those to `avoid` (kept for the model from then
-    on: the models it is in name weights by it); a name already taken, or one with a "/"
-    (check_name: a layer renamed since, a model given one), is a ValueError."""
-    if unnamed(layer):
-        layer.name = default_layer_name(layer, taken | avoid)
-        layer.name_is_default = False
-    elif check_name(layer.name) in taken:
-        raise ValueError(f"layer name {layer.name!r} is used twice in model {model.name!r}: give the layers "
-                         "distinct names (name=...)")
-
-
 class Layer:
     """Base class: `forward(x, training) -> out` keeps what `backward(dout) -> dx` needs.
 
@@ -340,6 +241,20 @@ class Layer:
     # False where nothing needs the gradient with respect to the layer's input (a model's first
     # layers), so backward may return None instead of computing it.
     needs_input_grad = True
+    # True where the layer's work is BLAS GEMMs or light elementwise passes: a model made only of
+    # such layers lets BLAS thread its GEMMs (Training._blas_policy).
+    gemm_only = False
+    # Keras' flag (see the class docstring); __init__ sets each layer's own.
+    trainable = True
+    # Whether the layer has a cuda-backend path (arrays on the device, ops of
+    # fastdl/ops/_nn_on_device.py).
+    runs_on_device = False
+    # Whether it takes that path now: a model on the cuda backend sets it on each of its layers.
+    on_device = False
+    # Whether a softmax or sigmoid activation of the layer keeps its logits (_logits) and the layer
+    # takes the gradient at them (backward_pre), for a loss fused with it (fused_layer).
+    keeps_logits = False
+
     @property
     def needs_weight_grads(self):
         """False where the model being trained leaves the layer's parameters to no optimizer (a
@@ -350,19 +265,6 @@ class Layer:
     @needs_weight_grads.setter
     def needs_weight_grads(self, value):
         self._needs_weight_grads = bool(value)
-    # True where the layer's work is BLAS GEMMs or light elementwise passes: a model made only of
-    # such layers lets BLAS thread its GEMMs (Training._blas_policy).
-    gemm_only = False
-    # False freezes the layer's parameters: a model compiled after the change leaves them to no
-    # optimizer (gradients still flow through the layer to the ones before it), as Keras' flag.
-    trainable = True
-    # Whether the layer has its cuda-backend path (arrays on the device, ops of
-    # fastdl/ops/_nn_on_device.py); a model on the cuda backend sets on_device on each layer.
-    runs_on_device = False
-    on_device = False
-    # Whether a softmax or sigmoid activation of the layer keeps its logits (_logits) and the layer
-    # takes the gradient at them (backward_pre), for a loss fused with it (fused_layer).
-    keeps_logits = False
 
     def __init__(self, *, input_shape=None, name=None, backend=None, trainable=True):
         self.input_shape = None if input_shape is None else check_shape(input_shape, "input_shape")

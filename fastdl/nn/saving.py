@@ -11,7 +11,7 @@ import zlib
 import numpy as np
 
 from fastdl import _device
-from fastdl.nn.module import snake_case
+from fastdl.nn.naming import snake_case
 
 
 class Saving:
@@ -124,19 +124,20 @@ class Saving:
         unbuilt.
         """
         with _open_save(path) as (data, meta):
-            if self.input_shape is None:
-                # Built for the file's inputs; one that does not fit the file is unbuilt again.
+            if getattr(self, "built", False):
+                targets, opt_arrays, epochs, states = self._checked_file(path, data, meta)
+            else:
+                # Built to be checked (for its own input shape, else the file's); where the file does
+                # not fit, unbuilt again, and its generator's draws of initial weights undone.
                 from fastdl.nn.model import build_undo  # (model.py imports this module)
 
                 undo = build_undo(self)
-                self.build(meta["input_shape"])
                 try:
+                    self.build(meta["input_shape"] if self.input_shape is None else self.input_shape)
                     targets, opt_arrays, epochs, states = self._checked_file(path, data, meta)
-                except ValueError:
+                except BaseException:
                     undo()
                     raise
-            else:
-                targets, opt_arrays, epochs, states = self._checked_file(path, data, meta)
         for _, target, value in targets:
             _device.assign(target, value)
         if opt_arrays is not None:
@@ -166,7 +167,8 @@ class Saving:
         renamed = {spell(name): name for name, _ in self.parameters()}
         # (files from before it was saved: by shape)
         saved = [renamed.get(name, name) for name in meta.get("optimizer_weights", held)]
-        if sorted(saved) != sorted(held) or len(set(held)) != len(held) and saved != held:
+        # Where names repeat ("?": weights the model does not list), only the order tells them apart: it must agree too.
+        if sorted(saved) != sorted(held) or (len(set(held)) != len(held) and saved != held):
             raise ValueError(f"{path} holds the optimizer's state of weights {saved}, "
                              f"this model's optimizer trains {held} (another set of frozen layers?)")
         # Slots "<slot>/<i>" of the i-th weight saved; matched by name, as weights are (a functional
