@@ -25,6 +25,7 @@ __all__ = ["XORResult", "xor_forward", "train_xor", "lazy_search", "lazy_search_
 N_WEIGHTS = 9
 INPUTS = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
 TARGETS = np.array([0.0, 1.0, 1.0, 0.0])
+MAX_CONFIDENCE_Z = 1e6  # lazy_search_stats' largest z: 6 already covers all but 2e-9
 
 
 @dataclass
@@ -240,7 +241,7 @@ def lazy_search_stats(draws, confidence_z=1.959963984540054):
     draws : array-like of shape (n_successes,)
         Draws each search took (as `lazy_search` returns them): integers >= 1, at least one.
     confidence_z : float, default 1.96 (95%)
-        The normal quantile of the interval, a finite number > 0.
+        The normal quantile of the interval, a number in (0, 1e6].
 
     Returns
     -------
@@ -250,11 +251,14 @@ def lazy_search_stats(draws, confidence_z=1.959963984540054):
     Raises
     ------
     ValueError
-        No draws, not 1-D, a count below 1, or confidence_z not a finite number > 0.
+        No draws, not 1-D, a count below 1, or confidence_z not in (0, 1e6].
     TypeError
         Counts that are not integers, a confidence_z that is not a real number.
     """
     confidence_z = _check_positive(confidence_z, "confidence_z")
+    if confidence_z > MAX_CONFIDENCE_Z:  # its square would leave float range
+        raise ValueError(f"confidence_z must be at most {MAX_CONFIDENCE_Z:g} (z = 6 already leaves out only 2e-9), "
+                         f"got {confidence_z}")
     draws = check_array(draws, "draws", 1, "(n_successes,)")
     if draws.dtype.kind not in "iu":
         raise TypeError(f"draws must hold integer counts of draws, got dtype {draws.dtype}")

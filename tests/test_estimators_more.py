@@ -236,7 +236,8 @@ def test_hours_to_hm_of_64_bit_integer_hours():
 
 
 @pytest.mark.parametrize("z, error", [(-1.96, ValueError), (0.0, ValueError), (float("nan"), ValueError),
-                                      (float("inf"), ValueError), ("95%", TypeError), (True, TypeError)])
+                                      (float("inf"), ValueError), (1e308, ValueError), ("95%", TypeError),
+                                      (True, TypeError)])
 def test_lazy_search_stats_checks_confidence_z(z, error):
     with pytest.raises(error, match="confidence_z"):
         lazy_search_stats([4, 5], confidence_z=z)

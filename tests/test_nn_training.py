@@ -667,3 +667,18 @@ def test_a_layer_added_after_compile_counts_its_penalty_at_once():
     before = model.regularization_loss()
     model.fit(x, y, epochs=0)
     assert before > 0 and before == pytest.approx(model.regularization_loss())
+
+
+@pytest.mark.parametrize("split, error", [("0.2", TypeError), (True, TypeError), (1.0, ValueError), (-0.1, ValueError)])
+def test_validation_split_must_be_a_number_in_0_1(split, error):
+    x, y = blobs(20)
+    model = small_mlp()
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    with pytest.raises(error, match="validation_split"):
+        model.fit(x, y, validation_split=split)
+
+
+@pytest.mark.parametrize("seed, error", [(-1, ValueError), (1.5, TypeError), ("0", TypeError)])
+def test_a_models_seed_is_named_in_its_error(seed, error):
+    with pytest.raises(error, match="seed must be None, an int >= 0"):
+        small_mlp(seed=seed)

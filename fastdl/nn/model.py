@@ -14,6 +14,14 @@ from fastdl.nn.optimizers import get_optimizer
 from fastdl.nn.training import Training, _accuracy, check_output_shape
 
 
+def seeded_generator(seed):
+    """np.random.default_rng(seed), with an error that names the seed."""
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"seed must be None, an int >= 0 or a numpy SeedSequence or Generator, got {seed!r}") from exc
+
+
 def init_model_basics(model, name, dtype, backend, seed):
     """The name (None: the default, which a model it becomes a layer of may change, as a layer's),
     compute dtype, backend and random generator every model kind starts with, unbuilt."""
@@ -23,7 +31,7 @@ def init_model_basics(model, name, dtype, backend, seed):
     if model.dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
     model.backend = backend
-    model.rng = np.random.default_rng(seed)
+    model.rng = seeded_generator(seed)
     model.input_shape = model.output_shape = None
     model.built = False
     model._buffers = {}

@@ -3,6 +3,7 @@
 import collections
 import contextlib
 import math
+import numbers
 import threading
 import warnings
 
@@ -579,6 +580,8 @@ class Training(Batches, Saving, GradientFlags, Layer):
         """(x_train, y_train, (x_val, y_val) or None)."""
         if validation_data is not None:
             return x, y, self._validation_arrays(validation_data)
+        if isinstance(validation_split, (bool, np.bool_)) or not isinstance(validation_split, numbers.Real):
+            raise TypeError(f"validation_split must be a number in [0, 1), got {validation_split!r}")
         if not validation_split:
             return x, y, None
         if not 0 < validation_split < 1:
