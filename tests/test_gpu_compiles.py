@@ -131,7 +131,6 @@ def signatures():
         "conv._im2col": [(a4(t), a2(t)) + (i64,) * 8 for t in floats],
         "conv._col2im": [(a2(t), a4(t)) + (i64,) * 8 for t in floats],
         "conv._conv_direct": [(a4(t), a2(t)) + (i64,) * 6 + (a2(t),) for t in floats],
-        "conv._add_bias": [(a2(t), a1(t)) for t in floats],
         "conv._bias_act_pool": [(a2(t), a1(t)) + (i64,) * 5 + (a4(t), a4(i32)) for t in floats],
         "conv._unpool_block": [(a4(t), a4(i32)) + (i64,) * 4 + (a2(t),) for t in floats],
         "conv._unpool_bias": [(a4(t), a4(i32), a1(f64)) for t in floats],

@@ -185,22 +185,6 @@ def shift_spread(dout, kh, kw, pad_top, pad_left, dz, n_threads):
     launch(_shift_spread_serial, _shift_spread_parallel, n_threads, dout, kh, kw, pad_top, pad_left, dz)
 
 
-def _add_bias(out, bias):
-    n_rows, n_cols = out.shape
-    for r in prange(n_rows):
-        for c in range(n_cols):
-            out[r, c] += bias[c]
-
-
-_bias_serial = compile_kernel(_add_bias)
-_bias_parallel = compile_kernel(_add_bias, parallel=True)
-
-
-def add_bias(out, bias, n_threads):
-    """out += bias on every row, in place; out (n_rows, n_cols), bias (n_cols,) of out's dtype."""
-    launch(_bias_serial, _bias_parallel, n_threads, out, bias)
-
-
 def _bias_act_pool(block, bias, activation, height, width, pool_h, pool_w, out, code):
     n_images, out_h, out_w, channels = out.shape
     has_bias = bias.shape[0] > 0
@@ -250,8 +234,10 @@ def _bias_act_pool(block, bias, activation, height, width, pool_h, pool_w, out, 
                                 best[c] = 0
 
 
-_pool_serial = compile_kernel(_bias_act_pool)
-_pool_parallel = compile_kernel(_bias_act_pool, parallel=True)
+# exact: fastmath may assume there is no NaN and drop nan_seen and the ReLU's NaN test: a NaN would
+# lose to the window's numbers (and its gradient go to one), unlike the Cython kernel.
+_pool_serial = compile_kernel(_bias_act_pool, exact=True)
+_pool_parallel = compile_kernel(_bias_act_pool, parallel=True, exact=True)
 
 
 def bias_act_pool(block, bias, activation, height, width, pool_h, pool_w, out, code, n_threads):

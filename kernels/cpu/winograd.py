@@ -1,11 +1,17 @@
-"""Winograd transform kernels (Numba); mirrors kernels/cy/winograd.pyx and kernels/npy/winograd.py."""
+"""Winograd transform kernels (Numba); mirrors kernels/cy/winograd.pyx and kernels/npy/winograd.py.
+
+Two families: the fixed F(2x2, 3x3) transforms (winograd_input, winograd_output,
+winograd_output_grad; fastdl/ops/_winograd.py), and tile_gather / tile_scatter, which apply any
+small transform matrices to tiles (fastdl/ops/_toom_cook.py: F(4x4, 3x3) for 3x3 stride-1
+convolutions and the sub-pixel transposed convolutions' phases).
+"""
 
 import numpy as np
 from numba import prange
 
 from ._jit import compile_kernel, helper, launch
 
-# Winograd F(2x2, 3x3): a 3x3 convolution's 2x2 output tile from a 4x4 input tile d as
+# The fixed Winograd F(2x2, 3x3): a 3x3 convolution's 2x2 output tile from a 4x4 input tile d as
 # A^T [(G g G^T) * (B^T d B)] A, 16 multiplications per tile and channel pair instead of 36.
 
 
@@ -124,9 +130,10 @@ def winograd_output_grad(dout, tiles_h, tiles_w, out, n_threads):
     launch(_winograd_grad_serial, _winograd_grad_parallel, n_threads, dout, tiles_h, tiles_w, out)
 
 
-# Tiles of a Winograd transform with any small matrices (the sub-pixel transposed convolution's,
-# fastdl/ops/_subpixel.py). A grid (first, tile_step, pixel_step, tiles) along an axis places
-# pixel i of tile t at first + t * tile_step + i * pixel_step.
+# Tiles of a Winograd transform with any small matrices, for fastdl/ops/_toom_cook.py's phases:
+# F(4x4, 3x3) and its edge tiles (fastdl/ops/_winograd.py's LargeTiles) and the sub-pixel
+# transposed convolution's (fastdl/ops/_subpixel.py). A grid (first, tile_step, pixel_step,
+# tiles) along an axis places pixel i of tile t at first + t * tile_step + i * pixel_step.
 
 
 @helper(inline="always")

@@ -249,18 +249,6 @@ def shift_spread(
                                     target[w * taps + tap + f] = 0
 
 
-def add_bias(floating[:, ::1] out, const floating[::1] bias, int n_threads):
-    """out += bias on every row, in place; out (n_rows, n_cols), bias (n_cols,) of out's dtype."""
-    cdef Py_ssize_t n_rows = out.shape[0], n_cols = out.shape[1]
-    cdef Py_ssize_t r, c
-    if n_rows == 0:
-        return
-    with nogil:
-        for r in prange(n_rows, num_threads=n_threads, schedule="static"):
-            for c in range(n_cols):
-                out[r, c] += bias[c]
-
-
 def bias_act_pool(
     const floating[:, ::1] block, const floating[::1] bias, int activation, Py_ssize_t height,
     Py_ssize_t width, Py_ssize_t pool_h, Py_ssize_t pool_w, floating[:, :, :, ::1] out,

@@ -1,4 +1,10 @@
-"""Winograd transform kernels (Cython); mirrors kernels/cpu/winograd.py and kernels/npy/winograd.py."""
+"""Winograd transform kernels (Cython); mirrors kernels/cpu/winograd.py and kernels/npy/winograd.py.
+
+Two families: the fixed F(2x2, 3x3) transforms (winograd_input, winograd_output,
+winograd_output_grad; fastdl/ops/_winograd.py), and tile_gather / tile_scatter, which apply any
+small transform matrices to tiles (fastdl/ops/_toom_cook.py: F(4x4, 3x3) for 3x3 stride-1
+convolutions and the sub-pixel transposed convolutions' phases).
+"""
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
@@ -6,7 +12,7 @@ from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 
 
-# Winograd F(2x2, 3x3): a 3x3 convolution's 2x2 output tile from a 4x4 input tile d as
+# The fixed Winograd F(2x2, 3x3): a 3x3 convolution's 2x2 output tile from a 4x4 input tile d as
 # A^T [(G g G^T) * (B^T d B)] A, 16 multiplications per tile and channel pair instead of 36. The
 # transforms work on whole rows of channels, each step one loop that vectorises.
 
@@ -212,10 +218,12 @@ def winograd_output_grad(
         raise MemoryError("winograd_output_grad: no memory for the per-thread scratch")
 
 
-# Tiles of a Winograd transform with any small matrices (the sub-pixel transposed convolution's,
-# fastdl/ops/_subpixel.py). A grid (first, tile_step, pixel_step, tiles) along an axis places
-# pixel i of tile t at first + t * tile_step + i * pixel_step. Each transform step adds whole
-# rows of channels, skipping zero weights, in the Numba kernels' order (the same bits).
+# Tiles of a Winograd transform with any small matrices, for fastdl/ops/_toom_cook.py's phases:
+# F(4x4, 3x3) and its edge tiles (fastdl/ops/_winograd.py's LargeTiles) and the sub-pixel
+# transposed convolution's (fastdl/ops/_subpixel.py). A grid (first, tile_step, pixel_step,
+# tiles) along an axis places pixel i of tile t at first + t * tile_step + i * pixel_step.
+# Each transform step adds whole rows of channels, skipping zero weights, in the Numba
+# kernels' order (the same bits).
 
 
 cdef inline void _zero(floating* out, Py_ssize_t n) noexcept nogil:

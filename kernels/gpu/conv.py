@@ -17,7 +17,7 @@ from ._launch import grid_1d, kernel, unravel
 
 
 # ----------------------------------------------------------------------------------------------
-# im2col, col2im, conv_direct, add_bias
+# im2col, col2im, conv_direct
 
 
 @kernel
@@ -126,20 +126,6 @@ def conv_direct(x, kernel_matrix, kh, kw, stride_h, stride_w, out_h, out_w, out,
     """
     if out.size:
         _conv_direct[grid_1d(out.size)](x, kernel_matrix, kh, kw, stride_h, stride_w, out_h, out_w, out)
-
-
-@kernel
-def _add_bias(out, bias):
-    index = cuda.grid(1)
-    n_cols = out.shape[1]
-    if index < out.shape[0] * n_cols:
-        out[index // n_cols, index % n_cols] += bias[index % n_cols]
-
-
-def add_bias(out, bias, n_threads):
-    """out += bias on every row, in place; out (n_rows, n_cols), bias (n_cols,) of out's dtype."""
-    if out.size:
-        _add_bias[grid_1d(out.size)](out, bias)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -77,11 +77,6 @@ def shift_spread(dout, kh, kw, pad_top, pad_left, dz, n_threads):
         dz[to] = dout[source]
 
 
-def add_bias(out, bias, n_threads):
-    """out += bias on every row, in place."""
-    out += bias
-
-
 def bias_act_pool(block, bias, activation, height, width, pool_h, pool_w, out, code, n_threads):
     """Bias, activation and non-overlapping max pooling of a block of convolution outputs; see
     kernels/cpu/conv.py. Windows are compared in row-major order, the first maximum winning."""
