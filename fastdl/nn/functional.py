@@ -23,13 +23,12 @@ import numpy as np
 from fastdl import _device
 from fastdl.nn import layers as _layers
 from fastdl.nn.losses import check_host_targets, get_loss
-from fastdl.nn.layers import logits_of
-from fastdl.nn.model import (build_in_model, build_undo, check_loss_rows, check_loss_weight, check_metrics,
-                             format_shape, init_model_basics, per_output, record_input_logits,
+from fastdl.nn.model import (build_in_model, build_undo, check_loss_weight, check_metrics, format_shape,
+                             init_model_basics, output_loss, per_output, record_input_logits,
                              refuse_metrics_as_loss_weights, summary_table, targets_name, weighted)
 from fastdl.nn.module import Layer, fused_layer, take_name, unnamed
 from fastdl.nn.optimizers import get_optimizer
-from fastdl.nn.training import Training, _accuracy, check_output_shape
+from fastdl.nn.training import Training, _accuracy
 
 
 class SymbolicTensor:
@@ -465,17 +464,8 @@ class Model(Training):
         logs = {}
         total = 0.0
         for name, loss in self.loss.items():
-            n_samples, layer = len(targets.arrays[name]), self.outputs[name]._layer
-            check_output_shape(outputs[name], n_samples, self.output_shape[name], layer)
-            if record is not None:
-                loss = record.loss(loss)
-            if name in self._fused_outputs:
-                # The loss starts again from the output layer's logits (log-sum-exp, softplus).
-                logits = logits_of(self._fused_outputs[name], record)
-                check_loss_rows(logits, n_samples, self.output_shape[name], layer)
-                value = loss.forward_logits(logits, targets.arrays[name])
-            else:
-                value = loss.forward(outputs[name], targets.arrays[name])
+            value = output_loss(loss, outputs[name], targets.arrays[name], self.output_shape[name],
+                                self.outputs[name]._layer, self._fused_outputs.get(name), record)
             if self._prefixed:  # Keras logs one output's loss as "loss" alone
                 logs[f"{name}_loss"] = value
             total += self.loss_weights[name] * value

@@ -141,6 +141,21 @@ def check_loss_rows(values, n_samples, expected, layer):
                          "at once?)")
 
 
+def output_loss(loss, out, y, shape, layer, source=None, record=None):
+    """One output's loss on a batch: from the logits of `source` (the output's layer where its
+    loss starts again from them: log-sum-exp, softplus), else from the output `out` of `layer`,
+    after checking both hold a row per target. record: an evaluation pass's InferencePass (its
+    logits and loss state), None in training."""
+    check_output_shape(out, len(y), shape, layer)
+    if record is not None:
+        loss = record.loss(loss)
+    if source is None:
+        return loss.forward(out, y)
+    logits = logits_of(source, record)
+    check_loss_rows(logits, len(y), shape, layer)
+    return loss.forward_logits(logits, y)
+
+
 def format_shape(shape):
     """A layer's output shape as Keras prints it, the batch axis first: "(None, 28, 28, 1)"."""
     return "(None, " + ", ".join(map(str, shape)) + ")"
@@ -387,16 +402,8 @@ class Sequential(Training):
     def _batch_loss(self, out, y, record=None):
         """The loss of a batch plus the layers' weight penalties (as Keras, in training and evaluation).
         record: an evaluation pass's InferencePass (its logits and loss), None in training."""
-        check_output_shape(out, len(y), self.output_shape, self.layers[-1])
-        loss_fn = self.loss if record is None else record.loss(self.loss)
-        source = fused_layer(self.layers[-1], self.loss)
-        if source is not None:
-            # The loss starts again from the last layer's logits (log-sum-exp, softplus).
-            logits = logits_of(source, record)
-            check_loss_rows(logits, len(y), self.output_shape, self.layers[-1])
-            loss = loss_fn.forward_logits(logits, y)
-        else:
-            loss = loss_fn.forward(out, y)
+        last = self.layers[-1]
+        loss = output_loss(self.loss, out, y, self.output_shape, last, fused_layer(last, self.loss), record)
         return self.loss_weight * loss + self.regularization_loss() + sum(self.losses)
 
     def _batch_losses(self, out, y, record=None):
