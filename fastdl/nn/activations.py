@@ -113,6 +113,7 @@ class Activation(Layer):
     gemm_only = True
     runs_on_device = True
     keeps_logits = True
+    _logits = None  # a training step's (forward)
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
@@ -120,11 +121,14 @@ class Activation(Layer):
 
     def forward(self, x, training=False):
         # Into a copy of x (the activation works in place): a training step's buffer, reused, or
-        # an inference output, the caller's. Softmax and sigmoid keep x as their logits for a loss
-        # fused with them (module.fused_layer). The output returned is this call's own: _out is
+        # an inference output, the caller's. A training step's softmax and sigmoid keep x as their
+        # logits for a loss fused with them (module.fused_layer); an inference pass's are recorded
+        # by the model running it (model.record_input_logits), so that the layer keeps no batch of
+        # the caller's (a model(X) kept X). The output returned is this call's own: _out is
         # backward's, which another thread's inference pass on the model may have set meanwhile.
         x = as_layer_input(x, self.dtype, layer=type(self).__name__)
-        self._logits = x if self.activation in LOGIT_ACTIVATIONS else None
+        if training:
+            self._logits = x if self.activation in LOGIT_ACTIVATIONS else None
         out = self._buffer("out", x.shape) if training else self._empty(x.shape)
         self._out = out = apply(self.activation, x, self.alpha, self.backend, into=out)
         return out

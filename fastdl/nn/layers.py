@@ -122,6 +122,7 @@ class _Activated(Layer):
     kernel_regularizer = None
     runs_on_device = True
     keeps_logits = True
+    _logits = None  # a training step's (_activate)
 
     def regularization_loss(self):
         return 0.0 if self.kernel_regularizer is None else self.kernel_regularizer(self.kernel.value)
@@ -257,22 +258,65 @@ class Dense(_Activated):
         return dx
 
 
-def set_conv_options(layer, filters, kernel_size, strides, padding, activation, kernel_initializer, use_bias,
-                     kernel_regularizer):
-    """Check and store the options Conv2D and Conv2DTranspose share."""
-    layer.filters = check_int(filters, "filters", 1)
-    layer.kernel_size = check_pair(kernel_size, "kernel_size")
-    layer.strides = check_pair(strides, "strides")
-    if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
-        raise ValueError(f'padding must be "valid" or "same", got {padding!r}')
-    layer.padding = padding.lower()
-    layer.activation = activations.check_activation(activation)
-    layer.kernel_initializer = get_initializer(kernel_initializer)
-    layer.kernel_regularizer = get_regularizer(kernel_regularizer)
-    layer.use_bias = check_bool(use_bias, "use_bias")
+class _Convolution(_Activated):
+    """What Conv2D and Conv2DTranspose share: options, kernel, bias and passes. A subclass gives
+    `_kernel_shape(in_channels)`, `_geometry_of(input_shape)` -> (the ops' geometry for images
+    (batch, *input_shape), (out_h, out_w)) and the ops `_conv_into`, `_conv_grad_into` (those of
+    fastdl.ops.conv's signatures, as staticmethods)."""
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", *, activation=None,
+                 kernel_initializer="glorot_uniform", use_bias=True, kernel_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = check_int(filters, "filters", 1)
+        self.kernel_size = check_pair(kernel_size, "kernel_size")
+        self.strides = check_pair(strides, "strides")
+        if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+            raise ValueError(f'padding must be "valid" or "same", got {padding!r}')
+        self.padding = padding.lower()
+        self.activation = activations.check_activation(activation)
+        self.kernel_initializer = get_initializer(kernel_initializer)
+        self.kernel_regularizer = get_regularizer(kernel_regularizer)
+        self.use_bias = check_bool(use_bias, "use_bias")
+
+    def compute_output_shape(self, input_shape):
+        check_images(self, input_shape)
+        return (*self._geometry_of(input_shape)[1], self.filters)
+
+    def build(self, input_shape, rng, dtype=np.float32):
+        super().build(input_shape, rng, dtype)
+        self.kernel = Parameter(self.kernel_initializer(self._kernel_shape(input_shape[2]), rng, self.dtype))
+        if self.use_bias:
+            self.bias = Parameter(np.zeros(self.filters, self.dtype))
+        self._geometry = self._geometry_of(input_shape)[0]
+        self._kept = KeptTransform()  # the kernel's transform, between inference calls
+
+    def forward(self, x, training=False):
+        self._x = x = as_layer_input(x, self.dtype, self.input_shape, type(self).__name__)
+        bias = self.bias.value if self.use_bias else None
+        kept = None if training else self._kept  # a training step changes the kernel
+        shape = (x.shape[0], *self.output_shape)
+        # A training step's output is overwritten by the next step; an inference output is the caller's.
+        if self._fuses_activation():  # with the bias, batch by batch
+            out = self._buffer("out", shape) if training else self._empty(shape)
+            self._logits = None
+            self._out = out = self._conv_into(x, self.kernel.value, bias, self._geometry, out,
+                                              ACTIVATIONS[self.activation], self.backend, kept=kept)
+            return out
+        # The logits, then the output into _activate's array.
+        return self._activate(self._conv_into(x, self.kernel.value, bias, self._geometry,
+                                              self._logits_into(shape, training), 0, self.backend, kept=kept),
+                              training)
+
+    def backward_pre(self, dpre):
+        dpre = as_layer_input(dpre, self.dtype, self.output_shape, type(self).__name__ + " backward")
+        dx = self._buffer("dx", self._x.shape) if self.needs_input_grad else None
+        self._conv_grad_into(self._x, self.kernel.value, _same_batch(dpre, self._x), self._geometry, dx,
+                             *self._weight_grads(), self.backend)
+        self._regularize()
+        return dx
 
 
-class Conv2D(_Activated):
+class Conv2D(_Convolution):
     """2-D convolution of channels-last images, kernel of shape (kh, kw, in_channels, filters).
 
     Parameters
@@ -287,43 +331,14 @@ class Conv2D(_Activated):
         options, before them).
     """
 
-    def __init__(self, filters, kernel_size, strides=1, padding="valid", *, activation=None,
-                 kernel_initializer="glorot_uniform", use_bias=True, kernel_regularizer=None, **kwargs):
-        super().__init__(**kwargs)
-        set_conv_options(self, filters, kernel_size, strides, padding, activation, kernel_initializer, use_bias,
-                         kernel_regularizer)
+    _conv_into, _conv_grad_into = staticmethod(conv2d_into), staticmethod(conv2d_grad_into)
 
-    def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(f"Conv2D expects images of shape (batch, height, width, channels), got (batch, {input_shape})")
-        kernel_shape = (*self.kernel_size, input_shape[2], self.filters)
-        *_, (out_h, out_w) = _geometry((1, *input_shape), kernel_shape, self.strides, self.padding)
-        return (out_h, out_w, self.filters)
+    def _kernel_shape(self, in_channels):
+        return (*self.kernel_size, in_channels, self.filters)
 
-    def build(self, input_shape, rng, dtype=np.float32):
-        super().build(input_shape, rng, dtype)
-        shape = (*self.kernel_size, input_shape[2], self.filters)
-        self.kernel = Parameter(self.kernel_initializer(shape, rng, self.dtype))
-        if self.use_bias:
-            self.bias = Parameter(np.zeros(self.filters, self.dtype))
-        self._geometry = _geometry((1, *input_shape), shape, self.strides, self.padding)
-        self._kept = KeptTransform()  # the kernel's transform, between inference calls
-
-    def forward(self, x, training=False):
-        self._x = x = as_layer_input(x, self.dtype, self.input_shape, type(self).__name__)
-        bias = self.bias.value if self.use_bias else None
-        kept = None if training else self._kept  # a training step changes the kernel
-        shape = (x.shape[0], *self.output_shape)
-        # A training step's output is overwritten by the next step; an inference output is the caller's.
-        if self._fuses_activation():  # with the bias, batch by batch
-            out = self._buffer("out", shape) if training else self._empty(shape)
-            self._logits = None
-            self._out = out = conv2d_into(x, self.kernel.value, bias, self._geometry, out,
-                                          ACTIVATIONS[self.activation], self.backend, kept=kept)
-            return out
-        # The logits, then the output into _activate's array.
-        return self._activate(conv2d_into(x, self.kernel.value, bias, self._geometry,
-                                          self._logits_into(shape, training), 0, self.backend, kept=kept), training)
+    def _geometry_of(self, input_shape):
+        geometry = _geometry((1, *input_shape), self._kernel_shape(input_shape[2]), self.strides, self.padding)
+        return geometry, geometry[-1]
 
     def fuses_with(self, pool):
         """Whether this layer and the MaxPool2D `pool` after it can run as one pass (forward_pooled)."""
@@ -351,14 +366,6 @@ class Conv2D(_Activated):
         dx = self._buffer("dx", self._x.shape) if self.needs_input_grad else None
         conv2d_pool_grad_into(self._x, self.kernel.value, _same_batch(dout, self._x), self._code, self._geometry,
                               pool._window[:2], dx, *self._weight_grads(), self.backend)
-        self._regularize()
-        return dx
-
-    def backward_pre(self, dpre):
-        dpre = as_layer_input(dpre, self.dtype, self.output_shape, type(self).__name__ + " backward")
-        dx = self._buffer("dx", self._x.shape) if self.needs_input_grad else None
-        conv2d_grad_into(self._x, self.kernel.value, _same_batch(dpre, self._x), self._geometry, dx,
-                         *self._weight_grads(), self.backend)
         self._regularize()
         return dx
 
@@ -529,9 +536,7 @@ class UpSampling2D(Layer):
         self.size = check_pair(size, "size")
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(f"UpSampling2D expects images of shape (batch, height, width, channels), "
-                             f"got (batch, {input_shape})")
+        check_images(self, input_shape)
         return (input_shape[0] * self.size[0], input_shape[1] * self.size[1], input_shape[2])
 
     def forward(self, x, training=False):
@@ -612,4 +617,7 @@ class Dropout(Layer):
         _same_shape(dout, self._mask.shape, "Dropout")
         if self.on_device:  # device arrays have no arithmetic: the same pass, on the gradient
             return self._apply(dout, self._buffer("dx", dout.shape, dout.dtype))
-        return dout * self._mask
+        # Into a buffer reused from step to step, as the other layers' dx (dout is the layer
+        # above's, never written).
+        dx = self._buffer("dx", dout.shape, np.result_type(dout.dtype, self._mask.dtype))
+        return np.multiply(dout, self._mask, out=dx)

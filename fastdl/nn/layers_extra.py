@@ -7,17 +7,15 @@ import numpy as np
 from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._parallel import threads_worth_it
-from fastdl.nn.layers import _Activated, _same_batch, set_conv_options
+from fastdl.nn.layers import _Convolution, _same_batch
 from fastdl.nn.module import Layer, Parameter, as_layer_input
 from fastdl.ops.conv_transpose import (  # noqa: F401 (conv2d_transpose, conv2d_transpose_grad: old home)
     conv2d_transpose, conv2d_transpose_grad, conv2d_transpose_grad_into, conv2d_transpose_into,
     transpose_geometry,
 )
-from fastdl.ops.conv import KeptTransform
-from fastdl.ops.dense import ACTIVATIONS
 
 
-class Conv2DTranspose(_Activated):
+class Conv2DTranspose(_Convolution):
     """Transposed 2-D convolution of channels-last images, kernel of shape (kh, kw, filters, in_channels).
 
     The kernel layout is Keras': the transposed convolution is the input gradient of a Conv2D
@@ -36,53 +34,15 @@ class Conv2DTranspose(_Activated):
         no fastdl options, before them).
     """
 
-    def __init__(self, filters, kernel_size, strides=1, padding="valid", *, activation=None,
-                 kernel_initializer="glorot_uniform", use_bias=True, kernel_regularizer=None, **kwargs):
-        super().__init__(**kwargs)
-        set_conv_options(self, filters, kernel_size, strides, padding, activation, kernel_initializer, use_bias,
-                         kernel_regularizer)
+    _conv_into, _conv_grad_into = staticmethod(conv2d_transpose_into), staticmethod(conv2d_transpose_grad_into)
 
-    def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError("Conv2DTranspose expects images of shape (batch, height, width, channels), "
-                             f"got (batch, {', '.join(map(str, input_shape))})")
-        out_h, out_w = transpose_geometry((1, *input_shape), (*self.kernel_size, self.filters, input_shape[2]),
-                                          self.strides, self.padding)[0]
-        return (out_h, out_w, self.filters)
+    def _kernel_shape(self, in_channels):
+        return (*self.kernel_size, self.filters, in_channels)
 
-    def build(self, input_shape, rng, dtype=np.float32):
-        super().build(input_shape, rng, dtype)
-        shape = (*self.kernel_size, self.filters, input_shape[2])
-        self.kernel = Parameter(self.kernel_initializer(shape, rng, self.dtype))
-        if self.use_bias:
-            self.bias = Parameter(np.zeros(self.filters, self.dtype))
-        self._geometry = transpose_geometry((1, *input_shape), shape, self.strides, self.padding)
-        self._kept = KeptTransform()  # the kernel's transform, between inference calls
-
-    def forward(self, x, training=False):
-        self._x = x = as_layer_input(x, self.dtype, self.input_shape, self.name or type(self).__name__)
-        bias = self.bias.value if self.use_bias else None
-        kept = None if training else self._kept  # a training step changes the kernel
-        shape = (x.shape[0], *self.output_shape)
-        # A training step's output is overwritten by the next step; an inference output is the caller's.
-        if self._fuses_activation():  # with the bias, batch by batch
-            out = self._buffer("out", shape) if training else self._empty(shape)
-            self._logits = None
-            self._out = out = conv2d_transpose_into(x, self.kernel.value, bias, self._geometry, out,
-                                                    ACTIVATIONS[self.activation], self.backend, kept=kept)
-            return out
-        # The logits, then the output into _activate's array.
-        return self._activate(conv2d_transpose_into(x, self.kernel.value, bias, self._geometry,
-                                                    self._logits_into(shape, training), 0, self.backend, kept=kept),
-                             training)
-
-    def backward_pre(self, dpre):
-        dpre = as_layer_input(dpre, self.dtype, self.output_shape, type(self).__name__ + " backward")
-        dx = self._buffer("dx", self._x.shape) if self.needs_input_grad else None
-        conv2d_transpose_grad_into(self._x, self.kernel.value, _same_batch(dpre, self._x), self._geometry, dx,
-                                   *self._weight_grads(), self.backend)
-        self._regularize()
-        return dx
+    def _geometry_of(self, input_shape):
+        geometry = transpose_geometry((1, *input_shape), self._kernel_shape(input_shape[2]), self.strides,
+                                      self.padding)
+        return geometry, geometry[0]
 
 
 class BatchNormalization(Layer):
@@ -150,9 +110,10 @@ class BatchNormalization(Layer):
 
     def count_params(self):
         """Trainable plus non-trainable, as Keras counts a layer (4 * channels)."""
-        return super().count_params() + sum(a.size for _, a in self.non_trainable_weights())
+        return super().count_params() + self.count_non_trainable_params()
 
     def count_non_trainable_params(self):
+        """The moving statistics' values (2 * channels)."""
         return sum(a.size for _, a in self.non_trainable_weights())
 
     def forward(self, x, training=False):

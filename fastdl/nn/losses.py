@@ -315,9 +315,6 @@ class MeanSquaredError(Loss):
     period = 0.0  # the error is measured straight, not round a circle
     elementwise = True
 
-    def check_targets(self, y, n_samples, output_shape):
-        return _check_real_targets(y, n_samples, output_shape)
-
     def forward(self, y_pred, y_true):
         size = max(y_pred.size, 1)
         total, self._grad = self._run("squared_error", y_pred, y_true, self.period, scale=1.0 / size)
