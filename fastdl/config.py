@@ -4,7 +4,8 @@ FASTDL_BACKEND       default backend: "auto" (default), "numpy", "numba", "cytho
 FASTDL_NUM_THREADS   threads for Numba, OpenMP and BLAS (default: the CPUs this process may use)
 FASTDL_CACHE         "0" disables Numba's on-disk cache of compiled kernels (default "1")
 FASTDL_FASTMATH      "1" compiles Numba kernels with fastmath (default "0")
-                     (both take 1/true/yes/on or 0/false/no/off; another value raises ValueError)
+FASTDL_WINOGRAD      "0" keeps 3x3 convolutions off Winograd's transforms on the CPU (default "1")
+                     (these three take 1/true/yes/on or 0/false/no/off; another value raises ValueError)
 FASTDL_DATA          directory holding datasets (e.g. the course's leiden-digits CSV files)
 FASTDL_CACHE_DIR     where `fastdl data download` puts datasets (default: ~/.cache/fastdl)
 
@@ -81,11 +82,20 @@ def numba_fastmath():
     return _flag("FASTDL_FASTMATH", False)
 
 
+def winograd():
+    """Whether 3x3 convolutions on the CPU may take Winograd's transforms (F(2x2, 3x3), F(4x4, 3x3)
+    and the sub-pixel transposed convolutions): faster, with rounding errors 4-7x PyTorch's direct
+    sums' (README, Speed). Read at every convolution's plan, so it may change between calls."""
+    return _flag("FASTDL_WINOGRAD", True)
+
+
 def check_flags():
-    """Raise ValueError for a FASTDL_CACHE or FASTDL_FASTMATH that is not a yes/no value (called as
-    an op first loads its kernels, where a bad FASTDL_BACKEND or FASTDL_NUM_THREADS raises too)."""
+    """Raise ValueError for a FASTDL_CACHE, FASTDL_FASTMATH or FASTDL_WINOGRAD that is not a yes/no
+    value (called as an op first loads its kernels, where a bad FASTDL_BACKEND or
+    FASTDL_NUM_THREADS raises too)."""
     numba_cache()
     numba_fastmath()
+    winograd()
 
 
 def data_dir():

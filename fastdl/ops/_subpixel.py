@@ -14,6 +14,7 @@ kernel costs 25/16 + 5/4 + 5/4 + 1 = 5.06 multiplications per input pixel and ch
 instead of 9 (44% fewer), in GEMMs, one per point of each sub-image's tiles.
 """
 
+from fastdl import config
 from fastdl.ops._toom_cook import Axis, Phase, Plan
 
 # Output pixels per tile for sub-kernels of r taps along an axis: F(4, 2) and F(2, 3). Measured on
@@ -43,10 +44,11 @@ def axes(out_size, kernel, stride, pad):
 def fits(x_shape, kernel_shape, args, out_hw):
     """Whether a transposed convolution (col2im arguments `args` from transpose_geometry) takes the
     sub-pixel Winograd path: strides above 1, every sub-kernel 1 to 3 taps along each axis
-    (kernel at most three strides long, at least one stride), and channels enough for its GEMMs."""
+    (kernel at most three strides long, at least one stride), and channels enough for its GEMMs;
+    never with FASTDL_WINOGRAD=0."""
     kh, kw, filters, in_channels = kernel_shape
     _, _, stride_h, stride_w = args[:4]
-    if min(stride_h, stride_w) < 2 or min(filters, in_channels) < MIN_CHANNELS:
+    if not config.winograd() or min(stride_h, stride_w) < 2 or min(filters, in_channels) < MIN_CHANNELS:
         return False
     return all(1 <= axis.r <= 3 for axis in axes(out_hw[0], kh, stride_h, args[4]) + axes(out_hw[1], kw, stride_w, args[5]))
 

@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from fastdl import backend as _backend
+from fastdl import config
 from fastdl._parallel import ELEMENTWISE_WORK, blocks, run_row_ranges, scratch, single_threaded_blas
 from fastdl.ops import _toom_cook
 from fastdl.ops.dense import NO_BIAS
@@ -59,10 +60,11 @@ def _tiles(out_h, out_w):
 
 
 def fits(kernel_shape, strides, out_hw):
-    """Whether a convolution with this kernel (kh, kw, in, out), strides and output size takes Winograd."""
+    """Whether a convolution with this kernel (kh, kw, in, out), strides and output size takes Winograd
+    (never with FASTDL_WINOGRAD=0)."""
     kh, kw, in_channels, out_channels = kernel_shape
     tiles_h, tiles_w = _tiles(*out_hw)
-    return ((kh, kw, *strides) == (3, 3, 1, 1) and min(in_channels, out_channels) >= MIN_CHANNELS
+    return config.winograd() and ((kh, kw, *strides) == (3, 3, 1, 1) and min(in_channels, out_channels) >= MIN_CHANNELS
             and 4 * tiles_h * tiles_w <= MAX_WASTE * out_hw[0] * out_hw[1])
 
 
