@@ -65,7 +65,9 @@ def check_array(X, name, ndim, layout, allow_empty=False):
             array = np.asarray(X)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{name} must be array-like of numbers: {exc}") from None
-    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+    # timedelta64 counts as an integer to numpy, but its values are durations, not numbers.
+    if (array.dtype == object or array.dtype.kind == "m"
+            or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_)):
         raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
     if np.issubdtype(array.dtype, np.complexfloating):
         raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")

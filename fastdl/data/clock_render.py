@@ -83,7 +83,8 @@ def render_clocks(n, seed=0, size=150, backend=None, first=0, max_turn=180.0, fa
         default; where that is "cuda", "auto" (there are no CUDA renderer kernels, and the
         images are the same on every backend, so this changes nothing but the speed).
     first : int >= 0, default 0
-        Index of the first image in the seed's sequence (to render a set in pieces).
+        Index of the first image in the seed's sequence (to render a set in pieces);
+        first + n - 1 <= 2**63 - 1.
     max_turn : float in [0, 180], default 180
         The whole clock turns in its own plane by up to this many degrees either way: 180, any
         angle; 0, 12 at the top of the face (the face's tilt away from the camera can show it
@@ -112,6 +113,8 @@ def render_clocks(n, seed=0, size=150, backend=None, first=0, max_turn=180.0, fa
     seed = check_int(seed, "seed", 0, 2 ** 64 - 1)
     size = check_int(size, "size", MIN_SIZE, MAX_SIZE)
     first = check_int(first, "first", 0, 2 ** 63 - 1)
+    if first + n - 1 > 2 ** 63 - 1:
+        raise ValueError(f"first + n - 1 (the last image's index) must be <= 2**63 - 1, got {first + n - 1}")
     max_turn, faces, times = check_max_turn(max_turn), check_faces(faces), check_times(times, n)
     kernels, _ = _backend.kernels("clock", renderer_backend(backend, "clock"))
     images = np.empty((n, size, size), dtype=np.uint8)  # first: a MemoryError before the draws' minutes

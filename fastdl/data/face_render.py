@@ -43,7 +43,8 @@ def render_faces(n, seed=0, size=64, backend=None, first=0):
         default; where that is "cuda", "auto" (there are no CUDA renderer kernels, and the
         images are the same on every backend, so this changes nothing but the speed).
     first : int >= 0, default 0
-        Index of the first face in the seed's sequence (to render a set in pieces).
+        Index of the first face in the seed's sequence (to render a set in pieces);
+        first + n - 1 <= 2**63 - 1.
 
     Returns
     -------
@@ -67,6 +68,8 @@ def render_faces(n, seed=0, size=64, backend=None, first=0):
     seed = check_int(seed, "seed", 0, 2 ** 64 - 1)
     size = check_int(size, "size", MIN_SIZE, MAX_SIZE)
     first = check_int(first, "first", 0, 2 ** 63 - 1)
+    if first + n - 1 > 2 ** 63 - 1:
+        raise ValueError(f"first + n - 1 (the last face's index) must be <= 2**63 - 1, got {first + n - 1}")
     kernels, _ = _backend.kernels("faces", renderer_backend(backend, "face"))
     images = np.empty((n, size, size, 3), dtype=np.uint8)  # first: a MemoryError before the draws' minutes
     factors, params = face_design.draw_parameters(seed, first, n)

@@ -16,6 +16,7 @@ import numpy as np
 
 from fastdl import backend as _backend
 from fastdl._parallel import run_row_ranges, single_threaded_blas
+from fastdl._validation import as_compute, check_host, check_int
 from fastdl.ops._kdtree import KdTree
 from fastdl.ops._projection import Projection
 from fastdl.ops._shift import block_rows, power_of_two_scale, shift_origin, shifted
@@ -115,8 +116,13 @@ class KnnIndex:
     def query(self, X_query, k):
         """(distances (n, k) float64, indices (n, k) int64) of the k nearest reference rows.
 
-        X_query: C-contiguous, of X_ref's dtype.
+        X_query: (n, n_features) numbers that X_ref's dtype holds exactly (float64 queries of
+        float32 rows are a TypeError: index the rows in float64); NaN and inf are allowed.
+        k: 1 <= k <= n_ref.
         """
+        X_query, k = self._checked(X_query, k)
+        if X_query.shape[0] == 0:
+            return self._results(X_query, k)
         if not self.built:
             self._build()
         if self.tree is not None:
@@ -157,6 +163,20 @@ class KnnIndex:
 
         self._in_blocks(X_query.shape[0], n_features, step)
         return distances, indices
+
+    def _checked(self, X_query, k):
+        """X_query as a C-contiguous array of X_ref's dtype, and k, checked: the kernels trust
+        both (k past n_ref read heap slots never filled; Cython takes one dtype and C order)."""
+        X_ref = self.X_ref
+        X_query = np.asarray(check_host(X_query, "X_query"))
+        if X_query.ndim != 2 or X_query.shape[1] != X_ref.shape[1]:
+            raise ValueError(f"X_query must be 2-D with X_ref's {X_ref.shape[1]} features, got shape {X_query.shape}")
+        if X_query.dtype.kind not in "biuf":
+            raise TypeError(f"X_query must hold real numbers, got dtype {X_query.dtype}")
+        if not np.can_cast(X_query.dtype, X_ref.dtype):
+            raise TypeError(f"X_query ({X_query.dtype}) does not convert exactly to the index's {X_ref.dtype} "
+                            f"rows: index them as float64 to query in float64")
+        return as_compute(X_query, X_ref.dtype), check_int(k, "k", 1, X_ref.shape[0])
 
     def _query_pruned(self, X_query, query_scaled, query_norms, k):
         """query() through the projection's lower bounds: only rows they cannot rule out are ranked."""

@@ -56,6 +56,8 @@ def pairwise_distances(A, B=None, squared=False, backend=None):
     50 x 50 of 8 or 20 x 20 of 128) skip the GEMM, whose set-up costs more than their work there:
     every entry is then computed directly from the rows as given, as the refined entries are.
     """
+    if not isinstance(squared, (bool, np.bool_)):  # a string such as "no" would count as True
+        raise TypeError(f"squared must be a bool, got {squared!r}")
     kernels, name = _backend.kernels("distance", backend)
     if name == "cuda":
         return _on_device.pairwise_distances(A, B, squared, REFINE_TOL)
@@ -73,6 +75,9 @@ def pairwise_distances(A, B=None, squared=False, backend=None):
     A_shifted, norms_a = shifted(A, origin, dtype, scale, kernels, n_threads)
     B_shifted, norms_b = (A_shifted, norms_a) if same else shifted(B, origin, dtype, scale, kernels, n_threads)
     out = np.empty((A.shape[0], B.shape[0]), dtype=dtype)
+    if same:
+        _symmetric_distances(out, A, A_shifted, norms_a, 1.0 / scale, bool(squared), kernels, n_threads)
+        return out
 
     def compute(first, last):
         # GEMMs of ROW_BLOCK rows at fixed places, so the same calls give the same bits for any
@@ -90,6 +95,44 @@ def pairwise_distances(A, B=None, squared=False, backend=None):
     with single_threaded_blas():
         run_row_ranges(compute, A.shape[0], n_threads, B.shape[0] * A.shape[1], align=ROW_BLOCK)
     return out
+
+
+def _symmetric_distances(out, A, A_shifted, norms, unscale, squared, kernels, n_threads):
+    """out = the distances between A's rows, exactly symmetric (as scipy's squareform demands).
+
+    Entry (i, j) and (j, i) of two GEMMs can round differently, so each block of ROW_BLOCK rows
+    computes only its entries on and right of the diagonal (half of the work) and mirrors them.
+    """
+    n = A.shape[0]
+    n_blocks = -(-n // ROW_BLOCK)
+    refine_tol = REFINE_TOL[out.dtype.type]
+
+    def block(start, buffer):
+        stop = min(start + ROW_BLOCK, n)
+        rows = stop - start
+        gram = buffer[: rows * (n - start)].reshape(rows, n - start)
+        np.dot(A_shifted[start:stop], A_shifted[start:].T, out=gram)
+        kernels.distances_from_gram(
+            gram, A[start:stop], A[start:], norms[start:stop], norms[start:], refine_tol, unscale, squared, 1,
+        )
+        # The diagonal square came from one GEMM, which need not be symmetric either.
+        square, lower = gram[:, :rows], np.tril_indices(rows, -1)
+        square[lower] = square.T[lower]
+        out[start:stop, start:] = gram
+        out[stop:, start:stop] = gram[:, rows:].T  # rows of later blocks, columns no other block writes
+
+    # Blocks in the order first, last, second, second to last... (a block's work falls with its
+    # start), so that the threads' contiguous shares of this list hold about equal work.
+    order = [index for pair in range(n_blocks) for index in (pair, n_blocks - 1 - pair)][:n_blocks]
+
+    def compute(first, last):
+        buffer = np.empty(ROW_BLOCK * n, dtype=out.dtype)
+        for index in order[first:last]:
+            block(index * ROW_BLOCK, buffer)
+
+    # Blocks at fixed places, whatever the thread count: the same GEMMs, the same bits.
+    with single_threaded_blas():
+        run_row_ranges(compute, n_blocks, n_threads, ROW_BLOCK * (n // 2 + ROW_BLOCK) * A.shape[1])
 
 
 def _checked(A, B):

@@ -120,6 +120,9 @@ def class_centroids(X, y, n_classes=None, backend=None):
     """
     X = check_matrix(X, "X")
     codes, n_classes = check_codes(y, X.shape[0], n_classes)
+    if n_classes > X.shape[0]:  # before the (n_classes, n_features) sums are allocated
+        raise ValueError(f"n_classes is {n_classes} but X has {X.shape[0]} samples: some classes have no "
+                         "samples, so they have no centroid")
     kernels, name = _backend.kernels("neighbors", backend)
     X = as_compute(X, compute_dtype(X))
     sums, counts = _class_sums(X, codes, n_classes, kernels, name)

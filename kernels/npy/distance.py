@@ -94,17 +94,25 @@ def shift_rows(X, origin, scale, out, out_norms, n_threads):
     """out = (X - origin) * scale, worked in float64 and stored in out's dtype; out_norms gets the
     squared norms of the rows as stored, summed in the compiled kernels' order."""
     step = max(1, (1 << 16) // max(X.shape[1], 1))  # rows per chunk: temporaries stay in cache
-    for start in range(0, X.shape[0], step):
-        stop = min(X.shape[0], start + step)
-        chunk = np.subtract(X[start:stop], origin, dtype=np.float64)
-        chunk *= scale
-        out[start:stop] = chunk
-        out_norms[start:stop] = _lane_sums(out[start:stop].astype(np.float64, copy=False))
+    # Queries far outside the references overflow float32 here (inf, as in the compiled kernels,
+    # silently): the caller sees the norms and rescales.
+    with np.errstate(over="ignore"):
+        for start in range(0, X.shape[0], step):
+            stop = min(X.shape[0], start + step)
+            chunk = np.subtract(X[start:stop], origin, dtype=np.float64)
+            chunk *= scale
+            out[start:stop] = chunk
+            out_norms[start:stop] = _lane_sums(out[start:stop].astype(np.float64, copy=False))
 
 
 def column_stats(X, out_sums, out_min, out_max, n_threads):
     """Float64 sums, minima and maxima of X's columns (X (n, d), n >= 1)."""
     with np.errstate(over="ignore", invalid="ignore"):  # huge values overflow to inf, as in the compiled kernels
-        np.sum(X, axis=0, dtype=np.float64, out=out_sums)
+        if X.shape[1] == 1:
+            # A single column is one contiguous run, which np.sum adds pairwise; cumsum adds in order.
+            out_sums[...] = np.cumsum(X[:, 0], dtype=np.float64)[-1]
+        else:
+            # Over axis 0 of a C-contiguous array numpy adds the rows in order, as the compiled kernels.
+            np.sum(X, axis=0, dtype=np.float64, out=out_sums)
     out_min[...] = X.min(axis=0)
     out_max[...] = X.max(axis=0)

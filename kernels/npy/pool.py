@@ -4,20 +4,40 @@ and kernels/cy/pool.pyx."""
 import numpy as np
 
 
+def _cells(size, out_size, pool, stride, pad):
+    """range of the window cells along one axis that fall on the image in some window.
+
+    The others are padding in every window: skipped, so that a window far larger than the image
+    ("same", 2**20 wide) costs what the image does.
+    """
+    return range(max(0, pad - (out_size - 1) * stride), min(pool, pad + size))
+
+
+def _layout(shape, out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
+    """(rows, cols, top, left): the window cells that matter (_cells) and where the image starts in
+    the padded array, whose row 0 and column 0 are cell (rows[0], cols[0]) of the first window."""
+    _, h, w, _ = shape
+    rows, cols = _cells(h, out_h, pool_h, stride_h, pad_top), _cells(w, out_w, pool_w, stride_w, pad_left)
+    return rows, cols, pad_top - rows.start, pad_left - cols.start
+
+
 def _padded(x, out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, fill=-np.inf):
-    """x padded with `fill` (-inf: padded cells never win a maximum) to cover every window."""
+    """x padded with `fill` (-inf: padded cells never win a maximum) to cover every window's cells
+    that matter (see _layout)."""
     n, h, w, c = x.shape
-    full_h = max((out_h - 1) * stride_h + pool_h, pad_top + h)
-    full_w = max((out_w - 1) * stride_w + pool_w, pad_left + w)
+    rows, cols, top, left = _layout(x.shape, out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+    full_h = max((out_h - 1) * stride_h + len(rows), top + h)
+    full_w = max((out_w - 1) * stride_w + len(cols), left + w)
     if full_h == h and full_w == w:
         return x
     padded = np.full((n, full_h, full_w, c), fill, dtype=x.dtype)
-    padded[:, pad_top : pad_top + h, pad_left : pad_left + w] = x
+    padded[:, top : top + h, left : left + w] = x
     return padded
 
 
 def _window_cells(padded, out_h, out_w, stride_h, stride_w, a, b):
-    """The (n, out_h, out_w, c) view of window cell (a, b) of every window."""
+    """The (n, out_h, out_w, c) view of window cell (a, b) of every window (counted in the padded
+    array, from cell (rows[0], cols[0]) of _layout)."""
     return padded[:, a : a + (out_h - 1) * stride_h + 1 : stride_h, b : b + (out_w - 1) * stride_w + 1 : stride_w]
 
 
@@ -25,9 +45,10 @@ def max_pool2d_forward(x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad_
     """Maximum of every pooling window of x (n, h, w, c) into out (n, out_h, out_w, c)."""
     out_h, out_w = out.shape[1], out.shape[2]
     padded = _padded(x, out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+    rows, cols, _, _ = _layout(x.shape, out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
     out[...] = -np.inf
-    for a in range(pool_h):
-        for b in range(pool_w):
+    for a in range(len(rows)):
+        for b in range(len(cols)):
             np.maximum(out, _window_cells(padded, out_h, out_w, stride_h, stride_w, a, b), out=out)
 
 
@@ -38,6 +59,7 @@ def _winners(x, out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_l
     padded = _padded(x, out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
     inside = _padded(np.ones((n, h, w, 1), bool), out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top,
                      pad_left, fill=False)
+    rows, cols, _, _ = _layout(x.shape, out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
     shape = (n, out_h, out_w, c)
     best = np.full(shape, -np.inf, dtype=x.dtype)
     winner = np.zeros(shape, dtype=np.int64)
@@ -45,10 +67,10 @@ def _winners(x, out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_l
     # Image cells in row-major window order: the first starts, then only a strictly larger value or
     # a NaN (where best is not NaN already) replaces the best: the first maximum wins, or the first
     # NaN (np.argmax's rule), as in the compiled kernels. Padded cells never take part.
-    for a in range(pool_h):
-        for b in range(pool_w):
-            cells = _window_cells(padded, out_h, out_w, stride_h, stride_w, a, b)
-            image_cell = _window_cells(inside, out_h, out_w, stride_h, stride_w, a, b)
+    for a in rows:
+        for b in cols:
+            cells = _window_cells(padded, out_h, out_w, stride_h, stride_w, a - rows.start, b - cols.start)
+            image_cell = _window_cells(inside, out_h, out_w, stride_h, stride_w, a - rows.start, b - cols.start)
             larger = (cells > best) | (np.isnan(cells) & ~np.isnan(best))
             take = image_cell & (larger | ~started)
             best[take] = cells[take]
@@ -63,13 +85,15 @@ def _scatter(winner, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_
     out_h, out_w = dout.shape[1], dout.shape[2]
     dx_padded = _padded(np.zeros_like(dx), out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
                         fill=0)
-    for a in range(pool_h):
-        for b in range(pool_w):
-            # For one cell (a, b) the windows touch distinct positions, so += never collides.
-            _window_cells(dx_padded, out_h, out_w, stride_h, stride_w, a, b)[...] += np.where(
-                winner == a * pool_w + b, dout, 0
-            )
-    dx[...] = dx_padded[:, pad_top : pad_top + h, pad_left : pad_left + w]
+    rows, cols, top, left = _layout(dx.shape, out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+    # For one cell (a, b) the windows touch distinct positions, so += never collides; (a, b) from
+    # the window's end adds each cell's windows in row-major order, as the compiled kernels do
+    # (see avg_pool2d_backward).
+    for a in reversed(rows):
+        for b in reversed(cols):
+            cells = _window_cells(dx_padded, out_h, out_w, stride_h, stride_w, a - rows.start, b - cols.start)
+            cells += np.where(winner == a * pool_w + b, dout, 0)
+    dx[...] = dx_padded[:, top : top + h, left : left + w]
 
 
 def max_pool2d_backward(x, dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, n_threads):
@@ -112,9 +136,10 @@ def avg_pool2d_forward(x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad_
     n, h, w, c = x.shape
     out_h, out_w = out.shape[1], out.shape[2]
     padded = _padded(x, out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, fill=0)
+    rows, cols, _, _ = _layout(x.shape, out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
     out[...] = 0
-    for a in range(pool_h):
-        for b in range(pool_w):
+    for a in range(len(rows)):
+        for b in range(len(cols)):
             out += _window_cells(padded, out_h, out_w, stride_h, stride_w, a, b)
     out /= _window_counts(out_h, out_w, h, w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, out.dtype)
 
@@ -131,12 +156,13 @@ def avg_pool2d_backward(dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, p
                                   dout.dtype)
     dx_padded = _padded(np.zeros_like(dx), out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
                         fill=0)
+    rows, cols, top, left = _layout(dx.shape, out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
     # Window cell (a, b) of window i lies at row i * stride_h + a: for one padded cell, a falling
     # means i rising, so (a, b) from the window's end visits each cell's windows in row-major order.
-    for a in reversed(range(pool_h)):
-        for b in reversed(range(pool_w)):
+    for a in reversed(range(len(rows))):
+        for b in reversed(range(len(cols))):
             _window_cells(dx_padded, out_h, out_w, stride_h, stride_w, a, b)[...] += share
-    dx[...] = dx_padded[:, pad_top : pad_top + h, pad_left : pad_left + w]
+    dx[...] = dx_padded[:, top : top + h, left : left + w]
 
 
 def upsample2d(x, out, size_h, size_w, n_threads):
