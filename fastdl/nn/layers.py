@@ -13,7 +13,7 @@ from fastdl import backend as _backend
 from fastdl._parallel import threads_worth_it
 from fastdl.nn import activations
 from fastdl.nn.module import (LOGIT_ACTIVATIONS, Layer, Parameter, as_layer_input, check_bool, check_data_format,
-                               check_shape, get_initializer)
+                               check_shape, get_initializer, seeded_generator)
 from fastdl.nn.regularizers import add_grad, get_regularizer
 from fastdl.ops.conv import KeptTransform, _geometry, conv2d_grad_into, conv2d_into
 from fastdl.ops.conv_pool import conv2d_pool_grad_into, conv2d_pool_into, pool_fusable
@@ -582,7 +582,7 @@ class Dropout(Layer):
             raise ValueError(f"Dropout's noise_shape is not supported (got {noise_shape!r}): fastdl draws one "
                              "value per input; pass seed= by name")
         self.rate = float(rate)
-        self.rng = None if seed is None else np.random.default_rng(seed)
+        self.rng = None if seed is None else seeded_generator(seed)
 
     def forward(self, x, training=False):
         if not training or self.rate == 0:

@@ -133,15 +133,21 @@ class BatchNormalization(Layer):
             mean64, var64 = self._buffer("mean64", rows.shape[1:], np.float64), self._buffer("var64", rows.shape[1:],
                                                                                              np.float64)
             kernels.channel_moments(rows, mean64, var64, n_threads)
-            mean, var = _device.host(mean64).astype(dtype), _device.host(var64).astype(dtype)
+            mean, var64 = _device.host(mean64).astype(dtype), _device.host(var64)
+            # float32 inputs spread past ~1.8e19 have a variance float64 holds but float32 does not:
+            # this batch is normalised from var64 below, but the moving variance goes to inf, which
+            # fit's guard stops on (a float32 model cannot hold that channel's statistics).
+            with np.errstate(over="ignore"):
+                var = var64.astype(dtype)
             keep = self.momentum
             self.moving_mean *= keep
             self.moving_mean += (1 - keep) * mean.astype(self.moving_mean.dtype)
             self.moving_variance *= keep
             self.moving_variance += (1 - keep) * var.astype(self.moving_variance.dtype)
         else:
-            mean, var = self.moving_mean.astype(dtype), self.moving_variance.astype(dtype)
-        self._inv_std = inv_std = (1.0 / np.sqrt(var + dtype(self.epsilon))).astype(dtype)
+            mean, var64 = self.moving_mean.astype(dtype), self.moving_variance.astype(np.float64)
+        # In float64, then cast: 1 / sqrt(var) of a variance past float32's range is well inside it.
+        self._inv_std = inv_std = (1.0 / np.sqrt(var64 + self.epsilon)).astype(dtype)
         # A training step's arrays are overwritten by the next step; an inference pass's are its
         # own, and it reads none back from the layer (threads may share the model for inference).
         self._xhat = xhat = self._buffer("xhat", x.shape) if training else self._empty(x.shape)

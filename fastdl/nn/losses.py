@@ -59,6 +59,9 @@ class Loss:
     # what decides how many threads share a batch's rows.
     work_per_value = 8
     backend = None  # the kernels' backend; the model sets its own at compile
+    # Whether the targets are class codes, one a row of the outputs (SparseCategoricalCrossentropy),
+    # rather than real values of the outputs' shape.
+    target_codes = False
 
     def _run(self, kernel, values, targets, *args, scale):
         """Loss kernel `kernel` (of the loss family) on a batch of outputs `values`, one row a sample.
@@ -74,11 +77,25 @@ class Loss:
         row_loss = np.zeros(values.shape[0])
         if values.size:
             rows = values.reshape(values.shape[0], -1)
-            targets = np.ascontiguousarray(targets.reshape(rows.shape) if targets.ndim > 1 else targets)
+            targets = self._target_rows_for(targets, rows.shape, values.shape)
             kernels, _ = _backend.kernels("loss", self.backend)
             getattr(kernels, kernel)(rows, targets, *args, scale, grad.reshape(rows.shape), row_loss,
                                      threads_worth_it(rows.shape[0], self.work_per_value * rows.shape[1]))
         return float(np.sum(row_loss)), grad
+
+    def _target_rows_for(self, targets, rows_shape, values_shape):
+        """The targets as the kernel takes them: class codes (n,) as they are; real values as float64
+        rows of the outputs' (1-D outputs and targets are one column, (n, 1), as Keras takes them).
+        ValueError, before any kernel, where their shape is not the outputs' up to axes of size 1
+        (the rule of check_targets, for forward() called directly)."""
+        if self.target_codes:
+            return np.ascontiguousarray(targets)
+        targets, shape = np.asarray(targets), tuple(values_shape)
+        if targets.shape != shape and not (targets.ndim and targets.shape[0] == shape[0]
+                                           and _drop_ones(targets.shape) == _drop_ones(shape)):
+            raise ValueError(f"{type(self).__name__}: targets of shape {targets.shape} do not fit outputs of shape "
+                             f"{shape}")
+        return np.ascontiguousarray(targets.reshape(rows_shape), dtype=np.float64)
 
     def __getstate__(self):
         # The device buffers are this instance's cache: a copy (copy, deepcopy, pickle) makes its
@@ -97,7 +114,7 @@ class Loss:
         width = values.shape[values.ndim - 1] if self.elementwise else values.size // values.shape[0]
         rows = values if values.ndim == 2 else _device.reshaped(values, (values.size // width, width))
         row_loss = _device.buffer(buffers, "row loss", (rows.shape[0],), np.float64)
-        targets = _device.upload(buffers, "targets", targets.reshape(rows.shape) if targets.ndim > 1 else targets)
+        targets = _device.upload(buffers, "targets", self._target_rows_for(targets, rows.shape, values.shape))
         kernels, _ = _backend.kernels("loss", "cuda")
         getattr(kernels, kernel)(rows, targets, *args, scale, _device.reshaped(grad, rows.shape), row_loss, 1)
         return float(np.sum(row_loss.copy_to_host())), grad
@@ -214,9 +231,13 @@ class SparseCategoricalCrossentropy(_CrossEntropy):
 
     name = "sparse_categorical_crossentropy"
     _kernel = "softmax_xent_codes"
+    target_codes = True
 
     def check_targets(self, y, n_samples, output_shape):
         y = np.asarray(check_host_targets(y))
+        if not output_shape:
+            raise ValueError(f"sparse categorical cross-entropy takes outputs with a class axis, (n, ..., classes), "
+                             f"got outputs of shape ({n_samples},)")
         positions = tuple(output_shape[:-1])
         if y.ndim == len(positions) + 2 and y.shape[-1] == 1:
             y = y[..., 0]

@@ -8,18 +8,11 @@ from fastdl import _device
 from fastdl.nn.activations import Activation
 from fastdl.nn.layers import Dense, Input, logits_of, record_logits
 from fastdl.nn.losses import check_host_targets, get_loss
-from fastdl.nn.module import LOGIT_ACTIVATIONS, Layer, as_layer_input, build_layer, check_shape, fused_layer
+from fastdl.nn.module import (LOGIT_ACTIVATIONS, Layer, as_layer_input, build_layer, check_shape, fused_layer,
+                              seeded_generator)
 from fastdl.nn.naming import check_name, default_layer_name, take_name, unnamed
 from fastdl.nn.optimizers import get_optimizer
 from fastdl.nn.training import Training, _accuracy, check_output_shape
-
-
-def seeded_generator(seed):
-    """np.random.default_rng(seed), with an error that names the seed."""
-    try:
-        return np.random.default_rng(seed)
-    except (TypeError, ValueError) as exc:
-        raise type(exc)(f"seed must be None, an int >= 0 or a numpy SeedSequence or Generator, got {seed!r}") from exc
 
 
 def init_model_basics(model, name, dtype, backend, seed):

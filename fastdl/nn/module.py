@@ -134,6 +134,14 @@ def place_parameters(parameters, on_device=False):
             p.place(values, grads, start, end, p.shape)
 
 
+def seeded_generator(seed):
+    """np.random.default_rng(seed), with an error that names the seed (a model's, a Dropout's)."""
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"seed must be None, an int >= 0 or a numpy SeedSequence or Generator, got {seed!r}") from exc
+
+
 def check_bool(value, name):
     """A flag given as True or False (NumPy's bools too): anything else, the string "False" or a
     Keras argument that lands on the flag by position, is a TypeError instead of its truth value."""

@@ -87,7 +87,8 @@ def _squared_error(y_pred, y_true, period, scale, grad, row_loss):
         for j in range(m):
             error = np.float64(y_pred[i, j]) - y_true[i, j]
             if period > 0:
-                error = _mod(error + half, period) - half
+                # fmod first (exact), so error + half cannot round for huge errors (1e20 + 6 == 1e20)
+                error = _mod(np.fmod(error, period) + half, period) - half
             total += error * error
             grad[i, j] = 2.0 * error * scale
         row_loss[i] = total

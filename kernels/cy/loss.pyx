@@ -110,7 +110,8 @@ def squared_error(const floating[:, ::1] y_pred, const double[:, ::1] y_true, do
             for j in range(m):
                 error = <double>y_pred[i, j] - y_true[i, j]
                 if period > 0:
-                    error = _mod(error + half, period) - half
+                    # fmod first (exact), so error + half cannot round for huge errors (1e20 + 6 == 1e20)
+                    error = _mod(fmod(error, period) + half, period) - half
                 total = total + error * error
                 grad[i, j] = <floating>(2.0 * error * scale)
             row_loss[i] = total

@@ -133,8 +133,9 @@ def _squared_error(y_pred, y_true, period, scale, grad, row_loss):
     for j in range(y_pred.shape[1]):
         error = float64(y_pred[i, j]) - y_true[i, j]
         if period > 0:
-            # ((e + half) mod period) - half, mod with the sign of period as np.mod
-            wrapped = math.fmod(error + half, period)
+            # ((e + half) mod period) - half, mod with the sign of period as np.mod; fmod(e) first
+            # (exact), so e + half cannot round for huge errors (1e20 + 6 == 1e20)
+            wrapped = math.fmod(math.fmod(error, period) + half, period)
             if wrapped < 0:
                 wrapped += period
             error = wrapped - half

@@ -69,7 +69,8 @@ def squared_error(y_pred, y_true, period, scale, grad, row_loss, n_threads):
     """
     error = y_pred.astype(np.float64) - y_true
     if period > 0:
-        error = np.mod(error + period / 2, period) - period / 2
+        # fmod first (exact), so error + period / 2 cannot round for huge errors (1e20 + 6 == 1e20)
+        error = np.mod(np.fmod(error, period) + period / 2, period) - period / 2
     row_loss[...] = (error * error).sum(axis=1)
     grad[...] = 2.0 * error * scale
 
