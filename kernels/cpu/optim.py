@@ -47,11 +47,22 @@ def rmsprop_step(value, grad, ms, lr, rho, one_minus_rho, epsilon, n_threads):
 
 
 def _adam(value, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon):
+    # The overflow's constants (see adam_step) in the parameter's dtype, as the Cython kernel has
+    # them: in Numba 1 - one_minus_beta_2 would be float64, one_minus_beta_2 ** 0 is a 1 of its type.
+    root_c = np.sqrt(one_minus_beta_2)
+    beta_2 = one_minus_beta_2 ** 0 - one_minus_beta_2
     for i in prange(value.shape[0]):
         g = grad[i]
         m[i] += one_minus_beta_1 * (g - m[i])
-        v[i] += one_minus_beta_2 * (g * g - v[i])
-        value[i] -= alpha * m[i] / (np.sqrt(v[i]) + epsilon)
+        v_i = v[i]
+        change = g * g - v_i
+        if np.isfinite(change):
+            v_i += one_minus_beta_2 * change
+        else:
+            scaled = root_c * g
+            v_i = v_i * beta_2 + scaled * scaled
+        v[i] = v_i
+        value[i] -= alpha * m[i] / (np.sqrt(v_i) + epsilon)
 
 
 _adam_serial = compile_kernel(_adam)
@@ -59,6 +70,11 @@ _adam_parallel = compile_kernel(_adam, parallel=True)
 
 
 def adam_step(value, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon, n_threads):
-    """m += (1 - beta_1) (grad - m); v += (1 - beta_2) (grad^2 - v); value -= alpha m / (sqrt(v) + epsilon)."""
+    """m += (1 - beta_1) (grad - m); v += (1 - beta_2) (grad^2 - v); value -= alpha m / (sqrt(v) + epsilon).
+
+    Where grad^2 - v is not finite (grad^2 overflowed: |grad| > 1.8e19 in float32; or v is inf),
+    v = beta_2 v + (sqrt(1 - beta_2) grad)^2 instead, which overflows only where v itself does:
+    Keras' form would give inf - inf = NaN, at once or at the next step (PyTorch keeps v finite).
+    """
     launch(_adam_serial, _adam_parallel, n_threads, value, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2,
            epsilon)

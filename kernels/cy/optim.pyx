@@ -45,12 +45,22 @@ def rmsprop_step(floating[::1] value, const floating[::1] grad, floating[::1] ms
 
 def adam_step(floating[::1] value, const floating[::1] grad, floating[::1] m, floating[::1] v, floating alpha,
               floating one_minus_beta_1, floating one_minus_beta_2, floating epsilon, int n_threads):
-    """m += (1 - beta_1) (grad - m); v += (1 - beta_2) (grad^2 - v); value -= alpha m / (sqrt(v) + epsilon)."""
+    """m += (1 - beta_1) (grad - m); v += (1 - beta_2) (grad^2 - v); value -= alpha m / (sqrt(v) + epsilon).
+
+    Where grad^2 - v is not finite, v = beta_2 v + (sqrt(1 - beta_2) grad)^2 (see kernels/cpu/optim.py).
+    """
     cdef Py_ssize_t i, n = value.shape[0]
-    cdef floating g
+    cdef floating g, change, v_i, scaled
+    cdef floating root_c = _sqrt(one_minus_beta_2), beta_2 = 1 - one_minus_beta_2
     with nogil:
         for i in prange(n, num_threads=n_threads, schedule="static"):
             g = grad[i]
             m[i] += one_minus_beta_1 * (g - m[i])
-            v[i] += one_minus_beta_2 * (g * g - v[i])
-            value[i] -= alpha * m[i] / (_sqrt(v[i]) + epsilon)
+            v_i = v[i]
+            change = g * g - v_i
+            scaled = root_c * g
+            # change - change == 0: change is finite. gcc vectorises this loop as one expression with
+            # that test, not with libc's isfinite nor as an if statement (8x slower).
+            v_i = v_i + one_minus_beta_2 * change if change - change == 0 else v_i * beta_2 + scaled * scaled
+            v[i] = v_i
+            value[i] -= alpha * m[i] / (_sqrt(v_i) + epsilon)

@@ -59,13 +59,19 @@ def _adam(value, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon)
         return
     g = grad[i]
     m[i] += one_minus_beta_1 * (g - m[i])
-    v[i] += one_minus_beta_2 * (g * g - v[i])
+    change = g * g - v[i]
+    if math.isfinite(change):
+        v[i] += one_minus_beta_2 * change
+    else:  # as kernels/cpu/optim.py's adam_step (on a device 1 - ... is float64: agrees to rounding)
+        scaled = math.sqrt(one_minus_beta_2) * g
+        v[i] = v[i] * (1 - one_minus_beta_2) + scaled * scaled
     value[i] -= alpha * m[i] / (math.sqrt(v[i]) + epsilon)
 
 
 def adam_step(value, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon, n_threads):
     """m += (1 - beta_1) (grad - m); v += (1 - beta_2) (grad^2 - v); value -= alpha m / (sqrt(v) + epsilon).
 
+    Where grad^2 - v is not finite, v = beta_2 v + (sqrt(1 - beta_2) grad)^2 (see kernels/cpu/optim.py).
     n_threads is unused.
     """
     if value.shape[0]:

@@ -27,7 +27,18 @@ def rmsprop_step(value, grad, ms, lr, rho, one_minus_rho, epsilon, n_threads):
 
 
 def adam_step(value, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon, n_threads):
-    """m += (1 - beta_1) (grad - m); v += (1 - beta_2) (grad^2 - v); value -= alpha m / (sqrt(v) + epsilon)."""
+    """m += (1 - beta_1) (grad - m); v += (1 - beta_2) (grad^2 - v); value -= alpha m / (sqrt(v) + epsilon).
+
+    Where grad^2 - v is not finite, v = beta_2 v + (sqrt(1 - beta_2) grad)^2 (see kernels/cpu/optim.py).
+    """
+    as_dtype = value.dtype.type
+    root_c, beta_2 = np.sqrt(as_dtype(one_minus_beta_2)), as_dtype(1) - as_dtype(one_minus_beta_2)
     m += one_minus_beta_1 * (grad - m)
-    v += one_minus_beta_2 * (grad * grad - v)
+    with np.errstate(over="ignore", invalid="ignore"):  # the inf and NaN that `wide` mends
+        change = grad * grad - v
+        wide = np.flatnonzero(~np.isfinite(change))
+        scaled = root_c * grad[wide]
+        v_wide = v[wide] * beta_2 + scaled * scaled
+        v += one_minus_beta_2 * change
+    v[wide] = v_wide
     value -= alpha * m / (np.sqrt(v) + epsilon)
