@@ -137,6 +137,14 @@ def test_a_later_batch_is_checked_too_and_named():
         m.fit(iter([(x[:BATCH], y[:BATCH]), (x[:3], y[:2])]))
 
 
+def test_an_argument_refused_draws_no_batch_from_the_iterator():
+    x, y = data(np.float32)
+    stream = batches(x, y, 1)
+    with pytest.raises(ValueError, match="validation_data"):
+        model("numba", np.float32).fit(stream, validation_data=(x,))
+    assert np.array_equal(next(stream)[0], x[:BATCH])
+
+
 def test_steps_per_epoch_is_refused_for_arrays_and_checked():
     x, y = data(np.float32)
     m = model("numba", np.float32)

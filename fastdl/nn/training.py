@@ -449,8 +449,8 @@ class Training(Batches, Saving, GradientFlags, Layer):
         if is_batch_source(x):
             _check_source_arguments(y, batch_size, validation_split)
             steps = None if steps_per_epoch is None else check_int(steps_per_epoch, "steps_per_epoch", 1)
-            source = BatchSource(self, x, steps)
             val = self._validation_arrays(validation_data)
+            source = BatchSource(self, x, steps)  # draws a batch: after the other checks, so none is lost to them
             return lambda epoch, x_checked: source.epoch(epoch), source, val, check_batch_size(None), steps
         if steps_per_epoch is not None:
             raise ValueError("steps_per_epoch is for x an iterator of batches; an epoch over arrays is all of their "
