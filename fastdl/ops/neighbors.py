@@ -116,9 +116,16 @@ def class_centroids(X, y, n_classes=None, backend=None):
     -------
     ndarray of shape (n_classes, n_features)
         Summed in float64 (scaled down by a power of two where a sum would overflow); float32
-        for float32 X, float64 otherwise.
+        for float32 X (each mean rounded once from float64), float64 otherwise.
     """
     X = check_matrix(X, "X")
+    return _class_means(X, y, n_classes, backend).astype(compute_dtype(X), copy=False)
+
+
+def _class_means(X, y, n_classes, backend):
+    """class_centroids' means in float64 whatever X's dtype, for X that check_matrix (or
+    scikit-learn's validate_data) passed: float32 rows' means not rounded to float32, which
+    NearestCentroid ranks with."""
     codes, n_classes = check_codes(y, X.shape[0], n_classes)
     if n_classes > X.shape[0]:  # before the (n_classes, n_features) sums are allocated
         raise ValueError(f"n_classes is {n_classes} but X has {X.shape[0]} samples: some classes have no "
@@ -130,7 +137,7 @@ def class_centroids(X, y, n_classes=None, backend=None):
         empty = np.flatnonzero(counts == 0).tolist()
         raise ValueError(f"classes {empty} have no samples, so they have no centroid")
     if np.isfinite(sums).all():
-        return (sums / counts[:, None]).astype(X.dtype, copy=False)
+        return sums / counts[:, None]
     # Values near float64's limit overflow their class sums. Scaled by a power of two below
     # 1 / n_samples (exact), no sum can; the division by it is undone after the mean's.
     scale = math.ldexp(1.0, -X.shape[0].bit_length())

@@ -218,6 +218,9 @@ def _avg_pool2d_forward(x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad
     for row in prange(n_images * out_h):
         n = row // out_h
         i = row - n * out_h
+        # float64 sums, whatever x's dtype: a float32 sum of a 150x150 window rounds 22,500 times
+        # (relative error 2e-6 against 6e-8 for one rounding at the end).
+        total = np.empty(c, dtype=np.float64)
         # Windows are clipped to the image: padded cells neither add nor count.
         h0 = max(i * stride_h - pad_top, 0)
         h1 = min(i * stride_h - pad_top + pool_h, h)
@@ -225,14 +228,23 @@ def _avg_pool2d_forward(x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad
             w0 = max(j * stride_w - pad_left, 0)
             w1 = min(j * stride_w - pad_left + pool_w, w)
             for ch in range(c):
-                out[n, i, j, ch] = 0
+                total[ch] = 0.0
             for a in range(h0, h1):
-                for b in range(w0, w1):
+                # Four cells a pass, added one after the other (the same bits as one at a time):
+                # a quarter of the loads and stores of total (150x150 windows of 16 channels 1.8x
+                # faster); the rest one at a time (a two-cell pass measured slower on 2x2 windows).
+                b = w0
+                while b + 3 < w1:
                     for ch in range(c):
-                        out[n, i, j, ch] += x[n, a, b, ch]
-            count = out.dtype.type((h1 - h0) * (w1 - w0))
+                        total[ch] = (total[ch] + x[n, a, b, ch] + x[n, a, b + 1, ch] + x[n, a, b + 2, ch]
+                                     + x[n, a, b + 3, ch])
+                    b += 4
+                for b in range(b, w1):
+                    for ch in range(c):
+                        total[ch] += x[n, a, b, ch]
+            count = np.float64((h1 - h0) * (w1 - w0))
             for ch in range(c):
-                out[n, i, j, ch] /= count
+                out[n, i, j, ch] = total[ch] / count
 
 
 # exact: never fastmath, which could reorder the sums or divide by a reciprocal, away from the
@@ -246,7 +258,8 @@ def avg_pool2d_forward(x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad_
 
     Window (i, j) covers rows i * stride_h - pad_top + [0, pool_h) and the matching columns,
     clipped to the image (padded cells neither add nor count, as TensorFlow's "same"); each is
-    summed from zero in row-major order in the arrays' dtype, then divided by its cell count.
+    summed from zero in row-major order in float64 (whatever the arrays' dtype), divided by its
+    cell count in float64 and rounded once to out's dtype.
     """
     launch(_avg_forward_serial, _avg_forward_parallel, n_threads,
            x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)

@@ -15,12 +15,13 @@ cell. Each dx element is written by one thread only, so overlapping windows need
 the additions happen in the CPU kernel's order (the same bits). A cell in no window (strides
 larger than the window, or rows 'valid' drops) gets 0.
 
-Average pooling runs as max pooling does: the forward one thread per output element (a sum from
-zero in row-major window order, divided by the window's count of image cells: padded cells
-neither add nor count), the backward one thread per input element, which gathers its windows'
-shares (dout / count) in row-major window order. The counts and the zero are read back from the
-thread's own output element, written as that element's dtype, so that every sum and quotient is in
-the arrays' dtype as in the CPU kernels (the same bits).
+Average pooling runs as max pooling does: the forward one thread per output element (a float64
+sum from zero in row-major window order, divided in float64 by the window's count of image cells
+and rounded once to out's dtype, as the CPU kernels: padded cells neither add nor count), the
+backward one thread per input element, which gathers its windows' shares (dout / count) in
+row-major window order. The backward's counts and zero are read back from the thread's own dx
+element, written as that element's dtype, so that its sums and quotients are in the arrays' dtype
+as in the CPU kernels (the same bits).
 
 Upsampling runs one thread per written element: the forward per element of out (a copy of its
 source pixel), the backward per element of dx, which gathers its size_h x size_w block of dout
@@ -28,7 +29,7 @@ in the CPU kernels' order (block rows outer, columns inner) in the arrays' dtype
 that dtype read back from its own dx element: the same bits as the CPU kernels, no atomics.
 """
 
-from numba import cuda
+from numba import cuda, float64
 
 from ._launch import grid_1d, kernel, unravel
 
@@ -130,18 +131,17 @@ def _avg_pool2d_forward(x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad
     n, i, j, ch = unravel(index, out_h, out_w, c)
     h0, h1 = _clipped(i * stride_h - pad_top, pool_h, x.shape[1])
     w0, w1 = _clipped(j * stride_w - pad_left, pool_w, x.shape[2])
-    out[n, i, j, ch] = (h1 - h0) * (w1 - w0)
-    count = out[n, i, j, ch]  # the window's count in out's dtype
-    total = count - count  # a zero of that dtype
+    # float64(v), not v * 1.0: on the simulator NumPy 2 keeps np.float32 * 1.0 a float32.
+    total = float64(0)
     for a in range(h0, h1):
         for b in range(w0, w1):
-            total += x[n, a, b, ch]
-    out[n, i, j, ch] = total / count
+            total += float64(x[n, a, b, ch])
+    out[n, i, j, ch] = total / float64((h1 - h0) * (w1 - w0))
 
 
 def avg_pool2d_forward(x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, n_threads):
     """Mean of every pooling window of x (n, h, w, c) over its image cells into out (n, out_h, out_w, c);
-    one thread per output element. n_threads is unused."""
+    one thread per output element, summing in float64. n_threads is unused."""
     if out.size:
         _avg_pool2d_forward[grid_1d(out.size)](x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
 

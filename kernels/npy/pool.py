@@ -130,18 +130,20 @@ def avg_pool2d_forward(x, out, pool_h, pool_w, stride_h, stride_w, pad_top, pad_
     """Mean of every pooling window of x (n, h, w, c) over its image cells into out (n, out_h, out_w, c).
 
     Padded cells neither add nor count (TensorFlow's "same"). Each window is summed from zero in
-    row-major order in the arrays' dtype, then divided by its count: the compiled kernels' bits
-    (the padding's zeros, added in between, change no sum).
+    row-major order in float64 (whatever the arrays' dtype), divided by its count in float64 and
+    rounded once to out's dtype: the compiled kernels' bits (the padding's zeros, added in between,
+    change no sum).
     """
     n, h, w, c = x.shape
     out_h, out_w = out.shape[1], out.shape[2]
     padded = _padded(x, out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, fill=0)
     rows, cols, _, _ = _layout(x.shape, out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
-    out[...] = 0
+    total = np.zeros(out.shape, dtype=np.float64)
     for a in range(len(rows)):
         for b in range(len(cols)):
-            out += _window_cells(padded, out_h, out_w, stride_h, stride_w, a, b)
-    out /= _window_counts(out_h, out_w, h, w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, out.dtype)
+            total += _window_cells(padded, out_h, out_w, stride_h, stride_w, a, b)
+    total /= _window_counts(out_h, out_w, h, w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, np.float64)
+    out[...] = total
 
 
 def avg_pool2d_backward(dout, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, n_threads):
