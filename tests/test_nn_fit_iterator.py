@@ -71,12 +71,12 @@ def test_without_steps_per_epoch_an_epoch_is_all_the_iterator_gives(backend):
 def test_an_iterator_that_runs_out_stops_training_with_a_warning(backend):
     x, y = data(np.float32)
     m = model(backend, np.float32)
-    with pytest.warns(UserWarning, match=r"ran out of batches in epoch 2, before its steps_per_epoch \(4\)"):
+    with pytest.warns(UserWarning, match=r"ran out in epoch 2, before its 4 steps: training stopped after it \(6 "):
         history = m.fit(batches(x, y, 2), epochs=5, steps_per_epoch=4)  # 6 batches: epoch 2 has 2
     assert len(history.history["loss"]) == 2 and m.epochs_trained == 2
 
     m = model(backend, np.float32)
-    with pytest.warns(UserWarning, match="ran out of batches before epoch 2: training stopped after epoch 1"):
+    with pytest.warns(UserWarning, match="gave no batch for epoch 2: training stopped after epoch 1"):
         history = m.fit(batches(x, y, 1), epochs=3)
     assert len(history.history["loss"]) == 1 and m.epochs_trained == 1
 
@@ -114,16 +114,85 @@ def test_arguments_that_do_not_apply_to_an_iterator_are_refused(kwargs, match):
 
 @pytest.mark.parametrize("items, match", [
     ([], "gave no batches"),
-    ([np.zeros((2, 4, 4, 1))], "x's first batch is a numpy.ndarray"),
+    ([np.zeros((2, 4, 4, 1))], "epoch 1, batch 1 is a numpy.ndarray"),
     ([(np.zeros((2, 4, 4, 1)), np.zeros(2), np.ones(2))], "a tuple of 3 items.*sample weights"),
-    ([(np.zeros((2, 4, 4)), np.zeros(2))], r"x's first batch: x has samples of shape \(4, 4\)"),
-    ([(np.zeros((2, 4, 4, 1)), np.zeros(3))], "x's first batch: x has 2 samples but y has 3"),
+    ([(np.zeros((2, 4, 4)), np.zeros(2))], r"epoch 1, batch 1: x has samples of shape \(4, 4\)"),
+    ([(np.zeros((2, 4, 4, 1)), np.zeros(3))], "epoch 1, batch 1: x has 2 samples but y has 3"),
 ])
 def test_a_first_batch_that_does_not_fit_is_refused_before_any_step(items, match):
     m = model("numba", np.float32)
     with pytest.raises(ValueError, match=match):
         m.fit(iter(items))
     assert m.optimizer.iterations == 0
+
+
+def unbuilt_model():
+    m = nn.Sequential([nn.Flatten(), nn.Dense(2, activation="softmax")], seed=0)  # no input shape yet
+    m.compile("sgd", "sparse_categorical_crossentropy")
+    return m
+
+
+def test_an_unbuilt_model_is_built_by_the_first_batch_before_validation_data_is_checked():
+    x, y = data(np.float32)
+    m = unbuilt_model()
+    with pytest.raises(ValueError, match=r"validation x has samples of shape \(3, 4, 1\), but the model's first "
+                                         r"layer expects \(4, 4, 1\)"):
+        m.fit(batches(x, y, 1), validation_data=(x[:, :3], y))
+    assert m.input_shape == (4, 4, 1)
+    with pytest.raises(ValueError, match=r"x's first batch is a numpy.ndarray"):
+        unbuilt_model().fit(iter([x]))
+
+
+@pytest.mark.parametrize("make, kwargs, error", [
+    (unbuilt_model, {"callbacks": [object()]}, TypeError),
+    (unbuilt_model, {"seed": "abc"}, TypeError),
+    (unbuilt_model, {"seed": -1}, ValueError),
+    (unbuilt_model, {"epochs": 0}, None),
+    (lambda: model("numba", np.float32), {"initial_epoch": 2, "epochs": 2}, None),
+    (lambda: nn.Sequential([nn.Flatten(), nn.Dense(2)]), {}, RuntimeError),  # never compiled
+])
+def test_a_fit_refused_or_of_no_epochs_draws_nothing(make, kwargs, error):
+    x, y = data(np.float32)
+    stream = batches(x, y, 1)
+    if error is None:
+        make().fit(stream, **kwargs)
+    else:
+        with pytest.raises(error):
+            make().fit(stream, **kwargs)
+    assert np.array_equal(next(stream)[0], x[:BATCH])
+
+
+def test_two_fits_on_one_iterator_train_as_one():
+    x, y = data(np.float32)
+    once, twice = model("numba", np.float32), model("numba", np.float32)
+    once.fit(batches(x, y, 2), epochs=2, steps_per_epoch=3)
+    stream = batches(x, y, 2)
+    twice.fit(stream, steps_per_epoch=3)
+    twice.fit(stream, steps_per_epoch=3)
+    for a, b in zip(once.get_weights(), twice.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_an_error_from_the_iterator_says_which_batch_it_was_asked_for():
+    x, y = data(np.float32)
+
+    def failing():
+        yield x[:BATCH], y[:BATCH]
+        raise RuntimeError("disk gone")
+
+    with pytest.raises(RuntimeError, match="disk gone") as info:
+        model("numba", np.float32).fit(failing())
+    if hasattr(info.value, "__notes__"):
+        assert "asked for epoch 1, batch 2" in info.value.__notes__[0]
+
+
+@pytest.mark.parametrize("x, match", [
+    (lambda: iter([]), "x is a function: fit takes the iterator"),
+    ([(np.zeros((2, 4, 4, 1)), np.zeros(2))], r"x is a list of \(x, y\) batches: give fit iter\(x\)"),
+])
+def test_a_function_or_a_list_of_batches_is_named(x, match):
+    with pytest.raises(ValueError, match=match):
+        model("numba", np.float32).fit(x)
 
 
 def test_a_later_batch_is_checked_too_and_named():

@@ -1,5 +1,6 @@
 """Max pooling keeps NaN under FASTDL_FASTMATH=1 (max_pool2d_forward / _backward and conv's
-bias_act_pool), on every CPU backend, in float32 and float64.
+bias_act_pool), and Adam takes a gradient whose square overflows without going NaN, on every CPU
+backend, in float32 and float64.
 
 fastmath lets LLVM assume there is no NaN, and it dropped the Numba kernels' `v != v` tests: a
 window [1, nan, 3, 2] pooled to 3 and sent its gradient to the 3, unlike the Cython and numpy
@@ -87,6 +88,13 @@ def _check(backend, dtype, n_threads):
             what = f"bias_act_pool(bias={bias.tolist()}, activation={activation})"
             expect(what, pooled[0, 0], want)
             expect(what + " code", code[0, 0], want_code)
+    optim, _ = _backend.kernels("optim", backend)
+    value, m, v = np.ones(4, dtype), np.zeros(4, dtype), np.zeros(4, dtype)
+    grad = np.full(4, 3e19 if dtype == np.float32 else 1e155, dtype)  # its square overflows the dtype
+    for _ in range(2):  # the second step would give inf - inf where the overflow branch were dropped
+        optim.adam_step(value, grad, m, v, dtype(1e-3), dtype(0.1), dtype(0.001), dtype(1e-7), n_threads)
+    if not (np.isfinite(value).all() and not np.isnan(v).any()):
+        failures.append(f"adam_step of a gradient {grad[0]:g}: value {value.tolist()}, v {v.tolist()}")
     return failures
 
 

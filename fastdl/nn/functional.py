@@ -26,7 +26,8 @@ from fastdl.nn.losses import check_host_targets, get_loss
 from fastdl.nn.model import (build_in_model, build_undo, check_loss_weight, check_metrics, format_shape,
                              init_model_basics, output_loss, per_output, record_input_logits,
                              refuse_metrics_as_loss_weights, summary_table, targets_name, weighted)
-from fastdl.nn.module import Layer, fused_layer, take_name, unnamed
+from fastdl.nn.module import Layer, fused_layer
+from fastdl.nn.naming import take_name, unnamed
 from fastdl.nn.optimizers import get_optimizer
 from fastdl.nn.training import Training, _accuracy
 

@@ -13,7 +13,7 @@ from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._parallel import single_threaded_blas
 from fastdl._validation import NonFiniteError, check_int
-from fastdl.nn.batches import Batches, BatchSource, describe, is_batch_source
+from fastdl.nn.batches import ArrayBatches, Batches, BatchSource, describe, is_batch_source
 from fastdl.nn.callback_list import CallbackList
 from fastdl.nn.callbacks import History, ProgressLogger
 from fastdl.nn.guard import check_finite_gradients, guarded, statistics_kept, step_refused, stopped_at
@@ -93,10 +93,21 @@ def _check_source_arguments(y, batch_size, validation_split):
         raise ValueError("validation_split does not apply where x is an iterator: give validation_data")
 
 
-def _warn_ran_out(when):
-    warnings.warn(f"x, an iterator, ran out of batches {when}. Give steps_per_epoch, and an iterator of at least "
-                  "steps_per_epoch * epochs batches (an endless one, such as fastdl.data.clock_batches, never runs "
-                  "out)", UserWarning, stacklevel=4)
+def _warn_ran_out(what, source):
+    advice = ("give steps_per_epoch, and an iterator of steps_per_epoch batches for each epoch" if source.steps is None
+              else f"give an iterator of {source.steps} batches for each epoch")
+    warnings.warn(f"x, an iterator, {what} ({source.drawn} batches drawn by this fit). To train every epoch, "
+                  f"{advice}; an endless one (fastdl.data.clock_batches, say) never runs out", UserWarning,
+                  stacklevel=4)
+
+
+def _missing_y(x):
+    """fit's message for arrays x without targets y, saying what x might have been meant as."""
+    if callable(x):
+        return "x is a function: fit takes the iterator of (x, y) batches it returns (call it), or arrays x and y"
+    if isinstance(x, (list, tuple)) and x and isinstance(x[0], tuple):
+        return "x is a list of (x, y) batches: give fit iter(x), an iterator of them, or arrays x and y"
+    return "fit takes targets y beside the arrays x (or x an iterator of (x, y) batches, and no y)"
 
 
 def _add_to_means(totals, batch_logs, count, seen):
@@ -235,11 +246,11 @@ class Training(Batches, Saving, GradientFlags, Layer):
         """The outputs for x; on a symbolic tensor, this model as a layer of the model being made."""
         if getattr(x, "_call_layer", None) is not None:
             return x._call_layer(self)
-        x_checked = self._as_batch(self._check_x(x))
+        batch = self._as_batch(self._check_x(x))
         if training:  # BatchNormalization reads the flags: a frozen one normalises as in inference
             self._call_gradient_flags()
         with self._blas_policy(), (contextlib.nullcontext() if training else self._passes_forgotten()):
-            out = self._forward(x_checked, training)  # (BLAS as predict's: its threads spinning cost 2.5-4x)
+            out = self._forward(batch, training)  # (BLAS as predict's: its threads spinning cost 2.5-4x)
         # NumPy in, NumPy out: a model on the device brings its outputs back. A training pass writes
         # into buffers that the next one reuses, so the caller gets copies of those; an inference
         # pass that gave x itself or a view of it (Dropout, Flatten) gets a copy too.
@@ -385,7 +396,9 @@ class Training(Batches, Saving, GradientFlags, Layer):
             With x an iterator: the batches an epoch draws from it. None: an epoch is all it
             gives, then it has ended (the next epoch, with none, stops training). An iterator that
             ends before its epochs are trained stops training with a warning, as in Keras; the
-            epoch it ended in counts, where it gave a batch.
+            epoch it ended in counts, where it gave a batch. A fit refused, or of no epochs, draws
+            nothing from it; one stopped (an error, Ctrl-C) has drawn the batch it was training,
+            which a next fit on the iterator does not see again.
 
         Returns
         -------
@@ -414,11 +427,15 @@ class Training(Batches, Saving, GradientFlags, Layer):
         first_epoch, last_epoch = self._epoch_range(epochs, initial_epoch)
         verbose = check_verbose(verbose)
         shuffle = _check_shuffle(shuffle)
-        epoch_batches, source, val, batch_size, n_batches = self._fit_data(
-            x, y, batch_size, validation_split, validation_data, shuffle, steps_per_epoch)
-        callbacks = CallbackList(callbacks, self, {"verbose": verbose, "epochs": last_epoch, "steps": n_batches})
-        self._attach_optimizer()
-        self._warn_if_untrainable()
+        seed = None if seed is None else check_int(seed, "seed", 0)
+        params = {"verbose": verbose, "epochs": last_epoch, "steps": None}
+        callbacks = CallbackList(callbacks, self, params)  # refuses what is not a Callback: before any data is drawn
+        data, val = self._fit_data(x, y, batch_size, validation_split, validation_data, shuffle, steps_per_epoch,
+                                   first_epoch < last_epoch)
+        params["steps"] = n_batches = data.steps
+        if self.built:  # (not where no epoch is to train and the first batch would build the model)
+            self._attach_optimizer()
+            self._warn_if_untrainable()
         if seed is not None:
             self._reseed(seed)
         # As Keras: History after the user's callbacks (it records the keys they add to the logs),
@@ -432,7 +449,7 @@ class Training(Batches, Saving, GradientFlags, Layer):
         callbacks.on_train_begin()
         try:
             with self._blas_policy():
-                logs = self._fit_epochs(first_epoch, last_epoch, epoch_batches, source, val, batch_size, callbacks)
+                logs = self._fit_epochs(first_epoch, last_epoch, data, val, callbacks)
         except BaseException:
             if progress is not None:
                 progress.close()
@@ -441,54 +458,47 @@ class Training(Batches, Saving, GradientFlags, Layer):
         callbacks.on_train_end(logs)
         return history
 
-    def _fit_data(self, x, y, batch_size, validation_split, validation_data, shuffle, steps_per_epoch):
-        """fit's data, checked: (epoch_batches(epoch, x_checked), the BatchSource where x is an
-        iterator of batches (else None), the validation arrays or None, the batch size, the
-        batches an epoch (None: as many as the iterator gives)). epoch_batches gives an epoch's
-        batches as _train_epoch takes them; x_checked: an earlier epoch checked all of x."""
+    def _fit_data(self, x, y, batch_size, validation_split, validation_data, shuffle, steps_per_epoch, training):
+        """fit's data, checked: (its batches, an ArrayBatches or a BatchSource, and the validation
+        arrays or None). training: fit has epochs to train (else nothing is drawn from an iterator)."""
         if is_batch_source(x):
             _check_source_arguments(y, batch_size, validation_split)
             steps = None if steps_per_epoch is None else check_int(steps_per_epoch, "steps_per_epoch", 1)
-            val = self._validation_arrays(validation_data)
-            source = BatchSource(self, x, steps)  # draws a batch: after the other checks, so none is lost to them
-            return lambda epoch, x_checked: source.epoch(epoch), source, val, check_batch_size(None), steps
+            if self.loss is None:
+                raise RuntimeError("call compile(optimizer, loss) before fit or evaluate")
+            source = BatchSource(self, x, steps)
+            if training and not self.built:  # from the first batch, as from arrays; then validation_data
+                source.build_model()
+            return source, self._validation_arrays(validation_data)
         if steps_per_epoch is not None:
             raise ValueError("steps_per_epoch is for x an iterator of batches; an epoch over arrays is all of their "
                              "batches")
         if y is None:
-            raise ValueError("fit takes targets y beside the arrays x (or x an iterator of (x, y) batches, and no y)")
+            raise ValueError(_missing_y(x))
         batch_size = check_batch_size(batch_size)
         x, y = self._check_xy(x, y)
         x, y, val = self._validation(x, y, validation_data, validation_split)
-        x = self._resident(x)
+        return ArrayBatches(self, self._resident(x), y, batch_size, shuffle), val
 
-        def epoch_batches(epoch, x_checked):
-            return self._array_batches(x, y, batch_size, shuffle, epoch, x_checked)
-
-        return epoch_batches, None, val, batch_size, -(-x.shape[0] // batch_size)
-
-    def _fit_epochs(self, first_epoch, last_epoch, epoch_batches, source, val, batch_size, callbacks):
-        """fit's epochs with the callbacks' hooks; returns the last epoch's logs (as fit logged them).
-        epoch_batches(epoch, x_checked): the epoch's batches (see _train_epoch); source: the
-        BatchSource they come from, or None for arrays."""
-        last_logs, x_checked = {}, False
+    def _fit_epochs(self, first_epoch, last_epoch, data, val, callbacks):
+        """fit's epochs with the callbacks' hooks over `data` (ArrayBatches or BatchSource); returns
+        the last epoch's logs (as fit logged them)."""
+        last_logs = {}
         for epoch in range(first_epoch, last_epoch):
-            if source is not None and not source.has_more():
-                _warn_ran_out(f"before epoch {epoch + 1}: training stopped after epoch {epoch}")
+            if not data.has_more():
+                if not data.drawn:
+                    raise ValueError("x is an iterator that gave no batches")
+                _warn_ran_out(f"gave no batch for epoch {epoch + 1}: training stopped after epoch {epoch}", data)
                 break
             callbacks.on_epoch_begin(epoch)
-            logs = guarded(self, lambda: self._train_epoch(epoch_batches(epoch, x_checked), epoch, callbacks),
-                           f"epoch {epoch + 1}")
-            if source is not None and source.ran_out and not self.stop_training:
-                _warn_ran_out(f"in epoch {epoch + 1}, before its steps_per_epoch ({source.steps}): training stopped "
-                              "after it")
+            logs = guarded(self, lambda: self._train_epoch(data.epoch(epoch), epoch, callbacks), f"epoch {epoch + 1}")
+            if data.ran_out and not self.stop_training:
+                _warn_ran_out(f"ran out in epoch {epoch + 1}, before its {data.steps} steps: training stopped after "
+                              "it", data)
                 self.stop_training = True
-            # An epoch that ran to its end checked every row of x for NaN and infinity, batch by
-            # batch (an error names the epoch and batch): the next epochs skip the check (for the
-            # course MLP's batches of 32, 6.6-29 us of a 650 us step).
-            x_checked = x_checked or not self.stop_training
             if val is not None:
-                logs.update({"val_" + key: value for key, value in self._test(*val, batch_size, callbacks).items()})
+                logs.update({"val_" + key: value for key, value in
+                             self._test(*val, data.batch_size, callbacks).items()})
             self.epochs_trained = epoch + 1
             last_logs = dict(logs)  # on_train_end's, as Keras 3.15 passes them: without what callbacks add
             if callbacks.on_epoch_end(epoch, logs) or self.stop_training:
@@ -652,7 +662,7 @@ class Training(Batches, Saving, GradientFlags, Layer):
 
     def _train_epoch(self, batches, epoch, callbacks):
         """One epoch over `batches`, each (xb, yb, count) as the first layer takes it (see
-        _array_batches and BatchSource.epoch); returns its logs, the means over the batches
+        ArrayBatches.epoch and BatchSource.epoch); returns its logs, the means over the batches
         trained. callbacks: fit's CallbackList, told of each batch."""
         totals, seen, logs = {}, 0, {}
         with self._training_to_logits():

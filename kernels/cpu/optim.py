@@ -65,8 +65,9 @@ def _adam(value, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon)
         value[i] -= alpha * m[i] / (np.sqrt(v_i) + epsilon)
 
 
-_adam_serial = compile_kernel(_adam)
-_adam_parallel = compile_kernel(_adam, parallel=True)
+# Exact (no fastmath): fastmath's no-infinity assumption would drop the overflow branch above.
+_adam_serial = compile_kernel(_adam, exact=True)
+_adam_parallel = compile_kernel(_adam, exact=True, parallel=True)
 
 
 def adam_step(value, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon, n_threads):
