@@ -11,14 +11,12 @@ import numbers
 import numpy as np
 
 from fastdl import backend as _backend
-from fastdl._validation import check_int
 from fastdl.data import clock_design
-from fastdl.data._render_backend import renderer_backend
+from fastdl.data._render_backend import check_render_arguments, renderer_backend
+from fastdl.data._render_backend import MAX_SIZE, MIN_SIZE  # noqa: F401 (this renderer's limits, for its callers)
 
 # Changes whenever a seed's images change: the cache's synthetic set is rendered again then.
 RENDERER_VERSION = 3
-MIN_SIZE = 16
-MAX_SIZE = 2048
 _tables = None
 
 
@@ -109,12 +107,7 @@ def render_clocks(n, seed=0, size=150, backend=None, first=0, max_turn=180.0, fa
     ValueError
         ``backend="cuda"``: the renderers run on the CPU backends.
     """
-    n = check_int(n, "n", 0)
-    seed = check_int(seed, "seed", 0, 2 ** 64 - 1)
-    size = check_int(size, "size", MIN_SIZE, MAX_SIZE)
-    first = check_int(first, "first", 0, 2 ** 63 - 1)
-    if first + n - 1 > 2 ** 63 - 1:
-        raise ValueError(f"first + n - 1 (the last image's index) must be <= 2**63 - 1, got {first + n - 1}")
+    n, seed, size, first = check_render_arguments(n, seed, size, first, "image")
     max_turn, faces, times = check_max_turn(max_turn), check_faces(faces), check_times(times, n)
     kernels, _ = _backend.kernels("clock", renderer_backend(backend, "clock"))
     images = np.empty((n, size, size), dtype=np.uint8)  # first: a MemoryError before the draws' minutes

@@ -11,17 +11,15 @@ kernels/{npy,cpu,cy}/faces*.
 import numpy as np
 
 from fastdl import backend as _backend
-from fastdl._validation import check_int
 from fastdl.data import face_design
-from fastdl.data._render_backend import renderer_backend
+from fastdl.data._render_backend import check_render_arguments, renderer_backend
+from fastdl.data._render_backend import MAX_SIZE, MIN_SIZE  # noqa: F401 (this renderer's limits, for its callers)
 from fastdl.data.face_design import FACTOR_NAMES, FACTOR_RANGES, HAIR_STYLES
 
 __all__ = ["FACTOR_NAMES", "FACTOR_RANGES", "HAIR_STYLES", "RENDERER_VERSION", "render_faces"]
 
 # Changes whenever a seed's images change: a cached synthetic set is rendered again then.
 RENDERER_VERSION = 2
-MIN_SIZE = 16
-MAX_SIZE = 2048
 
 
 def render_faces(n, seed=0, size=64, backend=None, first=0):
@@ -64,12 +62,7 @@ def render_faces(n, seed=0, size=64, backend=None, first=0):
     TypeError
         ``n``, ``seed``, ``size`` or ``first`` is not an integer.
     """
-    n = check_int(n, "n", 0)
-    seed = check_int(seed, "seed", 0, 2 ** 64 - 1)
-    size = check_int(size, "size", MIN_SIZE, MAX_SIZE)
-    first = check_int(first, "first", 0, 2 ** 63 - 1)
-    if first + n - 1 > 2 ** 63 - 1:
-        raise ValueError(f"first + n - 1 (the last face's index) must be <= 2**63 - 1, got {first + n - 1}")
+    n, seed, size, first = check_render_arguments(n, seed, size, first, "face")
     kernels, _ = _backend.kernels("faces", renderer_backend(backend, "face"))
     images = np.empty((n, size, size, 3), dtype=np.uint8)  # first: a MemoryError before the draws' minutes
     factors, params = face_design.draw_parameters(seed, first, n)
