@@ -1,9 +1,8 @@
-"""The training loop of fastdl.nn models: fit (with callbacks and resuming), evaluate, predict."""
+"""What fastdl.nn models do with data: train (fit, in fastdl.nn.fitting; train_on_batch),
+evaluate and predict, and the state around it (parameters, losses, the BLAS policy)."""
 
 import collections
 import contextlib
-import math
-import numbers
 import threading
 import warnings
 
@@ -12,11 +11,11 @@ import numpy as np
 from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._parallel import single_threaded_blas
-from fastdl._validation import NonFiniteError, check_int
-from fastdl.nn.batches import ArrayBatches, Batches, BatchSource, describe, is_batch_source
+from fastdl._validation import NonFiniteError
+from fastdl.nn.batches import Batches
 from fastdl.nn.callback_list import CallbackList
-from fastdl.nn.callbacks import History, ProgressLogger
-from fastdl.nn.guard import check_finite_gradients, guarded, statistics_kept, step_refused, stopped_at
+from fastdl.nn.fitting import Fitting, add_to_means, check_batch_size, check_verbose
+from fastdl.nn.guard import check_finite_gradients, statistics_kept, step_refused
 from fastdl.nn.gradient_flags import GradientFlags, forget_flags
 from fastdl.nn.layers import inference_pass
 from fastdl.nn.module import Layer, place_parameters, shares_input
@@ -49,20 +48,6 @@ def _accuracy(y_pred, y_true, threshold=None):
     return int(np.count_nonzero(predicted == target)) / max(predicted.shape[0], 1)  # a float, as Keras' logs
 
 
-def check_verbose(verbose):
-    """Keras' verbose, 0, 1, 2 or "auto" (1), as 0, 1 or 2."""
-    if verbose == "auto":
-        return 1
-    if verbose not in (0, 1, 2, False, True):  # (also refuses other strings: they compare unequal)
-        raise ValueError(f'verbose must be 0, 1, 2 or "auto", got {verbose!r}')
-    return int(verbose)
-
-
-def check_batch_size(batch_size):
-    """batch_size as an int >= 1; None is 32, as Keras."""
-    return 32 if batch_size is None else check_int(batch_size, "batch_size", 1)
-
-
 def check_output_shape(out, n_samples, expected, layer):
     """Raise ValueError unless a batch of n_samples outputs has the shape the model was built for
     (outputs of a layer whose forward disagrees with its compute_output_shape, or that drops
@@ -73,57 +58,13 @@ def check_output_shape(out, n_samples, expected, layer):
                          "layer's forward must return one output per sample, of its compute_output_shape")
 
 
-def _check_shuffle(shuffle):
-    if isinstance(shuffle, str):
-        raise ValueError(f"shuffle={shuffle!r} is not supported: fit shuffles all the samples (True) or none "
-                         "(False); Keras' 'batch' (shuffling in batch-sized chunks, for HDF5 data) is not implemented")
-    if not isinstance(shuffle, (bool, np.bool_)):
-        raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
-    return bool(shuffle)
-
-
-def _check_source_arguments(y, batch_size, validation_split):
-    """Refuse fit's arguments that do not apply where x is an iterator of (x, y) batches."""
-    if y is not None:
-        raise ValueError("y must be None where x is an iterator: it gives (x, y) batches")
-    if batch_size is not None:
-        raise ValueError(f"batch_size={batch_size!r} does not apply where x is an iterator: its batches are trained "
-                         "as they come (leave batch_size None)")
-    if validation_split:
-        raise ValueError("validation_split does not apply where x is an iterator: give validation_data")
-
-
-def _warn_ran_out(what, source):
-    advice = ("give steps_per_epoch, and an iterator of steps_per_epoch batches for each epoch" if source.steps is None
-              else f"give an iterator of {source.steps} batches for each epoch")
-    warnings.warn(f"x, an iterator, {what} ({source.drawn} batches drawn by this fit). To train every epoch, "
-                  f"{advice}; an endless one (fastdl.data.clock_batches, say) never runs out", UserWarning,
-                  stacklevel=4)
-
-
-def _missing_y(x):
-    """fit's message for arrays x without targets y, saying what x might have been meant as."""
-    if callable(x):
-        return "x is a function: fit takes the iterator of (x, y) batches it returns (call it), or arrays x and y"
-    if isinstance(x, (list, tuple)) and x and isinstance(x[0], tuple):
-        return "x is a list of (x, y) batches: give fit iter(x), an iterator of them, or arrays x and y"
-    return "fit takes targets y beside the arrays x (or x an iterator of (x, y) batches, and no y)"
-
-
-def _add_to_means(totals, batch_logs, count, seen):
-    """Add a batch's logs, weighted by its count of samples, to totals; the means over seen samples."""
-    for key, value in batch_logs.items():
-        totals[key] = totals.get(key, 0.0) + value * count
-    return {key: value / seen for key, value in totals.items()}
-
-
 # Inference calls running on each model (by id), so that the last to end drops what the passes
 # left on the layers (Training._passes_forgotten).
 _inference_calls = collections.Counter()
 _inference_lock = threading.Lock()
 
 
-class Training(Batches, Saving, GradientFlags, Layer):
+class Training(Fitting, Batches, Saving, GradientFlags, Layer):
     """fit, evaluate and predict of Sequential and Model, which give: `_check_xy(x, y)`, the
     checked data; `_forward(x, training)`, the outputs; `_batch_losses(outputs, y, record=None)`
     (record: an evaluation pass's layers.InferencePass) and `_batch_logs(outputs, y, losses)`, a
@@ -348,163 +289,6 @@ class Training(Batches, Saving, GradientFlags, Layer):
                       "before setting discriminator.trainable = False, then compile the combined model",
                       UserWarning, stacklevel=3)
 
-    def fit(self, x, y=None, batch_size=None, epochs=1, verbose=0, callbacks=None, validation_split=0.0,
-            validation_data=None, shuffle=True, *, initial_epoch=None, seed=None, steps_per_epoch=None):
-        """Train on (x, y), or on the (x, y) batches an iterator gives; returns a History.
-
-        The arguments come in Keras 3's order (x, y, batch_size, epochs, verbose, callbacks,
-        validation_split, validation_data, shuffle), so fit(x, y, 128, 3) is 3 epochs of batches
-        of 128, as in Keras. Keras' next ones, class_weight and sample_weight, are not supported:
-        initial_epoch, steps_per_epoch and fastdl's seed are keyword-only, so that no positional
-        value lands on them.
-
-        Parameters
-        ----------
-        x : array-like of shape (n_samples, *input_shape), or an iterator of (x, y) batches
-            An iterator (a generator, say, as fastdl.data.clock_batches gives) yields the batches
-            to train on, each (x_batch, y_batch) and of any size, as Keras takes a generator: fit
-            draws steps_per_epoch of them each epoch, and y, batch_size, validation_split and
-            shuffle do not apply. Training for more data than any array holds: fresh images at
-            every step.
-        y : array-like, targets in the form the loss takes
-            None where x is an iterator.
-        batch_size : int, default 32
-            None is 32, as Keras. With x an iterator, the batches are its own: leave it None
-            (validation_data is evaluated in batches of 32).
-        epochs : int, default 1
-            Without initial_epoch: how many epochs to train, counting on from the epochs already
-            trained (so a loaded checkpoint resumes where it stopped). With initial_epoch: as Keras,
-            the index of the last epoch, training epochs initial_epoch .. epochs - 1.
-        verbose : {0, 1, 2, "auto"}, default 0
-            1 ("auto"): a progress bar per epoch on a terminal (one line per epoch otherwise); 2: one
-            line per epoch.
-        callbacks : list of Callback, optional
-            E.g. EarlyStopping, ModelCheckpoint; their hooks are called as Keras calls them (see
-            Callback), and fit's History is called after them.
-        validation_split : float in (0, 1), optional
-            As Keras: the first floor(n_samples * (1 - validation_split)) samples train, the rest
-            (the last ones, before shuffling) validate.
-        validation_data : (x_val, y_val), optional
-            Takes the place of validation_split.
-        shuffle : bool, default True
-            Keras' shuffle="batch" is refused.
-        initial_epoch : int, optional, keyword-only
-            The epoch to start at (Keras' resuming argument).
-        seed : int, optional, keyword-only
-            Reseeds the generator that shuffles and draws dropout masks.
-        steps_per_epoch : int, optional, keyword-only
-            With x an iterator: the batches an epoch draws from it. None: an epoch is all it
-            gives, then it has ended (the next epoch, with none, stops training). An iterator that
-            ends before its epochs are trained stops training with a warning, as in Keras; the
-            epoch it ended in counts, where it gave a batch. A fit refused, or of no epochs, draws
-            nothing from it; one stopped (an error, Ctrl-C) has drawn the batch it was training,
-            which a next fit on the iterator does not see again.
-
-        Returns
-        -------
-        History
-            Its `history` maps "loss", "accuracy", "val_loss", ... to their values at each epoch.
-
-        Raises
-        ------
-        NonFiniteError
-            A ValueError: a step's loss, or the weights or optimizer state at an epoch's end, went
-            NaN or infinite (a too high learning rate, unscaled data). The weights, the optimizer's
-            slots and step count and the moving statistics are put back to those from the start of
-            that epoch, the epochs before it staying trained; the error names the epoch (and the
-            batch, where a step stopped it). No on_train_end is called, as in Keras.
-        ValueError
-            Inputs or targets that do not fit the model (NaN or infinity in x or y among them), or a
-            layer that fails in training (the error names its epoch and batch).
-
-        Notes
-        -----
-        The loss is checked at every step; the weights and optimizer state at the end of each
-        epoch (see guard.guarded): a float32 update can overflow while the float64 loss stays finite.
-        x is checked for NaN and infinity batch by batch until an epoch has gone over all of it;
-        later epochs take its rows unchecked (x changed in place by a callback is not checked again).
-        """
-        first_epoch, last_epoch = self._epoch_range(epochs, initial_epoch)
-        verbose = check_verbose(verbose)
-        shuffle = _check_shuffle(shuffle)
-        seed = None if seed is None else check_int(seed, "seed", 0)
-        params = {"verbose": verbose, "epochs": last_epoch, "steps": None}
-        callbacks = CallbackList(callbacks, self, params)  # refuses what is not a Callback: before any data is drawn
-        data, val = self._fit_data(x, y, batch_size, validation_split, validation_data, shuffle, steps_per_epoch,
-                                   first_epoch < last_epoch)
-        params["steps"] = n_batches = data.steps
-        if self.built:  # (not where no epoch is to train and the first batch would build the model)
-            self._attach_optimizer()
-            self._warn_if_untrainable()
-        if seed is not None:
-            self._reseed(seed)
-        # As Keras: History after the user's callbacks (it records the keys they add to the logs),
-        # the progress display last.
-        history = History()
-        callbacks.append(history)
-        progress = ProgressLogger(verbose, n_batches, last_epoch) if verbose else None
-        if progress is not None:
-            callbacks.append(progress)
-        self.stop_training = False
-        callbacks.on_train_begin()
-        try:
-            with self._blas_policy():
-                logs = self._fit_epochs(first_epoch, last_epoch, data, val, callbacks)
-        except BaseException:
-            if progress is not None:
-                progress.close()
-            raise
-        # As Keras, only once fit has run (not after an error): EarlyStopping restores its best weights here.
-        callbacks.on_train_end(logs)
-        return history
-
-    def _fit_data(self, x, y, batch_size, validation_split, validation_data, shuffle, steps_per_epoch, training):
-        """fit's data, checked: (its batches, an ArrayBatches or a BatchSource, and the validation
-        arrays or None). training: fit has epochs to train (else nothing is drawn from an iterator)."""
-        if is_batch_source(x):
-            _check_source_arguments(y, batch_size, validation_split)
-            steps = None if steps_per_epoch is None else check_int(steps_per_epoch, "steps_per_epoch", 1)
-            if self.loss is None:
-                raise RuntimeError("call compile(optimizer, loss) before fit or evaluate")
-            source = BatchSource(self, x, steps)
-            if training and not self.built:  # from the first batch, as from arrays; then validation_data
-                source.build_model()
-            return source, self._validation_arrays(validation_data)
-        if steps_per_epoch is not None:
-            raise ValueError("steps_per_epoch is for x an iterator of batches; an epoch over arrays is all of their "
-                             "batches")
-        if y is None:
-            raise ValueError(_missing_y(x))
-        batch_size = check_batch_size(batch_size)
-        x, y = self._check_xy(x, y)
-        x, y, val = self._validation(x, y, validation_data, validation_split)
-        return ArrayBatches(self, self._resident(x), y, batch_size, shuffle), val
-
-    def _fit_epochs(self, first_epoch, last_epoch, data, val, callbacks):
-        """fit's epochs with the callbacks' hooks over `data` (ArrayBatches or BatchSource); returns
-        the last epoch's logs (as fit logged them)."""
-        last_logs = {}
-        for epoch in range(first_epoch, last_epoch):
-            if not data.has_more():
-                if not data.drawn:
-                    raise ValueError("x is an iterator that gave no batches")
-                _warn_ran_out(f"gave no batch for epoch {epoch + 1}: training stopped after epoch {epoch}", data)
-                break
-            callbacks.on_epoch_begin(epoch)
-            logs = guarded(self, lambda: self._train_epoch(data.epoch(epoch), epoch, callbacks), f"epoch {epoch + 1}")
-            if data.ran_out and not self.stop_training:
-                _warn_ran_out(f"ran out in epoch {epoch + 1}, before its {data.steps} steps: training stopped after "
-                              "it", data)
-                self.stop_training = True
-            if val is not None:
-                logs.update({"val_" + key: value for key, value in
-                             self._test(*val, data.batch_size, callbacks).items()})
-            self.epochs_trained = epoch + 1
-            last_logs = dict(logs)  # on_train_end's, as Keras 3.15 passes them: without what callbacks add
-            if callbacks.on_epoch_end(epoch, logs) or self.stop_training:
-                break
-        return last_logs
-
     def _test(self, x, y, batch_size, callbacks):
         """_evaluate's logs, with the callbacks' test hooks called as Keras calls them:
         on_test_begin, each batch's on_test_batch_begin and on_test_batch_end (logs: the means over
@@ -520,7 +304,7 @@ class Training(Batches, Saving, GradientFlags, Layer):
             for batch, first in enumerate(range(0, x.shape[0], batch_size)):
                 callbacks.on_test_batch_begin(batch)
                 stop = min(first + batch_size, x.shape[0])
-                logs = _add_to_means(totals, self._evaluate(x[first:stop], y[first:stop], batch_size), stop - first,
+                logs = add_to_means(totals, self._evaluate(x[first:stop], y[first:stop], batch_size), stop - first,
                                      stop)
                 callbacks.on_test_batch_end(batch, logs)
         callbacks.on_test_end(logs)
@@ -576,42 +360,6 @@ class Training(Batches, Saving, GradientFlags, Layer):
             return _backend.kernel_threads(1)
         return single_threaded_blas()
 
-    def _epoch_range(self, epochs, initial_epoch):
-        epochs = check_int(epochs, "epochs", 0)
-        if initial_epoch is None:
-            return self.epochs_trained, self.epochs_trained + epochs
-        initial_epoch = check_int(initial_epoch, "initial_epoch", 0)
-        if initial_epoch > epochs:
-            raise ValueError(f"initial_epoch ({initial_epoch}) is past epochs ({epochs}); with initial_epoch, "
-                             "epochs is the index of the last epoch, as in Keras")
-        return initial_epoch, epochs
-
-    def _validation(self, x, y, validation_data, validation_split):
-        """(x_train, y_train, (x_val, y_val) or None)."""
-        if validation_data is not None:
-            return x, y, self._validation_arrays(validation_data)
-        if isinstance(validation_split, (bool, np.bool_)) or not isinstance(validation_split, numbers.Real):
-            raise TypeError(f"validation_split must be a number in [0, 1), got {validation_split!r}")
-        if not validation_split:
-            return x, y, None
-        if not 0 < validation_split < 1:
-            raise ValueError(f"validation_split must be in (0, 1), got {validation_split!r}")
-        # Keras' split: the first floor(n * (1 - split)) samples train, the last ones validate,
-        # before any shuffling.
-        n_train = math.floor(x.shape[0] * (1.0 - validation_split))
-        if n_train < 1 or n_train >= x.shape[0]:
-            raise ValueError(f"validation_split={validation_split} of {x.shape[0]} samples leaves no training or "
-                             "validation samples")
-        return x[:n_train], y[:n_train], (x[n_train:], y[n_train:])
-
-    def _validation_arrays(self, validation_data):
-        """validation_data (x_val, y_val) checked, or None."""
-        if validation_data is None:
-            return None
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError(f"validation_data must be a tuple (x_val, y_val) of arrays, got {describe(validation_data)}")
-        return self._check_xy(*validation_data, name="validation x")
-
     def _check_each_layer_once(self):
         """Raise ValueError where a layer is reached twice in this model, through the models inside
         it (one shared by two of them): a layer keeps one call's inputs for its backward pass and
@@ -630,57 +378,6 @@ class Training(Batches, Saving, GradientFlags, Layer):
                     walk(layer, where + "/")
 
         walk(self, "")
-
-    def _generators(self):
-        """{path: Generator} of every generator the model's training draws from, each once: its own
-        ("rng": shuffling, and the masks of layers without one of their own), a layer's own
-        (Dropout(seed=...)), and those of the models inside it ("discriminator/rng", ...)."""
-        found, seen = {}, set()
-
-        def walk(model, prefix):
-            for path, generator in [(prefix + "rng", model.rng)] + [
-                    (f"{prefix}{layer.name}/rng", getattr(layer, "rng", None)) for layer in model.layers]:
-                if isinstance(generator, np.random.Generator) and id(generator) not in seen:
-                    seen.add(id(generator))
-                    found[path] = generator
-            for layer in model.layers:
-                if isinstance(layer, Training):
-                    walk(layer, f"{prefix}{layer.name}/")
-
-        walk(self, "")
-        return found
-
-    def _reseed(self, seed):
-        """Every generator of the model (_generators) restarted from `seed`: the model's own as
-        np.random.default_rng(seed), each other one from a child seed of it, in place, so that the
-        layers and models sharing one keep sharing it."""
-        generators = self._generators()
-        others = [path for path in generators if path != "rng"]
-        seeds = [seed] + np.random.SeedSequence(seed).spawn(len(others))
-        for path, child in zip(["rng"] + others, seeds):
-            generators[path].bit_generator.state = np.random.default_rng(child).bit_generator.state
-
-    def _train_epoch(self, batches, epoch, callbacks):
-        """One epoch over `batches`, each (xb, yb, count) as the first layer takes it (see
-        ArrayBatches.epoch and BatchSource.epoch); returns its logs, the means over the batches
-        trained. callbacks: fit's CallbackList, told of each batch."""
-        totals, seen, logs = {}, 0, {}
-        with self._training_to_logits():
-            for b, (xb, yb, count) in enumerate(batches):
-                callbacks.on_train_batch_begin(b)
-                # A Ctrl-C before the step is applied leaves BatchNormalization's statistics as they were.
-                with statistics_kept(self, check_finite=False):
-                    try:
-                        batch_logs = self._train_step(xb, yb)
-                    except ValueError as exc:  # e.g. weights or activations gone non-finite: never train on
-                        raise stopped_at(exc, epoch, b) from exc
-                    self.optimizer.step()
-                seen += count
-                logs = _add_to_means(totals, batch_logs, count, seen)
-                callbacks.on_train_batch_end(b, {**logs, "seen": seen})
-                if self.stop_training:  # a callback asked to stop (at this batch's begin or end): after it, as Keras
-                    break
-        return logs
 
     def _train_step(self, xb, yb, check_gradients=False):
         """Forward and backward pass of one batch (the optimizer's step is the caller's); its logs.
@@ -732,7 +429,7 @@ class Training(Batches, Saving, GradientFlags, Layer):
                 xb, yb = self._as_batch(x[first:first + batch_size]), y[first:first + batch_size]
                 record.logits.clear()
                 outputs = self._forward(xb, training=False)
-                logs = _add_to_means(totals, self._batch_logs(outputs, yb, self._batch_losses(outputs, yb, record)),
+                logs = add_to_means(totals, self._batch_logs(outputs, yb, self._batch_losses(outputs, yb, record)),
                                      len(xb), first + len(xb))
         return logs
 
