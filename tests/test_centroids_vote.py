@@ -88,7 +88,7 @@ def test_vote_matches_scipy_mode_smallest(backend, rng):
     from scipy.stats import mode
 
     codes = rng.integers(0, 3, size=(200, 4))
-    np.testing.assert_array_equal(majority_vote(codes, 3, backend=backend), mode(codes, axis=1).mode)
+    np.testing.assert_array_equal(majority_vote(codes, 3, backend=backend), mode(codes, axis=1, keepdims=False).mode)
 
 
 # Class centroids ---------------------------------------------------------------------------------

@@ -171,7 +171,7 @@ def test_vote_numpy_reference_has_no_class_table(rng):
     finally:
         tracemalloc.stop()
     assert peak < 2**20
-    np.testing.assert_array_equal(out, mode(codes, axis=1).mode)
+    np.testing.assert_array_equal(out, mode(codes, axis=1, keepdims=False).mode)
 
 
 def test_vote_numba_allocates_per_thread_not_per_row(rng):
@@ -192,7 +192,7 @@ def test_vote_numba_allocates_per_thread_not_per_row(rng):
         if not enabled:
             nrt.memsys_disable_stats()
     assert allocations <= 2 * fastdl.get_num_threads() + 8
-    np.testing.assert_array_equal(out, mode(codes, axis=1).mode)
+    np.testing.assert_array_equal(out, mode(codes, axis=1, keepdims=False).mode)
 
 
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
@@ -206,7 +206,7 @@ def test_vote_many_classes_all_backends(backend, rng, n_threads):
         out = majority_vote(codes, 50_000, backend=backend)
     finally:
         fastdl.set_num_threads(before)
-    np.testing.assert_array_equal(out, mode(codes, axis=1).mode)
+    np.testing.assert_array_equal(out, mode(codes, axis=1, keepdims=False).mode)
 
 
 # Clock times: 64-bit integers reduced exactly -------------------------------------------------------

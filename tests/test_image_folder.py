@@ -256,7 +256,7 @@ def _palette_png(path):
     (_palette_png, BLUE),  # "P" with a transparent palette entry
     (lambda p: Image.fromarray(_halves(7, 200)).save(p, transparency=7), (200, 200, 200)),
     (lambda p: Image.fromarray(_halves(HIDDEN, BLUE)).save(p, transparency=HIDDEN), BLUE),
-    (lambda p: Image.fromarray(_halves(1234, 32896, np.uint16)).save(p, transparency=1234), (128, 128, 128)),  # "I;16"
+    (lambda p: _png16(p, _halves(1234, 32896, np.uint16), 0, (1234,)), (128, 128, 128)),  # grey "I;16", tRNS
     (lambda p: _png16(p, _halves((1000, 2000, 3000, 0), (0, 65535, 0, 65535), np.uint16), 6), GREEN),
     (lambda p: _png16(p, _halves((9000, 0), (32896, 65535), np.uint16), 4), (128, 128, 128)),
     (lambda p: _png16(p, _halves((1000, 2000, 3000), (0, 0, 65535), np.uint16), 2, (1000, 2000, 3000)), BLUE),
