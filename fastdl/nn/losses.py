@@ -91,8 +91,7 @@ class Loss:
         if self.target_codes:
             return np.ascontiguousarray(targets)
         targets, shape = np.asarray(targets), tuple(values_shape)
-        if targets.shape != shape and not (targets.ndim and targets.shape[0] == shape[0]
-                                           and _drop_ones(targets.shape) == _drop_ones(shape)):
+        if not _fits_outputs(targets.shape, shape):
             raise ValueError(f"{type(self).__name__}: targets of shape {targets.shape} do not fit outputs of shape "
                              f"{shape}")
         return np.ascontiguousarray(targets.reshape(rows_shape), dtype=np.float64)
@@ -315,14 +314,19 @@ def _check_real_targets(y, n_samples, output_shape):
     """
     y = np.ascontiguousarray(_check_real_dtype(y), dtype=np.float64)
     expected = (n_samples, *output_shape)
-    if y.shape != expected:
-        if y.ndim and y.shape[0] == n_samples and _drop_ones(y.shape) == _drop_ones(expected):
-            y = y.reshape(expected)
-        else:
-            raise ValueError(f"targets must have shape {expected} for this model's output, got {y.shape}")
+    if not _fits_outputs(y.shape, expected):
+        raise ValueError(f"targets must have shape {expected} for this model's output, got {y.shape}")
+    y = y.reshape(expected)
     if not np.isfinite(y).all():
         raise ValueError("targets contain NaN or infinity")
     return y
+
+
+def _fits_outputs(shape, expected):
+    """Whether targets of `shape` fit outputs of shape `expected` (samples first): the same shape,
+    or the same samples and values in the same order, differing only in axes of size 1."""
+    return shape == expected or (len(shape) > 0 and shape[0] == expected[0]
+                                 and _drop_ones(shape) == _drop_ones(expected))
 
 
 def _drop_ones(shape):
