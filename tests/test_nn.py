@@ -215,7 +215,7 @@ def test_unknown_loss_and_optimizer():
         model.compile("adagrad", "mse")
     with pytest.raises(ValueError, match="metric"):
         model.compile("sgd", "mse", metrics=["auc"])
-    with pytest.raises(ValueError, match=r"accuracy is given 2 times; give it once"):
+    with pytest.raises(ValueError, match=r"'accuracy' is given twice \(as 'acc' too\)"):
         model.compile("sgd", "mse", metrics=["acc", "accuracy"])  # not one of them quietly dropped
 
 

@@ -1,5 +1,6 @@
 """Callbacks for `fit`, `evaluate` and `predict`: the Callback base with Keras 3's hooks, EarlyStopping,
-ModelCheckpoint, EpochTimer, and the per-epoch progress logger."""
+ModelCheckpoint, EpochTimer, and the per-epoch progress logger; LearningRateScheduler and
+ReduceLROnPlateau (in callbacks_rate.py) are imported from here too."""
 
 import sys
 import time
@@ -126,12 +127,16 @@ class _Monitor(Callback):
 
     def _current(self, logs):
         if not logs or self.monitor not in logs:
-            available = ", ".join(sorted(logs or {})) or "nothing"
-            validated = any(key.startswith("val_") for key in logs or {})
-            hint = " (give fit validation_data or validation_split)" \
-                if self.monitor.startswith("val_") and not validated else ""
-            raise ValueError(f"{type(self).__name__} monitors {self.monitor!r}, but fit logged {available}{hint}")
+            raise ValueError(self._missing(logs))
         return float(logs[self.monitor])
+
+    def _missing(self, logs):
+        """What to say where the epoch's logs lack `monitor`: the keys they hold."""
+        available = ", ".join(sorted(logs or {})) or "nothing"
+        validated = any(key.startswith("val_") for key in logs or {})
+        hint = " (give fit validation_data or validation_split)" \
+            if self.monitor.startswith("val_") and not validated else ""
+        return f"{type(self).__name__} monitors {self.monitor!r}, but fit logged {available}{hint}"
 
     def _beats(self, current, reference):
         """Whether `current` is better than `reference` by more than min_delta."""
@@ -326,7 +331,7 @@ class History(Callback):
     """What `fit` returns: `history` maps "loss", "accuracy", "val_loss", ... to per-epoch lists.
 
     As in Keras, a callback that fit calls after the user's: what their `on_epoch_end` added to the
-    epoch's logs (logs["lr"] = ...) is recorded too.
+    epoch's logs (logs["learning_rate"] = ..., as ReduceLROnPlateau adds) is recorded too.
     """
 
     def __init__(self):
@@ -354,6 +359,12 @@ class EpochTimer(Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.seconds.append(time.perf_counter() - self._start)
         return False
+
+
+def _shown(value):
+    """A logged value as Keras prints it: 4 decimals, or 4 significant digits at 1e-3 and below (a
+    learning rate of 1e-5 reads 1.0000e-05, not 0.0000)."""
+    return f"{value:.4f}" if abs(value) > 1e-3 else f"{value:.4e}"
 
 
 class ProgressLogger(Callback):
@@ -384,21 +395,21 @@ class ProgressLogger(Callback):
         self.seen, self.trained_at = logs["seen"], time.perf_counter()
         if self.bar is not None:
             self.bar.update(1)
-            postfix = {key: f"{value:.4f}" for key, value in logs.items() if key != "seen"}
+            postfix = {key: _shown(value) for key, value in logs.items() if key != "seen"}
             postfix["images/s"] = f"{self._rate():,.0f}"
             self.bar.set_postfix(postfix, refresh=False)
 
     def on_epoch_end(self, epoch, logs=None):
         rate = self._rate()
         if self.bar is not None:
-            postfix = {key: f"{value:.4f}" for key, value in logs.items()}
+            postfix = {key: _shown(value) for key, value in logs.items()}
             postfix["images/s"] = f"{rate:,.0f}"
             self.bar.set_postfix(postfix)
             self.bar.close()
             self.bar = None
             return False
         seconds = time.perf_counter() - self.start
-        metrics = " - ".join(f"{key}: {value:.4f}" for key, value in logs.items())
+        metrics = " - ".join(f"{key}: {_shown(value)}" for key, value in logs.items())
         print(f"Epoch {epoch + 1}/{self.last_epoch} - {seconds:.1f}s ({rate:,.0f} images/s) - {metrics}",
               file=self.stream)
         return False
@@ -408,3 +419,8 @@ class ProgressLogger(Callback):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+# At the end: callbacks_rate.py builds on the classes above (importing this module first, as
+# fastdl.nn's __init__ does, always finds them defined).
+from fastdl.nn.callbacks_rate import LearningRateScheduler, ReduceLROnPlateau  # noqa: E402,F401

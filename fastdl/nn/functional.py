@@ -23,13 +23,14 @@ import numpy as np
 from fastdl import _device
 from fastdl.nn import layers as _layers
 from fastdl.nn.losses import check_host_targets, get_loss
-from fastdl.nn.model import (build_in_model, build_undo, check_loss_weight, check_metrics, format_shape,
+from fastdl.nn.model import (build_in_model, build_undo, check_loss_weight, format_shape,
                              init_model_basics, output_loss, per_output, record_input_logits,
                              refuse_metrics_as_loss_weights, summary_table, targets_name, weighted)
 from fastdl.nn.module import Layer, fused_layer
 from fastdl.nn.naming import take_name, unnamed
 from fastdl.nn.optimizers import get_optimizer
-from fastdl.nn.training import Training, _accuracy
+from fastdl.nn.metrics import check_metrics, metric_logs
+from fastdl.nn.training import Training
 
 
 class SymbolicTensor:
@@ -362,7 +363,8 @@ class Model(Training):
             The training loss is the weighted sum of the outputs' losses (weights default to 1;
             one number weighs every output).
         metrics : list, or dict {output name: list}, optional
-            Only "accuracy" ("acc") is known, logged under the name given; a list applies to every output.
+            Sequential.compile's metrics; a list applies to every output. With several outputs,
+            each is logged with its output's name first ("hour_mae").
 
         Raises
         ------
@@ -389,7 +391,7 @@ class Model(Training):
             losses[name] = value
         weights = per_output(loss_weights, self.output_names, "loss_weights", 1.0, lists_per_output=True)
         weights = {name: check_loss_weight(weight, f"loss_weights[{name!r}]") for name, weight in weights.items()}
-        metrics = {name: check_metrics(names) for name, names in
+        metrics = {name: check_metrics(names, losses[name]) for name, names in
                    per_output(metrics, self.output_names, "metrics", []).items()}
         optimizer = get_optimizer(optimizer)
         optimizer.check_free_for(self)
@@ -519,9 +521,8 @@ class Model(Training):
     def _batch_logs(self, outputs, targets, losses):
         logs = dict(losses)
         for name, metrics in self.metrics.items():
-            if metrics:
-                key = f"{name}_{metrics[0]}" if self._prefixed else metrics[0]
-                logs[key] = _accuracy(outputs[name], targets.arrays[name], self.loss[name].accuracy_threshold)
+            logs.update(metric_logs(metrics, outputs[name], targets.arrays[name], self.loss[name],
+                                    f"{name}_" if self._prefixed else ""))
         return logs
 
     # -- public API ------------------------------------------------------------------------------
@@ -535,10 +536,10 @@ class Model(Training):
 
     def _log_names(self):
         if not self._prefixed:
-            return ["loss", *self.metrics[self.output_names[0]][:1]]
+            return ["loss", *self.metrics[self.output_names[0]]]
         # As Keras: the outputs' losses in their order, then their metrics by name.
         return ["loss", *(f"{name}_loss" for name in self.loss),
-                *sorted(f"{name}_{metrics[0]}" for name, metrics in self.metrics.items() if metrics)]
+                *sorted(f"{name}_{metric}" for name, metrics in self.metrics.items() for metric in metrics)]
 
     def _output_layers(self):
         """{output name: (shape, the layer that makes it)}, for predict."""

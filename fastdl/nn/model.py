@@ -12,7 +12,8 @@ from fastdl.nn.module import (LOGIT_ACTIVATIONS, Layer, as_layer_input, build_la
                               seeded_generator)
 from fastdl.nn.naming import check_name, default_layer_name, take_name, unnamed
 from fastdl.nn.optimizers import get_optimizer
-from fastdl.nn.training import Training, _accuracy, check_output_shape
+from fastdl.nn.metrics import check_metrics, metric_logs
+from fastdl.nn.training import Training, check_output_shape
 
 
 def init_model_basics(model, name, dtype, backend, seed):
@@ -33,21 +34,6 @@ def init_model_basics(model, name, dtype, backend, seed):
 def targets_name(name):
     """The targets' name in messages, from the inputs' ("x" -> "y", "validation x" -> "validation y")."""
     return name[:-1] + "y" if name.endswith("x") else "y"
-
-
-def check_metrics(metrics):
-    """[name] or [], from compile's metrics: only accuracy is known, logged under the name it was
-    given ("accuracy" or "acc", as Keras logs it)."""
-    names = [metrics] if isinstance(metrics, str) else list(metrics or [])
-    for name in names:
-        if isinstance(name, (list, tuple)):  # Keras 3's list of lists, one per output
-            raise ValueError(f"metrics {metrics!r}: give each output's metrics in a dict keyed by output name "
-                             "(metrics={'hour': ['accuracy']}), or ['accuracy'] for every output")
-        if name not in ("accuracy", "acc"):
-            raise ValueError(f"unknown metric {name!r}; only 'accuracy' is supported")
-    if len(names) > 1:  # Keras would log the same accuracy under each name; fastdl logs one
-        raise ValueError(f"metrics {names}: accuracy is given {len(names)} times; give it once")
-    return names
 
 
 def per_output(value, names, what, default, lists_per_output=False):
@@ -190,7 +176,7 @@ class Sequential(Training):
         init_model_basics(self, name, dtype, backend, seed)
         self.optimizer = self.loss = None
         self.loss_weight = 1.0  # compile's loss_weights
-        self.metrics = []
+        self.metrics = {}
         self.epochs_trained = 0
         layers = [] if layers is None else list(layers)
         # An unnamed layer takes a name that no named layer of the list (one shared with another
@@ -286,8 +272,10 @@ class Sequential(Training):
             Scales the loss, and so its gradients, as a Model's weight of its one output does
             (the weight penalties and add_loss terms are added unscaled); default 1. A dict names
             the output after the last layer, as Keras 3.
-        metrics : list of str, optional
-            Only "accuracy" ("acc") is known, logged under the name given.
+        metrics : list of str or functions, optional
+            "accuracy" ("acc"), "mae" ("mean_absolute_error"), "mse" ("mean_squared_error"),
+            each logged under the name given, or a function metric(y_true, y_pred) of NumPy
+            arrays returning each sample's value (or the batch's mean), logged under its name.
 
         Raises
         ------
@@ -300,7 +288,8 @@ class Sequential(Training):
         All four are checked before any is set: a call that raises leaves the model as it was.
         """
         loss_weight = self._loss_weight(loss_weights)
-        optimizer, loss, metrics = get_optimizer(optimizer), get_loss(loss), check_metrics(metrics)
+        optimizer, loss = get_optimizer(optimizer), get_loss(loss)
+        metrics = check_metrics(metrics, loss)
         optimizer.check_free_for(self)
         self.optimizer, self.loss, self.loss_weight, self.metrics = optimizer, loss, loss_weight, metrics
         self.loss.backend = self.backend
@@ -403,10 +392,8 @@ class Sequential(Training):
         return {"loss": self._batch_loss(out, y, record)}
 
     def _batch_logs(self, out, y, losses):
-        """losses, and the accuracy where compiled with it."""
-        if not self.metrics:
-            return losses
-        return {**losses, self.metrics[0]: _accuracy(out, y, self.loss.accuracy_threshold)}
+        """losses, and the metrics compiled."""
+        return {**losses, **metric_logs(self.metrics, out, y, self.loss)}
 
     def _backward_from_loss(self):
         """Fill every parameter's gradient from the loss's gradient."""
@@ -415,7 +402,7 @@ class Sequential(Training):
         self._backward(weighted(self, dout, self.loss_weight, "output"), fused)
 
     def _log_names(self):
-        return ["loss", *self.metrics[:1]]
+        return ["loss", *self.metrics]
 
     def _check_xy(self, x, y, name="x"):
         x = self._check_x(x, name)

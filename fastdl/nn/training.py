@@ -22,32 +22,6 @@ from fastdl.nn.module import Layer, place_parameters, shares_input
 from fastdl.nn.saving import Saving
 
 
-def _accuracy(y_pred, y_true, threshold=None):
-    """Share of predictions that hit their targets: "accuracy" for the loss.
-
-    threshold None: the class of the largest output at each position (the last axis holds the
-    classes) against integer codes or one-hot rows; a single output is a binary probability,
-    1 above 0.5. A threshold (binary cross-entropy's: 0.5, or 0 from logits): each output
-    against its target, a target above 0.5 counting as 1.
-
-    Keras picks its accuracy from the shapes alone. Where that differs: several binary
-    cross-entropy outputs are scored one by one (Keras: the largest against the largest target);
-    logits are cut at 0, which is p = 0.5 (Keras cuts them at 0.5 too); a soft target of 0.9
-    counts as 1 (Keras requires it to equal the 0/1 prediction).
-    """
-    y_pred = _device.host(y_pred)
-    if threshold is None and y_pred.shape[-1] == 1:
-        threshold = 0.5
-    if threshold is not None:
-        predicted = y_pred.reshape(-1) > threshold
-        target = np.asarray(y_true).reshape(-1) > 0.5
-    else:
-        predicted = np.argmax(y_pred.reshape(-1, y_pred.shape[-1]), axis=1)
-        target = np.argmax(y_true.reshape(-1, y_true.shape[-1]), axis=1) if y_true.shape == y_pred.shape \
-            else y_true.reshape(-1)
-    return int(np.count_nonzero(predicted == target)) / max(predicted.shape[0], 1)  # a float, as Keras' logs
-
-
 def check_output_shape(out, n_samples, expected, layer):
     """Raise ValueError unless a batch of n_samples outputs has the shape the model was built for
     (outputs of a layer whose forward disagrees with its compute_output_shape, or that drops
