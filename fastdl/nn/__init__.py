@@ -2,8 +2,8 @@
 
 from fastdl._validation import NonFiniteError
 from fastdl.nn.activations import Activation, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
-from fastdl.nn.callbacks import (Callback, EarlyStopping, EpochTimer, History, LearningRateScheduler, ModelCheckpoint,
-                                 ReduceLROnPlateau)
+from fastdl.nn.callbacks import (Callback, CSVLogger, EarlyStopping, EpochTimer, History, LambdaCallback,
+                                 LearningRateScheduler, ModelCheckpoint, ReduceLROnPlateau)
 from fastdl.nn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, MaxPooling2D, Reshape, UpSampling2D
 from fastdl.nn.functional import Input, Model, SymbolicTensor
 from fastdl.nn.layers_extra import BatchNormalization, Conv2DTranspose
@@ -23,7 +23,8 @@ __all__ = [
     "Activation", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "L2", "l2",
     "Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "MeanSquaredError", "BinaryCrossentropy",
     "CyclicMSE", "Optimizer", "SGD", "RMSprop", "Adam", "Sequential", "History",
-    "Callback", "EarlyStopping", "EpochTimer", "ModelCheckpoint", "LearningRateScheduler", "ReduceLROnPlateau", "Model", "SymbolicTensor", "Conv2DTranspose",
+    "Callback", "EarlyStopping", "EpochTimer", "ModelCheckpoint", "LearningRateScheduler", "ReduceLROnPlateau",
+    "LambdaCallback", "CSVLogger", "Model", "SymbolicTensor", "Conv2DTranspose",
     "BatchNormalization", "UpSampling2D", "Sampling", "Add", "Concatenate", "add", "concatenate",
     "AveragePooling2D", "AvgPool2D", "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPooling2D",
     "GlobalMaxPool2D", "NonFiniteError",
@@ -37,9 +38,7 @@ _INSTEAD = {
     "to_categorical": "the losses take class codes as they are: use 'sparse_categorical_crossentropy' (or "
                       "one-hot rows np.eye(n_classes)[y] with 'categorical_crossentropy')",
     "load_model": "build the same model, then model.load(path)",
-    "CSVLogger": "the History fit returns (history.history), or a Callback of your own",
     "TensorBoard": "the History fit returns (history.history), or a Callback of your own",
-    "LambdaCallback": "a subclass of nn.Callback with the hooks you need (on_epoch_end, ...)",
 }
 
 

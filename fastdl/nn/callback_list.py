@@ -93,5 +93,6 @@ class CallbackList:
 
 
 def _overrides(callback, *hooks):
-    """Whether the callback's class overrides one of the Callback hooks named."""
-    return any(getattr(type(callback), hook) is not getattr(Callback, hook) for hook in hooks)
+    """Whether the callback overrides one of the Callback hooks named: in its class, or as a
+    function of its own (a LambdaCallback's)."""
+    return any(getattr(getattr(callback, hook), "__func__", None) is not getattr(Callback, hook) for hook in hooks)

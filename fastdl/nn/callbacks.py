@@ -1,6 +1,7 @@
 """Callbacks for `fit`, `evaluate` and `predict`: the Callback base with Keras 3's hooks, EarlyStopping,
 ModelCheckpoint, EpochTimer, and the per-epoch progress logger; LearningRateScheduler and
-ReduceLROnPlateau (in callbacks_rate.py) are imported from here too."""
+ReduceLROnPlateau (in callbacks_rate.py), LambdaCallback and CSVLogger (callbacks_log.py) are
+imported from here too."""
 
 import sys
 import time
@@ -423,4 +424,5 @@ class ProgressLogger(Callback):
 
 # At the end: callbacks_rate.py builds on the classes above (importing this module first, as
 # fastdl.nn's __init__ does, always finds them defined).
+from fastdl.nn.callbacks_log import CSVLogger, LambdaCallback  # noqa: E402,F401
 from fastdl.nn.callbacks_rate import LearningRateScheduler, ReduceLROnPlateau  # noqa: E402,F401
