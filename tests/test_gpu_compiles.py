@@ -102,6 +102,7 @@ def signatures():
         "loss._softmax_xent_codes": [(a2(t), a1(i64), f64, a2(t), a1(f64)) for t in floats],
         "loss._softmax_xent_targets": [(a2(t), a2(f64), f64, a2(t), a1(f64)) for t in floats],
         "loss._squared_error": [(a2(t), a2(f64), f64, f64, a2(t), a1(f64)) for t in floats],
+        "loss._absolute_error": [(a2(t), a2(f64), f64, f64, f64, a2(t), a1(f64)) for t in floats],
         "loss._binary_xent_logits": [(a2(t), a2(f64), f64, a2(t), a1(f64)) for t in floats],
         "loss._binary_xent": [(a2(t), a2(f64), f64, f64, f64, a2(t), a1(f64)) for t in floats],
         "loss._dropout": [(a2(t), a2(f64), f64, t, a2(t), a2(t)) for t in floats],

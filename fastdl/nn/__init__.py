@@ -10,8 +10,8 @@ from fastdl.nn.layers_extra import BatchNormalization, Conv2DTranspose
 from fastdl.nn.layers_merge import Add, Concatenate, add, concatenate
 from fastdl.nn.layers_pool import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D,
                                    GlobalMaxPool2D, GlobalMaxPooling2D)
-from fastdl.nn.losses import (BinaryCrossentropy, CategoricalCrossentropy, CyclicMSE, Loss, MeanSquaredError,
-                              SparseCategoricalCrossentropy)
+from fastdl.nn.losses import (BinaryCrossentropy, CategoricalCrossentropy, CyclicMAE, CyclicMSE, Huber, Loss,
+                              MeanAbsoluteError, MeanSquaredError, SparseCategoricalCrossentropy)
 from fastdl.nn.model import Sequential
 from fastdl.nn.module import Layer, Parameter
 from fastdl.nn.optimizers import SGD, Adam, Optimizer, RMSprop
@@ -22,7 +22,7 @@ __all__ = [
     "Layer", "Parameter", "Input", "Dense", "Conv2D", "MaxPool2D", "MaxPooling2D", "Flatten", "Reshape", "Dropout",
     "Activation", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "L2", "l2",
     "Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "MeanSquaredError", "BinaryCrossentropy",
-    "CyclicMSE", "Optimizer", "SGD", "RMSprop", "Adam", "Sequential", "History",
+    "CyclicMSE", "MeanAbsoluteError", "CyclicMAE", "Huber", "Optimizer", "SGD", "RMSprop", "Adam", "Sequential", "History",
     "Callback", "EarlyStopping", "EpochTimer", "ModelCheckpoint", "LearningRateScheduler", "ReduceLROnPlateau",
     "LambdaCallback", "CSVLogger", "Model", "SymbolicTensor", "Conv2DTranspose",
     "BatchNormalization", "UpSampling2D", "Sampling", "Add", "Concatenate", "add", "concatenate",

@@ -1,8 +1,6 @@
 """Losses: value and gradient, with softmax + cross-entropy and sigmoid + binary cross-entropy
 fused for a stable gradient."""
 
-import numbers
-
 import numpy as np
 
 from fastdl import _device
@@ -333,44 +331,6 @@ def _drop_ones(shape):
     return tuple(size for size in shape if size != 1)
 
 
-class MeanSquaredError(Loss):
-    """Mean over samples and outputs of (y_pred - y_true)^2, as Keras' "mse"."""
-
-    name = "mse"
-    period = 0.0  # the error is measured straight, not round a circle
-    elementwise = True
-
-    def forward(self, y_pred, y_true):
-        size = max(y_pred.size, 1)
-        total, self._grad = self._run("squared_error", y_pred, y_true, self.period, scale=1.0 / size)
-        return total / size
-
-    def backward(self):
-        return self._grad
-
-
-class CyclicMSE(MeanSquaredError):
-    """Mean squared error measured the short way round a circle of circumference `period`.
-
-    The error of each output is the signed distance from target to prediction along the circle,
-    ((y_pred - y_true + period / 2) mod period) - period / 2, in [-period / 2, period / 2): a clock
-    reading 11:55 for 0:05 is 10 minutes off, not 11 hours 50. Its gradient is that of the MSE on
-    the wrapped error (the wrap is a constant shift almost everywhere).
-
-    Parameters
-    ----------
-    period : float > 0
-        12 for hours, 60 for minutes, 2 * pi for angles.
-    """
-
-    name = "cyclic_mse"
-
-    def __init__(self, period):
-        if isinstance(period, bool) or not isinstance(period, numbers.Real) or not np.isfinite(period) or period <= 0:
-            raise ValueError(f"period must be a finite number > 0, got {period!r}")
-        self.period = float(period)
-
-
 class BinaryCrossentropy(Loss):
     """Mean over samples and outputs of -(y log p + (1 - y) log(1 - p)), targets in [0, 1].
 
@@ -433,11 +393,18 @@ def _like_outputs(grad, on_device):
     return _device.to_device(grad) if on_device else grad
 
 
+# The regression losses subclass Loss, so their file is imported once Loss is defined.
+from fastdl.nn.losses_regression import (CyclicMAE, CyclicMSE, Huber, MeanAbsoluteError,  # noqa: E402, F401
+                                         MeanSquaredError)
+
 LOSSES = {
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "categorical_crossentropy": CategoricalCrossentropy,
     "mse": MeanSquaredError,
     "mean_squared_error": MeanSquaredError,
+    "mae": MeanAbsoluteError,
+    "mean_absolute_error": MeanAbsoluteError,
+    "huber": Huber,
     "binary_crossentropy": BinaryCrossentropy,
 }
 
@@ -453,6 +420,6 @@ def get_loss(loss):
     if callable(loss):
         raise TypeError(f"loss {getattr(loss, '__name__', loss)!r} is a function: fastdl has no automatic "
                         "differentiation, so a loss of your own is a subclass of nn.Loss with forward(y_pred, "
-                        "y_true) and backward() (README: 'A loss or a layer of your own'; nn.CyclicMSE(period) is "
-                        "the course's cyclic 'common sense' loss)")
+                        "y_true) and backward() (README: 'A loss or a layer of your own'; nn.CyclicMAE(period) is "
+                        "the course's cyclic 'common sense' error, nn.CyclicMSE(period) its square)")
     raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)} or a Loss instance")

@@ -267,7 +267,8 @@ class Sequential(Training):
             one model only.
         loss : str or Loss, default "sparse_categorical_crossentropy"
             "sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy",
-            "mse" ("mean_squared_error"), or a Loss (a function is refused: see Loss).
+            "mse" ("mean_squared_error"), "mae" ("mean_absolute_error"), "huber", or a Loss (a
+            function is refused: see Loss).
         loss_weights : float, or a list or dict {output name: float} of one, optional
             Scales the loss, and so its gradients, as a Model's weight of its one output does
             (the weight penalties and add_loss terms are added unscaled); default 1. A dict names

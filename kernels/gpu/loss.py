@@ -154,6 +154,40 @@ def squared_error(y_pred, y_true, period, scale, grad, row_loss, n_threads):
 
 
 @kernel
+def _absolute_error(y_pred, y_true, period, delta, scale, grad, row_loss):
+    i = cuda.grid(1)
+    if i >= y_pred.shape[0]:
+        return
+    half = period / 2
+    huber = delta > 0
+    slope = delta if huber else 1.0
+    total = 0.0
+    for j in range(y_pred.shape[1]):
+        error = float64(y_pred[i, j]) - y_true[i, j]
+        if period > 0:  # wrapped as in _squared_error
+            wrapped = math.fmod(math.fmod(error, period) + half, period)
+            if wrapped < 0:
+                wrapped += period
+            error = wrapped - half
+        size = math.fabs(error)
+        part = delta if size > delta else size  # min(|e|, delta), the part under the square; NaN stays NaN
+        weight = part if huber else 1.0
+        total += weight * (size - 0.5 * part)
+        grad[i, j] = math.copysign(slope if size > delta else part, error) * scale
+    row_loss[i] = total
+
+
+def absolute_error(y_pred, y_true, period, delta, scale, grad, row_loss, n_threads):
+    """Huber loss (delta > 0) or absolute error (delta == 0) against y_true (n, m) float64, the short
+    way round a circle when period > 0: per value part (|e| - part / 2) with part = min(|e|, delta)
+    (for the absolute error |e|), summed into row_loss; grad = sign(e) * part * scale where |e| <=
+    delta, else sign(e) * delta * scale (1 for the absolute error). n_threads is unused."""
+    if y_pred.shape[0] == 0:
+        return
+    _absolute_error[grid_1d(y_pred.shape[0])](y_pred, y_true, period, delta, scale, grad, row_loss)
+
+
+@kernel
 def _binary_xent_logits(logits, y_true, scale, grad, row_loss):
     i = cuda.grid(1)
     if i >= logits.shape[0]:

@@ -75,6 +75,29 @@ def squared_error(y_pred, y_true, period, scale, grad, row_loss, n_threads):
     grad[...] = 2.0 * error * scale
 
 
+def absolute_error(y_pred, y_true, period, delta, scale, grad, row_loss, n_threads):
+    """Huber loss (delta > 0) or absolute error (delta == 0) against targets y_true (n, m) float64,
+    the error wrapped round a circle when period > 0 as in squared_error.
+
+    With part = min(|e|, delta), the part of |e| under the square, a value's loss is Huber's
+    part (|e| - part / 2) (Keras': 0.5 e^2 where |e| <= delta, else delta (|e| - 0.5 delta)), or
+    |e| for the absolute error (part 0, weight 1); row_loss sums a row's values. grad = sign(e) *
+    part * scale where |e| <= delta (for the absolute error only e == 0: TF's sign(0) = 0), else
+    sign(e) * slope * scale, slope = delta (1 for the absolute error). A NaN error has part NaN,
+    so it stays NaN in both.
+    """
+    error = y_pred.astype(np.float64) - y_true
+    if period > 0:
+        error = np.mod(np.fmod(error, period) + period / 2, period) - period / 2
+    slope = delta if delta > 0 else 1.0
+    size = np.abs(error)
+    linear = size > delta
+    part = np.where(linear, delta, size)
+    weight = part if delta > 0 else 1.0
+    row_loss[...] = (weight * (size - 0.5 * part)).sum(axis=1)
+    grad[...] = np.copysign(np.where(linear, slope, part), error) * scale
+
+
 def binary_xent_logits(logits, y_true, scale, grad, row_loss, n_threads):
     """Binary cross-entropy of sigmoid(logits) against targets y_true (n, m) float64 in [0, 1].
 
