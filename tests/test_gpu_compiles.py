@@ -103,6 +103,8 @@ def signatures():
         "loss._softmax_xent_targets": [(a2(t), a2(f64), f64, a2(t), a1(f64)) for t in floats],
         "loss._squared_error": [(a2(t), a2(f64), f64, f64, a2(t), a1(f64)) for t in floats],
         "loss._absolute_error": [(a2(t), a2(f64), f64, f64, f64, a2(t), a1(f64)) for t in floats],
+        "augment._affine_forward": [(a4(t), a2(f64), i64, f64, i64, a4(t)) for t in floats],
+        "augment._affine_backward": [(a4(t), a2(f64), i64, i64, a4(t)) for t in floats],
         "loss._binary_xent_logits": [(a2(t), a2(f64), f64, a2(t), a1(f64)) for t in floats],
         "loss._binary_xent": [(a2(t), a2(f64), f64, f64, f64, a2(t), a1(f64)) for t in floats],
         "loss._dropout": [(a2(t), a2(f64), f64, t, a2(t), a2(t)) for t in floats],

@@ -5,4 +5,5 @@ sizes and launches; nothing else. Importing a module compiles nothing.
 """
 
 # The operation families whose ops run on the cuda backend; the registry says so for the others.
-FAMILIES = ("distance", "neighbors", "perceptron", "xor", "dense", "conv", "winograd", "pool", "loss", "optim", "norm")
+FAMILIES = ("distance", "neighbors", "perceptron", "xor", "dense", "conv", "winograd", "pool", "loss", "optim", "norm",
+            "augment")
