@@ -207,7 +207,6 @@ def bench_conv2d_fastdl(benchmark, backend, case, require_fastdl_backend, name_c
 def bench_conv2d_torch(benchmark, case, name_contender, n_threads):
     if torch is None:
         pytest.skip(TORCH_MISSING)
-    torch.set_num_threads(n_threads)
     x, kernel, bias, dout = (torch.from_numpy(a) for a in _conv_data(case))
     x = x.permute(0, 3, 1, 2).contiguous().requires_grad_(True)
     weight = kernel.permute(3, 2, 0, 1).contiguous().requires_grad_(True)
@@ -230,6 +229,9 @@ def bench_conv2d_torch(benchmark, case, name_contender, n_threads):
 
     step()
     name_contender(_conv_group(case), "torch (NCHW)")
+    # Here, after the agreement checks: fastdl's first Numba kernels start the OpenMP runtime torch
+    # shares, which sets torch's thread count again.
+    torch.set_num_threads(n_threads)
     benchmark(step)
 
 
@@ -254,7 +256,6 @@ def bench_conv2d_transpose_fastdl(benchmark, backend, mode, require_fastdl_backe
 def bench_conv2d_transpose_torch(benchmark, mode, name_contender, n_threads):
     if torch is None:
         pytest.skip(TORCH_MISSING)
-    torch.set_num_threads(n_threads)
     data = _transpose_data()
     stride = TRANSPOSE_CASE[5]
     _check_conv_like(
@@ -281,6 +282,9 @@ def bench_conv2d_transpose_torch(benchmark, mode, name_contender, n_threads):
     step = forward if mode == "forward" else forward_backward
     step()
     name_contender(TRANSPOSE_GROUPS[mode], "torch (channels_last)")
+    # Here, after the agreement checks: fastdl's first Numba kernels start the OpenMP runtime torch
+    # shares, which sets torch's thread count again.
+    torch.set_num_threads(n_threads)
     benchmark.pedantic(step, rounds=7, iterations=1, warmup_rounds=1)
 
 
@@ -301,7 +305,6 @@ def bench_max_pool2d_fastdl(benchmark, backend, require_fastdl_backend, name_con
 def bench_max_pool2d_torch(benchmark, name_contender, n_threads):
     if torch is None:
         pytest.skip(TORCH_MISSING)
-    torch.set_num_threads(n_threads)
     x_np, dout_np = _pool_data()
     x, grad = _nchw(x_np[:CHECKED_IMAGES], grad=True), _nchw(dout_np[:CHECKED_IMAGES])
     out = torch.nn.functional.max_pool2d(x, 2)
@@ -320,6 +323,9 @@ def bench_max_pool2d_torch(benchmark, name_contender, n_threads):
 
     step()
     name_contender(POOL_GROUP, "torch (channels_last)")
+    # Here, after the agreement checks: fastdl's first Numba kernels start the OpenMP runtime torch
+    # shares, which sets torch's thread count again.
+    torch.set_num_threads(n_threads)
     benchmark.pedantic(step, rounds=5, iterations=1, warmup_rounds=1)
 
 
@@ -345,7 +351,6 @@ def bench_max_pool_layer_fastdl(benchmark, backend, case, require_fastdl_backend
 def bench_max_pool_layer_torch(benchmark, case, name_contender, n_threads):
     if torch is None:
         pytest.skip(TORCH_MISSING)
-    torch.set_num_threads(n_threads)
     x_np, dout_np = _pool_layer_data(case)
     *_, size, stride = POOL_LAYER_CASES[case]
     x, grad = _nchw(x_np[:CHECKED_IMAGES], grad=True), _nchw(dout_np[:CHECKED_IMAGES])
@@ -366,6 +371,9 @@ def bench_max_pool_layer_torch(benchmark, case, name_contender, n_threads):
 
     step()
     name_contender(_pool_layer_group(case), "torch (channels_last)")
+    # Here, after the agreement checks: fastdl's first Numba kernels start the OpenMP runtime torch
+    # shares, which sets torch's thread count again.
+    torch.set_num_threads(n_threads)
     benchmark.pedantic(step, rounds=7, iterations=1, warmup_rounds=1)
 
 
@@ -387,7 +395,6 @@ def bench_dense_fastdl(benchmark, backend, require_fastdl_backend, name_contende
 def bench_dense_torch(benchmark, name_contender, n_threads):
     if torch is None:
         pytest.skip(TORCH_MISSING)
-    torch.set_num_threads(n_threads)
     data = _dense_data()
     x, kernel, bias, dout = (torch.from_numpy(a) for a in data)
     x = x.requires_grad_(True)
@@ -413,6 +420,9 @@ def bench_dense_torch(benchmark, name_contender, n_threads):
         x.grad = weight.grad = bias.grad = None
 
     name_contender(DENSE_GROUP, "torch")
+    # Here, after the agreement checks: fastdl's first Numba kernels start the OpenMP runtime torch
+    # shares, which sets torch's thread count again.
+    torch.set_num_threads(n_threads)
     benchmark(step)
 
 
@@ -444,7 +454,6 @@ def bench_xent_fastdl(benchmark, backend, require_fastdl_backend, name_contender
 def bench_xent_torch(benchmark, name_contender, n_threads):
     if torch is None:
         pytest.skip(TORCH_MISSING)
-    torch.set_num_threads(n_threads)
     logits_np, codes_np = _xent_data()
     logits, codes = torch.from_numpy(logits_np).requires_grad_(True), torch.from_numpy(codes_np)
     value = torch.nn.functional.cross_entropy(logits, codes)
@@ -463,6 +472,9 @@ def bench_xent_torch(benchmark, name_contender, n_threads):
 
     step()
     name_contender(XENT_GROUP, "torch")
+    # Here, after the agreement checks: fastdl's first Numba kernels start the OpenMP runtime torch
+    # shares, which sets torch's thread count again.
+    torch.set_num_threads(n_threads)
     benchmark(step)
 
 
@@ -484,7 +496,6 @@ def bench_dropout_fastdl(benchmark, backend, require_fastdl_backend, name_conten
 def bench_dropout_torch(benchmark, name_contender, n_threads):
     if torch is None:
         pytest.skip(TORCH_MISSING)
-    torch.set_num_threads(n_threads)
     x_np = _rng().standard_normal((128, 128), dtype=np.float32)
     x = torch.from_numpy(x_np).requires_grad_(True)
     torch.manual_seed(SEED)
@@ -506,4 +517,7 @@ def bench_dropout_torch(benchmark, name_contender, n_threads):
 
     step()
     name_contender(DROPOUT_GROUP, "torch")
+    # Here, after the agreement checks: fastdl's first Numba kernels start the OpenMP runtime torch
+    # shares, which sets torch's thread count again.
+    torch.set_num_threads(n_threads)
     benchmark(step)
