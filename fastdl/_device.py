@@ -351,3 +351,31 @@ def reshaped(array, shape):
         check_c_contiguous(array, "an array to reshape")
         views[shape] = array.reshape(shape)
     return views[shape]
+
+
+
+# numba.cuda, bound at the row-scaling kernel's first use: a module global, which numba reads when it
+# compiles the kernel (at its first launch) and its simulator swaps for its own.
+_numba_cuda = None
+_row_scaling = []  # the compiled kernel (importing fastdl compiles nothing)
+
+
+def _scale_rows(rows, weights):
+    index = _numba_cuda.grid(1)
+    width = rows.shape[1]
+    if index < rows.shape[0] * width:
+        i = index // width
+        rows[i, index - i * width] *= weights[i]
+
+
+def scale_rows(rows, weights):
+    """rows (r, m) *= weights[:, None] in place, on the device (weights: a device vector (r,) of
+    rows' dtype): a weighted loss's gradient, each sample's rows by its weight. One thread an entry."""
+    global _numba_cuda
+    if not _row_scaling:
+        _numba_cuda = cuda()
+        _row_scaling.append(_numba_cuda.jit(_scale_rows))
+    size = rows.shape[0] * rows.shape[1]
+    if size:
+        threads = max(1, min(128, size))
+        _row_scaling[0][-(-size // threads), threads](rows, weights)

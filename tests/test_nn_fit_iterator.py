@@ -115,7 +115,7 @@ def test_arguments_that_do_not_apply_to_an_iterator_are_refused(kwargs, match):
 @pytest.mark.parametrize("items, match", [
     ([], "gave no batches"),
     ([np.zeros((2, 4, 4, 1))], "epoch 1, batch 1 is a numpy.ndarray"),
-    ([(np.zeros((2, 4, 4, 1)), np.zeros(2), np.ones(2))], "a tuple of 3 items.*sample weights"),
+    ([(np.zeros((2, 4, 4, 1)), np.zeros(2), np.ones(2), np.ones(2))], "a tuple of 4 items"),
     ([(np.zeros((2, 4, 4)), np.zeros(2))], r"epoch 1, batch 1: x has samples of shape \(4, 4\)"),
     ([(np.zeros((2, 4, 4, 1)), np.zeros(3))], "epoch 1, batch 1: x has 2 samples but y has 3"),
 ])

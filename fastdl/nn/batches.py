@@ -8,6 +8,7 @@ import numpy as np
 
 from fastdl import _device
 from fastdl._validation import all_finite
+from fastdl.nn.weights import with_weights
 
 
 class Batches:
@@ -166,8 +167,8 @@ class BatchSource:
 
     batch_size = 32
 
-    def __init__(self, model, iterator, steps):
-        self.model, self.iterator, self.steps = model, iterator, steps
+    def __init__(self, model, iterator, steps, class_weight=None):
+        self.model, self.iterator, self.steps, self.class_weight = model, iterator, steps, class_weight
         self.waiting = []  # a batch drawn but not trained yet (at most one)
         self.ended = False  # the iterator said it has no more
         self.drawn = 0  # batches drawn by this fit
@@ -179,11 +180,17 @@ class BatchSource:
             self.check(self.waiting[0], "x's first batch")
 
     def check(self, item, where):
-        """(xb, yb) of an item from the iterator, checked as fit's x and y."""
-        if not isinstance(item, (tuple, list)) or len(item) != 2:
-            raise ValueError(f"{where} is {describe(item)}: fit takes an iterator of (x, y) batches (Keras' "
-                             "sample weights, a third item, are not supported)")
-        return self.model._check_xy(*item, name=f"{where}: x")
+        """(xb, yb) of an item from the iterator, (x, y) or (x, y, sample_weight), checked as fit's x
+        and y; yb carries the batch's weights where it has any (or fit has class_weight)."""
+        if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
+            raise ValueError(f"{where} is {describe(item)}: fit takes an iterator of (x, y) or (x, y, sample_weight) "
+                             "batches")
+        xb, yb = self.model._check_xy(*item[:2], name=f"{where}: x")
+        try:
+            return xb, with_weights(self.model, yb, xb.shape[0], item[2] if len(item) == 3 else None,
+                                    self.class_weight)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{where}: {exc}") from exc
 
     def has_more(self):
         """Whether the iterator has a batch left (drawn now, where none waits, and kept)."""

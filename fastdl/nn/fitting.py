@@ -12,6 +12,7 @@ from fastdl.nn.batches import ArrayBatches, BatchSource, describe, is_batch_sour
 from fastdl.nn.callback_list import CallbackList
 from fastdl.nn.callbacks import History, ProgressLogger
 from fastdl.nn.guard import guarded, statistics_kept, stopped_at
+from fastdl.nn.weights import check_class_weight, with_weights
 
 
 def check_verbose(verbose):
@@ -37,8 +38,11 @@ def _check_shuffle(shuffle):
     return bool(shuffle)
 
 
-def _check_source_arguments(y, batch_size, validation_split):
+def _check_source_arguments(y, batch_size, validation_split, sample_weight):
     """Refuse fit's arguments that do not apply where x is an iterator of (x, y) batches."""
+    if sample_weight is not None:
+        raise ValueError("sample_weight does not apply where x is an iterator: its batches may be (x, y, "
+                         "sample_weight) tuples, as in Keras")
     if y is not None:
         raise ValueError("y must be None where x is an iterator: it gives (x, y) batches")
     if batch_size is not None:
@@ -78,20 +82,22 @@ class Fitting:
     loss, rng, layers and epochs_trained."""
 
     def fit(self, x, y=None, batch_size=None, epochs=1, verbose=0, callbacks=None, validation_split=0.0,
-            validation_data=None, shuffle=True, *, initial_epoch=None, seed=None, steps_per_epoch=None):
+            validation_data=None, shuffle=True, *, class_weight=None, sample_weight=None, initial_epoch=None,
+            seed=None, steps_per_epoch=None):
         """Train on (x, y), or on the (x, y) batches an iterator gives; returns a History.
 
         The arguments come in Keras 3's order (x, y, batch_size, epochs, verbose, callbacks,
         validation_split, validation_data, shuffle), so fit(x, y, 128, 3) is 3 epochs of batches
-        of 128, as in Keras. Keras' next ones, class_weight and sample_weight, are not supported:
-        initial_epoch, steps_per_epoch and fastdl's seed are keyword-only, so that no positional
-        value lands on them.
+        of 128, as in Keras. Keras' next ones, class_weight and sample_weight, and initial_epoch,
+        steps_per_epoch and fastdl's seed are keyword-only, so that no positional value lands on
+        them.
 
         Parameters
         ----------
         x : array-like of shape (n_samples, *input_shape), or an iterator of (x, y) batches
             An iterator (a generator, say, as fastdl.data.clock_batches gives) yields the batches
-            to train on, each (x_batch, y_batch) and of any size, as Keras takes a generator: fit
+            to train on, each (x_batch, y_batch) or (x_batch, y_batch, sample_weight_batch) and of
+            any size, as Keras takes a generator: fit
             draws steps_per_epoch of them each epoch, and y, batch_size, validation_split and
             shuffle do not apply. Training for more data than any array holds: fresh images at
             every step.
@@ -113,10 +119,24 @@ class Fitting:
         validation_split : float in (0, 1), optional
             As Keras: the first floor(n_samples * (1 - validation_split)) samples train, the rest
             (the last ones, before shuffling) validate.
-        validation_data : (x_val, y_val), optional
+        validation_data : (x_val, y_val) or (x_val, y_val, val_sample_weight), optional
             Takes the place of validation_split.
         shuffle : bool, default True
             Keras' shuffle="batch" is refused.
+        class_weight : dict {int class: float >= 0}, optional, keyword-only
+            Weighs each training sample by its class's weight (as Keras 3: class codes, the argmax of
+            one-hot rows, a single output's rounded 0/1 target; a class not named weighs 1). Not
+            applied to validation, as in Keras; with sample_weight, or for a Model of several
+            outputs, a ValueError, as in Keras 3.
+        sample_weight : ndarray of shape (n_samples,), optional, keyword-only
+            One weight >= 0 a sample ((n_samples, 1) too), kept with its sample through shuffles;
+            for a Model of several outputs, one array for all or a dict / list of one per output.
+            The loss is Keras 3's: each sample's loss (its mean over its outputs or positions)
+            times its weight, summed and divided by the batch's sample count (not the sum of the
+            weights); its gradient scales each sample's rows by its weight. A validation_split
+            takes the weights of its samples along. The compiled metrics stay unweighted, as
+            Keras 3's `metrics`; the logged loss is the mean of the batches' losses counted by
+            samples. A loss of your own weighs samples only where its forward takes sample_weight.
         initial_epoch : int, optional, keyword-only
             The epoch to start at (Keras' resuming argument).
         seed : int, optional, keyword-only
@@ -160,7 +180,7 @@ class Fitting:
         params = {"verbose": verbose, "epochs": last_epoch, "steps": None}
         callbacks = CallbackList(callbacks, self, params)  # refuses what is not a Callback: before any data is drawn
         data, val = self._fit_data(x, y, batch_size, validation_split, validation_data, shuffle, steps_per_epoch,
-                                   first_epoch < last_epoch)
+                                   first_epoch < last_epoch, class_weight, sample_weight)
         params["steps"] = n_batches = data.steps
         if self.built:  # (not where no epoch is to train and the first batch would build the model)
             self._attach_optimizer()
@@ -187,15 +207,21 @@ class Fitting:
         callbacks.on_train_end(logs)
         return history
 
-    def _fit_data(self, x, y, batch_size, validation_split, validation_data, shuffle, steps_per_epoch, training):
+    def _fit_data(self, x, y, batch_size, validation_split, validation_data, shuffle, steps_per_epoch, training,
+                  class_weight=None, sample_weight=None):
         """fit's data, checked: (its batches, an ArrayBatches or a BatchSource, and the validation
-        arrays or None). training: fit has epochs to train (else nothing is drawn from an iterator)."""
+        arrays or None). training: fit has epochs to train (else nothing is drawn from an iterator).
+        The targets carry their weights (weights.WeightedTargets) where any are given."""
+        if class_weight is not None:
+            if sample_weight is not None:
+                with_weights(self, y, 0, sample_weight, class_weight)  # Keras 3's ValueError: not both
+            class_weight = check_class_weight(class_weight)
         if is_batch_source(x):
-            _check_source_arguments(y, batch_size, validation_split)
+            _check_source_arguments(y, batch_size, validation_split, sample_weight)
             steps = None if steps_per_epoch is None else check_int(steps_per_epoch, "steps_per_epoch", 1)
             if self.loss is None:
                 raise RuntimeError("call compile(optimizer, loss) before fit or evaluate")
-            source = BatchSource(self, x, steps)
+            source = BatchSource(self, x, steps, class_weight)
             if training and not self.built:  # from the first batch, as from arrays; then validation_data
                 source.build_model()
             return source, self._validation_arrays(validation_data)
@@ -206,7 +232,11 @@ class Fitting:
             raise ValueError(_missing_y(x))
         batch_size = check_batch_size(batch_size)
         x, y = self._check_xy(x, y)
+        # Keras 3 splits the sample weights with their samples; class weights weigh the training
+        # samples only (validation is evaluated without them).
+        y = with_weights(self, y, x.shape[0], sample_weight)
         x, y, val = self._validation(x, y, validation_data, validation_split)
+        y = with_weights(self, y, x.shape[0], None, class_weight)
         return ArrayBatches(self, self._resident(x), y, batch_size, shuffle), val
 
     def _fit_epochs(self, first_epoch, last_epoch, data, val, callbacks):
@@ -263,12 +293,18 @@ class Fitting:
         return x[:n_train], y[:n_train], (x[n_train:], y[n_train:])
 
     def _validation_arrays(self, validation_data):
-        """validation_data (x_val, y_val) checked, or None."""
+        """validation_data (x_val, y_val) or (x_val, y_val, val_sample_weight) checked, or None."""
         if validation_data is None:
             return None
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError(f"validation_data must be a tuple (x_val, y_val) of arrays, got {describe(validation_data)}")
-        return self._check_xy(*validation_data, name="validation x")
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError(f"validation_data must be a tuple (x_val, y_val) or (x_val, y_val, val_sample_weight) "
+                             f"of arrays, got {describe(validation_data)}")
+        x, y = self._check_xy(*validation_data[:2], name="validation x")
+        weights = validation_data[2] if len(validation_data) == 3 else None
+        try:
+            return x, with_weights(self, y, x.shape[0], weights)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"validation_data's sample weights: {exc}") from exc
 
     def _generators(self):
         """{path: Generator} of every generator the model's training draws from, each once: its own

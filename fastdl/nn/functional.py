@@ -31,6 +31,7 @@ from fastdl.nn.naming import take_name, unnamed
 from fastdl.nn.optimizers import get_optimizer
 from fastdl.nn.metrics import check_metrics, metric_logs
 from fastdl.nn.training import Training
+from fastdl.nn.weights import unweighted
 
 
 class SymbolicTensor:
@@ -466,9 +467,11 @@ class Model(Training):
         record: an evaluation pass's InferencePass (its logits and losses), None in training."""
         logs = {}
         total = 0.0
+        targets, weights = unweighted(targets)
         for name, loss in self.loss.items():
             value = output_loss(loss, outputs[name], targets.arrays[name], self.output_shape[name],
-                                self.outputs[name]._layer, self._fused_outputs.get(name), record)
+                                self.outputs[name]._layer, self._fused_outputs.get(name), record,
+                                None if weights is None else weights[name])
             if self._prefixed:  # Keras logs one output's loss as "loss" alone
                 logs[f"{name}_loss"] = value
             total += self.loss_weights[name] * value
@@ -520,6 +523,7 @@ class Model(Training):
 
     def _batch_logs(self, outputs, targets, losses):
         logs = dict(losses)
+        targets = unweighted(targets)[0]  # metrics unweighted, as Keras 3's
         for name, metrics in self.metrics.items():
             logs.update(metric_logs(metrics, outputs[name], targets.arrays[name], self.loss[name],
                                     f"{name}_" if self._prefixed else ""))

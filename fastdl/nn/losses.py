@@ -7,6 +7,7 @@ from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._validation import check_codes, compute_dtype
 from fastdl._parallel import threads_worth_it
+from fastdl.nn.weights import check_sample_weight, row_weights, takes_sample_weight
 
 _EPSILON = 1e-7  # Keras' clip for probabilities fed to a cross-entropy
 
@@ -61,15 +62,18 @@ class Loss:
     # rather than real values of the outputs' shape.
     target_codes = False
 
-    def _run(self, kernel, values, targets, *args, scale):
+    def _run(self, kernel, values, targets, *args, scale, sample_weight=None):
         """Loss kernel `kernel` (of the loss family) on a batch of outputs `values`, one row a sample.
 
         targets: class codes (n,), or float64 values of the outputs' size. Returns the batch's
         summed loss (float64) and the gradient with respect to `values`, scaled by `scale`, in
-        their shape and dtype. `args` go between the targets and the scale.
+        their shape and dtype. `args` go between the targets and the scale. sample_weight:
+        float64 (n_samples,) or None; each row's loss and gradient are weighed by its sample's
+        weight after the kernel (a sample's positions are its rows), which leaves the kernels
+        and the unweighted path as they are.
         """
         if _device.is_device(values):
-            return self._run_on_device(kernel, values, targets, *args, scale=scale)
+            return self._run_on_device(kernel, values, targets, *args, scale=scale, sample_weight=sample_weight)
         values = np.ascontiguousarray(values, dtype=compute_dtype(values))
         grad = np.empty_like(values)
         row_loss = np.zeros(values.shape[0])
@@ -79,7 +83,13 @@ class Loss:
             kernels, _ = _backend.kernels("loss", self.backend)
             getattr(kernels, kernel)(rows, targets, *args, scale, grad.reshape(rows.shape), row_loss,
                                      threads_worth_it(rows.shape[0], self.work_per_value * rows.shape[1]))
-        return float(np.sum(row_loss)), grad
+        if sample_weight is None:
+            return float(np.sum(row_loss)), grad
+        weights = row_weights(sample_weight, row_loss.shape[0])
+        if grad.size:
+            rows = grad.reshape(weights.shape[0], -1)  # a view: weighs grad in place
+            rows *= weights.astype(grad.dtype)[:, None]
+        return float(np.sum(row_loss * weights)), grad
 
     def _target_rows_for(self, targets, rows_shape, values_shape):
         """The targets as the kernel takes them: class codes (n,) as they are; real values as float64
@@ -101,7 +111,7 @@ class Loss:
         state.pop("_device_buffers", None)
         return state
 
-    def _run_on_device(self, kernel, values, targets, *args, scale):
+    def _run_on_device(self, kernel, values, targets, *args, scale, sample_weight=None):
         """_run for device outputs: the gradient stays on the device (a buffer reused from batch to
         batch), the targets go over, and the per-sample losses come back to be summed."""
         buffers = self.__dict__.setdefault("_device_buffers", {})
@@ -114,7 +124,12 @@ class Loss:
         targets = _device.upload(buffers, "targets", self._target_rows_for(targets, rows.shape, values.shape))
         kernels, _ = _backend.kernels("loss", "cuda")
         getattr(kernels, kernel)(rows, targets, *args, scale, _device.reshaped(grad, rows.shape), row_loss, 1)
-        return float(np.sum(row_loss.copy_to_host())), grad
+        if sample_weight is None:
+            return float(np.sum(row_loss.copy_to_host())), grad
+        weights = row_weights(sample_weight, rows.shape[0])
+        _device.scale_rows(_device.reshaped(grad, rows.shape),
+                           _device.upload(buffers, "row weights", weights.astype(values.dtype)))
+        return float(np.sum(row_loss.copy_to_host() * weights)), grad
 
     def check_targets(self, y, n_samples, output_shape):
         """The targets in the form the loss uses; ValueError when they do not fit the outputs.
@@ -130,9 +145,10 @@ class Loss:
                                   "differentiation, so a loss of your own returns d loss / d y_pred there "
                                   "(y_pred's shape; the loss is the batch's mean)")
 
-    def __call__(self, y_true, y_pred):
+    def __call__(self, y_true, y_pred, sample_weight=None):
         """The batch's mean loss of outputs `y_pred` (n, ...) for targets `y_true`, in Keras' order
-        (NumPy arrays: computed on the host, where a device array is never copied by itself)."""
+        (NumPy arrays: computed on the host, where a device array is never copied by itself);
+        sample_weight (n,): each sample's loss times its weight, summed, over n (Keras 3)."""
         if _device.is_device(y_pred) or _device.is_device(y_true):
             raise TypeError("calling a loss takes NumPy arrays y_true and y_pred, got a device array: bring it "
                             "to the host yourself (copy_to_host(), cupy.asnumpy())")
@@ -141,7 +157,12 @@ class Loss:
             raise ValueError(f"y_pred must be an array of real numbers with a batch axis, got "
                              f"{y_pred.dtype} of shape {y_pred.shape}")
         y_pred = np.ascontiguousarray(y_pred, dtype=compute_dtype(y_pred))
-        return self.forward(y_pred, self.check_targets(y_true, y_pred.shape[0], y_pred.shape[1:]))
+        y_true = self.check_targets(y_true, y_pred.shape[0], y_pred.shape[1:])
+        if sample_weight is None:
+            return self.forward(y_pred, y_true)
+        if not takes_sample_weight(self):
+            raise TypeError(f"loss {type(self).__name__} cannot weigh samples: its forward takes no sample_weight")
+        return self.forward(y_pred, y_true, sample_weight=check_sample_weight(sample_weight, y_pred.shape[0]))
 
 
 class _CrossEntropy(Loss):
@@ -163,18 +184,19 @@ class _CrossEntropy(Loss):
         # outputs under from_logits are what Keras takes the softmax of again, so no fusing then.
         self.fused_activation = None if self.from_logits else "softmax"
 
-    def forward_logits(self, logits, y_true):
+    def forward_logits(self, logits, y_true, sample_weight=None):
         """The loss of softmax(logits), by log-sum-exp (no overflow, no log(0)); keeps its gradient."""
         rows = _device.last_axis_rows(logits)
         n = max(rows.shape[0], 1)
-        total, grad = self._run(self._kernel, rows, self._target_rows(y_true), scale=1.0 / n)
+        total, grad = self._run(self._kernel, rows, self._target_rows(y_true), scale=1.0 / n,
+                                sample_weight=sample_weight)
         self._grad = grad if grad.shape == logits.shape else _device.reshaped(grad, logits.shape)
         return total / n
 
     def backward_logits(self):
         return self._grad
 
-    def forward(self, y_pred, y_true):
+    def forward(self, y_pred, y_true, sample_weight=None):
         """The loss of outputs that are no softmax's (or whose softmax other layers read too).
 
         As Keras: each position's outputs o are scaled by their sum, p = o / sum(o), then clipped
@@ -185,7 +207,7 @@ class _CrossEntropy(Loss):
         1e-7, so that an all-zero row has the clipped loss -log(1e-7) per unit of target and a zero
         gradient instead of NaN."""
         if self.from_logits:
-            return self.forward_logits(y_pred, y_true)
+            return self.forward_logits(y_pred, y_true, sample_weight)
         self._on_device = _device.is_device(y_pred)  # computed on the host (softmax outputs fuse instead)
         y_pred = _device.host(y_pred)
         self._shape, self._dtype = y_pred.shape, y_pred.dtype
@@ -202,7 +224,10 @@ class _CrossEntropy(Loss):
         # may have set meanwhile.
         active = (probs < low) | (probs > high)
         self._sums, self._probs, self._q = sums, probs, np.where(active, 0.0, targets / clipped)
-        return float(-(targets * np.log(clipped)).sum() / max(outputs.shape[0], 1))
+        self._row_weights = None if sample_weight is None else row_weights(sample_weight, outputs.shape[0])
+        if sample_weight is None:
+            return float(-(targets * np.log(clipped)).sum() / max(outputs.shape[0], 1))
+        return float(-((targets * np.log(clipped)).sum(axis=1) * self._row_weights).sum() / max(outputs.shape[0], 1))
 
     def backward(self):
         if self.from_logits:
@@ -210,6 +235,8 @@ class _CrossEntropy(Loss):
         # p = o / S with S = sum(o): d loss / d o_k = (-q_k + sum_j q_j p_j) / S, q as in forward.
         grad = (-self._q + (self._q * self._probs).sum(axis=1, keepdims=True)) / self._sums
         grad /= max(grad.shape[0], 1)
+        if getattr(self, "_row_weights", None) is not None:
+            grad *= self._row_weights[:, None]
         return _like_outputs(grad.reshape(self._shape).astype(self._dtype), self._on_device)
 
 
@@ -365,21 +392,23 @@ class BinaryCrossentropy(Loss):
             raise ValueError("binary cross-entropy targets must lie in [0, 1]")
         return y
 
-    def forward_logits(self, logits, y_true):
+    def forward_logits(self, logits, y_true, sample_weight=None):
         """The loss of sigmoid(logits), softplus(z) - y z with exp of a non-positive number only;
         keeps its gradient (sigmoid(z) - y) / size."""
         size = max(logits.size, 1)
-        total, self._grad = self._run("binary_xent_logits", logits, y_true, scale=1.0 / size)
+        total, self._grad = self._run("binary_xent_logits", logits, y_true, scale=1.0 / size,
+                                      sample_weight=sample_weight)
         return total / size
 
-    def forward(self, y_pred, y_true):
+    def forward(self, y_pred, y_true, sample_weight=None):
         if self.from_logits:
-            return self.forward_logits(y_pred, y_true)
+            return self.forward_logits(y_pred, y_true, sample_weight)
         # Probabilities that are no sigmoid's (or whose sigmoid other layers read too), clipped to
         # [1e-7, 1 - 1e-7] in their dtype, as Keras.
         size = max(y_pred.size, 1)
         low, high = _clip_bounds(compute_dtype(y_pred))
-        total, self._grad = self._run("binary_xent", y_pred, y_true, low, high, scale=1.0 / size)
+        total, self._grad = self._run("binary_xent", y_pred, y_true, low, high, scale=1.0 / size,
+                                      sample_weight=sample_weight)
         return total / size
 
     def backward(self):

@@ -23,9 +23,10 @@ class MeanSquaredError(Loss):
     period = 0.0  # the error is measured straight, not round a circle
     elementwise = True
 
-    def forward(self, y_pred, y_true):
+    def forward(self, y_pred, y_true, sample_weight=None):
         size = max(y_pred.size, 1)
-        total, self._grad = self._run("squared_error", y_pred, y_true, self.period, scale=1.0 / size)
+        total, self._grad = self._run("squared_error", y_pred, y_true, self.period, scale=1.0 / size,
+                                      sample_weight=sample_weight)
         return total / size
 
     def backward(self):
@@ -60,9 +61,10 @@ class _AbsoluteError(Loss):
     delta = 0.0
     elementwise = True
 
-    def forward(self, y_pred, y_true):
+    def forward(self, y_pred, y_true, sample_weight=None):
         size = max(y_pred.size, 1)
-        total, self._grad = self._run("absolute_error", y_pred, y_true, self.period, self.delta, scale=1.0 / size)
+        total, self._grad = self._run("absolute_error", y_pred, y_true, self.period, self.delta, scale=1.0 / size,
+                                      sample_weight=sample_weight)
         return total / size
 
     def backward(self):

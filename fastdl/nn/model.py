@@ -14,6 +14,7 @@ from fastdl.nn.naming import check_name, default_layer_name, take_name, unnamed
 from fastdl.nn.optimizers import get_optimizer
 from fastdl.nn.metrics import check_metrics, metric_logs
 from fastdl.nn.training import Training, check_output_shape
+from fastdl.nn.weights import unweighted
 
 
 def init_model_basics(model, name, dtype, backend, seed):
@@ -120,19 +121,21 @@ def check_loss_rows(values, n_samples, expected, layer):
                          "at once?)")
 
 
-def output_loss(loss, out, y, shape, layer, source=None, record=None):
+def output_loss(loss, out, y, shape, layer, source=None, record=None, sample_weight=None):
     """One output's loss on a batch: from the logits of `source` (the output's layer where its
     loss starts again from them: log-sum-exp, softplus), else from the output `out` of `layer`,
     after checking both hold a row per target. record: an evaluation pass's InferencePass (its
-    logits and loss state), None in training."""
+    logits and loss state), None in training. sample_weight: the batch's weights (n,) or None
+    (then the loss is called as a loss of the user's is, without them)."""
     check_output_shape(out, len(y), shape, layer)
     if record is not None:
         loss = record.loss(loss)
+    weighing = {} if sample_weight is None else {"sample_weight": sample_weight}
     if source is None:
-        return loss.forward(out, y)
+        return loss.forward(out, y, **weighing)
     logits = logits_of(source, record)
     check_loss_rows(logits, len(y), shape, layer)
-    return loss.forward_logits(logits, y)
+    return loss.forward_logits(logits, y, **weighing)
 
 
 def format_shape(shape):
@@ -386,15 +389,17 @@ class Sequential(Training):
         """The loss of a batch plus the layers' weight penalties (as Keras, in training and evaluation).
         record: an evaluation pass's InferencePass (its logits and loss), None in training."""
         last = self.layers[-1]
-        loss = output_loss(self.loss, out, y, self.output_shape, last, fused_layer(last, self.loss), record)
+        y, weights = unweighted(y)
+        loss = output_loss(self.loss, out, y, self.output_shape, last, fused_layer(last, self.loss), record,
+                           None if weights is None else weights["output"])
         return self.loss_weight * loss + self.regularization_loss() + sum(self.losses)
 
     def _batch_losses(self, out, y, record=None):
         return {"loss": self._batch_loss(out, y, record)}
 
     def _batch_logs(self, out, y, losses):
-        """losses, and the metrics compiled."""
-        return {**losses, **metric_logs(self.metrics, out, y, self.loss)}
+        """losses, and the metrics compiled (unweighted, as Keras 3's metrics)."""
+        return {**losses, **metric_logs(self.metrics, out, unweighted(y)[0], self.loss)}
 
     def _backward_from_loss(self):
         """Fill every parameter's gradient from the loss's gradient."""

@@ -20,6 +20,7 @@ from fastdl.nn.gradient_flags import GradientFlags, forget_flags
 from fastdl.nn.layers import inference_pass
 from fastdl.nn.module import Layer, place_parameters, shares_input
 from fastdl.nn.saving import Saving
+from fastdl.nn.weights import with_weights
 
 
 def check_output_shape(out, n_samples, expected, layer):
@@ -179,8 +180,10 @@ class Training(Fitting, Batches, Saving, GradientFlags, Layer):
         return self._as_given({name: own(v) for name, v in out.items()}) if isinstance(out, dict) else own(out)
 
     # -- one batch -------------------------------------------------------------------------------
-    def train_on_batch(self, x, y, *, return_dict=False):
+    def train_on_batch(self, x, y, sample_weight=None, class_weight=None, *, return_dict=False):
         """One training step on the batch (x, y), as one batch of `fit` without shuffling.
+
+        sample_weight (n,) and class_weight {class: weight} weigh the samples' losses as fit's do.
 
         Returns the loss and metrics before the step, as `evaluate` does. The step is not taken
         where the input batch or the loss is NaN or infinite, or a gradient is, or so large that
@@ -190,10 +193,10 @@ class Training(Fitting, Batches, Saving, GradientFlags, Layer):
         puts it back where the epoch ends non-finite; a copy per call would cost a small model a
         fifth of its step, the gradients' check 3% of the course MLP's. An update that overflows
         from finite gradients, with a learning rate near float range, is not caught here.)
-        return_dict is keyword-only: Keras' third and fourth arguments (sample_weight,
-        class_weight) are not supported.
+        return_dict is keyword-only.
         """
         x, y = self._check_xy(x, y)
+        y = with_weights(self, y, x.shape[0], sample_weight, class_weight)
         self._attach_optimizer()
         self._warn_if_untrainable()
         with statistics_kept(self), self._blas_policy(), self._training_to_logits():
@@ -204,9 +207,11 @@ class Training(Fitting, Batches, Saving, GradientFlags, Layer):
             self.optimizer.step()
         return logs if return_dict else self._result(logs)
 
-    def test_on_batch(self, x, y, *, return_dict=False):
-        """The loss (and metrics) on the batch (x, y), as `evaluate` on it; no weight changes."""
+    def test_on_batch(self, x, y, sample_weight=None, *, return_dict=False):
+        """The loss (and metrics) on the batch (x, y), as `evaluate` on it (sample_weight too); no
+        weight changes."""
         x, y = self._check_xy(x, y)
+        y = with_weights(self, y, x.shape[0], sample_weight)
         with self._blas_policy():
             logs = self._evaluate(x, y, x.shape[0])
         return logs if return_dict else self._result(logs)
@@ -407,7 +412,7 @@ class Training(Fitting, Batches, Saving, GradientFlags, Layer):
                                      len(xb), first + len(xb))
         return logs
 
-    def evaluate(self, x, y, batch_size=32, verbose=0, *, callbacks=None, return_dict=False):
+    def evaluate(self, x, y, batch_size=32, verbose=0, sample_weight=None, *, callbacks=None, return_dict=False):
         """The loss and metrics over (x, y).
 
         As Keras: the loss alone, or the list of values `metrics_names` names. Sequential, and a
@@ -416,8 +421,12 @@ class Training(Fitting, Batches, Saving, GradientFlags, Layer):
         each output's accuracy where compiled with it]. With return_dict, the same values by name
         ({"loss": ..., "<output>_loss": ..., "<output>_accuracy": ...}).
 
-        The arguments come in Keras 3's order (x, y, batch_size, verbose); Keras' next ones,
-        sample_weight and steps, are not supported: callbacks and return_dict are keyword-only.
+        The arguments come in Keras 3's order (x, y, batch_size, verbose, sample_weight); Keras'
+        next one, steps, is not supported: callbacks and return_dict are keyword-only.
+        sample_weight: one weight a sample, (n,), or for a Model of several outputs a dict or list
+        of one array per output; the loss is then Keras 3's weighted one, each sample's loss times
+        its weight, summed and divided by the sample count (metrics stay unweighted, as Keras 3's
+        `metrics`).
         batch_size None is 32, as Keras. verbose is taken as Keras takes it; evaluation prints
         nothing. callbacks: their on_test_begin, on_test_batch_begin / on_test_batch_end and
         on_test_end are called, as Keras calls them.
@@ -425,6 +434,7 @@ class Training(Fitting, Batches, Saving, GradientFlags, Layer):
         batch_size = check_batch_size(batch_size)
         verbose = check_verbose(verbose)
         x, y = self._check_xy(x, y)
+        y = with_weights(self, y, x.shape[0], sample_weight)
         callbacks = CallbackList(callbacks, self, {"verbose": verbose, "epochs": 1, "steps": -(-x.shape[0] // batch_size)})
         with self._blas_policy():
             logs = self._test(x, y, batch_size, callbacks)
