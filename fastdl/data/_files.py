@@ -270,8 +270,11 @@ def read_npy_header(path):
         stream.seek(0)
         with npy_errors(path):
             version = fmt.read_magic(stream)
-            if version not in readers:
-                raise ValueError(f".npy format version {version} is not supported")
+        if version not in readers:  # a sound file of a format fastdl does not read: not "damaged"
+            raise ValueError(f"{path} is a .npy file of format version {'.'.join(map(str, version))}, which fastdl "
+                             "does not read (1.0 and 2.0; numpy writes 3.0 only for structured arrays with "
+                             "non-Latin-1 field names)")
+        with npy_errors(path):
             shape, _, dtype = readers[version](stream)
         data_offset = stream.tell()
     if dtype.hasobject:

@@ -66,7 +66,8 @@ class SymbolicTensor:
         shape = [p.shape for p in parents] if multi else self.shape
         if layer.built:
             if _as_shapes(layer.input_shape) != _as_shapes(shape):
-                raise ValueError(f"layer {layer.name} was built for inputs {layer.input_shape}, not {shape}")
+                raise ValueError(f"layer {layer.name or type(layer).__name__} was built for inputs {layer.input_shape}, "
+                                 f"not {shape}")
         out_shape = tuple(layer.compute_output_shape(shape))
         out = SymbolicTensor(out_shape, layer, parents, multi)
         layer._symbolic_output = out

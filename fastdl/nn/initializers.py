@@ -57,3 +57,30 @@ def get_initializer(initializer):
     if isinstance(initializer, str) and initializer.lower() in INITIALIZERS:
         return INITIALIZERS[initializer.lower()]
     raise ValueError(f"unknown kernel_initializer {initializer!r}; choose one of {sorted(INITIALIZERS)} or a callable")
+
+
+def initial_kernel(initializer, shape, rng, dtype, layer):
+    """The kernel initializer's values for a kernel of `shape`, checked and in the layer's dtype: a
+    function of the user's returning float64 (rng.normal(0, 0.05, shape), say) for a float32 model
+    is cast, one returning another shape or NaN is a ValueError naming the layer and the shapes,
+    before any kernel reads it."""
+    shape = tuple(shape)
+    try:
+        values = initializer(shape, rng, dtype)
+    except Exception as exc:
+        if hasattr(exc, "add_note"):  # Python 3.11
+            exc.add_note(f"(raised by layer {layer}'s kernel_initializer {initializer!r}, called as f(shape={shape}, "
+                         f"rng=<numpy Generator>, dtype={np.dtype(dtype).name}))")
+        raise
+    values = np.asarray(values)
+    if values.dtype.kind not in "biuf":
+        raise TypeError(f"layer {layer}'s kernel_initializer returned {values.dtype} values; it must return real "
+                        f"numbers of shape {shape}")
+    if values.shape != shape:
+        raise ValueError(f"layer {layer}'s kernel_initializer returned an array of shape {values.shape} for a kernel "
+                         f"of shape {shape}")
+    with np.errstate(over="ignore"):  # a value beyond the dtype's range becomes inf, refused next
+        values = np.ascontiguousarray(values, dtype=dtype)
+    if not np.isfinite(values).all():
+        raise ValueError(f"layer {layer}'s kernel_initializer returned NaN or infinite values (in {np.dtype(dtype).name})")
+    return values

@@ -12,6 +12,7 @@ from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._parallel import threads_worth_it
 from fastdl.nn import activations
+from fastdl.nn.initializers import initial_kernel
 from fastdl.nn.module import (LOGIT_ACTIVATIONS, Layer, Parameter, as_layer_input, check_bool, check_data_format,
                                check_shape, get_initializer, seeded_generator)
 from fastdl.nn.regularizers import add_grad, get_regularizer
@@ -216,7 +217,8 @@ class Dense(_Activated):
 
     def build(self, input_shape, rng, dtype=np.float32):
         super().build(input_shape, rng, dtype)
-        self.kernel = Parameter(self.kernel_initializer((input_shape[0], self.units), rng, self.dtype))
+        self.kernel = Parameter(initial_kernel(self.kernel_initializer, (input_shape[0], self.units), rng, self.dtype,
+                                               self.name or type(self).__name__))
         if self.use_bias:
             self.bias = Parameter(np.zeros(self.units, self.dtype))
 
@@ -284,7 +286,8 @@ class _Convolution(_Activated):
 
     def build(self, input_shape, rng, dtype=np.float32):
         super().build(input_shape, rng, dtype)
-        self.kernel = Parameter(self.kernel_initializer(self._kernel_shape(input_shape[2]), rng, self.dtype))
+        self.kernel = Parameter(initial_kernel(self.kernel_initializer, self._kernel_shape(input_shape[2]), rng,
+                                               self.dtype, self.name or type(self).__name__))
         if self.use_bias:
             self.bias = Parameter(np.zeros(self.filters, self.dtype))
         self._geometry = self._geometry_of(input_shape)[0]
