@@ -113,6 +113,13 @@ def signatures():
         "optim._sgd": [(a1(t), a1(t), a1(t), t, t) for t in floats],
         "optim._rmsprop": [(a1(t), a1(t), a1(t), t, t, t, t) for t in floats],
         "optim._adam": [(a1(t), a1(t), a1(t), a1(t), t, t, t, t) for t in floats],
+        "optim._sgd_nesterov": [(a1(t), a1(t), a1(t), t, t) for t in floats],
+        "optim._rmsprop_momentum": [(a1(t),) * 5 + (t,) * 5 for t in floats],
+        "optim._adam_amsgrad": [(a1(t),) * 5 + (t,) * 4 for t in floats],
+        "optim._decay": [(a1(t), t, t) for t in floats],
+        "optim._block_square_sums": [(a1(t), a1(i64), a1(f64)) for t in floats],
+        "optim._scale_blocks": [(a1(t), a1(i64), a1(t), a1(t), a1(t)) for t in floats],
+        "optim._clip_values": [(a1(t), t, t, a1(t)) for t in floats],
         # norm: rows (n, channels) and the per-channel vectors in the layer's dtype; the moments and
         # sums float64.
         "norm._channel_moments": [(a2(t), a1(f64), a1(f64)) for t in floats],

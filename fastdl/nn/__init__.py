@@ -15,7 +15,7 @@ from fastdl.nn.losses import (BinaryCrossentropy, CategoricalCrossentropy, Cycli
                               MeanAbsoluteError, MeanSquaredError, SparseCategoricalCrossentropy)
 from fastdl.nn.model import Sequential
 from fastdl.nn.module import Layer, Parameter
-from fastdl.nn.optimizers import SGD, Adam, Optimizer, RMSprop
+from fastdl.nn.optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
 from fastdl.nn.regularizers import L2, l2
 from fastdl.nn.sampling import Sampling
 
@@ -23,7 +23,8 @@ __all__ = [
     "Layer", "Parameter", "Input", "Dense", "Conv2D", "MaxPool2D", "MaxPooling2D", "Flatten", "Reshape", "Dropout",
     "Activation", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "L2", "l2",
     "Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "MeanSquaredError", "BinaryCrossentropy",
-    "CyclicMSE", "MeanAbsoluteError", "CyclicMAE", "Huber", "Optimizer", "SGD", "RMSprop", "Adam", "Sequential", "History",
+    "CyclicMSE", "MeanAbsoluteError", "CyclicMAE", "Huber", "Optimizer", "SGD", "RMSprop", "Adam", "AdamW",
+    "Sequential", "History",
     "Callback", "EarlyStopping", "EpochTimer", "ModelCheckpoint", "LearningRateScheduler", "ReduceLROnPlateau",
     "LambdaCallback", "CSVLogger", "Model", "SymbolicTensor", "Conv2DTranspose",
     "BatchNormalization", "UpSampling2D", "Sampling", "Add", "Concatenate", "add", "concatenate",

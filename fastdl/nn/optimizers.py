@@ -1,4 +1,6 @@
-"""Optimizers with Keras' update rules and defaults: SGD (momentum), RMSprop, Adam."""
+"""Optimizers with Keras' update rules and defaults: SGD (momentum, Nesterov), RMSprop (momentum,
+centered), Adam (AMSGrad), AdamW; Keras 3's weight_decay, clipnorm, clipvalue and global_clipnorm
+for each (fastdl/nn/optimizers_clip.py)."""
 
 import gc
 import numbers
@@ -10,6 +12,8 @@ from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._parallel import row_ranges
 from fastdl._interrupts import sigint_deferred
+from fastdl.nn.module import check_bool
+from fastdl.nn.optimizers_clip import Clipping, check_options, clip_kind, option
 
 _EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 
@@ -30,17 +34,6 @@ def _check_epsilon(value):
         raise ValueError(f"epsilon must be > 0 in float32 (at least about 1.4e-45), got {value!r}: a weight whose "
                          "gradient stays 0 would be updated by 0 / 0")
     return value
-
-
-def _refuse_unsupported(optimizer, **given):
-    """ValueError for a Keras argument fastdl does not implement (nesterov, amsgrad, centered,
-    RMSprop's momentum) given another value than Keras' default, which it takes: the arguments
-    sit in Keras 3's positional order, so RMSprop(0.001, 0.9, 0.9) is refused as Keras' momentum
-    0.9, never read as another argument."""
-    for name, (value, default) in given.items():
-        if value != default:
-            raise ValueError(f"{optimizer}({name}={value!r}) is not supported by fastdl; only Keras' default "
-                             f"{name}={default!r} is")
 
 
 def _check_rate(value, name, upper=None):
@@ -65,9 +58,17 @@ class Optimizer:
     """
 
     slots = ()
+    _options, _clipping = check_options({}), None  # (an instance pickled before the options had none)
+    weight_decay = option("weight_decay")
+    clipnorm = option("clipnorm")
+    clipvalue = option("clipvalue")
+    global_clipnorm = option("global_clipnorm")
 
-    def __init__(self, lr, learning_rate=None, default=None):
-        """lr, or learning_rate (Keras' name for it, Keras 3's only one), else the default."""
+    def __init__(self, lr, learning_rate=None, default=None, **options):
+        """lr, or learning_rate (Keras' name for it, Keras 3's only one), else the default; options:
+        Keras 3's weight_decay, clipnorm, clipvalue, global_clipnorm (optimizers_clip.check_options)."""
+        self._options = check_options(options)
+        self._clipping = None
         if lr is not None and learning_rate is not None:
             raise ValueError(f"give lr or learning_rate, not both (got {lr!r} and {learning_rate!r})")
         name, rate = ("learning_rate", learning_rate) if learning_rate is not None else ("lr", lr)
@@ -172,6 +173,7 @@ class Optimizer:
         state = dict(self.__dict__)
         state.pop("_kernels", None)
         state.pop("_runs", None)
+        state["_clipping"] = None
         state["_model"] = None
         return state
 
@@ -195,6 +197,10 @@ class Optimizer:
                 runs.append([values, grads, start, stop, [p]])
         self.state = {slot: [] for slot in self.slots}
         self._runs = []
+        # Each run's length and its parameters' (offset, size) in it (padding between them: the norms skip it)
+        self._run_layouts = [(stop - start, [(0 if values is None else p.flat[2] - start, p.size) for p in members])
+                             for values, _, start, stop, members in runs]
+        self._clipping = None  # made at the first step that clips (optimizers_clip.Clipping)
         for values, grads, start, stop, members in runs:
             like = members[0].value if values is None else values
             make = _device.zeros if _device.is_device(like) else np.zeros
@@ -214,12 +220,26 @@ class Optimizer:
         model of several runs (a VAE's encoder and decoder) never has one updated and not the
         other, nor a count ahead of its weights (Adam's bias correction, a saved file)."""
         with sigint_deferred():
+            runs = []
             for value, grad, slots, loose in self._runs:
                 if loose is not None:  # a parameter outside flat buffers
                     value = loose.value.reshape(-1)
                     grad = np.ascontiguousarray(loose.grad, dtype=value.dtype).reshape(-1)
                 n_threads = (1 if _device.is_device(value)
                              else len(row_ranges(value.size, _backend.get_num_threads(), 16)))
+                runs.append((value, grad, slots, n_threads))
+            clip = clip_kind(self._options)
+            if clip is not None:  # every run's gradients clipped before any update (global_clipnorm's norm)
+                if self._clipping is None:
+                    self._clipping = Clipping(*clip, self._run_layouts, [value for value, *_ in runs])
+                clipped = self._clipping.apply(self._kernels, [grad for _, grad, _, _ in runs],
+                                               [n for *_, n in runs])
+                runs = [(value, grad, slots, n) for (value, _, slots, n), grad in zip(runs, clipped)]
+            decay = self._options["weight_decay"]
+            for value, grad, slots, n_threads in runs:
+                if decay:  # Keras' _apply_weight_decay, value -= value * weight_decay * lr (0: a no-op)
+                    as_dtype = value.dtype.type
+                    self._kernels.decay_step(value, as_dtype(decay), as_dtype(self.lr), n_threads)
                 self._update(value, grad, slots, n_threads)
             self.iterations += 1
 
@@ -286,37 +306,54 @@ class Optimizer:
 class SGD(Optimizer):
     """SGD optimizer (Keras' SGD): gradient descent, with momentum where asked.
 
-    velocity = momentum * velocity - lr * grad; value += velocity (plain SGD when momentum is 0).
-    The arguments come in Keras 3's order, SGD(learning_rate, momentum, nesterov).
+    velocity = momentum * velocity - lr * grad; value += velocity (plain SGD when momentum is 0);
+    with nesterov, value += momentum * velocity - lr * grad instead (Keras 3's form). The
+    arguments come in Keras 3's order, SGD(learning_rate, momentum, nesterov).
 
     Parameters
     ----------
     lr : float >= 0, default 0.01
         The learning rate (Keras' default), also given as learning_rate.
     momentum : float in [0, 1), default 0
-    nesterov : False
-        Keras' Nesterov momentum is not implemented: True is refused.
+    nesterov : bool, default False
+        Nesterov momentum (no effect when momentum is 0, as in Keras).
     learning_rate : float >= 0, optional, keyword-only
         Keras 3's name for lr; giving both is a ValueError.
+    weight_decay : float >= 0, optional, keyword-only
+        Keras 3's decoupled weight decay: value -= value * weight_decay * lr before each update,
+        on every trainable weight (biases too, as Keras 3).
+    clipnorm, clipvalue, global_clipnorm : float >= 0, optional, keyword-only
+        Keras 3's gradient clipping, one of them at most (0 clips nothing): each weight's gradient
+        to an L2 norm of at most clipnorm, each value to [-clipvalue, clipvalue], or all together
+        to a norm of at most global_clipnorm (fastdl.nn.optimizers_clip.Clipping).
     """
 
-    def __init__(self, lr=None, momentum=0.0, nesterov=False, *, learning_rate=None):
-        _refuse_unsupported("SGD", nesterov=(nesterov, False))
-        super().__init__(lr, learning_rate, default=0.01)
+    def __init__(self, lr=None, momentum=0.0, nesterov=False, *, learning_rate=None, weight_decay=None,
+                 clipnorm=None, clipvalue=None, global_clipnorm=None):
+        super().__init__(lr, learning_rate, default=0.01, weight_decay=weight_decay, clipnorm=clipnorm,
+                         clipvalue=clipvalue, global_clipnorm=global_clipnorm)
         self.momentum = _check_rate(momentum, "momentum", 1)
+        self.nesterov = check_bool(nesterov, "nesterov")
         self.slots = ("velocity",) if self.momentum else ()
 
     def _update(self, value, grad, slots, n_threads):
-        velocity = slots[0] if slots else _empty(value)
         as_dtype = value.dtype.type
+        if slots and self.nesterov:
+            self._kernels.sgd_nesterov_step(value, grad, slots[0], as_dtype(self.lr), as_dtype(self.momentum),
+                                            n_threads)
+            return
+        velocity = slots[0] if slots else _empty(value)
         self._kernels.sgd_step(value, grad, velocity, as_dtype(self.lr), as_dtype(self.momentum), n_threads)
 
 
 class RMSprop(Optimizer):
     """RMSprop optimizer (Keras' RMSprop): steps scaled by a running mean of squared gradients.
 
-    ms = rho * ms + (1 - rho) * grad^2; value -= lr * grad / sqrt(ms + epsilon). The arguments
-    come in Keras 3's order, RMSprop(learning_rate, rho, momentum, epsilon, centered).
+    ms = rho * ms + (1 - rho) * grad^2; value -= lr * grad / sqrt(ms + epsilon). Centered, also
+    mg = rho * mg + (1 - rho) * grad and sqrt(ms - mg^2 + epsilon); with momentum, the step
+    lr * grad / sqrt(...) goes into momentum_slot = momentum * momentum_slot + step, and
+    value -= momentum_slot. The arguments come in Keras 3's order,
+    RMSprop(learning_rate, rho, momentum, epsilon, centered).
 
     Parameters
     ----------
@@ -324,14 +361,21 @@ class RMSprop(Optimizer):
         The learning rate (Keras' default), also given as learning_rate.
     rho : float in [0, 1), default 0.9
         How much of the running mean each step keeps.
-    momentum : 0
-        Keras' momentum is not implemented: another value is refused.
+    momentum : float in [0, 1), default 0
+        Keras' plain (not Nesterov) momentum on the steps.
     epsilon : float > 0, default 1e-7
         Added under the square root (see Notes).
-    centered : False
-        Keras' centered variant is not implemented: True is refused.
+    centered : bool, default False
+        Divide by the gradients' running variance (ms - mg^2) instead of their mean square.
     learning_rate : float >= 0, optional, keyword-only
         Keras 3's name for lr; giving both is a ValueError.
+    weight_decay : float >= 0, optional, keyword-only
+        Keras 3's decoupled weight decay: value -= value * weight_decay * lr before each update,
+        on every trainable weight (biases too, as Keras 3).
+    clipnorm, clipvalue, global_clipnorm : float >= 0, optional, keyword-only
+        Keras 3's gradient clipping, one of them at most (0 clips nothing): each weight's gradient
+        to an L2 norm of at most clipnorm, each value to [-clipvalue, clipvalue], or all together
+        to a norm of at most global_clipnorm (fastdl.nn.optimizers_clip.Clipping).
 
     Notes
     -----
@@ -340,19 +384,26 @@ class RMSprop(Optimizer):
     tf.keras up to 2.10 and PyTorch add epsilon to the root instead (a step of up to lr).
     """
 
-    slots = ("ms",)
-
-    def __init__(self, lr=None, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, *, learning_rate=None):
-        _refuse_unsupported("RMSprop", momentum=(momentum, 0.0), centered=(centered, False))
-        super().__init__(lr, learning_rate, default=1e-3)
+    def __init__(self, lr=None, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, *, learning_rate=None,
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None):
+        super().__init__(lr, learning_rate, default=1e-3, weight_decay=weight_decay, clipnorm=clipnorm,
+                         clipvalue=clipvalue, global_clipnorm=global_clipnorm)
         self.rho = _check_rate(rho, "rho", 1)
+        self.momentum = _check_rate(momentum, "momentum", 1)
         self.epsilon = _check_epsilon(epsilon)
+        self.centered = check_bool(centered, "centered")
+        self.slots = ("ms",) + (("momentum",) if self.momentum else ()) + (("mg",) if self.centered else ())
 
     def _update(self, value, grad, slots, n_threads):
-        (ms,) = slots
         as_dtype = value.dtype.type
-        self._kernels.rmsprop_step(value, grad, ms, as_dtype(self.lr), as_dtype(self.rho), as_dtype(1 - self.rho),
-                                   as_dtype(self.epsilon), n_threads)
+        scalars = as_dtype(self.lr), as_dtype(self.rho), as_dtype(1 - self.rho), as_dtype(self.epsilon)
+        if not (self.momentum or self.centered):
+            self._kernels.rmsprop_step(value, grad, slots[0], *scalars, n_threads)
+            return
+        named = dict(zip(self.slots, slots))
+        self._kernels.rmsprop_momentum_step(value, grad, named["ms"], named.get("momentum", _empty(value)),
+                                            named.get("mg", _empty(value)), *scalars, as_dtype(self.momentum),
+                                            n_threads)
 
 
 class Adam(Optimizer):
@@ -360,8 +411,9 @@ class Adam(Optimizer):
 
     As Keras: m = beta_1 * m + (1 - beta_1) * grad, v = beta_2 * v + (1 - beta_2) * grad^2, and
     value -= lr_t * m / (sqrt(v) + epsilon), the bias correction folded into the step size
-    lr_t = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) and epsilon outside the square root. The
-    arguments come in Keras 3's order, Adam(learning_rate, beta_1, beta_2, epsilon, amsgrad).
+    lr_t = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) and epsilon outside the square root; with
+    amsgrad, v_hat = max(v_hat, v) takes v's place in the step. The arguments come in Keras 3's
+    order, Adam(learning_rate, beta_1, beta_2, epsilon, amsgrad).
 
     Parameters
     ----------
@@ -372,20 +424,28 @@ class Adam(Optimizer):
     beta_2 : float in [0, 1), default 0.999
         How much of the running mean of their squares each step keeps.
     epsilon : float > 0, default 1e-7
-    amsgrad : False
-        Keras' AMSGrad variant is not implemented: True is refused.
+    amsgrad : bool, default False
+        The AMSGrad variant (the running maximum of v in the step).
     learning_rate : float >= 0, optional, keyword-only
         Keras 3's name for lr; giving both is a ValueError.
+    weight_decay : float >= 0, optional, keyword-only
+        Keras 3's decoupled weight decay: value -= value * weight_decay * lr before each update,
+        on every trainable weight (biases too, as Keras 3).
+    clipnorm, clipvalue, global_clipnorm : float >= 0, optional, keyword-only
+        Keras 3's gradient clipping, one of them at most (0 clips nothing): each weight's gradient
+        to an L2 norm of at most clipnorm, each value to [-clipvalue, clipvalue], or all together
+        to a norm of at most global_clipnorm (fastdl.nn.optimizers_clip.Clipping).
     """
 
-    slots = ("m", "v")
-
-    def __init__(self, lr=None, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, *, learning_rate=None):
-        _refuse_unsupported("Adam", amsgrad=(amsgrad, False))
-        super().__init__(lr, learning_rate, default=1e-3)
+    def __init__(self, lr=None, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, *, learning_rate=None,
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None):
+        super().__init__(lr, learning_rate, default=1e-3, weight_decay=weight_decay, clipnorm=clipnorm,
+                         clipvalue=clipvalue, global_clipnorm=global_clipnorm)
         self.beta_1 = _check_rate(beta_1, "beta_1", 1)
         self.beta_2 = _check_rate(beta_2, "beta_2", 1)
         self.epsilon = _check_epsilon(epsilon)
+        self.amsgrad = check_bool(amsgrad, "amsgrad")
+        self.slots = ("m", "v", "v_hat") if self.amsgrad else ("m", "v")
 
     def step(self):
         t = self.iterations + 1  # this step's (the base class counts it once applied)
@@ -393,13 +453,48 @@ class Adam(Optimizer):
         super().step()
 
     def _update(self, value, grad, slots, n_threads):
-        m, v = slots
         as_dtype = value.dtype.type
-        self._kernels.adam_step(value, grad, m, v, as_dtype(self._alpha), as_dtype(1 - self.beta_1),
-                                as_dtype(1 - self.beta_2), as_dtype(self.epsilon), n_threads)
+        scalars = (as_dtype(self._alpha), as_dtype(1 - self.beta_1), as_dtype(1 - self.beta_2),
+                   as_dtype(self.epsilon))
+        if self.amsgrad:
+            self._kernels.adam_amsgrad_step(value, grad, *slots, *scalars, n_threads)
+        else:
+            self._kernels.adam_step(value, grad, *slots, *scalars, n_threads)
 
 
-OPTIMIZERS = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam}
+class AdamW(Adam):
+    """AdamW optimizer (Keras' AdamW): Adam with decoupled weight decay.
+
+    Each step, value -= value * weight_decay * lr, then Adam's update (Keras 3's AdamW is its
+    Adam with weight_decay set). The arguments come in Keras 3's order,
+    AdamW(learning_rate, weight_decay, beta_1, beta_2, epsilon, amsgrad).
+
+    Parameters
+    ----------
+    lr : float >= 0, default 0.001
+        The learning rate (Keras' default), also given as learning_rate.
+    weight_decay : float >= 0, default 0.004
+        Keras' default; None is a ValueError, as in Keras.
+    beta_1 : float in [0, 1), default 0.9
+    beta_2 : float in [0, 1), default 0.999
+    epsilon : float > 0, default 1e-7
+    amsgrad : bool, default False
+    learning_rate : float >= 0, optional, keyword-only
+        Keras 3's name for lr; giving both is a ValueError.
+    clipnorm, clipvalue, global_clipnorm : float >= 0, optional, keyword-only
+        As Adam's (one of them at most).
+    """
+
+    def __init__(self, lr=None, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, *,
+                 learning_rate=None, clipnorm=None, clipvalue=None, global_clipnorm=None):
+        if weight_decay is None:
+            raise ValueError("AdamW's weight_decay must be a finite number >= 0, got None")
+        super().__init__(lr, beta_1, beta_2, epsilon, amsgrad, learning_rate=learning_rate,
+                         weight_decay=weight_decay, clipnorm=clipnorm, clipvalue=clipvalue,
+                         global_clipnorm=global_clipnorm)
+
+
+OPTIMIZERS = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
 
 
 def get_optimizer(optimizer):

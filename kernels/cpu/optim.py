@@ -8,7 +8,7 @@ that dtype (the caller works out 1 - rho and the like in float64 first, as Keras
 import numpy as np
 from numba import prange
 
-from ._jit import compile_kernel, launch
+from ._jit import compile_kernel, helper, launch
 
 
 def _sgd(value, grad, velocity, lr, momentum):
@@ -79,3 +79,159 @@ def adam_step(value, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsi
     """
     launch(_adam_serial, _adam_parallel, n_threads, value, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2,
            epsilon)
+
+
+def _sgd_nesterov(value, grad, velocity, lr, momentum):
+    for i in prange(value.shape[0]):
+        velocity[i] = velocity[i] * momentum - grad[i] * lr
+        value[i] += velocity[i] * momentum - grad[i] * lr
+
+
+_sgd_nesterov_serial = compile_kernel(_sgd_nesterov)
+_sgd_nesterov_parallel = compile_kernel(_sgd_nesterov, parallel=True)
+
+
+def sgd_nesterov_step(value, grad, velocity, lr, momentum, n_threads):
+    """velocity = momentum * velocity - lr * grad; value += momentum * velocity - lr * grad (Keras' Nesterov)."""
+    launch(_sgd_nesterov_serial, _sgd_nesterov_parallel, n_threads, value, grad, velocity, lr, momentum)
+
+
+def _rmsprop_momentum(value, grad, ms, mom, mg, lr, rho, one_minus_rho, epsilon, momentum):
+    centered, has_momentum = mg.shape[0] > 0, mom.shape[0] > 0
+    for i in prange(value.shape[0]):
+        g = grad[i]
+        ms[i] = ms[i] * rho + one_minus_rho * g * g
+        if centered:
+            mg[i] = mg[i] * rho + one_minus_rho * g
+            denominator = ms[i] - mg[i] * mg[i] + epsilon
+        else:
+            denominator = ms[i] + epsilon
+        increment = lr * g / np.sqrt(denominator)
+        if has_momentum:
+            mom[i] = mom[i] * momentum + increment
+            value[i] -= mom[i]
+        else:
+            value[i] -= increment
+
+
+_rmsprop_momentum_serial = compile_kernel(_rmsprop_momentum)
+_rmsprop_momentum_parallel = compile_kernel(_rmsprop_momentum, parallel=True)
+
+
+def rmsprop_momentum_step(value, grad, ms, mom, mg, lr, rho, one_minus_rho, epsilon, momentum, n_threads):
+    """RMSprop with momentum (mom) and/or centered (mg; each may be empty, not both):
+    ms = rho ms + (1 - rho) grad^2; mg = rho mg + (1 - rho) grad; increment = lr grad / sqrt(ms - mg^2 + epsilon)
+    (ms + epsilon uncentered); mom = momentum mom + increment, value -= mom (value -= increment without)."""
+    launch(_rmsprop_momentum_serial, _rmsprop_momentum_parallel, n_threads, value, grad, ms, mom, mg, lr, rho,
+           one_minus_rho, epsilon, momentum)
+
+
+def _adam_amsgrad(value, grad, m, v, v_hat, alpha, one_minus_beta_1, one_minus_beta_2, epsilon):
+    root_c = np.sqrt(one_minus_beta_2)  # as _adam
+    beta_2 = one_minus_beta_2 ** 0 - one_minus_beta_2
+    for i in prange(value.shape[0]):
+        g = grad[i]
+        m[i] += one_minus_beta_1 * (g - m[i])
+        v_i = v[i]
+        change = g * g - v_i
+        if np.isfinite(change):
+            v_i += one_minus_beta_2 * change
+        else:
+            scaled = root_c * g
+            v_i = v_i * beta_2 + scaled * scaled
+        v[i] = v_i
+        top = v_hat[i]
+        if v_i > top or v_i != v_i:  # np.maximum's: a NaN in either is kept
+            top = v_i
+        v_hat[i] = top
+        value[i] -= alpha * m[i] / (np.sqrt(top) + epsilon)
+
+
+_adam_amsgrad_serial = compile_kernel(_adam_amsgrad, exact=True)
+_adam_amsgrad_parallel = compile_kernel(_adam_amsgrad, exact=True, parallel=True)
+
+
+def adam_amsgrad_step(value, grad, m, v, v_hat, alpha, one_minus_beta_1, one_minus_beta_2, epsilon, n_threads):
+    """adam_step's m and v; v_hat = max(v_hat, v) (NaN kept); value -= alpha m / (sqrt(v_hat) + epsilon)."""
+    launch(_adam_amsgrad_serial, _adam_amsgrad_parallel, n_threads, value, grad, m, v, v_hat, alpha,
+           one_minus_beta_1, one_minus_beta_2, epsilon)
+
+
+def _decay(value, weight_decay, lr):
+    for i in prange(value.shape[0]):
+        value[i] -= value[i] * weight_decay * lr
+
+
+_decay_serial = compile_kernel(_decay)
+_decay_parallel = compile_kernel(_decay, parallel=True)
+
+
+def decay_step(value, weight_decay, lr, n_threads):
+    """value -= value * weight_decay * lr (Keras' decoupled weight decay, before the update)."""
+    launch(_decay_serial, _decay_parallel, n_threads, value, weight_decay, lr)
+
+
+LANES = 8  # as kernels/npy/optim.py: a block's squares in LANES interleaved sums, then those in order
+
+
+@helper()
+def _block_sum(grad, start, stop):
+    lanes = np.zeros(LANES)
+    full = start + (stop - start) // LANES * LANES
+    for i in range(start, full, LANES):
+        for lane in range(LANES):
+            x = np.float64(grad[i + lane])
+            lanes[lane] += x * x
+    for i in range(full, stop):
+        x = np.float64(grad[i])
+        lanes[i - full] += x * x
+    total = lanes[0]
+    for lane in range(1, LANES):
+        total += lanes[lane]
+    return total
+
+
+def _block_square_sums(grad, starts, out):
+    for b in prange(out.shape[0]):
+        out[b] = _block_sum(grad, starts[b], starts[b + 1])
+
+
+_block_square_sums_serial = compile_kernel(_block_square_sums, exact=True)
+_block_square_sums_parallel = compile_kernel(_block_square_sums, exact=True, parallel=True)
+
+
+def block_square_sums(grad, starts, out, n_threads):
+    """out[b] = the sum of grad[starts[b]:starts[b + 1]]^2 in float64 (lanes as kernels/npy/optim.py's)."""
+    launch(_block_square_sums_serial, _block_square_sums_parallel, n_threads, grad, starts, out)
+
+
+def _scale_blocks(grad, starts, mul, div, out):
+    for b in prange(mul.shape[0]):
+        for i in range(starts[b], starts[b + 1]):
+            out[i] = grad[i] * mul[b] / div[b]
+
+
+_scale_blocks_serial = compile_kernel(_scale_blocks)
+_scale_blocks_parallel = compile_kernel(_scale_blocks, parallel=True)
+
+
+def scale_blocks(grad, starts, mul, div, out, n_threads):
+    """out[i] = grad[i] * mul[b] / div[b] for i in block b (starts[b] <= i < starts[b + 1])."""
+    launch(_scale_blocks_serial, _scale_blocks_parallel, n_threads, grad, starts, mul, div, out)
+
+
+def _clip_values(grad, low, high, out):
+    for i in prange(grad.shape[0]):
+        g = grad[i]
+        if g - g == 0:  # finite: NaN and +-inf are kept for fastdl's guards
+            g = min(max(g, low), high)
+        out[i] = g
+
+
+_clip_values_serial = compile_kernel(_clip_values, exact=True)
+_clip_values_parallel = compile_kernel(_clip_values, exact=True, parallel=True)
+
+
+def clip_values(grad, low, high, out, n_threads):
+    """out = grad clipped to [low, high]; NaN and +-inf kept as they are (fastdl's guards see them)."""
+    launch(_clip_values_serial, _clip_values_parallel, n_threads, grad, low, high, out)

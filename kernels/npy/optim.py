@@ -42,3 +42,79 @@ def adam_step(value, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsi
         v += one_minus_beta_2 * change
     v[wide] = v_wide
     value -= alpha * m / (np.sqrt(v) + epsilon)
+
+
+def sgd_nesterov_step(value, grad, velocity, lr, momentum, n_threads):
+    """velocity = momentum * velocity - lr * grad; value += momentum * velocity - lr * grad (Keras' Nesterov)."""
+    step = grad * lr
+    velocity *= momentum
+    velocity -= step
+    value += velocity * momentum - step
+
+
+def rmsprop_momentum_step(value, grad, ms, mom, mg, lr, rho, one_minus_rho, epsilon, momentum, n_threads):
+    """RMSprop with momentum (mom) and/or centered (mg; each may be empty, not both):
+    ms = rho ms + (1 - rho) grad^2; mg = rho mg + (1 - rho) grad; increment = lr grad / sqrt(ms - mg^2 + epsilon)
+    (ms + epsilon uncentered); mom = momentum mom + increment, value -= mom (value -= increment without)."""
+    ms *= rho
+    ms += one_minus_rho * grad * grad
+    if mg.shape[0]:
+        mg *= rho
+        mg += one_minus_rho * grad
+        denominator = ms - mg * mg + epsilon
+    else:
+        denominator = ms + epsilon
+    increment = lr * grad / np.sqrt(denominator)
+    if mom.shape[0]:
+        mom *= momentum
+        mom += increment
+        value -= mom
+    else:
+        value -= increment
+
+
+def adam_amsgrad_step(value, grad, m, v, v_hat, alpha, one_minus_beta_1, one_minus_beta_2, epsilon, n_threads):
+    """adam_step's m and v; v_hat = max(v_hat, v) (NaN kept); value -= alpha m / (sqrt(v_hat) + epsilon)."""
+    shadow = value.copy()  # adam_step's update of value, not used: only its m and v
+    adam_step(shadow, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon, n_threads)
+    np.maximum(v_hat, v, out=v_hat)
+    value -= alpha * m / (np.sqrt(v_hat) + epsilon)
+
+
+def decay_step(value, weight_decay, lr, n_threads):
+    """value -= value * weight_decay * lr (Keras' decoupled weight decay, before the update)."""
+    value -= value * weight_decay * lr
+
+
+LANES = 8  # a block's squares are summed in LANES interleaved float64 sums, then those in order
+
+
+def block_square_sums(grad, starts, out, n_threads):
+    """out[b] = the sum of grad[starts[b]:starts[b + 1]]^2 in float64: element i of a block in
+    lane (i - start) % LANES, each lane summed in order, then the lanes in order."""
+    for b in range(out.shape[0]):
+        start, stop = starts[b], starts[b + 1]
+        rows = np.zeros(-(-(stop - start) // LANES) * LANES)
+        squares = rows[:stop - start]
+        squares[...] = grad[start:stop]
+        squares *= squares
+        lanes = rows.reshape(-1, LANES).sum(axis=0)  # row after row: sequential per lane
+        total = lanes[0]
+        for lane in lanes[1:]:
+            total += lane
+        out[b] = total
+
+
+def scale_blocks(grad, starts, mul, div, out, n_threads):
+    """out[i] = grad[i] * mul[b] / div[b] for i in block b (starts[b] <= i < starts[b + 1])."""
+    for b in range(mul.shape[0]):
+        start, stop = starts[b], starts[b + 1]
+        np.multiply(grad[start:stop], mul[b], out=out[start:stop])
+        out[start:stop] /= div[b]
+
+
+def clip_values(grad, low, high, out, n_threads):
+    """out = grad clipped to [low, high]; NaN and +-inf kept as they are (fastdl's guards see them)."""
+    np.clip(grad, low, high, out=out)
+    wild = ~np.isfinite(grad)
+    out[wild] = grad[wild]
