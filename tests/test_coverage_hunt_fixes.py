@@ -74,3 +74,16 @@ def test_layers_without_bias_compute_their_op_alone(backend, dtype):
     expected = conv2d(x, kernel, None, backend="numpy").reshape(3, -1) @ weights
     np.testing.assert_allclose(model.predict(x), expected, rtol=1e-5 if dtype == np.float32 else 1e-12)
     assert model.count_params() == kernel.size + weights.size
+
+
+def test_loading_slots_the_optimizer_does_not_keep_warns(tmp_path):
+    x, y = np.ones((4, 3)), np.ones((4, 2))
+    saved = nn.Sequential([nn.Input((3,)), nn.Dense(2)], seed=0)
+    saved.compile(nn.SGD(0.1, momentum=0.9), "mse")
+    saved.fit(x, y)
+    saved.save(tmp_path / "m.npz")
+    plain = nn.Sequential([nn.Input((3,)), nn.Dense(2)], seed=0)
+    plain.compile(nn.SGD(0.1), "mse")
+    with pytest.warns(UserWarning, match=r"slots \['velocity'\] that this SGD\(lr=0.1\) does not keep"):
+        plain.load(tmp_path / "m.npz")
+    np.testing.assert_array_equal(plain.get_weights()[0], saved.get_weights()[0])

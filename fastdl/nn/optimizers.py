@@ -4,6 +4,7 @@ for each (fastdl/nn/optimizers_clip.py)."""
 
 import gc
 import numbers
+import warnings
 import weakref
 
 import numpy as np
@@ -292,6 +293,11 @@ class Optimizer:
         """Set the state `state_dict` gave; all of it is checked first. State without a learning
         rate (saved before it was) keeps this optimizer's."""
         self.check_state_dict(meta, arrays)
+        unused = sorted({key.split("/")[0] for key in arrays} - set(self.state))
+        if unused:  # e.g. SGD(momentum=0.9)'s velocity loaded into SGD(): as Keras 3, a warning
+            warnings.warn(f"the saved optimizer state has slots {unused} that this {self!r} does not keep (it was "
+                          "saved with other options: momentum, nesterov, amsgrad, centered); they are not loaded",
+                          UserWarning, stacklevel=3)
         for slot, values in self.state.items():
             for i, value in enumerate(values):
                 _device.assign(value, arrays[f"{slot}/{i}"])
