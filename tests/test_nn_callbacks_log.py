@@ -104,7 +104,7 @@ def test_csv_logger_writes_na_for_a_missing_name_and_warns_of_a_new_one(tmp_path
     logger.on_train_begin()
     logger.on_epoch_end(0, {"loss": 1.0, "val_loss": 2.0})
     logger.on_epoch_end(1, {"loss": 0.5})
-    with pytest.warns(UserWarning, match=r"\['accuracy'\] were not logged in the first epoch"):
+    with pytest.warns(UserWarning, match=r"\['accuracy'\] are not among the file's columns"):
         logger.on_epoch_end(2, {"loss": 0.25, "val_loss": 1.0, "accuracy": 0.5})
     assert _rows(tmp_path / "log.csv") == [["epoch", "loss", "val_loss"], ["0", "1.0", "2.0"], ["1", "0.5", "NA"],
                                            ["2", "0.25", "1.0"]]

@@ -8,6 +8,8 @@ import time
 
 import numpy as np
 
+from fastdl.nn.metrics import directionless_metrics
+
 
 class Callback:
     """Hooks that `fit`, `evaluate` and `predict` call, with Keras 3's names, arguments and order;
@@ -118,13 +120,24 @@ class _Monitor(Callback):
         if isinstance(min_delta, bool) or not np.isfinite(min_delta) or min_delta < 0:
             raise ValueError(f"min_delta must be a finite number >= 0, got {min_delta!r}")
         self.monitor = monitor
-        # Keras' "auto": accuracies grow, everything else shrinks.
+        # Keras' "auto": accuracies grow, everything else shrinks; a metric of the user's is
+        # refused in on_train_begin (Keras 3 cannot tell its direction either).
+        self.auto = mode == "auto"
         self.mode = mode if mode != "auto" else ("max" if "acc" in monitor else "min")
         self.min_delta = float(min_delta)
         self.best = None
 
     def on_train_begin(self, logs=None):
+        self._check_direction()
         self.best = None
+
+    def _check_direction(self):
+        """ValueError where mode "auto" watches a metric of the user's, whose direction no name tells."""
+        name = self.monitor[4:] if self.monitor.startswith("val_") else self.monitor
+        if self.auto and name in directionless_metrics(self.model):
+            raise ValueError(f"{type(self).__name__}(monitor={self.monitor!r}) with mode='auto': {name!r} is a metric of "
+                             "your own, and whether it should grow or shrink cannot be told from its name; give "
+                             "mode='max' or mode='min' (Keras 3 asks the same)")
 
     def _current(self, logs):
         if not logs or self.monitor not in logs:
@@ -293,7 +306,7 @@ class ModelCheckpoint(_Monitor):
         self.last_saved = None
 
     def on_train_begin(self, logs=None):
-        pass  # the best so far stays: it is in the file
+        self._check_direction()  # the best so far stays: it is in the file
 
     def on_epoch_end(self, epoch, logs=None):
         if not self.save_best_only:

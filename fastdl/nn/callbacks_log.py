@@ -67,8 +67,9 @@ class CSVLogger(Callback):
     Notes
     -----
     The file is opened for each row and closed again, so every finished epoch is on disk, even
-    after an error or Ctrl-C. The names are the first epoch's; a later epoch missing one writes
-    "NA" there (as Keras), and one logging a new name warns once (Keras would stop training).
+    after an error or Ctrl-C. The columns are the first epoch's (appending, the file's own header's);
+    a later epoch missing one writes "NA" there, as Keras, and names not among them are left out,
+    as Keras leaves them, with a warning (once a fit) that Keras does not give.
     """
 
     def __init__(self, filename, separator=",", append=False):
@@ -82,8 +83,11 @@ class CSVLogger(Callback):
     def on_train_begin(self, logs=None):
         self.keys, self._warned = None, False
         if self.append and os.path.exists(self.filename):
-            with open(self.filename, encoding="utf-8") as f:
-                self._header = not f.readline()
+            with open(self.filename, encoding="utf-8", newline="") as f:
+                header = next(csv.reader(f, delimiter=self.separator), [])
+            self._header = not header
+            if header[:1] == ["epoch"]:  # the rows go on under the file's own columns
+                self.keys = header[1:]
         else:
             self._header = True
             open(self.filename, "w", encoding="utf-8").close()  # afresh; a bad path fails before training
@@ -95,8 +99,8 @@ class CSVLogger(Callback):
         new = sorted(set(logs) - set(self.keys))
         if new and not self._warned:
             self._warned = True
-            warnings.warn(f"CSVLogger: {new} were not logged in the first epoch, whose names make the file's columns; "
-                          "they are left out", stacklevel=2)
+            warnings.warn(f"CSVLogger: {new} are not among the file's columns (the first epoch's names, or the "
+                          "header of the file appended to); they are left out", stacklevel=2)
         with open(self.filename, "a", encoding="utf-8", newline="") as f:
             writer = csv.writer(f, delimiter=self.separator, lineterminator="\n")
             if self._header:

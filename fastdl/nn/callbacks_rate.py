@@ -156,6 +156,7 @@ class ReduceLROnPlateau(_Monitor):
 
     def on_train_begin(self, logs=None):
         _optimizer(self)
+        self._check_direction()
         self._reset()
 
     def in_cooldown(self):

@@ -12,7 +12,7 @@ from fastdl.nn.batches import ArrayBatches, BatchSource, describe, is_batch_sour
 from fastdl.nn.callback_list import CallbackList
 from fastdl.nn.callbacks import History, ProgressLogger
 from fastdl.nn.guard import guarded, statistics_kept, stopped_at
-from fastdl.nn.weights import check_class_weight, with_weights
+from fastdl.nn.weights import check_class_weight, refuse_both, with_weights
 
 
 def check_verbose(verbose):
@@ -212,9 +212,8 @@ class Fitting:
         """fit's data, checked: (its batches, an ArrayBatches or a BatchSource, and the validation
         arrays or None). training: fit has epochs to train (else nothing is drawn from an iterator).
         The targets carry their weights (weights.WeightedTargets) where any are given."""
+        refuse_both(sample_weight, class_weight)
         if class_weight is not None:
-            if sample_weight is not None:
-                with_weights(self, y, 0, sample_weight, class_weight)  # Keras 3's ValueError: not both
             class_weight = check_class_weight(class_weight)
         if is_batch_source(x):
             _check_source_arguments(y, batch_size, validation_split, sample_weight)
@@ -249,8 +248,10 @@ class Fitting:
                     raise ValueError("x is an iterator that gave no batches")
                 _warn_ran_out(f"gave no batch for epoch {epoch + 1}: training stopped after epoch {epoch}", data)
                 break
+            rate = self.optimizer.lr  # put back with the weights where the epoch goes non-finite
             callbacks.on_epoch_begin(epoch)
-            logs = guarded(self, lambda: self._train_epoch(data.epoch(epoch), epoch, callbacks), f"epoch {epoch + 1}")
+            logs = guarded(self, lambda: self._train_epoch(data.epoch(epoch), epoch, callbacks), f"epoch {epoch + 1}",
+                           rate)
             if data.ran_out and not self.stop_training:
                 _warn_ran_out(f"ran out in epoch {epoch + 1}, before its {data.steps} steps: training stopped after "
                               "it", data)

@@ -71,7 +71,7 @@ def _state_arrays(model):
     return model.optimizer.state_arrays() + [array for _, array in model.non_trainable_weights()]
 
 
-def guarded(model, train, before):
+def guarded(model, train, before, rate=None):
     """train() (an epoch of fit), never leaving NaN or infinite weights or optimizer state.
 
     The loss is checked at every step, but a float32 gradient or update can overflow while the
@@ -80,7 +80,8 @@ def guarded(model, train, before):
     copied before train() and put back where it stops on a non-finite value (NonFiniteError:
     a NaN loss, whose steps before it may have diverged to huge but finite weights), where
     another ValueError leaves the state non-finite, and where it returns with the state
-    non-finite; the error then says the state is that from `before`.
+    non-finite; the error then says the state is that from `before`. rate: the learning rate from
+    before too (one a schedule set at the epoch's begin goes back with the epoch), None to keep it.
     """
     copies, iterations = [_device.copy(array) for array in _state_arrays(model)], model.optimizer.iterations
 
@@ -91,6 +92,8 @@ def guarded(model, train, before):
         for array, copy in zip(_state_arrays(model), copies):
             _device.assign(array, copy)
         model.optimizer.iterations = iterations
+        if rate is not None:
+            model.optimizer.lr = rate
 
     try:
         logs = train()

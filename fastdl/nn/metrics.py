@@ -2,11 +2,13 @@
 the user's. Each gives a batch's mean over its samples; fit and evaluate weigh the batches by their
 size, so an epoch's value is the mean over all its samples, as Keras'."""
 
+import copy
 import numbers
 
 import numpy as np
 
 from fastdl import _device
+from fastdl.nn.losses import Loss
 
 
 def accuracy(y_pred, y_true, loss):
@@ -23,7 +25,6 @@ def accuracy(y_pred, y_true, loss):
     counts as 1 (Keras requires it to equal the 0/1 prediction).
     """
     threshold = getattr(loss, "accuracy_threshold", None)
-    y_pred = _device.host(y_pred)
     if threshold is None and y_pred.shape[-1] == 1:
         threshold = 0.5
     if threshold is not None:
@@ -38,7 +39,6 @@ def accuracy(y_pred, y_true, loss):
 
 def _errors(y_pred, y_true):
     """y_pred - y_true in float64 (the targets are the loss's: float64 of the outputs' shape)."""
-    y_pred = _device.host(y_pred)
     return y_pred.astype(np.float64) - np.asarray(y_true, dtype=np.float64).reshape(y_pred.shape)
 
 
@@ -64,13 +64,17 @@ _REGRESSION = (mean_absolute_error, mean_squared_error)
 
 class _UserMetric:
     """A function metric(y_true, y_pred) of the user's, as Keras takes one: NumPy arrays in, the
-    batch's per-sample values (or their mean) out; logged under the function's name."""
+    batch's per-sample values (or their mean) out; logged under the function's name (a Loss, such
+    as nn.Huber(), under its name, "huber")."""
 
     def __init__(self, function):
-        self.function, self.name = function, getattr(function, "__name__", type(function).__name__)
+        if isinstance(function, Loss):  # a copy: the loss's own would lose the gradient it keeps for backward
+            self.function, self.name = copy.copy(function), function.name
+        else:
+            self.function, self.name = function, getattr(function, "__name__", type(function).__name__)
 
     def __call__(self, y_pred, y_true, loss):
-        value = np.asarray(self.function(y_true, _device.host(y_pred)))
+        value = np.asarray(self.function(y_true, y_pred))
         if value.dtype.kind not in "biuf":
             raise TypeError(f"metric {self.name!r} returned {value.dtype} values; a metric returns real numbers "
                             "(each sample's value, or the batch's mean)")
@@ -117,5 +121,24 @@ def check_metrics(metrics, loss):
 
 
 def metric_logs(metrics, y_pred, y_true, loss, prefix=""):
-    """{prefix + name: the metric's value on this batch} for compile's checked metrics."""
+    """{prefix + name: the metric's value on this batch} for compile's checked metrics (the outputs
+    brought to the host once)."""
+    if metrics:
+        y_pred = _device.host(y_pred)
     return {prefix + name: function(y_pred, y_true, loss) for name, function in metrics.items()}
+
+
+def directionless_metrics(model):
+    """The names (as logged, without "val_") of the model's metrics whose better direction no name
+    tells: functions of the user's (a Loss among them shrinks). Sequential's metrics are {name:
+    function}, a Model's {output name: {name: function}}, prefixed with the output's name where
+    it has several."""
+    metrics = getattr(model, "metrics", None) or {}
+    if all(isinstance(value, dict) for value in metrics.values()):  # a Model's, by output
+        prefixed = getattr(model, "_prefixed", False)
+        named = {(f"{output}_{name}" if prefixed else name): function
+                 for output, functions in metrics.items() for name, function in functions.items()}
+    else:
+        named = metrics
+    return {name for name, function in named.items()
+            if isinstance(function, _UserMetric) and not isinstance(function.function, Loss)}

@@ -12,7 +12,7 @@ from fastdl.nn.module import (LOGIT_ACTIVATIONS, Layer, as_layer_input, build_la
                               seeded_generator)
 from fastdl.nn.naming import check_name, default_layer_name, take_name, unnamed
 from fastdl.nn.optimizers import get_optimizer
-from fastdl.nn.metrics import check_metrics, metric_logs
+from fastdl.nn.metrics import accuracy, check_metrics, metric_logs
 from fastdl.nn.training import Training, check_output_shape
 from fastdl.nn.weights import unweighted
 
@@ -332,10 +332,10 @@ class Sequential(Training):
         several units) stops at its logits: the loss starts from them, and accuracy's argmax reads
         them as it would the probabilities, so the softmax would go unread (on the device, a launch
         a step). Where two probabilities round to the same float32, the logits still tell which
-        class is the more likely."""
+        class is the more likely. Any other metric ("mae", a function) reads the probabilities."""
         last = self.layers[-1]
         last.logits_suffice = self._fused() and isinstance(last, Dense) and last.activation == "softmax" \
-            and last.units > 1
+            and last.units > 1 and all(metric is accuracy for metric in self.metrics.values())
         try:
             yield
         finally:

@@ -136,6 +136,13 @@ def _per_output(sample_weight, names, n_samples):
     return {name: weights for name in names}
 
 
+def refuse_both(sample_weight, class_weight):
+    """Keras 3's ValueError where both are given."""
+    if sample_weight is not None and class_weight is not None:
+        raise ValueError("give class_weight or sample_weight, not both (as Keras 3: multiply the class weights "
+                         "into sample_weight yourself)")
+
+
 def with_weights(model, y, n_samples, sample_weight=None, class_weight=None):
     """Checked targets y of a compiled model with its weights (WeightedTargets), or y as it is where
     neither is given. As Keras 3: sample_weight and class_weight together are a ValueError, and so
@@ -143,10 +150,8 @@ def with_weights(model, y, n_samples, sample_weight=None, class_weight=None):
     if sample_weight is None and class_weight is None:
         return y
     losses = _losses(model)
+    refuse_both(sample_weight, class_weight)
     if class_weight is not None:
-        if sample_weight is not None:
-            raise ValueError("give class_weight or sample_weight, not both (as Keras 3: multiply the class weights "
-                             "into sample_weight yourself)")
         if len(losses) > 1:
             raise ValueError(f"class_weight is for models of a single output (as Keras 3); this one has outputs "
                              f"{list(losses)}: give sample_weight, one array per output")
