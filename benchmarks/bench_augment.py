@@ -102,7 +102,8 @@ def _check_agreement(x_np):
             continue
         ours = x_np
         for m in matrices:
-            ours = affine_transform(ours, m.numpy(), "reflect", 0.0, "bilinear", backend=backend)
+            ours = affine_transform(ours, m.numpy(), fill_mode="reflect", fill_value=0.0,
+                                    interpolation="bilinear", backend=backend)
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4,
                                    err_msg=f"fastdl[{backend}] disagrees with torch")
 

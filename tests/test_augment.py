@@ -100,10 +100,11 @@ def case(rng):
 @pytest.mark.parametrize("fill_mode, interpolation", MODES)
 def test_reference_matches_the_slow_loop(case, fill_mode, interpolation):
     images, matrices, dout = case
-    got = affine_transform(images, matrices, fill_mode, 0.75, interpolation, backend="numpy")
+    got = affine_transform(images, matrices, fill_mode=fill_mode, fill_value=0.75,
+                           interpolation=interpolation, backend="numpy")
     np.testing.assert_allclose(got, naive_affine(images, matrices, fill_mode, 0.75, interpolation),
                                rtol=1e-13, atol=1e-13)
-    got = affine_transform_grad(dout, matrices, fill_mode, interpolation, backend="numpy")
+    got = affine_transform_grad(dout, matrices, fill_mode=fill_mode, interpolation=interpolation, backend="numpy")
     np.testing.assert_allclose(got, naive_affine_grad(dout, matrices, fill_mode, interpolation),
                                rtol=1e-13, atol=1e-13)
 
@@ -124,7 +125,8 @@ def test_bilinear_matches_scipy_map_coordinates(case, fill_mode):
         for ch in range(c):
             expected[s, ..., ch] = ndimage.map_coordinates(images[s, ..., ch], where, order=1,
                                                            mode=SCIPY_MODES[fill_mode], cval=-2.0)
-    got = affine_transform(images, matrices, fill_mode, -2.0, "bilinear", backend="numpy")
+    got = affine_transform(images, matrices, fill_mode=fill_mode, fill_value=-2.0,
+                           interpolation="bilinear", backend="numpy")
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
@@ -134,12 +136,14 @@ def test_bilinear_matches_scipy_map_coordinates(case, fill_mode):
 @pytest.mark.parametrize("fill_mode, interpolation", MODES)
 def test_kernels_match_the_reference(backend, dtype, case, fill_mode, interpolation):
     images, matrices, dout = (a.astype(dtype) if a.shape[-1] != 6 else a for a in case)
-    want = affine_transform(images, matrices, fill_mode, 0.5, interpolation, backend="numpy")
-    got = affine_transform(images, matrices, fill_mode, 0.5, interpolation, backend=backend)
+    want = affine_transform(images, matrices, fill_mode=fill_mode, fill_value=0.5,
+                            interpolation=interpolation, backend="numpy")
+    got = affine_transform(images, matrices, fill_mode=fill_mode, fill_value=0.5,
+                           interpolation=interpolation, backend=backend)
     assert got.dtype == dtype
     np.testing.assert_allclose(got, want, rtol=FORWARD_TOL[dtype], atol=FORWARD_TOL[dtype])
-    want = affine_transform_grad(dout, matrices, fill_mode, interpolation, backend="numpy")
-    got = affine_transform_grad(dout, matrices, fill_mode, interpolation, backend=backend)
+    want = affine_transform_grad(dout, matrices, fill_mode=fill_mode, interpolation=interpolation, backend="numpy")
+    got = affine_transform_grad(dout, matrices, fill_mode=fill_mode, interpolation=interpolation, backend=backend)
     assert got.dtype == dtype
     np.testing.assert_allclose(got, want, rtol=BACKWARD_TOL[dtype], atol=BACKWARD_TOL[dtype] * 4)
 
@@ -150,13 +154,16 @@ def test_backward_is_the_transpose(backend, case, fill_mode, interpolation):
     along random directions."""
     images, matrices, dout = case
     rng = np.random.default_rng(5)
-    dx = affine_transform_grad(dout, matrices, fill_mode, interpolation, backend=backend)
-    out = affine_transform(images, matrices, fill_mode, 0.0, interpolation, backend=backend)
+    dx = affine_transform_grad(dout, matrices, fill_mode=fill_mode, interpolation=interpolation, backend=backend)
+    out = affine_transform(images, matrices, fill_mode=fill_mode, fill_value=0.0,
+                           interpolation=interpolation, backend=backend)
     assert np.vdot(out, dout) == pytest.approx(np.vdot(images, dx), rel=1e-12, abs=1e-12)
     for _ in range(2):
         direction, eps = rng.normal(size=images.shape), 1e-3
-        up = affine_transform(images + eps * direction, matrices, fill_mode, 0.0, interpolation, backend=backend)
-        down = affine_transform(images - eps * direction, matrices, fill_mode, 0.0, interpolation, backend=backend)
+        up = affine_transform(images + eps * direction, matrices, fill_mode=fill_mode, fill_value=0.0,
+                              interpolation=interpolation, backend=backend)
+        down = affine_transform(images - eps * direction, matrices, fill_mode=fill_mode, fill_value=0.0,
+                                interpolation=interpolation, backend=backend)
         assert np.vdot(up - down, dout) / (2 * eps) == pytest.approx(np.vdot(direction, dx), rel=1e-8, abs=1e-9)
 
 
@@ -167,11 +174,11 @@ def test_edge_shapes_and_inputs(backend, rng):
         images = rng.normal(size=shape)
         matrices = random_matrices(rng, shape[0], *shape[1:3], spread=40.0)
         for fill_mode in FILL_MODES:
-            np.testing.assert_allclose(affine_transform(images, matrices, fill_mode, 1.0, backend=backend),
+            np.testing.assert_allclose(affine_transform(images, matrices, fill_mode=fill_mode, fill_value=1.0, backend=backend),
                                        naive_affine(images, matrices, fill_mode, 1.0, "bilinear"), atol=1e-12)
     images = rng.integers(0, 256, (2, 4, 5, 3)).astype(np.uint8)
     matrices = random_matrices(rng, 2, 4, 5)
-    got = affine_transform(images, matrices, backend=backend)
+    got = affine_transform(images, matrices, fill_mode="reflect", backend=backend)
     assert got.dtype == np.float64
     np.testing.assert_allclose(got, naive_affine(images.astype(float), matrices, "reflect", 0.0, "bilinear"),
                                atol=1e-10)
@@ -280,8 +287,8 @@ def test_layer_backward_is_the_ops_gradient(backend, rng):
     images, dout = rng.normal(size=(2, 4, 5, 3)), rng.normal(size=(2, 4, 5, 3))
     out = layer.forward(images, training=True)
     matrices = layer._matrices.copy()
-    np.testing.assert_allclose(out, affine_transform(images, matrices, "wrap", backend="numpy"), atol=1e-13)
-    np.testing.assert_allclose(layer.backward(dout), affine_transform_grad(dout, matrices, "wrap", backend="numpy"),
+    np.testing.assert_allclose(out, affine_transform(images, matrices, fill_mode="wrap", backend="numpy"), atol=1e-13)
+    np.testing.assert_allclose(layer.backward(dout), affine_transform_grad(dout, matrices, fill_mode="wrap", backend="numpy"),
                                atol=1e-12)
 
 
@@ -359,7 +366,7 @@ def test_op_arguments_are_checked(backend, rng):
         (lambda: affine_transform(images, matrices[:1], backend=backend), ValueError, r"shape \(2, 6\).*\(1, 6\)"),
         (lambda: affine_transform(images, matrices * np.nan, backend=backend), ValueError, "NaN"),
         (lambda: affine_transform(images, matrices * 1e12, backend=backend), ValueError, "coordinates as far as"),
-        (lambda: affine_transform(images, matrices, "mirror", backend=backend), ValueError, "'mirror'"),
+        (lambda: affine_transform(images, matrices, fill_mode="mirror", backend=backend), ValueError, "'mirror'"),
         (lambda: affine_transform(images, matrices, interpolation="cubic", backend=backend), ValueError, "'cubic'"),
         (lambda: affine_transform(images, matrices, fill_value=np.nan, backend=backend), ValueError, "finite"),
         (lambda: affine_transform_grad(images, matrices.T, backend=backend), ValueError, r"matrices must have shape"),
@@ -367,3 +374,20 @@ def test_op_arguments_are_checked(backend, rng):
     for call, error, match in bad:
         with pytest.raises(error, match=match):
             call()
+
+
+def test_the_op_takes_keras_3s_argument_order_and_defaults():
+    """keras.ops.image.affine_transform(images, transform, interpolation, fill_mode, fill_value):
+    a third argument given by place is the interpolation; the default fill is constant 0."""
+    images = np.arange(16, dtype=np.float64).reshape(1, 4, 4, 1)
+    shift = np.array([[1.0, 0, 1.5, 0, 1.0, 0]])  # sample one and a half columns to the right
+    nearest = affine_transform(images, shift, "nearest")
+    np.testing.assert_array_equal(nearest[0, :, :, 0], [[2, 3, 0, 0], [6, 7, 0, 0], [10, 11, 0, 0], [14, 15, 0, 0]])
+    with pytest.raises(TypeError):
+        affine_transform(images, shift, "nearest", "constant", 0.0, "numpy")  # backend is keyword-only
+
+
+def test_a_layer_in_inference_returns_its_dtype_as_in_training():
+    images = np.zeros((2, 4, 4, 1), np.uint8)
+    layer = RandomRotation(0.2, seed=0)
+    assert layer(images, training=False).dtype == layer(images, training=True).dtype == np.float32

@@ -44,9 +44,10 @@ def test_kernels_match_the_reference(cuda_backend, cuda_scale, dtype, fill_mode,
     d_matrices = cuda.to_device(matrices)
     gpu.affine_transform(cuda.to_device(images), d_matrices, fill, 0.25, interp, out, 1)
     gpu.affine_transform_backward(cuda.to_device(dout), d_matrices, fill, interp, dx, 1)
-    want = affine_transform(images, matrices, fill_mode, 0.25, interpolation, backend="numpy")
+    want = affine_transform(images, matrices, fill_mode=fill_mode, fill_value=0.25,
+                            interpolation=interpolation, backend="numpy")
     np.testing.assert_allclose(out.copy_to_host(), want, rtol=TIGHT[dtype], atol=TIGHT[dtype])
-    want = affine_transform_grad(dout, matrices, fill_mode, interpolation, backend="numpy")
+    want = affine_transform_grad(dout, matrices, fill_mode=fill_mode, interpolation=interpolation, backend="numpy")
     np.testing.assert_allclose(dx.copy_to_host(), want, rtol=TIGHT[dtype], atol=4 * TIGHT[dtype])
 
 
@@ -54,11 +55,11 @@ def test_public_ops_take_numpy_on_the_cuda_backend(cuda_backend):
     """NumPy in, NumPy out, as the other ops on the cuda backend."""
     rng = np.random.default_rng(1)
     images, matrices = rng.normal(size=(2, 3, 3, 1)).astype(np.float32), _matrices(rng, 2, 3, 3)
-    got = affine_transform(images, matrices, "wrap", backend=cuda_backend)
+    got = affine_transform(images, matrices, fill_mode="wrap", backend=cuda_backend)
     assert isinstance(got, np.ndarray) and got.dtype == np.float32
-    np.testing.assert_allclose(got, affine_transform(images, matrices, "wrap", backend="numpy"), atol=1e-6)
-    grad = affine_transform_grad(images, matrices, "wrap", backend=cuda_backend)
-    np.testing.assert_allclose(grad, affine_transform_grad(images, matrices, "wrap", backend="numpy"), atol=1e-5)
+    np.testing.assert_allclose(got, affine_transform(images, matrices, fill_mode="wrap", backend="numpy"), atol=1e-6)
+    grad = affine_transform_grad(images, matrices, fill_mode="wrap", backend=cuda_backend)
+    np.testing.assert_allclose(grad, affine_transform_grad(images, matrices, fill_mode="wrap", backend="numpy"), atol=1e-5)
     assert backend.resolve("augment", "auto") != "cuda"
 
 

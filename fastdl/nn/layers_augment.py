@@ -81,10 +81,10 @@ class _RandomTransform(Layer):
 
     def forward(self, x, training=False):
         self._check_input(x)
+        x = as_layer_input(x, self.dtype, self.input_shape, type(self).__name__)  # (as it is, in a model)
         if not training:
             self._matrices = None
             return x
-        x = as_layer_input(x, self.dtype, self.input_shape, type(self).__name__)
         if self.rng is None:
             self.rng = np.random.default_rng()
         n, h, w, _ = x.shape

@@ -372,7 +372,10 @@ class RMSprop(Optimizer):
     epsilon : float > 0, default 1e-7
         Added under the square root (see Notes).
     centered : bool, default False
-        Divide by the gradients' running variance (ms - mg^2) instead of their mean square.
+        Divide by the gradients' running variance (ms - mg^2) instead of their mean square. As in
+        Keras and PyTorch, in float32 a steady gradient can round that variance below -epsilon,
+        and the update's square root to NaN (after about 130 steps of a constant gradient): the
+        loss then stops fit, which puts the epoch back.
     learning_rate : float >= 0, optional, keyword-only
         Keras 3's name for lr; giving both is a ValueError.
     weight_decay : float >= 0, optional, keyword-only

@@ -64,8 +64,10 @@ def check_matrices(matrices, n_images, height, width):
     return matrices
 
 
-def affine_transform(images, matrices, fill_mode="reflect", fill_value=0.0, interpolation="bilinear", backend=None):
-    """Resample each image through its own affine map, as keras.ops.image.affine_transform.
+def affine_transform(images, matrices, interpolation="bilinear", fill_mode="constant", fill_value=0.0, *,
+                     backend=None):
+    """Resample each image through its own affine map, as keras.ops.image.affine_transform (its
+    arguments in Keras 3's order, with its defaults; the layers' fill_mode default is "reflect").
 
     Parameters
     ----------
@@ -75,15 +77,15 @@ def affine_transform(images, matrices, fill_mode="reflect", fill_value=0.0, inte
         its input at column a0 * j + a1 * i + a2 and row b0 * j + b1 * i + b2 (pixel centres at
         integer coordinates): the first six of Keras' eight transform values (fastdl takes no
         projective part).
-    fill_mode : {"reflect", "wrap", "constant", "nearest"}, default "reflect"
-        How pixels outside the image are found, per axis: reflect (d c b a | a b c d | d c b a),
-        wrap (a b c d | a b c d), constant (fill_value), nearest (a a | a b c d | d d).
-    fill_value : float, default 0.0
-        The value outside the image with fill_mode "constant".
     interpolation : {"bilinear", "nearest"}, default "bilinear"
         Bilinear mixes the four pixels around the source point; nearest takes the pixel at
         (floor(y + 0.5), floor(x + 0.5)) (halves round up; Keras' backends differ among themselves there).
-    backend : str, optional
+    fill_mode : {"constant", "reflect", "wrap", "nearest"}, default "constant"
+        How pixels outside the image are found, per axis: constant (fill_value), reflect
+        (d c b a | a b c d | d c b a), wrap (a b c d | a b c d), nearest (a a | a b c d | d d).
+    fill_value : float, default 0.0
+        The value outside the image with fill_mode "constant".
+    backend : str, optional, keyword-only
         "auto", "numpy", "numba", "cython", "cuda" (None: the process default).
 
     Returns
@@ -123,7 +125,7 @@ def _threads(shape):
     return threads_worth_it(n, h * w * (16 + 8 * c))
 
 
-def affine_transform_grad(dout, matrices, fill_mode="reflect", interpolation="bilinear", backend=None):
+def affine_transform_grad(dout, matrices, interpolation="bilinear", fill_mode="constant", *, backend=None):
     """Gradient of affine_transform with respect to its images (the map is linear in them).
 
     Parameters

@@ -128,7 +128,7 @@ def rmsprop_momentum_step(value, grad, ms, mom, mg, lr, rho, one_minus_rho, epsi
 
 def _adam_amsgrad(value, grad, m, v, v_hat, alpha, one_minus_beta_1, one_minus_beta_2, epsilon):
     root_c = np.sqrt(one_minus_beta_2)  # as _adam
-    beta_2 = one_minus_beta_2 ** 0 - one_minus_beta_2
+    beta_2 = one_minus_beta_2 ** 0 - one_minus_beta_2  # 1 - it, in its own type (see _adam)
     for i in prange(value.shape[0]):
         g = grad[i]
         m[i] += one_minus_beta_1 * (g - m[i])
