@@ -379,3 +379,29 @@ def scale_rows(rows, weights):
     if size:
         threads = max(1, min(128, size))
         _row_scaling[0][-(-size // threads), threads](rows, weights)
+
+
+_channel_affine = []  # the compiled kernel
+
+
+def _scale_shift(rows, scale, offset, out):
+    index = _numba_cuda.grid(1)
+    width = rows.shape[1]
+    if index < rows.shape[0] * width:
+        i = index // width
+        j = index - i * width
+        product = rows[i, j] * scale[j]  # rounded, then the sum: the host's two roundings
+        out[i, j] = product + offset[j]
+
+
+def scale_shift(rows, scale, offset, out):
+    """out = rows * scale + offset on the device, rows and out (r, c), scale and offset device
+    vectors (c,) of their dtype (a channel's each): nn.Rescaling. One thread an entry."""
+    global _numba_cuda
+    if not _channel_affine:
+        _numba_cuda = cuda()
+        _channel_affine.append(_numba_cuda.jit(_scale_shift))
+    size = rows.shape[0] * rows.shape[1]
+    if size:
+        threads = max(1, min(128, size))
+        _channel_affine[0][-(-size // threads), threads](rows, scale, offset, out)

@@ -7,7 +7,7 @@ from fastdl.nn.callbacks import (Callback, CSVLogger, EarlyStopping, EpochTimer,
 from fastdl.nn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, MaxPooling2D, Reshape, UpSampling2D
 from fastdl.nn.functional import Input, Model, SymbolicTensor
 from fastdl.nn.layers_augment import RandomFlip, RandomRotation, RandomTranslation, RandomZoom
-from fastdl.nn.layers_extra import BatchNormalization, Conv2DTranspose
+from fastdl.nn.layers_extra import BatchNormalization, Conv2DTranspose, Rescaling
 from fastdl.nn.layers_merge import Add, Concatenate, add, concatenate
 from fastdl.nn.layers_pool import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D,
                                    GlobalMaxPool2D, GlobalMaxPooling2D)
@@ -30,6 +30,7 @@ __all__ = [
     "BatchNormalization", "UpSampling2D", "Sampling", "Add", "Concatenate", "add", "concatenate",
     "AveragePooling2D", "AvgPool2D", "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPooling2D",
     "GlobalMaxPool2D", "NonFiniteError", "RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom",
+    "Rescaling",
 ]
 
 # Keras names fastdl.nn has no object for, and what to write instead (fastdl has no automatic

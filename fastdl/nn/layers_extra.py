@@ -188,3 +188,75 @@ class BatchNormalization(Layer):
                                    self._here(mean_dxhat, "mean dxhat"), self._here(mean_dxhat_xhat, "mean dxhat xhat"),
                                    dx.reshape(rows.shape), n_threads)
         return dx
+
+
+def _coefficients(value, name):
+    """Rescaling's scale or offset as a float64 vector: one number, or one per channel."""
+    values = np.asarray(value)
+    if values.dtype.kind not in "biuf" or values.ndim > 1 or values.size == 0:
+        raise TypeError(f"Rescaling's {name} must be a number or one number per channel, got {value!r}")
+    values = values.astype(np.float64).reshape(-1)
+    if not np.isfinite(values).all():
+        raise ValueError(f"Rescaling's {name} must be finite, got {value!r}")
+    return values
+
+
+class Rescaling(Layer):
+    """x * scale + offset, as Keras 3's Rescaling: Rescaling(1 / 255) takes 0-255 pixels to [0, 1],
+    Rescaling(1 / 127.5, offset=-1) to [-1, 1].
+
+    Parameters
+    ----------
+    scale, offset : float, or one per channel (the last axis), default offset 0
+        Computed in the layer's dtype as Keras does: the product rounded, then the sum. Its
+        gradient is dout * scale.
+    """
+
+    runs_on_device = True
+
+    def __init__(self, scale, offset=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale, self.offset = _coefficients(scale, "scale"), _coefficients(offset, "offset")
+
+    def compute_output_shape(self, input_shape):
+        channels = input_shape[-1] if input_shape else 1
+        for name, values in (("scale", self.scale), ("offset", self.offset)):
+            if values.size not in (1, channels):
+                raise ValueError(f"Rescaling's {name} has {values.size} values, but its inputs {tuple(input_shape)} "
+                                 f"have {channels} channels: give one number, or one per channel")
+        return input_shape
+
+    def _rows(self, x):
+        """x as (values, channels) rows, and scale and offset as vectors of a row's length in the
+        layer's dtype (on the device where x is)."""
+        width = self.input_shape[-1] if self.input_shape else 1
+        scale, offset = (np.broadcast_to(v, (width,)).astype(self.dtype) for v in (self.scale, self.offset))
+        if _device.is_device(x):
+            scale, offset = (_device.upload(self._buffers, key, v) for key, v in (("scale", scale), ("offset", offset)))
+            return _device.reshaped(x, (x.size // width, width)), scale, offset
+        return x.reshape(-1, width), scale, offset
+
+    def forward(self, x, training=False):
+        x = as_layer_input(x, self.dtype, self.input_shape, type(self).__name__)
+        out = self._buffer("out", x.shape) if training else self._empty(x.shape)
+        return self._affine(x, out, bias=True)
+
+    def backward(self, dout):
+        dout = as_layer_input(dout, self.dtype, self.output_shape, type(self).__name__ + " backward")
+        if not self.needs_input_grad:
+            return None
+        return self._affine(dout, self._buffer("dx", dout.shape), bias=False)
+
+    def _affine(self, x, out, bias):
+        """out = x * scale (+ offset where bias), channel by channel."""
+        rows, scale, offset = self._rows(x)
+        if _device.is_device(x):
+            if not bias:
+                offset = _device.upload(self._buffers, "zeros", np.zeros(scale.shape[0], self.dtype))
+            _device.scale_shift(rows, scale, offset, _device.reshaped(out, rows.shape))
+            return out
+        flat = out.reshape(rows.shape)
+        np.multiply(rows, scale, out=flat)
+        if bias:
+            np.add(flat, offset, out=flat)
+        return out
