@@ -31,7 +31,13 @@ def adam_step(value, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsi
 
     Where grad^2 - v is not finite, v = beta_2 v + (sqrt(1 - beta_2) grad)^2 (see kernels/cpu/optim.py).
     """
-    as_dtype = value.dtype.type
+    _moments(grad, m, v, one_minus_beta_1, one_minus_beta_2)
+    value -= alpha * m / (np.sqrt(v) + epsilon)
+
+
+def _moments(grad, m, v, one_minus_beta_1, one_minus_beta_2):
+    """Adam's m and v, in place (adam_step's; adam_amsgrad_step's too)."""
+    as_dtype = v.dtype.type
     root_c, beta_2 = np.sqrt(as_dtype(one_minus_beta_2)), as_dtype(1) - as_dtype(one_minus_beta_2)
     m += one_minus_beta_1 * (grad - m)
     with np.errstate(over="ignore", invalid="ignore"):  # the inf and NaN that `wide` mends
@@ -41,7 +47,6 @@ def adam_step(value, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsi
         v_wide = v[wide] * beta_2 + scaled * scaled
         v += one_minus_beta_2 * change
     v[wide] = v_wide
-    value -= alpha * m / (np.sqrt(v) + epsilon)
 
 
 def sgd_nesterov_step(value, grad, velocity, lr, momentum, n_threads):
@@ -75,8 +80,7 @@ def rmsprop_momentum_step(value, grad, ms, mom, mg, lr, rho, one_minus_rho, epsi
 
 def adam_amsgrad_step(value, grad, m, v, v_hat, alpha, one_minus_beta_1, one_minus_beta_2, epsilon, n_threads):
     """adam_step's m and v; v_hat = max(v_hat, v) (NaN kept); value -= alpha m / (sqrt(v_hat) + epsilon)."""
-    shadow = value.copy()  # adam_step's update of value, not used: only its m and v
-    adam_step(shadow, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon, n_threads)
+    _moments(grad, m, v, one_minus_beta_1, one_minus_beta_2)
     np.maximum(v_hat, v, out=v_hat)
     value -= alpha * m / (np.sqrt(v_hat) + epsilon)
 
