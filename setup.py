@@ -86,7 +86,10 @@ def build_jobs():
 
 
 openmp_args, link_args = openmp_flags()
-compile_args = ["-O3", "-fno-math-errno"] + arch_flags() + openmp_args
+# -fno-trapping-math: fastdl never unmasks floating-point traps, so gcc may turn data-dependent
+# branches into selects (elu's gradient on random signs: 1.4 ms a 256 x 1024 pass with a branch,
+# mispredicted half the time); every result stays IEEE's, bit for bit.
+compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math"] + arch_flags() + openmp_args
 
 
 def extension(name, source):

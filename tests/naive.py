@@ -612,3 +612,19 @@ def avg_pool2d_grad(x, dout, pool_size=2, strides=None, padding="valid"):
                     for a, b in cells:
                         dx[n, a, b, c] += float(dout[n, i, j, c]) / len(cells)
     return dx
+
+
+def numeric_grad(f, array, eps=1e-6):
+    """Central differences of the scalar f() with respect to every entry of `array` (changed in
+    place while f runs, then restored): the reference every backward pass is checked against."""
+    grad = np.zeros_like(array)
+    flat, gflat = array.reshape(-1), grad.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + eps
+        up = f()
+        flat[i] = old - eps
+        down = f()
+        flat[i] = old
+        gflat[i] = (up - down) / (2 * eps)
+    return grad

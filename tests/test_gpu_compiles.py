@@ -95,6 +95,7 @@ def signatures():
         "dense._bias_activation": [(a2(t), a1(t), i64, t) for t in floats],
         "dense._activation_backward": [(a2(t), a2(t), i64, t, a2(t)) for t in floats],
         "dense._activation_backward_sums": [(a2(t), a2(t), i64, t, a2(t), a1(t)) for t in floats],
+        "dense._activation_backward_input": [(a2(t), a2(t), i64, a2(t)) for t in floats],
         # loss: values, gradients and masks in one float dtype; targets, draws and row_loss float64;
         # codes int64; scale, period and rate Python floats; kept_scale a NumPy scalar of x's dtype.
         "loss._softmax": [(a2(t), a2(t)) for t in floats],
@@ -166,6 +167,8 @@ def signatures():
         "_arrays._place_columns": [(a2(t), a2(t), i64) for t in floats],
         "_arrays._take_columns": [(a2(t), i64, a2(t)) for t in floats],
         "_arrays._add_scaled": [(a1(t), t, a1(t)) for t in floats],
+        "_arrays._scale_sign": [(a1(t), t, a1(t)) for t in floats],
+        "_arrays._add_scaled_sign": [(a1(t), t, a1(t)) for t in floats],
         "_arrays._swap_axes": [(a3(t), a3(t)) for t in floats],
     }
 

@@ -6,21 +6,7 @@ import pytest
 from fastdl import nn
 from fastdl.nn.losses import get_loss
 from fastdl.repro.models import course_cnn, course_mlp
-
-
-def _numeric_grad(f, array, eps=1e-6):
-    """Central differences of the scalar f() with respect to every entry of `array` (changed in place)."""
-    grad = np.zeros_like(array)
-    flat, gflat = array.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        up = f()
-        flat[i] = old - eps
-        down = f()
-        flat[i] = old
-        gflat[i] = (up - down) / (2 * eps)
-    return grad
+from naive import numeric_grad
 
 
 def _check_layer(layer, input_shape, rng, reset=None, batch=2, backend=None):
@@ -43,10 +29,10 @@ def _check_layer(layer, input_shape, rng, reset=None, batch=2, backend=None):
     out = layer.forward(x, training=True)
     weights = rng.standard_normal(out.shape)
     dx = layer.backward(weights.copy())
-    np.testing.assert_allclose(dx, _numeric_grad(loss, x), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=1e-5, atol=1e-7)
     for name, p in layer.parameters():
         analytic = p.grad.copy()
-        np.testing.assert_allclose(analytic, _numeric_grad(loss, p.value), rtol=1e-5, atol=1e-7, err_msg=name)
+        np.testing.assert_allclose(analytic, numeric_grad(loss, p.value), rtol=1e-5, atol=1e-7, err_msg=name)
 
 
 @pytest.mark.parametrize("activation", [None, "linear", "relu", "sigmoid", "tanh", "softmax"])
@@ -114,7 +100,7 @@ def _check_loss(loss, logits, y, fused, backend=None):
     if not fused and isinstance(loss, nn.losses._CrossEntropy):
         probs = nn.activations.softmax(logits)
         analytic = nn.activations.grad("softmax", probs, analytic)
-    np.testing.assert_allclose(analytic, _numeric_grad(value, logits), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(analytic, numeric_grad(value, logits), rtol=1e-5, atol=1e-8)
 
 
 @pytest.mark.parametrize("fused", [True, False])
@@ -201,7 +187,7 @@ def test_seed_reproduces_initialisation():
     assert not np.array_equal(a.parameters()[0][1].value, c.parameters()[0][1].value)
 
 
-@pytest.mark.parametrize("bad", ["selu", 3])
+@pytest.mark.parametrize("bad", ["relu7", 3])
 def test_unknown_activation(bad):
     with pytest.raises(ValueError, match="activation"):
         nn.Dense(3, activation=bad)
@@ -212,7 +198,7 @@ def test_unknown_loss_and_optimizer():
     with pytest.raises(ValueError, match="loss"):
         model.compile("sgd", "hinge")
     with pytest.raises(ValueError, match="optimizer"):
-        model.compile("adagrad", "mse")
+        model.compile("adafactor", "mse")
     with pytest.raises(ValueError, match="metric"):
         model.compile("sgd", "mse", metrics=["auc"])
     with pytest.raises(ValueError, match=r"'accuracy' is given twice \(as 'acc' too\)"):
@@ -305,7 +291,7 @@ def test_l2_regularizer_gradients(make_layer, input_shape, rng):
 
     layer.forward(x)
     layer.backward(weights)
-    np.testing.assert_allclose(layer.kernel.grad, _numeric_grad(loss, kernel), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(layer.kernel.grad, numeric_grad(loss, kernel), rtol=1e-5, atol=1e-7)
 
 
 def test_l2_is_added_to_the_model_loss(rng):
@@ -317,7 +303,7 @@ def test_l2_is_added_to_the_model_loss(rng):
     kernel = penalised.get_weights()[0]
     assert penalised.evaluate(x, y) == pytest.approx(plain.evaluate(x, y) + 0.01 * (kernel ** 2).sum())
     with pytest.raises(ValueError, match="kernel_regularizer"):
-        nn.Dense(2, kernel_regularizer="l1")
+        nn.Dense(2, kernel_regularizer="l3")
     with pytest.raises(ValueError, match="L2 factor"):
         nn.l2(-1)
 
@@ -331,7 +317,7 @@ def _check_plain_loss(loss, y_pred, y, backend=None):
         return loss.forward(y_pred, targets)
 
     value()
-    np.testing.assert_allclose(loss.backward(), _numeric_grad(value, y_pred), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(loss.backward(), numeric_grad(value, y_pred), rtol=1e-5, atol=1e-8)
 
 
 def test_binary_crossentropy_on_probabilities(rng):

@@ -5,7 +5,7 @@ import pytest
 
 from fastdl import nn
 from fastdl.nn import Input, Model
-from test_nn import _numeric_grad
+from naive import numeric_grad
 
 
 def _generator(backend=None, dtype="float64", seed=1):
@@ -74,7 +74,7 @@ def test_gradients_through_a_frozen_model_match_finite_differences(backend):
     loss()
     gan._backward_from_loss()
     for name, p in generator.parameters() + discriminator.parameters():
-        np.testing.assert_allclose(p.grad, _numeric_grad(loss, p.value), rtol=1e-6, atol=1e-9, err_msg=name)
+        np.testing.assert_allclose(p.grad, numeric_grad(loss, p.value), rtol=1e-6, atol=1e-9, err_msg=name)
 
 
 def test_model_in_sequential_gives_the_same_outputs_and_gradients():
@@ -150,7 +150,7 @@ def test_vae_gradients_through_sampling_and_kl_match_finite_differences(backend)
     loss()
     vae._backward_from_loss()
     for name, p in vae.parameters():
-        np.testing.assert_allclose(p.grad, _numeric_grad(loss, p.value), rtol=1e-6, atol=1e-9, err_msg=name)
+        np.testing.assert_allclose(p.grad, numeric_grad(loss, p.value), rtol=1e-6, atol=1e-9, err_msg=name)
 
 
 def test_kl_term_is_the_closed_form_and_is_added_to_the_loss():
@@ -275,7 +275,7 @@ def test_layers_shared_by_two_models_take_each_models_gradient_flags():
     def loss():
         return everything._batch_loss(everything._forward(x, training=True), targets)
 
-    np.testing.assert_allclose(first.kernel.grad, _numeric_grad(loss, first.kernel.value), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(first.kernel.grad, numeric_grad(loss, first.kernel.value), rtol=1e-6, atol=1e-9)
 
 
 def test_frozen_layers_pass_gradients_without_computing_their_own():
@@ -302,7 +302,7 @@ def test_frozen_layers_pass_gradients_without_computing_their_own():
         return model._batch_loss(model._forward(x, training=True), targets)
 
     for _, p in trained.parameters():
-        np.testing.assert_allclose(p.grad, _numeric_grad(loss, p.value), rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(p.grad, numeric_grad(loss, p.value), rtol=1e-6, atol=1e-9)
 
 
 def _nested(seed=0):

@@ -5,6 +5,7 @@ import pytest
 
 from fastdl import nn
 from fastdl.nn.functional import Input, Model
+from naive import numeric_grad
 
 
 def clock_like(n=800, seed=0):
@@ -60,19 +61,6 @@ def test_history_has_per_output_losses():
     assert len(logs["loss"]) == 2
 
 
-def _numeric_grad(f, array, eps=1e-6):
-    grad = np.zeros_like(array)
-    for i in np.ndindex(array.shape):
-        old = array[i]
-        array[i] = old + eps
-        up = f()
-        array[i] = old - eps
-        down = f()
-        array[i] = old
-        grad[i] = (up - down) / (2 * eps)
-    return grad
-
-
 def test_shared_trunk_gradients_match_finite_differences():
     # The trunk feeds two layers; "aux" is an output that also feeds the minute head, so the
     # gradients of both reach the trunk and must be summed.
@@ -97,7 +85,7 @@ def test_shared_trunk_gradients_match_finite_differences():
     model.optimizer.zero_grad()
     model._backward_from_loss()
     for name, p in model.parameters():
-        np.testing.assert_allclose(p.grad, _numeric_grad(loss, p.value), rtol=1e-6, atol=1e-8, err_msg=name)
+        np.testing.assert_allclose(p.grad, numeric_grad(loss, p.value), rtol=1e-6, atol=1e-8, err_msg=name)
 
 
 def test_save_load_round_trip(tmp_path):

@@ -730,13 +730,15 @@ def test_dropout_takes_keras_noise_shape_second(backend):
 
 
 def test_dense_and_conv_take_keras_positional_order(backend):
-    # Dense(units, activation, use_bias, kernel_initializer); its old order is refused, not misread.
-    dense = nn.Dense(4, "relu", False, "he_normal")
+    # Dense(units, activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+    # bias_regularizer); its old order is refused, not misread.
+    dense = nn.Dense(4, "relu", False, "he_normal", "ones", "l2", "l1")
     assert not dense.use_bias and dense.kernel_initializer is nn.module.he_normal
+    assert isinstance(dense.bias_regularizer, nn.L1)
     with pytest.raises(TypeError, match="use_bias must be True or False, got 'he_normal'"):
         nn.Dense(4, "relu", "he_normal")
     with pytest.raises(TypeError, match="positional"):
-        nn.Dense(4, "relu", True, "he_normal", "zeros")  # Keras' bias_initializer
+        nn.Dense(4, "relu", True, "he_normal", "zeros", None, None, "l2")  # Keras' activity_regularizer
     # Conv2D / Conv2DTranspose: Keras' fifth is data_format (output_padding), no fastdl option.
     for conv in (nn.Conv2D, nn.Conv2DTranspose):
         assert conv(4, 3, 1, "same", activation="relu").activation == "relu"

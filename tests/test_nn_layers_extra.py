@@ -11,7 +11,7 @@ from fastdl import nn
 from fastdl.backend import PACKAGES
 from fastdl.nn.layers_extra import BatchNormalization, Conv2DTranspose, conv2d_transpose
 from fastdl.ops import conv2d, conv2d_grad
-from tests.test_nn import _check_layer, _numeric_grad
+from tests.test_nn import _check_layer
 
 
 # -- Conv2DTranspose ------------------------------------------------------------------------------
@@ -151,8 +151,8 @@ def test_batch_norm_gradients_in_inference(rng, backend):
     def loss():
         return float((layer.forward(x, training=False) * weights).sum())
 
-    np.testing.assert_allclose(dx, _numeric_grad(loss, x), rtol=1e-6)
-    np.testing.assert_allclose(layer.gamma.grad, _numeric_grad(loss, layer.gamma.value), rtol=1e-6)
+    np.testing.assert_allclose(dx, naive.numeric_grad(loss, x), rtol=1e-6)
+    np.testing.assert_allclose(layer.gamma.grad, naive.numeric_grad(loss, layer.gamma.value), rtol=1e-6)
 
 
 # Tolerances of a layer's float32 / float64 outputs of order one against float64 formulas.

@@ -16,19 +16,6 @@ from fastdl.backend import PACKAGES
 from fastdl.ops.pool import pool_geometry
 
 
-def _numeric_grad(f, array, eps=1e-6):
-    grad = np.zeros_like(array)
-    for index in np.ndindex(array.shape):
-        old = array[index]
-        array[index] = old + eps
-        up = f()
-        array[index] = old - eps
-        down = f()
-        array[index] = old
-        grad[index] = (up - down) / (2 * eps)
-    return grad
-
-
 def _check_gradients(layer, input_shapes, rng, backend, batch=2):
     """The backward pass against finite differences of sum(out * weights) in float64, for a layer of
     one input (input_shapes a shape) or several (a list of shapes)."""
@@ -49,7 +36,7 @@ def _check_gradients(layer, input_shapes, rng, backend, batch=2):
     assert len(dxs) == len(xs)
     for x, dx in zip(xs, dxs):
         assert dx.shape == x.shape
-        np.testing.assert_allclose(dx, _numeric_grad(lambda: float((call() * weights).sum()), x),
+        np.testing.assert_allclose(dx, naive.numeric_grad(lambda: float((call() * weights).sum()), x),
                                    rtol=1e-6, atol=1e-8)
 
 

@@ -1,7 +1,7 @@
 """Keras-like neural networks on fastdl's compiled ops: layers, losses, optimizers, Sequential, Model."""
 
 from fastdl._validation import NonFiniteError
-from fastdl.nn.activations import Activation, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from fastdl.nn.activations import ELU, Activation, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from fastdl.nn.callbacks import (Callback, CSVLogger, EarlyStopping, EpochTimer, History, LambdaCallback,
                                  LearningRateScheduler, ModelCheckpoint, ReduceLROnPlateau)
 from fastdl.nn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, MaxPooling2D, Reshape, UpSampling2D
@@ -16,12 +16,14 @@ from fastdl.nn.losses import (BinaryCrossentropy, CategoricalCrossentropy, Cycli
 from fastdl.nn.model import Sequential
 from fastdl.nn.module import Layer, Parameter
 from fastdl.nn.optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
-from fastdl.nn.regularizers import L2, l2
+from fastdl.nn import initializers, regularizers  # noqa: F401 (nn.initializers.HeNormal, nn.regularizers.L1)
+from fastdl.nn.regularizers import L1, L1L2, L2, l1, l1_l2, l2
 from fastdl.nn.sampling import Sampling
 
 __all__ = [
     "Layer", "Parameter", "Input", "Dense", "Conv2D", "MaxPool2D", "MaxPooling2D", "Flatten", "Reshape", "Dropout",
-    "Activation", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "L2", "l2",
+    "Activation", "ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh", "Softmax", "L1", "L2", "L1L2", "l1", "l2", "l1_l2",
+    "initializers", "regularizers",
     "Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "MeanSquaredError", "BinaryCrossentropy",
     "CyclicMSE", "MeanAbsoluteError", "CyclicMAE", "Huber", "Optimizer", "SGD", "RMSprop", "Adam", "AdamW",
     "Sequential", "History",

@@ -6,13 +6,15 @@ from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._parallel import threads_worth_it
 from fastdl.ops import activation_grad
-from fastdl.ops.dense import ACTIVATIONS, LEAKY_ALPHA, activation_grad_into, activation_into, check_alpha
+from fastdl.ops.dense import (ACTIVATIONS, ELU_ALPHA, activation_grad_into, activation_into, check_alpha,
+                              needs_input, unknown_activation)
 from fastdl.nn.module import LOGIT_ACTIVATIONS, Layer, as_layer_input
 from fastdl.ops import _nn_on_device
 
-NAMES = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax")
+NAMES = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "elu", "selu", "softplus", "softsign",
+         "relu6", "hard_sigmoid", "exponential", "swish", "silu", "gelu", "mish", "hard_swish", "hard_silu")
 # Keras 3 gives its LeakyReLU layer a slope of 0.3 and the activation "leaky_relu" (of Dense,
-# Conv2D, Activation) one of 0.2 (LEAKY_ALPHA).
+# Conv2D, Activation) one of 0.2 (fastdl.ops.dense.LEAKY_ALPHA).
 LEAKY_RELU_LAYER_SLOPE = 0.3
 
 
@@ -21,7 +23,7 @@ def check_activation(activation):
     if activation is None:
         return "linear"
     if not isinstance(activation, str) or activation.lower() not in NAMES:
-        raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(map(repr, NAMES))} or None")
+        raise unknown_activation(activation, ", ".join(map(repr, NAMES)))
     return activation.lower()
 
 
@@ -59,10 +61,10 @@ def softmax_grad(out, dout, backend=None):
     return dpre
 
 
-def apply(name, z, alpha=LEAKY_ALPHA, backend=None, into=None):
+def apply(name, z, alpha=None, backend=None, into=None):
     """activation(z) (z: C-contiguous float array) into `into` where given (an array of z's shape
     and dtype: a layer's reused buffer), z left as it is; else in place where it can be, softmax
-    into a new array."""
+    into a new array. alpha: leaky_relu's slope or elu's alpha, None for the activation's default."""
     if name == "softmax":
         return softmax(z, backend, into)
     if into is not None:
@@ -73,30 +75,48 @@ def apply(name, z, alpha=LEAKY_ALPHA, backend=None, into=None):
     return z
 
 
-def grad(name, out, dout, backend=None, alpha=LEAKY_ALPHA, into=None, column_sums=None):
-    """Gradient with respect to the activation's input, from its output `out`.
+def is_input_activation(name):
+    """Whether the activation's gradient needs its input (swish/silu, gelu, mish, hard_swish/hard_silu):
+    a layer with it keeps its pre-activation for backward."""
+    return name in ACTIVATIONS and needs_input(ACTIVATIONS[name])
+
+
+def grad(name, out, dout, backend=None, alpha=None, into=None, column_sums=None, pre=None):
+    """Gradient with respect to the activation's input, from its output `out` (alpha as in apply),
+    or for an input activation (is_input_activation) from its input `pre`, required there.
 
     into: optional C-contiguous array of out's shape and dtype that receives the compiled
     activations' gradient (a layer's reused buffer). column_sums: with into, an optional array
     (last axis,) that receives the gradient's sums over the other axes (a dense layer's bias
-    gradient, in the same pass on the device).
+    gradient, in the same pass on the device; not for input activations). pre: C-contiguous,
+    out's shape and dtype.
     """
     if name == "linear":
         return dout
     if name == "softmax":
         return softmax_grad(out, dout, backend)
     assert name in ACTIVATIONS
+    if is_input_activation(name):
+        if pre is None:
+            raise ValueError(f"activation {name!r} needs pre, the activation's input, for its gradient")
+        if pre.shape != out.shape:
+            raise ValueError(f"pre must have the output's shape {out.shape}, got {pre.shape}")
+    else:
+        pre = None
     channels = out.shape[out.ndim - 1]
     if into is None and _device.is_device(out):
         into = _device.empty(out.shape, out.dtype)
     if into is None:
-        return activation_grad(out.reshape(-1, channels), dout.reshape(-1, channels), name,
-                               backend=backend, alpha=alpha).reshape(out.shape)
+        rows = (-1, channels)
+        return activation_grad(out.reshape(rows), dout.reshape(rows), name, backend=backend, alpha=alpha,
+                               pre=None if pre is None else pre.reshape(rows)).reshape(out.shape)
     if not _device.is_device(dout):
         dout = np.ascontiguousarray(dout, dtype=out.dtype)
     if dout.shape != out.shape:
         raise ValueError(f"dout must have the output's shape {out.shape}, got {dout.shape}")
-    activation_grad_into(_device.last_axis_rows(out), _device.last_axis_rows(dout), ACTIVATIONS[name], _device.last_axis_rows(into), backend, alpha, column_sums)
+    pre_rows = None if pre is None else _device.last_axis_rows(pre)
+    activation_grad_into(_device.last_axis_rows(out), _device.last_axis_rows(dout), ACTIVATIONS[name],
+                         _device.last_axis_rows(into), backend, alpha, column_sums, pre_rows)
     return into
 
 
@@ -105,15 +125,21 @@ class Activation(Layer):
 
     Parameters
     ----------
-    activation : {"linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax"} or None
-        In any case; None is "linear"; "leaky_relu" has Keras 3's slope 0.2.
+    activation : str or None
+        Keras 3's "linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "elu", "selu",
+        "softplus", "softsign", "relu6", "hard_sigmoid" (relu6(x + 3) / 6), "exponential",
+        "swish" or "silu" (x * sigmoid(x)), "gelu" (exact, with erf: Keras 3's default), "mish"
+        (x * tanh(softplus(x))) or "hard_swish" or "hard_silu" (x * relu6(x + 3) / 6), in any case;
+        None is "linear"; "leaky_relu" has Keras 3's slope 0.2, "elu" its alpha 1.0. In training,
+        swish, gelu, mish and hard_swish keep the layer's input for backward.
     """
 
-    alpha = LEAKY_ALPHA
+    alpha = None  # the activation's default (fastdl.ops.dense.activation_alpha)
     gemm_only = True
     runs_on_device = True
     keeps_logits = True
     _logits = None  # a training step's (forward)
+    _pre = None  # a training step's input, for the activations whose gradient needs it (forward)
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
@@ -129,6 +155,8 @@ class Activation(Layer):
         x = as_layer_input(x, self.dtype, layer=type(self).__name__)
         if training:
             self._logits = x if self.activation in LOGIT_ACTIVATIONS else None
+            # The previous layer's output, left as it is until this backward, as _logits.
+            self._pre = x if is_input_activation(self.activation) else None
         out = self._buffer("out", x.shape) if training else self._empty(x.shape)
         self._out = out = apply(self.activation, x, self.alpha, self.backend, into=out)
         return out
@@ -140,7 +168,7 @@ class Activation(Layer):
     def backward(self, dout):
         # Into a buffer reused from step to step, as the activated layers' (softmax makes its own).
         into = self._buffer("dpre", self._out.shape) if self.activation in ACTIVATIONS else None
-        return grad(self.activation, self._out, dout, self.backend, self.alpha, into=into)
+        return grad(self.activation, self._out, dout, self.backend, self.alpha, into=into, pre=self._pre)
 
 
 class ReLU(Activation):
@@ -170,6 +198,20 @@ class LeakyReLU(Activation):
             self.alpha = check_alpha(negative_slope, "negative_slope")
         else:
             self.alpha = check_alpha(LEAKY_RELU_LAYER_SLOPE if alpha is None else alpha)
+
+
+class ELU(Activation):
+    """x where x > 0, alpha * (exp(x) - 1) elsewhere, as a layer (Keras 3's ELU).
+
+    Parameters
+    ----------
+    alpha : float >= 0, default 1.0
+        The value approached far below zero is -alpha.
+    """
+
+    def __init__(self, alpha=ELU_ALPHA, **kwargs):
+        super().__init__("elu", **kwargs)
+        self.alpha = check_alpha(alpha)
 
 
 class Sigmoid(Activation):

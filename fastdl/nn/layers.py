@@ -18,7 +18,7 @@ from fastdl.nn.module import (LOGIT_ACTIVATIONS, Layer, Parameter, as_layer_inpu
 from fastdl.nn.regularizers import add_grad, get_regularizer
 from fastdl.ops.conv import KeptTransform, _geometry, conv2d_grad_into, conv2d_into
 from fastdl.ops.conv_pool import conv2d_pool_grad_into, conv2d_pool_into, pool_fusable
-from fastdl.ops.dense import ACTIVATIONS, dense_grad_into, dense_into
+from fastdl.ops.dense import ACTIVATIONS, dense_grad_into, dense_into, needs_input
 from fastdl.ops.pool import (max_pool2d_grad_into, max_pool2d_grad_winners_into, max_pool2d_into,
                               max_pool2d_winners_into, pool_geometry, records_winners)
 from fastdl._validation import check_int, check_pair, compute_dtype
@@ -116,21 +116,35 @@ def _same_batch(dout, x):
 class _Activated(Layer):
     """A layer whose output goes through an activation; keeps the output for the backward pass.
 
-    Its kernel may carry a regulariser: the model adds `regularization_loss()` to the loss and
-    `backward_pre` adds the penalty's gradient to the kernel's.
+    Its kernel and bias may carry a regulariser each: the model adds `regularization_loss()` to the
+    loss and `backward_pre` adds the penalties' gradients to the weights'.
     """
 
-    kernel_regularizer = None
+    kernel_regularizer = bias_regularizer = None
     runs_on_device = True
     keeps_logits = True
     _logits = None  # a training step's (_activate)
+    _pre = None  # a training step's activation input, for the activations whose gradient needs it
+
+    def _penalised(self):
+        """[(regulariser, Parameter)] of the weights that carry a penalty."""
+        pairs = [(self.kernel_regularizer, self.kernel)] if self.kernel_regularizer is not None else []
+        if self.bias_regularizer is not None and self.use_bias:
+            pairs.append((self.bias_regularizer, self.bias))
+        return pairs
 
     def regularization_loss(self):
-        return 0.0 if self.kernel_regularizer is None else self.kernel_regularizer(self.kernel.value)
+        return sum((regularizer(weights.value) for regularizer, weights in self._penalised()), 0.0)
 
     def _regularize(self):
-        if self.kernel_regularizer is not None and self.needs_weight_grads:
-            add_grad(self.kernel_regularizer, self.kernel.value, self.kernel.grad)
+        if self.needs_weight_grads:
+            for regularizer, weights in self._penalised():
+                add_grad(regularizer, weights.value, weights.grad)
+
+    def _initial_bias(self, size, rng):
+        """The bias Parameter (size,), from bias_initializer (after the kernel's draws)."""
+        return Parameter(initial_kernel(self.bias_initializer, (size,), rng, self.dtype,
+                                        self.name or type(self).__name__, argument="bias_initializer"))
 
     def _weight_grads(self):
         """(kernel gradient, bias gradient or None) for a backward op to fill, (None, None) where the
@@ -139,10 +153,16 @@ class _Activated(Layer):
             return None, None
         return self.kernel.grad, self.bias.grad if self.use_bias else None
 
+    def _needs_input(self):
+        """Whether the activation's gradient needs its input (swish, gelu, mish, hard_swish)."""
+        return self.activation in ACTIVATIONS and needs_input(ACTIVATIONS[self.activation])
+
     def _fuses_activation(self):
         """Whether the layer's kernel applies its activation with the bias (not for softmax and
-        sigmoid, whose logits _activate keeps for a loss fused with them)."""
-        return self.activation in ACTIVATIONS and self.activation not in LOGIT_ACTIVATIONS
+        sigmoid, whose logits _activate keeps for a loss fused with them, nor for the activations
+        whose input it keeps for their gradient)."""
+        return (self.activation in ACTIVATIONS and self.activation not in LOGIT_ACTIVATIONS
+                and not self._needs_input())
 
     def _logits_into(self, shape, training):
         """The array for a layer's logits: a training step's buffer, reused, or an inference
@@ -155,18 +175,22 @@ class _Activated(Layer):
         # output into the caller's array; other activations work in place. An inference pass
         # records its logits for its own loss (record_logits) and reads nothing back from the
         # layer: the attributes it sets are backward's, which may be another thread's by then.
+        # A training step of swish, gelu, mish or hard_swish keeps z (_pre) for their gradient.
         keep = self.activation in LOGIT_ACTIVATIONS
+        keep_input = training and self._needs_input()
         if training:
             self._logits = z if keep else None
+            self._pre = z if keep_input else None
         elif keep:
             record_logits(self, z)
-        into = (self._buffer("activated", z.shape) if training else self._empty(z.shape)) if keep else None
+        elsewhere = keep or keep_input
+        into = (self._buffer("activated", z.shape) if training else self._empty(z.shape)) if elsewhere else None
         self._out = out = activations.apply(self.activation, z, backend=self.backend, into=into)
         return out
 
     def backward(self, dout):
         into = self._buffer("dpre", self._out.shape) if self.activation in ACTIVATIONS else None
-        dpre = activations.grad(self.activation, self._out, dout, self.backend, into=into)
+        dpre = activations.grad(self.activation, self._out, dout, self.backend, into=into, pre=self._pre)
         return self.backward_pre(dpre)
 
 
@@ -180,17 +204,21 @@ class Dense(_Activated):
         "leaky_relu" with slope 0.2, Keras 3's for the activation (its LeakyReLU layer's is 0.3).
     use_bias : bool, default True
         Without it the layer has no bias weights (as before a BatchNormalization).
-    kernel_initializer : {"glorot_uniform", "he_normal"} or callable(shape, rng, dtype)
-    kernel_regularizer : nn.l2(factor), "l2" or None, keyword only
-        Adds factor * sum(kernel^2) to the loss.
+    kernel_initializer : str, an nn.initializers object or callable(shape, rng, dtype), default "glorot_uniform"
+        Keras 3's names ("he_normal", "lecun_uniform", "orthogonal", ...; fastdl.nn.initializers)
+        or a function of your own, rng the layer's numpy Generator.
+    bias_initializer : as kernel_initializer, default "zeros"
+    kernel_regularizer, bias_regularizer : nn.L1(l1), nn.L2(l2), nn.L1L2(l1, l2), "l1", "l2", "l1_l2" or None
+        Adds the penalty (l2 * sum(w^2), l1 * sum|w|) of the kernel or the bias to the loss.
     input_shape : tuple, optional, keyword only
         (in_features,) on the first layer of a model; with name, backend and trainable, one of
         the keywords every layer takes (see Layer).
 
     Notes
     -----
-    The positional order is Keras 3's (units, activation, use_bias, kernel_initializer); Keras'
-    next one, bias_initializer, is no fastdl option, so what follows is keyword only.
+    The positional order is Keras 3's (units, activation, use_bias, kernel_initializer,
+    bias_initializer, kernel_regularizer, bias_regularizer); Keras' next ones (activity_regularizer,
+    the constraints) are no fastdl options, so what follows is keyword only.
     """
 
     gemm_only = True
@@ -198,14 +226,16 @@ class Dense(_Activated):
     # logits (Sequential._training_to_logits): a training forward pass then stops at the logits.
     logits_suffice = False
 
-    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform", *,
-                 kernel_regularizer=None, **kwargs):
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, **kwargs):
         super().__init__(**kwargs)
         self.units = check_int(units, "units", 1)
         self.activation = activations.check_activation(activation)
         self.use_bias = check_bool(use_bias, "use_bias")
         self.kernel_initializer = get_initializer(kernel_initializer)
+        self.bias_initializer = get_initializer(bias_initializer, "bias_initializer")
         self.kernel_regularizer = get_regularizer(kernel_regularizer)
+        self.bias_regularizer = get_regularizer(bias_regularizer, "bias_regularizer")
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 1:
@@ -220,7 +250,7 @@ class Dense(_Activated):
         self.kernel = Parameter(initial_kernel(self.kernel_initializer, (input_shape[0], self.units), rng, self.dtype,
                                                self.name or type(self).__name__))
         if self.use_bias:
-            self.bias = Parameter(np.zeros(self.units, self.dtype))
+            self.bias = self._initial_bias(self.units, rng)
 
     def forward(self, x, training=False):
         self._x = x = as_layer_input(x, self.dtype, self.input_shape, type(self).__name__)
@@ -240,7 +270,7 @@ class Dense(_Activated):
 
     def backward(self, dout):
         _, dbias = self._weight_grads()
-        if dbias is None or self.activation not in ACTIVATIONS or self.activation == "linear":
+        if dbias is None or self.activation not in ACTIVATIONS or self.activation == "linear" or self._needs_input():
             return super().backward(dout)
         # The activation's gradient pass sums the bias gradient too (on the device: one launch
         # instead of a pass and a GEMM).
@@ -267,7 +297,8 @@ class _Convolution(_Activated):
     fastdl.ops.conv's signatures, as staticmethods)."""
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", *, activation=None,
-                 kernel_initializer="glorot_uniform", use_bias=True, kernel_regularizer=None, **kwargs):
+                 kernel_initializer="glorot_uniform", use_bias=True, kernel_regularizer=None,
+                 bias_initializer="zeros", bias_regularizer=None, **kwargs):
         super().__init__(**kwargs)
         self.filters = check_int(filters, "filters", 1)
         self.kernel_size = check_pair(kernel_size, "kernel_size")
@@ -277,7 +308,9 @@ class _Convolution(_Activated):
         self.padding = padding.lower()
         self.activation = activations.check_activation(activation)
         self.kernel_initializer = get_initializer(kernel_initializer)
+        self.bias_initializer = get_initializer(bias_initializer, "bias_initializer")
         self.kernel_regularizer = get_regularizer(kernel_regularizer)
+        self.bias_regularizer = get_regularizer(bias_regularizer, "bias_regularizer")
         self.use_bias = check_bool(use_bias, "use_bias")
 
     def compute_output_shape(self, input_shape):
@@ -289,7 +322,7 @@ class _Convolution(_Activated):
         self.kernel = Parameter(initial_kernel(self.kernel_initializer, self._kernel_shape(input_shape[2]), rng,
                                                self.dtype, self.name or type(self).__name__))
         if self.use_bias:
-            self.bias = Parameter(np.zeros(self.filters, self.dtype))
+            self.bias = self._initial_bias(self.filters, rng)
         self._geometry = self._geometry_of(input_shape)[0]
         self._kept = KeptTransform()  # the kernel's transform, between inference calls
 
@@ -329,7 +362,7 @@ class Conv2D(_Convolution):
     strides : int or (int, int), default 1
     padding : {"valid", "same"}, default "valid"
         "same" as in Keras/TensorFlow for every stride.
-    activation, kernel_initializer, use_bias, kernel_regularizer
+    activation, kernel_initializer, use_bias, kernel_regularizer, bias_initializer, bias_regularizer
         As in Dense; keyword only (Keras 3 puts data_format, dilation_rate and groups, no fastdl
         options, before them).
     """

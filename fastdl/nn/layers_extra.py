@@ -29,7 +29,7 @@ class Conv2DTranspose(_Convolution):
     padding : {"valid", "same"}, default "valid"
         Output size height * stride ("same") or height * stride + max(kernel_h - stride, 0)
         ("valid", which is (height - 1) * stride + kernel_h when kernel_h >= stride).
-    activation, kernel_initializer, kernel_regularizer, use_bias
+    activation, kernel_initializer, kernel_regularizer, use_bias, bias_initializer, bias_regularizer
         As in Conv2D, keyword only (Keras 3 puts output_padding, data_format and dilation_rate,
         no fastdl options, before them).
     """

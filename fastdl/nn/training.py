@@ -121,7 +121,7 @@ class Training(Fitting, Batches, Saving, GradientFlags, Layer):
         return [(f"{layer.name}/{key}", p) for layer in self.layers for key, p in layer.trainable_parameters()]
 
     def regularization_loss(self, trained=None):
-        """The weight penalties (kernel_regularizer) of the layers whose weights this model trains,
+        """The weight penalties (kernel_ and bias_regularizer) of the layers whose weights this model trains,
         as Keras 3 (tf.keras 2 added a frozen layer's too, a constant no step can lower): trained,
         the ids of the Parameters trained (default: _trained_ids(), looked up only where a layer
         has a penalty: a training step asks for this at every batch)."""

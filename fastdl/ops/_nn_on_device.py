@@ -109,6 +109,15 @@ def sum_of_squares(array):
     return float(out.copy_to_host()[0, 0])
 
 
+def sum_of_abs(array):
+    """sum(|array|) as a float: the flat array's signs (one pass) times the array, one GEMM, read back."""
+    signs = _device.scratch("signs", (array.size,), array.dtype)
+    arrays().scale_sign(_device.reshaped(array, (array.size,)), array.dtype.type(1), signs)
+    out = _device.scratch("sum of abs", (1, 1), array.dtype)
+    _gemm()(_device.reshaped(signs, (1, array.size)), _device.reshaped(array, (array.size, 1)), out)
+    return float(out.copy_to_host()[0, 0])
+
+
 # -- dense layers and activations -----------------------------------------------------------------
 
 
@@ -136,9 +145,13 @@ def activation_into(z, code, alpha):
     return z
 
 
-def activation_grad_into(out, dout, code, dpre, alpha, column_sums=None):
-    """dpre = dout * activation'(pre), and with column_sums its column sums (one launch for both)."""
-    if column_sums is None:
+def activation_grad_into(out, dout, code, dpre, alpha, column_sums=None, pre=None):
+    """dpre = dout * activation'(pre), and with column_sums its column sums (one launch for both);
+    from pre, the activation's input, where given (the activations of ops.dense.INPUT_ACTIVATIONS,
+    which take no column_sums)."""
+    if pre is not None:
+        _kernels("dense").activation_backward_input(pre, dout, code, dpre, 1)
+    elif column_sums is None:
         _kernels("dense").activation_backward(out, dout, code, dpre.dtype.type(alpha), dpre, 1)
     else:
         _kernels("dense").activation_backward_sums(out, dout, code, dpre.dtype.type(alpha), dpre, column_sums, 1)

@@ -18,7 +18,7 @@ from fastdl._parallel import ELEMENTWISE_WORK, row_ranges, run_row_ranges, scrat
 from fastdl._validation import as_compute_all, check_array, check_pair
 from fastdl.ops import _kn2row, _nn_on_device, _winograd
 from fastdl.ops._nn_on_device import Out, host_call
-from fastdl.ops.dense import LEAKY_ALPHA, NO_BIAS, add_column_sums
+from fastdl.ops.dense import NO_BIAS, activation_alpha, add_column_sums
 
 # Bytes of patch matrix (im2col buffer) per thread: big enough for an efficient GEMM, small
 # enough that a batch's patches are still in cache when the GEMM reads them.
@@ -409,14 +409,16 @@ def conv2d(x, kernel, bias=None, strides=1, padding="valid", backend=None):
     return conv2d_into(x, kernel, bias, geometry, out, backend=backend)
 
 
-def conv2d_into(x, kernel, bias, geometry, out, activation=0, backend=None, alpha=LEAKY_ALPHA, kept=None):
+def conv2d_into(x, kernel, bias, geometry, out, activation=0, backend=None, alpha=None, kept=None):
     """conv2d into `out` for checked arrays, with the bias and an activation fused; returns out.
 
     For callers that have checked their arrays (fastdl.nn's layers): x, kernel, bias (or None) and
     out C-contiguous and of one float dtype, geometry from _geometry, activation a code of
-    fastdl.ops.dense.ACTIVATIONS (alpha: leaky_relu's slope), applied with the bias while each
-    batch is still in cache. kept: a KeptTransform for the kernel's transform (unbanded calls).
+    fastdl.ops.dense.ACTIVATIONS (alpha: leaky_relu's slope or elu's alpha, None for the
+    activation's default), applied with the bias while each batch is still in cache. kept: a
+    KeptTransform for the kernel's transform (unbanded calls).
     """
+    alpha = activation_alpha(activation, alpha)
     if _device.is_device(out):
         return _nn_on_device.conv2d_into(x, kernel, bias, geometry, out, activation, alpha)
     bands = _Bands.of(x, kernel, geometry)

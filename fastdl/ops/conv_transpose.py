@@ -26,7 +26,7 @@ from fastdl._validation import as_compute_all, check_array, check_pair
 from fastdl.ops.conv import (
     _geometry, batch_size, conv2d_grad_into, conv2d_into, finish_bias, grad_arrays, min_batches, patches_of,
 )
-from fastdl.ops.dense import LEAKY_ALPHA, NO_BIAS, add_column_sums
+from fastdl.ops.dense import NO_BIAS, activation_alpha, add_column_sums
 
 
 def transpose_output_length(size, kernel, stride, padding):
@@ -143,14 +143,15 @@ def conv2d_transpose(x, kernel, bias=None, strides=1, padding="valid", backend=N
     return conv2d_transpose_into(x, kernel, bias, geometry, out, backend=backend)
 
 
-def conv2d_transpose_into(x, kernel, bias, geometry, out, activation=0, backend=None, alpha=LEAKY_ALPHA, kept=None):
+def conv2d_transpose_into(x, kernel, bias, geometry, out, activation=0, backend=None, alpha=None, kept=None):
     """conv2d_transpose into `out` for checked arrays, with the bias and an activation fused; returns out.
 
     As fastdl.ops.conv.conv2d_into: x, kernel, bias (or None) and out C-contiguous and of one
     float dtype, geometry from transpose_geometry, activation a code of fastdl.ops.dense.ACTIVATIONS,
-    applied with the bias to each batch of images while its output is still in cache; kept: a
-    fastdl.ops.conv.KeptTransform for the kernel's transform.
+    applied with the bias to each batch of images while its output is still in cache (alpha: None
+    for the activation's default); kept: a fastdl.ops.conv.KeptTransform for the kernel's transform.
     """
+    alpha = activation_alpha(activation, alpha)
     if _device.is_device(out):
         return _nn_on_device.conv2d_transpose_into(x, kernel, bias, geometry, out, activation, alpha)
     if geometry[2] is not None:  # stride 1: a convolution (Winograd's for 3x3 kernels), bias and activation fused

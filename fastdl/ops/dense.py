@@ -11,9 +11,30 @@ from fastdl._validation import as_compute_all, check_matrix
 from fastdl.ops import _nn_on_device
 from fastdl.ops._nn_on_device import Out, host_call
 
-# The kernels' activation codes.
-ACTIVATIONS = {None: 0, "linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "leaky_relu": 4}
+# The kernels' activation codes: Keras 3's activations. Those of INPUT_ACTIVATIONS have a gradient
+# that needs the activation's input (pre) as well; the others' follows from the output.
+ACTIVATIONS = {None: 0, "linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "leaky_relu": 4, "elu": 5, "selu": 6,
+               "softplus": 7, "softsign": 8, "relu6": 9, "hard_sigmoid": 10, "exponential": 11,
+               "swish": 12, "silu": 12, "gelu": 13, "mish": 14, "hard_swish": 15, "hard_silu": 15}
+INPUT_ACTIVATIONS = frozenset({12, 13, 14, 15})
 LEAKY_ALPHA = 0.2  # the "leaky_relu" activation's slope below zero, as Keras 3's activations.leaky_relu
+ELU_ALPHA = 1.0  # the "elu" activation's alpha, as Keras 3's activations.elu
+# What alpha=None means: the activation's own (the other activations take no alpha).
+DEFAULT_ALPHA = {ACTIVATIONS["leaky_relu"]: LEAKY_ALPHA, ACTIVATIONS["elu"]: ELU_ALPHA}
+# Each activation's work per value, (forward, backward), in fastdl._parallel's units, for the
+# threads its passes take: ELEMENTWISE_WORK for a pass as light as relu's (0.16 ns a float32 value
+# on one core), 32 times that for one exp or expm1 (sigmoid forward 4.4 ns, elu 8.5) and 128 times
+# for tanh, erfc or exp with log1p (tanh 15 ns, gelu 18, its gradient 23); measured 256 x 1024,
+# float32, one thread. The light passes keep the team asleep below 2^19 values; a gelu's wakes
+# it from 4,096.
+_LIGHT, _EXP, _HEAVY = ELEMENTWISE_WORK, 32 * ELEMENTWISE_WORK, 128 * ELEMENTWISE_WORK
+ACTIVATION_WORK = {code: (_LIGHT, _LIGHT) for code in range(16)}
+ACTIVATION_WORK.update({
+    ACTIVATIONS["sigmoid"]: (_EXP, _LIGHT), ACTIVATIONS["tanh"]: (_HEAVY, _LIGHT),
+    ACTIVATIONS["elu"]: (_EXP, _LIGHT), ACTIVATIONS["selu"]: (_EXP, _LIGHT),
+    ACTIVATIONS["softplus"]: (_HEAVY, _HEAVY), ACTIVATIONS["exponential"]: (_EXP, _LIGHT),
+    ACTIVATIONS["swish"]: (_EXP, _EXP), ACTIVATIONS["gelu"]: (_HEAVY, _HEAVY), ACTIVATIONS["mish"]: (_EXP, _EXP),
+})
 ROW_BLOCK = 64  # rows per GEMM where fastdl's threads split the rows
 # Rows per GEMV of column_sums_into beyond which blocks' sums are added in float64. 256 float32 rows
 # keep a bias gradient within ~3e-7 of the exact sum, as PyTorch's (4096 rows of constant 0.1: 4e-6),
@@ -23,18 +44,42 @@ SUM_BLOCK = 256
 NO_BIAS = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 
 
+def needs_input(code):
+    """Whether activation `code`'s gradient needs the activation's input (swish, gelu, mish,
+    hard_swish): its backward pass takes `pre` as well as, or instead of, the output."""
+    return code in INPUT_ACTIVATIONS
+
+
+def unknown_activation(activation, names):
+    """The ValueError for an activation name not among names."""
+    return ValueError(f"unknown activation {activation!r}; choose one of {names} or None")
+
+
 def _activation_code(activation):
     if activation is not None and not isinstance(activation, str):
         raise TypeError(f"activation must be a string or None, got {type(activation).__name__}")
     key = activation.lower() if isinstance(activation, str) else None
     if key not in ACTIVATIONS:
-        names = ", ".join(repr(name) for name in ACTIVATIONS if name is not None)
-        raise ValueError(f"unknown activation {activation!r}; choose one of {names} or None")
+        raise unknown_activation(activation, ", ".join(repr(name) for name in ACTIVATIONS if name is not None))
     return ACTIVATIONS[key]
 
 
+def activation_threads(code, shape, backward=False):
+    """fastdl's threads for activation `code`'s pass over an array of `shape` (rows, columns): one
+    where waking a team costs more than the pass (ACTIVATION_WORK)."""
+    return threads_worth_it(shape[0], ACTIVATION_WORK[code][backward] * shape[1])
+
+
+def activation_alpha(code, alpha=None):
+    """The alpha the kernels take for activation `code`: alpha as given, or where None the
+    activation's default (leaky_relu's slope 0.2, elu's 1.0, Keras 3's; 0.0 for the others, which
+    ignore it)."""
+    return DEFAULT_ALPHA.get(code, 0.0) if alpha is None else alpha
+
+
 def check_alpha(alpha, name="alpha"):
-    """leaky_relu's slope: a finite number >= 0 (the backward pass reads the sign of the output)."""
+    """leaky_relu's slope or elu's alpha: a finite number >= 0 (the backward passes read the sign of
+    the output, which is the input's only for alpha >= 0)."""
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not np.isfinite(alpha) or alpha < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {alpha!r}")
     return float(alpha)
@@ -108,7 +153,7 @@ def add_column_sums(rows, total):
     total += np.dot(_ones(rows.shape[0], rows.dtype), rows)
 
 
-def dense(x, kernel, bias=None, activation=None, backend=None, alpha=LEAKY_ALPHA):
+def dense(x, kernel, bias=None, activation=None, backend=None, alpha=None):
     """activation(x @ kernel + bias).
 
     Parameters
@@ -116,12 +161,20 @@ def dense(x, kernel, bias=None, activation=None, backend=None, alpha=LEAKY_ALPHA
     x : array-like of shape (n_samples, in_features)
     kernel : array-like of shape (in_features, units)
     bias : array-like of shape (units,), optional
-    activation : {"relu", "leaky_relu", "sigmoid", "tanh", "linear", None}, default None
-        None and "linear" leave the output as it is; sigmoid never overflows.
+    activation : str or None, default None
+        Keras 3's "relu", "leaky_relu", "sigmoid", "tanh", "elu", "selu", "softplus", "softsign",
+        "relu6", "hard_sigmoid" (relu6(x + 3) / 6), "exponential", "swish" (or "silu",
+        x * sigmoid(x)), "gelu" (Keras 3's default, exact: x * Phi(x) with erf, not the tanh
+        approximation), "mish" (x * tanh(softplus(x))), "hard_swish" (or "hard_silu",
+        x * relu6(x + 3) / 6) or "linear"; None and "linear" leave the output as it is. Only
+        exponential overflows (to inf); the transcendental ones are worked in float64 and rounded
+        once. swish, gelu, mish and hard_swish need their input for the gradient
+        (activation_grad's `pre`).
     backend : str, optional
         "auto", "numpy", "numba", "cython", "cuda" (None: the process default).
-    alpha : float >= 0, default 0.2
-        leaky_relu's slope below zero (Keras 3's for the "leaky_relu" activation).
+    alpha : float >= 0, optional
+        leaky_relu's slope below zero (default 0.2) or elu's value alpha * (exp(x) - 1) below
+        zero (default 1.0), Keras 3's defaults; the other activations ignore it.
 
     Returns
     -------
@@ -144,14 +197,14 @@ def dense(x, kernel, bias=None, activation=None, backend=None, alpha=LEAKY_ALPHA
     code = _activation_code(activation)
     on_cuda = _backend.resolve("dense", backend) == "cuda"  # an unknown or unavailable backend fails here
     dtype, x, kernel, bias = as_compute_all(x, kernel, bias)
-    alpha = check_alpha(alpha)
+    alpha = check_alpha(activation_alpha(code, alpha))
     out = np.empty((x.shape[0], kernel.shape[1]), dtype=dtype)
     if on_cuda:
         return host_call(dense_into, x, kernel, bias, code, Out(out), alpha=alpha)
     return dense_into(x, kernel, bias, code, out, backend, alpha)
 
 
-def dense_into(x, kernel, bias, code, out, backend=None, alpha=LEAKY_ALPHA):
+def dense_into(x, kernel, bias, code, out, backend=None, alpha=None):
     """out = activation(x @ kernel + bias) for checked arrays; returns out.
 
     For callers that have checked their arrays (fastdl.nn's layers): x (n, in), kernel (in, units),
@@ -159,8 +212,10 @@ def dense_into(x, kernel, bias, code, out, backend=None, alpha=LEAKY_ALPHA):
     ACTIVATIONS. One BLAS GEMM, then one compiled pass for the bias and the activation; inside a
     fastdl parallel region (BLAS held to one thread) the rows go in GEMMs of ROW_BLOCK rows, each
     followed by its pass while in cache. Device arrays run on the device
-    (fastdl/ops/_nn_on_device.py), as in every `*_into` op.
+    (fastdl/ops/_nn_on_device.py), as in every `*_into` op. alpha: None for the activation's
+    default (activation_alpha).
     """
+    alpha = activation_alpha(code, alpha)
     if _device.is_device(out):
         return _nn_on_device.dense_into(x, kernel, bias, code, out, alpha)
     kernels, _ = _backend.kernels("dense", backend)
@@ -169,7 +224,7 @@ def dense_into(x, kernel, bias, code, out, backend=None, alpha=LEAKY_ALPHA):
 
     if not blas_held():  # BLAS threads one GEMM (see _row_threads)
         np.dot(x, kernel, out=out)
-        kernels.bias_activation(out, bias, code, alpha, 1)
+        kernels.bias_activation(out, bias, code, alpha, activation_threads(code, out.shape))
         return out
 
     # Where the rows are split over fastdl's threads, they go in GEMMs of ROW_BLOCK at fixed
@@ -248,8 +303,8 @@ def dense_grad_into(x, kernel, dout, dx, dkernel, dbias):
         column_sums_into(dout, dbias)
 
 
-def activation_grad(out, dout, activation, backend=None, alpha=LEAKY_ALPHA):
-    """Gradient with respect to an activation's input, from its output.
+def activation_grad(out, dout, activation, backend=None, alpha=None, pre=None):
+    """Gradient with respect to an activation's input, from its output (and input, for some).
 
     Parameters
     ----------
@@ -257,53 +312,84 @@ def activation_grad(out, dout, activation, backend=None, alpha=LEAKY_ALPHA):
         The activation's output (what dense returned).
     dout : array-like of shape (n_samples, units)
         Gradient of the loss with respect to `out`.
-    activation : {"relu", "leaky_relu", "sigmoid", "tanh", "linear", None}
+    activation : str or None
+        One of dense's activations (fastdl.ops.dense.ACTIVATIONS).
     backend : str, optional
         "auto", "numpy", "numba", "cython", "cuda" (None: the process default).
-    alpha : float >= 0, default 0.2
-        leaky_relu's slope below zero (Keras 3's for the "leaky_relu" activation).
+    alpha : float >= 0, optional
+        leaky_relu's slope (default 0.2) or elu's alpha (default 1.0), as in dense.
+    pre : array-like of shape (n_samples, units), optional
+        The activation's input: required for "swish"/"silu", "gelu", "mish" and
+        "hard_swish"/"hard_silu" (whose gradient is a function of it, not of the output), ignored
+        for the others.
 
     Returns
     -------
     ndarray of shape (n_samples, units)
-        dout * activation'(input); ReLU passes no gradient where its output is 0.
+        dout * activation'(input); ReLU passes no gradient where its output is 0 (relu6 and
+        hard_sigmoid none where theirs is at either end). hard_swish's derivative is 0 at
+        x = -3 and 1 at x = 3, as TensorFlow's and JAX's autodiff of x * relu6(x + 3) / 6.
     """
     out = check_matrix(out, "out")
     dout = check_matrix(dout, "dout")
     if dout.shape != out.shape:
         raise ValueError(f"dout must have out's shape, got out {out.shape} and dout {dout.shape}")
     code = _activation_code(activation)
+    if needs_input(code):
+        if pre is None:
+            raise ValueError(f"activation {activation!r} needs pre, the activation's input: its gradient is a "
+                             "function of the input, not of the output")
+        pre = check_matrix(pre, "pre")
+        if pre.shape != out.shape:
+            raise ValueError(f"pre must have out's shape, got out {out.shape} and pre {pre.shape}")
     on_cuda = _backend.resolve("dense", backend) == "cuda"  # an unknown or unavailable backend fails here
-    dtype, out, dout = as_compute_all(out, dout)
-    alpha = check_alpha(alpha)
+    if needs_input(code):
+        dtype, out, dout, pre = as_compute_all(out, dout, pre)
+    else:
+        dtype, out, dout = as_compute_all(out, dout)
+        pre = None
+    alpha = check_alpha(activation_alpha(code, alpha))
     dpre = np.empty(out.shape, dtype=dtype)
-    if on_cuda:
-        return host_call(activation_grad_into, out, dout, code, Out(dpre), alpha=alpha)
-    return activation_grad_into(out, dout, code, dpre, backend, alpha)
+    if on_cuda:  # pre positional: host_call sends positional arrays to the device
+        return host_call(activation_grad_into, out, dout, code, Out(dpre), None, alpha, None, pre)
+    return activation_grad_into(out, dout, code, dpre, backend, alpha, pre=pre)
 
 
-def activation_grad_into(out, dout, code, dpre, backend=None, alpha=LEAKY_ALPHA, column_sums=None):
+def activation_grad_into(out, dout, code, dpre, backend=None, alpha=None, column_sums=None, pre=None):
     """activation_grad into dpre (may be dout itself) for checked arrays (as dense_into); returns dpre.
 
     column_sums: optional (units,) array of dpre's dtype that receives dpre's column sums (a dense
-    layer's bias gradient: on the device in the same launch as dpre, for a batch's few rows).
+    layer's bias gradient: on the device in the same launch as dpre, for a batch's few rows); not
+    for the activations of INPUT_ACTIVATIONS. pre: the activation's input, of out's shape and
+    dtype, required for those (their gradient comes from it alone; out is not read).
     """
+    alpha = activation_alpha(code, alpha)
+    if needs_input(code):
+        if pre is None:
+            raise ValueError(f"activation code {code} needs pre, the activation's input, for its gradient")
+        if pre.shape != out.shape:
+            raise ValueError(f"pre must have out's shape, got out {out.shape} and pre {pre.shape}")
+        if column_sums is not None:
+            raise ValueError(f"activation code {code} takes no column_sums: sum the gradient afterwards")
     if _device.is_device(dpre):
-        return _nn_on_device.activation_grad_into(out, dout, code, dpre, alpha, column_sums)
+        return _nn_on_device.activation_grad_into(out, dout, code, dpre, alpha, column_sums, pre)
     kernels, _ = _backend.kernels("dense", backend)
-    # One thread for small inputs, where waking a team costs more than the pass.
-    n_threads = threads_worth_it(out.shape[0], ELEMENTWISE_WORK * out.shape[1])
+    n_threads = activation_threads(code, out.shape, backward=True)
+    if needs_input(code):
+        kernels.activation_backward_input(pre, dout, code, dpre, n_threads)
+        return dpre
     kernels.activation_backward(out, dout, code, dpre.dtype.type(alpha), dpre, n_threads)
     if column_sums is not None:
         column_sums_into(dpre, column_sums)
     return dpre
 
 
-def activation_into(z, code, backend=None, alpha=LEAKY_ALPHA):
+def activation_into(z, code, backend=None, alpha=None):
     """z (n, m) = activation(z) in place, for a checked C-contiguous float array; returns z."""
+    alpha = activation_alpha(code, alpha)
     if _device.is_device(z):
         return _nn_on_device.activation_into(z, code, alpha)
     kernels, _ = _backend.kernels("dense", backend)
-    n_threads = threads_worth_it(z.shape[0], ELEMENTWISE_WORK * z.shape[1])
+    n_threads = activation_threads(code, z.shape)
     kernels.bias_activation(z, NO_BIAS[z.dtype], code, z.dtype.type(alpha), n_threads)
     return z

@@ -1,16 +1,202 @@
 """Dense-layer kernels (Cython); mirrors kernels/cpu/dense.py and kernels/npy/dense.py.
 
-Activation codes: 0 linear, 1 relu, 2 sigmoid, 3 tanh, 4 leaky relu (slope alpha below 0).
+Activation codes: 0 linear, 1 relu, 2 sigmoid, 3 tanh, 4 leaky relu (slope alpha below 0), and
+Keras 3's 5 elu (alpha), 6 selu, 7 softplus, 8 softsign, 9 relu6, 10 hard_sigmoid, 11 exponential,
+and 12 swish (silu), 13 gelu (erf, not tanh), 14 mish, 15 hard_swish (hard_silu), whose gradient
+needs the activation's input (activation_backward_input). Codes 5 and up are worked in double and
+rounded once to out's dtype, as sigmoid, both ways.
 """
 
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport exp, fabs, tanh
+from libc.math cimport erfc, exp, expm1, fabs, log1p, tanh
+
+cdef double SELU_SCALE = 1.0507009873554804934193349852946  # Keras 3's (and PyTorch's) selu constants
+cdef double SELU_ALPHA = 1.6732632423543772848170429916717
+cdef double SQRT1_2 = 0.70710678118654752440  # 1 / sqrt(2)
+cdef double INV_SQRT_2PI = 0.39894228040143267794  # 1 / sqrt(2 pi), the normal density's scale
+
+
+cdef inline double _sigmoid_pair(double z, double* complement) noexcept nogil:
+    """sigmoid(z), and 1 - sigmoid(z) into complement, each without cancellation; exp of -|z| never
+    overflows. The sign picks numerators, not branches: it is random over a batch."""
+    cdef double e = exp(-fabs(z))
+    cdef bint above = z >= 0  # false for NaN: NaN, as e
+    complement[0] = (e if above else 1.0) / (1 + e)
+    return (1.0 if above else e) / (1 + e)
+
+
+cdef inline double _tanh_softplus_pair(double z, double* complement) noexcept nogil:
+    """tanh(softplus(z)), and 1 minus it into complement, each without cancellation: with
+    u = 1 + exp(z), tanh(log u) is (u^2 - 1) / (u^2 + 1), written in exp(-|z|) (never overflows):
+    (1 + 2e) / (1 + 2e + 2e^2) for z >= 0, n / (n + 2) with n = e (e + 2) below."""
+    cdef double e = exp(-fabs(z))
+    cdef bint above = z >= 0
+    cdef double n = 1 + 2 * e if above else e * (e + 2)
+    cdef double d = n + 2 * e * e if above else n + 2
+    complement[0] = (2 * e * e if above else 2.0) / d
+    return n / d
+
+
+cdef inline double _relu6(double z) noexcept nogil:
+    """min(max(z, 0), 6); comparisons false for NaN keep it NaN (not fmax/fmin, which drop it)."""
+    z = 0 if z < 0 else z
+    return 6 if z > 6 else z
+
+
+cdef inline double _keras_activation(double z, int activation, double alpha) noexcept nogil:
+    """Codes 5 and up, Keras 3's definitions. NaN stays NaN."""
+    cdef double c
+    if activation == 5:  # elu; the branch with exp only below zero, where it never overflows
+        return z if z > 0 else alpha * expm1(z)
+    if activation == 6:
+        return SELU_SCALE * (z if z > 0 else SELU_ALPHA * expm1(z))
+    if activation == 7:  # softplus = log(1 + exp(z)), its exp never overflowing
+        return (z if z > 0 else 0.0) + log1p(exp(-fabs(z)))
+    if activation == 8:
+        return z / (1 + fabs(z))
+    if activation == 9:
+        return _relu6(z)
+    if activation == 10:  # hard_sigmoid
+        return _relu6(z + 3) / 6
+    if activation == 11:
+        return exp(z)
+    if activation == 12:  # swish = z * sigmoid(z)
+        return z * _sigmoid_pair(z, &c)
+    if activation == 13:  # gelu = z * Phi(z); erfc keeps Phi's lower tail that 1 + erf rounds to 0
+        return 0.5 * z * erfc(-z * SQRT1_2)
+    if activation == 14:  # mish = z * tanh(softplus(z))
+        return z * _tanh_softplus_pair(z, &c)
+    return z * _relu6(z + 3) / 6  # hard_swish
+
+
+cdef inline double _input_derivative(double x, double g, int activation) noexcept nogil:
+    """g * activation'(x) of the input x, for codes 12 to 15."""
+    cdef double s, t, c
+    if activation == 12:
+        s = _sigmoid_pair(x, &c)
+        return g * (s + x * s * c)
+    if activation == 13:  # Phi(x) + x * phi(x)
+        return g * (0.5 * erfc(-x * SQRT1_2) + x * INV_SQRT_2PI * exp(-0.5 * x * x))
+    if activation == 14:  # tanh(sp) + x * sech(sp)^2 * sigmoid(x), sech^2 = (1 - tanh)(1 + tanh)
+        t = _tanh_softplus_pair(x, &c)
+        return g * (t + x * (c * (1 + t)) * _sigmoid_pair(x, &s))
+    # What autodiff of z * relu6(z + 3) / 6 gives, relu6' being 0 at both ends (TF, JAX): 0 at
+    # x = -3, 1 at x = 3; a select where it is 0, as relu (an inf or NaN g there gives 0).
+    return 0 if x <= -3 else g * (1 if x >= 3 else (2 * x + 3) / 6)
+
+
+cdef inline double _keras_derivative(double y, double g, int activation, double alpha) noexcept nogil:
+    """g * activation'(pre) from the output y, for codes 5 and up; selects, not products with 0,
+    where the derivative is 0 (an inf or NaN g there gives 0, as for relu)."""
+    if activation == 5:  # alpha >= 0: a positive output means a positive input
+        return g if y > 0 else g * (y + alpha)
+    if activation == 6:
+        return g * SELU_SCALE if y > 0 else g * (y + SELU_SCALE * SELU_ALPHA)
+    if activation == 7:  # sigmoid(pre) = 1 - exp(-softplus(pre))
+        return g * -expm1(-y)
+    if activation == 8:
+        return g * ((1 - fabs(y)) * (1 - fabs(y)))
+    if activation == 9:
+        return g if 0 < y < 6 else 0
+    if activation == 10:
+        return g / 6 if 0 < y < 1 else 0
+    return g * y
+
+
+# One loop per code, the code a constant in each (the functions above inline and fold): the code's
+# test leaves the loop, which a single loop testing it per entry kept in (hard_swish ran 10x slower).
+
+
+cdef inline void _keras_activation_row(floating* row, Py_ssize_t m, int activation, double alpha) noexcept nogil:
+    """row (m,) = activation(row) in place, for codes 5 and up."""
+    cdef Py_ssize_t j
+    if activation == 5:
+        for j in range(m):
+            row[j] = <floating>_keras_activation(row[j], 5, alpha)
+    elif activation == 6:
+        for j in range(m):
+            row[j] = <floating>_keras_activation(row[j], 6, alpha)
+    elif activation == 7:
+        for j in range(m):
+            row[j] = <floating>_keras_activation(row[j], 7, alpha)
+    elif activation == 8:
+        for j in range(m):
+            row[j] = <floating>_keras_activation(row[j], 8, alpha)
+    elif activation == 9:
+        for j in range(m):
+            row[j] = <floating>_keras_activation(row[j], 9, alpha)
+    elif activation == 10:
+        for j in range(m):
+            row[j] = <floating>_keras_activation(row[j], 10, alpha)
+    elif activation == 11:
+        for j in range(m):
+            row[j] = <floating>_keras_activation(row[j], 11, alpha)
+    elif activation == 12:
+        for j in range(m):
+            row[j] = <floating>_keras_activation(row[j], 12, alpha)
+    elif activation == 13:
+        for j in range(m):
+            row[j] = <floating>_keras_activation(row[j], 13, alpha)
+    elif activation == 14:
+        for j in range(m):
+            row[j] = <floating>_keras_activation(row[j], 14, alpha)
+    else:
+        for j in range(m):
+            row[j] = <floating>_keras_activation(row[j], 15, alpha)
+
+
+cdef inline void _keras_derivative_row(
+    const floating* out, const floating* dout, floating* dpre, Py_ssize_t m, int activation, double alpha,
+) noexcept nogil:
+    """dpre (m,) = dout * activation'(pre) from the output, for codes 5 to 11; each entry read
+    before it is written."""
+    cdef Py_ssize_t j
+    if activation == 5:
+        for j in range(m):
+            dpre[j] = <floating>_keras_derivative(out[j], dout[j], 5, alpha)
+    elif activation == 6:
+        for j in range(m):
+            dpre[j] = <floating>_keras_derivative(out[j], dout[j], 6, alpha)
+    elif activation == 7:
+        for j in range(m):
+            dpre[j] = <floating>_keras_derivative(out[j], dout[j], 7, alpha)
+    elif activation == 8:
+        for j in range(m):
+            dpre[j] = <floating>_keras_derivative(out[j], dout[j], 8, alpha)
+    elif activation == 9:
+        for j in range(m):
+            dpre[j] = <floating>_keras_derivative(out[j], dout[j], 9, alpha)
+    elif activation == 10:
+        for j in range(m):
+            dpre[j] = <floating>_keras_derivative(out[j], dout[j], 10, alpha)
+    else:
+        for j in range(m):
+            dpre[j] = <floating>_keras_derivative(out[j], dout[j], 11, alpha)
+
+
+cdef inline void _input_derivative_row(
+    const floating* pre, const floating* dout, floating* dpre, Py_ssize_t m, int activation,
+) noexcept nogil:
+    """dpre (m,) = dout * activation'(pre), for codes 12 to 15; each entry read before it is written."""
+    cdef Py_ssize_t j
+    if activation == 12:
+        for j in range(m):
+            dpre[j] = <floating>_input_derivative(pre[j], dout[j], 12)
+    elif activation == 13:
+        for j in range(m):
+            dpre[j] = <floating>_input_derivative(pre[j], dout[j], 13)
+    elif activation == 14:
+        for j in range(m):
+            dpre[j] = <floating>_input_derivative(pre[j], dout[j], 14)
+    else:
+        for j in range(m):
+            dpre[j] = <floating>_input_derivative(pre[j], dout[j], 15)
 
 
 def bias_activation(floating[:, ::1] out, const floating[::1] bias, int activation, floating alpha, int n_threads):
     """out (n, m) = activation(out + bias), in place; bias (m,) or empty for none; alpha is the
-    leaky ReLU's slope."""
+    leaky ReLU's slope, or elu's scale below zero."""
     cdef Py_ssize_t n = out.shape[0], m = out.shape[1]
     cdef Py_ssize_t i, j
     cdef bint has_bias = bias.shape[0] > 0
@@ -42,6 +228,8 @@ def bias_activation(floating[:, ::1] out, const floating[::1] bias, int activati
                 for j in range(m):
                     if row[j] < 0:
                         row[j] = row[j] * alpha
+            elif activation >= 5:
+                _keras_activation_row(row, m, activation, alpha)
 
 
 def activation_backward(
@@ -68,6 +256,23 @@ def activation_backward(
                 # alpha >= 0: a non-positive output means a non-positive input.
                 for j in range(m):
                     dpre[i, j] = dout[i, j] if out[i, j] > 0 else dout[i, j] * alpha
+            elif activation >= 5:
+                _keras_derivative_row(&out[i, 0], &dout[i, 0], &dpre[i, 0], m, activation, alpha)
             else:
                 for j in range(m):
                     dpre[i, j] = dout[i, j]
+
+
+def activation_backward_input(
+    const floating[:, ::1] pre, const floating[:, ::1] dout, int activation, floating[:, ::1] dpre,
+    int n_threads,
+):
+    """dpre (n, m) = dout * activation'(pre) for codes 12 to 15, from the activation's input `pre`
+    (dpre may be dout)."""
+    cdef Py_ssize_t n = pre.shape[0], m = pre.shape[1]
+    cdef Py_ssize_t i
+    if n == 0 or m == 0:
+        return
+    with nogil:
+        for i in prange(n, num_threads=n_threads, schedule="static"):
+            _input_derivative_row(&pre[i, 0], &dout[i, 0], &dpre[i, 0], m, activation)

@@ -66,6 +66,42 @@ def add_scaled(a, factor, out):
         _add_scaled[grid_1d(out.shape[0])](a, factor, out)
 
 
+@cuda.jit(device=True)
+def _signed(value, factor):
+    """factor * sign(value), sign(0) = 0 as abs' gradient at 0 in TF, JAX and torch; NaN stays NaN (np.sign)."""
+    if value > 0:
+        return factor
+    if value < 0:
+        return -factor
+    return value * factor  # a zero, or NaN
+
+
+@kernel
+def _scale_sign(a, factor, out):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        out[i] = _signed(a[i], factor)
+
+
+def scale_sign(a, factor, out):
+    """out = factor * sign(a), sign(0) = 0 (the signs whose product with a is |a|: an L1 penalty's sum)."""
+    if out.shape[0]:
+        _scale_sign[grid_1d(out.shape[0])](a, factor, out)
+
+
+@kernel
+def _add_scaled_sign(a, factor, out):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        out[i] += _signed(a[i], factor)
+
+
+def add_scaled_sign(a, factor, out):
+    """out += factor * sign(a), sign(0) = 0 (an L1 penalty's gradient l1 sign(w) added to the kernel's)."""
+    if out.shape[0]:
+        _add_scaled_sign[grid_1d(out.shape[0])](a, factor, out)
+
+
 @kernel
 def _swap_axes(source, out):
     index = cuda.grid(1)
