@@ -121,6 +121,10 @@ def signatures():
         "optim._block_square_sums": [(a1(t), a1(i64), a1(f64)) for t in floats],
         "optim._scale_blocks": [(a1(t), a1(i64), a1(t), a1(t), a1(t)) for t in floats],
         "optim._clip_values": [(a1(t), t, t, a1(t)) for t in floats],
+        "optim._adagrad": [(a1(t), a1(t), a1(t), t, t) for t in floats],
+        "optim._adadelta": [(a1(t),) * 4 + (t,) * 4 for t in floats],
+        "optim._adamax": [(a1(t),) * 4 + (t,) * 4 for t in floats],
+        "optim._nadam": [(a1(t),) * 4 + (t,) * 6 for t in floats],
         # norm: rows (n, channels) and the per-channel vectors in the layer's dtype; the moments and
         # sums float64.
         "norm._channel_moments": [(a2(t), a1(f64), a1(f64)) for t in floats],

@@ -15,7 +15,7 @@ from fastdl.nn.losses import (BinaryCrossentropy, CategoricalCrossentropy, Cycli
                               MeanAbsoluteError, MeanSquaredError, SparseCategoricalCrossentropy)
 from fastdl.nn.model import Sequential
 from fastdl.nn.module import Layer, Parameter
-from fastdl.nn.optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
+from fastdl.nn.optimizers import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Nadam, Optimizer, RMSprop
 from fastdl.nn import initializers, regularizers  # noqa: F401 (nn.initializers.HeNormal, nn.regularizers.L1)
 from fastdl.nn.regularizers import L1, L1L2, L2, l1, l1_l2, l2
 from fastdl.nn.sampling import Sampling
@@ -25,7 +25,7 @@ __all__ = [
     "Activation", "ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh", "Softmax", "L1", "L2", "L1L2", "l1", "l2", "l1_l2",
     "initializers", "regularizers",
     "Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "MeanSquaredError", "BinaryCrossentropy",
-    "CyclicMSE", "MeanAbsoluteError", "CyclicMAE", "Huber", "Optimizer", "SGD", "RMSprop", "Adam", "AdamW",
+    "CyclicMSE", "MeanAbsoluteError", "CyclicMAE", "Huber", "Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "Adadelta", "Adamax", "Nadam",
     "Sequential", "History",
     "Callback", "EarlyStopping", "EpochTimer", "ModelCheckpoint", "LearningRateScheduler", "ReduceLROnPlateau",
     "LambdaCallback", "CSVLogger", "Model", "SymbolicTensor", "Conv2DTranspose",

@@ -356,7 +356,7 @@ class Model(Training):
         Parameters
         ----------
         optimizer : {"rmsprop", "sgd", "adam"} or Optimizer, default "rmsprop"
-            A name takes the optimizer's defaults (see SGD, RMSprop, Adam); an Optimizer trains
+            A name takes the optimizer's defaults (see SGD, RMSprop, Adam, Adagrad, ...); an Optimizer trains
             one model only.
         loss : str, Loss, dict {output name: str or Loss}, or list in output order
             One loss for every output, or one per output (every output needs one); the names are
@@ -542,9 +542,11 @@ class Model(Training):
     def _log_names(self):
         if not self._prefixed:
             return ["loss", *self.metrics[self.output_names[0]]]
-        # As Keras: the outputs' losses in their order, then their metrics by name.
+        # The outputs' losses in their order, then their metrics, output by output, each output's in
+        # compile's order, as Keras 3 lists them (its per-output losses come after the metrics in
+        # some versions, before in others).
         return ["loss", *(f"{name}_loss" for name in self.loss),
-                *sorted(f"{name}_{metric}" for name, metrics in self.metrics.items() for metric in metrics)]
+                *(f"{name}_{metric}" for name in self.output_names for metric in self.metrics[name])]
 
     def _output_layers(self):
         """{output name: (shape, the layer that makes it)}, for predict."""

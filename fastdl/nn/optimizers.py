@@ -1,6 +1,6 @@
 """Optimizers with Keras' update rules and defaults: SGD (momentum, Nesterov), RMSprop (momentum,
-centered), Adam (AMSGrad), AdamW; Keras 3's weight_decay, clipnorm, clipvalue and global_clipnorm
-for each (fastdl/nn/optimizers_clip.py)."""
+centered), Adam (AMSGrad), AdamW, and Adagrad, Adadelta, Adamax, Nadam (fastdl/nn/optimizers_more.py);
+Keras 3's weight_decay, clipnorm, clipvalue and global_clipnorm for each (fastdl/nn/optimizers_clip.py)."""
 
 import gc
 import numbers
@@ -129,7 +129,7 @@ class Optimizer:
         """Take over `model`'s trainable parameters `params` (None while the model is not built: fit
         takes them on). Compiled again into the same model, the optimizer keeps its step count and
         the slots of the parameters it held, as a Keras optimizer keeps its variables; parameters
-        new to it (layers unfrozen since) start with zero slots."""
+        new to it (layers unfrozen since) start with fresh slots (zeros; Adagrad's initial_accumulator_value)."""
         # Again: compiled into this model before, or a copy of it compiled into the model copied
         # with it (pickle, deepcopy: it belongs to no model yet, and all it holds is this model's).
         if self._model is not None:
@@ -158,7 +158,7 @@ class Optimizer:
 
     def _attach_again(self, backend, params=None):
         """attach to `params` (default: the same ones), keeping the step count and the slots'
-        values of the parameters held so far (matched by identity: others start at zero)."""
+        values of the parameters held so far (matched by identity: others start afresh, _slot_start)."""
         kept = {id(p): [_device.host(self.state[slot][i]) for slot in self.slots] for i, p in enumerate(self.params)}
         iterations = self.iterations
         self.attach(self.params if params is None else params, backend)
@@ -204,8 +204,7 @@ class Optimizer:
         self._clipping = None  # made at the first step that clips (optimizers_clip.Clipping)
         for values, grads, start, stop, members in runs:
             like = members[0].value if values is None else values
-            make = _device.zeros if _device.is_device(like) else np.zeros
-            slots = [make(stop - start, like.dtype) for _ in self.slots]
+            slots = [self._new_slot(slot, stop - start, like) for slot in self.slots]
             if values is None:
                 self._runs.append((None, None, slots, members[0]))
             else:
@@ -214,6 +213,15 @@ class Optimizer:
                 offset = 0 if values is None else p.flat[2] - start
                 for slot, flat in zip(self.slots, slots):
                     self.state[slot].append(flat[offset:offset + p.size].reshape(p.shape))
+
+    def _slot_start(self, slot):
+        """The value slot `slot` starts from (Keras' initializer for it: zeros but Adagrad's)."""
+        return 0.0
+
+    def _new_slot(self, slot, size, like):
+        """A 1-D slot array of `size` elements at its start value, in like's dtype and place."""
+        start = np.full(size, self._slot_start(slot), like.dtype)
+        return _device.to_device(start) if _device.is_device(like) else start
 
     def step(self):
         """Apply the gradients to every run, then count the step. Whole or not at all: a Ctrl-C
@@ -503,7 +511,12 @@ class AdamW(Adam):
                          global_clipnorm=global_clipnorm)
 
 
-OPTIMIZERS = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
+# Keras 3's Adagrad, Adadelta, Adamax, Nadam: subclasses of Optimizer, so imported once it is defined
+# (fastdl.nn imports this module first).
+from fastdl.nn.optimizers_more import Adadelta, Adagrad, Adamax, Nadam  # noqa: E402
+
+OPTIMIZERS = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW, "adagrad": Adagrad,
+              "adadelta": Adadelta, "adamax": Adamax, "nadam": Nadam}
 
 
 def get_optimizer(optimizer):

@@ -7,7 +7,7 @@ that dtype (the caller works out 1 - rho and the like in float64 first, as Keras
 
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport sqrt, sqrtf
+from libc.math cimport fabs, fabsf, sqrt, sqrtf
 from libc.stdint cimport int64_t
 
 
@@ -15,6 +15,12 @@ cdef inline floating _sqrt(floating x) noexcept nogil:
     if floating is float:
         return sqrtf(x)
     return sqrt(x)
+
+
+cdef inline floating _abs(floating x) noexcept nogil:
+    if floating is float:
+        return fabsf(x)
+    return fabs(x)
 
 
 def sgd_step(floating[::1] value, const floating[::1] grad, floating[::1] velocity, floating lr,
@@ -183,3 +189,76 @@ def clip_values(const floating[::1] grad, floating low, floating high, floating[
             if g - g == 0:  # finite
                 g = high if g > high else (low if g < low else g)
             out[i] = g
+
+
+# Keras 3's Adagrad, Adadelta, Adamax and Nadam (fastdl/nn/optimizers_more.py)
+
+def adagrad_step(floating[::1] value, const floating[::1] grad, floating[::1] accumulator, floating lr,
+                 floating epsilon, int n_threads):
+    """accumulator += grad^2; value -= lr * grad / sqrt(accumulator + epsilon)."""
+    cdef Py_ssize_t i, n = value.shape[0]
+    cdef floating g, a
+    with nogil:
+        for i in prange(n, num_threads=n_threads, schedule="static"):
+            g = grad[i]
+            a = accumulator[i] + g * g  # inf only where the sum is past the dtype (see kernels/cpu/optim.py)
+            accumulator[i] = a
+            value[i] -= lr * g / _sqrt(a + epsilon)
+
+
+def adadelta_step(floating[::1] value, const floating[::1] grad, floating[::1] accumulated_grad,
+                  floating[::1] accumulated_delta, floating lr, floating rho, floating one_minus_rho,
+                  floating epsilon, int n_threads):
+    """accumulated_grad = rho a_g + (1 - rho) grad^2; delta = sqrt(a_d + epsilon) grad / sqrt(a_g + epsilon);
+    accumulated_delta = rho a_d + (1 - rho) delta^2; value -= lr * delta."""
+    cdef Py_ssize_t i, n = value.shape[0]
+    cdef floating g, a_g, a_d, delta
+    with nogil:
+        for i in prange(n, num_threads=n_threads, schedule="static"):
+            g = grad[i]
+            a_g = accumulated_grad[i] * rho + one_minus_rho * g * g
+            accumulated_grad[i] = a_g
+            a_d = accumulated_delta[i]
+            delta = _sqrt(a_d + epsilon) * g / _sqrt(a_g + epsilon)
+            accumulated_delta[i] = a_d * rho + one_minus_rho * delta * delta
+            value[i] -= lr * delta
+
+
+def adamax_step(floating[::1] value, const floating[::1] grad, floating[::1] m, floating[::1] u, floating alpha,
+                floating one_minus_beta_1, floating beta_2, floating epsilon, int n_threads):
+    """m += (1 - beta_1) (grad - m); u = max(beta_2 u, |grad|) (NaN kept); value -= alpha m / (u + epsilon)."""
+    cdef Py_ssize_t i, n = value.shape[0]
+    cdef floating g, m_i, top, size
+    with nogil:
+        for i in prange(n, num_threads=n_threads, schedule="static"):
+            g = grad[i]
+            m_i = m[i] + one_minus_beta_1 * (g - m[i])
+            m[i] = m_i
+            top = u[i] * beta_2
+            size = _abs(g)
+            # np.maximum's (a NaN in either is kept); `|`, not `or`: without the branch gcc vectorises
+            top = size if (size > top) | (size != size) else top
+            u[i] = top
+            value[i] -= alpha * m_i / (top + epsilon)
+
+
+def nadam_step(floating[::1] value, const floating[::1] grad, floating[::1] m, floating[::1] v, floating m_rate,
+               floating grad_rate, floating one_minus_beta_1, floating one_minus_beta_2,
+               floating root_correction, floating epsilon, int n_threads):
+    """adam_step's m and v (v mended where grad^2 - v is not finite); value -= (m_rate m + grad_rate grad) /
+    (sqrt(v) root_correction + epsilon), root_correction = 1 / sqrt(1 - beta_2^t) (see kernels/cpu/optim.py)."""
+    cdef Py_ssize_t i, n = value.shape[0]
+    cdef floating g, m_i, change, v_i, scaled
+    cdef floating root_c = _sqrt(one_minus_beta_2), beta_2 = 1 - one_minus_beta_2
+    with nogil:
+        for i in prange(n, num_threads=n_threads, schedule="static"):
+            g = grad[i]
+            m_i = m[i] + one_minus_beta_1 * (g - m[i])
+            m[i] = m_i
+            v_i = v[i]
+            change = g * g - v_i
+            scaled = root_c * g
+            # one expression with the finiteness test, as adam_step's (it vectorises)
+            v_i = v_i + one_minus_beta_2 * change if change - change == 0 else v_i * beta_2 + scaled * scaled
+            v[i] = v_i
+            value[i] -= (m_rate * m_i + grad_rate * g) / (_sqrt(v_i) * root_correction + epsilon)

@@ -229,3 +229,95 @@ def clip_values(grad, low, high, out, n_threads):
     """out = grad clipped to [low, high]; NaN and +-inf kept as they are. n_threads is unused."""
     if grad.shape[0]:
         _clip_values[grid_1d(grad.shape[0])](grad, low, high, out)
+
+
+# Keras 3's Adagrad, Adadelta, Adamax and Nadam (fastdl/nn/optimizers_more.py)
+
+@kernel
+def _adagrad(value, grad, accumulator, lr, epsilon):
+    i = cuda.grid(1)
+    if i >= value.shape[0]:
+        return
+    g = grad[i]
+    a = accumulator[i] + g * g
+    accumulator[i] = a
+    value[i] -= lr * g / math.sqrt(a + epsilon)
+
+
+def adagrad_step(value, grad, accumulator, lr, epsilon, n_threads):
+    """accumulator += grad^2; value -= lr * grad / sqrt(accumulator + epsilon). n_threads is unused."""
+    if value.shape[0]:
+        _adagrad[grid_1d(value.shape[0])](value, grad, accumulator, lr, epsilon)
+
+
+@kernel
+def _adadelta(value, grad, accumulated_grad, accumulated_delta, lr, rho, one_minus_rho, epsilon):
+    i = cuda.grid(1)
+    if i >= value.shape[0]:
+        return
+    g = grad[i]
+    a_g = accumulated_grad[i] * rho + one_minus_rho * g * g
+    accumulated_grad[i] = a_g
+    a_d = accumulated_delta[i]
+    delta = math.sqrt(a_d + epsilon) * g / math.sqrt(a_g + epsilon)
+    accumulated_delta[i] = a_d * rho + one_minus_rho * delta * delta
+    value[i] -= lr * delta
+
+
+def adadelta_step(value, grad, accumulated_grad, accumulated_delta, lr, rho, one_minus_rho, epsilon, n_threads):
+    """accumulated_grad = rho a_g + (1 - rho) grad^2; delta = sqrt(a_d + epsilon) grad / sqrt(a_g + epsilon);
+    accumulated_delta = rho a_d + (1 - rho) delta^2; value -= lr * delta. n_threads is unused."""
+    if value.shape[0]:
+        _adadelta[grid_1d(value.shape[0])](value, grad, accumulated_grad, accumulated_delta, lr, rho, one_minus_rho,
+                                           epsilon)
+
+
+@kernel
+def _adamax(value, grad, m, u, alpha, one_minus_beta_1, beta_2, epsilon):
+    i = cuda.grid(1)
+    if i >= value.shape[0]:
+        return
+    g = grad[i]
+    m_i = m[i] + one_minus_beta_1 * (g - m[i])
+    m[i] = m_i
+    top = u[i] * beta_2
+    size = abs(g)
+    if size > top or math.isnan(size):  # np.maximum's: a NaN in either is kept
+        top = size
+    u[i] = top
+    value[i] -= alpha * m_i / (top + epsilon)
+
+
+def adamax_step(value, grad, m, u, alpha, one_minus_beta_1, beta_2, epsilon, n_threads):
+    """m += (1 - beta_1) (grad - m); u = max(beta_2 u, |grad|) (NaN kept); value -= alpha m / (u + epsilon).
+    n_threads is unused."""
+    if value.shape[0]:
+        _adamax[grid_1d(value.shape[0])](value, grad, m, u, alpha, one_minus_beta_1, beta_2, epsilon)
+
+
+@kernel
+def _nadam(value, grad, m, v, m_rate, grad_rate, one_minus_beta_1, one_minus_beta_2, root_correction,
+           epsilon):
+    i = cuda.grid(1)
+    if i >= value.shape[0]:
+        return
+    g = grad[i]
+    m_i = m[i] + one_minus_beta_1 * (g - m[i])
+    m[i] = m_i
+    change = g * g - v[i]
+    if math.isfinite(change):
+        v[i] += one_minus_beta_2 * change
+    else:  # as _adam
+        scaled = math.sqrt(one_minus_beta_2) * g
+        v[i] = v[i] * (1 - one_minus_beta_2) + scaled * scaled
+    value[i] -= (m_rate * m_i + grad_rate * g) / (math.sqrt(v[i]) * root_correction + epsilon)
+
+
+def nadam_step(value, grad, m, v, m_rate, grad_rate, one_minus_beta_1, one_minus_beta_2, root_correction,
+               epsilon, n_threads):
+    """adam_step's m and v (v mended where grad^2 - v is not finite); value -= (m_rate m + grad_rate grad) /
+    (sqrt(v) root_correction + epsilon), root_correction = 1 / sqrt(1 - beta_2^t) (see kernels/cpu/optim.py).
+    n_threads is unused."""
+    if value.shape[0]:
+        _nadam[grid_1d(value.shape[0])](value, grad, m, v, m_rate, grad_rate, one_minus_beta_1, one_minus_beta_2,
+                                        root_correction, epsilon)

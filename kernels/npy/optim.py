@@ -122,3 +122,37 @@ def clip_values(grad, low, high, out, n_threads):
     np.clip(grad, low, high, out=out)
     wild = ~np.isfinite(grad)
     out[wild] = grad[wild]
+
+
+# Keras 3's Adagrad, Adadelta, Adamax and Nadam (fastdl/nn/optimizers_more.py)
+
+def adagrad_step(value, grad, accumulator, lr, epsilon, n_threads):
+    """accumulator += grad^2; value -= lr * grad / sqrt(accumulator + epsilon)."""
+    accumulator += grad * grad
+    value -= lr * grad / np.sqrt(accumulator + epsilon)
+
+
+def adadelta_step(value, grad, accumulated_grad, accumulated_delta, lr, rho, one_minus_rho, epsilon, n_threads):
+    """accumulated_grad = rho a_g + (1 - rho) grad^2; delta = sqrt(a_d + epsilon) grad / sqrt(a_g + epsilon);
+    accumulated_delta = rho a_d + (1 - rho) delta^2; value -= lr * delta."""
+    accumulated_grad *= rho
+    accumulated_grad += one_minus_rho * grad * grad
+    delta = np.sqrt(accumulated_delta + epsilon) * grad / np.sqrt(accumulated_grad + epsilon)
+    accumulated_delta *= rho
+    accumulated_delta += one_minus_rho * delta * delta
+    value -= lr * delta
+
+
+def adamax_step(value, grad, m, u, alpha, one_minus_beta_1, beta_2, epsilon, n_threads):
+    """m += (1 - beta_1) (grad - m); u = max(beta_2 u, |grad|) (NaN kept); value -= alpha m / (u + epsilon)."""
+    m += one_minus_beta_1 * (grad - m)
+    np.maximum(u * beta_2, np.abs(grad), out=u)
+    value -= alpha * m / (u + epsilon)
+
+
+def nadam_step(value, grad, m, v, m_rate, grad_rate, one_minus_beta_1, one_minus_beta_2, root_correction,
+               epsilon, n_threads):
+    """adam_step's m and v (v mended where grad^2 - v is not finite); value -= (m_rate m + grad_rate grad) /
+    (sqrt(v) root_correction + epsilon), root_correction = 1 / sqrt(1 - beta_2^t) (see kernels/cpu/optim.py)."""
+    _moments(grad, m, v, one_minus_beta_1, one_minus_beta_2)
+    value -= (m_rate * m + grad_rate * grad) / (np.sqrt(v) * root_correction + epsilon)
