@@ -140,9 +140,19 @@ class _Monitor(Callback):
                              "mode='max' or mode='min' (Keras 3 asks the same)")
 
     def _current(self, logs):
+        """The monitored value, or None on an epoch fit did not validate (fit's validation_freq)."""
         if not logs or self.monitor not in logs:
+            if self._unvalidated(logs):
+                return None
             raise ValueError(self._missing(logs))
         return float(logs[self.monitor])
+
+    def _unvalidated(self, logs):
+        """Whether `monitor` is a val_ value that fit, validating only some epochs (validation_freq),
+        did not log this epoch."""
+        validates_some = getattr(self, "params", None) and self.params.get("validation_freq", 1) != 1
+        return bool(validates_some and self.monitor.startswith("val_")
+                    and not any(key.startswith("val_") for key in logs or {}))
 
     def _missing(self, logs):
         """What to say where the epoch's logs lack `monitor`: the keys they hold."""
@@ -225,7 +235,7 @@ class EarlyStopping(_Monitor):
 
     def on_epoch_end(self, epoch, logs=None):
         current = self._current(logs)
-        if epoch < self.start_from_epoch:
+        if current is None or epoch < self.start_from_epoch:
             return False
         self.wait += 1
         # The first epoch watched improves (best is None until then, see on_train_begin): it is the
@@ -313,6 +323,8 @@ class ModelCheckpoint(_Monitor):
             self._save(epoch, logs, "saving model to")
             return False
         best, current = f"{self.best:.5f}", self._current(logs)  # (inf before any value)
+        if current is None:  # an epoch fit did not validate
+            return False
         if self._improved(current):
             self._save(epoch, logs, f"{self.monitor} improved from {best} to {current:.5f}, saving model to")
         elif self.verbose:

@@ -67,7 +67,8 @@ class CSVLogger(Callback):
     Notes
     -----
     The file is opened for each row and closed again, so every finished epoch is on disk, even
-    after an error or Ctrl-C. The columns are the first epoch's (appending, the file's own header's);
+    after an error or Ctrl-C. The columns are the first epoch's (appending, the file's own header's;
+    with fit's validation_freq, the first epoch's and their val_ names, as Keras 3);
     a later epoch missing one writes "NA" there, as Keras, and names not among them are left out,
     as Keras leaves them, with a warning (once a fit) that Keras does not give.
     """
@@ -96,6 +97,10 @@ class CSVLogger(Callback):
         logs = logs or {}
         if self.keys is None:
             self.keys = sorted(logs)
+            if (getattr(self, "params", None) or {}).get("validation_freq", 1) != 1 and \
+                    not any(key.startswith("val_") for key in self.keys):
+                # A first epoch fit did not validate (validation_freq): the val_ columns to come, as Keras 3.
+                self.keys += ["val_" + key for key in self.keys]
         new = sorted(set(logs) - set(self.keys))
         if new and not self._warned:
             self._warned = True

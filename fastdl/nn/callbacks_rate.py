@@ -167,7 +167,8 @@ class ReduceLROnPlateau(_Monitor):
         logs = {} if logs is None else logs
         logs["learning_rate"] = optimizer.learning_rate
         if self.monitor not in logs:
-            warnings.warn(f"{self._missing(logs)}: the learning rate is not reduced", UserWarning, stacklevel=2)
+            if not self._unvalidated(logs):
+                warnings.warn(f"{self._missing(logs)}: the learning rate is not reduced", UserWarning, stacklevel=2)
             return False
         current = float(logs[self.monitor])
         if self.in_cooldown():

@@ -83,14 +83,14 @@ class Fitting:
 
     def fit(self, x, y=None, batch_size=None, epochs=1, verbose=0, callbacks=None, validation_split=0.0,
             validation_data=None, shuffle=True, *, class_weight=None, sample_weight=None, initial_epoch=None,
-            seed=None, steps_per_epoch=None):
+            seed=None, steps_per_epoch=None, validation_steps=None, validation_batch_size=None, validation_freq=1):
         """Train on (x, y), or on the (x, y) batches an iterator gives; returns a History.
 
         The arguments come in Keras 3's order (x, y, batch_size, epochs, verbose, callbacks,
         validation_split, validation_data, shuffle), so fit(x, y, 128, 3) is 3 epochs of batches
-        of 128, as in Keras. Keras' next ones, class_weight and sample_weight, and initial_epoch,
-        steps_per_epoch and fastdl's seed are keyword-only, so that no positional value lands on
-        them.
+        of 128, as in Keras. Keras' next ones (class_weight, sample_weight, initial_epoch,
+        steps_per_epoch, validation_steps, validation_batch_size, validation_freq) and fastdl's
+        seed are keyword-only, so that no positional value lands on them.
 
         Parameters
         ----------
@@ -148,6 +148,15 @@ class Fitting:
             epoch it ended in counts, where it gave a batch. A fit refused, or of no epochs, draws
             nothing from it; one stopped (an error, Ctrl-C) has drawn the batch it was training,
             which a next fit on the iterator does not see again.
+        validation_steps : int >= 1, optional, keyword-only
+            Validate on the first validation_steps batches of the validation data only (None: all).
+        validation_batch_size : int >= 1, optional, keyword-only
+            The validation batches' size (None: batch_size; with x an iterator, 32).
+        validation_freq : int >= 1 or list of ints, default 1, keyword-only
+            As Keras: validate after every validation_freq-th epoch (counting from 1), or after
+            the epochs listed. The epochs between log no val_ values; EarlyStopping,
+            ModelCheckpoint and ReduceLROnPlateau watching a val_ value pass over them. The three
+            validation options do nothing without validation data, as in Keras.
 
         Returns
         -------
@@ -177,11 +186,14 @@ class Fitting:
         verbose = check_verbose(verbose)
         shuffle = _check_shuffle(shuffle)
         seed = None if seed is None else check_int(seed, "seed", 0)
+        validation = _check_validation_options(validation_steps, validation_batch_size, validation_freq)
         params = {"verbose": verbose, "epochs": last_epoch, "steps": None}
         callbacks = CallbackList(callbacks, self, params)  # refuses what is not a Callback: before any data is drawn
         data, val = self._fit_data(x, y, batch_size, validation_split, validation_data, shuffle, steps_per_epoch,
                                    first_epoch < last_epoch, class_weight, sample_weight)
         params["steps"] = n_batches = data.steps
+        if val is not None and validation["freq"] != 1:  # for the callbacks that watch a val_ value
+            params["validation_freq"] = validation["freq"]
         if self.built:  # (not where no epoch is to train and the first batch would build the model)
             self._attach_optimizer()
             self._warn_if_untrainable()
@@ -198,7 +210,7 @@ class Fitting:
         callbacks.on_train_begin()
         try:
             with self._blas_policy():
-                logs = self._fit_epochs(first_epoch, last_epoch, data, val, callbacks)
+                logs = self._fit_epochs(first_epoch, last_epoch, data, val, callbacks, validation)
         except BaseException:
             if progress is not None:
                 progress.close()
@@ -238,9 +250,12 @@ class Fitting:
         y = with_weights(self, y, x.shape[0], None, class_weight)
         return ArrayBatches(self, self._resident(x), y, batch_size, shuffle), val
 
-    def _fit_epochs(self, first_epoch, last_epoch, data, val, callbacks):
+    def _fit_epochs(self, first_epoch, last_epoch, data, val, callbacks, validation=None):
         """fit's epochs with the callbacks' hooks over `data` (ArrayBatches or BatchSource); returns
-        the last epoch's logs (as fit logged them)."""
+        the last epoch's logs (as fit logged them). validation: _check_validation_options'."""
+        validation = validation or _check_validation_options(None, None, 1)
+        if val is not None and validation["steps"] is not None:  # the first batches only
+            val = tuple(part[:validation["steps"] * (validation["batch_size"] or data.batch_size)] for part in val)
         last_logs = {}
         for epoch in range(first_epoch, last_epoch):
             if not data.has_more():
@@ -256,9 +271,9 @@ class Fitting:
                 _warn_ran_out(f"ran out in epoch {epoch + 1}, before its {data.steps} steps: training stopped after "
                               "it", data)
                 self.stop_training = True
-            if val is not None:
+            if val is not None and _validates(epoch, validation["freq"]):
                 logs.update({"val_" + key: value for key, value in
-                             self._test(*val, data.batch_size, callbacks).items()})
+                             self._test(*val, validation["batch_size"] or data.batch_size, callbacks).items()})
             self.epochs_trained = epoch + 1
             last_logs = dict(logs)  # on_train_end's, as Keras 3.15 passes them: without what callbacks add
             if callbacks.on_epoch_end(epoch, logs) or self.stop_training:
@@ -357,3 +372,22 @@ class Fitting:
                 if self.stop_training:  # a callback asked to stop (at this batch's begin or end): after it, as Keras
                     break
         return logs
+
+
+def _check_validation_options(steps, batch_size, freq):
+    """fit's validation_steps, validation_batch_size and validation_freq, checked: {"steps",
+    "batch_size", "freq"} (None for the steps and batch size not given)."""
+    steps = None if steps is None else check_int(steps, "validation_steps", 1)
+    batch_size = None if batch_size is None else check_int(batch_size, "validation_batch_size", 1)
+    if isinstance(freq, (list, tuple)):
+        freq = [check_int(epoch, "validation_freq's epochs", 1) for epoch in freq]
+    elif isinstance(freq, numbers.Integral) and not isinstance(freq, bool):
+        freq = check_int(freq, "validation_freq", 1)
+    else:
+        raise TypeError(f"validation_freq must be an int >= 1 or a list of epochs (from 1), got {freq!r}")
+    return {"steps": steps, "batch_size": batch_size, "freq": freq}
+
+
+def _validates(epoch, freq):
+    """Whether fit validates after epoch `epoch` (from 0), as Keras' _should_eval."""
+    return (epoch + 1) % freq == 0 if isinstance(freq, int) else epoch + 1 in freq
