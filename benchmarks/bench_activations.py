@@ -3,8 +3,8 @@ wide dense layer, or 128 images of 8 x 8 x 64 channels): fastdl's in-place activ
 its gradient pass (from the output, or from the kept input for swish and gelu) against PyTorch's
 functional activation and autograd backward.
 
-Before torch is timed, fastdl (each backend) and torch activate and differentiate the same array,
-untimed, and must agree to float32 accuracy.
+Before torch is timed, fastdl (its numpy reference, which the tests hold every backend to) and
+torch activate and differentiate the same array, untimed, and must agree to float32 accuracy.
 """
 
 import numpy as np

@@ -282,3 +282,10 @@ def test_parameters_match_torch_init():
     np.testing.assert_allclose(theirs @ theirs.T, 4 * np.eye(4), atol=1e-5)
     values = init.Orthogonal(2.0)((4, 9), np.random.default_rng(0), np.float64)
     np.testing.assert_allclose(values @ values.T, 4 * np.eye(4), atol=1e-12)
+
+
+@pytest.mark.parametrize("alias, name", [("uniform", "random_uniform"), ("normal", "random_normal"),
+                                         ("one", "ones"), ("zero", "zeros")])
+def test_keras_short_aliases(alias, name):
+    """Keras 3 keeps Keras 2's short names (kernel_initializer="uniform" in older course code)."""
+    assert type(init.get_initializer(alias)) is type(init.get_initializer(name))

@@ -69,3 +69,23 @@ def test_a_model_trains_on_cuda_as_on_the_cpu(cuda_backend, activation):
     np.testing.assert_allclose(losses, reference_losses, rtol=1e-10)
     for got, want in zip(weights, reference):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("first", [lambda: nn.Activation("gelu"), lambda: nn.Dense(6, activation="swish")])
+def test_a_model_keeps_no_batch_of_the_callers_after_its_calls(first):
+    """The pre-activation a training step keeps is dropped with the pass, as its input and output
+    are: an Activation first in a model would otherwise hold the caller's training batch."""
+    model = nn.Sequential([nn.Input((5,)), first(), nn.Dense(3)], seed=0)
+    model.compile("sgd", "mse")
+    x = np.random.default_rng(0).standard_normal((8, 5)).astype(np.float32)
+    model.train_on_batch(x, np.zeros((8, 3), np.float32))
+    model.predict(x[:2])
+    assert model.layers[0]._pre is None
+
+
+@pytest.mark.parametrize("activation", NAMES)
+def test_inference_fuses_the_activation_with_the_bias_and_matches_training(activation):
+    layer, input_shape = _layer("dense", activation)
+    layer.build(input_shape, np.random.default_rng(0), np.float32)
+    x = np.random.default_rng(1).standard_normal((4, *input_shape)).astype(np.float32)
+    np.testing.assert_array_equal(layer.forward(x, training=False), layer.forward(x, training=True))

@@ -140,6 +140,7 @@ class Activation(Layer):
     keeps_logits = True
     _logits = None  # a training step's (forward)
     _pre = None  # a training step's input, for the activations whose gradient needs it (forward)
+    PASS_STATE = Layer.PASS_STATE + ("_pre",)  # dropped with the pass: it may be the caller's batch
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)

@@ -355,7 +355,7 @@ class Model(Training):
 
         Parameters
         ----------
-        optimizer : {"rmsprop", "sgd", "adam"} or Optimizer, default "rmsprop"
+        optimizer : str (fastdl.nn.optimizers.OPTIMIZERS: "sgd", "adam", ...) or Optimizer, default "rmsprop"
             A name takes the optimizer's defaults (see SGD, RMSprop, Adam, Adagrad, ...); an Optimizer trains
             one model only.
         loss : str, Loss, dict {output name: str or Loss}, or list in output order

@@ -36,7 +36,9 @@ INITIALIZERS.update(glorot_uniform=glorot_uniform, he_normal=he_normal)
 # Lowercased, underscores dropped -> snake_case name: "HeNormal", "he_normal" and "HE_NORMAL" all
 # find he_normal; Keras' other two class names as well.
 _LOOKUP = {name.replace("_", ""): name for name in INITIALIZERS}
-_LOOKUP.update(orthogonalinitializer="orthogonal", identityinitializer="identity")
+_LOOKUP.update(orthogonalinitializer="orthogonal", identityinitializer="identity",
+               # Keras 3's short aliases (Keras 2 code writes kernel_initializer="uniform")
+               uniform="random_uniform", normal="random_normal", one="ones", zero="zeros")
 
 
 def _choices():

@@ -18,7 +18,7 @@ from fastdl.nn.module import (LOGIT_ACTIVATIONS, Layer, Parameter, as_layer_inpu
 from fastdl.nn.regularizers import add_grad, get_regularizer
 from fastdl.ops.conv import KeptTransform, _geometry, conv2d_grad_into, conv2d_into
 from fastdl.ops.conv_pool import conv2d_pool_grad_into, conv2d_pool_into, pool_fusable
-from fastdl.ops.dense import ACTIVATIONS, dense_grad_into, dense_into, needs_input
+from fastdl.ops.dense import ACTIVATIONS, dense_grad_into, dense_into
 from fastdl.ops.pool import (max_pool2d_grad_into, max_pool2d_grad_winners_into, max_pool2d_into,
                               max_pool2d_winners_into, pool_geometry, records_winners)
 from fastdl._validation import check_int, check_pair, compute_dtype
@@ -125,6 +125,7 @@ class _Activated(Layer):
     keeps_logits = True
     _logits = None  # a training step's (_activate)
     _pre = None  # a training step's activation input, for the activations whose gradient needs it
+    PASS_STATE = Layer.PASS_STATE + ("_pre",)
 
     def _penalised(self):
         """[(regulariser, Parameter)] of the weights that carry a penalty."""
@@ -155,14 +156,14 @@ class _Activated(Layer):
 
     def _needs_input(self):
         """Whether the activation's gradient needs its input (swish, gelu, mish, hard_swish)."""
-        return self.activation in ACTIVATIONS and needs_input(ACTIVATIONS[self.activation])
+        return activations.is_input_activation(self.activation)
 
-    def _fuses_activation(self):
+    def _fuses_activation(self, training):
         """Whether the layer's kernel applies its activation with the bias (not for softmax and
-        sigmoid, whose logits _activate keeps for a loss fused with them, nor for the activations
-        whose input it keeps for their gradient)."""
+        sigmoid, whose logits _activate keeps for a loss fused with them, nor in training for the
+        activations whose input it keeps for their gradient)."""
         return (self.activation in ACTIVATIONS and self.activation not in LOGIT_ACTIVATIONS
-                and not self._needs_input())
+                and not (training and self._needs_input()))
 
     def _logits_into(self, shape, training):
         """The array for a layer's logits: a training step's buffer, reused, or an inference
@@ -200,7 +201,8 @@ class Dense(_Activated):
     Parameters
     ----------
     units : int
-    activation : {"relu", "leaky_relu", "sigmoid", "tanh", "softmax", "linear", None}
+    activation : str or None
+        Keras 3's names (fastdl.nn.activations.NAMES: "relu", "elu", "gelu", "softmax", ...).
         "leaky_relu" with slope 0.2, Keras 3's for the activation (its LeakyReLU layer's is 0.3).
     use_bias : bool, default True
         Without it the layer has no bias weights (as before a BatchNormalization).
@@ -257,7 +259,7 @@ class Dense(_Activated):
         bias = self.bias.value if self.use_bias else None
         shape = (x.shape[0], self.units)
         # A training step's output is overwritten by the next step; an inference output is the caller's.
-        if self._fuses_activation():
+        if self._fuses_activation(training):
             out = self._buffer("out", shape) if training else self._empty(shape)
             self._out = out = dense_into(x, self.kernel.value, bias, ACTIVATIONS[self.activation], out, self.backend)
             return out
@@ -332,7 +334,7 @@ class _Convolution(_Activated):
         kept = None if training else self._kept  # a training step changes the kernel
         shape = (x.shape[0], *self.output_shape)
         # A training step's output is overwritten by the next step; an inference output is the caller's.
-        if self._fuses_activation():  # with the bias, batch by batch
+        if self._fuses_activation(training):  # with the bias, batch by batch
             out = self._buffer("out", shape) if training else self._empty(shape)
             self._logits = None
             self._out = out = self._conv_into(x, self.kernel.value, bias, self._geometry, out,

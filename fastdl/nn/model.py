@@ -265,7 +265,7 @@ class Sequential(Training):
 
         Parameters
         ----------
-        optimizer : {"rmsprop", "sgd", "adam"} or Optimizer, default "rmsprop"
+        optimizer : str (fastdl.nn.optimizers.OPTIMIZERS: "sgd", "adam", ...) or Optimizer, default "rmsprop"
             A name takes the optimizer's defaults (see SGD, RMSprop, Adam, Adagrad, ...); an Optimizer trains
             one model only.
         loss : str or Loss, default "sparse_categorical_crossentropy"

@@ -87,7 +87,7 @@ cdef inline double _input_derivative(double x, double g, int activation) noexcep
 
 
 cdef inline double _keras_derivative(double y, double g, int activation, double alpha) noexcept nogil:
-    """g * activation'(pre) from the output y, for codes 5 and up; selects, not products with 0,
+    """g * activation'(pre) from the output y, for codes 5 to 11; selects, not products with 0,
     where the derivative is 0 (an inf or NaN g there gives 0, as for relu)."""
     if activation == 5:  # alpha >= 0: a positive output means a positive input
         return g if y > 0 else g * (y + alpha)

@@ -28,7 +28,7 @@ LOG_MAX = math.log(sys.float_info.max)
 
 @cuda.jit(device=True)
 def _keras_activation(z, activation, alpha):
-    """Codes 5 and up of float64 z. Comparisons that are false for NaN keep NaN NaN (not max/min)."""
+    """Codes 5 to 11 of float64 z. Comparisons that are false for NaN keep NaN NaN (not max/min)."""
     if activation == 5:  # elu; the branch with exp only below zero, where it never overflows
         return z if z > 0 else alpha * math.expm1(z)
     if activation == 6:
@@ -107,7 +107,7 @@ def _input_derivative(x, g, activation):
 
 @cuda.jit(device=True)
 def _keras_derivative(y, g, activation, alpha):
-    """g * activation'(pre) from the float64 output y, for codes 5 and up; selects, not products
+    """g * activation'(pre) from the float64 output y, for codes 5 to 11; selects, not products
     with 0, where the derivative is 0 (an inf or NaN g there gives 0, as for relu)."""
     if activation == 5:  # alpha >= 0: a positive output means a positive input
         return g if y > 0 else g * (y + alpha)

@@ -59,7 +59,7 @@ def _input_derivative(x, g, activation):
 
 
 def _keras_activation(z, activation, alpha):
-    """Codes 5 and up of float64 z. NaN stays NaN (np.maximum and np.minimum pass it on)."""
+    """Codes 5 to 11 of float64 z. NaN stays NaN (np.maximum and np.minimum pass it on)."""
     if activation == 5:  # elu; expm1 of min(z, 0): the branch not taken never overflows
         return np.where(z > 0, z, alpha * np.expm1(np.minimum(z, 0)))
     if activation == 6:
@@ -76,7 +76,7 @@ def _keras_activation(z, activation, alpha):
 
 
 def _keras_derivative(y, g, activation, alpha):
-    """g * activation'(pre) from the float64 output y, for codes 5 and up; selects, not products
+    """g * activation'(pre) from the float64 output y, for codes 5 to 11; selects, not products
     with 0, where the derivative is 0 (an inf or NaN g there gives 0, as for relu)."""
     if activation == 5:  # alpha >= 0: a positive output means a positive input
         return np.where(y > 0, g, g * (y + alpha))
