@@ -362,20 +362,18 @@ def _conv2d_setup(x, kernel, strides, padding):
 
 
 def conv2d(x, kernel, bias=None, strides=1, padding="valid"):
-    """(n, out_h, out_w, out_channels) float64: every output a plain sum over its window."""
+    """(n, out_h, out_w, out_channels) float64: every output the sum over its window of the window
+    times the filter (output by output, the window and the filters as whole arrays)."""
     x, kernel, padded, (sh, sw), _, (out_h, out_w) = _conv2d_setup(x, kernel, strides, padding)
     kh, kw, c_in, c_out = kernel.shape
     out = np.zeros((x.shape[0], out_h, out_w, c_out))
     for n in range(x.shape[0]):
         for oh in range(out_h):
             for ow in range(out_w):
-                for co in range(c_out):
-                    total = 0.0 if bias is None else float(bias[co])
-                    for i in range(kh):
-                        for j in range(kw):
-                            for ci in range(c_in):
-                                total += padded[n, oh * sh + i, ow * sw + j, ci] * kernel[i, j, ci, co]
-                    out[n, oh, ow, co] = total
+                window = padded[n, oh * sh : oh * sh + kh, ow * sw : ow * sw + kw]
+                out[n, oh, ow] = np.tensordot(window, kernel, axes=3)
+    if bias is not None:
+        out += np.asarray(bias, dtype=np.float64)
     return out
 
 
@@ -414,17 +412,16 @@ def conv2d_grad(x, kernel, dout, strides=1, padding="valid"):
     dpadded = np.zeros_like(padded)
     dkernel = np.zeros_like(kernel)
     dbias = np.zeros(c_out)
+    # Output by output: its gradient g (c_out,) spread over its window, the window's channels and
+    # the filters as whole arrays (the seven loops written out took 21 s at 4 x 13 x 13 x 64 -> 72).
     for n in range(x.shape[0]):
         for oh in range(out_h):
             for ow in range(out_w):
-                for co in range(c_out):
-                    g = float(dout[n, oh, ow, co])
-                    dbias[co] += g
-                    for i in range(kh):
-                        for j in range(kw):
-                            for ci in range(c_in):
-                                dkernel[i, j, ci, co] += padded[n, oh * sh + i, ow * sw + j, ci] * g
-                                dpadded[n, oh * sh + i, ow * sw + j, ci] += kernel[i, j, ci, co] * g
+                g = dout[n, oh, ow]
+                window = (n, slice(oh * sh, oh * sh + kh), slice(ow * sw, ow * sw + kw))
+                dbias += g
+                dkernel += padded[window][..., None] * g
+                dpadded[window] += kernel @ g
     dx = dpadded[:, top : top + x.shape[1], left : left + x.shape[2]].copy()
     return dx, dkernel, dbias
 
@@ -458,13 +455,7 @@ def conv2d_transpose(x, kernel, bias=None, strides=1, padding="valid"):
     for b in range(n):
         for i in range(height):
             for j in range(width):
-                for a in range(kh):
-                    for e in range(kw):
-                        for f in range(c_out):
-                            total = 0.0
-                            for c in range(c_in):
-                                total += x[b, i, j, c] * kernel[a, e, f, c]
-                            full[b, i * sh + a, j * sw + e, f] += total
+                full[b, i * sh : i * sh + kh, j * sw : j * sw + kw] += kernel @ x[b, i, j]
     out = full[:, starts[0] : starts[0] + sizes[0], starts[1] : starts[1] + sizes[1]].copy()
     if bias is not None:
         out += np.asarray(bias, dtype=np.float64)
