@@ -22,17 +22,17 @@ ELU_ALPHA = 1.0  # the "elu" activation's alpha, as Keras 3's activations.elu
 # What alpha=None means: the activation's own (the other activations take no alpha).
 DEFAULT_ALPHA = {ACTIVATIONS["leaky_relu"]: LEAKY_ALPHA, ACTIVATIONS["elu"]: ELU_ALPHA}
 # Each activation's work per value, (forward, backward), in fastdl._parallel's units, for the
-# threads its passes take: ELEMENTWISE_WORK for a pass as light as relu's (0.16 ns a float32 value
-# on one core), 32 times that for one exp or expm1 (sigmoid forward 4.4 ns, elu 8.5) and 128 times
-# for tanh, erfc or exp with log1p (tanh 15 ns, gelu 18, its gradient 23); measured 256 x 1024,
-# float32, one thread. The light passes keep the team asleep below 2^19 values; a gelu's wakes
-# it from 4,096.
-_LIGHT, _EXP, _HEAVY = ELEMENTWISE_WORK, 32 * ELEMENTWISE_WORK, 128 * ELEMENTWISE_WORK
+# threads its passes take: ELEMENTWISE_WORK for a pass as light as relu's (0.14 ns a float32 value
+# on one core), 8 times that for one of kernels/cpu/vecmath's exp, expm1 or tanh (sigmoid forward
+# 1.4 ns, elu 1.1, tanh 1.7, mish's gradient 2.5) and 32 times for erfc or exp with log1p (gelu
+# 5.2 ns, its gradient 6.3, softplus 2.9); measured 256 x 1024, float32, one thread, Numba. The
+# light passes keep the team asleep below 2^19 values; a gelu's wakes it from 16,384.
+_LIGHT, _EXP, _HEAVY = ELEMENTWISE_WORK, 8 * ELEMENTWISE_WORK, 32 * ELEMENTWISE_WORK
 ACTIVATION_WORK = {code: (_LIGHT, _LIGHT) for code in range(16)}
 ACTIVATION_WORK.update({
-    ACTIVATIONS["sigmoid"]: (_EXP, _LIGHT), ACTIVATIONS["tanh"]: (_HEAVY, _LIGHT),
+    ACTIVATIONS["sigmoid"]: (_EXP, _LIGHT), ACTIVATIONS["tanh"]: (_EXP, _LIGHT),
     ACTIVATIONS["elu"]: (_EXP, _LIGHT), ACTIVATIONS["selu"]: (_EXP, _LIGHT),
-    ACTIVATIONS["softplus"]: (_HEAVY, _HEAVY), ACTIVATIONS["exponential"]: (_EXP, _LIGHT),
+    ACTIVATIONS["softplus"]: (_HEAVY, _EXP), ACTIVATIONS["exponential"]: (_EXP, _LIGHT),
     ACTIVATIONS["swish"]: (_EXP, _EXP), ACTIVATIONS["gelu"]: (_HEAVY, _HEAVY), ACTIVATIONS["mish"]: (_EXP, _EXP),
 })
 ROW_BLOCK = 64  # rows per GEMM where fastdl's threads split the rows

@@ -4,12 +4,16 @@ Activation codes: 0 linear, 1 relu, 2 sigmoid, 3 tanh, 4 leaky relu (slope alpha
 Keras 3's 5 elu (alpha), 6 selu, 7 softplus, 8 softsign, 9 relu6, 10 hard_sigmoid, 11 exponential,
 and 12 swish (silu), 13 gelu (erf, not tanh), 14 mish, 15 hard_swish (hard_silu), whose gradient
 needs the activation's input (activation_backward_input). Codes 5 and up are worked in double and
-rounded once to out's dtype, as sigmoid, both ways.
+rounded once to out's dtype, as sigmoid, both ways; exp, expm1, log1p, tanh and erfc are
+vecmath.pxi's, which vectorise (the same bits as the Numba kernels').
 """
 
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport erfc, exp, expm1, fabs, log1p, tanh
+from libc.math cimport copysign, fabs
+from libc.stdint cimport int64_t
+
+include "vecmath.pxi"
 
 cdef double SELU_SCALE = 1.0507009873554804934193349852946  # Keras 3's (and PyTorch's) selu constants
 cdef double SELU_ALPHA = 1.6732632423543772848170429916717
@@ -17,25 +21,31 @@ cdef double SQRT1_2 = 0.70710678118654752440  # 1 / sqrt(2)
 cdef double INV_SQRT_2PI = 0.39894228040143267794  # 1 / sqrt(2 pi), the normal density's scale
 
 
-cdef inline double _sigmoid_pair(double z, double* complement) noexcept nogil:
-    """sigmoid(z), and 1 - sigmoid(z) into complement, each without cancellation; exp of -|z| never
-    overflows. The sign picks numerators, not branches: it is random over a batch."""
-    cdef double e = exp(-fabs(z))
+cdef inline double _sigmoid_pair(double z, double e, double* complement) noexcept nogil:
+    """sigmoid(z), and 1 - sigmoid(z) into complement, each without cancellation, from e = exp(-|z|)
+    (which never overflows). The sign picks numerators, not branches: it is random over a batch."""
     cdef bint above = z >= 0  # false for NaN: NaN, as e
-    complement[0] = (e if above else 1.0) / (1 + e)
-    return (1.0 if above else e) / (1 + e)
+    cdef double inverse = 1 / (1 + e)
+    complement[0] = (e if above else 1.0) * inverse
+    return (1.0 if above else e) * inverse
 
 
-cdef inline double _tanh_softplus_pair(double z, double* complement) noexcept nogil:
+cdef inline double _sigmoid(double z) noexcept nogil:
+    """_sigmoid_pair's sigmoid alone, the same bits: a complement written through a pointer to a
+    variable of the prange loop kept gcc from vectorising it."""
+    cdef double e = vexp(-fabs(z))
+    return (1.0 if z >= 0 else e) * (1 / (1 + e))
+
+
+cdef inline double _tanh_softplus_pair(double z, double e, double* complement) noexcept nogil:
     """tanh(softplus(z)), and 1 minus it into complement, each without cancellation: with
-    u = 1 + exp(z), tanh(log u) is (u^2 - 1) / (u^2 + 1), written in exp(-|z|) (never overflows):
-    (1 + 2e) / (1 + 2e + 2e^2) for z >= 0, n / (n + 2) with n = e (e + 2) below."""
-    cdef double e = exp(-fabs(z))
+    u = 1 + exp(z), tanh(log u) is (u^2 - 1) / (u^2 + 1), written in e = exp(-|z|) (never
+    overflows): (1 + 2e) / (1 + 2e + 2e^2) for z >= 0, n / (n + 2) with n = e (e + 2) below."""
     cdef bint above = z >= 0
     cdef double n = 1 + 2 * e if above else e * (e + 2)
-    cdef double d = n + 2 * e * e if above else n + 2
-    complement[0] = (2 * e * e if above else 2.0) / d
-    return n / d
+    cdef double inverse = 1 / (n + 2 * e * e if above else n + 2)
+    complement[0] = (2 * e * e if above else 2.0) * inverse
+    return n * inverse
 
 
 cdef inline double _relu6(double z) noexcept nogil:
@@ -48,11 +58,11 @@ cdef inline double _keras_activation(double z, int activation, double alpha) noe
     """Codes 5 and up, Keras 3's definitions. NaN stays NaN."""
     cdef double c
     if activation == 5:  # elu; the branch with exp only below zero, where it never overflows
-        return z if z > 0 else alpha * expm1(z)
+        return z if z > 0 else alpha * vexpm1(z)
     if activation == 6:
-        return SELU_SCALE * (z if z > 0 else SELU_ALPHA * expm1(z))
+        return SELU_SCALE * (z if z > 0 else SELU_ALPHA * vexpm1(z))
     if activation == 7:  # softplus = log(1 + exp(z)), its exp never overflowing
-        return (z if z > 0 else 0.0) + log1p(exp(-fabs(z)))
+        return (z if z > 0 else 0.0) + vlog1p_unit(vexp(-fabs(z)))
     if activation == 8:
         return z / (1 + fabs(z))
     if activation == 9:
@@ -60,27 +70,28 @@ cdef inline double _keras_activation(double z, int activation, double alpha) noe
     if activation == 10:  # hard_sigmoid
         return _relu6(z + 3) / 6
     if activation == 11:
-        return exp(z)
+        return vexp(z)
     if activation == 12:  # swish = z * sigmoid(z)
-        return z * _sigmoid_pair(z, &c)
+        return z * _sigmoid_pair(z, vexp(-fabs(z)), &c)
     if activation == 13:  # gelu = z * Phi(z); erfc keeps Phi's lower tail that 1 + erf rounds to 0
-        return 0.5 * z * erfc(-z * SQRT1_2)
+        return 0.5 * z * verfc(-z * SQRT1_2)
     if activation == 14:  # mish = z * tanh(softplus(z))
-        return z * _tanh_softplus_pair(z, &c)
+        return z * _tanh_softplus_pair(z, vexp(-fabs(z)), &c)
     return z * _relu6(z + 3) / 6  # hard_swish
 
 
 cdef inline double _input_derivative(double x, double g, int activation) noexcept nogil:
     """g * activation'(x) of the input x, for codes 12 to 15."""
-    cdef double s, t, c
+    cdef double s, t, c, e
     if activation == 12:
-        s = _sigmoid_pair(x, &c)
+        s = _sigmoid_pair(x, vexp(-fabs(x)), &c)
         return g * (s + x * s * c)
     if activation == 13:  # Phi(x) + x * phi(x)
-        return g * (0.5 * erfc(-x * SQRT1_2) + x * INV_SQRT_2PI * exp(-0.5 * x * x))
+        return g * (0.5 * verfc(-x * SQRT1_2) + x * INV_SQRT_2PI * vexp(-0.5 * x * x))
     if activation == 14:  # tanh(sp) + x * sech(sp)^2 * sigmoid(x), sech^2 = (1 - tanh)(1 + tanh)
-        t = _tanh_softplus_pair(x, &c)
-        return g * (t + x * (c * (1 + t)) * _sigmoid_pair(x, &s))
+        e = vexp(-fabs(x))  # one exp for both, as the Numba kernel
+        t = _tanh_softplus_pair(x, e, &c)
+        return g * (t + x * (c * (1 + t)) * _sigmoid_pair(x, e, &s))
     # What autodiff of z * relu6(z + 3) / 6 gives, relu6' being 0 at both ends (TF, JAX): 0 at
     # x = -3, 1 at x = 3; a select where it is 0, as relu (an inf or NaN g there gives 0).
     return 0 if x <= -3 else g * (1 if x >= 3 else (2 * x + 3) / 6)
@@ -94,7 +105,7 @@ cdef inline double _keras_derivative(double y, double g, int activation, double 
     if activation == 6:
         return g * SELU_SCALE if y > 0 else g * (y + SELU_SCALE * SELU_ALPHA)
     if activation == 7:  # sigmoid(pre) = 1 - exp(-softplus(pre))
-        return g * -expm1(-y)
+        return g * -vexpm1(-y)
     if activation == 8:
         return g * ((1 - fabs(y)) * (1 - fabs(y)))
     if activation == 9:
@@ -201,7 +212,7 @@ def bias_activation(floating[:, ::1] out, const floating[::1] bias, int activati
     cdef Py_ssize_t i, j
     cdef bint has_bias = bias.shape[0] > 0
     cdef floating* row
-    cdef double z, e
+    cdef double z
     if n == 0 or m == 0:
         return
     with nogil:
@@ -218,12 +229,10 @@ def bias_activation(floating[:, ::1] out, const floating[::1] bias, int activati
             elif activation == 2:
                 for j in range(m):
                     z = row[j]
-                    # exp of -|z| never overflows.
-                    e = exp(-fabs(z))
-                    row[j] = <floating>(1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e))
+                    row[j] = <floating>_sigmoid(z)
             elif activation == 3:
                 for j in range(m):
-                    row[j] = <floating>tanh(<double>row[j])
+                    row[j] = <floating>vtanh(row[j])
             elif activation == 4:
                 for j in range(m):
                     if row[j] < 0:
