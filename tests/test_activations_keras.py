@@ -360,12 +360,12 @@ def test_model_trains_a_step_on_every_backend(any_backend, name):
 
 
 def test_costly_activations_take_threads_sooner(monkeypatch):
-    """A pass's threads follow its activation's cost: a 64 x 1024 gelu or sigmoid pass is worth
+    """A pass's threads follow its activation's cost: a 128 x 1024 gelu or sigmoid pass is worth
     two threads, a relu pass of the same size is not (nor is sigmoid's light gradient)."""
     from fastdl.ops.dense import activation_threads
 
     monkeypatch.setattr(fastdl_backend, "get_num_threads", lambda: 2)
-    shape = (64, 1024)
+    shape = (128, 1024)
     assert activation_threads(ACTIVATIONS["relu"], shape) == 1
     assert activation_threads(ACTIVATIONS["gelu"], shape) == 2
     assert activation_threads(ACTIVATIONS["gelu"], shape, backward=True) == 2

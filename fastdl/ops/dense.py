@@ -25,11 +25,15 @@ DEFAULT_ALPHA = {ACTIVATIONS["leaky_relu"]: LEAKY_ALPHA, ACTIVATIONS["elu"]: ELU
 # threads its passes take: ELEMENTWISE_WORK for a pass as light as relu's (0.14 ns a float32 value
 # on one core), 8 times that for one of kernels/cpu/vecmath's exp, expm1 or tanh (sigmoid forward
 # 1.4 ns, elu 1.1, tanh 1.7, mish's gradient 2.5) and 32 times for erfc or exp with log1p (gelu
-# 5.2 ns, its gradient 6.3, softplus 2.9); measured 256 x 1024, float32, one thread, Numba. The
-# light passes keep the team asleep below 2^19 values; a gelu's wakes it from 16,384.
-_LIGHT, _EXP, _HEAVY = ELEMENTWISE_WORK, 8 * ELEMENTWISE_WORK, 32 * ELEMENTWISE_WORK
+# 5.2 ns, its gradient 6.3, softplus 2.9), 3 times for a division (softsign, hard_sigmoid and
+# hard_swish 0.4 ns); measured 256 x 1024, float32, one thread, Numba. The light passes keep the
+# team asleep below 2^19 values; a gelu's wakes it from 16,384.
+_LIGHT, _DIVIDE = ELEMENTWISE_WORK, 3 * ELEMENTWISE_WORK
+_EXP, _HEAVY = 8 * ELEMENTWISE_WORK, 32 * ELEMENTWISE_WORK
 ACTIVATION_WORK = {code: (_LIGHT, _LIGHT) for code in range(16)}
 ACTIVATION_WORK.update({
+    ACTIVATIONS["softsign"]: (_DIVIDE, _LIGHT), ACTIVATIONS["hard_sigmoid"]: (_DIVIDE, _LIGHT),
+    ACTIVATIONS["hard_swish"]: (_DIVIDE, _DIVIDE),
     ACTIVATIONS["sigmoid"]: (_EXP, _LIGHT), ACTIVATIONS["tanh"]: (_EXP, _LIGHT),
     ACTIVATIONS["elu"]: (_EXP, _LIGHT), ACTIVATIONS["selu"]: (_EXP, _LIGHT),
     ACTIVATIONS["softplus"]: (_HEAVY, _EXP), ACTIVATIONS["exponential"]: (_EXP, _LIGHT),
