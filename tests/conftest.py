@@ -132,6 +132,41 @@ def predict_and_step_unbanded_and_banded(monkeypatch, band_runs, make_model, x, 
     return runs
 
 
+def assert_resumes_bit_for_bit(path, make_optimizer, backend, dtype):
+    """A small model with make_optimizer() trained 3 steps, saved to path (every optimizer slot in
+    the file), trained 3 more; a new one loaded from path (iterations 3) and trained 3 steps: the
+    two end with the same weights and optimizer state, bit for bit."""
+    from fastdl import nn
+
+    rng = np.random.default_rng(6)
+    x, y = rng.standard_normal((8, 4)).astype(dtype), rng.standard_normal((8, 2)).astype(dtype)
+
+    def model():
+        m = nn.Sequential([nn.Input((4,)), nn.Dense(6, activation="relu"), nn.Dense(2)], seed=0, dtype=dtype,
+                          backend=backend)
+        m.compile(make_optimizer(), "mse")
+        return m
+
+    straight = model()
+    for _ in range(3):
+        straight.train_on_batch(x, y)
+    straight.save(path)
+    with np.load(path) as saved:
+        assert all(any(key.endswith(f"{slot}/0") for key in saved.files) for slot in straight.optimizer.slots)
+    for _ in range(3):
+        straight.train_on_batch(x, y)
+    resumed = model().load(path)
+    assert resumed.optimizer.iterations == 3
+    for _ in range(3):
+        resumed.train_on_batch(x, y)
+    assert resumed.optimizer.iterations == 6
+    for a, b in zip(straight.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    for slot in straight.optimizer.slots:
+        for a, b in zip(straight.optimizer.state[slot], resumed.optimizer.state[slot]):
+            np.testing.assert_array_equal(a, b)
+
+
 @pytest.fixture(params=[2, 4], ids=["F2x2", "F4x4"])
 def tiles(request, monkeypatch):
     """Winograd's F(2x2, 3x3) or F(4x4, 3x3) for every convolution that takes Winograd."""

@@ -11,7 +11,7 @@ import importlib
 import numpy as np
 import pytest
 
-from conftest import ready_backends
+from conftest import assert_resumes_bit_for_bit, ready_backends
 from fastdl import nn
 from fastdl.backend import PACKAGES
 from fastdl.nn.guard import check_finite_gradients
@@ -298,32 +298,7 @@ def test_clip_options_set_after_construction(backend):
 @pytest.mark.parametrize("config", ["nesterov_clipnorm", "rmsprop_both", "rmsprop_momentum", "amsgrad",
                                     "adamw_amsgrad_global"])
 def test_save_load_mid_training_resumes_bit_for_bit(tmp_path, backend, dtype, config):
-    rng = np.random.default_rng(6)
-    x, y = rng.standard_normal((8, 4)).astype(dtype), rng.standard_normal((8, 2)).astype(dtype)
-
-    def model():
-        m = nn.Sequential([nn.Input((4,)), nn.Dense(6, activation="relu"), nn.Dense(2)], seed=0, dtype=dtype,
-                          backend=backend)
-        m.compile(CONFIGS[config](), "mse")
-        return m
-
-    straight = model()
-    for _ in range(3):
-        straight.train_on_batch(x, y)
-    straight.save(tmp_path / "mid.npz")
-    with np.load(tmp_path / "mid.npz") as saved:
-        assert all(any(key.endswith(f"{slot}/0") for key in saved.files) for slot in straight.optimizer.slots)
-    for _ in range(3):
-        straight.train_on_batch(x, y)
-    resumed = model().load(tmp_path / "mid.npz")
-    for _ in range(3):
-        resumed.train_on_batch(x, y)
-    assert resumed.optimizer.iterations == 6
-    for a, b in zip(straight.get_weights(), resumed.get_weights()):
-        np.testing.assert_array_equal(a, b)
-    for slot in straight.optimizer.slots:
-        for a, b in zip(straight.optimizer.state[slot], resumed.optimizer.state[slot]):
-            np.testing.assert_array_equal(a, b)
+    assert_resumes_bit_for_bit(tmp_path / "mid.npz", CONFIGS[config], backend, dtype)
 
 
 def test_adam_state_without_v_hat_is_refused_by_amsgrad(tmp_path):

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import ready_backends
+from conftest import assert_resumes_bit_for_bit, ready_backends
 from fastdl import _device, nn
 from fastdl.backend import PACKAGES
 from fastdl.nn.module import Parameter, place_parameters
@@ -264,30 +264,7 @@ def test_a_model_compiled_with_the_name_trains(backend, dtype, name):
 @pytest.mark.parametrize("config", ["adagrad_decay_clipnorm", "adadelta_rho_global", "adamax_betas_clipvalue",
                                     "nadam", "nadam_betas_decay_clipnorm"])
 def test_save_load_mid_training_resumes_bit_for_bit(tmp_path, backend, dtype, config):
-    rng = np.random.default_rng(6)
-    x, y = rng.standard_normal((8, 4)).astype(dtype), rng.standard_normal((8, 2)).astype(dtype)
-
-    def model():
-        m = nn.Sequential([nn.Input((4,)), nn.Dense(6, activation="relu"), nn.Dense(2)], seed=0, dtype=dtype,
-                          backend=backend)
-        m.compile(CONFIGS[config](), "mse")
-        return m
-
-    straight = model()
-    for _ in range(3):
-        straight.train_on_batch(x, y)
-    straight.save(tmp_path / "mid.npz")
-    for _ in range(3):
-        straight.train_on_batch(x, y)
-    resumed = model().load(tmp_path / "mid.npz")
-    assert resumed.optimizer.iterations == 3
-    for _ in range(3):
-        resumed.train_on_batch(x, y)
-    for a, b in zip(straight.get_weights(), resumed.get_weights()):
-        np.testing.assert_array_equal(a, b)
-    for slot in straight.optimizer.slots:
-        for a, b in zip(straight.optimizer.state[slot], resumed.optimizer.state[slot]):
-            np.testing.assert_array_equal(a, b)
+    assert_resumes_bit_for_bit(tmp_path / "mid.npz", CONFIGS[config], backend, dtype)
 
 
 def test_another_optimizers_state_is_refused(tmp_path):
