@@ -19,10 +19,12 @@ from fastdl.ops.dense import (ACTIVATIONS, INPUT_ACTIVATIONS, activation_grad, a
 
 NAMES = ["swish", "gelu", "mish", "hard_swish"]
 ALIASES = {"silu": "swish", "hard_silu": "hard_swish"}
-# One rounding of a float64 result: half an ulp, relative (a float64 reference has a few ulps' error).
-FORWARD_RTOL = {np.float32: 2 ** -24 * 1.01, np.float64: 1e-14}
-# dout * f'(pre), worked in float64 and rounded once; float64's reference differs by a few ulps.
-GRAD_TOL = {np.float32: dict(rtol=2 ** -24 * 1.01, atol=1e-30), np.float64: dict(rtol=1e-13, atol=1e-15)}
+# float32: 8 ulps, the compiled backends working swish, gelu and mish in float32 (kernels/cpu/
+# activation32; the numpy backend rounds a float64 result once); float64: a few ulps of vecmath's.
+FORWARD_RTOL = {np.float32: 2 ** -21, np.float64: 1e-14}
+# dout * f'(pre): in float32 within 8 ulps, or 8 ulps of |dout| where f' nears a zero (the terms
+# of swish's, gelu's and mish's derivatives cancel there); float64's reference differs by a few ulps.
+GRAD_TOL = {np.float32: dict(rtol=2 ** -21, atol=2 ** -21 * 4), np.float64: dict(rtol=1e-13, atol=1e-15)}
 
 
 @pytest.fixture(params=CPU_BACKENDS + [pytest.param("cuda", marks=pytest.mark.cuda)])

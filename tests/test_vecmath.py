@@ -1,7 +1,8 @@
-"""kernels/cpu/vecmath, the vectorising exp, expm1, log1p, tanh and erfc the activations use: within
-a few float64 ulps of libm over their whole domains, NaN and the infinities where libm takes them;
-its Cython mirror (kernels/cy/vecmath.pxi, reachable only through the activations) the same bits;
-erfc's polynomial fitted again from its recipe."""
+"""kernels/cpu/vecmath and vecmath32, the vectorising exp, expm1, log1p, tanh and erfc (the normal
+tail in float32) the activations use: within a few ulps of libm over their whole domains, NaN and
+the infinities where libm takes them; their Cython mirrors (kernels/cy/vecmath*.pxi, reachable
+only through the activations) the same bits; erfc's polynomials fitted again from their recipes;
+the kernels that inline them compiled again when they change."""
 
 import math
 
@@ -10,7 +11,7 @@ import pytest
 from numba import njit
 
 from conftest import skip_unless_available
-from fastdl.kernels.cpu import vecmath
+from fastdl.kernels.cpu import _jit, vecmath, vecmath32
 from fastdl.ops.dense import ACTIVATIONS, activation_grad_into, activation_into, needs_input
 
 SPECIAL = [0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, -5e-324, 1e-310, -1e-310, 2.0 ** -30, 1e-20, -1e-20]
@@ -45,6 +46,18 @@ def _ulps(got, expected):
         error = np.abs(got - expected) / np.spacing(np.abs(expected))
     error = np.where(np.isfinite(expected) & np.isfinite(got), error, np.inf)
     return float(np.max(np.where(same, 0.0, error)))
+
+
+def _ulps32(got, exact):
+    """Largest |got - exact| (exact in float64) in float32 ulps of exact; 0 where both are NaN or
+    got is exact's rounding, or within 64 of the smallest subnormal (results made of subnormal
+    intermediates carry that absolute error)."""
+    got = got.astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        exact32 = exact.astype(np.float32)
+        error = np.abs(got - exact) / np.spacing(np.abs(exact32)).astype(np.float64)
+        fine = (got == exact32) | (np.isnan(got) & np.isnan(exact)) | (np.abs(got - exact) <= 64 * 2.0 ** -149)
+    return float(np.max(np.where(fine, 0.0, np.where(np.isnan(error), np.inf, error))))
 
 
 def _vectorised(func):
@@ -83,8 +96,8 @@ def test_edges_and_signed_zeros():
     assert exp(np.array([709.78, 709.79, -745.13, -745.14]))[[0, 2]].tolist() == [math.exp(709.78), 5e-324]
     assert exp(np.array([709.79, -745.14])).tolist() == [np.inf, 0.0]
     assert np.signbit(tanh(np.array([0.0, -0.0]))).tolist() == [False, True]
-    assert erfc(np.array([-np.inf, np.inf, 30.0, 1e300])).tolist() == [2.0, 0.0, 0.0, 0.0]
-    assert abs(erfc(np.array([0.0]))[0] - 1) <= 2.0 ** -52  # the fit's one ulp at u = 0
+    assert erfc(np.array([-np.inf, np.inf, 30.0, 1e300, 0.0, -0.0])).tolist() == [2.0, 0.0, 0.0, 0.0, 1.0, 1.0]
+    assert np.signbit(_vectorised(vecmath.expm1)(np.array([0.0, -0.0]))).tolist() == [False, True]
 
 
 def test_erfc_polynomial_fits_again_from_its_recipe():
@@ -98,6 +111,63 @@ def test_erfc_polynomial_fits_again_from_its_recipe():
     t = np.linspace(-1, 1, 501)
     np.testing.assert_allclose(_vectorised(vecmath._erfcx_scaled)(t),
                                np.polynomial.polynomial.polyval(t, refit), rtol=1e-15)
+
+
+def test_float32_erfc_polynomial_fits_again_from_its_recipe():
+    """vecmath32's: degree 10 at 300 Chebyshev nodes of t in [-1, 4 / 7] (u in [0, 11])."""
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 30
+    nodes = (np.cos(np.pi * (np.arange(300) + 0.5) / 300) + 1) / 2 * (4 / 7 + 1) - 1
+    u = 3.0 * (1 + nodes) / (1 - nodes)
+    scaled = [float((1 + 2 * mpmath.mpf(v)) * mpmath.exp(mpmath.mpf(v) ** 2) * mpmath.erfc(mpmath.mpf(v))) for v in u]
+    refit = np.polynomial.polynomial.polyfit(nodes, scaled, 10)
+    ours = [getattr(vecmath32, f"ERFCX_{i}") for i in range(11)][::-1]
+    np.testing.assert_allclose(ours, refit, rtol=2 ** -23, atol=2 ** -24 * 1e-3)
+
+
+@pytest.mark.parametrize("name, reference, inputs, max_ulps", [
+    ("exp", math.exp, _inputs((-110, 95), (-1, 1)), 1),
+    ("expm1", math.expm1, _inputs((-110, 95), (-1, 1), (-0.4, 0.4)), 4),
+    ("tanh", math.tanh, _inputs((-20, 20), (-1, 1), (-1e-4, 1e-4)), 3),
+])
+def test_float32_within_a_few_ulps_of_libm(name, reference, inputs, max_ulps):
+    x = inputs.astype(np.float32)
+    assert _ulps32(_vectorised(getattr(vecmath32, name))(x), _libm(reference, x.astype(np.float64))) <= max_ulps
+
+
+def test_float32_normal_tail_and_log1p_within_a_few_ulps():
+    z = _inputs((-20, 20), (-6, 6)).astype(np.float32)
+    z = z[np.isfinite(z)]
+
+    @njit(error_model="numpy")
+    def tail_and_density(z):
+        tail, density = np.empty_like(z), np.empty_like(z)
+        for i in range(z.shape[0]):
+            tail[i], density[i] = vecmath32.normal_tail(z[i])
+        return tail, density
+
+    tail, density = tail_and_density(z)
+    a = np.abs(z.astype(np.float64))
+    assert _ulps32(tail, _libm(lambda v: 0.5 * math.erfc(v / math.sqrt(2)), a)) <= 6
+    assert _ulps32(density, np.exp(-0.5 * a * a)) <= 2
+    assert tail_and_density(np.array([0.0], np.float32))[0][0] == 0.5  # Phi(0) exactly
+    e = np.random.default_rng(2).uniform(0, 1, 100_000).astype(np.float32)
+    assert _ulps32(_vectorised(vecmath32.log1p_unit)(e), np.log1p(e.astype(np.float64))) <= 2
+
+
+def test_kernels_inlining_vecmath_are_named_by_its_source(tmp_path, monkeypatch):
+    """Numba's cache keys a kernel on its own file only: the variant name of a kernel that inlines
+    another module's helpers carries that module's source digest, so that an edit of it compiles
+    the kernel again instead of loading the old code."""
+    module = tmp_path / "helpers.py"
+    module.write_text("X = 1\n")
+    fake = type("Module", (), {"__file__": str(module)})
+    before = _jit._sources_digest([fake])
+    module.write_text("X = 2\n")
+    assert _jit._sources_digest([fake]) != before
+    from fastdl.kernels.cpu import dense
+
+    assert dense._bias_serial.py_func.__name__.endswith(_jit._sources_digest(dense._USES))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

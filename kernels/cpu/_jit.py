@@ -1,5 +1,6 @@
 """How every Numba kernel here is compiled: options from fastdl.config, caching that never breaks."""
 
+import hashlib
 import types
 import warnings
 
@@ -58,20 +59,34 @@ def helper(**options):
     return decorate
 
 
-def compile_kernel(func, parallel=False, exact=False):
+def compile_kernel(func, parallel=False, exact=False, uses=()):
     """njit `func` lazily with the configured options (serial or parallel variant).
 
     Float division by zero gives inf or nan instead of raising (numpy's error model, as Cython's
     cdivision): with Python's, the check in every division keeps a loop from vectorising (the
     RMSprop and Adam updates ran 13x slower on one thread). exact: never fastmath (the kernel
-    promises the same bits as its Cython twin).
+    promises the same bits as its Cython twin, or relies on the exact rounding of its arithmetic,
+    as vecmath's range reductions do). uses: the modules of helpers the kernel inlines from other
+    files, whose source goes into the variant's name: Numba's cache keys a kernel on its own
+    file only, and would keep the old inlined code after an edit of theirs.
     """
     fastmath = config.numba_fastmath() and not exact
     options = dict(nogil=True, parallel=parallel, fastmath=fastmath, error_model="numpy")
     # Every option that changes the machine code is in the variant's name (see _variant); the
     # error model's part keeps caches written before it was numpy's from being loaded.
     suffix = ("_parallel" if parallel else "_serial") + ("_fastmath" if fastmath else "") + "_numpy_errors"
+    if uses:
+        suffix += "_" + _sources_digest(uses)
     return _njit(_variant(func, suffix), **options)
+
+
+def _sources_digest(modules):
+    """A short digest of the modules' source files (their names' order kept)."""
+    digest = hashlib.sha256()
+    for module in modules:
+        with open(module.__file__, "rb") as source:
+            digest.update(source.read())
+    return digest.hexdigest()[:12]
 
 
 def launch(serial, parallel, n_threads, *args):

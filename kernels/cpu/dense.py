@@ -3,237 +3,150 @@
 Activation codes: 0 linear, 1 relu, 2 sigmoid, 3 tanh, 4 leaky relu (slope alpha below 0), and
 Keras 3's 5 elu (alpha), 6 selu, 7 softplus, 8 softsign, 9 relu6, 10 hard_sigmoid, 11 exponential,
 and 12 swish (silu), 13 gelu (erf, not tanh), 14 mish, 15 hard_swish (hard_silu), whose gradient
-needs the activation's input (activation_backward_input). Codes 5 and up are worked in float64 and
-rounded once to out's dtype, as sigmoid, both ways; exp, expm1, log1p, tanh and erfc are
-kernels/cpu/vecmath's, which vectorise.
+needs the activation's input (activation_backward_input). The activations of float64 arrays,
+and those without an exponential of float32 arrays, are worked in float64 (kernels/cpu/
+activation64, rounded once to out's dtype); the exponential ones of float32 arrays
+(activation32.FLOAT32_CODES) in float32 (kernels/cpu/activation32), twice as fast, a few ulps off.
+Their exp, expm1, log1p, tanh and erfc are kernels/cpu/vecmath's and vecmath32's, which vectorise.
 """
-
 
 import numpy as np
 from numba import prange
+from numba.core import types
+from numba.extending import overload
 
-from . import vecmath
+from . import activation32, activation64, vecmath, vecmath32
 from ._jit import compile_kernel, helper, launch
 
-SELU_SCALE = 1.0507009873554804934193349852946  # Keras 3's (and PyTorch's) selu constants
-SELU_ALPHA = 1.6732632423543772848170429916717
-SQRT1_2 = 0.70710678118654752440  # 1 / sqrt(2)
-INV_SQRT_2PI = 0.39894228040143267794  # 1 / sqrt(2 pi), the normal density's scale
+# sigmoid and tanh of a value, and the rows of codes 5 and up, in the array's precision: the kernels
+# below call these, and Numba picks float32 work (activation32) or float64 work by the type as it
+# compiles them.
 
 
-# The helpers pick numerators with selects, not branches returning early: the sign is random over a
-# batch, and LLVM vectorises a loop through a select, not through two returns.
+def _sigmoid(z):
+    """sigmoid(z) of a float32 or float64 value z."""
 
 
-@helper(error_model="numpy")
-def _sigmoid_pair(z, e):
-    """(sigmoid(z), 1 - sigmoid(z)) of float64 z, each without cancellation, from e = exp(-|z|)
-    (which never overflows)."""
-    above = z >= 0  # false for NaN: NaN, as e
-    inverse = 1 / (1 + e)
-    return (1.0 if above else e) * inverse, (e if above else 1.0) * inverse
+def _tanh(z):
+    """tanh(z) of a float32 or float64 value z."""
 
 
-@helper(error_model="numpy")
-def _tanh_softplus_pair(z, e):
-    """(tanh(softplus(z)), 1 - tanh(softplus(z))) of float64 z: with u = 1 + exp(z), tanh(log u) is
-    (u^2 - 1) / (u^2 + 1), written in e = exp(-|z|) so that it never overflows: (1 + 2e) /
-    (1 + 2e + 2e^2) for z >= 0, n / (n + 2) with n = e (e + 2) below."""
-    above = z >= 0
-    n = 1 + 2 * e if above else e * (e + 2)
-    inverse = 1 / (n + 2 * e * e if above else n + 2)
-    return n * inverse, (2 * e * e if above else 2.0) * inverse
-
-
-@helper(error_model="numpy")
-def _relu6(z):
-    """min(max(z, 0), 6), comparisons false for NaN keeping it NaN."""
-    if z < 0:
-        return 0.0
-    if z > 6:
-        return 6.0
-    return z
-
-
-# Inlined by Numba (see kernels/cpu/vecmath.py): gelu's erfc made the helper too costly for LLVM to
-# inline into the row loops, which it then left unvectorised (gelu 4.6 ms against 1.4).
-@helper(error_model="numpy", inline="always")
-def _keras_activation(z, activation, alpha):
-    """Codes 5 and up of float64 z, Keras 3's definitions. Comparisons that are false for NaN keep
-    NaN NaN (not max/min)."""
-    if activation == 5:  # elu; the branch with exp only below zero, where it never overflows
-        return z if z > 0 else alpha * vecmath.expm1(z)
-    if activation == 6:
-        return SELU_SCALE * (z if z > 0 else SELU_ALPHA * vecmath.expm1(z))
-    if activation == 7:  # softplus = log(1 + exp(z)), its exp never overflowing
-        return (z if z > 0 else 0.0) + vecmath.log1p_unit(vecmath.exp(-abs(z)))
-    if activation == 8:
-        return z / (1 + abs(z))
-    if activation == 9:
-        return _relu6(z)
-    if activation == 10:  # hard_sigmoid
-        return _relu6(z + 3) / 6
-    if activation == 11:
-        return vecmath.exp(z)
-    if activation == 12:  # swish = z * sigmoid(z)
-        return z * _sigmoid_pair(z, vecmath.exp(-abs(z)))[0]
-    if activation == 13:  # gelu = z * Phi(z); erfc keeps Phi's lower tail that 1 + erf rounds to 0
-        return 0.5 * z * vecmath.erfc(-z * SQRT1_2)
-    if activation == 14:  # mish = z * tanh(softplus(z))
-        return z * _tanh_softplus_pair(z, vecmath.exp(-abs(z)))[0]
-    return z * _relu6(z + 3) / 6  # hard_swish
-
-
-@helper(error_model="numpy")
-def _keras_derivative(y, g, activation, alpha):
-    """g * activation'(pre) from the float64 output y, for codes 5 to 11; selects, not products
-    with 0, where the derivative is 0 (an inf or NaN g there gives 0, as for relu)."""
-    if activation == 5:  # alpha >= 0: a positive output means a positive input
-        return g if y > 0 else g * (y + alpha)
-    if activation == 6:
-        return g * SELU_SCALE if y > 0 else g * (y + SELU_SCALE * SELU_ALPHA)
-    if activation == 7:  # sigmoid(pre) = 1 - exp(-softplus(pre))
-        return g * -vecmath.expm1(-y)
-    if activation == 8:
-        return g * ((1 - abs(y)) * (1 - abs(y)))
-    if activation == 9:
-        return g if 0 < y < 6 else 0.0
-    if activation == 10:
-        return g / 6 if 0 < y < 1 else 0.0
-    return g * y
-
-
-@helper(error_model="numpy", inline="always")  # as _keras_activation (mish's gradient 4.5 ms against 0.66)
-def _input_derivative(x, g, activation):
-    """g * activation'(x) of float64 input x, for codes 12 to 15."""
-    if activation == 12:
-        s, c = _sigmoid_pair(x, vecmath.exp(-abs(x)))
-        return g * (s + x * s * c)
-    if activation == 13:  # Phi(x) + x * phi(x)
-        return g * (0.5 * vecmath.erfc(-x * SQRT1_2) + x * INV_SQRT_2PI * vecmath.exp(-0.5 * x * x))
-    if activation == 14:  # tanh(sp) + x * sech(sp)^2 * sigmoid(x), sech^2 = (1 - tanh)(1 + tanh)
-        e = vecmath.exp(-abs(x))  # one exp for both (two kept LLVM from inlining this)
-        t, c = _tanh_softplus_pair(x, e)
-        return g * (t + x * (c * (1 + t)) * _sigmoid_pair(x, e)[0])
-    # What autodiff of z * relu6(z + 3) / 6 gives, relu6' being 0 at both ends (TF, JAX): 0 at
-    # x = -3, 1 at x = 3; a select where it is 0, as relu.
-    if x <= -3:
-        return 0.0
-    if x >= 3:
-        return g
-    return g * ((2 * x + 3) / 6)
-
-
-# The row loops call the helpers with the code as a constant, one loop per code, so that each
-# loop holds its own code's arithmetic only: a single loop testing the code per entry kept the
-# tests in (LLVM did not unswitch it inside the kernels): relu6 ran 40x slower, hard_swish 16x.
-# The helpers take NumPy's error model, as the kernels: Python's model's division checks keep a
-# loop from vectorising, and no helper divides by zero.
-
-
-@helper(error_model="numpy")
-def _keras_activation_row(row, activation, alpha):
+def _activation_row(row, activation, alpha):
     """row (m,) = activation(row) in place, for codes 5 and up."""
-    if activation == 5:
-        for j in range(row.shape[0]):
-            row[j] = _keras_activation(np.float64(row[j]), 5, alpha)
-    elif activation == 6:
-        for j in range(row.shape[0]):
-            row[j] = _keras_activation(np.float64(row[j]), 6, alpha)
-    elif activation == 7:
-        for j in range(row.shape[0]):
-            row[j] = _keras_activation(np.float64(row[j]), 7, alpha)
-    elif activation == 8:
-        for j in range(row.shape[0]):
-            row[j] = _keras_activation(np.float64(row[j]), 8, alpha)
-    elif activation == 9:
-        for j in range(row.shape[0]):
-            row[j] = _keras_activation(np.float64(row[j]), 9, alpha)
-    elif activation == 10:
-        for j in range(row.shape[0]):
-            row[j] = _keras_activation(np.float64(row[j]), 10, alpha)
-    elif activation == 11:
-        for j in range(row.shape[0]):
-            row[j] = _keras_activation(np.float64(row[j]), 11, alpha)
-    elif activation == 12:
-        for j in range(row.shape[0]):
-            row[j] = _keras_activation(np.float64(row[j]), 12, alpha)
-    elif activation == 13:
-        for j in range(row.shape[0]):
-            row[j] = _keras_activation(np.float64(row[j]), 13, alpha)
-    elif activation == 14:
-        for j in range(row.shape[0]):
-            row[j] = _keras_activation(np.float64(row[j]), 14, alpha)
-    else:
-        for j in range(row.shape[0]):
-            row[j] = _keras_activation(np.float64(row[j]), 15, alpha)
+
+
+def _derivative_row(out, dout, dpre, activation, alpha):
+    """dpre (m,) = dout * activation'(pre) from the output, for codes 5 to 11."""
+
+
+def _derivative_from_input_row(pre, dout, dpre, activation):
+    """dpre (m,) = dout * activation'(pre) from the input, for codes 12 to 15."""
+
+
+def _float32(value_or_array):
+    return getattr(value_or_array, "dtype", value_or_array) == types.float32
+
+
+_JIT = dict(jit_options=dict(error_model="numpy"))
+
+
+@overload(_sigmoid, **_JIT)
+def _sigmoid_typed(z):
+    if _float32(z):
+        return lambda z: activation32.sigmoid(z)
+    return lambda z: activation64.sigmoid(np.float64(z))
+
+
+@overload(_tanh, **_JIT)
+def _tanh_typed(z):
+    if _float32(z):
+        return lambda z: vecmath32.tanh(z)
+    return lambda z: vecmath.tanh(np.float64(z))
+
+
+@overload(_activation_row, **_JIT)
+def _activation_row_typed(row, activation, alpha):
+    if _float32(row):
+        def in_float32(row, activation, alpha):
+            if activation <= 7 or 11 <= activation <= 14:
+                activation32.keras_activation_row(row, activation, np.float32(alpha))
+            else:
+                activation64.keras_activation_row(row, activation, alpha)
+        return in_float32
+    return lambda row, activation, alpha: activation64.keras_activation_row(row, activation, alpha)
+
+
+@overload(_derivative_row, **_JIT)
+def _derivative_row_typed(out, dout, dpre, activation, alpha):
+    if _float32(out):
+        def in_float32(out, dout, dpre, activation, alpha):
+            if activation == 7:
+                activation32.softplus_derivative_row(out, dout, dpre)
+            else:
+                activation64.keras_derivative_row(out, dout, dpre, activation, alpha)
+        return in_float32
+    return lambda out, dout, dpre, activation, alpha: activation64.keras_derivative_row(out, dout, dpre, activation, alpha)
+
+
+@overload(_derivative_from_input_row, **_JIT)
+def _derivative_from_input_row_typed(pre, dout, dpre, activation):
+    if _float32(pre):
+        def in_float32(pre, dout, dpre, activation):
+            if activation <= 14:
+                activation32.input_derivative_row(pre, dout, dpre, activation)
+            else:
+                activation64.input_derivative_row(pre, dout, dpre, activation)
+        return in_float32
+    return lambda pre, dout, dpre, activation: activation64.input_derivative_row(pre, dout, dpre, activation)
+
+
+# The kernels take a block of whole rows at a time and run its activation as one loop over the
+# block's values: a conv layer's rows are its few channels (3 for an RGB output), too short for a
+# vectorised loop, which then never ran (gelu over 3-channel rows: 2x slower than libm's, scalar).
+BLOCK_VALUES = 1024  # a block's whole rows hold at least this many values, or it is one row
 
 
 @helper(error_model="numpy")
-def _keras_derivative_row(out, dout, dpre, activation, alpha):
-    """dpre (m,) = dout * activation'(pre) from the output, for codes 5 to 11; each entry read
-    before it is written."""
-    if activation == 5:
-        for j in range(out.shape[0]):
-            dpre[j] = _keras_derivative(np.float64(out[j]), np.float64(dout[j]), 5, alpha)
-    elif activation == 6:
-        for j in range(out.shape[0]):
-            dpre[j] = _keras_derivative(np.float64(out[j]), np.float64(dout[j]), 6, alpha)
-    elif activation == 7:
-        for j in range(out.shape[0]):
-            dpre[j] = _keras_derivative(np.float64(out[j]), np.float64(dout[j]), 7, alpha)
-    elif activation == 8:
-        for j in range(out.shape[0]):
-            dpre[j] = _keras_derivative(np.float64(out[j]), np.float64(dout[j]), 8, alpha)
-    elif activation == 9:
-        for j in range(out.shape[0]):
-            dpre[j] = _keras_derivative(np.float64(out[j]), np.float64(dout[j]), 9, alpha)
-    elif activation == 10:
-        for j in range(out.shape[0]):
-            dpre[j] = _keras_derivative(np.float64(out[j]), np.float64(dout[j]), 10, alpha)
-    else:
-        for j in range(out.shape[0]):
-            dpre[j] = _keras_derivative(np.float64(out[j]), np.float64(dout[j]), 11, alpha)
+def _block_rows(m):
+    """Rows a block of rows of m values takes."""
+    return max(1, BLOCK_VALUES // max(m, 1))
 
 
 @helper(error_model="numpy")
-def _input_derivative_row(pre, dout, dpre, activation):
-    """dpre (m,) = dout * activation'(pre), for codes 12 to 15; each entry read before it is written."""
-    if activation == 12:
-        for j in range(pre.shape[0]):
-            dpre[j] = _input_derivative(np.float64(pre[j]), np.float64(dout[j]), 12)
-    elif activation == 13:
-        for j in range(pre.shape[0]):
-            dpre[j] = _input_derivative(np.float64(pre[j]), np.float64(dout[j]), 13)
-    elif activation == 14:
-        for j in range(pre.shape[0]):
-            dpre[j] = _input_derivative(np.float64(pre[j]), np.float64(dout[j]), 14)
-    else:
-        for j in range(pre.shape[0]):
-            dpre[j] = _input_derivative(np.float64(pre[j]), np.float64(dout[j]), 15)
+def _add_bias(out, bias, first, last):
+    """out[first:last] += bias, row by row (bias (m,) or empty for none)."""
+    if bias.shape[0] > 0:
+        for i in range(first, last):
+            for j in range(out.shape[1]):
+                out[i, j] += bias[j]
+
+
+@helper(error_model="numpy")
+def _activation_block(values, activation, alpha):
+    """values = activation(values) in place, for codes 0 to 4."""
+    if activation == 1:
+        for k in range(values.shape[0]):
+            values[k] = max(values[k], 0)
+    elif activation == 2:
+        for k in range(values.shape[0]):
+            values[k] = _sigmoid(values[k])
+    elif activation == 3:
+        for k in range(values.shape[0]):
+            values[k] = _tanh(values[k])
+    elif activation == 4:
+        for k in range(values.shape[0]):
+            if values[k] < 0:
+                values[k] = values[k] * alpha
 
 
 def _bias_activation(out, bias, activation, alpha):
     n, m = out.shape
-    has_bias = bias.shape[0] > 0
-    for i in prange(n):
-        if has_bias:
-            for j in range(m):
-                out[i, j] += bias[j]
-        if activation == 1:
-            for j in range(m):
-                out[i, j] = max(out[i, j], 0)
-        elif activation == 2:
-            for j in range(m):
-                z = np.float64(out[i, j])
-                out[i, j] = _sigmoid_pair(z, vecmath.exp(-abs(z)))[0]
-        elif activation == 3:
-            for j in range(m):
-                out[i, j] = vecmath.tanh(np.float64(out[i, j]))
-        elif activation == 4:
-            for j in range(m):
-                if out[i, j] < 0:
-                    out[i, j] = out[i, j] * alpha
+    rows = _block_rows(m)
+    values = out.reshape(n * m)
+    for block in prange((n + rows - 1) // rows):
+        first, last = block * rows, min(block * rows + rows, n)
+        _add_bias(out, bias, first, last)
+        _activation_block(values[first * m : last * m], activation, alpha)
 
 
 # Codes 5 and up go to kernels of their own, compiled only where a model uses one of them: in the
@@ -241,18 +154,21 @@ def _bias_activation(out, bias, activation, alpha):
 # which every process without Numba's cache pays.
 def _keras_bias_activation(out, bias, activation, alpha):
     n, m = out.shape
-    has_bias = bias.shape[0] > 0
-    for i in prange(n):
-        if has_bias:
-            for j in range(m):
-                out[i, j] += bias[j]
-        _keras_activation_row(out[i], activation, alpha)
+    rows = _block_rows(m)
+    values = out.reshape(n * m)
+    for block in prange((n + rows - 1) // rows):
+        first, last = block * rows, min(block * rows + rows, n)
+        _add_bias(out, bias, first, last)
+        _activation_row(values[first * m : last * m], activation, alpha)
 
 
-_bias_serial = compile_kernel(_bias_activation)
-_bias_parallel = compile_kernel(_bias_activation, parallel=True)
-_keras_bias_serial = compile_kernel(_keras_bias_activation)
-_keras_bias_parallel = compile_kernel(_keras_bias_activation, parallel=True)
+# exact: fastmath would let LLVM fold vecmath's range reduction ((x / ln 2 + 1.5 * 2^52) - 1.5 *
+# 2^52 to x / ln 2: exp(1) came out 2). uses: the modules these kernels inline (see compile_kernel).
+_USES = (vecmath, vecmath32, activation32, activation64)
+_bias_serial = compile_kernel(_bias_activation, exact=True, uses=_USES)
+_bias_parallel = compile_kernel(_bias_activation, parallel=True, exact=True, uses=_USES)
+_keras_bias_serial = compile_kernel(_keras_bias_activation, exact=True, uses=_USES)
+_keras_bias_parallel = compile_kernel(_keras_bias_activation, parallel=True, exact=True, uses=_USES)
 
 
 def bias_activation(out, bias, activation, alpha, n_threads):
@@ -264,36 +180,49 @@ def bias_activation(out, bias, activation, alpha, n_threads):
         launch(_keras_bias_serial, _keras_bias_parallel, n_threads, out, bias, activation, alpha)
 
 
+@helper(error_model="numpy")
+def _derivative_block(out, dout, dpre, activation, alpha):
+    """dpre = dout * activation'(pre) from the output, for codes 0 to 4 (flat blocks)."""
+    if activation == 1:
+        for k in range(out.shape[0]):
+            dpre[k] = dout[k] if out[k] > 0 else 0
+    elif activation == 2:
+        for k in range(out.shape[0]):
+            dpre[k] = dout[k] * (out[k] * (1 - out[k]))
+    elif activation == 3:
+        for k in range(out.shape[0]):
+            dpre[k] = dout[k] * (1 - out[k] * out[k])
+    elif activation == 4:
+        # alpha >= 0: a non-positive output means a non-positive input.
+        for k in range(out.shape[0]):
+            dpre[k] = dout[k] if out[k] > 0 else dout[k] * alpha
+    else:
+        for k in range(out.shape[0]):
+            dpre[k] = dout[k]
+
+
 def _activation_backward(out, dout, activation, alpha, dpre):
     n, m = out.shape
-    for i in prange(n):
-        if activation == 1:
-            for j in range(m):
-                dpre[i, j] = dout[i, j] if out[i, j] > 0 else 0
-        elif activation == 2:
-            for j in range(m):
-                dpre[i, j] = dout[i, j] * (out[i, j] * (1 - out[i, j]))
-        elif activation == 3:
-            for j in range(m):
-                dpre[i, j] = dout[i, j] * (1 - out[i, j] * out[i, j])
-        elif activation == 4:
-            # alpha >= 0: a non-positive output means a non-positive input.
-            for j in range(m):
-                dpre[i, j] = dout[i, j] if out[i, j] > 0 else dout[i, j] * alpha
-        else:
-            for j in range(m):
-                dpre[i, j] = dout[i, j]
+    rows = _block_rows(m)
+    out_values, dout_values, dpre_values = out.reshape(n * m), dout.reshape(n * m), dpre.reshape(n * m)
+    for block in prange((n + rows - 1) // rows):
+        first, last = block * rows * m, min(block * rows + rows, n) * m
+        _derivative_block(out_values[first:last], dout_values[first:last], dpre_values[first:last], activation, alpha)
 
 
 def _keras_activation_backward(out, dout, activation, alpha, dpre):
-    for i in prange(out.shape[0]):
-        _keras_derivative_row(out[i], dout[i], dpre[i], activation, alpha)
+    n, m = out.shape
+    rows = _block_rows(m)
+    out_values, dout_values, dpre_values = out.reshape(n * m), dout.reshape(n * m), dpre.reshape(n * m)
+    for block in prange((n + rows - 1) // rows):
+        first, last = block * rows * m, min(block * rows + rows, n) * m
+        _derivative_row(out_values[first:last], dout_values[first:last], dpre_values[first:last], activation, alpha)
 
 
-_backward_serial = compile_kernel(_activation_backward)
-_backward_parallel = compile_kernel(_activation_backward, parallel=True)
-_keras_backward_serial = compile_kernel(_keras_activation_backward)
-_keras_backward_parallel = compile_kernel(_keras_activation_backward, parallel=True)
+_backward_serial = compile_kernel(_activation_backward, exact=True, uses=_USES)
+_backward_parallel = compile_kernel(_activation_backward, parallel=True, exact=True, uses=_USES)
+_keras_backward_serial = compile_kernel(_keras_activation_backward, exact=True, uses=_USES)
+_keras_backward_parallel = compile_kernel(_keras_activation_backward, parallel=True, exact=True, uses=_USES)
 
 
 def activation_backward(out, dout, activation, alpha, dpre, n_threads):
@@ -306,12 +235,17 @@ def activation_backward(out, dout, activation, alpha, dpre, n_threads):
 
 
 def _activation_backward_input(pre, dout, activation, dpre):
-    for i in prange(pre.shape[0]):
-        _input_derivative_row(pre[i], dout[i], dpre[i], activation)
+    n, m = pre.shape
+    rows = _block_rows(m)
+    pre_values, dout_values, dpre_values = pre.reshape(n * m), dout.reshape(n * m), dpre.reshape(n * m)
+    for block in prange((n + rows - 1) // rows):
+        first, last = block * rows * m, min(block * rows + rows, n) * m
+        _derivative_from_input_row(pre_values[first:last], dout_values[first:last], dpre_values[first:last],
+                                    activation)
 
 
-_backward_input_serial = compile_kernel(_activation_backward_input)
-_backward_input_parallel = compile_kernel(_activation_backward_input, parallel=True)
+_backward_input_serial = compile_kernel(_activation_backward_input, exact=True, uses=_USES)
+_backward_input_parallel = compile_kernel(_activation_backward_input, parallel=True, exact=True, uses=_USES)
 
 
 def activation_backward_input(pre, dout, activation, dpre, n_threads):

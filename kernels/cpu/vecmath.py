@@ -14,11 +14,12 @@ parts, ln 2's first 24 bits (exact times any k here) and the rest, so that r is 
 
 LLVM inlines a helper only below a cost; a loop with a call in it is not vectorised. erfc and what
 it calls are inlined by Numba itself (inline="always"), which LLVM found too costly (330 > 250),
-as are kernels/cpu/dense.py's two helpers that call erfc; the others stay below LLVM's threshold.
-Numba's inlining of every helper multiplied the dense kernels' compile time by four to six
-(10 -> 43 s for these alone, 65 s with dense's), so it is kept to those. Numba's disk cache keys a
-kernel on its own file only: after editing this one, touch the kernels' files (or FASTDL_CACHE=0),
-or they keep the old inlined code.
+as are the activation helpers that call erfc (kernels/cpu/activation64.py, activation32.py); the
+others stay below LLVM's threshold. Numba's inlining of every helper multiplied the dense kernels'
+compile time by four to six (10 -> 43 s for these alone, 65 s with dense's), so it is kept to
+those. A kernel that inlines these names this module in compile_kernel's `uses` (Numba's cache
+would keep the old inlined code after an edit here), and is compiled exact (fastmath would fold
+the range reduction: exp(1) came out 2).
 """
 
 import numpy as np
@@ -37,34 +38,47 @@ SQRT2_M1 = 0.41421356237309503  # sqrt(2) - 1
 HIGH_26_BITS = -(1 << 27)  # float64 bits that keep a value's first 26 significant bits
 
 
-@intrinsic
-def _float64_bits(typingctx, x):
-    """The bits of float64 x as an int64 (a bitcast, which vectorises: no memory round trip)."""
-    if x != types.float64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-
-    return types.int64(types.float64), codegen
+_FLOATS = {types.float32: (types.int32, ir.FloatType()), types.float64: (types.int64, ir.DoubleType())}
 
 
 @intrinsic
-def _bits_float64(typingctx, bits):
-    """The float64 whose bits are the int64 `bits`."""
-    if bits != types.int64:
+def float_bits(typingctx, x):
+    """The bits of float32 or float64 x as an int32 or int64 (a bitcast, which vectorises: no
+    memory round trip)."""
+    if x not in _FLOATS:
         return None
+    integer = _FLOATS[x][0]
 
     def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
+        return builder.bitcast(args[0], ir.IntType(integer.bitwidth))
 
-    return types.float64(types.int64), codegen
+    return integer(x), codegen
+
+
+@intrinsic
+def bits_float(typingctx, bits, like):
+    """The float of like's type (float32 or float64) whose bits are the low ones of the integer
+    `bits` (like's value is not read)."""
+    if not isinstance(bits, types.Integer) or like not in _FLOATS:
+        return None
+    integer, llvm_float = _FLOATS[like]
+
+    def codegen(context, builder, signature, args):
+        value = args[0]
+        if bits.bitwidth > integer.bitwidth:
+            value = builder.trunc(value, ir.IntType(integer.bitwidth))
+        elif bits.bitwidth < integer.bitwidth:
+            value = builder.sext(value, ir.IntType(integer.bitwidth)) if bits.signed else builder.zext(
+                value, ir.IntType(integer.bitwidth))
+        return builder.bitcast(value, llvm_float)
+
+    return like(bits, like), codegen
 
 
 @helper(error_model="numpy")
 def _pow2(k):
     """2^k of int64 k in [-1022, 1023], from its exponent bits."""
-    return _bits_float64((k + 1023) << 52)
+    return bits_float((k + 1023) << 52, 1.0)
 
 
 @helper(error_model="numpy")
@@ -94,7 +108,7 @@ def _reduce(x):
     t = x * LOG2_E + SHIFTER
     n = t - SHIFTER
     r = (x - n * LN2_HI) - n * LN2_LO
-    return _float64_bits(t) - _float64_bits(SHIFTER), r
+    return float_bits(t) - float_bits(SHIFTER), r
 
 
 @helper(error_model="numpy")
@@ -115,10 +129,11 @@ def exp(x):
 @helper(error_model="numpy")
 def expm1(x):
     """e^x - 1 of float64 x: the reduced polynomial itself where k = 0 (|x| <= ln 2 / 2, where
-    e^x - 1 would cancel), e^x - 1 outside (cancelling by at most 2 bits)."""
+    e^x - 1 would cancel; with x's sign, which the polynomial loses at -0), e^x - 1 outside
+    (cancelling by at most 2 bits)."""
     k, r = _reduce(x)
     q = _expm1_reduced(r)
-    return q if k == 0 else _scale(1.0 + q, k) - 1.0
+    return np.copysign(q, x) if k == 0 else _scale(1.0 + q, k) - 1.0
 
 
 @helper(error_model="numpy")
@@ -158,7 +173,7 @@ def _exp_minus_square(u):
     """e^(-u^2) of float64 u >= 0 without u^2's rounding (which costs u^2 ulps at u = 27): u^2 =
     h^2 + d with h u's first 26 bits (h^2 exact) and d = (u - h)(u + h) < 2^-24 u^2, and
     e^-d by its Taylor polynomial to d^3."""
-    h = _bits_float64(_float64_bits(u) & HIGH_26_BITS)
+    h = bits_float(float_bits(u) & HIGH_26_BITS, u)
     d = (u - h) * (u + h)
     return exp(-(h * h)) * (1.0 - d * (1.0 - d * (0.5 - d / 6.0)))
 
@@ -192,7 +207,7 @@ def _erfcx_scaled(t):
     p = 0.12964515870282448 + t * p
     p = -0.04756229435346013 + t * p
     p = -0.13562110612458195 + t * p
-    p = 1.25300805826973 + t * p
+    p = 1.2530080582697298 + t * p  # the fit's 1.25300805826973 less an ulp: erfc(0) = 1 exactly
     return p
 
 

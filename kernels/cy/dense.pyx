@@ -3,17 +3,21 @@
 Activation codes: 0 linear, 1 relu, 2 sigmoid, 3 tanh, 4 leaky relu (slope alpha below 0), and
 Keras 3's 5 elu (alpha), 6 selu, 7 softplus, 8 softsign, 9 relu6, 10 hard_sigmoid, 11 exponential,
 and 12 swish (silu), 13 gelu (erf, not tanh), 14 mish, 15 hard_swish (hard_silu), whose gradient
-needs the activation's input (activation_backward_input). Codes 5 and up are worked in double and
-rounded once to out's dtype, as sigmoid, both ways; exp, expm1, log1p, tanh and erfc are
-vecmath.pxi's, which vectorise (the same bits as the Numba kernels').
+needs the activation's input (activation_backward_input). The activations of double arrays, and
+those without an exponential of float arrays, are worked in double by the helpers below (which
+mirror kernels/cpu/activation64.py) and rounded once to out's type; the exponential ones of float
+arrays in float (activation32.pxi). exp, expm1, log1p, tanh and erfc are vecmath.pxi's and
+vecmath32.pxi's, which vectorise. The same bits as the Numba kernels', both ways.
 """
 
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport copysign, fabs
-from libc.stdint cimport int64_t
+from libc.math cimport copysign, copysignf, fabs, fabsf
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
 include "vecmath.pxi"
+include "vecmath32.pxi"
+include "activation32.pxi"
 
 cdef double SELU_SCALE = 1.0507009873554804934193349852946  # Keras 3's (and PyTorch's) selu constants
 cdef double SELU_ALPHA = 1.6732632423543772848170429916717
@@ -120,8 +124,13 @@ cdef inline double _keras_derivative(double y, double g, int activation, double 
 
 
 cdef inline void _keras_activation_row(floating* row, Py_ssize_t m, int activation, double alpha) noexcept nogil:
-    """row (m,) = activation(row) in place, for codes 5 and up."""
+    """row (m,) = activation(row) in place, for codes 5 and up (float32 work for a float row's
+    exponential ones, activation32.pxi)."""
     cdef Py_ssize_t j
+    if floating is float:
+        if float32_code(activation):
+            keras_activation_rowf(row, m, activation, <float>alpha)
+            return
     if activation == 5:
         for j in range(m):
             row[j] = <floating>_keras_activation(row[j], 5, alpha)
@@ -163,6 +172,10 @@ cdef inline void _keras_derivative_row(
     """dpre (m,) = dout * activation'(pre) from the output, for codes 5 to 11; each entry read
     before it is written."""
     cdef Py_ssize_t j
+    if floating is float:
+        if activation == 7:
+            softplus_derivative_rowf(out, dout, dpre, m)
+            return
     if activation == 5:
         for j in range(m):
             dpre[j] = <floating>_keras_derivative(out[j], dout[j], 5, alpha)
@@ -191,6 +204,10 @@ cdef inline void _input_derivative_row(
 ) noexcept nogil:
     """dpre (m,) = dout * activation'(pre), for codes 12 to 15; each entry read before it is written."""
     cdef Py_ssize_t j
+    if floating is float:
+        if activation <= 14:
+            input_derivative_rowf(pre, dout, dpre, m, activation)
+            return
     if activation == 12:
         for j in range(m):
             dpre[j] = <floating>_input_derivative(pre[j], dout[j], 12)
@@ -205,40 +222,58 @@ cdef inline void _input_derivative_row(
             dpre[j] = <floating>_input_derivative(pre[j], dout[j], 15)
 
 
+# The kernels take a block of whole rows at a time and run its activation as one loop over the
+# block's values, as the Numba kernels (see there): a conv layer's rows are its few channels.
+cdef Py_ssize_t BLOCK_VALUES = 1024  # a block's whole rows hold at least this many values, or it is one row
+
+
+cdef inline Py_ssize_t _block_rows(Py_ssize_t m) noexcept nogil:
+    return max(1, BLOCK_VALUES // max(m, 1))
+
+
 def bias_activation(floating[:, ::1] out, const floating[::1] bias, int activation, floating alpha, int n_threads):
     """out (n, m) = activation(out + bias), in place; bias (m,) or empty for none; alpha is the
     leaky ReLU's slope, or elu's scale below zero."""
     cdef Py_ssize_t n = out.shape[0], m = out.shape[1]
-    cdef Py_ssize_t i, j
+    cdef Py_ssize_t rows = _block_rows(m)
+    cdef Py_ssize_t block, first, last, count, i, j, k
     cdef bint has_bias = bias.shape[0] > 0
-    cdef floating* row
-    cdef double z
+    cdef floating* values
     if n == 0 or m == 0:
         return
     with nogil:
-        for i in prange(n, num_threads=n_threads, schedule="static"):
-            row = &out[i, 0]
+        for block in prange((n + rows - 1) // rows, num_threads=n_threads, schedule="static"):
+            first = block * rows
+            last = min(first + rows, n)
             if has_bias:
-                for j in range(m):
-                    row[j] = row[j] + bias[j]
+                for i in range(first, last):
+                    for j in range(m):
+                        out[i, j] = out[i, j] + bias[j]
+            values = &out[first, 0]
+            count = (last - first) * m
             if activation == 1:
-                for j in range(m):
-                    # Not `row[j] if row[j] > 0 else 0`: NaN stays NaN, as np.maximum and the Numba kernel.
-                    if row[j] < 0:
-                        row[j] = 0
+                for k in range(count):
+                    # Not `values[k] if values[k] > 0 else 0`: NaN stays NaN, as np.maximum and the Numba kernel.
+                    if values[k] < 0:
+                        values[k] = 0
             elif activation == 2:
-                for j in range(m):
-                    z = row[j]
-                    row[j] = <floating>_sigmoid(z)
+                for k in range(count):
+                    if floating is float:
+                        values[k] = sigmoidf(values[k])
+                    else:
+                        values[k] = _sigmoid(values[k])
             elif activation == 3:
-                for j in range(m):
-                    row[j] = <floating>vtanh(row[j])
+                for k in range(count):
+                    if floating is float:
+                        values[k] = vtanhf(values[k])
+                    else:
+                        values[k] = vtanh(values[k])
             elif activation == 4:
-                for j in range(m):
-                    if row[j] < 0:
-                        row[j] = row[j] * alpha
+                for k in range(count):
+                    if values[k] < 0:
+                        values[k] = values[k] * alpha
             elif activation >= 5:
-                _keras_activation_row(row, m, activation, alpha)
+                _keras_activation_row(values, count, activation, alpha)
 
 
 def activation_backward(
@@ -247,29 +282,36 @@ def activation_backward(
 ):
     """dpre (n, m) = dout * activation'(pre), from the activation's output `out` (may be dout)."""
     cdef Py_ssize_t n = out.shape[0], m = out.shape[1]
-    cdef Py_ssize_t i, j
+    cdef Py_ssize_t rows = _block_rows(m)
+    cdef Py_ssize_t block, first, count, k
+    cdef const floating* y
+    cdef const floating* g
+    cdef floating* d
     if n == 0 or m == 0:
         return
     with nogil:
-        for i in prange(n, num_threads=n_threads, schedule="static"):
+        for block in prange((n + rows - 1) // rows, num_threads=n_threads, schedule="static"):
+            first = block * rows
+            count = (min(first + rows, n) - first) * m
+            y, g, d = &out[first, 0], &dout[first, 0], &dpre[first, 0]
             if activation == 1:
-                for j in range(m):
-                    dpre[i, j] = dout[i, j] if out[i, j] > 0 else 0
+                for k in range(count):
+                    d[k] = g[k] if y[k] > 0 else 0
             elif activation == 2:
-                for j in range(m):
-                    dpre[i, j] = dout[i, j] * (out[i, j] * (1 - out[i, j]))
+                for k in range(count):
+                    d[k] = g[k] * (y[k] * (1 - y[k]))
             elif activation == 3:
-                for j in range(m):
-                    dpre[i, j] = dout[i, j] * (1 - out[i, j] * out[i, j])
+                for k in range(count):
+                    d[k] = g[k] * (1 - y[k] * y[k])
             elif activation == 4:
                 # alpha >= 0: a non-positive output means a non-positive input.
-                for j in range(m):
-                    dpre[i, j] = dout[i, j] if out[i, j] > 0 else dout[i, j] * alpha
+                for k in range(count):
+                    d[k] = g[k] if y[k] > 0 else g[k] * alpha
             elif activation >= 5:
-                _keras_derivative_row(&out[i, 0], &dout[i, 0], &dpre[i, 0], m, activation, alpha)
+                _keras_derivative_row(y, g, d, count, activation, alpha)
             else:
-                for j in range(m):
-                    dpre[i, j] = dout[i, j]
+                for k in range(count):
+                    d[k] = g[k]
 
 
 def activation_backward_input(
@@ -279,9 +321,12 @@ def activation_backward_input(
     """dpre (n, m) = dout * activation'(pre) for codes 12 to 15, from the activation's input `pre`
     (dpre may be dout)."""
     cdef Py_ssize_t n = pre.shape[0], m = pre.shape[1]
-    cdef Py_ssize_t i
+    cdef Py_ssize_t rows = _block_rows(m)
+    cdef Py_ssize_t block, first
     if n == 0 or m == 0:
         return
     with nogil:
-        for i in prange(n, num_threads=n_threads, schedule="static"):
-            _input_derivative_row(&pre[i, 0], &dout[i, 0], &dpre[i, 0], m, activation)
+        for block in prange((n + rows - 1) // rows, num_threads=n_threads, schedule="static"):
+            first = block * rows
+            _input_derivative_row(&pre[first, 0], &dout[first, 0], &dpre[first, 0], (min(first + rows, n) - first) * m,
+                                  activation)

@@ -1,7 +1,7 @@
 # exp, expm1, log1p, tanh and erfc of double that vectorise, included by dense.pyx; mirrors
 # kernels/cpu/vecmath.py (its docstring says how and how accurately), operation for operation, so
 # that the two backends give the same bits (gcc contracts nothing: -ffp-contract=off). The
-# including module cimports copysign and fabs and int64_t.
+# including module cimports copysign, fabs, int64_t and uint64_t.
 
 cdef double LOG2_E = 1.4426950408889634  # 1 / ln 2
 cdef double LN2 = 0.6931471805599453
@@ -31,7 +31,7 @@ cdef inline double _bits_float64(int64_t bits) noexcept nogil:
 
 cdef inline double _pow2(int64_t k) noexcept nogil:
     """2^k for k in [-1022, 1023], from its exponent bits."""
-    return _bits_float64((k + 1023) << 52)
+    return _bits_float64(<int64_t>(<uint64_t>(k + 1023) << 52))  # unsigned: a NaN's k may be negative
 
 
 cdef inline double _expm1_reduced(double r) noexcept nogil:
@@ -79,7 +79,7 @@ cdef inline double vexpm1(double x) noexcept nogil:
     cdef int64_t k
     cdef double r = _reduce(x, &k)
     cdef double q = _expm1_reduced(r)
-    return q if k == 0 else _scale(1.0 + q, k) - 1.0
+    return copysign(q, x) if k == 0 else _scale(1.0 + q, k) - 1.0
 
 
 cdef inline double vlog1p_unit(double e) noexcept nogil:
@@ -142,7 +142,7 @@ cdef inline double _erfcx_scaled(double t) noexcept nogil:
     p = 0.12964515870282448 + t * p
     p = -0.04756229435346013 + t * p
     p = -0.13562110612458195 + t * p
-    p = 1.25300805826973 + t * p
+    p = 1.2530080582697298 + t * p  # the fit's 1.25300805826973 less an ulp: erfc(0) = 1 exactly
     return p
 
 

@@ -1,0 +1,153 @@
+"""exp, expm1, log1p, tanh and the normal tail of float32, in float32 arithmetic, that vectorise
+(Numba); mirrors kernels/cy/vecmath32.pxi. The float32 activations' twin of kernels/cpu/vecmath.py.
+
+The float64 functions run 8 values an AVX-512 instruction (4 on AVX2) and need polynomials twice
+as long as float32's; these run 16 (8), each within 2 float32 ulps of the exact value, so that an
+activation built of two or three of them is within a few ulps (tests/test_vecmath.py bounds each
+activation against a float64 reference), as PyTorch's float32 activations are. Every constant is a
+float32: a float64 one, or a Python int, would make Numba promote the arithmetic to float64.
+
+exp(x) = 2^k e^r as in vecmath.py: k ln 2 in two parts (ln 2's first 10 bits, exact times any
+k here), e^r by its Taylor polynomial to r^7 (the first term left out is below 2^-27 e^r).
+"""
+
+import numpy as np
+from ._jit import helper
+from .vecmath import bits_float, float_bits
+
+F = np.float32
+ZERO, HALF, ONE, TWO, THREE = F(0.0), F(0.5), F(1.0), F(2.0), F(3.0)
+LOG2_E = F(1.4426950408889634)
+LN2 = F(0.6931471805599453)
+LN2_HI = F(0.693359375)  # ln 2's first 10 bits: k * LN2_HI is exact for |k| < 2^14
+LN2_LO = F(-2.1219444170128554e-04)  # ln 2 - LN2_HI, rounded
+SHIFTER = F(12582912.0)  # 1.5 * 2^23: x + SHIFTER rounds x to an integer, kept in its low bits
+EXP_HIGH, EXP_LOW = F(89.0), F(-104.0)  # e^89 overflows float32, e^-104 rounds to 0
+SQRT2_M1 = F(0.41421356237309503)
+SQRT1_2 = F(0.7071067811865476)
+HIGH_12_BITS = -(1 << 12)  # float32 bits that keep a value's first 12 significant bits
+TAIL_Z_MAX = F(16.0)  # the normal tail of |z| >= 16 is 0 in float32 (e^-128)
+ERFCX_U_MAX = F(11.0)  # the erfcx fit's range of u (16 / sqrt(2) = 11.3 rounds to it)
+INV_FACTORIAL = tuple(F(1.0 / f) for f in (1, 1, 2, 6, 24, 120, 720, 5040))
+TWO_OVER_ODD = tuple(F(2.0 / n) for n in (1, 3, 5, 7, 9))
+# (1 + 2u) e^(u^2) erfc(u), u in [0, 11], as a polynomial of t = (u - 3) / (u + 3): a degree-10
+# least-squares fit at 300 Chebyshev nodes of t in [-1, 4 / 7] to mpmath's values, rounded to
+# float32 (within 3e-9 before the rounding; tests/test_vecmath.py fits it again).
+ERFCX_0 = F(-0.00026397418696433306)
+ERFCX_1 = F(-0.0007652317290194333)
+ERFCX_2 = F(0.0020121680572628975)
+ERFCX_3 = F(0.002565470291301608)
+ERFCX_4 = F(-0.0238034725189209)
+ERFCX_5 = F(0.06829450279474258)
+ERFCX_6 = F(-0.11927004903554916)
+ERFCX_7 = F(0.1296466886997223)
+ERFCX_8 = F(-0.04756244271993637)
+ERFCX_9 = F(-0.13562114536762238)
+ERFCX_10 = F(1.2530081272125244)  # the fit's 1.2530080080032349 and an ulp: Phi(0) = 0.5 exactly
+
+
+@helper(error_model="numpy")
+def _pow2(k):
+    """2^k for integer k in [-126, 127], from its exponent bits."""
+    return bits_float((k + 127) << 23, ONE)
+
+
+@helper(error_model="numpy")
+def _expm1_reduced(r):
+    """e^r - 1 of |r| <= ln 2 / 2: Taylor to r^7, Horner's order."""
+    p = INV_FACTORIAL[7]
+    p = INV_FACTORIAL[6] + r * p
+    p = INV_FACTORIAL[5] + r * p
+    p = INV_FACTORIAL[4] + r * p
+    p = INV_FACTORIAL[3] + r * p
+    p = INV_FACTORIAL[2] + r * p
+    return r + r * (r * p)
+
+
+@helper(error_model="numpy")
+def _reduce(x):
+    """(k, r) with x = k ln 2 + r, |r| <= ln 2 / 2, for x clamped to [-104, 89]."""
+    x = EXP_HIGH if x > EXP_HIGH else x
+    x = EXP_LOW if x < EXP_LOW else x
+    t = x * LOG2_E + SHIFTER
+    n = t - SHIFTER
+    r = (x - n * LN2_HI) - n * LN2_LO
+    return float_bits(t) - float_bits(SHIFTER), r
+
+
+@helper(error_model="numpy")
+def _scale(p, k):
+    """p * 2^k for k in [-150, 128], in two factors that are each normal."""
+    half = k >> 1
+    return (p * _pow2(half)) * _pow2(k - half)
+
+
+@helper(error_model="numpy")
+def exp(x):
+    """e^x of float32 x."""
+    k, r = _reduce(x)
+    return _scale(ONE + _expm1_reduced(r), k)
+
+
+@helper(error_model="numpy")
+def expm1(x):
+    """e^x - 1 of float32 x, as vecmath.expm1."""
+    k, r = _reduce(x)
+    q = _expm1_reduced(r)
+    return np.copysign(q, x) if k == 0 else _scale(ONE + q, k) - ONE
+
+
+@helper(error_model="numpy")
+def log1p_unit(e):
+    """log(1 + e) of float32 e in [0, 1], as vecmath.log1p_unit: atanh's series to s^9."""
+    low = e <= SQRT2_M1
+    s = e / (TWO + e) if low else (e - ONE) / (e + THREE)
+    w = s * s
+    p = TWO_OVER_ODD[4]
+    p = TWO_OVER_ODD[3] + w * p
+    p = TWO_OVER_ODD[2] + w * p
+    p = TWO_OVER_ODD[1] + w * p
+    atanh2 = TWO * s + s * (w * p)
+    return atanh2 if low else LN2 + atanh2
+
+
+@helper(error_model="numpy")
+def tanh(z):
+    """tanh of float32 z, as vecmath.tanh."""
+    m = expm1(-TWO * abs(z))
+    return np.copysign(-m / (TWO + m), z)
+
+
+@helper(error_model="numpy", inline="always")
+def normal_tail(z):
+    """(Phi(-|z|), e^(-z^2 / 2)) of float32 z: the standard normal's tail beyond |z| and its
+    density's exponential. e^(-z^2 / 2) without z^2's rounding (which costs z^2 / 2 ulps): z^2 =
+    h^2 + d with h z's first 12 bits (h^2 exact), e^(-d / 2) by its Taylor polynomial to d^6;
+    Phi(-|z|) = erfc(u) / 2 = e^(-z^2 / 2) erfcx(u) / 2 with u = |z| / sqrt(2), erfcx slowly
+    varying (u's rounding costs nothing). |z| clamped to 16, where both have underflowed."""
+    a = abs(z)
+    a = TAIL_Z_MAX if a > TAIL_Z_MAX else a
+    h = bits_float(float_bits(a) & HIGH_12_BITS, a)
+    b = HALF * ((a - h) * (a + h))
+    p = INV_FACTORIAL[6]
+    p = INV_FACTORIAL[5] - b * p
+    p = INV_FACTORIAL[4] - b * p
+    p = INV_FACTORIAL[3] - b * p
+    p = INV_FACTORIAL[2] - b * p
+    p = ONE - b * p
+    density = exp(-(HALF * (h * h))) * (ONE - b * p)
+    u = a * SQRT1_2
+    u = ERFCX_U_MAX if u > ERFCX_U_MAX else u
+    t = (u - THREE) / (u + THREE)
+    p = ERFCX_0
+    p = ERFCX_1 + t * p
+    p = ERFCX_2 + t * p
+    p = ERFCX_3 + t * p
+    p = ERFCX_4 + t * p
+    p = ERFCX_5 + t * p
+    p = ERFCX_6 + t * p
+    p = ERFCX_7 + t * p
+    p = ERFCX_8 + t * p
+    p = ERFCX_9 + t * p
+    p = ERFCX_10 + t * p
+    return HALF * density * (p / (ONE + TWO * u)), density

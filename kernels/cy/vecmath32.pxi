@@ -1,0 +1,153 @@
+# exp, expm1, log1p, tanh and the normal tail of float, in float arithmetic, that vectorise,
+# included by dense.pyx; mirrors kernels/cpu/vecmath32.py (its docstring says how and how
+# accurately), operation for operation: the same bits. Every constant is a float (a double one
+# would promote the arithmetic). The including module cimports copysignf, fabsf, int32_t and uint32_t.
+
+cdef float ZERO_F = 0.0
+cdef float HALF_F = 0.5
+cdef float ONE_F = 1.0
+cdef float TWO_F = 2.0
+cdef float THREE_F = 3.0
+cdef float LOG2_E_F = <float>1.4426950408889634
+cdef float LN2_F = <float>0.6931471805599453
+cdef float LN2_HI_F = <float>0.693359375  # ln 2's first 10 bits
+cdef float LN2_LO_F = <float>-2.1219444170128554e-04  # ln 2 - LN2_HI_F, rounded
+cdef float SHIFTER_F = 12582912.0  # 1.5 * 2^23
+cdef float EXP_HIGH_F = 89.0
+cdef float EXP_LOW_F = -104.0
+cdef float SQRT2_M1_F = <float>0.41421356237309503
+cdef float SQRT1_2_F = <float>0.7071067811865476
+cdef int32_t HIGH_12_BITS = -(1 << 12)
+cdef float TAIL_Z_MAX_F = 16.0
+cdef float ERFCX_U_MAX_F = 11.0
+cdef float INV_FACTORIAL_2 = <float>(1.0 / 2.0)
+cdef float INV_FACTORIAL_3 = <float>(1.0 / 6.0)
+cdef float INV_FACTORIAL_4 = <float>(1.0 / 24.0)
+cdef float INV_FACTORIAL_5 = <float>(1.0 / 120.0)
+cdef float INV_FACTORIAL_6 = <float>(1.0 / 720.0)
+cdef float INV_FACTORIAL_7 = <float>(1.0 / 5040.0)
+cdef float TWO_OVER_3 = <float>(2.0 / 3.0)
+cdef float TWO_OVER_5 = <float>(2.0 / 5.0)
+cdef float TWO_OVER_7 = <float>(2.0 / 7.0)
+cdef float TWO_OVER_9 = <float>(2.0 / 9.0)
+cdef float ERFCX_0 = <float>-0.00026397418696433306
+cdef float ERFCX_1 = <float>-0.0007652317290194333
+cdef float ERFCX_2 = <float>0.0020121680572628975
+cdef float ERFCX_3 = <float>0.002565470291301608
+cdef float ERFCX_4 = <float>-0.0238034725189209
+cdef float ERFCX_5 = <float>0.06829450279474258
+cdef float ERFCX_6 = <float>-0.11927004903554916
+cdef float ERFCX_7 = <float>0.1296466886997223
+cdef float ERFCX_8 = <float>-0.04756244271993637
+cdef float ERFCX_9 = <float>-0.13562114536762238
+cdef float ERFCX_10 = <float>1.2530081272125244  # an ulp above the fit: Phi(0) = 0.5 exactly
+
+
+cdef union _Float32Bits:
+    float value
+    int32_t bits
+
+
+cdef inline int32_t _float32_bits(float x) noexcept nogil:
+    cdef _Float32Bits u
+    u.value = x
+    return u.bits
+
+
+cdef inline float _bits_float32(int32_t bits) noexcept nogil:
+    cdef _Float32Bits u
+    u.bits = bits
+    return u.value
+
+
+cdef inline float _pow2f(int32_t k) noexcept nogil:
+    """2^k for k in [-126, 127]."""
+    return _bits_float32(<int32_t>(<uint32_t>(k + 127) << 23))  # unsigned: a NaN's k may be negative
+
+
+cdef inline float _expm1_reducedf(float r) noexcept nogil:
+    """e^r - 1 of |r| <= ln 2 / 2: Taylor to r^7."""
+    cdef float p = INV_FACTORIAL_7
+    p = INV_FACTORIAL_6 + r * p
+    p = INV_FACTORIAL_5 + r * p
+    p = INV_FACTORIAL_4 + r * p
+    p = INV_FACTORIAL_3 + r * p
+    p = INV_FACTORIAL_2 + r * p
+    return r + r * (r * p)
+
+
+cdef inline float _reducef(float x, int32_t* k) noexcept nogil:
+    """r with x = k ln 2 + r, k into k[0], for x clamped to [-104, 89]."""
+    x = EXP_HIGH_F if x > EXP_HIGH_F else x
+    x = EXP_LOW_F if x < EXP_LOW_F else x
+    cdef float t = x * LOG2_E_F + SHIFTER_F
+    cdef float n = t - SHIFTER_F
+    k[0] = _float32_bits(t) - _float32_bits(SHIFTER_F)
+    return (x - n * LN2_HI_F) - n * LN2_LO_F
+
+
+cdef inline float _scalef(float p, int32_t k) noexcept nogil:
+    """p * 2^k for k in [-150, 128], in two normal factors."""
+    cdef int32_t half = k >> 1
+    return (p * _pow2f(half)) * _pow2f(k - half)
+
+
+cdef inline float vexpf(float x) noexcept nogil:
+    cdef int32_t k
+    cdef float r = _reducef(x, &k)
+    return _scalef(ONE_F + _expm1_reducedf(r), k)
+
+
+cdef inline float vexpm1f(float x) noexcept nogil:
+    cdef int32_t k
+    cdef float r = _reducef(x, &k)
+    cdef float q = _expm1_reducedf(r)
+    cdef float outside = _scalef(ONE_F + q, k) - ONE_F  # both arms, then a select: gcc vectorises it
+    return copysignf(q, x) if k == 0 else outside
+
+
+cdef inline float vlog1p_unitf(float e) noexcept nogil:
+    cdef bint low = e <= SQRT2_M1_F
+    cdef float s = e / (TWO_F + e) if low else (e - ONE_F) / (e + THREE_F)
+    cdef float w = s * s
+    cdef float p = TWO_OVER_9
+    p = TWO_OVER_7 + w * p
+    p = TWO_OVER_5 + w * p
+    p = TWO_OVER_3 + w * p
+    cdef float atanh2 = TWO_F * s + s * (w * p)
+    return atanh2 if low else LN2_F + atanh2
+
+
+cdef inline float vtanhf(float z) noexcept nogil:
+    cdef float m = vexpm1f(-TWO_F * fabsf(z))
+    return copysignf(-m / (TWO_F + m), z)
+
+
+cdef inline float normal_tailf(float z, float* density) noexcept nogil:
+    """Phi(-|z|), and e^(-z^2 / 2) into density (see vecmath32.normal_tail)."""
+    cdef float a = fabsf(z)
+    a = TAIL_Z_MAX_F if a > TAIL_Z_MAX_F else a
+    cdef float h = _bits_float32(_float32_bits(a) & HIGH_12_BITS)
+    cdef float b = HALF_F * ((a - h) * (a + h))
+    cdef float p = INV_FACTORIAL_6
+    p = INV_FACTORIAL_5 - b * p
+    p = INV_FACTORIAL_4 - b * p
+    p = INV_FACTORIAL_3 - b * p
+    p = INV_FACTORIAL_2 - b * p
+    p = ONE_F - b * p
+    density[0] = vexpf(-(HALF_F * (h * h))) * (ONE_F - b * p)
+    cdef float u = a * SQRT1_2_F
+    u = ERFCX_U_MAX_F if u > ERFCX_U_MAX_F else u
+    cdef float t = (u - THREE_F) / (u + THREE_F)
+    p = ERFCX_0
+    p = ERFCX_1 + t * p
+    p = ERFCX_2 + t * p
+    p = ERFCX_3 + t * p
+    p = ERFCX_4 + t * p
+    p = ERFCX_5 + t * p
+    p = ERFCX_6 + t * p
+    p = ERFCX_7 + t * p
+    p = ERFCX_8 + t * p
+    p = ERFCX_9 + t * p
+    p = ERFCX_10 + t * p
+    return HALF_F * density[0] * (p / (ONE_F + TWO_F * u))
