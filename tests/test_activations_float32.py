@@ -17,9 +17,11 @@ from fastdl.ops.dense import ACTIVATIONS, activation_grad_into, activation_into,
 
 COMPILED = ["numba", "cython"]
 EXPONENTIAL = ["sigmoid", "tanh", "elu", "selu", "softplus", "exponential", "swish", "gelu", "mish"]
-# The most float32 ulps each forward pass is off the exact value (measured: 2.7, 2.5, 1.3, 2.1,
-# 2.5, 1.0, 2.7, 7.8, 2.7) where the result is a normal float32.
-FORWARD_ULPS = dict.fromkeys(EXPONENTIAL, 4) | {"gelu": 10}
+# The most float32 ulps each forward pass may be off the exact value where the result is a normal
+# float32 above 1e-37. A sweep of every float32 with |z| in [1e-6, 110] found 2.8, 2.5, 1.5, 2.4,
+# 2.8, 1.0, 3.7, 9.7 and 4.9 (before sigmoid's and mish's pairs divided once, not by a reciprocal);
+# this sample of 420,000 values finds less.
+FORWARD_ULPS = dict.fromkeys(EXPONENTIAL, 4) | {"gelu": 10, "mish": 5}
 
 
 def _values(seed=3):

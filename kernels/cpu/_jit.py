@@ -49,12 +49,16 @@ def _njit(func, **options):
 _uncached_warned = False  # _njit's warning is given once a process
 
 
-def helper(**options):
+def helper(cache=True, **options):
     """Decorator: numba.njit for a function the kernels call (no kernel itself), cached on disk as
-    the kernels are (see _njit)."""
+    the kernels are (see _njit). cache=False for a helper that calls another file's helpers:
+    Numba's cache keys it on its own file, and would keep their old code after an edit of theirs
+    (a kernel loaded from the cache needs none of its helpers compiled; see compile_kernel's uses)."""
 
     def decorate(func):
-        return _njit(func, nogil=True, **options)
+        if cache:
+            return _njit(func, nogil=True, **options)
+        return numba.njit(nogil=True, **options)(func)
 
     return decorate
 

@@ -24,7 +24,7 @@ INV_SQRT_2PI = 0.39894228040143267794  # 1 / sqrt(2 pi), the normal density's sc
 # batch, and LLVM vectorises a loop through a select, not through two returns.
 
 
-@helper(error_model="numpy")
+@helper(cache=False, error_model="numpy")
 def sigmoid_pair(z, e):
     """(sigmoid(z), 1 - sigmoid(z)) of float64 z, each without cancellation, from e = exp(-|z|)
     (which never overflows)."""
@@ -33,13 +33,13 @@ def sigmoid_pair(z, e):
     return (1.0 if above else e) * inverse, (e if above else 1.0) * inverse
 
 
-@helper(error_model="numpy")
+@helper(cache=False, error_model="numpy")
 def sigmoid(z):
     """sigmoid of float64 z."""
     return sigmoid_pair(z, vecmath.exp(-abs(z)))[0]
 
 
-@helper(error_model="numpy")
+@helper(cache=False, error_model="numpy")
 def tanh_softplus_pair(z, e):
     """(tanh(softplus(z)), 1 - tanh(softplus(z))) of float64 z: with u = 1 + exp(z), tanh(log u) is
     (u^2 - 1) / (u^2 + 1), written in e = exp(-|z|) so that it never overflows: (1 + 2e) /
@@ -50,7 +50,7 @@ def tanh_softplus_pair(z, e):
     return n * inverse, (2 * e * e if above else 2.0) * inverse
 
 
-@helper(error_model="numpy")
+@helper(cache=False, error_model="numpy")
 def relu6(z):
     """min(max(z, 0), 6), comparisons false for NaN keeping it NaN."""
     if z < 0:
@@ -62,7 +62,7 @@ def relu6(z):
 
 # Inlined by Numba (see kernels/cpu/vecmath.py): gelu's erfc made the helper too costly for LLVM to
 # inline into the row loops, which it then left unvectorised (gelu 4.6 ms against 1.4).
-@helper(error_model="numpy", inline="always")
+@helper(cache=False, error_model="numpy", inline="always")
 def keras_activation(z, activation, alpha):
     """Codes 5 and up of float64 z, Keras 3's definitions. Comparisons that are false for NaN keep
     NaN NaN (not max/min)."""
@@ -89,7 +89,7 @@ def keras_activation(z, activation, alpha):
     return z * relu6(z + 3) / 6  # hard_swish
 
 
-@helper(error_model="numpy")
+@helper(cache=False, error_model="numpy")
 def keras_derivative(y, g, activation, alpha):
     """g * activation'(pre) from the float64 output y, for codes 5 to 11; selects, not products
     with 0, where the derivative is 0 (an inf or NaN g there gives 0, as for relu)."""
@@ -108,7 +108,7 @@ def keras_derivative(y, g, activation, alpha):
     return g * y
 
 
-@helper(error_model="numpy", inline="always")  # as keras_activation (mish's gradient 4.5 ms against 0.66)
+@helper(cache=False, error_model="numpy", inline="always")  # as keras_activation (mish's gradient 4.5 ms against 0.66)
 def input_derivative(x, g, activation):
     """g * activation'(x) of float64 input x, for codes 12 to 15."""
     if activation == 12:
@@ -138,7 +138,7 @@ def input_derivative(x, g, activation):
 # loop from vectorising, and no helper divides by zero.
 
 
-@helper(error_model="numpy")
+@helper(cache=False, error_model="numpy")
 def keras_activation_row(row, activation, alpha):
     """row (m,) = activation(row) in place, for codes 5 and up."""
     if activation == 5:
@@ -176,7 +176,7 @@ def keras_activation_row(row, activation, alpha):
             row[j] = keras_activation(np.float64(row[j]), 15, alpha)
 
 
-@helper(error_model="numpy")
+@helper(cache=False, error_model="numpy")
 def keras_derivative_row(out, dout, dpre, activation, alpha):
     """dpre (m,) = dout * activation'(pre) from the output, for codes 5 to 11; each entry read
     before it is written."""
@@ -203,7 +203,7 @@ def keras_derivative_row(out, dout, dpre, activation, alpha):
             dpre[j] = keras_derivative(np.float64(out[j]), np.float64(dout[j]), 11, alpha)
 
 
-@helper(error_model="numpy")
+@helper(cache=False, error_model="numpy")
 def input_derivative_row(pre, dout, dpre, activation):
     """dpre (m,) = dout * activation'(pre), for codes 12 to 15; each entry read before it is written."""
     if activation == 12:

@@ -106,13 +106,13 @@ def _derivative_from_input_row_typed(pre, dout, dpre, activation):
 BLOCK_VALUES = 1024  # a block's whole rows hold at least this many values, or it is one row
 
 
-@helper(error_model="numpy")
+@helper(cache=False, error_model="numpy")
 def _block_rows(m):
     """Rows a block of rows of m values takes."""
     return max(1, BLOCK_VALUES // max(m, 1))
 
 
-@helper(error_model="numpy")
+@helper(cache=False, error_model="numpy")
 def _add_bias(out, bias, first, last):
     """out[first:last] += bias, row by row (bias (m,) or empty for none)."""
     if bias.shape[0] > 0:
@@ -121,7 +121,7 @@ def _add_bias(out, bias, first, last):
                 out[i, j] += bias[j]
 
 
-@helper(error_model="numpy")
+@helper(cache=False, error_model="numpy")
 def _activation_block(values, activation, alpha):
     """values = activation(values) in place, for codes 0 to 4."""
     if activation == 1:
@@ -180,7 +180,7 @@ def bias_activation(out, bias, activation, alpha, n_threads):
         launch(_keras_bias_serial, _keras_bias_parallel, n_threads, out, bias, activation, alpha)
 
 
-@helper(error_model="numpy")
+@helper(cache=False, error_model="numpy")
 def _derivative_block(out, dout, dpre, activation, alpha):
     """dpre = dout * activation'(pre) from the output, for codes 0 to 4 (flat blocks)."""
     if activation == 1:

@@ -13,23 +13,22 @@ cdef inline bint float32_code(int activation) noexcept nogil:
 
 cdef inline float _sigmoid_pairf(float z, float e, float* complement) noexcept nogil:
     cdef bint above = z >= ZERO_F
-    cdef float inverse = ONE_F / (ONE_F + e)
-    complement[0] = (e if above else ONE_F) * inverse
-    return (ONE_F if above else e) * inverse
+    complement[0] = (e if above else ONE_F) / (ONE_F + e)
+    return (ONE_F if above else e) / (ONE_F + e)
 
 
 cdef inline float sigmoidf(float z) noexcept nogil:
     """_sigmoid_pairf's sigmoid alone, the same bits (no complement through a pointer)."""
     cdef float e = vexpf(-fabsf(z))
-    return (ONE_F if z >= ZERO_F else e) * (ONE_F / (ONE_F + e))
+    return (ONE_F if z >= ZERO_F else e) / (ONE_F + e)
 
 
 cdef inline float _tanh_softplus_pairf(float z, float e, float* complement) noexcept nogil:
     cdef bint above = z >= ZERO_F
     cdef float n = ONE_F + TWO_F * e if above else e * (e + TWO_F)
-    cdef float inverse = ONE_F / (n + TWO_F * e * e if above else n + TWO_F)
-    complement[0] = (TWO_F * e * e if above else TWO_F) * inverse
-    return n * inverse
+    cdef float d = n + TWO_F * e * e if above else n + TWO_F
+    complement[0] = (TWO_F * e * e if above else TWO_F) / d
+    return n / d
 
 
 cdef inline float keras_activationf(float z, int activation, float alpha) noexcept nogil:

@@ -102,7 +102,9 @@ cdef inline float vexpm1f(float x) noexcept nogil:
     cdef int32_t k
     cdef float r = _reducef(x, &k)
     cdef float q = _expm1_reducedf(r)
-    cdef float outside = _scalef(ONE_F + q, k) - ONE_F  # both arms, then a select: gcc vectorises it
+    cdef int32_t top = 127 if k > 127 else k
+    cdef float s = _scalef(ONE_F, top)
+    cdef float outside = ((s - ONE_F) + s * q) * _pow2f(k - top)  # both arms, then a select: gcc vectorises it
     return copysignf(q, x) if k == 0 else outside
 
 
