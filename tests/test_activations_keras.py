@@ -373,3 +373,7 @@ def test_costly_activations_take_threads_sooner(monkeypatch):
     assert activation_threads(ACTIVATIONS["sigmoid"], shape) == 2
     assert activation_threads(ACTIVATIONS["sigmoid"], shape, backward=True) == 1
     assert activation_threads(ACTIVATIONS["gelu"], (2, 1024)) == 1
+    # float32's exponential passes, worked in float32, cost a third: 32 x 1024 is one thread's.
+    assert activation_threads(ACTIVATIONS["gelu"], (32, 1024), dtype=np.float64) == 2
+    assert activation_threads(ACTIVATIONS["gelu"], (32, 1024), dtype=np.float32) == 1
+    assert activation_threads(ACTIVATIONS["gelu"], shape, dtype=np.float32) == 2

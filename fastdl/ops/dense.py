@@ -26,7 +26,8 @@ DEFAULT_ALPHA = {ACTIVATIONS["leaky_relu"]: LEAKY_ALPHA, ACTIVATIONS["elu"]: ELU
 # on one core), 8 times that for one of kernels/cpu/vecmath's exp, expm1 or tanh (sigmoid forward
 # 1.4 ns, elu 1.1, tanh 1.7, mish's gradient 2.5) and 32 times for erfc or exp with log1p (gelu
 # 5.2 ns, its gradient 6.3, softplus 2.9), 3 times for a division (softsign, hard_sigmoid and
-# hard_swish 0.4 ns); measured 256 x 1024, float32, one thread, Numba. The light passes keep the
+# hard_swish 0.4 ns); measured 256 x 1024, float64 work, one thread, Numba (activation_threads
+# divides the exponential ones by 3 for float32 arrays, worked in float32: gelu 1.0 ns). The light passes keep the
 # team asleep below 2^19 values; a gelu's wakes it from 16,384.
 _LIGHT, _DIVIDE = ELEMENTWISE_WORK, 3 * ELEMENTWISE_WORK
 _EXP, _HEAVY = 8 * ELEMENTWISE_WORK, 32 * ELEMENTWISE_WORK
@@ -68,10 +69,14 @@ def _activation_code(activation):
     return ACTIVATIONS[key]
 
 
-def activation_threads(code, shape, backward=False):
-    """fastdl's threads for activation `code`'s pass over an array of `shape` (rows, columns): one
-    where waking a team costs more than the pass (ACTIVATION_WORK)."""
-    return threads_worth_it(shape[0], ACTIVATION_WORK[code][backward] * shape[1])
+def activation_threads(code, shape, backward=False, dtype=np.float64):
+    """fastdl's threads for activation `code`'s pass over an array of `shape` (rows, columns) and
+    `dtype`: one where waking a team costs more than the pass (ACTIVATION_WORK; a float32 pass
+    with an exponential, worked in float32, costs a third of the float64 one's)."""
+    work = ACTIVATION_WORK[code][backward]
+    if work >= _EXP and np.dtype(dtype) == np.float32:
+        work //= 3
+    return threads_worth_it(shape[0], work * shape[1])
 
 
 def activation_alpha(code, alpha=None):
@@ -228,7 +233,7 @@ def dense_into(x, kernel, bias, code, out, backend=None, alpha=None):
 
     if not blas_held():  # BLAS threads one GEMM (see _row_threads)
         np.dot(x, kernel, out=out)
-        kernels.bias_activation(out, bias, code, alpha, activation_threads(code, out.shape))
+        kernels.bias_activation(out, bias, code, alpha, activation_threads(code, out.shape, dtype=out.dtype))
         return out
 
     # Where the rows are split over fastdl's threads, they go in GEMMs of ROW_BLOCK at fixed
@@ -378,7 +383,7 @@ def activation_grad_into(out, dout, code, dpre, backend=None, alpha=None, column
     if _device.is_device(dpre):
         return _nn_on_device.activation_grad_into(out, dout, code, dpre, alpha, column_sums, pre)
     kernels, _ = _backend.kernels("dense", backend)
-    n_threads = activation_threads(code, out.shape, backward=True)
+    n_threads = activation_threads(code, out.shape, backward=True, dtype=out.dtype)
     if needs_input(code):
         kernels.activation_backward_input(pre, dout, code, dpre, n_threads)
         return dpre
@@ -394,6 +399,6 @@ def activation_into(z, code, backend=None, alpha=None):
     if _device.is_device(z):
         return _nn_on_device.activation_into(z, code, alpha)
     kernels, _ = _backend.kernels("dense", backend)
-    n_threads = activation_threads(code, z.shape)
+    n_threads = activation_threads(code, z.shape, dtype=z.dtype)
     kernels.bias_activation(z, NO_BIAS[z.dtype], code, z.dtype.type(alpha), n_threads)
     return z
