@@ -5,7 +5,7 @@ sigmoid, tanh, elu, selu, softplus, exponential, swish, gelu and mish, and the g
 an exponential (softplus's; swish's, gelu's and mish's from the input), with kernels/cpu/vecmath32's
 functions: twice the values an instruction of the float64 work, and a few ulps from the exact
 value (tests/test_activations_float32.py bounds each against a float64 reference), where the
-float64 work rounds once. The formulas are dense.py's; every constant is a float32 (a float64 one
+float64 work rounds once. The formulas are activation64.py's; every constant is a float32 (a float64 one
 would make Numba promote the arithmetic).
 """
 
@@ -84,7 +84,7 @@ def input_derivative(x, g, activation):
     return g * (t + x * (c * (ONE + t)) * sigmoid_pair(x, e)[0])
 
 
-# One loop per code, the code a constant in each, as dense.py's row loops.
+# One loop per code, the code a constant in each, as activation64.py's row loops.
 
 
 @helper(cache=False, error_model="numpy")

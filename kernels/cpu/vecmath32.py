@@ -2,10 +2,11 @@
 (Numba); mirrors kernels/cy/vecmath32.pxi. The float32 activations' twin of kernels/cpu/vecmath.py.
 
 The float64 functions run 8 values an AVX-512 instruction (4 on AVX2) and need polynomials twice
-as long as float32's; these run 16 (8), each within 2 float32 ulps of the exact value, so that an
-activation built of two or three of them is within a few ulps (tests/test_vecmath.py bounds each
-activation against a float64 reference), as PyTorch's float32 activations are. Every constant is a
-float32: a float64 one, or a Python int, would make Numba promote the arithmetic to float64.
+as long as float32's; these run 16 (8), each within 3 float32 ulps of the exact value (the normal
+tail 6; tests/test_vecmath.py bounds each), so that an activation built of two or three of them is
+within a few ulps (tests/test_activations_float32.py bounds each against a float64 reference).
+Every constant is a float32: a float64 one, or a Python int, would make Numba promote the
+arithmetic to float64.
 
 exp(x) = 2^k e^r as in vecmath.py: k ln 2 in two parts (ln 2's first 10 bits, exact times any
 k here), e^r by its Taylor polynomial to r^7 (the first term left out is below 2^-27 e^r).
