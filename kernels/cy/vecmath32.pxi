@@ -30,6 +30,13 @@ cdef float TWO_OVER_3 = <float>(2.0 / 3.0)
 cdef float TWO_OVER_5 = <float>(2.0 / 5.0)
 cdef float TWO_OVER_7 = <float>(2.0 / 7.0)
 cdef float TWO_OVER_9 = <float>(2.0 / 9.0)
+cdef float TANH_SMALL_F = 0.875
+cdef float TANH_P_0 = <float>-0.333332359790802
+cdef float TANH_P_1 = <float>0.1333085596561432
+cdef float TANH_P_2 = <float>-0.05375492572784424
+cdef float TANH_P_3 = <float>0.021000338718295097
+cdef float TANH_P_4 = <float>-0.0069839125499129295
+cdef float TANH_P_5 = <float>0.001362630515359342
 cdef float ERFCX_0 = <float>-0.00026397418696433306
 cdef float ERFCX_1 = <float>-0.0007652317290194333
 cdef float ERFCX_2 = <float>0.0020121680572628975
@@ -121,8 +128,16 @@ cdef inline float vlog1p_unitf(float e) noexcept nogil:
 
 
 cdef inline float vtanhf(float z) noexcept nogil:
-    cdef float m = vexpm1f(-TWO_F * fabsf(z))
-    return copysignf(-m / (TWO_F + m), z)
+    cdef float a = fabsf(z)
+    cdef float w = a * a
+    cdef float p = TANH_P_5
+    p = TANH_P_4 + w * p
+    p = TANH_P_3 + w * p
+    p = TANH_P_2 + w * p
+    p = TANH_P_1 + w * p
+    p = TANH_P_0 + w * p
+    cdef float e = vexpf(-TWO_F * a)
+    return copysignf(a + a * (w * p) if a < TANH_SMALL_F else ONE_F - TWO_F * e / (ONE_F + e), z)
 
 
 cdef inline float normal_tailf(float z, float* density) noexcept nogil:
