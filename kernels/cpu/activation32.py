@@ -11,7 +11,7 @@ would make Numba promote the arithmetic).
 
 import numpy as np
 
-from . import vecmath32
+from . import activation64, vecmath32
 from ._jit import helper
 
 F = np.float32
@@ -45,23 +45,43 @@ def _tanh_softplus_pair(z, e):
     return n / d, (TWO * e * e if above else TWO) / d
 
 
-@helper(cache=False, error_model="numpy", inline="always")  # inlined by Numba: see kernels/cpu/vecmath.py
-def keras_activation(z, activation, alpha):
-    """Codes 5, 6, 7, 11, 12, 13 and 14 of float32 z (alpha float32), Keras 3's definitions."""
-    if activation == 5:  # elu
-        return z if z > ZERO else alpha * vecmath32.expm1(z)
-    if activation == 6:
-        return SELU_SCALE * (z if z > ZERO else SELU_ALPHA * vecmath32.expm1(z))
-    if activation == 7:  # softplus
-        return (z if z > ZERO else ZERO) + vecmath32.log1p_unit(vecmath32.exp(-abs(z)))
-    if activation == 11:
-        return vecmath32.exp(z)
-    if activation == 12:  # swish
-        return z * sigmoid(z)
-    if activation == 13:  # gelu = z * Phi(z)
-        tail = vecmath32.normal_tail(z)[0]
-        return z * (tail if z < ZERO else ONE - tail)
-    return z * _tanh_softplus_pair(z, vecmath32.exp(-abs(z)))[0]  # mish
+# One function per activation, as activation64's (whose comments say why, and which has the
+# exp-free ones that the rows below call in float64).
+_row_helper = helper(cache=False, error_model="numpy")
+_inlined = helper(cache=False, error_model="numpy", inline="always")  # see activation64
+
+
+@_row_helper
+def elu(z, alpha):
+    """alpha float32, as every argument here."""
+    return z if z > ZERO else alpha * vecmath32.expm1(z)
+
+
+@_row_helper
+def selu(z):
+    return SELU_SCALE * (z if z > ZERO else SELU_ALPHA * vecmath32.expm1(z))
+
+
+@_row_helper
+def softplus(z):
+    return (z if z > ZERO else ZERO) + vecmath32.log1p_unit(vecmath32.exp(-abs(z)))
+
+
+@_row_helper
+def swish(z):
+    return z * sigmoid(z)
+
+
+@_inlined
+def gelu(z):
+    """z Phi(z)."""
+    tail = vecmath32.normal_tail(z)[0]
+    return z * (tail if z < ZERO else ONE - tail)
+
+
+@_row_helper
+def mish(z):
+    return z * _tanh_softplus_pair(z, vecmath32.exp(-abs(z)))[0]
 
 
 @helper(cache=False, error_model="numpy")
@@ -70,47 +90,67 @@ def softplus_derivative(y, g):
     return g * -vecmath32.expm1(-y)
 
 
-@helper(cache=False, error_model="numpy", inline="always")
-def input_derivative(x, g, activation):
-    """g * activation'(x) of float32 input x, for codes 12 to 14."""
-    if activation == 12:
-        s, c = sigmoid_pair(x, vecmath32.exp(-abs(x)))
-        return g * (s + x * s * c)
-    if activation == 13:  # Phi(x) + x * phi(x)
-        tail, density = vecmath32.normal_tail(x)
-        return g * ((tail if x < ZERO else ONE - tail) + x * INV_SQRT_2PI * density)
-    e = vecmath32.exp(-abs(x))  # mish
+@_row_helper
+def swish_gradient(x, g):
+    """g * swish'(x) of float32 input x, as the others below."""
+    s, c = sigmoid_pair(x, vecmath32.exp(-abs(x)))
+    return g * (s + x * s * c)
+
+
+@_inlined
+def gelu_gradient(x, g):
+    """Phi(x) + x phi(x)."""
+    tail, density = vecmath32.normal_tail(x)
+    return g * ((tail if x < ZERO else ONE - tail) + x * INV_SQRT_2PI * density)
+
+
+@_inlined
+def mish_gradient(x, g):
+    e = vecmath32.exp(-abs(x))
     t, c = _tanh_softplus_pair(x, e)
     return g * (t + x * (c * (ONE + t)) * sigmoid_pair(x, e)[0])
 
 
-# One loop per code, the code a constant in each, as activation64.py's row loops.
+# One loop per code, each calling its code's function, as activation64.py's row loops.
 
 
 @helper(cache=False, error_model="numpy")
 def keras_activation_row(row, activation, alpha):
-    """row (m,) = activation(row) in place, for the codes 5 and up among FLOAT32_CODES."""
+    """row (m,) = activation(row) in place, for codes 5 and up: FLOAT32_CODES in float32, the
+    others in float64 (activation64's), rounded once."""
     if activation == 5:
         for j in range(row.shape[0]):
-            row[j] = keras_activation(row[j], 5, alpha)
+            row[j] = elu(row[j], alpha)
     elif activation == 6:
         for j in range(row.shape[0]):
-            row[j] = keras_activation(row[j], 6, alpha)
+            row[j] = selu(row[j])
     elif activation == 7:
         for j in range(row.shape[0]):
-            row[j] = keras_activation(row[j], 7, alpha)
+            row[j] = softplus(row[j])
+    elif activation == 8:
+        for j in range(row.shape[0]):
+            row[j] = activation64.softsign(np.float64(row[j]))
+    elif activation == 9:
+        for j in range(row.shape[0]):
+            row[j] = activation64.relu6(np.float64(row[j]))
+    elif activation == 10:
+        for j in range(row.shape[0]):
+            row[j] = activation64.hard_sigmoid(np.float64(row[j]))
     elif activation == 11:
         for j in range(row.shape[0]):
-            row[j] = keras_activation(row[j], 11, alpha)
+            row[j] = vecmath32.exp(row[j])
     elif activation == 12:
         for j in range(row.shape[0]):
-            row[j] = keras_activation(row[j], 12, alpha)
+            row[j] = swish(row[j])
     elif activation == 13:
         for j in range(row.shape[0]):
-            row[j] = keras_activation(row[j], 13, alpha)
+            row[j] = gelu(row[j])
+    elif activation == 14:
+        for j in range(row.shape[0]):
+            row[j] = mish(row[j])
     else:
         for j in range(row.shape[0]):
-            row[j] = keras_activation(row[j], 14, alpha)
+            row[j] = activation64.hard_swish(np.float64(row[j]))
 
 
 @helper(cache=False, error_model="numpy")
@@ -122,13 +162,17 @@ def softplus_derivative_row(out, dout, dpre):
 
 @helper(cache=False, error_model="numpy")
 def input_derivative_row(pre, dout, dpre, activation):
-    """dpre (m,) = dout * activation'(pre), for codes 12 to 14; each entry read before it is written."""
+    """dpre (m,) = dout * activation'(pre), for codes 12 to 15 (hard_swish's in float64); each entry
+    read before it is written."""
     if activation == 12:
         for j in range(pre.shape[0]):
-            dpre[j] = input_derivative(pre[j], dout[j], 12)
+            dpre[j] = swish_gradient(pre[j], dout[j])
     elif activation == 13:
         for j in range(pre.shape[0]):
-            dpre[j] = input_derivative(pre[j], dout[j], 13)
+            dpre[j] = gelu_gradient(pre[j], dout[j])
+    elif activation == 14:
+        for j in range(pre.shape[0]):
+            dpre[j] = mish_gradient(pre[j], dout[j])
     else:
         for j in range(pre.shape[0]):
-            dpre[j] = input_derivative(pre[j], dout[j], 14)
+            dpre[j] = activation64.hard_swish_gradient(np.float64(pre[j]), np.float64(dout[j]))

@@ -67,12 +67,7 @@ def _tanh_typed(z):
 @overload(_activation_row, **_JIT)
 def _activation_row_typed(row, activation, alpha):
     if _float32(row):
-        def in_float32(row, activation, alpha):
-            if activation <= 7 or 11 <= activation <= 14:
-                activation32.keras_activation_row(row, activation, np.float32(alpha))
-            else:
-                activation64.keras_activation_row(row, activation, alpha)
-        return in_float32
+        return lambda row, activation, alpha: activation32.keras_activation_row(row, activation, np.float32(alpha))
     return lambda row, activation, alpha: activation64.keras_activation_row(row, activation, alpha)
 
 
@@ -91,12 +86,7 @@ def _derivative_row_typed(out, dout, dpre, activation, alpha):
 @overload(_derivative_from_input_row, **_JIT)
 def _derivative_from_input_row_typed(pre, dout, dpre, activation):
     if _float32(pre):
-        def in_float32(pre, dout, dpre, activation):
-            if activation <= 14:
-                activation32.input_derivative_row(pre, dout, dpre, activation)
-            else:
-                activation64.input_derivative_row(pre, dout, dpre, activation)
-        return in_float32
+        return lambda pre, dout, dpre, activation: activation32.input_derivative_row(pre, dout, dpre, activation)
     return lambda pre, dout, dpre, activation: activation64.input_derivative_row(pre, dout, dpre, activation)
 
 

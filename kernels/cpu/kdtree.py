@@ -9,6 +9,7 @@ original index, so a query gives the brute-force path's answer bit for bit.
 import numpy as np
 from numba import prange
 
+from . import distance, neighbors
 from ._jit import compile_kernel, helper, launch
 from .distance import LANES
 from .neighbors import ROW_TASK, _exact, _heap_out, _push
@@ -188,8 +189,9 @@ def _kdtree_knn(X_query, points, perm, node_start, node_end, lo, hi, rel_margin,
             _heap_out(keys, index, 1.0, out_dist[i], out_idx[i])
 
 
-_knn_serial = compile_kernel(_kdtree_knn, exact=True)
-_knn_parallel = compile_kernel(_kdtree_knn, parallel=True, exact=True)
+# uses: neighbors' _exact and _push, and distance's code in _exact, are inlined (see compile_kernel).
+_knn_serial = compile_kernel(_kdtree_knn, exact=True, uses=(distance, neighbors))
+_knn_parallel = compile_kernel(_kdtree_knn, parallel=True, exact=True, uses=(distance, neighbors))
 
 
 def kdtree_knn(X_query, points, perm, node_start, node_end, lo, hi, rel_margin, abs_margin, out_dist, out_idx,

@@ -6,12 +6,16 @@ Mirrors kernels/cy/neighbors.pyx and kernels/npy/neighbors.py.
 import numpy as np
 from numba import prange
 
+from . import distance
 from ._jit import compile_kernel, helper, launch
 from .distance import LANES, exact_distance
 
 _helper = helper()
 # Inlined into the caller's Numba IR, where LLVM may leave a small helper a call inside a hot loop.
 _inlined = helper(inline="always")
+# Not cached on their own: they inline distance.py's code, which Numba's cache would keep after an
+# edit of that file (see _jit.helper); the kernels calling them name distance in `uses`.
+_uses_distance = helper(cache=False)
 FEATURE_BLOCK = 16  # features per task in class_sums: 128 bytes of each float64 output row
 SCAN_BLOCK = 32  # kNN rows tested together for any candidate
 ROW_TASK = 16  # query rows per parallel kNN task
@@ -121,7 +125,7 @@ def _blocks_of(terms):
     return terms[: n_full * SCAN_BLOCK].reshape(n_full, SCAN_BLOCK), -(-terms.shape[0] // SCAN_BLOCK)
 
 
-@_helper
+@_uses_distance
 def _knn_row(gram_row, ref_terms, slack, query, X_ref, key_scale, out_dist, out_idx, terms, keys, index,
              candidates, lane):
     """One query row of knn_from_gram; terms, keys, index, candidates and lane are scratch."""
@@ -184,8 +188,8 @@ def _knn_from_gram(gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, 
 
 
 # Never fastmath (FASTDL_FASTMATH): the ranking is that of exact distances, the Cython kernel's bits.
-_knn_serial = compile_kernel(_knn_from_gram, exact=True)
-_knn_parallel = compile_kernel(_knn_from_gram, parallel=True, exact=True)
+_knn_serial = compile_kernel(_knn_from_gram, exact=True, uses=(distance,))
+_knn_parallel = compile_kernel(_knn_from_gram, parallel=True, exact=True, uses=(distance,))
 
 
 def knn_from_gram(gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X_ref, key_scale, out_dist, out_idx, n_threads):
@@ -204,7 +208,7 @@ def knn_from_gram(gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X
            gram, sq_norms_q, sq_norms_r, bound_tol, bound_abs, X_query, X_ref, key_scale, out_dist, out_idx)
 
 
-@_helper
+@_uses_distance
 def _knn_bounded_row(gram_row, ref_terms, limit_of, query, X_ref, exact_scale, out_dist, out_idx, terms, keys,
                      index, first, candidates, lane):
     """One query row of knn_from_bounds; returns how many rows it ranked exactly.
@@ -289,8 +293,8 @@ def _knn_from_bounds(gram, sq_norms_r, limits, X_query, X_ref, exact_scale, out_
     return n_ranked
 
 
-_bounds_serial = compile_kernel(_knn_from_bounds, exact=True)
-_bounds_parallel = compile_kernel(_knn_from_bounds, parallel=True, exact=True)
+_bounds_serial = compile_kernel(_knn_from_bounds, exact=True, uses=(distance,))
+_bounds_parallel = compile_kernel(_knn_from_bounds, parallel=True, exact=True, uses=(distance,))
 
 
 def knn_from_bounds(gram, sq_norms_r, limits, X_query, X_ref, exact_scale, out_dist, out_idx, n_threads):
