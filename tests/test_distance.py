@@ -213,16 +213,19 @@ def test_refined_entries_under_fastmath(tmp_path):
     import subprocess
     import sys
 
-    script = (
+    script = (  # on the direct path, then the GEMM path (one process: tests/test_distance_small.py's
+        # TestGemmPath, which forces it in this process, would not reach the subprocess)
         "import numpy as np\n"
-        "from fastdl.ops import knn, pairwise_distances\n"
+        "from fastdl.ops import distance as distance_op, knn, pairwise_distances\n"
         "rng = np.random.default_rng(0)\n"
         "X = rng.standard_normal((1, 8)) + 1e-4 * rng.standard_normal((4, 8))\n"
-        "for squared in (False, True):\n"
-        "    got = pairwise_distances(X, squared=squared, backend='numba')\n"
-        "    want = pairwise_distances(X, squared=squared, backend='numpy')\n"
-        "    assert np.allclose(got, want, rtol=1e-12, atol=0), (got, want)\n"
-        "assert np.array_equal(knn(X, X, 2, backend='numba')[1], knn(X, X, 2, backend='numpy')[1])\n"
+        "for direct_max_work in (distance_op.DIRECT_MAX_WORK, -1):\n"
+        "    distance_op.DIRECT_MAX_WORK = direct_max_work\n"
+        "    for squared in (False, True):\n"
+        "        got = pairwise_distances(X, squared=squared, backend='numba')\n"
+        "        want = pairwise_distances(X, squared=squared, backend='numpy')\n"
+        "        assert np.allclose(got, want, rtol=1e-12, atol=0), (direct_max_work, got, want)\n"
+        "    assert np.array_equal(knn(X, X, 2, backend='numba')[1], knn(X, X, 2, backend='numpy')[1])\n"
     )
     env = dict(os.environ, FASTDL_FASTMATH="1", NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
