@@ -377,3 +377,24 @@ def test_costly_activations_take_threads_sooner(monkeypatch):
     assert activation_threads(ACTIVATIONS["gelu"], (32, 1024), dtype=np.float64) == 2
     assert activation_threads(ACTIVATIONS["gelu"], (32, 1024), dtype=np.float32) == 1
     assert activation_threads(ACTIVATIONS["gelu"], shape, dtype=np.float32) == 2
+
+
+@pytest.mark.parametrize("kernel", ["bias_activation", "activation_backward", "activation_backward_input"])
+def test_compiled_kernels_refuse_other_layouts_with_a_value_error(kernel, backend):
+    """They run over an array's values as one run: a Fortran-order or strided array is a ValueError
+    on every backend (Numba's reshape gave a NotImplementedError), the array left as it was."""
+    if backend == "numpy":
+        pytest.skip("the numpy kernels take any layout")
+    kernels, _ = fastdl_backend.kernels("dense", backend)
+    fortran = np.asfortranarray(np.arange(12.0).reshape(3, 4))
+    strided = np.arange(24.0).reshape(3, 8)[:, ::2]
+    for bad in (fortran, strided):
+        before = bad.copy()
+        with pytest.raises(ValueError, match="C-contiguous"):
+            if kernel == "bias_activation":
+                kernels.bias_activation(bad, np.zeros(0), 13, 0.0, 1)
+            elif kernel == "activation_backward":
+                kernels.activation_backward(bad, bad, 5, 1.0, bad, 1)
+            else:
+                kernels.activation_backward_input(bad, bad, 13, bad, 1)
+        np.testing.assert_array_equal(bad, before)

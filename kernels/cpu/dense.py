@@ -161,9 +161,19 @@ _keras_bias_serial = compile_kernel(_keras_bias_activation, exact=True, uses=_US
 _keras_bias_parallel = compile_kernel(_keras_bias_activation, parallel=True, exact=True, uses=_USES)
 
 
+def _require_c_contiguous(*arrays):
+    """The kernels run over an array's values as one run (reshape), which Numba refuses for any
+    other layout with a NotImplementedError: a ValueError here, as the Cython kernels give."""
+    for array in arrays:
+        if not array.flags.c_contiguous:
+            raise ValueError(f"the activation kernels take C-contiguous arrays, got one of shape {array.shape} "
+                             f"and strides {array.strides}")
+
+
 def bias_activation(out, bias, activation, alpha, n_threads):
     """out (n, m) = activation(out + bias), in place; bias (m,) or empty for none; alpha (of out's
     dtype) is the leaky ReLU's slope, or elu's scale below zero."""
+    _require_c_contiguous(out)
     if activation < 5:
         launch(_bias_serial, _bias_parallel, n_threads, out, bias, activation, alpha)
     else:
@@ -218,6 +228,7 @@ _keras_backward_parallel = compile_kernel(_keras_activation_backward, parallel=T
 def activation_backward(out, dout, activation, alpha, dpre, n_threads):
     """dpre (n, m) = dout * activation'(pre), from the activation's output `out` (may be dout);
     codes 0 to 11 (12 and up: activation_backward_input)."""
+    _require_c_contiguous(out, dout, dpre)
     if activation < 5:
         launch(_backward_serial, _backward_parallel, n_threads, out, dout, activation, alpha, dpre)
     else:
@@ -241,4 +252,5 @@ _backward_input_parallel = compile_kernel(_activation_backward_input, parallel=T
 def activation_backward_input(pre, dout, activation, dpre, n_threads):
     """dpre (n, m) = dout * activation'(pre) for codes 12 to 15, from the activation's input `pre`
     (dpre may be dout)."""
+    _require_c_contiguous(pre, dout, dpre)
     launch(_backward_input_serial, _backward_input_parallel, n_threads, pre, dout, activation, dpre)
