@@ -431,3 +431,46 @@ def test_face_array_empty_or_truncated_file_is_named(tmp_path, content, message)
     with pytest.raises(ValueError, match=message) as info:
         load_face_array(path, size=8)
     assert str(path) in str(info.value)
+
+
+def _record_of(cache_dir, size):
+    (record,) = [path for path in cache_dir.glob("*.json") if json.loads(path.read_text())["size"] == size]
+    return record
+
+
+def _cache_bytes(cache_dir):
+    return sum(path.stat().st_size for path in cache_dir.iterdir())
+
+
+def test_caches_beyond_the_limit_go_least_recently_used_first(folder, cache_dir, monkeypatch):
+    """A read counts as a use; the cache just written stays, even alone beyond the limit."""
+    load_image_folder(folder, size=6)
+    load_image_folder(folder, size=5)
+    now = os.path.getmtime(_record_of(cache_dir, 6))
+    os.utime(_record_of(cache_dir, 6), (now - 100, now - 100))
+    os.utime(_record_of(cache_dir, 5), (now - 50, now - 50))
+    monkeypatch.setattr(image_folder, "CACHE_MAX_BYTES", _cache_bytes(cache_dir))
+    load_image_folder(folder, size=6)  # from the cache: now the most recently used
+    load_image_folder(folder, size=4)  # beyond the limit: 5 px, the least recently used, goes
+    assert sorted(json.loads(path.read_text())["size"] for path in cache_dir.glob("*.json")) == [4, 6]
+    assert len(list(cache_dir.glob("*.npy"))) == 2 and _cache_bytes(cache_dir) <= image_folder.CACHE_MAX_BYTES
+    monkeypatch.setattr(image_folder, "CACHE_MAX_BYTES", 1)
+    load_image_folder(folder, size=7)
+    assert [json.loads(path.read_text())["size"] for path in cache_dir.glob("*.json")] == [7]
+    _forbid_reading(monkeypatch)
+    assert load_image_folder(folder, size=7).shape == (5, 7, 7, 3)
+
+
+def test_arrays_no_record_names_go_once_a_day_old(folder, cache_dir):
+    """A write stopped before its record leaves an array: removed by a later write once it is a day
+    old (a younger one may be another process's write in progress); other files stay."""
+    cache_dir.mkdir(parents=True)
+    old, young, foreign = cache_dir / "gone-0123abcd.npy", cache_dir / "writing-4567ef01.npy", cache_dir / "notes.txt"
+    for path in (old, young, foreign):
+        path.write_bytes(b"x")
+    day_ago = os.path.getmtime(old) - image_folder.ORPHAN_AGE_S - 60
+    os.utime(old, (day_ago, day_ago))
+    os.utime(foreign, (day_ago, day_ago))
+    load_image_folder(folder, size=8)
+    assert not old.exists() and young.exists() and foreign.exists()
+    assert len(list(cache_dir.glob("*.npy"))) == 2  # the young orphan and the new cache

@@ -5,7 +5,8 @@ Pillow, lays transparent pixels on white, centre-crops each to a square, resizes
 result as one .npy in the cache ($FASTDL_CACHE_DIR, default ~/.cache/fastdl, subfolder
 ``image-folders``), beside a JSON record of the files it came from: their relative paths, sizes in
 bytes and modification times (null for a link to nothing). A later call whose folder still holds
-exactly those files reads the .npy; any change reads the images again.
+exactly those files reads the .npy; any change reads the images again. The caches of all folders
+together stay within CACHE_MAX_BYTES: each write removes the least recently used others beyond it.
 :func:`load_face_array` brings a .npy of faces to the same uint8 (n, size, size, 3) form.
 """
 
@@ -14,6 +15,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -30,6 +32,10 @@ RECORD_FORMAT = 3  # bump when the images a folder gives change (crop, filter), 
 NAMES_SHOWN = 5  # unreadable files named in the warning
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa")  # Pillow modes with an alpha channel
 BACKGROUND = (255, 255, 255, 255)  # opaque white, under transparent pixels
+# The folders' caches together (records and arrays): past this, a write removes the least recently
+# used others (a record's modification time is its last use: a read touches it).
+CACHE_MAX_BYTES = 4 << 30
+ORPHAN_AGE_S = 24 * 3600  # an array no record names (a write stopped before its record) goes after this
 
 
 def load_image_folder(path, size=64, cache=True):
@@ -47,7 +53,8 @@ def load_image_folder(path, size=64, cache=True):
     cache : bool, default True
         Keep the result in the cache and reuse it while the folder's images are unchanged (the
         same relative paths, sizes in bytes and modification times; through a link, those of the
-        file it points to).
+        file it points to). The caches of all folders and sizes together are kept within
+        CACHE_MAX_BYTES (4 GiB), the least recently used removed first.
 
     Returns
     -------
@@ -314,6 +321,8 @@ def _read_cache(record_path, root, size, listing):
         images = _files.load_npy(record_path.parent / record["array"])  # any damage: a ValueError
         if images.dtype != np.uint8 or images.shape != (record["n_images"], size, size, 3):
             return None
+        with contextlib.suppress(OSError):
+            os.utime(record_path)  # its last use, for _prune_cache
         return images, record["skipped"]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):  # missing, damaged or foreign: read again
         return None
@@ -348,3 +357,38 @@ def _write_cache(record_path, array_stem, root, size, listing, images, skipped):
     if isinstance(previous, str) and previous.startswith(array_stem) and Path(previous).name == previous:
         with contextlib.suppress(OSError):
             (directory / previous).unlink()
+    _prune_cache(directory, keep=record_path)
+
+
+def _prune_cache(directory, keep):
+    """Remove other folders' caches (record, then its array), least recently used first, while all
+    of them take more than CACHE_MAX_BYTES, and arrays no record names that are older than
+    ORPHAN_AGE_S (younger ones may be another process's write in progress). Files fastdl did not
+    write (no record of its format) are left alone; nothing here raises."""
+    entries, named = [], set()
+    total = 0
+    for record_path in directory.glob("*.json"):
+        with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
+            record = json.loads(record_path.read_text(encoding="utf-8"))
+            array = record.get("array") if record.get("format") == RECORD_FORMAT else None
+            if not (isinstance(array, str) and Path(array).name == array and array.endswith(".npy")):
+                continue
+            named.add(array)
+            used = record_path.stat()
+            size = used.st_size + (directory / array).stat().st_size
+            total += size
+            entries.append((used.st_mtime, record_path, array, size))
+    for _, record_path, array, size in sorted(entries):
+        if total <= CACHE_MAX_BYTES:
+            break
+        if record_path == keep:
+            continue
+        with contextlib.suppress(OSError):
+            record_path.unlink()  # first: a record never names a missing array
+            (directory / array).unlink()
+            total -= size
+    now = time.time()
+    for array_path in directory.glob("*.npy"):
+        with contextlib.suppress(OSError):
+            if array_path.name not in named and now - array_path.stat().st_mtime > ORPHAN_AGE_S:
+                array_path.unlink()
