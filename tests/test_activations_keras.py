@@ -159,6 +159,21 @@ def test_alpha_defaults_to_the_activations_own(any_backend):
                                [[0.5 * math.exp(-1), 1.0]])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_selu_gradient_is_zero_where_its_output_saturates(any_backend, dtype):
+    """y + SCALE * ALPHA with the constant rounded to the output's dtype, as the saturated output is
+    (float32's in float64 left 2.3e-8 * dout); a given alpha does not change it. Elsewhere as before."""
+    z = np.array([[-200.0, -5.0, -0.5, 0.5]], dtype)
+    out = dense(z, np.eye(4, dtype=dtype), None, "selu", backend=any_backend)
+    assert out[0, 0] == -dtype(SCALE * SELU_ALPHA)
+    dout = np.full_like(out, 3.0)
+    exact = 3.0 * SCALE * np.where(z > 0, 1.0, SELU_ALPHA * np.exp(z.astype(np.float64)))
+    for alpha in (None, 0.5):
+        grad = activation_grad(out, dout, "selu", backend=any_backend, alpha=alpha)
+        assert grad[0, 0] == 0
+        np.testing.assert_allclose(grad[0, 1:], exact[0, 1:], rtol=2e-5 if dtype == np.float32 else 1e-12)
+
+
 @pytest.mark.parametrize("alpha", [-0.1, np.nan, np.inf, True, "1"])
 def test_bad_alpha_is_refused(alpha):
     x = np.ones((2, 2))

@@ -131,8 +131,10 @@ def elu_gradient(y, g, alpha):
 
 
 @_row_helper
-def selu_gradient(y, g):
-    return g * SELU_SCALE if y > 0 else g * (y + SELU_SCALE * SELU_ALPHA)
+def selu_gradient(y, g, floor):
+    """floor: SELU_SCALE * SELU_ALPHA rounded to the output's dtype, as the saturated output (its
+    negative) is, so that the gradient there is 0 (see kernels/cpu/dense.py's selu_floor)."""
+    return g * SELU_SCALE if y > 0 else g * (y + floor)
 
 
 @_row_helper
@@ -245,7 +247,7 @@ def keras_derivative_row(out, dout, dpre, activation, alpha):
             dpre[j] = elu_gradient(np.float64(out[j]), np.float64(dout[j]), alpha)
     elif activation == 6:
         for j in range(out.shape[0]):
-            dpre[j] = selu_gradient(np.float64(out[j]), np.float64(dout[j]))
+            dpre[j] = selu_gradient(np.float64(out[j]), np.float64(dout[j]), np.float64(alpha))
     elif activation == 7:
         for j in range(out.shape[0]):
             dpre[j] = softplus_gradient(np.float64(out[j]), np.float64(dout[j]))
