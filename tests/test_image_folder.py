@@ -463,14 +463,42 @@ def test_caches_beyond_the_limit_go_least_recently_used_first(folder, cache_dir,
 
 def test_arrays_no_record_names_go_once_a_day_old(folder, cache_dir):
     """A write stopped before its record leaves an array: removed by a later write once it is a day
-    old (a younger one may be another process's write in progress); other files stay."""
+    old (a younger one may be another process's write in progress). A user's .npy, another
+    fastdl version's record (another format) and its array, and other files stay."""
     cache_dir.mkdir(parents=True)
-    old, young, foreign = cache_dir / "gone-0123abcd.npy", cache_dir / "writing-4567ef01.npy", cache_dir / "notes.txt"
-    for path in (old, young, foreign):
+    old = cache_dir / "gone-0123456789abcdef-8px-0123abcd.npy"
+    young = cache_dir / "writing-0123456789abcdef-8px-4567ef01.npy"
+    users = cache_dir / "my_embeddings.npy"
+    other_format = cache_dir / "older-fedcba9876543210-8px-89abcdef.npy"
+    foreign = cache_dir / "notes.txt"
+    (cache_dir / "older-fedcba9876543210-8px.json").write_text(json.dumps({"format": 1, "array": other_format.name}))
+    for path in (old, young, users, other_format, foreign):
         path.write_bytes(b"x")
     day_ago = os.path.getmtime(old) - image_folder.ORPHAN_AGE_S - 60
-    os.utime(old, (day_ago, day_ago))
-    os.utime(foreign, (day_ago, day_ago))
+    for path in (old, users, other_format, foreign):
+        os.utime(path, (day_ago, day_ago))
     load_image_folder(folder, size=8)
-    assert not old.exists() and young.exists() and foreign.exists()
-    assert len(list(cache_dir.glob("*.npy"))) == 2  # the young orphan and the new cache
+    assert not old.exists()
+    assert all(path.exists() for path in (young, users, other_format, foreign))
+
+
+def test_two_writers_pruning_at_once_stay_within_the_limit(folder, cache_dir, monkeypatch):
+    """An entry another process removed between this one's listing and its removal counts as
+    removed: the prune stops at the limit instead of going on to the more recent caches."""
+    for size in (4, 5, 6, 7):
+        load_image_folder(folder, size=size)
+    records = {json.loads(path.read_text())["size"]: path for path in cache_dir.glob("*.json")}
+    arrays = {size: cache_dir / json.loads(path.read_text())["array"] for size, path in records.items()}
+    for age, size in enumerate((7, 6, 5, 4)):  # 4 the least recently used
+        os.utime(records[size], (1e9 - age, 1e9 - age))
+    monkeypatch.setattr(image_folder, "CACHE_MAX_BYTES", _cache_bytes(cache_dir) - 1)  # 4 alone must go
+
+    def listed_then_the_other_process_prunes(entries):
+        records[4].unlink()
+        arrays[4].unlink()
+        return sorted(entries)
+
+    monkeypatch.setattr(image_folder, "sorted", listed_then_the_other_process_prunes, raising=False)
+    image_folder._prune_cache(cache_dir, keep=records[7])
+    assert sorted(json.loads(path.read_text())["size"] for path in cache_dir.glob("*.json")) == [5, 6, 7]
+    assert all(arrays[size].exists() for size in (5, 6, 7))

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 import warnings
@@ -36,6 +37,8 @@ BACKGROUND = (255, 255, 255, 255)  # opaque white, under transparent pixels
 # used others (a record's modification time is its last use: a read touches it).
 CACHE_MAX_BYTES = 4 << 30
 ORPHAN_AGE_S = 24 * 3600  # an array no record names (a write stopped before its record) goes after this
+# The names _write_cache gives arrays (_cache_paths' stem, then random hex): only these are orphans.
+_ARRAY_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}-[0-9a-f]{16}-[0-9]+px-[0-9a-f]{8}\.npy")
 
 
 def load_image_folder(path, size=64, cache=True):
@@ -362,33 +365,40 @@ def _write_cache(record_path, array_stem, root, size, listing, images, skipped):
 
 def _prune_cache(directory, keep):
     """Remove other folders' caches (record, then its array), least recently used first, while all
-    of them take more than CACHE_MAX_BYTES, and arrays no record names that are older than
-    ORPHAN_AGE_S (younger ones may be another process's write in progress). Files fastdl did not
-    write (no record of its format) are left alone; nothing here raises."""
+    of them take more than CACHE_MAX_BYTES, and arrays named as _write_cache names them that no
+    record names and are older than ORPHAN_AGE_S (younger ones may be another process's write in
+    progress). Records of another format (another fastdl version sharing the cache) are neither
+    counted nor removed, nor their arrays; other files are left alone; nothing here raises."""
     entries, named = [], set()
     total = 0
     for record_path in directory.glob("*.json"):
         with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
             record = json.loads(record_path.read_text(encoding="utf-8"))
-            array = record.get("array") if record.get("format") == RECORD_FORMAT else None
-            if not (isinstance(array, str) and Path(array).name == array and array.endswith(".npy")):
+            array = record.get("array")
+            if not (isinstance(array, str) and Path(array).name == array):
                 continue
             named.add(array)
-            used = record_path.stat()
-            size = used.st_size + (directory / array).stat().st_size
+            if record.get("format") != RECORD_FORMAT:
+                continue
+            used = record_path.stat().st_mtime_ns
+            size = record_path.stat().st_size + (directory / array).stat().st_size
             total += size
-            entries.append((used.st_mtime, record_path, array, size))
-    for _, record_path, array, size in sorted(entries):
+            entries.append((used, record_path, array, size))
+    for used, record_path, array, size in sorted(entries):
         if total <= CACHE_MAX_BYTES:
             break
         if record_path == keep:
             continue
         with contextlib.suppress(OSError):
-            record_path.unlink()  # first: a record never names a missing array
-            (directory / array).unlink()
+            # Read or rewritten since the listing (another process): in use, kept.
+            if record_path.stat().st_mtime_ns == used:
+                record_path.unlink()  # first: a record never names a missing array
+                (directory / array).unlink(missing_ok=True)
+        if not record_path.exists():  # gone, by this process or another: no longer counted
             total -= size
     now = time.time()
     for array_path in directory.glob("*.npy"):
         with contextlib.suppress(OSError):
-            if array_path.name not in named and now - array_path.stat().st_mtime > ORPHAN_AGE_S:
+            if (array_path.name not in named and _ARRAY_NAME.fullmatch(array_path.name)
+                    and now - array_path.stat().st_mtime > ORPHAN_AGE_S):
                 array_path.unlink()

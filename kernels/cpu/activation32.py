@@ -53,7 +53,7 @@ _inlined = helper(cache=False, error_model="numpy", inline="always")  # see acti
 
 @_row_helper
 def elu(z, alpha):
-    """alpha float32, as every argument here."""
+    """z and alpha float32, as the arguments of every function here."""
     return z if z > ZERO else alpha * vecmath32.expm1(z)
 
 

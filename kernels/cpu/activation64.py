@@ -158,9 +158,12 @@ def hard_sigmoid_gradient(y, g):
     return g / 6 if 0 < y < 1 else 0.0
 
 
+# The gradients from the input x (float64), g the incoming gradient.
+
+
 @_row_helper
 def swish_gradient(x, g):
-    """g * swish'(x) of float64 input x, as the others below."""
+    """g * swish'(x)."""
     s, c = sigmoid_pair(x, vecmath.exp(-abs(x)))
     return g * (s + x * s * c)
 

@@ -31,8 +31,8 @@ TAIL_Z_MAX = F(16.0)  # the normal tail of |z| >= 16 is 0 in float32 (e^-128)
 ERFCX_U_MAX = F(11.0)  # the erfcx fit's range of u (16 / sqrt(2) = 11.3 rounds to it)
 # tanh z = z + z^3 P(z^2) for |z| < TANH_SMALL: P of degree 5, a least-squares fit of (tanh z - z)
 # / z^3 to mpmath's values at 400 Chebyshev nodes of z^2 in [0, TANH_SMALL^2], weighted by z^3 /
-# tanh z (tanh's relative error), rounded to float32 (within 1.3e-8 of tanh before the rounding;
-# tests/test_vecmath.py fits it again).
+# tanh z (tanh's relative error), rounded to float32 (within 1.3e-8 of tanh, relative, before the
+# rounding; tests/test_vecmath.py fits it again).
 TANH_SMALL = F(0.875)
 TANH_P = tuple(F(c) for c in (-0.333332359790802, 0.1333085596561432, -0.05375492572784424,
                               0.021000338718295097, -0.0069839125499129295, 0.001362630515359342))
