@@ -21,6 +21,10 @@ LEAKY_ALPHA = 0.2  # the "leaky_relu" activation's slope below zero, as Keras 3'
 ELU_ALPHA = 1.0  # the "elu" activation's alpha, as Keras 3's activations.elu
 # What alpha=None means: the activation's own (the other activations take no alpha).
 DEFAULT_ALPHA = {ACTIVATIONS["leaky_relu"]: LEAKY_ALPHA, ACTIVATIONS["elu"]: ELU_ALPHA}
+# The kernels' alpha for selu (activation_alpha), whose gradient below 0 is y + SCALE * ALPHA: rounded
+# to the output's dtype, as the ops pass every alpha, as the saturated output -SCALE * ALPHA is, it
+# gives a gradient of 0 there (float32's output and the float64 constant left 2.3e-8 * dout).
+SELU_GRADIENT_ALPHA = 1.0507009873554804934193349852946 * 1.6732632423543772848170429916717  # the kernels' SCALE, ALPHA
 # Each activation's work per value, (forward, backward), in fastdl._parallel's units, for the
 # threads its passes take: ELEMENTWISE_WORK for a pass as light as relu's (0.14 ns a float32 value
 # on one core), 8 times that for one of kernels/cpu/vecmath's exp, expm1 or tanh (sigmoid forward
@@ -82,7 +86,9 @@ def activation_threads(code, shape, backward=False, dtype=np.float64):
 def activation_alpha(code, alpha=None):
     """The alpha the kernels take for activation `code`: alpha as given, or where None the
     activation's default (leaky_relu's slope 0.2, elu's 1.0, Keras 3's; 0.0 for the others, which
-    ignore it)."""
+    ignore it); for selu, which takes none, SELU_GRADIENT_ALPHA whatever is given."""
+    if code == ACTIVATIONS["selu"]:
+        return SELU_GRADIENT_ALPHA
     return DEFAULT_ALPHA.get(code, 0.0) if alpha is None else alpha
 
 
@@ -206,7 +212,7 @@ def dense(x, kernel, bias=None, activation=None, backend=None, alpha=None):
     code = _activation_code(activation)
     on_cuda = _backend.resolve("dense", backend) == "cuda"  # an unknown or unavailable backend fails here
     dtype, x, kernel, bias = as_compute_all(x, kernel, bias)
-    alpha = check_alpha(activation_alpha(code, alpha))
+    alpha = activation_alpha(code, None if alpha is None else check_alpha(alpha))
     out = np.empty((x.shape[0], kernel.shape[1]), dtype=dtype)
     if on_cuda:
         return host_call(dense_into, x, kernel, bias, code, Out(out), alpha=alpha)
@@ -357,7 +363,7 @@ def activation_grad(out, dout, activation, backend=None, alpha=None, pre=None):
     else:
         dtype, out, dout = as_compute_all(out, dout)
         pre = None
-    alpha = check_alpha(activation_alpha(code, alpha))
+    alpha = activation_alpha(code, None if alpha is None else check_alpha(alpha))
     dpre = np.empty(out.shape, dtype=dtype)
     if on_cuda:  # pre positional: host_call sends positional arrays to the device
         return host_call(activation_grad_into, out, dout, code, Out(dpre), None, alpha, None, pre)

@@ -131,10 +131,9 @@ def elu_gradient(y, g, alpha):
 
 
 @_row_helper
-def selu_gradient(y, g, floor):
-    """floor: SELU_SCALE * SELU_ALPHA rounded to the output's dtype, as the saturated output (its
-    negative) is, so that the gradient there is 0 (see kernels/cpu/dense.py's selu_floor)."""
-    return g * SELU_SCALE if y > 0 else g * (y + floor)
+def selu_gradient(y, g, alpha):
+    """alpha: SELU_SCALE * SELU_ALPHA in the output's dtype (fastdl.ops.dense.SELU_GRADIENT_ALPHA)."""
+    return g * SELU_SCALE if y > 0 else g * (y + alpha)
 
 
 @_row_helper

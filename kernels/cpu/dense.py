@@ -225,20 +225,11 @@ _keras_backward_serial = compile_kernel(_keras_activation_backward, exact=True, 
 _keras_backward_parallel = compile_kernel(_keras_activation_backward, parallel=True, exact=True, uses=_USES)
 
 
-def selu_floor(dtype):
-    """selu's gradient below 0 is y + SELU_SCALE * SELU_ALPHA: with the constant rounded to the
-    output's dtype, as the saturated output -SELU_SCALE * SELU_ALPHA is, the gradient there is 0
-    (float32's constant in float64 left 2.3e-8 * dout). Every backend passes it as selu's alpha."""
-    return np.dtype(dtype).type(activation64.SELU_SCALE * activation64.SELU_ALPHA)
-
-
 def activation_backward(out, dout, activation, alpha, dpre, n_threads):
     """dpre (n, m) = dout * activation'(pre), from the activation's output `out` (may be dout);
-    codes 0 to 11 (12 and up: activation_backward_input). selu's alpha is selu_floor's (any given
-    is ignored)."""
+    codes 0 to 11 (12 and up: activation_backward_input). alpha (of out's dtype): leaky ReLU's
+    slope, elu's scale below zero, selu's SCALE * ALPHA (fastdl.ops.dense.SELU_GRADIENT_ALPHA)."""
     _require_c_contiguous(out, dout, dpre)
-    if activation == 6:
-        alpha = selu_floor(out.dtype)
     if activation < 5:
         launch(_backward_serial, _backward_parallel, n_threads, out, dout, activation, alpha, dpre)
     else:

@@ -107,7 +107,7 @@ cdef inline double _keras_derivative(double y, double g, int activation, double 
     if activation == 5:  # alpha >= 0: a positive output means a positive input
         return g if y > 0 else g * (y + alpha)
     if activation == 6:
-        return g * SELU_SCALE if y > 0 else g * (y + alpha)  # alpha: kernels/cpu/dense.py's selu_floor
+        return g * SELU_SCALE if y > 0 else g * (y + alpha)  # alpha: fastdl.ops.dense.SELU_GRADIENT_ALPHA
     if activation == 7:  # sigmoid(pre) = 1 - exp(-softplus(pre))
         return g * -vexpm1(-y)
     if activation == 8:
@@ -289,8 +289,6 @@ def activation_backward(
     cdef floating* d
     if n == 0 or m == 0:
         return
-    if activation == 6:  # as kernels/cpu/dense.py's selu_floor
-        alpha = <floating>(SELU_SCALE * SELU_ALPHA)
     with nogil:
         for block in prange((n + rows - 1) // rows, num_threads=n_threads, schedule="static"):
             first = block * rows

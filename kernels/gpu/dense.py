@@ -112,7 +112,7 @@ def _keras_derivative(y, g, activation, alpha):
     if activation == 5:  # alpha >= 0: a positive output means a positive input
         return g if y > 0 else g * (y + alpha)
     if activation == 6:
-        return g * SELU_SCALE if y > 0 else g * (y + alpha)  # alpha: kernels/cpu/dense.py's selu_floor
+        return g * SELU_SCALE if y > 0 else g * (y + alpha)  # alpha: fastdl.ops.dense.SELU_GRADIENT_ALPHA
     if activation == 7:  # sigmoid(pre) = 1 - exp(-softplus(pre))
         return g * -math.expm1(-y)
     if activation == 8:
@@ -200,8 +200,6 @@ def activation_backward(out, dout, activation, alpha, dpre, n_threads):
     n_threads is unused."""
     if dpre.size == 0:
         return
-    if activation == 6:  # as kernels/cpu/dense.py's selu_floor
-        alpha = out.dtype.type(SELU_SCALE * SELU_ALPHA)
     _activation_backward[grid_1d(dpre.size)](out, dout, activation, alpha, dpre)
 
 
@@ -248,6 +246,4 @@ def activation_backward_sums(out, dout, activation, alpha, dpre, sums, n_threads
     The CPU backends run activation_backward and a GEMV. n_threads is unused."""
     if dpre.shape[1] == 0:
         return
-    if activation == 6:  # as kernels/cpu/dense.py's selu_floor
-        alpha = out.dtype.type(SELU_SCALE * SELU_ALPHA)
     _activation_backward_sums[column_blocks(dpre.shape[1])](out, dout, activation, alpha, dpre, sums)

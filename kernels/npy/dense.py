@@ -81,7 +81,7 @@ def _keras_derivative(y, g, activation, alpha):
     if activation == 5:  # alpha >= 0: a positive output means a positive input
         return np.where(y > 0, g, g * (y + alpha))
     if activation == 6:
-        return np.where(y > 0, g * SELU_SCALE, g * (y + alpha))  # alpha: kernels/cpu/dense.py's selu_floor
+        return np.where(y > 0, g * SELU_SCALE, g * (y + alpha))  # alpha: fastdl.ops.dense.SELU_GRADIENT_ALPHA
     if activation == 7:  # sigmoid(pre) = 1 - exp(-softplus(pre))
         return g * -np.expm1(-y)
     if activation == 8:
@@ -132,8 +132,6 @@ def activation_backward(out, dout, activation, alpha, dpre, n_threads):
     elif activation == 4:
         dpre[...] = np.where(out > 0, dout, dout * alpha)
     elif activation >= 5:
-        if activation == 6:  # as kernels/cpu/dense.py's selu_floor
-            alpha = out.dtype.type(SELU_SCALE * SELU_ALPHA)
         with np.errstate(over="ignore", invalid="ignore"):
             dpre[...] = _keras_derivative(out.astype(np.float64), dout.astype(np.float64), activation, float(alpha))
     else:
