@@ -46,6 +46,11 @@ LARGE_TILE_SHARE = 0.65
 LARGE_TILE_MIN_SIZE = 7
 # Input channels per GEMM of F(4x4, 3x3)'s kernel transforms.
 CHANNEL_BLOCK = 16
+# The work (fastdl._parallel's units) of a multiply-add in those GEMMs, whose inner or outer
+# dimension is the kernel's 9 taps: memory-bound, about half an elementwise operation (measured
+# here, float32, one thread: 0.05-0.08 ns a multiply-add, against 0.1-0.18 ns a value for numpy's
+# multiply; (points, 9) by (9, 16 x out) GEMMs took 0.7 ns an output).
+KERNEL_GEMM_WORK = ELEMENTWISE_WORK // 2
 # Bytes of transformed tiles per thread and batch: bigger batches give the kernel gradient's
 # GEMMs (whose inner dimension is the number of tiles) more to work with.
 BATCH_BYTES = 4 << 20
@@ -107,11 +112,17 @@ def batch_size(kernel_shape, out_hw, dtype):
     return max(1, BATCH_BYTES // per_image)
 
 
-def _by_input_channels(func, in_channels, out_channels, align=1):
+def _by_input_channels(func, in_channels, work_per_channel, align=1):
     """func(first, last) over ranges of the input channels (starting at multiples of align), on
-    fastdl's threads: the kernel's transforms, a few elementwise passes each, done once per call
-    of a convolution on the calling thread would cost as much as its tiles on 16 cores."""
-    run_row_ranges(func, in_channels, _backend.get_num_threads(), 32 * out_channels * ELEMENTWISE_WORK, align)
+    fastdl's threads: the kernel's transforms, done once per call of a convolution on the calling
+    thread, would cost as much as its tiles on 16 cores."""
+    run_row_ranges(func, in_channels, _backend.get_num_threads(), work_per_channel, align)
+
+
+def _passes_work(out_channels):
+    """The work per input channel of the F(2x2, 3x3) kernel transforms' elementwise passes (a few
+    over each of the 16 points of every output channel)."""
+    return 32 * out_channels * ELEMENTWISE_WORK
 
 
 def _matmul_by_channels(matrix, source, out, transposed=False):
@@ -140,7 +151,7 @@ def _matmul_by_channels(matrix, source, out, transposed=False):
 
     split, other = (out_channels, in_channels) if transposed else (in_channels, out_channels)
     with single_threaded_blas():
-        _by_input_channels(compute, split, other, align=CHANNEL_BLOCK)
+        _by_input_channels(compute, split, KERNEL_GEMM_WORK * matrix.size * other, align=CHANNEL_BLOCK)
 
 
 def transform_kernel(kernel, name):
@@ -155,7 +166,7 @@ def transform_kernel(kernel, name):
         _times_g(kernel[:, :, part], rows[:, :, part])  # G g
         _times_g(rows[:, :, part].transpose(1, 0, 2, 3), out[:, :, part].transpose(1, 0, 2, 3))  # (G g) G^T
 
-    _by_input_channels(compute, in_channels, out_channels)
+    _by_input_channels(compute, in_channels, _passes_work(out_channels))
     return out.reshape(POINTS, in_channels, out_channels)
 
 
@@ -174,7 +185,7 @@ def turned_kernel(transformed, name):
         for position, source in enumerate(_TURNED):
             out[position, part] = transformed[source, :, part].T
 
-    _by_input_channels(compute, out_channels, in_channels)
+    _by_input_channels(compute, out_channels, _passes_work(in_channels))
     return out
 
 
@@ -278,7 +289,7 @@ class Backward:
             _times_g_transposed(total[:, :, part], rows[:, :, part])  # G^T dU
             _times_g_transposed(rows[:, :, part].transpose(1, 0, 2, 3), out[:, :, part].transpose(1, 0, 2, 3))
 
-        _by_input_channels(compute, in_channels, out_channels)
+        _by_input_channels(compute, in_channels, _passes_work(out_channels))
 
 
 class LargeTiles:
