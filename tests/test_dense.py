@@ -2,6 +2,7 @@
 and PyTorch."""
 
 import contextlib
+import importlib
 import warnings
 
 import numpy as np
@@ -98,12 +99,17 @@ def test_sigmoid_and_tanh_never_overflow(backend, dtype):
     np.testing.assert_array_equal(tanh[:, 0], [-1.0, -1.0, 0.0, 1.0, 1.0])
 
 
-@pytest.mark.parametrize("split", [False, True], ids=["whole", "rows-split"])
+@pytest.mark.parametrize("split", ["whole", "rows", "depth"])
 def test_backends_agree_and_threads_do_not_matter(dtype, rng, monkeypatch, split):
     # Small inputs run on one thread; lower the threshold so the row ranges run in parallel here.
     # Rows are split over fastdl's threads only while a fastdl region holds BLAS to one thread
-    # (training a convolutional model); otherwise BLAS threads the whole op.
+    # (training a convolutional model); otherwise BLAS threads the whole op. "depth": blocks of 16
+    # rows by 3 blocks of 3 or 4 inputs (the forward pass of a Flatten's many inputs).
     monkeypatch.setattr(fastdl._parallel, "MIN_WORK_PER_THREAD", 1)
+    dense_module = importlib.import_module("fastdl.ops.dense")
+    if split == "depth":
+        monkeypatch.setattr(dense_module, "ROW_BLOCK", 16)
+        monkeypatch.setattr(dense_module, "DEPTH_BLOCK", 3)
     x = rng.normal(size=(37, 11)).astype(dtype)
     kernel = rng.normal(size=(11, 9)).astype(dtype)
     bias = rng.normal(size=9).astype(dtype)
@@ -112,7 +118,7 @@ def test_backends_agree_and_threads_do_not_matter(dtype, rng, monkeypatch, split
     for name in ready_backends():
         for threads in (1, 2, 3):
             fastdl.set_num_threads(threads)
-            with fastdl._parallel.single_threaded_blas() if split else contextlib.nullcontext():
+            with fastdl._parallel.single_threaded_blas() if split != "whole" else contextlib.nullcontext():
                 out = dense(x, kernel, bias, "sigmoid", backend=name)
                 dpre = activation_grad(out, dout, "sigmoid", backend=name)
                 grads = dense_grad(x, kernel, dpre, backend=name)
@@ -127,6 +133,8 @@ def test_backends_agree_and_threads_do_not_matter(dtype, rng, monkeypatch, split
         for grad, first in zip(grads, first_grads):
             np.testing.assert_allclose(grad, first, rtol=RTOL[dtype], atol=RTOL[dtype])
     np.testing.assert_allclose(first_grads[1], x.T @ first_dpre, rtol=RTOL[dtype], atol=RTOL[dtype])
+    np.testing.assert_allclose(first_out, naive.dense(x, kernel, bias, "sigmoid"), rtol=RTOL[dtype], atol=RTOL[dtype])
+    assert dense_module._depth_blocks(*x.shape, kernel.shape[1], dtype) == (3 if split == "depth" else 1)
 
 
 def test_input_types(backend, rng):

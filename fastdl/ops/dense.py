@@ -6,7 +6,7 @@ import numpy as np
 
 from fastdl import _device
 from fastdl import backend as _backend
-from fastdl._parallel import ELEMENTWISE_WORK, blas_held, blocks, run_row_ranges, threads_worth_it
+from fastdl._parallel import ELEMENTWISE_WORK, blas_held, blocks, run_row_ranges, scratch, threads_worth_it
 from fastdl._validation import as_compute_all, check_matrix
 from fastdl.ops import _nn_on_device
 from fastdl.ops._nn_on_device import Out, host_call
@@ -45,6 +45,15 @@ ACTIVATION_WORK.update({
     ACTIVATIONS["swish"]: (_EXP, _EXP), ACTIVATIONS["gelu"]: (_HEAVY, _HEAVY), ACTIVATIONS["mish"]: (_EXP, _EXP),
 })
 ROW_BLOCK = 64  # rows per GEMM where fastdl's threads split the rows
+# Where fastdl's threads split a forward pass of fewer than DEPTH_SPLIT_ROWS rows and at least
+# 2 x DEPTH_BLOCK inputs (a Flatten's, after convolutions: the clock CNN's 9248 for a batch of
+# 100, a6's VAE's 8192 for 32), its GEMM is cut along the inputs too, in blocks of about
+# DEPTH_BLOCK, whose products are added in order: its few row blocks alone would leave most of 16
+# threads idle. At most DEPTH_PARTIAL_BYTES of those products; the cuts follow from the shapes
+# alone, so any thread count gives the same bits.
+DEPTH_BLOCK = 512
+DEPTH_SPLIT_ROWS = 16 * ROW_BLOCK
+DEPTH_PARTIAL_BYTES = 16 << 20
 # Rows per GEMV of column_sums_into beyond which blocks' sums are added in float64. 256 float32 rows
 # keep a bias gradient within ~3e-7 of the exact sum, as PyTorch's (4096 rows of constant 0.1: 4e-6),
 # and leave a training batch (the course's 32 to 128) one GEMV, with the same bits and cost as before.
@@ -226,7 +235,8 @@ def dense_into(x, kernel, bias, code, out, backend=None, alpha=None):
     bias (units,) or None and out (n, units) C-contiguous and of one float dtype; code from
     ACTIVATIONS. One BLAS GEMM, then one compiled pass for the bias and the activation; inside a
     fastdl parallel region (BLAS held to one thread) the rows go in GEMMs of ROW_BLOCK rows, each
-    followed by its pass while in cache. Device arrays run on the device
+    followed by its pass while in cache (few rows with many inputs: cut along the inputs as well,
+    _dense_by_depth). Device arrays run on the device
     (fastdl/ops/_nn_on_device.py), as in every `*_into` op. alpha: None for the activation's
     default (activation_alpha).
     """
@@ -244,6 +254,10 @@ def dense_into(x, kernel, bias, code, out, backend=None, alpha=None):
 
     # Where the rows are split over fastdl's threads, they go in GEMMs of ROW_BLOCK at fixed
     # places, the same calls for any thread count (see fastdl._parallel.row_ranges).
+    depths = _depth_blocks(*x.shape, kernel.shape[1], out.dtype)
+    if depths > 1:
+        return _dense_by_depth(x, kernel, bias, code, alpha, out, kernels, depths)
+
     def compute(first, last):
         for start, stop in blocks(first, last, ROW_BLOCK):
             block = out[start:stop]
@@ -251,6 +265,43 @@ def dense_into(x, kernel, bias, code, out, backend=None, alpha=None):
             kernels.bias_activation(block, bias, code, alpha, 1)
 
     run_row_ranges(compute, x.shape[0], _row_threads(), kernel.shape[0] * kernel.shape[1], align=ROW_BLOCK)
+    return out
+
+
+def _depth_blocks(n_rows, depth, units, dtype):
+    """How many blocks along the inputs a split forward pass of these shapes cuts its GEMM into (1:
+    none; see DEPTH_BLOCK)."""
+    if n_rows >= DEPTH_SPLIT_ROWS or depth < 2 * DEPTH_BLOCK:
+        return 1
+    fits = 1 + DEPTH_PARTIAL_BYTES // max(1, n_rows * units * np.dtype(dtype).itemsize)
+    return max(1, min(depth // DEPTH_BLOCK, fits))
+
+
+def _dense_by_depth(x, kernel, bias, code, alpha, out, kernels, depths):
+    """dense_into's split pass cut along the inputs into `depths` blocks: the GEMMs of each
+    (depth block, ROW_BLOCK rows) on fastdl's threads, the first block's into out and the
+    others' into a scratch array, then, by rows, their sum in order, the bias and the activation."""
+    n_rows, depth = x.shape
+    bounds = [depth * part // depths for part in range(depths + 1)]
+    row_blocks = -(-n_rows // ROW_BLOCK)
+    partials = scratch("dense depth partials", (depths - 1, *out.shape), out.dtype)
+
+    def products(first, last):
+        for tile in range(first, last):
+            part, row_block = divmod(tile, row_blocks)
+            rows = slice(row_block * ROW_BLOCK, min(n_rows, (row_block + 1) * ROW_BLOCK))
+            inputs = slice(bounds[part], bounds[part + 1])
+            np.dot(x[rows, inputs], kernel[inputs], out=out[rows] if part == 0 else partials[part - 1, rows])
+
+    def finish(first, last):
+        for start, stop in blocks(first, last, ROW_BLOCK):
+            block = out[start:stop]
+            for partial in partials[:, start:stop]:
+                block += partial
+            kernels.bias_activation(block, bias, code, alpha, 1)
+
+    run_row_ranges(products, depths * row_blocks, _row_threads(), ROW_BLOCK * (depth // depths) * kernel.shape[1])
+    run_row_ranges(finish, n_rows, _row_threads(), depths * kernel.shape[1] * ELEMENTWISE_WORK, align=ROW_BLOCK)
     return out
 
 
