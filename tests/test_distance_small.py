@@ -30,7 +30,8 @@ def exact(A, B, squared):
 
 
 @pytest.mark.parametrize("squared", [False, True], ids=["dist", "sqdist"])
-@pytest.mark.parametrize("shape", [(1, 1, 2), (10, 10, 8), (13, 9, 17), (40, 30, 3)], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("shape", [(1, 1, 2), (10, 10, 8), (13, 9, 17), (40, 30, 3), (3, 600, 9)],
+                         ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("offset", [0.0, 1e6])
 def test_small_inputs_get_exact_distances(backend, dtype, rng, squared, shape, offset):
     """Small inputs skip the GEMM (whose fixed costs were 20-40x scipy's cdist there): every entry
@@ -59,6 +60,19 @@ def test_direct_kernel_on_threads(backend, dtype, rng, squared):
     np.testing.assert_array_equal(outs[0][:9, :6], exact(A[:9], B[:6], squared))
     np.testing.assert_array_equal(outs[0][10, 7], exact(A[10:], B[7:], squared)[0, 0])
     assert np.isinf(outs[0][9, 6]) and outs[0][10, 7] > 0
+
+
+def test_direct_kernel_scales_pairs_past_its_first_block(backend, dtype, rng):
+    """The kernels take the pairs of a row in blocks (256 in the compiled ones): a pair whose
+    squares underflow, in a later block, is scaled and put in its own place."""
+    tiny = {np.float32: 1e-20, np.float64: 1e-140}[dtype]
+    A, B = rng.normal(size=(2, 5)).astype(dtype), rng.normal(size=(600, 5)).astype(dtype)
+    A[1], B[530] = tiny, -tiny
+    kernels, _ = _backend.kernels("distance", backend)
+    out = np.empty((2, 600), dtype=dtype)
+    kernels.direct_distances(A, B, out, False, 1)
+    np.testing.assert_array_equal(out, exact(A, B, False))
+    np.testing.assert_allclose(out[1, 530], 2 * tiny * np.sqrt(5), rtol=1e-6)
 
 
 def test_fast_checks_leave_odd_inputs_to_check_matrix(backend, dtype, rng):

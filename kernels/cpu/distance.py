@@ -6,6 +6,7 @@ from numba import prange
 from ._jit import compile_kernel, helper, launch
 
 LANES = 8  # float64 partial sums of a squared norm (one AVX-512 vector), as the Cython kernel
+PAIR_BLOCK = 256  # pairs a row of A takes at a time in direct_distances, as the Cython kernel
 COLUMN_BLOCK = 64  # fewest columns per thread in column_stats
 
 
@@ -145,10 +146,44 @@ def distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale,
 
 
 def _direct_distances(A, B, out, squared):
-    for i in prange(A.shape[0]):
+    n, m = out.shape
+    n_features = A.shape[1]
+    # B's columns as rows of float64 (exact), so that a pass over one feature reads a block of B's
+    # rows contiguously: the passes vectorise over the pairs of a row of A (one pair at a time,
+    # exact_distance's 8 lanes were scalar work).
+    columns = np.empty((n_features, m))
+    for j in range(m):
+        for f in range(n_features):
+            columns[f, j] = np.float64(B[j, f])
+    for i in prange(n):
         lane = np.empty(LANES)
-        for j in range(B.shape[0]):
-            out[i, j] = _exact_entry(A[i], B[j], squared, lane)
+        lanes = np.empty((LANES, PAIR_BLOCK))  # lanes[t, k]: pair k's lane t, as in _lane_sum
+        totals = np.empty(PAIR_BLOCK)
+        for start in range(0, m, PAIR_BLOCK):
+            width = min(PAIR_BLOCK, m - start)
+            lanes[:, :width] = 0.0
+            for f in range(n_features):
+                a, column, lane_f = np.float64(A[i, f]), columns[f, start : start + width], lanes[f % LANES]
+                for k in range(width):
+                    diff = a - column[k]
+                    lane_f[k] += diff * diff
+            # The lanes summed pairwise and the totals checked as in exact_distance: the same bits.
+            n_outside = 0
+            for k in range(width):
+                totals[k] = (((lanes[0, k] + lanes[1, k]) + (lanes[2, k] + lanes[3, k]))
+                             + ((lanes[4, k] + lanes[5, k]) + (lanes[6, k] + lanes[7, k])))
+                n_outside += not SAFE_MIN <= totals[k] <= FLOAT64_MAX
+            row = out[i, start : start + width]
+            if squared:
+                for k in range(width):
+                    row[k] = totals[k]
+            else:
+                for k in range(width):
+                    row[k] = np.sqrt(totals[k])
+            if n_outside > 0:  # pairs whose squares over- or underflowed: scaled first
+                for k in range(width):
+                    if not SAFE_MIN <= totals[k] <= FLOAT64_MAX:
+                        row[k] = _exact_entry(A[i], B[start + k], squared, lane)
 
 
 # Never fastmath: the same bits as the Cython kernel and as distances_from_gram's refined entries.

@@ -9,6 +9,7 @@ from libc.string cimport memcpy
 
 cdef enum:
     LANES = 8  # float64 partial sums of a squared norm (one AVX-512 vector), as the Numba kernel
+    PAIR_BLOCK = 256  # pairs a row of A takes at a time in direct_distances, as the Numba kernel
     COLUMN_BLOCK = 64  # fewest columns per thread in column_stats, as the Numba kernel
     ALIGN = 64  # bytes: column_stats' accumulators start on a cache line (an AVX-512 vector)
 
@@ -82,13 +83,47 @@ def distances_from_gram(
 
 
 cdef inline void _direct_row(
-    floating* out_row, const floating* a_row, const floating* B, bint squared, Py_ssize_t m,
-    Py_ssize_t n_features,
+    floating* out_row, const floating* a_row, const double* columns, const floating* B, bint squared,
+    Py_ssize_t m, Py_ssize_t n_features,
 ) noexcept nogil:
-    """One row of direct_distances."""
-    cdef Py_ssize_t j
-    for j in range(m):
-        out_row[j] = <floating>_exact_entry(a_row, B + j * n_features, n_features, squared)
+    """One row of direct_distances, PAIR_BLOCK pairs at a time (as the Numba kernel): a pass over
+    one feature reads a block of B's columns contiguously and vectorises over the pairs."""
+    cdef double lanes[LANES * PAIR_BLOCK]  # lanes[t * PAIR_BLOCK + k]: pair k's lane t, as in _lane_sum
+    cdef double totals[PAIR_BLOCK]
+    cdef double* lane_f
+    cdef const double* column
+    cdef double a, diff
+    cdef Py_ssize_t start, width, f, k, n_outside
+    for start in range(0, m, 256):  # PAIR_BLOCK: Cython needs a literal step for a C loop
+        width = min(<Py_ssize_t>PAIR_BLOCK, m - start)
+        for f in range(LANES):
+            for k in range(width):
+                lanes[f * PAIR_BLOCK + k] = 0.0
+        for f in range(n_features):
+            a = <double>a_row[f]
+            column = columns + f * m + start
+            lane_f = lanes + (f % LANES) * PAIR_BLOCK
+            for k in range(width):
+                diff = a - column[k]
+                lane_f[k] += diff * diff
+        # The lanes summed pairwise and the totals checked as in _exact_distance: the same bits.
+        n_outside = 0
+        for k in range(width):
+            totals[k] = (((lanes[k] + lanes[PAIR_BLOCK + k]) + (lanes[2 * PAIR_BLOCK + k] + lanes[3 * PAIR_BLOCK + k]))
+                         + ((lanes[4 * PAIR_BLOCK + k] + lanes[5 * PAIR_BLOCK + k])
+                            + (lanes[6 * PAIR_BLOCK + k] + lanes[7 * PAIR_BLOCK + k])))
+            n_outside += not (SAFE_MIN <= totals[k] <= DBL_MAX)
+        if squared:
+            for k in range(width):
+                out_row[start + k] = <floating>totals[k]
+        else:
+            for k in range(width):
+                out_row[start + k] = <floating>sqrt(totals[k])
+        if n_outside > 0:  # pairs whose squares over- or underflowed: scaled first
+            for k in range(width):
+                if not (SAFE_MIN <= totals[k] <= DBL_MAX):
+                    out_row[start + k] = <floating>_exact_entry(
+                        a_row, B + (start + k) * n_features, n_features, squared)
 
 
 def direct_distances(
@@ -96,19 +131,27 @@ def direct_distances(
 ):
     """out[i, j] = |A[i] - B[j]| (squared: its square), every entry from the rows as given.
 
-    A (n, d) and B (m, d) float32/float64, out (n, m) of their dtype. Each entry is
+    A (n, d) and B (m, d) float32/float64 (n, m >= 1), out (n, m) of their dtype. Each entry is
     _exact_distance's, as distances_from_gram's refined entries: for inputs too small for the
     GEMM formula's fixed costs to pay.
     """
     cdef Py_ssize_t n = out.shape[0], m = out.shape[1], n_features = A.shape[1]
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, j, f
+    # B's columns as rows of float64 (exact), read contiguously by _direct_row.
+    cdef double* columns = <double*> malloc(max(1, n_features * m) * sizeof(double))
+    if columns == NULL:
+        raise MemoryError("direct_distances: no memory for B's columns")
     with nogil:
+        for j in range(m):
+            for f in range(n_features):
+                columns[f * m + j] = <double>B[j, f]
         if n_threads == 1:  # no OpenMP region: it would cost more than a small input's work
             for i in range(n):
-                _direct_row(&out[i, 0], &A[i, 0], &B[0, 0], squared, m, n_features)
+                _direct_row(&out[i, 0], &A[i, 0], columns, &B[0, 0], squared, m, n_features)
         else:
             for i in prange(n, num_threads=n_threads, schedule="static"):
-                _direct_row(&out[i, 0], &A[i, 0], &B[0, 0], squared, m, n_features)
+                _direct_row(&out[i, 0], &A[i, 0], columns, &B[0, 0], squared, m, n_features)
+    free(columns)
 
 
 cdef inline double _shift_row(

@@ -9,8 +9,9 @@ LANES = 8  # float64 partial sums of an exact distance, as the compiled kernels
 SAFE_MIN = 2.0**-900
 SCALE_DOWN, SCALE_UP = 2.0**-600, 2.0**600
 CHUNK = 4096  # pairs per step of the reference loops
-# Values per step of direct_distances: larger temporaries cost more in fresh pages than they save.
-DIRECT_CHUNK_VALUES = 1 << 13
+# Differences per step of direct_distances: larger temporaries cost more in fresh pages than they
+# save (measured here: 50 x 50 rows of 128 features, 0.8 ms in steps of 2^15, 1.9 in 2^13, 2.8 in 2^16).
+DIRECT_CHUNK_VALUES = 1 << 15
 
 
 def _lane_sums(diff):
@@ -81,13 +82,21 @@ def distances_from_gram(gram, A, B, sq_norms_a, sq_norms_b, refine_tol, unscale,
 
 def direct_distances(A, B, out, squared, n_threads):
     """out[i, j] = |A[i] - B[j]| (squared: its square), every entry from the rows as given
-    (exact_distances), as distances_from_gram's refined entries."""
-    m, flat = B.shape[0], out.reshape(-1)
-    step = max(1, DIRECT_CHUNK_VALUES // A.shape[1])  # pairs per step
-    for start in range(0, flat.size, step):
-        rows, cols = np.divmod(np.arange(start, min(start + step, flat.size)), m)
-        with np.errstate(over="ignore"):  # beyond the dtype's range: inf, as in the compiled kernels
-            flat[start : start + step] = _exact_entries(A[rows], B[cols], squared)
+    (exact_distances), as distances_from_gram's refined entries: a block of A's rows against all
+    of B's at a time, by broadcasting, and the pairs whose squares left float64's range again by
+    exact_distances (scaled)."""
+    m, n_features = B.shape
+    step = max(1, DIRECT_CHUNK_VALUES // max(1, m * n_features))  # rows of A per step
+    columns = B.astype(np.float64)
+    with np.errstate(over="ignore"):  # beyond the dtype's range: inf, as in the compiled kernels
+        for start in range(0, A.shape[0], step):
+            rows = A[start : start + step].astype(np.float64)
+            sums = _lane_sums((rows[:, None, :] - columns[None]).reshape(-1, n_features)).reshape(len(rows), m)
+            block = sums if squared else np.sqrt(sums)
+            r, c = np.nonzero(~((sums >= SAFE_MIN) & (sums <= np.finfo(np.float64).max)))
+            if r.size:
+                block[r, c] = _exact_entries(A[start + r], B[c], squared)
+            out[start : start + step] = block
 
 
 def shift_rows(X, origin, scale, out, out_norms, n_threads):
