@@ -132,6 +132,7 @@ class _Team:
 _team = None
 _team_lock = threading.Lock()  # held by the thread whose region the team runs
 _region = threading.local()  # .active: this thread is inside a parallel region
+_holds = threading.local()  # .depth: the single_threaded_blas() holds this thread is inside
 
 
 def _forget_team():
@@ -147,6 +148,7 @@ def _forget_team():
     """
     global _team, _team_lock, _lock, _blas_users, _blas_limits
     _team, _team_lock, _lock = None, threading.Lock(), threading.Lock()
+    _holds.depth = 0  # (the forking thread's: the child's only one)
     _backend._num_threads = 1  # as set_num_threads(1) stores it, BLAS left as it is
     if _blas_users or _blas_limits is not None:
         _blas_users = 0
@@ -215,7 +217,12 @@ def single_threaded_blas():
                     # limits=None changes nothing: this only saves them.
                     _blas_limits = _set_blas(functools.partial(_controller.limit, limits=None, user_api="blas"))
                 _set_blas(_blas_to_one)
-        yield
+        depth = getattr(_holds, "depth", 0)
+        try:
+            _holds.depth = depth + 1
+            yield
+        finally:
+            _holds.depth = depth
     finally:
         if counted:
 
@@ -284,8 +291,17 @@ def _apply_blas_cap():
 
 
 def blas_held():
-    """Whether a fastdl region holds BLAS to one thread right now (single_threaded_blas)."""
+    """Whether a fastdl region holds BLAS to one thread right now (single_threaded_blas), in any
+    thread."""
     return _blas_users > 0
+
+
+def in_blas_hold():
+    """Whether this thread runs under a hold of BLAS to one thread: inside a single_threaded_blas()
+    it entered, or as one of a region's threads. Another thread's hold limits BLAS here too, but
+    does not count: what an op computes (how dense_into splits its GEMMs, and so its bits) must
+    not depend on what other threads run (a CNN predicting beside a Dense-only model)."""
+    return getattr(_holds, "depth", 0) > 0 or getattr(_region, "active", False)
 
 
 def row_ranges(n_rows, n_threads, work_per_row, align=1):

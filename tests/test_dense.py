@@ -3,6 +3,7 @@ and PyTorch."""
 
 import contextlib
 import importlib
+import threading
 import warnings
 
 import numpy as np
@@ -110,6 +111,7 @@ def test_backends_agree_and_threads_do_not_matter(dtype, rng, monkeypatch, split
     if split == "depth":
         monkeypatch.setattr(dense_module, "ROW_BLOCK", 16)
         monkeypatch.setattr(dense_module, "DEPTH_BLOCK", 3)
+        monkeypatch.setattr(dense_module, "DEPTH_MIN_WORK", 0)
     x = rng.normal(size=(37, 11)).astype(dtype)
     kernel = rng.normal(size=(11, 9)).astype(dtype)
     bias = rng.normal(size=9).astype(dtype)
@@ -135,6 +137,38 @@ def test_backends_agree_and_threads_do_not_matter(dtype, rng, monkeypatch, split
     np.testing.assert_allclose(first_grads[1], x.T @ first_dpre, rtol=RTOL[dtype], atol=RTOL[dtype])
     np.testing.assert_allclose(first_out, naive.dense(x, kernel, bias, "sigmoid"), rtol=RTOL[dtype], atol=RTOL[dtype])
     assert dense_module._depth_blocks(*x.shape, kernel.shape[1], dtype) == (3 if split == "depth" else 1)
+
+
+def test_another_threads_blas_hold_does_not_change_the_answer(backend, dtype, rng, monkeypatch):
+    """A hold of BLAS to one thread (a CNN training or predicting) splits the Dense GEMMs of its own
+    thread only: a Dense-only model beside it gives its answers to the bit."""
+    dense_module = importlib.import_module("fastdl.ops.dense")
+    monkeypatch.setattr(fastdl._parallel, "MIN_WORK_PER_THREAD", 1)
+    monkeypatch.setattr(dense_module, "ROW_BLOCK", 16)
+    monkeypatch.setattr(dense_module, "DEPTH_BLOCK", 3)  # a split of this thread's would cut 11 inputs
+    monkeypatch.setattr(dense_module, "DEPTH_MIN_WORK", 0)
+    x, kernel, bias = rng.normal(size=(37, 11)).astype(dtype), rng.normal(size=(11, 9)).astype(dtype), rng.normal(size=9).astype(dtype)
+    fastdl.set_num_threads(2)
+    alone = dense(x, kernel, bias, "sigmoid", backend=backend)
+    held, release = threading.Event(), threading.Event()
+
+    def holder():
+        with fastdl._parallel.single_threaded_blas():
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert held.wait(30) and fastdl._parallel.blas_held() and not fastdl._parallel.in_blas_hold()
+        beside = dense(x, kernel, bias, "sigmoid", backend=backend)
+    finally:
+        release.set()
+        thread.join()
+    np.testing.assert_array_equal(beside, alone)
+    with fastdl._parallel.single_threaded_blas():
+        assert fastdl._parallel.in_blas_hold()
+    assert not fastdl._parallel.in_blas_hold()
 
 
 def test_input_types(backend, rng):

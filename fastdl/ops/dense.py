@@ -6,7 +6,7 @@ import numpy as np
 
 from fastdl import _device
 from fastdl import backend as _backend
-from fastdl._parallel import ELEMENTWISE_WORK, blas_held, blocks, run_row_ranges, scratch, threads_worth_it
+from fastdl._parallel import ELEMENTWISE_WORK, blocks, in_blas_hold, run_row_ranges, scratch, threads_worth_it
 from fastdl._validation import as_compute_all, check_matrix
 from fastdl.ops import _nn_on_device
 from fastdl.ops._nn_on_device import Out, host_call
@@ -45,14 +45,17 @@ ACTIVATION_WORK.update({
     ACTIVATIONS["swish"]: (_EXP, _EXP), ACTIVATIONS["gelu"]: (_HEAVY, _HEAVY), ACTIVATIONS["mish"]: (_EXP, _EXP),
 })
 ROW_BLOCK = 64  # rows per GEMM where fastdl's threads split the rows
-# Where fastdl's threads split a forward pass of fewer than DEPTH_SPLIT_ROWS rows and at least
-# 2 x DEPTH_BLOCK inputs (a Flatten's, after convolutions: the clock CNN's 9248 for a batch of
-# 100, a6's VAE's 8192 for 32), its GEMM is cut along the inputs too, in blocks of about
-# DEPTH_BLOCK, whose products are added in order: its few row blocks alone would leave most of 16
-# threads idle. At most DEPTH_PARTIAL_BYTES of those products; the cuts follow from the shapes
-# alone, so any thread count gives the same bits.
+# Where fastdl's threads split a forward pass whose rows make fewer than DEPTH_TILES blocks (a
+# Flatten's many inputs after convolutions: the clock CNN's 100 x 9248 -> 128, a6's VAE's 32 rows),
+# its GEMM is cut along the inputs too, into up to DEPTH_TILES / row blocks blocks of at least
+# DEPTH_BLOCK inputs, whose products are added in order: its few row blocks alone would leave
+# most of 16 threads idle. Only GEMMs of DEPTH_MIN_WORK multiply-adds or more (the cuts cost
+# 10-25% on one or two threads: smaller GEMMs and a pass adding them), with at most
+# DEPTH_PARTIAL_BYTES of products. The cuts follow from the shapes alone, so any thread count
+# gives the same bits.
+DEPTH_TILES = 16
 DEPTH_BLOCK = 512
-DEPTH_SPLIT_ROWS = 16 * ROW_BLOCK
+DEPTH_MIN_WORK = 1 << 22
 DEPTH_PARTIAL_BYTES = 16 << 20
 # Rows per GEMV of column_sums_into beyond which blocks' sums are added in float64. 256 float32 rows
 # keep a bias gradient within ~3e-7 of the exact sum, as PyTorch's (4096 rows of constant 0.1: 4e-6),
@@ -136,7 +139,7 @@ def _row_threads():
     instead of 0.83 ms), so the op runs whole, its light kernels on one thread. Inside a fastdl
     region that holds BLAS to one thread (training a convolutional model), the rows are split.
     """
-    return _backend.get_num_threads() if blas_held() else 1
+    return _backend.get_num_threads() if in_blas_hold() else 1
 
 
 _ONES = {}
@@ -247,7 +250,7 @@ def dense_into(x, kernel, bias, code, out, backend=None, alpha=None):
     bias = NO_BIAS[out.dtype] if bias is None else bias
     alpha = out.dtype.type(alpha)
 
-    if not blas_held():  # BLAS threads one GEMM (see _row_threads)
+    if not in_blas_hold():  # BLAS threads one GEMM (see _row_threads)
         np.dot(x, kernel, out=out)
         kernels.bias_activation(out, bias, code, alpha, activation_threads(code, out.shape, dtype=out.dtype))
         return out
@@ -270,11 +273,12 @@ def dense_into(x, kernel, bias, code, out, backend=None, alpha=None):
 
 def _depth_blocks(n_rows, depth, units, dtype):
     """How many blocks along the inputs a split forward pass of these shapes cuts its GEMM into (1:
-    none; see DEPTH_BLOCK)."""
-    if n_rows >= DEPTH_SPLIT_ROWS or depth < 2 * DEPTH_BLOCK:
+    none; see DEPTH_TILES)."""
+    if n_rows * depth * units < DEPTH_MIN_WORK:
         return 1
+    wanted = -(-DEPTH_TILES // -(-n_rows // ROW_BLOCK))
     fits = 1 + DEPTH_PARTIAL_BYTES // max(1, n_rows * units * np.dtype(dtype).itemsize)
-    return max(1, min(depth // DEPTH_BLOCK, fits))
+    return max(1, min(wanted, depth // DEPTH_BLOCK, fits))
 
 
 def _dense_by_depth(x, kernel, bias, code, alpha, out, kernels, depths):
