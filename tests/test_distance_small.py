@@ -30,12 +30,14 @@ def exact(A, B, squared):
 
 
 @pytest.mark.parametrize("squared", [False, True], ids=["dist", "sqdist"])
-@pytest.mark.parametrize("shape", [(1, 1, 2), (10, 10, 8), (13, 9, 17), (40, 30, 3), (3, 600, 9)],
-                         ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("shape", [(1, 1, 2), (10, 10, 8), (13, 9, 17), (40, 30, 3), (3, 600, 9), (100, 3, 9),
+                                   (1, 40, 100), (20, 300, 64)], ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("offset", [0.0, 1e6])
 def test_small_inputs_get_exact_distances(backend, dtype, rng, squared, shape, offset):
     """Small inputs skip the GEMM (whose fixed costs were 20-40x scipy's cdist there): every entry
-    is computed from the rows as given, to the bit (the GEMM formula's were a few ulp off)."""
+    is computed from the rows as given, to the bit (the GEMM formula's were a few ulp off), by
+    each kernel's paths (a pair at a time, or a row against blocks of rows: of B, or of A where
+    B has fewer rows)."""
     n, m, d = shape
     A = (rng.normal(size=(n, d)) + offset).astype(dtype)
     B = (rng.normal(size=(m, d)) + offset).astype(dtype)

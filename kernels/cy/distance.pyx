@@ -126,6 +126,16 @@ cdef inline void _direct_row(
                         a_row, B + (start + k) * n_features, n_features, squared)
 
 
+cdef inline void _direct_pairs(
+    floating* out_row, const floating* a_row, const floating* B, bint squared, Py_ssize_t m,
+    Py_ssize_t n_features,
+) noexcept nogil:
+    """One row of direct_distances, a pair at a time (gcc vectorises each pair's 8 lanes)."""
+    cdef Py_ssize_t j
+    for j in range(m):
+        out_row[j] = <floating>_exact_entry(a_row, B + j * n_features, n_features, squared)
+
+
 def direct_distances(
     const floating[:, ::1] A, const floating[:, ::1] B, floating[:, ::1] out, bint squared, int n_threads,
 ):
@@ -133,24 +143,38 @@ def direct_distances(
 
     A (n, d) and B (m, d) float32/float64 (n, m >= 1), out (n, m) of their dtype. Each entry is
     _exact_distance's, as distances_from_gram's refined entries: for inputs too small for the
-    GEMM formula's fixed costs to pay.
+    GEMM formula's fixed costs to pay. A row of A runs against blocks of B's rows, vectorised over
+    the pairs (_direct_row), where B has 16 rows or more and its copy as columns pays: few
+    features, or 8 rows of A or more with float32 rows (float64 ones under 48 features); else a
+    pair at a time (measured here: 1 x 1000 x 508 float64, 64 against 401 us; 100 x 100 x 16,
+    33 against 49). Both give the same bits.
     """
     cdef Py_ssize_t n = out.shape[0], m = out.shape[1], n_features = A.shape[1]
     cdef Py_ssize_t i, j, f
-    # B's columns as rows of float64 (exact), read contiguously by _direct_row.
-    cdef double* columns = <double*> malloc(max(1, n_features * m) * sizeof(double))
-    if columns == NULL:
-        raise MemoryError("direct_distances: no memory for B's columns")
+    cdef bint blocks = m >= 16 and (n_features < 16 or (n >= 8 and (floating is float or n_features < 48)))
+    cdef double* columns = NULL
+    if blocks:
+        # B's columns as rows of float64 (exact), read contiguously by _direct_row.
+        columns = <double*> malloc(max(1, n_features * m) * sizeof(double))
+        if columns == NULL:
+            raise MemoryError("direct_distances: no memory for B's columns")
     with nogil:
-        for j in range(m):
-            for f in range(n_features):
-                columns[f * m + j] = <double>B[j, f]
+        if blocks:
+            for j in range(m):
+                for f in range(n_features):
+                    columns[f * m + j] = <double>B[j, f]
         if n_threads == 1:  # no OpenMP region: it would cost more than a small input's work
             for i in range(n):
-                _direct_row(&out[i, 0], &A[i, 0], columns, &B[0, 0], squared, m, n_features)
+                if blocks:
+                    _direct_row(&out[i, 0], &A[i, 0], columns, &B[0, 0], squared, m, n_features)
+                else:
+                    _direct_pairs(&out[i, 0], &A[i, 0], &B[0, 0], squared, m, n_features)
         else:
             for i in prange(n, num_threads=n_threads, schedule="static"):
-                _direct_row(&out[i, 0], &A[i, 0], columns, &B[0, 0], squared, m, n_features)
+                if blocks:
+                    _direct_row(&out[i, 0], &A[i, 0], columns, &B[0, 0], squared, m, n_features)
+                else:
+                    _direct_pairs(&out[i, 0], &A[i, 0], &B[0, 0], squared, m, n_features)
     free(columns)
 
 
