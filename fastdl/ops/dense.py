@@ -276,9 +276,9 @@ def _depth_blocks(n_rows, depth, units, dtype):
     none; see DEPTH_TILES)."""
     if n_rows * depth * units < DEPTH_MIN_WORK:
         return 1
-    wanted = -(-DEPTH_TILES // -(-n_rows // ROW_BLOCK))
+    row_blocks = -(-n_rows // ROW_BLOCK)
     fits = 1 + DEPTH_PARTIAL_BYTES // max(1, n_rows * units * np.dtype(dtype).itemsize)
-    return max(1, min(wanted, depth // DEPTH_BLOCK, fits))
+    return max(1, min(-(-DEPTH_TILES // row_blocks), depth // DEPTH_BLOCK, fits))
 
 
 def _dense_by_depth(x, kernel, bias, code, alpha, out, kernels, depths):

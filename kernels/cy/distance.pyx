@@ -10,6 +10,7 @@ from libc.string cimport memcpy
 cdef enum:
     LANES = 8  # float64 partial sums of a squared norm (one AVX-512 vector), as the Numba kernel
     PAIR_BLOCK = 256  # pairs a row of A takes at a time in direct_distances, as the Numba kernel
+    MIN_BLOCK_PAIRS = 16  # ... where B has this many rows, as the Numba kernel
     COLUMN_BLOCK = 64  # fewest columns per thread in column_stats, as the Numba kernel
     ALIGN = 64  # bytes: column_stats' accumulators start on a cache line (an AVX-512 vector)
 
@@ -82,7 +83,7 @@ def distances_from_gram(
             )
 
 
-cdef inline void _direct_row(
+cdef inline void _direct_blocks(
     floating* out_row, const floating* a_row, const double* columns, const floating* B, bint squared,
     Py_ssize_t m, Py_ssize_t n_features,
 ) noexcept nogil:
@@ -136,6 +137,17 @@ cdef inline void _direct_pairs(
         out_row[j] = <floating>_exact_entry(a_row, B + j * n_features, n_features, squared)
 
 
+cdef inline void _direct_row(
+    floating* out_row, const floating* a_row, const double* columns, const floating* B, bint squared,
+    Py_ssize_t m, Py_ssize_t n_features,
+) noexcept nogil:
+    """One row of direct_distances: by blocks of pairs where B's columns were copied, else a pair at a time."""
+    if columns != NULL:
+        _direct_blocks(out_row, a_row, columns, B, squared, m, n_features)
+    else:
+        _direct_pairs(out_row, a_row, B, squared, m, n_features)
+
+
 def direct_distances(
     const floating[:, ::1] A, const floating[:, ::1] B, floating[:, ::1] out, bint squared, int n_threads,
 ):
@@ -144,17 +156,18 @@ def direct_distances(
     A (n, d) and B (m, d) float32/float64 (n, m >= 1), out (n, m) of their dtype. Each entry is
     _exact_distance's, as distances_from_gram's refined entries: for inputs too small for the
     GEMM formula's fixed costs to pay. A row of A runs against blocks of B's rows, vectorised over
-    the pairs (_direct_row), where B has 16 rows or more and its copy as columns pays: few
+    the pairs (_direct_blocks), where B has MIN_BLOCK_PAIRS rows or more and its copy as columns pays: few
     features, or 8 rows of A or more with float32 rows (float64 ones under 48 features); else a
     pair at a time (measured here: 1 x 1000 x 508 float64, 64 against 401 us; 100 x 100 x 16,
     33 against 49). Both give the same bits.
     """
     cdef Py_ssize_t n = out.shape[0], m = out.shape[1], n_features = A.shape[1]
     cdef Py_ssize_t i, j, f
-    cdef bint blocks = m >= 16 and (n_features < 16 or (n >= 8 and (floating is float or n_features < 48)))
+    cdef bint blocks = m >= MIN_BLOCK_PAIRS and (
+        n_features < 16 or (n >= 8 and (floating is float or n_features < 48)))
     cdef double* columns = NULL
     if blocks:
-        # B's columns as rows of float64 (exact), read contiguously by _direct_row.
+        # B's columns as rows of float64 (exact), read contiguously by _direct_blocks.
         columns = <double*> malloc(max(1, n_features * m) * sizeof(double))
         if columns == NULL:
             raise MemoryError("direct_distances: no memory for B's columns")
@@ -165,16 +178,10 @@ def direct_distances(
                     columns[f * m + j] = <double>B[j, f]
         if n_threads == 1:  # no OpenMP region: it would cost more than a small input's work
             for i in range(n):
-                if blocks:
-                    _direct_row(&out[i, 0], &A[i, 0], columns, &B[0, 0], squared, m, n_features)
-                else:
-                    _direct_pairs(&out[i, 0], &A[i, 0], &B[0, 0], squared, m, n_features)
+                _direct_row(&out[i, 0], &A[i, 0], columns, &B[0, 0], squared, m, n_features)
         else:
             for i in prange(n, num_threads=n_threads, schedule="static"):
-                if blocks:
-                    _direct_row(&out[i, 0], &A[i, 0], columns, &B[0, 0], squared, m, n_features)
-                else:
-                    _direct_pairs(&out[i, 0], &A[i, 0], &B[0, 0], squared, m, n_features)
+                _direct_row(&out[i, 0], &A[i, 0], columns, &B[0, 0], squared, m, n_features)
     free(columns)
 
 
