@@ -18,6 +18,9 @@ optimizer's update. The models are the course's:
   `big`. fastdl's is the functional `nn.Model` of `fastdl.repro.models.clock_multihead`;
   PyTorch's adds `0.01 * sum(W ** 2)` of the hour head's first kernel to its loss, as Keras does.
 
+- predict of one image by the course CNN (not a training step): fastdl's `model.predict(x,
+  verbose=0)` against PyTorch's `eval()` model under `no_grad()`, with a softmax on its logits.
+
 - VAE and GAN of assignment 6 on 64x64x3 images, batch 64 (`fastdl.repro.a6_models`): conv net
   (Conv2D 128 3x3 stride 2 same relu, five times, Flatten), deconv net (Dense 4x4x64, Reshape,
   Conv2DTranspose 128 3x3 stride 2 same relu four times, Conv2D 3 3x3 same). VAE step: encoder,
@@ -287,6 +290,43 @@ def bench_multihead_fastdl(benchmark, backend, require_fastdl_backend, name_cont
 @pytest.mark.big
 def bench_multihead_torch(benchmark, name_contender, n_threads):
     _run_torch(benchmark, "multihead", name_contender, n_threads, big=True)
+
+
+# Inference of one image ------------------------------------------------------------------------
+
+PREDICT_GROUP = "predict: course CNN 28x28x1, one image, float32"
+
+
+def _per_image_note(stats):
+    return f"{1e3 * stats.mean:.2f} ms an image (best {1e3 * stats.min:.2f})"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def bench_cnn_predict_one_fastdl(benchmark, backend, require_fastdl_backend, name_contender):
+    for family in FAMILIES["cnn"]:
+        require_fastdl_backend(family, backend)
+    x = _data("cnn")[0][:1]
+    model = _fastdl_model("cnn", backend)
+    model.predict(x, verbose=0)  # untimed: compiles the kernels
+    benchmark(model.predict, x, verbose=0)
+    name_contender(PREDICT_GROUP, f"fastdl[{backend}]", _per_image_note)
+
+
+def bench_cnn_predict_one_torch(benchmark, name_contender, n_threads):
+    """PyTorch's model.eval() under no_grad, softmax on the logits (as fastdl's last layer)."""
+    if torch is None:
+        pytest.skip(TORCH_MISSING)
+    torch.set_num_threads(n_threads)
+    net = _torch_model("cnn").eval()
+    x = torch.from_numpy(_data("cnn")[0][:1]).permute(0, 3, 1, 2).contiguous()  # NCHW
+
+    def predict():
+        with torch.no_grad():
+            return torch.softmax(net(x), dim=1)
+
+    predict()  # untimed warm-up
+    benchmark(predict)
+    name_contender(PREDICT_GROUP, "torch (NCHW)", _per_image_note)
 
 
 # Assignment 6: VAE and GAN ---------------------------------------------------------------------

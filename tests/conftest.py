@@ -65,6 +65,14 @@ def _restore_fastdl_state():
         fastdl.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True)
+def _winograd_for_few_images(monkeypatch):
+    """Winograd however few images a convolution has: the tests' small batches would otherwise go
+    to im2col (see _winograd.MIN_TILES) and leave Winograd's paths untested. The tests of that
+    rule set MIN_TILES back."""
+    monkeypatch.setattr(_winograd, "MIN_TILES", 1)
+
+
 def cuda_simulated():
     """Whether the cuda tests run on numba's simulator (Python per thread: keep shapes tiny)."""
     import numba

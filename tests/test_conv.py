@@ -159,6 +159,28 @@ def test_winograd_only_where_its_tiles_fit():
     assert not uses_winograd((1, 14, 14, 64), (5, 5, 64, 128))
 
 
+def test_winograd_only_for_enough_tiles(monkeypatch, rng):
+    """A call whose images give Winograd's GEMMs fewer than MIN_TILES rows (a predict of one
+    image) takes im2col, with the same answer to rounding."""
+    monkeypatch.setattr(_winograd, "MIN_TILES", 16)
+
+    def uses_winograd(x_shape, kernel_shape):
+        geometry = conv_ops._geometry(x_shape, kernel_shape, 1, "same")
+        return conv_ops._plan(np.empty(x_shape), np.empty(kernel_shape), geometry, np.float32)["winograd"]
+
+    assert not uses_winograd((3, 7, 7, 256), (3, 3, 256, 256))  # 2x2 tiles of 4x4 an image
+    assert uses_winograd((4, 7, 7, 256), (3, 3, 256, 256))
+    assert not uses_winograd((1, 14, 14, 128), (3, 3, 128, 128))  # 3x3 in the largest phase
+    assert uses_winograd((2, 14, 14, 128), (3, 3, 128, 128))
+    assert uses_winograd((1, 16, 16, 128), (3, 3, 128, 128))
+    assert not uses_winograd((3, 4, 4, 128), (3, 3, 128, 128))  # F(2x2): 2x2 tiles an image
+    assert uses_winograd((4, 4, 4, 128), (3, 3, 128, 128))
+    assert not uses_winograd((1, 5, 5, 32), (3, 3, 32, 32))
+    x, kernel = rng.normal(size=(1, 5, 5, 32)), rng.normal(size=(3, 3, 32, 32))
+    np.testing.assert_allclose(conv2d(x, kernel, padding="same"), naive.conv2d(x, kernel, None, 1, "same"),
+                               rtol=1e-10, atol=1e-10)
+
+
 def test_large_tiles_where_they_save_multiplications_on_wide_layers():
     def large(x_shape, kernel_shape, padding="same"):
         geometry = conv_ops._geometry(x_shape, kernel_shape, 1, padding)

@@ -81,6 +81,22 @@ def test_sum_in_order_is_the_same_bits_on_any_number_of_threads(rng, monkeypatch
         _parallel.sum_in_order({0: partials[0].T, 5: partials[13].T})
 
 
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stacked_matmul_is_the_same_bits_on_any_number_of_threads(rng, monkeypatch, n_threads, dtype):
+    """Each matrix of the stack is one GEMM whichever range it falls in; transposed views too."""
+    a = rng.normal(size=(7, 5, 33)).astype(dtype)
+    b = rng.normal(size=(7, 20, 33)).astype(dtype).transpose(0, 2, 1)
+    expected = np.matmul(a, b)
+    _wide(monkeypatch, n_threads)
+    out = np.empty_like(expected)
+    assert _parallel.stacked_matmul(a, b, out) is out
+    np.testing.assert_array_equal(out, expected)
+    out[...] = np.nan
+    _parallel.run_row_ranges(lambda first, last: _parallel.stacked_matmul(a, b, out), 2, 2, 1)  # inside a region
+    np.testing.assert_array_equal(out, expected)
+
+
 def _wide(monkeypatch, n_threads):
     """Every range worth a thread, on n_threads of them."""
     monkeypatch.setattr(_parallel, "MIN_WORK_PER_THREAD", 1)

@@ -22,7 +22,7 @@ from fractions import Fraction
 import numpy as np
 
 from fastdl import backend as _backend
-from fastdl._parallel import ELEMENTWISE_WORK, run_row_ranges, scratch
+from fastdl._parallel import ELEMENTWISE_WORK, run_row_ranges, scratch, stacked_matmul
 from fastdl.ops.dense import NO_BIAS
 
 # Evaluation points of the Toom-Cook construction, after which comes infinity.
@@ -230,7 +230,7 @@ class Plan:
         the caller's)."""
         for phase, u in zip(self.phases, transformed):
             tiles, products = self._buffers(phase, len(images), "toom-cook tiles")
-            np.matmul(self._input_tiles(phase, images, tiles, kernels), u, out=products)
+            stacked_matmul(self._input_tiles(phase, images, tiles, kernels), u, products)
             kernels.tile_scatter(products, *phase.a_t, *phase.output_grids, out, False, bias, activation, 1)
 
     def by_phase(self, flat):
@@ -260,13 +260,13 @@ class Plan:
             if partial is not None:
                 sums = self.by_phase(partial)[k]
                 product = scratch("toom-cook kernel product", sums.shape, self.dtype) if add else sums
-                np.matmul(self._input_tiles(phase, images, tiles, kernels).transpose(0, 2, 1), dtiles, out=product)
+                stacked_matmul(self._input_tiles(phase, images, tiles, kernels).transpose(0, 2, 1), dtiles, product)
                 if add:
                     sums += product
             if dx is not None:
                 # dV = dM U^T, in the place of the spent tiles V, then B dV B^T added into dx.
                 u = transformed[k]
-                np.matmul(dtiles, u if isinstance(transformed, TransposedKernels) else u.transpose(0, 2, 1), out=tiles)
+                stacked_matmul(dtiles, u if isinstance(transformed, TransposedKernels) else u.transpose(0, 2, 1), tiles)
                 kernels.tile_scatter(tiles, *phase.b, *phase.input_grids, dx, True, NO_BIAS[self.dtype], 0, 1)
 
     def kernel_gradient(self, total, dkernel):

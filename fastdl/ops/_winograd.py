@@ -20,7 +20,7 @@ import numpy as np
 
 from fastdl import backend as _backend
 from fastdl import config
-from fastdl._parallel import ELEMENTWISE_WORK, blocks, run_row_ranges, scratch, single_threaded_blas
+from fastdl._parallel import ELEMENTWISE_WORK, blocks, run_row_ranges, scratch, single_threaded_blas, stacked_matmul
 from fastdl.ops import _toom_cook
 from fastdl.ops.dense import NO_BIAS
 
@@ -44,6 +44,14 @@ LARGE_TILE_SHARE = 0.65
 # phase holds one tile per image and the phases' transformed kernels (points x in x out) outweigh
 # the multiplications saved (5x5 outputs of 64 and 128 channels, 0.56 of F(2x2)'s: 1.3-1.6x slower).
 LARGE_TILE_MIN_SIZE = 7
+# ... and when a call's GEMMs have at least this many rows (its images' tiles in the largest
+# phase): with fewer, each GEMM reads its point of the transformed kernel (16 or 36 and more points
+# of in x out values, against im2col's 9 taps) for little work, as in a predict of one image.
+# Measured here (one thread, float32, caches flushed between calls; Winograd / im2col, us): one
+# 7x7 image of 256 -> 256 channels (4 tiles of 4x4) 1715 / 985, two 2800 / 1780; one 14x14 of
+# 128 -> 128 (9 tiles) 994 / 787; one 16x16 of 128 -> 128 (16 tiles) 684 / 1059; four 4x4 images
+# of 128 -> 128 by F(2x2) (16 tiles) 412 / 477, two (8) 364 / 353.
+MIN_TILES = 16
 # Input channels per GEMM of F(4x4, 3x3)'s kernel transforms.
 CHANNEL_BLOCK = 16
 # The work (fastdl._parallel's units) of a multiply-add in those GEMMs, whose inner or outer
@@ -73,6 +81,11 @@ def fits(kernel_shape, strides, out_hw):
             and 4 * tiles_h * tiles_w <= MAX_WASTE * out_hw[0] * out_hw[1])
 
 
+def _fours(size):
+    """The 4-output tiles of F(4x4, 3x3) along an axis of `size` outputs (see _axis_tiles)."""
+    return size // 4 + (size % 4 == 3)
+
+
 def _axis_tiles(size, pad):
     """The tiles of F(4x4, 3x3) along an axis of `size` outputs with `pad` pixels of padding before:
     4-output tiles (the last one cropped for a remainder of 3), then one tile of F(m, 3) for a
@@ -82,7 +95,7 @@ def _axis_tiles(size, pad):
     not 12) but made the 7x7 layers 1.6-1.9x slower (measured): its phases' transformed kernels
     (points x in x out) come to 3.4x the size, and each phase has one tile per image."""
     rest = size % 4
-    fours = size // 4 + (rest == 3)
+    fours = _fours(size)
     axes = [_toom_cook.Axis(range(3), -pad, min(size, 4 * fours), 4)] if fours else []
     if rest in (1, 2):
         first = size - rest
@@ -103,6 +116,13 @@ def large_tiles(kernel_shape, out_hw):
     """Whether a convolution that takes Winograd (fits) takes F(4x4, 3x3) rather than F(2x2, 3x3)."""
     return (min(kernel_shape[2:]) >= LARGE_TILE_CHANNELS and min(out_hw) >= LARGE_TILE_MIN_SIZE
             and _multiplications(out_hw, True) <= LARGE_TILE_SHARE * _multiplications(out_hw, False))
+
+
+def enough_tiles(n_images, out_hw, large):
+    """Whether n_images images of out_hw outputs make GEMMs of MIN_TILES rows or more, in 2x2 tiles
+    or (large) in the largest phase of 4x4 ones."""
+    per_image = math.prod(max(1, _fours(size)) for size in out_hw) if large else math.prod(_tiles(*out_hw))
+    return n_images * per_image >= MIN_TILES
 
 
 def batch_size(kernel_shape, out_hw, dtype):
@@ -227,7 +247,7 @@ def convolve(images, transformed, pad_top, pad_left, out, kernels, spent=None):
     tiles = spent[: POINTS * n_tiles * in_channels].reshape(POINTS, n_tiles, in_channels)
     products = spent[POINTS * n_tiles * in_channels : size].reshape(POINTS, n_tiles, out_channels)
     kernels.winograd_input(images, pad_top, pad_left, tiles_h, tiles_w, tiles, 1)
-    np.matmul(tiles, transformed, out=products)
+    stacked_matmul(tiles, transformed, products)
     kernels.winograd_output(products, tiles_h, tiles_w, out, 1)
 
 
@@ -273,7 +293,7 @@ class Backward:
             POINTS, n_tiles, out_channels)
         self.kernels.winograd_input(images, self.pad_top, self.pad_left, self.tiles_h, self.tiles_w, tiles, 1)
         self.kernels.winograd_output_grad(gradient, self.tiles_h, self.tiles_w, dtiles, 1)
-        np.matmul(tiles.transpose(0, 2, 1), dtiles, out=out)
+        stacked_matmul(tiles.transpose(0, 2, 1), dtiles, out)
         if self.dx is not None:
             convolve(gradient, self.flipped, 2 - self.pad_top, 2 - self.pad_left, self.dx[start:stop], self.kernels,
                      spent=work)

@@ -134,10 +134,13 @@ def _plan(x, kernel, geometry, dtype):
     direct = kh == 1 and kw == 1 and stride_h == 1 and stride_w == 1 and pad_top == 0 and pad_left == 0 \
         and out_h == x.shape[1] and out_w == x.shape[2]
     winograd = _winograd.fits(kernel.shape, (stride_h, stride_w), (out_h, out_w))
+    large = winograd and _winograd.large_tiles(kernel.shape, (out_h, out_w))
+    if winograd and not _winograd.enough_tiles(x.shape[0], (out_h, out_w), large):
+        winograd = large = False  # too few images for its GEMMs: im2col (kn2row for few filters)
     few_taps = not direct and not winograd and patch_cols <= DIRECT_MAX_TAPS and out_channels >= DIRECT_MIN_FILTERS
     kn2row = not direct and not winograd and not few_taps and _kn2row.fits(kernel.shape, (stride_h, stride_w))
     large_tiles = None
-    if winograd and _winograd.large_tiles(kernel.shape, (out_h, out_w)):
+    if large:
         large_tiles = _winograd.large_tiles_plan(kernel.shape, geometry, np.dtype(dtype))
         batch = large_tiles.batch
     elif winograd:
