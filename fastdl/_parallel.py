@@ -28,9 +28,10 @@ SCRATCH_KEEP_BYTES = 64 << 20
 ELEMENTWISE_WORK = 8
 # The work of a value of a GEMM's right operand, which OpenBLAS packs into panels each call:
 # with a few rows on the left, the packing is most of a GEMM's time (measured here, float32, one
-# thread, stacks of Winograd's GEMMs: 0.41 ns a right-hand value with 1 to 9 rows, against
-# 0.1-0.18 ns a value for numpy's multiply).
-PACKED_VALUE_WORK = 3 * ELEMENTWISE_WORK
+# thread, stacks of Winograd's GEMMs of 1 to 9 rows: 0.085 ns a right-hand value in cache, 0.41
+# from memory, against 0.1-0.18 ns a value for numpy's multiply). Counted as in cache: a stack
+# worth less would be split at a loss.
+PACKED_VALUE_WORK = ELEMENTWISE_WORK // 2
 
 _lock = threading.Lock()
 _scratch = threading.local()
@@ -368,18 +369,20 @@ def run_row_ranges(func, n_rows, n_threads, work_per_row, align=1):
         finally:
             _region.active = False
 
+
 def stacked_matmul(a, b, out):
     """np.matmul(a, b, out=out) for stacks of matrices a (s, m, k) and b (s, k, n), the stack's
     matrices spread over fastdl's threads when this runs outside a parallel region: a convolution
-    of one image (a predict's) makes Winograd's GEMMs one at a time, on the calling thread, while
-    the others wait. numpy multiplies a stack matrix by matrix, the same GEMM call for a matrix
+    of a few images (a predict's) makes Winograd's GEMMs, one per point, on the calling thread
+    while the others wait. numpy multiplies a stack matrix by matrix, the same GEMM call for a matrix
     whichever stack it is in, so the bits do not depend on the split."""
-    if getattr(_region, "active", False):
+    n_threads = _backend.get_num_threads()
+    if n_threads == 1 or getattr(_region, "active", False):
         return np.matmul(a, b, out=out)
     _, m, k = a.shape
     n = out.shape[2]
     run_row_ranges(lambda first, last: np.matmul(a[first:last], b[first:last], out=out[first:last]), len(a),
-                   _backend.get_num_threads(), m * k * n + PACKED_VALUE_WORK * k * n)
+                   n_threads, m * k * n + PACKED_VALUE_WORK * k * n)
     return out
 
 

@@ -16,6 +16,7 @@ from fastdl.ops import _kn2row, _winograd  # noqa: E402
 from fastdl.ops import conv as conv_ops  # noqa: E402
 
 CPU_BACKENDS = ["numpy", "numba", "cython"]
+SAVES_ENOUGH = _winograd.saves_enough  # before the fixture below replaces it
 
 # Relative tolerances of the library's answers against float64 references.
 RTOL = {np.float32: 1e-4, np.float64: 1e-10}
@@ -68,9 +69,15 @@ def _restore_fastdl_state():
 @pytest.fixture(autouse=True)
 def _winograd_for_few_images(monkeypatch):
     """Winograd however few images a convolution has: the tests' small batches would otherwise go
-    to im2col (see _winograd.MIN_TILES) and leave Winograd's paths untested. The tests of that
-    rule set MIN_TILES back."""
-    monkeypatch.setattr(_winograd, "MIN_TILES", 1)
+    to im2col (see _winograd.saves_enough) and leave Winograd's paths untested. The tests of that
+    rule ask for the_few_images_rule."""
+    monkeypatch.setattr(_winograd, "saves_enough", lambda n_images, out_hw, large: True)
+
+
+@pytest.fixture
+def the_few_images_rule(monkeypatch):
+    """_winograd.saves_enough as fastdl has it (the autouse fixture above replaces it)."""
+    monkeypatch.setattr(_winograd, "saves_enough", SAVES_ENOUGH)
 
 
 def cuda_simulated():

@@ -6,6 +6,7 @@ import pytest
 import fastdl
 import naive
 from conftest import RTOL, ready_backends
+from fastdl import nn
 from fastdl.ops import _winograd
 from fastdl.ops import conv as conv_ops
 from fastdl.ops.conv import conv2d, conv2d_grad
@@ -159,26 +160,55 @@ def test_winograd_only_where_its_tiles_fit():
     assert not uses_winograd((1, 14, 14, 64), (5, 5, 64, 128))
 
 
-def test_winograd_only_for_enough_tiles(monkeypatch, rng):
-    """A call whose images give Winograd's GEMMs fewer than MIN_TILES rows (a predict of one
-    image) takes im2col, with the same answer to rounding."""
-    monkeypatch.setattr(_winograd, "MIN_TILES", 16)
+def test_winograd_only_where_its_images_save_enough(the_few_images_rule, rng):
+    """A call of too few images for Winograd's savings to pay for reading its transformed kernel
+    (a predict of one image) takes im2col, with the same answer to rounding."""
+    assert _winograd.MIN_SAVING == 32
 
     def uses_winograd(x_shape, kernel_shape):
         geometry = conv_ops._geometry(x_shape, kernel_shape, 1, "same")
         return conv_ops._plan(np.empty(x_shape), np.empty(kernel_shape), geometry, np.float32)["winograd"]
 
-    assert not uses_winograd((3, 7, 7, 256), (3, 3, 256, 256))  # 2x2 tiles of 4x4 an image
-    assert uses_winograd((4, 7, 7, 256), (3, 3, 256, 256))
-    assert not uses_winograd((1, 14, 14, 128), (3, 3, 128, 128))  # 3x3 in the largest phase
-    assert uses_winograd((2, 14, 14, 128), (3, 3, 128, 128))
-    assert uses_winograd((1, 16, 16, 128), (3, 3, 128, 128))
-    assert not uses_winograd((3, 4, 4, 128), (3, 3, 128, 128))  # F(2x2): 2x2 tiles an image
-    assert uses_winograd((4, 4, 4, 128), (3, 3, 128, 128))
+    # F(4x4): 7x7 outputs save 441 - 144 multiplications an image, against 32 x (36 - 9).
+    assert not uses_winograd((2, 7, 7, 256), (3, 3, 256, 256))
+    assert uses_winograd((3, 7, 7, 256), (3, 3, 256, 256))
+    assert not uses_winograd((1, 8, 8, 128), (3, 3, 128, 128))
+    assert uses_winograd((2, 8, 8, 128), (3, 3, 128, 128))
+    assert uses_winograd((1, 12, 12, 128), (3, 3, 128, 128))
+    assert not uses_winograd((2, 14, 14, 128), (3, 3, 128, 128))  # 4 phases, 100 points
+    assert uses_winograd((3, 14, 14, 128), (3, 3, 128, 128))
+    # F(2x2): 4x4 outputs save 144 - 64 an image, against 32 x (16 - 9).
+    assert not uses_winograd((2, 4, 4, 128), (3, 3, 128, 128))
+    assert uses_winograd((3, 4, 4, 128), (3, 3, 128, 128))
+    assert _winograd._points((14, 14), True) == 100 and _winograd._points((14, 14), False) == 16
     assert not uses_winograd((1, 5, 5, 32), (3, 3, 32, 32))
     x, kernel = rng.normal(size=(1, 5, 5, 32)), rng.normal(size=(3, 3, 32, 32))
     np.testing.assert_allclose(conv2d(x, kernel, padding="same"), naive.conv2d(x, kernel, None, 1, "same"),
                                rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("size, winograd", [(8, [False, True, True]), (12, [True, True, True])])
+def test_few_images_give_the_same_bits_on_any_threads(backend, rng, the_few_images_rule, monkeypatch, size,
+                                                      winograd):
+    """With fastdl's rule (im2col for one 8x8 image, F(4x4) for 2 and 32, and for one 12x12 one),
+    a layer's predict gives the same bits at 1 to 3 threads (one image's Winograd GEMMs split by
+    points: stacked_matmul outside a region), and alternating batch sizes use the kept transform
+    right."""
+    model = nn.Sequential([nn.Input((size, size, 64)), nn.Conv2D(64, 3, padding="same")], seed=0, backend=backend)
+    x = rng.normal(size=(32, size, size, 64)).astype(np.float32)
+    model.predict(x[:1], verbose=0)
+    layer = model.layers[-1]
+    geometry = conv_ops._geometry(x.shape, layer.kernel.value.shape, 1, "same")
+    assert [conv_ops._plan(x[:n], layer.kernel.value, geometry, np.float32)["winograd"] for n in (1, 2, 32)] == winograd
+    answers = {}
+    for n_threads in (1, 2, 3):
+        fastdl.set_num_threads(n_threads)
+        monkeypatch.setattr(fastdl._parallel, "MIN_WORK_PER_THREAD", 1 if n_threads > 1 else 1 << 22)
+        for n in (1, 32, 2, 1, 2):
+            got = model.predict(x[:n], verbose=0)
+            np.testing.assert_array_equal(got, answers.setdefault(n, got))
+    for n, got in answers.items():
+        _close(got, naive.conv2d(x[:n], layer.kernel.value, layer.bias.value, 1, "same"), np.float32, 9 * 64)
 
 
 def test_large_tiles_where_they_save_multiplications_on_wide_layers():

@@ -44,14 +44,17 @@ LARGE_TILE_SHARE = 0.65
 # phase holds one tile per image and the phases' transformed kernels (points x in x out) outweigh
 # the multiplications saved (5x5 outputs of 64 and 128 channels, 0.56 of F(2x2)'s: 1.3-1.6x slower).
 LARGE_TILE_MIN_SIZE = 7
-# ... and when a call's GEMMs have at least this many rows (its images' tiles in the largest
-# phase): with fewer, each GEMM reads its point of the transformed kernel (16 or 36 and more points
-# of in x out values, against im2col's 9 taps) for little work, as in a predict of one image.
-# Measured here (one thread, float32, caches flushed between calls; Winograd / im2col, us): one
-# 7x7 image of 256 -> 256 channels (4 tiles of 4x4) 1715 / 985, two 2800 / 1780; one 14x14 of
-# 128 -> 128 (9 tiles) 994 / 787; one 16x16 of 128 -> 128 (16 tiles) 684 / 1059; four 4x4 images
-# of 128 -> 128 by F(2x2) (16 tiles) 412 / 477, two (8) 364 / 353.
-MIN_TILES = 16
+# Either of them only where a call's images save im2col at least MIN_SAVING multiply-adds (per
+# channel pair) for each point of the transformed kernel beyond im2col's 9 taps: each of
+# Winograd's GEMMs reads its point of the kernel (16 points for F(2x2), 36 to 100 for F(4x4)) for
+# a batch's tiles, and with few images (a predict of one) that read outweighs the multiplications
+# saved. Measured here (float32, in one process): the course CNN's predict of 1 image went from
+# 6.3 to 3.9 ms on one thread (28x28x1 inputs; 4.3 to 3.5 for 32x32x3), of 2 images from 10.1 to
+# 6.5 (6.8 either way for 32x32x3), and of 3 to 16 images stayed the same. On single layers of
+# 128 and 256 channels, 7x7 to 14x14 outputs, 1 to 4 images, caches flushed, the rule never took
+# im2col where Winograd was faster by more than 10%; where it keeps Winograd, im2col was up to
+# 1.7x faster still at 256 channels (Winograd's batches hold one image each below 16 images).
+MIN_SAVING = 32
 # Input channels per GEMM of F(4x4, 3x3)'s kernel transforms.
 CHANNEL_BLOCK = 16
 # The work (fastdl._parallel's units) of a multiply-add in those GEMMs, whose inner or outer
@@ -73,17 +76,12 @@ def _tiles(out_h, out_w):
 
 
 def fits(kernel_shape, strides, out_hw):
-    """Whether a convolution with this kernel (kh, kw, in, out), strides and output size takes Winograd
-    (never with FASTDL_WINOGRAD=0)."""
+    """Whether a convolution with this kernel (kh, kw, in, out), strides and output size can take
+    Winograd (never with FASTDL_WINOGRAD=0); it does where its images are enough (saves_enough)."""
     kh, kw, in_channels, out_channels = kernel_shape
     tiles_h, tiles_w = _tiles(*out_hw)
     return config.winograd() and ((kh, kw, *strides) == (3, 3, 1, 1) and min(in_channels, out_channels) >= MIN_CHANNELS
             and 4 * tiles_h * tiles_w <= MAX_WASTE * out_hw[0] * out_hw[1])
-
-
-def _fours(size):
-    """The 4-output tiles of F(4x4, 3x3) along an axis of `size` outputs (see _axis_tiles)."""
-    return size // 4 + (size % 4 == 3)
 
 
 def _axis_tiles(size, pad):
@@ -95,7 +93,7 @@ def _axis_tiles(size, pad):
     not 12) but made the 7x7 layers 1.6-1.9x slower (measured): its phases' transformed kernels
     (points x in x out) come to 3.4x the size, and each phase has one tile per image."""
     rest = size % 4
-    fours = _fours(size)
+    fours = size // 4 + (rest == 3)
     axes = [_toom_cook.Axis(range(3), -pad, min(size, 4 * fours), 4)] if fours else []
     if rest in (1, 2):
         first = size - rest
@@ -118,11 +116,21 @@ def large_tiles(kernel_shape, out_hw):
             and _multiplications(out_hw, True) <= LARGE_TILE_SHARE * _multiplications(out_hw, False))
 
 
-def enough_tiles(n_images, out_hw, large):
-    """Whether n_images images of out_hw outputs make GEMMs of MIN_TILES rows or more, in 2x2 tiles
-    or (large) in the largest phase of 4x4 ones."""
-    per_image = math.prod(max(1, _fours(size)) for size in out_hw) if large else math.prod(_tiles(*out_hw))
-    return n_images * per_image >= MIN_TILES
+@functools.lru_cache(maxsize=256)
+def _points(out_hw, large):
+    """Points of the transformed kernel per channel pair: F(2x2, 3x3)'s 16, or with large tiles
+    those of _axis_tiles' phases (each pair of axes' points, a product of their sums)."""
+    if not large:
+        return POINTS
+    return math.prod(sum(axis.alpha for axis in _axis_tiles(size, 0)) for size in out_hw)
+
+
+def saves_enough(n_images, out_hw, large):
+    """Whether Winograd (with large tiles: F(4x4, 3x3)) saves a convolution of n_images images of
+    out_hw outputs MIN_SAVING multiply-adds per channel pair for each kernel point it reads
+    beyond im2col's 9."""
+    saved = n_images * (9 * out_hw[0] * out_hw[1] - _multiplications(out_hw, large))
+    return saved >= MIN_SAVING * (_points(out_hw, large) - 9)
 
 
 def batch_size(kernel_shape, out_hw, dtype):

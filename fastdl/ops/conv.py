@@ -1,9 +1,10 @@
 """2-D convolution, channels-last (Keras layout), as im2col + one BLAS GEMM per batch of images.
 
 3x3 kernels at stride 1 between layers of many channels take Winograd's F(2x2, 3x3) or F(4x4,
-3x3) instead (fastdl/ops/_winograd.py), stride-1 layers with few filters take kn2row, a GEMM
-into per-tap products (fastdl/ops/_kn2row.py), and first layers of few taps a direct kernel,
-batch by batch in the same loops. Big images go in horizontal bands of output rows (_Bands).
+3x3) instead (fastdl/ops/_winograd.py; not in a call of so few images that reading the
+transformed kernel costs more than it saves, as a predict of one small image), stride-1
+layers with few filters take kn2row, a GEMM into per-tap products (fastdl/ops/_kn2row.py), and
+first layers of few taps a direct kernel, batch by batch in the same loops. Big images go in horizontal bands of output rows (_Bands).
 """
 
 import functools
@@ -135,8 +136,8 @@ def _plan(x, kernel, geometry, dtype):
         and out_h == x.shape[1] and out_w == x.shape[2]
     winograd = _winograd.fits(kernel.shape, (stride_h, stride_w), (out_h, out_w))
     large = winograd and _winograd.large_tiles(kernel.shape, (out_h, out_w))
-    if winograd and not _winograd.enough_tiles(x.shape[0], (out_h, out_w), large):
-        winograd = large = False  # too few images for its GEMMs: im2col (kn2row for few filters)
+    if winograd and not _winograd.saves_enough(x.shape[0], (out_h, out_w), large):
+        winograd = large = False  # too few images to pay for reading its transformed kernel: im2col
     few_taps = not direct and not winograd and patch_cols <= DIRECT_MAX_TAPS and out_channels >= DIRECT_MIN_FILTERS
     kn2row = not direct and not winograd and not few_taps and _kn2row.fits(kernel.shape, (stride_h, stride_w))
     large_tiles = None
