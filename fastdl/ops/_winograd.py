@@ -48,12 +48,13 @@ LARGE_TILE_MIN_SIZE = 7
 # channel pair) for each point of the transformed kernel beyond im2col's 9 taps: each of
 # Winograd's GEMMs reads its point of the kernel (16 points for F(2x2), 36 to 100 for F(4x4)) for
 # a batch's tiles, and with few images (a predict of one) that read outweighs the multiplications
-# saved. Measured here (float32, in one process): the course CNN's predict of 1 image went from
-# 6.3 to 3.9 ms on one thread (28x28x1 inputs; 4.3 to 3.5 for 32x32x3), of 2 images from 10.1 to
-# 6.5 (6.8 either way for 32x32x3), and of 3 to 16 images stayed the same. On single layers of
-# 128 and 256 channels, 7x7 to 14x14 outputs, 1 to 4 images, caches flushed, the rule never took
-# im2col where Winograd was faster by more than 10%; where it keeps Winograd, im2col was up to
-# 1.7x faster still at 256 channels (Winograd's batches hold one image each below 16 images).
+# saved. Measured here (float32, in one process, review of the rule): the course CNN's predict of
+# 1 or 2 images took 0.69-0.85 of the time it took by Winograd (28x28x1 inputs; 0.80-1.0 for
+# 32x32x3), of 3 and more the same. On single layers (64 to 256 channels, 4x4 to 16x16 outputs, 1
+# to 4 images, 1 and 2 threads, caches warm and flushed: 624 cases), its pick was within 10% of
+# the faster path in 5 cases of 6 (a count of tiles in the largest phase did worse): it keeps
+# Winograd on 4x4-5x5 outputs of 64 channels and 13x13-14x14 of 256 where im2col is 1.1-1.4x
+# faster, and takes im2col on 9x9-11x11 of 128 where Winograd is 1.15-1.5x faster.
 MIN_SAVING = 32
 # Input channels per GEMM of F(4x4, 3x3)'s kernel transforms.
 CHANNEL_BLOCK = 16
