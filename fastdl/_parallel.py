@@ -26,12 +26,13 @@ SCRATCH_KEEP_BYTES = 64 << 20
 # The work of one elementwise operation on one value, in those units (as the kernels' passes count
 # it: threads_worth_it(rows, 8 * columns)).
 ELEMENTWISE_WORK = 8
-# The work of a value of a GEMM's right operand, which OpenBLAS packs into panels each call:
-# with a few rows on the left, the packing is most of a GEMM's time (measured here, float32, one
-# thread, stacks of Winograd's GEMMs of 1 to 9 rows: 0.085 ns a right-hand value in cache, 0.41
-# from memory, against 0.1-0.18 ns a value for numpy's multiply). Counted as in cache: a stack
-# worth less would be split at a loss.
-PACKED_VALUE_WORK = ELEMENTWISE_WORK // 2
+# The work of a value that BLAS streams through at memory speed: half an elementwise operation.
+# Measured here (float32, one thread, against 0.1-0.18 ns a value for numpy's multiply): a dot
+# product 0.06 ns a value; the thin GEMMs of the kernels' Winograd transforms (an inner or outer
+# dimension of 9 taps) 0.05-0.08 ns a multiply-add; OpenBLAS' packing of a GEMM's right operand,
+# most of the time of a GEMM of a few rows, 0.085 ns a value in cache (0.41 from memory: counted
+# as in cache, since work worth less would be split at a loss).
+STREAMED_VALUE_WORK = ELEMENTWISE_WORK // 2
 
 _lock = threading.Lock()
 _scratch = threading.local()
@@ -382,7 +383,7 @@ def stacked_matmul(a, b, out):
     _, m, k = a.shape
     n = out.shape[2]
     run_row_ranges(lambda first, last: np.matmul(a[first:last], b[first:last], out=out[first:last]), len(a),
-                   n_threads, m * k * n + PACKED_VALUE_WORK * k * n)
+                   n_threads, m * k * n + STREAMED_VALUE_WORK * k * n)
     return out
 
 

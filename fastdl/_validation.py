@@ -107,7 +107,7 @@ def _squares_on_fastdl_threads(values):
     """{first index: the sum of squares of values[first:last]} over row ranges of the 1-D values,
     on fastdl's threads with BLAS held to one thread in each."""
     from fastdl import backend
-    from fastdl._parallel import ELEMENTWISE_WORK, run_row_ranges, single_threaded_blas
+    from fastdl._parallel import STREAMED_VALUE_WORK, run_row_ranges, single_threaded_blas
 
     squares = {}
 
@@ -116,10 +116,9 @@ def _squares_on_fastdl_threads(values):
             squares[first] = np.dot(values[first:last], values[first:last])
 
     with single_threaded_blas():
-        # A value's work: half an elementwise operation's (measured here, one thread, 2.25M float32:
-        # the dot 0.06 ns a value, numpy's multiply 0.11), not one multiply-add's (a batch of 100
-        # clocks, 2.25M values, ran on the calling thread alone at any thread count).
-        run_row_ranges(dot, values.size, backend.get_num_threads(), ELEMENTWISE_WORK // 2)
+        # A value's work is a streamed one's, not a multiply-add's (a batch of 100 clocks, 2.25M
+        # values, ran on the calling thread alone at any thread count).
+        run_row_ranges(dot, values.size, backend.get_num_threads(), STREAMED_VALUE_WORK)
     return squares
 
 

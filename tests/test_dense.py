@@ -147,7 +147,7 @@ def test_another_threads_blas_hold_does_not_change_the_answer(backend, dtype, rn
     monkeypatch.setattr(dense_module, "ROW_BLOCK", 16)
     monkeypatch.setattr(dense_module, "DEPTH_BLOCK", 3)  # a split of this thread's would cut 11 inputs
     monkeypatch.setattr(dense_module, "DEPTH_MIN_WORK", 0)
-    x, kernel, bias = rng.normal(size=(37, 11)).astype(dtype), rng.normal(size=(11, 9)).astype(dtype), rng.normal(size=9).astype(dtype)
+    x, kernel, bias = (rng.normal(size=shape).astype(dtype) for shape in ((37, 11), (11, 9), (9,)))
     fastdl.set_num_threads(2)
     alone = dense(x, kernel, bias, "sigmoid", backend=backend)
     held, release = threading.Event(), threading.Event()

@@ -20,7 +20,8 @@ import numpy as np
 
 from fastdl import backend as _backend
 from fastdl import config
-from fastdl._parallel import ELEMENTWISE_WORK, blocks, run_row_ranges, scratch, single_threaded_blas, stacked_matmul
+from fastdl._parallel import (ELEMENTWISE_WORK, STREAMED_VALUE_WORK, blocks, run_row_ranges, scratch,
+                              single_threaded_blas, stacked_matmul)
 from fastdl.ops import _toom_cook
 from fastdl.ops.dense import NO_BIAS
 
@@ -58,11 +59,6 @@ LARGE_TILE_MIN_SIZE = 7
 MIN_SAVING = 32
 # Input channels per GEMM of F(4x4, 3x3)'s kernel transforms.
 CHANNEL_BLOCK = 16
-# The work (fastdl._parallel's units) of a multiply-add in those GEMMs, whose inner or outer
-# dimension is the kernel's 9 taps: memory-bound, about half an elementwise operation (measured
-# here, float32, one thread: 0.05-0.08 ns a multiply-add, against 0.1-0.18 ns a value for numpy's
-# multiply; (points, 9) by (9, 16 x out) GEMMs took 0.7 ns an output).
-KERNEL_GEMM_WORK = ELEMENTWISE_WORK // 2
 # Bytes of transformed tiles per thread and batch: bigger batches give the kernel gradient's
 # GEMMs (whose inner dimension is the number of tiles) more to work with.
 BATCH_BYTES = 4 << 20
@@ -180,7 +176,7 @@ def _matmul_by_channels(matrix, source, out, transposed=False):
 
     split, other = (out_channels, in_channels) if transposed else (in_channels, out_channels)
     with single_threaded_blas():
-        _by_input_channels(compute, split, KERNEL_GEMM_WORK * matrix.size * other, align=CHANNEL_BLOCK)
+        _by_input_channels(compute, split, STREAMED_VALUE_WORK * matrix.size * other, align=CHANNEL_BLOCK)
 
 
 def transform_kernel(kernel, name):

@@ -4,7 +4,8 @@
 3x3) instead (fastdl/ops/_winograd.py; not in a call of so few images that reading the
 transformed kernel costs more than it saves, as a predict of one small image), stride-1
 layers with few filters take kn2row, a GEMM into per-tap products (fastdl/ops/_kn2row.py), and
-first layers of few taps a direct kernel, batch by batch in the same loops. Big images go in horizontal bands of output rows (_Bands).
+first layers of few taps a direct kernel, batch by batch in the same loops. Big images go in
+horizontal bands of output rows (_Bands).
 """
 
 import functools
