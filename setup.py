@@ -55,25 +55,41 @@ def openmp_flags():
     return ([flag], [flag]) if result.returncode == 0 else ([], [])
 
 
+def _compiler_builds(flags):
+    """Whether the C compiler ($CC, else cc) builds an empty program with `flags`, its warnings
+    taken as errors (clang warns of an option it ignores); False where there is none."""
+    compiler = os.environ.get("CC", "cc")
+    if shutil.which(compiler.split()[0]) is None:
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        source = os.path.join(tmp, "probe.c")
+        with open(source, "w") as f:
+            f.write("int main(void) { return 0; }\n")
+        command = compiler.split() + ["-Werror"] + flags + [source, "-o", os.path.join(tmp, "probe")]
+        return subprocess.run(command, capture_output=True).returncode == 0
+
+
 def arch_flags():
     """Tune for this machine's CPU (wider SIMD) unless FASTDL_PORTABLE is set, e.g. to build wheels.
 
     -ffp-contract=off keeps a * b + c as two roundings, as in the Numba kernels, so both backends
-    give the same bits.
+    give the same bits (the kernels' fused multiply-adds are explicit: fmaf, fma).
     """
     if _flag("FASTDL_PORTABLE") or sys.platform == "win32":
         return ["-ffp-contract=off"] if sys.platform != "win32" else []
-    compiler = os.environ.get("CC", "cc")
-    if shutil.which(compiler.split()[0]) is None:
-        return []
-    with tempfile.TemporaryDirectory() as tmp:
-        source = os.path.join(tmp, "arch.c")
-        with open(source, "w") as f:
-            f.write("int main(void) { return 0; }\n")
-        result = subprocess.run(
-            compiler.split() + ["-march=native", source, "-o", os.path.join(tmp, "arch")], capture_output=True
-        )
-    return ["-march=native", "-ffp-contract=off"] if result.returncode == 0 else ["-ffp-contract=off"]
+    return ["-march=native", "-ffp-contract=off"] if _compiler_builds(["-march=native"]) else ["-ffp-contract=off"]
+
+
+# gcc leaves a call to a function declared inline whose body is over 200 of its units (at -O3),
+# and a loop with a call in it scalar. gelu's float normal tail (vecmath32.pxi), whose fused
+# multiply-adds it counts as calls, is 213 with its exp: gelu's loops ran 10x slower. dense's
+# vectorising math may be inlined up to twice that.
+DENSE_INLINE_LIMIT = "--param=max-inline-insns-single=400"
+
+
+def dense_flags():
+    """dense's flags beyond every extension's: the higher inline limit, where the compiler has it."""
+    return [DENSE_INLINE_LIMIT] if sys.platform != "win32" and _compiler_builds([DENSE_INLINE_LIMIT]) else []
 
 
 def build_jobs():
@@ -92,12 +108,12 @@ openmp_args, link_args = openmp_flags()
 compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math"] + arch_flags() + openmp_args
 
 
-def extension(name, source):
+def extension(name, source, extra_args=()):
     """One extension module, compiled and linked as all the others (lists of its own)."""
     return Extension(
         name,
         [source],
-        extra_compile_args=list(compile_args),
+        extra_compile_args=list(compile_args) + list(extra_args),
         extra_link_args=list(link_args),
         # Linking libm records versioned symbols (exp@GLIBC_2.29); unversioned ones bind at run time
         # to glibc's oldest exp and log, wrappers with error handling that cost 5% of the XOR lazy search.
@@ -108,7 +124,8 @@ def extension(name, source):
 # Largest first, so that no long compile starts last while the other jobs sit idle.
 sources = sorted(glob(os.path.join("kernels", "cy", "*.pyx")), key=os.path.getsize, reverse=True)
 extensions = [extension(SHARED_UTILITY, os.path.join("kernels", "cy", "_cyutility.c"))] + [
-    extension("fastdl.kernels.cy." + os.path.splitext(os.path.basename(path))[0], path) for path in sources
+    extension("fastdl.kernels.cy." + name, path, dense_flags() if name == "dense" else ())
+    for path, name in ((path, os.path.splitext(os.path.basename(path))[0]) for path in sources)
 ]
 jobs = build_jobs()
 # cythonize's worker processes are forked; where they would start afresh instead (Windows, macOS,

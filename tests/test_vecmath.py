@@ -170,6 +170,26 @@ def test_float32_normal_tail_and_log1p_within_a_few_ulps():
     assert _ulps32(_vectorised(vecmath32.log1p_unit)(e), np.log1p(e.astype(np.float64))) <= 2
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fma_rounds_once(dtype):
+    """vecmath.fma(x, y, z) is x * y + z rounded once, in a loop (vectorised) as alone: (1 + e)^2
+    - (1 + 2e) is e^2, which a product rounded first loses."""
+
+    @njit(error_model="numpy")
+    def fused(x, y, z):
+        out = np.empty_like(x)
+        for i in range(x.shape[0]):
+            out[i] = vecmath.fma(x[i], y[i], z[i])
+        return out
+
+    e = dtype(2.0 ** -(np.finfo(dtype).nmant // 2 + 1))
+    x = np.full(37, 1 + e, dtype)
+    z = np.full(37, -(1 + 2 * e), dtype)
+    assert fused(x, x, z).dtype == dtype
+    np.testing.assert_array_equal(fused(x, x, z), np.full(37, e * e, dtype))
+    assert x[0] * x[0] + z[0] == 0
+
+
 def test_kernels_inlining_vecmath_are_named_by_its_source(tmp_path, monkeypatch):
     """Numba's cache keys a kernel on its own file only: the variant name of a kernel that inlines
     another module's helpers carries that module's source digest, so that an edit of it compiles

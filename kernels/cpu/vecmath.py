@@ -75,6 +75,21 @@ def bits_float(typingctx, bits, like):
     return like(bits, like), codegen
 
 
+@intrinsic
+def fma(typingctx, x, y, z):
+    """x * y + z of three float32s or float64s, rounded once (llvm.fma): one vector instruction
+    where the CPU has FMA (every AVX2 and AVX-512 CPU), libm's fma otherwise, the same bits either
+    way and as C's fmaf and fma (kernels/cy/vecmath32.pxi). Explicit, not a contraction left to
+    the compiler (fastmath, -ffp-contract), which would pick its own places, and so its own bits."""
+    if x not in _FLOATS or not x == y == z:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return x(x, y, z), codegen
+
+
 @helper(error_model="numpy")
 def _pow2(k):
     """2^k of int64 k in [-1022, 1023], from its exponent bits."""

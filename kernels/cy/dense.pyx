@@ -12,7 +12,7 @@ vecmath32.pxi's, which vectorise. The same bits as the Numba kernels', both ways
 
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport copysign, copysignf, fabs, fabsf
+from libc.math cimport copysign, copysignf, fabs, fabsf, fmaf
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
 include "vecmath.pxi"
