@@ -73,7 +73,7 @@ def arch_flags():
     """Tune for this machine's CPU (wider SIMD) unless FASTDL_PORTABLE is set, e.g. to build wheels.
 
     -ffp-contract=off keeps a * b + c as two roundings, as in the Numba kernels, so both backends
-    give the same bits (the kernels' fused multiply-adds are explicit: fmaf, fma).
+    give the same bits (the kernels' fused multiply-adds are explicit: vecmath32.pxi's fmaf_).
     """
     if _flag("FASTDL_PORTABLE") or sys.platform == "win32":
         return ["-ffp-contract=off"] if sys.platform != "win32" else []

@@ -12,12 +12,16 @@ vecmath32.pxi's, which vectorise. The same bits as the Numba kernels', both ways
 
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport copysign, copysignf, fabs, fabsf, fmaf
+from libc.math cimport copysign, copysignf, fabs, fabsf
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
 include "vecmath.pxi"
 include "vecmath32.pxi"
 include "activation32.pxi"
+
+# Whether the float activations' polynomial steps are fused multiply-adds (vecmath32.pxi): as
+# kernels/cpu/vecmath.FUSED, for the same bits as the Numba kernels'.
+FUSED_MULTIPLY_ADD = bool(FASTDL_FUSED)
 
 cdef double SELU_SCALE = 1.0507009873554804934193349852946  # Keras 3's (and PyTorch's) selu constants
 cdef double SELU_ALPHA = 1.6732632423543772848170429916717

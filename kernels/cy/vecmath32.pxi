@@ -1,8 +1,26 @@
 # exp, expm1, log1p, tanh and the normal tail of float, in float arithmetic, that vectorise,
 # included by dense.pyx; mirrors kernels/cpu/vecmath32.py (its docstring says how and how
 # accurately), operation for operation: the same bits. Every constant is a float (a double one
-# would promote the arithmetic). The including module cimports copysignf, fabsf, fmaf, int32_t and
+# would promote the arithmetic). The including module cimports copysignf, fabsf, int32_t and
 # uint32_t.
+#
+# fmaf_: x * y + z rounded once (C's fmaf) where the compiler targets FMA (-march=native on a CPU
+# that has it, as every AVX2 one; ARM), else rounded twice, as kernels/cpu/vecmath.fma on a CPU
+# without FMA: a call to libm's fmaf per value left the loops scalar, 7-14x slower (a
+# FASTDL_PORTABLE build, MSVC). FASTDL_FUSED says which (dense.FUSED_MULTIPLY_ADD).
+
+cdef extern from *:
+    """
+    #if defined(__FMA__) || defined(__ARM_FEATURE_FMA)
+    #define FASTDL_FUSED 1
+    #define fmaf_(x, y, z) fmaf((x), (y), (z))
+    #else
+    #define FASTDL_FUSED 0
+    #define fmaf_(x, y, z) ((x) * (y) + (z))
+    #endif
+    """
+    const int FASTDL_FUSED
+    float fmaf_(float x, float y, float z) noexcept nogil
 
 cdef float ZERO_F = 0.0
 cdef float HALF_F = 0.5
@@ -75,22 +93,22 @@ cdef inline float _pow2f(int32_t k) noexcept nogil:
 
 cdef inline float _expm1_reducedf(float r) noexcept nogil:
     """e^r - 1 of |r| <= ln 2 / 2: Taylor to r^7."""
-    cdef float p = fmaf(r, INV_FACTORIAL_7, INV_FACTORIAL_6)
-    p = fmaf(r, p, INV_FACTORIAL_5)
-    p = fmaf(r, p, INV_FACTORIAL_4)
-    p = fmaf(r, p, INV_FACTORIAL_3)
-    p = fmaf(r, p, INV_FACTORIAL_2)
-    return fmaf(r, r * p, r)
+    cdef float p = fmaf_(r, INV_FACTORIAL_7, INV_FACTORIAL_6)
+    p = fmaf_(r, p, INV_FACTORIAL_5)
+    p = fmaf_(r, p, INV_FACTORIAL_4)
+    p = fmaf_(r, p, INV_FACTORIAL_3)
+    p = fmaf_(r, p, INV_FACTORIAL_2)
+    return fmaf_(r, r * p, r)
 
 
 cdef inline float _reducef(float x, int32_t* k) noexcept nogil:
     """r with x = k ln 2 + r, k into k[0], for x clamped to [-104, 89]."""
     x = EXP_HIGH_F if x > EXP_HIGH_F else x
     x = EXP_LOW_F if x < EXP_LOW_F else x
-    cdef float t = fmaf(x, LOG2_E_F, SHIFTER_F)
+    cdef float t = fmaf_(x, LOG2_E_F, SHIFTER_F)
     cdef float n = t - SHIFTER_F
     k[0] = _float32_bits(t) - _float32_bits(SHIFTER_F)
-    return fmaf(n, -LN2_LO_F, fmaf(n, -LN2_HI_F, x))
+    return fmaf_(n, -LN2_LO_F, fmaf_(n, -LN2_HI_F, x))
 
 
 cdef inline float _scalef(float p, int32_t k) noexcept nogil:
@@ -111,7 +129,7 @@ cdef inline float vexpm1f(float x) noexcept nogil:
     cdef float q = _expm1_reducedf(r)
     cdef int32_t top = 127 if k > 127 else k
     cdef float s = _scalef(ONE_F, top)
-    cdef float outside = fmaf(s, q, s - ONE_F) * _pow2f(k - top)  # both arms, then a select: gcc vectorises it
+    cdef float outside = fmaf_(s, q, s - ONE_F) * _pow2f(k - top)  # both arms, then a select: gcc vectorises it
     return copysignf(q, x) if k == 0 else outside
 
 
@@ -119,23 +137,23 @@ cdef inline float vlog1p_unitf(float e) noexcept nogil:
     cdef bint low = e <= SQRT2_M1_F
     cdef float s = e / (TWO_F + e) if low else (e - ONE_F) / (e + THREE_F)
     cdef float w = s * s
-    cdef float p = fmaf(w, TWO_OVER_9, TWO_OVER_7)
-    p = fmaf(w, p, TWO_OVER_5)
-    p = fmaf(w, p, TWO_OVER_3)
-    cdef float atanh2 = fmaf(s, w * p, TWO_F * s)
+    cdef float p = fmaf_(w, TWO_OVER_9, TWO_OVER_7)
+    p = fmaf_(w, p, TWO_OVER_5)
+    p = fmaf_(w, p, TWO_OVER_3)
+    cdef float atanh2 = fmaf_(s, w * p, TWO_F * s)
     return atanh2 if low else LN2_F + atanh2
 
 
 cdef inline float vtanhf(float z) noexcept nogil:
     cdef float a = fabsf(z)
     cdef float w = a * a
-    cdef float p = fmaf(w, TANH_P_5, TANH_P_4)
-    p = fmaf(w, p, TANH_P_3)
-    p = fmaf(w, p, TANH_P_2)
-    p = fmaf(w, p, TANH_P_1)
-    p = fmaf(w, p, TANH_P_0)
+    cdef float p = fmaf_(w, TANH_P_5, TANH_P_4)
+    p = fmaf_(w, p, TANH_P_3)
+    p = fmaf_(w, p, TANH_P_2)
+    p = fmaf_(w, p, TANH_P_1)
+    p = fmaf_(w, p, TANH_P_0)
     cdef float e = vexpf(-TWO_F * a)
-    return copysignf(fmaf(a, w * p, a) if a < TANH_SMALL_F else ONE_F - TWO_F * e / (ONE_F + e), z)
+    return copysignf(fmaf_(a, w * p, a) if a < TANH_SMALL_F else ONE_F - TWO_F * e / (ONE_F + e), z)
 
 
 cdef inline float normal_tailf(float z, float* density) noexcept nogil:
@@ -144,23 +162,23 @@ cdef inline float normal_tailf(float z, float* density) noexcept nogil:
     a = TAIL_Z_MAX_F if a > TAIL_Z_MAX_F else a
     cdef float h = _bits_float32(_float32_bits(a) & HIGH_12_BITS)
     cdef float b = HALF_F * ((a - h) * (a + h))
-    cdef float p = fmaf(-b, INV_FACTORIAL_6, INV_FACTORIAL_5)
-    p = fmaf(-b, p, INV_FACTORIAL_4)
-    p = fmaf(-b, p, INV_FACTORIAL_3)
-    p = fmaf(-b, p, INV_FACTORIAL_2)
-    p = fmaf(-b, p, ONE_F)
-    density[0] = vexpf(-(HALF_F * (h * h))) * fmaf(-b, p, ONE_F)
+    cdef float p = fmaf_(-b, INV_FACTORIAL_6, INV_FACTORIAL_5)
+    p = fmaf_(-b, p, INV_FACTORIAL_4)
+    p = fmaf_(-b, p, INV_FACTORIAL_3)
+    p = fmaf_(-b, p, INV_FACTORIAL_2)
+    p = fmaf_(-b, p, ONE_F)
+    density[0] = vexpf(-(HALF_F * (h * h))) * fmaf_(-b, p, ONE_F)
     cdef float u = a * SQRT1_2_F
     u = ERFCX_U_MAX_F if u > ERFCX_U_MAX_F else u
     cdef float t = (u - THREE_F) / (u + THREE_F)
-    p = fmaf(t, ERFCX_0, ERFCX_1)
-    p = fmaf(t, p, ERFCX_2)
-    p = fmaf(t, p, ERFCX_3)
-    p = fmaf(t, p, ERFCX_4)
-    p = fmaf(t, p, ERFCX_5)
-    p = fmaf(t, p, ERFCX_6)
-    p = fmaf(t, p, ERFCX_7)
-    p = fmaf(t, p, ERFCX_8)
-    p = fmaf(t, p, ERFCX_9)
-    p = fmaf(t, p, ERFCX_10)
-    return HALF_F * density[0] * (p / fmaf(TWO_F, u, ONE_F))
+    p = fmaf_(t, ERFCX_0, ERFCX_1)
+    p = fmaf_(t, p, ERFCX_2)
+    p = fmaf_(t, p, ERFCX_3)
+    p = fmaf_(t, p, ERFCX_4)
+    p = fmaf_(t, p, ERFCX_5)
+    p = fmaf_(t, p, ERFCX_6)
+    p = fmaf_(t, p, ERFCX_7)
+    p = fmaf_(t, p, ERFCX_8)
+    p = fmaf_(t, p, ERFCX_9)
+    p = fmaf_(t, p, ERFCX_10)
+    return HALF_F * density[0] * (p / fmaf_(TWO_F, u, ONE_F))
