@@ -9,9 +9,11 @@ int64 the class of each sample, lr a scalar of W's dtype. rule 0 is the course's
 import numpy as np
 
 from cython cimport floating
-from libc.math cimport exp
-from libc.stdint cimport int64_t
+from libc.math cimport copysign, exp, fabs
+from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
+
+include "vecmath.pxi"
 
 cdef enum:
     RULE_SIGMOID = 0
@@ -20,12 +22,20 @@ cdef enum:
 
 
 cdef inline double _sigmoid(double z) noexcept nogil:
-    """1 / (1 + exp(-z)) through exp(-|z|), which never overflows."""
+    """1 / (1 + exp(-z)) through exp(-|z|), which never overflows (libm's exp and a branch, for
+    one value at a time: see kernels/cpu/perceptron._sigmoid)."""
     cdef double e
     if z >= 0.0:
         return 1.0 / (1.0 + exp(-z))
     e = exp(z)
     return e / (1.0 + e)
+
+
+cdef inline double _sigmoid_vectorised(double z) noexcept nogil:
+    """_sigmoid through vecmath.pxi's exp and a select, which vectorise (as
+    kernels/cpu/perceptron._sigmoid_vectorised)."""
+    cdef double e = vexp(-fabs(z))
+    return (1.0 if z >= 0.0 else e) / (1.0 + e)
 
 
 cdef inline Py_ssize_t _argmax(const floating* row, Py_ssize_t n_classes) noexcept nogil:
@@ -37,11 +47,14 @@ cdef inline Py_ssize_t _argmax(const floating* row, Py_ssize_t n_classes) noexce
     return best
 
 
-cdef Py_ssize_t _delta_rows(floating[:, ::1] scores, const int64_t[::1] codes, int rule) noexcept nogil:
-    """Overwrite scores (n, c) with each row's update direction; returns the correct argmax count."""
+cdef Py_ssize_t _delta_rows(floating[:, ::1] scores, const int64_t[::1] codes, int rule, floating[::1] kept) noexcept nogil:
+    """Overwrite scores (n, c) with each row's update direction; returns the correct argmax count
+    (the sigmoid rule as kernels/cpu/perceptron._delta_rows: one pass of -sigmoid over all the
+    scores, then each row's class entry from its score kept before it, in kept (n,))."""
     cdef Py_ssize_t n = scores.shape[0], n_classes = scores.shape[1]
-    cdef Py_ssize_t i, c, predicted, y, n_correct = 0
+    cdef Py_ssize_t i, c, k, predicted, y, n_correct = 0
     cdef floating* row
+    cdef floating* values
     for i in range(n):
         row = &scores[i, 0]
         y = codes[i]
@@ -49,14 +62,19 @@ cdef Py_ssize_t _delta_rows(floating[:, ::1] scores, const int64_t[::1] codes, i
         if predicted == y:
             n_correct += 1
         if rule == RULE_SIGMOID:
-            for c in range(n_classes):
-                row[c] = (1.0 if c == y else 0.0) - _sigmoid(row[c])
+            kept[i] = row[y]
         else:
             for c in range(n_classes):
                 row[c] = 0
             if predicted != y:
                 row[y] = 1
                 row[predicted] = -1
+    if rule == RULE_SIGMOID and n > 0:
+        values = &scores[0, 0]
+        for k in range(n * n_classes):
+            values[k] = -_sigmoid_vectorised(values[k])
+        for i in range(n):
+            scores[i, codes[i]] = 1.0 - _sigmoid_vectorised(kept[i])
     return n_correct
 
 
@@ -71,10 +89,11 @@ def batch_epoch(
     """
     cdef Py_ssize_t n_correct, f, c
     cdef Py_ssize_t n_features = W.shape[0], n_classes = W.shape[1]
+    cdef floating[::1] kept = np.empty(scores.shape[0] if rule == RULE_SIGMOID else 0, np.asarray(W).dtype)
     X1_array = np.asarray(X1)
     np.dot(X1_array, np.asarray(W), out=np.asarray(scores))
     with nogil:
-        n_correct = _delta_rows(scores, codes, rule)
+        n_correct = _delta_rows(scores, codes, rule, kept)
     np.dot(X1_array.T, np.asarray(scores), out=np.asarray(grad))
     with nogil:
         for f in range(n_features):
