@@ -50,6 +50,53 @@ def test_batch_epoch_matches_naive(backend, dtype, rule, rng):
 
 
 @pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("n", [1, 2, 17, 203])
+def test_batch_epoch_delta_is_the_same_bits_on_the_compiled_backends(dtype, rule, n, rng):
+    """The batch epoch's update directions (scores comes back holding them) and W: Numba's and
+    Cython's bits, over scores from saturated (beyond exp's range) to small, each row's class
+    anywhere; the sigmoid rule's directions as onehot - sigmoid, worked in float64 and rounded
+    once to the dtype."""
+    names = [name for name in ready_backends() if name in ("numba", "cython")]
+    if len(names) < 2:
+        pytest.skip("needs the numba and cython backends")
+    X1, codes, W0 = _problem(rng, dtype, n=n, n_classes=10)
+    W0 = (W0 * rng.choice([1e-3, 1.0, 300.0], W0.shape[1])).astype(dtype)  # columns at three scales
+    codes[0], codes[-1] = 0, 9
+    results = {}
+    for name in names:
+        kernels, _ = fastdl_backend.kernels("perceptron", name)
+        W, scores = W0.copy(), np.empty((n, 10), dtype)
+        n_correct = kernels.batch_epoch(X1, codes, dtype(0.2), RULES[rule], W, scores, np.empty_like(W), 2)
+        results[name] = (W, scores, n_correct)
+    (W_a, delta_a, correct_a), (W_b, delta_b, correct_b) = results.values()
+    assert correct_a == correct_b
+    np.testing.assert_array_equal(delta_a, delta_b)
+    np.testing.assert_array_equal(W_a, W_b)
+    if rule == "sigmoid":
+        z = (X1 @ W0).astype(np.float64)  # the scores as the kernels' GEMM gives them
+        with np.errstate(over="ignore"):
+            expected = (np.eye(10)[codes] - 1 / (1 + np.exp(-z))).astype(dtype)
+        np.testing.assert_allclose(delta_a, expected, rtol=4 * np.finfo(dtype).eps, atol=4 * np.finfo(dtype).eps)
+
+
+def test_batch_epoch_ignores_codes_outside_the_classes(backend, rng):
+    """A code outside 0..c-1 (the estimator never passes one) marks no entry in either rule: the
+    compiled kernels write nothing outside the rows (numpy's reference raises IndexError)."""
+    if backend == "numpy":
+        pytest.skip("numpy indexes with checks")
+    X1, codes, W0 = _problem(rng, np.float64, n=6, n_classes=4)
+    codes[:] = [0, 4, -1, 3, 9, 2]
+    kernels, _ = fastdl_backend.kernels("perceptron", backend)
+    for rule in RULES.values():
+        buffer = np.zeros((7, 4))  # the scores and one row past them
+        scores = buffer[:6]
+        W = W0.copy()
+        kernels.batch_epoch(X1, codes, 0.2, rule, W, scores, np.empty_like(W), 2)
+        assert np.all(buffer[6] == 0)
+        assert np.all(np.isfinite(W))
+
+
+@pytest.mark.parametrize("rule", RULES)
 def test_online_epoch_matches_naive(backend, dtype, rule, rng):
     X1, codes, W0 = _problem(rng, dtype)
     kernels, _ = fastdl_backend.kernels("perceptron", backend)

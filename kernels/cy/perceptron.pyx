@@ -50,23 +50,27 @@ cdef inline Py_ssize_t _argmax(const floating* row, Py_ssize_t n_classes) noexce
 cdef Py_ssize_t _delta_rows(floating[:, ::1] scores, const int64_t[::1] codes, int rule, floating[::1] kept) noexcept nogil:
     """Overwrite scores (n, c) with each row's update direction; returns the correct argmax count
     (the sigmoid rule as kernels/cpu/perceptron._delta_rows: one pass of -sigmoid over all the
-    scores, then each row's class entry from its score kept before it, in kept (n,))."""
+    scores, then each row's class entry from its score kept before it, in kept (n,); a code
+    outside 0..c-1 marks no entry)."""
     cdef Py_ssize_t n = scores.shape[0], n_classes = scores.shape[1]
     cdef Py_ssize_t i, c, k, predicted, y, n_correct = 0
+    cdef bint inside
     cdef floating* row
     cdef floating* values
     for i in range(n):
         row = &scores[i, 0]
         y = codes[i]
+        inside = 0 <= y < n_classes
         predicted = _argmax(row, n_classes)
         if predicted == y:
             n_correct += 1
         if rule == RULE_SIGMOID:
-            kept[i] = row[y]
+            if inside:
+                kept[i] = row[y]
         else:
             for c in range(n_classes):
                 row[c] = 0
-            if predicted != y:
+            if predicted != y and inside:
                 row[y] = 1
                 row[predicted] = -1
     if rule == RULE_SIGMOID and n > 0:
@@ -74,7 +78,9 @@ cdef Py_ssize_t _delta_rows(floating[:, ::1] scores, const int64_t[::1] codes, i
         for k in range(n * n_classes):
             values[k] = -_sigmoid_vectorised(values[k])
         for i in range(n):
-            scores[i, codes[i]] = 1.0 - _sigmoid_vectorised(kept[i])
+            y = codes[i]
+            if 0 <= y < n_classes:
+                scores[i, y] = 1.0 - _sigmoid_vectorised(kept[i])
     return n_correct
 
 
@@ -89,7 +95,7 @@ def batch_epoch(
     """
     cdef Py_ssize_t n_correct, f, c
     cdef Py_ssize_t n_features = W.shape[0], n_classes = W.shape[1]
-    cdef floating[::1] kept = np.empty(scores.shape[0] if rule == RULE_SIGMOID else 0, np.asarray(W).dtype)
+    cdef floating[::1] kept = np.empty(scores.shape[0] if rule == RULE_SIGMOID else 0, np.asarray(scores).dtype)
     X1_array = np.asarray(X1)
     np.dot(X1_array, np.asarray(W), out=np.asarray(scores))
     with nogil:
