@@ -21,7 +21,7 @@ a multiply and an add, as before: libm's fma, value by value, was 7-14x slower.
 
 import numpy as np
 from ._jit import helper
-from .vecmath import bits_float, float_bits, fma
+from .vecmath import FUSED, bits_float, float_bits, fma
 
 F = np.float32
 ZERO, HALF, ONE, TWO, THREE = F(0.0), F(0.5), F(1.0), F(2.0), F(3.0)
@@ -151,20 +151,27 @@ def tanh(z):
 @helper(cache=False, error_model="numpy", inline="always")
 def normal_tail(z):
     """(Phi(-|z|), e^(-z^2 / 2)) of float32 z: the standard normal's tail beyond |z| and its
-    density's exponential. e^(-z^2 / 2) without z^2's rounding (which costs z^2 / 2 ulps): z^2 =
-    h^2 + d with h z's first 12 bits (h^2 exact), e^(-d / 2) by its Taylor polynomial to d^6;
+    density's exponential. e^(-z^2 / 2) without z^2's rounding (which costs z^2 / 2 ulps): where
+    multiply-adds fuse, z^2's rounding error is exact by one; elsewhere z^2 = h^2 + d with h z's
+    first 12 bits (h^2 exact), e^(-d / 2) by its Taylor polynomial to d^6;
     Phi(-|z|) = erfc(u) / 2 = e^(-z^2 / 2) erfcx(u) / 2 with u = |z| / sqrt(2), erfcx slowly
     varying (u's rounding costs nothing). |z| clamped to 16, where both have underflowed."""
     a = abs(z)
     a = TAIL_Z_MAX if a > TAIL_Z_MAX else a
-    h = bits_float(float_bits(a) & HIGH_12_BITS, a)
-    b = HALF * ((a - h) * (a + h))
-    p = fma(-b, INV_FACTORIAL[6], INV_FACTORIAL[5])
-    p = fma(-b, p, INV_FACTORIAL[4])
-    p = fma(-b, p, INV_FACTORIAL[3])
-    p = fma(-b, p, INV_FACTORIAL[2])
-    p = fma(-b, p, ONE)
-    density = exp(-(HALF * (h * h))) * fma(-b, p, ONE)
+    if FUSED:
+        # z^2 = s + e exactly, e = fma(a, a, -s) with |e| <= 2^-16 here: e^(-e / 2) is 1 - e / 2
+        # within 2^-35 (10 of gelu's 72 vector instructions fewer, and 12% of its time).
+        s = a * a
+        density = exp(-HALF * s) * fma(-HALF, fma(a, a, -s), ONE)
+    else:
+        h = bits_float(float_bits(a) & HIGH_12_BITS, a)
+        b = HALF * ((a - h) * (a + h))
+        p = fma(-b, INV_FACTORIAL[6], INV_FACTORIAL[5])
+        p = fma(-b, p, INV_FACTORIAL[4])
+        p = fma(-b, p, INV_FACTORIAL[3])
+        p = fma(-b, p, INV_FACTORIAL[2])
+        p = fma(-b, p, ONE)
+        density = exp(-(HALF * (h * h))) * fma(-b, p, ONE)
     u = a * SQRT1_2
     u = ERFCX_U_MAX if u > ERFCX_U_MAX else u
     t = (u - THREE) / (u + THREE)
