@@ -121,11 +121,16 @@ def extension(name, source, extra_args=()):
     )
 
 
+def kernel_extension(path):
+    """fastdl.kernels.cy.NAME from kernels/cy/NAME.pyx (dense with dense_flags())."""
+    name = os.path.splitext(os.path.basename(path))[0]
+    return extension("fastdl.kernels.cy." + name, path, dense_flags() if name == "dense" else ())
+
+
 # Largest first, so that no long compile starts last while the other jobs sit idle.
 sources = sorted(glob(os.path.join("kernels", "cy", "*.pyx")), key=os.path.getsize, reverse=True)
 extensions = [extension(SHARED_UTILITY, os.path.join("kernels", "cy", "_cyutility.c"))] + [
-    extension("fastdl.kernels.cy." + name, path, dense_flags() if name == "dense" else ())
-    for path, name in ((path, os.path.splitext(os.path.basename(path))[0]) for path in sources)
+    kernel_extension(path) for path in sources
 ]
 jobs = build_jobs()
 # cythonize's worker processes are forked; where they would start afresh instead (Windows, macOS,
