@@ -138,8 +138,20 @@ class _Team:
 
 _team = None
 _team_lock = threading.Lock()  # held by the thread whose region the team runs
-_region = threading.local()  # .active: this thread is inside a parallel region
-_holds = threading.local()  # .depth: the single_threaded_blas() holds this thread is inside
+
+
+class _Region(threading.local):
+    active = False  # this thread is inside a parallel region
+
+
+class _Holds(threading.local):
+    depth = 0  # the single_threaded_blas() holds this thread is inside
+
+
+# Class defaults, not getattr(..., default): a thread that never set one reads it at an attribute
+# lookup's cost (getattr's default goes through a caught AttributeError, a few times a layer).
+_region = _Region()
+_holds = _Holds()
 
 
 def _forget_team():
@@ -224,7 +236,7 @@ def single_threaded_blas():
                     # limits=None changes nothing: this only saves them.
                     _blas_limits = _set_blas(functools.partial(_controller.limit, limits=None, user_api="blas"))
                 _set_blas(_blas_to_one)
-        depth = getattr(_holds, "depth", 0)
+        depth = _holds.depth
         try:
             _holds.depth = depth + 1
             yield
@@ -308,7 +320,7 @@ def in_blas_hold():
     it entered, or as one of a region's threads. Another thread's hold limits BLAS here too, but
     does not count: what an op computes (how dense_into splits its GEMMs, and so its bits) must
     not depend on what other threads run (a CNN predicting beside a Dense-only model)."""
-    return getattr(_holds, "depth", 0) > 0 or getattr(_region, "active", False)
+    return _holds.depth > 0 or _region.active
 
 
 def row_ranges(n_rows, n_threads, work_per_row, align=1):
@@ -319,6 +331,8 @@ def row_ranges(n_rows, n_threads, work_per_row, align=1):
     builds round differently for different row counts (OpenBLAS with OPENBLAS_CORETYPE=Haswell
     on an AVX-512 CPU does), and fastdl's answers must not depend on the threads.
     """
+    if n_threads == 1 or n_rows * work_per_row < 2 * MIN_WORK_PER_THREAD:
+        return [(0, n_rows)]  # one range: most passes of a small model (the quick answer)
     n_blocks = -(-n_rows // align)
     worth = max(1, int(n_rows * work_per_row // MIN_WORK_PER_THREAD))
     n_parts = max(1, min(n_threads, n_blocks, worth))
@@ -354,7 +368,7 @@ def run_row_ranges(func, n_rows, n_threads, work_per_row, align=1):
     if len(ranges) == 1:
         func(*ranges[0])
         return
-    if getattr(_region, "active", False):  # inside a region: its threads are all busy
+    if _region.active:  # inside a region: its threads are all busy
         for start, stop in ranges:
             func(start, stop)
         return
@@ -378,7 +392,7 @@ def stacked_matmul(a, b, out):
     while the others wait. numpy multiplies a stack matrix by matrix, the same GEMM call for a matrix
     whichever stack it is in, so the bits do not depend on the split."""
     n_threads = _backend.get_num_threads()
-    if n_threads == 1 or getattr(_region, "active", False):
+    if n_threads == 1 or _region.active:
         return np.matmul(a, b, out=out)
     _, m, k = a.shape
     n = out.shape[2]

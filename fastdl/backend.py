@@ -27,6 +27,7 @@ PACKAGES = {
     "cython": "fastdl.kernels.cy",
     "cuda": "fastdl.kernels.gpu",
 }
+_NAMES = frozenset(("auto", *PACKAGES))  # the names _check_name passes as they are
 
 # Measured with `make bench`; see the closing notes of the issues that added each operation.
 AUTO_ORDER = {
@@ -63,6 +64,8 @@ class BackendUnavailableError(RuntimeError):
 
 
 def _check_name(name):
+    if type(name) is str and name in _NAMES:  # already checked (get_backend's), the usual case
+        return name
     if not isinstance(name, str):
         raise TypeError(f"backend must be a string, got {type(name).__name__}")
     name = name.strip().lower()

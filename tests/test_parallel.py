@@ -27,6 +27,18 @@ def test_small_work_stays_on_one_thread():
     assert _parallel.row_ranges(1000, 8, work_per_row=1) == [(0, 1000)]
 
 
+@pytest.mark.parametrize("n_rows", [0, 1, 64, 1000])
+@pytest.mark.parametrize("align", [1, 64])
+def test_one_range_at_the_edge_of_two_threads_worth(n_rows, align):
+    """The quick answer for work under two threads' worth, and the split from there on."""
+    edge = 2 * _parallel.MIN_WORK_PER_THREAD
+    per_row = edge / max(n_rows, 1)
+    assert _parallel.row_ranges(n_rows, 8, per_row * 0.999, align) == [(0, n_rows)]
+    assert _parallel.row_ranges(n_rows, 1, per_row * 1000, align) == [(0, n_rows)]
+    expected = min(2, -(-n_rows // align)) if n_rows else 1
+    assert len(_parallel.row_ranges(n_rows, 8, per_row, align)) == expected
+
+
 def test_concurrent_callers_get_the_same_answers_and_blas_is_restored(backend, rng):
     fastdl.set_num_threads(2)
     X_ref = rng.normal(size=(3000, 64))

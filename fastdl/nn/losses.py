@@ -84,12 +84,12 @@ class Loss:
             getattr(kernels, kernel)(rows, targets, *args, scale, grad.reshape(rows.shape), row_loss,
                                      threads_worth_it(rows.shape[0], self.work_per_value * rows.shape[1]))
         if sample_weight is None:
-            return float(np.sum(row_loss)), grad
+            return float(row_loss.sum()), grad
         weights = row_weights(sample_weight, row_loss.shape[0])
         if grad.size:
             rows = grad.reshape(weights.shape[0], -1)  # a view: weighs grad in place
             rows *= weights.astype(grad.dtype)[:, None]
-        return float(np.sum(row_loss * weights)), grad
+        return float((row_loss * weights).sum()), grad
 
     def _target_rows_for(self, targets, rows_shape, values_shape):
         """The targets as the kernel takes them: class codes (n,) as they are; real values as float64
