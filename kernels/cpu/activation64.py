@@ -5,8 +5,8 @@ others), rounding the float64 result once to float32.
 
 Activation codes: 5 elu (alpha), 6 selu, 7 softplus, 8 softsign, 9 relu6, 10 hard_sigmoid,
 11 exponential, and 12 swish (silu), 13 gelu (erf, not tanh), 14 mish, 15 hard_swish (hard_silu),
-whose gradient needs the activation's input. exp, expm1, log1p and erfc are kernels/cpu/vecmath's,
-which vectorise.
+whose gradient needs the activation's input. exp, expm1, log1p and the normal tail are
+kernels/cpu/vecmath's, which vectorise.
 """
 
 import numpy as np
@@ -16,7 +16,6 @@ from ._jit import helper
 
 SELU_SCALE = 1.0507009873554804934193349852946  # Keras 3's (and PyTorch's) selu constants
 SELU_ALPHA = 1.6732632423543772848170429916717
-SQRT1_2 = 0.70710678118654752440  # 1 / sqrt(2)
 INV_SQRT_2PI = 0.39894228040143267794  # 1 / sqrt(2 pi), the normal density's scale
 
 
@@ -65,7 +64,7 @@ def relu6(z):
 # fold away again (the float64 forward kernel compiled in 3.9 s, 1.1-1.6 s now; the same speed).
 # Comparisons that are false for NaN keep NaN NaN (not max/min).
 _row_helper = helper(cache=False, error_model="numpy")
-# Inlined by Numba (see kernels/cpu/vecmath.py): erfc made gelu too costly for LLVM to inline into
+# Inlined by Numba (see kernels/cpu/vecmath.py): the normal tail made gelu too costly for LLVM to inline into
 # its row loop, which it then left unvectorised (4.6 ms against 1.4), and so mish's gradient (4.5
 # ms against 0.66).
 _inlined = helper(cache=False, error_model="numpy", inline="always")
@@ -105,8 +104,12 @@ def swish(z):
 
 @_inlined
 def gelu(z):
-    """z Phi(z); erfc keeps Phi's lower tail that 1 + erf rounds to 0."""
-    return 0.5 * z * vecmath.erfc(-z * SQRT1_2)
+    """z Phi(z), Phi's lower tail kept (1 + erf would round it to 0) and exact in its exponent
+    (vecmath.normal_tail_factors): (z r) e below 0, rounded once where it is subnormal; z minus
+    that above."""
+    r, e = vecmath.normal_tail_factors(z)
+    q = (z * r) * e  # z Phi(-|z|)
+    return q if z < 0.0 else z - q
 
 
 @_row_helper
@@ -169,8 +172,11 @@ def swish_gradient(x, g):
 
 @_inlined
 def gelu_gradient(x, g):
-    """Phi(x) + x phi(x)."""
-    return g * (0.5 * vecmath.erfc(-x * SQRT1_2) + x * INV_SQRT_2PI * vecmath.exp(-0.5 * x * x))
+    """Phi(x) + x phi(x), both from vecmath.normal_tail_factors (one exp): (r + x / sqrt(2 pi)) e
+    below 0, 1 - (r - x / sqrt(2 pi)) e above."""
+    r, e = vecmath.normal_tail_factors(x)
+    k = x * INV_SQRT_2PI
+    return g * ((r + k) * e if x < 0.0 else 1.0 - (r - k) * e)
 
 
 @_inlined

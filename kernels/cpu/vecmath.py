@@ -1,4 +1,5 @@
-"""exp, expm1, log1p, tanh and erfc of float64 that vectorise (Numba); mirrors kernels/cy/vecmath.pxi.
+"""exp, expm1, log1p, tanh and the normal tail of float64 that vectorise (Numba); mirrors
+kernels/cy/vecmath.pxi.
 
 libm's functions are calls LLVM cannot vectorise: an activation over a batch ran one value at a
 time (a sigmoid pass cost 4.4 ns a value, tanh 15, gelu 18). These are polynomials after a range
@@ -12,9 +13,9 @@ exp(x) = 2^k e^r with k = round(x / ln 2) and r = x - k ln 2 in [-ln 2 / 2, ln 2
 Taylor polynomial to r^13 (the first term left out is below 2^-53 e^r). k ln 2 is taken in two
 parts, ln 2's first 24 bits (exact times any k here) and the rest, so that r is exact to an ulp.
 
-LLVM inlines a helper only below a cost; a loop with a call in it is not vectorised. erfc and what
-it calls are inlined by Numba itself (inline="always"), which LLVM found too costly (330 > 250),
-as are the activation helpers that call erfc (kernels/cpu/activation64.py, activation32.py); the
+LLVM inlines a helper only below a cost; a loop with a call in it is not vectorised. normal_tail_factors
+and what it calls are inlined by Numba itself (inline="always"), which LLVM found too costly (330 >
+250), as are the activation helpers that call it (kernels/cpu/activation64.py, activation32.py); the
 others stay below LLVM's threshold. Numba's inlining of every helper multiplied the dense kernels'
 compile time by four to six (10 -> 43 s for these alone, 65 s with dense's), so it is kept to
 those. A kernel that inlines these names this module in compile_kernel's `uses` (Numba's cache
@@ -38,6 +39,7 @@ LN2_HI = 0.6931471824645996  # ln 2 rounded to 24 bits: k * LN2_HI is exact for 
 LN2_LO = -1.904654299957768e-09  # ln 2 - LN2_HI, rounded
 SHIFTER = 6755399441055744.0  # 1.5 * 2^52: x + SHIFTER rounds x to an integer, kept in its low bits
 SQRT2_M1 = 0.41421356237309503  # sqrt(2) - 1
+SQRT1_2 = 0.70710678118654752440  # 1 / sqrt(2)
 HIGH_26_BITS = -(1 << 27)  # float64 bits that keep a value's first 26 significant bits
 
 
@@ -207,16 +209,6 @@ def tanh(z):
 
 
 @helper(error_model="numpy", inline="always")
-def _exp_minus_square(u):
-    """e^(-u^2) of float64 u >= 0 without u^2's rounding (which costs u^2 ulps at u = 27): u^2 =
-    h^2 + d with h u's first 26 bits (h^2 exact) and d = (u - h)(u + h) < 2^-24 u^2, and
-    e^-d by its Taylor polynomial to d^3."""
-    h = bits_float(float_bits(u) & HIGH_26_BITS, u)
-    d = (u - h) * (u + h)
-    return exp(-(h * h)) * (1.0 - d * (1.0 - d * (0.5 - d / 6.0)))
-
-
-@helper(error_model="numpy", inline="always")
 def _erfcx_scaled(t):
     """(1 + 2u) e^(u^2) erfc(u) as a polynomial of t = (u - 3) / (u + 3), which maps u >= 0 onto
     [-1, 1): a degree-24 least-squares fit at 400 Chebyshev nodes of t to mpmath's values (40
@@ -250,10 +242,19 @@ def _erfcx_scaled(t):
 
 
 @helper(error_model="numpy", inline="always")
-def erfc(x):
-    """erfc of float64 x: e^(-u^2) erfcx(u) for u = |x| clamped to 30 (where it has long
-    underflowed), 2 minus that below 0."""
-    u = abs(x)
-    u = 30.0 if u > 30.0 else u
-    y = _exp_minus_square(u) * (_erfcx_scaled((u - 3.0) / (u + 3.0)) / (1.0 + 2.0 * u))
-    return y if x >= 0 else 2.0 - y
+def normal_tail_factors(z):
+    """(r, e) of float64 z with Phi(-|z|) = r e, the standard normal's tail beyond |z|:
+    e = e^(-z^2 / 2), its density's exponential, and r = erfcx(u) / 2 with u = |z| / sqrt(2),
+    in [0.0093, 0.5] (kept apart: their product leaves float64's normal range about a unit of z
+    before gelu's z r e does). e from z itself, without z^2's rounding: z^2 = h^2 + d with h z's
+    first 26 bits (h^2 exact) and d = (z - h)(z + h) < 2^-24 z^2, e^(-d / 2) by its Taylor
+    polynomial to (d / 2)^3. (erfc of z / sqrt(2) would carry that quotient's rounding, z^2 / 2
+    ulps: 400 at z = -28; erfcx varies slowly, and u's rounding costs nothing.) |z| clamped to 40,
+    where e has underflowed."""
+    a = abs(z)
+    a = 40.0 if a > 40.0 else a
+    h = bits_float(float_bits(a) & HIGH_26_BITS, a)
+    b = 0.5 * ((a - h) * (a + h))
+    density = exp(-0.5 * (h * h)) * (1.0 - b * (1.0 - b * (0.5 - b / 6.0)))
+    u = a * SQRT1_2
+    return 0.5 * (_erfcx_scaled((u - 3.0) / (u + 3.0)) / (1.0 + 2.0 * u)), density

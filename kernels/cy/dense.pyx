@@ -25,7 +25,6 @@ FUSED_MULTIPLY_ADD = bool(FASTDL_FUSED)
 
 cdef double SELU_SCALE = 1.0507009873554804934193349852946  # Keras 3's (and PyTorch's) selu constants
 cdef double SELU_ALPHA = 1.6732632423543772848170429916717
-cdef double SQRT1_2 = 0.70710678118654752440  # 1 / sqrt(2)
 cdef double INV_SQRT_2PI = 0.39894228040143267794  # 1 / sqrt(2 pi), the normal density's scale
 
 
@@ -64,7 +63,7 @@ cdef inline double _relu6(double z) noexcept nogil:
 
 cdef inline double _keras_activation(double z, int activation, double alpha) noexcept nogil:
     """Codes 5 and up, Keras 3's definitions. NaN stays NaN."""
-    cdef double c
+    cdef double c, r
     if activation == 5:  # elu; the branch with exp only below zero, where it never overflows
         return z if z > 0 else alpha * vexpm1(z)
     if activation == 6:
@@ -81,8 +80,10 @@ cdef inline double _keras_activation(double z, int activation, double alpha) noe
         return vexp(z)
     if activation == 12:  # swish = z * sigmoid(z)
         return z * _sigmoid_pair(z, vexp(-fabs(z)), &c)
-    if activation == 13:  # gelu = z * Phi(z); erfc keeps Phi's lower tail that 1 + erf rounds to 0
-        return 0.5 * z * verfc(-z * SQRT1_2)
+    if activation == 13:  # gelu = z * Phi(z), Phi's lower tail kept (1 + erf would round it to 0)
+        r = normal_tail_factors(z, &c)
+        c = (z * r) * c  # z Phi(-|z|)
+        return c if z < 0 else z - c
     if activation == 14:  # mish = z * tanh(softplus(z))
         return z * _tanh_softplus_pair(z, vexp(-fabs(z)), &c)
     return z * _relu6(z + 3) / 6  # hard_swish
@@ -95,7 +96,9 @@ cdef inline double _input_derivative(double x, double g, int activation) noexcep
         s = _sigmoid_pair(x, vexp(-fabs(x)), &c)
         return g * (s + x * s * c)
     if activation == 13:  # Phi(x) + x * phi(x)
-        return g * (0.5 * verfc(-x * SQRT1_2) + x * INV_SQRT_2PI * vexp(-0.5 * x * x))
+        s = normal_tail_factors(x, &e)
+        t = x * INV_SQRT_2PI
+        return g * ((s + t) * e if x < 0 else 1.0 - (s - t) * e)
     if activation == 14:  # tanh(sp) + x * sech(sp)^2 * sigmoid(x), sech^2 = (1 - tanh)(1 + tanh)
         e = vexp(-fabs(x))  # one exp for both, as the Numba kernel
         t = _tanh_softplus_pair(x, e, &c)

@@ -1,4 +1,4 @@
-# exp, expm1, log1p, tanh and erfc of double that vectorise, included by dense.pyx; mirrors
+# exp, expm1, log1p, tanh and the normal tail of double that vectorise, included by dense.pyx; mirrors
 # kernels/cpu/vecmath.py (its docstring says how and how accurately), operation for operation, so
 # that the two backends give the same bits (gcc contracts nothing: -ffp-contract=off). The
 # including module cimports copysign, fabs, int64_t and uint64_t.
@@ -9,6 +9,7 @@ cdef double LN2_HI = 0.6931471824645996  # ln 2 rounded to 24 bits: k * LN2_HI i
 cdef double LN2_LO = -1.904654299957768e-09  # ln 2 - LN2_HI, rounded
 cdef double SHIFTER = 6755399441055744.0  # 1.5 * 2^52: x + SHIFTER rounds x to an integer, kept in its low bits
 cdef double SQRT2_M1 = 0.41421356237309503  # sqrt(2) - 1
+cdef double SQRT1_2 = 0.70710678118654752440  # 1 / sqrt(2)
 cdef int64_t HIGH_26_BITS = -(1 << 27)  # float64 bits that keep a value's first 26 significant bits
 
 
@@ -109,13 +110,6 @@ cdef inline double vtanh(double z) noexcept nogil:
     return copysign(-m / (2.0 + m), z)
 
 
-cdef inline double _exp_minus_square(double u) noexcept nogil:
-    """e^(-u^2) of u >= 0 without u^2's rounding: u^2 = h^2 + d, h u's first 26 bits."""
-    cdef double h = _bits_float64(_float64_bits(u) & HIGH_26_BITS)
-    cdef double d = (u - h) * (u + h)
-    return vexp(-(h * h)) * (1.0 - d * (1.0 - d * (0.5 - d / 6.0)))
-
-
 cdef inline double _erfcx_scaled(double t) noexcept nogil:
     """(1 + 2u) e^(u^2) erfc(u) as a polynomial of t = (u - 3) / (u + 3) (see vecmath.py)."""
     cdef double p = 1.1409434109374257e-09
@@ -146,9 +140,12 @@ cdef inline double _erfcx_scaled(double t) noexcept nogil:
     return p
 
 
-cdef inline double verfc(double x) noexcept nogil:
-    """erfc x: e^(-u^2) erfcx(u) for u = |x| clamped to 30, 2 minus that below 0."""
-    cdef double u = fabs(x)
-    u = 30.0 if u > 30.0 else u
-    cdef double y = _exp_minus_square(u) * (_erfcx_scaled((u - 3.0) / (u + 3.0)) / (1.0 + 2.0 * u))
-    return y if x >= 0 else 2.0 - y
+cdef inline double normal_tail_factors(double z, double* density) noexcept nogil:
+    """r with Phi(-|z|) = r e, and e = e^(-z^2 / 2) into density (see vecmath.normal_tail_factors)."""
+    cdef double a = fabs(z)
+    a = 40.0 if a > 40.0 else a
+    cdef double h = _bits_float64(_float64_bits(a) & HIGH_26_BITS)
+    cdef double b = 0.5 * ((a - h) * (a + h))
+    density[0] = vexp(-0.5 * (h * h)) * (1.0 - b * (1.0 - b * (0.5 - b / 6.0)))
+    cdef double u = a * SQRT1_2
+    return 0.5 * (_erfcx_scaled((u - 3.0) / (u + 3.0)) / (1.0 + 2.0 * u))

@@ -16,6 +16,7 @@ import sys
 
 from numba import cuda, float64
 
+from ..cpu.vecmath import _erfcx_scaled
 from ._launch import COLUMNS_PER_BLOCK, ROW_GROUPS, column_blocks, grid_1d, groups_total, kernel
 
 SELU_SCALE = 1.0507009873554804934193349852946  # Keras 3's (and PyTorch's) selu constants
@@ -24,6 +25,24 @@ SQRT1_2 = 0.70710678118654752440  # 1 / sqrt(2)
 INV_SQRT_2PI = 0.39894228040143267794  # 1 / sqrt(2 pi), the normal density's scale
 # Above it exp is inf: said here, as numba's CUDA simulator runs Python's math.exp, which raises.
 LOG_MAX = math.log(sys.float_info.max)
+HIGH_BITS_UNIT = 2.0 ** -20  # z's bits down to 2^-20 are its first 26 or fewer where |z| <= 40
+
+# erfcx's polynomial, the CPU kernels' own (kernels/cpu/vecmath.py), compiled for the device.
+_erfcx_polynomial = cuda.jit(device=True)(_erfcx_scaled.py_func)
+
+
+@cuda.jit(device=True)
+def _normal_tail_factors(z):
+    """(r, e) with Phi(-|z|) = r e, as kernels/cpu/vecmath.normal_tail_factors: e = e^(-z^2 / 2)
+    without z^2's rounding, z split at 2^-20 (h^2 exact) by fmod, exact: not by its bits (the
+    simulator runs this as Python) nor by a product (the device would fuse Veltkamp's split)."""
+    a = math.fabs(z)
+    a = 40.0 if a > 40.0 else a
+    h = a - math.fmod(a, HIGH_BITS_UNIT)
+    b = 0.5 * ((a - h) * (a + h))
+    density = math.exp(-0.5 * (h * h)) * (1.0 - b * (1.0 - b * (0.5 - b / 6.0)))
+    u = a * SQRT1_2
+    return 0.5 * (_erfcx_polynomial((u - 3.0) / (u + 3.0)) / (1.0 + 2.0 * u)), density
 
 
 @cuda.jit(device=True)
@@ -73,8 +92,10 @@ def _input_activation(z, activation):
     """Codes 12 to 15 of float64 z, Keras 3's definitions. NaN stays NaN."""
     if activation == 12:  # swish = z * sigmoid(z)
         return z * _sigmoid_pair(z)[0]
-    if activation == 13:  # gelu = z * Phi(z); erfc keeps Phi's lower tail that 1 + erf rounds to 0
-        return 0.5 * z * math.erfc(-z * SQRT1_2)
+    if activation == 13:  # gelu = z * Phi(z), Phi's lower tail kept (1 + erf would round it to 0)
+        r, e = _normal_tail_factors(z)
+        q = (z * r) * e  # z Phi(-|z|)
+        return q if z < 0 else z - q
     if activation == 14:  # mish = z * tanh(softplus(z))
         return z * _tanh_softplus_pair(z)[0]
     y = z + 3  # hard_swish = z * relu6(z + 3) / 6; comparisons false for NaN keep it
@@ -92,7 +113,9 @@ def _input_derivative(x, g, activation):
         s, c = _sigmoid_pair(x)
         return g * (s + x * s * c)
     if activation == 13:  # Phi(x) + x * phi(x)
-        return g * (0.5 * math.erfc(-x * SQRT1_2) + x * INV_SQRT_2PI * math.exp(-0.5 * x * x))
+        r, e = _normal_tail_factors(x)
+        k = x * INV_SQRT_2PI
+        return g * ((r + k) * e if x < 0 else 1.0 - (r - k) * e)
     if activation == 14:  # tanh(sp) + x * sech(sp)^2 * sigmoid(x), sech^2 = (1 - tanh)(1 + tanh)
         t, c = _tanh_softplus_pair(x)
         return g * (t + x * (c * (1 + t)) * _sigmoid_pair(x)[0])

@@ -8,12 +8,13 @@ rounded once to out's dtype, as sigmoid, both ways.
 """
 
 import numpy as np
-from scipy.special import erfc
+from scipy.special import erfcx
 
 SELU_SCALE = 1.0507009873554804934193349852946  # Keras 3's (and PyTorch's) selu constants
 SELU_ALPHA = 1.6732632423543772848170429916717
 SQRT1_2 = 0.70710678118654752440  # 1 / sqrt(2)
 INV_SQRT_2PI = 0.39894228040143267794  # 1 / sqrt(2 pi), the normal density's scale
+HIGH_26_BITS = -(1 << 27)  # float64 bits that keep a value's first 26 significant bits
 
 
 def _sigmoid_pair(z):
@@ -32,12 +33,25 @@ def _tanh_softplus_pair(z):
     return np.where(z >= 0, (1 + 2 * e) / above, n / (n + 2)), np.where(z >= 0, 2 * e * e / above, 2 / (n + 2))
 
 
+def _normal_tail_factors(z):
+    """(r, e) of float64 z with Phi(-|z|) = r e (as kernels/cpu/vecmath.normal_tail_factors): e =
+    e^(-z^2 / 2) without z^2's rounding (z^2 = h^2 + d, h z's first 26 bits, h^2 exact), and
+    r = erfcx(|z| / sqrt(2)) / 2, scipy's erfcx (no underflow, slowly varying: the quotient's
+    rounding costs nothing, where erfc's argument carries it z^2 / 2 times)."""
+    a = np.minimum(np.abs(z), 40.0)
+    h = (a.view(np.int64) & HIGH_26_BITS).view(np.float64)
+    b = 0.5 * ((a - h) * (a + h))
+    return 0.5 * erfcx(a * SQRT1_2), np.exp(-0.5 * (h * h)) * (1 - b * (1 - b * (0.5 - b / 6)))
+
+
 def _input_activation(z, activation):
     """Codes 12 to 15 of float64 z, Keras 3's definitions. NaN stays NaN."""
     if activation == 12:  # swish = z * sigmoid(z)
         return z * _sigmoid_pair(z)[0]
-    if activation == 13:  # gelu = z * Phi(z); erfc keeps Phi's lower tail that 1 + erf rounds to 0
-        return 0.5 * z * erfc(-z * SQRT1_2)
+    if activation == 13:  # gelu = z * Phi(z), Phi's lower tail kept (1 + erf would round it to 0)
+        r, e = _normal_tail_factors(z)
+        q = (z * r) * e  # z Phi(-|z|)
+        return np.where(z < 0, q, z - q)
     if activation == 14:  # mish = z * tanh(softplus(z))
         return z * _tanh_softplus_pair(z)[0]
     return z * np.minimum(np.maximum(z + 3, 0), 6) / 6  # hard_swish = z * relu6(z + 3) / 6
@@ -49,7 +63,9 @@ def _input_derivative(x, g, activation):
         s, c = _sigmoid_pair(x)
         return g * (s + x * s * c)
     if activation == 13:  # Phi(x) + x * phi(x)
-        return g * (0.5 * erfc(-x * SQRT1_2) + x * INV_SQRT_2PI * np.exp(-0.5 * x * x))
+        r, e = _normal_tail_factors(x)
+        k = x * INV_SQRT_2PI
+        return g * np.where(x < 0, (r + k) * e, 1 - (r - k) * e)
     if activation == 14:  # tanh(sp) + x * sech(sp)^2 * sigmoid(x), sech^2 = (1 - tanh)(1 + tanh)
         t, c = _tanh_softplus_pair(x)
         return g * (t + x * (c * (1 + t)) * _sigmoid_pair(x)[0])
