@@ -135,6 +135,17 @@ def test_malformed_files_name_the_file(tmp_path, corrupt, file_name, message):
     assert file_name in str(info.value)
 
 
+def test_byte_order_marks_are_skipped(tmp_path):
+    """A spreadsheet's "CSV UTF-8" starts each file with a byte-order mark: read as without."""
+    plain = load_digits_dataset(write_digits(tmp_path / "plain"), verify=False)
+    directory = write_digits(tmp_path / "marked")
+    for name in FILES:
+        (directory / name).write_bytes(b"\xef\xbb\xbf" + (directory / name).read_bytes())
+    marked = load_digits_dataset(directory, verify=False)
+    for a, b in ((plain.X_train, marked.X_train), (plain.y_train, marked.y_train), (plain.y_test, marked.y_test)):
+        np.testing.assert_array_equal(a, b)
+
+
 @needs_course_data
 def test_modified_course_file_fails_checksum(tmp_path):
     directory = tmp_path / "leiden-digits"

@@ -227,9 +227,10 @@ def _text_errors(path):
 
 
 def _lines(path):
-    """(line number, stripped line) of a UTF-8 text file's non-blank lines; bytes that are not
-    UTF-8 raise a ValueError naming the file."""
-    with _text_errors(path), open(path, encoding="utf-8") as handle:
+    """(line number, stripped line) of a UTF-8 text file's non-blank lines, a byte-order mark at
+    its start skipped (a spreadsheet's "CSV UTF-8" writes one); bytes that are not UTF-8 raise a
+    ValueError naming the file."""
+    with _text_errors(path), open(path, encoding="utf-8-sig") as handle:
         for line_no, line in enumerate(handle, start=1):
             if line := line.strip():
                 yield line_no, line
