@@ -678,6 +678,29 @@ def test_validation_split_must_be_a_number_in_0_1(split, error):
         model.fit(x, y, validation_split=split)
 
 
+def test_bad_validation_targets_are_named_as_validation_ones():
+    """A class code out of range or NaN in validation_data's targets: the message says so (the
+    same message without it sends the user to the training targets)."""
+    x, y = blobs(20)
+    model = small_mlp()
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"^validation y: y holds class code 9"):
+        model.fit(x, y, validation_data=(x, np.full_like(y, 9)), epochs=1)
+    with pytest.raises(ValueError, match=r"^y holds class code 9"):
+        model.fit(x, np.full_like(y, 9), validation_data=(x, y), epochs=1)
+    regression = nn.Sequential([nn.Dense(1, input_shape=(x.shape[1],))], seed=0)
+    regression.compile("sgd", "mse")
+    with pytest.raises(ValueError, match=r"^validation y: targets contain NaN"):
+        regression.fit(x, np.zeros(len(x)), validation_data=(x, np.full(len(x), np.nan)), epochs=1)
+    inputs = nn.Input((x.shape[1],))
+    both = nn.Model(inputs, {"code": nn.Dense(3, activation="softmax", name="code")(inputs),
+                             "value": nn.Dense(1, name="value")(inputs)})
+    both.compile("sgd", {"code": "sparse_categorical_crossentropy", "value": "mse"})
+    with pytest.raises(ValueError, match=r"^validation y: output 'code': y holds class code 7"):
+        both.fit(x, {"code": y % 3, "value": np.zeros(len(x))},
+                 validation_data=(x, {"code": np.full_like(y, 7), "value": np.zeros(len(x))}))
+
+
 @pytest.mark.parametrize("seed, error", [(-1, ValueError), (1.5, TypeError), ("0", TypeError)])
 def test_a_models_seed_is_named_in_its_error(seed, error):
     with pytest.raises(error, match="seed must be None, an int >= 0"):

@@ -25,7 +25,8 @@ from fastdl.nn import layers as _layers
 from fastdl.nn.losses import check_host_targets, get_loss
 from fastdl.nn.model import (build_in_model, build_undo, check_loss_weight, format_shape,
                              init_model_basics, output_loss, per_output, record_input_logits,
-                             refuse_metrics_as_loss_weights, summary_table, targets_name, weighted)
+                             refuse_metrics_as_loss_weights, summary_table, targets_name, targets_said,
+                             weighted)
 from fastdl.nn.module import Layer, fused_layer
 from fastdl.nn.naming import take_name, unnamed
 from fastdl.nn.optimizers import get_optimizer
@@ -443,7 +444,7 @@ class Model(Training):
             try:
                 checked[key] = self.loss[key].check_targets(target, x.shape[0], self.output_shape[key])
             except ValueError as exc:
-                raise ValueError(f"output {key!r}: {exc}") from exc
+                raise ValueError(f"{targets_said(name)}output {key!r}: {exc}") from exc
         return x, _Targets(checked)
 
     # -- passes ----------------------------------------------------------------------------------

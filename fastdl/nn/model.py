@@ -37,6 +37,12 @@ def targets_name(name):
     return name[:-1] + "y" if name.endswith("x") else "y"
 
 
+def targets_said(name):
+    """What starts a message about the targets that go with inputs `name`: nothing for the ones
+    trained on ("x"), "validation y: " for fit's validation_data (so a user checks the right array)."""
+    return "" if name == "x" else f"{targets_name(name)}: "
+
+
 def per_output(value, names, what, default, lists_per_output=False):
     """{output name: value} from one value for all, a dict keyed by output name, or (with
     lists_per_output) a list in output order; else a list is one value for all (metrics)."""
@@ -417,7 +423,12 @@ class Sequential(Training):
         y_arr = np.asarray(check_host_targets(y, targets_name(name)))
         if y_arr.ndim == 0 or y_arr.shape[0] != x.shape[0]:
             raise ValueError(f"{name} has {x.shape[0]} samples but y has {y_arr.shape[0] if y_arr.ndim else 0} targets")
-        return x, self.loss.check_targets(y_arr, x.shape[0], self.output_shape)
+        try:
+            return x, self.loss.check_targets(y_arr, x.shape[0], self.output_shape)
+        except ValueError as exc:
+            if not targets_said(name):
+                raise
+            raise ValueError(f"{targets_said(name)}{exc}") from exc
 
     def _output_layers(self):
         """{output name: (shape, the layer that makes it)}: predict's one output."""
