@@ -678,6 +678,47 @@ def test_validation_split_must_be_a_number_in_0_1(split, error):
         model.fit(x, y, validation_split=split)
 
 
+def test_model_history_is_the_last_fits_and_keeps_the_epochs_before_a_stop():
+    x, y = blobs(60)
+    model = small_mlp()
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    assert model.history is None
+    history = model.fit(x, y, epochs=2)
+    assert model.history is history and len(history.history["loss"]) == 2
+
+    class StopAtSecondEpoch(nn.Callback):
+        begun = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.begun += 1
+            if self.begun == 2:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, epochs=3, callbacks=[StopAtSecondEpoch()])
+    assert model.history is not history and len(model.history.history["loss"]) == 1
+
+
+def test_get_layer_by_name_or_index_as_keras():
+    model = nn.Sequential([nn.Input((8,)), nn.Dense(4, name="hidden"), nn.Dense(3)], seed=0)
+    assert model.get_layer("hidden") is model.layers[0] and model.get_layer(index=-1) is model.layers[1]
+    inputs = nn.Input((8,))
+    functional = nn.Model(inputs, nn.Dense(3, name="out")(nn.Dense(4, name="mid")(inputs)))
+    assert functional.get_layer("mid") is functional.layers[1] and functional.get_layer(index=2).name == "out"
+    with pytest.raises(ValueError, match="a layer name or a layer index, one of them"):
+        model.get_layer()
+    with pytest.raises(ValueError, match="a layer name or a layer index, one of them"):
+        model.get_layer("hidden", 0)
+    with pytest.raises(ValueError, match=r"no layer named 'nope'; the model's layers are \['hidden', 'dense'\]"):
+        model.get_layer("nope")
+    with pytest.raises(ValueError, match="index must be between -2 and 1, got 2"):
+        model.get_layer(index=2)
+    with pytest.raises(TypeError, match="index must be an integer"):
+        model.get_layer(index=1.0)
+    with pytest.raises(ValueError, match="the model has no layers"):
+        nn.Sequential().get_layer(index=0)
+
+
 def test_bad_validation_targets_are_named_as_validation_ones():
     """A class code out of range or NaN in validation_data's targets: the message says so (the
     same message without it sends the user to the training targets)."""

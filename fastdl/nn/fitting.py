@@ -162,6 +162,8 @@ class Fitting:
         -------
         History
             Its `history` maps "loss", "accuracy", "val_loss", ... to their values at each epoch.
+            Also `model.history`, as in Keras, from fit's start: a fit stopped by an error or Ctrl-C
+            leaves there the epochs it trained.
 
         Raises
         ------
@@ -201,7 +203,7 @@ class Fitting:
             self._reseed(seed)
         # As Keras: History after the user's callbacks (it records the keys they add to the logs),
         # the progress display last.
-        history = History()
+        history = self.history = History()
         callbacks.append(history)
         progress = ProgressLogger(verbose, n_batches, last_epoch) if verbose else None
         if progress is not None:

@@ -11,7 +11,7 @@ import numpy as np
 from fastdl import _device
 from fastdl import backend as _backend
 from fastdl._parallel import single_threaded_blas
-from fastdl._validation import NonFiniteError
+from fastdl._validation import NonFiniteError, check_int
 from fastdl.nn.batches import Batches
 from fastdl.nn.callback_list import CallbackList
 from fastdl.nn.fitting import Fitting, add_to_means, check_batch_size, check_verbose
@@ -66,6 +66,23 @@ class Training(Fitting, Batches, Saving, GradientFlags, Layer):
     """
 
     stop_training = False  # set by a callback to end fit (see Callback)
+    history = None  # the History of the last fit (see fit), as Keras' model.history
+
+    def get_layer(self, name=None, index=None):
+        """The layer named `name`, or `layers[index]`, as Keras' get_layer: ValueError where there
+        is none, or where both or neither are given."""
+        if (name is None) == (index is None):
+            raise ValueError(f"give get_layer a layer name or a layer index, one of them; got name={name!r}, "
+                             f"index={index!r}")
+        if index is not None:
+            count = len(self.layers)
+            if count == 0:
+                raise ValueError(f"no layer at index {index!r}: the model has no layers")
+            return self.layers[check_int(index, "index", -count, count - 1)]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"no layer named {name!r}; the model's layers are {[layer.name for layer in self.layers]}")
 
     # -- the model as a layer of another ---------------------------------------------------------
     @property
