@@ -77,6 +77,19 @@ def _vectorised(func):
     return apply
 
 
+def _vectorised_pair(func):
+    """func, which gives a pair, over an array: the two arrays of its pairs."""
+
+    @njit(error_model="numpy")
+    def apply(x):
+        first, second = np.empty_like(x), np.empty_like(x)
+        for i in range(x.shape[0]):
+            first[i], second[i] = func(x[i])
+        return first, second
+
+    return apply
+
+
 @pytest.mark.parametrize("name, reference, inputs, max_ulps", [
     ("exp", math.exp, _inputs((-750, 712), (-1, 1), (708, 710), (-746, -700)), 2),
     ("expm1", math.expm1, _inputs((-750, 712), (-1, 1), (-0.4, 0.4)), 5),
@@ -107,14 +120,7 @@ def test_normal_tail_within_a_few_ulps():
     for the roundings of z / sqrt(2) and z^2 (naive.normal_cdf, normal_density), over the whole
     tail: to -37.5, where Phi(-|z|) nears float64's subnormals; e exactly 0 beyond the clamp,
     Phi(0) exactly 1/2, NaN kept."""
-
-    @njit(error_model="numpy")
-    def factors(z):
-        r, e = np.empty_like(z), np.empty_like(z)
-        for i in range(z.shape[0]):
-            r[i], e[i] = vecmath.normal_tail_factors(z[i])
-        return r, e
-
+    factors = _vectorised_pair(vecmath.normal_tail_factors)
     z = _inputs((-37.5, 37.5), (-6, 6))
     z = z[np.isfinite(z)]
     r, e = factors(z)
@@ -177,14 +183,7 @@ def test_float32_within_a_few_ulps_of_libm(name, reference, inputs, max_ulps):
 def test_float32_normal_tail_and_log1p_within_a_few_ulps():
     z = _inputs((-20, 20), (-6, 6)).astype(np.float32)
     z = z[np.isfinite(z)]
-
-    @njit(error_model="numpy")
-    def tail_and_density(z):
-        tail, density = np.empty_like(z), np.empty_like(z)
-        for i in range(z.shape[0]):
-            tail[i], density[i] = vecmath32.normal_tail(z[i])
-        return tail, density
-
+    tail_and_density = _vectorised_pair(vecmath32.normal_tail)
     tail, density = tail_and_density(z)
     a = np.abs(z.astype(np.float64))
     assert _ulps32(tail, _libm(lambda v: 0.5 * math.erfc(v / math.sqrt(2)), a)) <= 6
