@@ -216,8 +216,10 @@ def _cmd_reproduce(args):
             # Running everything (`make run`): one missing dataset must not hide the rest.
             print(f"{name}: skipped, its data is missing:\n{error}\n")
             continue
-        print(f"{name}: data source: {result.get('source')}; "
-              f"{len(result.get('files', []))} files written under {out / name}/")
+        files = result.get("files", [])
+        # The folder that holds them: out/a6/faces for a6, out/a4/fashion for a4.
+        folder = Path(os.path.commonpath([str(Path(f).parent) for f in files])) if files else out / name
+        print(f"{name}: data source: {result.get('source')}; {len(files)} files written under {folder}/")
     return 0
 
 

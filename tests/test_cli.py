@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fastdl.backend import BackendUnavailableError
@@ -206,6 +207,55 @@ def test_a6_checks_its_data_path_before_timing_anything(tmp_path, monkeypatch, c
         assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("names, extra, message", [
+    (["a3", "a5"], [], "clocks not found in"),
+    (["a3", "a1"], [], "digits data files not found"),
+    (["a3", "a2"], [], "digits data files not found"),
+    (["a3", "a4"], ["--dataset", "cifar10"], "not found"),
+])
+def test_missing_data_is_said_before_the_first_assignment_runs(tmp_path, monkeypatch, capsys, names, extra, message):
+    """a3 (no data) first, then an assignment whose data is not in --data-dir: the error comes
+    before a3 runs, not after it (a4 in full takes 20 minutes before a5's data was looked for)."""
+    from fastdl.repro import a3
+
+    monkeypatch.setattr(a3, "run", lambda **kwargs: pytest.fail("a3 ran before the data was looked for"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["reproduce", *names, "--quick", "--data-dir", str(empty), *extra, "--out", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_full_run_command_keeps_the_data_and_backend(capsys):
+    from fastdl.repro import a5, report
+
+    assert report.rerun_options() == ""
+    assert report.rerun_options("my clocks", "cython", verify=False) == " --data-dir 'my clocks' --backend cython --no-verify"
+    a5._print_decision({"total": 7200.0}, True, ["regression_mse"], {"train": 14400}, None, {"train": 800, "test": 200},
+                       3, quick_run=True, same=report.rerun_options("/data", "numba"))
+    assert "The full run: fastdl reproduce a5 --full --models regression_mse --data-dir /data --backend numba" \
+        in capsys.readouterr().out
+
+
+def test_the_summary_line_names_the_folder_the_files_went_to(tmp_path, monkeypatch, capsys):
+    import fastdl.repro as repro
+
+    def run(name, out_dir, **kwargs):
+        folder = Path(out_dir) / name / "faces"
+        return {"source": "x", "files": [str(folder / "a.png"), str(folder / "b.json")]}
+
+    monkeypatch.setattr(repro, "run", run)
+    monkeypatch.setattr(repro, "check_options", lambda name, **kwargs: None)
+    assert main(["reproduce", "a6", "--quick", "--out", str(tmp_path)]) == 0
+    assert f"2 files written under {tmp_path / 'a6' / 'faces'}/" in capsys.readouterr().out
+
+
+def test_a6_faces_of_a_wrong_type_are_a_one_line_error(tmp_path, capsys):
+    np.save(tmp_path / "bool.npy", np.zeros((2, 8, 8, 3), bool))
+    assert main(["reproduce", "a6", "--quick", "--data", f"npy:{tmp_path / 'bool.npy'}", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fastdl: error: ") and "must hold real numbers" in err and "Traceback" not in err
+
+
 # --- reproduce all: one missing dataset does not hide the rest ----------------------------------
 
 def test_all_skips_a1_when_its_digits_are_missing_and_goes_on(tmp_path, monkeypatch, capsys):
@@ -233,6 +283,7 @@ def test_all_skips_a1_when_its_digits_are_missing_and_goes_on(tmp_path, monkeypa
 def _fake_runners(monkeypatch):
     """a3 and a4 stand-ins recording what they were given, and the registry holding only them."""
     import fastdl.repro as repro
+    from fastdl.data import cifar10, fashion_mnist
     from fastdl.repro import a3, a4
 
     calls = {}
@@ -247,6 +298,8 @@ def _fake_runners(monkeypatch):
 
     monkeypatch.setattr(a3, "run", fake_a3)
     monkeypatch.setattr(a4, "run", fake_a4)
+    for module in (fashion_mnist, cifar10):  # the files a4's check_options looks for: found
+        monkeypatch.setattr(module, "locate", lambda path=None: [Path("data") / "file"])
     monkeypatch.setattr(repro, "ASSIGNMENTS", {name: repro.ASSIGNMENTS[name] for name in ("a3", "a4")})
     return calls
 

@@ -392,9 +392,9 @@ def test_face_array_is_cropped_and_resized(tmp_path):
     (np.full((1, 8, 8, 3), -0.5), ValueError, r"values in 0..1 or 0..255, got -0.5..-0.5"),
     (np.full((1, 8, 8, 3), 300.0), ValueError, r"got 300..300"),
     (np.full((1, 8, 8, 3), np.nan), ValueError, r"NaN or infinity"),
-    (np.full((1, 8, 8, 3), "a"), TypeError, r"real numbers .* got dtype <U1"),
-    (np.zeros((1, 8, 8, 3), complex), TypeError, r"got dtype complex128"),
-    (np.zeros((1, 8, 8, 3), bool), TypeError, r"got dtype bool"),
+    (np.full((1, 8, 8, 3), "a"), ValueError, r"real numbers .* got dtype <U1"),
+    (np.zeros((1, 8, 8, 3), complex), ValueError, r"got dtype complex128"),
+    (np.zeros((1, 8, 8, 3), bool), ValueError, r"got dtype bool"),
     (np.array([{"a": 1}], dtype=object), ValueError, r"pickled/object arrays are refused"),
 ])
 def test_face_array_bad_input(tmp_path, array, error, match):

@@ -139,10 +139,10 @@ def load_face_array(path, size=64):
         ``path`` does not exist (IsADirectoryError: it is a folder).
     ValueError
         Another shape (also (h, w, 3): one image, not a set), no images, NaN or infinity, values
-        outside 0..255, a file that is not a .npy (empty, truncated, a .npz archive), a pickled
-        or object array; ``size`` below 4.
+        outside 0..255, a non-numeric array (strings, complex numbers, booleans), a file that is
+        not a .npy (empty, truncated, a .npz archive), a pickled or object array; ``size`` below 4.
     TypeError
-        A non-numeric array (strings, complex numbers, booleans); ``size`` not an integer.
+        ``size`` not an integer.
     """
     size = check_int(size, "size", MIN_SIZE)
     path = Path(path).expanduser()
@@ -267,7 +267,8 @@ def _as_rgb_uint8(array, path):
     """A face array as uint8 (n, h, w, 3), after checking its shape, type and range."""
     if array.dtype == object or array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.number) \
             or np.issubdtype(array.dtype, np.complexfloating):
-        raise TypeError(f"{path} must hold real numbers (uint8, or floats in 0..1 or 0..255), got dtype {array.dtype}")
+        # A ValueError, as every other fault of the file's contents (the CLI says it in one line).
+        raise ValueError(f"{path} must hold real numbers (uint8, or floats in 0..1 or 0..255), got dtype {array.dtype}")
     if array.ndim == 3 and array.shape[2] == 3:  # grayscale images 3 pixels wide are not faces
         raise ValueError(f"{path} holds one RGB image of shape {array.shape}, not a set of faces: "
                          "save an array of shape (n, height, width, 3)")

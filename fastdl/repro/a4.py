@@ -167,15 +167,19 @@ def _check_dataset(dataset):
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
 
 
-def check_options(dataset="fashion", backend=None, **_):
+def check_options(dataset="fashion", backend=None, data_dir=None, **_):
     """Raise before anything is loaded or trained if a run with these options cannot go.
 
     ValueError for an unknown dataset or backend name, BackendUnavailableError for a backend that
-    cannot run here (cuda without a GPU). ``run``'s other parameters are accepted, not checked;
+    cannot run here (cuda without a GPU), DatasetNotFoundError where the dataset's files are not
+    found (looked for, not read). ``run``'s other parameters are accepted, not checked;
     ``fastdl reproduce`` calls this for every assignment it runs before the first starts.
     """
+    import importlib
+
     _check_dataset(dataset)
     report.check_backend(backend)
+    importlib.import_module(DATASETS[dataset]["module"]).locate(data_dir)
 
 
 def run(data_dir=None, out_dir="results", quick=None, verify=True, dataset="fashion",
@@ -219,7 +223,7 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, dataset="fash
         "confusion_matrices" ({model: 10x10 list}), "device" (what trained the models), "timings",
         "files".
     """
-    check_options(dataset=dataset, backend=backend)
+    check_options(dataset=dataset, backend=backend, data_dir=data_dir)
     timings = report.Timings()
     with timings("load_data"):
         ((x_train, y_train), (x_test, y_test)), source_path = load_dataset(dataset, data_dir,
@@ -246,7 +250,7 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, dataset="fash
     epochs = {key: QUICK_EPOCHS if quick else settings["epochs"]
               for key, settings in SETTINGS.items()}
     if auto_quick:
-        _print_decision(estimate, quick, dataset, n_images, epochs)
+        _print_decision(estimate, quick, dataset, n_images, epochs, report.rerun_options(data_dir, backend, verify))
     source = _describe_source(info["name"], source_path, len(x_train), len(x_test), verify,
                               n_images, quick)
     device = report.compute_device(backend)
@@ -313,8 +317,9 @@ def _describe_source(name, path, n_train_images, n_test_images, verify, n_images
             f"({checked}); {run_kind} on {used}")
 
 
-def _print_decision(estimate, quick, dataset, n_images, epochs):
-    """What the estimate decided, naming the images and epochs that run (the caller's sizes too)."""
+def _print_decision(estimate, quick, dataset, n_images, epochs, same):
+    """What the estimate decided, naming the images and epochs that run (the caller's sizes too);
+    same: the full run's options for the same data and backend (report.rerun_options)."""
     parts = ", ".join(f"{MODEL_LABELS[key]} {estimate[key] / 60:.1f}" for key in SETTINGS) + " min"
     counts = set(epochs.values())
     per_model = (f"{min(counts)} epoch{'s' if min(counts) != 1 else ''} per model" if len(counts) == 1
@@ -322,7 +327,7 @@ def _print_decision(estimate, quick, dataset, n_images, epochs):
     run = (f"{n_images['train']:,} training, {n_images['validation']:,} validation and "
            f"{n_images['test']:,} test images, {per_model}")
     option = "" if dataset == "fashion" else f" --dataset {dataset}"
-    report.announce_decision(estimate, parts, quick, run, f"fastdl reproduce a4{option} --full")
+    report.announce_decision(estimate, parts, quick, run, f"fastdl reproduce a4{option} --full{same}")
 
 
 def _write_tables(out, source, info, accuracies, write_up, parameters, epochs, seconds_per_epoch,

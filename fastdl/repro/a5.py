@@ -173,18 +173,24 @@ def _load(data_dir, verify):
     to synthetic clocks without anyone noticing the typo.
     """
     from fastdl import data
+
+    _check_data_dir(data_dir)
+    return data.load_clocks(data_dir, verify=verify, with_source=True)
+
+
+def _check_data_dir(data_dir):
+    """DatasetNotFoundError unless an explicit data_dir (None passes) holds the clocks' files."""
     from fastdl.data import DatasetNotFoundError
 
-    if data_dir is not None:
-        directory = Path(data_dir).expanduser()
-        names = ("images.npy", "labels.npy")
-        if not any(all((place / name).is_file() for name in names)
-                   for place in (directory, directory / "clocks")):
-            raise DatasetNotFoundError(
-                f"clocks not found in {directory}: it needs images.npy and labels.npy (or a "
-                f"clocks/ subfolder with them); without --data-dir fastdl uses $FASTDL_DATA, "
-                f"the cache, or renders synthetic clocks (see `fastdl data list`)")
-    return data.load_clocks(data_dir, verify=verify, with_source=True)
+    if data_dir is None:
+        return
+    directory = Path(data_dir).expanduser()
+    names = ("images.npy", "labels.npy")
+    if not any(all((place / name).is_file() for name in names) for place in (directory, directory / "clocks")):
+        raise DatasetNotFoundError(
+            f"clocks not found in {directory}: it needs images.npy and labels.npy (or a "
+            f"clocks/ subfolder with them); without --data-dir fastdl uses $FASTDL_DATA, "
+            f"the cache, or renders synthetic clocks (see `fastdl data list`)")
 
 
 def run(data_dir=None, out_dir="results", quick=None, verify=True, sizes=None, epochs=None,
@@ -231,7 +237,7 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, sizes=None, e
     """
     from fastdl.metrics import common_sense_errors
 
-    check_options(models=models, epochs=epochs, backend=backend)
+    check_options(models=models, epochs=epochs, backend=backend, data_dir=data_dir)
     keys = check_models(models)
     timings = report.Timings()
     with timings("load_data"):
@@ -255,7 +261,8 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, sizes=None, e
     n_images = {split: len(splits[split][1]) for split in SPLITS}
     if auto_quick:
         _print_decision(estimate, quick, keys, full_counts, epochs, n_images, n_epochs,
-                        quick_run=sizes is None and epochs is None)
+                        quick_run=sizes is None and epochs is None,
+                        same=report.rerun_options(data_dir, backend, verify))
     device = report.compute_device(backend)
     run_kind = "quick run" if quick else "full run"
     source = (f"{data_source}; {run_kind} on {n_images['train']:,} train + {n_images['test']:,} "
@@ -321,14 +328,16 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, sizes=None, e
     })
 
 
-def check_options(models=None, epochs=None, backend=None, **_):
+def check_options(models=None, epochs=None, backend=None, data_dir=None, **_):
     """Raise before anything is loaded or trained if a run with these options cannot go.
 
     ValueError for unknown model keys (:func:`check_models`), epochs that are not an integer >= 1,
     or an unknown backend name; BackendUnavailableError for a backend that cannot run here (cuda
-    without a GPU). ``run``'s other parameters are accepted, not checked; ``fastdl reproduce``
-    calls this for every assignment it runs before the first starts.
+    without a GPU); DatasetNotFoundError for a data_dir without the clocks' files. ``run``'s other
+    parameters are accepted, not checked; ``fastdl reproduce`` calls this for every assignment it
+    runs before the first starts.
     """
+    _check_data_dir(data_dir)
     check_models(models)
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer))
                                or epochs < 1):
@@ -350,9 +359,9 @@ def check_models(models):
     return [key for key in MODELS if key in models]
 
 
-def _print_decision(estimate, quick, keys, full_counts, epochs, n_images, n_epochs, quick_run):
+def _print_decision(estimate, quick, keys, full_counts, epochs, n_images, n_epochs, quick_run, same=""):
     """What the estimate (of ``full_counts`` images, ``epochs`` or 60 a model) decided, and the
-    images and epochs that run."""
+    images and epochs that run; same: the full run's options for the same data and backend."""
     count = f"{len(keys)} model{'s' if len(keys) != 1 else ''}"
     full_epochs = SETTINGS["epochs"] if epochs is None else epochs
     parts = (f"{estimate['total'] / 3600:.1f} h: {count}, {full_epochs} epoch"
@@ -361,5 +370,5 @@ def _print_decision(estimate, quick, keys, full_counts, epochs, n_images, n_epoc
            f"epoch{'s' if n_epochs != 1 else ''} per model")
     options = ("" if len(keys) == len(MODELS) else f" --models {','.join(keys)}") + (
         "" if epochs is None else f" --epochs {epochs}")
-    report.announce_decision(estimate, parts, quick, run, f"fastdl reproduce a5 --full{options}",
+    report.announce_decision(estimate, parts, quick, run, f"fastdl reproduce a5 --full{options}{same}",
                              quick_run=quick_run)

@@ -241,7 +241,8 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
               + (" (quick run)" if quick_run else "") + f"; trained on {device}")
     out = Path(out_dir) / "a6" / data_kind
     if auto_quick:
-        _print_decision(estimate, quick, data, given, settings, quick_run)
+        _print_decision(estimate, quick, data, given, settings, quick_run,
+                        report.rerun_options(data_dir, backend, verify))
     print(f"data: {source}\n")
 
     feature = a6_score.SETTINGS[bool(quick)]
@@ -409,8 +410,9 @@ class _GanTrainer:
         return (self.generator.predict(z, batch_size=BATCH_SIZE) + np.float32(1)) / np.float32(2)
 
 
-def _print_decision(estimate, quick, data, given, settings, quick_run):
-    """What the estimate (of the full run with the sizes ``given``) decided, and the settings that run."""
+def _print_decision(estimate, quick, data, given, settings, quick_run, same=""):
+    """What the estimate (of the full run with the sizes ``given``) decided, and the settings that
+    run; same: the full run's options for the same data and backend (report.rerun_options)."""
     sized = {**FULL, **given}
     parts = (f"{sized['images']:,} images, {_epochs(sized['epochs'])} per model: VAE {estimate['vae'] / 60:.0f}, "
              f"GAN {estimate['gan'] / 60:.0f} min")
@@ -420,5 +422,5 @@ def _print_decision(estimate, quick, data, given, settings, quick_run):
     options = ("" if data == "faces" else f" --data {data}") + "".join(
         f" --{key} {given[key]}" for key in ("images", "epochs") if key in given)
     size_it = "" if {"images", "epochs"} <= set(given) else " (or size it: --images N --epochs E)"
-    report.announce_decision(estimate, parts, quick, run, f"fastdl reproduce a6{options} --full{size_it}",
+    report.announce_decision(estimate, parts, quick, run, f"fastdl reproduce a6{options}{same} --full{size_it}",
                              quick_run=quick_run)

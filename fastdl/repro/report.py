@@ -334,6 +334,15 @@ class Timings(dict):
             self[step] = self.get(step, 0.0) + time.perf_counter() - start
 
 
+def check_digits(data_dir=None, **_):
+    """a1's and a2's check_options: DatasetNotFoundError now, before any assignment runs, where
+    the course digits' directory (data_dir, else $FASTDL_DATA) lacks their files (without either:
+    the embedded digits). Looks for the files only; reads nothing."""
+    from fastdl.data.digits import resolve_data_dir
+
+    resolve_data_dir(data_dir)
+
+
 def check_backend(backend=None):
     """The backend that trains a model built for `backend` (None: the one in force).
 
@@ -458,6 +467,16 @@ def seconds_per_image(model, x, y, batch_size, infer="predict"):
 def announce_estimate():
     """Say that the full run's time is being estimated: the timing takes seconds, up to half a minute."""
     print("Estimating how long the full run takes here (timing a few training steps)...", flush=True)
+
+
+def rerun_options(data_dir=None, backend=None, verify=True):
+    """The options that a printed command for another run of an assignment keeps, so that it runs
+    on the same data and backend (" --data-dir D --backend B --no-verify", those given)."""
+    import shlex
+
+    options = "" if data_dir is None else f" --data-dir {shlex.quote(str(data_dir))}"
+    options += "" if backend is None else f" --backend {shlex.quote(str(backend))}"
+    return options + ("" if verify else " --no-verify")
 
 
 def announce_decision(estimate, parts, quick, run, full_command, quick_run=True):
