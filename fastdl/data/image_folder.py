@@ -13,6 +13,7 @@ together stay within CACHE_MAX_BYTES: each write removes the least recently used
 import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 import sys
@@ -263,22 +264,30 @@ def _square(image, size):
     return np.asarray(square, dtype=np.uint8)
 
 
+def check_face_array_form(shape, dtype, path):
+    """ValueError naming path unless a face array of this shape and dtype (a .npy's header gives
+    both: checked before anything is read) can be faces: real numbers, (n, height, width, 3) or
+    grayscale (n, height, width[, 1]), at least one image. Every fault of the contents is a
+    ValueError (the CLI says it in one line)."""
+    if dtype == object or dtype == np.bool_ or not np.issubdtype(dtype, np.number) \
+            or np.issubdtype(dtype, np.complexfloating):
+        raise ValueError(f"{path} must hold real numbers (uint8, or floats in 0..1 or 0..255), got dtype {dtype}")
+    shape = tuple(shape)
+    if len(shape) == 3 and shape[2] == 3:  # grayscale images 3 pixels wide are not faces
+        raise ValueError(f"{path} holds one RGB image of shape {shape}, not a set of faces: "
+                         "save an array of shape (n, height, width, 3)")
+    if not (len(shape) == 3 or (len(shape) == 4 and shape[3] in (1, 3))):
+        raise ValueError(f"{path} must hold faces of shape (n, height, width, 3) or grayscale (n, height, width), "
+                         f"got shape {shape}")
+    if math.prod(shape) == 0:
+        raise ValueError(f"{path} holds no images: shape {shape}")
+
+
 def _as_rgb_uint8(array, path):
     """A face array as uint8 (n, h, w, 3), after checking its shape, type and range."""
-    if array.dtype == object or array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.number) \
-            or np.issubdtype(array.dtype, np.complexfloating):
-        # A ValueError, as every other fault of the file's contents (the CLI says it in one line).
-        raise ValueError(f"{path} must hold real numbers (uint8, or floats in 0..1 or 0..255), got dtype {array.dtype}")
-    if array.ndim == 3 and array.shape[2] == 3:  # grayscale images 3 pixels wide are not faces
-        raise ValueError(f"{path} holds one RGB image of shape {array.shape}, not a set of faces: "
-                         "save an array of shape (n, height, width, 3)")
+    check_face_array_form(array.shape, array.dtype, path)
     if array.ndim == 4 and array.shape[3] == 1:
         array = array[..., 0]
-    if not (array.ndim == 3 or (array.ndim == 4 and array.shape[3] == 3)):
-        raise ValueError(f"{path} must hold faces of shape (n, height, width, 3) or grayscale (n, height, width), "
-                         f"got shape {array.shape}")
-    if array.size == 0:
-        raise ValueError(f"{path} holds no images: shape {array.shape}")
     if array.dtype != np.uint8:
         if not np.isfinite(array).all():
             raise ValueError(f"{path} contains NaN or infinity")

@@ -99,7 +99,8 @@ def check_sizes(data, given):
 
     ``given`` holds the run's "epochs", "images" and "scored" as passed (None: the default). Each
     score compares at least 2 images with at least 2 held-out ones (a covariance needs two); a
-    folder's images are counted (not read) to hold out 2 and train on 2.
+    folder's images are counted (not read) to hold out 2 and train on 2, and a .npy's header is
+    read for its faces' count, type and shape.
     """
     for key, value in given.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
@@ -116,6 +117,14 @@ def check_sizes(data, given):
         from fastdl.data.image_folder import _image_files
 
         _check_image_count(len(_image_files(Path(path).expanduser().resolve())), path)
+    elif data_kind == "npy":  # its header: the faces' type, shape and count, before anything is read
+        from fastdl.data._files import read_npy_header
+        from fastdl.data.image_folder import check_face_array_form
+
+        where = Path(path).expanduser()
+        shape, dtype = read_npy_header(where)
+        check_face_array_form(shape, dtype, where)
+        _check_image_count(shape[0], path)
 
 
 def _check_image_count(n_images, path):
