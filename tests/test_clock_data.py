@@ -324,6 +324,15 @@ def test_generate_never_overwrites_course_files(tmp_path, renders):
     assert_loaded(load_clocks(tmp_path / "course"), expected)
 
 
+def test_a_cache_that_cannot_be_written_is_said_before_rendering(tmp_path, renders, monkeypatch):
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("FASTDL_CACHE_DIR", str(tmp_path / "a-file"))
+    with pytest.raises(NotADirectoryError, match=r"cannot write into .*a-file.clocks \(under the cache .*"
+                                                 r"\$FASTDL_CACHE_DIR"):
+        generate_clocks(3)
+    assert renders == []
+
+
 def test_generate_never_overwrites_files_beside_a_sidecar_it_did_not_write(tmp_path, renders):
     expected = write_course(tmp_path / "course")
     (tmp_path / "course" / "clocks.json").write_text("{}")

@@ -178,6 +178,7 @@ def generate_clocks(n=SYNTHETIC_N, seed=SYNTHETIC_SEED, directory=None, size=IMA
     faces = clock_render.check_faces(faces)
     directory = Path(directory).expanduser() if directory is not None else default_directory()
     _files.refuse_to_overwrite(directory, FILES, SIDECAR, "the course's data")
+    _files.check_writable(directory)  # said before rendering, not after
 
     images, labels = clock_render.render_clocks(n, seed=seed, size=size, max_turn=max_turn,
                                                faces=faces)

@@ -67,6 +67,7 @@ def generate_faces(n=SYNTHETIC_N, seed=SYNTHETIC_SEED, directory=None, size=IMAG
     size = check_int(size, "size", face_render.MIN_SIZE, face_render.MAX_SIZE)
     directory = Path(directory).expanduser() if directory is not None else default_directory()
     _files.refuse_to_overwrite(directory, FILES, SIDECAR, "not a synthetic set")
+    _files.check_writable(directory)  # said before rendering, not after
 
     images, factors = face_render.render_faces(n, seed=seed, size=size)
     return _files.write_array_set(directory, {IMAGES: images, FACTORS: factors}, SIDECAR,
