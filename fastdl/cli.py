@@ -303,6 +303,7 @@ def _cmd_info(args):
     print(f"  FASTDL_CACHE              {_describe_flag(config.numba_cache)} (numba's disk cache)")
     print(f"  cache directory           {_describe_numba_cache()}")
     print(f"  FASTDL_FASTMATH           {_describe_flag(config.numba_fastmath)}")
+    print(f"  FASTDL_WINOGRAD           {_describe_flag(config.winograd)}")
 
     print("\nGPU:")
     print(f"  CUDA device visible: {_cuda_visible()}")
@@ -310,14 +311,18 @@ def _cmd_info(args):
 
 
 def _describe_default_backend(name):
-    """The default backend's name, flagged when FASTDL_BACKEND set it to no backend at all."""
-    from fastdl.backend import PACKAGES
+    """The default backend's name, flagged when FASTDL_BACKEND set it to no backend at all, or to
+    one that cannot load here (cuda without a GPU)."""
+    from fastdl.backend import PACKAGES, backend_status
 
     valid = ("auto", *PACKAGES)
-    if name.strip().lower() in valid:
-        return name
-    return (f"{name} (invalid FASTDL_BACKEND: every operation will fail; valid names: "
-            f"{', '.join(valid)})")
+    key = name.strip().lower()
+    if key not in valid:
+        return (f"{name} (invalid FASTDL_BACKEND: every operation will fail; valid names: "
+                f"{', '.join(valid)})")
+    if key != "auto" and not backend_status()[key][0]:
+        return f"{name} (unavailable here: every operation without backend= will fail)"
+    return name
 
 
 def _describe_num_threads(fastdl):

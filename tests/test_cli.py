@@ -346,13 +346,25 @@ def test_info_flags_an_invalid_default_backend(monkeypatch, capsys):
     assert "bogus (invalid FASTDL_BACKEND" in line and "auto, numpy, numba, cython, cuda" in line
 
 
+def test_info_flags_a_default_backend_that_cannot_load(monkeypatch, capsys):
+    import fastdl.backend
+
+    monkeypatch.setattr(fastdl.backend, "_process_default", "cuda")  # as FASTDL_BACKEND=cuda sets it
+    monkeypatch.setitem(fastdl.backend._status_cache, "cuda", (False, "no GPU here"))
+    assert main(["info"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if "default:" in line)
+    assert "cuda (unavailable here: every operation without backend= will fail)" in line
+
+
 def test_info_describes_the_compilation_flags_and_an_invalid_one(monkeypatch, capsys):
     monkeypatch.setenv("FASTDL_CACHE", "0")
     monkeypatch.setenv("FASTDL_FASTMATH", "maybe")
+    monkeypatch.setenv("FASTDL_WINOGRAD", "xyz")
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     lines = {line.split()[0]: line for line in out.splitlines() if line.strip().startswith("FASTDL_")}
     assert "off" in lines["FASTDL_CACHE"]
+    assert "invalid (FASTDL_WINOGRAD must be" in lines["FASTDL_WINOGRAD"]
     assert "invalid (FASTDL_FASTMATH must be" in lines["FASTDL_FASTMATH"] and "'maybe'" in lines["FASTDL_FASTMATH"]
     assert "GPU:" in out.split(lines["FASTDL_FASTMATH"], 1)[1]  # the report goes on
 
