@@ -119,13 +119,15 @@ def load_clocks(path=None, verify=True, with_source=False):
     if not with_source:
         return images, labels
     height, width = images.shape[1:]
+    where = directory.resolve()  # a relative --data-dir, traceable from the outputs
+    count = f"{n_samples:,} image{'' if n_samples == 1 else 's'}"
     if sidecar is None:
-        source = (f"course clocks from {directory} ({n_samples:,} images, "
-                  f"{height}x{width})")
+        source = f"course clocks from {where} ({count}, {height}x{width})"
     else:
         what = _describe_clocks(sidecar.get("faces", "varied"), sidecar.get("max_turn", 180.0))
         source = (f"synthetic clocks ({sidecar['renderer']}, seed {sidecar['seed']}, "
-                  f"{what}, {n_samples:,} images, {height}x{width}) from {directory}")
+                  f"{what}, {count}, {height}x{width}) from {where}"
+                  + ("" if verify else ", not checked against its checksums (--no-verify)"))
     return images, labels, source
 
 

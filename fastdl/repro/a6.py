@@ -148,10 +148,12 @@ def load_images(data, n_images, n_scored, data_dir=None, seed=SEED, verify=True)
         images, _ = render_faces(n_images + n_scored, seed=seed, size=size)
         return images[:n_images], images[n_images:], f"synthetic cartoon faces (fastdl.data.render_faces, seed {seed})"
     if data_kind == "fashion":
-        from fastdl.data import load_fashion_mnist
+        from fastdl.data import fashion_mnist, load_fashion_mnist
 
         (x_train, _), (x_test, _) = load_fashion_mnist(data_dir, verify=verify)
-        return _padded(x_train[:n_images]), _padded(x_test[:n_scored]), "Fashion-MNIST (training images; held-out: test images), padded to 32x32"
+        where = fashion_mnist.locate(data_dir)[0].parent
+        return (_padded(x_train[:n_images]), _padded(x_test[:n_scored]),
+                f"Fashion-MNIST from {where} (training images; held-out: test images), padded to 32x32")
     from fastdl.data.image_folder import load_face_array, load_image_folder
 
     images = load_image_folder(path, size=size) if data_kind == "folder" else load_face_array(path, size=size)
@@ -159,7 +161,7 @@ def load_images(data, n_images, n_scored, data_dir=None, seed=SEED, verify=True)
     order = np.random.default_rng(seed).permutation(len(images))
     n_held = max(MIN_SCORED, min(n_scored, len(images) // 5))
     held, train = images[order[:n_held]], images[order[n_held:]][:n_images]
-    return train, held, f"{len(images):,} faces from {path}"
+    return train, held, f"{len(images):,} faces from {Path(path).expanduser().resolve()}"
 
 
 def estimate_full_seconds(image_shape, settings=FULL, seed=SEED, backend=None):
