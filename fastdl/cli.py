@@ -649,10 +649,10 @@ def _cmd_data_list(args):
     from fastdl import config
     from fastdl.data import DATASETS, dataset_locations
 
-    env = config.data_dir()
-    if env is not None and not Path(env).expanduser().is_dir():
-        print(f"warning: $FASTDL_DATA is {env}, which is not a directory: a loader whose search reaches "
-              f"it stops with an error\n")
+    for given, named in ((getattr(args, "data_dir", None), "--data-dir"), (config.data_dir(), "$FASTDL_DATA")):
+        if given is not None and not Path(given).expanduser().is_dir():
+            print(f"warning: {named} is {given}, which is not a directory: a loader whose search reaches "
+                  f"it stops with an error\n")
     for name, (description, loader, files) in DATASETS.items():
         print(f"{name}: {description}")
         module, function = loader.rsplit(".", 1)

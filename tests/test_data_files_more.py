@@ -376,6 +376,8 @@ def test_data_list_flags_a_fastdl_data_that_does_not_exist(tmp_path, monkeypatch
     monkeypatch.setenv("FASTDL_DATA", str(tmp_path / "typo"))
     assert main(["data", "list"]) == 0
     assert f"$FASTDL_DATA is {tmp_path / 'typo'}, which is not a directory" in capsys.readouterr().out
+    assert main(["data", "list", "--data-dir", str(tmp_path / "other")]) == 0
+    assert f"--data-dir is {tmp_path / 'other'}, which is not a directory" in capsys.readouterr().out
 
 
 def test_gzipped_file_wins_over_the_plain_one(tmp_path):
