@@ -242,6 +242,8 @@ def test_gelu_float64_within_a_few_ulps(any_backend):
     away = (z < -1.0) | (z > -0.5)
     assert _ulps(dpre, slope)[away & ~tail].max() <= 12
     np.testing.assert_allclose(dpre[tail], slope[tail], rtol=1e-12, atol=64 * 5e-324)
+    ends = _forward_kernel(any_backend, np.array([[np.inf, -0.0, 0.0, 1e300]]), "gelu")[0]
+    assert ends.tolist() == [np.inf, 0.0, 0.0, 1e300] and np.signbit(ends).tolist() == [False, True, False, False]
 
 
 def test_hard_swish_kinks(any_backend, dtype):

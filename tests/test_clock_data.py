@@ -330,7 +330,7 @@ def test_the_source_names_the_resolved_directory_and_an_unverified_set(tmp_path,
     *_, source = load_clocks("set", with_source=True)
     assert f"1 image, 150x150) from {tmp_path / 'set' / 'clocks'}" in source and "not checked" not in source
     *_, source = load_clocks("set", verify=False, with_source=True)
-    assert source.endswith("not checked against its checksums (--no-verify)")
+    assert source.endswith("not checked against its checksums (verify=False, --no-verify)")
 
 
 def test_a_cache_that_cannot_be_written_is_said_before_rendering(tmp_path, renders, monkeypatch):

@@ -723,7 +723,8 @@ def test_get_layer_by_name_or_index_as_keras():
 def test_float32_targets_are_taken_as_they_are_with_float64s_results(loss):
     """An autoencoder's fit(x, x): its float32 targets are checked and batched as they are, with
     no float64 copy of them (2 GB for a6's VAE on 20,000 faces), and train to the same bits as
-    the same targets in float64 (the loss widens each batch's, exactly)."""
+    the same targets in float64: each batch's are widened, exactly, for the loss and the metrics
+    (a user's metric or loss still gets float64 targets, as the README says)."""
     rng = np.random.default_rng(3)
     x = rng.random((64, 6), dtype=np.float32)
     y = rng.dirichlet(np.ones(6), 64).astype(np.float32) if loss == "categorical_crossentropy" else x
@@ -732,11 +733,18 @@ def test_float32_targets_are_taken_as_they_are_with_float64s_results(loss):
     for targets in (y, y.astype(np.float64)):
         model = nn.Sequential([nn.Input((6,)), nn.Dense(5, activation="relu"), nn.Dense(6, activation=activation)],
                               seed=0)
-        model.compile("adam", loss, metrics=["accuracy"] if loss != "mse" else ["mae"])
+        seen = []
+
+        def squared(y_true, y_pred):  # a metric of the user's gets float64 targets, as documented
+            seen.append(y_true.dtype)
+            return np.mean((y_true - y_pred) ** 2)
+
+        model.compile("adam", loss, metrics=["accuracy" if loss != "mse" else "mae", squared])
         checked = model._check_xy(x, targets)[1]
         assert checked.dtype == targets.dtype and (np.shares_memory(checked, targets) or targets is not y)
         history = model.fit(x, targets, epochs=2, batch_size=16, validation_data=(x, targets))
         results.append((history.history, model.get_weights(), model.evaluate(x, targets)))
+        assert set(seen) == {np.dtype(np.float64)}
     assert results[0][0] == results[1][0] and results[0][2] == results[1][2]
     for ours, theirs in zip(results[0][1], results[1][1]):
         np.testing.assert_array_equal(ours, theirs)

@@ -127,7 +127,7 @@ def load_clocks(path=None, verify=True, with_source=False):
         what = _describe_clocks(sidecar.get("faces", "varied"), sidecar.get("max_turn", 180.0))
         source = (f"synthetic clocks ({sidecar['renderer']}, seed {sidecar['seed']}, "
                   f"{what}, {count}, {height}x{width}) from {where}"
-                  + ("" if verify else ", not checked against its checksums (--no-verify)"))
+                  + ("" if verify else ", not checked against its checksums (verify=False, --no-verify)"))
     return images, labels, source
 
 

@@ -133,7 +133,8 @@ class Loss:
 
     def check_targets(self, y, n_samples, output_shape):
         """The targets in the form the loss uses; ValueError when they do not fit the outputs.
-        Here: finite float64 values of the outputs' shape (the losses of class codes override it)."""
+        Here: finite float32 or float64 values of the outputs' shape, float32 ones kept as they are
+        (batch_targets widens each batch's for the loss; the losses of class codes override it)."""
         return _check_real_targets(y, n_samples, output_shape)
 
     def forward(self, y_pred, y_true):
@@ -331,11 +332,17 @@ def _check_real_dtype(y):
 
 def _real_targets(y):
     """Real-valued targets as a C-contiguous float32 or float64 array: float32 or float64 ones as
-    they are (no copy where contiguous), others as float64. The loss kernels take each batch's
-    targets in float64 (Loss._run; exact from float32), so an autoencoder's fit(x, x) holds no
-    float64 copy of x (a6's VAE on 20,000 faces: 2 GB an epoch)."""
+    they are (no copy where contiguous), others as float64. Each batch's are widened to float64
+    for the loss and the metrics (batch_targets; exact from float32), so an autoencoder's
+    fit(x, x) holds no float64 copy of x (a6's VAE on 20,000 faces: 2 GB an epoch)."""
     y = _check_real_dtype(y)
     return np.ascontiguousarray(y, dtype=y.dtype if y.dtype in (np.float32, np.float64) else np.float64)
+
+
+def batch_targets(y):
+    """A batch's targets as every loss and metric is given them: float32 values widened to float64
+    (exactly; the data's own are kept in float32, _real_targets), others as they are."""
+    return y.astype(np.float64) if isinstance(y, np.ndarray) and y.dtype == np.float32 else y
 
 
 def _check_real_targets(y, n_samples, output_shape):

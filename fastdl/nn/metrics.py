@@ -8,7 +8,7 @@ import numbers
 import numpy as np
 
 from fastdl import _device
-from fastdl.nn.losses import Loss
+from fastdl.nn.losses import Loss, batch_targets
 
 
 def accuracy(y_pred, y_true, loss):
@@ -124,7 +124,7 @@ def metric_logs(metrics, y_pred, y_true, loss, prefix=""):
     """{prefix + name: the metric's value on this batch} for compile's checked metrics (the outputs
     brought to the host once)."""
     if metrics:
-        y_pred = _device.host(y_pred)
+        y_pred, y_true = _device.host(y_pred), batch_targets(y_true)
     return {prefix + name: function(y_pred, y_true, loss) for name, function in metrics.items()}
 
 

@@ -7,7 +7,7 @@ import numpy as np
 from fastdl import _device
 from fastdl.nn.activations import Activation
 from fastdl.nn.layers import Dense, Input, logits_of, record_logits
-from fastdl.nn.losses import check_host_targets, get_loss
+from fastdl.nn.losses import batch_targets, check_host_targets, get_loss
 from fastdl.nn.module import (LOGIT_ACTIVATIONS, Layer, as_layer_input, build_layer, check_shape, fused_layer,
                               seeded_generator)
 from fastdl.nn.naming import check_name, default_layer_name, take_name, unnamed
@@ -134,6 +134,7 @@ def output_loss(loss, out, y, shape, layer, source=None, record=None, sample_wei
     logits and loss state), None in training. sample_weight: the batch's weights (n,) or None
     (then the loss is called as a loss of the user's is, without them)."""
     check_output_shape(out, len(y), shape, layer)
+    y = batch_targets(y)
     if record is not None:
         loss = record.loss(loss)
     weighing = {} if sample_weight is None else {"sample_weight": sample_weight}

@@ -10,10 +10,12 @@ given to one assignment that trains no network). ``quick`` is True
 then estimate the full run's time here and run their quick version when it would take over ten
 minutes; the others run in full.
 
-An assignment whose options can be wrong in value (a4, a5, a6: a backend, model keys, a data
-source, sizes) also has ``check_options(**options)``, which its ``run`` calls first and which
-:func:`check_options` calls for every assignment of a ``fastdl reproduce`` before the first runs:
-cheap (it loads no data and trains nothing), so a mistake is said at once, not after an hour.
+An assignment whose options can be wrong in value or whose data can be missing (a1, a2: the
+digits; a4, a5, a6: a backend, model keys, a data source, sizes) also has
+``check_options(**options)``, which :func:`check_options` calls for every assignment of a
+``fastdl reproduce`` before the first runs (a4, a5 and a6 call it first in ``run`` too): cheap
+(it looks for the data, reads none and trains nothing), so a mistake is said at once, not after
+an hour.
 
 ``ASSIGNMENTS`` is the registry ``fastdl reproduce`` reads: adding assignment N is one line
 here plus its module. Modules are imported only when run, so listing them stays cheap.
@@ -70,7 +72,7 @@ def get_runner(name):
 def check_options(name, **options):
     """Raise now if the options given to an assignment's runner cannot run.
 
-    Calls the assignment's ``check_options`` (a4, a5, a6; the others have no option values to
+    Calls the assignment's ``check_options`` (a1, a2, a4, a5, a6; a3 has no options or data to
     check): an unknown or unavailable backend, unknown model keys, a data source that is not
     there, sizes too small. Cheap: it loads no data and trains nothing.
 

@@ -105,11 +105,10 @@ def swish(z):
 @_inlined
 def gelu(z):
     """z Phi(z), Phi's lower tail kept (1 + erf would round it to 0) and exact in its exponent
-    (vecmath.normal_tail_factors): (z r) e below 0, rounded once where it is subnormal; z minus
-    that above."""
+    (vecmath.normal_tail_factors): (z r) e below 0, rounded once where it is subnormal; z (1 - r e)
+    from 0 on (inf at inf, -0 at -0)."""
     r, e = vecmath.normal_tail_factors(z)
-    q = (z * r) * e  # z Phi(-|z|)
-    return q if z < 0.0 else z - q
+    return (z * r) * e if z < 0.0 else z * (1.0 - r * e)
 
 
 @_row_helper

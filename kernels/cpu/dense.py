@@ -7,7 +7,8 @@ needs the activation's input (activation_backward_input). The activations of flo
 and those without an exponential of float32 arrays, are worked in float64 (kernels/cpu/
 activation64, rounded once to out's dtype); the exponential ones of float32 arrays
 (activation32.FLOAT32_CODES) in float32 (kernels/cpu/activation32), twice as fast, a few ulps off.
-Their exp, expm1, log1p, tanh and erfc are kernels/cpu/vecmath's and vecmath32's, which vectorise.
+Their exp, expm1, log1p, tanh and normal tail are kernels/cpu/vecmath's and vecmath32's, which
+vectorise.
 """
 
 import numpy as np

@@ -6,8 +6,8 @@ and 12 swish (silu), 13 gelu (erf, not tanh), 14 mish, 15 hard_swish (hard_silu)
 needs the activation's input (activation_backward_input). The activations of double arrays, and
 those without an exponential of float arrays, are worked in double by the helpers below (which
 mirror kernels/cpu/activation64.py) and rounded once to out's type; the exponential ones of float
-arrays in float (activation32.pxi). exp, expm1, log1p, tanh and erfc are vecmath.pxi's and
-vecmath32.pxi's, which vectorise. The same bits as the Numba kernels', both ways.
+arrays in float (activation32.pxi). exp, expm1, log1p, tanh and the normal tail are vecmath.pxi's
+and vecmath32.pxi's, which vectorise. The same bits as the Numba kernels', both ways.
 """
 
 from cython cimport floating
@@ -82,8 +82,7 @@ cdef inline double _keras_activation(double z, int activation, double alpha) noe
         return z * _sigmoid_pair(z, vexp(-fabs(z)), &c)
     if activation == 13:  # gelu = z * Phi(z), Phi's lower tail kept (1 + erf would round it to 0)
         r = normal_tail_factors(z, &c)
-        c = (z * r) * c  # z Phi(-|z|)
-        return c if z < 0 else z - c
+        return (z * r) * c if z < 0 else z * (1.0 - r * c)
     if activation == 14:  # mish = z * tanh(softplus(z))
         return z * _tanh_softplus_pair(z, vexp(-fabs(z)), &c)
     return z * _relu6(z + 3) / 6  # hard_swish

@@ -94,8 +94,7 @@ def _input_activation(z, activation):
         return z * _sigmoid_pair(z)[0]
     if activation == 13:  # gelu = z * Phi(z), Phi's lower tail kept (1 + erf would round it to 0)
         r, e = _normal_tail_factors(z)
-        q = (z * r) * e  # z Phi(-|z|)
-        return q if z < 0 else z - q
+        return (z * r) * e if z < 0 else z * (1.0 - r * e)
     if activation == 14:  # mish = z * tanh(softplus(z))
         return z * _tanh_softplus_pair(z)[0]
     y = z + 3  # hard_swish = z * relu6(z + 3) / 6; comparisons false for NaN keep it

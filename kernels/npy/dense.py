@@ -50,8 +50,7 @@ def _input_activation(z, activation):
         return z * _sigmoid_pair(z)[0]
     if activation == 13:  # gelu = z * Phi(z), Phi's lower tail kept (1 + erf would round it to 0)
         r, e = _normal_tail_factors(z)
-        q = (z * r) * e  # z Phi(-|z|)
-        return np.where(z < 0, q, z - q)
+        return np.where(z < 0, (z * r) * e, z * (1 - r * e))
     if activation == 14:  # mish = z * tanh(softplus(z))
         return z * _tanh_softplus_pair(z)[0]
     return z * np.minimum(np.maximum(z + 3, 0), 6) / 6  # hard_swish = z * relu6(z + 3) / 6
