@@ -56,14 +56,24 @@ def test_a_bad_value_for_a_later_assignment_stops_the_run_before_the_first(
 
 
 def test_checks_load_no_data(tmp_path, monkeypatch):
-    """The values are checked cheaply: a5's data is loaded only when a5 runs."""
+    """The values are checked cheaply: the data is looked for, not loaded (a5's only when a5 runs);
+    where it is not found the check says so, before any assignment runs."""
+    from fastdl import data
+    from fastdl.data import DatasetNotFoundError
     from fastdl.repro import a5
 
+    monkeypatch.delenv("FASTDL_DATA", raising=False)
+    monkeypatch.setenv("FASTDL_CACHE_DIR", str(tmp_path / "cache"))  # a cache without CIFAR-10
     monkeypatch.setattr(a5, "_load", lambda *args: pytest.fail("loaded while checking"))
+    for loader in ("load_cifar10", "load_fashion_mnist", "load_digits_dataset", "load_clocks"):
+        monkeypatch.setattr(data, loader, lambda *args, **kwargs: pytest.fail("loaded while checking"))
     repro.check_options("a5", models=["hands"], epochs=2, backend="numpy")
     repro.check_options("a6", data="faces", images=4, epochs=1, backend="numpy")
-    repro.check_options("a4", dataset="cifar10", backend="numpy", data_dir=str(tmp_path))
-    repro.check_options("a1", data_dir=str(tmp_path), quick=True)  # nothing to check: no error
+    repro.check_options("a1", quick=True)  # no --data-dir, no $FASTDL_DATA: the embedded digits
+    for name, options in (("a4", dict(dataset="cifar10", backend="numpy")), ("a1", {}), ("a2", {}),
+                          ("a5", dict(models=["hands"]))):
+        with pytest.raises(DatasetNotFoundError):
+            repro.check_options(name, data_dir=str(tmp_path), **options)
 
 
 def test_all_still_skips_an_assignment_whose_data_is_missing(tmp_path, monkeypatch, capsys):
