@@ -150,16 +150,20 @@ def load_dataset(dataset, data_dir=None, verify=True):
 
     Returns
     -------
-    ((x_train, y_train), (x_test, y_test)), str or None
+    ((x_train, y_train), (x_test, y_test)), str
     """
     _check_dataset(dataset)
-    import importlib
-
     from fastdl import data
 
     arrays = getattr(data, DATASETS[dataset]["loader"])(data_dir, verify=verify)
-    locate = getattr(importlib.import_module(DATASETS[dataset]["module"]), "locate", None)
-    return arrays, (str(locate(data_dir)[0].parent) if locate else None)
+    return arrays, str(_dataset_module(dataset).locate(data_dir)[0].parent)
+
+
+def _dataset_module(dataset):
+    """fastdl.data's module of the dataset (its loader and ``locate``)."""
+    import importlib
+
+    return importlib.import_module(DATASETS[dataset]["module"])
 
 
 def _check_dataset(dataset):
@@ -175,11 +179,9 @@ def check_options(dataset="fashion", backend=None, data_dir=None, **_):
     found (looked for, not read). ``run``'s other parameters are accepted, not checked;
     ``fastdl reproduce`` calls this for every assignment it runs before the first starts.
     """
-    import importlib
-
     _check_dataset(dataset)
     report.check_backend(backend)
-    importlib.import_module(DATASETS[dataset]["module"]).locate(data_dir)
+    _dataset_module(dataset).locate(data_dir)
 
 
 def run(data_dir=None, out_dir="results", quick=None, verify=True, dataset="fashion",

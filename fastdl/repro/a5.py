@@ -167,19 +167,16 @@ class EpochTestError(nn.Callback):
 
 
 def _load(data_dir, verify):
-    """(images, labels, source) from :func:`fastdl.data.load_clocks`.
-
-    An explicit ``data_dir`` must hold the course's files: the loader would otherwise fall back
-    to synthetic clocks without anyone noticing the typo.
-    """
+    """(images, labels, source) from :func:`fastdl.data.load_clocks` (``run``'s check_options has
+    checked an explicit ``data_dir``: _check_data_dir)."""
     from fastdl import data
 
-    _check_data_dir(data_dir)
     return data.load_clocks(data_dir, verify=verify, with_source=True)
 
 
 def _check_data_dir(data_dir):
-    """DatasetNotFoundError unless an explicit data_dir (None passes) holds the clocks' files."""
+    """DatasetNotFoundError unless an explicit data_dir (None passes) holds the clocks' files: the
+    loader would otherwise fall back to synthetic clocks without anyone noticing the typo."""
     from fastdl.data import DatasetNotFoundError
 
     if data_dir is None:
@@ -359,7 +356,7 @@ def check_models(models):
     return [key for key in MODELS if key in models]
 
 
-def _print_decision(estimate, quick, keys, full_counts, epochs, n_images, n_epochs, quick_run, same=""):
+def _print_decision(estimate, quick, keys, full_counts, epochs, n_images, n_epochs, quick_run, same):
     """What the estimate (of ``full_counts`` images, ``epochs`` or 60 a model) decided, and the
     images and epochs that run; same: the full run's options for the same data and backend."""
     count = f"{len(keys)} model{'s' if len(keys) != 1 else ''}"

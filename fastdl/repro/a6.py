@@ -421,7 +421,7 @@ class _GanTrainer:
         return (self.generator.predict(z, batch_size=BATCH_SIZE) + np.float32(1)) / np.float32(2)
 
 
-def _print_decision(estimate, quick, data, given, settings, quick_run, same=""):
+def _print_decision(estimate, quick, data, given, settings, quick_run, same):
     """What the estimate (of the full run with the sizes ``given``) decided, and the settings that
     run; same: the full run's options for the same data and backend (report.rerun_options)."""
     sized = {**FULL, **given}
