@@ -200,7 +200,7 @@ def test_sizes_given_run_and_are_what_the_estimate_and_the_messages_describe(tmp
     (and the feature network) take the quick run's values; only the quick run's sizes are a "quick run"."""
     estimated = []
 
-    def estimate(image_shape, settings=a6.FULL, seed=0, backend=None):
+    def estimate(image_shape, settings=a6.FULL, seed=0, backend=None, data_kind="faces", cache_dir=None):
         estimated.append(dict(settings))
         print("<timing>")
         return {"vae": 3000.0, "gan": 6000.0, "total": 9000.0}
@@ -229,3 +229,24 @@ def test_sizes_given_run_and_are_what_the_estimate_and_the_messages_describe(tmp
     note = json.loads((tmp_path / "a6" / "faces" / "frechet.json").read_text())["notes"][-1]
     assert ("too short for either model to draw recognisable images" in note) is quick_run
     assert "quick run's feature network" in note and "different scale" in note
+
+
+def test_estimate_counts_the_feature_network_until_it_is_cached(tmp_path, monkeypatch, capsys):
+    """The full run's first use trains its feature network: the estimate counts it (a timed step
+    times its steps) until the cache holds the network, and the decision names it."""
+    shape = (32, 32, 1)
+    seconds = a6_score.training_seconds("fashion", shape, False, tmp_path, seed=0)
+    steps = -(-a6_score.SETTINGS[False]["images"] // a6_score.BATCH) * a6_score.SETTINGS[False]["epochs"]
+    assert 0 < seconds < steps * 10
+    path = a6_score.cache_path("fashion", shape, False, tmp_path, seed=0)
+    assert path.parent == tmp_path and not path.exists()
+    path.write_bytes(b"")
+    assert a6_score.training_seconds("fashion", shape, False, tmp_path, seed=0) == 0
+    assert a6_score.cache_path("faces", shape, False, tmp_path, seed=0) != path  # cached apart
+    assert a6_score.cache_path("fashion", shape, True, tmp_path, seed=0) != path
+
+    estimate = {"vae": 3000.0, "gan": 6000.0, "features": 120.0, "total": 9120.0}
+    a6._print_decision(estimate, True, "faces", {}, a6.QUICK, True, "")
+    assert "VAE 50, GAN 100 min, training the feature network 2 min)" in capsys.readouterr().out
+    a6._print_decision({**estimate, "features": 0.0}, True, "faces", {}, a6.QUICK, True, "")
+    assert "GAN 100 min)" in capsys.readouterr().out

@@ -164,11 +164,12 @@ def load_images(data, n_images, n_scored, data_dir=None, seed=SEED, verify=True)
     return train, held, f"{len(images):,} faces from {Path(path).expanduser().resolve()}"
 
 
-def estimate_full_seconds(image_shape, settings=FULL, seed=SEED, backend=None):
+def estimate_full_seconds(image_shape, settings=FULL, seed=SEED, backend=None, data_kind="faces", cache_dir=None):
     """Seconds a run of these settings ("images", "epochs") takes here, from a timed VAE step and
     GAN step (:func:`fastdl.repro.report.fastest_call`): a short step (a GPU's) is timed a few times,
     the fastest counting; a step of seconds (two cores') once, as a second would double the
-    estimate's time for a full run hours long either way."""
+    estimate's time for a full run hours long either way. "features": the full run's feature
+    network's training, where the cache (``cache_dir``) does not hold it yet."""
     rng = np.random.default_rng(seed)
     batch = rng.random((BATCH_SIZE, *image_shape), dtype=np.float32)
     vae, _, _ = a6_models.build_vae(image_shape, seed=seed, backend=backend)
@@ -181,7 +182,9 @@ def estimate_full_seconds(image_shape, settings=FULL, seed=SEED, backend=None):
         fastest = report.fastest_call(lambda i: step(), calls=1)
         steps = -(-settings["images"] // (BATCH_SIZE if model_kind == "vae" else BATCH_SIZE // 2))
         seconds[model_kind] = fastest * steps * settings["epochs"]
-    seconds["total"] = seconds["vae"] + seconds["gan"]
+    seconds["features"] = a6_score.training_seconds("fashion" if data_kind == "fashion" else "faces", image_shape,
+                                                    False, cache_dir, seed)
+    seconds["total"] = seconds["vae"] + seconds["gan"] + seconds["features"]
     return seconds
 
 
@@ -236,7 +239,8 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
     if auto_quick:
         report.announce_estimate()
         with timings("estimate"):
-            estimate = estimate_full_seconds(image_shape, {**FULL, **given}, seed=seed, backend=backend)
+            estimate = estimate_full_seconds(image_shape, {**FULL, **given}, seed=seed, backend=backend,
+                                             data_kind=data_kind, cache_dir=cache_dir)
         quick = estimate["total"] > report.AUTO_QUICK_SECONDS
     settings = {**(QUICK if quick else FULL), **given}
     # "quick run" names only a run of the quick run's images and epochs, not one of the sizes given.
@@ -427,6 +431,8 @@ def _print_decision(estimate, quick, data, given, settings, quick_run, same):
     sized = {**FULL, **given}
     parts = (f"{sized['images']:,} images, {_epochs(sized['epochs'])} per model: VAE {estimate['vae'] / 60:.0f}, "
              f"GAN {estimate['gan'] / 60:.0f} min")
+    if estimate.get("features"):  # (0: the full feature network is cached)
+        parts += f", training the feature network {estimate['features'] / 60:.0f} min"
     network = "the quick run's feature network" if quick else "the full run's feature network"
     run = (f"{settings['images']:,} images, {_epochs(settings['epochs'])} per model, scored on "
            f"{settings['scored']:,} images in {network}")

@@ -58,6 +58,49 @@ def _training_data(kind, image_shape, quick, fashion=None):
     return scale_images(images), targets.astype(np.float32)
 
 
+def _head(kind, settings):
+    """(outputs, activation, loss, description) of the feature network for a data kind."""
+    if kind == "fashion":
+        return 10, "softmax", "sparse_categorical_crossentropy", "Fashion-MNIST classes"
+    from fastdl.data.face_render import FACTOR_NAMES
+
+    return len(FACTOR_NAMES), None, "mse", f"factors of {settings['images']} synthetic faces"
+
+
+def cache_path(kind, image_shape, quick, cache_dir=None, seed=0):
+    """Where feature_network caches its network for these arguments (a faces network also by
+    the renderer's version: a new renderer draws other faces)."""
+    settings = SETTINGS[bool(quick)]
+    key = f"{kind}-{'x'.join(map(str, image_shape))}-{settings['images']}-{settings['epochs']}-{seed}"
+    if kind != "fashion":
+        from fastdl.data.face_render import RENDERER_VERSION
+
+        key += f"-renderer{RENDERER_VERSION}"
+    directory = Path(cache_dir) if cache_dir is not None else config.cache_dir() / "a6"
+    return directory / f"features-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+
+
+def training_seconds(kind, image_shape, quick, cache_dir=None, seed=0):
+    """Seconds feature_network takes here to train its network: 0 where the cache holds it, else
+    a timed training step (the fastest of a few, :func:`fastdl.repro.report.fastest_call`) times
+    its steps. Reading its training images is left out (rendering 20,000 faces takes seconds)."""
+    from fastdl.repro import report
+
+    if cache_path(kind, image_shape, quick, cache_dir, seed).is_file():
+        return 0.0
+    settings = SETTINGS[bool(quick)]
+    outputs, activation, loss, _ = _head(kind, settings)
+    scorer, _ = _network(image_shape, outputs, activation, seed)
+    scorer.compile(nn.Adam(1e-3), loss)
+    rng = np.random.default_rng(seed)
+    images = rng.random((BATCH, *image_shape), dtype=np.float32)
+    targets = (rng.integers(0, outputs, BATCH) if kind == "fashion"
+               else rng.standard_normal((BATCH, outputs), dtype=np.float32))
+    scorer.train_on_batch(images, targets)  # allocation and first-call costs
+    step = report.fastest_call(lambda i: scorer.train_on_batch(images, targets), calls=2)
+    return step * -(-settings["images"] // BATCH) * settings["epochs"]
+
+
 def feature_network(kind, image_shape, quick, fashion=None, cache_dir=None, seed=0, verbose=0):
     """The trained feature model for a data kind ("faces" or "fashion"), from the cache when there.
 
@@ -78,19 +121,9 @@ def feature_network(kind, image_shape, quick, fashion=None, cache_dir=None, seed
     (fastdl.nn.Model giving (n, 128) features, str describing it)
     """
     settings = SETTINGS[bool(quick)]
-    key = f"{kind}-{'x'.join(map(str, image_shape))}-{settings['images']}-{settings['epochs']}-{seed}"
-    if kind == "fashion":
-        outputs, activation, loss = 10, "softmax", "sparse_categorical_crossentropy"
-        what = "Fashion-MNIST classes"
-    else:
-        from fastdl.data.face_render import FACTOR_NAMES, RENDERER_VERSION
-
-        key += f"-renderer{RENDERER_VERSION}"
-        outputs, activation, loss = len(FACTOR_NAMES), None, "mse"
-        what = f"factors of {settings['images']} synthetic faces"
+    outputs, activation, loss, what = _head(kind, settings)
     what = f"feature network ({what}, {settings['epochs']} epochs)"
-    directory = Path(cache_dir) if cache_dir is not None else config.cache_dir() / "a6"
-    path = directory / f"features-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+    path = cache_path(kind, image_shape, quick, cache_dir, seed)
     scorer, features = _network(image_shape, outputs, activation, seed)
     scorer.compile(nn.Adam(1e-3), loss)
     with contextlib.suppress(OSError, ValueError, KeyError):  # no cache, or an unreadable one: train
