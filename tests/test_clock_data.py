@@ -369,6 +369,18 @@ def test_generate_replaces_an_earlier_synthetic_set(tmp_path, renders):
     assert listing(tmp_path) == ["clocks.json", "images.npy", "labels.npy"]
 
 
+def test_generate_replaces_a_set_whose_sidecar_is_damaged(tmp_path, renders):
+    """load_clocks says to re-generate a set whose clocks.json (fastdl's: it holds the mark) is cut
+    short; generate_clocks does so, where it refused such a set as someone's own before."""
+    generate_clocks(3, seed=1, directory=tmp_path)
+    sidecar = tmp_path / "clocks.json"
+    sidecar.write_text(sidecar.read_text()[:-30])
+    with pytest.raises(ValueError, match="is not valid JSON.*re-generate"):
+        load_clocks(tmp_path)
+    generate_clocks(4, seed=2, directory=tmp_path)
+    assert len(load_clocks(tmp_path)[0]) == 4
+
+
 @pytest.mark.parametrize("arguments, error, message", [
     ({"n": 0}, ValueError, "n must be >= 1"), ({"n": 2.5}, TypeError, "n must be an integer"),
     ({"n": True}, TypeError, "n must be an integer"), ({"seed": -1}, ValueError, "seed must be >= 0"),

@@ -220,6 +220,34 @@ def test_generate_never_overwrites_files_beside_a_sidecar_it_did_not_write(tmp_p
     assert json.loads((tmp_path / "own" / "faces.json").read_text())["n"] == 3
 
 
+def test_load_face_array_checks_a_generated_set_against_its_sidecar(tmp_path):
+    """A set generate_faces wrote is read back as rendered; a changed byte, or a damaged
+    faces.json, is a ValueError that says how to re-generate it (verify=False reads the bytes as
+    they are), and generate_faces replaces such a set; an array beside no sidecar of fastdl's is
+    not checked."""
+    from fastdl.data import load_face_array
+
+    directory = generate_faces(3, seed=1, directory=tmp_path / "faces", size=16)
+    images = directory / "images.npy"
+    np.testing.assert_array_equal(load_face_array(images, size=16), render_faces(3, seed=1, size=16)[0])
+    data = bytearray(images.read_bytes())
+    data[-1] ^= 1
+    images.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="does not match the SHA-256 recorded in faces.json.*fastdl data generate "
+                                         "faces --data-dir"):
+        load_face_array(images, size=16)
+    assert load_face_array(images, size=16, verify=False)[-1, -1, -1, -1] != render_faces(3, seed=1, size=16)[0][
+        -1, -1, -1, -1]
+    sidecar = directory / "faces.json"
+    sidecar.write_text(sidecar.read_text()[:-20])  # cut short
+    with pytest.raises(ValueError, match="faces.json is damaged"):
+        load_face_array(images, size=16, verify=False)
+    generate_faces(2, seed=1, directory=directory, size=16)  # as the message says: a damaged set is fastdl's
+    np.testing.assert_array_equal(load_face_array(images, size=16), render_faces(2, seed=1, size=16)[0])
+    sidecar.write_text(json.dumps({"notes": "mine"}))  # someone else's: the array is theirs
+    assert load_face_array(images, size=16).shape == (2, 16, 16, 3)
+
+
 def test_renders_on_the_cpu_when_the_default_backend_is_cuda():
     expected = render_faces(3, seed=2, size=16, backend="numpy")
     fastdl.set_backend("cuda")  # conftest puts the default back

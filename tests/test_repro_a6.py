@@ -136,7 +136,7 @@ def test_data_list_shows_faces(capsys):
     assert main(["data", "list"]) == 0
     out = capsys.readouterr().out
     assert "faces: synthetic cartoon faces" in out
-    assert "fastdl.data.load_face_array(path, size=64)" in out
+    assert "fastdl.data.load_face_array(path, size=64, verify=True)" in out
 
 
 def test_quick_note_keeps_quick_and_full_distances_apart(tmp_path):

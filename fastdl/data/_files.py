@@ -332,14 +332,15 @@ def refuse_to_overwrite(directory, files, sidecar_name, whose):
     nothing but a set fastdl wrote (``whose`` says what other files there are then).
 
     A set is fastdl's when its sidecar is one :func:`write_array_set` wrote: JSON with kind
-    "synthetic" and the SHA-256 of each of ``files``. A file merely named like the sidecar is
+    "synthetic" and the SHA-256 of each of ``files``, or a damaged one that still holds that
+    mark (cut short: the loaders say to re-generate it). A file merely named like the sidecar is
     someone's own, as are data files beside no sidecar.
     """
     directory = Path(directory)
     sidecar = directory / sidecar_name
     present = [name for name in files if (directory / name).exists()]
     if sidecar.exists():
-        if not _written_by_fastdl(sidecar, files):
+        if not _written_by_fastdl(sidecar, files) and not names_fastdls_mark(sidecar):
             raise ValueError(f"{sidecar} is not a sidecar fastdl wrote (it needs kind 'synthetic' and the "
                              f"SHA-256 of {' and '.join(files)}), so {directory} holds someone's own files, "
                              f"which generate never overwrites. Move them or choose another directory")

@@ -18,7 +18,8 @@ from fastdl.data.face_design import FACTOR_NAMES, FACTOR_RANGES, HAIR_STYLES
 
 __all__ = ["FACTOR_NAMES", "FACTOR_RANGES", "HAIR_STYLES", "RENDERER_VERSION", "render_faces"]
 
-# Changes whenever a seed's images change: a cached synthetic set is rendered again then.
+# Changes whenever a seed's images change: a6's cached feature network (trained on rendered faces)
+# is trained again then, and the faces.json of a set generate_faces wrote records it.
 RENDERER_VERSION = 2
 
 

@@ -87,3 +87,39 @@ def _sidecar(n, seed, size, digests):
             "factor_names": list(face_render.FACTOR_NAMES),
             "hair_styles": list(face_render.HAIR_STYLES),
             "files": list(FILES), "sha256": digests}
+
+
+def check_generated(path, verify=True):
+    """Raise ValueError where ``path`` is a file of a set generate_faces wrote (a ``faces.json``
+    of fastdl's beside it records the file's SHA-256) and, with ``verify``, its bytes no longer
+    have that SHA-256, or where that ``faces.json`` holds fastdl's mark but is damaged. Other
+    files (the course's faces, a user's own array beside no such sidecar) are not checked."""
+    path = Path(path)
+    sidecar_path = path.parent / SIDECAR
+    if not sidecar_path.is_file():
+        return
+    sidecar = _files.marked_by_fastdl(sidecar_path)
+    digests = sidecar.get("sha256") if sidecar is not None else None
+    if sidecar is None or not isinstance(digests, dict):
+        if _files.names_fastdls_mark(sidecar_path):
+            raise ValueError(f"{sidecar_path} is damaged (not the JSON generate_faces writes); "
+                             f"{_regenerate_hint(path.parent)}")
+        return  # someone else's file of that name
+    expected = digests.get(path.name)
+    if not verify or not isinstance(expected, str):
+        return
+    actual = _files.file_sha256(path)
+    if actual != expected:
+        raise ValueError(f"{path} does not match the SHA-256 recorded in {SIDECAR} when it was generated "
+                         f"({actual}, expected {expected}): the synthetic set is damaged or was changed. "
+                         f"{_regenerate_hint(path.parent)}, or pass verify=False (--no-verify) to read it as it is")
+
+
+def _regenerate_hint(directory):
+    """How to replace a broken synthetic set in ``directory``."""
+    directory = Path(directory)
+    if directory.name == NAME:
+        how = f"`fastdl data generate faces --data-dir {directory.parent}`"
+    else:
+        how = f"fastdl.data.generate_faces(directory='{directory}')"
+    return f"Delete {directory} and re-generate it ({how})"

@@ -118,7 +118,7 @@ def load_image_folder(path, size=64, cache=True):
     return images
 
 
-def load_face_array(path, size=64):
+def load_face_array(path, size=64, verify=True):
     """A .npy of faces as uint8 RGB images of one size, as load_image_folder returns them.
 
     Parameters
@@ -129,6 +129,9 @@ def load_face_array(path, size=64):
         0..1 (scaled by 255; an array whose maximum is at most 1 is read this way) or 0..255.
     size : int, default 64
         Side of the square output images, >= 4; other sizes are centre-cropped and resized.
+    verify : bool, default True
+        For a set :func:`fastdl.data.generate_faces` wrote, check the file against the SHA-256
+        its ``faces.json`` records.
 
     Returns
     -------
@@ -141,7 +144,8 @@ def load_face_array(path, size=64):
     ValueError
         Another shape (also (h, w, 3): one image, not a set), no images, NaN or infinity, values
         outside 0..255, a non-numeric array (strings, complex numbers, booleans), a file that is
-        not a .npy (empty, truncated, a .npz archive), a pickled or object array; ``size`` below 4.
+        not a .npy (empty, truncated, a .npz archive), a pickled or object array; ``size`` below 4;
+        a generated set's file that differs from its recorded SHA-256, or its damaged ``faces.json``.
     TypeError
         ``size`` not an integer.
     """
@@ -151,6 +155,9 @@ def load_face_array(path, size=64):
         raise FileNotFoundError(f"face array {str(path)!r} does not exist")
     if path.is_dir():
         raise IsADirectoryError(f"{str(path)!r} is a folder; load_image_folder reads folders of images")
+    from fastdl.data import faces as generated  # (it imports nothing of this module's)
+
+    generated.check_generated(path, verify)
     faces = _as_rgb_uint8(_files.load_npy(path), path)
     if faces.shape[1:3] != (size, size):
         from PIL import Image

@@ -138,7 +138,8 @@ def load_images(data, n_images, n_scored, data_dir=None, seed=SEED, verify=True)
     """(training images, held-out images, description): uint8 (n, size, size, channels).
 
     The held-out images are never trained on; the Fréchet score compares generated images with them.
-    ``verify`` checks Fashion-MNIST's published SHA-256.
+    ``verify`` checks Fashion-MNIST's published SHA-256, and a face array generate_faces wrote
+    against the SHA-256 its faces.json records.
     """
     data_kind, path = parse_data(data)
     size = FACE_SHAPE[0]
@@ -156,7 +157,10 @@ def load_images(data, n_images, n_scored, data_dir=None, seed=SEED, verify=True)
                 f"Fashion-MNIST from {where} (training images; held-out: test images), padded to 32x32")
     from fastdl.data.image_folder import load_face_array, load_image_folder
 
-    images = load_image_folder(path, size=size) if data_kind == "folder" else load_face_array(path, size=size)
+    if data_kind == "folder":
+        images = load_image_folder(path, size=size)
+    else:
+        images = load_face_array(path, size=size, verify=verify)
     _check_image_count(len(images), path)  # again: unreadable images are skipped, a .npy is counted here
     order = np.random.default_rng(seed).permutation(len(images))
     n_held = max(MIN_SCORED, min(n_scored, len(images) // 5))
@@ -215,7 +219,8 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
     backend : str, optional
         The VAE's and the GAN's backend ("cuda": train on the GPU); None: the process default.
     verify : bool, default True
-        Check Fashion-MNIST's files against their published SHA-256 (data="fashion").
+        Check Fashion-MNIST's files against their published SHA-256 (data="fashion"), and a face
+        array fastdl generated against the SHA-256 its faces.json records (data="npy:...").
 
     Returns
     -------
