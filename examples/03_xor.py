@@ -29,7 +29,7 @@ initial_weights = course_rng.uniform(-1, 1, 9)
 print(f"{'lr':>5}{'iterations':>12}{'final MSE':>11}   outputs at (0,0) (0,1) (1,0) (1,1)")
 for lr in (0.3, 0.6, 0.8):
     result = xor.train_xor(initial_weights, lr)
-    outputs = " ".join(f"{out:.3f}" for out in xor.xor_forward(result.weights))
+    outputs = " ".join(f"{out:.5f}" for out in xor.xor_forward(result.weights))
     status = "" if result.converged else "  (did not converge)"
     print(f"{lr:>5}{result.n_iterations:>12,}{result.mse[-1]:>11.4f}   {outputs}{status}")
 

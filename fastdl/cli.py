@@ -622,10 +622,11 @@ def _cmd_data_generate(args):
         module, n, generate = faces, faces.SYNTHETIC_N if args.n is None else args.n, faces.generate_faces
         files = (faces.IMAGES, faces.FACTORS, faces.SIDECAR)
     else:
-        module, n = clocks, 18000 if args.n is None else args.n
-        generate = functools.partial(clocks.generate_clocks,
-                                     max_turn=30.0 if args.max_turn is None else args.max_turn,
-                                     faces="one" if args.faces is None else args.faces)
+        module, n = clocks, clocks.SYNTHETIC_N if args.n is None else args.n
+        settings = {"n": n, "seed": args.seed,
+                    "max_turn": clocks.SYNTHETIC_MAX_TURN if args.max_turn is None else args.max_turn,
+                    "faces": clocks.SYNTHETIC_FACES if args.faces is None else args.faces}
+        generate = functools.partial(clocks.generate_clocks, max_turn=settings["max_turn"], faces=settings["faces"])
         files = (clocks.IMAGES, clocks.LABELS, clocks.SIDECAR)
     directory = Path(args.data_dir).expanduser() / module.NAME if args.data_dir else None
     start = time.perf_counter()
@@ -638,6 +639,11 @@ def _cmd_data_generate(args):
     seconds = time.perf_counter() - start
     print(f"wrote {n:,} synthetic {args.name} (seed {args.seed}) to {directory}: {', '.join(files)}")
     print(f"{seconds:.1f} s, {n / max(seconds, 1e-9):,.0f} images/s (rendering and writing)")
+    if args.name == "clocks" and args.data_dir is None and settings != clocks.DEFAULT_SET:
+        print(f"note: load_clocks() and `fastdl reproduce a5` read these clocks now (where they find none of the "
+              f"course's first), not the stand-in for the course's set ({clocks.SYNTHETIC_N:,} clocks, seed "
+              f"{clocks.SYNTHETIC_SEED}, one clock turned at most {clocks.SYNTHETIC_MAX_TURN:g} degrees), which "
+              f"`fastdl data generate clocks` puts back; --data-dir DIR writes a set of your own elsewhere")
     return 0
 
 

@@ -242,22 +242,24 @@ class MultiClassPerceptron(ClassifierMixin, BaseEstimator):
         history = {"train_accuracy": []}
         if val_accuracy is not None:
             history["val_accuracy"] = []
-        best_accuracy, best_W, best_epoch, since_best = train_accuracy(), weights(), 0, 0
         epoch = 0
-        while epoch < self.max_epochs and best_accuracy < 1.0 and since_best < self.patience:
-            step()
-            epoch += 1
-            current = weights()  # (n_features + 1) x n_classes values: a few us an epoch
-            if not np.isfinite(current).all():  # diverged: its best epoch may be chance's
-                self._non_finite(f"the weights became NaN or infinite in epoch {epoch}", current.dtype)
-            accuracy = train_accuracy()
-            history["train_accuracy"].append(accuracy)
-            if val_accuracy is not None:
-                history["val_accuracy"].append(val_accuracy())
-            if accuracy > best_accuracy:
-                best_accuracy, best_W, best_epoch, since_best = accuracy, current, epoch, 0
-            else:
-                since_best += 1
+        # Weights past the float range are the NonFiniteError below, not numpy's warnings first.
+        with np.errstate(over="ignore", invalid="ignore"):
+            best_accuracy, best_W, best_epoch, since_best = train_accuracy(), weights(), 0, 0
+            while epoch < self.max_epochs and best_accuracy < 1.0 and since_best < self.patience:
+                step()
+                epoch += 1
+                current = weights()  # (n_features + 1) x n_classes values: a few us an epoch
+                if not np.isfinite(current).all():  # diverged: its best epoch may be chance's
+                    self._non_finite(f"the weights became NaN or infinite in epoch {epoch}", current.dtype)
+                accuracy = train_accuracy()
+                history["train_accuracy"].append(accuracy)
+                if val_accuracy is not None:
+                    history["val_accuracy"].append(val_accuracy())
+                if accuracy > best_accuracy:
+                    best_accuracy, best_W, best_epoch, since_best = accuracy, current, epoch, 0
+                else:
+                    since_best += 1
         self.weights_ = best_W
         if best_W.shape[1] == 2:  # scikit-learn's binary layout, decision_function's difference
             self.coef_ = (best_W[:-1, 1] - best_W[:-1, 0])[None]

@@ -270,7 +270,7 @@ def test_fastdl_num_threads_env(tmp_path):
     assert result.stdout.strip() == "1"
     result = _run_python("import fastdl; fastdl.get_num_threads()", tmp_path, FASTDL_NUM_THREADS="zero")
     assert result.returncode != 0
-    assert "FASTDL_NUM_THREADS must be a positive integer, got 'zero'" in result.stderr
+    assert "FASTDL_NUM_THREADS must be an integer from 1 to 1024, got 'zero'" in result.stderr
     result = _run_python("import fastdl; fastdl.get_num_threads()", tmp_path, FASTDL_NUM_THREADS="2147483647")
     assert result.returncode != 0
     assert "FASTDL_NUM_THREADS must be an integer from 1 to 1024, got '2147483647'" in result.stderr

@@ -420,7 +420,7 @@ def test_info_describes_an_invalid_fastdl_num_threads_and_goes_on(monkeypatch, c
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if "fastdl.get_num_threads()" in line)
-    assert "invalid (FASTDL_NUM_THREADS must be a positive integer, got 'abc')" in line
+    assert "invalid (FASTDL_NUM_THREADS must be an integer from 1 to 1024, got 'abc')" in line
     for expected in ("numba ", "OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT", "GPU:", "CUDA device visible"):
         assert expected in out.split(line, 1)[1]
 

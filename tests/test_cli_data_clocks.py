@@ -32,11 +32,14 @@ def test_generate_into_data_dir(tmp_path, capsys):
     assert images.shape == (5, 150, 150) and labels.shape == (5, 2)
     assert "synthetic clocks" in source and "seed 3, one clock, turned at most 30 degrees, 5 images" in source
     assert not (tmp_path / "cache").exists()
+    assert "note:" not in out  # the cache's set is left as it was
 
 
 def test_generate_into_cache_is_what_load_clocks_reads(tmp_path, capsys):
     assert main(["data", "generate", "clocks", "--n", "4"]) == 0
-    assert str(tmp_path / "cache" / "clocks") in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert str(tmp_path / "cache" / "clocks") in out
+    assert "note: load_clocks() and `fastdl reproduce a5` read these clocks now" in out  # 4, not 18,000
     images, _, source = load_clocks(with_source=True)
     assert len(images) == 4 and "seed 0" in source
     assert capsys.readouterr().err == ""  # read, not rendered again
@@ -122,3 +125,15 @@ def test_a5_with_an_unwritable_cache_is_a_one_line_error(tmp_path, monkeypatch, 
     assert main(["reproduce", "a5", "--quick", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "fastdl: error: " in err and "Traceback" not in err
+
+
+def test_generate_into_cache_says_only_a_set_other_than_the_stand_in_replaces_it(monkeypatch, capsys):
+    from fastdl.data import clocks
+
+    monkeypatch.setattr(clocks, "SYNTHETIC_N", 3)
+    monkeypatch.setattr(clocks, "DEFAULT_SET", {**clocks.DEFAULT_SET, "n": 3})
+    assert main(["data", "generate", "clocks", "--n", "3"]) == 0
+    assert "note:" not in capsys.readouterr().out
+    assert main(["data", "generate", "clocks", "--n", "3", "--max-turn", "180", "--faces", "varied"]) == 0
+    assert "not the stand-in for the course's set (3 clocks, seed 0, one clock turned at most 30 degrees)" \
+        in capsys.readouterr().out

@@ -742,7 +742,8 @@ def test_dense_and_conv_take_keras_positional_order(backend):
     # Conv2D / Conv2DTranspose: Keras' fifth is data_format (output_padding), no fastdl option.
     for conv in (nn.Conv2D, nn.Conv2DTranspose):
         assert conv(4, 3, 1, "same", activation="relu").activation == "relu"
-        with pytest.raises(TypeError, match="positional"):
+        with pytest.raises(TypeError, match=f"{conv.__name__} takes filters, kernel_size, strides and padding by "
+                                            "place, got 1 more: Keras 3's next ones"):
             conv(4, 3, 1, "same", "channels_last")
     with pytest.raises(TypeError, match="positional"):
         nn.Add((3,))  # Keras' Add takes no positional argument; input_shape is keyword only

@@ -2,6 +2,8 @@
 RFE and SelectFromModel read; the course's layout is weights_), random_state as scikit-learn takes
 it, and weights past the float range refused."""
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.datasets import make_classification
@@ -76,7 +78,9 @@ def test_weights_past_the_float_range_raise_and_leave_it_unfitted(backend, case,
         X, y = _informative_first(3)
         X, model = (X * 1e19).astype(np.float32), MultiClassPerceptron(max_epochs=5, method=method, backend=backend)
         message = "went past float32's range; lower lr or scale X down .or fit float64 X"  # (online: the weights)
-    with np.errstate(all="ignore"), pytest.raises(NonFiniteError, match=message):
-        model.fit(X, y)
+    with warnings.catch_warnings():  # the error, not numpy's overflow warnings first
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(NonFiniteError, match=message):
+            model.fit(X, y)
     with pytest.raises(NotFittedError):
         check_is_fitted(model)

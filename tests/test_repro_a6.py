@@ -250,3 +250,6 @@ def test_estimate_counts_the_feature_network_until_it_is_cached(tmp_path, monkey
     assert "VAE 50, GAN 100 min, training the feature network 2 min)" in capsys.readouterr().out
     a6._print_decision({**estimate, "features": 0.0}, True, "faces", {}, a6.QUICK, True, "")
     assert "GAN 100 min)" in capsys.readouterr().out
+    a6._print_decision({"vae": 20.0, "gan": 40.0, "features": 0.0, "total": 60.0}, False, "faces", {"epochs": 1},
+                       {**a6.FULL, "epochs": 1}, False, "")
+    assert "1 epoch per model: VAE under 1, GAN 1 min)" in capsys.readouterr().out  # not "1 epochs", "VAE 0"

@@ -126,7 +126,7 @@ def test_a_bad_thread_count_raises_at_an_op_on_one_thread(backend):
             print(exc)
         """)
     assert result.returncode == 0, result.stderr
-    assert "FASTDL_NUM_THREADS must be a positive integer, got 'abc'" in result.stdout
+    assert "FASTDL_NUM_THREADS must be an integer from 1 to 1024, got 'abc'" in result.stdout
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")

@@ -37,6 +37,8 @@ SYNTHETIC_SEED = 0
 SYNTHETIC_FACES = "one"
 SYNTHETIC_MAX_TURN = 30.0
 IMAGE_SIZE = 150
+# load_clocks' stand-in, as `fastdl data generate clocks` writes it without options
+DEFAULT_SET = {"n": SYNTHETIC_N, "seed": SYNTHETIC_SEED, "max_turn": SYNTHETIC_MAX_TURN, "faces": SYNTHETIC_FACES}
 SETTINGS = ("faces", "max_turn", "size")  # generate_clocks' settings, recorded in clocks.json
 N_HOURS = 12
 N_MINUTES = 60

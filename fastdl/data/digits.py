@@ -161,9 +161,12 @@ def resolve_data_dir(path=None):
     best = max(candidates, key=lambda c: sum((c / n).is_file() for n in FILES))
     missing = [str(best / name) for name in FILES if not (best / name).is_file()]
     if len(missing) == len(FILES):
+        # No search goes on from here: the only other digits are scikit-learn's 8x8, another
+        # dataset, which stands in only where no directory is named at all.
         raise DatasetNotFoundError(
             f"digits data files not found: looked for {', '.join(FILES)} in {base} and in "
-            f"{base / SUBFOLDER} (from {origin})")
+            f"{base / SUBFOLDER} (from {origin}). Put the course's four files there, or name no "
+            f"directory (no --data-dir, $FASTDL_DATA unset) for scikit-learn's 8x8 digits")
     raise DatasetNotFoundError(f"digits data file(s) not found: {', '.join(missing)} (from {origin})")
 
 
@@ -212,7 +215,7 @@ def _load_csv_dir(directory, verify):
     y_test = _read_labels(directory / "test_out.csv", len(X_test), directory / "test_in.csv")
     name = COURSE_NAME if all(matches.values()) else CUSTOM_NAME
     return DigitsDataset(X_train=X_train, y_train=y_train, X_test=X_test, y_test=y_test,
-                         name=name, image_shape=IMAGE_SHAPE, source=str(directory))
+                         name=name, image_shape=IMAGE_SHAPE, source=str(directory.resolve()))
 
 
 @contextlib.contextmanager

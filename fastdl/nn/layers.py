@@ -298,9 +298,15 @@ class _Convolution(_Activated):
     (batch, *input_shape), (out_h, out_w)) and the ops `_conv_into`, `_conv_grad_into` (those of
     fastdl.ops.conv's signatures, as staticmethods)."""
 
-    def __init__(self, filters, kernel_size, strides=1, padding="valid", *, activation=None,
+    _keras_next = "data_format, dilation_rate, groups"  # Keras 3's arguments after padding
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", *beyond, activation=None,
                  kernel_initializer="glorot_uniform", use_bias=True, kernel_regularizer=None,
                  bias_initializer="zeros", bias_regularizer=None, **kwargs):
+        if beyond:  # (Python's own message would name this class, not the user's)
+            raise TypeError(f"{type(self).__name__} takes filters, kernel_size, strides and padding by place, got "
+                            f"{len(beyond)} more: Keras 3's next ones ({self._keras_next}) are no fastdl options, "
+                            "and activation and the rest go by name")
         super().__init__(**kwargs)
         self.filters = check_int(filters, "filters", 1)
         self.kernel_size = check_pair(kernel_size, "kernel_size")

@@ -34,6 +34,7 @@ class Conv2DTranspose(_Convolution):
         no fastdl options, before them).
     """
 
+    _keras_next = "output_padding, data_format, dilation_rate"
     _conv_into, _conv_grad_into = staticmethod(conv2d_transpose_into), staticmethod(conv2d_transpose_grad_into)
 
     def _kernel_shape(self, in_channels):

@@ -263,8 +263,8 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, sizes=None, e
     device = report.compute_device(backend)
     run_kind = "quick run" if quick else "full run"
     source = (f"{data_source}; {run_kind} on {n_images['train']:,} train + {n_images['test']:,} "
-              f"test images (RandomState({SPLIT_SEED}) split 80/20), {n_epochs} epoch"
-              f"{'s' if n_epochs != 1 else ''} per model; trained on {device}")
+              f"test images (RandomState({SPLIT_SEED}) split 80/20), {report.epochs(n_epochs)} per model; "
+              f"trained on {device}")
     print(f"data: {source}\n")
 
     batch = SETTINGS["batch_size"]
@@ -276,7 +276,7 @@ def run(data_dir=None, out_dir="results", quick=None, verify=True, sizes=None, e
         model = compiled_model(key, x_train.shape[1:], seed=seed, backend=backend)
         parameters[key] = model.count_params()
         x_fit, y_fit, fit_epochs = training_data(key, x_train, y_train, n_epochs)
-        print(f"{approach}, {detail} ({parameters[key]:,} parameters): {fit_epochs} epochs on "
+        print(f"{approach}, {detail} ({parameters[key]:,} parameters): {report.epochs(fit_epochs)} on "
               f"{len(x_fit):,} clocks")
         # The timer after the tracker: an epoch's time includes the tracker's test prediction,
         # as the console's epoch line (printed after every callback) does.

@@ -257,7 +257,7 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
     n_floor = min(n_scored, len(train))  # training images the floor compares with the held-out ones
     device = report.compute_device(backend)
     source = (f"{described}; {len(train):,} training and {n_scored:,} held-out images, "
-              f"{_epochs(settings['epochs'])} per model"
+              f"{report.epochs(settings['epochs'])} per model"
               + (" (quick run)" if quick_run else "") + f"; trained on {device}")
     out = Path(out_dir) / "a6" / data_kind
     if auto_quick:
@@ -267,7 +267,7 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
 
     feature = a6_score.SETTINGS[bool(quick)]
     print(f"Feature network for the Fréchet score: read from the cache, or trained here and cached "
-          f"({feature['images']:,} images, {_epochs(feature['epochs'])})...", flush=True)
+          f"({feature['images']:,} images, {report.epochs(feature['epochs'])})...", flush=True)
     with timings("feature_network"):
         network, feature_source = _feature_network(data_kind, image_shape, quick, data_dir, cache_dir, seed,
                                                    verify)
@@ -284,7 +284,8 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
         label = a6_report.MODEL_LABELS[model_kind]
         trainer = (_VaeTrainer if model_kind == "vae" else _GanTrainer)(image_shape, seed, backend)
         parameters[model_kind] = trainer.count_params()
-        print(f"{label} ({parameters[model_kind]:,} parameters), {_epochs(settings['epochs'])} on {len(train):,} images")
+        print(f"{label} ({parameters[model_kind]:,} parameters), {report.epochs(settings['epochs'])} on "
+              f"{len(train):,} images")
         scores[model_kind] = {}
         with timings(f"fit_{model_kind}"):
             for epoch in range(1, settings["epochs"] + 1):
@@ -329,11 +330,6 @@ def run(data_dir=None, out_dir="results", quick=None, data="faces", epochs=None,
         "settings": settings, "estimate": estimate, "parameters": parameters, "history": history,
         "scores": scores, "floor": floor, "interpolation": interpolation, "feature_source": feature_source,
         "timings": dict(timings), "files": files})
-
-
-def _epochs(n):
-    """The count with "epoch", plural unless it is one."""
-    return f"{n} epoch{'s' if n != 1 else ''}"
 
 
 def _latent_vectors(rng, n_scored):
@@ -434,12 +430,12 @@ def _print_decision(estimate, quick, data, given, settings, quick_run, same):
     """What the estimate (of the full run with the sizes ``given``) decided, and the settings that
     run; same: the full run's options for the same data and backend (report.rerun_options)."""
     sized = {**FULL, **given}
-    parts = (f"{sized['images']:,} images, {_epochs(sized['epochs'])} per model: VAE {estimate['vae'] / 60:.0f}, "
-             f"GAN {estimate['gan'] / 60:.0f} min")
+    parts = (f"{sized['images']:,} images, {report.epochs(sized['epochs'])} per model: "
+             f"VAE {report.minutes(estimate['vae'])}, GAN {report.minutes(estimate['gan'])} min")
     if estimate.get("features"):  # (0: the full feature network is cached)
-        parts += f", training the feature network {estimate['features'] / 60:.0f} min"
+        parts += f", training the feature network {report.minutes(estimate['features'])} min"
     network = "the quick run's feature network" if quick else "the full run's feature network"
-    run = (f"{settings['images']:,} images, {_epochs(settings['epochs'])} per model, scored on "
+    run = (f"{settings['images']:,} images, {report.epochs(settings['epochs'])} per model, scored on "
            f"{settings['scored']:,} images in {network}")
     options = ("" if data == "faces" else f" --data {data}") + "".join(
         f" --{key} {given[key]}" for key in ("images", "epochs") if key in given)

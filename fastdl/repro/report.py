@@ -464,6 +464,16 @@ def seconds_per_image(model, x, y, batch_size, infer="predict"):
     return fastest_call(train) / size, fastest_call(infer_batch) / size
 
 
+def epochs(n):
+    """The count with "epoch", plural unless it is one ("1 epoch", "3 epochs")."""
+    return f"{n} epoch{'s' if n != 1 else ''}"
+
+
+def minutes(seconds):
+    """Seconds as whole minutes, or "under 1" for a part of a time estimate that rounds to 0."""
+    return f"{seconds / 60:.0f}" if seconds >= 30 else "under 1"
+
+
 def announce_estimate():
     """Say that the full run's time is being estimated: the timing takes seconds, up to half a minute."""
     print("Estimating how long the full run takes here (timing a few training steps)...", flush=True)
