@@ -406,10 +406,10 @@ def test_compile_reads_trainable_whatever_optimizer_it_is_given(backend):
     model.fit(x, y, batch_size=8)
     base.trainable, norm.trainable = True, False
     model.compile(optimizer, "mse")
-    kernel, statistics = base.kernel.value.copy(), [a.copy() for _, a in norm.non_trainable_weights()]
+    kernel, statistics = base.kernel.value.copy(), [a.copy() for _, a in norm.non_trainable_state()]
     model.fit(x, y, batch_size=8)
     assert not np.array_equal(kernel, base.kernel.value)
-    for before, (_, after) in zip(statistics, norm.non_trainable_weights()):
+    for before, (_, after) in zip(statistics, norm.non_trainable_state()):
         np.testing.assert_array_equal(before, after)
     # Compiled with every layer frozen, unfreezing without compiling again trains nothing (Keras).
     frozen = _dense_stack(backend, nn.Dense(3), nn.Dense(2))
@@ -797,3 +797,25 @@ def test_metrics_as_a_list_per_output_says_how_to_give_them(backend):
     model = nn.Model(inputs, outputs, seed=0, backend=backend)
     with pytest.raises(ValueError, match=r"in a dict keyed by output name \(metrics=\{'hour': \['accuracy'\]\}\)"):
         model.compile("sgd", ["sparse_categorical_crossentropy", "mse"], metrics=[["accuracy"], []])
+
+
+def test_weights_lists_are_keras_and_the_arrays_themselves(backend):
+    """model.weights (get_weights' order, uncopied), trainable_weights and non_trainable_weights
+    as Keras lists them: a frozen layer's kernel and BatchNormalization's moving statistics are
+    non-trainable; a layer has the same three lists."""
+    frozen = nn.Dense(3, name="frozen")
+    frozen.trainable = False
+    norm = nn.BatchNormalization(name="norm")
+    model = nn.Sequential([nn.Input((2,)), frozen, norm, nn.Dense(1, name="out")], seed=0, backend=backend)
+    shapes = lambda arrays: [a.shape for a in arrays]  # noqa: E731
+    assert shapes(model.weights) == [a.shape for a in model.get_weights()] == [
+        (2, 3), (3,), (3,), (3,), (3,), (3,), (3, 1), (1,)]
+    assert len(model.trainable_weights) == 4  # gamma, beta, out's kernel and bias
+    assert all(any(a is b for b in model.trainable_weights) for a in (norm.gamma.value, model.layers[2].kernel.value))
+    assert len(model.non_trainable_weights) == 4  # frozen's kernel and bias, the moving statistics
+    assert any(a is norm.moving_mean for a in model.non_trainable_weights)
+    assert len(model.weights) == len(model.trainable_weights) + len(model.non_trainable_weights)
+    assert shapes(norm.weights) == [(3,)] * 4 and len(norm.trainable_weights) == 2
+    assert frozen.trainable_weights == [] and len(frozen.non_trainable_weights) == 2
+    model.weights[0][...] = 7  # the arrays themselves
+    assert (model.get_weights()[0] == 7).all()

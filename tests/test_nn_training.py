@@ -652,10 +652,10 @@ def test_train_on_batch_puts_back_moving_statistics_gone_infinite():
     model.compile("sgd", "mse")
     x, y = rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=(8, 1)).astype(np.float32)
     model.train_on_batch(x, y)
-    statistics = [array.copy() for _, array in model.non_trainable_weights()]
+    statistics = [array.copy() for _, array in model.non_trainable_state()]
     with pytest.raises(NonFiniteError):
         model.train_on_batch(x * 1e25, y)
-    for (_, array), before in zip(model.non_trainable_weights(), statistics):
+    for (_, array), before in zip(model.non_trainable_state(), statistics):
         np.testing.assert_array_equal(array, before)
 
 

@@ -68,7 +68,7 @@ def _state_arrays(model):
     parameter outside the flat buffers: its own value) and the layers' non-trainable state
     (BatchNormalization's moving statistics). Frozen weights are not among them: no step
     writes them."""
-    return model.optimizer.state_arrays() + [array for _, array in model.non_trainable_weights()]
+    return model.optimizer.state_arrays() + [array for _, array in model.non_trainable_state()]
 
 
 def guarded(model, train, before, rate=None):
@@ -119,7 +119,7 @@ def statistics_kept(model, check_finite=True):
     applied it, on a non-finite value or on Ctrl-C (the forward pass moved them before the loss was
     seen; a KeyboardInterrupt after the whole step, held back by sigint_deferred, keeps them), and
     with check_finite (train_on_batch's) where the step leaves them non-finite."""
-    statistics = [(array, _device.copy(array)) for _, array in model.non_trainable_weights()]
+    statistics = [(array, _device.copy(array)) for _, array in model.non_trainable_state()]
     iterations = model.optimizer.iterations  # counted once the step is applied whole
 
     def put_back():

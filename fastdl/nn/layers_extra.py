@@ -60,7 +60,7 @@ class BatchNormalization(Layer):
     training steps and by its moving ones in the GAN's.
 
     gamma and beta are Parameters; moving_mean and moving_variance are non-trainable state, listed
-    by `non_trainable_weights()` (the model saves and loads them with the weights). On the cuda
+    by `non_trainable_state()` (the model saves and loads them with the weights). On the cuda
     backend the passes over the activations run on the device and the per-channel statistics,
     a few hundred numbers, are worked out on the host (they stay there, as NumPy arrays).
 
@@ -105,7 +105,7 @@ class BatchNormalization(Layer):
         self.moving_mean = np.zeros(channels, self.dtype)
         self.moving_variance = np.ones(channels, self.dtype)
 
-    def non_trainable_weights(self):
+    def non_trainable_state(self):
         """[(name, ndarray)] of the state that is saved but not trained: the moving statistics."""
         return [("moving_mean", self.moving_mean), ("moving_variance", self.moving_variance)]
 
@@ -115,7 +115,7 @@ class BatchNormalization(Layer):
 
     def count_non_trainable_params(self):
         """The moving statistics' values (2 * channels)."""
-        return sum(a.size for _, a in self.non_trainable_weights())
+        return sum(a.size for _, a in self.non_trainable_state())
 
     def forward(self, x, training=False):
         if x.shape[x.ndim - 1] != self.gamma.shape[0]:

@@ -323,6 +323,30 @@ class Layer:
         """The Parameters an optimizer updates: all of them, or none when the layer is frozen."""
         return self.parameters() if self.trainable else []
 
+    def non_trainable_state(self):
+        """[(name, ndarray)] of the state that is saved with the weights but not trained
+        (BatchNormalization's moving statistics); none here."""
+        return []
+
+    # Keras' lists of a layer's weights: the arrays themselves (writing into one changes the
+    # layer), not copies as get_weights gives.
+    @property
+    def weights(self):
+        """Every weight array, trainable and not, in Keras' order (get_weights' arrays, uncopied)."""
+        return [p.value for _, p in self.parameters()] + [a for _, a in self.non_trainable_state()]
+
+    @property
+    def trainable_weights(self):
+        """The weight arrays an optimizer updates (none while the layer is frozen)."""
+        return [p.value for _, p in self.trainable_parameters()]
+
+    @property
+    def non_trainable_weights(self):
+        """The frozen parameters' arrays, then the state that is not trained."""
+        trained = {id(p) for _, p in self.trainable_parameters()}
+        return ([p.value for _, p in self.parameters() if id(p) not in trained]
+                + [a for _, a in self.non_trainable_state()])
+
     def count_params(self):
         return sum(p.size for _, p in self.parameters())
 

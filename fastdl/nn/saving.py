@@ -24,16 +24,20 @@ class Saving:
             self.build()
         return [(f"{layer.name}/{key}", p) for layer in self.layers for key, p in layer.parameters()]
 
-    def non_trainable_weights(self):
+    def non_trainable_state(self):
         """[(name, ndarray)] of every layer's saved-but-not-trained state (BatchNormalization's moving stats)."""
         if not getattr(self, "built", False):
             self.build()
-        return [(f"{layer.name}/{key}", a) for layer in self.layers
-                for key, a in getattr(layer, "non_trainable_weights", list)()]
+        return [(f"{layer.name}/{key}", a) for layer in self.layers for key, a in layer.non_trainable_state()]
+
+    @property
+    def weights(self):
+        """Every weight array, layer by layer as Keras lists them (get_weights' arrays, uncopied)."""
+        return [array for _, array in self._weight_arrays()]
 
     def count_params(self):
         """Trainable and non-trainable, as Keras' Total params."""
-        return sum(p.size for _, p in self.parameters()) + sum(a.size for _, a in self.non_trainable_weights())
+        return sum(p.size for _, p in self.parameters()) + sum(a.size for _, a in self.non_trainable_state())
 
     def _param_totals(self):
         """The Total / Trainable / Non-trainable lines of summary()."""
@@ -53,7 +57,7 @@ class Saving:
                 own = layer._weight_arrays()
             else:
                 own = [(key, p.value) for key, p in layer.parameters()]
-                own += list(getattr(layer, "non_trainable_weights", list)())
+                own += layer.non_trainable_state()
             arrays += [(f"{layer.name}/{key}", array) for key, array in own]
         return arrays
 
@@ -92,7 +96,7 @@ class Saving:
 
         arrays = {}
         for key, array in [(f"param:{name}", p.value) for name, p in self.parameters()] + [
-                (f"state:{name}", a) for name, a in self.non_trainable_weights()]:
+                (f"state:{name}", a) for name, a in self.non_trainable_state()]:
             if key in arrays:  # (a "/" in a name given before names were checked)
                 raise ValueError(f"two weights of model {self.name!r} are both named {key.split(':', 1)[1]!r}: "
                                  "give their layers names that make them distinct")
@@ -210,7 +214,7 @@ class Saving:
         before unnamed layers took Keras 3's names, the name it had then: "conv2dtranspose" for
         "conv2d_transpose", "leaky_relu" for "leaky_re_lu"), once the names are checked."""
         names = [name for name, _ in self.parameters()]
-        every = names + [name for name, _ in self.non_trainable_weights()]
+        every = names + [name for name, _ in self.non_trainable_state()]
         if len(set(every)) != len(every):  # (a "/" in a name given before names were checked)
             twice = sorted({name for name in every if every.count(name) > 1})
             raise ValueError(f"model {self.name!r} names two weights {twice}: give their layers names that make "
@@ -233,7 +237,7 @@ class Saving:
         their shapes are checked against the model's (spell: _names_in_file's)."""
         targets = [(name, p.value, _member(path, data, f"param:{spell(name)}")) for name, p in self.parameters()]
         # Files from before non-trainable state keep the freshly built statistics.
-        targets += [(name, a, _member(path, data, f"state:{spell(name)}")) for name, a in self.non_trainable_weights()
+        targets += [(name, a, _member(path, data, f"state:{spell(name)}")) for name, a in self.non_trainable_state()
                     if f"state:{spell(name)}" in data.files]
         for name, target, value in targets:
             if value.shape != target.shape:
