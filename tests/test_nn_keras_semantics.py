@@ -819,3 +819,15 @@ def test_weights_lists_are_keras_and_the_arrays_themselves(backend):
     assert frozen.trainable_weights == [] and len(frozen.non_trainable_weights) == 2
     model.weights[0][...] = 7  # the arrays themselves
     assert (model.get_weights()[0] == 7).all()
+
+
+def test_save_weights_and_load_weights_are_save_and_load(backend, tmp_path):
+    model = nn.Sequential([nn.Input((2,)), nn.Dense(3)], seed=0, backend=backend)
+    model.save_weights(tmp_path / "m.weights.npz")
+    other = nn.Sequential([nn.Input((2,)), nn.Dense(3)], seed=1, backend=backend)
+    assert other.load_weights(tmp_path / "m.weights.npz") is other
+    for a, b in zip(model.get_weights(), other.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"not Keras' HDF5 or .keras: name the file m.weights.npz"):
+        model.save_weights(tmp_path / "m.weights.h5")
+    assert not (tmp_path / "m.weights.h5").exists()

@@ -7,6 +7,7 @@ import re
 import tokenize
 import zipfile
 import zlib
+from pathlib import Path
 
 import numpy as np
 
@@ -151,6 +152,18 @@ class Saving:
             if path_in_model in states:
                 generator.bit_generator.state = states[path_in_model]
         return self
+
+    def save_weights(self, path):
+        """Keras' name for :meth:`save` (fastdl's file holds the optimizer state and epoch count
+        too). A Keras file name (.h5, .keras) is refused: the file is an .npz, not HDF5."""
+        if str(path).endswith((".h5", ".keras")):
+            raise ValueError(f"fastdl writes its weights as an .npz archive, not Keras' HDF5 or .keras: name the "
+                             f"file {Path(str(path)).name.split('.')[0]}.weights.npz or the like (got {path})")
+        self.save(path)
+
+    def load_weights(self, path):
+        """Keras' name for :meth:`load`."""
+        return self.load(path)
 
     def _optimizer_weights(self):
         """The names of the weights the optimizer trains, in its order (its state's)."""
