@@ -349,6 +349,19 @@ def refuse_to_overwrite(directory, files, sidecar_name, whose):
                          f"generate never overwrites. Move them or choose another directory")
 
 
+def regenerate_hint(directory, name, default_directory, loader=None):
+    """How to replace a broken synthetic set of ``name`` ("clocks", "faces") in ``directory``;
+    ``loader``: the function that renders the set in ``default_directory`` again by itself."""
+    directory = Path(directory)
+    if directory == default_directory:
+        how = f"`fastdl data generate {name}`" + (f", or {loader}() renders it again" if loader else "")
+    elif directory.name == name:
+        how = f"`fastdl data generate {name} --data-dir {directory.parent}`"
+    else:
+        how = f"fastdl.data.generate_{name}(directory='{directory}')"
+    return f"Delete {directory} and re-generate it ({how})"
+
+
 def check_writable(directory):
     """OSError now, naming $FASTDL_CACHE_DIR where ``directory`` is in the cache, unless a set can
     be written into ``directory``: it, or its nearest existing parent (created later, with the

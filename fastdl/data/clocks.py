@@ -369,14 +369,7 @@ def _check_recorded_digest(directory, file_name, sidecar):
 
 def _regenerate_hint(directory):
     """How to replace a broken synthetic set in ``directory``."""
-    directory = Path(directory)
-    if directory == default_directory():
-        how = "`fastdl data generate clocks`, or load_clocks() renders it again"
-    elif directory.name == NAME:
-        how = f"`fastdl data generate clocks --data-dir {directory.parent}`"
-    else:
-        how = f"fastdl.data.generate_clocks(directory='{directory}')"
-    return f"Delete {directory} and re-generate it ({how})"
+    return _files.regenerate_hint(directory, NAME, default_directory(), "load_clocks")
 
 
 def _check_rendered(images, labels, n, size):

@@ -117,9 +117,4 @@ def check_generated(path, verify=True):
 
 def _regenerate_hint(directory):
     """How to replace a broken synthetic set in ``directory``."""
-    directory = Path(directory)
-    if directory.name == NAME:
-        how = f"`fastdl data generate faces --data-dir {directory.parent}`"
-    else:
-        how = f"fastdl.data.generate_faces(directory='{directory}')"
-    return f"Delete {directory} and re-generate it ({how})"
+    return _files.regenerate_hint(directory, NAME, default_directory())
