@@ -831,3 +831,10 @@ def test_save_weights_and_load_weights_are_save_and_load(backend, tmp_path):
     with pytest.raises(ValueError, match=r"not Keras' HDF5 or .keras: name the file m.weights.npz"):
         model.save_weights(tmp_path / "m.weights.h5")
     assert not (tmp_path / "m.weights.h5").exists()
+
+
+def test_a_layer_with_the_old_state_method_is_refused_at_once(backend):
+    with pytest.raises(TypeError, match="defines a method non_trainable_weights.*non_trainable_state"):
+        class Counting(nn.Layer):  # noqa: F841
+            def non_trainable_weights(self):
+                return [("count", np.zeros(1))]

@@ -263,6 +263,15 @@ class Layer:
     # takes the gradient at them (backward_pre), for a loss fused with it (fused_layer).
     keeps_logits = False
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # A layer written before fastdl had Keras' lists gave its saved state by a method of
+        # this name; it would now hide the list and its state would be saved by no one.
+        if callable(cls.__dict__.get("non_trainable_weights")):
+            raise TypeError(f"{cls.__name__} defines a method non_trainable_weights: it is Keras' list of weight "
+                            "arrays now; give the state to save with the weights as non_trainable_state(), "
+                            "returning [(name, array)]")
+
     @property
     def needs_weight_grads(self):
         """False where the model being trained leaves the layer's parameters to no optimizer (a
