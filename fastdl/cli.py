@@ -605,6 +605,20 @@ def _int_at_least(text, minimum):
     return value
 
 
+def _read_by_default(directory):
+    """Whether load_clocks() without a path reads the clocks in ``directory`` (the cache's, or
+    $FASTDL_DATA's, where its search finds them first)."""
+    from pathlib import Path
+
+    from fastdl.data import clocks
+
+    try:
+        found = clocks.find()
+    except FileNotFoundError:  # a $FASTDL_DATA that is no directory, or holds half a set
+        return False
+    return found is not None and Path(found).resolve() == Path(directory).resolve()
+
+
 def _cmd_data_generate(args):
     """``fastdl data generate clocks|faces``: render a synthetic set into the cache (or DIR/NAME)."""
     import functools
@@ -639,11 +653,11 @@ def _cmd_data_generate(args):
     seconds = time.perf_counter() - start
     print(f"wrote {n:,} synthetic {args.name} (seed {args.seed}) to {directory}: {', '.join(files)}")
     print(f"{seconds:.1f} s, {n / max(seconds, 1e-9):,.0f} images/s (rendering and writing)")
-    if args.name == "clocks" and args.data_dir is None and settings != clocks.DEFAULT_SET:
-        print(f"note: load_clocks() and `fastdl reproduce a5` read these clocks now (where they find none of the "
-              f"course's first), not the stand-in for the course's set ({clocks.SYNTHETIC_N:,} clocks, seed "
-              f"{clocks.SYNTHETIC_SEED}, one clock turned at most {clocks.SYNTHETIC_MAX_TURN:g} degrees), which "
-              f"`fastdl data generate clocks` puts back; --data-dir DIR writes a set of your own elsewhere")
+    if args.name == "clocks" and settings != clocks.DEFAULT_SET and _read_by_default(directory):
+        print(f"note: load_clocks() and `fastdl reproduce a5` read these clocks now, not the stand-in for the "
+              f"course's set ({clocks.SYNTHETIC_N:,} clocks, seed {clocks.SYNTHETIC_SEED}, one clock turned at most "
+              f"{clocks.SYNTHETIC_MAX_TURN:g} degrees), which `fastdl data generate clocks` with the same --data-dir "
+              f"puts back; a --data-dir of its own keeps a set apart")
     return 0
 
 

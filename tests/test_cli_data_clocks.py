@@ -137,3 +137,13 @@ def test_generate_into_cache_says_only_a_set_other_than_the_stand_in_replaces_it
     assert main(["data", "generate", "clocks", "--n", "3", "--max-turn", "180", "--faces", "varied"]) == 0
     assert "not the stand-in for the course's set (3 clocks, seed 0, one clock turned at most 30 degrees)" \
         in capsys.readouterr().out
+
+
+def test_generate_says_so_where_load_clocks_reads_the_set_from_data_dir(tmp_path, monkeypatch, capsys):
+    """--data-dir naming $FASTDL_DATA (or the cache's folder) replaces what load_clocks() reads too."""
+    monkeypatch.setenv("FASTDL_DATA", str(tmp_path / "data"))
+    (tmp_path / "data").mkdir()
+    assert main(["data", "generate", "clocks", "--n", "3", "--data-dir", str(tmp_path / "data")]) == 0
+    assert "note: load_clocks() and `fastdl reproduce a5` read these clocks now" in capsys.readouterr().out
+    assert main(["data", "generate", "clocks", "--n", "3", "--data-dir", str(tmp_path / "elsewhere")]) == 0
+    assert "note:" not in capsys.readouterr().out

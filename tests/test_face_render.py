@@ -241,11 +241,18 @@ def test_load_face_array_checks_a_generated_set_against_its_sidecar(tmp_path):
     sidecar = directory / "faces.json"
     sidecar.write_text(sidecar.read_text()[:-20])  # cut short
     with pytest.raises(ValueError, match="faces.json is damaged"):
-        load_face_array(images, size=16, verify=False)
+        load_face_array(images, size=16)
+    assert len(load_face_array(images, size=16, verify=False)) == 3
     generate_faces(2, seed=1, directory=directory, size=16)  # as the message says: a damaged set is fastdl's
     np.testing.assert_array_equal(load_face_array(images, size=16), render_faces(2, seed=1, size=16)[0])
-    sidecar.write_text(json.dumps({"notes": "mine"}))  # someone else's: the array is theirs
-    assert load_face_array(images, size=16).shape == (2, 16, 16, 3)
+    # Someone else's sidecar, valid JSON (even with fastdl's kind in it): the array is theirs, read
+    # unchecked and never overwritten.
+    for theirs in ({"notes": "mine"}, {"kind": "synthetic", "source": "my GAN's samples"}):
+        sidecar.write_text(json.dumps(theirs))
+        assert load_face_array(images, size=16).shape == (2, 16, 16, 3)
+        with pytest.raises(ValueError, match="not a sidecar fastdl wrote"):
+            generate_faces(3, directory=directory, size=16)
+        assert json.loads(sidecar.read_text()) == theirs
 
 
 def test_renders_on_the_cpu_when_the_default_backend_is_cuda():

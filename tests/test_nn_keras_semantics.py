@@ -838,3 +838,45 @@ def test_a_layer_with_the_old_state_method_is_refused_at_once(backend):
         class Counting(nn.Layer):  # noqa: F841
             def non_trainable_weights(self):
                 return [("count", np.zeros(1))]
+
+    class StateMixin:  # the old method from a class that is no Layer
+        def non_trainable_weights(self):
+            return [("count", np.zeros(1))]
+
+    with pytest.raises(TypeError, match="defines a method non_trainable_weights"):
+        class Mixed(StateMixin, nn.Layer):  # noqa: F841
+            pass
+
+
+def test_a_layer_of_its_own_may_keep_an_attribute_named_weights(backend, tmp_path):
+    """Keras' lists are properties that a layer's own attribute replaces (a layer written before
+    them kept its kernel as self.weights): it trains and is saved as any Parameter."""
+
+    class Scale(nn.Layer):
+        def build(self, input_shape, rng, dtype=np.float32):
+            super().build(input_shape, rng, dtype)
+            self.weights = nn.Parameter(np.ones(input_shape, dtype))
+
+        def forward(self, x, training=False):
+            self._x = x
+            return x * self.weights.value
+
+        def backward(self, dout):
+            self.weights.grad = (dout * self._x).sum(axis=0)
+            return dout * self.weights.value
+
+    model = nn.Sequential([nn.Input((2,)), Scale(name="scale"), nn.Dense(1)], seed=0, backend=backend)
+    model.compile("sgd", "mse")
+    model.fit(np.ones((4, 2), np.float32), np.zeros((4, 1), np.float32), verbose=0)
+    scale = model.get_layer("scale")
+    assert isinstance(scale.weights, nn.Parameter) and not (scale.weights.value == 1).all()
+    model.save(tmp_path / "m.npz")
+    assert model.load(tmp_path / "m.npz") is model
+
+
+def test_non_trainable_weights_go_layer_by_layer_as_in_keras(backend):
+    norm, frozen = nn.BatchNormalization(name="norm"), nn.Dense(2, name="frozen")
+    frozen.trainable = False
+    model = nn.Sequential([nn.Input((3,)), norm, frozen], seed=0, backend=backend)
+    assert [a is b for a, b in zip(model.non_trainable_weights, [norm.moving_mean, norm.moving_variance,
+                                                                frozen.kernel.value, frozen.bias.value])] == [True] * 4

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fastdl import nn
 from fastdl.cli import main
 from fastdl.repro import ASSIGNMENTS, a6, a6_models, a6_score
 
@@ -240,7 +241,12 @@ def test_estimate_counts_the_feature_network_until_it_is_cached(tmp_path, monkey
     assert 0 < seconds < steps * 10
     path = a6_score.cache_path("fashion", shape, False, tmp_path, seed=0)
     assert path.parent == tmp_path and not path.exists()
-    path.write_bytes(b"")
+    path.write_bytes(b"")  # unreadable: feature_network would train, so it counts
+    assert a6_score.training_seconds("fashion", shape, False, tmp_path, seed=0) > 0
+    outputs, activation, loss, _ = a6_score._head("fashion", a6_score.SETTINGS[False])
+    scorer, _ = a6_score._network(shape, outputs, activation, 0)
+    scorer.compile(nn.Adam(1e-3), loss)
+    scorer.save(path)  # as feature_network saves it
     assert a6_score.training_seconds("fashion", shape, False, tmp_path, seed=0) == 0
     assert a6_score.cache_path("faces", shape, False, tmp_path, seed=0) != path  # cached apart
     assert a6_score.cache_path("fashion", shape, True, tmp_path, seed=0) != path

@@ -332,15 +332,16 @@ def refuse_to_overwrite(directory, files, sidecar_name, whose):
     nothing but a set fastdl wrote (``whose`` says what other files there are then).
 
     A set is fastdl's when its sidecar is one :func:`write_array_set` wrote: JSON with kind
-    "synthetic" and the SHA-256 of each of ``files``, or a damaged one that still holds that
-    mark (cut short: the loaders say to re-generate it). A file merely named like the sidecar is
-    someone's own, as are data files beside no sidecar.
+    "synthetic" and the SHA-256 of each of ``files``, or one cut short that still holds that mark
+    (:func:`damaged_sidecar`: the loaders say to re-generate it). A file merely named like the
+    sidecar, valid JSON of another form included, is someone's own, as are data files beside no
+    sidecar.
     """
     directory = Path(directory)
     sidecar = directory / sidecar_name
     present = [name for name in files if (directory / name).exists()]
     if sidecar.exists():
-        if not _written_by_fastdl(sidecar, files) and not names_fastdls_mark(sidecar):
+        if not _written_by_fastdl(sidecar, files) and not damaged_sidecar(sidecar):
             raise ValueError(f"{sidecar} is not a sidecar fastdl wrote (it needs kind 'synthetic' and the "
                              f"SHA-256 of {' and '.join(files)}), so {directory} holds someone's own files, "
                              f"which generate never overwrites. Move them or choose another directory")
@@ -400,6 +401,18 @@ def names_fastdls_mark(sidecar):
     except OSError:
         return False
     return re.search(rf'"kind"\s*:\s*"{SYNTHETIC_KIND}"', text) is not None
+
+
+def damaged_sidecar(sidecar):
+    """Whether ``sidecar`` is one of fastdl's, damaged: it does not parse as JSON (cut short,
+    edited) yet holds fastdl's mark. Valid JSON, whatever it says, is not damaged."""
+    try:
+        json.loads(Path(sidecar).read_text(encoding="utf-8"))
+    except OSError:
+        return False
+    except ValueError:  # (UnicodeDecodeError and JSONDecodeError are ValueErrors)
+        return names_fastdls_mark(sidecar)
+    return False
 
 
 def _written_by_fastdl(sidecar, files):

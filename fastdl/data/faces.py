@@ -90,24 +90,24 @@ def _sidecar(n, seed, size, digests):
 
 
 def check_generated(path, verify=True):
-    """Raise ValueError where ``path`` is a file of a set generate_faces wrote (a ``faces.json``
-    of fastdl's beside it records the file's SHA-256) and, with ``verify``, its bytes no longer
-    have that SHA-256, or where that ``faces.json`` holds fastdl's mark but is damaged. Other
-    files (the course's faces, a user's own array beside no such sidecar) are not checked."""
+    """With ``verify``, raise ValueError where ``path`` is a file of a set generate_faces wrote (a
+    ``faces.json`` of fastdl's beside it records the file's SHA-256) and its bytes no longer have
+    that SHA-256, or where that ``faces.json`` is cut short (it holds fastdl's mark but is no
+    JSON). Other files (the course's faces, a user's own array beside a sidecar of their own or
+    none) are not checked."""
     path = Path(path)
     sidecar_path = path.parent / SIDECAR
-    if not sidecar_path.is_file():
+    if not verify or not sidecar_path.is_file():
         return
+    if _files.damaged_sidecar(sidecar_path):
+        raise ValueError(f"{sidecar_path} is damaged (not the JSON generate_faces writes); "
+                         f"{_regenerate_hint(path.parent)}, or pass verify=False (--no-verify) to read "
+                         f"{path.name} unchecked")
     sidecar = _files.marked_by_fastdl(sidecar_path)
     digests = sidecar.get("sha256") if sidecar is not None else None
-    if sidecar is None or not isinstance(digests, dict):
-        if _files.names_fastdls_mark(sidecar_path):
-            raise ValueError(f"{sidecar_path} is damaged (not the JSON generate_faces writes); "
-                             f"{_regenerate_hint(path.parent)}")
-        return  # someone else's file of that name
-    expected = digests.get(path.name)
-    if not verify or not isinstance(expected, str):
-        return
+    expected = digests.get(path.name) if isinstance(digests, dict) else None
+    if not isinstance(expected, str):
+        return  # someone else's file of that name, or one that does not name this file
     actual = _files.file_sha256(path)
     if actual != expected:
         raise ValueError(f"{path} does not match the SHA-256 recorded in {SIDECAR} when it was generated "

@@ -1,5 +1,6 @@
 """Parameter and its flat buffers, the Layer base class, and the checks layers share."""
 
+import inspect
 import math
 import numbers
 
@@ -220,6 +221,27 @@ def fused_layer(layer, loss):
     return source if wanted is not None and source is not None and source.activation == wanted else None
 
 
+class _keras_list:  # noqa: N801 (used as a decorator, as property)
+    """A read-only property for Keras' weight lists that a layer's own attribute of the same name
+    replaces: a layer written before fastdl had these lists may keep its kernel as
+    `self.weights = Parameter(...)` (a Parameter attribute like any other, saved and trained)."""
+
+    def __init__(self, func):
+        self.func, self.__doc__ = func, func.__doc__
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, layer, owner=None):
+        if layer is None:
+            return self
+        own = layer.__dict__.get(self.name, self)
+        return self.func(layer) if own is self else own
+
+    def __set__(self, layer, value):
+        layer.__dict__[self.name] = value
+
+
 class Layer:
     """Base class: `forward(x, training) -> out` keeps what `backward(dout) -> dx` needs.
 
@@ -266,8 +288,9 @@ class Layer:
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         # A layer written before fastdl had Keras' lists gave its saved state by a method of
-        # this name; it would now hide the list and its state would be saved by no one.
-        if callable(cls.__dict__.get("non_trainable_weights")):
+        # this name (its own or a mixin's); it would now hide the list, and its state would be
+        # saved by no one.
+        if not isinstance(inspect.getattr_static(cls, "non_trainable_weights"), _keras_list):
             raise TypeError(f"{cls.__name__} defines a method non_trainable_weights: it is Keras' list of weight "
                             "arrays now; give the state to save with the weights as non_trainable_state(), "
                             "returning [(name, array)]")
@@ -339,22 +362,21 @@ class Layer:
 
     # Keras' lists of a layer's weights: the arrays themselves (writing into one changes the
     # layer), not copies as get_weights gives.
-    @property
+    @_keras_list
     def weights(self):
         """Every weight array, trainable and not, in Keras' order (get_weights' arrays, uncopied)."""
         return [p.value for _, p in self.parameters()] + [a for _, a in self.non_trainable_state()]
 
-    @property
+    @_keras_list
     def trainable_weights(self):
-        """The weight arrays an optimizer updates (none while the layer is frozen)."""
+        """The weight arrays an optimizer updates (none while the layer is frozen), in weights' order."""
         return [p.value for _, p in self.trainable_parameters()]
 
-    @property
+    @_keras_list
     def non_trainable_weights(self):
-        """The frozen parameters' arrays, then the state that is not trained."""
-        trained = {id(p) for _, p in self.trainable_parameters()}
-        return ([p.value for _, p in self.parameters() if id(p) not in trained]
-                + [a for _, a in self.non_trainable_state()])
+        """The rest of weights, in its order (a frozen layer's parameters, the state not trained)."""
+        trained = {id(p.value) for _, p in self.trainable_parameters()}
+        return [a for a in self.weights if id(a) not in trained]
 
     def count_params(self):
         return sum(p.size for _, p in self.parameters())

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from fastdl import _device
+from fastdl.nn.module import _keras_list
 from fastdl.nn.naming import snake_case
 
 
@@ -31,7 +32,7 @@ class Saving:
             self.build()
         return [(f"{layer.name}/{key}", a) for layer in self.layers for key, a in layer.non_trainable_state()]
 
-    @property
+    @_keras_list
     def weights(self):
         """Every weight array, layer by layer as Keras lists them (get_weights' arrays, uncopied)."""
         return [array for _, array in self._weight_arrays()]

@@ -377,20 +377,18 @@ class Training(Fitting, Batches, Saving, GradientFlags, Layer):
 
     def _train_step(self, xb, yb, check_gradients=False):
         """Forward and backward pass of one batch (the optimizer's step is the caller's); its logs.
-        check_gradients: NonFiniteError where a gradient is not finite (train_on_batch's check).
-        Values past the float range are that error (or fit's), not numpy's warnings first."""
+        check_gradients: NonFiniteError where a gradient is not finite (train_on_batch's check)."""
         self._apply_gradient_flags()  # before the forward pass: BatchNormalization reads them
-        with np.errstate(over="ignore", invalid="ignore"):
-            outputs = self._forward(xb, training=True)
-            losses = self._batch_losses(outputs, yb)
-            if not np.isfinite(losses["loss"]):
-                raise NonFiniteError(f"the loss is {losses['loss']}")
-            # Metrics before the backward pass: on the device, reading the outputs then waits for
-            # nothing more than reading the loss did.
-            logs = self._batch_logs(outputs, yb, losses)
-            self._backward_from_loss()
-            if check_gradients:
-                check_finite_gradients(self.optimizer)
+        outputs = self._forward(xb, training=True)
+        losses = self._batch_losses(outputs, yb)
+        if not np.isfinite(losses["loss"]):
+            raise NonFiniteError(f"the loss is {losses['loss']}")
+        # Metrics before the backward pass: on the device, reading the outputs then waits for
+        # nothing more than reading the loss did.
+        logs = self._batch_logs(outputs, yb, losses)
+        self._backward_from_loss()
+        if check_gradients:
+            check_finite_gradients(self.optimizer)
         return logs
 
     @contextlib.contextmanager

@@ -81,17 +81,18 @@ def cache_path(kind, image_shape, quick, cache_dir=None, seed=0):
 
 
 def training_seconds(kind, image_shape, quick, cache_dir=None, seed=0):
-    """Seconds feature_network takes here to train its network: 0 where the cache holds it, else
-    a timed training step (the fastest of a few, :func:`fastdl.repro.report.fastest_call`) times
-    its steps. Reading its training images is left out (rendering 20,000 faces takes seconds)."""
+    """Seconds feature_network takes here to train its network: 0 where it reads the network
+    from the cache, else a timed training step (the fastest of a few,
+    :func:`fastdl.repro.report.fastest_call`) times its steps. Reading its training images is
+    left out (rendering 20,000 faces takes seconds)."""
     from fastdl.repro import report
 
-    if cache_path(kind, image_shape, quick, cache_dir, seed).is_file():
-        return 0.0
     settings = SETTINGS[bool(quick)]
     outputs, activation, loss, _ = _head(kind, settings)
     scorer, _ = _network(image_shape, outputs, activation, seed)
     scorer.compile(nn.Adam(1e-3), loss)
+    if _load_cached(scorer, cache_path(kind, image_shape, quick, cache_dir, seed)):
+        return 0.0
     rng = np.random.default_rng(seed)
     images = rng.random((BATCH, *image_shape), dtype=np.float32)
     targets = (rng.integers(0, outputs, BATCH) if kind == "fashion"
@@ -126,14 +127,23 @@ def feature_network(kind, image_shape, quick, fashion=None, cache_dir=None, seed
     path = cache_path(kind, image_shape, quick, cache_dir, seed)
     scorer, features = _network(image_shape, outputs, activation, seed)
     scorer.compile(nn.Adam(1e-3), loss)
-    with contextlib.suppress(OSError, ValueError, KeyError):  # no cache, or an unreadable one: train
-        scorer.load(path)
+    if _load_cached(scorer, path):
         return features, what + ", cached"
     scorer.fit(*_training_data(kind, image_shape, quick, fashion), epochs=settings["epochs"], batch_size=BATCH,
                verbose=verbose, seed=seed)
     with contextlib.suppress(OSError):  # an unwritable cache: scoring goes on without it
         scorer.save(path)
     return features, what
+
+
+def _load_cached(scorer, path):
+    """Whether the trained network was read into scorer from path (no cache, an unreadable or
+    unsearchable one: False, and it is trained)."""
+    try:
+        scorer.load(path)
+    except (OSError, ValueError, KeyError):
+        return False
+    return True
 
 
 def features_of(network, images_unit):

@@ -471,7 +471,7 @@ def epochs(n):
 
 def minutes(seconds):
     """Seconds as whole minutes, or "under 1" for a part of a time estimate that rounds to 0."""
-    return f"{seconds / 60:.0f}" if seconds >= 30 else "under 1"
+    return f"{max(seconds / 60, 1):.0f}" if seconds >= 30 else "under 1"  # (30 s: "1", not round-half-even's "0")
 
 
 def announce_estimate():
