@@ -20,7 +20,7 @@ __all__ = ["FACTOR_NAMES", "FACTOR_RANGES", "HAIR_STYLES", "RENDERER_VERSION", "
 
 # Changes whenever a seed's images change: a6's cached feature network (trained on rendered faces)
 # is trained again then, and the faces.json of a set generate_faces wrote records it.
-RENDERER_VERSION = 2
+RENDERER_VERSION = 3  # 3: eyelids in the head's shaded skin inside the eye's outline, brows under the hair
 
 
 def render_faces(n, seed=0, size=64, backend=None, first=0):

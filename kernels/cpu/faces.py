@@ -189,8 +189,26 @@ def _head(p, u, v, plane, inv_foot):
 
 
 @_helper
+def _skin_shade(p, uu, vv):
+    """The head's shading at (uu, vv): 1 at its centre, darker towards its edge (as _head)."""
+    warped = uu * (1.0 + p[JAW] * max(vv, 0.0))
+    x = warped * p[HEAD + E_IA]
+    y = vv * p[HEAD + E_IB]
+    return 1.0 - p[SHADE] * (x * x + y * y)
+
+
+@_helper
+def _under_hair(p, uu, vv, inv_foot):
+    """How much of a pixel the hair over the head (and its outline) covers: 0 without it."""
+    if p[HAIR_FRONT] > 0.0:
+        return _cover(_hair_front_sd(p, uu, vv) - p[HAIR_OUTLINE_W], inv_foot)
+    return 0.0
+
+
+@_helper
 def _eyes(p, u, v, plane, inv_foot):
-    """Sclera, pupil looking at the gaze, its glint, and the lid; then the brows."""
+    """Sclera, pupil looking at the gaze, its glint, and the lid (the head's shaded skin inside the
+    eye's outline); then the brows, under the hair."""
     w = p[OUTLINE_W]
     r = p[PUPIL_R]
     for feature, side in ((F_EYE_LEFT, -1.0), (F_EYE_RIGHT, 1.0)):
@@ -210,7 +228,11 @@ def _eyes(p, u, v, plane, inv_foot):
                 glint = max(math.sqrt(hu * hu + hv * hv) - 0.3 * r, sclera)
                 _blend(plane, row, col, p, SCLERA, _cover(glint, inv_foot))
                 if p[LID_V] > NO_LID:
-                    _blend(plane, row, col, p, SKIN, _cover(max(sclera - w, vv - p[LID_V]), inv_foot))
+                    shade = _skin_shade(p, u[row, col], vv)
+                    alpha = _cover(max(sclera + w, vv - p[LID_V]), inv_foot)
+                    for ch in range(3):
+                        c = plane[row, col, ch]
+                        plane[row, col, ch] = c + (p[SKIN + ch] * shade - c) * alpha
                     edge = max(abs(vv - p[LID_V]) - w, sclera - w)
                     _blend(plane, row, col, p, OUTLINE, _cover(edge, inv_foot))
     dx, dy, half = p[BROW_DX], p[BROW_DY], p[BROW_L]
@@ -223,7 +245,8 @@ def _eyes(p, u, v, plane, inv_foot):
                 t = min(max(du * dx + dv * dy, -half), half)
                 ex = du - t * dx
                 ey = dv - t * dy
-                _blend(plane, row, col, p, BROW, _cover(math.sqrt(ex * ex + ey * ey) - p[BROW_T], inv_foot))
+                alpha = _cover(math.sqrt(ex * ex + ey * ey) - p[BROW_T], inv_foot)
+                _blend(plane, row, col, p, BROW, alpha * (1.0 - _under_hair(p, u[row, col], v[row, col], inv_foot)))
 
 
 @_helper

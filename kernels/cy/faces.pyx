@@ -217,14 +217,31 @@ cdef void _head(const double* p, const double* u, const double* v, double* plane
                 _blend(plane + 3 * at, p, HAIR, _cover(sd + w, inv_foot))
 
 
+cdef inline double _skin_shade(const double* p, double uu, double vv) noexcept nogil:
+    """The head's shading at (uu, vv) (as _head; see kernels/cpu/faces.py)."""
+    cdef double warped = uu * (1.0 + p[JAW] * _max(vv, 0.0))
+    cdef double x = warped * p[HEAD + E_IA]
+    cdef double y = vv * p[HEAD + E_IB]
+    return 1.0 - p[SHADE] * (x * x + y * y)
+
+
+cdef inline double _under_hair(const double* p, double uu, double vv, double inv_foot) noexcept nogil:
+    """How much of a pixel the hair over the head (and its outline) covers: 0 without it."""
+    if p[HAIR_FRONT] > 0.0:
+        return _cover(_hair_front_sd(p, uu, vv) - p[HAIR_OUTLINE_W], inv_foot)
+    return 0.0
+
+
 cdef void _eyes(const double* p, const double* u, const double* v, double* plane, Py_ssize_t size,
                 double inv_foot) noexcept nogil:
-    """Sclera, pupil looking at the gaze, its glint, and the lid; then the brows."""
+    """Sclera, pupil looking at the gaze, its glint, and the lid (the head's shaded skin inside the
+    eye's outline); then the brows, under the hair."""
     cdef Py_ssize_t box[4]
     cdef Py_ssize_t row, col, at, feature
     cdef double w = p[OUTLINE_W], r = p[PUPIL_R]
     cdef double dx = p[BROW_DX], dy = p[BROW_DY], half = p[BROW_L]
-    cdef double side, vv, du, dv, sclera, pu, pv, hu, hv, glint, edge, t, ex, ey
+    cdef double side, vv, du, dv, sclera, pu, pv, hu, hv, glint, edge, t, ex, ey, shade, alpha
+    cdef int ch
     cdef double* pixel
     for feature in range(F_EYE_LEFT, F_EYE_RIGHT + 1):
         side = -1.0 if feature == F_EYE_LEFT else 1.0
@@ -246,7 +263,10 @@ cdef void _eyes(const double* p, const double* u, const double* v, double* plane
                 glint = _max(sqrt(hu * hu + hv * hv) - 0.3 * r, sclera)
                 _blend(pixel, p, SCLERA, _cover(glint, inv_foot))
                 if p[LID_V] > NO_LID:
-                    _blend(pixel, p, SKIN, _cover(_max(sclera - w, vv - p[LID_V]), inv_foot))
+                    shade = _skin_shade(p, u[at], vv)
+                    alpha = _cover(_max(sclera + w, vv - p[LID_V]), inv_foot)
+                    for ch in range(3):
+                        pixel[ch] = pixel[ch] + (p[SKIN + ch] * shade - pixel[ch]) * alpha
                     edge = _max(fabs(vv - p[LID_V]) - w, sclera - w)
                     _blend(pixel, p, OUTLINE, _cover(edge, inv_foot))
     for feature in range(F_BROW_LEFT, F_BROW_RIGHT + 1):
@@ -260,7 +280,8 @@ cdef void _eyes(const double* p, const double* u, const double* v, double* plane
                 t = _min(_max(du * dx + dv * dy, -half), half)
                 ex = du - t * dx
                 ey = dv - t * dy
-                _blend(plane + 3 * at, p, BROW, _cover(sqrt(ex * ex + ey * ey) - p[BROW_T], inv_foot))
+                alpha = _cover(sqrt(ex * ex + ey * ey) - p[BROW_T], inv_foot)
+                _blend(plane + 3 * at, p, BROW, alpha * (1.0 - _under_hair(p, u[at], v[at], inv_foot)))
 
 
 cdef inline double _mouth_sd(const double* p, double u, double v, double* teeth_edge) noexcept nogil:

@@ -70,7 +70,7 @@ def _hair_front_sd(p, u, v):
     return sd
 
 
-def _eye(p, plane, inside, u, v, side, inv_foot):
+def _eye(p, plane, inside, u, v, side, inv_foot, skin):
     w = p[L.OUTLINE_W]
     du, dv = u - side * p[L.EYE + L.E_U], v - p[L.EYE + L.E_V]
     sclera = _ellipse_sd(p, L.EYE, du, dv)
@@ -83,8 +83,8 @@ def _eye(p, plane, inside, u, v, side, inv_foot):
     glint = np.maximum(np.sqrt(hu * hu + hv * hv) - 0.3 * r, sclera)
     plane = _blend(plane, inside, p[L.SCLERA:L.SCLERA + 3], _cover(glint, inv_foot))
     if p[L.LID_V] > NO_LID:
-        lid = np.maximum(sclera - w, v - p[L.LID_V])
-        plane = _blend(plane, inside, p[L.SKIN:L.SKIN + 3], _cover(lid, inv_foot))
+        lid = np.maximum(sclera + w, v - p[L.LID_V])  # inside the eye's outline, the head's shaded skin
+        plane = _blend(plane, inside, skin, _cover(lid, inv_foot))
         edge = np.maximum(np.abs(v - p[L.LID_V]) - w, sclera - w)
         plane = _blend(plane, inside, p[L.OUTLINE:L.OUTLINE + 3], _cover(edge, inv_foot))
     return plane
@@ -96,7 +96,8 @@ def _brow(p, plane, inside, u, v, side, inv_foot):
     t = np.minimum(np.maximum(du * dx + dv * dy, -half), half)
     ex, ey = du - t * dx, dv - t * dy
     sd = np.sqrt(ex * ex + ey * ey) - p[L.BROW_T]
-    return _blend(plane, inside, p[L.BROW:L.BROW + 3], _cover(sd, inv_foot))
+    hair = _cover(_hair_front_sd(p, u, v) - p[L.HAIR_OUTLINE_W], inv_foot) if p[L.HAIR_FRONT] > 0.0 else 0.0
+    return _blend(plane, inside, p[L.BROW:L.BROW + 3], _cover(sd, inv_foot) * (1.0 - hair))  # under the hair
 
 
 def _mouth(p, plane, inside, u, v, inv_foot):
@@ -174,7 +175,7 @@ def _render_one(p, size):
         plane = _blend(plane, inside, p[L.HAIR:L.HAIR + 3], _cover(sd + w, inv_foot))
 
     for feature, side in ((L.F_EYE_LEFT, -1.0), (L.F_EYE_RIGHT, 1.0)):
-        plane = _eye(p, plane, box(feature), u, v, side, inv_foot)
+        plane = _eye(p, plane, box(feature), u, v, side, inv_foot, skin)
     for feature, side in ((L.F_BROW_LEFT, -1.0), (L.F_BROW_RIGHT, 1.0)):
         plane = _brow(p, plane, box(feature), u, v, side, inv_foot)
     plane = _outlined(p, plane, box(L.F_NOSE), _ellipse_sd(p, L.NOSE, u, v - p[L.NOSE + L.E_V]),
