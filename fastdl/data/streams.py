@@ -1,6 +1,6 @@
 """Endless training batches from the renderers: fresh clocks or faces at every step, as a model's
-fit takes them (``model.fit(clock_batches(100), steps_per_epoch=180, epochs=10)``, with the labels
-mapped to the model's targets).
+fit takes them (``model.fit(clock_batches(100, max_turn=30), steps_per_epoch=180, epochs=10)``,
+with the labels mapped to the model's targets).
 
 A network that sees each image once cannot learn it by heart: where a fixed set of 14,400 freely
 turned clocks is learnt by heart and read at chance (README, "Datasets"), a stream gives as many
@@ -51,8 +51,11 @@ def clock_batches(batch_size=100, seed=0, first=0, *, size=150, max_turn=180.0, 
 
         from fastdl.repro import a5_models
         model = a5_models.compiled_model("multihead")
-        batches = ((x, a5_models.targets("multihead", t)) for x, t in clock_batches(100))
+        batches = ((x, a5_models.targets("multihead", t)) for x, t in clock_batches(100, max_turn=30))
         model.fit(batches, steps_per_epoch=180, epochs=10)   # 180,000 clocks, each seen once
+
+    ``max_turn=30`` as load_clocks' set: turned by any angle (render_clocks' default, kept here
+    so that the stream is render_clocks' images), clocks keep the course's networks at chance.
 
     Parameters
     ----------
