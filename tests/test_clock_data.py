@@ -458,6 +458,7 @@ def test_outdated_cache_the_user_generated_is_rendered_again_with_its_settings(t
     ("max_turn", "30", r"max_turn .*got '30'"),
     ("faces", "many", r"faces .*got 'many'"),
     ("size", 4.5, r"size .*got 4.5"),
+    ("size", 4096, r"size .*got 4096"),
     ("seed", None, r"seed .*got None"),
 ])
 def test_hand_edited_sidecar_settings_are_named(tmp_path, renders, key, value, message):

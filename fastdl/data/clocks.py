@@ -311,7 +311,7 @@ def _check_recorded_settings(sidecar, path, directory):
     from fastdl.data import clock_render
 
     checks = {"seed": lambda value: check_int(value, "seed", 0),
-              "size": lambda value: check_int(value, "size", clock_render.MIN_SIZE),
+              "size": lambda value: check_int(value, "size", clock_render.MIN_SIZE, clock_render.MAX_SIZE),
               "max_turn": clock_render.check_max_turn, "faces": clock_render.check_faces}
     for key, check in checks.items():
         if key in sidecar:
