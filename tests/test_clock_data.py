@@ -469,3 +469,18 @@ def test_hand_edited_sidecar_settings_are_named(tmp_path, renders, key, value, m
     with pytest.raises(ValueError, match=f"clocks.json records an invalid {message}") as info:
         load_clocks(data, with_source=True)
     assert f"Delete {data} and re-generate it" in str(info.value)
+
+
+def test_a_damaged_set_says_how_to_make_the_same_set_again(tmp_path, renders):
+    """The re-generate hint of a set whose sidecar is read carries its recorded settings: the
+    command (or, for a size the command does not take, the call) makes the same set again."""
+    data = generate_clocks(5, seed=3, directory=tmp_path / "clocks", max_turn=90.0, faces="varied")
+    (data / "labels.npy").write_bytes((data / "labels.npy").read_bytes()[:-1] + b"\x01")
+    with pytest.raises(ValueError, match=r"`fastdl data generate clocks --n 5 --seed 3 --max-turn 90.0 --faces varied "
+                                         r"--data-dir .*`"):
+        load_clocks(data)
+    other = generate_clocks(2, seed=1, directory=tmp_path / "mine", size=32)
+    (other / "labels.npy").write_bytes((other / "labels.npy").read_bytes()[:-1] + b"\x01")
+    with pytest.raises(ValueError, match=r"generate_clocks\(directory='.*mine', n=2, seed=1, max_turn=30.0, "
+                                         r"faces='one', size=32\)"):
+        load_clocks(other)

@@ -233,8 +233,8 @@ def test_load_face_array_checks_a_generated_set_against_its_sidecar(tmp_path):
     data = bytearray(images.read_bytes())
     data[-1] ^= 1
     images.write_bytes(bytes(data))
-    with pytest.raises(ValueError, match="does not match the SHA-256 recorded in faces.json.*fastdl data generate "
-                                         "faces --data-dir"):
+    with pytest.raises(ValueError, match=r"does not match the SHA-256 recorded in faces.json.*re-generate it "
+                                         r"\(fastdl.data.generate_faces\(directory='.*faces', n=3, seed=1, size=16\)\)"):
         load_face_array(images, size=16)
     assert load_face_array(images, size=16, verify=False)[-1, -1, -1, -1] != render_faces(3, seed=1, size=16)[0][
         -1, -1, -1, -1]

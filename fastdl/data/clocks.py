@@ -364,12 +364,15 @@ def _check_recorded_digest(directory, file_name, sidecar):
     if actual != expected:
         raise ValueError(f"{path} does not match the SHA-256 recorded in {SIDECAR} when it was "
                          f"generated ({actual}, expected {expected}): the synthetic set is "
-                         f"damaged or was changed. {_regenerate_hint(directory)}")
+                         f"damaged or was changed. {_regenerate_hint(directory, sidecar)}")
 
 
-def _regenerate_hint(directory):
-    """How to replace a broken synthetic set in ``directory``."""
-    return _files.regenerate_hint(directory, NAME, default_directory(), "load_clocks")
+def _regenerate_hint(directory, sidecar=None):
+    """How to replace a broken synthetic set in ``directory`` (the same set, where its checked
+    sidecar says how it was made)."""
+    recorded = {} if sidecar is None else {key: sidecar[key] for key in ("n", "seed", "max_turn", "faces", "size")
+                                           if key in sidecar}
+    return _files.regenerate_hint(directory, NAME, default_directory(), "load_clocks", recorded)
 
 
 def _check_rendered(images, labels, n, size):

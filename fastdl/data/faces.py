@@ -112,9 +112,12 @@ def check_generated(path, verify=True):
     if actual != expected:
         raise ValueError(f"{path} does not match the SHA-256 recorded in {SIDECAR} when it was generated "
                          f"({actual}, expected {expected}): the synthetic set is damaged or was changed. "
-                         f"{_regenerate_hint(path.parent)}, or pass verify=False (--no-verify) to read it as it is")
+                         f"{_regenerate_hint(path.parent, sidecar)}, or pass verify=False (--no-verify) to read it as it "
+                         "is")
 
 
-def _regenerate_hint(directory):
-    """How to replace a broken synthetic set in ``directory``."""
-    return _files.regenerate_hint(directory, NAME, default_directory())
+def _regenerate_hint(directory, sidecar=None):
+    """How to replace a broken synthetic set in ``directory`` (the same set, where its sidecar
+    says how it was made)."""
+    recorded = {} if sidecar is None else {key: sidecar[key] for key in ("n", "seed", "size") if key in sidecar}
+    return _files.regenerate_hint(directory, NAME, default_directory(), settings=recorded)
