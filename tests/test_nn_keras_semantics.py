@@ -831,6 +831,8 @@ def test_save_weights_and_load_weights_are_save_and_load(backend, tmp_path):
     with pytest.raises(ValueError, match=r"not Keras' HDF5 or .keras: name the file m.weights.npz"):
         model.save_weights(tmp_path / "m.weights.h5")
     assert not (tmp_path / "m.weights.h5").exists()
+    with pytest.raises(ValueError, match="not Keras' HDF5"):
+        model.save_weights(tmp_path / "M.H5")
 
 
 def test_a_layer_with_the_old_state_method_is_refused_at_once(backend):

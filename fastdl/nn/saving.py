@@ -157,7 +157,7 @@ class Saving:
     def save_weights(self, path):
         """Keras' name for :meth:`save` (fastdl's file holds the optimizer state and epoch count
         too). A Keras file name (.h5, .keras) is refused: the file is an .npz, not HDF5."""
-        if str(path).endswith((".h5", ".keras")):
+        if str(path).lower().endswith((".h5", ".keras")):
             raise ValueError(f"fastdl writes its weights as an .npz archive, not Keras' HDF5 or .keras: name the "
                              f"file {Path(str(path)).name.split('.')[0]}.weights.npz or the like (got {path})")
         self.save(path)
