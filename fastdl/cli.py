@@ -167,6 +167,23 @@ _ASSIGNMENT_OPTIONS = {"--dataset": "dataset", "--models": "models", "--data": "
                        "--no-verify": "verify"}
 
 
+def _check_models(models):
+    from fastdl.repro import a5
+
+    a5.check_models(models)
+
+
+def _check_data(data):
+    from fastdl.repro import a6
+
+    a6.parse_data(data)
+
+
+# The checks of option values that look at nothing else (no files): run for an option that no
+# assignment of the command takes.
+_VALUE_CHECKS = {"models": _check_models, "data": _check_data}
+
+
 def _cmd_reproduce(args):
     import inspect
     from pathlib import Path
@@ -198,6 +215,11 @@ def _cmd_reproduce(args):
         if ignoring:  # only then are the other assignments' modules imported, to name the takers
             _report_ignored(flag, [name for name in ASSIGNMENTS if option in parameters(name)], ignoring,
                             run_all)
+    # A value no assignment here reads is still checked (the warning above says it is ignored):
+    # a typo in `reproduce a2 a5 --models ...` would otherwise pass until a5's turn, or for ever.
+    for option, check in _VALUE_CHECKS.items():
+        if option in options and not any(option in parameters(name) for name in names):
+            check(options[option])
     runs = {name: dict(data_dir=args.data_dir, quick=args.quick,
                        **{key: value for key, value in options.items() if key in parameters(name)})
             for name in names}

@@ -309,6 +309,13 @@ def test_a_flag_an_assignment_ignores_is_said(tmp_path, monkeypatch, capsys):
     assert "fastdl: warning: --epochs" in err and calls["a3"] == {}
     assert main(["reproduce", "a4", "--dataset", "cifar10", "--out", str(tmp_path)]) == 0
     assert capsys.readouterr().err == ""
+    # An ignored value is still checked, before anything runs.
+    calls.clear()
+    for flag, value, message in (("--models", "no_such_model", "unknown model(s) 'no_such_model'"),
+                                 ("--data", "bogus-source", "bogus-source")):
+        assert main(["reproduce", "a3", flag, value, "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert "a3 ignores it" in err and message in err and calls == {}
 
 
 def test_all_shares_its_flags_and_only_warns(tmp_path, monkeypatch, capsys):
