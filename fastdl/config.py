@@ -64,7 +64,7 @@ def env_num_threads():
     try:
         n = int(value)
     except ValueError:
-        raise ValueError(f"FASTDL_NUM_THREADS must be an integer from 1 to {MAX_THREADS}, got {value!r}") from None
+        n = 0  # not a number: the same message as one out of range
     if not 1 <= n <= MAX_THREADS:
         raise ValueError(f"FASTDL_NUM_THREADS must be an integer from 1 to {MAX_THREADS}, got {value!r}")
     return n

@@ -350,15 +350,16 @@ def refuse_to_overwrite(directory, files, sidecar_name, whose):
                          f"generate never overwrites. Move them or choose another directory")
 
 
-def regenerate_hint(directory, name, default_directory, loader=None, settings=None):
+def regenerate_hint(directory, name, default_directory, default_size, loader=None, settings=None):
     """How to replace a broken synthetic set of ``name`` ("clocks", "faces") in ``directory``;
+    ``default_size``: the images' size `fastdl data generate` renders (it takes no other);
     ``loader``: the function that renders the set in ``default_directory`` again by itself;
     ``settings``: {option: value} the set was generated with, where its sidecar says (the
     command then makes the same set again; None: the defaults)."""
     directory = Path(directory)
     settings = settings or {}
     options = "".join(f" --{key.replace('_', '-')} {value}" for key, value in settings.items() if key != "size")
-    by_command = settings.get("size") in (None, DEFAULT_SIZES.get(name))  # the CLI has no --size
+    by_command = settings.get("size") in (None, default_size)
     if directory == default_directory and by_command:
         how = f"`fastdl data generate {name}{options}`" + (
             f", or {loader}() renders it again" if loader and not settings else "")
@@ -368,9 +369,6 @@ def regenerate_hint(directory, name, default_directory, loader=None, settings=No
         arguments = "".join(f", {key}={value!r}" for key, value in settings.items())
         how = f"fastdl.data.generate_{name}(directory='{directory}'{arguments})"
     return f"Delete {directory} and re-generate it ({how})"
-
-
-DEFAULT_SIZES = {"clocks": 150, "faces": 64}  # what `fastdl data generate` renders (it takes no size)
 
 
 def check_writable(directory):

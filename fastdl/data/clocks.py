@@ -372,7 +372,7 @@ def _regenerate_hint(directory, sidecar=None):
     sidecar says how it was made)."""
     recorded = {} if sidecar is None else {key: sidecar[key] for key in ("n", "seed", "max_turn", "faces", "size")
                                            if key in sidecar}
-    return _files.regenerate_hint(directory, NAME, default_directory(), "load_clocks", recorded)
+    return _files.regenerate_hint(directory, NAME, default_directory(), IMAGE_SIZE, "load_clocks", recorded)
 
 
 def _check_rendered(images, labels, n, size):

@@ -120,4 +120,4 @@ def _regenerate_hint(directory, sidecar=None):
     """How to replace a broken synthetic set in ``directory`` (the same set, where its sidecar
     says how it was made)."""
     recorded = {} if sidecar is None else {key: sidecar[key] for key in ("n", "seed", "size") if key in sidecar}
-    return _files.regenerate_hint(directory, NAME, default_directory(), settings=recorded)
+    return _files.regenerate_hint(directory, NAME, default_directory(), IMAGE_SIZE, settings=recorded)

@@ -88,11 +88,10 @@ def training_seconds(kind, image_shape, quick, cache_dir=None, seed=0):
     from fastdl.repro import report
 
     settings = SETTINGS[bool(quick)]
-    outputs, activation, loss, _ = _head(kind, settings)
-    scorer, _ = _network(image_shape, outputs, activation, seed)
-    scorer.compile(nn.Adam(1e-3), loss)
-    if _load_cached(scorer, cache_path(kind, image_shape, quick, cache_dir, seed)):
+    scorer, _, cached = _scorer(kind, image_shape, quick, cache_dir, seed)
+    if cached:
         return 0.0
+    outputs = _head(kind, settings)[0]
     rng = np.random.default_rng(seed)
     images = rng.random((BATCH, *image_shape), dtype=np.float32)
     targets = (rng.integers(0, outputs, BATCH) if kind == "fashion"
@@ -122,13 +121,11 @@ def feature_network(kind, image_shape, quick, fashion=None, cache_dir=None, seed
     (fastdl.nn.Model giving (n, 128) features, str describing it)
     """
     settings = SETTINGS[bool(quick)]
-    outputs, activation, loss, what = _head(kind, settings)
-    what = f"feature network ({what}, {settings['epochs']} epochs)"
-    path = cache_path(kind, image_shape, quick, cache_dir, seed)
-    scorer, features = _network(image_shape, outputs, activation, seed)
-    scorer.compile(nn.Adam(1e-3), loss)
-    if _load_cached(scorer, path):
+    what = f"feature network ({_head(kind, settings)[3]}, {settings['epochs']} epochs)"
+    scorer, features, cached = _scorer(kind, image_shape, quick, cache_dir, seed)
+    if cached:
         return features, what + ", cached"
+    path = cache_path(kind, image_shape, quick, cache_dir, seed)
     scorer.fit(*_training_data(kind, image_shape, quick, fashion), epochs=settings["epochs"], batch_size=BATCH,
                verbose=verbose, seed=seed)
     with contextlib.suppress(OSError):  # an unwritable cache: scoring goes on without it
@@ -136,14 +133,17 @@ def feature_network(kind, image_shape, quick, fashion=None, cache_dir=None, seed
     return features, what
 
 
-def _load_cached(scorer, path):
-    """Whether the trained network was read into scorer from path (no cache, an unreadable or
-    unsearchable one: False, and it is trained)."""
+def _scorer(kind, image_shape, quick, cache_dir, seed):
+    """(compiled model that trains, its features model, whether the trained network was read
+    from the cache into them): no cache, an unreadable or unsearchable one, is False (train)."""
+    outputs, activation, loss, _ = _head(kind, SETTINGS[bool(quick)])
+    scorer, features = _network(image_shape, outputs, activation, seed)
+    scorer.compile(nn.Adam(1e-3), loss)
     try:
-        scorer.load(path)
+        scorer.load(cache_path(kind, image_shape, quick, cache_dir, seed))
     except (OSError, ValueError, KeyError):
-        return False
-    return True
+        return scorer, features, False
+    return scorer, features, True
 
 
 def features_of(network, images_unit):

@@ -55,6 +55,23 @@ def _blend(plane, row, col, p, colour, alpha):
 
 
 @_helper
+def _skin_shade(p, uu, vv):
+    """The head's shading at (uu, vv): 1 at its centre, darker towards its edge."""
+    warped = uu * (1.0 + p[JAW] * max(vv, 0.0))
+    x = warped * p[HEAD + E_IA]
+    y = vv * p[HEAD + E_IB]
+    return 1.0 - p[SHADE] * (x * x + y * y)
+
+
+@_helper
+def _blend_skin(plane, row, col, p, shade, alpha):
+    """The pixel's colour moved towards the skin's, shaded by shade, by alpha."""
+    for ch in range(3):
+        c = plane[row, col, ch]
+        plane[row, col, ch] = c + (p[SKIN + ch] * shade - c) * alpha
+
+
+@_helper
 def _outlined(plane, row, col, p, colour, sd, inv_foot):
     """A shape of colour p[colour:] with the outline round its edge."""
     w = p[OUTLINE_W]
@@ -162,15 +179,10 @@ def _head(p, u, v, plane, inv_foot):
         for col in range(x0, x1):
             uu, vv = u[row, col], v[row, col]
             warped = uu * (1.0 + p[JAW] * max(vv, 0.0))
-            x = warped * p[HEAD + E_IA]
-            y = vv * p[HEAD + E_IB]
-            shade = 1.0 - p[SHADE] * (x * x + y * y)
             sd = _ellipse_sd(p, HEAD, warped, vv)
             _blend(plane, row, col, p, OUTLINE, _cover(sd - w, inv_foot))
             alpha = _cover(sd + w, inv_foot)
-            for ch in range(3):
-                c = plane[row, col, ch]
-                plane[row, col, ch] = c + (p[SKIN + ch] * shade - c) * alpha
+            _blend_skin(plane, row, col, p, _skin_shade(p, uu, vv), alpha)
             if p[BLUSH] > 0.0:
                 for side in (-1.0, 1.0):
                     bu = side * uu - p[BLUSH_U]
@@ -186,15 +198,6 @@ def _head(p, u, v, plane, inv_foot):
                 if w > 0.0:
                     _blend(plane, row, col, p, OUTLINE, _cover(sd - w, inv_foot))
                 _blend(plane, row, col, p, HAIR, _cover(sd + w, inv_foot))
-
-
-@_helper
-def _skin_shade(p, uu, vv):
-    """The head's shading at (uu, vv): 1 at its centre, darker towards its edge (as _head)."""
-    warped = uu * (1.0 + p[JAW] * max(vv, 0.0))
-    x = warped * p[HEAD + E_IA]
-    y = vv * p[HEAD + E_IB]
-    return 1.0 - p[SHADE] * (x * x + y * y)
 
 
 @_helper
@@ -228,11 +231,8 @@ def _eyes(p, u, v, plane, inv_foot):
                 glint = max(math.sqrt(hu * hu + hv * hv) - 0.3 * r, sclera)
                 _blend(plane, row, col, p, SCLERA, _cover(glint, inv_foot))
                 if p[LID_V] > NO_LID:
-                    shade = _skin_shade(p, u[row, col], vv)
                     alpha = _cover(max(sclera + w, vv - p[LID_V]), inv_foot)
-                    for ch in range(3):
-                        c = plane[row, col, ch]
-                        plane[row, col, ch] = c + (p[SKIN + ch] * shade - c) * alpha
+                    _blend_skin(plane, row, col, p, _skin_shade(p, u[row, col], vv), alpha)
                     edge = max(abs(vv - p[LID_V]) - w, sclera - w)
                     _blend(plane, row, col, p, OUTLINE, _cover(edge, inv_foot))
     dx, dy, half = p[BROW_DX], p[BROW_DY], p[BROW_L]

@@ -80,6 +80,21 @@ cdef inline void _blend(double* pixel, const double* p, Py_ssize_t colour, doubl
         pixel[ch] = pixel[ch] + (p[colour + ch] - pixel[ch]) * alpha
 
 
+cdef inline double _skin_shade(const double* p, double uu, double vv) noexcept nogil:
+    """The head's shading at (uu, vv) (see kernels/cpu/faces.py)."""
+    cdef double warped = uu * (1.0 + p[JAW] * _max(vv, 0.0))
+    cdef double x = warped * p[HEAD + E_IA]
+    cdef double y = vv * p[HEAD + E_IB]
+    return 1.0 - p[SHADE] * (x * x + y * y)
+
+
+cdef inline void _blend_skin(double* pixel, const double* p, double shade, double alpha) noexcept nogil:
+    """The pixel's colour moved towards the skin's, shaded by shade, by alpha."""
+    cdef int ch
+    for ch in range(3):
+        pixel[ch] = pixel[ch] + (p[SKIN + ch] * shade - pixel[ch]) * alpha
+
+
 cdef inline void _outlined(double* pixel, const double* p, Py_ssize_t colour, double sd,
                            double inv_foot) noexcept nogil:
     """A shape of colour p[colour:] with the outline round its edge."""
@@ -178,9 +193,9 @@ cdef void _head(const double* p, const double* u, const double* v, double* plane
     """The head (its skin darker towards the edge), blushing cheeks, the hair over it."""
     cdef Py_ssize_t box[4]
     cdef Py_ssize_t row, col, at
-    cdef int ch, k
+    cdef int k
     cdef double w = p[OUTLINE_W]
-    cdef double uu, vv, warped, x, y, shade, sd, alpha, side, bu, bv, t
+    cdef double uu, vv, warped, sd, alpha, side, bu, bv, t
     cdef double* pixel
     _box(p, F_HEAD, box)
     for row in range(box[2], box[3]):
@@ -190,14 +205,10 @@ cdef void _head(const double* p, const double* u, const double* v, double* plane
             uu = u[at]
             vv = v[at]
             warped = uu * (1.0 + p[JAW] * _max(vv, 0.0))
-            x = warped * p[HEAD + E_IA]
-            y = vv * p[HEAD + E_IB]
-            shade = 1.0 - p[SHADE] * (x * x + y * y)
             sd = _ellipse_sd(p, HEAD, warped, vv)
             _blend(pixel, p, OUTLINE, _cover(sd - w, inv_foot))
             alpha = _cover(sd + w, inv_foot)
-            for ch in range(3):
-                pixel[ch] = pixel[ch] + (p[SKIN + ch] * shade - pixel[ch]) * alpha
+            _blend_skin(pixel, p, _skin_shade(p, uu, vv), alpha)
             if p[BLUSH] > 0.0:
                 for k in range(2):
                     side = -1.0 if k == 0 else 1.0
@@ -217,14 +228,6 @@ cdef void _head(const double* p, const double* u, const double* v, double* plane
                 _blend(plane + 3 * at, p, HAIR, _cover(sd + w, inv_foot))
 
 
-cdef inline double _skin_shade(const double* p, double uu, double vv) noexcept nogil:
-    """The head's shading at (uu, vv) (as _head; see kernels/cpu/faces.py)."""
-    cdef double warped = uu * (1.0 + p[JAW] * _max(vv, 0.0))
-    cdef double x = warped * p[HEAD + E_IA]
-    cdef double y = vv * p[HEAD + E_IB]
-    return 1.0 - p[SHADE] * (x * x + y * y)
-
-
 cdef inline double _under_hair(const double* p, double uu, double vv, double inv_foot) noexcept nogil:
     """How much of a pixel the hair over the head (and its outline) covers: 0 without it."""
     if p[HAIR_FRONT] > 0.0:
@@ -240,8 +243,7 @@ cdef void _eyes(const double* p, const double* u, const double* v, double* plane
     cdef Py_ssize_t row, col, at, feature
     cdef double w = p[OUTLINE_W], r = p[PUPIL_R]
     cdef double dx = p[BROW_DX], dy = p[BROW_DY], half = p[BROW_L]
-    cdef double side, vv, du, dv, sclera, pu, pv, hu, hv, glint, edge, t, ex, ey, shade, alpha
-    cdef int ch
+    cdef double side, vv, du, dv, sclera, pu, pv, hu, hv, glint, edge, t, ex, ey, alpha
     cdef double* pixel
     for feature in range(F_EYE_LEFT, F_EYE_RIGHT + 1):
         side = -1.0 if feature == F_EYE_LEFT else 1.0
@@ -263,10 +265,8 @@ cdef void _eyes(const double* p, const double* u, const double* v, double* plane
                 glint = _max(sqrt(hu * hu + hv * hv) - 0.3 * r, sclera)
                 _blend(pixel, p, SCLERA, _cover(glint, inv_foot))
                 if p[LID_V] > NO_LID:
-                    shade = _skin_shade(p, u[at], vv)
                     alpha = _cover(_max(sclera + w, vv - p[LID_V]), inv_foot)
-                    for ch in range(3):
-                        pixel[ch] = pixel[ch] + (p[SKIN + ch] * shade - pixel[ch]) * alpha
+                    _blend_skin(pixel, p, _skin_shade(p, u[at], vv), alpha)
                     edge = _max(fabs(vv - p[LID_V]) - w, sclera - w)
                     _blend(pixel, p, OUTLINE, _cover(edge, inv_foot))
     for feature in range(F_BROW_LEFT, F_BROW_RIGHT + 1):
