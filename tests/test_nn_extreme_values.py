@@ -135,18 +135,26 @@ def test_batch_norm_channel_past_float32_range(backend, dtype, rng):
 
 def test_fit_stops_on_a_variance_its_dtype_cannot_hold():
     """A float32 channel past float32's variance range, or a float64 one past float64's: fit and
-    train_on_batch stop (NonFiniteError) with the moving statistics put back."""
+    train_on_batch stop (NonFiniteError) with the moving statistics put back, and train_on_batch
+    takes no step (the weights, Adam's slots and the step count as they were)."""
     y = np.array([[1.0], [0.0], [1.0]])
     for dtype, scale in (("float32", 1.0), ("float64", 1e140)):
         model = nn.Sequential([nn.Input((2,)), BatchNormalization(), nn.Dense(1)], seed=0, dtype=dtype)
-        model.compile("sgd", "mse")
-        before = model.layers[0].moving_variance.copy()
+        model.compile("adam", "mse")
+        model.train_on_batch(np.array([[0.1, 0.2], [0.3, -0.1], [0.5, 0.0]]), y)  # slots to keep
+        before, iterations = model.get_weights(), model.optimizer.iterations
+        variance = model.layers[0].moving_variance.copy()
+        slots = [np.array(array) for array in model.optimizer.state_arrays()]
         with pytest.raises(NonFiniteError):
             model.fit(WIDE * scale, y, epochs=1, batch_size=3, verbose=0)
-        np.testing.assert_array_equal(model.layers[0].moving_variance, before)
-        with pytest.raises(NonFiniteError, match="moving statistics"):
+        np.testing.assert_array_equal(model.layers[0].moving_variance, variance)
+        with pytest.raises(NonFiniteError, match="train_on_batch: .*moving statistics.*the step was not taken"):
             model.train_on_batch(WIDE * scale, y)
-        np.testing.assert_array_equal(model.layers[0].moving_variance, before)
+        for now, then in zip(model.get_weights(), before, strict=True):
+            np.testing.assert_array_equal(now, then)
+        for now, then in zip(model.optimizer.state_arrays(), slots, strict=True):
+            np.testing.assert_array_equal(now, then)
+        assert model.optimizer.iterations == iterations
 
 
 @pytest.mark.cuda

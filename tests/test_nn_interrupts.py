@@ -171,3 +171,36 @@ def test_interrupt_in_fit_backward_keeps_moving_statistics(backend):
         model.fit(x[4:], y[4:], batch_size=4, epochs=1, shuffle=False)
     ref.train_on_batch(*_batch(x, y, 1))
     _assert_same(model, ref)  # two whole steps: the third's moving statistics put back
+
+
+@pytest.mark.parametrize("how", ["set_weights", "load"])
+def test_sigint_while_weights_are_set_sets_them_all(how, python_sigint, monkeypatch, tmp_path):
+    # A Ctrl-C after the third array is written: every array, the slots and the step count are
+    # set, then the KeyboardInterrupt comes (never a model half the file's, half its own).
+    from fastdl import _device
+
+    x, y = _data(np.float64)
+    trained, model = _model("numpy", np.float64, "adam"), _model("numpy", np.float64, "adam")
+    _train_on(trained, trained, x, y, 0, 1)
+    trained.epochs_trained = 3
+    trained.save(tmp_path / "trained.npz")
+    assign, calls = _device.assign, []
+
+    def interrupted(target, value):
+        assign(target, value)
+        calls.append(1)
+        if len(calls) == 3:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(_device, "assign", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        if how == "load":
+            model.load(tmp_path / "trained.npz")
+        else:
+            model.set_weights(trained.get_weights())
+    assert len(calls) > 3
+    for a, b in zip(model.get_weights(), trained.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    if how == "load":
+        _assert_same(model, trained)
+        assert model.epochs_trained == 3

@@ -252,12 +252,20 @@ def test_mismatched_lengths():
         model.fit(x, np.eye(4)[y])
 
 
-def test_nan_in_a_batch_names_epoch_and_batch():
+def test_nan_in_x_names_the_sample():
+    x, y = blobs(100)
+    x[70, 2] = np.nan
+    model = _compiled()
+    with pytest.raises(ValueError, match=r"x\[70\] holds NaN"):
+        model.fit(x, y, batch_size=32, shuffle=False)
+
+
+def test_nan_in_an_iterators_batch_names_epoch_and_batch():
     x, y = blobs(100)
     x[70, 2] = np.nan
     model = _compiled()
     with pytest.raises(ValueError, match="epoch 1, batch 3"):
-        model.fit(x, y, batch_size=32, shuffle=False)
+        model.fit(((x[i:i + 32], y[i:i + 32]) for i in range(0, 100, 32)), epochs=1)
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")

@@ -155,49 +155,50 @@ def _count_checks(monkeypatch):
     return checked
 
 
-def test_fit_checks_the_batches_of_its_first_epoch_only(rng, monkeypatch):
+def test_fit_checks_its_arrays_once_before_training(rng, monkeypatch):
+    # x whole, once a fit, in one pass (fastdl's threads), not batch by batch; validation x too.
     x, y = _blobs(100, rng)
     checked = _count_checks(monkeypatch)
     _mlp().fit(x, y, batch_size=32, epochs=3)
-    assert checked == [32, 32, 32, 4]
+    assert checked == [100]
+    checked.clear()
+    _mlp().fit(x, y, batch_size=32, epochs=3, validation_split=0.2)
+    assert checked[:2] == [80, 20]
 
 
-def test_fit_checks_again_after_an_epoch_cut_short(rng, monkeypatch):
-    """An epoch stopped by a callback went over part of x: the next one (a callback may let fit go
-    on) checks its batches, and names the epoch and batch of one with NaN."""
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_fit_names_the_sample_with_nan_and_trains_nothing(rng, shuffle):
     x, y = _blobs(100, rng)
-    x[90, 3] = np.nan
-
-    class StopOnceThenGoOn(nn.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            if batch == 0 and not getattr(self, "stopped", False):
-                self.stopped = self.model.stop_training = True
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.model.stop_training = False
-
-    checked = _count_checks(monkeypatch)
-    with pytest.raises(ValueError, match=r"^epoch 2, batch 3: the input batch contains NaN or infinity; training "
-                                         "stopped"):
-        _mlp().fit(x, y, batch_size=32, epochs=3, shuffle=False, callbacks=[StopOnceThenGoOn()])
-    assert checked == [32, 32, 32, 32]
+    x[90, 3], x[95, 0] = np.nan, np.inf
+    model = _mlp()
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=r"^x\[90\] holds NaN or infinity: nothing was trained"):
+        model.fit(x, y, batch_size=32, epochs=3, shuffle=shuffle)
+    for now, then in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(now, then)
+    assert model.optimizer.iterations == 0 and model.epochs_trained == 0
 
 
-def test_fit_names_the_batch_with_nan_in_its_first_epoch(rng, monkeypatch):
+def test_fit_names_data_beyond_the_model_dtypes_range(rng):
+    # float64 data a float32 model would take as infinity; validation x is checked before training too.
     x, y = _blobs(100, rng)
-    x[70, 2] = np.inf
-    checked = _count_checks(monkeypatch)
-    with pytest.raises(ValueError, match=r"^epoch 1, batch 3: the input batch contains NaN or infinity; training "
-                                         "stopped"):
-        _mlp().fit(x, y, batch_size=32, epochs=3, shuffle=False)
-    assert checked == [32, 32, 32]
+    wide = x.astype(np.float64)
+    wide[7, 1] = -1e39
+    with pytest.raises(ValueError, match=r"^x\[7\] holds NaN or infinity or a value beyond float32's range"):
+        _mlp().fit(wide, y, epochs=1)
+    model = _mlp()
+    with pytest.raises(ValueError, match=r"^validation x\[3\] holds NaN or infinity or a value beyond"):
+        model.fit(x, y, epochs=1, validation_data=(wide[4:], y[4:]))
+    assert model.optimizer.iterations == 0
+    with pytest.raises(ValueError, match=r"^validation x\[1\] holds NaN"):
+        _mlp().fit(np.vstack([x, x[:2] * np.nan]), np.concatenate([y, y[:2]]), epochs=1, validation_split=0.02)
 
 
 def test_fit_checks_each_fit_afresh(rng, monkeypatch):
-    """A second fit (resuming) checks its first epoch again: x may have changed between the calls."""
+    """A second fit (resuming) checks x again: x may have changed between the calls."""
     x, y = _blobs(64, rng)
     model = _mlp()
     model.fit(x, y, batch_size=32, epochs=2)
     x[40, 0] = np.nan
-    with pytest.raises(ValueError, match=r"^epoch 3, batch 2: the input batch contains NaN"):
+    with pytest.raises(ValueError, match=r"^x\[40\] holds NaN"):
         model.fit(x, y, batch_size=32, epochs=2, shuffle=False)

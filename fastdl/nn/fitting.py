@@ -181,8 +181,8 @@ class Fitting:
         -----
         The loss is checked at every step; the weights and optimizer state at the end of each
         epoch (see guard.guarded): a float32 update can overflow while the float64 loss stays finite.
-        x is checked for NaN and infinity batch by batch until an epoch has gone over all of it;
-        later epochs take its rows unchecked (x changed in place by a callback is not checked again).
+        Arrays x and validation x are checked whole for NaN and infinity before the first step (x
+        changed in place by a callback is not checked again); an iterator's batches as they come.
         """
         first_epoch, last_epoch = self._epoch_range(epochs, initial_epoch)
         verbose = check_verbose(verbose)
@@ -237,7 +237,7 @@ class Fitting:
             source = BatchSource(self, x, steps, class_weight)
             if training and not self.built:  # from the first batch, as from arrays; then validation_data
                 source.build_model()
-            return source, self._validation_arrays(validation_data)
+            return source, self._checked_validation(self._validation_arrays(validation_data), training)
         if steps_per_epoch is not None:
             raise ValueError("steps_per_epoch is for x an iterator of batches; an epoch over arrays is all of their "
                              "batches")
@@ -250,7 +250,16 @@ class Fitting:
         y = with_weights(self, y, x.shape[0], sample_weight)
         x, y, val = self._validation(x, y, validation_data, validation_split)
         y = with_weights(self, y, x.shape[0], None, class_weight)
-        return ArrayBatches(self, self._resident(x), y, batch_size, shuffle), val
+        if training:
+            self._check_finite(x)
+        return ArrayBatches(self, self._resident(x), y, batch_size, shuffle), self._checked_validation(val, training)
+
+    def _checked_validation(self, val, training):
+        """The validation arrays (or None), their x checked whole for NaN and infinity where fit
+        trains (before the first step, not after the first epoch)."""
+        if training and val is not None:
+            self._check_finite(val[0], "validation x")
+        return val
 
     def _fit_epochs(self, first_epoch, last_epoch, data, val, callbacks, validation=None):
         """fit's epochs with the callbacks' hooks over `data` (ArrayBatches or BatchSource); returns
@@ -362,7 +371,7 @@ class Fitting:
             for b, (xb, yb, count) in enumerate(batches):
                 callbacks.on_train_batch_begin(b)
                 # A Ctrl-C before the step is applied leaves BatchNormalization's statistics as they were.
-                with statistics_kept(self, check_finite=False):
+                with statistics_kept(self):
                     try:
                         batch_logs = self._train_step(xb, yb)
                     except ValueError as exc:  # e.g. weights or activations gone non-finite: never train on

@@ -89,11 +89,12 @@ def guarded(model, train, before, rate=None):
         return all(finite(array) for array in _state_arrays(model))
 
     def put_back():
-        for array, copy in zip(_state_arrays(model), copies):
-            _device.assign(array, copy)
-        model.optimizer.iterations = iterations
-        if rate is not None:
-            model.optimizer.lr = rate
+        with sigint_deferred():
+            for array, copy in zip(_state_arrays(model), copies):
+                _device.assign(array, copy)
+            model.optimizer.iterations = iterations
+            if rate is not None:
+                model.optimizer.lr = rate
 
     try:
         logs = train()
@@ -113,12 +114,11 @@ def guarded(model, train, before, rate=None):
 
 
 @contextlib.contextmanager
-def statistics_kept(model, check_finite=True):
+def statistics_kept(model):
     """A training step's (forward, backward, optimizer step): the layers' non-trainable state
     (BatchNormalization's moving statistics) put back where the step stops before the optimizer
     applied it, on a non-finite value or on Ctrl-C (the forward pass moved them before the loss was
-    seen; a KeyboardInterrupt after the whole step, held back by sigint_deferred, keeps them), and
-    with check_finite (train_on_batch's) where the step leaves them non-finite."""
+    seen; a KeyboardInterrupt after the whole step, held back by sigint_deferred, keeps them)."""
     statistics = [(array, _device.copy(array)) for _, array in model.non_trainable_state()]
     iterations = model.optimizer.iterations  # counted once the step is applied whole
 
@@ -136,7 +136,12 @@ def statistics_kept(model, check_finite=True):
         if model.optimizer.iterations == iterations:
             put_back()
         raise
-    if check_finite and not all(finite(array) for array, _ in statistics):
-        put_back()
-        raise NonFiniteError("train_on_batch: the step made the moving statistics NaN or infinite (inputs "
-                             "beyond float range?); they are put back to those from before it")
+
+
+def check_finite_statistics(model):
+    """train_on_batch's, after the forward pass and before the optimizer's step: NonFiniteError
+    where the pass made a moving statistic NaN or infinite (inputs beyond float range?), so that
+    the step is not taken (statistics_kept puts the statistics back)."""
+    if not all(finite(array) for _, array in model.non_trainable_state()):
+        raise NonFiniteError("the forward pass made the moving statistics NaN or infinite (inputs beyond float "
+                             "range?); they are put back to those from before it")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from fastdl import _device
+from fastdl._interrupts import sigint_deferred
 from fastdl.nn.module import _keras_list
 from fastdl.nn.naming import snake_case
 
@@ -71,7 +72,8 @@ class Saving:
         """Copy `weights` (as `get_weights` returns them) into the model; all are converted to the
         weights' dtypes and checked first, so weights that do not fit (a shape, a value that is no
         number) change nothing. Each value is copied first, so values that are the model's own
-        weights (two kernels swapped) are all read before any is written."""
+        weights (two kernels swapped) are all read before any is written, and all are written
+        together (a Ctrl-C waits until the last is)."""
         arrays = self._weight_arrays()
         weights = list(weights)
         if len(weights) != len(arrays):
@@ -85,8 +87,9 @@ class Saving:
             if value.shape != array.shape:
                 raise ValueError(f"weight {name} has shape {array.shape}, got {value.shape}")
             converted.append(value)
-        for (_, array), value in zip(arrays, converted):
-            _device.assign(array, value)
+        with sigint_deferred():
+            for (_, array), value in zip(arrays, converted):
+                _device.assign(array, value)
 
     def save(self, path):
         """Write the weights, the optimizer state and the training generator's state to one .npz.
@@ -144,14 +147,15 @@ class Saving:
                 except BaseException:
                     undo()
                     raise
-        for _, target, value in targets:
-            _device.assign(target, value)
-        if opt_arrays is not None:
-            self.optimizer.load_state_dict(meta["optimizer"], opt_arrays)
-        self.epochs_trained = epochs
-        for path_in_model, generator in self._generators().items():
-            if path_in_model in states:
-                generator.bit_generator.state = states[path_in_model]
+        with sigint_deferred():  # all of the file or none of it: a Ctrl-C waits until the last value is set
+            for _, target, value in targets:
+                _device.assign(target, value)
+            if opt_arrays is not None:
+                self.optimizer.load_state_dict(meta["optimizer"], opt_arrays)
+            self.epochs_trained = epochs
+            for path_in_model, generator in self._generators().items():
+                if path_in_model in states:
+                    generator.bit_generator.state = states[path_in_model]
         return self
 
     def save_weights(self, path):

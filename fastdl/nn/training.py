@@ -15,7 +15,7 @@ from fastdl._validation import NonFiniteError, check_int
 from fastdl.nn.batches import Batches
 from fastdl.nn.callback_list import CallbackList
 from fastdl.nn.fitting import Fitting, add_to_means, check_batch_size, check_verbose
-from fastdl.nn.guard import check_finite_gradients, statistics_kept, step_refused
+from fastdl.nn.guard import check_finite_gradients, check_finite_statistics, statistics_kept, step_refused
 from fastdl.nn.gradient_flags import GradientFlags, forget_flags
 from fastdl.nn.layers import inference_pass
 from fastdl.nn.module import Layer, place_parameters, shares_input
@@ -219,6 +219,7 @@ class Training(Fitting, Batches, Saving, GradientFlags, Layer):
         with statistics_kept(self), self._blas_policy(), self._training_to_logits():
             try:
                 logs = self._train_step(self._as_batch(x), y, check_gradients=True)
+                check_finite_statistics(self)
             except ValueError as exc:
                 raise step_refused(exc) from exc
             self.optimizer.step()
