@@ -299,11 +299,14 @@ class NearestCentroid(_Indexed, ClassifierMixin, BaseEstimator):
         ------
         ValueError
             X not a non-empty 2-D array of real numbers, NaN or infinity in X, y of another
-            length or of continuous values.
+            length or of continuous values, or of one class only (as scikit-learn's).
         TypeError
             A device array: the classifier takes NumPy arrays on every backend.
         """
-        X, codes, self.classes_ = _fit_data(self, X, y)
+        X, codes, classes = _fit_data(self, X, y)
+        if len(classes) < 2:
+            raise ValueError(f"NearestCentroid needs at least two classes, got one class: {classes.tolist()[0]!r}")
+        self.classes_ = classes
         self.centroids_ = _class_means(X, codes, len(self.classes_), self.backend)
         self._index, self._index64 = knn_index(self.centroids_, self.backend), None
         return self

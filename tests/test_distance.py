@@ -207,8 +207,9 @@ def assert_same_bits_everywhere(X, Y):
 @pytest.mark.skipif("numba" not in ready_backends(), reason="numba backend not available")
 def test_refined_entries_under_fastmath(tmp_path):
     """FASTDL_FASTMATH=1 compiles Numba kernels with fastmath, whose no-NaN assumption dropped the
-    test that finds the entries to recompute: near-duplicate rows got NaN distances. The exact
-    kernels are compiled without it."""
+    test that finds the entries to recompute: near-duplicate rows got NaN distances, and reordered
+    the sums of the shifted rows' norms (3 ulps from the other backends). The exact kernels are
+    compiled without it."""
     import os
     import subprocess
     import sys
@@ -226,6 +227,9 @@ def test_refined_entries_under_fastmath(tmp_path):
         "        want = pairwise_distances(X, squared=squared, backend='numpy')\n"
         "        assert np.allclose(got, want, rtol=1e-12, atol=0), (direct_max_work, got, want)\n"
         "    assert np.array_equal(knn(X, X, 2, backend='numba')[1], knn(X, X, 2, backend='numpy')[1])\n"
+        # The shifted rows' norms and the column sums stay exact too: the same bits as numpy's.
+        "A, B = rng.random((70, 30)), rng.random((30, 30))\n"
+        "assert np.array_equal(pairwise_distances(A, B, backend='numba'), pairwise_distances(A, B, backend='numpy'))\n"
     )
     env = dict(os.environ, FASTDL_FASTMATH="1", NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)

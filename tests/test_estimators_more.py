@@ -270,3 +270,20 @@ def test_knn_pickles_its_rows_only(backend, dtype, rng, n_features):
         restored = pickle.loads(data)
         np.testing.assert_array_equal(restored.predict(queries), expected)
         np.testing.assert_array_equal(restored.predict(queries.astype(dtype)), model.predict(queries.astype(dtype)))
+
+
+def test_nearest_centroid_refuses_one_class_as_sklearn():
+    X = np.arange(8.0).reshape(4, 2)
+    with pytest.raises(ValueError, match="NearestCentroid needs at least two classes, got one class: 'a'"):
+        NearestCentroid().fit(X, ["a"] * 4)
+    assert NearestCentroid().fit(X, [0, 0, 1, 1]).predict(X[:1]) == [0]
+
+
+def test_confusion_matrix_refuses_codes_outside_its_classes():
+    from fastdl.repro.report import confusion_matrix
+
+    np.testing.assert_array_equal(confusion_matrix([0, 2, 2], [0, 1, 2], 3), [[1, 0, 0], [0, 0, 0], [0, 1, 1]])
+    with pytest.raises(ValueError, match=r"y_pred holds codes 0\.\.3, outside 0\.\.2"):
+        confusion_matrix([0, 1, 2, 2], [0, 3, 2, 1], 3)
+    with pytest.raises(ValueError, match="y_true must be 1-D integer class codes"):
+        confusion_matrix([0.9, 1.0], [0, 1], 2)

@@ -194,3 +194,15 @@ def test_values_near_float64_max(cuda_backend):
     bad[1, 0] = np.nan  # behind row 0, so the minima and maxima pass over it; the sum overflows too
     with pytest.raises(ValueError, match="NaN"):
         pairwise_distances(_device(bad), backend=cuda_backend)
+
+
+def test_knn_float32_distance_past_range_is_inf_without_a_warning(cuda_backend):
+    # As on the CPU backends: the float64 ranking's distance rounds to inf, with no numpy warning.
+    import warnings
+
+    query, ref = np.array([[3e38, 0.0]], np.float32), np.array([[-3e38, 0.0], [0.0, 0.0]], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        distances, indices = knn(query, ref, 2, backend=cuda_backend)
+    np.testing.assert_array_equal(indices, [[1, 0]])
+    assert distances.dtype == np.float32 and distances[0, 0] == np.float32(3e38) and distances[0, 1] == np.inf

@@ -207,8 +207,10 @@ def knn(X_query, X_ref, k):
 
 
 def _cast(array, dtype):
-    """A device array in another float dtype (through the host: the k columns are small)."""
-    return _device.to_device(array.copy_to_host().astype(dtype))
+    """A device array in another float dtype (through the host: the k columns are small); a
+    distance beyond float32's range is inf, as on the CPU backends, without numpy's warning."""
+    with np.errstate(over="ignore"):
+        return _device.to_device(array.copy_to_host().astype(dtype))
 
 
 class _Shape:

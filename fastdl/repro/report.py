@@ -207,9 +207,14 @@ def confusion_matrix(y_true, y_pred, n_classes):
     -------
     ndarray of shape (n_classes, n_classes), int64
     """
-    y_true = np.asarray(y_true, dtype=np.int64)
-    y_pred = np.asarray(y_pred, dtype=np.int64)
-    flat = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes)
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    for name, codes in (("y_true", y_true), ("y_pred", y_pred)):
+        if codes.ndim != 1 or codes.shape != y_true.shape or codes.dtype.kind not in "iu":
+            raise ValueError(f"{name} must be 1-D integer class codes as many as y_true's {y_true.shape}, got "
+                             f"{codes.dtype} of shape {codes.shape}")
+        if codes.size and (codes.min() < 0 or codes.max() >= n_classes):
+            raise ValueError(f"{name} holds codes {codes.min()}..{codes.max()}, outside 0..{n_classes - 1}")
+    flat = np.bincount(y_true.astype(np.int64) * n_classes + y_pred, minlength=n_classes * n_classes)
     return flat.reshape(n_classes, n_classes)
 
 

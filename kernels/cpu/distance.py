@@ -246,8 +246,8 @@ def _shift_rows(X, origin, scale, out, out_norms):
         out_norms[i] = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]))
 
 
-_shift_serial = compile_kernel(_shift_rows)
-_shift_parallel = compile_kernel(_shift_rows, parallel=True)
+_shift_serial = compile_kernel(_shift_rows, exact=True)
+_shift_parallel = compile_kernel(_shift_rows, parallel=True, exact=True)
 
 
 def shift_rows(X, origin, scale, out, out_norms, n_threads):
@@ -281,8 +281,8 @@ def _column_stats(X, out_sums, out_min, out_max, n_parts):
         out_sums[first:stop], out_min[first:stop], out_max[first:stop] = sums, low, high
 
 
-_stats_serial = compile_kernel(_column_stats)
-_stats_parallel = compile_kernel(_column_stats, parallel=True)
+_stats_serial = compile_kernel(_column_stats, exact=True)
+_stats_parallel = compile_kernel(_column_stats, parallel=True, exact=True)
 
 
 def column_stats(X, out_sums, out_min, out_max, n_threads):

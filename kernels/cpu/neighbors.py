@@ -367,8 +367,8 @@ def _class_sums(X, codes, out_sums, out_counts, block):
                 out_sums[c, f] += X[i, f]
 
 
-_sums_serial = compile_kernel(_class_sums)
-_sums_parallel = compile_kernel(_class_sums, parallel=True)
+_sums_serial = compile_kernel(_class_sums, exact=True)
+_sums_parallel = compile_kernel(_class_sums, parallel=True, exact=True)
 
 
 def class_sums(X, codes, out_sums, out_counts, n_threads):
