@@ -142,7 +142,7 @@ def test_bad_callback_arguments():
     x, y = blobs(32)
     with pytest.raises(TypeError, match="Callback"):
         _compiled().fit(x, y, callbacks=[lambda epoch, logs: None])
-    with pytest.raises(ValueError, match=r"'val_loss', but fit logged accuracy, loss \(give fit validation_data"):
+    with pytest.raises(ValueError, match=r"'val_loss', but fit will log accuracy, loss \(give fit validation_data"):
         _compiled().fit(x, y, callbacks=[nn.EarlyStopping()])
     with pytest.raises(ValueError, match="patience"):
         nn.EarlyStopping(patience=-1)
@@ -342,7 +342,8 @@ def test_hook_logs_and_older_names():
     assert seen["test_end"]["loss"] == pytest.approx(history.history["val_loss"][0])
     # on_train_end: the last epoch's logs as fit logged them (Keras': without what callbacks added).
     assert sorted(seen["train_end"]) == ["accuracy", "loss", "val_accuracy", "val_loss"]
-    assert older.params == {"verbose": 0, "epochs": 1, "steps": 2} and older.model is model
+    # params["metrics"] (Keras 2's): the names fit logs, None where a callback of yours may add any.
+    assert older.params == {"verbose": 0, "epochs": 1, "steps": 2, "metrics": None} and older.model is model
 
 
 PREDICT_HOOKS = ["on_predict_begin", "on_predict_batch_begin", "on_predict_batch_end", "on_predict_end"]
@@ -458,7 +459,7 @@ def test_history_knows_its_model_and_params_and_predict_takes_batch_size_none():
     model = nn.Sequential([nn.Dense(2, activation="softmax", input_shape=(3,))], seed=0)
     model.compile("sgd", "sparse_categorical_crossentropy")
     history = model.fit(x, y, batch_size=4, epochs=2)
-    assert history.params == {"verbose": 0, "epochs": 2, "steps": 3} and history.model is model
+    assert history.params == {"verbose": 0, "epochs": 2, "steps": 3, "metrics": ["loss"]} and history.model is model
     np.testing.assert_array_equal(model.predict(x, batch_size=None), model.predict(x))
 
 
@@ -490,3 +491,24 @@ def test_stopping_at_a_batch_begin_trains_that_batch_first():
     stop = StopAtBegin()
     history = model.fit(x, y, batch_size=2, epochs=3, callbacks=[stop], shuffle=False)
     assert stop.ends == [0, 1] and model.optimizer.iterations == 2 and len(history.epoch) == 1
+
+
+MONITORS = {"no validation": lambda path: nn.EarlyStopping(), "typo": lambda path: nn.EarlyStopping("val_acc"),
+            "rate": lambda path: nn.ReduceLROnPlateau(),
+            "checkpoint": lambda path: nn.ModelCheckpoint(path, save_best_only=True)}
+
+
+@pytest.mark.parametrize("kind", list(MONITORS))
+def test_a_monitor_fit_will_not_log_is_refused_before_the_first_step(kind, tmp_path):
+    # Not after an epoch (a4's CNN: 93 s): fit knows its names where every callback's are known.
+    x, y = blobs(32)
+    callback, model, steps = MONITORS[kind](tmp_path / "best.npz"), _compiled(), []
+    validation = dict(validation_split=0.25) if kind == "typo" else {}
+    counting = nn.LambdaCallback(on_train_batch_end=lambda batch, logs: steps.append(batch))
+    with pytest.raises(ValueError, match=f"monitors '{callback.monitor}', but fit will log "):
+        model.fit(x, y, epochs=2, callbacks=[callback, counting], **validation)
+    assert steps == [] and model.optimizer.iterations == 0
+    # A callback of yours may add the name: fit cannot know, and the value is looked for in the logs.
+    adds = nn.LambdaCallback(on_epoch_end=lambda epoch, logs: logs.update({callback.monitor: 1.0 / (epoch + 1)}))
+    model.fit(x, y, epochs=2, callbacks=[adds, callback], **validation)
+    assert model.epochs_trained == 2

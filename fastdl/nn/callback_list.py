@@ -28,6 +28,15 @@ class CallbackList:
         callback.set_params(self.params)
         self.callbacks.append(callback)
 
+    def logged_names(self, names, validating):
+        """The names fit's epoch logs will hold (Keras 2's params["metrics"]): the model's, their
+        val_ twins where fit validates, and those the callbacks add; None where a callback may add
+        names of its own (one of yours: adds_to_logs None)."""
+        added = [callback.adds_to_logs for callback in self.callbacks]
+        if any(keys is None for keys in added):
+            return None
+        return [*names, *(f"val_{name}" for name in names if validating), *sorted({k for keys in added for k in keys})]
+
     def on_train_begin(self):
         for callback in self.callbacks:
             callback.on_train_begin({})

@@ -33,6 +33,11 @@ class Callback:
 
     model = None
     params = None
+    # The names this callback adds to fit's epoch logs: a tuple for fastdl's own callbacks, None
+    # (any names) for yours. Where every callback's are known, fit knows the names its logs will
+    # hold (params["metrics"], as Keras 2's), and a monitor of none of them is refused before the
+    # first step instead of after the first epoch.
+    adds_to_logs = None
 
     def set_model(self, model):
         self.model = model
@@ -127,9 +132,19 @@ class _Monitor(Callback):
         self.min_delta = float(min_delta)
         self.best = None
 
+    adds_to_logs = ()
+
     def on_train_begin(self, logs=None):
         self._check_direction()
+        self._check_logged()
         self.best = None
+
+    def _check_logged(self):
+        """ValueError before training where fit's epoch logs cannot hold `monitor` (its names are
+        known: params["metrics"]), a typo or a val_ value of a fit without validation."""
+        logged = (self.params or {}).get("metrics")
+        if logged is not None and self.monitor not in logged:
+            raise ValueError(self._missing(dict.fromkeys(logged), "will log"))
 
     def _check_direction(self):
         """ValueError where mode "auto" watches a metric of the user's, whose direction no name tells."""
@@ -154,13 +169,13 @@ class _Monitor(Callback):
         return bool(validates_some and self.monitor.startswith("val_")
                     and not any(key.startswith("val_") for key in logs or {}))
 
-    def _missing(self, logs):
+    def _missing(self, logs, logged="logged"):
         """What to say where the epoch's logs lack `monitor`: the keys they hold."""
         available = ", ".join(sorted(logs or {})) or "nothing"
         validated = any(key.startswith("val_") for key in logs or {})
         hint = " (give fit validation_data or validation_split)" \
             if self.monitor.startswith("val_") and not validated else ""
-        return f"{type(self).__name__} monitors {self.monitor!r}, but fit logged {available}{hint}"
+        return f"{type(self).__name__} monitors {self.monitor!r}, but fit {logged} {available}{hint}"
 
     def _beats(self, current, reference):
         """Whether `current` is better than `reference` by more than min_delta."""
@@ -317,6 +332,8 @@ class ModelCheckpoint(_Monitor):
 
     def on_train_begin(self, logs=None):
         self._check_direction()  # the best so far stays: it is in the file
+        if self.save_best_only:
+            self._check_logged()
 
     def on_epoch_end(self, epoch, logs=None):
         if not self.save_best_only:
@@ -360,6 +377,8 @@ class History(Callback):
     epoch's logs (logs["learning_rate"] = ..., as ReduceLROnPlateau adds) is recorded too.
     """
 
+    adds_to_logs = ()
+
     def __init__(self):
         self.history = {}
         self.epoch = []
@@ -372,6 +391,8 @@ class History(Callback):
 
 class EpochTimer(Callback):
     """Wall-clock seconds of each epoch of a fit (its training steps and its validation), in `seconds`."""
+
+    adds_to_logs = ()
 
     def __init__(self):
         self.seconds = []
@@ -395,6 +416,8 @@ def _shown(value):
 
 class ProgressLogger(Callback):
     """verbose=1 on a terminal: a tqdm bar per epoch; otherwise (or verbose=2) one line per epoch."""
+
+    adds_to_logs = ()
 
     def __init__(self, verbose, n_batches, last_epoch, stream=None):
         self.stream = sys.stdout if stream is None else stream

@@ -41,6 +41,8 @@ class LambdaCallback(Callback):
             if not callable(function):
                 raise TypeError(f"LambdaCallback's {name} must be a function, got {function!r}")
             setattr(self, name, _ignoring_result(function))
+        # Only a function given the epoch's logs, or the validation's, could add names to them.
+        self.adds_to_logs = None if on_epoch_end is not None or hooks.get("on_test_end") is not None else ()
 
 
 def _ignoring_result(function):
@@ -72,6 +74,8 @@ class CSVLogger(Callback):
     a later epoch missing one writes "NA" there, as Keras, and names not among them are left out,
     as Keras leaves them, with a warning (once a fit) that Keras does not give.
     """
+
+    adds_to_logs = ()
 
     def __init__(self, filename, separator=",", append=False):
         if not isinstance(filename, (str, os.PathLike)):

@@ -59,6 +59,8 @@ class LearningRateScheduler(Callback):
     The epoch's logs get "learning_rate", the rate it trained with, which History records.
     """
 
+    adds_to_logs = ("learning_rate",)
+
     def __init__(self, schedule, verbose=0):
         if not callable(schedule):
             raise TypeError(f"schedule must be a function of (epoch, lr) or (epoch), got {schedule!r}")
@@ -136,6 +138,8 @@ class ReduceLROnPlateau(_Monitor):
     of the next epoch, one before it the rate of this one.
     """
 
+    adds_to_logs = ("learning_rate",)
+
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto", min_delta=1e-4,
                  cooldown=0, min_lr=0.0):
         super().__init__(monitor, mode, min_delta)
@@ -157,6 +161,7 @@ class ReduceLROnPlateau(_Monitor):
     def on_train_begin(self, logs=None):
         _optimizer(self)
         self._check_direction()
+        self._check_logged()
         self._reset()
 
     def in_cooldown(self):

@@ -208,6 +208,7 @@ class Fitting:
         progress = ProgressLogger(verbose, n_batches, last_epoch) if verbose else None
         if progress is not None:
             callbacks.append(progress)
+        params["metrics"] = callbacks.logged_names(self.metrics_names, val is not None)
         self.stop_training = False
         callbacks.on_train_begin()
         try:
