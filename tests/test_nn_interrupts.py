@@ -204,3 +204,157 @@ def test_sigint_while_weights_are_set_sets_them_all(how, python_sigint, monkeypa
     if how == "load":
         _assert_same(model, trained)
         assert model.epochs_trained == 3
+
+
+# -- going on from an interrupted epoch ----------------------------------------------------------
+
+def _dropout_mlp(seed=0):
+    """Dropout draws from the model's generator at every step, and fit shuffles with it: a step
+    trained twice, or an epoch's order drawn again, would show in the weights."""
+    model = nn.Sequential([nn.Dense(8, activation="relu", input_shape=(4,)), nn.Dropout(0.3),
+                           nn.Dense(3, activation="softmax")], seed=seed)
+    model.compile(nn.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _blobs():
+    rng = np.random.default_rng(3)
+    return rng.standard_normal((40, 4)).astype(np.float32), rng.integers(0, 3, 40)
+
+
+class _StopAt(nn.Callback):
+    """KeyboardInterrupt at the end of the n-th batch of the fit (after its step)."""
+
+    def __init__(self, n):
+        self.n, self.seen = n, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.n:
+            raise KeyboardInterrupt
+
+
+def _interrupt_step(model, n):
+    """KeyboardInterrupt in the forward pass of the model's n-th step from now (not taken)."""
+    step, calls = model._train_step, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return step(*args, **kwargs)
+
+    model._train_step = interrupted
+    return lambda: model.__dict__.pop("_train_step")
+
+
+def _assert_same_weights(model, ref):
+    assert model.optimizer.iterations == ref.optimizer.iterations and model.epochs_trained == ref.epochs_trained
+    for a, b in zip(model.get_weights(), ref.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("where", ["after a step", "in a step"])
+def test_fit_goes_on_from_the_batch_an_interrupt_stopped_at(where):
+    x, y = _blobs()
+    ref = _dropout_mlp()
+    history = ref.fit(x, y, batch_size=8, epochs=3)
+    model = _dropout_mlp()
+    if where == "after a step":
+        callbacks, undo = [_StopAt(7)], (lambda: None)
+    else:
+        callbacks, undo = [], _interrupt_step(model, 8)  # the 3rd batch of the 2nd epoch
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=8, epochs=3, callbacks=callbacks)
+    undo()
+    assert model.epochs_trained == 1 and model.optimizer.iterations == 7
+    rest = model.fit(x, y, batch_size=8, epochs=3 - model.epochs_trained)
+    _assert_same_weights(model, ref)
+    # The epoch gone on with logs the means over all of its batches, as the run never interrupted.
+    assert rest.history["loss"] == history.history["loss"][1:]
+    assert rest.history["accuracy"] == history.history["accuracy"][1:]
+
+
+def test_a_model_saved_mid_epoch_goes_on_from_there_when_loaded(tmp_path):
+    x, y = _blobs()
+    ref = _dropout_mlp()
+    ref.fit(x, y, batch_size=8, epochs=2)
+    model = _dropout_mlp()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=8, epochs=2, callbacks=[_StopAt(8)])
+    model.save(tmp_path / "stopped.npz")
+    loaded = _dropout_mlp(seed=7).load(tmp_path / "stopped.npz")
+    loaded.fit(x, y, batch_size=8, epochs=2 - loaded.epochs_trained)
+    _assert_same_weights(loaded, ref)
+
+
+def test_another_batch_size_starts_the_epoch_again():
+    x, y = _blobs()
+    model = _dropout_mlp()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=8, epochs=1, callbacks=[_StopAt(2)])
+    model.fit(x, y, batch_size=10, epochs=1)
+    assert model.optimizer.iterations == 2 + 4 and model.epochs_trained == 1
+
+
+def test_a_damaged_record_of_the_stopped_epoch_is_refused(tmp_path):
+    import json
+
+    x, y = _blobs()
+    model = _dropout_mlp()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=8, epochs=1, callbacks=[_StopAt(2)])
+    model.save(tmp_path / "stopped.npz")
+    with np.load(tmp_path / "stopped.npz") as data:
+        arrays = dict(data)
+    meta = json.loads(str(arrays["meta"]))
+    meta["unfinished_epoch"]["batch"] = 9
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "damaged.npz", **arrays)
+    fresh = _dropout_mlp()
+    before = fresh.get_weights()
+    with pytest.raises(ValueError, match="damaged.npz is damaged: what it keeps of the epoch its model was stopped"):
+        fresh.load(tmp_path / "damaged.npz")
+    for a, b in zip(fresh.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def _batches(x, y):
+    while True:
+        for first in range(0, len(x), 8):
+            yield x[first:first + 8], y[first:first + 8]
+
+
+def test_an_iterators_batch_whose_step_was_not_taken_is_trained_by_the_next_fit():
+    x, y = _blobs()
+    ref = _dropout_mlp()
+    ref.fit(_batches(x, y), steps_per_epoch=5, epochs=2)
+    model, batches = _dropout_mlp(), _batches(x, y)
+    undo = _interrupt_step(model, 8)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(batches, steps_per_epoch=5, epochs=2)
+    undo()
+    model.fit(batches, steps_per_epoch=5, epochs=2 - model.epochs_trained)
+    _assert_same_weights(model, ref)
+
+
+def test_a_batch_drawn_by_a_refused_fit_is_kept_for_the_next():
+    # The first batch builds an unbuilt model before the callbacks begin; one of them refuses the fit.
+    x, y = _blobs()
+
+    def unbuilt():
+        model = nn.Sequential([nn.Dense(8, activation="relu"), nn.Dense(3, activation="softmax")], seed=0)
+        model.compile(nn.Adam(0.01), "sparse_categorical_crossentropy")
+        return model
+
+    class Refuses(nn.Callback):
+        def on_train_begin(self, logs=None):
+            raise RuntimeError("no")
+
+    ref = unbuilt()
+    ref.fit(_batches(x, y), steps_per_epoch=5)
+    model, batches = unbuilt(), _batches(x, y)
+    with pytest.raises(RuntimeError):
+        model.fit(batches, steps_per_epoch=5, callbacks=[Refuses()])
+    model.fit(batches, steps_per_epoch=5)
+    _assert_same_weights(model, ref)

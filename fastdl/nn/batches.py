@@ -156,41 +156,101 @@ class ArrayBatches:
     where asked (drawn from the model's generator as an epoch's first batch is)."""
 
     ran_out = False
+    current = None  # (an iterator's batch being trained: BatchSource)
 
     def __init__(self, model, x, y, batch_size, shuffle):
         self.model, self.x, self.y, self.batch_size, self.shuffle = model, x, y, batch_size, shuffle
         self.steps = -(-x.shape[0] // batch_size)
+        self.order = None  # the epoch's, once drawn
 
     def has_more(self):
         return True
 
-    def epoch(self, epoch):
-        """The epoch's batches as fit takes them, (xb, yb, count)."""
+    def epoch(self, epoch, start=None):
+        """The epoch's batches as fit takes them, (xb, yb, count); from an interrupted epoch's
+        Unfinished `start` on, in its order."""
         n = self.x.shape[0]
-        order = self.model.rng.permutation(n) if self.shuffle else np.arange(n)
-        for first in range(0, n, self.batch_size):
-            yield self.model._training_batch(self.x, self.y, order, first, self.batch_size)
+        if start is not None:
+            self.order = start.order
+        else:
+            self.order = self.model.rng.permutation(n) if self.shuffle else np.arange(n)
+        for first in range(0 if start is None else start.batch * self.batch_size, n, self.batch_size):
+            yield self.model._training_batch(self.x, self.y, self.order, first, self.batch_size)
 
+    def unfinished(self, epoch, batch, seen, totals):
+        """Where this epoch stopped, for fit to go on from (Unfinished)."""
+        return Unfinished(epoch, batch, seen, totals, order=self.order, batch_size=self.batch_size,
+                          shuffle=self.shuffle)
+
+    def goes_on_from(self, unfinished):
+        """Whether fit's next epoch over these arrays is the one `unfinished` stopped in: the same
+        number of samples, batch size and shuffling (its order is then taken on)."""
+        return (unfinished.order is not None and len(unfinished.order) == self.x.shape[0]
+                and unfinished.batch_size == self.batch_size and unfinished.shuffle == self.shuffle)
+
+    def put_back(self):
+        """(An iterator's batch whose step was not taken is held back; arrays keep every batch.)"""
+
+
+class Unfinished:
+    """An epoch that Ctrl-C (or an error) stopped after some of its steps, kept on the model so
+    that the next fit goes on with its next batch, as a run never interrupted would: its index,
+    the batches taken, the samples seen and the logs' running totals, and for arrays the epoch's
+    order with the batch size and shuffling it was drawn for (for an iterator: the iterator)."""
+
+    def __init__(self, epoch, batch, seen, totals, order=None, batch_size=None, shuffle=None, iterator=None):
+        self.epoch, self.batch, self.seen, self.totals = epoch, batch, seen, dict(totals)
+        self.order, self.batch_size, self.shuffle, self.iterator = order, batch_size, shuffle, iterator
+
+    def meta(self):
+        """What `save` keeps of it (an epoch over arrays only: an iterator is not saved), as JSON
+        and the order apart; None for an iterator's."""
+        if self.order is None:
+            return None
+        return {"epoch": self.epoch, "batch": self.batch, "seen": self.seen, "totals": self.totals,
+                "batch_size": self.batch_size, "shuffle": self.shuffle}
+
+    @classmethod
+    def from_meta(cls, meta, order):
+        return cls(meta["epoch"], meta["batch"], meta["seen"], meta["totals"], order=order,
+                   batch_size=meta["batch_size"], shuffle=meta["shuffle"])
 
 class BatchSource:
     """fit's x where it is an iterator of (x, y) batches: `steps` of them an epoch, or (steps
     None) all it gives. Each batch is checked as fit checks arrays. A batch is drawn only to be
-    trained (or to build a model that has no input shape yet), so that a fit that is refused, or
-    trains no epoch, leaves the iterator as it was. validation_data is evaluated in batches of 32."""
+    trained (or to build a model that has no input shape yet); one drawn and not trained (a fit
+    refused after it was drawn, a step Ctrl-C stopped) is held on the model for the next fit on
+    the same iterator, so that two fits on it train as one. validation_data is evaluated in
+    batches of 32."""
 
     batch_size = 32
 
     def __init__(self, model, iterator, steps, class_weight=None):
         self.model, self.iterator, self.steps, self.class_weight = model, iterator, steps, class_weight
-        self.waiting = []  # a batch drawn but not trained yet (at most one)
         self.ended = False  # the iterator said it has no more
         self.drawn = 0  # batches drawn by this fit
         self.ran_out = False  # whether the last epoch ended for want of batches before its steps
+        self.current = None  # the item of the batch being trained
+
+    def _held(self):
+        """{id(iterator): (iterator, item)}: the batches drawn from iterators and not trained yet."""
+        return self.model.__dict__.setdefault("_held_batches", {})
+
+    def _hold(self, item):
+        self._held()[id(self.iterator)] = (self.iterator, item)
+
+    def _take_held(self):
+        """The batch held for this iterator (taken off the hold), or None."""
+        held = self._held().get(id(self.iterator))
+        if held is None or held[0] is not self.iterator:
+            return None
+        del self._held()[id(self.iterator)]
+        return held[1]
 
     def build_model(self):
-        """Build the model from the first batch (kept for the first epoch), as arrays build it."""
+        """Build the model from the first batch (held for the first epoch), as arrays build it."""
         if self.has_more():
-            self.check(self.waiting[0], "x's first batch")
+            self.check(self._held()[id(self.iterator)][1], "x's first batch")
 
     def check(self, item, where):
         """(xb, yb) of an item from the iterator, (x, y) or (x, y, sample_weight), checked as fit's x
@@ -206,24 +266,42 @@ class BatchSource:
             raise type(exc)(f"{where}: {exc}") from exc
 
     def has_more(self):
-        """Whether the iterator has a batch left (drawn now, where none waits, and kept)."""
-        if not self.waiting:
+        """Whether the iterator has a batch left (drawn now, where none is held, and held)."""
+        held = self._held().get(id(self.iterator))
+        if held is None or held[0] is not self.iterator:
             item = self._next("for the next epoch")
             if item is _END:
                 return False
-            self.waiting.append(item)
+            self._hold(item)
         return True
 
-    def epoch(self, epoch):
-        """The epoch's batches as fit takes them, (xb, yb, count), each checked for NaN and infinity."""
+    def epoch(self, epoch, start=None):
+        """The epoch's batches as fit takes them, (xb, yb, count), each checked for NaN and
+        infinity; from an interrupted epoch's Unfinished `start` on, its steps counted."""
         self.ran_out = False
-        for batch in itertools.count() if self.steps is None else range(self.steps):
-            item = self.waiting.pop() if self.waiting else self._next(f"for epoch {epoch + 1}, batch {batch + 1}")
+        first = 0 if start is None else start.batch
+        for batch in itertools.count(first) if self.steps is None else range(first, self.steps):
+            item = self._take_held()
+            if item is None:
+                item = self._next(f"for epoch {epoch + 1}, batch {batch + 1}")
             if item is _END:
                 self.ran_out = self.steps is not None
                 return
-            xb, yb = self.check(item, f"epoch {epoch + 1}, batch {batch + 1}")
+            xb, yb = self.check(item, f"epoch {epoch + 1}, batch {batch + 1}")  # (a bad batch is not held)
+            self.current = item
             yield self.model._as_batch(xb, epoch + 1, batch + 1), yb, xb.shape[0]
+
+    def unfinished(self, epoch, batch, seen, totals):
+        return Unfinished(epoch, batch, seen, totals, iterator=self.iterator)
+
+    def goes_on_from(self, unfinished):
+        return unfinished.iterator is self.iterator
+
+    def put_back(self):
+        """Hold the batch being trained, whose step was not taken, for the next fit on the iterator."""
+        if self.current is not None:
+            self._hold(self.current)
+            self.current = None
 
     def _next(self, wanted):
         """The iterator's next item, or _END; an error it raises says which batch it was asked for."""

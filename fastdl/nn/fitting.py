@@ -269,7 +269,11 @@ class Fitting:
         if val is not None and validation["steps"] is not None:  # the first batches only
             val = tuple(part[:validation["steps"] * (validation["batch_size"] or data.batch_size)] for part in val)
         last_logs = {}
+        unfinished, self._unfinished = getattr(self, "_unfinished", None), None  # taken on, or dropped, here
         for epoch in range(first_epoch, last_epoch):
+            start = unfinished if unfinished is not None and unfinished.epoch == epoch and data.goes_on_from(
+                unfinished) else None
+            unfinished = None
             if not data.has_more():
                 if not data.drawn:
                     raise ValueError("x is an iterator that gave no batches")
@@ -277,8 +281,7 @@ class Fitting:
                 break
             rate = self.optimizer.lr  # put back with the weights where the epoch goes non-finite
             callbacks.on_epoch_begin(epoch)
-            logs = guarded(self, lambda: self._train_epoch(data.epoch(epoch), epoch, callbacks), f"epoch {epoch + 1}",
-                           rate)
+            logs = guarded(self, lambda: self._train_epoch(data, epoch, callbacks, start), f"epoch {epoch + 1}", rate)
             if data.ran_out and not self.stop_training:
                 _warn_ran_out(f"ran out in epoch {epoch + 1}, before its {data.steps} steps: training stopped after "
                               "it", data)
@@ -363,28 +366,72 @@ class Fitting:
         for path, child in zip(["rng"] + others, seeds):
             generators[path].bit_generator.state = np.random.default_rng(child).bit_generator.state
 
-    def _train_epoch(self, batches, epoch, callbacks):
-        """One epoch over `batches`, each (xb, yb, count) as the first layer takes it (see
-        ArrayBatches.epoch and BatchSource.epoch); returns its logs, the means over the batches
-        trained. callbacks: fit's CallbackList, told of each batch."""
-        totals, seen, logs = {}, 0, {}
-        with self._training_to_logits():
-            for b, (xb, yb, count) in enumerate(batches):
-                callbacks.on_train_batch_begin(b)
-                # A Ctrl-C before the step is applied leaves BatchNormalization's statistics as they were.
-                with statistics_kept(self):
-                    try:
-                        batch_logs = self._train_step(xb, yb)
-                    except ValueError as exc:  # e.g. weights or activations gone non-finite: never train on
-                        raise stopped_at(exc, epoch, b) from exc
-                    self.optimizer.step()
-                seen += count
-                logs = add_to_means(totals, batch_logs, count, seen)
-                callbacks.on_train_batch_end(b, {**logs, "seen": seen})
-                if self.stop_training:  # a callback asked to stop (at this batch's begin or end): after it, as Keras
-                    break
-        return logs
+    def _train_epoch(self, data, epoch, callbacks, start=None):
+        """One epoch over `data`'s batches (ArrayBatches.epoch, BatchSource.epoch), or what is left
+        of it from an interrupted epoch's Unfinished `start`; returns its logs, the means over the
+        batches trained. callbacks: fit's CallbackList, told of each batch.
 
+        Where it stops on Ctrl-C or an error, it keeps where (self._unfinished) for the next fit to
+        go on from: the batches whose steps were taken, their logs' totals, and for a step not
+        taken its generators' states from before it (a Dropout's masks drawn again) and, from an
+        iterator, its batch (held for the next fit)."""
+        batches = data.epoch(epoch, start)
+        # (batches taken, samples seen, the logs' totals): replaced whole, never changed in place,
+        # so that an interrupt finds the count before a step or after it.
+        done = (0, 0, {}) if start is None else (start.batch, start.seen, dict(start.totals))
+        generators = list(self._generators().values())
+        taken, pending = self.optimizer.iterations, None
+        states = [generator.bit_generator.state for generator in generators]
+        with self._training_to_logits():
+            try:
+                while True:
+                    taken, states = self.optimizer.iterations, [generator.bit_generator.state for generator in generators]
+                    batch = next(batches, None)
+                    if batch is None:
+                        break
+                    xb, yb, count = batch
+                    b = done[0]
+                    callbacks.on_train_batch_begin(b)
+                    # A Ctrl-C before the step is applied leaves BatchNormalization's statistics as they were.
+                    with statistics_kept(self):
+                        try:
+                            batch_logs = self._train_step(xb, yb)
+                        except ValueError as exc:  # e.g. weights or activations gone non-finite: never train on
+                            raise stopped_at(exc, epoch, b) from exc
+                        pending = (b, count, batch_logs)
+                        self.optimizer.step()
+                    data.current = None
+                    done = _counted(done, pending)
+                    callbacks.on_train_batch_end(b, {**_means(done), "seen": done[1]})
+                    if self.stop_training:  # a callback asked to stop (at this batch's begin or end): after it, as Keras
+                        break
+            except BaseException:
+                if self.optimizer.iterations == taken:  # the batch's step was not taken: it is trained again
+                    for generator, state in zip(generators, states):
+                        generator.bit_generator.state = state
+                    data.put_back()
+                elif pending is not None and pending[0] == done[0]:  # taken, not yet counted
+                    done = _counted(done, pending)
+                if done[0]:
+                    self._unfinished = data.unfinished(epoch, *done)
+                raise
+        return _means(done)
+
+
+def _counted(done, pending):
+    """fit's count of an epoch's steps (batches, seen, totals) with the step `pending` (its
+    batch, count and logs) added: a new tuple and totals, the old ones left as they were."""
+    batch, count, batch_logs = pending
+    totals = dict(done[2])
+    for key, value in batch_logs.items():
+        totals[key] = totals.get(key, 0.0) + value * count
+    return batch + 1, done[1] + count, totals
+
+
+def _means(done):
+    """The logs of an epoch's steps so far: each total's mean over the samples seen."""
+    _, seen, totals = done
+    return {key: value / seen for key, value in totals.items()}
 
 def _check_validation_options(steps, batch_size, freq):
     """fit's validation_steps, validation_batch_size and validation_freq, checked: {"steps",

@@ -90,6 +90,7 @@ def guarded(model, train, before, rate=None):
 
     def put_back():
         with sigint_deferred():
+            model._unfinished = None  # the epoch starts again
             for array, copy in zip(_state_arrays(model), copies):
                 _device.assign(array, copy)
             model.optimizer.iterations = iterations

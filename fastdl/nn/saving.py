@@ -109,6 +109,10 @@ class Saving:
         generators = {path: generator.bit_generator.state for path, generator in self._generators().items()}
         meta = {"format": SAVE_FORMAT, "input_shape": list(self.input_shape), "epochs_trained": self.epochs_trained,
                 "rng": generators["rng"], "generators": generators, "optimizer": None}
+        unfinished = getattr(self, "_unfinished", None)  # an epoch over arrays that Ctrl-C stopped: fit goes on from it
+        if unfinished is not None and unfinished.meta() is not None:
+            meta["unfinished_epoch"] = unfinished.meta()
+            arrays["unfinished:order"] = np.asarray(unfinished.order)
         if self.optimizer is not None and self.optimizer.attached:
             self._attach_optimizer()  # layers added since the last step: their slots are saved too
         if self.optimizer is not None and self.optimizer.params:
@@ -134,7 +138,7 @@ class Saving:
         """
         with _open_save(path) as (data, meta):
             if getattr(self, "built", False):
-                targets, opt_arrays, epochs, states = self._checked_file(path, data, meta)
+                targets, opt_arrays, epochs, states, unfinished = self._checked_file(path, data, meta)
             else:
                 # Built to be checked (for its own input shape, else the file's); where the file does
                 # not fit, unbuilt again, and its generator's draws of initial weights undone.
@@ -143,7 +147,7 @@ class Saving:
                 undo = build_undo(self)
                 try:
                     self.build(meta["input_shape"] if self.input_shape is None else self.input_shape)
-                    targets, opt_arrays, epochs, states = self._checked_file(path, data, meta)
+                    targets, opt_arrays, epochs, states, unfinished = self._checked_file(path, data, meta)
                 except BaseException:
                     undo()
                     raise
@@ -152,7 +156,7 @@ class Saving:
                 _device.assign(target, value)
             if opt_arrays is not None:
                 self.optimizer.load_state_dict(meta["optimizer"], opt_arrays)
-            self.epochs_trained = epochs
+            self.epochs_trained, self._unfinished = epochs, unfinished
             for path_in_model, generator in self._generators().items():
                 if path_in_model in states:
                     generator.bit_generator.state = states[path_in_model]
@@ -178,12 +182,14 @@ class Saving:
     def _checked_file(self, path, data, meta):
         """(the weights to set, as _saved_weights gives them; the optimizer's saved slots, None
         where there are none to restore; the epoch count; the generators' states by path in the
-        model), once all of the file is checked against the model."""
+        model; the epoch Ctrl-C stopped, as batches.Unfinished, or None), once all of the file is
+        checked against the model."""
         spell = self._names_in_file(path, data)
         targets = self._saved_weights(path, data, spell)
         epochs, states = self._checked_meta(path, meta)
+        unfinished = _checked_unfinished(path, data, meta, epochs)
         if meta.get("optimizer") is None or self.optimizer is None:
-            return targets, None, epochs, states
+            return targets, None, epochs, states, unfinished
         self._attach_optimizer()
         held = self._optimizer_weights()
         renamed = {spell(name): name for name, _ in self.parameters()}
@@ -205,7 +211,7 @@ class Saving:
             self.optimizer.check_state_dict(meta["optimizer"], opt_arrays)
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from exc
-        return targets, opt_arrays, epochs, states
+        return targets, opt_arrays, epochs, states, unfinished
 
     def _checked_meta(self, path, meta):
         """(the epoch count, {path in the model: generator state}) of the file's metadata `meta`,
@@ -340,3 +346,29 @@ def _member(path, data, key):
         # numpy re-parses a damaged member's header with tokenize: it fails in any of these ways
         raise ValueError(f"{path} is damaged: its {key} does not read as an array "
                          f"({type(exc).__name__}: {exc})") from exc
+
+
+def _checked_unfinished(path, data, meta, epochs):
+    """The epoch the file's model was stopped in (batches.Unfinished), or None; a ValueError naming
+    the file where what it says of it does not hold together."""
+    from fastdl.nn.batches import Unfinished
+
+    info = meta.get("unfinished_epoch")
+    if info is None:
+        return None
+    order = _member(path, data, "unfinished:order") if "unfinished:order" in data.files else None
+    counts = ("epoch", "batch", "seen", "batch_size")
+    fits = (isinstance(info, dict) and all(isinstance(info.get(key), int) and not isinstance(info.get(key), bool)
+                                           for key in counts)
+            and isinstance(info.get("shuffle"), bool) and isinstance(info.get("totals"), dict)
+            and all(isinstance(value, (int, float)) for value in info["totals"].values())
+            and order is not None and order.ndim == 1 and order.dtype.kind in "iu")
+    if fits:
+        n = order.shape[0]
+        fits = (info["epoch"] == epochs and info["batch_size"] >= 1 and 1 <= info["batch"] * info["batch_size"] < n
+                + info["batch_size"] and info["seen"] == min(info["batch"] * info["batch_size"], n)
+                and np.array_equal(np.sort(order), np.arange(n)))
+    if not fits:
+        raise ValueError(f"{path} is damaged: what it keeps of the epoch its model was stopped in does not hold "
+                         "together")
+    return Unfinished.from_meta(info, order.astype(np.int64))
