@@ -116,6 +116,18 @@ def test_class_weight_of_one_hot_rows_and_of_a_missing_class(backend):
         np.testing.assert_array_equal(wa, wb)
 
 
+def test_class_weight_of_a_class_the_output_cannot_give_is_refused(backend):
+    _, x, _ = _data()
+    codes = np.array([0, 1, 2, 2, 1, 0, 2])
+    model = _model(backend, np.float64, "sparse_categorical_crossentropy", "softmax", 3)
+    with pytest.raises(ValueError, match=r"class_weight names classes \[-1, 5\], .* its classes are 0 to 2"):
+        model.fit(x, codes, class_weight={5: 2.0, 0: 1.0, -1: 3.0})
+    binary = _model(backend, np.float64, "binary_crossentropy", "sigmoid", 1)
+    binary.train_on_batch(x, codes[:, None] > 0, class_weight={0: 1.0, 1: 2.0})
+    with pytest.raises(ValueError, match=r"class_weight names classes \[2\], .* its classes are 0 to 1"):
+        binary.train_on_batch(x, codes[:, None] > 0, class_weight={2: 1.0})
+
+
 @pytest.mark.parametrize("loss,activation", [("categorical_crossentropy", "relu"),  # host-side cross-entropy
                                              ("sparse_categorical_crossentropy", "softmax"),
                                              ("mse", None), ("binary_crossentropy", "sigmoid")])

@@ -204,6 +204,10 @@ def test_set_weights_refuses_a_value_that_is_no_number_before_setting_any(dtype)
         np.testing.assert_array_equal(a, b)
     model.set_weights([w.tolist() for w in before[:-1]] + [[1, 2]])  # lists and ints: converted
     assert model.get_weights()[-1].dtype == dtype and model.get_weights()[-1].tolist() == [1, 2]
+    # Numbers as strings, complex numbers (the imaginary part would be dropped), None: refused too.
+    for value in (np.array(["0.1", "0.2"]), np.array([1 + 2j, 0]), None, {}):
+        with pytest.raises(ValueError, match=rf"weight dense_1/bias takes numbers \({dtype}\), got "):
+            model.set_weights(before[:-1] + [value])
 
 
 # -- 6. load checks the metadata before setting anything ------------------------------------------

@@ -81,6 +81,9 @@ class Saving:
         converted = []
         for (name, array), value in zip(arrays, weights):
             try:
+                kind = "f" if _device.is_device(value) else np.asarray(value).dtype.kind
+                if kind not in "biuf":  # complex (its imaginary part would be dropped), strings, None, a dict
+                    raise TypeError(f"{type(value).__name__} of dtype {np.asarray(value).dtype}")
                 value = np.array(value, dtype=np.dtype(array.dtype))
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"weight {name} takes numbers ({np.dtype(array.dtype)}), got {exc}") from exc

@@ -156,6 +156,7 @@ def with_weights(model, y, n_samples, sample_weight=None, class_weight=None):
             raise ValueError(f"class_weight is for models of a single output (as Keras 3); this one has outputs "
                              f"{list(losses)}: give sample_weight, one array per output")
         class_weight = check_class_weight(class_weight)
+        _check_classes_exist(model, class_weight)
         ((name, loss),) = losses.items()
         targets = y.arrays[name] if hasattr(y, "arrays") else y
         weights = {name: class_sample_weights(targets, class_weight, loss)}
@@ -168,6 +169,18 @@ def with_weights(model, y, n_samples, sample_weight=None, class_weight=None):
                             "Give its forward passes a sample_weight=None keyword (each sample's loss times its "
                             "weight, summed and divided by the sample count) and weigh its gradient's rows alike")
     return WeightedTargets(y, weights)
+
+
+def _check_classes_exist(model, class_weight):
+    """ValueError where class_weight names a class the model's one output cannot give (its units,
+    or 0 and 1 for a single unit): a weight that would weigh nothing, unnoticed."""
+    shape = model.output_shape
+    shape = next(iter(shape.values())) if isinstance(shape, dict) else shape
+    n_classes = shape[-1] if shape and shape[-1] > 1 else 2
+    unknown = sorted(key for key in class_weight if not 0 <= key < n_classes)
+    if unknown:
+        raise ValueError(f"class_weight names classes {unknown}, which the model's output cannot give: its classes "
+                         f"are 0 to {n_classes - 1}")
 
 
 def row_weights(sample_weight, n_rows):
