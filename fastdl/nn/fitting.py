@@ -433,6 +433,7 @@ def _means(done):
     _, seen, totals = done
     return {key: value / seen for key, value in totals.items()}
 
+
 def _check_validation_options(steps, batch_size, freq):
     """fit's validation_steps, validation_batch_size and validation_freq, checked: {"steps",
     "batch_size", "freq"} (None for the steps and batch size not given)."""
