@@ -194,6 +194,15 @@ def test_fit_names_data_beyond_the_model_dtypes_range(rng):
         _mlp().fit(np.vstack([x, x[:2] * np.nan]), np.concatenate([y, y[:2]]), epochs=1, validation_split=0.02)
 
 
+def test_fit_checks_strided_x_too(rng):
+    # A view with a column stride is checked a block of rows at a time (no copy of all of x).
+    wide = rng.normal(size=(100, 16)).astype(np.float32)
+    wide[61, 6] = np.inf
+    wide[62, 7] = np.nan  # a column the view leaves out
+    with pytest.raises(ValueError, match=r"^x\[61\] holds NaN or infinity"):
+        _mlp().fit(wide[:, ::2], rng.integers(0, 3, 100), epochs=1)
+
+
 def test_fit_checks_each_fit_afresh(rng, monkeypatch):
     """A second fit (resuming) checks x again: x may have changed between the calls."""
     x, y = _blobs(64, rng)

@@ -74,9 +74,12 @@ class Batches:
         if _device.is_device(x) or x.dtype.kind != "f" or x.size == 0:
             return
         narrowed = np.dtype(x.dtype).itemsize > self.dtype.itemsize
+        # A strided x in blocks of rows (all_finite would copy all of it), a C-contiguous one in one
+        # threaded pass.
+        rows = x.shape[0] if x.flags.c_contiguous else max(1, (64 << 20) // max(x[:1].nbytes, 1))
         with np.errstate(over="ignore"):
-            if all_finite(x) and (not narrowed or np.isfinite(self.dtype.type(x.max()))
-                                  and np.isfinite(self.dtype.type(x.min()))):
+            if all(all_finite(x[first:first + rows]) for first in range(0, x.shape[0], rows)) and (
+                    not narrowed or np.isfinite(self.dtype.type(x.max())) and np.isfinite(self.dtype.type(x.min()))):
                 return
             for first in range(0, x.shape[0], 1024):  # the first bad sample, a block of rows at a time
                 block = np.asarray(x[first:first + 1024], dtype=self.dtype).reshape(-1, math.prod(x.shape[1:]))
