@@ -283,6 +283,8 @@ def test_confusion_matrix_refuses_codes_outside_its_classes():
     from fastdl.repro.report import confusion_matrix
 
     np.testing.assert_array_equal(confusion_matrix([0, 2, 2], [0, 1, 2], 3), [[1, 0, 0], [0, 0, 0], [0, 1, 1]])
+    np.testing.assert_array_equal(confusion_matrix(np.array([0, 2], np.int64), np.array([0, 1], np.uint64), 3),
+                                  [[1, 0, 0], [0, 0, 0], [0, 1, 0]])
     with pytest.raises(ValueError, match=r"y_pred holds codes 0\.\.3, outside 0\.\.2"):
         confusion_matrix([0, 1, 2, 2], [0, 3, 2, 1], 3)
     with pytest.raises(ValueError, match="y_true must be 1-D integer class codes"):

@@ -358,3 +358,127 @@ def test_a_batch_drawn_by_a_refused_fit_is_kept_for_the_next():
         model.fit(batches, steps_per_epoch=5, callbacks=[Refuses()])
     model.fit(batches, steps_per_epoch=5)
     _assert_same_weights(model, ref)
+
+
+def test_an_interrupt_during_validation_leaves_the_epoch_to_validate_only():
+    # Its steps all taken, the epoch is not counted until validated: the next fit only validates it.
+    x, y = _blobs()
+    ref = _dropout_mlp()
+    history = ref.fit(x, y, batch_size=8, epochs=2, validation_data=(x[:8], y[:8]))
+    model, evaluate, calls = _dropout_mlp(), None, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return evaluate(*args, **kwargs)
+
+    evaluate = model._test
+    model._test = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=8, epochs=2, validation_data=(x[:8], y[:8]))
+    del model._test
+    assert model.epochs_trained == 0 and model.optimizer.iterations == 5
+    rest = model.fit(x, y, batch_size=8, epochs=2, validation_data=(x[:8], y[:8]))
+    _assert_same_weights(model, ref)
+    assert rest.history == history.history
+
+
+def test_a_second_interrupt_before_the_epoch_goes_on_keeps_where_it_stopped():
+    x, y = _blobs()
+    ref = _dropout_mlp()
+    ref.fit(x, y, batch_size=8, epochs=1)
+    model = _dropout_mlp()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=8, epochs=1, callbacks=[_StopAt(3)])
+    stops = nn.LambdaCallback(on_epoch_begin=lambda epoch, logs: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=8, epochs=1, callbacks=[stops])
+    model.fit(x, y, batch_size=8, epochs=1, seed=0)  # (the same seed= leaves the generators where they were)
+    _assert_same_weights(model, ref)
+
+
+@pytest.mark.parametrize("change", ["compile", "set_weights", "other data"])
+def test_the_stopped_epoch_starts_again_after_a_change(change):
+    x, y = _blobs()
+    model = _dropout_mlp()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=8, epochs=1, callbacks=[_StopAt(2)])
+    if change == "compile":
+        model.compile(nn.Adam(0.01), "sparse_categorical_crossentropy")
+    elif change == "set_weights":
+        model.set_weights(model.get_weights())
+    else:
+        x = x[::-1].copy()
+    steps = model.optimizer.iterations
+    history = model.fit(x, y, batch_size=8, epochs=1)
+    assert model.optimizer.iterations - steps == 5 and model.epochs_trained == 1
+    assert ("accuracy" in history.history) == (change != "compile")
+
+
+def test_a_schedule_of_the_rate_goes_on_as_if_never_interrupted():
+    # schedule(epoch, lr) sets the rate again from the one it was set from, not from its own.
+    x, y = _blobs()
+
+    def halving():
+        return nn.LearningRateScheduler(lambda epoch, lr: lr * 0.5)
+
+    ref = _dropout_mlp()
+    ref.fit(x, y, batch_size=8, epochs=2, callbacks=[halving()])
+    model = _dropout_mlp()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=8, epochs=2, callbacks=[halving(), _StopAt(7)])
+    model.fit(x, y, batch_size=8, epochs=2 - model.epochs_trained, callbacks=[halving()])
+    _assert_same_weights(model, ref)
+    assert model.optimizer.learning_rate == ref.optimizer.learning_rate
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_an_epoch_gone_non_finite_where_it_went_on_goes_on_from_there_again():
+    x, y = _blobs()
+    model = _dropout_mlp()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=8, epochs=1, callbacks=[_StopAt(3)])
+    with pytest.raises(nn.NonFiniteError, match="from before epoch 1 "):
+        model.fit(x * 1e30, y, batch_size=8, epochs=1)  # (other data: the epoch starts again, and fails)
+    assert model.optimizer.iterations == 3 and model._unfinished is None
+    ref = _dropout_mlp()
+    ref.fit(x, y, batch_size=8, epochs=1)
+    model = _dropout_mlp()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=8, epochs=1, callbacks=[_StopAt(3)])
+    rate = model.optimizer.lr
+    big = nn.LambdaCallback(on_epoch_begin=lambda epoch, logs: setattr(model.optimizer, "lr", 1e30))
+    with pytest.raises(nn.NonFiniteError, match="from before batch 4 of epoch 1"):
+        model.fit(x, y, batch_size=8, epochs=1, callbacks=[big])
+    assert model.optimizer.iterations == 3 and model.optimizer.lr == rate
+    model.fit(x, y, batch_size=8, epochs=1)
+    _assert_same_weights(model, ref)
+
+
+def test_an_iterator_that_ended_in_the_stopped_epoch_ends_it_when_fit_goes_on():
+    x, y = _blobs()
+    ref = _dropout_mlp()
+    ref.fit(iter([(x[i:i + 8], y[i:i + 8]) for i in range(0, 40, 8)]))
+    model = _dropout_mlp()
+    batches = iter([(x[i:i + 8], y[i:i + 8]) for i in range(0, 40, 8)])
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(batches, callbacks=[_StopAt(5)])  # after the last batch, before the end was seen
+    model.fit(batches)
+    _assert_same_weights(model, ref)
+
+
+def test_a_model_holding_an_iterators_batch_copies_without_it():
+    import copy
+    import pickle
+
+    x, y = _blobs()
+    model, batches = _dropout_mlp(), _batches(x, y)
+    undo = _interrupt_step(model, 3)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(batches, steps_per_epoch=5)
+    undo()
+    for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert twin._unfinished is None and "_held_batches" not in twin.__dict__
+        _assert_same_weights(twin, model)
+    assert model._unfinished is not None and model.__dict__["_held_batches"]

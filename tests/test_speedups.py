@@ -190,7 +190,7 @@ def test_fit_names_data_beyond_the_model_dtypes_range(rng):
     with pytest.raises(ValueError, match=r"^validation x\[3\] holds NaN or infinity or a value beyond"):
         model.fit(x, y, epochs=1, validation_data=(wide[4:], y[4:]))
     assert model.optimizer.iterations == 0
-    with pytest.raises(ValueError, match=r"^validation x\[1\] holds NaN"):
+    with pytest.raises(ValueError, match=r"^x\[100\] \(in the validation split\) holds NaN"):
         _mlp().fit(np.vstack([x, x[:2] * np.nan]), np.concatenate([y, y[:2]]), epochs=1, validation_split=0.02)
 
 

@@ -1,6 +1,7 @@
 """Batches: how a model's data reaches its first layer (checked, gathered into reused buffers, on
 the device for a model there), from arrays or from an iterator of batches."""
 
+import hashlib
 import itertools
 import math
 
@@ -66,17 +67,19 @@ class Batches:
             return _device.upload(batches, _device.recent_key(batches, "x", xb.shape), xb)
         return xb
 
-    def _check_finite(self, x, name="x"):
+    def _check_finite(self, x, name="x", first_index=0):
         """fit's check of its arrays, whole, before any step: a ValueError naming the first sample of
         x that holds NaN or infinity, or a value that the model's dtype cannot hold (float64 data
         past float32's range, which would go in as infinity). Integer data always fits; device data
-        is checked as it goes over, or is the caller's."""
+        is checked as it goes over, or is the caller's. first_index: x's first sample's index in
+        the array `name` (a validation split's in x)."""
         if _device.is_device(x) or x.dtype.kind != "f" or x.size == 0:
             return
         narrowed = np.dtype(x.dtype).itemsize > self.dtype.itemsize
-        # A strided x in blocks of rows (all_finite would copy all of it), a C-contiguous one in one
-        # threaded pass.
-        rows = x.shape[0] if x.flags.c_contiguous else max(1, (64 << 20) // max(x[:1].nbytes, 1))
+        # A C-contiguous float32/float64 x in one threaded pass; another in blocks of rows (all_finite
+        # would copy a strided x whole, or make a mask as large as a float16 one).
+        whole = x.flags.c_contiguous and x.dtype in (np.float32, np.float64)
+        rows = x.shape[0] if whole else max(1, (64 << 20) // max(x[:1].nbytes, 1))
         with np.errstate(over="ignore"):
             if all(all_finite(x[first:first + rows]) for first in range(0, x.shape[0], rows)) and (
                     not narrowed or np.isfinite(self.dtype.type(x.max())) and np.isfinite(self.dtype.type(x.min()))):
@@ -87,8 +90,9 @@ class Batches:
                 if bad.any():
                     break
         beyond = f" or a value beyond {self.dtype}'s range" if narrowed else ""
-        raise ValueError(f"{name}[{first + int(np.argmax(bad))}] holds NaN or infinity{beyond}: nothing was trained "
-                         "(fit checks all of its data before the first step)")
+        where = " (in the validation split)" if first_index else ""
+        raise ValueError(f"{name}[{first_index + first + int(np.argmax(bad))}]{where} holds NaN or infinity{beyond}: "
+                         "nothing was trained (fit checks all of its data before the first step)")
 
     def _resident(self, x):
         """The training images on the device for the whole fit, where the model trains there and they
@@ -161,10 +165,11 @@ class ArrayBatches:
     ran_out = False
     current = None  # (an iterator's batch being trained: BatchSource)
 
-    def __init__(self, model, x, y, batch_size, shuffle):
+    def __init__(self, model, x, y, batch_size, shuffle, fingerprint=None):
         self.model, self.x, self.y, self.batch_size, self.shuffle = model, x, y, batch_size, shuffle
         self.steps = -(-x.shape[0] // batch_size)
         self.order = None  # the epoch's, once drawn
+        self.fingerprint = fingerprint  # x's (see fingerprint)
 
     def has_more(self):
         return True
@@ -180,15 +185,16 @@ class ArrayBatches:
         for first in range(0 if start is None else start.batch * self.batch_size, n, self.batch_size):
             yield self.model._training_batch(self.x, self.y, self.order, first, self.batch_size)
 
-    def unfinished(self, epoch, batch, seen, totals):
+    def unfinished(self, epoch, batch, seen, totals, rates):
         """Where this epoch stopped, for fit to go on from (Unfinished)."""
-        return Unfinished(epoch, batch, seen, totals, order=self.order, batch_size=self.batch_size,
-                          shuffle=self.shuffle)
+        return Unfinished(epoch, batch, seen, totals, rates, order=self.order, batch_size=self.batch_size,
+                          shuffle=self.shuffle, fingerprint=self.fingerprint)
 
     def goes_on_from(self, unfinished):
         """Whether fit's next epoch over these arrays is the one `unfinished` stopped in: the same
-        number of samples, batch size and shuffling (its order is then taken on)."""
+        x (by its fingerprint), batch size and shuffling (its order is then taken on)."""
         return (unfinished.order is not None and len(unfinished.order) == self.x.shape[0]
+                and unfinished.fingerprint == self.fingerprint
                 and unfinished.batch_size == self.batch_size and unfinished.shuffle == self.shuffle)
 
     def put_back(self):
@@ -196,14 +202,18 @@ class ArrayBatches:
 
 
 class Unfinished:
-    """An epoch that Ctrl-C (or an error) stopped after some of its steps, kept on the model so
-    that the next fit goes on with its next batch, as a run never interrupted would: its index,
-    the batches taken, the samples seen and the logs' running totals, and for arrays the epoch's
-    order with the batch size and shuffling it was drawn for (for an iterator: the iterator)."""
+    """An epoch that Ctrl-C (or an error) stopped after some of its steps, or not yet counted
+    trained, kept on the model so that the next fit goes on with its next batch, as a run never
+    interrupted would: its index, the batches taken, the samples seen and the logs' running
+    totals, the learning rates from before the callbacks' on_epoch_begin and after it, and for
+    arrays the epoch's order with the batch size, shuffling and fingerprint of x it was drawn for
+    (for an iterator: the iterator)."""
 
-    def __init__(self, epoch, batch, seen, totals, order=None, batch_size=None, shuffle=None, iterator=None):
-        self.epoch, self.batch, self.seen, self.totals = epoch, batch, seen, dict(totals)
-        self.order, self.batch_size, self.shuffle, self.iterator = order, batch_size, shuffle, iterator
+    def __init__(self, epoch, batch, seen, totals, rates, order=None, batch_size=None, shuffle=None,
+                 fingerprint=None, iterator=None):
+        self.epoch, self.batch, self.seen, self.totals, self.rates = epoch, batch, seen, dict(totals), tuple(rates)
+        self.order, self.batch_size, self.shuffle, self.fingerprint = order, batch_size, shuffle, fingerprint
+        self.iterator = iterator
 
     def meta(self):
         """What `save` keeps of it (an epoch over arrays only: an iterator is not saved), as JSON
@@ -211,12 +221,26 @@ class Unfinished:
         if self.order is None:
             return None
         return {"epoch": self.epoch, "batch": self.batch, "seen": self.seen, "totals": self.totals,
-                "batch_size": self.batch_size, "shuffle": self.shuffle}
+                "rates": list(self.rates), "batch_size": self.batch_size, "shuffle": self.shuffle,
+                "fingerprint": self.fingerprint}
 
     @classmethod
     def from_meta(cls, meta, order):
-        return cls(meta["epoch"], meta["batch"], meta["seen"], meta["totals"], order=order,
-                   batch_size=meta["batch_size"], shuffle=meta["shuffle"])
+        return cls(meta["epoch"], meta["batch"], meta["seen"], meta["totals"], meta["rates"], order=order,
+                   batch_size=meta["batch_size"], shuffle=meta["shuffle"], fingerprint=meta["fingerprint"])
+
+
+def fingerprint(x):
+    """A short digest of a host array's shape, dtype and 16 of its samples, evenly spread: what
+    tells fit that a next fit is over the same x (to go on with an interrupted epoch) in
+    microseconds, where other data of the same length almost surely differs in one of them. A
+    device array's is its identity."""
+    if _device.is_device(x):
+        return f"device:{id(x)}"
+    digest = hashlib.sha256(f"{x.shape}{x.dtype.str}".encode())
+    for index in sorted({round(i * (x.shape[0] - 1) / 15) for i in range(16)} if x.shape[0] else ()):
+        digest.update(np.ascontiguousarray(x[index]).tobytes())
+    return digest.hexdigest()[:32]
 
 class BatchSource:
     """fit's x where it is an iterator of (x, y) batches: `steps` of them an epoch, or (steps
@@ -236,11 +260,12 @@ class BatchSource:
         self.current = None  # the item of the batch being trained
 
     def _held(self):
-        """{id(iterator): (iterator, item)}: the batches drawn from iterators and not trained yet."""
+        """{id(iterator): (iterator, item, the BatchSource that held it)}: the batches drawn from
+        iterators and not trained yet."""
         return self.model.__dict__.setdefault("_held_batches", {})
 
     def _hold(self, item):
-        self._held()[id(self.iterator)] = (self.iterator, item)
+        self._held()[id(self.iterator)] = (self.iterator, item, self)
 
     def _take_held(self):
         """The batch held for this iterator (taken off the hold), or None."""
@@ -248,6 +273,7 @@ class BatchSource:
         if held is None or held[0] is not self.iterator:
             return None
         del self._held()[id(self.iterator)]
+        self.drawn += held[2] is not self  # (one an earlier fit drew counts as this one's)
         return held[1]
 
     def build_model(self):
@@ -290,12 +316,16 @@ class BatchSource:
             if item is _END:
                 self.ran_out = self.steps is not None
                 return
-            xb, yb = self.check(item, f"epoch {epoch + 1}, batch {batch + 1}")  # (a bad batch is not held)
-            self.current = item
+            self.current = item  # held again where its step is not taken (Ctrl-C while it is checked too)
+            try:
+                xb, yb = self.check(item, f"epoch {epoch + 1}, batch {batch + 1}")
+            except (TypeError, ValueError):
+                self.current = None  # a bad batch is not held
+                raise
             yield self.model._as_batch(xb, epoch + 1, batch + 1), yb, xb.shape[0]
 
-    def unfinished(self, epoch, batch, seen, totals):
-        return Unfinished(epoch, batch, seen, totals, iterator=self.iterator)
+    def unfinished(self, epoch, batch, seen, totals, rates):
+        return Unfinished(epoch, batch, seen, totals, rates, iterator=self.iterator)
 
     def goes_on_from(self, unfinished):
         return unfinished.iterator is self.iterator

@@ -7,8 +7,9 @@ import warnings
 
 import numpy as np
 
+from fastdl._interrupts import sigint_deferred
 from fastdl._validation import check_int
-from fastdl.nn.batches import ArrayBatches, BatchSource, describe, is_batch_source
+from fastdl.nn.batches import ArrayBatches, BatchSource, describe, fingerprint, is_batch_source
 from fastdl.nn.callback_list import CallbackList
 from fastdl.nn.callbacks import History, ProgressLogger
 from fastdl.nn.guard import guarded, statistics_kept, stopped_at
@@ -140,14 +141,15 @@ class Fitting:
         initial_epoch : int, optional, keyword-only
             The epoch to start at (Keras' resuming argument).
         seed : int, optional, keyword-only
-            Reseeds the generator that shuffles and draws dropout masks.
+            Reseeds the generator that shuffles and draws dropout masks (not where fit goes on
+            from an epoch Ctrl-C stopped: the generators are where that epoch left them).
         steps_per_epoch : int, optional, keyword-only
             With x an iterator: the batches an epoch draws from it. None: an epoch is all it
             gives, then it has ended (the next epoch, with none, stops training). An iterator that
             ends before its epochs are trained stops training with a warning, as in Keras; the
             epoch it ended in counts, where it gave a batch. A fit refused, or of no epochs, draws
-            nothing from it; one stopped (an error, Ctrl-C) has drawn the batch it was training,
-            which a next fit on the iterator does not see again.
+            nothing from it, or holds the batch it drew (to build the model) for the next fit on
+            it; one stopped (an error, Ctrl-C) holds the batch whose step it did not take.
         validation_steps : int >= 1, optional, keyword-only
             Validate on the first validation_steps batches of the validation data only (None: all).
         validation_batch_size : int >= 1, optional, keyword-only
@@ -199,7 +201,7 @@ class Fitting:
         if self.built:  # (not where no epoch is to train and the first batch would build the model)
             self._attach_optimizer()
             self._warn_if_untrainable()
-        if seed is not None:
+        if seed is not None and not self._goes_on(first_epoch, data):
             self._reseed(seed)
         # As Keras: History after the user's callbacks (it records the keys they add to the logs),
         # the progress display last.
@@ -253,14 +255,23 @@ class Fitting:
         y = with_weights(self, y, x.shape[0], None, class_weight)
         if training:
             self._check_finite(x)
-        return ArrayBatches(self, self._resident(x), y, batch_size, shuffle), self._checked_validation(val, training)
+        split = validation_data is None and val is not None  # (x's last samples: named as x's)
+        val = self._checked_validation(val, training, *(("x", x.shape[0]) if split else ()))
+        return ArrayBatches(self, self._resident(x), y, batch_size, shuffle, fingerprint(x)), val
 
-    def _checked_validation(self, val, training):
+    def _checked_validation(self, val, training, name="validation x", first=0):
         """The validation arrays (or None), their x checked whole for NaN and infinity where fit
-        trains (before the first step, not after the first epoch)."""
+        trains (before the first step, not after the first epoch); first: the index of their first
+        sample in the array `name` (validation_split's, in x)."""
         if training and val is not None:
-            self._check_finite(val[0], "validation x")
+            self._check_finite(val[0], name, first)
         return val
+
+    def _goes_on(self, epoch, data):
+        """Whether fit's epoch `epoch` over `data` goes on from the epoch Ctrl-C stopped
+        (self._unfinished, batches.Unfinished): the same epoch, over the same data."""
+        unfinished = getattr(self, "_unfinished", None)
+        return unfinished is not None and unfinished.epoch == epoch and data.goes_on_from(unfinished)
 
     def _fit_epochs(self, first_epoch, last_epoch, data, val, callbacks, validation=None):
         """fit's epochs with the callbacks' hooks over `data` (ArrayBatches or BatchSource); returns
@@ -269,19 +280,23 @@ class Fitting:
         if val is not None and validation["steps"] is not None:  # the first batches only
             val = tuple(part[:validation["steps"] * (validation["batch_size"] or data.batch_size)] for part in val)
         last_logs = {}
-        unfinished, self._unfinished = getattr(self, "_unfinished", None), None  # taken on, or dropped, here
         for epoch in range(first_epoch, last_epoch):
-            start = unfinished if unfinished is not None and unfinished.epoch == epoch and data.goes_on_from(
-                unfinished) else None
-            unfinished = None
-            if not data.has_more():
+            # An epoch Ctrl-C stopped goes on (kept until its first step is taken, or another epoch's
+            # is); its iterator may have given all it had.
+            start = self._unfinished if self._goes_on(epoch, data) else None
+            if start is None and not data.has_more():
                 if not data.drawn:
                     raise ValueError("x is an iterator that gave no batches")
                 _warn_ran_out(f"gave no batch for epoch {epoch + 1}: training stopped after epoch {epoch}", data)
                 break
+            if start is not None and self.optimizer.lr == start.rates[1]:
+                self.optimizer.lr = start.rates[0]  # a schedule's rate is set again from the one it was set from
             rate = self.optimizer.lr  # put back with the weights where the epoch goes non-finite
             callbacks.on_epoch_begin(epoch)
-            logs = guarded(self, lambda: self._train_epoch(data, epoch, callbacks, start), f"epoch {epoch + 1}", rate)
+            rates = (rate, self.optimizer.lr)
+            logs = guarded(self, lambda: self._train_epoch(data, epoch, callbacks, start, rates),
+                           f"epoch {epoch + 1}" if start is None else f"batch {start.batch + 1} of epoch {epoch + 1}",
+                           rate, start)
             if data.ran_out and not self.stop_training:
                 _warn_ran_out(f"ran out in epoch {epoch + 1}, before its {data.steps} steps: training stopped after "
                               "it", data)
@@ -289,7 +304,7 @@ class Fitting:
             if val is not None and _validates(epoch, validation["freq"]):
                 logs.update({"val_" + key: value for key, value in
                              self._test(*val, validation["batch_size"] or data.batch_size, callbacks).items()})
-            self.epochs_trained = epoch + 1
+            self.epochs_trained, self._unfinished = epoch + 1, None  # (in this order: an interrupt between keeps both)
             last_logs = dict(logs)  # on_train_end's, as Keras 3.15 passes them: without what callbacks add
             if callbacks.on_epoch_end(epoch, logs) or self.stop_training:
                 break
@@ -366,15 +381,17 @@ class Fitting:
         for path, child in zip(["rng"] + others, seeds):
             generators[path].bit_generator.state = np.random.default_rng(child).bit_generator.state
 
-    def _train_epoch(self, data, epoch, callbacks, start=None):
+    def _train_epoch(self, data, epoch, callbacks, start=None, rates=None):
         """One epoch over `data`'s batches (ArrayBatches.epoch, BatchSource.epoch), or what is left
         of it from an interrupted epoch's Unfinished `start`; returns its logs, the means over the
-        batches trained. callbacks: fit's CallbackList, told of each batch.
+        batches trained. callbacks: fit's CallbackList, told of each batch. rates: the learning
+        rate before the callbacks' on_epoch_begin and the one the epoch trains with.
 
-        Where it stops on Ctrl-C or an error, it keeps where (self._unfinished) for the next fit to
-        go on from: the batches whose steps were taken, their logs' totals, and for a step not
-        taken its generators' states from before it (a Dropout's masks drawn again) and, from an
-        iterator, its batch (held for the next fit)."""
+        The model keeps where the epoch is (self._unfinished) until fit counts it trained, so that
+        the next fit goes on from there after Ctrl-C or an error: the batches whose steps were
+        taken, their logs' totals, and for a step not taken its generators' states from before it
+        (a Dropout's masks drawn again) and, from an iterator, its batch (held for the next fit)."""
+        self._unfinished = start  # (a record of another epoch or other data is dropped)
         batches = data.epoch(epoch, start)
         # (batches taken, samples seen, the logs' totals): replaced whole, never changed in place,
         # so that an interrupt finds the count before a step or after it.
@@ -406,17 +423,19 @@ class Fitting:
                     if self.stop_training:  # a callback asked to stop (at this batch's begin or end): after it, as Keras
                         break
             except BaseException:
-                if self.optimizer.iterations == taken:  # the batch's step was not taken: it is trained again
-                    for generator, state in zip(generators, states):
-                        generator.bit_generator.state = state
-                    data.put_back()
-                elif pending is not None and pending[0] == done[0]:  # taken, not yet counted
-                    done = _counted(done, pending)
-                if done[0]:
-                    self._unfinished = data.unfinished(epoch, *done)
+                with sigint_deferred():  # (a second Ctrl-C waits until the record is whole)
+                    if self.optimizer.iterations == taken:  # the batch's step was not taken: it is trained again
+                        for generator, state in zip(generators, states):
+                            generator.bit_generator.state = state
+                        data.put_back()
+                    elif pending is not None and pending[0] == done[0]:  # taken, not yet counted
+                        done = _counted(done, pending)
+                    if done[0]:
+                        self._unfinished = data.unfinished(epoch, *done, rates)
                 raise
+        # Every step taken; until fit counts the epoch (after validation), it goes on from here.
+        self._unfinished = data.unfinished(epoch, *done, rates)
         return _means(done)
-
 
 def _counted(done, pending):
     """fit's count of an epoch's steps (batches, seen, totals) with the step `pending` (its

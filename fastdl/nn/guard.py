@@ -71,7 +71,7 @@ def _state_arrays(model):
     return model.optimizer.state_arrays() + [array for _, array in model.non_trainable_state()]
 
 
-def guarded(model, train, before, rate=None):
+def guarded(model, train, before, rate=None, start=None):
     """train() (an epoch of fit), never leaving NaN or infinite weights or optimizer state.
 
     The loss is checked at every step, but a float32 gradient or update can overflow while the
@@ -80,17 +80,24 @@ def guarded(model, train, before, rate=None):
     copied before train() and put back where it stops on a non-finite value (NonFiniteError:
     a NaN loss, whose steps before it may have diverged to huge but finite weights), where
     another ValueError leaves the state non-finite, and where it returns with the state
-    non-finite; the error then says the state is that from `before`. rate: the learning rate from
+    non-finite; the error then says the state is that from `before` (the generators' too, so that
+    the epoch trained again draws the same). rate: the learning rate from
     before too (one a schedule set at the epoch's begin goes back with the epoch), None to keep it.
+    start: where the epoch went on from (fit's record of an epoch Ctrl-C stopped, or None), the
+    record put back with the state.
     """
     copies, iterations = [_device.copy(array) for array in _state_arrays(model)], model.optimizer.iterations
+    generators = list(model._generators().values())
+    states = [generator.bit_generator.state for generator in generators]
 
     def state_is_finite():
         return all(finite(array) for array in _state_arrays(model))
 
     def put_back():
         with sigint_deferred():
-            model._unfinished = None  # the epoch starts again
+            model._unfinished = start  # the epoch starts again from where it started
+            for generator, state in zip(generators, states):  # with the same shuffle and dropout draws
+                generator.bit_generator.state = state
             for array, copy in zip(_state_arrays(model), copies):
                 _device.assign(array, copy)
             model.optimizer.iterations = iterations

@@ -81,9 +81,9 @@ class Saving:
         converted = []
         for (name, array), value in zip(arrays, weights):
             try:
-                kind = "f" if _device.is_device(value) else np.asarray(value).dtype.kind
-                if kind not in "biuf":  # complex (its imaginary part would be dropped), strings, None, a dict
-                    raise TypeError(f"{type(value).__name__} of dtype {np.asarray(value).dtype}")
+                given = value if _device.is_device(value) else np.asarray(value)
+                if not _real_numbers(given):  # complex (its imaginary part would be dropped), strings, None, a dict
+                    raise TypeError(f"{type(value).__name__} of dtype {given.dtype}")
                 value = np.array(value, dtype=np.dtype(array.dtype))
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"weight {name} takes numbers ({np.dtype(array.dtype)}), got {exc}") from exc
@@ -93,6 +93,7 @@ class Saving:
         with sigint_deferred():
             for (_, array), value in zip(arrays, converted):
                 _device.assign(array, value)
+            self._unfinished = None  # other weights: fit does not go on with an epoch they did not train in
 
     def save(self, path):
         """Write the weights, the optimizer state and the training generator's state to one .npz.
@@ -351,6 +352,16 @@ def _member(path, data, key):
                          f"({type(exc).__name__}: {exc})") from exc
 
 
+def _real_numbers(array):
+    """Whether a host array holds real numbers (an object array: Python or NumPy ones); a device
+    array does."""
+    if _device.is_device(array):
+        return True
+    if array.dtype == object:
+        return all(isinstance(value, numbers.Real) for value in array.flat)
+    return array.dtype.kind in "biuf"
+
+
 def _checked_unfinished(path, data, meta, epochs):
     """The epoch the file's model was stopped in (batches.Unfinished), or None; a ValueError naming
     the file where what it says of it does not hold together."""
@@ -365,6 +376,9 @@ def _checked_unfinished(path, data, meta, epochs):
                                            for key in counts)
             and isinstance(info.get("shuffle"), bool) and isinstance(info.get("totals"), dict)
             and all(isinstance(value, (int, float)) for value in info["totals"].values())
+            and isinstance(info.get("rates"), list) and len(info["rates"]) == 2
+            and all(isinstance(rate, (int, float)) for rate in info["rates"])
+            and isinstance(info.get("fingerprint"), str)
             and order is not None and order.ndim == 1 and order.dtype.kind in "iu")
     if fits:
         n = order.shape[0]

@@ -260,6 +260,18 @@ class Training(Fitting, Batches, Saving, GradientFlags, Layer):
         params = [p for _, p in self.trainable_parameters()] if built else None
         optimizer.compile_for(self, params, self.backend)
         forget_flags()
+        self._unfinished = None  # a new optimizer, loss and metrics: fit does not go on with an interrupted epoch
+
+    def __getstate__(self):
+        # A copy (deepcopy, pickle) leaves out what fit keeps of an iterator (a generator cannot be
+        # copied): the batches held for the next fit on one, and an epoch over one Ctrl-C stopped.
+        state = super().__getstate__()
+        unfinished = state.get("_unfinished")
+        if "_held_batches" in state or getattr(unfinished, "iterator", None) is not None:
+            state = {key: value for key, value in state.items() if key != "_held_batches"}
+            if getattr(unfinished, "iterator", None) is not None:
+                state["_unfinished"] = None
+        return state
 
     def _attach_optimizer(self):
         self.optimizer.claim(self)  # (a copied model's optimizer is claimed again at its first step)

@@ -214,7 +214,7 @@ def confusion_matrix(y_true, y_pred, n_classes):
                              f"{codes.dtype} of shape {codes.shape}")
         if codes.size and (codes.min() < 0 or codes.max() >= n_classes):
             raise ValueError(f"{name} holds codes {codes.min()}..{codes.max()}, outside 0..{n_classes - 1}")
-    flat = np.bincount(y_true.astype(np.int64) * n_classes + y_pred, minlength=n_classes * n_classes)
+    flat = np.bincount(y_true.astype(np.int64) * n_classes + y_pred.astype(np.int64), minlength=n_classes * n_classes)
     return flat.reshape(n_classes, n_classes)
 
 
