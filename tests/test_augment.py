@@ -336,6 +336,9 @@ def test_model_trains_through_them_and_saves_their_generators(tmp_path, rng):
     (lambda: RandomZoom(0.1, interpolation="bicubic"), ValueError, r"interpolation must be one of .*'bicubic'"),
     (lambda: RandomZoom(0.1, fill_value="black"), TypeError, r"fill_value must be a real number, got 'black'"),
     (lambda: RandomZoom(0.1, fill_value=float("inf")), ValueError, r"fill_value must be finite"),
+    (lambda: RandomZoom(0.1, fill_value=10 ** 400), ValueError, r"fill_value must be finite, got 1000"),
+    (lambda: RandomRotation(10 ** 400), ValueError, r"factor must lie in \[-1, 1\], got 1000"),
+    (lambda: RandomZoom((0, 10 ** 400)), ValueError, r"height_factor must lie in"),
     (lambda: RandomFlip("diagonal"), ValueError, r"mode must be one of .*'diagonal'"),
     (lambda: RandomFlip(data_format="channels_first"), ValueError, r"channels_last"),
 ], ids=lambda v: "" if callable(v) or isinstance(v, type) else None)
@@ -355,6 +358,16 @@ def test_layer_inputs_are_checked(rng):
             layer(np.full((2, 4, 5, 3), "a"), training=training)
         with pytest.raises(ValueError, match=r"expects inputs of shape \(batch, 4, 5, 3\), got \(2, 4, 5, 2\)"):
             layer.forward(np.ones((2, 4, 5, 2)), training=training)
+
+
+def test_a_fill_value_past_the_images_dtype_is_refused(rng):
+    images = np.ones((1, 2, 2, 1), np.float32)
+    with pytest.raises(ValueError, match=r"fill_value 1e\+300 is beyond float32's range"):
+        affine_transform(images, [[1, 0, 5, 0, 1, 0]], fill_value=1e300)
+    assert affine_transform(images.astype(np.float64), [[1, 0, 5, 0, 1, 0]], fill_value=1e300).max() == 1e300
+    model = nn.Sequential([nn.Input((2, 2, 1)), RandomZoom(0.5, fill_mode="constant", fill_value=1e300)])
+    with pytest.raises(ValueError, match="beyond float32's range"):
+        model(images, training=True)
 
 
 def test_op_arguments_are_checked(backend, rng):

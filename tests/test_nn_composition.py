@@ -374,3 +374,28 @@ def test_sequential_of_none_is_an_empty_model_to_add_to():
     model.add(Input(3))
     model.add(nn.Dense(2))
     assert model.predict(np.ones((1, 3))).shape == (1, 2)
+
+
+def test_an_unseeded_model_inside_a_seeded_one_draws_from_its_generator():
+    # Keras' way to augment: a Sequential of augmentation layers first in the model. Unseeded, it
+    # and its layers draw from the outer model's generator, so the outer seed fixes their draws
+    # and initial weights; given a seed of its own, it keeps its own generator.
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 6, 6, 1)), rng.integers(0, 2, 16)
+
+    def model(inner_seed=None):
+        augment = nn.Sequential([nn.RandomFlip("horizontal"), nn.RandomRotation(0.2), nn.Conv2D(2, 3),
+                                 nn.Dropout(0.3)], seed=inner_seed)
+        outer = nn.Sequential([nn.Input((6, 6, 1)), augment, nn.Flatten(), nn.Dense(2, activation="softmax")], seed=0)
+        outer.compile("adam", "sparse_categorical_crossentropy")
+        return outer, augment
+
+    (a, inner_a), (b, _) = model(), model()
+    losses = [m.fit(x, y, batch_size=4, epochs=2).history["loss"] for m in (a, b)]
+    assert losses[0] == losses[1]
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+    assert inner_a.rng is a.rng and all(layer.rng is a.rng for layer in inner_a.layers if hasattr(layer, "rng"))
+    seeded, inner = model(inner_seed=5)
+    seeded.build()
+    assert inner.rng is not seeded.rng and inner.layers[0].rng is inner.rng

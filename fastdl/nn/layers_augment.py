@@ -25,8 +25,8 @@ import numpy as np
 from fastdl import _device
 from fastdl.nn.layers import _same_batch, check_images
 from fastdl.nn.module import Layer, as_layer_input, check_data_format, seeded_generator
-from fastdl.ops.augment import (affine_transform_grad_into, affine_transform_into, check_fill_value, fill_mode_code,
-                                interpolation_code)
+from fastdl.ops.augment import (affine_transform_grad_into, affine_transform_into, check_fill_fits,
+                                check_fill_value, fill_mode_code, interpolation_code)
 
 FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
 
@@ -35,12 +35,15 @@ def check_factor(factor, name, low=-1.0, high=1.0):
     """Keras' factor argument as (lower, upper): a number f gives (-|f|, |f|), a pair (lower,
     upper) itself; every bound within [low, high] and lower <= upper, else a ValueError naming the
     value (a TypeError for what is no number or pair of numbers)."""
-    if _is_number(factor):
-        bounds = (-abs(float(factor)), abs(float(factor)))
-    elif isinstance(factor, (tuple, list)) and len(factor) == 2 and all(_is_number(f) for f in factor):
-        bounds = (float(factor[0]), float(factor[1]))
-    else:
-        raise TypeError(f"{name} must be a number or a (lower, upper) pair of numbers, got {factor!r}")
+    try:
+        if _is_number(factor):
+            bounds = (-abs(float(factor)), abs(float(factor)))
+        elif isinstance(factor, (tuple, list)) and len(factor) == 2 and all(_is_number(f) for f in factor):
+            bounds = (float(factor[0]), float(factor[1]))
+        else:
+            raise TypeError(f"{name} must be a number or a (lower, upper) pair of numbers, got {factor!r}")
+    except OverflowError:  # an int past float range
+        bounds = (-math.inf, math.inf)
     if not all(low <= b <= high for b in bounds):  # NaN fails here too
         raise ValueError(f"{name} must lie in [{low:g}, {high:g}], got {factor!r}")
     if bounds[0] > bounds[1]:
@@ -87,6 +90,7 @@ class _RandomTransform(Layer):
             return x
         if self.rng is None:
             self.rng = np.random.default_rng()
+        check_fill_fits(self._fill_value, x.dtype)
         n, h, w, _ = x.shape
         matrices = np.ascontiguousarray(self._draw(n, h, w), dtype=np.float64)
         if self.on_device:

@@ -27,6 +27,7 @@ def init_model_basics(model, name, dtype, backend, seed):
         raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
     model.backend = backend
     model.rng = seeded_generator(seed)
+    model.seeded = seed is not None  # (unseeded, it draws from the generator of a model it becomes a layer of)
     model.input_shape = model.output_shape = None
     model.built = False
     model._buffers = {}
@@ -100,7 +101,10 @@ def weighted(model, dout, weight, key):
 def build_in_model(model, layer, shape):
     """Build a layer of `model` for inputs of `shape` (unless built already) with the model's
     generator and dtype; a model inside another computes in the same dtype (its weights are in
-    its own)."""
+    its own), and draws from the outer model's generator unless it was given a seed of its own
+    (as an unseeded Dropout does: an augmentation Sequential inside a model seeded is seeded)."""
+    if isinstance(layer, Training) and not getattr(layer, "seeded", True) and layer.rng is not model.rng:
+        share_generator(layer, model.rng)
     if not layer.built:
         build_layer(layer, shape, model.rng, model.dtype)
         if hasattr(layer, "rng") and layer.rng is None:
@@ -108,6 +112,18 @@ def build_in_model(model, layer, shape):
     if isinstance(layer, Training) and layer.dtype != model.dtype:
         raise ValueError(f"model {layer.name!r} computes in {layer.dtype}, the model {model.name!r} it is a layer "
                          f"of in {model.dtype}: give both the same dtype")
+
+
+def share_generator(nested, rng):
+    """Make the unseeded model `nested` draw from `rng`: it, and its layers and models that drew
+    from its own generator."""
+    own, nested.rng = nested.rng, rng
+    for layer in nested.layers:
+        if getattr(layer, "rng", None) is own:
+            if isinstance(layer, Training):
+                share_generator(layer, rng)
+            else:
+                layer.rng = rng
 
 
 def record_input_logits(layer, x):
@@ -222,8 +238,9 @@ class Sequential(Training):
     def build(self, input_shape=None, rng=None, dtype=None):
         """Create every layer's parameters for inputs of shape (batch, *input_shape).
 
-        A model built as a layer of another keeps its own generator and dtype (rng and dtype,
-        the Layer arguments, are checked, not used).
+        A model built as a layer of another keeps its own dtype (dtype, a Layer argument, is
+        checked, not used) and, where it was given a seed, its own generator; unseeded, it draws
+        from the other's (build_in_model).
         """
         if dtype is not None and np.dtype(dtype) != self.dtype:
             raise ValueError(f"model {self.name!r} computes in {self.dtype}, not {np.dtype(dtype)}: give both "

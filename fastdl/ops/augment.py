@@ -42,9 +42,22 @@ def check_fill_value(fill_value):
     """fill_value as a finite Python float (a bool, a string or NaN is refused)."""
     if isinstance(fill_value, bool) or not isinstance(fill_value, numbers.Real):
         raise TypeError(f"fill_value must be a real number, got {fill_value!r}")
-    if not math.isfinite(fill_value):
+    try:
+        value = float(fill_value)
+    except OverflowError:  # an int past float range
+        value = math.inf
+    if not math.isfinite(value):
         raise ValueError(f"fill_value must be finite, got {fill_value!r}")
-    return float(fill_value)
+    return value
+
+
+def check_fill_fits(fill_value, dtype):
+    """ValueError where fill_value is past the images' float dtype's range (1e300 for float32
+    images), which would fill with infinity."""
+    with np.errstate(over="ignore"):
+        if not np.isfinite(np.dtype(dtype).type(fill_value)):
+            raise ValueError(f"fill_value {fill_value!r} is beyond {np.dtype(dtype)}'s range: it would fill the images "
+                             "with infinity")
 
 
 def check_matrices(matrices, n_images, height, width):
@@ -100,6 +113,7 @@ def affine_transform(images, matrices, interpolation="bilinear", fill_mode="cons
     matrices = check_matrices(matrices, *images.shape[:3])
     on_cuda = _backend.resolve("augment", backend) == "cuda"  # an unknown or unavailable backend fails here
     _, images = as_compute_all(images)
+    check_fill_fits(fill_value, images.dtype)
     out = np.empty_like(images)
     if on_cuda:
         return host_call(affine_transform_into, images, matrices, Out(out), fill, fill_value, interp)
