@@ -368,6 +368,9 @@ def test_a_fill_value_past_the_images_dtype_is_refused(rng):
     model = nn.Sequential([nn.Input((2, 2, 1)), RandomZoom(0.5, fill_mode="constant", fill_value=1e300)])
     with pytest.raises(ValueError, match="beyond float32's range"):
         model(images, training=True)
+    # Only "constant" reads it (as in Keras): another mode takes any finite value.
+    affine_transform(images, [[1, 0, 5, 0, 1, 0]], fill_mode="reflect", fill_value=1e300)
+    nn.Sequential([nn.Input((2, 2, 1)), RandomZoom(0.5, fill_value=1e300)])(images, training=True)
 
 
 def test_op_arguments_are_checked(backend, rng):

@@ -398,7 +398,7 @@ def test_a_second_interrupt_before_the_epoch_goes_on_keeps_where_it_stopped():
     _assert_same_weights(model, ref)
 
 
-@pytest.mark.parametrize("change", ["compile", "set_weights", "other data"])
+@pytest.mark.parametrize("change", ["compile", "set_weights", "other data", "other targets", "other weights"])
 def test_the_stopped_epoch_starts_again_after_a_change(change):
     x, y = _blobs()
     model = _dropout_mlp()
@@ -408,10 +408,13 @@ def test_the_stopped_epoch_starts_again_after_a_change(change):
         model.compile(nn.Adam(0.01), "sparse_categorical_crossentropy")
     elif change == "set_weights":
         model.set_weights(model.get_weights())
-    else:
+    elif change == "other data":
         x = x[::-1].copy()
+    elif change == "other targets":
+        y = (y + 1) % 3
+    weights = {"sample_weight": np.full(len(x), 2.0)} if change == "other weights" else {}
     steps = model.optimizer.iterations
-    history = model.fit(x, y, batch_size=8, epochs=1)
+    history = model.fit(x, y, batch_size=8, epochs=1, **weights)
     assert model.optimizer.iterations - steps == 5 and model.epochs_trained == 1
     assert ("accuracy" in history.history) == (change != "compile")
 
@@ -479,6 +482,59 @@ def test_a_model_holding_an_iterators_batch_copies_without_it():
         model.fit(batches, steps_per_epoch=5)
     undo()
     for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
-        assert twin._unfinished is None and "_held_batches" not in twin.__dict__
+        assert twin._unfinished is None and "_held_batch" not in twin.__dict__
         _assert_same_weights(twin, model)
-    assert model._unfinished is not None and model.__dict__["_held_batches"]
+    assert model._unfinished is not None and model._held_batch is not None
+
+
+@pytest.mark.parametrize("where", ["first step", "epoch begin"])
+def test_an_epoch_stopped_before_its_first_step_keeps_its_scheduled_rate(where):
+    # No step taken, no record: the rate goes back to the one the schedule set it from.
+    x, y = _blobs()
+
+    def schedule():
+        return nn.LearningRateScheduler(lambda epoch, lr: lr * 0.7)
+
+    ref = _dropout_mlp()
+    ref.fit(x, y, batch_size=8, epochs=2, callbacks=[schedule()])
+    model = _dropout_mlp()
+    if where == "first step":
+        callbacks, undo = [schedule()], _interrupt_step(model, 6)
+    else:
+        stop = nn.LambdaCallback(on_epoch_begin=lambda epoch, logs: epoch and (_ for _ in ()).throw(KeyboardInterrupt))
+        callbacks, undo = [schedule(), stop], (lambda: None)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=8, epochs=2, callbacks=callbacks)
+    undo()
+    assert model.epochs_trained == 1 and model.optimizer.iterations == 5
+    model.fit(x, y, batch_size=8, epochs=1, callbacks=[schedule()])
+    _assert_same_weights(model, ref)
+    assert model.optimizer.learning_rate == ref.optimizer.learning_rate
+
+
+def test_a_stopped_epoch_saved_goes_on_only_in_a_model_compiled_alike(tmp_path):
+    x, y = _blobs()
+    model = _dropout_mlp()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=8, epochs=3, initial_epoch=1, callbacks=[_StopAt(2)])
+    model.save(tmp_path / "stopped.npz")  # (its epoch, 1, past the 0 epochs counted: initial_epoch)
+    alike = _dropout_mlp().load(tmp_path / "stopped.npz")
+    alike.fit(x, y, batch_size=8, epochs=3, initial_epoch=1)
+    assert alike.optimizer.iterations == 2 + 3 + 5
+    other = _dropout_mlp()
+    other.compile(nn.Adam(0.01), "sparse_categorical_crossentropy")  # no accuracy logged
+    other.load(tmp_path / "stopped.npz")
+    history = other.fit(x, y, batch_size=8, epochs=2, initial_epoch=1)
+    assert other.optimizer.iterations == 2 + 5 and list(history.history) == ["loss"]
+
+
+def test_a_model_holds_one_iterators_batch():
+    x, y = _blobs()
+    model = _dropout_mlp()
+    for _ in range(3):  # a notebook cell run again: a new generator each time
+        undo = _interrupt_step(model, 2)
+        with pytest.raises(KeyboardInterrupt):
+            model.fit(_batches(x, y), steps_per_epoch=5)
+        undo()
+    iterator, item, _ = model._held_batch  # the last generator's batch only: the others are let go
+    assert item[0].shape == (8, 4) and "_held_batches" not in vars(model)

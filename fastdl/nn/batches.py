@@ -185,16 +185,16 @@ class ArrayBatches:
         for first in range(0 if start is None else start.batch * self.batch_size, n, self.batch_size):
             yield self.model._training_batch(self.x, self.y, self.order, first, self.batch_size)
 
-    def unfinished(self, epoch, batch, seen, totals, rates):
+    def unfinished(self, epoch, batch, seen, totals, rates, compiled):
         """Where this epoch stopped, for fit to go on from (Unfinished)."""
-        return Unfinished(epoch, batch, seen, totals, rates, order=self.order, batch_size=self.batch_size,
+        return Unfinished(epoch, batch, seen, totals, rates, compiled, order=self.order, batch_size=self.batch_size,
                           shuffle=self.shuffle, fingerprint=self.fingerprint)
 
     def goes_on_from(self, unfinished):
         """Whether fit's next epoch over these arrays is the one `unfinished` stopped in: the same
         x (by its fingerprint), batch size and shuffling (its order is then taken on)."""
         return (unfinished.order is not None and len(unfinished.order) == self.x.shape[0]
-                and unfinished.fingerprint == self.fingerprint
+                and self.fingerprint is not None and unfinished.fingerprint == self.fingerprint
                 and unfinished.batch_size == self.batch_size and unfinished.shuffle == self.shuffle)
 
     def put_back(self):
@@ -205,48 +205,65 @@ class Unfinished:
     """An epoch that Ctrl-C (or an error) stopped after some of its steps, or not yet counted
     trained, kept on the model so that the next fit goes on with its next batch, as a run never
     interrupted would: its index, the batches taken, the samples seen and the logs' running
-    totals, the learning rates from before the callbacks' on_epoch_begin and after it, and for
-    arrays the epoch's order with the batch size, shuffling and fingerprint of x it was drawn for
-    (for an iterator: the iterator)."""
+    totals, the learning rates from before the callbacks' on_epoch_begin and after it, what the
+    model was compiled as (Fitting._compiled_as), and for arrays the epoch's order with the batch
+    size, shuffling and fingerprint of the data it was drawn for (for an iterator: the iterator)."""
 
-    def __init__(self, epoch, batch, seen, totals, rates, order=None, batch_size=None, shuffle=None,
+    def __init__(self, epoch, batch, seen, totals, rates, compiled, order=None, batch_size=None, shuffle=None,
                  fingerprint=None, iterator=None):
         self.epoch, self.batch, self.seen, self.totals, self.rates = epoch, batch, seen, dict(totals), tuple(rates)
+        self.compiled = compiled
         self.order, self.batch_size, self.shuffle, self.fingerprint = order, batch_size, shuffle, fingerprint
         self.iterator = iterator
 
     def meta(self):
         """What `save` keeps of it (an epoch over arrays only: an iterator is not saved), as JSON
         and the order apart; None for an iterator's."""
-        if self.order is None:
+        if self.order is None or self.fingerprint is None:
             return None
         return {"epoch": self.epoch, "batch": self.batch, "seen": self.seen, "totals": self.totals,
-                "rates": list(self.rates), "batch_size": self.batch_size, "shuffle": self.shuffle,
-                "fingerprint": self.fingerprint}
+                "rates": list(self.rates), "compiled": self.compiled, "batch_size": self.batch_size,
+                "shuffle": self.shuffle, "fingerprint": self.fingerprint}
 
     @classmethod
     def from_meta(cls, meta, order):
-        return cls(meta["epoch"], meta["batch"], meta["seen"], meta["totals"], meta["rates"], order=order,
-                   batch_size=meta["batch_size"], shuffle=meta["shuffle"], fingerprint=meta["fingerprint"])
+        return cls(meta["epoch"], meta["batch"], meta["seen"], meta["totals"], meta["rates"], meta["compiled"],
+                   order=order, batch_size=meta["batch_size"], shuffle=meta["shuffle"], fingerprint=meta["fingerprint"])
 
 
-def fingerprint(x):
-    """A short digest of a host array's shape, dtype and 16 of its samples, evenly spread: what
-    tells fit that a next fit is over the same x (to go on with an interrupted epoch) in
-    microseconds, where other data of the same length almost surely differs in one of them. A
-    device array's is its identity."""
+def fingerprint(x, y):
+    """A short digest of fit's data: x's shape and dtype, and 16 of its samples, evenly spread,
+    with their targets and weights: what tells fit that a next fit is over the same data (to go
+    on with an interrupted epoch), in microseconds, where other data of the same length almost
+    surely differs in one of them. None for x on the device (its epoch starts again)."""
     if _device.is_device(x):
-        return f"device:{id(x)}"
+        return None
     digest = hashlib.sha256(f"{x.shape}{x.dtype.str}".encode())
-    for index in sorted({round(i * (x.shape[0] - 1) / 15) for i in range(16)} if x.shape[0] else ()):
-        digest.update(np.ascontiguousarray(x[index]).tobytes())
+    rows = sorted({round(i * (x.shape[0] - 1) / 15) for i in range(16)} if x.shape[0] else ())
+
+    def add(part):
+        if isinstance(part, dict):
+            for key in sorted(part, key=str):
+                digest.update(str(key).encode())
+                add(part[key])
+        elif hasattr(part, "targets") and hasattr(part, "weights"):  # (weights.WeightedTargets)
+            add(part.targets)
+            add(part.weights)
+        else:
+            part = np.asarray(part)
+            digest.update(f"{part.shape}{part.dtype.str}".encode())
+            digest.update(np.ascontiguousarray(part[rows] if part.ndim else part).tobytes())
+
+    add(x)
+    add(y)
     return digest.hexdigest()[:32]
+
 
 class BatchSource:
     """fit's x where it is an iterator of (x, y) batches: `steps` of them an epoch, or (steps
     None) all it gives. Each batch is checked as fit checks arrays. A batch is drawn only to be
     trained (or to build a model that has no input shape yet); one drawn and not trained (a fit
-    refused after it was drawn, a step Ctrl-C stopped) is held on the model for the next fit on
+    refused after it was drawn, a step Ctrl-C stopped) is held on the model for its next fit on
     the same iterator, so that two fits on it train as one. validation_data is evaluated in
     batches of 32."""
 
@@ -260,26 +277,29 @@ class BatchSource:
         self.current = None  # the item of the batch being trained
 
     def _held(self):
-        """{id(iterator): (iterator, item, the BatchSource that held it)}: the batches drawn from
-        iterators and not trained yet."""
-        return self.model.__dict__.setdefault("_held_batches", {})
+        """The batch the model holds for this iterator, as (iterator, item, the BatchSource that
+        drew it), or None. A model holds one, of the last iterator it was given: one held for
+        another iterator is let go where this one's is held (re-running a notebook cell that makes
+        a new generator would otherwise pile them up)."""
+        held = self.model.__dict__.get("_held_batch")
+        return held if held is not None and held[0] is self.iterator else None
 
     def _hold(self, item):
-        self._held()[id(self.iterator)] = (self.iterator, item, self)
+        self.model._held_batch = (self.iterator, item, self)
 
     def _take_held(self):
         """The batch held for this iterator (taken off the hold), or None."""
-        held = self._held().get(id(self.iterator))
-        if held is None or held[0] is not self.iterator:
+        held = self._held()
+        if held is None:
             return None
-        del self._held()[id(self.iterator)]
+        self.model._held_batch = None
         self.drawn += held[2] is not self  # (one an earlier fit drew counts as this one's)
         return held[1]
 
     def build_model(self):
         """Build the model from the first batch (held for the first epoch), as arrays build it."""
         if self.has_more():
-            self.check(self._held()[id(self.iterator)][1], "x's first batch")
+            self.check(self._held()[1], "x's first batch")
 
     def check(self, item, where):
         """(xb, yb) of an item from the iterator, (x, y) or (x, y, sample_weight), checked as fit's x
@@ -296,8 +316,7 @@ class BatchSource:
 
     def has_more(self):
         """Whether the iterator has a batch left (drawn now, where none is held, and held)."""
-        held = self._held().get(id(self.iterator))
-        if held is None or held[0] is not self.iterator:
+        if self._held() is None:
             item = self._next("for the next epoch")
             if item is _END:
                 return False
@@ -324,8 +343,8 @@ class BatchSource:
                 raise
             yield self.model._as_batch(xb, epoch + 1, batch + 1), yb, xb.shape[0]
 
-    def unfinished(self, epoch, batch, seen, totals, rates):
-        return Unfinished(epoch, batch, seen, totals, rates, iterator=self.iterator)
+    def unfinished(self, epoch, batch, seen, totals, rates, compiled):
+        return Unfinished(epoch, batch, seen, totals, rates, compiled, iterator=self.iterator)
 
     def goes_on_from(self, unfinished):
         return unfinished.iterator is self.iterator

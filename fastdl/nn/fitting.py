@@ -257,7 +257,7 @@ class Fitting:
             self._check_finite(x)
         split = validation_data is None and val is not None  # (x's last samples: named as x's)
         val = self._checked_validation(val, training, *(("x", x.shape[0]) if split else ()))
-        return ArrayBatches(self, self._resident(x), y, batch_size, shuffle, fingerprint(x)), val
+        return ArrayBatches(self, self._resident(x), y, batch_size, shuffle, fingerprint(x, y)), val
 
     def _checked_validation(self, val, training, name="validation x", first=0):
         """The validation arrays (or None), their x checked whole for NaN and infinity where fit
@@ -269,9 +269,16 @@ class Fitting:
 
     def _goes_on(self, epoch, data):
         """Whether fit's epoch `epoch` over `data` goes on from the epoch Ctrl-C stopped
-        (self._unfinished, batches.Unfinished): the same epoch, over the same data."""
+        (self._unfinished, batches.Unfinished): the same epoch, over the same data, logging the
+        same names with the same losses (a model loaded from a file of another compile does not)."""
         unfinished = getattr(self, "_unfinished", None)
-        return unfinished is not None and unfinished.epoch == epoch and data.goes_on_from(unfinished)
+        return (unfinished is not None and unfinished.epoch == epoch and unfinished.compiled == self._compiled_as()
+                and data.goes_on_from(unfinished))
+
+    def _compiled_as(self):
+        """What an epoch's logs depend on besides the data: the names logged and the losses' kinds."""
+        losses = self.loss.values() if isinstance(self.loss, dict) else [self.loss]
+        return "|".join(self.metrics_names + [type(loss).__name__ for loss in losses])
 
     def _fit_epochs(self, first_epoch, last_epoch, data, val, callbacks, validation=None):
         """fit's epochs with the callbacks' hooks over `data` (ArrayBatches or BatchSource); returns
@@ -292,11 +299,16 @@ class Fitting:
             if start is not None and self.optimizer.lr == start.rates[1]:
                 self.optimizer.lr = start.rates[0]  # a schedule's rate is set again from the one it was set from
             rate = self.optimizer.lr  # put back with the weights where the epoch goes non-finite
-            callbacks.on_epoch_begin(epoch)
-            rates = (rate, self.optimizer.lr)
-            logs = guarded(self, lambda: self._train_epoch(data, epoch, callbacks, start, rates),
-                           f"epoch {epoch + 1}" if start is None else f"batch {start.batch + 1} of epoch {epoch + 1}",
-                           rate, start)
+            try:
+                callbacks.on_epoch_begin(epoch)
+                rates = (rate, self.optimizer.lr)
+                logs = guarded(self, lambda: self._train_epoch(data, epoch, callbacks, start, rates),
+                               f"epoch {epoch + 1}" if start is None else f"batch {start.batch + 1} of epoch {epoch + 1}",
+                               rate, start)
+            except BaseException:
+                if getattr(self._unfinished, "epoch", None) != epoch:
+                    self.optimizer.lr = rate  # stopped before its first step: it starts again from its rate
+                raise
             if data.ran_out and not self.stop_training:
                 _warn_ran_out(f"ran out in epoch {epoch + 1}, before its {data.steps} steps: training stopped after "
                               "it", data)
@@ -431,10 +443,10 @@ class Fitting:
                     elif pending is not None and pending[0] == done[0]:  # taken, not yet counted
                         done = _counted(done, pending)
                     if done[0]:
-                        self._unfinished = data.unfinished(epoch, *done, rates)
+                        self._unfinished = data.unfinished(epoch, *done, rates, self._compiled_as())
                 raise
         # Every step taken; until fit counts the epoch (after validation), it goes on from here.
-        self._unfinished = data.unfinished(epoch, *done, rates)
+        self._unfinished = data.unfinished(epoch, *done, rates, self._compiled_as())
         return _means(done)
 
 def _counted(done, pending):

@@ -90,7 +90,8 @@ class _RandomTransform(Layer):
             return x
         if self.rng is None:
             self.rng = np.random.default_rng()
-        check_fill_fits(self._fill_value, x.dtype)
+        if self._fill == fill_mode_code("constant"):  # (the only mode that reads it)
+            check_fill_fits(self._fill_value, x.dtype)
         n, h, w, _ = x.shape
         matrices = np.ascontiguousarray(self._draw(n, h, w), dtype=np.float64)
         if self.on_device:

@@ -378,11 +378,12 @@ def _checked_unfinished(path, data, meta, epochs):
             and all(isinstance(value, (int, float)) for value in info["totals"].values())
             and isinstance(info.get("rates"), list) and len(info["rates"]) == 2
             and all(isinstance(rate, (int, float)) for rate in info["rates"])
-            and isinstance(info.get("fingerprint"), str)
+            and isinstance(info.get("fingerprint"), str) and isinstance(info.get("compiled"), str)
             and order is not None and order.ndim == 1 and order.dtype.kind in "iu")
     if fits:
         n = order.shape[0]
-        fits = (info["epoch"] == epochs and info["batch_size"] >= 1 and 1 <= info["batch"] * info["batch_size"] < n
+        # (an epoch past the count: a fit with initial_epoch)
+        fits = (info["epoch"] >= epochs and info["batch_size"] >= 1 and 1 <= info["batch"] * info["batch_size"] < n
                 + info["batch_size"] and info["seen"] == min(info["batch"] * info["batch_size"], n)
                 and np.array_equal(np.sort(order), np.arange(n)))
     if not fits:

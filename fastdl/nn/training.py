@@ -267,8 +267,8 @@ class Training(Fitting, Batches, Saving, GradientFlags, Layer):
         # copied): the batches held for the next fit on one, and an epoch over one Ctrl-C stopped.
         state = super().__getstate__()
         unfinished = state.get("_unfinished")
-        if "_held_batches" in state or getattr(unfinished, "iterator", None) is not None:
-            state = {key: value for key, value in state.items() if key != "_held_batches"}
+        if state.get("_held_batch") is not None or getattr(unfinished, "iterator", None) is not None:
+            state = {key: value for key, value in state.items() if key != "_held_batch"}
             if getattr(unfinished, "iterator", None) is not None:
                 state["_unfinished"] = None
         return state

@@ -113,7 +113,8 @@ def affine_transform(images, matrices, interpolation="bilinear", fill_mode="cons
     matrices = check_matrices(matrices, *images.shape[:3])
     on_cuda = _backend.resolve("augment", backend) == "cuda"  # an unknown or unavailable backend fails here
     _, images = as_compute_all(images)
-    check_fill_fits(fill_value, images.dtype)
+    if fill == FILL_MODES.index("constant"):  # (the only mode that reads it)
+        check_fill_fits(fill_value, images.dtype)
     out = np.empty_like(images)
     if on_cuda:
         return host_call(affine_transform_into, images, matrices, Out(out), fill, fill_value, interp)
