@@ -169,7 +169,7 @@ class ArrayBatches:
         self.model, self.x, self.y, self.batch_size, self.shuffle = model, x, y, batch_size, shuffle
         self.steps = -(-x.shape[0] // batch_size)
         self.order = None  # the epoch's, once drawn
-        self.fingerprint = fingerprint  # x's (see fingerprint)
+        self.fingerprint = fingerprint  # the data's (see fingerprint)
 
     def has_more(self):
         return True
