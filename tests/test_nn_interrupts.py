@@ -275,13 +275,19 @@ def test_fit_goes_on_from_the_batch_an_interrupt_stopped_at(where):
     assert rest.history["accuracy"] == history.history["accuracy"][1:]
 
 
-def test_a_model_saved_mid_epoch_goes_on_from_there_when_loaded(tmp_path):
+def _stopped(epochs, at):
+    """(x, y, a model trained `epochs` epochs, one alike that Ctrl-C stopped after its `at`-th step)."""
     x, y = _blobs()
     ref = _dropout_mlp()
-    ref.fit(x, y, batch_size=8, epochs=2)
+    ref.fit(x, y, batch_size=8, epochs=epochs)
     model = _dropout_mlp()
     with pytest.raises(KeyboardInterrupt):
-        model.fit(x, y, batch_size=8, epochs=2, callbacks=[_StopAt(8)])
+        model.fit(x, y, batch_size=8, epochs=epochs, callbacks=[_StopAt(at)])
+    return x, y, ref, model
+
+
+def test_a_model_saved_mid_epoch_goes_on_from_there_when_loaded(tmp_path):
+    x, y, ref, model = _stopped(2, 8)
     model.save(tmp_path / "stopped.npz")
     loaded = _dropout_mlp(seed=7).load(tmp_path / "stopped.npz")
     loaded.fit(x, y, batch_size=8, epochs=2 - loaded.epochs_trained)
@@ -385,12 +391,7 @@ def test_an_interrupt_during_validation_leaves_the_epoch_to_validate_only():
 
 
 def test_a_second_interrupt_before_the_epoch_goes_on_keeps_where_it_stopped():
-    x, y = _blobs()
-    ref = _dropout_mlp()
-    ref.fit(x, y, batch_size=8, epochs=1)
-    model = _dropout_mlp()
-    with pytest.raises(KeyboardInterrupt):
-        model.fit(x, y, batch_size=8, epochs=1, callbacks=[_StopAt(3)])
+    x, y, ref, model = _stopped(1, 3)
     stops = nn.LambdaCallback(on_epoch_begin=lambda epoch, logs: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         model.fit(x, y, batch_size=8, epochs=1, callbacks=[stops])
@@ -417,23 +418,6 @@ def test_the_stopped_epoch_starts_again_after_a_change(change):
     history = model.fit(x, y, batch_size=8, epochs=1, **weights)
     assert model.optimizer.iterations - steps == 5 and model.epochs_trained == 1
     assert ("accuracy" in history.history) == (change != "compile")
-
-
-def test_a_schedule_of_the_rate_goes_on_as_if_never_interrupted():
-    # schedule(epoch, lr) sets the rate again from the one it was set from, not from its own.
-    x, y = _blobs()
-
-    def halving():
-        return nn.LearningRateScheduler(lambda epoch, lr: lr * 0.5)
-
-    ref = _dropout_mlp()
-    ref.fit(x, y, batch_size=8, epochs=2, callbacks=[halving()])
-    model = _dropout_mlp()
-    with pytest.raises(KeyboardInterrupt):
-        model.fit(x, y, batch_size=8, epochs=2, callbacks=[halving(), _StopAt(7)])
-    model.fit(x, y, batch_size=8, epochs=2 - model.epochs_trained, callbacks=[halving()])
-    _assert_same_weights(model, ref)
-    assert model.optimizer.learning_rate == ref.optimizer.learning_rate
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -487,9 +471,10 @@ def test_a_model_holding_an_iterators_batch_copies_without_it():
     assert model._unfinished is not None and model._held_batch is not None
 
 
-@pytest.mark.parametrize("where", ["first step", "epoch begin"])
-def test_an_epoch_stopped_before_its_first_step_keeps_its_scheduled_rate(where):
-    # No step taken, no record: the rate goes back to the one the schedule set it from.
+@pytest.mark.parametrize("where", ["after a step", "first step", "epoch begin"])
+def test_a_schedule_of_the_rate_goes_on_as_if_never_interrupted(where):
+    # schedule(epoch, lr) sets the rate again from the one it was set from, not from its own: from
+    # the record of the epoch, or (no step taken, no record) from the rate put back.
     x, y = _blobs()
 
     def schedule():
@@ -498,7 +483,9 @@ def test_an_epoch_stopped_before_its_first_step_keeps_its_scheduled_rate(where):
     ref = _dropout_mlp()
     ref.fit(x, y, batch_size=8, epochs=2, callbacks=[schedule()])
     model = _dropout_mlp()
-    if where == "first step":
+    if where == "after a step":
+        callbacks, undo = [schedule(), _StopAt(7)], (lambda: None)
+    elif where == "first step":
         callbacks, undo = [schedule()], _interrupt_step(model, 6)
     else:
         stop = nn.LambdaCallback(on_epoch_begin=lambda epoch, logs: epoch and (_ for _ in ()).throw(KeyboardInterrupt))
@@ -506,7 +493,7 @@ def test_an_epoch_stopped_before_its_first_step_keeps_its_scheduled_rate(where):
     with pytest.raises(KeyboardInterrupt):
         model.fit(x, y, batch_size=8, epochs=2, callbacks=callbacks)
     undo()
-    assert model.epochs_trained == 1 and model.optimizer.iterations == 5
+    assert model.epochs_trained == 1 and model.optimizer.iterations == (7 if where == "after a step" else 5)
     model.fit(x, y, batch_size=8, epochs=1, callbacks=[schedule()])
     _assert_same_weights(model, ref)
     assert model.optimizer.learning_rate == ref.optimizer.learning_rate
